@@ -1,0 +1,94 @@
+/* mpi_allreduce_bench.c: Open MPI's MPI_Allreduce timed exactly like allreduce_bench.c, the
+ * baseline of bench/compare.sh.
+ *
+ *   mpirun -np 2 --mca btl self,vader build/bench/mpi_allreduce_bench [-b 4K] [-e 256M]
+ *                                                                    [-f 2] [-n 20] [-w 5]
+ *
+ * float32 sum, MPI_IN_PLACE, median per op (max over ranks), then one checked run per size.
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    double v = strtod(s, &end), mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1024, end++;
+    else if (*end == 'M' || *end == 'm') mult = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g') mult = 1024.0 * 1024 * 1024, end++;
+    if (end == s || *end || v <= 0)
+        return -1;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+static int cmp_dbl(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+int main(int argc, char **argv)
+{
+    size_t minb = 4096, maxb = 256u << 20;
+    double factor = 2;
+    int iters = 20, warmup = 5, rank, size;
+    MPI_Init(&argc, &argv);
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "-b")) parse_size(argv[i + 1], &minb);
+        else if (!strcmp(argv[i], "-e")) parse_size(argv[i + 1], &maxb);
+        else if (!strcmp(argv[i], "-f")) factor = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "-n")) iters = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-w")) warmup = atoi(argv[i + 1]);
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    size_t maxc = maxb / 4;
+    float *buf = malloc(maxc * 4);
+    double *t = malloc(sizeof(double) * (size_t)iters);
+    memset(buf, 0, maxc * 4);
+    if (rank == 0)
+        printf("# mpi_allreduce_bench: %d ranks, float32 sum, in place\n"
+               "#%12s %12s %8s %6s %10s %8s %8s %7s\n", size, "size", "count", "type",
+               "redop", "time", "algbw", "busbw", "#wrong");
+    double bw_sum = 0;
+    int nsizes = 0;
+    for (double sz = (double)minb; sz <= (double)maxb * 1.0001; sz *= factor) {
+        int count = (int)((size_t)sz / 4);
+        for (int i = 0; i < warmup; i++)
+            MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        for (int i = 0; i < iters; i++) {
+            double t0 = MPI_Wtime();
+            MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            t[i] = (MPI_Wtime() - t0) * 1e6;
+        }
+        qsort(t, (size_t)iters, sizeof(double), cmp_dbl);
+        double us = t[iters / 2];
+        MPI_Allreduce(MPI_IN_PLACE, &us, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+        for (int i = 0; i < count; i++)
+            buf[i] = (float)((rank + i % 7) % 5);
+        MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        long wrong = 0;
+        for (int i = 0; i < count; i++) {
+            float want = 0;
+            for (int r = 0; r < size; r++)
+                want += (float)((r + i % 7) % 5);
+            wrong += buf[i] != want;
+        }
+        MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+        double algbw = (double)count * 4 / us / 1e3, busbw = algbw * 2.0 * (size - 1) / size;
+        bw_sum += busbw;
+        nsizes++;
+        if (rank == 0)
+            printf(" %12zu %12d %8s %6s %10.2f %8.2f %8.2f %7ld\n", (size_t)count * 4, count,
+                   "float", "sum", us, algbw, busbw, wrong);
+    }
+    if (rank == 0 && nsizes)
+        printf("# Avg bus bandwidth    : %.3f\n", bw_sum / nsizes);
+    free(buf);
+    free(t);
+    MPI_Finalize();
+    return 0;
+}

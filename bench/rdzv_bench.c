@@ -1,0 +1,409 @@
+/* rdzv_bench.c: how fast N clients join one rendezvous store.
+ *
+ *   rdzv_bench [--clients N] [--addr HOST:PORT] [--token T] [--window W]
+ *
+ * N simulated clients live in this one process on non-blocking sockets, driven by one epoll
+ * loop that speaks the wire protocol itself (this file includes the internal headers
+ * rendezvous/store.h and rendezvous/proto.h). Each client connects, does the HMAC handshake
+ * (and checks the store's proof), SETs its address under its own key, ADDs 1 to a shared
+ * counter, and WAITs for the key "done", which the client whose ADD returns N sets. The time
+ * is from the first connect to the last WAIT answered: every client joined. At most W
+ * clients are in their handshake at once (default 1024; the listen backlog holds 4096), the
+ * way a real launcher would pace itself.
+ *
+ * Without --addr the store runs in this process on a thread; when the open-file hard limit
+ * cannot hold both ends of N connections (2N descriptors) it runs in a forked child instead.
+ * Without --clients it sweeps 128, 1024, 4096 and 10000 clients. After each round one
+ * ordinary client checks the counter and the last address, so a wrong store fails the run.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <netdb.h>
+
+#include "common/param.h"
+#include "rendezvous/proto.h"
+#include "rendezvous/store.h"
+
+enum {
+    ST_CONNECT,
+    ST_CHALLENGE,
+    ST_RESULT,
+    ST_SET,
+    ST_ADD,
+    ST_DONE_SET,
+    ST_WAIT,
+    ST_JOINED,
+    ST_BYE,
+    ST_CLOSED
+};
+
+struct sim {
+    int fd, state, id;
+    uint8_t cn[BT__RDZV_NONCE], sn[BT__RDZV_NONCE];
+    uint8_t buf[64];
+    size_t have; /* bytes in buf */
+};
+
+struct round {
+    int n, window, started, inflight, joined, failed;
+    int ep;
+    struct sim *sims;
+    uint8_t *seen; /* ADD results seen, 1..n */
+    uint8_t key[32];
+    struct addrinfo *ai;
+    char prefix[32];
+};
+
+static pid_t store_child = -1; /* the forked store, if any */
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    if (store_child > 0) {
+        kill(store_child, SIGKILL);
+        waitpid(store_child, NULL, 0);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "rdzv_bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static void sim_fail(struct round *r, struct sim *s, const char *why)
+{
+    if (r->failed++ < 5)
+        fprintf(stderr, "rdzv_bench: client %d failed in state %d: %s\n", s->id, s->state, why);
+    if (s->state <= ST_RESULT) r->inflight--;
+    close(s->fd);
+    s->fd = -1;
+    s->state = ST_CLOSED;
+}
+
+static int sim_send(struct round *r, struct sim *s, const void *p, size_t n)
+{
+    ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
+    if (w != (ssize_t)n) { /* a few dozen bytes on an idle socket always fit */
+        sim_fail(r, s, w < 0 ? strerror(errno) : "short send");
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends one request frame: cmd with a key and, for SET, a value; for ADD a delta. */
+static void sim_request(struct round *r, struct sim *s, uint8_t cmd, const char *key,
+                        const char *val)
+{
+    struct bt__wbuf b = {0};
+    uint8_t stack[256];
+    b.p = stack;
+    b.cap = sizeof(stack);
+    size_t f = bt__wbuf_frame_begin(&b, cmd);
+    if (cmd == BT__RDZV_WAIT) {
+        bt__wbuf_u32(&b, BT__RDZV_NO_TIMEOUT);
+        bt__wbuf_u32(&b, 1);
+    }
+    if (cmd != BT__RDZV_GOODBYE) bt__wbuf_bytes(&b, key, strlen(key));
+    if (cmd == BT__RDZV_SET) bt__wbuf_bytes(&b, val, strlen(val));
+    if (cmd == BT__RDZV_ADD) bt__wbuf_u64(&b, 1);
+    bt__wbuf_frame_end(&b, f);
+    s->have = 0;
+    sim_send(r, s, b.p, b.len);
+}
+
+static void sim_start(struct round *r, struct sim *s)
+{
+    s->fd = socket(r->ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) die("socket: %s (client %d; raise ulimit -n)", strerror(errno), s->id);
+    r->inflight++;
+    s->state = ST_CONNECT;
+    if (connect(s->fd, r->ai->ai_addr, r->ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        sim_fail(r, s, strerror(errno));
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = s};
+    if (epoll_ctl(r->ep, EPOLL_CTL_ADD, s->fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
+}
+
+static void sim_connected(struct round *r, struct sim *s)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+    if (soerr) {
+        sim_fail(r, s, strerror(soerr));
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+    epoll_ctl(r->ep, EPOLL_CTL_MOD, s->fd, &ev);
+    uint8_t hello[BT__RDZV_HELLO_LEN];
+    bt__rdzv_random(s->cn, sizeof(s->cn));
+    bt__rdzv_hello(hello, BT__RDZV_VERSION, BT__RDZV_KIND_BENCH, s->cn);
+    s->state = ST_CHALLENGE;
+    s->have = 0;
+    sim_send(r, s, hello, sizeof(hello));
+}
+
+/* The client's next step once a whole message sits in s->buf. */
+static void sim_step(struct round *r, struct sim *s)
+{
+    char key[64], val[64];
+    uint8_t mac[BT__RDZV_MAC];
+    const uint8_t *b = s->buf;
+    switch (s->state) {
+    case ST_CHALLENGE:
+        if (bt__le64(b) != BT__RDZV_MAGIC || bt__le32(b + 12) != BT__RDZV_OK) {
+            sim_fail(r, s, "challenge refused");
+            return;
+        }
+        memcpy(s->sn, b + 16, BT__RDZV_NONCE);
+        bt__rdzv_mac(r->key, BT__RDZV_LABEL_CLIENT, s->cn, s->sn, mac);
+        s->state = ST_RESULT;
+        s->have = 0;
+        sim_send(r, s, mac, sizeof(mac));
+        return;
+    case ST_RESULT:
+        bt__rdzv_mac(r->key, BT__RDZV_LABEL_SERVER, s->sn, s->cn, mac);
+        if (bt__le32(b) != BT__RDZV_OK || !bt__rdzv_mac_equal(mac, b + 4)) {
+            sim_fail(r, s, "token refused or store proof wrong");
+            return;
+        }
+        r->inflight--;
+        s->state = ST_SET;
+        snprintf(key, sizeof(key), "%s/addr/%d", r->prefix, s->id);
+        snprintf(val, sizeof(val), "10.%d.%d.%d:29500", s->id >> 16 & 255, s->id >> 8 & 255,
+                 s->id & 255);
+        sim_request(r, s, BT__RDZV_SET, key, val);
+        return;
+    default:
+        break;
+    }
+    if (b[4] != BT__RDZV_OK) {
+        sim_fail(r, s, "request refused");
+        return;
+    }
+    snprintf(key, sizeof(key), "%s/done", r->prefix);
+    if (s->state == ST_SET) {
+        s->state = ST_ADD;
+        snprintf(key, sizeof(key), "%s/joined", r->prefix);
+        sim_request(r, s, BT__RDZV_ADD, key, NULL);
+    } else if (s->state == ST_ADD) {
+        int64_t v = (int64_t)bt__le64(b + 5);
+        if (v < 1 || v > r->n || r->seen[v - 1]++) {
+            sim_fail(r, s, "ADD returned a wrong or repeated count");
+            return;
+        }
+        s->state = v == r->n ? ST_DONE_SET : ST_WAIT;
+        sim_request(r, s, v == r->n ? BT__RDZV_SET : BT__RDZV_WAIT, key, "1");
+    } else if (s->state == ST_DONE_SET) {
+        s->state = ST_WAIT;
+        sim_request(r, s, BT__RDZV_WAIT, key, NULL);
+    } else if (s->state == ST_WAIT) {
+        s->state = ST_JOINED;
+        r->joined++;
+    }
+}
+
+/* Bytes the message now expected needs in total (0: not known yet). */
+static size_t sim_need(const struct sim *s)
+{
+    if (s->state == ST_CHALLENGE) return BT__RDZV_CHALLENGE_LEN;
+    if (s->state == ST_RESULT) return BT__RDZV_RESULT_LEN;
+    return s->have >= 4 ? 4 + (size_t)bt__le32(s->buf) : 0;
+}
+
+static void sim_readable(struct round *r, struct sim *s)
+{
+    ssize_t n = recv(s->fd, s->buf + s->have, sizeof(s->buf) - s->have, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (s->state == ST_BYE) { /* the store closed after our goodbye */
+            close(s->fd);
+            s->fd = -1;
+            s->state = ST_CLOSED;
+            r->joined--;
+            return;
+        }
+        sim_fail(r, s, n == 0 ? "closed by the store" : strerror(errno));
+        return;
+    }
+    s->have += (size_t)n;
+    size_t need = sim_need(s);
+    if (need > sizeof(s->buf)) {
+        sim_fail(r, s, "reply too long");
+        return;
+    }
+    if (need && s->have >= need && s->state != ST_BYE) sim_step(r, s);
+}
+
+static void drive(struct round *r, int64_t deadline, int until_joined)
+{
+    struct epoll_event evs[1024];
+    for (;;) {
+        if (until_joined ? r->joined + r->failed >= r->n : r->joined <= 0) return;
+        while (until_joined && r->inflight < r->window && r->started < r->n)
+            sim_start(r, &r->sims[r->started++]);
+        if (bt__now_ns() > deadline)
+            die("%d clients: only %d joined (%d failed) before the deadline", r->n, r->joined,
+                r->failed);
+        int k = epoll_wait(r->ep, evs, 1024, 100);
+        for (int i = 0; i < k; i++) {
+            struct sim *s = evs[i].data.ptr;
+            if (s->state == ST_CONNECT)
+                sim_connected(r, s);
+            else if (s->state != ST_CLOSED)
+                sim_readable(r, s);
+        }
+    }
+}
+
+/* Checks the store with an ordinary client: the counter reached n and the last address is
+ * there. */
+static void verify(const char *host, int port, const char *token, const struct round *r)
+{
+    struct bt__store *st;
+    struct bt__err err = {0};
+    char key[64], want[64];
+    void *v;
+    size_t len;
+    if (bt__store_connect(host, port, token, NULL, &st, &err) != BT_OK) die("verify: %s", err.msg);
+    snprintf(key, sizeof(key), "%s/joined", r->prefix);
+    snprintf(want, sizeof(want), "%d", r->n);
+    if (bt__store_get(st, key, &v, &len, 5.0) != BT_OK || strcmp(v, want) != 0)
+        die("verify: %s is not %s: %s", key, want, bt__store_error(st));
+    free(v);
+    int last = r->n - 1;
+    snprintf(key, sizeof(key), "%s/addr/%d", r->prefix, last);
+    snprintf(want, sizeof(want), "10.%d.%d.%d:29500", last >> 16 & 255, last >> 8 & 255,
+             last & 255);
+    if (bt__store_get(st, key, &v, &len, 5.0) != BT_OK || strcmp(v, want) != 0)
+        die("verify: %s is not %s", key, want);
+    free(v);
+    bt__store_close(st);
+}
+
+static double run_round(const char *host, int port, const char *token, int n, int window,
+                        int round_no)
+{
+    struct round r = {.n = n, .window = window};
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    if (getaddrinfo(host, ps, &hints, &r.ai) != 0) die("cannot resolve %s", host);
+    snprintf(r.prefix, sizeof(r.prefix), "bench%d", round_no);
+    bt__rdzv_key(token, r.key);
+    r.sims = calloc((size_t)n, sizeof(*r.sims));
+    r.seen = calloc((size_t)n, 1);
+    r.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!r.sims || !r.seen || r.ep < 0) die("out of memory or descriptors");
+    for (int i = 0; i < n; i++)
+        r.sims[i] = (struct sim){.fd = -1, .state = ST_CONNECT, .id = i};
+    int64_t t0 = bt__now_ns();
+    drive(&r, t0 + 120000000000LL, 1);
+    double took = (double)(bt__now_ns() - t0) / 1e9;
+    if (r.failed) die("%d of %d clients failed", r.failed, n);
+    verify(host, port, token, &r);
+    /* Goodbye from everyone; the store closes first, so its side holds the TIME_WAITs. */
+    for (int i = 0; i < n; i++) {
+        r.sims[i].state = ST_BYE;
+        sim_request(&r, &r.sims[i], BT__RDZV_GOODBYE, NULL, NULL);
+    }
+    drive(&r, bt__now_ns() + 60000000000LL, 0);
+    close(r.ep);
+    free(r.sims);
+    free(r.seen);
+    freeaddrinfo(r.ai);
+    return took;
+}
+
+static rlim_t raise_nofile(void)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    return rl.rlim_max;
+}
+
+int main(int argc, char **argv)
+{
+    int sweep[] = {128, 1024, 4096, 10000}, nsweep = 4, one = 0, window = 1024, port = 0;
+    char host[256] = "127.0.0.1";
+    const char *token = bt__env_str("BATON_TOKEN", "rdzv-bench-token");
+    for (int i = 1; i < argc; i++) {
+        int64_t v;
+        if (!strcmp(argv[i], "--clients") && i + 1 < argc && !bt__parse_int(argv[++i], &v) &&
+            v > 0 && v <= 1000000)
+            one = (int)v;
+        else if (!strcmp(argv[i], "--window") && i + 1 < argc && !bt__parse_int(argv[++i], &v) &&
+                 v > 0)
+            window = (int)v;
+        else if (!strcmp(argv[i], "--addr") && i + 1 < argc &&
+                 !bt__parse_endpoint(argv[++i], host, sizeof(host), &port))
+            ;
+        else if (!strcmp(argv[i], "--token") && i + 1 < argc)
+            token = argv[++i];
+        else {
+            fprintf(stderr,
+                    "usage: rdzv_bench [--clients N] [--addr HOST:PORT] [--token T] "
+                    "[--window W]\n(bad or unknown argument '%s')\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+    if (one) {
+        sweep[0] = one;
+        nsweep = 1;
+    }
+    int maxn = sweep[nsweep - 1];
+    rlim_t lim = raise_nofile();
+    struct bt__store_server *srv = NULL;
+    if (port == 0) {
+        struct bt__err err = {0};
+        if (bt__store_server_create("127.0.0.1", 0, token, &srv, &port, &err) != BT_OK)
+            die("%s", err.msg);
+        if ((rlim_t)(2 * maxn + 64) > lim) {
+            printf("rdzv_bench: store in a child process (open-file limit %llu < 2 x %d)\n",
+                   (unsigned long long)lim, maxn);
+            fflush(stdout);
+            pid_t parent = getpid();
+            store_child = fork();
+            if (store_child < 0) die("fork: %s", strerror(errno));
+            if (store_child == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the bench */
+                if (getppid() != parent) _exit(1);
+                _exit(bt__store_server_run(srv) == BT_OK ? 0 : 1);
+            }
+            bt__store_server_destroy(srv); /* the parent's copies */
+            srv = NULL;
+        } else if (bt__store_server_start(srv) != BT_OK) {
+            die("cannot start the store thread");
+        }
+    } else if ((rlim_t)(maxn + 64) > lim) {
+        die("open-file limit %llu is too low for %d clients", (unsigned long long)lim, maxn);
+    }
+    for (int i = 0; i < nsweep; i++) {
+        double t = run_round(host, port, token, sweep[i], window, i);
+        printf("rdzv_bench: %d clients joined in %.3f s\n", sweep[i], t);
+        fflush(stdout);
+    }
+    bt__store_server_destroy(srv);
+    if (store_child > 0) {
+        kill(store_child, SIGTERM);
+        waitpid(store_child, NULL, 0);
+    }
+    return 0;
+}

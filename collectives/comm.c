@@ -1,0 +1,389 @@
+/* comm.c: the communicator: bt_init from the launcher's env, bt__comm_create for everything
+ * else (tests build one per thread), accessors, error detail, scratch space, and the waiting
+ * discipline every transport follows (timeout, stall warning, the launcher's failure notice).
+ *
+ * bt_init reads the env contract of DESIGN.md (BATON_RANK, BATON_WORLD_SIZE, BATON_RDZV,
+ * BATON_TOKEN, ...), connects to the store that node 0's launcher hosts, and sets up the
+ * transports. A process with no BATON_* env is a job of one and needs no store. Store keys of
+ * workers live under "w/<restart count>/" so a restarted generation never sees its
+ * predecessor's keys.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "collectives/comm.h"
+#include "collectives/transport.h"
+#include "common/log.h"
+#include "common/param.h"
+#include "common/sock.h"
+
+BT_PARAM_DBL(timeout_s, "BATON_TIMEOUT", 300.0)
+BT_PARAM_DBL(stall_warn_s, "BATON_STALL_WARN", 60.0)
+BT_PARAM_STR(transport, "BATON_TRANSPORT", "auto")
+BT_PARAM_STR(algo, "BATON_ALGO", "auto")
+
+static __thread struct bt__err init_err;
+
+size_t bt_dtype_size(bt_dtype dtype)
+{
+    static const size_t sizes[BT_DTYPE_COUNT] = {4, 8, 2, 2, 4, 8, 1};
+    return (unsigned)dtype < BT_DTYPE_COUNT ? sizes[dtype] : 0;
+}
+
+double bt__comm_timeout_s(void)
+{
+    return bt__param_timeout_s();
+}
+
+double bt__comm_stall_warn_s(void)
+{
+    return bt__param_stall_warn_s();
+}
+
+/* ---- env (bt_init) ---- */
+
+/* Reads a non-negative integer env variable; a missing one takes deflt (-1: required). */
+static int env_int(const char *name, int deflt, int *out)
+{
+    const char *s = getenv(name);
+    int64_t v;
+    if (!s || !*s) {
+        if (deflt < 0)
+            return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
+                               "%s is not set; hint: start the program with `baton run`", name);
+        *out = deflt;
+        return BT_OK;
+    }
+    if (bt__parse_int(s, &v) != 0 || v < 0 || v > 1 << 24)
+        return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
+                           "%s='%s' is not a non-negative integer", name, s);
+    *out = (int)v;
+    return BT_OK;
+}
+
+static int read_env(struct bt__comm_cfg *c)
+{
+    BT_CHECK(env_int("BATON_WORLD_SIZE", -1, &c->size));
+    BT_CHECK(env_int("BATON_RANK", -1, &c->rank));
+    BT_CHECK(env_int("BATON_LOCAL_RANK", c->rank, &c->local_rank));
+    BT_CHECK(env_int("BATON_LOCAL_WORLD_SIZE", c->size, &c->local_size));
+    BT_CHECK(env_int("BATON_NODE_RANK", 0, &c->node_rank));
+    BT_CHECK(env_int("BATON_NNODES", 1, &c->nnodes));
+    BT_CHECK(env_int("BATON_RESTART_COUNT", 0, &c->generation));
+    return BT_OK;
+}
+
+static int read_rdzv(struct bt__comm_cfg *c, char *host, size_t cap)
+{
+    const char *rdzv = getenv("BATON_RDZV");
+    if (!rdzv || bt__parse_endpoint(rdzv, host, cap, &c->store_port) != 0 ||
+        c->store_port == 0)
+        return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
+                           "BATON_RDZV='%s' is not HOST:PORT; hint: start the program with "
+                           "`baton run`",
+                           rdzv ? rdzv : "");
+    c->store_host = host;
+    const char *token = getenv("BATON_TOKEN");
+    c->token = token ? token : "";
+    return BT_OK;
+}
+
+int bt_init(bt_comm **out)
+{
+    if (!out)
+        return BT_ERR_INVALID_ARG;
+    *out = NULL;
+    bt__err_clear(&init_err);
+    struct bt__comm_cfg cfg = {.size = 1, .local_size = 1, .nnodes = 1};
+    char host[256];
+    int rc = BT_OK;
+    if (getenv("BATON_WORLD_SIZE") || getenv("BATON_RANK")) {
+        BT_CHECK_GOTO(read_env(&cfg), rc, fail);
+        if (cfg.size > 1)
+            BT_CHECK_GOTO(read_rdzv(&cfg, host, sizeof(host)), rc, fail);
+    }
+    BT_CHECK_GOTO(bt__comm_create(&cfg, out, &init_err), rc, fail);
+    return BT_OK;
+fail:
+    BT_WARN(INIT, "bt_init failed: %s", init_err.msg);
+    return rc;
+}
+
+/* ---- construction ---- */
+
+static int parse_choice(const char *what, const char *s, const char *const *names, int n,
+                        int *out, struct bt__err *err)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return BT_OK;
+        }
+    return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s='%s' is not one of %s|%s|%s%s%s", what,
+                       s, names[0], names[1], names[2], n > 3 ? "|" : "", n > 3 ? names[3] : "");
+}
+
+static int check_cfg(const struct bt__comm_cfg *g, struct bt__err *err)
+{
+    if (g->size < 1 || g->rank < 0 || g->rank >= g->size || g->local_size < 1 ||
+        g->local_rank < 0 || g->local_rank >= g->local_size || g->nnodes < 1 ||
+        g->node_rank < 0 || g->node_rank >= g->nnodes || g->local_size > g->size)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "inconsistent env: BATON_RANK=%d BATON_WORLD_SIZE=%d "
+                           "BATON_LOCAL_RANK=%d BATON_LOCAL_WORLD_SIZE=%d BATON_NODE_RANK=%d "
+                           "BATON_NNODES=%d",
+                           g->rank, g->size, g->local_rank, g->local_size, g->node_rank,
+                           g->nnodes);
+    return BT_OK;
+}
+
+static int connect_store(struct bt_comm *c, const struct bt__comm_cfg *g, struct bt__err *err)
+{
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(bt__comm_timeout_s()),
+                                 .what = "rendezvous store",
+                                 .hint = "is the launcher of node 0 running?"};
+    struct bt__err e = {0};
+    if (!g->store_host)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE, "rank %d: no rendezvous store given",
+                           g->rank);
+    int rc = bt__store_connect(g->store_host, g->store_port, g->token ? g->token : "", &o,
+                               &c->store, &e);
+    if (rc != BT_OK)
+        return bt__err_set(err, rc, "rank %d: %s", g->rank, e.msg);
+    return BT_OK;
+}
+
+static void hash_token(struct bt_comm *c, const char *token)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = token; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    snprintf(c->token_hash, sizeof(c->token_hash), "%016llx", (unsigned long long)h);
+}
+
+static int make_groups(struct bt_comm *c, struct bt__err *err)
+{
+    c->world_ranks = malloc(sizeof(int) * (size_t)c->size);
+    c->leader_ranks = malloc(sizeof(int) * (size_t)c->nnodes);
+    if (!c->world_ranks || !c->leader_ranks)
+        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    for (int i = 0; i < c->size; i++)
+        c->world_ranks[i] = i;
+    for (int i = 0; i < c->nnodes; i++)
+        c->leader_ranks[i] = i * c->local_size;
+    return BT_OK;
+}
+
+/* Decides which transports this rank needs and sets them up. */
+static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int kind,
+                            struct bt__err *err)
+{
+    int use_tcp = c->size > 1 && (c->nnodes > 1 || kind == BT_TRANSPORT_TCP);
+    int use_shm = c->local_size > 1 && kind != BT_TRANSPORT_TCP;
+    if (kind == BT_TRANSPORT_SHM && c->nnodes > 1)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "BATON_TRANSPORT=shm but the job has %d nodes; hint: unset it",
+                           c->nnodes);
+    int rc = BT_OK;
+    if (use_shm && (rc = bt__shm_create(c, g->shm_slot_bytes)) == BT_OK)
+        c->intra = &bt__shm_ops;
+    if (rc == BT_OK && use_tcp && (rc = bt__tcp_create(c, g->nsocks)) == BT_OK)
+        c->inter = &bt__tcp_ops;
+    if (rc != BT_OK)
+        return bt__err_set(err, rc, "%s", c->err.msg);
+    c->hierarchical = c->intra && c->inter && c->size == c->nnodes * c->local_size &&
+                      c->rank == c->node_rank * c->local_size + c->local_rank;
+    BT_INFO(INIT, "rank %d: transports %s%s%s%s", c->rank, c->intra ? "shm" : "",
+            c->intra && c->inter ? "+" : "", c->inter ? "tcp" : "",
+            c->hierarchical ? " (hierarchical allreduce)" : "");
+    return BT_OK;
+}
+
+int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err *err)
+{
+    static const char *const tnames[] = {"auto", "shm", "tcp"};
+    static const char *const anames[] = {"auto", "ring", "rd", "rabenseifner"};
+    *out = NULL;
+    int kind = 0, rc;
+    BT_CHECK(check_cfg(g, err));
+    BT_CHECK(parse_choice("BATON_TRANSPORT", g->transport ? g->transport : bt__param_transport(),
+                          tnames, 3, &kind, err));
+    struct bt_comm *c = calloc(1, sizeof(*c));
+    if (!c)
+        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    c->rank = g->rank, c->size = g->size, c->local_rank = g->local_rank;
+    c->local_size = g->local_size, c->node_rank = g->node_rank, c->nnodes = g->nnodes;
+    c->generation = g->generation;
+    snprintf(c->prefix, sizeof(c->prefix), "w/%d/", c->generation);
+    BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 4,
+                               &c->algo, err),
+                  rc, fail);
+    bt__log_set_rank(c->rank);
+    if (c->size > 1) {
+        BT_CHECK_GOTO(connect_store(c, g, err), rc, fail);
+        snprintf(c->rdzv_host, sizeof(c->rdzv_host), "%s", g->store_host);
+        c->rdzv_port = g->store_port;
+        hash_token(c, g->token ? g->token : "");
+    }
+    BT_CHECK_GOTO(setup_transports(c, g, kind, err), rc, fail);
+    BT_CHECK_GOTO(make_groups(c, err), rc, fail);
+    BT_INFO(INIT, "rank %d of %d (local %d of %d, node %d of %d) joined", c->rank, c->size,
+            c->local_rank, c->local_size, c->node_rank, c->nnodes);
+    *out = c;
+    return BT_OK;
+fail:
+    bt_finalize(c);
+    return rc;
+}
+
+int bt_finalize(bt_comm *c)
+{
+    if (!c)
+        return BT_OK;
+    int rc = c->err.code;
+    if (c->tcp)
+        bt__tcp_ops.destroy(c);
+    if (c->shm)
+        bt__shm_ops.destroy(c);
+    bt__store_close(c->store);
+    for (int i = 0; i < 3; i++)
+        free(c->scratch[i]);
+    free(c->world_ranks);
+    free(c->leader_ranks);
+    free(c);
+    return rc;
+}
+
+const char *bt_last_error(const bt_comm *c)
+{
+    return c ? c->err.msg : init_err.msg;
+}
+
+#define BT_ACCESSOR(fn, field)                                                                 \
+    int fn(const bt_comm *c, int *v)                                                           \
+    {                                                                                          \
+        if (!c || !v)                                                                          \
+            return BT_ERR_INVALID_ARG;                                                         \
+        *v = c->field;                                                                         \
+        return BT_OK;                                                                          \
+    }
+BT_ACCESSOR(bt_comm_rank, rank)
+BT_ACCESSOR(bt_comm_size, size)
+BT_ACCESSOR(bt_comm_local_rank, local_rank)
+BT_ACCESSOR(bt_comm_local_size, local_size)
+BT_ACCESSOR(bt_comm_node_rank, node_rank)
+BT_ACCESSOR(bt_comm_nnodes, nnodes)
+
+/* ---- failure, scratch ---- */
+
+/* The first rank to fail a collective records why under "<prefix>coll/failure"; a rank that
+ * fails later (often because the first one closed its sockets) adds that first cause, so every
+ * message names the rank that really died. */
+static void first_failure(struct bt_comm *c, char *msg, size_t cap)
+{
+    char key[64], mine[BT__ERR_MSG_MAX + 32];
+    void *actual = NULL;
+    size_t alen = 0;
+    if (!c->store || c->err.code != BT_OK)
+        return;
+    snprintf(key, sizeof(key), "%scoll/failure", c->prefix);
+    snprintf(mine, sizeof(mine), "rank %d: %.480s", c->rank, msg);
+    if (bt__store_compare_set(c->store, key, "", 0, mine, strlen(mine), &actual, &alen) ==
+            BT_OK && actual && strcmp(actual, mine) != 0) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, cap - n, " (first failure in the job: %s)", (char *)actual);
+    }
+    free(actual);
+}
+
+int bt__comm_fail(struct bt_comm *c, int code, const char *fmt, ...)
+{
+    char msg[BT__ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    first_failure(c, msg, sizeof(msg));
+    if (c->err.code == BT_OK) {
+        BT_WARN(COLL, "rank %d: %s", c->rank, msg);
+        bt__shm_abort(c, msg);
+    }
+    return bt__err_set(&c->err, code, "%s", msg);
+}
+
+void *bt__scratch(struct bt_comm *c, int slot, size_t bytes)
+{
+    if (bytes <= c->scratch_cap[slot])
+        return c->scratch[slot];
+    size_t cap = bytes < 65536 ? 65536 : bytes + bytes / 4;
+    void *p = realloc(c->scratch[slot], cap);
+    if (!p) {
+        bt__comm_fail(c, BT_ERR_SYSTEM, "%s #%llu: out of memory for %zu bytes of scratch",
+                      c->coll_name, (unsigned long long)c->coll_seq, cap);
+        return NULL;
+    }
+    c->scratch[slot] = p;
+    c->scratch_cap[slot] = cap;
+    return p;
+}
+
+/* ---- waiting ---- */
+
+void bt__wait_start(struct bt_comm *c, struct bt__wait *w)
+{
+    (void)c;
+    w->start_ns = bt__now_ns();
+    w->deadline_ns = bt__deadline_in(bt__comm_timeout_s());
+    w->next_tick_ns = w->start_ns + 100000000LL;
+    w->next_poll_ns = w->start_ns + 1000000000LL;
+    w->warned = 0;
+}
+
+/* The launcher posts "l/<gen>/failure" when any worker of the job failed. */
+static int launcher_failure(struct bt_comm *c)
+{
+    char key[64];
+    void *v = NULL;
+    size_t len;
+    if (!c->store)
+        return BT_OK;
+    snprintf(key, sizeof(key), "l/%d/failure", c->generation);
+    if (bt__store_get(c->store, key, &v, &len, 0.001) != BT_OK)
+        return BT_OK;
+    bt__comm_fail(c, BT_ERR_REMOTE, "%s #%llu: the job failed: %s", c->coll_name,
+                  (unsigned long long)c->coll_seq, (const char *)v);
+    free(v);
+    return BT_ERR_REMOTE;
+}
+
+int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
+                  void (*who)(void *arg, char *out, size_t cap), void *arg)
+{
+    int64_t now = bt__now_ns();
+    if (now < w->next_tick_ns)
+        return BT_OK;
+    w->next_tick_ns = now + 100000000LL;
+    double waited = (double)(now - w->start_ns) / 1e9;
+    char names[256] = "?";
+    if (now >= w->next_poll_ns) {
+        w->next_poll_ns = now + 1000000000LL;
+        BT_CHECK(launcher_failure(c));
+    }
+    if (now >= w->deadline_ns) {
+        who(arg, names, sizeof(names));
+        return bt__comm_fail(c, BT_ERR_TIMEOUT,
+                             "%s #%llu timed out after %.0f s waiting for rank(s) %s; hint: "
+                             "is that rank stopped or stuck? BATON_TIMEOUT sets the limit",
+                             c->coll_name, (unsigned long long)c->coll_seq, waited, names);
+    }
+    if (!w->warned && waited >= bt__comm_stall_warn_s()) {
+        who(arg, names, sizeof(names));
+        BT_WARN(COLL, "%s #%llu: still waiting after %.0f s for rank(s) %s", c->coll_name,
+                (unsigned long long)c->coll_seq, waited, names);
+        w->warned = 1;
+    }
+    return BT_OK;
+}

@@ -1,0 +1,104 @@
+/* comm.h: the communicator's insides, shared by the files of collectives/.
+ *
+ * A communicator is built from a bt__comm_cfg: bt_init() fills one from the launcher's env,
+ * tests fill one per thread (ranks as threads over an in-process store). It owns a store
+ * client, and the transports the layout of the job needs: shared memory between the ranks of
+ * a node (transport_shm.c) and a TCP mesh between all ranks (transport_tcp.c) when there is
+ * more than one node or BATON_TRANSPORT=tcp. coll.c runs the collectives over them.
+ */
+#ifndef BT_COLLECTIVES_COMM_H
+#define BT_COLLECTIVES_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "baton.h"
+#include "common/err.h"
+#include "rendezvous/store.h"
+
+enum bt__algo { BT_ALGO_AUTO = 0, BT_ALGO_RING, BT_ALGO_RD, BT_ALGO_RABENSEIFNER };
+enum bt__transport_kind { BT_TRANSPORT_AUTO = 0, BT_TRANSPORT_SHM, BT_TRANSPORT_TCP };
+
+/* What a communicator is made from. Strings are copied; zero/NULL fields take the env knob. */
+struct bt__comm_cfg {
+    int rank, size;             /* global */
+    int local_rank, local_size; /* within this node */
+    int node_rank, nnodes;
+    int generation;             /* restart count: store keys live under "w/<generation>/" */
+    const char *store_host;     /* rendezvous store; unused when size == 1 */
+    int store_port;
+    const char *token;          /* job token ("" allowed) */
+    const char *transport;      /* "auto" | "shm" | "tcp"; NULL: BATON_TRANSPORT */
+    const char *algo;           /* "auto" | "ring" | "rd" | "rabenseifner"; NULL: BATON_ALGO */
+    size_t shm_slot_bytes;      /* bytes per shm slot buffer; 0: BATON_SHM_SLOT_BYTES */
+    int nsocks;                 /* sockets per TCP peer; 0: BATON_NSOCKS */
+};
+
+struct bt__shm;
+struct bt__tcp;
+struct bt__transport_ops;
+
+struct bt_comm {
+    int rank, size;             /* global */
+    int local_rank, local_size; /* within this node */
+    int node_rank, nnodes;
+    int generation;             /* BATON_RESTART_COUNT: keys live under "w/<generation>/" */
+    char prefix[32];            /* "w/<generation>/" */
+    struct bt__store *store;    /* NULL in a job of one */
+    char rdzv_host[256];        /* the store's host: TCP picks the interface that reaches it */
+    int rdzv_port;
+    char token_hash[17];        /* hex FNV-1a of the token: checked in TCP handshakes */
+    uint64_t barrier_seq;       /* store barriers run so far (bt__barrier_store) */
+    uint64_t coll_seq;          /* collectives started so far; the running one is #coll_seq */
+    const char *coll_name;      /* name of the running collective, for messages */
+    int algo;                   /* enum bt__algo: forced algorithm or auto */
+    int hierarchical;           /* allreduce: shm within nodes + tcp across node leaders */
+    struct bt__shm *shm;        /* this node's segment, NULL when no local peer uses shm */
+    struct bt__tcp *tcp;        /* mesh to every rank, NULL when not needed */
+    const struct bt__transport_ops *intra; /* &bt__shm_ops or NULL */
+    const struct bt__transport_ops *inter; /* &bt__tcp_ops or NULL */
+    void *scratch[3];           /* grown on demand, kept: 0 float16 widening, 1 algorithm
+                                   temps, 2 working copies (reduce, reduce-scatter) */
+    size_t scratch_cap[3];      /* bytes */
+    int *world_ranks;           /* [size]: i -> i, the group of flat algorithms */
+    int *leader_ranks;          /* [nnodes]: node leaders (local rank 0) when hierarchical */
+    struct bt__err err;         /* sticky: the first error fails every later call */
+};
+
+/* Builds a communicator from cfg (connecting to the store and setting up the transports).
+ * On failure *out is NULL and err (may be NULL) holds why. The caller owns *out and frees it
+ * with bt_finalize(). */
+int bt__comm_create(const struct bt__comm_cfg *cfg, bt_comm **out, struct bt__err *err);
+
+/* BATON_TIMEOUT: seconds a collective or the store may wait for a peer (default 300). */
+double bt__comm_timeout_s(void);
+/* BATON_STALL_WARN: seconds before a waiting rank names the ranks it waits for (default 60). */
+double bt__comm_stall_warn_s(void);
+
+/* Records a runtime failure of the running collective on c (sticky), logs it at WARN, and
+ * tells the node's other ranks through the shared segment so they fail at once too. */
+int bt__comm_fail(struct bt_comm *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A scratch buffer of at least bytes (slot 0, 1 or 2), kept for later calls; NULL when out of
+ * memory (the error is then set on c). */
+void *bt__scratch(struct bt_comm *c, int slot, size_t bytes);
+
+/* ---- waiting for peers ----
+ * Every loop that waits for a peer calls bt__wait_tick() at least every ~100 ms. It enforces
+ * BATON_TIMEOUT, logs the stall warning once after BATON_STALL_WARN seconds, and about once a
+ * second looks for the launcher's failure notice ("l/<gen>/failure") in the store. who() writes
+ * the ranks being waited for ("3, 5") into out. */
+struct bt__wait {
+    int64_t start_ns, deadline_ns, next_tick_ns, next_poll_ns;
+    int warned;
+};
+void bt__wait_start(struct bt_comm *c, struct bt__wait *w);
+/* BT_OK to keep waiting, else the error now set on c. Cheap when called more often. */
+int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
+                  void (*who)(void *arg, char *out, size_t cap), void *arg);
+
+/* bt_barrier's store-based variant (barrier_store.c), used where no transport exists yet. */
+int bt__barrier_store(struct bt_comm *c);
+
+#endif

@@ -1,0 +1,188 @@
+/* ps.h: the parameter server's insides, shared by its client, server, optimizers, sharding and
+ * checkpoint files (collectives/ps_*.c), the `baton ps` command and the tests.
+ *
+ * Wire format (every field fixed-width little-endian; floats are IEEE-754 binary32 LE):
+ *
+ *   client -> server  HELLO      {u64 magic, u32 version, u32 rank, u32 nworkers, u32 flags,
+ *                                 u8 cnonce[32]}                                         56
+ *   server -> client  CHALLENGE  {u64 magic, u32 version, u32 status, u8 snonce[32]}      48
+ *   client -> server  PROOF      {u8 mac[32]}  HMAC(K, "baton-ps-client" cnonce snonce)    32
+ *   server -> client  RESULT     {u32 status, u32 server index, u64 instance, u8 mac[32]} 48
+ *                                 mac = HMAC(K, "baton-ps-server" snonce cnonce)
+ *
+ * K = SHA-256(job token), the helpers of rendezvous/proto.h. A wrong magic gets no answer; a
+ * wrong version, token or worker rank gets its status, then the server closes. `instance` is
+ * random per server process, so a client can tell a restarted server.
+ *
+ * Then frames {u32 length, u8 command_or_status, payload}, length counting the byte after it
+ * plus the payload, at most BT__PS_MAX_FRAME. One request at a time per connection; the server
+ * may hold a reply back (a sync pull waiting for its step).
+ *
+ *   INIT   str name, u32 piece, u32 npieces, u64 total, u64 offset, u32 count, opt (32 bytes),
+ *          f32 value[count]                                   -> OK {u64 applied, u32 created}
+ *   PUSH   u32 n, n x {str name, u32 piece, u32 count, f32 grad[count]}        -> OK
+ *   PULL   u32 n, n x {str name, u32 piece, u32 count}          -> OK {n x f32 value[count]}
+ *   CLOSE  u32 flags (1: the job is done, exit now)             -> OK, then the server closes
+ *   PING                                                        -> OK
+ *
+ *   opt   = {u32 kind, u32 consistency, u32 staleness, f32 lr, momentum, beta1, beta2, eps}
+ *   ERROR = {u32 baton error code, str message}; the connection stays usable unless the frame
+ *           itself was malformed or oversized.
+ */
+#ifndef BT_COLLECTIVES_PS_H
+#define BT_COLLECTIVES_PS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "baton_ps.h"
+#include "common/err.h"
+#include "rendezvous/proto.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the parameter server sends floats as they lie in memory: little-endian hosts only"
+#endif
+
+#define BT__PS_MAGIC 0x565253504e4f5442ULL /* "BTONPSRV" little-endian */
+#define BT__PS_VERSION 1u
+#define BT__PS_HELLO_LEN 56
+#define BT__PS_CHALLENGE_LEN 48
+#define BT__PS_PROOF_LEN 32
+#define BT__PS_RESULT_LEN 48
+#define BT__PS_LABEL_CLIENT "baton-ps-client"
+#define BT__PS_LABEL_SERVER "baton-ps-server"
+
+#define BT__PS_MAX_NAME 255u             /* bytes of a key name */
+#define BT__PS_MAX_FRAME (1u << 30)      /* bytes after the length field */
+#define BT__PS_CLIENT_FRAME (256u << 20) /* a client batches pieces up to this per frame */
+#define BT__PS_MAX_PIECES 65536u         /* pieces in one PUSH or PULL */
+#define BT__PS_MAX_WORKERS 65536u
+#define BT__PS_OPT_LEN 32
+
+enum bt__ps_cmd { BT__PS_INIT = 1, BT__PS_PUSH = 2, BT__PS_PULL = 3, BT__PS_CLOSE = 4,
+                  BT__PS_PING = 5 };
+enum bt__ps_status { BT__PS_OK = 0, BT__PS_ERROR = 2, BT__PS_BAD_VERSION = 3,
+                     BT__PS_BAD_TOKEN = 4, BT__PS_BAD_WORKER = 5 };
+#define BT__PS_CLOSE_DONE 1u
+
+/* ---- optimizers (ps_opt.c) ---- */
+
+/* Applies one update to count weights w with gradient g scaled by scale (1/nworkers in sync
+ * mode). m and v are the optimizer state (momentum uses m; Adam m and v); t is the 1-based
+ * number of this update (Adam's bias correction). */
+void bt__ps_opt_apply(const bt_ps_opt *o, float *w, float *m, float *v, const float *g,
+                      size_t count, float scale, uint64_t t);
+/* Checks an optimizer's fields: BT_OK, or BT_ERR_INVALID_ARG with the reason in why. */
+int bt__ps_opt_check(const bt_ps_opt *o, char *why, size_t cap);
+void bt__ps_opt_put(struct bt__wbuf *b, const bt_ps_opt *o);
+void bt__ps_opt_get(struct bt__rbuf *r, bt_ps_opt *o);
+/* "adam(lr=0.001) sync" */
+void bt__ps_opt_str(const bt_ps_opt *o, char *out, size_t cap);
+
+/* ---- sharding (ps_shard.c) ---- */
+
+struct bt__ps_piece {
+    uint32_t server; /* index of the server holding it */
+    uint64_t offset; /* first element within the key */
+    uint32_t count;  /* elements */
+};
+
+/* Splits a key of count floats into pieces of at most partition_bytes and places each on the
+ * least loaded server (loads[] in bytes, updated), largest piece first, ties to the lowest
+ * index. *pieces is malloc'd (owned by the caller); *npieces >= 1 (a key of 0 floats has one
+ * empty piece). Deterministic: the same loads and keys give the same placement everywhere. */
+int bt__ps_place(uint64_t count, int64_t partition_bytes, int nservers, uint64_t *loads,
+                 struct bt__ps_piece **pieces, uint32_t *npieces);
+/* Order in which n keys of the given counts are placed: largest first, ties by index. */
+void bt__ps_place_order(size_t n, const size_t *counts, size_t *order);
+/* Placement as text for the store ("1 100 0:0:60 1:60:40": npieces count server:off:len ...)
+ * and back; parse returns -1 on malformed text. *pieces is malloc'd. */
+int bt__ps_place_fmt(const struct bt__ps_piece *p, uint32_t np, uint64_t count, char **text);
+int bt__ps_place_parse(const char *text, int nservers, struct bt__ps_piece **p, uint32_t *np,
+                       uint64_t *count);
+
+/* ---- server (ps_server.c) ---- */
+
+struct bt__ps_server_cfg {
+    const char *host;      /* address to bind; NULL or "": all */
+    int port;              /* 0: ephemeral */
+    const char *advertise; /* address published in the store; NULL: found from the route to it */
+    int index;             /* this server's index (-1: take the next one from the store) */
+    const char *token;     /* job token (NULL: "") */
+    const char *rdzv;      /* store HOST:PORT to publish in (NULL: do not publish) */
+    int generation;        /* keys go under ps/<generation>/ */
+    double timeout_s;      /* how long a held-back request waits (BATON_TIMEOUT) */
+    const char *ckpt_dir;  /* NULL: no checkpoints */
+    double ckpt_secs;      /* checkpoint every this many seconds (0: never) */
+    int64_t ckpt_steps;    /* ... or every this many steps of the most-advanced key (0: never) */
+    int exit_when_done;    /* stop once every worker has closed (1 for `baton ps`) */
+};
+
+struct bt__ps_server;
+
+/* Fills cfg from the env and defaults (BATON_RDZV, BATON_TOKEN, BATON_RESTART_COUNT,
+ * BATON_TIMEOUT, BATON_PS_INDEX, BATON_PS_HOST, BATON_PS_PORT, BATON_PS_CKPT_DIR,
+ * BATON_PS_CKPT_SECS, BATON_PS_CKPT_STEPS). Strings point into the environment. */
+void bt__ps_server_cfg_env(struct bt__ps_server_cfg *cfg);
+/* Listens, reloads the checkpoint of cfg->ckpt_dir if one exists, and publishes
+ * ps/<gen>/server/<index> = host:port in the store when cfg->rdzv is set. */
+int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_server **out,
+                         int *bound_port, struct bt__err *err);
+/* Runs the loop on a background thread until stopped or done. */
+int bt__ps_server_start(struct bt__ps_server *srv);
+/* Runs the loop on the calling thread; returns BT_OK when stopped or when every worker closed. */
+int bt__ps_server_run(struct bt__ps_server *srv);
+/* Async-signal-safe: asks the loop to stop (it checkpoints first when configured). */
+void bt__ps_server_stop(struct bt__ps_server *srv);
+/* Joins the thread (if started), closes every connection and frees srv. NULL accepted. */
+void bt__ps_server_destroy(struct bt__ps_server *srv);
+int bt__ps_server_index(const struct bt__ps_server *srv);
+/* Writes the checkpoint now (from the loop's thread, or when the loop is not running). */
+int bt__ps_server_checkpoint(struct bt__ps_server *srv, struct bt__err *err);
+/* The entry `baton ps` and `baton run` use: create, run until every worker closed, the chief
+ * said done, or SIGTERM/SIGINT (checkpointing first), destroy. Returns an exit status: 0, or 1
+ * with the reason logged at WARN. */
+int bt__ps_server_main(const struct bt__ps_server_cfg *cfg);
+
+/* ---- checkpoint (ps_ckpt.c): the file format, used by the server ---- */
+
+struct bt__ps_ckpt_entry {
+    const char *name;
+    uint32_t piece, npieces;
+    uint64_t total, offset;
+    uint32_t count;
+    bt_ps_opt opt;
+    uint64_t applied; /* updates applied */
+    float *w, *m, *v; /* count floats each */
+};
+
+/* Writes entries atomically to path (temp file + fsync + rename + fsync of the dir). */
+int bt__ps_ckpt_write(const char *path, uint32_t server_index,
+                      const struct bt__ps_ckpt_entry *e, size_t n, struct bt__err *err);
+/* Reads path and calls add() for each entry (its pointers valid during the call only).
+ * A missing file is BT_OK with *found 0. */
+int bt__ps_ckpt_read(const char *path, uint32_t server_index, int *found,
+                     int (*add)(void *arg, const struct bt__ps_ckpt_entry *e), void *arg,
+                     struct bt__err *err);
+
+/* ---- client (ps_client.c) ---- */
+
+struct bt__ps_client_cfg {
+    int rank, nworkers;
+    int nservers;
+    const char *const *endpoints; /* nservers "host:port"; NULL: read from the store */
+    const char *token;
+    double timeout_s;
+    int64_t partition_bytes;
+};
+
+/* Opens a client to the given servers (no store: the placement is computed locally, so every
+ * worker must declare keys in the same order). The caller owns *out. */
+int bt__ps_open_cfg(const struct bt__ps_client_cfg *cfg, bt_ps **out);
+/* Handshake on a connected socket as worker rank of nworkers; *index and *instance get the
+ * server's. Used by the client and by tests that speak the protocol by hand. */
+int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token,
+                     int64_t deadline_ns, uint32_t *index, uint64_t *instance,
+                     struct bt__err *err);
+
+#endif

@@ -1,0 +1,231 @@
+/* ps_ckpt.c: a parameter server's checkpoint file.
+ *
+ * Layout (little-endian):
+ *   header  {u64 magic "BTONPSCK", u32 version, u32 server index, u64 entries}
+ *   entry   {str name, u32 piece, u32 npieces, u64 total, u64 offset, u32 count, opt (32),
+ *            u64 applied, f32 w[count], f32 m[count], f32 v[count]}
+ *   trailer {u32 crc32 of every byte before it}
+ * It is written to "<path>.tmp.<pid>", fsync'd, renamed over path, and the directory fsync'd,
+ * so a reader sees the old file or the new one, never half of one. A file with another
+ * version, another server index or a bad CRC is refused with the reason.
+ */
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "collectives/ps.h"
+
+#define CKPT_MAGIC 0x4b4350534e4f5442ULL /* "BTONPSCK" */
+#define CKPT_VERSION 1u
+
+struct out {
+    FILE *f;
+    uLong crc;
+    int bad;
+};
+
+static void put(struct out *o, const void *p, size_t n)
+{
+    if (o->bad || n == 0)
+        return;
+    o->crc = crc32(o->crc, p, (uInt)n);
+    if (fwrite(p, 1, n, o->f) != n)
+        o->bad = 1;
+}
+
+static void put_big(struct out *o, const float *p, size_t n) /* crc32 takes uInt lengths */
+{
+    const uint8_t *b = (const uint8_t *)p;
+    for (size_t left = n * 4, step; left; left -= step, b += step) {
+        step = left > (1u << 30) ? (1u << 30) : left;
+        put(o, b, step);
+    }
+}
+
+static void put_u32(struct out *o, uint32_t v)
+{
+    uint8_t t[4];
+    bt__put_le32(t, v);
+    put(o, t, 4);
+}
+
+static void put_u64(struct out *o, uint64_t v)
+{
+    uint8_t t[8];
+    bt__put_le64(t, v);
+    put(o, t, 8);
+}
+
+static void put_entry(struct out *o, const struct bt__ps_ckpt_entry *e)
+{
+    struct bt__wbuf b = {0};
+    bt__ps_opt_put(&b, &e->opt);
+    put_u32(o, (uint32_t)strlen(e->name));
+    put(o, e->name, strlen(e->name));
+    put_u32(o, e->piece);
+    put_u32(o, e->npieces);
+    put_u64(o, e->total);
+    put_u64(o, e->offset);
+    put_u32(o, e->count);
+    if (b.oom)
+        o->bad = 1;
+    put(o, b.p, b.len);
+    bt__wbuf_free(&b);
+    put_u64(o, e->applied);
+    put_big(o, e->w, e->count);
+    put_big(o, e->m, e->count);
+    put_big(o, e->v, e->count);
+}
+
+static void sync_dir(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+int bt__ps_ckpt_write(const char *path, uint32_t index, const struct bt__ps_ckpt_entry *e,
+                      size_t n, struct bt__err *err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    struct out o = {.f = fopen(tmp, "wbe"), .crc = crc32(0, NULL, 0)};
+    if (!o.f)
+        return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: cannot create %s: %s", tmp,
+                           strerror(errno));
+    put_u64(&o, CKPT_MAGIC);
+    put_u32(&o, CKPT_VERSION);
+    put_u32(&o, index);
+    put_u64(&o, n);
+    for (size_t i = 0; i < n; i++)
+        put_entry(&o, &e[i]);
+    put_u32(&o, (uint32_t)o.crc);
+    int bad = o.bad || fflush(o.f) != 0 || fsync(fileno(o.f)) != 0;
+    int saved = errno;
+    bad |= fclose(o.f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        saved = bad ? saved : errno;
+        unlink(tmp);
+        return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: cannot write %s: %s", path,
+                           strerror(saved));
+    }
+    sync_dir(path);
+    return BT_OK;
+}
+
+static int slurp(const char *path, uint8_t **buf, size_t *len, int *found, struct bt__err *err)
+{
+    FILE *f = fopen(path, "rbe");
+    *found = f != NULL;
+    if (!f)
+        return errno == ENOENT ? BT_OK
+                               : bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: cannot open %s: %s",
+                                             path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, got;
+    uint8_t *b = malloc(cap);
+    while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            uint8_t *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (!b)
+        return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: %s: out of memory", path);
+    *buf = b;
+    *len = n;
+    return BT_OK;
+}
+
+/* Parses one entry; pointers point into the file buffer, so floats are copied out by add(). */
+static int read_entry(struct bt__rbuf *r, struct bt__ps_ckpt_entry *e, char *name,
+                      const uint8_t **data)
+{
+    size_t nl;
+    const uint8_t *np = bt__rbuf_bytes(r, BT__PS_MAX_NAME, &nl);
+    if (!np)
+        return -1;
+    memcpy(name, np, nl);
+    name[nl] = '\0';
+    e->name = name;
+    e->piece = bt__rbuf_u32(r);
+    e->npieces = bt__rbuf_u32(r);
+    e->total = bt__rbuf_u64(r);
+    e->offset = bt__rbuf_u64(r);
+    e->count = bt__rbuf_u32(r);
+    bt__ps_opt_get(r, &e->opt);
+    e->applied = bt__rbuf_u64(r);
+    size_t bytes = (size_t)e->count * 12;
+    if (r->bad || r->left < bytes)
+        return -1;
+    *data = r->p;
+    r->p += bytes;
+    r->left -= bytes;
+    return 0;
+}
+
+static int parse(const char *path, const uint8_t *b, size_t len, uint32_t index,
+                 int (*add)(void *, const struct bt__ps_ckpt_entry *), void *arg,
+                 struct bt__err *err)
+{
+    if (len < 28 || bt__le32(b + len - 4) != (uint32_t)crc32(crc32(0, NULL, 0), b, (uInt)(len - 4)))
+        return bt__err_set(err, BT_ERR_INVALID_ARG,
+                           "checkpoint %s is truncated or corrupt (CRC mismatch); hint: move it "
+                           "away to start from the initial values", path);
+    struct bt__rbuf r = {.p = b, .left = len - 4};
+    uint64_t magic = bt__rbuf_u64(&r);
+    uint32_t ver = bt__rbuf_u32(&r), idx = bt__rbuf_u32(&r);
+    uint64_t n = bt__rbuf_u64(&r);
+    if (magic != CKPT_MAGIC || ver != CKPT_VERSION || idx != index)
+        return bt__err_set(err, BT_ERR_INVALID_ARG,
+                           "checkpoint %s: %s (version %u, server %u; this is version %u, "
+                           "server %u)", path, magic != CKPT_MAGIC ? "not a baton ps checkpoint"
+                           : "written by another version or server", ver, idx, CKPT_VERSION, index);
+    char name[BT__PS_MAX_NAME + 1];
+    for (uint64_t i = 0; i < n; i++) {
+        struct bt__ps_ckpt_entry e = {0};
+        const uint8_t *data;
+        if (read_entry(&r, &e, name, &data) != 0)
+            return bt__err_set(err, BT_ERR_INVALID_ARG, "checkpoint %s: entry %llu is malformed",
+                               path, (unsigned long long)i);
+        float *f = malloc((size_t)e.count * 12 + 4);
+        if (!f)
+            return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: out of memory");
+        memcpy(f, data, (size_t)e.count * 12);
+        e.w = f, e.m = f + e.count, e.v = f + 2 * (size_t)e.count;
+        int rc = add(arg, &e);
+        free(f);
+        BT_CHECK(rc);
+    }
+    return BT_OK;
+}
+
+int bt__ps_ckpt_read(const char *path, uint32_t index, int *found,
+                     int (*add)(void *arg, const struct bt__ps_ckpt_entry *e), void *arg,
+                     struct bt__err *err)
+{
+    uint8_t *b = NULL;
+    size_t len = 0;
+    BT_CHECK(slurp(path, &b, &len, found, err));
+    if (!*found)
+        return BT_OK;
+    int rc = parse(path, b, len, index, add, arg, err);
+    free(b);
+    return rc;
+}

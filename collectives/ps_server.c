@@ -1,0 +1,1059 @@
+/* ps_server.c: the parameter server: one epoll loop on one thread, speaking the protocol of
+ * ps.h to the workers, holding its pieces of the keys and applying the optimizer to them.
+ *
+ * Steps and consistency. For every piece the server keeps `applied` (updates applied so far)
+ * and, per worker w, cnt[w] (pushes of w accepted). A push of w is push number cnt[w]:
+ *   sync       accepted when cnt[w] == applied (a worker ahead is held back); the gradients of
+ *              step `applied` are summed, and when all nworkers have arrived their average is
+ *              applied once and `applied` grows by one. A pull of w is held until
+ *              applied >= cnt[w], so it returns the value after the worker's last step.
+ *   async      every push is applied on arrival; pulls are never held.
+ *   bounded:S  like async, but a push of w is held while cnt[w] - min(cnt) > S: no worker runs
+ *              more than S pushes ahead of the slowest.
+ * A held request keeps its connection: the server reads nothing more from it until the
+ * request completes. After every change the held requests are retried. A request held longer
+ * than the timeout fails with BT_ERR_TIMEOUT naming the workers the piece still waits for
+ * (and since when they are disconnected); in sync mode the piece's step then stays failed, so
+ * every worker learns it at once.
+ *
+ * This file does not do the client side (ps_client.c), the placement of pieces (ps_shard.c),
+ * the optimizer arithmetic (ps_opt.c) or the checkpoint file format (ps_ckpt.c).
+ */
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "collectives/ps.h"
+#include "common/log.h"
+#include "common/param.h"
+#include "common/sock.h"
+#include "rendezvous/store.h"
+
+enum { ST_HELLO, ST_PROOF, ST_FRAMES, ST_CLOSING };
+enum { ACCEPTED, HELD };
+
+struct piece {
+    struct piece *next; /* hash chain */
+    char *name;
+    uint32_t idx, npieces;
+    uint64_t total, offset; /* elements of the whole key; first element of this piece */
+    uint32_t count;         /* elements in this piece */
+    bt_ps_opt opt;
+    uint64_t applied;       /* updates applied */
+    uint64_t base;          /* pushes counted before this process (checkpoint reload) */
+    uint32_t arrivals;      /* sync: gradients summed into acc for step `applied` */
+    uint64_t *cnt;          /* per worker: pushes accepted (NULL until nworkers is known) */
+    float *w, *m, *v, *acc; /* count floats each, one allocation */
+    char *failed;           /* sync step that timed out: sticky error text */
+};
+
+struct conn {
+    struct conn *next, *prev;
+    int fd, state;
+    uint32_t rank;
+    uint8_t cnonce[32], snonce[32];
+    uint8_t *in;            /* the message being read: in[0..need) */
+    size_t in_cap, in_len, need;
+    struct bt__wbuf out;
+    size_t out_off;
+    int have_hdr;           /* FRAMES: the header is read, need is the whole frame */
+    int held;               /* a request waits: nothing more is read */
+    uint32_t resume;        /* PUSH: first piece not yet accepted */
+    int64_t held_since;     /* ns */
+    struct piece *wait_on;  /* the piece it waits for */
+    uint32_t events;        /* epoll interest now */
+    char peer[64];
+};
+
+struct bt__ps_server {
+    int lfd, epfd, wakefd;
+    int index;
+    uint64_t instance;
+    uint8_t key[32];
+    struct piece **tab;
+    size_t tabsz, npieces;
+    struct conn *conns;
+    uint32_t nworkers;      /* 0 until the first worker says */
+    uint8_t *closed;        /* per worker: said CLOSE */
+    int64_t *gone_ns;       /* per worker: when its connection dropped without CLOSE (0: no) */
+    uint32_t nclosed;
+    int done, changed, exit_when_done;
+    volatile int stop;
+    double timeout_s;
+    char *ckpt_path;
+    double ckpt_secs;
+    int64_t ckpt_steps, last_ckpt_ns;
+    uint64_t max_applied, last_ckpt_step;
+    pthread_t thr;
+    int started;
+    char addr[300];
+};
+
+BT_PARAM_DBL(ps_timeout_s, "BATON_TIMEOUT", 300.0)
+
+/* ---- pieces ---- */
+
+static size_t hash(const char *name, uint32_t idx)
+{
+    size_t h = 1469598103934665603ULL ^ idx;
+    for (; *name; name++)
+        h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+    return h;
+}
+
+static struct piece *find_piece(struct bt__ps_server *s, const char *name, uint32_t idx)
+{
+    for (struct piece *p = s->tab[hash(name, idx) % s->tabsz]; p; p = p->next)
+        if (p->idx == idx && !strcmp(p->name, name))
+            return p;
+    return NULL;
+}
+
+static void free_piece(struct piece *p)
+{
+    free(p->name);
+    free(p->cnt);
+    free(p->w);
+    free(p->failed);
+    free(p);
+}
+
+static int grow_table(struct bt__ps_server *s)
+{
+    size_t nsz = s->tabsz * 2;
+    struct piece **nt = calloc(nsz, sizeof(*nt));
+    if (!nt)
+        return BT_ERR_SYSTEM;
+    for (size_t i = 0; i < s->tabsz; i++)
+        for (struct piece *p = s->tab[i], *nx; p; p = nx) {
+            nx = p->next;
+            p->next = nt[hash(p->name, p->idx) % nsz];
+            nt[hash(p->name, p->idx) % nsz] = p;
+        }
+    free(s->tab);
+    s->tab = nt;
+    s->tabsz = nsz;
+    return BT_OK;
+}
+
+/* A new piece from its declaration (or a checkpoint entry); w is copied, m and v may be NULL. */
+static struct piece *add_piece(struct bt__ps_server *s, const struct bt__ps_ckpt_entry *e,
+                               const void *w)
+{
+    if (s->npieces + 1 > s->tabsz && grow_table(s) != BT_OK)
+        return NULL;
+    struct piece *p = calloc(1, sizeof(*p));
+    size_t n = e->count ? e->count : 1;
+    if (!p || !(p->name = strdup(e->name)) || !(p->w = calloc(4 * n, sizeof(float)))) {
+        if (p)
+            free_piece(p);
+        return NULL;
+    }
+    p->idx = e->piece, p->npieces = e->npieces, p->total = e->total, p->offset = e->offset;
+    p->count = e->count, p->opt = e->opt, p->applied = p->base = e->applied;
+    p->m = p->w + n, p->v = p->m + n, p->acc = p->v + n;
+    memcpy(p->w, w, (size_t)e->count * 4);
+    if (e->m)
+        memcpy(p->m, e->m, (size_t)e->count * 4);
+    if (e->v)
+        memcpy(p->v, e->v, (size_t)e->count * 4);
+    size_t h = hash(p->name, p->idx) % s->tabsz;
+    p->next = s->tab[h];
+    s->tab[h] = p;
+    s->npieces++;
+    if (p->applied > s->max_applied)
+        s->max_applied = s->last_ckpt_step = p->applied;
+    return p;
+}
+
+static int ensure_cnt(struct bt__ps_server *s, struct piece *p)
+{
+    if (p->cnt)
+        return BT_OK;
+    if (!(p->cnt = malloc(s->nworkers * sizeof(*p->cnt))))
+        return BT_ERR_SYSTEM;
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        p->cnt[w] = p->base;
+    return BT_OK;
+}
+
+static uint64_t min_cnt(const struct bt__ps_server *s, const struct piece *p)
+{
+    uint64_t m = UINT64_MAX;
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        m = p->cnt[w] < m ? p->cnt[w] : m;
+    return m;
+}
+
+/* ---- replies ---- */
+
+static void reply_ok(struct conn *c, const void *payload, size_t n)
+{
+    size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_OK);
+    bt__wbuf_put(&c->out, payload, n);
+    bt__wbuf_frame_end(&c->out, st);
+}
+
+static void reply_err(struct bt__ps_server *s, struct conn *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void reply_err(struct bt__ps_server *s, struct conn *c, int code, const char *fmt, ...)
+{
+    char msg[768];
+    int n = snprintf(msg, sizeof(msg), "ps server %d (%s): ", s->index, s->addr);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+    va_end(ap);
+    BT_INFO(PS, "to worker %u at %s: %s", c->rank, c->peer, msg);
+    size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_ERROR);
+    bt__wbuf_u32(&c->out, (uint32_t)code);
+    bt__wbuf_bytes(&c->out, msg, strlen(msg));
+    bt__wbuf_frame_end(&c->out, st);
+}
+
+/* A frame that cannot be parsed: say so and close, since its framing cannot be trusted. */
+static void reply_malformed(struct bt__ps_server *s, struct conn *c, const char *what)
+{
+    BT_WARN(PS, "worker %u at %s sent a malformed %s frame; closing its connection", c->rank,
+            c->peer, what);
+    reply_err(s, c, BT_ERR_INVALID_ARG, "malformed %s request; the connection is closed", what);
+    c->state = ST_CLOSING;
+}
+
+/* ---- the missing workers of a held request ---- */
+
+static void who_is_missing(struct bt__ps_server *s, const struct piece *p, char *out,
+                           size_t cap)
+{
+    size_t n = 0;
+    uint64_t lo = p->opt.consistency == BT_PS_SYNC ? p->applied : min_cnt(s, p);
+    int64_t now = bt__now_ns();
+    out[0] = '\0';
+    for (uint32_t w = 0; w < s->nworkers && n + 64 < cap; w++) {
+        if (p->cnt[w] > lo)
+            continue;
+        n += (size_t)snprintf(out + n, cap - n, "%s%u", n ? ", " : "", w);
+        if (s->gone_ns[w])
+            n += (size_t)snprintf(out + n, cap - n, " (disconnected %.1f s ago)",
+                                  (double)(now - s->gone_ns[w]) / 1e9);
+        else if (s->closed[w])
+            n += (size_t)snprintf(out + n, cap - n, " (closed its client)");
+    }
+}
+
+static void fail_held(struct bt__ps_server *s, struct conn *c)
+{
+    struct piece *p = c->wait_on;
+    char who[400], msg[600];
+    who_is_missing(s, p, who, sizeof(who));
+    snprintf(msg, sizeof(msg),
+             "key '%s' piece %u/%u: step %llu still waits for worker(s) %s after %.0f s (%s); "
+             "hint: a worker died or stopped pushing this key",
+             p->name, p->idx, p->npieces, (unsigned long long)p->applied, who, s->timeout_s,
+             p->opt.consistency == BT_PS_SYNC ? "sync" : "bounded staleness");
+    BT_WARN(PS, "%s", msg);
+    if (p->opt.consistency == BT_PS_SYNC && !p->failed)
+        p->failed = strdup(msg);
+    reply_err(s, c, BT_ERR_TIMEOUT, "%s", msg);
+    c->held = 0;
+    s->changed = 1;
+}
+
+/* ---- requests ---- */
+
+struct item {
+    struct piece *p;
+    const uint8_t *data; /* PUSH: count floats, unaligned */
+};
+
+/* Parses n x {str name, u32 piece, u32 count [, f32 data[count]]}; 0 when every item names a
+ * known piece of the right size, -1 after replying with the error. */
+static int parse_items(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r, int push,
+                       struct item **items, uint32_t *n)
+{
+    *n = bt__rbuf_u32(r);
+    if (r->bad || *n > BT__PS_MAX_PIECES || !(*items = calloc(*n ? *n : 1, sizeof(**items)))) {
+        reply_malformed(s, c, push ? "PUSH" : "PULL");
+        return -1;
+    }
+    for (uint32_t i = 0; i < *n; i++) {
+        size_t nl;
+        char name[BT__PS_MAX_NAME + 1];
+        const uint8_t *np = bt__rbuf_bytes(r, BT__PS_MAX_NAME, &nl);
+        uint32_t idx = bt__rbuf_u32(r), count = bt__rbuf_u32(r);
+        if (push && !r->bad && r->left >= (size_t)count * 4) {
+            (*items)[i].data = r->p;
+            r->p += (size_t)count * 4, r->left -= (size_t)count * 4;
+        } else if (push)
+            r->bad = 1;
+        if (!np || r->bad) {
+            reply_malformed(s, c, push ? "PUSH" : "PULL");
+            return -1;
+        }
+        memcpy(name, np, nl);
+        name[nl] = '\0';
+        struct piece *p = find_piece(s, name, idx);
+        if (!p) {
+            reply_err(s, c, BT_ERR_INVALID_ARG, "unknown key '%s' (piece %u); hint: declare it "
+                      "with bt_ps_init first (or the server restarted without a checkpoint)",
+                      name, idx);
+            return -1;
+        }
+        if (p->count != count) {
+            reply_err(s, c, BT_ERR_INVALID_ARG, "shape mismatch: key '%s' piece %u/%u holds %u "
+                      "floats, the %s has %u", name, idx, p->npieces, p->count,
+                      push ? "push" : "pull", count);
+            return -1;
+        }
+        if (p->failed) {
+            reply_err(s, c, BT_ERR_TIMEOUT, "%s", p->failed);
+            return -1;
+        }
+        if (ensure_cnt(s, p) != BT_OK) {
+            reply_err(s, c, BT_ERR_SYSTEM, "out of memory");
+            return -1;
+        }
+        (*items)[i].p = p;
+    }
+    if (r->left)
+        reply_malformed(s, c, push ? "PUSH" : "PULL");
+    return r->left ? -1 : 0;
+}
+
+static void apply(struct bt__ps_server *s, struct piece *p, float scale)
+{
+    bt__ps_opt_apply(&p->opt, p->w, p->m, p->v, p->acc, p->count, scale, p->applied + 1);
+    p->applied++;
+    if (p->applied > s->max_applied)
+        s->max_applied = p->applied;
+    s->changed = 1;
+}
+
+static int accept_push(struct bt__ps_server *s, struct piece *p, uint32_t w, const uint8_t *g)
+{
+    size_t n = p->count;
+    if (p->opt.consistency == BT_PS_SYNC) {
+        if (p->cnt[w] > p->applied)
+            return HELD; /* this worker is a step ahead: wait for the others */
+        for (size_t i = 0; i < n; i++) {
+            float x;
+            memcpy(&x, g + 4 * i, 4);
+            p->acc[i] += x;
+        }
+        p->cnt[w]++;
+        if (++p->arrivals == s->nworkers) {
+            apply(s, p, 1.0f / (float)s->nworkers);
+            memset(p->acc, 0, n * 4);
+            p->arrivals = 0;
+        }
+        return ACCEPTED;
+    }
+    if (p->opt.consistency == BT_PS_BOUNDED && p->cnt[w] - min_cnt(s, p) > p->opt.staleness)
+        return HELD;
+    memcpy(p->acc, g, n * 4);
+    p->cnt[w]++;
+    apply(s, p, 1.0f);
+    return ACCEPTED;
+}
+
+static void hold(struct conn *c, struct piece *p)
+{
+    if (!c->held)
+        c->held_since = bt__now_ns();
+    c->held = 1;
+    c->wait_on = p;
+}
+
+static void do_push(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
+{
+    struct item *it = NULL;
+    uint32_t n;
+    if (parse_items(s, c, r, 1, &it, &n) == 0) {
+        uint32_t i = c->resume;
+        while (i < n && accept_push(s, it[i].p, c->rank, it[i].data) == ACCEPTED)
+            i++;
+        if (i < n) {
+            c->resume = i;
+            hold(c, it[i].p);
+        } else {
+            c->resume = 0, c->held = 0;
+            reply_ok(c, NULL, 0);
+        }
+    } else
+        c->held = 0, c->resume = 0;
+    free(it);
+}
+
+static void do_pull(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
+{
+    struct item *it = NULL;
+    uint32_t n, i;
+    if (parse_items(s, c, r, 0, &it, &n) != 0)
+        c->held = 0;
+    else {
+        for (i = 0; i < n; i++) /* sync: the value after this worker's last step */
+            if (it[i].p->opt.consistency == BT_PS_SYNC && it[i].p->applied < it[i].p->cnt[c->rank])
+                break;
+        if (i < n)
+            hold(c, it[i].p);
+        else {
+            c->held = 0;
+            size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_OK);
+            for (i = 0; i < n; i++)
+                bt__wbuf_put(&c->out, it[i].p->w, (size_t)it[i].p->count * 4);
+            bt__wbuf_frame_end(&c->out, st);
+        }
+    }
+    free(it);
+}
+
+/* Checks a declaration against the piece that exists, or creates the piece. */
+static void do_init(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
+{
+    struct bt__ps_ckpt_entry e = {0};
+    size_t nl;
+    char name[BT__PS_MAX_NAME + 1], why[128];
+    const uint8_t *np = bt__rbuf_bytes(r, BT__PS_MAX_NAME, &nl);
+    e.piece = bt__rbuf_u32(r), e.npieces = bt__rbuf_u32(r);
+    e.total = bt__rbuf_u64(r), e.offset = bt__rbuf_u64(r), e.count = bt__rbuf_u32(r);
+    bt__ps_opt_get(r, &e.opt);
+    if (!np || r->bad || r->left != (size_t)e.count * 4 || e.piece >= e.npieces ||
+        e.offset + e.count > e.total)
+        return reply_malformed(s, c, "INIT");
+    memcpy(name, np, nl);
+    name[nl] = '\0';
+    e.name = name;
+    if (nl == 0)
+        return reply_err(s, c, BT_ERR_INVALID_ARG, "a key name must not be empty");
+    if (bt__ps_opt_check(&e.opt, why, sizeof(why)) != BT_OK)
+        return reply_err(s, c, BT_ERR_INVALID_ARG, "key '%s': %s", name, why);
+    struct piece *p = find_piece(s, name, e.piece);
+    uint8_t ans[12];
+    if (p && (p->total != e.total || p->offset != e.offset || p->count != e.count ||
+              p->npieces != e.npieces))
+        return reply_err(s, c, BT_ERR_INVALID_ARG,
+                         "shape mismatch: key '%s' was first declared with %llu floats, this "
+                         "declaration has %llu; hint: every worker must declare a key with the "
+                         "same shape", name, (unsigned long long)p->total,
+                         (unsigned long long)e.total);
+    int created = !p;
+    if (!p && !(p = add_piece(s, &e, r->p)))
+        return reply_err(s, c, BT_ERR_SYSTEM, "out of memory for key '%s'", name);
+    bt__put_le64(ans, p->applied);
+    bt__put_le32(ans + 8, (uint32_t)created);
+    BT_TRACE(PS, "worker %u declared '%s' piece %u/%u (%u floats)", c->rank, name, e.piece,
+             e.npieces, e.count);
+    reply_ok(c, ans, sizeof(ans));
+}
+
+static void do_close(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
+{
+    uint32_t flags = bt__rbuf_u32(r);
+    if (!s->closed[c->rank]) {
+        s->closed[c->rank] = 1;
+        s->nclosed++;
+    }
+    BT_INFO(PS, "worker %u closed (%u of %u)%s", c->rank, s->nclosed, s->nworkers,
+            (flags & BT__PS_CLOSE_DONE) ? "; it says the job is done" : "");
+    if (((flags & BT__PS_CLOSE_DONE) || s->nclosed == s->nworkers) && s->exit_when_done)
+        s->done = 1;
+    reply_ok(c, NULL, 0);
+    c->state = ST_CLOSING;
+}
+
+static void on_frame(struct bt__ps_server *s, struct conn *c)
+{
+    struct bt__rbuf r = {.p = c->in + 5, .left = c->need - 5};
+    switch (c->in[4]) {
+    case BT__PS_INIT: do_init(s, c, &r); break;
+    case BT__PS_PUSH: do_push(s, c, &r); break;
+    case BT__PS_PULL: do_pull(s, c, &r); break;
+    case BT__PS_CLOSE: do_close(s, c, &r); break;
+    case BT__PS_PING: reply_ok(c, NULL, 0); break;
+    default: reply_malformed(s, c, "unknown-command"); break;
+    }
+    if (!c->held)
+        c->in_len = 0, c->need = 5, c->have_hdr = 0;
+}
+
+/* ---- handshake ---- */
+
+static void on_hello(struct conn *c)
+{
+    uint8_t out[BT__PS_CHALLENGE_LEN];
+    uint32_t ver = bt__le32(c->in + 8);
+    if (bt__le64(c->in) != BT__PS_MAGIC) {
+        BT_WARN(PS, "%s is not a baton ps client (wrong magic); closing", c->peer);
+        c->state = ST_CLOSING;
+        return;
+    }
+    c->rank = bt__le32(c->in + 12);
+    memcpy(c->cnonce, c->in + 24, 32);
+    uint32_t st = ver == BT__PS_VERSION ? BT__PS_OK : BT__PS_BAD_VERSION;
+    if (bt__rdzv_random(c->snonce, 32) != 0)
+        st = BT__PS_BAD_TOKEN;
+    bt__put_le64(out, BT__PS_MAGIC);
+    bt__put_le32(out + 8, BT__PS_VERSION);
+    bt__put_le32(out + 12, st);
+    memcpy(out + 16, c->snonce, 32);
+    bt__wbuf_put(&c->out, out, sizeof(out));
+    if (st != BT__PS_OK) {
+        BT_WARN(PS, "%s speaks ps protocol version %u, this server %u; closing", c->peer, ver,
+                BT__PS_VERSION);
+        c->state = ST_CLOSING;
+        return;
+    }
+    c->state = ST_PROOF;
+    c->need = BT__PS_PROOF_LEN;
+    c->resume = bt__le32(c->in + 16); /* nworkers: checked once the token is */
+}
+
+/* The worker's rank and world must fit the job; the first worker fixes its size. */
+static uint32_t check_worker(struct bt__ps_server *s, struct conn *c, uint32_t nworkers)
+{
+    if (nworkers == 0 || nworkers > BT__PS_MAX_WORKERS || c->rank >= nworkers ||
+        (s->nworkers && s->nworkers != nworkers)) {
+        BT_WARN(PS, "%s: worker %u of %u does not fit this job of %u workers; closing", c->peer,
+                c->rank, nworkers, s->nworkers);
+        return BT__PS_BAD_WORKER;
+    }
+    if (!s->nworkers) {
+        s->closed = calloc(nworkers, 1);
+        s->gone_ns = calloc(nworkers, sizeof(*s->gone_ns));
+        if (!s->closed || !s->gone_ns)
+            return BT__PS_BAD_WORKER;
+        s->nworkers = nworkers;
+        BT_INFO(PS, "serving a job of %u workers", nworkers);
+    }
+    s->gone_ns[c->rank] = 0;
+    return BT__PS_OK;
+}
+
+static void on_proof(struct bt__ps_server *s, struct conn *c)
+{
+    uint8_t mac[32], out[BT__PS_RESULT_LEN] = {0};
+    uint32_t st = BT__PS_OK;
+    if (bt__rdzv_mac(s->key, BT__PS_LABEL_CLIENT, c->cnonce, c->snonce, mac) != 0 ||
+        !bt__rdzv_mac_equal(mac, c->in)) {
+        BT_WARN(PS, "%s (worker %u) failed authentication (wrong BATON_TOKEN: another job?); "
+                    "closing", c->peer, c->rank);
+        st = BT__PS_BAD_TOKEN;
+    } else
+        st = check_worker(s, c, c->resume);
+    c->resume = 0;
+    bt__put_le32(out, st);
+    bt__put_le32(out + 4, (uint32_t)s->index);
+    bt__put_le64(out + 8, s->instance);
+    if (st == BT__PS_OK)
+        bt__rdzv_mac(s->key, BT__PS_LABEL_SERVER, c->snonce, c->cnonce, out + 16);
+    bt__wbuf_put(&c->out, out, sizeof(out));
+    c->state = st == BT__PS_OK ? ST_FRAMES : ST_CLOSING;
+    c->need = 5;
+    if (st == BT__PS_OK)
+        BT_INFO(PS, "worker %u connected from %s", c->rank, c->peer);
+}
+
+/* A complete message lies in c->in[0..need). */
+static void on_message(struct bt__ps_server *s, struct conn *c)
+{
+    if (c->state != ST_FRAMES) {
+        if (c->state == ST_HELLO)
+            on_hello(c);
+        else
+            on_proof(s, c);
+        c->in_len = 0;
+        return;
+    }
+    if (!c->have_hdr) { /* a frame header: check it, then read the rest */
+        uint32_t len = bt__le32(c->in);
+        if (len == 0 || len > BT__PS_MAX_FRAME) {
+            BT_WARN(PS, "worker %u at %s sent a frame of %u bytes (limit %u); closing", c->rank,
+                    c->peer, len, BT__PS_MAX_FRAME);
+            reply_err(s, c, BT_ERR_INVALID_ARG, "frame of %u bytes is over the limit of %u "
+                      "bytes (or empty); the connection is closed", len, BT__PS_MAX_FRAME);
+            c->state = ST_CLOSING;
+            return;
+        }
+        c->have_hdr = 1;
+        c->need = (size_t)len + 4;
+        if (c->need > 5)
+            return;
+    }
+    on_frame(s, c);
+}
+
+/* ---- connections ---- */
+
+static void set_events(struct bt__ps_server *s, struct conn *c)
+{
+    uint32_t ev = EPOLLRDHUP;
+    if (!c->held && c->state != ST_CLOSING)
+        ev |= EPOLLIN;
+    if (c->out_off < c->out.len)
+        ev |= EPOLLOUT;
+    if (ev != c->events) {
+        struct epoll_event e = {.events = ev, .data.ptr = c};
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &e);
+        c->events = ev;
+    }
+}
+
+static void drop(struct bt__ps_server *s, struct conn *c)
+{
+    if (c->state >= ST_FRAMES && s->nworkers && c->rank < s->nworkers && !s->closed[c->rank]) {
+        s->gone_ns[c->rank] = bt__now_ns();
+        BT_INFO(PS, "worker %u at %s disconnected without closing", c->rank, c->peer);
+    }
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    bt__wbuf_free(&c->out);
+    free(c->in);
+    free(c);
+}
+
+/* Sends what is pending; 0 to keep the connection, -1 when it was dropped. */
+static int flush(struct bt__ps_server *s, struct conn *c)
+{
+    struct bt__err err = {0};
+    if (c->out_off < c->out.len &&
+        bt__sock_progress(c->fd, BT_SOCK_SEND, c->out.p, c->out.len, &c->out_off, &err) != BT_OK) {
+        drop(s, c);
+        return -1;
+    }
+    if (c->out_off == c->out.len) {
+        c->out.len = c->out_off = 0;
+        if (c->out.cap > (64u << 20)) /* do not keep a big pull's buffer forever */
+            bt__wbuf_free(&c->out);
+        if (c->state == ST_CLOSING) {
+            drop(s, c);
+            return -1;
+        }
+    }
+    set_events(s, c);
+    return 0;
+}
+
+/* Reads while there is something to read and no request is held. -1: dropped. */
+static int on_readable(struct bt__ps_server *s, struct conn *c)
+{
+    struct bt__err err = {0};
+    while (!c->held && c->state != ST_CLOSING) {
+        if (c->in_cap < c->need) {
+            uint8_t *p = realloc(c->in, c->need);
+            if (!p) {
+                BT_WARN(PS, "out of memory for a frame of %zu bytes from %s", c->need, c->peer);
+                drop(s, c);
+                return -1;
+            }
+            c->in = p, c->in_cap = c->need;
+        }
+        size_t before = c->in_len;
+        if (bt__sock_progress(c->fd, BT_SOCK_RECV, c->in, c->need, &c->in_len, &err) != BT_OK) {
+            drop(s, c);
+            return -1;
+        }
+        if (c->in_len == c->need)
+            on_message(s, c);
+        else if (c->in_len == before)
+            break;
+    }
+    return flush(s, c);
+}
+
+static void on_accept(struct bt__ps_server *s)
+{
+    for (;;) {
+        int fd;
+        struct bt__err err = {0};
+        if (bt__sock_accept(s->lfd, &fd, &err) != BT_OK || fd < 0)
+            return;
+        struct conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->fd = fd, c->state = ST_HELLO, c->need = BT__PS_HELLO_LEN, c->rank = UINT32_MAX;
+        bt__sock_peer_str(fd, c->peer, sizeof(c->peer));
+        c->events = EPOLLIN | EPOLLRDHUP;
+        struct epoll_event e = {.events = c->events, .data.ptr = c};
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &e) != 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+    }
+}
+
+/* Retries held requests after a change, and fails those held past the timeout. */
+static void retry_held(struct bt__ps_server *s)
+{
+    int64_t now = bt__now_ns(), limit = (int64_t)(s->timeout_s * 1e9);
+    for (int round = 0; round < 64; round++) {
+        int timed_out = 0;
+        for (struct conn *c = s->conns; c; c = c->next)
+            if (c->held && now - c->held_since > limit)
+                timed_out = 1;
+        if (!s->changed && !timed_out)
+            return;
+        s->changed = 0;
+        for (struct conn *c = s->conns, *nx; c; c = nx) {
+            nx = c->next;
+            if (!c->held)
+                continue;
+            on_frame(s, c);
+            if (c->held && now - c->held_since > limit)
+                fail_held(s, c);
+            if (!c->held)
+                on_readable(s, c); /* flushes the reply, reads what came meanwhile */
+        }
+    }
+}
+
+/* ---- checkpoint ---- */
+
+int bt__ps_server_checkpoint(struct bt__ps_server *s, struct bt__err *err)
+{
+    if (!s->ckpt_path)
+        return BT_OK;
+    struct bt__ps_ckpt_entry *e = calloc(s->npieces ? s->npieces : 1, sizeof(*e));
+    if (!e)
+        return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < s->tabsz; i++)
+        for (struct piece *p = s->tab[i]; p; p = p->next)
+            e[n++] = (struct bt__ps_ckpt_entry){
+                .name = p->name, .piece = p->idx, .npieces = p->npieces, .total = p->total,
+                .offset = p->offset, .count = p->count, .opt = p->opt, .applied = p->applied,
+                .w = p->w, .m = p->m, .v = p->v};
+    int rc = bt__ps_ckpt_write(s->ckpt_path, (uint32_t)s->index, e, n, err);
+    free(e);
+    if (rc == BT_OK)
+        BT_INFO(PS, "checkpoint of %zu pieces at step %llu written to %s", n,
+                (unsigned long long)s->max_applied, s->ckpt_path);
+    s->last_ckpt_ns = bt__now_ns();
+    s->last_ckpt_step = s->max_applied;
+    return rc;
+}
+
+static void maybe_checkpoint(struct bt__ps_server *s)
+{
+    if (!s->ckpt_path)
+        return;
+    int due = (s->ckpt_secs > 0 && bt__now_ns() - s->last_ckpt_ns >= (int64_t)(s->ckpt_secs * 1e9)) ||
+              (s->ckpt_steps > 0 && s->max_applied - s->last_ckpt_step >= (uint64_t)s->ckpt_steps);
+    struct bt__err err = {0};
+    if (due && bt__ps_server_checkpoint(s, &err) != BT_OK)
+        BT_WARN(PS, "%s", err.msg);
+}
+
+static int reload(void *arg, const struct bt__ps_ckpt_entry *e)
+{
+    return add_piece(arg, e, e->w) ? BT_OK : BT_ERR_SYSTEM;
+}
+
+/* ---- the loop ---- */
+
+static void on_event(struct bt__ps_server *s, struct epoll_event *ev)
+{
+    if (ev->data.ptr == &s->lfd)
+        return on_accept(s);
+    if (ev->data.ptr == &s->wakefd) {
+        uint64_t v;
+        if (read(s->wakefd, &v, sizeof(v)) < 0) {
+            /* nothing: the flag is what counts */
+        }
+        return;
+    }
+    struct conn *c = ev->data.ptr;
+    if (c->held && (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !(ev->events & EPOLLOUT))
+        return drop(s, c);
+    if (ev->events & EPOLLOUT && flush(s, c) != 0)
+        return;
+    if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        on_readable(s, c);
+}
+
+int bt__ps_server_run(struct bt__ps_server *s)
+{
+    struct epoll_event ev[64];
+    BT_INFO(PS, "ps server %d listening on %s", s->index, s->addr);
+    while (!s->stop && !s->done) {
+        int n = epoll_wait(s->epfd, ev, 64, 100);
+        if (n < 0 && errno != EINTR) {
+            BT_WARN(PS, "epoll_wait: %s", strerror(errno));
+            return BT_ERR_SYSTEM;
+        }
+        for (int i = 0; i < n; i++)
+            on_event(s, &ev[i]);
+        retry_held(s);
+        maybe_checkpoint(s);
+    }
+    for (struct conn *c = s->conns, *nx; c; c = nx) { /* last replies (CLOSE's OK) */
+        nx = c->next;
+        if (c->out_off < c->out.len)
+            bt__sock_wait(c->fd, BT_SOCK_SEND, c->out.p, c->out.len, &c->out_off,
+                          bt__deadline_in(1.0), NULL, &(struct bt__err){0});
+    }
+    struct bt__err err = {0};
+    if (s->ckpt_path && bt__ps_server_checkpoint(s, &err) != BT_OK)
+        BT_WARN(PS, "%s", err.msg);
+    BT_INFO(PS, "ps server %d stops (%s)", s->index, s->done ? "every worker closed" : "asked to");
+    return BT_OK;
+}
+
+static void *thread_main(void *arg)
+{
+    bt__ps_server_run(arg);
+    return NULL;
+}
+
+int bt__ps_server_start(struct bt__ps_server *s)
+{
+    if (pthread_create(&s->thr, NULL, thread_main, s) != 0)
+        return BT_ERR_SYSTEM;
+    s->started = 1;
+    return BT_OK;
+}
+
+void bt__ps_server_stop(struct bt__ps_server *s)
+{
+    uint64_t one = 1;
+    s->stop = 1;
+    if (write(s->wakefd, &one, sizeof(one)) < 0) {
+        /* the loop also polls the flag every 100 ms */
+    }
+}
+
+int bt__ps_server_index(const struct bt__ps_server *s)
+{
+    return s->index;
+}
+
+void bt__ps_server_destroy(struct bt__ps_server *s)
+{
+    if (!s)
+        return;
+    if (s->started) {
+        bt__ps_server_stop(s);
+        pthread_join(s->thr, NULL);
+    }
+    while (s->conns)
+        drop(s, s->conns);
+    for (size_t i = 0; i < s->tabsz; i++)
+        for (struct piece *p = s->tab[i], *nx; p; p = nx) {
+            nx = p->next;
+            free_piece(p);
+        }
+    if (s->lfd >= 0)
+        close(s->lfd);
+    if (s->epfd >= 0)
+        close(s->epfd);
+    if (s->wakefd >= 0)
+        close(s->wakefd);
+    free(s->tab);
+    free(s->closed);
+    free(s->gone_ns);
+    free(s->ckpt_path);
+    free(s);
+}
+
+/* ---- creation, publication in the store, and the `baton ps` entry ---- */
+
+/* The local address of the route to host: what the workers, who reach the store the same
+ * way, can most likely reach this server at. No packet is sent (a UDP connect only). */
+static void route_addr(const char *host, int port, char *out, size_t cap)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    char ps[16];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    snprintf(ps, sizeof(ps), "%d", port);
+    snprintf(out, cap, "127.0.0.1");
+    if (getaddrinfo(host, ps, &hints, &ai) != 0)
+        return;
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+        getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        getnameinfo((struct sockaddr *)&ss, sl, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST);
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+}
+
+static void set_addr(struct bt__ps_server *s, const char *host, int port)
+{
+    snprintf(s->addr, sizeof(s->addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+/* Takes an index from the store when none was given, and sets ps/<gen>/server/<index>. */
+static int publish(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg, int port,
+                   struct bt__err *err)
+{
+    char host[256], adv[256], key[96];
+    int rport, rc;
+    struct bt__store *st = NULL;
+    if (bt__parse_endpoint(cfg->rdzv, host, sizeof(host), &rport) != 0)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE, "BATON_RDZV='%s' is not HOST:PORT",
+                           cfg->rdzv);
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(s->timeout_s),
+                                 .what = "rendezvous store",
+                                 .hint = "is the launcher of node 0 running?"};
+    BT_CHECK(bt__store_connect(host, rport, cfg->token ? cfg->token : "", &o, &st, err));
+    if (s->index < 0) {
+        int64_t v = 0;
+        snprintf(key, sizeof(key), "ps/%d/next_index", cfg->generation);
+        BT_CHECK_GOTO(bt__store_add(st, key, 1, &v), rc, fail);
+        s->index = (int)v - 1;
+    }
+    if (cfg->advertise && *cfg->advertise)
+        snprintf(adv, sizeof(adv), "%s", cfg->advertise);
+    else
+        route_addr(host, rport, adv, sizeof(adv));
+    set_addr(s, adv, port);
+    snprintf(key, sizeof(key), "ps/%d/server/%d", cfg->generation, s->index);
+    BT_CHECK_GOTO(bt__store_set(st, key, s->addr, strlen(s->addr)), rc, fail);
+    BT_INFO(PS, "published %s = %s", key, s->addr);
+    bt__store_close(st);
+    return BT_OK;
+fail:
+    bt__err_set(err, rc, "publishing ps server %d in the store: %s", s->index,
+                bt__store_error(st));
+    bt__store_close(st);
+    return rc;
+}
+
+static int open_checkpoint(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg,
+                           struct bt__err *err)
+{
+    size_t n = strlen(cfg->ckpt_dir) + 32;
+    int found = 0;
+    if (!(s->ckpt_path = malloc(n)))
+        return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
+    snprintf(s->ckpt_path, n, "%s/ps-%d.ckpt", cfg->ckpt_dir, s->index);
+    if (mkdir(cfg->ckpt_dir, 0755) != 0 && errno != EEXIST)
+        return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint dir %s: %s", cfg->ckpt_dir,
+                           strerror(errno));
+    BT_CHECK(bt__ps_ckpt_read(s->ckpt_path, (uint32_t)s->index, &found, reload, s, err));
+    if (found)
+        BT_WARN(PS, "ps server %d resumed from %s: %zu pieces, step %llu", s->index,
+                s->ckpt_path, s->npieces, (unsigned long long)s->max_applied);
+    s->ckpt_secs = cfg->ckpt_secs, s->ckpt_steps = cfg->ckpt_steps;
+    s->last_ckpt_ns = bt__now_ns();
+    return BT_OK;
+}
+
+static int setup(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg, int *port,
+                 struct bt__err *err)
+{
+    BT_CHECK(bt__sock_listen(cfg->host, cfg->port, 1024, &s->lfd, port, err));
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event a = {.events = EPOLLIN, .data.ptr = &s->lfd};
+    struct epoll_event b = {.events = EPOLLIN, .data.ptr = &s->wakefd};
+    if (s->epfd < 0 || s->wakefd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &a) != 0 ||
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &b) != 0)
+        return bt__err_set(err, BT_ERR_SYSTEM, "ps server: epoll: %s", strerror(errno));
+    if (cfg->rdzv && *cfg->rdzv)
+        BT_CHECK(publish(s, cfg, *port, err));
+    else {
+        s->index = s->index < 0 ? 0 : s->index;
+        set_addr(s, cfg->advertise && *cfg->advertise ? cfg->advertise
+                    : cfg->host && *cfg->host ? cfg->host : "127.0.0.1", *port);
+    }
+    if (cfg->ckpt_dir && *cfg->ckpt_dir)
+        BT_CHECK(open_checkpoint(s, cfg, err));
+    return BT_OK;
+}
+
+int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_server **out,
+                         int *bound_port, struct bt__err *err)
+{
+    struct bt__ps_server *s = calloc(1, sizeof(*s));
+    int port = 0, rc;
+    *out = NULL;
+    if (!s || !(s->tab = calloc(64, sizeof(*s->tab)))) {
+        free(s);
+        return bt__err_set(err, BT_ERR_SYSTEM, "ps server: out of memory");
+    }
+    s->lfd = s->epfd = s->wakefd = -1;
+    s->tabsz = 64;
+    s->index = cfg->index;
+    s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__param_ps_timeout_s();
+    s->exit_when_done = cfg->exit_when_done;
+    bt__rdzv_key(cfg->token ? cfg->token : "", s->key);
+    bt__rdzv_random((uint8_t *)&s->instance, sizeof(s->instance));
+    BT_CHECK_GOTO(setup(s, cfg, &port, err), rc, fail);
+    if (bound_port)
+        *bound_port = port;
+    *out = s;
+    return BT_OK;
+fail:
+    bt__ps_server_destroy(s);
+    return rc;
+}
+
+void bt__ps_server_cfg_env(struct bt__ps_server_cfg *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = bt__env_str("BATON_PS_HOST", NULL);
+    cfg->advertise = cfg->host;
+    cfg->port = (int)bt__env_int("BATON_PS_PORT", 0);
+    cfg->index = (int)bt__env_int("BATON_PS_INDEX", -1);
+    cfg->token = bt__env_str("BATON_TOKEN", "");
+    cfg->rdzv = bt__env_str("BATON_RDZV", NULL);
+    cfg->generation = (int)bt__env_int("BATON_RESTART_COUNT", 0);
+    cfg->timeout_s = bt__env_dbl("BATON_TIMEOUT", 300.0);
+    cfg->ckpt_dir = bt__env_str("BATON_PS_CKPT_DIR", NULL);
+    cfg->ckpt_secs = bt__env_dbl("BATON_PS_CKPT_SECS", 0.0);
+    cfg->ckpt_steps = bt__env_int("BATON_PS_CKPT_STEPS", 0);
+    cfg->exit_when_done = 1;
+}
+
+static struct bt__ps_server *volatile sig_srv;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (sig_srv)
+        bt__ps_server_stop(sig_srv);
+}
+
+int bt__ps_server_main(const struct bt__ps_server_cfg *cfg)
+{
+    struct bt__err err = {0};
+    struct bt__ps_server *s;
+    if (bt__ps_server_create(cfg, &s, NULL, &err) != BT_OK) {
+        BT_WARN(PS, "baton ps: %s", err.msg);
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_signal}, old_term, old_int;
+    sigemptyset(&sa.sa_mask);
+    sig_srv = s;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGINT, &sa, &old_int);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = bt__ps_server_run(s);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sig_srv = NULL;
+    bt__ps_server_destroy(s);
+    return rc == BT_OK ? 0 : 1;
+}

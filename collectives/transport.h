@@ -1,0 +1,120 @@
+/* transport.h: the transports behind one ops table.
+ *
+ * A transport either moves bytes between two ranks (sendrecv: tcp) or runs whole collectives
+ * over the ranks of one node at once (shm, where every rank reads its peers' data directly
+ * from one shared segment). NULL entries are what the transport does not do; coll.c and the
+ * algorithms pick the entry they need. Ranks in an xfer are global ranks; roots in the group
+ * collectives are local ranks of the node.
+ */
+#ifndef BT_COLLECTIVES_TRANSPORT_H
+#define BT_COLLECTIVES_TRANSPORT_H
+
+#include <stddef.h>
+
+#include "collectives/comm.h"
+
+/* One step of a point-to-point algorithm: send sbuf to send_to while receiving rbuf from
+ * recv_from (either may be -1: none). With red_dst set, the bytes received into rbuf are then
+ * reduced into red_dst as they arrive: red_dst = op(rbuf, red_dst) when incoming_first, else
+ * op(red_dst, rbuf); rlen is a whole number of dtype elements. */
+struct bt__xfer {
+    int send_to;
+    const void *sbuf;
+    size_t slen; /* bytes */
+    int recv_from;
+    void *rbuf;
+    size_t rlen; /* bytes */
+    void *red_dst;
+    bt_dtype dtype;
+    bt_op op; /* never BT_AVG here */
+    int incoming_first;
+};
+
+/* A collective over the ranks of one node. Counts are in elements. */
+struct bt__coll_args {
+    const void *send;
+    void *recv;
+    size_t count;
+    bt_dtype dtype;
+    bt_op op;   /* reductions: BT_AVG is done by the transport (div) */
+    int root;   /* local rank for reduce/broadcast; -1: every rank gets the result */
+    int div;    /* reductions: divide the result by this when > 1 (the average) */
+};
+
+struct bt__transport_ops {
+    const char *name;
+    int (*sendrecv)(struct bt_comm *c, const struct bt__xfer *x);
+    /* root < 0: allreduce; root >= 0: reduce to that local rank only (others' recv unused) */
+    int (*reduce)(struct bt_comm *c, const struct bt__coll_args *a);
+    /* send: count * local_size elements; local rank r gets block r in recv (count elements) */
+    int (*reduce_scatter)(struct bt_comm *c, const struct bt__coll_args *a);
+    int (*allgather)(struct bt_comm *c, const struct bt__coll_args *a);
+    int (*broadcast)(struct bt_comm *c, const struct bt__coll_args *a); /* buf is recv */
+    int (*barrier)(struct bt_comm *c);
+    void (*destroy)(struct bt_comm *c);
+};
+
+extern const struct bt__transport_ops bt__shm_ops;
+extern const struct bt__transport_ops bt__tcp_ops;
+
+/* Set up at communicator creation; both publish and read their addresses in the store. */
+int bt__shm_create(struct bt_comm *c, size_t slot_bytes);
+int bt__tcp_create(struct bt_comm *c, int nsocks);
+/* Sets the node's shared abort flag with msg (no-op without shm). */
+void bt__shm_abort(struct bt_comm *c, const char *msg);
+
+/* ---- point-to-point algorithms (algo_*.c) over a group of global ranks ---- */
+struct bt__group {
+    int n;            /* members */
+    int me;           /* my index */
+    const int *ranks; /* global rank of member i */
+};
+
+/* Element range of chunk i when count elements are split as evenly as possible in n chunks
+ * (the first count % n chunks get one more). */
+static inline void bt__chunk(size_t count, int n, int i, size_t *off, size_t *len)
+{
+    size_t base = count / (size_t)n, rem = count % (size_t)n, ui = (size_t)i;
+    *off = ui * base + (ui < rem ? ui : rem);
+    *len = base + (ui < rem ? 1 : 0);
+}
+
+/* In-place allreduce of buf over the group, op never AVG, dtype never float16/bfloat16. */
+int bt__ring_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, size_t count,
+                       bt_dtype dtype, bt_op op);
+/* Ring reduce-scatter over buf (n blocks of block elements): member i ends with block i
+ * reduced, in place in buf. */
+int bt__ring_reduce_scatter(struct bt_comm *c, const struct bt__group *g, void *buf,
+                            size_t block, bt_dtype dtype, bt_op op);
+/* Ring allgather in place: member i contributes block i of buf (n blocks of block elems). */
+int bt__ring_allgather(struct bt_comm *c, const struct bt__group *g, void *buf, size_t block,
+                       size_t esize);
+int bt__rd_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, size_t count,
+                     bt_dtype dtype, bt_op op);
+int bt__rabenseifner_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf,
+                               size_t count, bt_dtype dtype, bt_op op);
+/* Binomial-tree broadcast of bytes from member root. */
+int bt__tree_broadcast(struct bt_comm *c, const struct bt__group *g, void *buf, size_t bytes,
+                       int root);
+
+/* The fold of a group of n members onto p = 2^k (algo_rd.c): members below 2r = 2 (n - p)
+ * pair up, the even one of each pair handing its data to the odd one and sitting out. */
+struct bt__fold {
+    int p, r;    /* power of two, and n - p */
+    int newrank; /* my rank among the p, or -1 while folded away */
+};
+void bt__fold_plan(int n, int me, struct bt__fold *f);
+/* The member index of new rank q. */
+int bt__fold_member(const struct bt__fold *f, int q);
+int bt__fold_in(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
+                void *buf, size_t count, bt_dtype dt, bt_op op);
+int bt__fold_out(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
+                 void *buf, size_t bytes);
+
+/* Sends/receives through the inter-node transport (tcp). */
+static inline int bt__xfer(struct bt_comm *c, const struct bt__xfer *x)
+{
+    return c->inter->sendrecv(c, x);
+}
+
+#endif

@@ -1,0 +1,487 @@
+/* transport_shm.c: collectives between the ranks of one node over one shared segment.
+ *
+ * Segment (one per node and generation, a named POSIX shm object that local rank 0 creates
+ * and publishes in the store under "<prefix>shm/<node>"; the last rank to map it unlinks it,
+ * so nothing is left in /dev/shm once the job runs, or when it dies):
+ *
+ *   header page   magic, local size, slot size, abort flag + message, futex sleepers
+ *   ctrl[r]       one 128-byte line per local rank: sync counter, its futex word, the number
+ *                 of the collective it is in, its global rank and pid
+ *   slots         slot[r][b]: two buffers (b = 0, 1) of slot_bytes per local rank
+ *
+ * Every page is faulted in at creation (MAP_POPULATE; this VM first-touches a page at ~12 us)
+ * and then reused by every collective: nothing is allocated or mapped on the collective path.
+ *
+ * Synchronisation is one primitive, sync(): a rank raises its counter to the next value t
+ * (release) and waits until every local rank's counter is >= t (acquire). All ranks pass the
+ * same sequence of sync points, so counters differ by at most one. The waiter spins briefly,
+ * then yields, then sleeps on the futex word of a lagging peer (woken by writers that see a
+ * sleeper). While it sleeps (100 ms slices) it checks that lagging peers are alive (pidfd),
+ * the node's abort flag, the timeout and stall warning, and the launcher's failure notice.
+ *
+ * Allreduce, one round per segment of m <= slot_bytes / esize elements, buffer b alternating:
+ *   1. each rank copies its m elements into slot[me][b]                       (copy in)
+ *   2. sync
+ *   3. rank r reduces chunk r (bt__chunk(m, n, r)) reading chunk r of every slot[p][b], in
+ *      slot order 0..n-1 (so the bits do not depend on timing), into slot[r][b]'s chunk r
+ *   4. sync
+ *   5. every rank copies chunk p of slot[p][b], for every p, to its output       (copy out)
+ * The next round uses the other buffer, and round k+2 writes buffer b only after the first
+ * sync of round k+1, which every rank passes after its copy-out of round k: two syncs per
+ * round, and the copy-out of one round overlaps the copy-in of the next. Each rank's data is
+ * written once (copy in) and read directly by its peers (one copy), as in Open MPI's
+ * "vader" single-segment collectives and the shared-memory allreduce of Li et al., "Design and
+ * evaluation of shared memory collectives" (2013). Reduce is the same with only the root
+ * copying out; reduce-scatter copies in every block's slice and each rank reduces its own
+ * block straight into its output (one sync per round); allgather and broadcast copy in, sync,
+ * and copy out.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <immintrin.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "collectives/reduce.h"
+#include "collectives/transport.h"
+#include "common/log.h"
+#include "common/param.h"
+#include "common/sock.h"
+
+BT_PARAM_INT(slot_bytes, "BATON_SHM_SLOT_BYTES", 256 * 1024)
+BT_PARAM_INT(test_seg_bytes, "BATON_TEST_SEGMENT_BYTES", 0)
+
+#define SHM_MAGIC 0x314d485354414242ULL /* "BBATSHM1" */
+#define SHM_HDR_BYTES 4096
+#define SHM_CTRL_BYTES 128
+#define SHM_MIN_SLOT 256
+
+struct shm_ctrl {
+    _Atomic uint64_t sync;  /* sync points passed */
+    _Atomic uint32_t fword; /* low 32 bits of sync, for futex waits */
+    int32_t pid;            /* 0 until the rank attached */
+    _Atomic uint64_t coll;  /* number of the collective the rank is in */
+    int32_t rank;           /* global rank */
+};
+
+struct shm_hdr {
+    uint64_t magic;
+    uint32_t local_size;
+    uint32_t pad;
+    uint64_t slot_bytes;
+    _Atomic uint32_t sleepers; /* ranks sleeping on a futex word */
+    _Atomic uint32_t abort;    /* set once by the first rank whose collective failed */
+    char abort_msg[BT__ERR_MSG_MAX];
+};
+
+struct bt__shm {
+    char *base;             /* the mapping */
+    size_t bytes;
+    size_t slot_bytes;      /* per buffer */
+    int n, me;
+    uint64_t syncs;         /* sync points passed by this rank */
+    uint64_t round;         /* rounds run: buffer = round & 1 */
+    int *pidfd;             /* [n], -1 until opened */
+    const void **srcs;      /* [n], reduction sources */
+    char name[96];
+};
+
+static struct shm_hdr *hdr(struct bt__shm *s)
+{
+    return (struct shm_hdr *)(void *)s->base;
+}
+
+static struct shm_ctrl *ctrl(struct bt__shm *s, int r)
+{
+    return (struct shm_ctrl *)(void *)(s->base + SHM_HDR_BYTES + (size_t)r * SHM_CTRL_BYTES);
+}
+
+/* Byte offset of slot[r][b] in the segment; slot_off(s, n, 0) is the segment's size. */
+static size_t slot_off(const struct bt__shm *s, int r, int b)
+{
+    size_t data = SHM_HDR_BYTES + (((size_t)s->n * SHM_CTRL_BYTES + 4095) & ~(size_t)4095);
+    return data + ((size_t)r * 2 + (size_t)b) * s->slot_bytes;
+}
+
+static char *slot(struct bt__shm *s, int r, int b)
+{
+    return s->base + slot_off(s, r, b);
+}
+
+/* ---- waiting ---- */
+
+static long futex(_Atomic uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, (uint32_t *)addr, op, val, ts, NULL, 0);
+}
+
+/* 1 when local rank p's process has exited (pidfd readable, or gone). */
+static int peer_dead(struct bt__shm *s, int p)
+{
+    int pid = ctrl(s, p)->pid;
+    if (pid <= 0 || pid == getpid())
+        return 0;
+    if (s->pidfd[p] < 0) {
+        s->pidfd[p] = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (s->pidfd[p] < 0)
+            return errno == ESRCH || (kill(pid, 0) != 0 && errno == ESRCH);
+    }
+    struct pollfd pfd = {.fd = s->pidfd[p], .events = POLLIN};
+    return poll(&pfd, 1, 0) == 1;
+}
+
+struct lag {
+    struct bt__shm *s;
+    uint64_t target;
+};
+
+static void lagging_names(void *arg, char *out, size_t cap)
+{
+    struct lag *l = arg;
+    size_t n = 0;
+    out[0] = '\0';
+    for (int p = 0; p < l->s->n && n + 48 < cap; p++) {
+        struct shm_ctrl *pc = ctrl(l->s, p);
+        if (atomic_load_explicit(&pc->sync, memory_order_acquire) >= l->target)
+            continue;
+        n += (size_t)snprintf(out + n, cap - n, "%s%d (pid %d, at collective #%llu)",
+                              n ? ", " : "", pc->rank, pc->pid,
+                              (unsigned long long)atomic_load(&pc->coll));
+    }
+}
+
+/* Index of the first local rank below target, or -1 when all have arrived. */
+static int first_lagging(struct bt__shm *s, uint64_t target)
+{
+    for (int p = 0; p < s->n; p++)
+        if (atomic_load_explicit(&ctrl(s, p)->sync, memory_order_acquire) < target)
+            return p;
+    return -1;
+}
+
+/* The checks made while sleeping: abort flag, dead peers, timeout, stall, launcher notice. */
+static int slow_checks(struct bt_comm *c, struct bt__wait *w, struct lag *l)
+{
+    struct bt__shm *s = c->shm;
+    if (atomic_load(&hdr(s)->abort))
+        return bt__comm_fail(c, BT_ERR_REMOTE, "%s #%llu: a rank of this node failed: %s",
+                             c->coll_name, (unsigned long long)c->coll_seq,
+                             hdr(s)->abort_msg);
+    for (int p = 0; p < s->n; p++)
+        if (atomic_load(&ctrl(s, p)->sync) < l->target && peer_dead(s, p))
+            return bt__comm_fail(c, BT_ERR_REMOTE,
+                                 "%s #%llu: rank %d (pid %d, this node) died; hint: see its "
+                                 "exit status in the launcher's report",
+                                 c->coll_name, (unsigned long long)c->coll_seq,
+                                 ctrl(s, p)->rank, ctrl(s, p)->pid);
+    return bt__wait_tick(c, w, lagging_names, l);
+}
+
+static void sleep_on(struct bt__shm *s, int p, uint64_t target)
+{
+    struct shm_ctrl *pc = ctrl(s, p);
+    struct timespec ts = {0, 100000000L};
+    atomic_fetch_add(&hdr(s)->sleepers, 1);
+    uint32_t v = atomic_load(&pc->fword);
+    if (atomic_load(&pc->sync) < target && v != (uint32_t)target)
+        futex(&pc->fword, FUTEX_WAIT, v, &ts);
+    atomic_fetch_sub(&hdr(s)->sleepers, 1);
+}
+
+/* Waits until every local rank passed sync point target: spin, yield, then futex sleep. */
+static int wait_all(struct bt_comm *c, uint64_t target)
+{
+    struct bt__shm *s = c->shm;
+    for (int i = 0; i < 512; i++) {
+        if (first_lagging(s, target) < 0)
+            return BT_OK;
+        _mm_pause();
+    }
+    int64_t t0 = bt__now_ns();
+    struct bt__wait w;
+    struct lag l = {s, target};
+    int started = 0;
+    for (;;) {
+        int p = first_lagging(s, target);
+        if (p < 0)
+            return BT_OK;
+        int64_t waited = bt__now_ns() - t0;
+        if (waited < 50000) {
+            sched_yield();
+            continue;
+        }
+        if (!started) {
+            bt__wait_start(c, &w);
+            w.start_ns = t0;
+            started = 1;
+        }
+        BT_CHECK(slow_checks(c, &w, &l));
+        sleep_on(s, p, target);
+    }
+}
+
+static int shm_sync(struct bt_comm *c)
+{
+    struct bt__shm *s = c->shm;
+    struct shm_ctrl *me = ctrl(s, s->me);
+    uint64_t t = ++s->syncs;
+    atomic_store(&me->sync, t);
+    atomic_store(&me->fword, (uint32_t)t);
+    if (atomic_load(&hdr(s)->sleepers))
+        futex(&me->fword, FUTEX_WAKE, INT32_MAX, NULL);
+    return wait_all(c, t);
+}
+
+static void enter(struct bt_comm *c)
+{
+    atomic_store_explicit(&ctrl(c->shm, c->shm->me)->coll, c->coll_seq, memory_order_relaxed);
+}
+
+/* ---- the collectives ---- */
+
+static int shm_reduce(struct bt_comm *c, const struct bt__coll_args *a)
+{
+    struct bt__shm *s = c->shm;
+    size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es;
+    enter(c);
+    for (size_t off = 0; off < a->count; off += seg) {
+        size_t m = a->count - off < seg ? a->count - off : seg, co, cl;
+        int b = (int)(s->round++ & 1);
+        memcpy(slot(s, s->me, b), (const char *)a->send + off * es, m * es);
+        BT_CHECK(shm_sync(c));
+        bt__chunk(m, s->n, s->me, &co, &cl);
+        for (int p = 0; p < s->n; p++)
+            s->srcs[p] = slot(s, p, b) + co * es;
+        bt__reduce_n(a->dtype, a->op, slot(s, s->me, b) + co * es, s->srcs, s->n, cl, a->div);
+        BT_CHECK(shm_sync(c));
+        if (a->root >= 0 && a->root != s->me)
+            continue;
+        for (int p = 0; p < s->n; p++) {
+            bt__chunk(m, s->n, p, &co, &cl);
+            memcpy((char *)a->recv + (off + co) * es, slot(s, p, b) + co * es, cl * es);
+        }
+    }
+    return BT_OK;
+}
+
+static int shm_reduce_scatter(struct bt_comm *c, const struct bt__coll_args *a)
+{
+    struct bt__shm *s = c->shm;
+    size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es / (size_t)s->n;
+    enter(c);
+    for (size_t off = 0; off < a->count; off += seg) {
+        size_t m = a->count - off < seg ? a->count - off : seg;
+        int b = (int)(s->round++ & 1);
+        for (int p = 0; p < s->n; p++)
+            memcpy(slot(s, s->me, b) + (size_t)p * m * es,
+                   (const char *)a->send + ((size_t)p * a->count + off) * es, m * es);
+        BT_CHECK(shm_sync(c));
+        for (int p = 0; p < s->n; p++)
+            s->srcs[p] = slot(s, p, b) + (size_t)s->me * m * es;
+        bt__reduce_n(a->dtype, a->op, (char *)a->recv + off * es, s->srcs, s->n, m, a->div);
+    }
+    return BT_OK;
+}
+
+static int shm_allgather(struct bt_comm *c, const struct bt__coll_args *a)
+{
+    struct bt__shm *s = c->shm;
+    size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es;
+    enter(c);
+    for (size_t off = 0; off < a->count; off += seg) {
+        size_t m = a->count - off < seg ? a->count - off : seg;
+        int b = (int)(s->round++ & 1);
+        memcpy(slot(s, s->me, b), (const char *)a->send + off * es, m * es);
+        BT_CHECK(shm_sync(c));
+        for (int p = 0; p < s->n; p++)
+            memcpy((char *)a->recv + ((size_t)p * a->count + off) * es, slot(s, p, b), m * es);
+    }
+    return BT_OK;
+}
+
+static int shm_broadcast(struct bt_comm *c, const struct bt__coll_args *a)
+{
+    struct bt__shm *s = c->shm;
+    size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es;
+    enter(c);
+    for (size_t off = 0; off < a->count; off += seg) {
+        size_t m = a->count - off < seg ? a->count - off : seg;
+        int b = (int)(s->round++ & 1);
+        char *buf = (char *)a->recv + off * es;
+        if (s->me == a->root)
+            memcpy(slot(s, a->root, b), buf, m * es);
+        BT_CHECK(shm_sync(c));
+        if (s->me != a->root)
+            memcpy(buf, slot(s, a->root, b), m * es);
+    }
+    return BT_OK;
+}
+
+static int shm_barrier(struct bt_comm *c)
+{
+    enter(c);
+    return shm_sync(c);
+}
+
+void bt__shm_abort(struct bt_comm *c, const char *msg)
+{
+    struct bt__shm *s = c->shm;
+    if (!s)
+        return;
+    uint32_t expected = 0;
+    struct shm_hdr *h = hdr(s);
+    if (atomic_compare_exchange_strong(&h->abort, &expected, 2)) {
+        snprintf(h->abort_msg, sizeof(h->abort_msg), "rank %d: %s", c->rank, msg);
+        atomic_store(&h->abort, 1);
+    }
+    for (int p = 0; p < s->n; p++)
+        futex(&ctrl(s, p)->fword, FUTEX_WAKE, INT32_MAX, NULL);
+}
+
+/* ---- setup ---- */
+
+static int map_segment(struct bt_comm *c, struct bt__shm *s, int create)
+{
+    int fd = shm_open(s->name, O_RDWR | (create ? O_CREAT | O_EXCL : 0), 0600);
+    if (fd < 0)
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm_open %s: %s", s->name, strerror(errno));
+    if (create && ftruncate(fd, (off_t)s->bytes) != 0) {
+        int e = errno;
+        close(fd);
+        shm_unlink(s->name);
+        return bt__err_set(&c->err, BT_ERR_SYSTEM,
+                           "ftruncate %s to %zu bytes: %s; hint: is /dev/shm large enough?",
+                           s->name, s->bytes, strerror(e));
+    }
+    void *p = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "mmap %s (%zu bytes): %s", s->name,
+                           s->bytes, strerror(errno));
+    s->base = p;
+    return BT_OK;
+}
+
+/* Local rank 0 creates and publishes the segment; the others look its name up. */
+static int attach(struct bt_comm *c, struct bt__shm *s)
+{
+    char key[96];
+    snprintf(key, sizeof(key), "%sshm/%d", c->prefix, c->node_rank);
+    if (s->me == 0) {
+        snprintf(s->name, sizeof(s->name), "/baton-%d-%llx-g%d-n%d", (int)getpid(),
+                 (unsigned long long)bt__now_ns(), c->generation, c->node_rank);
+        BT_CHECK(map_segment(c, s, 1));
+        hdr(s)->magic = SHM_MAGIC;
+        hdr(s)->local_size = (uint32_t)s->n;
+        hdr(s)->slot_bytes = s->slot_bytes;
+        if (bt__store_set(c->store, key, s->name, strlen(s->name)) != BT_OK)
+            return bt__err_set(&c->err, BT_ERR_REMOTE, "publishing the shm segment: %s",
+                               bt__store_error(c->store));
+        return BT_OK;
+    }
+    void *v = NULL;
+    size_t len;
+    if (bt__store_get(c->store, key, &v, &len, bt__comm_timeout_s()) != BT_OK)
+        return bt__err_set(&c->err, BT_ERR_REMOTE, "waiting for local rank 0's shm segment: %s",
+                           bt__store_error(c->store));
+    snprintf(s->name, sizeof(s->name), "%s", (char *)v);
+    free(v);
+    BT_CHECK(map_segment(c, s, 0));
+    if (hdr(s)->magic != SHM_MAGIC || hdr(s)->local_size != (uint32_t)s->n ||
+        hdr(s)->slot_bytes != s->slot_bytes)
+        return bt__err_set(&c->err, BT_ERR_INVALID_USAGE,
+                           "shm segment %s: local size %u or slot size %llu differs from ours "
+                           "(%d, %zu); hint: every rank needs the same BATON_SHM_SLOT_BYTES",
+                           s->name, hdr(s)->local_size,
+                           (unsigned long long)hdr(s)->slot_bytes, s->n, s->slot_bytes);
+    return BT_OK;
+}
+
+/* Marks this rank attached; the last one to attach removes the name. */
+static int announce(struct bt_comm *c, struct bt__shm *s)
+{
+    struct shm_ctrl *me = ctrl(s, s->me);
+    char key[96];
+    int64_t n = 0;
+    me->rank = c->rank;
+    me->pid = (int32_t)getpid();
+    snprintf(key, sizeof(key), "%sshm/%d/attached", c->prefix, c->node_rank);
+    if (bt__store_add(c->store, key, 1, &n) != BT_OK)
+        return bt__err_set(&c->err, BT_ERR_REMOTE, "shm attach count: %s",
+                           bt__store_error(c->store));
+    if (n == s->n)
+        shm_unlink(s->name);
+    return BT_OK;
+}
+
+static size_t pick_slot_bytes(size_t want)
+{
+    if (!want)
+        want = (size_t)(bt__param_test_seg_bytes() > 0 ? bt__param_test_seg_bytes()
+                                                       : bt__param_slot_bytes());
+    if (want < SHM_MIN_SLOT)
+        want = SHM_MIN_SLOT;
+    return (want + 63) & ~(size_t)63;
+}
+
+int bt__shm_create(struct bt_comm *c, size_t slot_bytes)
+{
+    struct bt__shm *s = calloc(1, sizeof(*s));
+    if (!s)
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm: out of memory");
+    c->shm = s;
+    s->n = c->local_size;
+    s->me = c->local_rank;
+    s->slot_bytes = pick_slot_bytes(slot_bytes);
+    s->pidfd = malloc(sizeof(int) * (size_t)s->n);
+    s->srcs = malloc(sizeof(void *) * (size_t)s->n);
+    if (!s->pidfd || !s->srcs)
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm: out of memory");
+    for (int p = 0; p < s->n; p++)
+        s->pidfd[p] = -1;
+    s->bytes = slot_off(s, s->n, 0);
+    BT_CHECK(attach(c, s));
+    BT_CHECK(announce(c, s));
+    BT_INFO(SHM, "rank %d: shm segment %s, %d local ranks, 2 x %zu bytes per slot", c->rank,
+            s->name, s->n, s->slot_bytes);
+    return BT_OK;
+}
+
+static void shm_destroy(struct bt_comm *c)
+{
+    struct bt__shm *s = c->shm;
+    if (!s)
+        return;
+    if (s->base)
+        munmap(s->base, s->bytes);
+    if (s->name[0] && s->me == 0)
+        shm_unlink(s->name); /* in case a rank died before attaching */
+    for (int p = 0; s->pidfd && p < s->n; p++)
+        if (s->pidfd[p] >= 0)
+            close(s->pidfd[p]);
+    free(s->pidfd);
+    free(s->srcs);
+    free(s);
+    c->shm = NULL;
+}
+
+const struct bt__transport_ops bt__shm_ops = {
+    .name = "shm",
+    .reduce = shm_reduce,
+    .reduce_scatter = shm_reduce_scatter,
+    .allgather = shm_allgather,
+    .broadcast = shm_broadcast,
+    .barrier = shm_barrier,
+    .destroy = shm_destroy,
+};

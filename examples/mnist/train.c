@@ -1,0 +1,694 @@
+/* train.c: the training loop of mnist_cnn: threads over the batch, the gradient exchange
+ * (behind struct exchange_ops), sharded evaluation, checkpoints, and what rank 0 prints.
+ * See main.c for the walk through what a baton program does.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "baton.h"
+#include "mnist.h"
+#include "train.h"
+
+/* TEMPORARY, until libbaton has its collectives: weak references, so that this program links
+ * meanwhile and a job of more than one rank says what is missing. */
+#pragma weak bt_allreduce
+#pragma weak bt_broadcast
+
+/* The exchanged gradient is fixed point: each piece of MN_PIECE images (or fewer) has its
+ * float gradient rounded to int64 units of 2^-MN_FIXED_BITS and added in integers. Integer
+ * sums do not depend on their order, so however the global batch is cut into ranks and
+ * pieces, every rank gets bit for bit the same gradient: 1, 2 and 4 ranks take identical
+ * steps (float sums in a ring would differ in the last bit, and Adam, which divides by
+ * sqrt(v), grows such bits into visible differences within tens of steps). The resolution,
+ * 1.5e-11, is far below what float32 gradients of this model carry; the range, +-1.3e8, far
+ * above them. */
+#define MN_FIXED_BITS 36
+#define MN_PIECE 32
+enum { MN_NUM_STATS = 2 }; /* the exchange buffer's tail: summed loss, correct count */
+
+struct trainer;
+
+/* How the ranks' gradients become one update; one entry per --mode. */
+struct exchange_ops {
+    const char *name;
+    /* Makes every rank's parameters (and optimizer state) rank 0's. */
+    int (*sync_state)(struct trainer *tr);
+    /* Turns this rank's fixed-point gradient sum (tr->xgrads, MN_NUM_PARAMS + MN_NUM_STATS)
+     * into the job's mean gradient (tr->grads) and updates tr->params; afterwards the tail
+     * of xgrads holds the job's loss sum and correct count. */
+    int (*apply)(struct trainer *tr);
+};
+
+enum job { JOB_TRAIN, JOB_EVAL, JOB_QUIT };
+
+struct worker {
+    struct trainer *tr;
+    int id;
+    pthread_t th;
+    struct mn_acts acts;
+    float *fgrads;      /* (MN_NUM_PARAMS) one piece's float gradient */
+    struct mn_params g; /* views of fgrads */
+    int64_t *acc;       /* (MN_NUM_PARAMS + MN_NUM_STATS) fixed-point sum of its pieces */
+    uint8_t *labels;    /* (acts.max_batch) */
+    int begin, count;   /* JOB_TRAIN: slice of the rank's batch; JOB_EVAL: of the eval range */
+    double loss;        /* summed over its images */
+    long correct;
+};
+
+struct trainer {
+    const struct mn_opts *o;
+    const struct mn_data *d;
+    bt_comm *comm;
+    const struct exchange_ops *xchg;
+    int rank, world, batch, global_batch;
+    float *params;     /* (MN_NUM_PARAMS) */
+    float *grads;      /* (MN_NUM_PARAMS) the job's mean gradient this step */
+    int64_t *xgrads;   /* (MN_NUM_PARAMS + MN_NUM_STATS) what the ranks exchange */
+    float *adam_state; /* (2, MN_NUM_PARAMS): m then v */
+    float *m, *v;
+    struct mn_params p;
+    struct mn_adam adam;
+    /* where training stands; what a checkpoint records */
+    uint32_t epoch, step_in_epoch;
+    uint64_t global_step;
+    uint64_t rng;      /* the shuffle generator at the start of `epoch` */
+    float last_loss;
+    uint32_t *order;   /* (n_train) this epoch's order of training images */
+    uint32_t *step_idx; /* (batch) this rank's images this step */
+    /* the eval job: images idx[begin..end) (idx NULL: begin..end themselves) of x, y */
+    const uint8_t *ex, *ey;
+    const uint32_t *eidx;
+    /* threads */
+    int nthreads;
+    struct worker *workers;
+    pthread_barrier_t go, done;
+    enum job job;
+    double comm_s; /* seconds inside collectives during training steps */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int coll_failed(struct trainer *tr, const char *what, int rc)
+{
+    fprintf(stderr, "mnist_cnn: rank %d: %s: %s: %s\n", tr->rank, what, bt_strerror(rc),
+            bt_last_error(tr->comm));
+    return 1;
+}
+
+/* ---- fixed point ---- */
+
+static void add_fixed(int64_t *restrict acc, const float *restrict g, size_t n)
+{
+    const double scale = (double)(1ull << MN_FIXED_BITS), lim = 9.0e18;
+    for (size_t i = 0; i < n; i++) {
+        double x = (double)g[i] * scale;
+        x = x > lim ? lim : x < -lim ? -lim : x; /* NaN stays NaN: llrint gives INT64_MIN */
+        acc[i] += llrint(x);
+    }
+}
+
+static void from_fixed(const int64_t *restrict acc, float *restrict g, size_t n)
+{
+    const double inv = 1.0 / (double)(1ull << MN_FIXED_BITS);
+    for (size_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+}
+
+/* ---- the allreduce exchange ---- */
+
+static int allreduce_sync_state(struct trainer *tr)
+{
+    int rc = bt_broadcast(tr->comm, tr->params, MN_NUM_PARAMS, BT_FLOAT32, 0);
+    if (rc == BT_OK) rc = bt_broadcast(tr->comm, tr->adam_state, 2 * (size_t)MN_NUM_PARAMS,
+                                       BT_FLOAT32, 0);
+    return rc == BT_OK ? 0 : coll_failed(tr, "bt_broadcast of the parameters", rc);
+}
+
+/* One allreduce for the whole buffer: at ~93k floats (373 KB) a step, the exchange is a few
+ * percent of a step here (main prints the share), too little for bucketing and overlapping it
+ * with the backward pass to pay for a communication thread. */
+static int allreduce_apply(struct trainer *tr)
+{
+    double t0 = now_s();
+    int rc = bt_allreduce(tr->comm, tr->xgrads, tr->xgrads, MN_NUM_PARAMS + MN_NUM_STATS,
+                          BT_INT64, BT_SUM);
+    tr->comm_s += now_s() - t0;
+    if (rc != BT_OK) return coll_failed(tr, "bt_allreduce of the gradients", rc);
+    from_fixed(tr->xgrads, tr->grads, MN_NUM_PARAMS);
+    mn_adam_step(&tr->adam, tr->params, tr->grads, tr->m, tr->v, MN_NUM_PARAMS);
+    return 0;
+}
+
+/* A job of one: nothing to exchange. */
+static int local_sync_state(struct trainer *tr) { (void)tr; return 0; }
+static int local_apply(struct trainer *tr)
+{
+    from_fixed(tr->xgrads, tr->grads, MN_NUM_PARAMS);
+    mn_adam_step(&tr->adam, tr->params, tr->grads, tr->m, tr->v, MN_NUM_PARAMS);
+    return 0;
+}
+
+static const struct exchange_ops xchg_allreduce = {"allreduce", allreduce_sync_state,
+                                                   allreduce_apply};
+static const struct exchange_ops xchg_local = {"local", local_sync_state, local_apply};
+
+/* ---- work for the threads ---- */
+
+/* x (n, 28, 28, 1) = images idx[first + i] (or first + i) scaled to [0, 1]; labels likewise. */
+static void gather(struct worker *w, const uint8_t *x, const uint8_t *y, const uint32_t *idx,
+                   uint32_t first, int n)
+{
+    for (int i = 0; i < n; i++) {
+        uint32_t k = idx ? idx[first + i] : first + (uint32_t)i;
+        const uint8_t *src = x + (size_t)k * 784;
+        float *restrict dst = w->acts.x + (size_t)i * 784;
+        for (int j = 0; j < 784; j++) dst[j] = (float)src[j] / 255.0f;
+        w->labels[i] = y[k];
+    }
+}
+
+/* The worker's slice of the rank's batch, a piece at a time: each piece's gradient of the
+ * global mean loss, rounded and summed in w->acc (see MN_FIXED_BITS). */
+static void train_slice(struct worker *w)
+{
+    struct trainer *tr = w->tr;
+    double loss = 0;
+    long correct = 0;
+    memset(w->acc, 0, sizeof(int64_t) * (MN_NUM_PARAMS + MN_NUM_STATS));
+    for (int i = w->begin; i < w->begin + w->count; i += w->acts.max_batch) {
+        int n = w->begin + w->count - i < w->acts.max_batch ? w->begin + w->count - i
+                                                            : w->acts.max_batch, ok;
+        gather(w, tr->d->train_x, tr->d->train_y, tr->step_idx, (uint32_t)i, n);
+        mn_forward(&tr->p, &w->acts, n);
+        loss += mn_softmax_xent(w->acts.z5, w->labels, n, 10, 1.0f / (float)tr->global_batch,
+                                w->acts.dz5, &ok);
+        correct += ok;
+        mn_backward(&tr->p, &w->g, &w->acts, n);
+        add_fixed(w->acc, w->fgrads, MN_NUM_PARAMS);
+    }
+    float fl = (float)loss;
+    add_fixed(w->acc + MN_NUM_PARAMS, &fl, 1);
+    w->acc[MN_NUM_PARAMS + 1] = correct;
+}
+
+static void eval_slice(struct worker *w)
+{
+    struct trainer *tr = w->tr;
+    int chunk = w->acts.max_batch;
+    w->loss = 0;
+    w->correct = 0;
+    for (int i = w->begin; i < w->begin + w->count; i += chunk) {
+        int n = w->begin + w->count - i < chunk ? w->begin + w->count - i : chunk;
+        int correct;
+        gather(w, tr->ex, tr->ey, tr->eidx, (uint32_t)i, n);
+        mn_forward(&tr->p, &w->acts, n);
+        w->loss += mn_softmax_xent(w->acts.z5, w->labels, n, 10, 1.0f, NULL, &correct);
+        w->correct += correct;
+    }
+}
+
+static void run_job(struct worker *w)
+{
+    if (w->tr->job == JOB_TRAIN) train_slice(w);
+    else if (w->tr->job == JOB_EVAL) eval_slice(w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (;;) {
+        pthread_barrier_wait(&w->tr->go);
+        if (w->tr->job == JOB_QUIT) return NULL;
+        run_job(w);
+        pthread_barrier_wait(&w->tr->done);
+    }
+}
+
+/* Runs tr->job on every worker (worker 0 is this thread) and waits for all of them. */
+static void run_all(struct trainer *tr)
+{
+    if (tr->nthreads > 1) pthread_barrier_wait(&tr->go);
+    run_job(&tr->workers[0]);
+    if (tr->nthreads > 1) pthread_barrier_wait(&tr->done);
+}
+
+/* Splits n items over the workers as evenly as whole items allow. */
+static void split(struct trainer *tr, int n)
+{
+    for (int t = 0; t < tr->nthreads; t++) {
+        tr->workers[t].begin = (int)((long)n * t / tr->nthreads);
+        tr->workers[t].count = (int)((long)n * (t + 1) / tr->nthreads) - tr->workers[t].begin;
+    }
+}
+
+/* ---- one training step and one evaluation ---- */
+
+/* Step s of the current epoch: this rank's slice of global batch s, gradient, exchange. */
+static int train_step(struct trainer *tr, uint32_t s)
+{
+    const uint32_t *g = tr->order + (size_t)s * tr->global_batch + (size_t)tr->rank * tr->batch;
+    memcpy(tr->step_idx, g, sizeof(uint32_t) * tr->batch);
+    tr->job = JOB_TRAIN;
+    split(tr, tr->batch);
+    run_all(tr);
+    for (int t = 1; t < tr->nthreads; t++) {
+        const int64_t *restrict src = tr->workers[t].acc;
+        int64_t *restrict dst = tr->xgrads;
+        for (size_t i = 0; i < MN_NUM_PARAMS + MN_NUM_STATS; i++) dst[i] += src[i];
+    }
+    return tr->xchg->apply(tr);
+}
+
+/* Accuracy and mean loss of n images of a set; this rank does its 1/world of them. */
+static void eval_local(struct trainer *tr, const uint8_t *x, const uint8_t *y,
+                       const uint32_t *idx, uint32_t n, float out[2])
+{
+    uint32_t lo = (uint32_t)((uint64_t)n * tr->rank / tr->world);
+    uint32_t hi = (uint32_t)((uint64_t)n * (tr->rank + 1) / tr->world);
+    tr->ex = x;
+    tr->ey = y;
+    tr->eidx = idx;
+    tr->job = JOB_EVAL;
+    split(tr, (int)(hi - lo));
+    for (int t = 0; t < tr->nthreads; t++) tr->workers[t].begin += (int)lo;
+    run_all(tr);
+    double loss = 0, correct = 0;
+    for (int t = 0; t < tr->nthreads; t++) {
+        loss += tr->workers[t].loss;
+        correct += (double)tr->workers[t].correct;
+    }
+    out[0] = (float)correct;
+    out[1] = (float)loss;
+}
+
+/* r[0..3] = val accuracy, val loss, test accuracy, test loss over the whole job. */
+static int evaluate(struct trainer *tr, double r[4])
+{
+    const struct mn_data *d = tr->d;
+    float s[4];
+    eval_local(tr, d->train_x, d->train_y, d->val_idx, d->n_val, s);
+    eval_local(tr, d->test_x, d->test_y, NULL, d->n_test, s + 2);
+    if (tr->world > 1) {
+        int rc = bt_allreduce(tr->comm, s, s, 4, BT_FLOAT32, BT_SUM);
+        if (rc != BT_OK) return coll_failed(tr, "bt_allreduce of the evaluation", rc);
+    }
+    double nv = d->n_val ? d->n_val : 1;
+    r[0] = s[0] / nv;
+    r[1] = s[1] / nv;
+    r[2] = s[2] / (double)d->n_test;
+    r[3] = s[3] / (double)d->n_test;
+    return 0;
+}
+
+/* ---- checkpoints ----
+ * A file is {struct ckpt_header; params (N floats); m (N); v (N); u32 crc32 of all before},
+ * host byte order (little-endian on every machine baton targets). Rank 0 writes
+ * DIR/NAME.tmp, fsyncs it and renames it over DIR/NAME, so a reader sees the old file or the
+ * new one, never half of one. checkpoint.bin is written after every epoch and when
+ * --max-steps stops the run; model.bin at the end. Both resume and evaluate. */
+
+#define CKPT_MAGIC "BTMNIST"
+#define CKPT_VERSION 1
+
+struct ckpt_header {
+    char magic[8];         /* "BTMNIST\0" */
+    uint32_t version;      /* CKPT_VERSION */
+    uint32_t n_params;     /* MN_NUM_PARAMS */
+    uint64_t global_step;  /* steps taken */
+    uint64_t adam_t;       /* Adam's step count */
+    uint64_t rng;          /* shuffle generator at the start of `epoch` */
+    uint64_t seed;
+    uint32_t epoch;        /* the epoch to continue (0-based) */
+    uint32_t step_in_epoch; /* the step of it to continue at */
+    uint32_t global_batch; /* images per step over all ranks */
+    float last_loss;       /* mean training loss of the last epoch run */
+};
+
+static int write_all(FILE *f, const void *p, size_t n, uLong *crc)
+{
+    *crc = crc32(*crc, p, (uInt)n);
+    return fwrite(p, 1, n, f) == n ? 0 : -1;
+}
+
+static int ckpt_write(struct trainer *tr, const char *name)
+{
+    const char *dir = tr->o->ckpt_dir;
+    char path[4096], tmp[4200];
+    struct ckpt_header h = {.version = CKPT_VERSION, .n_params = MN_NUM_PARAMS,
+                            .global_step = tr->global_step, .adam_t = tr->adam.t,
+                            .rng = tr->rng, .seed = tr->o->seed, .epoch = tr->epoch,
+                            .step_in_epoch = tr->step_in_epoch,
+                            .global_batch = (uint32_t)tr->global_batch,
+                            .last_loss = tr->last_loss};
+    memcpy(h.magic, CKPT_MAGIC, sizeof CKPT_MAGIC);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mnist_cnn: checkpoint dir %s: %s; training goes on without it\n", dir,
+                strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    uLong crc = crc32(0, NULL, 0);
+    size_t n = sizeof(float) * MN_NUM_PARAMS;
+    int bad = !f || write_all(f, &h, sizeof h, &crc) || write_all(f, tr->params, n, &crc) ||
+              write_all(f, tr->m, n, &crc) || write_all(f, tr->v, n, &crc);
+    uint32_t c32 = (uint32_t)crc;
+    bad = bad || fwrite(&c32, 4, 1, f) != 1 || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int saved = errno;
+    if (f && fclose(f) != 0) bad = 1;
+    if (!bad && rename(tmp, path) != 0) bad = 1, saved = errno;
+    if (bad) {
+        fprintf(stderr, "mnist_cnn: writing %s: %s; training goes on without it\n", path,
+                strerror(saved));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads path into h, params and adam_state; returns 0, 1 when the file does not exist, or -1
+ * with one line in err. */
+static int ckpt_read(const char *path, struct ckpt_header *h, float *params, float *adam_state,
+                     char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f && errno == ENOENT) return 1;
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = sizeof(float) * MN_NUM_PARAMS;
+    uint32_t c32 = 0;
+    int rc = -1;
+    if (fread(h, sizeof *h, 1, f) != 1) {
+        snprintf(err, errlen, "%s: truncated: shorter than its %zu-byte header", path, sizeof *h);
+    } else if (memcmp(h->magic, CKPT_MAGIC, sizeof CKPT_MAGIC) || h->version != CKPT_VERSION ||
+               h->n_params != MN_NUM_PARAMS) {
+        snprintf(err, errlen, "%s: not an mnist_cnn model or checkpoint (version %d, %d "
+                 "parameters)", path, CKPT_VERSION, MN_NUM_PARAMS);
+    } else if (fread(params, n, 1, f) != 1 || fread(adam_state, 2 * n, 1, f) != 1 ||
+               fread(&c32, 4, 1, f) != 1) {
+        snprintf(err, errlen, "%s: truncated", path);
+    } else {
+        uLong crc = crc32(0, (const Bytef *)h, sizeof *h);
+        crc = crc32(crc, (const Bytef *)params, (uInt)n);
+        crc = crc32(crc, (const Bytef *)adam_state, (uInt)(2 * n));
+        if ((uint32_t)crc != c32) snprintf(err, errlen, "%s: checksum mismatch: corrupt", path);
+        else rc = 0;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* What rank 0 tells the others before the state itself: fresh start, loaded, or give up. */
+struct start_msg {
+    int32_t status; /* 0 fresh, 1 loaded, -1 error (rank 0 has said why) */
+    int32_t pad;
+    struct ckpt_header h;
+};
+
+/* Rank 0 loads path (or initialises when there is none and fresh is allowed), then every
+ * rank gets its state. Returns 0, or an exit status. */
+static int load_state(struct trainer *tr, const char *path, int must_exist)
+{
+    struct start_msg msg = {0};
+    if (tr->rank == 0) {
+        char err[4400];
+        int rc = path ? ckpt_read(path, &msg.h, tr->params, tr->adam_state, err, sizeof err) : 1;
+        if (rc < 0 || (rc == 1 && must_exist)) {
+            if (rc == 1) snprintf(err, sizeof err, "%s: not found", path);
+            fprintf(stderr, "mnist_cnn: %s\n", err);
+            msg.status = -1;
+        } else if (rc == 0 && !must_exist && msg.h.global_batch != (uint32_t)tr->global_batch) {
+            fprintf(stderr, "mnist_cnn: %s was written with a global batch of %u, this run has "
+                    "%d (--batch x ranks); resume with the same, or use another "
+                    "--checkpoint-dir\n", path, msg.h.global_batch, tr->global_batch);
+            msg.status = -1;
+        } else {
+            msg.status = rc == 0;
+            if (rc == 1) {
+                if (path) fprintf(stderr, "mnist_cnn: no checkpoint at %s; starting fresh\n", path);
+                mn_init_params(tr->params, tr->o->seed);
+                memset(tr->adam_state, 0, sizeof(float) * 2 * MN_NUM_PARAMS);
+            }
+        }
+    }
+    if (tr->world > 1) {
+        int rc = bt_broadcast(tr->comm, &msg, sizeof msg, BT_UINT8, 0);
+        if (rc != BT_OK) return coll_failed(tr, "bt_broadcast of the start state", rc);
+    }
+    if (msg.status < 0) return 2;
+    if (tr->xchg->sync_state(tr) != 0) return 1;
+    if (msg.status == 1) {
+        tr->global_step = msg.h.global_step;
+        tr->adam.t = msg.h.adam_t;
+        tr->rng = msg.h.rng;
+        tr->epoch = msg.h.epoch;
+        tr->step_in_epoch = msg.h.step_in_epoch;
+        tr->last_loss = msg.h.last_loss;
+        if (tr->rank == 0 && !tr->o->evaluate)
+            printf("resumed from %s: epoch %u, step %u of it, %llu steps done\n", path,
+                   msg.h.epoch + 1, msg.h.step_in_epoch, (unsigned long long)msg.h.global_step);
+    }
+    return 0;
+}
+
+/* ---- setup ---- */
+
+static void trainer_free(struct trainer *tr)
+{
+    if (tr->workers) {
+        if (tr->nthreads > 1) {
+            tr->job = JOB_QUIT;
+            pthread_barrier_wait(&tr->go);
+            for (int t = 1; t < tr->nthreads; t++) pthread_join(tr->workers[t].th, NULL);
+            pthread_barrier_destroy(&tr->go);
+            pthread_barrier_destroy(&tr->done);
+        }
+        for (int t = 0; t < tr->nthreads; t++) {
+            mn_acts_free(&tr->workers[t].acts);
+            free(tr->workers[t].fgrads);
+            if (t > 0) free(tr->workers[t].acc);
+            free(tr->workers[t].labels);
+        }
+    }
+    free(tr->workers);
+    free(tr->params);
+    free(tr->grads);
+    free(tr->xgrads);
+    free(tr->adam_state);
+    free(tr->order);
+    free(tr->step_idx);
+}
+
+static int workers_init(struct trainer *tr)
+{
+    int per = (tr->batch + tr->nthreads - 1) / tr->nthreads;
+    if (per > MN_PIECE) per = MN_PIECE;
+    tr->workers = calloc((size_t)tr->nthreads, sizeof *tr->workers);
+    if (!tr->workers) return -1;
+    for (int t = 0; t < tr->nthreads; t++) {
+        struct worker *w = &tr->workers[t];
+        w->tr = tr;
+        w->id = t;
+        w->labels = malloc((size_t)per);
+        w->fgrads = malloc(sizeof(float) * MN_NUM_PARAMS);
+        w->acc = t > 0 ? malloc(sizeof(int64_t) * (MN_NUM_PARAMS + MN_NUM_STATS)) : tr->xgrads;
+        if (mn_acts_init(&w->acts, per) != 0 || !w->labels || !w->fgrads || !w->acc) return -1;
+        mn_point_params(&w->g, w->fgrads);
+    }
+    if (tr->nthreads == 1) return 0;
+    if (pthread_barrier_init(&tr->go, NULL, (unsigned)tr->nthreads) ||
+        pthread_barrier_init(&tr->done, NULL, (unsigned)tr->nthreads))
+        return -1;
+    for (int t = 1; t < tr->nthreads; t++)
+        if (pthread_create(&tr->workers[t].th, NULL, worker_main, &tr->workers[t]) != 0) {
+            /* the barriers count nthreads: run with the threads we got is not an option */
+            fprintf(stderr, "mnist_cnn: cannot start thread %d: %s\n", t, strerror(errno));
+            exit(1);
+        }
+    return 0;
+}
+
+static int trainer_init(struct trainer *tr, const struct mn_opts *o, const struct mn_data *d,
+                        bt_comm *comm)
+{
+    memset(tr, 0, sizeof *tr);
+    tr->o = o;
+    tr->d = d;
+    tr->comm = comm;
+    bt_comm_rank(comm, &tr->rank);
+    bt_comm_size(comm, &tr->world);
+    tr->xchg = tr->world > 1 ? &xchg_allreduce : &xchg_local;
+    if (tr->world > 1 && (!bt_allreduce || !bt_broadcast)) {
+        fprintf(stderr, "mnist_cnn: this libbaton has no bt_allreduce/bt_broadcast yet; run one "
+                "rank\n");
+        exit(1);
+    }
+    tr->batch = o->batch;
+    tr->global_batch = o->batch * tr->world;
+    tr->nthreads = o->threads;
+    tr->adam = (struct mn_adam){.lr = (float)o->lr, .beta1 = 0.9f, .beta2 = 0.999f,
+                                .eps = 1e-7f};
+    tr->rng = o->seed ^ 0x6E6E697374ull;
+    tr->params = malloc(sizeof(float) * MN_NUM_PARAMS);
+    tr->grads = calloc(MN_NUM_PARAMS, sizeof(float));
+    tr->xgrads = calloc(MN_NUM_PARAMS + MN_NUM_STATS, sizeof(int64_t));
+    tr->adam_state = calloc(2 * (size_t)MN_NUM_PARAMS, sizeof(float));
+    tr->order = malloc(sizeof(uint32_t) * (d->n_train ? d->n_train : 1));
+    tr->step_idx = malloc(sizeof(uint32_t) * o->batch);
+    if (!tr->params || !tr->grads || !tr->xgrads || !tr->adam_state || !tr->order || !tr->step_idx) return -1;
+    tr->m = tr->adam_state;
+    tr->v = tr->adam_state + MN_NUM_PARAMS;
+    mn_point_params(&tr->p, tr->params);
+    return workers_init(tr);
+}
+
+/* ---- the loop ---- */
+
+struct run_stats {
+    double train_s, loss_sum, acc_sum;
+    long steps;
+};
+
+/* On a terminal, rank 0 redraws one progress line at most 4 times a second. */
+static void progress(const struct trainer *tr, uint32_t s, uint32_t spe,
+                     const struct run_stats *e, double t_epoch)
+{
+    static double last;
+    double t = now_s();
+    if (t - last < 0.25 && s + 1 < spe) return;
+    last = t;
+    printf("\r  epoch %u [%5u/%u] loss %.4f acc %.4f %6.0f img/s", tr->epoch + 1, s + 1, spe,
+           e->loss_sum / (double)e->steps, e->acc_sum / (double)e->steps,
+           (double)e->steps * tr->global_batch / (e->train_s > 0 ? e->train_s : 1e-9));
+    (void)t_epoch;
+    fflush(stdout);
+}
+
+/* Runs the steps of the current epoch from step_in_epoch on; *stopped when --max-steps hit. */
+static int run_epoch(struct trainer *tr, uint32_t spe, struct run_stats *e, int *stopped)
+{
+    int tty = tr->rank == 0 && isatty(STDOUT_FILENO);
+    for (uint32_t s = tr->step_in_epoch; s < spe; s++) {
+        if (tr->o->max_steps && tr->global_step >= (uint64_t)tr->o->max_steps) {
+            *stopped = 1;
+            break;
+        }
+        double t0 = now_s();
+        if (train_step(tr, s) != 0) return 1;
+        e->train_s += now_s() - t0;
+        e->loss_sum += (double)tr->xgrads[MN_NUM_PARAMS] / (double)(1ull << MN_FIXED_BITS) /
+                       tr->global_batch;
+        e->acc_sum += (double)tr->xgrads[MN_NUM_PARAMS + 1] / tr->global_batch;
+        e->steps++;
+        tr->global_step++;
+        tr->step_in_epoch = s + 1;
+        if (tty) progress(tr, s, spe, e, t0);
+    }
+    if (tty) printf("\r\033[K");
+    return 0;
+}
+
+/* The epoch's order: the training indices, shuffled by the generator's state at its start. */
+static void shuffle_epoch(struct trainer *tr, uint64_t *rng_after)
+{
+    memcpy(tr->order, tr->d->perm_all, sizeof(uint32_t) * tr->d->n_train);
+    *rng_after = tr->rng;
+    mn_shuffle(tr->order, tr->d->n_train, rng_after);
+}
+
+static int train(struct trainer *tr, struct run_stats *all, double ev[4])
+{
+    const struct mn_opts *o = tr->o;
+    uint32_t spe = tr->d->n_train / (uint32_t)tr->global_batch;
+    int stopped = 0;
+    if (spe == 0) {
+        fprintf(stderr, "mnist_cnn: a global batch of %d is more than the %u training images\n",
+                tr->global_batch, tr->d->n_train);
+        return 2;
+    }
+    while (tr->epoch < (uint32_t)o->epochs && !stopped) {
+        struct run_stats e = {0};
+        uint64_t rng_after;
+        double comm0 = tr->comm_s;
+        shuffle_epoch(tr, &rng_after);
+        if (run_epoch(tr, spe, &e, &stopped) != 0) return 1;
+        if (e.steps == 0) break;
+        if (evaluate(tr, ev) != 0) return 1;
+        tr->last_loss = (float)(e.loss_sum / (double)e.steps);
+        if (!stopped) { /* the epoch is whole: the checkpoint continues with the next */
+            tr->epoch++;
+            tr->step_in_epoch = 0;
+            tr->rng = rng_after;
+        }
+        if (tr->rank == 0) {
+            printf("epoch %u/%d: loss=%.6f train_acc=%.4f val_acc=%.4f test_acc=%.4f "
+                   "images_per_s=%.0f comm=%.1f%% steps=%ld%s\n",
+                   tr->epoch + (stopped ? 1 : 0), o->epochs, tr->last_loss,
+                   e.acc_sum / (double)e.steps, ev[0], ev[2],
+                   (double)e.steps * tr->global_batch / e.train_s,
+                   100.0 * (tr->comm_s - comm0) / e.train_s, e.steps,
+                   stopped ? " (stopped by --max-steps)" : "");
+            fflush(stdout);
+            if (o->ckpt_dir) ckpt_write(tr, "checkpoint.bin");
+        }
+        all->train_s += e.train_s;
+        all->steps += e.steps;
+    }
+    if (all->steps == 0 && evaluate(tr, ev) != 0) return 1;
+    return 0;
+}
+
+int mn_run(const struct mn_opts *o, const struct mn_data *d, bt_comm *comm)
+{
+    struct trainer tr;
+    struct run_stats all = {0};
+    double ev[4] = {0};
+    char path[4096];
+    int rc = 1;
+    if (trainer_init(&tr, o, d, comm) != 0) {
+        fprintf(stderr, "mnist_cnn: out of memory setting up the trainer\n");
+        goto out;
+    }
+    if (o->evaluate) {
+        double t0 = now_s();
+        if ((rc = load_state(&tr, o->evaluate, 1)) != 0 || (rc = evaluate(&tr, ev)) != 0) goto out;
+        if (tr.rank == 0)
+            printf("final: test_acc=%.4f val_acc=%.4f loss=%.4f images_per_s=%.0f steps=0\n",
+                   ev[2], ev[0], ev[3], (d->n_val + d->n_test) / (now_s() - t0));
+        goto out;
+    }
+    if (o->ckpt_dir) snprintf(path, sizeof path, "%s/checkpoint.bin", o->ckpt_dir);
+    if ((rc = load_state(&tr, o->resume && o->ckpt_dir ? path : NULL, 0)) != 0) goto out;
+    if (tr.rank == 0)
+        printf("mnist_cnn: %d rank%s x %d thread%s, batch %d per rank (%d global), %u train / "
+               "%u val / %u test images from %s, gemm %s\n", tr.world, tr.world > 1 ? "s" : "",
+               tr.nthreads, tr.nthreads > 1 ? "s" : "", tr.batch, tr.global_batch, d->n_train,
+               d->n_val, d->n_test, o->data_dir, mn_gemm_kernel_name());
+    if ((rc = train(&tr, &all, ev)) != 0) goto out;
+    if (tr.rank == 0) {
+        if (o->ckpt_dir) ckpt_write(&tr, "model.bin");
+        printf("final: test_acc=%.4f val_acc=%.4f loss=%.4f images_per_s=%.0f steps=%llu\n",
+               ev[2], ev[0], tr.last_loss,
+               all.train_s > 0 ? (double)all.steps * tr.global_batch / all.train_s : 0.0,
+               (unsigned long long)tr.global_step);
+        fflush(stdout);
+    }
+out:
+    trainer_free(&tr);
+    return rc;
+}

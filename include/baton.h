@@ -1,0 +1,116 @@
+/* baton.h: the one public header of libbaton.
+ *
+ * A worker started by `baton run` (or by mpirun, or by hand with the BATON_* env set) calls
+ * bt_init() to join its job and gets a communicator over which it runs collectives. Every call
+ * returns an int error code from the table below; outputs come back through pointers. Errors
+ * on a communicator are sticky: after the first failure every later call on it returns the
+ * same code, and bt_last_error() tells the story (which call, which peer, errno, a hint).
+ *
+ * The library never exits and never prints to stdout; it logs to stderr (or BATON_DEBUG_FILE)
+ * at the level BATON_DEBUG sets.
+ */
+#ifndef BATON_H
+#define BATON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BT_API __attribute__((visibility("default")))
+#else
+#define BT_API
+#endif
+
+#define BATON_VERSION_MAJOR 0
+#define BATON_VERSION_MINOR 1
+#define BATON_VERSION_PATCH 0
+#define BATON_VERSION_STRING "0.1.0"
+
+/* The error table: name, value, message. bt_strerror() and the enum both come from here. */
+#define BT_ERROR_TABLE(X)                                                                      \
+    X(BT_OK, 0, "success")                                                                     \
+    X(BT_ERR_INVALID_ARG, 1, "invalid argument")                                               \
+    X(BT_ERR_INVALID_USAGE, 2, "invalid usage")                                                \
+    X(BT_ERR_SYSTEM, 3, "system error")                                                        \
+    X(BT_ERR_REMOTE, 4, "a remote peer failed or closed the connection")                       \
+    X(BT_ERR_TIMEOUT, 5, "timed out")                                                          \
+    X(BT_ERR_AUTH, 6, "authentication failed")                                                 \
+    X(BT_ERR_INTERNAL, 7, "internal error")
+
+typedef enum {
+#define BT_X_ENUM(name, value, msg) name = value,
+    BT_ERROR_TABLE(BT_X_ENUM)
+#undef BT_X_ENUM
+} bt_result;
+
+/* Static message for a code; never NULL ("unknown error code" for values outside the table). */
+BT_API const char *bt_strerror(int rc);
+
+typedef enum {
+    BT_FLOAT32 = 0,
+    BT_FLOAT64 = 1,
+    BT_FLOAT16 = 2,  /* IEEE half; reduced in float32 */
+    BT_BFLOAT16 = 3, /* bfloat16; reduced in float32 */
+    BT_INT32 = 4,
+    BT_INT64 = 5,
+    BT_UINT8 = 6,
+    BT_DTYPE_COUNT
+} bt_dtype;
+
+typedef enum { BT_SUM = 0, BT_PROD = 1, BT_MIN = 2, BT_MAX = 3, BT_AVG = 4, BT_OP_COUNT } bt_op;
+
+/* Bytes of one element of dtype, or 0 for an unknown dtype. */
+BT_API size_t bt_dtype_size(bt_dtype dtype);
+
+typedef struct bt_comm bt_comm;
+
+/* Joins the job described by the environment (BATON_RANK, BATON_WORLD_SIZE, BATON_RDZV,
+ * BATON_TOKEN, ... as `baton run` sets them; a process with none of them set is a job of one)
+ * and returns a communicator in *comm, owned by the caller until bt_finalize(). On failure
+ * *comm is NULL and the reason is logged at WARN and kept for bt_last_error(NULL). */
+BT_API int bt_init(bt_comm **comm);
+
+/* Leaves the job and frees comm (NULL is accepted). Returns the communicator's sticky error
+ * code, if any, so a program can tell whether its last collectives really succeeded. */
+BT_API int bt_finalize(bt_comm *comm);
+
+/* Accessors: global rank and size, rank and size within this node, node rank and count. */
+BT_API int bt_comm_rank(const bt_comm *comm, int *rank);
+BT_API int bt_comm_size(const bt_comm *comm, int *size);
+BT_API int bt_comm_local_rank(const bt_comm *comm, int *local_rank);
+BT_API int bt_comm_local_size(const bt_comm *comm, int *local_size);
+BT_API int bt_comm_node_rank(const bt_comm *comm, int *node_rank);
+BT_API int bt_comm_nnodes(const bt_comm *comm, int *nnodes);
+
+/* The detail of the last error on comm (or of the last failed bt_init when comm is NULL):
+ * a static-lifetime-until-next-call string owned by the library; "" when there was none. */
+BT_API const char *bt_last_error(const bt_comm *comm);
+
+/* Collectives. All ranks call them in the same order with the same count, dtype and op.
+ * Buffers are owned by the caller; the library keeps no pointer after the call returns. */
+
+/* recv[i] = op over ranks of send[i], for i < count. send == recv means in place. */
+BT_API int bt_allreduce(bt_comm *comm, const void *send, void *recv, size_t count,
+                        bt_dtype dtype, bt_op op);
+/* buf (count elements) of root is copied to every rank's buf. */
+BT_API int bt_broadcast(bt_comm *comm, void *buf, size_t count, bt_dtype dtype, int root);
+/* recv (count * size elements) holds every rank's send (count elements), in rank order. */
+BT_API int bt_allgather(bt_comm *comm, const void *send, void *recv, size_t count,
+                        bt_dtype dtype);
+/* send holds recv_count * size elements; rank r gets the reduction of block r in recv. */
+BT_API int bt_reduce_scatter(bt_comm *comm, const void *send, void *recv, size_t recv_count,
+                             bt_dtype dtype, bt_op op);
+/* Like bt_allreduce, but only root's recv is written (recv may be NULL on other ranks). */
+BT_API int bt_reduce(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                     bt_op op, int root);
+/* Returns once every rank has entered the barrier. */
+BT_API int bt_barrier(bt_comm *comm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BATON_H */

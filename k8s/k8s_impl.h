@@ -1,0 +1,28 @@
+/* k8s_impl.h: what k8s/job.c (reading and checking a job) and k8s/render.c (making its Pods
+ * and Services) share. Not for use outside k8s/. */
+#ifndef BT_K8S_K8S_IMPL_H
+#define BT_K8S_K8S_IMPL_H
+
+#include "k8s/k8s.h"
+
+/* Per kind: the framework container, its default port, and the operator's names. */
+struct bt__k8s_kind_info {
+    const char *kind;           /* "PyTorchJob" */
+    const char *specs_key;      /* "pytorchReplicaSpecs" */
+    const char *container;      /* "pytorch" */
+    const char *port_name;      /* "pytorchjob-port" */
+    int port;                   /* 23456 */
+    const char *controller;     /* "pytorchjob-controller" */
+    enum bt__k8s_restart restart_default;
+};
+
+const struct bt__k8s_kind_info *bt__k8s_kind_info(enum bt__k8s_kind kind);
+
+/* The container named name in a pod spec's containers, or NULL. */
+struct bt__yn *bt__k8s_container(const struct bt__yn *podspec, const char *name);
+
+/* Fills job->pods from job->rs (job is parsed and valid). */
+int bt__k8s_render_pods(struct bt__k8s_job *job, const struct bt__k8s_opts *opts,
+                        struct bt__err *err);
+
+#endif

@@ -1,0 +1,319 @@
+/* run.c: `baton run`: flags, then the generation loop.
+ *
+ *   parse flags -> detect the cluster spec -> resolve PROGRAM -> token
+ *   -> open the rendezvous (node 0 hosts the store) -> for each generation g = 0, 1, ...:
+ *        join (claim node rank, wait for all nodes, ranks by prefix sums)
+ *        -> start the workers -> supervise until the outcome is known
+ *        -> on a worker failure with restarts left: next generation, else stop
+ *   -> report the root cause -> exit barrier (node 0 keeps the store up for the others)
+ *
+ * Exit status: 0 when every worker on every node exited 0; the root cause's status
+ * otherwise (the failing worker's exit code or 128 + signal; 129 when a launcher or the
+ * store went away); 128 + signal when baton itself was stopped by a signal; 2 for a usage
+ * error; 127/126 when PROGRAM is missing / not executable; 1 when baton could not run the job
+ * (rendezvous refused or timed out, duplicate node rank, ...). The parts: see run.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/param.h"
+#include "launcher/cmds.h"
+#include "launcher/run.h"
+
+const char *bt__cmd_run_usage(void)
+{
+    return "usage: baton run [OPTIONS] -- PROGRAM [ARGS...]\n"
+           "\n"
+           "Starts the workers of this node, joins the other nodes through the rendezvous\n"
+           "store that node 0 hosts, tags their output, and tears the whole job down when\n"
+           "any worker fails.\n"
+           "\n"
+           "  -n, --nproc-per-node N|auto  workers on this node (auto: one per GPU, else 1)\n"
+           "      --nnodes N               nodes in the job\n"
+           "      --node-rank R            this node's rank (0..N-1); node 0 hosts the store\n"
+           "      --rdzv HOST:PORT         node 0's store endpoint\n"
+           "      --rdzv-port P            the store's port (default: the master's port + 1)\n"
+           "      --spec SRC               auto|pytorchjob|tfjob|mpi|slurm|indexed|standalone\n"
+           "      --max-restarts K         restart all workers after a failure, up to K times\n"
+           "      --join-timeout SEC       wait this long for the store and the nodes (300)\n"
+           "      --grace SEC              SIGTERM, then SIGKILL after SEC (10)\n"
+           "      --log-dir DIR            also write each rank's output to DIR/rank.<r>.log\n"
+           "      --no-tag-output          no [rank] prefix (without --log-dir the workers\n"
+           "                               write straight to baton's stdout and stderr)\n"
+           "\n"
+           "Exit status: 0 when every worker exited 0; else the first failure's exit code or\n"
+           "128+signal (129: a node was lost); 2 usage; 1 baton could not run the job.\n"
+           "example: baton run -n 4 -- ./build/examples/hello\n";
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "baton run: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "; see 'baton help run'\n");
+    va_end(ap);
+    return 2;
+}
+
+static int int_arg(const char *flag, const char *v, int min, int max, int *out)
+{
+    int64_t x;
+    if (bt__parse_int(v, &x) != 0 || x < min || x > max) {
+        usage_error("%s '%s': want an integer in %d..%d", flag, v, min, max);
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static int sec_arg(const char *flag, const char *v, double min, double *out)
+{
+    double x;
+    if (bt__parse_dbl(v, &x) != 0 || !(x >= min) || x > 1e7) {
+        usage_error("%s '%s': want a number of seconds", flag, v);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* One option with its value; returns 0, or -1 after a one-line usage error. */
+static int one_opt(struct bt__run_opts *o, const char *name, const char *v)
+{
+    struct bt__spec_flags *f = &o->flags;
+    if (!strcmp(name, "-n") || !strcmp(name, "--nproc-per-node")) {
+        if (!strcmp(v, "auto"))
+            return f->nproc_per_node = 0, 0;
+        return int_arg(name, v, 1, 4096, &f->nproc_per_node);
+    }
+    if (!strcmp(name, "--nnodes"))
+        return int_arg(name, v, 1, 1 << 20, &f->nnodes);
+    if (!strcmp(name, "--node-rank"))
+        return int_arg(name, v, 0, (1 << 20) - 1, &f->node_rank);
+    if (!strcmp(name, "--rdzv-port"))
+        return int_arg(name, v, 0, 65535, &f->rdzv_port);
+    if (!strcmp(name, "--max-restarts"))
+        return int_arg(name, v, 0, 1000000, &o->max_restarts);
+    if (!strcmp(name, "--join-timeout"))
+        return sec_arg(name, v, 0.001, &o->join_timeout_s);
+    if (!strcmp(name, "--grace"))
+        return sec_arg(name, v, 0, &o->grace_s);
+    if (!strcmp(name, "--rdzv")) {
+        char host[256];
+        int port;
+        if (bt__parse_endpoint(v, host, sizeof(host), &port) != 0 || port <= 0)
+            return usage_error("--rdzv '%s': want HOST:PORT with a port in 1..65535", v),
+                   -1;
+        return f->rdzv = v, 0;
+    }
+    if (!strcmp(name, "--log-dir"))
+        return *v ? (o->log_dir = v, 0) : (usage_error("%s: empty directory", name), -1);
+    if (!strcmp(name, "--spec")) {
+        int src = bt__spec_source_parse(v);
+        if (src < 0)
+            return usage_error("--spec '%s': want auto, pytorchjob, tfjob, mpi, slurm, "
+                               "indexed or standalone", v), -1;
+        return f->source = (enum bt__spec_source)src, 0;
+    }
+    return usage_error("unknown option '%s'", name), -1;
+}
+
+static int takes_value(const char *name)
+{
+    return strcmp(name, "--no-tag-output") != 0;
+}
+
+/* Parses argv (argv[0] is "run"); returns 0, 1 for --help (usage printed), or 2. */
+static int parse(int argc, char **argv, struct bt__run_opts *o)
+{
+    int i = 1;
+    for (; i < argc; i++) {
+        char *a = argv[i], name[64];
+        const char *v = NULL;
+        if (!strcmp(a, "--"))
+            return i + 1 < argc ? (o->argv = argv + i + 1, 0)
+                                : usage_error("no PROGRAM after --");
+        if (a[0] != '-' || !a[1])
+            break; /* PROGRAM without -- */
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return fputs(bt__cmd_run_usage(), stdout), 1;
+        if (!strcmp(a, "--no-tag-output")) {
+            o->tag_output = 0;
+            continue;
+        }
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(a, "="), a);
+        if (a[strlen(name)] == '=')
+            v = a + strlen(name) + 1;
+        else if (!strncmp(a, "-n", 2) && a[2] && a[1] != '-')
+            v = a + 2, snprintf(name, sizeof(name), "-n"); /* -n4 */
+        if (!v && takes_value(name)) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a value", name);
+            v = argv[++i];
+        }
+        if (one_opt(o, name, v) != 0)
+            return 2;
+    }
+    if (i >= argc)
+        return usage_error("no PROGRAM to run; usage: baton run [OPTIONS] -- PROGRAM "
+                           "[ARGS...]");
+    o->argv = argv + i;
+    return 0;
+}
+
+/* auto: one worker per visible GPU (CUDA_VISIBLE_DEVICES, else /dev/nvidiaN), else 1. */
+static int auto_nproc(void)
+{
+    const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
+    int n = 0;
+    if (cvd) { /* CUDA stops at the first invalid entry ("-1", "NoDevFiles", "") */
+        for (const char *p = cvd; *p && *p != '-' && *p != ',' && *p != 'N';
+             p += strcspn(p, ",") + (p[strcspn(p, ",")] ? 1 : 0))
+            n++;
+        return n > 0 ? n : 1;
+    }
+    glob_t g;
+    if (glob("/dev/nvidia[0-9]*", 0, NULL, &g) == 0) {
+        n = (int)g.gl_pathc;
+        globfree(&g);
+    }
+    return n > 0 ? n : 1;
+}
+
+/* fds 0-2 open, so that pipes and sockets never land on them. */
+static void std_fds(void)
+{
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+            return;
+}
+
+static int fail_launcher(struct bt__run *r, const struct bt__err *err, const char *what)
+{
+    if (bt__run_stop_sig) {
+        fprintf(stderr, "baton: %s received %s while %s; exit %d\n", r->host,
+                bt__signal_name(bt__run_stop_sig), what, 128 + bt__run_stop_sig);
+        return 128 + bt__run_stop_sig;
+    }
+    fprintf(stderr, "baton: node %d (host %s): %s\n", r->spec.node_rank, r->host, err->msg);
+    return BT_RUN_EXIT_LAUNCHER;
+}
+
+static void close_workers(struct bt__run *r)
+{
+    for (int i = 0; i < r->nproc; i++)
+        bt__run_output_close(r, &r->w[i]);
+}
+
+/* One generation: start, supervise, stop. Returns BT_OK with *o set, or a launcher error. */
+static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *err)
+{
+    o->kind = 0;
+    BT_CHECK(bt__run_watch_start(r, err));
+    if (bt__run_spawn_all(r, err) != BT_OK) {
+        o->kind = 'F';
+        o->status = BT_RUN_EXIT_LAUNCHER;
+        snprintf(o->line, sizeof(o->line), "node %d (host %s) could not start its workers: %s",
+                 r->spec.node_rank, r->host, err->msg);
+        bt__run_post_outcome(r, o);
+    }
+    bt__run_supervise(r, o);
+    bt__run_watch_stop(r);
+    close_workers(r);
+    return BT_OK;
+}
+
+static int report(struct bt__run *r, const struct bt__outcome *o)
+{
+    int status = bt__run_stop_sig ? 128 + bt__run_stop_sig : o->status;
+    if (o->kind == 'S' && !bt__run_stop_sig)
+        return 0;
+    fprintf(stderr, "baton: job failed: %s\n", o->line);
+    fprintf(stderr, "baton: node %d (host %s) exits with status %d\n", r->spec.node_rank,
+            r->host, status);
+    return status;
+}
+
+static int run_job(struct bt__run *r)
+{
+    struct bt__err err = {0};
+    struct bt__outcome o = {0};
+    if (bt__run_rdzv_open(r, &err) != BT_OK)
+        return fail_launcher(r, &err, "joining the rendezvous");
+    for (;;) {
+        if (bt__run_join(r, &err) != BT_OK)
+            return fail_launcher(r, &err, "waiting for the other nodes");
+        if (generation(r, &o, &err) != BT_OK)
+            return fail_launcher(r, &err, "starting the workers");
+        if (o.kind != 'F' || r->restart >= r->o.max_restarts || bt__run_stop_sig)
+            break;
+        r->restart++;
+        fprintf(stderr, "baton: restarting the workers (restart %d of %d) after: %s\n",
+                r->restart, r->o.max_restarts, o.line);
+    }
+    int status = report(r, &o);
+    bt__run_rdzv_close(r, 1);
+    return status;
+}
+
+static int setup(struct bt__run *r)
+{
+    struct bt__err err = {0};
+    if (bt__spec_detect(&r->o.flags, NULL, NULL, &r->spec, &err) != BT_OK) {
+        fprintf(stderr, "baton run: %s\n", err.msg);
+        return 2;
+    }
+    int rc = bt__run_resolve_prog(r->o.argv[0], r->prog, sizeof(r->prog), &err);
+    if (rc) {
+        fprintf(stderr, "baton run: %s\n", err.msg);
+        return rc;
+    }
+    int ranked = r->spec.role == BT_ROLE_WORKER || r->spec.role == BT_ROLE_CHIEF;
+    r->nproc = !ranked ? 1 : r->spec.nproc_per_node > 0 ? r->spec.nproc_per_node : auto_nproc();
+    if (gethostname(r->host, sizeof(r->host) - 1) != 0)
+        snprintf(r->host, sizeof(r->host), "?");
+    if (bt__run_token(r) != 0 || bt__run_signals_install(&err) != BT_OK) {
+        fprintf(stderr, "baton run: cannot set up: %s\n", err.msg[0] ? err.msg : "getrandom");
+        return BT_RUN_EXIT_LAUNCHER;
+    }
+    r->w = calloc((size_t)r->nproc, sizeof(*r->w));
+    if (!r->w) {
+        fprintf(stderr, "baton run: out of memory\n");
+        return BT_RUN_EXIT_LAUNCHER;
+    }
+    return 0;
+}
+
+int bt__cmd_run(int argc, char **argv)
+{
+    static struct bt__run r; /* the signal handlers and the watcher see it for the whole run */
+    memset(&r, 0, sizeof(r));
+    r.notify_fd = -1;
+    r.o.flags = (struct bt__spec_flags){BT_SPEC_AUTO, -1, -1, -1, NULL, -1};
+    r.o.join_timeout_s = 300;
+    r.o.grace_s = 10;
+    r.o.tag_output = 1;
+    int rc = parse(argc, argv, &r.o);
+    if (rc)
+        return rc == 1 ? 0 : rc;
+    std_fds();
+    rc = setup(&r);
+    if (rc == 0)
+        rc = run_job(&r);
+    else
+        bt__run_rdzv_close(&r, 0);
+    if (r.srv || r.st)
+        bt__run_rdzv_close(&r, 0);
+    free(r.w);
+    free(r.obuf);
+    return rc;
+}

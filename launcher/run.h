@@ -1,0 +1,147 @@
+/* run.h: what the parts of `baton run` share. Not for use outside launcher/run*.c.
+ *
+ *   run.c          flags, the program's path, the generation loop, exit status
+ *   run_rdzv.c     the launchers' rendezvous: hosting the store (node 0), joining, the
+ *                  outcome key every launcher watches, the exit barrier
+ *   run_spawn.c    worker env and fork/exec (process group, PDEATHSIG, pipes)
+ *   run_output.c   `[rank] ` tagging of worker output, line by line; --log-dir files
+ *   run_supervise.c  the one poll loop: pipes, signals (self-pipe), child exits, the watcher
+ *   run_report.c   exit statuses in words, signal names, hints
+ *
+ * One generation (restart count g) is: join (claim l/<g>/node/<R>, wait for every node),
+ * start the workers, supervise them until l/<g>/outcome is set, stop them. The outcome key
+ * holds "K STATUS\tLINE": K is S (every worker on every node exited 0), F (a worker failed:
+ * restartable), L (a launcher lost contact with the store: not restartable) or T (a launcher
+ * was told to stop by a signal: not restartable); STATUS is the exit status every launcher
+ * exits with, LINE the root cause every launcher prints.
+ */
+#ifndef BT_LAUNCHER_RUN_H
+#define BT_LAUNCHER_RUN_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "launcher/spec.h"
+#include "rendezvous/store.h"
+
+#define BT_RUN_LINE_MAX 65536   /* bytes: a longer line is split, each piece tagged */
+#define BT_RUN_OUTCOME_MAX 1024 /* bytes of the outcome value */
+#define BT_RUN_EXIT_LOST 129    /* 128 + SIGHUP: a launcher or the store went away */
+#define BT_RUN_EXIT_LAUNCHER 1  /* baton itself could not run the job (join, auth, ...) */
+
+struct bt__run_opts {
+    struct bt__spec_flags flags;
+    int max_restarts;
+    double join_timeout_s; /* seconds a launcher waits for the store and the other nodes */
+    double grace_s;        /* seconds between SIGTERM and SIGKILL */
+    const char *log_dir;   /* NULL: no per-rank files */
+    int tag_output;        /* 1: "[rank] " before each line */
+    char **argv;           /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+};
+
+/* Output of one worker stream, assembled into lines. */
+struct bt__linebuf {
+    int fd;        /* read end of the pipe, -1 once closed */
+    int console;   /* 1 or 2: where tagged lines go */
+    size_t len;    /* bytes held in buf */
+    char *buf;     /* BT_RUN_LINE_MAX bytes */
+};
+
+struct bt__worker {
+    int local_rank, rank;
+    pid_t pid;     /* the worker's pid, also its process group id; 0 before it started */
+    int running;   /* 1 until reaped */
+    int status;    /* waitpid status once reaped */
+    int log_fd;    /* --log-dir file, or -1 */
+    struct bt__linebuf out, err;
+};
+
+struct bt__outcome {
+    char kind;     /* 0 (not yet), 'S', 'F', 'L', 'T' */
+    int status;    /* the exit status it implies */
+    char line[BT_RUN_OUTCOME_MAX];
+};
+
+struct bt__run {
+    struct bt__run_opts o;
+    struct bt__spec spec;
+    char host[256];        /* this machine's name, for reports */
+    char token[256];       /* the job token: BATON_TOKEN, or hex */
+    char job_id[128];
+    char prog[PATH_MAX];   /* PROGRAM resolved against PATH */
+    int nproc;             /* workers on this node */
+    int restart;           /* generation: BATON_RESTART_COUNT */
+
+    /* layout of the current generation, from the rendezvous */
+    int world_size, first_rank;
+    char master_addr[BT_SPEC_HOST_MAX];
+    int master_port;
+    char rdzv_env[BT_SPEC_HOST_MAX + 16]; /* BATON_RDZV for this node's workers */
+
+    /* rendezvous */
+    struct bt__store_server *srv; /* node 0 only */
+    struct bt__store *st;         /* main thread's connection; carries the last will */
+    struct bt__store *wst;        /* the watcher thread's connection */
+    char store_host[BT_SPEC_HOST_MAX];
+    int store_port;
+    pthread_t watcher;
+    int watcher_on;
+    volatile int watcher_stop;
+    int notify_fd;                /* eventfd: the watcher has a result */
+    struct bt__outcome watched;   /* written by the watcher before it signals notify_fd */
+
+    struct bt__worker *w;         /* nproc of them */
+    char *obuf;                   /* scratch for tagged output */
+    size_t obuf_cap;
+    int console_dead[3];          /* stdout/stderr gone (EPIPE): drop console output */
+};
+
+/* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
+ * bt__run_stop_sig is the first stop signal received (0: none). */
+extern volatile sig_atomic_t bt__run_stop_sig;
+extern volatile int bt__run_abort;
+int bt__run_signals_install(struct bt__err *err);
+int bt__run_signal_fd(void);
+
+/* run_rdzv.c */
+int bt__run_token(struct bt__run *r);
+int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err);
+int bt__run_join(struct bt__run *r, struct bt__err *err);
+int bt__run_watch_start(struct bt__run *r, struct bt__err *err);
+void bt__run_watch_stop(struct bt__run *r);
+/* Posts o as this generation's outcome unless one exists; *o becomes the outcome that won. */
+void bt__run_post_outcome(struct bt__run *r, struct bt__outcome *o);
+/* This node's workers all exited 0: counts it; the last node posts the success outcome. */
+void bt__run_post_done(struct bt__run *r, struct bt__outcome *o);
+void bt__run_rdzv_close(struct bt__run *r, int final);
+int bt__run_outcome_parse(const char *s, struct bt__outcome *o);
+
+/* run_spawn.c. resolve_prog returns 0, or the exit status for a program that is not there
+ * (127) or not executable (126), with the reason in err. */
+int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *err);
+int bt__run_spawn_all(struct bt__run *r, struct bt__err *err);
+
+/* run_output.c */
+int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err *err);
+/* Reads what is there on lb; returns 0, or -1 at EOF (lb closed, partial line flushed). */
+int bt__run_output_read(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb);
+/* Emits what lb holds as a last line and closes it (a pipe a straggler still holds open). */
+void bt__run_output_eof(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb);
+void bt__run_output_close(struct bt__run *r, struct bt__worker *w);
+
+/* run_supervise.c: runs until this generation's outcome is known and every worker is gone.
+ * o->kind must be 0 on entry, or an outcome already decided (then the workers are stopped). */
+int bt__run_supervise(struct bt__run *r, struct bt__outcome *o);
+
+/* run_report.c */
+const char *bt__signal_name(int sig);
+/* Exit status baton uses for a waitpid status: the code, or 128 + signal. */
+int bt__run_exit_status(int wstatus);
+/* "rank 3 (node 1, host h, pid 12) exited with code 3; hint: ..." */
+void bt__run_describe(const struct bt__run *r, const struct bt__worker *w, char *out, size_t n);
+
+#endif

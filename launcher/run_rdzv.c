@@ -1,0 +1,424 @@
+/* run_rdzv.c: how the launchers of a job find each other and agree on how it ended.
+ *
+ * Node 0's launcher hosts the store (rendezvous/store.h) on a background thread; every
+ * launcher, node 0's too, connects twice: a main connection (requests of the main loop; it
+ * carries the last will) and a watcher connection (a thread blocked in GET of the outcome).
+ * Keys of generation g (the restart count) live under "l/<g>/" (workers use "w/<g>/"):
+ *
+ *   l/<g>/node/<R>   "NPROC PID MASTER_PORT HOST": COMPARE_SET from empty claims node rank R;
+ *                    a second claimant is refused, naming the first one's host and pid
+ *   l/<g>/joined     counter of launchers that claimed a rank (for progress lines)
+ *   l/<g>/outcome    "K STATUS\tLINE" (see run.h): COMPARE_SET from empty, first one wins.
+ *                    Each launcher's last will posts "L 129\tnode R ... lost contact" there
+ *   l/<g>/done       counter of nodes whose workers all exited 0; the last one posts S
+ *   l/<g>/exited     counter of launchers about to exit; the last one sets l/<g>/allexited,
+ *                    which node 0 waits for (a few seconds at most) before the store goes
+ *
+ * Global ranks are prefix sums of the nodes' NPROC in node-rank order, so nodes may run
+ * different numbers of workers. Roles that are not ranks (TF ps, evaluator) do not join.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "launcher/run.h"
+
+#define EXIT_BARRIER_S 3.0  /* node 0 keeps the store up this long for the others at most */
+#define PROGRESS_EVERY_S 5.0
+
+static void hex(const unsigned char *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+/* BATON_TOKEN; else SHA-256("baton:" job id) when several nodes must agree without talking;
+ * else (one node) 128 random bits. Also settles the job id workers see. */
+int bt__run_token(struct bt__run *r)
+{
+    const char *env = getenv("BATON_TOKEN");
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    snprintf(r->job_id, sizeof(r->job_id), "%s", r->spec.job_id[0] ? r->spec.job_id : "job");
+    if (env && *env) {
+        snprintf(r->token, sizeof(r->token), "%s", env);
+    } else if (r->spec.nnodes > 1 || r->spec.node_rank > 0) {
+        char seed[sizeof(r->job_id) + 8];
+        snprintf(seed, sizeof(seed), "baton:%s", r->job_id);
+        SHA256((const unsigned char *)seed, strlen(seed), d);
+        hex(d, sizeof(d), r->token);
+    } else {
+        if (getrandom(d, 16, 0) != 16)
+            return -1;
+        hex(d, 16, r->token);
+    }
+    return 0;
+}
+
+int bt__run_outcome_parse(const char *s, struct bt__outcome *o)
+{
+    int st, off = 0;
+    if (!s || !strchr("SFLT", s[0]) || !s[0] || sscanf(s + 1, " %d%n", &st, &off) != 1 ||
+        s[1 + off] != '\t')
+        return -1;
+    o->kind = s[0];
+    o->status = st;
+    snprintf(o->line, sizeof(o->line), "%s", s + 2 + off);
+    return 0;
+}
+
+static void progress(void *arg, int attempt, double waited_s, const char *why)
+{
+    const struct bt__run *r = arg;
+    fprintf(stderr, "baton: waiting for rendezvous at %s:%d (%.0f s, attempt %d: %s)\n",
+            r->store_host, r->store_port, waited_s, attempt, why);
+}
+
+static int connect_one(struct bt__run *r, double timeout_s, struct bt__store **out,
+                       struct bt__err *err)
+{
+    struct bt__connect_opts co = {
+        .deadline_ns = bt__deadline_in(timeout_s),
+        .what = "rendezvous store",
+        .hint = r->spec.node_rank ? "is node 0's launcher running? (--join-timeout)" : NULL,
+        .progress_every_s = PROGRESS_EVERY_S,
+        .progress = progress,
+        .progress_arg = r,
+        .abort_flag = &bt__run_abort,
+    };
+    int rc = bt__store_connect(r->store_host, r->store_port, r->token, &co, out, err);
+    if (rc == BT_ERR_AUTH) {
+        char why[BT__ERR_MSG_MAX];
+        snprintf(why, sizeof(why), "%s", err->msg);
+        bt__err_reset(err, rc, "refused by the rendezvous store: %s", why);
+    }
+    return rc;
+}
+
+static void endpoint(char *out, size_t n, const char *host, int port)
+{
+    snprintf(out, n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
+{
+    const struct bt__spec *s = &r->spec;
+    if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR) {
+        endpoint(r->rdzv_env, sizeof(r->rdzv_env), s->rdzv_host, s->rdzv_port);
+        return BT_OK; /* not a rank: runs its program on its own, no store */
+    }
+    if (s->node_rank == 0) {
+        int port = s->rdzv_port > 0 ? s->rdzv_port : 0;
+        BT_CHECK(bt__store_server_create(s->nnodes > 1 ? NULL : "127.0.0.1", port, r->token,
+                                         &r->srv, &r->store_port, err));
+        if (bt__store_server_start(r->srv) != BT_OK)
+            return bt__err_set(err, BT_ERR_SYSTEM, "cannot start the rendezvous store thread");
+        snprintf(r->store_host, sizeof(r->store_host), "127.0.0.1");
+    } else {
+        snprintf(r->store_host, sizeof(r->store_host), "%s", s->rdzv_host);
+        r->store_port = s->rdzv_port;
+    }
+    endpoint(r->rdzv_env, sizeof(r->rdzv_env), r->store_host, r->store_port);
+    BT_CHECK(connect_one(r, r->o.join_timeout_s, &r->st, err));
+    BT_CHECK(connect_one(r, 30.0, &r->wst, err));
+    r->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r->notify_fd < 0)
+        return bt__err_set(err, BT_ERR_SYSTEM, "eventfd: %s", strerror(errno));
+    return BT_OK;
+}
+
+/* A port free right now on every address, that baton does not hold (for MASTER_PORT). */
+static int free_port(void)
+{
+    int fd, port = 0;
+    struct bt__err e = {0};
+    if (bt__sock_listen(NULL, 0, 1, &fd, &port, &e) != BT_OK)
+        return 0;
+    close(fd);
+    return port;
+}
+
+/* Claims node rank R for this generation; a second claimant learns who holds it. */
+static int claim(struct bt__run *r, struct bt__err *err)
+{
+    char key[64], rec[BT_SPEC_HOST_MAX + 64];
+    void *actual = NULL;
+    size_t alen = 0;
+    int mport = r->spec.node_rank == 0 && r->spec.master_port <= 0 ? free_port() : 0;
+    snprintf(key, sizeof(key), "l/%d/node/%d", r->restart, r->spec.node_rank);
+    snprintf(rec, sizeof(rec), "%d %d %d %s", r->nproc, (int)getpid(), mport, r->host);
+    if (bt__store_compare_set(r->st, key, "", 0, rec, strlen(rec), &actual, &alen) != BT_OK)
+        return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
+    int taken = strcmp(actual, rec) != 0;
+    int pid = 0;
+    char other[BT_SPEC_HOST_MAX] = "?";
+    if (taken)
+        sscanf(actual, "%*d %d %*d %255s", &pid, other);
+    free(actual);
+    if (taken)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "node rank %d is already taken by host %s (pid %d) in job '%s'; "
+                           "hint: give each node its own --node-rank (0..%d)",
+                           r->spec.node_rank, other, pid, r->job_id, r->spec.nnodes - 1);
+    char will[BT_RUN_OUTCOME_MAX];
+    snprintf(key, sizeof(key), "l/%d/outcome", r->restart);
+    snprintf(will, sizeof(will), "L %d\tnode %d (host %s, pid %d) lost contact with the "
+             "rendezvous store; hint: its launcher died or its network went away",
+             BT_RUN_EXIT_LOST, r->spec.node_rank, r->host, (int)getpid());
+    if (bt__store_last_will(r->st, key, will, strlen(will)) != BT_OK)
+        return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
+    return BT_OK;
+}
+
+/* Waits for every node's claim, a second at a time (so signals are noticed), with a
+ * progress line every few seconds that names the missing nodes. */
+static int wait_nodes(struct bt__run *r, char **keys, struct bt__err *err)
+{
+    int n = r->spec.nnodes;
+    int64_t t0 = bt__now_ns(), dl = bt__deadline_in(r->o.join_timeout_s), last = t0;
+    for (;;) {
+        int rc = bt__store_wait(r->st, (const char *const *)keys, n, 1.0);
+        if (rc == BT_OK)
+            return BT_OK;
+        if (rc != BT_ERR_TIMEOUT)
+            return bt__err_set(err, rc, "%s", bt__store_error(r->st));
+        if (bt__run_abort)
+            return bt__err_set(err, BT_ERR_REMOTE, "interrupted while waiting for the nodes");
+        int64_t now = bt__now_ns();
+        if (now >= dl)
+            return bt__err_set(err, BT_ERR_TIMEOUT, "not every node joined within %.0f s: %s; "
+                               "hint: are all %d launchers running, with this --rdzv? "
+                               "(--join-timeout)", r->o.join_timeout_s,
+                               bt__store_error(r->st), n);
+        if (now - last >= (int64_t)(PROGRESS_EVERY_S * 1e9)) {
+            fprintf(stderr, "baton: node %d waiting for the other nodes to join (%.0f s of "
+                    "%.0f s): %s\n", r->spec.node_rank, (double)(now - t0) / 1e9,
+                    r->o.join_timeout_s, bt__store_error(r->st));
+            last = now;
+        }
+    }
+}
+
+/* Reads every node's record: ranks are prefix sums of NPROC; MASTER_PORT from node 0. */
+static int layout(struct bt__run *r, char **keys, struct bt__err *err)
+{
+    int n = r->spec.nnodes, rc = BT_OK;
+    void **vals = calloc((size_t)n, sizeof(void *));
+    size_t *lens = calloc((size_t)n, sizeof(size_t));
+    if (!vals || !lens) {
+        rc = bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
+        goto out;
+    }
+    if (bt__store_multi_get(r->st, (const char *const *)keys, n, vals, lens, 30.0) != BT_OK) {
+        rc = bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
+        goto out;
+    }
+    r->world_size = r->first_rank = 0;
+    for (int i = 0; i < n; i++) {
+        int np = 0, mport = 0;
+        if (sscanf(vals[i], "%d %*d %d", &np, &mport) != 2 || np < 1) {
+            rc = bt__err_set(err, BT_ERR_REMOTE, "%s: malformed record '%s'", keys[i],
+                             (char *)vals[i]);
+            goto out;
+        }
+        if (i < r->spec.node_rank)
+            r->first_rank += np;
+        r->world_size += np;
+        if (i == 0)
+            r->master_port = r->spec.master_port > 0 ? r->spec.master_port : mport;
+    }
+out:
+    for (int i = 0; vals && i < n; i++)
+        free(vals[i]);
+    free(vals);
+    free(lens);
+    return rc;
+}
+
+static char **node_keys(const struct bt__run *r)
+{
+    int n = r->spec.nnodes;
+    char **keys = calloc((size_t)n, sizeof(char *));
+    for (int i = 0; keys && i < n; i++)
+        if (asprintf(&keys[i], "l/%d/node/%d", r->restart, i) < 0)
+            keys[i] = NULL;
+    return keys;
+}
+
+static int join_local(struct bt__run *r)
+{
+    r->world_size = r->nproc;
+    r->first_rank = 0;
+    r->master_port = r->spec.master_port > 0 ? r->spec.master_port : free_port();
+    return BT_OK;
+}
+
+int bt__run_join(struct bt__run *r, struct bt__err *err)
+{
+    int rc, n = r->spec.nnodes;
+    int64_t joined = 0;
+    snprintf(r->master_addr, sizeof(r->master_addr), "%s",
+             r->spec.master_addr[0] ? r->spec.master_addr : r->store_host);
+    if (!r->st)
+        return join_local(r);
+    BT_CHECK(claim(r, err));
+    char key[64];
+    snprintf(key, sizeof(key), "l/%d/joined", r->restart);
+    if (bt__store_add(r->st, key, 1, &joined) != BT_OK)
+        return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
+    BT_INFO(LAUNCH, "node %d joined generation %d (%" PRId64 " of %d nodes so far)",
+            r->spec.node_rank, r->restart, joined, n);
+    char **keys = node_keys(r);
+    if (!keys)
+        return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
+    rc = wait_nodes(r, keys, err);
+    if (rc == BT_OK)
+        rc = layout(r, keys, err);
+    for (int i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+    return rc;
+}
+
+/* ---- the outcome ---- */
+
+static void encode(const struct bt__outcome *o, char *out, size_t n)
+{
+    snprintf(out, n, "%c %d\t%s", o->kind, o->status, o->line);
+}
+
+void bt__run_post_outcome(struct bt__run *r, struct bt__outcome *o)
+{
+    char key[64], val[BT_RUN_OUTCOME_MAX + 32];
+    void *actual = NULL;
+    size_t alen;
+    struct bt__outcome won;
+    if (!r->st)
+        return;
+    snprintf(key, sizeof(key), "l/%d/outcome", r->restart);
+    encode(o, val, sizeof(val));
+    if (bt__store_compare_set(r->st, key, "", 0, val, strlen(val), &actual, &alen) != BT_OK) {
+        BT_WARN(LAUNCH, "posting the outcome: %s", bt__store_error(r->st));
+        return;
+    }
+    if (bt__run_outcome_parse(actual, &won) == 0)
+        *o = won;
+    free(actual);
+}
+
+void bt__run_post_done(struct bt__run *r, struct bt__outcome *o)
+{
+    char key[64];
+    int64_t n = 0;
+    o->kind = 'S';
+    o->status = 0;
+    snprintf(o->line, sizeof(o->line), "every worker on %d node(s) exited 0 (%d worker(s))",
+             r->spec.nnodes, r->world_size);
+    if (!r->st)
+        return;
+    snprintf(key, sizeof(key), "l/%d/done", r->restart);
+    if (bt__store_add(r->st, key, 1, &n) != BT_OK) {
+        BT_WARN(LAUNCH, "counting this node done: %s", bt__store_error(r->st));
+        n = 0;
+    }
+    if (n == r->spec.nnodes)
+        bt__run_post_outcome(r, o);
+    else
+        o->kind = 0; /* the other nodes are still running: the watcher will tell */
+}
+
+/* ---- the watcher thread ---- */
+
+static void *watch_main(void *arg)
+{
+    struct bt__run *r = arg;
+    struct bt__outcome *o = &r->watched;
+    char key[64];
+    snprintf(key, sizeof(key), "l/%d/outcome", r->restart);
+    o->kind = 0;
+    while (!r->watcher_stop) {
+        void *val = NULL;
+        size_t len;
+        int rc = bt__store_get(r->wst, key, &val, &len, 1.0);
+        if (rc == BT_OK) {
+            if (bt__run_outcome_parse(val, o) != 0)
+                o->kind = 0;
+            free(val);
+            break;
+        }
+        if (rc != BT_ERR_TIMEOUT) {
+            o->kind = 'L';
+            o->status = BT_RUN_EXIT_LOST;
+            snprintf(o->line, sizeof(o->line), "node %d (host %s) lost contact with the "
+                     "rendezvous store at %s:%d: %s; hint: node 0's launcher hosts it: did it "
+                     "die, or did the network go away?", r->spec.node_rank, r->host,
+                     r->store_host, r->store_port, bt__store_error(r->wst));
+            break;
+        }
+    }
+    uint64_t one = 1;
+    (void)!write(r->notify_fd, &one, sizeof(one));
+    return NULL;
+}
+
+int bt__run_watch_start(struct bt__run *r, struct bt__err *err)
+{
+    if (!r->wst)
+        return BT_OK;
+    uint64_t drain;
+    (void)!read(r->notify_fd, &drain, sizeof(drain));
+    r->watcher_stop = 0;
+    if (pthread_create(&r->watcher, NULL, watch_main, r) != 0)
+        return bt__err_set(err, BT_ERR_SYSTEM, "cannot start the outcome watcher thread");
+    r->watcher_on = 1;
+    return BT_OK;
+}
+
+void bt__run_watch_stop(struct bt__run *r)
+{
+    if (!r->watcher_on)
+        return;
+    r->watcher_stop = 1; /* noticed within one GET timeout when no outcome came */
+    pthread_join(r->watcher, NULL);
+    r->watcher_on = 0;
+}
+
+/* Final: count this launcher out; node 0 keeps the store up until all are (bounded). */
+static void exit_barrier(struct bt__run *r)
+{
+    char key[64], all[64];
+    int64_t n = 0;
+    snprintf(key, sizeof(key), "l/%d/exited", r->restart);
+    snprintf(all, sizeof(all), "l/%d/allexited", r->restart);
+    if (bt__store_add(r->st, key, 1, &n) != BT_OK)
+        return;
+    if (n >= r->spec.nnodes)
+        bt__store_set(r->st, all, "1", 1);
+    if (r->srv && r->spec.nnodes > 1) {
+        void *v = NULL;
+        size_t len;
+        if (bt__store_get(r->st, all, &v, &len, EXIT_BARRIER_S) == BT_OK)
+            free(v);
+    }
+}
+
+void bt__run_rdzv_close(struct bt__run *r, int final)
+{
+    bt__run_watch_stop(r);
+    if (final && r->st)
+        exit_barrier(r);
+    bt__store_close(r->wst);
+    bt__store_close(r->st);
+    r->wst = r->st = NULL;
+    bt__store_server_destroy(r->srv);
+    r->srv = NULL;
+    if (r->notify_fd > 0)
+        close(r->notify_fd);
+    r->notify_fd = -1;
+}

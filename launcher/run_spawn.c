@@ -1,0 +1,240 @@
+/* run_spawn.c: starts the workers of one generation.
+ *
+ * Each worker gets the env contract of DESIGN.md (BATON_* and the torchrun names, plus a
+ * per-process TF_CONFIG for TF roles), its own process group (so a signal reaches whatever it
+ * forks), PR_SET_PDEATHSIG=SIGKILL (so a SIGKILL of baton leaves no worker behind; getppid()
+ * is checked after setting it, closing the race with a parent that died before), and pipes
+ * for stdout and stderr unless output goes straight to baton's own fds (--no-tag-output
+ * without --log-dir). Everything the child needs is prepared before fork: between fork and
+ * exec the child only calls async-signal-safe functions, since baton has threads.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "launcher/run.h"
+
+extern char **environ;
+
+/* Names baton sets for a worker; the same names in baton's own env are dropped. */
+static const char *const set_names[] = {
+    "BATON_RANK",  "BATON_WORLD_SIZE", "BATON_LOCAL_RANK", "BATON_LOCAL_WORLD_SIZE",
+    "BATON_NODE_RANK", "BATON_NNODES", "BATON_ROLE",       "BATON_RDZV",
+    "BATON_JOB_ID", "BATON_TOKEN",     "BATON_RESTART_COUNT", "RANK",
+    "WORLD_SIZE",  "LOCAL_RANK",       "LOCAL_WORLD_SIZE", "GROUP_RANK",
+    "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",      "TF_CONFIG",
+};
+#define NSET (sizeof(set_names) / sizeof(set_names[0]))
+
+static int is_set_name(const char *kv)
+{
+    size_t n = strcspn(kv, "=");
+    for (size_t i = 0; i < NSET; i++)
+        if (strlen(set_names[i]) == n && !strncmp(kv, set_names[i], n))
+            return 1;
+    return 0;
+}
+
+static int resolve_one(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 127;
+    if (S_ISDIR(sb.st_mode) || access(path, X_OK) != 0)
+        return 126;
+    return 0;
+}
+
+int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *err)
+{
+    int rc = 127;
+    if (strchr(name, '/')) {
+        snprintf(out, n, "%s", name);
+        rc = resolve_one(out);
+    } else {
+        const char *path = getenv("PATH");
+        path = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+        for (const char *p = path; rc != 0; p += strcspn(p, ":") + 1) {
+            int dl = (int)strcspn(p, ":");
+            snprintf(out, n, "%.*s%s%s", dl, dl ? p : ".", "/", name);
+            int r1 = resolve_one(out);
+            rc = r1 == 0 ? 0 : (r1 == 126 && rc == 127 ? 126 : rc);
+            if (!p[dl])
+                break;
+        }
+    }
+    if (rc == 127)
+        bt__err_set(err, BT_ERR_INVALID_USAGE, "%s: program not found%s; hint: check the path "
+                    "after --", name, strchr(name, '/') ? "" : " in PATH");
+    else if (rc == 126)
+        bt__err_set(err, BT_ERR_INVALID_USAGE, "%s: not an executable file (permission denied)",
+                    name);
+    return rc;
+}
+
+/* Builds "NAME=value" strings of one worker's contract; returns how many (<= NSET). */
+static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char **v)
+{
+    const struct bt__spec *s = &r->spec;
+    int n = 0, ok = 1;
+#define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
+    ADD("BATON_RANK=%d", w->rank);
+    ADD("BATON_WORLD_SIZE=%d", r->world_size);
+    ADD("BATON_LOCAL_RANK=%d", w->local_rank);
+    ADD("BATON_LOCAL_WORLD_SIZE=%d", r->nproc);
+    ADD("BATON_NODE_RANK=%d", s->node_rank);
+    ADD("BATON_NNODES=%d", s->nnodes);
+    ADD("BATON_ROLE=%s", bt__role_name(s->role));
+    ADD("BATON_RDZV=%s", r->rdzv_env);
+    ADD("BATON_JOB_ID=%s", r->job_id);
+    ADD("BATON_TOKEN=%s", r->token);
+    ADD("BATON_RESTART_COUNT=%d", r->restart);
+    ADD("RANK=%d", w->rank);
+    ADD("WORLD_SIZE=%d", r->world_size);
+    ADD("LOCAL_RANK=%d", w->local_rank);
+    ADD("LOCAL_WORLD_SIZE=%d", r->nproc);
+    ADD("GROUP_RANK=%d", s->node_rank);
+    ADD("GROUP_WORLD_SIZE=%d", s->nnodes);
+    ADD("MASTER_ADDR=%s", r->master_addr);
+    ADD("MASTER_PORT=%d", r->master_port);
+    if (s->tf_cluster_json[0])
+        ADD("TF_CONFIG={\"cluster\":%s,\"task\":{\"type\":\"%s\",\"index\":%d}}",
+            s->tf_cluster_json, bt__role_name(s->role),
+            s->tf_task_index >= 0 ? s->tf_task_index : 0);
+#undef ADD
+    return ok ? n : -1;
+}
+
+/* environ less the names baton sets, then the worker's own; NULL-terminated, malloc'd. */
+static char **worker_env(const struct bt__run *r, const struct bt__worker *w)
+{
+    size_t ne = 0, k = 0;
+    while (environ[ne])
+        ne++;
+    char **env = calloc(ne + NSET + 1, sizeof(char *));
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < ne; i++)
+        if (!is_set_name(environ[i]))
+            env[k++] = environ[i];
+    int nv = worker_vars(r, w, env + k);
+    if (nv < 0) { /* out of memory: what asprintf left is not freed */
+        free(env);
+        return NULL;
+    }
+    return env;
+}
+
+static void free_env(char **env)
+{
+    size_t i = 0;
+    while (env[i] && !is_set_name(env[i]))
+        i++;
+    for (; env[i]; i++)
+        free(env[i]);
+    free(env);
+}
+
+/* The child between fork and exec: async-signal-safe calls only. */
+static void child(const struct bt__run *r, char **env, const int *po, const int *pe,
+                  pid_t parent, const sigset_t *mask)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE};
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &dfl, NULL);
+    setpgid(0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(BT_RUN_EXIT_LAUNCHER);
+    if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0))
+        _exit(BT_RUN_EXIT_LAUNCHER);
+    sigprocmask(SIG_SETMASK, mask, NULL);
+    execve(r->prog, r->o.argv, env);
+    int e = errno;
+    static const char m1[] = "baton: cannot execute ", m2[] = ": exec failed (errno ";
+    char num[8] = {0};
+    int d = e, k = 6;
+    do
+        num[k--] = (char)('0' + d % 10);
+    while ((d /= 10) && k >= 0);
+    (void)!write(2, m1, sizeof(m1) - 1);
+    (void)!write(2, r->prog, strlen(r->prog));
+    (void)!write(2, m2, sizeof(m2) - 1);
+    (void)!write(2, num + k + 1, (size_t)(6 - k));
+    (void)!write(2, ")\n", 2);
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+static void close_pair(int *p)
+{
+    for (int i = 0; i < 2; i++)
+        if (p[i] >= 0)
+            close(p[i]);
+    p[0] = p[1] = -1;
+}
+
+static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct bt__err *err)
+{
+    int po[2] = {-1, -1}, pe[2] = {-1, -1};
+    int piped = r->o.tag_output || r->o.log_dir;
+    if (piped && (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0)) {
+        int e = errno;
+        close_pair(po);
+        return bt__err_set(err, BT_ERR_SYSTEM, "pipe for rank %d: %s", w->rank, strerror(e));
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0)
+        child(r, env, po, pe, parent, &old);
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        close_pair(po);
+        close_pair(pe);
+        return bt__err_set(err, BT_ERR_SYSTEM, "fork for rank %d: %s", w->rank, strerror(e));
+    }
+    setpgid(pid, pid); /* also in the child: whichever runs first */
+    w->pid = pid;
+    w->running = 1;
+    if (piped) {
+        close(po[1]);
+        close(pe[1]);
+        w->out.fd = po[0];
+        w->err.fd = pe[0];
+        fcntl(po[0], F_SETFL, O_NONBLOCK);
+        fcntl(pe[0], F_SETFL, O_NONBLOCK);
+    }
+    return BT_OK;
+}
+
+int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
+{
+    for (int i = 0; i < r->nproc; i++) {
+        struct bt__worker *w = &r->w[i];
+        w->local_rank = i;
+        w->rank = r->first_rank + i;
+        w->pid = 0;
+        w->running = 0;
+        w->status = 0;
+        BT_CHECK(bt__run_output_open(r, w, err));
+        char **env = worker_env(r, w);
+        if (!env)
+            return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building rank %d's env",
+                               w->rank);
+        int rc = spawn_one(r, w, env, err);
+        free_env(env);
+        BT_CHECK(rc);
+    }
+    return BT_OK;
+}

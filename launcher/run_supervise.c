@@ -1,0 +1,292 @@
+/* run_supervise.c: the launcher's one event loop for a generation.
+ *
+ * One poll() over: the self-pipe that the signal handlers write (SIGCHLD: reap; SIGINT,
+ * SIGTERM, SIGHUP: stop the job), the eventfd of the outcome watcher (run_rdzv.c), and every
+ * worker's stdout/stderr pipe. No busy waiting: the only timeouts are the SIGKILL deadline of
+ * a teardown and the bounded drain of pipes after the last worker is reaped.
+ *
+ * A generation ends when its outcome is known and every local worker is reaped:
+ *  - a worker exits non-zero or by a signal (and no teardown is under way): it is the root
+ *    cause candidate; it is posted as outcome F (the first posted, from any node, wins),
+ *    the other workers get SIGTERM to their process group, SIGKILL after --grace;
+ *  - the watcher reports an outcome posted elsewhere: the same teardown;
+ *  - baton gets SIGINT/SIGTERM/SIGHUP: outcome T, the signal is forwarded (SIGHUP as
+ *    SIGTERM), a second signal sends SIGKILL at once;
+ *  - every local worker exited 0: the node is counted done; the last node posts S.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "launcher/run.h"
+
+#define DRAIN_S 1.0 /* after the last worker is reaped, wait this long for pipes to close */
+
+volatile sig_atomic_t bt__run_stop_sig;
+volatile int bt__run_abort;
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int e = errno;
+    unsigned char b = (unsigned char)sig;
+    if (sig != SIGCHLD) {
+        if (!bt__run_stop_sig)
+            bt__run_stop_sig = sig;
+        bt__run_abort = 1;
+    }
+    (void)!write(sig_pipe[1], &b, 1);
+    errno = e;
+}
+
+int bt__run_signals_install(struct bt__err *err)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
+    struct sigaction sa;
+    if (sig_pipe[0] < 0 && pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return bt__err_set(err, BT_ERR_SYSTEM, "pipe: %s", strerror(errno));
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    return BT_OK;
+}
+
+int bt__run_signal_fd(void)
+{
+    return sig_pipe[0];
+}
+
+struct sup {
+    struct bt__run *r;
+    struct bt__outcome *o; /* kind 0 until this generation's outcome is known */
+    int running;           /* workers not yet reaped */
+    int stopping;          /* teardown started */
+    int killed;            /* SIGKILL sent */
+    int done_posted;
+    int stop_signals;
+    int64_t kill_at;       /* ns: SIGKILL deadline of the teardown */
+    int64_t drain_until;   /* ns: after the last reap, pipes get this long */
+};
+
+static void signal_groups(struct sup *s, int sig, int all)
+{
+    for (int i = 0; i < s->r->nproc; i++) {
+        struct bt__worker *w = &s->r->w[i];
+        if (w->pid > 0 && (w->running || all))
+            kill(-w->pid, sig);
+    }
+}
+
+static void teardown(struct sup *s, int sig)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    s->kill_at = bt__deadline_in(s->r->o.grace_s);
+    if (s->running == 0)
+        return;
+    fprintf(stderr, "baton: stopping %d worker(s) on node %d (%s; SIGKILL after %g s)\n",
+            s->running, s->r->spec.node_rank, bt__signal_name(sig), s->r->o.grace_s);
+    signal_groups(s, sig, 0);
+}
+
+static void kill_now(struct sup *s)
+{
+    char ranks[256] = "";
+    size_t n = 0;
+    for (int i = 0; i < s->r->nproc && n < sizeof(ranks) - 16; i++)
+        if (s->r->w[i].running)
+            n += (size_t)snprintf(ranks + n, sizeof(ranks) - n, "%s%d", n ? "," : "",
+                                  s->r->w[i].rank);
+    if (n)
+        fprintf(stderr, "baton: rank(s) %s still running; sent SIGKILL\n", ranks);
+    signal_groups(s, SIGKILL, 0);
+    s->killed = 1;
+}
+
+static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
+{
+    w->running = 0;
+    w->status = status;
+    s->running--;
+    BT_INFO(LAUNCH, "rank %d (pid %d) ended with status %d", w->rank, (int)w->pid,
+            bt__run_exit_status(status));
+    if (s->running == 0) {
+        signal_groups(s, SIGKILL, 1); /* whatever the workers left behind in their groups */
+        s->drain_until = bt__deadline_in(DRAIN_S);
+    }
+    if (status == 0 || s->stopping || s->o->kind)
+        return;
+    struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
+    bt__run_describe(s->r, w, f.line, sizeof(f.line));
+    bt__run_post_outcome(s->r, &f);
+    *s->o = f;
+    teardown(s, SIGTERM);
+}
+
+static void reap(struct sup *s)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (int i = 0; i < s->r->nproc; i++)
+            if (s->r->w[i].pid == pid && s->r->w[i].running)
+                on_exit_status(s, &s->r->w[i], status);
+}
+
+static void on_stop_signal(struct sup *s, int sig)
+{
+    struct bt__run *r = s->r;
+    if (++s->stop_signals > 1 && s->stopping) {
+        if (!s->killed)
+            kill_now(s);
+        return;
+    }
+    struct bt__outcome t = {'T', 128 + sig, ""};
+    snprintf(t.line, sizeof(t.line), "baton on node %d (host %s) received %s; the workers were "
+             "stopped", r->spec.node_rank, r->host, bt__signal_name(sig));
+    if (!s->o->kind) {
+        bt__run_post_outcome(r, &t);
+        *s->o = t;
+    }
+    teardown(s, sig == SIGHUP ? SIGTERM : sig);
+}
+
+static void on_signal_bytes(struct sup *s)
+{
+    unsigned char b[64];
+    ssize_t n;
+    while ((n = read(bt__run_signal_fd(), b, sizeof(b))) > 0)
+        for (ssize_t i = 0; i < n; i++) {
+            if (b[i] == SIGCHLD)
+                reap(s);
+            else
+                on_stop_signal(s, b[i]);
+        }
+}
+
+static void on_watcher(struct sup *s)
+{
+    struct bt__run *r = s->r;
+    bt__run_watch_stop(r); /* the thread has ended: join it */
+    struct bt__outcome w = r->watched;
+    if (!w.kind) {
+        w.kind = 'L';
+        w.status = BT_RUN_EXIT_LOST;
+        snprintf(w.line, sizeof(w.line), "the rendezvous store holds an unreadable outcome");
+    }
+    if (!s->o->kind)
+        *s->o = w;
+    if (w.kind != 'S')
+        teardown(s, SIGTERM);
+}
+
+static int open_pipes(const struct sup *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->r->nproc; i++)
+        n += (s->r->w[i].out.fd >= 0) + (s->r->w[i].err.fd >= 0);
+    return n;
+}
+
+/* Poll timeout: the SIGKILL deadline, the drain deadline, else none. */
+static int timeout_ms(const struct sup *s)
+{
+    int ms = -1;
+    if (s->stopping && !s->killed && s->running)
+        ms = bt__ms_left(s->kill_at);
+    if (s->running == 0 && open_pipes(s)) {
+        int d = bt__ms_left(s->drain_until);
+        ms = ms < 0 || d < ms ? d : ms;
+    }
+    return ms;
+}
+
+static void flush_pipes(struct sup *s)
+{
+    for (int i = 0; i < s->r->nproc; i++) {
+        bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].out);
+        bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].err);
+    }
+}
+
+static int build_pollfds(struct sup *s, struct pollfd *p, struct bt__worker **who,
+                         struct bt__linebuf **lbs)
+{
+    int n = 0;
+    p[n++] = (struct pollfd){bt__run_signal_fd(), POLLIN, 0};
+    p[n++] = (struct pollfd){s->r->watcher_on ? s->r->notify_fd : -1, POLLIN, 0};
+    for (int i = 0; i < s->r->nproc; i++) {
+        struct bt__worker *w = &s->r->w[i];
+        struct bt__linebuf *two[2] = {&w->out, &w->err};
+        for (int k = 0; k < 2; k++)
+            if (two[k]->fd >= 0) {
+                who[n] = w;
+                lbs[n] = two[k];
+                p[n++] = (struct pollfd){two[k]->fd, POLLIN, 0};
+            }
+    }
+    return n;
+}
+
+static int finished(struct sup *s)
+{
+    if (s->running == 0 && !s->done_posted && !s->o->kind) {
+        struct bt__outcome d;
+        s->done_posted = 1;
+        bt__run_post_done(s->r, &d);
+        if (d.kind)
+            *s->o = d;
+    }
+    if (s->running || !s->o->kind)
+        return 0;
+    if (open_pipes(s) && bt__ms_left(s->drain_until) > 0)
+        return 0;
+    flush_pipes(s);
+    return 1;
+}
+
+int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
+{
+    struct sup s = {.r = r, .o = o, .running = 0};
+    size_t cap = 2 + 2 * (size_t)r->nproc;
+    struct pollfd *p = calloc(cap, sizeof(*p));
+    struct bt__worker **who = calloc(cap, sizeof(*who));
+    struct bt__linebuf **lbs = calloc(cap, sizeof(*lbs));
+    if (!p || !who || !lbs) {
+        free(p), free(who), free(lbs);
+        return BT_ERR_SYSTEM;
+    }
+    for (int i = 0; i < r->nproc; i++)
+        s.running += r->w[i].running;
+    if (o->kind) /* the caller already knows how this ends (workers failed to start) */
+        teardown(&s, SIGTERM);
+    reap(&s);
+    while (!finished(&s)) {
+        int n = build_pollfds(&s, p, who, lbs);
+        int k = poll(p, (nfds_t)n, timeout_ms(&s));
+        if (k < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            on_signal_bytes(&s);
+        if (p[1].fd >= 0 && p[1].revents)
+            on_watcher(&s);
+        for (int i = 2; k > 0 && i < n; i++)
+            if (p[i].revents && lbs[i]->fd == p[i].fd)
+                bt__run_output_read(r, who[i], lbs[i]);
+        if (s.stopping && !s.killed && s.running && bt__ms_left(s.kill_at) == 0)
+            kill_now(&s);
+    }
+    free(p), free(who), free(lbs);
+    return BT_OK;
+}

@@ -1,0 +1,495 @@
+/* client.c: the rendezvous store client: blocking calls, each with a deadline.
+ *
+ * One request is in flight at a time: the client sends a frame and reads one reply frame
+ * (proto.h). Blocking requests (GET, WAIT, MULTI_GET) carry their timeout to the server,
+ * which parks them and answers TIMEOUT with the keys still missing; the client waits that
+ * long plus BATON_RDZV_IO_TIMEOUT for the answer. Any socket failure or a reply that does
+ * not parse leaves the connection out of sync, so the handle is marked broken and every
+ * later call fails until the caller reconnects. This file does not retry requests.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/param.h"
+#include "rendezvous/proto.h"
+#include "rendezvous/store.h"
+
+/* Seconds a non-blocking request (and the handshake) may take; also the grace a blocking
+ * request's reply gets after its own timeout. */
+BT_PARAM_DBL(io_timeout_s, "BATON_RDZV_IO_TIMEOUT", 60.0)
+
+struct bt__store {
+    int fd;
+    int broken; /* the connection is out of sync: every call fails */
+    int port;
+    char host[256];
+    struct bt__err err;   /* the last call's error */
+    struct bt__wbuf req;  /* the request being built */
+    struct bt__wbuf resp; /* the last reply frame, less its length field */
+};
+
+static double io_timeout(void)
+{
+    double t = bt__param_io_timeout_s();
+    return t > 0 ? t : 60.0;
+}
+
+/* ---- connecting ---- */
+
+/* Sends or receives a handshake message, wrapping a socket error in the store's name. */
+static int hs_io(struct bt__store *s, int op, void *buf, size_t len, int64_t dl,
+                 struct bt__err *err)
+{
+    struct bt__err e = {0};
+    size_t off = 0;
+    int rc = bt__sock_wait(s->fd, op, buf, len, &off, dl, NULL, &e);
+    if (rc == BT_ERR_REMOTE)
+        return bt__err_set(err, rc,
+                           "rendezvous store %s:%d closed the connection during the "
+                           "handshake (%s); hint: is a baton store listening there, not "
+                           "another service?",
+                           s->host, s->port, e.msg);
+    if (rc != BT_OK)
+        return bt__err_set(err, rc, "rendezvous store %s:%d: handshake: %s", s->host, s->port,
+                           e.msg);
+    return BT_OK;
+}
+
+/* The challenge-response of proto.h: we prove we hold the token, then the store does. */
+static int handshake(struct bt__store *s, const char *token, struct bt__err *err)
+{
+    int64_t dl = bt__deadline_in(io_timeout());
+    uint8_t key[32], cn[BT__RDZV_NONCE], hello[BT__RDZV_HELLO_LEN], ch[BT__RDZV_CHALLENGE_LEN];
+    uint8_t proof[BT__RDZV_MAC], res[BT__RDZV_RESULT_LEN], want[BT__RDZV_MAC];
+    bt__rdzv_key(token, key);
+    if (bt__rdzv_random(cn, sizeof(cn)) != 0)
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: no random bytes (RAND_bytes)");
+    bt__rdzv_hello(hello, BT__RDZV_VERSION, BT__RDZV_KIND_CLIENT, cn);
+    BT_CHECK(hs_io(s, BT_SOCK_SEND, hello, sizeof(hello), dl, err));
+    BT_CHECK(hs_io(s, BT_SOCK_RECV, ch, sizeof(ch), dl, err));
+    if (bt__le64(ch) != BT__RDZV_MAGIC)
+        return bt__err_set(err, BT_ERR_REMOTE,
+                           "%s:%d is not a baton rendezvous store (bad "
+                           "magic in its answer)",
+                           s->host, s->port);
+    if (bt__le32(ch + 12) == BT__RDZV_BAD_VERSION || bt__le32(ch + 8) != BT__RDZV_VERSION)
+        return bt__err_set(err, BT_ERR_AUTH,
+                           "rendezvous store %s:%d speaks protocol version "
+                           "%u, we speak %u; hint: are the launcher and the workers from "
+                           "different baton builds?",
+                           s->host, s->port, bt__le32(ch + 8), BT__RDZV_VERSION);
+    if (bt__rdzv_mac(key, BT__RDZV_LABEL_CLIENT, cn, ch + 16, proof) != 0)
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: HMAC-SHA256 failed (OpenSSL)");
+    BT_CHECK(hs_io(s, BT_SOCK_SEND, proof, sizeof(proof), dl, err));
+    BT_CHECK(hs_io(s, BT_SOCK_RECV, res, sizeof(res), dl, err));
+    if (bt__le32(res) == BT__RDZV_BAD_TOKEN)
+        return bt__err_set(err, BT_ERR_AUTH,
+                           "rendezvous store %s:%d refused our token; hint: "
+                           "is this pod from another job? (BATON_TOKEN / job id mismatch)",
+                           s->host, s->port);
+    if (bt__le32(res) != BT__RDZV_OK ||
+        bt__rdzv_mac(key, BT__RDZV_LABEL_SERVER, ch + 16, cn, want) != 0 ||
+        !bt__rdzv_mac_equal(want, res + 4))
+        return bt__err_set(err, BT_ERR_AUTH,
+                           "rendezvous store %s:%d could not prove it holds "
+                           "our job token; hint: is it another job's store? (BATON_TOKEN / "
+                           "job id mismatch)",
+                           s->host, s->port);
+    return BT_OK;
+}
+
+int bt__store_connect(const char *host, int port, const char *token,
+                      const struct bt__connect_opts *copts, struct bt__store **out,
+                      struct bt__err *err)
+{
+    int rc;
+    *out = NULL;
+    struct bt__store *s = calloc(1, sizeof(*s));
+    if (!s) return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: out of memory");
+    s->fd = -1;
+    s->port = port;
+    snprintf(s->host, sizeof(s->host), "%s", host);
+    struct bt__connect_opts def = {.deadline_ns = bt__deadline_in(30.0),
+                                   .what = "rendezvous store"};
+    BT_CHECK_GOTO(bt__sock_connect(host, port, copts ? copts : &def, &s->fd, err), rc, fail);
+    BT_CHECK_GOTO(handshake(s, token, err), rc, fail);
+    BT_INFO(RDZV, "joined rendezvous store %s:%d", host, port);
+    *out = s;
+    return BT_OK;
+fail:
+    bt__store_abandon(s);
+    return rc;
+}
+
+/* ---- one request, one reply ---- */
+
+static int fail(struct bt__store *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct bt__store *s, int code, const char *fmt, ...)
+{
+    char msg[BT__ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return bt__err_reset(&s->err, code, "rendezvous store %s:%d: %s", s->host, s->port, msg);
+}
+
+/* Starts building a request; every call begins here (it also clears the last error). */
+static size_t req_begin(struct bt__store *s, uint8_t cmd)
+{
+    bt__err_clear(&s->err);
+    s->req.len = 0;
+    return bt__wbuf_frame_begin(&s->req, cmd);
+}
+
+/* Sends the request and reads one reply frame into s->resp. A failure leaves the stream
+ * out of sync, so the handle is broken from then on. */
+static int roundtrip(struct bt__store *s, size_t frame, const char *what, int64_t dl)
+{
+    struct bt__err e = {0};
+    uint8_t hdr[4];
+    int rc;
+    if (s->broken)
+        return fail(s, BT_ERR_REMOTE,
+                    "%s: the connection failed earlier; close it and "
+                    "connect again",
+                    what);
+    bt__wbuf_frame_end(&s->req, frame);
+    if (s->req.oom) return fail(s, BT_ERR_SYSTEM, "%s: out of memory", what);
+    if (s->req.len - 4 > BT__RDZV_MAX_FRAME)
+        return fail(s, BT_ERR_INVALID_ARG,
+                    "%s: request of %zu bytes is over the frame cap of "
+                    "%u bytes",
+                    what, s->req.len, BT__RDZV_MAX_FRAME);
+    rc = bt__sock_send_all(s->fd, s->req.p, s->req.len, dl, &e);
+    if (rc == BT_OK) rc = bt__sock_recv_all(s->fd, hdr, 4, dl, &e);
+    uint32_t len = rc == BT_OK ? bt__le32(hdr) : 0;
+    if (rc == BT_OK && (len == 0 || len > BT__RDZV_MAX_FRAME)) {
+        rc = BT_ERR_REMOTE;
+        snprintf(e.msg, sizeof(e.msg), "reply frame of %u bytes is malformed", len);
+    }
+    if (rc == BT_OK && bt__wbuf_reserve(&s->resp, len) != 0) {
+        rc = BT_ERR_SYSTEM;
+        snprintf(e.msg, sizeof(e.msg), "out of memory for a %u-byte reply", len);
+    }
+    if (rc == BT_OK) rc = bt__sock_recv_all(s->fd, s->resp.p, len, dl, &e);
+    if (rc != BT_OK) {
+        s->broken = 1;
+        return fail(s, rc, "%s: %s", what, e.msg);
+    }
+    s->resp.len = len;
+    return BT_OK;
+}
+
+/* The reply's payload after its status byte. */
+static struct bt__rbuf reply_body(const struct bt__store *s)
+{
+    struct bt__rbuf r = {s->resp.p + 1, s->resp.len - 1, 0};
+    return r;
+}
+
+/* Turns a TIMEOUT reply into an error that names the missing keys. */
+static int timeout_error(struct bt__store *s, const char *what, double timeout_s)
+{
+    struct bt__rbuf r = reply_body(s);
+    uint32_t total = bt__rbuf_u32(&r), listed = bt__rbuf_u32(&r);
+    char keys[BT__ERR_MSG_MAX] = "";
+    size_t used = 0;
+    for (uint32_t i = 0; i < listed && !r.bad && used < sizeof(keys) - 1; i++) {
+        size_t kl;
+        const uint8_t *k = bt__rbuf_bytes(&r, BT__RDZV_MAX_KEY, &kl);
+        int n = snprintf(keys + used, sizeof(keys) - used, "%s%.*s", i ? ", " : "", (int)kl,
+                         k ? (const char *)k : "");
+        used += n > 0 ? (size_t)n : 0;
+    }
+    if (used >= sizeof(keys) - 1) used = sizeof(keys) - 1;
+    if (total > listed) snprintf(keys + used, sizeof(keys) - used, " and %u more", total - listed);
+    return fail(s, BT_ERR_TIMEOUT, "%s timed out after %.1f s; still missing %u key(s): %s", what,
+                timeout_s, total, keys);
+}
+
+/* Maps a reply's status to a code; on OK the caller parses the body. */
+static int reply_status(struct bt__store *s, const char *what, double timeout_s)
+{
+    uint8_t st = s->resp.p[0];
+    if (st == BT__RDZV_OK) return BT_OK;
+    if (st == BT__RDZV_TIMEOUT) return timeout_error(s, what, timeout_s);
+    if (st == BT__RDZV_ERROR) {
+        struct bt__rbuf r = reply_body(s);
+        size_t ml;
+        const uint8_t *m = bt__rbuf_bytes(&r, 1024, &ml);
+        return fail(s, BT_ERR_INVALID_ARG, "%s refused: %.*s", what, (int)ml,
+                    m ? (const char *)m : "(no reason given)");
+    }
+    s->broken = 1;
+    return fail(s, BT_ERR_REMOTE, "%s: unexpected reply status %u", what, st);
+}
+
+static int malformed(struct bt__store *s, const char *what)
+{
+    s->broken = 1;
+    return fail(s, BT_ERR_REMOTE, "%s: malformed reply (%zu bytes)", what, s->resp.len);
+}
+
+static int64_t io_deadline(void)
+{
+    return bt__deadline_in(io_timeout());
+}
+
+/* The deadline of a blocking request: its timeout plus the grace for the server's answer. */
+static int64_t wait_deadline(double timeout_s)
+{
+    return timeout_s < 0 ? BT_DEADLINE_NONE : bt__deadline_in(timeout_s + io_timeout());
+}
+
+static uint32_t timeout_ms(double timeout_s)
+{
+    if (timeout_s < 0) return BT__RDZV_NO_TIMEOUT;
+    double ms = ceil(timeout_s * 1000.0);
+    return ms >= (double)(BT__RDZV_NO_TIMEOUT - 1) ? BT__RDZV_NO_TIMEOUT - 1 : (uint32_t)ms;
+}
+
+/* Checks a key and a value against the store's caps before anything is sent. */
+static int check_kv(struct bt__store *s, const char *key, size_t vlen)
+{
+    if (!s) return BT_ERR_INVALID_ARG;
+    size_t kl = key ? strlen(key) : 0;
+    if (kl == 0 || kl > BT__RDZV_MAX_KEY)
+        return fail(s, BT_ERR_INVALID_ARG,
+                    "key '%.40s%s' has %zu bytes; keys must have 1 to "
+                    "%u bytes",
+                    key ? key : "(null)", kl > 40 ? "..." : "", kl, BT__RDZV_MAX_KEY);
+    if (vlen > BT__RDZV_MAX_VALUE)
+        return fail(s, BT_ERR_INVALID_ARG,
+                    "value for key '%.40s' has %zu bytes, over the "
+                    "store's cap of %u bytes",
+                    key, vlen, BT__RDZV_MAX_VALUE);
+    return BT_OK;
+}
+
+static void *dup_bytes(const uint8_t *p, size_t n)
+{
+    char *v = malloc(n + 1);
+    if (v) {
+        if (n) memcpy(v, p, n);
+        v[n] = '\0';
+    }
+    return v;
+}
+
+/* ---- the calls ---- */
+
+int bt__store_set(struct bt__store *s, const char *key, const void *val, size_t len)
+{
+    BT_CHECK(check_kv(s, key, len));
+    size_t f = req_begin(s, BT__RDZV_SET);
+    bt__wbuf_bytes(&s->req, key, strlen(key));
+    bt__wbuf_bytes(&s->req, val, len);
+    BT_CHECK(roundtrip(s, f, "SET", io_deadline()));
+    return reply_status(s, "SET", 0);
+}
+
+int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len, double timeout_s)
+{
+    char what[96];
+    *val = NULL;
+    *len = 0;
+    BT_CHECK(check_kv(s, key, 0));
+    snprintf(what, sizeof(what), "GET '%.60s'", key);
+    size_t f = req_begin(s, BT__RDZV_GET);
+    bt__wbuf_u32(&s->req, timeout_ms(timeout_s));
+    bt__wbuf_bytes(&s->req, key, strlen(key));
+    BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
+    BT_CHECK(reply_status(s, what, timeout_s));
+    struct bt__rbuf r = reply_body(s);
+    size_t n;
+    const uint8_t *v = bt__rbuf_bytes(&r, BT__RDZV_MAX_VALUE, &n);
+    if (r.bad || r.left) return malformed(s, what);
+    if (!(*val = dup_bytes(v, n))) return fail(s, BT_ERR_SYSTEM, "%s: out of memory", what);
+    *len = n;
+    return BT_OK;
+}
+
+int bt__store_add(struct bt__store *s, const char *key, int64_t delta, int64_t *result)
+{
+    BT_CHECK(check_kv(s, key, 0));
+    size_t f = req_begin(s, BT__RDZV_ADD);
+    bt__wbuf_bytes(&s->req, key, strlen(key));
+    bt__wbuf_u64(&s->req, (uint64_t)delta);
+    BT_CHECK(roundtrip(s, f, "ADD", io_deadline()));
+    BT_CHECK(reply_status(s, "ADD", 0));
+    struct bt__rbuf r = reply_body(s);
+    int64_t v = (int64_t)bt__rbuf_u64(&r);
+    if (r.bad || r.left) return malformed(s, "ADD");
+    if (result) *result = v;
+    return BT_OK;
+}
+
+int bt__store_compare_set(struct bt__store *s, const char *key, const void *expected, size_t elen,
+                          const void *desired, size_t dlen, void **actual, size_t *alen)
+{
+    if (actual) *actual = NULL;
+    if (alen) *alen = 0;
+    BT_CHECK(check_kv(s, key, dlen > elen ? dlen : elen));
+    size_t f = req_begin(s, BT__RDZV_COMPARE_SET);
+    bt__wbuf_bytes(&s->req, key, strlen(key));
+    bt__wbuf_bytes(&s->req, expected, elen);
+    bt__wbuf_bytes(&s->req, desired, dlen);
+    BT_CHECK(roundtrip(s, f, "COMPARE_SET", io_deadline()));
+    BT_CHECK(reply_status(s, "COMPARE_SET", 0));
+    struct bt__rbuf r = reply_body(s);
+    size_t n;
+    const uint8_t *v = bt__rbuf_bytes(&r, BT__RDZV_MAX_VALUE, &n);
+    if (r.bad || r.left) return malformed(s, "COMPARE_SET");
+    if (actual && !(*actual = dup_bytes(v, n)))
+        return fail(s, BT_ERR_SYSTEM, "COMPARE_SET: out of memory");
+    if (alen) *alen = n;
+    return BT_OK;
+}
+
+/* Builds a WAIT or MULTI_GET request for keys; BT_OK or an argument error. */
+static int keys_request(struct bt__store *s, uint8_t cmd, const char *const *keys, int nkeys,
+                        double timeout_s, size_t *frame)
+{
+    if (!s || nkeys < 0 || (nkeys > 0 && !keys))
+        return s ? fail(s, BT_ERR_INVALID_ARG, "bad key list (%d keys)", nkeys)
+                 : BT_ERR_INVALID_ARG;
+    if ((uint32_t)nkeys > BT__RDZV_MAX_KEYS)
+        return fail(s, BT_ERR_INVALID_ARG, "%d keys in one request; at most %u", nkeys,
+                    BT__RDZV_MAX_KEYS);
+    for (int i = 0; i < nkeys; i++)
+        BT_CHECK(check_kv(s, keys[i], 0));
+    *frame = req_begin(s, cmd);
+    bt__wbuf_u32(&s->req, timeout_ms(timeout_s));
+    bt__wbuf_u32(&s->req, (uint32_t)nkeys);
+    for (int i = 0; i < nkeys; i++)
+        bt__wbuf_bytes(&s->req, keys[i], strlen(keys[i]));
+    return BT_OK;
+}
+
+int bt__store_wait(struct bt__store *s, const char *const *keys, int nkeys, double timeout_s)
+{
+    char what[96];
+    size_t f;
+    BT_CHECK(keys_request(s, BT__RDZV_WAIT, keys, nkeys, timeout_s, &f));
+    if (nkeys == 0) return BT_OK;
+    snprintf(what, sizeof(what), "WAIT for %d key(s)", nkeys);
+    BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
+    BT_CHECK(reply_status(s, what, timeout_s));
+    return s->resp.len == 1 ? BT_OK : malformed(s, what);
+}
+
+int bt__store_multi_get(struct bt__store *s, const char *const *keys, int nkeys, void **vals,
+                        size_t *lens, double timeout_s)
+{
+    char what[96];
+    size_t f;
+    for (int i = 0; i < nkeys; i++)
+        vals[i] = NULL, lens[i] = 0;
+    BT_CHECK(keys_request(s, BT__RDZV_MULTI_GET, keys, nkeys, timeout_s, &f));
+    if (nkeys == 0) return BT_OK;
+    snprintf(what, sizeof(what), "MULTI_GET of %d key(s)", nkeys);
+    BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
+    BT_CHECK(reply_status(s, what, timeout_s));
+    struct bt__rbuf r = reply_body(s);
+    int ok = bt__rbuf_u32(&r) == (uint32_t)nkeys;
+    for (int i = 0; i < nkeys && ok; i++) {
+        const uint8_t *v = bt__rbuf_bytes(&r, BT__RDZV_MAX_VALUE, &lens[i]);
+        ok = !r.bad && (vals[i] = dup_bytes(v, lens[i])) != NULL;
+    }
+    if (ok && !r.left) return BT_OK;
+    for (int i = 0; i < nkeys; i++) {
+        free(vals[i]);
+        vals[i] = NULL;
+        lens[i] = 0;
+    }
+    return r.bad || r.left ? malformed(s, what) : fail(s, BT_ERR_SYSTEM, "%s: out of memory", what);
+}
+
+int bt__store_multi_set(struct bt__store *s, const char *const *keys, int nkeys,
+                        const void *const *vals, const size_t *lens)
+{
+    if (!s || nkeys < 0 || (uint32_t)nkeys > BT__RDZV_MAX_KEYS || (nkeys && (!keys || !vals)))
+        return s ? fail(s, BT_ERR_INVALID_ARG, "MULTI_SET: bad key list (%d keys, at most %u)",
+                        nkeys, BT__RDZV_MAX_KEYS)
+                 : BT_ERR_INVALID_ARG;
+    for (int i = 0; i < nkeys; i++)
+        BT_CHECK(check_kv(s, keys[i], lens[i]));
+    size_t f = req_begin(s, BT__RDZV_MULTI_SET);
+    if (nkeys == 0) return BT_OK;
+    bt__wbuf_u32(&s->req, (uint32_t)nkeys);
+    for (int i = 0; i < nkeys; i++) {
+        bt__wbuf_bytes(&s->req, keys[i], strlen(keys[i]));
+        bt__wbuf_bytes(&s->req, vals[i], lens[i]);
+    }
+    BT_CHECK(roundtrip(s, f, "MULTI_SET", io_deadline()));
+    return reply_status(s, "MULTI_SET", 0);
+}
+
+int bt__store_delete(struct bt__store *s, const char *key, int *deleted)
+{
+    BT_CHECK(check_kv(s, key, 0));
+    size_t f = req_begin(s, BT__RDZV_DELETE);
+    bt__wbuf_bytes(&s->req, key, strlen(key));
+    BT_CHECK(roundtrip(s, f, "DELETE", io_deadline()));
+    BT_CHECK(reply_status(s, "DELETE", 0));
+    struct bt__rbuf r = reply_body(s);
+    uint32_t existed = bt__rbuf_u32(&r);
+    if (r.bad || r.left) return malformed(s, "DELETE");
+    if (deleted) *deleted = existed != 0;
+    return BT_OK;
+}
+
+int bt__store_ping(struct bt__store *s)
+{
+    if (!s) return BT_ERR_INVALID_ARG;
+    size_t f = req_begin(s, BT__RDZV_PING);
+    BT_CHECK(roundtrip(s, f, "PING", io_deadline()));
+    return reply_status(s, "PING", 0);
+}
+
+int bt__store_last_will(struct bt__store *s, const char *key, const void *val, size_t len)
+{
+    BT_CHECK(check_kv(s, key, len));
+    size_t f = req_begin(s, BT__RDZV_LAST_WILL);
+    bt__wbuf_bytes(&s->req, key, strlen(key));
+    bt__wbuf_bytes(&s->req, val, len);
+    BT_CHECK(roundtrip(s, f, "LAST_WILL", io_deadline()));
+    return reply_status(s, "LAST_WILL", 0);
+}
+
+const char *bt__store_error(const struct bt__store *s)
+{
+    return s ? s->err.msg : "no store handle";
+}
+
+/* ---- closing ---- */
+
+void bt__store_abandon(struct bt__store *s)
+{
+    if (!s) return;
+    if (s->fd >= 0) close(s->fd);
+    bt__wbuf_free(&s->req);
+    bt__wbuf_free(&s->resp);
+    free(s);
+}
+
+void bt__store_close(struct bt__store *s)
+{
+    if (!s) return;
+    /* Wait for the answer: closing with it unread would reset the connection, and a reset
+     * can reach the server before it reads our goodbye, firing the last will. */
+    if (s->fd >= 0 && !s->broken) {
+        size_t f = req_begin(s, BT__RDZV_GOODBYE);
+        double t = io_timeout() < 5.0 ? io_timeout() : 5.0;
+        if (roundtrip(s, f, "GOODBYE", bt__deadline_in(t)) != BT_OK)
+            BT_INFO(RDZV, "%s", s->err.msg);
+    }
+    bt__store_abandon(s);
+}

@@ -1,0 +1,86 @@
+/* store.h: the rendezvous key-value store, client and server.
+ *
+ * The server is one epoll loop (no thread per client) that holds 10,000+ clients. The wire
+ * protocol is in proto.h: fixed-width little-endian frames, a magic+version handshake and an
+ * HMAC-SHA256 challenge-response over the job token. Keys are strings, values are bytes.
+ *
+ * A client handle is used by one thread at a time; every blocking call has a timeout. Errors
+ * are kept in the handle (bt__store_error()); the client is not sticky: a timed-out GET can
+ * be retried on the same handle, but a BT_ERR_REMOTE/BT_ERR_AUTH/BT_ERR_SYSTEM leaves it
+ * unusable (close it and connect again).
+ */
+#ifndef BT_RENDEZVOUS_STORE_H
+#define BT_RENDEZVOUS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/sock.h"
+
+/* ---- client ---- */
+
+struct bt__store;
+
+/* Connects and authenticates with token (any length; "" is allowed but then anyone can join).
+ * copts bounds the retries (see bt__sock_connect); NULL means 30 s. On failure *out is NULL
+ * and err holds why (BT_ERR_AUTH: wrong token or version). The caller owns *out. */
+int bt__store_connect(const char *host, int port, const char *token,
+                      const struct bt__connect_opts *copts, struct bt__store **out,
+                      struct bt__err *err);
+/* Says goodbye (clearing any last will) and frees s. NULL is accepted. */
+void bt__store_close(struct bt__store *s);
+/* Frees s without saying goodbye, as if the process had died (tests of last wills). */
+void bt__store_abandon(struct bt__store *s);
+/* The detail of the last error on s. */
+const char *bt__store_error(const struct bt__store *s);
+
+int bt__store_set(struct bt__store *s, const char *key, const void *val, size_t len);
+/* Blocks until key exists or timeout_s passes (BT_ERR_TIMEOUT). *val is malloc'd (NUL
+ * terminated one past *len, so text values are C strings) and owned by the caller. */
+int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len,
+                  double timeout_s);
+/* Atomically adds delta to the int64 counter at key (missing: 0) and returns the new value. */
+int bt__store_add(struct bt__store *s, const char *key, int64_t delta, int64_t *result);
+/* If key's value equals expected (a missing key equals an empty expected, elen 0), sets it to
+ * desired. *actual (malloc'd, may be NULL to ignore) gets the value after the call. */
+int bt__store_compare_set(struct bt__store *s, const char *key, const void *expected,
+                          size_t elen, const void *desired, size_t dlen, void **actual,
+                          size_t *alen);
+/* Blocks until every key exists; on timeout the error names the keys still missing. */
+int bt__store_wait(struct bt__store *s, const char *const *keys, int nkeys, double timeout_s);
+/* Blocks until every key exists, then returns all values (each malloc'd, owned by caller). */
+int bt__store_multi_get(struct bt__store *s, const char *const *keys, int nkeys, void **vals,
+                        size_t *lens, double timeout_s);
+int bt__store_multi_set(struct bt__store *s, const char *const *keys, int nkeys,
+                        const void *const *vals, const size_t *lens);
+/* *deleted (may be NULL) is 1 when the key existed. */
+int bt__store_delete(struct bt__store *s, const char *key, int *deleted);
+int bt__store_ping(struct bt__store *s);
+/* Registers a last will: when this connection drops without bt__store_close(), the server
+ * sets key to val unless key already exists (first failure wins). len 0 cancels it. */
+int bt__store_last_will(struct bt__store *s, const char *key, const void *val, size_t len);
+
+/* ---- server ---- */
+
+struct bt__store_server;
+
+/* Creates a server listening on host (NULL: all addresses) and port (0: ephemeral; the port
+ * bound is in *bound_port). Raises RLIMIT_NOFILE where allowed. The caller owns *out. */
+int bt__store_server_create(const char *host, int port, const char *token,
+                            struct bt__store_server **out, int *bound_port,
+                            struct bt__err *err);
+/* Runs the epoll loop on a background thread until bt__store_server_stop(). */
+int bt__store_server_start(struct bt__store_server *srv);
+/* Runs the loop on the calling thread until bt__store_server_stop() from another thread or a
+ * signal handler (async-signal-safe: it writes an eventfd). */
+int bt__store_server_run(struct bt__store_server *srv);
+void bt__store_server_stop(struct bt__store_server *srv);
+/* Stops (if running), joins the thread, closes every client and frees srv. NULL accepted. */
+void bt__store_server_destroy(struct bt__store_server *srv);
+/* Number of connected clients (for tests and the benchmark). */
+int bt__store_server_nclients(const struct bt__store_server *srv);
+/* Number of requests parked on missing keys (GET/WAIT/MULTI_GET); for tests. */
+int bt__store_server_nwaiting(const struct bt__store_server *srv);
+
+#endif

@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""k8s_validate.py: validates Kubernetes objects against the schemas in shared/k8s-schemas.
+
+usage: k8s_validate.py SCHEMAS_DIR FILE... ("-" reads stdin)
+
+Every YAML document of every FILE is checked against the schema of its apiVersion and kind:
+  v1 Pod, v1 Service, batch/v1 Job   the strict core schemas (kubernetes-v1.29.0-standalone-
+                                     strict: unknown fields are errors)
+  kubeflow.org/v1 PyTorchJob, TFJob  the training operator's CRD (v1.9), made strict the way
+                                     `kubectl --validate=strict` is (unknown fields are errors),
+                                     and each replica's pod template as a strict Pod
+  kubeflow.org/v2beta1 MPIJob        the mpi-operator's CRD (v0.8.2), likewise
+Prints one line per object ("ok FILE Kind/name" or "FAIL FILE Kind/name: where: why") and
+exits 1 when any object fails, 2 when the schemas are not there.
+Needs python3-jsonschema and python3-yaml (Debian; `make deps`).
+"""
+import json
+import os
+import sys
+
+import jsonschema
+import yaml
+
+CORE = "kubernetes-v1.29.0-standalone-strict"
+CORE_FILES = {("v1", "Pod"): "pod-v1.json", ("v1", "Service"): "service-v1.json",
+              ("batch/v1", "Job"): "job-batch-v1.json"}
+CRDS = {("kubeflow.org/v1", "PyTorchJob"):
+        ("kubeflow-training-operator-v1.9/kubeflow.org_pytorchjobs.yaml", "pytorchReplicaSpecs"),
+        ("kubeflow.org/v1", "TFJob"):
+        ("kubeflow-training-operator-v1.9/kubeflow.org_tfjobs.yaml", "tfReplicaSpecs"),
+        ("kubeflow.org/v2beta1", "MPIJob"):
+        ("kubeflow-mpi-operator/kubeflow.org_mpijobs.yaml", "mpiReplicaSpecs")}
+
+
+def strict(node):
+    """Object schemas with properties reject unknown fields unless the CRD says otherwise."""
+    if isinstance(node, dict):
+        if ("properties" in node and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")):
+            node["additionalProperties"] = False
+        for v in node.values():
+            strict(v)
+    elif isinstance(node, list):
+        for v in node:
+            strict(v)
+    return node
+
+
+class Schemas:
+    def __init__(self, root):
+        self.root = root
+        self.cache = {}
+
+    def core(self, key):
+        if key not in self.cache:
+            with open(os.path.join(self.root, CORE, CORE_FILES[key])) as f:
+                self.cache[key] = jsonschema.Draft7Validator(json.load(f))
+        return self.cache[key]
+
+    def crd(self, key):
+        if key not in self.cache:
+            with open(os.path.join(self.root, CRDS[key][0])) as f:
+                crd = yaml.safe_load(f)
+            version = key[0].split("/")[1]
+            v = [x for x in crd["spec"]["versions"] if x["name"] == version]
+            schema = strict(v[0]["schema"]["openAPIV3Schema"])
+            self.cache[key] = jsonschema.Draft7Validator(schema)
+        return self.cache[key]
+
+
+def errors(validator, obj, prefix=""):
+    out = []
+    for e in sorted(validator.iter_errors(obj), key=lambda e: list(e.path)):
+        where = prefix + "/".join(str(p) for p in e.path)
+        out.append("%s: %s" % (where or "(top)", e.message[:300]))
+    return out
+
+
+def check(schemas, doc):
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    if key in CORE_FILES:
+        return errors(schemas.core(key), doc)
+    if key not in CRDS:
+        return ["no schema for apiVersion %s kind %s" % key]
+    out = errors(schemas.crd(key), doc)
+    specs = (doc.get("spec") or {}).get(CRDS[key][1]) or {}
+    for rtype, rs in specs.items():
+        tmpl = (rs or {}).get("template") or {}
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": tmpl.get("metadata") or {},
+               "spec": tmpl.get("spec") or {}}
+        out += errors(schemas.core(("v1", "Pod")), pod, "%s/%s/template/" % (CRDS[key][1], rtype))
+    return out
+
+
+def main(argv):
+    if len(argv) < 3:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    if not os.path.isdir(os.path.join(argv[1], CORE)):
+        print("k8s_validate: no schemas at %s" % argv[1], file=sys.stderr)
+        return 2
+    schemas, failed, n = Schemas(argv[1]), 0, 0
+    for path in argv[2:]:
+        text = sys.stdin.read() if path == "-" else open(path).read()
+        for doc in yaml.safe_load_all(text):
+            if doc is None:
+                continue
+            n += 1
+            name = "%s/%s" % (doc.get("kind"), (doc.get("metadata") or {}).get("name"))
+            errs = check(schemas, doc)
+            for e in errs:
+                print("FAIL %s %s: %s" % (path, name, e))
+            if not errs:
+                print("ok %s %s" % (path, name))
+            failed += bool(errs)
+    if n == 0:
+        print("FAIL: no objects in %s" % " ".join(argv[2:]))
+        return 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

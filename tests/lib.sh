@@ -1,0 +1,66 @@
+# lib.sh: helpers for shell tests (sourced). TAP lines for tests/run_tests.sh, a private temp
+# dir, and processes that are always reaped: every pid started with t_bg is killed (by pid,
+# never by name) and waited for on exit, whatever happened.
+set -u
+BATON_BUILD=${BATON_BUILD:-$PWD/build}
+BATON_SRC=${BATON_SRC:-$PWD}
+BATON=$BATON_BUILD/baton
+T_N=0
+T_FAILED=0
+T_PIDS=()
+T_TMP=$(mktemp -d /tmp/baton-test.XXXXXX)
+T_CLEANUPS=()
+
+t_ok()   { T_N=$((T_N + 1)); echo "ok $T_N - $1"; }
+t_fail() { T_N=$((T_N + 1)); T_FAILED=1; echo "not ok $T_N - $1${2:+: $2}"; }
+t_skip() { T_N=$((T_N + 1)); echo "ok $T_N - $1 # SKIP $2"; }
+# t_check NAME CMD...: ok when CMD exits 0.
+t_check() { local n=$1; shift; if "$@"; then t_ok "$n"; else t_fail "$n" "command failed: $*"; fi; }
+# t_expect_eq NAME GOT WANT
+t_expect_eq() { if [ "$2" == "$3" ]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi; }
+# t_grep NAME PATTERN FILE: ok when the extended regex matches a line of FILE.
+t_grep() {
+    if grep -qE -- "$2" "$3"; then t_ok "$1"; else
+        t_fail "$1" "no line matches /$2/ in $3"; sed 's/^/    | /' "$3" | tail -15; fi
+}
+t_on_exit() { T_CLEANUPS+=("$1"); }
+
+# t_bg CMD...: start CMD in the background; its pid is in $T_LAST_PID and is reaped at exit.
+t_bg() { "$@" & T_LAST_PID=$!; T_PIDS+=("$T_LAST_PID"); }
+
+# t_wait PID SECONDS: waits for a t_bg child; prints its exit status, or 124 on timeout
+# (the child is then killed).
+t_wait() {
+    local pid=$1 limit=$2 i=0
+    while kill -0 "$pid" 2>/dev/null; do
+        if ! ps -o stat= -p "$pid" 2>/dev/null | grep -q Z && [ $i -ge $((limit * 10)) ]; then
+            kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; echo 124; return; fi
+        ps -o stat= -p "$pid" 2>/dev/null | grep -q Z && break
+        sleep 0.1; i=$((i + 1))
+    done
+    wait "$pid" 2>/dev/null; echo $?
+}
+
+# t_free_port: a port the kernel handed out for port 0, free right now.
+t_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# t_alive PID: 0 when PID exists and is not a zombie.
+t_alive() { kill -0 "$1" 2>/dev/null && ! ps -o stat= -p "$1" 2>/dev/null | grep -q Z; }
+
+t_cleanup() {
+    local p c
+    for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${T_PIDS[@]}"; do
+        for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
+    done
+    for c in "${T_CLEANUPS[@]}"; do eval "$c"; done
+    rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# t_done: last line of a test script; exit status tells the runner whether anything failed.
+t_done() { exit $T_FAILED; }

@@ -1,0 +1,236 @@
+/* coll_check.c: collectives in real processes, for tests/t_coll*.sh.
+ *
+ * Under `baton run` (or any BATON_* env) each rank joins with bt_init, checks every
+ * collective against a reference on a few counts and dtypes, then runs --iters allreduces of
+ * --count floats. With --fork N it is its own launcher: it hosts a store on 127.0.0.1 port 0
+ * and forks N ranks with the BATON_* env (--nnodes K splits them into K "nodes"), which is
+ * how the fault tests control exactly which rank dies and when.
+ *
+ *   --die-rank R --die-at I --signal KILL|STOP   rank R raises the signal before iteration I
+ *
+ * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
+ * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
+ * reaps every child (SIGKILL to stopped or stuck ones after --deadline seconds) and prints
+ * "child R: exit C" or "child R: signal S".
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "baton.h"
+#include "rendezvous/store.h"
+
+struct opts {
+    int fork_n, nnodes, iters, die_rank, die_at, sig;
+    size_t count;
+    double deadline;
+};
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int check_small(bt_comm *c, int rank, int size)
+{
+    static const size_t counts[] = {0, 1, 7, 1000, 65536 + 3};
+    static float in[65536 + 3], out[65536 + 3];
+    for (int k = 0; k < 5; k++) {
+        size_t n = counts[k];
+        for (size_t i = 0; i < n; i++)
+            in[i] = (float)((rank * 31 + (int)i * 7) % 17);
+        if (bt_allreduce(c, in, out, n, BT_FLOAT32, BT_SUM) != BT_OK)
+            return -1;
+        for (size_t i = 0; i < n; i++) {
+            float want = 0;
+            for (int r = 0; r < size; r++)
+                want += (float)((r * 31 + (int)i * 7) % 17);
+            if (out[i] != want) {
+                printf("rank %d: allreduce count %zu element %zu: got %g want %g\n", rank, n,
+                       i, (double)out[i], (double)want);
+                return 1;
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            out[i] = rank == size - 1 ? (float)i : -1.0f;
+        if (bt_broadcast(c, out, n, BT_FLOAT32, size - 1) != BT_OK)
+            return -1;
+        for (size_t i = 0; i < n; i++)
+            if (out[i] != (float)i) {
+                printf("rank %d: broadcast count %zu element %zu wrong\n", rank, n, i);
+                return 1;
+            }
+    }
+    return bt_barrier(c) == BT_OK ? 0 : -1;
+}
+
+static int worker(const struct opts *o)
+{
+    bt_comm *c = NULL;
+    int rank = -1, size = 0;
+    if (bt_init(&c) != BT_OK) {
+        printf("bt_init failed: %s\n", bt_last_error(NULL));
+        return 3;
+    }
+    bt_comm_rank(c, &rank);
+    bt_comm_size(c, &size);
+    int rc = check_small(c, rank, size);
+    if (rc > 0)
+        return 4;
+    float *buf = calloc(o->count ? o->count : 1, sizeof(float));
+    double t_die = 0;
+    for (int it = 0; rc == 0 && it < o->iters; it++) {
+        if (it == o->die_at) {
+            t_die = now_s();
+            if (rank == o->die_rank) {
+                fflush(stdout);
+                raise(o->sig);
+            }
+        }
+        for (size_t i = 0; i < o->count; i += 4096)
+            buf[i] = 1.0f;
+        rc = bt_allreduce(c, buf, buf, o->count, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+    }
+    if (rc != 0) {
+        printf("rank %d: collective failed after %.2f s: %s\n", rank,
+               t_die > 0 ? now_s() - t_die : 0.0, bt_last_error(c));
+        printf("rank %d: code %s\n", rank, bt_strerror(bt_finalize(c)));
+        free(buf);
+        return 3;
+    }
+    printf("rank %d ok\n", rank);
+    free(buf);
+    return bt_finalize(c) == BT_OK ? 0 : 3;
+}
+
+/* ---- --fork N: a tiny launcher ---- */
+
+static void set_env_int(const char *name, int v)
+{
+    char s[32];
+    snprintf(s, sizeof(s), "%d", v);
+    setenv(name, s, 1);
+}
+
+static pid_t spawn(const struct opts *o, int rank, int port)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    int per = o->fork_n / o->nnodes;
+    char rdzv[64];
+    snprintf(rdzv, sizeof(rdzv), "127.0.0.1:%d", port);
+    set_env_int("BATON_RANK", rank);
+    set_env_int("BATON_WORLD_SIZE", o->fork_n);
+    set_env_int("BATON_LOCAL_RANK", rank % per);
+    set_env_int("BATON_LOCAL_WORLD_SIZE", per);
+    set_env_int("BATON_NODE_RANK", rank / per);
+    set_env_int("BATON_NNODES", o->nnodes);
+    setenv("BATON_RDZV", rdzv, 1);
+    setenv("BATON_TOKEN", "coll-check", 1);
+    fflush(stdout);
+    _exit(worker(o));
+}
+
+/* Waits for all children; those still there at the deadline are killed (stopped ones too). */
+static int reap(const struct opts *o, pid_t *pids)
+{
+    int left = o->fork_n, worst = 0;
+    double end = now_s() + o->deadline;
+    while (left > 0) {
+        int st;
+        pid_t p = waitpid(-1, &st, WNOHANG);
+        if (p <= 0) {
+            if (now_s() > end) {
+                for (int r = 0; r < o->fork_n; r++)
+                    if (pids[r] > 0)
+                        kill(pids[r], SIGKILL);
+                end = now_s() + 60;
+            }
+            struct timespec ts = {0, 20000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        for (int r = 0; r < o->fork_n; r++) {
+            if (pids[r] != p)
+                continue;
+            pids[r] = 0;
+            left--;
+            if (WIFEXITED(st))
+                printf("child %d: exit %d\n", r, WEXITSTATUS(st));
+            else
+                printf("child %d: signal %d\n", r, WTERMSIG(st));
+            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            worst = code > worst ? code : worst;
+        }
+        /* Once every other rank is done, a stopped victim is killed. */
+        if (left == 1 && o->die_rank >= 0 && pids[o->die_rank] > 0 && o->sig == SIGSTOP) {
+            kill(pids[o->die_rank], SIGCONT);
+            kill(pids[o->die_rank], SIGKILL);
+        }
+    }
+    return worst;
+}
+
+static int fork_job(const struct opts *o)
+{
+    struct bt__store_server *srv = NULL;
+    struct bt__err err = {0};
+    int port = 0;
+    if (bt__store_server_create("127.0.0.1", 0, "coll-check", &srv, &port, &err) != BT_OK) {
+        printf("store: %s\n", err.msg);
+        return 1;
+    }
+    pid_t *pids = calloc((size_t)o->fork_n, sizeof(pid_t));
+    for (int r = 0; r < o->fork_n; r++)
+        pids[r] = spawn(o, r, port);
+    bt__store_server_start(srv);
+    int worst = reap(o, pids);
+    bt__store_server_destroy(srv);
+    free(pids);
+    return worst;
+}
+
+static int usage(const char *why)
+{
+    fprintf(stderr, "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
+                    "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
+                    "[--deadline SEC]\n", why);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.nnodes = 1, .iters = 3, .die_rank = -1, .die_at = -1, .sig = SIGKILL,
+                     .count = 1 << 20, .deadline = 60};
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return usage("an option lacks its value");
+        i++;
+        if (!strcmp(a, "--fork")) o.fork_n = atoi(v);
+        else if (!strcmp(a, "--nnodes")) o.nnodes = atoi(v);
+        else if (!strcmp(a, "--count")) o.count = strtoull(v, NULL, 0);
+        else if (!strcmp(a, "--iters")) o.iters = atoi(v);
+        else if (!strcmp(a, "--die-rank")) o.die_rank = atoi(v);
+        else if (!strcmp(a, "--die-at")) o.die_at = atoi(v);
+        else if (!strcmp(a, "--deadline")) o.deadline = atof(v);
+        else if (!strcmp(a, "--signal")) o.sig = !strcmp(v, "STOP") ? SIGSTOP : SIGKILL;
+        else return usage("unknown option");
+    }
+    if (o.fork_n > 0) {
+        if (o.nnodes < 1 || o.fork_n % o.nnodes)
+            return usage("--fork N must be a multiple of --nnodes");
+        return fork_job(&o);
+    }
+    return worker(&o);
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# t_coll.sh: collectives in real processes under `baton run`: one node over shm, TCP forced,
+# a job of one, and two "nodes" on loopback (hierarchical allreduce: shm within, TCP across).
+# timeout: 240
+source "$(dirname "$0")/lib.sh"
+CHECK=$BATON_BUILD/tests/progs/coll_check
+[ -x "$CHECK" ] || { t_fail "build" "$CHECK missing"; t_done; }
+
+# all_ok NAME LOG N: every one of N ranks printed "rank R ok".
+all_ok() {
+    local n=$(grep -cE 'rank [0-9]+ ok' "$3")
+    t_expect_eq "$1: $2 ranks report ok" "$n" "$2"
+}
+
+out=$T_TMP/shm.log
+timeout 120 "$BATON" run -n 4 -- "$CHECK" --iters 5 >"$out" 2>&1
+t_expect_eq "shm, 4 ranks: exit status" "$?" 0
+all_ok "shm" 4 "$out"
+
+out=$T_TMP/tcp.log
+BATON_TRANSPORT=tcp BATON_NSOCKS=3 timeout 120 "$BATON" run -n 3 -- "$CHECK" --iters 5 >"$out" 2>&1
+t_expect_eq "tcp forced, 3 ranks: exit status" "$?" 0
+all_ok "tcp" 3 "$out"
+
+out=$T_TMP/one.log
+timeout 60 "$BATON" run -n 1 -- "$CHECK" --iters 2 >"$out" 2>&1
+t_expect_eq "a job of one: exit status" "$?" 0
+all_ok "one" 1 "$out"
+
+# Two nodes on this machine, 2 ranks each: the store is on 127.0.0.1 (so `lo` is right).
+port=$(t_free_port)
+t_bg timeout 120 "$BATON" run --nnodes 2 --node-rank 1 --rdzv 127.0.0.1:$port -n 2 -- \
+    "$CHECK" --iters 5 >"$T_TMP/node1.log" 2>&1
+n1=$T_LAST_PID
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT,NET timeout 120 "$BATON" run --nnodes 2 --node-rank 0 \
+    --rdzv 127.0.0.1:$port -n 2 -- "$CHECK" --iters 5 >"$T_TMP/node0.log" 2>&1
+t_expect_eq "2 nodes x 2 ranks: node 0 exit status" "$?" 0
+t_expect_eq "2 nodes x 2 ranks: node 1 exit status" "$(t_wait "$n1" 60)" 0
+cat "$T_TMP/node0.log" "$T_TMP/node1.log" >"$T_TMP/nodes.log"
+all_ok "2 nodes" 4 "$T_TMP/nodes.log"
+t_grep "2 nodes: hierarchical allreduce chosen" 'transports shm\+tcp \(hierarchical' "$T_TMP/node0.log"
+t_grep "2 nodes: interface choice logged" 'TCP on interface lo address 127.0.0.1' "$T_TMP/node0.log"
+
+# A SIGKILLed rank under baton: the job ends quickly with 137, nobody waits for the timeout.
+out=$T_TMP/kill.log
+start=$SECONDS
+BATON_TIMEOUT=100 timeout 60 "$BATON" run -n 3 -- "$CHECK" --count 4194304 --iters 400 \
+    --die-rank 1 --die-at 3 --signal KILL >"$out" 2>&1
+rc=$?
+t_expect_eq "SIGKILL under baton run: exit status 137" "$rc" 137
+t_check "SIGKILL under baton run: over within 15 s ($((SECONDS - start)) s)" \
+    test $((SECONDS - start)) -le 15
+t_done

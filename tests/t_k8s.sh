@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# t_k8s.sh: the manifests in k8s/ and `baton k8s render|apply|delete`.
+#
+# Schemas: every manifest validates against the Kubeflow CRDs and the strict core schemas in
+# $BATON_SRC/../shared/k8s-schemas, and so does every object `baton k8s render` writes (skipped,
+# not passed, when that folder is absent). Render: names, labels, ports, env (the exact examples
+# of shared/k8s-operator-facts.md), TF_CONFIG byte for byte, restartPolicy mapping, the
+# operator's validation errors (exit 2, one line, nothing written), apply/delete through a fake
+# kubectl, and a clear error when kubectl is missing.
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+PY=/usr/bin/python3
+SCHEMAS=$BATON_SRC/../shared/k8s-schemas
+K8S=$BATON_SRC/k8s
+HAVE_YAML=1
+$PY -c 'import yaml, jsonschema' 2>/dev/null || HAVE_YAML=0
+
+# penv FILE POD: the env of POD's framework container in a rendered stream, NAME=VALUE lines.
+penv() {
+    $PY - "$1" "$2" <<'EOF'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Pod" and d["metadata"]["name"] == sys.argv[2]:
+        for c in d["spec"]["containers"]:
+            if c["name"] in ("pytorch", "tensorflow"):
+                for e in c.get("env", []):
+                    print("%s=%s" % (e["name"], e.get("value", "")))
+EOF
+}
+# pget FILE KIND NAME EXPR: a Python expression over the object o.
+pget() {
+    $PY - "$@" <<'EOF'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == sys.argv[2] and d["metadata"]["name"] == sys.argv[3]:
+        o = d
+        print(eval(sys.argv[4]))
+EOF
+}
+
+# job NAME KIND SPECS_YAML: a job file in $T_TMP/NAME.yaml (SPECS_YAML: the replica specs).
+job() {
+    local key=pytorchReplicaSpecs
+    [ "$2" = TFJob ] && key=tfReplicaSpecs
+    printf 'apiVersion: kubeflow.org/v1\nkind: %s\nmetadata:\n  name: %s\nspec:\n%s  %s:\n%s\n' \
+        "$2" "$1" "${EXTRA_SPEC:-}" "$key" "$3" >"$T_TMP/$1.yaml"
+}
+# rs TYPE REPLICAS CONTAINER [RESTART]: one replica spec, indented for job().
+rs() {
+    printf '    %s:\n      replicas: %s\n%s      template:\n        spec:\n          containers:\n' \
+        "$1" "$2" "${4:+      restartPolicy: $4
+}"
+    printf '            - name: %s\n              image: baton:latest\n' "$3"
+    printf '              command: [baton, run, --, mnist_cnn, --epochs, "1"]\n'
+}
+
+# ---- every manifest against the schemas ----
+if [ ! -d "$SCHEMAS" ]; then
+    t_skip "manifests validate against the CRD and core schemas" "no $SCHEMAS (shared/ beside the repo)"
+elif [ $HAVE_YAML = 0 ]; then
+    t_skip "manifests validate against the CRD and core schemas" "no python3-yaml/jsonschema (make deps)"
+else
+    $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$K8S"/*.yaml >"$T_TMP/v.log" 2>&1
+    for f in "$K8S"/*.yaml; do
+        if grep -q "^ok $f " "$T_TMP/v.log" && ! grep -q "^FAIL $f " "$T_TMP/v.log"; then
+            t_ok "$(basename "$f") validates ($(grep -c "^ok $f " "$T_TMP/v.log") objects)"
+        else
+            t_fail "$(basename "$f") validates" "$(grep -v '^ok' "$T_TMP/v.log" | head -5)"
+        fi
+    done
+    # The validator itself rejects an unknown field (strict), so the passes above mean something.
+    sed 's/^  runPolicy:/  runPolicyTypo:/' "$K8S/pytorchjob-mnist.yaml" >"$T_TMP/typo.yaml"
+    if ! $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$T_TMP/typo.yaml" >"$T_TMP/v.log" 2>&1 &&
+        grep -q runPolicyTypo "$T_TMP/v.log"; then
+        t_ok "validator rejects an unknown field"
+    else t_fail "validator rejects an unknown field" "$(cat "$T_TMP/v.log")"; fi
+fi
+
+# ---- render the shipped jobs; every object against the strict core schemas ----
+rendered=()
+for f in pytorchjob-mnist pytorchjob-elastic-mnist pytorchjob-gpu-mnist tfjob-mnist-ps; do
+    if "$BATON" k8s render "$K8S/$f.yaml" >"$T_TMP/$f.out" 2>"$T_TMP/err"; then
+        t_ok "render $f ($(grep -c '^kind: Pod' "$T_TMP/$f.out") pods)"; rendered+=("$T_TMP/$f.out")
+    else t_fail "render $f" "$(cat "$T_TMP/err")"; fi
+done
+if [ ! -d "$SCHEMAS" ] || [ $HAVE_YAML = 0 ]; then
+    t_skip "rendered Pods and Services validate against pod-v1/service-v1" "no schemas or python3-yaml"
+elif $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "${rendered[@]}" >"$T_TMP/v.log" 2>&1; then
+    t_ok "rendered objects validate against the strict core schemas ($(grep -c '^ok' "$T_TMP/v.log") objects)"
+else t_fail "rendered objects validate" "$(grep -v '^ok' "$T_TMP/v.log" | head -5)"; fi
+t_expect_eq "pytorchjob-mnist renders 4 pods" "$(grep -c '^kind: Pod' "$T_TMP/pytorchjob-mnist.out")" 4
+t_expect_eq "tfjob-mnist-ps renders 4 services" "$(grep -c '^kind: Service' "$T_TMP/tfjob-mnist-ps.out")" 4
+
+if [ $HAVE_YAML = 0 ]; then
+    t_skip "render: env, labels, TF_CONFIG" "no python3-yaml (make deps)"
+    t_done
+fi
+
+# ---- PyTorchJob env: the facts file's example, job pt, 1 master + 2 workers ----
+job pt PyTorchJob "$(rs Master 1 pytorch ExitCode)
+$(rs Worker 2 pytorch)"
+"$BATON" k8s render "$T_TMP/pt.yaml" >"$T_TMP/pt.out"
+want="PYTHONUNBUFFERED=1 MASTER_PORT=23456 PET_MASTER_PORT=23456 MASTER_ADDR=pt-master-0"
+want+=" PET_MASTER_ADDR=pt-master-0 WORLD_SIZE=3 RANK=2 PET_NODE_RANK=2 PET_NNODES=3"
+want+=" PET_NPROC_PER_NODE=auto"
+t_expect_eq "pt-worker-1 env as the operator sets it" "$(penv "$T_TMP/pt.out" pt-worker-1 | xargs)" "$want"
+t_expect_eq "pt-master-0 RANK" "$(penv "$T_TMP/pt.out" pt-master-0 | grep -E '^(RANK|PET_NODE_RANK)=' | xargs)" \
+    "RANK=0 PET_NODE_RANK=0"
+t_expect_eq "pt-worker-0 RANK" "$(penv "$T_TMP/pt.out" pt-worker-0 | grep '^RANK=')" "RANK=1"
+EXTRA_SPEC='  nprocPerNode: "4"
+' job pt4 PyTorchJob "$(rs Master 1 pytorch)
+$(rs Worker 2 pytorch)"
+"$BATON" k8s render "$T_TMP/pt4.yaml" >"$T_TMP/pt4.out"
+t_expect_eq "nprocPerNode 4: WORLD_SIZE=12, RANK still the pod's" \
+    "$(penv "$T_TMP/pt4.out" pt4-worker-1 | grep -E '^(WORLD_SIZE|RANK|PET_NPROC_PER_NODE)=' | xargs)" \
+    "WORLD_SIZE=12 RANK=2 PET_NPROC_PER_NODE=4"
+t_expect_eq "pod names" "$(grep -A1 '^metadata:' "$T_TMP/pt.out" | sed -n 's/^  name: //p' | xargs)" \
+    "pt-master-0 pt-master-0 pt-worker-0 pt-worker-0 pt-worker-1 pt-worker-1"
+
+# ---- labels, ports, services ----
+L=training.kubeflow.org
+t_expect_eq "master pod labels" "$(pget "$T_TMP/pt.out" Pod pt-master-0 \
+    "sorted((k, v) for k, v in o['metadata']['labels'].items())")" \
+    "[('$L/job-name', 'pt'), ('$L/job-role', 'master'), ('$L/operator-name', 'pytorchjob-controller'), ('$L/replica-index', '0'), ('$L/replica-type', 'master')]"
+t_expect_eq "worker pods carry no job-role" "$(pget "$T_TMP/pt.out" Pod pt-worker-0 \
+    "'$L/job-role' in o['metadata']['labels']")" False
+t_expect_eq "service: headless, publishNotReadyAddresses, selects its pod" "$(pget "$T_TMP/pt.out" Service pt-worker-1 \
+    "(o['spec']['clusterIP'], o['spec']['publishNotReadyAddresses'], o['spec']['selector']['$L/replica-index'], o['spec']['selector']['$L/replica-type'], o['spec']['ports'])")" \
+    "('None', True, '1', 'worker', [{'name': 'pytorchjob-port', 'port': 23456}])"
+t_expect_eq "default port added to the pytorch container" "$(pget "$T_TMP/pt.out" Pod pt-worker-0 \
+    "o['spec']['containers'][0]['ports']")" "[{'name': 'pytorchjob-port', 'containerPort': 23456}]"
+t_expect_eq "template preserved (command)" "$(pget "$T_TMP/pt.out" Pod pt-worker-0 \
+    "o['spec']['containers'][0]['command']")" "['baton', 'run', '--', 'mnist_cnn', '--epochs', '1']"
+
+# ---- restartPolicy: ExitCode -> Never; default OnFailure (PyTorchJob) / Never (TFJob) ----
+t_expect_eq "ExitCode -> pod Never; default OnFailure" \
+    "$(pget "$T_TMP/pt.out" Pod pt-master-0 "o['spec']['restartPolicy']") $(pget "$T_TMP/pt.out" Pod pt-worker-0 "o['spec']['restartPolicy']")" \
+    "Never OnFailure"
+job rp TFJob "$(rs Chief 1 tensorflow Always)
+$(rs Worker 1 tensorflow OnFailure)
+$(rs PS 1 tensorflow)
+$(rs Evaluator 1 tensorflow Never)"
+"$BATON" k8s render "$T_TMP/rp.yaml" >"$T_TMP/rp.out"
+t_expect_eq "TFJob Always/OnFailure/default/Never kept" "$(for p in rp-chief-0 rp-worker-0 rp-ps-0 rp-evaluator-0; do
+    pget "$T_TMP/rp.out" Pod $p "o['spec']['restartPolicy']"; done | xargs)" "Always OnFailure Never Never"
+
+# ---- TF_CONFIG byte for byte: the facts file's job mnist ----
+job mnist TFJob "$(rs Chief 1 tensorflow)
+$(rs Evaluator 1 tensorflow)
+$(rs PS 1 tensorflow)
+$(rs Worker 2 tensorflow)"
+"$BATON" k8s render "$T_TMP/mnist.yaml" >"$T_TMP/mnist.out"
+want='{"cluster":{"chief":["mnist-chief-0.default.svc:2222"],"evaluator":["mnist-evaluator-0.default.svc:2222"],"ps":["mnist-ps-0.default.svc:2222"],"worker":["mnist-worker-0.default.svc:2222","mnist-worker-1.default.svc:2222"]},"task":{"type":"worker","index":1},"environment":"cloud"}'
+t_expect_eq "mnist-worker-1 TF_CONFIG byte for byte" "$(penv "$T_TMP/mnist.out" mnist-worker-1 | sed -n 's/^TF_CONFIG=//p')" "$want"
+t_expect_eq "TF_CONFIG is the only env the operator adds to a TFJob" "$(penv "$T_TMP/mnist.out" mnist-ps-0 | cut -d= -f1 | xargs)" TF_CONFIG
+t_expect_eq "TFJob master role is the chief" "$(pget "$T_TMP/mnist.out" Pod mnist-chief-0 \
+    "o['metadata']['labels'].get('$L/job-role')") $(pget "$T_TMP/mnist.out" Pod mnist-worker-0 \
+    "o['metadata']['labels'].get('$L/job-role')")" "master None"
+job solo TFJob "$(rs Worker 1 tensorflow)"
+"$BATON" k8s render "$T_TMP/solo.yaml" >"$T_TMP/solo.out"
+t_expect_eq "no TF_CONFIG for a one-replica TFJob" "$(penv "$T_TMP/solo.out" solo-worker-0 | wc -l)" 0
+EXTRA_SPEC='  enableDynamicWorker: true
+' job dyn TFJob "$(rs Worker 2 tensorflow)
+$(rs PS 2 tensorflow)"
+"$BATON" k8s render "$T_TMP/dyn.yaml" >"$T_TMP/dyn.out"
+t_expect_eq "enableDynamicWorker: sparse TF_CONFIG" "$(penv "$T_TMP/dyn.out" dyn-worker-1 | sed -n 's/^TF_CONFIG=//p')" \
+    '{"cluster":{"worker":{"1":"dyn-worker-1.default.svc:2222"},"ps":["dyn-ps-0.default.svc:2222","dyn-ps-1.default.svc:2222"]},"task":{"type":"worker","index":1}}'
+
+# ---- elastic PyTorchJob: worker-only, PET_* and no RANK ----
+"$BATON" k8s render "$K8S/pytorchjob-elastic-mnist.yaml" >"$T_TMP/el.out"
+t_expect_eq "elastic worker env" "$(penv "$T_TMP/el.out" mnist-elastic-worker-2 | xargs)" \
+    "PYTHONUNBUFFERED=1 PET_RDZV_ENDPOINT=mnist-elastic-worker-0:23456 PET_RDZV_BACKEND=c10d PET_NNODES=2:4 PET_MAX_RESTARTS=3 PET_NPROC_PER_NODE=1"
+t_expect_eq "elastic: worker 0 has the master role" "$(pget "$T_TMP/el.out" Pod mnist-elastic-worker-0 \
+    "o['metadata']['labels'].get('$L/job-role')")" master
+
+# ---- the operator's validation: one line, exit 2, nothing written ----
+reject() { # NAME PATTERN FILE
+    local rc=0
+    "$BATON" k8s render "$3" >"$T_TMP/rej.out" 2>"$T_TMP/rej.err" || rc=$?
+    if [ $rc -eq 2 ] && [ ! -s "$T_TMP/rej.out" ] && [ "$(wc -l <"$T_TMP/rej.err")" -eq 1 ] &&
+        grep -qE -- "$2" "$T_TMP/rej.err"; then t_ok "rejects: $1 ($(cat "$T_TMP/rej.err"))"
+    else t_fail "rejects: $1" "rc=$rc out=$(wc -c <"$T_TMP/rej.out")B err=$(cat "$T_TMP/rej.err")"; fi
+}
+sed 's/^kind: PyTorchJob/kind: MPIJob/' "$T_TMP/pt.yaml" >"$T_TMP/k.yaml"
+reject "unknown kind" "unknown kind 'MPIJob'" "$T_TMP/k.yaml"
+job rt PyTorchJob "$(rs Master 1 pytorch)
+$(rs Chief 1 pytorch)"
+reject "unknown replica type" "PyTorchJob 'rt': unknown replica type 'Chief'" "$T_TMP/rt.yaml"
+job nc PyTorchJob "$(rs Master 1 pytorch)
+$(rs Worker 2 trainer)"
+reject "no container named pytorch" "PyTorchJob 'nc': Worker: no container named 'pytorch'" "$T_TMP/nc.yaml"
+job ntf TFJob "$(rs Chief 1 tensorflow)
+$(rs Worker 2 pytorch)"
+reject "no container named tensorflow" "TFJob 'ntf': Worker: no container named 'tensorflow'" "$T_TMP/ntf.yaml"
+job m2 PyTorchJob "$(rs Master 2 pytorch)
+$(rs Worker 2 pytorch)"
+reject "Master replicas 2" "PyTorchJob 'm2': Master has 2 replicas" "$T_TMP/m2.yaml"
+job c2 TFJob "$(rs Chief 2 tensorflow)
+$(rs Worker 2 tensorflow)"
+reject "two Chief replicas" "TFJob 'c2': Chief has 2 replicas" "$T_TMP/c2.yaml"
+job cm TFJob "$(rs Chief 1 tensorflow)
+$(rs Master 1 tensorflow)"
+reject "Chief and Master" "TFJob 'cm': both Chief and Master" "$T_TMP/cm.yaml"
+job ni PyTorchJob "$(rs Master 1 pytorch)"
+sed -i '/image:/d' "$T_TMP/ni.yaml"
+reject "container without image" "Master: container 'pytorch' has no image" "$T_TMP/ni.yaml"
+job bp PyTorchJob "$(rs Master 1 pytorch Sometimes)"
+reject "unknown restartPolicy" "restartPolicy 'Sometimes'" "$T_TMP/bp.yaml"
+printf 'kind: PyTorchJob\n  - x: [\n' >"$T_TMP/syn.yaml"
+reject "YAML syntax error" "syn.yaml:[0-9]+:[0-9]+: YAML" "$T_TMP/syn.yaml"
+reject "missing file" "nonexistent.yaml: No such file" "$T_TMP/nonexistent.yaml"
+rc=0; "$BATON" k8s render >/dev/null 2>&1 || rc=$?
+t_expect_eq "no JOB.yaml: usage error" $rc 2
+
+# ---- apply / delete through a fake kubectl ----
+cat >"$T_TMP/kubectl" <<EOF
+#!/bin/sh
+echo "\$*" >"$T_TMP/kubectl.args"
+[ "\$1" = apply ] && cat >"$T_TMP/kubectl.stdin"
+exit 0
+EOF
+chmod +x "$T_TMP/kubectl"
+rc=0; PATH=$T_TMP:$PATH "$BATON" k8s apply "$T_TMP/pt.yaml" -- --dry-run=client >/dev/null 2>&1 || rc=$?
+t_expect_eq "apply runs kubectl apply -f - (extra args passed)" "$rc $(cat "$T_TMP/kubectl.args")" "0 apply -f - --dry-run=client"
+t_check "apply feeds kubectl exactly the render" cmp -s "$T_TMP/kubectl.stdin" "$T_TMP/pt.out"
+rm -f "$T_TMP/kubectl.args"
+rc=0; KUBECTL=$T_TMP/kubectl "$BATON" k8s apply "$T_TMP/m2.yaml" >/dev/null 2>&1 || rc=$?
+t_expect_eq "invalid job: kubectl not run, exit 2" "$rc $([ -e "$T_TMP/kubectl.args" ] && echo ran)" "2 "
+rc=0; KUBECTL=$T_TMP/kubectl "$BATON" k8s delete "$T_TMP/pt.yaml" >/dev/null 2>&1 || rc=$?
+t_expect_eq "delete by the job-name label" "$rc $(cat "$T_TMP/kubectl.args")" \
+    "0 delete pods,services -n default -l training.kubeflow.org/job-name=pt"
+rc=0; "$BATON" k8s apply --kubectl "$T_TMP/no-such-kubectl" "$T_TMP/pt.yaml" >/dev/null 2>"$T_TMP/err" || rc=$?
+if [ $rc -eq 127 ] && grep -q "not found" "$T_TMP/err" && grep -q "baton k8s render" "$T_TMP/err"; then
+    t_ok "missing kubectl: exit 127 with a hint"
+else t_fail "missing kubectl: exit 127 with a hint" "rc=$rc $(cat "$T_TMP/err")"; fi
+t_done

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# t_launch_nodes.sh: `baton run` across nodes, as several launchers on this machine with
+# --nnodes/--node-rank/--rdzv 127.0.0.1:PORT: late node 0, heterogeneous -n, a failure on one
+# node tearing down the other with the same root cause, a launcher killed by SIGKILL, a wrong
+# token, a duplicate node rank, a join timeout.
+# timeout: 180
+. "$(dirname "$0")/lib.sh"
+W=$BATON_BUILD/tests/progs/launch_worker
+HELLO=$BATON_BUILD/examples/hello
+
+wait_grep() { # PATTERN FILE SEC: until a line of FILE matches
+    local i=0
+    until grep -qE -- "$1" "$2" 2>/dev/null; do
+        [ $i -ge $(($3 * 10)) ] && return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+wait_files() { # N DIR PREFIX SEC
+    local i=0
+    while [ "$(ls "$2" 2>/dev/null | grep -c "^$3\.")" -lt "$1" ]; do
+        [ $i -ge $(($4 * 10)) ] && return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+gone_within() { # SEC PID...
+    local lim=$1 i=0 p left; shift
+    while :; do
+        left=0
+        for p in "$@"; do t_alive "$p" && left=1; done
+        [ $left = 0 ] && return 0
+        [ $i -ge $((lim * 10)) ] && return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+node() { # NAME RANK PORT ARGS...: a launcher in the background, output in $T_TMP/NAME.{out,err}
+    local name=$1 rank=$2 port=$3; shift 3
+    t_bg "$BATON" run --nnodes 2 --node-rank "$rank" --rdzv "127.0.0.1:$port" "$@" \
+        >"$T_TMP/$name.out" 2>"$T_TMP/$name.err"
+}
+status_of() { t_wait "$1" "$2" >"$T_TMP/rc"; cat "$T_TMP/rc"; } # not in $(...) itself
+
+# ---- node 1 starts first and retries; node 0 comes later; -n 2 and -n 3: ranks 0-1, 2-4
+port=$(t_free_port)
+node a1 1 "$port" -n 3 -- "$W" --env
+p1=$T_LAST_PID
+if wait_grep "waiting for rendezvous at 127.0.0.1:$port \([0-9]+ s, attempt [0-9]+: " "$T_TMP/a1.err" 15
+then t_ok "late node 0: node 1 retries and says so"
+else t_fail "late node 0: node 1 progress line"; cat "$T_TMP/a1.err"; fi
+node a0 0 "$port" -n 2 -- "$W" --env
+p0=$T_LAST_PID
+status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
+t_expect_eq "two nodes: both launchers exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
+ok=1
+for r in 0 1 2 3 4; do
+    f=$T_TMP/a0.out; nr=0; lr=$r
+    [ $r -ge 2 ] && { f=$T_TMP/a1.out; nr=1; lr=$((r - 2)); }
+    line=$(grep "^\[$r\] ENV " "$f")
+    for kv in "RANK=$r" "WORLD_SIZE=5" "LOCAL_RANK=$lr" "LOCAL_WORLD_SIZE=$((nr + 2))" \
+        "GROUP_RANK=$nr" "BATON_NNODES=2" "MASTER_ADDR=127.0.0.1"; do
+        echo "$line" | grep -qE " $kv( |\$)" || { ok=0; echo "rank $r: no $kv in: $line"; }
+    done
+done
+t_expect_eq "two nodes: global ranks are prefix sums (-n 2 and -n 3 -> world 5)" "$ok" 1
+t_expect_eq "two nodes: one MASTER_PORT and one token for all" \
+    "$(cat "$T_TMP"/a?.out | grep -oE ' (MASTER_PORT|BATON_TOKEN)=[^ ]*' | sort -u | wc -l)" 2
+
+if [ -x "$HELLO" ]; then
+    port=$(t_free_port)
+    node h0 0 "$port" -n 2 -- "$HELLO"; q0=$T_LAST_PID
+    node h1 1 "$port" -n 2 -- "$HELLO"; q1=$T_LAST_PID
+    status_of "$q0" 30 >"$T_TMP/s0"; status_of "$q1" 30 >"$T_TMP/s1"
+    t_expect_eq "hello on two nodes: exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
+    t_expect_eq "hello on two nodes: 4 lines" "$(cat "$T_TMP"/h?.out | grep -c 'hello from rank [0-3] of 4')" 4
+else
+    t_skip "hello on two nodes" "examples/hello not built"
+fi
+
+# ---- a worker failing on node 1 tears node 0 down too, same root cause, same status
+port=$(t_free_port)
+node f0 0 "$port" -n 2 -- "$W" --rank 3 --code 3 --delay 500 --sleep 60; p0=$T_LAST_PID
+node f1 1 "$port" -n 2 -- "$W" --rank 3 --code 3 --delay 500 --sleep 60; p1=$T_LAST_PID
+t0=$SECONDS
+status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
+t_expect_eq "failure on node 1: both launchers exit 3" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "3 3"
+t_check "failure on node 1: all done within 8 s" test $((SECONDS - t0)) -lt 8
+l0=$(grep '^baton: job failed: ' "$T_TMP/f0.err"); l1=$(grep '^baton: job failed: ' "$T_TMP/f1.err")
+t_expect_eq "failure on node 1: node 0 prints the same root-cause line" "$l0" "$l1"
+t_grep "failure on node 1: it names rank 3 on node 1 and the code" \
+    "job failed: rank 3 \(node 1, host [^,]+, pid [0-9]+\) exited with code 3" "$T_TMP/f0.err"
+
+# ---- --max-restarts across nodes: both launchers re-rendezvous as generation 1 together
+port=$(t_free_port)
+node r0 0 "$port" -n 1 --max-restarts 1 -- "$W" --fail-until 1 --env; p0=$T_LAST_PID
+node r1 1 "$port" -n 1 --max-restarts 1 -- "$W" --fail-until 1 --env; p1=$T_LAST_PID
+status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
+t_expect_eq "restart across nodes: both exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
+t_grep "restart across nodes: node 1 restarted too, as generation 1" \
+    "^\[1\] ENV .* BATON_RESTART_COUNT=1 " "$T_TMP/r1.out"
+t_grep "restart across nodes: node 1 names the cause on node 0" \
+    "restarting the workers \(restart 1 of 1\) after: rank 0 \(node 0" "$T_TMP/r1.err"
+
+# ---- SIGKILL of node 1's launcher: node 0 reports the lost node and exits non-zero
+port=$(t_free_port)
+mkdir -p "$T_TMP/k"
+node k0 0 "$port" -n 2 -- "$W" --pidfile "$T_TMP/k" --sleep 60; p0=$T_LAST_PID
+node k1 1 "$port" -n 2 -- "$W" --pidfile "$T_TMP/k" --sleep 60; p1=$T_LAST_PID
+if wait_files 4 "$T_TMP/k" pid 20; then
+    kill -KILL "$p1"
+    t0=$SECONDS
+    status_of "$p0" 20 >/dev/null
+    t_expect_eq "lost node: node 0 exits 129 (128+SIGHUP)" "$(cat "$T_TMP/rc")" 129
+    t_check "lost node: within 6 s" test $((SECONDS - t0)) -lt 6
+    t_grep "lost node: the report names node 1 and its host" \
+        "job failed: node 1 \(host [^,]+, pid [0-9]+\) lost contact with the rendezvous store" \
+        "$T_TMP/k0.err"
+    t_check "lost node: no worker of either node left (by pid)" gone_within 3 $(cat "$T_TMP"/k/pid.*)
+else
+    t_fail "lost node" "workers did not start"; cat "$T_TMP/k0.err" "$T_TMP/k1.err"
+fi
+
+# ---- a wrong token and a duplicate node rank are refused; the job still succeeds
+port=$(t_free_port)
+mkdir -p "$T_TMP/t"
+node t0 0 "$port" -n 1 -- "$W" --pidfile "$T_TMP/t" --sleep 4; p0=$T_LAST_PID
+node t1 1 "$port" -n 1 -- "$W" --pidfile "$T_TMP/t" --sleep 4; p1=$T_LAST_PID
+if wait_files 2 "$T_TMP/t" pid 20; then
+    BATON_TOKEN=not-this-job "$BATON" run --nnodes 2 --node-rank 1 --rdzv "127.0.0.1:$port" \
+        --join-timeout 10 -- "$W" >/dev/null 2>"$T_TMP/tok.err"
+    t_expect_eq "wrong token: the stray launcher exits 1" "$?" 1
+    t_grep "wrong token: a clear line" "node 1 \(host [^)]+\): refused by the rendezvous store: .*127.0.0.1:$port.*token" \
+        "$T_TMP/tok.err"
+    "$BATON" run --nnodes 2 --node-rank 1 --rdzv "127.0.0.1:$port" -- "$W" >/dev/null 2>"$T_TMP/dup.err"
+    t_expect_eq "duplicate node rank: refused with exit 1" "$?" 1
+    t_grep "duplicate node rank: names the other host" \
+        "node rank 1 is already taken by host [^ ]+ \(pid $p1\)" "$T_TMP/dup.err"
+else
+    t_fail "wrong token / duplicate" "job did not start"
+fi
+status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
+t_expect_eq "wrong token / duplicate: the job still succeeds" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
+
+# ---- nobody at the rendezvous: a bounded wait with a clear end
+port=$(t_free_port)
+t0=$SECONDS
+"$BATON" run --nnodes 2 --node-rank 1 --rdzv "127.0.0.1:$port" --join-timeout 2 -- "$W" \
+    >/dev/null 2>"$T_TMP/jt.err"
+t_expect_eq "join timeout: exit 1" "$?" 1
+t_check "join timeout: gives up after ~2 s" test $((SECONDS - t0)) -lt 6
+t_grep "join timeout: says where it waited and the hint" "127.0.0.1:$port.*hint: is node 0's launcher running" \
+    "$T_TMP/jt.err"
+t_done

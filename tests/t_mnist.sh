@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# t_mnist.sh: the example trainer end to end: bad flags and bad data give one line and exit 2;
+# a short single-rank training learns (loss falls, test accuracy past 0.6); checkpoints
+# resume exactly and --evaluate reproduces the accuracy; and, once `baton run` and
+# bt_allreduce work, 1, 2 and 4 ranks with the same global batch agree after 50 steps.
+# timeout: 600
+. "$(dirname "$0")/lib.sh"
+MN=$BATON_BUILD/examples/mnist_cnn
+DATA=${MNIST_DATA:-/usr/share/datasets/fashion-mnist}
+
+if [ ! -x "$MN" ]; then t_skip "mnist_cnn" "not built ($MN)"; t_done; fi
+
+# --- usage errors: exit 2, one line naming the problem ---
+usage_case() { # NAME PATTERN ARGS...
+    local name=$1 pat=$2; shift 2
+    "$MN" "$@" >"$T_TMP/out" 2>"$T_TMP/err"; local rc=$?
+    if [ $rc -eq 2 ] && [ "$(wc -l <"$T_TMP/err")" -eq 1 ] && grep -qE -- "$pat" "$T_TMP/err"; then
+        t_ok "$name"; else t_fail "$name" "rc=$rc, stderr: $(head -c 300 "$T_TMP/err")"; fi
+}
+usage_case "unknown flag" "unknown flag --frobnicate" --frobnicate
+usage_case "bad number" "--batch 0: want 1..4096" --batch 0
+usage_case "missing value" "--epochs needs a value" --epochs
+usage_case "mode ps not in this build" "--mode ps: not available" --mode ps
+usage_case "missing data dir" "/nonexistent/train-images-idx3-ubyte\[.gz\]: not found" \
+    --data /nonexistent
+mkdir -p "$T_TMP/bad"
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+    cp "$DATA/$f.gz" "$T_TMP/bad/" 2>/dev/null
+done
+if [ -f "$T_TMP/bad/train-labels-idx1-ubyte.gz" ]; then
+    cp "$T_TMP/bad/train-labels-idx1-ubyte.gz" "$T_TMP/bad/t10k-images-idx3-ubyte.gz"
+    usage_case "wrong magic" "t10k-images-idx3-ubyte.gz: bad magic 0x00000801" --data "$T_TMP/bad"
+    head -c 3000 "$DATA/t10k-images-idx3-ubyte.gz" >"$T_TMP/bad/t10k-images-idx3-ubyte.gz"
+    usage_case "truncated file" "t10k-images-idx3-ubyte.gz: truncated" --data "$T_TMP/bad"
+else
+    t_skip "bad data files" "no Fashion-MNIST at $DATA"
+fi
+
+if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/train-images-idx3-ubyte" ]; then
+    t_skip "training" "no Fashion-MNIST at $DATA (apt-get install dataset-fashion-mnist)"
+    t_done
+fi
+
+final_field() { sed -n "s/^final: .*$2=\([0-9.e+-]*\).*/\1/p" "$1" | tail -1; }
+
+# --- a short training learns ---
+"$MN" --data "$DATA" --max-steps 300 --checkpoint-dir "$T_TMP/ck" >"$T_TMP/short" 2>&1
+rc=$?
+t_expect_eq "300-step run exits 0" "$rc" 0
+t_grep "final line" '^final: test_acc=0\.[0-9]{4} val_acc=0\.[0-9]{4} loss=[0-9.]+ images_per_s=[0-9]+ steps=300$' "$T_TMP/short"
+acc=$(final_field "$T_TMP/short" test_acc); loss=$(final_field "$T_TMP/short" loss)
+t_check "test accuracy after 300 steps > 0.6 (got ${acc:-none})" awk -v a="${acc:-0}" 'BEGIN{exit !(a > 0.6)}'
+t_check "loss fell below ln(10)=2.30 (mean over the run: ${loss:-none})" awk -v l="${loss:-9}" 'BEGIN{exit !(l < 1.3)}'
+t_check "model.bin and checkpoint.bin written" test -s "$T_TMP/ck/model.bin" -a -s "$T_TMP/ck/checkpoint.bin"
+
+# --- --evaluate reproduces the accuracy from the saved model ---
+"$MN" --data "$DATA" --evaluate "$T_TMP/ck/model.bin" >"$T_TMP/eval" 2>&1
+t_expect_eq "--evaluate model.bin gives the same test_acc" "$(final_field "$T_TMP/eval" test_acc)" "$acc"
+printf 'junk' >"$T_TMP/junk.bin"
+"$MN" --data "$DATA" --evaluate "$T_TMP/junk.bin" >"$T_TMP/out" 2>"$T_TMP/err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "junk.bin: truncated" "$T_TMP/err"; then t_ok "--evaluate junk: exit 2, one line"
+else t_fail "--evaluate junk: exit 2, one line" "rc=$rc: $(cat "$T_TMP/err")"; fi
+
+# --- resume: 100 steps, then 100 more from the checkpoint == 200 straight ---
+"$MN" --data "$DATA" --max-steps 200 --no-checkpoint >"$T_TMP/straight" 2>&1
+"$MN" --data "$DATA" --max-steps 100 --checkpoint-dir "$T_TMP/rs" >/dev/null 2>&1
+BATON_RESTART_COUNT=1 "$MN" --data "$DATA" --max-steps 200 --checkpoint-dir "$T_TMP/rs" >"$T_TMP/resumed" 2>&1
+t_grep "restart resumes from the checkpoint" '^resumed from .*checkpoint.bin: epoch 1, step 100 of it, 100 steps done' "$T_TMP/resumed"
+t_expect_eq "resumed run ends where a straight run does (test_acc)" \
+    "$(final_field "$T_TMP/resumed" test_acc)" "$(final_field "$T_TMP/straight" test_acc)"
+
+# --- threads give the same steps (only the order of float sums differs) ---
+"$MN" --data "$DATA" --max-steps 200 --threads 2 --no-checkpoint >"$T_TMP/threads" 2>&1
+t_check "--threads 2 agrees with 1 thread (test_acc within 0.005)" awk \
+    -v a="$(final_field "$T_TMP/threads" test_acc)" -v b="$(final_field "$T_TMP/straight" test_acc)" \
+    'BEGIN{d=a-b; if(d<0)d=-d; exit !(a!="" && d<=0.005)}'
+
+# --- equivalence over ranks: same global batch (128), 50 steps ---
+if [ ! -x "$BATON" ]; then
+    t_skip "1 vs 2 vs 4 ranks" "build/baton not built"; t_done
+fi
+run_ranks() { # N BATCH OUT
+    "$BATON" run -n "$1" -- "$MN" --data "$DATA" --batch "$2" --max-steps 50 --no-checkpoint \
+        >"$3" 2>&1
+}
+run_ranks 1 128 "$T_TMP/r1"
+run_ranks 2 64 "$T_TMP/r2"
+if grep -qE "has no bt_allreduce|bt_allreduce: |bt_init: " "$T_TMP/r2" || ! grep -q '^.*final:' "$T_TMP/r2"; then
+    t_skip "1 vs 2 vs 4 ranks" "baton run or bt_allreduce not functional yet: $(grep -m1 -E 'mnist_cnn|baton' "$T_TMP/r2")"
+    t_done
+fi
+run_ranks 4 32 "$T_TMP/r4"
+ranks_loss() { sed -n 's/^.*epoch [0-9/]*: loss=\([0-9.]*\).*/\1/p' "$1" | tail -1; }
+l1=$(ranks_loss "$T_TMP/r1"); l2=$(ranks_loss "$T_TMP/r2"); l4=$(ranks_loss "$T_TMP/r4")
+for pair in "2:$l2" "4:$l4"; do
+    n=${pair%%:*}; l=${pair#*:}
+    t_check "$n ranks x batch $((128 / n)) match 1 rank x 128 after 50 steps (loss $l vs $l1, 1e-4 rel)" \
+        awk -v a="${l:-x}" -v b="${l1:-y}" 'BEGIN{d=(a-b)/b; if(d<0)d=-d; exit !(a!="" && b>0 && d<=1e-4)}'
+done
+t_done

@@ -1,0 +1,354 @@
+/* test_k8s.c: the operator shim's model (k8s/k8s.h) and YAML tree (k8s/ytree.h): the pods a
+ * job renders to (names, env, argv, restart, master role, exactly the facts file's examples),
+ * TF_CONFIG byte for byte, the operator's validation errors, and hostile YAML. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "k8s/k8s.h"
+#include "k8s/ytree.h"
+
+/* A job: kind, name, extra spec lines, then the replica specs (built with rs()). */
+static char *job_text(const char *kind, const char *name, const char *extra, const char *specs)
+{
+    char *s = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&s, &n);
+    fprintf(f, "apiVersion: kubeflow.org/v1\nkind: %s\nmetadata:\n  name: %s\nspec:\n%s  %s:\n%s",
+            kind, name, extra,
+            !strcmp(kind, "TFJob") ? "tfReplicaSpecs" : "pytorchReplicaSpecs", specs);
+    fclose(f);
+    return s;
+}
+
+static void rs(char *buf, size_t n, const char *type, int replicas, const char *container,
+               const char *restart)
+{
+    size_t l = strlen(buf);
+    snprintf(buf + l, n - l,
+             "    %s:\n      replicas: %d\n%s%s%s      template:\n        spec:\n"
+             "          containers:\n            - name: %s\n              image: baton:latest\n"
+             "              command: [baton, run, --, mnist_cnn]\n"
+             "              args: [--epochs, \"1\"]\n",
+             type, replicas, restart ? "      restartPolicy: " : "", restart ? restart : "",
+             restart ? "\n" : "", container);
+}
+
+static int parse(const char *text, struct bt__k8s_job *job, struct bt__err *err)
+{
+    struct bt__k8s_opts opts = {0};
+    bt__err_clear(err);
+    return bt__k8s_job_parse(text, strlen(text), "job.yaml", &opts, job, err);
+}
+
+static const struct bt__k8s_pod *pod(const struct bt__k8s_job *job, const char *name)
+{
+    for (size_t i = 0; i < job->npods; i++)
+        if (!strcmp(job->pods[i].name, name))
+            return &job->pods[i];
+    fail_msg("no pod %s", name);
+    return NULL;
+}
+
+static void test_pytorch_facts_example(void **state)
+{
+    (void)state;
+    char specs[4096] = "";
+    rs(specs, sizeof(specs), "Master", 1, "pytorch", "ExitCode");
+    rs(specs, sizeof(specs), "Worker", 2, "pytorch", NULL);
+    char *text = job_text("PyTorchJob", "pt", "", specs);
+    struct bt__k8s_job job;
+    struct bt__err err;
+    assert_int_equal(parse(text, &job, &err), BT_OK);
+    assert_int_equal(job.npods, 3);
+    const struct bt__k8s_pod *w1 = pod(&job, "pt-worker-1");
+    static const char *const want[][2] = {
+        {"MASTER_ADDR", "pt-master-0"}, {"MASTER_PORT", "23456"},   {"WORLD_SIZE", "3"},
+        {"RANK", "2"},                  {"PET_NODE_RANK", "2"},     {"PET_NPROC_PER_NODE", "auto"},
+        {"PET_NNODES", "3"},            {"PYTHONUNBUFFERED", "1"},  {"PET_MASTER_ADDR", "pt-master-0"},
+        {"PET_MASTER_PORT", "23456"}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        assert_string_equal(bt__k8s_pod_env(w1, want[i][0]), want[i][1]);
+    assert_int_equal(w1->nenv, 10);
+    assert_string_equal(w1->rtype, "worker");
+    assert_int_equal(w1->index, 1);
+    assert_false(w1->master_role);
+    assert_int_equal(w1->restart, BT_K8S_RESTART_ONFAILURE);
+    assert_int_equal(w1->argc, 6);
+    assert_string_equal(w1->argv[0], "baton");
+    assert_string_equal(w1->argv[3], "mnist_cnn");
+    assert_string_equal(w1->argv[5], "1");
+    assert_null(w1->argv[6]);
+    const struct bt__k8s_pod *m = pod(&job, "pt-master-0");
+    assert_true(m->master_role);
+    assert_int_equal(m->restart, BT_K8S_RESTART_EXITCODE);
+    assert_string_equal(bt__k8s_pod_env(m, "RANK"), "0");
+    assert_string_equal(bt__k8s_pod_env(pod(&job, "pt-worker-0"), "RANK"), "1");
+    assert_string_equal(bt__yn_gets(bt__yn_get(m->pod, "spec"), "restartPolicy"), "Never");
+    bt__k8s_job_free(&job);
+    free(text);
+
+    text = job_text("PyTorchJob", "pt", "  nprocPerNode: \"4\"\n", specs);
+    assert_int_equal(parse(text, &job, &err), BT_OK);
+    assert_string_equal(bt__k8s_pod_env(pod(&job, "pt-worker-1"), "WORLD_SIZE"), "12");
+    assert_string_equal(bt__k8s_pod_env(pod(&job, "pt-worker-1"), "RANK"), "2");
+    assert_string_equal(bt__k8s_pod_env(pod(&job, "pt-worker-1"), "PET_NPROC_PER_NODE"), "4");
+    bt__k8s_job_free(&job);
+    free(text);
+}
+
+static void test_pytorch_elastic(void **state)
+{
+    (void)state;
+    char specs[4096] = "";
+    rs(specs, sizeof(specs), "worker", 3, "pytorch", NULL); /* case as the defaulter allows */
+    char *text = job_text("PyTorchJob", "el",
+                          "  elasticPolicy:\n    minReplicas: 1\n    rdzvId: abc\n"
+                          "    rdzvConf:\n      - {key: timeout, value: \"60\"}\n"
+                          "      - {key: x, value: y}\n    standalone: true\n",
+                          specs);
+    struct bt__k8s_job job;
+    struct bt__err err;
+    assert_int_equal(parse(text, &job, &err), BT_OK);
+    const struct bt__k8s_pod *w = pod(&job, "el-worker-2");
+    assert_string_equal(bt__k8s_pod_env(w, "PET_RDZV_ENDPOINT"), "el-worker-0:23456");
+    assert_string_equal(bt__k8s_pod_env(w, "PET_RDZV_BACKEND"), "c10d");
+    assert_string_equal(bt__k8s_pod_env(w, "PET_NNODES"), "1:1"); /* max defaults to min */
+    assert_string_equal(bt__k8s_pod_env(w, "PET_RDZV_ID"), "abc");
+    assert_string_equal(bt__k8s_pod_env(w, "PET_RDZV_CONF"), "timeout=60,x=y");
+    assert_string_equal(bt__k8s_pod_env(w, "PET_STANDALONE"), "");
+    assert_null(bt__k8s_pod_env(w, "RANK"));
+    assert_null(bt__k8s_pod_env(w, "MASTER_ADDR"));
+    assert_true(pod(&job, "el-worker-0")->master_role);
+    assert_false(w->master_role);
+    bt__k8s_job_free(&job);
+    free(text);
+}
+
+static const char facts_tf[] =
+    "{\"cluster\":{\"chief\":[\"mnist-chief-0.default.svc:2222\"],\"evaluator\":[\"mnist-"
+    "evaluator-0.default.svc:2222\"],\"ps\":[\"mnist-ps-0.default.svc:2222\"],\"worker\":[\"mnist-"
+    "worker-0.default.svc:2222\",\"mnist-worker-1.default.svc:2222\"]},\"task\":{\"type\":\"worker\","
+    "\"index\":1},\"environment\":\"cloud\"}";
+
+static void test_tf_config_facts_example(void **state)
+{
+    (void)state;
+    char specs[4096] = "";
+    rs(specs, sizeof(specs), "Worker", 2, "tensorflow", NULL); /* file order is not key order */
+    rs(specs, sizeof(specs), "PS", 1, "tensorflow", NULL);
+    rs(specs, sizeof(specs), "Chief", 1, "tensorflow", NULL);
+    rs(specs, sizeof(specs), "Evaluator", 1, "tensorflow", NULL);
+    char *text = job_text("TFJob", "mnist", "", specs);
+    struct bt__k8s_job job;
+    struct bt__err err;
+    assert_int_equal(parse(text, &job, &err), BT_OK);
+    assert_int_equal(job.npods, 5);
+    const struct bt__k8s_pod *w1 = pod(&job, "mnist-worker-1");
+    assert_string_equal(bt__k8s_pod_env(w1, "TF_CONFIG"), facts_tf);
+    assert_int_equal(w1->nenv, 1);
+    assert_int_equal(w1->restart, BT_K8S_RESTART_NEVER);
+    assert_true(pod(&job, "mnist-chief-0")->master_role);
+    assert_false(pod(&job, "mnist-worker-0")->master_role);
+    struct bt__k8s_opts opts = {.cluster_domain = "cluster.local"};
+    char *tf = bt__k8s_tf_config(&job, "ps", 0, &opts);
+    assert_non_null(strstr(tf, "\"ps\":[\"mnist-ps-0.default.svc.cluster.local:2222\"]"));
+    assert_non_null(strstr(tf, "\"task\":{\"type\":\"ps\",\"index\":0}"));
+    free(tf);
+    bt__k8s_job_free(&job);
+    free(text);
+}
+
+static void test_tf_sparse_and_single(void **state)
+{
+    (void)state;
+    char specs[4096] = "";
+    rs(specs, sizeof(specs), "Worker", 2, "tensorflow", NULL);
+    rs(specs, sizeof(specs), "PS", 1, "tensorflow", NULL);
+    char *text = job_text("TFJob", "d", "  enableDynamicWorker: true\n", specs);
+    struct bt__k8s_job job;
+    struct bt__err err;
+    assert_int_equal(parse(text, &job, &err), BT_OK);
+    assert_string_equal(bt__k8s_pod_env(pod(&job, "d-worker-1"), "TF_CONFIG"),
+                        "{\"cluster\":{\"worker\":{\"1\":\"d-worker-1.default.svc:2222\"},\"ps\":"
+                        "[\"d-ps-0.default.svc:2222\"]},\"task\":{\"type\":\"worker\",\"index\":1}}");
+    assert_string_equal(bt__k8s_pod_env(pod(&job, "d-ps-0"), "TF_CONFIG"),
+                        "{\"cluster\":{\"worker\":{},\"ps\":[\"d-ps-0.default.svc:2222\"]},"
+                        "\"task\":{\"type\":\"ps\",\"index\":0}}");
+    bt__k8s_job_free(&job);
+    free(text);
+    specs[0] = '\0';
+    rs(specs, sizeof(specs), "Worker", 1, "tensorflow", NULL);
+    text = job_text("TFJob", "one", "", specs);
+    assert_int_equal(parse(text, &job, &err), BT_OK);
+    assert_null(bt__k8s_pod_env(pod(&job, "one-worker-0"), "TF_CONFIG"));
+    bt__k8s_job_free(&job);
+    free(text);
+}
+
+/* The template's own port named pytorchjob-port moves MASTER_PORT and the service port. */
+static void test_custom_port_and_namespace(void **state)
+{
+    (void)state;
+    const char *text =
+        "apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata: {name: cp, namespace: ml}\n"
+        "spec:\n  pytorchReplicaSpecs:\n    Master:\n      template:\n        spec:\n"
+        "          containers:\n          - name: pytorch\n            image: x\n"
+        "            ports: [{name: pytorchjob-port, containerPort: 30000}]\n"
+        "          - name: sidecar\n            image: y\n";
+    struct bt__k8s_job job;
+    struct bt__err err;
+    assert_int_equal(parse(text, &job, &err), BT_OK);
+    const struct bt__k8s_pod *m = pod(&job, "cp-master-0");
+    assert_string_equal(bt__k8s_pod_env(m, "MASTER_PORT"), "30000");
+    assert_string_equal(bt__k8s_pod_env(m, "WORLD_SIZE"), "1");
+    assert_int_equal(m->argc, 0);
+    assert_string_equal(job.ns, "ml");
+    const struct bt__yn *ports = bt__yn_get(bt__yn_get(m->svc, "spec"), "ports");
+    assert_int_equal(ports->n, 1);
+    assert_string_equal(bt__yn_gets(ports->v[0], "port"), "30000");
+    /* the sidecar gets the PyTorch env too (the operator sets it on every container) */
+    const struct bt__yn *cs = bt__yn_get(bt__yn_get(m->pod, "spec"), "containers");
+    assert_int_equal(bt__yn_get(cs->v[1], "env")->n, 10);
+    assert_null(bt__yn_get(cs->v[1], "ports"));
+    bt__k8s_job_free(&job);
+}
+
+static void expect_invalid(const char *text, const char *needle)
+{
+    struct bt__k8s_job job;
+    struct bt__err err;
+    int rc = parse(text, &job, &err);
+    if (rc != BT_ERR_INVALID_USAGE || !strstr(err.msg, needle))
+        fail_msg("want an error with '%s', got rc %d: %s", needle, rc, err.msg);
+    assert_null(strchr(err.msg, '\n'));
+    bt__k8s_job_free(&job);
+}
+
+static void test_validation(void **state)
+{
+    (void)state;
+    char s[4096] = "", *t;
+    rs(s, sizeof(s), "Master", 2, "pytorch", NULL);
+    expect_invalid(t = job_text("PyTorchJob", "a", "", s), "PyTorchJob 'a': Master has 2 replicas");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Master", 1, "pytorch", NULL);
+    rs(s, sizeof(s), "Launcher", 1, "pytorch", NULL);
+    expect_invalid(t = job_text("PyTorchJob", "b", "", s), "unknown replica type 'Launcher'");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Worker", 1, "main", NULL);
+    expect_invalid(t = job_text("PyTorchJob", "c", "", s), "Worker: no container named 'pytorch'");
+    free(t);
+    expect_invalid(t = job_text("MPIJob", "d", "", s), "unknown kind 'MPIJob'");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Chief", 2, "tensorflow", NULL);
+    expect_invalid(t = job_text("TFJob", "e", "", s), "TFJob 'e': Chief has 2 replicas");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Chief", 1, "tensorflow", NULL);
+    rs(s, sizeof(s), "Master", 1, "tensorflow", NULL);
+    expect_invalid(t = job_text("TFJob", "f", "", s), "both Chief and Master");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Worker", 1, "tensorflow", NULL);
+    rs(s, sizeof(s), "worker", 1, "tensorflow", NULL);
+    expect_invalid(t = job_text("TFJob", "g", "", s), "replica type Worker is given twice");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Worker", -1, "tensorflow", NULL);
+    expect_invalid(t = job_text("TFJob", "h", "", s), "replicas '-1' is not a whole number");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Worker", 1, "tensorflow", "Sometimes");
+    expect_invalid(t = job_text("TFJob", "i", "", s), "restartPolicy 'Sometimes'");
+    free(t);
+    expect_invalid(t = job_text("TFJob", "Bad_Name", "", s), "metadata.name 'Bad_Name'");
+    free(t);
+    s[0] = '\0';
+    rs(s, sizeof(s), "Worker", 1, "pytorch", NULL);
+    expect_invalid(t = job_text("PyTorchJob",
+                                "a-very-long-job-name-that-goes-on-and-on-and-on-and-on-x", "",
+                                s),
+                   "longer than 63 characters");
+    free(t);
+    expect_invalid("apiVersion: kubeflow.org/v1\nkind: TFJob\nmetadata: {name: x}\n",
+                   "spec.tfReplicaSpecs is missing");
+    expect_invalid("apiVersion: v1\nkind: PyTorchJob\n", "apiVersion 'v1'");
+    expect_invalid("[1, 2", "job.yaml:");
+    expect_invalid("a: 1\n---\nb: 2\n", "more than one YAML document");
+    expect_invalid("", "empty");
+    expect_invalid("just a string", "not a Kubernetes object");
+}
+
+/* Aliases that expand exponentially, and deep nesting, end in an error, not a hang. */
+static void test_hostile_yaml(void **state)
+{
+    (void)state;
+    char *s = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&s, &n);
+    fputs("a: &a [x, x, x, x, x, x, x, x, x, x]\n", f);
+    for (char c = 'b'; c <= 'j'; c++)
+        fprintf(f, "%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n", c, c, c - 1,
+                c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1, c - 1);
+    fclose(f);
+    expect_invalid(s, "too large or too deeply nested");
+    free(s);
+    s = calloc(1, 4001);
+    memset(s, '[', 2000);
+    memset(s + 2000, ']', 2000);
+    expect_invalid(s, "too large or too deeply nested");
+    free(s);
+}
+
+/* Scalars keep their type through load and emit; made strings are quoted when plain would
+ * read as another type. */
+static void test_ytree_roundtrip(void **state)
+{
+    (void)state;
+    const char *in = "a: 1\nb: \"1\"\nc: 'true'\nd: true\ne: [x, \"y z\"]\nf: |\n  two\n  lines\n";
+    struct bt__yn *docs[2];
+    size_t nd;
+    struct bt__err err = {0};
+    assert_int_equal(bt__yn_load(in, strlen(in), "t", docs, 2, &nd, &err), BT_OK);
+    assert_int_equal(nd, 1);
+    struct bt__yn *d = docs[0];
+    bt__yn_set(d, "g", bt__yn_str("3"));
+    bt__yn_set(d, "h", bt__yn_str("yes"));
+    bt__yn_set(d, "i", bt__yn_str("pt-master-0"));
+    bt__yn_set(d, "j", bt__yn_int(23456));
+    bt__yn_set(d, "a", bt__yn_str("replaced"));
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    assert_int_equal(bt__yn_emit(f, docs, 1, &err), BT_OK);
+    fclose(f);
+    assert_string_equal(out, "---\na: replaced\nb: \"1\"\nc: 'true'\nd: true\ne:\n- x\n- \"y z\"\n"
+                             "f: |\n  two\n  lines\ng: \"3\"\nh: \"yes\"\ni: pt-master-0\nj: 23456\n");
+    free(out);
+    bt__yn_free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pytorch_facts_example),
+        cmocka_unit_test(test_pytorch_elastic),
+        cmocka_unit_test(test_tf_config_facts_example),
+        cmocka_unit_test(test_tf_sparse_and_single),
+        cmocka_unit_test(test_custom_port_and_namespace),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_hostile_yaml),
+        cmocka_unit_test(test_ytree_roundtrip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,376 @@
+/* test_store_badpeer.c: peers that do not follow the rendezvous protocol, on raw sockets.
+ *
+ * Each case checks that the server drops the peer (it reads EOF) with the answer the
+ * protocol promises (none, a version refusal, a token refusal), logs why with the peer's
+ * address, leaks no descriptor, and that a good client still works afterwards. The client's
+ * side of a bad *server* (wrong version, failed proof, not a store) uses a fake server. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rendezvous/proto.h"
+#include "test_store_fixture.h"
+
+static char log_path[128];
+
+static int raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+static void raw_send(int fd, const void *p, size_t n)
+{
+    assert_int_equal(send(fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* Reads until the server closes (returns the bytes it sent first, up to cap, in buf) or
+ * seconds pass (returns -1). */
+static ssize_t raw_until_closed(int fd, void *buf, size_t cap, double seconds)
+{
+    size_t got = 0;
+    char sink[4096];
+    int64_t dl = bt__deadline_in(seconds);
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, bt__ms_left(dl)) <= 0) return -1;
+        char *dst = got < cap ? (char *)buf + got : sink;
+        size_t room = got < cap ? cap - got : sizeof(sink);
+        ssize_t n = recv(fd, dst, room, 0);
+        if (n <= 0) return (ssize_t)(got < cap ? got : cap);
+        got += (size_t)n;
+    }
+}
+
+static void raw_hello(int fd, uint64_t magic, uint32_t version, uint8_t cn[BT__RDZV_NONCE])
+{
+    uint8_t h[BT__RDZV_HELLO_LEN];
+    memset(cn, 7, BT__RDZV_NONCE);
+    bt__rdzv_hello(h, version, BT__RDZV_KIND_CLIENT, cn);
+    bt__put_le64(h, magic);
+    raw_send(fd, h, sizeof(h));
+}
+
+/* A raw connection that completed the handshake. */
+static int raw_authed(struct fx *f)
+{
+    int fd = raw_connect(f->port);
+    uint8_t cn[BT__RDZV_NONCE], ch[BT__RDZV_CHALLENGE_LEN], key[32], mac[BT__RDZV_MAC];
+    uint8_t res[BT__RDZV_RESULT_LEN];
+    raw_hello(fd, BT__RDZV_MAGIC, BT__RDZV_VERSION, cn);
+    assert_int_equal(recv(fd, ch, sizeof(ch), MSG_WAITALL), (ssize_t)sizeof(ch));
+    bt__rdzv_key(FX_TOKEN, key);
+    assert_int_equal(bt__rdzv_mac(key, BT__RDZV_LABEL_CLIENT, cn, ch + 16, mac), 0);
+    raw_send(fd, mac, sizeof(mac));
+    assert_int_equal(recv(fd, res, sizeof(res), MSG_WAITALL), (ssize_t)sizeof(res));
+    assert_int_equal(bt__le32(res), BT__RDZV_OK);
+    return fd;
+}
+
+static void good_client_works(struct fx *f)
+{
+    struct bt__store *s = fx_connect(f);
+    int64_t v;
+    assert_int_equal(bt__store_add(s, "good", 1, &v), BT_OK);
+    assert_int_equal(bt__store_set(s, "good/key", "ok", 2), BT_OK);
+    bt__store_close(s);
+}
+
+static int log_has(const char *a, const char *b)
+{
+    FILE *fp = fopen(log_path, "r");
+    char line[2048];
+    int found = 0;
+    while (fp && !found && fgets(line, sizeof(line), fp))
+        found = strstr(line, a) && (!b || strstr(line, b));
+    if (fp) fclose(fp);
+    return found;
+}
+
+static void test_garbage(void **state)
+{
+    struct fx *f = *state;
+    int fd = raw_connect(f->port);
+    char junk[200], back[64];
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (char)(i * 37 + 11);
+    raw_send(fd, junk, sizeof(junk));
+    assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), 0); /* no answer at all */
+    close(fd);
+    fd = raw_connect(f->port);
+    raw_send(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+    /* 27 bytes < a hello: it waits for more, then the handshake limit drops it */
+    assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), 0);
+    close(fd);
+    good_client_works(f);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    assert_true(log_has("bad magic", "127.0.0.1:"));
+    assert_true(log_has("no complete handshake", "127.0.0.1:"));
+}
+
+static void test_wrong_magic(void **state)
+{
+    struct fx *f = *state;
+    uint8_t cn[BT__RDZV_NONCE], back[64];
+    int fd = raw_connect(f->port);
+    raw_hello(fd, 0x1122334455667788ULL, BT__RDZV_VERSION, cn);
+    assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), 0);
+    close(fd);
+    good_client_works(f);
+}
+
+static void test_wrong_version(void **state)
+{
+    struct fx *f = *state;
+    uint8_t cn[BT__RDZV_NONCE], back[64];
+    int fd = raw_connect(f->port);
+    raw_hello(fd, BT__RDZV_MAGIC, 99, cn);
+    assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), BT__RDZV_CHALLENGE_LEN);
+    assert_int_equal(bt__le32(back + 12), BT__RDZV_BAD_VERSION);
+    close(fd);
+    good_client_works(f);
+    assert_true(log_has("protocol version 99", "127.0.0.1:"));
+}
+
+static void test_wrong_token_raw(void **state)
+{
+    struct fx *f = *state;
+    uint8_t cn[BT__RDZV_NONCE], back[128], proof[BT__RDZV_MAC] = {0};
+    int fd = raw_connect(f->port);
+    raw_hello(fd, BT__RDZV_MAGIC, BT__RDZV_VERSION, cn);
+    assert_int_equal(recv(fd, back, BT__RDZV_CHALLENGE_LEN, MSG_WAITALL), BT__RDZV_CHALLENGE_LEN);
+    assert_int_equal(bt__le32(back + 12), BT__RDZV_OK);
+    raw_send(fd, proof, sizeof(proof));
+    assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), BT__RDZV_RESULT_LEN);
+    assert_int_equal(bt__le32(back), BT__RDZV_BAD_TOKEN);
+    close(fd);
+    good_client_works(f);
+}
+
+static void test_bad_frames(void **state)
+{
+    struct fx *f = *state;
+    uint8_t back[64];
+    /* {length, command, payload} cases, each on a fresh authenticated connection. */
+    const uint8_t cases[][12] = {
+        {0xff, 0xff, 0xff, 0xff, BT__RDZV_SET},                         /* length 4 GiB */
+        {0x01, 0x00, 0x00, 0x05, BT__RDZV_SET},                         /* 80 MiB, over the cap */
+        {0x00, 0x00, 0x00, 0x00},                                       /* length 0 */
+        {0x01, 0x00, 0x00, 0x00, 0xee},                                 /* unknown command */
+        {0x08, 0x00, 0x00, 0x00, BT__RDZV_SET, 0xff, 0, 0, 0, 1, 2, 3}, /* key past the end */
+        {0x02, 0x00, 0x00, 0x00, BT__RDZV_PING, 0},                     /* PING with a payload */
+    };
+    const size_t lens[] = {5, 5, 4, 5, 12, 6};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        int fd = raw_authed(f);
+        raw_send(fd, cases[i], lens[i]);
+        assert_true(raw_until_closed(fd, back, sizeof(back), 5) >= 0);
+        close(fd);
+        good_client_works(f);
+    }
+    assert_true(log_has("frame of length 4294967295", "127.0.0.1:"));
+    assert_true(log_has("unknown command 238", NULL));
+    assert_true(log_has("malformed SET", NULL));
+}
+
+static void test_half_frames_then_close(void **state)
+{
+    struct fx *f = *state;
+    /* Half a hello, then gone. */
+    int fd = raw_connect(f->port);
+    raw_send(fd, "\x42\x54\x4f\x4e\x52", 5);
+    close(fd);
+    /* Half a frame after the handshake, then gone. */
+    fd = raw_authed(f);
+    uint8_t half[4 + 1 + 20] = {100, 0, 0, 0, BT__RDZV_SET};
+    raw_send(fd, half, sizeof(half));
+    close(fd);
+    /* Half a length field. */
+    fd = raw_authed(f);
+    raw_send(fd, half, 2);
+    close(fd);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    good_client_works(f);
+    assert_true(log_has("lost mid-frame (25 bytes of a 104-byte frame)", "127.0.0.1:"));
+}
+
+static void test_silent_peers_dropped(void **state)
+{
+    struct fx *f = *state;
+    uint8_t back[64];
+    int quiet = raw_connect(f->port); /* says nothing */
+    int half = raw_connect(f->port);  /* half a hello, then silence */
+    raw_send(half, "\x42\x54\x4f", 3);
+    int authed = raw_authed(f); /* half a frame after auth, then silence */
+    uint8_t part[3] = {50, 0, 0};
+    raw_send(authed, part, sizeof(part));
+    good_client_works(f); /* meanwhile the store serves others */
+    int64_t t0 = bt__now_ns();
+    assert_int_equal(raw_until_closed(quiet, back, sizeof(back), 5), 0);
+    assert_int_equal(raw_until_closed(half, back, sizeof(back), 5), 0);
+    double took = (double)(bt__now_ns() - t0) / 1e9;
+    assert_true(took < 4.0); /* BATON_RDZV_AUTH_TIMEOUT is 0.5 s here */
+    /* An authenticated peer is not timed out (keepalive finds dead hosts); it costs nothing. */
+    struct pollfd p = {.fd = authed, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 100), 0);
+    good_client_works(f);
+    close(quiet);
+    close(half);
+    close(authed);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+}
+
+static void test_pipelined_while_parked(void **state)
+{
+    struct fx *f = *state;
+    int fd = raw_authed(f);
+    struct bt__wbuf b = {0};
+    size_t fr = bt__wbuf_frame_begin(&b, BT__RDZV_WAIT);
+    bt__wbuf_u32(&b, 100); /* ms */
+    bt__wbuf_u32(&b, 1);
+    bt__wbuf_bytes(&b, "absent", 6);
+    bt__wbuf_frame_end(&b, fr);
+    fr = bt__wbuf_frame_begin(&b, BT__RDZV_PING);
+    bt__wbuf_frame_end(&b, fr);
+    raw_send(fd, b.p, b.len);
+    uint8_t r[64];
+    size_t want = 4 + 1 + 8 + 4 + 6 + 4 + 1; /* TIMEOUT {1, 1, "absent"} then OK */
+    assert_int_equal(recv(fd, r, want, MSG_WAITALL), (ssize_t)want);
+    assert_int_equal(r[4], BT__RDZV_TIMEOUT);
+    assert_int_equal(r[want - 1], BT__RDZV_OK);
+    /* A client that floods while parked is dropped. */
+    b.len = 0;
+    fr = bt__wbuf_frame_begin(&b, BT__RDZV_WAIT);
+    bt__wbuf_u32(&b, BT__RDZV_NO_TIMEOUT);
+    bt__wbuf_u32(&b, 1);
+    bt__wbuf_bytes(&b, "absent", 6);
+    bt__wbuf_frame_end(&b, fr);
+    for (int i = 0; i < 20000; i++) {
+        fr = bt__wbuf_frame_begin(&b, BT__RDZV_PING);
+        bt__wbuf_frame_end(&b, fr);
+    }
+    raw_send(fd, b.p, b.len);
+    assert_int_equal(raw_until_closed(fd, r, sizeof(r), 5), 0);
+    close(fd);
+    bt__wbuf_free(&b);
+    assert_true(fx_until(fx_nwaiting_is, f, 0, 5));
+    good_client_works(f);
+}
+
+static void test_many_connections_no_leak(void **state)
+{
+    struct fx *f = *state;
+    good_client_works(f);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    int before = fx_count_fds();
+    for (int round = 0; round < 4; round++) {
+        int fds[128];
+        for (int i = 0; i < 128; i++) {
+            fds[i] = raw_connect(f->port);
+            if (i % 4 == 1) raw_send(fds[i], "\x42\x54", 2);
+            if (i % 4 == 2)
+                raw_send(fds[i], "garbage garbage garbage garbage garbage garbage garb", 52);
+        }
+        for (int i = 0; i < 128; i++)
+            close(fds[i]);
+    }
+    assert_true(fx_until(fx_nclients_is, f, 0, 10));
+    assert_int_equal(fx_count_fds(), before);
+    good_client_works(f);
+}
+
+/* ---- a fake server, for the client's view of a bad store ---- */
+
+enum { FAKE_BAD_VERSION, FAKE_BAD_PROOF, FAKE_NOT_A_STORE, FAKE_CLOSE };
+
+struct fake {
+    int lfd, port, mode;
+};
+
+static void *fake_main(void *arg)
+{
+    struct fake *fk = arg;
+    struct pollfd p = {.fd = fk->lfd, .events = POLLIN}; /* the listener is non-blocking */
+    int fd = poll(&p, 1, 5000) == 1 ? accept(fk->lfd, NULL, NULL) : -1;
+    uint8_t hello[BT__RDZV_HELLO_LEN], out[BT__RDZV_CHALLENGE_LEN], sn[BT__RDZV_NONCE] = {1};
+    uint8_t proof[BT__RDZV_MAC], res[BT__RDZV_RESULT_LEN] = {0};
+    if (fd < 0) return NULL;
+    if (recv(fd, hello, sizeof(hello), MSG_WAITALL) == (ssize_t)sizeof(hello)) {
+        if (fk->mode == FAKE_NOT_A_STORE) {
+            send(fd, "HTTP/1.1 400 Bad Request\r\n\r\n0123456789012345678901", 48, MSG_NOSIGNAL);
+        } else if (fk->mode == FAKE_BAD_VERSION) {
+            bt__rdzv_challenge(out, BT__RDZV_BAD_VERSION, sn);
+            bt__put_le32(out + 8, 2);
+            send(fd, out, sizeof(out), MSG_NOSIGNAL);
+        } else if (fk->mode == FAKE_BAD_PROOF) {
+            bt__rdzv_challenge(out, BT__RDZV_OK, sn);
+            send(fd, out, sizeof(out), MSG_NOSIGNAL);
+            if (recv(fd, proof, sizeof(proof), MSG_WAITALL) == (ssize_t)sizeof(proof))
+                send(fd, res, sizeof(res), MSG_NOSIGNAL); /* OK, with an all-zero MAC */
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static void fake_case(int mode, int want_rc, const char *want_msg)
+{
+    struct fake fk = {.mode = mode};
+    struct bt__err err = {0};
+    assert_int_equal(bt__sock_listen("127.0.0.1", 0, 4, &fk.lfd, &fk.port, &err), BT_OK);
+    pthread_t th;
+    pthread_create(&th, NULL, fake_main, &fk);
+    struct bt__store *s = NULL;
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(5.0), .what = "rendezvous store"};
+    int rc = bt__store_connect("127.0.0.1", fk.port, FX_TOKEN, &o, &s, &err);
+    pthread_join(th, NULL);
+    close(fk.lfd);
+    assert_null(s);
+    assert_int_equal(rc, want_rc);
+    if (!strstr(err.msg, want_msg)) fail_msg("error '%s' lacks '%s'", err.msg, want_msg);
+}
+
+static void test_client_sees_bad_store(void **state)
+{
+    (void)state;
+    fake_case(FAKE_BAD_VERSION, BT_ERR_AUTH, "speaks protocol version 2, we speak 1");
+    fake_case(FAKE_BAD_PROOF, BT_ERR_AUTH, "could not prove it holds our job token");
+    fake_case(FAKE_NOT_A_STORE, BT_ERR_REMOTE, "not a baton rendezvous store");
+    fake_case(FAKE_CLOSE, BT_ERR_REMOTE, "closed the connection during the handshake");
+}
+
+int main(void)
+{
+    snprintf(log_path, sizeof(log_path), "/tmp/bt_test_store_badpeer.%d.log", (int)getpid());
+    unlink(log_path);
+    setenv("BATON_DEBUG_FILE", log_path, 1);
+    setenv("BATON_DEBUG", "INFO", 1);
+    setenv("BATON_DEBUG_SUBSYS", "RDZV", 1);
+    setenv("BATON_RDZV_AUTH_TIMEOUT", "0.5", 1);
+    setenv("BATON_RDZV_IO_TIMEOUT", "10", 1);
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+        T(test_garbage),
+        T(test_wrong_magic),
+        T(test_wrong_version),
+        T(test_wrong_token_raw),
+        T(test_bad_frames),
+        T(test_half_frames_then_close),
+        T(test_silent_peers_dropped),
+        T(test_pipelined_while_parked),
+        T(test_many_connections_no_leak),
+        cmocka_unit_test(test_client_sees_bad_store),
+#undef T
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    unlink(log_path);
+    return rc;
+}
