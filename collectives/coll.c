@@ -15,8 +15,10 @@
  * once at the end. BT_AVG is a sum followed by one division by the world size (integers:
  * the wrapped sum divided with truncation toward zero).
  *
- * Algorithm thresholds (allreduce over TCP, auto), measured on this machine with
- * build/bench/allreduce_bench --backend tcp and BATON_ALGO forced (see README):
+ * Algorithm thresholds (allreduce over TCP, auto), from `BATON_ALGO=X baton run -n 4 --
+ * build/bench/allreduce_bench --backend tcp -b 4K -e 4M -f 4` on the 2-core development VM
+ * (loaded, so rough): rd was fastest to 16-64 KiB, Rabenseifner from 64 KiB to 1 MiB, the
+ * ring from 4 MiB; re-measure on a quiet machine.
  *   bytes <= BT_RD_MAX_BYTES            recursive doubling (fewest messages)
  *   bytes <= BT_RABENSEIFNER_MAX_BYTES  Rabenseifner (log n messages, half the bytes of rd)
  *   larger                              ring (bandwidth-optimal, pipelined within each step)
@@ -209,9 +211,11 @@ static int p2p_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t r
 {
     size_t n = (size_t)c->size, wes = is_half(dt) ? 4 : bt_dtype_size(dt);
     bt_dtype wdt = is_half(dt) ? BT_FLOAT32 : dt;
+    if (rc == 0)
+        return BT_OK;
     char *work = bt__scratch(c, 2, n * rc * wes);
     struct bt__group g = world(c);
-    if (!work && rc)
+    if (!work)
         return c->err.code;
     if (is_half(dt))
         widen(dt, (float *)(void *)work, send, n * rc);

@@ -342,7 +342,8 @@ void bt__wait_start(struct bt_comm *c, struct bt__wait *w)
     w->warned = 0;
 }
 
-/* The launcher posts "l/<gen>/failure" when any worker of the job failed. */
+/* The launchers post the job's outcome as "l/<gen>/outcome" = "K STATUS\tLINE" (launcher/run.h):
+ * K is S when every worker succeeded, else the job failed and LINE is its root cause. */
 static int launcher_failure(struct bt_comm *c)
 {
     char key[64];
@@ -350,11 +351,16 @@ static int launcher_failure(struct bt_comm *c)
     size_t len;
     if (!c->store)
         return BT_OK;
-    snprintf(key, sizeof(key), "l/%d/failure", c->generation);
+    snprintf(key, sizeof(key), "l/%d/outcome", c->generation);
     if (bt__store_get(c->store, key, &v, &len, 0.001) != BT_OK)
         return BT_OK;
+    const char *text = v, *line = strchr(text, '\t');
+    if (text[0] == 'S') {
+        free(v);
+        return BT_OK;
+    }
     bt__comm_fail(c, BT_ERR_REMOTE, "%s #%llu: the job failed: %s", c->coll_name,
-                  (unsigned long long)c->coll_seq, (const char *)v);
+                  (unsigned long long)c->coll_seq, line ? line + 1 : text);
     free(v);
     return BT_ERR_REMOTE;
 }

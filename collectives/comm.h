@@ -48,7 +48,6 @@ struct bt_comm {
     char rdzv_host[256];        /* the store's host: TCP picks the interface that reaches it */
     int rdzv_port;
     char token_hash[17];        /* hex FNV-1a of the token: checked in TCP handshakes */
-    uint64_t barrier_seq;       /* store barriers run so far (bt__barrier_store) */
     uint64_t coll_seq;          /* collectives started so far; the running one is #coll_seq */
     const char *coll_name;      /* name of the running collective, for messages */
     int algo;                   /* enum bt__algo: forced algorithm or auto */
@@ -87,7 +86,7 @@ void *bt__scratch(struct bt_comm *c, int slot, size_t bytes);
 /* ---- waiting for peers ----
  * Every loop that waits for a peer calls bt__wait_tick() at least every ~100 ms. It enforces
  * BATON_TIMEOUT, logs the stall warning once after BATON_STALL_WARN seconds, and about once a
- * second looks for the launcher's failure notice ("l/<gen>/failure") in the store. who() writes
+ * second looks for the launcher's failure notice ("l/<gen>/outcome") in the store. who() writes
  * the ranks being waited for ("3, 5") into out. */
 struct bt__wait {
     int64_t start_ns, deadline_ns, next_tick_ns, next_poll_ns;
@@ -97,8 +96,5 @@ void bt__wait_start(struct bt_comm *c, struct bt__wait *w);
 /* BT_OK to keep waiting, else the error now set on c. Cheap when called more often. */
 int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
                   void (*who)(void *arg, char *out, size_t cap), void *arg);
-
-/* bt_barrier's store-based variant (barrier_store.c), used where no transport exists yet. */
-int bt__barrier_store(struct bt_comm *c);
 
 #endif

@@ -13,9 +13,11 @@
  *
  * Interface choice: BATON_SOCKET_IFNAME with NCCL's syntax ("eth,ib" prefixes, "^docker"
  * excludes, "=eth0" exact), else the address this host uses to reach the rendezvous store
- * (a UDP socket connected to it, then getsockname): that is the interface peers can reach,
- * and it is `lo` only when the store itself is on 127.0.0.0/8, in which case every peer is on
- * this host too. The choice is logged at INFO.
+ * (a UDP socket connected to it, then getsockname): that is the interface peers can reach.
+ * Node 0's workers are handed the store as 127.0.0.1, so in a job of several nodes a loopback
+ * answer is replaced by the route to MASTER_ADDR (node 0's address as the others know it);
+ * `lo` remains only when every node reaches the store over loopback, i.e. all are on this
+ * host. The choice is logged at INFO.
  *
  * Transfers carry no header: every rank runs the same algorithm, so both ends know each
  * message's length. A message of at least STRIPE_MIN bytes is cut into nsocks stripes (64-byte
@@ -148,16 +150,16 @@ static void ifname_of(const char *host, char *ifn, size_t cap)
     freeifaddrs(all);
 }
 
-/* The local address the kernel would use to reach the rendezvous store. */
-static int addr_by_route(struct bt_comm *c, char *host, size_t cap, char *ifn, size_t ifcap)
+/* The local address the kernel would use to reach host (a UDP socket connected to it). */
+static int addr_by_route(struct bt_comm *c, const char *to, char *host, size_t cap, char *ifn,
+                         size_t ifcap)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *res = NULL;
     char port[16];
-    snprintf(port, sizeof(port), "%d", c->rdzv_port);
-    int gai = getaddrinfo(c->rdzv_host, port, &hints, &res);
+    snprintf(port, sizeof(port), "%d", c->rdzv_port ? c->rdzv_port : 9);
+    int gai = getaddrinfo(to, port, &hints, &res);
     if (gai != 0)
-        return bt__err_set(&c->err, BT_ERR_SYSTEM, "resolving the store %s: %s", c->rdzv_host,
-                           gai_strerror(gai));
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "resolving %s: %s", to, gai_strerror(gai));
     int s = socket(res->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -168,13 +170,33 @@ static int addr_by_route(struct bt_comm *c, char *host, size_t cap, char *ifn, s
         close(s);
     freeaddrinfo(res);
     if (!ok)
-        return bt__err_set(&c->err, BT_ERR_SYSTEM, "no route to the store %s: %s; hint: set "
-                           "BATON_SOCKET_IFNAME", c->rdzv_host, strerror(e));
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "no route to %s: %s; hint: set "
+                           "BATON_SOCKET_IFNAME", to, strerror(e));
     const void *a = ss.ss_family == AF_INET
                         ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
                         : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
     inet_ntop(ss.ss_family, a, host, (socklen_t)cap);
     ifname_of(host, ifn, ifcap);
+    return BT_OK;
+}
+
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
+/* The route to the store; node 0's launcher hands its own workers 127.0.0.1, so when that
+ * gives a loopback address in a job of several nodes, the route to MASTER_ADDR (the address
+ * the other nodes use for node 0) decides instead. */
+static int addr_auto(struct bt_comm *c, char *host, size_t cap, char *ifn, size_t ifcap)
+{
+    BT_CHECK(addr_by_route(c, c->rdzv_host, host, cap, ifn, ifcap));
+    const char *master = getenv("MASTER_ADDR");
+    if (is_loopback(host) && c->nnodes > 1 && master && *master &&
+        addr_by_route(c, master, host, cap, ifn, ifcap) != BT_OK) {
+        bt__err_clear(&c->err);
+        return addr_by_route(c, c->rdzv_host, host, cap, ifn, ifcap);
+    }
     return BT_OK;
 }
 
@@ -185,7 +207,7 @@ static int pick_address(struct bt_comm *c, char *host, size_t cap)
     if (*spec)
         BT_CHECK(addr_by_spec(c, spec, host, cap, ifn, sizeof(ifn)));
     else
-        BT_CHECK(addr_by_route(c, host, cap, ifn, sizeof(ifn)));
+        BT_CHECK(addr_auto(c, host, cap, ifn, sizeof(ifn)));
     BT_INFO(NET, "rank %d: TCP on interface %s address %s (%s)", c->rank, ifn, host,
             *spec ? "BATON_SOCKET_IFNAME" : "the route to the rendezvous store");
     return BT_OK;

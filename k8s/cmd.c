@@ -13,12 +13,16 @@
 #include <unistd.h>
 
 #include "k8s/k8s.h"
+#include "k8s/local.h"
 #include "launcher/cmds.h"
 
 static const char usage_text[] =
     "usage: baton k8s render JOB.yaml [--cluster-domain DOMAIN]\n"
     "       baton k8s apply  JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
     "       baton k8s delete JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
+    "       baton k8s local  JOB.yaml [--netns] [--set-args \"ARGS\"] [--add-args \"ARGS\"]\n"
+    "                        [--timeout SEC] [--seed N] [--order POD,...] [--stagger SEC]\n"
+    "                        [--workdir DIR] [--baton PATH]\n"
     "\n"
     "The Kubeflow training operator's work, for clusters without it. JOB.yaml is a PyTorchJob\n"
     "or TFJob (kubeflow.org/v1; \"-\" reads stdin).\n"
@@ -27,6 +31,11 @@ static const char usage_text[] =
     "          policy (ExitCode -> Never), plus publishNotReadyAddresses on the Services\n"
     "  apply   render | kubectl apply -f - (nothing is applied when the job is invalid)\n"
     "  delete  kubectl delete pods,services -l training.kubeflow.org/job-name=JOB -n NS\n"
+    "  local   run every pod here as a process with the env render gives it (pod names and\n"
+    "          ports rewritten to 127.0.0.1), or with --netns (root) each in its own network\n"
+    "          namespace, 198.51.100.0/24, names in /etc/netns/<ns>/hosts once started;\n"
+    "          exits 0 when the job succeeds by the operator's rules, else the failed pod's\n"
+    "          status (see README: baton k8s local)\n"
     "options:\n"
     "  --cluster-domain D  TF_CONFIG hosts end in .svc.D (the operator's CUSTOM_CLUSTER_DOMAIN)\n"
     "  --kubectl PATH      the kubectl to run (default: $KUBECTL, else kubectl on PATH)\n"
@@ -216,12 +225,14 @@ static int do_delete(const struct k8s_args *a, const struct bt__k8s_job *job)
 int bt__cmd_k8s(int argc, char **argv)
 {
     struct k8s_args a;
+    if (argc > 1 && !strcmp(argv[1], "local"))
+        return bt__k8s_local(argc - 1, argv + 1);
     int rc = parse_args(argc, argv, &a);
     if (rc)
         return rc;
     if (strcmp(a.verb, "render") && strcmp(a.verb, "apply") && strcmp(a.verb, "delete")) {
-        fprintf(stderr, "baton k8s: unknown action '%s' (render, apply or delete)%s\n", a.verb,
-                !strcmp(a.verb, "local") ? "; 'baton k8s local' is not built yet" : "");
+        fprintf(stderr, "baton k8s: unknown action '%s' (render, apply, delete or local)\n",
+                a.verb);
         return 2;
     }
     struct bt__k8s_job job;

@@ -7,6 +7,8 @@
  * an image in every replica type, exactly one Master replica in a PyTorchJob, at most one
  * Chief (or Master) in a TFJob. Each failure is one line naming the job and the replica type.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,11 +64,16 @@ static int plain_int(const struct bt__yn *v, int max)
     return x <= max ? x : -1;
 }
 
-static int bad(struct bt__err *err, const struct bt__k8s_job *job, const char *fmt, const char *a,
-               const char *b)
+/* One line "<Kind> '<job>': <what>" in err; returns BT_ERR_INVALID_USAGE. */
+static int bad(struct bt__err *err, const struct bt__k8s_job *job, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad(struct bt__err *err, const struct bt__k8s_job *job, const char *fmt, ...)
 {
     char line[BT__ERR_MSG_MAX - 80];
-    snprintf(line, sizeof(line), fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
     return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s '%s': %s", kinds[job->kind].kind,
                        job->name, line);
 }
@@ -149,9 +156,9 @@ static int read_replica(struct bt__k8s_job *job, const struct bt__yn *key,
                                                     "Evaluator");
     for (size_t i = 0; i < job->nrs; i++)
         if (!strcmp(job->rs[i].type, types[t]))
-            return bad(err, job, "replica type %s is given twice%s", types[t], "");
+            return bad(err, job, "replica type %s is given twice", types[t]);
     if (spec->kind != BT_YN_MAP)
-        return bad(err, job, "%s: the replica spec is not a mapping%s", types[t], "");
+        return bad(err, job, "%s: the replica spec is not a mapping", types[t]);
     struct bt__k8s_replica *r = &job->rs[job->nrs++];
     snprintf(r->type, sizeof(r->type), "%s", types[t]);
     for (size_t i = 0; r->type[i]; i++)
@@ -178,27 +185,22 @@ static const struct bt__k8s_replica *find_rs(const struct bt__k8s_job *job, cons
 static int check_roles(struct bt__k8s_job *job, struct bt__err *err)
 {
     const struct bt__k8s_replica *m = find_rs(job, "Master"), *c = find_rs(job, "Chief");
-    char n[16];
-    if (job->kind == BT_K8S_PYTORCHJOB && m && m->replicas != 1) {
-        snprintf(n, sizeof(n), "%d", m->replicas);
-        return bad(err, job, "Master has %s replicas; a PyTorchJob needs exactly 1%s", n, "");
-    }
-    if (job->kind == BT_K8S_PYTORCHJOB && job->elastic && !find_rs(job, "Worker"))
-        return bad(err, job, "elasticPolicy is set but there is no Worker replica type%s%s", "",
-                   "");
-    if (job->kind != BT_K8S_TFJOB)
+    const struct bt__k8s_replica *e = find_rs(job, "Evaluator"), *chief = c ? c : m;
+    if (job->kind == BT_K8S_PYTORCHJOB) {
+        if (m && m->replicas != 1)
+            return bad(err, job, "Master has %d replicas; a PyTorchJob needs exactly 1",
+                       m->replicas);
+        if (job->elastic && !find_rs(job, "Worker"))
+            return bad(err, job, "elasticPolicy is set but there is no Worker replica type");
         return BT_OK;
-    if (m && c)
-        return bad(err, job, "both Chief and Master are given; a TFJob has one chief%s%s", "", "");
-    if ((c ? c : m) && (c ? c : m)->replicas > 1) {
-        snprintf(n, sizeof(n), "%d", (c ? c : m)->replicas);
-        return bad(err, job, "%s has %s replicas; a TFJob has at most one chief",
-                   (c ? c : m)->type, n);
     }
-    const struct bt__k8s_replica *e = find_rs(job, "Evaluator");
+    if (m && c)
+        return bad(err, job, "both Chief and Master are given; a TFJob has one chief");
+    if (chief && chief->replicas > 1)
+        return bad(err, job, "%s has %d replicas; a TFJob has at most one chief", chief->type,
+                   chief->replicas);
     if (e && e->replicas > 1)
-        return bad(err, job, "Evaluator has more than 1 replica; a TFJob has at most one%s%s", "",
-                   "");
+        return bad(err, job, "Evaluator has %d replicas; a TFJob has at most one", e->replicas);
     return BT_OK;
 }
 
@@ -231,7 +233,7 @@ static int read_header(struct bt__k8s_job *job, const char *what, struct bt__err
                            what, name ? name : "(none)");
     snprintf(job->name, sizeof(job->name), "%s", name);
     if (ns && !dns1035(ns))
-        return bad(err, job, "metadata.namespace '%s' is not a valid namespace%s", ns, "");
+        return bad(err, job, "metadata.namespace '%s' is not a valid namespace", ns);
     snprintf(job->ns, sizeof(job->ns), "%s", ns ? ns : "default");
     return BT_OK;
 }
@@ -242,9 +244,9 @@ static int read_specs(struct bt__k8s_job *job, struct bt__err *err)
     const char *key = kinds[job->kind].specs_key;
     const struct bt__yn *rs = bt__yn_get(spec, key);
     if (!rs || rs->kind != BT_YN_MAP || rs->n == 0)
-        return bad(err, job, "spec.%s is missing or empty%s", key, "");
+        return bad(err, job, "spec.%s is missing or empty", key);
     if (rs->n / 2 > BT_K8S_MAX_REPLICA_TYPES)
-        return bad(err, job, "spec.%s has too many replica types%s", key, "");
+        return bad(err, job, "spec.%s has too many replica types", key);
     if (job->kind == BT_K8S_PYTORCHJOB)
         job->elastic = bt__yn_get(spec, "elasticPolicy");
     const char *dyn = bt__yn_gets(spec, "enableDynamicWorker");
@@ -253,7 +255,7 @@ static int read_specs(struct bt__k8s_job *job, struct bt__err *err)
         BT_CHECK(read_replica(job, rs->v[i], rs->v[i + 1], err));
     BT_CHECK(check_roles(job, err));
     if (job->total_replicas > 100000)
-        return bad(err, job, "more than 100000 replicas in all%s%s", "", "");
+        return bad(err, job, "more than 100000 replicas in all");
     return BT_OK;
 }
 

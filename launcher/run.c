@@ -1,9 +1,11 @@
 /* run.c: `baton run`: flags, then the generation loop.
  *
- *   parse flags -> detect the cluster spec -> resolve PROGRAM -> token
+ *   parse flags -> detect the cluster spec (a TF ps pod runs its parameter server instead:
+ *   run_ps.c) -> resolve PROGRAM -> --bind plan (run_bind.c) -> token
  *   -> open the rendezvous (node 0 hosts the store) -> for each generation g = 0, 1, ...:
  *        join (claim node rank, wait for all nodes, ranks by prefix sums)
- *        -> start the workers -> supervise until the outcome is known
+ *        -> start the workers (and node 0's --ps servers) -> supervise until the outcome
+ *           is known
  *        -> on a worker failure with restarts left: next generation, else stop
  *   -> report the root cause -> exit barrier (node 0 keeps the store up for the others)
  *
@@ -46,7 +48,14 @@ const char *bt__cmd_run_usage(void)
            "      --log-dir DIR            also write each rank's output to DIR/rank.<r>.log\n"
            "      --no-tag-output          no [rank] prefix (without --log-dir the workers\n"
            "                               write straight to baton's stdout and stderr)\n"
+           "      --ps N                   start N parameter servers on node 0 (`baton ps`);\n"
+           "                               workers get BATON_PS_SERVERS=N (same N on every node)\n"
+           "      --bind MODE              none|core|numa|gpu: pin each worker by the node's\n"
+           "                               topology (see `baton topo`); gpu also sets\n"
+           "                               CUDA_VISIBLE_DEVICES (default none)\n"
            "\n"
+           "On a TFJob ps pod (TF_CONFIG task type ps) baton runs the parameter server itself\n"
+           "and PROGRAM is not started.\n"
            "Exit status: 0 when every worker exited 0; else the first failure's exit code or\n"
            "128+signal (129: a node was lost); 2 usage; 1 baton could not run the job.\n"
            "example: baton run -n 4 -- ./build/examples/hello\n";
@@ -91,28 +100,26 @@ static int one_opt(struct bt__run_opts *o, const char *name, const char *v)
 {
     struct bt__spec_flags *f = &o->flags;
     if (!strcmp(name, "-n") || !strcmp(name, "--nproc-per-node")) {
-        if (!strcmp(v, "auto"))
-            return f->nproc_per_node = 0, 0;
+        if (!strcmp(v, "auto")) return f->nproc_per_node = 0, 0;
         return int_arg(name, v, 1, 4096, &f->nproc_per_node);
     }
-    if (!strcmp(name, "--nnodes"))
-        return int_arg(name, v, 1, 1 << 20, &f->nnodes);
-    if (!strcmp(name, "--node-rank"))
-        return int_arg(name, v, 0, (1 << 20) - 1, &f->node_rank);
-    if (!strcmp(name, "--rdzv-port"))
-        return int_arg(name, v, 0, 65535, &f->rdzv_port);
-    if (!strcmp(name, "--max-restarts"))
-        return int_arg(name, v, 0, 1000000, &o->max_restarts);
-    if (!strcmp(name, "--join-timeout"))
-        return sec_arg(name, v, 0.001, &o->join_timeout_s);
-    if (!strcmp(name, "--grace"))
-        return sec_arg(name, v, 0, &o->grace_s);
+    if (!strcmp(name, "--nnodes")) return int_arg(name, v, 1, 1 << 20, &f->nnodes);
+    if (!strcmp(name, "--node-rank")) return int_arg(name, v, 0, (1 << 20) - 1, &f->node_rank);
+    if (!strcmp(name, "--rdzv-port")) return int_arg(name, v, 0, 65535, &f->rdzv_port);
+    if (!strcmp(name, "--max-restarts")) return int_arg(name, v, 0, 1000000, &o->max_restarts);
+    if (!strcmp(name, "--ps")) return int_arg(name, v, 0, BT_SPEC_MAX_PS, &o->nps);
+    if (!strcmp(name, "--bind")) {
+        if (bt__bind_parse(v, &o->bind) != 0)
+            return usage_error("--bind '%s': want none, core, numa or gpu", v), -1;
+        return 0;
+    }
+    if (!strcmp(name, "--join-timeout")) return sec_arg(name, v, 0.001, &o->join_timeout_s);
+    if (!strcmp(name, "--grace")) return sec_arg(name, v, 0, &o->grace_s);
     if (!strcmp(name, "--rdzv")) {
         char host[256];
         int port;
         if (bt__parse_endpoint(v, host, sizeof(host), &port) != 0 || port <= 0)
-            return usage_error("--rdzv '%s': want HOST:PORT with a port in 1..65535", v),
-                   -1;
+            return usage_error("--rdzv '%s': want HOST:PORT with a port in 1..65535", v), -1;
         return f->rdzv = v, 0;
     }
     if (!strcmp(name, "--log-dir"))
@@ -121,7 +128,9 @@ static int one_opt(struct bt__run_opts *o, const char *name, const char *v)
         int src = bt__spec_source_parse(v);
         if (src < 0)
             return usage_error("--spec '%s': want auto, pytorchjob, tfjob, mpi, slurm, "
-                               "indexed or standalone", v), -1;
+                               "indexed or standalone",
+                               v),
+                   -1;
         return f->source = (enum bt__spec_source)src, 0;
     }
     return usage_error("unknown option '%s'", name), -1;
@@ -140,12 +149,9 @@ static int parse(int argc, char **argv, struct bt__run_opts *o)
         char *a = argv[i], name[64];
         const char *v = NULL;
         if (!strcmp(a, "--"))
-            return i + 1 < argc ? (o->argv = argv + i + 1, 0)
-                                : usage_error("no PROGRAM after --");
-        if (a[0] != '-' || !a[1])
-            break; /* PROGRAM without -- */
-        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-            return fputs(bt__cmd_run_usage(), stdout), 1;
+            return i + 1 < argc ? (o->argv = argv + i + 1, 0) : usage_error("no PROGRAM after --");
+        if (a[0] != '-' || !a[1]) break; /* PROGRAM without -- */
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(bt__cmd_run_usage(), stdout), 1;
         if (!strcmp(a, "--no-tag-output")) {
             o->tag_output = 0;
             continue;
@@ -156,12 +162,10 @@ static int parse(int argc, char **argv, struct bt__run_opts *o)
         else if (!strncmp(a, "-n", 2) && a[2] && a[1] != '-')
             v = a + 2, snprintf(name, sizeof(name), "-n"); /* -n4 */
         if (!v && takes_value(name)) {
-            if (i + 1 >= argc)
-                return usage_error("%s needs a value", name);
+            if (i + 1 >= argc) return usage_error("%s needs a value", name);
             v = argv[++i];
         }
-        if (one_opt(o, name, v) != 0)
-            return 2;
+        if (one_opt(o, name, v) != 0) return 2;
     }
     if (i >= argc)
         return usage_error("no PROGRAM to run; usage: baton run [OPTIONS] -- PROGRAM "
@@ -193,8 +197,7 @@ static int auto_nproc(void)
 static void std_fds(void)
 {
     for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
-            return;
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0) return;
 }
 
 static int fail_launcher(struct bt__run *r, const struct bt__err *err, const char *what)
@@ -210,7 +213,7 @@ static int fail_launcher(struct bt__run *r, const struct bt__err *err, const cha
 
 static void close_workers(struct bt__run *r)
 {
-    for (int i = 0; i < r->nproc; i++)
+    for (int i = 0; i < r->nchild; i++)
         bt__run_output_close(r, &r->w[i]);
 }
 
@@ -235,11 +238,10 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
 static int report(struct bt__run *r, const struct bt__outcome *o)
 {
     int status = bt__run_stop_sig ? 128 + bt__run_stop_sig : o->status;
-    if (o->kind == 'S' && !bt__run_stop_sig)
-        return 0;
+    if (o->kind == 'S' && !bt__run_stop_sig) return 0;
     fprintf(stderr, "baton: job failed: %s\n", o->line);
-    fprintf(stderr, "baton: node %d (host %s) exits with status %d\n", r->spec.node_rank,
-            r->host, status);
+    fprintf(stderr, "baton: node %d (host %s) exits with status %d\n", r->spec.node_rank, r->host,
+            status);
     return status;
 }
 
@@ -252,17 +254,29 @@ static int run_job(struct bt__run *r)
     for (;;) {
         if (bt__run_join(r, &err) != BT_OK)
             return fail_launcher(r, &err, "waiting for the other nodes");
-        if (generation(r, &o, &err) != BT_OK)
-            return fail_launcher(r, &err, "starting the workers");
-        if (o.kind != 'F' || r->restart >= r->o.max_restarts || bt__run_stop_sig)
-            break;
+        if (generation(r, &o, &err) != BT_OK) return fail_launcher(r, &err, "starting the workers");
+        if (o.kind != 'F' || r->restart >= r->o.max_restarts || bt__run_stop_sig) break;
         r->restart++;
-        fprintf(stderr, "baton: restarting the workers (restart %d of %d) after: %s\n",
-                r->restart, r->o.max_restarts, o.line);
+        fprintf(stderr, "baton: restarting the workers (restart %d of %d) after: %s\n", r->restart,
+                r->o.max_restarts, o.line);
     }
     int status = report(r, &o);
+    r->final_kind = o.kind;
     bt__run_rdzv_close(r, 1);
     return status;
+}
+
+/* --ps: node 0 runs the servers; a TFJob's ps tasks are pods of their own. */
+static int ps_layout(struct bt__run *r, int ranked)
+{
+    const struct bt__spec *s = &r->spec;
+    if (r->o.nps > 0 && s->nps > 0)
+        return usage_error("--ps %d: this TFJob already has %d ps task(s) of its own (TF_CONFIG); "
+                           "drop --ps",
+                           r->o.nps, s->nps);
+    r->nps_job = !ranked ? 0 : s->nps > 0 ? s->nps : r->o.nps;
+    r->nchild = r->nproc + (ranked && s->node_rank == 0 ? r->o.nps : 0);
+    return 0;
 }
 
 static int setup(struct bt__run *r)
@@ -272,6 +286,7 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return 2;
     }
+    if (r->spec.role == BT_ROLE_PS) return -1; /* the caller runs the server instead */
     int rc = bt__run_resolve_prog(r->o.argv[0], r->prog, sizeof(r->prog), &err);
     if (rc) {
         fprintf(stderr, "baton run: %s\n", err.msg);
@@ -279,15 +294,21 @@ static int setup(struct bt__run *r)
     }
     int ranked = r->spec.role == BT_ROLE_WORKER || r->spec.role == BT_ROLE_CHIEF;
     r->nproc = !ranked ? 1 : r->spec.nproc_per_node > 0 ? r->spec.nproc_per_node : auto_nproc();
-    if (gethostname(r->host, sizeof(r->host) - 1) != 0)
-        snprintf(r->host, sizeof(r->host), "?");
+    if (ps_layout(r, ranked) != 0) return 2;
+    if (!ranked) r->o.bind = BT_BIND_NONE; /* an evaluator is not a local rank */
+    if ((rc = bt__run_bind_setup(r)) != 0) return rc;
+    if (gethostname(r->host, sizeof(r->host) - 1) != 0) snprintf(r->host, sizeof(r->host), "?");
     if (bt__run_token(r) != 0 || bt__run_signals_install(&err) != BT_OK) {
         fprintf(stderr, "baton run: cannot set up: %s\n", err.msg[0] ? err.msg : "getrandom");
         return BT_RUN_EXIT_LAUNCHER;
     }
-    r->w = calloc((size_t)r->nproc, sizeof(*r->w));
+    r->w = calloc((size_t)r->nchild, sizeof(*r->w));
     if (!r->w) {
         fprintf(stderr, "baton run: out of memory\n");
+        return BT_RUN_EXIT_LAUNCHER;
+    }
+    if (bt__run_ps_setup(r, &err) != BT_OK) {
+        fprintf(stderr, "baton run: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
     }
     return 0;
@@ -303,17 +324,17 @@ int bt__cmd_run(int argc, char **argv)
     r.o.grace_s = 10;
     r.o.tag_output = 1;
     int rc = parse(argc, argv, &r.o);
-    if (rc)
-        return rc == 1 ? 0 : rc;
+    if (rc) return rc == 1 ? 0 : rc;
     std_fds();
     rc = setup(&r);
+    if (rc < 0) return bt__run_ps_pod(&r);
     if (rc == 0)
         rc = run_job(&r);
     else
         bt__run_rdzv_close(&r, 0);
-    if (r.srv || r.st)
-        bt__run_rdzv_close(&r, 0);
+    if (r.srv || r.st) bt__run_rdzv_close(&r, 0);
     free(r.w);
     free(r.obuf);
+    free(r.place);
     return rc;
 }

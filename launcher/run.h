@@ -7,6 +7,8 @@
  *   run_output.c   `[rank] ` tagging of worker output, line by line; --log-dir files
  *   run_supervise.c  the one poll loop: pipes, signals (self-pipe), child exits, the watcher
  *   run_report.c   exit statuses in words, signal names, hints
+ *   run_ps.c       parameter servers: `--ps N` children on node 0, a TF ps pod's own server
+ *   run_bind.c     --bind: the topology plan, per-rank CPUs, GPU and NIC env
  *
  * One generation (restart count g) is: join (claim l/<g>/node/<R>, wait for every node),
  * start the workers, supervise them until l/<g>/outcome is set, stop them. The outcome key
@@ -24,14 +26,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "collectives/topo.h"
 #include "common/err.h"
 #include "launcher/spec.h"
 #include "rendezvous/store.h"
 
-#define BT_RUN_LINE_MAX 65536   /* bytes: a longer line is split, each piece tagged */
-#define BT_RUN_OUTCOME_MAX 1024 /* bytes of the outcome value */
-#define BT_RUN_EXIT_LOST 129    /* 128 + SIGHUP: a launcher or the store went away */
-#define BT_RUN_EXIT_LAUNCHER 1  /* baton itself could not run the job (join, auth, ...) */
+#define BT_RUN_LINE_MAX      65536 /* bytes: a longer line is split, each piece tagged */
+#define BT_RUN_OUTCOME_MAX   1024  /* bytes of the outcome value */
+#define BT_RUN_EXIT_LOST     129   /* 128 + SIGHUP: a launcher or the store went away */
+#define BT_RUN_EXIT_LAUNCHER 1     /* baton itself could not run the job (join, auth, ...) */
+#define BT_RUN_GPU_MAX       64    /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 struct bt__run_opts {
     struct bt__spec_flags flags;
@@ -40,41 +44,62 @@ struct bt__run_opts {
     double grace_s;        /* seconds between SIGTERM and SIGKILL */
     const char *log_dir;   /* NULL: no per-rank files */
     int tag_output;        /* 1: "[rank] " before each line */
+    int nps;               /* --ps N: parameter servers node 0 starts (0: none) */
+    enum bt__bind bind;    /* --bind */
     char **argv;           /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
 };
 
 /* Output of one worker stream, assembled into lines. */
 struct bt__linebuf {
-    int fd;        /* read end of the pipe, -1 once closed */
-    int console;   /* 1 or 2: where tagged lines go */
-    size_t len;    /* bytes held in buf */
-    char *buf;     /* BT_RUN_LINE_MAX bytes */
+    int fd;      /* read end of the pipe, -1 once closed */
+    int console; /* 1 or 2: where tagged lines go */
+    size_t len;  /* bytes held in buf */
+    char *buf;   /* BT_RUN_LINE_MAX bytes */
 };
 
+/* A child of the launcher: a worker (a rank), or a parameter server (--ps: not a rank). */
 struct bt__worker {
     int local_rank, rank;
-    pid_t pid;     /* the worker's pid, also its process group id; 0 before it started */
-    int running;   /* 1 until reaped */
-    int status;    /* waitpid status once reaped */
-    int log_fd;    /* --log-dir file, or -1 */
+    int ps_index;     /* -1 for a worker; the server's index for a ps server */
+    char tag[16];     /* "[3] " or "[ps0] " */
+    const char *prog; /* what is executed: r->prog, or baton itself for a server */
+    char *const *argv;
+    char ps_argv_idx[12]; /* a server's "--index" value, which ps_argv points to */
+    char *ps_argv[5];
+    pid_t pid;   /* the worker's pid, also its process group id; 0 before it started */
+    int running; /* 1 until reaped */
+    int status;  /* waitpid status once reaped */
+    int log_fd;  /* --log-dir file, or -1 */
     struct bt__linebuf out, err;
 };
 
 struct bt__outcome {
-    char kind;     /* 0 (not yet), 'S', 'F', 'L', 'T' */
-    int status;    /* the exit status it implies */
+    char kind;  /* 0 (not yet), 'S', 'F', 'L', 'T' */
+    int status; /* the exit status it implies */
     char line[BT_RUN_OUTCOME_MAX];
+};
+
+/* --bind plan of one local rank (run_bind.c). */
+struct bt__run_place {
+    struct bt__topo_place pl; /* pl.cpus: the plan's CPUs that baton may use (applied) */
+    cpu_set_t planned;        /* the plan's CPUs as the topology gives them */
+    char gpu[BT_RUN_GPU_MAX]; /* the GPU as CUDA_VISIBLE_DEVICES names it, "" for none */
 };
 
 struct bt__run {
     struct bt__run_opts o;
     struct bt__spec spec;
-    char host[256];        /* this machine's name, for reports */
-    char token[256];       /* the job token: BATON_TOKEN, or hex */
+    char host[256];  /* this machine's name, for reports */
+    char token[256]; /* the job token: BATON_TOKEN, or hex */
     char job_id[128];
-    char prog[PATH_MAX];   /* PROGRAM resolved against PATH */
-    int nproc;             /* workers on this node */
-    int restart;           /* generation: BATON_RESTART_COUNT */
+    char prog[PATH_MAX];         /* PROGRAM resolved against PATH */
+    int nproc;                   /* workers on this node: w[0 .. nproc) */
+    int nchild;                  /* workers and the parameter servers this node runs: w[nproc ..) */
+    int nps_job;                 /* BATON_PS_SERVERS for the workers (0: not set) */
+    char self_exe[PATH_MAX];     /* baton itself, which servers run as `baton ps` */
+    struct bt__run_place *place; /* --bind: nproc plans, or NULL */
+    int restart;                 /* generation: BATON_RESTART_COUNT */
+    char final_kind; /* the last generation's outcome kind ('L': one launcher is gone) */
 
     /* layout of the current generation, from the rendezvous */
     int world_size, first_rank;
@@ -91,13 +116,13 @@ struct bt__run {
     pthread_t watcher;
     int watcher_on;
     volatile int watcher_stop;
-    int notify_fd;                /* eventfd: the watcher has a result */
-    struct bt__outcome watched;   /* written by the watcher before it signals notify_fd */
+    int notify_fd;              /* eventfd: the watcher has a result */
+    struct bt__outcome watched; /* written by the watcher before it signals notify_fd */
 
-    struct bt__worker *w;         /* nproc of them */
-    char *obuf;                   /* scratch for tagged output */
+    struct bt__worker *w; /* nchild of them */
+    char *obuf;           /* scratch for tagged output */
     size_t obuf_cap;
-    int console_dead[3];          /* stdout/stderr gone (EPIPE): drop console output */
+    int console_dead[3]; /* stdout/stderr gone (EPIPE): drop console output */
 };
 
 /* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
@@ -137,11 +162,27 @@ void bt__run_output_close(struct bt__run *r, struct bt__worker *w);
  * o->kind must be 0 on entry, or an outcome already decided (then the workers are stopped). */
 int bt__run_supervise(struct bt__run *r, struct bt__outcome *o);
 
+/* run_ps.c. ps_setup prepares the server children w[nproc .. nchild) of node 0 (--ps);
+ * ps_rdzv writes the servers' BATON_RDZV (an address every node can reach); ps_pod runs a TF ps
+ * pod's server in this process and returns the exit status. */
+int bt__run_ps_setup(struct bt__run *r, struct bt__err *err);
+void bt__run_ps_rdzv(const struct bt__run *r, char *out, size_t n);
+int bt__run_ps_pod(struct bt__run *r);
+
+/* run_bind.c. bind_setup loads the topology and plans each local rank (--bind other than
+ * none); returns 0, or an exit status after one line on stderr (2: no GPU for --bind gpu, a
+ * topology that does not load). bind_vars adds a worker's GPU/NIC env ("NAME=value",
+ * malloc'd) to v and returns how many (at most 4), or -1. bind_apply binds the calling child
+ * (between fork and exec: async-signal-safe). */
+int bt__run_bind_setup(struct bt__run *r);
+int bt__run_bind_vars(const struct bt__run *r, const struct bt__worker *w, char **v);
+void bt__run_bind_apply(const struct bt__run *r, const struct bt__worker *w);
+
 /* run_report.c */
 const char *bt__signal_name(int sig);
 /* Exit status baton uses for a waitpid status: the code, or 128 + signal. */
 int bt__run_exit_status(int wstatus);
-/* "rank 3 (node 1, host h, pid 12) exited with code 3; hint: ..." */
+/* "rank 3 (node 1, host h, pid 12) exited with code 3; hint: ..." ("ps server 0 (...)") */
 void bt__run_describe(const struct bt__run *r, const struct bt__worker *w, char *out, size_t n);
 
 #endif

@@ -5,8 +5,9 @@
  * write, so lines of different ranks never interleave mid-line: baton is the only writer. A
  * line longer than the buffer is cut (never inside a UTF-8 sequence) and each piece is tagged
  * and ended with a newline; a partial last line is flushed with a newline at EOF. With
- * --log-dir each rank's lines also go, untagged, to DIR/rank.<rank>.log (stdout and stderr
- * together, appended across restarts). This file does not poll; run_supervise.c does.
+ * --log-dir each rank's lines also go, untagged, to DIR/rank.<rank>.log (a parameter
+ * server's to DIR/ps.<index>.log; stdout and stderr together, appended across restarts).
+ * This file does not poll; run_supervise.c does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,14 +24,12 @@ static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
+        if (k < 0 && errno == EINTR) continue;
         if (k < 0 && errno == EAGAIN) { /* someone made our stdout non-blocking */
             usleep(1000);
             continue;
         }
-        if (k <= 0)
-            return -1;
+        if (k <= 0) return -1;
         p += k;
         n -= (size_t)k;
     }
@@ -39,31 +38,28 @@ static int write_all(int fd, const char *p, size_t n)
 
 static int obuf_reserve(struct bt__run *r, size_t need)
 {
-    if (need <= r->obuf_cap)
-        return 0;
+    if (need <= r->obuf_cap) return 0;
     size_t cap = r->obuf_cap ? r->obuf_cap : 2 * BT_RUN_LINE_MAX;
     while (cap < need)
         cap *= 2;
     char *p = realloc(r->obuf, cap);
-    if (!p)
-        return -1;
+    if (!p) return -1;
     r->obuf = p;
     r->obuf_cap = cap;
     return 0;
 }
 
-/* Appends "[rank] " + p[0..n) + (newline unless p ends with one) to the output scratch. */
-static size_t append_line(struct bt__run *r, size_t olen, int rank, const char *p, size_t n)
+/* Appends "[rank] " (or "[psI] ") + p[0..n) + (newline unless p ends with one) to the output
+ * scratch. */
+static size_t append_line(struct bt__run *r, size_t olen, const char *tag, const char *p, size_t n)
 {
-    char tag[24];
-    int tl = r->o.tag_output ? snprintf(tag, sizeof(tag), "[%d] ", rank) : 0;
-    if (obuf_reserve(r, olen + (size_t)tl + n + 1) != 0)
+    size_t tl = r->o.tag_output ? strlen(tag) : 0;
+    if (obuf_reserve(r, olen + tl + n + 1) != 0)
         return olen; /* out of memory: drop the line rather than the job */
-    memcpy(r->obuf + olen, tag, (size_t)tl);
+    memcpy(r->obuf + olen, tag, tl);
     memcpy(r->obuf + olen + tl, p, n);
-    olen += (size_t)tl + n;
-    if (n == 0 || p[n - 1] != '\n')
-        r->obuf[olen++] = '\n';
+    olen += tl + n;
+    if (n == 0 || p[n - 1] != '\n') r->obuf[olen++] = '\n';
     return olen;
 }
 
@@ -73,8 +69,7 @@ static size_t utf8_cut(const char *buf, size_t len)
     size_t i = len;
     while (i > 0 && len - i < 4 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80)
         i--;
-    if (i == 0 || len - i >= 4)
-        return len;
+    if (i == 0 || len - i >= 4) return len;
     unsigned char lead = (unsigned char)buf[i - 1];
     size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
     return (i - 1) + want > len ? i - 1 : len;
@@ -86,23 +81,19 @@ static void emit(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb
     size_t start = 0, olen = 0;
     char *nl;
     while (start < lb->len && (nl = memchr(lb->buf + start, '\n', lb->len - start))) {
-        olen = append_line(r, olen, w->rank, lb->buf + start, (size_t)(nl - lb->buf) + 1 - start);
+        olen = append_line(r, olen, w->tag, lb->buf + start, (size_t)(nl - lb->buf) + 1 - start);
         start = (size_t)(nl - lb->buf) + 1;
     }
     size_t end = start;
-    if (start == 0 && lb->len == BT_RUN_LINE_MAX)
-        end = utf8_cut(lb->buf, lb->len);
-    if (eof)
-        end = lb->len;
-    if (end > start)
-        olen = append_line(r, olen, w->rank, lb->buf + start, end - start);
+    if (start == 0 && lb->len == BT_RUN_LINE_MAX) end = utf8_cut(lb->buf, lb->len);
+    if (eof) end = lb->len;
+    if (end > start) olen = append_line(r, olen, w->tag, lb->buf + start, end - start);
     if (olen && !r->console_dead[lb->console] && write_all(lb->console, r->obuf, olen) != 0)
         r->console_dead[lb->console] = 1;
     if (w->log_fd >= 0 && end > 0) {
         struct iovec v[2] = {{lb->buf, end}, {"\n", 1}};
         int cnt = lb->buf[end - 1] == '\n' ? 1 : 2;
-        if (writev(w->log_fd, v, cnt) < 0)
-            w->log_fd = (close(w->log_fd), -1);
+        if (writev(w->log_fd, v, cnt) < 0) w->log_fd = (close(w->log_fd), -1);
     }
     memmove(lb->buf, lb->buf + end, lb->len - end);
     lb->len -= end;
@@ -111,8 +102,7 @@ static void emit(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb
 int bt__run_output_read(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb)
 {
     ssize_t n = read(lb->fd, lb->buf + lb->len, BT_RUN_LINE_MAX - lb->len);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return 0;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
     if (n <= 0) {
         emit(r, w, lb, 1);
         close(lb->fd);
@@ -126,8 +116,7 @@ int bt__run_output_read(struct bt__run *r, struct bt__worker *w, struct bt__line
 
 void bt__run_output_eof(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb)
 {
-    if (lb->fd < 0)
-        return;
+    if (lb->fd < 0) return;
     emit(r, w, lb, 1);
     close(lb->fd);
     lb->fd = -1;
@@ -137,14 +126,15 @@ static int open_log(struct bt__run *r, struct bt__worker *w, struct bt__err *err
 {
     char path[PATH_MAX];
     if (mkdir(r->o.log_dir, 0755) != 0 && errno != EEXIST)
-        return bt__err_set(err, BT_ERR_SYSTEM, "--log-dir %s: %s", r->o.log_dir,
-                           strerror(errno));
-    snprintf(path, sizeof(path), "%s/rank.%d.log", r->o.log_dir, w->rank);
+        return bt__err_set(err, BT_ERR_SYSTEM, "--log-dir %s: %s", r->o.log_dir, strerror(errno));
+    if (w->ps_index >= 0)
+        snprintf(path, sizeof(path), "%s/ps.%d.log", r->o.log_dir, w->ps_index);
+    else
+        snprintf(path, sizeof(path), "%s/rank.%d.log", r->o.log_dir, w->rank);
     w->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (w->log_fd < 0)
         return bt__err_set(err, BT_ERR_SYSTEM, "--log-dir: %s: %s", path, strerror(errno));
-    if (r->restart > 0)
-        dprintf(w->log_fd, "=== baton: restart %d ===\n", r->restart);
+    if (r->restart > 0) dprintf(w->log_fd, "=== baton: restart %d ===\n", r->restart);
     return BT_OK;
 }
 
@@ -155,10 +145,8 @@ int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err 
     w->out.len = w->err.len = 0;
     w->out.console = 1;
     w->err.console = 2;
-    if (!w->out.buf)
-        w->out.buf = malloc(BT_RUN_LINE_MAX);
-    if (!w->err.buf)
-        w->err.buf = malloc(BT_RUN_LINE_MAX);
+    if (!w->out.buf) w->out.buf = malloc(BT_RUN_LINE_MAX);
+    if (!w->err.buf) w->err.buf = malloc(BT_RUN_LINE_MAX);
     if (!w->out.buf || !w->err.buf)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory for output buffers");
     return r->o.log_dir ? open_log(r, w, err) : BT_OK;
@@ -167,12 +155,9 @@ int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err 
 void bt__run_output_close(struct bt__run *r, struct bt__worker *w)
 {
     (void)r;
-    if (w->out.fd >= 0)
-        close(w->out.fd);
-    if (w->err.fd >= 0)
-        close(w->err.fd);
-    if (w->log_fd >= 0)
-        close(w->log_fd);
+    if (w->out.fd >= 0) close(w->out.fd);
+    if (w->err.fd >= 0) close(w->err.fd);
+    if (w->log_fd >= 0) close(w->log_fd);
     w->out.fd = w->err.fd = w->log_fd = -1;
     free(w->out.buf);
     free(w->err.buf);

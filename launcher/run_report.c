@@ -2,6 +2,7 @@
  * is usually the same (SIGKILL: the OOM killer; SIGSEGV: a crash; 127: not found). */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include "launcher/run.h"
@@ -21,18 +22,15 @@ const char *bt__signal_name(int sig)
 {
     static __thread char buf[24];
     for (size_t i = 0; i < sizeof(sig_names) / sizeof(sig_names[0]); i++)
-        if (sig_names[i].sig == sig)
-            return sig_names[i].name;
+        if (sig_names[i].sig == sig) return sig_names[i].name;
     snprintf(buf, sizeof(buf), "signal %d", sig);
     return buf;
 }
 
 int bt__run_exit_status(int wstatus)
 {
-    if (WIFEXITED(wstatus))
-        return WEXITSTATUS(wstatus);
-    if (WIFSIGNALED(wstatus))
-        return 128 + WTERMSIG(wstatus);
+    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
     return BT_RUN_EXIT_LAUNCHER;
 }
 
@@ -76,10 +74,13 @@ void bt__run_describe(const struct bt__run *r, const struct bt__worker *w, char 
 {
     int st = w->status, len;
     const char *hint;
-    len = snprintf(out, n, "rank %d (node %d, host %s, pid %d) ", w->rank, r->spec.node_rank,
-                   r->host, (int)w->pid);
-    if (len < 0 || (size_t)len >= n)
-        return;
+    if (w->ps_index >= 0)
+        len = snprintf(out, n, "ps server %d (node %d, host %s, pid %d) ", w->ps_index,
+                       r->spec.node_rank, r->host, (int)w->pid);
+    else
+        len = snprintf(out, n, "rank %d (node %d, host %s, pid %d) ", w->rank, r->spec.node_rank,
+                       r->host, (int)w->pid);
+    if (len < 0 || (size_t)len >= n) return;
     if (WIFSIGNALED(st)) {
         hint = signal_hint(WTERMSIG(st));
         len += snprintf(out + len, n - len, "was killed by %s%s", bt__signal_name(WTERMSIG(st)),
@@ -91,5 +92,6 @@ void bt__run_describe(const struct bt__run *r, const struct bt__worker *w, char 
     if (len > 0 && (size_t)len < n && hint)
         snprintf(out + len, n - len, "; hint: %s", hint);
     else if (len > 0 && (size_t)len < n && r->o.tag_output)
-        snprintf(out + len, n - len, "; its output is above, tagged [%d]", w->rank);
+        snprintf(out + len, n - len, "; its output is above, tagged %.*s", (int)strlen(w->tag) - 1,
+                 w->tag);
 }

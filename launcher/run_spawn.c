@@ -5,7 +5,9 @@
  * forks), PR_SET_PDEATHSIG=SIGKILL (so a SIGKILL of baton leaves no worker behind; getppid()
  * is checked after setting it, closing the race with a parent that died before), and pipes
  * for stdout and stderr unless output goes straight to baton's own fds (--no-tag-output
- * without --log-dir). Everything the child needs is prepared before fork: between fork and
+ * without --log-dir). Parameter servers (--ps, run_ps.c) are children started the same way,
+ * running `baton ps --index I`; with --bind the child binds itself to its planned CPUs
+ * (run_bind.c) before exec. Everything the child needs is prepared before fork: between fork and
  * exec the child only calls async-signal-safe functions, since baton has threads.
  */
 #include <errno.h>
@@ -24,11 +26,11 @@ extern char **environ;
 
 /* Names baton sets for a worker; the same names in baton's own env are dropped. */
 static const char *const set_names[] = {
-    "BATON_RANK",  "BATON_WORLD_SIZE", "BATON_LOCAL_RANK", "BATON_LOCAL_WORLD_SIZE",
-    "BATON_NODE_RANK", "BATON_NNODES", "BATON_ROLE",       "BATON_RDZV",
-    "BATON_JOB_ID", "BATON_TOKEN",     "BATON_RESTART_COUNT", "RANK",
-    "WORLD_SIZE",  "LOCAL_RANK",       "LOCAL_WORLD_SIZE", "GROUP_RANK",
-    "GROUP_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",      "TF_CONFIG",
+    "BATON_RANK",       "BATON_WORLD_SIZE", "BATON_LOCAL_RANK",    "BATON_LOCAL_WORLD_SIZE",
+    "BATON_NODE_RANK",  "BATON_NNODES",     "BATON_ROLE",          "BATON_RDZV",
+    "BATON_JOB_ID",     "BATON_TOKEN",      "BATON_RESTART_COUNT", "RANK",
+    "WORLD_SIZE",       "LOCAL_RANK",       "LOCAL_WORLD_SIZE",    "GROUP_RANK",
+    "GROUP_WORLD_SIZE", "MASTER_ADDR",      "MASTER_PORT",         "TF_CONFIG",
 };
 #define NSET (sizeof(set_names) / sizeof(set_names[0]))
 
@@ -36,18 +38,15 @@ static int is_set_name(const char *kv)
 {
     size_t n = strcspn(kv, "=");
     for (size_t i = 0; i < NSET; i++)
-        if (strlen(set_names[i]) == n && !strncmp(kv, set_names[i], n))
-            return 1;
+        if (strlen(set_names[i]) == n && !strncmp(kv, set_names[i], n)) return 1;
     return 0;
 }
 
 static int resolve_one(const char *path)
 {
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return 127;
-    if (S_ISDIR(sb.st_mode) || access(path, X_OK) != 0)
-        return 126;
+    if (stat(path, &sb) != 0) return 127;
+    if (S_ISDIR(sb.st_mode) || access(path, X_OK) != 0) return 126;
     return 0;
 }
 
@@ -65,36 +64,59 @@ int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *
             snprintf(out, n, "%.*s%s%s", dl, dl ? p : ".", "/", name);
             int r1 = resolve_one(out);
             rc = r1 == 0 ? 0 : (r1 == 126 && rc == 127 ? 126 : rc);
-            if (!p[dl])
-                break;
+            if (!p[dl]) break;
         }
     }
     if (rc == 127)
-        bt__err_set(err, BT_ERR_INVALID_USAGE, "%s: program not found%s; hint: check the path "
-                    "after --", name, strchr(name, '/') ? "" : " in PATH");
+        bt__err_set(err, BT_ERR_INVALID_USAGE,
+                    "%s: program not found%s; hint: check the path "
+                    "after --",
+                    name, strchr(name, '/') ? "" : " in PATH");
     else if (rc == 126)
         bt__err_set(err, BT_ERR_INVALID_USAGE, "%s: not an executable file (permission denied)",
                     name);
     return rc;
 }
 
-/* Builds "NAME=value" strings of one worker's contract; returns how many (<= NSET). */
+#define NVARS (NSET + 8) /* room for every name worker_vars may set */
+
+/* A parameter server's env: not a rank; BATON_RDZV that every node can reach. */
+static int server_vars(const struct bt__run *r, char **v)
+{
+    char rdzv[BT_SPEC_HOST_MAX + 16];
+    int n = 0, ok = 1;
+    bt__run_ps_rdzv(r, rdzv, sizeof(rdzv));
+#define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
+    ADD("BATON_ROLE=ps");
+    ADD("BATON_RDZV=%s", rdzv);
+    ADD("BATON_JOB_ID=%s", r->job_id);
+    ADD("BATON_TOKEN=%s", r->token);
+    ADD("BATON_RESTART_COUNT=%d", r->restart);
+    ADD("BATON_PS_SERVERS=%d", r->nps_job);
+#undef ADD
+    return ok ? n : -1;
+}
+
+/* Builds "NAME=value" strings of one worker's contract; returns how many (< NVARS). */
 static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char **v)
 {
     const struct bt__spec *s = &r->spec;
     int n = 0, ok = 1;
+    if (w->ps_index >= 0) return server_vars(r, v);
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
+    ADD("BATON_ROLE=%s", bt__role_name(s->role));
+    ADD("BATON_RDZV=%s", r->rdzv_env);
+    ADD("BATON_JOB_ID=%s", r->job_id);
+    ADD("BATON_TOKEN=%s", r->token);
+    ADD("BATON_RESTART_COUNT=%d", r->restart);
+    if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR)
+        goto tf; /* not a rank: no rank variables, so bt_init does not take it for one */
     ADD("BATON_RANK=%d", w->rank);
     ADD("BATON_WORLD_SIZE=%d", r->world_size);
     ADD("BATON_LOCAL_RANK=%d", w->local_rank);
     ADD("BATON_LOCAL_WORLD_SIZE=%d", r->nproc);
     ADD("BATON_NODE_RANK=%d", s->node_rank);
     ADD("BATON_NNODES=%d", s->nnodes);
-    ADD("BATON_ROLE=%s", bt__role_name(s->role));
-    ADD("BATON_RDZV=%s", r->rdzv_env);
-    ADD("BATON_JOB_ID=%s", r->job_id);
-    ADD("BATON_TOKEN=%s", r->token);
-    ADD("BATON_RESTART_COUNT=%d", r->restart);
     ADD("RANK=%d", w->rank);
     ADD("WORLD_SIZE=%d", r->world_size);
     ADD("LOCAL_RANK=%d", w->local_rank);
@@ -103,6 +125,11 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("GROUP_WORLD_SIZE=%d", s->nnodes);
     ADD("MASTER_ADDR=%s", r->master_addr);
     ADD("MASTER_PORT=%d", r->master_port);
+    if (r->nps_job > 0) ADD("BATON_PS_SERVERS=%d", r->nps_job);
+    int nb = bt__run_bind_vars(r, w, v + n);
+    ok &= nb >= 0;
+    n += nb > 0 ? nb : 0;
+tf:
     if (s->tf_cluster_json[0])
         ADD("TF_CONFIG={\"cluster\":%s,\"task\":{\"type\":\"%s\",\"index\":%d}}",
             s->tf_cluster_json, bt__role_name(s->role),
@@ -111,39 +138,51 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     return ok ? n : -1;
 }
 
-/* environ less the names baton sets, then the worker's own; NULL-terminated, malloc'd. */
-static char **worker_env(const struct bt__run *r, const struct bt__worker *w)
+/* Whether environ entry kv is replaced: a name baton always owns, or one set in v[0..n). */
+static int replaced(const char *kv, char *const *v, int n)
+{
+    size_t len = strcspn(kv, "=");
+    if (is_set_name(kv)) return 1;
+    for (int i = 0; i < n; i++)
+        if (!strncmp(kv, v[i], len) && v[i][len] == '=') return 1;
+    return 0;
+}
+
+/* environ less the names baton sets, then the worker's own; NULL-terminated, malloc'd.
+ * *nown is how many entries (at the end) are malloc'd. */
+static char **worker_env(const struct bt__run *r, const struct bt__worker *w, int *nown)
 {
     size_t ne = 0, k = 0;
+    char *v[NVARS];
     while (environ[ne])
         ne++;
-    char **env = calloc(ne + NSET + 1, sizeof(char *));
-    if (!env)
-        return NULL;
-    for (size_t i = 0; i < ne; i++)
-        if (!is_set_name(environ[i]))
-            env[k++] = environ[i];
-    int nv = worker_vars(r, w, env + k);
-    if (nv < 0) { /* out of memory: what asprintf left is not freed */
-        free(env);
+    int nv = worker_vars(r, w, v);
+    char **env = nv < 0 ? NULL : calloc(ne + (size_t)nv + 1, sizeof(char *));
+    if (!env) { /* out of memory: what asprintf left is not freed */
+        for (int i = 0; nv > 0 && i < nv; i++)
+            free(v[i]);
         return NULL;
     }
+    for (size_t i = 0; i < ne; i++)
+        if (!replaced(environ[i], v, nv)) env[k++] = environ[i];
+    memcpy(env + k, v, (size_t)nv * sizeof(char *));
+    *nown = nv;
     return env;
 }
 
-static void free_env(char **env)
+static void free_env(char **env, int nown)
 {
-    size_t i = 0;
-    while (env[i] && !is_set_name(env[i]))
-        i++;
-    for (; env[i]; i++)
+    size_t n = 0;
+    while (env[n])
+        n++;
+    for (size_t i = n - (size_t)nown; i < n; i++)
         free(env[i]);
     free(env);
 }
 
 /* The child between fork and exec: async-signal-safe calls only. */
-static void child(const struct bt__run *r, char **env, const int *po, const int *pe,
-                  pid_t parent, const sigset_t *mask)
+static void child(const struct bt__run *r, const struct bt__worker *w, char **env, const int *po,
+                  const int *pe, pid_t parent, const sigset_t *mask)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE};
     struct sigaction dfl;
@@ -152,12 +191,11 @@ static void child(const struct bt__run *r, char **env, const int *po, const int 
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &dfl, NULL);
     setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-        _exit(BT_RUN_EXIT_LAUNCHER);
-    if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0))
-        _exit(BT_RUN_EXIT_LAUNCHER);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(BT_RUN_EXIT_LAUNCHER);
+    if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)) _exit(BT_RUN_EXIT_LAUNCHER);
+    bt__run_bind_apply(r, w);
     sigprocmask(SIG_SETMASK, mask, NULL);
-    execve(r->prog, r->o.argv, env);
+    execve(w->prog, w->argv, env);
     int e = errno;
     static const char m1[] = "baton: cannot execute ", m2[] = ": exec failed (errno ";
     char num[8] = {0};
@@ -166,7 +204,7 @@ static void child(const struct bt__run *r, char **env, const int *po, const int 
         num[k--] = (char)('0' + d % 10);
     while ((d /= 10) && k >= 0);
     (void)!write(2, m1, sizeof(m1) - 1);
-    (void)!write(2, r->prog, strlen(r->prog));
+    (void)!write(2, w->prog, strlen(w->prog));
     (void)!write(2, m2, sizeof(m2) - 1);
     (void)!write(2, num + k + 1, (size_t)(6 - k));
     (void)!write(2, ")\n", 2);
@@ -176,8 +214,7 @@ static void child(const struct bt__run *r, char **env, const int *po, const int 
 static void close_pair(int *p)
 {
     for (int i = 0; i < 2; i++)
-        if (p[i] >= 0)
-            close(p[i]);
+        if (p[i] >= 0) close(p[i]);
     p[0] = p[1] = -1;
 }
 
@@ -188,21 +225,20 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
     if (piped && (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0)) {
         int e = errno;
         close_pair(po);
-        return bt__err_set(err, BT_ERR_SYSTEM, "pipe for rank %d: %s", w->rank, strerror(e));
+        return bt__err_set(err, BT_ERR_SYSTEM, "pipe for %s: %s", w->tag, strerror(e));
     }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid == 0)
-        child(r, env, po, pe, parent, &old);
+    if (pid == 0) child(r, w, env, po, pe, parent, &old);
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         close_pair(po);
         close_pair(pe);
-        return bt__err_set(err, BT_ERR_SYSTEM, "fork for rank %d: %s", w->rank, strerror(e));
+        return bt__err_set(err, BT_ERR_SYSTEM, "fork for %s: %s", w->tag, strerror(e));
     }
     setpgid(pid, pid); /* also in the child: whichever runs first */
     w->pid = pid;
@@ -218,22 +254,35 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
     return BT_OK;
 }
 
+/* Children in order: the servers first (the workers look for them in the store), then the
+ * workers. */
 int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
 {
-    for (int i = 0; i < r->nproc; i++) {
+    for (int k = 0; k < r->nchild; k++) {
+        int i = (k + r->nproc) % r->nchild;
         struct bt__worker *w = &r->w[i];
-        w->local_rank = i;
-        w->rank = r->first_rank + i;
+        int nown = 0;
+        if (i < r->nproc) {
+            w->ps_index = -1;
+            w->local_rank = i;
+            w->rank = r->first_rank + i;
+            w->prog = r->prog;
+            w->argv = r->o.argv;
+            snprintf(w->tag, sizeof(w->tag), "[%d] ", w->rank);
+        } else {
+            w->local_rank = w->rank = -1;
+            snprintf(w->tag, sizeof(w->tag), "[ps%d] ", w->ps_index);
+        }
         w->pid = 0;
         w->running = 0;
         w->status = 0;
         BT_CHECK(bt__run_output_open(r, w, err));
-        char **env = worker_env(r, w);
+        char **env = worker_env(r, w, &nown);
         if (!env)
-            return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building rank %d's env",
-                               w->rank);
+            return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",
+                               (int)strlen(w->tag) - 1, w->tag);
         int rc = spawn_one(r, w, env, err);
-        free_env(env);
+        free_env(env, nown);
         BT_CHECK(rc);
     }
     return BT_OK;

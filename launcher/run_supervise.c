@@ -13,6 +13,11 @@
  *  - baton gets SIGINT/SIGTERM/SIGHUP: outcome T, the signal is forwarded (SIGHUP as
  *    SIGTERM), a second signal sends SIGKILL at once;
  *  - every local worker exited 0: the node is counted done; the last node posts S.
+ * Parameter servers (--ps, node 0) are children too, but not ranks: one that fails while the
+ * job runs is a root cause like a worker; one that exits 0 by itself (every worker closed,
+ * or the chief said done) is fine. Once the outcome is S, a server still running gets
+ * SERVER_LINGER_S to exit by itself, then SIGTERM (it checkpoints and exits 0), SIGKILL
+ * after --grace; how a server ends after S no longer changes the job's status.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +31,8 @@
 #include "common/log.h"
 #include "launcher/run.h"
 
-#define DRAIN_S 1.0 /* after the last worker is reaped, wait this long for pipes to close */
+#define DRAIN_S         1.0 /* after the last worker is reaped, wait this long for pipes to close */
+#define SERVER_LINGER_S 2.0 /* after success, servers get this long to exit by themselves */
 
 volatile sig_atomic_t bt__run_stop_sig;
 volatile int bt__run_abort;
@@ -37,8 +43,7 @@ static void on_signal(int sig)
     int e = errno;
     unsigned char b = (unsigned char)sig;
     if (sig != SIGCHLD) {
-        if (!bt__run_stop_sig)
-            bt__run_stop_sig = sig;
+        if (!bt__run_stop_sig) bt__run_stop_sig = sig;
         bt__run_abort = 1;
     }
     (void)!write(sig_pipe[1], &b, 1);
@@ -69,64 +74,73 @@ int bt__run_signal_fd(void)
 struct sup {
     struct bt__run *r;
     struct bt__outcome *o; /* kind 0 until this generation's outcome is known */
-    int running;           /* workers not yet reaped */
+    int running;           /* children (workers and servers) not yet reaped */
+    int workers;           /* workers not yet reaped */
     int stopping;          /* teardown started */
     int killed;            /* SIGKILL sent */
     int done_posted;
     int stop_signals;
-    int64_t kill_at;       /* ns: SIGKILL deadline of the teardown */
-    int64_t drain_until;   /* ns: after the last reap, pipes get this long */
+    int64_t kill_at;      /* ns: SIGKILL deadline of the teardown */
+    int64_t drain_until;  /* ns: after the last reap, pipes get this long */
+    int64_t linger_until; /* ns: after success, when servers still running get SIGTERM */
 };
+
+/* "3" for rank 3, "ps0" for server 0 (the tag without brackets). */
+static const char *child_name(const struct bt__worker *w, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.*s", (int)strlen(w->tag) - 3, w->tag + 1);
+    return buf;
+}
 
 static void signal_groups(struct sup *s, int sig, int all)
 {
-    for (int i = 0; i < s->r->nproc; i++) {
+    for (int i = 0; i < s->r->nchild; i++) {
         struct bt__worker *w = &s->r->w[i];
-        if (w->pid > 0 && (w->running || all))
-            kill(-w->pid, sig);
+        if (w->pid > 0 && (w->running || all)) kill(-w->pid, sig);
     }
 }
 
 static void teardown(struct sup *s, int sig)
 {
-    if (s->stopping)
-        return;
+    if (s->stopping) return;
     s->stopping = 1;
     s->kill_at = bt__deadline_in(s->r->o.grace_s);
-    if (s->running == 0)
-        return;
-    fprintf(stderr, "baton: stopping %d worker(s) on node %d (%s; SIGKILL after %g s)\n",
-            s->running, s->r->spec.node_rank, bt__signal_name(sig), s->r->o.grace_s);
+    if (s->running == 0) return;
+    char servers[48] = "";
+    if (s->running > s->workers)
+        snprintf(servers, sizeof(servers), " and %d ps server(s)", s->running - s->workers);
+    fprintf(stderr, "baton: stopping %d worker(s)%s on node %d (%s; SIGKILL after %g s)\n",
+            s->workers, servers, s->r->spec.node_rank, bt__signal_name(sig), s->r->o.grace_s);
     signal_groups(s, sig, 0);
 }
 
 static void kill_now(struct sup *s)
 {
-    char ranks[256] = "";
+    char ranks[256] = "", name[16];
     size_t n = 0;
-    for (int i = 0; i < s->r->nproc && n < sizeof(ranks) - 16; i++)
+    for (int i = 0; i < s->r->nchild && n < sizeof(ranks) - 16; i++)
         if (s->r->w[i].running)
-            n += (size_t)snprintf(ranks + n, sizeof(ranks) - n, "%s%d", n ? "," : "",
-                                  s->r->w[i].rank);
-    if (n)
-        fprintf(stderr, "baton: rank(s) %s still running; sent SIGKILL\n", ranks);
+            n += (size_t)snprintf(ranks + n, sizeof(ranks) - n, "%s%s", n ? "," : "",
+                                  child_name(&s->r->w[i], name, sizeof(name)));
+    if (n) fprintf(stderr, "baton: rank(s) %s still running; sent SIGKILL\n", ranks);
     signal_groups(s, SIGKILL, 0);
     s->killed = 1;
 }
 
 static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
 {
+    char name[16];
     w->running = 0;
     w->status = status;
     s->running--;
-    BT_INFO(LAUNCH, "rank %d (pid %d) ended with status %d", w->rank, (int)w->pid,
-            bt__run_exit_status(status));
+    s->workers -= w->ps_index < 0;
+    BT_INFO(LAUNCH, "%s %s (pid %d) ended with status %d", w->ps_index < 0 ? "rank" : "server",
+            child_name(w, name, sizeof(name)), (int)w->pid, bt__run_exit_status(status));
     if (s->running == 0) {
         signal_groups(s, SIGKILL, 1); /* whatever the workers left behind in their groups */
         s->drain_until = bt__deadline_in(DRAIN_S);
     }
-    if (status == 0 || s->stopping || s->o->kind)
-        return;
+    if (status == 0 || s->stopping || s->o->kind) return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
     bt__run_describe(s->r, w, f.line, sizeof(f.line));
     bt__run_post_outcome(s->r, &f);
@@ -139,22 +153,22 @@ static void reap(struct sup *s)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-        for (int i = 0; i < s->r->nproc; i++)
-            if (s->r->w[i].pid == pid && s->r->w[i].running)
-                on_exit_status(s, &s->r->w[i], status);
+        for (int i = 0; i < s->r->nchild; i++)
+            if (s->r->w[i].pid == pid && s->r->w[i].running) on_exit_status(s, &s->r->w[i], status);
 }
 
 static void on_stop_signal(struct sup *s, int sig)
 {
     struct bt__run *r = s->r;
     if (++s->stop_signals > 1 && s->stopping) {
-        if (!s->killed)
-            kill_now(s);
+        if (!s->killed) kill_now(s);
         return;
     }
     struct bt__outcome t = {'T', 128 + sig, ""};
-    snprintf(t.line, sizeof(t.line), "baton on node %d (host %s) received %s; the workers were "
-             "stopped", r->spec.node_rank, r->host, bt__signal_name(sig));
+    snprintf(t.line, sizeof(t.line),
+             "baton on node %d (host %s) received %s; the workers were "
+             "stopped",
+             r->spec.node_rank, r->host, bt__signal_name(sig));
     if (!s->o->kind) {
         bt__run_post_outcome(r, &t);
         *s->o = t;
@@ -185,26 +199,24 @@ static void on_watcher(struct sup *s)
         w.status = BT_RUN_EXIT_LOST;
         snprintf(w.line, sizeof(w.line), "the rendezvous store holds an unreadable outcome");
     }
-    if (!s->o->kind)
-        *s->o = w;
-    if (w.kind != 'S')
-        teardown(s, SIGTERM);
+    if (!s->o->kind) *s->o = w;
+    if (w.kind != 'S') teardown(s, SIGTERM);
 }
 
 static int open_pipes(const struct sup *s)
 {
     int n = 0;
-    for (int i = 0; i < s->r->nproc; i++)
+    for (int i = 0; i < s->r->nchild; i++)
         n += (s->r->w[i].out.fd >= 0) + (s->r->w[i].err.fd >= 0);
     return n;
 }
 
-/* Poll timeout: the SIGKILL deadline, the drain deadline, else none. */
+/* Poll timeout: the SIGKILL deadline, the servers' linger, the drain deadline, else none. */
 static int timeout_ms(const struct sup *s)
 {
     int ms = -1;
-    if (s->stopping && !s->killed && s->running)
-        ms = bt__ms_left(s->kill_at);
+    if (s->stopping && !s->killed && s->running) ms = bt__ms_left(s->kill_at);
+    if (s->linger_until && !s->stopping && s->running) ms = bt__ms_left(s->linger_until);
     if (s->running == 0 && open_pipes(s)) {
         int d = bt__ms_left(s->drain_until);
         ms = ms < 0 || d < ms ? d : ms;
@@ -214,7 +226,7 @@ static int timeout_ms(const struct sup *s)
 
 static void flush_pipes(struct sup *s)
 {
-    for (int i = 0; i < s->r->nproc; i++) {
+    for (int i = 0; i < s->r->nchild; i++) {
         bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].out);
         bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].err);
     }
@@ -226,7 +238,7 @@ static int build_pollfds(struct sup *s, struct pollfd *p, struct bt__worker **wh
     int n = 0;
     p[n++] = (struct pollfd){bt__run_signal_fd(), POLLIN, 0};
     p[n++] = (struct pollfd){s->r->watcher_on ? s->r->notify_fd : -1, POLLIN, 0};
-    for (int i = 0; i < s->r->nproc; i++) {
+    for (int i = 0; i < s->r->nchild; i++) {
         struct bt__worker *w = &s->r->w[i];
         struct bt__linebuf *two[2] = {&w->out, &w->err};
         for (int k = 0; k < 2; k++)
@@ -239,19 +251,33 @@ static int build_pollfds(struct sup *s, struct pollfd *p, struct bt__worker **wh
     return n;
 }
 
+/* The job succeeded and servers still run: a while for them to exit by themselves, then
+ * SIGTERM. */
+static void stop_servers(struct sup *s)
+{
+    if (s->o->kind != 'S' || s->running == 0 || s->stopping) return;
+    if (!s->linger_until) s->linger_until = bt__deadline_in(SERVER_LINGER_S);
+    if (bt__ms_left(s->linger_until) > 0) return;
+    s->stopping = 1;
+    s->kill_at = bt__deadline_in(s->r->o.grace_s);
+    fprintf(stderr,
+            "baton: the workers are done; stopping %d ps server(s) on node %d (SIGTERM; "
+            "SIGKILL after %g s)\n",
+            s->running, s->r->spec.node_rank, s->r->o.grace_s);
+    signal_groups(s, SIGTERM, 0);
+}
+
 static int finished(struct sup *s)
 {
-    if (s->running == 0 && !s->done_posted && !s->o->kind) {
+    if (s->workers == 0 && !s->done_posted && !s->o->kind) {
         struct bt__outcome d;
         s->done_posted = 1;
         bt__run_post_done(s->r, &d);
-        if (d.kind)
-            *s->o = d;
+        if (d.kind) *s->o = d;
     }
-    if (s->running || !s->o->kind)
-        return 0;
-    if (open_pipes(s) && bt__ms_left(s->drain_until) > 0)
-        return 0;
+    stop_servers(s);
+    if (s->running || !s->o->kind) return 0;
+    if (open_pipes(s) && bt__ms_left(s->drain_until) > 0) return 0;
     flush_pipes(s);
     return 1;
 }
@@ -259,7 +285,7 @@ static int finished(struct sup *s)
 int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
 {
     struct sup s = {.r = r, .o = o, .running = 0};
-    size_t cap = 2 + 2 * (size_t)r->nproc;
+    size_t cap = 2 + 2 * (size_t)r->nchild;
     struct pollfd *p = calloc(cap, sizeof(*p));
     struct bt__worker **who = calloc(cap, sizeof(*who));
     struct bt__linebuf **lbs = calloc(cap, sizeof(*lbs));
@@ -267,25 +293,22 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
         free(p), free(who), free(lbs);
         return BT_ERR_SYSTEM;
     }
-    for (int i = 0; i < r->nproc; i++)
+    for (int i = 0; i < r->nchild; i++) {
         s.running += r->w[i].running;
+        s.workers += r->w[i].running && r->w[i].ps_index < 0;
+    }
     if (o->kind) /* the caller already knows how this ends (workers failed to start) */
         teardown(&s, SIGTERM);
     reap(&s);
     while (!finished(&s)) {
         int n = build_pollfds(&s, p, who, lbs);
         int k = poll(p, (nfds_t)n, timeout_ms(&s));
-        if (k < 0 && errno != EINTR)
-            break;
-        if (p[0].revents)
-            on_signal_bytes(&s);
-        if (p[1].fd >= 0 && p[1].revents)
-            on_watcher(&s);
+        if (k < 0 && errno != EINTR) break;
+        if (p[0].revents) on_signal_bytes(&s);
+        if (p[1].fd >= 0 && p[1].revents) on_watcher(&s);
         for (int i = 2; k > 0 && i < n; i++)
-            if (p[i].revents && lbs[i]->fd == p[i].fd)
-                bt__run_output_read(r, who[i], lbs[i]);
-        if (s.stopping && !s.killed && s.running && bt__ms_left(s.kill_at) == 0)
-            kill_now(&s);
+            if (p[i].revents && lbs[i]->fd == p[i].fd) bt__run_output_read(r, who[i], lbs[i]);
+        if (s.stopping && !s.killed && s.running && bt__ms_left(s.kill_at) == 0) kill_now(&s);
     }
     free(p), free(who), free(lbs);
     return BT_OK;

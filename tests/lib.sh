@@ -29,16 +29,17 @@ t_on_exit() { T_CLEANUPS+=("$1"); }
 t_bg() { "$@" & T_LAST_PID=$!; T_PIDS+=("$T_LAST_PID"); }
 
 # t_wait PID SECONDS: waits for a t_bg child; prints its exit status, or 124 on timeout
-# (the child is then killed).
+# (the child is then killed), and also leaves it in $T_RC. Call it directly (`t_wait P 5 >f` or
+# `t_wait P 5 >/dev/null; echo $T_RC`), never inside $(...): a subshell cannot reap our child.
 t_wait() {
     local pid=$1 limit=$2 i=0
     while kill -0 "$pid" 2>/dev/null; do
         if ! ps -o stat= -p "$pid" 2>/dev/null | grep -q Z && [ $i -ge $((limit * 10)) ]; then
-            kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; echo 124; return; fi
+            kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; T_RC=124; echo 124; return; fi
         ps -o stat= -p "$pid" 2>/dev/null | grep -q Z && break
         sleep 0.1; i=$((i + 1))
     done
-    wait "$pid" 2>/dev/null; echo $?
+    wait "$pid" 2>/dev/null; T_RC=$?; echo $T_RC
 }
 
 # t_free_port: a port the kernel handed out for port 0, free right now.

@@ -35,7 +35,8 @@ n1=$T_LAST_PID
 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT,NET timeout 120 "$BATON" run --nnodes 2 --node-rank 0 \
     --rdzv 127.0.0.1:$port -n 2 -- "$CHECK" --iters 5 >"$T_TMP/node0.log" 2>&1
 t_expect_eq "2 nodes x 2 ranks: node 0 exit status" "$?" 0
-t_expect_eq "2 nodes x 2 ranks: node 1 exit status" "$(t_wait "$n1" 60)" 0
+t_wait "$n1" 60 >"$T_TMP/rc1" # not in $(...): a subshell cannot reap our child
+t_expect_eq "2 nodes x 2 ranks: node 1 exit status" "$(cat "$T_TMP/rc1")" 0
 cat "$T_TMP/node0.log" "$T_TMP/node1.log" >"$T_TMP/nodes.log"
 all_ok "2 nodes" 4 "$T_TMP/nodes.log"
 t_grep "2 nodes: hierarchical allreduce chosen" 'transports shm\+tcp \(hierarchical' "$T_TMP/node0.log"

@@ -7,7 +7,7 @@
 # of shared/k8s-operator-facts.md), TF_CONFIG byte for byte, restartPolicy mapping, the
 # operator's validation errors (exit 2, one line, nothing written), apply/delete through a fake
 # kubectl, and a clear error when kubectl is missing.
-# timeout: 120
+# timeout: 180
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
 SCHEMAS=$BATON_SRC/../shared/k8s-schemas

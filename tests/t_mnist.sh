@@ -20,7 +20,7 @@ usage_case() { # NAME PATTERN ARGS...
 usage_case "unknown flag" "unknown flag --frobnicate" --frobnicate
 usage_case "bad number" "--batch 0: want 1..4096" --batch 0
 usage_case "missing value" "--epochs needs a value" --epochs
-usage_case "mode ps not in this build" "--mode ps: not available" --mode ps
+usage_case "mode ps without a parameter server" "--mode ps: not available without a parameter server" --mode ps
 usage_case "missing data dir" "/nonexistent/train-images-idx3-ubyte\[.gz\]: not found" \
     --data /nonexistent
 mkdir -p "$T_TMP/bad"

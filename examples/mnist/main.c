@@ -16,23 +16,24 @@
  * rank r takes its r-th slice of them. So 1 rank with --batch 128 and 4 ranks with --batch 32
  * take the same steps, up to the order of float sums.
  *
- * How gradients meet is behind a small table (struct exchange_ops): --mode allreduce is the
- * one this build has; a parameter-server mode slots in beside it.
+ * How gradients meet is behind a small table (struct exchange_ops) in train.c. With --mode ps
+ * they go through baton's parameter server instead (include/baton_ps.h):
+ *
+ *   baton run -n 2 --ps 1 -- build/examples/mnist_cnn --mode ps
+ *
+ * each rank pushes the mean gradient of its images and pulls the parameters; the servers
+ * average the workers' gradients and apply Adam (sync), or apply each push as it arrives
+ * (--ps-consistency async|bounded:S).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include "baton.h"
+#include "baton_ps.h"
 #include "mnist.h"
 #include "train.h"
 
@@ -41,13 +42,15 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: mnist_cnn [--data DIR] [--mode allreduce|ps] [--epochs N] [--batch N]\n"
-            "                 [--lr X] [--seed N] [--threads N] [--max-steps N]\n"
+            "usage: mnist_cnn [--data DIR] [--mode allreduce|ps] [--ps-consistency C]\n"
+            "                 [--epochs N] [--batch N] [--lr X] [--seed N] [--threads N]\n"
+            "                 [--max-steps N]\n"
             "                 [--checkpoint-dir DIR] [--no-checkpoint] [--resume]\n"
             "                 [--evaluate MODEL]\n"
             "  --data DIR            IDX files, plain or .gz (default %s)\n"
-            "  --mode M              gradient exchange: allreduce (default); ps is not in this "
-            "build\n"
+            "  --mode M              gradient exchange: allreduce (default), or ps: through\n"
+            "                        baton's parameter server (baton run --ps N)\n"
+            "  --ps-consistency C    ps mode: sync (default), async or bounded:S\n"
             "  --epochs N            passes over the training set (default 10)\n"
             "  --batch N             images per rank per step (default 32)\n"
             "  --lr X                Adam learning rate (default 0.001)\n"
@@ -79,13 +82,37 @@ static int bad_flag(const char *flag, const char *value, const char *want)
     return 2;
 }
 
+/* What the flags cannot say one at a time; 0 or 2 (reported). */
+static int check_flags(const struct mn_opts *o)
+{
+    if (o->ps_consistency && !o->mode_ps) {
+        fprintf(stderr, "mnist_cnn: --ps-consistency %s needs --mode ps\n", o->ps_consistency);
+        return 2;
+    }
+    /* Without a server count the client would wait BATON_TIMEOUT for a server to appear. */
+    const char *nps = getenv("BATON_PS_SERVERS");
+    if (o->mode_ps && !o->evaluate && (!nps || !*nps || strcmp(nps, "0") == 0)) {
+        fprintf(stderr, "mnist_cnn: --mode ps: not available without a parameter server "
+                "(BATON_PS_SERVERS is not set); run it as `baton run -n 2 --ps 1 -- mnist_cnn "
+                "--mode ps`, or start `baton ps` and set BATON_PS_SERVERS\n");
+        return 2;
+    }
+    if (o->threads > o->batch) {
+        fprintf(stderr, "mnist_cnn: --threads %d is more than --batch %d; use at most one thread "
+                "per image\n", o->threads, o->batch);
+        return 2;
+    }
+    return 0;
+}
+
 /* Returns 0, 1 for --help (exit 0), or 2 (usage error, already reported). */
 static int parse_flags(int argc, char **argv, struct mn_opts *o)
 {
-    enum { O_DATA = 256, O_MODE, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_MAXSTEPS,
+    enum { O_DATA = 256, O_MODE, O_PSCONS, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_MAXSTEPS,
            O_CKPT, O_NOCKPT, O_RESUME, O_EVAL, O_HELP };
     static const struct option longopts[] = {
         {"data", 1, 0, O_DATA},        {"mode", 1, 0, O_MODE},       {"epochs", 1, 0, O_EPOCHS},
+        {"ps-consistency", 1, 0, O_PSCONS},
         {"batch", 1, 0, O_BATCH},      {"lr", 1, 0, O_LR},           {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS},  {"max-steps", 1, 0, O_MAXSTEPS},
         {"checkpoint-dir", 1, 0, O_CKPT}, {"no-checkpoint", 0, 0, O_NOCKPT},
@@ -99,13 +126,17 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
         switch (c) {
         case O_DATA: o->data_dir = optarg; break;
         case O_MODE:
-            if (strcmp(optarg, "allreduce") == 0) break;
-            if (strcmp(optarg, "ps") == 0) {
-                fprintf(stderr, "mnist_cnn: --mode ps: not available in this build (libbaton has "
-                        "no parameter server yet); use --mode allreduce\n");
-                return 2;
-            }
-            return bad_flag("--mode", optarg, "want allreduce or ps");
+            if (strcmp(optarg, "allreduce") != 0 && strcmp(optarg, "ps") != 0)
+                return bad_flag("--mode", optarg, "want allreduce or ps");
+            o->mode_ps = optarg[0] == 'p';
+            break;
+        case O_PSCONS: {
+            bt_ps_opt po;
+            if (bt_ps_consistency_parse(optarg, &po) != BT_OK)
+                return bad_flag("--ps-consistency", optarg, "want sync, async or bounded:S");
+            o->ps_consistency = optarg;
+            break;
+        }
         case O_EPOCHS:
             if (parse_long(optarg, 1, 100000, &v)) return bad_flag("--epochs", optarg, "want 1..100000");
             o->epochs = (int)v;
@@ -151,12 +182,7 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
         fprintf(stderr, "mnist_cnn: unexpected argument '%s'; see mnist_cnn --help\n", argv[optind]);
         return 2;
     }
-    if (o->threads > o->batch) {
-        fprintf(stderr, "mnist_cnn: --threads %d is more than --batch %d; use at most one thread "
-                "per image\n", o->threads, o->batch);
-        return 2;
-    }
-    return 0;
+    return check_flags(o);
 }
 
 /* ---- data ---- */

@@ -1,5 +1,6 @@
 /* train.c: the training loop of mnist_cnn: threads over the batch, the gradient exchange
- * (behind struct exchange_ops), sharded evaluation, checkpoints, and what rank 0 prints.
+ * (behind struct exchange_ops: allreduce, parameter server, or none for a job of one),
+ * sharded evaluation, checkpoints, and what rank 0 prints.
  * See main.c for the walk through what a baton program does.
  */
 #include <errno.h>
@@ -14,13 +15,9 @@
 #include <zlib.h>
 
 #include "baton.h"
+#include "baton_ps.h"
 #include "mnist.h"
 #include "train.h"
-
-/* TEMPORARY, until libbaton has its collectives: weak references, so that this program links
- * meanwhile and a job of more than one rank says what is missing. */
-#pragma weak bt_allreduce
-#pragma weak bt_broadcast
 
 /* The exchanged gradient is fixed point: each piece of MN_PIECE images (or fewer) has its
  * float gradient rounded to int64 units of 2^-MN_FIXED_BITS and added in integers. Integer
@@ -45,7 +42,14 @@ struct exchange_ops {
      * into the job's mean gradient (tr->grads) and updates tr->params; afterwards the tail
      * of xgrads holds the job's loss sum and correct count. */
     int (*apply)(struct trainer *tr);
+    /* After an epoch's steps (NULL: nothing to do): makes stats (this rank's summed per-step
+     * loss and accuracy) the job's, and every rank's parameters the same. */
+    int (*epoch_end)(struct trainer *tr, double stats[2]);
 };
+
+#define MN_X_ONE(name, count) +1
+enum { MN_NUM_TENSORS = 0 MN_PARAM_TABLE(MN_X_ONE) };
+#undef MN_X_ONE
 
 enum job { JOB_TRAIN, JOB_EVAL, JOB_QUIT };
 
@@ -91,7 +95,13 @@ struct trainer {
     struct worker *workers;
     pthread_barrier_t go, done;
     enum job job;
-    double comm_s; /* seconds inside collectives during training steps */
+    double comm_s; /* seconds inside collectives (or push + pull) during training steps */
+    /* --mode ps: one key per tensor, views of params and grads */
+    bt_ps *ps;
+    bt_ps_opt ps_opt;
+    const char *ps_names[MN_NUM_TENSORS];
+    size_t ps_counts[MN_NUM_TENSORS];
+    float *ps_vals[MN_NUM_TENSORS], *ps_grads[MN_NUM_TENSORS];
 };
 
 static double now_s(void)
@@ -161,8 +171,108 @@ static int local_apply(struct trainer *tr)
 }
 
 static const struct exchange_ops xchg_allreduce = {"allreduce", allreduce_sync_state,
-                                                   allreduce_apply};
-static const struct exchange_ops xchg_local = {"local", local_sync_state, local_apply};
+                                                   allreduce_apply, NULL};
+static const struct exchange_ops xchg_local = {"local", local_sync_state, local_apply, NULL};
+
+/* ---- the parameter-server exchange ----
+ * Every tensor of MN_PARAM_TABLE is a key (so a server count above one spreads the layers
+ * over the servers). The servers hold the parameters and Adam's state and apply Adam; a rank
+ * holds no optimizer state. Every step a rank pushes the mean gradient over its own images
+ * and pulls the parameters back: in sync mode the servers average the ranks' gradients into
+ * one update (the same step allreduce mode takes, up to float rounding) and the pull waits
+ * for it; async applies each push as it arrives, bounded:S lets a rank run S pushes ahead. */
+
+static int ps_failed(struct trainer *tr, const char *what, int rc)
+{
+    fprintf(stderr, "mnist_cnn: rank %d: %s: %s: %s\n", tr->rank, what, bt_strerror(rc),
+            bt_ps_last_error(tr->ps));
+    return 1;
+}
+
+/* Opens the client from the env `baton run --ps N` sets; 0 or an exit status (reported). */
+static int ps_open(struct trainer *tr)
+{
+#define MN_X_KEY(name, count) {#name, count},
+    static const struct { const char *name; size_t count; } keys[] = {
+        MN_PARAM_TABLE(MN_X_KEY)};
+#undef MN_X_KEY
+    size_t off = 0;
+    for (int k = 0; k < MN_NUM_TENSORS; k++) {
+        tr->ps_names[k] = keys[k].name;
+        tr->ps_counts[k] = keys[k].count;
+        tr->ps_vals[k] = tr->params + off;
+        tr->ps_grads[k] = tr->grads + off;
+        off += keys[k].count;
+    }
+    bt_ps_opt_default(&tr->ps_opt);
+    tr->ps_opt.kind = BT_PS_ADAM;
+    tr->ps_opt.lr = (float)tr->o->lr;
+    tr->ps_opt.beta1 = tr->adam.beta1;
+    tr->ps_opt.beta2 = tr->adam.beta2;
+    tr->ps_opt.eps = tr->adam.eps;
+    const char *cons = tr->o->ps_consistency ? tr->o->ps_consistency : "sync";
+    if (bt_ps_consistency_parse(cons, &tr->ps_opt) != BT_OK) return 2; /* main checked it */
+    int rc = bt_ps_open(&tr->ps);
+    if (rc != BT_OK) {
+        fprintf(stderr, "mnist_cnn: rank %d: bt_ps_open: %s: %s\n", tr->rank, bt_strerror(rc),
+                bt_ps_last_error(NULL));
+        return 1;
+    }
+    return 0;
+}
+
+/* Rank 0's parameters (fresh, or its checkpoint) declare the keys; the first declaration
+ * wins, so servers that already hold the model (reloaded from their own checkpoint, or
+ * serving a job that restarted) keep theirs, and the pull gives every rank the servers'. */
+static int ps_sync_state(struct trainer *tr)
+{
+    int rc = tr->world > 1 ? bt_broadcast(tr->comm, tr->params, MN_NUM_PARAMS, BT_FLOAT32, 0)
+                           : BT_OK;
+    if (rc != BT_OK) return coll_failed(tr, "bt_broadcast of the parameters", rc);
+    rc = bt_ps_init_many(tr->ps, MN_NUM_TENSORS, tr->ps_names,
+                         (const float *const *)tr->ps_vals, tr->ps_counts, &tr->ps_opt);
+    if (rc != BT_OK) return ps_failed(tr, "bt_ps_init_many", rc);
+    memcpy(tr->grads, tr->params, sizeof(float) * MN_NUM_PARAMS);
+    rc = bt_ps_pull_many(tr->ps, MN_NUM_TENSORS, tr->ps_names, tr->ps_vals, tr->ps_counts);
+    if (rc != BT_OK) return ps_failed(tr, "bt_ps_pull_many", rc);
+    if (tr->rank == 0 && memcmp(tr->grads, tr->params, sizeof(float) * MN_NUM_PARAMS) != 0)
+        printf("mnist_cnn: the ps servers already hold the model (their checkpoint, or an "
+               "earlier run); training goes on from their parameters and Adam state\n");
+    return 0;
+}
+
+static int ps_apply(struct trainer *tr)
+{
+    /* xgrads is this rank's share of the global mean; times world, the mean of its images */
+    from_fixed(tr->xgrads, tr->grads, MN_NUM_PARAMS);
+    const float scale = (float)tr->world;
+    for (size_t i = 0; i < MN_NUM_PARAMS; i++) tr->grads[i] *= scale;
+    double t0 = now_s();
+    int rc = bt_ps_push_many(tr->ps, MN_NUM_TENSORS, tr->ps_names,
+                             (const float *const *)tr->ps_grads, tr->ps_counts);
+    if (rc != BT_OK) return ps_failed(tr, "bt_ps_push_many of the gradients", rc);
+    rc = bt_ps_pull_many(tr->ps, MN_NUM_TENSORS, tr->ps_names, tr->ps_vals, tr->ps_counts);
+    tr->comm_s += now_s() - t0;
+    if (rc != BT_OK) return ps_failed(tr, "bt_ps_pull_many of the parameters", rc);
+    /* the loss and accuracy of this rank's images stand for the job's until epoch_end */
+    tr->xgrads[MN_NUM_PARAMS] *= tr->world;
+    tr->xgrads[MN_NUM_PARAMS + 1] *= tr->world;
+    return 0;
+}
+
+/* Once every rank is inside the allreduce, every rank has pushed its last gradient of the
+ * epoch, and no rank pushes again before every rank is inside the evaluation's allreduce:
+ * the pull in between gives all ranks the same parameters (async and bounded too). */
+static int ps_epoch_end(struct trainer *tr, double stats[2])
+{
+    if (tr->world == 1) return 0;
+    int rc = bt_allreduce(tr->comm, stats, stats, 2, BT_FLOAT64, BT_AVG);
+    if (rc != BT_OK) return coll_failed(tr, "bt_allreduce of the epoch's loss", rc);
+    rc = bt_ps_pull_many(tr->ps, MN_NUM_TENSORS, tr->ps_names, tr->ps_vals, tr->ps_counts);
+    return rc == BT_OK ? 0 : ps_failed(tr, "bt_ps_pull_many of the parameters", rc);
+}
+
+static const struct exchange_ops xchg_ps = {"ps", ps_sync_state, ps_apply, ps_epoch_end};
 
 /* ---- work for the threads ---- */
 
@@ -533,11 +643,7 @@ static int trainer_init(struct trainer *tr, const struct mn_opts *o, const struc
     bt_comm_rank(comm, &tr->rank);
     bt_comm_size(comm, &tr->world);
     tr->xchg = tr->world > 1 ? &xchg_allreduce : &xchg_local;
-    if (tr->world > 1 && (!bt_allreduce || !bt_broadcast)) {
-        fprintf(stderr, "mnist_cnn: this libbaton has no bt_allreduce/bt_broadcast yet; run one "
-                "rank\n");
-        exit(1);
-    }
+    if (o->mode_ps && !o->evaluate) tr->xchg = &xchg_ps;
     tr->batch = o->batch;
     tr->global_batch = o->batch * tr->world;
     tr->nthreads = o->threads;
@@ -566,7 +672,7 @@ struct run_stats {
 
 /* On a terminal, rank 0 redraws one progress line at most 4 times a second. */
 static void progress(const struct trainer *tr, uint32_t s, uint32_t spe,
-                     const struct run_stats *e, double t_epoch)
+                     const struct run_stats *e)
 {
     static double last;
     double t = now_s();
@@ -575,7 +681,6 @@ static void progress(const struct trainer *tr, uint32_t s, uint32_t spe,
     printf("\r  epoch %u [%5u/%u] loss %.4f acc %.4f %6.0f img/s", tr->epoch + 1, s + 1, spe,
            e->loss_sum / (double)e->steps, e->acc_sum / (double)e->steps,
            (double)e->steps * tr->global_batch / (e->train_s > 0 ? e->train_s : 1e-9));
-    (void)t_epoch;
     fflush(stdout);
 }
 
@@ -597,7 +702,7 @@ static int run_epoch(struct trainer *tr, uint32_t spe, struct run_stats *e, int 
         e->steps++;
         tr->global_step++;
         tr->step_in_epoch = s + 1;
-        if (tty) progress(tr, s, spe, e, t0);
+        if (tty) progress(tr, s, spe, e);
     }
     if (tty) printf("\r\033[K");
     return 0;
@@ -628,6 +733,12 @@ static int train(struct trainer *tr, struct run_stats *all, double ev[4])
         shuffle_epoch(tr, &rng_after);
         if (run_epoch(tr, spe, &e, &stopped) != 0) return 1;
         if (e.steps == 0) break;
+        if (tr->xchg->epoch_end) {
+            double st[2] = {e.loss_sum, e.acc_sum};
+            if (tr->xchg->epoch_end(tr, st) != 0) return 1;
+            e.loss_sum = st[0];
+            e.acc_sum = st[1];
+        }
         if (evaluate(tr, ev) != 0) return 1;
         tr->last_loss = (float)(e.loss_sum / (double)e.steps);
         if (!stopped) { /* the epoch is whole: the checkpoint continues with the next */
@@ -672,13 +783,16 @@ int mn_run(const struct mn_opts *o, const struct mn_data *d, bt_comm *comm)
                    ev[2], ev[0], ev[3], (d->n_val + d->n_test) / (now_s() - t0));
         goto out;
     }
+    if (tr.xchg == &xchg_ps && (rc = ps_open(&tr)) != 0) goto out;
     if (o->ckpt_dir) snprintf(path, sizeof path, "%s/checkpoint.bin", o->ckpt_dir);
     if ((rc = load_state(&tr, o->resume && o->ckpt_dir ? path : NULL, 0)) != 0) goto out;
     if (tr.rank == 0)
         printf("mnist_cnn: %d rank%s x %d thread%s, batch %d per rank (%d global), %u train / "
-               "%u val / %u test images from %s, gemm %s\n", tr.world, tr.world > 1 ? "s" : "",
-               tr.nthreads, tr.nthreads > 1 ? "s" : "", tr.batch, tr.global_batch, d->n_train,
-               d->n_val, d->n_test, o->data_dir, mn_gemm_kernel_name());
+               "%u val / %u test images from %s, gemm %s%s%s\n", tr.world,
+               tr.world > 1 ? "s" : "", tr.nthreads, tr.nthreads > 1 ? "s" : "", tr.batch,
+               tr.global_batch, d->n_train, d->n_val, d->n_test, o->data_dir,
+               mn_gemm_kernel_name(), tr.ps ? ", parameter server " : "",
+               tr.ps ? (o->ps_consistency ? o->ps_consistency : "sync") : "");
     if ((rc = train(&tr, &all, ev)) != 0) goto out;
     if (tr.rank == 0) {
         if (o->ckpt_dir) ckpt_write(&tr, "model.bin");
@@ -689,6 +803,12 @@ int mn_run(const struct mn_opts *o, const struct mn_data *d, bt_comm *comm)
         fflush(stdout);
     }
 out:
+    /* every rank closes; the servers exit 0 once every worker has closed */
+    int crc = tr.ps ? bt_ps_close(tr.ps) : BT_OK;
+    if (crc != BT_OK && rc == 0) {
+        fprintf(stderr, "mnist_cnn: rank %d: bt_ps_close: %s\n", tr.rank, bt_strerror(crc));
+        rc = 1;
+    }
     trainer_free(&tr);
     return rc;
 }

@@ -14,6 +14,8 @@ struct mn_opts {
     const char *data_dir;
     const char *ckpt_dir; /* NULL: no checkpoints */
     const char *evaluate; /* a model file: evaluate only */
+    int mode_ps;          /* --mode ps: exchange through baton's parameter server */
+    const char *ps_consistency; /* --ps-consistency: sync, async or bounded:S */
     int epochs, batch, threads, resume;
     long max_steps; /* 0: none */
     double lr;

@@ -87,6 +87,8 @@ static int worker(const struct opts *o)
         return 4;
     float *buf = calloc(o->count ? o->count : 1, sizeof(float));
     double t_die = 0;
+    printf("rank %d: loop started\n", rank);
+    fflush(stdout);
     for (int it = 0; rc == 0 && it < o->iters; it++) {
         if (it == o->die_at) {
             t_die = now_s();

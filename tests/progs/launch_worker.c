@@ -26,8 +26,7 @@ static void on_term(int sig)
     char path[512];
     snprintf(path, sizeof(path), "%s/term.%d", term_dir, my_rank);
     FILE *f = fopen(path, "w"); /* not async-signal-safe, but the process dies right after */
-    if (f)
-        fclose(f);
+    if (f) fclose(f);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -51,8 +50,7 @@ static void write_pid(const char *dir, int rank)
     snprintf(tmp, sizeof(tmp), "%s/.pid.%d.tmp", dir, rank);
     snprintf(path, sizeof(path), "%s/pid.%d", dir, rank);
     FILE *f = fopen(tmp, "w");
-    if (!f)
-        return;
+    if (!f) return;
     fprintf(f, "%d\n", (int)getpid());
     fclose(f);
     rename(tmp, path);
@@ -61,10 +59,11 @@ static void write_pid(const char *dir, int rank)
 static void print_env(void)
 {
     static const char *names[] = {
-        "BATON_RANK", "BATON_WORLD_SIZE", "BATON_LOCAL_RANK", "BATON_LOCAL_WORLD_SIZE",
-        "BATON_NODE_RANK", "BATON_NNODES", "BATON_ROLE", "BATON_RDZV", "BATON_JOB_ID",
-        "BATON_TOKEN", "BATON_RESTART_COUNT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
-        "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT"};
+        "BATON_RANK",      "BATON_WORLD_SIZE", "BATON_LOCAL_RANK",    "BATON_LOCAL_WORLD_SIZE",
+        "BATON_NODE_RANK", "BATON_NNODES",     "BATON_ROLE",          "BATON_RDZV",
+        "BATON_JOB_ID",    "BATON_TOKEN",      "BATON_RESTART_COUNT", "RANK",
+        "WORLD_SIZE",      "LOCAL_RANK",       "LOCAL_WORLD_SIZE",    "GROUP_RANK",
+        "MASTER_ADDR",     "MASTER_PORT"};
     printf("ENV");
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         const char *v = getenv(names[i]);
@@ -91,34 +90,39 @@ int main(int argc, char **argv)
             continue;
         }
         i++;
-        if (!strcmp(a, "--pidfile")) pidfile = v;
-        else if (!strcmp(a, "--term-mark")) term_dir = v;
-        else if (!strcmp(a, "--rank")) act_rank = atoi(v);
-        else if (!strcmp(a, "--node")) act_node = atoi(v);
-        else if (!strcmp(a, "--code")) code = atoi(v);
-        else if (!strcmp(a, "--signal")) sig = atoi(v);
-        else if (!strcmp(a, "--delay")) delay = atof(v) / 1000.0;
-        else if (!strcmp(a, "--fail-until")) fail_until = atoi(v);
-        else if (!strcmp(a, "--sleep")) sleep_for = atof(v);
+        if (!strcmp(a, "--pidfile"))
+            pidfile = v;
+        else if (!strcmp(a, "--term-mark"))
+            term_dir = v;
+        else if (!strcmp(a, "--rank"))
+            act_rank = atoi(v);
+        else if (!strcmp(a, "--node"))
+            act_node = atoi(v);
+        else if (!strcmp(a, "--code"))
+            code = atoi(v);
+        else if (!strcmp(a, "--signal"))
+            sig = atoi(v);
+        else if (!strcmp(a, "--delay"))
+            delay = atof(v) / 1000.0;
+        else if (!strcmp(a, "--fail-until"))
+            fail_until = atoi(v);
+        else if (!strcmp(a, "--sleep"))
+            sleep_for = atof(v);
         else {
             fprintf(stderr, "launch_worker: unknown flag %s\n", a);
             return 2;
         }
     }
-    if (term_dir)
-        signal(SIGTERM, on_term);
-    if (pidfile)
-        write_pid(pidfile, my_rank);
-    if (env)
-        print_env();
+    if (term_dir) signal(SIGTERM, on_term);
+    if (pidfile) write_pid(pidfile, my_rank);
+    if (env) print_env();
     int restart = env_int("BATON_RESTART_COUNT", 0);
     if (fail_until && my_rank == 0 && restart < fail_until) {
         sleep_s(delay);
         fprintf(stderr, "failing on purpose in restart %d\n", restart);
         return 7;
     }
-    if (fail_until)
-        printf("restart %d ok\n", restart);
+    if (fail_until) printf("restart %d ok\n", restart);
     int acts = my_rank == act_rank || (act_node >= 0 && env_int("BATON_NODE_RANK", 0) == act_node);
     if (acts && (code >= 0 || sig)) {
         sleep_s(delay);
@@ -126,8 +130,7 @@ int main(int argc, char **argv)
             signal(sig, SIG_DFL); /* a sanitizer's own SIGSEGV handler would exit 1 */
             raise(sig);
         }
-        if (code >= 0)
-            return code;
+        if (code >= 0) return code;
     }
     sleep_s(sleep_for);
     return 0;

@@ -1,0 +1,98 @@
+/* run_ps.c: the parameter servers of a job started by `baton run`.
+ *
+ * `--ps N` (one machine, or several nodes): node 0's launcher starts N servers beside its
+ * workers, as children running `baton ps --index I` (baton itself, from /proc/self/exe). They
+ * are supervised like workers but are not ranks: output tagged "[psI] ", a server that fails
+ * fails the job (the root cause names it), and once every worker of the job has exited 0 a
+ * server that has not exited by itself gets SIGTERM (it checkpoints and exits 0). Servers are
+ * restarted with the workers (--max-restarts), under the new BATON_RESTART_COUNT. Every
+ * worker of every node gets BATON_PS_SERVERS=N, so give every launcher the same --ps.
+ * A server publishes ps/<gen>/server/<I> = its address in the store (collectives/ps_server.c):
+ * on one node the route to 127.0.0.1; with several nodes BATON_RDZV is the address the other
+ * nodes use to reach node 0, so the server publishes node 0's address on that route.
+ *
+ * TFJob: a pod whose TF_CONFIG task type is "ps" runs no PROGRAM: `baton run` runs ps task
+ * I's server in its own process, against the store the chief's launcher hosts, bound to the
+ * port TF_CONFIG gives task I, and exits with the server's status (0 once every worker has
+ * closed or the chief said the job is done, or on SIGTERM). Chief and workers get
+ * BATON_PS_SERVERS = the number of ps tasks.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "collectives/ps.h"
+#include "common/sock.h"
+#include "launcher/run.h"
+
+static void endpoint(char *out, size_t n, const char *host, int port)
+{
+    snprintf(out, n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+int bt__run_ps_setup(struct bt__run *r, struct bt__err *err)
+{
+    ssize_t len = readlink("/proc/self/exe", r->self_exe, sizeof(r->self_exe) - 1);
+    if (r->nchild == r->nproc) return BT_OK;
+    if (len <= 0)
+        return bt__err_set(err, BT_ERR_SYSTEM,
+                           "cannot find baton's own executable for --ps "
+                           "(/proc/self/exe)");
+    r->self_exe[len] = 0;
+    for (int i = r->nproc; i < r->nchild; i++) {
+        struct bt__worker *w = &r->w[i];
+        w->ps_index = i - r->nproc;
+        snprintf(w->ps_argv_idx, sizeof(w->ps_argv_idx), "%d", w->ps_index);
+        w->ps_argv[0] = "baton";
+        w->ps_argv[1] = "ps";
+        w->ps_argv[2] = "--index";
+        w->ps_argv[3] = w->ps_argv_idx;
+        w->ps_argv[4] = NULL;
+        w->prog = r->self_exe;
+        w->argv = w->ps_argv;
+    }
+    return BT_OK;
+}
+
+void bt__run_ps_rdzv(const struct bt__run *r, char *out, size_t n)
+{
+    if (r->spec.nnodes > 1 && r->spec.rdzv_host[0])
+        endpoint(out, n, r->spec.rdzv_host, r->store_port);
+    else
+        snprintf(out, n, "%s", r->rdzv_env);
+}
+
+/* The port TF_CONFIG gives ps task `index`, or 0 (any) when BATON_PS_PORT says otherwise. */
+static int tf_port(const struct bt__spec *s, int index)
+{
+    char host[BT_SPEC_HOST_MAX];
+    int port = 0;
+    if (getenv("BATON_PS_PORT") || index < 0 || index >= s->nps) return 0;
+    if (bt__parse_endpoint(s->ps_hosts[index], host, sizeof(host), &port) != 0) return 0;
+    return port > 0 ? port : 0;
+}
+
+int bt__run_ps_pod(struct bt__run *r)
+{
+    const struct bt__spec *s = &r->spec;
+    struct bt__ps_server_cfg cfg;
+    char rdzv[BT_SPEC_HOST_MAX + 16];
+    int index = s->tf_task_index >= 0 ? s->tf_task_index : 0;
+    if (gethostname(r->host, sizeof(r->host) - 1) != 0) snprintf(r->host, sizeof(r->host), "?");
+    if (bt__run_token(r) != 0) {
+        fprintf(stderr, "baton run: cannot make a job token (getrandom)\n");
+        return BT_RUN_EXIT_LAUNCHER;
+    }
+    endpoint(rdzv, sizeof(rdzv), s->rdzv_host, s->rdzv_port);
+    bt__ps_server_cfg_env(&cfg);
+    cfg.rdzv = rdzv;
+    cfg.token = r->token;
+    cfg.index = index;
+    if (tf_port(s, index)) cfg.port = tf_port(s, index);
+    fprintf(stderr,
+            "baton: %s is TF ps task %d of job '%s': running baton's parameter server (as "
+            "`baton ps --index %d`, store %s); %s is not started on ps tasks\n",
+            r->host, index, r->job_id, index, rdzv, r->o.argv[0]);
+    return bt__ps_server_main(&cfg);
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# t_launch_ps.sh: parameter servers under `baton run`: `--ps 1` and `--ps 2` beside two sync
+# workers (tests/progs/ps_train; with --ps 2 the key is split across both servers), output
+# tagged [psI], servers that exit by themselves once the workers closed, servers stopped after
+# success when they do not, a failing server failing the job with a report naming it, --ps
+# usage errors; a TFJob emulated on this machine: four launchers (chief, worker 0, worker 1,
+# ps 0) with TF_CONFIG on 127.0.0.1 ports, the ps pod running the server itself; an evaluator
+# pod runs its program with no rank env.
+# timeout: 150
+. "$(dirname "$0")/lib.sh"
+P=$BATON_BUILD/tests/progs
+if [ ! -x "$BATON" ] || [ ! -x "$P/ps_train" ]; then
+    t_skip "baton run --ps" "build $BATON and tests/progs first"; t_done; fi
+export BATON_TIMEOUT=30 BATON_PS_PARTITION_BYTES=4K # 3000 floats = 12 KB: split over servers
+unset BATON_TOKEN BATON_RDZV BATON_PS_SERVERS BATON_RANK BATON_WORLD_SIZE TF_CONFIG
+
+# losses_fall FILE RANK STEPS: rank's last step is STEPS-1 and its loss fell 1000-fold.
+losses_fall() {
+    awk -v tag="[$2]" -v last="$(($3 - 1))" '
+        $1 == tag && $2 == "step" { loss[$3] = $5; n = $3 }
+        END { exit !(n == last && loss[last] < loss[0] * 1e-3) }' "$1"
+}
+
+# --ps 1: two workers train through one server; everything exits 0.
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS,LAUNCH timeout 60 "$BATON" run -n 2 --ps 1 \
+    --log-dir "$T_TMP/logs" -- "$P/ps_train" 60 3000 sync >"$T_TMP/a.out" 2>"$T_TMP/a.err"
+t_expect_eq "--ps 1: baton run exits 0" "$?" 0
+t_check "--ps 1: both workers trained (loss fell 1000-fold)" \
+    sh -c "$(declare -f losses_fall); losses_fall '$T_TMP/a.out' 0 60 && losses_fall '$T_TMP/a.out' 1 60"
+t_grep "--ps 1: server output is tagged [ps0]" '^\[ps0\] .*ps server 0 listening on 127\.0\.0\.1:' \
+    "$T_TMP/a.err"
+t_grep "--ps 1: the server exits by itself once both workers closed" \
+    '^\[ps0\] .*ps server 0 stops \(every worker closed\)' "$T_TMP/a.err"
+t_grep "--ps 1: the launcher saw the server exit 0" 'server ps0 \(pid [0-9]+\) ended with status 0' \
+    "$T_TMP/a.err"
+t_check "--ps 1: --log-dir has ps.0.log" grep -q 'listening on' "$T_TMP/logs/ps.0.log"
+
+# --ps 2: the key (12 KB > 4 KB partitions) is split over both servers; each checkpoints its
+# piece at exit.
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS BATON_PS_CKPT_DIR=$T_TMP/ck timeout 60 "$BATON" run -n 2 \
+    --ps 2 -- "$P/ps_train" 40 3000 sync >"$T_TMP/b.out" 2>"$T_TMP/b.err"
+t_expect_eq "--ps 2: baton run exits 0" "$?" 0
+t_check "--ps 2: both workers trained" \
+    sh -c "$(declare -f losses_fall); losses_fall '$T_TMP/b.out' 0 40 && losses_fall '$T_TMP/b.out' 1 40"
+t_grep "--ps 2: the workers connected to 2 servers" '^\[1\] .*worker 1 of 2 connected to 2 ps servers' \
+    "$T_TMP/b.err"
+t_grep "--ps 2: server 0 holds a piece of the key" '^\[ps0\] .*checkpoint of [1-9][0-9]* pieces' \
+    "$T_TMP/b.err"
+t_grep "--ps 2: server 1 holds a piece of the key" '^\[ps1\] .*checkpoint of [1-9][0-9]* pieces' \
+    "$T_TMP/b.err"
+
+# Two nodes (two launchers here): node 0 hosts the server, node 1's worker finds it through
+# the store; both exit 0.
+RP=$(t_free_port)
+for r in 0 1; do
+    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS t_bg "$BATON" run --nnodes 2 --node-rank $r \
+        --rdzv "127.0.0.1:$RP" -n 1 --ps 1 -- "$P/ps_train" 40 3000 sync \
+        >"$T_TMP/n$r.out" 2>"$T_TMP/n$r.err"
+    [ $r = 0 ] && N0=$T_LAST_PID || N1=$T_LAST_PID
+done
+t_wait "$N0" 60 >"$T_TMP/rc0"
+t_wait "$N1" 60 >"$T_TMP/rc1"
+t_expect_eq "two nodes --ps 1: both launchers exit 0" "$(cat "$T_TMP/rc0")$(cat "$T_TMP/rc1")" 00
+t_check "two nodes --ps 1: node 0 runs the server, node 1 none" sh -c "
+    grep -q '^\[ps0\] .*listening' '$T_TMP/n0.err' && ! grep -q '^\[ps' '$T_TMP/n1.err'"
+t_check "two nodes --ps 1: rank 1 (node 1) trained" \
+    sh -c "$(declare -f losses_fall); losses_fall '$T_TMP/n1.out' 1 40"
+
+# A program that never uses the servers: they are stopped after the workers succeed.
+timeout 60 "$BATON" run -n 2 --ps 1 --grace 5 -- true >"$T_TMP/c.out" 2>"$T_TMP/c.err"
+t_expect_eq "unused server: baton run exits 0" "$?" 0
+t_grep "unused server: stopped after success" 'workers are done; stopping 1 ps server\(s\)' \
+    "$T_TMP/c.err"
+
+# A server that fails (its port is taken by the other) fails the job, named as the root cause.
+PORT=$(t_free_port)
+BATON_PS_PORT=$PORT timeout 60 "$BATON" run -n 2 --ps 2 --grace 2 -- "$P/ps_train" 20 3000 sync \
+    >"$T_TMP/d.out" 2>"$T_TMP/d.err"
+t_expect_eq "failing server: baton run exits 1 (the server's code)" "$?" 1
+t_grep "failing server: the root cause names it" \
+    'job failed: ps server [01] \(node 0, host .*, pid [0-9]+\) exited with code 1; its output is above, tagged \[ps[01]\]' \
+    "$T_TMP/d.err"
+
+# Usage errors.
+"$BATON" run --ps abc -- true 2>"$T_TMP/u1.err"
+t_expect_eq "--ps abc: exit 2" "$?" 2
+t_grep "--ps abc: one line naming the flag" "^baton run: --ps 'abc'" "$T_TMP/u1.err"
+"$BATON" run --ps 65 -- true 2>/dev/null
+t_expect_eq "--ps 65: exit 2" "$?" 2
+
+# A TFJob on this machine: chief, worker 0, worker 1 and ps 0, each a launcher with its own
+# TF_CONFIG. The chief hosts the store at its port + 1; each task's port must be free.
+free_pair() { # a free port whose successor is free too
+    local p i
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        p=$(t_free_port)
+        python3 -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1',$p+1))" 2>/dev/null &&
+            { echo "$p"; return; }
+    done
+    echo 0
+}
+C=$(free_pair) W0=$(t_free_port) W1=$(t_free_port) PS=$(t_free_port)
+CLUSTER="{\"chief\":[\"127.0.0.1:$C\"],\"worker\":[\"127.0.0.1:$W0\",\"127.0.0.1:$W1\"],\"ps\":[\"127.0.0.1:$PS\"]}"
+tf() { echo "{\"cluster\":$CLUSTER,\"task\":{\"type\":\"$1\",\"index\":$2}}"; }
+pod() { # NAME TYPE INDEX: a launcher of that TF task, in the background
+    TF_CONFIG=$(tf "$2" "$3") BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS t_bg "$BATON" run \
+        --join-timeout 60 -- "$P/ps_train" 40 3000 sync >"$T_TMP/tf-$1.out" 2>"$T_TMP/tf-$1.err"
+}
+pod ps ps 0; PPS=$T_LAST_PID # first: it waits for the chief's store
+pod w0 worker 0; PW0=$T_LAST_PID
+pod w1 worker 1; PW1=$T_LAST_PID
+pod chief chief 0; PC=$T_LAST_PID
+for n in chief:$PC w0:$PW0 w1:$PW1 ps:$PPS; do
+    t_wait "${n#*:}" 90 >"$T_TMP/rc"
+    t_expect_eq "TFJob: the ${n%%:*} pod exits 0" "$(cat "$T_TMP/rc")" 0
+done
+t_check "TFJob: chief and workers trained through the ps pod" sh -c "$(declare -f losses_fall);
+    losses_fall '$T_TMP/tf-chief.out' 0 40 && losses_fall '$T_TMP/tf-w0.out' 1 40 &&
+    losses_fall '$T_TMP/tf-w1.out' 2 40"
+t_grep "TFJob: the ps pod says it runs the server, not the program" \
+    'is TF ps task 0 of job .*running baton.s parameter server.*ps_train is not started' \
+    "$T_TMP/tf-ps.err"
+t_grep "TFJob: the ps server listens on its TF_CONFIG port" "ps server 0 listening on .*:$PS\$" \
+    "$T_TMP/tf-ps.err"
+t_grep "TFJob: the ps server served the 3 workers" 'serving a job of 3 workers' "$T_TMP/tf-ps.err"
+t_check "TFJob: the ps pod did not run the program" sh -c "! grep -q step '$T_TMP/tf-ps.out'"
+
+# An evaluator pod (listed in the cluster, as the operator does) runs its program, not a rank
+# and not a PS worker.
+CLUSTER="${CLUSTER%\}},\"evaluator\":[\"127.0.0.1:$(t_free_port)\"]}"
+TF_CONFIG=$(tf evaluator 0) timeout 30 "$BATON" run -- sh -c \
+    'echo "role=$BATON_ROLE rank=${BATON_RANK-none} ps=${BATON_PS_SERVERS-none}"' \
+    >"$T_TMP/ev.out" 2>"$T_TMP/ev.err"
+t_expect_eq "TFJob: the evaluator pod exits 0" "$?" 0
+t_grep "TFJob: the evaluator runs without rank or ps env" '^\[0\] role=evaluator rank=none ps=none$' \
+    "$T_TMP/ev.out"
+t_done
