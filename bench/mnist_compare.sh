@@ -5,7 +5,7 @@
 # baton's 1-rank figure and its 2-rank scaling efficiency (same per-rank batch).
 #
 #   bench/mnist_compare.sh [STEPS=300] [REPEATS=3]      (BUILD=build by default)
-# Each figure is the best of REPEATS runs: the machine's other load only ever slows a run.
+# Each figure is the median of REPEATS runs (the machine is shared and noisy: repeat).
 set -uo pipefail
 steps=${1:-300}
 repeats=${2:-3}
@@ -15,7 +15,7 @@ for f in "$mn" "$build/baton"; do
     [ -x "$f" ] || { echo "mnist_compare: $f not built; run make first" >&2; exit 2; }
 done
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" | tail -1; }
-best() { sort -n | tail -1; }
+median() { sort -n | awk '{v[NR]=$1} END {if (NR) print (NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 
 b2=() b1=() pt=()
 for r in $(seq "$repeats"); do
@@ -26,9 +26,9 @@ for r in $(seq "$repeats"); do
             grep '^torch:' | field images_per_s)")
     echo "run $r: baton 2 ranks ${b2[-1]:-?}  baton 1 rank ${b1[-1]:-?}  torch DDP 2 procs ${pt[-1]:-?} images/s"
 done
-B2=$(printf '%s\n' "${b2[@]}" | best); B1=$(printf '%s\n' "${b1[@]}" | best)
-PT=$(printf '%s\n' "${pt[@]}" | best)
-printf '%-34s %10s\n' "best of $repeats, $steps steps" "images/s"
+B2=$(printf '%s\n' "${b2[@]}" | median); B1=$(printf '%s\n' "${b1[@]}" | median)
+PT=$(printf '%s\n' "${pt[@]}" | median)
+printf '%-34s %10s\n' "median of $repeats, $steps steps" "images/s"
 printf '%-34s %10s\n' "baton, 2 ranks x 1 thread" "$B2" "baton, 1 rank x 1 thread" "$B1" \
     "PyTorch DDP gloo, 2 procs x 1 thread" "$PT"
 awk -v b2="$B2" -v b1="$B1" -v pt="$PT" 'BEGIN{

@@ -102,34 +102,13 @@ static int run_algo(bt_comm *c, const struct bt__group *g, void *buf, size_t cou
     }
 }
 
-static int is_half(bt_dtype dt)
-{
-    return dt == BT_FLOAT16 || dt == BT_BFLOAT16;
-}
-
-static void widen(bt_dtype dt, float *d, const void *s, size_t n)
-{
-    if (dt == BT_FLOAT16)
-        bt__f16_to_f32(d, s, n);
-    else
-        bt__bf16_to_f32(d, s, n);
-}
-
-static void narrow(bt_dtype dt, void *d, const float *s, size_t n)
-{
-    if (dt == BT_FLOAT16)
-        bt__f32_to_f16(d, s, n);
-    else
-        bt__f32_to_bf16(d, s, n);
-}
-
 /* In-place allreduce of buf over group g with point-to-point algorithms; AVG divides by div. */
 static int p2p_allreduce(bt_comm *c, const struct bt__group *g, void *buf, size_t count,
                          bt_dtype dt, bt_op op, int div)
 {
     bt_op rop = op == BT_AVG ? BT_SUM : op;
     int d = op == BT_AVG ? div : 1;
-    if (!is_half(dt)) {
+    if (!bt__is_half(dt)) {
         BT_CHECK(run_algo(c, g, buf, count, dt, rop));
         bt__reduce_div(dt, buf, count, d);
         return BT_OK;
@@ -137,10 +116,10 @@ static int p2p_allreduce(bt_comm *c, const struct bt__group *g, void *buf, size_
     float *f = bt__scratch(c, 0, count * sizeof(float));
     if (!f && count)
         return c->err.code;
-    widen(dt, f, buf, count);
+    bt__half_widen(dt, f, buf, count);
     BT_CHECK(run_algo(c, g, f, count, BT_FLOAT32, rop));
     bt__reduce_div(BT_FLOAT32, f, count, d);
-    narrow(dt, buf, f, count);
+    bt__half_narrow(dt, buf, f, count);
     return BT_OK;
 }
 
@@ -209,23 +188,23 @@ int bt_reduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype d
 static int p2p_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t rc, bt_dtype dt,
                               bt_op op)
 {
-    size_t n = (size_t)c->size, wes = is_half(dt) ? 4 : bt_dtype_size(dt);
-    bt_dtype wdt = is_half(dt) ? BT_FLOAT32 : dt;
+    size_t n = (size_t)c->size, wes = bt__is_half(dt) ? 4 : bt_dtype_size(dt);
+    bt_dtype wdt = bt__is_half(dt) ? BT_FLOAT32 : dt;
     if (rc == 0)
         return BT_OK;
     char *work = bt__scratch(c, 2, n * rc * wes);
     struct bt__group g = world(c);
     if (!work)
         return c->err.code;
-    if (is_half(dt))
-        widen(dt, (float *)(void *)work, send, n * rc);
+    if (bt__is_half(dt))
+        bt__half_widen(dt, (float *)(void *)work, send, n * rc);
     else
         memcpy(work, send, n * rc * wes);
     BT_CHECK(bt__ring_reduce_scatter(c, &g, work, rc, wdt, op == BT_AVG ? BT_SUM : op));
     char *mine = work + (size_t)c->rank * rc * wes;
     bt__reduce_div(wdt, mine, rc, op == BT_AVG ? c->size : 1);
-    if (is_half(dt))
-        narrow(dt, recv, (const float *)(const void *)mine, rc);
+    if (bt__is_half(dt))
+        bt__half_narrow(dt, recv, (const float *)(const void *)mine, rc);
     else
         memcpy(recv, mine, rc * wes);
     return BT_OK;

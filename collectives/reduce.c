@@ -165,7 +165,7 @@ KERN void bt__f32_to_bf16(uint16_t *d, const float *s, size_t n)
     }
 }
 
-static void widen(bt_dtype dt, float *d, const void *s, size_t n)
+void bt__half_widen(bt_dtype dt, float *d, const void *s, size_t n)
 {
     if (dt == BT_FLOAT16)
         bt__f16_to_f32(d, s, n);
@@ -173,7 +173,7 @@ static void widen(bt_dtype dt, float *d, const void *s, size_t n)
         bt__bf16_to_f32(d, s, n);
 }
 
-static void narrow(bt_dtype dt, void *d, const float *s, size_t n)
+void bt__half_narrow(bt_dtype dt, void *d, const float *s, size_t n)
 {
     if (dt == BT_FLOAT16)
         bt__f32_to_f16(d, s, n);
@@ -181,10 +181,6 @@ static void narrow(bt_dtype dt, void *d, const float *s, size_t n)
         bt__f32_to_bf16(d, s, n);
 }
 
-static int is_half(bt_dtype dt)
-{
-    return dt == BT_FLOAT16 || dt == BT_BFLOAT16;
-}
 
 /* ---- division (the average) ---- */
 
@@ -210,17 +206,17 @@ static const div_fn div_table[BT_DTYPE_COUNT] = {div_f32, div_f64, div_f32, div_
 void bt__reduce2(bt_dtype dt, bt_op op, void *dst, const void *a, const void *b, size_t n)
 {
     op2_fn f = op2_table[dt][op];
-    if (!is_half(dt)) {
+    if (!bt__is_half(dt)) {
         f(dst, a, b, n);
         return;
     }
     float ta[REDUCE_BLOCK], tb[REDUCE_BLOCK];
     for (size_t off = 0; off < n; off += REDUCE_BLOCK) {
         size_t m = n - off < REDUCE_BLOCK ? n - off : REDUCE_BLOCK;
-        widen(dt, ta, (const uint16_t *)a + off, m);
-        widen(dt, tb, (const uint16_t *)b + off, m);
+        bt__half_widen(dt, ta, (const uint16_t *)a + off, m);
+        bt__half_widen(dt, tb, (const uint16_t *)b + off, m);
         f(ta, ta, tb, m);
-        narrow(dt, (uint16_t *)dst + off, ta, m);
+        bt__half_narrow(dt, (uint16_t *)dst + off, ta, m);
     }
 }
 
@@ -243,9 +239,9 @@ static void reduce_block_half(bt_dtype dt, op2_fn f, float *acc, const void *con
                               int nsrc, size_t off, size_t m, int div)
 {
     float tmp[REDUCE_BLOCK];
-    widen(dt, acc, (const uint16_t *)srcs[0] + off, m);
+    bt__half_widen(dt, acc, (const uint16_t *)srcs[0] + off, m);
     for (int k = 1; k < nsrc; k++) {
-        widen(dt, tmp, (const uint16_t *)srcs[k] + off, m);
+        bt__half_widen(dt, tmp, (const uint16_t *)srcs[k] + off, m);
         f(acc, acc, tmp, m);
     }
     if (div > 1)
@@ -260,9 +256,9 @@ void bt__reduce_n(bt_dtype dt, bt_op op, void *dst, const void *const *srcs, int
     _Alignas(64) char acc[REDUCE_BLOCK * 8];
     for (size_t off = 0; off < n; off += REDUCE_BLOCK) {
         size_t m = n - off < REDUCE_BLOCK ? n - off : REDUCE_BLOCK;
-        if (is_half(dt)) {
+        if (bt__is_half(dt)) {
             reduce_block_half(dt, f, (float *)(void *)acc, srcs, nsrc, off, m, div);
-            narrow(dt, (uint16_t *)dst + off, (const float *)(const void *)acc, m);
+            bt__half_narrow(dt, (uint16_t *)dst + off, (const float *)(const void *)acc, m);
         } else {
             reduce_block_plain(dt, f, acc, srcs, nsrc, off, m, div);
             memcpy((char *)dst + off * es, acc, m * es);
@@ -274,15 +270,15 @@ void bt__reduce_div(bt_dtype dt, void *buf, size_t n, int div)
 {
     if (div <= 1)
         return;
-    if (!is_half(dt)) {
+    if (!bt__is_half(dt)) {
         div_table[dt](buf, n, div);
         return;
     }
     float t[REDUCE_BLOCK];
     for (size_t off = 0; off < n; off += REDUCE_BLOCK) {
         size_t m = n - off < REDUCE_BLOCK ? n - off : REDUCE_BLOCK;
-        widen(dt, t, (uint16_t *)buf + off, m);
+        bt__half_widen(dt, t, (uint16_t *)buf + off, m);
         div_f32(t, m, div);
-        narrow(dt, (uint16_t *)buf + off, t, m);
+        bt__half_narrow(dt, (uint16_t *)buf + off, t, m);
     }
 }

@@ -33,6 +33,14 @@ void bt__f32_to_f16(uint16_t *dst, const float *src, size_t n);
 void bt__bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 void bt__f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 
+/* float16/bfloat16 (chosen by dt) to float32 and back, n elements. */
+void bt__half_widen(bt_dtype dt, float *dst, const void *src, size_t n);
+void bt__half_narrow(bt_dtype dt, void *dst, const float *src, size_t n);
+static inline int bt__is_half(bt_dtype dt)
+{
+    return dt == BT_FLOAT16 || dt == BT_BFLOAT16;
+}
+
 /* Scalar reference conversions (also used by tests). */
 float bt__half_to_float(uint16_t h);
 uint16_t bt__float_to_half(float f);

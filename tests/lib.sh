@@ -50,6 +50,18 @@ t_free_port() {
 # t_alive PID: 0 when PID exists and is not a zombie.
 t_alive() { kill -0 "$1" 2>/dev/null && ! ps -o stat= -p "$1" 2>/dev/null | grep -q Z; }
 
+# gone_within SEC PID...: 0 when every PID is gone within SEC seconds.
+gone_within() {
+    local lim=$1 i=0 p left; shift
+    while :; do
+        left=0
+        for p in "$@"; do t_alive "$p" && left=1; done
+        [ $left = 0 ] && return 0
+        [ $i -ge $((lim * 10)) ] && return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+
 t_cleanup() {
     local p c
     for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done

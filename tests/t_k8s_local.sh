@@ -101,6 +101,11 @@ wait_local 180
 t_expect_eq "netns: TFJob (chief, 2 workers, ps) exit status" "$RC" 0
 t_grep "netns: TFJob succeeded by the chief" "job $TFNAME succeeded" "$T_TMP/tf.log"
 t_grep "netns: the ps pod ended (SIGTERM or by itself)" "$TFNAME-ps-0 exited" "$T_TMP/tf.log"
+if [ "$TFNAME" = mnist-ps ]; then
+    t_grep "netns: the chief trained MNIST through the parameter server" \
+        '^\[mnist-ps-chief-0\] \[0\] final: test_acc=' "$T_TMP/tf.log"
+    t_grep "netns: the ps pod served instead of training" '^\[mnist-ps-ps-0\]' "$T_TMP/tf.log"
+fi
 no_leftovers tf
 
 # A worker that starts 2 s before the master: its name does not resolve, then it does.

@@ -15,17 +15,6 @@ wait_files() {
         sleep 0.1; i=$((i + 1))
     done
 }
-# gone_within SEC PID...: 0 when every PID is gone within SEC seconds.
-gone_within() {
-    local lim=$1 i=0 p left; shift
-    while :; do
-        left=0
-        for p in "$@"; do t_alive "$p" && left=1; done
-        [ $left = 0 ] && return 0
-        [ $i -ge $((lim * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 
 # ---- 4 ranks of hello
 if [ -x "$HELLO" ]; then

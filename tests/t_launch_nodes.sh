@@ -22,16 +22,6 @@ wait_files() { # N DIR PREFIX SEC
         sleep 0.1; i=$((i + 1))
     done
 }
-gone_within() { # SEC PID...
-    local lim=$1 i=0 p left; shift
-    while :; do
-        left=0
-        for p in "$@"; do t_alive "$p" && left=1; done
-        [ $left = 0 ] && return 0
-        [ $i -ge $((lim * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 node() { # NAME RANK PORT ARGS...: a launcher in the background, output in $T_TMP/NAME.{out,err}
     local name=$1 rank=$2 port=$3; shift 3
     t_bg "$BATON" run --nnodes 2 --node-rank "$rank" --rdzv "127.0.0.1:$port" "$@" \

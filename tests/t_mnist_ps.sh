@@ -46,7 +46,8 @@ wait_for() {
 # expect_exit NAME PID SECONDS WANT: t_wait outside $(...), since a subshell cannot wait.
 expect_exit() { t_wait "$2" "$3" >"$T_TMP/rc"; t_expect_eq "$1" "$(cat "$T_TMP/rc")" "$4"; }
 learned() { # NAME FILE STEPS
-    t_grep "$1: final line" "final: test_acc=0\.[0-9]{4} val_acc=0\.[0-9]{4} loss=[0-9.]+ images_per_s=[0-9]+ steps=$3\$" "$2"
+    local re="final: test_acc=0\.[0-9]{4} val_acc=0\.[0-9]{4} loss=[0-9.]+ images_per_s=[0-9]+"
+    t_grep "$1: final line" "$re steps=$3\$" "$2"
     local acc loss
     acc=$(final_field "$2" test_acc); loss=$(final_field "$2" loss)
     t_check "$1: test accuracy > 0.6 (got ${acc:-none})" awk -v a="${acc:-0}" 'BEGIN{exit !(a > 0.6)}'
@@ -90,8 +91,9 @@ t_expect_eq "--evaluate of the ps model.bin (no server needed) gives rank 0's te
 
 # --- async: under baton run --ps 1 when this baton has it ---
 if "$BATON" run --help 2>&1 | grep -q -- '--ps N'; then
-    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH BATON_TIMEOUT=30 timeout 120 "$BATON" run -n 2 --ps 1 -- "$MN" --data "$DATA" --mode ps \
-        --ps-consistency async --max-steps 150 --no-checkpoint >"$T_TMP/async.out" 2>"$T_TMP/async.err"
+    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH BATON_TIMEOUT=30 timeout 120 \
+        "$BATON" run -n 2 --ps 1 -- "$MN" --data "$DATA" --mode ps --ps-consistency async \
+        --max-steps 150 --no-checkpoint >"$T_TMP/async.out" 2>"$T_TMP/async.err"
     t_expect_eq "async under baton run -n 2 --ps 1: exits 0" "$?" 0
     t_grep "async: the server exited 0" 'server ps0 \(pid [0-9]+\) ended with status 0' "$T_TMP/async.err"
 else

@@ -250,6 +250,7 @@ int main(int argc, char **argv)
 {
     struct mn_opts o = {.data_dir = MN_DEFAULT_DATA, .ckpt_dir = MN_DEFAULT_CKPT_DIR,
                         .epochs = 10, .batch = 32, .lr = 1e-3, .seed = 1, .threads = 1};
+    setvbuf(stdout, NULL, _IOLBF, 0); /* epoch lines appear as they happen, also through pipes */
     int rc = parse_flags(argc, argv, &o);
     if (rc) return rc == 1 ? 0 : 2;
     const char *rc_env = getenv("BATON_RESTART_COUNT");

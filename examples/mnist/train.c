@@ -216,7 +216,7 @@ static int ps_open(struct trainer *tr)
     if (rc != BT_OK) {
         fprintf(stderr, "mnist_cnn: rank %d: bt_ps_open: %s: %s\n", tr->rank, bt_strerror(rc),
                 bt_ps_last_error(NULL));
-        return 1;
+        return rc == BT_ERR_INVALID_USAGE ? 2 : 1; /* the env is wrong: a usage error */
     }
     return 0;
 }

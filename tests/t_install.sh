@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# t_install.sh: `make install PREFIX=...` installs the binary, both libraries, the headers and a
+# pkg-config file, and a program built against the installed copy with pkg-config runs under
+# the installed baton.
+# timeout: 300
+. "$(dirname "$0")/lib.sh"
+cd "$BATON_SRC"
+P=$T_TMP/prefix
+build_rel=${BATON_BUILD#"$BATON_SRC"/}
+make -s install PREFIX="$P" BUILD="$build_rel" SANITIZER="${SANITIZER:-}" >"$T_TMP/install.log" 2>&1
+t_expect_eq "make install exits 0" "$?" 0
+for f in bin/baton lib/libbaton.a lib/libbaton.so include/baton.h include/baton_ps.h \
+    lib/pkgconfig/baton.pc; do
+    t_check "installed $f" test -s "$P/$f"
+done
+export PKG_CONFIG_PATH=$P/lib/pkgconfig
+t_expect_eq "pkg-config knows the version" "$(pkg-config --modversion baton)" \
+    "$(sed -n 's/.*BATON_VERSION_STRING "\(.*\)"/\1/p' include/baton.h)"
+san=${SANITIZER:+-fsanitize=$SANITIZER}
+# shellcheck disable=SC2046
+cc -std=c11 $san -o "$T_TMP/hello" examples/hello.c $(pkg-config --cflags --libs baton) \
+    -Wl,-rpath,"$P/lib" 2>"$T_TMP/cc.log"
+t_expect_eq "a program compiles and links with pkg-config --cflags --libs baton" "$?" 0
+"$P/bin/baton" run -n 2 -- "$T_TMP/hello" >"$T_TMP/run.log" 2>&1
+t_expect_eq "it runs under the installed baton" "$?" 0
+t_grep "rank 1 says hello" '^\[1\] hello from rank 1 of 2$' "$T_TMP/run.log"
+t_check "it uses the installed libbaton.so" sh -c "ldd '$T_TMP/hello' | grep -q '$P/lib/libbaton.so'"
+t_done
