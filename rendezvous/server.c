@@ -900,6 +900,11 @@ static void conn_free(struct bt__store_server *srv, struct conn *c)
     else
         srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    /* Remove the fd from the epoll set before closing it: close() alone leaves the entry (and
+     * its pointer to c) alive while any other process still holds the socket, e.g. a child
+     * forked by the program hosting the store, and the loop would then see events for a freed
+     * connection on a reused fd number. */
+    epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     __atomic_fetch_sub(&srv->nclients, 1, __ATOMIC_RELAXED);
     bt__wbuf_free(&c->in);

@@ -1,11 +1,17 @@
 /* test_store.c: the rendezvous store's commands through the client API, against a server
  * running on a thread of this process. Blocking calls are woken by other clients on other
  * threads; the bad-peer cases are in test_store_badpeer.c. */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rendezvous/proto.h"
+
 #include "test_store_fixture.h"
 
 static void get_str(struct bt__store *s, const char *key, const char *want)
@@ -379,6 +385,55 @@ static void test_no_fd_leak(void **state)
     assert_int_equal(fx_count_fds(), before);
 }
 
+/* A process that forks while it hosts the store (baton run, ps_bench) gives its children copies
+ * of the server's client sockets. When such a client leaves, the server's close() alone would
+ * leave the socket in the epoll set (its file lives on in the child) with a pointer to the freed
+ * connection: the loop must remove it first. Under ASan the old bug is a use-after-free. */
+static void test_fork_keeps_sockets_alive(void **state)
+{
+    struct fx *f = *state;
+    struct bt__store *a = fx_connect(f);
+    assert_int_equal(bt__store_set(a, "k", "v", 1), BT_OK);
+    int gate[2];
+    assert_int_equal(pipe(gate), 0);
+    pid_t child = fork();
+    if (child == 0) { /* holds the server's sockets (not the clients') until the gate closes */
+        char b;
+        close(gate[1]);
+        for (int fd = 3; fd < 4096; fd++) {
+            struct sockaddr_in peer;
+            socklen_t len = sizeof(peer);
+            if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+                peer.sin_family == AF_INET && ntohs(peer.sin_port) == f->port)
+                close(fd);
+        }
+        while (read(gate[0], &b, 1) < 0 && errno == EINTR) {
+        }
+        _exit(0);
+    }
+    close(gate[0]);
+    bt__store_close(a);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    int spare[16]; /* reuse the freed fd numbers for things that are not sockets */
+    for (int i = 0; i < 16; i++)
+        spare[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < 20; i++) {
+        struct bt__store *s = fx_connect(f);
+        void *v = NULL;
+        size_t len;
+        assert_int_equal(bt__store_get(s, "k", &v, &len, 5), BT_OK);
+        assert_memory_equal(v, "v", 1);
+        free(v);
+        bt__store_close(s);
+    }
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    close(gate[1]);
+    waitpid(child, NULL, 0);
+    for (int i = 0; i < 16; i++)
+        if (spare[i] >= 0)
+            close(spare[i]);
+}
+
 static void test_abandon_while_parked(void **state)
 {
     struct fx *f = *state;
@@ -429,6 +484,7 @@ int main(void)
         T(test_wrong_token_refused),
         cmocka_unit_test(test_empty_token),
         T(test_no_fd_leak),
+        T(test_fork_keeps_sockets_alive),
         T(test_abandon_while_parked),
         cmocka_unit_test(test_stop_and_run_on_caller),
 #undef T
