@@ -1,7 +1,8 @@
 /* coll.c: the public collectives: argument checks, sequence numbers, sticky errors, and the
- * choice of path.
+ * choice of path (backend.h): device buffers go to the device path (cuda.c), host buffers to
+ * Open MPI when the job runs under mpirun (transport_mpi.c), else to the native path below.
  *
- * Paths, by the shape of the job:
+ * Native paths, by the shape of the job:
  *   one rank            local copies
  *   one node (shm)      the node's shared segment runs the whole collective (transport_shm.c)
  *   several nodes, or BATON_TRANSPORT=tcp
@@ -25,6 +26,8 @@
  */
 #include <string.h>
 
+#include "collectives/backend.h"
+#include "collectives/cuda.h"
 #include "collectives/reduce.h"
 #include "collectives/transport.h"
 #include "common/log.h"
@@ -160,29 +163,21 @@ static int allreduce_impl(bt_comm *c, const void *send, void *recv, size_t count
     return p2p_allreduce(c, &g, recv, count, dt, op, c->size);
 }
 
-int bt_allreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op)
-{
-    BT_CHECK(begin(c, "allreduce"));
-    BT_CHECK(check(c, send, recv, count, 1, dt, (int)op));
-    return allreduce_impl(c, send, recv, count, dt, op);
-}
+/* ---- the native path: one function per collective, arguments already checked ---- */
 
-int bt_reduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
-              int root)
+static int native_reduce(bt_comm *c, const struct bt__call *a)
 {
-    BT_CHECK(begin(c, "reduce"));
-    BT_CHECK(check_root(c, root));
-    BT_CHECK(check(c, send, c->rank == root ? recv : send, count, 1, dt, (int)op));
     if (c->size > 1 && c->intra && !c->inter) {
-        struct bt__coll_args a = {.send = send, .recv = recv, .count = count, .dtype = dt,
-                                  .op = op == BT_AVG ? BT_SUM : op, .root = root,
-                                  .div = op == BT_AVG ? c->size : 1};
-        return c->intra->reduce(c, &a);
+        struct bt__coll_args ca = {.send = a->send, .recv = a->recv, .count = a->count,
+                                   .dtype = a->dtype, .op = a->op == BT_AVG ? BT_SUM : a->op,
+                                   .root = a->root, .div = a->op == BT_AVG ? c->size : 1};
+        return c->intra->reduce(c, &ca);
     }
-    void *buf = recv;
-    if (c->rank != root && !(buf = bt__scratch(c, 2, count * bt_dtype_size(dt))) && count)
+    void *buf = a->recv;
+    if (c->rank != a->root &&
+        !(buf = bt__scratch(c, 2, a->count * bt_dtype_size(a->dtype))) && a->count)
         return c->err.code;
-    return allreduce_impl(c, send, buf, count, dt, op);
+    return allreduce_impl(c, a->send, buf, a->count, a->dtype, a->op);
 }
 
 static int p2p_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t rc, bt_dtype dt,
@@ -210,42 +205,150 @@ static int p2p_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t r
     return BT_OK;
 }
 
+static int native_reduce_scatter(bt_comm *c, const struct bt__call *a)
+{
+    size_t es = bt_dtype_size(a->dtype);
+    if (c->size == 1) {
+        if (a->send != a->recv && a->count)
+            memmove(a->recv, a->send, a->count * es);
+        return BT_OK;
+    }
+    if (c->intra && !c->inter) {
+        struct bt__coll_args ca = {.send = a->send, .recv = a->recv, .count = a->count,
+                                   .dtype = a->dtype, .op = a->op == BT_AVG ? BT_SUM : a->op,
+                                   .root = -1, .div = a->op == BT_AVG ? c->size : 1};
+        return c->intra->reduce_scatter(c, &ca);
+    }
+    return p2p_reduce_scatter(c, a->send, a->recv, a->count, a->dtype, a->op);
+}
+
+static int native_allgather(bt_comm *c, const struct bt__call *a)
+{
+    size_t es = bt_dtype_size(a->dtype);
+    char *mine = (char *)a->recv + (size_t)c->rank * a->count * es;
+    if (c->size > 1 && c->intra && !c->inter) {
+        struct bt__coll_args ca = {.send = a->send, .recv = a->recv, .count = a->count,
+                                   .dtype = a->dtype};
+        return c->intra->allgather(c, &ca);
+    }
+    if (a->send != mine && a->count)
+        memmove(mine, a->send, a->count * es);
+    if (c->size == 1)
+        return BT_OK;
+    struct bt__group g = world(c);
+    return bt__ring_allgather(c, &g, a->recv, a->count, es);
+}
+
+static int native_broadcast(bt_comm *c, const struct bt__call *a)
+{
+    if (c->size == 1 || a->count == 0)
+        return BT_OK;
+    if (c->intra && !c->inter) {
+        struct bt__coll_args ca = {.recv = a->recv, .count = a->count, .dtype = a->dtype,
+                                   .root = a->root};
+        return c->intra->broadcast(c, &ca);
+    }
+    struct bt__group g = world(c);
+    return bt__tree_broadcast(c, &g, a->recv, a->count * bt_dtype_size(a->dtype), a->root);
+}
+
+static int native_barrier(bt_comm *c)
+{
+    if (c->size == 1)
+        return BT_OK;
+    if (c->intra && !c->inter)
+        return c->intra->barrier(c);
+    uint8_t token = 0;
+    return allreduce_impl(c, &token, &token, 1, BT_UINT8, BT_MAX);
+}
+
+int bt__host_run(bt_comm *c, const struct bt__call *a)
+{
+    if (c->mpi)
+        return c->mpi->run(c, a);
+    switch (a->kind) {
+    case BT_COLL_ALLREDUCE:
+        return allreduce_impl(c, a->send, a->recv, a->count, a->dtype, a->op);
+    case BT_COLL_BROADCAST:
+        return native_broadcast(c, a);
+    case BT_COLL_ALLGATHER:
+        return native_allgather(c, a);
+    case BT_COLL_REDUCE_SCATTER:
+        return native_reduce_scatter(c, a);
+    case BT_COLL_REDUCE:
+        return native_reduce(c, a);
+    case BT_COLL_BARRIER:
+        return native_barrier(c);
+    }
+    return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d", (int)a->kind);
+}
+
+size_t bt__call_send_count(const bt_comm *c, const struct bt__call *a)
+{
+    if (a->kind == BT_COLL_BARRIER)
+        return 0;
+    return a->kind == BT_COLL_REDUCE_SCATTER ? a->count * (size_t)c->size : a->count;
+}
+
+size_t bt__call_recv_count(const bt_comm *c, const struct bt__call *a)
+{
+    if (a->kind == BT_COLL_BARRIER || (a->kind == BT_COLL_REDUCE && c->rank != a->root))
+        return 0;
+    return a->kind == BT_COLL_ALLGATHER ? a->count * (size_t)c->size : a->count;
+}
+
+/* Device buffers go to the device path; host buffers to MPI or the native path. */
+static int dispatch(bt_comm *c, const struct bt__call *a)
+{
+    int handled = 0, rc = bt__device_run(c, a, &handled);
+    if (handled)
+        return rc;
+    if (c->backend_choice == BT_BACKEND_NCCL && a->kind != BT_COLL_BARRIER &&
+        bt__call_send_count(c, a) > 0)
+        return bad(c, "BATON_BACKEND=nccl takes device (CUDA) buffers, this one is host "
+                      "memory; hint: pass cudaMalloc'ed buffers or unset BATON_BACKEND");
+    return bt__host_run(c, a);
+}
+
+/* ---- the public calls ---- */
+
+int bt_allreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op)
+{
+    BT_CHECK(begin(c, "allreduce"));
+    BT_CHECK(check(c, send, recv, count, 1, dt, (int)op));
+    struct bt__call a = {.kind = BT_COLL_ALLREDUCE, .send = send, .recv = recv,
+                         .count = count, .dtype = dt, .op = op};
+    return dispatch(c, &a);
+}
+
+int bt_reduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
+              int root)
+{
+    BT_CHECK(begin(c, "reduce"));
+    BT_CHECK(check_root(c, root));
+    BT_CHECK(check(c, send, c->rank == root ? recv : send, count, 1, dt, (int)op));
+    struct bt__call a = {.kind = BT_COLL_REDUCE, .send = send, .recv = recv, .count = count,
+                         .dtype = dt, .op = op, .root = root};
+    return dispatch(c, &a);
+}
+
 int bt_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv_count, bt_dtype dt,
                       bt_op op)
 {
     BT_CHECK(begin(c, "reduce_scatter"));
     BT_CHECK(check(c, send, recv, recv_count, (size_t)c->size, dt, (int)op));
-    size_t es = bt_dtype_size(dt);
-    if (c->size == 1) {
-        if (send != recv && recv_count)
-            memmove(recv, send, recv_count * es);
-        return BT_OK;
-    }
-    if (c->intra && !c->inter) {
-        struct bt__coll_args a = {.send = send, .recv = recv, .count = recv_count,
-                                  .dtype = dt, .op = op == BT_AVG ? BT_SUM : op, .root = -1,
-                                  .div = op == BT_AVG ? c->size : 1};
-        return c->intra->reduce_scatter(c, &a);
-    }
-    return p2p_reduce_scatter(c, send, recv, recv_count, dt, op);
+    struct bt__call a = {.kind = BT_COLL_REDUCE_SCATTER, .send = send, .recv = recv,
+                         .count = recv_count, .dtype = dt, .op = op};
+    return dispatch(c, &a);
 }
 
 int bt_allgather(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt)
 {
     BT_CHECK(begin(c, "allgather"));
     BT_CHECK(check(c, send, recv, count, (size_t)c->size, dt, -1));
-    size_t es = bt_dtype_size(dt);
-    char *mine = (char *)recv + (size_t)c->rank * count * es;
-    if (c->size > 1 && c->intra && !c->inter) {
-        struct bt__coll_args a = {.send = send, .recv = recv, .count = count, .dtype = dt};
-        return c->intra->allgather(c, &a);
-    }
-    if (send != mine && count)
-        memmove(mine, send, count * es);
-    if (c->size == 1)
-        return BT_OK;
-    struct bt__group g = world(c);
-    return bt__ring_allgather(c, &g, recv, count, es);
+    struct bt__call a = {.kind = BT_COLL_ALLGATHER, .send = send, .recv = recv,
+                         .count = count, .dtype = dt};
+    return dispatch(c, &a);
 }
 
 int bt_broadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root)
@@ -253,23 +356,14 @@ int bt_broadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root)
     BT_CHECK(begin(c, "broadcast"));
     BT_CHECK(check_root(c, root));
     BT_CHECK(check(c, buf, buf, count, 1, dt, -1));
-    if (c->size == 1 || count == 0)
-        return BT_OK;
-    if (c->intra && !c->inter) {
-        struct bt__coll_args a = {.recv = buf, .count = count, .dtype = dt, .root = root};
-        return c->intra->broadcast(c, &a);
-    }
-    struct bt__group g = world(c);
-    return bt__tree_broadcast(c, &g, buf, count * bt_dtype_size(dt), root);
+    struct bt__call a = {.kind = BT_COLL_BROADCAST, .send = buf, .recv = buf, .count = count,
+                         .dtype = dt, .root = root};
+    return dispatch(c, &a);
 }
 
 int bt_barrier(bt_comm *c)
 {
     BT_CHECK(begin(c, "barrier"));
-    if (c->size == 1)
-        return BT_OK;
-    if (c->intra && !c->inter)
-        return c->intra->barrier(c);
-    uint8_t token = 0;
-    return allreduce_impl(c, &token, &token, 1, BT_UINT8, BT_MAX);
+    struct bt__call a = {.kind = BT_COLL_BARRIER};
+    return dispatch(c, &a);
 }

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "collectives/backend.h"
 #include "collectives/comm.h"
+#include "collectives/cuda.h"
 #include "collectives/transport.h"
 #include "common/log.h"
 #include "common/param.h"
@@ -24,6 +26,7 @@ BT_PARAM_DBL(timeout_s, "BATON_TIMEOUT", 300.0)
 BT_PARAM_DBL(stall_warn_s, "BATON_STALL_WARN", 60.0)
 BT_PARAM_STR(transport, "BATON_TRANSPORT", "auto")
 BT_PARAM_STR(algo, "BATON_ALGO", "auto")
+BT_PARAM_STR(backend, "BATON_BACKEND", "auto")
 
 static __thread struct bt__err init_err;
 
@@ -113,6 +116,19 @@ fail:
 }
 
 /* ---- construction ---- */
+
+int bt__backend_choice(int *out, struct bt__err *err)
+{
+    static const char *const names[] = {"auto", "baton", "mpi", "nccl"};
+    const char *s = bt__param_backend();
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return BT_OK;
+        }
+    return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                       "BATON_BACKEND='%s' is not one of auto|baton|mpi|nccl", s);
+}
 
 static int parse_choice(const char *what, const char *s, const char *const *names, int n,
                         int *out, struct bt__err *err)
@@ -217,6 +233,7 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     c->rank = g->rank, c->size = g->size, c->local_rank = g->local_rank;
     c->local_size = g->local_size, c->node_rank = g->node_rank, c->nnodes = g->nnodes;
     c->generation = g->generation;
+    BT_CHECK_GOTO(bt__backend_choice(&c->backend_choice, err), rc, fail);
     snprintf(c->prefix, sizeof(c->prefix), "w/%d/", c->generation);
     BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 4,
                                &c->algo, err),
@@ -244,6 +261,9 @@ int bt_finalize(bt_comm *c)
     if (!c)
         return BT_OK;
     int rc = c->err.code;
+    bt__device_destroy(c);
+    if (c->mpi)
+        c->mpi->destroy(c);
     if (c->tcp)
         bt__tcp_ops.destroy(c);
     if (c->shm)

@@ -37,6 +37,7 @@ struct bt__comm_cfg {
 struct bt__shm;
 struct bt__tcp;
 struct bt__transport_ops;
+struct bt__backend_ops;
 
 struct bt_comm {
     int rank, size;             /* global */
@@ -61,6 +62,12 @@ struct bt_comm {
     size_t scratch_cap[3];      /* bytes */
     int *world_ranks;           /* [size]: i -> i, the group of flat algorithms */
     int *leader_ranks;          /* [nnodes]: node leaders (local rank 0) when hierarchical */
+    int backend_choice;         /* enum bt__backend_choice (backend.h): BATON_BACKEND */
+    const struct bt__backend_ops *mpi;  /* Open MPI for host buffers (transport_mpi.c), or NULL */
+    void *mpi_state;
+    const struct bt__backend_ops *nccl; /* NCCL for device buffers, made on first use, or NULL */
+    void *nccl_state;
+    void *cuda_state;           /* cuda.c: devices seen, pinned staging buffers; NULL: none */
     struct bt__err err;         /* sticky: the first error fails every later call */
 };
 

@@ -1,0 +1,73 @@
+/* backend.h: backends that run whole collectives themselves, and how coll.c picks one.
+ *
+ * coll.c checks every call's arguments, numbers it, and then hands it, as one bt__call, to
+ * exactly one of:
+ *   the native path   baton's own algorithms over shm and TCP (coll.c, algo_*.c, transport_*)
+ *   Open MPI          every host buffer, when the job was started by mpirun (transport_mpi.c)
+ *   NCCL              device (CUDA) buffers, when built with NCCL and a GPU is there
+ *                     (transport_nccl.c)
+ *   the staged path   device buffers without NCCL: copied to pinned host memory by segment,
+ *                     reduced by the host path (native or MPI), copied back (cuda.c)
+ * A backend gets arguments that are already checked; BT_AVG is its to handle. Its errors go
+ * through bt__comm_fail so they are sticky and name the collective.
+ *
+ * BATON_BACKEND (auto | baton | mpi | nccl) forces a choice; see bt__backend_choice().
+ */
+#ifndef BT_COLLECTIVES_BACKEND_H
+#define BT_COLLECTIVES_BACKEND_H
+
+#include <stddef.h>
+
+#include "baton.h"
+#include "collectives/comm.h"
+
+enum bt__coll_kind {
+    BT_COLL_ALLREDUCE,
+    BT_COLL_BROADCAST,
+    BT_COLL_ALLGATHER,
+    BT_COLL_REDUCE_SCATTER,
+    BT_COLL_REDUCE,
+    BT_COLL_BARRIER,
+};
+
+/* One collective call, as the public API received it (after the checks). count is the public
+ * call's count: elements of send for allreduce, reduce, allgather (recv holds count * size)
+ * and broadcast (send == recv == the buffer); elements of recv for reduce_scatter (send holds
+ * count * size). recv may be NULL on non-root ranks of reduce; op is unused by broadcast,
+ * allgather and barrier, root by all but broadcast and reduce. */
+struct bt__call {
+    enum bt__coll_kind kind;
+    const void *send;
+    void *recv;
+    size_t count;
+    bt_dtype dtype;
+    bt_op op;
+    int root;
+};
+
+struct bt__backend_ops {
+    const char *name;
+    int (*run)(struct bt_comm *c, const struct bt__call *a);
+    void (*destroy)(struct bt_comm *c); /* frees what the backend hung on c; NULL-safe state */
+};
+
+/* BATON_BACKEND, parsed: which backend a communicator may use. */
+enum bt__backend_choice {
+    BT_BACKEND_AUTO = 0, /* mpi under mpirun (when built), nccl for device buffers, else baton */
+    BT_BACKEND_BATON,    /* native host path; device buffers staged */
+    BT_BACKEND_MPI,      /* Open MPI for host buffers; an error when not under mpirun */
+    BT_BACKEND_NCCL,     /* NCCL for device buffers; host buffers are an error */
+};
+
+/* Parses BATON_BACKEND into *out; BT_ERR_INVALID_USAGE with a one-line reason in err when it
+ * is not one of the four names. */
+int bt__backend_choice(int *out, struct bt__err *err);
+
+/* Runs a checked call on the host path: Open MPI when c->mpi is set, else the native path. */
+int bt__host_run(struct bt_comm *c, const struct bt__call *a);
+
+/* Elements of send and of recv that call a touches on this rank. */
+size_t bt__call_send_count(const struct bt_comm *c, const struct bt__call *a);
+size_t bt__call_recv_count(const struct bt_comm *c, const struct bt__call *a);
+
+#endif
