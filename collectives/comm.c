@@ -247,6 +247,7 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     }
     BT_CHECK_GOTO(setup_transports(c, g, kind, err), rc, fail);
     BT_CHECK_GOTO(make_groups(c, err), rc, fail);
+    BT_CHECK_GOTO(bt__device_init(c, err), rc, fail);
     BT_INFO(INIT, "rank %d of %d (local %d of %d, node %d of %d) joined", c->rank, c->size,
             c->local_rank, c->local_size, c->node_rank, c->nnodes);
     *out = c;

@@ -8,6 +8,9 @@
 #include "collectives/backend.h"
 
 #if defined(BT_HAVE_CUDA)
+/* Called once when a communicator is made (after its host path is set up): looks for CUDA
+ * devices and checks BATON_BACKEND=nccl against what is there; err gets a one-line reason. */
+int bt__device_init(struct bt_comm *c, struct bt__err *err);
 /* Runs call a on the device path when its buffers are CUDA device memory: sets *handled to 1
  * and returns the result. Sets *handled to 0 (and returns BT_OK) when they are host memory.
  * Buffers that mix host and device memory fail the call with BT_ERR_INVALID_ARG. */
@@ -15,6 +18,14 @@ int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled);
 /* Frees what the device path hung on c (NCCL communicator, pinned buffers). NULL-safe. */
 void bt__device_destroy(struct bt_comm *c);
 #else
+static inline int bt__device_init(struct bt_comm *c, struct bt__err *err)
+{
+    if (c->backend_choice == BT_BACKEND_NCCL)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "BATON_BACKEND=nccl but this libbaton was built without CUDA; hint: "
+                           "rebuild where CUDA and NCCL are found, or unset BATON_BACKEND");
+    return BT_OK;
+}
 static inline int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled)
 {
     (void)c, (void)a;
