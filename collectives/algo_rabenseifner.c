@@ -30,7 +30,7 @@ static size_t block_off(size_t count, int p, int b)
 }
 
 static int halving(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
-                   char *buf, char *tmp, size_t count, bt_dtype dt, bt_op op, int *lo, int *hi)
+                   char *buf, size_t count, bt_dtype dt, bt_op op, int *lo, int *hi)
 {
     size_t es = bt_dtype_size(dt);
     for (int d = f->p / 2; d >= 1; d /= 2) {
@@ -41,7 +41,7 @@ static int halving(struct bt_comm *c, const struct bt__group *g, const struct bt
         size_t ko = block_off(count, f->p, keep_lo), ke = block_off(count, f->p, keep_hi);
         struct bt__xfer x = {.send_to = g->ranks[partner], .sbuf = buf + so * es,
                              .slen = (se - so) * es, .recv_from = g->ranks[partner],
-                             .rbuf = tmp + ko * es, .rlen = (ke - ko) * es,
+                             .rlen = (ke - ko) * es,
                              .red_dst = buf + ko * es, .dtype = dt, .op = op,
                              .incoming_first = partner < g->me};
         BT_CHECK(bt__xfer(c, &x));
@@ -76,11 +76,8 @@ int bt__rabenseifner_allreduce(struct bt_comm *c, const struct bt__group *g, voi
     bt__fold_plan(g->n, g->me, &f);
     BT_CHECK(bt__fold_in(c, g, &f, buf, count, dt, op));
     if (f.newrank >= 0) {
-        char *tmp = bt__scratch(c, 1, count * es);
         int lo = 0, hi = f.p;
-        if (!tmp && count)
-            return c->err.code;
-        BT_CHECK(halving(c, g, &f, buf, tmp, count, dt, op, &lo, &hi));
+        BT_CHECK(halving(c, g, &f, buf, count, dt, op, &lo, &hi));
         BT_CHECK(doubling(c, g, &f, buf, count, es, lo, hi));
     }
     return bt__fold_out(c, g, &f, buf, count * es);

@@ -50,11 +50,7 @@ int bt__fold_in(struct bt_comm *c, const struct bt__group *g, const struct bt__f
                              .recv_from = -1};
         return bt__xfer(c, &x);
     }
-    void *tmp = bt__scratch(c, 1, bytes);
-    if (!tmp && bytes)
-        return c->err.code;
-    struct bt__xfer x = {.send_to = -1, .recv_from = g->ranks[g->me - 1], .rbuf = tmp,
-                         .rlen = bytes, .red_dst = buf, .dtype = dt, .op = op,
+    struct bt__xfer x = {.send_to = -1, .recv_from = g->ranks[g->me - 1], .rlen = bytes, .red_dst = buf, .dtype = dt, .op = op,
                          .incoming_first = 1};
     return bt__xfer(c, &x);
 }

@@ -46,21 +46,14 @@ static int ring_rs(struct bt_comm *c, const struct bt__group *g, char *buf,
                    const struct layout *l, bt_dtype dt, bt_op op)
 {
     int n = g->n, me = g->me;
-    size_t es = bt_dtype_size(dt), max = 0, off, len;
-    for (int i = 0; i < n; i++) {
-        chunk(l, n, i, &off, &len);
-        max = len > max ? len : max;
-    }
-    char *tmp = bt__scratch(c, 1, max * es);
-    if (!tmp && max)
-        return c->err.code;
+    size_t es = bt_dtype_size(dt);
     for (int s = 0; s < n - 1; s++) {
         size_t so, sl, ro, rl;
         chunk(l, n, me - s - 1, &so, &sl);
         chunk(l, n, me - s - 2, &ro, &rl);
         struct bt__xfer x = {.send_to = g->ranks[(me + 1) % n], .sbuf = buf + so * es,
                              .slen = sl * es, .recv_from = g->ranks[(me + n - 1) % n],
-                             .rbuf = tmp, .rlen = rl * es, .red_dst = buf + ro * es,
+                             .rlen = rl * es, .red_dst = buf + ro * es,
                              .dtype = dt, .op = op, .incoming_first = 1};
         BT_CHECK(bt__xfer(c, &x));
     }

@@ -14,15 +14,16 @@
 #include "collectives/comm.h"
 
 /* One step of a point-to-point algorithm: send sbuf to send_to while receiving rbuf from
- * recv_from (either may be -1: none). With red_dst set, the bytes received into rbuf are then
- * reduced into red_dst as they arrive: red_dst = op(rbuf, red_dst) when incoming_first, else
- * op(red_dst, rbuf); rlen is a whole number of dtype elements. */
+ * recv_from (either may be -1: none). With red_dst set, the rlen bytes received are instead
+ * reduced into red_dst as they arrive (the transport stages them in buffers of its own; rbuf
+ * is unused): red_dst = op(incoming, red_dst) when incoming_first, else op(red_dst,
+ * incoming); rlen is a whole number of dtype elements. */
 struct bt__xfer {
     int send_to;
     const void *sbuf;
     size_t slen; /* bytes */
     int recv_from;
-    void *rbuf;
+    void *rbuf; /* unused when red_dst is set */
     size_t rlen; /* bytes */
     void *red_dst;
     bt_dtype dtype;

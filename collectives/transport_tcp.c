@@ -22,8 +22,9 @@
  * Transfers carry no header: every rank runs the same algorithm, so both ends know each
  * message's length. A message of at least STRIPE_MIN bytes is cut into nsocks stripes (64-byte
  * aligned), one per socket, progressed together with non-blocking calls and poll(). Received
- * bytes that are to be reduced are reduced as they arrive, in pieces of at least REDUCE_MIN
- * bytes, so reduction overlaps the transfer. A closed or reset connection fails the
+ * bytes that are to be reduced land in a small per-socket window and are reduced out of it as
+ * they arrive, in pieces of at least REDUCE_MIN bytes, so reduction overlaps the transfer and
+ * the received bytes never leave the cache. A closed or reset connection fails the
  * collective with BT_ERR_REMOTE naming the peer; keepalive and TCP_USER_TIMEOUT (common/sock.c)
  * bound how long a silent dead link can go unnoticed.
  */
@@ -56,11 +57,13 @@ BT_PARAM_STR(ifname, "BATON_SOCKET_IFNAME", "")
 #define MAX_SOCKS 16
 #define STRIPE_MIN (256 * 1024)
 #define REDUCE_MIN (128 * 1024)
+#define WIN_BYTES (4 * REDUCE_MIN) /* per stripe: the ring buffer received reductions land in */
 
 struct bt__tcp {
     int nsocks;
     int lfd;
     int *fds; /* [rank * nsocks + k]; -1 for ourselves */
+    char *win; /* nsocks * WIN_BYTES, pre-faulted: where bytes to be reduced are received */
     char addr[128];
 };
 
@@ -378,6 +381,9 @@ int bt__tcp_create(struct bt_comm *c, int nsocks)
         return bt__err_set(&c->err, BT_ERR_SYSTEM, "tcp: out of memory");
     for (int i = 0; i < c->size * t->nsocks; i++)
         t->fds[i] = -1;
+    if (!(t->win = malloc((size_t)t->nsocks * WIN_BYTES)))
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "tcp: out of memory");
+    memset(t->win, 0, (size_t)t->nsocks * WIN_BYTES); /* fault the pages in now, not later */
     int64_t deadline = bt__deadline_in(bt__comm_timeout_s());
     BT_CHECK(listen_and_publish(c));
     for (int p = 0; p < c->rank; p++)
@@ -399,15 +405,20 @@ static void tcp_destroy(struct bt_comm *c)
     if (t->lfd >= 0)
         close(t->lfd);
     free(t->fds);
+    free(t->win);
     free(t);
     c->tcp = NULL;
 }
 
 /* ---- transfers ---- */
 
+/* A stripe is one socket's share of a message. Bytes that are to be reduced are not received
+ * into the caller's rbuf but into a small per-socket ring window (WIN_BYTES, pre-faulted and
+ * reused), and reduced out of it into red_dst as they arrive: the window stays in cache, where
+ * receiving a 32 MiB chunk into a 32 MiB temporary would stream it through memory twice. */
 struct stripe {
     int fd, peer, op; /* op: BT_SOCK_SEND or BT_SOCK_RECV */
-    char *buf;
+    char *buf;        /* send: the bytes; recv: where they land; reducing recv: the window */
     size_t len, off, red; /* bytes: length, moved, reduced (recv) */
     char *red_dst;
 };
@@ -430,23 +441,43 @@ static void add_stripes(struct bt__tcp *t, struct xfer_state *x, int peer, int o
             continue;
         struct stripe *s = &x->st[x->n++];
         *s = (struct stripe){.fd = t->fds[peer * t->nsocks + k], .peer = peer, .op = op,
-                             .buf = buf + a, .len = b - a,
-                             .red_dst = red_dst ? red_dst + a : NULL};
+                             .buf = red_dst ? t->win + (size_t)k * WIN_BYTES : buf + a,
+                             .len = b - a, .red_dst = red_dst ? red_dst + a : NULL};
     }
 }
 
+/* Receives into the window what fits: up to its end, never over unreduced bytes. */
+static int recv_window(struct stripe *s, struct bt__err *e)
+{
+    size_t w = s->off % WIN_BYTES, n = s->len - s->off, got = 0;
+    if (n > WIN_BYTES - w)
+        n = WIN_BYTES - w;
+    if (n > WIN_BYTES - (s->off - s->red))
+        n = WIN_BYTES - (s->off - s->red);
+    int rc = bt__sock_progress(s->fd, BT_SOCK_RECV, s->buf + w, n, &got, e);
+    s->off += got;
+    return rc;
+}
+
+/* Reduces what arrived, in pieces of at least REDUCE_MIN bytes (all of it at the end). The
+ * window's size and every stripe's start are multiples of the element size, so a piece that
+ * reaches the window's end ends on an element boundary. */
 static void reduce_arrived(const struct bt__xfer *x, struct stripe *s)
 {
     size_t es = bt_dtype_size(x->dtype), avail = s->off - s->red;
     if (avail < REDUCE_MIN && s->off < s->len)
         return;
     avail -= avail % es;
-    void *in = s->buf + s->red, *dst = s->red_dst + s->red;
-    if (x->incoming_first)
-        bt__reduce2(x->dtype, x->op, dst, in, dst, avail / es);
-    else
-        bt__reduce2(x->dtype, x->op, dst, dst, in, avail / es);
-    s->red += avail;
+    while (avail > 0) {
+        size_t w = s->red % WIN_BYTES, n = avail < WIN_BYTES - w ? avail : WIN_BYTES - w;
+        void *in = s->buf + w, *dst = s->red_dst + s->red;
+        if (x->incoming_first)
+            bt__reduce2(x->dtype, x->op, dst, in, dst, n / es);
+        else
+            bt__reduce2(x->dtype, x->op, dst, dst, in, n / es);
+        s->red += n;
+        avail -= n;
+    }
 }
 
 /* One non-blocking pass over every unfinished stripe: *moved when any byte moved. */
@@ -458,11 +489,11 @@ static int progress_all(struct bt_comm *c, const struct bt__xfer *x, struct xfer
         struct stripe *s = &xs->st[i];
         if (s->off == s->len && (!s->red_dst || s->red == s->len))
             continue;
-        size_t before = s->off, lim = s->len;
-        if (s->red_dst && lim - s->off > 4 * REDUCE_MIN)
-            lim = s->off + 4 * REDUCE_MIN; /* reduce between pieces of a long message */
+        size_t before = s->off;
         struct bt__err e = {0};
-        if (bt__sock_progress(s->fd, s->op, s->buf, lim, &s->off, &e) != BT_OK)
+        int rc = s->red_dst ? recv_window(s, &e)
+                            : bt__sock_progress(s->fd, s->op, s->buf, s->len, &s->off, &e);
+        if (rc != BT_OK)
             return bt__comm_fail(c, BT_ERR_REMOTE,
                                  "%s #%llu: rank %d: %s; hint: that rank died or its network "
                                  "went away, see its log",
