@@ -70,4 +70,25 @@ int bt__host_run(struct bt_comm *c, const struct bt__call *a);
 size_t bt__call_send_count(const struct bt_comm *c, const struct bt__call *a);
 size_t bt__call_recv_count(const struct bt_comm *c, const struct bt__call *a);
 
+/* ---- Open MPI (transport_mpi.c, built when mpicc is found: BT_HAVE_MPI) ---- */
+#if defined(BT_HAVE_MPI)
+/* Makes c, freshly allocated by bt_init with nothing else set up, a communicator over
+ * MPI_COMM_WORLD: initialises MPI unless the program already did (bt_finalize then leaves MPI
+ * running), works on a duplicate of MPI_COMM_WORLD that returns errors, and fills rank, size,
+ * local_rank/local_size (ranks sharing memory) and node_rank/nnodes. Sets c->mpi and
+ * c->mpi_state as soon as there is state to free, so bt_finalize(c) cleans up after a failure
+ * here too. err gets a one-line reason. */
+int bt__mpi_attach(struct bt_comm *c, struct bt__err *err);
+#else
+static inline int bt__mpi_attach(struct bt_comm *c, struct bt__err *err)
+{
+    return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                       "%s but this libbaton was built without MPI; hint: rebuild where mpicc "
+                       "is found (not WITH_MPI=0), or start the job with `baton run -n N`",
+                       c->backend_choice == BT_BACKEND_MPI
+                           ? "BATON_BACKEND=mpi"
+                           : "this process was started by mpirun");
+}
+#endif
+
 #endif

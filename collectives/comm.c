@@ -94,6 +94,71 @@ static int read_rdzv(struct bt__comm_cfg *c, char *host, size_t cap)
     return BT_OK;
 }
 
+/* ---- Open MPI (bt_init under mpirun) ----
+ * A process that mpirun started (OMPI_COMM_WORLD_* or PMIX_RANK in its env) and that is not a
+ * `baton run` worker (no BATON_RANK/BATON_WORLD_SIZE) is a rank of MPI_COMM_WORLD: its
+ * communicator needs no store and no transports, and every host collective goes to Open MPI
+ * (transport_mpi.c). BATON_BACKEND=mpi insists on that; BATON_BACKEND=baton refuses it. */
+
+static int make_groups(struct bt_comm *c, struct bt__err *err);
+
+static int started_by_mpirun(void)
+{
+    return getenv("OMPI_COMM_WORLD_RANK") || getenv("OMPI_COMM_WORLD_SIZE") ||
+           getenv("PMIX_RANK");
+}
+
+/* Sets *use to 1 when this process's communicator is MPI_COMM_WORLD. */
+static int want_mpi(int choice, int *use)
+{
+    int baton_env = getenv("BATON_WORLD_SIZE") || getenv("BATON_RANK");
+    *use = 0;
+    if (choice == BT_BACKEND_MPI && baton_env)
+        return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
+                           "BATON_BACKEND=mpi but this process was started by `baton run` "
+                           "(BATON_RANK is set); hint: start it with mpirun, or unset "
+                           "BATON_BACKEND");
+    if (choice == BT_BACKEND_MPI && !started_by_mpirun())
+        return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
+                           "BATON_BACKEND=mpi but this process was not started by mpirun (no "
+                           "OMPI_COMM_WORLD_RANK or PMIX_RANK); hint: run it as `mpirun -np N "
+                           "PROGRAM`, or unset BATON_BACKEND");
+    const char *np = getenv("OMPI_COMM_WORLD_SIZE");
+    if (choice == BT_BACKEND_BATON && !baton_env && np && atoi(np) > 1)
+        return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
+                           "BATON_BACKEND=baton but mpirun started this process as one of %s "
+                           "ranks, not `baton run`: each would be a job of one; hint: unset "
+                           "BATON_BACKEND, or run `mpirun ... baton run -n N -- PROGRAM`",
+                           np);
+    *use = !baton_env && started_by_mpirun() && choice != BT_BACKEND_BATON;
+    return BT_OK;
+}
+
+static int mpi_comm_create(int choice, bt_comm **out, struct bt__err *err)
+{
+    int rc;
+    struct bt_comm *c = calloc(1, sizeof(*c));
+    if (!c)
+        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    c->size = c->local_size = c->nnodes = 1;
+    c->backend_choice = choice;
+    c->algo = BT_ALGO_AUTO;
+    snprintf(c->prefix, sizeof(c->prefix), "w/0/");
+    BT_CHECK_GOTO(bt__mpi_attach(c, err), rc, fail);
+    BT_CHECK_GOTO(make_groups(c, err), rc, fail);
+    BT_CHECK_GOTO(bt__device_init(c, err), rc, fail);
+    BT_INFO(INIT, "rank %d of %d (local %d of %d, node %d of %d) joined", c->rank, c->size,
+            c->local_rank, c->local_size, c->node_rank, c->nnodes);
+    *out = c;
+    return BT_OK;
+fail:
+    /* Sticky on c too, so that c->mpi->destroy leaves MPI_Finalize out: the other ranks may
+     * not fail alike, and they would wait for this one in MPI_Finalize. */
+    bt__err_set(&c->err, rc, "%s", err->msg);
+    bt_finalize(c);
+    return rc;
+}
+
 int bt_init(bt_comm **out)
 {
     if (!out)
@@ -102,7 +167,13 @@ int bt_init(bt_comm **out)
     bt__err_clear(&init_err);
     struct bt__comm_cfg cfg = {.size = 1, .local_size = 1, .nnodes = 1};
     char host[256];
-    int rc = BT_OK;
+    int rc = BT_OK, choice = BT_BACKEND_AUTO, use_mpi = 0;
+    BT_CHECK_GOTO(bt__backend_choice(&choice, &init_err), rc, fail);
+    BT_CHECK_GOTO(want_mpi(choice, &use_mpi), rc, fail);
+    if (use_mpi) {
+        BT_CHECK_GOTO(mpi_comm_create(choice, out, &init_err), rc, fail);
+        return BT_OK;
+    }
     if (getenv("BATON_WORLD_SIZE") || getenv("BATON_RANK")) {
         BT_CHECK_GOTO(read_env(&cfg), rc, fail);
         if (cfg.size > 1)
@@ -233,6 +304,7 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     c->rank = g->rank, c->size = g->size, c->local_rank = g->local_rank;
     c->local_size = g->local_size, c->node_rank = g->node_rank, c->nnodes = g->nnodes;
     c->generation = g->generation;
+    c->ring_seg_bytes = g->ring_seg_bytes ? g->ring_seg_bytes : BT_RING_SEG_BYTES;
     BT_CHECK_GOTO(bt__backend_choice(&c->backend_choice, err), rc, fail);
     snprintf(c->prefix, sizeof(c->prefix), "w/%d/", c->generation);
     BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 4,

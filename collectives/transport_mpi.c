@@ -1,0 +1,445 @@
+/* transport_mpi.c: the Open MPI backend: every host collective of a job that mpirun started
+ * runs as one MPI collective on a duplicate of MPI_COMM_WORLD.
+ *
+ * bt_init (comm.c) decides that this backend is used and calls bt__mpi_attach; from then on
+ * coll.c hands each checked call to mpi_run. There is no store, no shm segment and no TCP
+ * mesh: Open MPI moves the bytes, and mpirun, not baton, tears the job down when a rank dies.
+ * This file does not launch anything and never calls MPI_Abort.
+ *
+ * How calls map:
+ *   allreduce       MPI_Allreduce (send == recv: MPI_IN_PLACE)
+ *   broadcast       MPI_Bcast
+ *   allgather       this rank's block copied into place, then MPI_Allgather(MPI_IN_PLACE)
+ *   reduce_scatter  MPI_Reduce_scatter_block (send == recv: MPI_IN_PLACE)
+ *   reduce          MPI_Reduce (send == recv on the root: MPI_IN_PLACE; recv unused elsewhere)
+ *   barrier         MPI_Barrier
+ * dtypes: float32/64, int32/64 and uint8 are MPI's own types with MPI's built-in ops.
+ * float16 and bfloat16 travel as MPI_UINT16_T and are combined by user-defined ops (made once
+ * per communicator) that widen each pair to float32, combine and round back to nearest even
+ * (bt__reduce2), as NCCL does; so a sum of halves is rounded at each step of MPI's algorithm,
+ * where the native path rounds once. BT_AVG is a sum, then one division by the world size
+ * (bt__reduce_div: in float32 for halves, truncating for integers), so it is rounded once
+ * after the sum like on the native path.
+ *
+ * Counts: MPI counts are int. allreduce, reduce and broadcast go in pieces of at most
+ * CHUNK_ELEMS elements; allgather and reduce_scatter take at most INT_MAX elements per rank.
+ *
+ * Errors: the duplicate communicator returns errors (MPI_ERRORS_RETURN); each becomes a baton
+ * code by its MPI error class, with MPI's error string, the collective and its number, through
+ * bt__comm_fail (sticky). A communicator that failed is not finalised collectively: its
+ * process then exits without MPI_Finalize, and mpirun ends the rest of the job.
+ *
+ * MPI itself: bt_init calls MPI_Init_thread(MPI_THREAD_SERIALIZED) unless the program has
+ * initialised MPI; the last communicator of those calls MPI_Finalize when it is destroyed.
+ * A program that calls MPI_Init itself keeps MPI after bt_finalize. (The counter below assumes
+ * communicators are made and destroyed by one thread at a time.)
+ */
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/backend.h"
+#include "collectives/reduce.h"
+#include "common/log.h"
+
+#define CHUNK_ELEMS ((size_t)1 << 30)
+#define NHALF_OPS 4 /* sum, prod, min, max */
+
+struct mpi_state {
+    MPI_Comm comm;                 /* duplicate of MPI_COMM_WORLD, MPI_ERRORS_RETURN */
+    MPI_Op half_ops[2][NHALF_OPS]; /* [0 float16, 1 bfloat16][op]; MPI_OP_NULL until made */
+    int counted;                   /* this communicator is one of mpi_users */
+};
+
+static int mpi_users; /* communicators alive since MPI was (or was found) initialised */
+static int mpi_owned; /* baton called MPI_Init_thread, so the last user calls MPI_Finalize */
+
+/* ---- float16/bfloat16 ops: inout[i] = in[i] op inout[i], in float32 ---- */
+
+#define HALF_OP(name, dt, op)                                                                  \
+    static void name(void *in, void *inout, int *len, MPI_Datatype *type)                      \
+    {                                                                                          \
+        (void)type;                                                                            \
+        bt__reduce2(dt, op, inout, in, inout, (size_t)*len);                                   \
+    }
+HALF_OP(f16_sum, BT_FLOAT16, BT_SUM)
+HALF_OP(f16_prod, BT_FLOAT16, BT_PROD)
+HALF_OP(f16_min, BT_FLOAT16, BT_MIN)
+HALF_OP(f16_max, BT_FLOAT16, BT_MAX)
+HALF_OP(bf16_sum, BT_BFLOAT16, BT_SUM)
+HALF_OP(bf16_prod, BT_BFLOAT16, BT_PROD)
+HALF_OP(bf16_min, BT_BFLOAT16, BT_MIN)
+HALF_OP(bf16_max, BT_BFLOAT16, BT_MAX)
+
+static MPI_User_function *const half_fns[2][NHALF_OPS] = {
+    {f16_sum, f16_prod, f16_min, f16_max},
+    {bf16_sum, bf16_prod, bf16_min, bf16_max},
+};
+
+/* ---- errors ---- */
+
+/* Baton's code for an MPI error, and a hint: bad arguments reaching MPI are baton's own bug;
+ * a truncated message means the ranks disagree on the call. */
+static int code_of(int mpi_rc, const char **hint)
+{
+    int cls = MPI_ERR_OTHER;
+    MPI_Error_class(mpi_rc, &cls);
+    *hint = "mpirun's output names the rank or host that failed";
+    switch (cls) {
+    case MPI_ERR_NO_MEM:
+        return BT_ERR_SYSTEM;
+    case MPI_ERR_TRUNCATE:
+        *hint = "do all ranks make the same collective with the same count, dtype and root?";
+        return BT_ERR_INVALID_USAGE;
+    case MPI_ERR_ARG:
+    case MPI_ERR_COUNT:
+    case MPI_ERR_TYPE:
+    case MPI_ERR_BUFFER:
+    case MPI_ERR_ROOT:
+    case MPI_ERR_OP:
+    case MPI_ERR_COMM:
+    case MPI_ERR_INTERN:
+        *hint = "this is a bug in baton's MPI backend; please report it";
+        return BT_ERR_INTERNAL;
+    default:
+        return BT_ERR_REMOTE; /* a peer gone, the network: the job's state */
+    }
+}
+
+static void mpi_text(int mpi_rc, char *out, int cap)
+{
+    char s[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(mpi_rc, s, &len) != MPI_SUCCESS)
+        snprintf(s, sizeof(s), "MPI error %d", mpi_rc);
+    snprintf(out, (size_t)cap, "%s", s);
+}
+
+/* BT_OK, or the failure of the running collective (sticky on c). */
+static int check(struct bt_comm *c, int mpi_rc, const char *call)
+{
+    if (mpi_rc == MPI_SUCCESS)
+        return BT_OK;
+    char s[MPI_MAX_ERROR_STRING];
+    const char *hint;
+    int code = code_of(mpi_rc, &hint);
+    mpi_text(mpi_rc, s, sizeof(s));
+    return bt__comm_fail(c, code, "%s #%llu: %s failed: %s; hint: %s", c->coll_name,
+                         (unsigned long long)c->coll_seq, call, s, hint);
+}
+
+/* For bt_init: BT_OK, or a one-line reason in err. */
+static int init_check(struct bt__err *err, int mpi_rc, const char *call)
+{
+    if (mpi_rc == MPI_SUCCESS)
+        return BT_OK;
+    char s[MPI_MAX_ERROR_STRING];
+    const char *hint;
+    int code = code_of(mpi_rc, &hint);
+    mpi_text(mpi_rc, s, sizeof(s));
+    return bt__err_set(err, code, "bt_init (Open MPI backend): %s failed: %s", call, s);
+}
+
+/* ---- types and ops ---- */
+
+static MPI_Datatype mpi_type(bt_dtype dt)
+{
+    switch (dt) {
+    case BT_FLOAT32: return MPI_FLOAT;
+    case BT_FLOAT64: return MPI_DOUBLE;
+    case BT_INT32: return MPI_INT32_T;
+    case BT_INT64: return MPI_INT64_T;
+    case BT_UINT8: return MPI_UINT8_T;
+    default: return MPI_UINT16_T; /* float16, bfloat16: combined by the half ops */
+    }
+}
+
+/* The MPI op that sums for BT_AVG (the division comes after). */
+static MPI_Op mpi_op(const struct mpi_state *s, bt_dtype dt, bt_op op)
+{
+    int i = op == BT_AVG ? BT_SUM : (int)op;
+    if (bt__is_half(dt))
+        return s->half_ops[dt == BT_BFLOAT16][i];
+    switch (i) {
+    case BT_PROD: return MPI_PROD;
+    case BT_MIN: return MPI_MIN;
+    case BT_MAX: return MPI_MAX;
+    default: return MPI_SUM;
+    }
+}
+
+/* ---- the collectives ---- */
+
+static int overlap(const void *a, const void *b, size_t bytes)
+{
+    const char *x = a, *y = b;
+    return bytes && x < y + bytes && y < x + bytes;
+}
+
+static void finish_avg(struct bt_comm *c, const struct bt__call *a, void *buf, size_t n)
+{
+    if (a->op == BT_AVG && buf)
+        bt__reduce_div(a->dtype, buf, n, c->size);
+}
+
+/* Allreduce in pieces of at most CHUNK_ELEMS; a recv that partly overlaps send is made the
+ * in-place case first. */
+static int mpi_allreduce(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    size_t es = bt_dtype_size(a->dtype);
+    char *recv = a->recv;
+    int inplace = a->send == a->recv;
+    if (!inplace && overlap(a->send, a->recv, a->count * es)) {
+        memmove(recv, a->send, a->count * es);
+        inplace = 1;
+    }
+    for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
+        size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
+        const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
+        BT_CHECK(check(c, MPI_Allreduce(sb, recv + off * es, (int)n, mpi_type(a->dtype),
+                                        mpi_op(s, a->dtype, a->op), s->comm),
+                       "MPI_Allreduce"));
+    }
+    finish_avg(c, a, recv, a->count);
+    return BT_OK;
+}
+
+static int mpi_reduce(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    size_t es = bt_dtype_size(a->dtype);
+    int root = c->rank == a->root;
+    char *recv = root ? a->recv : NULL;
+    int inplace = root && a->send == a->recv;
+    if (root && !inplace && overlap(a->send, recv, a->count * es)) {
+        memmove(recv, a->send, a->count * es);
+        inplace = 1;
+    }
+    for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
+        size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
+        const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
+        BT_CHECK(check(c, MPI_Reduce(sb, recv ? recv + off * es : NULL, (int)n,
+                                     mpi_type(a->dtype), mpi_op(s, a->dtype, a->op), a->root,
+                                     s->comm),
+                       "MPI_Reduce"));
+    }
+    finish_avg(c, a, recv, a->count);
+    return BT_OK;
+}
+
+static int mpi_broadcast(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    size_t es = bt_dtype_size(a->dtype);
+    for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
+        size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
+        BT_CHECK(check(c, MPI_Bcast((char *)a->recv + off * es, (int)n, mpi_type(a->dtype),
+                                    a->root, s->comm),
+                       "MPI_Bcast"));
+    }
+    return BT_OK;
+}
+
+static int too_large(struct bt_comm *c, size_t count)
+{
+    if (count <= INT_MAX)
+        return BT_OK;
+    return bt__comm_fail(c, BT_ERR_INVALID_ARG,
+                         "%s #%llu: count %zu is more than the Open MPI backend takes per rank "
+                         "(%d); hint: split the call",
+                         c->coll_name, (unsigned long long)c->coll_seq, count, INT_MAX);
+}
+
+static int mpi_allgather(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    size_t bytes = a->count * bt_dtype_size(a->dtype);
+    char *mine = (char *)a->recv + (size_t)c->rank * bytes;
+    BT_CHECK(too_large(c, a->count));
+    if (a->send != mine)
+        memmove(mine, a->send, bytes);
+    return check(c, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, a->recv, (int)a->count,
+                                  mpi_type(a->dtype), s->comm),
+                 "MPI_Allgather");
+}
+
+/* send holds count * size elements; recv gets this rank's count. A recv that partly overlaps
+ * send gets its input from a copy. */
+static int mpi_reduce_scatter(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    size_t bytes = a->count * (size_t)c->size * bt_dtype_size(a->dtype);
+    const void *send = a->send == a->recv ? MPI_IN_PLACE : a->send;
+    BT_CHECK(too_large(c, a->count));
+    if (send != MPI_IN_PLACE && overlap(a->send, a->recv, bytes)) {
+        void *copy = bt__scratch(c, 2, bytes);
+        if (!copy)
+            return c->err.code;
+        send = memcpy(copy, a->send, bytes);
+    }
+    BT_CHECK(check(c, MPI_Reduce_scatter_block(send, a->recv, (int)a->count,
+                                               mpi_type(a->dtype), mpi_op(s, a->dtype, a->op),
+                                               s->comm),
+                   "MPI_Reduce_scatter_block"));
+    finish_avg(c, a, a->recv, a->count);
+    return BT_OK;
+}
+
+static int mpi_run(struct bt_comm *c, const struct bt__call *a)
+{
+    struct mpi_state *s = c->mpi_state;
+    if (a->kind == BT_COLL_BARRIER)
+        return check(c, MPI_Barrier(s->comm), "MPI_Barrier");
+    if (a->count == 0) /* the same count on every rank: nothing to move anywhere */
+        return BT_OK;
+    switch (a->kind) {
+    case BT_COLL_ALLREDUCE:
+        return mpi_allreduce(c, s, a);
+    case BT_COLL_BROADCAST:
+        return mpi_broadcast(c, s, a);
+    case BT_COLL_ALLGATHER:
+        return mpi_allgather(c, s, a);
+    case BT_COLL_REDUCE_SCATTER:
+        return mpi_reduce_scatter(c, s, a);
+    case BT_COLL_REDUCE:
+        return mpi_reduce(c, s, a);
+    default:
+        return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d",
+                           (int)a->kind);
+    }
+}
+
+/* ---- setup and teardown ---- */
+
+static void mpi_destroy(struct bt_comm *c)
+{
+    struct mpi_state *s = c->mpi_state;
+    if (!s)
+        return;
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < NHALF_OPS; i++)
+            if (s->half_ops[d][i] != MPI_OP_NULL)
+                MPI_Op_free(&s->half_ops[d][i]);
+    if (s->comm != MPI_COMM_NULL)
+        MPI_Comm_free(&s->comm);
+    if (s->counted && --mpi_users == 0 && mpi_owned) {
+        /* MPI_Finalize waits for every rank; after a failure the others may never come, so
+         * the process leaves without it and mpirun ends the job. */
+        if (c->err.code == BT_OK)
+            MPI_Finalize();
+        else
+            BT_WARN(INIT, "rank %d: not calling MPI_Finalize after an error, so that mpirun "
+                          "ends the job",
+                    c->rank);
+        mpi_owned = 0;
+    }
+    free(s);
+    c->mpi_state = NULL;
+}
+
+static const struct bt__backend_ops mpi_ops = {"mpi", mpi_run, mpi_destroy};
+
+/* Initialises MPI unless the program did; counts this communicator as a user. */
+static int start_mpi(struct mpi_state *s, int *provided, struct bt__err *err)
+{
+    int inited = 0, finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "bt_init (Open MPI backend): MPI was already finalised (by an earlier "
+                           "bt_finalize or the program); hint: call MPI_Init before the first "
+                           "bt_init and MPI_Finalize after the last bt_finalize");
+    MPI_Initialized(&inited);
+    if (!inited) {
+        BT_CHECK(init_check(err, MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, provided),
+                            "MPI_Init_thread"));
+        mpi_owned = 1;
+    } else {
+        MPI_Query_thread(provided);
+    }
+    s->counted = 1;
+    mpi_users++;
+    return BT_OK;
+}
+
+static int make_half_ops(struct mpi_state *s, struct bt__err *err)
+{
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < NHALF_OPS; i++)
+            BT_CHECK(init_check(err, MPI_Op_create(half_fns[d][i], 1, &s->half_ops[d][i]),
+                                "MPI_Op_create"));
+    return BT_OK;
+}
+
+/* local_rank/local_size from the ranks that share memory with this one; node_rank numbers
+ * the nodes by their lowest global rank (each node's local rank 0 is its leader). */
+static int find_nodes(struct bt_comm *c, struct mpi_state *s, struct bt__err *err)
+{
+    MPI_Comm node = MPI_COMM_NULL;
+    int leader = c->rank, mine = 0, rc;
+    int *leaders = malloc(sizeof(int) * (size_t)c->size);
+    if (!leaders)
+        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    BT_CHECK_GOTO(init_check(err, MPI_Comm_split_type(s->comm, MPI_COMM_TYPE_SHARED, c->rank,
+                                                      MPI_INFO_NULL, &node),
+                             "MPI_Comm_split_type"),
+                  rc, out);
+    MPI_Comm_rank(node, &c->local_rank);
+    MPI_Comm_size(node, &c->local_size);
+    BT_CHECK_GOTO(init_check(err, MPI_Bcast(&leader, 1, MPI_INT, 0, node), "MPI_Bcast"), rc,
+                  out);
+    mine = c->local_rank == 0;
+    BT_CHECK_GOTO(init_check(err, MPI_Allgather(&mine, 1, MPI_INT, leaders, 1, MPI_INT,
+                                                s->comm),
+                             "MPI_Allgather"),
+                  rc, out);
+    c->nnodes = c->node_rank = 0;
+    for (int r = 0; r < c->size; r++) {
+        c->nnodes += leaders[r];
+        c->node_rank += leaders[r] && r < leader;
+    }
+out:
+    if (node != MPI_COMM_NULL)
+        MPI_Comm_free(&node);
+    free(leaders);
+    return rc;
+}
+
+/* "Open MPI v4.1.4" out of MPI's multi-line library version. */
+static void library_name(char *out, size_t cap)
+{
+    char v[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    if (MPI_Get_library_version(v, &len) != MPI_SUCCESS)
+        snprintf(v, sizeof(v), "MPI");
+    v[strcspn(v, ",\n")] = '\0';
+    snprintf(out, cap, "%.100s", v);
+}
+
+int bt__mpi_attach(struct bt_comm *c, struct bt__err *err)
+{
+    int provided = 0;
+    char lib[128];
+    struct mpi_state *s = calloc(1, sizeof(*s));
+    if (!s)
+        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    s->comm = MPI_COMM_NULL;
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < NHALF_OPS; i++)
+            s->half_ops[d][i] = MPI_OP_NULL;
+    c->mpi = &mpi_ops;
+    c->mpi_state = s;
+    BT_CHECK(start_mpi(s, &provided, err));
+    BT_CHECK(init_check(err, MPI_Comm_dup(MPI_COMM_WORLD, &s->comm), "MPI_Comm_dup"));
+    BT_CHECK(init_check(err, MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN),
+                        "MPI_Comm_set_errhandler"));
+    MPI_Comm_rank(s->comm, &c->rank);
+    MPI_Comm_size(s->comm, &c->size);
+    bt__log_set_rank(c->rank);
+    BT_CHECK(make_half_ops(s, err));
+    BT_CHECK(find_nodes(c, s, err));
+    library_name(lib, sizeof(lib));
+    BT_INFO(INIT, "rank %d: backend mpi (%s, MPI_COMM_WORLD of %d ranks on %d node%s, thread "
+                  "level %d%s)",
+            c->rank, lib, c->size, c->nnodes, c->nnodes == 1 ? "" : "s", provided,
+            mpi_owned ? "" : ", MPI initialised by the program");
+    return BT_OK;
+}

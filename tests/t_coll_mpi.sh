@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# t_coll_mpi.sh: the Open MPI backend under mpirun: every collective x dtype x op checked
+# against a reference (tests/progs/coll_sweep) at 1, 2, 3, 4, 5 and 7 ranks (oversubscribed),
+# with the log saying the MPI backend was chosen; unchanged programs (coll_check, hello) under
+# mpirun; `mpirun ... baton run` keeping the native path; bad BATON_BACKEND choices failing with
+# one line; an MPI error (ranks disagreeing on a broadcast) becoming a baton error with MPI's
+# text; a SIGKILLed rank ending the job quickly; and no rank process left behind.
+# timeout: 240
+source "$(dirname "$0")/lib.sh"
+SWEEP=$BATON_BUILD/tests/progs/coll_sweep
+CHECK=$BATON_BUILD/tests/progs/coll_check
+HELLO=$BATON_BUILD/examples/hello
+for p in "$SWEEP" "$CHECK" "$HELLO"; do
+    [ -x "$p" ] || { t_fail "build" "$p missing"; t_done; }
+done
+# Ranks run through links under $T_TMP, so the last check can find any that outlived a test.
+mkdir -p "$T_TMP/bin"
+ln -s "$SWEEP" "$T_TMP/bin/coll_sweep"; ln -s "$CHECK" "$T_TMP/bin/coll_check"
+ln -s "$HELLO" "$T_TMP/bin/hello"
+SWEEP=$T_TMP/bin/coll_sweep CHECK=$T_TMP/bin/coll_check HELLO=$T_TMP/bin/hello
+
+# one_line NAME PATTERN CMD...: CMD exits 3 (bt_init failed) with one stdout line matching.
+one_line() {
+    local name=$1 pat=$2; shift 2
+    "$@" >"$T_TMP/out" 2>"$T_TMP/err"; local rc=$?
+    if [ $rc -eq 3 ] && [ "$(wc -l <"$T_TMP/out")" -eq 1 ] && grep -qE -- "$pat" "$T_TMP/out"; then
+        t_ok "$name"; else t_fail "$name" "rc=$rc, out: $(head -c 400 "$T_TMP/out")"; fi
+}
+
+one_line "BATON_BACKEND=mpi outside mpirun: one line, exit 3" \
+    '^bt_init failed: BATON_BACKEND=mpi but this process was not started by mpirun \(no OMPI_COMM_WORLD_RANK or PMIX_RANK\); hint: ' \
+    env BATON_BACKEND=mpi "$SWEEP"
+one_line "BATON_BACKEND=bogus: one line, exit 3" \
+    "^bt_init failed: BATON_BACKEND='bogus' is not one of auto\|baton\|mpi\|nccl$" \
+    env BATON_BACKEND=bogus "$SWEEP"
+
+if ! nm "$BATON_BUILD/libbaton.a" 2>/dev/null | grep -q ' T bt__mpi_attach$'; then
+    # A build without MPI (WITH_MPI=0 or no mpicc): asking for MPI under mpirun's env says so.
+    one_line "no MPI in this build: BATON_BACKEND=mpi under mpirun's env says so" \
+        'BATON_BACKEND=mpi but this libbaton was built without MPI; hint: ' \
+        env BATON_BACKEND=mpi OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 "$SWEEP"
+    t_skip "Open MPI backend" "this libbaton was built without MPI (WITH_MPI=0 or no mpicc)"
+    t_done
+fi
+if ! command -v mpirun >/dev/null; then
+    t_skip "Open MPI backend" "mpirun not found (apt-get install openmpi-bin)"; t_done
+fi
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
+# Open MPI's leak reports are about libmpi's own allocations, not baton's (see the README).
+[ "${SANITIZER:-}" = address ] && export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+
+# --- the whole sweep at several world sizes; the log names the backend ---
+for n in 1 2 3 4 5 7; do
+    big=(); what=""
+    if [ $n = 2 ] || [ $n = 5 ]; then big=(--big); what=" (+1M sample)"; fi
+    out=$T_TMP/sweep$n.log
+    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 120 "${MPIRUN[@]}" -np $n \
+        -x BATON_DEBUG -x BATON_DEBUG_SUBSYS "$SWEEP" "${big[@]}" >"$out" 2>&1
+    t_expect_eq "sweep, $n rank(s)$what: mpirun exit status" "$?" 0
+    t_expect_eq "sweep, $n rank(s): every rank checked every call" \
+        "$(grep -cE '^rank [0-9]+ sweep ok: 6[0-9]{2} calls$' "$out")" "$n"
+    t_expect_eq "sweep, $n rank(s): every rank logged the MPI backend" \
+        "$(grep -cE "INFO INIT rank [0-9]+: backend mpi \(Open MPI v[0-9.]+, MPI_COMM_WORLD of $n ranks on 1 node" "$out")" "$n"
+    grep -E 'sweep ok|differs|failed' "$out" | grep -v 'sweep ok' | head -3 | sed 's/^/    | /'
+done
+
+# --- unchanged programs ---
+out=$T_TMP/check.log
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np 4 -x BATON_DEBUG \
+    -x BATON_DEBUG_SUBSYS "$CHECK" --iters 5 --count 300000 >"$out" 2>&1
+t_expect_eq "coll_check under mpirun -np 4: exit status" "$?" 0
+t_expect_eq "coll_check under mpirun -np 4: 4 ranks report ok" "$(grep -cE '^rank [0-9]+ ok$' "$out")" 4
+t_expect_eq "coll_check under mpirun: local ranks and the one node found" \
+    "$(grep -cE 'rank [0-3] of 4 \(local [0-3] of 4, node 0 of 1\) joined$' "$out")" 4
+timeout 60 "${MPIRUN[@]}" -np 3 "$HELLO" >"$T_TMP/hello" 2>&1
+t_expect_eq "hello under mpirun -np 3: exit status" "$?" 0
+t_expect_eq "hello under mpirun -np 3: each rank knows its place" \
+    "$(grep -cE '^hello from rank [0-2] of 3$' "$T_TMP/hello")" 3
+timeout 60 "${MPIRUN[@]}" -np 2 -x BATON_BACKEND=mpi "$HELLO" >"$T_TMP/hello2" 2>&1
+t_expect_eq "BATON_BACKEND=mpi under mpirun -np 2: hello works" \
+    "$(grep -cE '^hello from rank [01] of 2$' "$T_TMP/hello2")" 2
+
+# --- mpirun starting `baton run`: its workers keep baton's own path ---
+out=$T_TMP/nested.log
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np 2 -x BATON_DEBUG \
+    -x BATON_DEBUG_SUBSYS "$BATON" run -n 1 --rdzv 127.0.0.1:"$(t_free_port)" -- "$SWEEP" \
+    >"$out" 2>&1
+t_expect_eq "mpirun -np 2 baton run: exit status" "$?" 0
+t_expect_eq "mpirun -np 2 baton run: both workers checked every call" \
+    "$(grep -cE 'rank [01] sweep ok' "$out")" 2
+t_check "mpirun -np 2 baton run: workers did not take the MPI backend" \
+    bash -c "grep -q 'transports tcp' '$out' && ! grep -q 'backend mpi' '$out'"
+
+# --- bad choices under mpirun ---
+"${MPIRUN[@]}" -np 2 -x BATON_BACKEND=baton "$SWEEP" >"$T_TMP/out" 2>/dev/null
+rc=$?
+if [ $rc -ne 0 ] && [ "$(grep -c 'BATON_BACKEND=baton but mpirun started this process as one of 2 ranks' "$T_TMP/out")" = 2 ]; then
+    t_ok "BATON_BACKEND=baton under mpirun -np 2: refused, one line per rank"
+else t_fail "BATON_BACKEND=baton under mpirun -np 2: refused, one line per rank" "rc=$rc: $(head -c 300 "$T_TMP/out")"; fi
+
+# --- an MPI error becomes a baton error with MPI's text; mpirun then ends the job ---
+out=$T_TMP/mismatch.log
+timeout 60 "${MPIRUN[@]}" -np 2 "$SWEEP" --mismatch >"$out" 2>&1
+rc=$?
+t_check "ranks disagreeing on a broadcast: mpirun exits non-zero (got $rc), no hang" \
+    test $rc -ne 0 -a $rc -ne 124
+t_grep "ranks disagreeing: the error names the call, number and MPI's text" \
+    '^rank 1: mismatched broadcast: invalid usage: broadcast #1: MPI_Bcast failed: MPI_ERR_TRUNCATE: message truncated; hint: ' "$out"
+
+# --- a SIGKILLed rank: mpirun ends the whole job within seconds ---
+out=$T_TMP/kill.log
+start=$SECONDS
+timeout 60 "${MPIRUN[@]}" -np 3 "$CHECK" --count 1048576 --iters 400 --die-rank 1 --die-at 3 \
+    --signal KILL >"$out" 2>&1
+rc=$?
+t_check "SIGKILL of rank 1 under mpirun: mpirun exits non-zero (got $rc), not by timeout" \
+    test $rc -ne 0 -a $rc -ne 124
+t_check "SIGKILL under mpirun: over within 20 s ($((SECONDS - start)) s)" \
+    test $((SECONDS - start)) -le 20
+
+# --- nothing left behind: no process runs a program from $T_TMP ---
+left() { ps -eo pid=,stat=,args= | D="$T_TMP/bin/" awk 'index($0, ENVIRON["D"]) && $2 !~ /^Z/'; }
+for _ in $(seq 1 50); do [ -z "$(left)" ] && break; sleep 0.1; done
+t_expect_eq "no rank process outlives its mpirun" "$(left)" ""
+t_done
