@@ -1,13 +1,19 @@
 /* allreduce_bench.c: baton's allreduce timed like nccl-tests' all_reduce_perf.
  *
- *   baton run -n 2 -- build/bench/allreduce_bench [--backend shm|tcp] [-b 4K] [-e 256M]
- *                                                 [-f 2] [-n ITERS] [-w WARMUP] [-o]
+ *   baton run -n 2 -- build/bench/allreduce_bench [--backend shm|tcp|nccl|staged] [-b 4K]
+ *                                                 [-e 256M] [-f 2] [-n ITERS] [-w WARMUP] [-o]
  *
  * float32 sum, in place (-o: out of place). Every size runs WARMUP untimed then ITERS timed
  * allreduces; each op is timed alone and the table shows the median (the largest of the
  * ranks' medians). algbw = bytes / time, busbw = algbw * 2 (n-1) / n. After timing, each size
  * is checked once against the exact expected sums (#wrong counts bad elements over all ranks).
- * Only rank 0 prints. --backend sets BATON_TRANSPORT for this process before bt_init.
+ * Only rank 0 prints. --backend shm|tcp sets BATON_TRANSPORT for this process before bt_init.
+ * --backend nccl|staged put the buffers on the GPU (cudaMalloc; local rank % devices, or the
+ * device BATON_GPU made current): nccl sets BATON_BACKEND=nccl (NCCL, one GPU per rank; the
+ * bench's own small reductions then go through the GPU too), staged sets BATON_BACKEND=baton
+ * (device buffers copied through pinned host memory by segment, reduced on the host path).
+ * The pattern is written on the host and copied in; results are copied back for #wrong.
+ * Without a GPU (or built without CUDA) they stop with one line and exit status 2.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,11 +23,104 @@
 
 #include "baton.h"
 
+#if defined(BT_HAVE_CUDA)
+#include <cuda_runtime.h>
+#endif
+
 struct args {
     size_t minb, maxb;
     double factor;
     int iters, warmup, oop;
+    int gpu;          /* --backend nccl|staged: buffers in device memory */
+    const char *name; /* the backend as printed */
 };
+
+/* ---- buffers on the host or the GPU (device buffers only where built with CUDA) ---- */
+
+#if defined(BT_HAVE_CUDA)
+static int gpu_setup(void)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        fprintf(stderr, "allreduce_bench: --backend nccl|staged needs a GPU, and there is none "
+                        "(cudaGetDeviceCount: %s)\n",
+                e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+        return -1;
+    }
+    const char *lr = getenv("BATON_LOCAL_RANK");
+    if (!getenv("BATON_GPU") && cudaSetDevice((lr ? atoi(lr) : 0) % n) != cudaSuccess) {
+        fprintf(stderr, "allreduce_bench: cudaSetDevice failed\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void *buf_alloc(int gpu, size_t bytes)
+{
+    void *p = NULL;
+    if (!gpu)
+        return malloc(bytes);
+    return cudaMalloc(&p, bytes) == cudaSuccess ? p : NULL;
+}
+
+static void buf_free(int gpu, void *p)
+{
+    if (gpu)
+        cudaFree(p);
+    else
+        free(p);
+}
+
+static int buf_copy(int gpu, void *dst, const void *src, size_t bytes)
+{
+    if (!gpu) {
+        memcpy(dst, src, bytes);
+        return 0;
+    }
+    return cudaMemcpy(dst, src, bytes, cudaMemcpyDefault) == cudaSuccess ? 0 : -1;
+}
+#else
+static int gpu_setup(void)
+{
+    fprintf(stderr, "allreduce_bench: --backend nccl|staged needs a GPU, and this build has no "
+                    "CUDA (rebuild where /usr/local/cuda is found)\n");
+    return -1;
+}
+
+static void *buf_alloc(int gpu, size_t bytes)
+{
+    (void)gpu;
+    return malloc(bytes);
+}
+
+static void buf_free(int gpu, void *p)
+{
+    (void)gpu;
+    free(p);
+}
+
+static int buf_copy(int gpu, void *dst, const void *src, size_t bytes)
+{
+    (void)gpu;
+    memcpy(dst, src, bytes);
+    return 0;
+}
+#endif
+
+/* The bench's own small allreduces (median, #wrong): through a device scratch with --backend
+ * nccl (BATON_BACKEND=nccl takes device buffers only), else on the host. */
+static void *small_dev;
+
+static int small_allreduce(bt_comm *c, void *v, bt_dtype dt, bt_op op)
+{
+    if (!small_dev)
+        return bt_allreduce(c, v, v, 1, dt, op);
+    if (buf_copy(1, small_dev, v, 8) ||
+        bt_allreduce(c, small_dev, small_dev, 1, dt, op) != BT_OK || buf_copy(1, v, small_dev, 8))
+        return -1;
+    return BT_OK;
+}
 
 static double now_us(void)
 {
@@ -46,10 +145,26 @@ static int parse_size(const char *s, size_t *out)
 
 static int usage(const char *why)
 {
-    fprintf(stderr, "allreduce_bench: %s\nusage: allreduce_bench [--backend shm|tcp] "
-                    "[-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-n ITERS] [-w WARMUP] [-o]\n",
+    fprintf(stderr, "allreduce_bench: %s\nusage: allreduce_bench "
+                    "[--backend shm|tcp|auto|nccl|staged] [-b MINBYTES] [-e MAXBYTES] "
+                    "[-f FACTOR] [-n ITERS] [-w WARMUP] [-o]\n",
             why);
     return 2;
+}
+
+/* shm|tcp|auto choose the host transport; nccl|staged put the buffers on the GPU. */
+static int set_backend(struct args *a, const char *v)
+{
+    a->name = v;
+    if (!strcmp(v, "nccl") || !strcmp(v, "staged")) {
+        a->gpu = 1;
+        setenv("BATON_BACKEND", !strcmp(v, "nccl") ? "nccl" : "baton", 1);
+        return 0;
+    }
+    if (strcmp(v, "shm") && strcmp(v, "tcp") && strcmp(v, "auto"))
+        return usage("--backend is shm, tcp, auto, nccl or staged");
+    setenv("BATON_TRANSPORT", v, 1);
+    return 0;
 }
 
 static int parse(int argc, char **argv, struct args *a)
@@ -64,9 +179,8 @@ static int parse(int argc, char **argv, struct args *a)
             return usage("an option lacks its value");
         i++;
         if (!strcmp(o, "--backend")) {
-            if (strcmp(v, "shm") && strcmp(v, "tcp") && strcmp(v, "auto"))
-                return usage("--backend is shm, tcp or auto");
-            setenv("BATON_TRANSPORT", v, 1);
+            if (set_backend(a, v))
+                return 2;
         } else if (!strcmp(o, "-b") || !strcmp(o, "--minbytes")) {
             if (parse_size(v, &a->minb)) return usage("bad -b size (e.g. 4K, 64M)");
         } else if (!strcmp(o, "-e") || !strcmp(o, "--maxbytes")) {
@@ -107,18 +221,23 @@ static double time_size(bt_comm *c, float *buf, float *out, size_t count, const 
     }
     qsort(t, (size_t)a->iters, sizeof(double), cmp_dbl);
     double med = t[a->iters / 2];
-    if (bt_allreduce(c, &med, &med, 1, BT_FLOAT64, BT_MAX) != BT_OK)
+    if (small_allreduce(c, &med, BT_FLOAT64, BT_MAX) != BT_OK)
         return -1;
     return med;
 }
 
-/* Fills with small integers (exact sums), allreduces once, counts wrong elements. */
-static long check_size(bt_comm *c, float *buf, float *out, size_t count, int rank, int size)
+/* Fills with small integers (exact sums), allreduces once, counts wrong elements. host is a
+ * host buffer of count floats (buf/out are on the GPU with --backend nccl|staged). */
+static long check_size(bt_comm *c, float *buf, float *out, float *host, size_t count, int rank,
+                       int size, int gpu)
 {
     for (size_t i = 0; i < count; i++)
-        buf[i] = (float)((rank + (int)(i % 7)) % 5);
-    if (bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM) != BT_OK)
+        host[i] = (float)((rank + (int)(i % 7)) % 5);
+    if (buf_copy(gpu, buf, host, count * 4) ||
+        bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM) != BT_OK ||
+        buf_copy(gpu, host, out, count * 4))
         return -1;
+    out = host;
     long wrong = 0;
     for (size_t i = 0; i < count; i++) {
         float want = 0;
@@ -127,7 +246,7 @@ static long check_size(bt_comm *c, float *buf, float *out, size_t count, int ran
         wrong += out[i] != want;
     }
     int64_t w = wrong;
-    if (bt_allreduce(c, &w, &w, 1, BT_INT64, BT_SUM) != BT_OK)
+    if (small_allreduce(c, &w, BT_INT64, BT_SUM) != BT_OK)
         return -1;
     return (long)w;
 }
@@ -136,6 +255,8 @@ int main(int argc, char **argv)
 {
     struct args a = {.minb = 4096, .maxb = 256u << 20, .factor = 2, .iters = 20, .warmup = 5};
     if (parse(argc, argv, &a))
+        return 2;
+    if (a.gpu && gpu_setup())
         return 2;
     bt_comm *c = NULL;
     if (bt_init(&c) != BT_OK) {
@@ -146,20 +267,26 @@ int main(int argc, char **argv)
     bt_comm_rank(c, &rank);
     bt_comm_size(c, &size);
     size_t maxc = a.maxb / 4;
-    float *buf = malloc(maxc * 4), *out = a.oop ? malloc(maxc * 4) : NULL;
+    float *buf = buf_alloc(a.gpu, maxc * 4), *out = a.oop ? buf_alloc(a.gpu, maxc * 4) : NULL;
+    float *host = malloc(maxc * 4);
     double *t = malloc(sizeof(double) * (size_t)a.iters);
-    if (!buf || (a.oop && !out) || !t) {
-        fprintf(stderr, "allreduce_bench: out of memory\n");
+    int nccl = a.gpu && !strcmp(a.name, "nccl");
+    if (nccl)
+        small_dev = buf_alloc(1, 8);
+    if (!buf || (a.oop && !out) || !t || !host || (nccl && !small_dev)) {
+        fprintf(stderr, "allreduce_bench: out of %s memory\n", a.gpu ? "GPU or host" : "host");
         return 1;
     }
-    memset(buf, 0, maxc * 4); /* fault every page in before timing */
+    memset(host, 0, maxc * 4); /* fault every page in before timing */
+    buf_copy(a.gpu, buf, host, maxc * 4);
     if (out)
-        memset(out, 0, maxc * 4);
+        buf_copy(a.gpu, out, host, maxc * 4);
     if (rank == 0)
-        printf("# baton allreduce_bench: %d ranks, transport %s, float32 sum, %s\n"
+        printf("# baton allreduce_bench: %d ranks, %s %s, float32 sum, %s\n"
                "#%12s %12s %8s %6s %10s %8s %8s %7s\n"
                "#%12s %12s %8s %6s %10s %8s %8s %7s\n",
-               size, getenv("BATON_TRANSPORT") ? getenv("BATON_TRANSPORT") : "auto",
+               size, a.gpu ? "backend" : "transport",
+               a.gpu ? a.name : getenv("BATON_TRANSPORT") ? getenv("BATON_TRANSPORT") : "auto",
                a.oop ? "out of place" : "in place", "size", "count", "type", "redop", "time",
                "algbw", "busbw", "#wrong", "(B)", "(elements)", "", "", "(us)", "(GB/s)",
                "(GB/s)", "");
@@ -169,7 +296,7 @@ int main(int argc, char **argv)
         size_t count = (size_t)sz / 4, bytes = count * 4;
         float *o = a.oop ? out : buf;
         double us = time_size(c, buf, o, count, &a, t);
-        long wrong = us < 0 ? -1 : check_size(c, buf, o, count, rank, size);
+        long wrong = us < 0 ? -1 : check_size(c, buf, o, host, count, rank, size, a.gpu);
         if (us < 0 || wrong < 0) {
             fprintf(stderr, "rank %d: allreduce failed: %s\n", rank, bt_last_error(c));
             rc = 1;
@@ -185,7 +312,12 @@ int main(int argc, char **argv)
     }
     if (rank == 0 && nsizes)
         printf("# Avg bus bandwidth    : %.3f\n", bw_sum / nsizes);
-    free(buf), free(out), free(t);
+    buf_free(a.gpu, buf);
+    if (out)
+        buf_free(a.gpu, out);
+    if (small_dev)
+        buf_free(1, small_dev);
+    free(host), free(t);
     int frc = bt_finalize(c);
     return rc || frc ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 /* cuda.h: device (CUDA) buffers in the collectives: where a call's buffers live, and the
  * device path (NCCL, or the staged copy through pinned host memory). Built from cuda.c when
- * CUDA is found (BT_HAVE_CUDA); without it every buffer is a host buffer.
+ * CUDA is found (BT_HAVE_CUDA); without it every buffer is a host buffer. The NCCL backend is
+ * transport_nccl.c (BT_HAVE_NCCL), the staged pipeline staged.c (built always).
  */
 #ifndef BT_COLLECTIVES_CUDA_H
 #define BT_COLLECTIVES_CUDA_H
@@ -17,6 +18,23 @@ int bt__device_init(struct bt_comm *c, struct bt__err *err);
 int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled);
 /* Frees what the device path hung on c (NCCL communicator, pinned buffers). NULL-safe. */
 void bt__device_destroy(struct bt_comm *c);
+
+/* ---- between cuda.c and transport_nccl.c ---- */
+#if defined(BT_HAVE_NCCL)
+#define BT__NCCL_BUILT 1
+/* Makes c's NCCL communicator on CUDA device dev and sets c->nccl and c->nccl_state. It is
+ * collective: every rank calls it in the same collective call (the first one on device
+ * buffers). The ncclUniqueId goes through c->store when there is one, else through a host
+ * broadcast. Errors are set on c (bt__comm_fail). */
+int bt__nccl_create(struct bt_comm *c, int dev);
+#else
+#define BT__NCCL_BUILT 0
+static inline int bt__nccl_create(struct bt_comm *c, int dev)
+{
+    (void)dev;
+    return bt__err_set(&c->err, BT_ERR_INTERNAL, "this libbaton was built without NCCL");
+}
+#endif
 #else
 static inline int bt__device_init(struct bt_comm *c, struct bt__err *err)
 {
