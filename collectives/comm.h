@@ -32,7 +32,10 @@ struct bt__comm_cfg {
     const char *algo;           /* "auto" | "ring" | "rd" | "rabenseifner"; NULL: BATON_ALGO */
     size_t shm_slot_bytes;      /* bytes per shm slot buffer; 0: BATON_SHM_SLOT_BYTES */
     int nsocks;                 /* sockets per TCP peer; 0: BATON_NSOCKS */
+    size_t ring_seg_bytes;      /* ring allreduce segment; 0: BT_RING_SEG_BYTES (tests shrink it) */
 };
+
+#define BT_RING_SEG_BYTES (8u << 20)
 
 struct bt__shm;
 struct bt__tcp;
@@ -52,6 +55,7 @@ struct bt_comm {
     uint64_t coll_seq;          /* collectives started so far; the running one is #coll_seq */
     const char *coll_name;      /* name of the running collective, for messages */
     int algo;                   /* enum bt__algo: forced algorithm or auto */
+    size_t ring_seg_bytes;      /* bytes per segment of the ring allreduce (algo_ring.c) */
     int hierarchical;           /* allreduce: shm within nodes + tcp across node leaders */
     struct bt__shm *shm;        /* this node's segment, NULL when no local peer uses shm */
     struct bt__tcp *tcp;        /* mesh to every rank, NULL when not needed */

@@ -59,7 +59,7 @@
 #include "common/param.h"
 #include "common/sock.h"
 
-BT_PARAM_INT(slot_bytes, "BATON_SHM_SLOT_BYTES", 256 * 1024)
+BT_PARAM_INT(slot_bytes, "BATON_SHM_SLOT_BYTES", 512 * 1024)
 BT_PARAM_INT(test_seg_bytes, "BATON_TEST_SEGMENT_BYTES", 0)
 
 #define SHM_MAGIC 0x314d485354414242ULL /* "BBATSHM1" */
