@@ -17,12 +17,17 @@
  * the wrapped sum divided with truncation toward zero).
  *
  * Algorithm thresholds (allreduce over TCP, auto), from `BATON_ALGO=X baton run -n 4 --
- * build/bench/allreduce_bench --backend tcp -b 4K -e 4M -f 4` on the 2-core development VM
- * (loaded, so rough): rd was fastest to 16-64 KiB, Rabenseifner from 64 KiB to 1 MiB, the
- * ring from 4 MiB; re-measure on a quiet machine.
+ * build/bench/allreduce_bench --backend tcp -b 4K -e 16M -f 4 -n 20 -w 5` on the quiet 2-core
+ * development VM (4 ranks on 2 cores; per-op medians in µs, the faster of two runs):
+ *              4K   16K   64K  256K    1M    4M    16M
+ *   rd        101    98   185   353  1192  9630  40650
+ *   rabensf.  157   159   205   312   774  6493  27817
+ *   ring      257   271   295   480  1326  6999  28957
+ * so recursive doubling up to 64 KiB, Rabenseifner up to 4 MiB, the ring above (the two are
+ * within noise at 16 MiB; at 2 ranks all three send the same bytes).
  *   bytes <= BT_RD_MAX_BYTES            recursive doubling (fewest messages)
  *   bytes <= BT_RABENSEIFNER_MAX_BYTES  Rabenseifner (log n messages, half the bytes of rd)
- *   larger                              ring (bandwidth-optimal, pipelined within each step)
+ *   larger                              ring (bandwidth-optimal, in 8 MiB segments)
  */
 #include <string.h>
 
@@ -32,8 +37,8 @@
 #include "collectives/transport.h"
 #include "common/log.h"
 
-#define BT_RD_MAX_BYTES (32 * 1024)
-#define BT_RABENSEIFNER_MAX_BYTES (1024 * 1024)
+#define BT_RD_MAX_BYTES (64 * 1024)
+#define BT_RABENSEIFNER_MAX_BYTES (4 * 1024 * 1024)
 
 static int begin(bt_comm *c, const char *name)
 {

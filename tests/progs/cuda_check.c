@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "baton.h"
+#include "tests/coll_ref.h"
 
 #if defined(BT_HAVE_CUDA)
 #include <cuda_runtime.h>
@@ -26,36 +27,6 @@
 
 static const char *dtn[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8"};
 static const char *opn[] = {"sum", "prod", "min", "max", "avg"};
-
-static double val(int rank, size_t i, bt_dtype dt, bt_op op)
-{
-    if (op == BT_PROD) {
-        double v = ((size_t)rank + i) % 3 == 0 ? 2 : 1;
-        if (dt != BT_UINT8 && ((size_t)rank * 7 + i) % 5 == 0)
-            v = -v;
-        return v;
-    }
-    double v = (double)(((size_t)rank * 31 + i * 7) % 17);
-    return dt == BT_UINT8 ? v : v - 8;
-}
-
-static void put(void *p, size_t i, bt_dtype dt, double v)
-{
-    float f = (float)v;
-    uint32_t x;
-    switch (dt) {
-    case BT_FLOAT32: ((float *)p)[i] = f; break;
-    case BT_FLOAT64: ((double *)p)[i] = v; break;
-    case BT_FLOAT16: { _Float16 h = (_Float16)f; memcpy((uint16_t *)p + i, &h, 2); break; }
-    case BT_BFLOAT16:
-        memcpy(&x, &f, 4);
-        ((uint16_t *)p)[i] = (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-        break;
-    case BT_INT32: ((int32_t *)p)[i] = (int32_t)(int64_t)v; break;
-    case BT_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
-    default: ((uint8_t *)p)[i] = (uint8_t)(int64_t)v; break;
-    }
-}
 
 static double get(const void *p, size_t i, bt_dtype dt)
 {
@@ -73,34 +44,6 @@ static double get(const void *p, size_t i, bt_dtype dt)
     case BT_INT64: return (double)((const int64_t *)p)[i];
     default: return ((const uint8_t *)p)[i];
     }
-}
-
-static double combine(bt_op op, double a, double b)
-{
-    switch (op) {
-    case BT_PROD: return a * b;
-    case BT_MIN: return a < b ? a : b;
-    case BT_MAX: return a > b ? a : b;
-    default: return a + b;
-    }
-}
-
-static void expect(void *out, size_t j, size_t i, int n, bt_dtype dt, bt_op op)
-{
-    double acc = val(0, i, dt, op);
-    for (int r = 1; r < n; r++)
-        acc = combine(op, acc, val(r, i, dt, op));
-    if (dt == BT_UINT8 && op == BT_PROD)
-        acc = (double)((int64_t)acc & 0xff);
-    if (op == BT_AVG) {
-        if (dt == BT_FLOAT64)
-            acc = acc / n;
-        else if (dt == BT_FLOAT32 || dt == BT_FLOAT16 || dt == BT_BFLOAT16)
-            acc = (double)((float)acc / (float)n);
-        else
-            acc = (double)((int64_t)acc / n);
-    }
-    put(out, j, dt, acc);
 }
 
 struct ctx {

@@ -28,6 +28,7 @@
 #include "collectives/reduce.h"
 #include "collectives/staged.h"
 #include "rendezvous/store.h"
+#include "tests/coll_ref.h"
 
 #define QMAX 8 /* copies pending on one slot */
 #define MAXC 1000
@@ -113,71 +114,6 @@ static int me_idle(const struct memeng *m)
 }
 
 /* ---- inputs and the reference (as in test_coll.c: small integers, exact in every dtype) ---- */
-
-static double val(int rank, size_t i, bt_dtype dt, bt_op op)
-{
-    if (op == BT_PROD) {
-        double v = ((size_t)rank + i) % 3 == 0 ? 2 : 1;
-        if (dt != BT_UINT8 && ((size_t)rank * 7 + i) % 5 == 0)
-            v = -v;
-        return v;
-    }
-    double v = (double)(((size_t)rank * 31 + i * 7) % 17);
-    return dt == BT_UINT8 ? v : v - 8;
-}
-
-static void put(void *p, size_t i, bt_dtype dt, double v)
-{
-    float f = (float)v;
-    switch (dt) {
-    case BT_FLOAT32: ((float *)p)[i] = f; break;
-    case BT_FLOAT64: ((double *)p)[i] = v; break;
-    case BT_FLOAT16: ((uint16_t *)p)[i] = bt__float_to_half(f); break;
-    case BT_BFLOAT16: {
-        uint32_t x;
-        memcpy(&x, &f, 4);
-        ((uint16_t *)p)[i] = (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
-        break;
-    }
-    case BT_INT32: ((int32_t *)p)[i] = (int32_t)(int64_t)v; break;
-    case BT_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
-    default: ((uint8_t *)p)[i] = (uint8_t)(int64_t)v; break;
-    }
-}
-
-static double combine(bt_op op, double a, double b)
-{
-    switch (op) {
-    case BT_PROD: return a * b;
-    case BT_MIN: return a < b ? a : b;
-    case BT_MAX: return a > b ? a : b;
-    default: return a + b;
-    }
-}
-
-static void expect(void *out, size_t j, size_t i, int n, bt_dtype dt, bt_op op)
-{
-    double acc = val(0, i, dt, op);
-    for (int r = 1; r < n; r++)
-        acc = combine(op, acc, val(r, i, dt, op));
-    if (dt == BT_UINT8 && op == BT_PROD)
-        acc = (double)((int64_t)acc & 0xff);
-    if (op == BT_AVG) {
-        if (dt == BT_FLOAT64)
-            acc = acc / n;
-        else if (dt == BT_FLOAT32 || dt == BT_FLOAT16 || dt == BT_BFLOAT16)
-            acc = (double)((float)acc / (float)n);
-        else
-            acc = (double)((int64_t)acc / n);
-    }
-    put(out, j, dt, acc);
-}
-
-static void fill(void *p, size_t count, int rank, bt_dtype dt, bt_op op)
-{
-    for (size_t i = 0; i < count; i++)
-        put(p, i, dt, val(rank, i, dt, op));
-}
 
 /* ---- one rank ---- */
 
