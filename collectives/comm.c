@@ -100,7 +100,7 @@ static int read_rdzv(struct bt__comm_cfg *c, char *host, size_t cap)
  * communicator needs no store and no transports, and every host collective goes to Open MPI
  * (transport_mpi.c). BATON_BACKEND=mpi insists on that; BATON_BACKEND=baton refuses it. */
 
-static int make_groups(struct bt_comm *c, struct bt__err *err);
+static int finish_comm(struct bt_comm *c, struct bt__err *err);
 
 static int started_by_mpirun(void)
 {
@@ -145,10 +145,7 @@ static int mpi_comm_create(int choice, bt_comm **out, struct bt__err *err)
     c->algo = BT_ALGO_AUTO;
     snprintf(c->prefix, sizeof(c->prefix), "w/0/");
     BT_CHECK_GOTO(bt__mpi_attach(c, err), rc, fail);
-    BT_CHECK_GOTO(make_groups(c, err), rc, fail);
-    BT_CHECK_GOTO(bt__device_init(c, err), rc, fail);
-    BT_INFO(INIT, "rank %d of %d (local %d of %d, node %d of %d) joined", c->rank, c->size,
-            c->local_rank, c->local_size, c->node_rank, c->nnodes);
+    BT_CHECK_GOTO(finish_comm(c, err), rc, fail);
     *out = c;
     return BT_OK;
 fail:
@@ -264,6 +261,16 @@ static int make_groups(struct bt_comm *c, struct bt__err *err)
     return BT_OK;
 }
 
+/* The last steps of every communicator, native or Open MPI: groups, devices, the log line. */
+static int finish_comm(struct bt_comm *c, struct bt__err *err)
+{
+    BT_CHECK(make_groups(c, err));
+    BT_CHECK(bt__device_init(c, err));
+    BT_INFO(INIT, "rank %d of %d (local %d of %d, node %d of %d) joined", c->rank, c->size,
+            c->local_rank, c->local_size, c->node_rank, c->nnodes);
+    return BT_OK;
+}
+
 /* Decides which transports this rank needs and sets them up. */
 static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int kind,
                             struct bt__err *err)
@@ -318,10 +325,7 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
         hash_token(c, g->token ? g->token : "");
     }
     BT_CHECK_GOTO(setup_transports(c, g, kind, err), rc, fail);
-    BT_CHECK_GOTO(make_groups(c, err), rc, fail);
-    BT_CHECK_GOTO(bt__device_init(c, err), rc, fail);
-    BT_INFO(INIT, "rank %d of %d (local %d of %d, node %d of %d) joined", c->rank, c->size,
-            c->local_rank, c->local_size, c->node_rank, c->nnodes);
+    BT_CHECK_GOTO(finish_comm(c, err), rc, fail);
     *out = c;
     return BT_OK;
 fail:
