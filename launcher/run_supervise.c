@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,11 +128,27 @@ static void kill_now(struct sup *s)
     s->killed = 1;
 }
 
+/* A local rank 0 that dies while its node's ranks are still attaching leaves its shared-memory
+ * segment's name behind (collectives/transport_shm.c names it "/baton-<its pid>-..." and the
+ * last rank to map it unlinks it); nothing else would remove it, so the launcher does. */
+static void unlink_shm_of(pid_t pid)
+{
+    char pat[64];
+    glob_t g;
+    snprintf(pat, sizeof(pat), "/dev/shm/baton-%d-*", (int)pid);
+    if (glob(pat, GLOB_NOSORT, NULL, &g) != 0) return;
+    for (size_t i = 0; i < g.gl_pathc; i++)
+        if (unlink(g.gl_pathv[i]) == 0)
+            BT_INFO(LAUNCH, "removed %s, left behind by pid %d", g.gl_pathv[i], (int)pid);
+    globfree(&g);
+}
+
 static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
 {
     char name[16];
     w->running = 0;
     w->status = status;
+    unlink_shm_of(w->pid);
     s->running--;
     s->workers -= w->ps_index < 0;
     BT_INFO(LAUNCH, "%s %s (pid %d) ended with status %d", w->ps_index < 0 ? "rank" : "server",
