@@ -42,6 +42,18 @@ t_wait() {
     wait "$pid" 2>/dev/null; T_RC=$?; echo $T_RC
 }
 
+# t_wait_ok NAME SEC PID...: waits for each PID (SEC seconds at most each, as t_wait) and checks
+# that every one exited 0. Call it directly, not in $(...).
+t_wait_ok() {
+    local name=$1 limit=$2 codes="" want="" pid
+    shift 2
+    for pid in "$@"; do
+        t_wait "$pid" "$limit" >/dev/null
+        codes+=$T_RC want+=0
+    done
+    t_expect_eq "$name" "$codes" "$want"
+}
+
 # t_free_port: a port the kernel handed out for port 0, free right now.
 t_free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

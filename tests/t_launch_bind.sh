@@ -98,9 +98,7 @@ two_nodes() { # TAG EXTRA-ENV...: node 0 and node 1 of a 2-node job, -n 2 each, 
             >"$T_TMP/$tag$r.out" 2>"$T_TMP/$tag$r.err"
         [ $r = 0 ] && p0=$T_LAST_PID || p1=$T_LAST_PID
     done
-    t_wait "$p0" 60 >"$T_TMP/rc0"
-    t_wait "$p1" 60 >"$T_TMP/rc1"
-    t_expect_eq "two nodes ($tag): both launchers exit 0" "$(cat "$T_TMP/rc0")$(cat "$T_TMP/rc1")" 00
+    t_wait_ok "two nodes ($tag): both launchers exit 0" 60 "$p0" "$p1"
 }
 two_nodes nic
 t_grep "two nodes: BATON_SOCKET_IFNAME is the planned NIC (exact match)" \

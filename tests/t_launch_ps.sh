@@ -58,9 +58,7 @@ for r in 0 1; do
         >"$T_TMP/n$r.out" 2>"$T_TMP/n$r.err"
     [ $r = 0 ] && N0=$T_LAST_PID || N1=$T_LAST_PID
 done
-t_wait "$N0" 60 >"$T_TMP/rc0"
-t_wait "$N1" 60 >"$T_TMP/rc1"
-t_expect_eq "two nodes --ps 1: both launchers exit 0" "$(cat "$T_TMP/rc0")$(cat "$T_TMP/rc1")" 00
+t_wait_ok "two nodes --ps 1: both launchers exit 0" 60 "$N0" "$N1"
 t_check "two nodes --ps 1: node 0 runs the server, node 1 none" sh -c "
     grep -q '^\[ps0\] .*listening' '$T_TMP/n0.err' && ! grep -q '^\[ps' '$T_TMP/n1.err'"
 t_check "two nodes --ps 1: rank 1 (node 1) trained" \
