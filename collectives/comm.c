@@ -18,6 +18,7 @@
 #include "collectives/comm.h"
 #include "collectives/cuda.h"
 #include "collectives/transport.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
 #include "common/sock.h"
@@ -242,9 +243,7 @@ static int connect_store(struct bt_comm *c, const struct bt__comm_cfg *g, struct
 
 static void hash_token(struct bt_comm *c, const char *token)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const char *p = token; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    uint64_t h = bt__fnv1a_str(BT_FNV1A_INIT, token);
     snprintf(c->token_hash, sizeof(c->token_hash), "%016llx", (unsigned long long)h);
 }
 

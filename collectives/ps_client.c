@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "collectives/ps.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
 #include "common/sock.h"
@@ -100,10 +101,7 @@ static int fail(bt_ps *ps, int code, const char *fmt, ...)
 
 static size_t hash(const char *s)
 {
-    size_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    return (size_t)bt__fnv1a_str(BT_FNV1A_INIT, s);
 }
 
 static struct key *find_key(const bt_ps *ps, const char *name)

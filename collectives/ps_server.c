@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "collectives/ps.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
 #include "common/sock.h"
@@ -104,10 +105,7 @@ BT_PARAM_DBL(ps_timeout_s, "BATON_TIMEOUT", 300.0)
 
 static size_t hash(const char *name, uint32_t idx)
 {
-    size_t h = 1469598103934665603ULL ^ idx;
-    for (; *name; name++)
-        h = (h ^ (unsigned char)*name) * 1099511628211ULL;
-    return h;
+    return (size_t)bt__fnv1a_str(BT_FNV1A_INIT ^ idx, name);
 }
 
 static struct piece *find_piece(struct bt__ps_server *s, const char *name, uint32_t idx)

@@ -43,6 +43,7 @@
 
 #include "collectives/reduce.h"
 #include "collectives/transport.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
 #include "common/sock.h"
@@ -242,12 +243,7 @@ static uint64_t get64(const uint8_t *p)
 
 static uint64_t job_cookie(const struct bt_comm *c)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const char *parts[2] = {c->token_hash, c->prefix};
-    for (int k = 0; k < 2; k++)
-        for (const char *p = parts[k]; *p; p++)
-            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    return h;
+    return bt__fnv1a_str(bt__fnv1a_str(BT_FNV1A_INIT, c->token_hash), c->prefix);
 }
 
 static void set_bufs(int fd)

@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
 #include "rendezvous/proto.h"
@@ -122,10 +123,7 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c);
 
 static uint64_t hash_key(const void *k, size_t n)
 {
-    const uint8_t *p = k;
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
+    uint64_t h = bt__fnv1a(BT_FNV1A_INIT, k, n);
     return h ^ (h >> 29);
 }
 
