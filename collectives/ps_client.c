@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "collectives/comm.h"
 #include "collectives/ps.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -785,7 +786,7 @@ int bt_ps_open(bt_ps **out)
         .nworkers = (int)bt__env_int("BATON_WORLD_SIZE", 1),
         .nservers = (int)bt__env_int("BATON_PS_SERVERS", 1),
         .token = bt__env_str("BATON_TOKEN", ""),
-        .timeout_s = bt__env_dbl("BATON_TIMEOUT", 300.0),
+        .timeout_s = bt__comm_timeout_s(),
         .partition_bytes = bt__env_int("BATON_PS_PARTITION_BYTES", 4 << 20)};
     struct bt__store *st = NULL;
     if (cfg.nservers < 1 || cfg.nservers > 4096)

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "collectives/comm.h"
 #include "collectives/ps.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -98,8 +99,6 @@ struct bt__ps_server {
     int started;
     char addr[300];
 };
-
-BT_PARAM_DBL(ps_timeout_s, "BATON_TIMEOUT", 300.0)
 
 /* ---- pieces ---- */
 
@@ -995,7 +994,7 @@ int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_serv
     s->lfd = s->epfd = s->wakefd = -1;
     s->tabsz = 64;
     s->index = cfg->index;
-    s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__param_ps_timeout_s();
+    s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__comm_timeout_s();
     s->exit_when_done = cfg->exit_when_done;
     bt__rdzv_key(cfg->token ? cfg->token : "", s->key);
     bt__rdzv_random((uint8_t *)&s->instance, sizeof(s->instance));
@@ -1019,7 +1018,7 @@ void bt__ps_server_cfg_env(struct bt__ps_server_cfg *cfg)
     cfg->token = bt__env_str("BATON_TOKEN", "");
     cfg->rdzv = bt__env_str("BATON_RDZV", NULL);
     cfg->generation = (int)bt__env_int("BATON_RESTART_COUNT", 0);
-    cfg->timeout_s = bt__env_dbl("BATON_TIMEOUT", 300.0);
+    cfg->timeout_s = bt__comm_timeout_s();
     cfg->ckpt_dir = bt__env_str("BATON_PS_CKPT_DIR", NULL);
     cfg->ckpt_secs = bt__env_dbl("BATON_PS_CKPT_SECS", 0.0);
     cfg->ckpt_steps = bt__env_int("BATON_PS_CKPT_STEPS", 0);
