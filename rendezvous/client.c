@@ -285,14 +285,21 @@ static void *dup_bytes(const uint8_t *p, size_t n)
 
 /* ---- the calls ---- */
 
-int bt__store_set(struct bt__store *s, const char *key, const void *val, size_t len)
+/* A request of one key and one value (SET, LAST_WILL) whose reply is a bare status. */
+static int kv_request(struct bt__store *s, int op, const char *name, const char *key,
+                      const void *val, size_t len)
 {
     BT_CHECK(check_kv(s, key, len));
-    size_t f = req_begin(s, BT__RDZV_SET);
+    size_t f = req_begin(s, op);
     bt__wbuf_bytes(&s->req, key, strlen(key));
     bt__wbuf_bytes(&s->req, val, len);
-    BT_CHECK(roundtrip(s, f, "SET", io_deadline()));
-    return reply_status(s, "SET", 0);
+    BT_CHECK(roundtrip(s, f, name, io_deadline()));
+    return reply_status(s, name, 0);
+}
+
+int bt__store_set(struct bt__store *s, const char *key, const void *val, size_t len)
+{
+    return kv_request(s, BT__RDZV_SET, "SET", key, val, len);
 }
 
 int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len, double timeout_s)
@@ -456,12 +463,7 @@ int bt__store_ping(struct bt__store *s)
 
 int bt__store_last_will(struct bt__store *s, const char *key, const void *val, size_t len)
 {
-    BT_CHECK(check_kv(s, key, len));
-    size_t f = req_begin(s, BT__RDZV_LAST_WILL);
-    bt__wbuf_bytes(&s->req, key, strlen(key));
-    bt__wbuf_bytes(&s->req, val, len);
-    BT_CHECK(roundtrip(s, f, "LAST_WILL", io_deadline()));
-    return reply_status(s, "LAST_WILL", 0);
+    return kv_request(s, BT__RDZV_LAST_WILL, "LAST_WILL", key, val, len);
 }
 
 const char *bt__store_error(const struct bt__store *s)
