@@ -264,7 +264,7 @@ static void test_tcp(void **state)
     for (int a = 0; a < 4; a++)
         for (int n = 2; n <= 8; n++) {
             /* odd n with the ring: 256-byte segments, so 1000 elements take many segments
-             * and 7 elements at 8 ranks leave chunks empty */
+             * (the sweep's count of 1 leaves chunks empty, as before) */
             struct world w = {.n = n, .nnodes = 1, .transport = "tcp", .algo = algos[a],
                               .ring_seg = a == 0 && n % 2 ? 256 : 0,
                               .big = (a == 3 && (n == 3 || n == 7)) || (a == 0 && n == 4)};
