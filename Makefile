@@ -76,18 +76,18 @@ endif
 
 # ---- sources: one folder, one responsibility ----
 # Optional backends are compiled only when their feature is present.
-OPTIONAL_SRC := collectives/transport_mpi.c collectives/backend_mpi.c \
-                collectives/transport_nccl.c collectives/backend_nccl.c collectives/cuda.c
-LIB_SRC := $(wildcard common/*.c) $(wildcard rendezvous/*.c) \
-           $(filter-out $(OPTIONAL_SRC),$(wildcard collectives/*.c))
+OPTIONAL_SRC := collectives/backend/mpi.c collectives/backend/nccl.c collectives/backend/cuda.c
+LIB_SRC := $(wildcard common/*.c) $(wildcard rendezvous/*.c) $(wildcard collectives/*.c) \
+           $(wildcard collectives/algo/*.c collectives/transport/*.c collectives/ps/*.c) \
+           $(filter-out $(OPTIONAL_SRC),$(wildcard collectives/backend/*.c))
 ifeq ($(HAVE_MPI),1)
-LIB_SRC += $(wildcard collectives/transport_mpi.c collectives/backend_mpi.c)
+LIB_SRC += collectives/backend/mpi.c
 endif
 ifeq ($(HAVE_NCCL),1)
-LIB_SRC += $(wildcard collectives/transport_nccl.c collectives/backend_nccl.c)
+LIB_SRC += collectives/backend/nccl.c
 endif
 ifeq ($(HAVE_CUDA),1)
-LIB_SRC += $(wildcard collectives/cuda.c)
+LIB_SRC += collectives/backend/cuda.c
 endif
 LAUNCHER_SRC := $(wildcard launcher/*.c) $(wildcard k8s/*.c)
 LIB_OBJ      := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -127,7 +127,7 @@ features:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(if $(findstring _mpi,$<),$(MPI_CFLAGS)) -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(if $(findstring mpi,$(notdir $<)),$(MPI_CFLAGS)) -MMD -MP -c $< -o $@
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

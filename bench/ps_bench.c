@@ -13,9 +13,10 @@
  *   GB/s      PS: bytes pushed + pulled by one worker per second (2 x size / time);
  *             allreduce: algbw = size / time, busbw = algbw * 2(n-1)/n (nccl-tests)
  *
- * The benchmark uses baton's internal store and server entry points to stand the job up in one
- * command (bench/rdzv_bench.c does the same for the store).
+ * The benchmark hosts the store through baton's internal store entry point, to stand the job up
+ * in one command (bench/rdzv_bench.c does the same), and runs each server as `baton ps`.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,6 @@
 
 #include "baton.h"
 #include "baton_ps.h"
-#include "collectives/ps.h"
 #include "common/param.h"
 #include "common/sock.h"
 #include "rendezvous/store.h"
@@ -142,19 +142,42 @@ static void collect(pid_t pid, int fd, struct result *r)
     waitpid(pid, &st, 0);
 }
 
+/* Starts `baton ps` (build/baton, beside this program's folder) as server index, the way
+ * `baton run --ps N` does; -1 when it cannot be started. */
+static pid_t start_server(const char *rdzv, int gen, int index)
+{
+    char exe[4096], baton[4200], idx[16], g[16];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return -1;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(baton, sizeof(baton), "%s/../baton", exe);
+    snprintf(idx, sizeof(idx), "%d", index);
+    snprintf(g, sizeof(g), "%d", gen);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("BATON_TOKEN", "bench", 1);
+        setenv("BATON_RESTART_COUNT", g, 1);
+        setenv("BATON_TIMEOUT", "120", 1);
+        execl(baton, baton, "ps", "--rdzv", rdzv, "--host", "127.0.0.1", "--index", idx,
+              (char *)NULL);
+        fprintf(stderr, "ps_bench: cannot run %s: %s\n", baton, strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
 static void run(const char *rdzv, size_t bytes, int nservers, int iters, int allreduce)
 {
     size_t n = bytes / 4;
     int gen = gen_next++, fd[2];
     pid_t srv[4], w[2];
     struct result r[2];
-    for (int s = 0; s < nservers; s++) {
-        struct bt__ps_server_cfg cfg = {.host = "127.0.0.1", .index = s, .token = "bench",
-                                        .rdzv = rdzv, .generation = gen, .timeout_s = 120,
-                                        .exit_when_done = 1};
-        if ((srv[s] = fork()) == 0)
-            _exit(bt__ps_server_main(&cfg));
-    }
+    for (int s = 0; s < nservers; s++)
+        srv[s] = start_server(rdzv, gen, s);
     for (int k = 0; k < 2; k++) {
         set_env(rdzv, gen, k, nservers);
         w[k] = spawn(allreduce ? ar_worker : ps_worker, n, iters, &fd[k]);

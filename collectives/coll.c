@@ -1,10 +1,10 @@
 /* coll.c: the public collectives: argument checks, sequence numbers, sticky errors, and the
  * choice of path (backend.h): device buffers go to the device path (cuda.c), host buffers to
- * Open MPI when the job runs under mpirun (transport_mpi.c), else to the native path below.
+ * Open MPI when the job runs under mpirun (backend/mpi.c), else to the native path below.
  *
  * Native paths, by the shape of the job:
  *   one rank            local copies
- *   one node (shm)      the node's shared segment runs the whole collective (transport_shm.c)
+ *   one node (shm)      the node's shared segment runs the whole collective (transport/shm.c)
  *   several nodes, or BATON_TRANSPORT=tcp
  *                       point-to-point algorithms over the TCP mesh of all ranks; allreduce
  *                       picks recursive doubling, Rabenseifner or the ring by size (below);
@@ -31,10 +31,10 @@
  */
 #include <string.h>
 
-#include "collectives/backend.h"
-#include "collectives/cuda.h"
+#include "collectives/backend/backend.h"
+#include "collectives/backend/cuda.h"
 #include "collectives/reduce.h"
-#include "collectives/transport.h"
+#include "collectives/algo/algo.h"
 #include "common/log.h"
 
 #define BT_RD_MAX_BYTES (64 * 1024)

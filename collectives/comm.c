@@ -14,10 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "collectives/backend.h"
+#include "collectives/backend/backend.h"
 #include "collectives/comm.h"
-#include "collectives/cuda.h"
-#include "collectives/transport.h"
+#include "collectives/backend/cuda.h"
+#include "collectives/transport/transport.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
@@ -99,7 +99,7 @@ static int read_rdzv(struct bt__comm_cfg *c, char *host, size_t cap)
  * A process that mpirun started (OMPI_COMM_WORLD_* or PMIX_RANK in its env) and that is not a
  * `baton run` worker (no BATON_RANK/BATON_WORLD_SIZE) is a rank of MPI_COMM_WORLD: its
  * communicator needs no store and no transports, and every host collective goes to Open MPI
- * (transport_mpi.c). BATON_BACKEND=mpi insists on that; BATON_BACKEND=baton refuses it. */
+ * (backend/mpi.c). BATON_BACKEND=mpi insists on that; BATON_BACKEND=baton refuses it. */
 
 static int finish_comm(struct bt_comm *c, struct bt__err *err);
 

@@ -3,7 +3,7 @@
  * A communicator is built from a bt__comm_cfg: bt_init() fills one from the launcher's env,
  * tests fill one per thread (ranks as threads over an in-process store). It owns a store
  * client, and the transports the layout of the job needs: shared memory between the ranks of
- * a node (transport_shm.c) and a TCP mesh between all ranks (transport_tcp.c) when there is
+ * a node (transport/shm.c) and a TCP mesh between all ranks (transport/tcp.c) when there is
  * more than one node or BATON_TRANSPORT=tcp. coll.c runs the collectives over them.
  */
 #ifndef BT_COLLECTIVES_COMM_H
@@ -55,7 +55,7 @@ struct bt_comm {
     uint64_t coll_seq;          /* collectives started so far; the running one is #coll_seq */
     const char *coll_name;      /* name of the running collective, for messages */
     int algo;                   /* enum bt__algo: forced algorithm or auto */
-    size_t ring_seg_bytes;      /* bytes per segment of the ring allreduce (algo_ring.c) */
+    size_t ring_seg_bytes;      /* bytes per segment of the ring allreduce (algo/ring.c) */
     int hierarchical;           /* allreduce: shm within nodes + tcp across node leaders */
     struct bt__shm *shm;        /* this node's segment, NULL when no local peer uses shm */
     struct bt__tcp *tcp;        /* mesh to every rank, NULL when not needed */
@@ -67,7 +67,7 @@ struct bt_comm {
     int *world_ranks;           /* [size]: i -> i, the group of flat algorithms */
     int *leader_ranks;          /* [nnodes]: node leaders (local rank 0) when hierarchical */
     int backend_choice;         /* enum bt__backend_choice (backend.h): BATON_BACKEND */
-    const struct bt__backend_ops *mpi;  /* Open MPI for host buffers (transport_mpi.c), or NULL */
+    const struct bt__backend_ops *mpi;  /* Open MPI for host buffers (backend/mpi.c), or NULL */
     void *mpi_state;
     const struct bt__backend_ops *nccl; /* NCCL for device buffers, made on first use, or NULL */
     void *nccl_state;

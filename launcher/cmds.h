@@ -17,5 +17,11 @@ const char *bt__cmd_k8s_usage(void);
 
 int bt__cmd_ps(int argc, char **argv); /* launcher/ps_cmd.c: run a parameter server */
 const char *bt__cmd_ps_usage(void);
+/* The parameter-server process (`baton ps`, `baton run` on a TF ps task): keeps large freed
+ * buffers in the heap, stops on SIGTERM/SIGINT (checkpointing first), creates and runs the
+ * server until every worker closed or the chief said done, destroys it. Returns an exit
+ * status: 0, or 1 with the reason logged at WARN. */
+struct bt__ps_server_cfg;
+int bt__ps_process_main(const struct bt__ps_server_cfg *cfg);
 
 #endif

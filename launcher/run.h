@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "collectives/topo.h"
+#include "launcher/topo.h"
 #include "common/err.h"
 #include "launcher/spec.h"
 #include "rendezvous/store.h"

@@ -1,7 +1,7 @@
 /* run_bind.c: `baton run --bind none|core|numa|gpu`: the topology plan applied to the workers.
  *
  * Before any worker starts, the launcher loads the node's topology once (this machine, or the
- * hwloc XML file named by BATON_TOPO_XML) and plans every local rank (collectives/topo.h):
+ * hwloc XML file named by BATON_TOPO_XML) and plans every local rank (launcher/topo.h):
  * GPU, NUMA node, CPUs, NIC. Then, for each worker:
  *   CPUs  the plan's CPUs intersected with the CPUs this launcher may run on (a container's
  *         cpuset, taskset, or a fixture topology that is not this machine); the child binds

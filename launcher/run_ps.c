@@ -7,7 +7,7 @@
  * server that has not exited by itself gets SIGTERM (it checkpoints and exits 0). Servers are
  * restarted with the workers (--max-restarts), under the new BATON_RESTART_COUNT. Every
  * worker of every node gets BATON_PS_SERVERS=N, so give every launcher the same --ps.
- * A server publishes ps/<gen>/server/<I> = its address in the store (collectives/ps_server.c):
+ * A server publishes ps/<gen>/server/<I> = its address in the store (collectives/ps/server.c):
  * on one node the route to 127.0.0.1; with several nodes BATON_RDZV is the address the other
  * nodes use to reach node 0, so the server publishes node 0's address on that route.
  *
@@ -22,8 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "collectives/ps.h"
+#include "collectives/ps/ps.h"
 #include "common/sock.h"
+#include "launcher/cmds.h"
 #include "launcher/run.h"
 
 static void endpoint(char *out, size_t n, const char *host, int port)
@@ -94,5 +95,5 @@ int bt__run_ps_pod(struct bt__run *r)
             "baton: %s is TF ps task %d of job '%s': running baton's parameter server (as "
             "`baton ps --index %d`, store %s); %s is not started on ps tasks\n",
             r->host, index, r->job_id, index, rdzv, r->o.argv[0]);
-    return bt__ps_server_main(&cfg);
+    return bt__ps_process_main(&cfg);
 }

@@ -129,7 +129,7 @@ static void kill_now(struct sup *s)
 }
 
 /* A local rank 0 that dies while its node's ranks are still attaching leaves its shared-memory
- * segment's name behind (collectives/transport_shm.c names it "/baton-<its pid>-..." and the
+ * segment's name behind (collectives/transport/shm.c names it "/baton-<its pid>-..." and the
  * last rank to map it unlinks it); nothing else would remove it, so the launcher does. */
 static void unlink_shm_of(pid_t pid)
 {

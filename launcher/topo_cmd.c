@@ -1,13 +1,13 @@
 /* topo_cmd.c: `baton topo`, which prints this machine's topology (or an hwloc XML file's):
  * packages, NUMA nodes, cores, GPUs and NICs with their locality, and the plan for N local
- * ranks: local rank -> GPU -> NUMA node -> CPUs -> NIC (collectives/topo.h has the rules).
+ * ranks: local rank -> GPU -> NUMA node -> CPUs -> NIC (launcher/topo.h has the rules).
  * Packages and NUMA nodes are shown by their OS numbers (those numactl and lstopo's P# use);
  * GPUs by their index in PCI bus order. Applying the plan is `baton run --bind`'s job. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "collectives/topo.h"
+#include "launcher/topo.h"
 #include "common/param.h"
 #include "launcher/cmds.h"
 

@@ -6,7 +6,7 @@
 # timeout: 60
 source "$(dirname "$0")/lib.sh"
 
-# A worker that names a segment the way transport_shm.c does, then dies by SIGKILL.
+# A worker that names a segment the way transport/shm.c does, then dies by SIGKILL.
 other=/dev/shm/baton-2147483646-0-g0-n0 # a pid that cannot be ours
 : >"$other"
 out=$T_TMP/dead.log

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "baton_ps.h"
-#include "collectives/ps.h"
+#include "collectives/ps/ps.h"
 #include "common/sock.h"
 #include "rendezvous/store.h"
 

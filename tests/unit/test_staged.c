@@ -1,4 +1,4 @@
-/* test_staged.c: the staged path's pipeline (collectives/staged.c), without a GPU.
+/* test_staged.c: the staged path's pipeline (collectives/backend/staged.c), without a GPU.
  *
  * The pipeline is the exact code device buffers take when NCCL cannot run a call; here its
  * copy engine is memcpy, and by default a lazy one: a copy runs only when its slot is waited
@@ -26,7 +26,7 @@
 
 #include "collectives/comm.h"
 #include "collectives/reduce.h"
-#include "collectives/staged.h"
+#include "collectives/backend/staged.h"
 #include "rendezvous/store.h"
 #include "tests/coll_ref.h"
 

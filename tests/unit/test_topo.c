@@ -1,4 +1,4 @@
-/* test_topo.c: topology loading and the placement plan (collectives/topo.c).
+/* test_topo.c: topology loading and the placement plan (launcher/topo.c).
  *
  * The fixtures in tests/fixtures/ are hand-written hwloc 2.x XML files:
  *   topo-2socket-8gpu.xml  2 packages x 8 cores x 2 PUs (package 0: CPUs 0-7,16-23, package
@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "collectives/topo.h"
+#include "launcher/topo.h"
 
 static char fixture_path[4][512];
 

@@ -1,8 +1,8 @@
-/* algo_rabenseifner.c: Rabenseifner's allreduce, a reduce-scatter by recursive halving then
+/* algo/rabenseifner.c: Rabenseifner's allreduce, a reduce-scatter by recursive halving then
  * an allgather by recursive doubling (R. Rabenseifner, "Optimization of collective reduction
  * operations", ICCS 2004; Thakur, Rabenseifner and Gropp, IJHPCA 2005).
  *
- * A group size that is not a power of two is folded first (algo_rd.c): p = 2^k members
+ * A group size that is not a power of two is folded first (algo/rd.c): p = 2^k members
  * remain, numbered by their new rank q. The buffer is cut into p blocks with bt__chunk().
  *
  * Reduce-scatter, k steps with distance d = p/2, p/4, ..., 1: member q holds a range of
@@ -19,7 +19,7 @@
  */
 #include <string.h>
 
-#include "collectives/transport.h"
+#include "collectives/algo/algo.h"
 
 /* Element offset of block b of p (b == p: the end). */
 static size_t block_off(size_t count, int p, int b)

@@ -1,4 +1,4 @@
-/* ps_ckpt.c: a parameter server's checkpoint file.
+/* ps/ckpt.c: a parameter server's checkpoint file.
  *
  * Layout (little-endian):
  *   header  {u64 magic "BTONPSCK", u32 version, u32 server index, u64 entries}
@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "collectives/ps.h"
+#include "collectives/ps/ps.h"
 
 #define CKPT_MAGIC 0x4b4350534e4f5442ULL /* "BTONPSCK" */
 #define CKPT_VERSION 1u

@@ -1,12 +1,12 @@
 /* cuda.h: device (CUDA) buffers in the collectives: where a call's buffers live, and the
  * device path (NCCL, or the staged copy through pinned host memory). Built from cuda.c when
  * CUDA is found (BT_HAVE_CUDA); without it every buffer is a host buffer. The NCCL backend is
- * transport_nccl.c (BT_HAVE_NCCL), the staged pipeline staged.c (built always).
+ * backend/nccl.c (BT_HAVE_NCCL), the staged pipeline staged.c (built always).
  */
 #ifndef BT_COLLECTIVES_CUDA_H
 #define BT_COLLECTIVES_CUDA_H
 
-#include "collectives/backend.h"
+#include "collectives/backend/backend.h"
 
 #if defined(BT_HAVE_CUDA)
 /* Called once when a communicator is made (after its host path is set up): looks for CUDA
@@ -19,7 +19,7 @@ int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled);
 /* Frees what the device path hung on c (NCCL communicator, pinned buffers). NULL-safe. */
 void bt__device_destroy(struct bt_comm *c);
 
-/* ---- between cuda.c and transport_nccl.c ---- */
+/* ---- between cuda.c and backend/nccl.c ---- */
 #if defined(BT_HAVE_NCCL)
 #define BT__NCCL_BUILT 1
 /* Makes c's NCCL communicator on CUDA device dev and sets c->nccl and c->nccl_state. It is

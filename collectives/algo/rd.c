@@ -1,5 +1,5 @@
-/* algo_rd.c: recursive-doubling allreduce, the fold that makes any group size a power of
- * two (shared with algo_rabenseifner.c), and the binomial-tree broadcast.
+/* algo/rd.c: recursive-doubling allreduce, the fold that makes any group size a power of
+ * two (shared with algo/rabenseifner.c), and the binomial-tree broadcast.
  *
  * Fold (Thakur, Rabenseifner and Gropp, "Optimization of collective communication operations
  * in MPICH", IJHPCA 2005): let p be the largest power of two <= n and r = n - p. Members
@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "collectives/reduce.h"
-#include "collectives/transport.h"
+#include "collectives/algo/algo.h"
 
 void bt__fold_plan(int n, int me, struct bt__fold *f)
 {

@@ -1,4 +1,4 @@
-/* ps_client.c: the worker's side of the parameter server (include/baton_ps.h).
+/* ps/client.c: the worker's side of the parameter server (include/baton_ps.h).
  *
  * A client holds one connection per server. A call (init, push, pull) builds, for every
  * server that holds a piece of its keys, the frames it needs (PUSH and PULL batch every piece
@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "collectives/comm.h"
-#include "collectives/ps.h"
+#include "collectives/ps/ps.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"

@@ -34,7 +34,7 @@
  */
 #include <string.h>
 
-#include "collectives/staged.h"
+#include "collectives/backend/staged.h"
 #include "common/log.h"
 #include "common/param.h"
 

@@ -1,4 +1,4 @@
-/* ps_shard.c: where the pieces of a key live.
+/* ps/shard.c: where the pieces of a key live.
  *
  * A key of `count` floats is cut into ceil(bytes / partition) pieces of near-equal size (the
  * first `count % npieces` pieces one element longer), as BytePS partitions tensors so that one
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collectives/ps.h"
+#include "collectives/ps/ps.h"
 
 static int least_loaded(int nservers, const uint64_t *loads)
 {

@@ -26,7 +26,7 @@
 #include <hwloc.h>
 #endif
 
-#include "collectives/topo.h"
+#include "launcher/topo.h"
 #include "common/log.h"
 #include "common/param.h"
 

@@ -1,4 +1,4 @@
-/* transport_mpi.c: the Open MPI backend: every host collective of a job that mpirun started
+/* backend/mpi.c: the Open MPI backend: every host collective of a job that mpirun started
  * runs as one MPI collective on a duplicate of MPI_COMM_WORLD.
  *
  * bt_init (comm.c) decides that this backend is used and calls bt__mpi_attach; from then on
@@ -40,7 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collectives/backend.h"
+#include "collectives/backend/backend.h"
 #include "collectives/reduce.h"
 #include "common/log.h"
 

@@ -1,4 +1,4 @@
-/* transport_nccl.c: the NCCL backend: collectives on device buffers, one GPU per rank.
+/* backend/nccl.c: the NCCL backend: collectives on device buffers, one GPU per rank.
  *
  * cuda.c makes the communicator on the first collective call with device buffers, once it
  * knows (collectively) that every rank has a GPU of its own; every rank is then in the same
@@ -30,7 +30,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "collectives/cuda.h"
+#include "collectives/backend/cuda.h"
 #include "common/log.h"
 
 #define ID_BYTES (1 + NCCL_UNIQUE_ID_BYTES) /* status byte + ncclUniqueId */

@@ -1,5 +1,5 @@
 /* ps.h: the parameter server's insides, shared by its client, server, optimizers, sharding and
- * checkpoint files (collectives/ps_*.c), the `baton ps` command and the tests.
+ * checkpoint files (collectives/ps/*.c), the `baton ps` command and the tests.
  *
  * Wire format (every field fixed-width little-endian; floats are IEEE-754 binary32 LE):
  *
@@ -65,7 +65,7 @@ enum bt__ps_status { BT__PS_OK = 0, BT__PS_ERROR = 2, BT__PS_BAD_VERSION = 3,
                      BT__PS_BAD_TOKEN = 4, BT__PS_BAD_WORKER = 5 };
 #define BT__PS_CLOSE_DONE 1u
 
-/* ---- optimizers (ps_opt.c) ---- */
+/* ---- optimizers (ps/opt.c) ---- */
 
 /* Applies one update to count weights w with gradient g scaled by scale (1/nworkers in sync
  * mode). m and v are the optimizer state (momentum uses m; Adam m and v); t is the 1-based
@@ -79,7 +79,7 @@ void bt__ps_opt_get(struct bt__rbuf *r, bt_ps_opt *o);
 /* "adam(lr=0.001) sync" */
 void bt__ps_opt_str(const bt_ps_opt *o, char *out, size_t cap);
 
-/* ---- sharding (ps_shard.c) ---- */
+/* ---- sharding (ps/shard.c) ---- */
 
 struct bt__ps_piece {
     uint32_t server; /* index of the server holding it */
@@ -101,7 +101,7 @@ int bt__ps_place_fmt(const struct bt__ps_piece *p, uint32_t np, uint64_t count, 
 int bt__ps_place_parse(const char *text, int nservers, struct bt__ps_piece **p, uint32_t *np,
                        uint64_t *count);
 
-/* ---- server (ps_server.c) ---- */
+/* ---- server (ps/server.c) ---- */
 
 struct bt__ps_server_cfg {
     const char *host;      /* address to bind; NULL or "": all */
@@ -139,12 +139,8 @@ void bt__ps_server_destroy(struct bt__ps_server *srv);
 int bt__ps_server_index(const struct bt__ps_server *srv);
 /* Writes the checkpoint now (from the loop's thread, or when the loop is not running). */
 int bt__ps_server_checkpoint(struct bt__ps_server *srv, struct bt__err *err);
-/* The entry `baton ps` and `baton run` use: create, run until every worker closed, the chief
- * said done, or SIGTERM/SIGINT (checkpointing first), destroy. Returns an exit status: 0, or 1
- * with the reason logged at WARN. */
-int bt__ps_server_main(const struct bt__ps_server_cfg *cfg);
 
-/* ---- checkpoint (ps_ckpt.c): the file format, used by the server ---- */
+/* ---- checkpoint (ps/ckpt.c): the file format, used by the server ---- */
 
 struct bt__ps_ckpt_entry {
     const char *name;
@@ -165,7 +161,7 @@ int bt__ps_ckpt_read(const char *path, uint32_t server_index, int *found,
                      int (*add)(void *arg, const struct bt__ps_ckpt_entry *e), void *arg,
                      struct bt__err *err);
 
-/* ---- client (ps_client.c) ---- */
+/* ---- client (ps/client.c) ---- */
 
 struct bt__ps_client_cfg {
     int rank, nworkers;

@@ -10,7 +10,7 @@
  * cudaHostAlloc'ed memory are host. All host: the host path runs the call. Mixed:
  * BT_ERR_INVALID_ARG. Device: the device path, chosen once, collectively, on the first call
  * with device buffers (every rank makes that call):
- *   NCCL    (transport_nccl.c) when built with it, BATON_BACKEND is not baton, and every rank
+ *   NCCL    (backend/nccl.c) when built with it, BATON_BACKEND is not baton, and every rank
  *           has a GPU of its own: the ranks allgather their GPU's UUID over the host path,
  *           since NCCL cannot put two ranks on one GPU
  *   staged  (staged.c, with the CUDA copy engine below) otherwise; with BATON_BACKEND=nccl a
@@ -33,8 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collectives/cuda.h"
-#include "collectives/staged.h"
+#include "collectives/backend/cuda.h"
+#include "collectives/backend/staged.h"
 #include "common/log.h"
 #include "common/param.h"
 

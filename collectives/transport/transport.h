@@ -1,4 +1,4 @@
-/* transport.h: the transports behind one ops table.
+/* transport/transport.h: the transports behind one ops table (shm.c, tcp.c).
  *
  * A transport either moves bytes between two ranks (sendrecv: tcp) or runs whole collectives
  * over the ranks of one node at once (shm, where every rank reads its peers' data directly
@@ -6,8 +6,8 @@
  * algorithms pick the entry they need. Ranks in an xfer are global ranks; roots in the group
  * collectives are local ranks of the node.
  */
-#ifndef BT_COLLECTIVES_TRANSPORT_H
-#define BT_COLLECTIVES_TRANSPORT_H
+#ifndef BT_COLLECTIVES_TRANSPORT_TRANSPORT_H
+#define BT_COLLECTIVES_TRANSPORT_TRANSPORT_H
 
 #include <stddef.h>
 
@@ -64,13 +64,6 @@ int bt__tcp_create(struct bt_comm *c, int nsocks);
 /* Sets the node's shared abort flag with msg (no-op without shm). */
 void bt__shm_abort(struct bt_comm *c, const char *msg);
 
-/* ---- point-to-point algorithms (algo_*.c) over a group of global ranks ---- */
-struct bt__group {
-    int n;            /* members */
-    int me;           /* my index */
-    const int *ranks; /* global rank of member i */
-};
-
 /* Element range of chunk i when count elements are split as evenly as possible in n chunks
  * (the first count % n chunks get one more). */
 static inline void bt__chunk(size_t count, int n, int i, size_t *off, size_t *len)
@@ -79,38 +72,6 @@ static inline void bt__chunk(size_t count, int n, int i, size_t *off, size_t *le
     *off = ui * base + (ui < rem ? ui : rem);
     *len = base + (ui < rem ? 1 : 0);
 }
-
-/* In-place allreduce of buf over the group, op never AVG, dtype never float16/bfloat16. */
-int bt__ring_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, size_t count,
-                       bt_dtype dtype, bt_op op);
-/* Ring reduce-scatter over buf (n blocks of block elements): member i ends with block i
- * reduced, in place in buf. */
-int bt__ring_reduce_scatter(struct bt_comm *c, const struct bt__group *g, void *buf,
-                            size_t block, bt_dtype dtype, bt_op op);
-/* Ring allgather in place: member i contributes block i of buf (n blocks of block elems). */
-int bt__ring_allgather(struct bt_comm *c, const struct bt__group *g, void *buf, size_t block,
-                       size_t esize);
-int bt__rd_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, size_t count,
-                     bt_dtype dtype, bt_op op);
-int bt__rabenseifner_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf,
-                               size_t count, bt_dtype dtype, bt_op op);
-/* Binomial-tree broadcast of bytes from member root. */
-int bt__tree_broadcast(struct bt_comm *c, const struct bt__group *g, void *buf, size_t bytes,
-                       int root);
-
-/* The fold of a group of n members onto p = 2^k (algo_rd.c): members below 2r = 2 (n - p)
- * pair up, the even one of each pair handing its data to the odd one and sitting out. */
-struct bt__fold {
-    int p, r;    /* power of two, and n - p */
-    int newrank; /* my rank among the p, or -1 while folded away */
-};
-void bt__fold_plan(int n, int me, struct bt__fold *f);
-/* The member index of new rank q. */
-int bt__fold_member(const struct bt__fold *f, int q);
-int bt__fold_in(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
-                void *buf, size_t count, bt_dtype dt, bt_op op);
-int bt__fold_out(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
-                 void *buf, size_t bytes);
 
 /* Sends/receives through the inter-node transport (tcp). */
 static inline int bt__xfer(struct bt_comm *c, const struct bt__xfer *x)

@@ -1,4 +1,4 @@
-/* algo_ring.c: ring reduce-scatter, ring allgather, and the ring allreduce made of the two.
+/* algo/ring.c: ring reduce-scatter, ring allgather, and the ring allreduce made of the two.
  *
  * The group's members form a ring in group order (rank order, so the ranks of one node are
  * neighbours); member i sends to i+1 and receives from i-1 (mod n). The buffer is cut into n
@@ -27,7 +27,7 @@
  */
 #include <string.h>
 
-#include "collectives/transport.h"
+#include "collectives/algo/algo.h"
 
 struct layout {
     size_t count; /* elements in the buffer */

@@ -1,4 +1,4 @@
-/* transport_tcp.c: point-to-point exchange between ranks over TCP.
+/* transport/tcp.c: point-to-point exchange between ranks over TCP.
  *
  * At creation every rank listens on the address of the chosen interface (port 0) and
  * publishes "host:port" in the store under "<prefix>tcp/<rank>". Rank i then connects
@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 #include "collectives/reduce.h"
-#include "collectives/transport.h"
+#include "collectives/transport/transport.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"

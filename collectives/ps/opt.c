@@ -1,4 +1,4 @@
-/* ps_opt.c: the optimizers a parameter server applies (SGD, momentum, Adam), their checks and
+/* ps/opt.c: the optimizers a parameter server applies (SGD, momentum, Adam), their checks and
  * their wire encoding. The formulas are in include/baton_ps.h; they are PyTorch's (momentum
  * without dampening, Adam with bias correction). No I/O here. */
 #include <math.h>
@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "collectives/ps.h"
+#include "collectives/ps/ps.h"
 
 void bt_ps_opt_default(bt_ps_opt *o)
 {

@@ -3,9 +3,9 @@
  * coll.c checks every call's arguments, numbers it, and then hands it, as one bt__call, to
  * exactly one of:
  *   the native path   baton's own algorithms over shm and TCP (coll.c, algo_*.c, transport_*)
- *   Open MPI          every host buffer, when the job was started by mpirun (transport_mpi.c)
+ *   Open MPI          every host buffer, when the job was started by mpirun (backend/mpi.c)
  *   NCCL              device (CUDA) buffers, when built with NCCL and a GPU is there
- *                     (transport_nccl.c)
+ *                     (backend/nccl.c)
  *   the staged path   device buffers without NCCL: copied to pinned host memory by segment,
  *                     reduced by the host path (native or MPI), copied back (cuda.c)
  * A backend gets arguments that are already checked; BT_AVG is its to handle. Its errors go
@@ -70,7 +70,7 @@ int bt__host_run(struct bt_comm *c, const struct bt__call *a);
 size_t bt__call_send_count(const struct bt_comm *c, const struct bt__call *a);
 size_t bt__call_recv_count(const struct bt_comm *c, const struct bt__call *a);
 
-/* ---- Open MPI (transport_mpi.c, built when mpicc is found: BT_HAVE_MPI) ---- */
+/* ---- Open MPI (backend/mpi.c, built when mpicc is found: BT_HAVE_MPI) ---- */
 #if defined(BT_HAVE_MPI)
 /* Makes c, freshly allocated by bt_init with nothing else set up, a communicator over
  * MPI_COMM_WORLD: initialises MPI unless the program already did (bt_finalize then leaves MPI

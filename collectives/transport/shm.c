@@ -1,4 +1,4 @@
-/* transport_shm.c: collectives between the ranks of one node over one shared segment.
+/* transport/shm.c: collectives between the ranks of one node over one shared segment.
  *
  * Segment (one per node and generation, a named POSIX shm object that local rank 0 creates
  * and publishes in the store under "<prefix>shm/<node>"; the last rank to map it unlinks it,
@@ -54,7 +54,7 @@
 #include <unistd.h>
 
 #include "collectives/reduce.h"
-#include "collectives/transport.h"
+#include "collectives/transport/transport.h"
 #include "common/log.h"
 #include "common/param.h"
 #include "common/sock.h"

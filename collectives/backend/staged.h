@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "collectives/backend.h"
+#include "collectives/backend/backend.h"
 
 #define BT_STAGE_SLOTS 3 /* host buffers in flight: segment i uses slot i % 3 */
 

@@ -1,4 +1,4 @@
-/* ps_server.c: the parameter server: one epoll loop on one thread, speaking the protocol of
+/* ps/server.c: the parameter server: one epoll loop on one thread, speaking the protocol of
  * ps.h to the workers, holding its pieces of the keys and applying the optimizer to them.
  *
  * Steps and consistency. For every piece the server keeps `applied` (updates applied so far)
@@ -16,13 +16,11 @@
  * (and since when they are disconnected); in sync mode the piece's step then stays failed, so
  * every worker learns it at once.
  *
- * This file does not do the client side (ps_client.c), the placement of pieces (ps_shard.c),
- * the optimizer arithmetic (ps_opt.c) or the checkpoint file format (ps_ckpt.c).
+ * This file does not do the client side (ps/client.c), the placement of pieces (ps/shard.c),
+ * the optimizer arithmetic (ps/opt.c) or the checkpoint file format (ps/ckpt.c).
  */
-#include <malloc.h>
 #include <netdb.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +31,7 @@
 #include <unistd.h>
 
 #include "collectives/comm.h"
-#include "collectives/ps.h"
+#include "collectives/ps/ps.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
@@ -1023,40 +1021,4 @@ void bt__ps_server_cfg_env(struct bt__ps_server_cfg *cfg)
     cfg->ckpt_secs = bt__env_dbl("BATON_PS_CKPT_SECS", 0.0);
     cfg->ckpt_steps = bt__env_int("BATON_PS_CKPT_STEPS", 0);
     cfg->exit_when_done = 1;
-}
-
-static struct bt__ps_server *volatile sig_srv;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (sig_srv)
-        bt__ps_server_stop(sig_srv);
-}
-
-int bt__ps_server_main(const struct bt__ps_server_cfg *cfg)
-{
-    struct bt__err err = {0};
-    struct bt__ps_server *s;
-    /* A server process receives many large frames: keep freed buffers in the heap for reuse
-     * instead of glibc mmap()ing each one afresh and faulting every page in again (first-touch
-     * page faults dominated a 64 MB push on a VM). This process is only a server. */
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    if (bt__ps_server_create(cfg, &s, NULL, &err) != BT_OK) {
-        BT_WARN(PS, "baton ps: %s", err.msg);
-        return 1;
-    }
-    struct sigaction sa = {.sa_handler = on_signal}, old_term, old_int;
-    sigemptyset(&sa.sa_mask);
-    sig_srv = s;
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGINT, &sa, &old_int);
-    signal(SIGPIPE, SIG_IGN);
-    int rc = bt__ps_server_run(s);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGINT, &old_int, NULL);
-    sig_srv = NULL;
-    bt__ps_server_destroy(s);
-    return rc == BT_OK ? 0 : 1;
 }
