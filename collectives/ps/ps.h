@@ -1,5 +1,5 @@
 /* ps.h: the parameter server's insides, shared by its client, server, optimizers, sharding and
- * checkpoint files (collectives/ps/*.c), the `baton ps` command and the tests.
+ * checkpoint files (the files of collectives/ps/), the `baton ps` command and the tests.
  *
  * Wire format (every field fixed-width little-endian; floats are IEEE-754 binary32 LE):
  *
