@@ -29,66 +29,49 @@ CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread -fPIC $(WARN) $(SANFLAGS
 LIB_CFLAGS := -fvisibility=hidden
 LDLIBS_ALL := -lcrypto -lyaml -lz -lm -lpthread -ldl
 
-# ---- optional features: probed, overridable, one line each in the summary ----
+VERSION := $(shell sed -n 's/.*BATON_VERSION_STRING "\(.*\)"/\1/p' include/baton.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+
+# ---- libraries: each probed with a compile-and-link test, one ✓/✗ line each ----
+# $(call probe,HEADER,LINK FLAGS[,COMPILER]): 1 when a program including HEADER links.
+HASH := \#
+probe = $(shell { printf '$(HASH)include <%s>\n' $(1); echo 'int main(void) { return 0; }'; } | \
+          $(or $(3),$(CC)) -x c - -o /dev/null $(2) >/dev/null 2>&1 && echo 1 || echo 0)
+# The core needs these three; without one, building stops with the package to install.
+HAVE_YAML   := $(call probe,yaml.h,-lyaml)
+HAVE_CRYPTO := $(call probe,openssl/hmac.h,-lcrypto)
+HAVE_ZLIB   := $(call probe,zlib.h,-lz)
+MISSING_CORE := $(if $(filter 0,$(HAVE_YAML)),libyaml-dev) \
+                $(if $(filter 0,$(HAVE_CRYPTO)),libssl-dev) $(if $(filter 0,$(HAVE_ZLIB)),zlib1g-dev)
+HAVE_CMOCKA := $(call probe,stdarg.h stddef.h stdint.h setjmp.h cmocka.h,-lcmocka)
+
 have_mpicc := $(shell command -v mpicc 2>/dev/null)
-ifeq ($(WITH_MPI),0)
-HAVE_MPI := 0
-else
-HAVE_MPI := $(if $(have_mpicc),1,0)
-endif
+HAVE_MPI := $(if $(filter 0,$(WITH_MPI)),0,$(if $(have_mpicc),$(call probe,mpi.h,,mpicc),0))
 ifeq ($(HAVE_MPI),1)
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
-CFLAGS_ALL += -DBT_HAVE_MPI=1
 endif
 
-ifeq ($(WITH_HWLOC),0)
-HAVE_HWLOC := 0
-else
-HAVE_HWLOC := $(shell $(PKG_CONFIG) --exists hwloc 2>/dev/null && echo 1 || echo 0)
-endif
+HAVE_HWLOC := $(if $(filter 0,$(WITH_HWLOC)),0,$(call probe,hwloc.h,-lhwloc))
 ifeq ($(HAVE_HWLOC),1)
-CFLAGS_ALL += -DBT_HAVE_HWLOC=1 $(shell $(PKG_CONFIG) --cflags hwloc)
-LDLIBS_ALL += $(shell $(PKG_CONFIG) --libs hwloc)
+HWLOC_CFLAGS := -DBT_HAVE_HWLOC=1 $(shell $(PKG_CONFIG) --cflags hwloc 2>/dev/null)
+HWLOC_LIBS   := $(or $(shell $(PKG_CONFIG) --libs hwloc 2>/dev/null),-lhwloc)
 endif
 
-ifeq ($(WITH_CUDA),0)
-HAVE_CUDA := 0
-else
-HAVE_CUDA := $(shell test -f $(CUDA_HOME)/include/cuda_runtime.h && \
-               test -e $(CUDA_HOME)/lib64/libcudart.so && echo 1 || echo 0)
-endif
-ifeq ($(HAVE_CUDA),1)
-CFLAGS_ALL += -DBT_HAVE_CUDA=1 -isystem $(CUDA_HOME)/include
-LDLIBS_ALL += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
-endif
-
-ifeq ($(WITH_NCCL),0)
-HAVE_NCCL := 0
-else
-HAVE_NCCL := $(shell test "$(HAVE_CUDA)" = 1 && test -f $(CUDA_HOME)/include/nccl.h && \
-               test -e $(CUDA_HOME)/lib64/libnccl.so && echo 1 || echo 0)
-endif
-ifeq ($(HAVE_NCCL),1)
-CFLAGS_ALL += -DBT_HAVE_NCCL=1
-LDLIBS_ALL += -lnccl
-endif
+CUDA_FLAGS := -isystem $(CUDA_HOME)/include
+CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+HAVE_CUDA := $(if $(filter 0,$(WITH_CUDA)),0,$(call probe,cuda_runtime.h,$(CUDA_FLAGS) $(CUDA_LIBS)))
+HAVE_NCCL := $(strip $(if $(filter 0,$(WITH_NCCL)),0,$(if $(filter 1,$(HAVE_CUDA)),\
+               $(call probe,nccl.h,$(CUDA_FLAGS) $(CUDA_LIBS) -lnccl),0)))
 
 # ---- sources: one folder, one responsibility ----
-# Optional backends are compiled only when their feature is present.
-OPTIONAL_SRC := collectives/backend/mpi.c collectives/backend/nccl.c collectives/backend/cuda.c
+# The core (libbaton) links none of Open MPI, CUDA or NCCL: those backends are plugins, each a
+# shared object of its own in $(BUILD)/plugins, built when its library is found.
+PLUGIN_SRC := collectives/backend/mpi.c collectives/backend/nccl.c collectives/backend/cuda.c \
+              collectives/backend/glue.c
 LIB_SRC := $(wildcard common/*.c) $(wildcard rendezvous/*.c) $(wildcard collectives/*.c) \
            $(wildcard collectives/algo/*.c collectives/transport/*.c collectives/ps/*.c) \
-           $(filter-out $(OPTIONAL_SRC),$(wildcard collectives/backend/*.c))
-ifeq ($(HAVE_MPI),1)
-LIB_SRC += collectives/backend/mpi.c
-endif
-ifeq ($(HAVE_NCCL),1)
-LIB_SRC += collectives/backend/nccl.c
-endif
-ifeq ($(HAVE_CUDA),1)
-LIB_SRC += collectives/backend/cuda.c
-endif
+           $(filter-out $(PLUGIN_SRC),$(wildcard collectives/backend/*.c))
 LAUNCHER_SRC := $(wildcard launcher/*.c) $(wildcard k8s/*.c)
 LIB_OBJ      := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LAUNCHER_OBJ := $(LAUNCHER_SRC:%.c=$(BUILD)/obj/%.o)
@@ -110,37 +93,85 @@ TESTPROG_BIN   := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard t
 BATON   := $(BUILD)/baton
 LIBA    := $(BUILD)/libbaton.a
 LIBSO   := $(BUILD)/libbaton.so
+LIBSO_REAL := $(LIBSO).$(VERSION)
+PLUGIN_DIR := $(BUILD)/plugins
+PLUGINS := $(if $(filter 1,$(HAVE_MPI)),$(PLUGIN_DIR)/libbaton-mpi.so) \
+           $(if $(filter 1,$(HAVE_CUDA)),$(PLUGIN_DIR)/libbaton-cuda.so) \
+           $(if $(filter 1,$(HAVE_NCCL)),$(PLUGIN_DIR)/libbaton-nccl.so)
+ifeq ($(HAVE_CMOCKA),0)
+UNIT_BIN :=
+endif
 
-.PHONY: all check demo deps install clean features bench test
-all: $(BATON) $(LIBA) $(LIBSO) $(EXAMPLE_SINGLE) $(MNIST_BIN) $(BENCH_BIN) $(BENCH_MPI_BIN) \
-     $(UNIT_BIN) $(TESTPROG_BIN) features
+.PHONY: all check demo deps install clean features bench test core-libs
+all: $(BATON) $(LIBA) $(LIBSO) $(PLUGINS) $(EXAMPLE_SINGLE) $(MNIST_BIN) $(BENCH_BIN) \
+     $(BENCH_MPI_BIN) $(UNIT_BIN) $(TESTPROG_BIN) features
 
+yes_no = $(if $(filter 1,$(1)),✓,✗)
 features:
-	@printf '%s MPI    %s\n' $(if $(filter 1,$(HAVE_MPI)),✓,✗) \
-	  $(if $(filter 1,$(HAVE_MPI)),"(mpicc: Open MPI backend and baseline)","(no mpicc or WITH_MPI=0: no MPI backend)")
-	@printf '%s CUDA   %s\n' $(if $(filter 1,$(HAVE_CUDA)),✓,✗) \
-	  $(if $(filter 1,$(HAVE_CUDA)),"($(CUDA_HOME): device buffers)","(no $(CUDA_HOME) or WITH_CUDA=0: host buffers only)")
-	@printf '%s NCCL   %s\n' $(if $(filter 1,$(HAVE_NCCL)),✓,✗) \
-	  $(if $(filter 1,$(HAVE_NCCL)),"(NCCL backend for GPU buffers)","(no nccl.h/libnccl or WITH_NCCL=0: no NCCL backend)")
-	@printf '%s hwloc  %s\n' $(if $(filter 1,$(HAVE_HWLOC)),✓,✗) \
-	  $(if $(filter 1,$(HAVE_HWLOC)),"(topology-aware placement)","(no hwloc or WITH_HWLOC=0: flat topology)")
+	@printf '%s libyaml  %s\n' $(call yes_no,$(HAVE_YAML)) "(YAML and TF_CONFIG; core: libyaml-dev)"
+	@printf '%s libcrypto %s\n' $(call yes_no,$(HAVE_CRYPTO)) "(HMAC of the job token; core: libssl-dev)"
+	@printf '%s zlib     %s\n' $(call yes_no,$(HAVE_ZLIB)) "(gzip'd IDX files; core: zlib1g-dev)"
+	@printf '%s cmocka   %s\n' $(call yes_no,$(HAVE_CMOCKA)) \
+	  $(if $(filter 1,$(HAVE_CMOCKA)),"(unit tests)","(no libcmocka-dev: unit tests not built; make deps installs it)")
+	@printf '%s hwloc    %s\n' $(call yes_no,$(HAVE_HWLOC)) \
+	  $(if $(filter 1,$(HAVE_HWLOC)),"(topology-aware placement)","(no libhwloc-dev or WITH_HWLOC=0: flat topology)")
+	@printf '%s MPI      %s\n' $(call yes_no,$(HAVE_MPI)) \
+	  $(if $(filter 1,$(HAVE_MPI)),"(plugin libbaton-mpi.so: Open MPI backend; mpicc baseline)","(no mpicc or WITH_MPI=0: no Open MPI plugin)")
+	@printf '%s CUDA     %s\n' $(call yes_no,$(HAVE_CUDA)) \
+	  $(if $(filter 1,$(HAVE_CUDA)),"(plugin libbaton-cuda.so: device buffers, $(CUDA_HOME))","(no $(CUDA_HOME) or WITH_CUDA=0: host buffers only)")
+	@printf '%s NCCL     %s\n' $(call yes_no,$(HAVE_NCCL)) \
+	  $(if $(filter 1,$(HAVE_NCCL)),"(plugin libbaton-nccl.so: NCCL for GPU buffers)","(no nccl.h/libnccl or WITH_NCCL=0: no NCCL plugin)")
 
-$(BUILD)/obj/%.o: %.c
+# The core's libraries must be there before anything is compiled: one line says which package.
+core-libs:
+	$(if $(strip $(MISSING_CORE)),@echo "baton: cannot build: install $(strip $(MISSING_CORE)) (apt-get install $(strip $(MISSING_CORE)), or make deps)" >&2; exit 1,@:)
+
+# Per-file flags: the plugins' libraries' headers, and where the core looks for plugins.
+$(BUILD)/obj/collectives/backend/mpi.o: EXTRA_CFLAGS := $(MPI_CFLAGS)
+$(BUILD)/obj/collectives/backend/cuda.o $(BUILD)/obj/collectives/backend/nccl.o: \
+  EXTRA_CFLAGS := $(CUDA_FLAGS)
+$(BUILD)/obj/collectives/backend/plugin.o: \
+  EXTRA_CFLAGS := -DBT_PLUGIN_DIRS='"$(abspath $(PLUGIN_DIR)):$(PREFIX)/lib/baton"'
+$(LAUNCHER_OBJ): EXTRA_CFLAGS := $(HWLOC_CFLAGS)
+
+$(BUILD)/obj/%.o: %.c | core-libs
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(if $(findstring mpi,$(notdir $<)),$(MPI_CFLAGS)) -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIBSO): $(LIB_OBJ)
-	$(Q)$(CC) -shared $(SANFLAGS) -o $@ $^ $(LDLIBS_ALL) $(MPI_LIBS) $(LDFLAGS)
+# libbaton.so.X.Y.Z with the SONAME libbaton.so.X, and the two links to it.
+$(LIBSO_REAL): $(LIB_OBJ)
+	$(Q)$(CC) -shared $(SANFLAGS) -Wl,-soname,libbaton.so.$(SOMAJOR) -o $@ $^ $(LDLIBS_ALL) $(LDFLAGS)
+$(LIBSO): $(LIBSO_REAL)
+	$(Q)ln -sf $(notdir $<) $(LIBSO).$(SOMAJOR) && ln -sf $(notdir $<) $@
+
+# A plugin: its backend, the glue to the core, and copies of the core's stateless helpers; it
+# exports only its entry point, and (without a sanitizer) may leave no symbol undefined.
+PLUGIN_OBJ := $(addprefix $(BUILD)/obj/,collectives/backend/glue.o common/err.o common/param.o \
+                collectives/reduce.o)
+PLUGIN_LD  := -shared $(SANFLAGS) -Wl,--version-script=collectives/backend/plugin.map \
+              $(if $(SANITIZER),,-Wl,-z,defs)
+$(PLUGIN_DIR)/libbaton-mpi.so: $(BUILD)/obj/collectives/backend/mpi.o $(PLUGIN_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(PLUGIN_LD) -o $@ $^ $(MPI_LIBS) -lm -lpthread $(LDFLAGS)
+$(PLUGIN_DIR)/libbaton-cuda.so: $(BUILD)/obj/collectives/backend/cuda.o $(PLUGIN_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(PLUGIN_LD) -o $@ $^ $(CUDA_LIBS) -lm -lpthread $(LDFLAGS)
+$(PLUGIN_DIR)/libbaton-nccl.so: $(BUILD)/obj/collectives/backend/nccl.o $(PLUGIN_OBJ)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(PLUGIN_LD) -o $@ $^ $(CUDA_LIBS) -lnccl -lm -lpthread $(LDFLAGS)
 
 $(BATON): $(LAUNCHER_OBJ) $(LIBA)
-	$(Q)$(CC) $(SANFLAGS) -o $@ $(LAUNCHER_OBJ) $(LIBA) $(LDLIBS_ALL) $(MPI_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(SANFLAGS) -o $@ $(LAUNCHER_OBJ) $(LIBA) $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
 
-# Programs outside the library link the static library and see only include/.
-LINK_PROG = $(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(LIBA) $(LDLIBS_ALL) $(MPI_LIBS) $(LDFLAGS)
+# Programs outside the library link the static library and see only include/; the two that
+# put buffers on a GPU themselves (allreduce_bench, cuda_check) also link the CUDA runtime.
+PROG_CUDA = $(if $(and $(filter 1,$(HAVE_CUDA)),$(filter %allreduce_bench %cuda_check,$@)),\
+              -DBT_HAVE_CUDA=1 $(CUDA_FLAGS) $(CUDA_LIBS))
+LINK_PROG = $(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(PROG_CUDA) $(LIBA) $(LDLIBS_ALL) $(LDFLAGS)
 
 $(BUILD)/examples/%: examples/%.c $(LIBA) include/baton.h
 	@mkdir -p $(dir $@)
@@ -167,8 +198,8 @@ $(LAUNCHER_LIB): $(filter-out %/launcher/main.o,$(LAUNCHER_OBJ))
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBA) $(LAUNCHER_LIB)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(LAUNCHER_LIB) $(LIBA) -lcmocka \
-	  $(LDLIBS_ALL) $(MPI_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(CFLAGS_ALL) $(HWLOC_CFLAGS) -o $@ $< $(LAUNCHER_LIB) $(LIBA) -lcmocka \
+	  $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
 
 $(BUILD)/tests/progs/%: tests/progs/%.c $(LIBA)
 	@mkdir -p $(dir $@)
@@ -205,14 +236,17 @@ bench: all
 	@echo "see README.md, Benchmarks: each benchmark's command is listed there"
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/baton $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BATON) $(DESTDIR)$(PREFIX)/bin/baton
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libbaton.a
-	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libbaton.so
+	install -m 755 $(LIBSO_REAL) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(notdir $(LIBSO_REAL)) $(DESTDIR)$(PREFIX)/lib/libbaton.so.$(SOMAJOR)
+	ln -sf $(notdir $(LIBSO_REAL)) $(DESTDIR)$(PREFIX)/lib/libbaton.so
+	$(if $(strip $(PLUGINS)),install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/baton/)
 	install -m 644 include/baton.h $(wildcard include/baton_ps.h) $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/.*BATON_VERSION_STRING "\(.*\)"/\1/p' include/baton.h)|' \
-	  -e 's|@LIBS@|$(LDLIBS_ALL) $(MPI_LIBS)|' baton.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	  -e 's|@LIBS@|$(LDLIBS_ALL)|' baton.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton.pc
 
 clean:
 	rm -rf build

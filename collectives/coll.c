@@ -1,6 +1,7 @@
 /* coll.c: the public collectives: argument checks, sequence numbers, sticky errors, and the
- * choice of path (backend.h): device buffers go to the device path (cuda.c), host buffers to
- * Open MPI when the job runs under mpirun (backend/mpi.c), else to the native path below.
+ * choice of path (backend/backend.h): device buffers go to the device path (backend/cuda.h),
+ * host buffers to Open MPI when the job runs under mpirun (backend/mpi.c), else to the
+ * native path below.
  *
  * Native paths, by the shape of the job:
  *   one rank            local copies
@@ -302,12 +303,14 @@ size_t bt__call_recv_count(const bt_comm *c, const struct bt__call *a)
     return a->kind == BT_COLL_ALLGATHER ? a->count * (size_t)c->size : a->count;
 }
 
-/* Device buffers go to the device path; host buffers to MPI or the native path. */
+/* Where the buffers live is decided first: device buffers go to the device path, host
+ * buffers to MPI or the native path. */
 static int dispatch(bt_comm *c, const struct bt__call *a)
 {
-    int handled = 0, rc = bt__device_run(c, a, &handled);
-    if (handled)
-        return rc;
+    int dev = -1;
+    BT_CHECK(bt__device_locate(c, a, &dev));
+    if (dev >= 0)
+        return bt__device_run(c, a, dev);
     if (c->backend_choice == BT_BACKEND_NCCL && a->kind != BT_COLL_BARRIER &&
         bt__call_send_count(c, a) > 0)
         return bad(c, "BATON_BACKEND=nccl takes device (CUDA) buffers, this one is host "

@@ -41,6 +41,7 @@ struct bt__shm;
 struct bt__tcp;
 struct bt__transport_ops;
 struct bt__backend_ops;
+struct bt__plugin;
 
 struct bt_comm {
     int rank, size;             /* global */
@@ -71,7 +72,8 @@ struct bt_comm {
     void *mpi_state;
     const struct bt__backend_ops *nccl; /* NCCL for device buffers, made on first use, or NULL */
     void *nccl_state;
-    void *cuda_state;           /* cuda.c: devices seen, pinned staging buffers; NULL: none */
+    const struct bt__plugin *cuda; /* the CUDA plugin (backend/device.c), or NULL */
+    void *cuda_state;           /* backend/cuda.c: devices, staging buffers; NULL: none */
     struct bt__err err;         /* sticky: the first error fails every later call */
 };
 

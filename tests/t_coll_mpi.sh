@@ -34,12 +34,14 @@ one_line "BATON_BACKEND=bogus: one line, exit 3" \
     "^bt_init failed: BATON_BACKEND='bogus' is not one of auto\|baton\|mpi\|nccl$" \
     env BATON_BACKEND=bogus "$SWEEP"
 
-if ! nm "$BATON_BUILD/libbaton.a" 2>/dev/null | grep -q ' T bt__mpi_attach$'; then
-    # A build without MPI (WITH_MPI=0 or no mpicc): asking for MPI under mpirun's env says so.
-    one_line "no MPI in this build: BATON_BACKEND=mpi under mpirun's env says so" \
-        'BATON_BACKEND=mpi but this libbaton was built without MPI; hint: ' \
-        env BATON_BACKEND=mpi OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 "$SWEEP"
-    t_skip "Open MPI backend" "this libbaton was built without MPI (WITH_MPI=0 or no mpicc)"
+# The backend is a plugin: where it is missing, asking for MPI under mpirun's env says so.
+mkdir -p "$T_TMP/noplugins"
+one_line "no MPI plugin: BATON_BACKEND=mpi under mpirun's env says which file is missing" \
+    'BATON_BACKEND=mpi but the Open MPI backend is missing: libbaton-mpi.so is not in BATON_PLUGIN_DIR=.*; hint: ' \
+    env BATON_PLUGIN_DIR="$T_TMP/noplugins" BATON_BACKEND=mpi OMPI_COMM_WORLD_RANK=0 \
+    OMPI_COMM_WORLD_SIZE=2 "$SWEEP"
+if [ ! -f "$BATON_BUILD/plugins/libbaton-mpi.so" ]; then
+    t_skip "Open MPI backend" "the MPI plugin was not built (WITH_MPI=0 or no mpicc)"
     t_done
 fi
 if ! command -v mpirun >/dev/null; then

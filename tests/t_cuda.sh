@@ -12,7 +12,7 @@ COLL=$BATON_BUILD/tests/progs/coll_check
 BENCH=$BATON_BUILD/bench/allreduce_bench
 [ -x "$CHECK" ] && [ -x "$COLL" ] || { t_fail "build" "$CHECK or $COLL missing"; t_done; }
 nccl_built=0
-nm "$BATON_BUILD/libbaton.a" 2>/dev/null | grep -q ' T bt__nccl_create' && nccl_built=1
+[ -f "$BATON_BUILD/plugins/libbaton-nccl.so" ] && nccl_built=1
 "$CHECK" --probe >"$T_TMP/probe" 2>&1
 probe_rc=$?
 have_gpu=0
@@ -25,7 +25,7 @@ if [ $have_gpu = 0 ] || [ $nccl_built = 0 ]; then
     rc=$?
     t_check "BATON_BACKEND=nccl without GPU/NCCL: non-zero exit ($rc)" test "$rc" -ne 0 -a "$rc" -ne 124
     t_grep "BATON_BACKEND=nccl without GPU/NCCL: one clear line" \
-        'bt_init failed: BATON_BACKEND=nccl but (rank [0-9]+ sees no CUDA device: .*|this libbaton was built without (CUDA|NCCL)); hint:' "$out"
+        'bt_init failed: BATON_BACKEND=nccl but (rank [0-9]+ sees no CUDA device: .*|the (CUDA|NCCL) backend is missing: .*); hint:' "$out"
     BATON_BACKEND=nccl timeout 30 "$COLL" --iters 1 >"$out" 2>&1
     rc=$?
     t_check "BATON_BACKEND=nccl, a job of one: bt_init fails ($rc)" test "$rc" -ne 0 -a "$rc" -ne 124
@@ -37,6 +37,17 @@ else
     t_grep "BATON_BACKEND=nccl with host buffers: one clear line" \
         'BATON_BACKEND=nccl takes device \(CUDA\) buffers' "$out"
 fi
+
+# ---- the CUDA plugin missing (a host-only install): host buffers work, nccl says why ----
+mkdir -p "$T_TMP/noplugins"
+out=$T_TMP/noplugin.log
+BATON_PLUGIN_DIR="$T_TMP/noplugins" timeout 60 "$BATON" run -n 2 -- "$COLL" --iters 1 >"$out" 2>&1
+t_expect_eq "no CUDA plugin: host collectives run (exit status)" "$?" 0
+BATON_PLUGIN_DIR="$T_TMP/noplugins" BATON_BACKEND=nccl timeout 30 "$COLL" --iters 1 >"$out" 2>&1
+rc=$?
+t_check "no CUDA plugin, BATON_BACKEND=nccl: bt_init fails ($rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+t_grep "no CUDA plugin, BATON_BACKEND=nccl: the line names the missing plugin" \
+    'BATON_BACKEND=nccl but the CUDA backend is missing: libbaton-cuda.so is not in BATON_PLUGIN_DIR=.*; hint:' "$out"
 
 out=$T_TMP/bench_bad.log
 "$BENCH" --backend nccl -b 4K -e 4K >"$out" 2>&1

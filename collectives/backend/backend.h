@@ -1,13 +1,14 @@
-/* backend.h: backends that run whole collectives themselves, and how coll.c picks one.
+/* backend/backend.h: backends that run whole collectives themselves, and how coll.c picks one.
  *
- * coll.c checks every call's arguments, numbers it, and then hands it, as one bt__call, to
- * exactly one of:
- *   the native path   baton's own algorithms over shm and TCP (coll.c, algo_*.c, transport_*)
+ * coll.c checks every call's arguments, numbers it, asks where its buffers live (cuda.h:
+ * bt__device_locate), and then hands it, as one bt__call, to exactly one of:
+ *   the native path   baton's own algorithms over shm and TCP (coll.c, algo/, transport/)
  *   Open MPI          every host buffer, when the job was started by mpirun (backend/mpi.c)
- *   NCCL              device (CUDA) buffers, when built with NCCL and a GPU is there
- *                     (backend/nccl.c)
- *   the staged path   device buffers without NCCL: copied to pinned host memory by segment,
- *                     reduced by the host path (native or MPI), copied back (cuda.c)
+ *   NCCL              device (CUDA) buffers, when the NCCL plugin loads and every rank has a
+ *                     GPU of its own (backend/nccl.c)
+ *   the staged path   device buffers otherwise: copied to pinned host memory by segment,
+ *                     reduced by the host path (native or MPI), copied back (staged.c)
+ * Open MPI, CUDA and NCCL are plugins loaded on demand (plugin.h).
  * A backend gets arguments that are already checked; BT_AVG is its to handle. Its errors go
  * through bt__comm_fail so they are sticky and name the collective.
  *
@@ -70,25 +71,13 @@ int bt__host_run(struct bt_comm *c, const struct bt__call *a);
 size_t bt__call_send_count(const struct bt_comm *c, const struct bt__call *a);
 size_t bt__call_recv_count(const struct bt_comm *c, const struct bt__call *a);
 
-/* ---- Open MPI (backend/mpi.c, built when mpicc is found: BT_HAVE_MPI) ---- */
-#if defined(BT_HAVE_MPI)
+/* ---- Open MPI (the plugin libbaton-mpi.so, backend/mpi.c; loaded by backend/plugin.c) ---- */
 /* Makes c, freshly allocated by bt_init with nothing else set up, a communicator over
  * MPI_COMM_WORLD: initialises MPI unless the program already did (bt_finalize then leaves MPI
  * running), works on a duplicate of MPI_COMM_WORLD that returns errors, and fills rank, size,
  * local_rank/local_size (ranks sharing memory) and node_rank/nnodes. Sets c->mpi and
  * c->mpi_state as soon as there is state to free, so bt_finalize(c) cleans up after a failure
- * here too. err gets a one-line reason. */
+ * here too. err gets a one-line reason, also when the plugin cannot be loaded. */
 int bt__mpi_attach(struct bt_comm *c, struct bt__err *err);
-#else
-static inline int bt__mpi_attach(struct bt_comm *c, struct bt__err *err)
-{
-    return bt__err_set(err, BT_ERR_INVALID_USAGE,
-                       "%s but this libbaton was built without MPI; hint: rebuild where mpicc "
-                       "is found (not WITH_MPI=0), or start the job with `baton run -n N`",
-                       c->backend_choice == BT_BACKEND_MPI
-                           ? "BATON_BACKEND=mpi"
-                           : "this process was started by mpirun");
-}
-#endif
 
 #endif

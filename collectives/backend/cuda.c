@@ -1,7 +1,8 @@
-/* cuda.c: device (CUDA) buffers in the collectives: which calls have them, and the device
- * path they take. Compiled only when CUDA is found (cuda.h has the stubs otherwise).
+/* backend/cuda.c: the CUDA plugin (libbaton-cuda.so, see plugin.h): which calls have device
+ * buffers, and the device path they take. Built only when CUDA is found; the core loads it at
+ * bt_init (backend/device.c), so libbaton itself never links libcudart.
  *
- * At bt_init (bt__device_init) the process's CUDA devices are counted once; an error (no
+ * At bt_init (cuda_init, through bt__device_init) the process's CUDA devices are counted once; an error (no
  * driver, no device) counts as none and is logged at INFO. With none, c->cuda_state stays
  * NULL and the collective path makes no CUDA call at all: every buffer is host memory.
  *
@@ -10,7 +11,7 @@
  * cudaHostAlloc'ed memory are host. All host: the host path runs the call. Mixed:
  * BT_ERR_INVALID_ARG. Device: the device path, chosen once, collectively, on the first call
  * with device buffers (every rank makes that call):
- *   NCCL    (backend/nccl.c) when built with it, BATON_BACKEND is not baton, and every rank
+ *   NCCL    (backend/nccl.c) when its plugin loads, BATON_BACKEND is not baton, and every rank
  *           has a GPU of its own: the ranks allgather their GPU's UUID over the host path,
  *           since NCCL cannot put two ranks on one GPU
  *   staged  (staged.c, with the CUDA copy engine below) otherwise; with BATON_BACKEND=nccl a
@@ -34,6 +35,8 @@
 #include <string.h>
 
 #include "collectives/backend/cuda.h"
+#include "collectives/backend/plugin.h"
+#include "collectives/comm.h"
 #include "collectives/backend/staged.h"
 #include "common/log.h"
 #include "common/param.h"
@@ -180,7 +183,17 @@ static int engine_open(struct bt_comm *c, struct cuda_engine *e)
     return BT_OK;
 }
 
-/* ---- bt_init: devices and BATON_GPU ---- */
+/* ---- bt_init: devices, the NCCL plugin and BATON_GPU ---- */
+
+static struct {
+    int ok;
+    char why[512];
+} nccl;
+
+static void ask_nccl(void)
+{
+    nccl.ok = bt__nccl_available(nccl.why, sizeof(nccl.why));
+}
 
 /* PCI bus id of device d, "" when CUDA does not say. */
 static void bus_id(int d, char *out, int cap)
@@ -250,13 +263,21 @@ static void apply_baton_gpu(const struct bt_comm *c, int n)
             name, d);
 }
 
-int bt__device_init(struct bt_comm *c, struct bt__err *err)
+/* 1 when the NCCL plugin loads; else 0 with the reason in why (asked once per process). */
+static int nccl_ok(const char **why)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ask_nccl);
+    *why = nccl.why;
+    return nccl.ok;
+}
+
+static int cuda_init(struct bt_comm *c, struct bt__err *err)
 {
     const char *why;
-    if (c->backend_choice == BT_BACKEND_NCCL && !BT__NCCL_BUILT)
+    if (c->backend_choice == BT_BACKEND_NCCL && !nccl_ok(&why))
         return bt__err_set(err, BT_ERR_INVALID_USAGE,
-                           "BATON_BACKEND=nccl but this libbaton was built without NCCL; hint: "
-                           "rebuild where nccl.h and libnccl are found, or unset BATON_BACKEND");
+                           "BATON_BACKEND=nccl but the NCCL backend is missing: %s", why);
     int n = device_count(&why);
     if (n == 0) {
         if (c->backend_choice == BT_BACKEND_NCCL)
@@ -276,7 +297,7 @@ int bt__device_init(struct bt_comm *c, struct bt__err *err)
                                              .host_alloc = ce_alloc, .host_free = ce_free};
     c->cuda_state = cu;
     BT_INFO(INIT, "rank %d: %d CUDA device(s): device buffers take %s", c->rank, n,
-            c->backend_choice == BT_BACKEND_BATON || !BT__NCCL_BUILT
+            c->backend_choice == BT_BACKEND_BATON
                 ? "the staged path"
                 : "NCCL when every rank has a GPU of its own, else the staged path");
     return BT_OK;
@@ -366,9 +387,10 @@ static int shared_gpu(struct bt_comm *c, int dev, int *r0, int *r1)
 static int first_use(struct bt_comm *c, struct bt__cuda *cu)
 {
     int r0 = -1, r1 = -1;
-    if (c->backend_choice == BT_BACKEND_BATON || !BT__NCCL_BUILT) {
+    const char *why = "BATON_BACKEND=baton";
+    if (c->backend_choice == BT_BACKEND_BATON || !nccl_ok(&why)) {
         BT_INFO(COLL, "rank %d: device buffers on GPU %d take the staged path (%s)", c->rank,
-                cu->dev, BT__NCCL_BUILT ? "BATON_BACKEND=baton" : "built without NCCL");
+                cu->dev, why);
         return BT_OK;
     }
     if (c->size > 1)
@@ -407,19 +429,10 @@ static int run_on_dev(struct bt_comm *c, struct bt__cuda *cu, const struct bt__c
     return bt__staged_run(c, &cu->stage, a);
 }
 
-int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled)
+static int cuda_run(struct bt_comm *c, const struct bt__call *a, int dev)
 {
     struct bt__cuda *cu = c->cuda_state;
-    int dev = -1, prev = -1;
-    *handled = 0;
-    if (!cu || a->kind == BT_COLL_BARRIER)
-        return BT_OK;
-    *handled = 1;
-    BT_CHECK(locate(c, a, &dev));
-    if (dev < 0) {
-        *handled = 0;
-        return BT_OK;
-    }
+    int prev = -1;
     if (cu->dev >= 0 && dev != cu->dev)
         return bt__comm_fail(c, BT_ERR_INVALID_ARG,
                              "%s #%llu: buffers on GPU %d, but this rank's device path runs on "
@@ -443,7 +456,7 @@ int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled)
     return rc;
 }
 
-void bt__device_destroy(struct bt_comm *c)
+static void cuda_destroy(struct bt_comm *c)
 {
     struct bt__cuda *cu = c->cuda_state;
     int prev = -1;
@@ -461,3 +474,13 @@ void bt__device_destroy(struct bt_comm *c)
     free(cu);
     c->cuda_state = NULL;
 }
+
+const struct bt__plugin bt__plugin_self = {
+    .abi = BT_PLUGIN_ABI,
+    .comm_bytes = sizeof(struct bt_comm),
+    .name = "cuda",
+    .device_init = cuda_init,
+    .device_locate = locate,
+    .device_run = cuda_run,
+    .device_destroy = cuda_destroy,
+};

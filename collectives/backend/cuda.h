@@ -1,59 +1,37 @@
-/* cuda.h: device (CUDA) buffers in the collectives: where a call's buffers live, and the
- * device path (NCCL, or the staged copy through pinned host memory). Built from cuda.c when
- * CUDA is found (BT_HAVE_CUDA); without it every buffer is a host buffer. The NCCL backend is
- * backend/nccl.c (BT_HAVE_NCCL), the staged pipeline staged.c (built always).
+/* cuda.h: device (CUDA) buffers in the collectives, as the core sees them: where a call's
+ * buffers live (decided before dispatch, coll.c), and the device path that runs a call whose
+ * buffers are on a GPU. The CUDA work is in the plugin libbaton-cuda.so (backend/cuda.c),
+ * loaded at bt_init; backend/device.c is the core's side. Without the plugin, or without a
+ * CUDA device, every buffer is a host buffer and no CUDA call is made.
+ *
+ * The device path is NCCL (plugin libbaton-nccl.so, backend/nccl.c) when every rank has a GPU
+ * of its own, else the staged copy through pinned host memory (backend/staged.c, in the core,
+ * with the CUDA copy engine of the plugin).
  */
-#ifndef BT_COLLECTIVES_CUDA_H
-#define BT_COLLECTIVES_CUDA_H
+#ifndef BT_COLLECTIVES_BACKEND_CUDA_H
+#define BT_COLLECTIVES_BACKEND_CUDA_H
+
+#include <stddef.h>
 
 #include "collectives/backend/backend.h"
 
-#if defined(BT_HAVE_CUDA)
-/* Called once when a communicator is made (after its host path is set up): looks for CUDA
- * devices and checks BATON_BACKEND=nccl against what is there; err gets a one-line reason. */
+/* Called once when a communicator is made (after its host path is set up): loads the CUDA
+ * plugin and lets it count the devices and apply BATON_GPU. Only BATON_BACKEND=nccl makes a
+ * missing plugin or device an error (BT_ERR_INVALID_USAGE with one line in err). */
 int bt__device_init(struct bt_comm *c, struct bt__err *err);
-/* Runs call a on the device path when its buffers are CUDA device memory: sets *handled to 1
- * and returns the result. Sets *handled to 0 (and returns BT_OK) when they are host memory.
- * Buffers that mix host and device memory fail the call with BT_ERR_INVALID_ARG. */
-int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled);
+/* *dev: the GPU that holds call a's buffers, or -1 when they are host memory (always -1 with
+ * no device path). Buffers split between host and device are BT_ERR_INVALID_ARG on c. */
+int bt__device_locate(struct bt_comm *c, const struct bt__call *a, int *dev);
+/* Runs call a, whose buffers are on GPU dev, on the device path. */
+int bt__device_run(struct bt_comm *c, const struct bt__call *a, int dev);
 /* Frees what the device path hung on c (NCCL communicator, pinned buffers). NULL-safe. */
 void bt__device_destroy(struct bt_comm *c);
 
-/* ---- between cuda.c and backend/nccl.c ---- */
-#if defined(BT_HAVE_NCCL)
-#define BT__NCCL_BUILT 1
+/* ---- the NCCL plugin, for the CUDA plugin (backend/plugin.c) ---- */
+/* 1 when libbaton-nccl.so can be loaded; else 0 with the reason in why. */
+int bt__nccl_available(char *why, size_t cap);
 /* Makes c's NCCL communicator on CUDA device dev and sets c->nccl and c->nccl_state. It is
- * collective: every rank calls it in the same collective call (the first one on device
- * buffers). The ncclUniqueId goes through c->store when there is one, else through a host
- * broadcast. Errors are set on c (bt__comm_fail). */
+ * collective: every rank calls it on its first device call. Errors are sticky on c. */
 int bt__nccl_create(struct bt_comm *c, int dev);
-#else
-#define BT__NCCL_BUILT 0
-static inline int bt__nccl_create(struct bt_comm *c, int dev)
-{
-    (void)dev;
-    return bt__err_set(&c->err, BT_ERR_INTERNAL, "this libbaton was built without NCCL");
-}
-#endif
-#else
-static inline int bt__device_init(struct bt_comm *c, struct bt__err *err)
-{
-    if (c->backend_choice == BT_BACKEND_NCCL)
-        return bt__err_set(err, BT_ERR_INVALID_USAGE,
-                           "BATON_BACKEND=nccl but this libbaton was built without CUDA; hint: "
-                           "rebuild where CUDA and NCCL are found, or unset BATON_BACKEND");
-    return BT_OK;
-}
-static inline int bt__device_run(struct bt_comm *c, const struct bt__call *a, int *handled)
-{
-    (void)c, (void)a;
-    *handled = 0;
-    return BT_OK;
-}
-static inline void bt__device_destroy(struct bt_comm *c)
-{
-    (void)c;
-}
-#endif
 
 #endif

@@ -41,6 +41,8 @@
 #include <string.h>
 
 #include "collectives/backend/backend.h"
+#include "collectives/backend/plugin.h"
+#include "collectives/comm.h"
 #include "collectives/reduce.h"
 #include "common/log.h"
 
@@ -414,7 +416,7 @@ static void library_name(char *out, size_t cap)
     snprintf(out, cap, "%.100s", v);
 }
 
-int bt__mpi_attach(struct bt_comm *c, struct bt__err *err)
+static int mpi_attach(struct bt_comm *c, struct bt__err *err)
 {
     int provided = 0;
     char lib[128];
@@ -443,3 +445,10 @@ int bt__mpi_attach(struct bt_comm *c, struct bt__err *err)
             mpi_owned ? "" : ", MPI initialised by the program");
     return BT_OK;
 }
+
+const struct bt__plugin bt__plugin_self = {
+    .abi = BT_PLUGIN_ABI,
+    .comm_bytes = sizeof(struct bt_comm),
+    .name = "mpi",
+    .mpi_attach = mpi_attach,
+};

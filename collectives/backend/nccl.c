@@ -31,6 +31,8 @@
 #include <time.h>
 
 #include "collectives/backend/cuda.h"
+#include "collectives/backend/plugin.h"
+#include "collectives/comm.h"
 #include "common/log.h"
 
 #define ID_BYTES (1 + NCCL_UNIQUE_ID_BYTES) /* status byte + ncclUniqueId */
@@ -230,7 +232,7 @@ static void nccl_destroy(struct bt_comm *c);
 
 static const struct bt__backend_ops nccl_ops = {"nccl", nccl_run, nccl_destroy};
 
-int bt__nccl_create(struct bt_comm *c, int dev)
+static int nccl_create(struct bt_comm *c, int dev)
 {
     unsigned char rec[ID_BYTES];
     struct nccl_state *s = calloc(1, sizeof(*s));
@@ -346,3 +348,10 @@ static void nccl_destroy(struct bt_comm *c)
     c->nccl_state = NULL;
     c->nccl = NULL;
 }
+
+const struct bt__plugin bt__plugin_self = {
+    .abi = BT_PLUGIN_ABI,
+    .comm_bytes = sizeof(struct bt_comm),
+    .name = "nccl",
+    .nccl_create = nccl_create,
+};
