@@ -45,6 +45,14 @@ MISSING_CORE := $(if $(filter 0,$(HAVE_YAML)),libyaml-dev) \
                 $(if $(filter 0,$(HAVE_CRYPTO)),libssl-dev) $(if $(filter 0,$(HAVE_ZLIB)),zlib1g-dev)
 HAVE_CMOCKA := $(call probe,stdarg.h stddef.h stdint.h setjmp.h cmocka.h,-lcmocka)
 
+# Building without them stops here, in one line; deps, clean, features, check and demo go on
+# (check and demo install them first, then build in a second make).
+ifneq ($(strip $(MISSING_CORE)),)
+ifneq ($(filter-out deps clean features check demo,$(or $(MAKECMDGOALS),all)),)
+$(error baton: cannot build: install $(strip $(MISSING_CORE)) (apt-get install $(strip $(MISSING_CORE)), or make deps))
+endif
+endif
+
 have_mpicc := $(shell command -v mpicc 2>/dev/null)
 HAVE_MPI := $(if $(filter 0,$(WITH_MPI)),0,$(if $(have_mpicc),$(call probe,mpi.h,,mpicc),0))
 ifeq ($(HAVE_MPI),1)
@@ -102,7 +110,7 @@ ifeq ($(HAVE_CMOCKA),0)
 UNIT_BIN :=
 endif
 
-.PHONY: all check demo deps install clean features bench test core-libs
+.PHONY: all check demo deps install clean features bench test
 all: $(BATON) $(LIBA) $(LIBSO) $(PLUGINS) $(EXAMPLE_SINGLE) $(MNIST_BIN) $(BENCH_BIN) \
      $(BENCH_MPI_BIN) $(UNIT_BIN) $(TESTPROG_BIN) features
 
@@ -122,10 +130,6 @@ features:
 	@printf '%s NCCL     %s\n' $(call yes_no,$(HAVE_NCCL)) \
 	  $(if $(filter 1,$(HAVE_NCCL)),"(plugin libbaton-nccl.so: NCCL for GPU buffers)","(no nccl.h/libnccl or WITH_NCCL=0: no NCCL plugin)")
 
-# The core's libraries must be there before anything is compiled: one line says which package.
-core-libs:
-	$(if $(strip $(MISSING_CORE)),@echo "baton: cannot build: install $(strip $(MISSING_CORE)) (apt-get install $(strip $(MISSING_CORE)), or make deps)" >&2; exit 1,@:)
-
 # Per-file flags: the plugins' libraries' headers, and where the core looks for plugins.
 $(BUILD)/obj/collectives/backend/mpi.o: EXTRA_CFLAGS := $(MPI_CFLAGS)
 $(BUILD)/obj/collectives/backend/cuda.o $(BUILD)/obj/collectives/backend/nccl.o: \
@@ -134,7 +138,7 @@ $(BUILD)/obj/collectives/backend/plugin.o: \
   EXTRA_CFLAGS := -DBT_PLUGIN_DIRS='"$(abspath $(PLUGIN_DIR)):$(PREFIX)/lib/baton"'
 $(LAUNCHER_OBJ): EXTRA_CFLAGS := $(HWLOC_CFLAGS)
 
-$(BUILD)/obj/%.o: %.c | core-libs
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
 
