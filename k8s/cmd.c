@@ -69,6 +69,9 @@ static int parse_args(int argc, char **argv, struct k8s_args *a)
                 return 2;
             }
             *(!strcmp(s, "--kubectl") ? &a->kubectl : &a->opts.cluster_domain) = argv[++i];
+        } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            fputs(usage_text, stdout);
+            return -1;
         } else if (s[0] == '-' && s[1]) {
             fprintf(stderr, "baton k8s: unknown option '%s'; see 'baton help k8s'\n", s);
             return 2;
@@ -82,7 +85,7 @@ static int parse_args(int argc, char **argv, struct k8s_args *a)
         }
     }
     if (!a->verb || !a->job) {
-        fprintf(stderr, "baton k8s: usage: baton k8s render|apply|delete JOB.yaml "
+        fprintf(stderr, "baton k8s: usage: baton k8s render|apply|delete|local JOB.yaml "
                         "(see 'baton help k8s')\n");
         return 2;
     }
@@ -225,11 +228,19 @@ static int do_delete(const struct k8s_args *a, const struct bt__k8s_job *job)
 int bt__cmd_k8s(int argc, char **argv)
 {
     struct k8s_args a;
+    for (int i = 2; argc > 1 && !strcmp(argv[1], "local") && i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+    }
     if (argc > 1 && !strcmp(argv[1], "local"))
         return bt__k8s_local(argc - 1, argv + 1);
     int rc = parse_args(argc, argv, &a);
     if (rc)
-        return rc;
+        return rc < 0 ? 0 : rc; /* -1: --help was shown */
     if (strcmp(a.verb, "render") && strcmp(a.verb, "apply") && strcmp(a.verb, "delete")) {
         fprintf(stderr, "baton k8s: unknown action '%s' (render, apply, delete or local)\n",
                 a.verb);

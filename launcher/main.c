@@ -16,7 +16,8 @@ static const struct cmd cmds[] = {
     {"run", bt__cmd_run, bt__cmd_run_usage, "start, supervise and report on training processes"},
     {"spec", bt__cmd_spec, bt__cmd_spec_usage, "print the cluster spec derived from this env"},
     {"topo", bt__cmd_topo, bt__cmd_topo_usage, "print the topology and the binding plan"},
-    {"k8s", bt__cmd_k8s, bt__cmd_k8s_usage, "render/apply a PyTorchJob or TFJob without Kubeflow"},
+    {"k8s", bt__cmd_k8s, bt__cmd_k8s_usage,
+     "render|apply|delete|local: a PyTorchJob or TFJob without Kubeflow"},
     {"ps", bt__cmd_ps, bt__cmd_ps_usage, "run a parameter server (what `baton run` starts for ps)"},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -28,7 +29,7 @@ static void usage(FILE *out)
             BATON_VERSION_STRING);
     for (size_t i = 0; i < NCMDS; i++)
         fprintf(out, "  %-6s %s\n", cmds[i].name, cmds[i].summary);
-    fprintf(out, "  help   baton help COMMAND shows a command's options\n\n"
+    fprintf(out, "  help   baton help COMMAND (or baton COMMAND --help) shows its options\n\n"
                  "example: baton run -n 4 -- ./build/examples/mnist_cnn --epochs 2\n");
 }
 
@@ -66,6 +67,10 @@ int main(int argc, char **argv)
     if (!c) {
         fprintf(stderr, "baton: unknown command '%s'; see 'baton help'\n", argv[1]);
         return 2;
+    }
+    if (argc > 2 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+        fputs(c->usage(), stdout); /* `baton CMD --help` is `baton help CMD` */
+        return 0;
     }
     return c->fn(argc - 1, argv + 1);
 }

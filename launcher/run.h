@@ -71,6 +71,7 @@ struct bt__worker {
     int status;  /* waitpid status once reaped */
     int log_fd;  /* --log-dir file, or -1 */
     struct bt__linebuf out, err;
+    char loader_err[160]; /* ld.so's "error while loading shared libraries: ..." from stderr */
 };
 
 struct bt__outcome {

@@ -75,12 +75,30 @@ static size_t utf8_cut(const char *buf, size_t len)
     return (i - 1) + want > len ? i - 1 : len;
 }
 
+/* Keeps the dynamic loader's complaint from a worker's stderr: its exit code (127) alone
+ * reads like "command not found" (run_report.c). */
+static void note_line(struct bt__worker *w, const struct bt__linebuf *lb, const char *p, size_t n)
+{
+    static const char what[] = "error while loading shared libraries: ";
+    if (lb->console != 2 || w->loader_err[0] || n < sizeof(what))
+        return;
+    const char *at = memmem(p, n, what, sizeof(what) - 1);
+    if (!at)
+        return;
+    at += sizeof(what) - 1;
+    size_t len = n - (size_t)(at - p);
+    while (len && (at[len - 1] == '\n' || at[len - 1] == '\r'))
+        len--;
+    snprintf(w->loader_err, sizeof(w->loader_err), "%.*s", (int)len, at);
+}
+
 /* Emits the complete lines of lb (all of it when eof), keeps the rest. */
 static void emit(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb, int eof)
 {
     size_t start = 0, olen = 0;
     char *nl;
     while (start < lb->len && (nl = memchr(lb->buf + start, '\n', lb->len - start))) {
+        note_line(w, lb, lb->buf + start, (size_t)(nl - lb->buf) + 1 - start);
         olen = append_line(r, olen, w->tag, lb->buf + start, (size_t)(nl - lb->buf) + 1 - start);
         start = (size_t)(nl - lb->buf) + 1;
     }
@@ -141,6 +159,7 @@ static int open_log(struct bt__run *r, struct bt__worker *w, struct bt__err *err
 int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err *err)
 {
     w->log_fd = -1;
+    w->loader_err[0] = 0;
     w->out.fd = w->err.fd = -1;
     w->out.len = w->err.len = 0;
     w->out.console = 1;

@@ -85,6 +85,11 @@ void bt__run_describe(const struct bt__run *r, const struct bt__worker *w, char 
         hint = signal_hint(WTERMSIG(st));
         len += snprintf(out + len, n - len, "was killed by %s%s", bt__signal_name(WTERMSIG(st)),
                         WCOREDUMP(st) ? " (core dumped)" : "");
+    } else if (WEXITSTATUS(st) == 127 && w->loader_err[0]) {
+        snprintf(out + len, n - len, "could not start: the dynamic loader said \"%s\" (exit code "
+                 "127); hint: install that library or add its folder to LD_LIBRARY_PATH "
+                 "(`ldd PROGRAM` lists what is missing)", w->loader_err);
+        return;
     } else {
         hint = exit_hint(WEXITSTATUS(st));
         len += snprintf(out + len, n - len, "exited with code %d", WEXITSTATUS(st));
