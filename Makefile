@@ -14,6 +14,8 @@ CUDA_HOME ?= /usr/local/cuda
 PKG_CONFIG ?= pkg-config
 OPT     ?= -O2
 Q       := $(if $(V),,@)
+# Without V=1 each step says what it makes in one short line (V=1: the whole command).
+say      = $(if $(V),,@printf '  %-7s %s\n' $(1) $(2);)
 
 ifeq ($(SANITIZER),)
 BUILD   := build
@@ -29,6 +31,7 @@ CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread -fPIC $(WARN) $(SANFLAGS
 LIB_CFLAGS := -fvisibility=hidden
 LDLIBS_ALL := -lcrypto -lyaml -lz -lm -lpthread -ldl
 
+NPROC   := $(shell nproc 2>/dev/null || echo 1)
 VERSION := $(shell sed -n 's/.*BATON_VERSION_STRING "\(.*\)"/\1/p' include/baton.h)
 SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
 
@@ -140,15 +143,15 @@ $(LAUNCHER_OBJ): EXTRA_CFLAGS := $(HWLOC_CFLAGS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)$(CC) $(CFLAGS_ALL) $(LIB_CFLAGS) $(EXTRA_CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
 # libbaton.so.X.Y.Z with the SONAME libbaton.so.X, and the two links to it.
 $(LIBSO_REAL): $(LIB_OBJ)
-	$(Q)$(CC) -shared $(SANFLAGS) -Wl,-soname,libbaton.so.$(SOMAJOR) -o $@ $^ $(LDLIBS_ALL) $(LDFLAGS)
+	$(call say,LD,$@)$(CC) -shared $(SANFLAGS) -Wl,-soname,libbaton.so.$(SOMAJOR) -o $@ $^ $(LDLIBS_ALL) $(LDFLAGS)
 $(LIBSO): $(LIBSO_REAL)
 	$(Q)ln -sf $(notdir $<) $(LIBSO).$(SOMAJOR) && ln -sf $(notdir $<) $@
 
@@ -160,16 +163,16 @@ PLUGIN_LD  := -shared $(SANFLAGS) -Wl,--version-script=collectives/backend/plugi
               $(if $(SANITIZER),,-Wl,-z,defs)
 $(PLUGIN_DIR)/libbaton-mpi.so: $(BUILD)/obj/collectives/backend/mpi.o $(PLUGIN_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(PLUGIN_LD) -o $@ $^ $(MPI_LIBS) -lm -lpthread $(LDFLAGS)
+	$(call say,LD,$@)$(CC) $(PLUGIN_LD) -o $@ $^ $(MPI_LIBS) -lm -lpthread $(LDFLAGS)
 $(PLUGIN_DIR)/libbaton-cuda.so: $(BUILD)/obj/collectives/backend/cuda.o $(PLUGIN_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(PLUGIN_LD) -o $@ $^ $(CUDA_LIBS) -lm -lpthread $(LDFLAGS)
+	$(call say,LD,$@)$(CC) $(PLUGIN_LD) -o $@ $^ $(CUDA_LIBS) -lm -lpthread $(LDFLAGS)
 $(PLUGIN_DIR)/libbaton-nccl.so: $(BUILD)/obj/collectives/backend/nccl.o $(PLUGIN_OBJ)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(PLUGIN_LD) -o $@ $^ $(CUDA_LIBS) -lnccl -lm -lpthread $(LDFLAGS)
+	$(call say,LD,$@)$(CC) $(PLUGIN_LD) -o $@ $^ $(CUDA_LIBS) -lnccl -lm -lpthread $(LDFLAGS)
 
 $(BATON): $(LAUNCHER_OBJ) $(LIBA)
-	$(Q)$(CC) $(SANFLAGS) -o $@ $(LAUNCHER_OBJ) $(LIBA) $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
+	$(call say,LD,$@)$(CC) $(SANFLAGS) -o $@ $(LAUNCHER_OBJ) $(LIBA) $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
 
 # Programs outside the library link the static library and see only include/; the two that
 # put buffers on a GPU themselves (allreduce_bench, cuda_check) also link the CUDA runtime.
@@ -179,35 +182,35 @@ LINK_PROG = $(CC) $(CFLAGS_ALL) -o $@ $(filter %.c,$^) $(PROG_CUDA) $(LIBA) $(LD
 
 $(BUILD)/examples/%: examples/%.c $(LIBA) include/baton.h
 	@mkdir -p $(dir $@)
-	$(Q)$(LINK_PROG)
+	$(call say,LD,$@)$(LINK_PROG)
 
 $(BUILD)/examples/mnist_cnn: $(MNIST_SRC) $(wildcard examples/mnist/*.h) $(LIBA) include/baton.h
 	@mkdir -p $(dir $@)
-	$(Q)$(LINK_PROG) $(MNIST_LIBS)
+	$(call say,LD,$@)$(LINK_PROG) $(MNIST_LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(LIBA)
 	@mkdir -p $(dir $@)
-	$(Q)$(LINK_PROG)
+	$(call say,LD,$@)$(LINK_PROG)
 
 $(BUILD)/bench/mpi_%: bench/mpi_%.c
 	@mkdir -p $(dir $@)
-	$(Q)mpicc -O2 -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $< -lm
+	$(call say,MPICC,$@)mpicc -O2 -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $< -lm
 
 # Unit tests may include internal headers; the launcher's objects (less main) come in an
 # archive so a test links only what it uses.
 LAUNCHER_LIB := $(BUILD)/liblauncher.a
 $(LAUNCHER_LIB): $(filter-out %/launcher/main.o,$(LAUNCHER_OBJ))
 	@mkdir -p $(dir $@)
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBA) $(LAUNCHER_LIB)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(HWLOC_CFLAGS) -o $@ $< $(LAUNCHER_LIB) $(LIBA) -lcmocka \
+	$(call say,LD,$@)$(CC) $(CFLAGS_ALL) $(HWLOC_CFLAGS) -o $@ $< $(LAUNCHER_LIB) $(LIBA) -lcmocka \
 	  $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
 
 $(BUILD)/tests/progs/%: tests/progs/%.c $(LIBA)
 	@mkdir -p $(dir $@)
-	$(Q)$(LINK_PROG)
+	$(call say,LD,$@)$(LINK_PROG)
 
 # ---- the two commands ----
 # Debian packages baton needs (DESIGN.md, Dependencies); only the missing ones are installed.
@@ -233,7 +236,8 @@ test: all
 	@BUILD=$(BUILD) SANITIZER=$(SANITIZER) ./tests/run_tests.sh $(TESTS)
 
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@echo "make demo: building baton, then training the MNIST CNN on 2 local ranks"
+	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@./examples/demo.sh $(BUILD)
 
 bench: all

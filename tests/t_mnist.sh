@@ -70,6 +70,12 @@ t_grep "restart resumes from the checkpoint" '^resumed from .*checkpoint.bin: ep
 t_expect_eq "resumed run ends where a straight run does (test_acc)" \
     "$(final_field "$T_TMP/resumed" test_acc)" "$(final_field "$T_TMP/straight" test_acc)"
 
+# --- progress: through a pipe (as under `baton run`), a whole line at each quarter of the epoch ---
+"$MN" --data "$DATA" --batch 1024 --max-steps 16 --no-checkpoint >"$T_TMP/prog" 2>&1
+t_grep "progress through a pipe: a line at the first quarter of the epoch" \
+    '^  epoch 1 \[   13/52\] loss [0-9.]+ acc [0-9.]+ +[0-9]+ img/s$' "$T_TMP/prog"
+t_check "... and no carriage return" sh -c "! grep -q \"$(printf '\r')\" '$T_TMP/prog'"
+
 # --- threads give the same steps (only the order of float sums differs) ---
 "$MN" --data "$DATA" --max-steps 200 --threads 2 --no-checkpoint >"$T_TMP/threads" 2>&1
 t_check "--threads 2 agrees with 1 thread (test_acc within 0.005)" awk \

@@ -670,17 +670,22 @@ struct run_stats {
     long steps;
 };
 
-/* On a terminal, rank 0 redraws one progress line at most 4 times a second. */
+/* Rank 0's progress: on a terminal, one line redrawn at most 4 times a second; otherwise (a
+ * pipe, as under `baton run`, whose output is tagged line by line) a whole line at each
+ * quarter of the epoch, so a person watching a job sees it move. */
 static void progress(const struct trainer *tr, uint32_t s, uint32_t spe,
-                     const struct run_stats *e)
+                     const struct run_stats *e, int tty)
 {
     static double last;
     double t = now_s();
-    if (t - last < 0.25 && s + 1 < spe) return;
+    if (tty && t - last < 0.25 && s + 1 < spe) return;
+    if (!tty && (spe < 4 || s + 1 == spe || (s + 1) % ((spe + 3) / 4) != 0)) return;
     last = t;
-    printf("\r  epoch %u [%5u/%u] loss %.4f acc %.4f %6.0f img/s", tr->epoch + 1, s + 1, spe,
-           e->loss_sum / (double)e->steps, e->acc_sum / (double)e->steps,
-           (double)e->steps * tr->global_batch / (e->train_s > 0 ? e->train_s : 1e-9));
+    printf("%s  epoch %u [%5u/%u] loss %.4f acc %.4f %6.0f img/s%s", tty ? "\r" : "",
+           tr->epoch + 1, s + 1, spe, e->loss_sum / (double)e->steps,
+           e->acc_sum / (double)e->steps,
+           (double)e->steps * tr->global_batch / (e->train_s > 0 ? e->train_s : 1e-9),
+           tty ? "" : "\n");
     fflush(stdout);
 }
 
@@ -702,7 +707,7 @@ static int run_epoch(struct trainer *tr, uint32_t spe, struct run_stats *e, int 
         e->steps++;
         tr->global_step++;
         tr->step_in_epoch = s + 1;
-        if (tty) progress(tr, s, spe, e);
+        if (tr->rank == 0) progress(tr, s, spe, e, tty);
     }
     if (tty) printf("\r\033[K");
     return 0;
