@@ -241,7 +241,7 @@ demo: deps
 	@./examples/demo.sh $(BUILD)
 
 bench: all
-	@echo "see README.md, Benchmarks: each benchmark's command is listed there"
+	@echo "see docs/performance.md: each benchmark's command, method and figures are listed there"
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/baton $(DESTDIR)$(PREFIX)/include \

@@ -7,7 +7,7 @@
  * Precedence is flag > env > default: the launcher turns its flags into env for the workers.
  * A set value is logged at INFO with its source; a malformed one at WARN, and the default is
  * used (library code cannot exit; the launcher validates its own flags strictly). Every knob
- * is listed in the README's table.
+ * is listed in docs/knobs.md's table (tests/t_docs.sh checks it).
  */
 #ifndef BT_COMMON_PARAM_H
 #define BT_COMMON_PARAM_H

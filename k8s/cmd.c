@@ -35,7 +35,7 @@ static const char usage_text[] =
     "          ports rewritten to 127.0.0.1), or with --netns (root) each in its own network\n"
     "          namespace, 198.51.100.0/24, names in /etc/netns/<ns>/hosts once started;\n"
     "          exits 0 when the job succeeds by the operator's rules, else the failed pod's\n"
-    "          status (see README: baton k8s local)\n"
+    "          status (see docs/kubernetes.md)\n"
     "options:\n"
     "  --cluster-domain D  TF_CONFIG hosts end in .svc.D (the operator's CUSTOM_CLUSTER_DOMAIN)\n"
     "  --kubectl PATH      the kubectl to run (default: $KUBECTL, else kubectl on PATH)\n"

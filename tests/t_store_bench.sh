@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_store_bench.sh: 10,000 clients join one rendezvous store (bench/rdzv_bench): every one
 # does the HMAC handshake, SET, ADD and WAIT, and the bench checks the counter and the last
-# address afterwards. The time is printed, not asserted (the machine is shared); README.md
+# address afterwards. The time is printed, not asserted (the machine is shared); docs/performance.md
 # has the figures.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
