@@ -48,7 +48,7 @@ if ! command -v mpirun >/dev/null; then
     t_skip "Open MPI backend" "mpirun not found (apt-get install openmpi-bin)"; t_done
 fi
 MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
-# Open MPI's leak reports are about libmpi's own allocations, not baton's (see the README).
+# Open MPI's leak reports are about libmpi's own allocations, not baton's (see docs/testing.md).
 [ "${SANITIZER:-}" = address ] && export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 
 # --- the whole sweep at several world sizes; the log names the backend ---
