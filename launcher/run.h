@@ -155,6 +155,9 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err);
 int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err *err);
 /* Reads what is there on lb; returns 0, or -1 at EOF (lb closed, partial line flushed). */
 int bt__run_output_read(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb);
+/* Reads and emits what w's pipes hold right now, without waiting (a worker that just exited:
+ * its last words come before the report that describes its end). */
+void bt__run_output_drain(struct bt__run *r, struct bt__worker *w);
 /* Emits what lb holds as a last line and closes it (a pipe a straggler still holds open). */
 void bt__run_output_eof(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb);
 void bt__run_output_close(struct bt__run *r, struct bt__worker *w);

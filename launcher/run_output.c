@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -130,6 +131,28 @@ int bt__run_output_read(struct bt__run *r, struct bt__worker *w, struct bt__line
     lb->len += (size_t)n;
     emit(r, w, lb, 0);
     return 0;
+}
+
+/* Reads what a pipe holds now (non-blocking), in at most 64 reads. */
+static void drain_now(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb)
+{
+    for (int i = 0; i < 64 && lb->fd >= 0; i++) {
+        size_t before = lb->len;
+        int fd = lb->fd;
+        if (bt__run_output_read(r, w, lb) != 0)
+            return; /* EOF: emitted and closed */
+        if (lb->fd == fd && lb->len == before && before < BT_RUN_LINE_MAX) {
+            int avail = 0;
+            if (ioctl(fd, FIONREAD, &avail) != 0 || avail == 0)
+                return;
+        }
+    }
+}
+
+void bt__run_output_drain(struct bt__run *r, struct bt__worker *w)
+{
+    drain_now(r, w, &w->out);
+    drain_now(r, w, &w->err);
 }
 
 void bt__run_output_eof(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb)

@@ -159,6 +159,7 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     }
     if (status == 0 || s->stopping || s->o->kind) return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
+    bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
     bt__run_describe(s->r, w, f.line, sizeof(f.line));
     bt__run_post_outcome(s->r, &f);
     *s->o = f;
