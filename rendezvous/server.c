@@ -93,7 +93,7 @@ struct conn {
     struct waiter *w;        /* the parked request, or NULL */
     uint8_t *will;           /* key NUL value (one allocation), or NULL */
     size_t will_klen, will_vlen;
-    uint8_t cnonce[BT__RDZV_NONCE], snonce[BT__RDZV_NONCE];
+    struct bt__auth_server auth; /* the handshake's nonces */
     char peer[64];
 };
 
@@ -351,7 +351,7 @@ static void reply_error(struct bt__store_server *srv, struct conn *c, const char
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     BT_INFO(RDZV, "refused a request from %s: %s", c->peer, msg);
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_ERROR);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_ERROR);
     bt__wbuf_bytes(&c->out, msg, strlen(msg));
     bt__wbuf_frame_end(&c->out, f);
     conn_flush(srv, c);
@@ -365,7 +365,7 @@ static void waiter_finish(struct bt__store_server *srv, struct conn *c, uint8_t 
     struct waiter *w = c->w;
     struct bt__wbuf *o = &c->out;
     size_t total = 8;
-    if (status == BT__RDZV_OK && w->cmd == BT__RDZV_MULTI_GET)
+    if (status == BT__ST_OK && w->cmd == BT__RDZV_MULTI_GET)
         for (uint32_t i = 0; i < w->n; i++)
             total += 4 + w->nodes[i].e->vlen;
     if (total > BT__RDZV_MAX_FRAME) {
@@ -377,13 +377,13 @@ static void waiter_finish(struct bt__store_server *srv, struct conn *c, uint8_t 
         return;
     }
     size_t f = bt__wbuf_frame_begin(o, status);
-    if (status == BT__RDZV_OK && w->cmd == BT__RDZV_GET) {
+    if (status == BT__ST_OK && w->cmd == BT__RDZV_GET) {
         bt__wbuf_bytes(o, w->nodes[0].e->val, w->nodes[0].e->vlen);
-    } else if (status == BT__RDZV_OK && w->cmd == BT__RDZV_MULTI_GET) {
+    } else if (status == BT__ST_OK && w->cmd == BT__RDZV_MULTI_GET) {
         bt__wbuf_u32(o, w->n);
         for (uint32_t i = 0; i < w->n; i++)
             bt__wbuf_bytes(o, w->nodes[i].e->val, w->nodes[i].e->vlen);
-    } else if (status == BT__RDZV_TIMEOUT) {
+    } else if (status == BT__ST_TIMEOUT) {
         uint32_t listed = w->missing < BT__RDZV_MAX_LISTED ? w->missing : BT__RDZV_MAX_LISTED;
         bt__wbuf_u32(o, w->missing);
         bt__wbuf_u32(o, listed);
@@ -466,12 +466,12 @@ static void do_blocking(struct bt__store_server *srv, struct conn *c, uint8_t cm
         }
     }
     if (w->missing == 0)
-        waiter_finish(srv, c, BT__RDZV_OK);
+        waiter_finish(srv, c, BT__ST_OK);
     else if (tmo == 0)
-        waiter_finish(srv, c, BT__RDZV_TIMEOUT);
+        waiter_finish(srv, c, BT__ST_TIMEOUT);
     else if (tmo != BT__RDZV_NO_TIMEOUT &&
              heap_add(srv, c, bt__now_ns() + (int64_t)tmo * 1000000) != 0)
-        waiter_finish(srv, c, BT__RDZV_TIMEOUT);
+        waiter_finish(srv, c, BT__ST_TIMEOUT);
 }
 
 /* ---- simple commands ---- */
@@ -513,7 +513,7 @@ static void do_set(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
     if (store_put(srv, k, kl, v, vl) != 0)
         reply_error(srv, c, "server out of memory");
     else
-        reply_status(srv, c, BT__RDZV_OK);
+        reply_status(srv, c, BT__ST_OK);
 }
 
 /* Parses a stored counter: decimal text of an int64. -1 when it is not one. */
@@ -552,7 +552,7 @@ static void do_add(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
         reply_error(srv, c, "server out of memory");
         return;
     }
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_OK);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     bt__wbuf_u64(&c->out, (uint64_t)sum);
     bt__wbuf_frame_end(&c->out, f);
     conn_flush(srv, c);
@@ -573,7 +573,7 @@ static void do_compare_set(struct bt__store_server *srv, struct conn *c, struct 
         return;
     }
     e = tab_find(srv, k, kl);
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_OK);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     if (e && e->has_val)
         bt__wbuf_bytes(&c->out, e->val, e->vlen);
     else
@@ -608,7 +608,7 @@ static void do_multi_set(struct bt__store_server *srv, struct conn *c, struct bt
             return;
         }
     }
-    reply_status(srv, c, BT__RDZV_OK);
+    reply_status(srv, c, BT__ST_OK);
 }
 
 static void do_delete(struct bt__store_server *srv, struct conn *c, struct bt__rbuf *r)
@@ -619,7 +619,7 @@ static void do_delete(struct bt__store_server *srv, struct conn *c, struct bt__r
     struct entry *e = tab_find(srv, k, kl);
     int existed = e && e->has_val;
     if (existed) entry_delete(srv, e);
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_OK);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     bt__wbuf_u32(&c->out, (uint32_t)existed);
     bt__wbuf_frame_end(&c->out, f);
     conn_flush(srv, c);
@@ -645,7 +645,7 @@ static void do_last_will(struct bt__store_server *srv, struct conn *c, struct bt
         c->will_klen = kl;
         c->will_vlen = vl;
     }
-    reply_status(srv, c, BT__RDZV_OK);
+    reply_status(srv, c, BT__ST_OK);
 }
 
 /* Applies c's last will: key := value unless the key exists already (first failure wins). */
@@ -708,7 +708,7 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
             c->will = NULL;
             c->closing = 1;
         }
-        reply_status(srv, c, BT__RDZV_OK);
+        reply_status(srv, c, BT__ST_OK);
         break;
     default:
         conn_kill(srv, c, BT_LOG_WARN, "sent unknown command %u (a newer client?)", cmd);
@@ -723,45 +723,37 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
 
 static void on_hello(struct bt__store_server *srv, struct conn *c, const uint8_t *q)
 {
-    uint64_t magic = bt__le64(q);
-    uint32_t version = bt__le32(q + 8);
-    uint8_t out[BT__RDZV_CHALLENGE_LEN];
-    if (magic != BT__RDZV_MAGIC) {
+    uint8_t out[BT__AUTH_CHALLENGE_LEN];
+    int outcome = bt__auth_server_hello(&c->auth, &bt__rdzv_auth, q, out);
+    if (outcome == BT__AUTH_NOT_PEER) {
         conn_kill(srv, c, BT_LOG_WARN,
                   "bad magic 0x%016" PRIx64 ": not a baton rendezvous client (a port scanner, "
                   "an HTTP probe, or another program pointed at this port?)",
-                  magic);
+                  bt__le64(q));
         return;
     }
-    memset(c->snonce, 0, sizeof(c->snonce));
-    if (version != BT__RDZV_VERSION) {
-        bt__rdzv_challenge(out, BT__RDZV_BAD_VERSION, c->snonce);
-        bt__wbuf_put(&c->out, out, sizeof(out));
-        conn_flush(srv, c);
-        conn_kill(srv, c, BT_LOG_WARN,
-                  "speaks rendezvous protocol version %u, this store speaks %u; hint: are the "
-                  "launcher and the workers from different baton builds?",
-                  version, BT__RDZV_VERSION);
-        return;
-    }
-    memcpy(c->cnonce, q + 16, BT__RDZV_NONCE);
-    if (bt__rdzv_random(c->snonce, BT__RDZV_NONCE) != 0) {
+    if (outcome == BT__AUTH_CRYPTO) {
         conn_kill(srv, c, BT_LOG_WARN, "no random bytes for its challenge (OpenSSL RAND_bytes)");
         return;
     }
-    bt__rdzv_challenge(out, BT__RDZV_OK, c->snonce);
     bt__wbuf_put(&c->out, out, sizeof(out));
-    c->state = CS_PROOF;
     conn_flush(srv, c);
+    if (outcome == BT__AUTH_VERSION) {
+        conn_kill(srv, c, BT_LOG_WARN,
+                  "speaks rendezvous protocol version %u, this store speaks %u; hint: are the "
+                  "launcher and the workers from different baton builds?",
+                  bt__le32(q + 8), BT__RDZV_VERSION);
+        return;
+    }
+    c->state = CS_PROOF;
 }
 
 static void on_proof(struct bt__store_server *srv, struct conn *c, const uint8_t *q)
 {
-    uint8_t want[BT__RDZV_MAC], out[BT__RDZV_RESULT_LEN] = {0};
-    int ok = bt__rdzv_mac(srv->key, BT__RDZV_LABEL_CLIENT, c->cnonce, c->snonce, want) == 0 &&
-             bt__rdzv_mac_equal(want, q);
-    if (ok) ok = bt__rdzv_mac(srv->key, BT__RDZV_LABEL_SERVER, c->snonce, c->cnonce, out + 4) == 0;
-    bt__put_le32(out, ok ? BT__RDZV_OK : BT__RDZV_BAD_TOKEN);
+    uint8_t out[BT__RDZV_RESULT_LEN];
+    int ok = bt__auth_server_proof(&c->auth, &bt__rdzv_auth, srv->key, q);
+    ok = bt__auth_result(&c->auth, &bt__rdzv_auth, srv->key, ok ? BT__ST_OK : BT__ST_BAD_TOKEN,
+                         NULL, out) == BT__ST_OK;
     bt__wbuf_put(&c->out, out, sizeof(out));
     if (!ok) {
         conn_flush(srv, c);
@@ -979,7 +971,7 @@ static void expire(struct bt__store_server *srv)
         struct conn *c = srv->heap[0];
         heap_remove(srv, c);
         if (c->w)
-            waiter_finish(srv, c, BT__RDZV_TIMEOUT);
+            waiter_finish(srv, c, BT__ST_TIMEOUT);
         else if (c->state != CS_READY)
             conn_kill(srv, c, BT_LOG_WARN,
                       "no complete handshake within %.1f s (%" PRIu64 " bytes received); "
@@ -999,7 +991,7 @@ static void settle(struct bt__store_server *srv)
             c->queued = 0;
             if (c->dead) continue;
             if (c->w && c->w->missing == 0)
-                waiter_finish(srv, c, BT__RDZV_OK);
+                waiter_finish(srv, c, BT__ST_OK);
             else if (!c->w && c->in.len > 0)
                 conn_consume(srv, c);
         }
@@ -1120,7 +1112,7 @@ int bt__store_server_create(const char *host, int port, const char *token,
     raise_nofile();
     double auth_s = bt__param_auth_timeout_s();
     srv->auth_timeout_ns = (int64_t)((auth_s > 0 ? auth_s : 5.0) * 1e9);
-    bt__rdzv_key(token, srv->key);
+    bt__auth_key(token, srv->key);
     srv->nbuckets = 1024;
     srv->buckets = calloc(srv->nbuckets, sizeof(*srv->buckets));
     if (!srv->buckets) {

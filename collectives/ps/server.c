@@ -60,7 +60,7 @@ struct conn {
     struct conn *next, *prev;
     int fd, state;
     uint32_t rank;
-    uint8_t cnonce[32], snonce[32];
+    struct bt__auth_server auth; /* the handshake's nonces */
     uint8_t *in;            /* the message being read: in[0..need) */
     size_t in_cap, in_len, need;
     struct bt__wbuf out;
@@ -78,7 +78,7 @@ struct bt__ps_server {
     int lfd, epfd, wakefd;
     int index;
     uint64_t instance;
-    uint8_t key[32];
+    uint8_t key[BT__AUTH_KEY]; /* SHA-256 of the job token */
     struct piece **tab;
     size_t tabsz, npieces;
     struct conn *conns;
@@ -193,7 +193,7 @@ static uint64_t min_cnt(const struct bt__ps_server *s, const struct piece *p)
 
 static void reply_ok(struct conn *c, const void *payload, size_t n)
 {
-    size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_OK);
+    size_t st = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     bt__wbuf_put(&c->out, payload, n);
     bt__wbuf_frame_end(&c->out, st);
 }
@@ -209,7 +209,7 @@ static void reply_err(struct bt__ps_server *s, struct conn *c, int code, const c
     vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
     va_end(ap);
     BT_INFO(PS, "to worker %u at %s: %s", c->rank, c->peer, msg);
-    size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_ERROR);
+    size_t st = bt__wbuf_frame_begin(&c->out, BT__ST_ERROR);
     bt__wbuf_u32(&c->out, (uint32_t)code);
     bt__wbuf_bytes(&c->out, msg, strlen(msg));
     bt__wbuf_frame_end(&c->out, st);
@@ -402,7 +402,7 @@ static void do_pull(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
             hold(c, it[i].p);
         else {
             c->held = 0;
-            size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_OK);
+            size_t st = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
             for (i = 0; i < n; i++)
                 bt__wbuf_put(&c->out, it[i].p->w, (size_t)it[i].p->count * 4);
             bt__wbuf_frame_end(&c->out, st);
@@ -484,29 +484,22 @@ static void on_frame(struct bt__ps_server *s, struct conn *c)
 
 static void on_hello(struct conn *c)
 {
-    uint8_t out[BT__PS_CHALLENGE_LEN];
-    uint32_t ver = bt__le32(c->in + 8);
-    if (bt__le64(c->in) != BT__PS_MAGIC) {
-        BT_WARN(PS, "%s is not a baton ps client (wrong magic); closing", c->peer);
+    uint8_t out[BT__AUTH_CHALLENGE_LEN];
+    int outcome = bt__auth_server_hello(&c->auth, &bt__ps_auth, c->in, out);
+    if (outcome == BT__AUTH_NOT_PEER || outcome == BT__AUTH_CRYPTO) {
+        BT_WARN(PS, "%s is not a baton ps client (%s); closing", c->peer,
+                outcome == BT__AUTH_CRYPTO ? "no random bytes for its challenge" : "wrong magic");
+        c->state = ST_CLOSING;
+        return;
+    }
+    bt__wbuf_put(&c->out, out, sizeof(out));
+    if (outcome == BT__AUTH_VERSION) {
+        BT_WARN(PS, "%s speaks ps protocol version %u, this server %u; closing", c->peer,
+                bt__le32(c->in + 8), BT__PS_VERSION);
         c->state = ST_CLOSING;
         return;
     }
     c->rank = bt__le32(c->in + 12);
-    memcpy(c->cnonce, c->in + 24, 32);
-    uint32_t st = ver == BT__PS_VERSION ? BT__PS_OK : BT__PS_BAD_VERSION;
-    if (bt__rdzv_random(c->snonce, 32) != 0)
-        st = BT__PS_BAD_TOKEN;
-    bt__put_le64(out, BT__PS_MAGIC);
-    bt__put_le32(out + 8, BT__PS_VERSION);
-    bt__put_le32(out + 12, st);
-    memcpy(out + 16, c->snonce, 32);
-    bt__wbuf_put(&c->out, out, sizeof(out));
-    if (st != BT__PS_OK) {
-        BT_WARN(PS, "%s speaks ps protocol version %u, this server %u; closing", c->peer, ver,
-                BT__PS_VERSION);
-        c->state = ST_CLOSING;
-        return;
-    }
     c->state = ST_PROOF;
     c->need = BT__PS_PROOF_LEN;
     c->resume = bt__le32(c->in + 16); /* nworkers: checked once the token is */
@@ -519,41 +512,38 @@ static uint32_t check_worker(struct bt__ps_server *s, struct conn *c, uint32_t n
         (s->nworkers && s->nworkers != nworkers)) {
         BT_WARN(PS, "%s: worker %u of %u does not fit this job of %u workers; closing", c->peer,
                 c->rank, nworkers, s->nworkers);
-        return BT__PS_BAD_WORKER;
+        return BT__ST_BAD_WORKER;
     }
     if (!s->nworkers) {
         s->closed = calloc(nworkers, 1);
         s->gone_ns = calloc(nworkers, sizeof(*s->gone_ns));
         if (!s->closed || !s->gone_ns)
-            return BT__PS_BAD_WORKER;
+            return BT__ST_BAD_WORKER;
         s->nworkers = nworkers;
         BT_INFO(PS, "serving a job of %u workers", nworkers);
     }
     s->gone_ns[c->rank] = 0;
-    return BT__PS_OK;
+    return BT__ST_OK;
 }
 
 static void on_proof(struct bt__ps_server *s, struct conn *c)
 {
-    uint8_t mac[32], out[BT__PS_RESULT_LEN] = {0};
-    uint32_t st = BT__PS_OK;
-    if (bt__rdzv_mac(s->key, BT__PS_LABEL_CLIENT, c->cnonce, c->snonce, mac) != 0 ||
-        !bt__rdzv_mac_equal(mac, c->in)) {
+    uint8_t extra[12], out[BT__PS_RESULT_LEN];
+    uint32_t st = BT__ST_OK;
+    if (!bt__auth_server_proof(&c->auth, &bt__ps_auth, s->key, c->in)) {
         BT_WARN(PS, "%s (worker %u) failed authentication (wrong BATON_TOKEN: another job?); "
                     "closing", c->peer, c->rank);
-        st = BT__PS_BAD_TOKEN;
+        st = BT__ST_BAD_TOKEN;
     } else
         st = check_worker(s, c, c->resume);
     c->resume = 0;
-    bt__put_le32(out, st);
-    bt__put_le32(out + 4, (uint32_t)s->index);
-    bt__put_le64(out + 8, s->instance);
-    if (st == BT__PS_OK)
-        bt__rdzv_mac(s->key, BT__PS_LABEL_SERVER, c->snonce, c->cnonce, out + 16);
+    bt__put_le32(extra, (uint32_t)s->index);
+    bt__put_le64(extra + 4, s->instance);
+    st = bt__auth_result(&c->auth, &bt__ps_auth, s->key, st, extra, out);
     bt__wbuf_put(&c->out, out, sizeof(out));
-    c->state = st == BT__PS_OK ? ST_FRAMES : ST_CLOSING;
+    c->state = st == BT__ST_OK ? ST_FRAMES : ST_CLOSING;
     c->need = 5;
-    if (st == BT__PS_OK)
+    if (st == BT__ST_OK)
         BT_INFO(PS, "worker %u connected from %s", c->rank, c->peer);
 }
 
@@ -994,8 +984,8 @@ int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_serv
     s->index = cfg->index;
     s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__comm_timeout_s();
     s->exit_when_done = cfg->exit_when_done;
-    bt__rdzv_key(cfg->token ? cfg->token : "", s->key);
-    bt__rdzv_random((uint8_t *)&s->instance, sizeof(s->instance));
+    bt__auth_key(cfg->token ? cfg->token : "", s->key);
+    bt__auth_random((uint8_t *)&s->instance, sizeof(s->instance));
     BT_CHECK_GOTO(setup(s, cfg, &port, err), rc, fail);
     if (bound_port)
         *bound_port = port;
