@@ -7,8 +7,8 @@
  * bytes each. Replies go to a per-connection output buffer that is flushed at once and, when
  * the socket is full, again on EPOLLOUT.
  *
- * Keys live in a chained hash table. A key that does not exist yet can still have an entry:
- * the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a list of waiter
+ * Keys live in the chained hash table of common/hash.h. A key that does not exist yet can
+ * still have an entry: the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a list of waiter
  * nodes, one node per (request, key). A SET marks the nodes present and a request whose last
  * missing key arrived is queued on the ready list; DELETE marks them missing again. Deadlines
  * (a parked request's timeout, an unauthenticated connection's handshake limit) sit in one
@@ -52,8 +52,7 @@ enum { CS_HELLO, CS_PROOF, CS_READY };
 struct wnode;
 
 struct entry {
-    struct entry *next; /* bucket chain */
-    uint64_t hash;
+    struct bt__hnode node; /* first: in srv->tab (common/hash.h) */
     uint8_t *val; /* owned; NULL while the key does not exist */
     size_t vlen;  /* bytes */
     int has_val;
@@ -101,8 +100,7 @@ struct bt__store_server {
     int lfd, epfd, evfd, spare_fd;
     uint8_t key[32]; /* SHA-256 of the job token */
     int64_t auth_timeout_ns;
-    struct entry **buckets;
-    size_t nbuckets, nentries;
+    struct bt__htab tab; /* struct entry by key */
     struct conn *conns, *dead, *ready;
     struct conn **heap;
     size_t nheap, heap_cap;
@@ -123,32 +121,17 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c);
 
 static uint64_t hash_key(const void *k, size_t n)
 {
-    uint64_t h = bt__fnv1a(BT_FNV1A_INIT, k, n);
-    return h ^ (h >> 29);
+    return bt__fnv1a(BT_FNV1A_INIT, k, n);
 }
 
 static struct entry *tab_find(struct bt__store_server *srv, const void *k, size_t n)
 {
     uint64_t h = hash_key(k, n);
-    for (struct entry *e = srv->buckets[h & (srv->nbuckets - 1)]; e; e = e->next)
-        if (e->hash == h && e->klen == n && memcmp(e->key, k, n) == 0) return e;
+    for (struct bt__hnode *nd = bt__htab_chain(&srv->tab, h); nd; nd = nd->next) {
+        struct entry *e = (struct entry *)nd;
+        if (nd->hash == h && e->klen == n && memcmp(e->key, k, n) == 0) return e;
+    }
     return NULL;
-}
-
-static void tab_grow(struct bt__store_server *srv)
-{
-    size_t nb = srv->nbuckets * 2;
-    struct entry **b = calloc(nb, sizeof(*b));
-    if (!b) return; /* longer chains, still correct */
-    for (size_t i = 0; i < srv->nbuckets; i++)
-        for (struct entry *e = srv->buckets[i], *nx; e; e = nx) {
-            nx = e->next;
-            e->next = b[e->hash & (nb - 1)];
-            b[e->hash & (nb - 1)] = e;
-        }
-    free(srv->buckets);
-    srv->buckets = b;
-    srv->nbuckets = nb;
 }
 
 /* The entry for k, created without a value when missing; NULL when out of memory. */
@@ -158,14 +141,9 @@ static struct entry *tab_get(struct bt__store_server *srv, const void *k, size_t
     if (e) return e;
     e = calloc(1, sizeof(*e) + n + 1);
     if (!e) return NULL;
-    e->hash = hash_key(k, n);
     e->klen = n;
     memcpy(e->key, k, n);
-    if (srv->nentries >= srv->nbuckets) tab_grow(srv);
-    struct entry **b = &srv->buckets[e->hash & (srv->nbuckets - 1)];
-    e->next = *b;
-    *b = e;
-    srv->nentries++;
+    bt__htab_insert(&srv->tab, &e->node, hash_key(k, n));
     return e;
 }
 
@@ -173,11 +151,7 @@ static struct entry *tab_get(struct bt__store_server *srv, const void *k, size_t
 static void tab_release(struct bt__store_server *srv, struct entry *e)
 {
     if (e->has_val || e->waiters) return;
-    struct entry **pp = &srv->buckets[e->hash & (srv->nbuckets - 1)];
-    while (*pp != e)
-        pp = &(*pp)->next;
-    *pp = e->next;
-    srv->nentries--;
+    bt__htab_remove(&srv->tab, &e->node);
     free(e);
 }
 
@@ -1113,9 +1087,7 @@ int bt__store_server_create(const char *host, int port, const char *token,
     double auth_s = bt__param_auth_timeout_s();
     srv->auth_timeout_ns = (int64_t)((auth_s > 0 ? auth_s : 5.0) * 1e9);
     bt__auth_key(token, srv->key);
-    srv->nbuckets = 1024;
-    srv->buckets = calloc(srv->nbuckets, sizeof(*srv->buckets));
-    if (!srv->buckets) {
+    if (bt__htab_init(&srv->tab, 1024) != 0) {
         rc = bt__err_set(err, BT_ERR_SYSTEM, "rendezvous store: out of memory");
         goto fail;
     }
@@ -1137,13 +1109,13 @@ void bt__store_server_destroy(struct bt__store_server *srv)
     }
     while (srv->conns)
         conn_free(srv, srv->conns); /* no last wills: the store itself is going away */
-    for (size_t i = 0; i < srv->nbuckets && srv->buckets; i++)
-        for (struct entry *e = srv->buckets[i], *nx; e; e = nx) {
-            nx = e->next;
-            free(e->val);
-            free(e);
+    for (size_t i = 0; i < srv->tab.nb; i++)
+        for (struct bt__hnode *nd = srv->tab.b[i], *nx; nd; nd = nx) {
+            nx = nd->next;
+            free(((struct entry *)nd)->val);
+            free(nd);
         }
-    free(srv->buckets);
+    bt__htab_free(&srv->tab);
     free(srv->heap);
     int fds[] = {srv->lfd, srv->epfd, srv->evfd, srv->spare_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)

@@ -31,7 +31,7 @@
 #include "rendezvous/store.h"
 
 struct key {
-    struct key *next; /* hash chain */
+    struct bt__hnode node; /* first: in ps->tab (common/hash.h) */
     char *name;
     uint64_t count;
     uint32_t np;
@@ -70,8 +70,7 @@ struct bt_ps {
     char *token;
     double timeout_s;
     int64_t partition_bytes;
-    struct key **tab;
-    size_t tabsz;
+    struct bt__htab tab;  /* struct key by name */
     uint64_t *loads;      /* bytes placed on each server by this client's view */
     const char *call;     /* name of the public call in progress, for errors */
     struct bt__err err;
@@ -100,16 +99,17 @@ static int fail(bt_ps *ps, int code, const char *fmt, ...)
 
 /* ---- keys ---- */
 
-static size_t hash(const char *s)
+static uint64_t hash(const char *s)
 {
-    return (size_t)bt__fnv1a_str(BT_FNV1A_INIT, s);
+    return bt__fnv1a_str(BT_FNV1A_INIT, s);
 }
 
 static struct key *find_key(const bt_ps *ps, const char *name)
 {
-    for (struct key *k = ps->tab[hash(name) % ps->tabsz]; k; k = k->next)
-        if (!strcmp(k->name, name))
-            return k;
+    uint64_t h = hash(name);
+    for (struct bt__hnode *nd = bt__htab_chain(&ps->tab, h); nd; nd = nd->next)
+        if (nd->hash == h && !strcmp(((struct key *)nd)->name, name))
+            return (struct key *)nd;
     return NULL;
 }
 
@@ -589,9 +589,7 @@ static int declare(bt_ps *ps, const char *name, uint64_t count, struct key **out
         free(k);
         return rc;
     }
-    size_t h = hash(name) % ps->tabsz;
-    k->next = ps->tab[h];
-    ps->tab[h] = k;
+    bt__htab_insert(&ps->tab, &k->node, hash(name));
     *out = k;
     return BT_OK;
 }
@@ -599,17 +597,15 @@ static int declare(bt_ps *ps, const char *name, uint64_t count, struct key **out
 /* Forgets a key whose declaration the servers refused, so it can be declared again. */
 static void forget_key(bt_ps *ps, const char *name)
 {
-    for (struct key **pp = &ps->tab[hash(name) % ps->tabsz]; *pp; pp = &(*pp)->next)
-        if (!strcmp((*pp)->name, name)) {
-            struct key *k = *pp;
-            *pp = k->next;
-            for (uint32_t j = 0; j < k->np; j++)
-                ps->loads[k->pc[j].server] -= (uint64_t)k->pc[j].count * 4 + 64;
-            free(k->pc);
-            free(k->name);
-            free(k);
-            return;
-        }
+    struct key *k = find_key(ps, name);
+    if (!k)
+        return;
+    bt__htab_remove(&ps->tab, &k->node);
+    for (uint32_t j = 0; j < k->np; j++)
+        ps->loads[k->pc[j].server] -= (uint64_t)k->pc[j].count * 4 + 64;
+    free(k->pc);
+    free(k->name);
+    free(k);
 }
 
 static int add_init(bt_ps *ps, const struct key *k, const float *init, const bt_ps_opt *o)
@@ -697,16 +693,16 @@ static void free_ps(bt_ps *ps)
         free(c->it);
         free(c->rx);
     }
-    for (size_t i = 0; ps->tab && i < ps->tabsz; i++)
-        for (struct key *k = ps->tab[i], *nx; k; k = nx) {
-            nx = k->next;
+    for (size_t i = 0; i < ps->tab.nb; i++)
+        for (struct key *k = (struct key *)ps->tab.b[i], *nx; k; k = nx) {
+            nx = (struct key *)k->node.next;
             free(k->name);
             free(k->pc);
             free(k);
         }
     bt__store_close(ps->store);
     free(ps->srv);
-    free(ps->tab);
+    bt__htab_free(&ps->tab);
     free(ps->loads);
     free(ps->token);
     free(ps);
@@ -725,14 +721,13 @@ static int open_common(const struct bt__ps_client_cfg *cfg, struct bt__store *st
                            cfg->nworkers, cfg->nservers);
     }
     ps->rank = cfg->rank, ps->nworkers = cfg->nworkers, ps->nservers = cfg->nservers;
-    ps->store = store, ps->gen = gen, ps->call = "bt_ps_open", ps->tabsz = 256;
+    ps->store = store, ps->gen = gen, ps->call = "bt_ps_open";
     ps->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 300;
     ps->partition_bytes = cfg->partition_bytes > 0 ? cfg->partition_bytes : 4 << 20;
     ps->token = strdup(cfg->token ? cfg->token : "");
     ps->srv = calloc((size_t)cfg->nservers, sizeof(*ps->srv));
     ps->loads = calloc((size_t)cfg->nservers, sizeof(*ps->loads));
-    ps->tab = calloc(ps->tabsz, sizeof(*ps->tab));
-    if (!ps->token || !ps->srv || !ps->loads || !ps->tab) {
+    if (!ps->token || !ps->srv || !ps->loads || bt__htab_init(&ps->tab, 256) != 0) {
         free_ps(ps);
         return bt__err_set(&open_err, BT_ERR_SYSTEM, "bt_ps_open: out of memory");
     }

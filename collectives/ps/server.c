@@ -42,7 +42,7 @@ enum { ST_HELLO, ST_PROOF, ST_FRAMES, ST_CLOSING };
 enum { ACCEPTED, HELD };
 
 struct piece {
-    struct piece *next; /* hash chain */
+    struct bt__hnode node;  /* first: in s->tab (common/hash.h) */
     char *name;
     uint32_t idx, npieces;
     uint64_t total, offset; /* elements of the whole key; first element of this piece */
@@ -79,8 +79,7 @@ struct bt__ps_server {
     int index;
     uint64_t instance;
     uint8_t key[BT__AUTH_KEY]; /* SHA-256 of the job token */
-    struct piece **tab;
-    size_t tabsz, npieces;
+    struct bt__htab tab;    /* struct piece by (name, index); tab.n pieces */
     struct conn *conns;
     uint32_t nworkers;      /* 0 until the first worker says */
     uint8_t *closed;        /* per worker: said CLOSE */
@@ -100,16 +99,19 @@ struct bt__ps_server {
 
 /* ---- pieces ---- */
 
-static size_t hash(const char *name, uint32_t idx)
+static uint64_t hash(const char *name, uint32_t idx)
 {
-    return (size_t)bt__fnv1a_str(BT_FNV1A_INIT ^ idx, name);
+    return bt__fnv1a_str(BT_FNV1A_INIT ^ idx, name);
 }
 
 static struct piece *find_piece(struct bt__ps_server *s, const char *name, uint32_t idx)
 {
-    for (struct piece *p = s->tab[hash(name, idx) % s->tabsz]; p; p = p->next)
-        if (p->idx == idx && !strcmp(p->name, name))
+    uint64_t h = hash(name, idx);
+    for (struct bt__hnode *nd = bt__htab_chain(&s->tab, h); nd; nd = nd->next) {
+        struct piece *p = (struct piece *)nd;
+        if (nd->hash == h && p->idx == idx && !strcmp(p->name, name))
             return p;
+    }
     return NULL;
 }
 
@@ -122,30 +124,10 @@ static void free_piece(struct piece *p)
     free(p);
 }
 
-static int grow_table(struct bt__ps_server *s)
-{
-    size_t nsz = s->tabsz * 2;
-    struct piece **nt = calloc(nsz, sizeof(*nt));
-    if (!nt)
-        return BT_ERR_SYSTEM;
-    for (size_t i = 0; i < s->tabsz; i++)
-        for (struct piece *p = s->tab[i], *nx; p; p = nx) {
-            nx = p->next;
-            p->next = nt[hash(p->name, p->idx) % nsz];
-            nt[hash(p->name, p->idx) % nsz] = p;
-        }
-    free(s->tab);
-    s->tab = nt;
-    s->tabsz = nsz;
-    return BT_OK;
-}
-
 /* A new piece from its declaration (or a checkpoint entry); w is copied, m and v may be NULL. */
 static struct piece *add_piece(struct bt__ps_server *s, const struct bt__ps_ckpt_entry *e,
                                const void *w)
 {
-    if (s->npieces + 1 > s->tabsz && grow_table(s) != BT_OK)
-        return NULL;
     struct piece *p = calloc(1, sizeof(*p));
     size_t n = e->count ? e->count : 1;
     if (!p || !(p->name = strdup(e->name)) || !(p->w = calloc(4 * n, sizeof(float)))) {
@@ -161,10 +143,7 @@ static struct piece *add_piece(struct bt__ps_server *s, const struct bt__ps_ckpt
         memcpy(p->m, e->m, (size_t)e->count * 4);
     if (e->v)
         memcpy(p->v, e->v, (size_t)e->count * 4);
-    size_t h = hash(p->name, p->idx) % s->tabsz;
-    p->next = s->tab[h];
-    s->tab[h] = p;
-    s->npieces++;
+    bt__htab_insert(&s->tab, &p->node, hash(p->name, p->idx));
     if (p->applied > s->max_applied)
         s->max_applied = s->last_ckpt_step = p->applied;
     return p;
@@ -719,12 +698,12 @@ int bt__ps_server_checkpoint(struct bt__ps_server *s, struct bt__err *err)
 {
     if (!s->ckpt_path)
         return BT_OK;
-    struct bt__ps_ckpt_entry *e = calloc(s->npieces ? s->npieces : 1, sizeof(*e));
+    struct bt__ps_ckpt_entry *e = calloc(s->tab.n ? s->tab.n : 1, sizeof(*e));
     if (!e)
         return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: out of memory");
     size_t n = 0;
-    for (size_t i = 0; i < s->tabsz; i++)
-        for (struct piece *p = s->tab[i]; p; p = p->next)
+    for (size_t i = 0; i < s->tab.nb; i++)
+        for (struct piece *p = (struct piece *)s->tab.b[i]; p; p = (struct piece *)p->node.next)
             e[n++] = (struct bt__ps_ckpt_entry){
                 .name = p->name, .piece = p->idx, .npieces = p->npieces, .total = p->total,
                 .offset = p->offset, .count = p->count, .opt = p->opt, .applied = p->applied,
@@ -843,10 +822,10 @@ void bt__ps_server_destroy(struct bt__ps_server *s)
     }
     while (s->conns)
         drop(s, s->conns);
-    for (size_t i = 0; i < s->tabsz; i++)
-        for (struct piece *p = s->tab[i], *nx; p; p = nx) {
-            nx = p->next;
-            free_piece(p);
+    for (size_t i = 0; i < s->tab.nb; i++)
+        for (struct bt__hnode *nd = s->tab.b[i], *nx; nd; nd = nx) {
+            nx = nd->next;
+            free_piece((struct piece *)nd);
         }
     if (s->lfd >= 0)
         close(s->lfd);
@@ -854,7 +833,7 @@ void bt__ps_server_destroy(struct bt__ps_server *s)
         close(s->epfd);
     if (s->wakefd >= 0)
         close(s->wakefd);
-    free(s->tab);
+    bt__htab_free(&s->tab);
     free(s->closed);
     free(s->gone_ns);
     free(s->ckpt_path);
@@ -940,7 +919,7 @@ static int open_checkpoint(struct bt__ps_server *s, const struct bt__ps_server_c
     BT_CHECK(bt__ps_ckpt_read(s->ckpt_path, (uint32_t)s->index, &found, reload, s, err));
     if (found)
         BT_WARN(PS, "ps server %d resumed from %s: %zu pieces, step %llu", s->index,
-                s->ckpt_path, s->npieces, (unsigned long long)s->max_applied);
+                s->ckpt_path, s->tab.n, (unsigned long long)s->max_applied);
     s->ckpt_secs = cfg->ckpt_secs, s->ckpt_steps = cfg->ckpt_steps;
     s->last_ckpt_ns = bt__now_ns();
     return BT_OK;
@@ -975,12 +954,11 @@ int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_serv
     struct bt__ps_server *s = calloc(1, sizeof(*s));
     int port = 0, rc;
     *out = NULL;
-    if (!s || !(s->tab = calloc(64, sizeof(*s->tab)))) {
+    if (!s || bt__htab_init(&s->tab, 64) != 0) {
         free(s);
         return bt__err_set(err, BT_ERR_SYSTEM, "ps server: out of memory");
     }
     s->lfd = s->epfd = s->wakefd = -1;
-    s->tabsz = 64;
     s->index = cfg->index;
     s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__comm_timeout_s();
     s->exit_when_done = cfg->exit_when_done;
