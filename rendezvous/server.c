@@ -1062,15 +1062,12 @@ static void raise_nofile(void)
 
 static int server_fds(struct bt__store_server *srv, struct bt__err *err)
 {
-    srv->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (srv->epfd < 0) return bt__err_set(err, BT_ERR_SYSTEM, "epoll_create1: %s", strerror(errno));
-    srv->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (srv->evfd < 0) return bt__err_set(err, BT_ERR_SYSTEM, "eventfd: %s", strerror(errno));
     struct epoll_event l = {.events = EPOLLIN, .data.ptr = &srv->tag_listen};
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &srv->tag_event};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->lfd, &l) != 0 ||
-        epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->evfd, &e) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "epoll_ctl: %s", strerror(errno));
+    BT_SYSCHECK(srv->epfd = epoll_create1(EPOLL_CLOEXEC), "epoll_create1", err);
+    BT_SYSCHECK(srv->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd", err);
+    BT_SYSCHECK(epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->lfd, &l), "epoll_ctl", err);
+    BT_SYSCHECK(epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->evfd, &e), "epoll_ctl", err);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return BT_OK;
 }

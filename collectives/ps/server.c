@@ -929,13 +929,12 @@ static int setup(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg, i
                  struct bt__err *err)
 {
     BT_CHECK(bt__sock_listen(cfg->host, cfg->port, 1024, &s->lfd, port, err));
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
-    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event a = {.events = EPOLLIN, .data.ptr = &s->lfd};
     struct epoll_event b = {.events = EPOLLIN, .data.ptr = &s->wakefd};
-    if (s->epfd < 0 || s->wakefd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &a) != 0 ||
-        epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &b) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "ps server: epoll: %s", strerror(errno));
+    BT_SYSCHECK(s->epfd = epoll_create1(EPOLL_CLOEXEC), "ps server: epoll_create1", err);
+    BT_SYSCHECK(s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "ps server: eventfd", err);
+    BT_SYSCHECK(epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &a), "ps server: epoll_ctl", err);
+    BT_SYSCHECK(epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &b), "ps server: epoll_ctl", err);
     if (cfg->rdzv && *cfg->rdzv)
         BT_CHECK(publish(s, cfg, *port, err));
     else {

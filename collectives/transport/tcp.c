@@ -109,8 +109,7 @@ static int addr_by_spec(struct bt_comm *c, const char *spec, char *host, size_t 
                         char *ifn, size_t ifcap)
 {
     struct ifaddrs *all = NULL;
-    if (getifaddrs(&all) != 0)
-        return bt__err_set(&c->err, BT_ERR_SYSTEM, "getifaddrs: %s", strerror(errno));
+    BT_SYSCHECK(getifaddrs(&all), "getifaddrs", &c->err);
     char seen[256] = "";
     int found = 0;
     for (int fam = 0; fam < 2 && !found; fam++)
