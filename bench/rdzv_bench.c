@@ -50,7 +50,7 @@ enum {
 
 struct sim {
     int fd, state, id;
-    uint8_t cn[BT__RDZV_NONCE], sn[BT__RDZV_NONCE];
+    uint8_t cn[BT__AUTH_NONCE], sn[BT__AUTH_NONCE];
     uint8_t buf[64];
     size_t have; /* bytes in buf */
 };
@@ -150,7 +150,7 @@ static void sim_connected(struct round *r, struct sim *s)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
     epoll_ctl(r->ep, EPOLL_CTL_MOD, s->fd, &ev);
     uint8_t hello[BT__RDZV_HELLO_LEN];
-    bt__rdzv_random(s->cn, sizeof(s->cn));
+    bt__auth_random(s->cn, sizeof(s->cn));
     bt__rdzv_hello(hello, BT__RDZV_VERSION, BT__RDZV_KIND_BENCH, s->cn);
     s->state = ST_CHALLENGE;
     s->have = 0;
@@ -161,23 +161,23 @@ static void sim_connected(struct round *r, struct sim *s)
 static void sim_step(struct round *r, struct sim *s)
 {
     char key[64], val[64];
-    uint8_t mac[BT__RDZV_MAC];
+    uint8_t mac[BT__AUTH_MAC];
     const uint8_t *b = s->buf;
     switch (s->state) {
     case ST_CHALLENGE:
-        if (bt__le64(b) != BT__RDZV_MAGIC || bt__le32(b + 12) != BT__RDZV_OK) {
+        if (bt__le64(b) != BT__RDZV_MAGIC || bt__le32(b + 12) != BT__ST_OK) {
             sim_fail(r, s, "challenge refused");
             return;
         }
-        memcpy(s->sn, b + 16, BT__RDZV_NONCE);
-        bt__rdzv_mac(r->key, BT__RDZV_LABEL_CLIENT, s->cn, s->sn, mac);
+        memcpy(s->sn, b + 16, BT__AUTH_NONCE);
+        bt__auth_mac(r->key, BT__RDZV_LABEL_CLIENT, s->cn, s->sn, mac);
         s->state = ST_RESULT;
         s->have = 0;
         sim_send(r, s, mac, sizeof(mac));
         return;
     case ST_RESULT:
-        bt__rdzv_mac(r->key, BT__RDZV_LABEL_SERVER, s->sn, s->cn, mac);
-        if (bt__le32(b) != BT__RDZV_OK || !bt__rdzv_mac_equal(mac, b + 4)) {
+        bt__auth_mac(r->key, BT__RDZV_LABEL_SERVER, s->sn, s->cn, mac);
+        if (bt__le32(b) != BT__ST_OK || !bt__auth_mac_equal(mac, b + 4)) {
             sim_fail(r, s, "token refused or store proof wrong");
             return;
         }
@@ -191,7 +191,7 @@ static void sim_step(struct round *r, struct sim *s)
     default:
         break;
     }
-    if (b[4] != BT__RDZV_OK) {
+    if (b[4] != BT__ST_OK) {
         sim_fail(r, s, "request refused");
         return;
     }
@@ -304,7 +304,7 @@ static double run_round(const char *host, int port, const char *token, int n, in
     snprintf(ps, sizeof(ps), "%d", port);
     if (getaddrinfo(host, ps, &hints, &r.ai) != 0) die("cannot resolve %s", host);
     snprintf(r.prefix, sizeof(r.prefix), "bench%d", round_no);
-    bt__rdzv_key(token, r.key);
+    bt__auth_key(token, r.key);
     r.sims = calloc((size_t)n, sizeof(*r.sims));
     r.seen = calloc((size_t)n, 1);
     r.ep = epoll_create1(EPOLL_CLOEXEC);

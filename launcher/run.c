@@ -26,39 +26,34 @@
 
 #include "common/param.h"
 #include "launcher/cmds.h"
+#include "launcher/flags.h"
 #include "launcher/run.h"
 
+/* Generated from the flag table (launcher/flags.c), so it lists exactly what parse() takes. */
 const char *bt__cmd_run_usage(void)
 {
-    return "usage: baton run [OPTIONS] -- PROGRAM [ARGS...]\n"
-           "\n"
-           "Starts the workers of this node, joins the other nodes through the rendezvous\n"
-           "store that node 0 hosts, tags their output, and tears the whole job down when\n"
-           "any worker fails.\n"
-           "\n"
-           "  -n, --nproc-per-node N|auto  workers on this node (auto: one per GPU, else 1)\n"
-           "      --nnodes N               nodes in the job\n"
-           "      --node-rank R            this node's rank (0..N-1); node 0 hosts the store\n"
-           "      --rdzv HOST:PORT         node 0's store endpoint\n"
-           "      --rdzv-port P            the store's port (default: the master's port + 1)\n"
-           "      --spec SRC               auto|pytorchjob|tfjob|mpi|slurm|indexed|standalone\n"
-           "      --max-restarts K         restart all workers after a failure, up to K times\n"
-           "      --join-timeout SEC       wait this long for the store and the nodes (300)\n"
-           "      --grace SEC              SIGTERM, then SIGKILL after SEC (10)\n"
-           "      --log-dir DIR            also write each rank's output to DIR/rank.<r>.log\n"
-           "      --no-tag-output          no [rank] prefix (without --log-dir the workers\n"
-           "                               write straight to baton's stdout and stderr)\n"
-           "      --ps N                   start N parameter servers on node 0 (`baton ps`);\n"
-           "                               workers get BATON_PS_SERVERS=N (same N on every node)\n"
-           "      --bind MODE              none|core|numa|gpu: pin each worker by the node's\n"
-           "                               topology (see `baton topo`); gpu also sets\n"
-           "                               CUDA_VISIBLE_DEVICES (default none)\n"
-           "\n"
-           "On a TFJob ps pod (TF_CONFIG task type ps) baton runs the parameter server itself\n"
-           "and PROGRAM is not started.\n"
-           "Exit status: 0 when every worker exited 0; else the first failure's exit code or\n"
-           "128+signal (129: a node was lost); 2 usage; 1 baton could not run the job.\n"
-           "example: baton run -n 4 -- ./build/examples/hello\n";
+    static char text[4096];
+    static const char head[] =
+        "usage: baton run [OPTIONS] -- PROGRAM [ARGS...]\n"
+        "\n"
+        "Starts the workers of this node, joins the other nodes through the rendezvous\n"
+        "store that node 0 hosts, tags their output, and tears the whole job down when\n"
+        "any worker fails.\n"
+        "\n";
+    static const char tail[] =
+        "\n"
+        "On a TFJob ps pod (TF_CONFIG task type ps) baton runs the parameter server itself\n"
+        "and PROGRAM is not started.\n"
+        "Exit status: 0 when every worker exited 0; else the first failure's exit code or\n"
+        "128+signal (129: a node was lost); 2 usage; 1 baton could not run the job.\n"
+        "example: baton run -n 4 -- ./build/examples/hello\n";
+    if (!text[0]) {
+        size_t n = (size_t)snprintf(text, sizeof(text), "%s", head);
+        bt__flags_usage(BT_FLAGS_RUN, text + n, sizeof(text) - n);
+        n = strlen(text);
+        snprintf(text + n, sizeof(text) - n, "%s", tail);
+    }
+    return text;
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -73,99 +68,20 @@ static int usage_error(const char *fmt, ...)
     return 2;
 }
 
-static int int_arg(const char *flag, const char *v, int min, int max, int *out)
-{
-    int64_t x;
-    if (bt__parse_int(v, &x) != 0 || x < min || x > max) {
-        usage_error("%s '%s': want an integer in %d..%d", flag, v, min, max);
-        return -1;
-    }
-    *out = (int)x;
-    return 0;
-}
-
-static int sec_arg(const char *flag, const char *v, double min, double *out)
-{
-    double x;
-    if (bt__parse_dbl(v, &x) != 0 || !(x >= min) || x > 1e7) {
-        usage_error("%s '%s': want a number of seconds", flag, v);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-/* One option with its value; returns 0, or -1 after a one-line usage error. */
-static int one_opt(struct bt__run_opts *o, const char *name, const char *v)
-{
-    struct bt__spec_flags *f = &o->flags;
-    if (!strcmp(name, "-n") || !strcmp(name, "--nproc-per-node")) {
-        if (!strcmp(v, "auto")) return f->nproc_per_node = 0, 0;
-        return int_arg(name, v, 1, 4096, &f->nproc_per_node);
-    }
-    if (!strcmp(name, "--nnodes")) return int_arg(name, v, 1, 1 << 20, &f->nnodes);
-    if (!strcmp(name, "--node-rank")) return int_arg(name, v, 0, (1 << 20) - 1, &f->node_rank);
-    if (!strcmp(name, "--rdzv-port")) return int_arg(name, v, 0, 65535, &f->rdzv_port);
-    if (!strcmp(name, "--max-restarts")) return int_arg(name, v, 0, 1000000, &o->max_restarts);
-    if (!strcmp(name, "--ps")) return int_arg(name, v, 0, BT_SPEC_MAX_PS, &o->nps);
-    if (!strcmp(name, "--bind")) {
-        if (bt__bind_parse(v, &o->bind) != 0)
-            return usage_error("--bind '%s': want none, core, numa or gpu", v), -1;
-        return 0;
-    }
-    if (!strcmp(name, "--join-timeout")) return sec_arg(name, v, 0.001, &o->join_timeout_s);
-    if (!strcmp(name, "--grace")) return sec_arg(name, v, 0, &o->grace_s);
-    if (!strcmp(name, "--rdzv")) {
-        char host[256];
-        int port;
-        if (bt__parse_endpoint(v, host, sizeof(host), &port) != 0 || port <= 0)
-            return usage_error("--rdzv '%s': want HOST:PORT with a port in 1..65535", v), -1;
-        return f->rdzv = v, 0;
-    }
-    if (!strcmp(name, "--log-dir"))
-        return *v ? (o->log_dir = v, 0) : (usage_error("%s: empty directory", name), -1);
-    if (!strcmp(name, "--spec")) {
-        int src = bt__spec_source_parse(v);
-        if (src < 0)
-            return usage_error("--spec '%s': want auto, pytorchjob, tfjob, mpi, slurm, "
-                               "indexed or standalone",
-                               v),
-                   -1;
-        return f->source = (enum bt__spec_source)src, 0;
-    }
-    return usage_error("unknown option '%s'", name), -1;
-}
-
-static int takes_value(const char *name)
-{
-    return strcmp(name, "--no-tag-output") != 0;
-}
-
 /* Parses argv (argv[0] is "run"); returns 0, 1 for --help (usage printed), or 2. */
 static int parse(int argc, char **argv, struct bt__run_opts *o)
 {
     int i = 1;
     for (; i < argc; i++) {
-        char *a = argv[i], name[64];
-        const char *v = NULL;
+        char *a = argv[i];
         if (!strcmp(a, "--"))
             return i + 1 < argc ? (o->argv = argv + i + 1, 0) : usage_error("no PROGRAM after --");
         if (a[0] != '-' || !a[1]) break; /* PROGRAM without -- */
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(bt__cmd_run_usage(), stdout), 1;
-        if (!strcmp(a, "--no-tag-output")) {
-            o->tag_output = 0;
-            continue;
-        }
-        snprintf(name, sizeof(name), "%.*s", (int)strcspn(a, "="), a);
-        if (a[strlen(name)] == '=')
-            v = a + strlen(name) + 1;
-        else if (!strncmp(a, "-n", 2) && a[2] && a[1] != '-')
-            v = a + 2, snprintf(name, sizeof(name), "-n"); /* -n4 */
-        if (!v && takes_value(name)) {
-            if (i + 1 >= argc) return usage_error("%s needs a value", name);
-            v = argv[++i];
-        }
-        if (one_opt(o, name, v) != 0) return 2;
+        struct bt__err err = {0};
+        int rc = bt__flags_parse(BT_FLAGS_RUN, &o->flags, o, argc, argv, &i, &err);
+        if (rc == 0) return usage_error("unknown option '%.*s'", (int)strcspn(a, "="), a);
+        if (rc < 0) return usage_error("%s", err.msg);
     }
     if (i >= argc)
         return usage_error("no PROGRAM to run; usage: baton run [OPTIONS] -- PROGRAM "

@@ -127,8 +127,7 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
     endpoint(r->rdzv_env, sizeof(r->rdzv_env), r->store_host, r->store_port);
     BT_CHECK(connect_one(r, r->o.join_timeout_s, &r->st, err));
     BT_CHECK(connect_one(r, 30.0, &r->wst, err));
-    r->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (r->notify_fd < 0) return bt__err_set(err, BT_ERR_SYSTEM, "eventfd: %s", strerror(errno));
+    BT_SYSCHECK(r->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd", err);
     return BT_OK;
 }
 

@@ -55,8 +55,8 @@ int bt__run_signals_install(struct bt__err *err)
 {
     static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
     struct sigaction sa;
-    if (sig_pipe[0] < 0 && pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "pipe: %s", strerror(errno));
+    if (sig_pipe[0] < 0)
+        BT_SYSCHECK(pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK), "pipe", err);
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;

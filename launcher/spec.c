@@ -10,6 +10,7 @@
  *   4. world size and first rank are computed and the result is checked as a whole.
  * Nothing here prints to stdout or exits; errors are one line in err, BT_ERR_INVALID_USAGE.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,16 +27,20 @@ static const struct bt__spec_source_ops *const auto_order[] = {
 };
 #define N_AUTO (sizeof(auto_order) / sizeof(auto_order[0]))
 
+/* The --spec names, in the order `baton run --help` lists them; an alias names the source
+ * of the entry before it. FLAGS is what detection reports, never a --spec value. */
 static const struct {
     enum bt__spec_source source;
     const char *name;
+    int alias;
 } names[] = {
-    {BT_SPEC_AUTO, "auto"},       {BT_SPEC_STANDALONE, "standalone"},
-    {BT_SPEC_PYTORCHJOB, "pytorchjob"},
-    {BT_SPEC_TFJOB, "tfjob"},     {BT_SPEC_MPI, "mpi"},
-    {BT_SPEC_SLURM, "slurm"},     {BT_SPEC_INDEXED, "indexed"},
-    {BT_SPEC_JAXJOB, "jaxjob"},   {BT_SPEC_TRAINER_V2, "trainer"},
-    {BT_SPEC_FLAGS, "flags"},
+    {BT_SPEC_AUTO, "auto", 0},       {BT_SPEC_STANDALONE, "standalone", 0},
+    {BT_SPEC_PYTORCHJOB, "pytorchjob", 0},
+    {BT_SPEC_TFJOB, "tfjob", 0},     {BT_SPEC_MPI, "mpi", 0},
+    {BT_SPEC_SLURM, "slurm", 0},     {BT_SPEC_INDEXED, "indexed", 0},
+    {BT_SPEC_JAXJOB, "jaxjob", 0},   {BT_SPEC_TRAINER_V2, "trainer", 0},
+    {BT_SPEC_TRAINER_V2, "trainer-v2", 1}, {BT_SPEC_TRAINER_V2, "trainjob", 1},
+    {BT_SPEC_FLAGS, "flags", 0},
 };
 #define N_NAMES (sizeof(names) / sizeof(names[0]))
 
@@ -54,9 +59,22 @@ int bt__spec_source_parse(const char *s)
     for (size_t i = 0; i < N_NAMES; i++)
         if (names[i].source != BT_SPEC_FLAGS && !strcmp(names[i].name, s))
             return (int)names[i].source;
-    if (!strcmp(s, "trainer-v2") || !strcmp(s, "trainjob"))
-        return BT_SPEC_TRAINER_V2;
     return -1;
+}
+
+void bt__spec_source_list(char *out, size_t cap, const char *sep, const char *last)
+{
+    size_t n = 0, count = 0, k = 0;
+    for (size_t i = 0; i < N_NAMES; i++)
+        count += !names[i].alias && names[i].source != BT_SPEC_FLAGS;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_NAMES && n < cap; i++) {
+        if (names[i].alias || names[i].source == BT_SPEC_FLAGS)
+            continue;
+        const char *s = k == 0 ? "" : k + 1 == count ? last : sep;
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", s, names[i].name);
+        k++;
+    }
 }
 
 const char *bt__role_name(enum bt__role role)

@@ -76,13 +76,16 @@ const char *bt__spec_source_name(enum bt__spec_source src);
 const char *bt__role_name(enum bt__role role);
 /* Parses "auto", "pytorchjob", ... (the --spec values); -1 when unknown. */
 int bt__spec_source_parse(const char *s);
+/* The --spec values (aliases left out) into out: "auto" sep "standalone" ... last "trainer". */
+void bt__spec_source_list(char *out, size_t cap, const char *sep, const char *last);
 
 /* Flags "not given": source auto, every number -1, rdzv NULL. */
 void bt__spec_flags_init(struct bt__spec_flags *f);
 /* Parses the spec flag at argv[*i] (--spec, -n/--nproc-per-node N|auto, --nnodes, --node-rank,
- * --rdzv, --rdzv-port; value in the next argument or after '='), advancing *i past its value.
- * Returns 1 when consumed, 0 when argv[*i] is no spec flag, -1 with one line in err when its
- * value is bad. launcher/spec_cmd.c; `baton run` may use it too. */
+ * --rdzv, --rdzv-port; value in the next argument, after '=', or for -n attached: -n4),
+ * advancing *i past its value. Returns 1 when consumed, 0 when argv[*i] is no spec flag, -1
+ * with one line in err when its value is bad. The spec-flag subset of launcher/flags.c's
+ * table, which `baton run` parses whole. */
 int bt__spec_parse_flag(struct bt__spec_flags *f, int argc, char **argv, int *i,
                         struct bt__err *err);
 

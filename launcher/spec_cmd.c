@@ -1,5 +1,5 @@
 /* spec_cmd.c: `baton spec`, which prints the cluster spec baton derives from this environment
- * and where each part came from; and the parser of the spec flags that `baton run` shares. */
+ * and where each part came from. Its flags are the spec subset of launcher/flags.c's table. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "common/param.h"
 #include "launcher/cmds.h"
+#include "launcher/flags.h"
 #include "launcher/spec.h"
 
 static const char usage_text[] =
@@ -43,69 +44,10 @@ void bt__spec_flags_init(struct bt__spec_flags *f)
     f->rdzv_port = -1;
 }
 
-static int flag_int(const char *flag, const char *v, int min, int max, int *out,
-                    struct bt__err *err)
-{
-    int64_t x;
-    if (strspn(v, "0123456789") != strlen(v) || bt__parse_int(v, &x) != 0 || x < min ||
-        x > max) {
-        bt__err_set(err, BT_ERR_INVALID_USAGE, "%s '%s': expected an integer in %d..%d", flag, v,
-                    min, max);
-        return -1;
-    }
-    *out = (int)x;
-    return 1;
-}
-
-static int flag_value(struct bt__spec_flags *w, const char *flag, const char *v,
-                      struct bt__err *err)
-{
-    if (!strcmp(flag, "--spec")) {
-        int s = bt__spec_source_parse(v);
-        if (s < 0) {
-            bt__err_set(err, BT_ERR_INVALID_USAGE,
-                        "--spec '%s': expected auto, pytorchjob, tfjob, mpi, slurm, indexed, "
-                        "jaxjob, trainer or standalone", v);
-            return -1;
-        }
-        w->source = (enum bt__spec_source)s;
-        return 1;
-    }
-    if (!strcmp(flag, "-n") || !strcmp(flag, "--nproc-per-node")) {
-        if (!strcmp(v, "auto")) {
-            w->nproc_per_node = 0;
-            return 1;
-        }
-        return flag_int(flag, v, 1, 1 << 20, &w->nproc_per_node, err);
-    }
-    if (!strcmp(flag, "--nnodes"))
-        return flag_int(flag, v, 1, INT_MAX, &w->nnodes, err);
-    if (!strcmp(flag, "--node-rank"))
-        return flag_int(flag, v, 0, INT_MAX, &w->node_rank, err);
-    if (!strcmp(flag, "--rdzv-port"))
-        return flag_int(flag, v, 0, 65535, &w->rdzv_port, err);
-    w->rdzv = v; /* --rdzv: checked by bt__spec_detect */
-    return 1;
-}
-
 int bt__spec_parse_flag(struct bt__spec_flags *f, int argc, char **argv, int *i,
                         struct bt__err *err)
 {
-    static const char *const flags[] = {"--spec",      "-n",     "--nproc-per-node", "--nnodes",
-                                        "--node-rank", "--rdzv", "--rdzv-port"};
-    const char *a = argv[*i], *eq = strchr(a, '=');
-    size_t len = eq ? (size_t)(eq - a) : strlen(a);
-    for (size_t k = 0; k < sizeof(flags) / sizeof(flags[0]); k++) {
-        if (strlen(flags[k]) != len || strncmp(a, flags[k], len))
-            continue;
-        if (!eq && *i + 1 >= argc) {
-            bt__err_set(err, BT_ERR_INVALID_USAGE, "%s needs a value", flags[k]);
-            return -1;
-        }
-        const char *v = eq ? eq + 1 : argv[++*i];
-        return flag_value(f, flags[k], v, err);
-    }
-    return 0;
+    return bt__flags_parse(BT_FLAGS_SPEC, f, NULL, argc, argv, i, err);
 }
 
 int bt__cmd_spec(int argc, char **argv)

@@ -41,66 +41,56 @@ static double io_timeout(void)
 
 /* ---- connecting ---- */
 
-/* Sends or receives a handshake message, wrapping a socket error in the store's name. */
-static int hs_io(struct bt__store *s, int op, void *buf, size_t len, int64_t dl,
-                 struct bt__err *err)
+/* Words the outcome of the handshake (common/auth.h) in the store's terms. */
+static int handshake_error(const struct bt__store *s, int outcome,
+                           const struct bt__auth_reply *rep, const struct bt__err *e,
+                           struct bt__err *err)
 {
-    struct bt__err e = {0};
-    size_t off = 0;
-    int rc = bt__sock_wait(s->fd, op, buf, len, &off, dl, NULL, &e);
-    if (rc == BT_ERR_REMOTE)
-        return bt__err_set(err, rc,
-                           "rendezvous store %s:%d closed the connection during the "
-                           "handshake (%s); hint: is a baton store listening there, not "
-                           "another service?",
-                           s->host, s->port, e.msg);
-    if (rc != BT_OK)
-        return bt__err_set(err, rc, "rendezvous store %s:%d: handshake: %s", s->host, s->port,
-                           e.msg);
-    return BT_OK;
+    switch (outcome) {
+    case BT__AUTH_IO:
+        if (rep->io_rc == BT_ERR_REMOTE)
+            return bt__err_set(err, rep->io_rc,
+                               "rendezvous store %s:%d closed the connection during the "
+                               "handshake (%s); hint: is a baton store listening there, not "
+                               "another service?",
+                               s->host, s->port, e->msg);
+        return bt__err_set(err, rep->io_rc, "rendezvous store %s:%d: handshake: %s", s->host,
+                           s->port, e->msg);
+    case BT__AUTH_NOT_PEER:
+        return bt__err_set(err, BT_ERR_REMOTE,
+                           "%s:%d is not a baton rendezvous store (bad magic in its answer)",
+                           s->host, s->port);
+    case BT__AUTH_VERSION:
+        return bt__err_set(err, BT_ERR_AUTH,
+                           "rendezvous store %s:%d speaks protocol version %u, we speak %u; "
+                           "hint: are the launcher and the workers from different baton builds?",
+                           s->host, s->port, rep->version, BT__RDZV_VERSION);
+    case BT__AUTH_CRYPTO:
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: no random bytes or HMAC-SHA256 "
+                           "failed (OpenSSL)");
+    }
+    if (outcome == BT__AUTH_REFUSED && rep->status == BT__ST_BAD_TOKEN)
+        return bt__err_set(err, BT_ERR_AUTH,
+                           "rendezvous store %s:%d refused our token; hint: "
+                           "is this pod from another job? (BATON_TOKEN / job id mismatch)",
+                           s->host, s->port);
+    return bt__err_set(err, BT_ERR_AUTH,
+                       "rendezvous store %s:%d could not prove it holds "
+                       "our job token; hint: is it another job's store? (BATON_TOKEN / "
+                       "job id mismatch)",
+                       s->host, s->port);
 }
 
 /* The challenge-response of proto.h: we prove we hold the token, then the store does. */
 static int handshake(struct bt__store *s, const char *token, struct bt__err *err)
 {
-    int64_t dl = bt__deadline_in(io_timeout());
-    uint8_t key[32], cn[BT__RDZV_NONCE], hello[BT__RDZV_HELLO_LEN], ch[BT__RDZV_CHALLENGE_LEN];
-    uint8_t proof[BT__RDZV_MAC], res[BT__RDZV_RESULT_LEN], want[BT__RDZV_MAC];
-    bt__rdzv_key(token, key);
-    if (bt__rdzv_random(cn, sizeof(cn)) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: no random bytes (RAND_bytes)");
-    bt__rdzv_hello(hello, BT__RDZV_VERSION, BT__RDZV_KIND_CLIENT, cn);
-    BT_CHECK(hs_io(s, BT_SOCK_SEND, hello, sizeof(hello), dl, err));
-    BT_CHECK(hs_io(s, BT_SOCK_RECV, ch, sizeof(ch), dl, err));
-    if (bt__le64(ch) != BT__RDZV_MAGIC)
-        return bt__err_set(err, BT_ERR_REMOTE,
-                           "%s:%d is not a baton rendezvous store (bad "
-                           "magic in its answer)",
-                           s->host, s->port);
-    if (bt__le32(ch + 12) == BT__RDZV_BAD_VERSION || bt__le32(ch + 8) != BT__RDZV_VERSION)
-        return bt__err_set(err, BT_ERR_AUTH,
-                           "rendezvous store %s:%d speaks protocol version "
-                           "%u, we speak %u; hint: are the launcher and the workers from "
-                           "different baton builds?",
-                           s->host, s->port, bt__le32(ch + 8), BT__RDZV_VERSION);
-    if (bt__rdzv_mac(key, BT__RDZV_LABEL_CLIENT, cn, ch + 16, proof) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: HMAC-SHA256 failed (OpenSSL)");
-    BT_CHECK(hs_io(s, BT_SOCK_SEND, proof, sizeof(proof), dl, err));
-    BT_CHECK(hs_io(s, BT_SOCK_RECV, res, sizeof(res), dl, err));
-    if (bt__le32(res) == BT__RDZV_BAD_TOKEN)
-        return bt__err_set(err, BT_ERR_AUTH,
-                           "rendezvous store %s:%d refused our token; hint: "
-                           "is this pod from another job? (BATON_TOKEN / job id mismatch)",
-                           s->host, s->port);
-    if (bt__le32(res) != BT__RDZV_OK ||
-        bt__rdzv_mac(key, BT__RDZV_LABEL_SERVER, ch + 16, cn, want) != 0 ||
-        !bt__rdzv_mac_equal(want, res + 4))
-        return bt__err_set(err, BT_ERR_AUTH,
-                           "rendezvous store %s:%d could not prove it holds "
-                           "our job token; hint: is it another job's store? (BATON_TOKEN / "
-                           "job id mismatch)",
-                           s->host, s->port);
-    return BT_OK;
+    struct bt__auth_reply rep;
+    struct bt__err e = {0};
+    uint8_t kind[4];
+    bt__put_le32(kind, BT__RDZV_KIND_CLIENT);
+    int outcome = bt__auth_client(s->fd, &bt__rdzv_auth, token, kind,
+                                  bt__deadline_in(io_timeout()), &rep, &e);
+    return outcome == BT__AUTH_OK ? BT_OK : handshake_error(s, outcome, &rep, &e, err);
 }
 
 int bt__store_connect(const char *host, int port, const char *token,
@@ -218,9 +208,9 @@ static int timeout_error(struct bt__store *s, const char *what, double timeout_s
 static int reply_status(struct bt__store *s, const char *what, double timeout_s)
 {
     uint8_t st = s->resp.p[0];
-    if (st == BT__RDZV_OK) return BT_OK;
-    if (st == BT__RDZV_TIMEOUT) return timeout_error(s, what, timeout_s);
-    if (st == BT__RDZV_ERROR) {
+    if (st == BT__ST_OK) return BT_OK;
+    if (st == BT__ST_TIMEOUT) return timeout_error(s, what, timeout_s);
+    if (st == BT__ST_ERROR) {
         struct bt__rbuf r = reply_body(s);
         size_t ml;
         const uint8_t *m = bt__rbuf_bytes(&r, 1024, &ml);

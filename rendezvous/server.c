@@ -7,8 +7,8 @@
  * bytes each. Replies go to a per-connection output buffer that is flushed at once and, when
  * the socket is full, again on EPOLLOUT.
  *
- * Keys live in a chained hash table. A key that does not exist yet can still have an entry:
- * the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a list of waiter
+ * Keys live in the chained hash table of common/hash.h. A key that does not exist yet can
+ * still have an entry: the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a list of waiter
  * nodes, one node per (request, key). A SET marks the nodes present and a request whose last
  * missing key arrived is queued on the ready list; DELETE marks them missing again. Deadlines
  * (a parked request's timeout, an unauthenticated connection's handshake limit) sit in one
@@ -52,8 +52,7 @@ enum { CS_HELLO, CS_PROOF, CS_READY };
 struct wnode;
 
 struct entry {
-    struct entry *next; /* bucket chain */
-    uint64_t hash;
+    struct bt__hnode node; /* first: in srv->tab (common/hash.h) */
     uint8_t *val; /* owned; NULL while the key does not exist */
     size_t vlen;  /* bytes */
     int has_val;
@@ -93,7 +92,7 @@ struct conn {
     struct waiter *w;        /* the parked request, or NULL */
     uint8_t *will;           /* key NUL value (one allocation), or NULL */
     size_t will_klen, will_vlen;
-    uint8_t cnonce[BT__RDZV_NONCE], snonce[BT__RDZV_NONCE];
+    struct bt__auth_server auth; /* the handshake's nonces */
     char peer[64];
 };
 
@@ -101,8 +100,7 @@ struct bt__store_server {
     int lfd, epfd, evfd, spare_fd;
     uint8_t key[32]; /* SHA-256 of the job token */
     int64_t auth_timeout_ns;
-    struct entry **buckets;
-    size_t nbuckets, nentries;
+    struct bt__htab tab; /* struct entry by key */
     struct conn *conns, *dead, *ready;
     struct conn **heap;
     size_t nheap, heap_cap;
@@ -123,32 +121,17 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c);
 
 static uint64_t hash_key(const void *k, size_t n)
 {
-    uint64_t h = bt__fnv1a(BT_FNV1A_INIT, k, n);
-    return h ^ (h >> 29);
+    return bt__fnv1a(BT_FNV1A_INIT, k, n);
 }
 
 static struct entry *tab_find(struct bt__store_server *srv, const void *k, size_t n)
 {
     uint64_t h = hash_key(k, n);
-    for (struct entry *e = srv->buckets[h & (srv->nbuckets - 1)]; e; e = e->next)
-        if (e->hash == h && e->klen == n && memcmp(e->key, k, n) == 0) return e;
+    for (struct bt__hnode *nd = bt__htab_chain(&srv->tab, h); nd; nd = nd->next) {
+        struct entry *e = (struct entry *)nd;
+        if (nd->hash == h && e->klen == n && memcmp(e->key, k, n) == 0) return e;
+    }
     return NULL;
-}
-
-static void tab_grow(struct bt__store_server *srv)
-{
-    size_t nb = srv->nbuckets * 2;
-    struct entry **b = calloc(nb, sizeof(*b));
-    if (!b) return; /* longer chains, still correct */
-    for (size_t i = 0; i < srv->nbuckets; i++)
-        for (struct entry *e = srv->buckets[i], *nx; e; e = nx) {
-            nx = e->next;
-            e->next = b[e->hash & (nb - 1)];
-            b[e->hash & (nb - 1)] = e;
-        }
-    free(srv->buckets);
-    srv->buckets = b;
-    srv->nbuckets = nb;
 }
 
 /* The entry for k, created without a value when missing; NULL when out of memory. */
@@ -158,14 +141,9 @@ static struct entry *tab_get(struct bt__store_server *srv, const void *k, size_t
     if (e) return e;
     e = calloc(1, sizeof(*e) + n + 1);
     if (!e) return NULL;
-    e->hash = hash_key(k, n);
     e->klen = n;
     memcpy(e->key, k, n);
-    if (srv->nentries >= srv->nbuckets) tab_grow(srv);
-    struct entry **b = &srv->buckets[e->hash & (srv->nbuckets - 1)];
-    e->next = *b;
-    *b = e;
-    srv->nentries++;
+    bt__htab_insert(&srv->tab, &e->node, hash_key(k, n));
     return e;
 }
 
@@ -173,11 +151,7 @@ static struct entry *tab_get(struct bt__store_server *srv, const void *k, size_t
 static void tab_release(struct bt__store_server *srv, struct entry *e)
 {
     if (e->has_val || e->waiters) return;
-    struct entry **pp = &srv->buckets[e->hash & (srv->nbuckets - 1)];
-    while (*pp != e)
-        pp = &(*pp)->next;
-    *pp = e->next;
-    srv->nentries--;
+    bt__htab_remove(&srv->tab, &e->node);
     free(e);
 }
 
@@ -351,7 +325,7 @@ static void reply_error(struct bt__store_server *srv, struct conn *c, const char
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     BT_INFO(RDZV, "refused a request from %s: %s", c->peer, msg);
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_ERROR);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_ERROR);
     bt__wbuf_bytes(&c->out, msg, strlen(msg));
     bt__wbuf_frame_end(&c->out, f);
     conn_flush(srv, c);
@@ -365,7 +339,7 @@ static void waiter_finish(struct bt__store_server *srv, struct conn *c, uint8_t 
     struct waiter *w = c->w;
     struct bt__wbuf *o = &c->out;
     size_t total = 8;
-    if (status == BT__RDZV_OK && w->cmd == BT__RDZV_MULTI_GET)
+    if (status == BT__ST_OK && w->cmd == BT__RDZV_MULTI_GET)
         for (uint32_t i = 0; i < w->n; i++)
             total += 4 + w->nodes[i].e->vlen;
     if (total > BT__RDZV_MAX_FRAME) {
@@ -377,13 +351,13 @@ static void waiter_finish(struct bt__store_server *srv, struct conn *c, uint8_t 
         return;
     }
     size_t f = bt__wbuf_frame_begin(o, status);
-    if (status == BT__RDZV_OK && w->cmd == BT__RDZV_GET) {
+    if (status == BT__ST_OK && w->cmd == BT__RDZV_GET) {
         bt__wbuf_bytes(o, w->nodes[0].e->val, w->nodes[0].e->vlen);
-    } else if (status == BT__RDZV_OK && w->cmd == BT__RDZV_MULTI_GET) {
+    } else if (status == BT__ST_OK && w->cmd == BT__RDZV_MULTI_GET) {
         bt__wbuf_u32(o, w->n);
         for (uint32_t i = 0; i < w->n; i++)
             bt__wbuf_bytes(o, w->nodes[i].e->val, w->nodes[i].e->vlen);
-    } else if (status == BT__RDZV_TIMEOUT) {
+    } else if (status == BT__ST_TIMEOUT) {
         uint32_t listed = w->missing < BT__RDZV_MAX_LISTED ? w->missing : BT__RDZV_MAX_LISTED;
         bt__wbuf_u32(o, w->missing);
         bt__wbuf_u32(o, listed);
@@ -466,12 +440,12 @@ static void do_blocking(struct bt__store_server *srv, struct conn *c, uint8_t cm
         }
     }
     if (w->missing == 0)
-        waiter_finish(srv, c, BT__RDZV_OK);
+        waiter_finish(srv, c, BT__ST_OK);
     else if (tmo == 0)
-        waiter_finish(srv, c, BT__RDZV_TIMEOUT);
+        waiter_finish(srv, c, BT__ST_TIMEOUT);
     else if (tmo != BT__RDZV_NO_TIMEOUT &&
              heap_add(srv, c, bt__now_ns() + (int64_t)tmo * 1000000) != 0)
-        waiter_finish(srv, c, BT__RDZV_TIMEOUT);
+        waiter_finish(srv, c, BT__ST_TIMEOUT);
 }
 
 /* ---- simple commands ---- */
@@ -513,7 +487,7 @@ static void do_set(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
     if (store_put(srv, k, kl, v, vl) != 0)
         reply_error(srv, c, "server out of memory");
     else
-        reply_status(srv, c, BT__RDZV_OK);
+        reply_status(srv, c, BT__ST_OK);
 }
 
 /* Parses a stored counter: decimal text of an int64. -1 when it is not one. */
@@ -552,7 +526,7 @@ static void do_add(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
         reply_error(srv, c, "server out of memory");
         return;
     }
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_OK);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     bt__wbuf_u64(&c->out, (uint64_t)sum);
     bt__wbuf_frame_end(&c->out, f);
     conn_flush(srv, c);
@@ -573,7 +547,7 @@ static void do_compare_set(struct bt__store_server *srv, struct conn *c, struct 
         return;
     }
     e = tab_find(srv, k, kl);
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_OK);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     if (e && e->has_val)
         bt__wbuf_bytes(&c->out, e->val, e->vlen);
     else
@@ -608,7 +582,7 @@ static void do_multi_set(struct bt__store_server *srv, struct conn *c, struct bt
             return;
         }
     }
-    reply_status(srv, c, BT__RDZV_OK);
+    reply_status(srv, c, BT__ST_OK);
 }
 
 static void do_delete(struct bt__store_server *srv, struct conn *c, struct bt__rbuf *r)
@@ -619,7 +593,7 @@ static void do_delete(struct bt__store_server *srv, struct conn *c, struct bt__r
     struct entry *e = tab_find(srv, k, kl);
     int existed = e && e->has_val;
     if (existed) entry_delete(srv, e);
-    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_OK);
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     bt__wbuf_u32(&c->out, (uint32_t)existed);
     bt__wbuf_frame_end(&c->out, f);
     conn_flush(srv, c);
@@ -645,7 +619,7 @@ static void do_last_will(struct bt__store_server *srv, struct conn *c, struct bt
         c->will_klen = kl;
         c->will_vlen = vl;
     }
-    reply_status(srv, c, BT__RDZV_OK);
+    reply_status(srv, c, BT__ST_OK);
 }
 
 /* Applies c's last will: key := value unless the key exists already (first failure wins). */
@@ -708,7 +682,7 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
             c->will = NULL;
             c->closing = 1;
         }
-        reply_status(srv, c, BT__RDZV_OK);
+        reply_status(srv, c, BT__ST_OK);
         break;
     default:
         conn_kill(srv, c, BT_LOG_WARN, "sent unknown command %u (a newer client?)", cmd);
@@ -723,45 +697,37 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
 
 static void on_hello(struct bt__store_server *srv, struct conn *c, const uint8_t *q)
 {
-    uint64_t magic = bt__le64(q);
-    uint32_t version = bt__le32(q + 8);
-    uint8_t out[BT__RDZV_CHALLENGE_LEN];
-    if (magic != BT__RDZV_MAGIC) {
+    uint8_t out[BT__AUTH_CHALLENGE_LEN];
+    int outcome = bt__auth_server_hello(&c->auth, &bt__rdzv_auth, q, out);
+    if (outcome == BT__AUTH_NOT_PEER) {
         conn_kill(srv, c, BT_LOG_WARN,
                   "bad magic 0x%016" PRIx64 ": not a baton rendezvous client (a port scanner, "
                   "an HTTP probe, or another program pointed at this port?)",
-                  magic);
+                  bt__le64(q));
         return;
     }
-    memset(c->snonce, 0, sizeof(c->snonce));
-    if (version != BT__RDZV_VERSION) {
-        bt__rdzv_challenge(out, BT__RDZV_BAD_VERSION, c->snonce);
-        bt__wbuf_put(&c->out, out, sizeof(out));
-        conn_flush(srv, c);
-        conn_kill(srv, c, BT_LOG_WARN,
-                  "speaks rendezvous protocol version %u, this store speaks %u; hint: are the "
-                  "launcher and the workers from different baton builds?",
-                  version, BT__RDZV_VERSION);
-        return;
-    }
-    memcpy(c->cnonce, q + 16, BT__RDZV_NONCE);
-    if (bt__rdzv_random(c->snonce, BT__RDZV_NONCE) != 0) {
+    if (outcome == BT__AUTH_CRYPTO) {
         conn_kill(srv, c, BT_LOG_WARN, "no random bytes for its challenge (OpenSSL RAND_bytes)");
         return;
     }
-    bt__rdzv_challenge(out, BT__RDZV_OK, c->snonce);
     bt__wbuf_put(&c->out, out, sizeof(out));
-    c->state = CS_PROOF;
     conn_flush(srv, c);
+    if (outcome == BT__AUTH_VERSION) {
+        conn_kill(srv, c, BT_LOG_WARN,
+                  "speaks rendezvous protocol version %u, this store speaks %u; hint: are the "
+                  "launcher and the workers from different baton builds?",
+                  bt__le32(q + 8), BT__RDZV_VERSION);
+        return;
+    }
+    c->state = CS_PROOF;
 }
 
 static void on_proof(struct bt__store_server *srv, struct conn *c, const uint8_t *q)
 {
-    uint8_t want[BT__RDZV_MAC], out[BT__RDZV_RESULT_LEN] = {0};
-    int ok = bt__rdzv_mac(srv->key, BT__RDZV_LABEL_CLIENT, c->cnonce, c->snonce, want) == 0 &&
-             bt__rdzv_mac_equal(want, q);
-    if (ok) ok = bt__rdzv_mac(srv->key, BT__RDZV_LABEL_SERVER, c->snonce, c->cnonce, out + 4) == 0;
-    bt__put_le32(out, ok ? BT__RDZV_OK : BT__RDZV_BAD_TOKEN);
+    uint8_t out[BT__RDZV_RESULT_LEN];
+    int ok = bt__auth_server_proof(&c->auth, &bt__rdzv_auth, srv->key, q);
+    ok = bt__auth_result(&c->auth, &bt__rdzv_auth, srv->key, ok ? BT__ST_OK : BT__ST_BAD_TOKEN,
+                         NULL, out) == BT__ST_OK;
     bt__wbuf_put(&c->out, out, sizeof(out));
     if (!ok) {
         conn_flush(srv, c);
@@ -979,7 +945,7 @@ static void expire(struct bt__store_server *srv)
         struct conn *c = srv->heap[0];
         heap_remove(srv, c);
         if (c->w)
-            waiter_finish(srv, c, BT__RDZV_TIMEOUT);
+            waiter_finish(srv, c, BT__ST_TIMEOUT);
         else if (c->state != CS_READY)
             conn_kill(srv, c, BT_LOG_WARN,
                       "no complete handshake within %.1f s (%" PRIu64 " bytes received); "
@@ -999,7 +965,7 @@ static void settle(struct bt__store_server *srv)
             c->queued = 0;
             if (c->dead) continue;
             if (c->w && c->w->missing == 0)
-                waiter_finish(srv, c, BT__RDZV_OK);
+                waiter_finish(srv, c, BT__ST_OK);
             else if (!c->w && c->in.len > 0)
                 conn_consume(srv, c);
         }
@@ -1096,15 +1062,12 @@ static void raise_nofile(void)
 
 static int server_fds(struct bt__store_server *srv, struct bt__err *err)
 {
-    srv->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (srv->epfd < 0) return bt__err_set(err, BT_ERR_SYSTEM, "epoll_create1: %s", strerror(errno));
-    srv->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (srv->evfd < 0) return bt__err_set(err, BT_ERR_SYSTEM, "eventfd: %s", strerror(errno));
     struct epoll_event l = {.events = EPOLLIN, .data.ptr = &srv->tag_listen};
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = &srv->tag_event};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->lfd, &l) != 0 ||
-        epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->evfd, &e) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "epoll_ctl: %s", strerror(errno));
+    BT_SYSCHECK(srv->epfd = epoll_create1(EPOLL_CLOEXEC), "epoll_create1", err);
+    BT_SYSCHECK(srv->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd", err);
+    BT_SYSCHECK(epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->lfd, &l), "epoll_ctl", err);
+    BT_SYSCHECK(epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->evfd, &e), "epoll_ctl", err);
     srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return BT_OK;
 }
@@ -1120,10 +1083,8 @@ int bt__store_server_create(const char *host, int port, const char *token,
     raise_nofile();
     double auth_s = bt__param_auth_timeout_s();
     srv->auth_timeout_ns = (int64_t)((auth_s > 0 ? auth_s : 5.0) * 1e9);
-    bt__rdzv_key(token, srv->key);
-    srv->nbuckets = 1024;
-    srv->buckets = calloc(srv->nbuckets, sizeof(*srv->buckets));
-    if (!srv->buckets) {
+    bt__auth_key(token, srv->key);
+    if (bt__htab_init(&srv->tab, 1024) != 0) {
         rc = bt__err_set(err, BT_ERR_SYSTEM, "rendezvous store: out of memory");
         goto fail;
     }
@@ -1145,13 +1106,13 @@ void bt__store_server_destroy(struct bt__store_server *srv)
     }
     while (srv->conns)
         conn_free(srv, srv->conns); /* no last wills: the store itself is going away */
-    for (size_t i = 0; i < srv->nbuckets && srv->buckets; i++)
-        for (struct entry *e = srv->buckets[i], *nx; e; e = nx) {
-            nx = e->next;
-            free(e->val);
-            free(e);
+    for (size_t i = 0; i < srv->tab.nb; i++)
+        for (struct bt__hnode *nd = srv->tab.b[i], *nx; nd; nd = nx) {
+            nx = nd->next;
+            free(((struct entry *)nd)->val);
+            free(nd);
         }
-    free(srv->buckets);
+    bt__htab_free(&srv->tab);
     free(srv->heap);
     int fds[] = {srv->lfd, srv->epfd, srv->evfd, srv->spare_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)

@@ -8,15 +8,38 @@
  * the library promises: float types divide once in float32 (float64 in double), integer types
  * truncate toward zero. float16 is stored through the compiler's _Float16, an implementation
  * independent of the library's converters.
+ *
+ * Also the helpers those tests share: short dtype and op names for messages, and a
+ * first-failure recorder for rank threads (only a rank's first failure is kept).
  */
 #ifndef BT_TESTS_COLL_REF_H
 #define BT_TESTS_COLL_REF_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "baton.h"
+
+/* Short names for messages, indexed by bt_dtype and bt_op. */
+static const char *const dtn[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8"};
+static const char *const opn[] = {"sum", "prod", "min", "max", "avg"};
+
+/* Records a printf-style failure in buf[cap] unless it holds one already. */
+static inline void __attribute__((format(printf, 3, 4), unused))
+first_fail(char *buf, size_t cap, const char *fmt, ...)
+{
+    if (buf[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}
+/* first_fail into a rank context's fail[] array. */
+#define failf(x, ...) first_fail((x)->fail, sizeof((x)->fail), __VA_ARGS__)
 
 static inline double val(int rank, size_t i, bt_dtype dt, bt_op op)
 {

@@ -31,7 +31,7 @@
 #include "rendezvous/store.h"
 
 struct key {
-    struct key *next; /* hash chain */
+    struct bt__hnode node; /* first: in ps->tab (common/hash.h) */
     char *name;
     uint64_t count;
     uint32_t np;
@@ -70,8 +70,7 @@ struct bt_ps {
     char *token;
     double timeout_s;
     int64_t partition_bytes;
-    struct key **tab;
-    size_t tabsz;
+    struct bt__htab tab;  /* struct key by name */
     uint64_t *loads;      /* bytes placed on each server by this client's view */
     const char *call;     /* name of the public call in progress, for errors */
     struct bt__err err;
@@ -100,66 +99,74 @@ static int fail(bt_ps *ps, int code, const char *fmt, ...)
 
 /* ---- keys ---- */
 
-static size_t hash(const char *s)
+static uint64_t hash(const char *s)
 {
-    return (size_t)bt__fnv1a_str(BT_FNV1A_INIT, s);
+    return bt__fnv1a_str(BT_FNV1A_INIT, s);
 }
 
 static struct key *find_key(const bt_ps *ps, const char *name)
 {
-    for (struct key *k = ps->tab[hash(name) % ps->tabsz]; k; k = k->next)
-        if (!strcmp(k->name, name))
-            return k;
+    uint64_t h = hash(name);
+    for (struct bt__hnode *nd = bt__htab_chain(&ps->tab, h); nd; nd = nd->next)
+        if (nd->hash == h && !strcmp(((struct key *)nd)->name, name))
+            return (struct key *)nd;
     return NULL;
 }
 
 /* ---- handshake and connections ---- */
 
+const struct bt__auth_proto bt__ps_auth = {
+    .magic = BT__PS_MAGIC,
+    .version = BT__PS_VERSION,
+    .label_client = BT__PS_LABEL_CLIENT,
+    .label_server = BT__PS_LABEL_SERVER,
+    .hello_extra = 12,  /* u32 rank, u32 nworkers, u32 flags */
+    .result_extra = 12, /* u32 server index, u64 instance */
+};
+
+/* Words a refusal status of the ps server. */
 static int hs_status(uint32_t st, const char *what, struct bt__err *err)
 {
-    if (st == BT__PS_BAD_VERSION)
+    if (st == BT__ST_BAD_VERSION)
         return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s speaks another ps protocol version "
                            "(this client: %u); hint: use the same baton build everywhere",
                            what, BT__PS_VERSION);
-    if (st == BT__PS_BAD_TOKEN)
+    if (st == BT__ST_BAD_TOKEN)
         return bt__err_set(err, BT_ERR_AUTH, "%s refused our token; hint: is it another job's "
                            "server (BATON_TOKEN differs)?", what);
-    if (st == BT__PS_BAD_WORKER)
+    if (st == BT__ST_BAD_WORKER)
         return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s serves a job with another number of "
                            "workers, or this rank is out of range (check BATON_RANK and "
                            "BATON_WORLD_SIZE)", what);
-    return st == BT__PS_OK ? BT_OK : bt__err_set(err, BT_ERR_AUTH, "%s: status %u", what, st);
+    return st == BT__ST_OK ? BT_OK : bt__err_set(err, BT_ERR_AUTH, "%s: status %u", what, st);
 }
 
 int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token,
                      int64_t deadline, uint32_t *index, uint64_t *instance,
                      struct bt__err *err)
 {
-    uint8_t key[32], hello[BT__PS_HELLO_LEN] = {0}, ch[BT__PS_CHALLENGE_LEN];
-    uint8_t proof[32], res[BT__PS_RESULT_LEN], mac[32], *cn = hello + 24;
-    bt__rdzv_key(token ? token : "", key);
-    bt__put_le64(hello, BT__PS_MAGIC);
-    bt__put_le32(hello + 8, BT__PS_VERSION);
-    bt__put_le32(hello + 12, rank);
-    bt__put_le32(hello + 16, nworkers);
-    if (bt__rdzv_random(cn, 32) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "no random bytes for the handshake");
-    BT_CHECK(bt__sock_send_all(fd, hello, sizeof(hello), deadline, err));
-    BT_CHECK(bt__sock_recv_all(fd, ch, sizeof(ch), deadline, err));
-    if (bt__le64(ch) != BT__PS_MAGIC)
+    uint8_t extra[12] = {0};
+    struct bt__auth_reply rep;
+    bt__put_le32(extra, rank);
+    bt__put_le32(extra + 4, nworkers);
+    switch (bt__auth_client(fd, &bt__ps_auth, token, extra, deadline, &rep, err)) {
+    case BT__AUTH_OK:
+        *index = bt__le32(rep.extra);
+        *instance = bt__le64(rep.extra + 4);
+        return BT_OK;
+    case BT__AUTH_IO:
+        return rep.io_rc;
+    case BT__AUTH_NOT_PEER:
         return bt__err_set(err, BT_ERR_AUTH, "the peer is not a baton ps server");
-    BT_CHECK(hs_status(bt__le32(ch + 12), "the ps server", err));
-    if (bt__rdzv_mac(key, BT__PS_LABEL_CLIENT, cn, ch + 16, proof) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "HMAC failed");
-    BT_CHECK(bt__sock_send_all(fd, proof, sizeof(proof), deadline, err));
-    BT_CHECK(bt__sock_recv_all(fd, res, sizeof(res), deadline, err));
-    BT_CHECK(hs_status(bt__le32(res), "the ps server", err));
-    if (bt__rdzv_mac(key, BT__PS_LABEL_SERVER, ch + 16, cn, mac) != 0 ||
-        !bt__rdzv_mac_equal(mac, res + 16))
+    case BT__AUTH_VERSION:
+        return hs_status(BT__ST_BAD_VERSION, "the ps server", err);
+    case BT__AUTH_REFUSED:
+        return hs_status(rep.status, "the ps server", err);
+    case BT__AUTH_CRYPTO:
+        return bt__err_set(err, BT_ERR_SYSTEM, "no random bytes or HMAC failed");
+    default:
         return bt__err_set(err, BT_ERR_AUTH, "the ps server could not prove it holds our token");
-    *index = bt__le32(res + 4);
-    *instance = bt__le64(res + 8);
-    return BT_OK;
+    }
 }
 
 /* Reads the address of server s from the store (when there is one). */
@@ -314,7 +321,7 @@ static int on_reply(bt_ps *ps, struct conn *c, uint8_t cmd, int *first_rc)
 {
     struct bt__rbuf r = {.p = c->rx, .left = c->rx_need};
     uint32_t f = c->nrecv++;
-    if (c->hdr[4] == BT__PS_ERROR) {
+    if (c->hdr[4] == BT__ST_ERROR) {
         uint32_t code = bt__rbuf_u32(&r);
         size_t n;
         const uint8_t *m = bt__rbuf_bytes(&r, 4096, &n);
@@ -582,9 +589,7 @@ static int declare(bt_ps *ps, const char *name, uint64_t count, struct key **out
         free(k);
         return rc;
     }
-    size_t h = hash(name) % ps->tabsz;
-    k->next = ps->tab[h];
-    ps->tab[h] = k;
+    bt__htab_insert(&ps->tab, &k->node, hash(name));
     *out = k;
     return BT_OK;
 }
@@ -592,17 +597,15 @@ static int declare(bt_ps *ps, const char *name, uint64_t count, struct key **out
 /* Forgets a key whose declaration the servers refused, so it can be declared again. */
 static void forget_key(bt_ps *ps, const char *name)
 {
-    for (struct key **pp = &ps->tab[hash(name) % ps->tabsz]; *pp; pp = &(*pp)->next)
-        if (!strcmp((*pp)->name, name)) {
-            struct key *k = *pp;
-            *pp = k->next;
-            for (uint32_t j = 0; j < k->np; j++)
-                ps->loads[k->pc[j].server] -= (uint64_t)k->pc[j].count * 4 + 64;
-            free(k->pc);
-            free(k->name);
-            free(k);
-            return;
-        }
+    struct key *k = find_key(ps, name);
+    if (!k)
+        return;
+    bt__htab_remove(&ps->tab, &k->node);
+    for (uint32_t j = 0; j < k->np; j++)
+        ps->loads[k->pc[j].server] -= (uint64_t)k->pc[j].count * 4 + 64;
+    free(k->pc);
+    free(k->name);
+    free(k);
 }
 
 static int add_init(bt_ps *ps, const struct key *k, const float *init, const bt_ps_opt *o)
@@ -690,16 +693,16 @@ static void free_ps(bt_ps *ps)
         free(c->it);
         free(c->rx);
     }
-    for (size_t i = 0; ps->tab && i < ps->tabsz; i++)
-        for (struct key *k = ps->tab[i], *nx; k; k = nx) {
-            nx = k->next;
+    for (size_t i = 0; i < ps->tab.nb; i++)
+        for (struct key *k = (struct key *)ps->tab.b[i], *nx; k; k = nx) {
+            nx = (struct key *)k->node.next;
             free(k->name);
             free(k->pc);
             free(k);
         }
     bt__store_close(ps->store);
     free(ps->srv);
-    free(ps->tab);
+    bt__htab_free(&ps->tab);
     free(ps->loads);
     free(ps->token);
     free(ps);
@@ -718,14 +721,13 @@ static int open_common(const struct bt__ps_client_cfg *cfg, struct bt__store *st
                            cfg->nworkers, cfg->nservers);
     }
     ps->rank = cfg->rank, ps->nworkers = cfg->nworkers, ps->nservers = cfg->nservers;
-    ps->store = store, ps->gen = gen, ps->call = "bt_ps_open", ps->tabsz = 256;
+    ps->store = store, ps->gen = gen, ps->call = "bt_ps_open";
     ps->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 300;
     ps->partition_bytes = cfg->partition_bytes > 0 ? cfg->partition_bytes : 4 << 20;
     ps->token = strdup(cfg->token ? cfg->token : "");
     ps->srv = calloc((size_t)cfg->nservers, sizeof(*ps->srv));
     ps->loads = calloc((size_t)cfg->nservers, sizeof(*ps->loads));
-    ps->tab = calloc(ps->tabsz, sizeof(*ps->tab));
-    if (!ps->token || !ps->srv || !ps->loads || !ps->tab) {
+    if (!ps->token || !ps->srv || !ps->loads || bt__htab_init(&ps->tab, 256) != 0) {
         free_ps(ps);
         return bt__err_set(&open_err, BT_ERR_SYSTEM, "bt_ps_open: out of memory");
     }
@@ -808,14 +810,16 @@ static int say_goodbye(bt_ps *ps, uint32_t flags)
     for (int s = 0; s < ps->nservers; s++) {
         struct conn *c = &ps->srv[s];
         struct bt__err err = {0};
-        uint8_t f[9], r[5];
+        uint8_t r[5];
         if (c->fd < 0)
             continue;
-        bt__put_le32(f, 5);
-        f[4] = BT__PS_CLOSE;
-        bt__put_le32(f + 5, flags);
+        req_reset(c);
+        size_t f = bt__wbuf_frame_begin(&c->tx, BT__PS_CLOSE);
+        bt__wbuf_u32(&c->tx, flags);
+        bt__wbuf_frame_end(&c->tx, f);
         int64_t dl = bt__deadline_in(5.0);
-        if (bt__sock_send_all(c->fd, f, sizeof(f), dl, &err) != BT_OK ||
+        if ((c->tx.oom && bt__err_set(&err, BT_ERR_SYSTEM, "out of memory")) ||
+            bt__sock_send_all(c->fd, c->tx.p, c->tx.len, dl, &err) != BT_OK ||
             bt__sock_recv_all(c->fd, r, sizeof(r), dl, &err) != BT_OK)
             BT_INFO(PS, "closing ps server %d (%s): %s", s, c->ep, err.msg);
     }

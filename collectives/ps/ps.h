@@ -10,9 +10,11 @@
  *   server -> client  RESULT     {u32 status, u32 server index, u64 instance, u8 mac[32]} 48
  *                                 mac = HMAC(K, "baton-ps-server" snonce cnonce)
  *
- * K = SHA-256(job token), the helpers of rendezvous/proto.h. A wrong magic gets no answer; a
- * wrong version, token or worker rank gets its status, then the server closes. `instance` is
- * random per server process, so a client can tell a restarted server.
+ * This is the handshake of common/auth.h (bt__ps_auth below: HELLO's extra fields are rank,
+ * nworkers, flags; RESULT's are server index, instance). K = SHA-256(job token). A wrong magic
+ * gets no answer; a wrong version, token or worker rank gets its status (enum bt__wire_status
+ * of common/wire.h, the codec every field is written with), then the server closes.
+ * `instance` is random per server process, so a client can tell a restarted server.
  *
  * Then frames {u32 length, u8 command_or_status, payload}, length counting the byte after it
  * plus the payload, at most BT__PS_MAX_FRAME. One request at a time per connection; the server
@@ -37,7 +39,8 @@
 
 #include "baton_ps.h"
 #include "common/err.h"
-#include "rendezvous/proto.h"
+#include "common/auth.h"
+#include "common/wire.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the parameter server sends floats as they lie in memory: little-endian hosts only"
@@ -46,8 +49,8 @@
 #define BT__PS_MAGIC 0x565253504e4f5442ULL /* "BTONPSRV" little-endian */
 #define BT__PS_VERSION 1u
 #define BT__PS_HELLO_LEN 56
-#define BT__PS_CHALLENGE_LEN 48
-#define BT__PS_PROOF_LEN 32
+#define BT__PS_CHALLENGE_LEN BT__AUTH_CHALLENGE_LEN
+#define BT__PS_PROOF_LEN BT__AUTH_PROOF_LEN
 #define BT__PS_RESULT_LEN 48
 #define BT__PS_LABEL_CLIENT "baton-ps-client"
 #define BT__PS_LABEL_SERVER "baton-ps-server"
@@ -61,9 +64,12 @@
 
 enum bt__ps_cmd { BT__PS_INIT = 1, BT__PS_PUSH = 2, BT__PS_PULL = 3, BT__PS_CLOSE = 4,
                   BT__PS_PING = 5 };
-enum bt__ps_status { BT__PS_OK = 0, BT__PS_ERROR = 2, BT__PS_BAD_VERSION = 3,
-                     BT__PS_BAD_TOKEN = 4, BT__PS_BAD_WORKER = 5 };
+/* Reply and handshake status: enum bt__wire_status (OK, ERROR, BAD_VERSION, BAD_TOKEN,
+ * BAD_WORKER). */
 #define BT__PS_CLOSE_DONE 1u
+
+/* The parameter server's handshake (common/auth.h); ps/client.c. */
+extern const struct bt__auth_proto bt__ps_auth;
 
 /* ---- optimizers (ps/opt.c) ---- */
 

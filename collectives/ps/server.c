@@ -42,7 +42,7 @@ enum { ST_HELLO, ST_PROOF, ST_FRAMES, ST_CLOSING };
 enum { ACCEPTED, HELD };
 
 struct piece {
-    struct piece *next; /* hash chain */
+    struct bt__hnode node;  /* first: in s->tab (common/hash.h) */
     char *name;
     uint32_t idx, npieces;
     uint64_t total, offset; /* elements of the whole key; first element of this piece */
@@ -60,7 +60,7 @@ struct conn {
     struct conn *next, *prev;
     int fd, state;
     uint32_t rank;
-    uint8_t cnonce[32], snonce[32];
+    struct bt__auth_server auth; /* the handshake's nonces */
     uint8_t *in;            /* the message being read: in[0..need) */
     size_t in_cap, in_len, need;
     struct bt__wbuf out;
@@ -78,9 +78,8 @@ struct bt__ps_server {
     int lfd, epfd, wakefd;
     int index;
     uint64_t instance;
-    uint8_t key[32];
-    struct piece **tab;
-    size_t tabsz, npieces;
+    uint8_t key[BT__AUTH_KEY]; /* SHA-256 of the job token */
+    struct bt__htab tab;    /* struct piece by (name, index); tab.n pieces */
     struct conn *conns;
     uint32_t nworkers;      /* 0 until the first worker says */
     uint8_t *closed;        /* per worker: said CLOSE */
@@ -100,16 +99,19 @@ struct bt__ps_server {
 
 /* ---- pieces ---- */
 
-static size_t hash(const char *name, uint32_t idx)
+static uint64_t hash(const char *name, uint32_t idx)
 {
-    return (size_t)bt__fnv1a_str(BT_FNV1A_INIT ^ idx, name);
+    return bt__fnv1a_str(BT_FNV1A_INIT ^ idx, name);
 }
 
 static struct piece *find_piece(struct bt__ps_server *s, const char *name, uint32_t idx)
 {
-    for (struct piece *p = s->tab[hash(name, idx) % s->tabsz]; p; p = p->next)
-        if (p->idx == idx && !strcmp(p->name, name))
+    uint64_t h = hash(name, idx);
+    for (struct bt__hnode *nd = bt__htab_chain(&s->tab, h); nd; nd = nd->next) {
+        struct piece *p = (struct piece *)nd;
+        if (nd->hash == h && p->idx == idx && !strcmp(p->name, name))
             return p;
+    }
     return NULL;
 }
 
@@ -122,30 +124,10 @@ static void free_piece(struct piece *p)
     free(p);
 }
 
-static int grow_table(struct bt__ps_server *s)
-{
-    size_t nsz = s->tabsz * 2;
-    struct piece **nt = calloc(nsz, sizeof(*nt));
-    if (!nt)
-        return BT_ERR_SYSTEM;
-    for (size_t i = 0; i < s->tabsz; i++)
-        for (struct piece *p = s->tab[i], *nx; p; p = nx) {
-            nx = p->next;
-            p->next = nt[hash(p->name, p->idx) % nsz];
-            nt[hash(p->name, p->idx) % nsz] = p;
-        }
-    free(s->tab);
-    s->tab = nt;
-    s->tabsz = nsz;
-    return BT_OK;
-}
-
 /* A new piece from its declaration (or a checkpoint entry); w is copied, m and v may be NULL. */
 static struct piece *add_piece(struct bt__ps_server *s, const struct bt__ps_ckpt_entry *e,
                                const void *w)
 {
-    if (s->npieces + 1 > s->tabsz && grow_table(s) != BT_OK)
-        return NULL;
     struct piece *p = calloc(1, sizeof(*p));
     size_t n = e->count ? e->count : 1;
     if (!p || !(p->name = strdup(e->name)) || !(p->w = calloc(4 * n, sizeof(float)))) {
@@ -161,10 +143,7 @@ static struct piece *add_piece(struct bt__ps_server *s, const struct bt__ps_ckpt
         memcpy(p->m, e->m, (size_t)e->count * 4);
     if (e->v)
         memcpy(p->v, e->v, (size_t)e->count * 4);
-    size_t h = hash(p->name, p->idx) % s->tabsz;
-    p->next = s->tab[h];
-    s->tab[h] = p;
-    s->npieces++;
+    bt__htab_insert(&s->tab, &p->node, hash(p->name, p->idx));
     if (p->applied > s->max_applied)
         s->max_applied = s->last_ckpt_step = p->applied;
     return p;
@@ -193,7 +172,7 @@ static uint64_t min_cnt(const struct bt__ps_server *s, const struct piece *p)
 
 static void reply_ok(struct conn *c, const void *payload, size_t n)
 {
-    size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_OK);
+    size_t st = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     bt__wbuf_put(&c->out, payload, n);
     bt__wbuf_frame_end(&c->out, st);
 }
@@ -209,7 +188,7 @@ static void reply_err(struct bt__ps_server *s, struct conn *c, int code, const c
     vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
     va_end(ap);
     BT_INFO(PS, "to worker %u at %s: %s", c->rank, c->peer, msg);
-    size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_ERROR);
+    size_t st = bt__wbuf_frame_begin(&c->out, BT__ST_ERROR);
     bt__wbuf_u32(&c->out, (uint32_t)code);
     bt__wbuf_bytes(&c->out, msg, strlen(msg));
     bt__wbuf_frame_end(&c->out, st);
@@ -402,7 +381,7 @@ static void do_pull(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
             hold(c, it[i].p);
         else {
             c->held = 0;
-            size_t st = bt__wbuf_frame_begin(&c->out, BT__PS_OK);
+            size_t st = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
             for (i = 0; i < n; i++)
                 bt__wbuf_put(&c->out, it[i].p->w, (size_t)it[i].p->count * 4);
             bt__wbuf_frame_end(&c->out, st);
@@ -484,29 +463,22 @@ static void on_frame(struct bt__ps_server *s, struct conn *c)
 
 static void on_hello(struct conn *c)
 {
-    uint8_t out[BT__PS_CHALLENGE_LEN];
-    uint32_t ver = bt__le32(c->in + 8);
-    if (bt__le64(c->in) != BT__PS_MAGIC) {
-        BT_WARN(PS, "%s is not a baton ps client (wrong magic); closing", c->peer);
+    uint8_t out[BT__AUTH_CHALLENGE_LEN];
+    int outcome = bt__auth_server_hello(&c->auth, &bt__ps_auth, c->in, out);
+    if (outcome == BT__AUTH_NOT_PEER || outcome == BT__AUTH_CRYPTO) {
+        BT_WARN(PS, "%s is not a baton ps client (%s); closing", c->peer,
+                outcome == BT__AUTH_CRYPTO ? "no random bytes for its challenge" : "wrong magic");
+        c->state = ST_CLOSING;
+        return;
+    }
+    bt__wbuf_put(&c->out, out, sizeof(out));
+    if (outcome == BT__AUTH_VERSION) {
+        BT_WARN(PS, "%s speaks ps protocol version %u, this server %u; closing", c->peer,
+                bt__le32(c->in + 8), BT__PS_VERSION);
         c->state = ST_CLOSING;
         return;
     }
     c->rank = bt__le32(c->in + 12);
-    memcpy(c->cnonce, c->in + 24, 32);
-    uint32_t st = ver == BT__PS_VERSION ? BT__PS_OK : BT__PS_BAD_VERSION;
-    if (bt__rdzv_random(c->snonce, 32) != 0)
-        st = BT__PS_BAD_TOKEN;
-    bt__put_le64(out, BT__PS_MAGIC);
-    bt__put_le32(out + 8, BT__PS_VERSION);
-    bt__put_le32(out + 12, st);
-    memcpy(out + 16, c->snonce, 32);
-    bt__wbuf_put(&c->out, out, sizeof(out));
-    if (st != BT__PS_OK) {
-        BT_WARN(PS, "%s speaks ps protocol version %u, this server %u; closing", c->peer, ver,
-                BT__PS_VERSION);
-        c->state = ST_CLOSING;
-        return;
-    }
     c->state = ST_PROOF;
     c->need = BT__PS_PROOF_LEN;
     c->resume = bt__le32(c->in + 16); /* nworkers: checked once the token is */
@@ -519,41 +491,38 @@ static uint32_t check_worker(struct bt__ps_server *s, struct conn *c, uint32_t n
         (s->nworkers && s->nworkers != nworkers)) {
         BT_WARN(PS, "%s: worker %u of %u does not fit this job of %u workers; closing", c->peer,
                 c->rank, nworkers, s->nworkers);
-        return BT__PS_BAD_WORKER;
+        return BT__ST_BAD_WORKER;
     }
     if (!s->nworkers) {
         s->closed = calloc(nworkers, 1);
         s->gone_ns = calloc(nworkers, sizeof(*s->gone_ns));
         if (!s->closed || !s->gone_ns)
-            return BT__PS_BAD_WORKER;
+            return BT__ST_BAD_WORKER;
         s->nworkers = nworkers;
         BT_INFO(PS, "serving a job of %u workers", nworkers);
     }
     s->gone_ns[c->rank] = 0;
-    return BT__PS_OK;
+    return BT__ST_OK;
 }
 
 static void on_proof(struct bt__ps_server *s, struct conn *c)
 {
-    uint8_t mac[32], out[BT__PS_RESULT_LEN] = {0};
-    uint32_t st = BT__PS_OK;
-    if (bt__rdzv_mac(s->key, BT__PS_LABEL_CLIENT, c->cnonce, c->snonce, mac) != 0 ||
-        !bt__rdzv_mac_equal(mac, c->in)) {
+    uint8_t extra[12], out[BT__PS_RESULT_LEN];
+    uint32_t st = BT__ST_OK;
+    if (!bt__auth_server_proof(&c->auth, &bt__ps_auth, s->key, c->in)) {
         BT_WARN(PS, "%s (worker %u) failed authentication (wrong BATON_TOKEN: another job?); "
                     "closing", c->peer, c->rank);
-        st = BT__PS_BAD_TOKEN;
+        st = BT__ST_BAD_TOKEN;
     } else
         st = check_worker(s, c, c->resume);
     c->resume = 0;
-    bt__put_le32(out, st);
-    bt__put_le32(out + 4, (uint32_t)s->index);
-    bt__put_le64(out + 8, s->instance);
-    if (st == BT__PS_OK)
-        bt__rdzv_mac(s->key, BT__PS_LABEL_SERVER, c->snonce, c->cnonce, out + 16);
+    bt__put_le32(extra, (uint32_t)s->index);
+    bt__put_le64(extra + 4, s->instance);
+    st = bt__auth_result(&c->auth, &bt__ps_auth, s->key, st, extra, out);
     bt__wbuf_put(&c->out, out, sizeof(out));
-    c->state = st == BT__PS_OK ? ST_FRAMES : ST_CLOSING;
+    c->state = st == BT__ST_OK ? ST_FRAMES : ST_CLOSING;
     c->need = 5;
-    if (st == BT__PS_OK)
+    if (st == BT__ST_OK)
         BT_INFO(PS, "worker %u connected from %s", c->rank, c->peer);
 }
 
@@ -729,12 +698,12 @@ int bt__ps_server_checkpoint(struct bt__ps_server *s, struct bt__err *err)
 {
     if (!s->ckpt_path)
         return BT_OK;
-    struct bt__ps_ckpt_entry *e = calloc(s->npieces ? s->npieces : 1, sizeof(*e));
+    struct bt__ps_ckpt_entry *e = calloc(s->tab.n ? s->tab.n : 1, sizeof(*e));
     if (!e)
         return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: out of memory");
     size_t n = 0;
-    for (size_t i = 0; i < s->tabsz; i++)
-        for (struct piece *p = s->tab[i]; p; p = p->next)
+    for (size_t i = 0; i < s->tab.nb; i++)
+        for (struct piece *p = (struct piece *)s->tab.b[i]; p; p = (struct piece *)p->node.next)
             e[n++] = (struct bt__ps_ckpt_entry){
                 .name = p->name, .piece = p->idx, .npieces = p->npieces, .total = p->total,
                 .offset = p->offset, .count = p->count, .opt = p->opt, .applied = p->applied,
@@ -853,10 +822,10 @@ void bt__ps_server_destroy(struct bt__ps_server *s)
     }
     while (s->conns)
         drop(s, s->conns);
-    for (size_t i = 0; i < s->tabsz; i++)
-        for (struct piece *p = s->tab[i], *nx; p; p = nx) {
-            nx = p->next;
-            free_piece(p);
+    for (size_t i = 0; i < s->tab.nb; i++)
+        for (struct bt__hnode *nd = s->tab.b[i], *nx; nd; nd = nx) {
+            nx = nd->next;
+            free_piece((struct piece *)nd);
         }
     if (s->lfd >= 0)
         close(s->lfd);
@@ -864,7 +833,7 @@ void bt__ps_server_destroy(struct bt__ps_server *s)
         close(s->epfd);
     if (s->wakefd >= 0)
         close(s->wakefd);
-    free(s->tab);
+    bt__htab_free(&s->tab);
     free(s->closed);
     free(s->gone_ns);
     free(s->ckpt_path);
@@ -950,7 +919,7 @@ static int open_checkpoint(struct bt__ps_server *s, const struct bt__ps_server_c
     BT_CHECK(bt__ps_ckpt_read(s->ckpt_path, (uint32_t)s->index, &found, reload, s, err));
     if (found)
         BT_WARN(PS, "ps server %d resumed from %s: %zu pieces, step %llu", s->index,
-                s->ckpt_path, s->npieces, (unsigned long long)s->max_applied);
+                s->ckpt_path, s->tab.n, (unsigned long long)s->max_applied);
     s->ckpt_secs = cfg->ckpt_secs, s->ckpt_steps = cfg->ckpt_steps;
     s->last_ckpt_ns = bt__now_ns();
     return BT_OK;
@@ -960,13 +929,12 @@ static int setup(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg, i
                  struct bt__err *err)
 {
     BT_CHECK(bt__sock_listen(cfg->host, cfg->port, 1024, &s->lfd, port, err));
-    s->epfd = epoll_create1(EPOLL_CLOEXEC);
-    s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event a = {.events = EPOLLIN, .data.ptr = &s->lfd};
     struct epoll_event b = {.events = EPOLLIN, .data.ptr = &s->wakefd};
-    if (s->epfd < 0 || s->wakefd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &a) != 0 ||
-        epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &b) != 0)
-        return bt__err_set(err, BT_ERR_SYSTEM, "ps server: epoll: %s", strerror(errno));
+    BT_SYSCHECK(s->epfd = epoll_create1(EPOLL_CLOEXEC), "ps server: epoll_create1", err);
+    BT_SYSCHECK(s->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "ps server: eventfd", err);
+    BT_SYSCHECK(epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &a), "ps server: epoll_ctl", err);
+    BT_SYSCHECK(epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->wakefd, &b), "ps server: epoll_ctl", err);
     if (cfg->rdzv && *cfg->rdzv)
         BT_CHECK(publish(s, cfg, *port, err));
     else {
@@ -985,17 +953,16 @@ int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_serv
     struct bt__ps_server *s = calloc(1, sizeof(*s));
     int port = 0, rc;
     *out = NULL;
-    if (!s || !(s->tab = calloc(64, sizeof(*s->tab)))) {
+    if (!s || bt__htab_init(&s->tab, 64) != 0) {
         free(s);
         return bt__err_set(err, BT_ERR_SYSTEM, "ps server: out of memory");
     }
     s->lfd = s->epfd = s->wakefd = -1;
-    s->tabsz = 64;
     s->index = cfg->index;
     s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__comm_timeout_s();
     s->exit_when_done = cfg->exit_when_done;
-    bt__rdzv_key(cfg->token ? cfg->token : "", s->key);
-    bt__rdzv_random((uint8_t *)&s->instance, sizeof(s->instance));
+    bt__auth_key(cfg->token ? cfg->token : "", s->key);
+    bt__auth_random((uint8_t *)&s->instance, sizeof(s->instance));
     BT_CHECK_GOTO(setup(s, cfg, &port, err), rc, fail);
     if (bound_port)
         *bound_port = port;

@@ -47,6 +47,7 @@
 #include "common/log.h"
 #include "common/param.h"
 #include "common/sock.h"
+#include "common/wire.h"
 
 BT_PARAM_INT(nsocks, "BATON_NSOCKS", 2)
 BT_PARAM_INT(sockbuf, "BATON_SOCKBUF", 4 << 20)
@@ -108,8 +109,7 @@ static int addr_by_spec(struct bt_comm *c, const char *spec, char *host, size_t 
                         char *ifn, size_t ifcap)
 {
     struct ifaddrs *all = NULL;
-    if (getifaddrs(&all) != 0)
-        return bt__err_set(&c->err, BT_ERR_SYSTEM, "getifaddrs: %s", strerror(errno));
+    BT_SYSCHECK(getifaddrs(&all), "getifaddrs", &c->err);
     char seen[256] = "";
     int found = 0;
     for (int fam = 0; fam < 2 && !found; fam++)
@@ -219,28 +219,6 @@ static int pick_address(struct bt_comm *c, char *host, size_t cap)
 
 /* ---- connection setup ---- */
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static uint64_t job_cookie(const struct bt_comm *c)
 {
     return bt__fnv1a_str(bt__fnv1a_str(BT_FNV1A_INIT, c->token_hash), c->prefix);
@@ -279,9 +257,12 @@ static int connect_peer(struct bt_comm *c, int peer, int64_t deadline)
         t->fds[peer * t->nsocks + k] = fd;
         set_bufs(fd);
         uint8_t h[HELLO_BYTES] = {0};
-        put64(h, TCP_MAGIC), put32(h + 8, TCP_VERSION), put32(h + 12, (uint32_t)c->rank);
-        put32(h + 16, (uint32_t)k), put32(h + 20, (uint32_t)t->nsocks);
-        put64(h + 24, job_cookie(c));
+        bt__put_le64(h, TCP_MAGIC);
+        bt__put_le32(h + 8, TCP_VERSION);
+        bt__put_le32(h + 12, (uint32_t)c->rank);
+        bt__put_le32(h + 16, (uint32_t)k);
+        bt__put_le32(h + 20, (uint32_t)t->nsocks);
+        bt__put_le64(h + 24, job_cookie(c));
         if (bt__sock_send_all(fd, h, sizeof(h), deadline, &e) != BT_OK)
             return bt__err_set(&c->err, BT_ERR_REMOTE, "hello to rank %d: %s", peer, e.msg);
     }
@@ -302,10 +283,10 @@ static int accept_one(struct bt_comm *c, int fd, int64_t deadline)
         close(fd);
         return BT_OK;
     }
-    uint32_t r = get32(h + 12), k = get32(h + 16);
-    if (get64(h) != TCP_MAGIC || get32(h + 8) != TCP_VERSION || get64(h + 24) != job_cookie(c) ||
-        get32(h + 20) != (uint32_t)t->nsocks || r <= (uint32_t)c->rank ||
-        r >= (uint32_t)c->size || k >= (uint32_t)t->nsocks || t->fds[r * t->nsocks + k] >= 0) {
+    uint32_t r = bt__le32(h + 12), k = bt__le32(h + 16);
+    if (bt__le64(h) != TCP_MAGIC || bt__le32(h + 8) != TCP_VERSION ||
+        bt__le64(h + 24) != job_cookie(c) || bt__le32(h + 20) != (uint32_t)t->nsocks ||
+        r <= (uint32_t)c->rank || r >= (uint32_t)c->size || k >= (uint32_t)t->nsocks || t->fds[r * t->nsocks + k] >= 0) {
         BT_WARN(NET, "rank %d: dropped a connection from %s: not a peer of this job (or "
                 "BATON_NSOCKS differs)", c->rank, peer);
         close(fd);

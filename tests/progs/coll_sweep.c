@@ -31,8 +31,6 @@ struct ctx {
     char *send, *recv, *want; /* each maxc * 8 * n bytes */
 };
 
-static const char *dtn[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8"};
-static const char *opn[] = {"sum", "prod", "min", "max", "avg"};
 
 /* ---- inputs and the reference (as in tests/unit/test_coll.c) ---- */
 

@@ -25,8 +25,6 @@
 
 #define BIG (1048576 + 3)
 
-static const char *dtn[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8"};
-static const char *opn[] = {"sum", "prod", "min", "max", "avg"};
 
 static double get(const void *p, size_t i, bt_dtype dt)
 {

@@ -49,18 +49,6 @@ struct rank_ctx {
 
 /* ---- one rank's sweep ---- */
 
-static void failf(struct rank_ctx *x, const char *fmt, ...)
-{
-    if (x->fail[0])
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->fail, sizeof(x->fail), fmt, ap);
-    va_end(ap);
-}
-
-static const char *dtn[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8"};
-static const char *opn[] = {"sum", "prod", "min", "max", "avg"};
 
 struct bufs {
     char *send, *recv, *want;

@@ -481,7 +481,7 @@ static int raw_call(int fd, const struct bt__wbuf *b, int *code, char *msg, size
     assert_true(len <= sizeof(body));
     if (bt__sock_recv_all(fd, body, len, dl, &err) != BT_OK)
         return -1;
-    if (hdr[4] == BT__PS_ERROR) {
+    if (hdr[4] == BT__ST_ERROR) {
         *code = (int)bt__le32(body);
         snprintf(msg, cap, "%.*s", (int)bt__le32(body + 4), (char *)body + 8);
     }
@@ -540,20 +540,20 @@ static void test_bad_frames(void **state)
     /* unknown key, then the connection still works */
     fd = raw_worker(&c, 1, 2);
     frame(&b, BT__PS_PULL, 1, "nope", 0, 4, 0);
-    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__PS_ERROR);
+    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_ERROR);
     assert_int_equal(code, BT_ERR_INVALID_ARG);
     assert_non_null(strstr(msg, "unknown key 'nope'"));
     /* a shape mismatch */
     frame(&b, BT__PS_PUSH, 1, "k", 0, 5, 1);
-    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__PS_ERROR);
+    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_ERROR);
     assert_non_null(strstr(msg, "shape mismatch: key 'k' piece 0/1 holds 4 floats, the push has 5"));
     b.len = 0;
     bt__wbuf_frame_end(&b, bt__wbuf_frame_begin(&b, BT__PS_PING));
-    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__PS_OK);
+    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_OK);
     /* a malformed PUSH (says 3 items, carries 1): error, then closed */
     frame(&b, BT__PS_PUSH, 1, "k", 0, 4, 1);
     bt__put_le32(b.p + 5, 3);
-    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__PS_ERROR);
+    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_ERROR);
     assert_non_null(strstr(msg, "malformed PUSH"));
     assert_true(closed_by_peer(fd));
     close(fd);
@@ -565,7 +565,7 @@ static void test_bad_frames(void **state)
     big[4] = BT__PS_PUSH;
     b.len = 0;
     bt__wbuf_put(&b, big, 5);
-    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__PS_ERROR);
+    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_ERROR);
     assert_non_null(strstr(msg, "over the limit"));
     assert_true(closed_by_peer(fd));
     close(fd);
@@ -574,7 +574,7 @@ static void test_bad_frames(void **state)
     fd = raw_worker(&c, 1, 2);
     b.len = 0;
     bt__wbuf_frame_end(&b, bt__wbuf_frame_begin(&b, 99));
-    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__PS_ERROR);
+    assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_ERROR);
     close(fd);
 
     /* a wrong token, a wrong job shape, a rank out of range */

@@ -134,18 +134,6 @@ struct rank_ctx {
     char *send, *dev, *host, *want; /* dev: the staged output ("device"), host: host path's */
 };
 
-static void failf(struct rank_ctx *x, const char *fmt, ...)
-{
-    if (x->fail[0])
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->fail, sizeof(x->fail), fmt, ap);
-    va_end(ap);
-}
-
-static const char *dtn[] = {"f32", "f64", "f16", "bf16", "i32", "i64", "u8"};
-static const char *opn[] = {"sum", "prod", "min", "max", "avg"};
 static const char *kindn[] = {"allreduce", "broadcast", "allgather", "reduce_scatter", "reduce"};
 
 /* Runs a on the staged path (into x->dev) and on the host path (into x->host); send was

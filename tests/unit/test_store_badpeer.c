@@ -50,10 +50,10 @@ static ssize_t raw_until_closed(int fd, void *buf, size_t cap, double seconds)
     }
 }
 
-static void raw_hello(int fd, uint64_t magic, uint32_t version, uint8_t cn[BT__RDZV_NONCE])
+static void raw_hello(int fd, uint64_t magic, uint32_t version, uint8_t cn[BT__AUTH_NONCE])
 {
     uint8_t h[BT__RDZV_HELLO_LEN];
-    memset(cn, 7, BT__RDZV_NONCE);
+    memset(cn, 7, BT__AUTH_NONCE);
     bt__rdzv_hello(h, version, BT__RDZV_KIND_CLIENT, cn);
     bt__put_le64(h, magic);
     raw_send(fd, h, sizeof(h));
@@ -63,15 +63,15 @@ static void raw_hello(int fd, uint64_t magic, uint32_t version, uint8_t cn[BT__R
 static int raw_authed(struct fx *f)
 {
     int fd = raw_connect(f->port);
-    uint8_t cn[BT__RDZV_NONCE], ch[BT__RDZV_CHALLENGE_LEN], key[32], mac[BT__RDZV_MAC];
+    uint8_t cn[BT__AUTH_NONCE], ch[BT__RDZV_CHALLENGE_LEN], key[32], mac[BT__AUTH_MAC];
     uint8_t res[BT__RDZV_RESULT_LEN];
     raw_hello(fd, BT__RDZV_MAGIC, BT__RDZV_VERSION, cn);
     assert_int_equal(recv(fd, ch, sizeof(ch), MSG_WAITALL), (ssize_t)sizeof(ch));
-    bt__rdzv_key(FX_TOKEN, key);
-    assert_int_equal(bt__rdzv_mac(key, BT__RDZV_LABEL_CLIENT, cn, ch + 16, mac), 0);
+    bt__auth_key(FX_TOKEN, key);
+    assert_int_equal(bt__auth_mac(key, BT__RDZV_LABEL_CLIENT, cn, ch + 16, mac), 0);
     raw_send(fd, mac, sizeof(mac));
     assert_int_equal(recv(fd, res, sizeof(res), MSG_WAITALL), (ssize_t)sizeof(res));
-    assert_int_equal(bt__le32(res), BT__RDZV_OK);
+    assert_int_equal(bt__le32(res), BT__ST_OK);
     return fd;
 }
 
@@ -119,7 +119,7 @@ static void test_garbage(void **state)
 static void test_wrong_magic(void **state)
 {
     struct fx *f = *state;
-    uint8_t cn[BT__RDZV_NONCE], back[64];
+    uint8_t cn[BT__AUTH_NONCE], back[64];
     int fd = raw_connect(f->port);
     raw_hello(fd, 0x1122334455667788ULL, BT__RDZV_VERSION, cn);
     assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), 0);
@@ -130,11 +130,11 @@ static void test_wrong_magic(void **state)
 static void test_wrong_version(void **state)
 {
     struct fx *f = *state;
-    uint8_t cn[BT__RDZV_NONCE], back[64];
+    uint8_t cn[BT__AUTH_NONCE], back[64];
     int fd = raw_connect(f->port);
     raw_hello(fd, BT__RDZV_MAGIC, 99, cn);
     assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), BT__RDZV_CHALLENGE_LEN);
-    assert_int_equal(bt__le32(back + 12), BT__RDZV_BAD_VERSION);
+    assert_int_equal(bt__le32(back + 12), BT__ST_BAD_VERSION);
     close(fd);
     good_client_works(f);
     assert_true(log_has("protocol version 99", "127.0.0.1:"));
@@ -143,14 +143,14 @@ static void test_wrong_version(void **state)
 static void test_wrong_token_raw(void **state)
 {
     struct fx *f = *state;
-    uint8_t cn[BT__RDZV_NONCE], back[128], proof[BT__RDZV_MAC] = {0};
+    uint8_t cn[BT__AUTH_NONCE], back[128], proof[BT__AUTH_MAC] = {0};
     int fd = raw_connect(f->port);
     raw_hello(fd, BT__RDZV_MAGIC, BT__RDZV_VERSION, cn);
     assert_int_equal(recv(fd, back, BT__RDZV_CHALLENGE_LEN, MSG_WAITALL), BT__RDZV_CHALLENGE_LEN);
-    assert_int_equal(bt__le32(back + 12), BT__RDZV_OK);
+    assert_int_equal(bt__le32(back + 12), BT__ST_OK);
     raw_send(fd, proof, sizeof(proof));
     assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), BT__RDZV_RESULT_LEN);
-    assert_int_equal(bt__le32(back), BT__RDZV_BAD_TOKEN);
+    assert_int_equal(bt__le32(back), BT__ST_BAD_TOKEN);
     close(fd);
     good_client_works(f);
 }
@@ -244,8 +244,8 @@ static void test_pipelined_while_parked(void **state)
     uint8_t r[64];
     size_t want = 4 + 1 + 8 + 4 + 6 + 4 + 1; /* TIMEOUT {1, 1, "absent"} then OK */
     assert_int_equal(recv(fd, r, want, MSG_WAITALL), (ssize_t)want);
-    assert_int_equal(r[4], BT__RDZV_TIMEOUT);
-    assert_int_equal(r[want - 1], BT__RDZV_OK);
+    assert_int_equal(r[4], BT__ST_TIMEOUT);
+    assert_int_equal(r[want - 1], BT__ST_OK);
     /* A client that floods while parked is dropped. */
     b.len = 0;
     fr = bt__wbuf_frame_begin(&b, BT__RDZV_WAIT);
@@ -300,18 +300,18 @@ static void *fake_main(void *arg)
     struct fake *fk = arg;
     struct pollfd p = {.fd = fk->lfd, .events = POLLIN}; /* the listener is non-blocking */
     int fd = poll(&p, 1, 5000) == 1 ? accept(fk->lfd, NULL, NULL) : -1;
-    uint8_t hello[BT__RDZV_HELLO_LEN], out[BT__RDZV_CHALLENGE_LEN], sn[BT__RDZV_NONCE] = {1};
-    uint8_t proof[BT__RDZV_MAC], res[BT__RDZV_RESULT_LEN] = {0};
+    uint8_t hello[BT__RDZV_HELLO_LEN], out[BT__RDZV_CHALLENGE_LEN], sn[BT__AUTH_NONCE] = {1};
+    uint8_t proof[BT__AUTH_MAC], res[BT__RDZV_RESULT_LEN] = {0};
     if (fd < 0) return NULL;
     if (recv(fd, hello, sizeof(hello), MSG_WAITALL) == (ssize_t)sizeof(hello)) {
         if (fk->mode == FAKE_NOT_A_STORE) {
             send(fd, "HTTP/1.1 400 Bad Request\r\n\r\n0123456789012345678901", 48, MSG_NOSIGNAL);
         } else if (fk->mode == FAKE_BAD_VERSION) {
-            bt__rdzv_challenge(out, BT__RDZV_BAD_VERSION, sn);
+            bt__auth_challenge(&bt__rdzv_auth, BT__ST_BAD_VERSION, sn, out);
             bt__put_le32(out + 8, 2);
             send(fd, out, sizeof(out), MSG_NOSIGNAL);
         } else if (fk->mode == FAKE_BAD_PROOF) {
-            bt__rdzv_challenge(out, BT__RDZV_OK, sn);
+            bt__auth_challenge(&bt__rdzv_auth, BT__ST_OK, sn, out);
             send(fd, out, sizeof(out), MSG_NOSIGNAL);
             if (recv(fd, proof, sizeof(proof), MSG_WAITALL) == (ssize_t)sizeof(proof))
                 send(fd, res, sizeof(res), MSG_NOSIGNAL); /* OK, with an all-zero MAC */

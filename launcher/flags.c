@@ -1,0 +1,205 @@
+/* flags.c: the table of `baton run`'s flags (flags.h), their one parser and their usage lines.
+ *
+ * Each row names the flag, its value, the commands that take it, how the value is checked
+ * (kind and range) and where it goes (an offset into struct bt__spec_flags for the spec
+ * flags, into struct bt__run_opts for the rest). Integers are strict decimal (no sign, no
+ * k/M suffix): they count nodes, workers and restarts, not bytes.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/param.h"
+#include "launcher/flags.h"
+
+enum kind {
+    K_COUNT,    /* int in [min, max], or "auto" (stored as 0) */
+    K_INT,      /* int in [min, max] */
+    K_SECONDS,  /* double in [min, 1e7]; min in milliseconds */
+    K_SOURCE,   /* a --spec source name */
+    K_ENDPOINT, /* HOST:PORT, port 1..65535 (the string is kept) */
+    K_DIR,      /* a non-empty path (the string is kept) */
+    K_BIND,     /* none|core|numa|gpu */
+    K_OFF,      /* no value: sets an int to 0 */
+};
+
+struct flag {
+    const char *name, *alias; /* alias: a one-letter form, or NULL */
+    const char *metavar;      /* NULL for K_OFF */
+    unsigned cmds;
+    enum kind kind;
+    int min, max;
+    size_t off;       /* in struct bt__spec_flags (BT_FLAGS_SPEC) or struct bt__run_opts */
+    const char *help; /* '\n' starts a continuation line */
+};
+
+#define SF(f) offsetof(struct bt__spec_flags, f)
+#define RO(f) offsetof(struct bt__run_opts, f)
+#define SPEC  (BT_FLAGS_SPEC | BT_FLAGS_RUN)
+#define RUN   BT_FLAGS_RUN
+
+/* Ranges: `baton spec` shows what `baton run` would derive, so both take what run takes.
+ * -n stops at 4096 workers per node like `baton topo -n`; a node rank is below --nnodes. */
+static const struct flag flags[] = {
+    {"--nproc-per-node", "-n", "N|auto", SPEC, K_COUNT, 1, 4096, SF(nproc_per_node),
+     "workers on this node (auto: one per GPU, else 1)"},
+    {"--nnodes", NULL, "N", SPEC, K_INT, 1, 1 << 20, SF(nnodes), "nodes in the job"},
+    {"--node-rank", NULL, "R", SPEC, K_INT, 0, (1 << 20) - 1, SF(node_rank),
+     "this node's rank (0..N-1); node 0 hosts the store"},
+    {"--rdzv", NULL, "HOST:PORT", SPEC, K_ENDPOINT, 0, 0, SF(rdzv), "node 0's store endpoint"},
+    {"--rdzv-port", NULL, "P", SPEC, K_INT, 0, 65535, SF(rdzv_port),
+     "the store's port (default: the master's port + 1)"},
+    {"--spec", NULL, "SRC", SPEC, K_SOURCE, 0, 0, SF(source), "where the cluster spec comes from:"},
+    {"--max-restarts", NULL, "K", RUN, K_INT, 0, 1000000, RO(max_restarts),
+     "restart all workers after a failure, up to K times"},
+    {"--join-timeout", NULL, "SEC", RUN, K_SECONDS, 1, 0, RO(join_timeout_s),
+     "wait this long for the store and the nodes (300)"},
+    {"--grace", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(grace_s),
+     "SIGTERM, then SIGKILL after SEC (10)"},
+    {"--log-dir", NULL, "DIR", RUN, K_DIR, 0, 0, RO(log_dir),
+     "also write each rank's output to DIR/rank.<r>.log"},
+    {"--no-tag-output", NULL, NULL, RUN, K_OFF, 0, 0, RO(tag_output),
+     "no [rank] prefix (without --log-dir the workers\n"
+     "write straight to baton's stdout and stderr)"},
+    {"--ps", NULL, "N", RUN, K_INT, 0, BT_SPEC_MAX_PS, RO(nps),
+     "start N parameter servers on node 0 (`baton ps`);\n"
+     "workers get BATON_PS_SERVERS=N (same N on every node)"},
+    {"--bind", NULL, "MODE", RUN, K_BIND, 0, 0, RO(bind),
+     "none|core|numa|gpu: pin each worker by the node's\n"
+     "topology (see `baton topo`); gpu also sets\n"
+     "CUDA_VISIBLE_DEVICES (default none)"},
+};
+#define NFLAGS (sizeof(flags) / sizeof(flags[0]))
+
+/* One line in err: "NAME 'VALUE': why". Returns -1. */
+static int bad(struct bt__err *err, const char *name, const char *v, const char *why)
+{
+    bt__err_set(err, BT_ERR_INVALID_USAGE, "%s '%s': %s", name, v, why);
+    return -1;
+}
+
+static int set_int(const struct flag *f, const char *name, const char *v, int *out,
+                   struct bt__err *err)
+{
+    int64_t x;
+    char why[64];
+    if (f->kind == K_COUNT && !strcmp(v, "auto"))
+        return *out = 0, 1;
+    if (!*v || strspn(v, "0123456789") != strlen(v) || bt__parse_int(v, &x) != 0 ||
+        x < f->min || x > f->max) {
+        snprintf(why, sizeof(why), "want %san integer in %d..%d",
+                 f->kind == K_COUNT ? "auto or " : "", f->min, f->max);
+        return bad(err, name, v, why);
+    }
+    return *out = (int)x, 1;
+}
+
+/* Checks v as row f's value (the flag spelt name) and stores it at dst; 1, or -1. */
+static int set_value(const struct flag *f, const char *name, const char *v, void *dst,
+                     struct bt__err *err)
+{
+    char host[256], why[192];
+    int port, src;
+    double x;
+    switch (f->kind) {
+    case K_COUNT:
+    case K_INT:
+        return set_int(f, name, v, dst, err);
+    case K_SECONDS:
+        if (bt__parse_dbl(v, &x) != 0 || !(x >= f->min / 1000.0) || x > 1e7)
+            return bad(err, name, v, "want a number of seconds");
+        return *(double *)dst = x, 1;
+    case K_SOURCE:
+        if ((src = bt__spec_source_parse(v)) < 0) {
+            memcpy(why, "want ", 5);
+            bt__spec_source_list(why + 5, sizeof(why) - 5, ", ", " or ");
+            return bad(err, name, v, why);
+        }
+        return *(enum bt__spec_source *)dst = (enum bt__spec_source)src, 1;
+    case K_ENDPOINT:
+        if (bt__parse_endpoint(v, host, sizeof(host), &port) != 0 || port <= 0)
+            return bad(err, name, v, "want HOST:PORT with a port in 1..65535");
+        return *(const char **)dst = v, 1;
+    case K_DIR:
+        if (!*v)
+            return bad(err, name, v, "empty directory");
+        return *(const char **)dst = v, 1;
+    case K_BIND:
+        return bt__bind_parse(v, dst) == 0 ? 1 : bad(err, name, v, "want none, core, numa or gpu");
+    case K_OFF:
+        return *(int *)dst = 0, 1;
+    }
+    return -1;
+}
+
+/* The row argv's flag a names (with its value's start in *v when attached), or NULL. */
+static const struct flag *lookup(unsigned cmds, const char *a, const char **v)
+{
+    const char *eq = strchr(a, '=');
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    for (size_t k = 0; k < NFLAGS; k++) {
+        const struct flag *f = &flags[k];
+        if (!(f->cmds & cmds))
+            continue;
+        if ((strlen(f->name) == len && !strncmp(a, f->name, len)) ||
+            (f->alias && strlen(f->alias) == len && !strncmp(a, f->alias, len))) {
+            *v = eq ? eq + 1 : NULL;
+            return f;
+        }
+        if (f->alias && !eq && !strncmp(a, f->alias, 2) && a[2]) { /* -n4 */
+            *v = a + 2;
+            return f;
+        }
+    }
+    return NULL;
+}
+
+int bt__flags_parse(unsigned cmds, struct bt__spec_flags *sf, struct bt__run_opts *ro, int argc,
+                    char **argv, int *i, struct bt__err *err)
+{
+    const char *v = NULL;
+    const struct flag *f = lookup(ro ? cmds : cmds & BT_FLAGS_SPEC, argv[*i], &v);
+    if (!f)
+        return 0;
+    const char *shown = f->alias && !strncmp(argv[*i], f->alias, 2) ? f->alias : f->name;
+    if (f->kind == K_OFF && v)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s takes no value", f->name), -1;
+    if (f->kind != K_OFF && !v) {
+        if (*i + 1 >= argc)
+            return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s needs a value", shown), -1;
+        v = argv[++*i];
+    }
+    void *dst = (f->cmds & BT_FLAGS_SPEC) ? (char *)sf + f->off : (char *)ro + f->off;
+    return set_value(f, shown, v ? v : "", dst, err);
+}
+
+/* Appends one usage row: "  -n, --name META" padded to column 31, then the help lines. */
+static size_t usage_row(const struct flag *f, char *out, size_t cap)
+{
+    char left[64], list[160];
+    size_t n;
+    snprintf(left, sizeof(left), "  %s%s%s%s", f->alias ? f->alias : "", f->alias ? ", " : "    ",
+             f->name, f->metavar ? " " : "");
+    snprintf(left + strlen(left), sizeof(left) - strlen(left), "%s", f->metavar ? f->metavar : "");
+    n = (size_t)snprintf(out, cap, "%-29s  ", left);
+    for (const char *h = f->help; *h && n < cap;) {
+        size_t l = strcspn(h, "\n");
+        n += (size_t)snprintf(out + n, cap > n ? cap - n : 0, "%.*s\n", (int)l, h);
+        h += l + (h[l] == '\n');
+        if (*h && n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%31s", "");
+    }
+    if (f->kind == K_SOURCE && n < cap) {
+        bt__spec_source_list(list, sizeof(list), "|", "|");
+        n += (size_t)snprintf(out + n, cap - n, "%31s%s\n", "", list);
+    }
+    return n;
+}
+
+void bt__flags_usage(unsigned cmds, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t k = 0; k < NFLAGS && n < cap; k++)
+        if (flags[k].cmds & cmds)
+            n += usage_row(&flags[k], out + n, cap - n);
+}
