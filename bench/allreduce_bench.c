@@ -43,8 +43,9 @@ static int gpu_setup(void)
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
-        fprintf(stderr, "allreduce_bench: --backend nccl|staged needs a GPU, and there is none "
-                        "(cudaGetDeviceCount: %s)\n",
+        fprintf(stderr,
+                "allreduce_bench: --backend nccl|staged needs a GPU, and there is none "
+                "(cudaGetDeviceCount: %s)\n",
                 e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
         return -1;
     }
@@ -116,8 +117,8 @@ static int small_allreduce(bt_comm *c, void *v, bt_dtype dt, bt_op op)
 {
     if (!small_dev)
         return bt_allreduce(c, v, v, 1, dt, op);
-    if (buf_copy(1, small_dev, v, 8) ||
-        bt_allreduce(c, small_dev, small_dev, 1, dt, op) != BT_OK || buf_copy(1, v, small_dev, 8))
+    if (buf_copy(1, small_dev, v, 8) || bt_allreduce(c, small_dev, small_dev, 1, dt, op) != BT_OK ||
+        buf_copy(1, v, small_dev, 8))
         return -1;
     return BT_OK;
 }
@@ -134,9 +135,12 @@ static int parse_size(const char *s, size_t *out)
     char *end;
     double v = strtod(s, &end);
     double mult = 1;
-    if (*end == 'K' || *end == 'k') mult = 1024, end++;
-    else if (*end == 'M' || *end == 'm') mult = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') mult = 1024.0 * 1024 * 1024, end++;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024.0 * 1024 * 1024, end++;
     if (end == s || *end || v <= 0)
         return -1;
     *out = (size_t)(v * mult);
@@ -145,9 +149,10 @@ static int parse_size(const char *s, size_t *out)
 
 static int usage(const char *why)
 {
-    fprintf(stderr, "allreduce_bench: %s\nusage: allreduce_bench "
-                    "[--backend shm|tcp|auto|nccl|staged] [-b MINBYTES] [-e MAXBYTES] "
-                    "[-f FACTOR] [-n ITERS] [-w WARMUP] [-o]\n",
+    fprintf(stderr,
+            "allreduce_bench: %s\nusage: allreduce_bench "
+            "[--backend shm|tcp|auto|nccl|staged] [-b MINBYTES] [-e MAXBYTES] "
+            "[-f FACTOR] [-n ITERS] [-w WARMUP] [-o]\n",
             why);
     return 2;
 }
@@ -182,9 +187,11 @@ static int parse(int argc, char **argv, struct args *a)
             if (set_backend(a, v))
                 return 2;
         } else if (!strcmp(o, "-b") || !strcmp(o, "--minbytes")) {
-            if (parse_size(v, &a->minb)) return usage("bad -b size (e.g. 4K, 64M)");
+            if (parse_size(v, &a->minb))
+                return usage("bad -b size (e.g. 4K, 64M)");
         } else if (!strcmp(o, "-e") || !strcmp(o, "--maxbytes")) {
-            if (parse_size(v, &a->maxb)) return usage("bad -e size (e.g. 4K, 64M)");
+            if (parse_size(v, &a->maxb))
+                return usage("bad -e size (e.g. 4K, 64M)");
         } else if (!strcmp(o, "-f") || !strcmp(o, "--stepfactor")) {
             a->factor = atof(v);
         } else if (!strcmp(o, "-n") || !strcmp(o, "--iters")) {
@@ -286,10 +293,12 @@ int main(int argc, char **argv)
                "#%12s %12s %8s %6s %10s %8s %8s %7s\n"
                "#%12s %12s %8s %6s %10s %8s %8s %7s\n",
                size, a.gpu ? "backend" : "transport",
-               a.gpu ? a.name : getenv("BATON_TRANSPORT") ? getenv("BATON_TRANSPORT") : "auto",
+               a.gpu                       ? a.name
+               : getenv("BATON_TRANSPORT") ? getenv("BATON_TRANSPORT")
+                                           : "auto",
                a.oop ? "out of place" : "in place", "size", "count", "type", "redop", "time",
-               "algbw", "busbw", "#wrong", "(B)", "(elements)", "", "", "(us)", "(GB/s)",
-               "(GB/s)", "");
+               "algbw", "busbw", "#wrong", "(B)", "(elements)", "", "", "(us)", "(GB/s)", "(GB/s)",
+               "");
     double bw_sum = 0;
     int nsizes = 0, rc = 0;
     for (double sz = (double)a.minb; sz <= (double)a.maxb * 1.0001; sz *= a.factor) {
@@ -307,8 +316,8 @@ int main(int argc, char **argv)
         nsizes++;
         rc |= wrong != 0;
         if (rank == 0)
-            printf(" %12zu %12zu %8s %6s %10.2f %8.2f %8.2f %7ld\n", bytes, count, "float",
-                   "sum", us, algbw, busbw, wrong);
+            printf(" %12zu %12zu %8s %6s %10.2f %8.2f %8.2f %7ld\n", bytes, count, "float", "sum",
+                   us, algbw, busbw, wrong);
     }
     if (rank == 0 && nsizes)
         printf("# Avg bus bandwidth    : %.3f\n", bw_sum / nsizes);

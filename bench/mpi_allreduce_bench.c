@@ -15,9 +15,12 @@ static int parse_size(const char *s, size_t *out)
 {
     char *end;
     double v = strtod(s, &end), mult = 1;
-    if (*end == 'K' || *end == 'k') mult = 1024, end++;
-    else if (*end == 'M' || *end == 'm') mult = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g') mult = 1024.0 * 1024 * 1024, end++;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024.0 * 1024 * 1024, end++;
     if (end == s || *end || v <= 0)
         return -1;
     *out = (size_t)(v * mult);
@@ -37,11 +40,16 @@ int main(int argc, char **argv)
     int iters = 20, warmup = 5, rank, size;
     MPI_Init(&argc, &argv);
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "-b")) parse_size(argv[i + 1], &minb);
-        else if (!strcmp(argv[i], "-e")) parse_size(argv[i + 1], &maxb);
-        else if (!strcmp(argv[i], "-f")) factor = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "-n")) iters = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "-w")) warmup = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "-b"))
+            parse_size(argv[i + 1], &minb);
+        else if (!strcmp(argv[i], "-e"))
+            parse_size(argv[i + 1], &maxb);
+        else if (!strcmp(argv[i], "-f"))
+            factor = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "-n"))
+            iters = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-w"))
+            warmup = atoi(argv[i + 1]);
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -51,8 +59,8 @@ int main(int argc, char **argv)
     memset(buf, 0, maxc * 4);
     if (rank == 0)
         printf("# mpi_allreduce_bench: %d ranks, float32 sum, in place\n"
-               "#%12s %12s %8s %6s %10s %8s %8s %7s\n", size, "size", "count", "type",
-               "redop", "time", "algbw", "busbw", "#wrong");
+               "#%12s %12s %8s %6s %10s %8s %8s %7s\n",
+               size, "size", "count", "type", "redop", "time", "algbw", "busbw", "#wrong");
     double bw_sum = 0;
     int nsizes = 0;
     for (double sz = (double)minb; sz <= (double)maxb * 1.0001; sz *= factor) {

@@ -190,11 +190,11 @@ static void run(const char *rdzv, size_t bytes, int nservers, int iters, int all
     long wrong = r[0].wrong + r[1].wrong;
     const char *ok = r[0].rc == BT_OK && r[1].rc == BT_OK ? "" : "  FAILED";
     if (allreduce)
-        printf("%10zu %9s %7s %10.6f %9.1f %8.3f %8.3f %7ld%s\n", bytes, "-", "allred", t,
-               1 / t, bytes / t / 1e9, bytes / t / 1e9, wrong, ok);
+        printf("%10zu %9s %7s %10.6f %9.1f %8.3f %8.3f %7ld%s\n", bytes, "-", "allred", t, 1 / t,
+               bytes / t / 1e9, bytes / t / 1e9, wrong, ok);
     else
-        printf("%10zu %9d %7s %10.6f %9.1f %8.3f %8s %7ld%s\n", bytes, nservers, "ps", t,
-               1 / t, 2.0 * bytes / t / 1e9, "-", wrong, ok);
+        printf("%10zu %9d %7s %10.6f %9.1f %8.3f %8s %7ld%s\n", bytes, nservers, "ps", t, 1 / t,
+               2.0 * bytes / t / 1e9, "-", wrong, ok);
     fflush(stdout);
 }
 
@@ -236,11 +236,15 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(rdzv, sizeof(rdzv), "127.0.0.1:%d", port);
-    printf("# 2 workers, sync SGD, loopback TCP; PS GB/s = (push + pull bytes) / time per worker\n");
+    printf(
+        "# 2 workers, sync SGD, loopback TCP; PS GB/s = (push + pull bytes) / time per worker\n");
     printf("%10s %9s %7s %10s %9s %8s %8s %7s\n", "size(B)", "servers", "what", "time(s)",
            "steps/s", "GB/s", "busbw", "#wrong");
     for (int i = 0; i < ns; i++) {
-        int it = iters > 0 ? (int)iters : sizes[i] <= (1 << 20) ? 200 : sizes[i] <= (8 << 20) ? 30 : 5;
+        int it = iters > 0               ? (int)iters
+                 : sizes[i] <= (1 << 20) ? 200
+                 : sizes[i] <= (8 << 20) ? 30
+                                         : 5;
         for (int s = 0; s < nsv; s++)
             run(rdzv, (size_t)sizes[i], (int)servers[s], it, 0);
         run(rdzv, (size_t)sizes[i], 0, it, 1);

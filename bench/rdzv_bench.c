@@ -87,7 +87,8 @@ static void sim_fail(struct round *r, struct sim *s, const char *why)
 {
     if (r->failed++ < 5)
         fprintf(stderr, "rdzv_bench: client %d failed in state %d: %s\n", s->id, s->state, why);
-    if (s->state <= ST_RESULT) r->inflight--;
+    if (s->state <= ST_RESULT)
+        r->inflight--;
     close(s->fd);
     s->fd = -1;
     s->state = ST_CLOSED;
@@ -116,9 +117,12 @@ static void sim_request(struct round *r, struct sim *s, uint8_t cmd, const char 
         bt__wbuf_u32(&b, BT__RDZV_NO_TIMEOUT);
         bt__wbuf_u32(&b, 1);
     }
-    if (cmd != BT__RDZV_GOODBYE) bt__wbuf_bytes(&b, key, strlen(key));
-    if (cmd == BT__RDZV_SET) bt__wbuf_bytes(&b, val, strlen(val));
-    if (cmd == BT__RDZV_ADD) bt__wbuf_u64(&b, 1);
+    if (cmd != BT__RDZV_GOODBYE)
+        bt__wbuf_bytes(&b, key, strlen(key));
+    if (cmd == BT__RDZV_SET)
+        bt__wbuf_bytes(&b, val, strlen(val));
+    if (cmd == BT__RDZV_ADD)
+        bt__wbuf_u64(&b, 1);
     bt__wbuf_frame_end(&b, f);
     s->have = 0;
     sim_send(r, s, b.p, b.len);
@@ -127,7 +131,8 @@ static void sim_request(struct round *r, struct sim *s, uint8_t cmd, const char 
 static void sim_start(struct round *r, struct sim *s)
 {
     s->fd = socket(r->ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) die("socket: %s (client %d; raise ulimit -n)", strerror(errno), s->id);
+    if (s->fd < 0)
+        die("socket: %s (client %d; raise ulimit -n)", strerror(errno), s->id);
     r->inflight++;
     s->state = ST_CONNECT;
     if (connect(s->fd, r->ai->ai_addr, r->ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
@@ -135,7 +140,8 @@ static void sim_start(struct round *r, struct sim *s)
         return;
     }
     struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = s};
-    if (epoll_ctl(r->ep, EPOLL_CTL_ADD, s->fd, &ev) != 0) die("epoll_ctl: %s", strerror(errno));
+    if (epoll_ctl(r->ep, EPOLL_CTL_ADD, s->fd, &ev) != 0)
+        die("epoll_ctl: %s", strerror(errno));
 }
 
 static void sim_connected(struct round *r, struct sim *s)
@@ -188,8 +194,7 @@ static void sim_step(struct round *r, struct sim *s)
                  s->id & 255);
         sim_request(r, s, BT__RDZV_SET, key, val);
         return;
-    default:
-        break;
+    default: break;
     }
     if (b[4] != BT__ST_OK) {
         sim_fail(r, s, "request refused");
@@ -220,8 +225,10 @@ static void sim_step(struct round *r, struct sim *s)
 /* Bytes the message now expected needs in total (0: not known yet). */
 static size_t sim_need(const struct sim *s)
 {
-    if (s->state == ST_CHALLENGE) return BT__RDZV_CHALLENGE_LEN;
-    if (s->state == ST_RESULT) return BT__RDZV_RESULT_LEN;
+    if (s->state == ST_CHALLENGE)
+        return BT__RDZV_CHALLENGE_LEN;
+    if (s->state == ST_RESULT)
+        return BT__RDZV_RESULT_LEN;
     return s->have >= 4 ? 4 + (size_t)bt__le32(s->buf) : 0;
 }
 
@@ -229,7 +236,8 @@ static void sim_readable(struct round *r, struct sim *s)
 {
     ssize_t n = recv(s->fd, s->buf + s->have, sizeof(s->buf) - s->have, 0);
     if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
         if (s->state == ST_BYE) { /* the store closed after our goodbye */
             close(s->fd);
             s->fd = -1;
@@ -246,14 +254,16 @@ static void sim_readable(struct round *r, struct sim *s)
         sim_fail(r, s, "reply too long");
         return;
     }
-    if (need && s->have >= need && s->state != ST_BYE) sim_step(r, s);
+    if (need && s->have >= need && s->state != ST_BYE)
+        sim_step(r, s);
 }
 
 static void drive(struct round *r, int64_t deadline, int until_joined)
 {
     struct epoll_event evs[1024];
     for (;;) {
-        if (until_joined ? r->joined + r->failed >= r->n : r->joined <= 0) return;
+        if (until_joined ? r->joined + r->failed >= r->n : r->joined <= 0)
+            return;
         while (until_joined && r->inflight < r->window && r->started < r->n)
             sim_start(r, &r->sims[r->started++]);
         if (bt__now_ns() > deadline)
@@ -279,7 +289,8 @@ static void verify(const char *host, int port, const char *token, const struct r
     char key[64], want[64];
     void *v;
     size_t len;
-    if (bt__store_connect(host, port, token, NULL, &st, &err) != BT_OK) die("verify: %s", err.msg);
+    if (bt__store_connect(host, port, token, NULL, &st, &err) != BT_OK)
+        die("verify: %s", err.msg);
     snprintf(key, sizeof(key), "%s/joined", r->prefix);
     snprintf(want, sizeof(want), "%d", r->n);
     if (bt__store_get(st, key, &v, &len, 5.0) != BT_OK || strcmp(v, want) != 0)
@@ -302,19 +313,22 @@ static double run_round(const char *host, int port, const char *token, int n, in
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     char ps[16];
     snprintf(ps, sizeof(ps), "%d", port);
-    if (getaddrinfo(host, ps, &hints, &r.ai) != 0) die("cannot resolve %s", host);
+    if (getaddrinfo(host, ps, &hints, &r.ai) != 0)
+        die("cannot resolve %s", host);
     snprintf(r.prefix, sizeof(r.prefix), "bench%d", round_no);
     bt__auth_key(token, r.key);
     r.sims = calloc((size_t)n, sizeof(*r.sims));
     r.seen = calloc((size_t)n, 1);
     r.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!r.sims || !r.seen || r.ep < 0) die("out of memory or descriptors");
+    if (!r.sims || !r.seen || r.ep < 0)
+        die("out of memory or descriptors");
     for (int i = 0; i < n; i++)
         r.sims[i] = (struct sim){.fd = -1, .state = ST_CONNECT, .id = i};
     int64_t t0 = bt__now_ns();
     drive(&r, t0 + 120000000000LL, 1);
     double took = (double)(bt__now_ns() - t0) / 1e9;
-    if (r.failed) die("%d of %d clients failed", r.failed, n);
+    if (r.failed)
+        die("%d of %d clients failed", r.failed, n);
     verify(host, port, token, &r);
     /* Goodbye from everyone; the store closes first, so its side holds the TIME_WAITs. */
     for (int i = 0; i < n; i++) {
@@ -381,10 +395,12 @@ int main(int argc, char **argv)
             fflush(stdout);
             pid_t parent = getpid();
             store_child = fork();
-            if (store_child < 0) die("fork: %s", strerror(errno));
+            if (store_child < 0)
+                die("fork: %s", strerror(errno));
             if (store_child == 0) {
                 prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the bench */
-                if (getppid() != parent) _exit(1);
+                if (getppid() != parent)
+                    _exit(1);
                 _exit(bt__store_server_run(srv) == BT_OK ? 0 : 1);
             }
             bt__store_server_destroy(srv); /* the parent's copies */

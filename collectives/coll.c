@@ -54,8 +54,8 @@ static int begin(bt_comm *c, const char *name)
 
 static int bad(bt_comm *c, const char *what)
 {
-    BT_WARN(COLL, "rank %d: %s #%llu: %s", c->rank, c->coll_name,
-            (unsigned long long)c->coll_seq, what);
+    BT_WARN(COLL, "rank %d: %s #%llu: %s", c->rank, c->coll_name, (unsigned long long)c->coll_seq,
+            what);
     return bt__err_set(&c->err, BT_ERR_INVALID_ARG, "%s #%llu: %s", c->coll_name,
                        (unsigned long long)c->coll_seq, what);
 }
@@ -96,18 +96,15 @@ static int pick_algo(bt_comm *c, size_t bytes)
     return bytes <= BT_RABENSEIFNER_MAX_BYTES ? BT_ALGO_RABENSEIFNER : BT_ALGO_RING;
 }
 
-static int run_algo(bt_comm *c, const struct bt__group *g, void *buf, size_t count,
-                    bt_dtype dt, bt_op op)
+static int run_algo(bt_comm *c, const struct bt__group *g, void *buf, size_t count, bt_dtype dt,
+                    bt_op op)
 {
     if (g->n == 1 || count == 0)
         return BT_OK;
     switch (pick_algo(c, count * bt_dtype_size(dt))) {
-    case BT_ALGO_RD:
-        return bt__rd_allreduce(c, g, buf, count, dt, op);
-    case BT_ALGO_RABENSEIFNER:
-        return bt__rabenseifner_allreduce(c, g, buf, count, dt, op);
-    default:
-        return bt__ring_allreduce(c, g, buf, count, dt, op);
+    case BT_ALGO_RD: return bt__rd_allreduce(c, g, buf, count, dt, op);
+    case BT_ALGO_RABENSEIFNER: return bt__rabenseifner_allreduce(c, g, buf, count, dt, op);
+    default: return bt__ring_allreduce(c, g, buf, count, dt, op);
     }
 }
 
@@ -136,8 +133,13 @@ static int p2p_allreduce(bt_comm *c, const struct bt__group *g, void *buf, size_
 static int hier_allreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt,
                           bt_op op)
 {
-    struct bt__coll_args a = {.send = send, .recv = recv, .count = count, .dtype = dt,
-                              .op = op == BT_AVG ? BT_SUM : op, .root = 0, .div = 1};
+    struct bt__coll_args a = {.send = send,
+                              .recv = recv,
+                              .count = count,
+                              .dtype = dt,
+                              .op = op == BT_AVG ? BT_SUM : op,
+                              .root = 0,
+                              .div = 1};
     BT_CHECK(c->intra->reduce(c, &a));
     if (c->local_rank == 0) {
         struct bt__group lg = {.n = c->nnodes, .me = c->node_rank, .ranks = c->leader_ranks};
@@ -158,8 +160,12 @@ static int allreduce_impl(bt_comm *c, const void *send, void *recv, size_t count
         }
         if (c->hierarchical)
             return hier_allreduce(c, send, recv, count, dt, op);
-        struct bt__coll_args a = {.send = send, .recv = recv, .count = count, .dtype = dt,
-                                  .op = op == BT_AVG ? BT_SUM : op, .root = -1,
+        struct bt__coll_args a = {.send = send,
+                                  .recv = recv,
+                                  .count = count,
+                                  .dtype = dt,
+                                  .op = op == BT_AVG ? BT_SUM : op,
+                                  .root = -1,
                                   .div = op == BT_AVG ? c->size : 1};
         return c->intra->reduce(c, &a);
     }
@@ -174,14 +180,18 @@ static int allreduce_impl(bt_comm *c, const void *send, void *recv, size_t count
 static int native_reduce(bt_comm *c, const struct bt__call *a)
 {
     if (c->size > 1 && c->intra && !c->inter) {
-        struct bt__coll_args ca = {.send = a->send, .recv = a->recv, .count = a->count,
-                                   .dtype = a->dtype, .op = a->op == BT_AVG ? BT_SUM : a->op,
-                                   .root = a->root, .div = a->op == BT_AVG ? c->size : 1};
+        struct bt__coll_args ca = {.send = a->send,
+                                   .recv = a->recv,
+                                   .count = a->count,
+                                   .dtype = a->dtype,
+                                   .op = a->op == BT_AVG ? BT_SUM : a->op,
+                                   .root = a->root,
+                                   .div = a->op == BT_AVG ? c->size : 1};
         return c->intra->reduce(c, &ca);
     }
     void *buf = a->recv;
-    if (c->rank != a->root &&
-        !(buf = bt__scratch(c, 2, a->count * bt_dtype_size(a->dtype))) && a->count)
+    if (c->rank != a->root && !(buf = bt__scratch(c, 2, a->count * bt_dtype_size(a->dtype))) &&
+        a->count)
         return c->err.code;
     return allreduce_impl(c, a->send, buf, a->count, a->dtype, a->op);
 }
@@ -220,9 +230,13 @@ static int native_reduce_scatter(bt_comm *c, const struct bt__call *a)
         return BT_OK;
     }
     if (c->intra && !c->inter) {
-        struct bt__coll_args ca = {.send = a->send, .recv = a->recv, .count = a->count,
-                                   .dtype = a->dtype, .op = a->op == BT_AVG ? BT_SUM : a->op,
-                                   .root = -1, .div = a->op == BT_AVG ? c->size : 1};
+        struct bt__coll_args ca = {.send = a->send,
+                                   .recv = a->recv,
+                                   .count = a->count,
+                                   .dtype = a->dtype,
+                                   .op = a->op == BT_AVG ? BT_SUM : a->op,
+                                   .root = -1,
+                                   .div = a->op == BT_AVG ? c->size : 1};
         return c->intra->reduce_scatter(c, &ca);
     }
     return p2p_reduce_scatter(c, a->send, a->recv, a->count, a->dtype, a->op);
@@ -233,7 +247,9 @@ static int native_allgather(bt_comm *c, const struct bt__call *a)
     size_t es = bt_dtype_size(a->dtype);
     char *mine = (char *)a->recv + (size_t)c->rank * a->count * es;
     if (c->size > 1 && c->intra && !c->inter) {
-        struct bt__coll_args ca = {.send = a->send, .recv = a->recv, .count = a->count,
+        struct bt__coll_args ca = {.send = a->send,
+                                   .recv = a->recv,
+                                   .count = a->count,
                                    .dtype = a->dtype};
         return c->intra->allgather(c, &ca);
     }
@@ -250,7 +266,9 @@ static int native_broadcast(bt_comm *c, const struct bt__call *a)
     if (c->size == 1 || a->count == 0)
         return BT_OK;
     if (c->intra && !c->inter) {
-        struct bt__coll_args ca = {.recv = a->recv, .count = a->count, .dtype = a->dtype,
+        struct bt__coll_args ca = {.recv = a->recv,
+                                   .count = a->count,
+                                   .dtype = a->dtype,
                                    .root = a->root};
         return c->intra->broadcast(c, &ca);
     }
@@ -273,18 +291,12 @@ int bt__host_run(bt_comm *c, const struct bt__call *a)
     if (c->mpi)
         return c->mpi->run(c, a);
     switch (a->kind) {
-    case BT_COLL_ALLREDUCE:
-        return allreduce_impl(c, a->send, a->recv, a->count, a->dtype, a->op);
-    case BT_COLL_BROADCAST:
-        return native_broadcast(c, a);
-    case BT_COLL_ALLGATHER:
-        return native_allgather(c, a);
-    case BT_COLL_REDUCE_SCATTER:
-        return native_reduce_scatter(c, a);
-    case BT_COLL_REDUCE:
-        return native_reduce(c, a);
-    case BT_COLL_BARRIER:
-        return native_barrier(c);
+    case BT_COLL_ALLREDUCE: return allreduce_impl(c, a->send, a->recv, a->count, a->dtype, a->op);
+    case BT_COLL_BROADCAST: return native_broadcast(c, a);
+    case BT_COLL_ALLGATHER: return native_allgather(c, a);
+    case BT_COLL_REDUCE_SCATTER: return native_reduce_scatter(c, a);
+    case BT_COLL_REDUCE: return native_reduce(c, a);
+    case BT_COLL_BARRIER: return native_barrier(c);
     }
     return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d", (int)a->kind);
 }
@@ -324,8 +336,12 @@ int bt_allreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtyp
 {
     BT_CHECK(begin(c, "allreduce"));
     BT_CHECK(check(c, send, recv, count, 1, dt, (int)op));
-    struct bt__call a = {.kind = BT_COLL_ALLREDUCE, .send = send, .recv = recv,
-                         .count = count, .dtype = dt, .op = op};
+    struct bt__call a = {.kind = BT_COLL_ALLREDUCE,
+                         .send = send,
+                         .recv = recv,
+                         .count = count,
+                         .dtype = dt,
+                         .op = op};
     return dispatch(c, &a);
 }
 
@@ -335,8 +351,13 @@ int bt_reduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype d
     BT_CHECK(begin(c, "reduce"));
     BT_CHECK(check_root(c, root));
     BT_CHECK(check(c, send, c->rank == root ? recv : send, count, 1, dt, (int)op));
-    struct bt__call a = {.kind = BT_COLL_REDUCE, .send = send, .recv = recv, .count = count,
-                         .dtype = dt, .op = op, .root = root};
+    struct bt__call a = {.kind = BT_COLL_REDUCE,
+                         .send = send,
+                         .recv = recv,
+                         .count = count,
+                         .dtype = dt,
+                         .op = op,
+                         .root = root};
     return dispatch(c, &a);
 }
 
@@ -345,8 +366,12 @@ int bt_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv_coun
 {
     BT_CHECK(begin(c, "reduce_scatter"));
     BT_CHECK(check(c, send, recv, recv_count, (size_t)c->size, dt, (int)op));
-    struct bt__call a = {.kind = BT_COLL_REDUCE_SCATTER, .send = send, .recv = recv,
-                         .count = recv_count, .dtype = dt, .op = op};
+    struct bt__call a = {.kind = BT_COLL_REDUCE_SCATTER,
+                         .send = send,
+                         .recv = recv,
+                         .count = recv_count,
+                         .dtype = dt,
+                         .op = op};
     return dispatch(c, &a);
 }
 
@@ -354,8 +379,8 @@ int bt_allgather(bt_comm *c, const void *send, void *recv, size_t count, bt_dtyp
 {
     BT_CHECK(begin(c, "allgather"));
     BT_CHECK(check(c, send, recv, count, (size_t)c->size, dt, -1));
-    struct bt__call a = {.kind = BT_COLL_ALLGATHER, .send = send, .recv = recv,
-                         .count = count, .dtype = dt};
+    struct bt__call a = {
+        .kind = BT_COLL_ALLGATHER, .send = send, .recv = recv, .count = count, .dtype = dt};
     return dispatch(c, &a);
 }
 
@@ -364,8 +389,12 @@ int bt_broadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root)
     BT_CHECK(begin(c, "broadcast"));
     BT_CHECK(check_root(c, root));
     BT_CHECK(check(c, buf, buf, count, 1, dt, -1));
-    struct bt__call a = {.kind = BT_COLL_BROADCAST, .send = buf, .recv = buf, .count = count,
-                         .dtype = dt, .root = root};
+    struct bt__call a = {.kind = BT_COLL_BROADCAST,
+                         .send = buf,
+                         .recv = buf,
+                         .count = count,
+                         .dtype = dt,
+                         .root = root};
     return dispatch(c, &a);
 }
 

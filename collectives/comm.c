@@ -62,8 +62,8 @@ static int env_int(const char *name, int deflt, int *out)
         return BT_OK;
     }
     if (bt__parse_int(s, &v) != 0 || v < 0 || v > 1 << 24)
-        return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
-                           "%s='%s' is not a non-negative integer", name, s);
+        return bt__err_set(&init_err, BT_ERR_INVALID_USAGE, "%s='%s' is not a non-negative integer",
+                           name, s);
     *out = (int)v;
     return BT_OK;
 }
@@ -83,8 +83,7 @@ static int read_env(struct bt__comm_cfg *c)
 static int read_rdzv(struct bt__comm_cfg *c, char *host, size_t cap)
 {
     const char *rdzv = getenv("BATON_RDZV");
-    if (!rdzv || bt__parse_endpoint(rdzv, host, cap, &c->store_port) != 0 ||
-        c->store_port == 0)
+    if (!rdzv || bt__parse_endpoint(rdzv, host, cap, &c->store_port) != 0 || c->store_port == 0)
         return bt__err_set(&init_err, BT_ERR_INVALID_USAGE,
                            "BATON_RDZV='%s' is not HOST:PORT; hint: start the program with "
                            "`baton run`",
@@ -105,8 +104,7 @@ static int finish_comm(struct bt_comm *c, struct bt__err *err);
 
 static int started_by_mpirun(void)
 {
-    return getenv("OMPI_COMM_WORLD_RANK") || getenv("OMPI_COMM_WORLD_SIZE") ||
-           getenv("PMIX_RANK");
+    return getenv("OMPI_COMM_WORLD_RANK") || getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK");
 }
 
 /* Sets *use to 1 when this process's communicator is MPI_COMM_WORLD. */
@@ -199,29 +197,28 @@ int bt__backend_choice(int *out, struct bt__err *err)
                        "BATON_BACKEND='%s' is not one of auto|baton|mpi|nccl", s);
 }
 
-static int parse_choice(const char *what, const char *s, const char *const *names, int n,
-                        int *out, struct bt__err *err)
+static int parse_choice(const char *what, const char *s, const char *const *names, int n, int *out,
+                        struct bt__err *err)
 {
     for (int i = 0; i < n; i++)
         if (strcmp(s, names[i]) == 0) {
             *out = i;
             return BT_OK;
         }
-    return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s='%s' is not one of %s|%s|%s%s%s", what,
-                       s, names[0], names[1], names[2], n > 3 ? "|" : "", n > 3 ? names[3] : "");
+    return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s='%s' is not one of %s|%s|%s%s%s", what, s,
+                       names[0], names[1], names[2], n > 3 ? "|" : "", n > 3 ? names[3] : "");
 }
 
 static int check_cfg(const struct bt__comm_cfg *g, struct bt__err *err)
 {
     if (g->size < 1 || g->rank < 0 || g->rank >= g->size || g->local_size < 1 ||
-        g->local_rank < 0 || g->local_rank >= g->local_size || g->nnodes < 1 ||
-        g->node_rank < 0 || g->node_rank >= g->nnodes || g->local_size > g->size)
+        g->local_rank < 0 || g->local_rank >= g->local_size || g->nnodes < 1 || g->node_rank < 0 ||
+        g->node_rank >= g->nnodes || g->local_size > g->size)
         return bt__err_set(err, BT_ERR_INVALID_USAGE,
                            "inconsistent env: BATON_RANK=%d BATON_WORLD_SIZE=%d "
                            "BATON_LOCAL_RANK=%d BATON_LOCAL_WORLD_SIZE=%d BATON_NODE_RANK=%d "
                            "BATON_NNODES=%d",
-                           g->rank, g->size, g->local_rank, g->local_size, g->node_rank,
-                           g->nnodes);
+                           g->rank, g->size, g->local_rank, g->local_size, g->node_rank, g->nnodes);
     return BT_OK;
 }
 
@@ -358,13 +355,13 @@ const char *bt_last_error(const bt_comm *c)
     return c ? c->err.msg : init_err.msg;
 }
 
-#define BT_ACCESSOR(fn, field)                                                                 \
-    int fn(const bt_comm *c, int *v)                                                           \
-    {                                                                                          \
-        if (!c || !v)                                                                          \
-            return BT_ERR_INVALID_ARG;                                                         \
-        *v = c->field;                                                                         \
-        return BT_OK;                                                                          \
+#define BT_ACCESSOR(fn, field)                                                                     \
+    int fn(const bt_comm *c, int *v)                                                               \
+    {                                                                                              \
+        if (!c || !v)                                                                              \
+            return BT_ERR_INVALID_ARG;                                                             \
+        *v = c->field;                                                                             \
+        return BT_OK;                                                                              \
     }
 BT_ACCESSOR(bt_comm_rank, rank)
 BT_ACCESSOR(bt_comm_size, size)
@@ -387,8 +384,8 @@ static void first_failure(struct bt_comm *c, char *msg, size_t cap)
         return;
     snprintf(key, sizeof(key), "%scoll/failure", c->prefix);
     snprintf(mine, sizeof(mine), "rank %d: %.480s", c->rank, msg);
-    if (bt__store_compare_set(c->store, key, "", 0, mine, strlen(mine), &actual, &alen) ==
-            BT_OK && actual && strcmp(actual, mine) != 0) {
+    if (bt__store_compare_set(c->store, key, "", 0, mine, strlen(mine), &actual, &alen) == BT_OK &&
+        actual && strcmp(actual, mine) != 0) {
         size_t n = strlen(msg);
         snprintf(msg + n, cap - n, " (first failure in the job: %s)", (char *)actual);
     }

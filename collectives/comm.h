@@ -24,15 +24,15 @@ struct bt__comm_cfg {
     int rank, size;             /* global */
     int local_rank, local_size; /* within this node */
     int node_rank, nnodes;
-    int generation;             /* restart count: store keys live under "w/<generation>/" */
-    const char *store_host;     /* rendezvous store; unused when size == 1 */
+    int generation;         /* restart count: store keys live under "w/<generation>/" */
+    const char *store_host; /* rendezvous store; unused when size == 1 */
     int store_port;
-    const char *token;          /* job token ("" allowed) */
-    const char *transport;      /* "auto" | "shm" | "tcp"; NULL: BATON_TRANSPORT */
-    const char *algo;           /* "auto" | "ring" | "rd" | "rabenseifner"; NULL: BATON_ALGO */
-    size_t shm_slot_bytes;      /* bytes per shm slot buffer; 0: BATON_SHM_SLOT_BYTES */
-    int nsocks;                 /* sockets per TCP peer; 0: BATON_NSOCKS */
-    size_t ring_seg_bytes;      /* ring allreduce segment; 0: BT_RING_SEG_BYTES (tests shrink it) */
+    const char *token;     /* job token ("" allowed) */
+    const char *transport; /* "auto" | "shm" | "tcp"; NULL: BATON_TRANSPORT */
+    const char *algo;      /* "auto" | "ring" | "rd" | "rabenseifner"; NULL: BATON_ALGO */
+    size_t shm_slot_bytes; /* bytes per shm slot buffer; 0: BATON_SHM_SLOT_BYTES */
+    int nsocks;            /* sockets per TCP peer; 0: BATON_NSOCKS */
+    size_t ring_seg_bytes; /* ring allreduce segment; 0: BT_RING_SEG_BYTES (tests shrink it) */
 };
 
 #define BT_RING_SEG_BYTES (8u << 20)
@@ -47,34 +47,34 @@ struct bt_comm {
     int rank, size;             /* global */
     int local_rank, local_size; /* within this node */
     int node_rank, nnodes;
-    int generation;             /* BATON_RESTART_COUNT: keys live under "w/<generation>/" */
-    char prefix[32];            /* "w/<generation>/" */
-    struct bt__store *store;    /* NULL in a job of one */
-    char rdzv_host[256];        /* the store's host: TCP picks the interface that reaches it */
+    int generation;          /* BATON_RESTART_COUNT: keys live under "w/<generation>/" */
+    char prefix[32];         /* "w/<generation>/" */
+    struct bt__store *store; /* NULL in a job of one */
+    char rdzv_host[256];     /* the store's host: TCP picks the interface that reaches it */
     int rdzv_port;
-    char token_hash[17];        /* hex FNV-1a of the token: checked in TCP handshakes */
-    uint64_t coll_seq;          /* collectives started so far; the running one is #coll_seq */
-    const char *coll_name;      /* name of the running collective, for messages */
-    int algo;                   /* enum bt__algo: forced algorithm or auto */
-    size_t ring_seg_bytes;      /* bytes per segment of the ring allreduce (algo/ring.c) */
-    int hierarchical;           /* allreduce: shm within nodes + tcp across node leaders */
-    struct bt__shm *shm;        /* this node's segment, NULL when no local peer uses shm */
-    struct bt__tcp *tcp;        /* mesh to every rank, NULL when not needed */
+    char token_hash[17];   /* hex FNV-1a of the token: checked in TCP handshakes */
+    uint64_t coll_seq;     /* collectives started so far; the running one is #coll_seq */
+    const char *coll_name; /* name of the running collective, for messages */
+    int algo;              /* enum bt__algo: forced algorithm or auto */
+    size_t ring_seg_bytes; /* bytes per segment of the ring allreduce (algo/ring.c) */
+    int hierarchical;      /* allreduce: shm within nodes + tcp across node leaders */
+    struct bt__shm *shm;   /* this node's segment, NULL when no local peer uses shm */
+    struct bt__tcp *tcp;   /* mesh to every rank, NULL when not needed */
     const struct bt__transport_ops *intra; /* &bt__shm_ops or NULL */
     const struct bt__transport_ops *inter; /* &bt__tcp_ops or NULL */
-    void *scratch[3];           /* grown on demand, kept: 0 float16 widening, 1 algorithm
-                                   temps, 2 working copies (reduce, reduce-scatter) */
-    size_t scratch_cap[3];      /* bytes */
-    int *world_ranks;           /* [size]: i -> i, the group of flat algorithms */
-    int *leader_ranks;          /* [nnodes]: node leaders (local rank 0) when hierarchical */
-    int backend_choice;         /* enum bt__backend_choice (backend.h): BATON_BACKEND */
-    const struct bt__backend_ops *mpi;  /* Open MPI for host buffers (backend/mpi.c), or NULL */
+    void *scratch[3];                      /* grown on demand, kept: 0 float16 widening, 1 algorithm
+                                              temps, 2 working copies (reduce, reduce-scatter) */
+    size_t scratch_cap[3];                 /* bytes */
+    int *world_ranks;                      /* [size]: i -> i, the group of flat algorithms */
+    int *leader_ranks;                 /* [nnodes]: node leaders (local rank 0) when hierarchical */
+    int backend_choice;                /* enum bt__backend_choice (backend.h): BATON_BACKEND */
+    const struct bt__backend_ops *mpi; /* Open MPI for host buffers (backend/mpi.c), or NULL */
     void *mpi_state;
     const struct bt__backend_ops *nccl; /* NCCL for device buffers, made on first use, or NULL */
     void *nccl_state;
     const struct bt__plugin *cuda; /* the CUDA plugin (backend/device.c), or NULL */
-    void *cuda_state;           /* backend/cuda.c: devices, staging buffers; NULL: none */
-    struct bt__err err;         /* sticky: the first error fails every later call */
+    void *cuda_state;              /* backend/cuda.c: devices, staging buffers; NULL: none */
+    struct bt__err err;            /* sticky: the first error fails every later call */
 };
 
 /* Builds a communicator from cfg (connecting to the store and setting up the transports).

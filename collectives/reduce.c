@@ -26,17 +26,19 @@
 
 typedef void (*op2_fn)(void *d, const void *a, const void *b, size_t n);
 
-#define DEF_OP2(name, T, EXPR)                                                                 \
-    static KERN void name(void *dv, const void *av, const void *bv, size_t n)                  \
-    {                                                                                          \
-        T *d = dv;                                                                             \
-        const T *a = av, *b = bv;                                                              \
-        for (size_t i = 0; i < n; i++) {                                                       \
-            T x = a[i], y = b[i];                                                              \
-            d[i] = (T)(EXPR);                                                                  \
-        }                                                                                      \
+#define DEF_OP2(name, T, EXPR)                                                                     \
+    static KERN void name(void *dv, const void *av, const void *bv, size_t n)                      \
+    {                                                                                              \
+        T *d = dv;                                                                                 \
+        const T *a = av, *b = bv;                                                                  \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            T x = a[i], y = b[i];                                                                  \
+            d[i] = (T)(EXPR);                                                                      \
+        }                                                                                          \
     }
 
+/* Left as written: clang-format reads x * y as a declaration, and the table is laid out by row. */
+/* clang-format off */
 #define DEF_OPS(sfx, T, UT)                                                                    \
     DEF_OP2(sum_##sfx, UT, x + y)                                                              \
     DEF_OP2(prod_##sfx, UT, x * y)                                                             \
@@ -56,6 +58,7 @@ static const op2_fn op2_table[BT_DTYPE_COUNT][BT_OP_COUNT] = {
     OPS_ROW(f32), OPS_ROW(f64), OPS_ROW(f32), OPS_ROW(f32),
     OPS_ROW(i32), OPS_ROW(i64), OPS_ROW(u8),
 };
+/* clang-format on */
 
 static const size_t esize[BT_DTYPE_COUNT] = {4, 8, 2, 2, 4, 8, 1};
 
@@ -181,15 +184,14 @@ void bt__half_narrow(bt_dtype dt, void *d, const float *s, size_t n)
         bt__f32_to_bf16(d, s, n);
 }
 
-
 /* ---- division (the average) ---- */
 
-#define DEF_DIV(name, T)                                                                       \
-    static KERN void name(void *bv, size_t n, int div)                                         \
-    {                                                                                          \
-        T *b = bv;                                                                             \
-        for (size_t i = 0; i < n; i++)                                                         \
-            b[i] = (T)(b[i] / (T)div);                                                         \
+#define DEF_DIV(name, T)                                                                           \
+    static KERN void name(void *bv, size_t n, int div)                                             \
+    {                                                                                              \
+        T *b = bv;                                                                                 \
+        for (size_t i = 0; i < n; i++)                                                             \
+            b[i] = (T)(b[i] / (T)div);                                                             \
     }
 DEF_DIV(div_f32, float)
 DEF_DIV(div_f64, double)
@@ -221,8 +223,8 @@ void bt__reduce2(bt_dtype dt, bt_op op, void *dst, const void *a, const void *b,
 }
 
 /* One block of the n-source reduction for the types reduced as they are stored. */
-static void reduce_block_plain(bt_dtype dt, op2_fn f, char *acc, const void *const *srcs,
-                               int nsrc, size_t off, size_t m, int div)
+static void reduce_block_plain(bt_dtype dt, op2_fn f, char *acc, const void *const *srcs, int nsrc,
+                               size_t off, size_t m, int div)
 {
     size_t es = esize[dt];
     if (nsrc == 1)
@@ -235,8 +237,8 @@ static void reduce_block_plain(bt_dtype dt, op2_fn f, char *acc, const void *con
         div_table[dt](acc, m, div);
 }
 
-static void reduce_block_half(bt_dtype dt, op2_fn f, float *acc, const void *const *srcs,
-                              int nsrc, size_t off, size_t m, int div)
+static void reduce_block_half(bt_dtype dt, op2_fn f, float *acc, const void *const *srcs, int nsrc,
+                              size_t off, size_t m, int div)
 {
     float tmp[REDUCE_BLOCK];
     bt__half_widen(dt, acc, (const uint16_t *)srcs[0] + off, m);
@@ -248,8 +250,8 @@ static void reduce_block_half(bt_dtype dt, op2_fn f, float *acc, const void *con
         div_f32(acc, m, div);
 }
 
-void bt__reduce_n(bt_dtype dt, bt_op op, void *dst, const void *const *srcs, int nsrc,
-                  size_t n, int div)
+void bt__reduce_n(bt_dtype dt, bt_op op, void *dst, const void *const *srcs, int nsrc, size_t n,
+                  int div)
 {
     op2_fn f = op2_table[dt][op];
     size_t es = esize[dt];

@@ -21,8 +21,8 @@ void bt__reduce2(bt_dtype dtype, bt_op op, void *dst, const void *a, const void 
 /* dst[i] = srcs[0][i] op srcs[1][i] op ... op srcs[nsrc-1][i], left to right, then divided by
  * div when div > 1 (the average). float16/bfloat16 accumulate in float32 across all sources and
  * are rounded once. dst may be one of the sources. nsrc >= 1. */
-void bt__reduce_n(bt_dtype dtype, bt_op op, void *dst, const void *const *srcs, int nsrc,
-                  size_t n, int div);
+void bt__reduce_n(bt_dtype dtype, bt_op op, void *dst, const void *const *srcs, int nsrc, size_t n,
+                  int div);
 
 /* buf[i] = buf[i] / div: float types divide (rounded once), integer types truncate toward 0. */
 void bt__reduce_div(bt_dtype dtype, void *buf, size_t n, int div);

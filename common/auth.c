@@ -27,13 +27,13 @@ int bt__auth_mac(const uint8_t key[BT__AUTH_KEY], const char *label, const uint8
 {
     uint8_t msg[64 + 2 * BT__AUTH_NONCE];
     size_t ll = strlen(label);
-    if (ll > 64) ll = 64;
+    if (ll > 64)
+        ll = 64;
     memcpy(msg, label, ll);
     memcpy(msg + ll, a, BT__AUTH_NONCE);
     memcpy(msg + ll + BT__AUTH_NONCE, b, BT__AUTH_NONCE);
     unsigned int mlen = BT__AUTH_MAC;
-    return HMAC(EVP_sha256(), key, BT__AUTH_KEY, msg, ll + 2 * BT__AUTH_NONCE, mac, &mlen) ? 0
-                                                                                           : -1;
+    return HMAC(EVP_sha256(), key, BT__AUTH_KEY, msg, ll + 2 * BT__AUTH_NONCE, mac, &mlen) ? 0 : -1;
 }
 
 int bt__auth_mac_equal(const uint8_t *a, const uint8_t *b)
@@ -46,7 +46,8 @@ void bt__auth_hello(const struct bt__auth_proto *p, const uint8_t *extra,
 {
     bt__put_le64(out, p->magic);
     bt__put_le32(out + 8, p->version);
-    if (p->hello_extra) memcpy(out + 12, extra, p->hello_extra);
+    if (p->hello_extra)
+        memcpy(out + 12, extra, p->hello_extra);
     memcpy(out + 12 + p->hello_extra, cnonce, BT__AUTH_NONCE);
 }
 
@@ -74,8 +75,10 @@ static int client_hello(int fd, const struct bt__auth_proto *p, const uint8_t *e
     rep->version = bt__le32(ch + 8);
     rep->status = bt__le32(ch + 12);
     memcpy(sn, ch + 16, BT__AUTH_NONCE);
-    if (bt__le64(ch) != p->magic) return BT__AUTH_NOT_PEER;
-    if (rep->status == BT__ST_BAD_VERSION || rep->version != p->version) return BT__AUTH_VERSION;
+    if (bt__le64(ch) != p->magic)
+        return BT__AUTH_NOT_PEER;
+    if (rep->status == BT__ST_BAD_VERSION || rep->version != p->version)
+        return BT__AUTH_VERSION;
     return rep->status == BT__ST_OK ? BT__AUTH_OK : BT__AUTH_REFUSED;
 }
 
@@ -87,17 +90,20 @@ int bt__auth_client(int fd, const struct bt__auth_proto *p, const char *token,
     uint8_t proof[BT__AUTH_PROOF_LEN], res[4 + BT__AUTH_EXTRA_MAX + BT__AUTH_MAC];
     memset(reply, 0, sizeof(*reply));
     bt__auth_key(token, key);
-    if (bt__auth_random(cn, sizeof(cn)) != 0) return BT__AUTH_CRYPTO;
+    if (bt__auth_random(cn, sizeof(cn)) != 0)
+        return BT__AUTH_CRYPTO;
     int rc = client_hello(fd, p, hello_extra, cn, sn, deadline, reply, err);
-    if (rc != BT__AUTH_OK) return rc;
-    if (bt__auth_mac(key, p->label_client, cn, sn, proof) != 0) return BT__AUTH_CRYPTO;
+    if (rc != BT__AUTH_OK)
+        return rc;
+    if (bt__auth_mac(key, p->label_client, cn, sn, proof) != 0)
+        return BT__AUTH_CRYPTO;
     if ((reply->io_rc = bt__sock_send_all(fd, proof, sizeof(proof), deadline, err)) != BT_OK ||
-        (reply->io_rc = bt__sock_recv_all(fd, res, bt__auth_result_len(p), deadline, err)) !=
-            BT_OK)
+        (reply->io_rc = bt__sock_recv_all(fd, res, bt__auth_result_len(p), deadline, err)) != BT_OK)
         return BT__AUTH_IO;
     reply->status = bt__le32(res);
     memcpy(reply->extra, res + 4, p->result_extra);
-    if (reply->status != BT__ST_OK) return BT__AUTH_REFUSED;
+    if (reply->status != BT__ST_OK)
+        return BT__AUTH_REFUSED;
     if (bt__auth_mac(key, p->label_server, sn, cn, mac) != 0 ||
         !bt__auth_mac_equal(mac, res + 4 + p->result_extra))
         return BT__AUTH_UNPROVEN;
@@ -109,14 +115,16 @@ int bt__auth_client(int fd, const struct bt__auth_proto *p, const char *token,
 int bt__auth_server_hello(struct bt__auth_server *a, const struct bt__auth_proto *p,
                           const uint8_t *hello, uint8_t out[BT__AUTH_CHALLENGE_LEN])
 {
-    if (bt__le64(hello) != p->magic) return BT__AUTH_NOT_PEER;
+    if (bt__le64(hello) != p->magic)
+        return BT__AUTH_NOT_PEER;
     memset(a->snonce, 0, sizeof(a->snonce));
     if (bt__le32(hello + 8) != p->version) {
         bt__auth_challenge(p, BT__ST_BAD_VERSION, a->snonce, out);
         return BT__AUTH_VERSION;
     }
     memcpy(a->cnonce, hello + 12 + p->hello_extra, BT__AUTH_NONCE);
-    if (bt__auth_random(a->snonce, BT__AUTH_NONCE) != 0) return BT__AUTH_CRYPTO;
+    if (bt__auth_random(a->snonce, BT__AUTH_NONCE) != 0)
+        return BT__AUTH_CRYPTO;
     bt__auth_challenge(p, BT__ST_OK, a->snonce, out);
     return BT__AUTH_OK;
 }
@@ -135,7 +143,8 @@ uint32_t bt__auth_result(const struct bt__auth_server *a, const struct bt__auth_
 {
     uint8_t *mac = out + 4 + p->result_extra;
     memset(out, 0, bt__auth_result_len(p));
-    if (p->result_extra) memcpy(out + 4, extra, p->result_extra);
+    if (p->result_extra)
+        memcpy(out + 4, extra, p->result_extra);
     if (status == BT__ST_OK && bt__auth_mac(key, p->label_server, a->snonce, a->cnonce, mac) != 0) {
         memset(mac, 0, BT__AUTH_MAC);
         status = BT__ST_BAD_TOKEN;

@@ -25,12 +25,12 @@
 
 #include "common/err.h"
 
-#define BT__AUTH_KEY           32
-#define BT__AUTH_NONCE         32
-#define BT__AUTH_MAC           32
+#define BT__AUTH_KEY 32
+#define BT__AUTH_NONCE 32
+#define BT__AUTH_MAC 32
 #define BT__AUTH_CHALLENGE_LEN 48
-#define BT__AUTH_PROOF_LEN     32
-#define BT__AUTH_EXTRA_MAX     32 /* bytes of a protocol's extra fields, either message */
+#define BT__AUTH_PROOF_LEN 32
+#define BT__AUTH_EXTRA_MAX 32 /* bytes of a protocol's extra fields, either message */
 
 /* One protocol's handshake. */
 struct bt__auth_proto {
@@ -82,9 +82,9 @@ enum bt__auth_outcome {
 /* ---- client half (blocking) ---- */
 
 struct bt__auth_reply {
-    int io_rc;        /* BT__AUTH_IO: the socket call's code */
-    uint32_t version; /* the server's, from its CHALLENGE */
-    uint32_t status;  /* the last status the server sent */
+    int io_rc;                         /* BT__AUTH_IO: the socket call's code */
+    uint32_t version;                  /* the server's, from its CHALLENGE */
+    uint32_t status;                   /* the last status the server sent */
     uint8_t extra[BT__AUTH_EXTRA_MAX]; /* RESULT's extra fields */
 };
 

@@ -7,9 +7,8 @@
 const char *bt_strerror(int rc)
 {
     switch (rc) {
-#define BT_X_CASE(name, value, msg)                                                            \
-    case value:                                                                                \
-        return msg;
+#define BT_X_CASE(name, value, msg)                                                                \
+    case value: return msg;
         BT_ERROR_TABLE(BT_X_CASE)
 #undef BT_X_CASE
     }

@@ -31,31 +31,31 @@ int bt__err_reset(struct bt__err *err, int code, const char *fmt, ...)
 void bt__err_clear(struct bt__err *err);
 
 /* BT_CHECK(call): return the call's error code when it is not BT_OK. */
-#define BT_CHECK(call)                                                                         \
-    do {                                                                                       \
-        int bt__rc_ = (call);                                                                  \
-        if (bt__rc_ != BT_OK)                                                                  \
-            return bt__rc_;                                                                    \
+#define BT_CHECK(call)                                                                             \
+    do {                                                                                           \
+        int bt__rc_ = (call);                                                                      \
+        if (bt__rc_ != BT_OK)                                                                      \
+            return bt__rc_;                                                                        \
     } while (0)
 
 /* BT_CHECK_GOTO(call, rc, label): store the call's code in rc and jump to label on error. */
-#define BT_CHECK_GOTO(call, rc, label)                                                         \
-    do {                                                                                       \
-        (rc) = (call);                                                                         \
-        if ((rc) != BT_OK)                                                                     \
-            goto label;                                                                        \
+#define BT_CHECK_GOTO(call, rc, label)                                                             \
+    do {                                                                                           \
+        (rc) = (call);                                                                             \
+        if ((rc) != BT_OK)                                                                         \
+            goto label;                                                                            \
     } while (0)
 
 /* BT_SYSCHECK(stmt, name, err): run a system call statement (its value < 0 on failure),
  * retrying on EINTR; on failure record "name: strerror" in err and return BT_ERR_SYSTEM. */
-#define BT_SYSCHECK(stmt, name, err)                                                           \
-    do {                                                                                       \
-        int bt__s_;                                                                            \
-        do {                                                                                   \
-            bt__s_ = (int)(stmt);                                                              \
-        } while (bt__s_ < 0 && errno == EINTR);                                                \
-        if (bt__s_ < 0)                                                                        \
-            return bt__err_set((err), BT_ERR_SYSTEM, "%s: %s", (name), strerror(errno));      \
+#define BT_SYSCHECK(stmt, name, err)                                                               \
+    do {                                                                                           \
+        int bt__s_;                                                                                \
+        do {                                                                                       \
+            bt__s_ = (int)(stmt);                                                                  \
+        } while (bt__s_ < 0 && errno == EINTR);                                                    \
+        if (bt__s_ < 0)                                                                            \
+            return bt__err_set((err), BT_ERR_SYSTEM, "%s: %s", (name), strerror(errno));           \
     } while (0)
 
 #endif

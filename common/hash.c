@@ -24,7 +24,8 @@ void bt__htab_free(struct bt__htab *t)
 static void grow(struct bt__htab *t)
 {
     struct bt__htab g;
-    if (bt__htab_init(&g, t->nb * 2) != 0) return; /* longer chains, still correct */
+    if (bt__htab_init(&g, t->nb * 2) != 0)
+        return; /* longer chains, still correct */
     for (size_t i = 0; i < t->nb; i++)
         for (struct bt__hnode *e = t->b[i], *nx; e; e = nx) {
             nx = e->next;
@@ -38,7 +39,8 @@ static void grow(struct bt__htab *t)
 
 void bt__htab_insert(struct bt__htab *t, struct bt__hnode *node, uint64_t hash)
 {
-    if (t->n >= t->nb) grow(t);
+    if (t->n >= t->nb)
+        grow(t);
     struct bt__hnode **b = &t->b[bt__htab_slot(t, hash)];
     node->hash = hash;
     node->next = *b;

@@ -22,8 +22,8 @@ static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 static const struct {
     const char *name;
     unsigned bit;
-} subsys_names[] = {{"INIT", BT_SUB_INIT}, {"NET", BT_SUB_NET},       {"COLL", BT_SUB_COLL},
-                    {"SHM", BT_SUB_SHM},   {"PS", BT_SUB_PS},         {"LAUNCH", BT_SUB_LAUNCH},
+} subsys_names[] = {{"INIT", BT_SUB_INIT}, {"NET", BT_SUB_NET}, {"COLL", BT_SUB_COLL},
+                    {"SHM", BT_SUB_SHM},   {"PS", BT_SUB_PS},   {"LAUNCH", BT_SUB_LAUNCH},
                     {"RDZV", BT_SUB_RDZV}, {"ALL", BT_SUB_ALL}};
 
 static unsigned subsys_bit(const char *name, size_t len)
@@ -119,11 +119,11 @@ void bt__log_write(int level, unsigned subsys, const char *file, int line, const
     base = base ? base + 1 : file;
     int n;
     if (log_rank >= 0)
-        n = snprintf(buf, sizeof(buf), "%s:%d [%d] %s:%d %s %s ", log_host, (int)getpid(),
-                     log_rank, base, line, level_names[level], subsys_name(subsys));
+        n = snprintf(buf, sizeof(buf), "%s:%d [%d] %s:%d %s %s ", log_host, (int)getpid(), log_rank,
+                     base, line, level_names[level], subsys_name(subsys));
     else
-        n = snprintf(buf, sizeof(buf), "%s:%d %s:%d %s %s ", log_host, (int)getpid(), base,
-                     line, level_names[level], subsys_name(subsys));
+        n = snprintf(buf, sizeof(buf), "%s:%d %s:%d %s %s ", log_host, (int)getpid(), base, line,
+                     level_names[level], subsys_name(subsys));
     if (n < 0 || (size_t)n >= sizeof(buf))
         n = 0;
     va_list ap;
@@ -132,8 +132,9 @@ void bt__log_write(int level, unsigned subsys, const char *file, int line, const
     va_end(ap);
     if (m < 0)
         m = 0;
-    size_t len = (size_t)n + ((size_t)m < sizeof(buf) - (size_t)n - 1 ? (size_t)m
-                                                                       : sizeof(buf) - (size_t)n - 2);
+    size_t len = (size_t)n + ((size_t)m < sizeof(buf) - (size_t)n - 1
+                                  ? (size_t)m
+                                  : sizeof(buf) - (size_t)n - 2);
     buf[len++] = '\n';
     ssize_t w = write(log_fd, buf, len);
     (void)w;

@@ -21,7 +21,7 @@ enum bt__log_subsys {
     BT_SUB_ALL = 0x7f
 };
 
-extern int bt__log_level_cur;   /* -1 until the env was read */
+extern int bt__log_level_cur; /* -1 until the env was read */
 extern unsigned bt__log_subsys_mask;
 
 void bt__log_init(void);
@@ -37,10 +37,10 @@ static inline int bt__log_on(int level, unsigned subsys)
     return level <= bt__log_level_cur && (subsys & bt__log_subsys_mask);
 }
 
-#define BT_LOG(level, subsys, ...)                                                             \
-    do {                                                                                       \
-        if (bt__log_on((level), (subsys)))                                                     \
-            bt__log_write((level), (subsys), __FILE__, __LINE__, __VA_ARGS__);                 \
+#define BT_LOG(level, subsys, ...)                                                                 \
+    do {                                                                                           \
+        if (bt__log_on((level), (subsys)))                                                         \
+            bt__log_write((level), (subsys), __FILE__, __LINE__, __VA_ARGS__);                     \
     } while (0)
 #define BT_WARN(subsys, ...) BT_LOG(BT_LOG_WARN, BT_SUB_##subsys, __VA_ARGS__)
 #define BT_INFO(subsys, ...) BT_LOG(BT_LOG_INFO, BT_SUB_##subsys, __VA_ARGS__)

@@ -24,16 +24,16 @@ const char *bt__env_str(const char *name, const char *deflt);
 int bt__parse_int(const char *s, int64_t *out);
 int bt__parse_dbl(const char *s, double *out);
 
-#define BT__PARAM_DEF(type, fn, name, env, deflt)                                              \
-    static inline type bt__param_##name(void)                                                  \
-    {                                                                                          \
-        static type cached;                                                                    \
-        static int ready;                                                                      \
-        if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {                                      \
-            cached = fn(env, deflt);                                                           \
-            __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);                                     \
-        }                                                                                      \
-        return cached;                                                                         \
+#define BT__PARAM_DEF(type, fn, name, env, deflt)                                                  \
+    static inline type bt__param_##name(void)                                                      \
+    {                                                                                              \
+        static type cached;                                                                        \
+        static int ready;                                                                          \
+        if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {                                          \
+            cached = fn(env, deflt);                                                               \
+            __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);                                         \
+        }                                                                                          \
+        return cached;                                                                             \
     }
 #define BT_PARAM_INT(name, env, deflt) BT__PARAM_DEF(int64_t, bt__env_int, name, env, deflt)
 #define BT_PARAM_DBL(name, env, deflt) BT__PARAM_DEF(double, bt__env_dbl, name, env, deflt)

@@ -165,9 +165,8 @@ int bt__sock_listen(const char *host, int port, int backlog, int *fd, int *bound
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         getsockname(s, (struct sockaddr *)&ss, &len);
-        *bound_port = ss.ss_family == AF_INET6
-                          ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                          : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        *bound_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                               : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     *fd = s;
     return BT_OK;
@@ -281,9 +280,9 @@ int bt__sock_connect(const char *host, int port, const struct bt__connect_opts *
         if (now >= deadline ||
             sleep_backoff(deadline, &backoff_ms, opts ? opts->abort_flag : NULL) != 0 ||
             bt__now_ns() >= deadline)
-            return bt__err_set(err, BT_ERR_TIMEOUT, "connect to %s %s:%d: %s, attempt %d, gave up after %.1f s%s%s",
-                               what, host, port, why, attempt,
-                               (double)(bt__now_ns() - start) / 1e9,
+            return bt__err_set(err, BT_ERR_TIMEOUT,
+                               "connect to %s %s:%d: %s, attempt %d, gave up after %.1f s%s%s",
+                               what, host, port, why, attempt, (double)(bt__now_ns() - start) / 1e9,
                                opts && opts->hint ? "; hint: " : "",
                                opts && opts->hint ? opts->hint : "");
     }

@@ -6,8 +6,10 @@
 
 int bt__wbuf_reserve(struct bt__wbuf *b, size_t more)
 {
-    if (b->oom) return -1;
-    if (b->cap - b->len >= more) return 0;
+    if (b->oom)
+        return -1;
+    if (b->cap - b->len >= more)
+        return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap - b->len < more)
         cap *= 2;
@@ -23,7 +25,8 @@ int bt__wbuf_reserve(struct bt__wbuf *b, size_t more)
 
 void bt__wbuf_put(struct bt__wbuf *b, const void *data, size_t n)
 {
-    if (n == 0 || bt__wbuf_reserve(b, n) != 0) return;
+    if (n == 0 || bt__wbuf_reserve(b, n) != 0)
+        return;
     memcpy(b->p + b->len, data, n);
     b->len += n;
 }
@@ -70,7 +73,8 @@ size_t bt__wbuf_frame_begin(struct bt__wbuf *b, uint8_t code)
 
 void bt__wbuf_frame_end(struct bt__wbuf *b, size_t start)
 {
-    if (!b->oom) bt__put_le32(b->p + start, (uint32_t)(b->len - start - 4));
+    if (!b->oom)
+        bt__put_le32(b->p + start, (uint32_t)(b->len - start - 4));
 }
 
 void bt__wbuf_free(struct bt__wbuf *b)

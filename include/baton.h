@@ -31,14 +31,14 @@ extern "C" {
 #define BATON_VERSION_STRING "0.1.0"
 
 /* The error table: name, value, message. bt_strerror() and the enum both come from here. */
-#define BT_ERROR_TABLE(X)                                                                      \
-    X(BT_OK, 0, "success")                                                                     \
-    X(BT_ERR_INVALID_ARG, 1, "invalid argument")                                               \
-    X(BT_ERR_INVALID_USAGE, 2, "invalid usage")                                                \
-    X(BT_ERR_SYSTEM, 3, "system error")                                                        \
-    X(BT_ERR_REMOTE, 4, "a remote peer failed or closed the connection")                       \
-    X(BT_ERR_TIMEOUT, 5, "timed out")                                                          \
-    X(BT_ERR_AUTH, 6, "authentication failed")                                                 \
+#define BT_ERROR_TABLE(X)                                                                          \
+    X(BT_OK, 0, "success")                                                                         \
+    X(BT_ERR_INVALID_ARG, 1, "invalid argument")                                                   \
+    X(BT_ERR_INVALID_USAGE, 2, "invalid usage")                                                    \
+    X(BT_ERR_SYSTEM, 3, "system error")                                                            \
+    X(BT_ERR_REMOTE, 4, "a remote peer failed or closed the connection")                           \
+    X(BT_ERR_TIMEOUT, 5, "timed out")                                                              \
+    X(BT_ERR_AUTH, 6, "authentication failed")                                                     \
     X(BT_ERR_INTERNAL, 7, "internal error")
 
 typedef enum {
@@ -94,13 +94,12 @@ BT_API const char *bt_last_error(const bt_comm *comm);
  * Buffers are owned by the caller; the library keeps no pointer after the call returns. */
 
 /* recv[i] = op over ranks of send[i], for i < count. send == recv means in place. */
-BT_API int bt_allreduce(bt_comm *comm, const void *send, void *recv, size_t count,
-                        bt_dtype dtype, bt_op op);
+BT_API int bt_allreduce(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                        bt_op op);
 /* buf (count elements) of root is copied to every rank's buf. */
 BT_API int bt_broadcast(bt_comm *comm, void *buf, size_t count, bt_dtype dtype, int root);
 /* recv (count * size elements) holds every rank's send (count elements), in rank order. */
-BT_API int bt_allgather(bt_comm *comm, const void *send, void *recv, size_t count,
-                        bt_dtype dtype);
+BT_API int bt_allgather(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype);
 /* send holds recv_count * size elements; rank r gets the reduction of block r in recv. */
 BT_API int bt_reduce_scatter(bt_comm *comm, const void *send, void *recv, size_t recv_count,
                              bt_dtype dtype, bt_op op);

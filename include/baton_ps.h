@@ -71,16 +71,16 @@ BT_API int bt_ps_init(bt_ps *ps, const char *name, const float *init, size_t cou
 /* Declares n keys at once; they are placed on the servers largest first. Every worker must
  * declare the same keys in the same order for the placement to be balanced (it is always
  * consistent: the first placement of a key is kept in the store). */
-BT_API int bt_ps_init_many(bt_ps *ps, size_t n, const char *const *names,
-                           const float *const *inits, const size_t *counts, const bt_ps_opt *opt);
+BT_API int bt_ps_init_many(bt_ps *ps, size_t n, const char *const *names, const float *const *inits,
+                           const size_t *counts, const bt_ps_opt *opt);
 
 /* Pushes count floats of gradient for a declared key. */
 BT_API int bt_ps_push(bt_ps *ps, const char *name, const float *grad, size_t count);
 /* Pulls the current value of a key into out (count floats). */
 BT_API int bt_ps_pull(bt_ps *ps, const char *name, float *out, size_t count);
 /* The same for n keys, with one round trip per server. */
-BT_API int bt_ps_push_many(bt_ps *ps, size_t n, const char *const *names,
-                           const float *const *grads, const size_t *counts);
+BT_API int bt_ps_push_many(bt_ps *ps, size_t n, const char *const *names, const float *const *grads,
+                           const size_t *counts);
 BT_API int bt_ps_pull_many(bt_ps *ps, size_t n, const char *const *names, float *const *outs,
                            const size_t *counts);
 

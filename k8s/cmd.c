@@ -117,10 +117,14 @@ static int find_kubectl(const char *given, char *buf, size_t n)
         }
         snprintf(buf, n, "kubectl");
     }
-    fprintf(stderr, "baton k8s: %s not found (%s); install kubectl or pass --kubectl PATH, or "
-                    "write the objects with 'baton k8s render JOB.yaml > objects.yaml' and "
-                    "apply them where kubectl works\n",
-            buf, given ? "--kubectl" : k && k[0] ? "$KUBECTL" : "not on PATH");
+    fprintf(stderr,
+            "baton k8s: %s not found (%s); install kubectl or pass --kubectl PATH, or "
+            "write the objects with 'baton k8s render JOB.yaml > objects.yaml' and "
+            "apply them where kubectl works\n",
+            buf,
+            given       ? "--kubectl"
+            : k && k[0] ? "$KUBECTL"
+                        : "not on PATH");
     return 127;
 }
 

@@ -17,8 +17,8 @@
 #include "k8s/k8s_impl.h"
 
 static const struct bt__k8s_kind_info kinds[] = {
-    [BT_K8S_PYTORCHJOB] = {"PyTorchJob", "pytorchReplicaSpecs", "pytorch", "pytorchjob-port",
-                           23456, "pytorchjob-controller", BT_K8S_RESTART_ONFAILURE},
+    [BT_K8S_PYTORCHJOB] = {"PyTorchJob", "pytorchReplicaSpecs", "pytorch", "pytorchjob-port", 23456,
+                           "pytorchjob-controller", BT_K8S_RESTART_ONFAILURE},
     [BT_K8S_TFJOB] = {"TFJob", "tfReplicaSpecs", "tensorflow", "tfjob-port", 2222,
                       "tfjob-controller", BT_K8S_RESTART_NEVER},
 };
@@ -74,8 +74,8 @@ static int bad(struct bt__err *err, const struct bt__k8s_job *job, const char *f
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s '%s': %s", kinds[job->kind].kind,
-                       job->name, line);
+    return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s '%s': %s", kinds[job->kind].kind, job->name,
+                       line);
 }
 
 static int canon_type(const struct bt__k8s_job *job, const char *key)
@@ -260,8 +260,7 @@ static int read_specs(struct bt__k8s_job *job, struct bt__err *err)
 }
 
 int bt__k8s_job_parse(const char *buf, size_t len, const char *what,
-                      const struct bt__k8s_opts *opts, struct bt__k8s_job *job,
-                      struct bt__err *err)
+                      const struct bt__k8s_opts *opts, struct bt__k8s_job *job, struct bt__err *err)
 {
     struct bt__yn *docs[4];
     size_t ndocs = 0;

@@ -35,29 +35,29 @@ struct bt__k8s_env {
 };
 
 struct bt__k8s_pod {
-    char name[BT_K8S_NAME_MAX];  /* <job>-<type>-<index>: pod, service and host name */
-    char rtype[16];              /* lower-case replica type: master, worker, chief, ps, ... */
-    int index;                   /* index within the replica type */
-    int master_role;             /* carries training.kubeflow.org/job-role=master */
+    char name[BT_K8S_NAME_MAX]; /* <job>-<type>-<index>: pod, service and host name */
+    char rtype[16];             /* lower-case replica type: master, worker, chief, ps, ... */
+    int index;                  /* index within the replica type */
+    int master_role;            /* carries training.kubeflow.org/job-role=master */
     enum bt__k8s_restart restart;
-    struct bt__k8s_env *env;     /* framework container's env, in order (later wins) */
+    struct bt__k8s_env *env; /* framework container's env, in order (later wins) */
     size_t nenv;
-    char **argv;                 /* command + args of the framework container, NULL-ended; */
-    size_t argc;                 /* argc 0 when it has neither (the image's entrypoint runs) */
-    struct bt__yn *pod;          /* the Pod object */
-    struct bt__yn *svc;          /* the headless Service object */
+    char **argv;        /* command + args of the framework container, NULL-ended; */
+    size_t argc;        /* argc 0 when it has neither (the image's entrypoint runs) */
+    struct bt__yn *pod; /* the Pod object */
+    struct bt__yn *svc; /* the headless Service object */
 };
 
 #define BT_K8S_MAX_REPLICA_TYPES 8
 
 /* One entry of pytorchReplicaSpecs / tfReplicaSpecs, with the operator's defaults applied. */
 struct bt__k8s_replica {
-    char type[16];               /* canonical: Master, Worker, Chief, PS, Evaluator */
-    char rtype[16];              /* lower case, as in names and labels */
-    int replicas;                /* default 1 */
-    enum bt__k8s_restart restart;/* default OnFailure (PyTorchJob) or Never (TFJob) */
-    int port;                    /* the framework container's default port (name *job-port) */
-    const struct bt__yn *tmpl;   /* the pod template (points into the job's doc) */
+    char type[16];                /* canonical: Master, Worker, Chief, PS, Evaluator */
+    char rtype[16];               /* lower case, as in names and labels */
+    int replicas;                 /* default 1 */
+    enum bt__k8s_restart restart; /* default OnFailure (PyTorchJob) or Never (TFJob) */
+    int port;                     /* the framework container's default port (name *job-port) */
+    const struct bt__yn *tmpl;    /* the pod template (points into the job's doc) */
 };
 
 struct bt__k8s_job {
@@ -66,16 +66,16 @@ struct bt__k8s_job {
     char ns[BT_K8S_NAME_MAX];
     struct bt__k8s_replica rs[BT_K8S_MAX_REPLICA_TYPES]; /* in the file's order */
     size_t nrs;
-    int total_replicas;          /* over every replica type */
-    const struct bt__yn *elastic;/* PyTorchJob spec.elasticPolicy, or NULL */
-    int dynamic_worker;          /* TFJob spec.enableDynamicWorker: sparse TF_CONFIG */
-    struct bt__k8s_pod *pods;    /* in the order of the replica types in the file */
+    int total_replicas;           /* over every replica type */
+    const struct bt__yn *elastic; /* PyTorchJob spec.elasticPolicy, or NULL */
+    int dynamic_worker;           /* TFJob spec.enableDynamicWorker: sparse TF_CONFIG */
+    struct bt__k8s_pod *pods;     /* in the order of the replica types in the file */
     size_t npods;
-    struct bt__yn *doc;          /* the job as read */
+    struct bt__yn *doc; /* the job as read */
 };
 
 struct bt__k8s_opts {
-    const char *cluster_domain;  /* appended to TF_CONFIG hosts after ".svc" (NULL: none) */
+    const char *cluster_domain; /* appended to TF_CONFIG hosts after ".svc" (NULL: none) */
 };
 
 /* Parses and renders the job in buf (len bytes; what names it in errors) into job, which the

@@ -7,12 +7,12 @@
 
 /* Per kind: the framework container, its default port, and the operator's names. */
 struct bt__k8s_kind_info {
-    const char *kind;           /* "PyTorchJob" */
-    const char *specs_key;      /* "pytorchReplicaSpecs" */
-    const char *container;      /* "pytorch" */
-    const char *port_name;      /* "pytorchjob-port" */
-    int port;                   /* 23456 */
-    const char *controller;     /* "pytorchjob-controller" */
+    const char *kind;       /* "PyTorchJob" */
+    const char *specs_key;  /* "pytorchReplicaSpecs" */
+    const char *container;  /* "pytorch" */
+    const char *port_name;  /* "pytorchjob-port" */
+    int port;               /* 23456 */
+    const char *controller; /* "pytorchjob-controller" */
     enum bt__k8s_restart restart_default;
 };
 

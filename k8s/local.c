@@ -57,8 +57,7 @@ static int num_arg(const char *flag, const char *v, double lo, double hi, double
     errno = 0;
     double x = strtod(v, &end);
     if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "baton k8s local: %s '%s' is not a number in [%g, %g]\n", flag, v, lo,
-                hi);
+        fprintf(stderr, "baton k8s local: %s '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
         return -1;
     }
     *out = x;
@@ -95,8 +94,9 @@ static int parse_value(struct local_args *a, const char *s, const char *v)
 
 static int parse_args(int argc, char **argv, struct local_args *a)
 {
-    static const char *const valued[] = {"--set-args", "--add-args", "--timeout", "--seed",
-                                         "--order", "--stagger", "--workdir", "--baton", NULL};
+    static const char *const valued[] = {"--set-args", "--add-args", "--timeout",
+                                         "--seed",     "--order",    "--stagger",
+                                         "--workdir",  "--baton",    NULL};
     a->l.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
@@ -206,8 +206,8 @@ static char *loopback_value(const struct bt__local *l, const char *v)
     for (size_t i = 0; out && v[i];) {
         const struct bt__local_pod *hit = NULL;
         size_t len = 0;
-        for (size_t p = 0; !hit && (i == 0 || (!name_char(v[i - 1]) && v[i - 1] != '.')) &&
-                           p < l->npods; p++) {
+        for (size_t p = 0;
+             !hit && (i == 0 || (!name_char(v[i - 1]) && v[i - 1] != '.')) && p < l->npods; p++) {
             len = strlen(l->pods[p].k->name);
             if (!strncmp(v + i, l->pods[p].k->name, len) && !name_char(v[i + len]))
                 hit = &l->pods[p];
@@ -431,7 +431,8 @@ static void pod_env(const struct bt__local *l, const struct bt__local_pod *p, st
         if (!l->netns && (!strcmp(v->name, "MASTER_PORT") || !strcmp(v->name, "PET_MASTER_PORT"))) {
             const struct bt__local_pod *m =
                 pod_named(l, bt__k8s_pod_env(p->k, !strcmp(v->name, "MASTER_PORT")
-                                                        ? "MASTER_ADDR" : "PET_MASTER_ADDR"));
+                                                       ? "MASTER_ADDR"
+                                                       : "PET_MASTER_ADDR"));
             if (m && val) {
                 free(val);
                 val = malloc(16);
@@ -494,8 +495,8 @@ static int plan_pod(const struct local_args *a, struct bt__local *l, struct bt__
     if (rc < 0)
         fprintf(stderr, "baton k8s local: out of memory\n");
     else if (rc == 0 && !l->netns)
-        printf("baton k8s local:   %-24s 127.0.0.1 port %d (%d kept free for a store)%s%s\n", p->k->name, p->port,
-               p->port + 1, note[0] ? "; rewrote" : "", note);
+        printf("baton k8s local:   %-24s 127.0.0.1 port %d (%d kept free for a store)%s%s\n",
+               p->k->name, p->port, p->port + 1, note[0] ? "; rewrote" : "", note);
     else if (rc == 0 && note[0])
         printf("baton k8s local:   %s:%s\n", p->k->name, note);
     return rc ? -1 : 0;
@@ -514,8 +515,8 @@ static int make_order(const struct local_args *a, struct bt__local *l)
     for (const char *o = a->order ? a->order : ""; *o;) {
         size_t len = strcspn(o, ",");
         size_t i = 0;
-        while (i < l->npods && (strlen(l->pods[i].k->name) != len ||
-                                strncmp(l->pods[i].k->name, o, len)))
+        while (i < l->npods &&
+               (strlen(l->pods[i].k->name) != len || strncmp(l->pods[i].k->name, o, len)))
             i++;
         if (i == l->npods || used[i]) {
             fprintf(stderr, "baton k8s local: --order: '%.*s' is %s\n", (int)len, o,

@@ -25,25 +25,25 @@ struct bt__local_pod {
     char ns[32];                 /* --netns: bt-<pid>-<i>, else "" */
     pid_t pid;                   /* 0 before the start and after the reap */
     int started;
-    int exited;                  /* 0 while running, else the order of its exit (1, 2...) */
-    int status;                  /* exit code, or 128 + signal */
-    int out_fd;                  /* read end of its stdout+stderr pipe, -1 when closed */
-    char line[1024];             /* a partial output line */
+    int exited;      /* 0 while running, else the order of its exit (1, 2...) */
+    int status;      /* exit code, or 128 + signal */
+    int out_fd;      /* read end of its stdout+stderr pipe, -1 when closed */
+    char line[1024]; /* a partial output line */
     size_t nline;
 };
 
 struct bt__local {
     struct bt__k8s_job *job;
-    struct bt__local_pod *pods;  /* job->npods of them, in the job's order */
+    struct bt__local_pod *pods; /* job->npods of them, in the job's order */
     size_t npods;
-    size_t *order;               /* start order: indices into pods */
-    int netns;                   /* --netns */
-    char bridge[16], hub[32];    /* --netns: br-bt<pid> inside the namespace bt-<pid>-hub */
-    int net_ready;               /* namespaces exist (cleanup has work to do) */
-    double timeout_s;            /* 0: none */
-    double stagger_s;            /* between two pod starts */
+    size_t *order;            /* start order: indices into pods */
+    int netns;                /* --netns */
+    char bridge[16], hub[32]; /* --netns: br-bt<pid> inside the namespace bt-<pid>-hub */
+    int net_ready;            /* namespaces exist (cleanup has work to do) */
+    double timeout_s;         /* 0: none */
+    double stagger_s;         /* between two pod starts */
     unsigned seed;
-    const char *workdir;         /* volumes go under <workdir>/<pod>/<volume> */
+    const char *workdir; /* volumes go under <workdir>/<pod>/<volume> */
 };
 
 /* The flag set by SIGINT/SIGTERM/SIGHUP (0 while none came). */

@@ -122,7 +122,8 @@ int bt__local_net_up(struct bt__local *l)
     snprintf(l->hub, sizeof(l->hub), "bt-%d-hub", (int)getpid());
     snprintf(l->bridge, sizeof(l->bridge), "br-bt%d", (int)getpid());
     l->net_ready = 1;
-    if (ip(1, "netns add %s", l->hub) || ip(1, "-n %s link add %s type bridge", l->hub, l->bridge) ||
+    if (ip(1, "netns add %s", l->hub) ||
+        ip(1, "-n %s link add %s type bridge", l->hub, l->bridge) ||
         ip(1, "-n %s link set %s up", l->hub, l->bridge))
         return -1;
     for (size_t i = 0; i < l->npods && !bt__local_signal; i++)
@@ -135,8 +136,8 @@ int bt__local_net_publish(struct bt__local *l, const struct bt__local_pod *pod)
 {
     char line[512], path[128];
     const char *n = pod->k->name, *ns = l->job->ns;
-    snprintf(line, sizeof(line), "%s\t%s %s.%s.svc %s.%s.svc.cluster.local\n", pod->addr, n, n,
-             ns, n, ns);
+    snprintf(line, sizeof(line), "%s\t%s %s.%s.svc %s.%s.svc.cluster.local\n", pod->addr, n, n, ns,
+             n, ns);
     int rc = 0;
     for (size_t i = 0; i < l->npods; i++) {
         snprintf(path, sizeof(path), "/etc/netns/%s/hosts", l->pods[i].ns);

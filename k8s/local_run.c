@@ -36,11 +36,11 @@ enum { UNDECIDED = 0, SUCCEEDED, FAILED };
 struct run {
     struct bt__local *l;
     double t0;
-    size_t next;          /* next entry of l->order to start */
-    double next_start;    /* when it may start */
+    size_t next;       /* next entry of l->order to start */
+    double next_start; /* when it may start */
     int outcome;
     const struct bt__local_pod *culprit;
-    const char *why;      /* for a failure without a culprit */
+    const char *why; /* for a failure without a culprit */
     int rc;
     double decided_at, term_at; /* when SIGTERM went to the others (0: not yet) */
     int killed;
@@ -96,8 +96,7 @@ static void child(const struct bt__local *l, const struct bt__local_pod *p, int 
             v[0] = "ip", v[1] = "netns", v[2] = "exec", v[3] = (char *)p->ns;
             memcpy(v + 4, p->argv, (n + 1) * sizeof(*v));
             /* ip's own path from our PATH; the pod's env goes to the program through ip */
-            static const char *const ips[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip",
-                                              "/bin/ip"};
+            static const char *const ips[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
             for (size_t i = 0; i < 4; i++)
                 execve(ips[i], v, p->envp);
         }
@@ -202,9 +201,11 @@ static void reap(struct run *r)
                    WIFEXITED(st) ? "with status" : "by signal",
                    WIFEXITED(st) ? p->status : WTERMSIG(st),
                    r->term_at && (p->status == 128 + SIGTERM || p->status == 128 + SIGKILL)
-                       ? " (stopped by baton k8s local)" : "",
+                       ? " (stopped by baton k8s local)"
+                       : "",
                    WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && !r->killed ? " (SIGKILL: OOM "
-                   "killer or kill -9?)" : "");
+                                                                              "killer or kill -9?)"
+                                                                            : "");
         }
 }
 
@@ -315,8 +316,7 @@ static const char *restart_note(const struct bt__local_pod *p)
     case BT_K8S_RESTART_ONFAILURE:
     case BT_K8S_RESTART_ALWAYS:
         return "; the operator would restart it (restartPolicy), baton k8s local does not";
-    default:
-        return "";
+    default: return "";
     }
 }
 

@@ -34,8 +34,8 @@ static const struct bt__k8s_replica *find_rs(const struct bt__k8s_job *job, cons
 
 /* ---- TF_CONFIG ---- */
 
-static void tf_host(FILE *f, const struct bt__k8s_job *job, const struct bt__k8s_replica *r,
-                    int i, const struct bt__k8s_opts *opts)
+static void tf_host(FILE *f, const struct bt__k8s_job *job, const struct bt__k8s_replica *r, int i,
+                    const struct bt__k8s_opts *opts)
 {
     fprintf(f, "\"%s-%s-%d.%s.svc%s%s:%d\"", job->name, r->rtype, i, job->ns,
             opts && opts->cluster_domain ? "." : "",
@@ -254,8 +254,8 @@ static struct bt__yn *object(const char *kind, const char *name, const char *ns,
     return o;
 }
 
-static struct bt__yn *service(const struct bt__k8s_job *job, const struct bt__k8s_replica *r,
-                              int i, const char *name, const struct bt__yn *container)
+static struct bt__yn *service(const struct bt__k8s_job *job, const struct bt__k8s_replica *r, int i,
+                              const char *name, const struct bt__yn *container)
 {
     struct bt__yn *svc = object("Service", name, job->ns, op_labels(job, r, i));
     struct bt__yn *spec = bt__yn_new(BT_YN_MAP), *ports = bt__yn_new(BT_YN_SEQ);

@@ -44,8 +44,8 @@ static struct bt__yn *scalar(const char *s, size_t len, int style)
  * of the 1.1 words for true/false/null. */
 static int plain_is_string(const char *s)
 {
-    static const char *const words[] = {"y", "n", "yes", "no", "true", "false", "on", "off",
-                                        "null"};
+    static const char *const words[] = {"y",     "n",  "yes", "no",  "true",
+                                        "false", "on", "off", "null"};
     if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
         return 0;
     for (const char *p = s; *p; p++)
@@ -286,8 +286,8 @@ static int emit_node(yaml_emitter_t *e, const struct bt__yn *n)
     yaml_event_t ev;
     int ok;
     if (n->kind == BT_YN_SCALAR) {
-        ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)n->s,
-                                          (int)strlen(n->s), 1, 1, (yaml_scalar_style_t)n->style);
+        ok = yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)n->s, (int)strlen(n->s),
+                                          1, 1, (yaml_scalar_style_t)n->style);
         return ok && yaml_emitter_emit(e, &ev);
     }
     if (n->kind == BT_YN_SEQ)
@@ -307,8 +307,7 @@ static int emit_node(yaml_emitter_t *e, const struct bt__yn *n)
 static int emit_stream(yaml_emitter_t *e, struct bt__yn *const *docs, size_t ndocs)
 {
     yaml_event_t ev;
-    if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) ||
-        !yaml_emitter_emit(e, &ev))
+    if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || !yaml_emitter_emit(e, &ev))
         return 0;
     for (size_t i = 0; i < ndocs; i++) {
         if (!yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 0) ||

@@ -21,11 +21,11 @@ enum bt__yn_kind { BT_YN_SCALAR = 0, BT_YN_SEQ, BT_YN_MAP };
 
 struct bt__yn {
     enum bt__yn_kind kind;
-    int style;          /* scalar: a yaml_scalar_style_t (plain, double-quoted, ...) */
-    int bad;            /* an allocation failed somewhere below this node */
-    int line;           /* 1-based line in the source, 0 for made nodes */
-    char *s;            /* scalar: the text, NUL-terminated */
-    size_t n, cap;      /* SEQ: items; MAP: 2 * pairs (key, value, key, value, ...) */
+    int style;     /* scalar: a yaml_scalar_style_t (plain, double-quoted, ...) */
+    int bad;       /* an allocation failed somewhere below this node */
+    int line;      /* 1-based line in the source, 0 for made nodes */
+    char *s;       /* scalar: the text, NUL-terminated */
+    size_t n, cap; /* SEQ: items; MAP: 2 * pairs (key, value, key, value, ...) */
     struct bt__yn **v;
 };
 

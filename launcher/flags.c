@@ -34,8 +34,8 @@ struct flag {
 
 #define SF(f) offsetof(struct bt__spec_flags, f)
 #define RO(f) offsetof(struct bt__run_opts, f)
-#define SPEC  (BT_FLAGS_SPEC | BT_FLAGS_RUN)
-#define RUN   BT_FLAGS_RUN
+#define SPEC (BT_FLAGS_SPEC | BT_FLAGS_RUN)
+#define RUN BT_FLAGS_RUN
 
 /* Ranges: `baton spec` shows what `baton run` would derive, so both take what run takes.
  * -n stops at 4096 workers per node like `baton topo -n`; a node rank is below --nnodes. */
@@ -84,8 +84,8 @@ static int set_int(const struct flag *f, const char *name, const char *v, int *o
     char why[64];
     if (f->kind == K_COUNT && !strcmp(v, "auto"))
         return *out = 0, 1;
-    if (!*v || strspn(v, "0123456789") != strlen(v) || bt__parse_int(v, &x) != 0 ||
-        x < f->min || x > f->max) {
+    if (!*v || strspn(v, "0123456789") != strlen(v) || bt__parse_int(v, &x) != 0 || x < f->min ||
+        x > f->max) {
         snprintf(why, sizeof(why), "want %san integer in %d..%d",
                  f->kind == K_COUNT ? "auto or " : "", f->min, f->max);
         return bad(err, name, v, why);
@@ -102,8 +102,7 @@ static int set_value(const struct flag *f, const char *name, const char *v, void
     double x;
     switch (f->kind) {
     case K_COUNT:
-    case K_INT:
-        return set_int(f, name, v, dst, err);
+    case K_INT: return set_int(f, name, v, dst, err);
     case K_SECONDS:
         if (bt__parse_dbl(v, &x) != 0 || !(x >= f->min / 1000.0) || x > 1e7)
             return bad(err, name, v, "want a number of seconds");
@@ -125,8 +124,7 @@ static int set_value(const struct flag *f, const char *name, const char *v, void
         return *(const char **)dst = v, 1;
     case K_BIND:
         return bt__bind_parse(v, dst) == 0 ? 1 : bad(err, name, v, "want none, core, numa or gpu");
-    case K_OFF:
-        return *(int *)dst = 0, 1;
+    case K_OFF: return *(int *)dst = 0, 1;
     }
     return -1;
 }

@@ -11,7 +11,7 @@
 
 /* Which commands a flag belongs to. */
 #define BT_FLAGS_SPEC 1u /* `baton spec` and `baton run`: fields of struct bt__spec_flags */
-#define BT_FLAGS_RUN  2u /* `baton run` only: fields of struct bt__run_opts */
+#define BT_FLAGS_RUN 2u  /* `baton run` only: fields of struct bt__run_opts */
 
 /* Parses the flag at argv[*i] if it is one of cmds' (value in the next argument, after '=',
  * or attached to a one-letter flag: -n4), advancing *i past its value. sf receives the spec

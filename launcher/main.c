@@ -24,8 +24,9 @@ static const struct cmd cmds[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "baton %s: distributed training launcher and runtime\n\nusage: baton COMMAND "
-                 "[ARGS]\n\ncommands:\n",
+    fprintf(out,
+            "baton %s: distributed training launcher and runtime\n\nusage: baton COMMAND "
+            "[ARGS]\n\ncommands:\n",
             BATON_VERSION_STRING);
     for (size_t i = 0; i < NCMDS; i++)
         fprintf(out, "  %-6s %s\n", cmds[i].name, cmds[i].summary);

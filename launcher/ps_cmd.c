@@ -55,11 +55,17 @@ static int num(const char *flag, const char *s, double lo, double hi, double *ou
 
 static int parse(int argc, char **argv, struct bt__ps_server_cfg *cfg)
 {
-    static const struct option opts[] = {
-        {"index", 1, 0, 'i'}, {"rdzv", 1, 0, 'r'}, {"host", 1, 0, 'H'}, {"port", 1, 0, 'p'},
-        {"checkpoint-dir", 1, 0, 'd'}, {"checkpoint-secs", 1, 0, 's'},
-        {"checkpoint-steps", 1, 0, 'n'}, {"timeout", 1, 0, 't'}, {"keep-running", 0, 0, 'k'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"index", 1, 0, 'i'},
+                                         {"rdzv", 1, 0, 'r'},
+                                         {"host", 1, 0, 'H'},
+                                         {"port", 1, 0, 'p'},
+                                         {"checkpoint-dir", 1, 0, 'd'},
+                                         {"checkpoint-secs", 1, 0, 's'},
+                                         {"checkpoint-steps", 1, 0, 'n'},
+                                         {"timeout", 1, 0, 't'},
+                                         {"keep-running", 0, 0, 'k'},
+                                         {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int c;
     double v;
     optind = 1;

@@ -76,12 +76,16 @@ static int parse(int argc, char **argv, struct bt__run_opts *o)
         char *a = argv[i];
         if (!strcmp(a, "--"))
             return i + 1 < argc ? (o->argv = argv + i + 1, 0) : usage_error("no PROGRAM after --");
-        if (a[0] != '-' || !a[1]) break; /* PROGRAM without -- */
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return fputs(bt__cmd_run_usage(), stdout), 1;
+        if (a[0] != '-' || !a[1])
+            break; /* PROGRAM without -- */
+        if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return fputs(bt__cmd_run_usage(), stdout), 1;
         struct bt__err err = {0};
         int rc = bt__flags_parse(BT_FLAGS_RUN, &o->flags, o, argc, argv, &i, &err);
-        if (rc == 0) return usage_error("unknown option '%.*s'", (int)strcspn(a, "="), a);
-        if (rc < 0) return usage_error("%s", err.msg);
+        if (rc == 0)
+            return usage_error("unknown option '%.*s'", (int)strcspn(a, "="), a);
+        if (rc < 0)
+            return usage_error("%s", err.msg);
     }
     if (i >= argc)
         return usage_error("no PROGRAM to run; usage: baton run [OPTIONS] -- PROGRAM "
@@ -113,7 +117,8 @@ static int auto_nproc(void)
 static void std_fds(void)
 {
     for (int fd = 0; fd < 3; fd++)
-        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0) return;
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+            return;
 }
 
 static int fail_launcher(struct bt__run *r, const struct bt__err *err, const char *what)
@@ -154,7 +159,8 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
 static int report(struct bt__run *r, const struct bt__outcome *o)
 {
     int status = bt__run_stop_sig ? 128 + bt__run_stop_sig : o->status;
-    if (o->kind == 'S' && !bt__run_stop_sig) return 0;
+    if (o->kind == 'S' && !bt__run_stop_sig)
+        return 0;
     fprintf(stderr, "baton: job failed: %s\n", o->line);
     fprintf(stderr, "baton: node %d (host %s) exits with status %d\n", r->spec.node_rank, r->host,
             status);
@@ -170,8 +176,10 @@ static int run_job(struct bt__run *r)
     for (;;) {
         if (bt__run_join(r, &err) != BT_OK)
             return fail_launcher(r, &err, "waiting for the other nodes");
-        if (generation(r, &o, &err) != BT_OK) return fail_launcher(r, &err, "starting the workers");
-        if (o.kind != 'F' || r->restart >= r->o.max_restarts || bt__run_stop_sig) break;
+        if (generation(r, &o, &err) != BT_OK)
+            return fail_launcher(r, &err, "starting the workers");
+        if (o.kind != 'F' || r->restart >= r->o.max_restarts || bt__run_stop_sig)
+            break;
         r->restart++;
         fprintf(stderr, "baton: restarting the workers (restart %d of %d) after: %s\n", r->restart,
                 r->o.max_restarts, o.line);
@@ -202,7 +210,8 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return 2;
     }
-    if (r->spec.role == BT_ROLE_PS) return -1; /* the caller runs the server instead */
+    if (r->spec.role == BT_ROLE_PS)
+        return -1; /* the caller runs the server instead */
     int rc = bt__run_resolve_prog(r->o.argv[0], r->prog, sizeof(r->prog), &err);
     if (rc) {
         fprintf(stderr, "baton run: %s\n", err.msg);
@@ -210,10 +219,14 @@ static int setup(struct bt__run *r)
     }
     int ranked = r->spec.role == BT_ROLE_WORKER || r->spec.role == BT_ROLE_CHIEF;
     r->nproc = !ranked ? 1 : r->spec.nproc_per_node > 0 ? r->spec.nproc_per_node : auto_nproc();
-    if (ps_layout(r, ranked) != 0) return 2;
-    if (!ranked) r->o.bind = BT_BIND_NONE; /* an evaluator is not a local rank */
-    if ((rc = bt__run_bind_setup(r)) != 0) return rc;
-    if (gethostname(r->host, sizeof(r->host) - 1) != 0) snprintf(r->host, sizeof(r->host), "?");
+    if (ps_layout(r, ranked) != 0)
+        return 2;
+    if (!ranked)
+        r->o.bind = BT_BIND_NONE; /* an evaluator is not a local rank */
+    if ((rc = bt__run_bind_setup(r)) != 0)
+        return rc;
+    if (gethostname(r->host, sizeof(r->host) - 1) != 0)
+        snprintf(r->host, sizeof(r->host), "?");
     if (bt__run_token(r) != 0 || bt__run_signals_install(&err) != BT_OK) {
         fprintf(stderr, "baton run: cannot set up: %s\n", err.msg[0] ? err.msg : "getrandom");
         return BT_RUN_EXIT_LAUNCHER;
@@ -240,15 +253,18 @@ int bt__cmd_run(int argc, char **argv)
     r.o.grace_s = 10;
     r.o.tag_output = 1;
     int rc = parse(argc, argv, &r.o);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc)
+        return rc == 1 ? 0 : rc;
     std_fds();
     rc = setup(&r);
-    if (rc < 0) return bt__run_ps_pod(&r);
+    if (rc < 0)
+        return bt__run_ps_pod(&r);
     if (rc == 0)
         rc = run_job(&r);
     else
         bt__run_rdzv_close(&r, 0);
-    if (r.srv || r.st) bt__run_rdzv_close(&r, 0);
+    if (r.srv || r.st)
+        bt__run_rdzv_close(&r, 0);
     free(r.w);
     free(r.obuf);
     free(r.place);

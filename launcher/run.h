@@ -31,11 +31,11 @@
 #include "launcher/spec.h"
 #include "rendezvous/store.h"
 
-#define BT_RUN_LINE_MAX      65536 /* bytes: a longer line is split, each piece tagged */
-#define BT_RUN_OUTCOME_MAX   1024  /* bytes of the outcome value */
-#define BT_RUN_EXIT_LOST     129   /* 128 + SIGHUP: a launcher or the store went away */
-#define BT_RUN_EXIT_LAUNCHER 1     /* baton itself could not run the job (join, auth, ...) */
-#define BT_RUN_GPU_MAX       64    /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
+#define BT_RUN_LINE_MAX 65536   /* bytes: a longer line is split, each piece tagged */
+#define BT_RUN_OUTCOME_MAX 1024 /* bytes of the outcome value */
+#define BT_RUN_EXIT_LOST 129    /* 128 + SIGHUP: a launcher or the store went away */
+#define BT_RUN_EXIT_LAUNCHER 1  /* baton itself could not run the job (join, auth, ...) */
+#define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 struct bt__run_opts {
     struct bt__spec_flags flags;

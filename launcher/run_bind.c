@@ -42,20 +42,23 @@ static void cvd_parse(const char *s, const struct bt__topo *t, struct cvd *c)
 {
     c->n = -1;
     c->numeric = 1;
-    if (!s) return;
+    if (!s)
+        return;
     c->n = 0;
     for (const char *p = s; *p && c->n < CVD_MAX;
          p += strcspn(p, ",") + (p[strcspn(p, ",")] != 0)) {
         int len = (int)strcspn(p, ",");
         int64_t v;
-        if (len == 0 || *p == '-' || len >= BT_RUN_GPU_MAX) break;
+        if (len == 0 || *p == '-' || len >= BT_RUN_GPU_MAX)
+            break;
         snprintf(c->ent[c->n], BT_RUN_GPU_MAX, "%.*s", len, p);
         if (bt__parse_int(c->ent[c->n], &v) != 0 || v < 0 || v >= t->ngpus)
             c->numeric = 0;
         else
             snprintf(c->busid[c->n], BT__TOPO_BUSID_MAX, "%s", t->gpus[v].busid);
         c->n++;
-        if (!p[len]) break;
+        if (!p[len])
+            break;
     }
 }
 
@@ -63,7 +66,8 @@ static void cvd_parse(const char *s, const struct bt__topo *t, struct cvd *c)
 static void cvd_restrict(struct bt__topo *t, const struct cvd *c)
 {
     const char *ids[CVD_MAX];
-    if (c->n < 0 || (c->n > 0 && !c->numeric)) return;
+    if (c->n < 0 || (c->n > 0 && !c->numeric))
+        return;
     for (int i = 0; i < c->n; i++)
         ids[i] = c->busid[i];
     bt__topo_keep_gpus(t, ids, c->n);
@@ -78,7 +82,8 @@ static void gpu_name(const struct bt__topo *t, const struct cvd *c, int g, char 
         return;
     }
     for (int i = 0; c->numeric && i < c->n; i++) /* the entry naming GPU g's bus id */
-        if (!strcmp(c->busid[i], t->gpus[g].busid)) k = i;
+        if (!strcmp(c->busid[i], t->gpus[g].busid))
+            k = i;
     snprintf(out, BT_RUN_GPU_MAX, "%s", c->ent[k]);
 }
 
@@ -100,7 +105,8 @@ static int plan_one(struct bt__run *r, const struct bt__topo *t, const struct cv
     struct bt__run_place *p = &r->place[i];
     static int warned;
     BT_CHECK(bt__topo_plan(t, i, r->nproc, r->o.bind, &p->pl, err));
-    if (p->pl.gpu >= 0) gpu_name(t, c, p->pl.gpu, p->gpu);
+    if (p->pl.gpu >= 0)
+        gpu_name(t, c, p->pl.gpu, p->gpu);
     p->planned = p->pl.cpus;
     CPU_AND(&p->pl.cpus, &p->planned, allowed);
     int planned = p->pl.ncpus;
@@ -124,7 +130,8 @@ int bt__run_bind_setup(struct bt__run *r)
     struct cvd c;
     cpu_set_t allowed;
     int rc = 0;
-    if (r->o.bind == BT_BIND_NONE) return 0;
+    if (r->o.bind == BT_BIND_NONE)
+        return 0;
     if (bt__topo_load(NULL, &t, &err) != BT_OK) {
         fprintf(stderr, "baton run: --bind %s: %s\n", bt__bind_name(r->o.bind), err.msg);
         return 2;
@@ -140,7 +147,8 @@ int bt__run_bind_setup(struct bt__run *r)
         return 2;
     }
     CPU_ZERO(&allowed);
-    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) allowed = t->cpus;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+        allowed = t->cpus;
     r->place = calloc((size_t)r->nproc, sizeof(*r->place));
     if (!r->place) {
         fprintf(stderr, "baton run: out of memory\n");
@@ -159,10 +167,12 @@ int bt__run_bind_vars(const struct bt__run *r, const struct bt__worker *w, char 
 {
     const struct bt__run_place *p;
     int n = 0, ok = 1;
-    if (!r->place || w->ps_index >= 0) return 0;
+    if (!r->place || w->ps_index >= 0)
+        return 0;
     p = &r->place[w->local_rank];
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
-    if (p->gpu[0]) ADD("BATON_GPU=%s", p->gpu);
+    if (p->gpu[0])
+        ADD("BATON_GPU=%s", p->gpu);
     if (p->gpu[0] && r->o.bind == BT_BIND_GPU) {
         ADD("CUDA_DEVICE_ORDER=PCI_BUS_ID");
         ADD("CUDA_VISIBLE_DEVICES=%s", p->gpu);
@@ -176,6 +186,7 @@ int bt__run_bind_vars(const struct bt__run *r, const struct bt__worker *w, char 
 void bt__run_bind_apply(const struct bt__run *r, const struct bt__worker *w)
 {
     struct bt__err err; /* written only on failure; the CPUs were checked against ours */
-    if (!r->place || w->ps_index >= 0) return;
+    if (!r->place || w->ps_index >= 0)
+        return;
     bt__topo_apply(&r->place[w->local_rank].pl, &err); /* no allocation, no locks */
 }

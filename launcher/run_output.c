@@ -25,12 +25,14 @@ static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && errno == EINTR)
+            continue;
         if (k < 0 && errno == EAGAIN) { /* someone made our stdout non-blocking */
             usleep(1000);
             continue;
         }
-        if (k <= 0) return -1;
+        if (k <= 0)
+            return -1;
         p += k;
         n -= (size_t)k;
     }
@@ -39,12 +41,14 @@ static int write_all(int fd, const char *p, size_t n)
 
 static int obuf_reserve(struct bt__run *r, size_t need)
 {
-    if (need <= r->obuf_cap) return 0;
+    if (need <= r->obuf_cap)
+        return 0;
     size_t cap = r->obuf_cap ? r->obuf_cap : 2 * BT_RUN_LINE_MAX;
     while (cap < need)
         cap *= 2;
     char *p = realloc(r->obuf, cap);
-    if (!p) return -1;
+    if (!p)
+        return -1;
     r->obuf = p;
     r->obuf_cap = cap;
     return 0;
@@ -60,7 +64,8 @@ static size_t append_line(struct bt__run *r, size_t olen, const char *tag, const
     memcpy(r->obuf + olen, tag, tl);
     memcpy(r->obuf + olen + tl, p, n);
     olen += tl + n;
-    if (n == 0 || p[n - 1] != '\n') r->obuf[olen++] = '\n';
+    if (n == 0 || p[n - 1] != '\n')
+        r->obuf[olen++] = '\n';
     return olen;
 }
 
@@ -70,7 +75,8 @@ static size_t utf8_cut(const char *buf, size_t len)
     size_t i = len;
     while (i > 0 && len - i < 4 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80)
         i--;
-    if (i == 0 || len - i >= 4) return len;
+    if (i == 0 || len - i >= 4)
+        return len;
     unsigned char lead = (unsigned char)buf[i - 1];
     size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
     return (i - 1) + want > len ? i - 1 : len;
@@ -104,15 +110,19 @@ static void emit(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb
         start = (size_t)(nl - lb->buf) + 1;
     }
     size_t end = start;
-    if (start == 0 && lb->len == BT_RUN_LINE_MAX) end = utf8_cut(lb->buf, lb->len);
-    if (eof) end = lb->len;
-    if (end > start) olen = append_line(r, olen, w->tag, lb->buf + start, end - start);
+    if (start == 0 && lb->len == BT_RUN_LINE_MAX)
+        end = utf8_cut(lb->buf, lb->len);
+    if (eof)
+        end = lb->len;
+    if (end > start)
+        olen = append_line(r, olen, w->tag, lb->buf + start, end - start);
     if (olen && !r->console_dead[lb->console] && write_all(lb->console, r->obuf, olen) != 0)
         r->console_dead[lb->console] = 1;
     if (w->log_fd >= 0 && end > 0) {
         struct iovec v[2] = {{lb->buf, end}, {"\n", 1}};
         int cnt = lb->buf[end - 1] == '\n' ? 1 : 2;
-        if (writev(w->log_fd, v, cnt) < 0) w->log_fd = (close(w->log_fd), -1);
+        if (writev(w->log_fd, v, cnt) < 0)
+            w->log_fd = (close(w->log_fd), -1);
     }
     memmove(lb->buf, lb->buf + end, lb->len - end);
     lb->len -= end;
@@ -121,7 +131,8 @@ static void emit(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb
 int bt__run_output_read(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb)
 {
     ssize_t n = read(lb->fd, lb->buf + lb->len, BT_RUN_LINE_MAX - lb->len);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return 0;
     if (n <= 0) {
         emit(r, w, lb, 1);
         close(lb->fd);
@@ -157,7 +168,8 @@ void bt__run_output_drain(struct bt__run *r, struct bt__worker *w)
 
 void bt__run_output_eof(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb)
 {
-    if (lb->fd < 0) return;
+    if (lb->fd < 0)
+        return;
     emit(r, w, lb, 1);
     close(lb->fd);
     lb->fd = -1;
@@ -175,7 +187,8 @@ static int open_log(struct bt__run *r, struct bt__worker *w, struct bt__err *err
     w->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (w->log_fd < 0)
         return bt__err_set(err, BT_ERR_SYSTEM, "--log-dir: %s: %s", path, strerror(errno));
-    if (r->restart > 0) dprintf(w->log_fd, "=== baton: restart %d ===\n", r->restart);
+    if (r->restart > 0)
+        dprintf(w->log_fd, "=== baton: restart %d ===\n", r->restart);
     return BT_OK;
 }
 
@@ -187,8 +200,10 @@ int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err 
     w->out.len = w->err.len = 0;
     w->out.console = 1;
     w->err.console = 2;
-    if (!w->out.buf) w->out.buf = malloc(BT_RUN_LINE_MAX);
-    if (!w->err.buf) w->err.buf = malloc(BT_RUN_LINE_MAX);
+    if (!w->out.buf)
+        w->out.buf = malloc(BT_RUN_LINE_MAX);
+    if (!w->err.buf)
+        w->err.buf = malloc(BT_RUN_LINE_MAX);
     if (!w->out.buf || !w->err.buf)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory for output buffers");
     return r->o.log_dir ? open_log(r, w, err) : BT_OK;
@@ -197,9 +212,12 @@ int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err 
 void bt__run_output_close(struct bt__run *r, struct bt__worker *w)
 {
     (void)r;
-    if (w->out.fd >= 0) close(w->out.fd);
-    if (w->err.fd >= 0) close(w->err.fd);
-    if (w->log_fd >= 0) close(w->log_fd);
+    if (w->out.fd >= 0)
+        close(w->out.fd);
+    if (w->err.fd >= 0)
+        close(w->err.fd);
+    if (w->log_fd >= 0)
+        close(w->log_fd);
     w->out.fd = w->err.fd = w->log_fd = -1;
     free(w->out.buf);
     free(w->err.buf);

@@ -35,7 +35,8 @@ static void endpoint(char *out, size_t n, const char *host, int port)
 int bt__run_ps_setup(struct bt__run *r, struct bt__err *err)
 {
     ssize_t len = readlink("/proc/self/exe", r->self_exe, sizeof(r->self_exe) - 1);
-    if (r->nchild == r->nproc) return BT_OK;
+    if (r->nchild == r->nproc)
+        return BT_OK;
     if (len <= 0)
         return bt__err_set(err, BT_ERR_SYSTEM,
                            "cannot find baton's own executable for --ps "
@@ -69,8 +70,10 @@ static int tf_port(const struct bt__spec *s, int index)
 {
     char host[BT_SPEC_HOST_MAX];
     int port = 0;
-    if (getenv("BATON_PS_PORT") || index < 0 || index >= s->nps) return 0;
-    if (bt__parse_endpoint(s->ps_hosts[index], host, sizeof(host), &port) != 0) return 0;
+    if (getenv("BATON_PS_PORT") || index < 0 || index >= s->nps)
+        return 0;
+    if (bt__parse_endpoint(s->ps_hosts[index], host, sizeof(host), &port) != 0)
+        return 0;
     return port > 0 ? port : 0;
 }
 
@@ -80,7 +83,8 @@ int bt__run_ps_pod(struct bt__run *r)
     struct bt__ps_server_cfg cfg;
     char rdzv[BT_SPEC_HOST_MAX + 16];
     int index = s->tf_task_index >= 0 ? s->tf_task_index : 0;
-    if (gethostname(r->host, sizeof(r->host) - 1) != 0) snprintf(r->host, sizeof(r->host), "?");
+    if (gethostname(r->host, sizeof(r->host) - 1) != 0)
+        snprintf(r->host, sizeof(r->host), "?");
     if (bt__run_token(r) != 0) {
         fprintf(stderr, "baton run: cannot make a job token (getrandom)\n");
         return BT_RUN_EXIT_LAUNCHER;
@@ -90,7 +94,8 @@ int bt__run_ps_pod(struct bt__run *r)
     cfg.rdzv = rdzv;
     cfg.token = r->token;
     cfg.index = index;
-    if (tf_port(s, index)) cfg.port = tf_port(s, index);
+    if (tf_port(s, index))
+        cfg.port = tf_port(s, index);
     fprintf(stderr,
             "baton: %s is TF ps task %d of job '%s': running baton's parameter server (as "
             "`baton ps --index %d`, store %s); %s is not started on ps tasks\n",

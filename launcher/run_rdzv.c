@@ -30,7 +30,7 @@
 #include "common/log.h"
 #include "launcher/run.h"
 
-#define EXIT_BARRIER_S   3.0 /* node 0 keeps the store up this long for the others at most */
+#define EXIT_BARRIER_S 3.0 /* node 0 keeps the store up this long for the others at most */
 #define PROGRESS_EVERY_S 5.0
 
 static void hex(const unsigned char *p, size_t n, char *out)
@@ -55,7 +55,8 @@ int bt__run_token(struct bt__run *r)
         SHA256((const unsigned char *)seed, strlen(seed), d);
         hex(d, sizeof(d), r->token);
     } else {
-        if (getrandom(d, 16, 0) != 16) return -1;
+        if (getrandom(d, 16, 0) != 16)
+            return -1;
         hex(d, 16, r->token);
     }
     return 0;
@@ -136,7 +137,8 @@ static int free_port(void)
 {
     int fd, port = 0;
     struct bt__err e = {0};
-    if (bt__sock_listen(NULL, 0, 1, &fd, &port, &e) != BT_OK) return 0;
+    if (bt__sock_listen(NULL, 0, 1, &fd, &port, &e) != BT_OK)
+        return 0;
     close(fd);
     return port;
 }
@@ -155,7 +157,8 @@ static int claim(struct bt__run *r, struct bt__err *err)
     int taken = strcmp(actual, rec) != 0;
     int pid = 0;
     char other[BT_SPEC_HOST_MAX] = "?";
-    if (taken) sscanf(actual, "%*d %d %*d %255s", &pid, other);
+    if (taken)
+        sscanf(actual, "%*d %d %*d %255s", &pid, other);
     free(actual);
     if (taken)
         return bt__err_set(err, BT_ERR_INVALID_USAGE,
@@ -181,8 +184,10 @@ static int wait_nodes(struct bt__run *r, char **keys, struct bt__err *err)
     int64_t t0 = bt__now_ns(), dl = bt__deadline_in(r->o.join_timeout_s), last = t0;
     for (;;) {
         int rc = bt__store_wait(r->st, (const char *const *)keys, n, 1.0);
-        if (rc == BT_OK) return BT_OK;
-        if (rc != BT_ERR_TIMEOUT) return bt__err_set(err, rc, "%s", bt__store_error(r->st));
+        if (rc == BT_OK)
+            return BT_OK;
+        if (rc != BT_ERR_TIMEOUT)
+            return bt__err_set(err, rc, "%s", bt__store_error(r->st));
         if (bt__run_abort)
             return bt__err_set(err, BT_ERR_REMOTE, "interrupted while waiting for the nodes");
         int64_t now = bt__now_ns();
@@ -225,9 +230,11 @@ static int layout(struct bt__run *r, char **keys, struct bt__err *err)
                              (char *)vals[i]);
             goto out;
         }
-        if (i < r->spec.node_rank) r->first_rank += np;
+        if (i < r->spec.node_rank)
+            r->first_rank += np;
         r->world_size += np;
-        if (i == 0) r->master_port = r->spec.master_port > 0 ? r->spec.master_port : mport;
+        if (i == 0)
+            r->master_port = r->spec.master_port > 0 ? r->spec.master_port : mport;
     }
 out:
     for (int i = 0; vals && i < n; i++)
@@ -242,7 +249,8 @@ static char **node_keys(const struct bt__run *r)
     int n = r->spec.nnodes;
     char **keys = calloc((size_t)n, sizeof(char *));
     for (int i = 0; keys && i < n; i++)
-        if (asprintf(&keys[i], "l/%d/node/%d", r->restart, i) < 0) keys[i] = NULL;
+        if (asprintf(&keys[i], "l/%d/node/%d", r->restart, i) < 0)
+            keys[i] = NULL;
     return keys;
 }
 
@@ -260,7 +268,8 @@ int bt__run_join(struct bt__run *r, struct bt__err *err)
     int64_t joined = 0;
     snprintf(r->master_addr, sizeof(r->master_addr), "%s",
              r->spec.master_addr[0] ? r->spec.master_addr : r->store_host);
-    if (!r->st) return join_local(r);
+    if (!r->st)
+        return join_local(r);
     BT_CHECK(claim(r, err));
     char key[64];
     snprintf(key, sizeof(key), "l/%d/joined", r->restart);
@@ -269,9 +278,11 @@ int bt__run_join(struct bt__run *r, struct bt__err *err)
     BT_INFO(LAUNCH, "node %d joined generation %d (%" PRId64 " of %d nodes so far)",
             r->spec.node_rank, r->restart, joined, n);
     char **keys = node_keys(r);
-    if (!keys) return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
+    if (!keys)
+        return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
     rc = wait_nodes(r, keys, err);
-    if (rc == BT_OK) rc = layout(r, keys, err);
+    if (rc == BT_OK)
+        rc = layout(r, keys, err);
     for (int i = 0; i < n; i++)
         free(keys[i]);
     free(keys);
@@ -291,14 +302,16 @@ void bt__run_post_outcome(struct bt__run *r, struct bt__outcome *o)
     void *actual = NULL;
     size_t alen;
     struct bt__outcome won;
-    if (!r->st) return;
+    if (!r->st)
+        return;
     snprintf(key, sizeof(key), "l/%d/outcome", r->restart);
     encode(o, val, sizeof(val));
     if (bt__store_compare_set(r->st, key, "", 0, val, strlen(val), &actual, &alen) != BT_OK) {
         BT_WARN(LAUNCH, "posting the outcome: %s", bt__store_error(r->st));
         return;
     }
-    if (bt__run_outcome_parse(actual, &won) == 0) *o = won;
+    if (bt__run_outcome_parse(actual, &won) == 0)
+        *o = won;
     free(actual);
 }
 
@@ -310,7 +323,8 @@ void bt__run_post_done(struct bt__run *r, struct bt__outcome *o)
     o->status = 0;
     snprintf(o->line, sizeof(o->line), "every worker on %d node(s) exited 0 (%d worker(s))",
              r->spec.nnodes, r->world_size);
-    if (!r->st) return;
+    if (!r->st)
+        return;
     snprintf(key, sizeof(key), "l/%d/done", r->restart);
     if (bt__store_add(r->st, key, 1, &n) != BT_OK) {
         BT_WARN(LAUNCH, "counting this node done: %s", bt__store_error(r->st));
@@ -336,7 +350,8 @@ static void *watch_main(void *arg)
         size_t len;
         int rc = bt__store_get(r->wst, key, &val, &len, 1.0);
         if (rc == BT_OK) {
-            if (bt__run_outcome_parse(val, o) != 0) o->kind = 0;
+            if (bt__run_outcome_parse(val, o) != 0)
+                o->kind = 0;
             free(val);
             break;
         }
@@ -359,7 +374,8 @@ static void *watch_main(void *arg)
 
 int bt__run_watch_start(struct bt__run *r, struct bt__err *err)
 {
-    if (!r->wst) return BT_OK;
+    if (!r->wst)
+        return BT_OK;
     uint64_t drain;
     (void)!read(r->notify_fd, &drain, sizeof(drain));
     r->watcher_stop = 0;
@@ -371,7 +387,8 @@ int bt__run_watch_start(struct bt__run *r, struct bt__err *err)
 
 void bt__run_watch_stop(struct bt__run *r)
 {
-    if (!r->watcher_on) return;
+    if (!r->watcher_on)
+        return;
     r->watcher_stop = 1; /* noticed within one GET timeout when no outcome came */
     pthread_join(r->watcher, NULL);
     r->watcher_on = 0;
@@ -384,24 +401,29 @@ static void exit_barrier(struct bt__run *r)
     int64_t n = 0, want = r->spec.nnodes - (r->final_kind == 'L'); /* the lost one never will */
     snprintf(key, sizeof(key), "l/%d/exited", r->restart);
     snprintf(all, sizeof(all), "l/%d/allexited", r->restart);
-    if (bt__store_add(r->st, key, 1, &n) != BT_OK) return;
-    if (n >= want) bt__store_set(r->st, all, "1", 1);
+    if (bt__store_add(r->st, key, 1, &n) != BT_OK)
+        return;
+    if (n >= want)
+        bt__store_set(r->st, all, "1", 1);
     if (r->srv && r->spec.nnodes > 1) {
         void *v = NULL;
         size_t len;
-        if (bt__store_get(r->st, all, &v, &len, EXIT_BARRIER_S) == BT_OK) free(v);
+        if (bt__store_get(r->st, all, &v, &len, EXIT_BARRIER_S) == BT_OK)
+            free(v);
     }
 }
 
 void bt__run_rdzv_close(struct bt__run *r, int final)
 {
     bt__run_watch_stop(r);
-    if (final && r->st) exit_barrier(r);
+    if (final && r->st)
+        exit_barrier(r);
     bt__store_close(r->wst);
     bt__store_close(r->st);
     r->wst = r->st = NULL;
     bt__store_server_destroy(r->srv);
     r->srv = NULL;
-    if (r->notify_fd > 0) close(r->notify_fd);
+    if (r->notify_fd > 0)
+        close(r->notify_fd);
     r->notify_fd = -1;
 }

@@ -22,51 +22,47 @@ const char *bt__signal_name(int sig)
 {
     static __thread char buf[24];
     for (size_t i = 0; i < sizeof(sig_names) / sizeof(sig_names[0]); i++)
-        if (sig_names[i].sig == sig) return sig_names[i].name;
+        if (sig_names[i].sig == sig)
+            return sig_names[i].name;
     snprintf(buf, sizeof(buf), "signal %d", sig);
     return buf;
 }
 
 int bt__run_exit_status(int wstatus)
 {
-    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
-    if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+    if (WIFEXITED(wstatus))
+        return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus))
+        return 128 + WTERMSIG(wstatus);
     return BT_RUN_EXIT_LAUNCHER;
 }
 
 static const char *signal_hint(int sig)
 {
     switch (sig) {
-    case SIGKILL:
-        return "possibly killed for memory (OOM); check dmesg or kubectl describe pod";
+    case SIGKILL: return "possibly killed for memory (OOM); check dmesg or kubectl describe pod";
     case SIGSEGV:
     case SIGBUS:
     case SIGILL:
     case SIGFPE:
         return "the program crashed; for a backtrace run it with `ulimit -c unlimited` and "
                "open the core in gdb, or rebuild with -fsanitize=address";
-    case SIGABRT:
-        return "abort() or a failed assert; its message is in the rank's output above";
+    case SIGABRT: return "abort() or a failed assert; its message is in the rank's output above";
     case SIGTERM:
     case SIGINT:
         return "something outside baton stopped it (the kubelet on pod deletion, a job "
                "scheduler, a person)";
-    case SIGXCPU:
-        return "CPU time limit reached (ulimit -t)";
-    default:
-        return NULL;
+    case SIGXCPU: return "CPU time limit reached (ulimit -t)";
+    default: return NULL;
     }
 }
 
 static const char *exit_hint(int code)
 {
     switch (code) {
-    case 127:
-        return "command not found (by the program or a script it runs); check PATH";
-    case 126:
-        return "permission denied or not executable";
-    default:
-        return NULL;
+    case 127: return "command not found (by the program or a script it runs); check PATH";
+    case 126: return "permission denied or not executable";
+    default: return NULL;
     }
 }
 
@@ -80,15 +76,18 @@ void bt__run_describe(const struct bt__run *r, const struct bt__worker *w, char 
     else
         len = snprintf(out, n, "rank %d (node %d, host %s, pid %d) ", w->rank, r->spec.node_rank,
                        r->host, (int)w->pid);
-    if (len < 0 || (size_t)len >= n) return;
+    if (len < 0 || (size_t)len >= n)
+        return;
     if (WIFSIGNALED(st)) {
         hint = signal_hint(WTERMSIG(st));
         len += snprintf(out + len, n - len, "was killed by %s%s", bt__signal_name(WTERMSIG(st)),
                         WCOREDUMP(st) ? " (core dumped)" : "");
     } else if (WEXITSTATUS(st) == 127 && w->loader_err[0]) {
-        snprintf(out + len, n - len, "could not start: the dynamic loader said \"%s\" (exit code "
+        snprintf(out + len, n - len,
+                 "could not start: the dynamic loader said \"%s\" (exit code "
                  "127); hint: install that library or add its folder to LD_LIBRARY_PATH "
-                 "(`ldd PROGRAM` lists what is missing)", w->loader_err);
+                 "(`ldd PROGRAM` lists what is missing)",
+                 w->loader_err);
         return;
     } else {
         hint = exit_hint(WEXITSTATUS(st));

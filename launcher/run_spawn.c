@@ -38,15 +38,18 @@ static int is_set_name(const char *kv)
 {
     size_t n = strcspn(kv, "=");
     for (size_t i = 0; i < NSET; i++)
-        if (strlen(set_names[i]) == n && !strncmp(kv, set_names[i], n)) return 1;
+        if (strlen(set_names[i]) == n && !strncmp(kv, set_names[i], n))
+            return 1;
     return 0;
 }
 
 static int resolve_one(const char *path)
 {
     struct stat sb;
-    if (stat(path, &sb) != 0) return 127;
-    if (S_ISDIR(sb.st_mode) || access(path, X_OK) != 0) return 126;
+    if (stat(path, &sb) != 0)
+        return 127;
+    if (S_ISDIR(sb.st_mode) || access(path, X_OK) != 0)
+        return 126;
     return 0;
 }
 
@@ -64,7 +67,8 @@ int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *
             snprintf(out, n, "%.*s%s%s", dl, dl ? p : ".", "/", name);
             int r1 = resolve_one(out);
             rc = r1 == 0 ? 0 : (r1 == 126 && rc == 127 ? 126 : rc);
-            if (!p[dl]) break;
+            if (!p[dl])
+                break;
         }
     }
     if (rc == 127)
@@ -102,7 +106,8 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
 {
     const struct bt__spec *s = &r->spec;
     int n = 0, ok = 1;
-    if (w->ps_index >= 0) return server_vars(r, v);
+    if (w->ps_index >= 0)
+        return server_vars(r, v);
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
     ADD("BATON_ROLE=%s", bt__role_name(s->role));
     ADD("BATON_RDZV=%s", r->rdzv_env);
@@ -125,7 +130,8 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("GROUP_WORLD_SIZE=%d", s->nnodes);
     ADD("MASTER_ADDR=%s", r->master_addr);
     ADD("MASTER_PORT=%d", r->master_port);
-    if (r->nps_job > 0) ADD("BATON_PS_SERVERS=%d", r->nps_job);
+    if (r->nps_job > 0)
+        ADD("BATON_PS_SERVERS=%d", r->nps_job);
     int nb = bt__run_bind_vars(r, w, v + n);
     ok &= nb >= 0;
     n += nb > 0 ? nb : 0;
@@ -142,9 +148,11 @@ tf:
 static int replaced(const char *kv, char *const *v, int n)
 {
     size_t len = strcspn(kv, "=");
-    if (is_set_name(kv)) return 1;
+    if (is_set_name(kv))
+        return 1;
     for (int i = 0; i < n; i++)
-        if (!strncmp(kv, v[i], len) && v[i][len] == '=') return 1;
+        if (!strncmp(kv, v[i], len) && v[i][len] == '=')
+            return 1;
     return 0;
 }
 
@@ -164,7 +172,8 @@ static char **worker_env(const struct bt__run *r, const struct bt__worker *w, in
         return NULL;
     }
     for (size_t i = 0; i < ne; i++)
-        if (!replaced(environ[i], v, nv)) env[k++] = environ[i];
+        if (!replaced(environ[i], v, nv))
+            env[k++] = environ[i];
     memcpy(env + k, v, (size_t)nv * sizeof(char *));
     *nown = nv;
     return env;
@@ -191,8 +200,10 @@ static void child(const struct bt__run *r, const struct bt__worker *w, char **en
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &dfl, NULL);
     setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(BT_RUN_EXIT_LAUNCHER);
-    if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)) _exit(BT_RUN_EXIT_LAUNCHER);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(BT_RUN_EXIT_LAUNCHER);
+    if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0))
+        _exit(BT_RUN_EXIT_LAUNCHER);
     bt__run_bind_apply(r, w);
     sigprocmask(SIG_SETMASK, mask, NULL);
     execve(w->prog, w->argv, env);
@@ -214,7 +225,8 @@ static void child(const struct bt__run *r, const struct bt__worker *w, char **en
 static void close_pair(int *p)
 {
     for (int i = 0; i < 2; i++)
-        if (p[i] >= 0) close(p[i]);
+        if (p[i] >= 0)
+            close(p[i]);
     p[0] = p[1] = -1;
 }
 
@@ -232,7 +244,8 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid == 0) child(r, w, env, po, pe, parent, &old);
+    if (pid == 0)
+        child(r, w, env, po, pe, parent, &old);
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {

@@ -32,7 +32,7 @@
 #include "common/log.h"
 #include "launcher/run.h"
 
-#define DRAIN_S         1.0 /* after the last worker is reaped, wait this long for pipes to close */
+#define DRAIN_S 1.0         /* after the last worker is reaped, wait this long for pipes to close */
 #define SERVER_LINGER_S 2.0 /* after success, servers get this long to exit by themselves */
 
 volatile sig_atomic_t bt__run_stop_sig;
@@ -44,7 +44,8 @@ static void on_signal(int sig)
     int e = errno;
     unsigned char b = (unsigned char)sig;
     if (sig != SIGCHLD) {
-        if (!bt__run_stop_sig) bt__run_stop_sig = sig;
+        if (!bt__run_stop_sig)
+            bt__run_stop_sig = sig;
         bt__run_abort = 1;
     }
     (void)!write(sig_pipe[1], &b, 1);
@@ -97,16 +98,19 @@ static void signal_groups(struct sup *s, int sig, int all)
 {
     for (int i = 0; i < s->r->nchild; i++) {
         struct bt__worker *w = &s->r->w[i];
-        if (w->pid > 0 && (w->running || all)) kill(-w->pid, sig);
+        if (w->pid > 0 && (w->running || all))
+            kill(-w->pid, sig);
     }
 }
 
 static void teardown(struct sup *s, int sig)
 {
-    if (s->stopping) return;
+    if (s->stopping)
+        return;
     s->stopping = 1;
     s->kill_at = bt__deadline_in(s->r->o.grace_s);
-    if (s->running == 0) return;
+    if (s->running == 0)
+        return;
     char servers[48] = "";
     if (s->running > s->workers)
         snprintf(servers, sizeof(servers), " and %d ps server(s)", s->running - s->workers);
@@ -123,7 +127,8 @@ static void kill_now(struct sup *s)
         if (s->r->w[i].running)
             n += (size_t)snprintf(ranks + n, sizeof(ranks) - n, "%s%s", n ? "," : "",
                                   child_name(&s->r->w[i], name, sizeof(name)));
-    if (n) fprintf(stderr, "baton: rank(s) %s still running; sent SIGKILL\n", ranks);
+    if (n)
+        fprintf(stderr, "baton: rank(s) %s still running; sent SIGKILL\n", ranks);
     signal_groups(s, SIGKILL, 0);
     s->killed = 1;
 }
@@ -136,7 +141,8 @@ static void unlink_shm_of(pid_t pid)
     char pat[64];
     glob_t g;
     snprintf(pat, sizeof(pat), "/dev/shm/baton-%d-*", (int)pid);
-    if (glob(pat, GLOB_NOSORT, NULL, &g) != 0) return;
+    if (glob(pat, GLOB_NOSORT, NULL, &g) != 0)
+        return;
     for (size_t i = 0; i < g.gl_pathc; i++)
         if (unlink(g.gl_pathv[i]) == 0)
             BT_INFO(LAUNCH, "removed %s, left behind by pid %d", g.gl_pathv[i], (int)pid);
@@ -157,7 +163,8 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
         signal_groups(s, SIGKILL, 1); /* whatever the workers left behind in their groups */
         s->drain_until = bt__deadline_in(DRAIN_S);
     }
-    if (status == 0 || s->stopping || s->o->kind) return;
+    if (status == 0 || s->stopping || s->o->kind)
+        return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
     bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
     bt__run_describe(s->r, w, f.line, sizeof(f.line));
@@ -172,14 +179,16 @@ static void reap(struct sup *s)
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
         for (int i = 0; i < s->r->nchild; i++)
-            if (s->r->w[i].pid == pid && s->r->w[i].running) on_exit_status(s, &s->r->w[i], status);
+            if (s->r->w[i].pid == pid && s->r->w[i].running)
+                on_exit_status(s, &s->r->w[i], status);
 }
 
 static void on_stop_signal(struct sup *s, int sig)
 {
     struct bt__run *r = s->r;
     if (++s->stop_signals > 1 && s->stopping) {
-        if (!s->killed) kill_now(s);
+        if (!s->killed)
+            kill_now(s);
         return;
     }
     struct bt__outcome t = {'T', 128 + sig, ""};
@@ -217,8 +226,10 @@ static void on_watcher(struct sup *s)
         w.status = BT_RUN_EXIT_LOST;
         snprintf(w.line, sizeof(w.line), "the rendezvous store holds an unreadable outcome");
     }
-    if (!s->o->kind) *s->o = w;
-    if (w.kind != 'S') teardown(s, SIGTERM);
+    if (!s->o->kind)
+        *s->o = w;
+    if (w.kind != 'S')
+        teardown(s, SIGTERM);
 }
 
 static int open_pipes(const struct sup *s)
@@ -233,8 +244,10 @@ static int open_pipes(const struct sup *s)
 static int timeout_ms(const struct sup *s)
 {
     int ms = -1;
-    if (s->stopping && !s->killed && s->running) ms = bt__ms_left(s->kill_at);
-    if (s->linger_until && !s->stopping && s->running) ms = bt__ms_left(s->linger_until);
+    if (s->stopping && !s->killed && s->running)
+        ms = bt__ms_left(s->kill_at);
+    if (s->linger_until && !s->stopping && s->running)
+        ms = bt__ms_left(s->linger_until);
     if (s->running == 0 && open_pipes(s)) {
         int d = bt__ms_left(s->drain_until);
         ms = ms < 0 || d < ms ? d : ms;
@@ -273,9 +286,12 @@ static int build_pollfds(struct sup *s, struct pollfd *p, struct bt__worker **wh
  * SIGTERM. */
 static void stop_servers(struct sup *s)
 {
-    if (s->o->kind != 'S' || s->running == 0 || s->stopping) return;
-    if (!s->linger_until) s->linger_until = bt__deadline_in(SERVER_LINGER_S);
-    if (bt__ms_left(s->linger_until) > 0) return;
+    if (s->o->kind != 'S' || s->running == 0 || s->stopping)
+        return;
+    if (!s->linger_until)
+        s->linger_until = bt__deadline_in(SERVER_LINGER_S);
+    if (bt__ms_left(s->linger_until) > 0)
+        return;
     s->stopping = 1;
     s->kill_at = bt__deadline_in(s->r->o.grace_s);
     fprintf(stderr,
@@ -291,11 +307,14 @@ static int finished(struct sup *s)
         struct bt__outcome d;
         s->done_posted = 1;
         bt__run_post_done(s->r, &d);
-        if (d.kind) *s->o = d;
+        if (d.kind)
+            *s->o = d;
     }
     stop_servers(s);
-    if (s->running || !s->o->kind) return 0;
-    if (open_pipes(s) && bt__ms_left(s->drain_until) > 0) return 0;
+    if (s->running || !s->o->kind)
+        return 0;
+    if (open_pipes(s) && bt__ms_left(s->drain_until) > 0)
+        return 0;
     flush_pipes(s);
     return 1;
 }
@@ -321,12 +340,17 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
     while (!finished(&s)) {
         int n = build_pollfds(&s, p, who, lbs);
         int k = poll(p, (nfds_t)n, timeout_ms(&s));
-        if (k < 0 && errno != EINTR) break;
-        if (p[0].revents) on_signal_bytes(&s);
-        if (p[1].fd >= 0 && p[1].revents) on_watcher(&s);
+        if (k < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            on_signal_bytes(&s);
+        if (p[1].fd >= 0 && p[1].revents)
+            on_watcher(&s);
         for (int i = 2; k > 0 && i < n; i++)
-            if (p[i].revents && lbs[i]->fd == p[i].fd) bt__run_output_read(r, who[i], lbs[i]);
-        if (s.stopping && !s.killed && s.running && bt__ms_left(s.kill_at) == 0) kill_now(&s);
+            if (p[i].revents && lbs[i]->fd == p[i].fd)
+                bt__run_output_read(r, who[i], lbs[i]);
+        if (s.stopping && !s.killed && s.running && bt__ms_left(s.kill_at) == 0)
+            kill_now(&s);
     }
     free(p), free(who), free(lbs);
     return BT_OK;

@@ -34,12 +34,17 @@ static const struct {
     const char *name;
     int alias;
 } names[] = {
-    {BT_SPEC_AUTO, "auto", 0},       {BT_SPEC_STANDALONE, "standalone", 0},
+    {BT_SPEC_AUTO, "auto", 0},
+    {BT_SPEC_STANDALONE, "standalone", 0},
     {BT_SPEC_PYTORCHJOB, "pytorchjob", 0},
-    {BT_SPEC_TFJOB, "tfjob", 0},     {BT_SPEC_MPI, "mpi", 0},
-    {BT_SPEC_SLURM, "slurm", 0},     {BT_SPEC_INDEXED, "indexed", 0},
-    {BT_SPEC_JAXJOB, "jaxjob", 0},   {BT_SPEC_TRAINER_V2, "trainer", 0},
-    {BT_SPEC_TRAINER_V2, "trainer-v2", 1}, {BT_SPEC_TRAINER_V2, "trainjob", 1},
+    {BT_SPEC_TFJOB, "tfjob", 0},
+    {BT_SPEC_MPI, "mpi", 0},
+    {BT_SPEC_SLURM, "slurm", 0},
+    {BT_SPEC_INDEXED, "indexed", 0},
+    {BT_SPEC_JAXJOB, "jaxjob", 0},
+    {BT_SPEC_TRAINER_V2, "trainer", 0},
+    {BT_SPEC_TRAINER_V2, "trainer-v2", 1},
+    {BT_SPEC_TRAINER_V2, "trainjob", 1},
     {BT_SPEC_FLAGS, "flags", 0},
 };
 #define N_NAMES (sizeof(names) / sizeof(names[0]))
@@ -181,8 +186,8 @@ int bt__spec_hostport(struct bt__spec_ctx *c, const char *what, const char *val,
         hl = (size_t)(rb - h);
         colon = rb[1] == ':' ? rb + 1 : NULL;
         if (rb[1] && !colon)
-            return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
-                               "%s='%s': expected [HOST]:PORT", what, val);
+            return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "%s='%s': expected [HOST]:PORT", what,
+                               val);
     } else {
         colon = strrchr(val, ':');
         hl = colon ? (size_t)(colon - val) : strlen(val);
@@ -212,7 +217,8 @@ int bt__spec_store_port(struct bt__spec_ctx *c, const char *what, int base, int 
     if (base >= 65535)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "%s=%d leaves no port for the store (it listens on %s+1); "
-                           "pass --rdzv-port", what, base, what);
+                           "pass --rdzv-port",
+                           what, base, what);
     *out = base + 1;
     return BT_OK;
 }
@@ -360,8 +366,8 @@ static int check_flags(struct bt__spec_ctx *c)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "--node-rank %d: must be >= 0",
                            f->node_rank);
     if (f->nproc_per_node < -1)
-        return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
-                           "-n %d: must be >= 1 (or auto)", f->nproc_per_node);
+        return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "-n %d: must be >= 1 (or auto)",
+                           f->nproc_per_node);
     if (f->rdzv_port < -1 || f->rdzv_port > 65535)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "--rdzv-port %d: must be in 0..65535",
                            f->rdzv_port);
@@ -373,8 +379,7 @@ static int check_flags(struct bt__spec_ctx *c)
 
 /* Flag > env. A flag that changes what a detected env said is worth a warning: the two
  * disagree, and the user may have copied a command line from another job. */
-static void overlay_int(struct bt__spec_ctx *c, const char *flag, int val, int *field,
-                        int had_env)
+static void overlay_int(struct bt__spec_ctx *c, const char *flag, int val, int *field, int had_env)
 {
     if (val < 0)
         return;
@@ -426,8 +431,8 @@ static int flags_defaults(struct bt__spec_ctx *c)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "--nnodes %d needs --rdzv HOST:PORT (node 0's address)", s->nnodes);
     if (s->nnodes > 1 && c->flags->node_rank < 0)
-        return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
-                           "--nnodes %d needs --node-rank R (0..%d)", s->nnodes, s->nnodes - 1);
+        return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "--nnodes %d needs --node-rank R (0..%d)",
+                           s->nnodes, s->nnodes - 1);
     if (s->nnodes < 1)
         s->nnodes = 1;
     return BT_OK;
@@ -451,7 +456,8 @@ static int finish(struct bt__spec_ctx *c)
     if (s->rdzv_port == 0 && s->nnodes > 1)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "rendezvous port 0 (pick any) works only for one node; %d nodes need "
-                           "a fixed port: pass --rdzv HOST:PORT or --rdzv-port", s->nnodes);
+                           "a fixed port: pass --rdzv HOST:PORT or --rdzv-port",
+                           s->nnodes);
     if (!s->nnodes_min)
         s->nnodes_min = s->nnodes_max = s->nnodes;
     int fixed = !s->elastic || s->nnodes_min == s->nnodes_max;

@@ -21,9 +21,9 @@ enum bt__spec_source {
     BT_SPEC_STANDALONE,
     BT_SPEC_PYTORCHJOB, /* master + workers, or worker-only elastic */
     BT_SPEC_TFJOB,
-    BT_SPEC_MPI,        /* Open MPI / PMIx: one process per rank, started by mpirun */
+    BT_SPEC_MPI, /* Open MPI / PMIx: one process per rank, started by mpirun */
     BT_SPEC_SLURM,
-    BT_SPEC_INDEXED,    /* batch/v1 Indexed Job */
+    BT_SPEC_INDEXED, /* batch/v1 Indexed Job */
     BT_SPEC_JAXJOB,
     BT_SPEC_TRAINER_V2, /* Kubeflow Trainer v2 TrainJob (JobSet) */
     BT_SPEC_FLAGS       /* everything from --nnodes/--node-rank/--rdzv */
@@ -37,33 +37,33 @@ struct bt__spec_flags {
     int nproc_per_node; /* -1: not given; 0: "auto" (one per GPU, else 1) */
     int nnodes;
     int node_rank;
-    const char *rdzv;   /* "host:port" */
-    int rdzv_port;      /* --rdzv-port: the store's port when the spec gives only the master's */
+    const char *rdzv; /* "host:port" */
+    int rdzv_port;    /* --rdzv-port: the store's port when the spec gives only the master's */
 };
 
 typedef const char *(*bt__getenv_fn)(const char *name, void *arg);
 
 struct bt__spec {
     enum bt__spec_source source;
-    char job_id[128];          /* the job's name (k8s job name, Slurm job id, ...) */
+    char job_id[128]; /* the job's name (k8s job name, Slurm job id, ...) */
     enum bt__role role;
-    int node_rank;             /* this node's (pod's) rank among the nodes that run workers */
-    int nnodes;                /* nodes that run workers (ps and evaluator pods excluded) */
-    int nproc_per_node;        /* workers started on this node; 0 = auto, resolved by run */
-    int world_size;            /* processes in the job; 0 = unknown until rendezvous */
-    int first_rank;            /* global rank of local rank 0 when fixed by the spec, else -1 */
-    int elastic;               /* worker-only PyTorchJob: ranks assigned by the rendezvous */
+    int node_rank;      /* this node's (pod's) rank among the nodes that run workers */
+    int nnodes;         /* nodes that run workers (ps and evaluator pods excluded) */
+    int nproc_per_node; /* workers started on this node; 0 = auto, resolved by run */
+    int world_size;     /* processes in the job; 0 = unknown until rendezvous */
+    int first_rank;     /* global rank of local rank 0 when fixed by the spec, else -1 */
+    int elastic;        /* worker-only PyTorchJob: ranks assigned by the rendezvous */
     int nnodes_min, nnodes_max;
     char rdzv_host[BT_SPEC_HOST_MAX]; /* where node 0's launcher hosts the store */
     int rdzv_port;
     char master_addr[BT_SPEC_HOST_MAX]; /* MASTER_ADDR given to workers (a port baton leaves */
     int master_port;                    /* free for the program: MASTER_PORT) */
-    int tf_task_index;         /* TFJob: this task's index within its type, else -1 */
-    char tf_cluster_json[16384];/* TFJob: TF_CONFIG's "cluster" object, verbatim, or "" */
-    int nps;                   /* TFJob: ps tasks, and their endpoints */
+    int tf_task_index;                  /* TFJob: this task's index within its type, else -1 */
+    char tf_cluster_json[16384];        /* TFJob: TF_CONFIG's "cluster" object, verbatim, or "" */
+    int nps;                            /* TFJob: ps tasks, and their endpoints */
     char ps_hosts[BT_SPEC_MAX_PS][BT_SPEC_HOST_MAX];
-    char from[512];            /* the env variables (and flags) the spec came from */
-    int max_restarts;          /* PET_MAX_RESTARTS (elastic PyTorchJob), else -1 */
+    char from[512];   /* the env variables (and flags) the spec came from */
+    int max_restarts; /* PET_MAX_RESTARTS (elastic PyTorchJob), else -1 */
 };
 
 /* Fills spec from flags and the env seen through getenv_fn (NULL: the real getenv). On a

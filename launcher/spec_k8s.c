@@ -75,7 +75,8 @@ static void indexed_job(struct bt__spec_ctx *c, int index, char *job, size_t n)
     int tl = snprintf(tail, sizeof(tail), "-%d", index);
     for (char *p = strstr(label, tail); p; p = strstr(p + 1, tail)) {
         const char *after = p + tl;
-        if (p > label && (*after == '\0' || (*after == '-' && after[1] && !strchr(after + 1, '-')))) {
+        if (p > label &&
+            (*after == '\0' || (*after == '-' && after[1] && !strchr(after + 1, '-')))) {
             bt__spec_copy(job, (size_t)(p - label) + 1 < n ? (size_t)(p - label) + 1 : n, label);
             return;
         }
@@ -94,15 +95,16 @@ static int indexed_fill(struct bt__spec_ctx *c)
                               c->flags->nnodes < 0 ? why : NULL));
     if (s->nnodes > 0 && s->node_rank >= s->nnodes)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
-                           "JOB_COMPLETION_INDEX=%d is out of range: BATON_NNODES=%d",
-                           s->node_rank, s->nnodes);
+                           "JOB_COMPLETION_INDEX=%d is out of range: BATON_NNODES=%d", s->node_rank,
+                           s->nnodes);
     int found = bt__spec_baton_rdzv(c);
     if (found < 0)
         return found;
     if (!found && s->nnodes > 1 && !c->flags->rdzv)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "Indexed Job with BATON_NNODES=%d: set BATON_RDZV=HOST:PORT (index "
-                           "0's pod, e.g. <job>-0.<service>:29501) or pass --rdzv", s->nnodes);
+                           "0's pod, e.g. <job>-0.<service>:29501) or pass --rdzv",
+                           s->nnodes);
     if (!found)
         bt__spec_copy(s->rdzv_host, sizeof(s->rdzv_host), "127.0.0.1");
     else if (c->flags->rdzv_port >= 0)

@@ -22,7 +22,7 @@ static int rank_and_size(struct bt__spec_ctx *c)
     struct bt__spec *s = c->spec;
     static const char *const sizes[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"};
     const char *rank_var = bt__spec_env(c, "OMPI_COMM_WORLD_RANK") ? "OMPI_COMM_WORLD_RANK"
-                                                                    : "PMIX_RANK";
+                                                                   : "PMIX_RANK";
     const char *size_var = NULL;
     BT_CHECK(bt__spec_env_int(c, rank_var, 0, INT_MAX, &s->node_rank, "MPI job"));
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]) && !size_var; i++)
@@ -31,11 +31,12 @@ static int rank_and_size(struct bt__spec_ctx *c)
     if (!size_var)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "%s is set but the job size is not: none of OMPI_COMM_WORLD_SIZE, "
-                           "PMI_SIZE, SLURM_NTASKS", rank_var);
+                           "PMI_SIZE, SLURM_NTASKS",
+                           rank_var);
     BT_CHECK(bt__spec_env_int(c, size_var, 1, INT_MAX, &s->nnodes, NULL));
     if (s->node_rank >= s->nnodes)
-        return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "%s=%d is out of range: %s=%d",
-                           rank_var, s->node_rank, size_var, s->nnodes);
+        return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "%s=%d is out of range: %s=%d", rank_var,
+                           s->node_rank, size_var, s->nnodes);
     return BT_OK;
 }
 
@@ -52,7 +53,8 @@ static int endpoint(struct bt__spec_ctx *c)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "MPI job on several hosts (OMPI_COMM_WORLD_LOCAL_SIZE=%d of "
                            "%d ranks): set BATON_RDZV=HOST:PORT (mpirun -x BATON_RDZV) or pass "
-                           "--rdzv HOST:PORT with rank 0's host", lsize, s->nnodes);
+                           "--rdzv HOST:PORT with rank 0's host",
+                           lsize, s->nnodes);
     bt__spec_copy(s->rdzv_host, sizeof(s->rdzv_host), "127.0.0.1");
     s->master_port = BT_SPEC_DEFAULT_MASTER_PORT;
     return bt__spec_store_port(c, "the default master port", s->master_port, &s->rdzv_port);

@@ -49,8 +49,7 @@ static int pet_nnodes(struct bt__spec_ctx *c, const char *v, int *min, int *max)
     char lo[32];
     size_t len = (size_t)(colon - v);
     if (len >= sizeof(lo))
-        return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "PET_NNODES='%s' is not N or MIN:MAX",
-                           v);
+        return bt__err_set(c->err, BT_ERR_INVALID_USAGE, "PET_NNODES='%s' is not N or MIN:MAX", v);
     memcpy(lo, v, len);
     lo[len] = '\0';
     BT_CHECK(bt__spec_int(c, "PET_NNODES (min)", lo, 1, INT_MAX, min));
@@ -89,7 +88,8 @@ static int node_rank(struct bt__spec_ctx *c, const char **var)
     if (rank >= 0 && pet >= 0 && rank != pet)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "RANK=%d and PET_NODE_RANK=%d disagree: both are this pod's node rank "
-                           "in a PyTorchJob", rank, pet);
+                           "in a PyTorchJob",
+                           rank, pet);
     if (rank < 0 && pet < 0 && c->flags->node_rank < 0)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "RANK is not set (PyTorchJob with MASTER_ADDR: RANK is the pod's rank)");
@@ -119,8 +119,8 @@ static int master_nnodes(struct bt__spec_ctx *c, int env_n)
     }
     if (nn && ws > 0 && !s->elastic && ws / env_n != max)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
-                           "WORLD_SIZE=%d disagrees with PET_NNODES=%s x PET_NPROC_PER_NODE=%d",
-                           ws, nn, env_n);
+                           "WORLD_SIZE=%d disagrees with PET_NNODES=%s x PET_NPROC_PER_NODE=%d", ws,
+                           nn, env_n);
     s->nnodes = max;
     s->nnodes_min = min;
     s->nnodes_max = max;
@@ -141,8 +141,8 @@ static int fill_master(struct bt__spec_ctx *c)
         return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                            "%s=%d is out of range: the job has %d node(s) (PET_NNODES/WORLD_SIZE)",
                            rank_var, s->node_rank, s->nnodes);
-    BT_CHECK(bt__spec_hostport(c, "MASTER_ADDR", addr, s->rdzv_host, sizeof(s->rdzv_host), &mport,
-                               0));
+    BT_CHECK(
+        bt__spec_hostport(c, "MASTER_ADDR", addr, s->rdzv_host, sizeof(s->rdzv_host), &mport, 0));
     bt__spec_copy(s->master_addr, sizeof(s->master_addr), s->rdzv_host);
     s->master_port = mport;
     BT_CHECK(bt__spec_store_port(c, "MASTER_PORT", mport, &s->rdzv_port));
@@ -162,7 +162,8 @@ static int worker_index(struct bt__spec_ctx *c, char *job, size_t jobsz)
         if (idx >= s->nnodes_max)
             return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                                "HOSTNAME=%s: worker index %d is out of range for PET_NNODES "
-                               "(at most %d nodes)", hn, idx, s->nnodes_max);
+                               "(at most %d nodes)",
+                               hn, idx, s->nnodes_max);
         s->node_rank = idx;
         return BT_OK;
     }
@@ -170,7 +171,8 @@ static int worker_index(struct bt__spec_ctx *c, char *job, size_t jobsz)
         return BT_OK;
     return bt__err_set(c->err, BT_ERR_INVALID_USAGE,
                        "worker-only PyTorchJob: HOSTNAME='%s' is not of the form <job>-worker-<i>, "
-                       "so this pod's index is unknown; pass --node-rank", hn);
+                       "so this pod's index is unknown; pass --node-rank",
+                       hn);
 }
 
 static int fill_worker_only(struct bt__spec_ctx *c)

@@ -29,7 +29,7 @@ struct tf {
     yaml_node_t *cluster;
     const char *type; /* this task's */
     int index;
-    int sparse;       /* workers given as {"i": "host:port"} */
+    int sparse; /* workers given as {"i": "host:port"} */
 };
 
 #define TF_ERR(c, ...) bt__err_set((c)->err, BT_ERR_INVALID_USAGE, "TF_CONFIG: " __VA_ARGS__)

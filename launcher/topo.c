@@ -43,16 +43,16 @@ static void *grow(void *arr, int n, size_t elem)
     return realloc(arr, cap * elem);
 }
 
-#define PUSH(arr, n, rc, label)                                                                \
-    do {                                                                                       \
-        void *bt__p_ = grow((arr), (n), sizeof(*(arr)));                                       \
-        if (!bt__p_) {                                                                         \
-            (rc) = bt__err_set(err, BT_ERR_SYSTEM, "topology: out of memory");                 \
-            goto label;                                                                        \
-        }                                                                                      \
-        (arr) = bt__p_;                                                                        \
-        memset(&(arr)[(n)], 0, sizeof(*(arr)));                                                \
-        (n)++;                                                                                 \
+#define PUSH(arr, n, rc, label)                                                                    \
+    do {                                                                                           \
+        void *bt__p_ = grow((arr), (n), sizeof(*(arr)));                                           \
+        if (!bt__p_) {                                                                             \
+            (rc) = bt__err_set(err, BT_ERR_SYSTEM, "topology: out of memory");                     \
+            goto label;                                                                            \
+        }                                                                                          \
+        (arr) = bt__p_;                                                                            \
+        memset(&(arr)[(n)], 0, sizeof(*(arr)));                                                    \
+        (n)++;                                                                                     \
     } while (0)
 
 char *bt__cpulist_format(const cpu_set_t *set, char *buf, size_t size)
@@ -240,14 +240,14 @@ static int hw_numas_cores(hwloc_topology_t h, struct bt__topo *t, struct bt__err
     }
     /* A machine without cores in its topology (some VMs) gets one core per PU. */
     hwloc_obj_type_t ctype = hwloc_get_nbobjs_by_type(h, HWLOC_OBJ_CORE) > 0 ? HWLOC_OBJ_CORE
-                                                                              : HWLOC_OBJ_PU;
+                                                                             : HWLOC_OBJ_PU;
     while ((o = hwloc_get_next_obj_by_type(h, ctype, o))) {
         PUSH(t->cores, t->ncores, rc, out);
         struct bt__topo_core *c = &t->cores[t->ncores - 1];
         to_cpuset(o->cpuset, &c->cpus);
         for (int i = 0; i < t->nnumas; i++)
-            if (hwloc_bitmap_isincluded(o->cpuset, hwloc_get_obj_by_type(h, HWLOC_OBJ_NUMANODE,
-                                                                          (unsigned)i)->cpuset)) {
+            if (hwloc_bitmap_isincluded(
+                    o->cpuset, hwloc_get_obj_by_type(h, HWLOC_OBJ_NUMANODE, (unsigned)i)->cpuset)) {
                 c->numa = i;
                 break;
             }
@@ -337,8 +337,7 @@ out:
 static const char *const skipped_components[] = {"pci", "opencl", "gl"};
 
 /* Opens xml (or this machine when NULL) with I/O discovery on. */
-static int hw_open(const char *xml, const char *label, hwloc_topology_t *out,
-                   struct bt__err *err)
+static int hw_open(const char *xml, const char *label, hwloc_topology_t *out, struct bt__err *err)
 {
     hwloc_topology_t h;
     if (hwloc_topology_init(&h) < 0)
@@ -369,8 +368,7 @@ static int hw_open(const char *xml, const char *label, hwloc_topology_t *out,
     return BT_OK;
 }
 
-static int load_hwloc(const char *xml, const char *label, struct bt__topo *t,
-                      struct bt__err *err)
+static int load_hwloc(const char *xml, const char *label, struct bt__topo *t, struct bt__err *err)
 {
     hwloc_topology_t h = NULL;
     BT_CHECK(hw_open(xml, label, &h, err));
@@ -405,8 +403,9 @@ static int check_file(const char *xml, const char *label, struct bt__err *err)
 {
     struct stat st;
     if (!*xml)
-        return bt__err_set(err, BT_ERR_INVALID_ARG, "cannot load topology from an empty file "
-                                                    "name; hint: BATON_TOPO_XML=FILE");
+        return bt__err_set(err, BT_ERR_INVALID_ARG,
+                           "cannot load topology from an empty file "
+                           "name; hint: BATON_TOPO_XML=FILE");
     if (stat(xml, &st) < 0 || access(xml, R_OK) < 0)
         return bt__err_set(err, BT_ERR_INVALID_ARG, "cannot load topology from %s: %s", label,
                            strerror(errno));
@@ -454,8 +453,10 @@ int bt__topo_load(const char *xml, struct bt__topo **out, struct bt__err *err)
     if (rc == BT_OK && !t->host[0] && !xml)
         gethostname(t->host, sizeof(t->host) - 1);
     if (rc == BT_OK && (t->nnumas == 0 || t->ncores == 0 || CPU_COUNT(&t->cpus) == 0))
-        rc = bt__err_set(err, BT_ERR_INVALID_ARG, "cannot load topology from %s: it has no "
-                         "usable CPU or NUMA node", t->source);
+        rc = bt__err_set(err, BT_ERR_INVALID_ARG,
+                         "cannot load topology from %s: it has no "
+                         "usable CPU or NUMA node",
+                         t->source);
     if (rc != BT_OK) {
         bt__topo_destroy(t);
         return rc;

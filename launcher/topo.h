@@ -38,7 +38,7 @@ struct bt__topo_package {
 
 struct bt__topo_numa {
     int os_index;
-    int package;           /* index into topo->packages, -1 when above any package */
+    int package;            /* index into topo->packages, -1 when above any package */
     unsigned long long mem; /* bytes of local memory, 0 when unknown */
     cpu_set_t cpus;
 };
@@ -52,8 +52,8 @@ struct bt__topo_core {
  * from the host bridge down (two devices sharing more of the chain are closer: same switch
  * beats same host bridge). */
 struct bt__topo_locality {
-    int package;   /* index into topo->packages, -1 when unknown (attached to the machine) */
-    int numa;      /* index into topo->numas, -1 when unknown */
+    int package;    /* index into topo->packages, -1 when unknown (attached to the machine) */
+    int numa;       /* index into topo->numas, -1 when unknown */
     cpu_set_t cpus; /* cpuset of the nearest non-I/O ancestor */
     int io_depth;
     unsigned long long io_path[BT__TOPO_IO_DEPTH]; /* hwloc gp_index of each bridge */
@@ -121,8 +121,8 @@ void bt__topo_destroy(struct bt__topo *topo);
  *   NIC   the one sharing most PCI bridges with the GPU (same switch, then same host bridge),
  *         then one in the same NUMA node, then the same package, then the first.
  * --bind gpu without a GPU and a rank outside [0, local_size) are BT_ERR_INVALID_USAGE. */
-int bt__topo_plan(const struct bt__topo *topo, int local_rank, int local_size,
-                  enum bt__bind mode, struct bt__topo_place *out, struct bt__err *err);
+int bt__topo_plan(const struct bt__topo *topo, int local_rank, int local_size, enum bt__bind mode,
+                  struct bt__topo_place *out, struct bt__err *err);
 
 /* Binds the calling process to place->cpus (nothing for ncpus 0). Uses no allocation and no
  * locks, so the launcher may call it in the child between fork and exec. */

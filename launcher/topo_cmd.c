@@ -174,8 +174,7 @@ static void print_plan(const struct bt__topo *t, const struct bt__topo_place *pl
     char cl[1024], b1[16], b2[16];
     printf("plan for %d local rank%s (--bind %s):\n", n, n == 1 ? "" : "s",
            bt__bind_name(pl[0].bind));
-    printf("  %-5s %-4s %-13s %-5s %-24s %s\n", "rank", "gpu", "gpu bus id", "numa", "cpus",
-           "nic");
+    printf("  %-5s %-4s %-13s %-5s %-24s %s\n", "rank", "gpu", "gpu bus id", "numa", "cpus", "nic");
     for (int r = 0; r < n; r++)
         printf("  %-5d %-4s %-13s %-5s %-24s %s\n", r, num(pl[r].gpu, b1),
                pl[r].gpu_busid[0] ? pl[r].gpu_busid : "-", num(pl[r].numa_os, b2),
@@ -190,10 +189,9 @@ static void print_text(const struct bt__topo *t, const struct bt__topo_place *pl
 {
     printf("topology of %s%s%s%s: %d package%s, %d NUMA node%s, %d cores, %d CPUs, %d GPU%s, "
            "%d NIC%s\n",
-           t->source, t->host[0] ? " (host " : "", t->host, t->host[0] ? ")" : "",
-           t->npackages, t->npackages == 1 ? "" : "s", t->nnumas, t->nnumas == 1 ? "" : "s",
-           t->ncores, t->npus, t->ngpus, t->ngpus == 1 ? "" : "s", t->nnics,
-           t->nnics == 1 ? "" : "s");
+           t->source, t->host[0] ? " (host " : "", t->host, t->host[0] ? ")" : "", t->npackages,
+           t->npackages == 1 ? "" : "s", t->nnumas, t->nnumas == 1 ? "" : "s", t->ncores, t->npus,
+           t->ngpus, t->ngpus == 1 ? "" : "s", t->nnics, t->nnics == 1 ? "" : "s");
     print_cpu_objs(t);
     print_devices(t);
     print_plan(t, pl, n);

@@ -42,9 +42,8 @@ static double io_timeout(void)
 /* ---- connecting ---- */
 
 /* Words the outcome of the handshake (common/auth.h) in the store's terms. */
-static int handshake_error(const struct bt__store *s, int outcome,
-                           const struct bt__auth_reply *rep, const struct bt__err *e,
-                           struct bt__err *err)
+static int handshake_error(const struct bt__store *s, int outcome, const struct bt__auth_reply *rep,
+                           const struct bt__err *e, struct bt__err *err)
 {
     switch (outcome) {
     case BT__AUTH_IO:
@@ -66,7 +65,8 @@ static int handshake_error(const struct bt__store *s, int outcome,
                            "hint: are the launcher and the workers from different baton builds?",
                            s->host, s->port, rep->version, BT__RDZV_VERSION);
     case BT__AUTH_CRYPTO:
-        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: no random bytes or HMAC-SHA256 "
+        return bt__err_set(err, BT_ERR_SYSTEM,
+                           "rendezvous: no random bytes or HMAC-SHA256 "
                            "failed (OpenSSL)");
     }
     if (outcome == BT__AUTH_REFUSED && rep->status == BT__ST_BAD_TOKEN)
@@ -88,8 +88,8 @@ static int handshake(struct bt__store *s, const char *token, struct bt__err *err
     struct bt__err e = {0};
     uint8_t kind[4];
     bt__put_le32(kind, BT__RDZV_KIND_CLIENT);
-    int outcome = bt__auth_client(s->fd, &bt__rdzv_auth, token, kind,
-                                  bt__deadline_in(io_timeout()), &rep, &e);
+    int outcome = bt__auth_client(s->fd, &bt__rdzv_auth, token, kind, bt__deadline_in(io_timeout()),
+                                  &rep, &e);
     return outcome == BT__AUTH_OK ? BT_OK : handshake_error(s, outcome, &rep, &e, err);
 }
 
@@ -100,7 +100,8 @@ int bt__store_connect(const char *host, int port, const char *token,
     int rc;
     *out = NULL;
     struct bt__store *s = calloc(1, sizeof(*s));
-    if (!s) return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: out of memory");
+    if (!s)
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: out of memory");
     s->fd = -1;
     s->port = port;
     snprintf(s->host, sizeof(s->host), "%s", host);
@@ -151,14 +152,16 @@ static int roundtrip(struct bt__store *s, size_t frame, const char *what, int64_
                     "connect again",
                     what);
     bt__wbuf_frame_end(&s->req, frame);
-    if (s->req.oom) return fail(s, BT_ERR_SYSTEM, "%s: out of memory", what);
+    if (s->req.oom)
+        return fail(s, BT_ERR_SYSTEM, "%s: out of memory", what);
     if (s->req.len - 4 > BT__RDZV_MAX_FRAME)
         return fail(s, BT_ERR_INVALID_ARG,
                     "%s: request of %zu bytes is over the frame cap of "
                     "%u bytes",
                     what, s->req.len, BT__RDZV_MAX_FRAME);
     rc = bt__sock_send_all(s->fd, s->req.p, s->req.len, dl, &e);
-    if (rc == BT_OK) rc = bt__sock_recv_all(s->fd, hdr, 4, dl, &e);
+    if (rc == BT_OK)
+        rc = bt__sock_recv_all(s->fd, hdr, 4, dl, &e);
     uint32_t len = rc == BT_OK ? bt__le32(hdr) : 0;
     if (rc == BT_OK && (len == 0 || len > BT__RDZV_MAX_FRAME)) {
         rc = BT_ERR_REMOTE;
@@ -168,7 +171,8 @@ static int roundtrip(struct bt__store *s, size_t frame, const char *what, int64_
         rc = BT_ERR_SYSTEM;
         snprintf(e.msg, sizeof(e.msg), "out of memory for a %u-byte reply", len);
     }
-    if (rc == BT_OK) rc = bt__sock_recv_all(s->fd, s->resp.p, len, dl, &e);
+    if (rc == BT_OK)
+        rc = bt__sock_recv_all(s->fd, s->resp.p, len, dl, &e);
     if (rc != BT_OK) {
         s->broken = 1;
         return fail(s, rc, "%s: %s", what, e.msg);
@@ -198,8 +202,10 @@ static int timeout_error(struct bt__store *s, const char *what, double timeout_s
                          k ? (const char *)k : "");
         used += n > 0 ? (size_t)n : 0;
     }
-    if (used >= sizeof(keys) - 1) used = sizeof(keys) - 1;
-    if (total > listed) snprintf(keys + used, sizeof(keys) - used, " and %u more", total - listed);
+    if (used >= sizeof(keys) - 1)
+        used = sizeof(keys) - 1;
+    if (total > listed)
+        snprintf(keys + used, sizeof(keys) - used, " and %u more", total - listed);
     return fail(s, BT_ERR_TIMEOUT, "%s timed out after %.1f s; still missing %u key(s): %s", what,
                 timeout_s, total, keys);
 }
@@ -208,8 +214,10 @@ static int timeout_error(struct bt__store *s, const char *what, double timeout_s
 static int reply_status(struct bt__store *s, const char *what, double timeout_s)
 {
     uint8_t st = s->resp.p[0];
-    if (st == BT__ST_OK) return BT_OK;
-    if (st == BT__ST_TIMEOUT) return timeout_error(s, what, timeout_s);
+    if (st == BT__ST_OK)
+        return BT_OK;
+    if (st == BT__ST_TIMEOUT)
+        return timeout_error(s, what, timeout_s);
     if (st == BT__ST_ERROR) {
         struct bt__rbuf r = reply_body(s);
         size_t ml;
@@ -240,7 +248,8 @@ static int64_t wait_deadline(double timeout_s)
 
 static uint32_t timeout_ms(double timeout_s)
 {
-    if (timeout_s < 0) return BT__RDZV_NO_TIMEOUT;
+    if (timeout_s < 0)
+        return BT__RDZV_NO_TIMEOUT;
     double ms = ceil(timeout_s * 1000.0);
     return ms >= (double)(BT__RDZV_NO_TIMEOUT - 1) ? BT__RDZV_NO_TIMEOUT - 1 : (uint32_t)ms;
 }
@@ -248,7 +257,8 @@ static uint32_t timeout_ms(double timeout_s)
 /* Checks a key and a value against the store's caps before anything is sent. */
 static int check_kv(struct bt__store *s, const char *key, size_t vlen)
 {
-    if (!s) return BT_ERR_INVALID_ARG;
+    if (!s)
+        return BT_ERR_INVALID_ARG;
     size_t kl = key ? strlen(key) : 0;
     if (kl == 0 || kl > BT__RDZV_MAX_KEY)
         return fail(s, BT_ERR_INVALID_ARG,
@@ -267,7 +277,8 @@ static void *dup_bytes(const uint8_t *p, size_t n)
 {
     char *v = malloc(n + 1);
     if (v) {
-        if (n) memcpy(v, p, n);
+        if (n)
+            memcpy(v, p, n);
         v[n] = '\0';
     }
     return v;
@@ -307,8 +318,10 @@ int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len,
     struct bt__rbuf r = reply_body(s);
     size_t n;
     const uint8_t *v = bt__rbuf_bytes(&r, BT__RDZV_MAX_VALUE, &n);
-    if (r.bad || r.left) return malformed(s, what);
-    if (!(*val = dup_bytes(v, n))) return fail(s, BT_ERR_SYSTEM, "%s: out of memory", what);
+    if (r.bad || r.left)
+        return malformed(s, what);
+    if (!(*val = dup_bytes(v, n)))
+        return fail(s, BT_ERR_SYSTEM, "%s: out of memory", what);
     *len = n;
     return BT_OK;
 }
@@ -323,16 +336,20 @@ int bt__store_add(struct bt__store *s, const char *key, int64_t delta, int64_t *
     BT_CHECK(reply_status(s, "ADD", 0));
     struct bt__rbuf r = reply_body(s);
     int64_t v = (int64_t)bt__rbuf_u64(&r);
-    if (r.bad || r.left) return malformed(s, "ADD");
-    if (result) *result = v;
+    if (r.bad || r.left)
+        return malformed(s, "ADD");
+    if (result)
+        *result = v;
     return BT_OK;
 }
 
 int bt__store_compare_set(struct bt__store *s, const char *key, const void *expected, size_t elen,
                           const void *desired, size_t dlen, void **actual, size_t *alen)
 {
-    if (actual) *actual = NULL;
-    if (alen) *alen = 0;
+    if (actual)
+        *actual = NULL;
+    if (alen)
+        *alen = 0;
     BT_CHECK(check_kv(s, key, dlen > elen ? dlen : elen));
     size_t f = req_begin(s, BT__RDZV_COMPARE_SET);
     bt__wbuf_bytes(&s->req, key, strlen(key));
@@ -343,10 +360,12 @@ int bt__store_compare_set(struct bt__store *s, const char *key, const void *expe
     struct bt__rbuf r = reply_body(s);
     size_t n;
     const uint8_t *v = bt__rbuf_bytes(&r, BT__RDZV_MAX_VALUE, &n);
-    if (r.bad || r.left) return malformed(s, "COMPARE_SET");
+    if (r.bad || r.left)
+        return malformed(s, "COMPARE_SET");
     if (actual && !(*actual = dup_bytes(v, n)))
         return fail(s, BT_ERR_SYSTEM, "COMPARE_SET: out of memory");
-    if (alen) *alen = n;
+    if (alen)
+        *alen = n;
     return BT_OK;
 }
 
@@ -375,7 +394,8 @@ int bt__store_wait(struct bt__store *s, const char *const *keys, int nkeys, doub
     char what[96];
     size_t f;
     BT_CHECK(keys_request(s, BT__RDZV_WAIT, keys, nkeys, timeout_s, &f));
-    if (nkeys == 0) return BT_OK;
+    if (nkeys == 0)
+        return BT_OK;
     snprintf(what, sizeof(what), "WAIT for %d key(s)", nkeys);
     BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
     BT_CHECK(reply_status(s, what, timeout_s));
@@ -390,7 +410,8 @@ int bt__store_multi_get(struct bt__store *s, const char *const *keys, int nkeys,
     for (int i = 0; i < nkeys; i++)
         vals[i] = NULL, lens[i] = 0;
     BT_CHECK(keys_request(s, BT__RDZV_MULTI_GET, keys, nkeys, timeout_s, &f));
-    if (nkeys == 0) return BT_OK;
+    if (nkeys == 0)
+        return BT_OK;
     snprintf(what, sizeof(what), "MULTI_GET of %d key(s)", nkeys);
     BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
     BT_CHECK(reply_status(s, what, timeout_s));
@@ -400,7 +421,8 @@ int bt__store_multi_get(struct bt__store *s, const char *const *keys, int nkeys,
         const uint8_t *v = bt__rbuf_bytes(&r, BT__RDZV_MAX_VALUE, &lens[i]);
         ok = !r.bad && (vals[i] = dup_bytes(v, lens[i])) != NULL;
     }
-    if (ok && !r.left) return BT_OK;
+    if (ok && !r.left)
+        return BT_OK;
     for (int i = 0; i < nkeys; i++) {
         free(vals[i]);
         vals[i] = NULL;
@@ -419,7 +441,8 @@ int bt__store_multi_set(struct bt__store *s, const char *const *keys, int nkeys,
     for (int i = 0; i < nkeys; i++)
         BT_CHECK(check_kv(s, keys[i], lens[i]));
     size_t f = req_begin(s, BT__RDZV_MULTI_SET);
-    if (nkeys == 0) return BT_OK;
+    if (nkeys == 0)
+        return BT_OK;
     bt__wbuf_u32(&s->req, (uint32_t)nkeys);
     for (int i = 0; i < nkeys; i++) {
         bt__wbuf_bytes(&s->req, keys[i], strlen(keys[i]));
@@ -438,14 +461,17 @@ int bt__store_delete(struct bt__store *s, const char *key, int *deleted)
     BT_CHECK(reply_status(s, "DELETE", 0));
     struct bt__rbuf r = reply_body(s);
     uint32_t existed = bt__rbuf_u32(&r);
-    if (r.bad || r.left) return malformed(s, "DELETE");
-    if (deleted) *deleted = existed != 0;
+    if (r.bad || r.left)
+        return malformed(s, "DELETE");
+    if (deleted)
+        *deleted = existed != 0;
     return BT_OK;
 }
 
 int bt__store_ping(struct bt__store *s)
 {
-    if (!s) return BT_ERR_INVALID_ARG;
+    if (!s)
+        return BT_ERR_INVALID_ARG;
     size_t f = req_begin(s, BT__RDZV_PING);
     BT_CHECK(roundtrip(s, f, "PING", io_deadline()));
     return reply_status(s, "PING", 0);
@@ -465,8 +491,10 @@ const char *bt__store_error(const struct bt__store *s)
 
 void bt__store_abandon(struct bt__store *s)
 {
-    if (!s) return;
-    if (s->fd >= 0) close(s->fd);
+    if (!s)
+        return;
+    if (s->fd >= 0)
+        close(s->fd);
     bt__wbuf_free(&s->req);
     bt__wbuf_free(&s->resp);
     free(s);
@@ -474,7 +502,8 @@ void bt__store_abandon(struct bt__store *s)
 
 void bt__store_close(struct bt__store *s)
 {
-    if (!s) return;
+    if (!s)
+        return;
     /* Wait for the answer: closing with it unread would reset the connection, and a reset
      * can reach the server before it reads our goodbye, firing the last will. */
     if (s->fd >= 0 && !s->broken) {

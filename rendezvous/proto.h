@@ -47,21 +47,21 @@
 #include "common/auth.h"
 #include "common/wire.h"
 
-#define BT__RDZV_MAGIC       0x565a44524e4f5442ULL /* "BTONRDZV" little-endian */
-#define BT__RDZV_VERSION     1u
+#define BT__RDZV_MAGIC 0x565a44524e4f5442ULL /* "BTONRDZV" little-endian */
+#define BT__RDZV_VERSION 1u
 #define BT__RDZV_KIND_CLIENT 1u
-#define BT__RDZV_KIND_BENCH  2u
+#define BT__RDZV_KIND_BENCH 2u
 
-#define BT__RDZV_HELLO_LEN     48 /* bytes; bt__auth_hello_len(&bt__rdzv_auth) */
+#define BT__RDZV_HELLO_LEN 48 /* bytes; bt__auth_hello_len(&bt__rdzv_auth) */
 #define BT__RDZV_CHALLENGE_LEN BT__AUTH_CHALLENGE_LEN
-#define BT__RDZV_PROOF_LEN     BT__AUTH_PROOF_LEN
-#define BT__RDZV_RESULT_LEN    36 /* bytes; bt__auth_result_len(&bt__rdzv_auth) */
+#define BT__RDZV_PROOF_LEN BT__AUTH_PROOF_LEN
+#define BT__RDZV_RESULT_LEN 36 /* bytes; bt__auth_result_len(&bt__rdzv_auth) */
 
-#define BT__RDZV_MAX_KEY    1024u       /* bytes */
-#define BT__RDZV_MAX_VALUE  (16u << 20) /* bytes */
-#define BT__RDZV_MAX_KEYS   16384u      /* keys in one WAIT / MULTI_* */
-#define BT__RDZV_MAX_FRAME  (64u << 20) /* bytes after the length field */
-#define BT__RDZV_MAX_LISTED 32u         /* missing keys named in a TIMEOUT reply */
+#define BT__RDZV_MAX_KEY 1024u         /* bytes */
+#define BT__RDZV_MAX_VALUE (16u << 20) /* bytes */
+#define BT__RDZV_MAX_KEYS 16384u       /* keys in one WAIT / MULTI_* */
+#define BT__RDZV_MAX_FRAME (64u << 20) /* bytes after the length field */
+#define BT__RDZV_MAX_LISTED 32u        /* missing keys named in a TIMEOUT reply */
 #define BT__RDZV_NO_TIMEOUT 0xffffffffu
 
 enum bt__rdzv_cmd {

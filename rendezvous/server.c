@@ -8,11 +8,11 @@
  * the socket is full, again on EPOLLOUT.
  *
  * Keys live in the chained hash table of common/hash.h. A key that does not exist yet can
- * still have an entry: the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a list of waiter
- * nodes, one node per (request, key). A SET marks the nodes present and a request whose last
- * missing key arrived is queued on the ready list; DELETE marks them missing again. Deadlines
- * (a parked request's timeout, an unauthenticated connection's handshake limit) sit in one
- * binary min-heap of connections, and epoll_wait sleeps until the earliest.
+ * still have an entry: the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a
+ * list of waiter nodes, one node per (request, key). A SET marks the nodes present and a request
+ * whose last missing key arrived is queued on the ready list; DELETE marks them missing again.
+ * Deadlines (a parked request's timeout, an unauthenticated connection's handshake limit) sit in
+ * one binary min-heap of connections, and epoll_wait sleeps until the earliest.
  *
  * Nothing is freed while an event batch may still point at it: a connection that must go is
  * marked dead (its waiter cancelled, its last will applied, its timer removed) and closed
@@ -43,7 +43,7 @@
 /* Seconds an accepted connection has to complete the handshake. */
 BT_PARAM_DBL(auth_timeout_s, "BATON_RDZV_AUTH_TIMEOUT", 5.0)
 
-#define SCRATCH_BYTES     (64 * 1024)
+#define SCRATCH_BYTES (64 * 1024)
 #define MAX_PENDING_INPUT (64 * 1024) /* bytes a client may send while parked */
 #define ACCEPTS_PER_EVENT 256
 
@@ -53,8 +53,8 @@ struct wnode;
 
 struct entry {
     struct bt__hnode node; /* first: in srv->tab (common/hash.h) */
-    uint8_t *val; /* owned; NULL while the key does not exist */
-    size_t vlen;  /* bytes */
+    uint8_t *val;          /* owned; NULL while the key does not exist */
+    size_t vlen;           /* bytes */
     int has_val;
     struct wnode *waiters; /* requests parked on this key */
     size_t klen;           /* bytes */
@@ -129,7 +129,8 @@ static struct entry *tab_find(struct bt__store_server *srv, const void *k, size_
     uint64_t h = hash_key(k, n);
     for (struct bt__hnode *nd = bt__htab_chain(&srv->tab, h); nd; nd = nd->next) {
         struct entry *e = (struct entry *)nd;
-        if (nd->hash == h && e->klen == n && memcmp(e->key, k, n) == 0) return e;
+        if (nd->hash == h && e->klen == n && memcmp(e->key, k, n) == 0)
+            return e;
     }
     return NULL;
 }
@@ -138,9 +139,11 @@ static struct entry *tab_find(struct bt__store_server *srv, const void *k, size_
 static struct entry *tab_get(struct bt__store_server *srv, const void *k, size_t n)
 {
     struct entry *e = tab_find(srv, k, n);
-    if (e) return e;
+    if (e)
+        return e;
     e = calloc(1, sizeof(*e) + n + 1);
-    if (!e) return NULL;
+    if (!e)
+        return NULL;
     e->klen = n;
     memcpy(e->key, k, n);
     bt__htab_insert(&srv->tab, &e->node, hash_key(k, n));
@@ -150,7 +153,8 @@ static struct entry *tab_get(struct bt__store_server *srv, const void *k, size_t
 /* Frees e once it holds neither a value nor a waiter. */
 static void tab_release(struct bt__store_server *srv, struct entry *e)
 {
-    if (e->has_val || e->waiters) return;
+    if (e->has_val || e->waiters)
+        return;
     bt__htab_remove(&srv->tab, &e->node);
     free(e);
 }
@@ -174,9 +178,12 @@ static void heap_fix(struct bt__store_server *srv, size_t i)
     }
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < srv->nheap && srv->heap[l]->deadline < srv->heap[m]->deadline) m = l;
-        if (r < srv->nheap && srv->heap[r]->deadline < srv->heap[m]->deadline) m = r;
-        if (m == i) return;
+        if (l < srv->nheap && srv->heap[l]->deadline < srv->heap[m]->deadline)
+            m = l;
+        if (r < srv->nheap && srv->heap[r]->deadline < srv->heap[m]->deadline)
+            m = r;
+        if (m == i)
+            return;
         heap_swap(srv, i, m);
         i = m;
     }
@@ -184,11 +191,13 @@ static void heap_fix(struct bt__store_server *srv, size_t i)
 
 static void heap_remove(struct bt__store_server *srv, struct conn *c)
 {
-    if (c->heap_idx < 0) return;
+    if (c->heap_idx < 0)
+        return;
     size_t i = (size_t)c->heap_idx;
     c->heap_idx = -1;
     srv->nheap--;
-    if (i == srv->nheap) return;
+    if (i == srv->nheap)
+        return;
     srv->heap[i] = srv->heap[srv->nheap];
     srv->heap[i]->heap_idx = (int)i;
     heap_fix(srv, i);
@@ -200,7 +209,8 @@ static int heap_add(struct bt__store_server *srv, struct conn *c, int64_t deadli
     if (srv->nheap == srv->heap_cap) {
         size_t cap = srv->heap_cap ? srv->heap_cap * 2 : 1024;
         struct conn **h = realloc(srv->heap, cap * sizeof(*h));
-        if (!h) return -1;
+        if (!h)
+            return -1;
         srv->heap = h;
         srv->heap_cap = cap;
     }
@@ -215,7 +225,8 @@ static int heap_add(struct bt__store_server *srv, struct conn *c, int64_t deadli
 
 static void ready_push(struct bt__store_server *srv, struct conn *c)
 {
-    if (c->queued || c->dead) return;
+    if (c->queued || c->dead)
+        return;
     c->queued = 1;
     c->ready_next = srv->ready;
     srv->ready = c;
@@ -225,24 +236,28 @@ static void ready_push(struct bt__store_server *srv, struct conn *c)
 static int entry_set(struct bt__store_server *srv, struct entry *e, const void *val, size_t n)
 {
     uint8_t *v = malloc(n ? n : 1);
-    if (!v) return -1;
+    if (!v)
+        return -1;
     memcpy(v, val, n);
     free(e->val);
     e->val = v;
     e->vlen = n;
-    if (e->has_val) return 0;
+    if (e->has_val)
+        return 0;
     e->has_val = 1;
     for (struct wnode *nd = e->waiters; nd; nd = nd->next)
         if (!nd->present) {
             nd->present = 1;
-            if (--nd->w->missing == 0) ready_push(srv, nd->w->c);
+            if (--nd->w->missing == 0)
+                ready_push(srv, nd->w->c);
         }
     return 0;
 }
 
 static void entry_delete(struct bt__store_server *srv, struct entry *e)
 {
-    if (!e->has_val) return;
+    if (!e->has_val)
+        return;
     free(e->val);
     e->val = NULL;
     e->vlen = 0;
@@ -259,15 +274,18 @@ static void entry_delete(struct bt__store_server *srv, struct entry *e)
 static void waiter_release(struct bt__store_server *srv, struct conn *c)
 {
     struct waiter *w = c->w;
-    if (!w) return;
+    if (!w)
+        return;
     for (uint32_t i = 0; i < w->n; i++) {
         struct wnode *nd = &w->nodes[i];
-        if (!nd->e) continue;
+        if (!nd->e)
+            continue;
         if (nd->prev)
             nd->prev->next = nd->next;
         else
             nd->e->waiters = nd->next;
-        if (nd->next) nd->next->prev = nd->prev;
+        if (nd->next)
+            nd->next->prev = nd->prev;
         tab_release(srv, nd->e); /* the last node of a duplicated key frees it */
     }
     free(w);
@@ -280,14 +298,17 @@ static void waiter_release(struct bt__store_server *srv, struct conn *c)
 
 static void conn_set_events(struct bt__store_server *srv, struct conn *c, uint32_t ev)
 {
-    if (c->events == ev || c->dead) return;
+    if (c->events == ev || c->dead)
+        return;
     struct epoll_event e = {.events = ev, .data.ptr = c};
-    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &e) == 0) c->events = ev;
+    if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, c->fd, &e) == 0)
+        c->events = ev;
 }
 
 static void conn_flush(struct bt__store_server *srv, struct conn *c)
 {
-    if (c->dead) return;
+    if (c->dead)
+        return;
     if (c->out.oom) {
         conn_kill(srv, c, BT_LOG_WARN, "out of memory for its reply");
         return;
@@ -303,9 +324,11 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c)
         return;
     }
     c->out.len = c->out_off = 0;
-    if (c->out.cap > 64 * 1024) bt__wbuf_free(&c->out);
+    if (c->out.cap > 64 * 1024)
+        bt__wbuf_free(&c->out);
     conn_set_events(srv, c, EPOLLIN);
-    if (c->closing) conn_kill(srv, c, BT_LOG_TRACE, "said goodbye");
+    if (c->closing)
+        conn_kill(srv, c, BT_LOG_TRACE, "said goodbye");
 }
 
 static void reply_status(struct bt__store_server *srv, struct conn *c, uint8_t status)
@@ -370,7 +393,8 @@ static void waiter_finish(struct bt__store_server *srv, struct conn *c, uint8_t 
     bt__wbuf_frame_end(o, f);
     waiter_release(srv, c);
     conn_flush(srv, c);
-    if (c->in.len > 0) ready_push(srv, c); /* it sent more while parked: resume parsing */
+    if (c->in.len > 0)
+        ready_push(srv, c); /* it sent more while parked: resume parsing */
 }
 
 /* Counts the keys of a GET/WAIT/MULTI_GET payload and checks their sizes. */
@@ -379,7 +403,8 @@ static int parse_keys(struct bt__rbuf r, uint32_t n, const char **why)
     for (uint32_t i = 0; i < n; i++) {
         size_t kl;
         bt__rbuf_bytes(&r, BT__RDZV_MAX_FRAME, &kl);
-        if (r.bad) return -1;
+        if (r.bad)
+            return -1;
         if (kl == 0 || kl > BT__RDZV_MAX_KEY)
             *why = kl == 0 ? "an empty key" : "a key over 1024 bytes";
     }
@@ -391,14 +416,17 @@ static int waiter_link(struct bt__store_server *srv, struct waiter *w, struct wn
                        const uint8_t *k, size_t kl)
 {
     struct entry *e = tab_get(srv, k, kl);
-    if (!e) return -1;
+    if (!e)
+        return -1;
     nd->e = e;
     nd->w = w;
     nd->present = e->has_val;
     nd->next = e->waiters;
-    if (e->waiters) e->waiters->prev = nd;
+    if (e->waiters)
+        e->waiters->prev = nd;
     e->waiters = nd;
-    if (!nd->present) w->missing++;
+    if (!nd->present)
+        w->missing++;
     return 0;
 }
 
@@ -455,7 +483,8 @@ static int store_put(struct bt__store_server *srv, const void *k, size_t kl, con
                      size_t vl)
 {
     struct entry *e = tab_get(srv, k, kl);
-    if (!e) return -1;
+    if (!e)
+        return -1;
     if (entry_set(srv, e, v, vl) != 0) {
         tab_release(srv, e);
         return -1;
@@ -483,7 +512,8 @@ static void do_set(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
     size_t kl, vl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     const uint8_t *v = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &vl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl)) return;
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl))
+        return;
     if (store_put(srv, k, kl, v, vl) != 0)
         reply_error(srv, c, "server out of memory");
     else
@@ -494,13 +524,15 @@ static void do_set(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
 static int parse_counter(const struct entry *e, int64_t *out)
 {
     char buf[32];
-    if (e->vlen == 0 || e->vlen >= sizeof(buf)) return -1;
+    if (e->vlen == 0 || e->vlen >= sizeof(buf))
+        return -1;
     memcpy(buf, e->val, e->vlen);
     buf[e->vlen] = '\0';
     char *end;
     errno = 0;
     long long v = strtoll(buf, &end, 10);
-    if (errno || *end) return -1;
+    if (errno || *end)
+        return -1;
     *out = v;
     return 0;
 }
@@ -510,7 +542,8 @@ static void do_add(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
     size_t kl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     int64_t delta = (int64_t)bt__rbuf_u64(r), cur = 0, sum;
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0)) return;
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0))
+        return;
     struct entry *e = tab_find(srv, k, kl);
     if (e && e->has_val && parse_counter(e, &cur) != 0) {
         reply_error(srv, c, "ADD on key '%.*s' whose value is not an integer", (int)kl, k);
@@ -538,7 +571,8 @@ static void do_compare_set(struct bt__store_server *srv, struct conn *c, struct 
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     const uint8_t *ex = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &el);
     const uint8_t *de = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &dl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, dl)) return;
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, dl))
+        return;
     struct entry *e = tab_find(srv, k, kl);
     int exists = e && e->has_val;
     int match = exists ? e->vlen == el && (el == 0 || memcmp(e->val, ex, el) == 0) : el == 0;
@@ -573,7 +607,8 @@ static void do_multi_set(struct bt__store_server *srv, struct conn *c, struct bt
         r->bad = 1;
         return;
     }
-    if (!sizes_ok(srv, c, bad_kl, bad_vl)) return;
+    if (!sizes_ok(srv, c, bad_kl, bad_vl))
+        return;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *k = bt__rbuf_bytes(&all, BT__RDZV_MAX_KEY, &kl);
         const uint8_t *v = bt__rbuf_bytes(&all, BT__RDZV_MAX_VALUE, &vl);
@@ -589,10 +624,12 @@ static void do_delete(struct bt__store_server *srv, struct conn *c, struct bt__r
 {
     size_t kl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0)) return;
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0))
+        return;
     struct entry *e = tab_find(srv, k, kl);
     int existed = e && e->has_val;
-    if (existed) entry_delete(srv, e);
+    if (existed)
+        entry_delete(srv, e);
     size_t f = bt__wbuf_frame_begin(&c->out, BT__ST_OK);
     bt__wbuf_u32(&c->out, (uint32_t)existed);
     bt__wbuf_frame_end(&c->out, f);
@@ -604,7 +641,8 @@ static void do_last_will(struct bt__store_server *srv, struct conn *c, struct bt
     size_t kl, vl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     const uint8_t *v = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &vl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl)) return;
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl))
+        return;
     free(c->will);
     c->will = NULL;
     if (vl > 0) {
@@ -632,7 +670,8 @@ static void will_fire(struct bt__store_server *srv, struct conn *c)
         return;
     }
     BT_INFO(RDZV, "%s left without goodbye; its last will sets '%s'", c->peer, (char *)c->will);
-    if (entry_set(srv, e, c->will + c->will_klen + 1, c->will_vlen) != 0) tab_release(srv, e);
+    if (entry_set(srv, e, c->will + c->will_klen + 1, c->will_vlen) != 0)
+        tab_release(srv, e);
 }
 
 static const char *cmd_name(uint8_t cmd)
@@ -648,29 +687,15 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
 {
     struct bt__rbuf r = {p, n, 0};
     switch (cmd) {
-    case BT__RDZV_SET:
-        do_set(srv, c, &r);
-        break;
+    case BT__RDZV_SET: do_set(srv, c, &r); break;
     case BT__RDZV_GET:
     case BT__RDZV_WAIT:
-    case BT__RDZV_MULTI_GET:
-        do_blocking(srv, c, cmd, &r);
-        break;
-    case BT__RDZV_ADD:
-        do_add(srv, c, &r);
-        break;
-    case BT__RDZV_COMPARE_SET:
-        do_compare_set(srv, c, &r);
-        break;
-    case BT__RDZV_MULTI_SET:
-        do_multi_set(srv, c, &r);
-        break;
-    case BT__RDZV_DELETE:
-        do_delete(srv, c, &r);
-        break;
-    case BT__RDZV_LAST_WILL:
-        do_last_will(srv, c, &r);
-        break;
+    case BT__RDZV_MULTI_GET: do_blocking(srv, c, cmd, &r); break;
+    case BT__RDZV_ADD: do_add(srv, c, &r); break;
+    case BT__RDZV_COMPARE_SET: do_compare_set(srv, c, &r); break;
+    case BT__RDZV_MULTI_SET: do_multi_set(srv, c, &r); break;
+    case BT__RDZV_DELETE: do_delete(srv, c, &r); break;
+    case BT__RDZV_LAST_WILL: do_last_will(srv, c, &r); break;
     case BT__RDZV_PING:
     case BT__RDZV_GOODBYE:
         if (n != 0) {
@@ -753,7 +778,8 @@ static size_t conn_parse(struct bt__store_server *srv, struct conn *c, const uin
         size_t avail = n - off;
         if (c->state == CS_HELLO || c->state == CS_PROOF) {
             size_t need = c->state == CS_HELLO ? BT__RDZV_HELLO_LEN : BT__RDZV_PROOF_LEN;
-            if (avail < need) break;
+            if (avail < need)
+                break;
             if (c->state == CS_HELLO)
                 on_hello(srv, c, q);
             else
@@ -761,14 +787,16 @@ static size_t conn_parse(struct bt__store_server *srv, struct conn *c, const uin
             off += need;
             continue;
         }
-        if (avail < 4) break;
+        if (avail < 4)
+            break;
         uint32_t len = bt__le32(q);
         if (len == 0 || len > BT__RDZV_MAX_FRAME) {
             conn_kill(srv, c, BT_LOG_WARN, "sent a frame of length %u (1 to %u allowed)", len,
                       BT__RDZV_MAX_FRAME);
             break;
         }
-        if (avail - 4 < len) break;
+        if (avail - 4 < len)
+            break;
         on_frame(srv, c, q[4], q + 5, len - 1);
         off += 4 + (size_t)len;
     }
@@ -781,7 +809,8 @@ static void conn_consume(struct bt__store_server *srv, struct conn *c)
     size_t used = conn_parse(srv, c, c->in.p, c->in.len);
     memmove(c->in.p, c->in.p + used, c->in.len - used);
     c->in.len -= used;
-    if (c->in.len == 0 && c->in.cap > 4096) bt__wbuf_free(&c->in);
+    if (c->in.len == 0 && c->in.cap > 4096)
+        bt__wbuf_free(&c->in);
 }
 
 static void conn_input(struct bt__store_server *srv, struct conn *c, const uint8_t *p, size_t n)
@@ -789,7 +818,8 @@ static void conn_input(struct bt__store_server *srv, struct conn *c, const uint8
     c->nread += n;
     if (c->in.len == 0) {
         size_t used = conn_parse(srv, c, p, n);
-        if (used < n && !c->dead) bt__wbuf_put(&c->in, p + used, n - used);
+        if (used < n && !c->dead)
+            bt__wbuf_put(&c->in, p + used, n - used);
     } else {
         bt__wbuf_put(&c->in, p, n);
         conn_consume(srv, c);
@@ -842,7 +872,8 @@ static void conn_readable(struct bt__store_server *srv, struct conn *c)
 
 static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, const char *fmt, ...)
 {
-    if (c->dead) return;
+    if (c->dead)
+        return;
     char why[384];
     va_list ap;
     va_start(ap, fmt);
@@ -852,7 +883,8 @@ static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, c
     c->dead = 1;
     heap_remove(srv, c);
     waiter_release(srv, c);
-    if (c->state == CS_READY && c->will) will_fire(srv, c);
+    if (c->state == CS_READY && c->will)
+        will_fire(srv, c);
     c->dead_next = srv->dead;
     srv->dead = c;
 }
@@ -863,7 +895,8 @@ static void conn_free(struct bt__store_server *srv, struct conn *c)
         c->prev->next = c->next;
     else
         srv->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    if (c->next)
+        c->next->prev = c->prev;
     /* Remove the fd from the epoll set before closing it: close() alone leaves the entry (and
      * its pointer to c) alive while any other process still holds the socket, e.g. a child
      * forked by the program hosting the store, and the loop would then see events for a freed
@@ -894,7 +927,8 @@ static void conn_new(struct bt__store_server *srv, int fd)
     c->state = CS_HELLO;
     bt__sock_peer_str(fd, c->peer, sizeof(c->peer));
     c->next = srv->conns;
-    if (srv->conns) srv->conns->prev = c;
+    if (srv->conns)
+        srv->conns->prev = c;
     srv->conns = c;
     __atomic_fetch_add(&srv->nclients, 1, __ATOMIC_RELAXED);
     if (heap_add(srv, c, bt__now_ns() + srv->auth_timeout_ns) != 0)
@@ -910,7 +944,8 @@ static void accept_failed(struct bt__store_server *srv, const struct bt__err *er
         close(srv->spare_fd);
         int fd = -1;
         bt__sock_accept(srv->lfd, &fd, NULL);
-        if (fd >= 0) close(fd);
+        if (fd >= 0)
+            close(fd);
         srv->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     int64_t now = bt__now_ns();
@@ -932,7 +967,8 @@ static void accept_all(struct bt__store_server *srv)
             accept_failed(srv, &err);
             return;
         }
-        if (fd < 0) return;
+        if (fd < 0)
+            return;
         conn_new(srv, fd);
     }
 }
@@ -963,7 +999,8 @@ static void settle(struct bt__store_server *srv)
         while ((c = srv->ready)) {
             srv->ready = c->ready_next;
             c->queued = 0;
-            if (c->dead) continue;
+            if (c->dead)
+                continue;
             if (c->w && c->w->missing == 0)
                 waiter_finish(srv, c, BT__ST_OK);
             else if (!c->w && c->in.len > 0)
@@ -978,9 +1015,12 @@ static void settle(struct bt__store_server *srv)
 
 static void conn_event(struct bt__store_server *srv, struct conn *c, uint32_t ev)
 {
-    if (c->dead) return;
-    if (ev & EPOLLOUT) conn_flush(srv, c);
-    if (!c->dead && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) conn_readable(srv, c);
+    if (c->dead)
+        return;
+    if (ev & EPOLLOUT)
+        conn_flush(srv, c);
+    if (!c->dead && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        conn_readable(srv, c);
 }
 
 /* ---- the server's life ---- */
@@ -1025,8 +1065,10 @@ static void *server_thread(void *arg)
 
 int bt__store_server_start(struct bt__store_server *srv)
 {
-    if (srv->thread_started) return BT_ERR_INVALID_USAGE;
-    if (pthread_create(&srv->thread, NULL, server_thread, srv) != 0) return BT_ERR_SYSTEM;
+    if (srv->thread_started)
+        return BT_ERR_INVALID_USAGE;
+    if (pthread_create(&srv->thread, NULL, server_thread, srv) != 0)
+        return BT_ERR_SYSTEM;
     srv->thread_started = 1;
     return BT_OK;
 }
@@ -1052,7 +1094,8 @@ int bt__store_server_nwaiting(const struct bt__store_server *srv)
 static void raise_nofile(void)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
     rlim_t old = rl.rlim_cur;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
@@ -1078,7 +1121,8 @@ int bt__store_server_create(const char *host, int port, const char *token,
     int rc;
     *out = NULL;
     struct bt__store_server *srv = calloc(1, sizeof(*srv));
-    if (!srv) return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous store: out of memory");
+    if (!srv)
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous store: out of memory");
     srv->lfd = srv->epfd = srv->evfd = srv->spare_fd = -1;
     raise_nofile();
     double auth_s = bt__param_auth_timeout_s();
@@ -1099,7 +1143,8 @@ fail:
 
 void bt__store_server_destroy(struct bt__store_server *srv)
 {
-    if (!srv) return;
+    if (!srv)
+        return;
     if (srv->thread_started) {
         bt__store_server_stop(srv);
         pthread_join(srv->thread, NULL);
@@ -1116,6 +1161,7 @@ void bt__store_server_destroy(struct bt__store_server *srv)
     free(srv->heap);
     int fds[] = {srv->lfd, srv->epfd, srv->evfd, srv->spare_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-        if (fds[i] >= 0) close(fds[i]);
+        if (fds[i] >= 0)
+            close(fds[i]);
     free(srv);
 }

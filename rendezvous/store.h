@@ -38,15 +38,13 @@ const char *bt__store_error(const struct bt__store *s);
 int bt__store_set(struct bt__store *s, const char *key, const void *val, size_t len);
 /* Blocks until key exists or timeout_s passes (BT_ERR_TIMEOUT). *val is malloc'd (NUL
  * terminated one past *len, so text values are C strings) and owned by the caller. */
-int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len,
-                  double timeout_s);
+int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len, double timeout_s);
 /* Atomically adds delta to the int64 counter at key (missing: 0) and returns the new value. */
 int bt__store_add(struct bt__store *s, const char *key, int64_t delta, int64_t *result);
 /* If key's value equals expected (a missing key equals an empty expected, elen 0), sets it to
  * desired. *actual (malloc'd, may be NULL to ignore) gets the value after the call. */
-int bt__store_compare_set(struct bt__store *s, const char *key, const void *expected,
-                          size_t elen, const void *desired, size_t dlen, void **actual,
-                          size_t *alen);
+int bt__store_compare_set(struct bt__store *s, const char *key, const void *expected, size_t elen,
+                          const void *desired, size_t dlen, void **actual, size_t *alen);
 /* Blocks until every key exists; on timeout the error names the keys still missing. */
 int bt__store_wait(struct bt__store *s, const char *const *keys, int nkeys, double timeout_s);
 /* Blocks until every key exists, then returns all values (each malloc'd, owned by caller). */
@@ -68,8 +66,7 @@ struct bt__store_server;
 /* Creates a server listening on host (NULL: all addresses) and port (0: ephemeral; the port
  * bound is in *bound_port). Raises RLIMIT_NOFILE where allowed. The caller owns *out. */
 int bt__store_server_create(const char *host, int port, const char *token,
-                            struct bt__store_server **out, int *bound_port,
-                            struct bt__err *err);
+                            struct bt__store_server **out, int *bound_port, struct bt__err *err);
 /* Runs the epoll loop on a background thread until bt__store_server_stop(). */
 int bt__store_server_start(struct bt__store_server *srv);
 /* Runs the loop on the calling thread until bt__store_server_stop() from another thread or a

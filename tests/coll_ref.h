@@ -68,7 +68,11 @@ static inline void put(void *p, size_t i, bt_dtype dt, double v)
     switch (dt) {
     case BT_FLOAT32: ((float *)p)[i] = f; break;
     case BT_FLOAT64: ((double *)p)[i] = v; break;
-    case BT_FLOAT16: { _Float16 h = (_Float16)f; memcpy((uint16_t *)p + i, &h, 2); break; }
+    case BT_FLOAT16: {
+        _Float16 h = (_Float16)f;
+        memcpy((uint16_t *)p + i, &h, 2);
+        break;
+    }
     case BT_BFLOAT16: ((uint16_t *)p)[i] = to_bf16(f); break;
     case BT_INT32: ((int32_t *)p)[i] = (int32_t)(int64_t)v; break;
     case BT_INT64: ((int64_t *)p)[i] = (int64_t)v; break;

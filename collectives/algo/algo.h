@@ -23,8 +23,8 @@ int bt__ring_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, 
                        bt_dtype dtype, bt_op op);
 /* Ring reduce-scatter over buf (n blocks of block elements): member i ends with block i
  * reduced, in place in buf. */
-int bt__ring_reduce_scatter(struct bt_comm *c, const struct bt__group *g, void *buf,
-                            size_t block, bt_dtype dtype, bt_op op);
+int bt__ring_reduce_scatter(struct bt_comm *c, const struct bt__group *g, void *buf, size_t block,
+                            bt_dtype dtype, bt_op op);
 /* Ring allgather in place: member i contributes block i of buf (n blocks of block elems). */
 int bt__ring_allgather(struct bt_comm *c, const struct bt__group *g, void *buf, size_t block,
                        size_t esize);
@@ -45,9 +45,9 @@ struct bt__fold {
 void bt__fold_plan(int n, int me, struct bt__fold *f);
 /* The member index of new rank q. */
 int bt__fold_member(const struct bt__fold *f, int q);
-int bt__fold_in(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
-                void *buf, size_t count, bt_dtype dt, bt_op op);
-int bt__fold_out(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
-                 void *buf, size_t bytes);
+int bt__fold_in(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f, void *buf,
+                size_t count, bt_dtype dt, bt_op op);
+int bt__fold_out(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f, void *buf,
+                 size_t bytes);
 
 #endif

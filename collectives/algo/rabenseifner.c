@@ -39,10 +39,14 @@ static int halving(struct bt_comm *c, const struct bt__group *g, const struct bt
         int send_lo = (f->newrank & d) ? *lo : mid, send_hi = (f->newrank & d) ? mid : *hi;
         size_t so = block_off(count, f->p, send_lo), se = block_off(count, f->p, send_hi);
         size_t ko = block_off(count, f->p, keep_lo), ke = block_off(count, f->p, keep_hi);
-        struct bt__xfer x = {.send_to = g->ranks[partner], .sbuf = buf + so * es,
-                             .slen = (se - so) * es, .recv_from = g->ranks[partner],
+        struct bt__xfer x = {.send_to = g->ranks[partner],
+                             .sbuf = buf + so * es,
+                             .slen = (se - so) * es,
+                             .recv_from = g->ranks[partner],
                              .rlen = (ke - ko) * es,
-                             .red_dst = buf + ko * es, .dtype = dt, .op = op,
+                             .red_dst = buf + ko * es,
+                             .dtype = dt,
+                             .op = op,
                              .incoming_first = partner < g->me};
         BT_CHECK(bt__xfer(c, &x));
         *lo = keep_lo, *hi = keep_hi;
@@ -58,9 +62,12 @@ static int doubling(struct bt_comm *c, const struct bt__group *g, const struct b
         int plo = (f->newrank & d) ? lo - w : hi, phi = plo + w;
         size_t so = block_off(count, f->p, lo), se = block_off(count, f->p, hi);
         size_t ro = block_off(count, f->p, plo), re = block_off(count, f->p, phi);
-        struct bt__xfer x = {.send_to = g->ranks[partner], .sbuf = buf + so * es,
-                             .slen = (se - so) * es, .recv_from = g->ranks[partner],
-                             .rbuf = buf + ro * es, .rlen = (re - ro) * es};
+        struct bt__xfer x = {.send_to = g->ranks[partner],
+                             .sbuf = buf + so * es,
+                             .slen = (se - so) * es,
+                             .recv_from = g->ranks[partner],
+                             .rbuf = buf + ro * es,
+                             .rlen = (re - ro) * es};
         BT_CHECK(bt__xfer(c, &x));
         lo = lo < plo ? lo : plo;
         hi = hi > phi ? hi : phi;

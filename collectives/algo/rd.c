@@ -39,24 +39,31 @@ int bt__fold_member(const struct bt__fold *f, int newrank)
     return newrank < f->r ? newrank * 2 + 1 : newrank + f->r;
 }
 
-int bt__fold_in(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
-                void *buf, size_t count, bt_dtype dt, bt_op op)
+int bt__fold_in(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f, void *buf,
+                size_t count, bt_dtype dt, bt_op op)
 {
     size_t bytes = count * bt_dtype_size(dt);
     if (g->me >= 2 * f->r)
         return BT_OK;
     if (g->me % 2 == 0) {
-        struct bt__xfer x = {.send_to = g->ranks[g->me + 1], .sbuf = buf, .slen = bytes,
+        struct bt__xfer x = {.send_to = g->ranks[g->me + 1],
+                             .sbuf = buf,
+                             .slen = bytes,
                              .recv_from = -1};
         return bt__xfer(c, &x);
     }
-    struct bt__xfer x = {.send_to = -1, .recv_from = g->ranks[g->me - 1], .rlen = bytes, .red_dst = buf, .dtype = dt, .op = op,
+    struct bt__xfer x = {.send_to = -1,
+                         .recv_from = g->ranks[g->me - 1],
+                         .rlen = bytes,
+                         .red_dst = buf,
+                         .dtype = dt,
+                         .op = op,
                          .incoming_first = 1};
     return bt__xfer(c, &x);
 }
 
-int bt__fold_out(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f,
-                 void *buf, size_t bytes)
+int bt__fold_out(struct bt_comm *c, const struct bt__group *g, const struct bt__fold *f, void *buf,
+                 size_t bytes)
 {
     if (g->me >= 2 * f->r)
         return BT_OK;
@@ -82,8 +89,12 @@ int bt__rd_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, si
         for (int d = 1; d < f.p; d *= 2) {
             int partner = bt__fold_member(&f, f.newrank ^ d);
             int peer = g->ranks[partner];
-            struct bt__xfer x = {.send_to = peer, .sbuf = buf, .slen = bytes,
-                                 .recv_from = peer, .rbuf = tmp, .rlen = bytes};
+            struct bt__xfer x = {.send_to = peer,
+                                 .sbuf = buf,
+                                 .slen = bytes,
+                                 .recv_from = peer,
+                                 .rbuf = tmp,
+                                 .rlen = bytes};
             BT_CHECK(bt__xfer(c, &x));
             if (partner < g->me)
                 bt__reduce2(dt, op, buf, tmp, buf, count);
@@ -100,8 +111,10 @@ int bt__tree_broadcast(struct bt_comm *c, const struct bt__group *g, void *buf, 
     int n = g->n, v = (g->me - root + n) % n, mask = 1;
     while (mask < n) {
         if (v & mask) {
-            struct bt__xfer x = {.send_to = -1, .recv_from = g->ranks[(v - mask + root) % n],
-                                 .rbuf = buf, .rlen = bytes};
+            struct bt__xfer x = {.send_to = -1,
+                                 .recv_from = g->ranks[(v - mask + root) % n],
+                                 .rbuf = buf,
+                                 .rlen = bytes};
             BT_CHECK(bt__xfer(c, &x));
             break;
         }
@@ -110,8 +123,10 @@ int bt__tree_broadcast(struct bt_comm *c, const struct bt__group *g, void *buf, 
     for (mask >>= 1; mask > 0; mask >>= 1) {
         if (v + mask >= n)
             continue;
-        struct bt__xfer x = {.send_to = g->ranks[(v + mask + root) % n], .sbuf = buf,
-                             .slen = bytes, .recv_from = -1};
+        struct bt__xfer x = {.send_to = g->ranks[(v + mask + root) % n],
+                             .sbuf = buf,
+                             .slen = bytes,
+                             .recv_from = -1};
         BT_CHECK(bt__xfer(c, &x));
     }
     return BT_OK;

@@ -21,9 +21,10 @@
  * JPDC 2009). The allreduce runs segment by segment (c->ring_seg_bytes, 8 MiB; a segment is
  * cut into n chunks as above): a chunk reduced in the reduce-scatter is sent on by the
  * allgather while it is still in cache, which over loopback TCP on the development VM made
- * 64 MiB and 256 MiB allreduces 15-25% faster than one pass over the whole buffer. Within a step the transport stripes the chunk over BATON_NSOCKS sockets and
- * reduces each received piece while later pieces are still on the wire, so a step's
- * reduction overlaps its transfer; gloo's allreduce_ring_chunked does the same by segments.
+ * 64 MiB and 256 MiB allreduces 15-25% faster than one pass over the whole buffer. Within a step
+ * the transport stripes the chunk over BATON_NSOCKS sockets and reduces each received piece while
+ * later pieces are still on the wire, so a step's reduction overlaps its transfer; gloo's
+ * allreduce_ring_chunked does the same by segments.
  */
 #include <string.h>
 
@@ -45,8 +46,8 @@ static void chunk(const struct layout *l, int n, int i, size_t *off, size_t *len
     }
 }
 
-static int ring_rs(struct bt_comm *c, const struct bt__group *g, char *buf,
-                   const struct layout *l, bt_dtype dt, bt_op op)
+static int ring_rs(struct bt_comm *c, const struct bt__group *g, char *buf, const struct layout *l,
+                   bt_dtype dt, bt_op op)
 {
     int n = g->n, me = g->me;
     size_t es = bt_dtype_size(dt);
@@ -54,26 +55,34 @@ static int ring_rs(struct bt_comm *c, const struct bt__group *g, char *buf,
         size_t so, sl, ro, rl;
         chunk(l, n, me - s - 1, &so, &sl);
         chunk(l, n, me - s - 2, &ro, &rl);
-        struct bt__xfer x = {.send_to = g->ranks[(me + 1) % n], .sbuf = buf + so * es,
-                             .slen = sl * es, .recv_from = g->ranks[(me + n - 1) % n],
-                             .rlen = rl * es, .red_dst = buf + ro * es,
-                             .dtype = dt, .op = op, .incoming_first = 1};
+        struct bt__xfer x = {.send_to = g->ranks[(me + 1) % n],
+                             .sbuf = buf + so * es,
+                             .slen = sl * es,
+                             .recv_from = g->ranks[(me + n - 1) % n],
+                             .rlen = rl * es,
+                             .red_dst = buf + ro * es,
+                             .dtype = dt,
+                             .op = op,
+                             .incoming_first = 1};
         BT_CHECK(bt__xfer(c, &x));
     }
     return BT_OK;
 }
 
-static int ring_ag(struct bt_comm *c, const struct bt__group *g, char *buf,
-                   const struct layout *l, size_t es)
+static int ring_ag(struct bt_comm *c, const struct bt__group *g, char *buf, const struct layout *l,
+                   size_t es)
 {
     int n = g->n, me = g->me;
     for (int s = 0; s < n - 1; s++) {
         size_t so, sl, ro, rl;
         chunk(l, n, me - s, &so, &sl);
         chunk(l, n, me - s - 1, &ro, &rl);
-        struct bt__xfer x = {.send_to = g->ranks[(me + 1) % n], .sbuf = buf + so * es,
-                             .slen = sl * es, .recv_from = g->ranks[(me + n - 1) % n],
-                             .rbuf = buf + ro * es, .rlen = rl * es};
+        struct bt__xfer x = {.send_to = g->ranks[(me + 1) % n],
+                             .sbuf = buf + so * es,
+                             .slen = sl * es,
+                             .recv_from = g->ranks[(me + n - 1) % n],
+                             .rbuf = buf + ro * es,
+                             .rlen = rl * es};
         BT_CHECK(bt__xfer(c, &x));
     }
     return BT_OK;
@@ -95,8 +104,8 @@ int bt__ring_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, 
     return BT_OK;
 }
 
-int bt__ring_reduce_scatter(struct bt_comm *c, const struct bt__group *g, void *buf,
-                            size_t block, bt_dtype dtype, bt_op op)
+int bt__ring_reduce_scatter(struct bt_comm *c, const struct bt__group *g, void *buf, size_t block,
+                            bt_dtype dtype, bt_op op)
 {
     struct layout l = {block * (size_t)g->n, block};
     return ring_rs(c, g, buf, &l, dtype, op);

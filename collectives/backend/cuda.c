@@ -2,8 +2,8 @@
  * buffers, and the device path they take. Built only when CUDA is found; the core loads it at
  * bt_init (backend/device.c), so libbaton itself never links libcudart.
  *
- * At bt_init (cuda_init, through bt__device_init) the process's CUDA devices are counted once; an error (no
- * driver, no device) counts as none and is logged at INFO. With none, c->cuda_state stays
+ * At bt_init (cuda_init, through bt__device_init) the process's CUDA devices are counted once; an
+ * error (no driver, no device) counts as none and is logged at INFO. With none, c->cuda_state stays
  * NULL and the collective path makes no CUDA call at all: every buffer is host memory.
  *
  * With devices, each call's buffers (those the call touches on this rank) are looked up with
@@ -253,14 +253,15 @@ static void apply_baton_gpu(const struct bt_comm *c, int n)
     cudaError_t r = d >= 0 ? cudaSetDevice(d) : cudaSuccess;
     if (d < 0 || r != cudaSuccess) {
         cudaGetLastError();
-        BT_WARN(INIT, "rank %d: BATON_GPU='%s' is none of the %d CUDA device(s) this rank "
-                      "sees (CUDA_VISIBLE_DEVICES='%s'%s%s); ignored",
+        BT_WARN(INIT,
+                "rank %d: BATON_GPU='%s' is none of the %d CUDA device(s) this rank "
+                "sees (CUDA_VISIBLE_DEVICES='%s'%s%s); ignored",
                 c->rank, name, n, cvd ? cvd : "", r != cudaSuccess ? ", cudaSetDevice: " : "",
                 r != cudaSuccess ? cudaGetErrorString(r) : "");
         return;
     }
-    BT_INFO(INIT, "rank %d: BATON_GPU=%s is CUDA device %d, now the current device", c->rank,
-            name, d);
+    BT_INFO(INIT, "rank %d: BATON_GPU=%s is CUDA device %d, now the current device", c->rank, name,
+            d);
 }
 
 /* 1 when the NCCL plugin loads; else 0 with the reason in why (asked once per process). */
@@ -293,8 +294,11 @@ static int cuda_init(struct bt_comm *c, struct bt__err *err)
     if (!cu)
         return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
     cu->dev = -1;
-    cu->stage.eng = (struct bt__copy_engine){.ctx = &cu->eng, .copy = ce_copy, .wait = ce_wait,
-                                             .host_alloc = ce_alloc, .host_free = ce_free};
+    cu->stage.eng = (struct bt__copy_engine){.ctx = &cu->eng,
+                                             .copy = ce_copy,
+                                             .wait = ce_wait,
+                                             .host_alloc = ce_alloc,
+                                             .host_free = ce_free};
     c->cuda_state = cu;
     BT_INFO(INIT, "rank %d: %d CUDA device(s): device buffers take %s", c->rank, n,
             c->backend_choice == BT_BACKEND_BATON
@@ -369,8 +373,11 @@ static int shared_gpu(struct bt_comm *c, int dev, int *r0, int *r1)
     struct gpu_rec *all = malloc(sizeof(*all) * (size_t)c->size);
     if (!all)
         return bt__comm_fail(c, BT_ERR_SYSTEM, "%s: out of memory", c->coll_name);
-    struct bt__call g = {.kind = BT_COLL_ALLGATHER, .send = &mine, .recv = all,
-                         .count = sizeof(mine), .dtype = BT_UINT8};
+    struct bt__call g = {.kind = BT_COLL_ALLGATHER,
+                         .send = &mine,
+                         .recv = all,
+                         .count = sizeof(mine),
+                         .dtype = BT_UINT8};
     int rc = bt__host_run(c, &g);
     *r0 = *r1 = -1;
     for (int i = 0; rc == BT_OK && i < c->size && *r0 < 0; i++) {
@@ -409,8 +416,8 @@ static int first_use(struct bt_comm *c, struct bt__cuda *cu)
     }
     if (r0 >= 0) {
         BT_INFO(COLL, "rank %d: device buffers on GPU %d take the staged path (rank %d %s)",
-                c->rank, cu->dev, r0, r1 >= 0 ? "shares a GPU with another rank"
-                                              : "cannot name its GPU");
+                c->rank, cu->dev, r0,
+                r1 >= 0 ? "shares a GPU with another rank" : "cannot name its GPU");
         return BT_OK;
     }
     BT_CHECK(bt__nccl_create(c, cu->dev));

@@ -112,8 +112,7 @@ int bt__store_set(struct bt__store *s, const char *key, const void *val, size_t 
     return core->store_set(s, key, val, len);
 }
 
-int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len,
-                  double timeout_s)
+int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len, double timeout_s)
 {
     return core->store_get(s, key, val, len, timeout_s);
 }

@@ -60,11 +60,11 @@ static int mpi_owned; /* baton called MPI_Init_thread, so the last user calls MP
 
 /* ---- float16/bfloat16 ops: inout[i] = in[i] op inout[i], in float32 ---- */
 
-#define HALF_OP(name, dt, op)                                                                  \
-    static void name(void *in, void *inout, int *len, MPI_Datatype *type)                      \
-    {                                                                                          \
-        (void)type;                                                                            \
-        bt__reduce2(dt, op, inout, in, inout, (size_t)*len);                                   \
+#define HALF_OP(name, dt, op)                                                                      \
+    static void name(void *in, void *inout, int *len, MPI_Datatype *type)                          \
+    {                                                                                              \
+        (void)type;                                                                                \
+        bt__reduce2(dt, op, inout, in, inout, (size_t)*len);                                       \
     }
 HALF_OP(f16_sum, BT_FLOAT16, BT_SUM)
 HALF_OP(f16_prod, BT_FLOAT16, BT_PROD)
@@ -90,8 +90,7 @@ static int code_of(int mpi_rc, const char **hint)
     MPI_Error_class(mpi_rc, &cls);
     *hint = "mpirun's output names the rank or host that failed";
     switch (cls) {
-    case MPI_ERR_NO_MEM:
-        return BT_ERR_SYSTEM;
+    case MPI_ERR_NO_MEM: return BT_ERR_SYSTEM;
     case MPI_ERR_TRUNCATE:
         *hint = "do all ranks make the same collective with the same count, dtype and root?";
         return BT_ERR_INVALID_USAGE;
@@ -105,8 +104,7 @@ static int code_of(int mpi_rc, const char **hint)
     case MPI_ERR_INTERN:
         *hint = "this is a bug in baton's MPI backend; please report it";
         return BT_ERR_INTERNAL;
-    default:
-        return BT_ERR_REMOTE; /* a peer gone, the network: the job's state */
+    default: return BT_ERR_REMOTE; /* a peer gone, the network: the job's state */
     }
 }
 
@@ -200,8 +198,9 @@ static int mpi_allreduce(struct bt_comm *c, struct mpi_state *s, const struct bt
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
         const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
-        BT_CHECK(check(c, MPI_Allreduce(sb, recv + off * es, (int)n, mpi_type(a->dtype),
-                                        mpi_op(s, a->dtype, a->op), s->comm),
+        BT_CHECK(check(c,
+                       MPI_Allreduce(sb, recv + off * es, (int)n, mpi_type(a->dtype),
+                                     mpi_op(s, a->dtype, a->op), s->comm),
                        "MPI_Allreduce"));
     }
     finish_avg(c, a, recv, a->count);
@@ -221,9 +220,9 @@ static int mpi_reduce(struct bt_comm *c, struct mpi_state *s, const struct bt__c
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
         const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
-        BT_CHECK(check(c, MPI_Reduce(sb, recv ? recv + off * es : NULL, (int)n,
-                                     mpi_type(a->dtype), mpi_op(s, a->dtype, a->op), a->root,
-                                     s->comm),
+        BT_CHECK(check(c,
+                       MPI_Reduce(sb, recv ? recv + off * es : NULL, (int)n, mpi_type(a->dtype),
+                                  mpi_op(s, a->dtype, a->op), a->root, s->comm),
                        "MPI_Reduce"));
     }
     finish_avg(c, a, recv, a->count);
@@ -235,8 +234,9 @@ static int mpi_broadcast(struct bt_comm *c, struct mpi_state *s, const struct bt
     size_t es = bt_dtype_size(a->dtype);
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
-        BT_CHECK(check(c, MPI_Bcast((char *)a->recv + off * es, (int)n, mpi_type(a->dtype),
-                                    a->root, s->comm),
+        BT_CHECK(check(c,
+                       MPI_Bcast((char *)a->recv + off * es, (int)n, mpi_type(a->dtype), a->root,
+                                 s->comm),
                        "MPI_Bcast"));
     }
     return BT_OK;
@@ -259,8 +259,9 @@ static int mpi_allgather(struct bt_comm *c, struct mpi_state *s, const struct bt
     BT_CHECK(too_large(c, a->count));
     if (a->send != mine)
         memmove(mine, a->send, bytes);
-    return check(c, MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, a->recv, (int)a->count,
-                                  mpi_type(a->dtype), s->comm),
+    return check(c,
+                 MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, a->recv, (int)a->count,
+                               mpi_type(a->dtype), s->comm),
                  "MPI_Allgather");
 }
 
@@ -277,9 +278,9 @@ static int mpi_reduce_scatter(struct bt_comm *c, struct mpi_state *s, const stru
             return c->err.code;
         send = memcpy(copy, a->send, bytes);
     }
-    BT_CHECK(check(c, MPI_Reduce_scatter_block(send, a->recv, (int)a->count,
-                                               mpi_type(a->dtype), mpi_op(s, a->dtype, a->op),
-                                               s->comm),
+    BT_CHECK(check(c,
+                   MPI_Reduce_scatter_block(send, a->recv, (int)a->count, mpi_type(a->dtype),
+                                            mpi_op(s, a->dtype, a->op), s->comm),
                    "MPI_Reduce_scatter_block"));
     finish_avg(c, a, a->recv, a->count);
     return BT_OK;
@@ -293,19 +294,13 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
     if (a->count == 0) /* the same count on every rank: nothing to move anywhere */
         return BT_OK;
     switch (a->kind) {
-    case BT_COLL_ALLREDUCE:
-        return mpi_allreduce(c, s, a);
-    case BT_COLL_BROADCAST:
-        return mpi_broadcast(c, s, a);
-    case BT_COLL_ALLGATHER:
-        return mpi_allgather(c, s, a);
-    case BT_COLL_REDUCE_SCATTER:
-        return mpi_reduce_scatter(c, s, a);
-    case BT_COLL_REDUCE:
-        return mpi_reduce(c, s, a);
+    case BT_COLL_ALLREDUCE: return mpi_allreduce(c, s, a);
+    case BT_COLL_BROADCAST: return mpi_broadcast(c, s, a);
+    case BT_COLL_ALLGATHER: return mpi_allgather(c, s, a);
+    case BT_COLL_REDUCE_SCATTER: return mpi_reduce_scatter(c, s, a);
+    case BT_COLL_REDUCE: return mpi_reduce(c, s, a);
     default:
-        return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d",
-                           (int)a->kind);
+        return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d", (int)a->kind);
     }
 }
 
@@ -328,8 +323,9 @@ static void mpi_destroy(struct bt_comm *c)
         if (c->err.code == BT_OK)
             MPI_Finalize();
         else
-            BT_WARN(INIT, "rank %d: not calling MPI_Finalize after an error, so that mpirun "
-                          "ends the job",
+            BT_WARN(INIT,
+                    "rank %d: not calling MPI_Finalize after an error, so that mpirun "
+                    "ends the job",
                     c->rank);
         mpi_owned = 0;
     }
@@ -380,17 +376,16 @@ static int find_nodes(struct bt_comm *c, struct mpi_state *s, struct bt__err *er
     int *leaders = malloc(sizeof(int) * (size_t)c->size);
     if (!leaders)
         return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
-    BT_CHECK_GOTO(init_check(err, MPI_Comm_split_type(s->comm, MPI_COMM_TYPE_SHARED, c->rank,
-                                                      MPI_INFO_NULL, &node),
+    BT_CHECK_GOTO(init_check(err,
+                             MPI_Comm_split_type(s->comm, MPI_COMM_TYPE_SHARED, c->rank,
+                                                 MPI_INFO_NULL, &node),
                              "MPI_Comm_split_type"),
                   rc, out);
     MPI_Comm_rank(node, &c->local_rank);
     MPI_Comm_size(node, &c->local_size);
-    BT_CHECK_GOTO(init_check(err, MPI_Bcast(&leader, 1, MPI_INT, 0, node), "MPI_Bcast"), rc,
-                  out);
+    BT_CHECK_GOTO(init_check(err, MPI_Bcast(&leader, 1, MPI_INT, 0, node), "MPI_Bcast"), rc, out);
     mine = c->local_rank == 0;
-    BT_CHECK_GOTO(init_check(err, MPI_Allgather(&mine, 1, MPI_INT, leaders, 1, MPI_INT,
-                                                s->comm),
+    BT_CHECK_GOTO(init_check(err, MPI_Allgather(&mine, 1, MPI_INT, leaders, 1, MPI_INT, s->comm),
                              "MPI_Allgather"),
                   rc, out);
     c->nnodes = c->node_rank = 0;
@@ -439,8 +434,9 @@ static int mpi_attach(struct bt_comm *c, struct bt__err *err)
     BT_CHECK(make_half_ops(s, err));
     BT_CHECK(find_nodes(c, s, err));
     library_name(lib, sizeof(lib));
-    BT_INFO(INIT, "rank %d: backend mpi (%s, MPI_COMM_WORLD of %d ranks on %d node%s, thread "
-                  "level %d%s)",
+    BT_INFO(INIT,
+            "rank %d: backend mpi (%s, MPI_COMM_WORLD of %d ranks on %d node%s, thread "
+            "level %d%s)",
             c->rank, lib, c->size, c->nnodes, c->nnodes == 1 ? "" : "s", provided,
             mpi_owned ? "" : ", MPI initialised by the program");
     return BT_OK;

@@ -148,14 +148,15 @@ static int store_get_id(struct bt_comm *c, const char *key, unsigned char *rec)
                 memcpy(rec, v, ID_BYTES);
             free(v);
             return good ? BT_OK
-                        : bt__comm_fail(c, BT_ERR_INTERNAL, "%s #%llu: store key %s holds %zu "
-                                        "bytes, not an NCCL id record of %d", cname(c),
-                                        (unsigned long long)c->coll_seq, key, len, ID_BYTES);
+                        : bt__comm_fail(c, BT_ERR_INTERNAL,
+                                        "%s #%llu: store key %s holds %zu "
+                                        "bytes, not an NCCL id record of %d",
+                                        cname(c), (unsigned long long)c->coll_seq, key, len,
+                                        ID_BYTES);
         }
         if (rc != BT_ERR_TIMEOUT)
             return bt__comm_fail(c, rc, "%s #%llu: getting %s from the store: %s", cname(c),
-                                 (unsigned long long)c->coll_seq, key,
-                                 bt__store_error(c->store));
+                                 (unsigned long long)c->coll_seq, key, bt__store_error(c->store));
         BT_CHECK(bt__wait_tick(c, &w, who_root, NULL));
     }
 }
@@ -168,8 +169,7 @@ static int id_by_store(struct bt_comm *c, unsigned char *rec)
         int rc = bt__store_set(c->store, key, rec, ID_BYTES);
         if (rc != BT_OK)
             return bt__comm_fail(c, rc, "%s #%llu: setting %s in the store: %s", cname(c),
-                                 (unsigned long long)c->coll_seq, key,
-                                 bt__store_error(c->store));
+                                 (unsigned long long)c->coll_seq, key, bt__store_error(c->store));
     } else {
         BT_CHECK(store_get_id(c, key, rec));
     }
@@ -195,17 +195,22 @@ static int share_id(struct bt_comm *c, unsigned char *rec)
     if (c->size > 1 && c->store) {
         BT_CHECK(id_by_store(c, rec));
     } else if (c->size > 1) {
-        struct bt__call b = {.kind = BT_COLL_BROADCAST, .send = rec, .recv = rec,
-                             .count = ID_BYTES, .dtype = BT_UINT8, .root = 0};
+        struct bt__call b = {.kind = BT_COLL_BROADCAST,
+                             .send = rec,
+                             .recv = rec,
+                             .count = ID_BYTES,
+                             .dtype = BT_UINT8,
+                             .root = 0};
         BT_CHECK(bt__host_run(c, &b));
     }
     if (rec[0] == 1)
         return BT_OK;
     if (c->rank == 0)
         return nccl_fail(c, NULL, made, "ncclGetUniqueId");
-    return bt__comm_fail(c, BT_ERR_REMOTE, "%s #%llu: rank 0 could not make the NCCL unique id "
-                         "(ncclGetUniqueId failed there; see its log)", cname(c),
-                         (unsigned long long)c->coll_seq);
+    return bt__comm_fail(c, BT_ERR_REMOTE,
+                         "%s #%llu: rank 0 could not make the NCCL unique id "
+                         "(ncclGetUniqueId failed there; see its log)",
+                         cname(c), (unsigned long long)c->coll_seq);
 }
 
 /* ---- the communicator ---- */
@@ -251,8 +256,8 @@ static int nccl_create(struct bt_comm *c, int dev)
 /* ---- collectives ---- */
 
 static const ncclDataType_t nccl_types[BT_DTYPE_COUNT] = {
-    [BT_FLOAT32] = ncclFloat32, [BT_FLOAT64] = ncclFloat64, [BT_FLOAT16] = ncclFloat16,
-    [BT_BFLOAT16] = ncclBfloat16, [BT_INT32] = ncclInt32,   [BT_INT64] = ncclInt64,
+    [BT_FLOAT32] = ncclFloat32,   [BT_FLOAT64] = ncclFloat64, [BT_FLOAT16] = ncclFloat16,
+    [BT_BFLOAT16] = ncclBfloat16, [BT_INT32] = ncclInt32,     [BT_INT64] = ncclInt64,
     [BT_UINT8] = ncclUint8,
 };
 
@@ -270,15 +275,13 @@ static ncclResult_t enqueue(struct bt_comm *c, struct nccl_state *s, const struc
         return ncclAllReduce(a->send, a->recv, a->count, t, op, s->comm, s->stream);
     case BT_COLL_BROADCAST:
         return ncclBroadcast(a->send, a->recv, a->count, t, a->root, s->comm, s->stream);
-    case BT_COLL_ALLGATHER:
-        return ncclAllGather(a->send, a->recv, a->count, t, s->comm, s->stream);
+    case BT_COLL_ALLGATHER: return ncclAllGather(a->send, a->recv, a->count, t, s->comm, s->stream);
     case BT_COLL_REDUCE_SCATTER:
         return ncclReduceScatter(a->send, a->recv, a->count, t, op, s->comm, s->stream);
     case BT_COLL_REDUCE:
-        return ncclReduce(a->send, c->rank == a->root ? a->recv : NULL, a->count, t, op,
-                          a->root, s->comm, s->stream);
-    default:
-        return ncclInvalidUsage; /* barriers never come here (no buffers) */
+        return ncclReduce(a->send, c->rank == a->root ? a->recv : NULL, a->count, t, op, a->root,
+                          s->comm, s->stream);
+    default: return ncclInvalidUsage; /* barriers never come here (no buffers) */
     }
 }
 

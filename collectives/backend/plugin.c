@@ -89,8 +89,7 @@ static int search_beside_lib(const char *name, char *path, size_t cap)
     if (!slash)
         return 0;
     char dir[4096];
-    int n = snprintf(dir, sizeof(dir), "%.*s/baton", (int)(slash - info.dli_fname),
-                     info.dli_fname);
+    int n = snprintf(dir, sizeof(dir), "%.*s/baton", (int)(slash - info.dli_fname), info.dli_fname);
     return n > 0 && (size_t)n < sizeof(dir) && found_in(dir, (size_t)n, name, path, cap);
 }
 

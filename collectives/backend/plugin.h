@@ -39,8 +39,7 @@ struct bt__core_api {
     unsigned abi;      /* BT_PLUGIN_ABI */
     size_t comm_bytes; /* sizeof(struct bt_comm) */
     int (*comm_fail)(struct bt_comm *c, int code, const char *fmt, ...);
-    void (*log_write)(int level, unsigned subsys, const char *file, int line, const char *fmt,
-                      ...);
+    void (*log_write)(int level, unsigned subsys, const char *file, int line, const char *fmt, ...);
     void (*log_init)(void);
     const int *log_level;
     const unsigned *log_mask;

@@ -103,9 +103,10 @@ static int ensure_host(struct bt_comm *c, struct bt__stage *st, size_t bytes)
     char *p = st->eng.host_alloc(c, st->eng.ctx, bytes * 2 * BT_STAGE_SLOTS);
     if (!p)
         return c->err.code != BT_OK ? c->err.code
-                                    : bt__comm_fail(c, BT_ERR_SYSTEM, "%s #%llu: no staging "
-                                                    "memory for %zu bytes", c->coll_name,
-                                                    (unsigned long long)c->coll_seq,
+                                    : bt__comm_fail(c, BT_ERR_SYSTEM,
+                                                    "%s #%llu: no staging "
+                                                    "memory for %zu bytes",
+                                                    c->coll_name, (unsigned long long)c->coll_seq,
                                                     bytes * 2 * BT_STAGE_SLOTS);
     st->host = p;
     st->half_bytes = bytes;
@@ -201,8 +202,8 @@ int bt__staged_run(struct bt_comm *c, struct bt__stage *st, const struct bt__cal
     BT_CHECK(ensure_host(c, st, p.half));
     BT_TRACE(COLL, "rank %d: %s #%llu staged: %zu segment(s) of %zu x %zu elements", c->rank,
              c->coll_name, (unsigned long long)c->coll_seq, p.nseg, p.seg,
-             a->kind == BT_COLL_ALLGATHER || a->kind == BT_COLL_REDUCE_SCATTER
-                 ? (size_t)c->size : (size_t)1);
+             a->kind == BT_COLL_ALLGATHER || a->kind == BT_COLL_REDUCE_SCATTER ? (size_t)c->size
+                                                                               : (size_t)1);
     int rc = copy_in(c, st, &p, a, 0);
     for (size_t i = 0; i < p.nseg && rc == BT_OK; i++) {
         if (i + 1 < p.nseg) {

@@ -94,8 +94,8 @@ static void sync_dir(const char *path)
     free(copy);
 }
 
-int bt__ps_ckpt_write(const char *path, uint32_t index, const struct bt__ps_ckpt_entry *e,
-                      size_t n, struct bt__err *err)
+int bt__ps_ckpt_write(const char *path, uint32_t index, const struct bt__ps_ckpt_entry *e, size_t n,
+                      struct bt__err *err)
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
@@ -187,7 +187,8 @@ static int parse(const char *path, const uint8_t *b, size_t len, uint32_t index,
     if (len < 28 || bt__le32(b + len - 4) != (uint32_t)crc32(crc32(0, NULL, 0), b, (uInt)(len - 4)))
         return bt__err_set(err, BT_ERR_INVALID_ARG,
                            "checkpoint %s is truncated or corrupt (CRC mismatch); hint: move it "
-                           "away to start from the initial values", path);
+                           "away to start from the initial values",
+                           path);
     struct bt__rbuf r = {.p = b, .left = len - 4};
     uint64_t magic = bt__rbuf_u64(&r);
     uint32_t ver = bt__rbuf_u32(&r), idx = bt__rbuf_u32(&r);
@@ -195,8 +196,11 @@ static int parse(const char *path, const uint8_t *b, size_t len, uint32_t index,
     if (magic != CKPT_MAGIC || ver != CKPT_VERSION || idx != index)
         return bt__err_set(err, BT_ERR_INVALID_ARG,
                            "checkpoint %s: %s (version %u, server %u; this is version %u, "
-                           "server %u)", path, magic != CKPT_MAGIC ? "not a baton ps checkpoint"
-                           : "written by another version or server", ver, idx, CKPT_VERSION, index);
+                           "server %u)",
+                           path,
+                           magic != CKPT_MAGIC ? "not a baton ps checkpoint"
+                                               : "written by another version or server",
+                           ver, idx, CKPT_VERSION, index);
     char name[BT__PS_MAX_NAME + 1];
     for (uint64_t i = 0; i < n; i++) {
         struct bt__ps_ckpt_entry e = {0};

@@ -38,21 +38,21 @@ struct key {
     struct bt__ps_piece *pc;
 };
 
-struct item {             /* one piece in a request */
+struct item { /* one piece in a request */
     const struct key *k;
     uint32_t piece;
-    float *dst;           /* PULL: where its floats go */
+    float *dst; /* PULL: where its floats go */
 };
 
 struct conn {
     int fd;
-    char ep[300];         /* host:port */
-    uint64_t instance;    /* of the server process last connected */
+    char ep[300];      /* host:port */
+    uint64_t instance; /* of the server process last connected */
     /* the request of the call in progress */
     struct bt__wbuf tx;
     size_t tx_off;
-    size_t *fstart;       /* tx offset of each frame */
-    uint32_t *ffirst;     /* first item of each frame, plus one past the last */
+    size_t *fstart;   /* tx offset of each frame */
+    uint32_t *ffirst; /* first item of each frame, plus one past the last */
     uint32_t nframes, fcap, nrecv;
     struct item *it;
     uint32_t nit, itcap;
@@ -70,9 +70,9 @@ struct bt_ps {
     char *token;
     double timeout_s;
     int64_t partition_bytes;
-    struct bt__htab tab;  /* struct key by name */
-    uint64_t *loads;      /* bytes placed on each server by this client's view */
-    const char *call;     /* name of the public call in progress, for errors */
+    struct bt__htab tab; /* struct key by name */
+    uint64_t *loads;     /* bytes placed on each server by this client's view */
+    const char *call;    /* name of the public call in progress, for errors */
     struct bt__err err;
     int sticky;
 };
@@ -128,22 +128,26 @@ const struct bt__auth_proto bt__ps_auth = {
 static int hs_status(uint32_t st, const char *what, struct bt__err *err)
 {
     if (st == BT__ST_BAD_VERSION)
-        return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s speaks another ps protocol version "
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "%s speaks another ps protocol version "
                            "(this client: %u); hint: use the same baton build everywhere",
                            what, BT__PS_VERSION);
     if (st == BT__ST_BAD_TOKEN)
-        return bt__err_set(err, BT_ERR_AUTH, "%s refused our token; hint: is it another job's "
-                           "server (BATON_TOKEN differs)?", what);
+        return bt__err_set(err, BT_ERR_AUTH,
+                           "%s refused our token; hint: is it another job's "
+                           "server (BATON_TOKEN differs)?",
+                           what);
     if (st == BT__ST_BAD_WORKER)
-        return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s serves a job with another number of "
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "%s serves a job with another number of "
                            "workers, or this rank is out of range (check BATON_RANK and "
-                           "BATON_WORLD_SIZE)", what);
+                           "BATON_WORLD_SIZE)",
+                           what);
     return st == BT__ST_OK ? BT_OK : bt__err_set(err, BT_ERR_AUTH, "%s: status %u", what, st);
 }
 
-int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token,
-                     int64_t deadline, uint32_t *index, uint64_t *instance,
-                     struct bt__err *err)
+int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token, int64_t deadline,
+                     uint32_t *index, uint64_t *instance, struct bt__err *err)
 {
     uint8_t extra[12] = {0};
     struct bt__auth_reply rep;
@@ -154,16 +158,12 @@ int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token
         *index = bt__le32(rep.extra);
         *instance = bt__le64(rep.extra + 4);
         return BT_OK;
-    case BT__AUTH_IO:
-        return rep.io_rc;
+    case BT__AUTH_IO: return rep.io_rc;
     case BT__AUTH_NOT_PEER:
         return bt__err_set(err, BT_ERR_AUTH, "the peer is not a baton ps server");
-    case BT__AUTH_VERSION:
-        return hs_status(BT__ST_BAD_VERSION, "the ps server", err);
-    case BT__AUTH_REFUSED:
-        return hs_status(rep.status, "the ps server", err);
-    case BT__AUTH_CRYPTO:
-        return bt__err_set(err, BT_ERR_SYSTEM, "no random bytes or HMAC failed");
+    case BT__AUTH_VERSION: return hs_status(BT__ST_BAD_VERSION, "the ps server", err);
+    case BT__AUTH_REFUSED: return hs_status(rep.status, "the ps server", err);
+    case BT__AUTH_CRYPTO: return bt__err_set(err, BT_ERR_SYSTEM, "no random bytes or HMAC failed");
     default:
         return bt__err_set(err, BT_ERR_AUTH, "the ps server could not prove it holds our token");
     }
@@ -181,7 +181,8 @@ static int lookup(bt_ps *ps, int s, int64_t deadline, struct bt__err *err)
     double left = (double)bt__ms_left(deadline) / 1e3;
     int rc = bt__store_get(ps->store, key, &v, &len, left > 0.001 ? left : 0.001);
     if (rc != BT_OK)
-        return bt__err_set(err, rc, "no address for ps server %d in the store (%s): %s; hint: "
+        return bt__err_set(err, rc,
+                           "no address for ps server %d in the store (%s): %s; hint: "
                            "is BATON_PS_SERVERS right, and are the servers running?",
                            s, key, bt__store_error(ps->store));
     snprintf(ps->srv[s].ep, sizeof(ps->srv[s].ep), "%s", (char *)v);
@@ -203,13 +204,14 @@ static int connect_once(bt_ps *ps, int s, int64_t deadline, struct bt__err *err)
     snprintf(what, sizeof(what), "ps server %d", s);
     int64_t short_dl = bt__deadline_in(ps->store ? 1.0 : 1e9);
     struct bt__connect_opts o = {.deadline_ns = short_dl < deadline ? short_dl : deadline,
-                                 .what = what, .hint = "is the ps task running?"};
+                                 .what = what,
+                                 .hint = "is the ps task running?"};
     BT_CHECK(bt__sock_connect(host, port, &o, &fd, err));
-    int rc = bt__ps_handshake(fd, (uint32_t)ps->rank, (uint32_t)ps->nworkers, ps->token,
-                              deadline, &idx, &inst, err);
+    int rc = bt__ps_handshake(fd, (uint32_t)ps->rank, (uint32_t)ps->nworkers, ps->token, deadline,
+                              &idx, &inst, err);
     if (rc == BT_OK && idx != (uint32_t)s)
-        rc = bt__err_set(err, BT_ERR_INVALID_USAGE, "%s at %s says it is ps server %u", what,
-                         c->ep, idx);
+        rc = bt__err_set(err, BT_ERR_INVALID_USAGE, "%s at %s says it is ps server %u", what, c->ep,
+                         idx);
     if (rc != BT_OK) {
         close(fd);
         return rc;
@@ -234,8 +236,8 @@ static int reconnect(bt_ps *ps, int s, int64_t deadline, struct bt__err *err)
         if (rc == BT_OK)
             return BT_OK;
         if (rc == BT_ERR_AUTH || rc == BT_ERR_INVALID_USAGE || bt__ms_left(deadline) == 0)
-            return bt__err_set(err, rc == BT_ERR_TIMEOUT ? BT_ERR_REMOTE : rc,
-                               "%s (attempt %d)", e.msg, attempt);
+            return bt__err_set(err, rc == BT_ERR_TIMEOUT ? BT_ERR_REMOTE : rc, "%s (attempt %d)",
+                               e.msg, attempt);
         struct timespec ts = {0, 100 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -383,8 +385,7 @@ static int step(bt_ps *ps, struct conn *c, uint8_t cmd, int *first_rc, struct bt
 static int server_failed(bt_ps *ps, int s, const char *why)
 {
     struct conn *c = &ps->srv[s];
-    const struct item *it = c->nit ? &c->it[c->ffirst[c->nrecv < c->nframes ? c->nrecv : 0]]
-                                   : NULL;
+    const struct item *it = c->nit ? &c->it[c->ffirst[c->nrecv < c->nframes ? c->nrecv : 0]] : NULL;
     if (it)
         return fail(ps, BT_ERR_REMOTE, "ps server %d (%s), holding key '%s' piece %u/%u: %s", s,
                     c->ep, it->k->name, it->piece, it->k->np, why);
@@ -441,8 +442,9 @@ static int roundtrip(bt_ps *ps, uint8_t cmd)
         if (ms == 0) {
             for (int s = 0; s < ps->nservers; s++)
                 if (pf[s].fd >= 0) {
-                    server_failed(ps, s, "no reply within BATON_TIMEOUT; hint: is the server "
-                                         "stopped or overloaded?");
+                    server_failed(ps, s,
+                                  "no reply within BATON_TIMEOUT; hint: is the server "
+                                  "stopped or overloaded?");
                     close(ps->srv[s].fd);
                     ps->srv[s].fd = -1;
                     break;
@@ -468,17 +470,18 @@ static int begin(bt_ps *ps, const char *call)
     return ps->sticky ? ps->err.code : BT_OK;
 }
 
-static int check_key(bt_ps *ps, const char *name, const void *buf, size_t count,
-                     struct key **k)
+static int check_key(bt_ps *ps, const char *name, const void *buf, size_t count, struct key **k)
 {
     if (!name || (!buf && count))
         return fail(ps, BT_ERR_INVALID_ARG, "name and buffer must not be NULL");
     if (!(*k = find_key(ps, name)))
-        return fail(ps, BT_ERR_INVALID_ARG, "key '%s' was not declared by this worker; hint: "
-                    "call bt_ps_init first", name);
+        return fail(ps, BT_ERR_INVALID_ARG,
+                    "key '%s' was not declared by this worker; hint: "
+                    "call bt_ps_init first",
+                    name);
     if ((*k)->count != count)
-        return fail(ps, BT_ERR_INVALID_ARG, "key '%s' holds %llu floats, the call passes %zu",
-                    name, (unsigned long long)(*k)->count, count);
+        return fail(ps, BT_ERR_INVALID_ARG, "key '%s' holds %llu floats, the call passes %zu", name,
+                    (unsigned long long)(*k)->count, count);
     return BT_OK;
 }
 
@@ -534,8 +537,8 @@ static int place_key(bt_ps *ps, const char *name, uint64_t count, struct key *k)
     size_t tl = 0;
     uint64_t tc;
     if (bt__ps_place(count, ps->partition_bytes, ps->nservers, ps->loads, &k->pc, &k->np) != BT_OK)
-        return fail(ps, BT_ERR_INVALID_ARG, "key '%s' of %llu floats needs too many pieces",
-                    name, (unsigned long long)count);
+        return fail(ps, BT_ERR_INVALID_ARG, "key '%s' of %llu floats needs too many pieces", name,
+                    (unsigned long long)count);
     if (!ps->store)
         return BT_OK;
     if (bt__ps_place_fmt(k->pc, k->np, count, &mine) != BT_OK)
@@ -548,13 +551,15 @@ static int place_key(bt_ps *ps, const char *name, uint64_t count, struct key *k)
         free(k->pc);
         k->pc = NULL;
         if (bt__ps_place_parse(theirs, ps->nservers, &k->pc, &k->np, &tc) != 0)
-            rc = fail(ps, BT_ERR_INVALID_USAGE, "placement of key '%s' in the store ('%s') does "
+            rc = fail(ps, BT_ERR_INVALID_USAGE,
+                      "placement of key '%s' in the store ('%s') does "
                       "not fit %d servers; hint: is BATON_PS_SERVERS the same everywhere?",
                       name, (char *)theirs, ps->nservers);
         else if (tc != count)
-            rc = fail(ps, BT_ERR_INVALID_ARG, "shape mismatch: key '%s' was first declared "
-                      "with %llu floats, this declaration has %llu", name,
-                      (unsigned long long)tc, (unsigned long long)count);
+            rc = fail(ps, BT_ERR_INVALID_ARG,
+                      "shape mismatch: key '%s' was first declared "
+                      "with %llu floats, this declaration has %llu",
+                      name, (unsigned long long)tc, (unsigned long long)count);
         for (uint32_t j = 0; rc == BT_OK && j < k->np; j++)
             ps->loads[k->pc[j].server] += (uint64_t)k->pc[j].count * 4 + 64;
     } else if (rc != BT_OK)
@@ -569,10 +574,12 @@ static int declare(bt_ps *ps, const char *name, uint64_t count, struct key **out
     struct key *k = find_key(ps, name);
     if (k) {
         *out = k;
-        return k->count == count ? BT_OK
-                                 : fail(ps, BT_ERR_INVALID_ARG, "shape mismatch: key '%s' was "
-                                        "declared with %llu floats, now %llu", name,
-                                        (unsigned long long)k->count, (unsigned long long)count);
+        return k->count == count
+                   ? BT_OK
+                   : fail(ps, BT_ERR_INVALID_ARG,
+                          "shape mismatch: key '%s' was "
+                          "declared with %llu floats, now %llu",
+                          name, (unsigned long long)k->count, (unsigned long long)count);
     }
     if (!*name || strlen(name) > BT__PS_MAX_NAME)
         return fail(ps, BT_ERR_INVALID_ARG, "key name '%.40s' must be 1 to %u bytes", name,
@@ -673,8 +680,7 @@ int bt_ps_init_many(bt_ps *ps, size_t n, const char *const *names, const float *
     return rc;
 }
 
-int bt_ps_init(bt_ps *ps, const char *name, const float *init, size_t count,
-               const bt_ps_opt *opt)
+int bt_ps_init(bt_ps *ps, const char *name, const float *init, size_t count, const bt_ps_opt *opt)
 {
     return bt_ps_init_many(ps, 1, &name, &init, &count, opt);
 }
@@ -716,9 +722,10 @@ static int open_common(const struct bt__ps_client_cfg *cfg, struct bt__store *st
         cfg->rank >= cfg->nworkers) {
         free(ps);
         bt__store_close(store);
-        return bt__err_set(&open_err, BT_ERR_INVALID_ARG, "bt_ps_open: worker %d of %d, %d "
-                           "servers: out of range (or out of memory)", cfg->rank,
-                           cfg->nworkers, cfg->nservers);
+        return bt__err_set(&open_err, BT_ERR_INVALID_ARG,
+                           "bt_ps_open: worker %d of %d, %d "
+                           "servers: out of range (or out of memory)",
+                           cfg->rank, cfg->nworkers, cfg->nservers);
     }
     ps->rank = cfg->rank, ps->nworkers = cfg->nworkers, ps->nservers = cfg->nservers;
     ps->store = store, ps->gen = gen, ps->call = "bt_ps_open";
@@ -744,8 +751,7 @@ static int open_common(const struct bt__ps_client_cfg *cfg, struct bt__store *st
             return rc;
         }
     }
-    BT_INFO(PS, "worker %d of %d connected to %d ps servers", ps->rank, ps->nworkers,
-            ps->nservers);
+    BT_INFO(PS, "worker %d of %d connected to %d ps servers", ps->rank, ps->nworkers, ps->nservers);
     *out = ps;
     return BT_OK;
 }
@@ -766,7 +772,8 @@ static int env_store(struct bt__store **st, double timeout_s)
     int port;
     struct bt__err err = {0};
     if (!rdzv || bt__parse_endpoint(rdzv, host, sizeof(host), &port) != 0)
-        return bt__err_set(&open_err, BT_ERR_INVALID_USAGE, "bt_ps_open: BATON_RDZV='%s' is "
+        return bt__err_set(&open_err, BT_ERR_INVALID_USAGE,
+                           "bt_ps_open: BATON_RDZV='%s' is "
                            "not HOST:PORT; hint: start the workers with `baton run --ps N`",
                            rdzv ? rdzv : "");
     struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(timeout_s),
@@ -783,17 +790,19 @@ int bt_ps_open(bt_ps **out)
         return BT_ERR_INVALID_ARG;
     *out = NULL;
     bt__err_clear(&open_err);
-    struct bt__ps_client_cfg cfg = {
-        .rank = (int)bt__env_int("BATON_RANK", 0),
-        .nworkers = (int)bt__env_int("BATON_WORLD_SIZE", 1),
-        .nservers = (int)bt__env_int("BATON_PS_SERVERS", 1),
-        .token = bt__env_str("BATON_TOKEN", ""),
-        .timeout_s = bt__comm_timeout_s(),
-        .partition_bytes = bt__env_int("BATON_PS_PARTITION_BYTES", 4 << 20)};
+    struct bt__ps_client_cfg cfg = {.rank = (int)bt__env_int("BATON_RANK", 0),
+                                    .nworkers = (int)bt__env_int("BATON_WORLD_SIZE", 1),
+                                    .nservers = (int)bt__env_int("BATON_PS_SERVERS", 1),
+                                    .token = bt__env_str("BATON_TOKEN", ""),
+                                    .timeout_s = bt__comm_timeout_s(),
+                                    .partition_bytes = bt__env_int("BATON_PS_PARTITION_BYTES",
+                                                                   4 << 20)};
     struct bt__store *st = NULL;
     if (cfg.nservers < 1 || cfg.nservers > 4096)
-        return bt__err_set(&open_err, BT_ERR_INVALID_USAGE, "bt_ps_open: BATON_PS_SERVERS=%d "
-                           "is not in 1..4096", cfg.nservers);
+        return bt__err_set(&open_err, BT_ERR_INVALID_USAGE,
+                           "bt_ps_open: BATON_PS_SERVERS=%d "
+                           "is not in 1..4096",
+                           cfg.nservers);
     BT_CHECK(env_store(&st, cfg.timeout_s));
     int rc = open_common(&cfg, st, (int)bt__env_int("BATON_RESTART_COUNT", 0), out);
     if (rc != BT_OK)

@@ -12,8 +12,14 @@ void bt_ps_opt_default(bt_ps_opt *o)
 {
     if (!o)
         return;
-    *o = (bt_ps_opt){.kind = BT_PS_SGD, .lr = 0.01f, .momentum = 0.9f, .beta1 = 0.9f,
-                     .beta2 = 0.999f, .eps = 1e-8f, .consistency = BT_PS_SYNC, .staleness = 0};
+    *o = (bt_ps_opt){.kind = BT_PS_SGD,
+                     .lr = 0.01f,
+                     .momentum = 0.9f,
+                     .beta1 = 0.9f,
+                     .beta2 = 0.999f,
+                     .eps = 1e-8f,
+                     .consistency = BT_PS_SYNC,
+                     .staleness = 0};
 }
 
 int bt_ps_consistency_parse(const char *s, bt_ps_opt *o)
@@ -43,8 +49,7 @@ static void sgd(const bt_ps_opt *o, float *w, const float *g, size_t n, float sc
         w[i] -= a * g[i];
 }
 
-static void momentum(const bt_ps_opt *o, float *w, float *m, const float *g, size_t n,
-                     float scale)
+static void momentum(const bt_ps_opt *o, float *w, float *m, const float *g, size_t n, float scale)
 {
     for (size_t i = 0; i < n; i++) {
         m[i] = o->momentum * m[i] + scale * g[i];
@@ -64,8 +69,8 @@ static void adam(const bt_ps_opt *o, float *w, float *m, float *v, const float *
     }
 }
 
-void bt__ps_opt_apply(const bt_ps_opt *o, float *w, float *m, float *v, const float *g,
-                      size_t n, float scale, uint64_t t)
+void bt__ps_opt_apply(const bt_ps_opt *o, float *w, float *m, float *v, const float *g, size_t n,
+                      float scale, uint64_t t)
 {
     switch (o->kind) {
     case BT_PS_MOMENTUM: momentum(o, w, m, g, n, scale); break;

@@ -62,8 +62,13 @@
 #define BT__PS_MAX_WORKERS 65536u
 #define BT__PS_OPT_LEN 32
 
-enum bt__ps_cmd { BT__PS_INIT = 1, BT__PS_PUSH = 2, BT__PS_PULL = 3, BT__PS_CLOSE = 4,
-                  BT__PS_PING = 5 };
+enum bt__ps_cmd {
+    BT__PS_INIT = 1,
+    BT__PS_PUSH = 2,
+    BT__PS_PULL = 3,
+    BT__PS_CLOSE = 4,
+    BT__PS_PING = 5
+};
 /* Reply and handshake status: enum bt__wire_status (OK, ERROR, BAD_VERSION, BAD_TOKEN,
  * BAD_WORKER). */
 #define BT__PS_CLOSE_DONE 1u
@@ -159,8 +164,8 @@ struct bt__ps_ckpt_entry {
 };
 
 /* Writes entries atomically to path (temp file + fsync + rename + fsync of the dir). */
-int bt__ps_ckpt_write(const char *path, uint32_t server_index,
-                      const struct bt__ps_ckpt_entry *e, size_t n, struct bt__err *err);
+int bt__ps_ckpt_write(const char *path, uint32_t server_index, const struct bt__ps_ckpt_entry *e,
+                      size_t n, struct bt__err *err);
 /* Reads path and calls add() for each entry (its pointers valid during the call only).
  * A missing file is BT_OK with *found 0. */
 int bt__ps_ckpt_read(const char *path, uint32_t server_index, int *found,
@@ -184,7 +189,6 @@ int bt__ps_open_cfg(const struct bt__ps_client_cfg *cfg, bt_ps **out);
 /* Handshake on a connected socket as worker rank of nworkers; *index and *instance get the
  * server's. Used by the client and by tests that speak the protocol by hand. */
 int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token,
-                     int64_t deadline_ns, uint32_t *index, uint64_t *instance,
-                     struct bt__err *err);
+                     int64_t deadline_ns, uint32_t *index, uint64_t *instance, struct bt__err *err);
 
 #endif

@@ -42,7 +42,7 @@ enum { ST_HELLO, ST_PROOF, ST_FRAMES, ST_CLOSING };
 enum { ACCEPTED, HELD };
 
 struct piece {
-    struct bt__hnode node;  /* first: in s->tab (common/hash.h) */
+    struct bt__hnode node; /* first: in s->tab (common/hash.h) */
     char *name;
     uint32_t idx, npieces;
     uint64_t total, offset; /* elements of the whole key; first element of this piece */
@@ -61,16 +61,16 @@ struct conn {
     int fd, state;
     uint32_t rank;
     struct bt__auth_server auth; /* the handshake's nonces */
-    uint8_t *in;            /* the message being read: in[0..need) */
+    uint8_t *in;                 /* the message being read: in[0..need) */
     size_t in_cap, in_len, need;
     struct bt__wbuf out;
     size_t out_off;
-    int have_hdr;           /* FRAMES: the header is read, need is the whole frame */
-    int held;               /* a request waits: nothing more is read */
-    uint32_t resume;        /* PUSH: first piece not yet accepted */
-    int64_t held_since;     /* ns */
-    struct piece *wait_on;  /* the piece it waits for */
-    uint32_t events;        /* epoll interest now */
+    int have_hdr;          /* FRAMES: the header is read, need is the whole frame */
+    int held;              /* a request waits: nothing more is read */
+    uint32_t resume;       /* PUSH: first piece not yet accepted */
+    int64_t held_since;    /* ns */
+    struct piece *wait_on; /* the piece it waits for */
+    uint32_t events;       /* epoll interest now */
     char peer[64];
 };
 
@@ -79,11 +79,11 @@ struct bt__ps_server {
     int index;
     uint64_t instance;
     uint8_t key[BT__AUTH_KEY]; /* SHA-256 of the job token */
-    struct bt__htab tab;    /* struct piece by (name, index); tab.n pieces */
+    struct bt__htab tab;       /* struct piece by (name, index); tab.n pieces */
     struct conn *conns;
-    uint32_t nworkers;      /* 0 until the first worker says */
-    uint8_t *closed;        /* per worker: said CLOSE */
-    int64_t *gone_ns;       /* per worker: when its connection dropped without CLOSE (0: no) */
+    uint32_t nworkers; /* 0 until the first worker says */
+    uint8_t *closed;   /* per worker: said CLOSE */
+    int64_t *gone_ns;  /* per worker: when its connection dropped without CLOSE (0: no) */
     uint32_t nclosed;
     int done, changed, exit_when_done;
     volatile int stop;
@@ -205,8 +205,7 @@ static void reply_malformed(struct bt__ps_server *s, struct conn *c, const char 
 
 /* ---- the missing workers of a held request ---- */
 
-static void who_is_missing(struct bt__ps_server *s, const struct piece *p, char *out,
-                           size_t cap)
+static void who_is_missing(struct bt__ps_server *s, const struct piece *p, char *out, size_t cap)
 {
     size_t n = 0;
     uint64_t lo = p->opt.consistency == BT_PS_SYNC ? p->applied : min_cnt(s, p);
@@ -277,15 +276,17 @@ static int parse_items(struct bt__ps_server *s, struct conn *c, struct bt__rbuf 
         name[nl] = '\0';
         struct piece *p = find_piece(s, name, idx);
         if (!p) {
-            reply_err(s, c, BT_ERR_INVALID_ARG, "unknown key '%s' (piece %u); hint: declare it "
+            reply_err(s, c, BT_ERR_INVALID_ARG,
+                      "unknown key '%s' (piece %u); hint: declare it "
                       "with bt_ps_init first (or the server restarted without a checkpoint)",
                       name, idx);
             return -1;
         }
         if (p->count != count) {
-            reply_err(s, c, BT_ERR_INVALID_ARG, "shape mismatch: key '%s' piece %u/%u holds %u "
-                      "floats, the %s has %u", name, idx, p->npieces, p->count,
-                      push ? "push" : "pull", count);
+            reply_err(s, c, BT_ERR_INVALID_ARG,
+                      "shape mismatch: key '%s' piece %u/%u holds %u "
+                      "floats, the %s has %u",
+                      name, idx, p->npieces, p->count, push ? "push" : "pull", count);
             return -1;
         }
         if (p->failed) {
@@ -417,8 +418,8 @@ static void do_init(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
         return reply_err(s, c, BT_ERR_INVALID_ARG,
                          "shape mismatch: key '%s' was first declared with %llu floats, this "
                          "declaration has %llu; hint: every worker must declare a key with the "
-                         "same shape", name, (unsigned long long)p->total,
-                         (unsigned long long)e.total);
+                         "same shape",
+                         name, (unsigned long long)p->total, (unsigned long long)e.total);
     int created = !p;
     if (!p && !(p = add_piece(s, &e, r->p)))
         return reply_err(s, c, BT_ERR_SYSTEM, "out of memory for key '%s'", name);
@@ -510,8 +511,10 @@ static void on_proof(struct bt__ps_server *s, struct conn *c)
     uint8_t extra[12], out[BT__PS_RESULT_LEN];
     uint32_t st = BT__ST_OK;
     if (!bt__auth_server_proof(&c->auth, &bt__ps_auth, s->key, c->in)) {
-        BT_WARN(PS, "%s (worker %u) failed authentication (wrong BATON_TOKEN: another job?); "
-                    "closing", c->peer, c->rank);
+        BT_WARN(PS,
+                "%s (worker %u) failed authentication (wrong BATON_TOKEN: another job?); "
+                "closing",
+                c->peer, c->rank);
         st = BT__ST_BAD_TOKEN;
     } else
         st = check_worker(s, c, c->resume);
@@ -542,8 +545,10 @@ static void on_message(struct bt__ps_server *s, struct conn *c)
         if (len == 0 || len > BT__PS_MAX_FRAME) {
             BT_WARN(PS, "worker %u at %s sent a frame of %u bytes (limit %u); closing", c->rank,
                     c->peer, len, BT__PS_MAX_FRAME);
-            reply_err(s, c, BT_ERR_INVALID_ARG, "frame of %u bytes is over the limit of %u "
-                      "bytes (or empty); the connection is closed", len, BT__PS_MAX_FRAME);
+            reply_err(s, c, BT_ERR_INVALID_ARG,
+                      "frame of %u bytes is over the limit of %u "
+                      "bytes (or empty); the connection is closed",
+                      len, BT__PS_MAX_FRAME);
             c->state = ST_CLOSING;
             return;
         }
@@ -704,10 +709,17 @@ int bt__ps_server_checkpoint(struct bt__ps_server *s, struct bt__err *err)
     size_t n = 0;
     for (size_t i = 0; i < s->tab.nb; i++)
         for (struct piece *p = (struct piece *)s->tab.b[i]; p; p = (struct piece *)p->node.next)
-            e[n++] = (struct bt__ps_ckpt_entry){
-                .name = p->name, .piece = p->idx, .npieces = p->npieces, .total = p->total,
-                .offset = p->offset, .count = p->count, .opt = p->opt, .applied = p->applied,
-                .w = p->w, .m = p->m, .v = p->v};
+            e[n++] = (struct bt__ps_ckpt_entry){.name = p->name,
+                                                .piece = p->idx,
+                                                .npieces = p->npieces,
+                                                .total = p->total,
+                                                .offset = p->offset,
+                                                .count = p->count,
+                                                .opt = p->opt,
+                                                .applied = p->applied,
+                                                .w = p->w,
+                                                .m = p->m,
+                                                .v = p->v};
     int rc = bt__ps_ckpt_write(s->ckpt_path, (uint32_t)s->index, e, n, err);
     free(e);
     if (rc == BT_OK)
@@ -722,7 +734,8 @@ static void maybe_checkpoint(struct bt__ps_server *s)
 {
     if (!s->ckpt_path)
         return;
-    int due = (s->ckpt_secs > 0 && bt__now_ns() - s->last_ckpt_ns >= (int64_t)(s->ckpt_secs * 1e9)) ||
+    int due = (s->ckpt_secs > 0 &&
+               bt__now_ns() - s->last_ckpt_ns >= (int64_t)(s->ckpt_secs * 1e9)) ||
               (s->ckpt_steps > 0 && s->max_applied - s->last_ckpt_step >= (uint64_t)s->ckpt_steps);
     struct bt__err err = {0};
     if (due && bt__ps_server_checkpoint(s, &err) != BT_OK)
@@ -899,8 +912,7 @@ static int publish(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg,
     bt__store_close(st);
     return BT_OK;
 fail:
-    bt__err_set(err, rc, "publishing ps server %d in the store: %s", s->index,
-                bt__store_error(st));
+    bt__err_set(err, rc, "publishing ps server %d in the store: %s", s->index, bt__store_error(st));
     bt__store_close(st);
     return rc;
 }
@@ -918,8 +930,8 @@ static int open_checkpoint(struct bt__ps_server *s, const struct bt__ps_server_c
                            strerror(errno));
     BT_CHECK(bt__ps_ckpt_read(s->ckpt_path, (uint32_t)s->index, &found, reload, s, err));
     if (found)
-        BT_WARN(PS, "ps server %d resumed from %s: %zu pieces, step %llu", s->index,
-                s->ckpt_path, s->tab.n, (unsigned long long)s->max_applied);
+        BT_WARN(PS, "ps server %d resumed from %s: %zu pieces, step %llu", s->index, s->ckpt_path,
+                s->tab.n, (unsigned long long)s->max_applied);
     s->ckpt_secs = cfg->ckpt_secs, s->ckpt_steps = cfg->ckpt_steps;
     s->last_ckpt_ns = bt__now_ns();
     return BT_OK;
@@ -939,8 +951,11 @@ static int setup(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg, i
         BT_CHECK(publish(s, cfg, *port, err));
     else {
         s->index = s->index < 0 ? 0 : s->index;
-        set_addr(s, cfg->advertise && *cfg->advertise ? cfg->advertise
-                    : cfg->host && *cfg->host ? cfg->host : "127.0.0.1", *port);
+        set_addr(s,
+                 cfg->advertise && *cfg->advertise ? cfg->advertise
+                 : cfg->host && *cfg->host         ? cfg->host
+                                                   : "127.0.0.1",
+                 *port);
     }
     if (cfg->ckpt_dir && *cfg->ckpt_dir)
         BT_CHECK(open_checkpoint(s, cfg, err));

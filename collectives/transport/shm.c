@@ -86,14 +86,14 @@ struct shm_hdr {
 };
 
 struct bt__shm {
-    char *base;             /* the mapping */
+    char *base; /* the mapping */
     size_t bytes;
-    size_t slot_bytes;      /* per buffer */
+    size_t slot_bytes; /* per buffer */
     int n, me;
-    uint64_t syncs;         /* sync points passed by this rank */
-    uint64_t round;         /* rounds run: buffer = round & 1 */
-    int *pidfd;             /* [n], -1 until opened */
-    const void **srcs;      /* [n], reduction sources */
+    uint64_t syncs;    /* sync points passed by this rank */
+    uint64_t round;    /* rounds run: buffer = round & 1 */
+    int *pidfd;        /* [n], -1 until opened */
+    const void **srcs; /* [n], reduction sources */
     char name[96];
 };
 
@@ -155,9 +155,8 @@ static void lagging_names(void *arg, char *out, size_t cap)
         struct shm_ctrl *pc = ctrl(l->s, p);
         if (atomic_load_explicit(&pc->sync, memory_order_acquire) >= l->target)
             continue;
-        n += (size_t)snprintf(out + n, cap - n, "%s%d (pid %d, at collective #%llu)",
-                              n ? ", " : "", pc->rank, pc->pid,
-                              (unsigned long long)atomic_load(&pc->coll));
+        n += (size_t)snprintf(out + n, cap - n, "%s%d (pid %d, at collective #%llu)", n ? ", " : "",
+                              pc->rank, pc->pid, (unsigned long long)atomic_load(&pc->coll));
     }
 }
 
@@ -176,15 +175,14 @@ static int slow_checks(struct bt_comm *c, struct bt__wait *w, struct lag *l)
     struct bt__shm *s = c->shm;
     if (atomic_load(&hdr(s)->abort))
         return bt__comm_fail(c, BT_ERR_REMOTE, "%s #%llu: a rank of this node failed: %s",
-                             c->coll_name, (unsigned long long)c->coll_seq,
-                             hdr(s)->abort_msg);
+                             c->coll_name, (unsigned long long)c->coll_seq, hdr(s)->abort_msg);
     for (int p = 0; p < s->n; p++)
         if (atomic_load(&ctrl(s, p)->sync) < l->target && peer_dead(s, p))
             return bt__comm_fail(c, BT_ERR_REMOTE,
                                  "%s #%llu: rank %d (pid %d, this node) died; hint: see its "
                                  "exit status in the launcher's report",
-                                 c->coll_name, (unsigned long long)c->coll_seq,
-                                 ctrl(s, p)->rank, ctrl(s, p)->pid);
+                                 c->coll_name, (unsigned long long)c->coll_seq, ctrl(s, p)->rank,
+                                 ctrl(s, p)->pid);
     return bt__wait_tick(c, w, lagging_names, l);
 }
 
@@ -367,8 +365,8 @@ static int map_segment(struct bt_comm *c, struct bt__shm *s, int create)
     void *p = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED)
-        return bt__err_set(&c->err, BT_ERR_SYSTEM, "mmap %s (%zu bytes): %s", s->name,
-                           s->bytes, strerror(errno));
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "mmap %s (%zu bytes): %s", s->name, s->bytes,
+                           strerror(errno));
     s->base = p;
     return BT_OK;
 }
@@ -403,8 +401,8 @@ static int attach(struct bt_comm *c, struct bt__shm *s)
         return bt__err_set(&c->err, BT_ERR_INVALID_USAGE,
                            "shm segment %s: local size %u or slot size %llu differs from ours "
                            "(%d, %zu); hint: every rank needs the same BATON_SHM_SLOT_BYTES",
-                           s->name, hdr(s)->local_size,
-                           (unsigned long long)hdr(s)->slot_bytes, s->n, s->slot_bytes);
+                           s->name, hdr(s)->local_size, (unsigned long long)hdr(s)->slot_bytes,
+                           s->n, s->slot_bytes);
     return BT_OK;
 }
 

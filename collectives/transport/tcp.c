@@ -64,7 +64,7 @@ BT_PARAM_STR(ifname, "BATON_SOCKET_IFNAME", "")
 struct bt__tcp {
     int nsocks;
     int lfd;
-    int *fds; /* [rank * nsocks + k]; -1 for ourselves */
+    int *fds;  /* [rank * nsocks + k]; -1 for ourselves */
     char *win; /* nsocks * WIN_BYTES, pre-faulted: where bytes to be reduced are received */
     char addr[128];
 };
@@ -105,8 +105,8 @@ static int usable(const struct ifaddrs *ifa)
 }
 
 /* First address (IPv4 first) of an interface matching spec. */
-static int addr_by_spec(struct bt_comm *c, const char *spec, char *host, size_t cap,
-                        char *ifn, size_t ifcap)
+static int addr_by_spec(struct bt_comm *c, const char *spec, char *host, size_t cap, char *ifn,
+                        size_t ifcap)
 {
     struct ifaddrs *all = NULL;
     BT_SYSCHECK(getifaddrs(&all), "getifaddrs", &c->err);
@@ -174,8 +174,10 @@ static int addr_by_route(struct bt_comm *c, const char *to, char *host, size_t c
         close(s);
     freeaddrinfo(res);
     if (!ok)
-        return bt__err_set(&c->err, BT_ERR_SYSTEM, "no route to %s: %s; hint: set "
-                           "BATON_SOCKET_IFNAME", to, strerror(e));
+        return bt__err_set(&c->err, BT_ERR_SYSTEM,
+                           "no route to %s: %s; hint: set "
+                           "BATON_SOCKET_IFNAME",
+                           to, strerror(e));
     const void *a = ss.ss_family == AF_INET
                         ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
                         : (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr;
@@ -242,8 +244,8 @@ static int connect_peer(struct bt_comm *c, int peer, int64_t deadline)
     int port;
     snprintf(key, sizeof(key), "%stcp/%d", c->prefix, peer);
     if (bt__store_get(c->store, key, &v, &len, bt__comm_timeout_s()) != BT_OK)
-        return bt__err_set(&c->err, BT_ERR_REMOTE, "waiting for rank %d's TCP address: %s",
-                           peer, bt__store_error(c->store));
+        return bt__err_set(&c->err, BT_ERR_REMOTE, "waiting for rank %d's TCP address: %s", peer,
+                           bt__store_error(c->store));
     int bad = bt__parse_endpoint(v, host, sizeof(host), &port);
     free(v);
     if (bad)
@@ -286,9 +288,12 @@ static int accept_one(struct bt_comm *c, int fd, int64_t deadline)
     uint32_t r = bt__le32(h + 12), k = bt__le32(h + 16);
     if (bt__le64(h) != TCP_MAGIC || bt__le32(h + 8) != TCP_VERSION ||
         bt__le64(h + 24) != job_cookie(c) || bt__le32(h + 20) != (uint32_t)t->nsocks ||
-        r <= (uint32_t)c->rank || r >= (uint32_t)c->size || k >= (uint32_t)t->nsocks || t->fds[r * t->nsocks + k] >= 0) {
-        BT_WARN(NET, "rank %d: dropped a connection from %s: not a peer of this job (or "
-                "BATON_NSOCKS differs)", c->rank, peer);
+        r <= (uint32_t)c->rank || r >= (uint32_t)c->size || k >= (uint32_t)t->nsocks ||
+        t->fds[r * t->nsocks + k] >= 0) {
+        BT_WARN(NET,
+                "rank %d: dropped a connection from %s: not a peer of this job (or "
+                "BATON_NSOCKS differs)",
+                c->rank, peer);
         close(fd);
         return BT_OK;
     }
@@ -366,8 +371,8 @@ int bt__tcp_create(struct bt_comm *c, int nsocks)
     for (int p = 0; p < c->rank; p++)
         BT_CHECK(connect_peer(c, p, deadline));
     BT_CHECK(accept_peers(c, deadline));
-    BT_INFO(NET, "rank %d: TCP mesh up, %d socket(s) per peer, listening on %s", c->rank,
-            t->nsocks, t->addr);
+    BT_INFO(NET, "rank %d: TCP mesh up, %d socket(s) per peer, listening on %s", c->rank, t->nsocks,
+            t->addr);
     return BT_OK;
 }
 
@@ -394,8 +399,8 @@ static void tcp_destroy(struct bt_comm *c)
  * reused), and reduced out of it into red_dst as they arrive: the window stays in cache, where
  * receiving a 32 MiB chunk into a 32 MiB temporary would stream it through memory twice. */
 struct stripe {
-    int fd, peer, op; /* op: BT_SOCK_SEND or BT_SOCK_RECV */
-    char *buf;        /* send: the bytes; recv: where they land; reducing recv: the window */
+    int fd, peer, op;     /* op: BT_SOCK_SEND or BT_SOCK_RECV */
+    char *buf;            /* send: the bytes; recv: where they land; reducing recv: the window */
     size_t len, off, red; /* bytes: length, moved, reduced (recv) */
     char *red_dst;
 };
@@ -417,9 +422,12 @@ static void add_stripes(struct bt__tcp *t, struct xfer_state *x, int peer, int o
         if (b == a && len > 0)
             continue;
         struct stripe *s = &x->st[x->n++];
-        *s = (struct stripe){.fd = t->fds[peer * t->nsocks + k], .peer = peer, .op = op,
+        *s = (struct stripe){.fd = t->fds[peer * t->nsocks + k],
+                             .peer = peer,
+                             .op = op,
                              .buf = red_dst ? t->win + (size_t)k * WIN_BYTES : buf + a,
-                             .len = b - a, .red_dst = red_dst ? red_dst + a : NULL};
+                             .len = b - a,
+                             .red_dst = red_dst ? red_dst + a : NULL};
     }
 }
 

@@ -23,7 +23,7 @@ struct bt__xfer {
     const void *sbuf;
     size_t slen; /* bytes */
     int recv_from;
-    void *rbuf; /* unused when red_dst is set */
+    void *rbuf;  /* unused when red_dst is set */
     size_t rlen; /* bytes */
     void *red_dst;
     bt_dtype dtype;
@@ -37,9 +37,9 @@ struct bt__coll_args {
     void *recv;
     size_t count;
     bt_dtype dtype;
-    bt_op op;   /* reductions: BT_AVG is done by the transport (div) */
-    int root;   /* local rank for reduce/broadcast; -1: every rank gets the result */
-    int div;    /* reductions: divide the result by this when > 1 (the average) */
+    bt_op op; /* reductions: BT_AVG is done by the transport (div) */
+    int root; /* local rank for reduce/broadcast; -1: every rank gets the result */
+    int div;  /* reductions: divide the result by this when > 1 (the average) */
 };
 
 struct bt__transport_ops {

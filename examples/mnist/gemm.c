@@ -54,24 +54,39 @@ void mn_gemm_ws_free(struct mn_gemm_ws *ws)
 
 /* ---- the micro-kernel: tile (MR x NR) = sum over k of a[k*MR + i] * b[k*NR + j] ---- */
 
-static inline __attribute__((always_inline)) void kernel_body(int kc, const float *restrict a,
-                                                              const float *restrict b,
-                                                              float *restrict tile)
+static inline __attribute__((always_inline)) void
+kernel_body(int kc, const float *restrict a, const float *restrict b, float *restrict tile)
 {
     v16 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
     v16 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         v16 b0 = *(const v16 *)b, b1 = *(const v16 *)(b + 16);
-        c00 += a[0] * b0; c01 += a[0] * b1;
-        c10 += a[1] * b0; c11 += a[1] * b1;
-        c20 += a[2] * b0; c21 += a[2] * b1;
-        c30 += a[3] * b0; c31 += a[3] * b1;
-        c40 += a[4] * b0; c41 += a[4] * b1;
-        c50 += a[5] * b0; c51 += a[5] * b1;
+        c00 += a[0] * b0;
+        c01 += a[0] * b1;
+        c10 += a[1] * b0;
+        c11 += a[1] * b1;
+        c20 += a[2] * b0;
+        c21 += a[2] * b1;
+        c30 += a[3] * b0;
+        c31 += a[3] * b1;
+        c40 += a[4] * b0;
+        c41 += a[4] * b1;
+        c50 += a[5] * b0;
+        c51 += a[5] * b1;
     }
     v16 *t = (v16 *)tile;
-    t[0] = c00; t[1] = c01; t[2] = c10; t[3] = c11; t[4] = c20; t[5] = c21;
-    t[6] = c30; t[7] = c31; t[8] = c40; t[9] = c41; t[10] = c50; t[11] = c51;
+    t[0] = c00;
+    t[1] = c01;
+    t[2] = c10;
+    t[3] = c11;
+    t[4] = c20;
+    t[5] = c21;
+    t[6] = c30;
+    t[7] = c31;
+    t[8] = c40;
+    t[9] = c41;
+    t[10] = c50;
+    t[11] = c51;
 }
 
 __attribute__((target("avx512f,fma"))) static void kernel_avx512(int kc, const float *a,
@@ -79,8 +94,8 @@ __attribute__((target("avx512f,fma"))) static void kernel_avx512(int kc, const f
 {
     kernel_body(kc, a, b, tile);
 }
-__attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a,
-                                                            const float *b, float *tile)
+__attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a, const float *b,
+                                                            float *tile)
 {
     kernel_body(kc, a, b, tile);
 }
@@ -130,8 +145,8 @@ const char *mn_gemm_kernel_name(void)
 /* ---- packing ---- */
 
 /* B rows [k0, k0+kc), columns [j0, j0+nc) into NR-wide panels, zero-padded to whole panels. */
-static void pack_b(float *restrict dst, const float *b, long rsb, long csb, int k0, int kc,
-                   int j0, int nc)
+static void pack_b(float *restrict dst, const float *b, long rsb, long csb, int k0, int kc, int j0,
+                   int nc)
 {
     for (int jp = 0; jp < nc; jp += NR) {
         int w = nc - jp < NR ? nc - jp : NR;
@@ -140,28 +155,33 @@ static void pack_b(float *restrict dst, const float *b, long rsb, long csb, int 
             if (csb == 1) {
                 memcpy(dst, src, sizeof(float) * w);
             } else {
-                for (int j = 0; j < w; j++) dst[j] = src[j * csb];
+                for (int j = 0; j < w; j++)
+                    dst[j] = src[j * csb];
             }
-            for (int j = w; j < NR; j++) dst[j] = 0.0f;
+            for (int j = w; j < NR; j++)
+                dst[j] = 0.0f;
         }
     }
 }
 
 /* A rows [i0, i0+mc), columns [k0, k0+kc) into MR-tall panels, zero-padded. */
-static void pack_a(float *restrict dst, const float *a, long rsa, long csa, int i0, int mc,
-                   int k0, int kc)
+static void pack_a(float *restrict dst, const float *a, long rsa, long csa, int i0, int mc, int k0,
+                   int kc)
 {
     for (int ip = 0; ip < mc; ip += MR) {
         int h = mc - ip < MR ? mc - ip : MR;
         const float *src = a + (long)(i0 + ip) * rsa + (long)k0 * csa;
         if (csa == 1 && h == MR) { /* row-major A: gather MR rows, k at a time */
             for (int k = 0; k < kc; k++, dst += MR)
-                for (int i = 0; i < MR; i++) dst[i] = src[i * rsa + k];
+                for (int i = 0; i < MR; i++)
+                    dst[i] = src[i * rsa + k];
             continue;
         }
         for (int k = 0; k < kc; k++, dst += MR) {
-            for (int i = 0; i < h; i++) dst[i] = src[i * rsa + k * csa];
-            for (int i = h; i < MR; i++) dst[i] = 0.0f;
+            for (int i = 0; i < h; i++)
+                dst[i] = src[i * rsa + k * csa];
+            for (int i = h; i < MR; i++)
+                dst[i] = 0.0f;
         }
     }
 }
@@ -173,9 +193,11 @@ static void store_tile(const float *tile, float *c, long ldc, int h, int w, int 
         float *restrict ci = c + i * ldc;
         const float *restrict ti = tile + i * NR;
         if (first) {
-            for (int j = 0; j < w; j++) ci[j] = ti[j];
+            for (int j = 0; j < w; j++)
+                ci[j] = ti[j];
         } else {
-            for (int j = 0; j < w; j++) ci[j] += ti[j];
+            for (int j = 0; j < w; j++)
+                ci[j] += ti[j];
         }
     }
 }
@@ -200,7 +222,8 @@ void mn_gemm(struct mn_gemm_ws *ws, int M, int N, int K, const float *a, long rs
 {
     kernel_fn kfn = kernel();
     if (K == 0 && !accumulate) {
-        for (int i = 0; i < M; i++) memset(c + i * ldc, 0, sizeof(float) * N);
+        for (int i = 0; i < M; i++)
+            memset(c + i * ldc, 0, sizeof(float) * N);
         return;
     }
     for (int j0 = 0; j0 < N; j0 += NC) {
@@ -212,20 +235,20 @@ void mn_gemm(struct mn_gemm_ws *ws, int M, int N, int K, const float *a, long rs
             for (int i0 = 0; i0 < M; i0 += MC) {
                 int mc = M - i0 < MC ? M - i0 : MC;
                 pack_a(ws->apack, a, rsa, csa, i0, mc, k0, kc);
-                macro_block(kfn, ws->apack, ws->bpack, mc, nc, kc, c + i0 * ldc + j0, ldc,
-                            first);
+                macro_block(kfn, ws->apack, ws->bpack, mc, nc, kc, c + i0 * ldc + j0, ldc, first);
             }
         }
     }
 }
 
-void mn_gemm_ref(int M, int N, int K, const float *a, long rsa, long csa, const float *b,
-                 long rsb, long csb, float *c, long ldc, int accumulate)
+void mn_gemm_ref(int M, int N, int K, const float *a, long rsa, long csa, const float *b, long rsb,
+                 long csb, float *c, long ldc, int accumulate)
 {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             double s = accumulate ? c[i * ldc + j] : 0.0;
-            for (int k = 0; k < K; k++) s += (double)a[i * rsa + k * csa] * b[k * rsb + j * csb];
+            for (int k = 0; k < K; k++)
+                s += (double)a[i * rsa + k * csa] * b[k * rsb + j * csb];
             c[i * ldc + j] = (float)s;
         }
 }

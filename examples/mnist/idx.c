@@ -19,9 +19,11 @@ static int find_file(const char *dir, const char *name, char *path, size_t len)
 {
     struct stat st;
     snprintf(path, len, "%s/%s", dir, name);
-    if (stat(path, &st) == 0) return 0;
+    if (stat(path, &st) == 0)
+        return 0;
     snprintf(path, len, "%s/%s.gz", dir, name);
-    if (stat(path, &st) == 0) return 0;
+    if (stat(path, &st) == 0)
+        return 0;
     snprintf(path, len, "%s/%s[.gz]", dir, name);
     return -1;
 }
@@ -33,7 +35,8 @@ static size_t read_full(gzFile f, void *buf, size_t n)
     while (got < n) {
         size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
         int r = gzread(f, (char *)buf + got, (unsigned)want);
-        if (r <= 0) break;
+        if (r <= 0)
+            break;
         got += (size_t)r;
     }
     return got;
@@ -69,7 +72,8 @@ static int read_header(gzFile f, const char *path, uint32_t magic, uint32_t dim[
                      path, hlen, got);
         return -1;
     }
-    for (unsigned i = 0; i < 3; i++) dim[i] = i < ndims ? be32(h + 4 + 4 * i) : 1;
+    for (unsigned i = 0; i < 3; i++)
+        dim[i] = i < ndims ? be32(h + 4 + 4 * i) : 1;
     if (dim[0] > MN_IDX_MAX_ITEMS || dim[1] > 4096 || dim[2] > 4096) {
         snprintf(err, errlen, "%s: implausible dimensions %u x %u x %u", path, dim[0], dim[1],
                  dim[2]);
@@ -78,16 +82,18 @@ static int read_header(gzFile f, const char *path, uint32_t magic, uint32_t dim[
     return 0;
 }
 
-int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **data,
-                uint32_t *count, uint32_t *rows, uint32_t *cols, char *err, size_t errlen)
+int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **data, uint32_t *count,
+                uint32_t *rows, uint32_t *cols, char *err, size_t errlen)
 {
     char path[4096];
     uint32_t dim[3];
     int rc = -1;
     *data = NULL;
     if (find_file(dir, name, path, sizeof path) != 0) {
-        snprintf(err, errlen, "%s: not found; hint: install dataset-fashion-mnist or pass "
-                 "--data DIR", path);
+        snprintf(err, errlen,
+                 "%s: not found; hint: install dataset-fashion-mnist or pass "
+                 "--data DIR",
+                 path);
         return -1;
     }
     gzFile f = gzopen(path, "rb");
@@ -95,7 +101,8 @@ int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **dat
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
         return -1;
     }
-    if (read_header(f, path, magic, dim, err, errlen) != 0) goto out;
+    if (read_header(f, path, magic, dim, err, errlen) != 0)
+        goto out;
     size_t n = (size_t)dim[0] * dim[1] * dim[2];
     *data = malloc(n ? n : 1);
     if (!*data) {
@@ -106,8 +113,10 @@ int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **dat
     if (got < n) {
         int zerr;
         const char *zmsg = gzerror(f, &zerr);
-        snprintf(err, errlen, "%s: truncated: the header promises %zu bytes of data, the file "
-                 "has %zu%s%s", path, n, got, zerr < 0 ? "; zlib: " : "", zerr < 0 ? zmsg : "");
+        snprintf(err, errlen,
+                 "%s: truncated: the header promises %zu bytes of data, the file "
+                 "has %zu%s%s",
+                 path, n, got, zerr < 0 ? "; zlib: " : "", zerr < 0 ? zmsg : "");
         goto out;
     }
     *count = dim[0];

@@ -46,7 +46,8 @@ void mn_col2im3(const float *col, int B, int H, int W, int C, float *dx)
                 for (int kh = 0; kh < 3; kh++, col += run) {
                     float *restrict d = dst + (size_t)kh * W * C;
                     const float *restrict s = col;
-                    for (size_t i = 0; i < run; i++) d[i] += s[i];
+                    for (size_t i = 0; i < run; i++)
+                        d[i] += s[i];
                 }
             }
 }
@@ -58,9 +59,11 @@ void mn_linear_relu_fwd(struct mn_gemm_ws *ws, const float *in, const float *w, 
     for (int i = 0; i < M; i++) {
         float *restrict o = out + (size_t)i * N;
         if (relu) {
-            for (int j = 0; j < N; j++) o[j] = fmaxf(o[j] + b[j], 0.0f);
+            for (int j = 0; j < N; j++)
+                o[j] = fmaxf(o[j] + b[j], 0.0f);
         } else {
-            for (int j = 0; j < N; j++) o[j] += b[j];
+            for (int j = 0; j < N; j++)
+                o[j] += b[j];
         }
     }
 }
@@ -73,16 +76,19 @@ void mn_linear_bwd(struct mn_gemm_ws *ws, const float *in, const float *w, const
     memset(db, 0, sizeof(float) * N);
     for (int i = 0; i < M; i++) {
         const float *restrict d = dout + (size_t)i * N;
-        for (int j = 0; j < N; j++) db[j] += d[j];
+        for (int j = 0; j < N; j++)
+            db[j] += d[j];
     }
     /* din (M, K) = dout (M, N) w^T (N, K): B(k=n, j=k) = w[k*N + n] */
-    if (din) mn_gemm(ws, M, K, N, dout, N, 1, w, 1, N, din, K, 0);
+    if (din)
+        mn_gemm(ws, M, K, N, dout, N, 1, w, 1, N, din, K, 0);
 }
 
 void mn_relu_bwd(const float *a, float *d, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!(a[i] > 0.0f)) d[i] = 0.0f;
+        if (!(a[i] > 0.0f))
+            d[i] = 0.0f;
 }
 
 void mn_maxpool_fwd(const float *x, int B, int H, int W, int C, float *y, int32_t *idx)
@@ -96,7 +102,8 @@ void mn_maxpool_fwd(const float *x, int B, int H, int W, int C, float *y, int32_
                 for (int c = 0; c < C; c++) {
                     size_t best = base + c;
                     for (int q = 1; q < 4; q++)
-                        if (x[base + off[q] + c] > x[best]) best = base + off[q] + c;
+                        if (x[base + off[q] + c] > x[best])
+                            best = base + off[q] + c;
                     *y++ = x[best];
                     *idx++ = (int32_t)best;
                 }
@@ -106,11 +113,12 @@ void mn_maxpool_fwd(const float *x, int B, int H, int W, int C, float *y, int32_
 void mn_maxpool_bwd(const float *dy, const int32_t *idx, size_t n_out, float *dx, size_t n_in)
 {
     memset(dx, 0, sizeof(float) * n_in);
-    for (size_t i = 0; i < n_out; i++) dx[idx[i]] += dy[i];
+    for (size_t i = 0; i < n_out; i++)
+        dx[idx[i]] += dy[i];
 }
 
-double mn_softmax_xent(const float *logits, const uint8_t *labels, int B, int classes,
-                       float scale, float *dlogits, int *correct)
+double mn_softmax_xent(const float *logits, const uint8_t *labels, int B, int classes, float scale,
+                       float *dlogits, int *correct)
 {
     double loss = 0.0;
     int ok = 0;
@@ -119,13 +127,16 @@ double mn_softmax_xent(const float *logits, const uint8_t *labels, int B, int cl
         float *d = dlogits ? dlogits + (size_t)b * classes : NULL;
         int arg = 0;
         for (int j = 1; j < classes; j++)
-            if (z[j] > z[arg]) arg = j;
+            if (z[j] > z[arg])
+                arg = j;
         double sum = 0.0;
-        for (int j = 0; j < classes; j++) sum += exp((double)z[j] - z[arg]);
+        for (int j = 0; j < classes; j++)
+            sum += exp((double)z[j] - z[arg]);
         double logsum = log(sum) + z[arg];
         loss += logsum - z[labels[b]];
         ok += arg == labels[b];
-        if (!d) continue;
+        if (!d)
+            continue;
         for (int j = 0; j < classes; j++)
             d[j] = (float)(exp((double)z[j] - logsum) - (j == labels[b])) * scale;
     }
@@ -137,7 +148,9 @@ double mn_softmax_xent(const float *logits, const uint8_t *labels, int B, int cl
 
 void mn_point_params(struct mn_params *p, float *base)
 {
+    /* clang-format off */
 #define MN_X_POINT(name, count) p->name = base; base += (count);
+    /* clang-format on */
     MN_PARAM_TABLE(MN_X_POINT)
 #undef MN_X_POINT
 }
@@ -147,7 +160,8 @@ void mn_point_params(struct mn_params *p, float *base)
 static void glorot(float *w, size_t n, double fan_in, double fan_out, uint64_t *rng)
 {
     double l = sqrt(6.0 / (fan_in + fan_out));
-    for (size_t i = 0; i < n; i++) w[i] = (float)((2.0 * mn_rng_uniform(rng) - 1.0) * l);
+    for (size_t i = 0; i < n; i++)
+        w[i] = (float)((2.0 * mn_rng_uniform(rng) - 1.0) * l);
 }
 
 void mn_init_params(float *base, uint64_t seed)
@@ -166,8 +180,9 @@ void mn_init_params(float *base, uint64_t seed)
 int mn_acts_init(struct mn_acts *a, int B)
 {
     /* float views in order, sizes per image */
-    static const size_t per_image[] = {784, 676 * 9, 676 * 32, 169 * 32, 121 * 288, 121 * 64,
-                                       25 * 64, 9 * 576, 576, 64, 10, 10, 64, 576};
+    static const size_t per_image[] = {784,      676 * 9, 676 * 32, 169 * 32, 121 * 288,
+                                       121 * 64, 25 * 64, 9 * 576,  576,      64,
+                                       10,       10,      64,       576};
     size_t total = 0;
     for (size_t i = 0; i < sizeof per_image / sizeof *per_image; i++)
         total += per_image[i] * B;
@@ -180,8 +195,8 @@ int mn_acts_init(struct mn_acts *a, int B)
         return -1;
     }
     a->idx2 = a->idx1 + (size_t)B * 169 * 32;
-    float **views[] = {&a->x,  &a->col1, &a->a1, &a->p1, &a->col2, &a->a2,  &a->p2,
-                       &a->col3, &a->a3, &a->h4, &a->z5, &a->dz5,  &a->dh4, &a->da3};
+    float **views[] = {&a->x,    &a->col1, &a->a1, &a->p1, &a->col2, &a->a2,  &a->p2,
+                       &a->col3, &a->a3,   &a->h4, &a->z5, &a->dz5,  &a->dh4, &a->da3};
     float *m = a->mem;
     for (size_t i = 0; i < sizeof views / sizeof *views; i++) {
         *views[i] = m;
@@ -220,9 +235,11 @@ void mn_forward(const struct mn_params *p, struct mn_acts *a, int B)
 void mn_pool_relu_bwd(float *a, size_t n_in, float *dy, const int32_t *idx, size_t n_out)
 {
     for (size_t i = 0; i < n_out; i++)
-        if (!(a[idx[i]] > 0.0f)) dy[i] = 0.0f;
+        if (!(a[idx[i]] > 0.0f))
+            dy[i] = 0.0f;
     memset(a, 0, sizeof(float) * n_in);
-    for (size_t i = 0; i < n_out; i++) a[idx[i]] = dy[i];
+    for (size_t i = 0; i < n_out; i++)
+        a[idx[i]] = dy[i];
 }
 
 /* Buffers are reused once their forward value is consumed: col3 and col2 take their own
@@ -235,8 +252,7 @@ void mn_backward(const struct mn_params *p, const struct mn_params *g, struct mn
     mn_relu_bwd(a->h4, a->dh4, (size_t)B * 64);
     mn_linear_bwd(ws, a->a3, p->dense1_w, a->dh4, g->dense1_w, g->dense1_b, a->da3, B, 576, 64);
     mn_relu_bwd(a->a3, a->da3, (size_t)B * 576);
-    mn_linear_bwd(ws, a->col3, p->conv3_w, a->da3, g->conv3_w, g->conv3_b, a->col3, B * 9, 576,
-                  64);
+    mn_linear_bwd(ws, a->col3, p->conv3_w, a->da3, g->conv3_w, g->conv3_b, a->col3, B * 9, 576, 64);
     mn_col2im3(a->col3, B, 5, 5, 64, a->p2);
     mn_pool_relu_bwd(a->a2, (size_t)B * 121 * 64, a->p2, a->idx2, (size_t)B * 25 * 64);
     mn_linear_bwd(ws, a->col2, p->conv2_w, a->a2, g->conv2_w, g->conv2_b, a->col2, B * 121, 288,

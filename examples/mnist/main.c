@@ -71,7 +71,8 @@ static int parse_long(const char *s, long lo, long hi, long *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
     *out = v;
     return 0;
 }
@@ -92,14 +93,17 @@ static int check_flags(const struct mn_opts *o)
     /* Without a server count the client would wait BATON_TIMEOUT for a server to appear. */
     const char *nps = getenv("BATON_PS_SERVERS");
     if (o->mode_ps && !o->evaluate && (!nps || !*nps || strcmp(nps, "0") == 0)) {
-        fprintf(stderr, "mnist_cnn: --mode ps: not available without a parameter server "
+        fprintf(stderr,
+                "mnist_cnn: --mode ps: not available without a parameter server "
                 "(BATON_PS_SERVERS is not set); run it as `baton run -n 2 --ps 1 -- mnist_cnn "
                 "--mode ps`, or start `baton ps` and set BATON_PS_SERVERS\n");
         return 2;
     }
     if (o->threads > o->batch) {
-        fprintf(stderr, "mnist_cnn: --threads %d is more than --batch %d; use at most one thread "
-                "per image\n", o->threads, o->batch);
+        fprintf(stderr,
+                "mnist_cnn: --threads %d is more than --batch %d; use at most one thread "
+                "per image\n",
+                o->threads, o->batch);
         return 2;
     }
     return 0;
@@ -108,16 +112,37 @@ static int check_flags(const struct mn_opts *o)
 /* Returns 0, 1 for --help (exit 0), or 2 (usage error, already reported). */
 static int parse_flags(int argc, char **argv, struct mn_opts *o)
 {
-    enum { O_DATA = 256, O_MODE, O_PSCONS, O_EPOCHS, O_BATCH, O_LR, O_SEED, O_THREADS, O_MAXSTEPS,
-           O_CKPT, O_NOCKPT, O_RESUME, O_EVAL, O_HELP };
-    static const struct option longopts[] = {
-        {"data", 1, 0, O_DATA},        {"mode", 1, 0, O_MODE},       {"epochs", 1, 0, O_EPOCHS},
-        {"ps-consistency", 1, 0, O_PSCONS},
-        {"batch", 1, 0, O_BATCH},      {"lr", 1, 0, O_LR},           {"seed", 1, 0, O_SEED},
-        {"threads", 1, 0, O_THREADS},  {"max-steps", 1, 0, O_MAXSTEPS},
-        {"checkpoint-dir", 1, 0, O_CKPT}, {"no-checkpoint", 0, 0, O_NOCKPT},
-        {"resume", 0, 0, O_RESUME},    {"evaluate", 1, 0, O_EVAL},   {"help", 0, 0, O_HELP},
-        {0, 0, 0, 0}};
+    enum {
+        O_DATA = 256,
+        O_MODE,
+        O_PSCONS,
+        O_EPOCHS,
+        O_BATCH,
+        O_LR,
+        O_SEED,
+        O_THREADS,
+        O_MAXSTEPS,
+        O_CKPT,
+        O_NOCKPT,
+        O_RESUME,
+        O_EVAL,
+        O_HELP
+    };
+    static const struct option longopts[] = {{"data", 1, 0, O_DATA},
+                                             {"mode", 1, 0, O_MODE},
+                                             {"epochs", 1, 0, O_EPOCHS},
+                                             {"ps-consistency", 1, 0, O_PSCONS},
+                                             {"batch", 1, 0, O_BATCH},
+                                             {"lr", 1, 0, O_LR},
+                                             {"seed", 1, 0, O_SEED},
+                                             {"threads", 1, 0, O_THREADS},
+                                             {"max-steps", 1, 0, O_MAXSTEPS},
+                                             {"checkpoint-dir", 1, 0, O_CKPT},
+                                             {"no-checkpoint", 0, 0, O_NOCKPT},
+                                             {"resume", 0, 0, O_RESUME},
+                                             {"evaluate", 1, 0, O_EVAL},
+                                             {"help", 0, 0, O_HELP},
+                                             {0, 0, 0, 0}};
     long v;
     int c;
     opterr = 0;
@@ -138,11 +163,13 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
             break;
         }
         case O_EPOCHS:
-            if (parse_long(optarg, 1, 100000, &v)) return bad_flag("--epochs", optarg, "want 1..100000");
+            if (parse_long(optarg, 1, 100000, &v))
+                return bad_flag("--epochs", optarg, "want 1..100000");
             o->epochs = (int)v;
             break;
         case O_BATCH:
-            if (parse_long(optarg, 1, 4096, &v)) return bad_flag("--batch", optarg, "want 1..4096");
+            if (parse_long(optarg, 1, 4096, &v))
+                return bad_flag("--batch", optarg, "want 1..4096");
             o->batch = (int)v;
             break;
         case O_LR: {
@@ -153,15 +180,18 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
             break;
         }
         case O_SEED:
-            if (parse_long(optarg, 0, LONG_MAX, &v)) return bad_flag("--seed", optarg, "want a number >= 0");
+            if (parse_long(optarg, 0, LONG_MAX, &v))
+                return bad_flag("--seed", optarg, "want a number >= 0");
             o->seed = (uint64_t)v;
             break;
         case O_THREADS:
-            if (parse_long(optarg, 1, 256, &v)) return bad_flag("--threads", optarg, "want 1..256");
+            if (parse_long(optarg, 1, 256, &v))
+                return bad_flag("--threads", optarg, "want 1..256");
             o->threads = (int)v;
             break;
         case O_MAXSTEPS:
-            if (parse_long(optarg, 1, LONG_MAX, &v)) return bad_flag("--max-steps", optarg, "want a number >= 1");
+            if (parse_long(optarg, 1, LONG_MAX, &v))
+                return bad_flag("--max-steps", optarg, "want a number >= 1");
             o->max_steps = v;
             break;
         case O_CKPT: o->ckpt_dir = optarg; break;
@@ -171,7 +201,8 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
         case 'h':
         case O_HELP: usage(stdout); return 1;
         case ':':
-            fprintf(stderr, "mnist_cnn: %s needs a value; see mnist_cnn --help\n", argv[optind - 1]);
+            fprintf(stderr, "mnist_cnn: %s needs a value; see mnist_cnn --help\n",
+                    argv[optind - 1]);
             return 2;
         default:
             fprintf(stderr, "mnist_cnn: unknown flag %s; see mnist_cnn --help\n", argv[optind - 1]);
@@ -179,7 +210,8 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "mnist_cnn: unexpected argument '%s'; see mnist_cnn --help\n", argv[optind]);
+        fprintf(stderr, "mnist_cnn: unexpected argument '%s'; see mnist_cnn --help\n",
+                argv[optind]);
         return 2;
     }
     return check_flags(o);
@@ -190,9 +222,14 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
 /* Loads the four files; on failure prints one line and returns -1. */
 static int load_data(const char *dir, struct mn_data *d)
 {
-    static const struct { const char *name; uint32_t magic; int test, labels; } files[] = {
-        {"train-images-idx3-ubyte", 0x803, 0, 0}, {"train-labels-idx1-ubyte", 0x801, 0, 1},
-        {"t10k-images-idx3-ubyte", 0x803, 1, 0},  {"t10k-labels-idx1-ubyte", 0x801, 1, 1}};
+    static const struct {
+        const char *name;
+        uint32_t magic;
+        int test, labels;
+    } files[] = {{"train-images-idx3-ubyte", 0x803, 0, 0},
+                 {"train-labels-idx1-ubyte", 0x801, 0, 1},
+                 {"t10k-images-idx3-ubyte", 0x803, 1, 0},
+                 {"t10k-labels-idx1-ubyte", 0x801, 1, 1}};
     uint32_t n[4], r, c;
     char err[4200];
     memset(d, 0, sizeof *d);
@@ -210,16 +247,18 @@ static int load_data(const char *dir, struct mn_data *d)
         }
     }
     if (n[0] != n[1] || n[2] != n[3] || n[0] < 10 || n[2] < 1) {
-        fprintf(stderr, "mnist_cnn: %s: %u training images but %u labels, %u test images but %u "
-                "labels\n", dir, n[0], n[1], n[2], n[3]);
+        fprintf(stderr,
+                "mnist_cnn: %s: %u training images but %u labels, %u test images but %u "
+                "labels\n",
+                dir, n[0], n[1], n[2], n[3]);
         return -1;
     }
     for (int i = 0; i < 2; i++) {
         const uint8_t *y = i ? d->test_y : d->train_y;
         for (uint32_t k = 0; k < n[2 * i + 1]; k++)
             if (y[k] > 9) {
-                fprintf(stderr, "mnist_cnn: %s/%s: label %u of item %u is not a class 0..9\n",
-                        dir, files[2 * i + 1].name, y[k], k);
+                fprintf(stderr, "mnist_cnn: %s/%s: label %u of item %u is not a class 0..9\n", dir,
+                        files[2 * i + 1].name, y[k], k);
                 return -1;
             }
     }
@@ -227,8 +266,10 @@ static int load_data(const char *dir, struct mn_data *d)
     d->n_test = n[2];
     /* the validation split: a fixed permutation, its last 10% held out */
     d->perm_all = malloc(sizeof(uint32_t) * n[0]);
-    if (!d->perm_all) return -1;
-    for (uint32_t i = 0; i < n[0]; i++) d->perm_all[i] = i;
+    if (!d->perm_all)
+        return -1;
+    for (uint32_t i = 0; i < n[0]; i++)
+        d->perm_all[i] = i;
     uint64_t rng = MN_SPLIT_SEED;
     mn_shuffle(d->perm_all, n[0], &rng);
     d->n_val = n[0] / 10;
@@ -248,13 +289,20 @@ static void free_data(struct mn_data *d)
 
 int main(int argc, char **argv)
 {
-    struct mn_opts o = {.data_dir = MN_DEFAULT_DATA, .ckpt_dir = MN_DEFAULT_CKPT_DIR,
-                        .epochs = 10, .batch = 32, .lr = 1e-3, .seed = 1, .threads = 1};
+    struct mn_opts o = {.data_dir = MN_DEFAULT_DATA,
+                        .ckpt_dir = MN_DEFAULT_CKPT_DIR,
+                        .epochs = 10,
+                        .batch = 32,
+                        .lr = 1e-3,
+                        .seed = 1,
+                        .threads = 1};
     setvbuf(stdout, NULL, _IOLBF, 0); /* epoch lines appear as they happen, also through pipes */
     int rc = parse_flags(argc, argv, &o);
-    if (rc) return rc == 1 ? 0 : 2;
+    if (rc)
+        return rc == 1 ? 0 : 2;
     const char *rc_env = getenv("BATON_RESTART_COUNT");
-    if (rc_env && atoi(rc_env) > 0) o.resume = 1;
+    if (rc_env && atoi(rc_env) > 0)
+        o.resume = 1;
 
     struct mn_data data;
     if (load_data(o.data_dir, &data) != 0) {
@@ -271,6 +319,7 @@ int main(int argc, char **argv)
     rc = mn_run(&o, &data, comm);
     int frc = bt_finalize(comm);
     free_data(&data);
-    if (rc == 0 && frc != BT_OK) rc = 1;
+    if (rc == 0 && frc != BT_OK)
+        rc = 1;
     return rc;
 }

@@ -37,8 +37,8 @@ void mn_gemm_ws_free(struct mn_gemm_ws *ws);
 void mn_gemm(struct mn_gemm_ws *ws, int M, int N, int K, const float *a, long rsa, long csa,
              const float *b, long rsb, long csb, float *c, long ldc, int accumulate);
 /* The same product, by three plain loops: the reference the tests hold mn_gemm to. */
-void mn_gemm_ref(int M, int N, int K, const float *a, long rsa, long csa, const float *b,
-                 long rsb, long csb, float *c, long ldc, int accumulate);
+void mn_gemm_ref(int M, int N, int K, const float *a, long rsa, long csa, const float *b, long rsb,
+                 long csb, float *c, long ldc, int accumulate);
 /* Which micro-kernel mn_gemm uses on this CPU: "avx512", "avx2" or "generic". */
 const char *mn_gemm_kernel_name(void);
 
@@ -64,23 +64,23 @@ void mn_maxpool_bwd(const float *dy, const int32_t *idx, size_t n_out, float *dx
 void mn_pool_relu_bwd(float *a, size_t n_in, float *dy, const int32_t *idx, size_t n_out);
 /* Softmax + sparse categorical cross-entropy over B rows of 10 logits. Writes
  * dlogits = (softmax - onehot) * scale; returns the summed loss and counts correct argmaxes. */
-double mn_softmax_xent(const float *logits, const uint8_t *labels, int B, int classes,
-                       float scale, float *dlogits, int *correct);
+double mn_softmax_xent(const float *logits, const uint8_t *labels, int B, int classes, float scale,
+                       float *dlogits, int *correct);
 
 /* ---- the model (layers.c) ---- */
 
 /* Every parameter tensor, in buffer order: name, element count, shape comment. The
  * parameter, gradient and Adam buffers each hold them back to back (llm.c style). */
-#define MN_PARAM_TABLE(X)                                                                      \
-    X(conv1_w, 3 * 3 * 1 * 32)  /* (3, 3, 1, 32): KH, KW, C_in, C_out */                     \
-    X(conv1_b, 32)              /* (32) */                                                     \
-    X(conv2_w, 3 * 3 * 32 * 64) /* (3, 3, 32, 64) */                                           \
-    X(conv2_b, 64)              /* (64) */                                                     \
-    X(conv3_w, 3 * 3 * 64 * 64) /* (3, 3, 64, 64) */                                           \
-    X(conv3_b, 64)              /* (64) */                                                     \
-    X(dense1_w, 576 * 64)       /* (576, 64): in = 3*3*64 flattened HWC, out */                \
-    X(dense1_b, 64)             /* (64) */                                                     \
-    X(dense2_w, 64 * 10)        /* (64, 10) */                                                 \
+#define MN_PARAM_TABLE(X)                                                                          \
+    X(conv1_w, 3 * 3 * 1 * 32)  /* (3, 3, 1, 32): KH, KW, C_in, C_out */                           \
+    X(conv1_b, 32)              /* (32) */                                                         \
+    X(conv2_w, 3 * 3 * 32 * 64) /* (3, 3, 32, 64) */                                               \
+    X(conv2_b, 64)              /* (64) */                                                         \
+    X(conv3_w, 3 * 3 * 64 * 64) /* (3, 3, 64, 64) */                                               \
+    X(conv3_b, 64)              /* (64) */                                                         \
+    X(dense1_w, 576 * 64)       /* (576, 64): in = 3*3*64 flattened HWC, out */                    \
+    X(dense1_b, 64)             /* (64) */                                                         \
+    X(dense2_w, 64 * 10)        /* (64, 10) */                                                     \
     X(dense2_b, 10)             /* (10) */
 
 struct mn_params {
@@ -140,8 +140,8 @@ void mn_adam_step(struct mn_adam *opt, float *p, const float *g, float *m, float
 /* Loads DIR/NAME or DIR/NAME.gz (plain or gzip'd) with the given magic (0x803 images,
  * 0x801 labels). On success *data (malloc'd, caller frees) holds count*rows*cols bytes. On
  * failure returns -1 with one line naming the file and the problem in err. */
-int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **data,
-                uint32_t *count, uint32_t *rows, uint32_t *cols, char *err, size_t errlen);
+int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **data, uint32_t *count,
+                uint32_t *rows, uint32_t *cols, char *err, size_t errlen);
 
 /* ---- random numbers ---- */
 static inline uint64_t mn_rng_next(uint64_t *s) /* splitmix64 */

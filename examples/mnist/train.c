@@ -83,9 +83,9 @@ struct trainer {
     /* where training stands; what a checkpoint records */
     uint32_t epoch, step_in_epoch;
     uint64_t global_step;
-    uint64_t rng;      /* the shuffle generator at the start of `epoch` */
+    uint64_t rng; /* the shuffle generator at the start of `epoch` */
     float last_loss;
-    uint32_t *order;   /* (n_train) this epoch's order of training images */
+    uint32_t *order;    /* (n_train) this epoch's order of training images */
     uint32_t *step_idx; /* (batch) this rank's images this step */
     /* the eval job: images idx[begin..end) (idx NULL: begin..end themselves) of x, y */
     const uint8_t *ex, *ey;
@@ -133,7 +133,8 @@ static void add_fixed(int64_t *restrict acc, const float *restrict g, size_t n)
 static void from_fixed(const int64_t *restrict acc, float *restrict g, size_t n)
 {
     const double inv = 1.0 / (double)(1ull << MN_FIXED_BITS);
-    for (size_t i = 0; i < n; i++) g[i] = (float)((double)acc[i] * inv);
+    for (size_t i = 0; i < n; i++)
+        g[i] = (float)((double)acc[i] * inv);
 }
 
 /* ---- the allreduce exchange ---- */
@@ -141,8 +142,8 @@ static void from_fixed(const int64_t *restrict acc, float *restrict g, size_t n)
 static int allreduce_sync_state(struct trainer *tr)
 {
     int rc = bt_broadcast(tr->comm, tr->params, MN_NUM_PARAMS, BT_FLOAT32, 0);
-    if (rc == BT_OK) rc = bt_broadcast(tr->comm, tr->adam_state, 2 * (size_t)MN_NUM_PARAMS,
-                                       BT_FLOAT32, 0);
+    if (rc == BT_OK)
+        rc = bt_broadcast(tr->comm, tr->adam_state, 2 * (size_t)MN_NUM_PARAMS, BT_FLOAT32, 0);
     return rc == BT_OK ? 0 : coll_failed(tr, "bt_broadcast of the parameters", rc);
 }
 
@@ -152,17 +153,22 @@ static int allreduce_sync_state(struct trainer *tr)
 static int allreduce_apply(struct trainer *tr)
 {
     double t0 = now_s();
-    int rc = bt_allreduce(tr->comm, tr->xgrads, tr->xgrads, MN_NUM_PARAMS + MN_NUM_STATS,
-                          BT_INT64, BT_SUM);
+    int rc = bt_allreduce(tr->comm, tr->xgrads, tr->xgrads, MN_NUM_PARAMS + MN_NUM_STATS, BT_INT64,
+                          BT_SUM);
     tr->comm_s += now_s() - t0;
-    if (rc != BT_OK) return coll_failed(tr, "bt_allreduce of the gradients", rc);
+    if (rc != BT_OK)
+        return coll_failed(tr, "bt_allreduce of the gradients", rc);
     from_fixed(tr->xgrads, tr->grads, MN_NUM_PARAMS);
     mn_adam_step(&tr->adam, tr->params, tr->grads, tr->m, tr->v, MN_NUM_PARAMS);
     return 0;
 }
 
 /* A job of one: nothing to exchange. */
-static int local_sync_state(struct trainer *tr) { (void)tr; return 0; }
+static int local_sync_state(struct trainer *tr)
+{
+    (void)tr;
+    return 0;
+}
 static int local_apply(struct trainer *tr)
 {
     from_fixed(tr->xgrads, tr->grads, MN_NUM_PARAMS);
@@ -193,8 +199,10 @@ static int ps_failed(struct trainer *tr, const char *what, int rc)
 static int ps_open(struct trainer *tr)
 {
 #define MN_X_KEY(name, count) {#name, count},
-    static const struct { const char *name; size_t count; } keys[] = {
-        MN_PARAM_TABLE(MN_X_KEY)};
+    static const struct {
+        const char *name;
+        size_t count;
+    } keys[] = {MN_PARAM_TABLE(MN_X_KEY)};
 #undef MN_X_KEY
     size_t off = 0;
     for (int k = 0; k < MN_NUM_TENSORS; k++) {
@@ -211,7 +219,8 @@ static int ps_open(struct trainer *tr)
     tr->ps_opt.beta2 = tr->adam.beta2;
     tr->ps_opt.eps = tr->adam.eps;
     const char *cons = tr->o->ps_consistency ? tr->o->ps_consistency : "sync";
-    if (bt_ps_consistency_parse(cons, &tr->ps_opt) != BT_OK) return 2; /* main checked it */
+    if (bt_ps_consistency_parse(cons, &tr->ps_opt) != BT_OK)
+        return 2; /* main checked it */
     int rc = bt_ps_open(&tr->ps);
     if (rc != BT_OK) {
         fprintf(stderr, "mnist_cnn: rank %d: bt_ps_open: %s: %s\n", tr->rank, bt_strerror(rc),
@@ -228,13 +237,16 @@ static int ps_sync_state(struct trainer *tr)
 {
     int rc = tr->world > 1 ? bt_broadcast(tr->comm, tr->params, MN_NUM_PARAMS, BT_FLOAT32, 0)
                            : BT_OK;
-    if (rc != BT_OK) return coll_failed(tr, "bt_broadcast of the parameters", rc);
-    rc = bt_ps_init_many(tr->ps, MN_NUM_TENSORS, tr->ps_names,
-                         (const float *const *)tr->ps_vals, tr->ps_counts, &tr->ps_opt);
-    if (rc != BT_OK) return ps_failed(tr, "bt_ps_init_many", rc);
+    if (rc != BT_OK)
+        return coll_failed(tr, "bt_broadcast of the parameters", rc);
+    rc = bt_ps_init_many(tr->ps, MN_NUM_TENSORS, tr->ps_names, (const float *const *)tr->ps_vals,
+                         tr->ps_counts, &tr->ps_opt);
+    if (rc != BT_OK)
+        return ps_failed(tr, "bt_ps_init_many", rc);
     memcpy(tr->grads, tr->params, sizeof(float) * MN_NUM_PARAMS);
     rc = bt_ps_pull_many(tr->ps, MN_NUM_TENSORS, tr->ps_names, tr->ps_vals, tr->ps_counts);
-    if (rc != BT_OK) return ps_failed(tr, "bt_ps_pull_many", rc);
+    if (rc != BT_OK)
+        return ps_failed(tr, "bt_ps_pull_many", rc);
     if (tr->rank == 0 && memcmp(tr->grads, tr->params, sizeof(float) * MN_NUM_PARAMS) != 0)
         printf("mnist_cnn: the ps servers already hold the model (their checkpoint, or an "
                "earlier run); training goes on from their parameters and Adam state\n");
@@ -246,14 +258,17 @@ static int ps_apply(struct trainer *tr)
     /* xgrads is this rank's share of the global mean; times world, the mean of its images */
     from_fixed(tr->xgrads, tr->grads, MN_NUM_PARAMS);
     const float scale = (float)tr->world;
-    for (size_t i = 0; i < MN_NUM_PARAMS; i++) tr->grads[i] *= scale;
+    for (size_t i = 0; i < MN_NUM_PARAMS; i++)
+        tr->grads[i] *= scale;
     double t0 = now_s();
     int rc = bt_ps_push_many(tr->ps, MN_NUM_TENSORS, tr->ps_names,
                              (const float *const *)tr->ps_grads, tr->ps_counts);
-    if (rc != BT_OK) return ps_failed(tr, "bt_ps_push_many of the gradients", rc);
+    if (rc != BT_OK)
+        return ps_failed(tr, "bt_ps_push_many of the gradients", rc);
     rc = bt_ps_pull_many(tr->ps, MN_NUM_TENSORS, tr->ps_names, tr->ps_vals, tr->ps_counts);
     tr->comm_s += now_s() - t0;
-    if (rc != BT_OK) return ps_failed(tr, "bt_ps_pull_many of the parameters", rc);
+    if (rc != BT_OK)
+        return ps_failed(tr, "bt_ps_pull_many of the parameters", rc);
     /* the loss and accuracy of this rank's images stand for the job's until epoch_end */
     tr->xgrads[MN_NUM_PARAMS] *= tr->world;
     tr->xgrads[MN_NUM_PARAMS + 1] *= tr->world;
@@ -265,9 +280,11 @@ static int ps_apply(struct trainer *tr)
  * the pull in between gives all ranks the same parameters (async and bounded too). */
 static int ps_epoch_end(struct trainer *tr, double stats[2])
 {
-    if (tr->world == 1) return 0;
+    if (tr->world == 1)
+        return 0;
     int rc = bt_allreduce(tr->comm, stats, stats, 2, BT_FLOAT64, BT_AVG);
-    if (rc != BT_OK) return coll_failed(tr, "bt_allreduce of the epoch's loss", rc);
+    if (rc != BT_OK)
+        return coll_failed(tr, "bt_allreduce of the epoch's loss", rc);
     rc = bt_ps_pull_many(tr->ps, MN_NUM_TENSORS, tr->ps_names, tr->ps_vals, tr->ps_counts);
     return rc == BT_OK ? 0 : ps_failed(tr, "bt_ps_pull_many of the parameters", rc);
 }
@@ -284,7 +301,8 @@ static void gather(struct worker *w, const uint8_t *x, const uint8_t *y, const u
         uint32_t k = idx ? idx[first + i] : first + (uint32_t)i;
         const uint8_t *src = x + (size_t)k * 784;
         float *restrict dst = w->acts.x + (size_t)i * 784;
-        for (int j = 0; j < 784; j++) dst[j] = (float)src[j] / 255.0f;
+        for (int j = 0; j < 784; j++)
+            dst[j] = (float)src[j] / 255.0f;
         w->labels[i] = y[k];
     }
 }
@@ -299,7 +317,8 @@ static void train_slice(struct worker *w)
     memset(w->acc, 0, sizeof(int64_t) * (MN_NUM_PARAMS + MN_NUM_STATS));
     for (int i = w->begin; i < w->begin + w->count; i += w->acts.max_batch) {
         int n = w->begin + w->count - i < w->acts.max_batch ? w->begin + w->count - i
-                                                            : w->acts.max_batch, ok;
+                                                            : w->acts.max_batch,
+            ok;
         gather(w, tr->d->train_x, tr->d->train_y, tr->step_idx, (uint32_t)i, n);
         mn_forward(&tr->p, &w->acts, n);
         loss += mn_softmax_xent(w->acts.z5, w->labels, n, 10, 1.0f / (float)tr->global_batch,
@@ -331,8 +350,10 @@ static void eval_slice(struct worker *w)
 
 static void run_job(struct worker *w)
 {
-    if (w->tr->job == JOB_TRAIN) train_slice(w);
-    else if (w->tr->job == JOB_EVAL) eval_slice(w);
+    if (w->tr->job == JOB_TRAIN)
+        train_slice(w);
+    else if (w->tr->job == JOB_EVAL)
+        eval_slice(w);
 }
 
 static void *worker_main(void *arg)
@@ -340,7 +361,8 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     for (;;) {
         pthread_barrier_wait(&w->tr->go);
-        if (w->tr->job == JOB_QUIT) return NULL;
+        if (w->tr->job == JOB_QUIT)
+            return NULL;
         run_job(w);
         pthread_barrier_wait(&w->tr->done);
     }
@@ -349,9 +371,11 @@ static void *worker_main(void *arg)
 /* Runs tr->job on every worker (worker 0 is this thread) and waits for all of them. */
 static void run_all(struct trainer *tr)
 {
-    if (tr->nthreads > 1) pthread_barrier_wait(&tr->go);
+    if (tr->nthreads > 1)
+        pthread_barrier_wait(&tr->go);
     run_job(&tr->workers[0]);
-    if (tr->nthreads > 1) pthread_barrier_wait(&tr->done);
+    if (tr->nthreads > 1)
+        pthread_barrier_wait(&tr->done);
 }
 
 /* Splits n items over the workers as evenly as whole items allow. */
@@ -376,14 +400,15 @@ static int train_step(struct trainer *tr, uint32_t s)
     for (int t = 1; t < tr->nthreads; t++) {
         const int64_t *restrict src = tr->workers[t].acc;
         int64_t *restrict dst = tr->xgrads;
-        for (size_t i = 0; i < MN_NUM_PARAMS + MN_NUM_STATS; i++) dst[i] += src[i];
+        for (size_t i = 0; i < MN_NUM_PARAMS + MN_NUM_STATS; i++)
+            dst[i] += src[i];
     }
     return tr->xchg->apply(tr);
 }
 
 /* Accuracy and mean loss of n images of a set; this rank does its 1/world of them. */
-static void eval_local(struct trainer *tr, const uint8_t *x, const uint8_t *y,
-                       const uint32_t *idx, uint32_t n, float out[2])
+static void eval_local(struct trainer *tr, const uint8_t *x, const uint8_t *y, const uint32_t *idx,
+                       uint32_t n, float out[2])
 {
     uint32_t lo = (uint32_t)((uint64_t)n * tr->rank / tr->world);
     uint32_t hi = (uint32_t)((uint64_t)n * (tr->rank + 1) / tr->world);
@@ -392,7 +417,8 @@ static void eval_local(struct trainer *tr, const uint8_t *x, const uint8_t *y,
     tr->eidx = idx;
     tr->job = JOB_EVAL;
     split(tr, (int)(hi - lo));
-    for (int t = 0; t < tr->nthreads; t++) tr->workers[t].begin += (int)lo;
+    for (int t = 0; t < tr->nthreads; t++)
+        tr->workers[t].begin += (int)lo;
     run_all(tr);
     double loss = 0, correct = 0;
     for (int t = 0; t < tr->nthreads; t++) {
@@ -412,7 +438,8 @@ static int evaluate(struct trainer *tr, double r[4])
     eval_local(tr, d->test_x, d->test_y, NULL, d->n_test, s + 2);
     if (tr->world > 1) {
         int rc = bt_allreduce(tr->comm, s, s, 4, BT_FLOAT32, BT_SUM);
-        if (rc != BT_OK) return coll_failed(tr, "bt_allreduce of the evaluation", rc);
+        if (rc != BT_OK)
+            return coll_failed(tr, "bt_allreduce of the evaluation", rc);
     }
     double nv = d->n_val ? d->n_val : 1;
     r[0] = s[0] / nv;
@@ -433,17 +460,17 @@ static int evaluate(struct trainer *tr, double r[4])
 #define CKPT_VERSION 1
 
 struct ckpt_header {
-    char magic[8];         /* "BTMNIST\0" */
-    uint32_t version;      /* CKPT_VERSION */
-    uint32_t n_params;     /* MN_NUM_PARAMS */
-    uint64_t global_step;  /* steps taken */
-    uint64_t adam_t;       /* Adam's step count */
-    uint64_t rng;          /* shuffle generator at the start of `epoch` */
+    char magic[8];        /* "BTMNIST\0" */
+    uint32_t version;     /* CKPT_VERSION */
+    uint32_t n_params;    /* MN_NUM_PARAMS */
+    uint64_t global_step; /* steps taken */
+    uint64_t adam_t;      /* Adam's step count */
+    uint64_t rng;         /* shuffle generator at the start of `epoch` */
     uint64_t seed;
-    uint32_t epoch;        /* the epoch to continue (0-based) */
+    uint32_t epoch;         /* the epoch to continue (0-based) */
     uint32_t step_in_epoch; /* the step of it to continue at */
-    uint32_t global_batch; /* images per step over all ranks */
-    float last_loss;       /* mean training loss of the last epoch run */
+    uint32_t global_batch;  /* images per step over all ranks */
+    float last_loss;        /* mean training loss of the last epoch run */
 };
 
 static int write_all(FILE *f, const void *p, size_t n, uLong *crc)
@@ -456,9 +483,13 @@ static int ckpt_write(struct trainer *tr, const char *name)
 {
     const char *dir = tr->o->ckpt_dir;
     char path[4096], tmp[4200];
-    struct ckpt_header h = {.version = CKPT_VERSION, .n_params = MN_NUM_PARAMS,
-                            .global_step = tr->global_step, .adam_t = tr->adam.t,
-                            .rng = tr->rng, .seed = tr->o->seed, .epoch = tr->epoch,
+    struct ckpt_header h = {.version = CKPT_VERSION,
+                            .n_params = MN_NUM_PARAMS,
+                            .global_step = tr->global_step,
+                            .adam_t = tr->adam.t,
+                            .rng = tr->rng,
+                            .seed = tr->o->seed,
+                            .epoch = tr->epoch,
                             .step_in_epoch = tr->step_in_epoch,
                             .global_batch = (uint32_t)tr->global_batch,
                             .last_loss = tr->last_loss};
@@ -478,8 +509,10 @@ static int ckpt_write(struct trainer *tr, const char *name)
     uint32_t c32 = (uint32_t)crc;
     bad = bad || fwrite(&c32, 4, 1, f) != 1 || fflush(f) != 0 || fsync(fileno(f)) != 0;
     int saved = errno;
-    if (f && fclose(f) != 0) bad = 1;
-    if (!bad && rename(tmp, path) != 0) bad = 1, saved = errno;
+    if (f && fclose(f) != 0)
+        bad = 1;
+    if (!bad && rename(tmp, path) != 0)
+        bad = 1, saved = errno;
     if (bad) {
         fprintf(stderr, "mnist_cnn: writing %s: %s; training goes on without it\n", path,
                 strerror(saved));
@@ -495,7 +528,8 @@ static int ckpt_read(const char *path, struct ckpt_header *h, float *params, flo
                      char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
-    if (!f && errno == ENOENT) return 1;
+    if (!f && errno == ENOENT)
+        return 1;
     if (!f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
@@ -507,8 +541,10 @@ static int ckpt_read(const char *path, struct ckpt_header *h, float *params, flo
         snprintf(err, errlen, "%s: truncated: shorter than its %zu-byte header", path, sizeof *h);
     } else if (memcmp(h->magic, CKPT_MAGIC, sizeof CKPT_MAGIC) || h->version != CKPT_VERSION ||
                h->n_params != MN_NUM_PARAMS) {
-        snprintf(err, errlen, "%s: not an mnist_cnn model or checkpoint (version %d, %d "
-                 "parameters)", path, CKPT_VERSION, MN_NUM_PARAMS);
+        snprintf(err, errlen,
+                 "%s: not an mnist_cnn model or checkpoint (version %d, %d "
+                 "parameters)",
+                 path, CKPT_VERSION, MN_NUM_PARAMS);
     } else if (fread(params, n, 1, f) != 1 || fread(adam_state, 2 * n, 1, f) != 1 ||
                fread(&c32, 4, 1, f) != 1) {
         snprintf(err, errlen, "%s: truncated", path);
@@ -516,8 +552,10 @@ static int ckpt_read(const char *path, struct ckpt_header *h, float *params, flo
         uLong crc = crc32(0, (const Bytef *)h, sizeof *h);
         crc = crc32(crc, (const Bytef *)params, (uInt)n);
         crc = crc32(crc, (const Bytef *)adam_state, (uInt)(2 * n));
-        if ((uint32_t)crc != c32) snprintf(err, errlen, "%s: checksum mismatch: corrupt", path);
-        else rc = 0;
+        if ((uint32_t)crc != c32)
+            snprintf(err, errlen, "%s: checksum mismatch: corrupt", path);
+        else
+            rc = 0;
     }
     fclose(f);
     return rc;
@@ -539,18 +577,22 @@ static int load_state(struct trainer *tr, const char *path, int must_exist)
         char err[4400];
         int rc = path ? ckpt_read(path, &msg.h, tr->params, tr->adam_state, err, sizeof err) : 1;
         if (rc < 0 || (rc == 1 && must_exist)) {
-            if (rc == 1) snprintf(err, sizeof err, "%s: not found", path);
+            if (rc == 1)
+                snprintf(err, sizeof err, "%s: not found", path);
             fprintf(stderr, "mnist_cnn: %s\n", err);
             msg.status = -1;
         } else if (rc == 0 && !must_exist && msg.h.global_batch != (uint32_t)tr->global_batch) {
-            fprintf(stderr, "mnist_cnn: %s was written with a global batch of %u, this run has "
+            fprintf(stderr,
+                    "mnist_cnn: %s was written with a global batch of %u, this run has "
                     "%d (--batch x ranks); resume with the same, or use another "
-                    "--checkpoint-dir\n", path, msg.h.global_batch, tr->global_batch);
+                    "--checkpoint-dir\n",
+                    path, msg.h.global_batch, tr->global_batch);
             msg.status = -1;
         } else {
             msg.status = rc == 0;
             if (rc == 1) {
-                if (path) fprintf(stderr, "mnist_cnn: no checkpoint at %s; starting fresh\n", path);
+                if (path)
+                    fprintf(stderr, "mnist_cnn: no checkpoint at %s; starting fresh\n", path);
                 mn_init_params(tr->params, tr->o->seed);
                 memset(tr->adam_state, 0, sizeof(float) * 2 * MN_NUM_PARAMS);
             }
@@ -558,10 +600,13 @@ static int load_state(struct trainer *tr, const char *path, int must_exist)
     }
     if (tr->world > 1) {
         int rc = bt_broadcast(tr->comm, &msg, sizeof msg, BT_UINT8, 0);
-        if (rc != BT_OK) return coll_failed(tr, "bt_broadcast of the start state", rc);
+        if (rc != BT_OK)
+            return coll_failed(tr, "bt_broadcast of the start state", rc);
     }
-    if (msg.status < 0) return 2;
-    if (tr->xchg->sync_state(tr) != 0) return 1;
+    if (msg.status < 0)
+        return 2;
+    if (tr->xchg->sync_state(tr) != 0)
+        return 1;
     if (msg.status == 1) {
         tr->global_step = msg.h.global_step;
         tr->adam.t = msg.h.adam_t;
@@ -584,14 +629,16 @@ static void trainer_free(struct trainer *tr)
         if (tr->nthreads > 1) {
             tr->job = JOB_QUIT;
             pthread_barrier_wait(&tr->go);
-            for (int t = 1; t < tr->nthreads; t++) pthread_join(tr->workers[t].th, NULL);
+            for (int t = 1; t < tr->nthreads; t++)
+                pthread_join(tr->workers[t].th, NULL);
             pthread_barrier_destroy(&tr->go);
             pthread_barrier_destroy(&tr->done);
         }
         for (int t = 0; t < tr->nthreads; t++) {
             mn_acts_free(&tr->workers[t].acts);
             free(tr->workers[t].fgrads);
-            if (t > 0) free(tr->workers[t].acc);
+            if (t > 0)
+                free(tr->workers[t].acc);
             free(tr->workers[t].labels);
         }
     }
@@ -607,9 +654,11 @@ static void trainer_free(struct trainer *tr)
 static int workers_init(struct trainer *tr)
 {
     int per = (tr->batch + tr->nthreads - 1) / tr->nthreads;
-    if (per > MN_PIECE) per = MN_PIECE;
+    if (per > MN_PIECE)
+        per = MN_PIECE;
     tr->workers = calloc((size_t)tr->nthreads, sizeof *tr->workers);
-    if (!tr->workers) return -1;
+    if (!tr->workers)
+        return -1;
     for (int t = 0; t < tr->nthreads; t++) {
         struct worker *w = &tr->workers[t];
         w->tr = tr;
@@ -617,10 +666,12 @@ static int workers_init(struct trainer *tr)
         w->labels = malloc((size_t)per);
         w->fgrads = malloc(sizeof(float) * MN_NUM_PARAMS);
         w->acc = t > 0 ? malloc(sizeof(int64_t) * (MN_NUM_PARAMS + MN_NUM_STATS)) : tr->xgrads;
-        if (mn_acts_init(&w->acts, per) != 0 || !w->labels || !w->fgrads || !w->acc) return -1;
+        if (mn_acts_init(&w->acts, per) != 0 || !w->labels || !w->fgrads || !w->acc)
+            return -1;
         mn_point_params(&w->g, w->fgrads);
     }
-    if (tr->nthreads == 1) return 0;
+    if (tr->nthreads == 1)
+        return 0;
     if (pthread_barrier_init(&tr->go, NULL, (unsigned)tr->nthreads) ||
         pthread_barrier_init(&tr->done, NULL, (unsigned)tr->nthreads))
         return -1;
@@ -643,12 +694,12 @@ static int trainer_init(struct trainer *tr, const struct mn_opts *o, const struc
     bt_comm_rank(comm, &tr->rank);
     bt_comm_size(comm, &tr->world);
     tr->xchg = tr->world > 1 ? &xchg_allreduce : &xchg_local;
-    if (o->mode_ps && !o->evaluate) tr->xchg = &xchg_ps;
+    if (o->mode_ps && !o->evaluate)
+        tr->xchg = &xchg_ps;
     tr->batch = o->batch;
     tr->global_batch = o->batch * tr->world;
     tr->nthreads = o->threads;
-    tr->adam = (struct mn_adam){.lr = (float)o->lr, .beta1 = 0.9f, .beta2 = 0.999f,
-                                .eps = 1e-7f};
+    tr->adam = (struct mn_adam){.lr = (float)o->lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f};
     tr->rng = o->seed ^ 0x6E6E697374ull;
     tr->params = malloc(sizeof(float) * MN_NUM_PARAMS);
     tr->grads = calloc(MN_NUM_PARAMS, sizeof(float));
@@ -656,7 +707,8 @@ static int trainer_init(struct trainer *tr, const struct mn_opts *o, const struc
     tr->adam_state = calloc(2 * (size_t)MN_NUM_PARAMS, sizeof(float));
     tr->order = malloc(sizeof(uint32_t) * (d->n_train ? d->n_train : 1));
     tr->step_idx = malloc(sizeof(uint32_t) * o->batch);
-    if (!tr->params || !tr->grads || !tr->xgrads || !tr->adam_state || !tr->order || !tr->step_idx) return -1;
+    if (!tr->params || !tr->grads || !tr->xgrads || !tr->adam_state || !tr->order || !tr->step_idx)
+        return -1;
     tr->m = tr->adam_state;
     tr->v = tr->adam_state + MN_NUM_PARAMS;
     mn_point_params(&tr->p, tr->params);
@@ -673,17 +725,18 @@ struct run_stats {
 /* Rank 0's progress: on a terminal, one line redrawn at most 4 times a second; otherwise (a
  * pipe, as under `baton run`, whose output is tagged line by line) a whole line at each
  * quarter of the epoch, so a person watching a job sees it move. */
-static void progress(const struct trainer *tr, uint32_t s, uint32_t spe,
-                     const struct run_stats *e, int tty)
+static void progress(const struct trainer *tr, uint32_t s, uint32_t spe, const struct run_stats *e,
+                     int tty)
 {
     static double last;
     double t = now_s();
-    if (tty && t - last < 0.25 && s + 1 < spe) return;
-    if (!tty && (spe < 4 || s + 1 == spe || (s + 1) % ((spe + 3) / 4) != 0)) return;
+    if (tty && t - last < 0.25 && s + 1 < spe)
+        return;
+    if (!tty && (spe < 4 || s + 1 == spe || (s + 1) % ((spe + 3) / 4) != 0))
+        return;
     last = t;
-    printf("%s  epoch %u [%5u/%u] loss %.4f acc %.4f %6.0f img/s%s", tty ? "\r" : "",
-           tr->epoch + 1, s + 1, spe, e->loss_sum / (double)e->steps,
-           e->acc_sum / (double)e->steps,
+    printf("%s  epoch %u [%5u/%u] loss %.4f acc %.4f %6.0f img/s%s", tty ? "\r" : "", tr->epoch + 1,
+           s + 1, spe, e->loss_sum / (double)e->steps, e->acc_sum / (double)e->steps,
            (double)e->steps * tr->global_batch / (e->train_s > 0 ? e->train_s : 1e-9),
            tty ? "" : "\n");
     fflush(stdout);
@@ -699,7 +752,8 @@ static int run_epoch(struct trainer *tr, uint32_t spe, struct run_stats *e, int 
             break;
         }
         double t0 = now_s();
-        if (train_step(tr, s) != 0) return 1;
+        if (train_step(tr, s) != 0)
+            return 1;
         e->train_s += now_s() - t0;
         e->loss_sum += (double)tr->xgrads[MN_NUM_PARAMS] / (double)(1ull << MN_FIXED_BITS) /
                        tr->global_batch;
@@ -707,9 +761,11 @@ static int run_epoch(struct trainer *tr, uint32_t spe, struct run_stats *e, int 
         e->steps++;
         tr->global_step++;
         tr->step_in_epoch = s + 1;
-        if (tr->rank == 0) progress(tr, s, spe, e, tty);
+        if (tr->rank == 0)
+            progress(tr, s, spe, e, tty);
     }
-    if (tty) printf("\r\033[K");
+    if (tty)
+        printf("\r\033[K");
     return 0;
 }
 
@@ -736,15 +792,19 @@ static int train(struct trainer *tr, struct run_stats *all, double ev[4])
         uint64_t rng_after;
         double comm0 = tr->comm_s;
         shuffle_epoch(tr, &rng_after);
-        if (run_epoch(tr, spe, &e, &stopped) != 0) return 1;
-        if (e.steps == 0) break;
+        if (run_epoch(tr, spe, &e, &stopped) != 0)
+            return 1;
+        if (e.steps == 0)
+            break;
         if (tr->xchg->epoch_end) {
             double st[2] = {e.loss_sum, e.acc_sum};
-            if (tr->xchg->epoch_end(tr, st) != 0) return 1;
+            if (tr->xchg->epoch_end(tr, st) != 0)
+                return 1;
             e.loss_sum = st[0];
             e.acc_sum = st[1];
         }
-        if (evaluate(tr, ev) != 0) return 1;
+        if (evaluate(tr, ev) != 0)
+            return 1;
         tr->last_loss = (float)(e.loss_sum / (double)e.steps);
         if (!stopped) { /* the epoch is whole: the checkpoint continues with the next */
             tr->epoch++;
@@ -760,12 +820,14 @@ static int train(struct trainer *tr, struct run_stats *all, double ev[4])
                    100.0 * (tr->comm_s - comm0) / e.train_s, e.steps,
                    stopped ? " (stopped by --max-steps)" : "");
             fflush(stdout);
-            if (o->ckpt_dir) ckpt_write(tr, "checkpoint.bin");
+            if (o->ckpt_dir)
+                ckpt_write(tr, "checkpoint.bin");
         }
         all->train_s += e.train_s;
         all->steps += e.steps;
     }
-    if (all->steps == 0 && evaluate(tr, ev) != 0) return 1;
+    if (all->steps == 0 && evaluate(tr, ev) != 0)
+        return 1;
     return 0;
 }
 
@@ -782,27 +844,33 @@ int mn_run(const struct mn_opts *o, const struct mn_data *d, bt_comm *comm)
     }
     if (o->evaluate) {
         double t0 = now_s();
-        if ((rc = load_state(&tr, o->evaluate, 1)) != 0 || (rc = evaluate(&tr, ev)) != 0) goto out;
+        if ((rc = load_state(&tr, o->evaluate, 1)) != 0 || (rc = evaluate(&tr, ev)) != 0)
+            goto out;
         if (tr.rank == 0)
-            printf("final: test_acc=%.4f val_acc=%.4f loss=%.4f images_per_s=%.0f steps=0\n",
-                   ev[2], ev[0], ev[3], (d->n_val + d->n_test) / (now_s() - t0));
+            printf("final: test_acc=%.4f val_acc=%.4f loss=%.4f images_per_s=%.0f steps=0\n", ev[2],
+                   ev[0], ev[3], (d->n_val + d->n_test) / (now_s() - t0));
         goto out;
     }
-    if (tr.xchg == &xchg_ps && (rc = ps_open(&tr)) != 0) goto out;
-    if (o->ckpt_dir) snprintf(path, sizeof path, "%s/checkpoint.bin", o->ckpt_dir);
-    if ((rc = load_state(&tr, o->resume && o->ckpt_dir ? path : NULL, 0)) != 0) goto out;
+    if (tr.xchg == &xchg_ps && (rc = ps_open(&tr)) != 0)
+        goto out;
+    if (o->ckpt_dir)
+        snprintf(path, sizeof path, "%s/checkpoint.bin", o->ckpt_dir);
+    if ((rc = load_state(&tr, o->resume && o->ckpt_dir ? path : NULL, 0)) != 0)
+        goto out;
     if (tr.rank == 0)
         printf("mnist_cnn: %d rank%s x %d thread%s, batch %d per rank (%d global), %u train / "
-               "%u val / %u test images from %s, gemm %s%s%s\n", tr.world,
-               tr.world > 1 ? "s" : "", tr.nthreads, tr.nthreads > 1 ? "s" : "", tr.batch,
-               tr.global_batch, d->n_train, d->n_val, d->n_test, o->data_dir,
-               mn_gemm_kernel_name(), tr.ps ? ", parameter server " : "",
+               "%u val / %u test images from %s, gemm %s%s%s\n",
+               tr.world, tr.world > 1 ? "s" : "", tr.nthreads, tr.nthreads > 1 ? "s" : "", tr.batch,
+               tr.global_batch, d->n_train, d->n_val, d->n_test, o->data_dir, mn_gemm_kernel_name(),
+               tr.ps ? ", parameter server " : "",
                tr.ps ? (o->ps_consistency ? o->ps_consistency : "sync") : "");
-    if ((rc = train(&tr, &all, ev)) != 0) goto out;
+    if ((rc = train(&tr, &all, ev)) != 0)
+        goto out;
     if (tr.rank == 0) {
-        if (o->ckpt_dir) ckpt_write(&tr, "model.bin");
-        printf("final: test_acc=%.4f val_acc=%.4f loss=%.4f images_per_s=%.0f steps=%llu\n",
-               ev[2], ev[0], tr.last_loss,
+        if (o->ckpt_dir)
+            ckpt_write(&tr, "model.bin");
+        printf("final: test_acc=%.4f val_acc=%.4f loss=%.4f images_per_s=%.0f steps=%llu\n", ev[2],
+               ev[0], tr.last_loss,
                all.train_s > 0 ? (double)all.steps * tr.global_batch / all.train_s : 0.0,
                (unsigned long long)tr.global_step);
         fflush(stdout);

@@ -12,9 +12,9 @@
 
 struct mn_opts {
     const char *data_dir;
-    const char *ckpt_dir; /* NULL: no checkpoints */
-    const char *evaluate; /* a model file: evaluate only */
-    int mode_ps;          /* --mode ps: exchange through baton's parameter server */
+    const char *ckpt_dir;       /* NULL: no checkpoints */
+    const char *evaluate;       /* a model file: evaluate only */
+    int mode_ps;                /* --mode ps: exchange through baton's parameter server */
     const char *ps_consistency; /* --ps-consistency: sync, async or bounded:S */
     int epochs, batch, threads, resume;
     long max_steps; /* 0: none */
@@ -26,8 +26,8 @@ struct mn_data {
     uint8_t *train_x, *train_y; /* (n_train_all, 28, 28) bytes, (n_train_all) labels */
     uint8_t *test_x, *test_y;   /* (n_test, 28, 28), (n_test) */
     uint32_t n_train_all, n_test;
-    uint32_t *perm_all;         /* the fixed split: train indices, then val indices */
-    uint32_t *val_idx;          /* perm_all + n_train */
+    uint32_t *perm_all; /* the fixed split: train indices, then val indices */
+    uint32_t *val_idx;  /* perm_all + n_train */
     uint32_t n_train, n_val;
 };
 

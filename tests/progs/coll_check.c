@@ -54,8 +54,8 @@ static int check_small(bt_comm *c, int rank, int size)
             for (int r = 0; r < size; r++)
                 want += (float)((r * 31 + (int)i * 7) % 17);
             if (out[i] != want) {
-                printf("rank %d: allreduce count %zu element %zu: got %g want %g\n", rank, n,
-                       i, (double)out[i], (double)want);
+                printf("rank %d: allreduce count %zu element %zu: got %g want %g\n", rank, n, i,
+                       (double)out[i], (double)want);
                 return 1;
             }
         }
@@ -203,31 +203,47 @@ static int fork_job(const struct opts *o)
 
 static int usage(const char *why)
 {
-    fprintf(stderr, "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
-                    "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
-                    "[--deadline SEC]\n", why);
+    fprintf(stderr,
+            "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
+            "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
+            "[--deadline SEC]\n",
+            why);
     return 2;
 }
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.nnodes = 1, .iters = 3, .die_rank = -1, .die_at = -1, .sig = SIGKILL,
-                     .count = 1 << 20, .deadline = 60};
+    struct opts o = {.nnodes = 1,
+                     .iters = 3,
+                     .die_rank = -1,
+                     .die_at = -1,
+                     .sig = SIGKILL,
+                     .count = 1 << 20,
+                     .deadline = 60};
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return usage("an option lacks its value");
         i++;
-        if (!strcmp(a, "--fork")) o.fork_n = atoi(v);
-        else if (!strcmp(a, "--nnodes")) o.nnodes = atoi(v);
-        else if (!strcmp(a, "--count")) o.count = strtoull(v, NULL, 0);
-        else if (!strcmp(a, "--iters")) o.iters = atoi(v);
-        else if (!strcmp(a, "--die-rank")) o.die_rank = atoi(v);
-        else if (!strcmp(a, "--die-at")) o.die_at = atoi(v);
-        else if (!strcmp(a, "--deadline")) o.deadline = atof(v);
-        else if (!strcmp(a, "--signal")) o.sig = !strcmp(v, "STOP") ? SIGSTOP : SIGKILL;
-        else return usage("unknown option");
+        if (!strcmp(a, "--fork"))
+            o.fork_n = atoi(v);
+        else if (!strcmp(a, "--nnodes"))
+            o.nnodes = atoi(v);
+        else if (!strcmp(a, "--count"))
+            o.count = strtoull(v, NULL, 0);
+        else if (!strcmp(a, "--iters"))
+            o.iters = atoi(v);
+        else if (!strcmp(a, "--die-rank"))
+            o.die_rank = atoi(v);
+        else if (!strcmp(a, "--die-at"))
+            o.die_at = atoi(v);
+        else if (!strcmp(a, "--deadline"))
+            o.deadline = atof(v);
+        else if (!strcmp(a, "--signal"))
+            o.sig = !strcmp(v, "STOP") ? SIGSTOP : SIGKILL;
+        else
+            return usage("unknown option");
     }
     if (o.fork_n > 0) {
         if (o.nnodes < 1 || o.fork_n % o.nnodes)

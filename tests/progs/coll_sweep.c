@@ -31,7 +31,6 @@ struct ctx {
     char *send, *recv, *want; /* each maxc * 8 * n bytes */
 };
 
-
 /* ---- inputs and the reference (as in tests/unit/test_coll.c) ---- */
 
 /* ---- checks ---- */
@@ -45,14 +44,16 @@ static int verdict(struct ctx *x, int rc, const char *what, const void *got, siz
     if (x->fail[0])
         return 1;
     if (rc != BT_OK) {
-        snprintf(x->fail, sizeof(x->fail), "rank %d: %s %s %s count %zu: %s: %s", x->rank,
-                 what, dtn[dt], opn[op], count, bt_strerror(rc), bt_last_error(x->c));
+        snprintf(x->fail, sizeof(x->fail), "rank %d: %s %s %s count %zu: %s: %s", x->rank, what,
+                 dtn[dt], opn[op], count, bt_strerror(rc), bt_last_error(x->c));
         return 1;
     }
     for (size_t i = 0; got && i < count; i++)
         if (memcmp((const char *)got + i * es, x->want + i * es, es) != 0) {
-            snprintf(x->fail, sizeof(x->fail), "rank %d of %d: %s %s %s count %zu: element %zu "
-                     "differs", x->rank, x->n, what, dtn[dt], opn[op], count, i);
+            snprintf(x->fail, sizeof(x->fail),
+                     "rank %d of %d: %s %s %s count %zu: element %zu "
+                     "differs",
+                     x->rank, x->n, what, dtn[dt], opn[op], count, i);
             return 1;
         }
     return 0;
@@ -97,8 +98,8 @@ static void do_allgather(struct ctx *x, size_t count, bt_dtype dt, int inplace)
     for (int r = 0; r < x->n; r++)
         fill(x->want + (size_t)r * count * es, count, r, dt, BT_SUM);
     int rc = bt_allgather(x->c, inplace ? mine : x->send, x->recv, count, dt);
-    verdict(x, rc, inplace ? "allgather(in place)" : "allgather", x->recv,
-            count * (size_t)x->n, dt, BT_SUM);
+    verdict(x, rc, inplace ? "allgather(in place)" : "allgather", x->recv, count * (size_t)x->n, dt,
+            BT_SUM);
 }
 
 static void do_broadcast(struct ctx *x, size_t count, bt_dtype dt, int root)
@@ -150,12 +151,17 @@ int main(int argc, char **argv)
     int big = 0, rounds = 1, mism = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--big")) big = 1;
-        else if (!strcmp(argv[i], "--mismatch")) mism = 1;
-        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--big"))
+            big = 1;
+        else if (!strcmp(argv[i], "--mismatch"))
+            mism = 1;
+        else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = atoi(argv[++i]);
         else {
-            fprintf(stderr, "coll_sweep: unknown option %s\nusage: coll_sweep [--big] "
-                            "[--rounds N] [--mismatch]\n", argv[i]);
+            fprintf(stderr,
+                    "coll_sweep: unknown option %s\nusage: coll_sweep [--big] "
+                    "[--rounds N] [--mismatch]\n",
+                    argv[i]);
             return 2;
         }
     }
@@ -182,8 +188,7 @@ int main(int argc, char **argv)
         if (big && !x.fail[0])
             sweep_big(&x);
         if (!x.fail[0] && bt_barrier(x.c) != BT_OK)
-            snprintf(x.fail, sizeof(x.fail), "rank %d: barrier: %s", x.rank,
-                     bt_last_error(x.c));
+            snprintf(x.fail, sizeof(x.fail), "rank %d: barrier: %s", x.rank, bt_last_error(x.c));
         if (x.fail[0])
             printf("%s\n", x.fail), rc = 4;
         else

@@ -25,7 +25,6 @@
 
 #define BIG (1048576 + 3)
 
-
 static double get(const void *p, size_t i, bt_dtype dt)
 {
     uint32_t x;
@@ -33,7 +32,11 @@ static double get(const void *p, size_t i, bt_dtype dt)
     switch (dt) {
     case BT_FLOAT32: return ((const float *)p)[i];
     case BT_FLOAT64: return ((const double *)p)[i];
-    case BT_FLOAT16: { _Float16 h; memcpy(&h, (const uint16_t *)p + i, 2); return (double)h; }
+    case BT_FLOAT16: {
+        _Float16 h;
+        memcpy(&h, (const uint16_t *)p + i, 2);
+        return (double)h;
+    }
     case BT_BFLOAT16:
         x = (uint32_t)((const uint16_t *)p)[i] << 16;
         memcpy(&f, &x, 4);
@@ -71,8 +74,8 @@ static int compare(struct ctx *x, const char *what, size_t count, size_t n, bt_d
         double g = get(x->h_out, i, dt), w = get(x->h_want, i, dt);
         if (op == BT_AVG && fl && fabs(g - w) <= tol * (fabs(w) > 1 ? fabs(w) : 1))
             continue;
-        printf("rank %d: %s %s %s count %zu: element %zu is %g, want %g\n", x->rank, what,
-               dtn[dt], opn[op], count, i, g, w);
+        printf("rank %d: %s %s %s count %zu: element %zu is %g, want %g\n", x->rank, what, dtn[dt],
+               opn[op], count, i, g, w);
         return 1;
     }
     return 0;
@@ -90,8 +93,8 @@ static int call(struct ctx *x, int kind, size_t count, bt_dtype dt, bt_op op, in
     }
 }
 
-static const char *kind_name[] = {"allreduce", "allreduce(in place)", "reduce", "reduce_scatter",
-                                  "allgather", "broadcast"};
+static const char *kind_name[] = {"allreduce",      "allreduce(in place)", "reduce",
+                                  "reduce_scatter", "allgather",           "broadcast"};
 
 /* One collective: fill, copy in, run, copy out, compare. */
 static int one(struct ctx *x, int kind, size_t count, bt_dtype dt, bt_op op)
@@ -146,8 +149,8 @@ static int mixed(struct ctx *x)
 {
     int rc = bt_allreduce(x->c, x->d_in, x->h_out, 8, BT_FLOAT32, BT_SUM);
     if (rc != BT_ERR_INVALID_ARG || !strstr(bt_last_error(x->c), "host memory")) {
-        printf("rank %d: mixed host/device buffers: got %s (%s), want invalid argument\n",
-               x->rank, bt_strerror(rc), bt_last_error(x->c));
+        printf("rank %d: mixed host/device buffers: got %s (%s), want invalid argument\n", x->rank,
+               bt_strerror(rc), bt_last_error(x->c));
         return 1;
     }
     printf("rank %d: mixed buffers rejected: %s\n", x->rank, bt_last_error(x->c));

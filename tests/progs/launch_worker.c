@@ -26,7 +26,8 @@ static void on_term(int sig)
     char path[512];
     snprintf(path, sizeof(path), "%s/term.%d", term_dir, my_rank);
     FILE *f = fopen(path, "w"); /* not async-signal-safe, but the process dies right after */
-    if (f) fclose(f);
+    if (f)
+        fclose(f);
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -50,7 +51,8 @@ static void write_pid(const char *dir, int rank)
     snprintf(tmp, sizeof(tmp), "%s/.pid.%d.tmp", dir, rank);
     snprintf(path, sizeof(path), "%s/pid.%d", dir, rank);
     FILE *f = fopen(tmp, "w");
-    if (!f) return;
+    if (!f)
+        return;
     fprintf(f, "%d\n", (int)getpid());
     fclose(f);
     rename(tmp, path);
@@ -113,16 +115,20 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (term_dir) signal(SIGTERM, on_term);
-    if (pidfile) write_pid(pidfile, my_rank);
-    if (env) print_env();
+    if (term_dir)
+        signal(SIGTERM, on_term);
+    if (pidfile)
+        write_pid(pidfile, my_rank);
+    if (env)
+        print_env();
     int restart = env_int("BATON_RESTART_COUNT", 0);
     if (fail_until && my_rank == 0 && restart < fail_until) {
         sleep_s(delay);
         fprintf(stderr, "failing on purpose in restart %d\n", restart);
         return 7;
     }
-    if (fail_until) printf("restart %d ok\n", restart);
+    if (fail_until)
+        printf("restart %d ok\n", restart);
     int acts = my_rank == act_rank || (act_node >= 0 && env_int("BATON_NODE_RANK", 0) == act_node);
     if (acts && (code >= 0 || sig)) {
         sleep_s(delay);
@@ -130,7 +136,8 @@ int main(int argc, char **argv)
             signal(sig, SIG_DFL); /* a sanitizer's own SIGSEGV handler would exit 1 */
             raise(sig);
         }
-        if (code >= 0) return code;
+        if (code >= 0)
+            return code;
     }
     sleep_s(sleep_for);
     return 0;

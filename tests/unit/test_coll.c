@@ -33,7 +33,7 @@ struct world {
     const char *transport, *algo;
     size_t slot;
     size_t ring_seg; /* bytes per ring allreduce segment; 0: the default (8 MiB) */
-    int big; /* also run the 1M+3 sample */
+    int big;         /* also run the 1M+3 sample */
     int port;
 };
 
@@ -49,7 +49,6 @@ struct rank_ctx {
 
 /* ---- one rank's sweep ---- */
 
-
 struct bufs {
     char *send, *recv, *want;
 };
@@ -60,15 +59,15 @@ static int cmp_out(struct rank_ctx *x, const char *what, const void *got, const 
     size_t es = bt_dtype_size(dt);
     for (size_t i = 0; i < count; i++)
         if (memcmp((const char *)got + i * es, (const char *)want + i * es, es) != 0) {
-            failf(x, "rank %d n=%d %s %s %s %s count=%zu: element %zu differs", x->rank,
-                  x->w->n, x->w->transport, what, dtn[dt], opn[op], count, i);
+            failf(x, "rank %d n=%d %s %s %s %s count=%zu: element %zu differs", x->rank, x->w->n,
+                  x->w->transport, what, dtn[dt], opn[op], count, i);
             return 1;
         }
     return 0;
 }
 
-static void do_allreduce(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count,
-                         bt_dtype dt, bt_op op, int inplace)
+static void do_allreduce(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count, bt_dtype dt,
+                         bt_op op, int inplace)
 {
     int n = x->w->n;
     fill(b->send, count, x->rank, dt, op);
@@ -84,8 +83,8 @@ static void do_allreduce(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t 
     cmp_out(x, inplace ? "allreduce(in place)" : "allreduce", out, b->want, count, dt, op);
 }
 
-static void do_reduce(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count,
-                      bt_dtype dt, bt_op op, int root)
+static void do_reduce(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count, bt_dtype dt,
+                      bt_op op, int root)
 {
     int n = x->w->n;
     fill(b->send, count, x->rank, dt, op);
@@ -114,8 +113,7 @@ static void do_reduce_scatter(struct rank_ctx *x, bt_comm *c, struct bufs *b, si
         cmp_out(x, "reduce_scatter", b->recv, b->want, count, dt, op);
 }
 
-static void do_allgather(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count,
-                         bt_dtype dt)
+static void do_allgather(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count, bt_dtype dt)
 {
     int n = x->w->n;
     size_t es = bt_dtype_size(dt);
@@ -130,8 +128,8 @@ static void do_allgather(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t 
         cmp_out(x, "allgather", b->recv, b->want, count * (size_t)n, dt, BT_SUM);
 }
 
-static void do_broadcast(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count,
-                         bt_dtype dt, int root)
+static void do_broadcast(struct rank_ctx *x, bt_comm *c, struct bufs *b, size_t count, bt_dtype dt,
+                         int root)
 {
     fill(b->send, count, x->rank == root ? root : 99, dt, BT_SUM);
     fill(b->want, count, root, dt, BT_SUM);
@@ -173,11 +171,18 @@ static void *rank_main(void *arg)
     struct rank_ctx *x = arg;
     struct world *w = x->w;
     int per = w->n / w->nnodes;
-    struct bt__comm_cfg cfg = {.rank = x->rank, .size = w->n, .local_rank = x->rank % per,
-                               .local_size = per, .node_rank = x->rank / per,
-                               .nnodes = w->nnodes, .store_host = "127.0.0.1",
-                               .store_port = w->port, .token = "t", .transport = w->transport,
-                               .algo = w->algo, .shm_slot_bytes = w->slot,
+    struct bt__comm_cfg cfg = {.rank = x->rank,
+                               .size = w->n,
+                               .local_rank = x->rank % per,
+                               .local_size = per,
+                               .node_rank = x->rank / per,
+                               .nnodes = w->nnodes,
+                               .store_host = "127.0.0.1",
+                               .store_port = w->port,
+                               .token = "t",
+                               .transport = w->transport,
+                               .algo = w->algo,
+                               .shm_slot_bytes = w->slot,
                                .ring_seg_bytes = w->ring_seg};
     struct bt__err err = {0};
     bt_comm *c = NULL;
@@ -253,7 +258,10 @@ static void test_tcp(void **state)
         for (int n = 2; n <= 8; n++) {
             /* odd n with the ring: 256-byte segments, so 1000 elements take many segments
              * (the sweep's count of 1 leaves chunks empty, as before) */
-            struct world w = {.n = n, .nnodes = 1, .transport = "tcp", .algo = algos[a],
+            struct world w = {.n = n,
+                              .nnodes = 1,
+                              .transport = "tcp",
+                              .algo = algos[a],
                               .ring_seg = a == 0 && n % 2 ? 256 : 0,
                               .big = (a == 3 && (n == 3 || n == 7)) || (a == 0 && n == 4)};
             run_world(&w);
@@ -265,8 +273,11 @@ static void test_hierarchical(void **state)
     (void)state;
     static const int shapes[][2] = {{4, 2}, {6, 3}, {6, 2}, {8, 4}};
     for (int s = 0; s < 4; s++) {
-        struct world w = {.n = shapes[s][0], .nnodes = shapes[s][1], .transport = "auto",
-                          .slot = s == 1 ? 65536 : 512, .big = s == 1};
+        struct world w = {.n = shapes[s][0],
+                          .nnodes = shapes[s][1],
+                          .transport = "auto",
+                          .slot = s == 1 ? 65536 : 512,
+                          .big = s == 1};
         run_world(&w);
     }
 }

@@ -22,7 +22,8 @@ static void test_strerror_table(void **state)
 {
     (void)state;
     assert_string_equal(bt_strerror(BT_OK), "success");
-    assert_string_equal(bt_strerror(BT_ERR_REMOTE), "a remote peer failed or closed the connection");
+    assert_string_equal(bt_strerror(BT_ERR_REMOTE),
+                        "a remote peer failed or closed the connection");
     assert_string_equal(bt_strerror(BT_ERR_AUTH), "authentication failed");
     assert_string_equal(bt_strerror(9999), "unknown error code");
     assert_string_equal(bt_strerror(-1), "unknown error code");
@@ -191,8 +192,8 @@ static void test_sock_timeout_and_abort(void **state)
     assert_true(bt__now_ns() - t0 >= 150000000LL);
     volatile int abort_flag = 1;
     struct bt__err err2 = {0};
-    assert_int_equal(bt__sock_wait(sfd, BT_SOCK_RECV, buf, 4, &off, BT_DEADLINE_NONE,
-                                   &abort_flag, &err2),
+    assert_int_equal(bt__sock_wait(sfd, BT_SOCK_RECV, buf, 4, &off, BT_DEADLINE_NONE, &abort_flag,
+                                   &err2),
                      BT_ERR_REMOTE);
     close(cfd);
     close(sfd);
@@ -207,7 +208,8 @@ static void test_connect_refused_retries_then_times_out(void **state)
     /* Bind a port and close it, so nothing listens there. */
     assert_int_equal(bt__sock_listen("127.0.0.1", 0, 1, &lfd, &port, &err), BT_OK);
     close(lfd);
-    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(0.5), .what = "store",
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(0.5),
+                                 .what = "store",
                                  .hint = "is the master pod running?"};
     int fd;
     assert_int_equal(bt__sock_connect("127.0.0.1", port, &o, &fd, &err), BT_ERR_TIMEOUT);
@@ -222,8 +224,7 @@ static void test_connect_unresolvable_name(void **state)
     struct bt__err err = {0};
     struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(0.3), .what = "store"};
     int fd;
-    assert_int_equal(bt__sock_connect("no-such-host.invalid", 1234, &o, &fd, &err),
-                     BT_ERR_TIMEOUT);
+    assert_int_equal(bt__sock_connect("no-such-host.invalid", 1234, &o, &fd, &err), BT_ERR_TIMEOUT);
     assert_non_null(strstr(err.msg, "does not resolve"));
 }
 

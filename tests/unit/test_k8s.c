@@ -21,8 +21,8 @@ static char *job_text(const char *kind, const char *name, const char *extra, con
     size_t n = 0;
     FILE *f = open_memstream(&s, &n);
     fprintf(f, "apiVersion: kubeflow.org/v1\nkind: %s\nmetadata:\n  name: %s\nspec:\n%s  %s:\n%s",
-            kind, name, extra,
-            !strcmp(kind, "TFJob") ? "tfReplicaSpecs" : "pytorchReplicaSpecs", specs);
+            kind, name, extra, !strcmp(kind, "TFJob") ? "tfReplicaSpecs" : "pytorchReplicaSpecs",
+            specs);
     fclose(f);
     return s;
 }
@@ -68,11 +68,16 @@ static void test_pytorch_facts_example(void **state)
     assert_int_equal(parse(text, &job, &err), BT_OK);
     assert_int_equal(job.npods, 3);
     const struct bt__k8s_pod *w1 = pod(&job, "pt-worker-1");
-    static const char *const want[][2] = {
-        {"MASTER_ADDR", "pt-master-0"}, {"MASTER_PORT", "23456"},   {"WORLD_SIZE", "3"},
-        {"RANK", "2"},                  {"PET_NODE_RANK", "2"},     {"PET_NPROC_PER_NODE", "auto"},
-        {"PET_NNODES", "3"},            {"PYTHONUNBUFFERED", "1"},  {"PET_MASTER_ADDR", "pt-master-0"},
-        {"PET_MASTER_PORT", "23456"}};
+    static const char *const want[][2] = {{"MASTER_ADDR", "pt-master-0"},
+                                          {"MASTER_PORT", "23456"},
+                                          {"WORLD_SIZE", "3"},
+                                          {"RANK", "2"},
+                                          {"PET_NODE_RANK", "2"},
+                                          {"PET_NPROC_PER_NODE", "auto"},
+                                          {"PET_NNODES", "3"},
+                                          {"PYTHONUNBUFFERED", "1"},
+                                          {"PET_MASTER_ADDR", "pt-master-0"},
+                                          {"PET_MASTER_PORT", "23456"}};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         assert_string_equal(bt__k8s_pod_env(w1, want[i][0]), want[i][1]);
     assert_int_equal(w1->nenv, 10);
@@ -175,9 +180,10 @@ static void test_tf_sparse_and_single(void **state)
     struct bt__k8s_job job;
     struct bt__err err;
     assert_int_equal(parse(text, &job, &err), BT_OK);
-    assert_string_equal(bt__k8s_pod_env(pod(&job, "d-worker-1"), "TF_CONFIG"),
-                        "{\"cluster\":{\"worker\":{\"1\":\"d-worker-1.default.svc:2222\"},\"ps\":"
-                        "[\"d-ps-0.default.svc:2222\"]},\"task\":{\"type\":\"worker\",\"index\":1}}");
+    assert_string_equal(
+        bt__k8s_pod_env(pod(&job, "d-worker-1"), "TF_CONFIG"),
+        "{\"cluster\":{\"worker\":{\"1\":\"d-worker-1.default.svc:2222\"},\"ps\":"
+        "[\"d-ps-0.default.svc:2222\"]},\"task\":{\"type\":\"worker\",\"index\":1}}");
     assert_string_equal(bt__k8s_pod_env(pod(&job, "d-ps-0"), "TF_CONFIG"),
                         "{\"cluster\":{\"worker\":{},\"ps\":[\"d-ps-0.default.svc:2222\"]},"
                         "\"task\":{\"type\":\"ps\",\"index\":0}}");
@@ -276,8 +282,7 @@ static void test_validation(void **state)
     s[0] = '\0';
     rs(s, sizeof(s), "Worker", 1, "pytorch", NULL);
     expect_invalid(t = job_text("PyTorchJob",
-                                "a-very-long-job-name-that-goes-on-and-on-and-on-and-on-x", "",
-                                s),
+                                "a-very-long-job-name-that-goes-on-and-on-and-on-and-on-x", "", s),
                    "longer than 63 characters");
     free(t);
     expect_invalid("apiVersion: kubeflow.org/v1\nkind: TFJob\nmetadata: {name: x}\n",
@@ -332,8 +337,9 @@ static void test_ytree_roundtrip(void **state)
     FILE *f = open_memstream(&out, &n);
     assert_int_equal(bt__yn_emit(f, docs, 1, &err), BT_OK);
     fclose(f);
-    assert_string_equal(out, "---\na: replaced\nb: \"1\"\nc: 'true'\nd: true\ne:\n- x\n- \"y z\"\n"
-                             "f: |\n  two\n  lines\ng: \"3\"\nh: \"yes\"\ni: pt-master-0\nj: 23456\n");
+    assert_string_equal(out,
+                        "---\na: replaced\nb: \"1\"\nc: 'true'\nd: true\ne:\n- x\n- \"y z\"\n"
+                        "f: |\n  two\n  lines\ng: \"3\"\nh: \"yes\"\ni: pt-master-0\nj: 23456\n");
     free(out);
     bt__yn_free(d);
 }

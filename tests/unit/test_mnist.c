@@ -27,8 +27,15 @@
 #include "../../examples/mnist/layers.c"
 
 static uint64_t rng_state = 42;
-static float frand(void) { return (float)(2.0 * mn_rng_uniform(&rng_state) - 1.0); }
-static void fill(float *x, size_t n) { for (size_t i = 0; i < n; i++) x[i] = frand(); }
+static float frand(void)
+{
+    return (float)(2.0 * mn_rng_uniform(&rng_state) - 1.0);
+}
+static void fill(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = frand();
+}
 
 /* ---- GEMM ---- */
 
@@ -37,7 +44,8 @@ static void check_gemm(int M, int N, int K, int trans_a, int trans_b, int acc)
     struct mn_gemm_ws ws;
     assert_int_equal(mn_gemm_ws_init(&ws), 0);
     float *a = malloc(sizeof(float) * M * K + 4), *b = malloc(sizeof(float) * K * N + 4);
-    float *c = malloc(sizeof(float) * M * (N + 3) + 4), *r = malloc(sizeof(float) * M * (N + 3) + 4);
+    float *c = malloc(sizeof(float) * M * (N + 3) + 4),
+          *r = malloc(sizeof(float) * M * (N + 3) + 4);
     fill(a, (size_t)M * K);
     fill(b, (size_t)K * N);
     fill(c, (size_t)M * (N + 3));
@@ -51,8 +59,8 @@ static void check_gemm(int M, int N, int K, int trans_a, int trans_b, int acc)
         for (int j = 0; j < N + 3; j++) {
             float want = r[i * ldc + j], got = c[i * ldc + j];
             if (fabsf(want - got) > 1e-4f * (1.0f + sqrtf((float)K))) {
-                fail_msg("gemm M=%d N=%d K=%d ta=%d tb=%d acc=%d: C[%d][%d] = %g, want %g", M, N,
-                         K, trans_a, trans_b, acc, i, j, got, want);
+                fail_msg("gemm M=%d N=%d K=%d ta=%d tb=%d acc=%d: C[%d][%d] = %g, want %g", M, N, K,
+                         trans_a, trans_b, acc, i, j, got, want);
             }
         }
     free(a);
@@ -83,7 +91,8 @@ static void test_gemm_matches_reference(void **state)
 static double dot(const float *a, const float *b, size_t n)
 {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
     return s;
 }
 
@@ -95,8 +104,7 @@ static void expect_close(const char *what, size_t i, double num, double ana, dou
 
 /* conv 3x3 valid (im2col + linear) on a (B, H, W, C) input with N filters. */
 static double conv_loss(struct mn_gemm_ws *ws, const float *x, const float *w, const float *b,
-                        const float *R, int B, int H, int W, int C, int N, float *col,
-                        float *out)
+                        const float *R, int B, int H, int W, int C, int N, float *col, float *out)
 {
     int M = B * (H - 2) * (W - 2);
     mn_im2col3(x, B, H, W, C, col);
@@ -117,8 +125,13 @@ static void test_conv_gradient(void **state)
     mn_linear_bwd(&ws, col, w, R, dw, db, dcol, M, K, N);
     mn_col2im3(dcol, B, H, W, C, dx);
     const float eps = 1e-2f;
-    struct { const char *name; float *p, *g; size_t n; } t[] = {
-        {"conv dx", x, dx, sizeof x / 4}, {"conv dw", w, dw, sizeof w / 4}, {"conv db", b, db, N}};
+    struct {
+        const char *name;
+        float *p, *g;
+        size_t n;
+    } t[] = {{"conv dx", x, dx, sizeof x / 4},
+             {"conv dw", w, dw, sizeof w / 4},
+             {"conv db", b, db, N}};
     for (size_t k = 0; k < 3; k++)
         for (size_t i = 0; i < t[k].n; i++) {
             float keep = t[k].p[i];
@@ -142,8 +155,11 @@ static void test_dense_gradient(void **state)
     fill(x, M * K), fill(w, K * N), fill(b, N), fill(R, M * N);
     mn_linear_bwd(&ws, x, w, R, dw, db, dx, M, K, N);
     const float eps = 1e-2f;
-    struct { const char *name; float *p, *g; size_t n; } t[] = {
-        {"dense dx", x, dx, M * K}, {"dense dw", w, dw, K * N}, {"dense db", b, db, N}};
+    struct {
+        const char *name;
+        float *p, *g;
+        size_t n;
+    } t[] = {{"dense dx", x, dx, M * K}, {"dense dw", w, dw, K * N}, {"dense db", b, db, N}};
     for (size_t k = 0; k < 3; k++)
         for (size_t i = 0; i < t[k].n; i++) {
             float keep = t[k].p[i];
@@ -165,8 +181,10 @@ static void test_relu_gradient(void **state)
     enum { N = 200 };
     float x[N], a[N], R[N], d[N];
     fill(x, N), fill(R, N);
-    for (int i = 0; i < N; i++) x[i] += x[i] > 0 ? 0.05f : -0.05f; /* away from the kink */
-    for (int i = 0; i < N; i++) a[i] = fmaxf(x[i], 0.0f);
+    for (int i = 0; i < N; i++)
+        x[i] += x[i] > 0 ? 0.05f : -0.05f; /* away from the kink */
+    for (int i = 0; i < N; i++)
+        a[i] = fmaxf(x[i], 0.0f);
     memcpy(d, R, sizeof d);
     mn_relu_bwd(a, d, N);
     const float eps = 1e-2f;
@@ -179,7 +197,8 @@ static void test_relu_gradient(void **state)
 /* x of distinct values, at least 0.03 apart, so a +-eps nudge never changes a window's max */
 static void fill_distinct(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++) x[i] = 0.03f * (float)i - 0.015f * (float)n;
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.03f * (float)i - 0.015f * (float)n;
     for (size_t i = n; i > 1; i--) {
         size_t j = mn_rng_next(&rng_state) % i;
         float t = x[i - 1];
@@ -215,13 +234,15 @@ static void test_maxpool_gradient(void **state)
         expect_close("maxpool dx", (size_t)i, (lp - lm) / (2 * eps), dx[i], 1e-3);
     }
     /* the fused ReLU + pool backward equals ReLU's backward after the pool's */
-    for (int i = 0; i < NI; i++) a[i] = fmaxf(x[i], 0.0f);
+    for (int i = 0; i < NI; i++)
+        a[i] = fmaxf(x[i], 0.0f);
     pool_loss(a, B, H, W, C, R, y, idx);
     mn_maxpool_bwd(R, idx, NO, dx, NI);
     mn_relu_bwd(a, dx, NI);
     memcpy(dy, R, sizeof dy);
     mn_pool_relu_bwd(a, NI, dy, idx, NO);
-    for (int i = 0; i < NI; i++) assert_true(a[i] == dx[i]);
+    for (int i = 0; i < NI; i++)
+        assert_true(a[i] == dx[i]);
 }
 
 static void test_softmax_xent_gradient(void **state)
@@ -232,7 +253,8 @@ static void test_softmax_xent_gradient(void **state)
     uint8_t y[B] = {3, 0, 9, 3};
     int correct;
     fill(z, B * K);
-    for (int i = 0; i < B * K; i++) z[i] *= 3;
+    for (int i = 0; i < B * K; i++)
+        z[i] *= 3;
     mn_softmax_xent(z, y, B, K, 0.25f, d, &correct);
     const float eps = 1e-3f;
     for (int i = 0; i < B * K; i++) {
@@ -280,15 +302,22 @@ static void test_model_gradient(void **state)
     mn_point_params(&g, grads);
     /* small random biases, so that biases have gradients to check and few units are dead */
     fill(p.conv1_b, 32), fill(p.conv2_b, 64), fill(p.conv3_b, 64), fill(p.dense1_b, 64);
-    for (int i = 0; i < 64; i++) p.conv2_b[i] *= 0.1f, p.conv3_b[i] *= 0.1f, p.dense1_b[i] *= 0.1f;
-    for (int i = 0; i < 32; i++) p.conv1_b[i] *= 0.1f;
-    for (int i = 0; i < B * 784; i++) x[i] = 0.5f * (frand() + 1.0f);
+    for (int i = 0; i < 64; i++)
+        p.conv2_b[i] *= 0.1f, p.conv3_b[i] *= 0.1f, p.dense1_b[i] *= 0.1f;
+    for (int i = 0; i < 32; i++)
+        p.conv1_b[i] *= 0.1f;
+    for (int i = 0; i < B * 784; i++)
+        x[i] = 0.5f * (frand() + 1.0f);
     assert_int_equal(mn_acts_init(&a, B), 0);
     model_loss(&p, &a, x, y, B);
     mn_backward(&p, &g, &a, B);
     /* a sample of every tensor; float32 forward, so eps and tolerance are generous */
     const float eps = 1e-3f;
-    struct { const char *name; float *p, *g; size_t n; } t[] = {
+    struct {
+        const char *name;
+        float *p, *g;
+        size_t n;
+    } t[] = {
 #define X_T(name, count) {#name, p.name, g.name, count},
         MN_PARAM_TABLE(X_T)
 #undef X_T
@@ -307,7 +336,8 @@ static void test_model_gradient(void **state)
             double num = (lp - lm) / (2 * eps), ana = t[k].g[i], tol = 1e-3 + 2e-2 * fabs(ana);
             double right = (lp - l0) / eps, left = (l0 - lm) / eps;
             checked++;
-            if (fabs(num - ana) <= tol) continue;
+            if (fabs(num - ana) <= tol)
+                continue;
             /* a ReLU or pool kink inside +-eps: the one-sided slopes differ, and the analytic
              * value must then lie between them */
             if (fabs(right - left) > tol && ana >= fmin(left, right) - tol &&
@@ -316,12 +346,11 @@ static void test_model_gradient(void **state)
                 continue;
             }
             off++;
-            printf("# %s[%zu]: numerical %.6g (left %.6g, right %.6g) analytic %.6g\n",
-                   t[k].name, i, num, left, right, ana);
+            printf("# %s[%zu]: numerical %.6g (left %.6g, right %.6g) analytic %.6g\n", t[k].name,
+                   i, num, left, right, ana);
         }
     }
-    printf("# model gradient: %d sampled parameters, %d at a kink, %d off\n", checked, kinks,
-           off);
+    printf("# model gradient: %d sampled parameters, %d at a kink, %d off\n", checked, kinks, off);
     /* A wiring or buffer-reuse bug would be off on most samples of a tensor. A few sporadic
      * misses are max-pool windows whose two largest values lie within eps of each other on
      * this random input: a sub-epsilon kink no float32 difference can step around (the
@@ -379,7 +408,8 @@ static size_t make_images(unsigned char *buf, uint32_t n)
 {
     unsigned char h[16] = {0, 0, 8, 3, n >> 24, n >> 16, n >> 8, n, 0, 0, 0, 2, 0, 0, 0, 3};
     memcpy(buf, h, 16);
-    for (uint32_t i = 0; i < n * 6; i++) buf[16 + i] = (unsigned char)(i % 251);
+    for (uint32_t i = 0; i < n * 6; i++)
+        buf[16 + i] = (unsigned char)(i % 251);
     return 16 + n * 6;
 }
 

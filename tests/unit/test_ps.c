@@ -40,8 +40,11 @@ static void start_cluster(struct cluster *c, int ns, double timeout_s, const cha
     memset(c, 0, sizeof(*c));
     c->ns = ns;
     for (int i = 0; i < ns; i++) {
-        struct bt__ps_server_cfg cfg = {.host = "127.0.0.1", .index = i, .token = "tok",
-                                        .timeout_s = timeout_s, .ckpt_dir = ckpt_dir};
+        struct bt__ps_server_cfg cfg = {.host = "127.0.0.1",
+                                        .index = i,
+                                        .token = "tok",
+                                        .timeout_s = timeout_s,
+                                        .ckpt_dir = ckpt_dir};
         struct bt__err err = {0};
         int port = 0;
         assert_int_equal(bt__ps_server_create(&cfg, &c->srv[i], &port, &err), BT_OK);
@@ -60,8 +63,12 @@ static void stop_cluster(struct cluster *c)
 static int open_worker(struct cluster *c, int rank, int nworkers, int64_t part, double tmo,
                        bt_ps **ps)
 {
-    struct bt__ps_client_cfg cfg = {.rank = rank, .nworkers = nworkers, .nservers = c->ns,
-                                    .endpoints = c->eps, .token = "tok", .timeout_s = tmo,
+    struct bt__ps_client_cfg cfg = {.rank = rank,
+                                    .nworkers = nworkers,
+                                    .nservers = c->ns,
+                                    .endpoints = c->eps,
+                                    .token = "tok",
+                                    .timeout_s = tmo,
                                     .partition_bytes = part};
     return bt__ps_open_cfg(&cfg, ps);
 }
@@ -207,7 +214,8 @@ static void reference(int nworkers, double *out[NKEYS])
                 } else {
                     m[i] = o.beta1 * m[i] + (1 - o.beta1) * g;
                     v[i] = o.beta2 * v[i] + (1 - o.beta2) * g * g;
-                    double mh = m[i] / (1 - pow(o.beta1, t + 1)), vh = v[i] / (1 - pow(o.beta2, t + 1));
+                    double mh = m[i] / (1 - pow(o.beta1, t + 1)),
+                           vh = v[i] / (1 - pow(o.beta2, t + 1));
                     w[i] -= o.lr * mh / (sqrt(vh) + o.eps);
                 }
             }
@@ -243,7 +251,8 @@ static void run_sync(int ns, int nw)
             for (size_t i = 0; i < key_counts[k]; i++)
                 if (fabs(a[r].final[k][i] - ref[k][i]) > 1e-4 * (1 + fabs(ref[k][i])))
                     fail_msg("%d servers x %d workers: worker %d key %s[%zu] = %.7f, reference "
-                             "%.7f", ns, nw, r, key_names[k], i, a[r].final[k][i], ref[k][i]);
+                             "%.7f",
+                             ns, nw, r, key_names[k], i, a[r].final[k][i], ref[k][i]);
     }
     for (int k = 0; k < NKEYS; k++)
         free(ref[k]);
@@ -428,7 +437,7 @@ static void test_bounded(void **state)
     fast.c = slow.c = &c;
     pthread_create(&tf, NULL, bounded_worker, &fast);
     assert_int_equal(wait_count(&fast.done, 3, 10), 3); /* pushes 0, 1, 2: S = 2 ahead */
-    usleep(300 * 1000);                                  /* and no further */
+    usleep(300 * 1000);                                 /* and no further */
     assert_int_equal(__atomic_load_n(&fast.done, __ATOMIC_ACQUIRE), 3);
     pthread_create(&tslow, NULL, bounded_worker, &slow); /* the slow one pushes once */
     pthread_join(tslow, NULL);
@@ -533,7 +542,9 @@ static void test_bad_frames(void **state)
     /* wrong magic: no answer, closed */
     int fd = raw_connect(&c, 0);
     uint8_t junk[56] = "GET / HTTP/1.1\r\n\r\n";
-    assert_int_equal(bt__sock_send_all(fd, junk, sizeof(junk), bt__deadline_in(5), &(struct bt__err){0}), BT_OK);
+    assert_int_equal(bt__sock_send_all(fd, junk, sizeof(junk), bt__deadline_in(5),
+                                       &(struct bt__err){0}),
+                     BT_OK);
     assert_true(closed_by_peer(fd));
     close(fd);
 
@@ -546,7 +557,8 @@ static void test_bad_frames(void **state)
     /* a shape mismatch */
     frame(&b, BT__PS_PUSH, 1, "k", 0, 5, 1);
     assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_ERROR);
-    assert_non_null(strstr(msg, "shape mismatch: key 'k' piece 0/1 holds 4 floats, the push has 5"));
+    assert_non_null(
+        strstr(msg, "shape mismatch: key 'k' piece 0/1 holds 4 floats, the push has 5"));
     b.len = 0;
     bt__wbuf_frame_end(&b, bt__wbuf_frame_begin(&b, BT__PS_PING));
     assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_OK);
@@ -578,8 +590,12 @@ static void test_bad_frames(void **state)
     close(fd);
 
     /* a wrong token, a wrong job shape, a rank out of range */
-    struct bt__ps_client_cfg cfg = {.rank = 1, .nworkers = 2, .nservers = 1, .endpoints = c.eps,
-                                    .token = "other-job", .timeout_s = 2};
+    struct bt__ps_client_cfg cfg = {.rank = 1,
+                                    .nworkers = 2,
+                                    .nservers = 1,
+                                    .endpoints = c.eps,
+                                    .token = "other-job",
+                                    .timeout_s = 2};
     bt_ps *bad = NULL;
     assert_int_equal(bt__ps_open_cfg(&cfg, &bad), BT_ERR_AUTH);
     assert_non_null(strstr(bt_ps_last_error(NULL), "refused our token"));
@@ -662,8 +678,8 @@ static void test_dead_server(void **state)
     c.srv[1] = NULL;
     int64_t t0 = bt__now_ns();
     assert_int_equal(bt_ps_pull(ps, "d", w, 1000), BT_ERR_REMOTE);
-    print_message("dead server reported after %.2f s: %s\n",
-                  (double)(bt__now_ns() - t0) / 1e9, bt_ps_last_error(ps));
+    print_message("dead server reported after %.2f s: %s\n", (double)(bt__now_ns() - t0) / 1e9,
+                  bt_ps_last_error(ps));
     assert_non_null(strstr(bt_ps_last_error(ps), "ps server 1 ("));
     assert_non_null(strstr(bt_ps_last_error(ps), "holding key 'd' piece"));
     bt_ps_close(ps);
@@ -744,8 +760,12 @@ static void test_store_and_shutdown(void **state)
     struct bt__ps_server *srv[2];
     pthread_t th[2];
     for (int i = 0; i < 2; i++) { /* indices from the store, loops on our threads */
-        struct bt__ps_server_cfg cfg = {.host = "127.0.0.1", .index = -1, .token = "tok",
-                                        .rdzv = rdzv, .timeout_s = 30, .exit_when_done = 1};
+        struct bt__ps_server_cfg cfg = {.host = "127.0.0.1",
+                                        .index = -1,
+                                        .token = "tok",
+                                        .rdzv = rdzv,
+                                        .timeout_s = 30,
+                                        .exit_when_done = 1};
         assert_int_equal(bt__ps_server_create(&cfg, &srv[i], NULL, &err), BT_OK);
         assert_int_equal(bt__ps_server_index(srv[i]), i);
         pthread_create(&th[i], NULL, run_server, srv[i]);

@@ -48,22 +48,22 @@ static int detect(const char *const *env)
 }
 
 /* Detection must fail with BT_ERR_INVALID_USAGE and a message that names each of words. */
-#define EXPECT_BAD(rc, ...)                                                                    \
-    do {                                                                                       \
-        const char *w_[] = {__VA_ARGS__, NULL};                                                \
-        assert_int_equal((rc), BT_ERR_INVALID_USAGE);                                          \
-        assert_int_equal(E.code, BT_ERR_INVALID_USAGE);                                        \
-        assert_null(strchr(E.msg, '\n'));                                                      \
-        for (const char **w = w_; *w; w++)                                                     \
-            if (!strstr(E.msg, *w))                                                            \
-                fail_msg("error '%s' does not name '%s'", E.msg, *w);                          \
+#define EXPECT_BAD(rc, ...)                                                                        \
+    do {                                                                                           \
+        const char *w_[] = {__VA_ARGS__, NULL};                                                    \
+        assert_int_equal((rc), BT_ERR_INVALID_USAGE);                                              \
+        assert_int_equal(E.code, BT_ERR_INVALID_USAGE);                                            \
+        assert_null(strchr(E.msg, '\n'));                                                          \
+        for (const char **w = w_; *w; w++)                                                         \
+            if (!strstr(E.msg, *w))                                                                \
+                fail_msg("error '%s' does not name '%s'", E.msg, *w);                              \
     } while (0)
 
 /* ---- PyTorchJob ---- */
 
-#define PT_WORKER1                                                                             \
-    "MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=3", "RANK=2",                  \
-        "PET_NODE_RANK=2", "PET_NPROC_PER_NODE=auto", "PET_NNODES=3", "PYTHONUNBUFFERED=1",    \
+#define PT_WORKER1                                                                                 \
+    "MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=3", "RANK=2", "PET_NODE_RANK=2",   \
+        "PET_NPROC_PER_NODE=auto", "PET_NNODES=3", "PYTHONUNBUFFERED=1",                           \
         "PET_MASTER_ADDR=pt-master-0", "PET_MASTER_PORT=23456"
 
 static void test_pytorchjob_worker1(void **state)
@@ -99,9 +99,9 @@ static void test_pytorchjob_worker1(void **state)
 static void test_pytorchjob_nproc4(void **state)
 {
     (void)state;
-    const char *env[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=12",
-                         "RANK=2", "PET_NODE_RANK=2", "PET_NPROC_PER_NODE=4", "PET_NNODES=3",
-                         NULL};
+    const char *env[] = {
+        "MASTER_ADDR=pt-master-0", "MASTER_PORT=23456",    "WORLD_SIZE=12", "RANK=2",
+        "PET_NODE_RANK=2",         "PET_NPROC_PER_NODE=4", "PET_NNODES=3",  NULL};
     assert_int_equal(detect(env), BT_OK);
     assert_int_equal(S.nnodes, 3);
     assert_int_equal(S.node_rank, 2);
@@ -109,15 +109,20 @@ static void test_pytorchjob_nproc4(void **state)
     assert_int_equal(S.world_size, 12);
     assert_int_equal(S.first_rank, 8);
     /* Without PET_NNODES the node count is WORLD_SIZE / nproc. */
-    const char *env2[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=12",
-                          "RANK=0", "PET_NPROC_PER_NODE=4", NULL};
+    const char *env2[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456",
+                          "WORLD_SIZE=12",           "RANK=0",
+                          "PET_NPROC_PER_NODE=4",    NULL};
     assert_int_equal(detect(env2), BT_OK);
     assert_int_equal(S.nnodes, 3);
     assert_int_equal(S.node_rank, 0);
     assert_int_equal(S.first_rank, 0);
     /* "auto" counts as 1 in WORLD_SIZE */
-    const char *env3[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=3",
-                          "RANK=1", "PET_NPROC_PER_NODE=auto", NULL};
+    const char *env3[] = {"MASTER_ADDR=pt-master-0",
+                          "MASTER_PORT=23456",
+                          "WORLD_SIZE=3",
+                          "RANK=1",
+                          "PET_NPROC_PER_NODE=auto",
+                          NULL};
     assert_int_equal(detect(env3), BT_OK);
     assert_int_equal(S.nnodes, 3);
     assert_int_equal(S.nproc_per_node, 0);
@@ -134,8 +139,8 @@ static void test_pytorchjob_rdzv_port_flag(void **state)
     assert_int_equal(S.master_port, 23456);
     assert_int_equal(S.source, BT_SPEC_PYTORCHJOB);
     /* MASTER_PORT=65535 leaves no +1 unless --rdzv-port says where */
-    const char *env2[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=65535", "WORLD_SIZE=3",
-                          "RANK=1", NULL};
+    const char *env2[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=65535", "WORLD_SIZE=3", "RANK=1",
+                          NULL};
     assert_int_equal(detect_f(&f, env2), BT_OK);
     EXPECT_BAD(detect(env2), "MASTER_PORT=65535", "--rdzv-port");
 }
@@ -143,9 +148,14 @@ static void test_pytorchjob_rdzv_port_flag(void **state)
 static void test_pytorchjob_elastic(void **state)
 {
     (void)state;
-    const char *env[] = {"PET_RDZV_ENDPOINT=el-worker-0:23456", "PET_RDZV_BACKEND=c10d",
-                         "PET_NNODES=2:4", "PET_MAX_RESTARTS=3", "PET_RDZV_ID=el-id",
-                         "PET_NPROC_PER_NODE=2", "PET_STANDALONE=", "HOSTNAME=el-worker-1",
+    const char *env[] = {"PET_RDZV_ENDPOINT=el-worker-0:23456",
+                         "PET_RDZV_BACKEND=c10d",
+                         "PET_NNODES=2:4",
+                         "PET_MAX_RESTARTS=3",
+                         "PET_RDZV_ID=el-id",
+                         "PET_NPROC_PER_NODE=2",
+                         "PET_STANDALONE=",
+                         "HOSTNAME=el-worker-1",
                          NULL};
     assert_int_equal(detect(env), BT_OK);
     assert_int_equal(S.source, BT_SPEC_PYTORCHJOB);
@@ -208,31 +218,52 @@ static void test_pytorchjob_bad(void **state)
     const char *rank_word[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=3",
                                "RANK=two", NULL};
     EXPECT_BAD(detect(rank_word), "RANK='two'", "not an integer");
-    const char *rank_big[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=3",
-                              "RANK=3", "PET_NNODES=3", NULL};
+    const char *rank_big[] = {"MASTER_ADDR=pt-master-0",
+                              "MASTER_PORT=23456",
+                              "WORLD_SIZE=3",
+                              "RANK=3",
+                              "PET_NNODES=3",
+                              NULL};
     EXPECT_BAD(detect(rank_big), "RANK=3", "3 node");
     const char *rank_neg[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=3",
                               "RANK=-1", NULL};
     EXPECT_BAD(detect(rank_neg), "RANK=-1", ">= 0");
-    const char *disagree[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=3",
-                              "RANK=1", "PET_NODE_RANK=2", NULL};
+    const char *disagree[] = {"MASTER_ADDR=pt-master-0",
+                              "MASTER_PORT=23456",
+                              "WORLD_SIZE=3",
+                              "RANK=1",
+                              "PET_NODE_RANK=2",
+                              NULL};
     EXPECT_BAD(detect(disagree), "RANK=1", "PET_NODE_RANK=2", "disagree");
-    const char *ws_mult[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=7",
-                             "RANK=1", "PET_NPROC_PER_NODE=4", NULL};
+    const char *ws_mult[] = {"MASTER_ADDR=pt-master-0",
+                             "MASTER_PORT=23456",
+                             "WORLD_SIZE=7",
+                             "RANK=1",
+                             "PET_NPROC_PER_NODE=4",
+                             NULL};
     EXPECT_BAD(detect(ws_mult), "WORLD_SIZE=7", "multiple", "PET_NPROC_PER_NODE=4");
-    const char *ws_nn[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=23456", "WORLD_SIZE=6",
-                           "RANK=1", "PET_NNODES=3", "PET_NPROC_PER_NODE=1", NULL};
+    const char *ws_nn[] = {"MASTER_ADDR=pt-master-0",
+                           "MASTER_PORT=23456",
+                           "WORLD_SIZE=6",
+                           "RANK=1",
+                           "PET_NNODES=3",
+                           "PET_NPROC_PER_NODE=1",
+                           NULL};
     EXPECT_BAD(detect(ws_nn), "WORLD_SIZE=6", "PET_NNODES=3");
-    const char *port[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=70000", "WORLD_SIZE=3",
-                          "RANK=1", NULL};
+    const char *port[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=70000", "WORLD_SIZE=3", "RANK=1",
+                          NULL};
     EXPECT_BAD(detect(port), "MASTER_PORT=70000", "<= 65535");
     const char *no_port[] = {"MASTER_ADDR=pt-master-0", "WORLD_SIZE=3", "RANK=1", NULL};
     EXPECT_BAD(detect(no_port), "MASTER_PORT is not set");
-    const char *nn[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=1", "RANK=0",
-                        "PET_NNODES=4:2", NULL};
+    const char *nn[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=1", "RANK=0", "PET_NNODES=4:2",
+                        NULL};
     EXPECT_BAD(detect(nn), "PET_NNODES='4:2'");
-    const char *nproc0[] = {"MASTER_ADDR=pt-master-0", "MASTER_PORT=1", "RANK=0",
-                            "WORLD_SIZE=1", "PET_NPROC_PER_NODE=0", NULL};
+    const char *nproc0[] = {"MASTER_ADDR=pt-master-0",
+                            "MASTER_PORT=1",
+                            "RANK=0",
+                            "WORLD_SIZE=1",
+                            "PET_NPROC_PER_NODE=0",
+                            NULL};
     EXPECT_BAD(detect(nproc0), "PET_NPROC_PER_NODE=0");
     /* MASTER_ADDR and MASTER_PORT alone (a developer's shell) are not a PyTorchJob */
     const char *dev[] = {"MASTER_ADDR=localhost", "MASTER_PORT=29500", NULL};
@@ -246,12 +277,12 @@ static void test_pytorchjob_bad(void **state)
 
 /* ---- TFJob ---- */
 
-#define TF_CLUSTER                                                                             \
-    "{\"chief\":[\"mnist-chief-0.default.svc:2222\"],\"evaluator\":[\"mnist-evaluator-0."      \
-    "default.svc:2222\"],\"ps\":[\"mnist-ps-0.default.svc:2222\"],\"worker\":[\"mnist-worker-" \
+#define TF_CLUSTER                                                                                 \
+    "{\"chief\":[\"mnist-chief-0.default.svc:2222\"],\"evaluator\":[\"mnist-evaluator-0."          \
+    "default.svc:2222\"],\"ps\":[\"mnist-ps-0.default.svc:2222\"],\"worker\":[\"mnist-worker-"     \
     "0.default.svc:2222\",\"mnist-worker-1.default.svc:2222\"]}"
-#define TF_CONFIG_FOR(type, index)                                                             \
-    "TF_CONFIG={\"cluster\":" TF_CLUSTER ",\"task\":{\"type\":\"" type "\",\"index\":" #index  \
+#define TF_CONFIG_FOR(type, index)                                                                 \
+    "TF_CONFIG={\"cluster\":" TF_CLUSTER ",\"task\":{\"type\":\"" type "\",\"index\":" #index      \
     "},\"environment\":\"cloud\"}"
 
 static void check_tf_common(void)
@@ -344,10 +375,11 @@ static void test_tf_no_chief_and_master(void **state)
 static void test_tf_sparse(void **state)
 {
     (void)state;
-    const char *env[] = {"TF_CONFIG={\"cluster\":{\"worker\":{\"1\":\"sp-worker-1.default.svc:2222\"},"
-                         "\"ps\":[\"sp-ps-0.default.svc:2222\"]},\"task\":{\"type\":\"worker\","
-                         "\"index\":1}}",
-                         "BATON_NNODES=3", NULL};
+    const char *env[] = {
+        "TF_CONFIG={\"cluster\":{\"worker\":{\"1\":\"sp-worker-1.default.svc:2222\"},"
+        "\"ps\":[\"sp-ps-0.default.svc:2222\"]},\"task\":{\"type\":\"worker\","
+        "\"index\":1}}",
+        "BATON_NNODES=3", NULL};
     assert_int_equal(detect(env), BT_OK);
     assert_int_equal(S.source, BT_SPEC_TFJOB);
     assert_int_equal(S.node_rank, 1);
@@ -442,9 +474,9 @@ static void test_tf_mutations(void **state)
 static void test_mpi(void **state)
 {
     (void)state;
-    const char *env[] = {"OMPI_COMM_WORLD_RANK=3", "OMPI_COMM_WORLD_SIZE=4",
+    const char *env[] = {"OMPI_COMM_WORLD_RANK=3",       "OMPI_COMM_WORLD_SIZE=4",
                          "OMPI_COMM_WORLD_LOCAL_RANK=1", "OMPI_COMM_WORLD_LOCAL_SIZE=2",
-                         "BATON_RDZV=node0:29601", NULL};
+                         "BATON_RDZV=node0:29601",       NULL};
     assert_int_equal(detect(env), BT_OK);
     assert_int_equal(S.source, BT_SPEC_MPI);
     assert_int_equal(S.node_rank, 3);
@@ -460,8 +492,8 @@ static void test_mpi(void **state)
     assert_int_equal(detect(local), BT_OK);
     assert_string_equal(S.rdzv_host, "127.0.0.1");
     assert_int_equal(S.rdzv_port, 29501);
-    const char *pmix[] = {"PMIX_RANK=1", "PMI_SIZE=2", "PMIX_NAMESPACE=ns7",
-                          "BATON_RDZV_HOST=h0", NULL};
+    const char *pmix[] = {"PMIX_RANK=1", "PMI_SIZE=2", "PMIX_NAMESPACE=ns7", "BATON_RDZV_HOST=h0",
+                          NULL};
     assert_int_equal(detect(pmix), BT_OK);
     assert_int_equal(S.node_rank, 1);
     assert_int_equal(S.nnodes, 2);
@@ -507,9 +539,9 @@ static void test_slurm_nodelist(void **state)
     expect_list("single", (const char *[]){"single", NULL});
     expect_list("x[7]", (const char *[]){"x7", NULL});
     assert_int_equal(bt__slurm_nodelist_expand("a[1-100000]", NULL, 0), 100000);
-    static const char *const bad[] = {"", "a[1-", "a[3-1]", "a]", ",a", "a,", "a[]", "a[1,]",
-                                      "a[[1]]", "a[x]", "a[1-2-3]", "a,,b", "a[-1]",
-                                      "n[0-999999999]"};
+    static const char *const bad[] = {
+        "",      "a[1-",   "a[3-1]", "a]",       ",a",   "a,",    "a[]",
+        "a[1,]", "a[[1]]", "a[x]",   "a[1-2-3]", "a,,b", "a[-1]", "n[0-999999999]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (bt__slurm_nodelist_expand(bad[i], NULL, 0) != -1)
             fail_msg("'%s' accepted", bad[i]);
@@ -518,8 +550,12 @@ static void test_slurm_nodelist(void **state)
 static void test_slurm(void **state)
 {
     (void)state;
-    const char *env[] = {"SLURM_JOB_ID=4242", "SLURM_NODEID=1", "SLURM_NNODES=5",
-                         "SLURM_NTASKS=5", "SLURM_PROCID=1", "SLURM_JOB_NODELIST=gpu[01-04,07]",
+    const char *env[] = {"SLURM_JOB_ID=4242",
+                         "SLURM_NODEID=1",
+                         "SLURM_NNODES=5",
+                         "SLURM_NTASKS=5",
+                         "SLURM_PROCID=1",
+                         "SLURM_JOB_NODELIST=gpu[01-04,07]",
                          NULL};
     assert_int_equal(detect(env), BT_OK);
     assert_int_equal(S.source, BT_SPEC_SLURM);
@@ -529,14 +565,19 @@ static void test_slurm(void **state)
     assert_string_equal(S.rdzv_host, "gpu01");
     assert_int_equal(S.rdzv_port, 29501);
     assert_int_equal(S.nproc_per_node, 0);
-    const char *port[] = {"SLURM_JOB_ID=7", "SLURM_NODEID=0", "SLURM_JOB_NUM_NODES=2",
-                          "SLURM_JOB_NODELIST=node1,node[3-5]", "MASTER_PORT=12345", NULL};
+    const char *port[] = {"SLURM_JOB_ID=7",        "SLURM_NODEID=0",
+                          "SLURM_JOB_NUM_NODES=2", "SLURM_JOB_NODELIST=node1,node[3-5]",
+                          "MASTER_PORT=12345",     NULL};
     assert_int_equal(detect(port), BT_OK);
     assert_string_equal(S.rdzv_host, "node1");
     assert_int_equal(S.rdzv_port, 12346);
     assert_int_equal(S.master_port, 12345);
-    const char *tasks[] = {"SLURM_JOB_ID=7", "SLURM_NODEID=1", "SLURM_NNODES=2",
-                           "SLURM_NTASKS=8", "SLURM_PROCID=5", "SLURM_NODELIST=a[001-003]",
+    const char *tasks[] = {"SLURM_JOB_ID=7",
+                           "SLURM_NODEID=1",
+                           "SLURM_NNODES=2",
+                           "SLURM_NTASKS=8",
+                           "SLURM_PROCID=5",
+                           "SLURM_NODELIST=a[001-003]",
                            NULL};
     assert_int_equal(detect(tasks), BT_OK);
     assert_int_equal(S.node_rank, 5);
@@ -549,7 +590,7 @@ static void test_slurm(void **state)
                             "SLURM_JOB_NODELIST=a[1-2]", NULL};
     EXPECT_BAD(detect(nodeid), "SLURM_NODEID=5", "SLURM_NNODES=2");
     const char *list[] = {"SLURM_JOB_ID=7", "SLURM_NODEID=0", "SLURM_NNODES=2",
-                         "SLURM_JOB_NODELIST=gpu[01-", NULL};
+                          "SLURM_JOB_NODELIST=gpu[01-", NULL};
     EXPECT_BAD(detect(list), "SLURM_JOB_NODELIST='gpu[01-'");
     const char *few[] = {"SLURM_JOB_ID=7", "SLURM_NODEID=0", "SLURM_NNODES=3",
                          "SLURM_JOB_NODELIST=a[1-2]", NULL};
@@ -574,17 +615,21 @@ static void test_jaxjob(void **state)
     const char *bad[] = {"COORDINATOR_ADDRESS=jx-worker-0", "COORDINATOR_PORT=6666",
                          "NUM_PROCESSES=4", "PROCESS_ID=4", NULL};
     EXPECT_BAD(detect(bad), "PROCESS_ID=4", "NUM_PROCESSES=4");
-    const char *noport[] = {"COORDINATOR_ADDRESS=jx-worker-0", "NUM_PROCESSES=4",
-                            "PROCESS_ID=0", NULL};
+    const char *noport[] = {"COORDINATOR_ADDRESS=jx-worker-0", "NUM_PROCESSES=4", "PROCESS_ID=0",
+                            NULL};
     EXPECT_BAD(detect(noport), "COORDINATOR_PORT");
 }
 
 static void test_trainer_v2(void **state)
 {
     (void)state;
-    const char *env[] = {"PET_NNODES=2", "PET_NPROC_PER_NODE=4", "PET_NODE_RANK=1",
-                         "PET_MASTER_ADDR=tj-trainer-node-0-0.tj", "PET_MASTER_PORT=29500",
-                         "JOB_COMPLETION_INDEX=1", NULL};
+    const char *env[] = {"PET_NNODES=2",
+                         "PET_NPROC_PER_NODE=4",
+                         "PET_NODE_RANK=1",
+                         "PET_MASTER_ADDR=tj-trainer-node-0-0.tj",
+                         "PET_MASTER_PORT=29500",
+                         "JOB_COMPLETION_INDEX=1",
+                         NULL};
     assert_int_equal(detect(env), BT_OK);
     assert_int_equal(S.source, BT_SPEC_TRAINER_V2);
     assert_string_equal(S.job_id, "tj");
@@ -611,9 +656,9 @@ static void test_indexed(void **state)
     assert_int_equal(S.nnodes, 4);
     assert_string_equal(S.rdzv_host, "ix-0.ix");
     assert_int_equal(S.rdzv_port, 29501);
-    const char *short_host[] = {"JOB_COMPLETION_INDEX=12", "BATON_NNODES=16",
+    const char *short_host[] = {"JOB_COMPLETION_INDEX=12",      "BATON_NNODES=16",
                                 "BATON_RDZV_HOST=my-job-0.svc", "BATON_RDZV_PORT=4000",
-                                "HOSTNAME=my-job-12", NULL};
+                                "HOSTNAME=my-job-12",           NULL};
     assert_int_equal(detect(short_host), BT_OK);
     assert_string_equal(S.job_id, "my-job");
     assert_int_equal(S.rdzv_port, 4000);
@@ -734,8 +779,8 @@ static void test_flags(void **state)
 static void test_parse_flags(void **state)
 {
     (void)state;
-    char *argv[] = {"spec", "--spec", "tfjob", "-n", "auto", "--nnodes=3", "--node-rank", "2",
-                    "--rdzv", "h:5", "--rdzv-port", "77", "--json"};
+    char *argv[] = {"spec", "--spec", "tfjob", "-n",          "auto", "--nnodes=3", "--node-rank",
+                    "2",    "--rdzv", "h:5",   "--rdzv-port", "77",   "--json"};
     int argc = (int)(sizeof(argv) / sizeof(argv[0]));
     struct bt__spec_flags f = noflags();
     struct bt__err err = {0};

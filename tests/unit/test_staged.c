@@ -43,10 +43,10 @@ struct pending {
 };
 
 struct memeng {
-    int eager;      /* copy at once instead of at the wait */
-    long fail_at;   /* fail the copy with this number (1-based), 0: never */
-    long copies;    /* started */
-    int overflow;   /* more than QMAX copies pending on a slot: a pipeline bug */
+    int eager;    /* copy at once instead of at the wait */
+    long fail_at; /* fail the copy with this number (1-based), 0: never */
+    long copies;  /* started */
+    int overflow; /* more than QMAX copies pending on a slot: a pipeline bug */
     struct pending q[BT_STAGE_SLOTS][QMAX];
     int nq[BT_STAGE_SLOTS];
 };
@@ -57,8 +57,8 @@ static void run_copy(const struct pending *p)
         memcpy((char *)p->dst + r * p->dpitch, (const char *)p->src + r * p->spitch, p->width);
 }
 
-static int me_copy(struct bt_comm *c, void *ctx, int slot, int to_host, void *dst,
-                   size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows)
+static int me_copy(struct bt_comm *c, void *ctx, int slot, int to_host, void *dst, size_t dpitch,
+                   const void *src, size_t spitch, size_t width, size_t rows)
 {
     struct memeng *m = ctx;
     struct pending p = {dst, src, dpitch, spitch, width, rows};
@@ -173,10 +173,11 @@ static void check(struct rank_ctx *x, const struct bt__call *a, size_t n_out, co
     for (size_t i = 0; i < n_out; i++) {
         const char *g = x->dev + i * es;
         if (memcmp(g, x->want + i * es, es) || memcmp(g, x->host + i * es, es)) {
-            failf(x, "rank %d n=%d %s %s %s %s count=%zu seg=%zu: element %zu differs from "
-                  "the %s", x->rank, x->w->n, x->w->transport, what, dtn[a->dtype],
-                  opn[a->op], a->count, x->st.seg_bytes, i,
-                  memcmp(g, x->want + i * es, es) ? "reference" : "host path");
+            failf(x,
+                  "rank %d n=%d %s %s %s %s count=%zu seg=%zu: element %zu differs from "
+                  "the %s",
+                  x->rank, x->w->n, x->w->transport, what, dtn[a->dtype], opn[a->op], a->count,
+                  x->st.seg_bytes, i, memcmp(g, x->want + i * es, es) ? "reference" : "host path");
             return;
         }
     }
@@ -249,9 +250,15 @@ static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
     struct world *w = x->w;
-    struct bt__comm_cfg cfg = {.rank = x->rank, .size = w->n, .local_rank = x->rank,
-                               .local_size = w->n, .nnodes = 1, .store_host = "127.0.0.1",
-                               .store_port = w->port, .token = "t", .transport = w->transport,
+    struct bt__comm_cfg cfg = {.rank = x->rank,
+                               .size = w->n,
+                               .local_rank = x->rank,
+                               .local_size = w->n,
+                               .nnodes = 1,
+                               .store_host = "127.0.0.1",
+                               .store_port = w->port,
+                               .token = "t",
+                               .transport = w->transport,
                                .shm_slot_bytes = 4096};
     struct bt__err err = {0};
     bt_comm *c = NULL;
@@ -259,8 +266,11 @@ static void *rank_main(void *arg)
         failf(x, "rank %d: create: %s", x->rank, err.msg);
         return NULL;
     }
-    x->st.eng = (struct bt__copy_engine){.ctx = &x->eng, .copy = me_copy, .wait = me_wait,
-                                         .host_alloc = me_alloc, .host_free = me_free};
+    x->st.eng = (struct bt__copy_engine){.ctx = &x->eng,
+                                         .copy = me_copy,
+                                         .wait = me_wait,
+                                         .host_alloc = me_alloc,
+                                         .host_free = me_free};
     static const size_t counts[] = {0, 1, 7, 8, 15, 16, 17, 31, 32, 33, 64, 65, MAXC};
     for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]) && !x->fail[0]; k++) {
         x->st.seg_bytes = 64;
@@ -354,21 +364,28 @@ static void test_copy_failure(void **state)
     bt_comm *c = NULL;
     assert_int_equal(bt__comm_create(&cfg, &c, &err), BT_OK);
     struct memeng m = {.fail_at = 4};
-    struct bt__stage st = {.eng = {.ctx = &m, .copy = me_copy, .wait = me_wait,
-                                   .host_alloc = me_alloc, .host_free = me_free},
+    struct bt__stage st = {.eng = {.ctx = &m,
+                                   .copy = me_copy,
+                                   .wait = me_wait,
+                                   .host_alloc = me_alloc,
+                                   .host_free = me_free},
                            .seg_bytes = 16};
     float in[40], out[40];
     for (int i = 0; i < 40; i++)
         in[i] = (float)i, out[i] = -1;
-    struct bt__call a = {.kind = BT_COLL_ALLREDUCE, .send = in, .recv = out, .count = 40,
-                         .dtype = BT_FLOAT32, .op = BT_SUM};
+    struct bt__call a = {.kind = BT_COLL_ALLREDUCE,
+                         .send = in,
+                         .recv = out,
+                         .count = 40,
+                         .dtype = BT_FLOAT32,
+                         .op = BT_SUM};
     c->coll_seq++;
     c->coll_name = "allreduce";
     assert_int_equal(bt__staged_run(c, &st, &a), BT_ERR_SYSTEM);
     assert_true(me_idle(&m));
     assert_non_null(strstr(bt_last_error(c), "copy 4 fails"));
     assert_true(out[0] == 0 && out[3] == 3); /* segment 0 was reduced and copied back, */
-    assert_true(out[4] == -1);              /* segment 1 never reached the host path */
+    assert_true(out[4] == -1);               /* segment 1 never reached the host path */
     assert_int_equal(bt_allreduce(c, in, out, 1, BT_FLOAT32, BT_SUM), BT_ERR_SYSTEM); /* sticky */
     bt__stage_free(&st);
     bt_finalize(c);

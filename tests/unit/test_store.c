@@ -73,7 +73,8 @@ static void *getter_main(void *arg)
     void *v = NULL;
     size_t n;
     g->rc = bt__store_get(s, g->key, &v, &n, 20.0);
-    if (g->rc == BT_OK) snprintf(g->val, sizeof(g->val), "%s", (char *)v);
+    if (g->rc == BT_OK)
+        snprintf(g->val, sizeof(g->val), "%s", (char *)v);
     free(v);
     bt__store_close(s);
     return NULL;

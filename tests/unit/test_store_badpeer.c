@@ -41,11 +41,13 @@ static ssize_t raw_until_closed(int fd, void *buf, size_t cap, double seconds)
     int64_t dl = bt__deadline_in(seconds);
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, bt__ms_left(dl)) <= 0) return -1;
+        if (poll(&p, 1, bt__ms_left(dl)) <= 0)
+            return -1;
         char *dst = got < cap ? (char *)buf + got : sink;
         size_t room = got < cap ? cap - got : sizeof(sink);
         ssize_t n = recv(fd, dst, room, 0);
-        if (n <= 0) return (ssize_t)(got < cap ? got : cap);
+        if (n <= 0)
+            return (ssize_t)(got < cap ? got : cap);
         got += (size_t)n;
     }
 }
@@ -91,7 +93,8 @@ static int log_has(const char *a, const char *b)
     int found = 0;
     while (fp && !found && fgets(line, sizeof(line), fp))
         found = strstr(line, a) && (!b || strstr(line, b));
-    if (fp) fclose(fp);
+    if (fp)
+        fclose(fp);
     return found;
 }
 
@@ -275,7 +278,8 @@ static void test_many_connections_no_leak(void **state)
         int fds[128];
         for (int i = 0; i < 128; i++) {
             fds[i] = raw_connect(f->port);
-            if (i % 4 == 1) raw_send(fds[i], "\x42\x54", 2);
+            if (i % 4 == 1)
+                raw_send(fds[i], "\x42\x54", 2);
             if (i % 4 == 2)
                 raw_send(fds[i], "garbage garbage garbage garbage garbage garbage garb", 52);
         }
@@ -302,7 +306,8 @@ static void *fake_main(void *arg)
     int fd = poll(&p, 1, 5000) == 1 ? accept(fk->lfd, NULL, NULL) : -1;
     uint8_t hello[BT__RDZV_HELLO_LEN], out[BT__RDZV_CHALLENGE_LEN], sn[BT__AUTH_NONCE] = {1};
     uint8_t proof[BT__AUTH_MAC], res[BT__RDZV_RESULT_LEN] = {0};
-    if (fd < 0) return NULL;
+    if (fd < 0)
+        return NULL;
     if (recv(fd, hello, sizeof(hello), MSG_WAITALL) == (ssize_t)sizeof(hello)) {
         if (fk->mode == FAKE_NOT_A_STORE) {
             send(fd, "HTTP/1.1 400 Bad Request\r\n\r\n0123456789012345678901", 48, MSG_NOSIGNAL);
@@ -335,7 +340,8 @@ static void fake_case(int mode, int want_rc, const char *want_msg)
     close(fk.lfd);
     assert_null(s);
     assert_int_equal(rc, want_rc);
-    if (!strstr(err.msg, want_msg)) fail_msg("error '%s' lacks '%s'", err.msg, want_msg);
+    if (!strstr(err.msg, want_msg))
+        fail_msg("error '%s' lacks '%s'", err.msg, want_msg);
 }
 
 static void test_client_sees_bad_store(void **state)

@@ -29,7 +29,8 @@ static int fx_setup(void **state)
     struct bt__err err = {0};
     assert_non_null(f);
     int rc = bt__store_server_create("127.0.0.1", 0, FX_TOKEN, &f->srv, &f->port, &err);
-    if (rc != BT_OK) fail_msg("server create: %s", err.msg);
+    if (rc != BT_OK)
+        fail_msg("server create: %s", err.msg);
     assert_int_equal(bt__store_server_start(f->srv), BT_OK);
     *state = f;
     return 0;
@@ -54,7 +55,8 @@ static struct bt__store *fx_connect(struct fx *f)
 {
     struct bt__store *s = NULL;
     struct bt__err err = {0};
-    if (fx_try_connect(f, FX_TOKEN, &s, &err) != BT_OK) fail_msg("connect: %s", err.msg);
+    if (fx_try_connect(f, FX_TOKEN, &s, &err) != BT_OK)
+        fail_msg("connect: %s", err.msg);
     return s;
 }
 
@@ -63,7 +65,8 @@ static int fx_until(int (*cond)(struct fx *, int), struct fx *f, int arg, double
 {
     int64_t dl = bt__deadline_in(seconds);
     while (!cond(f, arg)) {
-        if (bt__now_ns() > dl) return 0;
+        if (bt__now_ns() > dl)
+            return 0;
         struct timespec ts = {0, 2000000};
         nanosleep(&ts, NULL);
     }
@@ -84,7 +87,8 @@ static int fx_count_fds(void)
 {
     int n = 0;
     DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
+    if (!d)
+        return -1;
     while (readdir(d))
         n++;
     closedir(d);

@@ -94,7 +94,6 @@ static void test_cpulist_format(void **state)
     assert_true(strlen(tiny) < sizeof(tiny));
 }
 
-
 /* The NIC rule on a synthetic node (plain arrays, no hwloc): one package, one NUMA node, three
  * GPUs and three NICs on different PCI paths. The NIC sharing most bridges with the GPU wins;
  * with none shared, the first in the same NUMA node. */
@@ -126,9 +125,18 @@ static void test_nic_choice_by_pci_path(void **state)
         set[i].loc->io_depth = set[i].depth;
         memcpy(set[i].loc->io_path, set[i].path, sizeof(set[i].path[0]) * (size_t)set[i].depth);
     }
-    struct bt__topo t = {.npackages = 1, .nnumas = 1, .ncores = 1, .npus = 1, .ngpus = 3,
-                         .nnics = 3, .packages = &pkg, .numas = &numa, .cores = &core,
-                         .gpus = gpus, .nics = nics, .cpus = pkg.cpus};
+    struct bt__topo t = {.npackages = 1,
+                         .nnumas = 1,
+                         .ncores = 1,
+                         .npus = 1,
+                         .ngpus = 3,
+                         .nnics = 3,
+                         .packages = &pkg,
+                         .numas = &numa,
+                         .cores = &core,
+                         .gpus = gpus,
+                         .nics = nics,
+                         .cpus = pkg.cpus};
     struct bt__topo_place pl;
     plan_ok(&t, 0, 3, BT_BIND_GPU, &pl);
     assert_string_equal(pl.nic_name, "switch"); /* shares host bridge 1 and switch 2 */
@@ -136,7 +144,7 @@ static void test_nic_choice_by_pci_path(void **state)
     assert_string_equal(pl.nic_name, "hostbridge"); /* shares 1 and 3 */
     plan_ok(&t, 2, 3, BT_BIND_GPU, &pl);
     assert_string_equal(pl.nic_name, "far"); /* shares nothing: the first in its NUMA node */
-    nics[0].loc.numa = -1;                    /* ... and NUMA beats "first" */
+    nics[0].loc.numa = -1;                   /* ... and NUMA beats "first" */
     plan_ok(&t, 2, 3, BT_BIND_GPU, &pl);
     assert_string_equal(pl.nic_name, "hostbridge");
     assert_int_equal(bt__topo_gpu_by_busid(&t, "0000:02:00.0"), 1);
@@ -155,7 +163,6 @@ static struct bt__topo *load_ok(const char *name)
     assert_non_null(t);
     return t;
 }
-
 
 static void test_fixture_inventory(void **state)
 {
@@ -208,7 +215,7 @@ static void test_fixture_busid_lookup(void **state)
     struct bt__topo *t = load_ok("topo-2socket-8gpu.xml");
     assert_int_equal(bt__topo_gpu_by_busid(t, "0000:1a:00.0"), 1);
     assert_int_equal(bt__topo_gpu_by_busid(t, "00000000:9C:00.0"), 7); /* NVML's form */
-    assert_int_equal(bt__topo_gpu_by_busid(t, "0000:9B:00.0"), 6);    /* CUDA's form */
+    assert_int_equal(bt__topo_gpu_by_busid(t, "0000:9B:00.0"), 6);     /* CUDA's form */
     assert_int_equal(bt__topo_gpu_by_busid(t, "19:00.0"), 0);
     assert_int_equal(bt__topo_gpu_by_busid(t, "0000:03:00.0"), -1); /* the BMC VGA */
     assert_int_equal(bt__topo_gpu_by_busid(t, "garbage"), -1);
@@ -256,9 +263,8 @@ static void test_plan_8_ranks_bind_core(void **state)
 {
     (void)state;
     struct bt__topo *t = load_ok("topo-2socket-8gpu.xml");
-    static const char *const want[8] = {"0-1,16-17", "2-3,18-19", "4-5,20-21", "6-7,22-23",
-                                        "8-9,24-25", "10-11,26-27", "12-13,28-29",
-                                        "14-15,30-31"};
+    static const char *const want[8] = {"0-1,16-17", "2-3,18-19",   "4-5,20-21",   "6-7,22-23",
+                                        "8-9,24-25", "10-11,26-27", "12-13,28-29", "14-15,30-31"};
     cpu_set_t all;
     CPU_ZERO(&all);
     for (int r = 0; r < 8; r++) {
