@@ -51,7 +51,7 @@ HAVE_CMOCKA := $(call probe,stdarg.h stddef.h stdint.h setjmp.h cmocka.h,-lcmock
 # Building without them stops here, in one line; deps, clean, features, check and demo go on
 # (check and demo install them first, then build in a second make).
 ifneq ($(strip $(MISSING_CORE)),)
-ifneq ($(filter-out deps clean features check demo,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out deps clean features check demo format,$(or $(MAKECMDGOALS),all)),)
 $(error baton: cannot build: install $(strip $(MISSING_CORE)) (apt-get install $(strip $(MISSING_CORE)), or make deps))
 endif
 endif
@@ -113,7 +113,7 @@ ifeq ($(HAVE_CMOCKA),0)
 UNIT_BIN :=
 endif
 
-.PHONY: all check demo deps install clean features bench test
+.PHONY: all check demo deps install clean features bench test format
 all: $(BATON) $(LIBA) $(LIBSO) $(PLUGINS) $(EXAMPLE_SINGLE) $(MNIST_BIN) $(BENCH_BIN) \
      $(BENCH_MPI_BIN) $(UNIT_BIN) $(TESTPROG_BIN) features
 
@@ -216,7 +216,7 @@ $(BUILD)/tests/progs/%: tests/progs/%.c $(LIBA)
 # Debian packages baton needs (DESIGN.md, Dependencies); only the missing ones are installed.
 DEB_PKGS := gcc make pkg-config libyaml-dev libhwloc-dev libssl-dev zlib1g-dev libcmocka-dev \
             openmpi-bin libopenmpi-dev dataset-fashion-mnist python3-jsonschema python3-yaml \
-            python3-torch iproute2 procps
+            python3-torch iproute2 procps clang-format
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q '^install ok installed' || echo $$p; done); \
@@ -239,6 +239,10 @@ demo: deps
 	@echo "make demo: building baton, then training the MNIST CNN on 2 local ranks"
 	@$(MAKE) --no-print-directory -j$(NPROC) all
 	@./examples/demo.sh $(BUILD)
+
+# Formats every C file with the checked-in .clang-format (tests/t_format.sh checks it).
+format:
+	git ls-files -z '*.c' '*.h' | xargs -0 clang-format -i --style=file
 
 bench: all
 	@echo "see docs/performance.md: each benchmark's command, method and figures are listed there"
