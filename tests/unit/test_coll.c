@@ -25,6 +25,7 @@
 #include "collectives/reduce.h"
 #include "rendezvous/store.h"
 #include "tests/coll_ref.h"
+#include "tests/unit/rank_threads.h"
 
 #define BIG (1048576 + 3)
 
@@ -209,29 +210,15 @@ static void *rank_main(void *arg)
 
 static void run_world(struct world *w)
 {
-    struct bt__store_server *srv = NULL;
-    struct bt__err err = {0};
-    assert_int_equal(bt__store_server_create("127.0.0.1", 0, "t", &srv, &w->port, &err), BT_OK);
-    assert_int_equal(bt__store_server_start(srv), BT_OK);
+    struct bt__store_server *srv = rt_store_start(&w->port);
     struct rank_ctx *x = calloc((size_t)w->n, sizeof(*x));
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int r = 0; r < w->n; r++) {
+    assert_non_null(x);
+    for (int r = 0; r < w->n; r++)
         x[r].w = w, x[r].rank = r;
-        assert_int_equal(pthread_create(&x[r].th, NULL, rank_main, &x[r]), 0);
-    }
-    int bad = 0;
-    for (int r = 0; r < w->n; r++) {
-        pthread_join(x[r].th, NULL);
-        if (x[r].fail[0]) {
-            print_message("%s\n", x[r].fail);
-            bad = 1;
-        }
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int bad;
+    double secs = RT_RUN(w->n, rank_main, x, &bad);
     print_message("# n=%d nodes=%d %s algo=%s slot=%zu: %ld calls per rank, %.2f s\n", w->n,
-                  w->nnodes, w->transport, w->algo ? w->algo : "auto", w->slot, x[0].calls,
-                  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+                  w->nnodes, w->transport, w->algo ? w->algo : "auto", w->slot, x[0].calls, secs);
     free(x);
     bt__store_server_destroy(srv);
     assert_false(bad);

@@ -29,6 +29,7 @@
 #include "collectives/backend/staged.h"
 #include "rendezvous/store.h"
 #include "tests/coll_ref.h"
+#include "tests/unit/rank_threads.h"
 
 #define QMAX 8 /* copies pending on one slot */
 #define MAXC 1000
@@ -296,34 +297,22 @@ static void *rank_main(void *arg)
 
 static void run_world(struct world *w)
 {
-    struct bt__store_server *srv = NULL;
-    struct bt__err err = {0};
-    assert_int_equal(bt__store_server_create("127.0.0.1", 0, "t", &srv, &w->port, &err), BT_OK);
-    assert_int_equal(bt__store_server_start(srv), BT_OK);
+    struct bt__store_server *srv = rt_store_start(&w->port);
     struct rank_ctx *x = calloc((size_t)w->n, sizeof(*x));
     size_t bytes = (size_t)BIG * 8 + 64;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_non_null(x);
     for (int r = 0; r < w->n; r++) {
         x[r].w = w, x[r].rank = r;
         x[r].send = malloc(bytes), x[r].dev = malloc(bytes);
         x[r].host = malloc(bytes), x[r].want = malloc(bytes);
         assert_true(x[r].send && x[r].dev && x[r].host && x[r].want);
-        assert_int_equal(pthread_create(&x[r].th, NULL, rank_main, &x[r]), 0);
     }
-    int bad = 0;
-    for (int r = 0; r < w->n; r++) {
-        pthread_join(x[r].th, NULL);
-        if (x[r].fail[0]) {
-            print_message("%s\n", x[r].fail);
-            bad = 1;
-        }
+    int bad;
+    double secs = RT_RUN(w->n, rank_main, x, &bad);
+    for (int r = 0; r < w->n; r++)
         free(x[r].send), free(x[r].dev), free(x[r].host), free(x[r].want);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     print_message("# staged n=%d %s: %ld staged calls per rank, %.2f s\n", w->n, w->transport,
-                  x[0].calls,
-                  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+                  x[0].calls, secs);
     free(x);
     bt__store_server_destroy(srv);
     assert_false(bad);
