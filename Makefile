@@ -188,11 +188,11 @@ $(BUILD)/examples/mnist_cnn: $(MNIST_SRC) $(wildcard examples/mnist/*.h) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(LINK_PROG) $(MNIST_LIBS)
 
-$(BUILD)/bench/%: bench/%.c $(LIBA)
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(LINK_PROG)
 
-$(BUILD)/bench/mpi_%: bench/mpi_%.c
+$(BUILD)/bench/mpi_%: bench/mpi_%.c $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,MPICC,$@)mpicc -O2 -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $< -lm
 

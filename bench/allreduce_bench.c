@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "baton.h"
+#include "bench_util.h"
 
 #if defined(BT_HAVE_CUDA)
 #include <cuda_runtime.h>
@@ -130,23 +131,6 @@ static double now_us(void)
     return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    double mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1024, end++;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1024.0 * 1024 * 1024, end++;
-    if (end == s || *end || v <= 0)
-        return -1;
-    *out = (size_t)(v * mult);
-    return 0;
-}
-
 static int usage(const char *why)
 {
     fprintf(stderr,
@@ -187,10 +171,10 @@ static int parse(int argc, char **argv, struct args *a)
             if (set_backend(a, v))
                 return 2;
         } else if (!strcmp(o, "-b") || !strcmp(o, "--minbytes")) {
-            if (parse_size(v, &a->minb))
+            if (bench_parse_size(v, &a->minb))
                 return usage("bad -b size (e.g. 4K, 64M)");
         } else if (!strcmp(o, "-e") || !strcmp(o, "--maxbytes")) {
-            if (parse_size(v, &a->maxb))
+            if (bench_parse_size(v, &a->maxb))
                 return usage("bad -e size (e.g. 4K, 64M)");
         } else if (!strcmp(o, "-f") || !strcmp(o, "--stepfactor")) {
             a->factor = atof(v);
@@ -207,12 +191,6 @@ static int parse(int argc, char **argv, struct args *a)
     return 0;
 }
 
-static int cmp_dbl(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
-}
-
 /* Median microseconds per op (max over ranks), or < 0 on error. */
 static double time_size(bt_comm *c, float *buf, float *out, size_t count, const struct args *a,
                         double *t)
@@ -226,7 +204,7 @@ static double time_size(bt_comm *c, float *buf, float *out, size_t count, const 
             return -1;
         t[i] = now_us() - t0;
     }
-    qsort(t, (size_t)a->iters, sizeof(double), cmp_dbl);
+    qsort(t, (size_t)a->iters, sizeof(double), bench_cmp_dbl);
     double med = t[a->iters / 2];
     if (small_allreduce(c, &med, BT_FLOAT64, BT_MAX) != BT_OK)
         return -1;

@@ -11,27 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    double v = strtod(s, &end), mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1024, end++;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1024.0 * 1024 * 1024, end++;
-    if (end == s || *end || v <= 0)
-        return -1;
-    *out = (size_t)(v * mult);
-    return 0;
-}
-
-static int cmp_dbl(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
-}
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -41,9 +21,9 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "-b"))
-            parse_size(argv[i + 1], &minb);
+            bench_parse_size(argv[i + 1], &minb);
         else if (!strcmp(argv[i], "-e"))
-            parse_size(argv[i + 1], &maxb);
+            bench_parse_size(argv[i + 1], &maxb);
         else if (!strcmp(argv[i], "-f"))
             factor = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "-n"))
@@ -72,7 +52,7 @@ int main(int argc, char **argv)
             MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
             t[i] = (MPI_Wtime() - t0) * 1e6;
         }
-        qsort(t, (size_t)iters, sizeof(double), cmp_dbl);
+        qsort(t, (size_t)iters, sizeof(double), bench_cmp_dbl);
         double us = t[iters / 2];
         MPI_Allreduce(MPI_IN_PLACE, &us, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         for (int i = 0; i < count; i++)
