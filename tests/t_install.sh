@@ -25,4 +25,16 @@ t_expect_eq "a program compiles and links with pkg-config --cflags --libs baton"
 t_expect_eq "it runs under the installed baton" "$?" 0
 t_grep "rank 1 says hello" '^\[1\] hello from rank 1 of 2$' "$T_TMP/run.log"
 t_check "it uses the installed libbaton.so" sh -c "ldd '$T_TMP/hello' | grep -q '$P/lib/libbaton.so'"
+major=$(sed -n 's/.*BATON_VERSION_MAJOR \([0-9]*\).*/\1/p' include/baton.h)
+t_check "libbaton.so.$major is installed as a link" test -L "$P/lib/libbaton.so.$major"
+for plug in "$BATON_BUILD"/plugins/libbaton-*.so; do
+    [ -f "$plug" ] || continue
+    t_check "installed plugin lib/baton/$(basename "$plug")" test -s "$P/lib/baton/$(basename "$plug")"
+done
+if [ -f "$BATON_BUILD/plugins/libbaton-cuda.so" ]; then
+    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT "$P/bin/baton" run -n 1 -- "$T_TMP/hello" \
+        >"$T_TMP/plug.log" 2>&1
+    t_grep "the installed libbaton loads its plugins from PREFIX/lib/baton" \
+        "loaded the cuda plugin from $P/lib/baton/libbaton-cuda.so" "$T_TMP/plug.log"
+fi
 t_done
