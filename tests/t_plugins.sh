@@ -38,7 +38,9 @@ done
 
 # A program linked against the shared library, as a user builds one.
 HELLO=$T_TMP/hello
-cc -std=c11 -I"$BATON_SRC/include" -o "$HELLO" "$BATON_SRC/examples/hello.c" \
+san=${SANITIZER:+-fsanitize=$SANITIZER}
+# shellcheck disable=SC2086
+cc -std=c11 $san -I"$BATON_SRC/include" -o "$HELLO" "$BATON_SRC/examples/hello.c" \
     -L"$BATON_BUILD" -lbaton -Wl,-rpath,"$BATON_BUILD" 2>"$T_TMP/cc.log"
 t_expect_eq "a program links against libbaton.so" "$?" 0
 t_check "that program needs libbaton.so.${version%%.*}" \
