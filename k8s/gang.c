@@ -82,8 +82,7 @@ void bt__k8s_gang_pod(const struct bt__k8s_job *job, const struct bt__k8s_replic
     }
 }
 
-struct bt__yn *bt__k8s_gang_podgroup(const struct bt__k8s_job *job,
-                                     const struct bt__k8s_opts *opts)
+struct bt__yn *bt__k8s_gang_podgroup(const struct bt__k8s_job *job, const struct bt__k8s_opts *opts)
 {
     const struct bt__yn *sp = job->policy.scheduling, *jmd = bt__yn_get(job->doc, "metadata");
     if (!opts || !opts->gang_scheduler)

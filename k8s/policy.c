@@ -114,8 +114,7 @@ void bt__k8s_policy_pod(const struct bt__k8s_job *job, struct bt__yn *podspec)
 /* ---- notes: one line per field the shim cannot honour, or honours differently ---- */
 
 /* The replica types whose restartPolicy is rp, as "Master, Worker"; "" when none. */
-static void types_with(const struct bt__k8s_job *job, enum bt__k8s_restart rp, char *out,
-                       size_t n)
+static void types_with(const struct bt__k8s_job *job, enum bt__k8s_restart rp, char *out, size_t n)
 {
     out[0] = '\0';
     for (size_t i = 0; i < job->nrs; i++)

@@ -106,6 +106,8 @@ void bt__run_pending_hint(const struct bt__run *r, const char *store_err, char *
     snprintf(out, n,
              "hint: a node that never joins is often a pod still Pending (unschedulable: not "
              "enough free CPU, memory or GPUs, or its gang not admitted)%s%s%s",
-             pod[0] ? ": kubectl describe pod " : "", pod, pod[0] ? "" : "; are all launchers "
-                                                                       "running, with this --rdzv?");
+             pod[0] ? ": kubectl describe pod " : "", pod,
+             pod[0] ? ""
+                    : "; are all launchers "
+                      "running, with this --rdzv?");
 }
