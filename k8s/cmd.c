@@ -17,8 +17,8 @@
 #include "launcher/cmds.h"
 
 static const char usage_text[] =
-    "usage: baton k8s render JOB.yaml [--cluster-domain DOMAIN]\n"
-    "       baton k8s apply  JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
+    "usage: baton k8s render JOB.yaml [--cluster-domain DOMAIN] [--gang-scheduler NAME]\n"
+    "       baton k8s apply  JOB.yaml [--kubectl PATH] [--gang-scheduler NAME] [-- ARGS...]\n"
     "       baton k8s delete JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
     "       baton k8s local  JOB.yaml [--netns] [--set-args \"ARGS\"] [--add-args \"ARGS\"]\n"
     "                        [--timeout SEC] [--seed N] [--order POD,...] [--stagger SEC]\n"
@@ -39,6 +39,12 @@ static const char usage_text[] =
     "options:\n"
     "  --cluster-domain D  TF_CONFIG hosts end in .svc.D (the operator's CUSTOM_CLUSTER_DOMAIN)\n"
     "  --kubectl PATH      the kubectl to run (default: $KUBECTL, else kubectl on PATH)\n"
+    "  --gang-scheduler NAME  as the operator's --gang-scheduler-name: volcano, or the\n"
+    "                      scheduler-plugins scheduler's name: a PodGroup <job> and the pods'\n"
+    "                      schedulerName and group annotation/label\n"
+    "render and apply say on stderr, one line per field, which runPolicy and restartPolicy\n"
+    "fields they cannot honour without the operator and what happens instead; a job with\n"
+    "runPolicy.suspend true renders and applies nothing.\n"
     "Exit status: 0; 2 for a usage error or an invalid job (one line saying why); 127 when\n"
     "kubectl is missing; else kubectl's own status.\n";
 
@@ -63,12 +69,15 @@ static int parse_args(int argc, char **argv, struct k8s_args *a)
             a->extra = argv + i + 1;
             a->nextra = argc - i - 1;
             break;
-        } else if (!strcmp(s, "--cluster-domain") || !strcmp(s, "--kubectl")) {
-            if (i + 1 >= argc) {
+        } else if (!strcmp(s, "--cluster-domain") || !strcmp(s, "--kubectl") ||
+                   !strcmp(s, "--gang-scheduler")) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
                 fprintf(stderr, "baton k8s: %s needs a value\n", s);
                 return 2;
             }
-            *(!strcmp(s, "--kubectl") ? &a->kubectl : &a->opts.cluster_domain) = argv[++i];
+            *(!strcmp(s, "--kubectl")          ? &a->kubectl
+              : !strcmp(s, "--gang-scheduler") ? &a->opts.gang_scheduler
+                                               : &a->opts.cluster_domain) = argv[++i];
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             fputs(usage_text, stdout);
             return -1;
@@ -257,7 +266,12 @@ int bt__cmd_k8s(int argc, char **argv)
         bt__k8s_job_free(&job);
         return err.code == BT_ERR_INVALID_USAGE ? 2 : 1;
     }
-    if (!strcmp(a.verb, "render")) {
+    if (strcmp(a.verb, "delete"))
+        bt__k8s_job_notes(&job, &a.opts, stderr,
+                          !strcmp(a.verb, "apply") ? "baton k8s apply: " : "baton k8s render: ");
+    if (strcmp(a.verb, "delete") && job.policy.suspend) {
+        rc = 0; /* suspended: the operator creates nothing, nor do we (noted above) */
+    } else if (!strcmp(a.verb, "render")) {
         rc = bt__k8s_job_emit(&job, stdout, &err) == BT_OK && fflush(stdout) == 0 ? 0 : 1;
         if (rc)
             fprintf(stderr, "baton k8s render: %s\n", err.msg[0] ? err.msg : "write error");

@@ -277,6 +277,7 @@ int bt__k8s_job_parse(const char *buf, size_t len, const char *what,
     job->doc = docs[0];
     BT_CHECK(read_header(job, what, err));
     BT_CHECK(read_specs(job, err));
+    BT_CHECK(bt__k8s_read_run_policy(job, err));
     return bt__k8s_render_pods(job, opts, err);
 }
 
@@ -330,6 +331,7 @@ void bt__k8s_job_free(struct bt__k8s_job *job)
         bt__yn_free(p->svc);
     }
     free(job->pods);
+    bt__yn_free(job->podgroup);
     bt__yn_free(job->doc);
     memset(job, 0, sizeof(*job));
 }

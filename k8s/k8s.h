@@ -60,6 +60,18 @@ struct bt__k8s_replica {
     const struct bt__yn *tmpl;    /* the pod template (points into the job's doc) */
 };
 
+/* spec.runPolicy as written (what the shim does with each field: k8s/policy.c). */
+struct bt__k8s_run_policy {
+    long long backoff_limit;         /* -1: not given */
+    long long active_deadline_s;     /* -1: not given; else >= 1, set on every Pod */
+    long long ttl_after_finished_s;  /* -1: not given */
+    int clean_pod_policy;            /* 0 None (default), 1 Running, 2 All */
+    int suspend;                     /* 1: the operator creates no pods: nothing is rendered */
+    const struct bt__yn *scheduling; /* schedulingPolicy, or NULL (points into doc) */
+    int min_available;               /* schedulingPolicy.minAvailable, else total replicas */
+    const char *managed_by;          /* managedBy, or NULL (points into doc) */
+};
+
 struct bt__k8s_job {
     enum bt__k8s_kind kind;
     char name[BT_K8S_NAME_MAX];
@@ -72,10 +84,14 @@ struct bt__k8s_job {
     struct bt__k8s_pod *pods;     /* in the order of the replica types in the file */
     size_t npods;
     struct bt__yn *doc; /* the job as read */
+    struct bt__k8s_run_policy policy;
+    struct bt__yn *podgroup; /* with opts.gang_scheduler: the PodGroup <job>, else NULL */
 };
 
 struct bt__k8s_opts {
     const char *cluster_domain; /* appended to TF_CONFIG hosts after ".svc" (NULL: none) */
+    const char *gang_scheduler; /* the operator's --gang-scheduler-name: "volcano", another
+                                   name (scheduler-plugins), or NULL (no gang scheduling) */
 };
 
 /* Parses and renders the job in buf (len bytes; what names it in errors) into job, which the
@@ -89,8 +105,14 @@ int bt__k8s_job_load(const char *path, const struct bt__k8s_opts *opts, struct b
                      struct bt__err *err);
 void bt__k8s_job_free(struct bt__k8s_job *job);
 
-/* Writes every Service and Pod of the job as one YAML stream (`kubectl apply -f -` input). */
+/* Writes the PodGroup (if any), every Service and Pod of the job as one YAML stream
+ * (`kubectl apply -f -` input). */
 int bt__k8s_job_emit(const struct bt__k8s_job *job, FILE *out, struct bt__err *err);
+
+/* Writes one line per runPolicy / restartPolicy / scheduling field that the shim, having no
+ * controller, cannot honour or honours differently, each starting with prefix. */
+void bt__k8s_job_notes(const struct bt__k8s_job *job, const struct bt__k8s_opts *opts, FILE *out,
+                       const char *prefix);
 
 /* The value of name in pod's env (the last one wins, as in Kubernetes), or NULL. */
 const char *bt__k8s_pod_env(const struct bt__k8s_pod *pod, const char *name);

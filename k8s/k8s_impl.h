@@ -25,4 +25,18 @@ struct bt__yn *bt__k8s_container(const struct bt__yn *podspec, const char *name)
 int bt__k8s_render_pods(struct bt__k8s_job *job, const struct bt__k8s_opts *opts,
                         struct bt__err *err);
 
+/* policy.c: reads spec.runPolicy into job->policy (errors as bt__k8s_job_parse's); sets a
+ * Pod spec's activeDeadlineSeconds from it. */
+int bt__k8s_read_run_policy(struct bt__k8s_job *job, struct bt__err *err);
+void bt__k8s_policy_pod(const struct bt__k8s_job *job, struct bt__yn *podspec);
+
+/* gang.c: a pod's gang-scheduling and Kueue fields; the PodGroup (NULL without a gang
+ * scheduler); the notes on them. */
+void bt__k8s_gang_pod(const struct bt__k8s_job *job, const struct bt__k8s_replica *r,
+                      struct bt__yn *pod, const struct bt__k8s_opts *opts);
+struct bt__yn *bt__k8s_gang_podgroup(const struct bt__k8s_job *job,
+                                     const struct bt__k8s_opts *opts);
+void bt__k8s_gang_notes(const struct bt__k8s_job *job, const struct bt__k8s_opts *opts, FILE *out,
+                        const char *head);
+
 #endif

@@ -328,6 +328,8 @@ static struct bt__yn *pod_object(const struct bt__k8s_job *job, const struct bt_
     if (!spec)
         return pod;
     bt__yn_set(spec, "restartPolicy", bt__yn_str(pod_restart[r->restart]));
+    bt__k8s_policy_pod(job, spec);
+    bt__k8s_gang_pod(job, r, pod, opts);
     struct bt__yn *cs = bt__yn_get(spec, "containers");
     for (size_t k = 0; k < cs->n; k++) {
         const char *cname = bt__yn_gets(cs->v[k], "name");
@@ -419,19 +421,25 @@ int bt__k8s_render_pods(struct bt__k8s_job *job, const struct bt__k8s_opts *opts
     for (size_t t = 0; t < job->nrs; t++)
         for (int i = 0; i < job->rs[t].replicas; i++)
             BT_CHECK(render_one(job, &job->rs[t], i, opts, err));
+    job->podgroup = bt__k8s_gang_podgroup(job, opts);
+    if (job->podgroup && bt__yn_bad(job->podgroup))
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendering PodGroup %s: out of memory", job->name);
     return BT_OK;
 }
 
 int bt__k8s_job_emit(const struct bt__k8s_job *job, FILE *out, struct bt__err *err)
 {
-    struct bt__yn **docs = calloc(2 * job->npods + 1, sizeof(*docs));
+    struct bt__yn **docs = calloc(2 * job->npods + 2, sizeof(*docs));
+    size_t n = 0;
     if (!docs)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
+    if (job->podgroup) /* the PodGroup before the pods that join it */
+        docs[n++] = job->podgroup;
     for (size_t i = 0; i < job->npods; i++) { /* each pod's Service first, then the pod */
-        docs[2 * i] = job->pods[i].svc;
-        docs[2 * i + 1] = job->pods[i].pod;
+        docs[n++] = job->pods[i].svc;
+        docs[n++] = job->pods[i].pod;
     }
-    int rc = bt__yn_emit(out, docs, 2 * job->npods, err);
+    int rc = bt__yn_emit(out, docs, n, err);
     free(docs);
     return rc;
 }

@@ -12,8 +12,9 @@
  * Exit status: 0 when every worker on every node exited 0; the root cause's status
  * otherwise (the failing worker's exit code or 128 + signal; 129 when a launcher or the
  * store went away); 128 + signal when baton itself was stopped by a signal; 2 for a usage
- * error; 127/126 when PROGRAM is missing / not executable; 1 when baton could not run the job
- * (rendezvous refused or timed out, duplicate node rank, ...). The parts: see run.h.
+ * error; 127/126 when PROGRAM is missing / not executable; 142 when nodes were still missing
+ * at --join-timeout (their pods Pending? retryable); 1 when baton could not run the job
+ * (rendezvous refused, duplicate node rank, ...). The parts: see run.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +46,8 @@ const char *bt__cmd_run_usage(void)
         "On a TFJob ps pod (TF_CONFIG task type ps) baton runs the parameter server itself\n"
         "and PROGRAM is not started.\n"
         "Exit status: 0 when every worker exited 0; else the first failure's exit code or\n"
-        "128+signal (129: a node was lost); 2 usage; 1 baton could not run the job.\n"
+        "128+signal (129: a node was lost); 142 nodes still missing at --join-timeout\n"
+        "(retryable); 2 usage; 1 baton could not run the job.\n"
         "example: baton run -n 4 -- ./build/examples/hello\n";
     if (!text[0]) {
         size_t n = (size_t)snprintf(text, sizeof(text), "%s", head);
@@ -128,8 +130,12 @@ static int fail_launcher(struct bt__run *r, const struct bt__err *err, const cha
                 bt__signal_name(bt__run_stop_sig), what, 128 + bt__run_stop_sig);
         return 128 + bt__run_stop_sig;
     }
-    fprintf(stderr, "baton: node %d (host %s): %s\n", r->spec.node_rank, r->host, err->msg);
-    return BT_RUN_EXIT_LAUNCHER;
+    int pending = err->code == BT_ERR_TIMEOUT; /* nodes missing at --join-timeout */
+    fprintf(stderr, "baton: node %d (host %s): %s", r->spec.node_rank, r->host, err->msg);
+    if (pending)
+        fprintf(stderr, "; exit %d (retryable)", BT_RUN_EXIT_PENDING);
+    fputc('\n', stderr);
+    return pending ? BT_RUN_EXIT_PENDING : BT_RUN_EXIT_LAUNCHER;
 }
 
 static void close_workers(struct bt__run *r)

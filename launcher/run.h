@@ -34,8 +34,11 @@
 #define BT_RUN_LINE_MAX 65536   /* bytes: a longer line is split, each piece tagged */
 #define BT_RUN_OUTCOME_MAX 1024 /* bytes of the outcome value */
 #define BT_RUN_EXIT_LOST 129    /* 128 + SIGHUP: a launcher or the store went away */
-#define BT_RUN_EXIT_LAUNCHER 1  /* baton itself could not run the job (join, auth, ...) */
-#define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
+#define BT_RUN_EXIT_LAUNCHER 1  /* baton itself could not run the job (auth, duplicate rank) */
+#define BT_RUN_EXIT_PENDING                                                                        \
+    142                   /* 128 + SIGALRM: nodes still missing at --join-timeout (their           \
+                             pods Pending?): retryable under restartPolicy ExitCode */
+#define BT_RUN_GPU_MAX 64 /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 struct bt__run_opts {
     struct bt__spec_flags flags;
@@ -145,6 +148,16 @@ void bt__run_post_outcome(struct bt__run *r, struct bt__outcome *o);
 void bt__run_post_done(struct bt__run *r, struct bt__outcome *o);
 void bt__run_rdzv_close(struct bt__run *r, int final);
 int bt__run_outcome_parse(const char *s, struct bt__outcome *o);
+
+/* run_pending.c. node_name: node rank's pod name where the spec tells ("" otherwise).
+ * missing_ranks: the node ranks a WAIT timeout (store_err, generation gen) names, up to max;
+ * *total gets how many are missing in all. missing_line: "2 of 4 nodes: node 2 (pod
+ * mnist-worker-1), node 3 (pod mnist-worker-2)" into out; returns the count missing.
+ * pending_hint: the "hint: ... Pending ..." that follows it. */
+void bt__run_node_name(const struct bt__spec *s, int rank, char *out, size_t n);
+int bt__run_missing_ranks(const char *store_err, int gen, int *ranks, int max, int *total);
+int bt__run_missing_line(const struct bt__run *r, const char *store_err, char *out, size_t n);
+void bt__run_pending_hint(const struct bt__run *r, const char *store_err, char *out, size_t n);
 
 /* run_spawn.c. resolve_prog returns 0, or the exit status for a program that is not there
  * (127) or not executable (126), with the reason in err. */

@@ -74,11 +74,38 @@ int bt__run_outcome_parse(const char *s, struct bt__outcome *o)
     return 0;
 }
 
+/* "node 0 (pod mnist-master-0)", or "node 0", into out. */
+static void node0(const struct bt__run *r, char *out, size_t n)
+{
+    char pod[BT_SPEC_HOST_MAX];
+    bt__run_node_name(&r->spec, 0, pod, sizeof(pod));
+    snprintf(out, n, "node 0%s%s%s", pod[0] ? " (pod " : "", pod, pod[0] ? ")" : "");
+}
+
 static void progress(void *arg, int attempt, double waited_s, const char *why)
 {
     const struct bt__run *r = arg;
-    fprintf(stderr, "baton: waiting for rendezvous at %s:%d (%.0f s, attempt %d: %s)\n",
-            r->store_host, r->store_port, waited_s, attempt, why);
+    char who[BT_SPEC_HOST_MAX + 16];
+    node0(r, who, sizeof(who));
+    fprintf(stderr,
+            "baton: waiting for rendezvous at %s:%d (%.0f s, attempt %d: %s); %s, which hosts "
+            "it, is not up yet: is its pod still Pending?\n",
+            r->store_host, r->store_port, waited_s, attempt, why, who);
+}
+
+/* The store never answered: node 0 is the node missing. A retryable end (BT_ERR_TIMEOUT). */
+static int node0_missing(struct bt__run *r, struct bt__err *err)
+{
+    char why[BT__ERR_MSG_MAX], who[BT_SPEC_HOST_MAX + 16];
+    snprintf(why, sizeof(why), "%s", err->msg);
+    if (strstr(why, "; hint: "))
+        *strstr(why, "; hint: ") = '\0'; /* the hint below replaces the generic one */
+    node0(r, who, sizeof(who));
+    return bt__err_reset(err, BT_ERR_TIMEOUT,
+                         "gave up after %.0f s (--join-timeout) waiting for 1 of %d nodes: %s "
+                         "never started the rendezvous store: %s; hint: its pod may be Pending "
+                         "(unschedulable)",
+                         r->o.join_timeout_s, r->spec.nnodes, who, why);
 }
 
 static int connect_one(struct bt__run *r, double timeout_s, struct bt__store **out,
@@ -126,7 +153,10 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
         r->store_port = s->rdzv_port;
     }
     endpoint(r->rdzv_env, sizeof(r->rdzv_env), r->store_host, r->store_port);
-    BT_CHECK(connect_one(r, r->o.join_timeout_s, &r->st, err));
+    int rc = connect_one(r, r->o.join_timeout_s, &r->st, err);
+    if (rc == BT_ERR_TIMEOUT && s->node_rank > 0 && !bt__run_abort)
+        return node0_missing(r, err);
+    BT_CHECK(rc);
     BT_CHECK(connect_one(r, 30.0, &r->wst, err));
     BT_SYSCHECK(r->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd", err);
     return BT_OK;
@@ -176,6 +206,28 @@ static int claim(struct bt__run *r, struct bt__err *err)
     return BT_OK;
 }
 
+/* Every PROGRESS_EVERY_S: which nodes have not joined yet, by rank and pod name. */
+static void missing_progress(const struct bt__run *r, double waited_s)
+{
+    char line[BT__ERR_MSG_MAX], hint[BT__ERR_MSG_MAX];
+    bt__run_missing_line(r, bt__store_error(r->st), line, sizeof(line));
+    bt__run_pending_hint(r, bt__store_error(r->st), hint, sizeof(hint));
+    fprintf(stderr, "baton: node %d still waiting (%.0f s of %.0f s) for %s; %s\n",
+            r->spec.node_rank, waited_s, r->o.join_timeout_s, line, hint);
+}
+
+/* The join timeout passed with nodes missing: one line naming them (BT_ERR_TIMEOUT, which
+ * the launcher exits with as BT_RUN_EXIT_PENDING: retryable). */
+static int missing_error(struct bt__run *r, struct bt__err *err)
+{
+    char line[BT__ERR_MSG_MAX / 2], hint[BT__ERR_MSG_MAX / 2];
+    bt__run_missing_line(r, bt__store_error(r->st), line, sizeof(line));
+    bt__run_pending_hint(r, bt__store_error(r->st), hint, sizeof(hint));
+    return bt__err_set(err, BT_ERR_TIMEOUT,
+                       "gave up after %.0f s (--join-timeout) waiting for %s; %s",
+                       r->o.join_timeout_s, line, hint);
+}
+
 /* Waits for every node's claim, a second at a time (so signals are noticed), with a
  * progress line every few seconds that names the missing nodes. */
 static int wait_nodes(struct bt__run *r, char **keys, struct bt__err *err)
@@ -192,17 +244,9 @@ static int wait_nodes(struct bt__run *r, char **keys, struct bt__err *err)
             return bt__err_set(err, BT_ERR_REMOTE, "interrupted while waiting for the nodes");
         int64_t now = bt__now_ns();
         if (now >= dl)
-            return bt__err_set(err, BT_ERR_TIMEOUT,
-                               "not every node joined within %.0f s: %s; "
-                               "hint: are all %d launchers running, with this --rdzv? "
-                               "(--join-timeout)",
-                               r->o.join_timeout_s, bt__store_error(r->st), n);
+            return missing_error(r, err);
         if (now - last >= (int64_t)(PROGRESS_EVERY_S * 1e9)) {
-            fprintf(stderr,
-                    "baton: node %d waiting for the other nodes to join (%.0f s of "
-                    "%.0f s): %s\n",
-                    r->spec.node_rank, (double)(now - t0) / 1e9, r->o.join_timeout_s,
-                    bt__store_error(r->st));
+            missing_progress(r, (double)(now - t0) / 1e9);
             last = now;
         }
     }

@@ -137,9 +137,11 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     n += nb > 0 ? nb : 0;
 tf:
     if (s->tf_cluster_json[0])
-        ADD("TF_CONFIG={\"cluster\":%s,\"task\":{\"type\":\"%s\",\"index\":%d}}",
+        ADD("TF_CONFIG={\"cluster\":%s,\"task\":{\"type\":\"%s\",\"index\":%d}%s%s%s}",
             s->tf_cluster_json, bt__role_name(s->role),
-            s->tf_task_index >= 0 ? s->tf_task_index : 0);
+            s->tf_task_index >= 0 ? s->tf_task_index : 0,
+            s->tf_environment[0] ? ",\"environment\":\"" : "", s->tf_environment,
+            s->tf_environment[0] ? "\"" : "");
 #undef ADD
     return ok ? n : -1;
 }

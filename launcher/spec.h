@@ -60,6 +60,7 @@ struct bt__spec {
     int master_port;                    /* free for the program: MASTER_PORT) */
     int tf_task_index;                  /* TFJob: this task's index within its type, else -1 */
     char tf_cluster_json[16384];        /* TFJob: TF_CONFIG's "cluster" object, verbatim, or "" */
+    char tf_environment[32];            /* TFJob: TF_CONFIG's "environment" ("cloud"), or "" */
     int nps;                            /* TFJob: ps tasks, and their endpoints */
     char ps_hosts[BT_SPEC_MAX_PS][BT_SPEC_HOST_MAX];
     char from[512];   /* the env variables (and flags) the spec came from */

@@ -281,6 +281,12 @@ static int fill(struct bt__spec_ctx *c)
     BT_CHECK_GOTO(rdzv(c, &t), rc, out);
     BT_CHECK_GOTO(ps_and_cluster(c, &t), rc, out);
     job_id(c, &t);
+    /* "environment" (the operator writes "cloud"), kept when it is a plain word, so the
+     * per-process TF_CONFIG baton gives each worker can carry it on unescaped */
+    const char *env = scalar(map_get(&t, root, "environment"));
+    if (env && strspn(env, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+                   strlen(env))
+        bt__spec_copy(c->spec->tf_environment, sizeof(c->spec->tf_environment), env);
 out:
     yaml_document_delete(&t.doc);
     return rc;

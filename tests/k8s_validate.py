@@ -10,6 +10,11 @@ Every YAML document of every FILE is checked against the schema of its apiVersio
                                      `kubectl --validate=strict` is (unknown fields are errors),
                                      and each replica's pod template as a strict Pod
   kubeflow.org/v2beta1 MPIJob        the mpi-operator's CRD (v0.8.2), likewise
+  scheduling.k8s.io/v1 PriorityClass the core definitions (_definitions.json), strict
+  PodGroup (Volcano, scheduler-plugins), Volcano Queue, Kueue ResourceFlavor / ClusterQueue /
+  LocalQueue: no schema of these is in shared/, so FIELDS below lists each project's spec
+  fields (cited by repository, path and commit) as a strict schema: a misspelt or unknown
+  field, or a wrong type, fails
 Prints one line per object ("ok FILE Kind/name" or "FAIL FILE Kind/name: where: why") and
 exits 1 when any object fails, 2 when the schemas are not there.
 Needs python3-jsonschema and python3-yaml (Debian; `make deps`).
@@ -30,6 +35,70 @@ CRDS = {("kubeflow.org/v1", "PyTorchJob"):
         ("kubeflow-training-operator-v1.9/kubeflow.org_tfjobs.yaml", "tfReplicaSpecs"),
         ("kubeflow.org/v2beta1", "MPIJob"):
         ("kubeflow-mpi-operator/kubeflow.org_mpijobs.yaml", "mpiReplicaSpecs")}
+
+
+QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "number"},
+                      {"type": "string", "pattern": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
+                       r"([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$"}]}
+RESOURCES = {"type": "object", "additionalProperties": QUANTITY}
+INT32 = {"type": "integer", "minimum": -2**31, "maximum": 2**31 - 1}
+STR = {"type": "string"}
+
+
+def obj(props, required=()):
+    return {"type": "object", "properties": props, "required": list(required),
+            "additionalProperties": False}
+
+
+# Spec fields of kinds with no schema in shared/k8s-schemas, from each project's own types:
+#   volcano-sh/apis @ v1.9.0 (bc4a6b76c36f6eb9c7dd530743298aa2029195dd), the version the training
+#     operator v1.9 builds with: pkg/apis/scheduling/v1beta1/types.go PodGroupSpec, QueueSpec
+#   kubernetes-sigs/scheduler-plugins @ 903da7df82cb8794dda8f2d510ba1156111662dd:
+#     config/crd/bases/scheduling.x-k8s.io_podgroups.yaml (v1alpha1)
+#   kubernetes-sigs/kueue @ ff69552e79ad21652c36caa97038382e55625cf7:
+#     config/components/crd/bases/kueue.x-k8s.io_{resourceflavors,clusterqueues,localqueues}.yaml
+#     (v1beta1; nested objects the manifests do not use are left open)
+ANY = {"type": "object"}
+STOP = {"enum": ["None", "Hold", "HoldAndDrain"]}
+FIELDS = {
+    ("scheduling.volcano.sh/v1beta1", "PodGroup"): obj({
+        "minMember": INT32, "minTaskMember": {"type": "object", "additionalProperties": INT32},
+        "queue": STR, "priorityClassName": STR, "minResources": RESOURCES}),
+    ("scheduling.volcano.sh/v1beta1", "Queue"): obj({
+        "weight": INT32, "capability": RESOURCES, "reclaimable": {"type": "boolean"},
+        "extendClusters": {"type": "array"}, "guarantee": ANY, "affinity": ANY, "type": STR,
+        "parent": STR, "deserved": RESOURCES}),
+    ("scheduling.x-k8s.io/v1alpha1", "PodGroup"): obj({
+        "minMember": dict(INT32, minimum=1), "minResources": RESOURCES,
+        "scheduleTimeoutSeconds": INT32}),
+    ("kueue.x-k8s.io/v1beta1", "ResourceFlavor"): obj({
+        "nodeLabels": {"type": "object", "additionalProperties": STR},
+        "nodeTaints": {"type": "array"}, "tolerations": {"type": "array"},
+        "topologyName": STR}),
+    ("kueue.x-k8s.io/v1beta1", "ClusterQueue"): obj({
+        "admissionChecks": {"type": "array"}, "admissionChecksStrategy": ANY,
+        "admissionScope": ANY, "cohort": STR, "fairSharing": ANY, "flavorFungibility": ANY,
+        "namespaceSelector": ANY, "preemption": ANY,
+        "queueingStrategy": {"enum": ["StrictFIFO", "BestEffortFIFO"]},
+        "resourceGroups": {"type": "array", "items": obj({
+            "coveredResources": {"type": "array", "items": STR},
+            "flavors": {"type": "array", "items": obj({
+                "name": STR,
+                "resources": {"type": "array", "items": obj({
+                    "name": STR, "nominalQuota": QUANTITY, "borrowingLimit": QUANTITY,
+                    "lendingLimit": QUANTITY}, ["name", "nominalQuota"])}},
+                ["name", "resources"])}}, ["coveredResources", "flavors"])},
+        "stopPolicy": STOP}),
+    ("kueue.x-k8s.io/v1beta1", "LocalQueue"): obj({
+        "clusterQueue": STR, "fairSharing": ANY, "stopPolicy": STOP}),
+}
+META = obj({"name": STR, "namespace": STR, "labels": ANY, "annotations": ANY,
+            "ownerReferences": {"type": "array"}}, ["name"])
+
+
+def fields_schema(key):
+    return obj({"apiVersion": {"const": key[0]}, "kind": {"const": key[1]}, "metadata": META,
+                "spec": FIELDS[key]}, ["apiVersion", "kind", "metadata"])
 
 
 def strict(node):
@@ -57,6 +126,20 @@ class Schemas:
                 self.cache[key] = jsonschema.Draft7Validator(json.load(f))
         return self.cache[key]
 
+    def fields(self, key):
+        if key not in self.cache:
+            self.cache[key] = jsonschema.Draft7Validator(fields_schema(key))
+        return self.cache[key]
+
+    def definition(self, name):
+        """A strict validator for one definition of _definitions.json (PriorityClass)."""
+        if name not in self.cache:
+            with open(os.path.join(self.root, CORE, "_definitions.json")) as f:
+                defs = strict(json.load(f))
+            defs["$ref"] = "#/definitions/" + name
+            self.cache[name] = jsonschema.Draft7Validator(defs)
+        return self.cache[name]
+
     def crd(self, key):
         if key not in self.cache:
             with open(os.path.join(self.root, CRDS[key][0])) as f:
@@ -80,6 +163,10 @@ def check(schemas, doc):
     key = (doc.get("apiVersion"), doc.get("kind"))
     if key in CORE_FILES:
         return errors(schemas.core(key), doc)
+    if key in FIELDS:
+        return errors(schemas.fields(key), doc)
+    if key == ("scheduling.k8s.io/v1", "PriorityClass"):
+        return errors(schemas.definition("io.k8s.api.scheduling.v1.PriorityClass"), doc)
     if key not in CRDS:
         return ["no schema for apiVersion %s kind %s" % key]
     out = errors(schemas.crd(key), doc)

@@ -60,8 +60,8 @@ if [ ! -d "$SCHEMAS" ]; then
 elif [ $HAVE_YAML = 0 ]; then
     t_skip "manifests validate against the CRD and core schemas" "no python3-yaml/jsonschema (make deps)"
 else
-    $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$K8S"/*.yaml >"$T_TMP/v.log" 2>&1
-    for f in "$K8S"/*.yaml; do
+    $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$K8S"/*.yaml "$K8S"/gang/*.yaml >"$T_TMP/v.log" 2>&1
+    for f in "$K8S"/*.yaml "$K8S"/gang/*.yaml; do
         if grep -q "^ok $f " "$T_TMP/v.log" && ! grep -q "^FAIL $f " "$T_TMP/v.log"; then
             t_ok "$(basename "$f") validates ($(grep -c "^ok $f " "$T_TMP/v.log") objects)"
         else
@@ -74,6 +74,14 @@ else
         grep -q runPolicyTypo "$T_TMP/v.log"; then
         t_ok "validator rejects an unknown field"
     else t_fail "validator rejects an unknown field" "$(cat "$T_TMP/v.log")"; fi
+    # ... and so do the field lists of the kinds shared/ has no schema for
+    sed 's/minMember:/minMembers:/' "$K8S/gang/coscheduling-podgroup.yaml" >"$T_TMP/pg.yaml"
+    sed 's/nominalQuota: 16Gi/nominalQuota: lots/' "$K8S/gang/kueue-queues.yaml" >"$T_TMP/kq.yaml"
+    sed 's/^value:/valu:/' "$K8S/gang/volcano-queue.yaml" >"$T_TMP/vq.yaml"
+    $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$T_TMP/pg.yaml" "$T_TMP/kq.yaml" "$T_TMP/vq.yaml" \
+        >"$T_TMP/v.log" 2>&1
+    t_expect_eq "validator rejects a misspelt PodGroup field, a bad Kueue quota, a misspelt PriorityClass" \
+        "$(grep '^FAIL .*\(minMembers\|lots\|valu\)' "$T_TMP/v.log" | cut -d: -f1 | sort -u | wc -l)" 3
 fi
 
 # ---- render the shipped jobs; every object against the strict core schemas ----
@@ -233,4 +241,99 @@ rc=0; "$BATON" k8s apply --kubectl "$T_TMP/no-such-kubectl" "$T_TMP/pt.yaml" >/d
 if [ $rc -eq 127 ] && grep -q "not found" "$T_TMP/err" && grep -q "baton k8s render" "$T_TMP/err"; then
     t_ok "missing kubectl: exit 127 with a hint"
 else t_fail "missing kubectl: exit 127 with a hint" "rc=$rc $(cat "$T_TMP/err")"; fi
+
+# ---- runPolicy: one note per field on stderr (render and apply), activeDeadlineSeconds on the pods
+EXTRA_SPEC='  runPolicy:
+    backoffLimit: 3
+    activeDeadlineSeconds: 600
+    ttlSecondsAfterFinished: 60
+    cleanPodPolicy: All
+    schedulingPolicy: {minAvailable: 2}
+' job rpol PyTorchJob "$(rs Master 1 pytorch ExitCode)
+$(rs Worker 2 pytorch OnFailure)"
+"$BATON" k8s render "$T_TMP/rpol.yaml" >"$T_TMP/rpol.out" 2>"$T_TMP/rpol.err"
+t_expect_eq "runPolicy notes: render exits 0, one line per field" "$? $(wc -l <"$T_TMP/rpol.err")" "0 7"
+for want in "runPolicy.backoffLimit 3: not honoured" \
+    "runPolicy.activeDeadlineSeconds 600: set on each Pod as spec.activeDeadlineSeconds" \
+    "runPolicy.ttlSecondsAfterFinished 60: not honoured" "runPolicy.cleanPodPolicy All: not honoured" \
+    "restartPolicy ExitCode \(Master\): the pods get restartPolicy Never.*no controller recreates" \
+    "restartPolicy OnFailure \(Worker\): kubelet restarts the container in place" \
+    "runPolicy.schedulingPolicy: ignored, as by an operator started without --gang-scheduler-name"; do
+    t_grep "runPolicy note: ${want%%:*}" "^baton k8s render: PyTorchJob 'rpol': $want" "$T_TMP/rpol.err"
+done
+t_expect_eq "activeDeadlineSeconds set on every pod" "$(for p in rpol-master-0 rpol-worker-0 rpol-worker-1; do
+    pget "$T_TMP/rpol.out" Pod $p "o['spec']['activeDeadlineSeconds']"; done | xargs)" "600 600 600"
+t_expect_eq "schedulingPolicy alone adds no scheduler fields" "$(pget "$T_TMP/rpol.out" Pod rpol-worker-0 \
+    "(o['spec'].get('schedulerName'), o['metadata'].get('annotations'))")" "(None, None)"
+sed 's/^          containers:/          activeDeadlineSeconds: 300\n          containers:/' "$T_TMP/rpol.yaml" >"$T_TMP/rpol2.yaml"
+"$BATON" k8s render "$T_TMP/rpol2.yaml" 2>/dev/null >"$T_TMP/rpol2.out"
+t_expect_eq "a template's smaller activeDeadlineSeconds is kept" \
+    "$(pget "$T_TMP/rpol2.out" Pod rpol-worker-1 "o['spec']['activeDeadlineSeconds']")" 300
+"$BATON" k8s render "$T_TMP/pt.yaml" >/dev/null 2>"$T_TMP/pt.err"
+t_expect_eq "restartPolicy notes name the replica types (default OnFailure counts)" "$(cut -d: -f3 "$T_TMP/pt.err" | xargs)" \
+    "restartPolicy ExitCode (Master) restartPolicy OnFailure (Worker)"
+"$BATON" k8s render "$T_TMP/rp.yaml" >/dev/null 2>"$T_TMP/rp.err"
+t_grep "restartPolicy Always noted" "restartPolicy Always \(Chief\): kubelet restarts" "$T_TMP/rp.err"
+t_expect_eq "restartPolicy Never: nothing to note" "$(grep -c 'Never (' "$T_TMP/rp.err")" 0
+rm -f "$T_TMP/kubectl.args"
+PATH=$T_TMP:$PATH "$BATON" k8s apply "$T_TMP/rpol.yaml" >/dev/null 2>"$T_TMP/apply.err"
+t_expect_eq "apply: the same notes, prefixed 'baton k8s apply:'" \
+    "$(grep -c "^baton k8s apply: PyTorchJob 'rpol': " "$T_TMP/apply.err") $(cat "$T_TMP/kubectl.args")" "7 apply -f -"
+if [ -d "$SCHEMAS" ]; then
+    $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$T_TMP/rpol.out" >"$T_TMP/v.log" 2>&1
+    t_expect_eq "pods with activeDeadlineSeconds validate" "$? $(grep -c '^ok' "$T_TMP/v.log")" "0 6"
+fi
+EXTRA_SPEC='  runPolicy: {suspend: true}
+' job sus PyTorchJob "$(rs Master 1 pytorch)"
+rc=0; "$BATON" k8s render "$T_TMP/sus.yaml" >"$T_TMP/sus.out" 2>"$T_TMP/sus.err" || rc=$?
+t_expect_eq "suspend: render writes nothing, exits 0, says why" \
+    "$rc $(wc -c <"$T_TMP/sus.out") $(grep -c 'runPolicy.suspend true: honoured' "$T_TMP/sus.err")" "0 0 1"
+rm -f "$T_TMP/kubectl.args"
+rc=0; PATH=$T_TMP:$PATH "$BATON" k8s apply "$T_TMP/sus.yaml" >/dev/null 2>&1 || rc=$?
+t_expect_eq "suspend: apply runs no kubectl" "$rc $([ -e "$T_TMP/kubectl.args" ] && echo ran)" "0 "
+for bad in "backoffLimit: -1" "activeDeadlineSeconds: 0" "cleanPodPolicy: Sometimes" "suspend: maybe"; do
+    EXTRA_SPEC="  runPolicy: {$bad}
+" job badrp PyTorchJob "$(rs Master 1 pytorch)"
+    reject "runPolicy $bad" "PyTorchJob 'badrp': runPolicy.${bad%%:*} '" "$T_TMP/badrp.yaml"
+done
+
+# ---- gang scheduling: --gang-scheduler as the operator's --gang-scheduler-name
+G=$K8S/gang
+"$BATON" k8s render --gang-scheduler volcano "$G/pytorchjob-mnist-volcano.yaml" >"$T_TMP/vol.out" 2>"$T_TMP/vol.err"
+t_expect_eq "volcano: the PodGroup first, as the operator makes it" "$(pget "$T_TMP/vol.out" PodGroup mnist-volcano \
+    "(o['apiVersion'], o['metadata']['namespace'], o['spec'])")" \
+    "('scheduling.volcano.sh/v1beta1', 'default', {'minMember': 4, 'queue': 'mnist', 'priorityClassName': 'mnist-training'})"
+t_expect_eq "volcano: each pod's schedulerName and group annotations" "$(pget "$T_TMP/vol.out" Pod mnist-volcano-worker-2 \
+    "(o['spec']['schedulerName'], o['metadata']['annotations'])")" \
+    "('volcano', {'scheduling.k8s.io/group-name': 'mnist-volcano', 'volcano.sh/task-spec': 'worker'})"
+t_expect_eq "volcano: task-spec is the replica type" "$(pget "$T_TMP/vol.out" Pod mnist-volcano-master-0 \
+    "o['metadata']['annotations']['volcano.sh/task-spec']")" master
+t_grep "volcano: minResources noted" "PodGroup mnist-volcano: rendered for --gang-scheduler volcano with minMember 4 and no minResources" "$T_TMP/vol.err"
+"$BATON" k8s render --gang-scheduler scheduler-plugins-scheduler "$G/pytorchjob-mnist-coscheduling.yaml" \
+    >"$T_TMP/cos.out" 2>/dev/null
+t_expect_eq "scheduler-plugins: PodGroup minMember and scheduleTimeoutSeconds" "$(pget "$T_TMP/cos.out" PodGroup mnist-coscheduling \
+    "(o['apiVersion'], o['spec'])")" "('scheduling.x-k8s.io/v1alpha1', {'minMember': 4, 'scheduleTimeoutSeconds': 300})"
+t_expect_eq "scheduler-plugins: the pod-group label and schedulerName" "$(pget "$T_TMP/cos.out" Pod mnist-coscheduling-worker-0 \
+    "(o['spec']['schedulerName'], o['metadata']['labels']['scheduling.x-k8s.io/pod-group'])")" \
+    "('scheduler-plugins-scheduler', 'mnist-coscheduling')"
+"$BATON" k8s render "$G/pytorchjob-mnist-coscheduling.yaml" >"$T_TMP/cos0.out" 2>/dev/null
+t_expect_eq "coscheduling without --gang-scheduler: the template's label and scheduler kept, no PodGroup" \
+    "$(grep -c '^kind: PodGroup' "$T_TMP/cos0.out") $(pget "$T_TMP/cos0.out" Pod mnist-coscheduling-master-0 \
+    "(o['spec']['schedulerName'], o['metadata']['labels']['scheduling.x-k8s.io/pod-group'])")" \
+    "0 ('scheduler-plugins-scheduler', 'mnist-coscheduling')"
+"$BATON" k8s render --gang-scheduler volcano "$T_TMP/pt.yaml" >"$T_TMP/ptv.out" 2>/dev/null
+t_expect_eq "no schedulingPolicy: minMember = every replica, queue default" "$(pget "$T_TMP/ptv.out" PodGroup pt \
+    "o['spec']")" "{'minMember': 3, 'queue': 'default'}"
+"$BATON" k8s render "$G/pytorchjob-mnist-kueue.yaml" >"$T_TMP/kue.out" 2>"$T_TMP/kue.err"
+t_expect_eq "kueue: queue label, pod group name and total count on each pod" "$(pget "$T_TMP/kue.out" Pod mnist-kueue-worker-1 \
+    "(o['metadata']['labels']['kueue.x-k8s.io/queue-name'], o['metadata']['labels']['kueue.x-k8s.io/pod-group-name'], o['metadata']['annotations'])")" \
+    "('mnist', 'mnist-kueue', {'kueue.x-k8s.io/pod-group-total-count': '4'})"
+t_grep "kueue: noted" "label kueue.x-k8s.io/queue-name=mnist: put on each Pod" "$T_TMP/kue.err"
+if [ -d "$SCHEMAS" ]; then
+    "$BATON" k8s render --gang-scheduler scheduler-plugins-scheduler "$G/pytorchjob-mnist-volcano.yaml" \
+        >"$T_TMP/vol2.out" 2>/dev/null
+    $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$T_TMP/vol.out" "$T_TMP/vol2.out" "$T_TMP/cos.out" \
+        "$T_TMP/kue.out" >"$T_TMP/v.log" 2>&1
+    t_expect_eq "rendered PodGroups and gang/Kueue pods validate" "$? $(grep -c '^ok .*PodGroup' "$T_TMP/v.log")" "0 3"
+fi
 t_done

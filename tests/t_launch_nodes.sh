@@ -2,7 +2,8 @@
 # t_launch_nodes.sh: `baton run` across nodes, as several launchers on this machine with
 # --nnodes/--node-rank/--rdzv 127.0.0.1:PORT: late node 0, heterogeneous -n, a failure on one
 # node tearing down the other with the same root cause, a launcher killed by SIGKILL, a wrong
-# token, a duplicate node rank, a join timeout.
+# token, a duplicate node rank, a join timeout (exit 142), peers whose pods are still Pending
+# (named by rank and pod, exit 142).
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/launch_worker
@@ -134,8 +135,25 @@ port=$(t_free_port)
 t0=$SECONDS
 "$BATON" run --nnodes 2 --node-rank 1 --rdzv "127.0.0.1:$port" --join-timeout 2 -- "$W" \
     >/dev/null 2>"$T_TMP/jt.err"
-t_expect_eq "join timeout: exit 1" "$?" 1
+t_expect_eq "join timeout: exit 142 (retryable: node 0 may be Pending)" "$?" 142
 t_check "join timeout: gives up after ~2 s" test $((SECONDS - t0)) -lt 6
-t_grep "join timeout: says where it waited and the hint" "127.0.0.1:$port.*hint: is node 0's launcher running" \
+t_grep "join timeout: says where it waited and names node 0" \
+    "waiting for 1 of 2 nodes: node 0 never started the rendezvous store: .*127.0.0.1:$port.*its pod may be Pending.*exit 142 \(retryable\)" \
     "$T_TMP/jt.err"
+
+# ---- pods still Pending: node 0 of a PyTorchJob (1 master + 2 workers) alone; every 5 s it
+# names the missing nodes by rank and pod name, and at --join-timeout exits 142 with one line
+port=$(t_free_port)
+t0=$SECONDS
+env -u TF_CONFIG MASTER_ADDR=pt-master-0 MASTER_PORT="$port" WORLD_SIZE=3 RANK=0 PET_NNODES=3 \
+    PET_NODE_RANK=0 PET_NPROC_PER_NODE=1 "$BATON" run --join-timeout 7 -- "$W" \
+    >/dev/null 2>"$T_TMP/pend.err"
+t_expect_eq "pending peers: exit 142 at the join timeout" "$?" 142
+t_check "pending peers: gives up after ~7 s" test $((SECONDS - t0)) -lt 12
+t_grep "pending peers: a progress line names the missing nodes and pods" \
+    "^baton: node 0 still waiting \([0-9]+ s of 7 s\) for 2 of 3 nodes to join: node 1 \(pod pt-worker-0\), node 2 \(pod pt-worker-1\); hint: .*Pending" \
+    "$T_TMP/pend.err"
+t_grep "pending peers: one last line names them, hints Pending, says 142" \
+    "^baton: node 0 \(host [^)]+\): gave up after 7 s \(--join-timeout\) waiting for 2 of 3 nodes to join: node 1 \(pod pt-worker-0\), node 2 \(pod pt-worker-1\); hint: .*pod still Pending \(unschedulable.*kubectl describe pod pt-worker-0; exit 142 \(retryable\)$" \
+    "$T_TMP/pend.err"
 t_done

@@ -132,4 +132,11 @@ TF_CONFIG=$(tf evaluator 0) timeout 30 "$BATON" run -- sh -c \
 t_expect_eq "TFJob: the evaluator pod exits 0" "$?" 0
 t_grep "TFJob: the evaluator runs without rank or ps env" '^\[0\] role=evaluator rank=none ps=none$' \
     "$T_TMP/ev.out"
+
+# The per-process TF_CONFIG keeps the operator's "environment":"cloud" (dense form).
+TF_CONFIG="{\"cluster\":{\"worker\":[\"127.0.0.1:$(t_free_port)\"]},\"task\":{\"type\":\"worker\",\"index\":0},\"environment\":\"cloud\"}" \
+    timeout 30 "$BATON" run -- sh -c 'echo "TF_CONFIG=$TF_CONFIG"' >"$T_TMP/env.out" 2>&1
+t_grep "TFJob: the worker's TF_CONFIG keeps \"environment\":\"cloud\"" \
+    '^\[0\] TF_CONFIG=\{"cluster":\{"worker":\["127.0.0.1:[0-9]+"\]\},"task":\{"type":"worker","index":0\},"environment":"cloud"\}$' \
+    "$T_TMP/env.out"
 t_done

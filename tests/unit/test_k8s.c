@@ -1,6 +1,8 @@
 /* test_k8s.c: the operator shim's model (k8s/k8s.h) and YAML tree (k8s/ytree.h): the pods a
  * job renders to (names, env, argv, restart, master role, exactly the facts file's examples),
- * TF_CONFIG byte for byte, the operator's validation errors, and hostile YAML. */
+ * TF_CONFIG byte for byte, the operator's validation errors, and hostile YAML; runPolicy, the
+ * notes render prints and the gang-scheduling PodGroup; the pod names `baton run` gives the
+ * nodes it waits for (launcher/run_pending.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 
 #include "k8s/k8s.h"
 #include "k8s/ytree.h"
+#include "launcher/run.h"
 
 /* A job: kind, name, extra spec lines, then the replica specs (built with rs()). */
 static char *job_text(const char *kind, const char *name, const char *extra, const char *specs)
@@ -295,6 +298,139 @@ static void test_validation(void **state)
 }
 
 /* Aliases that expand exponentially, and deep nesting, end in an error, not a hang. */
+/* Lines of the notes render prints for text (with gang scheduler g, or none). */
+static int notes(const char *text, const char *g, char **out)
+{
+    struct bt__k8s_job job;
+    struct bt__err err = {0};
+    struct bt__k8s_opts opts = {.gang_scheduler = g};
+    size_t n = 0;
+    int lines = 0;
+    FILE *f = open_memstream(out, &n);
+    assert_int_equal(bt__k8s_job_parse(text, strlen(text), "job.yaml", &opts, &job, &err), BT_OK);
+    bt__k8s_job_notes(&job, &opts, f, "N: ");
+    fclose(f);
+    for (const char *p = *out; *p; p++)
+        lines += *p == '\n';
+    bt__k8s_job_free(&job);
+    return lines;
+}
+
+static void test_run_policy(void **state)
+{
+    (void)state;
+    char specs[2048] = "", *out = NULL;
+    rs(specs, sizeof(specs), "Master", 1, "pytorch", "ExitCode");
+    rs(specs, sizeof(specs), "Worker", 3, "pytorch", NULL);
+    char *t = job_text("PyTorchJob", "rp",
+                       "  runPolicy:\n    backoffLimit: 2\n    activeDeadlineSeconds: 90\n"
+                       "    cleanPodPolicy: Running\n    schedulingPolicy:\n"
+                       "      minAvailable: 3\n      queue: q1\n",
+                       specs);
+    struct bt__k8s_job job;
+    struct bt__err err;
+    assert_int_equal(parse(t, &job, &err), BT_OK);
+    assert_int_equal(job.policy.backoff_limit, 2);
+    assert_int_equal(job.policy.active_deadline_s, 90);
+    assert_int_equal(job.policy.ttl_after_finished_s, -1);
+    assert_int_equal(job.policy.clean_pod_policy, 1);
+    assert_int_equal(job.policy.min_available, 3);
+    assert_null(job.podgroup); /* no gang scheduler: none */
+    assert_string_equal(bt__yn_gets(bt__yn_get(pod(&job, "rp-worker-2")->pod, "spec"),
+                                    "activeDeadlineSeconds"),
+                        "90");
+    bt__k8s_job_free(&job);
+    /* backoffLimit, activeDeadlineSeconds, cleanPodPolicy, ExitCode, OnFailure, scheduling */
+    assert_int_equal(notes(t, NULL, &out), 6);
+    assert_non_null(strstr(out, "N: PyTorchJob 'rp': runPolicy.backoffLimit 2: not honoured"));
+    assert_non_null(strstr(out, "restartPolicy OnFailure (Worker): kubelet restarts"));
+    free(out);
+    /* volcano: the schedulingPolicy note becomes the PodGroup's minResources note */
+    assert_int_equal(notes(t, "volcano", &out), 6);
+    assert_non_null(strstr(out, "PodGroup rp: rendered for --gang-scheduler volcano with "
+                                "minMember 3"));
+    free(out);
+    free(t);
+}
+
+static void test_gang_podgroup(void **state)
+{
+    (void)state;
+    char specs[2048] = "";
+    rs(specs, sizeof(specs), "Chief", 1, "tensorflow", NULL);
+    rs(specs, sizeof(specs), "Worker", 2, "tensorflow", NULL);
+    char *t = job_text("TFJob", "tg",
+                       "  runPolicy:\n    schedulingPolicy:\n      queue: q1\n"
+                       "      priorityClass: high\n      scheduleTimeoutSeconds: 60\n",
+                       specs);
+    struct bt__k8s_opts v = {.gang_scheduler = "volcano"}, sp = {.gang_scheduler = "sp"};
+    struct bt__k8s_job job;
+    struct bt__err err = {0};
+    assert_int_equal(bt__k8s_job_parse(t, strlen(t), "j", &v, &job, &err), BT_OK);
+    const struct bt__yn *spec = bt__yn_get(job.podgroup, "spec");
+    assert_string_equal(bt__yn_gets(job.podgroup, "apiVersion"), "scheduling.volcano.sh/v1beta1");
+    assert_string_equal(bt__yn_gets(spec, "minMember"), "3");
+    assert_string_equal(bt__yn_gets(spec, "queue"), "q1");
+    assert_string_equal(bt__yn_gets(spec, "priorityClassName"), "high");
+    assert_null(bt__yn_get(spec, "scheduleTimeoutSeconds")); /* scheduler-plugins only */
+    const struct bt__yn *md = bt__yn_get(pod(&job, "tg-chief-0")->pod, "metadata");
+    assert_string_equal(bt__yn_gets(bt__yn_get(md, "annotations"), "volcano.sh/task-spec"),
+                        "chief");
+    bt__k8s_job_free(&job);
+    assert_int_equal(bt__k8s_job_parse(t, strlen(t), "j", &sp, &job, &err), BT_OK);
+    spec = bt__yn_get(job.podgroup, "spec");
+    assert_string_equal(bt__yn_gets(job.podgroup, "apiVersion"), "scheduling.x-k8s.io/v1alpha1");
+    assert_null(bt__yn_get(spec, "queue"));
+    assert_string_equal(bt__yn_gets(spec, "scheduleTimeoutSeconds"), "60");
+    md = bt__yn_get(pod(&job, "tg-worker-1")->pod, "metadata");
+    assert_string_equal(bt__yn_gets(bt__yn_get(md, "labels"), "scheduling.x-k8s.io/pod-group"),
+                        "tg");
+    assert_string_equal(bt__yn_gets(bt__yn_get(pod(&job, "tg-worker-1")->pod, "spec"),
+                                    "schedulerName"),
+                        "sp");
+    bt__k8s_job_free(&job);
+    free(t);
+}
+
+/* The pod names `baton run` gives missing nodes, from node 0's host in the spec. */
+static void test_pending_pod_names(void **state)
+{
+    (void)state;
+    static const struct {
+        enum bt__spec_source src;
+        const char *host0;
+        int rank;
+        const char *want;
+    } cases[] = {
+        {BT_SPEC_PYTORCHJOB, "mnist-master-0", 0, "mnist-master-0"},
+        {BT_SPEC_PYTORCHJOB, "mnist-master-0", 3, "mnist-worker-2"},
+        {BT_SPEC_PYTORCHJOB, "el-worker-0", 3, "el-worker-3"},
+        {BT_SPEC_TFJOB, "tf-chief-0.default.svc", 2, "tf-worker-1"},
+        {BT_SPEC_TFJOB, "tf-worker-0.ns.svc.cluster.local", 1, "tf-worker-1"},
+        {BT_SPEC_INDEXED, "mnist-indexed-0.mnist-indexed", 2, "mnist-indexed-2"},
+        {BT_SPEC_TRAINER_V2, "tj-trainer-node-0-0.tj", 5, "tj-trainer-node-0-5"},
+        {BT_SPEC_FLAGS, "host-0", 1, ""},
+        {BT_SPEC_PYTORCHJOB, "127.0.0.1", 1, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct bt__spec s;
+        char name[BT_SPEC_HOST_MAX];
+        memset(&s, 0, sizeof(s));
+        s.source = cases[i].src;
+        snprintf(s.rdzv_host, sizeof(s.rdzv_host), "%s", cases[i].host0);
+        bt__run_node_name(&s, cases[i].rank, name, sizeof(name));
+        assert_string_equal(name, cases[i].want);
+    }
+    int ranks[4], total;
+    const char *e = "WAIT timed out after 1.0 s; still missing 7 key(s): l/2/node/1, l/2/node/5,"
+                    " l/2/node/6, l/2/node/9 and 3 more";
+    assert_int_equal(bt__run_missing_ranks(e, 2, ranks, 4, &total), 4);
+    assert_int_equal(total, 7);
+    assert_int_equal(ranks[0], 1);
+    assert_int_equal(ranks[3], 9);
+    assert_int_equal(bt__run_missing_ranks("connection reset", 0, ranks, 4, &total), 0);
+}
+
 static void test_hostile_yaml(void **state)
 {
     (void)state;
@@ -353,6 +489,9 @@ int main(void)
         cmocka_unit_test(test_tf_sparse_and_single),
         cmocka_unit_test(test_custom_port_and_namespace),
         cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_run_policy),
+        cmocka_unit_test(test_gang_podgroup),
+        cmocka_unit_test(test_pending_pod_names),
         cmocka_unit_test(test_hostile_yaml),
         cmocka_unit_test(test_ytree_roundtrip),
     };
