@@ -410,7 +410,8 @@ static int mkdirs(const char *path)
     }
 }
 
-/* Makes the directory of every volumeMount of the pod's container and prints where each is. */
+/* Makes the directory of every volumeMount of the pod's container and prints where each is;
+ * -2 for an invalid subPath, -1 when a directory cannot be made (both with a message). */
 static int make_volumes(const struct local_args *a, const struct bt__local_pod *p,
                         const struct bt__yn *c, const struct vec *env)
 {
@@ -421,7 +422,7 @@ static int make_volumes(const struct local_args *a, const struct bt__local_pod *
         if (!mp || !bt__yn_gets(vm->v[i], "name"))
             continue;
         if (volume_dir(a, p, vm->v[i], env, dir, sizeof(dir)))
-            return -1;
+            return -2;
         if (mkdirs(dir)) {
             fprintf(stderr, "baton k8s local: pod %s: volume dir %s: %s\n", p->k->name, dir,
                     strerror(errno));
@@ -543,6 +544,7 @@ static void pod_env(const struct bt__local *l, const struct bt__local_pod *p, st
     }
 }
 
+/* Fills p->argv and p->envp; 0, or -1 (with a message), -2 for an invalid volumeMount. */
 static int plan_pod(const struct local_args *a, struct bt__local *l, struct bt__local_pod *p)
 {
     const struct bt__k8s_kind_info *ki = bt__k8s_kind_info(l->job->kind);
@@ -551,9 +553,10 @@ static int plan_pod(const struct local_args *a, struct bt__local *l, struct bt__
     char note[1024] = "";
     base_env(a, p, &e);
     pod_env(l, p, &e, note, sizeof(note));
-    if (make_volumes(a, p, c, &e)) {
+    int vr = make_volumes(a, p, c, &e);
+    if (vr) {
         vec_free(e.v);
-        return -1;
+        return vr;
     }
     for (size_t i = 0; i < e.n; i++) { /* volume paths in env values */
         char *eq = strchr(e.v[i], '='), *m = eq ? map_volume(a, p, c, &e, eq + 1) : NULL;
@@ -679,9 +682,11 @@ static int setup(struct local_args *a, struct bt__local *l, struct bt__k8s_job *
                       "/etc/netns/<ns>/hosts once the pod has started)"
                     : "loopback mode: pod names and ports rewritten in the env as below",
            a->workdir);
-    for (size_t i = 0; i < l->npods; i++)
-        if (plan_pod(a, l, &l->pods[i]))
-            return 1;
+    for (size_t i = 0; i < l->npods; i++) {
+        int rc = plan_pod(a, l, &l->pods[i]);
+        if (rc)
+            return rc == -2 ? 2 : 1; /* -2: an invalid volumeMount */
+    }
     return make_order(a, l) ? 2 : 0;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_k8s_local.sh: `baton k8s local`: a job's pods run on this machine with the operator's env.
 #
-# Loopback mode (no root): a small PyTorchJob of `baton run -- hello` pods, and a failing one.
+# Loopback mode (no root): a small PyTorchJob of `baton run -- hello` pods, and a failing one;
+# emptyDir volumes (subPath, subPathExpr, nested mounts, paths below a mountPath, --opt=PATH).
 # --netns (root and `ip netns`, else skipped visibly): the shipped PyTorchJob trains MNIST
 # across 4 namespaces (a short run); a TFJob with chief, workers and ps (mnist --mode ps when the
 # trainer has it, else hello with a ps pod that never exits); a worker started before the
@@ -65,6 +66,36 @@ run_local lofail 60 "$T_TMP/lofail.yaml"
 wait_local 90
 t_expect_eq "loopback: a worker exiting 3 fails the job with 3" "$RC" 3
 t_grep "loopback: the report names the pod" 'job lofail failed: pod lofail-worker-0 exited with status 3' "$T_TMP/lofail.log"
+
+# Volumes: an emptyDir with subPathExpr, another with a nested mount and a subPath; each pod
+# writes below a mountPath; an --opt=PATH argument and an env value are mapped too.
+VOLCMD='[sh, -c, "mkdir $1 && echo saved > $1/model.txt && echo opt $2 && test -d $3 && test -d $CACHE && echo vol ok", sh, /ckpt/run1, --out=/ckpt/run1/x.pt, /data, /data/cache/f]'
+{
+    printf 'apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata:\n  name: vol\nspec:\n  pytorchReplicaSpecs:\n'
+    for rt in Master Worker; do
+        printf '    %s:\n      replicas: 1\n      restartPolicy: Never\n      template:\n        spec:\n' $rt
+        printf '          containers:\n            - name: pytorch\n              image: baton:latest\n'
+        printf '              command: %s\n              env: [{name: CACHE, value: /data/cache}]\n' "$VOLCMD"
+        printf '              volumeMounts:\n                - {name: ckpt, mountPath: /ckpt, subPathExpr: "n$(PET_NODE_RANK)"}\n'
+        printf '                - {name: data, mountPath: /data}\n                - {name: data, mountPath: /data/cache/, subPath: c}\n'
+        printf '          volumes: [{name: ckpt, emptyDir: {}}, {name: data, emptyDir: {}}]\n'
+    done
+} >"$T_TMP/vol.yaml"
+run_local vol 60 "$T_TMP/vol.yaml"
+wait_local 90
+W=$T_TMP/w-vol
+t_expect_eq "loopback: volumes job exit status" "$RC" 0
+t_grep "loopback: the volume dirs are shown (subPathExpr from the pod's env)" "vol-worker-0 +/ckpt is $W/vol-worker-0/ckpt/n1\$" "$T_TMP/vol.log"
+t_check "loopback: each pod wrote below its own /ckpt (subPathExpr n\$(PET_NODE_RANK))" \
+    test -s "$W/vol-master-0/ckpt/n0/run1/model.txt" -a -s "$W/vol-worker-0/ckpt/n1/run1/model.txt"
+t_grep "loopback: an --opt=PATH argument is mapped" "^\[vol-master-0\] opt --out=$W/vol-master-0/ckpt/n0/run1/x.pt\$" "$T_TMP/vol.log"
+t_grep "loopback: the deepest mount wins (/data/cache, subPath c) in an env value" '^\[vol-worker-0\] vol ok$' "$T_TMP/vol.log"
+t_check "loopback: the nested mount's dir is the volume's subPath" test -d "$W/vol-worker-0/data/c"
+sed 's/subPath: c}/subPath: ..\/c}/' "$T_TMP/vol.yaml" >"$T_TMP/badvol.yaml"
+run_local badvol 60 "$T_TMP/badvol.yaml"
+wait_local 30
+t_check "loopback: a subPath with .. is refused (status 2), no pod started" test "$RC" = 2 -a "$(grep -c ' started ' "$T_TMP/badvol.log")" = 0
+t_grep "loopback: the refusal names the pod and the volumeMount" "pod vol-master-0: volumeMount data: subPath '../c' must be a relative path" "$T_TMP/badvol.log"
 
 "$BATON" k8s local --bogus x.yaml >"$T_TMP/bad.log" 2>&1
 t_expect_eq "an unknown option is a usage error" "$?" 2
