@@ -4,7 +4,9 @@
  * One loop, woken every 100 ms or by output: read each pod's pipe and print whole lines as
  * "[<pod>] line"; reap exited children (waitpid on any pid: we are the subreaper, so orphaned
  * grandchildren come here too); start the next pod when its turn comes (--stagger apart), with
- * --netns publishing its names right after the fork; then decide:
+ * --netns publishing its names right after the fork (such a pod also has a UTS namespace of its
+ * own with the pod name as host name, which its hosts file maps to its own address, so
+ * gethostname() resolves as gloo and NCCL expect); then decide:
  *   - a pod exits non-zero (or by a signal): the job fails, and that pod is named. No pod is
  *     restarted here; the report says whether the operator would have restarted it.
  *   - success (operator v1.9): PyTorchJob: the Master exited 0; without a Master, every
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +90,10 @@ static void child(const struct bt__local *l, const struct bt__local_pod *p, int 
     dup2(wfd, 2);
     if (!l->netns) {
         execve(p->argv[0], p->argv, p->envp);
+    } else if (unshare(CLONE_NEWUTS) != 0 || sethostname(p->k->name, strlen(p->k->name)) != 0) {
+        dprintf(2, "baton k8s local: pod %s: its own host name (UTS namespace): %s\n", p->k->name,
+                strerror(errno));
+        _exit(127);
     } else {
         size_t n = 0;
         while (p->argv[n])

@@ -7,7 +7,8 @@
 # across 4 namespaces (a short run); a TFJob with chief, workers and ps (mnist --mode ps when the
 # trainer has it, else hello with a ps pod that never exits); a worker started before the
 # master's name resolves still joins (forced order, and getent inside the namespace shows the
-# name appear); SIGKILL of one pod's process fails the job naming that pod; SIGTERM to
+# name appear); each pod's host name is its pod name and resolves to its own address; SIGKILL
+# of one pod's process fails the job naming that pod; SIGTERM to
 # `baton k8s local` stops everything. After each run no namespace, bridge or /etc/netns dir of
 # that run is left.
 # timeout: 400
@@ -148,6 +149,18 @@ t_expect_eq "netns: worker first, master 2 s later: exit status" "$RC" 0
 t_grep "netns: the master's name appeared in the running worker's namespace" '^\[late-worker-0\] master resolved' "$T_TMP/late.log"
 t_grep "netns: the late worker joined (rank 1 of 2)" '^\[late-worker-0\] \[1\] hello from rank 1 of 2' "$T_TMP/late.log"
 no_leftovers late
+
+# Each pod's host name is its pod name (a UTS namespace) and resolves to its own address.
+HN='[sh, -c, "echo hostname=$$(hostname); getent hosts $$(hostname)"]'
+job hn PyTorchJob Master "$HN" 1 "$HN"
+host_before=$(hostname)
+run_local hn 60 --netns "$T_TMP/hn.yaml"
+wait_local 90
+t_expect_eq "netns: hostname job exit status" "$RC" 0
+t_grep "netns: the master pod's hostname is its pod name" '^\[hn-master-0\] hostname=hn-master-0$' "$T_TMP/hn.log"
+t_grep "netns: the worker pod's hostname resolves to its own address" '^\[hn-worker-0\] 198\.51\.100\.3 +hn-worker-0' "$T_TMP/hn.log"
+t_expect_eq "netns: this machine's hostname is unchanged" "$(hostname)" "$host_before"
+no_leftovers hn
 
 # SIGKILL one pod's process in the middle of training.
 # The trainer's stdout is a pipe (buffered), so its INFO lines on stderr say when all 4 ranks
