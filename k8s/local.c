@@ -673,6 +673,7 @@ static int setup(struct local_args *a, struct bt__local *l, struct bt__k8s_job *
     for (size_t i = 0; i < l->npods; i++) {
         l->pods[i].k = &job->pods[i];
         l->pods[i].out_fd = -1;
+        l->pods[i].node = -1;
     }
     if (assign_addresses(l))
         return 1;

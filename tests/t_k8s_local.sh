@@ -2,7 +2,8 @@
 # t_k8s_local.sh: `baton k8s local`: a job's pods run on this machine with the operator's env.
 #
 # Loopback mode (no root): a small PyTorchJob of `baton run -- hello` pods, and a failing one;
-# emptyDir volumes (subPath, subPathExpr, nested mounts, paths below a mountPath, --opt=PATH).
+# emptyDir volumes (subPath, subPathExpr, nested mounts, paths below a mountPath, --opt=PATH);
+# the root cause named when worker-1's rank fails but another pod exits first.
 # --netns (root and `ip netns`, else skipped visibly): the shipped PyTorchJob trains MNIST
 # across 4 namespaces (a short run); a TFJob with chief, workers and ps (mnist --mode ps when the
 # trainer has it, else hello with a ps pod that never exits); a worker started before the
@@ -67,6 +68,17 @@ run_local lofail 60 "$T_TMP/lofail.yaml"
 wait_local 90
 t_expect_eq "loopback: a worker exiting 3 fails the job with 3" "$RC" 3
 t_grep "loopback: the report names the pod" 'job lofail failed: pod lofail-worker-0 exited with status 3' "$T_TMP/lofail.log"
+
+# worker-1's rank 4 exits 3; its other rank ignores SIGTERM, so worker-1's `baton run` ends
+# 3 s later (--grace 3), after the master and worker-0 have ended: the root cause is still worker-1.
+RC4='[baton, run, -n, 2, --grace, 3, --, sh, -c, "if [ $BATON_NODE_RANK = 2 ]; then [ $BATON_LOCAL_RANK = 0 ] && exit 3; trap \"\" TERM; fi; exec sleep 60"]'
+job rc PyTorchJob Master "$RC4" 2 "$RC4"
+run_local rc 60 "$T_TMP/rc.yaml"
+wait_local 90
+t_expect_eq "loopback: worker-1's rank exits 3: the job's status is 3" "$RC" 3
+t_grep "loopback: another pod exited first (the old culprit)" '^baton k8s local: +[0-9.]+ s  rc-(master|worker)-0 exited with status 3$' <(grep -m1 ' exited with status' "$T_TMP/rc.log")
+t_grep "loopback: the summary names worker-1 (the root cause), its status and baton run's report" \
+    'job rc failed: pod rc-worker-1 exited with status 3; baton run.s report: rank 4 \(node 2, host [^,]*, pid [0-9]+\) exited with code 3.*; the first pod to fail was rc-(master|worker)-0 \(status 3\)$' "$T_TMP/rc.log"
 
 # Volumes: an emptyDir with subPathExpr, another with a nested mount and a subPath; each pod
 # writes below a mountPath; an --opt=PATH argument and an env value are mapped too.
