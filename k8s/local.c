@@ -13,8 +13,12 @@
  * --add-args "A B" appends to command + args, which for `baton run -- PROG ARGS` means to the
  * program's args. Both split on blanks, apply to every pod, and may be repeated.
  *
- * Volumes: an argument or env value that is a volumeMount's mountPath, or lies under it,
- * is pointed at <workdir>/<pod>/<volume> instead, so pods keep their volumes apart.
+ * Volumes: each volumeMount of the container is a directory of its own pod,
+ * <workdir>/<pod>/<volume>[/<subPath>] (subPathExpr expanded from the pod's env), made before
+ * the pod starts, as kubelet makes an emptyDir and its subPath; whatever the volume's type.
+ * A path at or below a mountPath (the deepest one wins) in an argument, an "--opt=PATH"
+ * argument or an env value is pointed there. Paths the program builds itself are not: the
+ * real mountPath is not mounted (that would mean making directories outside the work dir).
  *
  * Loopback mode (no --netns): the service names do not resolve on this machine and every pod
  * would want the same port, so each pod gets 127.0.0.1 and a port P of its own (P + 1, the
@@ -335,26 +339,116 @@ static char *expand(const char *s, const struct vec *env)
     return out;
 }
 
-/* s, or its volume-mapped form when it is a mountPath or below one; malloc'd. */
-static char *map_volume(const struct local_args *a, const struct bt__local_pod *p,
-                        const struct bt__yn *c, const char *s)
+/* ---- volumes ---- */
+
+/* The length of mountPath mp without trailing slashes (at least 1). */
+static size_t mount_len(const char *mp)
+{
+    size_t n = strlen(mp);
+    while (n > 1 && mp[n - 1] == '/')
+        n--;
+    return n;
+}
+
+/* The volumeMount of c whose mountPath is path or the deepest one above it; NULL when none. */
+static const struct bt__yn *mount_of(const struct bt__yn *c, const char *path, size_t *len)
+{
+    const struct bt__yn *vm = bt__yn_get(c, "volumeMounts"), *best = NULL;
+    *len = 0;
+    for (size_t i = 0; vm && vm->kind == BT_YN_SEQ && i < vm->n; i++) {
+        const char *mp = bt__yn_gets(vm->v[i], "mountPath");
+        size_t ml = mp && mp[0] == '/' ? mount_len(mp) : 0;
+        if (ml < 2 || !bt__yn_gets(vm->v[i], "name") || strncmp(path, mp, ml) ||
+            (path[ml] && path[ml] != '/') || ml <= *len)
+            continue;
+        best = vm->v[i];
+        *len = ml;
+    }
+    return best;
+}
+
+/* <workdir>/<pod>/<volume>[/<subPath>] of volumeMount vm into buf (subPathExpr expanded from
+ * env); -1 with a message when the subPath is absolute or climbs out with "..". */
+static int volume_dir(const struct local_args *a, const struct bt__local_pod *p,
+                      const struct bt__yn *vm, const struct vec *env, char *buf, size_t n)
+{
+    const char *sub = bt__yn_gets(vm, "subPath"), *expr = bt__yn_gets(vm, "subPathExpr");
+    char *x = !sub && expr ? expand(expr, env) : NULL;
+    sub = x ? x : sub ? sub : "";
+    int bad = sub[0] == '/' || !strcmp(sub, "..") || !strncmp(sub, "../", 3) ||
+              strstr(sub, "/../") || (strlen(sub) >= 3 && !strcmp(sub + strlen(sub) - 3, "/.."));
+    if (bad)
+        fprintf(stderr,
+                "baton k8s local: pod %s: volumeMount %s: subPath '%s' must be a relative "
+                "path that stays inside the volume\n",
+                p->k->name, bt__yn_gets(vm, "name"), sub);
+    int len = snprintf(buf, n, "%s/%s/%s%s%s", a->workdir, p->k->name, bt__yn_gets(vm, "name"),
+                       sub[0] ? "/" : "", sub);
+    free(x);
+    return bad || len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
+/* mkdir -p path (0755); -1 with errno set when a part cannot be made. */
+static int mkdirs(const char *path)
+{
+    char buf[PATH_MAX];
+    int n = snprintf(buf, sizeof(buf), "%s", path);
+    if (n < 0 || (size_t)n >= sizeof(buf)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *s = buf + 1;; s++) {
+        if (*s && *s != '/')
+            continue;
+        char end = *s;
+        *s = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        if (!end)
+            return 0;
+        *s = end;
+    }
+}
+
+/* Makes the directory of every volumeMount of the pod's container and prints where each is;
+ * -2 for an invalid subPath, -1 when a directory cannot be made (both with a message). */
+static int make_volumes(const struct local_args *a, const struct bt__local_pod *p,
+                        const struct bt__yn *c, const struct vec *env)
 {
     const struct bt__yn *vm = bt__yn_get(c, "volumeMounts");
+    char dir[PATH_MAX];
     for (size_t i = 0; vm && vm->kind == BT_YN_SEQ && i < vm->n; i++) {
-        const char *mp = bt__yn_gets(vm->v[i], "mountPath"), *vn = bt__yn_gets(vm->v[i], "name");
-        size_t ml = mp ? strlen(mp) : 0;
-        if (!vn || ml < 2 || strncmp(s, mp, ml) || (s[ml] && s[ml] != '/'))
+        const char *mp = bt__yn_gets(vm->v[i], "mountPath");
+        if (!mp || !bt__yn_gets(vm->v[i], "name"))
             continue;
-        char dir[PATH_MAX], *out = malloc(PATH_MAX + strlen(s));
-        snprintf(dir, sizeof(dir), "%s/%s", a->workdir, p->k->name);
-        mkdir(dir, 0755);
-        if (out)
-            sprintf(out, "%s/%s%s", dir, vn, s + ml);
-        if (out)
-            mkdir(out, 0755); /* the mountPath itself; a path below it is the program's */
-        return out;
+        if (volume_dir(a, p, vm->v[i], env, dir, sizeof(dir)))
+            return -2;
+        if (mkdirs(dir)) {
+            fprintf(stderr, "baton k8s local: pod %s: volume dir %s: %s\n", p->k->name, dir,
+                    strerror(errno));
+            return -1;
+        }
+        printf("baton k8s local:   %-24s %s is %s\n", p->k->name, mp, dir);
     }
-    return strdup(s);
+    return 0;
+}
+
+/* s with a path at or below a mountPath pointed at the volume's dir (also the value of an
+ * "--opt=PATH" argument); malloc'd. */
+static char *map_volume(const struct local_args *a, const struct bt__local_pod *p,
+                        const struct bt__yn *c, const struct vec *env, const char *s)
+{
+    const char *eq = s[0] == '-' ? strchr(s, '=') : NULL, *path = eq ? eq + 1 : s;
+    size_t ml;
+    const struct bt__yn *vm = mount_of(c, path, &ml);
+    char dir[PATH_MAX];
+    if (!vm || volume_dir(a, p, vm, env, dir, sizeof(dir)))
+        return strdup(s);
+    size_t n = (size_t)(path - s) + strlen(dir) + strlen(path + ml) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%.*s%s%s", (int)(path - s), s, dir, path + ml);
+    return out;
 }
 
 /* Splits words (blank-separated) onto x. */
@@ -450,6 +544,7 @@ static void pod_env(const struct bt__local *l, const struct bt__local_pod *p, st
     }
 }
 
+/* Fills p->argv and p->envp; 0, or -1 (with a message), -2 for an invalid volumeMount. */
 static int plan_pod(const struct local_args *a, struct bt__local *l, struct bt__local_pod *p)
 {
     const struct bt__k8s_kind_info *ki = bt__k8s_kind_info(l->job->kind);
@@ -458,8 +553,13 @@ static int plan_pod(const struct local_args *a, struct bt__local *l, struct bt__
     char note[1024] = "";
     base_env(a, p, &e);
     pod_env(l, p, &e, note, sizeof(note));
+    int vr = make_volumes(a, p, c, &e);
+    if (vr) {
+        vec_free(e.v);
+        return vr;
+    }
     for (size_t i = 0; i < e.n; i++) { /* volume paths in env values */
-        char *eq = strchr(e.v[i], '='), *m = eq ? map_volume(a, p, c, eq + 1) : NULL;
+        char *eq = strchr(e.v[i], '='), *m = eq ? map_volume(a, p, c, &e, eq + 1) : NULL;
         if (m && strcmp(m, eq + 1)) {
             char *name = strndup(e.v[i], (size_t)(eq - e.v[i]));
             if (name)
@@ -471,7 +571,7 @@ static int plan_pod(const struct local_args *a, struct bt__local *l, struct bt__
     raw_argv(a, c, &raw);
     for (size_t i = 0; !raw.oom && i < raw.n; i++) {
         char *s = expand(raw.v[i], &e);
-        vec_push(&x, s ? map_volume(a, p, c, s) : NULL);
+        vec_push(&x, s ? map_volume(a, p, c, &e, s) : NULL);
         free(s);
     }
     vec_free(raw.v);
@@ -573,6 +673,7 @@ static int setup(struct local_args *a, struct bt__local *l, struct bt__k8s_job *
     for (size_t i = 0; i < l->npods; i++) {
         l->pods[i].k = &job->pods[i];
         l->pods[i].out_fd = -1;
+        l->pods[i].node = -1;
     }
     if (assign_addresses(l))
         return 1;
@@ -582,9 +683,11 @@ static int setup(struct local_args *a, struct bt__local *l, struct bt__k8s_job *
                       "/etc/netns/<ns>/hosts once the pod has started)"
                     : "loopback mode: pod names and ports rewritten in the env as below",
            a->workdir);
-    for (size_t i = 0; i < l->npods; i++)
-        if (plan_pod(a, l, &l->pods[i]))
-            return 1;
+    for (size_t i = 0; i < l->npods; i++) {
+        int rc = plan_pod(a, l, &l->pods[i]);
+        if (rc)
+            return rc == -2 ? 2 : 1; /* -2: an invalid volumeMount */
+    }
     return make_order(a, l) ? 2 : 0;
 }
 

@@ -30,6 +30,7 @@ struct bt__local_pod {
     int out_fd;      /* read end of its stdout+stderr pipe, -1 when closed */
     char line[1024]; /* a partial output line */
     size_t nline;
+    int node; /* its `baton run`'s node rank, from "baton: node N (host H) exits ...", or -1 */
 };
 
 struct bt__local {

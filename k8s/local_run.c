@@ -4,20 +4,28 @@
  * One loop, woken every 100 ms or by output: read each pod's pipe and print whole lines as
  * "[<pod>] line"; reap exited children (waitpid on any pid: we are the subreaper, so orphaned
  * grandchildren come here too); start the next pod when its turn comes (--stagger apart), with
- * --netns publishing its names right after the fork; then decide:
- *   - a pod exits non-zero (or by a signal): the job fails, and that pod is named. No pod is
- *     restarted here; the report says whether the operator would have restarted it.
+ * --netns publishing its names right after the fork (such a pod also has a UTS namespace of its
+ * own with the pod name as host name, which its hosts file maps to its own address, so
+ * gethostname() resolves as gloo and NCCL expect); then decide:
+ *   - a pod exits non-zero (or by a signal): the job fails. The pod named is the root cause:
+ *     the pod that `baton run`'s own report ("baton: job failed: rank R (node N, host H ...")
+ *     names, by host name or by node rank, else the first pod that failed (a pod whose peer
+ *     failed may end before the pod whose rank failed). No pod is restarted here; the report
+ *     says whether the operator would have restarted it.
  *   - success (operator v1.9): PyTorchJob: the Master exited 0; without a Master, every
  *     Worker (with an elasticPolicy: any Worker). TFJob: the Chief (or Master) exited 0;
  *     without one, Worker 0 (successPolicy AllWorkers: every Worker).
  *   - --timeout passes, or SIGINT/SIGTERM/SIGHUP comes: the job fails (124 / 128+signal).
  * Once decided: on success PS and Evaluator pods (which never end by themselves) get SIGTERM
- * at once and the others have 10 s to finish; on failure every pod gets SIGTERM at once.
- * SIGKILL follows 5 s after SIGTERM. Signals go to the pod's process group.
+ * at once; the other pods have 10 s to end by themselves (after a failure, `baton run` in each
+ * pod stops its workers and prints the report), then SIGTERM; after --timeout, a signal or a
+ * pod that could not start, every pod gets SIGTERM at once. SIGKILL follows 5 s after SIGTERM.
+ * Signals go to the pod's process group.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +47,11 @@ struct run {
     size_t next;       /* next entry of l->order to start */
     double next_start; /* when it may start */
     int outcome;
-    const struct bt__local_pod *culprit;
-    const char *why; /* for a failure without a culprit */
+    const struct bt__local_pod *first;   /* the first pod that failed */
+    const struct bt__local_pod *culprit; /* the root cause (see blame()) */
+    char cause[512];                     /* the first "baton: job failed: " line's text */
+    int signalled;                       /* a signal went to the pods (cause is then frozen) */
+    const char *why;                     /* for a failure without a culprit */
     int rc;
     double decided_at, term_at; /* when SIGTERM went to the others (0: not yet) */
     int killed;
@@ -87,6 +98,10 @@ static void child(const struct bt__local *l, const struct bt__local_pod *p, int 
     dup2(wfd, 2);
     if (!l->netns) {
         execve(p->argv[0], p->argv, p->envp);
+    } else if (unshare(CLONE_NEWUTS) != 0 || sethostname(p->k->name, strlen(p->k->name)) != 0) {
+        dprintf(2, "baton k8s local: pod %s: its own host name (UTS namespace): %s\n", p->k->name,
+                strerror(errno));
+        _exit(127);
     } else {
         size_t n = 0;
         while (p->argv[n])
@@ -138,10 +153,29 @@ static int start_pod(struct run *r, struct bt__local_pod *p)
 
 /* ---- output ---- */
 
-static void flush_line(struct bt__local_pod *p, int partial)
+/* What baton k8s local reads in a pod's output: the pod's node rank from its `baton run`'s own
+ * lines ("baton: node N (host H) ..."), and the job's root cause from the first "baton: job
+ * failed: " line, which every `baton run` of the job prints alike (the first failure posted
+ * to the store wins). Only lines read before any signal went to the pods count as the cause: a
+ * later one may be a pod's reaction to that signal. */
+static void note_line(struct run *r, struct bt__local_pod *p)
+{
+    static const char failed[] = "baton: job failed: ";
+    const char *s = p->line;
+    size_t n = p->nline, fl = sizeof(failed) - 1;
+    int node;
+    if (n > 13 && !strncmp(s, "baton: node ", 12) && sscanf(s + 12, "%d (host ", &node) == 1 &&
+        node >= 0)
+        p->node = node;
+    if (!r->cause[0] && !r->signalled && n > fl && !strncmp(s, failed, fl))
+        snprintf(r->cause, sizeof(r->cause), "%.*s", (int)(n - fl - (s[n - 1] == '\n')), s + fl);
+}
+
+static void flush_line(struct run *r, struct bt__local_pod *p, int partial)
 {
     if (!p->nline)
         return;
+    note_line(r, p);
     char buf[sizeof(p->line) + 80];
     int n = snprintf(buf, sizeof(buf), "[%s] %.*s%s", p->k->name, (int)p->nline, p->line,
                      partial ? "\n" : "");
@@ -150,27 +184,30 @@ static void flush_line(struct bt__local_pod *p, int partial)
     p->nline = 0;
 }
 
-/* Reads what the pod wrote; prints whole lines. Closes the pipe at its end. */
-static void read_pod(struct bt__local_pod *p)
+/* Reads what the pod wrote; prints whole lines. Closes the pipe at its end. Returns the bytes
+ * read (0 at the end, -1 when there is nothing now). */
+static ssize_t read_pod(struct run *r, struct bt__local_pod *p)
 {
     char buf[4096];
     ssize_t n = read(p->out_fd, buf, sizeof(buf));
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
+        return -1;
     for (ssize_t i = 0; i < n; i++) {
         p->line[p->nline++] = buf[i];
         if (buf[i] == '\n' || p->nline == sizeof(p->line) - 1)
-            flush_line(p, buf[i] != '\n');
+            flush_line(r, p, buf[i] != '\n');
     }
     if (n <= 0) {
-        flush_line(p, 1);
+        flush_line(r, p, 1);
         close(p->out_fd);
         p->out_fd = -1;
     }
+    return n < 0 ? 0 : n;
 }
 
-static void poll_output(struct bt__local *l, int timeout_ms)
+static void poll_output(struct run *r, int timeout_ms)
 {
+    struct bt__local *l = r->l;
     struct pollfd *fds = calloc(l->npods, sizeof(*fds));
     size_t n = 0;
     for (size_t i = 0; fds && i < l->npods; i++)
@@ -179,7 +216,7 @@ static void poll_output(struct bt__local *l, int timeout_ms)
     if (poll(fds, n, timeout_ms) > 0)
         for (size_t i = 0, k = 0; i < l->npods; i++)
             if (l->pods[i].out_fd >= 0 && fds[k++].revents)
-                read_pod(&l->pods[i]);
+                read_pod(r, &l->pods[i]);
     free(fds);
 }
 
@@ -194,8 +231,12 @@ static void reap(struct run *r)
             struct bt__local_pod *p = &r->l->pods[i];
             if (p->pid != pid)
                 continue;
-            p->exited = ++r->nexited; /* the order of exits: the first failure is the culprit */
+            p->exited = ++r->nexited; /* the order of exits */
             p->pid = 0;
+            /* what it wrote before its end (its failure report) is read before deciding;
+             * bounded: a pipe holds 64 KiB, and a grandchild may still be writing */
+            for (int k = 0; k < 64 && p->out_fd >= 0 && read_pod(r, p) > 0; k++)
+                ;
             p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             printf("baton k8s local: %6.1f s  %s exited %s %d%s%s\n", now_s() - r->t0, p->k->name,
                    WIFEXITED(st) ? "with status" : "by signal",
@@ -247,11 +288,11 @@ static void decide(struct run *r, double now)
         return;
     for (size_t i = 0; i < l->npods; i++)
         if (l->pods[i].exited && l->pods[i].status != 0 &&
-            (!r->culprit || l->pods[i].exited < r->culprit->exited))
-            r->culprit = &l->pods[i];
-    if (r->culprit) {
+            (!r->first || l->pods[i].exited < r->first->exited))
+            r->first = &l->pods[i];
+    if (r->first) {
         r->outcome = FAILED;
-        r->rc = r->culprit->status;
+        r->rc = r->first->status;
     }
     if (!r->outcome && succeeded(l))
         r->outcome = SUCCEEDED;
@@ -271,6 +312,7 @@ static void decide(struct run *r, double now)
 
 static void signal_pods(struct run *r, int sig, int only_servers)
 {
+    r->signalled = 1;
     for (size_t i = 0; i < r->l->npods; i++) {
         const struct bt__local_pod *p = &r->l->pods[i];
         if (p->pid > 0 && (!only_servers || is_type(p, "ps") || is_type(p, "evaluator")))
@@ -278,15 +320,16 @@ static void signal_pods(struct run *r, int sig, int only_servers)
     }
 }
 
-/* After the outcome: SIGTERM (servers at once; the rest after 10 s on success), SIGKILL 5 s
- * later. */
+/* After the outcome: SIGTERM (on success servers at once; after a timeout, a signal or a failed
+ * start everything at once; else the rest after 10 s, in which a `baton run` pod whose peer
+ * failed ends by itself and prints its report), SIGKILL 5 s later. */
 static void wind_down(struct run *r, double now)
 {
     if (r->outcome == SUCCEEDED && !r->servers_termed) {
         signal_pods(r, SIGTERM, 1); /* once: a second SIGTERM makes baton run SIGKILL */
         r->servers_termed = 1;
     }
-    if (!r->term_at && (r->outcome == FAILED || bt__local_signal || now - r->decided_at >= 10)) {
+    if (!r->term_at && (r->why || bt__local_signal || now - r->decided_at >= 10)) {
         signal_pods(r, SIGTERM, 0);
         r->term_at = now;
     }
@@ -320,6 +363,35 @@ static const char *restart_note(const struct bt__local_pod *p)
     }
 }
 
+/* The pod a `baton run` failure line names ("rank R (node N, host H, ...", "node N (host H,
+ * ..."): the pod whose name is H (its host name under --netns and on a cluster), else the pod
+ * whose `baton run` said it is node N; NULL when neither. */
+static const struct bt__local_pod *cause_pod(const struct bt__local *l, const char *cause)
+{
+    const char *s = cause;
+    while ((s = strstr(s, "node ")) && (s[5] < '0' || s[5] > '9'))
+        s += 5;
+    const char *h = s ? strstr(s, "host ") : NULL;
+    size_t hl = h ? strcspn(h + 5, ",) ") : 0;
+    for (size_t i = 0; h && i < l->npods; i++)
+        if (strlen(l->pods[i].k->name) == hl && !strncmp(l->pods[i].k->name, h + 5, hl))
+            return &l->pods[i];
+    for (size_t i = 0; s && i < l->npods; i++)
+        if (l->pods[i].node >= 0 && l->pods[i].node == atoi(s + 5))
+            return &l->pods[i];
+    return NULL;
+}
+
+/* The root cause: the failed pod that baton run's report names, else the first pod to fail
+ * (a pod that exits once its peer died may well exit before the pod whose rank failed). */
+static void blame(struct run *r)
+{
+    const struct bt__local_pod *c = r->cause[0] ? cause_pod(r->l, r->cause) : NULL;
+    r->culprit = c && c->exited && c->status != 0 ? c : r->first;
+    if (r->culprit)
+        r->rc = r->culprit->status;
+}
+
 static void report(const struct run *r)
 {
     const struct bt__local *l = r->l;
@@ -330,9 +402,15 @@ static void report(const struct run *r)
     }
     if (r->culprit) {
         int sig = r->culprit->status > 128 ? r->culprit->status - 128 : 0;
-        fprintf(stderr, "baton k8s local: job %s failed: pod %s exited with status %d%s%s%s%s\n",
+        fprintf(stderr, "baton k8s local: job %s failed: pod %s exited with status %d%s%s%s%s",
                 l->job->name, r->culprit->k->name, r->culprit->status, sig ? " (" : "",
                 sig ? strsignal(sig) : "", sig ? ")" : "", restart_note(r->culprit));
+        if (r->cause[0])
+            fprintf(stderr, "; baton run's report: %s", r->cause);
+        if (r->first != r->culprit)
+            fprintf(stderr, "; the first pod to fail was %s (status %d)", r->first->k->name,
+                    r->first->status);
+        fprintf(stderr, "\n");
         return;
     }
     fprintf(stderr, "baton k8s local: job %s failed: %s after %.1f s; pods still running then:",
@@ -377,7 +455,7 @@ static void step(struct run *r)
         r->next++;
         r->next_start = now + l->stagger_s;
     }
-    poll_output(l, r->next < l->npods && !r->outcome && l->stagger_s == 0 ? 0 : 100);
+    poll_output(r, r->next < l->npods && !r->outcome && l->stagger_s == 0 ? 0 : 100);
     reap(r);
     decide(r, now_s());
     if (r->outcome)
@@ -403,6 +481,8 @@ int bt__local_run(struct bt__local *l)
         r.why = "every pod ended but the success rule was not met";
         r.rc = 1;
     }
+    if (r.first)
+        blame(&r);
     report(&r);
     bt__local_net_down(l);
     return r.outcome == SUCCEEDED ? 0 : r.rc ? r.rc : 1;

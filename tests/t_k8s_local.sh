@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # t_k8s_local.sh: `baton k8s local`: a job's pods run on this machine with the operator's env.
 #
-# Loopback mode (no root): a small PyTorchJob of `baton run -- hello` pods, and a failing one.
+# Loopback mode (no root): a small PyTorchJob of `baton run -- hello` pods, and a failing one;
+# emptyDir volumes (subPath, subPathExpr, nested mounts, paths below a mountPath, --opt=PATH);
+# the root cause named when worker-1's rank fails but another pod exits first.
 # --netns (root and `ip netns`, else skipped visibly): the shipped PyTorchJob trains MNIST
 # across 4 namespaces (a short run); a TFJob with chief, workers and ps (mnist --mode ps when the
 # trainer has it, else hello with a ps pod that never exits); a worker started before the
 # master's name resolves still joins (forced order, and getent inside the namespace shows the
-# name appear); SIGKILL of one pod's process fails the job naming that pod; SIGTERM to
+# name appear); each pod's host name is its pod name and resolves to its own address; SIGKILL
+# of one pod's process fails the job naming that pod; SIGTERM to
 # `baton k8s local` stops everything. After each run no namespace, bridge or /etc/netns dir of
 # that run is left.
 # timeout: 400
@@ -66,6 +69,60 @@ wait_local 90
 t_expect_eq "loopback: a worker exiting 3 fails the job with 3" "$RC" 3
 t_grep "loopback: the report names the pod" 'job lofail failed: pod lofail-worker-0 exited with status 3' "$T_TMP/lofail.log"
 
+# worker-1's rank 4 exits 3 once its other rank ignores SIGTERM, so worker-1's `baton run` ends
+# 3 s later (--grace 3), after the master and worker-0 have ended: the root cause is still worker-1.
+RC4="[baton, run, -n, 2, --grace, 3, --, sh, -c, \"if [ \$BATON_NODE_RANK = 2 ]; then if [ \$BATON_LOCAL_RANK = 0 ]; then until [ -e $T_TMP/rc.trap ]; do sleep 0.1; done; exit 3; fi; trap '' TERM; echo > $T_TMP/rc.trap; fi; exec sleep 60\"]"
+job rc PyTorchJob Master "$RC4" 2 "$RC4"
+run_local rc 60 "$T_TMP/rc.yaml"
+wait_local 90
+t_expect_eq "loopback: worker-1's rank exits 3: the job's status is 3" "$RC" 3
+t_grep "loopback: another pod exited first (the old culprit)" '^baton k8s local: +[0-9.]+ s  rc-(master|worker)-0 exited with status 3$' <(grep -m1 ' exited with status' "$T_TMP/rc.log")
+t_grep "loopback: the summary names worker-1 (the root cause), its status and baton run's report" \
+    'job rc failed: pod rc-worker-1 exited with status 3; baton run.s report: rank 4 \(node 2, host [^,]*, pid [0-9]+\) exited with code 3.*; the first pod to fail was rc-(master|worker)-0 \(status 3\)$' "$T_TMP/rc.log"
+
+# Worker-1's shell exits 3 once every node's worker runs, its `baton run` living on: no pod
+# reports a failure until baton k8s local's SIGTERM (10 s later), and the "job failed: baton on
+# node N ... received SIGTERM" reports then printed do not count: worker-1 is named.
+FRZ="[sh, -c, \"if [ \$RANK = 2 ]; then baton run -- sh -c 'echo > $T_TMP/frz.up; exec sleep 60' & until [ -e $T_TMP/frz.up ]; do sleep 0.1; done; exit 3; fi; exec baton run -- sleep 60\"]"
+job frz PyTorchJob Master '[baton, run, --, sleep, "60"]' 2 "$FRZ"
+run_local frz 60 "$T_TMP/frz.yaml"
+wait_local 90
+t_expect_eq "loopback: a pod's shell exits 3 with no report: the job's status is 3" "$RC" 3
+t_grep "loopback: the pods' baton run reported the SIGTERM they got" '^\[frz-master-0\] baton: job failed: baton on node [0-9] .*received SIGTERM' "$T_TMP/frz.log"
+t_grep "loopback: those reports do not count: worker-1 is named, alone" 'job frz failed: pod frz-worker-1 exited with status 3$' "$T_TMP/frz.log"
+
+# Volumes: an emptyDir with subPathExpr, a persistentVolumeClaim (a per-pod dir all the same)
+# with a nested mount and a subPath; each pod writes below a mountPath; an --opt=PATH argument
+# and an env value are mapped too.
+VOLCMD='[sh, -c, "echo host $$(hostname); mkdir $1 && echo saved > $1/model.txt && echo opt $2 && test -d $3 && test -d $CACHE && echo vol ok", sh, /ckpt/run1, --out=/ckpt/run1/x.pt, /data, /data/cache/f]'
+{
+    printf 'apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata:\n  name: vol\nspec:\n  pytorchReplicaSpecs:\n'
+    for rt in Master Worker; do
+        printf '    %s:\n      replicas: 1\n      restartPolicy: Never\n      template:\n        spec:\n' $rt
+        printf '          containers:\n            - name: pytorch\n              image: baton:latest\n'
+        printf '              command: %s\n              env: [{name: CACHE, value: /data/cache}]\n' "$VOLCMD"
+        printf '              volumeMounts:\n                - {name: ckpt, mountPath: /ckpt, subPathExpr: "n$(PET_NODE_RANK)"}\n'
+        printf '                - {name: data, mountPath: /data}\n                - {name: data, mountPath: /data/cache/, subPath: c}\n'
+        printf '          volumes: [{name: ckpt, emptyDir: {}}, {name: data, persistentVolumeClaim: {claimName: d}}]\n'
+    done
+} >"$T_TMP/vol.yaml"
+run_local vol 60 "$T_TMP/vol.yaml"
+wait_local 90
+W=$T_TMP/w-vol
+t_expect_eq "loopback: volumes job exit status" "$RC" 0
+t_grep "loopback: the volume dirs are shown (subPathExpr from the pod's env)" "vol-worker-0 +/ckpt is $W/vol-worker-0/ckpt/n1\$" "$T_TMP/vol.log"
+t_check "loopback: each pod wrote below its own /ckpt (subPathExpr n\$(PET_NODE_RANK))" \
+    test -s "$W/vol-master-0/ckpt/n0/run1/model.txt" -a -s "$W/vol-worker-0/ckpt/n1/run1/model.txt"
+t_grep "loopback: an --opt=PATH argument is mapped" "^\[vol-master-0\] opt --out=$W/vol-master-0/ckpt/n0/run1/x.pt\$" "$T_TMP/vol.log"
+t_grep "loopback: the deepest mount wins (/data/cache, subPath c) in an env value" '^\[vol-worker-0\] vol ok$' "$T_TMP/vol.log"
+t_check "loopback: the nested mount's dir is the volume's subPath" test -d "$W/vol-worker-0/data/c"
+t_grep "loopback: a pod's host name is this machine's" "^\\[vol-master-0\\] host $(hostname)\$" "$T_TMP/vol.log"
+sed 's/subPath: c}/subPath: ..\/c}/' "$T_TMP/vol.yaml" >"$T_TMP/badvol.yaml"
+run_local badvol 60 "$T_TMP/badvol.yaml"
+wait_local 30
+t_check "loopback: a subPath with .. is refused (status 2), no pod started" test "$RC" = 2 -a "$(grep -c ' started ' "$T_TMP/badvol.log")" = 0
+t_grep "loopback: the refusal names the pod and the volumeMount" "pod vol-master-0: volumeMount data: subPath '../c' must be a relative path" "$T_TMP/badvol.log"
+
 "$BATON" k8s local --bogus x.yaml >"$T_TMP/bad.log" 2>&1
 t_expect_eq "an unknown option is a usage error" "$?" 2
 
@@ -118,6 +175,18 @@ t_grep "netns: the master's name appeared in the running worker's namespace" '^\
 t_grep "netns: the late worker joined (rank 1 of 2)" '^\[late-worker-0\] \[1\] hello from rank 1 of 2' "$T_TMP/late.log"
 no_leftovers late
 
+# Each pod's host name is its pod name (a UTS namespace) and resolves to its own address.
+HN='[sh, -c, "echo hostname=$$(hostname); getent hosts $$(hostname)"]'
+job hn PyTorchJob Master "$HN" 1 "$HN"
+host_before=$(hostname)
+run_local hn 60 --netns "$T_TMP/hn.yaml"
+wait_local 90
+t_expect_eq "netns: hostname job exit status" "$RC" 0
+t_grep "netns: the master pod's hostname is its pod name" '^\[hn-master-0\] hostname=hn-master-0$' "$T_TMP/hn.log"
+t_grep "netns: the worker pod's hostname resolves to its own address" '^\[hn-worker-0\] 198\.51\.100\.3 +hn-worker-0' "$T_TMP/hn.log"
+t_expect_eq "netns: this machine's hostname is unchanged" "$(hostname)" "$host_before"
+no_leftovers hn
+
 # SIGKILL one pod's process in the middle of training.
 # The trainer's stdout is a pipe (buffered), so its INFO lines on stderr say when all 4 ranks
 # are up; the run is 421 steps, long after that.
@@ -128,6 +197,7 @@ victim=$(sed -n 's/.*started mnist-worker-1 (pid \([0-9]*\)).*/\1/p' "$T_TMP/kil
 wait_local 90
 t_expect_eq "netns: SIGKILL of mnist-worker-1: the job's status is 137" "$RC" 137
 t_grep "netns: the report names the killed pod" 'job mnist failed: pod mnist-worker-1 exited with status 137' "$T_TMP/kill.log"
+t_grep "netns: ... with baton run's report, which names it by its host name" "job mnist failed: .*; baton run's report: node 2 \\(host mnist-worker-1, pid $victim\\) lost contact" "$T_TMP/kill.log"
 no_leftovers kill
 
 # SIGTERM to baton k8s local itself: everything is stopped and removed.
