@@ -17,15 +17,18 @@
 #include "launcher/cmds.h"
 
 static const char usage_text[] =
-    "usage: baton k8s render JOB.yaml [--cluster-domain DOMAIN]\n"
+    "usage: baton k8s render JOB.yaml [--cluster-domain DOMAIN] [--runtime RUNTIME.yaml]\n"
     "       baton k8s apply  JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
     "       baton k8s delete JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
     "       baton k8s local  JOB.yaml [--netns] [--set-args \"ARGS\"] [--add-args \"ARGS\"]\n"
     "                        [--timeout SEC] [--seed N] [--order POD,...] [--stagger SEC]\n"
-    "                        [--workdir DIR] [--baton PATH]\n"
+    "                        [--workdir DIR] [--baton PATH] [--runtime RUNTIME.yaml]\n"
     "\n"
     "The Kubeflow training operator's work, for clusters without it. JOB.yaml is a PyTorchJob\n"
-    "or TFJob (kubeflow.org/v1; \"-\" reads stdin).\n"
+    "or TFJob (kubeflow.org/v1; \"-\" reads stdin), or a Kubeflow Trainer v2 TrainJob with its\n"
+    "ClusterTrainingRuntime or TrainingRuntime (in the same file, or in --runtime RUNTIME.yaml):\n"
+    "render prints the JobSet, headless Service, Job and Pods the Trainer and JobSet\n"
+    "controllers would create (PET_* env); local runs them (render and local only).\n"
     "  render  print the headless Services and Pods the operator (v1.9) would create: same\n"
     "          names, labels, ports, env (MASTER_ADDR, RANK, PET_*, TF_CONFIG...), restart\n"
     "          policy (ExitCode -> Never), plus publishNotReadyAddresses on the Services\n"
@@ -39,6 +42,7 @@ static const char usage_text[] =
     "options:\n"
     "  --cluster-domain D  TF_CONFIG hosts end in .svc.D (the operator's CUSTOM_CLUSTER_DOMAIN)\n"
     "  --kubectl PATH      the kubectl to run (default: $KUBECTL, else kubectl on PATH)\n"
+    "  --runtime FILE      TrainJob: the file with its ClusterTrainingRuntime/TrainingRuntime\n"
     "Exit status: 0; 2 for a usage error or an invalid job (one line saying why); 127 when\n"
     "kubectl is missing; else kubectl's own status.\n";
 
@@ -63,12 +67,15 @@ static int parse_args(int argc, char **argv, struct k8s_args *a)
             a->extra = argv + i + 1;
             a->nextra = argc - i - 1;
             break;
-        } else if (!strcmp(s, "--cluster-domain") || !strcmp(s, "--kubectl")) {
+        } else if (!strcmp(s, "--cluster-domain") || !strcmp(s, "--kubectl") ||
+                   !strcmp(s, "--runtime")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "baton k8s: %s needs a value\n", s);
                 return 2;
             }
-            *(!strcmp(s, "--kubectl") ? &a->kubectl : &a->opts.cluster_domain) = argv[++i];
+            *(!strcmp(s, "--kubectl")   ? &a->kubectl
+              : !strcmp(s, "--runtime") ? &a->opts.runtime
+                                        : &a->opts.cluster_domain) = argv[++i];
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             fputs(usage_text, stdout);
             return -1;
@@ -257,7 +264,13 @@ int bt__cmd_k8s(int argc, char **argv)
         bt__k8s_job_free(&job);
         return err.code == BT_ERR_INVALID_USAGE ? 2 : 1;
     }
-    if (!strcmp(a.verb, "render")) {
+    if (job.kind == BT_K8S_TRAINJOB && strcmp(a.verb, "render")) {
+        fprintf(stderr,
+                "baton k8s %s: a TrainJob is applied with kubectl where the Trainer runs "
+                "(kubectl %s -f %s); baton k8s renders it and runs it locally\n",
+                a.verb, a.verb, a.job);
+        rc = 2;
+    } else if (!strcmp(a.verb, "render")) {
         rc = bt__k8s_job_emit(&job, stdout, &err) == BT_OK && fflush(stdout) == 0 ? 0 : 1;
         if (rc)
             fprintf(stderr, "baton k8s render: %s\n", err.msg[0] ? err.msg : "write error");
