@@ -50,10 +50,9 @@
 static const char api_trainer[] = "trainer.kubeflow.org/v1alpha1";
 
 /* "<file>: <Kind> '<name>': <what>" in err; returns BT_ERR_INVALID_USAGE. */
-static int bad(struct bt__err *err, const char *src, const struct bt__yn *doc, const char *fmt,
-               ...) __attribute__((format(printf, 4, 5)));
-static int bad(struct bt__err *err, const char *src, const struct bt__yn *doc, const char *fmt,
-               ...)
+static int bad(struct bt__err *err, const char *src, const struct bt__yn *doc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int bad(struct bt__err *err, const char *src, const struct bt__yn *doc, const char *fmt, ...)
 {
     char line[BT__ERR_MSG_MAX - 160];
     const char *kind = bt__yn_gets(doc, "kind");
@@ -123,8 +122,8 @@ static int read_file(const char *path, char **buf, size_t *len, struct bt__err *
     *buf = malloc(cap);
     if (*buf)
         *len = fread(*buf, 1, cap, f);
-    int rc = !*buf     ? bt__err_set(err, BT_ERR_SYSTEM, "%s: out of memory", path)
-             : ferror(f) ? bt__err_set(err, BT_ERR_INVALID_USAGE, "%s: read error", path)
+    int rc = !*buf         ? bt__err_set(err, BT_ERR_SYSTEM, "%s: out of memory", path)
+             : ferror(f)   ? bt__err_set(err, BT_ERR_INVALID_USAGE, "%s: read error", path)
              : *len == cap ? bt__err_set(err, BT_ERR_INVALID_USAGE, "%s: larger than 1 MiB", path)
                            : BT_OK;
     fclose(f);
@@ -148,10 +147,10 @@ static int load_runtime_file(struct bt__k8s_trainjob *tj, const char *path, stru
 
 static int check_trainjob(struct bt__k8s_job *job, const char *src, struct bt__err *err)
 {
-    static const char *const spec_keys[] = {"runtimeRef", "trainer", "suspend", "managedBy",
-                                            NULL};
-    static const char *const trainer_keys[] = {"image",    "command",          "args",
-                                               "env",      "numNodes",         "resourcesPerNode",
+    static const char *const spec_keys[] = {"runtimeRef", "trainer", "suspend", "managedBy", NULL};
+    static const char *const trainer_keys[] = {"image",          "command",
+                                               "args",           "env",
+                                               "numNodes",       "resourcesPerNode",
                                                "numProcPerNode", NULL};
     const struct bt__yn *d = job->doc, *md = bt__yn_get(d, "metadata");
     const struct bt__yn *spec = bt__yn_get(d, "spec"), *tr = bt__yn_get(spec, "trainer");
@@ -169,8 +168,10 @@ static int check_trainjob(struct bt__k8s_job *job, const char *src, struct bt__e
     snprintf(job->name, sizeof(job->name), "%s", name);
     snprintf(job->ns, sizeof(job->ns), "%s", ns ? ns : "default");
     if ((k = unknown_key(spec, spec_keys)))
-        return bad(err, src, d, "spec.%s: not supported by baton k8s (it takes runtimeRef and "
-                   "trainer)", k);
+        return bad(err, src, d,
+                   "spec.%s: not supported by baton k8s (it takes runtimeRef and "
+                   "trainer)",
+                   k);
     if ((k = unknown_key(tr, trainer_keys)))
         return bad(err, src, d, "spec.trainer.%s: not a field baton k8s supports", k);
     if (susp && strcmp(susp, "false"))
@@ -181,11 +182,10 @@ static int check_trainjob(struct bt__k8s_job *job, const char *src, struct bt__e
 }
 
 /* trainer.env may not set what the Torch plugin injects (torch.go Validate). */
-static int check_reserved_env(const struct bt__k8s_job *job, const char *src,
-                              struct bt__err *err)
+static int check_reserved_env(const struct bt__k8s_job *job, const char *src, struct bt__err *err)
 {
-    static const char *const reserved[] = {"PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK",
-                                           "PET_MASTER_ADDR", "PET_MASTER_PORT", NULL};
+    static const char *const reserved[] = {"PET_NNODES",      "PET_NPROC_PER_NODE", "PET_NODE_RANK",
+                                           "PET_MASTER_ADDR", "PET_MASTER_PORT",    NULL};
     const struct bt__yn *env = bt__yn_get(bt__yn_get(bt__yn_get(job->doc, "spec"), "trainer"),
                                           "env");
     for (size_t i = 0; env && env->kind == BT_YN_SEQ && i < env->n; i++)
@@ -208,11 +208,15 @@ static int find_runtime(struct bt__k8s_job *job, const char *src, struct bt__err
     const char *group = bt__yn_gets(ref, "apiGroup"), *other = NULL;
     kind = kind ? kind : "ClusterTrainingRuntime";
     if (group && strcmp(group, "trainer.kubeflow.org"))
-        return bad(err, src, job->doc, "spec.runtimeRef.apiGroup '%s': a runtime is in "
-                   "trainer.kubeflow.org", group);
+        return bad(err, src, job->doc,
+                   "spec.runtimeRef.apiGroup '%s': a runtime is in "
+                   "trainer.kubeflow.org",
+                   group);
     if (strcmp(kind, "ClusterTrainingRuntime") && strcmp(kind, "TrainingRuntime"))
-        return bad(err, src, job->doc, "spec.runtimeRef.kind '%s' is not ClusterTrainingRuntime "
-                   "or TrainingRuntime", kind);
+        return bad(err, src, job->doc,
+                   "spec.runtimeRef.kind '%s' is not ClusterTrainingRuntime "
+                   "or TrainingRuntime",
+                   kind);
     for (size_t i = 0; i < tj->ndocs; i++) {
         const struct bt__yn *d = tj->docs[i], *md = bt__yn_get(d, "metadata");
         const char *n = bt__yn_gets(md, "name"), *ns = bt__yn_gets(md, "namespace");
@@ -291,11 +295,11 @@ static int num_nodes(struct bt__k8s_job *job, const char *src, struct bt__err *e
  * `node`, the trainer's, with a container `node`. Returns its index in *rj. */
 static int check_jobset_spec(struct bt__k8s_trainjob *tj, struct bt__err *err)
 {
-    static const char *const js_keys[] = {"replicatedJobs", "network",   "successPolicy",
-                                          "startupPolicy",  "failurePolicy", "suspend",
+    static const char *const js_keys[] = {"replicatedJobs",          "network",
+                                          "successPolicy",           "startupPolicy",
+                                          "failurePolicy",           "suspend",
                                           "ttlSecondsAfterFinished", NULL};
-    static const char *const net_keys[] = {"enableDNSHostnames", "publishNotReadyAddresses",
-                                           NULL};
+    static const char *const net_keys[] = {"enableDNSHostnames", "publishNotReadyAddresses", NULL};
     static const char *const rj_keys[] = {"name", "replicas", "groupName", "template", NULL};
     const struct bt__yn *rt = tj->runtime, *tmpl = bt__yn_get(bt__yn_get(rt, "spec"), "template");
     const struct bt__yn *js = bt__yn_get(tmpl, "spec"), *rjs = bt__yn_get(js, "replicatedJobs");
@@ -307,13 +311,17 @@ static int check_jobset_spec(struct bt__k8s_trainjob *tj, struct bt__err *err)
     if ((k = unknown_key(bt__yn_get(js, "network"), net_keys)))
         return bad(err, tj->runtime_src, rt,
                    "spec.template.spec.network.%s: a JobSet field baton k8s does not support "
-                   "(PET_MASTER_ADDR is <trainjob>-node-0-0.<trainjob>)", k);
+                   "(PET_MASTER_ADDR is <trainjob>-node-0-0.<trainjob>)",
+                   k);
     if (dns && strcmp(dns, "true"))
-        return bad(err, tj->runtime_src, rt, "spec.template.spec.network.enableDNSHostnames: "
+        return bad(err, tj->runtime_src, rt,
+                   "spec.template.spec.network.enableDNSHostnames: "
                    "false is not supported (PET_MASTER_ADDR needs the pods' DNS names)");
     if (op && strcmp(op, "All"))
-        return bad(err, tj->runtime_src, rt, "spec.template.spec.successPolicy.operator '%s': "
-                   "baton k8s supports All", op);
+        return bad(err, tj->runtime_src, rt,
+                   "spec.template.spec.successPolicy.operator '%s': "
+                   "baton k8s supports All",
+                   op);
     if (!rjs || rjs->kind != BT_YN_SEQ || rjs->n != 1)
         return bad(err, tj->runtime_src, rt,
                    "spec.template.spec.replicatedJobs: baton k8s takes exactly one, the trainer's "
@@ -324,20 +332,25 @@ static int check_jobset_spec(struct bt__k8s_trainjob *tj, struct bt__err *err)
     const char *anc = bt__yn_gets(bt__yn_get(bt__yn_get(jt, "metadata"), "labels"),
                                   "trainer.kubeflow.org/trainjob-ancestor-step");
     if ((k = unknown_key(rj, rj_keys)))
-        return bad(err, tj->runtime_src, rt, "spec.template.spec.replicatedJobs[0].%s: a JobSet "
-                   "field baton k8s does not support", k);
+        return bad(err, tj->runtime_src, rt,
+                   "spec.template.spec.replicatedJobs[0].%s: a JobSet "
+                   "field baton k8s does not support",
+                   k);
     if (!name || strcmp(name, "node") || !anc || strcmp(anc, "trainer"))
         return bad(err, tj->runtime_src, rt,
                    "spec.template.spec.replicatedJobs[0]: must be named node and labelled "
                    "trainer.kubeflow.org/trainjob-ancestor-step: trainer (the Torch plugin's "
                    "PET_MASTER_ADDR is <trainjob>-node-0-0.<trainjob>)");
     if (rep && strcmp(rep, "1"))
-        return bad(err, tj->runtime_src, rt, "spec.template.spec.replicatedJobs[0].replicas: %s; "
-                   "the Trainer sets it to 1", rep);
+        return bad(err, tj->runtime_src, rt,
+                   "spec.template.spec.replicatedJobs[0].replicas: %s; "
+                   "the Trainer sets it to 1",
+                   rep);
     const struct bt__yn *ps = bt__yn_get(bt__yn_get(bt__yn_get(jt, "spec"), "template"), "spec");
     const struct bt__yn *c = bt__k8s_container(ps, "node");
     if (!c)
-        return bad(err, tj->runtime_src, rt, "spec.template.spec.replicatedJobs[0]: no container "
+        return bad(err, tj->runtime_src, rt,
+                   "spec.template.spec.replicatedJobs[0]: no container "
                    "named node (the Trainer's trainer container)");
     return BT_OK;
 }
@@ -350,8 +363,8 @@ static long qty_ceil(const char *s)
     static const struct {
         const char *sfx;
         double mul;
-    } sfx[] = {{"", 1},         {"m", 1e-3},    {"k", 1e3},     {"M", 1e6},
-               {"G", 1e9},      {"Ki", 1024.0}, {"Mi", 1 << 20}, {"Gi", 1 << 30}};
+    } sfx[] = {{"", 1},    {"m", 1e-3},    {"k", 1e3},      {"M", 1e6},
+               {"G", 1e9}, {"Ki", 1024.0}, {"Mi", 1 << 20}, {"Gi", 1 << 30}};
     char *end;
     double v = s ? strtod(s, &end) : 0;
     if (!s || end == s)
@@ -533,7 +546,8 @@ static int build_jobset(struct bt__k8s_job *job, struct bt__err *err)
     bt__yn_set(js, "kind", bt__yn_str("JobSet"));
     bt__yn_set(md, "name", bt__yn_str(job->name));
     bt__yn_set(md, "namespace", bt__yn_str(job->ns));
-    struct bt__yn *l = copy_map(bt__yn_get(tmd, "labels")), *a = copy_map(bt__yn_get(tmd, "annotations"));
+    struct bt__yn *l = copy_map(bt__yn_get(tmd, "labels")),
+                  *a = copy_map(bt__yn_get(tmd, "annotations"));
     if (l)
         bt__yn_set(md, "labels", l);
     if (a)
@@ -557,8 +571,8 @@ static int build_jobset(struct bt__k8s_job *job, struct bt__err *err)
 /* ---- the whole ---- */
 
 /* Sorts the documents: exactly one TrainJob (job->doc), the rest runtimes. */
-static int take_docs(struct bt__k8s_job *job, struct bt__yn **docs, size_t ndocs,
-                     const char *what, struct bt__err *err)
+static int take_docs(struct bt__k8s_job *job, struct bt__yn **docs, size_t ndocs, const char *what,
+                     struct bt__err *err)
 {
     struct bt__k8s_trainjob *tj = job->tj;
     int rc = BT_OK;

@@ -20,13 +20,13 @@ struct bt__k8s_trainjob {
     struct bt__yn *docs[BT_TJ_MAX_DOCS]; /* what was read, owned (the TrainJob is job->doc) */
     const char *src[BT_TJ_MAX_DOCS];     /* the file each came from */
     size_t ndocs;
-    char *runtime_buf; /* --runtime FILE's bytes (src points at opts->runtime) */
+    char *runtime_buf;            /* --runtime FILE's bytes (src points at opts->runtime) */
     const struct bt__yn *runtime; /* the (Cluster)TrainingRuntime used */
     const char *runtime_src;
     char runtime_kind[32];
     char runtime_name[254];
-    int num_nodes;        /* trainer.numNodes, else mlPolicy.numNodes, else 1 */
-    char nproc[24];       /* PET_NPROC_PER_NODE as the Torch plugin computes it */
+    int num_nodes;         /* trainer.numNodes, else mlPolicy.numNodes, else 1 */
+    char nproc[24];        /* PET_NPROC_PER_NODE as the Torch plugin computes it */
     struct bt__yn *jobset; /* the JobSet the Trainer creates (with the JobSet webhook's defaults) */
     struct bt__yn *svc;    /* the headless Service the JobSet controller creates */
     struct bt__yn *jobobj; /* the one Job (<job>-node-0) */

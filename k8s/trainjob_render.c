@@ -31,8 +31,7 @@
 
 #include "k8s/trainjob.h"
 
-static struct bt__yn *object(const char *api, const char *kind, const char *name,
-                             const char *ns)
+static struct bt__yn *object(const char *api, const char *kind, const char *name, const char *ns)
 {
     struct bt__yn *o = bt__yn_new(BT_YN_MAP), *md = bt__yn_new(BT_YN_MAP);
     bt__yn_set(o, "apiVersion", bt__yn_str(api));
