@@ -18,14 +18,18 @@
 
 static const char usage_text[] =
     "usage: baton k8s render JOB.yaml [--cluster-domain DOMAIN] [--gang-scheduler NAME]\n"
+    "                        [--runtime RUNTIME.yaml]\n"
     "       baton k8s apply  JOB.yaml [--kubectl PATH] [--gang-scheduler NAME] [-- ARGS...]\n"
     "       baton k8s delete JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
     "       baton k8s local  JOB.yaml [--netns] [--set-args \"ARGS\"] [--add-args \"ARGS\"]\n"
     "                        [--timeout SEC] [--seed N] [--order POD,...] [--stagger SEC]\n"
-    "                        [--workdir DIR] [--baton PATH]\n"
+    "                        [--workdir DIR] [--baton PATH] [--runtime RUNTIME.yaml]\n"
     "\n"
     "The Kubeflow training operator's work, for clusters without it. JOB.yaml is a PyTorchJob\n"
-    "or TFJob (kubeflow.org/v1; \"-\" reads stdin).\n"
+    "or TFJob (kubeflow.org/v1; \"-\" reads stdin), or a Kubeflow Trainer v2 TrainJob with its\n"
+    "ClusterTrainingRuntime or TrainingRuntime (in the same file, or in --runtime RUNTIME.yaml):\n"
+    "render prints the JobSet, headless Service, Job and Pods the Trainer and JobSet\n"
+    "controllers would create (PET_* env); local runs them (render and local only).\n"
     "  render  print the headless Services and Pods the operator (v1.9) would create: same\n"
     "          names, labels, ports, env (MASTER_ADDR, RANK, PET_*, TF_CONFIG...), restart\n"
     "          policy (ExitCode -> Never), plus publishNotReadyAddresses on the Services\n"
@@ -39,6 +43,7 @@ static const char usage_text[] =
     "options:\n"
     "  --cluster-domain D  TF_CONFIG hosts end in .svc.D (the operator's CUSTOM_CLUSTER_DOMAIN)\n"
     "  --kubectl PATH      the kubectl to run (default: $KUBECTL, else kubectl on PATH)\n"
+    "  --runtime FILE      TrainJob: the file with its ClusterTrainingRuntime/TrainingRuntime\n"
     "  --gang-scheduler NAME  as the operator's --gang-scheduler-name: volcano, or the\n"
     "                      scheduler-plugins scheduler's name: a PodGroup <job> and the pods'\n"
     "                      schedulerName and group annotation/label\n"
@@ -70,13 +75,14 @@ static int parse_args(int argc, char **argv, struct k8s_args *a)
             a->nextra = argc - i - 1;
             break;
         } else if (!strcmp(s, "--cluster-domain") || !strcmp(s, "--kubectl") ||
-                   !strcmp(s, "--gang-scheduler")) {
+                   !strcmp(s, "--gang-scheduler") || !strcmp(s, "--runtime")) {
             if (i + 1 >= argc || !argv[i + 1][0]) {
                 fprintf(stderr, "baton k8s: %s needs a value\n", s);
                 return 2;
             }
             *(!strcmp(s, "--kubectl")          ? &a->kubectl
               : !strcmp(s, "--gang-scheduler") ? &a->opts.gang_scheduler
+              : !strcmp(s, "--runtime")        ? &a->opts.runtime
                                                : &a->opts.cluster_domain) = argv[++i];
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             fputs(usage_text, stdout);
@@ -238,6 +244,26 @@ static int do_delete(const struct k8s_args *a, const struct bt__k8s_job *job)
     return rc;
 }
 
+/* A TrainJob is only rendered or run locally, without --gang-scheduler: 1 (after one line
+ * saying why) when a is something else. */
+static int trainjob_refusal(const struct k8s_args *a)
+{
+    if (strcmp(a->verb, "render")) {
+        fprintf(stderr,
+                "baton k8s %s: a TrainJob is applied with kubectl where the Trainer runs "
+                "(kubectl %s -f %s); baton k8s renders it and runs it locally\n",
+                a->verb, a->verb, a->job);
+        return 1;
+    }
+    if (a->opts.gang_scheduler) {
+        fprintf(stderr,
+                "baton k8s render: --gang-scheduler is for PyTorchJob and TFJob; a TrainJob's "
+                "gang scheduling is its runtime's podGroupPolicy, which baton does not render\n");
+        return 1;
+    }
+    return 0;
+}
+
 int bt__cmd_k8s(int argc, char **argv)
 {
     struct k8s_args a;
@@ -266,16 +292,21 @@ int bt__cmd_k8s(int argc, char **argv)
         bt__k8s_job_free(&job);
         return err.code == BT_ERR_INVALID_USAGE ? 2 : 1;
     }
-    if (strcmp(a.verb, "delete"))
+    int done = 0; /* 1: rc is decided before rendering */
+    if (job.kind == BT_K8S_TRAINJOB) {
+        done = trainjob_refusal(&a);
+        rc = done ? 2 : 0;
+    } else if (strcmp(a.verb, "delete")) {
         bt__k8s_job_notes(&job, &a.opts, stderr,
                           !strcmp(a.verb, "apply") ? "baton k8s apply: " : "baton k8s render: ");
-    if (strcmp(a.verb, "delete") && job.policy.suspend) {
-        rc = 0; /* suspended: the operator creates nothing, nor do we (noted above) */
-    } else if (!strcmp(a.verb, "render")) {
+        done = job.policy.suspend; /* the operator creates nothing, nor do we (noted above) */
+        rc = 0;
+    }
+    if (!done && !strcmp(a.verb, "render")) {
         rc = bt__k8s_job_emit(&job, stdout, &err) == BT_OK && fflush(stdout) == 0 ? 0 : 1;
         if (rc)
             fprintf(stderr, "baton k8s render: %s\n", err.msg[0] ? err.msg : "write error");
-    } else {
+    } else if (!done) {
         rc = !strcmp(a.verb, "apply") ? do_apply(&a, &job) : do_delete(&a, &job);
     }
     bt__k8s_job_free(&job);

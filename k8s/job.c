@@ -21,6 +21,8 @@ static const struct bt__k8s_kind_info kinds[] = {
                            "pytorchjob-controller", BT_K8S_RESTART_ONFAILURE},
     [BT_K8S_TFJOB] = {"TFJob", "tfReplicaSpecs", "tensorflow", "tfjob-port", 2222,
                       "tfjob-controller", BT_K8S_RESTART_NEVER},
+    [BT_K8S_TRAINJOB] = {"TrainJob", "trainer", "node", NULL, 29500, "trainer",
+                         BT_K8S_RESTART_ONFAILURE}, /* see trainjob.c */
 };
 
 static const char *const pytorch_types[] = {"Master", "Worker", NULL};
@@ -262,10 +264,13 @@ static int read_specs(struct bt__k8s_job *job, struct bt__err *err)
 int bt__k8s_job_parse(const char *buf, size_t len, const char *what,
                       const struct bt__k8s_opts *opts, struct bt__k8s_job *job, struct bt__err *err)
 {
-    struct bt__yn *docs[4];
+    struct bt__yn *docs[16];
     size_t ndocs = 0;
     memset(job, 0, sizeof(*job));
-    BT_CHECK(bt__yn_load(buf, len, what, docs, 4, &ndocs, err));
+    BT_CHECK(bt__yn_load(buf, len, what, docs, 16, &ndocs, err));
+    for (size_t i = 0; i < ndocs; i++) /* a TrainJob comes with its runtime: trainjob.c */
+        if (bt__k8s_is_trainjob(docs[i]))
+            return bt__k8s_trainjob_parse(job, docs, ndocs, what, opts, err);
     if (ndocs != 1) {
         const char *why = ndocs ? "more than one YAML document" : "empty";
         while (ndocs > 0)
@@ -332,6 +337,7 @@ void bt__k8s_job_free(struct bt__k8s_job *job)
     }
     free(job->pods);
     bt__yn_free(job->podgroup);
+    bt__k8s_trainjob_free(job->tj);
     bt__yn_free(job->doc);
     memset(job, 0, sizeof(*job));
 }

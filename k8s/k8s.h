@@ -19,7 +19,8 @@
 
 #define BT_K8S_NAME_MAX 64 /* a DNS-1035 label: 63 characters and the NUL */
 
-enum bt__k8s_kind { BT_K8S_PYTORCHJOB = 0, BT_K8S_TFJOB };
+/* BT_K8S_TRAINJOB: a Kubeflow Trainer v2 TrainJob with its runtime (k8s/trainjob.c). */
+enum bt__k8s_kind { BT_K8S_PYTORCHJOB = 0, BT_K8S_TFJOB, BT_K8S_TRAINJOB };
 
 /* A replica's restartPolicy as written in the job (ExitCode becomes pod Never). */
 enum bt__k8s_restart {
@@ -35,10 +36,13 @@ struct bt__k8s_env {
 };
 
 struct bt__k8s_pod {
-    char name[BT_K8S_NAME_MAX]; /* <job>-<type>-<index>: pod, service and host name */
-    char rtype[16];             /* lower-case replica type: master, worker, chief, ps, ... */
-    int index;                  /* index within the replica type */
-    int master_role;            /* carries training.kubeflow.org/job-role=master */
+    char name[BT_K8S_NAME_MAX];      /* <job>-<type>-<index>: pod, service and host name; for a
+                                      * TrainJob the host name <job>-node-0-<index> */
+    char subdomain[BT_K8S_NAME_MAX]; /* TrainJob: the headless Service (DNS name
+                                      * <name>.<subdomain>); "" for the v1 kinds */
+    char rtype[16];                  /* lower-case replica type: master, worker, chief, ps, ... */
+    int index;                       /* index within the replica type */
+    int master_role;                 /* carries training.kubeflow.org/job-role=master */
     enum bt__k8s_restart restart;
     struct bt__k8s_env *env; /* framework container's env, in order (later wins) */
     size_t nenv;
@@ -71,6 +75,7 @@ struct bt__k8s_run_policy {
     int min_available;               /* schedulingPolicy.minAvailable, else total replicas */
     const char *managed_by;          /* managedBy, or NULL (points into doc) */
 };
+struct bt__k8s_trainjob;
 
 struct bt__k8s_job {
     enum bt__k8s_kind kind;
@@ -85,13 +90,15 @@ struct bt__k8s_job {
     size_t npods;
     struct bt__yn *doc; /* the job as read */
     struct bt__k8s_run_policy policy;
-    struct bt__yn *podgroup; /* with opts.gang_scheduler: the PodGroup <job>, else NULL */
+    struct bt__yn *podgroup;     /* with opts.gang_scheduler: the PodGroup <job>, else NULL */
+    struct bt__k8s_trainjob *tj; /* TrainJob: its runtime and JobSet (trainjob.c), else NULL */
 };
 
 struct bt__k8s_opts {
     const char *cluster_domain; /* appended to TF_CONFIG hosts after ".svc" (NULL: none) */
     const char *gang_scheduler; /* the operator's --gang-scheduler-name: "volcano", another
                                    name (scheduler-plugins), or NULL (no gang scheduling) */
+    const char *runtime;        /* TrainJob: a file holding its (Cluster)TrainingRuntime */
 };
 
 /* Parses and renders the job in buf (len bytes; what names it in errors) into job, which the

@@ -39,4 +39,20 @@ struct bt__yn *bt__k8s_gang_podgroup(const struct bt__k8s_job *job,
 void bt__k8s_gang_notes(const struct bt__k8s_job *job, const struct bt__k8s_opts *opts, FILE *out,
                         const char *head);
 
+/* pod->env and pod->argv from container c of the finished Pod object pod; an env entry with
+ * valueFrom.fieldRef to the pod's metadata (name, namespace, labels['k'], annotations['k']) gets
+ * that value, as the kubelet would give it. */
+int bt__k8s_pod_collect(struct bt__k8s_pod *p, const struct bt__yn *pod, const struct bt__yn *c);
+
+/* trainjob.c: a TrainJob among docs (ndocs documents of what, taken over: freed here or with the
+ * job), its runtime found there or in opts->runtime; checked, turned into the JobSet the Trainer
+ * makes and the Jobs, Service and Pods the JobSet and Job controllers make. */
+int bt__k8s_trainjob_parse(struct bt__k8s_job *job, struct bt__yn **docs, size_t ndocs,
+                           const char *what, const struct bt__k8s_opts *opts, struct bt__err *err);
+/* 1 when doc is a TrainJob (kind TrainJob). */
+int bt__k8s_is_trainjob(const struct bt__yn *doc);
+/* The JobSet, the Service, the Jobs and the Pods as one YAML stream. */
+int bt__k8s_trainjob_emit(const struct bt__k8s_job *job, FILE *out, struct bt__err *err);
+void bt__k8s_trainjob_free(struct bt__k8s_trainjob *tj); /* accepts NULL */
+
 #endif

@@ -45,10 +45,10 @@
 static const char usage_line[] =
     "usage: baton k8s local [--netns] [--set-args \"ARGS\"] [--add-args \"ARGS\"] "
     "[--timeout SEC] [--seed N] [--order POD,...] [--stagger SEC] [--workdir DIR] "
-    "[--baton PATH] JOB.yaml";
+    "[--baton PATH] [--runtime RUNTIME.yaml] JOB.yaml";
 
 struct local_args {
-    const char *job, *baton, *workdir, *order;
+    const char *job, *baton, *workdir, *order, *runtime;
     const char *set_args[16], *add_args[16];
     int nset, nadd;
     struct bt__local l;
@@ -90,6 +90,8 @@ static int parse_value(struct local_args *a, const char *s, const char *v)
         a->order = v;
     } else if (!strcmp(s, "--workdir")) {
         a->workdir = v;
+    } else if (!strcmp(s, "--runtime")) {
+        a->runtime = v;
     } else {
         a->baton = v;
     }
@@ -98,9 +100,9 @@ static int parse_value(struct local_args *a, const char *s, const char *v)
 
 static int parse_args(int argc, char **argv, struct local_args *a)
 {
-    static const char *const valued[] = {"--set-args", "--add-args", "--timeout",
-                                         "--seed",     "--order",    "--stagger",
-                                         "--workdir",  "--baton",    NULL};
+    static const char *const valued[] = {"--set-args", "--add-args", "--timeout", "--seed",
+                                         "--order",    "--stagger",  "--workdir", "--baton",
+                                         "--runtime",  NULL};
     a->l.seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
@@ -247,10 +249,12 @@ static char *loopback_value(const struct bt__local *l, const char *v)
     return out;
 }
 
+/* The pod whose name is name, or its first DNS label (<pod>.<subdomain> of a TrainJob). */
 static const struct bt__local_pod *pod_named(const struct bt__local *l, const char *name)
 {
+    size_t n = name ? strcspn(name, ".") : 0;
     for (size_t i = 0; name && i < l->npods; i++)
-        if (!strcmp(l->pods[i].k->name, name))
+        if (strlen(l->pods[i].k->name) == n && !strncmp(l->pods[i].k->name, name, n))
             return &l->pods[i];
     return NULL;
 }
@@ -726,7 +730,8 @@ int bt__k8s_local(int argc, char **argv)
     struct bt__k8s_job job;
     struct bt__err err = {0};
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (bt__k8s_job_load(a.job, NULL, &job, &err) != BT_OK) {
+    struct bt__k8s_opts opts = {.runtime = a.runtime};
+    if (bt__k8s_job_load(a.job, &opts, &job, &err) != BT_OK) {
         fprintf(stderr, "baton k8s local: %s\n", err.msg);
         bt__k8s_job_free(&job);
         return err.code == BT_ERR_INVALID_USAGE ? 2 : 1;

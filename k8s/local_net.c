@@ -134,10 +134,13 @@ int bt__local_net_up(struct bt__local *l)
 
 int bt__local_net_publish(struct bt__local *l, const struct bt__local_pod *pod)
 {
-    char line[512], path[128];
-    const char *n = pod->k->name, *ns = l->job->ns;
-    snprintf(line, sizeof(line), "%s\t%s %s.%s.svc %s.%s.svc.cluster.local\n", pod->addr, n, n, ns,
-             n, ns);
+    char line[1024], path[128];
+    char host[2 * BT_K8S_NAME_MAX]; /* <pod>, or <host>.<subdomain> for a TrainJob's pod */
+    const char *n = host, *ns = l->job->ns;
+    snprintf(host, sizeof(host), "%s%s%s", pod->k->name, pod->k->subdomain[0] ? "." : "",
+             pod->k->subdomain);
+    snprintf(line, sizeof(line), "%s\t%s %s.%s.svc %s.%s.svc.cluster.local%s%s\n", pod->addr, n, n,
+             ns, n, ns, pod->k->subdomain[0] ? " " : "", pod->k->subdomain[0] ? pod->k->name : "");
     int rc = 0;
     for (size_t i = 0; i < l->npods; i++) {
         snprintf(path, sizeof(path), "/etc/netns/%s/hosts", l->pods[i].ns);

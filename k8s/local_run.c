@@ -14,7 +14,8 @@
  *     says whether the operator would have restarted it.
  *   - success (operator v1.9): PyTorchJob: the Master exited 0; without a Master, every
  *     Worker (with an elasticPolicy: any Worker). TFJob: the Chief (or Master) exited 0;
- *     without one, Worker 0 (successPolicy AllWorkers: every Worker).
+ *     without one, Worker 0 (successPolicy AllWorkers: every Worker). TrainJob: every pod
+ *     (the JobSet's successPolicy All over its one Indexed Job).
  *   - --timeout passes, or SIGINT/SIGTERM/SIGHUP comes: the job fails (124 / 128+signal).
  * Once decided: on success PS and Evaluator pods (which never end by themselves) get SIGTERM
  * at once; the other pods have 10 s to end by themselves (after a failure, `baton run` in each
@@ -260,6 +261,11 @@ static int succeeded(const struct bt__local *l)
 {
     const struct bt__k8s_job *j = l->job;
     int has_chief = 0, any_worker_ok = 0, all_workers_ok = 1, worker0_ok = 0;
+    for (size_t i = 0; j->kind == BT_K8S_TRAINJOB && i < l->npods; i++)
+        if (!l->pods[i].exited || l->pods[i].status != 0)
+            return 0; /* JobSet successPolicy All: every Job, so every index, succeeded */
+    if (j->kind == BT_K8S_TRAINJOB)
+        return 1;
     for (size_t i = 0; i < l->npods; i++) {
         const struct bt__local_pod *p = &l->pods[i];
         int ok = p->exited && p->status == 0;

@@ -360,8 +360,30 @@ static char *dup_or_null(const char *s, int *oom)
     return d;
 }
 
-/* pod->env and pod->argv from the framework container of the finished Pod object. */
-static int collect(struct bt__k8s_pod *p, const struct bt__yn *c)
+/* The value a valueFrom.fieldRef to the pod's own metadata resolves to (metadata.name,
+ * .namespace, .labels['k'], .annotations['k']), or NULL (other sources: not known here). */
+static const char *field_ref(const struct bt__yn *pod, const struct bt__yn *value_from)
+{
+    const char *fp = bt__yn_gets(bt__yn_get(value_from, "fieldRef"), "fieldPath");
+    const struct bt__yn *md = bt__yn_get(pod, "metadata");
+    char key[256];
+    if (!fp || strncmp(fp, "metadata.", 9))
+        return NULL;
+    fp += 9;
+    if (!strcmp(fp, "name") || !strcmp(fp, "namespace"))
+        return bt__yn_gets(md, fp);
+    const char *map = !strncmp(fp, "labels['", 8)         ? "labels"
+                      : !strncmp(fp, "annotations['", 13) ? "annotations"
+                                                          : NULL;
+    const char *k = map ? strchr(fp, '\'') + 1 : NULL;
+    size_t kl = k ? strcspn(k, "'") : 0;
+    if (!map || kl >= sizeof(key) || strcmp(k + kl, "']"))
+        return NULL;
+    snprintf(key, sizeof(key), "%.*s", (int)kl, k);
+    return bt__yn_gets(bt__yn_get(md, map), key);
+}
+
+int bt__k8s_pod_collect(struct bt__k8s_pod *p, const struct bt__yn *pod, const struct bt__yn *c)
 {
     const struct bt__yn *env = bt__yn_get(c, "env");
     const struct bt__yn *cmd = bt__yn_get(c, "command"), *args = bt__yn_get(c, "args");
@@ -375,12 +397,13 @@ static int collect(struct bt__k8s_pod *p, const struct bt__yn *c)
         return BT_ERR_SYSTEM;
     for (size_t k = 0; k < ne; k++) {
         const char *n = bt__yn_gets(env->v[k], "name"), *v = bt__yn_gets(env->v[k], "value");
+        const struct bt__yn *from = bt__yn_get(env->v[k], "valueFrom");
         if (!n)
             continue;
         struct bt__k8s_env *e = &p->env[p->nenv++];
         e->name = dup_or_null(n, &oom);
         /* no value and no valueFrom: Kubernetes sets it empty */
-        e->value = dup_or_null(v ? v : bt__yn_get(env->v[k], "valueFrom") ? NULL : "", &oom);
+        e->value = dup_or_null(v ? v : from ? field_ref(pod, from) : "", &oom);
     }
     for (size_t k = 0; k < nc + na; k++) {
         const struct bt__yn *a = k < nc ? cmd->v[k] : args->v[k - nc];
@@ -407,7 +430,7 @@ static int render_one(struct bt__k8s_job *job, const struct bt__k8s_replica *r, 
     const struct bt__yn *c = bt__k8s_container(bt__yn_get(p->pod, "spec"),
                                                bt__k8s_kind_info(job->kind)->container);
     p->svc = service(job, r, i, p->name, c);
-    if (bt__yn_bad(p->pod) || bt__yn_bad(p->svc) || collect(p, c) != BT_OK)
+    if (bt__yn_bad(p->pod) || bt__yn_bad(p->svc) || bt__k8s_pod_collect(p, p->pod, c) != BT_OK)
         return bt__err_set(err, BT_ERR_SYSTEM, "rendering %s: out of memory", p->name);
     return BT_OK;
 }
@@ -429,6 +452,8 @@ int bt__k8s_render_pods(struct bt__k8s_job *job, const struct bt__k8s_opts *opts
 
 int bt__k8s_job_emit(const struct bt__k8s_job *job, FILE *out, struct bt__err *err)
 {
+    if (job->kind == BT_K8S_TRAINJOB)
+        return bt__k8s_trainjob_emit(job, out, err);
     struct bt__yn **docs = calloc(2 * job->npods + 2, sizeof(*docs));
     size_t n = 0;
     if (!docs)

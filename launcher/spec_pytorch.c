@@ -13,7 +13,8 @@
  * the endpoint is <job>-worker-0 on the operator's default port 23456.
  *
  * Trainer v2 (TrainJob on JobSet): PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK,
- * PET_MASTER_ADDR=<job>-trainer-node-0-0.<job>, PET_MASTER_PORT, and no MASTER_ADDR.
+ * PET_MASTER_ADDR=<job>-node-0-0.<job> (kubeflow/trainer @ 8c0f5059bd51 torch.go; releases
+ * before it named the replicated job trainer-node), PET_MASTER_PORT, and no MASTER_ADDR.
  */
 #include <limits.h>
 #include <string.h>
@@ -259,7 +260,11 @@ static int trainer_fill(struct bt__spec_ctx *c)
     bt__spec_copy(s->master_addr, sizeof(s->master_addr), s->rdzv_host);
     s->master_port = port;
     BT_CHECK(bt__spec_store_port(c, "PET_MASTER_PORT", port, &s->rdzv_port));
-    job_from_host(addr, "-trainer-node-0-0", job, sizeof(job));
+    const char *dot = strchr(addr, '.'); /* <job>-node-0-0.<job>: the subdomain is the job */
+    if (dot && dot[1] && dot[1] != ':')
+        bt__spec_first_label(dot + 1, job, sizeof(job));
+    else
+        job_from_host(addr, "-node-0-0", job, sizeof(job));
     bt__spec_set_job(c, job);
     return BT_OK;
 }

@@ -15,6 +15,11 @@ Every YAML document of every FILE is checked against the schema of its apiVersio
   LocalQueue: no schema of these is in shared/, so FIELDS below lists each project's spec
   fields (cited by repository, path and commit) as a strict schema: a misspelt or unknown
   field, or a wrong type, fails
+  trainer.kubeflow.org/v1alpha1      Kubeflow Trainer v2's CRDs (TrainJob, TrainingRuntime,
+    TrainJob, (Cluster)TrainingRuntime  ClusterTrainingRuntime), strict; a runtime's JobSet
+                                     template's pod templates also as strict Pods
+  jobset.x-k8s.io/v1alpha2 JobSet    the JobSet CRD, strict; each replicated job's Job template
+                                     as a strict batch/v1 Job
 Prints one line per object ("ok FILE Kind/name" or "FAIL FILE Kind/name: where: why") and
 exits 1 when any object fails, 2 when the schemas are not there.
 Needs python3-jsonschema and python3-yaml (Debian; `make deps`).
@@ -34,7 +39,14 @@ CRDS = {("kubeflow.org/v1", "PyTorchJob"):
         ("kubeflow.org/v1", "TFJob"):
         ("kubeflow-training-operator-v1.9/kubeflow.org_tfjobs.yaml", "tfReplicaSpecs"),
         ("kubeflow.org/v2beta1", "MPIJob"):
-        ("kubeflow-mpi-operator/kubeflow.org_mpijobs.yaml", "mpiReplicaSpecs")}
+        ("kubeflow-mpi-operator/kubeflow.org_mpijobs.yaml", "mpiReplicaSpecs"),
+        ("trainer.kubeflow.org/v1alpha1", "TrainJob"):
+        ("kubeflow-trainer-v2/trainer.kubeflow.org_trainjobs.yaml", None),
+        ("trainer.kubeflow.org/v1alpha1", "TrainingRuntime"):
+        ("kubeflow-trainer-v2/trainer.kubeflow.org_trainingruntimes.yaml", None),
+        ("trainer.kubeflow.org/v1alpha1", "ClusterTrainingRuntime"):
+        ("kubeflow-trainer-v2/trainer.kubeflow.org_clustertrainingruntimes.yaml", None),
+        ("jobset.x-k8s.io/v1alpha2", "JobSet"): ("jobset/jobset.x-k8s.io_jobsets.yaml", None)}
 
 
 QUANTITY = {"anyOf": [{"type": "integer"}, {"type": "number"},
@@ -159,6 +171,20 @@ def errors(validator, obj, prefix=""):
     return out
 
 
+def replicated_jobs(schemas, doc):
+    """A JobSet's (or a runtime's JobSet template's) replicated jobs as strict Jobs."""
+    spec = doc.get("spec") or {}
+    if doc.get("kind") != "JobSet":
+        spec = (spec.get("template") or {}).get("spec") or {}
+    out = []
+    for i, rj in enumerate(spec.get("replicatedJobs") or []):
+        tmpl = (rj or {}).get("template") or {}
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": tmpl.get("metadata") or {},
+               "spec": tmpl.get("spec") or {}}
+        out += errors(schemas.core(("batch/v1", "Job")), job, "replicatedJobs/%d/template/" % i)
+    return out
+
+
 def check(schemas, doc):
     key = (doc.get("apiVersion"), doc.get("kind"))
     if key in CORE_FILES:
@@ -170,6 +196,8 @@ def check(schemas, doc):
     if key not in CRDS:
         return ["no schema for apiVersion %s kind %s" % key]
     out = errors(schemas.crd(key), doc)
+    if CRDS[key][1] is None:
+        return out + replicated_jobs(schemas, doc)
     specs = (doc.get("spec") or {}).get(CRDS[key][1]) or {}
     for rtype, rs in specs.items():
         tmpl = (rs or {}).get("template") or {}
@@ -193,7 +221,8 @@ def main(argv):
             if doc is None:
                 continue
             n += 1
-            name = "%s/%s" % (doc.get("kind"), (doc.get("metadata") or {}).get("name"))
+            md = doc.get("metadata") or {}
+            name = "%s/%s" % (doc.get("kind"), md.get("name") or md.get("generateName"))
             errs = check(schemas, doc)
             for e in errs:
                 print("FAIL %s %s: %s" % (path, name, e))

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "k8s/k8s.h"
+#include "k8s/trainjob.h"
 #include "k8s/ytree.h"
 #include "launcher/run.h"
 
@@ -480,6 +481,209 @@ static void test_ytree_roundtrip(void **state)
     bt__yn_free(d);
 }
 
+/* ---- Kubeflow Trainer v2: TrainJob + runtime ---- */
+
+/* A TrainingRuntime `rt` (runtime_extra: lines under its node container; ml: the mlPolicy
+ * body) and a TrainJob `tj` (trainer: lines under spec.trainer), one file. */
+static char *tj_text(const char *ml, const char *runtime_extra, const char *trainer)
+{
+    size_t cap = 8192;
+    char *s = malloc(cap);
+    assert_non_null(s);
+    snprintf(
+        s, cap,
+        "apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainingRuntime\nmetadata:\n"
+        "  name: rt\n  namespace: team\nspec:\n  mlPolicy:\n%s  template:\n"
+        "    metadata:\n      labels: {owner: ml}\n    spec:\n      replicatedJobs:\n"
+        "        - name: node\n          template:\n            metadata:\n"
+        "              labels: {trainer.kubeflow.org/trainjob-ancestor-step: trainer}\n"
+        "            spec:\n              template:\n                spec:\n"
+        "                  containers:\n                    - name: node\n"
+        "                      image: baton:latest\n"
+        "                      command: [baton, run, --]\n%s"
+        "---\napiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata:\n"
+        "  name: tj\n  namespace: team\nspec:\n  runtimeRef: {name: rt, kind: TrainingRuntime}\n"
+        "  trainer:\n%s",
+        ml, runtime_extra, trainer);
+    return s;
+}
+
+static const struct bt__yn *tj_container(const struct bt__k8s_pod *p)
+{
+    const struct bt__yn *cs = bt__yn_get(bt__yn_get(p->pod, "spec"), "containers");
+    assert_non_null(cs);
+    return cs->v[0];
+}
+
+static void test_trainjob_render(void **state)
+{
+    (void)state;
+    struct bt__k8s_job job;
+    struct bt__err err;
+    char *t = tj_text("    numNodes: 2\n    torch: {}\n",
+                      "                      resources: {requests: {cpu: 1500m}}\n",
+                      "    numNodes: 3\n    args: [hello]\n    env: [{name: A, value: b}]\n");
+    assert_int_equal(parse(t, &job, &err), BT_OK);
+    assert_int_equal(job.kind, BT_K8S_TRAINJOB);
+    assert_string_equal(job.name, "tj");
+    assert_string_equal(job.ns, "team");
+    assert_int_equal(job.npods, 3); /* trainer.numNodes wins over mlPolicy.numNodes */
+    for (int i = 0; i < 3; i++) {
+        char host[32], rank[8];
+        const struct bt__k8s_pod *p = &job.pods[i];
+        snprintf(host, sizeof(host), "tj-node-0-%d", i);
+        snprintf(rank, sizeof(rank), "%d", i);
+        assert_string_equal(p->name, host);
+        assert_string_equal(p->subdomain, "tj");
+        /* PET_NODE_RANK is a fieldRef to the completion index annotation: resolved per pod */
+        assert_string_equal(bt__k8s_pod_env(p, "PET_NODE_RANK"), rank);
+        assert_string_equal(bt__k8s_pod_env(p, "JOB_COMPLETION_INDEX"), rank);
+        assert_string_equal(bt__k8s_pod_env(p, "PET_NNODES"), "3");
+        assert_string_equal(bt__k8s_pod_env(p, "PET_NPROC_PER_NODE"), "2"); /* ceil(1.5) cpu */
+        assert_string_equal(bt__k8s_pod_env(p, "PET_MASTER_ADDR"), "tj-node-0-0.tj");
+        assert_string_equal(bt__k8s_pod_env(p, "PET_MASTER_PORT"), "29500");
+        assert_string_equal(bt__k8s_pod_env(p, "A"), "b");
+        assert_int_equal(p->argc, 4);
+        assert_string_equal(p->argv[3], "hello");
+        const struct bt__yn *md = bt__yn_get(p->pod, "metadata"),
+                            *spec = bt__yn_get(p->pod, "spec");
+        snprintf(host, sizeof(host), "tj-node-0-%d-", i);
+        assert_string_equal(bt__yn_gets(md, "generateName"), host);
+        assert_null(bt__yn_get(md, "name"));
+        host[strlen(host) - 1] = '\0';
+        assert_string_equal(bt__yn_gets(spec, "hostname"), host);
+        assert_string_equal(bt__yn_gets(spec, "subdomain"), "tj");
+        assert_string_equal(bt__yn_gets(spec, "restartPolicy"), "OnFailure");
+        const struct bt__yn *l = bt__yn_get(md, "labels");
+        assert_string_equal(bt__yn_gets(l, "jobset.sigs.k8s.io/jobset-name"), "tj");
+        assert_string_equal(bt__yn_gets(l, "jobset.sigs.k8s.io/replicatedjob-name"), "node");
+        assert_string_equal(bt__yn_gets(l, "jobset.sigs.k8s.io/job-index"), "0");
+        /* sha1("team/tj-node-0") */
+        assert_string_equal(bt__yn_gets(l, "jobset.sigs.k8s.io/job-key"),
+                            "39bde4014ccbebea68b618f3ef7ec01f330176fd");
+        assert_string_equal(bt__yn_gets(l, "batch.kubernetes.io/job-completion-index"), rank);
+        /* the replicated job's labels go on the Job, not its pods (constructJob) */
+        assert_null(bt__yn_gets(l, "trainer.kubeflow.org/trainjob-ancestor-step"));
+        const struct bt__yn *ports = bt__yn_get(tj_container(p), "ports");
+        assert_int_equal(ports->n, 1);
+        assert_string_equal(bt__yn_gets(ports->v[0], "containerPort"), "29500");
+    }
+    /* the env order: template, trainer.env, then the PET_* set; JOB_COMPLETION_INDEX last */
+    const struct bt__k8s_pod *p0 = &job.pods[0];
+    assert_string_equal(p0->env[0].name, "A");
+    assert_string_equal(p0->env[1].name, "PET_NNODES");
+    assert_string_equal(p0->env[5].name, "PET_MASTER_PORT");
+    assert_string_equal(p0->env[6].name, "JOB_COMPLETION_INDEX");
+    const struct bt__k8s_trainjob *tj = job.tj;
+    assert_string_equal(bt__yn_gets(bt__yn_get(tj->svc, "metadata"), "name"), "tj");
+    assert_string_equal(bt__yn_gets(bt__yn_get(tj->svc, "spec"), "clusterIP"), "None");
+    const struct bt__yn *jmd = bt__yn_get(tj->jobobj, "metadata");
+    assert_string_equal(bt__yn_gets(jmd, "name"), "tj-node-0");
+    assert_string_equal(bt__yn_gets(bt__yn_get(jmd, "labels"),
+                                    "trainer.kubeflow.org/trainjob-ancestor-step"),
+                        "trainer");
+    const struct bt__yn *jspec = bt__yn_get(tj->jobobj, "spec");
+    assert_string_equal(bt__yn_gets(jspec, "parallelism"), "3");
+    assert_string_equal(bt__yn_gets(jspec, "completions"), "3");
+    assert_string_equal(bt__yn_gets(jspec, "completionMode"), "Indexed");
+    const struct bt__yn *jsmd = bt__yn_get(tj->jobset, "metadata");
+    assert_string_equal(bt__yn_gets(bt__yn_get(jsmd, "labels"), "owner"), "ml");
+    bt__k8s_job_free(&job);
+    free(t);
+}
+
+static void test_trainjob_nproc(void **state)
+{
+    (void)state;
+    struct bt__k8s_job job;
+    struct bt__err err;
+    static const struct {
+        const char *res, *trainer, *want;
+    } cases[] = {
+        {"", "    numNodes: 1\n", "1"}, /* no resources: max(1, 0) */
+        {"                      resources: {limits: {cpu: 4}}\n", "    numNodes: 1\n", "4"},
+        {"                      resources: {limits: {nvidia.com/gpu: 2}}\n", "    numNodes: 1\n",
+         "auto"},
+        {"", "    numProcPerNode: 3\n", "3"},
+        {"", "    resourcesPerNode: {requests: {cpu: 250m}}\n", "1"},
+        {"                      resources: {requests: {cpu: 8}}\n",
+         "    resourcesPerNode: {requests: {cpu: 2}}\n", "2"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = tj_text("    torch: {}\n", cases[i].res, cases[i].trainer);
+        assert_int_equal(parse(t, &job, &err), BT_OK);
+        assert_string_equal(bt__k8s_pod_env(&job.pods[0], "PET_NPROC_PER_NODE"), cases[i].want);
+        bt__k8s_job_free(&job);
+        free(t);
+    }
+}
+
+static void expect_tj_invalid(const char *ml, const char *extra, const char *trainer,
+                              const char *needle)
+{
+    struct bt__k8s_job job;
+    struct bt__err err;
+    char *t = tj_text(ml, extra, trainer);
+    assert_int_equal(parse(t, &job, &err), BT_ERR_INVALID_USAGE);
+    if (!strstr(err.msg, needle))
+        fail_msg("'%s' not in '%s'", needle, err.msg);
+    assert_null(strchr(err.msg, '\n'));
+    bt__k8s_job_free(&job);
+    free(t);
+}
+
+static void test_trainjob_invalid(void **state)
+{
+    (void)state;
+    const char *torch = "    torch: {}\n";
+    expect_tj_invalid(torch, "", "    numNodes: 0\n",
+                      "job.yaml: TrainJob 'tj': spec.trainer.numNodes is 0");
+    expect_tj_invalid(torch, "", "    numNodes: -2\n", "spec.trainer.numNodes is -2");
+    expect_tj_invalid("    numNodes: 0\n    torch: {}\n", "", "    args: [x]\n",
+                      "TrainingRuntime 'rt': spec.mlPolicy.numNodes is 0");
+    expect_tj_invalid("    mpi: {}\n", "", "    numNodes: 1\n",
+                      "TrainingRuntime 'rt': spec.mlPolicy.mpi: baton k8s renders torch");
+    expect_tj_invalid("    numNodes: 1\n", "", "    numNodes: 1\n",
+                      "spec.mlPolicy has no known framework (torch or mpi)");
+    expect_tj_invalid(torch, "", "    env: [{name: PET_NNODES, value: '9'}]\n",
+                      "spec.trainer.env: PET_NNODES is reserved");
+    expect_tj_invalid(torch, "", "    numNodes: 1\n    bogus: 1\n", "spec.trainer.bogus");
+    /* a runtime of another kind or name is not the one */
+    struct bt__k8s_job job;
+    struct bt__err err;
+    char *t = tj_text(torch, "", "    numNodes: 1\n");
+    const char *ref = "{name: rt, kind: TrainingRuntime}";
+    char *k = strstr(t, ref);
+    memset(k, ' ', strlen(ref)); /* the same place, default kind ClusterTrainingRuntime */
+    memcpy(k, "{name: rt}", 10);
+    char *t2 = strdup(t);
+    assert_int_equal(parse(t2, &job, &err), BT_ERR_INVALID_USAGE);
+    assert_non_null(strstr(err.msg, "spec.runtimeRef: ClusterTrainingRuntime 'rt' is not in "
+                                    "job.yaml"));
+    assert_non_null(strstr(err.msg, "there is a TrainingRuntime of that name"));
+    bt__k8s_job_free(&job);
+    free(t2);
+    free(t);
+}
+
+static void test_trainjob_jobset_fields(void **state)
+{
+    (void)state;
+    struct bt__k8s_job job;
+    struct bt__err err;
+    char *t = tj_text("    torch: {}\n", "", "    numNodes: 1\n");
+    char *u = malloc(strlen(t) + 64);
+    const char *at = strstr(t, "      replicatedJobs:");
+    assert_non_null(u);
+    sprintf(u, "%.*s      coordinator: {replicatedJob: node}\n%s", (int)(at - t), t, at);
+    assert_int_equal(parse(u, &job, &err), BT_ERR_INVALID_USAGE);
+    assert_non_null(strstr(err.msg, "TrainingRuntime 'rt': spec.template.spec.coordinator: a "
+                                    "JobSet field baton k8s does not support"));
+    bt__k8s_job_free(&job);
+    free(u);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +698,10 @@ int main(void)
         cmocka_unit_test(test_pending_pod_names),
         cmocka_unit_test(test_hostile_yaml),
         cmocka_unit_test(test_ytree_roundtrip),
+        cmocka_unit_test(test_trainjob_render),
+        cmocka_unit_test(test_trainjob_nproc),
+        cmocka_unit_test(test_trainjob_invalid),
+        cmocka_unit_test(test_trainjob_jobset_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

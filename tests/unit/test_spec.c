@@ -642,6 +642,25 @@ static void test_trainer_v2(void **state)
     const char *bad[] = {"PET_NNODES=2", "PET_NODE_RANK=2",
                          "PET_MASTER_ADDR=tj-trainer-node-0-0.tj", "PET_MASTER_PORT=29500", NULL};
     EXPECT_BAD(detect(bad), "PET_NODE_RANK=2", "PET_NNODES=2");
+    /* The Trainer today (kubeflow/trainer @ 8c0f5059bd51 torch.go): <job>-node-0-0.<job>, the
+     * replicated job is `node`; the job id is the subdomain, also for a job named like one. */
+    const char *now[] = {"PET_NNODES=2",
+                         "PET_NPROC_PER_NODE=1",
+                         "PET_NODE_RANK=0",
+                         "PET_MASTER_ADDR=mnist-node-0-0.mnist",
+                         "PET_MASTER_PORT=29500",
+                         "JOB_COMPLETION_INDEX=0",
+                         NULL};
+    assert_int_equal(detect(now), BT_OK);
+    assert_int_equal(S.source, BT_SPEC_TRAINER_V2);
+    assert_string_equal(S.job_id, "mnist");
+    assert_string_equal(S.rdzv_host, "mnist-node-0-0.mnist");
+    assert_int_equal(S.world_size, 2);
+    const char *nodot[] = {"PET_NNODES=1",          "PET_NPROC_PER_NODE=1",
+                           "PET_NODE_RANK=0",       "PET_MASTER_ADDR=a-node-node-0-0",
+                           "PET_MASTER_PORT=29500", NULL};
+    assert_int_equal(detect(nodot), BT_OK);
+    assert_string_equal(S.job_id, "a-node");
 }
 
 static void test_indexed(void **state)
