@@ -5,6 +5,7 @@
 # from the pod's own host name. Rank 0 saves the model to --checkpoint-dir /ckpt/run1, an
 # emptyDir mounted at /ckpt with subPath ddp-a; the test finds it in the master pod's directory
 # and loads it. Then worker-1's rank exits 3 and the summary names worker-1 and its status.
+# Last, the same script as a Trainer v2 TrainJob of 3 nodes, its checkpoint in an emptyDir subPath.
 # Needs root, `ip netns` and /usr/bin/python3 with torch (gloo); skipped with the reason otherwise.
 # timeout: 300
 source "$(dirname "$0")/lib.sh"
@@ -82,4 +83,51 @@ t_expect_eq "DDP, rank 2 exits 3: the job's status is 3" "$RC" 3
 t_grep "the summary names worker-1, its status and baton run's report (host = pod name)" \
     'job ddpf failed: pod ddpf-worker-1 exited with status 3; baton run.s report: rank 2 \(node 2, host ddpf-worker-1, ' "$T_TMP/ddpf.log"
 no_leftovers ddpf
+
+# ---- the same script as a Kubeflow Trainer v2 TrainJob (3 nodes) on a TrainingRuntime whose
+# node container mounts an emptyDir at /ckpt (subPath ddp-t) ----
+cat >"$T_TMP/tjddp.yaml" <<YAML
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainingRuntime
+metadata: {name: ddp-rt}
+spec:
+  mlPolicy: {torch: {}}
+  template:
+    spec:
+      replicatedJobs:
+        - name: node
+          template:
+            metadata:
+              labels: {trainer.kubeflow.org/trainjob-ancestor-step: trainer}
+            spec:
+              template:
+                spec:
+                  restartPolicy: Never
+                  containers:
+                    - name: node
+                      image: baton:latest
+                      volumeMounts:
+                        - {name: ckpt, mountPath: /ckpt, subPath: ddp-t}
+                  volumes:
+                    - {name: ckpt, emptyDir: {}}
+---
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainJob
+metadata: {name: tjddp}
+spec:
+  runtimeRef: {name: ddp-rt, kind: TrainingRuntime}
+  trainer:
+    numNodes: 3
+    command: [baton, run, --, $PY, $BATON_SRC/tests/progs/ddp_allreduce.py]
+    args: [--checkpoint-dir, /ckpt/run1]
+YAML
+run_local tjddp
+t_expect_eq "DDP TrainJob (3 nodes, gloo, env://, no extra env) under --netns: exit status" "$RC" 0
+[ "$RC" = 0 ] || tail -30 "$T_TMP/tjddp.log"
+for r in 0 1 2; do
+    t_grep "tjddp-node-0-$r: rank $r allreduced and stepped" "^\[tjddp-node-0-$r\] \[$r\] ddp rank $r of 3: allreduce sum ok, DDP step ok" "$T_TMP/tjddp.log"
+done
+CK=$T_TMP/w-tjddp/tjddp-node-0-0/ckpt/ddp-t/run1/model.pt
+t_check "TrainJob: rank 0's checkpoint is in node 0's emptyDir subPath ($CK)" test -s "$CK"
+no_leftovers tjddp
 t_done
