@@ -157,6 +157,7 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
         bt__run_post_outcome(r, o);
     }
     bt__run_supervise(r, o);
+    bt__run_tree_clear(r); /* what the workers left behind, and the job's shm names */
     bt__run_watch_stop(r);
     close_workers(r);
     return BT_OK;
@@ -246,7 +247,7 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
     }
-    return 0;
+    return bt__run_tree_setup(r); /* last: no child may start before the watchdog */
 }
 
 int bt__cmd_run(int argc, char **argv)
@@ -254,6 +255,7 @@ int bt__cmd_run(int argc, char **argv)
     static struct bt__run r; /* the signal handlers and the watcher see it for the whole run */
     memset(&r, 0, sizeof(r));
     r.notify_fd = -1;
+    r.tree.dog_fd = -1;
     r.o.flags = (struct bt__spec_flags){BT_SPEC_AUTO, -1, -1, -1, NULL, -1};
     r.o.join_timeout_s = 300;
     r.o.grace_s = 10;
@@ -265,9 +267,10 @@ int bt__cmd_run(int argc, char **argv)
     rc = setup(&r);
     if (rc < 0)
         return bt__run_ps_pod(&r);
-    if (rc == 0)
+    if (rc == 0) {
         rc = run_job(&r);
-    else
+        bt__run_tree_close(&r);
+    } else
         bt__run_rdzv_close(&r, 0);
     if (r.srv || r.st)
         bt__run_rdzv_close(&r, 0);

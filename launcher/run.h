@@ -9,6 +9,9 @@
  *   run_report.c   exit statuses in words, signal names, hints
  *   run_ps.c       parameter servers: `--ps N` children on node 0, a TF ps pod's own server
  *   run_bind.c     --bind: the topology plan, per-rank CPUs, GPU and NIC env
+ *   run_tree.c     the job's process tree: subreaper, the job's cgroup, finding and signalling
+ *                  every descendant, clearing what a generation left
+ *   run_watchdog.c the process that cleans up the job when baton dies (kill -9, a crash)
  *
  * One generation (restart count g) is: join (claim l/<g>/node/<R>, wait for every node),
  * start the workers, supervise them until l/<g>/outcome is set, stop them. The outcome key
@@ -90,6 +93,21 @@ struct bt__run_place {
     char gpu[BT_RUN_GPU_MAX]; /* the GPU as CUDA_VISIBLE_DEVICES names it, "" for none */
 };
 
+/* The job's process tree (run_tree.c, run_watchdog.c). */
+struct bt__run_tree {
+    char cg[PATH_MAX];            /* the job's cgroup v2 folder, "" when none is used */
+    char cg_procs[PATH_MAX + 16]; /* cg/cgroup.procs, which each child writes "0" to */
+    pid_t dog;                    /* the watchdog's pid, 0 when there is none */
+    int dog_fd;                   /* write end of the watchdog's pipe (only baton holds it), -1 */
+};
+
+/* One line of /proc/<pid>/stat. */
+struct bt__proc {
+    pid_t pid, ppid, pgrp, sid;
+    char state;               /* 'R', 'S', 'Z', ... */
+    unsigned long long start; /* clock ticks after boot */
+};
+
 struct bt__run {
     struct bt__run_opts o;
     struct bt__spec spec;
@@ -127,6 +145,7 @@ struct bt__run {
     char *obuf;           /* scratch for tagged output */
     size_t obuf_cap;
     int console_dead[3]; /* stdout/stderr gone (EPIPE): drop console output */
+    struct bt__run_tree tree;
 };
 
 /* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
@@ -194,6 +213,36 @@ int bt__run_ps_pod(struct bt__run *r);
 int bt__run_bind_setup(struct bt__run *r);
 int bt__run_bind_vars(const struct bt__run *r, const struct bt__worker *w, char **v);
 void bt__run_bind_apply(const struct bt__run *r, const struct bt__worker *w);
+
+/* run_tree.c. tree_setup (before any child; after the signal handlers): subreaper, the job's
+ * cgroup when the machine allows it, the watchdog; says at INFO which is used; returns 0.
+ * tree_join: in a child between fork and exec (async-signal-safe), joins the job's cgroup.
+ * tree_signal: sig to every process of the job (cgroup members, baton's descendants; not the
+ * watchdog). tree_clear: after a generation, SIGKILLs and reaps what is left (bounded) and
+ * unlinks /dev/shm/baton-<baton's pid>-*. tree_close: tree_clear, removes the cgroup, stops
+ * the watchdog (baton is about to exit normally). */
+int bt__run_tree_setup(struct bt__run *r);
+void bt__run_tree_join(const struct bt__run *r);
+void bt__run_tree_signal(struct bt__run *r, int sig);
+void bt__run_tree_clear(struct bt__run *r);
+void bt__run_tree_close(struct bt__run *r);
+/* Helpers the watchdog shares. procs: every process of /proc into *out (malloc'd), returns
+ * how many (-1: no /proc). proc_read: one. cg_pids: the pids in cgroup.procs of cg (malloc'd),
+ * -1 on error. cg_signal: sig to each of them (SIGKILL: also cgroup.kill); returns how many.
+ * unlink_shm: removes /dev/shm/baton-<pid>-*; returns how many. */
+int bt__run_procs(struct bt__proc **out);
+int bt__run_proc_read(pid_t pid, struct bt__proc *p);
+int bt__run_cg_pids(const char *cg, pid_t **out);
+int bt__run_cg_signal(const char *cg, int sig);
+int bt__run_unlink_shm(pid_t pid);
+
+/* run_watchdog.c. watchdog_start forks it (0, or -1 with errno); tree_started / tree_reaped
+ * tell it a child's pid; watchdog_stop tells it baton cleaned up, closes the pipe and reaps
+ * it. */
+int bt__run_watchdog_start(struct bt__run *r);
+void bt__run_tree_started(struct bt__run *r, pid_t pid);
+void bt__run_tree_reaped(struct bt__run *r, pid_t pid);
+void bt__run_watchdog_stop(struct bt__run *r);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

@@ -2,13 +2,14 @@
  *
  * Each worker gets the env contract of DESIGN.md (BATON_* and the torchrun names, plus a
  * per-process TF_CONFIG for TF roles), its own process group (so a signal reaches whatever it
- * forks), PR_SET_PDEATHSIG=SIGKILL (so a SIGKILL of baton leaves no worker behind; getppid()
- * is checked after setting it, closing the race with a parent that died before), and pipes
- * for stdout and stderr unless output goes straight to baton's own fds (--no-tag-output
- * without --log-dir). Parameter servers (--ps, run_ps.c) are children started the same way,
- * running `baton ps --index I`; with --bind the child binds itself to its planned CPUs
- * (run_bind.c) before exec. Everything the child needs is prepared before fork: between fork and
- * exec the child only calls async-signal-safe functions, since baton has threads.
+ * forks), the job's cgroup when there is one (run_tree.c: so baton finds whatever it forks,
+ * wherever that moves; the watchdog hears of each child's pid), PR_SET_PDEATHSIG=SIGKILL (so a
+ * SIGKILL of baton leaves no worker behind; getppid() is checked after setting it, closing the race
+ * with a parent that died before), and pipes for stdout and stderr unless output goes straight to
+ * baton's own fds (--no-tag-output without --log-dir). Parameter servers (--ps, run_ps.c) are
+ * children started the same way, running `baton ps --index I`; with --bind the child binds itself
+ * to its planned CPUs (run_bind.c) before exec. Everything the child needs is prepared before fork:
+ * between fork and exec the child only calls async-signal-safe functions, since baton has threads.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +27,12 @@ extern char **environ;
 
 /* Names baton sets for a worker; the same names in baton's own env are dropped. */
 static const char *const set_names[] = {
-    "BATON_RANK",       "BATON_WORLD_SIZE", "BATON_LOCAL_RANK",    "BATON_LOCAL_WORLD_SIZE",
-    "BATON_NODE_RANK",  "BATON_NNODES",     "BATON_ROLE",          "BATON_RDZV",
-    "BATON_JOB_ID",     "BATON_TOKEN",      "BATON_RESTART_COUNT", "RANK",
-    "WORLD_SIZE",       "LOCAL_RANK",       "LOCAL_WORLD_SIZE",    "GROUP_RANK",
-    "GROUP_WORLD_SIZE", "MASTER_ADDR",      "MASTER_PORT",         "TF_CONFIG",
+    "BATON_RANK",         "BATON_WORLD_SIZE", "BATON_LOCAL_RANK",    "BATON_LOCAL_WORLD_SIZE",
+    "BATON_NODE_RANK",    "BATON_NNODES",     "BATON_ROLE",          "BATON_RDZV",
+    "BATON_JOB_ID",       "BATON_TOKEN",      "BATON_RESTART_COUNT", "RANK",
+    "WORLD_SIZE",         "LOCAL_RANK",       "LOCAL_WORLD_SIZE",    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",   "MASTER_ADDR",      "MASTER_PORT",         "TF_CONFIG",
+    "BATON_LAUNCHER_PID",
 };
 #define NSET (sizeof(set_names) / sizeof(set_names[0]))
 
@@ -96,6 +98,7 @@ static int server_vars(const struct bt__run *r, char **v)
     ADD("BATON_JOB_ID=%s", r->job_id);
     ADD("BATON_TOKEN=%s", r->token);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
+    ADD("BATON_LAUNCHER_PID=%d", (int)getpid());
     ADD("BATON_PS_SERVERS=%d", r->nps_job);
 #undef ADD
     return ok ? n : -1;
@@ -114,6 +117,7 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("BATON_JOB_ID=%s", r->job_id);
     ADD("BATON_TOKEN=%s", r->token);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
+    ADD("BATON_LAUNCHER_PID=%d", (int)getpid());
     if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR)
         goto tf; /* not a rank: no rank variables, so bt_init does not take it for one */
     ADD("BATON_RANK=%d", w->rank);
@@ -202,6 +206,7 @@ static void child(const struct bt__run *r, const struct bt__worker *w, char **en
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &dfl, NULL);
     setpgid(0, 0);
+    bt__run_tree_join(r);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         _exit(BT_RUN_EXIT_LAUNCHER);
     if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0))
@@ -258,6 +263,7 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
     setpgid(pid, pid); /* also in the child: whichever runs first */
     w->pid = pid;
     w->running = 1;
+    bt__run_tree_started(r, pid);
     if (piped) {
         close(po[1]);
         close(pe[1]);

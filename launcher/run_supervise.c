@@ -101,6 +101,7 @@ static void signal_groups(struct sup *s, int sig, int all)
         if (w->pid > 0 && (w->running || all))
             kill(-w->pid, sig);
     }
+    bt__run_tree_signal(s->r, sig); /* what left the groups: setsid, setpgid, orphans */
 }
 
 static void teardown(struct sup *s, int sig)
@@ -155,6 +156,7 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     w->running = 0;
     w->status = status;
     unlink_shm_of(w->pid);
+    bt__run_tree_reaped(s->r, w->pid);
     s->running--;
     s->workers -= w->ps_index < 0;
     BT_INFO(LAUNCH, "%s %s (pid %d) ended with status %d", w->ps_index < 0 ? "rank" : "server",

@@ -1,8 +1,10 @@
 /* transport/shm.c: collectives between the ranks of one node over one shared segment.
  *
  * Segment (one per node and generation, a named POSIX shm object that local rank 0 creates
- * and publishes in the store under "<prefix>shm/<node>"; the last rank to map it unlinks it,
- * so nothing is left in /dev/shm once the job runs, or when it dies):
+ * and publishes in the store under "<prefix>shm/<node>", named "/baton-<launcher pid>-..."
+ * (the launcher's pid from BATON_LAUNCHER_PID, else rank 0's own); the last rank to map it
+ * unlinks it, so nothing is left in /dev/shm once the job runs; if the job dies before every
+ * rank attached, the launcher, or its watchdog, removes the name):
  *
  *   header page   magic, local size, slot size, abort flag + message, futex sleepers
  *   ctrl[r]       one 128-byte line per local rank: sync counter, its futex word, the number
@@ -371,13 +373,24 @@ static int map_segment(struct bt_comm *c, struct bt__shm *s, int create)
     return BT_OK;
 }
 
+/* The pid a segment's name starts with: the launcher's (BATON_LAUNCHER_PID, which `baton run`
+ * gives every worker), so that it can remove the name of a job that died before every rank
+ * attached whatever process created it; else this process's own. */
+static pid_t owner_pid(void)
+{
+    const char *v = getenv("BATON_LAUNCHER_PID");
+    char *end;
+    long pid = v ? strtol(v, &end, 10) : 0;
+    return v && *v && !*end && pid > 0 && pid <= INT32_MAX ? (pid_t)pid : getpid();
+}
+
 /* Local rank 0 creates and publishes the segment; the others look its name up. */
 static int attach(struct bt_comm *c, struct bt__shm *s)
 {
     char key[96];
     snprintf(key, sizeof(key), "%sshm/%d", c->prefix, c->node_rank);
     if (s->me == 0) {
-        snprintf(s->name, sizeof(s->name), "/baton-%d-%llx-g%d-n%d", (int)getpid(),
+        snprintf(s->name, sizeof(s->name), "/baton-%d-%llx-g%d-n%d", (int)owner_pid(),
                  (unsigned long long)bt__now_ns(), c->generation, c->node_rank);
         BT_CHECK(map_segment(c, s, 1));
         hdr(s)->magic = SHM_MAGIC;
