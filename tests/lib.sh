@@ -55,8 +55,24 @@ t_wait_ok() {
 }
 
 # t_free_port: a port the kernel handed out for port 0, free right now.
+# t_free_port: a port free on every address, from below the kernel's ephemeral range, so that
+# no outgoing connection of another process can take it between this and the test's bind (a
+# port the kernel hands out for bind(0) can be given to a connect() a moment later).
 t_free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for port in random.sample(range(10000, max(lo, 10001)), min(200, max(lo - 10000, 1))):
+    s = socket.socket()
+    try:
+        s.bind(("", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+else:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
+'
 }
 
 # t_alive PID: 0 when PID exists and is not a zombie.
