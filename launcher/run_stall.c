@@ -62,8 +62,9 @@ void bt__run_stall_scan(struct bt__run *r)
     }
 }
 
-/* The ranks at the start of NAMES' entries ("2 (pid 9, ...), 3 (...)"), up to max. */
-static int parse_ranks(const char *names, int *ranks, int max)
+/* The ranks at the start of NAMES' entries ("2 (pid 9, ...), 3 (...)"), up to max; detail[i]
+ * points at the text in entry i's parentheses. */
+static int parse_ranks(const char *names, int *ranks, const char **detail, int max)
 {
     int n = 0;
     for (const char *p = names; *p && n < max; p++) {
@@ -71,8 +72,10 @@ static int parse_ranks(const char *names, int *ranks, int max)
             continue;
         char *end;
         long v = strtol(p, &end, 10);
-        if (end != p && strncmp(end, " (", 2) == 0 && v >= 0 && v < 1 << 24)
+        if (end != p && strncmp(end, " (", 2) == 0 && v >= 0 && v < 1 << 24) {
+            detail[n] = end + 2;
             ranks[n++] = (int)v;
+        }
     }
     return n;
 }
@@ -86,15 +89,18 @@ static int node_of(const struct bt__run *r, int g)
     return r->node_first ? -1 : 0;
 }
 
-/* "rank 2 (node 0, host h, pid 9, stopped)" into out: what this launcher or the store knows. */
-static void describe_stalled(const struct bt__run *r, int g, char *out, size_t n)
+/* "rank 2 (node 0, host h, pid 9, stopped: SIGSTOP; at collective #4)" into out: what this
+ * launcher or the store knows, then what the waiting rank saw (detail, up to its ')'). */
+static void describe_stalled(const struct bt__run *r, int g, const char *detail, char *out,
+                             size_t n)
 {
-    int local = g - r->first_rank;
+    int local = g - r->first_rank, dl = (int)strcspn(detail, ")");
     if (local >= 0 && local < r->nproc) {
         const struct bt__worker *w = &r->w[local];
         char st = w->running ? proc_state(w->pid) : 0;
-        snprintf(out, n, "rank %d (node %d, host %.64s, pid %d%s)", g, r->spec.node_rank, r->host,
-                 (int)w->pid, st == 'T' || w->stopped_seen ? ", stopped: SIGSTOP" : "");
+        snprintf(out, n, "rank %d (node %d, host %.64s, pid %d%s; %.*s)", g, r->spec.node_rank,
+                 r->host, (int)w->pid, st == 'T' || w->stopped_seen ? ", stopped: SIGSTOP" : "",
+                 dl < 96 ? dl : 96, detail);
         return;
     }
     char key[64];
@@ -102,9 +108,10 @@ static void describe_stalled(const struct bt__run *r, int g, char *out, size_t n
     size_t len;
     snprintf(key, sizeof(key), "l/%d/stopped/%d", r->restart, g);
     if (r->st && bt__store_get(r->st, key, &v, &len, 0) == BT_OK)
-        snprintf(out, n, "rank %d (%.160s, stopped: SIGSTOP)", g, (char *)v);
+        snprintf(out, n, "rank %d (%.160s, stopped: SIGSTOP; %.*s)", g, (char *)v,
+                 dl < 64 ? dl : 64, detail);
     else
-        snprintf(out, n, "rank %d (node %d)", g, node_of(r, g));
+        snprintf(out, n, "rank %d (node %d; %.*s)", g, node_of(r, g), dl < 96 ? dl : 96, detail);
     free(v);
 }
 
@@ -115,16 +122,17 @@ static void hang_line(const struct bt__run *r, char *rec, const struct bt__worke
 {
     char *f[5] = {0}, *save = NULL, who[BT_RUN_OUTCOME_MAX / 2] = "", one[256];
     int nf = 0, ranks[STALL_RANKS_MAX];
+    const char *detail[STALL_RANKS_MAX];
     for (char *t = strtok_r(rec, "\t", &save); t && nf < 5; t = strtok_r(NULL, "\t", &save))
         f[nf++] = t;
     if (nf < 5) {
         snprintf(who, sizeof(who), "rank(s) %s", rec);
         f[0] = "?", f[1] = "?", f[2] = "a collective", f[3] = "?";
     } else {
-        int k = parse_ranks(f[4], ranks, STALL_RANKS_MAX);
+        int k = parse_ranks(f[4], ranks, detail, STALL_RANKS_MAX);
         size_t used = 0;
         for (int i = 0; i < k && used < sizeof(who) - 1; i++) {
-            describe_stalled(r, ranks[i], one, sizeof(one));
+            describe_stalled(r, ranks[i], detail[i], one, sizeof(one));
             used += (size_t)snprintf(who + used, sizeof(who) - used, "%s%s", i ? ", " : "", one);
         }
         if (k == 0)
