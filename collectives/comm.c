@@ -458,6 +458,22 @@ static int launcher_failure(struct bt_comm *c)
     return BT_ERR_REMOTE;
 }
 
+/* Records, first one wins, what this rank timed out in and whom it waited for, as
+ * "w/<gen>/stall" = "RANK\tNODE\tCOLL #SEQ\tSECONDS\tNAMES" (NAMES: the transport's list,
+ * entries "R (detail)"). The launchers read it to name the stalled rank as the hang's cause and
+ * the ranks that fail afterwards as its consequences (launcher/run_stall.c). */
+static void record_stall(struct bt_comm *c, double waited, const char *names)
+{
+    char key[64], val[512];
+    if (!c->store || c->err.code != BT_OK)
+        return;
+    snprintf(key, sizeof(key), "w/%d/stall", c->generation);
+    snprintf(val, sizeof(val), "%d\t%d\t%s #%llu\t%.0f\t%s", c->rank, c->node_rank, c->coll_name,
+             (unsigned long long)c->coll_seq, waited, names);
+    if (bt__store_compare_set(c->store, key, "", 0, val, strlen(val), NULL, NULL) != BT_OK)
+        BT_INFO(COLL, "recording the stall: %s", bt__store_error(c->store));
+}
+
 int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
                   void (*who)(void *arg, char *out, size_t cap), void *arg)
 {
@@ -473,6 +489,7 @@ int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
     }
     if (now >= w->deadline_ns) {
         who(arg, names, sizeof(names));
+        record_stall(c, waited, names);
         return bt__comm_fail(c, BT_ERR_TIMEOUT,
                              "%s #%llu timed out after %.0f s waiting for rank(s) %s; hint: "
                              "is that rank stopped or stuck? BATON_TIMEOUT sets the limit",

@@ -166,8 +166,11 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
 static int report(struct bt__run *r, const struct bt__outcome *o)
 {
     int status = bt__run_stop_sig ? 128 + bt__run_stop_sig : o->status;
-    if (o->kind == 'S' && !bt__run_stop_sig)
+    if (o->kind == 'S' && !bt__run_stop_sig) {
+        if (r->store_lost) /* this node's part succeeded; the rest is not known here */
+            fprintf(stderr, "baton: %s\n", o->line);
         return 0;
+    }
     fprintf(stderr, "baton: job failed: %s\n", o->line);
     fprintf(stderr, "baton: node %d (host %s) exits with status %d\n", r->spec.node_rank, r->host,
             status);
@@ -185,7 +188,7 @@ static int run_job(struct bt__run *r)
             return fail_launcher(r, &err, "waiting for the other nodes");
         if (generation(r, &o, &err) != BT_OK)
             return fail_launcher(r, &err, "starting the workers");
-        if (o.kind != 'F' || r->restart >= r->o.max_restarts || bt__run_stop_sig)
+        if ((o.kind != 'F' && o.kind != 'H') || r->restart >= r->o.max_restarts || bt__run_stop_sig)
             break;
         r->restart++;
         fprintf(stderr, "baton: restarting the workers (restart %d of %d) after: %s\n", r->restart,

@@ -7,6 +7,7 @@
  *   run_output.c   `[rank] ` tagging of worker output, line by line; --log-dir files
  *   run_supervise.c  the one poll loop: pipes, signals (self-pipe), child exits, the watcher
  *   run_report.c   exit statuses in words, signal names, hints
+ *   run_stall.c    hangs: stopped workers (/proc), the ranks' stall record, outcome H
  *   run_ps.c       parameter servers: `--ps N` children on node 0, a TF ps pod's own server
  *   run_bind.c     --bind: the topology plan, per-rank CPUs, GPU and NIC env
  *   run_tree.c     the job's process tree: subreaper, the job's cgroup, finding and signalling
@@ -16,9 +17,10 @@
  * One generation (restart count g) is: join (claim l/<g>/node/<R>, wait for every node),
  * start the workers, supervise them until l/<g>/outcome is set, stop them. The outcome key
  * holds "K STATUS\tLINE": K is S (every worker on every node exited 0), F (a worker failed:
- * restartable), L (a launcher lost contact with the store: not restartable) or T (a launcher
- * was told to stop by a signal: not restartable); STATUS is the exit status every launcher
- * exits with, LINE the root cause every launcher prints.
+ * restartable), H (a worker failed because a collective timed out waiting for a stalled rank:
+ * restartable; LINE names the stalled rank), L (a launcher lost contact with the store: not
+ * restartable) or T (a launcher was told to stop by a signal: not restartable); STATUS is the exit
+ * status every launcher exits with, LINE the root cause every launcher prints.
  */
 #ifndef BT_LAUNCHER_RUN_H
 #define BT_LAUNCHER_RUN_H
@@ -39,8 +41,11 @@
 #define BT_RUN_EXIT_LOST 129    /* 128 + SIGHUP: a launcher or the store went away */
 #define BT_RUN_EXIT_LAUNCHER 1  /* baton itself could not run the job (auth, duplicate rank) */
 #define BT_RUN_EXIT_PENDING                                                                        \
-    142                   /* 128 + SIGALRM: nodes still missing at --join-timeout (their           \
-                             pods Pending?): retryable under restartPolicy ExitCode */
+    142 /* 128 + SIGALRM: nodes still missing at --join-timeout (their                             \
+           pods Pending?): retryable under restartPolicy ExitCode */
+#define BT_RUN_EXIT_HANG                                                                           \
+    142 /* 128 + SIGALRM: a collective timed out (BATON_TIMEOUT) waiting for a stalled rank:       \
+           retryable, like the join timeout */
 #define BT_RUN_GPU_MAX 64 /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 struct bt__run_opts {
@@ -78,10 +83,11 @@ struct bt__worker {
     int log_fd;  /* --log-dir file, or -1 */
     struct bt__linebuf out, err;
     char loader_err[160]; /* ld.so's "error while loading shared libraries: ..." from stderr */
+    int stopped_seen;     /* seen in state T (run_stall.c): named once */
 };
 
 struct bt__outcome {
-    char kind;  /* 0 (not yet), 'S', 'F', 'L', 'T' */
+    char kind;  /* 0 (not yet), 'S', 'F', 'H', 'L', 'T' */
     int status; /* the exit status it implies */
     char line[BT_RUN_OUTCOME_MAX];
 };
@@ -125,6 +131,7 @@ struct bt__run {
 
     /* layout of the current generation, from the rendezvous */
     int world_size, first_rank;
+    int *node_first; /* nnodes + 1: node i runs global ranks node_first[i] .. node_first[i+1) */
     char master_addr[BT_SPEC_HOST_MAX];
     int master_port;
     char rdzv_env[BT_SPEC_HOST_MAX + 16]; /* BATON_RDZV for this node's workers */
@@ -138,7 +145,9 @@ struct bt__run {
     pthread_t watcher;
     int watcher_on;
     volatile int watcher_stop;
-    int notify_fd;              /* eventfd: the watcher has a result */
+    int store_lost;         /* the watcher found the store silent or gone (set before notify_fd) */
+    volatile int node_done; /* this node's workers all exited 0 and it counted itself done */
+    int notify_fd;          /* eventfd: the watcher has a result */
     struct bt__outcome watched; /* written by the watcher before it signals notify_fd */
 
     struct bt__worker *w; /* nchild of them */
@@ -159,10 +168,15 @@ int bt__run_signal_fd(void);
 int bt__run_token(struct bt__run *r);
 int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err);
 int bt__run_join(struct bt__run *r, struct bt__err *err);
+/* BATON_HEARTBEAT_TIMEOUT (at least 2 s): the lease each launcher holds with the store, and
+ * how long a launcher waits for the store's answer before it declares the store lost. */
+double bt__run_heartbeat_timeout(void);
 int bt__run_watch_start(struct bt__run *r, struct bt__err *err);
 void bt__run_watch_stop(struct bt__run *r);
 /* Posts o as this generation's outcome unless one exists; *o becomes the outcome that won. */
 void bt__run_post_outcome(struct bt__run *r, struct bt__outcome *o);
+/* The success outcome S, with its line. */
+void bt__run_success(const struct bt__run *r, struct bt__outcome *o);
 /* This node's workers all exited 0: counts it; the last node posts the success outcome. */
 void bt__run_post_done(struct bt__run *r, struct bt__outcome *o);
 void bt__run_rdzv_close(struct bt__run *r, int final);
@@ -243,6 +257,11 @@ int bt__run_watchdog_start(struct bt__run *r);
 void bt__run_tree_started(struct bt__run *r, pid_t pid);
 void bt__run_tree_reaped(struct bt__run *r, pid_t pid);
 void bt__run_watchdog_stop(struct bt__run *r);
+/* run_stall.c. stall_scan names (once) and publishes local workers found stopped;
+ * stall_outcome: when a rank recorded a collective timeout, the failure of w is its
+ * consequence: sets *o to outcome H naming the stalled ranks and returns 1; else 0. */
+void bt__run_stall_scan(struct bt__run *r);
+int bt__run_stall_outcome(struct bt__run *r, const struct bt__worker *w, struct bt__outcome *o);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

@@ -9,7 +9,10 @@
  *                    a second claimant is refused, naming the first one's host and pid
  *   l/<g>/joined     counter of launchers that claimed a rank (for progress lines)
  *   l/<g>/outcome    "K STATUS\tLINE" (see run.h): COMPARE_SET from empty, first one wins.
- *                    Each launcher's last will posts "L 129\tnode R ... lost contact" there
+ *                    Each launcher's last will posts "L 129\tnode R ... lost contact" there,
+ *                    on both connections; the watcher connection also holds a heartbeat lease
+ *                    (HEARTBEAT, BATON_HEARTBEAT_TIMEOUT): its GET every second is the beat, so
+ *                    a launcher that is alive but frozen loses its lease and its will fires
  *   l/<g>/done       counter of nodes whose workers all exited 0; the last one posts S
  *   l/<g>/exited     counter of launchers about to exit; the last one sets l/<g>/allexited,
  *                    which node 0 waits for (a few seconds at most) before the store goes
@@ -28,10 +31,22 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/param.h"
 #include "launcher/run.h"
 
 #define EXIT_BARRIER_S 3.0 /* node 0 keeps the store up this long for the others at most */
 #define PROGRESS_EVERY_S 5.0
+#define HEARTBEAT_EVERY_S 1.0 /* the watcher's GET timeout: one frame (a beat) per second */
+
+/* Seconds of silence after which the store declares a launcher lost (its lease), and after
+ * which a launcher declares the store lost (no answer to a request). */
+BT_PARAM_DBL(heartbeat_timeout_s, "BATON_HEARTBEAT_TIMEOUT", 5.0)
+
+double bt__run_heartbeat_timeout(void)
+{
+    double t = bt__param_heartbeat_timeout_s();
+    return t >= 2 * HEARTBEAT_EVERY_S ? t : 2 * HEARTBEAT_EVERY_S;
+}
 
 static void hex(const unsigned char *p, size_t n, char *out)
 {
@@ -65,7 +80,7 @@ int bt__run_token(struct bt__run *r)
 int bt__run_outcome_parse(const char *s, struct bt__outcome *o)
 {
     int st, off = 0;
-    if (!s || !strchr("SFLT", s[0]) || !s[0] || sscanf(s + 1, " %d%n", &st, &off) != 1 ||
+    if (!s || !strchr("SFHLT", s[0]) || !s[0] || sscanf(s + 1, " %d%n", &st, &off) != 1 ||
         s[1 + off] != '\t')
         return -1;
     o->kind = s[0];
@@ -173,6 +188,18 @@ static int free_port(void)
     return port;
 }
 
+/* The last will of this launcher's connections: the outcome a lost launcher leaves. */
+static void lost_will(const struct bt__run *r, char *key, size_t kn, char *will, size_t wn)
+{
+    snprintf(key, kn, "l/%d/outcome", r->restart);
+    snprintf(will, wn,
+             "L %d\tnode %d (host %s, pid %d) lost contact with the rendezvous store (its "
+             "connection closed, or no heartbeat for %.0f s); hint: its launcher died, was "
+             "stopped (SIGSTOP, a debugger, a frozen VM), or its network went away",
+             BT_RUN_EXIT_LOST, r->spec.node_rank, r->host, (int)getpid(),
+             bt__run_heartbeat_timeout());
+}
+
 /* Claims node rank R for this generation; a second claimant learns who holds it. */
 static int claim(struct bt__run *r, struct bt__err *err)
 {
@@ -196,11 +223,7 @@ static int claim(struct bt__run *r, struct bt__err *err)
                            "hint: give each node its own --node-rank (0..%d)",
                            r->spec.node_rank, other, pid, r->job_id, r->spec.nnodes - 1);
     char will[BT_RUN_OUTCOME_MAX];
-    snprintf(key, sizeof(key), "l/%d/outcome", r->restart);
-    snprintf(will, sizeof(will),
-             "L %d\tnode %d (host %s, pid %d) lost contact with the "
-             "rendezvous store; hint: its launcher died or its network went away",
-             BT_RUN_EXIT_LOST, r->spec.node_rank, r->host, (int)getpid());
+    lost_will(r, key, sizeof(key), will, sizeof(will));
     if (bt__store_last_will(r->st, key, will, strlen(will)) != BT_OK)
         return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
     return BT_OK;
@@ -267,7 +290,14 @@ static int layout(struct bt__run *r, char **keys, struct bt__err *err)
         goto out;
     }
     r->world_size = r->first_rank = 0;
+    int *nf = realloc(r->node_first, sizeof(int) * ((size_t)n + 1));
+    if (!nf) {
+        rc = bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
+        goto out;
+    }
+    r->node_first = nf;
     for (int i = 0; i < n; i++) {
+        nf[i] = r->world_size;
         int np = 0, mport = 0;
         if (sscanf(vals[i], "%d %*d %d", &np, &mport) != 2 || np < 1) {
             rc = bt__err_set(err, BT_ERR_REMOTE, "%s: malformed record '%s'", keys[i],
@@ -280,6 +310,7 @@ static int layout(struct bt__run *r, char **keys, struct bt__err *err)
         if (i == 0)
             r->master_port = r->spec.master_port > 0 ? r->spec.master_port : mport;
     }
+    nf[n] = r->world_size;
 out:
     for (int i = 0; vals && i < n; i++)
         free(vals[i]);
@@ -351,27 +382,33 @@ void bt__run_post_outcome(struct bt__run *r, struct bt__outcome *o)
     snprintf(key, sizeof(key), "l/%d/outcome", r->restart);
     encode(o, val, sizeof(val));
     if (bt__store_compare_set(r->st, key, "", 0, val, strlen(val), &actual, &alen) != BT_OK) {
-        BT_WARN(LAUNCH, "posting the outcome: %s", bt__store_error(r->st));
-        return;
+        BT_INFO(LAUNCH, "posting the outcome: %s", bt__store_error(r->st));
+        return; /* the watcher reports the lost store in the job's terms */
     }
     if (bt__run_outcome_parse(actual, &won) == 0)
         *o = won;
     free(actual);
 }
 
-void bt__run_post_done(struct bt__run *r, struct bt__outcome *o)
+void bt__run_success(const struct bt__run *r, struct bt__outcome *o)
 {
-    char key[64];
-    int64_t n = 0;
     o->kind = 'S';
     o->status = 0;
     snprintf(o->line, sizeof(o->line), "every worker on %d node(s) exited 0 (%d worker(s))",
              r->spec.nnodes, r->world_size);
+}
+
+void bt__run_post_done(struct bt__run *r, struct bt__outcome *o)
+{
+    char key[64];
+    int64_t n = 0;
+    bt__run_success(r, o);
     if (!r->st)
         return;
+    r->node_done = 1;
     snprintf(key, sizeof(key), "l/%d/done", r->restart);
     if (bt__store_add(r->st, key, 1, &n) != BT_OK) {
-        BT_WARN(LAUNCH, "counting this node done: %s", bt__store_error(r->st));
+        BT_INFO(LAUNCH, "counting this node done: %s", bt__store_error(r->st));
         n = 0;
     }
     if (n == r->spec.nnodes)
@@ -381,6 +418,65 @@ void bt__run_post_done(struct bt__run *r, struct bt__outcome *o)
 }
 
 /* ---- the watcher thread ---- */
+
+/* The store did not answer (or the connection broke): this launcher lost it. The line says
+ * so in the job's terms; a timeout is worded as the heartbeat bound, not as socket detail. */
+static void store_lost(struct bt__run *r, struct bt__outcome *o, int rc)
+{
+    char why[BT__ERR_MSG_MAX];
+    if (rc == BT_ERR_TIMEOUT)
+        snprintf(why, sizeof(why), "no answer within %.0f s (BATON_HEARTBEAT_TIMEOUT)",
+                 bt__run_heartbeat_timeout());
+    else
+        snprintf(why, sizeof(why), "%s", bt__store_error(r->wst));
+    o->kind = 'L';
+    o->status = BT_RUN_EXIT_LOST;
+    snprintf(
+        o->line, sizeof(o->line),
+        "node %d (host %.64s) lost contact with the rendezvous store at %.64s:%d: %.400s; hint: "
+        "node 0's launcher hosts it: did it die or stop (SIGSTOP), or did the network go "
+        "away?",
+        r->spec.node_rank, r->host, r->store_host, r->store_port, why);
+    r->store_lost = 1;
+}
+
+static int lease_start(struct bt__run *r, struct bt__err *err);
+
+/* Node 0 hosts the store in its own process: a store that did not answer there means this
+ * process itself was stopped, not that the store is gone. A fresh connection, and go on. */
+static int rejoin_own_store(struct bt__run *r)
+{
+    struct bt__err err = {0};
+    struct bt__store *fresh = NULL;
+    if (!r->srv || connect_one(r, bt__run_heartbeat_timeout(), &fresh, &err) != BT_OK)
+        return -1;
+    bt__store_close(r->wst); /* a goodbye behind the late request: its will does not fire */
+    r->wst = fresh;
+    BT_WARN(LAUNCH, "node 0 did not hear its own rendezvous store in time (was this launcher "
+                    "stopped?); reconnected");
+    return lease_start(r, &err) == BT_OK ? 0 : -1;
+}
+
+/* Every node counted itself done, but the last count's ADD may have reached a store that was
+ * stopped, whose sender then gave up on it: this node, done itself, posts S. */
+static void check_all_done(struct bt__run *r)
+{
+    char key[64];
+    void *v = NULL;
+    size_t len;
+    snprintf(key, sizeof(key), "l/%d/done", r->restart);
+    if (!r->node_done || bt__store_get(r->wst, key, &v, &len, 0) != BT_OK)
+        return;
+    if (atoi(v) >= r->spec.nnodes) {
+        char val[BT_RUN_OUTCOME_MAX + 32];
+        struct bt__outcome d;
+        bt__run_success(r, &d);
+        encode(&d, val, sizeof(val));
+        snprintf(key, sizeof(key), "l/%d/outcome", r->restart);
+        bt__store_compare_set(r->wst, key, "", 0, val, strlen(val), NULL, NULL);
+    }
+    free(v);
+}
 
 static void *watch_main(void *arg)
 {
@@ -392,28 +488,40 @@ static void *watch_main(void *arg)
     while (!r->watcher_stop) {
         void *val = NULL;
         size_t len;
-        int rc = bt__store_get(r->wst, key, &val, &len, 1.0);
+        int rc = bt__store_get(r->wst, key, &val, &len, HEARTBEAT_EVERY_S);
         if (rc == BT_OK) {
             if (bt__run_outcome_parse(val, o) != 0)
                 o->kind = 0;
             free(val);
             break;
         }
-        if (rc != BT_ERR_TIMEOUT) {
-            o->kind = 'L';
-            o->status = BT_RUN_EXIT_LOST;
-            snprintf(o->line, sizeof(o->line),
-                     "node %d (host %s) lost contact with the "
-                     "rendezvous store at %s:%d: %s; hint: node 0's launcher hosts it: did it "
-                     "die, or did the network go away?",
-                     r->spec.node_rank, r->host, r->store_host, r->store_port,
-                     bt__store_error(r->wst));
+        if (rc == BT_ERR_TIMEOUT && bt__store_broken(r->wst) && rejoin_own_store(r) == 0)
+            continue;
+        if (rc == BT_ERR_TIMEOUT && !bt__store_broken(r->wst))
+            check_all_done(r);
+        if (rc != BT_ERR_TIMEOUT || bt__store_broken(r->wst)) {
+            store_lost(r, o, rc);
             break;
         }
     }
     uint64_t one = 1;
     (void)!write(r->notify_fd, &one, sizeof(one));
     return NULL;
+}
+
+/* The watcher connection carries this generation's heartbeat lease and a last will; the
+ * store answers within BATON_HEARTBEAT_TIMEOUT or is lost. */
+static int lease_start(struct bt__run *r, struct bt__err *err)
+{
+    char key[64], will[BT_RUN_OUTCOME_MAX];
+    double hb = bt__run_heartbeat_timeout();
+    bt__store_set_io_timeout(r->wst, hb);
+    bt__store_set_io_timeout(r->st, hb);
+    lost_will(r, key, sizeof(key), will, sizeof(will));
+    if (bt__store_last_will(r->wst, key, will, strlen(will)) != BT_OK ||
+        bt__store_heartbeat(r->wst, hb) != BT_OK)
+        return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->wst));
+    return BT_OK;
 }
 
 int bt__run_watch_start(struct bt__run *r, struct bt__err *err)
@@ -423,6 +531,9 @@ int bt__run_watch_start(struct bt__run *r, struct bt__err *err)
     uint64_t drain;
     (void)!read(r->notify_fd, &drain, sizeof(drain));
     r->watcher_stop = 0;
+    r->store_lost = 0;
+    r->node_done = 0;
+    BT_CHECK(lease_start(r, err));
     if (pthread_create(&r->watcher, NULL, watch_main, r) != 0)
         return bt__err_set(err, BT_ERR_SYSTEM, "cannot start the outcome watcher thread");
     r->watcher_on = 1;
@@ -436,6 +547,12 @@ void bt__run_watch_stop(struct bt__run *r)
     r->watcher_stop = 1; /* noticed within one GET timeout when no outcome came */
     pthread_join(r->watcher, NULL);
     r->watcher_on = 0;
+    if (bt__store_broken(r->wst))
+        return;
+    /* The outcome is known: no more beats come from this connection until the next
+     * generation, so its lease and will end here. */
+    if (bt__store_heartbeat(r->wst, 0) != BT_OK || bt__store_last_will(r->wst, "x", "", 0) != BT_OK)
+        BT_INFO(LAUNCH, "ending the heartbeat lease: %s", bt__store_error(r->wst));
 }
 
 /* Final: count this launcher out; node 0 keeps the store up until all are (bounded). */
@@ -467,6 +584,8 @@ void bt__run_rdzv_close(struct bt__run *r, int final)
     r->wst = r->st = NULL;
     bt__store_server_destroy(r->srv);
     r->srv = NULL;
+    free(r->node_first);
+    r->node_first = NULL;
     if (r->notify_fd > 0)
         close(r->notify_fd);
     r->notify_fd = -1;

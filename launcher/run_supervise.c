@@ -3,12 +3,16 @@
  * One poll() over: the self-pipe that the signal handlers write (SIGCHLD: reap; SIGINT,
  * SIGTERM, SIGHUP: stop the job), the eventfd of the outcome watcher (run_rdzv.c), and every
  * worker's stdout/stderr pipe. No busy waiting: the only timeouts are the SIGKILL deadline of
- * a teardown and the bounded drain of pipes after the last worker is reaped.
+ * a teardown, the bounded drain of pipes after the last worker is reaped, and a look at the
+ * workers' states once a second while the generation runs (run_stall.c: stopped workers).
+ * A teardown sends SIGCONT after its signal, so a stopped worker receives it at once.
  *
  * A generation ends when its outcome is known and every local worker is reaped:
  *  - a worker exits non-zero or by a signal (and no teardown is under way): it is the root
- *    cause candidate; it is posted as outcome F (the first posted, from any node, wins),
- *    the other workers get SIGTERM to their process group, SIGKILL after --grace;
+ *    cause candidate (unless a rank recorded a collective timeout: then the stalled rank is,
+ *    outcome H, and this worker is its consequence); it is posted as outcome F (the first posted,
+ * from any node, wins), the other workers get SIGTERM to their process group, SIGKILL after
+ * --grace;
  *  - the watcher reports an outcome posted elsewhere: the same teardown;
  *  - baton gets SIGINT/SIGTERM/SIGHUP: outcome T, the signal is forwarded (SIGHUP as
  *    SIGTERM), a second signal sends SIGKILL at once;
@@ -34,6 +38,7 @@
 
 #define DRAIN_S 1.0         /* after the last worker is reaped, wait this long for pipes to close */
 #define SERVER_LINGER_S 2.0 /* after success, servers get this long to exit by themselves */
+#define SCAN_EVERY_S 1.0    /* how often the workers' states are looked at (run_stall.c) */
 
 volatile sig_atomic_t bt__run_stop_sig;
 volatile int bt__run_abort;
@@ -85,6 +90,7 @@ struct sup {
     int64_t kill_at;      /* ns: SIGKILL deadline of the teardown */
     int64_t drain_until;  /* ns: after the last reap, pipes get this long */
     int64_t linger_until; /* ns: after success, when servers still running get SIGTERM */
+    int64_t scan_at;      /* ns: next look at the workers' states */
 };
 
 /* "3" for rank 3, "ps0" for server 0 (the tag without brackets). */
@@ -118,6 +124,7 @@ static void teardown(struct sup *s, int sig)
     fprintf(stderr, "baton: stopping %d worker(s)%s on node %d (%s; SIGKILL after %g s)\n",
             s->workers, servers, s->r->spec.node_rank, bt__signal_name(sig), s->r->o.grace_s);
     signal_groups(s, sig, 0);
+    signal_groups(s, SIGCONT, 0); /* a stopped worker gets the signal now, not at SIGKILL */
 }
 
 static void kill_now(struct sup *s)
@@ -169,7 +176,8 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
         return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
     bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
-    bt__run_describe(s->r, w, f.line, sizeof(f.line));
+    if (!bt__run_stall_outcome(s->r, w, &f)) /* a hang's consequence names the hang */
+        bt__run_describe(s->r, w, f.line, sizeof(f.line));
     bt__run_post_outcome(s->r, &f);
     *s->o = f;
     teardown(s, SIGTERM);
@@ -228,6 +236,15 @@ static void on_watcher(struct sup *s)
         w.status = BT_RUN_EXIT_LOST;
         snprintf(w.line, sizeof(w.line), "the rendezvous store holds an unreadable outcome");
     }
+    if (r->store_lost && s->done_posted && !s->o->kind) {
+        /* Every worker here exited 0 before the store went silent: this node succeeded. */
+        w.kind = 'S';
+        w.status = 0;
+        snprintf(w.line, sizeof(w.line),
+                 "every worker on node %d exited 0; then the rendezvous store (node 0) stopped "
+                 "answering, so the other nodes' result is not known here: %.600s",
+                 r->spec.node_rank, r->watched.line);
+    }
     if (!s->o->kind)
         *s->o = w;
     if (w.kind != 'S')
@@ -242,10 +259,13 @@ static int open_pipes(const struct sup *s)
     return n;
 }
 
-/* Poll timeout: the SIGKILL deadline, the servers' linger, the drain deadline, else none. */
+/* Poll timeout: the SIGKILL deadline, the servers' linger, the drain deadline, the next look
+ * at the workers' states while the generation runs, else none. */
 static int timeout_ms(const struct sup *s)
 {
     int ms = -1;
+    if (!s->o->kind && !s->stopping && s->workers)
+        ms = bt__ms_left(s->scan_at);
     if (s->stopping && !s->killed && s->running)
         ms = bt__ms_left(s->kill_at);
     if (s->linger_until && !s->stopping && s->running)
@@ -323,7 +343,7 @@ static int finished(struct sup *s)
 
 int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
 {
-    struct sup s = {.r = r, .o = o, .running = 0};
+    struct sup s = {.r = r, .o = o, .running = 0, .scan_at = bt__deadline_in(SCAN_EVERY_S)};
     size_t cap = 2 + 2 * (size_t)r->nchild;
     struct pollfd *p = calloc(cap, sizeof(*p));
     struct bt__worker **who = calloc(cap, sizeof(*who));
@@ -353,6 +373,10 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
                 bt__run_output_read(r, who[i], lbs[i]);
         if (s.stopping && !s.killed && s.running && bt__ms_left(s.kill_at) == 0)
             kill_now(&s);
+        if (!s.o->kind && !s.stopping && bt__ms_left(s.scan_at) == 0) {
+            bt__run_stall_scan(r);
+            s.scan_at = bt__deadline_in(SCAN_EVERY_S);
+        }
     }
     free(p), free(who), free(lbs);
     return BT_OK;

@@ -25,8 +25,10 @@ BT_PARAM_DBL(io_timeout_s, "BATON_RDZV_IO_TIMEOUT", 60.0)
 
 struct bt__store {
     int fd;
-    int broken; /* the connection is out of sync: every call fails */
+    int broken;    /* the connection is out of sync: every call fails */
+    int timed_out; /* broken by a reply that did not come in time (the stream itself is fine) */
     int port;
+    double io_s; /* seconds of grace for a reply; 0: BATON_RDZV_IO_TIMEOUT */
     char host[256];
     struct bt__err err;   /* the last call's error */
     struct bt__wbuf req;  /* the request being built */
@@ -175,6 +177,7 @@ static int roundtrip(struct bt__store *s, size_t frame, const char *what, int64_
         rc = bt__sock_recv_all(s->fd, s->resp.p, len, dl, &e);
     if (rc != BT_OK) {
         s->broken = 1;
+        s->timed_out = rc == BT_ERR_TIMEOUT;
         return fail(s, rc, "%s: %s", what, e.msg);
     }
     s->resp.len = len;
@@ -235,15 +238,20 @@ static int malformed(struct bt__store *s, const char *what)
     return fail(s, BT_ERR_REMOTE, "%s: malformed reply (%zu bytes)", what, s->resp.len);
 }
 
-static int64_t io_deadline(void)
+static double grace(const struct bt__store *s)
 {
-    return bt__deadline_in(io_timeout());
+    return s->io_s > 0 ? s->io_s : io_timeout();
+}
+
+static int64_t io_deadline(const struct bt__store *s)
+{
+    return bt__deadline_in(grace(s));
 }
 
 /* The deadline of a blocking request: its timeout plus the grace for the server's answer. */
-static int64_t wait_deadline(double timeout_s)
+static int64_t wait_deadline(const struct bt__store *s, double timeout_s)
 {
-    return timeout_s < 0 ? BT_DEADLINE_NONE : bt__deadline_in(timeout_s + io_timeout());
+    return timeout_s < 0 ? BT_DEADLINE_NONE : bt__deadline_in(timeout_s + grace(s));
 }
 
 static uint32_t timeout_ms(double timeout_s)
@@ -294,7 +302,7 @@ static int kv_request(struct bt__store *s, int op, const char *name, const char 
     size_t f = req_begin(s, op);
     bt__wbuf_bytes(&s->req, key, strlen(key));
     bt__wbuf_bytes(&s->req, val, len);
-    BT_CHECK(roundtrip(s, f, name, io_deadline()));
+    BT_CHECK(roundtrip(s, f, name, io_deadline(s)));
     return reply_status(s, name, 0);
 }
 
@@ -313,7 +321,7 @@ int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len,
     size_t f = req_begin(s, BT__RDZV_GET);
     bt__wbuf_u32(&s->req, timeout_ms(timeout_s));
     bt__wbuf_bytes(&s->req, key, strlen(key));
-    BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
+    BT_CHECK(roundtrip(s, f, what, wait_deadline(s, timeout_s)));
     BT_CHECK(reply_status(s, what, timeout_s));
     struct bt__rbuf r = reply_body(s);
     size_t n;
@@ -332,7 +340,7 @@ int bt__store_add(struct bt__store *s, const char *key, int64_t delta, int64_t *
     size_t f = req_begin(s, BT__RDZV_ADD);
     bt__wbuf_bytes(&s->req, key, strlen(key));
     bt__wbuf_u64(&s->req, (uint64_t)delta);
-    BT_CHECK(roundtrip(s, f, "ADD", io_deadline()));
+    BT_CHECK(roundtrip(s, f, "ADD", io_deadline(s)));
     BT_CHECK(reply_status(s, "ADD", 0));
     struct bt__rbuf r = reply_body(s);
     int64_t v = (int64_t)bt__rbuf_u64(&r);
@@ -355,7 +363,7 @@ int bt__store_compare_set(struct bt__store *s, const char *key, const void *expe
     bt__wbuf_bytes(&s->req, key, strlen(key));
     bt__wbuf_bytes(&s->req, expected, elen);
     bt__wbuf_bytes(&s->req, desired, dlen);
-    BT_CHECK(roundtrip(s, f, "COMPARE_SET", io_deadline()));
+    BT_CHECK(roundtrip(s, f, "COMPARE_SET", io_deadline(s)));
     BT_CHECK(reply_status(s, "COMPARE_SET", 0));
     struct bt__rbuf r = reply_body(s);
     size_t n;
@@ -397,7 +405,7 @@ int bt__store_wait(struct bt__store *s, const char *const *keys, int nkeys, doub
     if (nkeys == 0)
         return BT_OK;
     snprintf(what, sizeof(what), "WAIT for %d key(s)", nkeys);
-    BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
+    BT_CHECK(roundtrip(s, f, what, wait_deadline(s, timeout_s)));
     BT_CHECK(reply_status(s, what, timeout_s));
     return s->resp.len == 1 ? BT_OK : malformed(s, what);
 }
@@ -413,7 +421,7 @@ int bt__store_multi_get(struct bt__store *s, const char *const *keys, int nkeys,
     if (nkeys == 0)
         return BT_OK;
     snprintf(what, sizeof(what), "MULTI_GET of %d key(s)", nkeys);
-    BT_CHECK(roundtrip(s, f, what, wait_deadline(timeout_s)));
+    BT_CHECK(roundtrip(s, f, what, wait_deadline(s, timeout_s)));
     BT_CHECK(reply_status(s, what, timeout_s));
     struct bt__rbuf r = reply_body(s);
     int ok = bt__rbuf_u32(&r) == (uint32_t)nkeys;
@@ -448,7 +456,7 @@ int bt__store_multi_set(struct bt__store *s, const char *const *keys, int nkeys,
         bt__wbuf_bytes(&s->req, keys[i], strlen(keys[i]));
         bt__wbuf_bytes(&s->req, vals[i], lens[i]);
     }
-    BT_CHECK(roundtrip(s, f, "MULTI_SET", io_deadline()));
+    BT_CHECK(roundtrip(s, f, "MULTI_SET", io_deadline(s)));
     return reply_status(s, "MULTI_SET", 0);
 }
 
@@ -457,7 +465,7 @@ int bt__store_delete(struct bt__store *s, const char *key, int *deleted)
     BT_CHECK(check_kv(s, key, 0));
     size_t f = req_begin(s, BT__RDZV_DELETE);
     bt__wbuf_bytes(&s->req, key, strlen(key));
-    BT_CHECK(roundtrip(s, f, "DELETE", io_deadline()));
+    BT_CHECK(roundtrip(s, f, "DELETE", io_deadline(s)));
     BT_CHECK(reply_status(s, "DELETE", 0));
     struct bt__rbuf r = reply_body(s);
     uint32_t existed = bt__rbuf_u32(&r);
@@ -473,13 +481,34 @@ int bt__store_ping(struct bt__store *s)
     if (!s)
         return BT_ERR_INVALID_ARG;
     size_t f = req_begin(s, BT__RDZV_PING);
-    BT_CHECK(roundtrip(s, f, "PING", io_deadline()));
+    BT_CHECK(roundtrip(s, f, "PING", io_deadline(s)));
     return reply_status(s, "PING", 0);
 }
 
 int bt__store_last_will(struct bt__store *s, const char *key, const void *val, size_t len)
 {
     return kv_request(s, BT__RDZV_LAST_WILL, "LAST_WILL", key, val, len);
+}
+
+int bt__store_heartbeat(struct bt__store *s, double ttl_s)
+{
+    if (!s || ttl_s < 0)
+        return BT_ERR_INVALID_ARG;
+    size_t f = req_begin(s, BT__RDZV_HEARTBEAT);
+    bt__wbuf_u32(&s->req, ttl_s > 0 ? timeout_ms(ttl_s) : 0);
+    BT_CHECK(roundtrip(s, f, "HEARTBEAT", io_deadline(s)));
+    return reply_status(s, "HEARTBEAT", 0);
+}
+
+void bt__store_set_io_timeout(struct bt__store *s, double io_s)
+{
+    if (s)
+        s->io_s = io_s;
+}
+
+int bt__store_broken(const struct bt__store *s)
+{
+    return !s || s->broken;
 }
 
 const char *bt__store_error(const struct bt__store *s)
@@ -500,10 +529,30 @@ void bt__store_abandon(struct bt__store *s)
     free(s);
 }
 
+/* A connection left out of sync by a reply that came too late (a stopped store): the store
+ * still has our requests queued. A GOODBYE behind them, and the replies read and dropped
+ * until the store closes, end it as a goodbye, not as a lost client (its last will stays
+ * unfired), when the store runs again within the deadline; else it is abandoned. */
+static void goodbye_out_of_sync(struct bt__store *s, double timeout_s)
+{
+    struct bt__err e = {0};
+    uint8_t b;
+    int64_t dl = bt__deadline_in(timeout_s);
+    size_t f = req_begin(s, BT__RDZV_GOODBYE);
+    bt__wbuf_frame_end(&s->req, f);
+    if (bt__sock_send_all(s->fd, s->req.p, s->req.len, dl, &e) != BT_OK)
+        return;
+    for (int i = 0; i < (int)BT__RDZV_MAX_FRAME; i++)
+        if (bt__sock_recv_all(s->fd, &b, 1, dl, &e) != BT_OK)
+            return; /* the store closed (after our goodbye), or the deadline passed */
+}
+
 void bt__store_close(struct bt__store *s)
 {
     if (!s)
         return;
+    if (s->fd >= 0 && s->broken && s->timed_out)
+        goodbye_out_of_sync(s, 1.0);
     /* Wait for the answer: closing with it unread would reset the connection, and a reset
      * can reach the server before it reads our goodbye, firing the last will. */
     if (s->fd >= 0 && !s->broken) {

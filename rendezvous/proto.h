@@ -33,6 +33,8 @@
  *   PING                                         -> OK
  *   LAST_WILL    key, value (empty: cancel)      -> OK
  *   GOODBYE                                      -> OK, then the server closes
+ *   HEARTBEAT    u32 ttl_ms (0: cancel)          -> OK; from then on, a connection that sends
+ *                no frame for ttl_ms is closed as lost (its last will fires)
  *
  *   missing = {u32 total, u32 listed, listed x key}  (at most BT__RDZV_MAX_LISTED named)
  *   ERROR   = {str message}: a request the server refused (key too long, ...); the
@@ -76,6 +78,7 @@ enum bt__rdzv_cmd {
     BT__RDZV_PING = 9,
     BT__RDZV_LAST_WILL = 10,
     BT__RDZV_GOODBYE = 11,
+    BT__RDZV_HEARTBEAT = 12,
 };
 
 /* Handshake status (CHALLENGE, RESULT) and reply status (frames): enum bt__wire_status

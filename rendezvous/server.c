@@ -11,8 +11,12 @@
  * still have an entry: the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a
  * list of waiter nodes, one node per (request, key). A SET marks the nodes present and a request
  * whose last missing key arrived is queued on the ready list; DELETE marks them missing again.
- * Deadlines (a parked request's timeout, an unauthenticated connection's handshake limit) sit in
- * one binary min-heap of connections, and epoll_wait sleeps until the earliest.
+ * Deadlines (a parked request's timeout, an unauthenticated connection's handshake limit, the
+ * heartbeat lease of a client that asked for one) sit in one binary min-heap of timers, two per
+ * connection, and epoll_wait sleeps until the earliest. A lease is renewed by every frame the
+ * client sends; when it runs out, the client is treated as gone although its socket is still
+ * open (a SIGSTOPped process, a frozen VM, a network that dropped without a reset): the
+ * connection is closed and its last will fires, as if it had died.
  *
  * Nothing is freed while an event batch may still point at it: a connection that must go is
  * marked dead (its waiter cancelled, its last will applied, its timer removed) and closed
@@ -50,6 +54,14 @@ BT_PARAM_DBL(auth_timeout_s, "BATON_RDZV_AUTH_TIMEOUT", 5.0)
 enum { CS_HELLO, CS_PROOF, CS_READY };
 
 struct wnode;
+struct conn;
+
+/* A deadline in srv->heap. */
+struct timer {
+    struct conn *c;
+    int64_t deadline; /* ns, meaningful while idx >= 0 */
+    int idx;          /* in srv->heap, or -1 */
+};
 
 struct entry {
     struct bt__hnode node; /* first: in srv->tab (common/hash.h) */
@@ -83,8 +95,9 @@ struct conn {
     struct conn *ready_next;  /* srv->ready */
     int fd, state;
     int dead, closing, queued;
-    int heap_idx;            /* in srv->heap, or -1 */
-    int64_t deadline;        /* ns, meaningful while heap_idx >= 0 */
+    struct timer tmo;        /* a parked request's timeout, or the handshake's limit */
+    struct timer lease;      /* HEARTBEAT: when the client's silence becomes its death */
+    int64_t lease_ns;        /* the lease's length; 0: no lease */
     uint32_t events;         /* registered with epoll */
     uint64_t nread;          /* bytes received so far (for logs) */
     struct bt__wbuf in, out; /* partial input frame; unsent output */
@@ -102,7 +115,7 @@ struct bt__store_server {
     int64_t auth_timeout_ns;
     struct bt__htab tab; /* struct entry by key */
     struct conn *conns, *dead, *ready;
-    struct conn **heap;
+    struct timer **heap;
     size_t nheap, heap_cap;
     int nclients, nwaiting; /* read by other threads with __atomic */
     int stopping;
@@ -163,11 +176,11 @@ static void tab_release(struct bt__store_server *srv, struct entry *e)
 
 static void heap_swap(struct bt__store_server *srv, size_t a, size_t b)
 {
-    struct conn *t = srv->heap[a];
+    struct timer *t = srv->heap[a];
     srv->heap[a] = srv->heap[b];
     srv->heap[b] = t;
-    srv->heap[a]->heap_idx = (int)a;
-    srv->heap[b]->heap_idx = (int)b;
+    srv->heap[a]->idx = (int)a;
+    srv->heap[b]->idx = (int)b;
 }
 
 static void heap_fix(struct bt__store_server *srv, size_t i)
@@ -189,35 +202,35 @@ static void heap_fix(struct bt__store_server *srv, size_t i)
     }
 }
 
-static void heap_remove(struct bt__store_server *srv, struct conn *c)
+static void heap_remove(struct bt__store_server *srv, struct timer *t)
 {
-    if (c->heap_idx < 0)
+    if (t->idx < 0)
         return;
-    size_t i = (size_t)c->heap_idx;
-    c->heap_idx = -1;
+    size_t i = (size_t)t->idx;
+    t->idx = -1;
     srv->nheap--;
     if (i == srv->nheap)
         return;
     srv->heap[i] = srv->heap[srv->nheap];
-    srv->heap[i]->heap_idx = (int)i;
+    srv->heap[i]->idx = (int)i;
     heap_fix(srv, i);
 }
 
-static int heap_add(struct bt__store_server *srv, struct conn *c, int64_t deadline)
+static int heap_add(struct bt__store_server *srv, struct timer *t, int64_t deadline)
 {
-    heap_remove(srv, c);
+    heap_remove(srv, t);
     if (srv->nheap == srv->heap_cap) {
         size_t cap = srv->heap_cap ? srv->heap_cap * 2 : 1024;
-        struct conn **h = realloc(srv->heap, cap * sizeof(*h));
+        struct timer **h = realloc(srv->heap, cap * sizeof(*h));
         if (!h)
             return -1;
         srv->heap = h;
         srv->heap_cap = cap;
     }
-    c->deadline = deadline;
-    c->heap_idx = (int)srv->nheap;
-    srv->heap[srv->nheap++] = c;
-    heap_fix(srv, (size_t)c->heap_idx);
+    t->deadline = deadline;
+    t->idx = (int)srv->nheap;
+    srv->heap[srv->nheap++] = t;
+    heap_fix(srv, (size_t)t->idx);
     return 0;
 }
 
@@ -290,7 +303,7 @@ static void waiter_release(struct bt__store_server *srv, struct conn *c)
     }
     free(w);
     c->w = NULL;
-    heap_remove(srv, c);
+    heap_remove(srv, &c->tmo);
     __atomic_fetch_sub(&srv->nwaiting, 1, __ATOMIC_RELAXED);
 }
 
@@ -472,7 +485,7 @@ static void do_blocking(struct bt__store_server *srv, struct conn *c, uint8_t cm
     else if (tmo == 0)
         waiter_finish(srv, c, BT__ST_TIMEOUT);
     else if (tmo != BT__RDZV_NO_TIMEOUT &&
-             heap_add(srv, c, bt__now_ns() + (int64_t)tmo * 1000000) != 0)
+             heap_add(srv, &c->tmo, bt__now_ns() + (int64_t)tmo * 1000000) != 0)
         waiter_finish(srv, c, BT__ST_TIMEOUT);
 }
 
@@ -674,11 +687,27 @@ static void will_fire(struct bt__store_server *srv, struct conn *c)
         tab_release(srv, e);
 }
 
+/* HEARTBEAT: from now on, a silence of ttl (any frame counts as a beat) kills c; 0 cancels. */
+static void do_heartbeat(struct bt__store_server *srv, struct conn *c, struct bt__rbuf *r)
+{
+    uint32_t ttl_ms = bt__rbuf_u32(r);
+    if (r->bad || r->left)
+        return;
+    c->lease_ns = (int64_t)ttl_ms * 1000000;
+    heap_remove(srv, &c->lease);
+    if (ttl_ms && heap_add(srv, &c->lease, bt__now_ns() + c->lease_ns) != 0) {
+        c->lease_ns = 0;
+        reply_error(srv, c, "server out of memory");
+        return;
+    }
+    reply_status(srv, c, BT__ST_OK);
+}
+
 static const char *cmd_name(uint8_t cmd)
 {
-    static const char *names[] = {"?",           "SET",  "GET",       "ADD",
-                                  "COMPARE_SET", "WAIT", "MULTI_GET", "MULTI_SET",
-                                  "DELETE",      "PING", "LAST_WILL", "GOODBYE"};
+    static const char *names[] = {"?",         "SET",       "GET",       "ADD",    "COMPARE_SET",
+                                  "WAIT",      "MULTI_GET", "MULTI_SET", "DELETE", "PING",
+                                  "LAST_WILL", "GOODBYE",   "HEARTBEAT"};
     return cmd < sizeof(names) / sizeof(names[0]) ? names[cmd] : "unknown";
 }
 
@@ -686,6 +715,8 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
                      size_t n)
 {
     struct bt__rbuf r = {p, n, 0};
+    if (c->lease_ns && heap_add(srv, &c->lease, bt__now_ns() + c->lease_ns) != 0)
+        heap_remove(srv, &c->lease); /* out of memory: the lease lapses, never fires early */
     switch (cmd) {
     case BT__RDZV_SET: do_set(srv, c, &r); break;
     case BT__RDZV_GET:
@@ -696,6 +727,7 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
     case BT__RDZV_MULTI_SET: do_multi_set(srv, c, &r); break;
     case BT__RDZV_DELETE: do_delete(srv, c, &r); break;
     case BT__RDZV_LAST_WILL: do_last_will(srv, c, &r); break;
+    case BT__RDZV_HEARTBEAT: do_heartbeat(srv, c, &r); break;
     case BT__RDZV_PING:
     case BT__RDZV_GOODBYE:
         if (n != 0) {
@@ -705,6 +737,8 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
         if (cmd == BT__RDZV_GOODBYE) {
             free(c->will);
             c->will = NULL;
+            c->lease_ns = 0;
+            heap_remove(srv, &c->lease);
             c->closing = 1;
         }
         reply_status(srv, c, BT__ST_OK);
@@ -762,7 +796,7 @@ static void on_proof(struct bt__store_server *srv, struct conn *c, const uint8_t
         return;
     }
     c->state = CS_READY;
-    heap_remove(srv, c);
+    heap_remove(srv, &c->tmo);
     BT_TRACE(RDZV, "%s authenticated", c->peer);
     conn_flush(srv, c);
 }
@@ -846,6 +880,18 @@ static void conn_lost(struct bt__store_server *srv, struct conn *c, const char *
         conn_kill(srv, c, BT_LOG_INFO, "left without goodbye: %s", why);
 }
 
+/* c's peer closed its end. What it sent before still counts (a GOODBYE among it clears its
+ * last will): a parked request is dropped (nobody will read its reply) and the rest parsed. */
+static void conn_eof(struct bt__store_server *srv, struct conn *c, const char *why)
+{
+    if (c->state == CS_READY && c->w && c->in.len > 0) {
+        waiter_release(srv, c);
+        conn_consume(srv, c);
+    }
+    if (!c->dead)
+        conn_lost(srv, c, why);
+}
+
 /* Reads what c's socket holds, a scratch buffer at a time (at most 4, then other clients get
  * their turn; epoll is level-triggered, so the rest comes next round). This is the one place
  * that calls recv itself instead of bt__sock_progress: that one drains until EAGAIN, which
@@ -860,7 +906,7 @@ static void conn_readable(struct bt__store_server *srv, struct conn *c)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
         if (n <= 0) {
-            conn_lost(srv, c, n == 0 ? "connection closed by the peer" : strerror(errno));
+            conn_eof(srv, c, n == 0 ? "connection closed by the peer" : strerror(errno));
             return;
         }
         if (n < (ssize_t)sizeof(srv->scratch))
@@ -881,7 +927,8 @@ static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, c
     va_end(ap);
     BT_LOG(level, BT_SUB_RDZV, "closing connection from %s: %s", c->peer, why);
     c->dead = 1;
-    heap_remove(srv, c);
+    heap_remove(srv, &c->tmo);
+    heap_remove(srv, &c->lease);
     waiter_release(srv, c);
     if (c->state == CS_READY && c->will)
         will_fire(srv, c);
@@ -923,7 +970,8 @@ static void conn_new(struct bt__store_server *srv, int fd)
     }
     c->fd = fd;
     c->events = EPOLLIN;
-    c->heap_idx = -1;
+    c->tmo = (struct timer){c, 0, -1};
+    c->lease = (struct timer){c, 0, -1};
     c->state = CS_HELLO;
     bt__sock_peer_str(fd, c->peer, sizeof(c->peer));
     c->next = srv->conns;
@@ -931,7 +979,7 @@ static void conn_new(struct bt__store_server *srv, int fd)
         srv->conns->prev = c;
     srv->conns = c;
     __atomic_fetch_add(&srv->nclients, 1, __ATOMIC_RELAXED);
-    if (heap_add(srv, c, bt__now_ns() + srv->auth_timeout_ns) != 0)
+    if (heap_add(srv, &c->tmo, bt__now_ns() + srv->auth_timeout_ns) != 0)
         conn_kill(srv, c, BT_LOG_WARN, "out of memory for its timer");
 }
 
@@ -973,14 +1021,21 @@ static void accept_all(struct bt__store_server *srv)
     }
 }
 
-/* Fires every deadline that has passed: parked requests time out, handshakes expire. */
+/* Fires every deadline that has passed: parked requests time out, handshakes expire, and a
+ * client silent for its whole lease is treated as gone (its last will fires). */
 static void expire(struct bt__store_server *srv)
 {
     int64_t now = bt__now_ns();
     while (srv->nheap > 0 && srv->heap[0]->deadline <= now) {
-        struct conn *c = srv->heap[0];
-        heap_remove(srv, c);
-        if (c->w)
+        struct timer *t = srv->heap[0];
+        struct conn *c = t->c;
+        heap_remove(srv, t);
+        if (t == &c->lease)
+            conn_kill(srv, c, BT_LOG_WARN,
+                      "sent nothing for %.1f s, the heartbeat lease it asked for; treating it "
+                      "as gone (a stopped or frozen process, or a network that went away)",
+                      (double)c->lease_ns / 1e9);
+        else if (c->w)
             waiter_finish(srv, c, BT__ST_TIMEOUT);
         else if (c->state != CS_READY)
             conn_kill(srv, c, BT_LOG_WARN,
@@ -1025,13 +1080,34 @@ static void conn_event(struct bt__store_server *srv, struct conn *c, uint32_t ev
 
 /* ---- the server's life ---- */
 
+/* The loop woke up late by more than this: the store itself was not running. */
+#define SELF_STALL_NS 1000000000LL
+
+/* The store itself did not run for a while (its process was stopped, its VM paused): the
+ * silence of its clients during that time is its own, so every lease starts again. */
+static void renew_leases(struct bt__store_server *srv, int64_t late_ns)
+{
+    int n = 0;
+    for (struct conn *c = srv->conns; c; c = c->next)
+        if (!c->dead && c->lease_ns && heap_add(srv, &c->lease, bt__now_ns() + c->lease_ns) == 0)
+            n++;
+    if (n)
+        BT_WARN(RDZV,
+                "the store did not run for %.1f s (its process was stopped?); renewed %d "
+                "heartbeat lease(s) instead of declaring those clients lost",
+                (double)late_ns / 1e9, n);
+}
+
 int bt__store_server_run(struct bt__store_server *srv)
 {
     struct epoll_event evs[256];
     srv->stopping = 0;
     while (!srv->stopping) {
         int ms = srv->nheap > 0 ? bt__ms_left(srv->heap[0]->deadline) : -1;
+        int64_t due = bt__now_ns() + (int64_t)ms * 1000000;
         int n = epoll_wait(srv->epfd, evs, 256, ms);
+        if (ms >= 0 && bt__now_ns() - due > SELF_STALL_NS)
+            renew_leases(srv, bt__now_ns() - due);
         if (n < 0 && errno != EINTR) {
             BT_WARN(RDZV, "rendezvous store stops: epoll_wait: %s", strerror(errno));
             return BT_ERR_SYSTEM;

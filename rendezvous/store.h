@@ -59,6 +59,16 @@ int bt__store_ping(struct bt__store *s);
  * sets key to val unless key already exists (first failure wins). len 0 cancels it. */
 int bt__store_last_will(struct bt__store *s, const char *key, const void *val, size_t len);
 
+/* Asks the store to treat this connection as lost (close it, fire its last will) when it
+ * sends no frame for ttl_s seconds; every request renews the lease. 0 cancels it. */
+int bt__store_heartbeat(struct bt__store *s, double ttl_s);
+/* Sets the seconds a request on s may take beyond its own timeout (default
+ * BATON_RDZV_IO_TIMEOUT): how long a silent store is waited for before the call fails. */
+void bt__store_set_io_timeout(struct bt__store *s, double io_s);
+/* 1 when s failed in a way that left it unusable (a socket error or a store that did not
+ * answer in time), 0 when the last error was an answer (a key still missing, a refusal). */
+int bt__store_broken(const struct bt__store *s);
+
 /* ---- server ---- */
 
 struct bt__store_server;

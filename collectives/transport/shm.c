@@ -146,8 +146,11 @@ static int peer_dead(struct bt__shm *s, int p)
 struct lag {
     struct bt__shm *s;
     uint64_t target;
+    int first_rank; /* global rank of local rank 0: the node's ranks are contiguous */
 };
 
+/* "2 (pid 9, at collective #4)" per lagging local rank. A rank that never attached has a
+ * zeroed control line: it is named by its place in the node, not by that line. */
 static void lagging_names(void *arg, char *out, size_t cap)
 {
     struct lag *l = arg;
@@ -157,8 +160,13 @@ static void lagging_names(void *arg, char *out, size_t cap)
         struct shm_ctrl *pc = ctrl(l->s, p);
         if (atomic_load_explicit(&pc->sync, memory_order_acquire) >= l->target)
             continue;
-        n += (size_t)snprintf(out + n, cap - n, "%s%d (pid %d, at collective #%llu)", n ? ", " : "",
-                              pc->rank, pc->pid, (unsigned long long)atomic_load(&pc->coll));
+        if (pc->pid == 0)
+            n += (size_t)snprintf(out + n, cap - n, "%s%d (never reached bt_init)", n ? ", " : "",
+                                  l->first_rank + p);
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%s%d (pid %d, at collective #%llu)",
+                                  n ? ", " : "", pc->rank, pc->pid,
+                                  (unsigned long long)atomic_load(&pc->coll));
     }
 }
 
@@ -210,7 +218,7 @@ static int wait_all(struct bt_comm *c, uint64_t target)
     }
     int64_t t0 = bt__now_ns();
     struct bt__wait w;
-    struct lag l = {s, target};
+    struct lag l = {s, target, c->rank - c->local_rank};
     int started = 0;
     for (;;) {
         int p = first_lagging(s, target);

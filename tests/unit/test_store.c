@@ -466,6 +466,30 @@ static void test_stop_and_run_on_caller(void **state)
     bt__store_abandon(NULL);
 }
 
+/* A heartbeat lease: a client that keeps sending stays; one that goes silent (alive, socket
+ * open) is closed after the lease and its will fires; a cancelled lease never fires. */
+static void test_heartbeat_lease(void **state)
+{
+    struct fx *f = *state;
+    struct bt__store *w = fx_connect(f), *a = fx_connect(f), *b = fx_connect(f);
+    void *v;
+    size_t n;
+    assert_int_equal(bt__store_last_will(a, "lost/a", "a froze", 7), BT_OK);
+    assert_int_equal(bt__store_heartbeat(a, 0.3), BT_OK);
+    assert_int_equal(bt__store_last_will(b, "lost/b", "b froze", 7), BT_OK);
+    assert_int_equal(bt__store_heartbeat(b, 0.3), BT_OK);
+    for (int i = 0; i < 5; i++) /* b beats: 5 GETs of 0.1 s, 0.5 s in all */
+        assert_int_equal(bt__store_get(b, "nothing", &v, &n, 0.1), BT_ERR_TIMEOUT);
+    assert_int_equal(bt__store_heartbeat(b, 0), BT_OK);
+    get_str(w, "lost/a", "a froze"); /* a sent nothing since: its lease ran out */
+    assert_true(fx_until(fx_nclients_is, f, 2, 5));
+    assert_int_equal(bt__store_get(w, "lost/b", &v, &n, 0.5), BT_ERR_TIMEOUT);
+    assert_int_equal(bt__store_ping(b), BT_OK);
+    bt__store_abandon(a);
+    bt__store_close(b);
+    bt__store_close(w);
+}
+
 int main(void)
 {
     setenv("BATON_RDZV_IO_TIMEOUT", "10", 1);
@@ -481,6 +505,7 @@ int main(void)
         T(test_multi_get_blocks),
         T(test_delete),
         T(test_last_will),
+        T(test_heartbeat_lease),
         T(test_big_values_and_caps),
         T(test_wrong_token_refused),
         cmocka_unit_test(test_empty_token),
