@@ -39,6 +39,18 @@ static char proc_state(pid_t pid)
     return p && p[1] == ' ' ? p[2] : 0;
 }
 
+/* l/<g>/stopped = the first rank any launcher found stopped (first writer wins): the cause a
+ * hang names, whichever rank's collective timed out first (in a hierarchical collective that
+ * is often a rank waiting for its node leader, itself waiting for the stopped rank). */
+static void publish_first_stopped(struct bt__run *r, int rank)
+{
+    char key[48], val[16];
+    snprintf(key, sizeof(key), "l/%d/stopped", r->restart);
+    snprintf(val, sizeof(val), "%d", rank);
+    if (bt__store_compare_set(r->st, key, "", 0, val, strlen(val), NULL, NULL) != BT_OK)
+        BT_INFO(LAUNCH, "publishing %s: %s", key, bt__store_error(r->st));
+}
+
 void bt__run_stall_scan(struct bt__run *r)
 {
     for (int i = 0; i < r->nproc; i++) {
@@ -59,6 +71,7 @@ void bt__run_stall_scan(struct bt__run *r)
                  (int)w->pid);
         if (bt__store_set(r->st, key, val, strlen(val)) != BT_OK)
             BT_INFO(LAUNCH, "publishing %s: %s", key, bt__store_error(r->st));
+        publish_first_stopped(r, w->rank);
     }
 }
 
@@ -98,9 +111,9 @@ static void describe_stalled(const struct bt__run *r, int g, const char *detail,
     if (local >= 0 && local < r->nproc) {
         const struct bt__worker *w = &r->w[local];
         char st = w->running ? proc_state(w->pid) : 0;
-        snprintf(out, n, "rank %d (node %d, host %.64s, pid %d%s; %.*s)", g, r->spec.node_rank,
+        snprintf(out, n, "rank %d (node %d, host %.64s, pid %d%s%s%.*s)", g, r->spec.node_rank,
                  r->host, (int)w->pid, st == 'T' || w->stopped_seen ? ", stopped: SIGSTOP" : "",
-                 dl < 96 ? dl : 96, detail);
+                 dl ? "; " : "", dl < 96 ? dl : 96, detail);
         return;
     }
     char key[64];
@@ -108,16 +121,18 @@ static void describe_stalled(const struct bt__run *r, int g, const char *detail,
     size_t len;
     snprintf(key, sizeof(key), "l/%d/stopped/%d", r->restart, g);
     if (r->st && bt__store_get(r->st, key, &v, &len, 0) == BT_OK)
-        snprintf(out, n, "rank %d (%.160s, stopped: SIGSTOP; %.*s)", g, (char *)v,
+        snprintf(out, n, "rank %d (%.160s, stopped: SIGSTOP%s%.*s)", g, (char *)v, dl ? "; " : "",
                  dl < 64 ? dl : 64, detail);
     else
-        snprintf(out, n, "rank %d (node %d; %.*s)", g, node_of(r, g), dl < 96 ? dl : 96, detail);
+        snprintf(out, n, "rank %d (node %d%s%.*s)", g, node_of(r, g), dl ? "; " : "",
+                 dl < 96 ? dl : 96, detail);
     free(v);
 }
 
 /* The line of outcome H from a stall record (see the file's header) and the worker w whose
- * failure is its consequence. */
-static void hang_line(const struct bt__run *r, char *rec, const struct bt__worker *w,
+ * failure is its consequence; stopped >= 0: a rank a launcher found stopped, named as the
+ * cause instead of the ranks the record's rank waited for. */
+static void hang_line(const struct bt__run *r, char *rec, int stopped, const struct bt__worker *w,
                       struct bt__outcome *o)
 {
     char *f[5] = {0}, *save = NULL, who[BT_RUN_OUTCOME_MAX / 2] = "", one[256];
@@ -128,6 +143,11 @@ static void hang_line(const struct bt__run *r, char *rec, const struct bt__worke
     if (nf < 5) {
         snprintf(who, sizeof(who), "rank(s) %s", rec);
         f[0] = "?", f[1] = "?", f[2] = "a collective", f[3] = "?";
+    } else if (stopped >= 0) { /* with what the waiting rank saw of it, when it names it */
+        int k = parse_ranks(f[4], ranks, detail, STALL_RANKS_MAX), i = 0;
+        while (i < k && ranks[i] != stopped)
+            i++;
+        describe_stalled(r, stopped, i < k ? detail[i] : "", who, sizeof(who));
     } else {
         int k = parse_ranks(f[4], ranks, detail, STALL_RANKS_MAX);
         size_t used = 0;
@@ -148,6 +168,20 @@ static void hang_line(const struct bt__run *r, char *rec, const struct bt__worke
              WIFSIGNALED(w->status) ? WTERMSIG(w->status) : WEXITSTATUS(w->status));
 }
 
+/* The rank in l/<g>/stopped, or -1. */
+static int first_stopped(const struct bt__run *r)
+{
+    char key[48];
+    void *v = NULL;
+    size_t len;
+    int rank = -1;
+    snprintf(key, sizeof(key), "l/%d/stopped", r->restart);
+    if (bt__store_get(r->st, key, &v, &len, 0) == BT_OK)
+        rank = atoi(v);
+    free(v);
+    return rank;
+}
+
 int bt__run_stall_outcome(struct bt__run *r, const struct bt__worker *w, struct bt__outcome *o)
 {
     char key[64];
@@ -160,7 +194,7 @@ int bt__run_stall_outcome(struct bt__run *r, const struct bt__worker *w, struct 
         return 0;
     o->kind = 'H';
     o->status = BT_RUN_EXIT_HANG;
-    hang_line(r, v, w, o);
+    hang_line(r, v, first_stopped(r), w, o);
     free(v);
     return 1;
 }
