@@ -138,10 +138,13 @@ void mn_adam_step(struct mn_adam *opt, float *p, const float *g, float *m, float
 
 /* ---- IDX files (idx.c) ---- */
 /* Loads DIR/NAME or DIR/NAME.gz (plain or gzip'd) with the given magic (0x803 images,
- * 0x801 labels). On success *data (malloc'd, caller frees) holds count*rows*cols bytes. On
- * failure returns -1 with one line naming the file and the problem in err. */
-int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **data, uint32_t *count,
-                uint32_t *rows, uint32_t *cols, char *err, size_t errlen);
+ * 0x801 labels). Images must be want[0] x want[1] pixels unless want[0] is 0; that and the
+ * size are checked before anything is allocated, and memory grows only with the data read.
+ * On success *data (malloc'd, caller frees) holds count*rows*cols bytes. On failure returns
+ * -1 with one line naming the file and the problem in err. */
+int mn_idx_load(const char *dir, const char *name, uint32_t magic, const uint32_t want[2],
+                uint8_t **data, uint32_t *count, uint32_t *rows, uint32_t *cols, char *err,
+                size_t errlen);
 
 /* ---- random numbers ---- */
 static inline uint64_t mn_rng_next(uint64_t *s) /* splitmix64 */

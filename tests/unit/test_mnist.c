@@ -416,7 +416,7 @@ static size_t make_images(unsigned char *buf, uint32_t n)
 static int load(const char *name, uint32_t magic, uint8_t **data, uint32_t *n, char *err)
 {
     uint32_t r, c;
-    return mn_idx_load(dir, name, magic, data, n, &r, &c, err, 512);
+    return mn_idx_load(dir, name, magic, (const uint32_t[2]){0, 0}, data, n, &r, &c, err, 512);
 }
 
 static void test_idx_files(void **state)
@@ -431,7 +431,9 @@ static void test_idx_files(void **state)
     size_t len = make_images(buf, 5);
 
     write_file("plain-idx3", buf, len, 0);
-    assert_int_equal(mn_idx_load(dir, "plain-idx3", 0x803, &data, &n, &r, &c, err, sizeof err), 0);
+    assert_int_equal(mn_idx_load(dir, "plain-idx3", 0x803, (const uint32_t[2]){2, 3}, &data, &n, &r,
+                                 &c, err, sizeof err),
+                     0);
     assert_int_equal(n, 5);
     assert_int_equal(r, 2);
     assert_int_equal(c, 3);
@@ -484,6 +486,22 @@ static void test_idx_files(void **state)
     fclose(f);
     assert_int_equal(load("damaged", 0x803, &data, &n, err), -1);
     printf("# damaged gzip: %s\n", err);
+
+    /* the shape and the claimed size are checked before anything is allocated */
+    assert_int_equal(mn_idx_load(dir, "plain-idx3", 0x803, (const uint32_t[2]){28, 28}, &data, &n,
+                                 &r, &c, err, sizeof err),
+                     -1);
+    assert_null(data);
+    assert_non_null(strstr(err, "plain-idx3: images are 2x3, the model wants 28x28"));
+    unsigned char huge[16] = {0, 0, 8, 3, 1, 0, 0, 0, 0, 0, 16, 0, 0, 0, 16, 0};
+    write_file("huge", huge, sizeof huge, 0);
+    assert_int_equal(load("huge", 0x803, &data, &n, err), -1);
+    assert_non_null(strstr(err, "huge: the header claims 281474976710656 bytes of data"));
+    unsigned char big[16 + 5] = {0, 0, 8, 3, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 28, 0, 0, 0, 28};
+    write_file("big", big, sizeof big, 1); /* 784 MB claimed, 5 bytes there */
+    assert_int_equal(load("big", 0x803, &data, &n, err), -1);
+    assert_non_null(strstr(err, "big: truncated: the header promises 784000000 bytes of data, "
+                                "the file has 5"));
 
     assert_int_equal(load("absent", 0x803, &data, &n, err), -1);
     assert_non_null(strstr(err, "absent[.gz]: not found"));
