@@ -86,6 +86,10 @@ printf 'junk' >"$T_TMP/junk.bin"
 rc=$?
 if [ $rc -eq 2 ] && grep -q "junk.bin: truncated" "$T_TMP/err"; then t_ok "--evaluate junk: exit 2, one line"
 else t_fail "--evaluate junk: exit 2, one line" "rc=$rc: $(cat "$T_TMP/err")"; fi
+mkdir -p "$T_TMP/dirck/checkpoint.bin"
+usage_case "--resume with a directory named checkpoint.bin: said so, not \"truncated\"" \
+    "checkpoint.bin: is a directory, not a model or checkpoint file$" \
+    --data "$DATA" --resume --checkpoint-dir "$T_TMP/dirck"
 
 # --- resume: 100 steps, then 100 more from the checkpoint == 200 straight ---
 "$MN" --data "$DATA" --max-steps 200 --no-checkpoint >"$T_TMP/straight" 2>&1

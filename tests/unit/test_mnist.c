@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "../../examples/mnist/ckpt.c"
 #include "../../examples/mnist/gemm.c"
 #include "../../examples/mnist/idx.c"
 #include "../../examples/mnist/layers.c"
@@ -511,6 +512,70 @@ static void test_idx_files(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- checkpoint files ---- */
+
+/* A checkpoint of constant parameters, as train.c writes one, at path (len bytes of it). */
+static void write_ckpt(const char *path, size_t len)
+{
+    size_t n = sizeof(float) * MN_NUM_PARAMS, total = sizeof(struct mn_ckpt_header) + 3 * n + 4;
+    uint8_t *b = calloc(1, total);
+    assert_non_null(b);
+    struct mn_ckpt_header h = {.version = MN_CKPT_VERSION, .n_params = MN_NUM_PARAMS, .epoch = 3};
+    memcpy(h.magic, MN_CKPT_MAGIC, sizeof MN_CKPT_MAGIC);
+    memcpy(b, &h, sizeof h);
+    uint32_t c32 = (uint32_t)crc32(0, b, (uInt)(total - 4));
+    memcpy(b + total - 4, &c32, 4);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    fclose(f);
+    free(b);
+}
+
+static void expect_ckpt(const char *path, int want, const char *msg)
+{
+    static float params[MN_NUM_PARAMS], adam[2 * MN_NUM_PARAMS];
+    struct mn_ckpt_header h;
+    char err[512] = "";
+    int rc = mn_ckpt_read(path, &h, params, adam, err, sizeof err);
+    if (rc != want || (msg && !strstr(err, msg)))
+        fail_msg("%s: rc %d, '%s' (want %d, '%s')", path, rc, err, want, msg ? msg : "");
+    if (rc == 0)
+        assert_int_equal(h.epoch, 3);
+}
+
+/* Good, missing, a directory, empty, short, another file, corrupt, too long. */
+static void test_ckpt_files(void **state)
+{
+    (void)state;
+    char d[] = "/tmp/test_mnist_ck.XXXXXX", path[128], cmd[160];
+    size_t total = sizeof(struct mn_ckpt_header) + 12 * MN_NUM_PARAMS + 4;
+    assert_non_null(mkdtemp(d));
+    snprintf(path, sizeof path, "%s/checkpoint.bin", d);
+    write_ckpt(path, total);
+    expect_ckpt(path, 0, NULL);
+    write_ckpt(path, total - 1);
+    expect_ckpt(path, -1, "checkpoint.bin: truncated");
+    write_ckpt(path, 0);
+    expect_ckpt(path, -1, "checkpoint.bin: truncated: shorter than its");
+    FILE *f = fopen(path, "ab");
+    assert_non_null(f);
+    fputs("not a checkpoint, but long enough to fill the header of one, which is 64 bytes.", f);
+    fclose(f);
+    expect_ckpt(path, -1, "checkpoint.bin: not an mnist_cnn model or checkpoint");
+    write_ckpt(path, total);
+    assert_non_null(f = fopen(path, "ab"));
+    fputc('x', f);
+    fclose(f);
+    expect_ckpt(path, -1, "checkpoint.bin: longer than a checkpoint");
+    unlink(path);
+    expect_ckpt(path, 1, NULL);
+    assert_int_equal(mkdir(path, 0700), 0);
+    expect_ckpt(path, -1, "checkpoint.bin: is a directory, not a model or checkpoint file");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -523,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_model_gradient),
         cmocka_unit_test(test_adam_keras),
         cmocka_unit_test(test_idx_files),
+        cmocka_unit_test(test_ckpt_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
