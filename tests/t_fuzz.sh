@@ -25,10 +25,7 @@ fi
 for f in tests/fuzz/fuzz_*.c; do
     n=$(basename "$f" .c)
     t_check "$n: seeds in tests/fuzz/corpus/$n" test -n "$(ls "tests/fuzz/corpus/$n" 2>/dev/null)"
-    # fuzz_ps: seeds only until its open finding is fixed (docs/testing.md, Fuzzing)
-    only=""
-    [ "$n" = fuzz_ps ] && only=1
-    if FUZZ_SEEDS_ONLY=$only FUZZ_BUILD=$BATON_SRC/build/fuzz FUZZ_WORK=$T_TMP/corpus \
+    if FUZZ_BUILD=$BATON_SRC/build/fuzz FUZZ_WORK=$T_TMP/corpus \
         ./tests/fuzz/run.sh "$SECS" "$n" >"$T_TMP/$n.line"; then
         t_ok "$(cat "$T_TMP/$n.line")"
     else

@@ -9,8 +9,6 @@
  * input a client connected at start-up pings the server, so an input that breaks the server
  * for others is a finding too.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -38,17 +36,16 @@ static void start_server(void)
     }
 }
 
+/* Through common/sock.c, which retries EINTR (libFuzzer's SIGALRM interrupts calls). */
 static int dial(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {.tv_sec = 3};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        perror("fuzz_store: connect");
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(5), .what = "fuzz"};
+    struct bt__err err = {0};
+    int fd;
+    if (bt__sock_connect("127.0.0.1", port, &o, &fd, &err) != BT_OK) {
+        fprintf(stderr, "fuzz_store: %s\n", err.msg);
         abort();
     }
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
 }
 
@@ -57,16 +54,19 @@ static void handshake(int fd)
 {
     uint8_t h[BT__RDZV_HELLO_LEN], cn[BT__AUTH_NONCE], ch[BT__RDZV_CHALLENGE_LEN];
     uint8_t key[32], mac[BT__AUTH_MAC], res[BT__RDZV_RESULT_LEN];
+    struct bt__err err = {0};
+    int64_t dl = bt__deadline_in(5);
     memset(cn, 7, sizeof(cn));
     bt__rdzv_hello(h, BT__RDZV_VERSION, BT__RDZV_KIND_CLIENT, cn);
     bt__auth_key(FZ_TOKEN, key);
-    if (send(fd, h, sizeof(h), MSG_NOSIGNAL) != (ssize_t)sizeof(h) ||
-        recv(fd, ch, sizeof(ch), MSG_WAITALL) != (ssize_t)sizeof(ch) ||
+    if (bt__sock_send_all(fd, h, sizeof(h), dl, &err) != BT_OK ||
+        bt__sock_recv_all(fd, ch, sizeof(ch), dl, &err) != BT_OK ||
         bt__auth_mac(key, BT__RDZV_LABEL_CLIENT, cn, ch + 16, mac) != 0 ||
-        send(fd, mac, sizeof(mac), MSG_NOSIGNAL) != (ssize_t)sizeof(mac) ||
-        recv(fd, res, sizeof(res), MSG_WAITALL) != (ssize_t)sizeof(res) ||
-        bt__le32(res) != BT__ST_OK)
+        bt__sock_send_all(fd, mac, sizeof(mac), dl, &err) != BT_OK ||
+        bt__sock_recv_all(fd, res, sizeof(res), dl, &err) != BT_OK || bt__le32(res) != BT__ST_OK) {
+        fprintf(stderr, "fuzz_store: handshake: %s\n", err.msg);
         abort();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -7,6 +7,7 @@
 #ifndef BT_FUZZ_UTIL_H
 #define BT_FUZZ_UTIL_H
 
+#include <errno.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,11 +44,16 @@ static inline int fz_memfile(const uint8_t *data, size_t size, char name[16], ch
 static inline int fz_drain(int fd, int ms)
 {
     char sink[4096];
-    for (;;) {
+    for (;;) { /* libFuzzer's SIGALRM interrupts calls: EINTR is retried */
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, ms) <= 0)
+        int r = poll(&p, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
             return 0;
         ssize_t n = recv(fd, sink, sizeof(sink), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             return 1;
     }
