@@ -5,6 +5,8 @@
 #   make demo       deps + build + the demo on 2 local ranks
 #   make deps       install the Debian packages baton needs (apt-get; root)
 #   make install PREFIX=/usr/local
+#   make fuzz       build the libFuzzer targets of tests/fuzz/ (clang) into build/fuzz and run
+#                   each for FUZZ_SECONDS (default 60); one line per target
 #   SANITIZER=address|undefined|thread   build into build/san-$(SANITIZER) with that sanitizer
 #   WITH_MPI=0 WITH_CUDA=0 WITH_NCCL=0 WITH_HWLOC=0   turn an optional feature off
 
@@ -113,7 +115,7 @@ ifeq ($(HAVE_CMOCKA),0)
 UNIT_BIN :=
 endif
 
-.PHONY: all check demo deps install clean features bench test format
+.PHONY: all check demo deps install clean features bench test format fuzz fuzz-build fuzz-bins
 all: $(BATON) $(LIBA) $(LIBSO) $(PLUGINS) $(EXAMPLE_SINGLE) $(MNIST_BIN) $(BENCH_BIN) \
      $(BENCH_MPI_BIN) $(UNIT_BIN) $(TESTPROG_BIN) features
 
@@ -212,11 +214,37 @@ $(BUILD)/tests/progs/%: tests/progs/%.c $(LIBA)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(LINK_PROG)
 
+# ---- fuzzing: tests/fuzz/fuzz_NAME.c -> build/fuzz/fuzz/fuzz_NAME (docs/testing.md, Fuzzing) ----
+# The library and launcher objects are rebuilt with clang and the fuzzer's instrumentation in
+# build/fuzz (a make of its own), so the normal build is untouched. `make fuzz` runs each
+# target for FUZZ_SECONDS on a copy of its corpus (tests/fuzz/run.sh prints one line each).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+                -fno-sanitize-recover=all
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_MNIST   := $(BUILD)/obj/examples/mnist/idx.o $(BUILD)/obj/examples/mnist/ckpt.o
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=$(FUZZ_CC) SANFLAGS="$(FUZZ_SAN)" \
+	  WITH_MPI=0 WITH_CUDA=0 WITH_NCCL=0 fuzz-bins
+
+fuzz-bins: $(FUZZ_BIN)
+.SECONDARY: $(FUZZ_MNIST)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(FUZZ_MNIST) $(LIBA) $(LAUNCHER_LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer $(HWLOC_CFLAGS) -o $@ $< $(FUZZ_MNIST) \
+	  $(LAUNCHER_LIB) $(LIBA) $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
+
+fuzz: fuzz-build
+	@./tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 # ---- the two commands ----
 # Debian packages baton needs (DESIGN.md, Dependencies); only the missing ones are installed.
 DEB_PKGS := gcc make pkg-config libyaml-dev libhwloc-dev libssl-dev zlib1g-dev libcmocka-dev \
             openmpi-bin libopenmpi-dev dataset-fashion-mnist python3-jsonschema python3-yaml \
-            python3-torch iproute2 procps clang-format
+            python3-torch iproute2 procps clang-format clang libclang-rt-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q '^install ok installed' || echo $$p; done); \

@@ -9,7 +9,10 @@
  * float16 uses F16C (vcvtph2ps/vcvtps2ph) when the CPU has it, else the scalar conversions;
  * bfloat16 is a shift (widen) and an integer round-to-nearest-even (narrow), both vectorised.
  */
+#ifndef __clang__
 #pragma GCC optimize("O3")
+#endif
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -18,7 +21,9 @@
 
 #define REDUCE_BLOCK 1024 /* elements per accumulator block: 4-8 KiB, in L1 */
 
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+/* clang refuses target_clones with noinline: a clang build (the fuzz targets) takes the
+ * baseline kernels. */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__clang__)
 #define KERN __attribute__((target_clones("avx2", "default"), noinline))
 #else
 #define KERN __attribute__((noinline))
@@ -103,8 +108,9 @@ uint16_t bt__float_to_half(float f)
 static int have_f16c(void)
 {
     static int have = -1;
+    unsigned a, b, c, d; /* F16C from CPUID leaf 1: clang's __builtin_cpu_supports lacks it */
     if (have < 0)
-        have = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+        have = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx2");
     return have;
 }
 

@@ -16,8 +16,15 @@
  * + 1 (worker 0's without a chief; in the sparse form worker 0's name is made from this
  * worker's, <job>-worker-0.<ns>.svc:<port>). The "cluster" object is kept verbatim for run.c,
  * which gives each process its own TF_CONFIG.
+ *
+ * JSON rules YAML does not enforce are checked here: a key appears once per object (libyaml
+ * keeps both, and map_get would take the first); task.index is a number, not a string; each
+ * cluster entry is a list (or, for workers, the sparse map) of "host:port" strings. Nesting
+ * deeper than TF_MAX_DEPTH is refused before the document is built (libyaml's scanner slows
+ * down with depth: 128 KB of `[` took seconds).
  */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
@@ -31,6 +38,8 @@ struct tf {
     int index;
     int sparse; /* workers given as {"i": "host:port"} */
 };
+
+#define TF_MAX_DEPTH 16 /* the operator's TF_CONFIG nests 3 deep */
 
 #define TF_ERR(c, ...) bt__err_set((c)->err, BT_ERR_INVALID_USAGE, "TF_CONFIG: " __VA_ARGS__)
 
@@ -78,8 +87,80 @@ static int task_count(struct tf *t, const char *type)
                : 0;
 }
 
+/* One pass over the events: an error when a collection opens deeper than TF_MAX_DEPTH. Syntax
+ * errors are left to the load that follows. */
+static int check_depth(struct bt__spec_ctx *c, const char *v)
+{
+    yaml_parser_t p;
+    int rc = BT_OK, depth = 0, done = 0;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)v, strlen(v));
+    while (!done && rc == BT_OK) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev))
+            break;
+        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
+            if (++depth > TF_MAX_DEPTH)
+                rc = TF_ERR(c, "nested deeper than %d levels at byte %zu", TF_MAX_DEPTH,
+                            ev.start_mark.index);
+        } else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        done = ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A key that appears twice in one object: the first such key in sort order, or NULL. keys has
+ * room for every pair of the map. */
+static const char *duplicate_key(struct tf *t, yaml_node_t *map, const char **keys)
+{
+    size_t n = 0;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const char *k = scalar(yaml_document_get_node(&t->doc, p->key));
+        if (k)
+            keys[n++] = k;
+    }
+    qsort(keys, n, sizeof(*keys), cmp_str);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(keys[i - 1], keys[i]))
+            return keys[i];
+    return NULL;
+}
+
+/* Every object in the document: no key twice (JSON parsers disagree on which one wins). */
+static int check_duplicates(struct bt__spec_ctx *c, struct tf *t)
+{
+    size_t most = 0;
+    for (yaml_node_t *n = t->doc.nodes.start; n < t->doc.nodes.top; n++)
+        if (n->type == YAML_MAPPING_NODE &&
+            (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start) > most)
+            most = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    const char **keys = malloc((most ? most : 1) * sizeof(*keys));
+    if (!keys)
+        return bt__err_set(c->err, BT_ERR_SYSTEM, "TF_CONFIG: out of memory");
+    int rc = BT_OK;
+    for (yaml_node_t *n = t->doc.nodes.start; rc == BT_OK && n < t->doc.nodes.top; n++) {
+        const char *dup = n->type == YAML_MAPPING_NODE ? duplicate_key(t, n, keys) : NULL;
+        if (dup)
+            rc = TF_ERR(c, "duplicate key \"%s\" in the object at byte %zu", dup,
+                        n->start_mark.index);
+    }
+    free(keys);
+    return rc;
+}
+
 static int load(struct bt__spec_ctx *c, struct tf *t, const char *v)
 {
+    BT_CHECK(check_depth(c, v));
     yaml_parser_t p;
     yaml_document_t tail;
     int rc = BT_OK;
@@ -99,6 +180,8 @@ static int load(struct bt__spec_ctx *c, struct tf *t, const char *v)
     if (rc == BT_OK)
         yaml_document_delete(&tail);
     yaml_parser_delete(&p);
+    if (rc == BT_OK)
+        rc = check_duplicates(c, t);
     if (rc != BT_OK)
         yaml_document_delete(&t->doc);
     return rc;
@@ -113,11 +196,14 @@ static int read_task(struct bt__spec_ctx *c, struct tf *t, yaml_node_t *root)
     if (task->type != YAML_MAPPING_NODE)
         return TF_ERR(c, "\"task\" is not an object");
     t->type = scalar(map_get(t, task, "type"));
-    const char *idx = scalar(map_get(t, task, "index"));
+    yaml_node_t *in = map_get(t, task, "index");
+    const char *idx = scalar(in);
     if (!t->type)
         return TF_ERR(c, "\"task\" has no \"type\"");
     if (!idx)
         return TF_ERR(c, "\"task\" has no \"index\"");
+    if (in->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return TF_ERR(c, "\"task.index\" is the string \"%s\"; want a number", idx);
     BT_CHECK(bt__spec_int(c, "TF_CONFIG task index", idx, 0, INT_MAX, &t->index));
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (!strcmp(t->type, types[i]))
@@ -126,12 +212,38 @@ static int read_task(struct bt__spec_ctx *c, struct tf *t, yaml_node_t *root)
                   t->type);
 }
 
+/* cluster.TYPE: a list of "host:port" strings, or (workers only, the sparse form) a map of
+ * index to "host:port". Anything else is named: a string would otherwise count as 0 tasks. */
+static int check_entry(struct bt__spec_ctx *c, struct tf *t, yaml_node_t *l, const char *type)
+{
+    if (l->type == YAML_MAPPING_NODE && !strcmp(type, "worker")) {
+        for (yaml_node_pair_t *p = l->data.mapping.pairs.start; p < l->data.mapping.pairs.top; p++)
+            if (!scalar(yaml_document_get_node(&t->doc, p->value)))
+                return TF_ERR(c, "\"cluster.worker\" holds a value that is not a \"host:port\" "
+                                 "string");
+        return BT_OK;
+    }
+    if (l->type != YAML_SEQUENCE_NODE)
+        return TF_ERR(c, "\"cluster.%s\" is not a list (want [\"host:port\", ...])", type);
+    for (yaml_node_item_t *it = l->data.sequence.items.start; it < l->data.sequence.items.top; it++)
+        if (!scalar(yaml_document_get_node(&t->doc, *it)))
+            return TF_ERR(c, "\"cluster.%s[%zu]\" is not a \"host:port\" string", type,
+                          (size_t)(it - l->data.sequence.items.start));
+    return BT_OK;
+}
+
 static int check_cluster(struct bt__spec_ctx *c, struct tf *t)
 {
+    static const char *const types[] = {"chief", "master", "worker", "ps", "evaluator"};
     if (!t->cluster)
         return TF_ERR(c, "no \"cluster\" key");
     if (t->cluster->type != YAML_MAPPING_NODE)
         return TF_ERR(c, "\"cluster\" is not an object");
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        yaml_node_t *l = map_get(t, t->cluster, types[i]);
+        if (l)
+            BT_CHECK(check_entry(c, t, l, types[i]));
+    }
     if (!task_host(t, t->type, t->index)) {
         int n = task_count(t, t->type);
         if (n < 0)
@@ -139,10 +251,7 @@ static int check_cluster(struct bt__spec_ctx *c, struct tf *t)
         return TF_ERR(c, "task index %d is out of range: the cluster has %d %s task(s)", t->index,
                       n, t->type);
     }
-    t->sparse = task_count(t, "worker") < 0;
-    if (task_count(t, "chief") < 0 || task_count(t, "master") < 0 || task_count(t, "ps") < 0)
-        return TF_ERR(c, "only \"worker\" may be a map (sparse form); chief, master and ps must "
-                         "be lists");
+    t->sparse = task_count(t, "worker") < 0; /* check_entry allowed a map only there */
     return BT_OK;
 }
 

@@ -336,4 +336,14 @@ if [ -d "$SCHEMAS" ]; then
         "$T_TMP/kue.out" >"$T_TMP/v.log" 2>&1
     t_expect_eq "rendered PodGroups and gang/Kueue pods validate" "$? $(grep -c '^ok .*PodGroup' "$T_TMP/v.log")" "0 3"
 fi
+# 200 KB of nested `[` (libyaml's scanner is quadratic in the depth: this took 26 s) is refused
+# at the first level past 64, in one line naming the file; `timeout` bounds a regression.
+$PY -c "print('a: ' + '[' * 200000)" >"$T_TMP/deep.yaml"
+t0=$EPOCHREALTIME
+timeout 10 "$BATON" k8s render "$T_TMP/deep.yaml" >"$T_TMP/deep.out" 2>"$T_TMP/deep.err"
+rc=$?
+awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "# deep nesting: render took %.3f s\n", b - a }'
+t_expect_eq "200 KB of nested [ is refused (exit 2), not parsed for seconds" "$rc" 2
+t_grep "deep nesting: one line naming the file and the depth" \
+    "^baton k8s render: .*/deep\.yaml:1: YAML nested deeper than 64 levels$" "$T_TMP/deep.err"
 t_done

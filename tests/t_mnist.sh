@@ -35,6 +35,31 @@ if [ -f "$T_TMP/bad/train-labels-idx1-ubyte.gz" ]; then
 else
     t_skip "bad data files" "no Fashion-MNIST at $DATA"
 fi
+# Headers that claim more than the file holds: refused, or read into memory that grows only
+# with the data (the reader used to allocate the claimed size, up to 2^48 bytes, first).
+idx_header() { # FILE COUNT ROWS COLS [DATA BYTES]
+    python3 -c 'import struct, sys; a = [int(x) for x in sys.argv[2:]]
+open(sys.argv[1], "wb").write(struct.pack(">I3I", 0x803, *a[:3]) + bytes(a[3] if len(a) > 3 else 0))' "$@"
+}
+mkdir -p "$T_TMP/huge"
+idx_header "$T_TMP/huge/train-images-idx3-ubyte" 16777216 28 28
+usage_case "a header claiming 13 GB" \
+    "train-images-idx3-ubyte: the header claims 13153337344 bytes of data, more than the 1073741824 allowed" \
+    --data "$T_TMP/huge"
+idx_header "$T_TMP/huge/train-images-idx3-ubyte" 1000000 2 3 600
+usage_case "2x3 images: refused before their data is read" \
+    "train-images-idx3-ubyte: images are 2x3, the model wants 28x28$" --data "$T_TMP/huge"
+if nm "$MN" 2>/dev/null | grep -q __asan_init; then
+    t_skip "a header claiming 784 MB in 300 MB of address space" "ASan reserves more address space than ulimit -v allows"
+else
+    idx_header "$T_TMP/huge/train-images-idx3-ubyte" 1000000 28 28 100
+    MN_REAL=$MN MN=$T_TMP/mn-ulimit
+    printf '#!/bin/sh\nulimit -v 300000\nexec "%s" "$@"\n' "$MN_REAL" >"$MN" && chmod +x "$MN"
+    usage_case "a header claiming 784 MB in 300 MB of address space: truncated, not out of memory" \
+        "train-images-idx3-ubyte: truncated: the header promises 784000000 bytes of data, the file has 100$" \
+        --data "$T_TMP/huge"
+    MN=$MN_REAL
+fi
 
 if [ ! -f "$DATA/train-images-idx3-ubyte.gz" ] && [ ! -f "$DATA/train-images-idx3-ubyte" ]; then
     t_skip "training" "no Fashion-MNIST at $DATA (apt-get install dataset-fashion-mnist)"
@@ -61,6 +86,10 @@ printf 'junk' >"$T_TMP/junk.bin"
 rc=$?
 if [ $rc -eq 2 ] && grep -q "junk.bin: truncated" "$T_TMP/err"; then t_ok "--evaluate junk: exit 2, one line"
 else t_fail "--evaluate junk: exit 2, one line" "rc=$rc: $(cat "$T_TMP/err")"; fi
+mkdir -p "$T_TMP/dirck/checkpoint.bin"
+usage_case "--resume with a directory named checkpoint.bin: said so, not \"truncated\"" \
+    "checkpoint.bin: is a directory, not a model or checkpoint file$" \
+    --data "$DATA" --resume --checkpoint-dir "$T_TMP/dirck"
 
 # --- resume: 100 steps, then 100 more from the checkpoint == 200 straight ---
 "$MN" --data "$DATA" --max-steps 200 --no-checkpoint >"$T_TMP/straight" 2>&1

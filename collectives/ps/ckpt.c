@@ -1,25 +1,27 @@
 /* ps/ckpt.c: a parameter server's checkpoint file.
  *
  * Layout (little-endian):
- *   header  {u64 magic "BTONPSCK", u32 version, u32 server index, u64 entries}
+ *   header  {u64 magic (the bytes "BTONSPCK"), u32 version, u32 server index, u64 entries}
  *   entry   {str name, u32 piece, u32 npieces, u64 total, u64 offset, u32 count, opt (32),
  *            u64 applied, f32 w[count], f32 m[count], f32 v[count]}
  *   trailer {u32 crc32 of every byte before it}
  * It is written to "<path>.tmp.<pid>", fsync'd, renamed over path, and the directory fsync'd,
  * so a reader sees the old file or the new one, never half of one. A file with another
- * version, another server index or a bad CRC is refused with the reason.
+ * version, another server index or a bad CRC is refused with the reason; an empty file, one
+ * without the magic, and a directory are named as such before the CRC is looked at.
  */
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "collectives/ps/ps.h"
 
-#define CKPT_MAGIC 0x4b4350534e4f5442ULL /* "BTONPSCK" */
+#define CKPT_MAGIC 0x4b4350534e4f5442ULL /* the bytes "BTONSPCK" */
 #define CKPT_VERSION 1u
 
 struct out {
@@ -131,6 +133,14 @@ static int slurp(const char *path, uint8_t **buf, size_t *len, int *found, struc
         return errno == ENOENT ? BT_OK
                                : bt__err_set(err, BT_ERR_SYSTEM, "checkpoint: cannot open %s: %s",
                                              path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return bt__err_set(err, BT_ERR_INVALID_ARG,
+                           "checkpoint %s is a directory, not a checkpoint file; hint: move it "
+                           "away to start from the initial values",
+                           path);
+    }
     size_t cap = 1 << 16, n = 0, got;
     uint8_t *b = malloc(cap);
     while (b && (got = fread(b + n, 1, cap - n, f)) > 0) {
@@ -180,11 +190,31 @@ static int read_entry(struct bt__rbuf *r, struct bt__ps_ckpt_entry *e, char *nam
     return 0;
 }
 
+static uint32_t crc_of(const uint8_t *b, size_t n) /* crc32 takes uInt lengths */
+{
+    uLong crc = crc32(0, NULL, 0);
+    for (size_t step; n; n -= step, b += step) {
+        step = n > (1u << 30) ? (1u << 30) : n;
+        crc = crc32(crc, b, (uInt)step);
+    }
+    return (uint32_t)crc;
+}
+
 static int parse(const char *path, const uint8_t *b, size_t len, uint32_t index,
                  int (*add)(void *, const struct bt__ps_ckpt_entry *), void *arg,
                  struct bt__err *err)
 {
-    if (len < 28 || bt__le32(b + len - 4) != (uint32_t)crc32(crc32(0, NULL, 0), b, (uInt)(len - 4)))
+    if (len == 0)
+        return bt__err_set(err, BT_ERR_INVALID_ARG,
+                           "checkpoint %s: empty file; hint: move it away to start from the "
+                           "initial values",
+                           path);
+    if (len < 8 || bt__le64(b) != CKPT_MAGIC)
+        return bt__err_set(err, BT_ERR_INVALID_ARG,
+                           "checkpoint %s: not a baton ps checkpoint (bad magic); hint: is "
+                           "--checkpoint-dir the right folder?",
+                           path);
+    if (len < 28 || bt__le32(b + len - 4) != crc_of(b, len - 4))
         return bt__err_set(err, BT_ERR_INVALID_ARG,
                            "checkpoint %s is truncated or corrupt (CRC mismatch); hint: move it "
                            "away to start from the initial values",

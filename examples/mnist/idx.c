@@ -12,7 +12,9 @@
 
 #include "mnist.h"
 
-#define MN_IDX_MAX_ITEMS (1u << 24) /* a cap on what a header may claim */
+#define MN_IDX_MAX_ITEMS (1u << 24)   /* a cap on what a header may claim */
+#define MN_IDX_MAX_BYTES (1ull << 30) /* Fashion-MNIST's training images are 47 MB */
+#define MN_IDX_CHUNK (1u << 20)       /* the first allocation; it doubles as data arrives */
 
 /* DIR/NAME if it exists, else DIR/NAME.gz if it exists; -1 when neither does. */
 static int find_file(const char *dir, const char *name, char *path, size_t len)
@@ -47,9 +49,10 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Header: magic, then ndims = magic & 0xff dimensions. */
-static int read_header(gzFile f, const char *path, uint32_t magic, uint32_t dim[3], char *err,
-                       size_t errlen)
+/* Header: magic, then ndims = magic & 0xff dimensions; rows x cols must be want_rows x
+ * want_cols when those are not 0, and the data at most MN_IDX_MAX_BYTES. */
+static int read_header(gzFile f, const char *path, uint32_t magic, const uint32_t want[2],
+                       uint32_t dim[3], char *err, size_t errlen)
 {
     unsigned char h[16];
     unsigned ndims = magic & 0xff;
@@ -79,11 +82,46 @@ static int read_header(gzFile f, const char *path, uint32_t magic, uint32_t dim[
                  dim[2]);
         return -1;
     }
+    if (ndims == 3 && want[0] && (dim[1] != want[0] || dim[2] != want[1])) {
+        snprintf(err, errlen, "%s: images are %ux%u, the model wants %ux%u", path, dim[1], dim[2],
+                 want[0], want[1]);
+        return -1;
+    }
+    if ((uint64_t)dim[0] * dim[1] * dim[2] > MN_IDX_MAX_BYTES) {
+        snprintf(err, errlen,
+                 "%s: the header claims %llu bytes of data, more than the %llu allowed", path,
+                 (unsigned long long)dim[0] * dim[1] * dim[2],
+                 (unsigned long long)MN_IDX_MAX_BYTES);
+        return -1;
+    }
     return 0;
 }
 
-int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **data, uint32_t *count,
-                uint32_t *rows, uint32_t *cols, char *err, size_t errlen)
+/* Reads up to n bytes into *data, growing it as bytes arrive, so a header that claims more
+ * than the file holds costs no more memory than the file does. Returns the count read, or
+ * (size_t)-1 when out of memory. */
+static size_t read_data(gzFile f, uint8_t **data, size_t n)
+{
+    size_t got = 0, cap = n < MN_IDX_CHUNK ? n : MN_IDX_CHUNK;
+    *data = malloc(cap ? cap : 1);
+    if (!*data)
+        return (size_t)-1;
+    for (;;) {
+        got += read_full(f, *data + got, cap - got);
+        if (got < cap || cap == n)
+            return got;
+        size_t ncap = cap * 2 < n ? cap * 2 : n;
+        uint8_t *p = realloc(*data, ncap);
+        if (!p)
+            return (size_t)-1;
+        *data = p;
+        cap = ncap;
+    }
+}
+
+int mn_idx_load(const char *dir, const char *name, uint32_t magic, const uint32_t want[2],
+                uint8_t **data, uint32_t *count, uint32_t *rows, uint32_t *cols, char *err,
+                size_t errlen)
 {
     char path[4096];
     uint32_t dim[3];
@@ -101,15 +139,14 @@ int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **dat
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
         return -1;
     }
-    if (read_header(f, path, magic, dim, err, errlen) != 0)
+    if (read_header(f, path, magic, want, dim, err, errlen) != 0)
         goto out;
     size_t n = (size_t)dim[0] * dim[1] * dim[2];
-    *data = malloc(n ? n : 1);
-    if (!*data) {
+    size_t got = read_data(f, data, n);
+    if (got == (size_t)-1) {
         snprintf(err, errlen, "%s: out of memory for %zu bytes", path, n);
         goto out;
     }
-    size_t got = read_full(f, *data, n);
     if (got < n) {
         int zerr;
         const char *zmsg = gzerror(f, &zerr);

@@ -138,10 +138,38 @@ void mn_adam_step(struct mn_adam *opt, float *p, const float *g, float *m, float
 
 /* ---- IDX files (idx.c) ---- */
 /* Loads DIR/NAME or DIR/NAME.gz (plain or gzip'd) with the given magic (0x803 images,
- * 0x801 labels). On success *data (malloc'd, caller frees) holds count*rows*cols bytes. On
- * failure returns -1 with one line naming the file and the problem in err. */
-int mn_idx_load(const char *dir, const char *name, uint32_t magic, uint8_t **data, uint32_t *count,
-                uint32_t *rows, uint32_t *cols, char *err, size_t errlen);
+ * 0x801 labels). Images must be want[0] x want[1] pixels unless want[0] is 0; that and the
+ * size are checked before anything is allocated, and memory grows only with the data read.
+ * On success *data (malloc'd, caller frees) holds count*rows*cols bytes. On failure returns
+ * -1 with one line naming the file and the problem in err. */
+int mn_idx_load(const char *dir, const char *name, uint32_t magic, const uint32_t want[2],
+                uint8_t **data, uint32_t *count, uint32_t *rows, uint32_t *cols, char *err,
+                size_t errlen);
+
+/* ---- checkpoints (ckpt.c) ----
+ * A file is {struct mn_ckpt_header; params (N floats); m (N); v (N); u32 crc32 of all before},
+ * host byte order (little-endian on every machine baton targets); train.c writes them. */
+#define MN_CKPT_MAGIC "BTMNIST"
+#define MN_CKPT_VERSION 1
+
+struct mn_ckpt_header {
+    char magic[8];        /* "BTMNIST\0" */
+    uint32_t version;     /* MN_CKPT_VERSION */
+    uint32_t n_params;    /* MN_NUM_PARAMS */
+    uint64_t global_step; /* steps taken */
+    uint64_t adam_t;      /* Adam's step count */
+    uint64_t rng;         /* shuffle generator at the start of `epoch` */
+    uint64_t seed;
+    uint32_t epoch;         /* the epoch to continue (0-based) */
+    uint32_t step_in_epoch; /* the step of it to continue at */
+    uint32_t global_batch;  /* images per step over all ranks */
+    float last_loss;        /* mean training loss of the last epoch run */
+};
+
+/* Reads path into h, params (MN_NUM_PARAMS floats) and adam_state (2 * MN_NUM_PARAMS);
+ * returns 0, 1 when the file does not exist, or -1 with one line naming path in err. */
+int mn_ckpt_read(const char *path, struct mn_ckpt_header *h, float *params, float *adam_state,
+                 char *err, size_t errlen);
 
 /* ---- random numbers ---- */
 static inline uint64_t mn_rng_next(uint64_t *s) /* splitmix64 */

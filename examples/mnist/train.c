@@ -450,28 +450,11 @@ static int evaluate(struct trainer *tr, double r[4])
 }
 
 /* ---- checkpoints ----
- * A file is {struct ckpt_header; params (N floats); m (N); v (N); u32 crc32 of all before},
+ * A file is {struct mn_ckpt_header; params (N floats); m (N); v (N); u32 crc32 of all before},
  * host byte order (little-endian on every machine baton targets). Rank 0 writes
  * DIR/NAME.tmp, fsyncs it and renames it over DIR/NAME, so a reader sees the old file or the
  * new one, never half of one. checkpoint.bin is written after every epoch and when
  * --max-steps stops the run; model.bin at the end. Both resume and evaluate. */
-
-#define CKPT_MAGIC "BTMNIST"
-#define CKPT_VERSION 1
-
-struct ckpt_header {
-    char magic[8];        /* "BTMNIST\0" */
-    uint32_t version;     /* CKPT_VERSION */
-    uint32_t n_params;    /* MN_NUM_PARAMS */
-    uint64_t global_step; /* steps taken */
-    uint64_t adam_t;      /* Adam's step count */
-    uint64_t rng;         /* shuffle generator at the start of `epoch` */
-    uint64_t seed;
-    uint32_t epoch;         /* the epoch to continue (0-based) */
-    uint32_t step_in_epoch; /* the step of it to continue at */
-    uint32_t global_batch;  /* images per step over all ranks */
-    float last_loss;        /* mean training loss of the last epoch run */
-};
 
 static int write_all(FILE *f, const void *p, size_t n, uLong *crc)
 {
@@ -483,17 +466,17 @@ static int ckpt_write(struct trainer *tr, const char *name)
 {
     const char *dir = tr->o->ckpt_dir;
     char path[4096], tmp[4200];
-    struct ckpt_header h = {.version = CKPT_VERSION,
-                            .n_params = MN_NUM_PARAMS,
-                            .global_step = tr->global_step,
-                            .adam_t = tr->adam.t,
-                            .rng = tr->rng,
-                            .seed = tr->o->seed,
-                            .epoch = tr->epoch,
-                            .step_in_epoch = tr->step_in_epoch,
-                            .global_batch = (uint32_t)tr->global_batch,
-                            .last_loss = tr->last_loss};
-    memcpy(h.magic, CKPT_MAGIC, sizeof CKPT_MAGIC);
+    struct mn_ckpt_header h = {.version = MN_CKPT_VERSION,
+                               .n_params = MN_NUM_PARAMS,
+                               .global_step = tr->global_step,
+                               .adam_t = tr->adam.t,
+                               .rng = tr->rng,
+                               .seed = tr->o->seed,
+                               .epoch = tr->epoch,
+                               .step_in_epoch = tr->step_in_epoch,
+                               .global_batch = (uint32_t)tr->global_batch,
+                               .last_loss = tr->last_loss};
+    memcpy(h.magic, MN_CKPT_MAGIC, sizeof MN_CKPT_MAGIC);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "mnist_cnn: checkpoint dir %s: %s; training goes on without it\n", dir,
                 strerror(errno));
@@ -522,50 +505,11 @@ static int ckpt_write(struct trainer *tr, const char *name)
     return 0;
 }
 
-/* Reads path into h, params and adam_state; returns 0, 1 when the file does not exist, or -1
- * with one line in err. */
-static int ckpt_read(const char *path, struct ckpt_header *h, float *params, float *adam_state,
-                     char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f && errno == ENOENT)
-        return 1;
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t n = sizeof(float) * MN_NUM_PARAMS;
-    uint32_t c32 = 0;
-    int rc = -1;
-    if (fread(h, sizeof *h, 1, f) != 1) {
-        snprintf(err, errlen, "%s: truncated: shorter than its %zu-byte header", path, sizeof *h);
-    } else if (memcmp(h->magic, CKPT_MAGIC, sizeof CKPT_MAGIC) || h->version != CKPT_VERSION ||
-               h->n_params != MN_NUM_PARAMS) {
-        snprintf(err, errlen,
-                 "%s: not an mnist_cnn model or checkpoint (version %d, %d "
-                 "parameters)",
-                 path, CKPT_VERSION, MN_NUM_PARAMS);
-    } else if (fread(params, n, 1, f) != 1 || fread(adam_state, 2 * n, 1, f) != 1 ||
-               fread(&c32, 4, 1, f) != 1) {
-        snprintf(err, errlen, "%s: truncated", path);
-    } else {
-        uLong crc = crc32(0, (const Bytef *)h, sizeof *h);
-        crc = crc32(crc, (const Bytef *)params, (uInt)n);
-        crc = crc32(crc, (const Bytef *)adam_state, (uInt)(2 * n));
-        if ((uint32_t)crc != c32)
-            snprintf(err, errlen, "%s: checksum mismatch: corrupt", path);
-        else
-            rc = 0;
-    }
-    fclose(f);
-    return rc;
-}
-
 /* What rank 0 tells the others before the state itself: fresh start, loaded, or give up. */
 struct start_msg {
     int32_t status; /* 0 fresh, 1 loaded, -1 error (rank 0 has said why) */
     int32_t pad;
-    struct ckpt_header h;
+    struct mn_ckpt_header h;
 };
 
 /* Rank 0 loads path (or initialises when there is none and fresh is allowed), then every
@@ -575,7 +519,7 @@ static int load_state(struct trainer *tr, const char *path, int must_exist)
     struct start_msg msg = {0};
     if (tr->rank == 0) {
         char err[4400];
-        int rc = path ? ckpt_read(path, &msg.h, tr->params, tr->adam_state, err, sizeof err) : 1;
+        int rc = path ? mn_ckpt_read(path, &msg.h, tr->params, tr->adam_state, err, sizeof err) : 1;
         if (rc < 0 || (rc == 1 && must_exist)) {
             if (rc == 1)
                 snprintf(err, sizeof err, "%s: not found", path);

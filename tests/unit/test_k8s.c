@@ -448,7 +448,7 @@ static void test_hostile_yaml(void **state)
     s = calloc(1, 4001);
     memset(s, '[', 2000);
     memset(s + 2000, ']', 2000);
-    expect_invalid(s, "too large or too deeply nested");
+    expect_invalid(s, "job.yaml:1: YAML nested deeper than 64 levels");
     free(s);
 }
 

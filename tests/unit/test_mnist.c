@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "../../examples/mnist/ckpt.c"
 #include "../../examples/mnist/gemm.c"
 #include "../../examples/mnist/idx.c"
 #include "../../examples/mnist/layers.c"
@@ -416,7 +417,7 @@ static size_t make_images(unsigned char *buf, uint32_t n)
 static int load(const char *name, uint32_t magic, uint8_t **data, uint32_t *n, char *err)
 {
     uint32_t r, c;
-    return mn_idx_load(dir, name, magic, data, n, &r, &c, err, 512);
+    return mn_idx_load(dir, name, magic, (const uint32_t[2]){0, 0}, data, n, &r, &c, err, 512);
 }
 
 static void test_idx_files(void **state)
@@ -431,7 +432,9 @@ static void test_idx_files(void **state)
     size_t len = make_images(buf, 5);
 
     write_file("plain-idx3", buf, len, 0);
-    assert_int_equal(mn_idx_load(dir, "plain-idx3", 0x803, &data, &n, &r, &c, err, sizeof err), 0);
+    assert_int_equal(mn_idx_load(dir, "plain-idx3", 0x803, (const uint32_t[2]){2, 3}, &data, &n, &r,
+                                 &c, err, sizeof err),
+                     0);
     assert_int_equal(n, 5);
     assert_int_equal(r, 2);
     assert_int_equal(c, 3);
@@ -485,11 +488,91 @@ static void test_idx_files(void **state)
     assert_int_equal(load("damaged", 0x803, &data, &n, err), -1);
     printf("# damaged gzip: %s\n", err);
 
+    /* the shape and the claimed size are checked before anything is allocated */
+    assert_int_equal(mn_idx_load(dir, "plain-idx3", 0x803, (const uint32_t[2]){28, 28}, &data, &n,
+                                 &r, &c, err, sizeof err),
+                     -1);
+    assert_null(data);
+    assert_non_null(strstr(err, "plain-idx3: images are 2x3, the model wants 28x28"));
+    unsigned char huge[16] = {0, 0, 8, 3, 1, 0, 0, 0, 0, 0, 16, 0, 0, 0, 16, 0};
+    write_file("huge", huge, sizeof huge, 0);
+    assert_int_equal(load("huge", 0x803, &data, &n, err), -1);
+    assert_non_null(strstr(err, "huge: the header claims 281474976710656 bytes of data"));
+    unsigned char big[16 + 5] = {0, 0, 8, 3, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 28, 0, 0, 0, 28};
+    write_file("big", big, sizeof big, 1); /* 784 MB claimed, 5 bytes there */
+    assert_int_equal(load("big", 0x803, &data, &n, err), -1);
+    assert_non_null(strstr(err, "big: truncated: the header promises 784000000 bytes of data, "
+                                "the file has 5"));
+
     assert_int_equal(load("absent", 0x803, &data, &n, err), -1);
     assert_non_null(strstr(err, "absent[.gz]: not found"));
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- checkpoint files ---- */
+
+/* A checkpoint of constant parameters, as train.c writes one, at path (len bytes of it). */
+static void write_ckpt(const char *path, size_t len)
+{
+    size_t n = sizeof(float) * MN_NUM_PARAMS, total = sizeof(struct mn_ckpt_header) + 3 * n + 4;
+    uint8_t *b = calloc(1, total);
+    assert_non_null(b);
+    struct mn_ckpt_header h = {.version = MN_CKPT_VERSION, .n_params = MN_NUM_PARAMS, .epoch = 3};
+    memcpy(h.magic, MN_CKPT_MAGIC, sizeof MN_CKPT_MAGIC);
+    memcpy(b, &h, sizeof h);
+    uint32_t c32 = (uint32_t)crc32(0, b, (uInt)(total - 4));
+    memcpy(b + total - 4, &c32, 4);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, len, f), len);
+    fclose(f);
+    free(b);
+}
+
+static void expect_ckpt(const char *path, int want, const char *msg)
+{
+    static float params[MN_NUM_PARAMS], adam[2 * MN_NUM_PARAMS];
+    struct mn_ckpt_header h;
+    char err[512] = "";
+    int rc = mn_ckpt_read(path, &h, params, adam, err, sizeof err);
+    if (rc != want || (msg && !strstr(err, msg)))
+        fail_msg("%s: rc %d, '%s' (want %d, '%s')", path, rc, err, want, msg ? msg : "");
+    if (rc == 0)
+        assert_int_equal(h.epoch, 3);
+}
+
+/* Good, missing, a directory, empty, short, another file, corrupt, too long. */
+static void test_ckpt_files(void **state)
+{
+    (void)state;
+    char d[] = "/tmp/test_mnist_ck.XXXXXX", path[128], cmd[160];
+    size_t total = sizeof(struct mn_ckpt_header) + 12 * MN_NUM_PARAMS + 4;
+    assert_non_null(mkdtemp(d));
+    snprintf(path, sizeof path, "%s/checkpoint.bin", d);
+    write_ckpt(path, total);
+    expect_ckpt(path, 0, NULL);
+    write_ckpt(path, total - 1);
+    expect_ckpt(path, -1, "checkpoint.bin: truncated");
+    write_ckpt(path, 0);
+    expect_ckpt(path, -1, "checkpoint.bin: truncated: shorter than its");
+    FILE *f = fopen(path, "ab");
+    assert_non_null(f);
+    fputs("not a checkpoint, but long enough to fill the header of one, which is 64 bytes.", f);
+    fclose(f);
+    expect_ckpt(path, -1, "checkpoint.bin: not an mnist_cnn model or checkpoint");
+    write_ckpt(path, total);
+    assert_non_null(f = fopen(path, "ab"));
+    fputc('x', f);
+    fclose(f);
+    expect_ckpt(path, -1, "checkpoint.bin: longer than a checkpoint");
+    unlink(path);
+    expect_ckpt(path, 1, NULL);
+    assert_int_equal(mkdir(path, 0700), 0);
+    expect_ckpt(path, -1, "checkpoint.bin: is a directory, not a model or checkpoint file");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", d);
     assert_int_equal(system(cmd), 0);
 }
 
@@ -505,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_model_gradient),
         cmocka_unit_test(test_adam_keras),
         cmocka_unit_test(test_idx_files),
+        cmocka_unit_test(test_ckpt_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

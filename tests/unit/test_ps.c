@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "baton_ps.h"
@@ -743,6 +744,52 @@ static void test_checkpoint_reload(void **state)
     rmdir(dir);
 }
 
+static int count_entry(void *arg, const struct bt__ps_ckpt_entry *e)
+{
+    (void)e;
+    ++*(int *)arg;
+    return BT_OK;
+}
+
+/* ckpt_read on what the file is: empty, another file's bytes, a directory, a short file. */
+static void expect_ckpt_error(const char *path, const char *want)
+{
+    struct bt__err err = {0};
+    int found = 0, n = 0;
+    assert_int_equal(bt__ps_ckpt_read(path, 0, &found, count_entry, &n, &err), BT_ERR_INVALID_ARG);
+    if (!strstr(err.msg, want))
+        fail_msg("%s: '%s' (want '%s')", path, err.msg, want);
+    assert_int_equal(n, 0);
+}
+
+static void test_checkpoint_bad_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bt-ps-ckbad-XXXXXX", path[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/empty", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fclose(f);
+    expect_ckpt_error(path, "empty file");
+    snprintf(path, sizeof(path), "%s/text", dir);
+    assert_non_null(f = fopen(path, "wb"));
+    fputs("a text file, long enough to have a CRC where the trailer would be\n", f);
+    fclose(f);
+    expect_ckpt_error(path, "not a baton ps checkpoint (bad magic)");
+    snprintf(path, sizeof(path), "%s/short", dir);
+    assert_non_null(f = fopen(path, "wb"));
+    fputs("BTONSPCK\x01", f); /* the magic, then nothing whole */
+    fclose(f);
+    expect_ckpt_error(path, "truncated or corrupt (CRC mismatch)");
+    snprintf(path, sizeof(path), "%s/ps-0.ckpt", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    expect_ckpt_error(path, "is a directory");
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* ---- the store path and shutdown ---- */
 
 static void *run_server(void *arg)
@@ -828,6 +875,7 @@ int main(void)
         cmocka_unit_test(test_sync_dead_worker),
         cmocka_unit_test(test_dead_server),
         cmocka_unit_test(test_checkpoint_reload),
+        cmocka_unit_test(test_checkpoint_bad_files),
         cmocka_unit_test(test_store_and_shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

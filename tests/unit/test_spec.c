@@ -424,6 +424,27 @@ static void test_tf_bad(void **state)
         {"TF_CONFIG=[1,2]", "not a JSON object"},
         {"TF_CONFIG={\"cluster\":{\"worker\":[\"a:1\"]},\"task\":{\"type\":\"worker\",\"index\":0}",
          "not valid JSON"},
+        /* a second "task" must not silently win (or lose) */
+        {"TF_CONFIG={\"cluster\":{\"worker\":[\"a:1\",\"b:1\"]},\"task\":{\"type\":\"worker\","
+         "\"index\":0},\"task\":{\"type\":\"worker\",\"index\":1}}",
+         "duplicate key \"task\""},
+        {"TF_CONFIG={\"cluster\":{\"worker\":[\"a:1\"],\"worker\":[\"b:1\"]},\"task\":{\"type\":"
+         "\"worker\",\"index\":0}}",
+         "duplicate key \"worker\""},
+        {"TF_CONFIG={\"cluster\":{\"worker\":[\"a:1\",\"b:1\"]},\"task\":{\"type\":\"worker\","
+         "\"index\":\"1\"}}",
+         "\"task.index\" is the string \"1\"; want a number"},
+        {"TF_CONFIG={\"cluster\":{\"worker\":\"a:1\"},\"task\":{\"type\":\"worker\",\"index\":0}}",
+         "\"cluster.worker\" is not a list"},
+        {"TF_CONFIG={\"cluster\":{\"worker\":[\"a:1\"],\"ps\":\"p:1\"},\"task\":{\"type\":"
+         "\"worker\",\"index\":0}}",
+         "\"cluster.ps\" is not a list"},
+        {"TF_CONFIG={\"cluster\":{\"worker\":[\"a:1\",[\"b:1\"]]},\"task\":{\"type\":\"worker\","
+         "\"index\":0}}",
+         "\"cluster.worker[1]\" is not a \"host:port\" string"},
+        {"TF_CONFIG={\"cluster\":{\"worker\":[\"a:1\"]},\"task\":{\"type\":\"worker\",\"index\":0},"
+         "\"x\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+         "nested deeper than 16 levels"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *env[] = {bad[i].tf, NULL};
