@@ -242,26 +242,23 @@ static int load_error(yaml_parser_t *p, const char *what, struct bt__err *err)
                        p->context ? p->context : "");
 }
 
-/* Walks buf's events; BT_ERR_INVALID_USAGE naming the line when a collection opens deeper
- * than BT_YN_MAX_DEPTH, or the parser's own error. */
-static int check_depth(const char *buf, size_t len, const char *what, struct bt__err *err)
+int bt__yn_too_deep(const char *buf, size_t len, int max, size_t *line, size_t *offset)
 {
     yaml_parser_t p;
-    int rc = BT_OK, depth = 0, done = 0;
+    int depth = 0, deep = 0, done = 0;
     if (!yaml_parser_initialize(&p))
-        return bt__err_set(err, BT_ERR_SYSTEM, "%s: cannot start the YAML parser", what);
+        return 0;
     yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
-    while (!done && rc == BT_OK) {
+    while (!done && !deep) {
         yaml_event_t ev;
-        if (!yaml_parser_parse(&p, &ev)) {
-            rc = load_error(&p, what, err);
-            break;
-        }
+        if (!yaml_parser_parse(&p, &ev))
+            break; /* a syntax error: the load that follows reports it */
         if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
-            if (++depth > BT_YN_MAX_DEPTH)
-                rc = bt__err_set(err, BT_ERR_INVALID_USAGE,
-                                 "%s:%zu: YAML nested deeper than %d levels", what,
-                                 ev.start_mark.line + 1, BT_YN_MAX_DEPTH);
+            if (++depth > max) {
+                deep = 1;
+                *line = ev.start_mark.line + 1;
+                *offset = ev.start_mark.index;
+            }
         } else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
             depth--;
         }
@@ -269,7 +266,17 @@ static int check_depth(const char *buf, size_t len, const char *what, struct bt_
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&p);
-    return rc;
+    return deep;
+}
+
+/* BT_ERR_INVALID_USAGE naming the line when a collection opens deeper than BT_YN_MAX_DEPTH. */
+static int check_depth(const char *buf, size_t len, const char *what, struct bt__err *err)
+{
+    size_t line = 0, offset = 0;
+    if (!bt__yn_too_deep(buf, len, BT_YN_MAX_DEPTH, &line, &offset))
+        return BT_OK;
+    return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s:%zu: YAML nested deeper than %d levels", what,
+                       line, BT_YN_MAX_DEPTH);
 }
 
 int bt__yn_load(const char *buf, size_t len, const char *what, struct bt__yn **docs, size_t max,

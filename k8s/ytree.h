@@ -53,6 +53,12 @@ int bt__yn_is_null(const struct bt__yn *n);
 /* Loads every document of buf (len bytes) into docs (up to max); *ndocs gets the count.
  * what names the source in errors ("job.yaml"). A syntax error is BT_ERR_INVALID_USAGE with
  * "what:LINE:COL: problem". */
+/* One pass over buf's YAML events, before building anything (libyaml's scanner works harder
+ * the deeper it is nested, so a deep input must be refused first): 1, with the 1-based line
+ * and the byte offset of the first collection opened deeper than max, else 0. A syntax error
+ * counts as 0: the load that follows reports it. */
+int bt__yn_too_deep(const char *buf, size_t len, int max, size_t *line, size_t *offset);
+
 int bt__yn_load(const char *buf, size_t len, const char *what, struct bt__yn **docs, size_t max,
                 size_t *ndocs, struct bt__err *err);
 /* Writes docs as a YAML stream, each document opened by `---`. */

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "k8s/ytree.h"
 #include "launcher/spec_impl.h"
 
 struct tf {
@@ -87,30 +88,14 @@ static int task_count(struct tf *t, const char *type)
                : 0;
 }
 
-/* One pass over the events: an error when a collection opens deeper than TF_MAX_DEPTH. Syntax
- * errors are left to the load that follows. */
+/* An error when a collection opens deeper than TF_MAX_DEPTH (k8s/ytree.c walks the events).
+ * Syntax errors are left to the load that follows. */
 static int check_depth(struct bt__spec_ctx *c, const char *v)
 {
-    yaml_parser_t p;
-    int rc = BT_OK, depth = 0, done = 0;
-    yaml_parser_initialize(&p);
-    yaml_parser_set_input_string(&p, (const unsigned char *)v, strlen(v));
-    while (!done && rc == BT_OK) {
-        yaml_event_t ev;
-        if (!yaml_parser_parse(&p, &ev))
-            break;
-        if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT) {
-            if (++depth > TF_MAX_DEPTH)
-                rc = TF_ERR(c, "nested deeper than %d levels at byte %zu", TF_MAX_DEPTH,
-                            ev.start_mark.index);
-        } else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT) {
-            depth--;
-        }
-        done = ev.type == YAML_STREAM_END_EVENT;
-        yaml_event_delete(&ev);
-    }
-    yaml_parser_delete(&p);
-    return rc;
+    size_t line = 0, offset = 0;
+    if (!bt__yn_too_deep(v, strlen(v), TF_MAX_DEPTH, &line, &offset))
+        return BT_OK;
+    return TF_ERR(c, "nested deeper than %d levels at byte %zu", TF_MAX_DEPTH, offset);
 }
 
 static int cmp_str(const void *a, const void *b)
