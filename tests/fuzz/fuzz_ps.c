@@ -36,18 +36,6 @@ static void start_server(void)
     }
 }
 
-static int dial(void)
-{
-    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(5), .what = "fuzz"};
-    struct bt__err err = {0};
-    int fd;
-    if (bt__sock_connect("127.0.0.1", port, &o, &fd, &err) != BT_OK) {
-        fprintf(stderr, "fuzz_ps: %s\n", err.msg);
-        abort();
-    }
-    return fd;
-}
-
 /* A fresh worker's PING gets OK: the server still serves. */
 static void ping(void)
 {
@@ -55,7 +43,7 @@ static void ping(void)
     struct bt__err err = {0};
     uint32_t idx;
     uint64_t inst;
-    int fd = dial();
+    int fd = fz_dial("fuzz_ps", port);
     bt__put_le32(f, 1);
     f[4] = BT__PS_PING;
     int64_t dl = bt__deadline_in(5);
@@ -74,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         start_server();
     if (size < 1)
         return 0;
-    int fd = dial();
+    int fd = fz_dial("fuzz_ps", port);
     struct bt__err err = {0};
     uint32_t idx;
     uint64_t inst;

@@ -36,19 +36,6 @@ static void start_server(void)
     }
 }
 
-/* Through common/sock.c, which retries EINTR (libFuzzer's SIGALRM interrupts calls). */
-static int dial(void)
-{
-    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(5), .what = "fuzz"};
-    struct bt__err err = {0};
-    int fd;
-    if (bt__sock_connect("127.0.0.1", port, &o, &fd, &err) != BT_OK) {
-        fprintf(stderr, "fuzz_store: %s\n", err.msg);
-        abort();
-    }
-    return fd;
-}
-
 /* The client's side of the handshake, as test_store_badpeer's raw_authed does it. */
 static void handshake(int fd)
 {
@@ -75,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         start_server();
     if (size < 1)
         return 0;
-    int fd = dial();
+    int fd = fz_dial("fuzz_store", port);
     if (data[0] & 1)
         handshake(fd);
     if (size > 1)

@@ -1,8 +1,8 @@
 /* fuzz_util.h: helpers shared by the libFuzzer targets in tests/fuzz/ (each target is one
  * fuzz_NAME.c with LLVMFuzzerTestOneInput; see docs/testing.md, Fuzzing): the input as a file
- * (a memfd, named /proc/self/fd/N, for readers that take a path), quiet logs, and reading a
- * peer's answer until it closes. Harness code: it may abort on a broken invariant, never on
- * bad input.
+ * (a memfd, named /proc/self/fd/N, for readers that take a path), quiet logs, a loopback
+ * connection, and reading a peer's answer until it closes. Harness code: it may abort on a
+ * broken invariant, never on bad input.
  */
 #ifndef BT_FUZZ_UTIL_H
 #define BT_FUZZ_UTIL_H
@@ -17,10 +17,25 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/sock.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Warnings about bad peers and files are expected by the thousand: silence the logger. */
+/* A loopback connection to port, through common/sock.c, which retries EINTR (libFuzzer's
+ * SIGALRM interrupts calls); aborts, naming who, when it cannot connect. */
+static inline int fz_dial(const char *who, int port)
+{
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(5), .what = "fuzz"};
+    struct bt__err err = {0};
+    int fd;
+    if (bt__sock_connect("127.0.0.1", port, &o, &fd, &err) != BT_OK) {
+        fprintf(stderr, "%s: %s\n", who, err.msg);
+        abort();
+    }
+    return fd;
+}
+
 static inline void fz_quiet(void)
 {
     setenv("BATON_DEBUG", "NONE", 1);
