@@ -1,5 +1,6 @@
 /* auth.c: the HMAC-SHA256 challenge-response of auth.h (OpenSSL libcrypto). The client half
  * does blocking socket I/O through common/sock.h; the server half does none. */
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -15,6 +16,22 @@ void bt__auth_key(const char *token, uint8_t key[BT__AUTH_KEY])
 {
     unsigned int len = BT__AUTH_KEY;
     EVP_Digest(token ? token : "", token ? strlen(token) : 0, key, &len, EVP_sha256(), NULL);
+}
+
+int bt__auth_worker_token(const char *job_token, char out[BT__AUTH_WORKER_TOKEN])
+{
+    static const char label[] = "baton worker";
+    const char *t = job_token ? job_token : "";
+    uint8_t mac[32];
+    unsigned mlen = 0;
+    out[0] = '\0';
+    if (!HMAC(EVP_sha256(), t, (int)strlen(t), (const uint8_t *)label, sizeof(label) - 1, mac,
+              &mlen) ||
+        mlen != sizeof(mac))
+        return -1;
+    for (size_t i = 0; i < sizeof(mac); i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    return 0;
 }
 
 int bt__auth_random(uint8_t *buf, size_t n)

@@ -54,6 +54,11 @@ static inline size_t bt__auth_result_len(const struct bt__auth_proto *p)
 
 /* K = SHA-256(token); token NULL is "". */
 void bt__auth_key(const char *token, uint8_t key[BT__AUTH_KEY]);
+/* The worker token of a job: hex HMAC-SHA256(job token, "baton worker"), NUL-terminated. The
+ * launchers hold the job token and hand workers this one, which the rendezvous store also
+ * accepts, with a narrower capability (no writes under "l/"). 0 on success. */
+#define BT__AUTH_WORKER_TOKEN 65 /* bytes, with the NUL */
+int bt__auth_worker_token(const char *job_token, char out[BT__AUTH_WORKER_TOKEN]);
 /* Fills buf with n random bytes (OpenSSL's RAND_bytes); 0 on success. */
 int bt__auth_random(uint8_t *buf, size_t n);
 /* mac = HMAC-SHA256(key, label || a || b), a and b BT__AUTH_NONCE bytes each; 0 on success

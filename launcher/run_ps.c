@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "collectives/ps/ps.h"
+#include "common/auth.h"
 #include "common/sock.h"
 #include "launcher/cmds.h"
 #include "launcher/run.h"
@@ -92,7 +93,12 @@ int bt__run_ps_pod(struct bt__run *r)
     endpoint(rdzv, sizeof(rdzv), s->rdzv_host, s->rdzv_port);
     bt__ps_server_cfg_env(&cfg);
     cfg.rdzv = rdzv;
-    cfg.token = r->token;
+    char wtoken[BT__AUTH_WORKER_TOKEN]; /* a ps server is a worker (run_spawn.c) */
+    if (bt__auth_worker_token(r->token, wtoken) != 0) {
+        fprintf(stderr, "baton run: cannot derive the worker token (OpenSSL HMAC)\n");
+        return BT_RUN_EXIT_LAUNCHER;
+    }
+    cfg.token = wtoken;
     cfg.index = index;
     if (tf_port(s, index))
         cfg.port = tf_port(s, index);

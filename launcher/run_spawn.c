@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/auth.h"
 #include "launcher/run.h"
 
 extern char **environ;
@@ -86,8 +87,9 @@ int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *
 
 #define NVARS (NSET + 8) /* room for every name worker_vars may set */
 
-/* A parameter server's env: not a rank; BATON_RDZV that every node can reach. */
-static int server_vars(const struct bt__run *r, char **v)
+/* A parameter server's env: not a rank; BATON_RDZV that every node can reach. Like a worker,
+ * it gets the worker token (its store keys are ps/...; its clients are workers). */
+static int server_vars(const struct bt__run *r, const char *wtoken, char **v)
 {
     char rdzv[BT_SPEC_HOST_MAX + 16];
     int n = 0, ok = 1;
@@ -96,7 +98,7 @@ static int server_vars(const struct bt__run *r, char **v)
     ADD("BATON_ROLE=ps");
     ADD("BATON_RDZV=%s", rdzv);
     ADD("BATON_JOB_ID=%s", r->job_id);
-    ADD("BATON_TOKEN=%s", r->token);
+    ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
     ADD("BATON_LAUNCHER_PID=%d", (int)getpid());
     ADD("BATON_PS_SERVERS=%d", r->nps_job);
@@ -104,18 +106,23 @@ static int server_vars(const struct bt__run *r, char **v)
     return ok ? n : -1;
 }
 
-/* Builds "NAME=value" strings of one worker's contract; returns how many (< NVARS). */
+/* Builds "NAME=value" strings of one worker's contract; returns how many (< NVARS). BATON_TOKEN
+ * is the worker token (common/auth.h), not the job token: the store lets a worker write
+ * everything but the launchers' keys. */
 static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char **v)
 {
     const struct bt__spec *s = &r->spec;
     int n = 0, ok = 1;
+    char wtoken[BT__AUTH_WORKER_TOKEN];
+    if (bt__auth_worker_token(r->token, wtoken) != 0)
+        return -1;
     if (w->ps_index >= 0)
-        return server_vars(r, v);
+        return server_vars(r, wtoken, v);
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
     ADD("BATON_ROLE=%s", bt__role_name(s->role));
     ADD("BATON_RDZV=%s", r->rdzv_env);
     ADD("BATON_JOB_ID=%s", r->job_id);
-    ADD("BATON_TOKEN=%s", r->token);
+    ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
     ADD("BATON_LAUNCHER_PID=%d", (int)getpid());
     if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR)

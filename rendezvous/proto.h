@@ -11,7 +11,9 @@
  *                                mac = HMAC(K, "baton-rdzv-server" snonce cnonce)
  *
  * This is the handshake of common/auth.h (bt__rdzv_auth below); the extra HELLO field is
- * `kind`, RESULT has none. K = SHA-256(job token). A status other than OK (wrong version in
+ * `kind`, RESULT has none. K = SHA-256(job token), or SHA-256(worker token) for a worker (see
+ * bt__auth_worker_token): the server tries both and then knows which capability the client
+ * has; `kind` is informational only. A status other than OK (wrong version in
  * CHALLENGE, wrong token in RESULT) is the server's last word before it closes, so the client
  * can say which it was. A peer with a wrong magic gets no answer at all. The fields are
  * written with the codec of common/wire.h; statuses are its enum bt__wire_status.
@@ -37,8 +39,9 @@
  *                no frame for ttl_ms is closed as lost (its last will fires)
  *
  *   missing = {u32 total, u32 listed, listed x key}  (at most BT__RDZV_MAX_LISTED named)
- *   ERROR   = {str message}: a request the server refused (key too long, ...); the
- *             connection stays usable unless the frame itself was malformed.
+ *   ERROR   = {str message}: a request the server refused (key too long, a worker writing
+ *             an l/ key, ...); the connection stays usable unless the frame itself was
+ *             malformed.
  */
 #ifndef BT_RENDEZVOUS_PROTO_H
 #define BT_RENDEZVOUS_PROTO_H

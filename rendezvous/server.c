@@ -11,12 +11,16 @@
  * still have an entry: the requests parked on it (GET, WAIT, MULTI_GET) hang off the entry as a
  * list of waiter nodes, one node per (request, key). A SET marks the nodes present and a request
  * whose last missing key arrived is queued on the ready list; DELETE marks them missing again.
- * Deadlines (a parked request's timeout, an unauthenticated connection's handshake limit, the
- * heartbeat lease of a client that asked for one) sit in one binary min-heap of timers, two per
- * connection, and epoll_wait sleeps until the earliest. A lease is renewed by every frame the
- * client sends; when it runs out, the client is treated as gone although its socket is still
- * open (a SIGSTOPped process, a frozen VM, a network that dropped without a reset): the
- * connection is closed and its last will fires, as if it had died.
+ * Deadlines (a parked request's timeout, an unauthenticated connection's handshake limit, a
+ * partial frame's limit, the heartbeat lease of a client that asked for one) sit in one binary
+ * min-heap of timers, two per connection, and epoll_wait sleeps until the earliest. A lease is
+ * renewed by every frame the client sends; when it runs out, the client is treated as gone although
+ * its socket is still open (a SIGSTOPped process, a frozen VM, a network that dropped without a
+ * reset): the connection is closed and its last will fires, as if it had died.
+ *
+ * Admission: what a client can make the store hold is bounded (a frame's size, its deadline,
+ * one budget for every connection's buffers: "the buffer budget" below), and a client that
+ * proved the worker token instead of the job token may not write launcher keys (may_write).
  *
  * Nothing is freed while an event batch may still point at it: a connection that must go is
  * marked dead (its waiter cancelled, its last will applied, its timer removed) and closed
@@ -46,9 +50,15 @@
 
 /* Seconds an accepted connection has to complete the handshake. */
 BT_PARAM_DBL(auth_timeout_s, "BATON_RDZV_AUTH_TIMEOUT", 5.0)
+/* Seconds a frame may take to arrive whole once its first byte is in (the client's own limit
+ * for a reply, client.c, is the same knob). */
+BT_PARAM_DBL(frame_timeout_s, "BATON_RDZV_IO_TIMEOUT", 60.0)
+/* MiB of input and output the store buffers across all its connections. */
+BT_PARAM_INT(max_buffered_mb, "BATON_RDZV_MAX_BUFFERED_MB", 256)
 
 #define SCRATCH_BYTES (64 * 1024)
 #define MAX_PENDING_INPUT (64 * 1024) /* bytes a client may send while parked */
+#define KEEP_BUFFER 4096              /* bytes of an emptied buffer's capacity kept */
 #define ACCEPTS_PER_EVENT 256
 
 enum { CS_HELLO, CS_PROOF, CS_READY };
@@ -95,6 +105,7 @@ struct conn {
     struct conn *ready_next;  /* srv->ready */
     int fd, state;
     int dead, closing, queued;
+    int worker;              /* authenticated with the worker token: no writes under "l/" */
     struct timer tmo;        /* a parked request's timeout, or the handshake's limit */
     struct timer lease;      /* HEARTBEAT: when the client's silence becomes its death */
     int64_t lease_ns;        /* the lease's length; 0: no lease */
@@ -102,6 +113,7 @@ struct conn {
     uint64_t nread;          /* bytes received so far (for logs) */
     struct bt__wbuf in, out; /* partial input frame; unsent output */
     size_t out_off;          /* bytes of out already sent */
+    size_t charged;          /* bytes of in.cap + out.cap counted in srv->buffered */
     struct waiter *w;        /* the parked request, or NULL */
     uint8_t *will;           /* key NUL value (one allocation), or NULL */
     size_t will_klen, will_vlen;
@@ -111,8 +123,12 @@ struct conn {
 
 struct bt__store_server {
     int lfd, epfd, evfd, spare_fd;
-    uint8_t key[32]; /* SHA-256 of the job token */
-    int64_t auth_timeout_ns;
+    uint8_t key[32];  /* SHA-256 of the job token: a launcher */
+    uint8_t wkey[32]; /* SHA-256 of the worker token (bt__auth_worker_token): a worker */
+    int64_t auth_timeout_ns, frame_timeout_ns;
+    size_t max_frame;    /* bytes after a frame's length field, per connection */
+    size_t max_buffered; /* bytes of buffer capacity, all connections together */
+    size_t buffered;     /* bytes held now; read by other threads with __atomic */
     struct bt__htab tab; /* struct entry by key */
     struct conn *conns, *dead, *ready;
     struct timer **heap;
@@ -307,7 +323,98 @@ static void waiter_release(struct bt__store_server *srv, struct conn *c)
     __atomic_fetch_sub(&srv->nwaiting, 1, __ATOMIC_RELAXED);
 }
 
+/* ---- the buffer budget ----
+ *
+ * What a client can make the store hold is bounded three ways: a frame is at most max_frame
+ * bytes (its length is checked before any of it is buffered), the whole of a partial frame
+ * must be sent within frame_timeout_ns of the moment the store started holding it, and the
+ * capacity of every connection's input and output buffers together stays within
+ * max_buffered: a partial frame is given room for all of it at once, or its connection is
+ * dropped. Capacity, not length, is counted, since that is what the store's memory holds. */
+
+/* Brings srv->buffered up to date with c's buffers. */
+static void conn_charge(struct bt__store_server *srv, struct conn *c)
+{
+    size_t now = c->in.cap + c->out.cap;
+    if (now != c->charged)
+        __atomic_fetch_add(&srv->buffered, now - c->charged, __ATOMIC_RELAXED); /* mod 2^n */
+    c->charged = now;
+}
+
+/* The bytes c will hold once p[0..n) is appended to its input: at least the whole frame that
+ * input starts, once its length is known (a length over the cap is left to conn_parse). */
+static size_t input_need(const struct bt__store_server *srv, const struct conn *c, const uint8_t *p,
+                         size_t n)
+{
+    size_t have = c->in.len + n;
+    if (c->state != CS_READY || have < 4)
+        return have;
+    uint8_t hdr[4];
+    for (size_t i = 0; i < 4; i++)
+        hdr[i] = i < c->in.len ? c->in.p[i] : p[i - c->in.len];
+    size_t frame = (size_t)bt__le32(hdr) + 4;
+    return frame > have && frame <= srv->max_frame + 4 ? frame : have;
+}
+
+/* Makes room in c's input for p[0..n) and the rest of its frame, within the budget; kills c
+ * and returns 0 when the budget does not hold it. */
+static int input_admit(struct bt__store_server *srv, struct conn *c, const uint8_t *p, size_t n)
+{
+    size_t need = input_need(srv, c, p, n);
+    if (need <= c->in.cap)
+        return 1;
+    size_t others = __atomic_load_n(&srv->buffered, __ATOMIC_RELAXED) - c->in.cap;
+    if (others + need > srv->max_buffered) {
+        conn_kill(srv, c, BT_LOG_WARN,
+                  "its %zu-byte frame does not fit the store's buffer budget (%zu of %zu bytes "
+                  "held for %d connections); hint: BATON_RDZV_MAX_BUFFERED_MB",
+                  need, others, srv->max_buffered, bt__store_server_nclients(srv));
+        return 0;
+    }
+    uint8_t *q = realloc(c->in.p, need);
+    if (!q) {
+        conn_kill(srv, c, BT_LOG_WARN, "out of memory for its %zu-byte frame", need);
+        return 0;
+    }
+    c->in.p = q;
+    c->in.cap = need;
+    conn_charge(srv, c);
+    return 1;
+}
+
+/* A partial frame in c's input must arrive whole before a deadline, set when it starts (the
+ * timer is free then: a parked request holds it only while the input is not parsed, and a
+ * frame that completes clears it, on_frame). */
+static void frame_deadline(struct bt__store_server *srv, struct conn *c)
+{
+    if (c->dead || c->state != CS_READY || c->w)
+        return;
+    if (c->in.len == 0)
+        heap_remove(srv, &c->tmo);
+    else if (c->tmo.idx < 0 && heap_add(srv, &c->tmo, bt__now_ns() + srv->frame_timeout_ns) != 0)
+        conn_kill(srv, c, BT_LOG_WARN, "out of memory for its timer");
+}
+
 /* ---- output ---- */
+
+/* A client that does not read its replies: its unsent output may hold a reply of the largest
+ * frame and one more, and no more than what the budget has left. */
+static void output_check(struct bt__store_server *srv, struct conn *c)
+{
+    size_t unsent = c->out.len - c->out_off;
+    size_t held = __atomic_load_n(&srv->buffered, __ATOMIC_RELAXED);
+    if (c->out.oom)
+        conn_kill(srv, c, BT_LOG_WARN, "out of memory for %zu bytes of replies", unsent);
+    else if (unsent > 2 * (srv->max_frame + 4))
+        conn_kill(srv, c, BT_LOG_WARN,
+                  "does not read its replies: %zu bytes unsent (at most %zu are kept)", unsent,
+                  2 * (srv->max_frame + 4));
+    else if (held > srv->max_buffered)
+        conn_kill(srv, c, BT_LOG_WARN,
+                  "does not read its replies: its %zu unsent bytes pass the store's buffer "
+                  "budget (%zu of %zu bytes held); hint: BATON_RDZV_MAX_BUFFERED_MB",
+                  unsent, held, srv->max_buffered);
+}
 
 static void conn_set_events(struct bt__store_server *srv, struct conn *c, uint32_t ev)
 {
@@ -333,12 +440,16 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c)
         return;
     }
     if (c->out_off < c->out.len) {
-        conn_set_events(srv, c, EPOLLIN | EPOLLOUT);
+        conn_charge(srv, c);
+        output_check(srv, c);
+        if (!c->dead)
+            conn_set_events(srv, c, EPOLLIN | EPOLLOUT);
         return;
     }
     c->out.len = c->out_off = 0;
-    if (c->out.cap > 64 * 1024)
+    if (c->out.cap > KEEP_BUFFER)
         bt__wbuf_free(&c->out);
+    conn_charge(srv, c);
     conn_set_events(srv, c, EPOLLIN);
     if (c->closing)
         conn_kill(srv, c, BT_LOG_TRACE, "said goodbye");
@@ -520,12 +631,24 @@ static int sizes_ok(struct bt__store_server *srv, struct conn *c, size_t kl, siz
     return 1;
 }
 
+/* Capabilities: a connection that proved the worker token (a rank, a parameter server) may
+ * read every key but not write the launchers' ("l/..."): their outcome, their membership and
+ * their last wills are the launchers' word. Replies ERROR and returns 0 when c may not. */
+static int may_write(struct bt__store_server *srv, struct conn *c, const uint8_t *k, size_t kl)
+{
+    if (!c->worker || kl < 2 || memcmp(k, "l/", 2) != 0)
+        return 1;
+    reply_error(srv, c, "key '%.*s' is a launcher's (l/...); a worker's token may not write it",
+                (int)kl, (const char *)k);
+    return 0;
+}
+
 static void do_set(struct bt__store_server *srv, struct conn *c, struct bt__rbuf *r)
 {
     size_t kl, vl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     const uint8_t *v = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &vl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl))
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl) || !may_write(srv, c, k, kl))
         return;
     if (store_put(srv, k, kl, v, vl) != 0)
         reply_error(srv, c, "server out of memory");
@@ -555,7 +678,7 @@ static void do_add(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
     size_t kl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     int64_t delta = (int64_t)bt__rbuf_u64(r), cur = 0, sum;
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0))
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0) || !may_write(srv, c, k, kl))
         return;
     struct entry *e = tab_find(srv, k, kl);
     if (e && e->has_val && parse_counter(e, &cur) != 0) {
@@ -584,7 +707,7 @@ static void do_compare_set(struct bt__store_server *srv, struct conn *c, struct 
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     const uint8_t *ex = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &el);
     const uint8_t *de = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &dl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, dl))
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, dl) || !may_write(srv, c, k, kl))
         return;
     struct entry *e = tab_find(srv, k, kl);
     int exists = e && e->has_val;
@@ -607,10 +730,15 @@ static void do_multi_set(struct bt__store_server *srv, struct conn *c, struct bt
 {
     uint32_t n = bt__rbuf_u32(r);
     struct bt__rbuf all = *r;
-    size_t kl = 1, vl = 0, bad_kl = 1, bad_vl = 0;
+    size_t kl = 1, vl = 0, bad_kl = 1, bad_vl = 0, l_kl = 0;
+    const uint8_t *l_key = NULL; /* a launcher key among them */
     for (uint32_t i = 0; i < n && !r->bad; i++) {
-        bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
+        const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
         bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &vl);
+        if (k && kl >= 2 && memcmp(k, "l/", 2) == 0) {
+            l_key = k;
+            l_kl = kl;
+        }
         if (kl == 0 || kl > BT__RDZV_MAX_KEY || vl > BT__RDZV_MAX_VALUE) {
             bad_kl = kl;
             bad_vl = vl;
@@ -620,7 +748,7 @@ static void do_multi_set(struct bt__store_server *srv, struct conn *c, struct bt
         r->bad = 1;
         return;
     }
-    if (!sizes_ok(srv, c, bad_kl, bad_vl))
+    if (!sizes_ok(srv, c, bad_kl, bad_vl) || (l_key && !may_write(srv, c, l_key, l_kl)))
         return;
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *k = bt__rbuf_bytes(&all, BT__RDZV_MAX_KEY, &kl);
@@ -637,7 +765,7 @@ static void do_delete(struct bt__store_server *srv, struct conn *c, struct bt__r
 {
     size_t kl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0))
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, 0) || !may_write(srv, c, k, kl))
         return;
     struct entry *e = tab_find(srv, k, kl);
     int existed = e && e->has_val;
@@ -654,7 +782,7 @@ static void do_last_will(struct bt__store_server *srv, struct conn *c, struct bt
     size_t kl, vl;
     const uint8_t *k = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &kl);
     const uint8_t *v = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &vl);
-    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl))
+    if (r->bad || r->left || !sizes_ok(srv, c, kl, vl) || (vl > 0 && !may_write(srv, c, k, kl)))
         return;
     free(c->will);
     c->will = NULL;
@@ -715,6 +843,7 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
                      size_t n)
 {
     struct bt__rbuf r = {p, n, 0};
+    heap_remove(srv, &c->tmo); /* the frame's deadline: it came whole */
     if (c->lease_ns && heap_add(srv, &c->lease, bt__now_ns() + c->lease_ns) != 0)
         heap_remove(srv, &c->lease); /* out of memory: the lease lapses, never fires early */
     switch (cmd) {
@@ -785,8 +914,11 @@ static void on_proof(struct bt__store_server *srv, struct conn *c, const uint8_t
 {
     uint8_t out[BT__RDZV_RESULT_LEN];
     int ok = bt__auth_server_proof(&c->auth, &bt__rdzv_auth, srv->key, q);
-    ok = bt__auth_result(&c->auth, &bt__rdzv_auth, srv->key, ok ? BT__ST_OK : BT__ST_BAD_TOKEN,
-                         NULL, out) == BT__ST_OK;
+    if (!ok && bt__auth_server_proof(&c->auth, &bt__rdzv_auth, srv->wkey, q))
+        ok = c->worker = 1;
+    const uint8_t *key = c->worker ? srv->wkey : srv->key;
+    ok = bt__auth_result(&c->auth, &bt__rdzv_auth, key, ok ? BT__ST_OK : BT__ST_BAD_TOKEN, NULL,
+                         out) == BT__ST_OK;
     bt__wbuf_put(&c->out, out, sizeof(out));
     if (!ok) {
         conn_flush(srv, c);
@@ -797,7 +929,7 @@ static void on_proof(struct bt__store_server *srv, struct conn *c, const uint8_t
     }
     c->state = CS_READY;
     heap_remove(srv, &c->tmo);
-    BT_TRACE(RDZV, "%s authenticated", c->peer);
+    BT_TRACE(RDZV, "%s authenticated as a %s", c->peer, c->worker ? "worker" : "launcher");
     conn_flush(srv, c);
 }
 
@@ -824,9 +956,9 @@ static size_t conn_parse(struct bt__store_server *srv, struct conn *c, const uin
         if (avail < 4)
             break;
         uint32_t len = bt__le32(q);
-        if (len == 0 || len > BT__RDZV_MAX_FRAME) {
-            conn_kill(srv, c, BT_LOG_WARN, "sent a frame of length %u (1 to %u allowed)", len,
-                      BT__RDZV_MAX_FRAME);
+        if (len == 0 || len > srv->max_frame) {
+            conn_kill(srv, c, BT_LOG_WARN, "sent a frame of length %u (1 to %zu allowed)", len,
+                      srv->max_frame);
             break;
         }
         if (avail - 4 < len)
@@ -841,28 +973,41 @@ static size_t conn_parse(struct bt__store_server *srv, struct conn *c, const uin
 static void conn_consume(struct bt__store_server *srv, struct conn *c)
 {
     size_t used = conn_parse(srv, c, c->in.p, c->in.len);
+    if (c->dead)
+        return;
     memmove(c->in.p, c->in.p + used, c->in.len - used);
     c->in.len -= used;
-    if (c->in.len == 0 && c->in.cap > 4096)
+    if (c->in.len == 0 && c->in.cap > KEEP_BUFFER)
         bt__wbuf_free(&c->in);
+    conn_charge(srv, c);
+    frame_deadline(srv, c);
 }
 
+/* Takes n new bytes from c's socket: whole frames are parsed where they lie, and only the
+ * rest is copied into c's input, within the budget (input_admit). */
 static void conn_input(struct bt__store_server *srv, struct conn *c, const uint8_t *p, size_t n)
 {
     c->nread += n;
-    if (c->in.len == 0) {
+    int fresh = c->in.len == 0;
+    if (fresh) {
         size_t used = conn_parse(srv, c, p, n);
-        if (used < n && !c->dead)
-            bt__wbuf_put(&c->in, p + used, n - used);
-    } else {
-        bt__wbuf_put(&c->in, p, n);
-        conn_consume(srv, c);
+        p += used;
+        n -= used;
     }
+    if (c->dead || n == 0 || !input_admit(srv, c, p, n))
+        return;
+    bt__wbuf_put(&c->in, p, n);
+    if (!fresh)
+        conn_consume(srv, c);
+    if (c->dead)
+        return;
     if (c->in.oom)
         conn_kill(srv, c, BT_LOG_WARN, "out of memory for its %zu-byte frame", c->in.len);
     else if ((c->w || c->closing) && c->in.len > MAX_PENDING_INPUT)
         conn_kill(srv, c, BT_LOG_WARN, "sent %zu bytes while its blocking request was pending",
                   c->in.len);
+    conn_charge(srv, c);
+    frame_deadline(srv, c);
 }
 
 /* c's peer closed or reset: say how far it got. */
@@ -951,6 +1096,7 @@ static void conn_free(struct bt__store_server *srv, struct conn *c)
     epoll_ctl(srv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     __atomic_fetch_sub(&srv->nclients, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&srv->buffered, c->charged, __ATOMIC_RELAXED);
     bt__wbuf_free(&c->in);
     bt__wbuf_free(&c->out);
     free(c->will);
@@ -1042,6 +1188,12 @@ static void expire(struct bt__store_server *srv)
                       "no complete handshake within %.1f s (%" PRIu64 " bytes received); "
                       "hint: BATON_RDZV_AUTH_TIMEOUT",
                       (double)srv->auth_timeout_ns / 1e9, c->nread);
+        else
+            conn_kill(srv, c, BT_LOG_WARN,
+                      "stalled mid-frame: %zu bytes of a %u-byte frame after %.1f s (a stopped "
+                      "client, or one holding the store's memory); hint: BATON_RDZV_IO_TIMEOUT",
+                      c->in.len, c->in.len >= 4 ? bt__le32(c->in.p) + 4 : 0,
+                      (double)srv->frame_timeout_ns / 1e9);
     }
 }
 
@@ -1084,13 +1236,18 @@ static void conn_event(struct bt__store_server *srv, struct conn *c, uint32_t ev
 #define SELF_STALL_NS 1000000000LL
 
 /* The store itself did not run for a while (its process was stopped, its VM paused): the
- * silence of its clients during that time is its own, so every lease starts again. */
+ * silence of its clients during that time is its own, so every lease starts again, and so
+ * does every partial frame's deadline. */
 static void renew_leases(struct bt__store_server *srv, int64_t late_ns)
 {
     int n = 0;
-    for (struct conn *c = srv->conns; c; c = c->next)
+    for (struct conn *c = srv->conns; c; c = c->next) {
         if (!c->dead && c->lease_ns && heap_add(srv, &c->lease, bt__now_ns() + c->lease_ns) == 0)
             n++;
+        if (!c->dead && c->state == CS_READY && !c->w && c->in.len > 0)
+            heap_add(srv, &c->tmo,
+                     bt__now_ns() + srv->frame_timeout_ns); /* in the heap: no growth */
+    }
     if (n)
         BT_WARN(RDZV,
                 "the store did not run for %.1f s (its process was stopped?); renewed %d "
@@ -1166,6 +1323,21 @@ int bt__store_server_nwaiting(const struct bt__store_server *srv)
     return __atomic_load_n(&srv->nwaiting, __ATOMIC_RELAXED);
 }
 
+size_t bt__store_server_buffered(const struct bt__store_server *srv)
+{
+    return __atomic_load_n(&srv->buffered, __ATOMIC_RELAXED);
+}
+
+void bt__store_server_set_limits(struct bt__store_server *srv, const struct bt__store_limits *l)
+{
+    if (l->frame_timeout_s > 0)
+        srv->frame_timeout_ns = (int64_t)(l->frame_timeout_s * 1e9);
+    if (l->max_frame > 0 && l->max_frame <= BT__RDZV_MAX_FRAME)
+        srv->max_frame = l->max_frame;
+    if (l->max_buffered > 0)
+        srv->max_buffered = l->max_buffered;
+}
+
 /* Raises the soft open-file limit to the hard one: each client holds a descriptor. */
 static void raise_nofile(void)
 {
@@ -1203,7 +1375,18 @@ int bt__store_server_create(const char *host, int port, const char *token,
     raise_nofile();
     double auth_s = bt__param_auth_timeout_s();
     srv->auth_timeout_ns = (int64_t)((auth_s > 0 ? auth_s : 5.0) * 1e9);
+    double frame_s = bt__param_frame_timeout_s();
+    srv->frame_timeout_ns = (int64_t)((frame_s > 0 ? frame_s : 60.0) * 1e9);
+    int64_t mb = bt__param_max_buffered_mb();
+    srv->max_buffered = (size_t)(mb > 0 ? mb : 256) << 20;
+    srv->max_frame = BT__RDZV_MAX_FRAME;
     bt__auth_key(token, srv->key);
+    char wtoken[BT__AUTH_WORKER_TOKEN];
+    if (bt__auth_worker_token(token, wtoken) != 0) {
+        rc = bt__err_set(err, BT_ERR_SYSTEM, "rendezvous store: HMAC failed (OpenSSL)");
+        goto fail;
+    }
+    bt__auth_key(wtoken, srv->wkey);
     if (bt__htab_init(&srv->tab, 1024) != 0) {
         rc = bt__err_set(err, BT_ERR_SYSTEM, "rendezvous store: out of memory");
         goto fail;

@@ -89,5 +89,17 @@ void bt__store_server_destroy(struct bt__store_server *srv);
 int bt__store_server_nclients(const struct bt__store_server *srv);
 /* Number of requests parked on missing keys (GET/WAIT/MULTI_GET); for tests. */
 int bt__store_server_nwaiting(const struct bt__store_server *srv);
+/* Bytes of buffer capacity the server holds for its connections' input and output now (what
+ * BATON_RDZV_MAX_BUFFERED_MB bounds); for tests. */
+size_t bt__store_server_buffered(const struct bt__store_server *srv);
+
+/* Admission limits; a field of 0 keeps the current value. */
+struct bt__store_limits {
+    double frame_timeout_s; /* a frame must arrive whole within this (BATON_RDZV_IO_TIMEOUT) */
+    size_t max_frame;       /* bytes after a frame's length, at most BT__RDZV_MAX_FRAME */
+    size_t max_buffered;    /* bytes of all connections' buffers (BATON_RDZV_MAX_BUFFERED_MB) */
+};
+/* Sets limits before bt__store_server_start/run (tests lower them). */
+void bt__store_server_set_limits(struct bt__store_server *srv, const struct bt__store_limits *l);
 
 #endif

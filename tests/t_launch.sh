@@ -66,7 +66,7 @@ for r in 0 1 2; do
         "WORLD_SIZE=3" "BATON_LOCAL_WORLD_SIZE=3" "LOCAL_WORLD_SIZE=3" "BATON_NODE_RANK=0" \
         "GROUP_RANK=0" "BATON_NNODES=1" "BATON_ROLE=worker" "BATON_RESTART_COUNT=0" \
         "MASTER_ADDR=127.0.0.1" "BATON_RDZV=127.0.0.1:[0-9]+" "MASTER_PORT=[0-9]+" \
-        "BATON_TOKEN=[0-9a-f]{32}" "BATON_JOB_ID=[^ ]+"; do
+        "BATON_TOKEN=[0-9a-f]{64}" "BATON_JOB_ID=[^ ]+"; do
         echo "$line" | grep -qE " $kv( |\$)" || { ok=0; echo "rank $r: no $kv in: $line"; }
     done
 done
@@ -75,6 +75,17 @@ rp=$(grep -o 'BATON_RDZV=[0-9.:]*' "$T_TMP/env.out" | head -1 | sed 's/.*://')
 mport=$(grep -o ' MASTER_PORT=[0-9]*' "$T_TMP/env.out" | head -1 | sed 's/.*=//')
 [ "$mp" = 1 ] && [ "$mport" != "$rp" ] || { ok=0; echo "MASTER_PORT $mport (distinct: $mp) vs store $rp"; }
 t_expect_eq "env: every worker gets the BATON_* and torchrun contract" "$ok" 1
+
+# ---- workers get the worker token, HMAC-SHA256(job token, "baton worker"), not the job token
+BATON_TOKEN=abc "$BATON" run -n 1 -- "$W" --env >"$T_TMP/wtok.out" 2>&1
+got=$(grep -oE ' BATON_TOKEN=[^ ]*' "$T_TMP/wtok.out" | sed 's/.*=//')
+if command -v openssl >/dev/null; then
+    want=$(printf 'baton worker' | openssl dgst -sha256 -hmac abc | sed 's/.*= //')
+else
+    want=$got # no openssl CLI: only "not the job token" is checked
+fi
+[ -n "$got" ] && [ "$got" != abc ] && [ "$got" = "$want" ] && ok=1 || ok=0
+t_expect_eq "env: BATON_TOKEN is the worker token ($got)" "$ok" 1
 
 # ---- a worker exiting 3: baton exits 3, the report names the rank and the code
 t0=$SECONDS

@@ -12,6 +12,7 @@
 
 #include "rendezvous/proto.h"
 
+#include "common/auth.h"
 #include "test_store_fixture.h"
 
 static void get_str(struct bt__store *s, const char *key, const char *want)
@@ -490,6 +491,61 @@ static void test_heartbeat_lease(void **state)
     bt__store_close(w);
 }
 
+/* The audit's case: a worker holding BATON_TOKEN (the worker token) cannot end the launchers
+ * by setting l/<g>/outcome, nor touch any other launcher key; it writes its own keys and reads
+ * everything; the launcher (job token) writes l/ keys as before. */
+static void test_worker_capability(void **state)
+{
+    struct fx *f = *state;
+    char wtoken[BT__AUTH_WORKER_TOKEN];
+    struct bt__store *w = NULL;
+    struct bt__err err = {0};
+    int64_t v;
+    int existed = -1;
+    assert_int_equal(bt__auth_worker_token(FX_TOKEN, wtoken), 0);
+    assert_int_equal(strlen(wtoken), 64);
+    assert_string_not_equal(wtoken, FX_TOKEN);
+    if (fx_try_connect(f, wtoken, &w, &err) != BT_OK)
+        fail_msg("worker connect: %s", err.msg);
+    assert_int_equal(bt__store_set(w, "l/0/outcome", "F 1", 3), BT_ERR_INVALID_ARG);
+    assert_non_null(strstr(bt__store_error(w), "l/0/outcome"));
+    assert_non_null(strstr(bt__store_error(w), "a worker's token may not write it"));
+    assert_int_equal(bt__store_broken(w), 0);
+    assert_int_equal(bt__store_add(w, "l/0/joined", 1, &v), BT_ERR_INVALID_ARG);
+    assert_int_equal(bt__store_compare_set(w, "l/0/stopped", "", 0, "3", 1, NULL, NULL),
+                     BT_ERR_INVALID_ARG);
+    assert_int_equal(bt__store_delete(w, "l/0/node/0", &existed), BT_ERR_INVALID_ARG);
+    assert_int_equal(bt__store_last_will(w, "l/0/outcome", "L 129", 5), BT_ERR_INVALID_ARG);
+    const char *keys[] = {"w/0/a", "l/0/done"};
+    const void *vals[] = {"1", "1"};
+    size_t lens[] = {1, 1};
+    assert_int_equal(bt__store_multi_set(w, keys, 2, vals, lens), BT_ERR_INVALID_ARG);
+    void *got = NULL;
+    size_t glen;
+    assert_int_equal(bt__store_get(w, "w/0/a", &got, &glen, 0), BT_ERR_TIMEOUT); /* none set */
+    /* Its own keys, as today; "l" without the slash is not a launcher key. */
+    assert_int_equal(bt__store_set(w, "w/0/rank/3", "addr", 4), BT_OK);
+    assert_int_equal(bt__store_add(w, "ps/0/next_index", 1, &v), BT_OK);
+    assert_int_equal(bt__store_set(w, "l", "x", 1), BT_OK);
+    assert_int_equal(bt__store_last_will(w, "w/0/lost", "x", 1), BT_OK);
+    assert_int_equal(bt__store_last_will(w, "l/0/outcome", NULL, 0), BT_OK); /* cancel: fine */
+    /* The launcher writes l/ keys; the worker reads them. */
+    struct bt__store *l = fx_connect(f);
+    assert_int_equal(bt__store_set(l, "l/0/outcome", "S 0", 3), BT_OK);
+    assert_int_equal(bt__store_get(w, "l/0/outcome", &got, &glen, 1.0), BT_OK);
+    assert_string_equal(got, "S 0");
+    free(got);
+    assert_int_equal(bt__store_delete(l, "l/0/outcome", &existed), BT_OK);
+    assert_int_equal(existed, 1);
+    bt__store_close(w);
+    bt__store_close(l);
+    /* A token derived from another job's is still refused. */
+    char other[BT__AUTH_WORKER_TOKEN];
+    assert_int_equal(bt__auth_worker_token("another-job", other), 0);
+    assert_int_equal(fx_try_connect(f, other, &w, &err), BT_ERR_AUTH);
+    assert_null(w);
+}
+
 int main(void)
 {
     setenv("BATON_RDZV_IO_TIMEOUT", "10", 1);
@@ -508,6 +564,7 @@ int main(void)
         T(test_heartbeat_lease),
         T(test_big_values_and_caps),
         T(test_wrong_token_refused),
+        T(test_worker_capability),
         cmocka_unit_test(test_empty_token),
         T(test_no_fd_leak),
         T(test_fork_keeps_sockets_alive),

@@ -221,7 +221,8 @@ static void test_silent_peers_dropped(void **state)
     assert_int_equal(raw_until_closed(half, back, sizeof(back), 5), 0);
     double took = (double)(bt__now_ns() - t0) / 1e9;
     assert_true(took < 4.0); /* BATON_RDZV_AUTH_TIMEOUT is 0.5 s here */
-    /* An authenticated peer is not timed out (keepalive finds dead hosts); it costs nothing. */
+    /* An authenticated peer's partial frame has BATON_RDZV_IO_TIMEOUT (10 s here), not the
+     * handshake's limit (test_stalled_frame_dropped). */
     struct pollfd p = {.fd = authed, .events = POLLIN};
     assert_int_equal(poll(&p, 1, 100), 0);
     good_client_works(f);
@@ -353,6 +354,176 @@ static void test_client_sees_bad_store(void **state)
     fake_case(FAKE_CLOSE, BT_ERR_REMOTE, "closed the connection during the handshake");
 }
 
+/* Limits small enough to test: a frame must arrive whole within 0.5 s, is at most 1 MiB, and
+ * all buffers together hold at most 8 MiB. */
+#define TIGHT_FRAME (1u << 20)
+#define TIGHT_BUDGET ((size_t)8 << 20)
+
+static int fx_setup_limits(void **state, double frame_timeout_s)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    struct bt__err err = {0};
+    assert_non_null(f);
+    if (bt__store_server_create("127.0.0.1", 0, FX_TOKEN, &f->srv, &f->port, &err) != BT_OK)
+        fail_msg("server create: %s", err.msg);
+    struct bt__store_limits l = {.frame_timeout_s = frame_timeout_s,
+                                 .max_frame = TIGHT_FRAME,
+                                 .max_buffered = TIGHT_BUDGET};
+    bt__store_server_set_limits(f->srv, &l);
+    assert_int_equal(bt__store_server_start(f->srv), BT_OK);
+    *state = f;
+    return 0;
+}
+
+static int fx_setup_tight(void **state)
+{
+    return fx_setup_limits(state, 0.5);
+}
+
+/* The same with a frame deadline that does not interfere with the budget's test. */
+static int fx_setup_budget(void **state)
+{
+    return fx_setup_limits(state, 30);
+}
+
+static int log_count(const char *a)
+{
+    FILE *fp = fopen(log_path, "r");
+    char line[2048];
+    int n = 0;
+    while (fp && fgets(line, sizeof(line), fp))
+        n += strstr(line, a) != NULL;
+    if (fp)
+        fclose(fp);
+    return n;
+}
+
+static int fx_buffered_is(struct fx *f, int n)
+{
+    return bt__store_server_buffered(f->srv) == (size_t)n;
+}
+
+/* A frame header, then part of the payload. */
+static void raw_partial(int fd, uint32_t len, size_t sent)
+{
+    uint8_t *buf = calloc(1, 5 + sent);
+    assert_non_null(buf);
+    bt__put_le32(buf, len);
+    buf[4] = BT__RDZV_SET;
+    raw_send(fd, buf, 5 + sent);
+    free(buf);
+}
+
+/* A client that starts a frame and stalls, or trickles it a byte at a time, is dropped once
+ * the frame's deadline passes, logged once with its address; the others carry on. */
+static void test_stalled_frame_dropped(void **state)
+{
+    struct fx *f = *state;
+    uint8_t back[64];
+    int before = log_count("stalled mid-frame");
+    int stall = raw_authed(f), trickle = raw_authed(f);
+    int64_t t0 = bt__now_ns();
+    raw_partial(stall, 100, 10);
+    raw_partial(trickle, 100, 0);
+    for (int i = 0; i < 20; i++) { /* 2 s of a byte every 100 ms: never whole */
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+        if (send(trickle, "x", 1, MSG_NOSIGNAL) != 1)
+            break;
+    }
+    good_client_works(f);
+    assert_int_equal(raw_until_closed(stall, back, sizeof(back), 5), 0);
+    assert_true(raw_until_closed(trickle, back, sizeof(back), 5) >= 0);
+    double took = (double)(bt__now_ns() - t0) / 1e9;
+    assert_true(took < 4.0);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    assert_true(
+        log_has("stalled mid-frame: 15 bytes of a 104-byte frame after 0.5 s", "127.0.0.1:"));
+    assert_int_equal(log_count("stalled mid-frame") - before, 2);
+    /* A frame that does arrive whole, in pieces within the bound, is served. */
+    int ok = raw_authed(f);
+    uint8_t ping[5] = {1, 0, 0, 0, BT__RDZV_PING}, rep[5];
+    raw_send(ok, ping, 3);
+    struct timespec ts = {0, 200000000};
+    nanosleep(&ts, NULL);
+    raw_send(ok, ping + 3, 2);
+    assert_int_equal(recv(ok, rep, sizeof(rep), MSG_WAITALL), (ssize_t)sizeof(rep));
+    assert_int_equal(rep[4], BT__ST_OK);
+    close(stall);
+    close(trickle);
+    close(ok);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    good_client_works(f);
+}
+
+/* Many clients with large partial frames: each frame is given room for all of it at once,
+ * and those that do not fit the budget are dropped, so the store's buffers never pass it. A
+ * frame over the per-connection cap is refused before any of it is buffered. */
+static void test_buffer_budget(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 12, FRAME = 900 << 10, FIT = (8 << 20) / FRAME }; /* 9 fit */
+    int fds[N], dropped = 0;
+    uint8_t back[64];
+    size_t most = 0;
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_authed(f);
+        raw_partial(fds[i], FRAME, 256 << 10); /* 256 KiB sent of each */
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+        size_t b = bt__store_server_buffered(f->srv);
+        most = b > most ? b : most;
+    }
+    assert_true(most <= TIGHT_BUDGET);
+    assert_true(most >= (size_t)(FIT - 1) * FRAME); /* the first frames got all their room */
+    for (int i = 0; i < N; i++)
+        if (raw_until_closed(fds[i], back, sizeof(back), 0.2) >= 0)
+            dropped++;
+    assert_int_equal(dropped, N - FIT);
+    assert_true(log_has("does not fit the store's buffer budget", "127.0.0.1:"));
+    good_client_works(f); /* small buffers still fit */
+    /* Over the per-connection cap: refused from its length alone. */
+    int big = raw_authed(f);
+    raw_partial(big, TIGHT_FRAME + 1, 0);
+    assert_int_equal(raw_until_closed(big, back, sizeof(back), 5), 0);
+    assert_true(log_has("sent a frame of length 1048577 (1 to 1048576 allowed)", NULL));
+    assert_true(bt__store_server_buffered(f->srv) <= TIGHT_BUDGET);
+    close(big);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5));
+    assert_true(fx_until(fx_buffered_is, f, 0, 5)); /* every byte given back */
+}
+
+/* A client that sends requests but never reads the replies is dropped before its unsent
+ * output passes two frames' worth. */
+static void test_unread_replies_dropped(void **state)
+{
+    struct fx *f = *state;
+    struct bt__store *s = fx_connect(f);
+    size_t vlen = 900 << 10;
+    char *val = calloc(1, vlen);
+    assert_non_null(val);
+    assert_int_equal(bt__store_set(s, "big", val, vlen), BT_OK);
+    free(val);
+    int fd = raw_authed(f);
+    uint8_t get[4 + 1 + 4 + 4 + 3] = {12, 0, 0, 0, BT__RDZV_GET, 0,   0,  0, 0,
+                                      3,  0, 0, 0, 'b',          'i', 'g'};
+    size_t most = 0;
+    for (int i = 0; i < 200; i++) { /* 180 MB of replies asked for, none read */
+        if (send(fd, get, sizeof(get), MSG_NOSIGNAL) != (ssize_t)sizeof(get))
+            break;
+        size_t b = bt__store_server_buffered(f->srv);
+        most = b > most ? b : most;
+    }
+    assert_true(fx_until(fx_nclients_is, f, 1, 5));
+    assert_true(log_has("does not read its replies", "127.0.0.1:"));
+    assert_true(most <= TIGHT_BUDGET);
+    assert_int_equal(bt__store_ping(s), BT_OK);
+    close(fd);
+    bt__store_close(s);
+}
+
 int main(void)
 {
     snprintf(log_path, sizeof(log_path), "/tmp/bt_test_store_badpeer.%d.log", (int)getpid());
@@ -373,6 +544,9 @@ int main(void)
         T(test_silent_peers_dropped),
         T(test_pipelined_while_parked),
         T(test_many_connections_no_leak),
+        cmocka_unit_test_setup_teardown(test_stalled_frame_dropped, fx_setup_tight, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_buffer_budget, fx_setup_budget, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unread_replies_dropped, fx_setup_tight, fx_teardown),
         cmocka_unit_test(test_client_sees_bad_store),
 #undef T
     };
