@@ -92,9 +92,9 @@ struct bt__k8s_job {
     size_t npods;
     struct bt__yn *doc; /* the job as read */
     struct bt__k8s_run_policy policy;
-    struct bt__yn *podgroup;     /* with opts.gang_scheduler: the PodGroup <job>, else NULL */
-    struct bt__k8s_trainjob *tj; /* TrainJob: its runtime and JobSet (trainjob.c), else NULL */
-    const char *token_opt;       /* opts->token as parsed (not owned), or NULL */
+    struct bt__yn *podgroup;      /* with opts.gang_scheduler: the PodGroup <job>, else NULL */
+    struct bt__k8s_trainjob *tj;  /* TrainJob: its runtime and JobSet (trainjob.c), else NULL */
+    const char *token_opt;        /* opts->token as parsed (not owned), or NULL */
     char token[BT_K8S_TOKEN_MAX]; /* the job's secret (base64 of 32 random bytes, or --token) */
     struct bt__yn *secret;        /* the Secret <job>-baton-token that holds it */
 };

@@ -372,9 +372,8 @@ int bt__k8s_secret_make(struct bt__k8s_job *job, struct bt__err *err)
     if (job->token_opt) {
         size_t n = strlen(job->token_opt);
         if (!n || n >= sizeof(job->token))
-            return bt__err_set(err, BT_ERR_INVALID_USAGE,
-                               "--token: want 1 to %zu bytes, got %zu", sizeof(job->token) - 1,
-                               n);
+            return bt__err_set(err, BT_ERR_INVALID_USAGE, "--token: want 1 to %zu bytes, got %zu",
+                               sizeof(job->token) - 1, n);
         memcpy(job->token, job->token_opt, n + 1);
     } else {
         if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
@@ -533,7 +532,7 @@ int bt__k8s_job_emit(const struct bt__k8s_job *job, FILE *out, struct bt__err *e
     if (!docs)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
     docs[n++] = job->secret; /* the Secret before the pods that read it */
-    if (job->podgroup) /* the PodGroup before the pods that join it */
+    if (job->podgroup)       /* the PodGroup before the pods that join it */
         docs[n++] = job->podgroup;
     for (size_t i = 0; i < job->npods; i++) { /* each pod's Service first, then the pod */
         docs[n++] = job->pods[i].svc;
