@@ -2,7 +2,7 @@
  *
  * render writes the Services and Pods of a PyTorchJob or TFJob to stdout; apply renders first
  * (so an invalid job applies nothing) and pipes the result to `kubectl apply -f -`; delete
- * runs `kubectl delete pods,services -l training.kubeflow.org/job-name=<job>` in the job's
+ * runs `kubectl delete pods,services,secrets -l training.kubeflow.org/job-name=<job>` in the job's
  * namespace. kubectl is found as --kubectl PATH, else $KUBECTL, else `kubectl` on PATH.
  */
 #include <signal.h>
@@ -18,7 +18,7 @@
 
 static const char usage_text[] =
     "usage: baton k8s render JOB.yaml [--cluster-domain DOMAIN] [--gang-scheduler NAME]\n"
-    "                        [--runtime RUNTIME.yaml]\n"
+    "                        [--runtime RUNTIME.yaml] [--token VALUE]\n"
     "       baton k8s apply  JOB.yaml [--kubectl PATH] [--gang-scheduler NAME] [-- ARGS...]\n"
     "       baton k8s delete JOB.yaml [--kubectl PATH] [-- KUBECTL-ARGS...]\n"
     "       baton k8s local  JOB.yaml [--netns] [--set-args \"ARGS\"] [--add-args \"ARGS\"]\n"
@@ -34,7 +34,7 @@ static const char usage_text[] =
     "          names, labels, ports, env (MASTER_ADDR, RANK, PET_*, TF_CONFIG...), restart\n"
     "          policy (ExitCode -> Never), plus publishNotReadyAddresses on the Services\n"
     "  apply   render | kubectl apply -f - (nothing is applied when the job is invalid)\n"
-    "  delete  kubectl delete pods,services -l training.kubeflow.org/job-name=JOB -n NS\n"
+    "  delete  kubectl delete pods,services,secrets -l training.kubeflow.org/job-name=JOB -n NS\n"
     "  local   run every pod here as a process with the env render gives it (pod names and\n"
     "          ports rewritten to 127.0.0.1), or with --netns (root) each in its own network\n"
     "          namespace, 198.51.100.0/24, names in /etc/netns/<ns>/hosts once started;\n"
@@ -44,6 +44,9 @@ static const char usage_text[] =
     "  --cluster-domain D  TF_CONFIG hosts end in .svc.D (the operator's CUSTOM_CLUSTER_DOMAIN)\n"
     "  --kubectl PATH      the kubectl to run (default: $KUBECTL, else kubectl on PATH)\n"
     "  --runtime FILE      TrainJob: the file with its ClusterTrainingRuntime/TrainingRuntime\n"
+    "  --token VALUE       the job's secret (Secret <job>-baton-token, env BATON_TOKEN of\n"
+    "                      every pod); default: 32 random bytes, new on every render, so a\n"
+    "                      kubectl apply of a re-render rotates it\n"
     "  --gang-scheduler NAME  as the operator's --gang-scheduler-name: volcano, or the\n"
     "                      scheduler-plugins scheduler's name: a PodGroup <job> and the pods'\n"
     "                      schedulerName and group annotation/label\n"
@@ -75,7 +78,8 @@ static int parse_args(int argc, char **argv, struct k8s_args *a)
             a->nextra = argc - i - 1;
             break;
         } else if (!strcmp(s, "--cluster-domain") || !strcmp(s, "--kubectl") ||
-                   !strcmp(s, "--gang-scheduler") || !strcmp(s, "--runtime")) {
+                   !strcmp(s, "--gang-scheduler") || !strcmp(s, "--runtime") ||
+                   !strcmp(s, "--token")) {
             if (i + 1 >= argc || !argv[i + 1][0]) {
                 fprintf(stderr, "baton k8s: %s needs a value\n", s);
                 return 2;
@@ -83,6 +87,7 @@ static int parse_args(int argc, char **argv, struct k8s_args *a)
             *(!strcmp(s, "--kubectl")          ? &a->kubectl
               : !strcmp(s, "--gang-scheduler") ? &a->opts.gang_scheduler
               : !strcmp(s, "--runtime")        ? &a->opts.runtime
+              : !strcmp(s, "--token")          ? &a->opts.token
                                                : &a->opts.cluster_domain) = argv[++i];
         } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
             fputs(usage_text, stdout);
@@ -237,7 +242,7 @@ static int do_delete(const struct k8s_args *a, const struct bt__k8s_job *job)
     if (rc)
         return rc;
     snprintf(sel, sizeof(sel), "training.kubeflow.org/job-name=%s", job->name);
-    const char *const words[] = {"delete", "pods,services", "-n", job->ns, "-l", sel, NULL};
+    const char *const words[] = {"delete", "pods,services,secrets", "-n", job->ns, "-l", sel, NULL};
     char **argv = NULL;
     rc = kubectl_argv(a, kubectl, words, &argv) ? 1 : run_kubectl(argv, NULL, 0);
     free(argv);

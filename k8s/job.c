@@ -267,6 +267,7 @@ int bt__k8s_job_parse(const char *buf, size_t len, const char *what,
     struct bt__yn *docs[16];
     size_t ndocs = 0;
     memset(job, 0, sizeof(*job));
+    job->token_opt = opts ? opts->token : NULL;
     BT_CHECK(bt__yn_load(buf, len, what, docs, 16, &ndocs, err));
     for (size_t i = 0; i < ndocs; i++) /* a TrainJob comes with its runtime: trainjob.c */
         if (bt__k8s_is_trainjob(docs[i]))
@@ -337,6 +338,7 @@ void bt__k8s_job_free(struct bt__k8s_job *job)
     }
     free(job->pods);
     bt__yn_free(job->podgroup);
+    bt__yn_free(job->secret);
     bt__k8s_trainjob_free(job->tj);
     bt__yn_free(job->doc);
     memset(job, 0, sizeof(*job));

@@ -77,6 +77,8 @@ struct bt__k8s_run_policy {
 };
 struct bt__k8s_trainjob;
 
+#define BT_K8S_TOKEN_MAX 256 /* bytes of the job's secret, with its NUL */
+
 struct bt__k8s_job {
     enum bt__k8s_kind kind;
     char name[BT_K8S_NAME_MAX];
@@ -90,8 +92,11 @@ struct bt__k8s_job {
     size_t npods;
     struct bt__yn *doc; /* the job as read */
     struct bt__k8s_run_policy policy;
-    struct bt__yn *podgroup;     /* with opts.gang_scheduler: the PodGroup <job>, else NULL */
-    struct bt__k8s_trainjob *tj; /* TrainJob: its runtime and JobSet (trainjob.c), else NULL */
+    struct bt__yn *podgroup;      /* with opts.gang_scheduler: the PodGroup <job>, else NULL */
+    struct bt__k8s_trainjob *tj;  /* TrainJob: its runtime and JobSet (trainjob.c), else NULL */
+    const char *token_opt;        /* opts->token as parsed (not owned), or NULL */
+    char token[BT_K8S_TOKEN_MAX]; /* the job's secret (base64 of 32 random bytes, or --token) */
+    struct bt__yn *secret;        /* the Secret <job>-baton-token that holds it */
 };
 
 struct bt__k8s_opts {
@@ -99,6 +104,7 @@ struct bt__k8s_opts {
     const char *gang_scheduler; /* the operator's --gang-scheduler-name: "volcano", another
                                    name (scheduler-plugins), or NULL (no gang scheduling) */
     const char *runtime;        /* TrainJob: a file holding its (Cluster)TrainingRuntime */
+    const char *token;          /* --token: the job's secret, NULL: 32 random bytes per render */
 };
 
 /* Parses and renders the job in buf (len bytes; what names it in errors) into job, which the

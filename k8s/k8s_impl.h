@@ -43,6 +43,14 @@ void bt__k8s_gang_notes(const struct bt__k8s_job *job, const struct bt__k8s_opts
  * valueFrom.fieldRef to the pod's metadata (name, namespace, labels['k'], annotations['k']) gets
  * that value, as the kubelet would give it. */
 int bt__k8s_pod_collect(struct bt__k8s_pod *p, const struct bt__yn *pod, const struct bt__yn *c);
+/* The job's Secret <job>-baton-token (job->secret, job->token): --token's value, else 32 random
+ * bytes in base64, new on every render. BT_OK, or an error in err. */
+int bt__k8s_secret_make(struct bt__k8s_job *job, struct bt__err *err);
+/* Gives container c of a pod env BATON_TOKEN from the job's Secret (secretKeyRef). */
+void bt__k8s_secret_env(const struct bt__k8s_job *job, struct bt__yn *c);
+/* After bt__k8s_pod_collect: the collected BATON_TOKEN is the Secret's value (what the kubelet
+ * would resolve), for `local`. BT_OK or BT_ERR_SYSTEM. */
+int bt__k8s_secret_resolve(const struct bt__k8s_job *job, struct bt__k8s_pod *p);
 
 /* trainjob.c: a TrainJob among docs (ndocs documents of what, taken over: freed here or with the
  * job), its runtime found there or in opts->runtime; checked, turned into the JobSet the Trainer

@@ -19,8 +19,10 @@
  * TFJob env (the tensorflow container only, and only when the job has more than one replica):
  *   TF_CONFIG, Go's json.Marshal of {cluster, task, environment} (see bt__k8s_tf_config).
  */
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "k8s/k8s_impl.h"
 
@@ -334,8 +336,10 @@ static struct bt__yn *pod_object(const struct bt__k8s_job *job, const struct bt_
     for (size_t k = 0; k < cs->n; k++) {
         const char *cname = bt__yn_gets(cs->v[k], "name");
         int fw = cname && !strcmp(cname, ki->container);
-        if (fw)
+        if (fw) {
             default_port(job, cs->v[k]);
+            bt__k8s_secret_env(job, cs->v[k]);
+        }
         if (job->kind == BT_K8S_PYTORCHJOB) {
             pytorch_env(job, r, i, cs->v[k]);
         } else if (fw && job->total_replicas > 1) {
@@ -348,6 +352,73 @@ static struct bt__yn *pod_object(const struct bt__k8s_job *job, const struct bt_
         }
     }
     return pod;
+}
+
+/* ---- the job's secret ----
+ *
+ * One Secret per job, <job>-baton-token (type Opaque, data.token: the secret in base64), which
+ * every pod's framework container reads as BATON_TOKEN (env valueFrom.secretKeyRef), so that
+ * the launchers of one job, and only they, share a token nobody can derive from the job's
+ * name. Without --token every render makes a new one: a `kubectl apply` of a re-render rotates
+ * it (and pods already running keep the old one: apply a job's render once, or give --token). */
+
+#define SECRET_BYTES 32
+
+int bt__k8s_secret_make(struct bt__k8s_job *job, struct bt__err *err)
+{
+    unsigned char raw[SECRET_BYTES];
+    unsigned char b64[2 * BT_K8S_TOKEN_MAX];
+    char name[BT_K8S_NAME_MAX + 16];
+    if (job->token_opt) {
+        size_t n = strlen(job->token_opt);
+        if (!n || n >= sizeof(job->token))
+            return bt__err_set(err, BT_ERR_INVALID_USAGE, "--token: want 1 to %zu bytes, got %zu",
+                               sizeof(job->token) - 1, n);
+        memcpy(job->token, job->token_opt, n + 1);
+    } else {
+        if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+            return bt__err_set(err, BT_ERR_SYSTEM, "getrandom failed for the job's secret");
+        EVP_EncodeBlock((unsigned char *)job->token, raw, sizeof(raw));
+    }
+    EVP_EncodeBlock(b64, (const unsigned char *)job->token, (int)strlen(job->token));
+    snprintf(name, sizeof(name), "%s-baton-token", job->name);
+    struct bt__yn *l = bt__yn_new(BT_YN_MAP), *data = bt__yn_new(BT_YN_MAP);
+    bt__yn_set(l, "training.kubeflow.org/job-name", bt__yn_str(job->name));
+    job->secret = object("Secret", name, job->ns, l);
+    bt__yn_set(job->secret, "type", bt__yn_str("Opaque"));
+    bt__yn_set(data, "token", bt__yn_str((const char *)b64));
+    bt__yn_set(job->secret, "data", data);
+    if (bt__yn_bad(job->secret))
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendering Secret %s: out of memory", name);
+    return BT_OK;
+}
+
+void bt__k8s_secret_env(const struct bt__k8s_job *job, struct bt__yn *c)
+{
+    char name[BT_K8S_NAME_MAX + 16];
+    snprintf(name, sizeof(name), "%s-baton-token", job->name);
+    struct bt__yn *env = bt__yn_get(c, "env");
+    if (!env || env->kind != BT_YN_SEQ) {
+        bt__yn_set(c, "env", bt__yn_new(BT_YN_SEQ));
+        env = bt__yn_get(c, "env");
+    }
+    struct bt__yn *e = bt__yn_new(BT_YN_MAP), *vf = bt__yn_new(BT_YN_MAP);
+    struct bt__yn *ref = bt__yn_new(BT_YN_MAP);
+    bt__yn_set(ref, "name", bt__yn_str(name));
+    bt__yn_set(ref, "key", bt__yn_str("token"));
+    bt__yn_set(vf, "secretKeyRef", ref);
+    bt__yn_set(e, "name", bt__yn_str("BATON_TOKEN"));
+    bt__yn_set(e, "valueFrom", vf);
+    bt__yn_push(env, e);
+}
+
+int bt__k8s_secret_resolve(const struct bt__k8s_job *job, struct bt__k8s_pod *p)
+{
+    for (size_t i = 0; i < p->nenv; i++)
+        if (!strcmp(p->env[i].name, "BATON_TOKEN") && !p->env[i].value &&
+            !(p->env[i].value = strdup(job->token)))
+            return BT_ERR_SYSTEM;
+    return BT_OK;
 }
 
 /* ---- the pod model for `local` ---- */
@@ -430,7 +501,8 @@ static int render_one(struct bt__k8s_job *job, const struct bt__k8s_replica *r, 
     const struct bt__yn *c = bt__k8s_container(bt__yn_get(p->pod, "spec"),
                                                bt__k8s_kind_info(job->kind)->container);
     p->svc = service(job, r, i, p->name, c);
-    if (bt__yn_bad(p->pod) || bt__yn_bad(p->svc) || bt__k8s_pod_collect(p, p->pod, c) != BT_OK)
+    if (bt__yn_bad(p->pod) || bt__yn_bad(p->svc) || bt__k8s_pod_collect(p, p->pod, c) != BT_OK ||
+        bt__k8s_secret_resolve(job, p) != BT_OK)
         return bt__err_set(err, BT_ERR_SYSTEM, "rendering %s: out of memory", p->name);
     return BT_OK;
 }
@@ -438,6 +510,7 @@ static int render_one(struct bt__k8s_job *job, const struct bt__k8s_replica *r, 
 int bt__k8s_render_pods(struct bt__k8s_job *job, const struct bt__k8s_opts *opts,
                         struct bt__err *err)
 {
+    BT_CHECK(bt__k8s_secret_make(job, err));
     job->pods = calloc((size_t)job->total_replicas + 1, sizeof(*job->pods));
     if (!job->pods)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory for %d pods", job->total_replicas);
@@ -454,11 +527,12 @@ int bt__k8s_job_emit(const struct bt__k8s_job *job, FILE *out, struct bt__err *e
 {
     if (job->kind == BT_K8S_TRAINJOB)
         return bt__k8s_trainjob_emit(job, out, err);
-    struct bt__yn **docs = calloc(2 * job->npods + 2, sizeof(*docs));
+    struct bt__yn **docs = calloc(2 * job->npods + 3, sizeof(*docs));
     size_t n = 0;
     if (!docs)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
-    if (job->podgroup) /* the PodGroup before the pods that join it */
+    docs[n++] = job->secret; /* the Secret before the pods that read it */
+    if (job->podgroup)       /* the PodGroup before the pods that join it */
         docs[n++] = job->podgroup;
     for (size_t i = 0; i < job->npods; i++) { /* each pod's Service first, then the pod */
         docs[n++] = job->pods[i].svc;

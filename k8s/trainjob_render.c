@@ -211,7 +211,10 @@ static int render_pod(struct bt__k8s_job *job, const char *jobname, int i, struc
     p->pod = pod_object(job, jobname, i);
     p->restart = restart_of(p->pod);
     const struct bt__yn *c = bt__k8s_container(bt__yn_get(p->pod, "spec"), "node");
-    if (bt__yn_bad(p->pod) || !c || bt__k8s_pod_collect(p, p->pod, c) != BT_OK)
+    if (c)
+        bt__k8s_secret_env(job, (struct bt__yn *)c);
+    if (bt__yn_bad(p->pod) || !c || bt__k8s_pod_collect(p, p->pod, c) != BT_OK ||
+        bt__k8s_secret_resolve(job, p) != BT_OK)
         return bt__err_set(err, BT_ERR_SYSTEM, "rendering %s: out of memory", p->name);
     return BT_OK;
 }
@@ -223,6 +226,7 @@ int bt__k8s_trainjob_render(struct bt__k8s_job *job, struct bt__err *err)
     snprintf(jobname, sizeof(jobname), "%s-node-0", job->name);
     if (job_key(job->ns, jobname, key))
         return bt__err_set(err, BT_ERR_SYSTEM, "SHA1 (libcrypto) failed for the job-key label");
+    BT_CHECK(bt__k8s_secret_make(job, err));
     tj->svc = service(job);
     tj->jobobj = job_object(job, jobname, key);
     if (bt__yn_bad(tj->svc) || bt__yn_bad(tj->jobobj))
@@ -239,15 +243,16 @@ int bt__k8s_trainjob_render(struct bt__k8s_job *job, struct bt__err *err)
 int bt__k8s_trainjob_emit(const struct bt__k8s_job *job, FILE *out, struct bt__err *err)
 {
     const struct bt__k8s_trainjob *tj = job->tj;
-    struct bt__yn **docs = calloc(job->npods + 3, sizeof(*docs));
+    struct bt__yn **docs = calloc(job->npods + 4, sizeof(*docs));
     if (!docs)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
-    docs[0] = tj->jobset;
-    docs[1] = tj->svc;
-    docs[2] = tj->jobobj;
+    docs[0] = job->secret;
+    docs[1] = tj->jobset;
+    docs[2] = tj->svc;
+    docs[3] = tj->jobobj;
     for (size_t i = 0; i < job->npods; i++)
-        docs[3 + i] = job->pods[i].pod;
-    int rc = bt__yn_emit(out, docs, job->npods + 3, err);
+        docs[4 + i] = job->pods[i].pod;
+    int rc = bt__yn_emit(out, docs, job->npods + 4, err);
     free(docs);
     return rc;
 }

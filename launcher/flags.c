@@ -17,7 +17,7 @@ enum kind {
     K_SECONDS,  /* double in [min, 1e7]; min in milliseconds */
     K_SOURCE,   /* a --spec source name */
     K_ENDPOINT, /* HOST:PORT, port 1..65535 (the string is kept) */
-    K_DIR,      /* a non-empty path (the string is kept) */
+    K_DIR,      /* a non-empty path (the string is kept): a folder or a file */
     K_BIND,     /* none|core|numa|gpu */
     K_OFF,      /* no value: sets an int to 0 */
 };
@@ -63,6 +63,9 @@ static const struct flag flags[] = {
     {"--ps", NULL, "N", RUN, K_INT, 0, BT_SPEC_MAX_PS, RO(nps),
      "start N parameter servers on node 0 (`baton ps`);\n"
      "workers get BATON_PS_SERVERS=N (same N on every node)"},
+    {"--token-file", NULL, "FILE", RUN, K_DIR, 0, 0, RO(token_file),
+     "the job's secret, the same file on every node\n"
+     "(mode 600; else BATON_TOKEN or BATON_TOKEN_FILE)"},
     {"--bind", NULL, "MODE", RUN, K_BIND, 0, 0, RO(bind),
      "none|core|numa|gpu: pin each worker by the node's\n"
      "topology (see `baton topo`); gpu also sets\n"
@@ -120,7 +123,7 @@ static int set_value(const struct flag *f, const char *name, const char *v, void
         return *(const char **)dst = v, 1;
     case K_DIR:
         if (!*v)
-            return bad(err, name, v, "empty directory");
+            return bad(err, name, v, "empty path");
         return *(const char **)dst = v, 1;
     case K_BIND:
         return bt__bind_parse(v, dst) == 0 ? 1 : bad(err, name, v, "want none, core, numa or gpu");

@@ -12,9 +12,10 @@
  * Exit status: 0 when every worker on every node exited 0; the root cause's status
  * otherwise (the failing worker's exit code or 128 + signal; 129 when a launcher or the
  * store went away); 128 + signal when baton itself was stopped by a signal; 2 for a usage
- * error; 127/126 when PROGRAM is missing / not executable; 142 when nodes were still missing
- * at --join-timeout (their pods Pending? retryable); 1 when baton could not run the job
- * (rendezvous refused, duplicate node rank, ...). The parts: see run.h.
+ * error or a launcher that node 0 refused (another job id, node count or an old generation);
+ * 127/126 when PROGRAM is missing / not executable; 142 when nodes were still missing at
+ * --join-timeout (their pods Pending? retryable); 1 when baton could not run the job (rendezvous
+ * refused, duplicate node rank, ...). The parts: see run.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -130,6 +131,11 @@ static int fail_launcher(struct bt__run *r, const struct bt__err *err, const cha
                 bt__signal_name(bt__run_stop_sig), what, 128 + bt__run_stop_sig);
         return 128 + bt__run_stop_sig;
     }
+    if (r->refused) { /* another job's node 0: a configuration error, not retryable */
+        fprintf(stderr, "baton: node %d (host %s): %s; exit 2\n", r->spec.node_rank, r->host,
+                err->msg);
+        return 2;
+    }
     int pending = err->code == BT_ERR_TIMEOUT; /* nodes missing at --join-timeout */
     fprintf(stderr, "baton: node %d (host %s): %s", r->spec.node_rank, r->host, err->msg);
     if (pending)
@@ -237,8 +243,12 @@ static int setup(struct bt__run *r)
         return rc;
     if (gethostname(r->host, sizeof(r->host) - 1) != 0)
         snprintf(r->host, sizeof(r->host), "?");
-    if (bt__run_token(r) != 0 || bt__run_signals_install(&err) != BT_OK) {
-        fprintf(stderr, "baton run: cannot set up: %s\n", err.msg[0] ? err.msg : "getrandom");
+    if ((rc = bt__run_token(r, &err)) != 0) {
+        fprintf(stderr, "baton run: %s\n", err.msg);
+        return rc;
+    }
+    if (bt__run_signals_install(&err) != BT_OK) {
+        fprintf(stderr, "baton run: cannot set up: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
     }
     r->w = calloc((size_t)r->nchild, sizeof(*r->w));

@@ -51,13 +51,14 @@
 struct bt__run_opts {
     struct bt__spec_flags flags;
     int max_restarts;
-    double join_timeout_s; /* seconds a launcher waits for the store and the other nodes */
-    double grace_s;        /* seconds between SIGTERM and SIGKILL */
-    const char *log_dir;   /* NULL: no per-rank files */
-    int tag_output;        /* 1: "[rank] " before each line */
-    int nps;               /* --ps N: parameter servers node 0 starts (0: none) */
-    enum bt__bind bind;    /* --bind */
-    char **argv;           /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+    double join_timeout_s;  /* seconds a launcher waits for the store and the other nodes */
+    double grace_s;         /* seconds between SIGTERM and SIGKILL */
+    const char *log_dir;    /* NULL: no per-rank files */
+    int tag_output;         /* 1: "[rank] " before each line */
+    int nps;                /* --ps N: parameter servers node 0 starts (0: none) */
+    enum bt__bind bind;     /* --bind */
+    const char *token_file; /* --token-file: the job secret's file, or NULL */
+    char **argv;            /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
 };
 
 /* Output of one worker stream, assembled into lines. */
@@ -148,6 +149,8 @@ struct bt__run {
     int store_lost;         /* the watcher found the store silent or gone (set before notify_fd) */
     volatile int node_done; /* this node's workers all exited 0 and it counted itself done */
     int notify_fd;          /* eventfd: the watcher has a result */
+    int refused;            /* node 0 runs another job (l/job): exit 2 */
+    int64_t refusals_seen;  /* node 0: the l/refused lines printed so far */
     struct bt__outcome watched; /* written by the watcher before it signals notify_fd */
 
     struct bt__worker *w; /* nchild of them */
@@ -165,7 +168,7 @@ int bt__run_signals_install(struct bt__err *err);
 int bt__run_signal_fd(void);
 
 /* run_rdzv.c */
-int bt__run_token(struct bt__run *r);
+int bt__run_token(struct bt__run *r, struct bt__err *err);
 int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err);
 int bt__run_join(struct bt__run *r, struct bt__err *err);
 /* BATON_HEARTBEAT_TIMEOUT (at least 2 s): the lease each launcher holds with the store, and

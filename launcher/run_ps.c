@@ -86,9 +86,11 @@ int bt__run_ps_pod(struct bt__run *r)
     int index = s->tf_task_index >= 0 ? s->tf_task_index : 0;
     if (gethostname(r->host, sizeof(r->host) - 1) != 0)
         snprintf(r->host, sizeof(r->host), "?");
-    if (bt__run_token(r) != 0) {
-        fprintf(stderr, "baton run: cannot make a job token (getrandom)\n");
-        return BT_RUN_EXIT_LAUNCHER;
+    struct bt__err err = {0};
+    int rc = bt__run_token(r, &err);
+    if (rc != 0) {
+        fprintf(stderr, "baton run: %s\n", err.msg);
+        return rc;
     }
     endpoint(rdzv, sizeof(rdzv), s->rdzv_host, s->rdzv_port);
     bt__ps_server_cfg_env(&cfg);

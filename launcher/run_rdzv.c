@@ -5,6 +5,10 @@
  * carries the last will) and a watcher connection (a thread blocked in GET of the outcome).
  * Keys of generation g (the restart count) live under "l/<g>/" (workers use "w/<g>/"):
  *
+ *   l/job            "G NNODES JOB_ID": node 0 sets it before each generation; the others
+ *                    compare it with their own before they claim (admission, below)
+ *   l/refused        counter of refused launchers; l/refused/<k> the k-th one's line, which
+ *                    node 0 prints
  *   l/<g>/node/<R>   "NPROC PID MASTER_PORT HOST": COMPARE_SET from empty claims node rank R;
  *                    a second claimant is refused, naming the first one's host and pid
  *   l/<g>/joined     counter of launchers that claimed a rank (for progress lines)
@@ -22,12 +26,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -54,24 +60,72 @@ static void hex(const unsigned char *p, size_t n, char *out)
         sprintf(out + 2 * i, "%02x", p[i]);
 }
 
-/* BATON_TOKEN; else SHA-256("baton:" job id) when several nodes (or a TFJob's ps pods) must
- * agree without talking;
- * else (one node) 128 random bits. Also settles the job id workers see. */
-int bt__run_token(struct bt__run *r)
+/* Reads the job secret from path into out: the file's bytes less trailing whitespace. A file
+ * that group or others may read is refused (a secret in a file is only as private as its mode:
+ * chmod 600; in Kubernetes, a Secret volume with defaultMode 0400). Returns 0, or -1 with one
+ * line in err. */
+static int token_file(const char *path, const char *how, char *out, size_t n, struct bt__err *err)
 {
-    const char *env = getenv("BATON_TOKEN");
+    struct stat st;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s %s: %s", how, path, strerror(errno)), -1;
+    int rc = -1;
+    size_t len = 0;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode))
+        bt__err_set(err, BT_ERR_INVALID_USAGE, "%s %s: not a regular file", how, path);
+    else if (st.st_mode & 077)
+        bt__err_set(err, BT_ERR_INVALID_USAGE,
+                    "%s %s: readable by others (mode %03o); hint: chmod 600 %s (in Kubernetes: "
+                    "defaultMode: 0400 on the Secret volume)",
+                    how, path, (unsigned)(st.st_mode & 0777), path);
+    else if ((len = fread(out, 1, n - 1, f)) == n - 1 && fgetc(f) != EOF)
+        bt__err_set(err, BT_ERR_INVALID_USAGE, "%s %s: longer than %zu bytes", how, path, n - 2);
+    else if (ferror(f))
+        bt__err_set(err, BT_ERR_INVALID_USAGE, "%s %s: %s", how, path, strerror(errno));
+    else
+        rc = 0;
+    fclose(f);
+    out[rc == 0 ? len : 0] = '\0';
+    while (rc == 0 && len > 0 && strchr(" \t\r\n", out[len - 1]))
+        out[--len] = '\0';
+    if (rc == 0 && (len == 0 || memchr(out, '\0', len)))
+        return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s %s: %s", how, path,
+                           len ? "holds a NUL byte" : "empty (no secret in it)"),
+               -1;
+    return rc;
+}
+
+/* The job secret: --token-file, else BATON_TOKEN, else BATON_TOKEN_FILE; else SHA-256("baton:"
+ * job id) when several nodes (or a TFJob's ps pods) must agree without talking (guessable: a
+ * WARN says so), else (one node) 128 random bits. Also settles the job id workers see.
+ * Returns 0, 2 (a token file that cannot be used: one line in err) or 1 (getrandom). */
+int bt__run_token(struct bt__run *r, struct bt__err *err)
+{
+    const char *env = getenv("BATON_TOKEN"), *file = getenv("BATON_TOKEN_FILE");
     unsigned char d[SHA256_DIGEST_LENGTH];
     snprintf(r->job_id, sizeof(r->job_id), "%s", r->spec.job_id[0] ? r->spec.job_id : "job");
-    if (env && *env) {
+    if (r->o.token_file || (!(env && *env) && file && *file)) {
+        int flag = r->o.token_file != NULL;
+        if (token_file(flag ? r->o.token_file : file, flag ? "--token-file" : "BATON_TOKEN_FILE",
+                       r->token, sizeof(r->token), err) != 0)
+            return 2;
+    } else if (env && *env) {
         snprintf(r->token, sizeof(r->token), "%s", env);
     } else if (r->spec.nnodes > 1 || r->spec.node_rank > 0 || r->spec.nps > 0) {
         char seed[sizeof(r->job_id) + 8];
         snprintf(seed, sizeof(seed), "baton:%s", r->job_id);
         SHA256((const unsigned char *)seed, strlen(seed), d);
         hex(d, sizeof(d), r->token);
+        fprintf(stderr,
+                "baton: WARN: job '%s' has no secret (no --token-file, BATON_TOKEN_FILE or "
+                "BATON_TOKEN): its token derives from the job name, so anyone who can reach the "
+                "store's port and knows the job name can join or end this job; give every node "
+                "the same secret with --token-file or BATON_TOKEN\n",
+                r->job_id);
     } else {
         if (getrandom(d, 16, 0) != 16)
-            return -1;
+            return bt__err_set(err, BT_ERR_SYSTEM, "getrandom: %s", strerror(errno)), 1;
         hex(d, 16, r->token);
     }
     return 0;
@@ -149,6 +203,34 @@ static void endpoint(char *out, size_t n, const char *host, int port)
     snprintf(out, n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
+/* Where node 0's store listens: the first address the rendezvous host resolves to that is
+ * this machine's (bind() to it with port 0 succeeds), as a numeric string in out; "" (every
+ * address) when none is, e.g. a name that resolves to a load balancer or a Service's cluster
+ * IP, and a loopback that no --rdzv asked for (the spec's default on node 0). One node:
+ * loopback. Returns out. */
+static const char *bind_host(const struct bt__spec *s, char *out, size_t n)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    snprintf(out, n, "%s", s->nnodes > 1 ? "" : "127.0.0.1");
+    int by_default = !strcmp(s->rdzv_host, "127.0.0.1") && !strstr(s->from, "--rdzv");
+    if (s->nnodes <= 1 || !s->rdzv_host[0] || by_default ||
+        getaddrinfo(s->rdzv_host, NULL, &hints, &ai) != 0)
+        return out;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        int fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), ok = 0;
+        if (fd >= 0) {
+            ok = bind(fd, a->ai_addr, a->ai_addrlen) == 0; /* port 0 as resolved: any */
+            close(fd);
+        }
+        if (ok &&
+            getnameinfo(a->ai_addr, a->ai_addrlen, out, (socklen_t)n, NULL, 0, NI_NUMERICHOST) == 0)
+            break;
+        out[0] = '\0';
+    }
+    freeaddrinfo(ai);
+    return out;
+}
+
 int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
 {
     const struct bt__spec *s = &r->spec;
@@ -158,11 +240,15 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
     }
     if (s->node_rank == 0) {
         int port = s->rdzv_port > 0 ? s->rdzv_port : 0;
-        BT_CHECK(bt__store_server_create(s->nnodes > 1 ? NULL : "127.0.0.1", port, r->token,
-                                         &r->srv, &r->store_port, err));
+        char host[BT_SPEC_HOST_MAX];
+        bind_host(s, host, sizeof(host));
+        BT_CHECK(bt__store_server_create(host[0] ? host : NULL, port, r->token, &r->srv,
+                                         &r->store_port, err));
         if (bt__store_server_start(r->srv) != BT_OK)
             return bt__err_set(err, BT_ERR_SYSTEM, "cannot start the rendezvous store thread");
-        snprintf(r->store_host, sizeof(r->store_host), "127.0.0.1");
+        BT_INFO(LAUNCH, "the rendezvous store listens on %s:%d", host[0] ? host : "every address",
+                r->store_port);
+        snprintf(r->store_host, sizeof(r->store_host), "%s", host[0] ? host : "127.0.0.1");
     } else {
         snprintf(r->store_host, sizeof(r->store_host), "%s", s->rdzv_host);
         r->store_port = s->rdzv_port;
@@ -229,6 +315,108 @@ static int claim(struct bt__run *r, struct bt__err *err)
     return BT_OK;
 }
 
+/* ---- admission: the job's identity ----
+ *
+ * Independently of the token (many jobs may share one secret, or the derived token of one job
+ * name), node 0 publishes l/job = "GEN NNODES JOB_ID" before it claims each generation; every
+ * other launcher reads it (waiting up to --join-timeout) before it claims anything, and a
+ * launcher whose job id or node count differ, or that is at an older generation (it started
+ * after the job restarted), is refused: it writes its one-line reason to l/refused/<k> (k from
+ * the l/refused counter) and exits 2; node 0 prints each such line once and carries on. A
+ * launcher at a newer generation than l/job may just be ahead of node 0: it goes on. */
+
+/* Node 0 hosts the store but never said which job it runs: it never claimed (pending). */
+static int missing_error_identity(struct bt__run *r, struct bt__err *err)
+{
+    return bt__err_set(err, BT_ERR_TIMEOUT,
+                       "gave up after %.0f s (--join-timeout) waiting for node 0 to say which job "
+                       "it runs (l/job)",
+                       r->o.join_timeout_s);
+}
+
+/* Node 0: l/job for this generation. */
+static int publish_identity(struct bt__run *r, struct bt__err *err)
+{
+    char v[sizeof(r->job_id) + 32];
+    snprintf(v, sizeof(v), "%d %d %s", r->restart, r->spec.nnodes, r->job_id);
+    if (bt__store_set(r->st, "l/job", v, strlen(v)) != BT_OK)
+        return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
+    return BT_OK;
+}
+
+/* Leaves this launcher's refusal where node 0 finds it (best effort). */
+static void post_refusal(struct bt__run *r, const char *line)
+{
+    char key[64];
+    int64_t k = 0;
+    if (bt__store_add(r->st, "l/refused", 1, &k) != BT_OK)
+        return;
+    snprintf(key, sizeof(key), "l/refused/%" PRId64, k);
+    bt__store_set(r->st, key, line, strlen(line));
+}
+
+/* Any node: compares l/job with this launcher's job id, node count and generation. */
+static int check_identity(struct bt__run *r, struct bt__err *err)
+{
+    void *v = NULL;
+    size_t len = 0;
+    int gen = 0, nn = 0, off = 0;
+    if (r->spec.node_rank == 0)
+        return publish_identity(r, err);
+    int64_t dl = bt__deadline_in(r->o.join_timeout_s);
+    int rc; /* a second at a time, so that signals are noticed */
+    while ((rc = bt__store_get(r->st, "l/job", &v, &len, 1.0)) == BT_ERR_TIMEOUT) {
+        if (bt__run_abort)
+            return bt__err_set(err, BT_ERR_REMOTE, "interrupted while waiting for node 0");
+        if (bt__now_ns() >= dl)
+            return missing_error_identity(r, err);
+    }
+    if (rc != BT_OK)
+        return bt__err_set(err, rc, "%s", bt__store_error(r->st));
+    const char *id = "";
+    if (sscanf(v, "%d %d %n", &gen, &nn, &off) == 2)
+        id = (const char *)v + off;
+    char line[BT__ERR_MSG_MAX];
+    line[0] = '\0';
+    if (strcmp(id, r->job_id) != 0 || nn != r->spec.nnodes)
+        snprintf(line, sizeof(line),
+                 "node %d (host %.64s, pid %d) says the job is '%.100s' with %d nodes; node 0 "
+                 "runs '%.100s' with %d nodes",
+                 r->spec.node_rank, r->host, (int)getpid(), r->job_id, r->spec.nnodes, id, nn);
+    else if (r->restart < gen)
+        snprintf(line, sizeof(line),
+                 "node %d (host %.64s, pid %d) joins generation %d; node 0 runs generation %d of "
+                 "job '%.100s' (did this launcher start after the job restarted?)",
+                 r->spec.node_rank, r->host, (int)getpid(), r->restart, gen, id);
+    free(v);
+    if (!line[0])
+        return BT_OK;
+    post_refusal(r, line);
+    r->refused = 1;
+    return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                       "refused by node 0: %s; hint: check --nnodes, the job name and --rdzv on "
+                       "every node",
+                       line);
+}
+
+/* Node 0: prints the refusals other launchers left since the last look, one line each. */
+static void log_refusals(struct bt__run *r, struct bt__store *st)
+{
+    int64_t n = 0;
+    if (!r->srv || bt__store_add(st, "l/refused", 0, &n) != BT_OK)
+        return;
+    for (; r->refusals_seen < n; r->refusals_seen++) {
+        char key[64];
+        void *v = NULL;
+        size_t len;
+        snprintf(key, sizeof(key), "l/refused/%" PRId64, r->refusals_seen + 1);
+        if (bt__store_get(st, key, &v, &len, 1.0) != BT_OK)
+            break; /* its line is not there yet: the next look */
+        fprintf(stderr, "baton: node 0 refused a launcher: %s\n", (char *)v);
+        free(v);
+    }
+}
+
 /* Every PROGRESS_EVERY_S: which nodes have not joined yet, by rank and pod name. */
 static void missing_progress(const struct bt__run *r, double waited_s)
 {
@@ -272,6 +460,7 @@ static int wait_nodes(struct bt__run *r, char **keys, struct bt__err *err)
             missing_progress(r, (double)(now - t0) / 1e9);
             last = now;
         }
+        log_refusals(r, r->st); /* last: the lines above read the WAIT's error */
     }
 }
 
@@ -342,9 +531,12 @@ int bt__run_join(struct bt__run *r, struct bt__err *err)
     int rc, n = r->spec.nnodes;
     int64_t joined = 0;
     snprintf(r->master_addr, sizeof(r->master_addr), "%s",
-             r->spec.master_addr[0] ? r->spec.master_addr : r->store_host);
+             r->spec.master_addr[0] ? r->spec.master_addr
+             : r->srv               ? "127.0.0.1"
+                                    : r->store_host);
     if (!r->st)
         return join_local(r);
+    BT_CHECK(check_identity(r, err));
     BT_CHECK(claim(r, err));
     char key[64];
     snprintf(key, sizeof(key), "l/%d/joined", r->restart);
@@ -497,8 +689,10 @@ static void *watch_main(void *arg)
         }
         if (rc == BT_ERR_TIMEOUT && bt__store_broken(r->wst) && rejoin_own_store(r) == 0)
             continue;
-        if (rc == BT_ERR_TIMEOUT && !bt__store_broken(r->wst))
+        if (rc == BT_ERR_TIMEOUT && !bt__store_broken(r->wst)) {
             check_all_done(r);
+            log_refusals(r, r->wst);
+        }
         if (rc != BT_ERR_TIMEOUT || bt__store_broken(r->wst)) {
             store_lost(r, o, rc);
             break;

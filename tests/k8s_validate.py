@@ -4,7 +4,7 @@
 usage: k8s_validate.py SCHEMAS_DIR FILE... ("-" reads stdin)
 
 Every YAML document of every FILE is checked against the schema of its apiVersion and kind:
-  v1 Pod, v1 Service, batch/v1 Job   the strict core schemas (kubernetes-v1.29.0-standalone-
+  v1 Pod, Service, Secret, batch/v1 Job  the strict core schemas (kubernetes-v1.29.0-standalone-
                                      strict: unknown fields are errors)
   kubeflow.org/v1 PyTorchJob, TFJob  the training operator's CRD (v1.9), made strict the way
                                      `kubectl --validate=strict` is (unknown fields are errors),
@@ -33,7 +33,7 @@ import yaml
 
 CORE = "kubernetes-v1.29.0-standalone-strict"
 CORE_FILES = {("v1", "Pod"): "pod-v1.json", ("v1", "Service"): "service-v1.json",
-              ("batch/v1", "Job"): "job-batch-v1.json"}
+              ("batch/v1", "Job"): "job-batch-v1.json", ("v1", "Secret"): "secret-v1.json"}
 CRDS = {("kubeflow.org/v1", "PyTorchJob"):
         ("kubeflow-training-operator-v1.9/kubeflow.org_pytorchjobs.yaml", "pytorchReplicaSpecs"),
         ("kubeflow.org/v1", "TFJob"):

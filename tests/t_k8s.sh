@@ -24,7 +24,8 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
         for c in d["spec"]["containers"]:
             if c["name"] in ("pytorch", "tensorflow"):
                 for e in c.get("env", []):
-                    print("%s=%s" % (e["name"], e.get("value", "")))
+                    if e["name"] != "BATON_TOKEN": # from the job's Secret: tested apart
+                        print("%s=%s" % (e["name"], e.get("value", "")))
 EOF
 }
 # pget FILE KIND NAME EXPR: a Python expression over the object o.
@@ -123,7 +124,37 @@ t_expect_eq "nprocPerNode 4: WORLD_SIZE=12, RANK still the pod's" \
     "$(penv "$T_TMP/pt4.out" pt4-worker-1 | grep -E '^(WORLD_SIZE|RANK|PET_NPROC_PER_NODE)=' | xargs)" \
     "WORLD_SIZE=12 RANK=2 PET_NPROC_PER_NODE=4"
 t_expect_eq "pod names" "$(grep -A1 '^metadata:' "$T_TMP/pt.out" | sed -n 's/^  name: //p' | xargs)" \
-    "pt-master-0 pt-master-0 pt-worker-0 pt-worker-0 pt-worker-1 pt-worker-1"
+    "pt-baton-token pt-master-0 pt-master-0 pt-worker-0 pt-worker-0 pt-worker-1 pt-worker-1"
+
+# ---- the job's secret: one Secret, every pod's BATON_TOKEN from it, new on every render ----
+secret_of() { # FILE: "secrets name type token-bytes refs pods"
+    $PY - "$1" <<'EOF'
+import base64, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+s = [d for d in docs if d["kind"] == "Secret"]
+refs = 0
+for d in docs:
+    if d["kind"] == "Pod":
+        for c in d["spec"]["containers"]:
+            for e in c.get("env", []):
+                if e["name"] == "BATON_TOKEN" and e["valueFrom"]["secretKeyRef"] == \
+                        {"name": s[0]["metadata"]["name"], "key": "token"}:
+                    refs += 1
+print(len(s), s[0]["metadata"]["name"], s[0]["type"],
+      len(base64.b64decode(base64.b64decode(s[0]["data"]["token"]))), refs,
+      sum(d["kind"] == "Pod" for d in docs))
+EOF
+}
+t_expect_eq "secret: one Secret <job>-baton-token, Opaque, 32 random bytes; all 3 pods read it" \
+    "$(secret_of "$T_TMP/pt.out")" "1 pt-baton-token Opaque 32 3 3"
+t_check "secret: the Secret comes before the pods that read it" \
+    test "$(grep -m1 '^kind: ' "$T_TMP/pt.out")" = "kind: Secret"
+"$BATON" k8s render "$T_TMP/pt.yaml" >"$T_TMP/pt2.out"
+t_check "secret: a re-render makes a new one" \
+    bash -c "test \"\$(grep '^  token: ' '$T_TMP/pt.out')\" != \"\$(grep '^  token: ' '$T_TMP/pt2.out')\""
+"$BATON" k8s render "$T_TMP/pt.yaml" --token s3cret >"$T_TMP/pt3.out"
+t_expect_eq "secret: --token VALUE keeps it (base64 in data)" \
+    "$(sed -n 's/^  token: //p' "$T_TMP/pt3.out")" "$(printf s3cret | base64)"
 
 # ---- labels, ports, services ----
 L=training.kubeflow.org
@@ -230,13 +261,14 @@ EOF
 chmod +x "$T_TMP/kubectl"
 rc=0; PATH=$T_TMP:$PATH "$BATON" k8s apply "$T_TMP/pt.yaml" -- --dry-run=client >/dev/null 2>&1 || rc=$?
 t_expect_eq "apply runs kubectl apply -f - (extra args passed)" "$rc $(cat "$T_TMP/kubectl.args")" "0 apply -f - --dry-run=client"
-t_check "apply feeds kubectl exactly the render" cmp -s "$T_TMP/kubectl.stdin" "$T_TMP/pt.out"
+t_check "apply feeds kubectl exactly the render (but for the job's random secret)" \
+    cmp -s <(grep -v '^  token: ' "$T_TMP/kubectl.stdin") <(grep -v '^  token: ' "$T_TMP/pt.out")
 rm -f "$T_TMP/kubectl.args"
 rc=0; KUBECTL=$T_TMP/kubectl "$BATON" k8s apply "$T_TMP/m2.yaml" >/dev/null 2>&1 || rc=$?
 t_expect_eq "invalid job: kubectl not run, exit 2" "$rc $([ -e "$T_TMP/kubectl.args" ] && echo ran)" "2 "
 rc=0; KUBECTL=$T_TMP/kubectl "$BATON" k8s delete "$T_TMP/pt.yaml" >/dev/null 2>&1 || rc=$?
 t_expect_eq "delete by the job-name label" "$rc $(cat "$T_TMP/kubectl.args")" \
-    "0 delete pods,services -n default -l training.kubeflow.org/job-name=pt"
+    "0 delete pods,services,secrets -n default -l training.kubeflow.org/job-name=pt"
 rc=0; "$BATON" k8s apply --kubectl "$T_TMP/no-such-kubectl" "$T_TMP/pt.yaml" >/dev/null 2>"$T_TMP/err" || rc=$?
 if [ $rc -eq 127 ] && grep -q "not found" "$T_TMP/err" && grep -q "baton k8s render" "$T_TMP/err"; then
     t_ok "missing kubectl: exit 127 with a hint"
@@ -281,7 +313,7 @@ t_expect_eq "apply: the same notes, prefixed 'baton k8s apply:'" \
     "$(grep -c "^baton k8s apply: PyTorchJob 'rpol': " "$T_TMP/apply.err") $(cat "$T_TMP/kubectl.args")" "7 apply -f -"
 if [ -d "$SCHEMAS" ]; then
     $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$T_TMP/rpol.out" >"$T_TMP/v.log" 2>&1
-    t_expect_eq "pods with activeDeadlineSeconds validate" "$? $(grep -c '^ok' "$T_TMP/v.log")" "0 6"
+    t_expect_eq "pods with activeDeadlineSeconds validate" "$? $(grep -c '^ok' "$T_TMP/v.log")" "0 7"
 fi
 EXTRA_SPEC='  runPolicy: {suspend: true}
 ' job sus PyTorchJob "$(rs Master 1 pytorch)"

@@ -62,6 +62,10 @@ t_expect_eq "loopback: 3-pod PyTorchJob exit status" "$RC" 0
 t_grep "loopback: the env rewrite is shown" 'lo-worker-1 +127\.0\.0\.1 port [0-9]+ .*rewrote.*MASTER_ADDR' "$T_TMP/lo.log"
 t_grep "loopback: every pod joined (rank 2 of 3)" '^\[lo-worker-1\] \[2\] hello from rank 2 of 3' "$T_TMP/lo.log"
 t_grep "loopback: success by the Master" 'job lo succeeded' "$T_TMP/lo.log"
+t_check "loopback: the pods share the run's secret (no WARN about a derived token)" \
+    bash -c "! grep -q 'has no secret' '$T_TMP/lo.log'"
+t_expect_eq "loopback: the run's secret reached every pod (BATON_TOKEN in its env)" \
+    "$(grep -c 'lo-[a-z]*-[0-9] .*valueFrom: not set' "$T_TMP/lo.log")" 0
 
 job lofail PyTorchJob Master "$HELLO" 1 '[sh, -c, "exit 3"]'
 run_local lofail 60 "$T_TMP/lofail.yaml"

@@ -22,12 +22,15 @@ $PY -c 'import yaml, jsonschema' 2>/dev/null || HAVE_YAML=0
 q() {
     $PY - "$@" <<'EOF'
 import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+alls = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+docs = [d for d in alls if d["kind"] != "Secret"] # the job's Secret: secrets
+secrets = [d for d in alls if d["kind"] == "Secret"]
 pods = [d for d in docs if d["kind"] == "Pod"]
-def env(p, c="node"):
+def env(p, c="node", token=False): # BATON_TOKEN (from the job's Secret) only with token=True
     for x in p["spec"]["containers"]:
         if x["name"] == c:
-            return {e["name"]: e.get("value", e.get("valueFrom")) for e in x.get("env", [])}
+            return {e["name"]: e.get("value", e.get("valueFrom")) for e in x.get("env", [])
+                    if token or e["name"] != "BATON_TOKEN"}
 print(eval(sys.argv[2]))
 EOF
 }
@@ -72,12 +75,19 @@ G=$T_TMP/gpu.yaml
 t_expect_eq "render trainjob-gpu-mnist.yaml (runtime in the same file): exit 0" "$?" 0
 t_expect_eq "GPU runtime: PET_NPROC_PER_NODE=auto, 2 pods" \
     "$(q "$G" '(env(pods[0])["PET_NPROC_PER_NODE"], len(pods))')" "('auto', 2)"
-"$BATON" k8s render - <"$K8S/trainjob-gpu-mnist.yaml" | cmp -s - "$G"
-t_expect_eq "stdin renders the same" "$?" 0
+"$BATON" k8s render - <"$K8S/trainjob-gpu-mnist.yaml" | grep -v '^  token: ' |
+    cmp -s - <(grep -v '^  token: ' "$G")
+t_expect_eq "stdin renders the same (but for the job's random secret)" "$?" 0
+t_expect_eq "the job's Secret: <job>-baton-token, Opaque, a 32-byte random token" \
+    "$(q "$R" '[(s["metadata"]["name"], s["type"], len(__import__("base64").b64decode(__import__("base64").b64decode(s["data"]["token"])))) for s in secrets]')" \
+    "[('mnist-baton-token', 'Opaque', 32)]"
+t_expect_eq "every pod reads BATON_TOKEN from it" \
+    "$(q "$R" 'sorted(set(str(env(p, token=True)["BATON_TOKEN"]) for p in pods))')" \
+    "[\"{'secretKeyRef': {'name': 'mnist-baton-token', 'key': 'token'}}\"]"
 
 if [ -d "$SCHEMAS" ]; then
     $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$R" "$G" >"$T_TMP/v.log" 2>&1
-    t_expect_eq "every rendered object validates (JobSet CRD, strict core schemas)" "$?:$(grep -c '^ok' "$T_TMP/v.log")" "0:12"
+    t_expect_eq "every rendered object validates (JobSet CRD, strict core schemas)" "$?:$(grep -c '^ok' "$T_TMP/v.log")" "0:14"
     sed 's/^  runtimeRef:/  runtimeReff:/' "$K8S/trainjob-mnist.yaml" >"$T_TMP/typo.yaml"
     if ! $PY "$BATON_SRC/tests/k8s_validate.py" "$SCHEMAS" "$T_TMP/typo.yaml" >"$T_TMP/v.log" 2>&1 &&
         grep -q runtimeReff "$T_TMP/v.log"; then

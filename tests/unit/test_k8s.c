@@ -84,7 +84,7 @@ static void test_pytorch_facts_example(void **state)
                                           {"PET_MASTER_PORT", "23456"}};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         assert_string_equal(bt__k8s_pod_env(w1, want[i][0]), want[i][1]);
-    assert_int_equal(w1->nenv, 10);
+    assert_int_equal(w1->nenv, 11); /* and BATON_TOKEN from the job's Secret */
     assert_string_equal(w1->rtype, "worker");
     assert_int_equal(w1->index, 1);
     assert_false(w1->master_role);
@@ -161,7 +161,7 @@ static void test_tf_config_facts_example(void **state)
     assert_int_equal(job.npods, 5);
     const struct bt__k8s_pod *w1 = pod(&job, "mnist-worker-1");
     assert_string_equal(bt__k8s_pod_env(w1, "TF_CONFIG"), facts_tf);
-    assert_int_equal(w1->nenv, 1);
+    assert_int_equal(w1->nenv, 2); /* and BATON_TOKEN from the job's Secret */
     assert_int_equal(w1->restart, BT_K8S_RESTART_NEVER);
     assert_true(pod(&job, "mnist-chief-0")->master_role);
     assert_false(pod(&job, "mnist-worker-0")->master_role);
