@@ -14,7 +14,7 @@
 # pid>-* is left. At the end: no network namespace bt-* appeared (the soak makes none), and one
 # line of counts and fault-to-exit times per kind. One TAP line per job.
 # Limits: BATON_TIMEOUT=3 BATON_HEARTBEAT_TIMEOUT=2 (BATON_TIMEOUT=1 for the stop fault).
-# Measured on the 2-core dev machine: 200 jobs in about 75-90 s.
+# Measured on the 2-core dev machine: 200 jobs in 88-92 s (two runs).
 # Every wait is a poll with a deadline; the only sleeps are the short random ones before a fault.
 # Only processes this test started are ended, by pid.
 # timeout: 240
