@@ -402,6 +402,17 @@ void bt__k8s_secret_env(const struct bt__k8s_job *job, struct bt__yn *c)
         bt__yn_set(c, "env", bt__yn_new(BT_YN_SEQ));
         env = bt__yn_get(c, "env");
     }
+    /* The shipped manifests already read BATON_TOKEN from this Secret (optional, for a cluster
+     * without it): the render's entry replaces theirs, so each container has one. */
+    size_t kept = 0;
+    for (size_t i = 0; i < env->n; i++) {
+        const char *en = bt__yn_gets(env->v[i], "name");
+        if (en && !strcmp(en, "BATON_TOKEN"))
+            bt__yn_free(env->v[i]);
+        else
+            env->v[kept++] = env->v[i];
+    }
+    env->n = kept;
     struct bt__yn *e = bt__yn_new(BT_YN_MAP), *vf = bt__yn_new(BT_YN_MAP);
     struct bt__yn *ref = bt__yn_new(BT_YN_MAP);
     bt__yn_set(ref, "name", bt__yn_str(name));

@@ -51,6 +51,9 @@ static const struct flag flags[] = {
     {"--spec", NULL, "SRC", SPEC, K_SOURCE, 0, 0, SF(source), "where the cluster spec comes from:"},
     {"--max-restarts", NULL, "K", RUN, K_INT, 0, 1000000, RO(max_restarts),
      "restart all workers after a failure, up to K times"},
+    {"--restart-backoff", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(restart_backoff_s),
+     "wait SEC before the first restart, doubling for\n"
+     "each next one up to 30 s (1; 0: at once)"},
     {"--join-timeout", NULL, "SEC", RUN, K_SECONDS, 1, 0, RO(join_timeout_s),
      "wait this long for the store and the nodes (300)"},
     {"--grace", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(grace_s),

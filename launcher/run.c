@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/param.h"
@@ -183,6 +184,33 @@ static int report(struct bt__run *r, const struct bt__outcome *o)
     return status;
 }
 
+#define RESTART_BACKOFF_CAP_S 30.0 /* the longest wait between restarts (unless the base is) */
+
+/* Seconds to wait before restart n (1-based): base, 2 base, 4 base, ... up to the cap, so a
+ * worker that fails at once does not spin through its restarts. */
+static double restart_delay(double base_s, int n)
+{
+    double cap = base_s > RESTART_BACKOFF_CAP_S ? base_s : RESTART_BACKOFF_CAP_S;
+    double d = base_s;
+    for (int i = 1; i < n && d < cap; i++)
+        d *= 2;
+    return d < cap ? d : cap;
+}
+
+/* Sleeps seconds in short slices; returns early (nonzero) once a stop signal arrived. */
+static int backoff_wait(double seconds)
+{
+    int64_t end = bt__now_ns() + (int64_t)(seconds * 1e9);
+    while (!bt__run_stop_sig) {
+        int64_t left = end - bt__now_ns();
+        if (left <= 0)
+            return 0;
+        struct timespec ts = {0, left < 50000000 ? (long)left : 50000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
 static int run_job(struct bt__run *r)
 {
     struct bt__err err = {0};
@@ -196,9 +224,15 @@ static int run_job(struct bt__run *r)
             return fail_launcher(r, &err, "starting the workers");
         if ((o.kind != 'F' && o.kind != 'H') || r->restart >= r->o.max_restarts || bt__run_stop_sig)
             break;
+        double delay = restart_delay(r->o.restart_backoff_s, r->restart + 1);
+        char in[48] = "";
+        if (delay > 0)
+            snprintf(in, sizeof(in), " in %g s", delay);
+        fprintf(stderr, "baton: restarting the workers%s (restart %d of %d) after: %s\n", in,
+                r->restart + 1, r->o.max_restarts, o.line);
+        if (backoff_wait(delay))
+            break; /* report() names the signal: 128 + sig */
         r->restart++;
-        fprintf(stderr, "baton: restarting the workers (restart %d of %d) after: %s\n", r->restart,
-                r->o.max_restarts, o.line);
     }
     int status = report(r, &o);
     r->final_kind = o.kind;
@@ -272,6 +306,7 @@ int bt__cmd_run(int argc, char **argv)
     r.o.flags = (struct bt__spec_flags){BT_SPEC_AUTO, -1, -1, -1, NULL, -1};
     r.o.join_timeout_s = 300;
     r.o.grace_s = 10;
+    r.o.restart_backoff_s = 1;
     r.o.tag_output = 1;
     int rc = parse(argc, argv, &r.o);
     if (rc)

@@ -51,14 +51,15 @@
 struct bt__run_opts {
     struct bt__spec_flags flags;
     int max_restarts;
-    double join_timeout_s;  /* seconds a launcher waits for the store and the other nodes */
-    double grace_s;         /* seconds between SIGTERM and SIGKILL */
-    const char *log_dir;    /* NULL: no per-rank files */
-    int tag_output;         /* 1: "[rank] " before each line */
-    int nps;                /* --ps N: parameter servers node 0 starts (0: none) */
-    enum bt__bind bind;     /* --bind */
-    const char *token_file; /* --token-file: the job secret's file, or NULL */
-    char **argv;            /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+    double restart_backoff_s; /* seconds before the first restart, doubled for each next (30 max) */
+    double join_timeout_s;    /* seconds a launcher waits for the store and the other nodes */
+    double grace_s;           /* seconds between SIGTERM and SIGKILL */
+    const char *log_dir;      /* NULL: no per-rank files */
+    int tag_output;           /* 1: "[rank] " before each line */
+    int nps;                  /* --ps N: parameter servers node 0 starts (0: none) */
+    enum bt__bind bind;       /* --bind */
+    const char *token_file;   /* --token-file: the job secret's file, or NULL */
+    char **argv;              /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
 };
 
 /* Output of one worker stream, assembled into lines. */

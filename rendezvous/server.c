@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/droplog.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
@@ -138,12 +139,15 @@ struct bt__store_server {
     int thread_started;
     pthread_t thread;
     int64_t last_emfile_warn;
+    struct bt__droplog drops;   /* the WARN lines for dropped connections, rate-limited */
     char tag_listen, tag_event; /* epoll markers */
     uint8_t scratch[SCRATCH_BYTES];
 };
 
 static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+static void conn_drop(struct bt__store_server *srv, struct conn *c, enum bt__drop_reason r,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void conn_flush(struct bt__store_server *srv, struct conn *c);
 
 /* ---- hash table ---- */
@@ -365,7 +369,7 @@ static int input_admit(struct bt__store_server *srv, struct conn *c, const uint8
         return 1;
     size_t others = __atomic_load_n(&srv->buffered, __ATOMIC_RELAXED) - c->in.cap;
     if (others + need > srv->max_buffered) {
-        conn_kill(srv, c, BT_LOG_WARN,
+        conn_drop(srv, c, BT__DROP_CAP,
                   "its %zu-byte frame does not fit the store's buffer budget (%zu of %zu bytes "
                   "held for %d connections); hint: BATON_RDZV_MAX_BUFFERED_MB",
                   need, others, srv->max_buffered, bt__store_server_nclients(srv));
@@ -373,7 +377,7 @@ static int input_admit(struct bt__store_server *srv, struct conn *c, const uint8
     }
     uint8_t *q = realloc(c->in.p, need);
     if (!q) {
-        conn_kill(srv, c, BT_LOG_WARN, "out of memory for its %zu-byte frame", need);
+        conn_drop(srv, c, BT__DROP_OOM, "out of memory for its %zu-byte frame", need);
         return 0;
     }
     c->in.p = q;
@@ -392,7 +396,7 @@ static void frame_deadline(struct bt__store_server *srv, struct conn *c)
     if (c->in.len == 0)
         heap_remove(srv, &c->tmo);
     else if (c->tmo.idx < 0 && heap_add(srv, &c->tmo, bt__now_ns() + srv->frame_timeout_ns) != 0)
-        conn_kill(srv, c, BT_LOG_WARN, "out of memory for its timer");
+        conn_drop(srv, c, BT__DROP_OOM, "out of memory for its timer");
 }
 
 /* ---- output ---- */
@@ -404,13 +408,13 @@ static void output_check(struct bt__store_server *srv, struct conn *c)
     size_t unsent = c->out.len - c->out_off;
     size_t held = __atomic_load_n(&srv->buffered, __ATOMIC_RELAXED);
     if (c->out.oom)
-        conn_kill(srv, c, BT_LOG_WARN, "out of memory for %zu bytes of replies", unsent);
+        conn_drop(srv, c, BT__DROP_OOM, "out of memory for %zu bytes of replies", unsent);
     else if (unsent > 2 * (srv->max_frame + 4))
-        conn_kill(srv, c, BT_LOG_WARN,
+        conn_drop(srv, c, BT__DROP_CAP,
                   "does not read its replies: %zu bytes unsent (at most %zu are kept)", unsent,
                   2 * (srv->max_frame + 4));
     else if (held > srv->max_buffered)
-        conn_kill(srv, c, BT_LOG_WARN,
+        conn_drop(srv, c, BT__DROP_CAP,
                   "does not read its replies: its %zu unsent bytes pass the store's buffer "
                   "budget (%zu of %zu bytes held); hint: BATON_RDZV_MAX_BUFFERED_MB",
                   unsent, held, srv->max_buffered);
@@ -430,7 +434,7 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c)
     if (c->dead)
         return;
     if (c->out.oom) {
-        conn_kill(srv, c, BT_LOG_WARN, "out of memory for its reply");
+        conn_drop(srv, c, BT__DROP_OOM, "out of memory for its reply");
         return;
     }
     struct bt__err err = {0};
@@ -873,11 +877,11 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
         reply_status(srv, c, BT__ST_OK);
         break;
     default:
-        conn_kill(srv, c, BT_LOG_WARN, "sent unknown command %u (a newer client?)", cmd);
+        conn_drop(srv, c, BT__DROP_MALFORMED, "sent unknown command %u (a newer client?)", cmd);
         return;
     }
     if (r.bad || r.left)
-        conn_kill(srv, c, BT_LOG_WARN, "sent a malformed %s request (%zu payload bytes)",
+        conn_drop(srv, c, BT__DROP_MALFORMED, "sent a malformed %s request (%zu payload bytes)",
                   cmd_name(cmd), n);
 }
 
@@ -888,7 +892,7 @@ static void on_hello(struct bt__store_server *srv, struct conn *c, const uint8_t
     uint8_t out[BT__AUTH_CHALLENGE_LEN];
     int outcome = bt__auth_server_hello(&c->auth, &bt__rdzv_auth, q, out);
     if (outcome == BT__AUTH_NOT_PEER) {
-        conn_kill(srv, c, BT_LOG_WARN,
+        conn_drop(srv, c, BT__DROP_BAD_MAGIC,
                   "bad magic 0x%016" PRIx64 ": not a baton rendezvous client (a port scanner, "
                   "an HTTP probe, or another program pointed at this port?)",
                   bt__le64(q));
@@ -901,7 +905,7 @@ static void on_hello(struct bt__store_server *srv, struct conn *c, const uint8_t
     bt__wbuf_put(&c->out, out, sizeof(out));
     conn_flush(srv, c);
     if (outcome == BT__AUTH_VERSION) {
-        conn_kill(srv, c, BT_LOG_WARN,
+        conn_drop(srv, c, BT__DROP_VERSION,
                   "speaks rendezvous protocol version %u, this store speaks %u; hint: are the "
                   "launcher and the workers from different baton builds?",
                   bt__le32(q + 8), BT__RDZV_VERSION);
@@ -922,7 +926,7 @@ static void on_proof(struct bt__store_server *srv, struct conn *c, const uint8_t
     bt__wbuf_put(&c->out, out, sizeof(out));
     if (!ok) {
         conn_flush(srv, c);
-        conn_kill(srv, c, BT_LOG_WARN,
+        conn_drop(srv, c, BT__DROP_AUTH,
                   "refused: wrong job token (its HMAC does not match); "
                   "hint: a pod from another job, or a different BATON_TOKEN?");
         return;
@@ -957,8 +961,8 @@ static size_t conn_parse(struct bt__store_server *srv, struct conn *c, const uin
             break;
         uint32_t len = bt__le32(q);
         if (len == 0 || len > srv->max_frame) {
-            conn_kill(srv, c, BT_LOG_WARN, "sent a frame of length %u (1 to %zu allowed)", len,
-                      srv->max_frame);
+            conn_drop(srv, c, BT__DROP_MALFORMED, "sent a frame of length %u (1 to %zu allowed)",
+                      len, srv->max_frame);
             break;
         }
         if (avail - 4 < len)
@@ -1002,9 +1006,9 @@ static void conn_input(struct bt__store_server *srv, struct conn *c, const uint8
     if (c->dead)
         return;
     if (c->in.oom)
-        conn_kill(srv, c, BT_LOG_WARN, "out of memory for its %zu-byte frame", c->in.len);
+        conn_drop(srv, c, BT__DROP_OOM, "out of memory for its %zu-byte frame", c->in.len);
     else if ((c->w || c->closing) && c->in.len > MAX_PENDING_INPUT)
-        conn_kill(srv, c, BT_LOG_WARN, "sent %zu bytes while its blocking request was pending",
+        conn_drop(srv, c, BT__DROP_CAP, "sent %zu bytes while its blocking request was pending",
                   c->in.len);
     conn_charge(srv, c);
     frame_deadline(srv, c);
@@ -1016,10 +1020,10 @@ static void conn_lost(struct bt__store_server *srv, struct conn *c, const char *
     if (c->state == CS_HELLO && c->nread == 0)
         conn_kill(srv, c, BT_LOG_INFO, "closed before its hello (a TCP probe?): %s", why);
     else if (c->state != CS_READY)
-        conn_kill(srv, c, BT_LOG_WARN, "lost during the handshake after %" PRIu64 " bytes: %s",
+        conn_drop(srv, c, BT__DROP_LOST, "lost during the handshake after %" PRIu64 " bytes: %s",
                   c->nread, why);
     else if (c->in.len > 0)
-        conn_kill(srv, c, BT_LOG_WARN, "lost mid-frame (%zu bytes of a %u-byte frame): %s",
+        conn_drop(srv, c, BT__DROP_LOST, "lost mid-frame (%zu bytes of a %u-byte frame): %s",
                   c->in.len, c->in.len >= 4 ? bt__le32(c->in.p) + 4 : 0, why);
     else
         conn_kill(srv, c, BT_LOG_INFO, "left without goodbye: %s", why);
@@ -1081,6 +1085,22 @@ static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, c
     srv->dead = c;
 }
 
+/* conn_kill for a peer that broke the protocol or a limit: counted by reason, and logged at
+ * WARN only within the burst of common/droplog.h (at TRACE after it, for the summary). */
+static void conn_drop(struct bt__store_server *srv, struct conn *c, enum bt__drop_reason r,
+                      const char *fmt, ...)
+{
+    if (c->dead)
+        return;
+    char why[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    int level = bt__droplog_admit(&srv->drops, r) ? BT_LOG_WARN : BT_LOG_TRACE;
+    conn_kill(srv, c, level, "%s", why);
+}
+
 static void conn_free(struct bt__store_server *srv, struct conn *c)
 {
     if (c->prev)
@@ -1126,7 +1146,7 @@ static void conn_new(struct bt__store_server *srv, int fd)
     srv->conns = c;
     __atomic_fetch_add(&srv->nclients, 1, __ATOMIC_RELAXED);
     if (heap_add(srv, &c->tmo, bt__now_ns() + srv->auth_timeout_ns) != 0)
-        conn_kill(srv, c, BT_LOG_WARN, "out of memory for its timer");
+        conn_drop(srv, c, BT__DROP_OOM, "out of memory for its timer");
 }
 
 /* The listener stays readable while we are out of descriptors: accept into the spare
@@ -1177,19 +1197,19 @@ static void expire(struct bt__store_server *srv)
         struct conn *c = t->c;
         heap_remove(srv, t);
         if (t == &c->lease)
-            conn_kill(srv, c, BT_LOG_WARN,
+            conn_drop(srv, c, BT__DROP_STALL,
                       "sent nothing for %.1f s, the heartbeat lease it asked for; treating it "
                       "as gone (a stopped or frozen process, or a network that went away)",
                       (double)c->lease_ns / 1e9);
         else if (c->w)
             waiter_finish(srv, c, BT__ST_TIMEOUT);
         else if (c->state != CS_READY)
-            conn_kill(srv, c, BT_LOG_WARN,
+            conn_drop(srv, c, BT__DROP_STALL,
                       "no complete handshake within %.1f s (%" PRIu64 " bytes received); "
                       "hint: BATON_RDZV_AUTH_TIMEOUT",
                       (double)srv->auth_timeout_ns / 1e9, c->nread);
         else
-            conn_kill(srv, c, BT_LOG_WARN,
+            conn_drop(srv, c, BT__DROP_STALL,
                       "stalled mid-frame: %zu bytes of a %u-byte frame after %.1f s (a stopped "
                       "client, or one holding the store's memory); hint: BATON_RDZV_IO_TIMEOUT",
                       c->in.len, c->in.len >= 4 ? bt__le32(c->in.p) + 4 : 0,
@@ -1261,6 +1281,11 @@ int bt__store_server_run(struct bt__store_server *srv)
     srv->stopping = 0;
     while (!srv->stopping) {
         int ms = srv->nheap > 0 ? bt__ms_left(srv->heap[0]->deadline) : -1;
+        int64_t summary_ns = bt__droplog_tick(&srv->drops);
+        if (summary_ns >= 0) {
+            int sms = (int)(summary_ns / 1000000) + 1;
+            ms = ms < 0 || sms < ms ? sms : ms;
+        }
         int64_t due = bt__now_ns() + (int64_t)ms * 1000000;
         int n = epoll_wait(srv->epfd, evs, 256, ms);
         if (ms >= 0 && bt__now_ns() - due > SELF_STALL_NS)
@@ -1336,6 +1361,13 @@ void bt__store_server_set_limits(struct bt__store_server *srv, const struct bt__
         srv->max_frame = l->max_frame;
     if (l->max_buffered > 0)
         srv->max_buffered = l->max_buffered;
+    if (l->drop_log_interval_s > 0)
+        srv->drops.interval_ns = (int64_t)(l->drop_log_interval_s * 1e9);
+}
+
+uint64_t bt__store_server_drops(const struct bt__store_server *srv, enum bt__drop_reason r)
+{
+    return bt__droplog_total(&srv->drops, r);
 }
 
 /* Raises the soft open-file limit to the hard one: each client holds a descriptor. */
@@ -1372,6 +1404,7 @@ int bt__store_server_create(const char *host, int port, const char *token,
     if (!srv)
         return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous store: out of memory");
     srv->lfd = srv->epfd = srv->evfd = srv->spare_fd = -1;
+    bt__droplog_init(&srv->drops, BT_SUB_RDZV, "rendezvous store");
     raise_nofile();
     double auth_s = bt__param_auth_timeout_s();
     srv->auth_timeout_ns = (int64_t)((auth_s > 0 ? auth_s : 5.0) * 1e9);
@@ -1410,6 +1443,7 @@ void bt__store_server_destroy(struct bt__store_server *srv)
     }
     while (srv->conns)
         conn_free(srv, srv->conns); /* no last wills: the store itself is going away */
+    bt__droplog_flush(&srv->drops);
     for (size_t i = 0; i < srv->tab.nb; i++)
         for (struct bt__hnode *nd = srv->tab.b[i], *nx; nd; nd = nx) {
             nx = nd->next;

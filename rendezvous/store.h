@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/droplog.h"
 #include "common/err.h"
 #include "common/sock.h"
 
@@ -95,11 +96,15 @@ size_t bt__store_server_buffered(const struct bt__store_server *srv);
 
 /* Admission limits; a field of 0 keeps the current value. */
 struct bt__store_limits {
-    double frame_timeout_s; /* a frame must arrive whole within this (BATON_RDZV_IO_TIMEOUT) */
-    size_t max_frame;       /* bytes after a frame's length, at most BT__RDZV_MAX_FRAME */
-    size_t max_buffered;    /* bytes of all connections' buffers (BATON_RDZV_MAX_BUFFERED_MB) */
+    double frame_timeout_s;     /* a frame must arrive whole within this (BATON_RDZV_IO_TIMEOUT) */
+    size_t max_frame;           /* bytes after a frame's length, at most BT__RDZV_MAX_FRAME */
+    size_t max_buffered;        /* bytes of all connections' buffers (BATON_RDZV_MAX_BUFFERED_MB) */
+    double drop_log_interval_s; /* seconds between summaries of dropped connections (60) */
 };
 /* Sets limits before bt__store_server_start/run (tests lower them). */
 void bt__store_server_set_limits(struct bt__store_server *srv, const struct bt__store_limits *l);
+/* Connections dropped for reason r since the server was created (common/droplog.h: the first
+ * few of each minute are logged in full, the rest in one summary line); for tests. */
+uint64_t bt__store_server_drops(const struct bt__store_server *srv, enum bt__drop_reason r);
 
 #endif

@@ -156,6 +156,35 @@ t_check "secret: a re-render makes a new one" \
 t_expect_eq "secret: --token VALUE keeps it (base64 in data)" \
     "$(sed -n 's/^  token: //p' "$T_TMP/pt3.out")" "$(printf s3cret | base64)"
 
+# The shipped manifests read BATON_TOKEN from <job>-baton-token themselves (optional: true, for
+# the operator); the render replaces that entry by its own: one per framework container.
+one_token() { # FILE JOB: "ok", or what is wrong
+    $PY - "$1" "$2" <<'EOF'
+import sys, yaml
+want = {"name": sys.argv[2] + "-baton-token", "key": "token"}
+bad = []
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if not d or d["kind"] != "Pod":
+        continue
+    for c in d["spec"]["containers"]:
+        toks = [e for e in c.get("env", []) if e["name"] == "BATON_TOKEN"]
+        if len(toks) != 1 or toks[0].get("valueFrom", {}).get("secretKeyRef") != want:
+            bad.append("%s/%s: %r" % (d["metadata"]["name"], c["name"], toks))
+print("; ".join(bad) or "ok")
+EOF
+}
+for f in pytorchjob-mnist:mnist pytorchjob-elastic-mnist:mnist-elastic \
+    pytorchjob-gpu-mnist:mnist-gpu tfjob-mnist-ps:mnist-ps \
+    gang/pytorchjob-mnist-coscheduling:mnist-coscheduling gang/pytorchjob-mnist-kueue:mnist-kueue \
+    gang/pytorchjob-mnist-volcano:mnist-volcano indexedjob-mnist:mnist-indexed; do
+    grep -q "name: ${f#*:}-baton-token, key: token, optional: true" "$K8S/${f%%:*}.yaml"
+    t_expect_eq "secret: ${f%%:*}.yaml reads BATON_TOKEN from its Secret (optional)" "$?" 0
+    [ "${f%%:*}" = indexedjob-mnist ] && continue # a plain Job: not rendered
+    "$BATON" k8s render "$K8S/${f%%:*}.yaml" >"$T_TMP/tok.out" 2>"$T_TMP/err"
+    t_expect_eq "secret: render of ${f%%:*}: exactly one BATON_TOKEN per container, the render's" \
+        "$(one_token "$T_TMP/tok.out" "${f#*:}")" ok
+done
+
 # ---- labels, ports, services ----
 L=training.kubeflow.org
 t_expect_eq "master pod labels" "$(pget "$T_TMP/pt.out" Pod pt-master-0 \

@@ -147,13 +147,56 @@ t_grep "--grace: the stubborn rank is named and SIGKILLed" "rank\(s\) 1 still ru
 t_check "--grace 1: done within 6 s" test $((SECONDS - t0)) -lt 6
 
 # ---- --max-restarts: a worker failing in restarts 0 and 1 succeeds in restart 2
-"$BATON" run -n 2 --max-restarts 2 -- "$W" --fail-until 2 >"$T_TMP/rs.out" 2>"$T_TMP/rs.err"
+"$BATON" run -n 2 --max-restarts 2 --restart-backoff 0 -- "$W" --fail-until 2 >"$T_TMP/rs.out" 2>"$T_TMP/rs.err"
 t_expect_eq "--max-restarts 2: succeeds on the third try" "$?" 0
 t_grep "--max-restarts: BATON_RESTART_COUNT reaches 2" "^\[1\] restart 2 ok" "$T_TMP/rs.out"
 t_grep "--max-restarts: says why it restarts" \
     "restarting the workers \(restart 2 of 2\) after: rank 0 .* exited with code 7" "$T_TMP/rs.err"
-"$BATON" run -n 2 --max-restarts 1 -- "$W" --fail-until 2 >/dev/null 2>"$T_TMP/rs1.err"
+"$BATON" run -n 2 --max-restarts 1 --restart-backoff 0 -- "$W" --fail-until 2 >/dev/null 2>"$T_TMP/rs1.err"
 t_expect_eq "--max-restarts 1: gives up with the failure's code" "$?" 7
+
+# ---- --restart-backoff: the waits between restarts grow (0.3 s, 0.6 s), each one announced
+cat >"$T_TMP/stamp.sh" <<'EOS'
+#!/bin/sh
+date +%s%N >>"$1/start.$BATON_RESTART_COUNT"
+[ "$BATON_RESTART_COUNT" -ge 2 ] || exit 7
+EOS
+chmod +x "$T_TMP/stamp.sh"
+mkdir -p "$T_TMP/bo"
+"$BATON" run -n 1 --max-restarts 2 --restart-backoff 0.3 -- "$T_TMP/stamp.sh" "$T_TMP/bo" \
+    >/dev/null 2>"$T_TMP/bo.err"
+t_expect_eq "--restart-backoff 0.3: succeeds on the third try" "$?" 0
+t_grep "--restart-backoff: announces the first wait" \
+    "restarting the workers in 0.3 s \(restart 1 of 2\) after: rank 0 .* exited with code 7" \
+    "$T_TMP/bo.err"
+t_grep "--restart-backoff: announces the doubled wait" \
+    "restarting the workers in 0.6 s \(restart 2 of 2\)" "$T_TMP/bo.err"
+if [ -f "$T_TMP/bo/start.0" ] && [ -f "$T_TMP/bo/start.1" ] && [ -f "$T_TMP/bo/start.2" ]; then
+    gap1=$(( $(cat "$T_TMP/bo/start.1") - $(cat "$T_TMP/bo/start.0") ))
+    gap2=$(( $(cat "$T_TMP/bo/start.2") - $(cat "$T_TMP/bo/start.1") ))
+    t_check "--restart-backoff: the first gap is at least the base (${gap1} ns)" \
+        test "$gap1" -ge 300000000
+    t_check "--restart-backoff: the second gap is at least the first (${gap2} ns)" \
+        test "$gap2" -ge "$gap1"
+else
+    t_fail "--restart-backoff: gaps" "a generation did not start: $(ls "$T_TMP/bo")"
+fi
+
+# ---- SIGTERM during the wait before a restart: baton exits 143 at once
+t_bg "$BATON" run -n 1 --max-restarts 3 --restart-backoff 60 -- "$W" --rank 0 --code 7 \
+    >/dev/null 2>"$T_TMP/bot.err"
+bp=$T_LAST_PID
+for _ in $(seq 100); do
+    grep -q "restarting the workers in 60 s" "$T_TMP/bot.err" && break
+    sleep 0.1
+done
+t0=$SECONDS
+kill -TERM "$bp"
+t_wait "$bp" 10 >"$T_TMP/rc"
+t_expect_eq "SIGTERM during the restart backoff: exits 143" "$(cat "$T_TMP/rc")" 143
+t_check "SIGTERM during the restart backoff: gone within 5 s" test $((SECONDS - t0)) -lt 5
+t_grep "SIGTERM during the restart backoff: names the failure" "job failed: rank 0 .* code 7" \
+    "$T_TMP/bot.err"
 
 # ---- --log-dir and --no-tag-output
 "$BATON" run -n 2 --log-dir "$T_TMP/logs" -- "$W" --env >"$T_TMP/ld.out" 2>&1

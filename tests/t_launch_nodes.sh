@@ -81,8 +81,8 @@ t_grep "failure on node 1: it names rank 3 on node 1 and the code" \
 
 # ---- --max-restarts across nodes: both launchers re-rendezvous as generation 1 together
 port=$(t_free_port)
-node r0 0 "$port" -n 1 --max-restarts 1 -- "$W" --fail-until 1 --env; p0=$T_LAST_PID
-node r1 1 "$port" -n 1 --max-restarts 1 -- "$W" --fail-until 1 --env; p1=$T_LAST_PID
+node r0 0 "$port" -n 1 --max-restarts 1 --restart-backoff 0 -- "$W" --fail-until 1 --env; p0=$T_LAST_PID
+node r1 1 "$port" -n 1 --max-restarts 1 --restart-backoff 0 -- "$W" --fail-until 1 --env; p1=$T_LAST_PID
 status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
 t_expect_eq "restart across nodes: both exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
 t_grep "restart across nodes: node 1 restarted too, as generation 1" \

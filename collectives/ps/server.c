@@ -32,6 +32,7 @@
 
 #include "collectives/comm.h"
 #include "collectives/ps/ps.h"
+#include "common/droplog.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/param.h"
@@ -95,7 +96,15 @@ struct bt__ps_server {
     pthread_t thr;
     int started;
     char addr[300];
+    struct bt__droplog drops; /* the WARN lines for dropped connections, rate-limited */
 };
+
+/* The level of the line for a connection dropped for reason r: WARN within the burst of
+ * common/droplog.h, TRACE after it (the summary counts those). */
+static int drop_level(struct bt__ps_server *s, enum bt__drop_reason r)
+{
+    return bt__droplog_admit(&s->drops, r) ? BT_LOG_WARN : BT_LOG_TRACE;
+}
 
 /* ---- pieces ---- */
 
@@ -197,8 +206,9 @@ static void reply_err(struct bt__ps_server *s, struct conn *c, int code, const c
 /* A frame that cannot be parsed: say so and close, since its framing cannot be trusted. */
 static void reply_malformed(struct bt__ps_server *s, struct conn *c, const char *what)
 {
-    BT_WARN(PS, "worker %u at %s sent a malformed %s frame; closing its connection", c->rank,
-            c->peer, what);
+    int level = drop_level(s, BT__DROP_MALFORMED);
+    BT_LOG(level, BT_SUB_PS, "worker %u at %s sent a malformed %s frame; closing its connection",
+           c->rank, c->peer, what);
     reply_err(s, c, BT_ERR_INVALID_ARG, "malformed %s request; the connection is closed", what);
     c->state = ST_CLOSING;
 }
@@ -462,20 +472,22 @@ static void on_frame(struct bt__ps_server *s, struct conn *c)
 
 /* ---- handshake ---- */
 
-static void on_hello(struct conn *c)
+static void on_hello(struct bt__ps_server *s, struct conn *c)
 {
     uint8_t out[BT__AUTH_CHALLENGE_LEN];
     int outcome = bt__auth_server_hello(&c->auth, &bt__ps_auth, c->in, out);
     if (outcome == BT__AUTH_NOT_PEER || outcome == BT__AUTH_CRYPTO) {
-        BT_WARN(PS, "%s is not a baton ps client (%s); closing", c->peer,
-                outcome == BT__AUTH_CRYPTO ? "no random bytes for its challenge" : "wrong magic");
+        int level = outcome == BT__AUTH_CRYPTO ? BT_LOG_WARN : drop_level(s, BT__DROP_BAD_MAGIC);
+        BT_LOG(level, BT_SUB_PS, "%s is not a baton ps client (%s); closing", c->peer,
+               outcome == BT__AUTH_CRYPTO ? "no random bytes for its challenge" : "wrong magic");
         c->state = ST_CLOSING;
         return;
     }
     bt__wbuf_put(&c->out, out, sizeof(out));
     if (outcome == BT__AUTH_VERSION) {
-        BT_WARN(PS, "%s speaks ps protocol version %u, this server %u; closing", c->peer,
-                bt__le32(c->in + 8), BT__PS_VERSION);
+        int level = drop_level(s, BT__DROP_VERSION);
+        BT_LOG(level, BT_SUB_PS, "%s speaks ps protocol version %u, this server %u; closing",
+               c->peer, bt__le32(c->in + 8), BT__PS_VERSION);
         c->state = ST_CLOSING;
         return;
     }
@@ -511,10 +523,11 @@ static void on_proof(struct bt__ps_server *s, struct conn *c)
     uint8_t extra[12], out[BT__PS_RESULT_LEN];
     uint32_t st = BT__ST_OK;
     if (!bt__auth_server_proof(&c->auth, &bt__ps_auth, s->key, c->in)) {
-        BT_WARN(PS,
-                "%s (worker %u) failed authentication (wrong BATON_TOKEN: another job?); "
-                "closing",
-                c->peer, c->rank);
+        int level = drop_level(s, BT__DROP_AUTH);
+        BT_LOG(level, BT_SUB_PS,
+               "%s (worker %u) failed authentication (wrong BATON_TOKEN: another job?); "
+               "closing",
+               c->peer, c->rank);
         st = BT__ST_BAD_TOKEN;
     } else
         st = check_worker(s, c, c->resume);
@@ -534,7 +547,7 @@ static void on_message(struct bt__ps_server *s, struct conn *c)
 {
     if (c->state != ST_FRAMES) {
         if (c->state == ST_HELLO)
-            on_hello(c);
+            on_hello(s, c);
         else
             on_proof(s, c);
         c->in_len = 0;
@@ -543,8 +556,9 @@ static void on_message(struct bt__ps_server *s, struct conn *c)
     if (!c->have_hdr) { /* a frame header: check it, then read the rest */
         uint32_t len = bt__le32(c->in);
         if (len == 0 || len > BT__PS_MAX_FRAME) {
-            BT_WARN(PS, "worker %u at %s sent a frame of %u bytes (limit %u); closing", c->rank,
-                    c->peer, len, BT__PS_MAX_FRAME);
+            int level = drop_level(s, BT__DROP_MALFORMED);
+            BT_LOG(level, BT_SUB_PS, "worker %u at %s sent a frame of %u bytes (limit %u); closing",
+                   c->rank, c->peer, len, BT__PS_MAX_FRAME);
             reply_err(s, c, BT_ERR_INVALID_ARG,
                       "frame of %u bytes is over the limit of %u "
                       "bytes (or empty); the connection is closed",
@@ -625,7 +639,9 @@ static int on_readable(struct bt__ps_server *s, struct conn *c)
         if (c->in_cap < c->need) {
             uint8_t *p = realloc(c->in, c->need);
             if (!p) {
-                BT_WARN(PS, "out of memory for a frame of %zu bytes from %s", c->need, c->peer);
+                int level = drop_level(s, BT__DROP_OOM);
+                BT_LOG(level, BT_SUB_PS, "out of memory for a frame of %zu bytes from %s", c->need,
+                       c->peer);
                 drop(s, c);
                 return -1;
             }
@@ -783,7 +799,9 @@ int bt__ps_server_run(struct bt__ps_server *s)
             on_event(s, &ev[i]);
         retry_held(s);
         maybe_checkpoint(s);
+        bt__droplog_tick(&s->drops);
     }
+    bt__droplog_flush(&s->drops);
     for (struct conn *c = s->conns, *nx; c; c = nx) { /* last replies (CLOSE's OK) */
         nx = c->next;
         if (c->out_off < c->out.len)
@@ -973,6 +991,7 @@ int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_serv
         return bt__err_set(err, BT_ERR_SYSTEM, "ps server: out of memory");
     }
     s->lfd = s->epfd = s->wakefd = -1;
+    bt__droplog_init(&s->drops, BT_SUB_PS, "ps server");
     s->index = cfg->index;
     s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__comm_timeout_s();
     s->exit_when_done = cfg->exit_when_done;

@@ -495,6 +495,61 @@ static void test_buffer_budget(void **state)
     assert_true(fx_until(fx_buffered_is, f, 0, 5)); /* every byte given back */
 }
 
+/* A summary every 3 s instead of every minute, so the test sees one (the flood below fits in
+ * one window). */
+static int fx_setup_drops(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    struct bt__err err = {0};
+    assert_non_null(f);
+    if (bt__store_server_create("127.0.0.1", 0, FX_TOKEN, &f->srv, &f->port, &err) != BT_OK)
+        fail_msg("server create: %s", err.msg);
+    struct bt__store_limits l = {.drop_log_interval_s = 3};
+    bt__store_server_set_limits(f->srv, &l);
+    assert_int_equal(bt__store_server_start(f->srv), BT_OK);
+    *state = f;
+    return 0;
+}
+
+static int fx_summary_logged(struct fx *f, int unused)
+{
+    (void)f, (void)unused;
+    return log_has("200 more connection(s) dropped", "190 bad magic, 10 failed auth");
+}
+
+/* A flood of bad peers (a port scanner, a job with the wrong token) gives a bounded number of
+ * WARN lines: the first few in full, then one summary that counts the rest by reason. */
+static void test_flood_rate_limited(void **state)
+{
+    enum { BAD = 200, WRONG_TOKEN = 10 };
+    struct fx *f = *state;
+    uint8_t cn[BT__AUTH_NONCE], back[64];
+    int before = log_count("closing connection from");
+    for (int i = 0; i < BAD; i++) {
+        int fd = raw_connect(f->port);
+        raw_hello(fd, 0x1122334455667788ULL, BT__RDZV_VERSION, cn);
+        assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), 0);
+        close(fd);
+    }
+    for (int i = 0; i < WRONG_TOKEN; i++) {
+        struct bt__store *s = NULL;
+        struct bt__err err = {0};
+        assert_int_not_equal(fx_try_connect(f, "another-job", &s, &err), BT_OK);
+    }
+    assert_int_equal(bt__store_server_drops(f->srv, BT__DROP_BAD_MAGIC), BAD);
+    assert_int_equal(bt__store_server_drops(f->srv, BT__DROP_AUTH), WRONG_TOKEN);
+    int full = log_count("closing connection from") - before;
+    assert_int_equal(full, BT__DROP_BURST); /* BATON_DEBUG=INFO: the rest are at TRACE */
+    assert_true(fx_until(fx_summary_logged, f, 0, 10));
+    good_client_works(f);
+    /* The next window starts over: a new bad peer is logged in full again. */
+    int fd = raw_connect(f->port);
+    raw_hello(fd, 0x1122334455667788ULL, BT__RDZV_VERSION, cn);
+    assert_int_equal(raw_until_closed(fd, back, sizeof(back), 5), 0);
+    close(fd);
+    assert_int_equal(log_count("closing connection from") - before, BT__DROP_BURST + 1);
+}
+
 /* A client that sends requests but never reads the replies is dropped before its unsent
  * output passes two frames' worth. */
 static void test_unread_replies_dropped(void **state)
@@ -547,6 +602,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stalled_frame_dropped, fx_setup_tight, fx_teardown),
         cmocka_unit_test_setup_teardown(test_buffer_budget, fx_setup_budget, fx_teardown),
         cmocka_unit_test_setup_teardown(test_unread_replies_dropped, fx_setup_tight, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_flood_rate_limited, fx_setup_drops, fx_teardown),
         cmocka_unit_test(test_client_sees_bad_store),
 #undef T
     };
