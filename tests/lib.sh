@@ -75,6 +75,19 @@ else:
 '
 }
 
+# t_wait_files N DIR SEC [REGEX]: until DIR holds N files whose names match REGEX (default:
+# every name but *.tmp, the half-written ones); 0 when they are there, 1 after SEC seconds.
+t_wait_files() {
+    local n=$1 dir=$2 sec=$3 re=${4:-} i=0 c
+    while :; do
+        if [ -n "$re" ]; then c=$(ls "$dir" 2>/dev/null | grep -cE "$re")
+        else c=$(ls "$dir" 2>/dev/null | grep -vc '\.tmp$'); fi
+        [ "$c" -ge "$n" ] && return 0
+        [ $i -ge $((sec * 20)) ] && return 1
+        sleep 0.05; i=$((i + 1))
+    done
+}
+
 # t_alive PID: 0 when PID exists and is not a zombie.
 t_alive() { kill -0 "$1" 2>/dev/null && ! ps -o stat= -p "$1" 2>/dev/null | grep -q Z; }
 

@@ -7,14 +7,6 @@ PROGS=$BATON_BUILD/tests/progs
 W=$PROGS/launch_worker
 HELLO=$BATON_BUILD/examples/hello
 
-# wait_files N DIR PREFIX SEC: until DIR holds N files PREFIX.*; 0 when they are there.
-wait_files() {
-    local i=0
-    while [ "$(ls "$2" 2>/dev/null | grep -c "^$3\.")" -lt "$1" ]; do
-        [ $i -ge $(($4 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 
 # ---- 4 ranks of hello
 if [ -x "$HELLO" ]; then
@@ -113,7 +105,7 @@ mkdir -p "$T_TMP/term"
 t_bg "$BATON" run -n 4 -- "$W" --pidfile "$T_TMP/term" --term-mark "$T_TMP/term" --sleep 60 \
     >"$T_TMP/term.out" 2>"$T_TMP/term.err"
 bp=$T_LAST_PID
-if wait_files 4 "$T_TMP/term" pid 20; then
+if t_wait_files 4 "$T_TMP/term" 20 '^pid\.'; then
     kill -TERM "$bp"
     t_wait "$bp" 20 >"$T_TMP/rc" # not in $(...): a subshell cannot wait for our child
     t_expect_eq "SIGTERM to baton: exits 143" "$(cat "$T_TMP/rc")" 143
@@ -128,7 +120,7 @@ fi
 mkdir -p "$T_TMP/kill"
 t_bg "$BATON" run -n 4 -- "$W" --pidfile "$T_TMP/kill" --sleep 60 >/dev/null 2>&1
 bp=$T_LAST_PID
-if wait_files 4 "$T_TMP/kill" pid 20; then
+if t_wait_files 4 "$T_TMP/kill" 20 '^pid\.'; then
     kill -KILL "$bp"
     t_wait "$bp" 5 >/dev/null
     t_check "SIGKILL to baton: every worker gone within 2 s (by pid)" \

@@ -7,13 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/launch_worker
 
-wait_files() { # N DIR PREFIX SEC
-    local i=0
-    while [ "$(ls "$2" 2>/dev/null | grep -c "^$3\.")" -lt "$1" ]; do
-        [ $i -ge $(($4 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 wait_grep() { # PATTERN FILE SEC
     local i=0
     until grep -qE -- "$1" "$2" 2>/dev/null; do
@@ -32,7 +25,7 @@ port=$(t_free_port)
 mkdir -p "$T_TMP/j"
 node j0 0 "$port" -n 1 -- "$W" --pidfile "$T_TMP/j" --sleep 5; p0=$T_LAST_PID
 node j1 1 "$port" -n 1 -- "$W" --pidfile "$T_TMP/j" --sleep 5; p1=$T_LAST_PID
-if wait_files 2 "$T_TMP/j" pid 20; then
+if t_wait_files 2 "$T_TMP/j" 20 '^pid\.'; then
     "$BATON" run --nnodes 3 --node-rank 2 --rdzv "127.0.0.1:$port" --join-timeout 10 -- "$W" \
         >/dev/null 2>"$T_TMP/nn.err"
     t_expect_eq "other node count: the stray launcher exits 2" "$?" 2
@@ -59,7 +52,7 @@ node s0 0 "$port" -n 1 --token-file "$T_TMP/secret" -- "$W" --pidfile "$T_TMP/s"
 p0=$T_LAST_PID
 BATON_TOKEN_FILE=$T_TMP/secret node s1 1 "$port" -n 1 -- "$W" --pidfile "$T_TMP/s" --sleep 5
 p1=$T_LAST_PID
-if wait_files 2 "$T_TMP/s" pid 20; then
+if t_wait_files 2 "$T_TMP/s" 20 '^pid\.'; then
     BATON_JOB_ID=other "$BATON" run --nnodes 2 --node-rank 1 --rdzv "127.0.0.1:$port" \
         --token-file "$T_TMP/secret" --join-timeout 10 -- "$W" >/dev/null 2>"$T_TMP/sid.err"
     t_expect_eq "other job id, same secret: exit 2" "$?" 2
@@ -114,7 +107,7 @@ port=$(t_free_port)
 mkdir -p "$T_TMP/b"
 node b0 0 "$port" -n 1 -- "$W" --pidfile "$T_TMP/b" --sleep 3; p0=$T_LAST_PID
 node b1 1 "$port" -n 1 -- "$W" --pidfile "$T_TMP/b" --sleep 3; p1=$T_LAST_PID
-if wait_files 2 "$T_TMP/b" pid 20; then
+if t_wait_files 2 "$T_TMP/b" 20 '^pid\.'; then
     t_check "bind: the store listens on 127.0.0.1:$port only" \
         bash -c "ss -Hltn 'sport = :$port' | awk '{print \$4}' | grep -qx '127.0.0.1:$port'"
 else

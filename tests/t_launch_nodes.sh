@@ -16,13 +16,6 @@ wait_grep() { # PATTERN FILE SEC: until a line of FILE matches
         sleep 0.1; i=$((i + 1))
     done
 }
-wait_files() { # N DIR PREFIX SEC
-    local i=0
-    while [ "$(ls "$2" 2>/dev/null | grep -c "^$3\.")" -lt "$1" ]; do
-        [ $i -ge $(($4 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 node() { # NAME RANK PORT ARGS...: a launcher in the background, output in $T_TMP/NAME.{out,err}
     local name=$1 rank=$2 port=$3; shift 3
     t_bg "$BATON" run --nnodes 2 --node-rank "$rank" --rdzv "127.0.0.1:$port" "$@" \
@@ -95,7 +88,7 @@ port=$(t_free_port)
 mkdir -p "$T_TMP/k"
 node k0 0 "$port" -n 2 -- "$W" --pidfile "$T_TMP/k" --sleep 60; p0=$T_LAST_PID
 node k1 1 "$port" -n 2 -- "$W" --pidfile "$T_TMP/k" --sleep 60; p1=$T_LAST_PID
-if wait_files 4 "$T_TMP/k" pid 20; then
+if t_wait_files 4 "$T_TMP/k" 20 '^pid\.'; then
     kill -KILL "$p1"
     t0=$SECONDS
     status_of "$p0" 20 >/dev/null
@@ -114,7 +107,7 @@ port=$(t_free_port)
 mkdir -p "$T_TMP/t"
 node t0 0 "$port" -n 1 -- "$W" --pidfile "$T_TMP/t" --sleep 4; p0=$T_LAST_PID
 node t1 1 "$port" -n 1 -- "$W" --pidfile "$T_TMP/t" --sleep 4; p1=$T_LAST_PID
-if wait_files 2 "$T_TMP/t" pid 20; then
+if t_wait_files 2 "$T_TMP/t" 20 '^pid\.'; then
     BATON_TOKEN=not-this-job "$BATON" run --nnodes 2 --node-rank 1 --rdzv "127.0.0.1:$port" \
         --join-timeout 10 -- "$W" >/dev/null 2>"$T_TMP/tok.err"
     t_expect_eq "wrong token: the stray launcher exits 1" "$?" 1

@@ -23,14 +23,6 @@ exec "$@"
 EOF
 chmod +x "$WRAP"
 
-# wait_files N DIR SEC: until DIR holds N files (not *.tmp); 0 when they are there.
-wait_files() {
-    local i=0
-    while [ "$(ls "$2" 2>/dev/null | grep -vc '\.tmp$')" -lt "$1" ]; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 # no_shm PID: no /dev/shm/baton-PID-* name.
 no_shm() { ! ls /dev/shm 2>/dev/null | grep -q "^baton-$1-"; }
 # check_gone NAME DIR BATON_PID: every pid recorded in DIR gone within 5 s, no shm name left.
@@ -80,7 +72,7 @@ check_gone "failing rank" "$T_TMP/fail" "$bp"
 # ---- SIGTERM to baton
 run_bg term 2 "$W" --pidfile "$T_TMP/term" --sleep 60
 bp=$T_LAST_PID
-if wait_files 6 "$T_TMP/term" 20; then
+if t_wait_files 6 "$T_TMP/term" 20; then
     kill -TERM "$bp"
     t_wait "$bp" 20 >/dev/null
     t_expect_eq "SIGTERM to baton: exit 143" "$T_RC" 143
@@ -96,7 +88,7 @@ kill9() {
     BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH run_bg "$name" 2 sh -c ': >/dev/shm/baton-$BATON_LAUNCHER_PID-feed-g0-n$BATON_RANK; exec "$0" "$@"' \
         "$W" --pidfile "$T_TMP/$name" --sleep 60
     local bp=$T_LAST_PID
-    if wait_files 6 "$T_TMP/$name" 20; then
+    if t_wait_files 6 "$T_TMP/$name" 20; then
         t_check "$name: the job's shm names exist before" test -e "/dev/shm/baton-$bp-feed-g0-n1"
         kill -KILL "$bp"
         t_wait "$bp" 5 >/dev/null

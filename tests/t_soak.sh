@@ -45,14 +45,6 @@ exec "$@"
 EOF
 chmod +x "$WRAP"
 
-# wait_pids DIR N SEC: until DIR holds N pid.* files.
-wait_pids() {
-    local i=0
-    while [ "$(ls "$1" 2>/dev/null | grep -c '^pid\.')" -lt "$2" ]; do
-        [ $i -ge $(($3 * 20)) ] && return 1
-        sleep 0.05; i=$((i + 1))
-    done
-}
 # rsleep MAX_MS: a random sleep of 0..MAX_MS ms before a fault (not a wait for an event).
 rsleep() { sleep "$(printf '0.%03d' $((RANDOM % $1)))"; }
 now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
@@ -84,7 +76,7 @@ job() {
     bp=$T_LAST_PID
     case $kind in
     kill | term | kill9 | garbage)
-        if ! wait_pids "$d" 2 10; then
+        if ! t_wait_files 2 "$d" 10 '^pid\.'; then
             PROBLEMS+=" the workers did not start;"
         else
             rsleep 150

@@ -11,13 +11,6 @@ W=$BATON_BUILD/tests/progs/launch_worker
 [ -x "$CHECK" ] || { t_fail "build" "$CHECK missing"; t_done; }
 export BATON_TIMEOUT=5 BATON_HEARTBEAT_TIMEOUT=3
 
-wait_files() { # N DIR SEC: until DIR holds N pid.* files
-    local i=0
-    while [ "$(ls "$2" 2>/dev/null | grep -c '^pid\.')" -lt "$1" ]; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 node() { # NAME RANK PORT ARGS...: a launcher of a 2-node job in the background
     local name=$1 rank=$2 port=$3; shift 3
     t_bg "$BATON" run --nnodes 2 --node-rank "$rank" --rdzv "127.0.0.1:$port" "$@" \
@@ -69,7 +62,7 @@ port=$(t_free_port)
 mkdir -p "$T_TMP/f"
 node f0 0 "$port" -n 2 -- "$W" --pidfile "$T_TMP/f" --sleep 60; p0=$T_LAST_PID
 node f1 1 "$port" -n 2 -- "$W" --pidfile "$T_TMP/f" --sleep 60; p1=$T_LAST_PID
-if wait_files 4 "$T_TMP/f" 20; then
+if t_wait_files 4 "$T_TMP/f" 20 '^pid\.'; then
     kill -STOP "$p1"
     t0=$SECONDS
     t_wait "$p0" 30 >/dev/null
@@ -92,7 +85,7 @@ port=$(t_free_port)
 mkdir -p "$T_TMP/e"
 node e0 0 "$port" -n 2 -- "$W" --pidfile "$T_TMP/e" --sleep 2; p0=$T_LAST_PID
 node e1 1 "$port" -n 2 -- "$W" --pidfile "$T_TMP/e" --sleep 2; p1=$T_LAST_PID
-if wait_files 4 "$T_TMP/e" 20; then
+if t_wait_files 4 "$T_TMP/e" 20 '^pid\.'; then
     kill -STOP "$p0"
     t_wait "$p1" 30 >/dev/null
     t_expect_eq "frozen store host at the end: node 1 exits 0" "$T_RC" 0
