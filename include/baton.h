@@ -163,6 +163,31 @@ BT_API const char *bt_request_error(const bt_request *req);
  * when it completes: its buffers must stay valid until then (bt_finalize waits for it). */
 BT_API void bt_request_free(bt_request *req);
 
+/* ---- Sub-communicators ----
+ *
+ * A child communicator is independent of its parent once made: it has its own transports
+ * (shared memory among its members on a node, TCP across nodes, hierarchical allreduce when
+ * its members are spread evenly over nodes), its own request queue and sticky error, and is
+ * freed with bt_comm_destroy (or bt_finalize); destroying it leaves the parent intact, and
+ * the parent may be destroyed first. The accessors answer for the child (rank and size
+ * within it, its nodes). Timeout and stall messages name the communicator and the world
+ * ranks of its members. */
+
+/* Every rank of comm calls it, in the same order as comm's other calls. Ranks with the same
+ * color >= 0 form one child, ordered by key, then by rank in comm; *newcomm is the caller's
+ * child (owned by the caller), or NULL for color BT_UNDEFINED (-1). */
+#define BT_UNDEFINED (-1)
+BT_API int bt_comm_split(bt_comm *comm, int color, int key, bt_comm **newcomm);
+/* A child with every rank of comm in the same order (bt_comm_split with one color). */
+BT_API int bt_comm_dup(bt_comm *comm, bt_comm **newcomm);
+/* Called by the members only: ranks[0..nranks) (distinct ranks of comm, the caller among
+ * them) form a child in which ranks[i] has rank i. Every member passes the same list and the
+ * same tag; different groups made concurrently need different tags or lists. */
+BT_API int bt_comm_create_group(bt_comm *comm, int nranks, const int *ranks, uint64_t tag,
+                                bt_comm **newcomm);
+/* Frees a communicator made by the calls above (same as bt_finalize). */
+BT_API int bt_comm_destroy(bt_comm *comm);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,6 +44,14 @@ struct bt__call {
     bt_dtype dtype;
     bt_op op;
     int root;
+    /* the calls of split.c and exchange.c (unused by the backends) */
+    int color, key;        /* split */
+    int peer, tag;         /* send, recv */
+    const size_t *scounts; /* [size] elements: alltoallv, allgatherv, ... */
+    const size_t *sdispls;
+    const size_t *rcounts;
+    const size_t *rdispls;
+    void *out; /* split: the bt_comm ** to fill */
 };
 
 struct bt__backend_ops {
