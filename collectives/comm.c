@@ -372,8 +372,15 @@ static int inherit(struct bt_comm *c, const struct bt__comm_cfg *g, const char *
         snprintf(c->prefix, sizeof(c->prefix), "%s", g->prefix);
     if (g->world_of && (c->world_of = malloc(sizeof(int) * (size_t)c->size)))
         memcpy(c->world_of, g->world_of, sizeof(int) * (size_t)c->size);
-    if (!c->token || (g->world_of && !c->world_of))
+    if (!c->token || (g->world_of && !c->world_of) ||
+        !(c->local_of = malloc(sizeof(int) * (size_t)c->size)))
         return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    for (int r = 0, k = 0; r < c->size; r++) {
+        int same = g->node_of ? g->node_of[r] == g->node_of[c->rank]
+                              : r - (c->rank - c->local_rank) >= 0 &&
+                                    r - (c->rank - c->local_rank) < c->local_size;
+        c->local_of[r] = same ? k++ : -1;
+    }
     return BT_OK;
 }
 
@@ -436,6 +443,7 @@ static int comm_free(struct bt_comm *c)
     free(c->world_ranks);
     free(c->leader_ranks);
     free(c->world_of);
+    free(c->local_of);
     free(c->token);
     free(c);
     return rc;

@@ -36,6 +36,7 @@ struct bt__comm_cfg {
     /* sub-communicators (split.c); zero for a world communicator */
     const char *prefix;  /* store keys live under this instead of "w/<generation>/" */
     const int *world_of; /* [size]: the world rank of each rank (for messages) */
+    const int *node_of;  /* [size]: the node of each rank; NULL: ranks numbered node by node */
     const char *name;    /* for messages: "c1a2b... (world ranks 0, 2, 4)" */
 };
 
@@ -89,6 +90,7 @@ struct bt_comm {
     size_t shm_slot_req;       /* cfg.shm_slot_bytes */
     int nsocks_req;            /* cfg.nsocks */
     int *world_of;             /* [size]: world rank of each rank; NULL: the identity */
+    int *local_of;             /* [size]: local rank of the ranks on my node, -1 for the others */
     uint64_t nsplits;          /* bt_comm_split/dup calls so far (names children) */
     char name[128];            /* "world", or a child's name: in timeout and stall messages */
 };

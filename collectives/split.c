@@ -82,6 +82,7 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
                              .ring_seg_bytes = p->ring_seg_bytes,
                              .prefix = prefix,
                              .world_of = world_of,
+                             .node_of = node,
                              .name = name};
     layout(&g, n, node, me);
     struct bt__err err = {0};

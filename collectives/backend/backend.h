@@ -29,6 +29,14 @@ enum bt__coll_kind {
     BT_COLL_REDUCE_SCATTER,
     BT_COLL_REDUCE,
     BT_COLL_BARRIER,
+    /* exchange.c: never handed to a backend */
+    BT_COLL_SEND,
+    BT_COLL_RECV,
+    BT_COLL_ALLTOALL,
+    BT_COLL_ALLTOALLV,
+    BT_COLL_GATHER,
+    BT_COLL_SCATTER,
+    BT_COLL_ALLGATHERV,
 };
 
 /* One collective call, as the public API received it (after the checks). count is the public
