@@ -78,7 +78,12 @@ static void execute(struct bt_comm *c, struct bt_request *r, int failed)
         bt__p2p_serve(c, r);
         return;
     }
-    int rc = c->err.code != BT_OK ? c->err.code : r->run(c, &r->call);
+    if (c->err.code != BT_OK) { /* sticky: this request does not run */
+        bt__err_reset(&r->err, c->err.code, "%s #%llu not run, the communicator failed before: %s",
+                      r->name, (unsigned long long)r->seq, c->err.msg);
+        return;
+    }
+    int rc = r->run(c, &r->call);
     if (rc != BT_OK)
         bt__err_reset(&r->err, rc, "%s", c->err.code != BT_OK ? c->err.msg : bt_strerror(rc));
 }
