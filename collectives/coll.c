@@ -30,6 +30,7 @@
  *   bytes <= BT_RABENSEIFNER_MAX_BYTES  Rabenseifner (log n messages, half the bytes of rd)
  *   larger                              ring (bandwidth-optimal, in 8 MiB segments)
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "collectives/backend/backend.h"
@@ -488,4 +489,69 @@ int bt_ibarrier(bt_comm *c, bt_request **req)
 {
     NEED_REQ(req);
     return ibarrier(c, req);
+}
+
+/* ---- the grouped allreduce: many small buffers fused into one transfer ----
+ * The buffers are packed into one temporary (in order), reduced by one allreduce on the host
+ * path (so one set of messages instead of n), and unpacked. */
+
+static int run_multi(bt_comm *c, const struct bt__call *a)
+{
+    void *const *bufs = a->out;
+    size_t es = bt_dtype_size(a->dtype), total = 0, off = 0;
+    for (size_t i = 0; i < a->count; i++)
+        total += a->scounts[i];
+    char *pack = malloc(total ? total * es : 1);
+    if (!pack)
+        return bt__comm_fail(c, BT_ERR_SYSTEM, "%s #%llu: out of memory for %zu bytes",
+                             c->coll_name, (unsigned long long)c->coll_seq, total * es);
+    for (size_t i = 0; i < a->count; off += a->scounts[i++] * es)
+        memcpy(pack + off, bufs[i], a->scounts[i] * es);
+    struct bt__call one = {.kind = BT_COLL_ALLREDUCE,
+                           .send = pack,
+                           .recv = pack,
+                           .count = total,
+                           .dtype = a->dtype,
+                           .op = a->op};
+    int rc = bt__host_run(c, &one);
+    off = 0;
+    for (size_t i = 0; rc == BT_OK && i < a->count; off += a->scounts[i++] * es)
+        memcpy(bufs[i], pack + off, a->scounts[i] * es);
+    free(pack);
+    return rc;
+}
+
+static int iallreduce_multi(bt_comm *c, int n, void *const *bufs, const size_t *counts, bt_dtype dt,
+                            bt_op op, bt_request **req)
+{
+    BT_CHECK(begin(c, "allreduce_multi"));
+    if (n < 0 || (n > 0 && (!bufs || !counts)))
+        return bad(c, "allreduce_multi", "n < 0, or NULL bufs/counts");
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        BT_CHECK(check(c, "allreduce_multi", bufs[i], bufs[i], counts[i], 1, dt, (int)op));
+        total += counts[i];
+        if (total > SIZE_MAX / 16)
+            return bad(c, "allreduce_multi", "total count too large");
+    }
+    struct bt__call a = {.kind = BT_COLL_ALLREDUCE,
+                         .count = (size_t)n,
+                         .dtype = dt,
+                         .op = op,
+                         .scounts = counts,
+                         .out = (void *)bufs};
+    return bt__coll_submit(c, "allreduce_multi", run_multi, &a, req);
+}
+
+int bt_allreduce_multi(bt_comm *c, int n, void *const *bufs, const size_t *counts, bt_dtype dt,
+                       bt_op op)
+{
+    return iallreduce_multi(c, n, bufs, counts, dt, op, NULL);
+}
+
+int bt_iallreduce_multi(bt_comm *c, int n, void *const *bufs, const size_t *counts, bt_dtype dt,
+                        bt_op op, bt_request **req)
+{
+    NEED_REQ(req);
+    return iallreduce_multi(c, n, bufs, counts, dt, op, req);
 }

@@ -22,8 +22,10 @@
 #define REDUCE_BLOCK 1024 /* elements per accumulator block: 4-8 KiB, in L1 */
 
 /* clang refuses target_clones with noinline: a clang build (the fuzz targets) takes the
- * baseline kernels. */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__clang__)
+ * baseline kernels; so do ASan and TSan builds, whose instrumented ifunc resolvers would run
+ * before the sanitizer runtime is up (a crash at load). */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) &&      \
+    !defined(__clang__)
 #define KERN __attribute__((target_clones("avx2", "default"), noinline))
 #else
 #define KERN __attribute__((noinline))

@@ -149,6 +149,17 @@ BT_API int bt_ireduce(bt_comm *comm, const void *send, void *recv, size_t count,
                       bt_op op, int root, bt_request **req);
 BT_API int bt_ibarrier(bt_comm *comm, bt_request **req);
 
+/* The grouped allreduce: bufs[i] (counts[i] elements each, in place) for i < n, fused into one
+ * transfer (packed in order, one allreduce, unpacked): for many small tensors, one set of
+ * messages instead of n. The same reduction as n bt_allreduce calls (float results may differ
+ * in the last bit: the algorithm is chosen by the fused size). In the nonblocking form the
+ * bufs and counts arrays, like the buffers, stay the caller's to keep until completion.
+ * Host buffers only. */
+BT_API int bt_allreduce_multi(bt_comm *comm, int n, void *const *bufs, const size_t *counts,
+                              bt_dtype dtype, bt_op op);
+BT_API int bt_iallreduce_multi(bt_comm *comm, int n, void *const *bufs, const size_t *counts,
+                               bt_dtype dtype, bt_op op, bt_request **req);
+
 /* Sets *done to 1 when req has completed (then returns its result), else 0 and BT_OK. Never
  * blocks and never runs a collective. */
 BT_API int bt_test(bt_request *req, int *done);

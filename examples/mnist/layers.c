@@ -245,21 +245,38 @@ void mn_pool_relu_bwd(float *a, size_t n_in, float *dy, const int32_t *idx, size
 /* Buffers are reused once their forward value is consumed: col3 and col2 take their own
  * gradients (the weight gradient reads them first, in a separate GEMM), p2 and p1 take the
  * pools' output gradients, a2 and a1 their input gradients in place (see mn_pool_relu_bwd). */
-void mn_backward(const struct mn_params *p, const struct mn_params *g, struct mn_acts *a, int B)
+void mn_backward_ready(const struct mn_params *p, const struct mn_params *g, struct mn_acts *a,
+                       int B, void (*ready)(void *arg, const float *w, size_t n), void *arg)
 {
     struct mn_gemm_ws *ws = &a->gemm;
+#define READY(w, b, nb)                                                                            \
+    do {                                                                                           \
+        if (ready)                                                                                 \
+            ready(arg, g->w, (size_t)(g->b - g->w) + (nb));                                        \
+    } while (0)
     mn_linear_bwd(ws, a->h4, p->dense2_w, a->dz5, g->dense2_w, g->dense2_b, a->dh4, B, 64, 10);
+    READY(dense2_w, dense2_b, 10);
     mn_relu_bwd(a->h4, a->dh4, (size_t)B * 64);
     mn_linear_bwd(ws, a->a3, p->dense1_w, a->dh4, g->dense1_w, g->dense1_b, a->da3, B, 576, 64);
+    READY(dense1_w, dense1_b, 64);
     mn_relu_bwd(a->a3, a->da3, (size_t)B * 576);
     mn_linear_bwd(ws, a->col3, p->conv3_w, a->da3, g->conv3_w, g->conv3_b, a->col3, B * 9, 576, 64);
+    READY(conv3_w, conv3_b, 64);
     mn_col2im3(a->col3, B, 5, 5, 64, a->p2);
     mn_pool_relu_bwd(a->a2, (size_t)B * 121 * 64, a->p2, a->idx2, (size_t)B * 25 * 64);
     mn_linear_bwd(ws, a->col2, p->conv2_w, a->a2, g->conv2_w, g->conv2_b, a->col2, B * 121, 288,
                   64);
+    READY(conv2_w, conv2_b, 64);
     mn_col2im3(a->col2, B, 13, 13, 32, a->p1);
     mn_pool_relu_bwd(a->a1, (size_t)B * 676 * 32, a->p1, a->idx1, (size_t)B * 169 * 32);
     mn_linear_bwd(ws, a->col1, p->conv1_w, a->a1, g->conv1_w, g->conv1_b, NULL, B * 676, 9, 32);
+    READY(conv1_w, conv1_b, 32);
+#undef READY
+}
+
+void mn_backward(const struct mn_params *p, const struct mn_params *g, struct mn_acts *a, int B)
+{
+    mn_backward_ready(p, g, a, B, NULL, NULL);
 }
 
 /* ---- Adam ---- */

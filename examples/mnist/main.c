@@ -56,6 +56,8 @@ static void usage(FILE *f)
             "  --lr X                Adam learning rate (default 0.001)\n"
             "  --seed N              initialisation and shuffle seed (default 1)\n"
             "  --threads N           threads per rank (default 1)\n"
+            "  --no-overlap          one blocking allreduce after backward, instead of one\n"
+            "                        per layer started as backward produces it (1 thread)\n"
             "  --max-steps N         stop after N steps in all (default: no limit)\n"
             "  --checkpoint-dir DIR  where checkpoint.bin and model.bin go (default %s)\n"
             "  --no-checkpoint       write neither\n"
@@ -126,6 +128,7 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
         O_NOCKPT,
         O_RESUME,
         O_EVAL,
+        O_NO_OVERLAP,
         O_HELP
     };
     static const struct option longopts[] = {{"data", 1, 0, O_DATA},
@@ -136,6 +139,7 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
                                              {"lr", 1, 0, O_LR},
                                              {"seed", 1, 0, O_SEED},
                                              {"threads", 1, 0, O_THREADS},
+                                             {"no-overlap", 0, 0, O_NO_OVERLAP},
                                              {"max-steps", 1, 0, O_MAXSTEPS},
                                              {"checkpoint-dir", 1, 0, O_CKPT},
                                              {"no-checkpoint", 0, 0, O_NOCKPT},
@@ -189,6 +193,7 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
                 return bad_flag("--threads", optarg, "want 1..256");
             o->threads = (int)v;
             break;
+        case O_NO_OVERLAP: o->no_overlap = 1; break;
         case O_MAXSTEPS:
             if (parse_long(optarg, 1, LONG_MAX, &v))
                 return bad_flag("--max-steps", optarg, "want a number >= 1");

@@ -126,6 +126,11 @@ void mn_acts_free(struct mn_acts *a);
 void mn_forward(const struct mn_params *p, struct mn_acts *a, int B);
 /* Backward pass from a->dz5 (set by mn_softmax_xent); writes every gradient in g. */
 void mn_backward(const struct mn_params *p, const struct mn_params *g, struct mn_acts *a, int B);
+/* mn_backward, calling ready(arg, w, n) as soon as a layer's gradient is complete: its kernel
+ * and bias, n floats from w in g (adjacent in the flat parameter array), in backward order
+ * (dense2 first, conv1 last). The trainer starts that layer's allreduce there. */
+void mn_backward_ready(const struct mn_params *p, const struct mn_params *g, struct mn_acts *a,
+                       int B, void (*ready)(void *arg, const float *w, size_t n), void *arg);
 
 /* ---- Adam, as Keras applies it (layers.c) ---- */
 struct mn_adam {

@@ -53,6 +53,9 @@ enum { MN_NUM_TENSORS = 0 MN_PARAM_TABLE(MN_X_ONE) };
 
 enum job { JOB_TRAIN, JOB_EVAL, JOB_QUIT };
 
+/* Overlap buckets: the 5 layers' (kernel, bias) and the statistics. */
+#define MN_BUCKETS 6
+
 struct worker {
     struct trainer *tr;
     int id;
@@ -95,7 +98,11 @@ struct trainer {
     struct worker *workers;
     pthread_barrier_t go, done;
     enum job job;
-    double comm_s; /* seconds inside collectives (or push + pull) during training steps */
+    double comm_s; /* seconds inside collectives (or push + pull) during training steps; with
+                      overlap, the seconds waited for the requests after backward */
+    int overlap;   /* start each layer's allreduce as backward produces it (one thread) */
+    bt_request *req[MN_BUCKETS];
+    int nreq, req_rc; /* requests of this step; the first issue error */
     /* --mode ps: one key per tensor, views of params and grads */
     bt_ps *ps;
     bt_ps_opt ps_opt;
@@ -147,14 +154,24 @@ static int allreduce_sync_state(struct trainer *tr)
     return rc == BT_OK ? 0 : coll_failed(tr, "bt_broadcast of the parameters", rc);
 }
 
-/* One allreduce for the whole buffer: at ~93k floats (373 KB) a step, the exchange is a few
- * percent of a step here (main prints the share), too little for bucketing and overlapping it
- * with the backward pass to pay for a communication thread. */
+/* Without overlap: one allreduce for the whole buffer after backward. With overlap (the
+ * default with one thread per rank), train_slice started one nonblocking allreduce per layer
+ * as backward produced it, like DDP's buckets, and one for the statistics; here we wait for
+ * them before the optimizer step. The sums are int64 (fixed point), so bucketing changes no
+ * bit of the result. */
 static int allreduce_apply(struct trainer *tr)
 {
     double t0 = now_s();
-    int rc = bt_allreduce(tr->comm, tr->xgrads, tr->xgrads, MN_NUM_PARAMS + MN_NUM_STATS, BT_INT64,
+    int rc;
+    if (tr->overlap) {
+        rc = tr->req_rc != BT_OK ? tr->req_rc : bt_waitall(tr->nreq, tr->req);
+        for (int i = 0; i < tr->nreq; i++)
+            bt_request_free(tr->req[i]);
+        tr->nreq = 0, tr->req_rc = BT_OK;
+    } else {
+        rc = bt_allreduce(tr->comm, tr->xgrads, tr->xgrads, MN_NUM_PARAMS + MN_NUM_STATS, BT_INT64,
                           BT_SUM);
+    }
     tr->comm_s += now_s() - t0;
     if (rc != BT_OK)
         return coll_failed(tr, "bt_allreduce of the gradients", rc);
@@ -307,8 +324,29 @@ static void gather(struct worker *w, const uint8_t *x, const uint8_t *y, const u
     }
 }
 
+/* Starts the allreduce of acc[off, off + n) (overlap: worker 0's acc is tr->xgrads). */
+static void start_bucket(struct trainer *tr, size_t off, size_t n)
+{
+    if (tr->req_rc != BT_OK || tr->nreq == MN_BUCKETS)
+        return;
+    tr->req_rc = bt_iallreduce(tr->comm, tr->xgrads + off, tr->xgrads + off, n, BT_INT64, BT_SUM,
+                               &tr->req[tr->nreq]);
+    if (tr->req_rc == BT_OK)
+        tr->nreq++;
+}
+
+/* mn_backward_ready's callback in the last piece: the layer's gradient is final. */
+static void layer_ready(void *arg, const float *g, size_t n)
+{
+    struct worker *w = arg;
+    size_t off = (size_t)(g - w->fgrads);
+    add_fixed(w->acc + off, g, n);
+    start_bucket(w->tr, off, n);
+}
+
 /* The worker's slice of the rank's batch, a piece at a time: each piece's gradient of the
- * global mean loss, rounded and summed in w->acc (see MN_FIXED_BITS). */
+ * global mean loss, rounded and summed in w->acc (see MN_FIXED_BITS). With overlap, the last
+ * piece adds and starts each layer's bucket as soon as backward has produced it. */
 static void train_slice(struct worker *w)
 {
     struct trainer *tr = w->tr;
@@ -324,12 +362,18 @@ static void train_slice(struct worker *w)
         loss += mn_softmax_xent(w->acts.z5, w->labels, n, 10, 1.0f / (float)tr->global_batch,
                                 w->acts.dz5, &ok);
         correct += ok;
+        if (tr->overlap && i + n == w->begin + w->count) {
+            mn_backward_ready(&tr->p, &w->g, &w->acts, n, layer_ready, w);
+            continue;
+        }
         mn_backward(&tr->p, &w->g, &w->acts, n);
         add_fixed(w->acc, w->fgrads, MN_NUM_PARAMS);
     }
     float fl = (float)loss;
     add_fixed(w->acc + MN_NUM_PARAMS, &fl, 1);
     w->acc[MN_NUM_PARAMS + 1] = correct;
+    if (tr->overlap)
+        start_bucket(tr, MN_NUM_PARAMS, MN_NUM_STATS);
 }
 
 static void eval_slice(struct worker *w)
@@ -643,6 +687,8 @@ static int trainer_init(struct trainer *tr, const struct mn_opts *o, const struc
     tr->batch = o->batch;
     tr->global_batch = o->batch * tr->world;
     tr->nthreads = o->threads;
+    /* overlap needs the whole rank's gradient in worker 0 (one thread), and a peer */
+    tr->overlap = !o->no_overlap && tr->xchg == &xchg_allreduce && o->threads == 1;
     tr->adam = (struct mn_adam){.lr = (float)o->lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f};
     tr->rng = o->seed ^ 0x6E6E697374ull;
     tr->params = malloc(sizeof(float) * MN_NUM_PARAMS);

@@ -17,6 +17,7 @@ struct mn_opts {
     int mode_ps;                /* --mode ps: exchange through baton's parameter server */
     const char *ps_consistency; /* --ps-consistency: sync, async or bounded:S */
     int epochs, batch, threads, resume;
+    int no_overlap; /* --no-overlap: one blocking allreduce after backward */
     long max_steps; /* 0: none */
     double lr;
     uint64_t seed;

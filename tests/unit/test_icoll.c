@@ -187,6 +187,42 @@ static void batch(struct rank_ctx *x, bt_comm *a, bt_comm *b, struct op *oa, str
     }
 }
 
+/* The grouped allreduce: buffers of 0, 1, 7 and 1000 elements fused, blocking and not. */
+static void multi(struct rank_ctx *x, bt_comm *c)
+{
+    static const size_t counts[] = {0, 1, 7, MAXC};
+    int n = x->w->n;
+    for (int dt = 0; dt < BT_DTYPE_COUNT; dt++) {
+        char *bufs[4], *want[4];
+        for (int i = 0; i < 4; i++) {
+            bufs[i] = malloc(MAXC * 8), want[i] = malloc(MAXC * 8);
+            fill(bufs[i], counts[i], x->rank + i, (bt_dtype)dt, BT_MAX);
+            for (size_t j = 0; j < counts[i]; j++) {
+                double m = val(i, j, (bt_dtype)dt, BT_MAX);
+                for (int r = 1; r < n; r++)
+                    m = m > val(r + i, j, (bt_dtype)dt, BT_MAX)
+                            ? m
+                            : val(r + i, j, (bt_dtype)dt, BT_MAX);
+                put(want[i], j, (bt_dtype)dt, m);
+            }
+        }
+        bt_request *req = NULL;
+        int rc = dt % 2
+                     ? bt_allreduce_multi(c, 4, (void *const *)bufs, counts, (bt_dtype)dt, BT_MAX)
+                     : bt_iallreduce_multi(c, 4, (void *const *)bufs, counts, (bt_dtype)dt, BT_MAX,
+                                           &req);
+        if (rc == BT_OK && req)
+            rc = bt_wait(req);
+        bt_request_free(req);
+        for (int i = 0; i < 4; i++) {
+            if (rc != BT_OK || memcmp(bufs[i], want[i], counts[i] * bt_dtype_size((bt_dtype)dt)))
+                failf(x, "rank %d: allreduce_multi %s buffer %d: %s", x->rank, dtn[dt], i,
+                      rc ? bt_last_error(c) : "wrong result");
+            free(bufs[i]), free(want[i]);
+        }
+    }
+}
+
 static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
@@ -214,6 +250,7 @@ static void *rank_main(void *arg)
     bt_request_free(pending);
     if (bt_barrier(b) != BT_ERR_INVALID_USAGE)
         failf(x, "rank %d: a finalized communicator was accepted", x->rank);
+    multi(x, a);
     if (bt_iallreduce(a, v, v, 4, BT_FLOAT32, BT_SUM, NULL) != BT_ERR_INVALID_ARG)
         failf(x, "rank %d: NULL request pointer accepted", x->rank);
     if (bt_finalize(a) != BT_OK)
