@@ -507,27 +507,35 @@ static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
     return fail(e, BT_ERR_REMOTE, "etcd %s: watch: %s", url, curl_easy_strerror(cc));
 }
 
+/* A range, then a watch until the key is put; a member that fails mid-watch (killed, cut
+ * off) is left for the next one, within the same timeout. */
 static int e_get(void *impl, const char *key, void **val, size_t *len, double timeout_s)
 {
     struct etcd *e = impl;
     char fk[KEY_MAX], *v = NULL;
-    int64_t rev = 0;
+    int64_t rev = 0, dl = bt__deadline_in(timeout_s);
     *val = NULL, *len = 0;
     BT_CHECK(beat(e));
-    int have = range1(e, key, &v, len, &rev);
-    if (have < 0)
-        return e->err.code;
-    if (have)
-        return *val = v, BT_OK;
-    if (timeout_s <= 0)
-        return fail(e, BT_ERR_TIMEOUT, "etcd: key %s not set", key);
     BT_CHECK(full_key(e, key, fk));
-    struct watch w = {.e = e, .key = fk};
-    int64_t from = e->next_rev && e->next_rev <= rev + 1 ? e->next_rev : rev + 1;
-    int rc = watch(e, &w, from, timeout_s);
-    if (rc == BT_OK)
-        *val = w.val, *len = w.vlen;
-    return rc;
+    for (int t = 0;; t++) {
+        int have = range1(e, key, &v, len, &rev);
+        if (have < 0)
+            return e->err.code;
+        if (have)
+            return *val = v, BT_OK;
+        double left = (double)(dl - bt__now_ns()) / 1e9;
+        if (left <= 0)
+            return fail(e, BT_ERR_TIMEOUT, "etcd: key %s not set", key);
+        struct watch w = {.e = e, .key = fk};
+        int64_t from = e->next_rev && e->next_rev <= rev + 1 ? e->next_rev : rev + 1;
+        int rc = watch(e, &w, from, left);
+        if (rc == BT_OK)
+            *val = w.val, *len = w.vlen;
+        if (rc != BT_ERR_REMOTE || t + 1 >= e->neps)
+            return rc;
+        BT_INFO(LAUNCH, "%s; trying the next etcd member", e->err.msg);
+        e->broken = 0;
+    }
 }
 
 static int e_multi_get(void *impl, const char *const *keys, int nkeys, void **vals, size_t *lens,
