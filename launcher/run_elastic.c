@@ -178,9 +178,12 @@ static void missing_nodes(const struct bt__run *r, char *out, size_t cap)
         snprintf(key, sizeof(key), "l/%d/id/%d", r->restart, m->id);
         int here = peek(r->st, key, &v) == 1;
         free(v);
+        char pod[BT_SPEC_HOST_MAX];
+        bt__run_node_name(&r->spec, m->id, pod, sizeof(pod));
         if (!here && k < cap)
-            k += (size_t)snprintf(out + k, cap - k, "%snode %d (host %s, pid %d)", k ? ", " : "",
-                                  m->id, m->host, m->pid);
+            k += (size_t)snprintf(out + k, cap - k, "%snode %d (%s%.64s%shost %s, pid %d)",
+                                  k ? ", " : "", m->id, pod[0] ? "pod " : "", pod,
+                                  pod[0] ? ", " : "", m->host, m->pid);
     }
 }
 
@@ -643,8 +646,8 @@ int bt__run_elastic_next(struct bt__run *r, const struct bt__outcome *o)
     char key[64];
     r->prev_gen = r->restart;
     r->prev_rank = r->spec.node_rank;
-    if (o->kind == 'L') {
-        r->expect = n - 1;
+    if (o->kind == 'L' && !r->store_lost) {
+        r->expect = n - 1; /* a store that went away comes back with its node: n */
     } else if (o->kind == 'M') {
         int j = 0;
         gkey(r, key, sizeof(key), "joinreq");
