@@ -3,16 +3,21 @@
 // their results into c10d Work objects; every collective algorithm, transport, timeout and error
 // story lives in libbaton.
 //
-// Asynchrony: each ProcessGroup has one worker thread that runs its calls in the order they were
-// issued (libbaton's calls on one communicator run one at a time, in issue order, on every rank),
-// so allreduce() returns at once with a Work and DDP's buckets overlap the backward pass. The
-// Work completes its c10 Future (what DDP's comm hook waits on) when the call returns; a failed
-// call completes it with a std::runtime_error carrying bt_strerror and bt_last_error (which
-// names the peer), which Python sees as RuntimeError. Work::wait spins a few microseconds on the
-// completion flag before it blocks, so a small synchronous collective does not pay for a
+// Asynchrony: each call is issued at once, on the caller's thread, as libbaton's nonblocking
+// form (bt_iallreduce, bt_isend, ...), so the order of a group's calls is the program's, as
+// torch.distributed requires, and libbaton's progress thread runs them while the caller goes on
+// (DDP's buckets overlap the backward pass). One waiter thread per group waits for the requests
+// in issue order (they complete in that order), finishes what the call needs after the data
+// arrived (copying into non-contiguous or listed outputs) and completes the Work and its c10
+// Future (what DDP's comm hook waits on). A failed call completes it with a std::runtime_error
+// carrying bt_strerror and the request's story (which names the peer), which Python sees as
+// RuntimeError; an error libbaton returns at issue (bad arguments, a communicator that already
+// failed: errors are sticky) is raised by the call itself. Work::wait spins a few microseconds
+// on the completion flag before it blocks, so a small synchronous collective does not pay for a
 // condition-variable wake-up.
 //
 // Tensors: CPU, dense, one tensor per call (the multi-device lists of old APIs are refused);
+// the tensors (or the contiguous copies made of them) are held until the request completes;
 // non-contiguous tensors are handled through a contiguous copy (copied back for outputs).
 // The communicator is created and owned by the Python side (baton/__init__.py, ctypes): this
 // file never calls bt_init, so one libbaton communicator serves both APIs.
@@ -160,9 +165,10 @@ struct Dense {
 
 class ProcessGroupBaton : public c10d::ProcessGroup {
   public:
-    ProcessGroupBaton(int rank, int size, std::uintptr_t comm, std::string name)
+    // comm: a bt_comm * the Python side made; owned: destroy it with the group (a subgroup's).
+    ProcessGroupBaton(int rank, int size, std::uintptr_t comm, std::string name, bool owned)
         : c10d::ProcessGroup(rank, size), comm_(reinterpret_cast<bt_comm *>(comm)),
-          name_(std::move(name))
+          name_(std::move(name)), owned_(owned)
     {
         int r = -1, n = -1;
         if (!comm_ || bt_comm_rank(comm_, &r) != BT_OK || bt_comm_size(comm_, &n) != BT_OK)
@@ -178,6 +184,7 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
 
     ~ProcessGroupBaton() override { shutdown(); }
 
+    // Waits for what is outstanding, stops the waiter, frees a subgroup's communicator.
     void shutdown()
     {
         {
@@ -189,6 +196,8 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         qcv_.notify_one();
         if (thread_.joinable())
             thread_.join();
+        if (owned_)
+            bt_comm_destroy(comm_);
     }
 
     const std::string getBackendName() const override { return "baton"; }
@@ -199,11 +208,9 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         auto d = std::make_shared<Dense>(one(ts, "broadcast"));
         bt_dtype dt = to_bt(d->buf);
         int root = (int)o.rootRank;
-        return post(OpType::BROADCAST, "broadcast", ts, [=] {
-            int rc = bt_broadcast(comm_, d->buf.data_ptr(), d->buf.numel(), dt, root);
-            d->back();
-            return rc;
-        });
+        return post(OpType::BROADCAST, "broadcast", ts, [&](bt_request **rq) {
+            return bt_ibroadcast(comm_, d->buf.data_ptr(), d->buf.numel(), dt, root, rq);
+        }, [d] { d->back(); });
     }
 
     c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor> &ts,
@@ -212,12 +219,10 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         auto d = std::make_shared<Dense>(one(ts, "allreduce"));
         bt_dtype dt = to_bt(d->buf);
         bt_op op = to_bt(o.reduceOp);
-        return post(OpType::ALLREDUCE, "allreduce", ts, [=] {
+        return post(OpType::ALLREDUCE, "allreduce", ts, [&](bt_request **rq) {
             void *p = d->buf.data_ptr();
-            int rc = bt_allreduce(comm_, p, p, d->buf.numel(), dt, op);
-            d->back();
-            return rc;
-        });
+            return bt_iallreduce(comm_, p, p, d->buf.numel(), dt, op, rq);
+        }, [d] { d->back(); });
     }
 
     c10::intrusive_ptr<c10d::Work> reduce(std::vector<at::Tensor> &ts,
@@ -227,12 +232,10 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         bt_dtype dt = to_bt(d->buf);
         bt_op op = to_bt(o.reduceOp);
         int root = (int)o.rootRank;
-        return post(OpType::REDUCE, "reduce", ts, [=] {
+        return post(OpType::REDUCE, "reduce", ts, [&](bt_request **rq) {
             void *p = d->buf.data_ptr();
-            int rc = bt_reduce(comm_, p, p, d->buf.numel(), dt, op, root);
-            d->back();
-            return rc;
-        });
+            return bt_ireduce(comm_, p, p, d->buf.numel(), dt, op, root, rq);
+        }, [d] { d->back(); });
     }
 
     // outs[0] holds size tensors shaped like the input: filled from one contiguous buffer.
@@ -250,12 +253,9 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         auto flat = std::make_shared<at::Tensor>(at::empty({getSize() * in.numel()}, in.options()));
         auto list = outs[0];
         bt_dtype dt = to_bt(in);
-        return post(OpType::ALLGATHER, "allgather", list, [=] {
-            int rc = bt_allgather(comm_, src->data_ptr(), flat->data_ptr(), src->numel(), dt);
-            for (size_t i = 0; rc == BT_OK && i < list.size(); i++)
-                list[i].copy_(flat->narrow(0, (int64_t)i * src->numel(), src->numel()).view_as(list[i]));
-            return rc;
-        });
+        return post(OpType::ALLGATHER, "allgather", list, [&](bt_request **rq) {
+            return bt_iallgather(comm_, src->data_ptr(), flat->data_ptr(), src->numel(), dt, rq);
+        }, [src, flat, list] { unpack(*flat, list); });
     }
 
     c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor &out, at::Tensor &in,
@@ -268,12 +268,9 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         auto src = std::make_shared<at::Tensor>(in.contiguous());
         auto d = std::make_shared<Dense>(out);
         bt_dtype dt = to_bt(in);
-        std::vector<at::Tensor> res{out};
-        return post(OpType::_ALLGATHER_BASE, "all_gather_into_tensor", res, [=] {
-            int rc = bt_allgather(comm_, src->data_ptr(), d->buf.data_ptr(), src->numel(), dt);
-            d->back();
-            return rc;
-        });
+        return post(OpType::_ALLGATHER_BASE, "all_gather_into_tensor", {out}, [&](bt_request **rq) {
+            return bt_iallgather(comm_, src->data_ptr(), d->buf.data_ptr(), src->numel(), dt, rq);
+        }, [src, d] { d->back(); });
     }
 
     // ins[0] holds size tensors shaped like the output: packed into one buffer first.
@@ -287,16 +284,13 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
                                         std::to_string(getSize()) + " input tensors");
         for (auto &t : ins[0])
             check_like(t, d->orig, "reduce_scatter");
-        auto flat = std::make_shared<at::Tensor>(
-            at::cat(flatten_all(ins[0]), 0)); // a copy: taken now, as the caller's are
+        auto flat = std::make_shared<at::Tensor>(at::cat(flatten_all(ins[0]), 0));
         bt_dtype dt = to_bt(d->buf);
         bt_op op = to_bt(o.reduceOp);
-        return post(OpType::REDUCE_SCATTER, "reduce_scatter", outs, [=] {
-            int rc = bt_reduce_scatter(comm_, flat->data_ptr(), d->buf.data_ptr(), d->buf.numel(),
-                                       dt, op);
-            d->back();
-            return rc;
-        });
+        return post(OpType::REDUCE_SCATTER, "reduce_scatter", outs, [&](bt_request **rq) {
+            return bt_ireduce_scatter(comm_, flat->data_ptr(), d->buf.data_ptr(), d->buf.numel(),
+                                      dt, op, rq);
+        }, [flat, d] { d->back(); });
     }
 
     c10::intrusive_ptr<c10d::Work> _reduce_scatter_base(at::Tensor &out, at::Tensor &in,
@@ -310,25 +304,128 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         auto d = std::make_shared<Dense>(out);
         bt_dtype dt = to_bt(out);
         bt_op op = to_bt(o.reduceOp);
-        std::vector<at::Tensor> res{out};
-        return post(OpType::_REDUCE_SCATTER_BASE, "reduce_scatter_tensor", res, [=] {
-            int rc = bt_reduce_scatter(comm_, src->data_ptr(), d->buf.data_ptr(), d->buf.numel(),
-                                       dt, op);
-            d->back();
-            return rc;
-        });
+        return post(OpType::_REDUCE_SCATTER_BASE, "reduce_scatter_tensor", {out},
+                    [&](bt_request **rq) {
+                        return bt_ireduce_scatter(comm_, src->data_ptr(), d->buf.data_ptr(),
+                                                  d->buf.numel(), dt, op, rq);
+                    },
+                    [src, d] { d->back(); });
+    }
+
+    // Equal splits: bt_ialltoall; given splits (first-dimension rows): bt_ialltoallv.
+    c10::intrusive_ptr<c10d::Work> alltoall_base(at::Tensor &out, at::Tensor &in,
+                                                 std::vector<int64_t> &outSplits,
+                                                 std::vector<int64_t> &inSplits,
+                                                 const c10d::AllToAllOptions &) override
+    {
+        one({in}, "all_to_all_single");
+        one({out}, "all_to_all_single");
+        if (out.scalar_type() != in.scalar_type())
+            throw std::invalid_argument("baton: all_to_all_single: input and output dtypes differ");
+        auto src = std::make_shared<at::Tensor>(in.contiguous());
+        auto d = std::make_shared<Dense>(out);
+        bt_dtype dt = to_bt(in);
+        if (outSplits.empty() && inSplits.empty()) {
+            if (in.numel() != out.numel() || in.numel() % getSize())
+                throw std::invalid_argument("baton: all_to_all_single: input and output must "
+                                            "hold the same number of elements, a multiple of "
+                                            "world_size");
+            size_t count = (size_t)(in.numel() / getSize());
+            return post(OpType::ALLTOALL_BASE, "all_to_all_single", {out}, [&](bt_request **rq) {
+                return bt_ialltoall(comm_, src->data_ptr(), d->buf.data_ptr(), count, dt, rq);
+            }, [src, d] { d->back(); });
+        }
+        auto v = std::make_shared<Counts>(getSize());
+        v->fill(inSplits, in, true);
+        v->fill(outSplits, out, false);
+        return post(OpType::ALLTOALL_BASE, "all_to_all_single", {out}, [&](bt_request **rq) {
+            return bt_ialltoallv(comm_, src->data_ptr(), v->sc.data(), v->sd.data(),
+                                 d->buf.data_ptr(), v->rc.data(), v->rd.data(), dt, rq);
+        }, [src, d, v] { d->back(); });
+    }
+
+    // Lists: packed into one send buffer, received into one buffer, then copied out.
+    c10::intrusive_ptr<c10d::Work> alltoall(std::vector<at::Tensor> &outs,
+                                            std::vector<at::Tensor> &ins,
+                                            const c10d::AllToAllOptions &) override
+    {
+        if ((int)outs.size() != getSize() || (int)ins.size() != getSize())
+            throw std::invalid_argument("baton: all_to_all wants lists of world_size tensors");
+        auto v = std::make_shared<Counts>(getSize());
+        size_t so = 0, ro = 0;
+        for (int p = 0; p < getSize(); p++) {
+            check_like(ins[p], ins[0], "all_to_all", false);
+            check_like(outs[p], ins[0], "all_to_all", false);
+            v->sc[p] = (size_t)ins[p].numel(), v->sd[p] = so, so += v->sc[p];
+            v->rc[p] = (size_t)outs[p].numel(), v->rd[p] = ro, ro += v->rc[p];
+        }
+        auto src = std::make_shared<at::Tensor>(at::cat(flatten_all(ins), 0));
+        auto flat = std::make_shared<at::Tensor>(at::empty({(int64_t)ro}, ins[0].options()));
+        bt_dtype dt = to_bt(ins[0]);
+        auto list = outs;
+        return post(OpType::ALLTOALL, "all_to_all", list, [&](bt_request **rq) {
+            return bt_ialltoallv(comm_, src->data_ptr(), v->sc.data(), v->sd.data(),
+                                 flat->data_ptr(), v->rc.data(), v->rd.data(), dt, rq);
+        }, [src, flat, v, list] { unpack(*flat, list); });
+    }
+
+    c10::intrusive_ptr<c10d::Work> send(std::vector<at::Tensor> &ts, int dst, int tag) override
+    {
+        auto src = std::make_shared<at::Tensor>(one(ts, "send").contiguous());
+        bt_dtype dt = to_bt(*src);
+        return post(OpType::SEND, "send", ts, [&](bt_request **rq) {
+            return bt_isend(comm_, src->data_ptr(), src->numel(), dt, dst, tag, rq);
+        }, [src] {});
+    }
+
+    c10::intrusive_ptr<c10d::Work> recv(std::vector<at::Tensor> &ts, int srcRank, int tag) override
+    {
+        auto d = std::make_shared<Dense>(one(ts, "recv"));
+        bt_dtype dt = to_bt(d->buf);
+        return post(OpType::RECV, "recv", ts, [&](bt_request **rq) {
+            return bt_irecv(comm_, d->buf.data_ptr(), d->buf.numel(), dt, srcRank, tag, rq);
+        }, [d] { d->back(); });
     }
 
     c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions &) override
     {
-        std::vector<at::Tensor> none;
-        return post(OpType::BARRIER, "barrier", none, [=] { return bt_barrier(comm_); });
+        return post(OpType::BARRIER, "barrier", {}, [&](bt_request **rq) {
+            return bt_ibarrier(comm_, rq);
+        }, [] {});
     }
 
   private:
     struct Job {
         c10::intrusive_ptr<BatonWork> work;
-        std::function<int()> run;
+        bt_request *req;
+        std::function<void()> after; // runs once the data arrived (copies into outputs)
+    };
+
+    // alltoallv's counts and displacements, in elements, from split sizes in rows.
+    struct Counts {
+        std::vector<size_t> sc, sd, rc, rd;
+        explicit Counts(int n) : sc(n), sd(n), rc(n), rd(n) {}
+        void fill(const std::vector<int64_t> &splits, const at::Tensor &t, bool send)
+        {
+            size_t n = sc.size();
+            int64_t rows = t.dim() ? t.size(0) : 1, row = rows ? t.numel() / rows : 0, off = 0;
+            if (!splits.empty() && splits.size() != n)
+                throw std::invalid_argument("baton: all_to_all_single: a split list of " +
+                                            std::to_string(splits.size()) + " for " +
+                                            std::to_string(n) + " ranks");
+            if (splits.empty() && rows % (int64_t)n)
+                throw std::invalid_argument("baton: all_to_all_single: " + std::to_string(rows) +
+                                            " rows do not split evenly over the ranks");
+            for (size_t p = 0; p < n; p++) {
+                int64_t r = splits.empty() ? rows / (int64_t)n : splits[p];
+                (send ? sc : rc)[p] = (size_t)(r * row);
+                (send ? sd : rd)[p] = (size_t)off;
+                off += r * row;
+            }
+            if (off != t.numel())
+                throw std::invalid_argument("baton: all_to_all_single: the splits do not add up "
+                                            "to the tensor's first dimension");
+        }
     };
 
     static std::vector<at::Tensor> flatten_all(const std::vector<at::Tensor> &v)
@@ -339,25 +436,50 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         return r;
     }
 
-    static void check_like(const at::Tensor &t, const at::Tensor &ref, const char *what)
+    // Copies consecutive pieces of flat into the tensors of list, in order.
+    static void unpack(const at::Tensor &flat, const std::vector<at::Tensor> &list)
     {
-        if (t.numel() != ref.numel() || t.scalar_type() != ref.scalar_type() || !t.device().is_cpu())
-            throw std::invalid_argument(std::string("baton: ") + what +
-                                        ": every tensor of the list must be a CPU tensor with the "
-                                        "other side's dtype and number of elements");
+        int64_t off = 0;
+        for (auto t : list) {
+            t.copy_(flat.narrow(0, off, t.numel()).view(t.sizes()));
+            off += t.numel();
+        }
     }
 
+    static void check_like(const at::Tensor &t, const at::Tensor &ref, const char *what,
+                           bool same_count = true)
+    {
+        if ((same_count && t.numel() != ref.numel()) || t.scalar_type() != ref.scalar_type() ||
+            !t.device().is_cpu())
+            throw std::invalid_argument(std::string("baton: ") + what +
+                                        ": every tensor of the lists must be a CPU tensor of one "
+                                        "dtype" + (same_count ? " and size" : ""));
+    }
+
+    std::string story(int rc, const std::string &what, const char *detail) const
+    {
+        return "baton: " + what + " (rank " + std::to_string(getRank()) + " of " +
+               std::to_string(getSize()) + "): " + bt_strerror(rc) + ": " + detail;
+    }
+
+    // Issues a call (issue fills the request) and queues it for the waiter, under one lock so
+    // that the queue's order is the issue order.
     c10::intrusive_ptr<c10d::Work> post(OpType type, const char *what,
-                                        const std::vector<at::Tensor> &outs, std::function<int()> run)
+                                        const std::vector<at::Tensor> &outs,
+                                        const std::function<int(bt_request **)> &issue,
+                                        std::function<void()> after)
     {
         auto w = c10::make_intrusive<BatonWork>(type, outs);
+        std::unique_lock<std::mutex> lock(qmu_);
+        if (stop_)
+            throw std::runtime_error("baton: group '" + name_ + "' was shut down");
         w->what_ = std::string(what) + " #" + std::to_string(++seq_) + " of group '" + name_ + "'";
-        {
-            std::lock_guard<std::mutex> lock(qmu_);
-            if (stop_)
-                throw std::runtime_error("baton: group '" + name_ + "' was shut down");
-            q_.push_back(Job{w, std::move(run)});
-        }
+        bt_request *req = nullptr;
+        int rc = issue(&req);
+        if (rc != BT_OK)
+            throw std::runtime_error(story(rc, w->what_, bt_last_error(comm_)));
+        q_.push_back(Job{w, req, std::move(after)});
+        lock.unlock();
         qcv_.notify_one();
         return w;
     }
@@ -375,22 +497,22 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
                 q_.pop_front();
             }
             std::exception_ptr e;
+            int rc = bt_wait(j.req);
             try {
-                int rc = j.run();
                 if (rc != BT_OK)
-                    e = std::make_exception_ptr(std::runtime_error(
-                        "baton: " + j.work->what_ + " (rank " + std::to_string(getRank()) + " of " +
-                        std::to_string(getSize()) + "): " + bt_strerror(rc) + ": " +
-                        bt_last_error(comm_)));
+                    throw std::runtime_error(story(rc, j.work->what_, bt_request_error(j.req)));
+                j.after();
             } catch (...) {
                 e = std::current_exception();
             }
+            bt_request_free(j.req);
             j.work->complete(e);
         }
     }
 
     bt_comm *comm_;
     std::string name_;
+    bool owned_;
     std::mutex qmu_;
     std::condition_variable qcv_;
     std::deque<Job> q_;
@@ -408,8 +530,8 @@ PYBIND11_MODULE(_torch, m)
     (void)base; // makes sure c10d's ProcessGroup type is registered before ours
     py::class_<ProcessGroupBaton, c10d::ProcessGroup, c10::intrusive_ptr<ProcessGroupBaton>>(
         m, "ProcessGroupBaton")
-        .def(py::init<int, int, std::uintptr_t, std::string>(), py::arg("rank"), py::arg("size"),
-             py::arg("comm"), py::arg("name"))
+        .def(py::init<int, int, std::uintptr_t, std::string, bool>(), py::arg("rank"),
+             py::arg("size"), py::arg("comm"), py::arg("name"), py::arg("owned"))
         .def("_shutdown", &ProcessGroupBaton::shutdown,
              py::call_guard<py::gil_scoped_release>());
 }

@@ -12,6 +12,7 @@ CPU tensors of float32, float64, float16, bfloat16, int32, int64 and uint8; ops 
 PRODUCT, MIN and MAX; calls return async Work objects.
 """
 import os
+import zlib
 
 import baton
 
@@ -38,17 +39,14 @@ _groups = []  # every ProcessGroupBaton made, stopped before bt_finalize at exit
 
 
 def _subcomm(comm, ranks, tag):
-    """A libbaton communicator of ranks (global ranks, this rank among them)."""
+    """A libbaton communicator of ranks (global ranks, this rank among them): its members call
+    bt_comm_create_group with the same list and tag (torch's group id, the same on every rank)."""
     import ctypes
     lib = baton._lib
-    if not hasattr(lib, "bt_comm_create_group"):
-        raise RuntimeError("baton: new_group over a subset of ranks needs bt_comm_create_group, "
-                           "which this libbaton does not have; use the whole world, or gloo for "
-                           "the subgroup")
     arr = (ctypes.c_int * len(ranks))(*ranks)
     out = ctypes.c_void_p()
     lib.bt_comm_create_group.argtypes = [ctypes.c_void_p, ctypes.c_int,
-                                         ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+                                         ctypes.POINTER(ctypes.c_int), ctypes.c_uint64,
                                          ctypes.POINTER(ctypes.c_void_p)]
     baton._check(lib.bt_comm_create_group(comm, len(ranks), arr, tag, ctypes.byref(out)),
                  "bt_comm_create_group(%d ranks)" % len(ranks), comm)
@@ -63,9 +61,12 @@ def _create(opts, pg_options=None):
     comm = baton.init()
     ranks = list(opts.global_ranks_in_group or [])
     name = str(opts.group_id)
-    if ranks and sorted(ranks) != list(range(baton.size())):
-        comm = _subcomm(comm, ranks, len(_groups))
-    pg = _torch.ProcessGroupBaton(opts.group_rank, opts.group_size, comm, name or "default")
+    owned = bool(ranks)  # new_group: a communicator of its own, even over every rank
+    if owned:
+        tag = int(name) if name.isdigit() else zlib.crc32(name.encode())
+        comm = _subcomm(comm, ranks, tag + 1)
+    pg = _torch.ProcessGroupBaton(opts.group_rank, opts.group_size, comm, name or "default",
+                                  owned)
     _groups.append(pg)
     return pg
 

@@ -141,6 +141,72 @@ def main():
                 check("%s refused with baton's message (%s)" % (what, e), torch.ones(1), torch.zeros(1))
     print("PASS refused: bool dtype, bitwise ops", flush=True)
 
+    # alltoall: equal blocks, given splits, lists of uneven tensors; gloo's result as reference.
+    for dt in (torch.float32, torch.int64, torch.bfloat16):
+        x = (torch.arange(world * 3) + 100 * rank).to(dt)
+        b, g = torch.empty_like(x), torch.empty_like(x)
+        dist.all_to_all_single(b, x)
+        try:
+            dist.all_to_all_single(g, x, group=gloo)
+        except RuntimeError:  # gloo lacks the dtype
+            g = torch.cat([(torch.arange(3) + 3 * rank + 100 * p).to(dt) for p in range(world)])
+        check("all_to_all_single %s" % dt, b, g)
+    ins_split = [p + 1 for p in range(world)]          # rank r sends p+1 rows to rank p
+    outs_split = [rank + 1] * world                    # and gets rank+1 rows from each
+    x = torch.cat([torch.full((p + 1, 2), float(10 * rank + p)) for p in range(world)])
+    out = torch.empty(world * (rank + 1), 2)
+    dist.all_to_all_single(out, x, outs_split, ins_split)
+    want = torch.cat([torch.full((rank + 1, 2), float(10 * p + rank)) for p in range(world)])
+    check("all_to_all_single with splits", out, want)
+    ins = [torch.full((rank + p + 1,), rank * 10 + p, dtype=torch.int32) for p in range(world)]
+    outs = [torch.empty(p + rank + 1, dtype=torch.int32) for p in range(world)]
+    dist.all_to_all(outs, ins)
+    for p in range(world):
+        check("all_to_all list from %d" % p, outs[p], torch.full((p + rank + 1,), p * 10 + rank, dtype=torch.int32))
+    print("PASS alltoall: equal, splits, lists", flush=True)
+
+    # send/recv around a ring, isend/irecv outstanding together; blocking send/recv pairs.
+    if world > 1:
+        right, left = (rank + 1) % world, (rank - 1) % world
+        s, r = torch.full((70001,), float(rank)), torch.empty(70001)
+        works = [dist.isend(s, right, tag=7), dist.irecv(r, left, tag=7)]
+        for w in works:
+            w.wait()
+        check("isend/irecv ring", r, torch.full((70001,), float(left)))
+        t = torch.arange(5, dtype=torch.float64) * (rank + 1)
+        if rank == 0:
+            dist.send(t, 1)
+            dist.recv(t, 1)
+            check("send/recv back and forth", t, torch.arange(5, dtype=torch.float64) * 2)
+        elif rank == 1:
+            got = torch.empty(5, dtype=torch.float64)
+            dist.recv(got, 0)
+            check("recv", got, torch.arange(5, dtype=torch.float64))
+            dist.send(t, 0)
+    print("PASS send/recv", flush=True)
+
+    # new_group: a subset (first and last rank), the rest, and every rank, each over a libbaton
+    # communicator of its own (bt_comm_create_group), beside the default group.
+    ends = sorted({0, world - 1})
+    sub = dist.new_group(ends)
+    rest = dist.new_group(list(range(1, world))) if world > 1 else None
+    full = dist.new_group(list(range(world)))
+    if rank in ends:
+        t = torch.full((9,), float(rank + 1))
+        dist.all_reduce(t, group=sub)
+        check("new_group %s allreduce" % ends, t, torch.full((9,), float(sum(e + 1 for e in ends))))
+        check("new_group rank", torch.tensor(dist.get_rank(sub)), torch.tensor(ends.index(rank)))
+    if rest is not None and rank >= 1:
+        t = torch.full((9,), float(rank))
+        w = dist.all_reduce(t, group=rest, async_op=True)
+        w.wait()
+        check("new_group 1..%d allreduce" % (world - 1), t, torch.full((9,), float(sum(range(1, world)))))
+    t = torch.full((4,), float(rank))
+    dist.all_reduce(t, group=full, op=dist.ReduceOp.MAX)
+    check("new_group of every rank", t, torch.full((4,), float(world - 1)))
+    dist.barrier()
+    print("PASS new_group: subsets %s and 1..%d, every rank" % (ends, world - 1), flush=True)
+
     # The Horovod-style API over the same communicator.
     a = np.full(5, rank + 1, dtype=np.float32)
     avg = baton.allreduce(a)
