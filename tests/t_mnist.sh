@@ -125,6 +125,13 @@ if grep -qE "has no bt_allreduce|bt_allreduce: |bt_init: " "$T_TMP/r2" || ! grep
     t_skip "1 vs 2 vs 4 ranks" "baton run or bt_allreduce not functional yet: $(grep -m1 -E 'mnist_cnn|baton' "$T_TMP/r2")"
     t_done
 fi
+# --- overlap (one bt_iallreduce per layer during backward) == --no-overlap, bit for bit ---
+for ov in "" --no-overlap; do
+    "$BATON" run -n 2 -- "$MN" --data "$DATA" --max-steps 20 --checkpoint-dir "$T_TMP/ov$ov" \
+        $ov >"$T_TMP/ov$ov.log" 2>&1
+done
+t_check "2 ranks: overlapped and blocking allreduce give the same model.bin, bit for bit" \
+    cmp "$T_TMP/ov/model.bin" "$T_TMP/ov--no-overlap/model.bin"
 run_ranks 4 32 "$T_TMP/r4"
 ranks_loss() { sed -n 's/^.*epoch [0-9/]*: loss=\([0-9.]*\).*/\1/p' "$1" | tail -1; }
 l1=$(ranks_loss "$T_TMP/r1"); l2=$(ranks_loss "$T_TMP/r2"); l4=$(ranks_loss "$T_TMP/r4")
