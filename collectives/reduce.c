@@ -15,6 +15,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "collectives/reduce.h"
@@ -109,11 +110,14 @@ uint16_t bt__float_to_half(float f)
 
 static int have_f16c(void)
 {
-    static int have = -1;
+    static _Atomic int have = -1; /* threads (ranks in the tests, progress threads) race here */
     unsigned a, b, c, d; /* F16C from CPUID leaf 1: clang's __builtin_cpu_supports lacks it */
-    if (have < 0)
-        have = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx2");
-    return have;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        h = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx2");
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h;
 }
 
 __attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(float *d, const uint16_t *s,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@ int bt__log_level_cur = -1;
 unsigned bt__log_subsys_mask = BT_SUB_ALL;
 
 static int log_fd = 2;
-static int log_rank = -1;
+static _Atomic int log_rank = -1; /* ranks as threads (tests) each set it */
 static char log_host[64];
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 
@@ -118,8 +119,9 @@ void bt__log_write(int level, unsigned subsys, const char *file, int line, const
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
     int n;
-    if (log_rank >= 0)
-        n = snprintf(buf, sizeof(buf), "%s:%d [%d] %s:%d %s %s ", log_host, (int)getpid(), log_rank,
+    int rank = atomic_load_explicit(&log_rank, memory_order_relaxed);
+    if (rank >= 0)
+        n = snprintf(buf, sizeof(buf), "%s:%d [%d] %s:%d %s %s ", log_host, (int)getpid(), rank,
                      base, line, level_names[level], subsys_name(subsys));
     else
         n = snprintf(buf, sizeof(buf), "%s:%d %s:%d %s %s ", log_host, (int)getpid(), base, line,
