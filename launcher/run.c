@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,6 +156,7 @@ static void close_workers(struct bt__run *r)
 static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *err)
 {
     o->kind = 0;
+    r->fails_len = 0;
     BT_CHECK(bt__run_watch_start(r, err));
     if (bt__run_spawn_all(r, err) != BT_OK) {
         o->kind = 'F';
@@ -166,6 +168,7 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
     bt__run_supervise(r, o);
     bt__run_tree_clear(r); /* what the workers left behind, and the job's shm names */
     bt__run_watch_stop(r);
+    bt__run_forensics_settle(r, o); /* every node's failures: the earliest is the root cause */
     close_workers(r);
     return BT_OK;
 }
@@ -179,8 +182,10 @@ static int report(struct bt__run *r, const struct bt__outcome *o)
         return 0;
     }
     fprintf(stderr, "baton: job failed: %s\n", o->line);
+    fputs(r->summary, stderr);
     fprintf(stderr, "baton: node %d (host %s) exits with status %d\n", r->spec.node_rank, r->host,
             status);
+    bt__run_forensics_report(r, o, status);
     return status;
 }
 
@@ -253,6 +258,20 @@ static int ps_layout(struct bt__run *r, int ranked)
     return 0;
 }
 
+/* An unusable --log-dir costs the per-rank files, not the job: one line, and on without. */
+static void check_log_dir(struct bt__run_opts *o)
+{
+    if (!o->log_dir)
+        return;
+    if ((mkdir(o->log_dir, 0755) != 0 && errno != EEXIST) || access(o->log_dir, W_OK | X_OK) != 0) {
+        fprintf(stderr,
+                "baton run: WARN: --log-dir %s: %s; the job runs without per-rank log files and "
+                "flight-recorder dumps\n",
+                o->log_dir, strerror(errno));
+        o->log_dir = NULL;
+    }
+}
+
 static int setup(struct bt__run *r)
 {
     struct bt__err err = {0};
@@ -294,6 +313,8 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
     }
+    check_log_dir(&r->o);
+    bt__run_forensics_setup(r);
     return bt__run_tree_setup(r); /* last: no child may start before the watchdog */
 }
 
@@ -318,6 +339,7 @@ int bt__cmd_run(int argc, char **argv)
     if (rc == 0) {
         rc = run_job(&r);
         bt__run_tree_close(&r);
+        bt__run_forensics_close(&r);
     } else
         bt__run_rdzv_close(&r, 0);
     if (r.srv || r.st)

@@ -8,6 +8,8 @@
  *   run_supervise.c  the one poll loop: pipes, signals (self-pipe), child exits, the watcher
  *   run_report.c   exit statuses in words, signal names, hints
  *   run_stall.c    hangs: stopped workers (/proc), the ranks' stall record, outcome H
+ *   run_forensics.c  error files, stderr tails, failure records of every node, the root
+ *                  cause by time and its summary, the termination message
  *   run_ps.c       parameter servers: `--ps N` children on node 0, a TF ps pod's own server
  *   run_bind.c     --bind: the topology plan, per-rank CPUs, GPU and NIC env
  *   run_tree.c     the job's process tree: subreaper, the job's cgroup, finding and signalling
@@ -46,7 +48,9 @@
 #define BT_RUN_EXIT_HANG                                                                           \
     142 /* 128 + SIGALRM: a collective timed out (BATON_TIMEOUT) waiting for a stalled rank:       \
            retryable, like the join timeout */
-#define BT_RUN_GPU_MAX 64 /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
+#define BT_RUN_TAIL_BYTES 4096  /* bytes of a worker's stderr kept for the failure summary */
+#define BT_RUN_SUMMARY_MAX 8192 /* bytes of the failure summary */
+#define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 struct bt__run_opts {
     struct bt__spec_flags flags;
@@ -84,8 +88,12 @@ struct bt__worker {
     int status;  /* waitpid status once reaped */
     int log_fd;  /* --log-dir file, or -1 */
     struct bt__linebuf out, err;
-    char loader_err[160]; /* ld.so's "error while loading shared libraries: ..." from stderr */
-    int stopped_seen;     /* seen in state T (run_stall.c): named once */
+    char loader_err[160];   /* ld.so's "error while loading shared libraries: ..." from stderr */
+    int stopped_seen;       /* seen in state T (run_stall.c): named once */
+    char errfile[PATH_MAX]; /* BATON_ERROR_FILE / TORCHELASTIC_ERROR_FILE, or "" */
+    char tail[BT_RUN_TAIL_BYTES]; /* the last whole lines of its stderr */
+    size_t tail_len;              /* bytes */
+    int64_t end_ns;               /* wall clock when it was reaped */
 };
 
 struct bt__outcome {
@@ -159,6 +167,12 @@ struct bt__run {
     size_t obuf_cap;
     int console_dead[3]; /* stdout/stderr gone (EPIPE): drop console output */
     struct bt__run_tree tree;
+
+    /* failure forensics (run_forensics.c) */
+    char errdir[64];                  /* folder of the workers' error files, "" none */
+    char *fails;                      /* this node's failure records of the generation */
+    size_t fails_len, fails_cap;      /* bytes */
+    char summary[BT_RUN_SUMMARY_MAX]; /* "baton: root cause: ..." lines, or "" */
 };
 
 /* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
@@ -266,6 +280,21 @@ void bt__run_watchdog_stop(struct bt__run *r);
  * consequence: sets *o to outcome H naming the stalled ranks and returns 1; else 0. */
 void bt__run_stall_scan(struct bt__run *r);
 int bt__run_stall_outcome(struct bt__run *r, const struct bt__worker *w, struct bt__outcome *o);
+
+/* run_forensics.c. setup makes the error-file folder (a WARN when it cannot); spawn gives w
+ * its error file; tail keeps a line of w's stderr; failed makes w's failure record (nothing
+ * when baton's teardown ended it without a word); settle (after a failed generation) gathers
+ * every node's records, names the earliest as the root cause in o (its status and line) and
+ * prepares the summary (r->summary); report writes the termination message; close
+ * removes the folder. wall_ns: CLOCK_REALTIME in ns. */
+int bt__run_forensics_setup(struct bt__run *r);
+void bt__run_forensics_spawn(struct bt__run *r, struct bt__worker *w);
+void bt__run_forensics_tail(struct bt__worker *w, const char *p, size_t n);
+void bt__run_forensics_failed(struct bt__run *r, struct bt__worker *w, int during_teardown);
+void bt__run_forensics_settle(struct bt__run *r, struct bt__outcome *o);
+void bt__run_forensics_report(struct bt__run *r, const struct bt__outcome *o, int status);
+void bt__run_forensics_close(struct bt__run *r);
+int64_t bt__run_wall_ns(void);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

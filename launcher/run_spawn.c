@@ -28,12 +28,29 @@ extern char **environ;
 
 /* Names baton sets for a worker; the same names in baton's own env are dropped. */
 static const char *const set_names[] = {
-    "BATON_RANK",         "BATON_WORLD_SIZE", "BATON_LOCAL_RANK",    "BATON_LOCAL_WORLD_SIZE",
-    "BATON_NODE_RANK",    "BATON_NNODES",     "BATON_ROLE",          "BATON_RDZV",
-    "BATON_JOB_ID",       "BATON_TOKEN",      "BATON_RESTART_COUNT", "RANK",
-    "WORLD_SIZE",         "LOCAL_RANK",       "LOCAL_WORLD_SIZE",    "GROUP_RANK",
-    "GROUP_WORLD_SIZE",   "MASTER_ADDR",      "MASTER_PORT",         "TF_CONFIG",
+    "BATON_RANK",
+    "BATON_WORLD_SIZE",
+    "BATON_LOCAL_RANK",
+    "BATON_LOCAL_WORLD_SIZE",
+    "BATON_NODE_RANK",
+    "BATON_NNODES",
+    "BATON_ROLE",
+    "BATON_RDZV",
+    "BATON_JOB_ID",
+    "BATON_TOKEN",
+    "BATON_RESTART_COUNT",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TF_CONFIG",
     "BATON_LAUNCHER_PID",
+    "BATON_ERROR_FILE",
+    "TORCHELASTIC_ERROR_FILE",
 };
 #define NSET (sizeof(set_names) / sizeof(set_names[0]))
 
@@ -125,6 +142,10 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
     ADD("BATON_LAUNCHER_PID=%d", (int)getpid());
+    if (w->errfile[0]) {
+        ADD("BATON_ERROR_FILE=%s", w->errfile);
+        ADD("TORCHELASTIC_ERROR_FILE=%s", w->errfile);
+    }
     if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR)
         goto tf; /* not a rank: no rank variables, so bt_init does not take it for one */
     ADD("BATON_RANK=%d", w->rank);
@@ -305,6 +326,7 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
         w->running = 0;
         w->status = 0;
         BT_CHECK(bt__run_output_open(r, w, err));
+        bt__run_forensics_spawn(r, w);
         char **env = worker_env(r, w, &nown);
         if (!env)
             return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",

@@ -162,6 +162,7 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     char name[16];
     w->running = 0;
     w->status = status;
+    w->end_ns = bt__run_wall_ns();
     unlink_shm_of(w->pid);
     bt__run_tree_reaped(s->r, w->pid);
     s->running--;
@@ -172,10 +173,13 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
         signal_groups(s, SIGKILL, 1); /* whatever the workers left behind in their groups */
         s->drain_until = bt__deadline_in(DRAIN_S);
     }
-    if (status == 0 || s->stopping || s->o->kind)
+    if (status == 0)
+        return;
+    bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
+    bt__run_forensics_failed(s->r, w, s->stopping);
+    if (s->stopping || s->o->kind)
         return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
-    bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
     if (!bt__run_stall_outcome(s->r, w, &f)) /* a hang's consequence names the hang */
         bt__run_describe(s->r, w, f.line, sizeof(f.line));
     bt__run_post_outcome(s->r, &f);
