@@ -157,6 +157,7 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
 {
     o->kind = 0;
     r->fails_len = 0;
+    bt__run_flight_reset(r);
     BT_CHECK(bt__run_watch_start(r, err));
     if (bt__run_spawn_all(r, err) != BT_OK) {
         o->kind = 'F';
@@ -176,6 +177,7 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
 static int report(struct bt__run *r, const struct bt__outcome *o)
 {
     int status = bt__run_stop_sig ? 128 + bt__run_stop_sig : o->status;
+    bt__run_flight_report(r);
     if (o->kind == 'S' && !bt__run_stop_sig) {
         if (r->store_lost) /* this node's part succeeded; the rest is not known here */
             fprintf(stderr, "baton: %s\n", o->line);
@@ -340,6 +342,7 @@ int bt__cmd_run(int argc, char **argv)
         rc = run_job(&r);
         bt__run_tree_close(&r);
         bt__run_forensics_close(&r);
+        bt__run_flight_close(&r);
     } else
         bt__run_rdzv_close(&r, 0);
     if (r.srv || r.st)

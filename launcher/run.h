@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "collectives/flight.h"
 #include "launcher/topo.h"
 #include "common/err.h"
 #include "launcher/spec.h"
@@ -50,6 +51,8 @@
            retryable, like the join timeout */
 #define BT_RUN_TAIL_BYTES 4096  /* bytes of a worker's stderr kept for the failure summary */
 #define BT_RUN_SUMMARY_MAX 8192 /* bytes of the failure summary */
+#define BT_RUN_STRAG_WINDOW 100 /* calls of one op the straggler statistics look at */
+#define BT_RUN_STRAG_RANKS 256  /* local ranks whose "last" counts are kept for /metrics */
 #define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 struct bt__run_opts {
@@ -91,9 +94,27 @@ struct bt__worker {
     char loader_err[160];   /* ld.so's "error while loading shared libraries: ..." from stderr */
     int stopped_seen;       /* seen in state T (run_stall.c): named once */
     char errfile[PATH_MAX]; /* BATON_ERROR_FILE / TORCHELASTIC_ERROR_FILE, or "" */
-    char tail[BT_RUN_TAIL_BYTES]; /* the last whole lines of its stderr */
-    size_t tail_len;              /* bytes */
-    int64_t end_ns;               /* wall clock when it was reaped */
+    char tail[BT_RUN_TAIL_BYTES];  /* the last whole lines of its stderr */
+    size_t tail_len;               /* bytes */
+    int64_t end_ns;                /* wall clock when it was reaped */
+    struct bt__flight_hdr *flight; /* its flight recorder, mapped read-only (run_flight.c) */
+    int flight_fd;                 /* the recorder's memfd until the worker started, -1 */
+    uint64_t stalls_seen;          /* its recorder's stall count when last looked at */
+};
+
+/* Straggler statistics of one op over the last BT_RUN_STRAG_WINDOW calls (run_flight.c). */
+struct bt__strag_op {
+    uint64_t n;                        /* calls accounted so far */
+    int16_t last[BT_RUN_STRAG_WINDOW]; /* local index of the rank that entered last */
+    float lag_ms[BT_RUN_STRAG_WINDOW]; /* how long after the one before it */
+};
+struct bt__strag {
+    struct bt__strag_op op[BT_FL_NOPS];
+    uint64_t seen;                           /* call number (comm 0) accounted up to */
+    int64_t next_warn_ns;                    /* wall clock of the next straggler check */
+    int started;                             /* the first period began */
+    int disagreements;                       /* WARNs about calls whose shape differs */
+    uint64_t last_total[BT_RUN_STRAG_RANKS]; /* per local index: times last, whole job */
 };
 
 struct bt__outcome {
@@ -173,6 +194,8 @@ struct bt__run {
     char *fails;                      /* this node's failure records of the generation */
     size_t fails_len, fails_cap;      /* bytes */
     char summary[BT_RUN_SUMMARY_MAX]; /* "baton: root cause: ..." lines, or "" */
+    struct bt__strag strag;           /* run_flight.c */
+    char flight_lines[2048];          /* the flight recorder's findings of the last failure */
 };
 
 /* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
@@ -295,6 +318,22 @@ void bt__run_forensics_settle(struct bt__run *r, struct bt__outcome *o);
 void bt__run_forensics_report(struct bt__run *r, const struct bt__outcome *o, int status);
 void bt__run_forensics_close(struct bt__run *r);
 int64_t bt__run_wall_ns(void);
+
+/* run_flight.c. flight_spawn makes w's recorder memfd (w->flight_fd, for BATON_FLIGHT_FD) and
+ * maps it; flight_spawned closes the fd once the worker has it. flight_of: w's recorder once
+ * its rank attached it, else NULL. publish writes the local ranks' dumps to --log-dir and the
+ * store; analyze reads every rank's from the store and writes "baton: flight recorder: ..."
+ * lines into out. scan (once a second): straggler accounting and WARN, dumps on a stall
+ * warning. report: the straggler lines of the final report. reset: a new generation. */
+int bt__run_flight_spawn(struct bt__run *r, struct bt__worker *w);
+void bt__run_flight_spawned(struct bt__worker *w);
+const struct bt__flight_hdr *bt__run_flight_of(const struct bt__worker *w);
+void bt__run_flight_publish(struct bt__run *r);
+void bt__run_flight_analyze(struct bt__run *r, char *out, size_t cap);
+void bt__run_flight_scan(struct bt__run *r);
+void bt__run_flight_report(struct bt__run *r);
+void bt__run_flight_reset(struct bt__run *r);
+void bt__run_flight_close(struct bt__run *r);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

@@ -473,25 +473,53 @@ static void summarize(struct bt__run *r, struct frec *recs, int nrec, int root)
         snprintf(s + n - 16, 16, "...\n");
 }
 
+/* After a hang (outcome H, whose line names the stalled rank): every failure is listed as
+ * a consequence, with its delay after the first. */
+static void consequences(struct bt__run *r, struct frec *recs, int nrec)
+{
+    char name[32], st[64];
+    size_t n = sizeof(r->summary), k = 0;
+    long long first = recs[0].t;
+    for (int i = 1; i < nrec; i++)
+        first = recs[i].t < first ? recs[i].t : first;
+    for (int i = 0; i < nrec && k < n; i++) {
+        who(&recs[i], name, sizeof(name));
+        k += (size_t)snprintf(r->summary + k, n - k,
+                              "baton: consequence: %s on node %d failed at +%.3f s (%s)%s%.300s\n",
+                              name, recs[i].node, (double)(recs[i].t - first) / 1e9,
+                              status_words(recs[i].status, st, sizeof(st)),
+                              recs[i].msg[0] ? ": " : "", recs[i].msg);
+    }
+}
+
 void bt__run_forensics_settle(struct bt__run *r, struct bt__outcome *o)
 {
     r->summary[0] = '\0';
     if (o->kind != 'F' && o->kind != 'H')
         return;
+    bt__run_flight_publish(r);
     if (r->st)
         settle(r);
     size_t len = 0;
     char *all = gather(r, &len);
-    if (!all)
+    size_t used = strlen(r->summary);
+    bt__run_flight_analyze(r, r->flight_lines, sizeof(r->flight_lines));
+    if (!all) {
+        snprintf(r->summary + used, sizeof(r->summary) - used, "%s", r->flight_lines);
         return;
+    }
     struct frec recs[RECS_MAX];
     int nrec = parse_recs(all, recs, RECS_MAX), root = -1;
     for (int i = 0; i < nrec; i++)
         if (root < 0 || recs[i].t < recs[root].t ||
             (recs[i].t == recs[root].t && recs[i].rank < recs[root].rank))
             root = i;
-    if (root >= 0) {
+    if (root >= 0 && o->kind == 'H') /* the stalled rank is the cause: these followed it */
+        consequences(r, recs, nrec);
+    else if (root >= 0) {
         summarize(r, recs, nrec, root);
+        used = strlen(r->summary);
+        snprintf(r->summary + used, sizeof(r->summary) - used, "%s", r->flight_lines);
         /* A hang's line names the stalled rank: kept. A root cause that baton's teardown
          * stopped has no status of its own: the job's is then the first failure posted (the
          * same on every node), never a race between its exit and the teardown. */

@@ -142,6 +142,8 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
     ADD("BATON_LAUNCHER_PID=%d", (int)getpid());
+    if (w->flight_fd >= 0)
+        ADD("BATON_FLIGHT_FD=%d", w->flight_fd);
     if (w->errfile[0]) {
         ADD("BATON_ERROR_FILE=%s", w->errfile);
         ADD("TORCHELASTIC_ERROR_FILE=%s", w->errfile);
@@ -240,6 +242,8 @@ static void child(const struct bt__run *r, const struct bt__worker *w, char **en
     if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0))
         _exit(BT_RUN_EXIT_LAUNCHER);
     bt__run_bind_apply(r, w);
+    if (w->flight_fd >= 0) /* its own recorder only: the others' stay close-on-exec */
+        fcntl(w->flight_fd, F_SETFD, 0);
     sigprocmask(SIG_SETMASK, mask, NULL);
     execve(w->prog, w->argv, env);
     int e = errno;
@@ -327,11 +331,13 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
         w->status = 0;
         BT_CHECK(bt__run_output_open(r, w, err));
         bt__run_forensics_spawn(r, w);
+        bt__run_flight_spawn(r, w);
         char **env = worker_env(r, w, &nown);
         if (!env)
             return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",
                                (int)strlen(w->tag) - 1, w->tag);
         int rc = spawn_one(r, w, env, err);
+        bt__run_flight_spawned(w);
         free_env(env, nown);
         BT_CHECK(rc);
     }

@@ -7,6 +7,8 @@
  * how the fault tests control exactly which rank dies and when.
  *
  *   --die-rank R --die-at I --signal KILL|STOP   rank R raises the signal before iteration I
+ *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
+ *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
  *
  * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
  * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
@@ -28,6 +30,7 @@
 
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
+    int slow_rank, slow_ms, bad_rank, bad_at;
     size_t count;
     double deadline;
 };
@@ -99,7 +102,13 @@ static int worker(const struct opts *o)
         }
         for (size_t i = 0; i < o->count; i += 4096)
             buf[i] = 1.0f;
-        rc = bt_allreduce(c, buf, buf, o->count, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+        if (rank == o->slow_rank) {
+            struct timespec ts = {o->slow_ms / 1000, (long)(o->slow_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        size_t n = rank == o->bad_rank && it == o->bad_at && o->count > 24 ? o->count - 24
+                                                                           : o->count;
+        rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
     }
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
@@ -206,6 +215,7 @@ static int usage(const char *why)
     fprintf(stderr,
             "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
+            "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] "
             "[--deadline SEC]\n",
             why);
     return 2;
@@ -219,7 +229,10 @@ int main(int argc, char **argv)
                      .die_at = -1,
                      .sig = SIGKILL,
                      .count = 1 << 20,
-                     .deadline = 60};
+                     .deadline = 60,
+                     .slow_rank = -1,
+                     .bad_rank = -1,
+                     .bad_at = -1};
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -240,6 +253,14 @@ int main(int argc, char **argv)
             o.die_at = atoi(v);
         else if (!strcmp(a, "--deadline"))
             o.deadline = atof(v);
+        else if (!strcmp(a, "--slow-rank"))
+            o.slow_rank = atoi(v);
+        else if (!strcmp(a, "--slow-ms"))
+            o.slow_ms = atoi(v);
+        else if (!strcmp(a, "--bad-count-rank"))
+            o.bad_rank = atoi(v);
+        else if (!strcmp(a, "--bad-count-at"))
+            o.bad_at = atoi(v);
         else if (!strcmp(a, "--signal"))
             o.sig = !strcmp(v, "STOP") ? SIGSTOP : SIGKILL;
         else
