@@ -158,6 +158,10 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
     o->kind = 0;
     r->fails_len = 0;
     bt__run_flight_reset(r);
+    __atomic_store_n(&r->metrics.running, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->metrics.succeeded, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->metrics.failed, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->metrics.generation, r->restart, __ATOMIC_RELAXED);
     BT_CHECK(bt__run_watch_start(r, err));
     if (bt__run_spawn_all(r, err) != BT_OK) {
         o->kind = 'F';
@@ -331,6 +335,9 @@ int bt__cmd_run(int argc, char **argv)
     r.o.grace_s = 10;
     r.o.restart_backoff_s = 1;
     r.o.tag_output = 1;
+    r.o.metrics_port = -1;
+    r.metrics_fd = -1;
+    pthread_mutex_init(&r.metrics_mu, NULL);
     int rc = parse(argc, argv, &r.o);
     if (rc)
         return rc == 1 ? 0 : rc;
@@ -339,7 +346,9 @@ int bt__cmd_run(int argc, char **argv)
     if (rc < 0)
         return bt__run_ps_pod(&r);
     if (rc == 0) {
+        bt__run_metrics_start(&r);
         rc = run_job(&r);
+        bt__run_metrics_stop(&r);
         bt__run_tree_close(&r);
         bt__run_forensics_close(&r);
         bt__run_flight_close(&r);

@@ -8,6 +8,8 @@
  *   run_supervise.c  the one poll loop: pipes, signals (self-pipe), child exits, the watcher
  *   run_report.c   exit statuses in words, signal names, hints
  *   run_stall.c    hangs: stopped workers (/proc), the ranks' stall record, outcome H
+ *   run_flight.c   the ranks' flight recorders: dumps, their analysis, stragglers
+ *   run_metrics.c  --metrics-port: Prometheus text on /metrics
  *   run_forensics.c  error files, stderr tails, failure records of every node, the root
  *                  cause by time and its summary, the termination message
  *   run_ps.c       parameter servers: `--ps N` children on node 0, a TF ps pod's own server
@@ -66,6 +68,7 @@ struct bt__run_opts {
     int nps;                  /* --ps N: parameter servers node 0 starts (0: none) */
     enum bt__bind bind;       /* --bind */
     const char *token_file;   /* --token-file: the job secret's file, or NULL */
+    int metrics_port;         /* --metrics-port: Prometheus /metrics (-1: off, 0: any port) */
     char **argv;              /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
 };
 
@@ -190,12 +193,20 @@ struct bt__run {
     struct bt__run_tree tree;
 
     /* failure forensics (run_forensics.c) */
-    char errdir[64];                  /* folder of the workers' error files, "" none */
-    char *fails;                      /* this node's failure records of the generation */
-    size_t fails_len, fails_cap;      /* bytes */
-    char summary[BT_RUN_SUMMARY_MAX]; /* "baton: root cause: ..." lines, or "" */
-    struct bt__strag strag;           /* run_flight.c */
-    char flight_lines[2048];          /* the flight recorder's findings of the last failure */
+    char errdir[64];                    /* folder of the workers' error files, "" none */
+    char *fails;                        /* this node's failure records of the generation */
+    size_t fails_len, fails_cap;        /* bytes */
+    char summary[BT_RUN_SUMMARY_MAX];   /* "baton: root cause: ..." lines, or "" */
+    struct bt__strag strag;             /* run_flight.c */
+    char flight_lines[2048];            /* the flight recorder's findings of the last failure */
+    struct bt__metrics {                /* run_metrics.c; changed with atomics */
+        int running, succeeded, failed; /* workers of this node in this generation */
+        int generation;                 /* the running generation */
+    } metrics;
+    pthread_mutex_t metrics_mu; /* held while the recorders are mapped or read */
+    int metrics_fd;             /* listening socket, -1 when not serving */
+    int metrics_stop[2];        /* pipe that stops the thread */
+    pthread_t metrics_thread;
 };
 
 /* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
@@ -334,6 +345,11 @@ void bt__run_flight_scan(struct bt__run *r);
 void bt__run_flight_report(struct bt__run *r);
 void bt__run_flight_reset(struct bt__run *r);
 void bt__run_flight_close(struct bt__run *r);
+
+/* run_metrics.c: start serves /metrics on --metrics-port from a thread (a port that cannot be
+ * bound is one WARN line, and the job runs without it); stop ends it. */
+void bt__run_metrics_start(struct bt__run *r);
+void bt__run_metrics_stop(struct bt__run *r);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

@@ -42,15 +42,26 @@
 #define DISAGREE_WARN_MAX 3    /* disagreement WARNs per generation */
 
 BT_PARAM_DBL(straggler_secs, "BATON_STRAGGLER_SECS", 30.0)
+BT_PARAM_STR(flight, "BATON_FLIGHT", "on")
+
+/* BATON_FLIGHT=off (or 0): no recorder, so the ranks' hook returns at once (the benchmark's
+ * "off"; bench/flight_overhead.sh). */
+static int flight_on(void)
+{
+    const char *v = bt__param_flight();
+    return strcmp(v, "off") && strcmp(v, "0");
+}
 
 int bt__run_flight_spawn(struct bt__run *r, struct bt__worker *w)
 {
+    pthread_mutex_lock(&r->metrics_mu); /* the /metrics thread reads the mappings */
     if (w->flight) {
         munmap(w->flight, BT_FLIGHT_BYTES);
         w->flight = NULL;
     }
+    pthread_mutex_unlock(&r->metrics_mu);
     w->flight_fd = -1;
-    if (w->ps_index >= 0)
+    if (w->ps_index >= 0 || !flight_on())
         return 0;
     int fd = memfd_create("baton-flight", MFD_CLOEXEC);
     if (fd < 0 || ftruncate(fd, BT_FLIGHT_BYTES) != 0) {
@@ -65,9 +76,10 @@ int bt__run_flight_spawn(struct bt__run *r, struct bt__worker *w)
         close(fd);
         return 0;
     }
+    pthread_mutex_lock(&r->metrics_mu);
     w->flight = p;
+    pthread_mutex_unlock(&r->metrics_mu);
     w->flight_fd = fd;
-    (void)r;
     return 0;
 }
 
@@ -80,11 +92,13 @@ void bt__run_flight_spawned(struct bt__worker *w)
 
 void bt__run_flight_close(struct bt__run *r)
 {
+    pthread_mutex_lock(&r->metrics_mu);
     for (int i = 0; r->w && i < r->nchild; i++)
         if (r->w[i].flight) {
             munmap(r->w[i].flight, BT_FLIGHT_BYTES);
             r->w[i].flight = NULL;
         }
+    pthread_mutex_unlock(&r->metrics_mu);
 }
 
 /* The recorder of w, when its rank attached it (NULL before bt_init). */
@@ -286,7 +300,7 @@ static void strag_account(struct bt__run *r, uint64_t seq)
     so->lag_ms[k] = (float)((double)(first - second) / 1e6);
     so->n++;
     if (last < BT_RUN_STRAG_RANKS)
-        s->last_total[last]++;
+        __atomic_fetch_add(&s->last_total[last], 1, __ATOMIC_RELAXED);
 }
 
 /* The straggler line of op into out (""/0 when none stands out). */

@@ -514,9 +514,11 @@ void bt__run_forensics_settle(struct bt__run *r, struct bt__outcome *o)
         if (root < 0 || recs[i].t < recs[root].t ||
             (recs[i].t == recs[root].t && recs[i].rank < recs[root].rank))
             root = i;
-    if (root >= 0 && o->kind == 'H') /* the stalled rank is the cause: these followed it */
+    if (root >= 0 && o->kind == 'H') { /* the stalled rank is the cause: these followed it */
         consequences(r, recs, nrec);
-    else if (root >= 0) {
+        used = strlen(r->summary);
+        snprintf(r->summary + used, sizeof(r->summary) - used, "%s", r->flight_lines);
+    } else if (root >= 0) {
         summarize(r, recs, nrec, root);
         used = strlen(r->summary);
         snprintf(r->summary + used, sizeof(r->summary) - used, "%s", r->flight_lines);

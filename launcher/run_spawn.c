@@ -295,6 +295,8 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
     setpgid(pid, pid); /* also in the child: whichever runs first */
     w->pid = pid;
     w->running = 1;
+    if (w->ps_index < 0)
+        __atomic_fetch_add(&r->metrics.running, 1, __ATOMIC_RELAXED);
     bt__run_tree_started(r, pid);
     if (piped) {
         close(po[1]);

@@ -163,6 +163,11 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     w->running = 0;
     w->status = status;
     w->end_ns = bt__run_wall_ns();
+    if (w->ps_index < 0) {
+        __atomic_fetch_sub(&s->r->metrics.running, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(status == 0 ? &s->r->metrics.succeeded : &s->r->metrics.failed, 1,
+                           __ATOMIC_RELAXED);
+    }
     unlink_shm_of(w->pid);
     bt__run_tree_reaped(s->r, w->pid);
     s->running--;

@@ -9,6 +9,7 @@
  *   --die-rank R --die-at I --signal KILL|STOP   rank R raises the signal before iteration I
  *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
  *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
+ *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
  *
  * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
  * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
@@ -31,6 +32,7 @@
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
     int slow_rank, slow_ms, bad_rank, bad_at;
+    double linger;
     size_t count;
     double deadline;
 };
@@ -118,6 +120,12 @@ static int worker(const struct opts *o)
         return 3;
     }
     printf("rank %d ok\n", rank);
+    fflush(stdout);
+    if (o->linger > 0) {
+        struct timespec ts = {(time_t)o->linger,
+                              (long)((o->linger - (double)(time_t)o->linger) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
     free(buf);
     return bt_finalize(c) == BT_OK ? 0 : 3;
 }
@@ -215,7 +223,7 @@ static int usage(const char *why)
     fprintf(stderr,
             "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
-            "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] "
+            "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] [--linger SEC] "
             "[--deadline SEC]\n",
             why);
     return 2;
@@ -253,6 +261,8 @@ int main(int argc, char **argv)
             o.die_at = atoi(v);
         else if (!strcmp(a, "--deadline"))
             o.deadline = atof(v);
+        else if (!strcmp(a, "--linger"))
+            o.linger = atof(v);
         else if (!strcmp(a, "--slow-rank"))
             o.slow_rank = atoi(v);
         else if (!strcmp(a, "--slow-ms"))
