@@ -171,6 +171,7 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
         bt__run_post_outcome(r, o);
     }
     bt__run_supervise(r, o);
+    bt__run_timeline_generation_end(r);
     bt__run_tree_clear(r); /* what the workers left behind, and the job's shm names */
     bt__run_watch_stop(r);
     bt__run_forensics_settle(r, o); /* every node's failures: the earliest is the root cause */
@@ -228,9 +229,12 @@ static int run_job(struct bt__run *r)
     struct bt__outcome o = {0};
     if (bt__run_rdzv_open(r, &err) != BT_OK)
         return fail_launcher(r, &err, "joining the rendezvous");
+    bt__run_timeline_start(r);
     for (;;) {
+        bt__run_timeline_join(r, 0);
         if (bt__run_join(r, &err) != BT_OK)
             return fail_launcher(r, &err, "waiting for the other nodes");
+        bt__run_timeline_join(r, 1);
         if (generation(r, &o, &err) != BT_OK)
             return fail_launcher(r, &err, "starting the workers");
         if ((o.kind != 'F' && o.kind != 'H') || r->restart >= r->o.max_restarts || bt__run_stop_sig)
@@ -247,6 +251,8 @@ static int run_job(struct bt__run *r)
     }
     int status = report(r, &o);
     r->final_kind = o.kind;
+    if (o.kind != 'L')
+        bt__run_timeline_finish(r); /* node 0 gathers the others': before the store goes */
     bt__run_rdzv_close(r, 1);
     return status;
 }

@@ -10,6 +10,7 @@
  *   run_stall.c    hangs: stopped workers (/proc), the ranks' stall record, outcome H
  *   run_flight.c   the ranks' flight recorders: dumps, their analysis, stragglers
  *   run_metrics.c  --metrics-port: Prometheus text on /metrics
+ *   run_timeline.c BATON_TIMELINE: Chrome trace-event JSON of the job, merged on node 0
  *   run_forensics.c  error files, stderr tails, failure records of every node, the root
  *                  cause by time and its summary, the termination message
  *   run_ps.c       parameter servers: `--ps N` children on node 0, a TF ps pod's own server
@@ -207,6 +208,7 @@ struct bt__run {
     int metrics_fd;             /* listening socket, -1 when not serving */
     int metrics_stop[2];        /* pipe that stops the thread */
     pthread_t metrics_thread;
+    struct bt__timeline *tl; /* BATON_TIMELINE's events (run_timeline.c), or NULL */
 };
 
 /* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
@@ -345,6 +347,16 @@ void bt__run_flight_scan(struct bt__run *r);
 void bt__run_flight_report(struct bt__run *r);
 void bt__run_flight_reset(struct bt__run *r);
 void bt__run_flight_close(struct bt__run *r);
+
+/* run_timeline.c (BATON_TIMELINE=PATH): start at the job's start; join(0) before and join(1)
+ * after each rendezvous; scan once a second; generation_end after each generation; finish at
+ * the end (node 0 writes PATH, the others publish their events through the store). */
+struct bt__timeline;
+void bt__run_timeline_start(struct bt__run *r);
+void bt__run_timeline_join(struct bt__run *r, int done);
+void bt__run_timeline_scan(struct bt__run *r);
+void bt__run_timeline_generation_end(struct bt__run *r);
+void bt__run_timeline_finish(struct bt__run *r);
 
 /* run_metrics.c: start serves /metrics on --metrics-port from a thread (a port that cannot be
  * bound is one WARN line, and the job runs without it); stop ends it. */

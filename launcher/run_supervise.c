@@ -385,6 +385,7 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
         if (!s.o->kind && !s.stopping && bt__ms_left(s.scan_at) == 0) {
             bt__run_stall_scan(r);
             bt__run_flight_scan(r);
+            bt__run_timeline_scan(r);
             s.scan_at = bt__deadline_in(SCAN_EVERY_S);
         }
     }
