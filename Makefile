@@ -292,4 +292,4 @@ install: all
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(LAUNCHER_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(LAUNCHER_OBJ:.o=.d) $(addprefix $(BUILD)/obj/,$(PLUGIN_SRC:.c=.d))

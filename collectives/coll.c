@@ -34,6 +34,7 @@
 
 #include "collectives/backend/backend.h"
 #include "collectives/backend/cuda.h"
+#include "collectives/progress.h"
 #include "collectives/reduce.h"
 #include "collectives/algo/algo.h"
 #include "common/log.h"
@@ -41,44 +42,39 @@
 #define BT_RD_MAX_BYTES (64 * 1024)
 #define BT_RABENSEIFNER_MAX_BYTES (4 * 1024 * 1024)
 
+/* The checks of a call made in the calling thread: a live communicator without a sticky error. */
 static int begin(bt_comm *c, const char *name)
 {
     if (!c)
         return BT_ERR_INVALID_ARG;
-    if (c->err.code != BT_OK)
-        return c->err.code;
-    c->coll_seq++;
-    c->coll_name = name;
-    return BT_OK;
+    BT_CHECK(bt__comm_check_live(c, name));
+    return atomic_load(&c->q->failed);
 }
 
-static int bad(bt_comm *c, const char *what)
-{
-    BT_WARN(COLL, "rank %d: %s #%llu: %s", c->rank, c->coll_name, (unsigned long long)c->coll_seq,
-            what);
-    return bt__err_set(&c->err, BT_ERR_INVALID_ARG, "%s #%llu: %s", c->coll_name,
-                       (unsigned long long)c->coll_seq, what);
-}
+/* An argument error of call name, found in the calling thread (sticky). */
+#define bad(c, name, what) bt__comm_usage((c), BT_ERR_INVALID_ARG, "%s: %s", (name), (what))
 
 /* Checks dtype, op, count (elements times mult must fit) and buffers. */
-static int check(bt_comm *c, const void *send, const void *recv, size_t count, size_t mult,
-                 bt_dtype dt, int op)
+static int check(bt_comm *c, const char *name, const void *send, const void *recv, size_t count,
+                 size_t mult, bt_dtype dt, int op)
 {
     if ((unsigned)dt >= BT_DTYPE_COUNT)
-        return bad(c, "unknown dtype; hint: use a BT_FLOAT32 ... BT_UINT8 constant");
+        return bad(c, name, "unknown dtype; hint: use a BT_FLOAT32 ... BT_UINT8 constant");
     if (op >= 0 && (unsigned)op >= BT_OP_COUNT)
-        return bad(c, "unknown op; hint: use BT_SUM, BT_PROD, BT_MIN, BT_MAX or BT_AVG");
+        return bad(c, name, "unknown op; hint: use BT_SUM, BT_PROD, BT_MIN, BT_MAX or BT_AVG");
     if (count > SIZE_MAX / 16 / (mult ? mult : 1))
-        return bad(c, "count too large");
+        return bad(c, name, "count too large");
     if (count > 0 && (!send || !recv))
-        return bad(c, "NULL buffer with a non-zero count");
+        return bad(c, name, "NULL buffer with a non-zero count");
     return BT_OK;
 }
 
-static int check_root(bt_comm *c, int root)
+static int check_root(bt_comm *c, const char *name, int root)
 {
     if (root < 0 || root >= c->size)
-        return bad(c, "root is not a rank of the job");
+        return bt__comm_usage(c, BT_ERR_INVALID_ARG,
+                              "%s: root %d is not a rank of the communicator (size %d)", name, root,
+                              c->size);
     return BT_OK;
 }
 
@@ -325,32 +321,36 @@ static int dispatch(bt_comm *c, const struct bt__call *a)
         return bt__device_run(c, a, dev);
     if (c->backend_choice == BT_BACKEND_NCCL && a->kind != BT_COLL_BARRIER &&
         bt__call_send_count(c, a) > 0)
-        return bad(c, "BATON_BACKEND=nccl takes device (CUDA) buffers, this one is host "
-                      "memory; hint: pass cudaMalloc'ed buffers or unset BATON_BACKEND");
+        return bt__err_set(&c->err, BT_ERR_INVALID_ARG,
+                           "%s #%llu: BATON_BACKEND=nccl takes device (CUDA) buffers, this one "
+                           "is host memory; hint: pass cudaMalloc'ed buffers or unset "
+                           "BATON_BACKEND",
+                           c->coll_name, (unsigned long long)c->coll_seq);
     return bt__host_run(c, a);
 }
 
-/* ---- the public calls ---- */
+/* ---- the public calls: check in the caller's thread, then one queue (progress.c) ---- */
 
-int bt_allreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op)
+static int iallreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
+                      bt_request **req)
 {
     BT_CHECK(begin(c, "allreduce"));
-    BT_CHECK(check(c, send, recv, count, 1, dt, (int)op));
+    BT_CHECK(check(c, "allreduce", send, recv, count, 1, dt, (int)op));
     struct bt__call a = {.kind = BT_COLL_ALLREDUCE,
                          .send = send,
                          .recv = recv,
                          .count = count,
                          .dtype = dt,
                          .op = op};
-    return dispatch(c, &a);
+    return bt__coll_submit(c, "allreduce", dispatch, &a, req);
 }
 
-int bt_reduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
-              int root)
+static int ireduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
+                   int root, bt_request **req)
 {
     BT_CHECK(begin(c, "reduce"));
-    BT_CHECK(check_root(c, root));
-    BT_CHECK(check(c, send, c->rank == root ? recv : send, count, 1, dt, (int)op));
+    BT_CHECK(check_root(c, "reduce", root));
+    BT_CHECK(check(c, "reduce", send, c->rank == root ? recv : send, count, 1, dt, (int)op));
     struct bt__call a = {.kind = BT_COLL_REDUCE,
                          .send = send,
                          .recv = recv,
@@ -358,49 +358,133 @@ int bt_reduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype d
                          .dtype = dt,
                          .op = op,
                          .root = root};
-    return dispatch(c, &a);
+    return bt__coll_submit(c, "reduce", dispatch, &a, req);
 }
 
-int bt_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv_count, bt_dtype dt,
-                      bt_op op)
+static int ireduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv_count, bt_dtype dt,
+                           bt_op op, bt_request **req)
 {
     BT_CHECK(begin(c, "reduce_scatter"));
-    BT_CHECK(check(c, send, recv, recv_count, (size_t)c->size, dt, (int)op));
+    BT_CHECK(check(c, "reduce_scatter", send, recv, recv_count, (size_t)c->size, dt, (int)op));
     struct bt__call a = {.kind = BT_COLL_REDUCE_SCATTER,
                          .send = send,
                          .recv = recv,
                          .count = recv_count,
                          .dtype = dt,
                          .op = op};
-    return dispatch(c, &a);
+    return bt__coll_submit(c, "reduce_scatter", dispatch, &a, req);
 }
 
-int bt_allgather(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt)
+static int iallgather(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt,
+                      bt_request **req)
 {
     BT_CHECK(begin(c, "allgather"));
-    BT_CHECK(check(c, send, recv, count, (size_t)c->size, dt, -1));
+    BT_CHECK(check(c, "allgather", send, recv, count, (size_t)c->size, dt, -1));
     struct bt__call a = {
         .kind = BT_COLL_ALLGATHER, .send = send, .recv = recv, .count = count, .dtype = dt};
-    return dispatch(c, &a);
+    return bt__coll_submit(c, "allgather", dispatch, &a, req);
 }
 
-int bt_broadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root)
+static int ibroadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root, bt_request **req)
 {
     BT_CHECK(begin(c, "broadcast"));
-    BT_CHECK(check_root(c, root));
-    BT_CHECK(check(c, buf, buf, count, 1, dt, -1));
+    BT_CHECK(check_root(c, "broadcast", root));
+    BT_CHECK(check(c, "broadcast", buf, buf, count, 1, dt, -1));
     struct bt__call a = {.kind = BT_COLL_BROADCAST,
                          .send = buf,
                          .recv = buf,
                          .count = count,
                          .dtype = dt,
                          .root = root};
-    return dispatch(c, &a);
+    return bt__coll_submit(c, "broadcast", dispatch, &a, req);
+}
+
+static int ibarrier(bt_comm *c, bt_request **req)
+{
+    BT_CHECK(begin(c, "barrier"));
+    struct bt__call a = {.kind = BT_COLL_BARRIER};
+    return bt__coll_submit(c, "barrier", dispatch, &a, req);
+}
+
+/* The blocking calls: the nonblocking ones with the request on the caller's stack. */
+
+int bt_allreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op)
+{
+    return iallreduce(c, send, recv, count, dt, op, NULL);
+}
+
+int bt_reduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
+              int root)
+{
+    return ireduce(c, send, recv, count, dt, op, root, NULL);
+}
+
+int bt_reduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv_count, bt_dtype dt,
+                      bt_op op)
+{
+    return ireduce_scatter(c, send, recv, recv_count, dt, op, NULL);
+}
+
+int bt_allgather(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt)
+{
+    return iallgather(c, send, recv, count, dt, NULL);
+}
+
+int bt_broadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root)
+{
+    return ibroadcast(c, buf, count, dt, root, NULL);
 }
 
 int bt_barrier(bt_comm *c)
 {
-    BT_CHECK(begin(c, "barrier"));
-    struct bt__call a = {.kind = BT_COLL_BARRIER};
-    return dispatch(c, &a);
+    return ibarrier(c, NULL);
+}
+
+/* The public nonblocking calls: the same, with a request the caller must have asked for. */
+
+#define NEED_REQ(req)                                                                              \
+    do {                                                                                           \
+        if (!(req))                                                                                \
+            return BT_ERR_INVALID_ARG;                                                             \
+        *(req) = NULL;                                                                             \
+    } while (0)
+
+int bt_iallreduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
+                  bt_request **req)
+{
+    NEED_REQ(req);
+    return iallreduce(c, send, recv, count, dt, op, req);
+}
+
+int bt_ireduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
+               int root, bt_request **req)
+{
+    NEED_REQ(req);
+    return ireduce(c, send, recv, count, dt, op, root, req);
+}
+
+int bt_ireduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv_count, bt_dtype dt,
+                       bt_op op, bt_request **req)
+{
+    NEED_REQ(req);
+    return ireduce_scatter(c, send, recv, recv_count, dt, op, req);
+}
+
+int bt_iallgather(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt,
+                  bt_request **req)
+{
+    NEED_REQ(req);
+    return iallgather(c, send, recv, count, dt, req);
+}
+
+int bt_ibroadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root, bt_request **req)
+{
+    NEED_REQ(req);
+    return ibroadcast(c, buf, count, dt, root, req);
+}
+
+int bt_ibarrier(bt_comm *c, bt_request **req)
+{
+    NEED_REQ(req);
+    return ibarrier(c, req);
 }

@@ -8,6 +8,7 @@
  * workers live under "w/<restart count>/" so a restarted generation never sees its
  * predecessor's keys.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,9 @@
 
 #include "collectives/backend/backend.h"
 #include "collectives/comm.h"
+#include "collectives/flight.h"
 #include "collectives/backend/cuda.h"
+#include "collectives/progress.h"
 #include "collectives/transport/transport.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -30,6 +33,65 @@ BT_PARAM_STR(algo, "BATON_ALGO", "auto")
 BT_PARAM_STR(backend, "BATON_BACKEND", "auto")
 
 static __thread struct bt__err init_err;
+
+/* ---- the live communicators: a call on a freed one is a usage error, not a crash ---- */
+
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static const struct bt_comm **live;
+static size_t nlive, live_cap;
+
+static int live_add(const struct bt_comm *c)
+{
+    pthread_mutex_lock(&live_mu);
+    if (nlive == live_cap) {
+        size_t cap = live_cap ? live_cap * 2 : 16;
+        const struct bt_comm **p = realloc(live, cap * sizeof(*p));
+        if (!p) {
+            pthread_mutex_unlock(&live_mu);
+            return BT_ERR_SYSTEM;
+        }
+        live = p, live_cap = cap;
+    }
+    live[nlive++] = c;
+    pthread_mutex_unlock(&live_mu);
+    return BT_OK;
+}
+
+static void live_remove(const struct bt_comm *c)
+{
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < nlive; i++)
+        if (live[i] == c) {
+            live[i] = live[--nlive];
+            break;
+        }
+    if (nlive == 0) {
+        free(live);
+        live = NULL, live_cap = 0;
+    }
+    pthread_mutex_unlock(&live_mu);
+}
+
+static int is_live(const struct bt_comm *c)
+{
+    int found = 0;
+    pthread_mutex_lock(&live_mu);
+    for (size_t i = 0; i < nlive && !found; i++)
+        found = live[i] == c;
+    pthread_mutex_unlock(&live_mu);
+    return found;
+}
+
+int bt__comm_check_live(const struct bt_comm *c, const char *call)
+{
+    if (is_live(c))
+        return BT_OK;
+    BT_WARN(COLL,
+            "%s: communicator %p is not live (freed by bt_finalize or bt_comm_destroy, or "
+            "never made); hint: do not use a communicator after freeing it",
+            call, (const void *)c);
+    return BT_ERR_INVALID_USAGE;
+}
 
 size_t bt_dtype_size(bt_dtype dtype)
 {
@@ -101,6 +163,7 @@ static int read_rdzv(struct bt__comm_cfg *c, char *host, size_t cap)
  * (backend/mpi.c). BATON_BACKEND=mpi insists on that; BATON_BACKEND=baton refuses it. */
 
 static int finish_comm(struct bt_comm *c, struct bt__err *err);
+static int comm_free(struct bt_comm *c);
 
 static int started_by_mpirun(void)
 {
@@ -151,7 +214,8 @@ fail:
     /* Sticky on c too, so that c->mpi->destroy leaves MPI_Finalize out: the other ranks may
      * not fail alike, and they would wait for this one in MPI_Finalize. */
     bt__err_set(&c->err, rc, "%s", err->msg);
-    bt_finalize(c);
+    live_remove(c);
+    comm_free(c);
     return rc;
 }
 
@@ -257,10 +321,13 @@ static int make_groups(struct bt_comm *c, struct bt__err *err)
     return BT_OK;
 }
 
-/* The last steps of every communicator, native or Open MPI: groups, devices, the log line. */
+/* The last steps of every communicator, native or Open MPI: groups, devices, the request
+ * queue, the log line. */
 static int finish_comm(struct bt_comm *c, struct bt__err *err)
 {
     BT_CHECK(make_groups(c, err));
+    if (bt__queue_init(c) != BT_OK || live_add(c) != BT_OK)
+        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
     BT_CHECK(bt__device_init(c, err));
     BT_INFO(INIT, "rank %d of %d (local %d of %d, node %d of %d) joined", c->rank, c->size,
             c->local_rank, c->local_size, c->node_rank, c->nnodes);
@@ -325,14 +392,15 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     *out = c;
     return BT_OK;
 fail:
-    bt_finalize(c);
+    live_remove(c);
+    comm_free(c);
     return rc;
 }
 
-int bt_finalize(bt_comm *c)
+/* Frees c, live or half-built. */
+static int comm_free(struct bt_comm *c)
 {
-    if (!c)
-        return BT_OK;
+    bt__queue_destroy(c); /* completes what is outstanding; c->err is ours again */
     int rc = c->err.code;
     bt__device_destroy(c);
     if (c->mpi)
@@ -350,9 +418,27 @@ int bt_finalize(bt_comm *c)
     return rc;
 }
 
+int bt_finalize(bt_comm *c)
+{
+    if (!c)
+        return BT_OK;
+    BT_CHECK(bt__comm_check_live(c, "bt_finalize"));
+    live_remove(c);
+    return comm_free(c);
+}
+
 const char *bt_last_error(const bt_comm *c)
 {
-    return c ? c->err.msg : init_err.msg;
+    if (!c)
+        return init_err.msg;
+    if (bt__comm_check_live(c, "bt_last_error") != BT_OK)
+        return "bt_last_error: this communicator was freed (or never made)";
+    struct bt__queue *q = c->q;
+    pthread_mutex_lock(&q->mu);
+    if (!q->busy && q->pub.code == BT_OK && c->err.code != BT_OK) /* set outside a request */
+        bt__err_set(&q->pub, c->err.code, "%s", c->err.msg);
+    pthread_mutex_unlock(&q->mu);
+    return q->pub.msg;
 }
 
 #define BT_ACCESSOR(fn, field)                                                                     \
@@ -360,6 +446,7 @@ const char *bt_last_error(const bt_comm *c)
     {                                                                                              \
         if (!c || !v)                                                                              \
             return BT_ERR_INVALID_ARG;                                                             \
+        BT_CHECK(bt__comm_check_live(c, #fn));                                                     \
         *v = c->field;                                                                             \
         return BT_OK;                                                                              \
     }
@@ -500,6 +587,7 @@ int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
         BT_WARN(COLL, "%s #%llu: still waiting after %.0f s for rank(s) %s", c->coll_name,
                 (unsigned long long)c->coll_seq, waited, names);
         w->warned = 1;
+        bt__flight_comm_stall(); /* the launcher dumps the recorders now (run_flight.c) */
     }
     return BT_OK;
 }

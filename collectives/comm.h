@@ -42,6 +42,7 @@ struct bt__tcp;
 struct bt__transport_ops;
 struct bt__backend_ops;
 struct bt__plugin;
+struct bt__queue;
 
 struct bt_comm {
     int rank, size;             /* global */
@@ -74,13 +75,19 @@ struct bt_comm {
     void *nccl_state;
     const struct bt__plugin *cuda; /* the CUDA plugin (backend/device.c), or NULL */
     void *cuda_state;              /* backend/cuda.c: devices, staging buffers; NULL: none */
-    struct bt__err err;            /* sticky: the first error fails every later call */
+    struct bt__err err;            /* sticky: the first error fails every later call; owned by
+                                      the thread running a request (progress.h) */
+    struct bt__queue *q;           /* requests in issue order, the progress thread */
 };
 
 /* Builds a communicator from cfg (connecting to the store and setting up the transports).
  * On failure *out is NULL and err (may be NULL) holds why. The caller owns *out and frees it
  * with bt_finalize(). */
 int bt__comm_create(const struct bt__comm_cfg *cfg, bt_comm **out, struct bt__err *err);
+
+/* BT_OK when c is a communicator that bt_finalize has not freed; else BT_ERR_INVALID_USAGE
+ * (logged, naming call). */
+int bt__comm_check_live(const struct bt_comm *c, const char *call);
 
 /* BATON_TIMEOUT: seconds a collective or the store may wait for a peer (default 300). */
 double bt__comm_timeout_s(void);

@@ -165,20 +165,7 @@ void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t b
 static struct bt__flight_hdr *the_rec;  /* NULL: no recorder (not under `baton run`) */
 static const struct bt_comm *the_world; /* the first communicator that called: comm 0 */
 
-static int op_of(enum bt__coll_kind k)
-{
-    switch (k) {
-    case BT_COLL_ALLREDUCE: return BT_FL_ALLREDUCE;
-    case BT_COLL_BROADCAST: return BT_FL_BROADCAST;
-    case BT_COLL_ALLGATHER: return BT_FL_ALLGATHER;
-    case BT_COLL_REDUCE_SCATTER: return BT_FL_REDUCE_SCATTER;
-    case BT_COLL_REDUCE: return BT_FL_REDUCE;
-    case BT_COLL_BARRIER: return BT_FL_BARRIER;
-    default: return BT_FL_OTHER;
-    }
-}
-
-uint64_t bt__flight_call_begin(const struct bt_comm *c, const struct bt__call *a)
+uint64_t bt__flight_call_begin(const struct bt_comm *c, const char *name, const struct bt__call *a)
 {
     static int tried;
     if (!__atomic_load_n(&tried, __ATOMIC_ACQUIRE)) {
@@ -193,22 +180,26 @@ uint64_t bt__flight_call_begin(const struct bt_comm *c, const struct bt__call *a
     }
     if (!the_rec)
         return UINT64_MAX;
-    int op = op_of(a->kind),
-        redop = op == BT_FL_ALLREDUCE || op == BT_FL_REDUCE || op == BT_FL_REDUCE_SCATTER
+    int op = name ? bt__flight_op_from_name(name) : -1;
+    op = op < 0 ? BT_FL_OTHER : op;
+    int other = op == BT_FL_OTHER || op == BT_FL_BARRIER; /* no count or dtype of their own */
+    int redop = op == BT_FL_ALLREDUCE || op == BT_FL_REDUCE || op == BT_FL_REDUCE_SCATTER
                     ? (int)a->op
                     : 255;
     int root = op == BT_FL_BROADCAST || op == BT_FL_REDUCE ? a->root : -1;
-    uint64_t t = bt__flight_begin(the_rec, c == the_world ? 0 : 1, c->coll_seq, op, (int)a->dtype,
-                                  redop, op == BT_FL_BARRIER ? 0 : a->count, root, c->size);
-    return t;
+    return bt__flight_begin(the_rec, c == the_world ? 0 : 1, c->coll_seq, op,
+                            other ? 255 : (int)a->dtype, redop, other ? 0 : a->count, root,
+                            c->size);
 }
 
 void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const struct bt__call *a)
 {
     if (token == UINT64_MAX || !the_rec)
         return;
-    uint64_t n = a->kind == BT_COLL_BARRIER ? 0 : a->count;
-    if (a->kind == BT_COLL_ALLGATHER || a->kind == BT_COLL_REDUCE_SCATTER)
+    /* the op this thread wrote in _begin (the slot is reused only 1,024 calls later) */
+    int op = ((const struct bt__flight_entry *)(the_rec + 1))[token & (BT_FLIGHT_RING - 1)].op;
+    uint64_t n = op == BT_FL_OTHER || op == BT_FL_BARRIER ? 0 : a->count;
+    if (op == BT_FL_ALLGATHER || op == BT_FL_REDUCE_SCATTER)
         n *= (uint64_t)c->size; /* the whole buffer: recv of allgather, send of reduce-scatter */
     bt__flight_end(the_rec, token, rc, n * bt_dtype_size(a->dtype));
 }

@@ -94,10 +94,11 @@ void bt__flight_stall(struct bt__flight_hdr *h);
 /* The hook at the collectives' one start/end point (coll.c): begin records call a of c (its
  * number is c->coll_seq) and returns a token for end, which records its result rc. Under
  * `baton run` (BATON_FLIGHT_FD set) the first communicator that calls attaches the recorder
+ * (name: the call's, "allreduce" ...; one flight.c does not know is recorded as "other")
  * and is comm 0; every other communicator is recorded as comm 1. Without the variable both do
  * nothing. comm_stall counts a stall warning of any communicator. */
 struct bt__call;
-uint64_t bt__flight_call_begin(const struct bt_comm *c, const struct bt__call *a);
+uint64_t bt__flight_call_begin(const struct bt_comm *c, const char *name, const struct bt__call *a);
 void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const struct bt__call *a);
 void bt__flight_comm_stall(void);
 

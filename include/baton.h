@@ -74,8 +74,11 @@ typedef struct bt_comm bt_comm;
  * *comm is NULL and the reason is logged at WARN and kept for bt_last_error(NULL). */
 BT_API int bt_init(bt_comm **comm);
 
-/* Leaves the job and frees comm (NULL is accepted). Returns the communicator's sticky error
- * code, if any, so a program can tell whether its last collectives really succeeded. */
+/* Leaves the job and frees comm (NULL is accepted). Requests still outstanding on comm are
+ * completed first (as bt_waitall would; those not freed stay valid for bt_wait/bt_test and
+ * must still be freed). Returns the communicator's sticky error code, if any, so a program
+ * can tell whether its last collectives really succeeded. Using comm afterwards returns
+ * BT_ERR_INVALID_USAGE (until the address is reused by a new communicator). */
 BT_API int bt_finalize(bt_comm *comm);
 
 /* Accessors: global rank and size, rank and size within this node, node rank and count. */
@@ -99,7 +102,8 @@ BT_API const char *bt_last_error(const bt_comm *comm);
 BT_API int bt_error_record(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Collectives. All ranks call them in the same order with the same count, dtype and op.
- * Buffers are owned by the caller; the library keeps no pointer after the call returns. */
+ * Buffers are owned by the caller; the library keeps no pointer after the call returns.
+ * Each blocking call is its nonblocking form (below) followed by bt_wait: one code path. */
 
 /* recv[i] = op over ranks of send[i], for i < count. send == recv means in place. */
 BT_API int bt_allreduce(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
@@ -116,6 +120,56 @@ BT_API int bt_reduce(bt_comm *comm, const void *send, void *recv, size_t count, 
                      bt_op op, int root);
 /* Returns once every rank has entered the barrier. */
 BT_API int bt_barrier(bt_comm *comm);
+
+/* ---- Nonblocking calls and requests ----
+ *
+ * bt_iX(comm, ..., &req) issues collective X and returns at once with a request in *req,
+ * owned by the caller until bt_request_free(req). The buffers are the library's from the
+ * call until the request completes (bt_wait returned, or bt_test said done): do not write
+ * send or read recv in between.
+ *
+ * Ordering: calls on one communicator, blocking or not, run one at a time in the order this
+ * rank issued them, and complete in that order; every rank must issue a communicator's calls
+ * in the same order. Calls on different communicators are independent. A background
+ * progress thread per communicator (started by its first nonblocking call; it inherits the
+ * calling thread's CPU affinity) runs them without the caller's help; bt_wait also runs the
+ * requests ahead of its own itself rather than sleep.
+ *
+ * Threads: the calls on a communicator may come from several threads (they queue in the
+ * order they take the communicator's lock); bt_finalize must not race with other calls on
+ * it, and a request may be waited, tested or freed by one thread at a time.
+ *
+ * Errors: a failure (timeout, a dead peer, the node's abort) fails the running request and,
+ * being sticky, every request after it; bt_wait returns the code and bt_request_error()
+ * (and bt_last_error(comm)) the story. An argument error is returned by the bt_iX call
+ * itself (no request is made) and is sticky on the communicator. */
+typedef struct bt_request bt_request;
+
+BT_API int bt_iallreduce(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                         bt_op op, bt_request **req);
+BT_API int bt_ibroadcast(bt_comm *comm, void *buf, size_t count, bt_dtype dtype, int root,
+                         bt_request **req);
+BT_API int bt_iallgather(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                         bt_request **req);
+BT_API int bt_ireduce_scatter(bt_comm *comm, const void *send, void *recv, size_t recv_count,
+                              bt_dtype dtype, bt_op op, bt_request **req);
+BT_API int bt_ireduce(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                      bt_op op, int root, bt_request **req);
+BT_API int bt_ibarrier(bt_comm *comm, bt_request **req);
+
+/* Sets *done to 1 when req has completed (then returns its result), else 0 and BT_OK. Never
+ * blocks and never runs a collective. */
+BT_API int bt_test(bt_request *req, int *done);
+/* Blocks until req completes and returns its result. A second bt_wait on the same request
+ * returns BT_ERR_INVALID_USAGE. The request stays allocated until bt_request_free. */
+BT_API int bt_wait(bt_request *req);
+/* bt_wait on each of reqs[0..n) (NULL entries are skipped); returns the first error. */
+BT_API int bt_waitall(int n, bt_request *const *reqs);
+/* The story of req's failure ("" while it runs or when it succeeded); owned by req. */
+BT_API const char *bt_request_error(const bt_request *req);
+/* Frees req (NULL is accepted). A request freed before it completed still runs, and is freed
+ * when it completes: its buffers must stay valid until then (bt_finalize waits for it). */
+BT_API void bt_request_free(bt_request *req);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@ enum kind {
     K_DIR,      /* a non-empty path (the string is kept): a folder or a file */
     K_BIND,     /* none|core|numa|gpu */
     K_OFF,      /* no value: sets an int to 0 */
+    K_NNODES,   /* N, or MIN:MAX (elastic): nnodes = MAX, nnodes_min = MIN */
 };
 
 struct flag {
@@ -42,7 +43,8 @@ struct flag {
 static const struct flag flags[] = {
     {"--nproc-per-node", "-n", "N|auto", SPEC, K_COUNT, 1, 4096, SF(nproc_per_node),
      "workers on this node (auto: one per GPU, else 1)"},
-    {"--nnodes", NULL, "N", SPEC, K_INT, 1, 1 << 20, SF(nnodes), "nodes in the job"},
+    {"--nnodes", NULL, "N|MIN:MAX", SPEC, K_NNODES, 1, 1 << 20, SF(nnodes),
+     "nodes in the job; MIN:MAX: elastic (docs/elastic.md)"},
     {"--node-rank", NULL, "R", SPEC, K_INT, 0, (1 << 20) - 1, SF(node_rank),
      "this node's rank (0..N-1); node 0 hosts the store"},
     {"--rdzv", NULL, "HOST:PORT", SPEC, K_ENDPOINT, 0, 0, SF(rdzv), "node 0's store endpoint"},
@@ -56,6 +58,8 @@ static const struct flag flags[] = {
      "each next one up to 30 s (1; 0: at once)"},
     {"--join-timeout", NULL, "SEC", RUN, K_SECONDS, 1, 0, RO(join_timeout_s),
      "wait this long for the store and the nodes (300)"},
+    {"--rdzv-last-call", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(last_call_s),
+     "elastic: once MIN nodes joined, wait SEC for more (5)"},
     {"--grace", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(grace_s),
      "SIGTERM, then SIGKILL after SEC (10)"},
     {"--log-dir", NULL, "DIR", RUN, K_DIR, 0, 0, RO(log_dir),
@@ -102,6 +106,27 @@ static int set_int(const struct flag *f, const char *name, const char *v, int *o
     return *out = (int)x, 1;
 }
 
+/* N or MIN:MAX into the spec flags' nnodes (MAX) and nnodes_min (MIN; 0 for plain N). */
+static int set_nnodes(const struct flag *f, const char *name, const char *v, int *dst,
+                      struct bt__err *err)
+{
+    struct bt__spec_flags *sf = (struct bt__spec_flags *)((char *)dst - f->off);
+    const char *colon = strchr(v, ':');
+    char lo[16];
+    if (!colon)
+        return sf->nnodes_min = 0, set_int(f, name, v, dst, err);
+    snprintf(lo, sizeof(lo), "%.*s", (int)(colon - v), v);
+    if (!*lo || strspn(lo, "0123456789") != strlen(lo) || !colon[1] ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1))
+        return bad(err, name, v, "want N or MIN:MAX (e.g. 2:4)");
+    struct bt__err e = {0};
+    if (set_int(f, name, lo, &sf->nnodes_min, &e) < 0 || set_int(f, name, colon + 1, dst, &e) < 0)
+        return bad(err, name, v, "want MIN:MAX with 1 <= MIN <= MAX (e.g. 2:4)");
+    if (sf->nnodes_min > *dst)
+        return bad(err, name, v, "MIN exceeds MAX; want MIN:MAX with MIN <= MAX (e.g. 2:4)");
+    return 1;
+}
+
 /* Checks v as row f's value (the flag spelt name) and stores it at dst; 1, or -1. */
 static int set_value(const struct flag *f, const char *name, const char *v, void *dst,
                      struct bt__err *err)
@@ -134,6 +159,7 @@ static int set_value(const struct flag *f, const char *name, const char *v, void
     case K_BIND:
         return bt__bind_parse(v, dst) == 0 ? 1 : bad(err, name, v, "want none, core, numa or gpu");
     case K_OFF: return *(int *)dst = 0, 1;
+    case K_NNODES: return set_nnodes(f, name, v, dst, err);
     }
     return -1;
 }

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/param.h"
 #include "launcher/cmds.h"
 #include "launcher/flags.h"
@@ -223,6 +224,32 @@ static int backoff_wait(double seconds)
     return 1;
 }
 
+/* The job ended (l/end) while this launcher waited to join: its status, one line. */
+static int ended(struct bt__run *r, const struct bt__err *err)
+{
+    fprintf(stderr, "baton: node %d (host %s): %s; exit %d\n", r->node_id, r->host, err->msg,
+            r->ended_status);
+    bt__run_rdzv_close(r, 0);
+    return r->ended_status;
+}
+
+/* Elastic: after a generation, 1 when the job goes on at once with a new membership (a node
+ * lost or joining: no restart used up; or this launcher lost the store and reconnected), 0
+ * when the usual restart rules decide, -1 (err set) when the store cannot be reached again. */
+static int elastic_again(struct bt__run *r, const struct bt__outcome *o, struct bt__err *err)
+{
+    if (bt__run_stop_sig || o->kind == 'S' || o->kind == 'T')
+        return 0;
+    if (r->store_lost) {
+        bt__run_elastic_next(r, o);
+        return bt__run_elastic_reconnect(r, err) == BT_OK ? 1 : -1;
+    }
+    if (o->kind != 'L' && o->kind != 'M')
+        return 0;
+    bt__run_elastic_next(r, o);
+    return 1;
+}
+
 static int run_job(struct bt__run *r)
 {
     struct bt__err err = {0};
@@ -233,22 +260,35 @@ static int run_job(struct bt__run *r)
     for (;;) {
         bt__run_timeline_join(r, 0);
         if (bt__run_join(r, &err) != BT_OK)
-            return fail_launcher(r, &err, "waiting for the other nodes");
+            return r->ended_status >= 0 ? ended(r, &err)
+                                        : fail_launcher(r, &err, "waiting for the other nodes");
         bt__run_timeline_join(r, 1);
         if (generation(r, &o, &err) != BT_OK)
             return fail_launcher(r, &err, "starting the workers");
-        if ((o.kind != 'F' && o.kind != 'H') || r->restart >= r->o.max_restarts || bt__run_stop_sig)
+        int again = r->elastic ? elastic_again(r, &o, &err) : 0;
+        if (again < 0)
+            return fail_launcher(r, &err, "reconnecting to the rendezvous store");
+        if (again)
+            continue;
+        if ((o.kind != 'F' && o.kind != 'H') || r->failures >= r->o.max_restarts ||
+            bt__run_stop_sig)
             break;
-        double delay = restart_delay(r->o.restart_backoff_s, r->restart + 1);
+        double delay = restart_delay(r->o.restart_backoff_s, r->failures + 1);
         char in[48] = "";
         if (delay > 0)
             snprintf(in, sizeof(in), " in %g s", delay);
         fprintf(stderr, "baton: restarting the workers%s (restart %d of %d) after: %s\n", in,
-                r->restart + 1, r->o.max_restarts, o.line);
+                r->failures + 1, r->o.max_restarts, o.line);
         if (backoff_wait(delay))
             break; /* report() names the signal: 128 + sig */
-        r->restart++;
+        r->failures++;
+        if (r->elastic)
+            bt__run_elastic_next(r, &o);
+        else
+            r->restart++;
     }
+    if (r->elastic)
+        bt__run_elastic_end(r, &o);
     int status = report(r, &o);
     r->final_kind = o.kind;
     if (o.kind != 'L')
@@ -284,6 +324,27 @@ static void check_log_dir(struct bt__run_opts *o)
     }
 }
 
+/* --nnodes MIN:MAX (or an elastic PyTorchJob): the node rank given is the node's identity. */
+static int elastic_setup(struct bt__run *r, int ranked)
+{
+    const struct bt__spec *s = &r->spec;
+    const char *tmp = getenv("TMPDIR");
+    r->node_id = s->node_rank;
+    if (!ranked || !s->elastic || s->nnodes_min >= s->nnodes_max)
+        return 0;
+    if (s->node_rank < 0)
+        return usage_error("--nnodes %d:%d needs --node-rank R: the node's identity (node 0 "
+                           "hosts the rendezvous store)",
+                           s->nnodes_min, s->nnodes_max);
+    r->elastic = 1;
+    r->expect = s->nnodes_max;
+    snprintf(r->elastic_file, sizeof(r->elastic_file), "%s/baton-elastic-%d",
+             tmp && *tmp ? tmp : "/tmp", (int)getpid());
+    BT_INFO(LAUNCH, "elastic: %d..%d nodes, last call %g s, workers' file %s", s->nnodes_min,
+            s->nnodes_max, r->o.last_call_s, r->elastic_file);
+    return 0;
+}
+
 static int setup(struct bt__run *r)
 {
     struct bt__err err = {0};
@@ -305,6 +366,8 @@ static int setup(struct bt__run *r)
     if (!ranked)
         r->o.bind = BT_BIND_NONE; /* an evaluator is not a local rank */
     if ((rc = bt__run_bind_setup(r)) != 0)
+        return rc;
+    if ((rc = elastic_setup(r, ranked)) != 0)
         return rc;
     if (gethostname(r->host, sizeof(r->host) - 1) != 0)
         snprintf(r->host, sizeof(r->host), "?");
@@ -336,10 +399,13 @@ int bt__cmd_run(int argc, char **argv)
     memset(&r, 0, sizeof(r));
     r.notify_fd = -1;
     r.tree.dog_fd = -1;
-    r.o.flags = (struct bt__spec_flags){BT_SPEC_AUTO, -1, -1, -1, NULL, -1};
+    r.o.flags = (struct bt__spec_flags){BT_SPEC_AUTO, -1, -1, -1, NULL, -1, 0};
     r.o.join_timeout_s = 300;
     r.o.grace_s = 10;
     r.o.restart_backoff_s = 1;
+    r.o.last_call_s = 5;
+    r.ended_status = -1;
+    r.prev_gen = r.prev_rank = -1;
     r.o.tag_output = 1;
     r.o.metrics_port = -1;
     r.metrics_fd = -1;
@@ -365,5 +431,8 @@ int bt__cmd_run(int argc, char **argv)
     free(r.w);
     free(r.obuf);
     free(r.place);
+    free(r.members);
+    if (r.elastic_file[0])
+        unlink(r.elastic_file);
     return rc;
 }

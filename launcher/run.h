@@ -18,13 +18,17 @@
  *   run_tree.c     the job's process tree: subreaper, the job's cgroup, finding and signalling
  *                  every descendant, clearing what a generation left
  *   run_watchdog.c the process that cleans up the job when baton dies (kill -9, a crash)
+ *   run_elastic.c  --nnodes MIN:MAX: generations formed from the nodes present, stable node
+ *                  ranks, late joiners, the workers' BATON_ELASTIC_FILE
  *
  * One generation (restart count g) is: join (claim l/<g>/node/<R>, wait for every node),
  * start the workers, supervise them until l/<g>/outcome is set, stop them. The outcome key
  * holds "K STATUS\tLINE": K is S (every worker on every node exited 0), F (a worker failed:
  * restartable), H (a worker failed because a collective timed out waiting for a stalled rank:
  * restartable; LINE names the stalled rank), L (a launcher lost contact with the store: not
- * restartable) or T (a launcher was told to stop by a signal: not restartable); STATUS is the exit
+ * restartable; in an elastic job: a membership change) M (elastic: nodes ask to join; the
+ * generation closes to admit them) or T (a launcher was told to stop by a signal: not
+ * restartable); STATUS is the exit
  * status every launcher exits with, LINE the root cause every launcher prints.
  */
 #ifndef BT_LAUNCHER_RUN_H
@@ -63,6 +67,7 @@ struct bt__run_opts {
     int max_restarts;
     double restart_backoff_s; /* seconds before the first restart, doubled for each next (30 max) */
     double join_timeout_s;    /* seconds a launcher waits for the store and the other nodes */
+    double last_call_s;       /* elastic: seconds a generation waits for more once MIN joined */
     double grace_s;           /* seconds between SIGTERM and SIGKILL */
     const char *log_dir;      /* NULL: no per-rank files */
     int tag_output;           /* 1: "[rank] " before each line */
@@ -122,7 +127,7 @@ struct bt__strag {
 };
 
 struct bt__outcome {
-    char kind;  /* 0 (not yet), 'S', 'F', 'H', 'L', 'T' */
+    char kind;  /* 0 (not yet), 'S', 'F', 'H', 'L', 'M', 'T' */
     int status; /* the exit status it implies */
     char line[BT_RUN_OUTCOME_MAX];
 };
@@ -209,6 +214,29 @@ struct bt__run {
     int metrics_stop[2];        /* pipe that stops the thread */
     pthread_t metrics_thread;
     struct bt__timeline *tl; /* BATON_TIMELINE's events (run_timeline.c), or NULL */
+
+    /* elastic (--nnodes MIN:MAX, run_elastic.c). spec.node_rank and spec.nnodes are then the
+     * current generation's (assigned by the rendezvous); node_id is the launcher's identity. */
+    int elastic;
+    int node_id;             /* the node rank given (--node-rank, pod index): 0 hosts the store */
+    int failures;            /* restarts used up by failures (F, H): what --max-restarts bounds */
+    int prev_gen, prev_rank; /* the last generation this node ran in and its node rank there */
+    int expect;              /* nodes the next generation expects: it closes once they joined */
+    volatile int closing;    /* the watcher announced the end of this generation (joiners) */
+    struct bt__elastic_member *members; /* the current generation's nodes, by node rank */
+    int nmembers;
+    char elastic_file[PATH_MAX]; /* BATON_ELASTIC_FILE */
+    int ended_status; /* -1; else the job ended (l/end) before this node joined: its status */
+};
+
+/* One node of an elastic generation, as it registered (l/<g>/m/<k>). */
+struct bt__elastic_member {
+    int id, nproc, pid, mport;
+    int prev_gen, prev_rank; /* where it ran before (-1: nowhere) */
+    int k;                   /* its join order (1-based) */
+    int rank;                /* assigned node rank */
+    char addr[64];           /* its address as the store saw it (MASTER_ADDR when rank 0) */
+    char host[64];
 };
 
 /* Signals (run_supervise.c): SIGINT/SIGTERM/SIGHUP and SIGCHLD write a byte to a self-pipe;
@@ -235,6 +263,34 @@ void bt__run_success(const struct bt__run *r, struct bt__outcome *o);
 void bt__run_post_done(struct bt__run *r, struct bt__outcome *o);
 void bt__run_rdzv_close(struct bt__run *r, int final);
 int bt__run_outcome_parse(const char *s, struct bt__outcome *o);
+
+/* run_rdzv.c helpers run_elastic.c shares: connect (retrying, up to timeout_s), the last will
+ * of generation r->restart, a port free now, a refused launcher's line for node 0. */
+int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
+                    struct bt__err *err);
+void bt__run_lost_will(const struct bt__run *r, char *key, size_t kn, char *will, size_t wn);
+int bt__run_free_port(void);
+void bt__run_post_refusal(struct bt__run *r, const char *line);
+
+/* run_elastic.c. elastic_open: l/job for an elastic job (any node may set it first; another
+ * job's launcher is refused). elastic_join: joins the newest generation (or waits for the
+ * next one when it runs), closes it with the nodes present, assigns stable node ranks.
+ * elastic_watch: the watcher's look between beats (nodes asking to join: tell the workers,
+ * then after BATON_ELASTIC_GRACE end the generation with M). elastic_next: after a
+ * generation, whether the job goes on (1) and with how many nodes expected. elastic_reconnect:
+ * the store went silent: new connections (retrying up to --join-timeout). elastic_end: the
+ * job's final outcome for late joiners. elastic_file: (re)writes BATON_ELASTIC_FILE. */
+int bt__run_elastic_open(struct bt__run *r, struct bt__err *err);
+int bt__run_elastic_join(struct bt__run *r, struct bt__err *err);
+void bt__run_elastic_watch(struct bt__run *r, struct bt__store *st);
+int bt__run_elastic_next(struct bt__run *r, const struct bt__outcome *o);
+int bt__run_elastic_reconnect(struct bt__run *r, struct bt__err *err);
+void bt__run_elastic_end(struct bt__run *r, const struct bt__outcome *o);
+void bt__run_elastic_file(const struct bt__run *r, const char *state, const char *reason,
+                          double grace_s);
+/* Seconds a failed worker's outcome waits for a lost node's (elastic): its peers fail when it
+ * goes, and the failure is the membership change's consequence, not a root cause. */
+#define BT_RUN_ELASTIC_SETTLE_S 1.0
 
 /* run_pending.c. node_name: node rank's pod name where the spec tells ("" otherwise).
  * missing_ranks: the node ranks a WAIT timeout (store_err, generation gen) names, up to max;

@@ -43,6 +43,7 @@
 #define EXIT_BARRIER_S 3.0 /* node 0 keeps the store up this long for the others at most */
 #define PROGRESS_EVERY_S 5.0
 #define HEARTBEAT_EVERY_S 1.0 /* the watcher's GET timeout: one frame (a beat) per second */
+#define ELASTIC_BEAT_S 0.25   /* elastic: the watcher also looks for joiners this often */
 
 /* Seconds of silence after which the store declares a launcher lost (its lease), and after
  * which a launcher declares the store lost (no answer to a request). */
@@ -134,7 +135,7 @@ int bt__run_token(struct bt__run *r, struct bt__err *err)
 int bt__run_outcome_parse(const char *s, struct bt__outcome *o)
 {
     int st, off = 0;
-    if (!s || !strchr("SFHLT", s[0]) || !s[0] || sscanf(s + 1, " %d%n", &st, &off) != 1 ||
+    if (!s || !strchr("SFHLMT", s[0]) || !s[0] || sscanf(s + 1, " %d%n", &st, &off) != 1 ||
         s[1 + off] != '\t')
         return -1;
     o->kind = s[0];
@@ -177,8 +178,8 @@ static int node0_missing(struct bt__run *r, struct bt__err *err)
                          r->o.join_timeout_s, r->spec.nnodes, who, why);
 }
 
-static int connect_one(struct bt__run *r, double timeout_s, struct bt__store **out,
-                       struct bt__err *err)
+int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
+                    struct bt__err *err)
 {
     struct bt__connect_opts co = {
         .deadline_ns = bt__deadline_in(timeout_s),
@@ -254,17 +255,17 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
         r->store_port = s->rdzv_port;
     }
     endpoint(r->rdzv_env, sizeof(r->rdzv_env), r->store_host, r->store_port);
-    int rc = connect_one(r, r->o.join_timeout_s, &r->st, err);
+    int rc = bt__run_connect(r, r->o.join_timeout_s, &r->st, err);
     if (rc == BT_ERR_TIMEOUT && s->node_rank > 0 && !bt__run_abort)
         return node0_missing(r, err);
     BT_CHECK(rc);
-    BT_CHECK(connect_one(r, 30.0, &r->wst, err));
+    BT_CHECK(bt__run_connect(r, 30.0, &r->wst, err));
     BT_SYSCHECK(r->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd", err);
-    return BT_OK;
+    return r->elastic ? bt__run_elastic_open(r, err) : BT_OK;
 }
 
 /* A port free right now on every address, that baton does not hold (for MASTER_PORT). */
-static int free_port(void)
+int bt__run_free_port(void)
 {
     int fd, port = 0;
     struct bt__err e = {0};
@@ -275,15 +276,14 @@ static int free_port(void)
 }
 
 /* The last will of this launcher's connections: the outcome a lost launcher leaves. */
-static void lost_will(const struct bt__run *r, char *key, size_t kn, char *will, size_t wn)
+void bt__run_lost_will(const struct bt__run *r, char *key, size_t kn, char *will, size_t wn)
 {
     snprintf(key, kn, "l/%d/outcome", r->restart);
     snprintf(will, wn,
              "L %d\tnode %d (host %s, pid %d) lost contact with the rendezvous store (its "
              "connection closed, or no heartbeat for %.0f s); hint: its launcher died, was "
              "stopped (SIGSTOP, a debugger, a frozen VM), or its network went away",
-             BT_RUN_EXIT_LOST, r->spec.node_rank, r->host, (int)getpid(),
-             bt__run_heartbeat_timeout());
+             BT_RUN_EXIT_LOST, r->node_id, r->host, (int)getpid(), bt__run_heartbeat_timeout());
 }
 
 /* Claims node rank R for this generation; a second claimant learns who holds it. */
@@ -292,7 +292,7 @@ static int claim(struct bt__run *r, struct bt__err *err)
     char key[64], rec[BT_SPEC_HOST_MAX + 64];
     void *actual = NULL;
     size_t alen = 0;
-    int mport = r->spec.node_rank == 0 && r->spec.master_port <= 0 ? free_port() : 0;
+    int mport = r->spec.node_rank == 0 && r->spec.master_port <= 0 ? bt__run_free_port() : 0;
     snprintf(key, sizeof(key), "l/%d/node/%d", r->restart, r->spec.node_rank);
     snprintf(rec, sizeof(rec), "%d %d %d %s", r->nproc, (int)getpid(), mport, r->host);
     if (bt__store_compare_set(r->st, key, "", 0, rec, strlen(rec), &actual, &alen) != BT_OK)
@@ -309,7 +309,7 @@ static int claim(struct bt__run *r, struct bt__err *err)
                            "hint: give each node its own --node-rank (0..%d)",
                            r->spec.node_rank, other, pid, r->job_id, r->spec.nnodes - 1);
     char will[BT_RUN_OUTCOME_MAX];
-    lost_will(r, key, sizeof(key), will, sizeof(will));
+    bt__run_lost_will(r, key, sizeof(key), will, sizeof(will));
     if (bt__store_last_will(r->st, key, will, strlen(will)) != BT_OK)
         return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
     return BT_OK;
@@ -345,7 +345,7 @@ static int publish_identity(struct bt__run *r, struct bt__err *err)
 }
 
 /* Leaves this launcher's refusal where node 0 finds it (best effort). */
-static void post_refusal(struct bt__run *r, const char *line)
+void bt__run_post_refusal(struct bt__run *r, const char *line)
 {
     char key[64];
     int64_t k = 0;
@@ -391,7 +391,7 @@ static int check_identity(struct bt__run *r, struct bt__err *err)
     free(v);
     if (!line[0])
         return BT_OK;
-    post_refusal(r, line);
+    bt__run_post_refusal(r, line);
     r->refused = 1;
     return bt__err_set(err, BT_ERR_INVALID_USAGE,
                        "refused by node 0: %s; hint: check --nnodes, the job name and --rdzv on "
@@ -522,7 +522,7 @@ static int join_local(struct bt__run *r)
 {
     r->world_size = r->nproc;
     r->first_rank = 0;
-    r->master_port = r->spec.master_port > 0 ? r->spec.master_port : free_port();
+    r->master_port = r->spec.master_port > 0 ? r->spec.master_port : bt__run_free_port();
     return BT_OK;
 }
 
@@ -536,6 +536,8 @@ int bt__run_join(struct bt__run *r, struct bt__err *err)
                                     : r->store_host);
     if (!r->st)
         return join_local(r);
+    if (r->elastic)
+        return bt__run_elastic_join(r, err);
     BT_CHECK(check_identity(r, err));
     BT_CHECK(claim(r, err));
     char key[64];
@@ -640,7 +642,7 @@ static int rejoin_own_store(struct bt__run *r)
 {
     struct bt__err err = {0};
     struct bt__store *fresh = NULL;
-    if (!r->srv || connect_one(r, bt__run_heartbeat_timeout(), &fresh, &err) != BT_OK)
+    if (!r->srv || bt__run_connect(r, bt__run_heartbeat_timeout(), &fresh, &err) != BT_OK)
         return -1;
     bt__store_close(r->wst); /* a goodbye behind the late request: its will does not fire */
     r->wst = fresh;
@@ -680,7 +682,8 @@ static void *watch_main(void *arg)
     while (!r->watcher_stop) {
         void *val = NULL;
         size_t len;
-        int rc = bt__store_get(r->wst, key, &val, &len, HEARTBEAT_EVERY_S);
+        int rc = bt__store_get(r->wst, key, &val, &len,
+                               r->elastic ? ELASTIC_BEAT_S : HEARTBEAT_EVERY_S);
         if (rc == BT_OK) {
             if (bt__run_outcome_parse(val, o) != 0)
                 o->kind = 0;
@@ -692,6 +695,8 @@ static void *watch_main(void *arg)
         if (rc == BT_ERR_TIMEOUT && !bt__store_broken(r->wst)) {
             check_all_done(r);
             log_refusals(r, r->wst);
+            if (r->elastic)
+                bt__run_elastic_watch(r, r->wst);
         }
         if (rc != BT_ERR_TIMEOUT || bt__store_broken(r->wst)) {
             store_lost(r, o, rc);
@@ -711,7 +716,7 @@ static int lease_start(struct bt__run *r, struct bt__err *err)
     double hb = bt__run_heartbeat_timeout();
     bt__store_set_io_timeout(r->wst, hb);
     bt__store_set_io_timeout(r->st, hb);
-    lost_will(r, key, sizeof(key), will, sizeof(will));
+    bt__run_lost_will(r, key, sizeof(key), will, sizeof(will));
     if (bt__store_last_will(r->wst, key, will, strlen(will)) != BT_OK ||
         bt__store_heartbeat(r->wst, hb) != BT_OK)
         return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->wst));
@@ -727,6 +732,7 @@ int bt__run_watch_start(struct bt__run *r, struct bt__err *err)
     r->watcher_stop = 0;
     r->store_lost = 0;
     r->node_done = 0;
+    r->closing = 0;
     BT_CHECK(lease_start(r, err));
     if (pthread_create(&r->watcher, NULL, watch_main, r) != 0)
         return bt__err_set(err, BT_ERR_SYSTEM, "cannot start the outcome watcher thread");

@@ -102,7 +102,7 @@ int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *
     return rc;
 }
 
-#define NVARS (NSET + 8) /* room for every name worker_vars may set */
+#define NVARS (NSET + 9) /* room for every name worker_vars may set */
 
 /* A parameter server's env: not a rank; BATON_RDZV that every node can reach. Like a worker,
  * it gets the worker token (its store keys are ps/...; its clients are workers). */
@@ -166,6 +166,8 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("MASTER_PORT=%d", r->master_port);
     if (r->nps_job > 0)
         ADD("BATON_PS_SERVERS=%d", r->nps_job);
+    if (r->elastic_file[0])
+        ADD("BATON_ELASTIC_FILE=%s", r->elastic_file);
     int nb = bt__run_bind_vars(r, w, v + n);
     ok &= nb >= 0;
     n += nb > 0 ? nb : 0;

@@ -87,10 +87,12 @@ struct sup {
     int killed;            /* SIGKILL sent */
     int done_posted;
     int stop_signals;
-    int64_t kill_at;      /* ns: SIGKILL deadline of the teardown */
-    int64_t drain_until;  /* ns: after the last reap, pipes get this long */
-    int64_t linger_until; /* ns: after success, when servers still running get SIGTERM */
-    int64_t scan_at;      /* ns: next look at the workers' states */
+    int64_t kill_at;         /* ns: SIGKILL deadline of the teardown */
+    int64_t drain_until;     /* ns: after the last reap, pipes get this long */
+    int64_t linger_until;    /* ns: after success, when servers still running get SIGTERM */
+    int64_t scan_at;         /* ns: next look at the workers' states */
+    struct bt__outcome held; /* elastic: a worker's failure, posted at held_until unless the */
+    int64_t held_until;      /* watcher brings a lost node's outcome first (0: none held) */
 };
 
 /* "3" for rank 3, "ps0" for server 0 (the tag without brackets). */
@@ -182,14 +184,32 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
         return;
     bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
     bt__run_forensics_failed(s->r, w, s->stopping);
-    if (s->stopping || s->o->kind)
+    if (s->stopping || s->o->kind || s->held_until)
         return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
     if (!bt__run_stall_outcome(s->r, w, &f)) /* a hang's consequence names the hang */
         bt__run_describe(s->r, w, f.line, sizeof(f.line));
+    if (s->r->elastic) { /* a peer node's loss fails its peers: wait for its outcome first */
+        s->held = f;
+        s->held_until = bt__deadline_in(BT_RUN_ELASTIC_SETTLE_S);
+        teardown(s, SIGTERM);
+        return;
+    }
     bt__run_post_outcome(s->r, &f);
     *s->o = f;
     teardown(s, SIGTERM);
+}
+
+/* The held failure's time is up and no other outcome came: it is the root cause. */
+static void post_held(struct sup *s)
+{
+    if (!s->held_until || bt__ms_left(s->held_until) > 0)
+        return;
+    s->held_until = 0;
+    if (s->o->kind)
+        return;
+    bt__run_post_outcome(s->r, &s->held);
+    *s->o = s->held;
 }
 
 static void reap(struct sup *s)
@@ -256,6 +276,7 @@ static void on_watcher(struct sup *s)
     }
     if (!s->o->kind)
         *s->o = w;
+    s->held_until = 0; /* the watcher's outcome explains a held failure */
     if (w.kind != 'S')
         teardown(s, SIGTERM);
 }
@@ -281,6 +302,10 @@ static int timeout_ms(const struct sup *s)
         ms = bt__ms_left(s->linger_until);
     if (s->running == 0 && open_pipes(s)) {
         int d = bt__ms_left(s->drain_until);
+        ms = ms < 0 || d < ms ? d : ms;
+    }
+    if (s->held_until) {
+        int d = bt__ms_left(s->held_until);
         ms = ms < 0 || d < ms ? d : ms;
     }
     return ms;
@@ -334,7 +359,8 @@ static void stop_servers(struct sup *s)
 
 static int finished(struct sup *s)
 {
-    if (s->workers == 0 && !s->done_posted && !s->o->kind) {
+    post_held(s);
+    if (s->workers == 0 && !s->done_posted && !s->o->kind && !s->held_until) {
         struct bt__outcome d;
         s->done_posted = 1;
         bt__run_post_done(s->r, &d);

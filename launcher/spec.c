@@ -394,7 +394,11 @@ static int overlay_flags(struct bt__spec_ctx *c, int had_env)
 {
     const struct bt__spec_flags *f = c->flags;
     struct bt__spec *s = c->spec;
-    if (f->nnodes > 0 && s->elastic && s->nnodes != f->nnodes) {
+    if (f->nnodes > 0 && f->nnodes_min > 0 && f->nnodes_min < f->nnodes) {
+        s->elastic = 1; /* --nnodes MIN:MAX */
+        s->nnodes_min = f->nnodes_min;
+        s->nnodes_max = f->nnodes;
+    } else if (f->nnodes > 0 && s->elastic && s->nnodes != f->nnodes) {
         s->elastic = 0; /* an explicit node count ends elasticity */
         s->nnodes_min = s->nnodes_max = f->nnodes;
     }
@@ -474,7 +478,7 @@ static int finish(struct bt__spec_ctx *c)
 int bt__spec_detect(const struct bt__spec_flags *flags, bt__getenv_fn getenv_fn, void *arg,
                     struct bt__spec *spec, struct bt__err *err)
 {
-    static const struct bt__spec_flags none = {BT_SPEC_AUTO, -1, -1, -1, NULL, -1};
+    static const struct bt__spec_flags none = {BT_SPEC_AUTO, -1, -1, -1, NULL, -1, 0};
     struct bt__spec_ctx c = {flags ? flags : &none, getenv_fn, arg, spec, err};
     spec_init(spec);
     BT_CHECK(check_flags(&c));

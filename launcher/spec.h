@@ -39,6 +39,7 @@ struct bt__spec_flags {
     int node_rank;
     const char *rdzv; /* "host:port" */
     int rdzv_port;    /* --rdzv-port: the store's port when the spec gives only the master's */
+    int nnodes_min;   /* --nnodes MIN:MAX: MIN (nnodes holds MAX); 0: not elastic */
 };
 
 typedef const char *(*bt__getenv_fn)(const char *name, void *arg);

@@ -11,7 +11,7 @@
 #include "launcher/spec.h"
 
 static const char usage_text[] =
-    "usage: baton spec [--spec SOURCE] [-n N|auto] [--nnodes N] [--node-rank R]\n"
+    "usage: baton spec [--spec SOURCE] [-n N|auto] [--nnodes N|MIN:MAX] [--node-rank R]\n"
     "                  [--rdzv HOST:PORT] [--rdzv-port PORT] [--json]\n"
     "\n"
     "Prints the cluster spec that `baton run` would derive from this environment with these\n"
@@ -42,6 +42,7 @@ void bt__spec_flags_init(struct bt__spec_flags *f)
     f->node_rank = -1;
     f->rdzv = NULL;
     f->rdzv_port = -1;
+    f->nnodes_min = 0;
 }
 
 int bt__spec_parse_flag(struct bt__spec_flags *f, int argc, char **argv, int *i,

@@ -8,6 +8,7 @@
  * later call fails until the caller reconnects. This file does not retry requests.
  */
 #include <math.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,6 +475,17 @@ int bt__store_delete(struct bt__store *s, const char *key, int *deleted)
     if (deleted)
         *deleted = existed != 0;
     return BT_OK;
+}
+
+int bt__store_local_addr(const struct bt__store *s, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    out[0] = '\0';
+    if (!s || s->fd < 0 || getsockname(s->fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, len, out, (socklen_t)n, NULL, 0, NI_NUMERICHOST) != 0)
+        return -1;
+    return 0;
 }
 
 int bt__store_ping(struct bt__store *s)

@@ -56,6 +56,9 @@ int bt__store_multi_set(struct bt__store *s, const char *const *keys, int nkeys,
 /* *deleted (may be NULL) is 1 when the key existed. */
 int bt__store_delete(struct bt__store *s, const char *key, int *deleted);
 int bt__store_ping(struct bt__store *s);
+/* This end's address of the connection, numeric ("10.0.0.5"), into out; 0, or -1. What the
+ * other nodes can reach this one at (elastic jobs: MASTER_ADDR of the node that is rank 0). */
+int bt__store_local_addr(const struct bt__store *s, char *out, size_t n);
 /* Registers a last will: when this connection drops without bt__store_close(), the server
  * sets key to val unless key already exists (first failure wins). len 0 cancels it. */
 int bt__store_last_will(struct bt__store *s, const char *key, const void *val, size_t len);

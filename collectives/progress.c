@@ -1,0 +1,328 @@
+/* progress.c: requests, the per-communicator queue and its progress thread; bt_test, bt_wait,
+ * bt_waitall, bt_request_free.
+ *
+ * Ordering: requests of one communicator run one at a time in issue order (the queue is FIFO
+ * and a single "busy" flag admits one runner), which is the order every rank must issue them
+ * in, like MPI's collective ordering rule. Requests of different communicators run
+ * independently: each communicator that ever saw a nonblocking call has its own progress
+ * thread, so a rank can have requests outstanding on several communicators issued in
+ * different orders on different ranks without deadlock.
+ *
+ * Who runs a request: the progress thread, or a thread in bt_wait (or in a blocking call),
+ * which runs the requests ahead of its own and then its own rather than sleep while the
+ * runner is free. bt_test never runs anything (it does not block).
+ *
+ * The progress thread is created with the default attributes, so it inherits the CPU
+ * affinity of the thread that made the first nonblocking call: the cores `baton run --bind`
+ * gave the rank. It sleeps on a condition variable when there is nothing to do; while it
+ * runs a collective it waits for peers the way a blocking call does (spin, yield, futex).
+ *
+ * Errors: the runner copies the communicator's sticky error into the request and into the
+ * public copy (pub, failed) that callers read; a request issued after a failure fails with
+ * the same code without running.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/flight.h"
+#include "collectives/progress.h"
+#include "common/log.h"
+
+int bt__queue_init(struct bt_comm *c)
+{
+    struct bt__queue *q = calloc(1, sizeof(*q));
+    if (!q)
+        return bt__err_set(&c->err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->done, NULL);
+    pthread_cond_init(&q->work, NULL);
+    c->q = q;
+    return BT_OK;
+}
+
+int bt__comm_usage(struct bt_comm *c, int code, const char *fmt, ...)
+{
+    char msg[BT__ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    BT_WARN(COLL, "rank %d: %s", c->rank, msg);
+    pthread_mutex_lock(&c->q->mu);
+    if (c->q->pub.code == BT_OK) {
+        bt__err_set(&c->q->pub, code, "%s", msg);
+        atomic_store(&c->q->failed, code);
+    }
+    pthread_mutex_unlock(&c->q->mu);
+    return code;
+}
+
+/* Runs r on c in this thread (the queue lock is not held). */
+static void execute(struct bt_comm *c, struct bt_request *r, int failed)
+{
+    c->coll_seq = r->seq;
+    c->coll_name = r->name;
+    if (c->err.code == BT_OK && failed != BT_OK) {
+        /* a usage error in a calling thread: the communicator is failed from now on */
+        pthread_mutex_lock(&c->q->mu);
+        bt__err_set(&c->err, c->q->pub.code, "%s", c->q->pub.msg);
+        pthread_mutex_unlock(&c->q->mu);
+    }
+    uint64_t fl = bt__flight_call_begin(c, r->name, &r->call); /* the flight recorder */
+    int rc = c->err.code != BT_OK ? c->err.code : r->run(c, &r->call);
+    bt__flight_call_end(c, fl, rc, &r->call);
+    if (rc != BT_OK)
+        bt__err_reset(&r->err, rc, "%s", c->err.code != BT_OK ? c->err.msg : bt_strerror(rc));
+}
+
+static void unlink_live(struct bt__queue *q, struct bt_request *r)
+{
+    if (r->prev_l)
+        r->prev_l->next_l = r->next_l;
+    else if (q->live == r)
+        q->live = r->next_l;
+    if (r->next_l)
+        r->next_l->prev_l = r->prev_l;
+}
+
+/* Takes the head of the queue and runs it; called and returns with q->mu held. */
+static void run_head(struct bt_comm *c)
+{
+    struct bt__queue *q = c->q;
+    struct bt_request *r = q->head;
+    q->head = r->next;
+    if (!q->head)
+        q->tail = NULL;
+    r->state = BT_REQ_RUNNING;
+    q->busy = 1;
+    int failed = atomic_load(&q->failed);
+    pthread_mutex_unlock(&q->mu);
+    execute(c, r, failed);
+    pthread_mutex_lock(&q->mu);
+    if (c->err.code != BT_OK && q->pub.code == BT_OK) {
+        bt__err_set(&q->pub, c->err.code, "%s", c->err.msg);
+        atomic_store(&q->failed, c->err.code);
+    }
+    r->state = BT_REQ_DONE;
+    q->busy = 0;
+    if (r->freed && !r->on_stack) {
+        unlink_live(q, r);
+        free(r);
+    }
+    if (q->nwaiting)
+        pthread_cond_broadcast(&q->done);
+    if (q->head && q->thread_idle)
+        pthread_cond_signal(&q->work);
+}
+
+/* Runs or sleeps until r is done; called and returns with q->mu held. */
+static void wait_locked(struct bt_comm *c, struct bt_request *r)
+{
+    struct bt__queue *q = c->q;
+    while (r->state != BT_REQ_DONE) {
+        if (!q->busy && q->head) {
+            run_head(c);
+            continue;
+        }
+        q->nwaiting++;
+        pthread_cond_wait(&q->done, &q->mu);
+        q->nwaiting--;
+    }
+}
+
+static void *progress_main(void *arg)
+{
+    struct bt_comm *c = arg;
+    struct bt__queue *q = c->q;
+    pthread_mutex_lock(&q->mu);
+    while (!q->stop) {
+        if (!q->busy && q->head) {
+            run_head(c);
+            continue;
+        }
+        q->thread_idle = 1;
+        pthread_cond_wait(&q->work, &q->mu);
+        q->thread_idle = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Starts the progress thread (q->mu held); a failure leaves requests to bt_wait. */
+static void start_thread(struct bt_comm *c)
+{
+    struct bt__queue *q = c->q;
+    if (q->thread_up)
+        return;
+    int e = pthread_create(&q->thread, NULL, progress_main, c);
+    if (e != 0) {
+        BT_WARN(COLL, "rank %d: no progress thread (%s): requests run in bt_wait", c->rank,
+                strerror(e));
+        return;
+    }
+    q->thread_up = 1;
+}
+
+static void enqueue(struct bt__queue *q, struct bt_request *r)
+{
+    r->seq = ++q->issued;
+    r->state = BT_REQ_QUEUED;
+    if (q->tail)
+        q->tail->next = r;
+    else
+        q->head = r;
+    q->tail = r;
+}
+
+int bt__coll_submit(struct bt_comm *c, const char *name, bt__run_fn run, const struct bt__call *a,
+                    bt_request **out)
+{
+    struct bt__queue *q = c->q;
+    struct bt_request mine = {0}, *r = &mine;
+    if (out) {
+        *out = NULL;
+        if (!(r = calloc(1, sizeof(*r))))
+            return bt__comm_usage(c, BT_ERR_SYSTEM, "%s: out of memory for a request", name);
+    }
+    r->comm = c, r->call = *a, r->run = run, r->name = name, r->on_stack = !out;
+    pthread_mutex_lock(&q->mu);
+    enqueue(q, r);
+    if (out) {
+        r->next_l = q->live;
+        if (q->live)
+            q->live->prev_l = r;
+        q->live = r;
+        start_thread(c);
+        if (q->thread_idle)
+            pthread_cond_signal(&q->work);
+        *out = r;
+        pthread_mutex_unlock(&q->mu);
+        return BT_OK;
+    }
+    wait_locked(c, r);
+    pthread_mutex_unlock(&q->mu);
+    return r->err.code;
+}
+
+void bt__queue_destroy(struct bt_comm *c)
+{
+    struct bt__queue *q = c->q;
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->mu);
+    while (q->head || q->busy) {
+        if (!q->busy) {
+            run_head(c);
+            continue;
+        }
+        q->nwaiting++;
+        pthread_cond_wait(&q->done, &q->mu);
+        q->nwaiting--;
+    }
+    q->stop = 1;
+    pthread_cond_signal(&q->work);
+    pthread_mutex_unlock(&q->mu);
+    if (q->thread_up)
+        pthread_join(q->thread, NULL);
+    if (q->pub.code != BT_OK) /* a usage error no request ran into yet */
+        bt__err_set(&c->err, q->pub.code, "%s", q->pub.msg);
+    for (struct bt_request *r = q->live, *n; r; r = n) {
+        n = r->next_l;
+        r->comm = NULL;
+        r->prev_l = r->next_l = NULL;
+    }
+    pthread_cond_destroy(&q->work);
+    pthread_cond_destroy(&q->done);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+    c->q = NULL;
+}
+
+/* ---- the public request calls ---- */
+
+int bt_test(bt_request *r, int *done)
+{
+    if (!r || !done)
+        return BT_ERR_INVALID_ARG;
+    if (!r->comm) { /* orphaned by bt_finalize: complete */
+        *done = 1;
+        return r->err.code;
+    }
+    struct bt__queue *q = r->comm->q;
+    pthread_mutex_lock(&q->mu);
+    *done = r->state == BT_REQ_DONE;
+    int rc = *done ? r->err.code : BT_OK;
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+int bt_wait(bt_request *r)
+{
+    if (!r)
+        return BT_ERR_INVALID_ARG;
+    struct bt_comm *c = r->comm;
+    if (c)
+        pthread_mutex_lock(&c->q->mu);
+    int rc;
+    if (r->waited) {
+        rc = bt__err_reset(&r->err, BT_ERR_INVALID_USAGE,
+                           "bt_wait: request #%llu (%s) was already waited for; hint: wait once, "
+                           "then bt_request_free it",
+                           (unsigned long long)r->seq, r->name);
+        BT_WARN(COLL, "%s", r->err.msg);
+    } else {
+        if (c)
+            wait_locked(c, r);
+        r->waited = 1;
+        rc = r->err.code;
+    }
+    if (c)
+        pthread_mutex_unlock(&c->q->mu);
+    return rc;
+}
+
+int bt_waitall(int n, bt_request *const *reqs)
+{
+    if (n < 0 || (n > 0 && !reqs))
+        return BT_ERR_INVALID_ARG;
+    int first = BT_OK;
+    for (int i = 0; i < n; i++) {
+        int rc = reqs[i] ? bt_wait(reqs[i]) : BT_OK;
+        if (rc != BT_OK && first == BT_OK)
+            first = rc;
+    }
+    return first;
+}
+
+const char *bt_request_error(const bt_request *r)
+{
+    if (!r)
+        return "";
+    if (!r->comm)
+        return r->err.msg;
+    pthread_mutex_lock(&r->comm->q->mu);
+    const char *m = r->state == BT_REQ_DONE ? r->err.msg : "";
+    pthread_mutex_unlock(&r->comm->q->mu);
+    return m;
+}
+
+void bt_request_free(bt_request *r)
+{
+    if (!r)
+        return;
+    struct bt_comm *c = r->comm;
+    if (!c) {
+        free(r);
+        return;
+    }
+    pthread_mutex_lock(&c->q->mu);
+    if (r->state == BT_REQ_DONE) {
+        unlink_live(c->q, r);
+        free(r);
+    } else {
+        r->freed = 1;
+    }
+    pthread_mutex_unlock(&c->q->mu);
+}

@@ -1,0 +1,71 @@
+/* progress.h: requests, their per-communicator queue, and the progress thread (progress.c).
+ *
+ * Every call on a communicator, blocking or not, becomes a request that coll.c queues here
+ * (bt__coll_run). Requests of one communicator run one at a time, in the order they were
+ * issued, by whichever thread gets there first: the communicator's progress thread (started
+ * by the first nonblocking call), or a thread waiting for a request, which runs the requests
+ * ahead of its own itself instead of sleeping (so a blocking call on an idle communicator
+ * runs in the caller's thread with no hand-off).
+ *
+ * The thread that runs a request owns the communicator's insides (transports, scratch,
+ * c->err) while it does; callers see only the queue, under its lock, and the public copy of
+ * the sticky error (pub), which the runner updates after each request.
+ */
+#ifndef BT_COLLECTIVES_PROGRESS_H
+#define BT_COLLECTIVES_PROGRESS_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "collectives/backend/backend.h"
+
+enum bt__req_state { BT_REQ_QUEUED, BT_REQ_RUNNING, BT_REQ_DONE };
+
+/* Runs a checked call on c (coll.c's dispatch, split.c, exchange.c). */
+typedef int (*bt__run_fn)(struct bt_comm *c, const struct bt__call *a);
+
+struct bt_request {
+    struct bt_comm *comm; /* NULL once bt_finalize orphaned the request */
+    struct bt__call call;
+    bt__run_fn run;
+    const char *name; /* static: "allreduce" */
+    uint64_t seq;     /* the communicator's call number */
+    enum bt__req_state state;
+    int on_stack; /* a blocking call's own request: never freed here */
+    int freed;    /* bt_request_free before completion: freed when done */
+    int waited;   /* bt_wait returned its result once */
+    struct bt__err err;
+    struct bt_request *next;            /* queue */
+    struct bt_request *prev_l, *next_l; /* every live heap request of the communicator */
+};
+
+struct bt__queue {
+    pthread_mutex_t mu;
+    pthread_cond_t done;            /* a request completed (waiters) */
+    pthread_cond_t work;            /* a request was queued (the progress thread) */
+    struct bt_request *head, *tail; /* issued, not started */
+    struct bt_request *live;        /* heap requests not freed */
+    uint64_t issued;                /* requests issued so far */
+    int busy;                       /* a thread is running a request */
+    int nwaiting;                   /* threads asleep on done */
+    int thread_up, thread_idle, stop;
+    pthread_t thread;
+    _Atomic int failed; /* the sticky code callers see (pub.code) */
+    struct bt__err pub; /* what bt_last_error shows */
+};
+
+int bt__queue_init(struct bt_comm *c);
+/* Completes every request still outstanding (helping to run them), stops the thread, and
+ * orphans the requests the caller has not freed. */
+void bt__queue_destroy(struct bt_comm *c);
+
+/* Issues a checked call. With out, a heap request is returned in *out (nonblocking: the
+ * progress thread runs it); without, the call runs (or waits its turn) before returning. */
+int bt__coll_submit(struct bt_comm *c, const char *name, bt__run_fn run, const struct bt__call *a,
+                    bt_request **out);
+
+/* An argument error found in the calling thread: sticky on c, logged, returns code. */
+int bt__comm_usage(struct bt_comm *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
