@@ -10,8 +10,9 @@
  * plain memory of the process.
  *
  * Writers claim an entry with an atomic add on `head` (communicators may run in several
- * threads) and bump counters atomically; readers copy an entry and check its `ver` before
- * and after (a seqlock: odd while being written), so a torn read is detected and skipped,
+ * threads) and bump counters with plain atomic loads and stores (exact for one communicator;
+ * two finishing at the same instant may lose an update); readers copy an entry and check its `ver`
+ * before and after (a seqlock: odd while being written), so a torn read is detected and skipped,
  * never misread. Times are CLOCK_REALTIME ns, so ranks of different nodes compare
  * (as well as their clocks agree).
  */
