@@ -294,8 +294,8 @@ static int connect_store(struct bt_comm *c, const struct bt__comm_cfg *g, struct
     if (!g->store_host)
         return bt__err_set(err, BT_ERR_INVALID_USAGE, "rank %d: no rendezvous store given",
                            g->rank);
-    int rc = bt__store_connect(g->store_host, g->store_port, g->token ? g->token : "", &o,
-                               &c->store, &e);
+    int rc = bt__store_connect_worker(g->store_host, g->store_port, g->token ? g->token : "", &o,
+                                      &c->store, &e);
     if (rc != BT_OK)
         return bt__err_set(err, rc, "rank %d: %s", g->rank, e.msg);
     return BT_OK;
