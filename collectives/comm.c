@@ -361,7 +361,8 @@ static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int
 int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err *err)
 {
     static const char *const tnames[] = {"auto", "shm", "tcp"};
-    static const char *const anames[] = {"auto", "ring", "rd", "rabenseifner"};
+    static const char *const anames[] = {
+        "auto", "ring", "rd", "rabenseifner", "thresholds", "tree", "scatter_allgather"};
     *out = NULL;
     int kind = 0, rc;
     BT_CHECK(check_cfg(g, err));
@@ -376,9 +377,10 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     c->ring_seg_bytes = g->ring_seg_bytes ? g->ring_seg_bytes : BT_RING_SEG_BYTES;
     BT_CHECK_GOTO(bt__backend_choice(&c->backend_choice, err), rc, fail);
     snprintf(c->prefix, sizeof(c->prefix), "w/%d/", c->generation);
-    BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 4,
+    BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 7,
                                &c->algo, err),
                   rc, fail);
+    BT_CHECK_GOTO(bt__choose_init(err), rc, fail);
     bt__log_set_rank(c->rank);
     if (c->size > 1) {
         BT_CHECK_GOTO(connect_store(c, g, err), rc, fail);
