@@ -40,6 +40,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/droplog.h"
@@ -1512,6 +1513,16 @@ void bt__store_server_stop(struct bt__store_server *srv)
     uint64_t one = 1;
     ssize_t wr = write(srv->evfd, &one, sizeof(one)); /* async-signal-safe */
     (void)wr;
+}
+
+double bt__store_server_cpu_s(const struct bt__store_server *srv)
+{
+    clockid_t cid;
+    struct timespec ts;
+    if (!srv->thread_started || pthread_getcpuclockid(srv->thread, &cid) != 0 ||
+        clock_gettime(cid, &ts) != 0)
+        return -1;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int bt__store_server_nclients(const struct bt__store_server *srv)

@@ -114,6 +114,8 @@ int bt__store_server_run(struct bt__store_server *srv);
 void bt__store_server_stop(struct bt__store_server *srv);
 /* Stops (if running), joins the thread, closes every client and frees srv. NULL accepted. */
 void bt__store_server_destroy(struct bt__store_server *srv);
+/* CPU seconds the server's thread has used (bt__store_server_start), or -1; for the benchmark. */
+double bt__store_server_cpu_s(const struct bt__store_server *srv);
 /* Number of connected clients (for tests and the benchmark). */
 int bt__store_server_nclients(const struct bt__store_server *srv);
 /* Number of requests parked on missing keys (GET/WAIT/MULTI_GET); for tests. */
