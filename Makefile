@@ -259,6 +259,12 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBA) $(LAUNCHER_LIB)
 	$(call say,LD,$@)$(CC) $(CFLAGS_ALL) $(HWLOC_CFLAGS) -o $@ $< $(LAUNCHER_LIB) $(LIBA) -lcmocka \
 	  $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
 
+# The collective simulator records the reductions the algorithms do themselves (rd.c).
+$(BUILD)/tests/progs/collsim: tests/progs/collsim.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS_ALL) -Wl,--wrap=bt__reduce2 -o $@ $< $(LIBA) $(LDLIBS_ALL) \
+	  $(LDFLAGS)
+
 $(BUILD)/tests/progs/%: tests/progs/%.c $(LIBA)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(LINK_PROG)

@@ -192,9 +192,11 @@ struct bt__run {
     char rdzv_env[BT_SPEC_HOST_MAX + 16]; /* BATON_RDZV for this node's workers */
 
     /* rendezvous */
-    struct bt__store_server *srv; /* node 0 only */
-    struct bt__store *st;         /* main thread's connection; carries the last will */
-    struct bt__store *wst;        /* the watcher thread's connection */
+    struct bt__store_server *srv;  /* node 0 only */
+    struct bt__store *st;          /* main thread's connection; carries the last will */
+    struct bt__store *wst;         /* the watcher thread's connection */
+    struct bt__store_relay *relay; /* this node's workers reach the store through it (or NULL) */
+    char relay_for[BT_SPEC_HOST_MAX + 16]; /* the store host:port the relay dials */
     char store_host[BT_SPEC_HOST_MAX];
     int store_port;
     pthread_t watcher;
