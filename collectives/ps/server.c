@@ -361,10 +361,10 @@ static void apply(struct bt__ps_server *s, struct piece *p, float scale)
 static int accept_push(struct bt__ps_server *s, struct piece *p, uint32_t w, const uint8_t *g)
 {
     size_t n = p->count;
-    s->dirty = 1; /* (HELD below changes nothing, but a spurious write is harmless) */
     if (p->opt.consistency == BT_PS_SYNC) {
         if (p->cnt[w] > p->applied)
             return HELD; /* this worker is a step ahead: wait for the others */
+        s->dirty = 1;
         for (size_t i = 0; i < n; i++) {
             float x;
             memcpy(&x, g + 4 * i, 4);
@@ -380,6 +380,7 @@ static int accept_push(struct bt__ps_server *s, struct piece *p, uint32_t w, con
     }
     if (p->opt.consistency == BT_PS_BOUNDED && p->cnt[w] - min_cnt(s, p) > p->opt.staleness)
         return HELD;
+    s->dirty = 1;
     memcpy(p->acc, g, n * 4);
     p->cnt[w]++;
     apply(s, p, 1.0f);
