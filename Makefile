@@ -70,6 +70,12 @@ ifeq ($(HAVE_HWLOC),1)
 HWLOC_CFLAGS := -DBT_HAVE_HWLOC=1 $(shell $(PKG_CONFIG) --cflags hwloc 2>/dev/null)
 HWLOC_LIBS   := $(or $(shell $(PKG_CONFIG) --libs hwloc 2>/dev/null),-lhwloc)
 endif
+# The launcher's etcd rendezvous (--rdzv-backend etcd): libcurl and cJSON, launcher only.
+HAVE_ETCD := $(if $(filter 0,$(WITH_ETCD)),0,$(call probe,curl/curl.h cjson/cJSON.h,-lcurl -lcjson))
+ifeq ($(HAVE_ETCD),1)
+HWLOC_CFLAGS += -DBT_HAVE_ETCD=1
+HWLOC_LIBS   += -lcurl -lcjson
+endif
 
 CUDA_FLAGS := -isystem $(CUDA_HOME)/include
 CUDA_LIBS  := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
@@ -155,6 +161,8 @@ features:
 	  $(if $(filter 1,$(HAVE_CMOCKA)),"(unit tests)","(no libcmocka-dev: unit tests not built; make deps installs it)")
 	@printf '%s hwloc    %s\n' $(call yes_no,$(HAVE_HWLOC)) \
 	  $(if $(filter 1,$(HAVE_HWLOC)),"(topology-aware placement)","(no libhwloc-dev or WITH_HWLOC=0: flat topology)")
+	@printf '%s etcd     %s\n' $(call yes_no,$(HAVE_ETCD)) \
+	  $(if $(filter 1,$(HAVE_ETCD)),"(--rdzv-backend etcd: libcurl, cJSON)","(no libcurl4-openssl-dev/libcjson-dev or WITH_ETCD=0: no etcd rendezvous)")
 	@printf '%s MPI      %s\n' $(call yes_no,$(HAVE_MPI)) \
 	  $(if $(filter 1,$(HAVE_MPI)),"(plugin libbaton-mpi.so: Open MPI backend; mpicc baseline)","(no mpicc or WITH_MPI=0: no Open MPI plugin)")
 	@printf '%s CUDA     %s\n' $(call yes_no,$(HAVE_CUDA)) \
@@ -285,7 +293,8 @@ fuzz: fuzz-build
 # Debian packages baton needs (DESIGN.md, Dependencies); only the missing ones are installed.
 DEB_PKGS := gcc make pkg-config libyaml-dev libhwloc-dev libssl-dev zlib1g-dev libcmocka-dev \
             openmpi-bin libopenmpi-dev dataset-fashion-mnist python3-jsonschema python3-yaml \
-            python3-torch iproute2 procps clang-format clang libclang-rt-dev
+            python3-torch iproute2 procps clang-format clang libclang-rt-dev \
+            etcd-server libcurl4-openssl-dev libcjson-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q '^install ok installed' || echo $$p; done); \

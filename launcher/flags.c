@@ -50,7 +50,6 @@ static const struct flag flags[] = {
     {"--node-rank", NULL, "R", SPEC, K_INT, 0, (1 << 20) - 1, SF(node_rank),
      "this node's rank (0..N-1); node 0 hosts the store"},
     {"--rdzv", NULL, "HOST:PORT", SPEC, K_ENDPOINT, 0, 0, SF(rdzv), "node 0's store endpoint"},
-    {"--rdzv-endpoint", NULL, "HOST:PORT", SPEC, K_ENDPOINT, 0, 0, SF(rdzv), "torchrun's --rdzv"},
     {"--rdzv-port", NULL, "P", SPEC, K_INT, 0, 65535, SF(rdzv_port),
      "the store's port (default: the master's port + 1)"},
     {"--spec", NULL, "SRC", SPEC, K_SOURCE, 0, 0, SF(source), "where the cluster spec comes from:"},
@@ -61,6 +60,10 @@ static const struct flag flags[] = {
      "each next one up to 30 s (1; 0: at once)"},
     {"--join-timeout", NULL, "SEC", RUN, K_SECONDS, 1, 0, RO(join_timeout_s),
      "wait this long for the store and the nodes (300)"},
+    {"--rdzv-backend", NULL, "c10d|static|etcd", RUN, K_DIR, 0, 0, RO(rdzv_backend),
+     "c10d (or static): node 0 hosts the store (default);\netcd: the rendezvous lives in etcd (docs/elastic.md)"},
+    {"--rdzv-endpoint", NULL, "HOST:PORT[,...]", RUN, K_DIR, 0, 0, RO(rdzv_endpoint),
+     "etcd: its members; c10d: as --rdzv"},
     {"--rdzv-last-call", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(last_call_s),
      "elastic: once MIN nodes joined, wait SEC for more (5)"},
     {"--grace", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(grace_s),
@@ -81,8 +84,6 @@ static const struct flag flags[] = {
      "topology (see `baton topo`); gpu also sets\n"
      "CUDA_VISIBLE_DEVICES (default none)"},
     /* torchrun's own flags (launcher/run_torch.c; docs/pytorch.md has the table) */
-    {"--rdzv-backend", NULL, "NAME", RUN, K_DIR, 0, 0, RO(torch.rdzv_backend),
-     "static|c10d: baton's store (torchrun's spelling)"},
     {"--rdzv-id", NULL, "ID", RUN, K_DIR, 0, 0, RO(torch.rdzv_id),
      "the job's id (TORCHELASTIC_RUN_ID, BATON_JOB_ID)"},
     {"--standalone", NULL, NULL, RUN, K_ON, 0, 0, RO(torch.standalone),

@@ -312,7 +312,7 @@ static int elastic_setup(struct bt__run *r, int ranked)
     const struct bt__spec *s = &r->spec;
     const char *tmp = getenv("TMPDIR");
     r->node_id = s->node_rank;
-    if (!ranked || !s->elastic || s->nnodes_min >= s->nnodes_max)
+    if (!ranked || ((!s->elastic || s->nnodes_min >= s->nnodes_max) && !r->etcd))
         return 0;
     if (s->node_rank < 0)
         return usage_error("--nnodes %d:%d needs --node-rank R: the node's identity (node 0 "
@@ -320,6 +320,8 @@ static int elastic_setup(struct bt__run *r, int ranked)
                            s->nnodes_min, s->nnodes_max);
     r->elastic = 1;
     r->expect = s->nnodes_max;
+    if (!s->nnodes_min)
+        r->spec.nnodes_min = r->spec.nnodes_max = s->nnodes; /* etcd, N nodes: N:N */
     snprintf(r->elastic_file, sizeof(r->elastic_file), "%s/baton-elastic-%d",
              tmp && *tmp ? tmp : "/tmp", (int)getpid());
     BT_INFO(LAUNCH, "elastic: %d..%d nodes, last call %g s, workers' file %s", s->nnodes_min,
@@ -327,9 +329,35 @@ static int elastic_setup(struct bt__run *r, int ranked)
     return 0;
 }
 
+/* --rdzv-backend and --rdzv-endpoint, before the spec is detected. */
+static int backend_flags(struct bt__run *r)
+{
+    struct bt__run_opts *o = &r->o;
+    const char *b = o->rdzv_backend ? o->rdzv_backend : "c10d";
+    char first[BT_SPEC_HOST_MAX + 8];
+    r->etcd = !strcmp(b, "etcd");
+    if (!r->etcd && strcmp(b, "c10d") && strcmp(b, "static"))
+        return usage_error("--rdzv-backend '%s': want c10d (node 0 hosts the store) or etcd", b);
+    if (r->etcd && !o->rdzv_endpoint)
+        return usage_error("--rdzv-backend etcd needs --rdzv-endpoint HOST:PORT[,HOST:PORT...] "
+                           "(the etcd members' client URLs)");
+    if (!o->rdzv_endpoint || o->flags.rdzv)
+        return 0;
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(o->rdzv_endpoint, ","), o->rdzv_endpoint);
+    if (!r->etcd && strcmp(first, o->rdzv_endpoint))
+        return usage_error("--rdzv-endpoint '%s': the c10d backend takes one HOST:PORT",
+                           o->rdzv_endpoint);
+    static char ep[BT_SPEC_HOST_MAX + 8]; /* the spec's --rdzv: the first member's host */
+    snprintf(ep, sizeof(ep), "%s", first);
+    o->flags.rdzv = ep;
+    return 0;
+}
+
 static int setup(struct bt__run *r)
 {
     struct bt__err err = {0};
+    if (backend_flags(r) != 0)
+        return 2;
     int rc = bt__run_torch_flags(&r->o, gpu_count());
     if (rc)
         return rc;

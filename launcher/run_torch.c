@@ -6,7 +6,7 @@
  *   - torchrun's flags (rows of launcher/flags.c) mapped before and after the spec is
  *     detected: --standalone (one node, a random run id), --master-addr/--master-port (the
  *     workers' MASTER_ADDR/MASTER_PORT; baton's store at the master port + 1 unless --rdzv
- *     says), --rdzv-id (the job id), --rdzv-backend static|c10d (baton's own store),
+ *     says), --rdzv-id (the job id) (--rdzv-backend and --rdzv-endpoint: run.c),
  *     --nproc-per-node gpu;
  *   - the program: a PROGRAM ending in .py, -m MODULE and --run-path run under the Python
  *     interpreter with -u, as torchrun runs them (PYTHON_EXEC, else python3 from PATH);
@@ -69,14 +69,6 @@ int bt__run_torch_flags(struct bt__run_opts *o, int ngpu)
 {
     struct bt__run_torch *t = &o->torch;
     static char rdzv[BT_SPEC_HOST_MAX + 8];
-    const char *be = t->rdzv_backend;
-    if (be && strcmp(be, "static") && strcmp(be, "c10d")) {
-        char m[256];
-        snprintf(m, sizeof(m),
-                 "--rdzv-backend '%s': want static or c10d (both mean baton's own store)%s", be,
-                 strncmp(be, "etcd", 4) ? "" : "; etcd is not in this build");
-        return usage(m);
-    }
     if (o->flags.nproc_per_node == BT_FLAGS_NPROC_GPU) {
         if (ngpu < 1)
             return usage("--nproc-per-node gpu: no GPU on this node (torchrun: \"Cuda is not "
