@@ -55,10 +55,10 @@
 
 /* torchrun's flags (run_torch.c) and what baton derives from them. */
 struct bt__run_torch {
-    const char *rdzv_id, *master_addr, *role; /* NULL: not given */
-    int master_port;                                         /* 0: not given */
-    int standalone, module, no_python, run_path;             /* 1: given */
-    char run_id[128];      /* TORCHELASTIC_RUN_ID; "" means the job id */
+    const char *rdzv_id, *master_addr, *role;    /* NULL: not given */
+    int master_port;                             /* 0: not given */
+    int standalone, module, no_python, run_path; /* 1: given */
+    char run_id[128];                            /* TORCHELASTIC_RUN_ID; "" means the job id */
     char errdir[PATH_MAX]; /* TORCHELASTIC_ERROR_FILE's base folder, "" before it exists */
     int errdir_temp;       /* 1: baton made errdir (mkdtemp) and removes it at exit */
     char **argv_owned;     /* the python argv built for a .py PROGRAM, or NULL */
