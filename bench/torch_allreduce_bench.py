@@ -77,7 +77,7 @@ def main():
             for name in groups:
                 med = statistics.median(times[name])
                 busbw = size / med * 2 * (n - 1) / n / 1e9
-                print("%12d %10d  %-6s %12.1f %22s %8.2f GB/s %5d" % (
+                print("%12d %10d  %-6s %12.1f %22s %8.3f GB/s %5d" % (
                     size, count, name, med * 1e6,
                     "%.1f-%.1f" % (min(times[name]) * 1e6, max(times[name]) * 1e6), busbw,
                     wrong[name]), flush=True)

@@ -24,11 +24,13 @@ baton=$build/baton
 echo "== all_reduce through torch.distributed, 2 ranks (median of $rounds interleaved rounds)"
 "$baton" run -n 2 --no-tag-output "$here/torch_allreduce_bench.py" -b 4K -e 256M --rounds "$rounds" |
     tee /tmp/torch_compare.$$.ar
-awk '$3 == "baton" || $3 == "gloo" { t[$1, $3] = $4; bw[$1, $3] = $6 }
+awk '$3 == "baton" || $3 == "gloo" { t[$1, $3] = $4 }
      END {
-       for (s = 4096; s <= 268435456; s *= 4) if (t[s, "gloo"] > 0)
-         printf "%12d B: baton/gloo time %.3fx, busbw %.2fx\n", s, t[s, "baton"] / t[s, "gloo"],
-                bw[s, "gloo"] > 0 ? bw[s, "baton"] / bw[s, "gloo"] : 0 }' /tmp/torch_compare.$$.ar
+       for (s = 4096; s <= 268435456; s *= 4) {
+         k = sprintf("%d", s)
+         if (t[k, "gloo"] > 0)
+           printf "%12s B: baton/gloo time %.3fx, busbw %.2fx\n", k, t[k, "baton"] / t[k, "gloo"],
+                  t[k, "gloo"] / t[k, "baton"] } }' /tmp/torch_compare.$$.ar
 rm -f /tmp/torch_compare.$$.ar
 
 echo "== DDP CNN (bench/torch_mnist_cnn.py, $steps steps, batch 32 per rank), $repeats x (baton, gloo)"
@@ -46,4 +48,4 @@ done
 read -r bm blo bhi < <(printf '%s\n' "${b[@]}" | stats)
 read -r gm glo ghi < <(printf '%s\n' "${g[@]}" | stats)
 printf 'DDP images/s, median (min-max): baton %s (%s-%s), gloo %s (%s-%s), ratio %s\n' \
-    "$bm" "$blo" "$bhi" "$gm" "$glo" "$ghi" "$(awk -v a="$bm" -v b="$gm" 'BEGIN { printf "%.2fx", b > 0 ? a / b : 0 }')"
+    "$bm" "$blo" "$bhi" "$gm" "$glo" "$ghi" "$(awk -v a="$bm" -v b="$gm" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }')"

@@ -14,7 +14,8 @@
 // RuntimeError; an error libbaton returns at issue (bad arguments, a communicator that already
 // failed: errors are sticky) is raised by the call itself. Work::wait spins a few microseconds
 // on the completion flag before it blocks, so a small synchronous collective does not pay for a
-// condition-variable wake-up.
+// condition-variable wake-up; and a Work still queued when the caller waits for it is waited
+// for on the caller's thread (the waiter thread is not woken for a synchronous call).
 //
 // Tensors: CPU, dense, one tensor per call (the multi-device lists of old APIs are refused);
 // the tensors (or the contiguous copies made of them) are held until the request completes;
@@ -58,6 +59,9 @@ class BatonWork : public c10d::Work {
 
     bool wait(std::chrono::milliseconds timeout) override
     {
+        // Still queued for the waiter thread: wait for it here instead (no thread wake-up).
+        if (!isCompleted() && help_)
+            help_();
         // A short spin: a small collective often finishes within it.
         auto until = Clock::now() + std::chrono::microseconds(spin_us());
         while (!isCompleted() && Clock::now() < until)
@@ -90,6 +94,7 @@ class BatonWork : public c10d::Work {
     }
 
     std::string what_;
+    std::function<bool()> help_; // runs this work's wait on the caller's thread if not yet taken
 
   private:
     static long spin_us()
@@ -478,10 +483,44 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         int rc = issue(&req);
         if (rc != BT_OK)
             throw std::runtime_error(story(rc, w->what_, bt_last_error(comm_)));
+        BatonWork *raw = w.get();
+        w->help_ = [this, raw] { return help(raw); };
         q_.push_back(Job{w, req, std::move(after)});
         lock.unlock();
         qcv_.notify_one();
         return w;
+    }
+
+    // Waits for j's request, finishes its outputs and completes its Work.
+    void finish_job(Job &j)
+    {
+        std::exception_ptr e;
+        int rc = bt_wait(j.req);
+        try {
+            if (rc != BT_OK)
+                throw std::runtime_error(story(rc, j.work->what_, bt_request_error(j.req)));
+            j.after();
+        } catch (...) {
+            e = std::current_exception();
+        }
+        bt_request_free(j.req);
+        j.work->complete(e);
+    }
+
+    // Work::wait of w, when w is the next job the waiter would take: the caller takes it
+    // (requests complete in issue order, so the waiter's earlier one is done first anyway).
+    bool help(BatonWork *w)
+    {
+        Job j;
+        {
+            std::lock_guard<std::mutex> lock(qmu_);
+            if (q_.empty() || q_.front().work.get() != w)
+                return false;
+            j = std::move(q_.front());
+            q_.pop_front();
+        }
+        finish_job(j);
+        return true;
     }
 
     void loop()
@@ -496,17 +535,7 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
                 j = std::move(q_.front());
                 q_.pop_front();
             }
-            std::exception_ptr e;
-            int rc = bt_wait(j.req);
-            try {
-                if (rc != BT_OK)
-                    throw std::runtime_error(story(rc, j.work->what_, bt_request_error(j.req)));
-                j.after();
-            } catch (...) {
-                e = std::current_exception();
-            }
-            bt_request_free(j.req);
-            j.work->complete(e);
+            finish_job(j);
         }
     }
 

@@ -31,6 +31,20 @@ for plug in "$BATON_BUILD"/plugins/libbaton-*.so; do
     [ -f "$plug" ] || continue
     t_check "installed plugin lib/baton/$(basename "$plug")" test -s "$P/lib/baton/$(basename "$plug")"
 done
+pyver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+pydir=$P/lib/python$pyver/dist-packages
+t_check "the baton Python package is installed in PREFIX/lib/python$pyver/dist-packages" \
+    test -s "$pydir/baton/__init__.py"
+PYTHONPATH=$pydir /usr/bin/python3 -c 'import baton; assert baton.size() == 1' >"$T_TMP/py.log" 2>&1
+t_expect_eq "the installed package loads the installed libbaton.so" "$?" 0
+if [ -f "$BATON_BUILD/python/baton/_torch.so" ]; then
+    PYTHONPATH=$pydir "$P/bin/baton" run -n 2 -- /usr/bin/python3 -c \
+        'import torch, torch.distributed as d, baton.torch; d.init_process_group("baton"); t = torch.ones(2); d.all_reduce(t); assert t.tolist() == [2.0, 2.0]' \
+        >"$T_TMP/pyt.log" 2>&1
+    t_expect_eq "import baton.torch from the installed package: an allreduce on 2 ranks" "$?" 0
+    t_check "... with the installed extension, linked to the installed libbaton.so" \
+        sh -c "ldd '$pydir/baton/_torch.so' | grep -q '$P/lib/python$pyver/dist-packages/baton/../../../libbaton.so\|$P/lib/libbaton.so'"
+fi
 if [ -f "$BATON_BUILD/plugins/libbaton-cuda.so" ]; then
     BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT "$P/bin/baton" run -n 1 -- "$T_TMP/hello" \
         >"$T_TMP/plug.log" 2>&1

@@ -67,4 +67,14 @@ for r in 0 2; do
     t_check "... within the timeout (${s:-?} s < 10 s)" awk -v s="${s:-99}" 'BEGIN { exit !(s < 10) }'
 done
 t_grep "the job's report names the killed rank" '^baton: job failed: rank 1 .*was killed by SIGKILL' "$T_TMP/kill.out"
+
+# A rank that hangs (SIGSTOP) mid-step: the others raise a timeout naming it after BATON_TIMEOUT.
+BATON_TIMEOUT=4 "$BATON" run -n 3 --grace 2 "$P/torch_kill.py" stop >"$T_TMP/stop.out" 2>&1
+for r in 0 2; do
+    t_grep "rank $r gets a timeout exception naming the stopped rank 1" \
+        "^\[$r\] rank $r step 5: RuntimeError after [0-9.]+ s: baton: allreduce .*timed out.*waiting for rank\(s\) 1 " "$T_TMP/stop.out"
+    s=$(sed -n "s/^\[$r\] rank $r step 5: RuntimeError after \([0-9.]*\) s.*/\1/p" "$T_TMP/stop.out")
+    t_check "... after the timeout and before twice it (${s:-?} s, BATON_TIMEOUT=4)" \
+        awk -v s="${s:-99}" 'BEGIN { exit !(s >= 3.5 && s < 8) }'
+done
 t_done

@@ -100,7 +100,8 @@ sed -i "1i #!$PY" "$T_TMP/exe.py" && chmod +x "$T_TMP/exe.py"
 t_grep "--no-python runs the .py itself" '^\[0\] ENV .*"argv": \["z"\]' "$T_TMP/np.out"
 
 # @record: each rank's exception in its own error file; the report quotes the first failure's.
-"$BATON" run -n 2 --log-dir "$T_TMP/logs" "$P/torch_record.py" >"$T_TMP/rec.out" 2>"$T_TMP/rec.err"
+mkdir -p "$T_TMP/sync"
+RECORD_SYNC=$T_TMP/sync "$BATON" run -n 2 --log-dir "$T_TMP/logs" "$P/torch_record.py" >"$T_TMP/rec.out" 2>"$T_TMP/rec.err"
 t_expect_eq "@record script: the job fails with rank 1's code" "$?" 1
 for r in 0 1; do
     f=$T_TMP/logs/torchelastic/attempt_0/$r/error.json

@@ -1,6 +1,7 @@
-# torch_kill.py: rank 1 is SIGKILLed in the middle of a training step; every other rank must get
-# a Python exception naming rank 1 within the timeout (t_torch.sh). SIGTERM (baton run's teardown
-# after the kill) is noted and ignored, so the exception, not the signal, ends the rank.
+# torch_kill.py [kill|stop]: rank 1 is SIGKILLed (kill) or SIGSTOPped (stop: it hangs) in the
+# middle of a training step; every other rank must get a Python exception naming rank 1 within
+# the timeout (t_torch.sh). SIGTERM (baton run's teardown after the kill) is noted and ignored,
+# so the exception, not the signal, ends the rank.
 import os
 import signal
 import sys
@@ -14,10 +15,11 @@ import baton.torch  # noqa: F401
 signal.signal(signal.SIGTERM, lambda *a: None)
 dist.init_process_group("baton")
 rank = dist.get_rank()
+sig = signal.SIGSTOP if sys.argv[1:] == ["stop"] else signal.SIGKILL
 t = torch.ones(1 << 16)
 for step in range(1000):
     if rank == 1 and step == 5:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), sig)
     t0 = time.monotonic()
     try:
         works = [dist.all_reduce(t, async_op=True) for _ in range(3)]
