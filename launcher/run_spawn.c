@@ -49,8 +49,15 @@ static const char *const set_names[] = {
     "MASTER_PORT",
     "TF_CONFIG",
     "BATON_LAUNCHER_PID",
-    "BATON_ERROR_FILE",
+    "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_RESTART_COUNT",
+    "TORCHELASTIC_MAX_RESTARTS",
+    "TORCHELASTIC_USE_AGENT_STORE",
     "TORCHELASTIC_ERROR_FILE",
+    "BATON_ERROR_FILE",
+    "ROLE_NAME",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
 };
 #define NSET (sizeof(set_names) / sizeof(set_names[0]))
 
@@ -102,7 +109,7 @@ int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *
     return rc;
 }
 
-#define NVARS (NSET + 9) /* room for every name worker_vars may set */
+#define NVARS (NSET + 17) /* room for every name worker_vars may set */
 
 /* A parameter server's env: not a rank; BATON_RDZV that every node can reach. Like a worker,
  * it gets the worker token (its store keys are ps/...; its clients are workers). */
@@ -145,8 +152,7 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     if (w->flight_fd >= 0)
         ADD("BATON_FLIGHT_FD=%d", w->flight_fd);
     if (w->errfile[0]) {
-        ADD("BATON_ERROR_FILE=%s", w->errfile);
-        ADD("TORCHELASTIC_ERROR_FILE=%s", w->errfile);
+        ADD("BATON_ERROR_FILE=%s", w->errfile); /* TORCHELASTIC_ERROR_FILE: run_torch.c */
     }
     if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR)
         goto tf; /* not a rank: no rank variables, so bt_init does not take it for one */
@@ -169,6 +175,9 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     if (r->elastic_file[0])
         ADD("BATON_ELASTIC_FILE=%s", r->elastic_file);
     int nb = bt__run_bind_vars(r, w, v + n);
+    ok &= nb >= 0;
+    n += nb > 0 ? nb : 0;
+    nb = bt__run_torch_vars(r, w, v + n);
     ok &= nb >= 0;
     n += nb > 0 ? nb : 0;
 tf:

@@ -10,6 +10,9 @@
  *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
  *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
  *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
+ *   --requests K   each iteration issues K bt_iallreduce (slices of the buffer), all
+ *                  outstanding at once, then waits on each; a failed wait prints
+ *                  "rank R: request K failed after S s: <its bt_request_error>"
  *
  * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
  * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
@@ -33,6 +36,7 @@ struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
     int slow_rank, slow_ms, bad_rank, bad_at;
     double linger;
+    int requests; /* > 0: each iteration is that many bt_iallreduce requests, then waits */
     size_t count;
     double deadline;
 };
@@ -77,6 +81,34 @@ static int check_small(bt_comm *c, int rank, int size)
     return bt_barrier(c) == BT_OK ? 0 : -1;
 }
 
+/* One iteration as o->requests nonblocking allreduces of slices of buf, all outstanding,
+ * then a wait on each: every failed wait prints its own line, naming what its request saw. */
+static int requests(bt_comm *c, const struct opts *o, float *buf, int rank, double t_die)
+{
+    bt_request *req[16] = {0};
+    size_t per = o->count / (size_t)o->requests;
+    int rc = 0, k;
+    for (k = 0; k < o->requests; k++)
+        if (bt_iallreduce(c, buf + (size_t)k * per, buf + (size_t)k * per, per, BT_FLOAT32, BT_SUM,
+                          &req[k]) != BT_OK)
+            break;
+    for (int i = 0; i < o->requests; i++) {
+        if (i >= k) {
+            printf("rank %d: request %d not issued after %.2f s\n", rank, i,
+                   t_die > 0 ? now_s() - t_die : 0.0);
+            rc = -1;
+            continue;
+        }
+        if (bt_wait(req[i]) != BT_OK) {
+            printf("rank %d: request %d failed after %.2f s: %s\n", rank, i,
+                   t_die > 0 ? now_s() - t_die : 0.0, bt_request_error(req[i]));
+            rc = -1;
+        }
+        bt_request_free(req[i]);
+    }
+    return rc;
+}
+
 static int worker(const struct opts *o)
 {
     bt_comm *c = NULL;
@@ -110,7 +142,10 @@ static int worker(const struct opts *o)
         }
         size_t n = rank == o->bad_rank && it == o->bad_at && o->count > 24 ? o->count - 24
                                                                            : o->count;
-        rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+        if (o->requests > 0)
+            rc = requests(c, o, buf, rank, t_die);
+        else
+            rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
     }
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
@@ -224,7 +259,7 @@ static int usage(const char *why)
             "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
             "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] [--linger SEC] "
-            "[--deadline SEC]\n",
+            "[--requests K] [--deadline SEC]\n",
             why);
     return 2;
 }
@@ -259,6 +294,8 @@ int main(int argc, char **argv)
             o.die_rank = atoi(v);
         else if (!strcmp(a, "--die-at"))
             o.die_at = atoi(v);
+        else if (!strcmp(a, "--requests"))
+            o.requests = atoi(v);
         else if (!strcmp(a, "--deadline"))
             o.deadline = atof(v);
         else if (!strcmp(a, "--linger"))
@@ -276,6 +313,8 @@ int main(int argc, char **argv)
         else
             return usage("unknown option");
     }
+    if (o.requests < 0 || o.requests > 16)
+        return usage("--requests takes 0..16");
     if (o.fork_n > 0) {
         if (o.nnodes < 1 || o.fork_n % o.nnodes)
             return usage("--fork N must be a multiple of --nnodes");
