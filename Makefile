@@ -259,6 +259,12 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBA) $(LAUNCHER_LIB)
 	$(call say,LD,$@)$(CC) $(CFLAGS_ALL) $(HWLOC_CFLAGS) -o $@ $< $(LAUNCHER_LIB) $(LIBA) -lcmocka \
 	  $(LDLIBS_ALL) $(HWLOC_LIBS) $(LDFLAGS)
 
+# The collective simulator records the reductions the algorithms do themselves (rd.c).
+$(BUILD)/tests/progs/collsim: tests/progs/collsim.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(CFLAGS_ALL) -Wl,--wrap=bt__reduce2 -o $@ $< $(LIBA) $(LDLIBS_ALL) \
+	  $(LDFLAGS)
+
 $(BUILD)/tests/progs/%: tests/progs/%.c $(LIBA)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(LINK_PROG)
@@ -294,8 +300,7 @@ fuzz: fuzz-build
 DEB_PKGS := gcc make pkg-config libyaml-dev libhwloc-dev libssl-dev zlib1g-dev libcmocka-dev \
             openmpi-bin libopenmpi-dev dataset-fashion-mnist python3-jsonschema python3-yaml \
             python3-torch iproute2 procps clang-format clang libclang-rt-dev \
-            etcd-server libcurl4-openssl-dev libcjson-dev \
-            python3-prometheus-client curl
+            etcd-server libcurl4-openssl-dev libcjson-dev python3-prometheus-client curl
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q '^install ok installed' || echo $$p; done); \

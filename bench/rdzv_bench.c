@@ -11,12 +11,19 @@
  * clients are in their handshake at once (default 1024; the listen backlog holds 4096), the
  * way a real launcher would pace itself.
  *
+ * --per-node K puts a node relay (rendezvous/relay.c, what every node's launcher runs) in front
+ * of the store for every K clients, as `baton run -n K` on each node would: the clients dial
+ * their relay's Unix socket, the relays hold one store connection each, and the store and the
+ * relays run in a forked child, which prints the most connections the store held.
+ *
  * Without --addr the store runs in this process on a thread; when the open-file hard limit
  * cannot hold both ends of N connections (2N descriptors) it runs in a forked child instead.
  * Without --clients it sweeps 128, 1024, 4096 and 10000 clients. After each round one
  * ordinary client checks the counter and the last address, so a wrong store fails the run.
  */
 #include <errno.h>
+#include <poll.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <netdb.h>
@@ -63,9 +71,12 @@ struct round {
     uint8_t key[32];
     struct addrinfo *ai;
     char prefix[32];
+    int per_node; /* > 0: clients dial their node's relay (relay_addr[id / per_node]) */
+    char **relay_addr;
 };
 
 static pid_t store_child = -1; /* the forked store, if any */
+static int srv_port;           /* the store's port (--per-node's child dials it) */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -130,12 +141,23 @@ static void sim_request(struct round *r, struct sim *s, uint8_t cmd, const char 
 
 static void sim_start(struct round *r, struct sim *s)
 {
-    s->fd = socket(r->ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    const struct sockaddr *sa = r->ai->ai_addr;
+    socklen_t salen = r->ai->ai_addrlen;
+    if (r->per_node) { /* "@name": an abstract Unix socket */
+        const char *a = r->relay_addr[s->id / r->per_node];
+        size_t n = strlen(a);
+        memcpy(un.sun_path, a, n);
+        un.sun_path[0] = '\0';
+        sa = (const struct sockaddr *)&un;
+        salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    }
+    s->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->fd < 0)
         die("socket: %s (client %d; raise ulimit -n)", strerror(errno), s->id);
     r->inflight++;
     s->state = ST_CONNECT;
-    if (connect(s->fd, r->ai->ai_addr, r->ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+    if (connect(s->fd, sa, salen) != 0 && errno != EINPROGRESS && errno != EAGAIN) {
         sim_fail(r, s, strerror(errno));
         return;
     }
@@ -307,9 +329,9 @@ static void verify(const char *host, int port, const char *token, const struct r
 }
 
 static double run_round(const char *host, int port, const char *token, int n, int window,
-                        int round_no)
+                        int round_no, int per_node, char **relay_addr)
 {
-    struct round r = {.n = n, .window = window};
+    struct round r = {.n = n, .window = window, .per_node = per_node, .relay_addr = relay_addr};
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     char ps[16];
     snprintf(ps, sizeof(ps), "%d", port);
@@ -343,6 +365,72 @@ static double run_round(const char *host, int port, const char *token, int n, in
     return took;
 }
 
+/* --per-node K: a child process holds the store (on a thread) and one relay per node of K
+ * clients (rendezvous/relay.c, each on its thread, as each node's launcher would), sends the
+ * relays' addresses up the pipe, and counts the store's connections until the parent writes
+ * to ctl; then it prints the most it saw and exits. */
+static void relay_child(struct bt__store_server *srv, const char *token, int nodes, int up, int ctl)
+{
+    if (bt__store_server_start(srv) != BT_OK)
+        _exit(1);
+    struct bt__store_relay **rl = calloc((size_t)nodes, sizeof(*rl));
+    for (int i = 0; i < nodes; i++) {
+        struct bt__err err = {0};
+        if (!rl || bt__store_relay_create("127.0.0.1", srv_port, token, &rl[i], &err) != BT_OK) {
+            fprintf(stderr, "rdzv_bench: relay %d: %s\n", i, err.msg);
+            _exit(1);
+        }
+        dprintf(up, "%s\n", bt__store_relay_address(rl[i]));
+    }
+    close(up);
+    int most = 0;
+    struct pollfd pf = {.fd = ctl, .events = POLLIN};
+    while (poll(&pf, 1, 5) == 0) {
+        int n = bt__store_server_nclients(srv);
+        most = n > most ? n : most;
+    }
+    printf("rdzv_bench: the store held at most %d connections for %d nodes; store thread CPU "
+           "%.3f s\n",
+           most, nodes, bt__store_server_cpu_s(srv));
+    fflush(stdout);
+    for (int i = 0; i < nodes; i++)
+        bt__store_relay_destroy(rl[i]);
+    bt__store_server_destroy(srv);
+    _exit(0);
+}
+
+/* Starts relay_child; returns the relays' addresses; *ctl is the pipe that ends it. */
+static char **start_relays(struct bt__store_server *srv, const char *token, int nodes, int *ctl)
+{
+    int up[2], down[2];
+    if (pipe(up) != 0 || pipe(down) != 0)
+        die("pipe: %s", strerror(errno));
+    fflush(stdout);
+    store_child = fork();
+    if (store_child < 0)
+        die("fork: %s", strerror(errno));
+    if (store_child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(up[0]);
+        close(down[1]);
+        relay_child(srv, token, nodes, up[1], down[0]);
+    }
+    close(up[1]);
+    close(down[0]);
+    *ctl = down[1];
+    char **addr = calloc((size_t)nodes, sizeof(*addr));
+    FILE *f = fdopen(up[0], "r");
+    char line[128];
+    for (int i = 0; i < nodes; i++) {
+        if (!addr || !f || !fgets(line, sizeof(line), f))
+            die("the relay process did not start %d relays", nodes);
+        line[strcspn(line, "\n")] = '\0';
+        addr[i] = strdup(line);
+    }
+    fclose(f);
+    return addr;
+}
+
 static rlim_t raise_nofile(void)
 {
     struct rlimit rl;
@@ -355,6 +443,8 @@ static rlim_t raise_nofile(void)
 int main(int argc, char **argv)
 {
     int sweep[] = {128, 1024, 4096, 10000}, nsweep = 4, one = 0, window = 1024, port = 0;
+    int per_node = 0, ctl = -1;
+    char **relay_addr = NULL;
     char host[256] = "127.0.0.1";
     const char *token = bt__env_str("BATON_TOKEN", "rdzv-bench-token");
     for (int i = 1; i < argc; i++) {
@@ -370,10 +460,13 @@ int main(int argc, char **argv)
             ;
         else if (!strcmp(argv[i], "--token") && i + 1 < argc)
             token = argv[++i];
+        else if (!strcmp(argv[i], "--per-node") && i + 1 < argc && !bt__parse_int(argv[++i], &v) &&
+                 v > 0 && v <= 4096)
+            per_node = (int)v;
         else {
             fprintf(stderr,
                     "usage: rdzv_bench [--clients N] [--addr HOST:PORT] [--token T] "
-                    "[--window W]\n(bad or unknown argument '%s')\n",
+                    "[--window W] [--per-node K]\n(bad or unknown argument '%s')\n",
                     argv[i]);
             return 2;
         }
@@ -385,11 +478,22 @@ int main(int argc, char **argv)
     int maxn = sweep[nsweep - 1];
     rlim_t lim = raise_nofile();
     struct bt__store_server *srv = NULL;
+    if (per_node && (port != 0 || nsweep != 1))
+        die("--per-node wants --clients N and no --addr (it starts the store and the relays)");
     if (port == 0) {
         struct bt__err err = {0};
         if (bt__store_server_create("127.0.0.1", 0, token, &srv, &port, &err) != BT_OK)
             die("%s", err.msg);
-        if ((rlim_t)(2 * maxn + 64) > lim) {
+        srv_port = port;
+        if (per_node) {
+            int nodes = (maxn + per_node - 1) / per_node;
+            relay_addr = start_relays(srv, token, nodes, &ctl);
+            printf("rdzv_bench: %d clients through %d relays of %d (one per node), store and "
+                   "relays in a child process\n",
+                   maxn, nodes, per_node);
+            bt__store_server_destroy(srv);
+            srv = NULL;
+        } else if ((rlim_t)(2 * maxn + 64) > lim) {
             printf("rdzv_bench: store in a child process (open-file limit %llu < 2 x %d)\n",
                    (unsigned long long)lim, maxn);
             fflush(stdout);
@@ -412,14 +516,21 @@ int main(int argc, char **argv)
         die("open-file limit %llu is too low for %d clients", (unsigned long long)lim, maxn);
     }
     for (int i = 0; i < nsweep; i++) {
-        double t = run_round(host, port, token, sweep[i], window, i);
+        double t = run_round(host, port, token, sweep[i], window, i, per_node, relay_addr);
         printf("rdzv_bench: %d clients joined in %.3f s\n", sweep[i], t);
         fflush(stdout);
     }
     bt__store_server_destroy(srv);
-    if (store_child > 0) {
-        kill(store_child, SIGTERM);
+    if (ctl >= 0) { /* the relay child reports and exits */
+        close(ctl);
         waitpid(store_child, NULL, 0);
+    } else if (store_child > 0) {
+        struct rusage ru;
+        kill(store_child, SIGTERM);
+        if (wait4(store_child, NULL, 0, &ru) == store_child)
+            printf("rdzv_bench: store process CPU %.3f s\n",
+                   (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+                       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6);
     }
     return 0;
 }

@@ -17,7 +17,8 @@
  * once at the end. BT_AVG is a sum followed by one division by the world size (integers:
  * the wrapped sum divided with truncation toward zero).
  *
- * Algorithm thresholds (allreduce over TCP, auto), from `BATON_ALGO=X baton run -n 4 --
+ * Which algorithm runs is choose.c's: the cost model's cheapest (algo/cost.h) by default.
+ * The earlier thresholds (BATON_ALGO=thresholds), from `BATON_ALGO=X baton run -n 4 --
  * build/bench/allreduce_bench --backend tcp -b 4K -e 16M -f 4 -n 20 -w 5` on the quiet 2-core
  * development VM (4 ranks on 2 cores; per-op medians in µs, the faster of two runs):
  *              4K   16K   64K  256K    1M    4M    16M
@@ -37,10 +38,8 @@
 #include "collectives/progress.h"
 #include "collectives/reduce.h"
 #include "collectives/algo/algo.h"
+#include "collectives/algo/cost.h"
 #include "common/log.h"
-
-#define BT_RD_MAX_BYTES (64 * 1024)
-#define BT_RABENSEIFNER_MAX_BYTES (4 * 1024 * 1024)
 
 /* The checks of a call made in the calling thread: a live communicator without a sticky error. */
 static int begin(bt_comm *c, const char *name)
@@ -83,21 +82,12 @@ static struct bt__group world(bt_comm *c)
     return (struct bt__group){.n = c->size, .me = c->rank, .ranks = c->world_ranks};
 }
 
-static int pick_algo(bt_comm *c, size_t bytes)
-{
-    if (c->algo != BT_ALGO_AUTO)
-        return c->algo;
-    if (bytes <= BT_RD_MAX_BYTES)
-        return BT_ALGO_RD;
-    return bytes <= BT_RABENSEIFNER_MAX_BYTES ? BT_ALGO_RABENSEIFNER : BT_ALGO_RING;
-}
-
 static int run_algo(bt_comm *c, const struct bt__group *g, void *buf, size_t count, bt_dtype dt,
                     bt_op op)
 {
     if (g->n == 1 || count == 0)
         return BT_OK;
-    switch (pick_algo(c, count * bt_dtype_size(dt))) {
+    switch (bt__choose_allreduce(c, g->n, count * bt_dtype_size(dt))) {
     case BT_ALGO_RD: return bt__rd_allreduce(c, g, buf, count, dt, op);
     case BT_ALGO_RABENSEIFNER: return bt__rabenseifner_allreduce(c, g, buf, count, dt, op);
     default: return bt__ring_allreduce(c, g, buf, count, dt, op);
@@ -173,6 +163,30 @@ static int allreduce_impl(bt_comm *c, const void *send, void *recv, size_t count
 
 /* ---- the native path: one function per collective, arguments already checked ---- */
 
+/* A reduce over the TCP mesh by a binomial tree (algo/bcast.c): in a working copy (float32
+ * for the half types), divided and narrowed at the root only. */
+static int tree_reduce(bt_comm *c, const struct bt__call *a)
+{
+    bt_dtype dt = a->dtype, wdt = bt__is_half(dt) ? BT_FLOAT32 : dt;
+    size_t n = a->count, wes = bt_dtype_size(wdt);
+    int root = c->rank == a->root;
+    void *work = root && !bt__is_half(dt) ? a->recv : bt__scratch(c, 2, n * wes);
+    if (!work && n)
+        return c->err.code;
+    if (bt__is_half(dt))
+        bt__half_widen(dt, work, a->send, n);
+    else if (work != a->send && n)
+        memmove(work, a->send, n * wes);
+    struct bt__group g = world(c);
+    BT_CHECK(bt__tree_reduce(c, &g, work, n, wdt, a->op == BT_AVG ? BT_SUM : a->op, a->root));
+    if (!root)
+        return BT_OK;
+    bt__reduce_div(wdt, work, n, a->op == BT_AVG ? c->size : 1);
+    if (bt__is_half(dt))
+        bt__half_narrow(dt, a->recv, work, n);
+    return BT_OK;
+}
+
 static int native_reduce(bt_comm *c, const struct bt__call *a)
 {
     if (c->size > 1 && c->intra && !c->inter) {
@@ -185,6 +199,9 @@ static int native_reduce(bt_comm *c, const struct bt__call *a)
                                    .div = a->op == BT_AVG ? c->size : 1};
         return c->intra->reduce(c, &ca);
     }
+    if (c->size > 1 && !c->hierarchical &&
+        bt__choose_reduce(c, c->size, a->count * bt_dtype_size(a->dtype)) == BT_COST_TREE)
+        return tree_reduce(c, a);
     void *buf = a->recv;
     if (c->rank != a->root && !(buf = bt__scratch(c, 2, a->count * bt_dtype_size(a->dtype))) &&
         a->count)
@@ -269,7 +286,10 @@ static int native_broadcast(bt_comm *c, const struct bt__call *a)
         return c->intra->broadcast(c, &ca);
     }
     struct bt__group g = world(c);
-    return bt__tree_broadcast(c, &g, a->recv, a->count * bt_dtype_size(a->dtype), a->root);
+    size_t bytes = a->count * bt_dtype_size(a->dtype);
+    if (bt__choose_broadcast(c, g.n, bytes) == BT_COST_SCATTER_ALLGATHER)
+        return bt__scatter_allgather_broadcast(c, &g, a->recv, bytes, a->root);
+    return bt__tree_broadcast(c, &g, a->recv, bytes, a->root);
 }
 
 static int native_barrier(bt_comm *c)

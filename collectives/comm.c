@@ -296,8 +296,8 @@ static int connect_store(struct bt_comm *c, const struct bt__comm_cfg *g, struct
     if (!g->store_host)
         return bt__err_set(err, BT_ERR_INVALID_USAGE, "rank %d: no rendezvous store given",
                            g->rank);
-    int rc = bt__store_connect(g->store_host, g->store_port, g->token ? g->token : "", &o,
-                               &c->store, &e);
+    int rc = bt__store_connect_worker(g->store_host, g->store_port, g->token ? g->token : "", &o,
+                                      &c->store, &e);
     if (rc != BT_OK)
         return bt__err_set(err, rc, "rank %d: %s", g->rank, e.msg);
     return BT_OK;
@@ -388,7 +388,8 @@ static int inherit(struct bt_comm *c, const struct bt__comm_cfg *g, const char *
 int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err *err)
 {
     static const char *const tnames[] = {"auto", "shm", "tcp"};
-    static const char *const anames[] = {"auto", "ring", "rd", "rabenseifner"};
+    static const char *const anames[] = {
+        "auto", "ring", "rd", "rabenseifner", "thresholds", "tree", "scatter_allgather"};
     *out = NULL;
     int kind = 0, rc;
     BT_CHECK(check_cfg(g, err));
@@ -404,10 +405,11 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     BT_CHECK_GOTO(bt__backend_choice(&c->backend_choice, err), rc, fail);
     snprintf(c->prefix, sizeof(c->prefix), "w/%d/", c->generation);
     BT_CHECK_GOTO(inherit(c, g, tnames[kind], err), rc, fail);
-    BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 4,
+    BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 7,
                                &c->algo, err),
                   rc, fail);
     c->algo_req = anames[c->algo];
+    BT_CHECK_GOTO(bt__choose_init(err), rc, fail);
     if (!g->prefix)
         bt__log_set_rank(c->rank);
     if (c->size > 1) {

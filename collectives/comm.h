@@ -16,7 +16,16 @@
 #include "common/err.h"
 #include "rendezvous/store.h"
 
-enum bt__algo { BT_ALGO_AUTO = 0, BT_ALGO_RING, BT_ALGO_RD, BT_ALGO_RABENSEIFNER };
+/* BATON_ALGO (choose.c): auto is the cost model's choice, thresholds the earlier one by size. */
+enum bt__algo {
+    BT_ALGO_AUTO = 0,
+    BT_ALGO_RING,
+    BT_ALGO_RD,
+    BT_ALGO_RABENSEIFNER,
+    BT_ALGO_THRESHOLDS,
+    BT_ALGO_TREE,
+    BT_ALGO_SCATTER_ALLGATHER
+};
 enum bt__transport_kind { BT_TRANSPORT_AUTO = 0, BT_TRANSPORT_SHM, BT_TRANSPORT_TCP };
 
 /* What a communicator is made from. Strings are copied; zero/NULL fields take the env knob. */
@@ -29,7 +38,7 @@ struct bt__comm_cfg {
     int store_port;
     const char *token;     /* job token ("" allowed) */
     const char *transport; /* "auto" | "shm" | "tcp"; NULL: BATON_TRANSPORT */
-    const char *algo;      /* "auto" | "ring" | "rd" | "rabenseifner"; NULL: BATON_ALGO */
+    const char *algo;      /* a BATON_ALGO value (choose.c); NULL: BATON_ALGO */
     size_t shm_slot_bytes; /* bytes per shm slot buffer; 0: BATON_SHM_SLOT_BYTES */
     int nsocks;            /* sockets per TCP peer; 0: BATON_NSOCKS */
     size_t ring_seg_bytes; /* ring allreduce segment; 0: BT_RING_SEG_BYTES (tests shrink it) */
@@ -86,7 +95,7 @@ struct bt_comm {
     /* what sub-communicators inherit (split.c) */
     char *token;               /* the job token, for the child's store connection */
     const char *transport_req; /* "auto" | "shm" | "tcp" as chosen at creation */
-    const char *algo_req;      /* "auto" | "ring" | "rd" | "rabenseifner" */
+    const char *algo_req;      /* BATON_ALGO as given, which children inherit (comm.c's names) */
     size_t shm_slot_req;       /* cfg.shm_slot_bytes */
     int nsocks_req;            /* cfg.nsocks */
     int *world_of;             /* [size]: world rank of each rank; NULL: the identity */
@@ -117,6 +126,13 @@ int bt__comm_fail(struct bt_comm *c, int code, const char *fmt, ...)
 /* A scratch buffer of at least bytes (slot 0, 1 or 2), kept for later calls; NULL when out of
  * memory (the error is then set on c). */
 void *bt__scratch(struct bt_comm *c, int slot, size_t bytes);
+
+/* choose.c: the algorithm a collective over a group of n ranks runs for bytes. Loads
+ * BATON_TUNE_FILE once (bt__choose_init reports a bad one). */
+int bt__choose_init(struct bt__err *err);
+int bt__choose_allreduce(const struct bt_comm *c, int n, size_t bytes); /* enum bt__algo */
+int bt__choose_broadcast(const struct bt_comm *c, int n, size_t bytes); /* BT_COST_TREE, ... */
+int bt__choose_reduce(const struct bt_comm *c, int n, size_t bytes);    /* TREE or ALLREDUCE */
 
 /* ---- waiting for peers ----
  * Every loop that waits for a peer calls bt__wait_tick() at least every ~100 ms. It enforces

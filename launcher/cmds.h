@@ -17,6 +17,10 @@ const char *bt__cmd_k8s_usage(void);
 
 int bt__cmd_trace(int argc, char **argv); /* launcher/trace.c: analyse flight-recorder dumps */
 const char *bt__cmd_trace_usage(void);
+
+int bt__cmd_tune(int argc, char **argv); /* launcher/tune_cmd.c: measure the cost model */
+const char *bt__cmd_tune_usage(void);
+
 int bt__cmd_ps(int argc, char **argv); /* launcher/ps_cmd.c: run a parameter server */
 const char *bt__cmd_ps_usage(void);
 /* The parameter-server process (`baton ps`, `baton run` on a TF ps task): keeps large freed

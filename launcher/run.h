@@ -88,8 +88,8 @@ struct bt__run_opts {
     int nps;                   /* --ps N: parameter servers node 0 starts (0: none) */
     enum bt__bind bind;        /* --bind */
     const char *token_file;    /* --token-file: the job secret's file, or NULL */
-    int metrics_port;          /* --metrics-port: Prometheus /metrics (-1: off, 0: any port) */
     char **argv;               /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+    int metrics_port;          /* --metrics-port: Prometheus /metrics (-1: off, 0: any port) */
     struct bt__run_torch torch;
 };
 
@@ -192,9 +192,11 @@ struct bt__run {
     char rdzv_env[BT_SPEC_HOST_MAX + 16]; /* BATON_RDZV for this node's workers */
 
     /* rendezvous */
-    struct bt__store_server *srv; /* node 0 only */
-    struct bt__store *st;         /* main thread's connection; carries the last will */
-    struct bt__store *wst;        /* the watcher thread's connection */
+    struct bt__store_server *srv;  /* node 0 only */
+    struct bt__store *st;          /* main thread's connection; carries the last will */
+    struct bt__store *wst;         /* the watcher thread's connection */
+    struct bt__store_relay *relay; /* this node's workers reach the store through it (or NULL) */
+    char relay_for[BT_SPEC_HOST_MAX + 16]; /* the store host:port the relay dials */
     char store_host[BT_SPEC_HOST_MAX];
     int store_port;
     pthread_t watcher;
@@ -214,6 +216,7 @@ struct bt__run {
     struct bt__run_tree tree;
 
     /* failure forensics (run_forensics.c) */
+    char errdir[64];                    /* folder of the workers' error files, "" none */
     char *fails;                        /* this node's failure records of the generation */
     size_t fails_len, fails_cap;        /* bytes */
     char summary[BT_RUN_SUMMARY_MAX];   /* "baton: root cause: ..." lines, or "" */
@@ -397,6 +400,27 @@ void bt__run_watchdog_stop(struct bt__run *r);
 void bt__run_stall_scan(struct bt__run *r);
 int bt__run_stall_outcome(struct bt__run *r, const struct bt__worker *w, struct bt__outcome *o);
 
+/* run_torch.c. torch_flags: before the spec is detected (ngpu: GPUs on this node); returns 0
+ * or 2 after one line. torch_spec: after it (job id, master). torch_argv: a .py/-m PROGRAM
+ * under python; 0, 2 or 127 after one line. torch_errdir: the error files' folder.
+ * torch_generation: makes attempt_<g>/<local rank>/ for each worker. torch_vars: torchrun's
+ * env of one worker into v (at most 11, malloc'd); returns how many, or -1. torch_omp_note:
+ * logs OMP_NUM_THREADS=1 at INFO. torch_error_msg: the message a @record-decorated worker left
+ * in its error file, "" when none. torch_close: removes a temporary errdir. */
+int bt__run_torch_flags(struct bt__run_opts *o, int ngpu);
+void bt__run_torch_spec(struct bt__run *r);
+int bt__run_torch_argv(struct bt__run_opts *o);
+int bt__run_torch_errdir(struct bt__run *r, struct bt__err *err);
+int bt__run_torch_generation(struct bt__run *r, struct bt__err *err);
+int bt__run_torch_vars(const struct bt__run *r, const struct bt__worker *w, char **v);
+void bt__run_torch_omp_note(const struct bt__run *r);
+void bt__run_torch_error_msg(const struct bt__run *r, const struct bt__worker *w, char *out,
+                             size_t n);
+void bt__run_torch_close(struct bt__run *r);
+/* torchrun's error file of a local rank (<errdir>/attempt_<g>/<local rank>/error.json), which
+ * run_forensics.c gives the worker as BATON_ERROR_FILE and TORCHELASTIC_ERROR_FILE. */
+void bt__run_torch_error_path(const struct bt__run *r, int local_rank, char *out, size_t n);
+
 /* run_forensics.c. setup makes the error-file folder (a WARN when it cannot); spawn gives w
  * its error file; tail keeps a line of w's stderr; failed makes w's failure record (nothing
  * when baton's teardown ended it without a word); settle (after a failed generation) gathers
@@ -442,24 +466,6 @@ void bt__run_timeline_finish(struct bt__run *r);
  * bound is one WARN line, and the job runs without it); stop ends it. */
 void bt__run_metrics_start(struct bt__run *r);
 void bt__run_metrics_stop(struct bt__run *r);
-
-/* run_torch.c. torch_flags: before the spec is detected (ngpu: GPUs on this node); returns 0
- * or 2 after one line. torch_spec: after it (job id, master). torch_argv: a .py/-m PROGRAM
- * under python; 0, 2 or 127 after one line. torch_errdir: the error files' folder.
- * torch_generation: makes attempt_<g>/<local rank>/ for each worker. torch_vars: torchrun's
- * env of one worker into v (at most 11, malloc'd); returns how many, or -1. torch_omp_note:
- * logs OMP_NUM_THREADS=1 at INFO. torch_error_msg: the message a @record-decorated worker left
- * in its error file, "" when none. torch_close: removes a temporary errdir. */
-int bt__run_torch_flags(struct bt__run_opts *o, int ngpu);
-void bt__run_torch_spec(struct bt__run *r);
-int bt__run_torch_argv(struct bt__run_opts *o);
-int bt__run_torch_errdir(struct bt__run *r, struct bt__err *err);
-int bt__run_torch_generation(struct bt__run *r, struct bt__err *err);
-int bt__run_torch_vars(const struct bt__run *r, const struct bt__worker *w, char **v);
-void bt__run_torch_omp_note(const struct bt__run *r);
-void bt__run_torch_error_msg(const struct bt__run *r, const struct bt__worker *w, char *out,
-                             size_t n);
-void bt__run_torch_close(struct bt__run *r);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

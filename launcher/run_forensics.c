@@ -1,8 +1,7 @@
 /* run_forensics.c: the root cause of a failed job, in the failing program's own words.
  *
- * Every worker gets an error file (BATON_ERROR_FILE and TORCHELASTIC_ERROR_FILE, one path:
- * run_torch.c's <folder>/attempt_<g>/<local rank>/error.json, the folder --log-dir/torchelastic
- * or a temporary one). PyTorch's @record writes
+ * Every worker gets an error file (BATON_ERROR_FILE and TORCHELASTIC_ERROR_FILE, one path in a
+ * folder of this launcher's: /tmp/baton-<pid>-XXXXXX/rank.<R>.json). PyTorch's @record writes
  * its exception there (torchelastic's JSON: message, py_callstack, timestamp); a C program
  * writes it with bt_error_record(). run_output.c keeps the last lines of each worker's stderr.
  *
@@ -68,13 +67,31 @@ int64_t bt__run_wall_ns(void)
 
 int bt__run_forensics_setup(struct bt__run *r)
 {
-    (void)r; /* the folder is run_torch.c's (TORCHELASTIC_ERROR_FILE's), made at setup */
+    if (r->o.torch.errdir[0])
+        return 0; /* the ranks' files go where torchrun puts them (run_torch.c) */
+    snprintf(r->errdir, sizeof(r->errdir), "/tmp/baton-%d-XXXXXX", (int)getpid());
+    if (!mkdtemp(r->errdir)) {
+        fprintf(stderr,
+                "baton: WARN: cannot make a folder for the workers' error files (%s): %s; "
+                "failure summaries will show stderr only\n",
+                r->errdir, strerror(errno));
+        r->errdir[0] = '\0';
+    }
     return 0;
 }
 
 void bt__run_forensics_close(struct bt__run *r)
 {
-    free(r->fails); /* the error files go with run_torch.c's folder */
+    char path[PATH_MAX];
+    if (r->errdir[0]) {
+        for (int i = 0; r->w && i < r->nchild; i++)
+            if (r->w[i].errfile[0])
+                unlink(r->w[i].errfile);
+        snprintf(path, sizeof(path), "%s", r->errdir);
+        if (rmdir(path) != 0)
+            BT_INFO(LAUNCH, "removing %s: %s", path, strerror(errno));
+    }
+    free(r->fails);
     r->fails = NULL;
     r->fails_len = 0;
 }
@@ -84,12 +101,17 @@ void bt__run_forensics_spawn(struct bt__run *r, struct bt__worker *w)
     w->errfile[0] = '\0';
     w->tail_len = 0;
     w->end_ns = 0;
-    if (!r->o.torch.errdir[0] || w->ps_index >= 0)
+    if (r->o.torch.errdir[0] && w->ps_index < 0)
+        bt__run_torch_error_path(r, w->local_rank, w->errfile, sizeof(w->errfile));
+    else if (r->o.torch.errdir[0])
+        snprintf(w->errfile, sizeof(w->errfile), "%s/ps.%d.json", r->o.torch.errdir, w->ps_index);
+    else if (!r->errdir[0])
         return;
-    /* the path run_torch.c gives as TORCHELASTIC_ERROR_FILE (torchrun's layout), which
-     * bt__run_torch_generation made and cleared for this generation */
-    snprintf(w->errfile, sizeof(w->errfile), "%s/attempt_%d/%d/error.json", r->o.torch.errdir,
-             r->restart, w->local_rank);
+    else if (w->ps_index >= 0)
+        snprintf(w->errfile, sizeof(w->errfile), "%s/ps.%d.json", r->errdir, w->ps_index);
+    else
+        snprintf(w->errfile, sizeof(w->errfile), "%s/rank.%d.json", r->errdir, w->rank);
+    unlink(w->errfile); /* a previous generation's */
 }
 
 void bt__run_forensics_tail(struct bt__worker *w, const char *p, size_t n)

@@ -789,6 +789,10 @@ void bt__run_rdzv_close(struct bt__run *r, int final)
     bt__store_close(r->wst);
     bt__store_close(r->st);
     r->wst = r->st = NULL;
+    if (final) {
+        bt__store_relay_destroy(r->relay); /* before the store: its workers are gone */
+        r->relay = NULL;
+    }
     bt__store_server_destroy(r->srv);
     bt__store_server_destroy(r->wsrv);
     r->srv = r->wsrv = NULL;

@@ -22,7 +22,9 @@
 #include <unistd.h>
 
 #include "common/auth.h"
+#include "common/param.h"
 #include "launcher/run.h"
+#include "rendezvous/store.h"
 
 extern char **environ;
 
@@ -54,12 +56,15 @@ static const char *const set_names[] = {
     "TORCHELASTIC_MAX_RESTARTS",
     "TORCHELASTIC_USE_AGENT_STORE",
     "TORCHELASTIC_ERROR_FILE",
-    "BATON_ERROR_FILE",
     "ROLE_NAME",
     "ROLE_RANK",
     "ROLE_WORLD_SIZE",
+    "BATON_ERROR_FILE",
+    "BATON_RDZV_RELAY",
 };
 #define NSET (sizeof(set_names) / sizeof(set_names[0]))
+
+BT_PARAM_INT(relay_on, "BATON_RDZV_RELAY_ON", 1)
 
 static int is_set_name(const char *kv)
 {
@@ -145,6 +150,8 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
     ADD("BATON_ROLE=%s", bt__role_name(s->role));
     ADD("BATON_RDZV=%s", r->rdzv_env);
+    if (r->relay)
+        ADD("BATON_RDZV_RELAY=%s", bt__store_relay_address(r->relay));
     ADD("BATON_JOB_ID=%s", r->job_id);
     ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
@@ -152,7 +159,8 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     if (w->flight_fd >= 0)
         ADD("BATON_FLIGHT_FD=%d", w->flight_fd);
     if (w->errfile[0]) {
-        ADD("BATON_ERROR_FILE=%s", w->errfile); /* TORCHELASTIC_ERROR_FILE: run_torch.c */
+        ADD("BATON_ERROR_FILE=%s", w->errfile);
+        ADD("TORCHELASTIC_ERROR_FILE=%s", w->errfile);
     }
     if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR)
         goto tf; /* not a rank: no rank variables, so bt_init does not take it for one */
@@ -322,8 +330,26 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
 
 /* Children in order: the servers first (the workers look for them in the store), then the
  * workers. */
+/* The node's store relay (rendezvous/relay.c), unless BATON_RDZV_RELAY_ON=0: started before
+ * the first generation's workers, again when the store moved (an elastic job). */
+static void relay_ensure(struct bt__run *r)
+{
+    char want[sizeof(r->relay_for)];
+    snprintf(want, sizeof(want), "%.200s:%d", r->store_host, r->store_port);
+    if (!bt__param_relay_on() || (r->relay && !strcmp(want, r->relay_for)))
+        return;
+    bt__store_relay_destroy(r->relay);
+    r->relay = NULL;
+    struct bt__err e = {0};
+    if (bt__store_relay_create(r->store_host, r->store_port, r->token, &r->relay, &e) != BT_OK)
+        fprintf(stderr, "baton: WARN: no store relay on this node (%s); workers connect directly\n",
+                e.msg);
+    snprintf(r->relay_for, sizeof(r->relay_for), "%s", want);
+}
+
 int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
 {
+    relay_ensure(r);
     for (int k = 0; k < r->nchild; k++) {
         int i = (k + r->nproc) % r->nchild;
         struct bt__worker *w = &r->w[i];

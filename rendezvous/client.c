@@ -8,11 +8,16 @@
  * later call fails until the caller reconnects. This file does not retry requests.
  */
 #include <math.h>
+#include <stddef.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -138,6 +143,90 @@ int bt__store_connect(const char *host, int port, const char *token,
 fail:
     bt__store_abandon(s);
     return rc;
+}
+
+/* One connect to the node relay at abstract address addr ("@name"); 0 or errno. */
+static int relay_dial(const char *addr, int *fd)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(addr);
+    if (addr[0] != '@' || n >= sizeof(sa.sun_path))
+        return EINVAL;
+    memcpy(sa.sun_path, addr, n);
+    sa.sun_path[0] = '\0';
+    *fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*fd < 0)
+        return errno;
+    if (connect(*fd, (struct sockaddr *)&sa,
+                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n))) {
+        int e = errno;
+        close(*fd);
+        *fd = -1;
+        return e;
+    }
+    fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
+static int relay_connect(const char *host, int port, const char *token, const char *relay,
+                         struct bt__store **out, struct bt__err *err);
+
+int bt__store_connect_worker(const char *host, int port, const char *token,
+                             const struct bt__connect_opts *copts, struct bt__store **out,
+                             struct bt__err *err)
+{
+    const char *relay = getenv("BATON_RDZV_RELAY");
+    if (!relay || !relay[0])
+        return bt__store_connect(host, port, token, copts, out, err);
+    int64_t dl = copts ? copts->deadline_ns : bt__deadline_in(30.0);
+    double backoff = 0.05;
+    for (;;) {
+        int rc = relay_connect(host, port, token, relay, out, err);
+        if (rc != BT_ERR_REMOTE || *out || strstr(err->msg, "cannot reach") ||
+            (dl != BT_DEADLINE_NONE && bt__now_ns() + (int64_t)(backoff * 1e9) > dl))
+            return rc;
+        BT_INFO(RDZV, "this node's relay has no store yet (%s); retrying", err->msg);
+        struct timespec ts = {0, (long)(backoff * 1e9)};
+        nanosleep(&ts, NULL);
+        backoff = backoff * 2 < 1.0 ? backoff * 2 : 1.0;
+    }
+}
+
+/* One attempt through the relay: dial it and do the store's handshake with it. */
+static int relay_connect(const char *host, int port, const char *token, const char *relay,
+                         struct bt__store **out, struct bt__err *err)
+{
+    *out = NULL;
+    struct bt__store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return bt__err_set(err, BT_ERR_SYSTEM, "rendezvous: out of memory");
+    s->port = port;
+    snprintf(s->host, sizeof(s->host), "%s", host);
+    int e = relay_dial(relay, &s->fd);
+    if (e != 0) {
+        bt__store_abandon(s);
+        return bt__err_set(err, BT_ERR_REMOTE,
+                           "rendezvous store %s:%d: cannot reach this node's relay "
+                           "(BATON_RDZV_RELAY=%s): %s; hint: is this node's `baton run` still "
+                           "running?",
+                           host, port, relay, strerror(e));
+    }
+    int rc = handshake(s, token, err);
+    if (rc != BT_OK) {
+        bt__store_abandon(s);
+        return rc;
+    }
+    BT_INFO(RDZV, "joined rendezvous store %s:%d through this node's relay %s", host, port, relay);
+    *out = s;
+    return BT_OK;
+}
+
+int bt__store_detach(struct bt__store *s)
+{
+    int fd = s->fd;
+    s->fd = -1;
+    bt__store_abandon(s);
+    return fd;
 }
 
 /* ---- one request, one reply ---- */

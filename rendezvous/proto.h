@@ -38,6 +38,13 @@
  *   HEARTBEAT    u32 ttl_ms (0: cancel)          -> OK; from then on, a connection that sends
  *                no frame for ttl_ms is closed as lost (its last will fires)
  *
+ *   MUX          u32 chan, u8 command, payload   -> MUX u32 chan, u8 status, payload
+ *                a node relay's request on behalf of one of its workers (relay.c; only with
+ *                the job token). Inside MUX, two more commands:
+ *     CHAN_OPEN  u8 worker, str label            (no reply) opens channel chan
+ *     CHAN_LOST                                  (no reply) its worker hung up: drop it
+ *                and the store closes a channel with the reply status CHAN_CLOSED.
+ *
  *   missing = {u32 total, u32 listed, listed x key}  (at most BT__RDZV_MAX_LISTED named)
  *   ERROR   = {str message}: a request the server refused (key too long, a worker writing
  *             an l/ key, ...); the connection stays usable unless the frame itself was
@@ -82,7 +89,13 @@ enum bt__rdzv_cmd {
     BT__RDZV_LAST_WILL = 10,
     BT__RDZV_GOODBYE = 11,
     BT__RDZV_HEARTBEAT = 12,
+    BT__RDZV_MUX = 13,
+    BT__RDZV_CHAN_OPEN = 0xf0, /* only inside MUX */
+    BT__RDZV_CHAN_LOST = 0xf1, /* only inside MUX */
 };
+
+/* MUX reply status: the store closed this channel (the relay hangs up on its worker). */
+#define BT__RDZV_CHAN_CLOSED 0xffu
 
 /* Handshake status (CHALLENGE, RESULT) and reply status (frames): enum bt__wire_status
  * (common/wire.h): OK, TIMEOUT, ERROR, BAD_VERSION, BAD_TOKEN. */

@@ -40,6 +40,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/droplog.h"
@@ -119,7 +120,14 @@ struct conn {
     uint8_t *will;           /* key NUL value (one allocation), or NULL */
     size_t will_klen, will_vlen;
     struct bt__auth_server auth; /* the handshake's nonces */
-    char peer[64];
+    char peer[96];
+    /* Channels (proto.h MUX): a worker's connection to its node's relay, carried on the
+     * relay's one connection. A channel has no socket (fd -1) and is not in srv->conns. */
+    struct conn *parent;    /* a channel: the relay connection it rides on (NULL once cut) */
+    struct conn *chans;     /* a relay connection: its channels, linked by chan_next */
+    struct conn *chan_next; /* in parent->chans */
+    uint32_t chan;          /* a channel: its id on the relay connection */
+    int nchans;             /* a relay connection: how many channels it holds */
 };
 
 struct bt__store_server {
@@ -149,6 +157,8 @@ static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, c
 static void conn_drop(struct bt__store_server *srv, struct conn *c, enum bt__drop_reason r,
                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void conn_flush(struct bt__store_server *srv, struct conn *c);
+static void chan_flush(struct bt__store_server *srv, struct conn *c);
+static void chan_cut(struct bt__store_server *srv, struct conn *c);
 
 /* ---- hash table ---- */
 
@@ -433,6 +443,10 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c)
 {
     if (c->dead)
         return;
+    if (c->fd < 0) {
+        chan_flush(srv, c);
+        return;
+    }
     if (c->out.oom) {
         conn_drop(srv, c, BT__DROP_OOM, "out of memory for its reply");
         return;
@@ -835,11 +849,158 @@ static void do_heartbeat(struct bt__store_server *srv, struct conn *c, struct bt
     reply_status(srv, c, BT__ST_OK);
 }
 
+/* ---- channels: a node's relay multiplexes its workers on one connection ----
+ *
+ * A relay (relay.c) runs in every node's launcher and holds one connection to the store,
+ * authenticated with the job token. Each worker that connects to the relay becomes a channel
+ * here: MUX {chan, CHAN_OPEN, u8 worker, label} makes a connection-like record with no socket
+ * whose requests arrive as MUX {chan, command, payload} and whose replies leave as
+ * MUX {chan, status, payload} on the relay's connection. A channel is a client like any
+ * other: its requests park, time out and fire last wills, and a worker channel may not write
+ * l/ keys. One request per channel is in flight (each worker's client waits for its reply),
+ * so a parked GET holds only its own channel. The store tells the relay that a channel is
+ * gone with the status CHAN_CLOSED (after a GOODBYE, a malformed request); the relay tells
+ * the store with CHAN_LOST (its worker hung up). When the relay's connection goes, every
+ * channel on it goes too, with its last will. */
+
+#define MAX_CHANS 65536 /* channels on one relay connection */
+
+static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, const uint8_t *p,
+                     size_t n);
+
+static struct conn *chan_find(struct conn *c, uint32_t id)
+{
+    for (struct conn *ch = c->chans; ch; ch = ch->chan_next)
+        if (ch->chan == id)
+            return ch;
+    return NULL;
+}
+
+/* Tells relay connection c that channel id is closed. */
+static void chan_closed(struct bt__store_server *srv, struct conn *c, uint32_t id)
+{
+    size_t f = bt__wbuf_frame_begin(&c->out, BT__RDZV_MUX);
+    bt__wbuf_u32(&c->out, id);
+    bt__wbuf_u8(&c->out, BT__RDZV_CHAN_CLOSED);
+    bt__wbuf_frame_end(&c->out, f);
+    conn_flush(srv, c);
+}
+
+/* Moves channel c's reply frames onto its relay connection, each wrapped in a MUX frame. */
+static void chan_flush(struct bt__store_server *srv, struct conn *c)
+{
+    struct conn *p = c->parent;
+    for (size_t off = 0; p && !p->dead && off + 4 <= c->out.len;) {
+        uint32_t len = bt__le32(c->out.p + off);
+        size_t f = bt__wbuf_frame_begin(&p->out, BT__RDZV_MUX);
+        bt__wbuf_u32(&p->out, c->chan);
+        bt__wbuf_put(&p->out, c->out.p + off + 4, len);
+        bt__wbuf_frame_end(&p->out, f);
+        off += 4 + (size_t)len;
+    }
+    c->out.len = 0;
+    if (c->out.cap > KEEP_BUFFER)
+        bt__wbuf_free(&c->out);
+    if (p && !p->dead)
+        conn_flush(srv, p);
+    if (c->closing)
+        conn_kill(srv, c, BT_LOG_TRACE, "said goodbye");
+}
+
+/* Part of conn_kill: a dying relay connection takes its channels along (their last wills
+ * fire); a dying channel leaves its relay connection, which hears CHAN_CLOSED. */
+static void chan_cut(struct bt__store_server *srv, struct conn *c)
+{
+    while (c->chans) {
+        struct conn *ch = c->chans;
+        c->chans = ch->chan_next;
+        ch->parent = NULL;
+        conn_kill(srv, ch, BT_LOG_INFO, "its node's relay connection %s closed", c->peer);
+    }
+    struct conn *p = c->parent;
+    if (!p)
+        return;
+    for (struct conn **pp = &p->chans; *pp; pp = &(*pp)->chan_next)
+        if (*pp == c) {
+            *pp = c->chan_next;
+            break;
+        }
+    p->nchans--;
+    c->parent = NULL;
+    if (!p->dead)
+        chan_closed(srv, p, c->chan);
+}
+
+/* CHAN_OPEN: payload {u8 worker, str label}. */
+static void chan_open(struct bt__store_server *srv, struct conn *c, uint32_t id, struct bt__rbuf *r)
+{
+    uint8_t worker = bt__rbuf_u8(r);
+    size_t ll;
+    const uint8_t *label = bt__rbuf_bytes(r, 64, &ll);
+    if (r->bad || r->left)
+        return;
+    struct conn *ch = chan_find(c, id) || c->nchans >= MAX_CHANS ? NULL : calloc(1, sizeof(*ch));
+    if (!ch) {
+        reply_error(srv, c, "channel %u: already open, over %d channels, or out of memory", id,
+                    MAX_CHANS);
+        return;
+    }
+    ch->fd = -1;
+    ch->state = CS_READY;
+    ch->worker = worker != 0;
+    ch->tmo = (struct timer){ch, 0, -1};
+    ch->lease = (struct timer){ch, 0, -1};
+    ch->parent = c;
+    ch->chan = id;
+    snprintf(ch->peer, sizeof(ch->peer), "%.*s via relay %.48s", (int)(ll < 32 ? ll : 32),
+             (const char *)label, c->peer);
+    ch->chan_next = c->chans;
+    c->chans = ch;
+    c->nchans++;
+    BT_TRACE(RDZV, "%s joined as a %s", ch->peer, ch->worker ? "worker" : "launcher");
+}
+
+/* MUX {u32 chan, u8 command, payload}: a relayed request (or CHAN_OPEN / CHAN_LOST). */
+static void do_mux(struct bt__store_server *srv, struct conn *c, struct bt__rbuf *r)
+{
+    uint32_t id = bt__rbuf_u32(r);
+    uint8_t cmd = bt__rbuf_u8(r);
+    if (r->bad)
+        return;
+    if (c->worker || c->fd < 0) {
+        r->left = 0;
+        reply_error(srv, c, "MUX is a node relay's command (the launcher's token)");
+        return;
+    }
+    if (cmd == BT__RDZV_CHAN_OPEN) {
+        chan_open(srv, c, id, r);
+        return;
+    }
+    struct conn *ch = chan_find(c, id);
+    if (cmd == BT__RDZV_CHAN_LOST) {
+        r->left = 0;
+        if (ch) {
+            chan_cut(srv, ch); /* the relay forgot it already: no CHAN_CLOSED back */
+            conn_kill(srv, ch, BT_LOG_INFO, "left without goodbye (said its relay)");
+        }
+        return;
+    }
+    const uint8_t *p = r->p;
+    size_t n = r->left;
+    r->left = 0;
+    if (!ch)
+        chan_closed(srv, c, id);
+    else if (ch->w || ch->closing)
+        conn_drop(srv, ch, BT__DROP_MALFORMED, "sent a request while its last one was pending");
+    else
+        on_frame(srv, ch, cmd, p, n);
+}
+
 static const char *cmd_name(uint8_t cmd)
 {
     static const char *names[] = {"?",         "SET",       "GET",       "ADD",    "COMPARE_SET",
                                   "WAIT",      "MULTI_GET", "MULTI_SET", "DELETE", "PING",
-                                  "LAST_WILL", "GOODBYE",   "HEARTBEAT"};
+                                  "LAST_WILL", "GOODBYE",   "HEARTBEAT", "MUX"};
     return cmd < sizeof(names) / sizeof(names[0]) ? names[cmd] : "unknown";
 }
 
@@ -861,6 +1022,7 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
     case BT__RDZV_DELETE: do_delete(srv, c, &r); break;
     case BT__RDZV_LAST_WILL: do_last_will(srv, c, &r); break;
     case BT__RDZV_HEARTBEAT: do_heartbeat(srv, c, &r); break;
+    case BT__RDZV_MUX: do_mux(srv, c, &r); break;
     case BT__RDZV_PING:
     case BT__RDZV_GOODBYE:
         if (n != 0) {
@@ -1081,6 +1243,7 @@ static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, c
     waiter_release(srv, c);
     if (c->state == CS_READY && c->will)
         will_fire(srv, c);
+    chan_cut(srv, c);
     c->dead_next = srv->dead;
     srv->dead = c;
 }
@@ -1103,6 +1266,20 @@ static void conn_drop(struct bt__store_server *srv, struct conn *c, enum bt__dro
 
 static void conn_free(struct bt__store_server *srv, struct conn *c)
 {
+    while (c->chans) { /* the store is going away (destroy): no last wills */
+        struct conn *ch = c->chans;
+        c->chans = ch->chan_next;
+        ch->parent = NULL;
+        if (!ch->dead)
+            conn_free(srv, ch);
+    }
+    if (c->fd < 0) { /* a channel: no socket, not in srv->conns */
+        bt__wbuf_free(&c->out);
+        free(c->will);
+        free(c->w);
+        free(c);
+        return;
+    }
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -1336,6 +1513,16 @@ void bt__store_server_stop(struct bt__store_server *srv)
     uint64_t one = 1;
     ssize_t wr = write(srv->evfd, &one, sizeof(one)); /* async-signal-safe */
     (void)wr;
+}
+
+double bt__store_server_cpu_s(const struct bt__store_server *srv)
+{
+    clockid_t cid;
+    struct timespec ts;
+    if (!srv->thread_started || pthread_getcpuclockid(srv->thread, &cid) != 0 ||
+        clock_gettime(cid, &ts) != 0)
+        return -1;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int bt__store_server_nclients(const struct bt__store_server *srv)

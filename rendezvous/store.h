@@ -29,6 +29,14 @@ struct bt__store;
 int bt__store_connect(const char *host, int port, const char *token,
                       const struct bt__connect_opts *copts, struct bt__store **out,
                       struct bt__err *err);
+/* bt__store_connect for a worker: through this node's relay (relay.c) when BATON_RDZV_RELAY
+ * names one (the launcher sets it), else directly. Errors name the store's host:port as
+ * always; one that cannot reach the relay says so and names its launcher. */
+int bt__store_connect_worker(const char *host, int port, const char *token,
+                             const struct bt__connect_opts *copts, struct bt__store **out,
+                             struct bt__err *err);
+/* Frees s but keeps its connected, authenticated socket, which is returned (the relay's). */
+int bt__store_detach(struct bt__store *s);
 /* Says goodbye (clearing any last will) and frees s. NULL is accepted. */
 void bt__store_close(struct bt__store *s);
 /* Frees s without saying goodbye, as if the process had died (tests of last wills). */
@@ -97,6 +105,23 @@ struct bt__store_ops {
  * Calls the table lacks (multi_set, ping) are not used on such a handle. */
 int bt__store_wrap(const struct bt__store_ops *ops, void *impl, struct bt__store **out);
 
+/* ---- relay (relay.c): a node's workers reach the store through one connection ---- */
+
+struct bt__store_relay;
+
+/* Starts a relay to the store at host:port with the job token: an abstract Unix socket
+ * (bt__store_relay_address, for the workers' BATON_RDZV_RELAY) served by a thread. It dials
+ * the store when its first worker connects, and again after the store's connection is lost.
+ * The caller owns *out. */
+int bt__store_relay_create(const char *host, int port, const char *token,
+                           struct bt__store_relay **out, struct bt__err *err);
+/* "@baton-relay-PID-NONCE"; valid while r lives. */
+const char *bt__store_relay_address(const struct bt__store_relay *r);
+/* Workers connected to the relay now (for tests). */
+int bt__store_relay_nclients(const struct bt__store_relay *r);
+/* Stops the thread, hangs up on every worker, closes the store connection. NULL accepted. */
+void bt__store_relay_destroy(struct bt__store_relay *r);
+
 /* ---- server ---- */
 
 struct bt__store_server;
@@ -113,6 +138,8 @@ int bt__store_server_run(struct bt__store_server *srv);
 void bt__store_server_stop(struct bt__store_server *srv);
 /* Stops (if running), joins the thread, closes every client and frees srv. NULL accepted. */
 void bt__store_server_destroy(struct bt__store_server *srv);
+/* CPU seconds the server's thread has used (bt__store_server_start), or -1; for the benchmark. */
+double bt__store_server_cpu_s(const struct bt__store_server *srv);
 /* Number of connected clients (for tests and the benchmark). */
 int bt__store_server_nclients(const struct bt__store_server *srv);
 /* Number of requests parked on missing keys (GET/WAIT/MULTI_GET); for tests. */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_store_bench.sh: 10,000 clients join one rendezvous store (bench/rdzv_bench): every one
 # does the HMAC handshake, SET, ADD and WAIT, and the bench checks the counter and the last
-# address afterwards. The time is printed, not asserted (the machine is shared); docs/performance.md
+# address afterwards; then 2,000 clients through node relays of 8 (--per-node 8), where the
+# store must hold one connection per node. The time is printed, not asserted (the machine is shared); docs/performance.md
 # has the figures.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
@@ -17,4 +18,12 @@ rc=$(cat "$T_TMP/rc")
 t_expect_eq "rdzv_bench --clients 10000 exits 0" "$rc" 0
 t_grep "10000 clients joined" '^rdzv_bench: 10000 clients joined in [0-9]+\.[0-9]{3} s$' "$T_TMP/out"
 sed "s/^/# /" "$T_TMP/out"
+# 8 clients per node through node relays: the store holds one connection per node (and,
+# briefly, the bench's verifying client).
+"$B" --clients 2000 --per-node 8 >"$T_TMP/relay" 2>&1
+t_expect_eq "rdzv_bench --clients 2000 --per-node 8 exits 0" "$?" 0
+most=$(sed -n 's/.*the store held at most \([0-9]*\) connections for 250 nodes.*/\1/p' "$T_TMP/relay")
+t_expect_eq "through relays: the store held 250 connections for 250 nodes (+1 verifier)" \
+    "$([ -n "$most" ] && [ "$most" -ge 250 ] && [ "$most" -le 251 ] && echo yes)" yes
+sed "s/^/# /" "$T_TMP/relay"
 t_done

@@ -1,4 +1,5 @@
-/* algo/algo.h: point-to-point algorithms over a group of ranks (ring.c, rd.c, rabenseifner.c).
+/* algo/algo.h: point-to-point algorithms over a group of ranks (ring.c, rd.c, rabenseifner.c,
+ * bcast.c); cost.h prices them.
  *
  * Each algorithm moves bytes only through bt__xfer (the inter-node transport's sendrecv), so
  * it runs unchanged over any transport that can send and receive between two ranks. coll.c
@@ -35,6 +36,15 @@ int bt__rabenseifner_allreduce(struct bt_comm *c, const struct bt__group *g, voi
 /* Binomial-tree broadcast of bytes from member root. */
 int bt__tree_broadcast(struct bt_comm *c, const struct bt__group *g, void *buf, size_t bytes,
                        int root);
+/* Ring allgather in place of bytes cut into n chunks by bt__chunk: member i has chunk i. */
+int bt__ring_allgather_bytes(struct bt_comm *c, const struct bt__group *g, void *buf, size_t bytes);
+/* Broadcast of bytes from member root: binomial scatter, then ring allgather (bcast.c). */
+int bt__scatter_allgather_broadcast(struct bt_comm *c, const struct bt__group *g, void *buf,
+                                    size_t bytes, int root);
+/* Binomial-tree reduce of buf (count elements) to member root, in place: root's buf gets the
+ * result; the others' buf is used as scratch (clobbered). op never AVG, no half dtypes. */
+int bt__tree_reduce(struct bt_comm *c, const struct bt__group *g, void *buf, size_t count,
+                    bt_dtype dtype, bt_op op, int root);
 
 /* The fold of a group of n members onto p = 2^k (rd.c): members below 2r = 2 (n - p)
  * pair up, the even one of each pair handing its data to the odd one and sitting out. */

@@ -117,3 +117,9 @@ int bt__ring_allgather(struct bt_comm *c, const struct bt__group *g, void *buf, 
     struct layout l = {block * (size_t)g->n, block};
     return ring_ag(c, g, buf, &l, esize);
 }
+
+int bt__ring_allgather_bytes(struct bt_comm *c, const struct bt__group *g, void *buf, size_t bytes)
+{
+    struct layout l = {bytes, 0};
+    return ring_ag(c, g, buf, &l, 1);
+}

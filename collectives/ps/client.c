@@ -816,7 +816,7 @@ static int env_store(struct bt__store **st, double timeout_s)
     struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(timeout_s),
                                  .what = "rendezvous store",
                                  .hint = "is the launcher of node 0 running?"};
-    if (bt__store_connect(host, port, bt__env_str("BATON_TOKEN", ""), &o, st, &err) != BT_OK)
+    if (bt__store_connect_worker(host, port, bt__env_str("BATON_TOKEN", ""), &o, st, &err) != BT_OK)
         return bt__err_set(&open_err, err.code, "bt_ps_open: %s", err.msg);
     return BT_OK;
 }

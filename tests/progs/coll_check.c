@@ -7,12 +7,12 @@
  * how the fault tests control exactly which rank dies and when.
  *
  *   --die-rank R --die-at I --signal KILL|STOP   rank R raises the signal before iteration I
- *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
- *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
- *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
  *   --requests K   each iteration issues K bt_iallreduce (slices of the buffer), all
  *                  outstanding at once, then waits on each; a failed wait prints
  *                  "rank R: request K failed after S s: <its bt_request_error>"
+ *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
+ *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
+ *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
  *
  * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
  * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
@@ -34,9 +34,9 @@
 
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
+    int requests; /* > 0: each iteration is that many bt_iallreduce requests, then waits */
     int slow_rank, slow_ms, bad_rank, bad_at;
     double linger;
-    int requests; /* > 0: each iteration is that many bt_iallreduce requests, then waits */
     size_t count;
     double deadline;
 };
@@ -142,7 +142,7 @@ static int worker(const struct opts *o)
         }
         size_t n = rank == o->bad_rank && it == o->bad_at && o->count > 24 ? o->count - 24
                                                                            : o->count;
-        if (o->requests > 0)
+        if (o->requests > 0) /* one allreduce per iteration: as requests, or blocking */
             rc = requests(c, o, buf, rank, t_die);
         else
             rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
@@ -258,8 +258,9 @@ static int usage(const char *why)
     fprintf(stderr,
             "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
+            "[--requests K] "
             "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] [--linger SEC] "
-            "[--requests K] [--deadline SEC]\n",
+            "[--deadline SEC]\n",
             why);
     return 2;
 }

@@ -240,9 +240,10 @@ static void test_shm(void **state)
 static void test_tcp(void **state)
 {
     (void)state;
-    static const char *algos[] = {"ring", "rd", "rabenseifner", "auto"};
-    for (int a = 0; a < 4; a++)
-        for (int n = 2; n <= 8; n++) {
+    static const char *algos[] = {"ring",       "rd",   "rabenseifner",     "auto",
+                                  "thresholds", "tree", "scatter_allgather"};
+    for (int a = 0; a < 7; a++)
+        for (int n = 2; n <= 8; n += a < 4 ? 1 : 3) { /* the newer choices: 2, 5, 8 ranks */
             /* odd n with the ring: 256-byte segments, so 1000 elements take many segments
              * (the sweep's count of 1 leaves chunks empty, as before) */
             struct world w = {.n = n,

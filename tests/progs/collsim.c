@@ -1,0 +1,502 @@
+/* collsim.c: a discrete-event simulator of baton's point-to-point collectives.
+ *
+ * It runs the real algorithm functions (collectives/algo/: ring, recursive doubling,
+ * Rabenseifner, the binomial and scatter+allgather broadcasts, the binomial reduce) once per
+ * simulated rank against a recording transport: bt__xfer calls land in a list of steps per
+ * rank (send to whom how many bytes, receive from whom how many, reduce or not), without
+ * moving data. Schedules do not depend on the data, so the steps are those a real job takes.
+ * Then a discrete-event loop plays the steps of all ranks over a modelled network:
+ *
+ *   - a message of b bytes between nodes occupies the sender, its link and the receiver's link
+ *     for α + b·β and the sender node's uplink for b·β·oversub/ppn (ppn ranks share it,
+ *     over-subscribed by --oversub); it has arrived when that time is over. The sender is busy
+ *     for α too: on TCP most of α is the software cost of a message (system calls, wakeups),
+ *     which a rank pays itself, so back-to-back sends (a tree's root) do not overlap it;
+ *   - between ranks of one node (--ppn > 1), the node's shared memory bus is the resource,
+ *     with α_shm and β_shm;
+ *   - a receive that reduces costs b·γ after the message is in;
+ *   - a rank starts its next step when its send has left and its receive has arrived.
+ *
+ * Up to --max-sim ranks (1,024 by default) it simulates; beyond, it evaluates the formulas of
+ * algo/cost.c. Large sizes are recorded at a smaller count and the steps' bytes scaled (the
+ * chunk arithmetic is linear); the ring's segments (each a whole ring allreduce) are
+ * simulated once per segment size and added up.
+ *
+ *   collsim one ALGO N BYTES [--ppn P] [--oversub X] [--tune FILE]   one simulated time (s)
+ *   collsim table [--tune FILE] [--max-sim N] [--size-step S] [--dat FILE]  the docs' table
+ *   collsim check [--tune FILE]   the simulated times against the formulas: within 2 % for a
+ *                                 power of two, 25 % otherwise (exit 1 when not). Where n is
+ *                                 not a power of two the formulas are the approximation: a
+ *                                 folded rank's receive link is still busy when its partner
+ *                                 of the first step sends, and a tree's early leaves overlap.
+ * ALGO: ring rd rabenseifner tree_bcast sa_bcast tree_reduce.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collectives/algo/algo.h"
+#include "collectives/algo/cost.h"
+#include "collectives/comm.h"
+#include "collectives/transport/transport.h"
+
+struct step {
+    int send_to, recv_from;
+    float slen, rlen; /* bytes at the recorded size (scaled when played) */
+    int reduce;
+};
+
+struct sched {
+    struct step *s;
+    size_t n, cap;
+};
+
+static struct sched *rec; /* the rank being recorded */
+
+static int rec_sendrecv(struct bt_comm *c, const struct bt__xfer *x)
+{
+    (void)c;
+    if (rec->n == rec->cap) {
+        rec->cap = rec->cap ? rec->cap * 2 : 64;
+        rec->s = realloc(rec->s, rec->cap * sizeof(*rec->s));
+        if (!rec->s) {
+            fprintf(stderr, "collsim: out of memory\n");
+            exit(1);
+        }
+    }
+    rec->s[rec->n++] = (struct step){x->send_to, x->recv_from, (float)x->slen, (float)x->rlen,
+                                     x->red_dst != NULL};
+    return BT_OK;
+}
+
+/* rd.c reduces after its exchange (bt__reduce2, wrapped at link time: Makefile): a step of
+ * local work, recorded instead of done (the data does not matter). */
+void __wrap_bt__reduce2(bt_dtype dtype, bt_op op, void *dst, const void *a, const void *b,
+                        size_t n);
+void __wrap_bt__reduce2(bt_dtype dtype, bt_op op, void *dst, const void *a, const void *b, size_t n)
+{
+    (void)op, (void)dst, (void)a, (void)b;
+    struct bt__xfer x = {.send_to = -1, .recv_from = -1, .rlen = n * bt_dtype_size(dtype)};
+    x.red_dst = dst;
+    rec_sendrecv(NULL, &x);
+}
+
+static const struct bt__transport_ops rec_ops = {.name = "record", .sendrecv = rec_sendrecv};
+
+enum { A_RING, A_RD, A_RAB, A_TREE_BCAST, A_SA_BCAST, A_TREE_REDUCE, A_N };
+static const char *const anames[] = {"ring",       "rd",       "rabenseifner",
+                                     "tree_bcast", "sa_bcast", "tree_reduce"};
+
+/* Records algo over n ranks with count float32 elements into s[0..n). */
+static void record(int algo, int n, size_t count, struct sched *s)
+{
+    struct bt_comm *c = calloc(1, sizeof(*c));
+    int *ranks = malloc((size_t)n * sizeof(int));
+    float *buf = calloc(count ? count : 1, sizeof(float));
+    if (!c || !ranks || !buf) {
+        fprintf(stderr, "collsim: out of memory\n");
+        exit(1);
+    }
+    for (int i = 0; i < n; i++)
+        ranks[i] = i;
+    c->inter = &rec_ops;
+    c->size = n;
+    c->ring_seg_bytes = (size_t)1 << 62; /* one segment: collsim adds segments up */
+    c->coll_name = "simulated";
+    for (int me = 0; me < n; me++) {
+        struct bt__group g = {.n = n, .me = me, .ranks = ranks};
+        rec = &s[me];
+        rec->n = 0;
+        switch (algo) {
+        case A_RING: bt__ring_allreduce(c, &g, buf, count, BT_FLOAT32, BT_SUM); break;
+        case A_RD: bt__rd_allreduce(c, &g, buf, count, BT_FLOAT32, BT_SUM); break;
+        case A_RAB: bt__rabenseifner_allreduce(c, &g, buf, count, BT_FLOAT32, BT_SUM); break;
+        case A_TREE_BCAST: bt__tree_broadcast(c, &g, buf, count * 4, 0); break;
+        case A_SA_BCAST: bt__scatter_allgather_broadcast(c, &g, buf, count * 4, 0); break;
+        case A_TREE_REDUCE: bt__tree_reduce(c, &g, buf, count, BT_FLOAT32, BT_SUM, 0); break;
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        free(c->scratch[i]);
+    free(c);
+    free(ranks);
+    free(buf);
+}
+
+/* ---- the network and the event loop ---- */
+
+struct net {
+    struct bt__link_cost tcp, shm;
+    int ppn;
+    double oversub;
+};
+
+struct msg {
+    int src;
+    double arrival;
+};
+
+struct rank_state {
+    size_t pc;
+    int waiting;      /* blocked on a receive */
+    double send_done; /* when its current send left */
+    struct msg *q;    /* messages that arrived or are on their way, unmatched */
+    size_t nq, qcap;
+};
+
+struct ev {
+    double t;
+    int r;
+};
+
+static struct ev *heap;
+static size_t nheap;
+
+static void heap_push(double t, int r)
+{
+    size_t i = nheap++;
+    while (i > 0 && heap[(i - 1) / 2].t > t) {
+        heap[i] = heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    heap[i] = (struct ev){t, r};
+}
+
+static struct ev heap_pop(void)
+{
+    struct ev top = heap[0], last = heap[--nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, m = l + 1, k = i;
+        double kt = last.t;
+        if (l < nheap && heap[l].t < kt)
+            k = l, kt = heap[l].t;
+        if (m < nheap && heap[m].t < kt)
+            k = m;
+        if (k == i)
+            break;
+        heap[i] = heap[k];
+        i = k;
+    }
+    heap[i] = last;
+    return top;
+}
+
+/* Finishes r's current step once its message from step.recv_from is matched. */
+static void finish(const struct net *nw, struct rank_state *st, const struct step *sp, int r,
+                   double arrival, double scale)
+{
+    double done = st[r].send_done > arrival ? st[r].send_done : arrival;
+    const struct bt__link_cost *l = sp->recv_from >= 0 && sp->recv_from / nw->ppn == r / nw->ppn
+                                        ? &nw->shm
+                                        : &nw->tcp;
+    if (sp->reduce)
+        done += sp->rlen * scale * l->gamma;
+    st[r].waiting = 0;
+    st[r].pc++;
+    heap_push(done, r);
+}
+
+static int take(struct rank_state *s, int src, double *arrival)
+{
+    for (size_t i = 0; i < s->nq; i++)
+        if (s->q[i].src == src) {
+            *arrival = s->q[i].arrival;
+            memmove(&s->q[i], &s->q[i + 1], (s->nq - i - 1) * sizeof(s->q[0]));
+            s->nq--;
+            return 1;
+        }
+    return 0;
+}
+
+/* Plays the schedules of n ranks; returns when the last rank finished (seconds). */
+static double play(const struct net *nw, const struct sched *sc, int n, double scale)
+{
+    struct rank_state *st = calloc((size_t)n, sizeof(*st));
+    int nodes = (n + nw->ppn - 1) / nw->ppn;
+    double *out = calloc((size_t)n, sizeof(double)), *in = calloc((size_t)n, sizeof(double));
+    double *up = calloc((size_t)nodes, sizeof(double)),
+           *bus = calloc((size_t)nodes, sizeof(double));
+    heap = malloc((size_t)n * sizeof(*heap));
+    nheap = 0;
+    for (int r = 0; r < n; r++)
+        heap_push(0, r);
+    double end = 0;
+    while (nheap > 0) {
+        struct ev e = heap_pop();
+        int r = e.r;
+        struct rank_state *s = &st[r];
+        if (s->pc >= sc[r].n) {
+            end = e.t > end ? e.t : end;
+            continue;
+        }
+        const struct step *sp = &sc[r].s[s->pc];
+        s->send_done = e.t;
+        if (sp->send_to >= 0) {
+            int d = sp->send_to, same = d / nw->ppn == r / nw->ppn;
+            double b = sp->slen * scale, start = e.t, dur;
+            if (same) {
+                double *m = &bus[r / nw->ppn];
+                start = *m > start ? *m : start;
+                dur = nw->shm.alpha + b * nw->shm.beta;
+                *m = start + dur;
+            } else {
+                double *u = &up[r / nw->ppn];
+                double ub = nw->tcp.beta * nw->oversub / nw->ppn;
+                start = fmax(fmax(start, out[r]), fmax(in[d], *u));
+                dur = nw->tcp.alpha + b * fmax(nw->tcp.beta, ub);
+                out[r] = in[d] = start + dur;
+                *u = start + b * ub;
+            }
+            s->send_done = start + dur;
+            struct rank_state *ds = &st[d];
+            if (ds->nq == ds->qcap) {
+                ds->qcap = ds->qcap ? 2 * ds->qcap : 8;
+                ds->q = realloc(ds->q, ds->qcap * sizeof(*ds->q));
+            }
+            ds->q[ds->nq++] = (struct msg){r, start + dur};
+            double arr;
+            if (ds->waiting && sc[d].s[ds->pc].recv_from == r && take(ds, r, &arr))
+                finish(nw, st, &sc[d].s[ds->pc], d, arr, scale);
+        }
+        double arr;
+        if (sp->recv_from < 0)
+            finish(nw, st, sp, r, s->send_done, scale);
+        else if (take(s, sp->recv_from, &arr))
+            finish(nw, st, sp, r, arr, scale);
+        else
+            s->waiting = 1;
+    }
+    for (int r = 0; r < n; r++) {
+        if (st[r].pc < sc[r].n) {
+            fprintf(stderr, "collsim: rank %d stuck at step %zu (a schedule that deadlocks)\n", r,
+                    st[r].pc);
+            exit(1);
+        }
+        free(st[r].q);
+    }
+    free(st), free(out), free(in), free(up), free(bus), free(heap);
+    return end;
+}
+
+/* Records and plays algo over n ranks for bytes (recorded at most at 2^16 elements per
+ * rank's share ... and scaled). */
+static double sim_once(const struct net *nw, int algo, int n, double bytes)
+{
+    size_t want = (size_t)(bytes / 4), cap = (size_t)n * 64 > 65536 ? (size_t)n * 64 : 65536;
+    size_t count = want < cap ? want : cap;
+    if (count == 0)
+        count = 1;
+    double scale = bytes / 4 / (double)count;
+    struct sched *sc = calloc((size_t)n, sizeof(*sc));
+    record(algo, n, count, sc);
+    double t = play(nw, sc, n, scale);
+    for (int i = 0; i < n; i++)
+        free(sc[i].s);
+    free(sc);
+    return t;
+}
+
+static double simulate(const struct net *nw, const struct bt__cost_model *m, int algo, int n,
+                       double bytes)
+{
+    if (n <= 1)
+        return 0;
+    if (algo != A_RING)
+        return sim_once(nw, algo, n, bytes);
+    double seg = m->seg_bytes > 4.0 * n ? m->seg_bytes : 4.0 * n;
+    double full = floor(bytes / seg), rest = bytes - full * seg, t = 0;
+    if (full > 0)
+        t += full * sim_once(nw, algo, n, seg);
+    if (rest > 0)
+        t += sim_once(nw, algo, n, rest);
+    return t;
+}
+
+static double formula(const struct bt__cost_model *m, int algo, int n, double b)
+{
+    switch (algo) {
+    case A_RING: return bt__cost_allreduce(m, &m->tcp, BT_COST_RING, n, b);
+    case A_RD: return bt__cost_allreduce(m, &m->tcp, BT_COST_RD, n, b);
+    case A_RAB: return bt__cost_allreduce(m, &m->tcp, BT_COST_RABENSEIFNER, n, b);
+    case A_TREE_BCAST: return bt__cost_broadcast(&m->tcp, BT_COST_TREE, n, b);
+    case A_SA_BCAST:
+        if (b < n)
+            return bt__cost_broadcast(&m->tcp, BT_COST_TREE, n, b);
+        return bt__cost_broadcast(&m->tcp, BT_COST_SCATTER_ALLGATHER, n, b);
+    case A_TREE_REDUCE: return bt__cost_reduce(m, &m->tcp, BT_COST_TREE, n, b);
+    }
+    return NAN;
+}
+
+/* ---- commands ---- */
+
+struct opts {
+    struct bt__cost_model m;
+    struct net nw;
+    int max_sim;
+    double size_step; /* table: sizes 4 KiB, 4 KiB * step, ... up to 1 GiB */
+    const char *dat;
+};
+
+static int parse_opts(int argc, char **argv, int i, struct opts *o)
+{
+    bt__cost_defaults(&o->m);
+    o->nw.ppn = 1;
+    o->nw.oversub = 1;
+    o->max_sim = 1024;
+    o->size_step = 4;
+    for (; i < argc; i++) {
+        struct bt__err err = {0};
+        if (!strcmp(argv[i], "--tune") && i + 1 < argc) {
+            if (bt__cost_load(argv[++i], &o->m, &err) != BT_OK) {
+                fprintf(stderr, "collsim: %s\n", err.msg);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--ppn") && i + 1 < argc) {
+            o->nw.ppn = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--oversub") && i + 1 < argc) {
+            o->nw.oversub = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--max-sim") && i + 1 < argc) {
+            o->max_sim = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--size-step") && i + 1 < argc) {
+            o->size_step = atof(argv[++i]);
+        } else if (!strcmp(argv[i], "--dat") && i + 1 < argc) {
+            o->dat = argv[++i];
+        } else {
+            fprintf(stderr, "collsim: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (o->nw.ppn < 1 || !(o->nw.oversub >= 1) || !(o->size_step >= 2)) {
+        fprintf(stderr, "collsim: --ppn wants >= 1, --oversub >= 1, --size-step >= 2\n");
+        return 2;
+    }
+    o->nw.tcp = o->m.tcp;
+    o->nw.shm = o->m.shm;
+    return 0;
+}
+
+static void size_str(double b, char *out, size_t cap)
+{
+    if (b >= 1 << 30)
+        snprintf(out, cap, "%gG", b / (1 << 30));
+    else if (b >= 1 << 20)
+        snprintf(out, cap, "%gM", b / (1 << 20));
+    else
+        snprintf(out, cap, "%gK", b / 1024);
+}
+
+/* Predicted allreduce times per algorithm, n = 64 .. 16,384 and 4 KiB .. 1 GiB; the pick's
+ * distance from the best; the hierarchical time for 8 ranks per node; the goals. */
+static int cmd_table(struct opts *o)
+{
+    static const int algos[] = {A_RING, A_RD, A_RAB};
+    FILE *dat = o->dat ? fopen(o->dat, "w") : NULL;
+    int bad = 0;
+    printf("%6s %6s %11s %11s %11s %11s %11s %-13s %6s %11s %s\n", "n", "size", "ring", "rd",
+           "rabenseifner", "bound", "pick", "(algo)", "/best", "hier(ppn8)", "how");
+    for (int n = 64; n <= 16384; n *= 4) {
+        for (double b = 4096; b <= 1024.0 * 1024 * 1024; b *= o->size_step) {
+            double t[3], best = INFINITY;
+            int sim = n <= o->max_sim;
+            for (int k = 0; k < 3; k++) {
+                t[k] = sim ? simulate(&o->nw, &o->m, algos[k], n, b)
+                           : formula(&o->m, algos[k], n, b);
+                best = fmin(best, t[k]);
+            }
+            int pick = bt__cost_pick_allreduce(&o->m, &o->m.tcp, n, b, NULL);
+            int pk = pick == BT_COST_RD ? 1 : pick == BT_COST_RABENSEIFNER ? 2 : 0;
+            double bound = bt__cost_allreduce_bound(&o->m.tcp, n, b);
+            int hp = bt__cost_pick_allreduce(&o->m, &o->m.tcp, n / 8, b, NULL);
+            double hier = bt__cost_hier_allreduce(&o->m, hp, n / 8, 8, b);
+            char sz[16];
+            size_str(b, sz, sizeof(sz));
+            double ratio = t[pk] / best;
+            bad |= ratio > 1.10;
+            printf("%6d %6s %11.4g %11.4g %11.4g %11.4g %11.4g %-13s %6.3f %11.4g %s\n", n, sz,
+                   t[0], t[1], t[2], bound, t[pk], bt__cost_algo_name(pick), ratio, hier,
+                   sim ? "simulated" : "formula");
+            if (dat)
+                fprintf(dat, "%d %.0f %g %g %g %g %g %g\n", n, b, t[0], t[1], t[2], bound, t[pk],
+                        hier);
+        }
+        if (dat)
+            fprintf(dat, "\n\n");
+    }
+    if (dat)
+        fclose(dat);
+    /* The goals at n = 4,096 (formulas: beyond the simulated range unless --max-sim). */
+    int n = 4096;
+    double t64 = INFINITY, t4 = INFINITY;
+    bt__cost_pick_allreduce(&o->m, &o->m.tcp, n, 64.0 * 1024 * 1024, &t64);
+    bt__cost_pick_allreduce(&o->m, &o->m.tcp, n, 4096, &t4);
+    double b64 = bt__cost_allreduce_bound(&o->m.tcp, n, 64.0 * 1024 * 1024);
+    double lat = 2 * 12 * o->m.tcp.alpha;
+    printf("goal n=4096 64M: pick %.4g s, bound %.4g s, ratio %.3f (want <= 1.2)\n", t64, b64,
+           t64 / b64);
+    printf("goal n=4096 4K: pick %.4g s, 2*log2(n)*alpha %.4g s, ratio %.3f (want <= 1.2)\n", t4,
+           lat, t4 / lat);
+    printf("goal pick within 10%% of the best everywhere: %s\n", bad ? "NO" : "yes");
+    return bad || t64 / b64 > 1.2 || t4 / lat > 1.2;
+}
+
+/* The simulator and the formulas agree (flat network, ppn 1) where the formulas are exact. */
+static int cmd_check(struct opts *o)
+{
+    static const int ns[] = {2, 3, 4, 7, 8, 16, 33, 64, 256};
+    static const double bs[] = {4096, 65536, 1 << 20, 16 << 20};
+    int bad = 0;
+    for (int a = 0; a < A_N; a++)
+        for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++)
+            for (size_t j = 0; j < sizeof(bs) / sizeof(bs[0]); j++) {
+                double s = simulate(&o->nw, &o->m, a, ns[i], bs[j]);
+                double f = formula(&o->m, a, ns[i], bs[j]);
+                double d = fabs(s - f) / f;
+                int pow2 = (ns[i] & (ns[i] - 1)) == 0;
+                if (d > 0.02)
+                    printf("%-13s n=%-4d %9.0f B: simulated %.4g s, formula %.4g s (%.1f%%)%s\n",
+                           anames[a], ns[i], bs[j], s, f, 100 * d,
+                           pow2 || d > 0.25 ? " TOO FAR" : "");
+                bad |= d > (pow2 ? 0.02 : 0.25);
+            }
+    printf("%s\n", bad ? "simulator and formulas disagree" : "simulator and formulas agree");
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {0};
+    if (argc >= 5 && !strcmp(argv[1], "one")) {
+        int algo = -1;
+        for (int a = 0; a < A_N; a++)
+            if (!strcmp(argv[2], anames[a]))
+                algo = a;
+        char *end1, *end2;
+        long n = strtol(argv[3], &end1, 10);
+        double b = strtod(argv[4], &end2);
+        if (algo < 0 || *end1 || *end2 || n < 1 || n > (1 << 20) || !(b >= 0)) {
+            fprintf(stderr, "collsim one: want ALGO N BYTES (ALGO: ring, rd, rabenseifner, "
+                            "tree_bcast, sa_bcast, tree_reduce)\n");
+            return 2;
+        }
+        int rc = parse_opts(argc, argv, 5, &o);
+        if (rc)
+            return rc;
+        printf("%.6g %.6g\n", simulate(&o.nw, &o.m, algo, (int)n, b),
+               formula(&o.m, algo, (int)n, b));
+        return 0;
+    }
+    if (argc >= 2 && (!strcmp(argv[1], "table") || !strcmp(argv[1], "check"))) {
+        int rc = parse_opts(argc, argv, 2, &o);
+        if (rc)
+            return rc;
+        return argv[1][0] == 't' ? cmd_table(&o) : cmd_check(&o);
+    }
+    fprintf(stderr,
+            "usage: collsim one ALGO N BYTES [--ppn P] [--oversub X] [--tune FILE]\n"
+            "       collsim table [--tune FILE] [--max-sim N] [--size-step S] [--dat FILE]\n"
+            "       collsim check [--tune FILE]\n");
+    return 2;
+}
