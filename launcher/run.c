@@ -424,6 +424,7 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return rc;
     }
+    check_log_dir(&r->o); /* before the error files' folder, which goes under it */
     if (bt__run_torch_errdir(r, &err) != BT_OK) {
         fprintf(stderr, "baton run: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
@@ -442,7 +443,6 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
     }
-    check_log_dir(&r->o);
     bt__run_forensics_setup(r);
     return bt__run_tree_setup(r); /* last: no child may start before the watchdog */
 }

@@ -36,8 +36,9 @@ if __name__ == "__main__":
     main()
 PYEOF
     port=$(t_free_port)
-    node p0 0 "$port" -n 2 --log-dir "$T_TMP/plogs" -- $PY "$T_TMP/bad.py"; q0=$T_LAST_PID
-    node p1 1 "$port" -n 2 --log-dir "$T_TMP/plogs" -- $PY "$T_TMP/bad.py"; q1=$T_LAST_PID
+    # each node its own --log-dir, as on two machines (the error files are per local rank in it)
+    node p0 0 "$port" -n 2 --log-dir "$T_TMP/plogs0" -- $PY "$T_TMP/bad.py"; q0=$T_LAST_PID
+    node p1 1 "$port" -n 2 --log-dir "$T_TMP/plogs1" -- $PY "$T_TMP/bad.py"; q1=$T_LAST_PID
     status_of "$q0" 90 >"$T_TMP/s0"; status_of "$q1" 90 >"$T_TMP/s1"
     t_expect_eq "python ValueError: both launchers exit 1" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "1 1"
     for n in 0 1; do
@@ -46,7 +47,7 @@ PYEOF
         t_grep "python ValueError: node $n's summary has the raising frame" \
             '^baton:   \|     raise ValueError\(f"bad batch \{i\}"\)$' "$T_TMP/p$n.err"
         t_grep "python ValueError: node $n's summary says where the output is" \
-            "^baton:   full output: /.*/plogs/rank\.2\.log$" "$T_TMP/p$n.err"
+            "^baton:   full output: /.*/plogs1/rank\.2\.log$" "$T_TMP/p$n.err"
     done
 else
     t_skip "python ValueError" "torch's elastic errors module is not importable from $PY"

@@ -136,17 +136,16 @@ static int worker(const struct opts *o)
         }
         for (size_t i = 0; i < o->count; i += 4096)
             buf[i] = 1.0f;
-        if (o->requests > 0)
-            rc = requests(c, o, buf, rank, t_die);
-        else
-            rc = bt_allreduce(c, buf, buf, o->count, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
         if (rank == o->slow_rank) {
             struct timespec ts = {o->slow_ms / 1000, (long)(o->slow_ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
         size_t n = rank == o->bad_rank && it == o->bad_at && o->count > 24 ? o->count - 24
                                                                            : o->count;
-        rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+        if (o->requests > 0) /* one allreduce per iteration: as requests, or blocking */
+            rc = requests(c, o, buf, rank, t_die);
+        else
+            rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
     }
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
