@@ -15,6 +15,7 @@
  *   run_watchdog.c the process that cleans up the job when baton dies (kill -9, a crash)
  *   run_elastic.c  --nnodes MIN:MAX: generations formed from the nodes present, stable node
  *                  ranks, late joiners, the workers' BATON_ELASTIC_FILE
+ *   run_torch.c    torchrun's flags, a .py/-m PROGRAM under Python, torchrun's worker env
  *
  * One generation (restart count g) is: join (claim l/<g>/node/<R>, wait for every node),
  * start the workers, supervise them until l/<g>/outcome is set, stop them. The outcome key
@@ -52,19 +53,33 @@
            retryable, like the join timeout */
 #define BT_RUN_GPU_MAX 64 /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
+/* torchrun's flags (run_torch.c) and what baton derives from them. */
+struct bt__run_torch {
+    const char *rdzv_id, *master_addr, *role;    /* NULL: not given */
+    int master_port;                             /* 0: not given */
+    int standalone, module, no_python, run_path; /* 1: given */
+    char run_id[128];                            /* TORCHELASTIC_RUN_ID; "" means the job id */
+    char errdir[PATH_MAX]; /* TORCHELASTIC_ERROR_FILE's base folder, "" before it exists */
+    int errdir_temp;       /* 1: baton made errdir (mkdtemp) and removes it at exit */
+    char **argv_owned;     /* the python argv built for a .py PROGRAM, or NULL */
+};
+
 struct bt__run_opts {
     struct bt__spec_flags flags;
     int max_restarts;
     double restart_backoff_s; /* seconds before the first restart, doubled for each next (30 max) */
     double join_timeout_s;    /* seconds a launcher waits for the store and the other nodes */
     double last_call_s;       /* elastic: seconds a generation waits for more once MIN joined */
-    double grace_s;           /* seconds between SIGTERM and SIGKILL */
-    const char *log_dir;      /* NULL: no per-rank files */
-    int tag_output;           /* 1: "[rank] " before each line */
-    int nps;                  /* --ps N: parameter servers node 0 starts (0: none) */
-    enum bt__bind bind;       /* --bind */
-    const char *token_file;   /* --token-file: the job secret's file, or NULL */
-    char **argv;              /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+    const char *rdzv_backend; /* --rdzv-backend: NULL or "c10d" (own store), "etcd" */
+    const char *rdzv_endpoint; /* --rdzv-endpoint: etcd's members, or the store (c10d) */
+    double grace_s;            /* seconds between SIGTERM and SIGKILL */
+    const char *log_dir;       /* NULL: no per-rank files */
+    int tag_output;            /* 1: "[rank] " before each line */
+    int nps;                   /* --ps N: parameter servers node 0 starts (0: none) */
+    enum bt__bind bind;        /* --bind */
+    const char *token_file;    /* --token-file: the job secret's file, or NULL */
+    char **argv;               /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+    struct bt__run_torch torch;
 };
 
 /* Output of one worker stream, assembled into lines. */
@@ -170,6 +185,9 @@ struct bt__run {
     /* elastic (--nnodes MIN:MAX, run_elastic.c). spec.node_rank and spec.nnodes are then the
      * current generation's (assigned by the rendezvous); node_id is the launcher's identity. */
     int elastic;
+    int etcd;                      /* --rdzv-backend etcd: st and wst are etcd handles */
+    struct bt__store_server *wsrv; /* etcd: this node's store for workers (node rank 0's */
+    int wport;                     /* is the generation's), and its port */
     int node_id;             /* the node rank given (--node-rank, pod index): 0 hosts the store */
     int failures;            /* restarts used up by failures (F, H): what --max-restarts bounds */
     int prev_gen, prev_rank; /* the last generation this node ran in and its node rank there */
@@ -183,11 +201,11 @@ struct bt__run {
 
 /* One node of an elastic generation, as it registered (l/<g>/m/<k>). */
 struct bt__elastic_member {
-    int id, nproc, pid, mport;
-    int prev_gen, prev_rank; /* where it ran before (-1: nowhere) */
-    int k;                   /* its join order (1-based) */
-    int rank;                /* assigned node rank */
-    char addr[64];           /* its address as the store saw it (MASTER_ADDR when rank 0) */
+    int id, nproc, pid, mport, wport; /* wport: etcd jobs, its workers' store */
+    int prev_gen, prev_rank;          /* where it ran before (-1: nowhere) */
+    int k;                            /* its join order (1-based) */
+    int rank;                         /* assigned node rank */
+    char addr[64]; /* its address as the store saw it (MASTER_ADDR when rank 0) */
     char host[64];
 };
 
@@ -224,6 +242,12 @@ void bt__run_lost_will(const struct bt__run *r, char *key, size_t kn, char *will
 int bt__run_free_port(void);
 void bt__run_post_refusal(struct bt__run *r, const char *line);
 
+/* rdzv_etcd.c: a store handle on the etcd cluster at list ("HOST:PORT[,HOST:PORT...]"),
+ * keys under /baton/<job>/, retrying an unreachable cluster up to timeout_s (a line every 5 s).
+ * BT_ERR_INVALID_USAGE for a bad list or a build without libcurl/cJSON. */
+int bt__run_etcd_connect(const char *list, const char *job, double timeout_s,
+                         struct bt__store **out, struct bt__err *err);
+
 /* run_elastic.c. elastic_open: l/job for an elastic job (any node may set it first; another
  * job's launcher is refused). elastic_join: joins the newest generation (or waits for the
  * next one when it runs), closes it with the nodes present, assigns stable node ranks.
@@ -241,7 +265,8 @@ void bt__run_elastic_end(struct bt__run *r, const struct bt__outcome *o);
 void bt__run_elastic_file(const struct bt__run *r, const char *state, const char *reason,
                           double grace_s);
 /* Seconds a failed worker's outcome waits for a lost node's (elastic): its peers fail when it
- * goes, and the failure is the membership change's consequence, not a root cause. */
+ * goes, and the failure is the membership change's consequence, not a root cause. With etcd
+ * a dead launcher is seen only when its lease expires: BATON_HEARTBEAT_TIMEOUT + 1 s. */
 #define BT_RUN_ELASTIC_SETTLE_S 1.0
 
 /* run_pending.c. node_name: node rank's pod name where the spec tells ("" otherwise).
@@ -324,6 +349,24 @@ void bt__run_watchdog_stop(struct bt__run *r);
  * consequence: sets *o to outcome H naming the stalled ranks and returns 1; else 0. */
 void bt__run_stall_scan(struct bt__run *r);
 int bt__run_stall_outcome(struct bt__run *r, const struct bt__worker *w, struct bt__outcome *o);
+
+/* run_torch.c. torch_flags: before the spec is detected (ngpu: GPUs on this node); returns 0
+ * or 2 after one line. torch_spec: after it (job id, master). torch_argv: a .py/-m PROGRAM
+ * under python; 0, 2 or 127 after one line. torch_errdir: the error files' folder.
+ * torch_generation: makes attempt_<g>/<local rank>/ for each worker. torch_vars: torchrun's
+ * env of one worker into v (at most 11, malloc'd); returns how many, or -1. torch_omp_note:
+ * logs OMP_NUM_THREADS=1 at INFO. torch_error_msg: the message a @record-decorated worker left
+ * in its error file, "" when none. torch_close: removes a temporary errdir. */
+int bt__run_torch_flags(struct bt__run_opts *o, int ngpu);
+void bt__run_torch_spec(struct bt__run *r);
+int bt__run_torch_argv(struct bt__run_opts *o);
+int bt__run_torch_errdir(struct bt__run *r, struct bt__err *err);
+int bt__run_torch_generation(struct bt__run *r, struct bt__err *err);
+int bt__run_torch_vars(const struct bt__run *r, const struct bt__worker *w, char **v);
+void bt__run_torch_omp_note(const struct bt__run *r);
+void bt__run_torch_error_msg(const struct bt__run *r, const struct bt__worker *w, char *out,
+                             size_t n);
+void bt__run_torch_close(struct bt__run *r);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

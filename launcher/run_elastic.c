@@ -11,7 +11,8 @@
  *                   moves it up
  *   l/<g>/id/<ID>   "PID HOST": COMPARE_SET from empty claims identity ID in g
  *   l/<g>/joined    counter: the join order k of each launcher
- *   l/<g>/m/<k>     "ID NPROC PID MASTER_PORT PREV_GEN PREV_RANK ADDR HOST": the k-th record
+ *   l/<g>/m/<k>     "ID NPROC PID MASTER_PORT WPORT PREV_GEN PREV_RANK ADDR HOST": the k-th
+ *                   record (WPORT: etcd jobs, the node's store for workers; else 0)
  *   l/<g>/closed    "N": COMPARE_SET from empty by the first launcher that sees the generation
  *                   complete: N == MAX, N == the nodes expected (the survivors of the last
  *                   generation, plus its joiners), or N >= MIN and the last call (--rdzv-last-
@@ -93,6 +94,15 @@ int bt__run_elastic_open(struct bt__run *r, struct bt__err *err)
              r->node_id, r->host, (int)getpid(), r->job_id, r->spec.nnodes_min, r->spec.nnodes_max,
              (char *)v);
     free(v);
+    if (same && r->etcd && peek(r->st, "l/end", (char **)&v) == 1) { /* etcd outlives jobs */
+        free(v);
+        r->refused = 1;
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "etcd already holds a finished job '%s' (its key l/end); hint: give "
+                           "each run its own job id (BATON_JOB_ID) or remove the old one: "
+                           "etcdctl del --prefix /baton/%s/",
+                           r->job_id, r->job_id);
+    }
     if (same)
         return BT_OK;
     bt__run_post_refusal(r, line);
@@ -168,9 +178,12 @@ static void missing_nodes(const struct bt__run *r, char *out, size_t cap)
         snprintf(key, sizeof(key), "l/%d/id/%d", r->restart, m->id);
         int here = peek(r->st, key, &v) == 1;
         free(v);
+        char pod[BT_SPEC_HOST_MAX];
+        bt__run_node_name(&r->spec, m->id, pod, sizeof(pod));
         if (!here && k < cap)
-            k += (size_t)snprintf(out + k, cap - k, "%snode %d (host %s, pid %d)", k ? ", " : "",
-                                  m->id, m->host, m->pid);
+            k += (size_t)snprintf(out + k, cap - k, "%snode %d (%s%.64s%shost %s, pid %d)",
+                                  k ? ", " : "", m->id, pod[0] ? "pod " : "", pod,
+                                  pod[0] ? ", " : "", m->host, m->pid);
     }
 }
 
@@ -268,20 +281,36 @@ static int claim_id(struct bt__run *r, struct bt__err *err)
                                         : "");
 }
 
-/* The generation runs: is this launcher's identity one of its nodes already? -1 (refused) or
- * 0. */
+/* The generation runs: is this launcher's identity one of its nodes already? Its holder may
+ * be dead and not yet declared lost (a pod replaced at once): the generation's outcome is
+ * waited for (the heartbeat timeout and 2 s), then NEXT; a holder still alive then is a
+ * second launcher with the same identity: -1 (refused). 0: free. */
 static int id_held(struct bt__run *r, struct bt__err *err)
 {
     char key[64], *v = NULL;
+    void *o = NULL;
+    size_t len;
     int pid = 0;
     snprintf(key, sizeof(key), "l/%d/id/%d", r->restart, r->node_id);
     int rc = peek(r->st, key, &v);
-    if (rc == 1 && sscanf(v, "%d", &pid) == 1 && pid != (int)getpid())
-        rc = claim_id(r, err) == BT_OK ? 0 : -1; /* names the holder */
-    else
-        rc = rc < 0 ? store_err(r, err), -1 : 0;
+    if (rc == 1 && sscanf(v, "%d", &pid) == 1 && pid == (int)getpid())
+        rc = 0;
     free(v);
-    return rc;
+    if (rc <= 0)
+        return rc < 0 ? store_err(r, err), -1 : 0;
+    gkey(r, key, sizeof(key), "outcome");
+    int64_t dl = bt__deadline_in(bt__run_heartbeat_timeout() + 2);
+    while ((rc = bt__store_get(r->st, key, &o, &len, 0.5)) == BT_ERR_TIMEOUT &&
+           !bt__store_broken(r->st) && !bt__run_abort && bt__now_ns() < dl)
+        ;
+    free(o);
+    if (rc == BT_OK) {
+        r->restart++;
+        return NEXT;
+    }
+    if (rc != BT_ERR_TIMEOUT)
+        return store_err(r, err), -1;
+    return claim_id(r, err) == BT_OK ? 0 : -1; /* refused, naming the holder */
 }
 
 /* Registers this launcher's record; *k gets its join order. */
@@ -296,9 +325,9 @@ static int register_member(struct bt__run *r, int64_t *k, struct bt__err *err)
         return store_err(r, err);
     if (bt__store_local_addr(r->st, addr, sizeof(addr)) != 0)
         snprintf(addr, sizeof(addr), "%.63s", r->store_host);
-    snprintf(rec, sizeof(rec), "%d %d %d %d %d %d %s %.64s", r->node_id, r->nproc, (int)getpid(),
-             r->spec.master_port > 0 ? r->spec.master_port : bt__run_free_port(), r->prev_gen,
-             r->prev_rank, addr, r->host);
+    snprintf(rec, sizeof(rec), "%d %d %d %d %d %d %d %s %.64s", r->node_id, r->nproc, (int)getpid(),
+             r->spec.master_port > 0 ? r->spec.master_port : bt__run_free_port(), r->wport,
+             r->prev_gen, r->prev_rank, addr, r->host);
     snprintf(key, sizeof(key), "l/%d/m/%" PRId64, r->restart, *k);
     if (bt__store_set(r->st, key, rec, strlen(rec)) != BT_OK)
         return store_err(r, err);
@@ -396,8 +425,8 @@ static int member_parse(const char *v, int k, struct bt__elastic_member *m)
     memset(m, 0, sizeof(*m));
     m->k = k;
     m->rank = -1;
-    return sscanf(v, "%d %d %d %d %d %d %63s %63s", &m->id, &m->nproc, &m->pid, &m->mport,
-                  &m->prev_gen, &m->prev_rank, m->addr, m->host) == 8 &&
+    return sscanf(v, "%d %d %d %d %d %d %d %63s %63s", &m->id, &m->nproc, &m->pid, &m->mport,
+                  &m->wport, &m->prev_gen, &m->prev_rank, m->addr, m->host) == 9 &&
                    m->nproc > 0
                ? 0
                : -1;
@@ -473,6 +502,9 @@ static int layout(struct bt__run *r, struct bt__elastic_member *m, int n, struct
     r->spec.nnodes = n;
     r->master_port = m[0].mport;
     snprintf(r->master_addr, sizeof(r->master_addr), "%s", m[0].addr);
+    if (r->etcd) /* the workers' store: node rank 0's */
+        snprintf(r->rdzv_env, sizeof(r->rdzv_env), strchr(m[0].addr, ':') ? "[%s]:%d" : "%s:%d",
+                 m[0].addr, m[0].wport);
     free(r->members);
     r->members = m;
     r->nmembers = n;
@@ -537,8 +569,10 @@ static int try_gen(struct bt__run *r, int64_t dl, struct bt__err *err)
     if ((rc = peek(r->st, key, &v)) < 0)
         return store_err(r, err);
     free(v);
-    if (rc == 1) /* it runs: a node of it already, or wait for the next one */
-        return id_held(r, err) != 0 ? -1 : wait_next(r, dl, err);
+    if (rc == 1 && (rc = id_held(r, err)) != 0) /* it runs: a node of it already? */
+        return rc;
+    if (peek(r->st, key, &v) == 1) /* it runs: wait for the next one */
+        return free(v), wait_next(r, dl, err);
     BT_CHECK(claim_id(r, err));
     BT_CHECK(register_member(r, &k, err));
     if ((rc = wait_closed(r, dl, &closed, err)) != ADMITTED)
@@ -591,7 +625,7 @@ void bt__run_elastic_watch(struct bt__run *r, struct bt__store *st)
         fprintf(stderr,
                 "baton: node %d: %s; generation %d ends in %g s (BATON_ELASTIC_GRACE; the "
                 "workers were told in BATON_ELASTIC_FILE)\n",
-                r->spec.node_rank, reason, r->restart, grace);
+                r->node_id, reason, r->restart, grace);
         end_at = bt__deadline_in(grace);
         r->closing = 1;
     }
@@ -612,8 +646,8 @@ int bt__run_elastic_next(struct bt__run *r, const struct bt__outcome *o)
     char key[64];
     r->prev_gen = r->restart;
     r->prev_rank = r->spec.node_rank;
-    if (o->kind == 'L') {
-        r->expect = n - 1;
+    if (o->kind == 'L' && !r->store_lost) {
+        r->expect = n - 1; /* a store that went away comes back with its node: n */
     } else if (o->kind == 'M') {
         int j = 0;
         gkey(r, key, sizeof(key), "joinreq");
@@ -639,10 +673,16 @@ int bt__run_elastic_reconnect(struct bt__run *r, struct bt__err *err)
     bt__store_close(r->wst);
     bt__store_close(r->st);
     r->wst = r->st = NULL;
-    fprintf(stderr,
-            "baton: node %d: lost the rendezvous store at %s:%d; retrying it for up to %.0f s "
-            "(--join-timeout)\n",
-            r->node_id, r->store_host, r->store_port, r->o.join_timeout_s);
+    if (r->etcd)
+        fprintf(stderr,
+                "baton: node %d: lost etcd (%s); retrying it for up to %.0f s "
+                "(--join-timeout)\n",
+                r->node_id, r->o.rdzv_endpoint, r->o.join_timeout_s);
+    else
+        fprintf(stderr,
+                "baton: node %d: lost the rendezvous store at %s:%d; retrying it for up to %.0f "
+                "s (--join-timeout)\n",
+                r->node_id, r->store_host, r->store_port, r->o.join_timeout_s);
     BT_CHECK(bt__run_connect(r, r->o.join_timeout_s, &r->st, err));
     BT_CHECK(bt__run_connect(r, 30.0, &r->wst, err));
     return bt__run_elastic_open(r, err);

@@ -181,6 +181,8 @@ static int node0_missing(struct bt__run *r, struct bt__err *err)
 int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
                     struct bt__err *err)
 {
+    if (r->etcd)
+        return bt__run_etcd_connect(r->o.rdzv_endpoint, r->job_id, timeout_s, out, err);
     struct bt__connect_opts co = {
         .deadline_ns = bt__deadline_in(timeout_s),
         .what = "rendezvous store",
@@ -239,7 +241,12 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
         endpoint(r->rdzv_env, sizeof(r->rdzv_env), s->rdzv_host, s->rdzv_port);
         return BT_OK; /* not a rank: runs its program on its own, no store */
     }
-    if (s->node_rank == 0) {
+    if (r->etcd) { /* no node hosts the launchers' store; each one hosts its workers' */
+        BT_CHECK(bt__store_server_create(NULL, 0, r->token, &r->wsrv, &r->wport, err));
+        if (bt__store_server_start(r->wsrv) != BT_OK)
+            return bt__err_set(err, BT_ERR_SYSTEM, "cannot start the workers' store thread");
+        snprintf(r->store_host, sizeof(r->store_host), "%s", r->o.rdzv_endpoint);
+    } else if (s->node_rank == 0) {
         int port = s->rdzv_port > 0 ? s->rdzv_port : 0;
         char host[BT_SPEC_HOST_MAX];
         bind_host(s, host, sizeof(host));
@@ -256,7 +263,7 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
     }
     endpoint(r->rdzv_env, sizeof(r->rdzv_env), r->store_host, r->store_port);
     int rc = bt__run_connect(r, r->o.join_timeout_s, &r->st, err);
-    if (rc == BT_ERR_TIMEOUT && s->node_rank > 0 && !bt__run_abort)
+    if (rc == BT_ERR_TIMEOUT && s->node_rank > 0 && !bt__run_abort && !r->etcd)
         return node0_missing(r, err);
     BT_CHECK(rc);
     BT_CHECK(bt__run_connect(r, 30.0, &r->wst, err));
@@ -787,7 +794,8 @@ void bt__run_rdzv_close(struct bt__run *r, int final)
         r->relay = NULL;
     }
     bt__store_server_destroy(r->srv);
-    r->srv = NULL;
+    bt__store_server_destroy(r->wsrv);
+    r->srv = r->wsrv = NULL;
     free(r->node_first);
     r->node_first = NULL;
     if (r->notify_fd > 0)

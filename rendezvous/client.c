@@ -30,6 +30,8 @@
 BT_PARAM_DBL(io_timeout_s, "BATON_RDZV_IO_TIMEOUT", 60.0)
 
 struct bt__store {
+    const struct bt__store_ops *ops; /* another backend (bt__store_wrap), or NULL */
+    void *impl;                      /* its handle */
     int fd;
     int broken;    /* the connection is out of sync: every call fails */
     int timed_out; /* broken by a reply that did not come in time (the stream itself is fine) */
@@ -40,6 +42,24 @@ struct bt__store {
     struct bt__wbuf req;  /* the request being built */
     struct bt__wbuf resp; /* the last reply frame, less its length field */
 };
+
+/* A handle of another backend answers through its table. */
+#define VIA_OPS(s, op, ...)                                                                        \
+    do {                                                                                           \
+        if ((s) && (s)->ops)                                                                       \
+            return (s)->ops->op((s)->impl, __VA_ARGS__);                                           \
+    } while (0)
+
+int bt__store_wrap(const struct bt__store_ops *ops, void *impl, struct bt__store **out)
+{
+    *out = calloc(1, sizeof(**out));
+    if (!*out)
+        return BT_ERR_SYSTEM;
+    (*out)->ops = ops;
+    (*out)->impl = impl;
+    (*out)->fd = -1;
+    return BT_OK;
+}
 
 static double io_timeout(void)
 {
@@ -398,11 +418,13 @@ static int kv_request(struct bt__store *s, int op, const char *name, const char 
 
 int bt__store_set(struct bt__store *s, const char *key, const void *val, size_t len)
 {
+    VIA_OPS(s, set, key, val, len);
     return kv_request(s, BT__RDZV_SET, "SET", key, val, len);
 }
 
 int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len, double timeout_s)
 {
+    VIA_OPS(s, get, key, val, len, timeout_s);
     char what[96];
     *val = NULL;
     *len = 0;
@@ -426,6 +448,7 @@ int bt__store_get(struct bt__store *s, const char *key, void **val, size_t *len,
 
 int bt__store_add(struct bt__store *s, const char *key, int64_t delta, int64_t *result)
 {
+    VIA_OPS(s, add, key, delta, result);
     BT_CHECK(check_kv(s, key, 0));
     size_t f = req_begin(s, BT__RDZV_ADD);
     bt__wbuf_bytes(&s->req, key, strlen(key));
@@ -444,6 +467,7 @@ int bt__store_add(struct bt__store *s, const char *key, int64_t delta, int64_t *
 int bt__store_compare_set(struct bt__store *s, const char *key, const void *expected, size_t elen,
                           const void *desired, size_t dlen, void **actual, size_t *alen)
 {
+    VIA_OPS(s, compare_set, key, expected, elen, desired, dlen, actual, alen);
     if (actual)
         *actual = NULL;
     if (alen)
@@ -489,6 +513,7 @@ static int keys_request(struct bt__store *s, uint8_t cmd, const char *const *key
 
 int bt__store_wait(struct bt__store *s, const char *const *keys, int nkeys, double timeout_s)
 {
+    VIA_OPS(s, wait, keys, nkeys, timeout_s);
     char what[96];
     size_t f;
     BT_CHECK(keys_request(s, BT__RDZV_WAIT, keys, nkeys, timeout_s, &f));
@@ -503,6 +528,7 @@ int bt__store_wait(struct bt__store *s, const char *const *keys, int nkeys, doub
 int bt__store_multi_get(struct bt__store *s, const char *const *keys, int nkeys, void **vals,
                         size_t *lens, double timeout_s)
 {
+    VIA_OPS(s, multi_get, keys, nkeys, vals, lens, timeout_s);
     char what[96];
     size_t f;
     for (int i = 0; i < nkeys; i++)
@@ -552,6 +578,7 @@ int bt__store_multi_set(struct bt__store *s, const char *const *keys, int nkeys,
 
 int bt__store_delete(struct bt__store *s, const char *key, int *deleted)
 {
+    VIA_OPS(s, del, key, deleted);
     BT_CHECK(check_kv(s, key, 0));
     size_t f = req_begin(s, BT__RDZV_DELETE);
     bt__wbuf_bytes(&s->req, key, strlen(key));
@@ -568,6 +595,7 @@ int bt__store_delete(struct bt__store *s, const char *key, int *deleted)
 
 int bt__store_local_addr(const struct bt__store *s, char *out, size_t n)
 {
+    VIA_OPS(s, local_addr, out, n);
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     out[0] = '\0';
@@ -588,11 +616,13 @@ int bt__store_ping(struct bt__store *s)
 
 int bt__store_last_will(struct bt__store *s, const char *key, const void *val, size_t len)
 {
+    VIA_OPS(s, last_will, key, val, len);
     return kv_request(s, BT__RDZV_LAST_WILL, "LAST_WILL", key, val, len);
 }
 
 int bt__store_heartbeat(struct bt__store *s, double ttl_s)
 {
+    VIA_OPS(s, heartbeat, ttl_s);
     if (!s || ttl_s < 0)
         return BT_ERR_INVALID_ARG;
     size_t f = req_begin(s, BT__RDZV_HEARTBEAT);
@@ -603,17 +633,25 @@ int bt__store_heartbeat(struct bt__store *s, double ttl_s)
 
 void bt__store_set_io_timeout(struct bt__store *s, double io_s)
 {
+    if (s && s->ops) {
+        s->ops->set_io_timeout(s->impl, io_s);
+        return;
+    }
     if (s)
         s->io_s = io_s;
 }
 
 int bt__store_broken(const struct bt__store *s)
 {
+    if (s && s->ops)
+        return s->ops->broken(s->impl);
     return !s || s->broken;
 }
 
 const char *bt__store_error(const struct bt__store *s)
 {
+    if (s && s->ops)
+        return s->ops->error(s->impl);
     return s ? s->err.msg : "no store handle";
 }
 
@@ -621,6 +659,11 @@ const char *bt__store_error(const struct bt__store *s)
 
 void bt__store_abandon(struct bt__store *s)
 {
+    if (s && s->ops) {
+        s->ops->close(s->impl, 0);
+        free(s);
+        return;
+    }
     if (!s)
         return;
     if (s->fd >= 0)
@@ -650,6 +693,11 @@ static void goodbye_out_of_sync(struct bt__store *s, double timeout_s)
 
 void bt__store_close(struct bt__store *s)
 {
+    if (s && s->ops) {
+        s->ops->close(s->impl, 1);
+        free(s);
+        return;
+    }
     if (!s)
         return;
     if (s->fd >= 0 && s->broken && s->timed_out)

@@ -98,6 +98,30 @@ int bt__store_relay_nclients(const struct bt__store_relay *r);
 /* Stops the thread, hangs up on every worker, closes the store connection. NULL accepted. */
 void bt__store_relay_destroy(struct bt__store_relay *r);
 
+/* Another backend behind the same calls (the launcher's etcd rendezvous): a table of the calls
+ * above, each taking the backend's own handle. close(impl, goodbye): goodbye 0 is abandon. */
+struct bt__store_ops {
+    int (*set)(void *impl, const char *key, const void *val, size_t len);
+    int (*get)(void *impl, const char *key, void **val, size_t *len, double timeout_s);
+    int (*add)(void *impl, const char *key, int64_t delta, int64_t *result);
+    int (*compare_set)(void *impl, const char *key, const void *expected, size_t elen,
+                       const void *desired, size_t dlen, void **actual, size_t *alen);
+    int (*wait)(void *impl, const char *const *keys, int nkeys, double timeout_s);
+    int (*multi_get)(void *impl, const char *const *keys, int nkeys, void **vals, size_t *lens,
+                     double timeout_s);
+    int (*del)(void *impl, const char *key, int *deleted);
+    int (*local_addr)(void *impl, char *out, size_t n);
+    int (*last_will)(void *impl, const char *key, const void *val, size_t len);
+    int (*heartbeat)(void *impl, double ttl_s);
+    void (*set_io_timeout)(void *impl, double io_s);
+    int (*broken)(void *impl);
+    const char *(*error)(void *impl);
+    void (*close)(void *impl, int goodbye);
+};
+/* A store handle whose calls go to ops with impl; the handle owns impl (freed by close).
+ * Calls the table lacks (multi_set, ping) are not used on such a handle. */
+int bt__store_wrap(const struct bt__store_ops *ops, void *impl, struct bt__store **out);
+
 /* ---- server ---- */
 
 struct bt__store_server;

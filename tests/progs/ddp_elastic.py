@@ -1,0 +1,76 @@
+"""ddp_elastic.py: a stock PyTorch DDP training loop (gloo, init_method="env://") as users write
+it for an elastic job: run under `baton run --nnodes MIN:MAX` (tests/t_launch_elastic_ddp.sh)
+and under torchrun (bench/elastic_bench.sh). It reads only RANK, WORLD_SIZE, MASTER_ADDR and
+MASTER_PORT (and, where set, BATON_ELASTIC_FILE / TORCHELASTIC_RESTART_COUNT).
+
+ddp_elastic.py DIR: resumes from DIR/ckpt.pt (step and model state) when it exists, then steps a
+small DDP model every 50 ms; rank 0 saves the checkpoint every 10 steps, and at once when
+BATON_ELASTIC_FILE says state=closing (a node is about to join). After its first step in a
+generation each rank writes DIR/up.<generation>.<rank>: "world=W step=S resumed=R pid=P", where
+R is the step it resumed from. All ranks exit 0 once DIR/stop exists."""
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+
+
+def closing():
+    path = os.environ.get("BATON_ELASTIC_FILE")
+    try:
+        with open(path) as f:
+            return "state=closing\n" in f.read()
+    except (TypeError, OSError):
+        return False
+
+
+def put(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def main():
+    d = sys.argv[1]
+    gen = os.environ.get("BATON_RESTART_COUNT", os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    dist.init_process_group("gloo", init_method="env://")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 2)
+    step = 0
+    ckpt = os.path.join(d, "ckpt.pt")
+    if os.path.exists(ckpt):
+        state = torch.load(ckpt)
+        model.load_state_dict(state["model"])
+        step = state["step"]
+    resumed = step
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
+    saved_closing = False
+    while True:
+        x = torch.randn(16, 8)
+        opt.zero_grad()
+        ddp(x).square().mean().backward()
+        opt.step()
+        step += 1
+        if step == resumed + 1:
+            put(os.path.join(d, f"up.{gen}.{rank}"),
+                f"world={world} step={step} resumed={resumed} pid={os.getpid()}")
+        want = rank == 0 and (step % 10 == 0 or (closing() and not saved_closing))
+        if want:
+            saved_closing = saved_closing or closing()
+            tmp = ckpt + ".tmp"
+            torch.save({"model": model.state_dict(), "step": step}, tmp)
+            os.replace(tmp, ckpt)
+        flag = torch.tensor([1.0 if os.path.exists(os.path.join(d, "stop")) else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() > 0:
+            break
+        time.sleep(0.05)
+    dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
