@@ -17,6 +17,7 @@
 
 #include "collectives/backend/backend.h"
 #include "collectives/comm.h"
+#include "collectives/flight.h"
 #include "collectives/backend/cuda.h"
 #include "collectives/progress.h"
 #include "collectives/transport/transport.h"
@@ -621,6 +622,7 @@ int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
         BT_WARN(COLL, "%s #%llu on communicator %s: still waiting after %.0f s for rank(s) %s",
                 c->coll_name, (unsigned long long)c->coll_seq, c->name, waited, names);
         w->warned = 1;
+        bt__flight_comm_stall(); /* the launcher dumps the recorders now (run_flight.c) */
     }
     return BT_OK;
 }

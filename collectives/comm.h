@@ -95,7 +95,7 @@ struct bt_comm {
     /* what sub-communicators inherit (split.c) */
     char *token;               /* the job token, for the child's store connection */
     const char *transport_req; /* "auto" | "shm" | "tcp" as chosen at creation */
-    const char *algo_req;      /* "auto" | "ring" | "rd" | "rabenseifner" */
+    const char *algo_req;      /* BATON_ALGO as given, which children inherit (comm.c's names) */
     size_t shm_slot_req;       /* cfg.shm_slot_bytes */
     int nsocks_req;            /* cfg.nsocks */
     int *world_of;             /* [size]: world rank of each rank; NULL: the identity */

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collectives/flight.h"
 #include "collectives/progress.h"
 #include "common/log.h"
 
@@ -83,7 +84,9 @@ static void execute(struct bt_comm *c, struct bt_request *r, int failed)
                       r->name, (unsigned long long)r->seq, c->err.msg);
         return;
     }
+    uint64_t fl = bt__flight_call_begin(c, r->name, &r->call); /* the flight recorder */
     int rc = r->run(c, &r->call);
+    bt__flight_call_end(c, fl, rc, &r->call);
     if (rc != BT_OK)
         bt__err_reset(&r->err, rc, "%s", c->err.code != BT_OK ? c->err.msg : bt_strerror(rc));
 }

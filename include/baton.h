@@ -93,6 +93,14 @@ BT_API int bt_comm_nnodes(const bt_comm *comm, int *nnodes);
  * a static-lifetime-until-next-call string owned by the library; "" when there was none. */
 BT_API const char *bt_last_error(const bt_comm *comm);
 
+/* Records why this process is about to fail, printf-style, in the error file `baton run` gives
+ * each worker (BATON_ERROR_FILE, else TORCHELASTIC_ERROR_FILE; torchelastic's JSON format, as
+ * PyTorch's @record writes it). The launcher puts the message in the job's failure summary on
+ * every node. Call it before exiting non-zero; a later call replaces the earlier message.
+ * Without either variable set it does nothing. Returns BT_OK, or BT_ERR_SYSTEM when the file
+ * cannot be written. */
+BT_API int bt_error_record(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Collectives. All ranks call them in the same order with the same count, dtype and op.
  * Buffers are owned by the caller; the library keeps no pointer after the call returns.
  * Each blocking call is its nonblocking form (below) followed by bt_wait: one code path. */

@@ -15,6 +15,9 @@ const char *bt__cmd_topo_usage(void);
 int bt__cmd_k8s(int argc, char **argv); /* k8s/cmd.c: render/apply/delete a Kubeflow job */
 const char *bt__cmd_k8s_usage(void);
 
+int bt__cmd_trace(int argc, char **argv); /* launcher/trace.c: analyse flight-recorder dumps */
+const char *bt__cmd_trace_usage(void);
+
 int bt__cmd_tune(int argc, char **argv); /* launcher/tune_cmd.c: measure the cost model */
 const char *bt__cmd_tune_usage(void);
 

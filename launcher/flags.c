@@ -79,6 +79,9 @@ static const struct flag flags[] = {
     {"--token-file", NULL, "FILE", RUN, K_DIR, 0, 0, RO(token_file),
      "the job's secret, the same file on every node\n"
      "(mode 600; else BATON_TOKEN or BATON_TOKEN_FILE)"},
+    {"--metrics-port", NULL, "PORT", RUN, K_INT, 0, 65535, RO(metrics_port),
+     "serve Prometheus metrics on every address's\n"
+     "PORT at /metrics (0: any free port, printed)"},
     {"--bind", NULL, "MODE", RUN, K_BIND, 0, 0, RO(bind),
      "none|core|numa|gpu: pin each worker by the node's\n"
      "topology (see `baton topo`); gpu also sets\n"

@@ -19,6 +19,7 @@ static const struct cmd cmds[] = {
     {"k8s", bt__cmd_k8s, bt__cmd_k8s_usage,
      "render|apply|delete|local: a PyTorchJob or TFJob without Kubeflow"},
     {"ps", bt__cmd_ps, bt__cmd_ps_usage, "run a parameter server (what `baton run` starts for ps)"},
+    {"trace", bt__cmd_trace, bt__cmd_trace_usage, "analyse flight-recorder dumps of a failed job"},
     {"tune", bt__cmd_tune, bt__cmd_tune_usage, "measure alpha, beta, gamma for the cost model"},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,6 +170,12 @@ static void close_workers(struct bt__run *r)
 static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *err)
 {
     o->kind = 0;
+    r->fails_len = 0;
+    bt__run_flight_reset(r);
+    __atomic_store_n(&r->metrics.running, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->metrics.succeeded, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->metrics.failed, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->metrics.generation, r->restart, __ATOMIC_RELAXED);
     BT_CHECK(bt__run_watch_start(r, err));
     if (bt__run_torch_generation(r, err) != BT_OK || bt__run_spawn_all(r, err) != BT_OK) {
         o->kind = 'F';
@@ -178,8 +185,10 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
         bt__run_post_outcome(r, o);
     }
     bt__run_supervise(r, o);
+    bt__run_timeline_generation_end(r);
     bt__run_tree_clear(r); /* what the workers left behind, and the job's shm names */
     bt__run_watch_stop(r);
+    bt__run_forensics_settle(r, o); /* every node's failures: the earliest is the root cause */
     close_workers(r);
     return BT_OK;
 }
@@ -187,14 +196,17 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
 static int report(struct bt__run *r, const struct bt__outcome *o)
 {
     int status = bt__run_stop_sig ? 128 + bt__run_stop_sig : o->status;
+    bt__run_flight_report(r);
     if (o->kind == 'S' && !bt__run_stop_sig) {
         if (r->store_lost) /* this node's part succeeded; the rest is not known here */
             fprintf(stderr, "baton: %s\n", o->line);
         return 0;
     }
     fprintf(stderr, "baton: job failed: %s\n", o->line);
+    fputs(r->summary, stderr);
     fprintf(stderr, "baton: node %d (host %s) exits with status %d\n", r->spec.node_rank, r->host,
             status);
+    bt__run_forensics_report(r, o, status);
     return status;
 }
 
@@ -257,10 +269,13 @@ static int run_job(struct bt__run *r)
     struct bt__outcome o = {0};
     if (bt__run_rdzv_open(r, &err) != BT_OK)
         return fail_launcher(r, &err, "joining the rendezvous");
+    bt__run_timeline_start(r);
     for (;;) {
+        bt__run_timeline_join(r, 0);
         if (bt__run_join(r, &err) != BT_OK)
             return r->ended_status >= 0 ? ended(r, &err)
                                         : fail_launcher(r, &err, "waiting for the other nodes");
+        bt__run_timeline_join(r, 1);
         if (generation(r, &o, &err) != BT_OK)
             return fail_launcher(r, &err, "starting the workers");
         int again = r->elastic ? elastic_again(r, &o, &err) : 0;
@@ -289,6 +304,8 @@ static int run_job(struct bt__run *r)
         bt__run_elastic_end(r, &o);
     int status = report(r, &o);
     r->final_kind = o.kind;
+    if (o.kind != 'L')
+        bt__run_timeline_finish(r); /* node 0 gathers the others': before the store goes */
     bt__run_rdzv_close(r, 1);
     return status;
 }
@@ -304,6 +321,20 @@ static int ps_layout(struct bt__run *r, int ranked)
     r->nps_job = !ranked ? 0 : s->nps > 0 ? s->nps : r->o.nps;
     r->nchild = r->nproc + (ranked && s->node_rank == 0 ? r->o.nps : 0);
     return 0;
+}
+
+/* An unusable --log-dir costs the per-rank files, not the job: one line, and on without. */
+static void check_log_dir(struct bt__run_opts *o)
+{
+    if (!o->log_dir)
+        return;
+    if ((mkdir(o->log_dir, 0755) != 0 && errno != EEXIST) || access(o->log_dir, W_OK | X_OK) != 0) {
+        fprintf(stderr,
+                "baton run: WARN: --log-dir %s: %s; the job runs without per-rank log files and "
+                "flight-recorder dumps\n",
+                o->log_dir, strerror(errno));
+        o->log_dir = NULL;
+    }
 }
 
 /* --nnodes MIN:MAX (or an elastic PyTorchJob): the node rank given is the node's identity. */
@@ -411,6 +442,8 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
     }
+    check_log_dir(&r->o);
+    bt__run_forensics_setup(r);
     return bt__run_tree_setup(r); /* last: no child may start before the watchdog */
 }
 
@@ -428,6 +461,9 @@ int bt__cmd_run(int argc, char **argv)
     r.ended_status = -1;
     r.prev_gen = r.prev_rank = -1;
     r.o.tag_output = 1;
+    r.o.metrics_port = -1;
+    r.metrics_fd = -1;
+    pthread_mutex_init(&r.metrics_mu, NULL);
     int rc = parse(argc, argv, &r.o);
     if (rc)
         return rc == 1 ? 0 : rc;
@@ -436,8 +472,12 @@ int bt__cmd_run(int argc, char **argv)
     if (rc < 0)
         return bt__run_ps_pod(&r);
     if (rc == 0) {
+        bt__run_metrics_start(&r);
         rc = run_job(&r);
+        bt__run_metrics_stop(&r);
         bt__run_tree_close(&r);
+        bt__run_forensics_close(&r);
+        bt__run_flight_close(&r);
     } else
         bt__run_rdzv_close(&r, 0);
     if (r.srv || r.st)

@@ -8,6 +8,11 @@
  *   run_supervise.c  the one poll loop: pipes, signals (self-pipe), child exits, the watcher
  *   run_report.c   exit statuses in words, signal names, hints
  *   run_stall.c    hangs: stopped workers (/proc), the ranks' stall record, outcome H
+ *   run_flight.c   the ranks' flight recorders: dumps, their analysis, stragglers
+ *   run_metrics.c  --metrics-port: Prometheus text on /metrics
+ *   run_timeline.c BATON_TIMELINE: Chrome trace-event JSON of the job, merged on node 0
+ *   run_forensics.c  error files, stderr tails, failure records of every node, the root
+ *                  cause by time and its summary, the termination message
  *   run_ps.c       parameter servers: `--ps N` children on node 0, a TF ps pod's own server
  *   run_bind.c     --bind: the topology plan, per-rank CPUs, GPU and NIC env
  *   run_tree.c     the job's process tree: subreaper, the job's cgroup, finding and signalling
@@ -36,6 +41,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "collectives/flight.h"
 #include "launcher/topo.h"
 #include "common/err.h"
 #include "launcher/spec.h"
@@ -51,7 +57,11 @@
 #define BT_RUN_EXIT_HANG                                                                           \
     142 /* 128 + SIGALRM: a collective timed out (BATON_TIMEOUT) waiting for a stalled rank:       \
            retryable, like the join timeout */
-#define BT_RUN_GPU_MAX 64 /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
+#define BT_RUN_TAIL_BYTES 4096  /* bytes of a worker's stderr kept for the failure summary */
+#define BT_RUN_SUMMARY_MAX 8192 /* bytes of the failure summary */
+#define BT_RUN_STRAG_WINDOW 100 /* calls of one op the straggler statistics look at */
+#define BT_RUN_STRAG_RANKS 256  /* local ranks whose "last" counts are kept for /metrics */
+#define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 /* torchrun's flags (run_torch.c) and what baton derives from them. */
 struct bt__run_torch {
@@ -79,6 +89,7 @@ struct bt__run_opts {
     enum bt__bind bind;        /* --bind */
     const char *token_file;    /* --token-file: the job secret's file, or NULL */
     char **argv;               /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+    int metrics_port;          /* --metrics-port: Prometheus /metrics (-1: off, 0: any port) */
     struct bt__run_torch torch;
 };
 
@@ -106,6 +117,28 @@ struct bt__worker {
     struct bt__linebuf out, err;
     char loader_err[160]; /* ld.so's "error while loading shared libraries: ..." from stderr */
     int stopped_seen;     /* seen in state T (run_stall.c): named once */
+    char errfile[PATH_MAX + 64];   /* BATON_ERROR_FILE / TORCHELASTIC_ERROR_FILE, or "" */
+    char tail[BT_RUN_TAIL_BYTES];  /* the last whole lines of its stderr */
+    size_t tail_len;               /* bytes */
+    int64_t end_ns;                /* wall clock when it was reaped */
+    struct bt__flight_hdr *flight; /* its flight recorder, mapped read-only (run_flight.c) */
+    int flight_fd;                 /* the recorder's memfd until the worker started, -1 */
+    uint64_t stalls_seen;          /* its recorder's stall count when last looked at */
+};
+
+/* Straggler statistics of one op over the last BT_RUN_STRAG_WINDOW calls (run_flight.c). */
+struct bt__strag_op {
+    uint64_t n;                        /* calls accounted so far */
+    int16_t last[BT_RUN_STRAG_WINDOW]; /* local index of the rank that entered last */
+    float lag_ms[BT_RUN_STRAG_WINDOW]; /* how long after the one before it */
+};
+struct bt__strag {
+    struct bt__strag_op op[BT_FL_NOPS];
+    uint64_t seen;                           /* call number (comm 0) accounted up to */
+    int64_t next_warn_ns;                    /* wall clock of the next straggler check */
+    int started;                             /* the first period began */
+    int disagreements;                       /* WARNs about calls whose shape differs */
+    uint64_t last_total[BT_RUN_STRAG_RANKS]; /* per local index: times last, whole job */
 };
 
 struct bt__outcome {
@@ -181,6 +214,23 @@ struct bt__run {
     size_t obuf_cap;
     int console_dead[3]; /* stdout/stderr gone (EPIPE): drop console output */
     struct bt__run_tree tree;
+
+    /* failure forensics (run_forensics.c) */
+    char errdir[64];                    /* folder of the workers' error files, "" none */
+    char *fails;                        /* this node's failure records of the generation */
+    size_t fails_len, fails_cap;        /* bytes */
+    char summary[BT_RUN_SUMMARY_MAX];   /* "baton: root cause: ..." lines, or "" */
+    struct bt__strag strag;             /* run_flight.c */
+    char flight_lines[2048];            /* the flight recorder's findings of the last failure */
+    struct bt__metrics {                /* run_metrics.c; changed with atomics */
+        int running, succeeded, failed; /* workers of this node in this generation */
+        int generation;                 /* the running generation */
+    } metrics;
+    pthread_mutex_t metrics_mu; /* held while the recorders are mapped or read */
+    int metrics_fd;             /* listening socket, -1 when not serving */
+    int metrics_stop[2];        /* pipe that stops the thread */
+    pthread_t metrics_thread;
+    struct bt__timeline *tl; /* BATON_TIMELINE's events (run_timeline.c), or NULL */
 
     /* elastic (--nnodes MIN:MAX, run_elastic.c). spec.node_rank and spec.nnodes are then the
      * current generation's (assigned by the rendezvous); node_id is the launcher's identity. */
@@ -367,6 +417,55 @@ void bt__run_torch_omp_note(const struct bt__run *r);
 void bt__run_torch_error_msg(const struct bt__run *r, const struct bt__worker *w, char *out,
                              size_t n);
 void bt__run_torch_close(struct bt__run *r);
+/* torchrun's error file of a local rank (<errdir>/attempt_<g>/<local rank>/error.json), which
+ * run_forensics.c gives the worker as BATON_ERROR_FILE and TORCHELASTIC_ERROR_FILE. */
+void bt__run_torch_error_path(const struct bt__run *r, int local_rank, char *out, size_t n);
+
+/* run_forensics.c. setup makes the error-file folder (a WARN when it cannot); spawn gives w
+ * its error file; tail keeps a line of w's stderr; failed makes w's failure record (nothing
+ * when baton's teardown ended it without a word); settle (after a failed generation) gathers
+ * every node's records, names the earliest as the root cause in o (its status and line) and
+ * prepares the summary (r->summary); report writes the termination message; close
+ * removes the folder. wall_ns: CLOCK_REALTIME in ns. */
+int bt__run_forensics_setup(struct bt__run *r);
+void bt__run_forensics_spawn(struct bt__run *r, struct bt__worker *w);
+void bt__run_forensics_tail(struct bt__worker *w, const char *p, size_t n);
+void bt__run_forensics_failed(struct bt__run *r, struct bt__worker *w, int during_teardown);
+void bt__run_forensics_settle(struct bt__run *r, struct bt__outcome *o);
+void bt__run_forensics_report(struct bt__run *r, const struct bt__outcome *o, int status);
+void bt__run_forensics_close(struct bt__run *r);
+int64_t bt__run_wall_ns(void);
+
+/* run_flight.c. flight_spawn makes w's recorder memfd (w->flight_fd, for BATON_FLIGHT_FD) and
+ * maps it; flight_spawned closes the fd once the worker has it. flight_of: w's recorder once
+ * its rank attached it, else NULL. publish writes the local ranks' dumps to --log-dir and the
+ * store; analyze reads every rank's from the store and writes "baton: flight recorder: ..."
+ * lines into out. scan (once a second): straggler accounting and WARN, dumps on a stall
+ * warning. report: the straggler lines of the final report. reset: a new generation. */
+int bt__run_flight_spawn(struct bt__run *r, struct bt__worker *w);
+void bt__run_flight_spawned(struct bt__worker *w);
+const struct bt__flight_hdr *bt__run_flight_of(const struct bt__worker *w);
+void bt__run_flight_publish(struct bt__run *r);
+void bt__run_flight_analyze(struct bt__run *r, char *out, size_t cap);
+void bt__run_flight_scan(struct bt__run *r);
+void bt__run_flight_report(struct bt__run *r);
+void bt__run_flight_reset(struct bt__run *r);
+void bt__run_flight_close(struct bt__run *r);
+
+/* run_timeline.c (BATON_TIMELINE=PATH): start at the job's start; join(0) before and join(1)
+ * after each rendezvous; scan once a second; generation_end after each generation; finish at
+ * the end (node 0 writes PATH, the others publish their events through the store). */
+struct bt__timeline;
+void bt__run_timeline_start(struct bt__run *r);
+void bt__run_timeline_join(struct bt__run *r, int done);
+void bt__run_timeline_scan(struct bt__run *r);
+void bt__run_timeline_generation_end(struct bt__run *r);
+void bt__run_timeline_finish(struct bt__run *r);
+
+/* run_metrics.c: start serves /metrics on --metrics-port from a thread (a port that cannot be
+ * bound is one WARN line, and the job runs without it); stop ends it. */
+void bt__run_metrics_start(struct bt__run *r);
+void bt__run_metrics_stop(struct bt__run *r);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

@@ -106,6 +106,8 @@ static void emit(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb
     char *nl;
     while (start < lb->len && (nl = memchr(lb->buf + start, '\n', lb->len - start))) {
         note_line(w, lb, lb->buf + start, (size_t)(nl - lb->buf) + 1 - start);
+        if (lb->console == 2)
+            bt__run_forensics_tail(w, lb->buf + start, (size_t)(nl - lb->buf) + 1 - start);
         olen = append_line(r, olen, w->tag, lb->buf + start, (size_t)(nl - lb->buf) + 1 - start);
         start = (size_t)(nl - lb->buf) + 1;
     }
@@ -114,8 +116,11 @@ static void emit(struct bt__run *r, struct bt__worker *w, struct bt__linebuf *lb
         end = utf8_cut(lb->buf, lb->len);
     if (eof)
         end = lb->len;
-    if (end > start)
+    if (end > start) {
         olen = append_line(r, olen, w->tag, lb->buf + start, end - start);
+        if (lb->console == 2)
+            bt__run_forensics_tail(w, lb->buf + start, end - start);
+    }
     if (olen && !r->console_dead[lb->console] && write_all(lb->console, r->obuf, olen) != 0)
         r->console_dead[lb->console] = 1;
     if (w->log_fd >= 0 && end > 0) {

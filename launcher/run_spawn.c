@@ -59,6 +59,7 @@ static const char *const set_names[] = {
     "ROLE_NAME",
     "ROLE_RANK",
     "ROLE_WORLD_SIZE",
+    "BATON_ERROR_FILE",
     "BATON_RDZV_RELAY",
 };
 #define NSET (sizeof(set_names) / sizeof(set_names[0]))
@@ -155,6 +156,12 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
     ADD("BATON_LAUNCHER_PID=%d", (int)getpid());
+    if (w->flight_fd >= 0)
+        ADD("BATON_FLIGHT_FD=%d", w->flight_fd);
+    if (w->errfile[0]) {
+        ADD("BATON_ERROR_FILE=%s", w->errfile);
+        ADD("TORCHELASTIC_ERROR_FILE=%s", w->errfile);
+    }
     if (s->role == BT_ROLE_PS || s->role == BT_ROLE_EVALUATOR)
         goto tf; /* not a rank: no rank variables, so bt_init does not take it for one */
     ADD("BATON_RANK=%d", w->rank);
@@ -254,6 +261,8 @@ static void child(const struct bt__run *r, const struct bt__worker *w, char **en
     if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0))
         _exit(BT_RUN_EXIT_LAUNCHER);
     bt__run_bind_apply(r, w);
+    if (w->flight_fd >= 0) /* its own recorder only: the others' stay close-on-exec */
+        fcntl(w->flight_fd, F_SETFD, 0);
     sigprocmask(SIG_SETMASK, mask, NULL);
     execve(w->prog, w->argv, env);
     int e = errno;
@@ -305,6 +314,8 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
     setpgid(pid, pid); /* also in the child: whichever runs first */
     w->pid = pid;
     w->running = 1;
+    if (w->ps_index < 0)
+        __atomic_fetch_add(&r->metrics.running, 1, __ATOMIC_RELAXED);
     bt__run_tree_started(r, pid);
     if (piped) {
         close(po[1]);
@@ -361,11 +372,14 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
         w->running = 0;
         w->status = 0;
         BT_CHECK(bt__run_output_open(r, w, err));
+        bt__run_forensics_spawn(r, w);
+        bt__run_flight_spawn(r, w);
         char **env = worker_env(r, w, &nown);
         if (!env)
             return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",
                                (int)strlen(w->tag) - 1, w->tag);
         int rc = spawn_one(r, w, env, err);
+        bt__run_flight_spawned(w);
         free_env(env, nown);
         BT_CHECK(rc);
     }

@@ -164,6 +164,12 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     char name[16];
     w->running = 0;
     w->status = status;
+    w->end_ns = bt__run_wall_ns();
+    if (w->ps_index < 0) {
+        __atomic_fetch_sub(&s->r->metrics.running, 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(status == 0 ? &s->r->metrics.succeeded : &s->r->metrics.failed, 1,
+                           __ATOMIC_RELAXED);
+    }
     unlink_shm_of(w->pid);
     bt__run_tree_reaped(s->r, w->pid);
     s->running--;
@@ -174,10 +180,13 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
         signal_groups(s, SIGKILL, 1); /* whatever the workers left behind in their groups */
         s->drain_until = bt__deadline_in(DRAIN_S);
     }
-    if (status == 0 || s->stopping || s->o->kind || s->held_until)
+    if (status == 0)
+        return;
+    bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
+    bt__run_forensics_failed(s->r, w, s->stopping);
+    if (s->stopping || s->o->kind || s->held_until)
         return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
-    bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
     if (!bt__run_stall_outcome(s->r, w, &f)) /* a hang's consequence names the hang */
         bt__run_describe(s->r, w, f.line, sizeof(f.line));
     if (s->r->elastic) { /* a peer node's loss fails its peers: wait for its outcome first */
@@ -402,6 +411,8 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
             kill_now(&s);
         if (!s.o->kind && !s.stopping && bt__ms_left(s.scan_at) == 0) {
             bt__run_stall_scan(r);
+            bt__run_flight_scan(r);
+            bt__run_timeline_scan(r);
             s.scan_at = bt__deadline_in(SCAN_EVERY_S);
         }
     }

@@ -188,7 +188,7 @@ int bt__run_torch_errdir(struct bt__run *r, struct bt__err *err)
 }
 
 /* <errdir>/attempt_<g>/<local rank>/error.json into out. */
-static void error_file(const struct bt__run *r, int local_rank, char *out, size_t n)
+void bt__run_torch_error_path(const struct bt__run *r, int local_rank, char *out, size_t n)
 {
     snprintf(out, n, "%s/attempt_%d/%d/error.json", r->o.torch.errdir, r->restart, local_rank);
 }
@@ -199,7 +199,7 @@ int bt__run_torch_generation(struct bt__run *r, struct bt__err *err)
     if (!r->o.torch.errdir[0])
         return BT_OK;
     for (int i = 0; i < r->nproc; i++) {
-        error_file(r, i, path, sizeof(path));
+        bt__run_torch_error_path(r, i, path, sizeof(path));
         unlink(path); /* a stale file of an earlier run in the same --log-dir */
         *strrchr(path, '/') = '\0';
         if (mkdirs(path) != 0)
@@ -212,7 +212,6 @@ int bt__run_torch_vars(const struct bt__run *r, const struct bt__worker *w, char
 {
     const struct bt__run_torch *t = &r->o.torch;
     int n = 0, ok = 1;
-    char path[PATH_MAX + 64];
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
     ADD("TORCHELASTIC_RUN_ID=%s", t->run_id[0] ? t->run_id : r->job_id);
     ADD("TORCHELASTIC_RESTART_COUNT=%d", r->restart);
@@ -221,10 +220,6 @@ int bt__run_torch_vars(const struct bt__run *r, const struct bt__worker *w, char
     ADD("ROLE_NAME=%s", t->role ? t->role : "default");
     ADD("ROLE_RANK=%d", w->rank);
     ADD("ROLE_WORLD_SIZE=%d", r->world_size);
-    if (t->errdir[0]) {
-        error_file(r, w->local_rank, path, sizeof(path));
-        ADD("TORCHELASTIC_ERROR_FILE=%s", path);
-    }
     if (!getenv("NCCL_ASYNC_ERROR_HANDLING"))
         ADD("NCCL_ASYNC_ERROR_HANDLING=1");
     if (!getenv("OMP_NUM_THREADS") && r->nproc > 1)
@@ -251,7 +246,7 @@ void bt__run_torch_error_msg(const struct bt__run *r, const struct bt__worker *w
     out[0] = '\0';
     if (!r->o.torch.errdir[0] || w->ps_index >= 0 || n < 2)
         return;
-    error_file(r, w->local_rank, path, sizeof(path));
+    bt__run_torch_error_path(r, w->local_rank, path, sizeof(path));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;

@@ -81,23 +81,6 @@ void bt__store_set_io_timeout(struct bt__store *s, double io_s);
  * answer in time), 0 when the last error was an answer (a key still missing, a refusal). */
 int bt__store_broken(const struct bt__store *s);
 
-/* ---- relay (relay.c): a node's workers reach the store through one connection ---- */
-
-struct bt__store_relay;
-
-/* Starts a relay to the store at host:port with the job token: an abstract Unix socket
- * (bt__store_relay_address, for the workers' BATON_RDZV_RELAY) served by a thread. It dials
- * the store when its first worker connects, and again after the store's connection is lost.
- * The caller owns *out. */
-int bt__store_relay_create(const char *host, int port, const char *token,
-                           struct bt__store_relay **out, struct bt__err *err);
-/* "@baton-relay-PID-NONCE"; valid while r lives. */
-const char *bt__store_relay_address(const struct bt__store_relay *r);
-/* Workers connected to the relay now (for tests). */
-int bt__store_relay_nclients(const struct bt__store_relay *r);
-/* Stops the thread, hangs up on every worker, closes the store connection. NULL accepted. */
-void bt__store_relay_destroy(struct bt__store_relay *r);
-
 /* Another backend behind the same calls (the launcher's etcd rendezvous): a table of the calls
  * above, each taking the backend's own handle. close(impl, goodbye): goodbye 0 is abandon. */
 struct bt__store_ops {
@@ -121,6 +104,23 @@ struct bt__store_ops {
 /* A store handle whose calls go to ops with impl; the handle owns impl (freed by close).
  * Calls the table lacks (multi_set, ping) are not used on such a handle. */
 int bt__store_wrap(const struct bt__store_ops *ops, void *impl, struct bt__store **out);
+
+/* ---- relay (relay.c): a node's workers reach the store through one connection ---- */
+
+struct bt__store_relay;
+
+/* Starts a relay to the store at host:port with the job token: an abstract Unix socket
+ * (bt__store_relay_address, for the workers' BATON_RDZV_RELAY) served by a thread. It dials
+ * the store when its first worker connects, and again after the store's connection is lost.
+ * The caller owns *out. */
+int bt__store_relay_create(const char *host, int port, const char *token,
+                           struct bt__store_relay **out, struct bt__err *err);
+/* "@baton-relay-PID-NONCE"; valid while r lives. */
+const char *bt__store_relay_address(const struct bt__store_relay *r);
+/* Workers connected to the relay now (for tests). */
+int bt__store_relay_nclients(const struct bt__store_relay *r);
+/* Stops the thread, hangs up on every worker, closes the store connection. NULL accepted. */
+void bt__store_relay_destroy(struct bt__store_relay *r);
 
 /* ---- server ---- */
 

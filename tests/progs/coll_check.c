@@ -10,6 +10,9 @@
  *   --requests K   each iteration issues K bt_iallreduce (slices of the buffer), all
  *                  outstanding at once, then waits on each; a failed wait prints
  *                  "rank R: request K failed after S s: <its bt_request_error>"
+ *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
+ *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
+ *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
  *
  * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
  * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
@@ -32,6 +35,8 @@
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
     int requests; /* > 0: each iteration is that many bt_iallreduce requests, then waits */
+    int slow_rank, slow_ms, bad_rank, bad_at;
+    double linger;
     size_t count;
     double deadline;
 };
@@ -135,6 +140,13 @@ static int worker(const struct opts *o)
             rc = requests(c, o, buf, rank, t_die);
         else
             rc = bt_allreduce(c, buf, buf, o->count, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+        if (rank == o->slow_rank) {
+            struct timespec ts = {o->slow_ms / 1000, (long)(o->slow_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        size_t n = rank == o->bad_rank && it == o->bad_at && o->count > 24 ? o->count - 24
+                                                                           : o->count;
+        rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
     }
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
@@ -144,6 +156,12 @@ static int worker(const struct opts *o)
         return 3;
     }
     printf("rank %d ok\n", rank);
+    fflush(stdout);
+    if (o->linger > 0) {
+        struct timespec ts = {(time_t)o->linger,
+                              (long)((o->linger - (double)(time_t)o->linger) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
     free(buf);
     return bt_finalize(c) == BT_OK ? 0 : 3;
 }
@@ -241,7 +259,9 @@ static int usage(const char *why)
     fprintf(stderr,
             "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
-            "[--requests K] [--deadline SEC]\n",
+            "[--requests K] "
+            "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] [--linger SEC] "
+            "[--deadline SEC]\n",
             why);
     return 2;
 }
@@ -254,7 +274,10 @@ int main(int argc, char **argv)
                      .die_at = -1,
                      .sig = SIGKILL,
                      .count = 1 << 20,
-                     .deadline = 60};
+                     .deadline = 60,
+                     .slow_rank = -1,
+                     .bad_rank = -1,
+                     .bad_at = -1};
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -277,6 +300,16 @@ int main(int argc, char **argv)
             o.requests = atoi(v);
         else if (!strcmp(a, "--deadline"))
             o.deadline = atof(v);
+        else if (!strcmp(a, "--linger"))
+            o.linger = atof(v);
+        else if (!strcmp(a, "--slow-rank"))
+            o.slow_rank = atoi(v);
+        else if (!strcmp(a, "--slow-ms"))
+            o.slow_ms = atoi(v);
+        else if (!strcmp(a, "--bad-count-rank"))
+            o.bad_rank = atoi(v);
+        else if (!strcmp(a, "--bad-count-at"))
+            o.bad_at = atoi(v);
         else if (!strcmp(a, "--signal"))
             o.sig = !strcmp(v, "STOP") ? SIGSTOP : SIGKILL;
         else

@@ -9,6 +9,9 @@
  *   --code C             ... exits with C after --delay MS (default 300)
  *   --signal S           ... raises signal S after --delay MS
  *   --fail-until N       rank 0 exits 7 while BATON_RESTART_COUNT < N
+ *   --record MSG         ... first writes MSG to its error file (bt_error_record)
+ *   --say MSG            ... writes MSG and a second line to stderr before it exits
+ *   --also R:CODE:MS     rank R (too) exits with CODE after MS milliseconds
  *   --sleep SEC          the others (and the acting rank when it survives) sleep SEC, exit 0
  */
 #include <signal.h>
@@ -17,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "baton.h"
 
 static const char *term_dir;
 static int my_rank;
@@ -77,7 +82,8 @@ static void print_env(void)
 
 int main(int argc, char **argv)
 {
-    const char *pidfile = NULL;
+    const char *pidfile = NULL, *record = NULL, *say = NULL;
+    int also_rank = -1, also_code = 0, also_ms = 0;
     int act_rank = -1, act_node = -1, code = -1, sig = 0, fail_until = 0, env = 0;
     double delay = 0.3, sleep_for = 0;
     my_rank = env_int("BATON_RANK", 0);
@@ -108,6 +114,12 @@ int main(int argc, char **argv)
             delay = atof(v) / 1000.0;
         else if (!strcmp(a, "--fail-until"))
             fail_until = atoi(v);
+        else if (!strcmp(a, "--record"))
+            record = v;
+        else if (!strcmp(a, "--say"))
+            say = v;
+        else if (!strcmp(a, "--also"))
+            sscanf(v, "%d:%d:%d", &also_rank, &also_code, &also_ms);
         else if (!strcmp(a, "--sleep"))
             sleep_for = atof(v);
         else {
@@ -130,8 +142,18 @@ int main(int argc, char **argv)
     if (fail_until)
         printf("restart %d ok\n", restart);
     int acts = my_rank == act_rank || (act_node >= 0 && env_int("BATON_NODE_RANK", 0) == act_node);
+    if (my_rank == also_rank) {
+        sleep_s(also_ms / 1000.0);
+        return also_code;
+    }
+    if (acts && record && bt_error_record("%s", record) != BT_OK)
+        fprintf(stderr, "launch_worker: bt_error_record failed\n");
     if (acts && (code >= 0 || sig)) {
         sleep_s(delay);
+        if (say) {
+            fprintf(stderr, "step 12: %s\nlaunch_worker: giving up\n", say);
+            fflush(stderr);
+        }
         if (sig) {
             signal(sig, SIG_DFL); /* a sanitizer's own SIGSEGV handler would exit 1 */
             raise(sig);

@@ -523,7 +523,7 @@ static int fx_summary_logged(struct fx *f, int unused)
  * first: wait for the count rather than read it at once. */
 static int fx_auth_drops_are(struct fx *f, int n)
 {
-    return bt__store_server_drops(f->srv, BT__DROP_AUTH) == n;
+    return bt__store_server_drops(f->srv, BT__DROP_AUTH) == (uint64_t)n;
 }
 
 static void test_flood_rate_limited(void **state)

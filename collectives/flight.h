@@ -1,0 +1,106 @@
+/* flight.h: the flight recorder, shared by libbaton (which writes it) and the launcher (which
+ * reads it while the rank runs, is stopped, or is gone).
+ *
+ * Each rank has one recorder: a header with counters (collectives, bytes and a latency
+ * histogram per op, for /metrics) and a ring of its last BT_FLIGHT_RING calls (sequence
+ * number, communicator, op, dtype, reduction, count, root, peers, start and end times,
+ * state). Under `baton run` it lives in a memfd the launcher made and handed over as
+ * BATON_FLIGHT_FD, mapped by both: the launcher reads a rank's last calls without the rank's
+ * help (a SIGSTOPped or crashed rank cannot dump anything itself). Without the variable it is
+ * plain memory of the process.
+ *
+ * Writers claim an entry with an atomic add on `head` (communicators may run in several
+ * threads) and bump counters with plain atomic loads and stores (exact for one communicator;
+ * two finishing at the same instant may lose an update); readers copy an entry and check its `ver`
+ * before and after (a seqlock: odd while being written), so a torn read is detected and skipped,
+ * never misread. Times are CLOCK_REALTIME ns, so ranks of different nodes compare
+ * (as well as their clocks agree).
+ */
+#ifndef BT_COLLECTIVES_FLIGHT_H
+#define BT_COLLECTIVES_FLIGHT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_FLIGHT_MAGIC 0x31544847494c4642ull /* "BFLIGHT1" */
+#define BT_FLIGHT_VERSION 1
+#define BT_FLIGHT_RING 1024 /* calls kept per rank (a power of two) */
+#define BT_FLIGHT_NHIST 16  /* latency buckets: < 10 us * 2^i ..., the last unbounded */
+
+/* Ops recorded, in this order (names: bt__flight_op_name). */
+enum bt__flight_op {
+    BT_FL_ALLREDUCE = 0,
+    BT_FL_BROADCAST,
+    BT_FL_ALLGATHER,
+    BT_FL_REDUCE_SCATTER,
+    BT_FL_REDUCE,
+    BT_FL_BARRIER,
+    BT_FL_OTHER, /* any other call of the communicator (send/recv, alltoall, split, ...) */
+    BT_FL_NOPS
+};
+
+enum bt__flight_state { BT_FL_EMPTY = 0, BT_FL_RUNNING, BT_FL_DONE, BT_FL_FAILED };
+
+struct bt__flight_entry {            /* 64 bytes */
+    uint64_t ver;                    /* seqlock: odd while the writer changes the entry */
+    uint64_t seq;                    /* the call's number on its communicator (1, 2, ...) */
+    int64_t start_ns;                /* CLOCK_REALTIME when the rank entered the call */
+    int64_t end_ns;                  /* when it returned; 0 while running */
+    uint64_t count;                  /* elements */
+    uint32_t comm_id;                /* 0: the world communicator; others numbered as created */
+    int32_t root;                    /* -1 when the op has none */
+    int32_t peers;                   /* ranks of the communicator */
+    uint8_t op, dtype, redop, state; /* bt__flight_op, bt_dtype, bt_op (255: none), state */
+    uint32_t pad[2];
+};
+
+struct bt__flight_hdr { /* followed by BT_FLIGHT_RING entries */
+    uint64_t magic;
+    uint32_t version, entry_size, nentries, pad0;
+    int32_t rank, size, pid, pad1;
+    uint64_t head;                              /* entries written so far */
+    uint64_t calls[BT_FL_NOPS];                 /* completed calls per op */
+    uint64_t bytes[BT_FL_NOPS];                 /* bytes of those calls (count * dtype) */
+    uint64_t failed[BT_FL_NOPS];                /* calls that returned an error */
+    uint64_t hist[BT_FL_NOPS][BT_FLIGHT_NHIST]; /* latency histogram */
+    uint64_t lat_ns[BT_FL_NOPS];                /* sum of latencies */
+    uint64_t stalls;                            /* BATON_STALL_WARN warnings */
+};
+
+#define BT_FLIGHT_BYTES                                                                            \
+    (sizeof(struct bt__flight_hdr) + BT_FLIGHT_RING * sizeof(struct bt__flight_entry))
+
+/* The upper bound of histogram bucket i in seconds (10 us * 2^i); the last is +Inf. */
+double bt__flight_bucket_s(int i);
+const char *bt__flight_op_name(int op);
+/* The op from its name ("allreduce"), or -1. */
+int bt__flight_op_from_name(const char *name);
+
+/* Copies entry i of h into *out if it is whole (not being written); returns 0, or -1. */
+int bt__flight_read(const struct bt__flight_hdr *h, uint64_t i, struct bt__flight_entry *out);
+
+/* ---- the writer (libbaton) ---- */
+struct bt_comm;
+/* Attaches the process's recorder: BATON_FLIGHT_FD's memfd, else memory of its own. Called by
+ * the first communicator; returns the header (never NULL after success) or NULL. */
+struct bt__flight_hdr *bt__flight_attach(int rank, int size);
+/* Records the start of call #seq of communicator comm_id; returns a token for _end. */
+uint64_t bt__flight_begin(struct bt__flight_hdr *h, uint32_t comm_id, uint64_t seq, int op,
+                          int dtype, int redop, uint64_t count, int root, int peers);
+/* Records its end with result rc (BT_OK or an error code); bytes for the counters. */
+void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t bytes);
+/* Counts a stall warning (h may be NULL). */
+void bt__flight_stall(struct bt__flight_hdr *h);
+
+/* The hook at the collectives' one start/end point (coll.c): begin records call a of c (its
+ * number is c->coll_seq) and returns a token for end, which records its result rc. Under
+ * `baton run` (BATON_FLIGHT_FD set) the first communicator that calls attaches the recorder
+ * (name: the call's, "allreduce" ...; one flight.c does not know is recorded as "other")
+ * and is comm 0; every other communicator is recorded as comm 1. Without the variable both do
+ * nothing. comm_stall counts a stall warning of any communicator. */
+struct bt__call;
+uint64_t bt__flight_call_begin(const struct bt_comm *c, const char *name, const struct bt__call *a);
+void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const struct bt__call *a);
+void bt__flight_comm_stall(void);
+
+#endif

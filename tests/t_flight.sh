@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# t_flight.sh: the flight recorder and stragglers (docs/launcher.md#the-flight-recorder-and-
+# stragglers). A rank stopped by SIGSTOP: the report names it and the call it never entered,
+# and --log-dir holds every rank's dump, which `baton trace` reads back to the same words; a
+# rank passing another count: named with both counts; a rank slowed by a sleep in its loop: the
+# straggler WARN names it and no other, and a run without one warns of none; `baton trace` on
+# a torn, a foreign and a missing file: one line each, exit 2; a recorder-on run of coll_check
+# (the previous attempt's SIGSEGV) exits 0.
+# timeout: 240
+. "$(dirname "$0")/lib.sh"
+CHECK=$BATON_BUILD/tests/progs/coll_check
+[ -x "$CHECK" ] || { t_fail "build" "$CHECK missing"; t_done; }
+
+"$BATON" run -n 2 -- "$CHECK" --iters 2 >"$T_TMP/c.out" 2>&1
+t_expect_eq "coll_check --iters 2 with the recorder on: exit 0" "$?" 0
+
+# ---- rank 2 of 4 stops itself before allreduce #15; BATON_TIMEOUT ends the job
+BATON_TIMEOUT=5 "$BATON" run -n 4 --log-dir "$T_TMP/stop" -- "$CHECK" --count 4096 --iters 400 \
+    --die-rank 2 --die-at 3 --signal STOP >"$T_TMP/s.out" 2>"$T_TMP/s.err"
+t_expect_eq "SIGSTOP: exit 142" "$?" 142
+t_grep "SIGSTOP: the report names rank 2 and the call it never entered" \
+    "^baton: flight recorder: rank 2 never entered allreduce #15 \(the 3 others did, [0-9.]+ s ago\); its last completed call was allreduce #14$" "$T_TMP/s.err"
+t_expect_eq "SIGSTOP: no other rank is named as lagging" \
+    "$(grep -c '^baton: flight recorder: rank [013] ' "$T_TMP/s.err")" 0
+t_expect_eq "SIGSTOP: --log-dir has the 4 dumps" "$(ls "$T_TMP/stop"/flight.*.txt | wc -l)" 4
+"$BATON" trace "$T_TMP/stop"/flight.*.txt >"$T_TMP/trace.out" 2>&1
+t_expect_eq "baton trace: exit 0" "$?" 0
+t_grep "baton trace: the same finding from the files" \
+    "^rank 2 never entered allreduce #15 \(the 3 others did, [0-9.]+ s ago\); its last completed call was allreduce #14$" "$T_TMP/trace.out"
+t_grep "baton trace: rank 2's dump ends with its last call, done" \
+    "^seq=14 comm=0 op=allreduce dtype=float32 redop=sum count=4096 root=-1 peers=4 .* state=done$" "$T_TMP/stop/flight.2.txt"
+
+# ---- bad input to baton trace
+head -c 300 "$T_TMP/stop/flight.0.txt" >"$T_TMP/torn.txt"
+printf 'hello\n' >"$T_TMP/foreign.txt"
+cp "$T_TMP/stop/flight.1.txt" "$T_TMP/flight.1.ok"
+for f in torn.txt foreign.txt missing.txt; do
+    "$BATON" trace "$T_TMP/flight.1.ok" "$T_TMP/$f" >/dev/null 2>"$T_TMP/tr.err"
+    t_expect_eq "baton trace $f: exit 2 with one line" "$? $(wc -l <"$T_TMP/tr.err")" "2 1"
+done
+"$BATON" trace "$T_TMP/torn.txt" 2>"$T_TMP/tr.err" >/dev/null
+t_grep "baton trace: a torn dump is named as torn" "^baton trace: .*torn\.txt: (torn|line [0-9]+: a torn)" "$T_TMP/tr.err"
+"$BATON" trace "$T_TMP/foreign.txt" 2>"$T_TMP/tr.err" >/dev/null
+t_grep "baton trace: a foreign file is named as not a dump" "^baton trace: .*foreign\.txt: not a baton flight-recorder dump" "$T_TMP/tr.err"
+
+# ---- rank 2 passes 4072 floats to allreduce #17 where the others pass 4096
+"$BATON" run -n 4 -- "$CHECK" --count 4096 --iters 50 --bad-count-rank 2 --bad-count-at 5 \
+    >"$T_TMP/b.out" 2>"$T_TMP/b.err"
+t_grep "mismatched counts: named with both counts" \
+    "^baton: WARN: flight recorder: ranks disagree on the count of allreduce #17 \(rank 2: 4072, others: 4096\)" "$T_TMP/b.err"
+
+# ---- rank 1 sleeps 20 ms before each allreduce: the straggler, and no other
+BATON_STRAGGLER_SECS=2 "$BATON" run -n 4 -- "$CHECK" --count 1024 --iters 200 --slow-rank 1 \
+    --slow-ms 20 >"$T_TMP/g.out" 2>"$T_TMP/g.err"
+t_expect_eq "straggler: exit 0" "$?" 0
+t_grep "straggler: the WARN names rank 1 with its lag" \
+    "^baton: WARN: straggler: rank 1 arrived last in [0-9]+ of the last 100 allreduces, median (19|[2-9][0-9]) ms after the others" "$T_TMP/g.err"
+t_grep "straggler: the final report names it" "^baton: straggler: rank 1 arrived last" "$T_TMP/g.err"
+t_expect_eq "straggler: no other rank is named" "$(grep -c 'straggler: rank [023] ' "$T_TMP/g.err")" 0
+BATON_STRAGGLER_SECS=1 "$BATON" run -n 4 -- "$CHECK" --count 1024 --iters 3000 \
+    >"$T_TMP/n.out" 2>"$T_TMP/n.err"
+t_expect_eq "no straggler: exit 0 and no straggler line" "$? $(grep -c 'straggler' "$T_TMP/n.err")" "0 0"
+
+t_done

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# t_metrics.sh: `baton run --metrics-port PORT` (docs/launcher.md#metrics). /metrics scraped with
+# curl while two ranks linger after known work parses with python3-prometheus-client's parser,
+# and its counters match that work (calls and bytes per op, the histogram's count, workers
+# running); any other path is a 404; a port already in use is one WARN line and the job runs.
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+CHECK=$BATON_BUILD/tests/progs/coll_check
+PY=/usr/bin/python3
+[ -x "$CHECK" ] || { t_fail "build" "$CHECK missing"; t_done; }
+command -v curl >/dev/null || { t_skip "metrics" "curl is not installed (make deps)"; t_done; }
+$PY -c 'import prometheus_client.parser' 2>/dev/null ||
+    { t_skip "metrics" "python3-prometheus-client is not installed (make deps)"; t_done; }
+
+port=$(t_free_port)
+t_bg "$BATON" run -n 2 --metrics-port "$port" -- "$CHECK" --count 1000 --iters 10 --linger 20 \
+    >"$T_TMP/m.out" 2>"$T_TMP/m.err"
+job=$T_LAST_PID
+i=0
+until [ "$(grep -c '^\[[01]\] rank [01] ok$' "$T_TMP/m.out")" = 2 ] || [ $i -ge 300 ]; do
+    sleep 0.1; i=$((i + 1)); done
+curl -sS --max-time 5 "http://127.0.0.1:$port/metrics" >"$T_TMP/metrics.txt" 2>"$T_TMP/curl.err"
+t_expect_eq "curl /metrics: exit 0" "$?" 0
+curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/other" >"$T_TMP/code"
+t_expect_eq "another path: 404" "$(cat "$T_TMP/code")" 404
+kill -TERM "$job"; t_wait "$job" 30 >/dev/null
+
+# coll_check's work per rank: 5 checked allreduces (0, 1, 7, 1000, 65539 floats) and 5
+# broadcasts of the same, a barrier, then 10 allreduces of 1000 floats.
+cat >"$T_TMP/check.py" <<'PYEOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+text = open(sys.argv[1]).read()
+fams = {f.name: f for f in text_string_to_metric_families(text)}
+def val(fam, suffix="", **labels):
+    for s in fams[fam].samples:
+        if s.name == fam + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise SystemExit(f"no sample {fam}{suffix} {labels}")
+small = 4 * (0 + 1 + 7 + 1000 + 65539)
+want = {("allreduce", "calls"): 15, ("broadcast", "calls"): 5, ("barrier", "calls"): 1,
+        ("allreduce", "bytes"): small + 10 * 1000 * 4, ("broadcast", "bytes"): small}
+bad = []
+for rank in ("0", "1"):
+    for (op, what), w in want.items():
+        fam = "baton_collectives" if what == "calls" else "baton_collective_bytes"
+        got = val(fam, "_total", rank=rank, op=op)
+        if got != w: bad.append(f"rank {rank} {op} {what}: {got} != {w}")
+    hc = val("baton_collective_seconds", "_count", rank=rank, op="allreduce")
+    inf = val("baton_collective_seconds", "_bucket", rank=rank, op="allreduce", le="+Inf")
+    if hc != 15 or inf != 15: bad.append(f"rank {rank} histogram count {hc}, +Inf {inf}")
+    if val("baton_collective_failures", "_total", rank=rank, op="allreduce") != 0: bad.append("failures")
+    if val("baton_stalls", "_total", rank=rank) != 0: bad.append("stalls")
+if val("baton_workers", state="running") != 2: bad.append("running workers")
+if val("baton_generation") != 0 or val("baton_restarts", "_total") != 0: bad.append("generation")
+print("\n".join(bad) if bad else "ok")
+PYEOF
+$PY "$T_TMP/check.py" "$T_TMP/metrics.txt" >"$T_TMP/check.out" 2>&1
+t_expect_eq "the scrape parses and its counters match the work done" "$(cat "$T_TMP/check.out")" ok
+
+# ---- a port in use: one line, the job unaffected
+$PY -c 'import socket,sys,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(1); print("up", flush=True); time.sleep(60)' \
+    "$port" >"$T_TMP/hold.out" &
+holder=$!; T_PIDS+=("$holder")
+i=0; until grep -q up "$T_TMP/hold.out" || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+"$BATON" run -n 2 --metrics-port "$port" -- "$CHECK" --count 100 --iters 3 >/dev/null 2>"$T_TMP/u.err"
+t_expect_eq "port in use: the job exits 0" "$?" 0
+t_expect_eq "port in use: one WARN line names the port" \
+    "$(grep -c "^baton: WARN: --metrics-port $port: .*; the job runs without /metrics$" "$T_TMP/u.err")" 1
+kill "$holder"
+
+t_done

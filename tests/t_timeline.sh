@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# t_timeline.sh: BATON_TIMELINE=PATH (docs/launcher.md#the-timeline). One node and two nodes:
+# the file parses as JSON and validates against the trace-event schema below (python3-
+# jsonschema); each rank's track holds one event per collective it ran, each inside its
+# "generation 0" span, sorted by time and never overlapping; every node's launcher has its
+# "rendezvous 0" span; two nodes merge into node 0's file. An unwritable path: one WARN line,
+# the job's status unchanged.
+# timeout: 120
+. "$(dirname "$0")/lib.sh"
+CHECK=$BATON_BUILD/tests/progs/coll_check
+PY=/usr/bin/python3
+[ -x "$CHECK" ] || { t_fail "build" "$CHECK missing"; t_done; }
+$PY -c 'import jsonschema' 2>/dev/null || { t_skip "timeline" "python3-jsonschema missing"; t_done; }
+
+cat >"$T_TMP/check.py" <<'PYEOF'
+import json, sys, jsonschema
+path, nodes, ranks, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+doc = json.load(open(path))
+num = {"type": "number"}
+schema = {
+  "type": "object", "required": ["traceEvents"],
+  "properties": {"displayTimeUnit": {"enum": ["ms", "ns"]}, "otherData": {"type": "object"},
+    "traceEvents": {"type": "array", "items": {"type": "object",
+      "required": ["ph", "pid", "tid", "name"],
+      "properties": {"ph": {"enum": ["X", "i", "M"]}, "pid": {"type": "integer", "minimum": 1},
+        "tid": {"type": "integer", "minimum": 0}, "name": {"type": "string", "minLength": 1},
+        "cat": {"type": "string"}, "ts": num, "dur": {"type": "number", "minimum": 0},
+        "s": {"enum": ["g", "p", "t"]}, "args": {"type": "object"}},
+      "allOf": [
+        {"if": {"properties": {"ph": {"const": "X"}}}, "then": {"required": ["ts", "dur", "cat"]}},
+        {"if": {"properties": {"ph": {"const": "i"}}}, "then": {"required": ["ts", "s"]}},
+        {"if": {"properties": {"ph": {"const": "M"}}},
+         "then": {"properties": {"name": {"enum": ["process_name", "thread_name"]},
+                                 "args": {"required": ["name"]}}, "required": ["args"]}}]}}}}
+jsonschema.validate(doc, schema)
+ev = doc["traceEvents"]
+bad = []
+pids = {e["pid"] for e in ev}
+if pids != set(range(1, nodes + 1)): bad.append(f"pids {sorted(pids)}")
+tracks = {}
+for e in ev:
+    if e["ph"] == "X": tracks.setdefault((e["pid"], e["tid"]), []).append(e)
+for p in range(1, nodes + 1):
+    if not any(e["name"] == "rendezvous 0" for e in tracks.get((p, 0), [])): bad.append(f"no rendezvous on node {p - 1}")
+for r in range(ranks):
+    t = [e for k, v in tracks.items() if k[1] == r + 1 for e in v]
+    gen = [e for e in t if e["name"] == "generation 0"]
+    coll = [e for e in t if "#" in e["name"]]
+    if len(gen) != 1: bad.append(f"rank {r}: {len(gen)} generation spans"); continue
+    g = gen[0]
+    if len(coll) != calls: bad.append(f"rank {r}: {len(coll)} collectives, want {calls}")
+    seqs = [int(e["name"].split("#")[1]) for e in coll]
+    if seqs != list(range(1, calls + 1)): bad.append(f"rank {r}: call numbers out of order")
+    for a, b in zip(coll, coll[1:]):
+        if b["ts"] < a["ts"] + a["dur"] - 0.002: bad.append(f"rank {r}: {a['name']} overlaps {b['name']}"); break
+    for e in coll:
+        if e["ts"] < g["ts"] or e["ts"] + e["dur"] > g["ts"] + g["dur"] + 0.002:
+            bad.append(f"rank {r}: {e['name']} outside its generation"); break
+    ts = [e["ts"] for e in t]
+    if ts != sorted(ts): bad.append(f"rank {r}: events not in time order")
+print("\n".join(bad) if bad else "ok")
+PYEOF
+
+# 11 checked calls (5 allreduces, 5 broadcasts, a barrier) + 20 allreduces per rank
+BATON_TIMELINE="$T_TMP/one.json" "$BATON" run -n 2 -- "$CHECK" --count 1000 --iters 20 \
+    >/dev/null 2>"$T_TMP/one.err"
+t_expect_eq "one node: exit 0" "$?" 0
+$PY "$T_TMP/check.py" "$T_TMP/one.json" 1 2 31 >"$T_TMP/one.chk" 2>&1
+t_expect_eq "one node: valid trace-event JSON, nested and ordered, one event per call" "$(cat "$T_TMP/one.chk")" ok
+
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_TIMELINE="$T_TMP/two.$n.json" "$BATON" run --nnodes 2 --node-rank $n \
+        --rdzv "127.0.0.1:$port" -n 1 -- "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/two.$n.err"
+    pids[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes: both exit 0" 60 "${pids[0]}" "${pids[1]}"
+t_check "two nodes: only node 0 writes the file" test -f "$T_TMP/two.0.json" -a ! -e "$T_TMP/two.1.json"
+$PY "$T_TMP/check.py" "$T_TMP/two.0.json" 2 2 31 >"$T_TMP/two.chk" 2>&1
+t_expect_eq "two nodes: one merged file, both nodes' tracks, valid and nested" "$(cat "$T_TMP/two.chk")" ok
+
+BATON_TIMELINE=/proc/nonexistent/tl.json "$BATON" run -n 2 -- "$CHECK" --count 10 --iters 2 \
+    >/dev/null 2>"$T_TMP/bad.err"
+t_expect_eq "unwritable path: the job exits 0" "$?" 0
+t_expect_eq "unwritable path: one WARN line" \
+    "$(grep -c '^baton: WARN: BATON_TIMELINE=/proc/nonexistent/tl.json: cannot write it: ' "$T_TMP/bad.err")" 1
+
+t_done
