@@ -8,7 +8,7 @@
 #   make fuzz       build the libFuzzer targets of tests/fuzz/ (clang) into build/fuzz and run
 #                   each for FUZZ_SECONDS (default 60); one line per target
 #   SANITIZER=address|undefined|thread   build into build/san-$(SANITIZER) with that sanitizer
-#   WITH_MPI=0 WITH_CUDA=0 WITH_NCCL=0 WITH_HWLOC=0   turn an optional feature off
+#   WITH_MPI=0 WITH_CUDA=0 WITH_NCCL=0 WITH_HWLOC=0 WITH_TORCH=0   turn an optional feature off
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -83,6 +83,31 @@ HAVE_CUDA := $(if $(filter 0,$(WITH_CUDA)),0,$(call probe,cuda_runtime.h,$(CUDA_
 HAVE_NCCL := $(strip $(if $(filter 0,$(WITH_NCCL)),0,$(if $(filter 1,$(HAVE_CUDA)),\
                $(call probe,nccl.h,$(CUDA_FLAGS) $(CUDA_LIBS) -lnccl),0)))
 
+# PyTorch (docs/pytorch.md): the torch.distributed backend is a C++ extension built with the
+# system's g++ against Debian's libtorch-dev and pybind11-dev, for the torch that PYTHON (Debian's
+# is importable from /usr/bin/python3 only) imports; found only when all of them agree.
+PYTHON    ?= /usr/bin/python3
+CXX_TORCH ?= g++
+TORCH_INC := /usr/include/torch/csrc/distributed/c10d/ProcessGroup.hpp
+TORCH_VERSION := $(if $(filter 0,$(WITH_TORCH)),,$(shell $(PYTHON) -c \
+  'import torch, torch.distributed as d; assert d.is_available(); print(torch.__version__)' 2>/dev/null))
+TORCH_WHY := $(strip $(if $(filter 0,$(WITH_TORCH)),WITH_TORCH=0,\
+  $(if $(TORCH_VERSION),,$(PYTHON) cannot import torch.distributed (python3-torch))\
+  $(if $(wildcard $(TORCH_INC)),,no $(TORCH_INC) (libtorch-dev))\
+  $(if $(wildcard /usr/include/pybind11/pybind11.h),,no pybind11 (pybind11-dev))\
+  $(if $(shell command -v $(CXX_TORCH) 2>/dev/null),,no $(CXX_TORCH))))
+ifneq ($(TORCH_VERSION),)
+TORCH_HDR_VERSION := $(shell sed -n 's/^\#define TORCH_VERSION_MAJOR \([0-9]*\)/\1/p;s/^\#define TORCH_VERSION_MINOR \([0-9]*\)/\1/p' /usr/include/torch/csrc/api/include/torch/version.h 2>/dev/null | paste -sd.)
+ifneq ($(TORCH_HDR_VERSION),$(shell echo '$(TORCH_VERSION)' | cut -d. -f1-2))
+TORCH_WHY += libtorch-dev's headers are torch $(TORCH_HDR_VERSION) but $(PYTHON) has torch $(TORCH_VERSION)
+endif
+endif
+HAVE_TORCH := $(if $(TORCH_WHY),0,1)
+PY_INCLUDES := $(if $(filter 1,$(HAVE_TORCH)),$(shell $(PYTHON)-config --includes 2>/dev/null || \
+  $(PYTHON) -c 'import sysconfig; print("-I" + sysconfig.get_paths()["include"])'))
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYDIR ?= $(PREFIX)/lib/python$(PY_VERSION)/dist-packages
+
 # ---- sources: one folder, one responsibility ----
 # The core (libbaton) links none of Open MPI, CUDA or NCCL: those backends are plugins, each a
 # shared object of its own in $(BUILD)/plugins, built when its library is found.
@@ -114,6 +139,8 @@ LIBA    := $(BUILD)/libbaton.a
 LIBSO   := $(BUILD)/libbaton.so
 LIBSO_REAL := $(LIBSO).$(VERSION)
 PLUGIN_DIR := $(BUILD)/plugins
+PY_PKG   := $(patsubst python/%,$(BUILD)/python/%,$(wildcard python/baton/*.py))
+TORCH_EXT := $(if $(filter 1,$(HAVE_TORCH)),$(BUILD)/python/baton/_torch.so)
 PLUGINS := $(if $(filter 1,$(HAVE_MPI)),$(PLUGIN_DIR)/libbaton-mpi.so) \
            $(if $(filter 1,$(HAVE_CUDA)),$(PLUGIN_DIR)/libbaton-cuda.so) \
            $(if $(filter 1,$(HAVE_NCCL)),$(PLUGIN_DIR)/libbaton-nccl.so)
@@ -123,7 +150,7 @@ endif
 
 .PHONY: all check demo deps install clean features bench test format fuzz fuzz-build fuzz-bins
 all: $(BATON) $(LIBA) $(LIBSO) $(PLUGINS) $(EXAMPLE_SINGLE) $(MNIST_BIN) $(BENCH_BIN) \
-     $(BENCH_MPI_BIN) $(UNIT_BIN) $(TESTPROG_BIN) features
+     $(BENCH_MPI_BIN) $(UNIT_BIN) $(TESTPROG_BIN) $(PY_PKG) $(TORCH_EXT) features
 
 yes_no = $(if $(filter 1,$(1)),✓,✗)
 features:
@@ -142,6 +169,8 @@ features:
 	  $(if $(filter 1,$(HAVE_CUDA)),"(plugin libbaton-cuda.so: device buffers, $(CUDA_HOME))","(no $(CUDA_HOME) or WITH_CUDA=0: host buffers only)")
 	@printf '%s NCCL     %s\n' $(call yes_no,$(HAVE_NCCL)) \
 	  $(if $(filter 1,$(HAVE_NCCL)),"(plugin libbaton-nccl.so: NCCL for GPU buffers)","(no nccl.h/libnccl or WITH_NCCL=0: no NCCL plugin)")
+	@printf '%s torch    %s\n' $(call yes_no,$(HAVE_TORCH)) \
+	  $(if $(filter 1,$(HAVE_TORCH)),"(torch.distributed backend \"baton\" for torch $(TORCH_VERSION): $(BUILD)/python/baton/_torch.so)","($(TORCH_WHY): no torch.distributed backend; the baton Python package is built)")
 
 # Per-file flags: the plugins' libraries' headers, and where the core looks for plugins.
 $(BUILD)/obj/collectives/backend/mpi.o: EXTRA_CFLAGS := $(MPI_CFLAGS)
@@ -205,6 +234,18 @@ $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(LIBA)
 $(BUILD)/bench/mpi_%: bench/mpi_%.c $(wildcard bench/*.h)
 	@mkdir -p $(dir $@)
 	$(call say,MPICC,$@)mpicc -O2 -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $< -lm
+
+# The Python package: copied, with the torch version the extension is built for; the extension
+# links libbaton.so (found beside the package in build/ and in PREFIX/lib) and c10d's libraries.
+$(BUILD)/python/baton/%.py: python/baton/%.py
+	@mkdir -p $(dir $@)
+	$(call say,PY,$@)sed 's|@TORCH_VERSION@|$(TORCH_VERSION)|' $< > $@
+TORCH_CXXFLAGS := -std=c++17 $(OPT) -g -fPIC -Wall -Wextra $(SANFLAGS) -Iinclude $(PY_INCLUDES) \
+                  -isystem /usr/include/torch/csrc/api/include
+$(TORCH_EXT): python/baton_torch.cpp include/baton.h $(LIBSO)
+	@mkdir -p $(dir $@)
+	$(call say,CXX,$@)$(CXX_TORCH) $(TORCH_CXXFLAGS) -shared -o $@ $< -L$(BUILD) -lbaton \
+	  -ltorch -ltorch_cpu -lc10 -ltorch_python -Wl,-rpath,'$$ORIGIN/../..:$$ORIGIN/../../..' $(LDFLAGS)
 
 # Unit tests may include internal headers; the launcher's objects (less main) come in an
 # archive so a test links only what it uses.
@@ -294,6 +335,9 @@ install: all
 	ln -sf $(notdir $(LIBSO_REAL)) $(DESTDIR)$(PREFIX)/lib/libbaton.so
 	$(if $(strip $(PLUGINS)),install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/baton/)
 	install -m 644 include/baton.h $(wildcard include/baton_ps.h) $(DESTDIR)$(PREFIX)/include/
+	install -d $(DESTDIR)$(PYDIR)/baton
+	install -m 644 $(PY_PKG) $(DESTDIR)$(PYDIR)/baton/
+	$(if $(TORCH_EXT),install -m 755 $(TORCH_EXT) $(DESTDIR)$(PYDIR)/baton/)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	  -e 's|@LIBS@|$(LDLIBS_ALL)|' baton.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton.pc
 

@@ -6,6 +6,7 @@ thread per process, for a fixed number of steps; prints the throughput.
 
     /usr/bin/python3 bench/torch_mnist_cnn.py --nproc 2 --steps 300     # spawns its processes
     baton run -n 2 -- /usr/bin/python3 bench/torch_mnist_cnn.py --steps 300   # env:// init
+    baton run -n 2 -- /usr/bin/python3 bench/torch_mnist_cnn.py --backend baton   # libbaton
 
 Last line: `torch: images_per_s=N steps=S world=W`.
 """
@@ -51,7 +52,11 @@ def train(rank, world, args):
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     if world > 1:
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+        if args.backend == "baton":
+            import baton.torch  # noqa: F401  (PYTHONPATH=build/python)
+            dist.init_process_group("baton")
+        else:
+            dist.init_process_group("gloo", rank=rank, world_size=world)
     x = load_idx(find(args.data, "train-images-idx3-ubyte"))
     y = load_idx(find(args.data, "train-labels-idx1-ubyte"))
     x = torch.from_numpy(x.astype(np.float32) / 255.0).unsqueeze(1)
@@ -76,6 +81,7 @@ def train(rank, world, args):
     dt = time.perf_counter() - t0
     if rank == 0:
         print(f"torch: images_per_s={args.steps * gb / dt:.0f} steps={args.steps} world={world} "
+              f"backend={args.backend if world > 1 else 'none'} "
               f"loss={loss.item():.4f}", flush=True)
     if world > 1:
         dist.destroy_process_group()
@@ -88,6 +94,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--backend", choices=("gloo", "baton"), default="gloo",
+                    help="torch.distributed backend of DDP (baton: only under baton run)")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     args = ap.parse_args()
     if args.nproc == 0 and "WORLD_SIZE" in os.environ:

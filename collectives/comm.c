@@ -205,6 +205,7 @@ static int mpi_comm_create(int choice, bt_comm **out, struct bt__err *err)
     c->backend_choice = choice;
     c->algo = BT_ALGO_AUTO;
     snprintf(c->prefix, sizeof(c->prefix), "w/0/");
+    snprintf(c->name, sizeof(c->name), "world");
     BT_CHECK_GOTO(bt__mpi_attach(c, err), rc, fail);
     BT_CHECK_GOTO(finish_comm(c, err), rc, fail);
     *out = c;
@@ -358,6 +359,31 @@ static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int
     return BT_OK;
 }
 
+/* What a child made from c will need, and a sub-communicator's own prefix and names. */
+static int inherit(struct bt_comm *c, const struct bt__comm_cfg *g, const char *tname,
+                   struct bt__err *err)
+{
+    c->token = strdup(g->token ? g->token : "");
+    c->transport_req = tname;
+    c->shm_slot_req = g->shm_slot_bytes;
+    c->nsocks_req = g->nsocks;
+    snprintf(c->name, sizeof(c->name), "%s", g->name ? g->name : "world");
+    if (g->prefix)
+        snprintf(c->prefix, sizeof(c->prefix), "%s", g->prefix);
+    if (g->world_of && (c->world_of = malloc(sizeof(int) * (size_t)c->size)))
+        memcpy(c->world_of, g->world_of, sizeof(int) * (size_t)c->size);
+    if (!c->token || (g->world_of && !c->world_of) ||
+        !(c->local_of = malloc(sizeof(int) * (size_t)c->size)))
+        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    for (int r = 0, k = 0; r < c->size; r++) {
+        int same = g->node_of ? g->node_of[r] == g->node_of[c->rank]
+                              : r - (c->rank - c->local_rank) >= 0 &&
+                                    r - (c->rank - c->local_rank) < c->local_size;
+        c->local_of[r] = same ? k++ : -1;
+    }
+    return BT_OK;
+}
+
 int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err *err)
 {
     static const char *const tnames[] = {"auto", "shm", "tcp"};
@@ -376,10 +402,13 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     c->ring_seg_bytes = g->ring_seg_bytes ? g->ring_seg_bytes : BT_RING_SEG_BYTES;
     BT_CHECK_GOTO(bt__backend_choice(&c->backend_choice, err), rc, fail);
     snprintf(c->prefix, sizeof(c->prefix), "w/%d/", c->generation);
+    BT_CHECK_GOTO(inherit(c, g, tnames[kind], err), rc, fail);
     BT_CHECK_GOTO(parse_choice("BATON_ALGO", g->algo ? g->algo : bt__param_algo(), anames, 4,
                                &c->algo, err),
                   rc, fail);
-    bt__log_set_rank(c->rank);
+    c->algo_req = anames[c->algo];
+    if (!g->prefix)
+        bt__log_set_rank(c->rank);
     if (c->size > 1) {
         BT_CHECK_GOTO(connect_store(c, g, err), rc, fail);
         snprintf(c->rdzv_host, sizeof(c->rdzv_host), "%s", g->store_host);
@@ -413,6 +442,9 @@ static int comm_free(struct bt_comm *c)
         free(c->scratch[i]);
     free(c->world_ranks);
     free(c->leader_ranks);
+    free(c->world_of);
+    free(c->local_of);
+    free(c->token);
     free(c);
     return rc;
 }
@@ -577,14 +609,15 @@ int bt__wait_tick(struct bt_comm *c, struct bt__wait *w,
         who(arg, names, sizeof(names));
         record_stall(c, waited, names);
         return bt__comm_fail(c, BT_ERR_TIMEOUT,
-                             "%s #%llu timed out after %.0f s waiting for rank(s) %s; hint: "
-                             "is that rank stopped or stuck? BATON_TIMEOUT sets the limit",
-                             c->coll_name, (unsigned long long)c->coll_seq, waited, names);
+                             "%s #%llu on communicator %s timed out after %.0f s waiting for "
+                             "rank(s) %s; hint: is that rank stopped or stuck? BATON_TIMEOUT "
+                             "sets the limit",
+                             c->coll_name, (unsigned long long)c->coll_seq, c->name, waited, names);
     }
     if (!w->warned && waited >= bt__comm_stall_warn_s()) {
         who(arg, names, sizeof(names));
-        BT_WARN(COLL, "%s #%llu: still waiting after %.0f s for rank(s) %s", c->coll_name,
-                (unsigned long long)c->coll_seq, waited, names);
+        BT_WARN(COLL, "%s #%llu on communicator %s: still waiting after %.0f s for rank(s) %s",
+                c->coll_name, (unsigned long long)c->coll_seq, c->name, waited, names);
         w->warned = 1;
     }
     return BT_OK;

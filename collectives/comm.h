@@ -33,6 +33,11 @@ struct bt__comm_cfg {
     size_t shm_slot_bytes; /* bytes per shm slot buffer; 0: BATON_SHM_SLOT_BYTES */
     int nsocks;            /* sockets per TCP peer; 0: BATON_NSOCKS */
     size_t ring_seg_bytes; /* ring allreduce segment; 0: BT_RING_SEG_BYTES (tests shrink it) */
+    /* sub-communicators (split.c); zero for a world communicator */
+    const char *prefix;  /* store keys live under this instead of "w/<generation>/" */
+    const int *world_of; /* [size]: the world rank of each rank (for messages) */
+    const int *node_of;  /* [size]: the node of each rank; NULL: ranks numbered node by node */
+    const char *name;    /* for messages: "c1a2b... (world ranks 0, 2, 4)" */
 };
 
 #define BT_RING_SEG_BYTES (8u << 20)
@@ -78,6 +83,16 @@ struct bt_comm {
     struct bt__err err;            /* sticky: the first error fails every later call; owned by
                                       the thread running a request (progress.h) */
     struct bt__queue *q;           /* requests in issue order, the progress thread */
+    /* what sub-communicators inherit (split.c) */
+    char *token;               /* the job token, for the child's store connection */
+    const char *transport_req; /* "auto" | "shm" | "tcp" as chosen at creation */
+    const char *algo_req;      /* "auto" | "ring" | "rd" | "rabenseifner" */
+    size_t shm_slot_req;       /* cfg.shm_slot_bytes */
+    int nsocks_req;            /* cfg.nsocks */
+    int *world_of;             /* [size]: world rank of each rank; NULL: the identity */
+    int *local_of;             /* [size]: local rank of the ranks on my node, -1 for the others */
+    uint64_t nsplits;          /* bt_comm_split/dup calls so far (names children) */
+    char name[128];            /* "world", or a child's name: in timeout and stall messages */
 };
 
 /* Builds a communicator from cfg (connecting to the store and setting up the transports).

@@ -58,6 +58,11 @@ int bt__comm_usage(struct bt_comm *c, int code, const char *fmt, ...)
     return code;
 }
 
+static int is_p2p(const struct bt_request *r)
+{
+    return r->call.kind == BT_COLL_SEND || r->call.kind == BT_COLL_RECV;
+}
+
 /* Runs r on c in this thread (the queue lock is not held). */
 static void execute(struct bt_comm *c, struct bt_request *r, int failed)
 {
@@ -69,7 +74,16 @@ static void execute(struct bt_comm *c, struct bt_request *r, int failed)
         bt__err_set(&c->err, c->q->pub.code, "%s", c->q->pub.msg);
         pthread_mutex_unlock(&c->q->mu);
     }
-    int rc = c->err.code != BT_OK ? c->err.code : r->run(c, &r->call);
+    if (is_p2p(r)) { /* completes r, and the requests it takes along, itself */
+        bt__p2p_serve(c, r);
+        return;
+    }
+    if (c->err.code != BT_OK) { /* sticky: this request does not run */
+        bt__err_reset(&r->err, c->err.code, "%s #%llu not run, the communicator failed before: %s",
+                      r->name, (unsigned long long)r->seq, c->err.msg);
+        return;
+    }
+    int rc = r->run(c, &r->call);
     if (rc != BT_OK)
         bt__err_reset(&r->err, rc, "%s", c->err.code != BT_OK ? c->err.msg : bt_strerror(rc));
 }
@@ -84,6 +98,17 @@ static void unlink_live(struct bt__queue *q, struct bt_request *r)
         r->next_l->prev_l = r->prev_l;
 }
 
+static void complete_locked(struct bt__queue *q, struct bt_request *r)
+{
+    r->state = BT_REQ_DONE;
+    if (r->freed && !r->on_stack) {
+        unlink_live(q, r);
+        free(r);
+    }
+    if (q->nwaiting)
+        pthread_cond_broadcast(&q->done);
+}
+
 /* Takes the head of the queue and runs it; called and returns with q->mu held. */
 static void run_head(struct bt_comm *c)
 {
@@ -94,7 +119,7 @@ static void run_head(struct bt_comm *c)
         q->tail = NULL;
     r->state = BT_REQ_RUNNING;
     q->busy = 1;
-    int failed = atomic_load(&q->failed);
+    int failed = atomic_load(&q->failed), p2p = is_p2p(r);
     pthread_mutex_unlock(&q->mu);
     execute(c, r, failed);
     pthread_mutex_lock(&q->mu);
@@ -102,16 +127,38 @@ static void run_head(struct bt_comm *c)
         bt__err_set(&q->pub, c->err.code, "%s", c->err.msg);
         atomic_store(&q->failed, c->err.code);
     }
-    r->state = BT_REQ_DONE;
+    if (!p2p)
+        complete_locked(q, r);
     q->busy = 0;
-    if (r->freed && !r->on_stack) {
-        unlink_live(q, r);
-        free(r);
-    }
     if (q->nwaiting)
         pthread_cond_broadcast(&q->done);
     if (q->head && q->thread_idle)
         pthread_cond_signal(&q->work);
+}
+
+struct bt_request *bt__queue_take_p2p(struct bt_comm *c)
+{
+    struct bt__queue *q = c->q;
+    pthread_mutex_lock(&q->mu);
+    struct bt_request *r = q->head && is_p2p(q->head) ? q->head : NULL;
+    if (r) {
+        q->head = r->next;
+        if (!q->head)
+            q->tail = NULL;
+        r->state = BT_REQ_RUNNING;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return r;
+}
+
+void bt__queue_complete(struct bt_comm *c, struct bt_request *r, int rc)
+{
+    struct bt__queue *q = c->q;
+    if (rc != BT_OK)
+        bt__err_reset(&r->err, rc, "%s", c->err.code != BT_OK ? c->err.msg : bt_strerror(rc));
+    pthread_mutex_lock(&q->mu);
+    complete_locked(q, r);
+    pthread_mutex_unlock(&q->mu);
 }
 
 /* Runs or sleeps until r is done; called and returns with q->mu held. */

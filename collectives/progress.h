@@ -64,6 +64,16 @@ void bt__queue_destroy(struct bt_comm *c);
 int bt__coll_submit(struct bt_comm *c, const char *name, bt__run_fn run, const struct bt__call *a,
                     bt_request **out);
 
+/* Runs the point-to-point request first (exchange.c), taking along the point-to-point
+ * requests queued behind it while it runs (bt__queue_take_p2p), so that an isend and the
+ * irecv issued after it progress together; completes each (bt__queue_complete) as its
+ * message is done. */
+void bt__p2p_serve(struct bt_comm *c, struct bt_request *first);
+/* The head of the queue if it is a send or recv (now running), else NULL. */
+struct bt_request *bt__queue_take_p2p(struct bt_comm *c);
+/* Marks r done with rc (its story from c->err) and wakes its waiters; r may be freed. */
+void bt__queue_complete(struct bt_comm *c, struct bt_request *r, int rc);
+
 /* An argument error found in the calling thread: sticky on c, logged, returns code. */
 int bt__comm_usage(struct bt_comm *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -22,6 +22,7 @@ enum bt__wire_status {
     BT__ST_BAD_VERSION = 3, /* handshake: another protocol version */
     BT__ST_BAD_TOKEN = 4,   /* handshake: the peer's HMAC does not match (another job) */
     BT__ST_BAD_WORKER = 5,  /* ps handshake: the worker's rank or world does not fit the job */
+    BT__ST_STALE = 6,       /* ps handshake: the worker is of an older generation of the job */
 };
 
 /* ---- fixed-width fields at a pointer ---- */

@@ -163,6 +163,82 @@ BT_API const char *bt_request_error(const bt_request *req);
  * when it completes: its buffers must stay valid until then (bt_finalize waits for it). */
 BT_API void bt_request_free(bt_request *req);
 
+/* ---- Point-to-point and the exchange collectives (host buffers) ----
+ *
+ * bt_send/bt_recv move count elements to/from rank peer of comm with a tag >= 0. Messages
+ * between two ranks match in the order they were issued; the tag is checked, not searched
+ * for: a receive whose next message has another tag, or more elements than it has room for,
+ * fails with BT_ERR_INVALID_USAGE naming both. A receive may be larger than the message.
+ * Sends and receives are ordered with the communicator's other calls: a send and its
+ * receive must sit at the same place among the collectives of the two ranks (as in NCCL).
+ * Consecutive bt_isend/bt_irecv calls on a communicator progress together, so exchanging
+ * with a peer (isend + irecv on both sides) or shifting around a ring never deadlocks;
+ * blocking bt_send then bt_recv on both sides of a pair does once a message exceeds the
+ * stream's buffering (32 KiB over shared memory). */
+BT_API int bt_send(bt_comm *comm, const void *buf, size_t count, bt_dtype dtype, int peer, int tag);
+BT_API int bt_recv(bt_comm *comm, void *buf, size_t count, bt_dtype dtype, int peer, int tag);
+BT_API int bt_isend(bt_comm *comm, const void *buf, size_t count, bt_dtype dtype, int peer, int tag,
+                    bt_request **req);
+BT_API int bt_irecv(bt_comm *comm, void *buf, size_t count, bt_dtype dtype, int peer, int tag,
+                    bt_request **req);
+
+/* Collectives over point-to-point, every message checked against the count the receiver
+ * expects (mismatched counts between ranks are BT_ERR_INVALID_USAGE naming both).
+ * alltoall: send and recv hold count * size elements; block p of send goes to rank p, block
+ * p of recv comes from rank p. */
+BT_API int bt_alltoall(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype);
+BT_API int bt_ialltoall(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                        bt_request **req);
+/* alltoallv: scounts[p] elements at send + sdispls[p] go to rank p; rcounts[p] elements from
+ * rank p land at recv + rdispls[p] (counts and displacements in elements, arrays of size). */
+BT_API int bt_alltoallv(bt_comm *comm, const void *send, const size_t *scounts,
+                        const size_t *sdispls, void *recv, const size_t *rcounts,
+                        const size_t *rdispls, bt_dtype dtype);
+BT_API int bt_ialltoallv(bt_comm *comm, const void *send, const size_t *scounts,
+                         const size_t *sdispls, void *recv, const size_t *rcounts,
+                         const size_t *rdispls, bt_dtype dtype, bt_request **req);
+/* allgatherv: rank p's count (= rcounts[p]) elements land at recv + rdispls[p] everywhere. */
+BT_API int bt_allgatherv(bt_comm *comm, const void *send, size_t count, void *recv,
+                         const size_t *rcounts, const size_t *rdispls, bt_dtype dtype);
+BT_API int bt_iallgatherv(bt_comm *comm, const void *send, size_t count, void *recv,
+                          const size_t *rcounts, const size_t *rdispls, bt_dtype dtype,
+                          bt_request **req);
+/* gather: root's recv (count * size) holds every rank's send (count) in rank order; recv is
+ * unused elsewhere. scatter: block p of root's send (count * size) lands in rank p's recv. */
+BT_API int bt_gather(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                     int root);
+BT_API int bt_igather(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                      int root, bt_request **req);
+BT_API int bt_scatter(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                      int root);
+BT_API int bt_iscatter(bt_comm *comm, const void *send, void *recv, size_t count, bt_dtype dtype,
+                       int root, bt_request **req);
+
+/* ---- Sub-communicators ----
+ *
+ * A child communicator is independent of its parent once made: it has its own transports
+ * (shared memory among its members on a node, TCP across nodes, hierarchical allreduce when
+ * its members are spread evenly over nodes), its own request queue and sticky error, and is
+ * freed with bt_comm_destroy (or bt_finalize); destroying it leaves the parent intact, and
+ * the parent may be destroyed first. The accessors answer for the child (rank and size
+ * within it, its nodes). Timeout and stall messages name the communicator and the world
+ * ranks of its members. */
+
+/* Every rank of comm calls it, in the same order as comm's other calls. Ranks with the same
+ * color >= 0 form one child, ordered by key, then by rank in comm; *newcomm is the caller's
+ * child (owned by the caller), or NULL for color BT_UNDEFINED (-1). */
+#define BT_UNDEFINED (-1)
+BT_API int bt_comm_split(bt_comm *comm, int color, int key, bt_comm **newcomm);
+/* A child with every rank of comm in the same order (bt_comm_split with one color). */
+BT_API int bt_comm_dup(bt_comm *comm, bt_comm **newcomm);
+/* Called by the members only: ranks[0..nranks) (distinct ranks of comm, the caller among
+ * them) form a child in which ranks[i] has rank i. Every member passes the same list and the
+ * same tag; different groups made concurrently need different tags or lists. */
+BT_API int bt_comm_create_group(bt_comm *comm, int nranks, const int *ranks, uint64_t tag,
+                                bt_comm **newcomm);
+/* Frees a communicator made by the calls above (same as bt_finalize). */
+BT_API int bt_comm_destroy(bt_comm *comm);
+
 #ifdef __cplusplus
 }
 #endif

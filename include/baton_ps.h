@@ -12,6 +12,12 @@
  *   for (step...) { grad(w, g); bt_ps_push(ps, "fc1.w", g, n); bt_ps_pull(ps, "fc1.w", w, n); }
  *   bt_ps_close(ps);                        // servers exit 0 once every worker closed
  *
+ * Exactly once: a push whose reply was lost is resent, and the server acknowledges a resent
+ * push without applying it again (each push carries a per-worker sequence number).
+ * Generations: the client says its BATON_RESTART_COUNT; the servers serve every generation of
+ * the job (a newer one replaces the older, keeping the keys' values and optimizer state) and
+ * refuse a worker of an older one (BT_ERR_INVALID_USAGE, "a stale worker").
+ *
  * Steps: the server counts each worker's pushes per key. In sync mode push number t of every
  * worker is averaged into update t, applied once, and a pull that follows a worker's push
  * number t waits until update t is applied. Async applies each push on arrival; bounded:S
@@ -89,6 +95,10 @@ BT_API int bt_ps_pull_many(bt_ps *ps, size_t n, const char *const *names, float 
 BT_API int bt_ps_close(bt_ps *ps);
 /* Like bt_ps_close, and tells the servers the job is done: they exit 0 now (the chief's call). */
 BT_API int bt_ps_shutdown(bt_ps *ps);
+/* Like bt_ps_close, but this worker only leaves its generation of an elastic job (it was asked
+ * to stop, e.g. SIGTERM before the job re-forms): the servers do not count it as closed and
+ * serve the next generation, whose workers find them and their state. */
+BT_API int bt_ps_leave(bt_ps *ps);
 
 /* Detail of the last error on ps (or of the last failed bt_ps_open when ps is NULL); "" when
  * none. Valid until the next call on ps. */

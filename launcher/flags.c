@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/param.h"
 #include "launcher/flags.h"
@@ -21,6 +22,7 @@ enum kind {
     K_BIND,     /* none|core|numa|gpu */
     K_OFF,      /* no value: sets an int to 0 */
     K_NNODES,   /* N, or MIN:MAX (elastic): nnodes = MAX, nnodes_min = MIN */
+    K_ON,       /* no value: sets an int to 1 */
 };
 
 struct flag {
@@ -58,8 +60,8 @@ static const struct flag flags[] = {
      "each next one up to 30 s (1; 0: at once)"},
     {"--join-timeout", NULL, "SEC", RUN, K_SECONDS, 1, 0, RO(join_timeout_s),
      "wait this long for the store and the nodes (300)"},
-    {"--rdzv-backend", NULL, "c10d|etcd", RUN, K_DIR, 0, 0, RO(rdzv_backend),
-     "c10d: node 0 hosts the store (default); etcd:\nthe rendezvous lives in etcd (docs/elastic.md)"},
+    {"--rdzv-backend", NULL, "c10d|static|etcd", RUN, K_DIR, 0, 0, RO(rdzv_backend),
+     "c10d (or static): node 0 hosts the store (default);\netcd: the rendezvous lives in etcd (docs/elastic.md)"},
     {"--rdzv-endpoint", NULL, "HOST:PORT[,...]", RUN, K_DIR, 0, 0, RO(rdzv_endpoint),
      "etcd: its members; c10d: as --rdzv"},
     {"--rdzv-last-call", NULL, "SEC", RUN, K_SECONDS, 0, 0, RO(last_call_s),
@@ -81,6 +83,23 @@ static const struct flag flags[] = {
      "none|core|numa|gpu: pin each worker by the node's\n"
      "topology (see `baton topo`); gpu also sets\n"
      "CUDA_VISIBLE_DEVICES (default none)"},
+    /* torchrun's own flags (launcher/run_torch.c; docs/pytorch.md has the table) */
+    {"--rdzv-id", NULL, "ID", RUN, K_DIR, 0, 0, RO(torch.rdzv_id),
+     "the job's id (TORCHELASTIC_RUN_ID, BATON_JOB_ID)"},
+    {"--standalone", NULL, NULL, RUN, K_ON, 0, 0, RO(torch.standalone),
+     "one node, a random run id (torchrun)"},
+    {"--master-addr", NULL, "HOST", RUN, K_DIR, 0, 0, RO(torch.master_addr),
+     "MASTER_ADDR for the workers; the store at\n"
+     "--master-port + 1 unless --rdzv says"},
+    {"--master-port", NULL, "P", RUN, K_INT, 1, 65534, RO(torch.master_port),
+     "MASTER_PORT for the workers"},
+    {"--role", NULL, "NAME", RUN, K_DIR, 0, 0, RO(torch.role), "ROLE_NAME (default: default)"},
+    {"--module", "-m", NULL, RUN, K_ON, 0, 0, RO(torch.module),
+     "PROGRAM is a Python module: python3 -u -m PROGRAM"},
+    {"--no-python", NULL, NULL, RUN, K_ON, 0, 0, RO(torch.no_python),
+     "run a .py PROGRAM directly, not under python3"},
+    {"--run-path", NULL, NULL, RUN, K_ON, 0, 0, RO(torch.run_path),
+     "run the .py PROGRAM with runpy.run_path"},
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -98,10 +117,16 @@ static int set_int(const struct flag *f, const char *name, const char *v, int *o
     char why[64];
     if (f->kind == K_COUNT && !strcmp(v, "auto"))
         return *out = 0, 1;
+    if (f->kind == K_COUNT && !strcmp(v, "gpu")) /* torchrun's: resolved by run.c */
+        return *out = BT_FLAGS_NPROC_GPU, 1;
+    if (f->kind == K_COUNT && !strcmp(v, "cpu")) { /* torchrun's: os.cpu_count() */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return *out = n > 0 ? (n < f->max ? (int)n : f->max) : 1, 1;
+    }
     if (!*v || strspn(v, "0123456789") != strlen(v) || bt__parse_int(v, &x) != 0 || x < f->min ||
         x > f->max) {
         snprintf(why, sizeof(why), "want %san integer in %d..%d",
-                 f->kind == K_COUNT ? "auto or " : "", f->min, f->max);
+                 f->kind == K_COUNT ? "auto, cpu, gpu or " : "", f->min, f->max);
         return bad(err, name, v, why);
     }
     return *out = (int)x, 1;
@@ -160,16 +185,32 @@ static int set_value(const struct flag *f, const char *name, const char *v, void
     case K_BIND:
         return bt__bind_parse(v, dst) == 0 ? 1 : bad(err, name, v, "want none, core, numa or gpu");
     case K_OFF: return *(int *)dst = 0, 1;
+    case K_ON: return *(int *)dst = 1, 1;
     case K_NNODES: return set_nnodes(f, name, v, dst, err);
     }
     return -1;
 }
 
-/* The row argv's flag a names (with its value's start in *v when attached), or NULL. */
-static const struct flag *lookup(unsigned cmds, const char *a, const char **v)
+/* a's name (before any '=') with torchrun's underscores as dashes (--nproc_per_node) into
+ * out (cap bytes); returns its length. */
+static size_t dashed(const char *a, char *out, size_t cap)
 {
-    const char *eq = strchr(a, '=');
-    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    size_t len = strcspn(a, "=");
+    len = len < cap ? len : cap - 1;
+    for (size_t k = 0; k < len; k++)
+        out[k] = k >= 2 && a[k] == '_' ? '-' : a[k];
+    out[len] = '\0';
+    return len;
+}
+
+/* The row argv's flag a names (with its value's start in *v when attached), or NULL. */
+static const struct flag *lookup(unsigned cmds, const char *arg, const char **v)
+{
+    const char *eq = strchr(arg, '=');
+    char a[64];
+    size_t len = dashed(arg, a, sizeof(a));
+    if (len >= sizeof(a) - 1)
+        return NULL;
     for (size_t k = 0; k < NFLAGS; k++) {
         const struct flag *f = &flags[k];
         if (!(f->cmds & cmds))
@@ -179,8 +220,8 @@ static const struct flag *lookup(unsigned cmds, const char *a, const char **v)
             *v = eq ? eq + 1 : NULL;
             return f;
         }
-        if (f->alias && !eq && !strncmp(a, f->alias, 2) && a[2]) { /* -n4 */
-            *v = a + 2;
+        if (f->alias && f->kind != K_ON && !eq && !strncmp(arg, f->alias, 2) && arg[2]) {
+            *v = arg + 2; /* -n4 */
             return f;
         }
     }
@@ -195,9 +236,9 @@ int bt__flags_parse(unsigned cmds, struct bt__spec_flags *sf, struct bt__run_opt
     if (!f)
         return 0;
     const char *shown = f->alias && !strncmp(argv[*i], f->alias, 2) ? f->alias : f->name;
-    if (f->kind == K_OFF && v)
+    if ((f->kind == K_OFF || f->kind == K_ON) && v)
         return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s takes no value", f->name), -1;
-    if (f->kind != K_OFF && !v) {
+    if (f->kind != K_OFF && f->kind != K_ON && !v) {
         if (*i + 1 >= argc)
             return bt__err_set(err, BT_ERR_INVALID_USAGE, "%s needs a value", shown), -1;
         v = argv[++*i];
@@ -227,6 +268,42 @@ static size_t usage_row(const struct flag *f, char *out, size_t cap)
         n += (size_t)snprintf(out + n, cap - n, "%31s%s\n", "", list);
     }
     return n;
+}
+
+/* Levenshtein distance of a and b (each shorter than 64 bytes). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (la >= 64 || lb >= 64)
+        return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            best = up + 1 < best ? up + 1 : best;
+            best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+const char *bt__flags_nearest(unsigned cmds, const char *arg)
+{
+    char a[64];
+    const char *best = NULL;
+    size_t bd = (size_t)-1;
+    dashed(arg, a, sizeof(a));
+    for (size_t k = 0; k < NFLAGS; k++) {
+        size_t d = distance(a, flags[k].name);
+        if ((flags[k].cmds & cmds) && d < bd)
+            bd = d, best = flags[k].name;
+    }
+    return bd <= strlen(a) / 2 ? best : NULL;
 }
 
 void bt__flags_usage(unsigned cmds, char *out, size_t cap)

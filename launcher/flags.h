@@ -19,6 +19,11 @@
  * none of cmds' flags, -1 with one line in err when its value is bad or missing. */
 int bt__flags_parse(unsigned cmds, struct bt__spec_flags *sf, struct bt__run_opts *ro, int argc,
                     char **argv, int *i, struct bt__err *err);
+/* --nproc-per-node gpu as parsed (torchrun's spelling): run.c counts the GPUs. */
+#define BT_FLAGS_NPROC_GPU (-2)
+/* The flag of cmds nearest to the unknown arg (torchrun's underscores read as dashes), or NULL
+ * when none is close: for "unknown option '--nproc-per-nod'; did you mean --nproc-per-node?" */
+const char *bt__flags_nearest(unsigned cmds, const char *arg);
 /* The option lines of the usage of the flags of cmds, one per flag (continuations indented). */
 void bt__flags_usage(unsigned cmds, char *out, size_t cap);
 

@@ -2,8 +2,9 @@
  *
  * Flags override the env (BATON_PS_*, BATON_RDZV, BATON_TOKEN, BATON_TIMEOUT) that `baton run`
  * sets for the servers it starts (`--ps N`, TFJob ps pods). The server publishes its address
- * in the store and exits 0 once every worker has closed, the chief said the job is done, or on
- * SIGTERM/SIGINT (after writing its checkpoint when a directory is set).
+ * in the store, serves every generation of the job, and exits 0 once every worker of the
+ * current generation has closed, the chief said the job is done, or on SIGTERM/SIGINT (after
+ * writing its checkpoint when a directory is set).
  */
 #include <getopt.h>
 #include <malloc.h>
@@ -22,7 +23,7 @@ const char *bt__cmd_ps_usage(void)
     return "usage: baton ps [options]\n"
            "Runs a parameter server for the workers of this job (what `baton run --ps N` and a\n"
            "TFJob ps pod run). It publishes its address in the rendezvous store under\n"
-           "ps/<restart count>/server/<index>; the workers find it there.\n\n"
+           "ps/server/<index>; the workers of every generation find it there.\n\n"
            "  --index I              this server's index, 0..N-1 (BATON_PS_INDEX; default: the\n"
            "                         next free one from the store; give it for restartable servers)\n"
            "  --rdzv HOST:PORT       the rendezvous store (BATON_RDZV)\n"
@@ -34,6 +35,9 @@ const char *bt__cmd_ps_usage(void)
            "  --checkpoint-secs S    checkpoint every S seconds (BATON_PS_CKPT_SECS; 0: only at\n"
            "                         exit and on SIGTERM)\n"
            "  --checkpoint-steps N   checkpoint every N steps (BATON_PS_CKPT_STEPS)\n"
+           "  --checkpoint-sync      write the checkpoint before acknowledging any push, so a\n"
+           "                         restarted server applies every push exactly once\n"
+           "                         (BATON_PS_CKPT_SYNC=1)\n"
            "  --timeout SEC          how long a sync step waits for a missing worker\n"
            "                         (BATON_TIMEOUT, default 300)\n"
            "  --keep-running         do not exit when every worker has closed\n"
@@ -62,6 +66,7 @@ static int parse(int argc, char **argv, struct bt__ps_server_cfg *cfg)
                                          {"checkpoint-dir", 1, 0, 'd'},
                                          {"checkpoint-secs", 1, 0, 's'},
                                          {"checkpoint-steps", 1, 0, 'n'},
+                                         {"checkpoint-sync", 0, 0, 'S'},
                                          {"timeout", 1, 0, 't'},
                                          {"keep-running", 0, 0, 'k'},
                                          {"help", 0, 0, 'h'},
@@ -86,6 +91,7 @@ static int parse(int argc, char **argv, struct bt__ps_server_cfg *cfg)
         case 'H': cfg->host = cfg->advertise = a; break;
         case 'd': cfg->ckpt_dir = a; break;
         case 'k': cfg->exit_when_done = 0; break;
+        case 'S': cfg->ckpt_sync = 1; break;
         case 'h': fputs(bt__cmd_ps_usage(), stdout); return -1;
         default:
             fprintf(stderr, "baton ps: unknown or incomplete option '%s'; see 'baton help ps'\n",

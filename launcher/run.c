@@ -87,8 +87,10 @@ static int parse(int argc, char **argv, struct bt__run_opts *o)
             return fputs(bt__cmd_run_usage(), stdout), 1;
         struct bt__err err = {0};
         int rc = bt__flags_parse(BT_FLAGS_RUN, &o->flags, o, argc, argv, &i, &err);
+        const char *near = rc == 0 ? bt__flags_nearest(BT_FLAGS_RUN, a) : NULL;
         if (rc == 0)
-            return usage_error("unknown option '%.*s'", (int)strcspn(a, "="), a);
+            return usage_error("unknown option '%.*s'%s%s%s", (int)strcspn(a, "="), a,
+                               near ? "; did you mean " : "", near ? near : "", near ? "?" : "");
         if (rc < 0)
             return usage_error("%s", err.msg);
     }
@@ -99,8 +101,8 @@ static int parse(int argc, char **argv, struct bt__run_opts *o)
     return 0;
 }
 
-/* auto: one worker per visible GPU (CUDA_VISIBLE_DEVICES, else /dev/nvidiaN), else 1. */
-static int auto_nproc(void)
+/* Visible GPUs: entries of CUDA_VISIBLE_DEVICES, else /dev/nvidiaN; 0 when none. */
+static int gpu_count(void)
 {
     const char *cvd = getenv("CUDA_VISIBLE_DEVICES");
     int n = 0;
@@ -108,14 +110,25 @@ static int auto_nproc(void)
         for (const char *p = cvd; *p && *p != '-' && *p != ',' && *p != 'N';
              p += strcspn(p, ",") + (p[strcspn(p, ",")] ? 1 : 0))
             n++;
-        return n > 0 ? n : 1;
+        return n;
     }
     glob_t g;
     if (glob("/dev/nvidia[0-9]*", 0, NULL, &g) == 0) {
         n = (int)g.gl_pathc;
         globfree(&g);
     }
-    return n > 0 ? n : 1;
+    return n;
+}
+
+/* auto: one worker per visible GPU; without one, one per CPU when -n auto was given (torchrun's
+ * meaning), else 1 (the default, and a spec's "auto"). */
+static int auto_nproc(const struct bt__run_opts *o)
+{
+    int n = gpu_count();
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > 0)
+        return n;
+    return o->flags.nproc_per_node == 0 && ncpu > 0 ? (int)(ncpu < 4096 ? ncpu : 4096) : 1;
 }
 
 /* fds 0-2 open, so that pipes and sockets never land on them. */
@@ -157,7 +170,7 @@ static int generation(struct bt__run *r, struct bt__outcome *o, struct bt__err *
 {
     o->kind = 0;
     BT_CHECK(bt__run_watch_start(r, err));
-    if (bt__run_spawn_all(r, err) != BT_OK) {
+    if (bt__run_torch_generation(r, err) != BT_OK || bt__run_spawn_all(r, err) != BT_OK) {
         o->kind = 'F';
         o->status = BT_RUN_EXIT_LAUNCHER;
         snprintf(o->line, sizeof(o->line), "node %d (host %s) could not start its workers: %s",
@@ -345,19 +358,27 @@ static int setup(struct bt__run *r)
     struct bt__err err = {0};
     if (backend_flags(r) != 0)
         return 2;
+    int rc = bt__run_torch_flags(&r->o, gpu_count());
+    if (rc)
+        return rc;
     if (bt__spec_detect(&r->o.flags, NULL, NULL, &r->spec, &err) != BT_OK) {
         fprintf(stderr, "baton run: %s\n", err.msg);
         return 2;
     }
+    bt__run_torch_spec(r);
     if (r->spec.role == BT_ROLE_PS)
         return -1; /* the caller runs the server instead */
-    int rc = bt__run_resolve_prog(r->o.argv[0], r->prog, sizeof(r->prog), &err);
+    if ((rc = bt__run_torch_argv(&r->o)) != 0)
+        return rc;
+    rc = bt__run_resolve_prog(r->o.argv[0], r->prog, sizeof(r->prog), &err);
     if (rc) {
         fprintf(stderr, "baton run: %s\n", err.msg);
         return rc;
     }
     int ranked = r->spec.role == BT_ROLE_WORKER || r->spec.role == BT_ROLE_CHIEF;
-    r->nproc = !ranked ? 1 : r->spec.nproc_per_node > 0 ? r->spec.nproc_per_node : auto_nproc();
+    r->nproc = !ranked                      ? 1
+               : r->spec.nproc_per_node > 0 ? r->spec.nproc_per_node
+                                            : auto_nproc(&r->o);
     if (ps_layout(r, ranked) != 0)
         return 2;
     if (!ranked)
@@ -372,6 +393,11 @@ static int setup(struct bt__run *r)
         fprintf(stderr, "baton run: %s\n", err.msg);
         return rc;
     }
+    if (bt__run_torch_errdir(r, &err) != BT_OK) {
+        fprintf(stderr, "baton run: %s\n", err.msg);
+        return BT_RUN_EXIT_LAUNCHER;
+    }
+    bt__run_torch_omp_note(r);
     if (bt__run_signals_install(&err) != BT_OK) {
         fprintf(stderr, "baton run: cannot set up: %s\n", err.msg);
         return BT_RUN_EXIT_LAUNCHER;
@@ -416,6 +442,7 @@ int bt__cmd_run(int argc, char **argv)
         bt__run_rdzv_close(&r, 0);
     if (r.srv || r.st)
         bt__run_rdzv_close(&r, 0);
+    bt__run_torch_close(&r);
     free(r.w);
     free(r.obuf);
     free(r.place);

@@ -15,6 +15,7 @@
  *   run_watchdog.c the process that cleans up the job when baton dies (kill -9, a crash)
  *   run_elastic.c  --nnodes MIN:MAX: generations formed from the nodes present, stable node
  *                  ranks, late joiners, the workers' BATON_ELASTIC_FILE
+ *   run_torch.c    torchrun's flags, a .py/-m PROGRAM under Python, torchrun's worker env
  *
  * One generation (restart count g) is: join (claim l/<g>/node/<R>, wait for every node),
  * start the workers, supervise them until l/<g>/outcome is set, stop them. The outcome key
@@ -52,6 +53,17 @@
            retryable, like the join timeout */
 #define BT_RUN_GPU_MAX 64 /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
+/* torchrun's flags (run_torch.c) and what baton derives from them. */
+struct bt__run_torch {
+    const char *rdzv_id, *master_addr, *role;    /* NULL: not given */
+    int master_port;                             /* 0: not given */
+    int standalone, module, no_python, run_path; /* 1: given */
+    char run_id[128];                            /* TORCHELASTIC_RUN_ID; "" means the job id */
+    char errdir[PATH_MAX]; /* TORCHELASTIC_ERROR_FILE's base folder, "" before it exists */
+    int errdir_temp;       /* 1: baton made errdir (mkdtemp) and removes it at exit */
+    char **argv_owned;     /* the python argv built for a .py PROGRAM, or NULL */
+};
+
 struct bt__run_opts {
     struct bt__spec_flags flags;
     int max_restarts;
@@ -67,6 +79,7 @@ struct bt__run_opts {
     enum bt__bind bind;        /* --bind */
     const char *token_file;    /* --token-file: the job secret's file, or NULL */
     char **argv;               /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
+    struct bt__run_torch torch;
 };
 
 /* Output of one worker stream, assembled into lines. */
@@ -334,6 +347,24 @@ void bt__run_watchdog_stop(struct bt__run *r);
  * consequence: sets *o to outcome H naming the stalled ranks and returns 1; else 0. */
 void bt__run_stall_scan(struct bt__run *r);
 int bt__run_stall_outcome(struct bt__run *r, const struct bt__worker *w, struct bt__outcome *o);
+
+/* run_torch.c. torch_flags: before the spec is detected (ngpu: GPUs on this node); returns 0
+ * or 2 after one line. torch_spec: after it (job id, master). torch_argv: a .py/-m PROGRAM
+ * under python; 0, 2 or 127 after one line. torch_errdir: the error files' folder.
+ * torch_generation: makes attempt_<g>/<local rank>/ for each worker. torch_vars: torchrun's
+ * env of one worker into v (at most 11, malloc'd); returns how many, or -1. torch_omp_note:
+ * logs OMP_NUM_THREADS=1 at INFO. torch_error_msg: the message a @record-decorated worker left
+ * in its error file, "" when none. torch_close: removes a temporary errdir. */
+int bt__run_torch_flags(struct bt__run_opts *o, int ngpu);
+void bt__run_torch_spec(struct bt__run *r);
+int bt__run_torch_argv(struct bt__run_opts *o);
+int bt__run_torch_errdir(struct bt__run *r, struct bt__err *err);
+int bt__run_torch_generation(struct bt__run *r, struct bt__err *err);
+int bt__run_torch_vars(const struct bt__run *r, const struct bt__worker *w, char **v);
+void bt__run_torch_omp_note(const struct bt__run *r);
+void bt__run_torch_error_msg(const struct bt__run *r, const struct bt__worker *w, char *out,
+                             size_t n);
+void bt__run_torch_close(struct bt__run *r);
 
 /* run_report.c */
 const char *bt__signal_name(int sig);

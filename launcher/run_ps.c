@@ -7,14 +7,16 @@
  * server that has not exited by itself gets SIGTERM (it checkpoints and exits 0). Servers are
  * restarted with the workers (--max-restarts), under the new BATON_RESTART_COUNT. Every
  * worker of every node gets BATON_PS_SERVERS=N, so give every launcher the same --ps.
- * A server publishes ps/<gen>/server/<I> = its address in the store (collectives/ps/server.c):
+ * A server publishes ps/server/<I> = its address in the store (collectives/ps/server.c):
  * on one node the route to 127.0.0.1; with several nodes BATON_RDZV is the address the other
  * nodes use to reach node 0, so the server publishes node 0's address on that route.
  *
  * TFJob: a pod whose TF_CONFIG task type is "ps" runs no PROGRAM: `baton run` runs ps task
  * I's server in its own process, against the store the chief's launcher hosts, bound to the
- * port TF_CONFIG gives task I, and exits with the server's status (0 once every worker has
- * closed or the chief said the job is done, or on SIGTERM). Chief and workers get
+ * port TF_CONFIG gives task I, and exits with the server's status (0 once every worker of the
+ * current generation has closed or the chief said the job is done, or on SIGTERM). It serves
+ * every generation of the job: the workers of a restarted or re-formed job find it at the same
+ * key and keep its state (collectives/ps/server.c). Chief and workers get
  * BATON_PS_SERVERS = the number of ps tasks.
  */
 #include <stdio.h>

@@ -90,8 +90,12 @@ void bt__run_describe(const struct bt__run *r, const struct bt__worker *w, char 
                  w->loader_err);
         return;
     } else {
+        char msg[256];
         hint = exit_hint(WEXITSTATUS(st));
         len += snprintf(out + len, n - len, "exited with code %d", WEXITSTATUS(st));
+        bt__run_torch_error_msg(r, w, msg, sizeof(msg)); /* a @record-decorated program's */
+        if (msg[0] && len > 0 && (size_t)len < n)
+            len += snprintf(out + len, n - len, " (%s)", msg);
     }
     if (len > 0 && (size_t)len < n && hint)
         snprintf(out + len, n - len, "; hint: %s", hint);

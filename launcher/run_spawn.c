@@ -28,12 +28,35 @@ extern char **environ;
 
 /* Names baton sets for a worker; the same names in baton's own env are dropped. */
 static const char *const set_names[] = {
-    "BATON_RANK",         "BATON_WORLD_SIZE", "BATON_LOCAL_RANK",    "BATON_LOCAL_WORLD_SIZE",
-    "BATON_NODE_RANK",    "BATON_NNODES",     "BATON_ROLE",          "BATON_RDZV",
-    "BATON_JOB_ID",       "BATON_TOKEN",      "BATON_RESTART_COUNT", "RANK",
-    "WORLD_SIZE",         "LOCAL_RANK",       "LOCAL_WORLD_SIZE",    "GROUP_RANK",
-    "GROUP_WORLD_SIZE",   "MASTER_ADDR",      "MASTER_PORT",         "TF_CONFIG",
+    "BATON_RANK",
+    "BATON_WORLD_SIZE",
+    "BATON_LOCAL_RANK",
+    "BATON_LOCAL_WORLD_SIZE",
+    "BATON_NODE_RANK",
+    "BATON_NNODES",
+    "BATON_ROLE",
+    "BATON_RDZV",
+    "BATON_JOB_ID",
+    "BATON_TOKEN",
+    "BATON_RESTART_COUNT",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "GROUP_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TF_CONFIG",
     "BATON_LAUNCHER_PID",
+    "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_RESTART_COUNT",
+    "TORCHELASTIC_MAX_RESTARTS",
+    "TORCHELASTIC_USE_AGENT_STORE",
+    "TORCHELASTIC_ERROR_FILE",
+    "ROLE_NAME",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
 };
 #define NSET (sizeof(set_names) / sizeof(set_names[0]))
 
@@ -85,7 +108,7 @@ int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *
     return rc;
 }
 
-#define NVARS (NSET + 9) /* room for every name worker_vars may set */
+#define NVARS (NSET + 17) /* room for every name worker_vars may set */
 
 /* A parameter server's env: not a rank; BATON_RDZV that every node can reach. Like a worker,
  * it gets the worker token (its store keys are ps/...; its clients are workers). */
@@ -146,6 +169,9 @@ static int worker_vars(const struct bt__run *r, const struct bt__worker *w, char
     if (r->elastic_file[0])
         ADD("BATON_ELASTIC_FILE=%s", r->elastic_file);
     int nb = bt__run_bind_vars(r, w, v + n);
+    ok &= nb >= 0;
+    n += nb > 0 ? nb : 0;
+    nb = bt__run_torch_vars(r, w, v + n);
     ok &= nb >= 0;
     n += nb > 0 ? nb : 0;
 tf:

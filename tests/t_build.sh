@@ -13,7 +13,7 @@ without() { # LIB: a cc that fails whenever asked to link -lLIB
     echo "$w"
 }
 make -s --no-print-directory features >"$T_TMP/all.txt" 2>&1
-for lib in libyaml libcrypto zlib cmocka hwloc MPI CUDA NCCL; do
+for lib in libyaml libcrypto zlib cmocka hwloc MPI CUDA NCCL torch; do
     t_check "make's summary has a line for $lib" grep -qE "^[✓✗] $lib " "$T_TMP/all.txt"
 done
 

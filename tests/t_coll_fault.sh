@@ -37,6 +37,22 @@ timeout 60 "$CHECK" --fork 4 --nnodes 2 --count 4194304 --iters 400 --die-rank 3
     --signal KILL >"$log" 2>&1
 survivors "hierarchical, SIGKILL rank 3" "$log" 3 'rank 3' 1.5
 
+# The same with 4 nonblocking allreduces outstanding per rank: every bt_wait of every
+# survivor returns an error naming the dead rank, quickly.
+for tr in shm tcp; do
+    log=$T_TMP/${tr}_requests.log
+    BATON_TRANSPORT=$tr timeout 60 "$CHECK" --fork 4 --count 4194304 --iters 400 --die-rank 2 \
+        --die-at 3 --signal KILL --requests 4 >"$log" 2>&1
+    lines=$(grep -E 'request [0-9] failed after' "$log")
+    t_expect_eq "$tr, SIGKILL with requests outstanding: 12 failed waits" \
+        "$(grep -c . <<<"$lines")" 12
+    t_expect_eq "$tr, SIGKILL with requests outstanding: every one names rank 2" \
+        "$(grep -cE 'rank 2[: ]' <<<"$lines")" 12
+    slow=$(awk '{ for (i = 1; i < NF; i++) if ($i == "after") t = $(i + 1); if (t + 0 > 1.5) print }' \
+        <<<"$lines")
+    t_expect_eq "$tr, SIGKILL with requests outstanding: all within 1.5 s" "$slow" ""
+done
+
 log=$T_TMP/shm_stop.log
 BATON_TIMEOUT=3 timeout 60 "$CHECK" --fork 3 --count 1048576 --iters 400 --die-rank 1 \
     --die-at 3 --signal STOP >"$log" 2>&1

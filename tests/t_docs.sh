@@ -88,18 +88,18 @@ fi
 # table, or in the worker env table of docs/launcher.md (what `baton run` sets), or in the
 # cluster-spec source table of docs/specs.md (what an orchestrator injects), or is PATH/HOME;
 # and every name in the knob table is read by the code.
-SRC_DIRS="common rendezvous collectives launcher k8s examples include"
+SRC_DIRS="common rendezvous collectives launcher k8s examples include python"
 if src=$(git ls-files -- $SRC_DIRS 2>/dev/null) && [ -n "$src" ]; then :; else
     src=$(find $SRC_DIRS -type f 2>/dev/null); fi
-src=$(grep -E '\.(c|h)$' <<<"$src")
+src=$(grep -E '\.(c|h|cpp|py)$' <<<"$src")
 NAME='"[A-Za-z_][A-Za-z0-9_]*"'
 # Each file as one line, so a call split over lines is still seen. The ways code reads env:
 #   BT_PARAM_INT/DBL/STR(name, "ENV", default)   common/param.h's typed knobs
-#   bt__env_int/dbl/str("ENV", ...), getenv("ENV")
+#   bt__env_int/dbl/str("ENV", ...), getenv("ENV"); Python's os.environ.get("ENV")
 #   env_int("ENV", ...)                          collectives/comm.c's reader of the worker env
 #   bt__spec_env/_use/_env_int(c, "ENV", ...)    launcher/spec*.c's readers of the cluster env
 code=$(for f in $src; do tr '\n' ' ' <"$f"; echo; done |
-    grep -oE "BT_PARAM_(INT|DBL|STR)\([^,()]*,[[:space:]]*$NAME|(\<getenv|\<secure_getenv|\<bt__env_(int|dbl|str)|\<env_int)\([[:space:]]*$NAME|\<bt__spec_(env|use|env_int)\([^,()]*,[[:space:]]*$NAME" |
+    grep -oE "BT_PARAM_(INT|DBL|STR)\([^,()]*,[[:space:]]*$NAME|(\<getenv|\<secure_getenv|\<os\.environ\.get|\<bt__env_(int|dbl|str)|\<env_int)\([[:space:]]*$NAME|\<bt__spec_(env|use|env_int)\([^,()]*,[[:space:]]*$NAME" |
     grep -oE "$NAME\$" | tr -d '"' | sort -u)
 # Names that launcher/spec*.c reads through a variable (a table it loops over, or a name chosen
 # by a ?: before the read), so no pattern above sees them. Each must still be a string literal

@@ -64,8 +64,13 @@ kill -TERM "$S0"
 expect_exit "SIGTERM: server exits 0" "$S0" 10 0
 t_check "SIGTERM: checkpoint written" test -s "$CK/ps-0.ckpt"
 
-# The chief says the job is done: servers exit at once (worker 1 never closes).
+# The chief says the job is done: servers exit at once (worker 1 never closes). Another job
+# (one server, not two: the key placement in a job's store is for all its generations), so
+# another store.
 export BATON_RESTART_COUNT=2 BATON_PS_SERVERS=1 BATON_WORLD_SIZE=1
+t_bg "$P/ps_rdzv" "$T_TMP/port2"
+wait_for "$T_TMP/port2" '^[0-9]+$' 10 || t_fail "second store started"
+export BATON_RDZV=127.0.0.1:$(cat "$T_TMP/port2")
 t_bg "$BATON" ps --index 0 2>>"$T_TMP/ps-done.log"; S0=$T_LAST_PID
 PS_TRAIN_SHUTDOWN=1 BATON_RANK=0 t_bg "$P/ps_train" 3 10 async >/dev/null 2>"$T_TMP/w-done.err"
 expect_exit "the chief's shutdown: worker exits 0" "$T_LAST_PID" 30 0

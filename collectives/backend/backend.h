@@ -29,6 +29,14 @@ enum bt__coll_kind {
     BT_COLL_REDUCE_SCATTER,
     BT_COLL_REDUCE,
     BT_COLL_BARRIER,
+    /* exchange.c: never handed to a backend */
+    BT_COLL_SEND,
+    BT_COLL_RECV,
+    BT_COLL_ALLTOALL,
+    BT_COLL_ALLTOALLV,
+    BT_COLL_GATHER,
+    BT_COLL_SCATTER,
+    BT_COLL_ALLGATHERV,
 };
 
 /* One collective call, as the public API received it (after the checks). count is the public
@@ -44,6 +52,14 @@ struct bt__call {
     bt_dtype dtype;
     bt_op op;
     int root;
+    /* the calls of split.c and exchange.c (unused by the backends) */
+    int color, key;        /* split */
+    int peer, tag;         /* send, recv */
+    const size_t *scounts; /* [size] elements: alltoallv, allgatherv, ... */
+    const size_t *sdispls;
+    const size_t *rcounts;
+    const size_t *rdispls;
+    void *out; /* split: the bt_comm ** to fill */
 };
 
 struct bt__backend_ops {

@@ -10,8 +10,14 @@
  * answered are sent again. Past the deadline the call fails with BT_ERR_REMOTE naming the
  * server and a key piece it holds.
  *
+ * Exactly once: every PUSH frame to a server carries the next number of this client's sequence
+ * for that server; a resend after a lost reply carries the same bytes, so the server, which
+ * remembers the last number it applied, acknowledges it without applying it twice.
+ *
  * Placement: with a store, the first worker to declare a key writes its placement to
- * ps/<gen>/key/<name> (COMPARE_SET); later declarations adopt it (or fail on another shape).
+ * ps/key/<name> (COMPARE_SET); later declarations adopt it (or fail on another shape). The
+ * servers' addresses are ps/server/<index>. Neither depends on the generation: the workers of
+ * every generation of the job find the same servers and placement.
  * Without a store (bt__ps_open_cfg with endpoints) each worker computes it the same way.
  */
 #include <poll.h>
@@ -48,6 +54,7 @@ struct conn {
     int fd;
     char ep[300];      /* host:port */
     uint64_t instance; /* of the server process last connected */
+    uint64_t seq;      /* of the last PUSH frame built for this server */
     /* the request of the call in progress */
     struct bt__wbuf tx;
     size_t tx_off;
@@ -65,6 +72,7 @@ struct conn {
 
 struct bt_ps {
     int rank, nworkers, nservers, gen;
+    uint64_t incarnation; /* random: this client, as the servers tell it from an earlier one */
     struct conn *srv;
     struct bt__store *store;
     char *token;
@@ -120,13 +128,21 @@ const struct bt__auth_proto bt__ps_auth = {
     .version = BT__PS_VERSION,
     .label_client = BT__PS_LABEL_CLIENT,
     .label_server = BT__PS_LABEL_SERVER,
-    .hello_extra = 12,  /* u32 rank, u32 nworkers, u32 flags */
-    .result_extra = 12, /* u32 server index, u64 instance */
+    .hello_extra = 24,  /* u32 rank, u32 nworkers, u32 generation, u32 flags, u64 incarnation */
+    .result_extra = 16, /* u32 server index, u64 instance, u32 generation */
 };
 
 /* Words a refusal status of the ps server. */
-static int hs_status(uint32_t st, const char *what, struct bt__err *err)
+static int hs_status(uint32_t st, const char *what, const struct bt__ps_hello *h,
+                     struct bt__err *err)
 {
+    if (st == BT__ST_STALE)
+        return bt__err_set(err, BT_ERR_INVALID_USAGE,
+                           "%s serves generation %u of this job, and this worker (rank %u) is "
+                           "of generation %u: a stale worker of an old generation is refused; "
+                           "hint: the job re-formed without this process, stop it (its "
+                           "launcher restarts the workers of the current generation)",
+                           what, h->server_generation, h->rank, h->generation);
     if (st == BT__ST_BAD_VERSION)
         return bt__err_set(err, BT_ERR_INVALID_USAGE,
                            "%s speaks another ps protocol version "
@@ -146,27 +162,43 @@ static int hs_status(uint32_t st, const char *what, struct bt__err *err)
     return st == BT__ST_OK ? BT_OK : bt__err_set(err, BT_ERR_AUTH, "%s: status %u", what, st);
 }
 
-int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token, int64_t deadline,
-                     uint32_t *index, uint64_t *instance, struct bt__err *err)
+int bt__ps_handshake_ex(int fd, const char *token, int64_t deadline, struct bt__ps_hello *h,
+                        struct bt__err *err)
 {
-    uint8_t extra[12] = {0};
+    uint8_t extra[24] = {0};
     struct bt__auth_reply rep;
-    bt__put_le32(extra, rank);
-    bt__put_le32(extra + 4, nworkers);
-    switch (bt__auth_client(fd, &bt__ps_auth, token, extra, deadline, &rep, err)) {
-    case BT__AUTH_OK:
-        *index = bt__le32(rep.extra);
-        *instance = bt__le64(rep.extra + 4);
-        return BT_OK;
+    bt__put_le32(extra, h->rank);
+    bt__put_le32(extra + 4, h->nworkers);
+    bt__put_le32(extra + 8, h->generation);
+    bt__put_le64(extra + 16, h->incarnation);
+    int outcome = bt__auth_client(fd, &bt__ps_auth, token, extra, deadline, &rep, err);
+    if (outcome == BT__AUTH_OK || outcome == BT__AUTH_REFUSED) {
+        h->index = bt__le32(rep.extra);
+        h->instance = bt__le64(rep.extra + 4);
+        h->server_generation = bt__le32(rep.extra + 12);
+    }
+    switch (outcome) {
+    case BT__AUTH_OK: return BT_OK;
     case BT__AUTH_IO: return rep.io_rc;
     case BT__AUTH_NOT_PEER:
         return bt__err_set(err, BT_ERR_AUTH, "the peer is not a baton ps server");
-    case BT__AUTH_VERSION: return hs_status(BT__ST_BAD_VERSION, "the ps server", err);
-    case BT__AUTH_REFUSED: return hs_status(rep.status, "the ps server", err);
+    case BT__AUTH_VERSION: return hs_status(BT__ST_BAD_VERSION, "the ps server", h, err);
+    case BT__AUTH_REFUSED: return hs_status(rep.status, "the ps server", h, err);
     case BT__AUTH_CRYPTO: return bt__err_set(err, BT_ERR_SYSTEM, "no random bytes or HMAC failed");
     default:
         return bt__err_set(err, BT_ERR_AUTH, "the ps server could not prove it holds our token");
     }
+}
+
+int bt__ps_handshake(int fd, uint32_t rank, uint32_t nworkers, const char *token, int64_t deadline,
+                     uint32_t *index, uint64_t *instance, struct bt__err *err)
+{
+    struct bt__ps_hello h = {.rank = rank, .nworkers = nworkers};
+    bt__auth_random((uint8_t *)&h.incarnation, sizeof(h.incarnation));
+    int rc = bt__ps_handshake_ex(fd, token, deadline, &h, err);
+    *index = h.index;
+    *instance = h.instance;
+    return rc;
 }
 
 /* Reads the address of server s from the store (when there is one). */
@@ -177,7 +209,7 @@ static int lookup(bt_ps *ps, int s, int64_t deadline, struct bt__err *err)
     char key[64];
     void *v = NULL;
     size_t len;
-    snprintf(key, sizeof(key), "ps/%d/server/%d", ps->gen, s);
+    snprintf(key, sizeof(key), "ps/server/%d", s);
     double left = (double)bt__ms_left(deadline) / 1e3;
     int rc = bt__store_get(ps->store, key, &v, &len, left > 0.001 ? left : 0.001);
     if (rc != BT_OK)
@@ -195,8 +227,10 @@ static int connect_once(bt_ps *ps, int s, int64_t deadline, struct bt__err *err)
     struct conn *c = &ps->srv[s];
     char host[256], what[64];
     int port, fd = -1;
-    uint32_t idx;
-    uint64_t inst;
+    struct bt__ps_hello h = {.rank = (uint32_t)ps->rank,
+                             .nworkers = (uint32_t)ps->nworkers,
+                             .generation = (uint32_t)ps->gen,
+                             .incarnation = ps->incarnation};
     BT_CHECK(lookup(ps, s, deadline, err));
     if (bt__parse_endpoint(c->ep, host, sizeof(host), &port) != 0)
         return bt__err_set(err, BT_ERR_INVALID_USAGE, "ps server %d: '%s' is not HOST:PORT", s,
@@ -207,18 +241,17 @@ static int connect_once(bt_ps *ps, int s, int64_t deadline, struct bt__err *err)
                                  .what = what,
                                  .hint = "is the ps task running?"};
     BT_CHECK(bt__sock_connect(host, port, &o, &fd, err));
-    int rc = bt__ps_handshake(fd, (uint32_t)ps->rank, (uint32_t)ps->nworkers, ps->token, deadline,
-                              &idx, &inst, err);
-    if (rc == BT_OK && idx != (uint32_t)s)
+    int rc = bt__ps_handshake_ex(fd, ps->token, deadline, &h, err);
+    if (rc == BT_OK && h.index != (uint32_t)s)
         rc = bt__err_set(err, BT_ERR_INVALID_USAGE, "%s at %s says it is ps server %u", what, c->ep,
-                         idx);
+                         h.index);
     if (rc != BT_OK) {
         close(fd);
         return rc;
     }
-    if (c->instance && c->instance != inst)
+    if (c->instance && c->instance != h.instance)
         BT_WARN(PS, "ps server %d at %s restarted; going on with its state", s, c->ep);
-    c->instance = inst;
+    c->instance = h.instance;
     c->fd = fd;
     return BT_OK;
 }
@@ -269,6 +302,8 @@ static int add_frame(struct conn *c, uint8_t cmd)
     c->ffirst[c->nframes] = c->nit;
     c->nframes++;
     c->ffirst[c->nframes] = c->nit;
+    if (cmd == BT__PS_PUSH)
+        bt__wbuf_u64(&c->tx, ++c->seq);
     if (cmd == BT__PS_PUSH || cmd == BT__PS_PULL)
         bt__wbuf_u32(&c->tx, 0); /* item count, patched by end_frames */
     return c->tx.oom ? BT_ERR_SYSTEM : BT_OK;
@@ -296,7 +331,8 @@ static void end_frames(struct conn *c, uint8_t cmd)
         size_t end = f + 1 < c->nframes ? c->fstart[f + 1] : c->tx.len;
         bt__put_le32(c->tx.p + c->fstart[f], (uint32_t)(end - c->fstart[f] - 4));
         if (cmd == BT__PS_PUSH || cmd == BT__PS_PULL)
-            bt__put_le32(c->tx.p + c->fstart[f] + 5, c->ffirst[f + 1] - c->ffirst[f]);
+            bt__put_le32(c->tx.p + c->fstart[f] + (cmd == BT__PS_PUSH ? 13 : 5),
+                         c->ffirst[f + 1] - c->ffirst[f]);
     }
 }
 
@@ -543,7 +579,7 @@ static int place_key(bt_ps *ps, const char *name, uint64_t count, struct key *k)
         return BT_OK;
     if (bt__ps_place_fmt(k->pc, k->np, count, &mine) != BT_OK)
         return fail(ps, BT_ERR_SYSTEM, "out of memory");
-    snprintf(skey, sizeof(skey), "ps/%d/key/%s", ps->gen, name);
+    snprintf(skey, sizeof(skey), "ps/key/%s", name);
     int rc = bt__store_compare_set(ps->store, skey, "", 0, mine, strlen(mine), &theirs, &tl);
     if (rc == BT_OK && strcmp(theirs, mine)) {
         for (uint32_t j = 0; j < k->np; j++) /* their placement, not ours, loads the servers */
@@ -729,6 +765,7 @@ static int open_common(const struct bt__ps_client_cfg *cfg, struct bt__store *st
     }
     ps->rank = cfg->rank, ps->nworkers = cfg->nworkers, ps->nservers = cfg->nservers;
     ps->store = store, ps->gen = gen, ps->call = "bt_ps_open";
+    bt__auth_random((uint8_t *)&ps->incarnation, sizeof(ps->incarnation));
     ps->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 300;
     ps->partition_bytes = cfg->partition_bytes > 0 ? cfg->partition_bytes : 4 << 20;
     ps->token = strdup(cfg->token ? cfg->token : "");
@@ -762,7 +799,7 @@ int bt__ps_open_cfg(const struct bt__ps_client_cfg *cfg, bt_ps **out)
         return BT_ERR_INVALID_ARG;
     *out = NULL;
     bt__err_clear(&open_err);
-    return open_common(cfg, NULL, 0, out);
+    return open_common(cfg, NULL, cfg->generation, out);
 }
 
 static int env_store(struct bt__store **st, double timeout_s)
@@ -805,8 +842,9 @@ int bt_ps_open(bt_ps **out)
                            cfg.nservers);
     BT_CHECK(env_store(&st, cfg.timeout_s));
     int rc = open_common(&cfg, st, (int)bt__env_int("BATON_RESTART_COUNT", 0), out);
-    if (rc != BT_OK)
-        BT_WARN(PS, "%s", open_err.msg);
+    if (rc != BT_OK) /* a usage error (a stale worker, a wrong env): the caller says it */
+        BT_LOG(rc == BT_ERR_INVALID_USAGE ? BT_LOG_INFO : BT_LOG_WARN, BT_SUB_PS, "%s",
+               open_err.msg);
     return rc;
 }
 
@@ -844,6 +882,11 @@ int bt_ps_close(bt_ps *ps)
 int bt_ps_shutdown(bt_ps *ps)
 {
     return say_goodbye(ps, BT__PS_CLOSE_DONE);
+}
+
+int bt_ps_leave(bt_ps *ps)
+{
+    return say_goodbye(ps, BT__PS_CLOSE_LEAVE);
 }
 
 const char *bt_ps_last_error(const bt_ps *ps)

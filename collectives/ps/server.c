@@ -16,6 +16,21 @@
  * (and since when they are disconnected); in sync mode the piece's step then stays failed, so
  * every worker learns it at once.
  *
+ * Exactly once. Every numbered PUSH (ps.h) of worker w moves ws[w].push_seq on once it is
+ * applied in full; a PUSH with a number at or below it is a resend after a lost reply and gets
+ * OK without being applied again. A PUSH held half-way records how far it got (part_seq,
+ * part_done), so its resend on a new connection goes on from there. The numbers belong to one
+ * client (its incarnation) and one generation. With --checkpoint-sync the checkpoint, which
+ * holds these numbers and the half-summed sync steps, is written before any reply that
+ * acknowledges a change leaves (one write per loop iteration for all of them), so a server
+ * killed at any point and restarted from it applies every push once.
+ *
+ * Generations. The server serves one generation of the job at a time: the first worker of a
+ * newer generation (its BATON_RESTART_COUNT) makes it that generation's server, with that
+ * generation's worker count; the keys keep their values and optimizer state, the old
+ * generation's connections are dropped and its unfinished sync steps forgotten. A worker of an
+ * older generation is refused in the handshake (BT__ST_STALE).
+ *
  * This file does not do the client side (ps/client.c), the placement of pieces (ps/shard.c),
  * the optimizer arithmetic (ps/opt.c) or the checkpoint file format (ps/ckpt.c).
  */
@@ -66,12 +81,16 @@ struct conn {
     size_t in_cap, in_len, need;
     struct bt__wbuf out;
     size_t out_off;
-    int have_hdr;          /* FRAMES: the header is read, need is the whole frame */
-    int held;              /* a request waits: nothing more is read */
-    uint32_t resume;       /* PUSH: first piece not yet accepted */
-    int64_t held_since;    /* ns */
-    struct piece *wait_on; /* the piece it waits for */
-    uint32_t events;       /* epoll interest now */
+    int have_hdr;               /* FRAMES: the header is read, need is the whole frame */
+    int held;                   /* a request waits: nothing more is read */
+    uint32_t resume;            /* PUSH: first piece not yet accepted */
+    int64_t held_since;         /* ns */
+    struct piece *wait_on;      /* the piece it waits for */
+    uint32_t events;            /* epoll interest now */
+    uint32_t gen;               /* the generation of its worker */
+    uint32_t h_nworkers, h_gen; /* HELLO's, checked once the token is */
+    uint64_t h_inc;
+    int doomed; /* of a generation the server left: dropped at the end of the iteration */
     char peer[64];
 };
 
@@ -82,9 +101,12 @@ struct bt__ps_server {
     uint8_t key[BT__AUTH_KEY]; /* SHA-256 of the job token */
     struct bt__htab tab;       /* struct piece by (name, index); tab.n pieces */
     struct conn *conns;
-    uint32_t nworkers; /* 0 until the first worker says */
-    uint8_t *closed;   /* per worker: said CLOSE */
-    int64_t *gone_ns;  /* per worker: when its connection dropped without CLOSE (0: no) */
+    uint32_t nworkers;               /* 0 until the first worker of the generation says */
+    uint32_t gen;                    /* the generation served */
+    struct bt__ps_ckpt_worker *ws;   /* per worker: push sequence numbers */
+    struct bt__ps_ckpt_state loaded; /* what the checkpoint said (during the reload) */
+    uint8_t *closed;                 /* per worker: said CLOSE */
+    int64_t *gone_ns; /* per worker: when its connection dropped without CLOSE (0: no) */
     uint32_t nclosed;
     int done, changed, exit_when_done;
     volatile int stop;
@@ -93,6 +115,9 @@ struct bt__ps_server {
     double ckpt_secs;
     int64_t ckpt_steps, last_ckpt_ns;
     uint64_t max_applied, last_ckpt_step;
+    int ckpt_sync, dirty; /* dirty: a change not yet in the checkpoint (with ckpt_sync) */
+    int64_t drop_reply;   /* BATON_PS_FAULT_DROP_REPLY */
+    uint64_t pushes_done, dups;
     pthread_t thr;
     int started;
     char addr[300];
@@ -152,6 +177,16 @@ static struct piece *add_piece(struct bt__ps_server *s, const struct bt__ps_ckpt
         memcpy(p->m, e->m, (size_t)e->count * 4);
     if (e->v)
         memcpy(p->v, e->v, (size_t)e->count * 4);
+    if (e->acc)
+        memcpy(p->acc, e->acc, (size_t)e->count * 4);
+    p->arrivals = e->arrivals;
+    if (e->cnt && s->loaded.nworkers) {
+        if (!(p->cnt = malloc(s->loaded.nworkers * sizeof(*p->cnt)))) {
+            free_piece(p);
+            return NULL;
+        }
+        memcpy(p->cnt, e->cnt, s->loaded.nworkers * sizeof(*p->cnt));
+    }
     bt__htab_insert(&s->tab, &p->node, hash(p->name, p->idx));
     if (p->applied > s->max_applied)
         s->max_applied = s->last_ckpt_step = p->applied;
@@ -326,6 +361,7 @@ static void apply(struct bt__ps_server *s, struct piece *p, float scale)
 static int accept_push(struct bt__ps_server *s, struct piece *p, uint32_t w, const uint8_t *g)
 {
     size_t n = p->count;
+    s->dirty = 1; /* (HELD below changes nothing, but a spurious write is harmless) */
     if (p->opt.consistency == BT_PS_SYNC) {
         if (p->cnt[w] > p->applied)
             return HELD; /* this worker is a step ahead: wait for the others */
@@ -358,23 +394,51 @@ static void hold(struct conn *c, struct piece *p)
     c->wait_on = p;
 }
 
+/* The reply of an applied PUSH: OK, or, every BATON_PS_FAULT_DROP_REPLY-th time, nothing and
+ * a closed connection (a test of the resend). */
+static void push_done(struct bt__ps_server *s, struct conn *c, uint64_t seq)
+{
+    if (s->drop_reply > 0 && ++s->pushes_done % (uint64_t)s->drop_reply == 0) {
+        BT_INFO(PS,
+                "fault injection (BATON_PS_FAULT_DROP_REPLY=%lld): worker %u's push %llu is "
+                "applied and its reply dropped",
+                (long long)s->drop_reply, c->rank, (unsigned long long)seq);
+        c->state = ST_CLOSING;
+        return;
+    }
+    reply_ok(c, NULL, 0);
+}
+
 static void do_push(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
 {
     struct item *it = NULL;
     uint32_t n;
-    if (parse_items(s, c, r, 1, &it, &n) == 0) {
-        uint32_t i = c->resume;
+    uint64_t seq = bt__rbuf_u64(r);
+    struct bt__ps_ckpt_worker *w = &s->ws[c->rank];
+    if (parse_items(s, c, r, 1, &it, &n) != 0)
+        c->held = 0, c->resume = 0;
+    else if (seq && seq <= w->push_seq) { /* a resend of an applied push */
+        s->dups++;
+        BT_INFO(PS, "worker %u resent push %llu (applied: up to %llu): acknowledged, not applied",
+                c->rank, (unsigned long long)seq, (unsigned long long)w->push_seq);
+        c->held = 0, c->resume = 0;
+        reply_ok(c, NULL, 0);
+    } else {
+        uint32_t i = !seq ? c->resume : seq == w->part_seq ? w->part_done : 0;
         while (i < n && accept_push(s, it[i].p, c->rank, it[i].data) == ACCEPTED)
             i++;
         if (i < n) {
             c->resume = i;
+            if (seq)
+                w->part_seq = seq, w->part_done = i;
             hold(c, it[i].p);
         } else {
             c->resume = 0, c->held = 0;
-            reply_ok(c, NULL, 0);
+            if (seq)
+                w->push_seq = seq, w->part_seq = 0, w->part_done = 0;
+            push_done(s, c, seq);
         }
-    } else
-        c->held = 0, c->resume = 0;
+    }
     free(it);
 }
 
@@ -433,6 +497,7 @@ static void do_init(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
     int created = !p;
     if (!p && !(p = add_piece(s, &e, r->p)))
         return reply_err(s, c, BT_ERR_SYSTEM, "out of memory for key '%s'", name);
+    s->dirty |= created;
     bt__put_le64(ans, p->applied);
     bt__put_le32(ans + 8, (uint32_t)created);
     BT_TRACE(PS, "worker %u declared '%s' piece %u/%u (%u floats)", c->rank, name, e.piece,
@@ -443,6 +508,12 @@ static void do_init(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
 static void do_close(struct bt__ps_server *s, struct conn *c, struct bt__rbuf *r)
 {
     uint32_t flags = bt__rbuf_u32(r);
+    if (flags & BT__PS_CLOSE_LEAVE) { /* not the end of the job: the next generation comes */
+        BT_INFO(PS, "worker %u leaves generation %u; serving on", c->rank, s->gen);
+        reply_ok(c, NULL, 0);
+        c->state = ST_CLOSING;
+        return;
+    }
     if (!s->closed[c->rank]) {
         s->closed[c->rank] = 1;
         s->nclosed++;
@@ -494,33 +565,79 @@ static void on_hello(struct bt__ps_server *s, struct conn *c)
     c->rank = bt__le32(c->in + 12);
     c->state = ST_PROOF;
     c->need = BT__PS_PROOF_LEN;
-    c->resume = bt__le32(c->in + 16); /* nworkers: checked once the token is */
+    c->h_nworkers = bt__le32(c->in + 16);
+    c->h_gen = bt__le32(c->in + 20);
+    c->h_inc = bt__le64(c->in + 28);
 }
 
-/* The worker's rank and world must fit the job; the first worker fixes its size. */
-static uint32_t check_worker(struct bt__ps_server *s, struct conn *c, uint32_t nworkers)
+/* Serves generation gen of nworkers from now on: new worker tables, the old generation's
+ * connections doomed, the pieces' step counts restarted at their applied updates. */
+static int new_generation(struct bt__ps_server *s, uint32_t gen, uint32_t nworkers)
 {
+    uint8_t *closed = calloc(nworkers, 1);
+    int64_t *gone = calloc(nworkers, sizeof(*gone));
+    struct bt__ps_ckpt_worker *ws = calloc(nworkers, sizeof(*ws));
+    if (!closed || !gone || !ws) {
+        free(closed), free(gone), free(ws);
+        return -1;
+    }
+    if (s->nworkers)
+        BT_WARN(PS,
+                "ps server %d: generation %u of the job (%u workers) replaces generation %u "
+                "(%u workers); the keys keep their values and optimizer state",
+                s->index, gen, nworkers, s->gen, s->nworkers);
+    for (struct conn *c = s->conns; c; c = c->next)
+        c->doomed |= c->state >= ST_FRAMES;
+    for (size_t i = 0; i < s->tab.nb; i++)
+        for (struct piece *p = (struct piece *)s->tab.b[i]; p; p = (struct piece *)p->node.next) {
+            free(p->cnt);
+            free(p->failed);
+            p->cnt = NULL, p->failed = NULL;
+            p->base = p->applied, p->arrivals = 0;
+            memset(p->acc, 0, (size_t)p->count * 4);
+        }
+    free(s->closed), free(s->gone_ns), free(s->ws);
+    s->closed = closed, s->gone_ns = gone, s->ws = ws;
+    s->nworkers = nworkers, s->gen = gen, s->nclosed = 0, s->dirty = 1, s->changed = 1;
+    BT_INFO(PS, "serving a job of %u workers (generation %u)", nworkers, gen);
+    return 0;
+}
+
+/* The worker's generation, rank and world must fit the job; the first worker of a generation
+ * fixes its size. */
+static uint32_t check_worker(struct bt__ps_server *s, struct conn *c)
+{
+    uint32_t nworkers = c->h_nworkers;
+    if (c->h_gen < s->gen) {
+        BT_WARN(PS,
+                "%s: worker %u is of generation %u, this server serves generation %u: a "
+                "stale worker; refused",
+                c->peer, c->rank, c->h_gen, s->gen);
+        return BT__ST_STALE;
+    }
     if (nworkers == 0 || nworkers > BT__PS_MAX_WORKERS || c->rank >= nworkers ||
-        (s->nworkers && s->nworkers != nworkers)) {
+        (c->h_gen == s->gen && s->nworkers && s->nworkers != nworkers)) {
         BT_WARN(PS, "%s: worker %u of %u does not fit this job of %u workers; closing", c->peer,
                 c->rank, nworkers, s->nworkers);
         return BT__ST_BAD_WORKER;
     }
-    if (!s->nworkers) {
-        s->closed = calloc(nworkers, 1);
-        s->gone_ns = calloc(nworkers, sizeof(*s->gone_ns));
-        if (!s->closed || !s->gone_ns)
-            return BT__ST_BAD_WORKER;
-        s->nworkers = nworkers;
-        BT_INFO(PS, "serving a job of %u workers", nworkers);
+    if ((c->h_gen > s->gen || !s->nworkers) && new_generation(s, c->h_gen, nworkers) != 0)
+        return BT__ST_BAD_WORKER;
+    struct bt__ps_ckpt_worker *w = &s->ws[c->rank];
+    if (w->incarnation != c->h_inc) { /* a new client: its pushes are numbered from 1 */
+        if (w->incarnation)
+            BT_INFO(PS, "worker %u is a new client; its push numbers start again", c->rank);
+        *w = (struct bt__ps_ckpt_worker){.incarnation = c->h_inc};
+        s->dirty = 1;
     }
+    c->gen = c->h_gen;
     s->gone_ns[c->rank] = 0;
     return BT__ST_OK;
 }
 
 static void on_proof(struct bt__ps_server *s, struct conn *c)
 {
-    uint8_t extra[12], out[BT__PS_RESULT_LEN];
+    uint8_t extra[16], out[BT__PS_RESULT_LEN];
     uint32_t st = BT__ST_OK;
     if (!bt__auth_server_proof(&c->auth, &bt__ps_auth, s->key, c->in)) {
         int level = drop_level(s, BT__DROP_AUTH);
@@ -530,10 +647,10 @@ static void on_proof(struct bt__ps_server *s, struct conn *c)
                c->peer, c->rank);
         st = BT__ST_BAD_TOKEN;
     } else
-        st = check_worker(s, c, c->resume);
-    c->resume = 0;
+        st = check_worker(s, c);
     bt__put_le32(extra, (uint32_t)s->index);
     bt__put_le64(extra + 4, s->instance);
+    bt__put_le32(extra + 12, s->gen);
     st = bt__auth_result(&c->auth, &bt__ps_auth, s->key, st, extra, out);
     bt__wbuf_put(&c->out, out, sizeof(out));
     c->state = st == BT__ST_OK ? ST_FRAMES : ST_CLOSING;
@@ -576,12 +693,18 @@ static void on_message(struct bt__ps_server *s, struct conn *c)
 
 /* ---- connections ---- */
 
+/* With --checkpoint-sync no reply leaves before the change it acknowledges is on disk. */
+static int hold_replies(const struct bt__ps_server *s)
+{
+    return s->ckpt_sync && s->ckpt_path && s->dirty;
+}
+
 static void set_events(struct bt__ps_server *s, struct conn *c)
 {
     uint32_t ev = EPOLLRDHUP;
     if (!c->held && c->state != ST_CLOSING)
         ev |= EPOLLIN;
-    if (c->out_off < c->out.len)
+    if (c->out_off < c->out.len && !hold_replies(s))
         ev |= EPOLLOUT;
     if (ev != c->events) {
         struct epoll_event e = {.events = ev, .data.ptr = c};
@@ -592,7 +715,8 @@ static void set_events(struct bt__ps_server *s, struct conn *c)
 
 static void drop(struct bt__ps_server *s, struct conn *c)
 {
-    if (c->state >= ST_FRAMES && s->nworkers && c->rank < s->nworkers && !s->closed[c->rank]) {
+    if (c->state >= ST_FRAMES && !c->doomed && s->nworkers && c->rank < s->nworkers &&
+        !s->closed[c->rank]) {
         s->gone_ns[c->rank] = bt__now_ns();
         BT_INFO(PS, "worker %u at %s disconnected without closing", c->rank, c->peer);
     }
@@ -613,6 +737,10 @@ static void drop(struct bt__ps_server *s, struct conn *c)
 static int flush(struct bt__ps_server *s, struct conn *c)
 {
     struct bt__err err = {0};
+    if (hold_replies(s)) { /* sent after the checkpoint (flush_all) */
+        set_events(s, c);
+        return 0;
+    }
     if (c->out_off < c->out.len &&
         bt__sock_progress(c->fd, BT_SOCK_SEND, c->out.p, c->out.len, &c->out_off, &err) != BT_OK) {
         drop(s, c);
@@ -702,7 +830,7 @@ static void retry_held(struct bt__ps_server *s)
         s->changed = 0;
         for (struct conn *c = s->conns, *nx; c; c = nx) {
             nx = c->next;
-            if (!c->held)
+            if (!c->held || c->doomed)
                 continue;
             on_frame(s, c);
             if (c->held && now - c->held_since > limit)
@@ -735,12 +863,18 @@ int bt__ps_server_checkpoint(struct bt__ps_server *s, struct bt__err *err)
                                                 .applied = p->applied,
                                                 .w = p->w,
                                                 .m = p->m,
-                                                .v = p->v};
-    int rc = bt__ps_ckpt_write(s->ckpt_path, (uint32_t)s->index, e, n, err);
+                                                .v = p->v,
+                                                .arrivals = p->arrivals,
+                                                .cnt = p->cnt,
+                                                .acc = p->acc};
+    struct bt__ps_ckpt_state st = {.generation = s->gen, .nworkers = s->nworkers, .w = s->ws};
+    int rc = bt__ps_ckpt_write(s->ckpt_path, (uint32_t)s->index, &st, e, n, err);
     free(e);
-    if (rc == BT_OK)
+    if (rc == BT_OK && !s->ckpt_sync)
         BT_INFO(PS, "checkpoint of %zu pieces at step %llu written to %s", n,
                 (unsigned long long)s->max_applied, s->ckpt_path);
+    if (rc == BT_OK)
+        s->dirty = 0;
     s->last_ckpt_ns = bt__now_ns();
     s->last_ckpt_step = s->max_applied;
     return rc;
@@ -763,6 +897,37 @@ static int reload(void *arg, const struct bt__ps_ckpt_entry *e)
     return add_piece(arg, e, e->w) ? BT_OK : BT_ERR_SYSTEM;
 }
 
+/* --checkpoint-sync: one checkpoint for every change of this iteration, then the replies
+ * that acknowledge them. */
+static void commit(struct bt__ps_server *s)
+{
+    struct bt__err err = {0};
+    if (!hold_replies(s))
+        return;
+    if (bt__ps_server_checkpoint(s, &err) != BT_OK) {
+        BT_WARN(PS, "%s; replying anyway (a crash now may lose these pushes)", err.msg);
+        s->dirty = 0;
+    }
+    for (struct conn *c = s->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (!c->doomed)
+            flush(s, c);
+    }
+}
+
+/* Drops the connections of a generation the server has left. */
+static void sweep(struct bt__ps_server *s)
+{
+    for (struct conn *c = s->conns, *nx; c; c = nx) {
+        nx = c->next;
+        if (c->doomed) {
+            BT_INFO(PS, "dropping worker %u of generation %u (%s): a newer generation is served",
+                    c->rank, c->gen, c->peer);
+            drop(s, c);
+        }
+    }
+}
+
 /* ---- the loop ---- */
 
 static void on_event(struct bt__ps_server *s, struct epoll_event *ev)
@@ -777,6 +942,8 @@ static void on_event(struct bt__ps_server *s, struct epoll_event *ev)
         return;
     }
     struct conn *c = ev->data.ptr;
+    if (c->doomed)
+        return;
     if (c->held && (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && !(ev->events & EPOLLOUT))
         return drop(s, c);
     if (ev->events & EPOLLOUT && flush(s, c) != 0)
@@ -797,20 +964,22 @@ int bt__ps_server_run(struct bt__ps_server *s)
         }
         for (int i = 0; i < n; i++)
             on_event(s, &ev[i]);
+        sweep(s);
         retry_held(s);
+        commit(s);
         maybe_checkpoint(s);
         bt__droplog_tick(&s->drops);
     }
     bt__droplog_flush(&s->drops);
-    for (struct conn *c = s->conns, *nx; c; c = nx) { /* last replies (CLOSE's OK) */
-        nx = c->next;
-        if (c->out_off < c->out.len)
-            bt__sock_wait(c->fd, BT_SOCK_SEND, c->out.p, c->out.len, &c->out_off,
-                          bt__deadline_in(1.0), NULL, &(struct bt__err){0});
-    }
     struct bt__err err = {0};
     if (s->ckpt_path && bt__ps_server_checkpoint(s, &err) != BT_OK)
         BT_WARN(PS, "%s", err.msg);
+    for (struct conn *c = s->conns, *nx; c; c = nx) { /* last replies (CLOSE's OK) */
+        nx = c->next;
+        if (c->out_off < c->out.len && !c->doomed)
+            bt__sock_wait(c->fd, BT_SOCK_SEND, c->out.p, c->out.len, &c->out_off,
+                          bt__deadline_in(1.0), NULL, &(struct bt__err){0});
+    }
     BT_INFO(PS, "ps server %d stops (%s)", s->index, s->done ? "every worker closed" : "asked to");
     return BT_OK;
 }
@@ -867,6 +1036,8 @@ void bt__ps_server_destroy(struct bt__ps_server *s)
     bt__htab_free(&s->tab);
     free(s->closed);
     free(s->gone_ns);
+    free(s->ws);
+    free(s->loaded.w);
     free(s->ckpt_path);
     free(s);
 }
@@ -899,7 +1070,8 @@ static void set_addr(struct bt__ps_server *s, const char *host, int port)
     snprintf(s->addr, sizeof(s->addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 }
 
-/* Takes an index from the store when none was given, and sets ps/<gen>/server/<index>. */
+/* Takes an index from the store when none was given, and sets ps/server/<index> (the same key for
+ * every generation). */
 static int publish(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg, int port,
                    struct bt__err *err)
 {
@@ -915,7 +1087,7 @@ static int publish(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg,
     BT_CHECK(bt__store_connect(host, rport, cfg->token ? cfg->token : "", &o, &st, err));
     if (s->index < 0) {
         int64_t v = 0;
-        snprintf(key, sizeof(key), "ps/%d/next_index", cfg->generation);
+        snprintf(key, sizeof(key), "ps/next_index");
         BT_CHECK_GOTO(bt__store_add(st, key, 1, &v), rc, fail);
         s->index = (int)v - 1;
     }
@@ -924,7 +1096,7 @@ static int publish(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg,
     else
         route_addr(host, rport, adv, sizeof(adv));
     set_addr(s, adv, port);
-    snprintf(key, sizeof(key), "ps/%d/server/%d", cfg->generation, s->index);
+    snprintf(key, sizeof(key), "ps/server/%d", s->index);
     BT_CHECK_GOTO(bt__store_set(st, key, s->addr, strlen(s->addr)), rc, fail);
     BT_INFO(PS, "published %s = %s", key, s->addr);
     bt__store_close(st);
@@ -946,10 +1118,20 @@ static int open_checkpoint(struct bt__ps_server *s, const struct bt__ps_server_c
     if (mkdir(cfg->ckpt_dir, 0755) != 0 && errno != EEXIST)
         return bt__err_set(err, BT_ERR_SYSTEM, "checkpoint dir %s: %s", cfg->ckpt_dir,
                            strerror(errno));
-    BT_CHECK(bt__ps_ckpt_read(s->ckpt_path, (uint32_t)s->index, &found, reload, s, err));
+    BT_CHECK(
+        bt__ps_ckpt_read(s->ckpt_path, (uint32_t)s->index, &found, &s->loaded, reload, s, err));
     if (found)
-        BT_WARN(PS, "ps server %d resumed from %s: %zu pieces, step %llu", s->index, s->ckpt_path,
-                s->tab.n, (unsigned long long)s->max_applied);
+        BT_WARN(PS, "ps server %d resumed from %s: %zu pieces, step %llu, generation %u", s->index,
+                s->ckpt_path, s->tab.n, (unsigned long long)s->max_applied, s->loaded.generation);
+    if (s->loaded.nworkers && s->loaded.generation >= s->gen) { /* its workers come back */
+        s->closed = calloc(s->loaded.nworkers, 1);
+        s->gone_ns = calloc(s->loaded.nworkers, sizeof(*s->gone_ns));
+        if (!s->closed || !s->gone_ns)
+            return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
+        s->ws = s->loaded.w, s->loaded.w = NULL;
+        s->nworkers = s->loaded.nworkers, s->gen = s->loaded.generation;
+    }
+    s->ckpt_sync = cfg->ckpt_sync;
     s->ckpt_secs = cfg->ckpt_secs, s->ckpt_steps = cfg->ckpt_steps;
     s->last_ckpt_ns = bt__now_ns();
     return BT_OK;
@@ -995,6 +1177,8 @@ int bt__ps_server_create(const struct bt__ps_server_cfg *cfg, struct bt__ps_serv
     s->index = cfg->index;
     s->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : bt__comm_timeout_s();
     s->exit_when_done = cfg->exit_when_done;
+    s->gen = cfg->generation > 0 ? (uint32_t)cfg->generation : 0;
+    s->drop_reply = cfg->drop_reply;
     bt__auth_key(cfg->token ? cfg->token : "", s->key);
     bt__auth_random((uint8_t *)&s->instance, sizeof(s->instance));
     BT_CHECK_GOTO(setup(s, cfg, &port, err), rc, fail);
@@ -1021,5 +1205,7 @@ void bt__ps_server_cfg_env(struct bt__ps_server_cfg *cfg)
     cfg->ckpt_dir = bt__env_str("BATON_PS_CKPT_DIR", NULL);
     cfg->ckpt_secs = bt__env_dbl("BATON_PS_CKPT_SECS", 0.0);
     cfg->ckpt_steps = bt__env_int("BATON_PS_CKPT_STEPS", 0);
+    cfg->ckpt_sync = (int)bt__env_int("BATON_PS_CKPT_SYNC", 0) != 0;
+    cfg->drop_reply = bt__env_int("BATON_PS_FAULT_DROP_REPLY", 0);
     cfg->exit_when_done = 1;
 }

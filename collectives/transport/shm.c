@@ -10,6 +10,8 @@
  *   ctrl[r]       one 128-byte line per local rank: sync counter, its futex word, the number
  *                 of the collective it is in, its global rank and pid
  *   slots         slot[r][b]: two buffers (b = 0, 1) of slot_bytes per local rank
+ *   rings         ring[f][t]: a 32 KiB byte stream from local rank f to t (point-to-point,
+ *                 exchange.c), head and tail counters on their own cache lines
  *
  * Every page is faulted in at creation (MAP_POPULATE; this VM first-touches a page at ~12 us)
  * and then reused by every collective: nothing is allocated or mapped on the collective path.
@@ -68,6 +70,8 @@ BT_PARAM_INT(test_seg_bytes, "BATON_TEST_SEGMENT_BYTES", 0)
 #define SHM_HDR_BYTES 4096
 #define SHM_CTRL_BYTES 128
 #define SHM_MIN_SLOT 256
+#define P2P_RING (32 * 1024)        /* bytes of data per point-to-point ring */
+#define P2P_STRIDE (P2P_RING + 128) /* with its two counters */
 
 struct shm_ctrl {
     _Atomic uint64_t sync;  /* sync points passed */
@@ -357,6 +361,69 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
         futex(&ctrl(s, p)->fword, FUTEX_WAKE, INT32_MAX, NULL);
 }
 
+/* ---- point-to-point rings (exchange.c) ----
+ * After the slots, one ring per ordered pair of local ranks: ring(f, t) carries the byte
+ * stream from f to t. head (bytes ever written, by f) and tail (bytes ever read, by t) sit on
+ * their own cache lines; f may write while head - tail < P2P_RING. Single producer, single
+ * consumer: release on the counter a side publishes, acquire on the one it reads. */
+
+struct p2p_ring {
+    _Atomic uint64_t head;
+    char pad1[56];
+    _Atomic uint64_t tail;
+    char pad2[56];
+    char data[];
+};
+
+static struct p2p_ring *ring(struct bt__shm *s, int from, int to)
+{
+    size_t off = slot_off(s, s->n, 0) + ((size_t)from * (size_t)s->n + (size_t)to) * P2P_STRIDE;
+    return (struct p2p_ring *)(void *)(s->base + off);
+}
+
+int bt__shm_p2p_move(struct bt_comm *c, int lpeer, int send, char *buf, size_t len, size_t *off)
+{
+    struct bt__shm *s = c->shm;
+    struct p2p_ring *r = send ? ring(s, s->me, lpeer) : ring(s, lpeer, s->me);
+    uint64_t head = atomic_load_explicit(&r->head,
+                                         send ? memory_order_relaxed : memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&r->tail,
+                                         send ? memory_order_acquire : memory_order_relaxed);
+    size_t room = send ? P2P_RING - (size_t)(head - tail) : (size_t)(head - tail);
+    size_t n = len - *off < room ? len - *off : room;
+    uint64_t pos = send ? head : tail;
+    for (size_t done = 0; done < n;) {
+        size_t at = (size_t)((pos + done) % P2P_RING), k = n - done;
+        k = k < P2P_RING - at ? k : P2P_RING - at;
+        if (send)
+            memcpy(r->data + at, buf + *off + done, k);
+        else
+            memcpy(buf + *off + done, r->data + at, k);
+        done += k;
+    }
+    if (n && send)
+        atomic_store_explicit(&r->head, head + n, memory_order_release);
+    else if (n)
+        atomic_store_explicit(&r->tail, tail + n, memory_order_release);
+    *off += n;
+    return BT_OK;
+}
+
+int bt__shm_p2p_check(struct bt_comm *c, int lpeer)
+{
+    struct bt__shm *s = c->shm;
+    if (atomic_load(&hdr(s)->abort))
+        return bt__comm_fail(c, BT_ERR_REMOTE, "%s #%llu: a rank of this node failed: %s",
+                             c->coll_name, (unsigned long long)c->coll_seq, hdr(s)->abort_msg);
+    if (peer_dead(s, lpeer))
+        return bt__comm_fail(c, BT_ERR_REMOTE,
+                             "%s #%llu on communicator %s: rank %d (pid %d, this node) died; "
+                             "hint: see its exit status in the launcher's report",
+                             c->coll_name, (unsigned long long)c->coll_seq, c->name,
+                             ctrl(s, lpeer)->rank, ctrl(s, lpeer)->pid);
+    return BT_OK;
+}
+
 /* ---- setup ---- */
 
 static int map_segment(struct bt_comm *c, struct bt__shm *s, int create)
@@ -469,7 +536,7 @@ int bt__shm_create(struct bt_comm *c, size_t slot_bytes)
         return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm: out of memory");
     for (int p = 0; p < s->n; p++)
         s->pidfd[p] = -1;
-    s->bytes = slot_off(s, s->n, 0);
+    s->bytes = slot_off(s, s->n, 0) + (size_t)s->n * (size_t)s->n * P2P_STRIDE;
     BT_CHECK(attach(c, s));
     BT_CHECK(announce(c, s));
     BT_INFO(SHM, "rank %d: shm segment %s, %d local ranks, 2 x %zu bytes per slot", c->rank,

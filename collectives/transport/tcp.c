@@ -551,6 +551,11 @@ static int tcp_sendrecv(struct bt_comm *c, const struct bt__xfer *x)
     }
 }
 
+int bt__tcp_fd(struct bt_comm *c, int peer)
+{
+    return c->tcp->fds[peer * c->tcp->nsocks];
+}
+
 const struct bt__transport_ops bt__tcp_ops = {
     .name = "tcp",
     .sendrecv = tcp_sendrecv,

@@ -61,6 +61,13 @@ extern const struct bt__transport_ops bt__tcp_ops;
 /* Set up at communicator creation; both publish and read their addresses in the store. */
 int bt__shm_create(struct bt_comm *c, size_t slot_bytes);
 int bt__tcp_create(struct bt_comm *c, int nsocks);
+/* Point-to-point over shm (exchange.c): moves what fits of buf[*off..len) into the ring to
+ * local rank lpeer (send) or out of the ring from it (recv), never blocking; *off advances. */
+int bt__shm_p2p_move(struct bt_comm *c, int lpeer, int send, char *buf, size_t len, size_t *off);
+/* BT_OK, or the failure (sticky) when the node aborted or local rank lpeer's process died. */
+int bt__shm_p2p_check(struct bt_comm *c, int lpeer);
+/* The first socket to rank peer of the TCP mesh (point-to-point, exchange.c). */
+int bt__tcp_fd(struct bt_comm *c, int peer);
 /* Sets the node's shared abort flag with msg (no-op without shm). */
 void bt__shm_abort(struct bt_comm *c, const char *msg);
 

@@ -21,8 +21,8 @@ static int read_body(FILE *f, const char *path, struct mn_ckpt_header *h, float 
         snprintf(err, errlen, "%s: truncated: shorter than its %zu-byte header", path, sizeof *h);
         return -1;
     }
-    if (memcmp(h->magic, MN_CKPT_MAGIC, sizeof MN_CKPT_MAGIC) || h->version != MN_CKPT_VERSION ||
-        h->n_params != MN_NUM_PARAMS) {
+    if (memcmp(h->magic, MN_CKPT_MAGIC, sizeof MN_CKPT_MAGIC) || h->version < 1 ||
+        h->version > MN_CKPT_VERSION || h->n_params != MN_NUM_PARAMS) {
         snprintf(err, errlen,
                  "%s: not an mnist_cnn model or checkpoint (version %d, %d parameters)", path,
                  MN_CKPT_VERSION, MN_NUM_PARAMS);
@@ -44,6 +44,8 @@ static int read_body(FILE *f, const char *path, struct mn_ckpt_header *h, float 
         snprintf(err, errlen, "%s: longer than a checkpoint: bytes after its checksum", path);
         return -1;
     }
+    if (h->version == 1) /* it counted steps; a step was global_batch images */
+        h->epoch_pos = (uint32_t)((uint64_t)h->epoch_pos * h->global_batch);
     return 0;
 }
 

@@ -150,7 +150,7 @@ int mn_idx_load(const char *dir, const char *name, uint32_t magic, const uint32_
  * A file is {struct mn_ckpt_header; params (N floats); m (N); v (N); u32 crc32 of all before},
  * host byte order (little-endian on every machine baton targets); train.c writes them. */
 #define MN_CKPT_MAGIC "BTMNIST"
-#define MN_CKPT_VERSION 1
+#define MN_CKPT_VERSION 2 /* 1: step_in_epoch counted steps of global_batch (still read) */
 
 struct mn_ckpt_header {
     char magic[8];        /* "BTMNIST\0" */
@@ -160,10 +160,10 @@ struct mn_ckpt_header {
     uint64_t adam_t;      /* Adam's step count */
     uint64_t rng;         /* shuffle generator at the start of `epoch` */
     uint64_t seed;
-    uint32_t epoch;         /* the epoch to continue (0-based) */
-    uint32_t step_in_epoch; /* the step of it to continue at */
-    uint32_t global_batch;  /* images per step over all ranks */
-    float last_loss;        /* mean training loss of the last epoch run */
+    uint32_t epoch;        /* the epoch to continue (0-based) */
+    uint32_t epoch_pos;    /* images of that epoch's order already trained on */
+    uint32_t global_batch; /* images per step over all ranks when it was written */
+    float last_loss;       /* mean training loss of the last epoch run */
 };
 
 /* Reads path into h, params (MN_NUM_PARAMS floats) and adam_state (2 * MN_NUM_PARAMS);

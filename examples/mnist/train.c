@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,10 @@
  * above them. */
 #define MN_FIXED_BITS 36
 #define MN_PIECE 32
-enum { MN_NUM_STATS = 2 }; /* the exchange buffer's tail: summed loss, correct count */
+/* The exchange buffer's tail: summed loss, correct count, and two requests added up over the
+ * ranks (allreduce mode), so that every rank acts on them after the same step: stop (a rank
+ * got SIGTERM) and save (the launcher's BATON_ELASTIC_FILE says the generation is closing). */
+enum { MN_NUM_STATS = 4, MN_STAT_STOP = 2, MN_STAT_SAVE = 3 };
 
 struct trainer;
 
@@ -81,7 +85,7 @@ struct trainer {
     struct mn_params p;
     struct mn_adam adam;
     /* where training stands; what a checkpoint records */
-    uint32_t epoch, step_in_epoch;
+    uint32_t epoch, epoch_pos; /* epoch_pos: images of the epoch's order trained on */
     uint64_t global_step;
     uint64_t rng; /* the shuffle generator at the start of `epoch` */
     float last_loss;
@@ -96,6 +100,10 @@ struct trainer {
     pthread_barrier_t go, done;
     enum job job;
     double comm_s; /* seconds inside collectives (or push + pull) during training steps */
+    /* elastic: BATON_ELASTIC_FILE (NULL: none) and the mtime last seen */
+    const char *elastic_file;
+    struct timespec elastic_mtime;
+    int stopping; /* the run ends on a stop request: exit 143, leave (not close) the servers */
     /* --mode ps: one key per tensor, views of params and grads */
     bt_ps *ps;
     bt_ps_opt ps_opt;
@@ -389,10 +397,41 @@ static void split(struct trainer *tr, int n)
 
 /* ---- one training step and one evaluation ---- */
 
-/* Step s of the current epoch: this rank's slice of global batch s, gradient, exchange. */
-static int train_step(struct trainer *tr, uint32_t s)
+/* ---- stop and save requests ---- */
+
+static volatile sig_atomic_t got_sigterm;
+
+static void on_sigterm(int sig)
 {
-    const uint32_t *g = tr->order + (size_t)s * tr->global_batch + (size_t)tr->rank * tr->batch;
+    (void)sig;
+    got_sigterm = 1;
+}
+
+/* 1 when BATON_ELASTIC_FILE changed since the last look and now says state=closing: the
+ * launcher ends this generation soon (docs/elastic.md), so save a checkpoint. */
+static int elastic_closing(struct trainer *tr)
+{
+    struct stat st;
+    char line[128];
+    int closing = 0;
+    if (!tr->elastic_file || stat(tr->elastic_file, &st) != 0 ||
+        (st.st_mtim.tv_sec == tr->elastic_mtime.tv_sec &&
+         st.st_mtim.tv_nsec == tr->elastic_mtime.tv_nsec))
+        return 0;
+    tr->elastic_mtime = st.st_mtim;
+    FILE *f = fopen(tr->elastic_file, "r");
+    while (f && fgets(line, sizeof line, f))
+        closing |= !strncmp(line, "state=closing", 13);
+    if (f)
+        fclose(f);
+    return closing;
+}
+
+/* The step at pos of the current epoch: this rank's slice of the global batch that starts at
+ * image pos of the epoch's order, gradient, exchange. */
+static int train_step(struct trainer *tr, uint32_t pos)
+{
+    const uint32_t *g = tr->order + pos + (size_t)tr->rank * tr->batch;
     memcpy(tr->step_idx, g, sizeof(uint32_t) * tr->batch);
     tr->job = JOB_TRAIN;
     split(tr, tr->batch);
@@ -403,6 +442,8 @@ static int train_step(struct trainer *tr, uint32_t s)
         for (size_t i = 0; i < MN_NUM_PARAMS + MN_NUM_STATS; i++)
             dst[i] += src[i];
     }
+    tr->xgrads[MN_NUM_PARAMS + MN_STAT_STOP] = got_sigterm != 0;
+    tr->xgrads[MN_NUM_PARAMS + MN_STAT_SAVE] = elastic_closing(tr);
     return tr->xchg->apply(tr);
 }
 
@@ -473,7 +514,7 @@ static int ckpt_write(struct trainer *tr, const char *name)
                                .rng = tr->rng,
                                .seed = tr->o->seed,
                                .epoch = tr->epoch,
-                               .step_in_epoch = tr->step_in_epoch,
+                               .epoch_pos = tr->epoch_pos,
                                .global_batch = (uint32_t)tr->global_batch,
                                .last_loss = tr->last_loss};
     memcpy(h.magic, MN_CKPT_MAGIC, sizeof MN_CKPT_MAGIC);
@@ -525,12 +566,11 @@ static int load_state(struct trainer *tr, const char *path, int must_exist)
                 snprintf(err, sizeof err, "%s: not found", path);
             fprintf(stderr, "mnist_cnn: %s\n", err);
             msg.status = -1;
-        } else if (rc == 0 && !must_exist && msg.h.global_batch != (uint32_t)tr->global_batch) {
+        } else if (rc == 0 && msg.h.epoch_pos > tr->d->n_train) {
             fprintf(stderr,
-                    "mnist_cnn: %s was written with a global batch of %u, this run has "
-                    "%d (--batch x ranks); resume with the same, or use another "
-                    "--checkpoint-dir\n",
-                    path, msg.h.global_batch, tr->global_batch);
+                    "mnist_cnn: %s: its position (image %u of epoch %u) is past the %u training "
+                    "images; hint: another data set? use another --checkpoint-dir\n",
+                    path, msg.h.epoch_pos, msg.h.epoch + 1, tr->d->n_train);
             msg.status = -1;
         } else {
             msg.status = rc == 0;
@@ -556,11 +596,17 @@ static int load_state(struct trainer *tr, const char *path, int must_exist)
         tr->adam.t = msg.h.adam_t;
         tr->rng = msg.h.rng;
         tr->epoch = msg.h.epoch;
-        tr->step_in_epoch = msg.h.step_in_epoch;
+        tr->epoch_pos = msg.h.epoch_pos;
         tr->last_loss = msg.h.last_loss;
         if (tr->rank == 0 && !tr->o->evaluate)
-            printf("resumed from %s: epoch %u, step %u of it, %llu steps done\n", path,
-                   msg.h.epoch + 1, msg.h.step_in_epoch, (unsigned long long)msg.h.global_step);
+            printf("resumed from %s: epoch %u, image %u of it, %llu steps done\n", path,
+                   msg.h.epoch + 1, msg.h.epoch_pos, (unsigned long long)msg.h.global_step);
+        if (tr->rank == 0 && !tr->o->evaluate && msg.h.global_batch != (uint32_t)tr->global_batch)
+            printf("resized: the checkpoint was written at a global batch of %u, this run has "
+                   "%d (%d rank%s x %d); the epoch goes on from image %u, re-sharded over the "
+                   "ranks, and the learning rate stays %g per step\n",
+                   msg.h.global_batch, tr->global_batch, tr->world, tr->world > 1 ? "s" : "",
+                   tr->batch, msg.h.epoch_pos, tr->o->lr);
     }
     return 0;
 }
@@ -645,6 +691,7 @@ static int trainer_init(struct trainer *tr, const struct mn_opts *o, const struc
     tr->nthreads = o->threads;
     tr->adam = (struct mn_adam){.lr = (float)o->lr, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-7f};
     tr->rng = o->seed ^ 0x6E6E697374ull;
+    tr->elastic_file = getenv("BATON_ELASTIC_FILE");
     tr->params = malloc(sizeof(float) * MN_NUM_PARAMS);
     tr->grads = calloc(MN_NUM_PARAMS, sizeof(float));
     tr->xgrads = calloc(MN_NUM_PARAMS + MN_NUM_STATS, sizeof(int64_t));
@@ -686,17 +733,37 @@ static void progress(const struct trainer *tr, uint32_t s, uint32_t spe, const s
     fflush(stdout);
 }
 
-/* Runs the steps of the current epoch from step_in_epoch on; *stopped when --max-steps hit. */
+/* The stop and save requests of the step just taken (the job's, in allreduce mode): rank 0
+ * writes the checkpoint; a stop ends the run (*stopped 2). */
+static void requests(struct trainer *tr, int *stopped)
+{
+    int64_t stop = tr->xgrads[MN_NUM_PARAMS + MN_STAT_STOP];
+    int64_t save = tr->xgrads[MN_NUM_PARAMS + MN_STAT_SAVE];
+    if (!stop && !save)
+        return;
+    if (tr->rank == 0 && tr->o->ckpt_dir && ckpt_write(tr, "checkpoint.bin") == 0)
+        printf("mnist_cnn: %s: checkpoint written at epoch %u, image %u of it, step %llu\n",
+               stop ? "SIGTERM" : "the launcher closes this generation (BATON_ELASTIC_FILE)",
+               tr->epoch + 1, tr->epoch_pos, (unsigned long long)tr->global_step);
+    fflush(stdout);
+    if (stop)
+        *stopped = 2, tr->stopping = 1;
+}
+
+/* Runs the steps of the current epoch from epoch_pos on; *stopped 1 when --max-steps hit, 2 on
+ * a stop request. */
 static int run_epoch(struct trainer *tr, uint32_t spe, struct run_stats *e, int *stopped)
 {
     int tty = tr->rank == 0 && isatty(STDOUT_FILENO);
-    for (uint32_t s = tr->step_in_epoch; s < spe; s++) {
+    const uint32_t gb = (uint32_t)tr->global_batch;
+    while (tr->epoch_pos + gb <= tr->d->n_train && !*stopped) {
+        uint32_t s = tr->epoch_pos / gb;
         if (tr->o->max_steps && tr->global_step >= (uint64_t)tr->o->max_steps) {
             *stopped = 1;
             break;
         }
         double t0 = now_s();
-        if (train_step(tr, s) != 0)
+        if (train_step(tr, tr->epoch_pos) != 0)
             return 1;
         e->train_s += now_s() - t0;
         e->loss_sum += (double)tr->xgrads[MN_NUM_PARAMS] / (double)(1ull << MN_FIXED_BITS) /
@@ -704,9 +771,10 @@ static int run_epoch(struct trainer *tr, uint32_t spe, struct run_stats *e, int 
         e->acc_sum += (double)tr->xgrads[MN_NUM_PARAMS + 1] / tr->global_batch;
         e->steps++;
         tr->global_step++;
-        tr->step_in_epoch = s + 1;
+        tr->epoch_pos += gb;
         if (tr->rank == 0)
             progress(tr, s, spe, e, tty);
+        requests(tr, stopped);
     }
     if (tty)
         printf("\r\033[K");
@@ -738,8 +806,16 @@ static int train(struct trainer *tr, struct run_stats *all, double ev[4])
         shuffle_epoch(tr, &rng_after);
         if (run_epoch(tr, spe, &e, &stopped) != 0)
             return 1;
-        if (e.steps == 0)
+        if (stopped == 2) /* a stop request: checkpointed; no evaluation within the grace */
+            return 0;
+        if (e.steps == 0 && stopped)
             break;
+        if (e.steps == 0) { /* resumed at the tail of an epoch, too short for a step now */
+            tr->epoch++;
+            tr->epoch_pos = 0;
+            tr->rng = rng_after;
+            continue;
+        }
         if (tr->xchg->epoch_end) {
             double st[2] = {e.loss_sum, e.acc_sum};
             if (tr->xchg->epoch_end(tr, st) != 0)
@@ -752,7 +828,7 @@ static int train(struct trainer *tr, struct run_stats *all, double ev[4])
         tr->last_loss = (float)(e.loss_sum / (double)e.steps);
         if (!stopped) { /* the epoch is whole: the checkpoint continues with the next */
             tr->epoch++;
-            tr->step_in_epoch = 0;
+            tr->epoch_pos = 0;
             tr->rng = rng_after;
         }
         if (tr->rank == 0) {
@@ -808,8 +884,15 @@ int mn_run(const struct mn_opts *o, const struct mn_data *d, bt_comm *comm)
                tr.global_batch, d->n_train, d->n_val, d->n_test, o->data_dir, mn_gemm_kernel_name(),
                tr.ps ? ", parameter server " : "",
                tr.ps ? (o->ps_consistency ? o->ps_consistency : "sync") : "");
+    struct sigaction sa = {.sa_handler = on_sigterm, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
     if ((rc = train(&tr, &all, ev)) != 0)
         goto out;
+    if (tr.stopping) { /* SIGTERM: the checkpoint is written; 128 + SIGTERM, as if killed */
+        rc = 128 + SIGTERM;
+        goto out;
+    }
     if (tr.rank == 0) {
         if (o->ckpt_dir)
             ckpt_write(&tr, "model.bin");
@@ -820,8 +903,9 @@ int mn_run(const struct mn_opts *o, const struct mn_data *d, bt_comm *comm)
         fflush(stdout);
     }
 out:
-    /* every rank closes; the servers exit 0 once every worker has closed */
-    int crc = tr.ps ? bt_ps_close(tr.ps) : BT_OK;
+    /* every rank closes; the servers exit 0 once every worker has closed. A rank stopped by
+     * SIGTERM only leaves: the next generation of the job will use the servers. */
+    int crc = !tr.ps ? BT_OK : tr.stopping ? bt_ps_leave(tr.ps) : bt_ps_close(tr.ps);
     if (crc != BT_OK && rc == 0) {
         fprintf(stderr, "mnist_cnn: rank %d: bt_ps_close: %s\n", tr.rank, bt_strerror(crc));
         rc = 1;

@@ -31,7 +31,7 @@ static void ps_read(const uint8_t *data, size_t size)
     char name[16], path[40];
     int fd = fz_memfile(data, size, name, path), found = 0, n = 0;
     struct bt__err err = {0};
-    if (bt__ps_ckpt_read(path, 0, &found, add, &n, &err) != BT_OK && !err.msg[0])
+    if (bt__ps_ckpt_read(path, 0, &found, NULL, add, &n, &err) != BT_OK && !err.msg[0])
         abort(); /* a refusal says why */
     close(fd);
 }

@@ -61,12 +61,14 @@ def opt(kind=0, cons=1):
 
 
 init = s(b"w") + struct.pack("<IIQQI", 0, 1, 4, 0, 4) + opt() + struct.pack("<4f", 1, 2, 3, 4)
-push = struct.pack("<I", 1) + s(b"w") + struct.pack("<II", 0, 4) + struct.pack("<4f", .5, .5, .5, .5)
+push = struct.pack("<QI", 1, 1) + s(b"w") + struct.pack("<II", 0, 4) + struct.pack("<4f", .5, .5, .5, .5)
 pull = struct.pack("<I", 1) + s(b"w") + struct.pack("<II", 0, 4)
 put("fuzz_ps", "init-push-pull", b"\2" + frame(1, init) + frame(2, push) + frame(3, pull) + frame(5) + frame(4, struct.pack("<I", 0)))
 put("fuzz_ps", "adam-sync", b"\3" + frame(1, s(b"a") + struct.pack("<IIQQI", 0, 1, 2, 0, 2) + opt(2, 0)
-    + struct.pack("<2f", 1, 1)) + frame(2, struct.pack("<I", 1) + s(b"a") + struct.pack("<II", 0, 2) + struct.pack("<2f", 1, 1)))
-put("fuzz_ps", "raw", b"\0" + struct.pack("<QIIII", 0x565253504E4F5442, 1, 0, 2, 0) + bytes(32))
+    + struct.pack("<2f", 1, 1)) + frame(2, struct.pack("<QI", 0, 1) + s(b"a") + struct.pack("<II", 0, 2) + struct.pack("<2f", 1, 1)))
+put("fuzz_ps", "raw", b"\0" + struct.pack("<QIIIIIQ", 0x565253504E4F5442, 2, 0, 2, 0, 0, 7) + bytes(32))
+put("fuzz_ps", "resend-leave", b"\2" + frame(1, init) + frame(2, push) + frame(2, push) + frame(3, pull)
+    + frame(4, struct.pack("<I", 2)))
 
 
 # fuzz_idx: mode byte (bit 0: want 28x28), then an IDX file
@@ -89,4 +91,15 @@ def entry(name, count):
 body = struct.pack("<QIIQ", 0x4B4350534E4F5442, 1, 0, 2) + entry(b"w", 3) + entry(b"b", 1)
 put("fuzz_ckpt", "ps-2-entries", body + struct.pack("<I", zlib.crc32(body)))
 put("fuzz_ckpt", "ps-no-trailer", body)
+
+
+# version 2: the generation and two workers' push numbers; entries with counts and acc
+def entry2(name, count):
+    return (entry(name, count) + struct.pack("<II", 1, 1) + struct.pack("<QQ", 4, 3)
+            + struct.pack(f"<{count}f", *range(count)))
+
+
+body2 = (struct.pack("<QIIQII", 0x4B4350534E4F5442, 2, 0, 2, 1, 2) + struct.pack("<QQQI", 7, 4, 0, 0)
+         + struct.pack("<QQQI", 8, 3, 4, 1) + entry2(b"w", 3) + entry2(b"b", 1))
+put("fuzz_ckpt", "ps-v2-workers", body2 + struct.pack("<I", zlib.crc32(body2)))
 put("fuzz_ckpt", "mnist-header", b"BTMNIST\0" + struct.pack("<IIQQQQIIIf", 1, 93322, 100, 100, 7, 42, 1, 3, 128, 0.5))

@@ -7,6 +7,9 @@
  * how the fault tests control exactly which rank dies and when.
  *
  *   --die-rank R --die-at I --signal KILL|STOP   rank R raises the signal before iteration I
+ *   --requests K   each iteration issues K bt_iallreduce (slices of the buffer), all
+ *                  outstanding at once, then waits on each; a failed wait prints
+ *                  "rank R: request K failed after S s: <its bt_request_error>"
  *
  * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
  * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
@@ -28,6 +31,7 @@
 
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
+    int requests; /* > 0: each iteration is that many bt_iallreduce requests, then waits */
     size_t count;
     double deadline;
 };
@@ -72,6 +76,34 @@ static int check_small(bt_comm *c, int rank, int size)
     return bt_barrier(c) == BT_OK ? 0 : -1;
 }
 
+/* One iteration as o->requests nonblocking allreduces of slices of buf, all outstanding,
+ * then a wait on each: every failed wait prints its own line, naming what its request saw. */
+static int requests(bt_comm *c, const struct opts *o, float *buf, int rank, double t_die)
+{
+    bt_request *req[16] = {0};
+    size_t per = o->count / (size_t)o->requests;
+    int rc = 0, k;
+    for (k = 0; k < o->requests; k++)
+        if (bt_iallreduce(c, buf + (size_t)k * per, buf + (size_t)k * per, per, BT_FLOAT32, BT_SUM,
+                          &req[k]) != BT_OK)
+            break;
+    for (int i = 0; i < o->requests; i++) {
+        if (i >= k) {
+            printf("rank %d: request %d not issued after %.2f s\n", rank, i,
+                   t_die > 0 ? now_s() - t_die : 0.0);
+            rc = -1;
+            continue;
+        }
+        if (bt_wait(req[i]) != BT_OK) {
+            printf("rank %d: request %d failed after %.2f s: %s\n", rank, i,
+                   t_die > 0 ? now_s() - t_die : 0.0, bt_request_error(req[i]));
+            rc = -1;
+        }
+        bt_request_free(req[i]);
+    }
+    return rc;
+}
+
 static int worker(const struct opts *o)
 {
     bt_comm *c = NULL;
@@ -99,7 +131,10 @@ static int worker(const struct opts *o)
         }
         for (size_t i = 0; i < o->count; i += 4096)
             buf[i] = 1.0f;
-        rc = bt_allreduce(c, buf, buf, o->count, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+        if (o->requests > 0)
+            rc = requests(c, o, buf, rank, t_die);
+        else
+            rc = bt_allreduce(c, buf, buf, o->count, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
     }
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
@@ -206,7 +241,7 @@ static int usage(const char *why)
     fprintf(stderr,
             "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
-            "[--deadline SEC]\n",
+            "[--requests K] [--deadline SEC]\n",
             why);
     return 2;
 }
@@ -238,6 +273,8 @@ int main(int argc, char **argv)
             o.die_rank = atoi(v);
         else if (!strcmp(a, "--die-at"))
             o.die_at = atoi(v);
+        else if (!strcmp(a, "--requests"))
+            o.requests = atoi(v);
         else if (!strcmp(a, "--deadline"))
             o.deadline = atof(v);
         else if (!strcmp(a, "--signal"))
@@ -245,6 +282,8 @@ int main(int argc, char **argv)
         else
             return usage("unknown option");
     }
+    if (o.requests < 0 || o.requests > 16)
+        return usage("--requests takes 0..16");
     if (o.fork_n > 0) {
         if (o.nnodes < 1 || o.fork_n % o.nnodes)
             return usage("--fork N must be a multiple of --nnodes");

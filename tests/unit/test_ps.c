@@ -6,7 +6,9 @@
  * checkpoint and reload; the store path (servers publish, workers find them); shutdown when
  * every worker closed; and every bad input: wrong magic, version, token, job shape, oversized,
  * malformed and unknown frames, unknown keys, shape mismatches, a dead worker in sync mode and
- * a dead server. Placement arithmetic is checked on its own.
+ * a dead server; pushes resent after a lost reply applied once (also across a restart of the
+ * server from its checkpoint), generations taking the servers over, stale workers refused.
+ * Placement arithmetic is checked on its own.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -515,11 +517,15 @@ static int closed_by_peer(int fd)
     return rc == BT_ERR_REMOTE;
 }
 
+static uint64_t frame_seq; /* the sequence number frame() gives a PUSH (0: none) */
+
 static void frame(struct bt__wbuf *b, uint8_t cmd, uint32_t n, const char *name, uint32_t piece,
                   uint32_t count, int with_data)
 {
     b->len = 0;
     size_t st = bt__wbuf_frame_begin(b, cmd);
+    if (cmd == BT__PS_PUSH)
+        bt__wbuf_u64(b, frame_seq);
     bt__wbuf_u32(b, n);
     for (uint32_t i = 0; i < n; i++) {
         bt__wbuf_bytes(b, name, strlen(name));
@@ -546,7 +552,7 @@ static void test_bad_frames(void **state)
 
     /* wrong magic: no answer, closed */
     int fd = raw_connect(&c, 0);
-    uint8_t junk[56] = "GET / HTTP/1.1\r\n\r\n";
+    uint8_t junk[BT__PS_HELLO_LEN] = "GET / HTTP/1.1\r\n\r\n";
     assert_int_equal(bt__sock_send_all(fd, junk, sizeof(junk), bt__deadline_in(5),
                                        &(struct bt__err){0}),
                      BT_OK);
@@ -569,7 +575,7 @@ static void test_bad_frames(void **state)
     assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_OK);
     /* a malformed PUSH (says 3 items, carries 1): error, then closed */
     frame(&b, BT__PS_PUSH, 1, "k", 0, 4, 1);
-    bt__put_le32(b.p + 5, 3);
+    bt__put_le32(b.p + 13, 3);
     assert_int_equal(raw_call(fd, &b, &code, msg, sizeof(msg)), BT__ST_ERROR);
     assert_non_null(strstr(msg, "malformed PUSH"));
     assert_true(closed_by_peer(fd));
@@ -691,6 +697,126 @@ static void test_dead_server(void **state)
     stop_cluster(&c);
 }
 
+/* ---- exactly once, generations ---- */
+
+/* A worker's raw connection to c's server 0 as rank of nw in generation gen, client inc. */
+static int gen_worker(struct cluster *c, uint32_t rank, uint32_t nw, uint32_t gen, uint64_t inc,
+                      struct bt__ps_hello *h, struct bt__err *err)
+{
+    int fd = raw_connect(c, 0);
+    *h = (struct bt__ps_hello){.rank = rank, .nworkers = nw, .generation = gen, .incarnation = inc};
+    int rc = bt__ps_handshake_ex(fd, "tok", bt__deadline_in(5), h, err);
+    if (rc != BT_OK) {
+        close(fd);
+        return -rc;
+    }
+    return fd;
+}
+
+/* PUSH {seq, key "x" piece 0, one float g}: the reply's status. */
+static int push_x(int fd, uint64_t seq, float g)
+{
+    struct bt__wbuf b = {0};
+    int code = 0;
+    char msg[256];
+    size_t st = bt__wbuf_frame_begin(&b, BT__PS_PUSH);
+    bt__wbuf_u64(&b, seq);
+    bt__wbuf_u32(&b, 1);
+    bt__wbuf_bytes(&b, "x", 1);
+    bt__wbuf_u32(&b, 0);
+    bt__wbuf_u32(&b, 1);
+    bt__wbuf_put(&b, &g, 4);
+    bt__wbuf_frame_end(&b, st);
+    int rc = raw_call(fd, &b, &code, msg, sizeof(msg));
+    bt__wbuf_free(&b);
+    return rc;
+}
+
+static float pull_x(int fd)
+{
+    struct bt__wbuf b = {0};
+    struct bt__err err = {0};
+    uint8_t hdr[5];
+    float v = -1;
+    frame(&b, BT__PS_PULL, 1, "x", 0, 1, 0);
+    int64_t dl = bt__deadline_in(5);
+    assert_int_equal(bt__sock_send_all(fd, b.p, b.len, dl, &err), BT_OK);
+    assert_int_equal(bt__sock_recv_all(fd, hdr, 5, dl, &err), BT_OK);
+    assert_int_equal(hdr[4], BT__ST_OK);
+    assert_int_equal(bt__le32(hdr), 5);
+    assert_int_equal(bt__sock_recv_all(fd, &v, 4, dl, &err), BT_OK);
+    bt__wbuf_free(&b);
+    return v;
+}
+
+/* A resent push (same number) is acknowledged and not applied, on the same connection, on a
+ * new one, and after the server restarted from its checkpoint; a new client's numbers start
+ * again; a newer generation takes the server over with another worker count and the value;
+ * a worker of the older generation is refused as stale. SGD with lr 1 and gradient -1: the
+ * value counts the pushes applied. */
+static void test_exactly_once_generations(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bt-ps-once-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct cluster c;
+    struct bt__ps_hello h;
+    struct bt__err err = {0};
+    start_cluster(&c, 1, 30, dir);
+    bt_ps *ps;
+    bt_ps_opt o;
+    bt_ps_opt_default(&o);
+    o.lr = 1.0f;
+    o.consistency = BT_PS_ASYNC;
+    float zero = 0;
+    assert_int_equal(open_worker(&c, 0, 1, 0, 5, &ps), BT_OK);
+    assert_int_equal(bt_ps_init(ps, "x", &zero, 1, &o), BT_OK);
+    bt_ps_close(ps);
+
+    int fd = gen_worker(&c, 0, 1, 0, 7, &h, &err);
+    assert_true(fd >= 0);
+    assert_int_equal(push_x(fd, 1, -1), BT__ST_OK);
+    assert_int_equal(push_x(fd, 1, -1), BT__ST_OK); /* resent: not applied */
+    assert_true(pull_x(fd) == 1.0f);
+    assert_int_equal(push_x(fd, 2, -1), BT__ST_OK);
+    close(fd);
+    fd = gen_worker(&c, 0, 1, 0, 7, &h, &err); /* the same client, reconnected */
+    assert_int_equal(push_x(fd, 2, -1), BT__ST_OK);
+    assert_true(pull_x(fd) == 2.0f);
+    assert_int_equal(push_x(fd, 0, -1), BT__ST_OK); /* unnumbered: always applied */
+    assert_true(pull_x(fd) == 3.0f);
+    close(fd);
+    stop_cluster(&c); /* writes the checkpoint, with the numbers */
+    start_cluster(&c, 1, 30, dir);
+    fd = gen_worker(&c, 0, 1, 0, 7, &h, &err);
+    assert_int_equal(push_x(fd, 2, -1), BT__ST_OK); /* applied before the restart */
+    assert_true(pull_x(fd) == 3.0f);
+    close(fd);
+    fd = gen_worker(&c, 0, 1, 0, 8, &h, &err); /* a new client: its numbers start at 1 */
+    assert_int_equal(push_x(fd, 1, -1), BT__ST_OK);
+    assert_true(pull_x(fd) == 4.0f);
+
+    /* generation 1, two workers: the value stays, the generation-0 connection is dropped */
+    int fd1 = gen_worker(&c, 1, 2, 1, 9, &h, &err);
+    assert_true(fd1 >= 0);
+    assert_int_equal(h.server_generation, 1);
+    assert_true(closed_by_peer(fd));
+    close(fd);
+    assert_true(pull_x(fd1) == 4.0f);
+    assert_int_equal(push_x(fd1, 1, -1), BT__ST_OK);
+    assert_true(pull_x(fd1) == 5.0f);
+    /* a stale worker of generation 0 is refused, with the generations named */
+    assert_int_equal(gen_worker(&c, 0, 1, 0, 10, &h, &err), -BT_ERR_INVALID_USAGE);
+    assert_non_null(strstr(err.msg, "serves generation 1 of this job, and this worker (rank 0) "
+                                    "is of generation 0: a stale worker"));
+    close(fd1);
+    stop_cluster(&c);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/ps-0.ckpt", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* ---- checkpoint and reload, in process ---- */
 
 static void test_checkpoint_reload(void **state)
@@ -756,7 +882,8 @@ static void expect_ckpt_error(const char *path, const char *want)
 {
     struct bt__err err = {0};
     int found = 0, n = 0;
-    assert_int_equal(bt__ps_ckpt_read(path, 0, &found, count_entry, &n, &err), BT_ERR_INVALID_ARG);
+    assert_int_equal(bt__ps_ckpt_read(path, 0, &found, NULL, count_entry, &n, &err),
+                     BT_ERR_INVALID_ARG);
     if (!strstr(err.msg, want))
         fail_msg("%s: '%s' (want '%s')", path, err.msg, want);
     assert_int_equal(n, 0);
@@ -874,6 +1001,7 @@ int main(void)
         cmocka_unit_test(test_bad_frames),
         cmocka_unit_test(test_sync_dead_worker),
         cmocka_unit_test(test_dead_server),
+        cmocka_unit_test(test_exactly_once_generations),
         cmocka_unit_test(test_checkpoint_reload),
         cmocka_unit_test(test_checkpoint_bad_files),
         cmocka_unit_test(test_store_and_shutdown),

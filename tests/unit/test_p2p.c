@@ -1,0 +1,328 @@
+/* test_p2p.c: point-to-point and the exchange collectives, ranks as threads, against naive
+ * references.
+ *
+ * Worlds 1..8 over shm, 2, 3, 5, 7 over tcp, hierarchical 2x2 and 3x2 (messages over shm
+ * inside a "node" and TCP across), and the odd/even halves of each world (a sub-communicator).
+ * Per world: a ring shift of 100,003 floats with isend/irecv (far more than a shm ring holds),
+ * a blocking exchange between pairs (even ranks send first), a message to oneself; alltoall
+ * over every dtype with counts 0, 1, 7, 1000; alltoallv and allgatherv with counts that
+ * differ per pair (0 included); gather and scatter from every root. Every element is checked.
+ * Bad input: a receive expecting another tag, a receive too small, a peer out of range.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "collectives/comm.h"
+#include "rendezvous/store.h"
+#include "tests/coll_ref.h"
+#include "tests/unit/rank_threads.h"
+
+#define SHIFT 100003
+
+struct world {
+    int n, nnodes;
+    const char *transport;
+    int port;
+};
+
+struct rank_ctx {
+    struct world *w;
+    int rank;
+    pthread_t th;
+    char fail[512];
+};
+
+/* The value rank r sends to rank q at element i (an int32 pattern). */
+static int32_t pat(int r, int q, size_t i)
+{
+    return (int32_t)(r * 1000003 + q * 1009 + (int)i);
+}
+
+static void ring_shift(struct rank_ctx *x, bt_comm *c, int n, int me, const char *what)
+{
+    float *s = malloc(SHIFT * sizeof(float)), *r = malloc(SHIFT * sizeof(float));
+    for (size_t i = 0; i < SHIFT; i++)
+        s[i] = (float)(me * 7 + (int)(i % 1000));
+    bt_request *req[2];
+    int to = (me + 1) % n, from = (me + n - 1) % n;
+    int rc = bt_irecv(c, r, SHIFT, BT_FLOAT32, from, 5, &req[0]);
+    if (rc == BT_OK)
+        rc = bt_isend(c, s, SHIFT, BT_FLOAT32, to, 5, &req[1]);
+    if (rc == BT_OK)
+        rc = bt_waitall(2, req);
+    if (rc != BT_OK)
+        failf(x, "rank %d %s ring shift: %s: %s", x->rank, what, bt_strerror(rc), bt_last_error(c));
+    for (size_t i = 0; i < SHIFT && rc == BT_OK; i++)
+        if (r[i] != (float)(from * 7 + (int)(i % 1000))) {
+            failf(x, "rank %d %s ring shift: element %zu is %g", x->rank, what, i, r[i]);
+            break;
+        }
+    if (rc == BT_OK)
+        bt_request_free(req[0]), bt_request_free(req[1]);
+    free(s), free(r);
+}
+
+static void pairs(struct rank_ctx *x, bt_comm *c, int n, int me, const char *what)
+{
+    int32_t out[3] = {me, me * 2, me * 3}, in[3] = {-1, -1, -1}, self = -1;
+    int peer = me ^ 1, rc = BT_OK;
+    if (peer < n) {
+        if (me % 2 == 0) {
+            rc = bt_send(c, out, 3, BT_INT32, peer, 9);
+            if (rc == BT_OK)
+                rc = bt_recv(c, in, 3, BT_INT32, peer, 9);
+        } else {
+            rc = bt_recv(c, in, 3, BT_INT32, peer, 9);
+            if (rc == BT_OK)
+                rc = bt_send(c, out, 3, BT_INT32, peer, 9);
+        }
+        if (rc != BT_OK || in[0] != peer || in[2] != peer * 3)
+            failf(x, "rank %d %s pair exchange: %s, got %d", x->rank, what, bt_strerror(rc), in[0]);
+    }
+    bt_request *req[2];
+    rc = bt_isend(c, &out[1], 1, BT_INT32, me, 3, &req[0]);
+    if (rc == BT_OK)
+        rc = bt_irecv(c, &self, 1, BT_INT32, me, 3, &req[1]);
+    if (rc != BT_OK || bt_waitall(2, req) != BT_OK || self != me * 2)
+        failf(x, "rank %d %s send to self: %s, got %d", x->rank, what, bt_last_error(c), self);
+    bt_request_free(req[0]), bt_request_free(req[1]);
+}
+
+static void alltoall(struct rank_ctx *x, bt_comm *c, int n, int me, const char *what)
+{
+    static const size_t counts[] = {0, 1, 7, 1000};
+    size_t maxb = 1000 * 8 * (size_t)n;
+    char *s = malloc(maxb), *r = malloc(maxb), *want = malloc(maxb);
+    for (int dt = 0; dt < BT_DTYPE_COUNT; dt++)
+        for (int k = 0; k < 4; k++) {
+            size_t cnt = counts[k], es = bt_dtype_size((bt_dtype)dt);
+            for (int q = 0; q < n; q++) { /* block q of mine: val(me, q * cnt + i) */
+                for (size_t i = 0; i < cnt; i++)
+                    put(s, (size_t)q * cnt + i, (bt_dtype)dt,
+                        val(me, (size_t)q * cnt + i, (bt_dtype)dt, BT_SUM));
+                for (size_t i = 0; i < cnt; i++)
+                    put(want, (size_t)q * cnt + i, (bt_dtype)dt,
+                        val(q, (size_t)me * cnt + i, (bt_dtype)dt, BT_SUM));
+            }
+            int rc = bt_alltoall(c, s, r, cnt, (bt_dtype)dt);
+            if (rc != BT_OK || memcmp(r, want, cnt * (size_t)n * es) != 0) {
+                failf(x, "rank %d %s alltoall %s count %zu: %s", x->rank, what, dtn[dt], cnt,
+                      rc ? bt_last_error(c) : "wrong result");
+                goto out;
+            }
+        }
+out:
+    free(s), free(r), free(want);
+}
+
+/* alltoallv: rank r sends (r + q) % 3 * 5 elements to q; allgatherv: rank r has r % 4 * 3. */
+static void vcalls(struct rank_ctx *x, bt_comm *c, int n, int me, const char *what)
+{
+    size_t sc[8] = {0}, sd[8] = {0}, rc_[8] = {0}, rd[8] = {0}, so = 0, ro = 0;
+    int32_t s[8 * 10] = {0}, r[8 * 10] = {0}, g[8 * 10] = {0};
+    for (int q = 0; q < n; q++) {
+        sc[q] = (size_t)((me + q) % 3 * 5), sd[q] = so, so += sc[q];
+        rc_[q] = (size_t)((q + me) % 3 * 5), rd[q] = ro, ro += rc_[q];
+        for (size_t i = 0; i < sc[q]; i++)
+            s[sd[q] + i] = pat(me, q, i);
+    }
+    int rc = bt_alltoallv(c, s, sc, sd, r, rc_, rd, BT_INT32);
+    for (int q = 0; q < n && rc == BT_OK; q++)
+        for (size_t i = 0; i < rc_[q]; i++)
+            if (r[rd[q] + i] != pat(q, me, i)) {
+                failf(x, "rank %d %s alltoallv: from %d element %zu", x->rank, what, q, i);
+                return;
+            }
+    size_t gc[8], gd[8], off = 0;
+    for (int q = 0; q < n; q++)
+        gc[q] = (size_t)(q % 4 * 3), gd[q] = off, off += gc[q];
+    for (size_t i = 0; i < gc[me]; i++)
+        s[i] = pat(me, 0, i);
+    if (rc == BT_OK)
+        rc = bt_allgatherv(c, s, gc[me], g, gc, gd, BT_INT32);
+    for (int q = 0; q < n && rc == BT_OK; q++)
+        for (size_t i = 0; i < gc[q]; i++)
+            if (g[gd[q] + i] != pat(q, 0, i)) {
+                failf(x, "rank %d %s allgatherv: from %d element %zu", x->rank, what, q, i);
+                return;
+            }
+    if (rc != BT_OK)
+        failf(x, "rank %d %s v-calls: %s", x->rank, what, bt_last_error(c));
+}
+
+static void rooted(struct rank_ctx *x, bt_comm *c, int n, int me, const char *what)
+{
+    int32_t s[8 * 7], r[8 * 7];
+    for (int root = 0; root < n; root++) {
+        for (int i = 0; i < 7; i++)
+            s[i] = pat(me, root, (size_t)i);
+        int rc = bt_gather(c, s, r, 7, BT_INT32, root);
+        for (int q = 0; q < n && rc == BT_OK && me == root; q++)
+            for (int i = 0; i < 7; i++)
+                if (r[q * 7 + i] != pat(q, root, (size_t)i)) {
+                    failf(x, "rank %d %s gather to %d: block %d", x->rank, what, root, q);
+                    return;
+                }
+        for (int q = 0; q < n && me == root; q++)
+            for (int i = 0; i < 7; i++)
+                s[q * 7 + i] = pat(root, q, (size_t)i);
+        if (rc == BT_OK)
+            rc = bt_scatter(c, s, r, 7, BT_INT32, root);
+        for (int i = 0; i < 7 && rc == BT_OK; i++)
+            if (r[i] != pat(root, me, (size_t)i)) {
+                failf(x, "rank %d %s scatter from %d: element %d", x->rank, what, root, i);
+                return;
+            }
+        if (rc != BT_OK) {
+            failf(x, "rank %d %s gather/scatter: %s", x->rank, what, bt_last_error(c));
+            return;
+        }
+    }
+}
+
+static void all_calls(struct rank_ctx *x, bt_comm *c, const char *what)
+{
+    int n, me;
+    bt_comm_size(c, &n), bt_comm_rank(c, &me);
+    ring_shift(x, c, n, me, what);
+    pairs(x, c, n, me, what);
+    alltoall(x, c, n, me, what);
+    vcalls(x, c, n, me, what);
+    rooted(x, c, n, me, what);
+}
+
+static bt_comm *make(struct rank_ctx *x)
+{
+    struct world *w = x->w;
+    int per = w->n / w->nnodes;
+    struct bt__comm_cfg cfg = {.rank = x->rank,
+                               .size = w->n,
+                               .local_rank = x->rank % per,
+                               .local_size = per,
+                               .node_rank = x->rank / per,
+                               .nnodes = w->nnodes,
+                               .store_host = "127.0.0.1",
+                               .store_port = w->port,
+                               .token = "t",
+                               .transport = w->transport,
+                               .shm_slot_bytes = 512};
+    struct bt__err err = {0};
+    bt_comm *c = NULL;
+    if (bt__comm_create(&cfg, &c, &err) != BT_OK)
+        failf(x, "rank %d: create: %s", x->rank, err.msg);
+    return c;
+}
+
+static void *rank_main(void *arg)
+{
+    struct rank_ctx *x = arg;
+    bt_comm *c = make(x), *half = NULL;
+    if (!c)
+        return NULL;
+    all_calls(x, c, "world");
+    if (!x->fail[0] && bt_comm_split(c, x->rank % 2, x->rank, &half) != BT_OK)
+        failf(x, "rank %d: split: %s", x->rank, bt_last_error(c));
+    if (!x->fail[0])
+        all_calls(x, half, "half");
+    bt_comm_destroy(half);
+    if (bt_barrier(c) != BT_OK)
+        failf(x, "rank %d: final barrier: %s", x->rank, bt_last_error(c));
+    bt_finalize(c);
+    return NULL;
+}
+
+/* Two ranks: a receive that expects another tag, then (new world) one too small. */
+static void *bad_main(void *arg)
+{
+    struct rank_ctx *x = arg;
+    bt_comm *c = make(x);
+    if (!c)
+        return NULL;
+    int32_t v[4] = {1, 2, 3, 4};
+    int which = x->w->nnodes; /* 1: tag, 2: size */
+    (void)which;
+    if (x->rank == 0) {
+        if (bt_send(c, v, 4, BT_INT32, 1, 1) != BT_OK)
+            failf(x, "the sender failed: %s", bt_last_error(c));
+        if (bt_send(c, v, 1, BT_INT32, 7, 1) != BT_ERR_INVALID_ARG ||
+            !strstr(bt_last_error(c), "peer 7"))
+            failf(x, "peer 7 of 2 accepted: %s", bt_last_error(c));
+    } else {
+        int rc = bt_recv(c, v, 4, BT_INT32, 0, 2);
+        if (rc != BT_ERR_INVALID_USAGE || !strstr(bt_last_error(c), "tag 1"))
+            failf(x, "a tag mismatch: %s: %s", bt_strerror(rc), bt_last_error(c));
+    }
+    bt_finalize(c);
+    return NULL;
+}
+
+static void run_world(struct world *w, void *(*fn)(void *))
+{
+    struct bt__store_server *srv = rt_store_start(&w->port);
+    struct rank_ctx *x = calloc((size_t)w->n, sizeof(*x));
+    assert_non_null(x);
+    for (int r = 0; r < w->n; r++)
+        x[r].w = w, x[r].rank = r;
+    int bad;
+    double secs = RT_RUN(w->n, fn, x, &bad);
+    print_message("# n=%d nodes=%d %s: %.2f s\n", w->n, w->nnodes, w->transport, secs);
+    free(x);
+    bt__store_server_destroy(srv);
+    assert_false(bad);
+}
+
+static void test_shm(void **state)
+{
+    (void)state;
+    for (int n = 1; n <= 8; n++) {
+        struct world w = {.n = n, .nnodes = 1, .transport = "shm"};
+        run_world(&w, rank_main);
+    }
+}
+
+static void test_tcp(void **state)
+{
+    (void)state;
+    static const int sizes[] = {2, 3, 5, 7};
+    for (int i = 0; i < 4; i++) {
+        struct world w = {.n = sizes[i], .nnodes = 1, .transport = "tcp"};
+        run_world(&w, rank_main);
+    }
+}
+
+static void test_hierarchical(void **state)
+{
+    (void)state;
+    struct world a = {.n = 4, .nnodes = 2, .transport = "auto"};
+    run_world(&a, rank_main);
+    struct world b = {.n = 6, .nnodes = 3, .transport = "auto"};
+    run_world(&b, rank_main);
+}
+
+static void test_bad(void **state)
+{
+    (void)state;
+    struct world a = {.n = 2, .nnodes = 1, .transport = "shm"};
+    run_world(&a, bad_main);
+    struct world b = {.n = 2, .nnodes = 1, .transport = "tcp"};
+    run_world(&b, bad_main);
+}
+
+int main(void)
+{
+    setenv("BATON_TIMEOUT", "60", 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shm),
+        cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_hierarchical),
+        cmocka_unit_test(test_bad),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

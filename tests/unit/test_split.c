@@ -1,0 +1,242 @@
+/* test_split.c: sub-communicators, ranks as threads.
+ *
+ * Worlds 1..8 over shm, 2..5 and 7 over tcp, hierarchical 2x2 and 4x2. Each rank splits the
+ * world into halves, odd/even (key reversing the order), singletons, and "first three or
+ * nothing" (color -1), dups it, and makes a group of the even ranks with
+ * bt_comm_create_group (called by the members only). On every child: the accessors (rank,
+ * size) against the expected layout, and an allreduce of the world ranks (sum and max), an
+ * allgather of the world ranks (so the child's rank order is checked), a broadcast from the
+ * child's last rank; with a nonblocking allreduce on the parent outstanding meanwhile. Each
+ * child is destroyed and the parent still works afterwards. Bad input: color < -1, a group
+ * call by a non-member, a duplicate rank.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "collectives/comm.h"
+#include "rendezvous/store.h"
+#include "tests/coll_ref.h"
+#include "tests/unit/rank_threads.h"
+
+struct world {
+    int n, nnodes;
+    const char *transport;
+    int port;
+};
+
+struct rank_ctx {
+    struct world *w;
+    int rank;
+    pthread_t th;
+    char fail[512];
+};
+
+/* The members of rank r's child under split kind k, in child rank order; returns the count
+ * (0: not a member). */
+static int members(int k, int n, int r, int *out)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int j = k == 1 ? n - 1 - i : i; /* odd/even: key = -rank reverses the order */
+        int in = k == 0   ? (j < n / 2) == (r < n / 2)
+                 : k == 1 ? j % 2 == r % 2
+                 : k == 2 ? j == r
+                 : k == 3 ? j < 3 && r < 3
+                 : k == 4 ? 1
+                          : j % 2 == 0 && r % 2 == 0;
+        if (in)
+            out[m++] = j;
+    }
+    return m;
+}
+
+/* Runs the checks on child c whose members (world ranks, child order) are mem[0..m). */
+static void check_child(struct rank_ctx *x, bt_comm *c, const int *mem, int m, int k)
+{
+    int rank = -1, size = -1, sum = 0, mx = 0, me = -1;
+    for (int i = 0; i < m; i++) {
+        sum += mem[i], mx = mem[i] > mx ? mem[i] : mx;
+        me = mem[i] == x->rank ? i : me;
+    }
+    bt_comm_rank(c, &rank), bt_comm_size(c, &size);
+    if (rank != me || size != m) {
+        failf(x, "rank %d split %d: rank/size %d/%d, want %d/%d", x->rank, k, rank, size, me, m);
+        return;
+    }
+    int32_t v[2] = {x->rank, x->rank}, g[8] = {0}, b = x->rank;
+    int rc = bt_allreduce(c, v, v, 1, BT_INT32, BT_SUM);
+    if (rc == BT_OK)
+        rc = bt_allreduce(c, v + 1, v + 1, 1, BT_INT32, BT_MAX);
+    if (rc == BT_OK)
+        rc = bt_allgather(c, &b, g, 1, BT_INT32);
+    if (rc == BT_OK)
+        rc = bt_broadcast(c, &b, 1, BT_INT32, m - 1);
+    if (rc != BT_OK) {
+        failf(x, "rank %d split %d: %s: %s", x->rank, k, bt_strerror(rc), bt_last_error(c));
+        return;
+    }
+    if (v[0] != sum || v[1] != mx || b != mem[m - 1])
+        failf(x, "rank %d split %d: sum %d max %d bcast %d, want %d %d %d", x->rank, k, v[0], v[1],
+              b, sum, mx, mem[m - 1]);
+    for (int i = 0; i < m; i++)
+        if (g[i] != mem[i])
+            failf(x, "rank %d split %d: allgather[%d] = %d, want %d", x->rank, k, i, g[i], mem[i]);
+}
+
+static int make_child(struct rank_ctx *x, bt_comm *w, int k, bt_comm **c)
+{
+    int n = x->w->n, r = x->rank;
+    switch (k) {
+    case 0: return bt_comm_split(w, r < n / 2, r, c);
+    case 1: return bt_comm_split(w, r % 2, -r, c);
+    case 2: return bt_comm_split(w, r, 0, c);
+    case 3: return bt_comm_split(w, r < 3 ? 7 : BT_UNDEFINED, r, c);
+    case 4: return bt_comm_dup(w, c);
+    default: {
+        int ranks[8], m = 0;
+        for (int i = 0; i < n; i += 2)
+            ranks[m++] = i;
+        *c = NULL;
+        return r % 2 ? BT_OK : bt_comm_create_group(w, m, ranks, 42, c);
+    }
+    }
+}
+
+static void bad_input(struct rank_ctx *x)
+{
+    struct bt__comm_cfg cfg = {.size = 1, .local_size = 1, .nnodes = 1};
+    struct bt__err err = {0};
+    bt_comm *c = NULL, *child = NULL;
+    if (bt__comm_create(&cfg, &c, &err) != BT_OK) {
+        failf(x, "create: %s", err.msg);
+        return;
+    }
+    int zero = 0, twice[2] = {0, 0};
+    if (bt_comm_split(c, -2, 0, &child) != BT_ERR_INVALID_ARG || child ||
+        !strstr(bt_last_error(c), "color"))
+        failf(x, "color -2 accepted");
+    bt_finalize(c);
+    bt__comm_create(&cfg, &c, &err);
+    if (bt_comm_create_group(c, 2, twice, 1, &child) != BT_ERR_INVALID_ARG)
+        failf(x, "a group with a rank twice accepted");
+    bt_finalize(c);
+    bt__comm_create(&cfg, &c, &err);
+    if (bt_comm_create_group(c, 1, &zero, 1, &child) != BT_OK || !child)
+        failf(x, "a group of one failed: %s", bt_last_error(c));
+    bt_comm_destroy(child);
+    if (bt_barrier(c) != BT_OK)
+        failf(x, "the parent after destroying its child: %s", bt_last_error(c));
+    bt_finalize(c);
+}
+
+static void *rank_main(void *arg)
+{
+    struct rank_ctx *x = arg;
+    struct world *w = x->w;
+    int per = w->n / w->nnodes;
+    struct bt__comm_cfg cfg = {.rank = x->rank,
+                               .size = w->n,
+                               .local_rank = x->rank % per,
+                               .local_size = per,
+                               .node_rank = x->rank / per,
+                               .nnodes = w->nnodes,
+                               .store_host = "127.0.0.1",
+                               .store_port = w->port,
+                               .token = "t",
+                               .transport = w->transport,
+                               .shm_slot_bytes = 512};
+    struct bt__err err = {0};
+    bt_comm *world = NULL;
+    if (bt__comm_create(&cfg, &world, &err) != BT_OK) {
+        failf(x, "rank %d: create: %s", x->rank, err.msg);
+        return NULL;
+    }
+    for (int k = 0; k < 6 && !x->fail[0]; k++) {
+        int mem[8], m = members(k, w->n, x->rank, mem);
+        bt_comm *c = NULL;
+        int rc = make_child(x, world, k, &c);
+        if (rc != BT_OK || (m > 0) != (c != NULL)) {
+            failf(x, "rank %d split %d: %s (child %p): %s", x->rank, k, bt_strerror(rc), (void *)c,
+                  bt_last_error(world));
+            break;
+        }
+        float v = 1;
+        bt_request *req = NULL;
+        if (bt_iallreduce(world, &v, &v, 1, BT_FLOAT32, BT_SUM, &req) != BT_OK)
+            failf(x, "rank %d: iallreduce on the parent", x->rank);
+        if (c)
+            check_child(x, c, mem, m, k);
+        if (bt_wait(req) != BT_OK || v != (float)w->n)
+            failf(x, "rank %d: the parent's request beside split %d: %g", x->rank, k, v);
+        bt_request_free(req);
+        if (c && bt_comm_destroy(c) != BT_OK)
+            failf(x, "rank %d split %d: destroy reported an error", x->rank, k);
+    }
+    if (bt_barrier(world) != BT_OK)
+        failf(x, "rank %d: the parent after its children: %s", x->rank, bt_last_error(world));
+    bt_finalize(world);
+    if (x->rank == 0)
+        bad_input(x);
+    return NULL;
+}
+
+static void run_world(struct world *w)
+{
+    struct bt__store_server *srv = rt_store_start(&w->port);
+    struct rank_ctx *x = calloc((size_t)w->n, sizeof(*x));
+    assert_non_null(x);
+    for (int r = 0; r < w->n; r++)
+        x[r].w = w, x[r].rank = r;
+    int bad;
+    double secs = RT_RUN(w->n, rank_main, x, &bad);
+    print_message("# n=%d nodes=%d %s: %.2f s\n", w->n, w->nnodes, w->transport, secs);
+    free(x);
+    bt__store_server_destroy(srv);
+    assert_false(bad);
+}
+
+static void test_shm(void **state)
+{
+    (void)state;
+    for (int n = 1; n <= 8; n++) {
+        struct world w = {.n = n, .nnodes = 1, .transport = "shm"};
+        run_world(&w);
+    }
+}
+
+static void test_tcp(void **state)
+{
+    (void)state;
+    static const int sizes[] = {2, 3, 5, 7};
+    for (int i = 0; i < 4; i++) {
+        struct world w = {.n = sizes[i], .nnodes = 1, .transport = "tcp"};
+        run_world(&w);
+    }
+}
+
+static void test_hierarchical(void **state)
+{
+    (void)state;
+    struct world a = {.n = 4, .nnodes = 2, .transport = "auto"};
+    run_world(&a);
+    struct world b = {.n = 8, .nnodes = 4, .transport = "auto"};
+    run_world(&b);
+}
+
+int main(void)
+{
+    setenv("BATON_TIMEOUT", "120", 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shm),
+        cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_hierarchical),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
