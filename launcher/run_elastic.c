@@ -20,7 +20,8 @@
  *                   a later one waits for g + 1
  *   l/<g>/joinreq   counter of launchers waiting for g + 1; the nodes of g tell their workers
  *                   (BATON_ELASTIC_FILE: state=closing), wait BATON_ELASTIC_GRACE, then post
- *                   outcome M
+ *                   outcome M; sooner when every node's workers acknowledged (each created
+ *                   BATON_ELASTIC_FILE.ack.<local rank>; the node counts itself in l/<g>/acked)
  *   l/end           the job's final outcome, for a launcher still waiting to join
  *
  * Node ranks are dense (0..N-1) and stable: a node of the last generation keeps its rank when
@@ -594,6 +595,8 @@ static int try_gen(struct bt__run *r, int64_t dl, struct bt__err *err)
     return ADMITTED;
 }
 
+static void clear_acks(const struct bt__run *r);
+
 int bt__run_elastic_join(struct bt__run *r, struct bt__err *err)
 {
     int64_t dl = bt__deadline_in(r->o.join_timeout_s);
@@ -604,11 +607,50 @@ int bt__run_elastic_join(struct bt__run *r, struct bt__err *err)
         if (rc != NEXT)
             return err->code ? err->code : BT_ERR_REMOTE;
     }
+    clear_acks(r);
     bt__run_elastic_file(r, "running", "", 0);
     return BT_OK;
 }
 
 /* ---- while a generation runs ---- */
+
+/* Every local worker created BATON_ELASTIC_FILE.ack.<local rank> (it checkpointed). */
+static int acked(const struct bt__run *r)
+{
+    char path[PATH_MAX + 32];
+    for (int i = 0; i < r->nproc; i++) {
+        snprintf(path, sizeof(path), "%s.ack.%d", r->elastic_file, i);
+        if (access(path, F_OK) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static void clear_acks(const struct bt__run *r)
+{
+    char path[PATH_MAX + 32];
+    for (int i = 0; i < r->nproc && r->elastic_file[0]; i++) {
+        snprintf(path, sizeof(path), "%s.ack.%d", r->elastic_file, i);
+        unlink(path);
+    }
+}
+
+/* This node's workers all acknowledged: counted once in l/<g>/acked; 1 when every node's did. */
+static int all_acked(struct bt__run *r, struct bt__store *st)
+{
+    static int counted_gen = -1;
+    char key[64];
+    int64_t n = 0;
+    gkey(r, key, sizeof(key), "acked");
+    if (counted_gen != r->restart && acked(r)) {
+        if (bt__store_add(st, key, 1, &n) != BT_OK)
+            return 0;
+        counted_gen = r->restart;
+    } else if (bt__store_add(st, key, 0, &n) != BT_OK) {
+        return 0;
+    }
+    return n >= r->spec.nnodes;
+}
 
 void bt__run_elastic_watch(struct bt__run *r, struct bt__store *st)
 {
@@ -629,7 +671,7 @@ void bt__run_elastic_watch(struct bt__run *r, struct bt__store *st)
         end_at = bt__deadline_in(grace);
         r->closing = 1;
     }
-    if (bt__now_ns() < end_at)
+    if (bt__now_ns() < end_at && !all_acked(r, st))
         return;
     struct bt__outcome o = {'M', 0, ""};
     char val[BT_RUN_OUTCOME_MAX + 32];
@@ -697,4 +739,5 @@ void bt__run_elastic_end(struct bt__run *r, const struct bt__outcome *o)
     bt__store_compare_set(r->st, "l/end", "", 0, val, strlen(val), NULL, NULL);
     if (r->elastic_file[0])
         unlink(r->elastic_file);
+    clear_acks(r);
 }

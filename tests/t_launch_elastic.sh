@@ -148,6 +148,24 @@ touch "$D/stop"
 status_of "${pp[0]}" 20 >"$T_TMP/s0"; status_of "${pp[1]}" 20 >"$T_TMP/s1"
 t_expect_eq "PET_NNODES=2:3: both exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
 
+# ---- workers that acknowledge (BATON_ELASTIC_FILE.ack.<local rank>) end the grace early
+D=$T_TMP/k; mkdir -p "$D"
+port=$(t_free_port)
+ack_node() { # ID
+    t_bg env BATON_ELASTIC_GRACE=60 "$BATON" run --nnodes 2:3 --node-rank "$1" \
+        --rdzv "127.0.0.1:$port" -n 1 --rdzv-last-call 1 -- "$W" "$D" --ack \
+        >"$T_TMP/k$1.out" 2>"$T_TMP/k$1.err"
+}
+ack_node 0; k0=$T_LAST_PID
+ack_node 1; k1=$T_LAST_PID
+t_check "acks: 2 nodes up" t_wait_files 2 "$D" 30 '^up\.0\.'
+ack_node 2; k2=$T_LAST_PID
+t_check "acks: the joiner runs long before BATON_ELASTIC_GRACE=60 is over" t_wait_files 3 "$D" 15 '^up\.1\.'
+t_expect_eq "acks: world 3" "$(worlds "$D" 1)" "3 world=3"
+touch "$D/stop"
+for p in "$k0" "$k1" "$k2"; do t_wait "$p" 20 >>"$T_TMP/ks"; done
+t_expect_eq "acks: all three exit 0" "$(xargs <"$T_TMP/ks")" "0 0 0"
+
 # ---- fewer than MIN longer than --join-timeout: exit 142 naming the missing node
 D=$T_TMP/c; mkdir -p "$D"
 port=$(t_free_port)

@@ -1,13 +1,15 @@
 /* elastic_worker.c: a worker for the elastic launcher tests (tests/t_launch_elastic*.sh).
  *
- *   elastic_worker DIR
+ *   elastic_worker DIR [--ack]
  *
  * Joins the job (bt_init), then allreduces a 1 every 50 ms and checks the sum is the world
  * size. After its first good allreduce it writes DIR/up.<BATON_RESTART_COUNT>.<RANK> holding
  * "world=W nnodes=N node_rank=R pid=P" (written atomically), which is what the tests wait on. When
  * BATON_ELASTIC_FILE says state=closing it writes DIR/ckpt.<RESTART>.<RANK> once (where a real
- * program checkpoints). It exits 0 once DIR/stop exists, 1 when an allreduce fails (a peer went
- * away) or gives a wrong sum, and dies by SIGTERM when the launcher stops it.
+ * program checkpoints) and, with --ack, creates BATON_ELASTIC_FILE.ack.<LOCAL_RANK> so that the
+ * generation ends before BATON_ELASTIC_GRACE is over. It exits 0 once DIR/stop exists, 1 when an
+ * allreduce fails (a peer went away) or gives a wrong sum, and dies by SIGTERM when the launcher
+ * stops it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,10 +53,25 @@ static int closing(void)
     return yes;
 }
 
+/* Tells the launcher this worker is ready for the generation to end: with --ack only. */
+static int want_ack;
+static void ack(void)
+{
+    char path[1024];
+    const char *p = getenv("BATON_ELASTIC_FILE");
+    if (!want_ack || !p)
+        return;
+    snprintf(path, sizeof(path), "%s.ack.%s", p, getenv("BATON_LOCAL_RANK"));
+    FILE *f = fopen(path, "w");
+    if (f)
+        fclose(f);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: elastic_worker DIR\n");
+    want_ack = argc == 3 && !strcmp(argv[2], "--ack");
+    if (argc != 2 && !want_ack) {
+        fprintf(stderr, "usage: elastic_worker DIR [--ack]\n");
         return 2;
     }
     const char *dir = argv[1];
@@ -84,6 +101,7 @@ int main(int argc, char **argv)
         if (!ckpt && closing()) {
             put(dir, "ckpt", gen, rank, "checkpointed");
             ckpt = 1;
+            ack();
         }
         int done = access(stop, F_OK) == 0, all = 0;
         if (bt_allreduce(comm, &done, &all, 1, BT_INT32, BT_MAX) != BT_OK)
