@@ -1,88 +1,155 @@
 #!/usr/bin/env bash
-# compare.sh: baton's allreduce next to Open MPI's and Gloo's, 2 ranks on this machine.
+# compare.sh: baton's allreduce next to Open MPI's and Gloo's, 2 ranks, each run the way its
+# users run it, interleaved, with medians and spreads.
 #
-#   bench/compare.sh [BENCH ARGS]        (default: -b 4K -e 256M -f 4 -n 20 -w 5)
-#   BUILD=build/x bench/compare.sh -b 64M -e 64M
+#   bench/compare.sh [-r ROUNDS] [-p PROGRAMS] [--tuned] [--veth] [--plot FILE.svg] [-- BENCH ARGS]
+#       ROUNDS    rounds of every program, interleaved A B C A B C ... (default 5)
+#       PROGRAMS  comma list from: baton_shm baton_tcp mpi mpi_tcp gloo (default: all five)
+#       --tuned   also run Open MPI tuned (labelled as such): --bind-to none and glibc's mmap
+#                 threshold off (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296)
+#       --veth    two emulated hosts instead of loopback: network namespaces joined by a veth
+#                 pair (198.51.100.1 and .2) with a tbf rate limit (VETH_RATE, default 10gbit),
+#                 each side pinned to its own core (taskset); programs baton_tcp, mpi_tcp, gloo.
+#                 Open MPI runs with --bind-to none there: both emulated hosts see the same
+#                 cores, so its default (bind to the first core) would put both ranks on core 0,
+#                 which no two real hosts do. Gloo gets GLOO_SOCKET_IFNAME=bceth0 (both emulated
+#                 hosts share one hostname, which resolves to 127.0.0.1, Gloo's default address).
+#                 This VM's kernel has no netem, so no added delay.
+#       --plot    writes busbw and time against size (log axes, one line per program) with
+#                 gnuplot (Debian's gnuplot-nox)
+#       BENCH ARGS  nccl-tests flags for every program (default -b 4K -e 256M -f 4 -n 20 -w 5)
+#   BUILD=build/x bench/compare.sh -r 3 -- -b 64M -e 64M
 #
-# Runs, one after the other: baton over shm and over TCP (build/bench/allreduce_bench under
-# `baton run -n 2`), Open MPI's MPI_Allreduce (build/bench/mpi_allreduce_bench) over shared
-# memory (--mca btl self,vader) and over TCP (--mca btl self,tcp), each twice: with defaults
-# and with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296 (which removes glibc's
-# mmap/munmap of Open MPI's large temporary buffers, a page-fault cliff on this VM), and
-# PyTorch Gloo (bench/gloo_allreduce_bench.py). Every program checks its results (#wrong).
-# Prints each table, then per size the busbw of each and baton's ratio to the baselines
-# (shm vs MPI shm with mmap disabled; tcp vs MPI tcp with mmap disabled and vs Gloo).
+# The baselines are fair by default: Open MPI is `mpirun -np 2` with its default binding
+# (to cores) and its own transport choice (vader on one node); "mpi_tcp" only adds
+# `--mca btl self,tcp`, which is how a user forces TCP. Gloo is torch.distributed's defaults.
+# (--allow-run-as-root is added when run as root: mpirun refuses root without it.)
+# Every program checks its result (#wrong column); a run with #wrong > 0 is reported.
+# Prints per size and program the median busbw (GB/s) with the min-max over rounds, the
+# median time, and baton's ratios (median of the per-round ratios).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+rounds=5 programs="" tuned=0 plot="" veth=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    -r) rounds=${2:?-r needs a count}; shift 2 ;;
+    -p) programs=${2:?-p needs a list}; shift 2 ;;
+    --tuned) tuned=1; shift ;;
+    --veth) veth=1; shift ;;
+    --plot) plot=${2:?--plot needs a file}; shift 2 ;;
+    --) shift; break ;;
+    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) break ;;
+    esac
+done
+case "$rounds" in '' | *[!0-9]* | 0) echo "compare.sh: -r wants a positive count, not '$rounds'" >&2; exit 2 ;; esac
 ARGS=("$@")
 [ ${#ARGS[@]} -eq 0 ] && ARGS=(-b 4K -e 256M -f 4 -n 20 -w 5)
+if [ -z "$programs" ]; then
+    programs="baton_shm,baton_tcp,mpi,mpi_tcp,gloo"
+    [ "$veth" = 1 ] && programs="baton_tcp,mpi_tcp,gloo"
+fi
+[ "$tuned" = 1 ] && [ "$veth" = 0 ] && programs="$programs,mpi_tuned,mpi_tcp_tuned"
 OUT=$(mktemp -d /tmp/baton-compare.XXXXXX)
-MPI=(mpirun --allow-run-as-root --oversubscribe -np 2 --bind-to none)
-NOMMAP=(-x MALLOC_MMAP_MAX_=0 -x MALLOC_TRIM_THRESHOLD_=4294967296)
 
 for f in "$BUILD/baton" "$BUILD/bench/allreduce_bench"; do
     [ -x "$f" ] || { echo "compare.sh: $f is missing; run make BUILD=$BUILD first" >&2; exit 2; }
 done
+MPIRUN=(mpirun -np 2)
+[ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
+TUNED=(--bind-to none -x MALLOC_MMAP_MAX_=0 -x MALLOC_TRIM_THRESHOLD_=4294967296)
+M=$BUILD/bench/mpi_allreduce_bench
+have_mpi=0 have_gloo=0
+[ -x "$M" ] && command -v mpirun >/dev/null && have_mpi=1
+/usr/bin/python3 -c 'import torch.distributed' 2>/dev/null && have_gloo=1
 
-run() { # name, command...
-    local name=$1; shift
-    echo "== $name: $*"
-    if ! timeout 900 "$@" >"$OUT/$name.txt" 2>"$OUT/$name.err"; then
-        echo "   FAILED (exit $?): $(tail -3 "$OUT/$name.err" | tr '\n' ' ')"
+cmd_of() { # program -> its command line in CMD
+    case "$1" in
+    baton_shm) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend shm) ;;
+    baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
+    mpi) CMD=("${MPIRUN[@]}" "$M") ;;
+    mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$M") ;;
+    mpi_tuned) CMD=("${MPIRUN[@]}" "${TUNED[@]}" "$M") ;;
+    mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M") ;;
+    gloo) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
+    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
+       exit 2 ;;
+    esac
+}
+list=()
+IFS=, read -ra want <<<"$programs"
+for p in "${want[@]}"; do
+    cmd_of "$p"
+    case "$p" in
+    mpi*) [ $have_mpi = 1 ] || { echo "== $p: skipped (no mpirun or no $M)"; continue; } ;;
+    gloo) [ $have_gloo = 1 ] || { echo "== gloo: skipped (no torch under /usr/bin/python3)"; continue; } ;;
+    esac
+    list+=("$p")
+    echo "== $p: ${CMD[*]} ${ARGS[*]}"
+done
+
+# --veth: two namespaces, one veth pair, a rate limit; removed on exit.
+NSA=bcmpa$$ NSB=bcmpb$$
+veth_up() {
+    ip netns add $NSA && ip netns add $NSB &&
+        ip link add va$$ netns $NSA type veth peer name vb$$ netns $NSB &&
+        ip -n $NSA link set va$$ name bceth0 && ip -n $NSB link set vb$$ name bceth0 &&
+        ip -n $NSA addr add 198.51.100.1/24 dev bceth0 && ip -n $NSB addr add 198.51.100.2/24 dev bceth0 &&
+        ip -n $NSA link set bceth0 up && ip -n $NSB link set bceth0 up &&
+        ip -n $NSA link set lo up && ip -n $NSB link set lo up &&
+        tc -n $NSA qdisc add dev bceth0 root tbf rate "${VETH_RATE:-10gbit}" burst 4mb latency 10ms &&
+        tc -n $NSB qdisc add dev bceth0 root tbf rate "${VETH_RATE:-10gbit}" burst 4mb latency 10ms
+}
+veth_down() { ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null; rm -f "$OUT/rsh"; }
+two_nodes() { # output file, program... : node 0 in NSA on core 0, node 1 in NSB on core 1
+    local out=$1 port; shift
+    port=$((20000 + RANDOM % 9000))
+    ip netns exec $NSB taskset -c 1 "$BUILD/baton" run --nnodes 2 --node-rank 1 \
+        --rdzv 198.51.100.1:$port -n 1 --no-tag-output -- "$@" >/dev/null 2>"$out.node1" &
+    local pid=$!
+    ip netns exec $NSA taskset -c 0 "$BUILD/baton" run --nnodes 2 --node-rank 0 \
+        --rdzv 198.51.100.1:$port -n 1 --no-tag-output -- "$@" >"$out"
+    local rc=$?
+    wait $pid || rc=$?
+    return $rc
+}
+if [ "$veth" = 1 ]; then
+    [ "$(id -u)" = 0 ] || { echo "compare.sh: --veth needs root (ip netns)" >&2; exit 2; }
+    trap veth_down EXIT
+    veth_up || { echo "compare.sh: could not create the namespaces and veth pair (see above)" >&2; exit 1; }
+    printf '#!/bin/sh\nhost=$1; shift\ncase "$host" in 198.51.100.2) ns=%s cpu=1 ;; *) ns=%s cpu=0 ;; esac\nexec ip netns exec "$ns" taskset -c $cpu sh -c "$*"\n' \
+        $NSB $NSA >"$OUT/rsh"
+    chmod +x "$OUT/rsh"
+    echo "== veth: $NSA 198.51.100.1 (core 0) <-> $NSB 198.51.100.2 (core 1), tbf ${VETH_RATE:-10gbit}"
+fi
+run_prog() { # program, round
+    local p=$1 f=$OUT/$1.$2.txt
+    if [ "$veth" = 1 ]; then
+        case "$p" in
+        baton_tcp) two_nodes "$f" "$BUILD/bench/allreduce_bench" --backend tcp "${ARGS[@]}" ;;
+        gloo) GLOO_SOCKET_IFNAME=bceth0 two_nodes "$f" /usr/bin/python3 bench/gloo_allreduce_bench.py "${ARGS[@]}" ;;
+        mpi_tcp)
+            OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ip netns exec $NSA taskset -c 0 \
+                mpirun -np 2 --bind-to none --host 198.51.100.1,198.51.100.2 \
+                --mca plm_rsh_agent "$OUT/rsh" --mca btl self,tcp \
+                --mca btl_tcp_if_include 198.51.100.0/24 --mca oob_tcp_if_include 198.51.100.0/24 \
+                "$PWD/$M" "${ARGS[@]}" >"$f" ;;
+        *) echo "compare.sh: $p does not run with --veth (baton_tcp mpi_tcp gloo)" >&2; return 2 ;;
+        esac
+    else
+        cmd_of "$p"
+        "${CMD[@]}" "${ARGS[@]}" >"$f"
     fi
-    cat "$OUT/$name.txt"
 }
 
-run baton_shm "$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" \
-    --backend shm "${ARGS[@]}"
-run baton_tcp "$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" \
-    --backend tcp "${ARGS[@]}"
-if [ -x "$BUILD/bench/mpi_allreduce_bench" ] && command -v mpirun >/dev/null; then
-    M=$BUILD/bench/mpi_allreduce_bench
-    run mpi_shm "${MPI[@]}" --mca btl self,vader "$M" "${ARGS[@]}"
-    run mpi_shm_nommap "${MPI[@]}" --mca btl self,vader "${NOMMAP[@]}" "$M" "${ARGS[@]}"
-    run mpi_tcp "${MPI[@]}" --mca btl self,tcp "$M" "${ARGS[@]}"
-    run mpi_tcp_nommap "${MPI[@]}" --mca btl self,tcp "${NOMMAP[@]}" "$M" "${ARGS[@]}"
-else
-    echo "== Open MPI: skipped (no mpirun or no $BUILD/bench/mpi_allreduce_bench)"
-fi
-if /usr/bin/python3 -c 'import torch.distributed' 2>/dev/null; then
-    run gloo "$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 \
-        bench/gloo_allreduce_bench.py "${ARGS[@]}"
-else
-    echo "== Gloo: skipped (no torch under /usr/bin/python3)"
-fi
-
-# size -> busbw of each run, then the ratios.
-echo
-echo "busbw in GB/s (time in us); ratio = baton / baseline"
-awk -v dir="$OUT" '
-function load(name,   f, line, a) {
-    f = dir "/" name ".txt"
-    while ((getline line < f) > 0) {
-        if (line ~ /^ *#/ || split(line, a, " ") < 8) continue
-        bw[name, a[1]] = a[7]; us[name, a[1]] = a[5]; sizes[a[1]] = 1
-    }
-    close(f)
-}
-function cell(name, s) { return ((name, s) in bw) ? sprintf("%7.2f (%8.1f)", bw[name, s], us[name, s]) : sprintf("%18s", "-") }
-function ratio(a, b, s) { return ((a, s) in bw && (b, s) in bw && bw[b, s] > 0) ? sprintf("%6.2fx", bw[a, s] / bw[b, s]) : sprintf("%7s", "-") }
-BEGIN {
-    n = split("baton_shm mpi_shm mpi_shm_nommap baton_tcp mpi_tcp mpi_tcp_nommap gloo", names, " ")
-    for (i = 1; i <= n; i++) load(names[i])
-    printf "%10s %18s %18s %18s %8s | %18s %18s %18s %18s %8s %8s\n", "bytes", "baton shm", \
-        "mpi shm", "mpi shm nommap", "ratio", "baton tcp", "mpi tcp", "mpi tcp nommap", \
-        "gloo", "vs mpi", "vs gloo"
-    m = 0
-    for (s in sizes) order[++m] = s + 0
-    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (order[j] < order[i]) { t = order[i]; order[i] = order[j]; order[j] = t }
-    for (i = 1; i <= m; i++) {
-        s = order[i]
-        printf "%10d %s %s %s %8s | %s %s %s %s %8s %8s\n", s, cell("baton_shm", s), \
-            cell("mpi_shm", s), cell("mpi_shm_nommap", s), ratio("baton_shm", "mpi_shm_nommap", s), \
-            cell("baton_tcp", s), cell("mpi_tcp", s), cell("mpi_tcp_nommap", s), cell("gloo", s), \
-            ratio("baton_tcp", "mpi_tcp_nommap", s), ratio("baton_tcp", "gloo", s)
-    }
-}'
+for r in $(seq "$rounds"); do
+    for p in "${list[@]}"; do
+        if ! run_prog "$p" "$r" 2>"$OUT/$p.$r.err"; then
+            echo "   round $r $p FAILED: $(tail -3 "$OUT/$p.$r.err" | tr '\n' ' ')"
+        fi
+    done
+    echo "   round $r of $rounds done ($(cut -d' ' -f1 /proc/loadavg) load)"
+done
+COMPARE_VETH=$veth /usr/bin/python3 bench/compare_table.py "$OUT" "$rounds" "${plot:-}" "${list[@]}"
 echo "(raw outputs in $OUT)"

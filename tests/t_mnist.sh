@@ -20,6 +20,8 @@ usage_case() { # NAME PATTERN ARGS...
 usage_case "unknown flag" "unknown flag --frobnicate" --frobnicate
 usage_case "bad number" "--batch 0: want 1..4096" --batch 0
 usage_case "missing value" "--epochs needs a value" --epochs
+usage_case "an unwritable --log-csv" "--log-csv /nonexistent/log.csv: No such file or directory; give a writable file" \
+    --log-csv /nonexistent/log.csv
 usage_case "mode ps without a parameter server" "--mode ps: not available without a parameter server" --mode ps
 usage_case "missing data dir" "/nonexistent/train-images-idx3-ubyte\[.gz\]: not found" \
     --data /nonexistent
@@ -100,10 +102,24 @@ t_expect_eq "resumed run ends where a straight run does (test_acc)" \
     "$(final_field "$T_TMP/resumed" test_acc)" "$(final_field "$T_TMP/straight" test_acc)"
 
 # --- progress: through a pipe (as under `baton run`), a whole line at each quarter of the epoch ---
-"$MN" --data "$DATA" --batch 1024 --max-steps 16 --no-checkpoint >"$T_TMP/prog" 2>&1
+"$MN" --data "$DATA" --batch 1024 --max-steps 16 --no-checkpoint --log-csv "$T_TMP/log.csv" \
+    >"$T_TMP/prog" 2>&1
 t_grep "progress through a pipe: a line at the first quarter of the epoch" \
     '^  epoch 1 \[   13/52\] loss [0-9.]+ acc [0-9.]+ +[0-9]+ img/s$' "$T_TMP/prog"
 t_check "... and no carriage return" sh -c "! grep -q \"$(printf '\r')\" '$T_TMP/prog'"
+
+# --- --log-csv: a header and the epoch's row, the figures the epoch line printed ---
+t_grep "--log-csv: the header" '^epoch,epochs,world,steps,loss,train_acc,val_acc,val_loss,test_acc,test_loss,images_per_s$' "$T_TMP/log.csv"
+csv_acc=$(awk -F, 'NR == 2 {print $9}' "$T_TMP/log.csv")
+t_expect_eq "--log-csv: the row's test_acc is the epoch line's" "$csv_acc" \
+    "$(sed -n 's/^epoch 1\/.* test_acc=\([0-9.]*\).*/\1/p' "$T_TMP/prog")"
+t_check "--log-csv: epoch 1 of a 1-rank run, 16 steps" grep -q '^1,[0-9]*,1,16,' "$T_TMP/log.csv"
+if command -v gnuplot >/dev/null; then
+    t_check "bench/plot_mnist.sh draws it" "$BATON_SRC/bench/plot_mnist.sh" "$T_TMP/log.csv" "$T_TMP/mn.svg"
+    t_grep "... an SVG" '<svg' "$T_TMP/mn.svg"
+else
+    t_skip "bench/plot_mnist.sh" "no gnuplot (make deps installs gnuplot-nox)"
+fi
 
 # --- threads give the same steps (only the order of float sums differs) ---
 "$MN" --data "$DATA" --max-steps 200 --threads 2 --no-checkpoint >"$T_TMP/threads" 2>&1

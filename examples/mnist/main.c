@@ -63,7 +63,9 @@ static void usage(FILE *f)
             "  --no-checkpoint       write neither\n"
             "  --resume              continue from DIR/checkpoint.bin (automatic when\n"
             "                        BATON_RESTART_COUNT > 0)\n"
-            "  --evaluate MODEL      only evaluate MODEL (a model.bin or checkpoint.bin)\n",
+            "  --evaluate MODEL      only evaluate MODEL (a model.bin or checkpoint.bin)\n"
+            "  --log-csv FILE        rank 0 appends a row per epoch (loss, accuracies,\n"
+            "                        images/s, world size); bench/plot_mnist.sh plots it\n",
             MN_DEFAULT_DATA, MN_DEFAULT_CKPT_DIR);
 }
 
@@ -88,6 +90,15 @@ static int bad_flag(const char *flag, const char *value, const char *want)
 /* What the flags cannot say one at a time; 0 or 2 (reported). */
 static int check_flags(const struct mn_opts *o)
 {
+    if (o->log_csv) { /* an unwritable log is said before training, not after the first epoch */
+        FILE *f = fopen(o->log_csv, "a");
+        if (!f) {
+            fprintf(stderr, "mnist_cnn: --log-csv %s: %s; give a writable file\n", o->log_csv,
+                    strerror(errno));
+            return 2;
+        }
+        fclose(f);
+    }
     if (o->ps_consistency && !o->mode_ps) {
         fprintf(stderr, "mnist_cnn: --ps-consistency %s needs --mode ps\n", o->ps_consistency);
         return 2;
@@ -129,6 +140,7 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
         O_RESUME,
         O_EVAL,
         O_NO_OVERLAP,
+        O_CSV,
         O_HELP
     };
     static const struct option longopts[] = {{"data", 1, 0, O_DATA},
@@ -145,6 +157,7 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
                                              {"no-checkpoint", 0, 0, O_NOCKPT},
                                              {"resume", 0, 0, O_RESUME},
                                              {"evaluate", 1, 0, O_EVAL},
+                                             {"log-csv", 1, 0, O_CSV},
                                              {"help", 0, 0, O_HELP},
                                              {0, 0, 0, 0}};
     long v;
@@ -203,6 +216,7 @@ static int parse_flags(int argc, char **argv, struct mn_opts *o)
         case O_NOCKPT: o->ckpt_dir = NULL; break;
         case O_RESUME: o->resume = 1; break;
         case O_EVAL: o->evaluate = optarg; break;
+        case O_CSV: o->log_csv = optarg; break;
         case 'h':
         case O_HELP: usage(stdout); return 1;
         case ':':

@@ -835,6 +835,28 @@ static void shuffle_epoch(struct trainer *tr, uint64_t *rng_after)
     mn_shuffle(tr->order, tr->d->n_train, rng_after);
 }
 
+/* --log-csv: one row per epoch (rank 0), the header when the file is new; a resumed or elastic
+ * run appends to the same file, so a row's world says how many ranks ran that epoch. A write
+ * that fails is one WARN line: the log is not worth the training. */
+static void log_csv(const char *path, const struct trainer *tr, unsigned epoch,
+                    const struct run_stats *e, const double ev[4], int epochs)
+{
+    FILE *f = fopen(path, "a");
+    if (!f) {
+        fprintf(stderr, "mnist_cnn: WARN: --log-csv %s: %s; this epoch's row is lost\n", path,
+                strerror(errno));
+        return;
+    }
+    if (ftell(f) == 0)
+        fprintf(f, "epoch,epochs,world,steps,loss,train_acc,val_acc,val_loss,test_acc,test_loss,"
+                   "images_per_s\n");
+    fprintf(f, "%u,%d,%d,%ld,%.6f,%.4f,%.4f,%.6f,%.4f,%.6f,%.0f\n", epoch, epochs, tr->world,
+            e->steps, tr->last_loss, e->acc_sum / (double)e->steps, ev[0], ev[1], ev[2], ev[3],
+            (double)e->steps * tr->global_batch / e->train_s);
+    if (fclose(f) != 0)
+        fprintf(stderr, "mnist_cnn: WARN: --log-csv %s: %s\n", path, strerror(errno));
+}
+
 static int train(struct trainer *tr, struct run_stats *all, double ev[4])
 {
     const struct mn_opts *o = tr->o;
@@ -886,6 +908,8 @@ static int train(struct trainer *tr, struct run_stats *all, double ev[4])
                    100.0 * (tr->comm_s - comm0) / e.train_s, e.steps,
                    stopped ? " (stopped by --max-steps)" : "");
             fflush(stdout);
+            if (o->log_csv)
+                log_csv(o->log_csv, tr, tr->epoch + (stopped ? 1 : 0), &e, ev, o->epochs);
             if (o->ckpt_dir)
                 ckpt_write(tr, "checkpoint.bin");
         }

@@ -14,6 +14,7 @@ struct mn_opts {
     const char *data_dir;
     const char *ckpt_dir;       /* NULL: no checkpoints */
     const char *evaluate;       /* a model file: evaluate only */
+    const char *log_csv;        /* --log-csv: rank 0 appends one row per epoch; NULL: none */
     int mode_ps;                /* --mode ps: exchange through baton's parameter server */
     const char *ps_consistency; /* --ps-consistency: sync, async or bounded:S */
     int epochs, batch, threads, resume;
