@@ -2,9 +2,8 @@
 # t_collsim.sh: the cost model and the collective simulator (tests/progs/collsim.c): the
 # simulated schedules of the real algorithm code agree with the formulas the library picks
 # by; the model's table meets its goals (the pick within 10% of the best, n = 4,096 near the
-# lower bound); `baton tune` writes a file the simulator and the library read; and, on a
-# machine quiet enough to time (load average below the number of cores), real TCP allreduces
-# of 2 and 4 ranks land within 15% of what the simulator predicts from that file.
+# lower bound); `baton tune` writes a file the simulator and the library read. How close real
+# runs come to the simulator is a measurement, not a test: bench/collsim_check.sh.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
 
@@ -32,27 +31,4 @@ BATON_TUNE_FILE=$T_TMP/tune.txt BATON_TRANSPORT=tcp "$BATON" run -n 3 -- \
     "$BATON_BUILD/tests/progs/coll_check" >"$T_TMP/o" 2>"$T_TMP/e"
 t_expect_eq "3 ranks over TCP with the tune file: coll_check passes" "$?" 0
 
-# Real runs against the simulator: median time of allreduce_bench (2 warm-up, 15 timed).
-cores=$(nproc)
-load=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v l="$load" -v c="$cores" 'BEGIN { exit !(l >= c) }'; then
-    t_skip "real runs within 15% of the simulator" "load average $load on $cores cores: too loaded to time"
-    t_done
-fi
-worst=0
-for n in 2 4; do
-    for a in ring rd rabenseifner; do
-        for bytes in 65536 4194304; do
-            BATON_ALGO=$a "$BATON" run -n "$n" -- "$B" --backend tcp -b "$bytes" -e "$bytes" \
-                -n 15 -w 2 >"$T_TMP/b" 2>&1
-            real=$(grep -E '^\[0\] +[0-9]+ ' "$T_TMP/b" | awk '{print $6 / 1e6}' | tail -1)
-            sim=$("$S" one "$a" "$n" "$bytes" --tune "$T_TMP/tune.txt" | cut -d' ' -f1)
-            r=$(awk -v r="${real:-0}" -v s="$sim" 'BEGIN { printf "%.3f", r / s }')
-            echo "# n=$n $a $bytes B: real ${real:-none} s, simulated $sim s, ratio $r"
-            worst=$(awk -v r="$r" -v w="$worst" 'BEGIN { d = r - 1; if (d < 0) d = -d; print (d > w ? d : w) }')
-        done
-    done
-done
-t_expect_eq "real runs within 15% of the simulator (worst |ratio - 1| = $worst)" \
-    "$(awk -v w="$worst" 'BEGIN { print (w <= 0.15) }')" 1
 t_done
