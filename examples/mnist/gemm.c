@@ -94,10 +94,45 @@ __attribute__((target("avx512f,fma"))) static void kernel_avx512(int kc, const f
 {
     kernel_body(kc, a, b, tile);
 }
+/* AVX2 has 16 256-bit registers: kernel_body's 12 accumulators of 16 floats would be 24 of
+ * them, and the spills made the whole trainer ~40x slower than on AVX-512 (78 images/s on one
+ * rank). So this kernel runs the tile as two halves of 16 columns, each 6 rows x 2 8-float
+ * accumulators (12 registers, plus 2 for B and 1 for the broadcast of A): the same packed
+ * panels, the same sums in the same order per element, so results are bit-identical. */
+typedef float v8 __attribute__((vector_size(32)));
+
+__attribute__((target("avx2,fma"))) static void half_avx2(int kc, const float *a, const float *b,
+                                                          float *tile, int off)
+{
+    v8 c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
+    v8 c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        v8 b0 = *(const v8 *)(b + off), b1 = *(const v8 *)(b + off + 8);
+        c00 += a[0] * b0;
+        c01 += a[0] * b1;
+        c10 += a[1] * b0;
+        c11 += a[1] * b1;
+        c20 += a[2] * b0;
+        c21 += a[2] * b1;
+        c30 += a[3] * b0;
+        c31 += a[3] * b1;
+        c40 += a[4] * b0;
+        c41 += a[4] * b1;
+        c50 += a[5] * b0;
+        c51 += a[5] * b1;
+    }
+    const v8 c[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < MR; i++) {
+        *(v8 *)(tile + i * NR + off) = c[i][0];
+        *(v8 *)(tile + i * NR + off + 8) = c[i][1];
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void kernel_avx2(int kc, const float *a, const float *b,
                                                             float *tile)
 {
-    kernel_body(kc, a, b, tile);
+    half_avx2(kc, a, b, tile, 0);
+    half_avx2(kc, a, b, tile, 16);
 }
 static void kernel_generic(int kc, const float *a, const float *b, float *tile)
 {
