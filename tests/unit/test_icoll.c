@@ -23,23 +23,10 @@
 #include "collectives/comm.h"
 #include "rendezvous/store.h"
 #include "tests/coll_ref.h"
-#include "tests/unit/rank_threads.h"
+#include "tests/unit/rank_worlds.h"
 
 #define MAXC 1000
 #define NOPS 12 /* requests per batch and communicator */
-
-struct world {
-    int n, nnodes;
-    const char *transport;
-    int port;
-};
-
-struct rank_ctx {
-    struct world *w;
-    int rank;
-    pthread_t th;
-    char fail[512];
-};
 
 /* One outstanding operation: its kind, buffers and what to compare afterwards. */
 struct op {
@@ -260,47 +247,28 @@ static void *rank_main(void *arg)
     return NULL;
 }
 
-static void run_world(struct world *w)
-{
-    struct bt__store_server *srv = rt_store_start(&w->port);
-    struct rank_ctx *x = calloc((size_t)w->n, sizeof(*x));
-    assert_non_null(x);
-    for (int r = 0; r < w->n; r++)
-        x[r].w = w, x[r].rank = r;
-    int bad;
-    double secs = RT_RUN(w->n, rank_main, x, &bad);
-    print_message("# n=%d nodes=%d %s: %.2f s\n", w->n, w->nnodes, w->transport, secs);
-    free(x);
-    bt__store_server_destroy(srv);
-    assert_false(bad);
-}
-
 static void test_shm(void **state)
 {
     (void)state;
-    for (int n = 1; n <= 8; n++) {
-        struct world w = {.n = n, .nnodes = 1, .transport = "shm"};
-        run_world(&w);
-    }
+    static const struct world ws[] = {{1, 1, "shm", 0}, {2, 1, "shm", 0}, {3, 1, "shm", 0},
+                                      {4, 1, "shm", 0}, {5, 1, "shm", 0}, {6, 1, "shm", 0},
+                                      {7, 1, "shm", 0}, {8, 1, "shm", 0}};
+    run_worlds(ws, 8, rank_main);
 }
 
 static void test_tcp(void **state)
 {
     (void)state;
-    static const int sizes[] = {2, 3, 4, 5, 7};
-    for (int i = 0; i < 5; i++) {
-        struct world w = {.n = sizes[i], .nnodes = 1, .transport = "tcp"};
-        run_world(&w);
-    }
+    static const struct world ws[] = {
+        {2, 1, "tcp", 0}, {3, 1, "tcp", 0}, {4, 1, "tcp", 0}, {5, 1, "tcp", 0}, {7, 1, "tcp", 0}};
+    run_worlds(ws, (int)(sizeof(ws) / sizeof(ws[0])), rank_main);
 }
 
 static void test_hierarchical(void **state)
 {
     (void)state;
-    struct world w = {.n = 4, .nnodes = 2, .transport = "auto"};
-    run_world(&w);
-    struct world w3 = {.n = 6, .nnodes = 3, .transport = "auto"};
-    run_world(&w3);
+    static const struct world ws[] = {{4, 2, "auto", 0}, {6, 3, "auto", 0}};
+    run_worlds(ws, 2, rank_main);
 }
 
 int main(void)

@@ -22,22 +22,9 @@
 #include "collectives/comm.h"
 #include "rendezvous/store.h"
 #include "tests/coll_ref.h"
-#include "tests/unit/rank_threads.h"
+#include "tests/unit/rank_worlds.h"
 
 #define SHIFT 100003
-
-struct world {
-    int n, nnodes;
-    const char *transport;
-    int port;
-};
-
-struct rank_ctx {
-    struct world *w;
-    int rank;
-    pthread_t th;
-    char fail[512];
-};
 
 /* The value rank r sends to rank q at element i (an int32 pattern). */
 static int32_t pat(int r, int q, size_t i)
@@ -264,56 +251,37 @@ static void *bad_main(void *arg)
     return NULL;
 }
 
-static void run_world(struct world *w, void *(*fn)(void *))
-{
-    struct bt__store_server *srv = rt_store_start(&w->port);
-    struct rank_ctx *x = calloc((size_t)w->n, sizeof(*x));
-    assert_non_null(x);
-    for (int r = 0; r < w->n; r++)
-        x[r].w = w, x[r].rank = r;
-    int bad;
-    double secs = RT_RUN(w->n, fn, x, &bad);
-    print_message("# n=%d nodes=%d %s: %.2f s\n", w->n, w->nnodes, w->transport, secs);
-    free(x);
-    bt__store_server_destroy(srv);
-    assert_false(bad);
-}
-
 static void test_shm(void **state)
 {
     (void)state;
-    for (int n = 1; n <= 8; n++) {
-        struct world w = {.n = n, .nnodes = 1, .transport = "shm"};
-        run_world(&w, rank_main);
-    }
+    static const struct world ws[] = {{1, 1, "shm", 0}, {2, 1, "shm", 0}, {3, 1, "shm", 0},
+                                      {4, 1, "shm", 0}, {5, 1, "shm", 0}, {6, 1, "shm", 0},
+                                      {7, 1, "shm", 0}, {8, 1, "shm", 0}};
+    run_worlds(ws, 8, rank_main);
 }
 
 static void test_tcp(void **state)
 {
     (void)state;
-    static const int sizes[] = {2, 3, 5, 7};
-    for (int i = 0; i < 4; i++) {
-        struct world w = {.n = sizes[i], .nnodes = 1, .transport = "tcp"};
-        run_world(&w, rank_main);
-    }
+    static const struct world ws[] = {{2, 1, "tcp", 0},
+                                      {3, 1, "tcp", 0},
+                                      {5, 1, "tcp", 0},
+                                      {7, 1, "tcp", 0}};
+    run_worlds(ws, 4, rank_main);
 }
 
 static void test_hierarchical(void **state)
 {
     (void)state;
-    struct world a = {.n = 4, .nnodes = 2, .transport = "auto"};
-    run_world(&a, rank_main);
-    struct world b = {.n = 6, .nnodes = 3, .transport = "auto"};
-    run_world(&b, rank_main);
+    static const struct world ws[] = {{4, 2, "auto", 0}, {6, 3, "auto", 0}};
+    run_worlds(ws, 2, rank_main);
 }
 
 static void test_bad(void **state)
 {
     (void)state;
-    struct world a = {.n = 2, .nnodes = 1, .transport = "shm"};
-    run_world(&a, bad_main);
-    struct world b = {.n = 2, .nnodes = 1, .transport = "tcp"};
-    run_world(&b, bad_main);
+    static const struct world ws[] = {{2, 1, "shm", 0}, {2, 1, "tcp", 0}};
+    run_worlds(ws, 2, bad_main);
 }
 
 int main(void)

@@ -1,0 +1,48 @@
+/* rank_worlds.h: the worlds test_icoll.c, test_split.c and test_p2p.c run their rank threads
+ * in (n ranks on nnodes simulated nodes over a transport), and the one way to run a list of
+ * them: a store, one thread per rank (rank_threads.h), every rank's failure printed.
+ */
+#ifndef BT_TESTS_UNIT_RANK_WORLDS_H
+#define BT_TESTS_UNIT_RANK_WORLDS_H
+
+#include "tests/unit/rank_threads.h"
+
+struct world {
+    int n, nnodes;
+    const char *transport; /* "shm", "tcp" or "auto" (hierarchical across nodes) */
+    int port;              /* the store's, set by run_world */
+};
+
+struct rank_ctx {
+    struct world *w;
+    int rank;
+    pthread_t th;
+    char fail[512];
+};
+
+/* Runs fn (a struct rank_ctx *) on each rank of w; fails the test when a rank failed. */
+static void run_world(struct world *w, void *(*fn)(void *))
+{
+    struct bt__store_server *srv = rt_store_start(&w->port);
+    struct rank_ctx *x = calloc((size_t)w->n, sizeof(*x));
+    assert_non_null(x);
+    for (int r = 0; r < w->n; r++)
+        x[r].w = w, x[r].rank = r;
+    int bad;
+    double secs = RT_RUN(w->n, fn, x, &bad);
+    print_message("# n=%d nodes=%d %s: %.2f s\n", w->n, w->nnodes, w->transport, secs);
+    free(x);
+    bt__store_server_destroy(srv);
+    assert_false(bad);
+}
+
+/* run_world for each of the nw worlds of ws (copied: run_world writes the port). */
+static void run_worlds(const struct world *ws, int nw, void *(*fn)(void *))
+{
+    for (int i = 0; i < nw; i++) {
+        struct world w = ws[i];
+        run_world(&w, fn);
+    }
+}
+
+#endif
