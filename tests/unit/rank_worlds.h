@@ -45,4 +45,13 @@ static void run_worlds(const struct world *ws, int nw, void *(*fn)(void *))
     }
 }
 
+/* 1 to 8 ranks on one node over shared memory: each of these tests' first sweep. */
+static void run_shm_worlds(void *(*fn)(void *))
+{
+    for (int n = 1; n <= 8; n++) {
+        struct world w = {n, 1, "shm", 0};
+        run_world(&w, fn);
+    }
+}
+
 #endif

@@ -254,10 +254,7 @@ static void *bad_main(void *arg)
 static void test_shm(void **state)
 {
     (void)state;
-    static const struct world ws[] = {{1, 1, "shm", 0}, {2, 1, "shm", 0}, {3, 1, "shm", 0},
-                                      {4, 1, "shm", 0}, {5, 1, "shm", 0}, {6, 1, "shm", 0},
-                                      {7, 1, "shm", 0}, {8, 1, "shm", 0}};
-    run_worlds(ws, 8, rank_main);
+    run_shm_worlds(rank_main);
 }
 
 static void test_tcp(void **state)
