@@ -97,7 +97,7 @@ usage_case "--resume with a directory named checkpoint.bin: said so, not \"trunc
 "$MN" --data "$DATA" --max-steps 200 --no-checkpoint >"$T_TMP/straight" 2>&1
 "$MN" --data "$DATA" --max-steps 100 --checkpoint-dir "$T_TMP/rs" >/dev/null 2>&1
 BATON_RESTART_COUNT=1 "$MN" --data "$DATA" --max-steps 200 --checkpoint-dir "$T_TMP/rs" >"$T_TMP/resumed" 2>&1
-t_grep "restart resumes from the checkpoint" '^resumed from .*checkpoint.bin: epoch 1, step 100 of it, 100 steps done' "$T_TMP/resumed"
+t_grep "restart resumes from the checkpoint" '^resumed from .*checkpoint.bin: epoch 1, image 3200 of it, 100 steps done' "$T_TMP/resumed"
 t_expect_eq "resumed run ends where a straight run does (test_acc)" \
     "$(final_field "$T_TMP/resumed" test_acc)" "$(final_field "$T_TMP/straight" test_acc)"
 
