@@ -103,6 +103,44 @@ gone_within() {
     done
 }
 
+# t_netns TAG N: N network namespaces bt<TAG>n0 .. bt<TAG>n<N-1>, the "nodes": node i has
+# 198.51.100.<i+1>/24 on veth v<TAG>i, whose other end p<TAG>i is on the bridge br0 of a hub
+# namespace bt<TAG>h, so the host's own network is never touched. Sets T_NS_HUB, T_NS[i] and
+# T_VETH[i]; everything (and /etc/netns/<ns>, which a test may fill) is removed at exit. Use a
+# TAG unique to the test and the run (a letter and $$). Without root or iproute2, or when the
+# setup fails, the test is skipped visibly and ends here.
+t_netns() {
+    local tag=$1 n=$2 i
+    if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
+        t_skip "network namespaces" "needs root and iproute2"; t_done; fi
+    T_NS_HUB=bt${tag}h T_NS=() T_VETH=()
+    for ((i = 0; i < n; i++)); do T_NS[i]=bt${tag}n$i T_VETH[i]=v${tag}$i; done
+    t_on_exit t_netns_del
+    if ! t_netns_add "$tag" 2>"$T_TMP/netns.err"; then
+        t_skip "network namespaces" "ip netns setup failed: $(head -1 "$T_TMP/netns.err")"; t_done; fi
+}
+t_netns_add() {
+    local i
+    ip netns add "$T_NS_HUB" && ip -n "$T_NS_HUB" link add br0 type bridge &&
+        ip -n "$T_NS_HUB" link set br0 up || return 1
+    for i in "${!T_NS[@]}"; do
+        ip netns add "${T_NS[i]}" &&
+            ip link add "${T_VETH[i]}" type veth peer name "p$1$i" &&
+            ip link set "${T_VETH[i]}" netns "${T_NS[i]}" && ip link set "p$1$i" netns "$T_NS_HUB" &&
+            ip -n "$T_NS_HUB" link set "p$1$i" master br0 up &&
+            ip -n "${T_NS[i]}" addr add "198.51.100.$((i + 1))/24" dev "${T_VETH[i]}" &&
+            ip -n "${T_NS[i]}" link set "${T_VETH[i]}" up && ip -n "${T_NS[i]}" link set lo up ||
+            return 1
+    done
+}
+t_netns_del() {
+    local ns
+    for ns in "${T_NS[@]}" "$T_NS_HUB"; do
+        ip netns del "$ns" 2>/dev/null
+        [ -n "$ns" ] && rm -rf "/etc/netns/$ns"
+    done
+}
+
 t_cleanup() {
     local p c
     for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done

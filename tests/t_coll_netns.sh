@@ -7,30 +7,7 @@
 # timeout: 180
 source "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
-    t_skip "network namespaces" "needs root and iproute2"; t_done; fi
-tag=c$$
-hub=btc${tag}h
-cleanup_ns() {
-    for i in 0 1 2; do ip netns del "btc${tag}n$i" 2>/dev/null; done
-    ip netns del "$hub" 2>/dev/null
-}
-t_on_exit cleanup_ns
-setup() {
-    ip netns add "$hub" && ip -n "$hub" link add br0 type bridge && ip -n "$hub" link set br0 up ||
-        return 1
-    for i in 0 1 2; do
-        local ns=btc${tag}n$i
-        ip netns add "$ns" &&
-            ip link add "v${tag}$i" type veth peer name "p${tag}$i" &&
-            ip link set "v${tag}$i" netns "$ns" && ip link set "p${tag}$i" netns "$hub" &&
-            ip -n "$hub" link set "p${tag}$i" master br0 up &&
-            ip -n "$ns" addr add "198.51.100.$((i + 1))/24" dev "v${tag}$i" &&
-            ip -n "$ns" link set "v${tag}$i" up && ip -n "$ns" link set lo up || return 1
-    done
-}
-if ! setup 2>"$T_TMP/setup.err"; then
-    t_skip "network namespaces" "ip netns setup failed: $(head -1 "$T_TMP/setup.err")"; t_done; fi
+t_netns c$$ 3
 
 # start_job NAME ARGS...: one `baton run` per namespace; pids in JOB_PIDS.
 start_job() {
@@ -39,7 +16,7 @@ start_job() {
     for i in 2 1 0; do
         t_bg env BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=NET BATON_KEEPALIVE_IDLE=1 \
             BATON_KEEPALIVE_INTVL=1 BATON_KEEPALIVE_CNT=2 \
-            ip netns exec "btc${tag}n$i" timeout 120 "$BATON" run --nnodes 3 --node-rank $i \
+            ip netns exec "${T_NS[i]}" timeout 120 "$BATON" run --nnodes 3 --node-rank $i \
             --rdzv 198.51.100.1:29400 -n 1 -- "$CHECK" "$@" >"$T_TMP/$name.$i.log" 2>&1
         JOB_PIDS[$i]=$T_LAST_PID
     done
@@ -51,7 +28,7 @@ for i in 0 1 2; do t_expect_eq "3 namespaces: node $i exit status" "$(cat "$T_TM
 t_grep "3 namespaces: rank 0 ok" 'rank 0 ok' "$T_TMP/ok.0.log"
 t_grep "3 namespaces: rank 2 ok" 'rank 2 ok' "$T_TMP/ok.2.log"
 t_grep "3 namespaces: TCP on the veth, chosen by the route to the store" \
-    "TCP on interface v${tag}1 address 198.51.100.2 \(the route" "$T_TMP/ok.1.log"
+    "TCP on interface ${T_VETH[1]} address 198.51.100.2 \(the route" "$T_TMP/ok.1.log"
 
 # Link down in the middle of a long run of large allreduces.
 start_job down --count 4194304 --iters 100000
@@ -59,7 +36,7 @@ for _ in $(seq 1 300); do
     [ "$(cat "$T_TMP"/down.*.log 2>/dev/null | grep -c 'loop started')" -ge 3 ] && break
     sleep 0.1
 done
-ip -n "btc${tag}n2" link set "v${tag}2" down
+ip -n "${T_NS[2]}" link set "${T_VETH[2]}" down
 t0=$SECONDS
 t_wait "${JOB_PIDS[0]}" 60 >"$T_TMP/rc0"; t_wait "${JOB_PIDS[1]}" 60 >"$T_TMP/rc1"
 rc0=$(cat "$T_TMP/rc0"); rc1=$(cat "$T_TMP/rc1")

@@ -8,30 +8,7 @@
 # timeout: 120
 source "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
-    t_skip "network namespaces" "needs root and iproute2"; t_done; fi
-tag=e$$
-hub=bte${tag}h
-cleanup_ns() {
-    for i in 0 1 2; do ip netns del "bte${tag}n$i" 2>/dev/null; done
-    ip netns del "$hub" 2>/dev/null
-}
-t_on_exit cleanup_ns
-setup() {
-    ip netns add "$hub" && ip -n "$hub" link add br0 type bridge && ip -n "$hub" link set br0 up ||
-        return 1
-    for i in 0 1 2; do
-        local ns=bte${tag}n$i
-        ip netns add "$ns" &&
-            ip link add "v${tag}$i" type veth peer name "p${tag}$i" &&
-            ip link set "v${tag}$i" netns "$ns" && ip link set "p${tag}$i" netns "$hub" &&
-            ip -n "$hub" link set "p${tag}$i" master br0 up &&
-            ip -n "$ns" addr add "198.51.100.$((i + 1))/24" dev "v${tag}$i" &&
-            ip -n "$ns" link set "v${tag}$i" up && ip -n "$ns" link set lo up || return 1
-    done
-}
-if ! setup 2>"$T_TMP/setup.err"; then
-    t_skip "network namespaces" "ip netns setup failed: $(head -1 "$T_TMP/setup.err")"; t_done; fi
+t_netns e$$ 3
 wait_grep() { # PATTERN FILE SEC
     local i=0
     until grep -qE -- "$1" "$2" 2>/dev/null; do
@@ -46,7 +23,7 @@ port=$(t_free_port)
 for i in 0 1 2; do
     t_bg env BATON_TOKEN=netns-$$ BATON_HEARTBEAT_TIMEOUT=2 BATON_KEEPALIVE_IDLE=1 \
         BATON_KEEPALIVE_INTVL=1 BATON_KEEPALIVE_CNT=2 \
-        ip netns exec "bte${tag}n$i" "$BATON" run --nnodes 2:3 --node-rank $i \
+        ip netns exec "${T_NS[i]}" "$BATON" run --nnodes 2:3 --node-rank $i \
         --rdzv 198.51.100.1:$port -n 1 --rdzv-last-call 1 --grace 3 -- "$W" "$D" \
         >"$T_TMP/n$i.out" 2>"$T_TMP/n$i.err"
     P[$i]=$T_LAST_PID
@@ -54,7 +31,7 @@ done
 t_check "3 namespaces at 2:3: generation 0 runs" t_wait_files 3 "$D" 30 '^up\.0\.'
 t_expect_eq "3 namespaces: world 3" "$(worlds "$D" 0)" "3 world=3"
 w2=$(grep -oE 'pid=[0-9]+' "$D/up.0.2" | cut -d= -f2)
-ip -n "bte${tag}n2" link set "v${tag}2" down
+ip -n "${T_NS[2]}" link set "${T_VETH[2]}" down
 t0=$(date +%s.%N)
 t_check "node 2 cut off: nodes 0 and 1 run as generation 1" t_wait_files 2 "$D" 20 '^up\.1\.'
 echo "# cut link to the survivors running again: $(echo "$(date +%s.%N) - $t0" | bc) s (heartbeat 2 s)"
@@ -64,7 +41,7 @@ t_grep "node 2 cut off: its lease ran out, the survivors name it" \
 t_check "node 2 cut off: it stops its own worker" gone_within 15 "$w2"
 t_check "node 2 cut off: it says it lost the store and retries" wait_grep \
     "node 2: lost the rendezvous store at 198.51.100.1:$port; retrying" "$T_TMP/n2.err" 10
-ip -n "bte${tag}n2" link set "v${tag}2" up
+ip -n "${T_NS[2]}" link set "${T_VETH[2]}" up
 t_check "link back: node 2 rejoins, 3 nodes again" t_wait_files 3 "$D" 30 '^up\.2\.'
 t_expect_eq "link back: world 3" "$(worlds "$D" 2)" "3 world=3"
 touch "$D/stop"
