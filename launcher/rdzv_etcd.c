@@ -173,8 +173,11 @@ static int post(struct etcd *e, const char *path, const char *body, cJSON **resp
         e->cur = (e->cur + 1) % e->neps;
     }
     return fail(e, BT_ERR_REMOTE,
-                "etcd at %s: %s; hint: is etcd running and reachable there? (--rdzv-endpoint)",
-                endpoints(e, eps, sizeof(eps)), curl_easy_strerror(cc));
+                "etcd at %s: %s%s; hint: is etcd running and reachable there? (--rdzv-endpoint)",
+                endpoints(e, eps, sizeof(eps)), curl_easy_strerror(cc),
+                cc == CURLE_OPERATION_TIMEDOUT ? " (no answer in time: a stopped, overloaded or "
+                                                 "unreachable etcd?)"
+                                               : "");
 }
 
 static int64_t num(const cJSON *o, const char *name)

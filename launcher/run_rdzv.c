@@ -632,13 +632,20 @@ static void store_lost(struct bt__run *r, struct bt__outcome *o, int rc)
         snprintf(why, sizeof(why), "%s", bt__store_error(r->wst));
     o->kind = 'L';
     o->status = BT_RUN_EXIT_LOST;
+    r->store_lost = 1;
+    if (r->etcd) { /* no node hosts it: etcd itself went silent */
+        snprintf(o->line, sizeof(o->line),
+                 "node %d (host %.64s) lost contact with etcd at %.200s: %.400s; hint: is etcd "
+                 "running (not stopped, e.g. SIGSTOP) and reachable? (--rdzv-endpoint)",
+                 r->node_id, r->host, r->o.rdzv_endpoint, why);
+        return;
+    }
     snprintf(
         o->line, sizeof(o->line),
         "node %d (host %.64s) lost contact with the rendezvous store at %.64s:%d: %.400s; hint: "
         "node 0's launcher hosts it: did it die or stop (SIGSTOP), or did the network go "
         "away?",
         r->spec.node_rank, r->host, r->store_host, r->store_port, why);
-    r->store_lost = 1;
 }
 
 static int lease_start(struct bt__run *r, struct bt__err *err);

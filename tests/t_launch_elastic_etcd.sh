@@ -108,4 +108,36 @@ status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
 t_expect_eq "etcd dies: both launchers exit 142 (retryable)" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "142 142"
 t_grep "etcd dies: the line names etcd and the endpoints" "gave up after 3 s \(--join-timeout\): etcd at 127.0.0.1:" "$T_TMP/m0.err"
 t_check "etcd dies: no worker left behind" gone_within 5 $ws
+# ---- etcd hangs mid-job (SIGSTOP): connections open, no answer. The launchers stop their
+# workers and end as for a dead etcd, naming the endpoint; nothing waits forever.
+export BATON_JOB_ID=etcd-$$-c
+hc=$(t_free_port) hp=$(t_free_port)
+t_bg etcd --name h --data-dir "$T_TMP/etcdh" --listen-client-urls "http://127.0.0.1:$hc" \
+    --advertise-client-urls "http://127.0.0.1:$hc" --listen-peer-urls "http://127.0.0.1:$hp" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$hp" --initial-cluster "h=http://127.0.0.1:$hp" \
+    >"$T_TMP/etcdh.log" 2>&1
+HPID=$T_LAST_PID
+t_on_exit 'kill -CONT $HPID 2>/dev/null; rm -rf "$T_TMP/etcdh"'
+i=0; until curl -sf "http://127.0.0.1:$hc/health" | grep -q '"true"'; do [ $i -ge 150 ] && break; sleep 0.1; i=$((i + 1)); done
+D=$T_TMP/c; mkdir -p "$D"
+hnode() { # NAME ID
+    t_bg "$BATON" run --nnodes 2:3 --node-rank "$2" --rdzv-backend etcd --rdzv-endpoint "127.0.0.1:$hc" \
+        -n 1 --rdzv-last-call 1 --grace 3 --join-timeout 3 -- "$W" "$D" >"$T_TMP/$1.out" 2>"$T_TMP/$1.err"
+}
+hnode h0 0; p0=$T_LAST_PID
+hnode h1 1; p1=$T_LAST_PID
+t_check "etcd hangs: 2 nodes up" t_wait_files 2 "$D" 30 '^up\.0\.'
+ws="$(cat "$D"/up.0.* | grep -oE 'pid=[0-9]+' | cut -d= -f2 | xargs)"
+kill -STOP "$HPID"
+status_of "$p0" 60 >"$T_TMP/s0"; status_of "$p1" 60 >"$T_TMP/s1"
+t_expect_eq "etcd hangs: both launchers end, exit 142 (retryable), not a hang" \
+    "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "142 142"
+t_grep "etcd hangs: the generation ends naming etcd, not node 0" \
+    "generation 0 ended: node [01] \(host [^)]+\) lost contact with etcd at 127.0.0.1:$hc: .*hint: is etcd running" "$T_TMP/h0.err"
+t_grep "etcd hangs: the last line names the etcd endpoint and that it did not answer" \
+    "etcd at 127.0.0.1:$hc: .*(Timeout|timed out)" "$T_TMP/h0.err"
+t_check "etcd hangs: not reported as a hang of the workers (outcome H)" \
+    sh -c "! grep -q 'job hung' '$T_TMP/h0.err' '$T_TMP/h1.err'"
+t_check "etcd hangs: no worker left behind" gone_within 5 $ws
+kill -CONT "$HPID"
 t_done
