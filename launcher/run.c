@@ -163,7 +163,8 @@ static int fail_launcher(struct bt__run *r, const struct bt__err *err, const cha
 static void close_workers(struct bt__run *r)
 {
     for (int i = 0; i < r->nchild; i++)
-        bt__run_output_close(r, &r->w[i]);
+        if (!bt__run_server_kept(r, r->w[i].pid)) /* a server that outlives it keeps its pipes */
+            bt__run_output_close(r, &r->w[i]);
 }
 
 /* One generation: start, supervise, stop. Returns BT_OK with *o set, or a launcher error. */
@@ -300,6 +301,7 @@ static int run_job(struct bt__run *r)
         else
             r->restart++;
     }
+    bt__run_servers_stop(r); /* those that outlived the last generation */
     if (r->elastic)
         bt__run_elastic_end(r, &o);
     int status = report(r, &o);
@@ -474,6 +476,7 @@ int bt__cmd_run(int argc, char **argv)
     if (rc == 0) {
         bt__run_metrics_start(&r);
         rc = run_job(&r);
+        bt__run_servers_stop(&r); /* a job that ended early (a rendezvous error) */
         bt__run_metrics_stop(&r);
         bt__run_tree_close(&r);
         bt__run_forensics_close(&r);

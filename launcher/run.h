@@ -175,10 +175,11 @@ struct bt__run {
     char host[256];  /* this machine's name, for reports */
     char token[256]; /* the job token: BATON_TOKEN, or hex */
     char job_id[128];
-    char prog[PATH_MAX];         /* PROGRAM resolved against PATH */
-    int nproc;                   /* workers on this node: w[0 .. nproc) */
-    int nchild;                  /* workers and the parameter servers this node runs: w[nproc ..) */
-    int nps_job;                 /* BATON_PS_SERVERS for the workers (0: not set) */
+    char prog[PATH_MAX]; /* PROGRAM resolved against PATH */
+    int nproc;           /* workers on this node: w[0 .. nproc) */
+    int nchild;          /* workers and the parameter servers this node runs: w[nproc ..) */
+    int nps_job;         /* BATON_PS_SERVERS for the workers (0: not set) */
+    int ps_keep; /* the --ps servers outlive the generation that is ending (run_supervise.c) */
     char self_exe[PATH_MAX];     /* baton itself, which servers run as `baton ps` */
     struct bt__run_place *place; /* --bind: nproc plans, or NULL */
     int restart;                 /* generation: BATON_RESTART_COUNT */
@@ -348,6 +349,12 @@ void bt__run_output_close(struct bt__run *r, struct bt__worker *w);
 /* run_supervise.c: runs until this generation's outcome is known and every worker is gone.
  * o->kind must be 0 on entry, or an outcome already decided (then the workers are stopped). */
 int bt__run_supervise(struct bt__run *r, struct bt__outcome *o);
+/* Stops the --ps servers that outlived the last generation (SIGTERM, --grace, SIGKILL), once
+ * the job ends; nothing when none runs. */
+void bt__run_servers_stop(struct bt__run *r);
+/* Whether pid is a --ps server that outlives the generation now ending: teardowns and the
+ * clean-up after a generation leave it alone. */
+int bt__run_server_kept(const struct bt__run *r, pid_t pid);
 
 /* run_ps.c. ps_setup prepares the server children w[nproc .. nchild) of node 0 (--ps);
  * ps_rdzv writes the servers' BATON_RDZV (an address every node can reach); ps_pod runs a TF ps

@@ -4,8 +4,10 @@
  * workers, as children running `baton ps --index I` (baton itself, from /proc/self/exe). They
  * are supervised like workers but are not ranks: output tagged "[psI] ", a server that fails
  * fails the job (the root cause names it), and once every worker of the job has exited 0 a
- * server that has not exited by itself gets SIGTERM (it checkpoints and exits 0). Servers are
- * restarted with the workers (--max-restarts), under the new BATON_RESTART_COUNT. Every
+ * server that has not exited by itself gets SIGTERM (it checkpoints and exits 0). Servers
+ * outlive a generation that another follows (--max-restarts, an elastic membership change):
+ * only the workers restart, and a server that ended meanwhile is started again
+ * (run_supervise.c, run_spawn.c). Every
  * worker of every node gets BATON_PS_SERVERS=N, so give every launcher the same --ps.
  * A server publishes ps/server/<I> = its address in the store (collectives/ps/server.c):
  * on one node the route to 127.0.0.1; with several nodes BATON_RDZV is the address the other

@@ -255,7 +255,8 @@ static void child(const struct bt__run *r, const struct bt__worker *w, char **en
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &dfl, NULL);
     setpgid(0, 0);
-    bt__run_tree_join(r);
+    if (w->ps_index < 0)      /* a --ps server may outlive a generation: not in the job's cgroup, */
+        bt__run_tree_join(r); /* whose every member a teardown signals */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         _exit(BT_RUN_EXIT_LAUNCHER);
     if (po[1] >= 0 && (dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0))
@@ -364,7 +365,18 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
             w->prog = r->prog;
             w->argv = r->o.argv;
             snprintf(w->tag, sizeof(w->tag), "[%d] ", w->rank);
+        } else if (w->running) { /* kept from the last generation, its keys in memory */
+            fprintf(stderr,
+                    "baton: ps server %d (pid %d) keeps running into generation %d with its "
+                    "keys in memory\n",
+                    w->ps_index, (int)w->pid, r->restart);
+            continue;
         } else {
+            if (w->pid > 0)
+                fprintf(stderr,
+                        "baton: ps server %d (pid %d) ended; starting it again for generation "
+                        "%d (it reloads its shards from its checkpoint, BATON_PS_CKPT_DIR)\n",
+                        w->ps_index, (int)w->pid, r->restart);
             w->local_rank = w->rank = -1;
             snprintf(w->tag, sizeof(w->tag), "[ps%d] ", w->ps_index);
         }

@@ -21,7 +21,12 @@
  * job runs is a root cause like a worker; one that exits 0 by itself (every worker closed,
  * or the chief said done) is fine. Once the outcome is S, a server still running gets
  * SERVER_LINGER_S to exit by itself, then SIGTERM (it checkpoints and exits 0), SIGKILL
- * after --grace; how a server ends after S no longer changes the job's status.
+ * after --grace; how a server ends after S no longer changes the job's status. When another
+ * generation follows (a membership change L or M in an elastic job, a failure F or H with
+ * --max-restarts left), the servers outlive this one (r->ps_keep): the teardown stops the
+ * workers only, the generation ends once they are reaped, and the servers go on running with
+ * their keys in memory into the next generation (run_spawn.c starts only those that ended).
+ * bt__run_servers_stop stops them when the job ends.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,14 +107,40 @@ static const char *child_name(const struct bt__worker *w, char *buf, size_t n)
     return buf;
 }
 
+int bt__run_server_kept(const struct bt__run *r, pid_t pid)
+{
+    for (int i = r->nproc; r->ps_keep && i < r->nchild; i++)
+        if (r->w[i].pid == pid && r->w[i].running)
+            return 1;
+    return 0;
+}
+
 static void signal_groups(struct sup *s, int sig, int all)
 {
     for (int i = 0; i < s->r->nchild; i++) {
         struct bt__worker *w = &s->r->w[i];
-        if (w->pid > 0 && (w->running || all))
+        if (w->pid > 0 && (w->running || all) && !bt__run_server_kept(s->r, w->pid))
             kill(-w->pid, sig);
     }
     bt__run_tree_signal(s->r, sig); /* what left the groups: setsid, setpgid, orphans */
+}
+
+/* Children whose end this generation waits for: the workers only, when the servers outlive it. */
+static int live(const struct sup *s)
+{
+    return s->r->ps_keep ? s->workers : s->running;
+}
+
+/* Whether the servers outlive a generation that ends with outcome kind: another generation
+ * follows, whose workers find them with their keys in memory. */
+static int servers_stay(const struct sup *s, char kind)
+{
+    const struct bt__run *r = s->r;
+    if (r->nchild == r->nproc || bt__run_stop_sig)
+        return 0;
+    if (kind == 'L' || kind == 'M')
+        return r->elastic;
+    return (kind == 'F' || kind == 'H') && r->failures < r->o.max_restarts;
 }
 
 static void teardown(struct sup *s, int sig)
@@ -118,10 +149,12 @@ static void teardown(struct sup *s, int sig)
         return;
     s->stopping = 1;
     s->kill_at = bt__deadline_in(s->r->o.grace_s);
-    if (s->running == 0)
+    /* A held failure may be a lost node's consequence: the servers stay until that is known. */
+    s->r->ps_keep = servers_stay(s, s->o->kind ? s->o->kind : s->held_until ? 'L' : 0);
+    if (live(s) == 0)
         return;
     char servers[48] = "";
-    if (s->running > s->workers)
+    if (s->running > s->workers && !s->r->ps_keep)
         snprintf(servers, sizeof(servers), " and %d ps server(s)", s->running - s->workers);
     fprintf(stderr, "baton: stopping %d worker(s)%s on node %d (%s; SIGKILL after %g s)\n",
             s->workers, servers, s->r->spec.node_rank, bt__signal_name(sig), s->r->o.grace_s);
@@ -129,12 +162,29 @@ static void teardown(struct sup *s, int sig)
     signal_groups(s, SIGCONT, 0); /* a stopped worker gets the signal now, not at SIGKILL */
 }
 
+/* The outcome is known after the teardown began: when no generation follows after all, the
+ * servers that were kept get the teardown's signal now. */
+static void servers_decide(struct sup *s)
+{
+    struct bt__run *r = s->r;
+    if (!s->stopping || !r->ps_keep || servers_stay(s, s->o->kind))
+        return;
+    r->ps_keep = 0;
+    for (int i = r->nproc; i < r->nchild; i++)
+        if (r->w[i].running) {
+            kill(-r->w[i].pid, SIGTERM);
+            kill(-r->w[i].pid, SIGCONT);
+        }
+    s->killed = 0;
+    s->kill_at = bt__deadline_in(r->o.grace_s);
+}
+
 static void kill_now(struct sup *s)
 {
     char ranks[256] = "", name[16];
     size_t n = 0;
     for (int i = 0; i < s->r->nchild && n < sizeof(ranks) - 16; i++)
-        if (s->r->w[i].running)
+        if (s->r->w[i].running && !bt__run_server_kept(s->r, s->r->w[i].pid))
             n += (size_t)snprintf(ranks + n, sizeof(ranks) - n, "%s%s", n ? "," : "",
                                   child_name(&s->r->w[i], name, sizeof(name)));
     if (n)
@@ -176,7 +226,7 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     s->workers -= w->ps_index < 0;
     BT_INFO(LAUNCH, "%s %s (pid %d) ended with status %d", w->ps_index < 0 ? "rank" : "server",
             child_name(w, name, sizeof(name)), (int)w->pid, bt__run_exit_status(status));
-    if (s->running == 0) {
+    if (live(s) == 0) {
         signal_groups(s, SIGKILL, 1); /* whatever the workers left behind in their groups */
         s->drain_until = bt__deadline_in(DRAIN_S);
     }
@@ -211,6 +261,7 @@ static void post_held(struct sup *s)
         return;
     bt__run_post_outcome(s->r, &s->held);
     *s->o = s->held;
+    servers_decide(s);
 }
 
 static void reap(struct sup *s)
@@ -278,14 +329,22 @@ static void on_watcher(struct sup *s)
     if (!s->o->kind)
         *s->o = w;
     s->held_until = 0; /* the watcher's outcome explains a held failure */
+    servers_decide(s);
     if (w.kind != 'S')
         teardown(s, SIGTERM);
+}
+
+/* The children whose pipes this generation drains: all, or the workers when the servers
+ * outlive it. */
+static int drained(const struct sup *s)
+{
+    return s->r->ps_keep ? s->r->nproc : s->r->nchild;
 }
 
 static int open_pipes(const struct sup *s)
 {
     int n = 0;
-    for (int i = 0; i < s->r->nchild; i++)
+    for (int i = 0; i < drained(s); i++)
         n += (s->r->w[i].out.fd >= 0) + (s->r->w[i].err.fd >= 0);
     return n;
 }
@@ -297,11 +356,11 @@ static int timeout_ms(const struct sup *s)
     int ms = -1;
     if (!s->o->kind && !s->stopping && s->workers)
         ms = bt__ms_left(s->scan_at);
-    if (s->stopping && !s->killed && s->running)
+    if (s->stopping && !s->killed && live(s))
         ms = bt__ms_left(s->kill_at);
     if (s->linger_until && !s->stopping && s->running)
         ms = bt__ms_left(s->linger_until);
-    if (s->running == 0 && open_pipes(s)) {
+    if (live(s) == 0 && open_pipes(s)) {
         int d = bt__ms_left(s->drain_until);
         ms = ms < 0 || d < ms ? d : ms;
     }
@@ -314,7 +373,7 @@ static int timeout_ms(const struct sup *s)
 
 static void flush_pipes(struct sup *s)
 {
-    for (int i = 0; i < s->r->nchild; i++) {
+    for (int i = 0; i < drained(s); i++) {
         bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].out);
         bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].err);
     }
@@ -369,7 +428,7 @@ static int finished(struct sup *s)
             *s->o = d;
     }
     stop_servers(s);
-    if (s->running || !s->o->kind)
+    if (live(s) || !s->o->kind)
         return 0;
     if (open_pipes(s) && bt__ms_left(s->drain_until) > 0)
         return 0;
@@ -388,6 +447,7 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
         free(p), free(who), free(lbs);
         return BT_ERR_SYSTEM;
     }
+    r->ps_keep = 0; /* decided again when this generation ends */
     for (int i = 0; i < r->nchild; i++) {
         s.running += r->w[i].running;
         s.workers += r->w[i].running && r->w[i].ps_index < 0;
@@ -407,7 +467,7 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
         for (int i = 2; k > 0 && i < n; i++)
             if (p[i].revents && lbs[i]->fd == p[i].fd)
                 bt__run_output_read(r, who[i], lbs[i]);
-        if (s.stopping && !s.killed && s.running && bt__ms_left(s.kill_at) == 0)
+        if (s.stopping && !s.killed && live(&s) && bt__ms_left(s.kill_at) == 0)
             kill_now(&s);
         if (!s.o->kind && !s.stopping && bt__ms_left(s.scan_at) == 0) {
             bt__run_stall_scan(r);
@@ -418,4 +478,18 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
     }
     free(p), free(who), free(lbs);
     return BT_OK;
+}
+
+void bt__run_servers_stop(struct bt__run *r)
+{
+    struct bt__outcome o = {'T', 0, "the job ended"};
+    int running = 0;
+    r->ps_keep = 0;
+    for (int i = r->nproc; i < r->nchild; i++)
+        running += r->w[i].running;
+    if (running == 0)
+        return;
+    bt__run_supervise(r, &o); /* o is decided: the teardown stops them; reaped and drained */
+    for (int i = r->nproc; i < r->nchild; i++)
+        bt__run_output_close(r, &r->w[i]);
 }

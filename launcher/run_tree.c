@@ -107,9 +107,11 @@ static int in_list(pid_t pid, const pid_t *v, int n)
     return 0;
 }
 
-/* Descendants of root in p[0..n) (the subtree of `skip` left out) into *out; returns how
- * many, -1 when out of memory. Each round adds the processes whose parent is already in. */
-static int descendants(const struct bt__proc *p, int n, pid_t root, pid_t skip, pid_t **out)
+/* Descendants of root in p[0..n) (the subtrees of `skip` and of the --ps servers that outlive
+ * this generation left out) into *out; returns how many, -1 when out of memory. Each round adds
+ * the processes whose parent is already in. */
+static int descendants(const struct bt__run *r, const struct bt__proc *p, int n, pid_t root,
+                       pid_t skip, pid_t **out)
 {
     pid_t *in = malloc(sizeof(pid_t) * (size_t)(n + 1));
     int k = 1, added = 1;
@@ -120,7 +122,7 @@ static int descendants(const struct bt__proc *p, int n, pid_t root, pid_t skip, 
         added = 0;
         for (int i = 0; i < n; i++)
             if (p[i].pid != skip && p[i].pid != root && in_list(p[i].ppid, in, k) &&
-                !in_list(p[i].pid, in, k))
+                !in_list(p[i].pid, in, k) && !bt__run_server_kept(r, p[i].pid))
                 in[k++] = p[i].pid, added = 1;
     }
     memmove(in, in + 1, sizeof(pid_t) * (size_t)(k - 1));
@@ -133,7 +135,7 @@ static int signal_descendants(const struct bt__run *r, int sig)
 {
     struct bt__proc *p;
     pid_t *d = NULL;
-    int n = bt__run_procs(&p), k = n > 0 ? descendants(p, n, getpid(), r->tree.dog, &d) : 0;
+    int n = bt__run_procs(&p), k = n > 0 ? descendants(r, p, n, getpid(), r->tree.dog, &d) : 0;
     for (int i = 0; i < k; i++)
         if (sig)
             kill(d[i], sig);
@@ -215,14 +217,23 @@ int bt__run_unlink_shm(pid_t pid)
     return n;
 }
 
-/* Reaps what is there (orphans the subreaper inherited); the watchdog's end is noted. */
+/* Reaps what is there (orphans the subreaper inherited); the watchdog's end is noted, and so
+ * is a --ps server's that ended between generations (the next one starts it again). */
 static void reap_strays(struct bt__run *r)
 {
     pid_t pid;
     int st;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         if (pid == r->tree.dog)
             r->tree.dog = 0;
+        for (int i = r->nproc; i < r->nchild; i++)
+            if (r->w[i].pid == pid && r->w[i].running) {
+                r->w[i].running = 0;
+                r->w[i].status = st;
+                BT_INFO(LAUNCH, "server ps%d (pid %d) ended with status %d between generations",
+                        r->w[i].ps_index, (int)pid, bt__run_exit_status(st));
+            }
+    }
 }
 
 static void pause_ms(long ms)

@@ -7,8 +7,10 @@
 # (bt_ps_leave: the servers stay); generation 1 (3 bounded:2 workers) finds the same servers;
 # generation 2's reader finds generation 0's count (40 steps) and generation 1's (3 x 30
 # pushes, each applied once); a generation-1 worker coming back after generation 2 started is
-# refused with one line; the chief's shutdown ends the servers with 0.
-# timeout: 240
+# refused with one line; the chief's shutdown ends the servers with 0. Then `baton run --ps 1`
+# in an elastic job (--nnodes 2:3): the server outlives a scale-down and a scale-up, its keys in
+# memory, and every push is counted once.
+# timeout: 300
 . "$(dirname "$0")/lib.sh"
 P=$BATON_BUILD/tests/progs
 export BATON_TOKEN=t-ps-el-$$ BATON_TIMEOUT=30 BATON_PS_SERVERS=2 BATON_PS_PARTITION_BYTES=4K
@@ -95,4 +97,59 @@ PS_COUNT_END=shutdown BATON_RESTART_COUNT=2 BATON_WORLD_SIZE=1 BATON_RANK=0 \
     "$P/ps_count" b 0 2000 >/dev/null 2>&1
 expect_exit "server 0 exits 0 on the shutdown" "${S[0]}" 15 0
 expect_exit "server 1 exits 0 on the shutdown" "${S[1]}" 15 0
+# --- baton run --ps 1 in an elastic job (--nnodes 2:3): the server outlives the generations ---
+# Node 0's launcher runs the server; one sync ps_count worker per node steps until the count
+# in a stop file. Node 1 is SIGKILLed (2 workers), a replacement joins (3 again): the server keeps its
+# pid, each generation's workers start from the count the last one reached (kept in memory: no
+# checkpoint dir), every step is counted once (ps_count checks each step's value).
+D=$T_TMP/el; mkdir -p "$D"
+rport=$(t_free_port)
+enode() { # NAME ID
+    t_bg env -u BATON_RDZV -u BATON_PS_SERVERS -u BATON_PS_PARTITION_BYTES BATON_HEARTBEAT_TIMEOUT=2 \
+        BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS PS_COUNT_STOP="$D/stop" "$BATON" run --nnodes 2:3 --node-rank "$2" --rdzv "127.0.0.1:$rport" \
+        -n 1 --ps 1 --rdzv-last-call 1 --grace 3 -- "$P/ps_count" e 1000000 64 sync \
+        >"$T_TMP/$1.out" 2>"$T_TMP/$1.err"
+}
+srv() { ps -o pid=,args= --ppid "$e0" | awk '$3 == "ps" && $4 == "--index" { print $1 }'; }
+steps_after() { # N: rank 0's steps after its N-th start
+    awk -v n="$1" '/^\[0\] start e /{ s++ } s == n && /^\[0\] step /{ k++ } END { print k + 0 }' \
+        "$T_TMP/e0.out"
+}
+start_of() { awk -v n="$1" '/^\[0\] start e /{ if (++s == n) print $4 }' "$T_TMP/e0.out"; }
+last_of() { awk -v n="$1" '/^\[0\] start e /{ s++ } s == n && /^\[0\] step /{ v = $4 } END { print v }' "$T_TMP/e0.out"; }
+wait_gen() { # N SEC: rank 0 started N times and stepped 5 times since
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do [ "$(steps_after "$1")" -ge 5 ] && return 0; sleep 0.1; done
+    return 1
+}
+once() { # N: generation N's start is the count generation N-1 reached (+1: a step of N-1 that
+    # was applied once every worker pushed it, after rank 0's last line)
+    local a b
+    a=$(last_of $(($1 - 1))) b=$(start_of "$1")
+    [ -n "$a" ] && [ -n "$b" ] && { [ "$b" = "$a" ] || [ "$b" = $((a + 1)) ]; } && [ "$b" -gt 0 ]
+}
+enode e0 0; e0=$T_LAST_PID
+enode e1 1; e1=$T_LAST_PID
+enode e2 2; e2=$T_LAST_PID
+t_check "--ps 1, 2:3: three sync workers step (generation 0)" wait_gen 1 60
+spid=$(srv)
+t_check "--ps 1, 2:3: node 0 runs the server" test -n "$spid"
+kill -KILL "$e1"
+t_check "node 1 killed: the two others step again (generation 1)" wait_gen 2 60
+t_expect_eq "node 1 killed: the server is the same process" "$(srv)" "$spid"
+t_grep "node 1 killed: the launcher kept it" "ps server 0 \(pid $spid\) keeps running into generation 1" "$T_TMP/e0.err"
+t_grep "node 1 killed: the server serves generation 1 (2 workers)" \
+    '^\[ps0\] .*generation 1 of the job \(2 workers\) replaces generation 0 \(3 workers\)' "$T_TMP/e0.err"
+t_check "generation 1 starts where generation 0 ended: $(last_of 1) -> $(start_of 2), no push lost or doubled" once 2
+enode e1b 1; e1=$T_LAST_PID
+t_check "replacement: three workers step again (generation 2)" wait_gen 3 60
+t_expect_eq "replacement: the server is still the same process" "$(srv)" "$spid"
+t_check "generation 2 starts where generation 1 ended: $(last_of 2) -> $(start_of 3)" once 3
+echo $(($(last_of 3) + 200)) >"$D/.stop" && mv "$D/.stop" "$D/stop" # all stop at this count
+t_wait_ok "stop: the three launchers exit 0" 30 "$e0" "$e1" "$e2"
+[ "$T_RC" = 0 ] || grep -v '^\[[0-9]\] step' "$T_TMP/e0.err" "$T_TMP/e0.out" | tail -25 | sed 's/^/    | /'
+t_grep "stop: the server exits by itself once the 3 workers closed" \
+    '^\[ps0\] .*ps server 0 stops \(every worker closed\)' "$T_TMP/e0.err"
+t_check "the server never restarted (no checkpoint was reloaded)" \
+    sh -c "! grep -qE 'resumed from|starting it again' '$T_TMP/e0.err'"
 t_done

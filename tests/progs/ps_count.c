@@ -11,7 +11,9 @@
  * step T is not start + T + 1: a push applied twice or lost. (In async and bounded mode the
  * pieces on different servers see the other workers' pushes at different times, so only a
  * reader after the run, STEPS 0, checks that the elements agree.) Ends with "final KEY V".
- * PS_COUNT_END=leave|shutdown|close (default close) picks how it says goodbye. */
+ * PS_COUNT_END=leave|shutdown|close (default close) picks how it says goodbye. With
+ * PS_COUNT_STOP=FILE it stops once FILE holds a count N and the value reached N (STEPS is then
+ * a bound): in sync mode every worker sees the same values, so all stop after the same step. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,19 @@ static int die(bt_ps *ps, const char *what, int rc)
 }
 
 /* The common value of v[0..n), or -1 (and a line) when they differ. */
+/* The count in the file named by PS_COUNT_STOP, or -1 (no such variable or file yet). */
+static double stop_at(void)
+{
+    const char *path = getenv("PS_COUNT_STOP");
+    double n = -1;
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (f && fscanf(f, "%lf", &n) != 1)
+        n = -1;
+    if (f)
+        fclose(f);
+    return n;
+}
+
 static double uniform(const float *v, size_t n)
 {
     for (size_t i = 1; i < n; i++)
@@ -68,6 +83,9 @@ int main(int argc, char **argv)
     printf("start %s %.0f\n", key, start);
     fflush(stdout);
     for (int t = 0; t < steps && v >= 0; t++) {
+        double stop = stop_at();
+        if (stop >= 0 && v >= stop)
+            break;
         if ((rc = bt_ps_push(ps, key, g, n)) != BT_OK)
             return die(ps, "bt_ps_push", rc);
         if ((rc = bt_ps_pull(ps, key, w, n)) != BT_OK)
