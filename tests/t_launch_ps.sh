@@ -5,8 +5,9 @@
 # success when they do not, a failing server failing the job with a report naming it, --ps
 # usage errors; a TFJob emulated on this machine: four launchers (chief, worker 0, worker 1,
 # ps 0) with TF_CONFIG on 127.0.0.1 ports, the ps pod running the server itself; an evaluator
-# pod runs its program with no rank env.
-# timeout: 150
+# pod runs its program with no rank env; with --max-restarts a worker failure restarts the
+# workers while the server keeps running with its keys in memory.
+# timeout: 180
 . "$(dirname "$0")/lib.sh"
 P=$BATON_BUILD/tests/progs
 if [ ! -x "$BATON" ] || [ ! -x "$P/ps_train" ]; then
@@ -139,4 +140,22 @@ TF_CONFIG="{\"cluster\":{\"worker\":[\"127.0.0.1:$(t_free_port)\"]},\"task\":{\"
 t_grep "TFJob: the worker's TF_CONFIG keeps \"environment\":\"cloud\"" \
     '^\[0\] TF_CONFIG=\{"cluster":\{"worker":\["127.0.0.1:[0-9]+"\]\},"task":\{"type":"worker","index":0\},"environment":"cloud"\}$' \
     "$T_TMP/env.out"
+# --max-restarts: a worker failure restarts the workers, not the server. Generation 0: rank 0
+# pushes 10 async steps and fails; generation 1 reads the key: 10, from the server's memory
+# (no checkpoint directory), and the launcher says it kept the server.
+cat >"$T_TMP/restart.sh" <<'EOS'
+if [ "$BATON_RESTART_COUNT" = 0 ]; then
+    [ "$BATON_RANK" = 0 ] || exec sleep 60
+    PS_COUNT_END=leave "$1/ps_count" f 10 64 async; exit 1
+fi
+exec "$1/ps_count" f 0 64 async
+EOS
+timeout 60 "$BATON" run -n 2 --ps 1 --max-restarts 1 --grace 2 -- sh "$T_TMP/restart.sh" "$P" \
+    >"$T_TMP/r.out" 2>"$T_TMP/r.err"
+t_expect_eq "--ps 1 --max-restarts 1: a worker fails once, then the job exits 0" "$?" 0
+t_grep "--max-restarts: the server keeps running into generation 1" \
+    'ps server 0 \(pid [0-9]+\) keeps running into generation 1 with its keys in memory' "$T_TMP/r.err"
+t_grep "--max-restarts: generation 1 reads generation 0's 10 steps from the server's memory" \
+    '^\[0\] start f 10$' "$T_TMP/r.out"
+t_check "--max-restarts: the server was not started again" sh -c "! grep -q 'starting it again' '$T_TMP/r.err'"
 t_done
