@@ -6,7 +6,8 @@
 # usage errors; a TFJob emulated on this machine: four launchers (chief, worker 0, worker 1,
 # ps 0) with TF_CONFIG on 127.0.0.1 ports, the ps pod running the server itself; an evaluator
 # pod runs its program with no rank env; with --max-restarts a worker failure restarts the
-# workers while the server keeps running with its keys in memory.
+# workers while the server keeps running with its keys in memory, and a lost server is the only
+# one started again (it reloads its checkpoint).
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 P=$BATON_BUILD/tests/progs
@@ -158,4 +159,25 @@ t_grep "--max-restarts: the server keeps running into generation 1" \
 t_grep "--max-restarts: generation 1 reads generation 0's 10 steps from the server's memory" \
     '^\[0\] start f 10$' "$T_TMP/r.out"
 t_check "--max-restarts: the server was not started again" sh -c "! grep -q 'starting it again' '$T_TMP/r.err'"
+# --max-restarts and a lost server: ps1 SIGKILLed mid-run fails generation 0; generation 1
+# starts ps1 again (it reloads its checkpoint) while ps0 keeps running, and the job ends 0.
+cat >"$T_TMP/lost.sh" <<'EOS'
+[ "$BATON_RESTART_COUNT" = 0 ] && exec "$1/ps_count" f 1000000 3000 async
+exec "$1/ps_count" g 20 3000 sync
+EOS
+BATON_PS_CKPT_DIR=$T_TMP/lostck BATON_PS_CKPT_SYNC=1 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS t_bg "$BATON" run \
+    -n 2 --ps 2 --max-restarts 1 --grace 2 -- sh "$T_TMP/lost.sh" "$P" >"$T_TMP/l.out" 2>"$T_TMP/l.err"
+L=$T_LAST_PID
+for _ in $(seq 300); do grep -q '^\[0\] step 20 ' "$T_TMP/l.out" 2>/dev/null && break; sleep 0.1; done
+ps1=$(ps -o pid=,args= --ppid "$L" | awk '$3 == "ps" && $5 == 1 { print $1 }')
+t_check "lost server: ps1 found while generation 0 steps" test -n "$ps1"
+kill -KILL "$ps1"
+t_wait "$L" 60 >"$T_TMP/rc"
+t_expect_eq "lost server: the job restarts once and exits 0" "$(cat "$T_TMP/rc")" 0
+t_grep "lost server: ps1 is started again and reloads its checkpoint" \
+    "ps server 1 \(pid $ps1\) ended; starting it again for generation 1" "$T_TMP/l.err"
+t_grep "lost server: ... from its checkpoint file" '^\[ps1\] .*resumed from .*ps-1.ckpt' "$T_TMP/l.err"
+t_grep "lost server: ps0 keeps running with its keys in memory" \
+    'ps server 0 \(pid [0-9]+\) keeps running into generation 1' "$T_TMP/l.err"
+t_grep "lost server: generation 1's workers finish their 20 sync steps" '^\[1\] final g 20$' "$T_TMP/l.out"
 t_done
