@@ -5,7 +5,9 @@ MASTER_PORT (and, where set, BATON_ELASTIC_FILE / TORCHELASTIC_RESTART_COUNT).
 
 ddp_elastic.py DIR: resumes from DIR/ckpt.pt (step and model state) when it exists, then steps a
 small DDP model every 50 ms; rank 0 saves the checkpoint every 10 steps, and at once when
-BATON_ELASTIC_FILE says state=closing (a node is about to join). After its first step in a
+BATON_ELASTIC_FILE says state=closing (a node is about to join); then every rank acknowledges
+(creates BATON_ELASTIC_FILE.ack.LOCAL_RANK, rank 0 after its checkpoint), so that the
+generation ends without waiting out BATON_ELASTIC_GRACE. After its first step in a
 generation each rank writes DIR/up.<generation>.<rank>: "world=W step=S resumed=R pid=P", where
 R is the step it resumed from. All ranks exit 0 once DIR/stop exists."""
 import os
@@ -23,6 +25,12 @@ def closing():
             return "state=closing\n" in f.read()
     except (TypeError, OSError):
         return False
+
+
+def acknowledge():
+    path = os.environ.get("BATON_ELASTIC_FILE")
+    if path:
+        open(path + ".ack." + os.environ.get("LOCAL_RANK", "0"), "w").close()
 
 
 def put(path, text):
@@ -48,6 +56,7 @@ def main():
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
     saved_closing = False
+    acked = False
     while True:
         x = torch.randn(16, 8)
         opt.zero_grad()
@@ -63,6 +72,9 @@ def main():
             tmp = ckpt + ".tmp"
             torch.save({"model": model.state_dict(), "step": step}, tmp)
             os.replace(tmp, ckpt)
+        if not acked and (saved_closing if rank == 0 else closing()):
+            acknowledge()
+            acked = True
         flag = torch.tensor([1.0 if os.path.exists(os.path.join(d, "stop")) else 0.0])
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         if flag.item() > 0:
