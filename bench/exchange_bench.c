@@ -96,7 +96,8 @@ static long check(bt_comm *c, int op, float *s, float *r, size_t blk, size_t rem
     size_t ns = op == BENCH_ALLTOALL ? blk * (size_t)size_ : cnt[rank_];
     int peer = rank_ == 0 ? 1 : 0;
     for (size_t i = 0; i < ns; i++)
-        s[i] = op == BENCH_ALLTOALL ? bench_val(rank_, (int)(i / (blk ? blk : 1)), i % (blk ? blk : 1))
+        s[i] = op == BENCH_ALLTOALL
+                   ? bench_val(rank_, (int)(i / (blk ? blk : 1)), i % (blk ? blk : 1))
                : op == BENCH_SENDRECV ? bench_val(rank_, peer, i)
                                       : bench_val(rank_, 0, i);
     memset(r, 0xff, (op == BENCH_SENDRECV ? blk : blk * (size_t)size_ + rem) * 4);
@@ -153,7 +154,8 @@ int main(int argc, char **argv)
     }
     size_t maxe = a.maxb / 4 + (size_t)size_;
     float *s = calloc(maxe, 4), *r = calloc(maxe, 4);
-    size_t *cnt = calloc((size_t)size_, sizeof(size_t)), *dsp = calloc((size_t)size_, sizeof(size_t));
+    size_t *cnt = calloc((size_t)size_, sizeof(size_t)),
+           *dsp = calloc((size_t)size_, sizeof(size_t));
     double *t = malloc(sizeof(double) * (size_t)a.iters), bw_sum = 0;
     if (!s || !r || !cnt || !dsp || !t) {
         fprintf(stderr, "exchange_bench: out of memory\n");

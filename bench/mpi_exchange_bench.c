@@ -36,7 +36,8 @@ static long check(int op, float *s, float *r, size_t blk, size_t rem, int *cnt, 
     size_t ns = op == BENCH_ALLTOALL ? blk * (size_t)size_ : (size_t)cnt[rank_];
     int peer = rank_ == 0 ? 1 : 0;
     for (size_t i = 0; i < ns; i++)
-        s[i] = op == BENCH_ALLTOALL ? bench_val(rank_, (int)(i / (blk ? blk : 1)), i % (blk ? blk : 1))
+        s[i] = op == BENCH_ALLTOALL
+                   ? bench_val(rank_, (int)(i / (blk ? blk : 1)), i % (blk ? blk : 1))
                : op == BENCH_SENDRECV ? bench_val(rank_, peer, i)
                                       : bench_val(rank_, 0, i);
     memset(r, 0xff, (op == BENCH_SENDRECV ? blk : blk * (size_t)size_ + rem) * 4);

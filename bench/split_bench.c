@@ -68,8 +68,8 @@ int main(int argc, char **argv)
     bt_comm_size(w, &size);
     double *t = malloc(sizeof(double) * (size_t)iters);
     const char *what = getenv("OMPI_COMM_WORLD_SIZE") && !getenv("BATON_RANK") ? "mpi"
-                       : getenv("BATON_TRANSPORT")                            ? getenv("BATON_TRANSPORT")
-                                                                              : "auto";
+                       : getenv("BATON_TRANSPORT") ? getenv("BATON_TRANSPORT")
+                                                   : "auto";
     if (rank == 0)
         printf("# split_bench: %d ranks, %s, %d iterations\n#%5s %8s %10s %10s %10s %7s\n", size,
                what, iters, "ranks", "call", "median_us", "min_us", "max_us", "#wrong");
