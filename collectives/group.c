@@ -203,14 +203,14 @@ int bt_group_end(void)
     if (!grp.open)
         return usage("bt_group_end: no group is open in this thread; hint: call bt_group_start "
                      "first");
-    struct gitem *items = grp.v;
     int n = grp.n;
     struct bt_request **keep = malloc(sizeof(*keep) * (size_t)(n ? n : 1));
     for (int i = 0; keep && i < n; i++)
-        keep[i] = items[i].r;
+        keep[i] = grp.v[i].r;
     int rc = keep ? issue_all() : usage("bt_group_end: out of memory");
-    grp.open = 0;
-    grp.n = 0;
+    free(grp.v); /* thread-local: nothing would free it when the thread ends */
+    grp.v = NULL;
+    grp.open = grp.n = grp.cap = 0;
     int first = rc;
     for (int i = 0; keep && i < n; i++) {
         if (!keep[i]->grouped)
