@@ -4,9 +4,9 @@
  * Ordering: requests of one communicator run one at a time in issue order (the queue is FIFO
  * and a single "busy" flag admits one runner), which is the order every rank must issue them
  * in, like MPI's collective ordering rule. Requests of different communicators run
- * independently: each communicator that ever saw a nonblocking call has its own progress
- * thread, so a rank can have requests outstanding on several communicators issued in
- * different orders on different ranks without deadlock.
+ * independently: each communicator that ever saw a nonblocking call (or a group, group.c) has
+ * its own progress thread, so a rank can have requests outstanding on several communicators
+ * issued in different orders on different ranks without deadlock.
  *
  * Who runs a request: the progress thread, or a thread in bt_wait (or in a blocking call),
  * which runs the requests ahead of its own and then its own rather than sleep while the
