@@ -91,7 +91,7 @@ for n in 1 2 3 5; do
     out=$T_TMP/split$n.log
     BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np $n -x BATON_DEBUG \
         -x BATON_DEBUG_SUBSYS "$SPLIT" >"$out" 2>&1
-    t_expect_eq "split/dup/create_group/group under mpirun -np $n: exit status" "$?" 0
+    t_expect_eq "split/dup/create_group/group/exchange under mpirun -np $n: exit status" "$?" 0
     t_expect_eq "split under mpirun -np $n: every rank checked its children" \
         "$(grep -cE '^rank [0-9]+ split ok$' "$out")" "$n"
     t_check "split under mpirun -np $n: children made by MPI_Comm_split and MPI_Comm_dup" \

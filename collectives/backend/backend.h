@@ -30,7 +30,7 @@ enum bt__coll_kind {
     BT_COLL_REDUCE_SCATTER,
     BT_COLL_REDUCE,
     BT_COLL_BARRIER,
-    /* exchange.c: never handed to a backend */
+    /* exchange.c: handed to the Open MPI backend only (all but send and recv) */
     BT_COLL_SEND,
     BT_COLL_RECV,
     BT_COLL_ALLTOALL,

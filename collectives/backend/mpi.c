@@ -13,6 +13,10 @@
  *   reduce_scatter  MPI_Ireduce_scatter_block (send == recv: MPI_IN_PLACE)
  *   reduce          MPI_Ireduce (send == recv on the root: MPI_IN_PLACE; recv unused elsewhere)
  *   barrier         MPI_Ibarrier
+ *   alltoall(v)     MPI_Ialltoall, MPI_Ialltoallv (counts and displacements as ints)
+ *   allgatherv      MPI_Iallgatherv
+ *   gather, scatter MPI_Igather, MPI_Iscatter
+ * (Point-to-point is not on this backend: BT_ERR_INVALID_USAGE.)
  *
  * Waiting: a started call is polled with MPI_Test (spin, then yield, then 50 us sleeps),
  * calling bt__wait_tick between polls, so BATON_TIMEOUT and the stall warning apply on this
@@ -360,6 +364,64 @@ static int mpi_reduce_scatter(struct bt_comm *c, struct mpi_state *s, const stru
     return BT_OK;
 }
 
+/* ---- the exchange collectives (exchange.c hands them here on an Open MPI communicator) ---- */
+
+/* MPI's int counts and displacements of the size_t arrays v[0..size), into out. */
+static int to_ints(struct bt_comm *c, const size_t *v, int *out)
+{
+    for (int p = 0; p < c->size; p++) {
+        BT_CHECK(too_large(c, v[p]));
+        out[p] = (int)v[p];
+    }
+    return BT_OK;
+}
+
+/* alltoallv (scounts/sdispls and rcounts/rdispls) and allgatherv (rcounts/rdispls). */
+static int mpi_vcall(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    MPI_Datatype t = mpi_type(a->dtype);
+    int *iv = malloc(sizeof(int) * 4 * (size_t)c->size), rc;
+    if (!iv)
+        return bt__comm_fail(c, BT_ERR_SYSTEM, "%s #%llu: out of memory", c->coll_name,
+                             (unsigned long long)c->coll_seq);
+    int *sc = iv, *sd = iv + c->size, *rcn = iv + 2 * c->size, *rd = iv + 3 * c->size;
+    BT_CHECK_GOTO(to_ints(c, a->rcounts, rcn), rc, out);
+    BT_CHECK_GOTO(to_ints(c, a->rdispls, rd), rc, out);
+    if (a->kind == BT_COLL_ALLGATHERV) {
+        BT_CHECK_GOTO(too_large(c, a->count), rc, out);
+        MPI_Request rq = MPI_REQUEST_NULL;
+        rc = await(c, &rq,
+                   LOCKED(MPI_Iallgatherv(a->send, (int)a->count, t, a->recv, rcn, rd, t, s->comm,
+                                          &rq)),
+                   "MPI_Iallgatherv");
+        goto out;
+    }
+    BT_CHECK_GOTO(to_ints(c, a->scounts, sc), rc, out);
+    BT_CHECK_GOTO(to_ints(c, a->sdispls, sd), rc, out);
+    MPI_Request rq = MPI_REQUEST_NULL;
+    rc = await(c, &rq,
+               LOCKED(MPI_Ialltoallv(a->send, sc, sd, t, a->recv, rcn, rd, t, s->comm, &rq)),
+               "MPI_Ialltoallv");
+out:
+    free(iv);
+    return rc;
+}
+
+/* alltoall, gather, scatter: count elements per block. */
+static int mpi_blocks(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    MPI_Datatype t = mpi_type(a->dtype);
+    int n = (int)a->count;
+    BT_CHECK(too_large(c, a->count));
+    if (a->kind == BT_COLL_ALLTOALL)
+        START(c, "MPI_Ialltoall", MPI_Ialltoall(a->send, n, t, a->recv, n, t, s->comm, &rq));
+    else if (a->kind == BT_COLL_GATHER)
+        START(c, "MPI_Igather", MPI_Igather(a->send, n, t, a->recv, n, t, a->root, s->comm, &rq));
+    else
+        START(c, "MPI_Iscatter", MPI_Iscatter(a->send, n, t, a->recv, n, t, a->root, s->comm, &rq));
+    return BT_OK;
+}
+
 static int mpi_run(struct bt_comm *c, const struct bt__call *a)
 {
     struct mpi_state *s = c->mpi_state;
@@ -367,6 +429,13 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
         START(c, "MPI_Ibarrier", MPI_Ibarrier(s->comm, &rq));
         return BT_OK;
     }
+    if (a->kind == BT_COLL_ALLTOALLV || a->kind == BT_COLL_ALLGATHERV)
+        return mpi_vcall(c, s, a); /* counts differ between ranks */
+    if (a->kind == BT_COLL_SEND || a->kind == BT_COLL_RECV)
+        return bt__comm_fail(c, BT_ERR_INVALID_USAGE,
+                             "%s #%llu: point-to-point is not on the Open MPI backend; hint: "
+                             "start the job with `baton run`",
+                             c->coll_name, (unsigned long long)c->coll_seq);
     if (a->count == 0) /* the same count on every rank: nothing to move anywhere */
         return BT_OK;
     switch (a->kind) {
@@ -375,6 +444,9 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
     case BT_COLL_ALLGATHER: return mpi_allgather(c, s, a);
     case BT_COLL_REDUCE_SCATTER: return mpi_reduce_scatter(c, s, a);
     case BT_COLL_REDUCE: return mpi_reduce(c, s, a);
+    case BT_COLL_ALLTOALL:
+    case BT_COLL_GATHER:
+    case BT_COLL_SCATTER: return mpi_blocks(c, s, a);
     default:
         return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d", (int)a->kind);
     }

@@ -7,7 +7,8 @@
  * world; rank 0 passes color -1 in a second split and must get NULL; the members {0, n-1}
  * make a group with bt_comm_create_group; a nonblocking allreduce on the world and one on the
  * parity child are outstanding at once, issued in opposite orders on even and odd ranks; a
- * group of three small allreduces on the dup (fused); every child destroyed, then the world
+ * group of three small allreduces on the dup (fused); alltoall, allgatherv (uneven counts),
+ * gather and scatter on the world and the parity child; every child destroyed, then the world
  * still works. Prints "rank R split ok" or "rank R: WHAT: DETAIL" and exits 3.
  */
 #include <stdio.h>
@@ -21,6 +22,12 @@ static int rank_, size_;
 static int fail(bt_comm *c, const char *what, int rc)
 {
     printf("rank %d: %s: %s: %s\n", rank_, what, bt_strerror(rc), bt_last_error(c));
+    return 3;
+}
+
+static int bad_(const char *what)
+{
+    printf("rank %d: %s: wrong result\n", rank_, what);
     return 3;
 }
 
@@ -90,6 +97,41 @@ static int check_group(bt_comm *c)
     return 0;
 }
 
+/* alltoall, allgatherv (rank r contributes r + 1 elements), gather and scatter (root: the
+ * last rank) on c, every element checked. */
+static int check_exchange(bt_comm *c, const char *what)
+{
+    int r = -1, n = 0, rc, bad = 0;
+    bt_comm_rank(c, &r), bt_comm_size(c, &n);
+    int32_t *s = calloc((size_t)n * (size_t)n + 8, 4), *d = calloc((size_t)n * (size_t)n + 8, 4);
+    size_t *cnt = calloc((size_t)n, sizeof(size_t)), *dsp = calloc((size_t)n, sizeof(size_t));
+    for (int p = 0; p < n; p++)
+        s[p] = r * 100 + p, cnt[p] = (size_t)p + 1, dsp[p] = p ? dsp[p - 1] + cnt[p - 1] : 0;
+    if ((rc = bt_alltoall(c, s, d, 1, BT_INT32)) != BT_OK)
+        return fail(c, what, rc);
+    for (int p = 0; p < n; p++)
+        bad |= d[p] != p * 100 + r;
+    for (int i = 0; i <= r; i++)
+        s[i] = r * 10 + i;
+    if ((rc = bt_allgatherv(c, s, (size_t)r + 1, d, cnt, dsp, BT_INT32)) != BT_OK)
+        return fail(c, what, rc);
+    for (int p = 0; p < n; p++)
+        for (int i = 0; i <= p; i++)
+            bad |= d[dsp[p] + (size_t)i] != p * 10 + i;
+    int32_t one = r * 3, got = -1;
+    if ((rc = bt_gather(c, &one, d, 1, BT_INT32, n - 1)) != BT_OK)
+        return fail(c, what, rc);
+    for (int p = 0; p < n && r == n - 1; p++)
+        bad |= d[p] != p * 3;
+    for (int p = 0; p < n; p++)
+        s[p] = p * 5 + 1;
+    if ((rc = bt_scatter(c, s, &got, 1, BT_INT32, n - 1)) != BT_OK)
+        return fail(c, what, rc);
+    bad |= got != r * 5 + 1;
+    free(s), free(d), free(cnt), free(dsp);
+    return bad ? bad_(what) : 0;
+}
+
 static int run(bt_comm *w)
 {
     bt_comm *par = NULL, *dup = NULL, *none = NULL, *grp = NULL;
@@ -97,6 +139,9 @@ static int run(bt_comm *w)
     if ((rc = bt_comm_split(w, rank_ % 2, -rank_, &par)) != BT_OK)
         return fail(w, "bt_comm_split", rc);
     if ((e = check_parity(w, par)))
+        return e;
+    if ((e = check_exchange(w, "exchange collectives on the world")) ||
+        (e = check_exchange(par, "exchange collectives on the parity child")))
         return e;
     if ((rc = bt_comm_dup(w, &dup)) != BT_OK)
         return fail(w, "bt_comm_dup", rc);
