@@ -2,7 +2,12 @@
 # compare.sh: baton's allreduce next to Open MPI's and Gloo's, 2 ranks, each run the way its
 # users run it, interleaved, with medians and spreads.
 #
-#   bench/compare.sh [-r ROUNDS] [-p PROGRAMS] [--tuned] [--veth] [--plot FILE.svg] [-- BENCH ARGS]
+#   bench/compare.sh [--op OP] [-r ROUNDS] [-p PROGRAMS] [--tuned] [--veth] [--plot FILE.svg]
+#                    [-- BENCH ARGS]
+#       OP        allreduce (default: allreduce_bench, mpi_allreduce_bench), or alltoall,
+#                 sendrecv (ping-pong between ranks 0 and 1) or allgatherv (exchange_bench,
+#                 mpi_exchange_bench; programs baton_shm baton_tcp mpi mpi_tcp and the tuned
+#                 ones, no Gloo; default BENCH ARGS -b 4K -e 64M -f 4 -n 20 -w 5)
 #       ROUNDS    rounds of every program, interleaved A B C A B C ... (default 5)
 #       PROGRAMS  comma list from: baton_shm baton_tcp mpi mpi_tcp gloo (default: all five)
 #       --tuned   also run Open MPI tuned (labelled as such): --bind-to none and glibc's mmap
@@ -30,7 +35,7 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-rounds=5 programs="" tuned=0 plot="" veth=0
+rounds=5 programs="" tuned=0 plot="" veth=0 op=allreduce
 while [ $# -gt 0 ]; do
     case "$1" in
     -r) rounds=${2:?-r needs a count}; shift 2 ;;
@@ -39,12 +44,22 @@ while [ $# -gt 0 ]; do
     --veth) veth=1; shift ;;
     --plot) plot=${2:?--plot needs a file}; shift 2 ;;
     --) shift; break ;;
-    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --op) op=${2:?--op needs allreduce, alltoall, sendrecv or allgatherv}; shift 2 ;;
+    -h | --help) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
     esac
 done
 case "$rounds" in '' | *[!0-9]* | 0) echo "compare.sh: -r wants a positive count, not '$rounds'" >&2; exit 2 ;; esac
 ARGS=("$@")
+case "$op" in
+allreduce) BENCH=$BUILD/bench/allreduce_bench M=$BUILD/bench/mpi_allreduce_bench OPARGS=() ;;
+alltoall | sendrecv | allgatherv)
+    BENCH=$BUILD/bench/exchange_bench M=$BUILD/bench/mpi_exchange_bench OPARGS=(--op "$op")
+    [ ${#ARGS[@]} -eq 0 ] && ARGS=(-b 4K -e 64M -f 4 -n 20 -w 5)
+    [ -z "$programs" ] && programs="baton_shm,baton_tcp,mpi,mpi_tcp"
+    [ "$veth" = 1 ] && { echo "compare.sh: --veth runs --op allreduce only" >&2; exit 2; } ;;
+*) echo "compare.sh: --op is allreduce, alltoall, sendrecv or allgatherv, not '$op'" >&2; exit 2 ;;
+esac
 [ ${#ARGS[@]} -eq 0 ] && ARGS=(-b 4K -e 256M -f 4 -n 20 -w 5)
 if [ -z "$programs" ]; then
     programs="baton_shm,baton_tcp,mpi,mpi_tcp,gloo"
@@ -53,26 +68,26 @@ fi
 [ "$tuned" = 1 ] && [ "$veth" = 0 ] && programs="$programs,mpi_tuned,mpi_tcp_tuned"
 OUT=$(mktemp -d /tmp/baton-compare.XXXXXX)
 
-for f in "$BUILD/baton" "$BUILD/bench/allreduce_bench"; do
+for f in "$BUILD/baton" "$BENCH"; do
     [ -x "$f" ] || { echo "compare.sh: $f is missing; run make BUILD=$BUILD first" >&2; exit 2; }
 done
 MPIRUN=(mpirun -np 2)
 [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
 TUNED=(--bind-to none -x MALLOC_MMAP_MAX_=0 -x MALLOC_TRIM_THRESHOLD_=4294967296)
-M=$BUILD/bench/mpi_allreduce_bench
 have_mpi=0 have_gloo=0
 [ -x "$M" ] && command -v mpirun >/dev/null && have_mpi=1
 /usr/bin/python3 -c 'import torch.distributed' 2>/dev/null && have_gloo=1
 
 cmd_of() { # program -> its command line in CMD
     case "$1" in
-    baton_shm) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend shm) ;;
-    baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
-    mpi) CMD=("${MPIRUN[@]}" "$M") ;;
-    mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$M") ;;
-    mpi_tuned) CMD=("${MPIRUN[@]}" "${TUNED[@]}" "$M") ;;
-    mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M") ;;
-    gloo) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
+    baton_shm) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BENCH" --backend shm "${OPARGS[@]}") ;;
+    baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BENCH" --backend tcp "${OPARGS[@]}") ;;
+    mpi) CMD=("${MPIRUN[@]}" "$M" "${OPARGS[@]}") ;;
+    mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$M" "${OPARGS[@]}") ;;
+    mpi_tuned) CMD=("${MPIRUN[@]}" "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
+    mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
+    gloo) [ "$op" = allreduce ] || { echo "compare.sh: gloo runs --op allreduce only" >&2; exit 2; }
+          CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
     *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
        exit 2 ;;
     esac
@@ -151,5 +166,5 @@ for r in $(seq "$rounds"); do
     done
     echo "   round $r of $rounds done ($(cut -d' ' -f1 /proc/loadavg) load)"
 done
-COMPARE_VETH=$veth /usr/bin/python3 bench/compare_table.py "$OUT" "$rounds" "${plot:-}" "${list[@]}"
+COMPARE_VETH=$veth COMPARE_OP=$op /usr/bin/python3 bench/compare_table.py "$OUT" "$rounds" "${plot:-}" "${list[@]}"
 echo "(raw outputs in $OUT)"

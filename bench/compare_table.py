@@ -18,6 +18,8 @@ LABEL = {"mpi": "Open MPI (defaults)", "mpi_tcp": "Open MPI TCP (defaults)",
          "gloo": "Gloo (defaults)", "baton_shm": "baton shm", "baton_tcp": "baton TCP"}
 
 
+OP = os.environ.get("COMPARE_OP", "allreduce")
+
 if os.environ.get("COMPARE_VETH") == "1":
     LABEL["mpi_tcp"] = "Open MPI TCP (--bind-to none)"
     LABEL["gloo"] = "Gloo (GLOO_SOCKET_IFNAME)"
@@ -66,7 +68,8 @@ def main():
     for p, r, s in wrong:
         print("WRONG RESULT: %s round %d at %d bytes: that figure is not a figure" % (p, r, s))
 
-    print("\nbusbw GB/s, median of %d interleaved rounds (min-max); median time per op in us" % rounds)
+    print("\n%s busbw GB/s, median of %d interleaved rounds (min-max); median time per op in us"
+          % (OP, rounds))
     print("| bytes | " + " | ".join(LABEL.get(p, p) for p in progs) + " |")
     print("|---:|" + "---:|" * len(progs))
     for s in sizes:
@@ -120,12 +123,12 @@ set format x "%%.0b%%B"
 set xlabel "message size (bytes)"
 set key top left
 set grid
-set title "allreduce busbw (GB/s), 2 ranks"
+set title "%s busbw (GB/s), 2 ranks"
 plot %s
-set title "allreduce time per op (us), 2 ranks"
+set title "%s time per op (us), 2 ranks"
 plot %s
 unset multiplot
-""" % (path, lines[0], lines[1])
+""" % (path, OP, lines[0], OP, lines[1])
     try:
         subprocess.run(["gnuplot"], input=script, text=True, check=True)
         print("plot: %s" % path)

@@ -335,7 +335,7 @@ size_t bt__call_recv_count(const bt_comm *c, const struct bt__call *a)
 
 /* Where the buffers live is decided first: device buffers go to the device path, host
  * buffers to MPI or the native path. */
-static int dispatch(bt_comm *c, const struct bt__call *a)
+int bt__coll_dispatch(bt_comm *c, const struct bt__call *a)
 {
     int dev = -1;
     BT_CHECK(bt__device_locate(c, a, &dev));
@@ -364,7 +364,7 @@ static int iallreduce(bt_comm *c, const void *send, void *recv, size_t count, bt
                          .count = count,
                          .dtype = dt,
                          .op = op};
-    return bt__coll_submit(c, "allreduce", dispatch, &a, req);
+    return bt__coll_submit(c, "allreduce", bt__coll_dispatch, &a, req);
 }
 
 static int ireduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt, bt_op op,
@@ -380,7 +380,7 @@ static int ireduce(bt_comm *c, const void *send, void *recv, size_t count, bt_dt
                          .dtype = dt,
                          .op = op,
                          .root = root};
-    return bt__coll_submit(c, "reduce", dispatch, &a, req);
+    return bt__coll_submit(c, "reduce", bt__coll_dispatch, &a, req);
 }
 
 static int ireduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv_count, bt_dtype dt,
@@ -394,7 +394,7 @@ static int ireduce_scatter(bt_comm *c, const void *send, void *recv, size_t recv
                          .count = recv_count,
                          .dtype = dt,
                          .op = op};
-    return bt__coll_submit(c, "reduce_scatter", dispatch, &a, req);
+    return bt__coll_submit(c, "reduce_scatter", bt__coll_dispatch, &a, req);
 }
 
 static int iallgather(bt_comm *c, const void *send, void *recv, size_t count, bt_dtype dt,
@@ -404,7 +404,7 @@ static int iallgather(bt_comm *c, const void *send, void *recv, size_t count, bt
     BT_CHECK(check(c, "allgather", send, recv, count, (size_t)c->size, dt, -1));
     struct bt__call a = {
         .kind = BT_COLL_ALLGATHER, .send = send, .recv = recv, .count = count, .dtype = dt};
-    return bt__coll_submit(c, "allgather", dispatch, &a, req);
+    return bt__coll_submit(c, "allgather", bt__coll_dispatch, &a, req);
 }
 
 static int ibroadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root, bt_request **req)
@@ -418,14 +418,14 @@ static int ibroadcast(bt_comm *c, void *buf, size_t count, bt_dtype dt, int root
                          .count = count,
                          .dtype = dt,
                          .root = root};
-    return bt__coll_submit(c, "broadcast", dispatch, &a, req);
+    return bt__coll_submit(c, "broadcast", bt__coll_dispatch, &a, req);
 }
 
 static int ibarrier(bt_comm *c, bt_request **req)
 {
     BT_CHECK(begin(c, "barrier"));
     struct bt__call a = {.kind = BT_COLL_BARRIER};
-    return bt__coll_submit(c, "barrier", dispatch, &a, req);
+    return bt__coll_submit(c, "barrier", bt__coll_dispatch, &a, req);
 }
 
 /* The blocking calls: the nonblocking ones with the request on the caller's stack. */
@@ -574,4 +574,51 @@ int bt_iallreduce_multi(bt_comm *c, int n, void *const *bufs, const size_t *coun
 {
     NEED_REQ(req);
     return iallreduce_multi(c, n, bufs, counts, dt, op, req);
+}
+
+/* ---- a fused group of allreduces (group.c): parts of one dtype and op, each in place or not.
+ * Host buffers: every part's send packed in order into one temporary, one allreduce on the
+ * host path, unpacked into every part's recv. Device buffers: NCCL's group call when the
+ * NCCL backend runs the communicator and has one, else the parts one by one. */
+
+static int run_parts(bt_comm *c, const struct bt__call *a, int ndev)
+{
+    if (ndev == a->nparts && c->nccl && c->nccl->run_group)
+        return c->nccl->run_group(c, a->nparts, a->parts);
+    for (int i = 0; i < a->nparts; i++)
+        BT_CHECK(bt__coll_dispatch(c, a->parts[i]));
+    return BT_OK;
+}
+
+int bt__coll_run_fused(bt_comm *c, const struct bt__call *a)
+{
+    size_t es = bt_dtype_size(a->dtype), off = 0;
+    int ndev = 0;
+    for (int i = 0; i < a->nparts; i++) {
+        int dev = -1;
+        BT_CHECK(bt__device_locate(c, a->parts[i], &dev));
+        ndev += dev >= 0;
+    }
+    if (ndev > 0)
+        return run_parts(c, a, ndev);
+    char *pack = malloc(a->count ? a->count * es : 1);
+    if (!pack)
+        return bt__comm_fail(c, BT_ERR_SYSTEM, "%s #%llu: out of memory for %zu bytes",
+                             c->coll_name, (unsigned long long)c->coll_seq, a->count * es);
+    for (int i = 0; i < a->nparts; off += a->parts[i++]->count * es)
+        if (a->parts[i]->count)
+            memcpy(pack + off, a->parts[i]->send, a->parts[i]->count * es);
+    struct bt__call one = {.kind = BT_COLL_ALLREDUCE,
+                           .send = pack,
+                           .recv = pack,
+                           .count = a->count,
+                           .dtype = a->dtype,
+                           .op = a->op};
+    int rc = bt__host_run(c, &one);
+    off = 0;
+    for (int i = 0; rc == BT_OK && i < a->nparts; off += a->parts[i++]->count * es)
+        if (a->parts[i]->count)
+            memcpy(a->parts[i]->recv, pack + off, a->parts[i]->count * es);
+    free(pack);
+    return rc;
 }

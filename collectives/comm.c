@@ -220,6 +220,34 @@ fail:
     return rc;
 }
 
+int bt__mpi_comm_derive(struct bt_comm *p, const struct bt__mpi_derive *how, bt_comm **out,
+                        struct bt__err *err)
+{
+    int rc, member = 0;
+    *out = NULL;
+    struct bt_comm *c = calloc(1, sizeof(*c));
+    if (!c)
+        return bt__err_set(err, BT_ERR_SYSTEM, "%s: out of memory", p->coll_name);
+    c->size = c->local_size = c->nnodes = 1;
+    c->backend_choice = p->backend_choice;
+    c->algo = BT_ALGO_AUTO;
+    c->generation = p->generation;
+    snprintf(c->prefix, sizeof(c->prefix), "%s", p->prefix);
+    BT_CHECK_GOTO(bt__mpi_derive(p, c, how, &member, err), rc, fail);
+    if (!member) {
+        comm_free(c);
+        return BT_OK;
+    }
+    BT_CHECK_GOTO(finish_comm(c, err), rc, fail);
+    *out = c;
+    return BT_OK;
+fail:
+    bt__err_set(&c->err, rc, "%s", err->msg); /* no MPI_Finalize: see mpi_comm_create */
+    live_remove(c);
+    comm_free(c);
+    return rc;
+}
+
 int bt_init(bt_comm **out)
 {
     if (!out)
@@ -457,8 +485,14 @@ int bt_finalize(bt_comm *c)
     if (!c)
         return BT_OK;
     BT_CHECK(bt__comm_check_live(c, "bt_finalize"));
+    bt__group_forget(c);
     live_remove(c);
     return comm_free(c);
+}
+
+void bt__thread_error(int code, const char *msg)
+{
+    bt__err_reset(&init_err, code, "%s", msg);
 }
 
 const char *bt_last_error(const bt_comm *c)

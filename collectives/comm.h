@@ -109,6 +109,12 @@ struct bt_comm {
  * with bt_finalize(). */
 int bt__comm_create(const struct bt__comm_cfg *cfg, bt_comm **out, struct bt__err *err);
 
+/* A child of the Open MPI communicator p (split.c), made by the MPI plugin (bt__mpi_derive,
+ * backend.h); *out is NULL when this rank is in no child. err gets the reason on failure. */
+struct bt__mpi_derive;
+int bt__mpi_comm_derive(struct bt_comm *p, const struct bt__mpi_derive *how, bt_comm **out,
+                        struct bt__err *err);
+
 /* BT_OK when c is a communicator that bt_finalize has not freed; else BT_ERR_INVALID_USAGE
  * (logged, naming call). */
 int bt__comm_check_live(const struct bt_comm *c, const char *call);

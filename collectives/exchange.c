@@ -347,6 +347,8 @@ static int run_v(struct bt_comm *c, const struct bt__call *a, const size_t *sc, 
 
 static int run_exchange(struct bt_comm *c, const struct bt__call *a)
 {
+    if (c->mpi) /* Open MPI runs the exchange collectives itself (backend/mpi.c) */
+        return bt__host_run(c, a);
     size_t es = bt_dtype_size(a->dtype), blk = a->count * es;
     int tag = TAG_COLL - (int)a->kind, rc = need_p2p(c);
     struct mset s = {0};

@@ -4,9 +4,9 @@
  * Ordering: requests of one communicator run one at a time in issue order (the queue is FIFO
  * and a single "busy" flag admits one runner), which is the order every rank must issue them
  * in, like MPI's collective ordering rule. Requests of different communicators run
- * independently: each communicator that ever saw a nonblocking call has its own progress
- * thread, so a rank can have requests outstanding on several communicators issued in
- * different orders on different ranks without deadlock.
+ * independently: each communicator that ever saw a nonblocking call (or a group, group.c) has
+ * its own progress thread, so a rank can have requests outstanding on several communicators
+ * issued in different orders on different ranks without deadlock.
  *
  * Who runs a request: the progress thread, or a thread in bt_wait (or in a blocking call),
  * which runs the requests ahead of its own and then its own rather than sleep while the
@@ -101,12 +101,24 @@ static void unlink_live(struct bt__queue *q, struct bt_request *r)
         r->next_l->prev_l = r->prev_l;
 }
 
+static void free_req(struct bt_request *r)
+{
+    free(r->members); /* a fused request's members and parts arrays (one block) */
+    free(r);
+}
+
 static void complete_locked(struct bt__queue *q, struct bt_request *r)
 {
+    for (int i = 0; i < r->nmembers; i++) { /* a fused request: its parts end with it */
+        struct bt_request *m = r->members[i];
+        if (r->err.code != BT_OK)
+            bt__err_reset(&m->err, r->err.code, "%s", r->err.msg);
+        complete_locked(q, m);
+    }
     r->state = BT_REQ_DONE;
     if (r->freed && !r->on_stack) {
         unlink_live(q, r);
-        free(r);
+        free_req(r);
     }
     if (q->nwaiting)
         pthread_cond_broadcast(&q->done);
@@ -223,10 +235,51 @@ static void enqueue(struct bt__queue *q, struct bt_request *r)
     q->tail = r;
 }
 
+void bt__queue_push(struct bt_comm *c, struct bt_request *const *reqs, int n)
+{
+    struct bt__queue *q = c->q;
+    pthread_mutex_lock(&q->mu);
+    for (int i = 0; i < n; i++) {
+        enqueue(q, reqs[i]);
+        for (int k = 0; k < reqs[i]->nmembers; k++)
+            reqs[i]->members[k]->seq = reqs[i]->seq, reqs[i]->members[k]->state = BT_REQ_QUEUED;
+    }
+    if (n > 0) {
+        start_thread(c);
+        if (q->thread_idle)
+            pthread_cond_signal(&q->work);
+    }
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Links a heap request into c's list of live requests (q->mu held). */
+static void link_live(struct bt__queue *q, struct bt_request *r)
+{
+    r->next_l = q->live;
+    if (q->live)
+        q->live->prev_l = r;
+    q->live = r;
+}
+
+struct bt_request *bt__request_grouped(struct bt_comm *c, const char *name, bt__run_fn run,
+                                       const struct bt__call *a)
+{
+    struct bt_request *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->comm = c, r->call = *a, r->run = run, r->name = name, r->state = BT_REQ_GROUPED;
+    pthread_mutex_lock(&c->q->mu);
+    link_live(c->q, r);
+    pthread_mutex_unlock(&c->q->mu);
+    return r;
+}
+
 int bt__coll_submit(struct bt_comm *c, const char *name, bt__run_fn run, const struct bt__call *a,
                     bt_request **out)
 {
     struct bt__queue *q = c->q;
+    if (bt__group_open())
+        return bt__group_add(c, name, run, a, out);
     struct bt_request mine = {0}, *r = &mine;
     if (out) {
         *out = NULL;
@@ -237,10 +290,7 @@ int bt__coll_submit(struct bt_comm *c, const char *name, bt__run_fn run, const s
     pthread_mutex_lock(&q->mu);
     enqueue(q, r);
     if (out) {
-        r->next_l = q->live;
-        if (q->live)
-            q->live->prev_l = r;
-        q->live = r;
+        link_live(q, r);
         start_thread(c);
         if (q->thread_idle)
             pthread_cond_signal(&q->work);
@@ -289,6 +339,19 @@ void bt__queue_destroy(struct bt_comm *c)
 
 /* ---- the public request calls ---- */
 
+/* bt_wait or bt_test on a request of a group that is still open: it would never complete. */
+static int in_open_group(bt_request *r, const char *call)
+{
+    char msg[BT__ERR_MSG_MAX];
+    snprintf(msg, sizeof(msg),
+             "%s: request (%s) belongs to a group that is still open; it is issued by "
+             "bt_group_end; hint: call bt_group_end first, then wait",
+             call, r->name);
+    BT_WARN(COLL, "%s", msg);
+    bt__thread_error(BT_ERR_INVALID_USAGE, msg);
+    return BT_ERR_INVALID_USAGE;
+}
+
 int bt_test(bt_request *r, int *done)
 {
     if (!r || !done)
@@ -299,6 +362,11 @@ int bt_test(bt_request *r, int *done)
     }
     struct bt__queue *q = r->comm->q;
     pthread_mutex_lock(&q->mu);
+    if (r->state == BT_REQ_GROUPED) {
+        pthread_mutex_unlock(&q->mu);
+        *done = 0;
+        return in_open_group(r, "bt_test");
+    }
     *done = r->state == BT_REQ_DONE;
     int rc = *done ? r->err.code : BT_OK;
     pthread_mutex_unlock(&q->mu);
@@ -313,6 +381,10 @@ int bt_wait(bt_request *r)
     if (c)
         pthread_mutex_lock(&c->q->mu);
     int rc;
+    if (r->state == BT_REQ_GROUPED) {
+        pthread_mutex_unlock(&c->q->mu);
+        return in_open_group(r, "bt_wait");
+    }
     if (r->waited) {
         rc = bt__err_reset(&r->err, BT_ERR_INVALID_USAGE,
                            "bt_wait: request #%llu (%s) was already waited for; hint: wait once, "
@@ -361,13 +433,13 @@ void bt_request_free(bt_request *r)
         return;
     struct bt_comm *c = r->comm;
     if (!c) {
-        free(r);
+        free_req(r);
         return;
     }
     pthread_mutex_lock(&c->q->mu);
     if (r->state == BT_REQ_DONE) {
         unlink_live(c->q, r);
-        free(r);
+        free_req(r);
     } else {
         r->freed = 1;
     }

@@ -19,7 +19,8 @@
 
 #include "collectives/backend/backend.h"
 
-enum bt__req_state { BT_REQ_QUEUED, BT_REQ_RUNNING, BT_REQ_DONE };
+/* GROUPED: issued inside an open bt_group_start/bt_group_end (group.c), not queued yet. */
+enum bt__req_state { BT_REQ_GROUPED, BT_REQ_QUEUED, BT_REQ_RUNNING, BT_REQ_DONE };
 
 /* Runs a checked call on c (coll.c's dispatch, split.c, exchange.c). */
 typedef int (*bt__run_fn)(struct bt_comm *c, const struct bt__call *a);
@@ -34,6 +35,9 @@ struct bt_request {
     int on_stack; /* a blocking call's own request: never freed here */
     int freed;    /* bt_request_free before completion: freed when done */
     int waited;   /* bt_wait returned its result once */
+    int grouped;  /* a blocking call made inside a group: bt_group_end waits for it and frees it */
+    struct bt_request **members; /* a fused request (group.c): the requests it completes */
+    int nmembers;
     struct bt__err err;
     struct bt_request *next;            /* queue */
     struct bt_request *prev_l, *next_l; /* every live heap request of the communicator */
@@ -63,6 +67,34 @@ void bt__queue_destroy(struct bt_comm *c);
  * progress thread runs it); without, the call runs (or waits its turn) before returning. */
 int bt__coll_submit(struct bt_comm *c, const char *name, bt__run_fn run, const struct bt__call *a,
                     bt_request **out);
+
+/* Queues reqs[0..n) (heap requests of c made by bt__group_add, in the order given) at once,
+ * under one hold of the lock, and starts the progress thread: bt_group_end's way in. */
+void bt__queue_push(struct bt_comm *c, struct bt_request *const *reqs, int n);
+
+/* A heap request of c in state GROUPED (linked into c's live list, not queued); NULL when out
+ * of memory. */
+struct bt_request *bt__request_grouped(struct bt_comm *c, const char *name, bt__run_fn run,
+                                       const struct bt__call *a);
+/* A usage error with no communicator to hold it (group calls): logged by the caller, kept for
+ * bt_last_error(NULL) in this thread (comm.c). */
+void bt__thread_error(int code, const char *msg);
+
+/* ---- grouped calls (group.c) ---- */
+/* 1 while this thread is between bt_group_start and bt_group_end. */
+int bt__group_open(void);
+/* Records a checked call made inside this thread's open group: a heap request in state
+ * GROUPED, returned in *out (nonblocking) or kept by the group (blocking: bt_group_end
+ * waits for it). */
+int bt__group_add(struct bt_comm *c, const char *name, bt__run_fn run, const struct bt__call *a,
+                  bt_request **out);
+/* bt_finalize(c) inside an open group: the group's calls on c fail (BT_ERR_INVALID_USAGE)
+ * and leave the group. */
+void bt__group_forget(struct bt_comm *c);
+/* coll.c: the dispatch of the six collectives, and the run of a fused group of allreduces
+ * (a->parts[0..a->nparts), same dtype and op, each in or out of place). */
+int bt__coll_dispatch(struct bt_comm *c, const struct bt__call *a);
+int bt__coll_run_fused(struct bt_comm *c, const struct bt__call *a);
 
 /* Runs the point-to-point request first (exchange.c), taking along the point-to-point
  * requests queued behind it while it runs (bt__queue_take_p2p), so that an isend and the

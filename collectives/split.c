@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collectives/backend/cuda.h"
 #include "collectives/progress.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -110,9 +111,27 @@ static int by_key(const void *a, const void *b)
     return x->prank < y->prank ? -1 : x->prank > y->prank;
 }
 
+/* A child of an Open MPI communicator, made by the MPI plugin (MPI_Comm_split, _dup or
+ * _create_group). */
+static int mpi_child(struct bt_comm *c, const struct bt__mpi_derive *how, bt_comm **out)
+{
+    struct bt__err err = {0};
+    int rc = bt__mpi_comm_derive(c, how, out, &err);
+    if (rc != BT_OK)
+        return bt__comm_fail(c, rc, "%s #%llu: %s", c->coll_name, (unsigned long long)c->coll_seq,
+                             err.msg);
+    return BT_OK;
+}
+
 static int run_split(struct bt_comm *c, const struct bt__call *a)
 {
     bt_comm **out = a->out;
+    if (c->mpi) {
+        struct bt__mpi_derive how = {.how = a->tag ? BT_MPI_DUP : BT_MPI_SPLIT,
+                                     .color = a->color,
+                                     .key = a->key};
+        return mpi_child(c, &how, out);
+    }
     int n = c->size, m = 0, me = -1;
     struct member *all = calloc((size_t)n, sizeof(*all));
     int *prank = malloc(sizeof(int) * (size_t)n), *node = malloc(sizeof(int) * (size_t)n);
@@ -145,34 +164,44 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
     rc = make_child(c, m, prank, node, me, id, out);
 out:
     free(all), free(prank), free(node);
+    if (rc == BT_OK && c->nccl) /* every rank of c, members of no child included */
+        rc = bt__nccl_split(c, *out, a->color, a->key);
     return rc;
 }
 
-int bt_comm_split(bt_comm *c, int color, int key, bt_comm **newcomm)
+static int split(bt_comm *c, int color, int key, int dup, bt_comm **newcomm)
 {
     if (!c || !newcomm)
         return BT_ERR_INVALID_ARG;
     *newcomm = NULL;
     BT_CHECK(bt__comm_check_live(c, "bt_comm_split"));
     BT_CHECK(atomic_load(&c->q->failed));
+    if (bt__group_open())
+        return bt__comm_usage(c, BT_ERR_INVALID_USAGE,
+                              "comm_split: called inside a group; hint: split before "
+                              "bt_group_start or after bt_group_end");
     if (color < -1)
         return bt__comm_usage(c, BT_ERR_INVALID_ARG,
                               "comm_split: color %d; hint: use a color >= 0, or -1 (BT_UNDEFINED) "
                               "to be in no child",
                               color);
-    if (c->mpi || (c->size > 1 && !c->store))
-        return bt__comm_usage(c, BT_ERR_INVALID_USAGE,
-                              "comm_split: not supported on an Open MPI communicator yet; hint: "
-                              "start the job with `baton run`");
-    struct bt__call a = {.color = color, .key = key, .out = newcomm};
-    return bt__coll_submit(c, "comm_split", run_split, &a, NULL);
+    struct bt__call a = {.color = color, .key = key, .tag = dup, .out = newcomm};
+    return bt__coll_submit(c, dup ? "comm_dup" : "comm_split", run_split, &a, NULL);
+}
+
+int bt_comm_split(bt_comm *c, int color, int key, bt_comm **newcomm)
+{
+    return split(c, color, key, 0, newcomm);
 }
 
 int bt_comm_dup(bt_comm *c, bt_comm **newcomm)
 {
     int rank = 0;
+    if (!newcomm)
+        return BT_ERR_INVALID_ARG;
+    *newcomm = NULL;
     BT_CHECK(bt_comm_rank(c, &rank));
-    return bt_comm_split(c, 0, rank, newcomm);
+    return split(c, 0, rank, 1, newcomm);
 }
 
 /* ---- bt_comm_create_group ---- */
@@ -181,6 +210,13 @@ static int run_group(struct bt_comm *c, const struct bt__call *a)
 {
     int n = (int)a->count, me = a->root, rc = BT_OK;
     const int *ranks = a->send;
+    if (c->mpi) {
+        struct bt__mpi_derive how = {.how = BT_MPI_GROUP,
+                                     .ranks = ranks,
+                                     .n = n,
+                                     .tag = (uint64_t)(uint32_t)a->color << 32 | (uint32_t)a->key};
+        return mpi_child(c, &how, a->out);
+    }
     char prefix[32], key[64];
     uint64_t id = bt__fnv1a_str(BT_FNV1A_INIT, c->prefix);
     id = bt__fnv1a(id, "group", 5);
@@ -268,10 +304,10 @@ int bt_comm_create_group(bt_comm *c, int nranks, const int *ranks, uint64_t tag,
     *newcomm = NULL;
     BT_CHECK(bt__comm_check_live(c, "bt_comm_create_group"));
     BT_CHECK(atomic_load(&c->q->failed));
-    if (c->mpi || (c->size > 1 && !c->store))
+    if (bt__group_open())
         return bt__comm_usage(c, BT_ERR_INVALID_USAGE,
-                              "comm_create_group: not supported on an Open MPI communicator yet; "
-                              "hint: start the job with `baton run`");
+                              "comm_create_group: called inside a group; hint: make groups "
+                              "before bt_group_start or after bt_group_end");
     int me = check_group(c, nranks, ranks);
     if (me < 0)
         return atomic_load(&c->q->failed);

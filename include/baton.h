@@ -102,7 +102,8 @@ BT_API const char *bt_last_error(const bt_comm *comm);
 BT_API int bt_error_record(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Collectives. All ranks call them in the same order with the same count, dtype and op.
- * Buffers are owned by the caller; the library keeps no pointer after the call returns.
+ * Buffers are owned by the caller; the library keeps no pointer after the call returns
+ * (inside a group, until bt_group_end returns: see "Grouped calls" below).
  * Each blocking call is its nonblocking form (below) followed by bt_wait: one code path. */
 
 /* recv[i] = op over ranks of send[i], for i < count. send == recv means in place. */
@@ -167,6 +168,32 @@ BT_API int bt_allreduce_multi(bt_comm *comm, int n, void *const *bufs, const siz
                               bt_dtype dtype, bt_op op);
 BT_API int bt_iallreduce_multi(bt_comm *comm, int n, void *const *bufs, const size_t *counts,
                                bt_dtype dtype, bt_op op, bt_request **req);
+
+/* ---- Grouped calls (as NCCL's ncclGroupStart/ncclGroupEnd) ----
+ *
+ * Calls made by this thread between bt_group_start() and bt_group_end(), on any
+ * communicators, are checked at once (argument errors are returned by the call itself) but
+ * issued only by bt_group_end:
+ *   - on each communicator, its collectives first, in the order made, where every run of two
+ *     or more consecutive allreduces (bt_allreduce/bt_iallreduce) with the same dtype and op
+ *     is fused into one transfer as bt_allreduce_multi does (on NCCL: one ncclGroupStart/End);
+ *   - then all of its sends and receives as one set, so that a send and a receive between two
+ *     ranks in one group never deadlock, whatever their order or size.
+ * Every rank must make the same grouped calls on a communicator, as for all calls.
+ * A nonblocking call returns its request at once; bt_wait or bt_test on it before
+ * bt_group_end is BT_ERR_INVALID_USAGE (it is not issued yet). A blocking call returns BT_OK
+ * at once and runs at bt_group_end, which waits for the group's blocking calls and returns
+ * the first error among them (the nonblocking ones are waited for as usual).
+ * Ownership: the buffers (and the bufs/counts/displacement arrays) of a grouped call stay the
+ * caller's to keep unchanged until its request completes; for a blocking call, until
+ * bt_group_end returns.
+ * Groups are per thread and do not nest: bt_group_start inside an open group, and
+ * bt_group_end without one, are BT_ERR_INVALID_USAGE (with the story in bt_last_error(NULL)),
+ * as are bt_comm_split, bt_comm_dup and bt_comm_create_group inside a group (sticky on the
+ * communicator). bt_finalize of a communicator inside a group fails the group's calls on it
+ * (BT_ERR_INVALID_USAGE). */
+BT_API int bt_group_start(void);
+BT_API int bt_group_end(void);
 
 /* Sets *done to 1 when req has completed (then returns its result), else 0 and BT_OK. Never
  * blocks and never runs a collective. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # t_coll.sh: collectives in real processes under `baton run`: one node over shm, TCP forced,
-# a job of one, and two "nodes" on loopback (hierarchical allreduce: shm within, TCP across).
+# a job of one, and two "nodes" on loopback (hierarchical allreduce: shm within, TCP across);
+# split_check (sub-communicators, grouped calls, exchange collectives) over shm and TCP.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -41,6 +42,17 @@ cat "$T_TMP/node0.log" "$T_TMP/node1.log" >"$T_TMP/nodes.log"
 all_ok "2 nodes" 4 "$T_TMP/nodes.log"
 t_grep "2 nodes: hierarchical allreduce chosen" 'transports shm\+tcp \(hierarchical' "$T_TMP/node0.log"
 t_grep "2 nodes: interface choice logged" 'TCP on interface lo address 127.0.0.1' "$T_TMP/node0.log"
+
+# Sub-communicators, grouped calls and the exchange collectives in real processes
+# (tests/progs/split_check, which t_coll_mpi runs under mpirun too), over shm and TCP.
+for tr in shm tcp; do
+    out=$T_TMP/split_$tr.log
+    BATON_TRANSPORT=$tr timeout 60 "$BATON" run -n 3 -- "$BATON_BUILD/tests/progs/split_check" \
+        >"$out" 2>&1
+    t_expect_eq "split_check under baton run -n 3 ($tr): exit status" "$?" 0
+    t_expect_eq "split_check ($tr): every rank checked its children" \
+        "$(grep -cE 'rank [0-9]+ split ok$' "$out")" 3
+done
 
 # A SIGKILLed rank under baton: the job ends quickly with 137, nobody waits for the timeout.
 out=$T_TMP/kill.log

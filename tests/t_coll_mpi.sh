@@ -3,21 +3,25 @@
 # against a reference (tests/progs/coll_sweep) at 1, 2, 3, 4, 5 and 7 ranks (oversubscribed),
 # with the log saying the MPI backend was chosen; unchanged programs (coll_check, hello) under
 # mpirun; `mpirun ... baton run` keeping the native path; bad BATON_BACKEND choices failing with
-# one line; an MPI error (ranks disagreeing on a broadcast) becoming a baton error with MPI's
-# text; a SIGKILLed rank ending the job quickly; and no rank process left behind.
+# one line; sub-communicators (MPI_Comm_split, MPI_Comm_dup, MPI_Comm_create_group) and grouped
+# calls on the MPI backend (tests/progs/split_check); an MPI error (ranks disagreeing on a
+# broadcast) becoming a baton error with MPI's text; a SIGKILLed rank ending the job quickly;
+# a SIGSTOPped one making the others time out (BATON_TIMEOUT); and no rank process left behind.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
 SWEEP=$BATON_BUILD/tests/progs/coll_sweep
 CHECK=$BATON_BUILD/tests/progs/coll_check
 HELLO=$BATON_BUILD/examples/hello
-for p in "$SWEEP" "$CHECK" "$HELLO"; do
+SPLIT=$BATON_BUILD/tests/progs/split_check
+for p in "$SWEEP" "$CHECK" "$HELLO" "$SPLIT"; do
     [ -x "$p" ] || { t_fail "build" "$p missing"; t_done; }
 done
 # Ranks run through links under $T_TMP, so the last check can find any that outlived a test.
 mkdir -p "$T_TMP/bin"
 ln -s "$SWEEP" "$T_TMP/bin/coll_sweep"; ln -s "$CHECK" "$T_TMP/bin/coll_check"
-ln -s "$HELLO" "$T_TMP/bin/hello"
+ln -s "$HELLO" "$T_TMP/bin/hello"; ln -s "$SPLIT" "$T_TMP/bin/split_check"
 SWEEP=$T_TMP/bin/coll_sweep CHECK=$T_TMP/bin/coll_check HELLO=$T_TMP/bin/hello
+SPLIT=$T_TMP/bin/split_check
 
 # one_line NAME PATTERN CMD...: CMD exits 3 (bt_init failed) with one stdout line matching.
 one_line() {
@@ -82,6 +86,21 @@ timeout 60 "${MPIRUN[@]}" -np 2 -x BATON_BACKEND=mpi "$HELLO" >"$T_TMP/hello2" 2
 t_expect_eq "BATON_BACKEND=mpi under mpirun -np 2: hello works" \
     "$(grep -cE '^hello from rank [01] of 2$' "$T_TMP/hello2")" 2
 
+# --- sub-communicators and grouped calls on the MPI backend ---
+for n in 1 2 3 5; do
+    out=$T_TMP/split$n.log
+    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np $n -x BATON_DEBUG \
+        -x BATON_DEBUG_SUBSYS "$SPLIT" >"$out" 2>&1
+    t_expect_eq "split/dup/create_group/group/exchange under mpirun -np $n: exit status" "$?" 0
+    t_expect_eq "split under mpirun -np $n: every rank checked its children" \
+        "$(grep -cE '^rank [0-9]+ split ok$' "$out")" "$n"
+    t_check "split under mpirun -np $n: children made by MPI_Comm_split and MPI_Comm_dup" \
+        bash -c "grep -q '(MPI_Comm_split): rank' '$out' && grep -q '(MPI_Comm_dup): rank' '$out'"
+    grep -E '^rank [0-9]+: ' "$out" | head -3 | sed 's/^/    | /'
+done
+t_grep "create_group under mpirun -np 5: MPI_Comm_create_group of world ranks 0 and 4" \
+    '\(MPI_Comm_create_group\): rank [01] of 2' "$T_TMP/split5.log"
+
 # --- mpirun starting `baton run`: its workers keep baton's own path ---
 out=$T_TMP/nested.log
 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np 2 -x BATON_DEBUG \
@@ -107,7 +126,7 @@ rc=$?
 t_check "ranks disagreeing on a broadcast: mpirun exits non-zero (got $rc), no hang" \
     test $rc -ne 0 -a $rc -ne 124
 t_grep "ranks disagreeing: the error names the call, number and MPI's text" \
-    '^rank 1: mismatched broadcast: invalid usage: broadcast #1: MPI_Bcast failed: MPI_ERR_TRUNCATE: message truncated; hint: ' "$out"
+    '^rank 1: mismatched broadcast: invalid usage: broadcast #1: MPI_Ibcast failed: MPI_ERR_TRUNCATE: message truncated; hint: ' "$out"
 
 # --- a SIGKILLed rank: mpirun ends the whole job within seconds ---
 out=$T_TMP/kill.log
@@ -119,6 +138,18 @@ t_check "SIGKILL of rank 1 under mpirun: mpirun exits non-zero (got $rc), not by
     test $rc -ne 0 -a $rc -ne 124
 t_check "SIGKILL under mpirun: over within 20 s ($((SECONDS - start)) s)" \
     test $((SECONDS - start)) -le 20
+
+# --- a stopped rank: MPI calls are polled, so BATON_TIMEOUT applies under mpirun too ---
+out=$T_TMP/stop.log
+start=$SECONDS
+timeout 60 "${MPIRUN[@]}" -np 3 -x BATON_TIMEOUT=3 "$CHECK" --count 1000 --iters 400 --die-rank 1 \
+    --die-at 3 --signal STOP >"$out" 2>&1
+rc=$?
+t_check "SIGSTOP of rank 1 under mpirun, BATON_TIMEOUT=3: mpirun exits non-zero (got $rc), not by timeout" \
+    test $rc -ne 0 -a $rc -ne 124
+t_grep "SIGSTOP under mpirun: a waiting rank's allreduce times out after BATON_TIMEOUT" \
+    'allreduce #[0-9]+ on communicator world timed out after [3-9] s' "$out"
+t_check "SIGSTOP under mpirun: over within 30 s ($((SECONDS - start)) s)" test $((SECONDS - start)) -le 30
 
 # --- nothing left behind: no process runs a program from $T_TMP ---
 left() { ps -eo pid=,stat=,args= | D="$T_TMP/bin/" awk 'index($0, ENVIRON["D"]) && $2 !~ /^Z/'; }

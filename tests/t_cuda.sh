@@ -3,7 +3,8 @@
 # everywhere), then, on a machine with a GPU, NCCL at world size 1, the staged path at 2 and 4
 # ranks on one GPU (small and default segments), device-buffer correctness for every
 # collective x dtype x op (tests/progs/cuda_check.c), mixed host/device buffers, NCCL refused
-# for two ranks on one GPU, and the benchmark's nccl/staged backends. Without a GPU those are
+# for two ranks on one GPU, the benchmark's nccl/staged backends, and a dup with grouped device
+# allreduces (ncclCommSplit and ncclGroupStart/End on NCCL). Without a GPU those are
 # skipped with the reason (e.g. "no CUDA device: cudaGetDeviceCount returned 35 (...)").
 # timeout: 600
 source "$(dirname "$0")/lib.sh"
@@ -64,7 +65,9 @@ if [ $have_gpu = 0 ]; then
     for name in "NCCL at world size 1" "staged path, 2 ranks on one GPU" \
         "staged path, 4 ranks on one GPU" "staged path, one-element segments" \
         "BATON_BACKEND=baton at world size 1" "mixed host/device buffers rejected" \
-        "BATON_BACKEND=nccl refuses two ranks on one GPU" "allreduce_bench --backend nccl|staged"; do
+        "BATON_BACKEND=nccl refuses two ranks on one GPU" "allreduce_bench --backend nccl|staged" \
+        "NCCL: dup by ncclCommSplit, grouped device allreduces" \
+        "staged path: dup and grouped device allreduces"; do
         t_skip "$name" "${why:-cuda_check --probe exited $probe_rc}"
     done
     t_done
@@ -79,7 +82,7 @@ all_ok() {
 gpu_run() { # NAME N LOG [ENV...] -- runs cuda_check on N ranks with env, checks exit and ok lines
     local name=$1 n=$2 log=$3; shift 3
     env BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=COLL,INIT "$@" timeout 240 "$BATON" run -n "$n" -- \
-        "$CHECK" >"$log" 2>&1
+        "$CHECK" ${CHECK_ARGS:-} >"$log" 2>&1
     t_expect_eq "$name: exit status" "$?" 0
     all_ok "$name" "$n" "$log"
 }
@@ -87,9 +90,16 @@ gpu_run() { # NAME N LOG [ENV...] -- runs cuda_check on N ranks with env, checks
 if [ $nccl_built = 1 ]; then
     gpu_run "NCCL at world size 1" 1 "$T_TMP/nccl1.log" BATON_BACKEND=nccl
     t_grep "NCCL at world size 1: NCCL used" 'NCCL [0-9]+ communicator of 1 rank' "$T_TMP/nccl1.log"
+    CHECK_ARGS=--split-group gpu_run "NCCL: dup by ncclCommSplit, grouped device allreduces" 1 \
+        "$T_TMP/nccl_split.log" BATON_BACKEND=nccl
+    t_grep "NCCL: the dup's communicator came from ncclCommSplit" \
+        'NCCL communicator by ncclCommSplit on GPU' "$T_TMP/nccl_split.log"
 else
     t_skip "NCCL at world size 1" "built without NCCL"
+    t_skip "NCCL: dup by ncclCommSplit, grouped device allreduces" "built without NCCL"
 fi
+CHECK_ARGS=--split-group gpu_run "staged path: dup and grouped device allreduces" 2 \
+    "$T_TMP/st_split.log" CUDA_VISIBLE_DEVICES=0
 gpu_run "staged path, 2 ranks on one GPU" 2 "$T_TMP/st2.log" CUDA_VISIBLE_DEVICES=0
 t_grep "staged path, 2 ranks: staged path taken" 'take the staged path' "$T_TMP/st2.log"
 gpu_run "staged path, 4 ranks on one GPU" 4 "$T_TMP/st4.log" CUDA_VISIBLE_DEVICES=0 \

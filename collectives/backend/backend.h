@@ -18,6 +18,7 @@
 #define BT_COLLECTIVES_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "baton.h"
 #include "collectives/comm.h"
@@ -29,7 +30,7 @@ enum bt__coll_kind {
     BT_COLL_REDUCE_SCATTER,
     BT_COLL_REDUCE,
     BT_COLL_BARRIER,
-    /* exchange.c: never handed to a backend */
+    /* exchange.c: handed to the Open MPI backend only (all but send and recv) */
     BT_COLL_SEND,
     BT_COLL_RECV,
     BT_COLL_ALLTOALL,
@@ -60,12 +61,18 @@ struct bt__call {
     const size_t *rcounts;
     const size_t *rdispls;
     void *out; /* split: the bt_comm ** to fill */
+    /* a fused call of a group (group.c): the allreduces it runs as one */
+    const struct bt__call *const *parts;
+    int nparts;
 };
 
 struct bt__backend_ops {
     const char *name;
     int (*run)(struct bt_comm *c, const struct bt__call *a);
     void (*destroy)(struct bt_comm *c); /* frees what the backend hung on c; NULL-safe state */
+    /* Optional (NULL: the parts run one by one): runs calls[0..n) as one group, e.g. NCCL
+     * between ncclGroupStart and ncclGroupEnd. */
+    int (*run_group)(struct bt_comm *c, int n, const struct bt__call *const *calls);
 };
 
 /* BATON_BACKEND, parsed: which backend a communicator may use. */
@@ -95,5 +102,23 @@ size_t bt__call_recv_count(const struct bt_comm *c, const struct bt__call *a);
  * c->mpi_state as soon as there is state to free, so bt_finalize(c) cleans up after a failure
  * here too. err gets a one-line reason, also when the plugin cannot be loaded. */
 int bt__mpi_attach(struct bt_comm *c, struct bt__err *err);
+
+/* How a child of an Open MPI communicator is made (split.c): MPI_Comm_split (color < 0 is
+ * MPI_UNDEFINED), MPI_Comm_dup, or MPI_Comm_create_group of ranks[0..n) with tag. */
+enum bt__mpi_how { BT_MPI_SPLIT, BT_MPI_DUP, BT_MPI_GROUP };
+struct bt__mpi_derive {
+    enum bt__mpi_how how;
+    int color, key;   /* split */
+    const int *ranks; /* group: parent ranks, ranks[i] gets rank i */
+    int n;
+    uint64_t tag; /* group */
+};
+/* Makes child (freshly allocated, nothing set up) a communicator over the MPI communicator
+ * that how derives from parent's; collective over parent (over the members for a group).
+ * *member is 0 when this rank is in no child (split with color < 0): child is then unused.
+ * Runs in parent's runner thread; errors go to err (and, for MPI failures, parent's sticky
+ * error). */
+int bt__mpi_derive(struct bt_comm *parent, struct bt_comm *child, const struct bt__mpi_derive *how,
+                   int *member, struct bt__err *err);
 
 #endif

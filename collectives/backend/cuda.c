@@ -395,6 +395,10 @@ static int first_use(struct bt_comm *c, struct bt__cuda *cu)
 {
     int r0 = -1, r1 = -1;
     const char *why = "BATON_BACKEND=baton";
+    if (c->nccl) { /* a child split from an NCCL communicator has its own already */
+        cu->use_nccl = 1;
+        return BT_OK;
+    }
     if (c->backend_choice == BT_BACKEND_BATON || !nccl_ok(&why)) {
         BT_INFO(COLL, "rank %d: device buffers on GPU %d take the staged path (%s)", c->rank,
                 cu->dev, why);

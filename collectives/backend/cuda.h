@@ -33,5 +33,10 @@ int bt__nccl_available(char *why, size_t cap);
 /* Makes c's NCCL communicator on CUDA device dev and sets c->nccl and c->nccl_state. It is
  * collective: every rank calls it on its first device call. Errors are sticky on c. */
 int bt__nccl_create(struct bt_comm *c, int dev);
+/* When parent has an NCCL communicator: ncclCommSplit of it (collective over every rank of
+ * parent; color < 0 is NCCL_SPLIT_NOCOLOR and child is then NULL), giving child its NCCL
+ * communicator on the same GPU, so its first device call makes none. Errors are sticky on
+ * parent. */
+int bt__nccl_split(struct bt_comm *parent, struct bt_comm *child, int color, int key);
 
 #endif

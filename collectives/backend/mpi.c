@@ -6,13 +6,34 @@
  * mesh: Open MPI moves the bytes, and mpirun, not baton, tears the job down when a rank dies.
  * This file does not launch anything and never calls MPI_Abort.
  *
- * How calls map:
- *   allreduce       MPI_Allreduce (send == recv: MPI_IN_PLACE)
- *   broadcast       MPI_Bcast
- *   allgather       this rank's block copied into place, then MPI_Allgather(MPI_IN_PLACE)
- *   reduce_scatter  MPI_Reduce_scatter_block (send == recv: MPI_IN_PLACE)
- *   reduce          MPI_Reduce (send == recv on the root: MPI_IN_PLACE; recv unused elsewhere)
- *   barrier         MPI_Barrier
+ * How calls map (each started nonblocking, then polled with MPI_Test; see Waiting):
+ *   allreduce       MPI_Iallreduce (send == recv: MPI_IN_PLACE)
+ *   broadcast       MPI_Ibcast
+ *   allgather       this rank's block copied into place, then MPI_Iallgather(MPI_IN_PLACE)
+ *   reduce_scatter  MPI_Ireduce_scatter_block (send == recv: MPI_IN_PLACE)
+ *   reduce          MPI_Ireduce (send == recv on the root: MPI_IN_PLACE; recv unused elsewhere)
+ *   barrier         MPI_Ibarrier
+ *   alltoall(v)     MPI_Ialltoall, MPI_Ialltoallv (counts and displacements as ints)
+ *   allgatherv      MPI_Iallgatherv
+ *   gather, scatter MPI_Igather, MPI_Iscatter
+ * (Point-to-point is not on this backend: BT_ERR_INVALID_USAGE.)
+ *
+ * Waiting: a started call is polled with MPI_Test (spin, then yield, then 50 us sleeps),
+ * calling bt__wait_tick between polls, so BATON_TIMEOUT and the stall warning apply on this
+ * backend too (a timed-out call is left to MPI: the communicator has failed, and the process
+ * then exits without MPI_Finalize). Each communicator's requests run one at a time on its
+ * runner (progress.c); runners of different communicators (a split, a dup) may call MPI at the
+ * same time, which MPI_THREAD_MULTIPLE allows. baton asks for it; where MPI gives less (or the
+ * program initialised MPI with less), every MPI call of this file takes one process-wide lock,
+ * which polling holds only for an MPI_Test, so two communicators still progress in turn. The
+ * one blocking call is the split itself (below), which holds the lock while it runs.
+ *
+ * Sub-communicators (bt_comm_split, bt_comm_dup, bt_comm_create_group on an Open MPI
+ * communicator; split.c calls mpi_derive in the parent's runner): MPI_Comm_split (color -1 is
+ * MPI_UNDEFINED; key then parent rank orders the child, as in baton's own split),
+ * MPI_Comm_dup, and MPI_Comm_create_group (members only; baton's 64-bit tag folded into
+ * MPI's tag range). The child gets its own half ops, node layout and name, and counts as a
+ * user of MPI like any communicator.
  * dtypes: float32/64, int32/64 and uint8 are MPI's own types with MPI's built-in ops.
  * float16 and bfloat16 travel as MPI_UINT16_T and are combined by user-defined ops (made once
  * per communicator) that widen each pair to float32, combine and round back to nearest even
@@ -24,21 +45,25 @@
  * Counts: MPI counts are int. allreduce, reduce and broadcast go in pieces of at most
  * CHUNK_ELEMS elements; allgather and reduce_scatter take at most INT_MAX elements per rank.
  *
- * Errors: the duplicate communicator returns errors (MPI_ERRORS_RETURN); each becomes a baton
+ * Errors: the duplicate communicator returns errors (MPI_ERRORS_RETURN; so does
+ * MPI_COMM_WORLD when baton initialised MPI, see start_mpi); each becomes a baton
  * code by its MPI error class, with MPI's error string, the collective and its number, through
  * bt__comm_fail (sticky). A communicator that failed is not finalised collectively: its
  * process then exits without MPI_Finalize, and mpirun ends the rest of the job.
  *
- * MPI itself: bt_init calls MPI_Init_thread(MPI_THREAD_SERIALIZED) unless the program has
+ * MPI itself: bt_init calls MPI_Init_thread(MPI_THREAD_MULTIPLE) unless the program has
  * initialised MPI; the last communicator of those calls MPI_Finalize when it is destroyed.
  * A program that calls MPI_Init itself keeps MPI after bt_finalize. (The counter below assumes
  * communicators are made and destroyed by one thread at a time.)
  */
 #include <limits.h>
 #include <mpi.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "collectives/backend/backend.h"
 #include "collectives/backend/plugin.h"
@@ -55,8 +80,26 @@ struct mpi_state {
     int counted;                   /* this communicator is one of mpi_users */
 };
 
-static int mpi_users; /* communicators alive since MPI was (or was found) initialised */
-static int mpi_owned; /* baton called MPI_Init_thread, so the last user calls MPI_Finalize */
+static int mpi_users;    /* communicators alive since MPI was (or was found) initialised */
+static int mpi_owned;    /* baton called MPI_Init_thread, so the last user calls MPI_Finalize */
+static int mpi_multiple; /* MPI_THREAD_MULTIPLE provided: no lock needed */
+static pthread_mutex_t mpi_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void lock(void)
+{
+    if (!mpi_multiple)
+        pthread_mutex_lock(&mpi_mu);
+}
+
+static void unlock(void)
+{
+    if (!mpi_multiple)
+        pthread_mutex_unlock(&mpi_mu);
+}
+
+/* Runs one MPI call under the lock: LOCKED(MPI_Iallreduce(...)). */
+#define LOCKED(call) (lock(), locked_rc = (call), unlock(), locked_rc)
+static __thread int locked_rc;
 
 /* ---- float16/bfloat16 ops: inout[i] = in[i] op inout[i], in float32 ---- */
 
@@ -142,6 +185,45 @@ static int init_check(struct bt__err *err, int mpi_rc, const char *call)
     return bt__err_set(err, code, "bt_init (Open MPI backend): %s failed: %s", call, s);
 }
 
+/* ---- waiting for a started call ---- */
+
+static void who_mpi(void *arg, char *out, size_t cap)
+{
+    (void)arg;
+    snprintf(out, cap, "? (Open MPI does not say which)");
+}
+
+/* Polls req (started by call) until it completes; BT_OK, or the failure (sticky). */
+static int await(struct bt_comm *c, MPI_Request *req, int mpi_rc, const char *call)
+{
+    struct bt__wait w;
+    BT_CHECK(check(c, mpi_rc, call));
+    bt__wait_start(c, &w);
+    for (unsigned idle = 0;; idle++) {
+        int done = 0;
+        BT_CHECK(check(c, LOCKED(MPI_Test(req, &done, MPI_STATUS_IGNORE)), call));
+        if (done)
+            return BT_OK;
+        BT_CHECK(bt__wait_tick(c, &w, who_mpi, NULL));
+        if (idle < 256)
+            continue;
+        if (idle < 4096) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Starts an MPI_I* call under the lock and waits for it: START(c, "MPI_Ibcast", MPI_Ibcast(...,
+ * &rq)). */
+#define START(c, name, call)                                                                       \
+    do {                                                                                           \
+        MPI_Request rq = MPI_REQUEST_NULL;                                                         \
+        BT_CHECK(await((c), &rq, LOCKED(call), (name)));                                           \
+    } while (0)
+
 /* ---- types and ops ---- */
 
 static MPI_Datatype mpi_type(bt_dtype dt)
@@ -198,10 +280,9 @@ static int mpi_allreduce(struct bt_comm *c, struct mpi_state *s, const struct bt
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
         const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
-        BT_CHECK(check(c,
-                       MPI_Allreduce(sb, recv + off * es, (int)n, mpi_type(a->dtype),
-                                     mpi_op(s, a->dtype, a->op), s->comm),
-                       "MPI_Allreduce"));
+        START(c, "MPI_Iallreduce",
+              MPI_Iallreduce(sb, recv + off * es, (int)n, mpi_type(a->dtype),
+                             mpi_op(s, a->dtype, a->op), s->comm, &rq));
     }
     finish_avg(c, a, recv, a->count);
     return BT_OK;
@@ -220,10 +301,9 @@ static int mpi_reduce(struct bt_comm *c, struct mpi_state *s, const struct bt__c
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
         const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
-        BT_CHECK(check(c,
-                       MPI_Reduce(sb, recv ? recv + off * es : NULL, (int)n, mpi_type(a->dtype),
-                                  mpi_op(s, a->dtype, a->op), a->root, s->comm),
-                       "MPI_Reduce"));
+        START(c, "MPI_Ireduce",
+              MPI_Ireduce(sb, recv ? recv + off * es : NULL, (int)n, mpi_type(a->dtype),
+                          mpi_op(s, a->dtype, a->op), a->root, s->comm, &rq));
     }
     finish_avg(c, a, recv, a->count);
     return BT_OK;
@@ -234,10 +314,9 @@ static int mpi_broadcast(struct bt_comm *c, struct mpi_state *s, const struct bt
     size_t es = bt_dtype_size(a->dtype);
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
-        BT_CHECK(check(c,
-                       MPI_Bcast((char *)a->recv + off * es, (int)n, mpi_type(a->dtype), a->root,
-                                 s->comm),
-                       "MPI_Bcast"));
+        START(c, "MPI_Ibcast",
+              MPI_Ibcast((char *)a->recv + off * es, (int)n, mpi_type(a->dtype), a->root, s->comm,
+                         &rq));
     }
     return BT_OK;
 }
@@ -259,10 +338,10 @@ static int mpi_allgather(struct bt_comm *c, struct mpi_state *s, const struct bt
     BT_CHECK(too_large(c, a->count));
     if (a->send != mine)
         memmove(mine, a->send, bytes);
-    return check(c,
-                 MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, a->recv, (int)a->count,
-                               mpi_type(a->dtype), s->comm),
-                 "MPI_Allgather");
+    START(c, "MPI_Iallgather",
+          MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, a->recv, (int)a->count,
+                         mpi_type(a->dtype), s->comm, &rq));
+    return BT_OK;
 }
 
 /* send holds count * size elements; recv gets this rank's count. A recv that partly overlaps
@@ -278,19 +357,85 @@ static int mpi_reduce_scatter(struct bt_comm *c, struct mpi_state *s, const stru
             return c->err.code;
         send = memcpy(copy, a->send, bytes);
     }
-    BT_CHECK(check(c,
-                   MPI_Reduce_scatter_block(send, a->recv, (int)a->count, mpi_type(a->dtype),
-                                            mpi_op(s, a->dtype, a->op), s->comm),
-                   "MPI_Reduce_scatter_block"));
+    START(c, "MPI_Ireduce_scatter_block",
+          MPI_Ireduce_scatter_block(send, a->recv, (int)a->count, mpi_type(a->dtype),
+                                    mpi_op(s, a->dtype, a->op), s->comm, &rq));
     finish_avg(c, a, a->recv, a->count);
+    return BT_OK;
+}
+
+/* ---- the exchange collectives (exchange.c hands them here on an Open MPI communicator) ---- */
+
+/* MPI's int counts and displacements of the size_t arrays v[0..size), into out. */
+static int to_ints(struct bt_comm *c, const size_t *v, int *out)
+{
+    for (int p = 0; p < c->size; p++) {
+        BT_CHECK(too_large(c, v[p]));
+        out[p] = (int)v[p];
+    }
+    return BT_OK;
+}
+
+/* alltoallv (scounts/sdispls and rcounts/rdispls) and allgatherv (rcounts/rdispls). */
+static int mpi_vcall(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    MPI_Datatype t = mpi_type(a->dtype);
+    int *iv = malloc(sizeof(int) * 4 * (size_t)c->size), rc;
+    if (!iv)
+        return bt__comm_fail(c, BT_ERR_SYSTEM, "%s #%llu: out of memory", c->coll_name,
+                             (unsigned long long)c->coll_seq);
+    int *sc = iv, *sd = iv + c->size, *rcn = iv + 2 * c->size, *rd = iv + 3 * c->size;
+    BT_CHECK_GOTO(to_ints(c, a->rcounts, rcn), rc, out);
+    BT_CHECK_GOTO(to_ints(c, a->rdispls, rd), rc, out);
+    if (a->kind == BT_COLL_ALLGATHERV) {
+        BT_CHECK_GOTO(too_large(c, a->count), rc, out);
+        MPI_Request rq = MPI_REQUEST_NULL;
+        rc = await(c, &rq,
+                   LOCKED(MPI_Iallgatherv(a->send, (int)a->count, t, a->recv, rcn, rd, t, s->comm,
+                                          &rq)),
+                   "MPI_Iallgatherv");
+        goto out;
+    }
+    BT_CHECK_GOTO(to_ints(c, a->scounts, sc), rc, out);
+    BT_CHECK_GOTO(to_ints(c, a->sdispls, sd), rc, out);
+    MPI_Request rq = MPI_REQUEST_NULL;
+    rc = await(c, &rq,
+               LOCKED(MPI_Ialltoallv(a->send, sc, sd, t, a->recv, rcn, rd, t, s->comm, &rq)),
+               "MPI_Ialltoallv");
+out:
+    free(iv);
+    return rc;
+}
+
+/* alltoall, gather, scatter: count elements per block. */
+static int mpi_blocks(struct bt_comm *c, struct mpi_state *s, const struct bt__call *a)
+{
+    MPI_Datatype t = mpi_type(a->dtype);
+    int n = (int)a->count;
+    BT_CHECK(too_large(c, a->count));
+    if (a->kind == BT_COLL_ALLTOALL)
+        START(c, "MPI_Ialltoall", MPI_Ialltoall(a->send, n, t, a->recv, n, t, s->comm, &rq));
+    else if (a->kind == BT_COLL_GATHER)
+        START(c, "MPI_Igather", MPI_Igather(a->send, n, t, a->recv, n, t, a->root, s->comm, &rq));
+    else
+        START(c, "MPI_Iscatter", MPI_Iscatter(a->send, n, t, a->recv, n, t, a->root, s->comm, &rq));
     return BT_OK;
 }
 
 static int mpi_run(struct bt_comm *c, const struct bt__call *a)
 {
     struct mpi_state *s = c->mpi_state;
-    if (a->kind == BT_COLL_BARRIER)
-        return check(c, MPI_Barrier(s->comm), "MPI_Barrier");
+    if (a->kind == BT_COLL_BARRIER) {
+        START(c, "MPI_Ibarrier", MPI_Ibarrier(s->comm, &rq));
+        return BT_OK;
+    }
+    if (a->kind == BT_COLL_ALLTOALLV || a->kind == BT_COLL_ALLGATHERV)
+        return mpi_vcall(c, s, a); /* counts differ between ranks */
+    if (a->kind == BT_COLL_SEND || a->kind == BT_COLL_RECV)
+        return bt__comm_fail(c, BT_ERR_INVALID_USAGE,
+                             "%s #%llu: point-to-point is not on the Open MPI backend; hint: "
+                             "start the job with `baton run`",
+                             c->coll_name, (unsigned long long)c->coll_seq);
     if (a->count == 0) /* the same count on every rank: nothing to move anywhere */
         return BT_OK;
     switch (a->kind) {
@@ -299,6 +444,9 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
     case BT_COLL_ALLGATHER: return mpi_allgather(c, s, a);
     case BT_COLL_REDUCE_SCATTER: return mpi_reduce_scatter(c, s, a);
     case BT_COLL_REDUCE: return mpi_reduce(c, s, a);
+    case BT_COLL_ALLTOALL:
+    case BT_COLL_GATHER:
+    case BT_COLL_SCATTER: return mpi_blocks(c, s, a);
     default:
         return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d", (int)a->kind);
     }
@@ -306,7 +454,16 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
 
 /* ---- setup and teardown ---- */
 
+static void destroy_locked(struct bt_comm *c);
+
 static void mpi_destroy(struct bt_comm *c)
+{
+    lock();
+    destroy_locked(c);
+    unlock();
+}
+
+static void destroy_locked(struct bt_comm *c)
 {
     struct mpi_state *s = c->mpi_state;
     if (!s)
@@ -333,7 +490,9 @@ static void mpi_destroy(struct bt_comm *c)
     c->mpi_state = NULL;
 }
 
-static const struct bt__backend_ops mpi_ops = {"mpi", mpi_run, mpi_destroy};
+static const struct bt__backend_ops mpi_ops = {.name = "mpi",
+                                               .run = mpi_run,
+                                               .destroy = mpi_destroy};
 
 /* Initialises MPI unless the program did; counts this communicator as a user. */
 static int start_mpi(struct mpi_state *s, int *provided, struct bt__err *err)
@@ -347,12 +506,18 @@ static int start_mpi(struct mpi_state *s, int *provided, struct bt__err *err)
                            "bt_init and MPI_Finalize after the last bt_finalize");
     MPI_Initialized(&inited);
     if (!inited) {
-        BT_CHECK(init_check(err, MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, provided),
+        BT_CHECK(init_check(err, MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, provided),
                             "MPI_Init_thread"));
         mpi_owned = 1;
+        /* Open MPI reports an error that MPI_Test finds in a nonblocking collective's
+         * schedule on MPI_COMM_WORLD's handler, not on the request's communicator: without
+         * this, a truncated message would abort the job instead of becoming a baton error.
+         * (A program that initialised MPI itself keeps its own handler.) */
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     } else {
         MPI_Query_thread(provided);
     }
+    mpi_multiple = *provided >= MPI_THREAD_MULTIPLE;
     s->counted = 1;
     mpi_users++;
     return BT_OK;
@@ -442,9 +607,114 @@ static int mpi_attach(struct bt_comm *c, struct bt__err *err)
     return BT_OK;
 }
 
+/* ---- sub-communicators ---- */
+
+/* The world rank of each rank of s->comm in c->world_of, and c's name from them. */
+static int name_child(struct bt_comm *c, struct mpi_state *s, const struct bt_comm *p,
+                      struct bt__err *err)
+{
+    int wr = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &wr);
+    if (!(c->world_of = malloc(sizeof(int) * (size_t)c->size)))
+        return bt__err_set(err, BT_ERR_SYSTEM, "%s: out of memory", p->coll_name);
+    BT_CHECK(init_check(err, MPI_Allgather(&wr, 1, MPI_INT, c->world_of, 1, MPI_INT, s->comm),
+                        "MPI_Allgather"));
+    size_t k = (size_t)snprintf(c->name, sizeof(c->name), "mpi child of %.40s (world ranks ",
+                                p->name);
+    for (int i = 0; i < c->size && k + 16 < sizeof(c->name); i++)
+        k += (size_t)snprintf(c->name + k, sizeof(c->name) - k, "%s%d", i ? ", " : "",
+                              c->world_of[i]);
+    snprintf(c->name + k, sizeof(c->name) - k, "%s)", k + 16 >= sizeof(c->name) ? " ..." : "");
+    return BT_OK;
+}
+
+/* MPI's tag for baton's 64-bit group tag: folded into 0..32767 (MPI_TAG_UB is at least that). */
+static int group_tag(uint64_t tag)
+{
+    return (int)((tag ^ (tag >> 15) ^ (tag >> 30) ^ (tag >> 45) ^ (tag >> 60)) & 0x7fff);
+}
+
+/* The derived MPI communicator in *out (MPI_COMM_NULL: not a member). */
+static int derive_comm(struct mpi_state *ps, const struct bt__mpi_derive *how, MPI_Comm *out,
+                       struct bt__err *err)
+{
+    int rc;
+    MPI_Group all = MPI_GROUP_NULL, mine = MPI_GROUP_NULL;
+    switch (how->how) {
+    case BT_MPI_DUP: rc = init_check(err, MPI_Comm_dup(ps->comm, out), "MPI_Comm_dup"); break;
+    case BT_MPI_SPLIT:
+        rc = init_check(err,
+                        MPI_Comm_split(ps->comm, how->color < 0 ? MPI_UNDEFINED : how->color,
+                                       how->key, out),
+                        "MPI_Comm_split");
+        break;
+    default:
+        rc = init_check(err, MPI_Comm_group(ps->comm, &all), "MPI_Comm_group");
+        if (rc == BT_OK)
+            rc = init_check(err, MPI_Group_incl(all, how->n, how->ranks, &mine), "MPI_Group_incl");
+        if (rc == BT_OK)
+            rc = init_check(err, MPI_Comm_create_group(ps->comm, mine, group_tag(how->tag), out),
+                            "MPI_Comm_create_group");
+        if (mine != MPI_GROUP_NULL)
+            MPI_Group_free(&mine);
+        if (all != MPI_GROUP_NULL)
+            MPI_Group_free(&all);
+        break;
+    }
+    return rc;
+}
+
+static int derive(struct bt_comm *p, struct bt_comm *c, const struct bt__mpi_derive *how,
+                  int *member, struct bt__err *err)
+{
+    MPI_Comm nc = MPI_COMM_NULL;
+    *member = 0;
+    BT_CHECK(derive_comm(p->mpi_state, how, &nc, err));
+    if (nc == MPI_COMM_NULL)
+        return BT_OK;
+    *member = 1;
+    struct mpi_state *s = calloc(1, sizeof(*s));
+    if (!s) {
+        MPI_Comm_free(&nc);
+        return bt__err_set(err, BT_ERR_SYSTEM, "%s: out of memory", p->coll_name);
+    }
+    s->comm = nc;
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < NHALF_OPS; i++)
+            s->half_ops[d][i] = MPI_OP_NULL;
+    c->mpi = &mpi_ops;
+    c->mpi_state = s;
+    s->counted = 1;
+    mpi_users++;
+    BT_CHECK(init_check(err, MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN),
+                        "MPI_Comm_set_errhandler"));
+    MPI_Comm_rank(s->comm, &c->rank);
+    MPI_Comm_size(s->comm, &c->size);
+    BT_CHECK(make_half_ops(s, err));
+    BT_CHECK(find_nodes(c, s, err));
+    BT_CHECK(name_child(c, s, p, err));
+    BT_INFO(INIT, "rank %d: communicator %s (%s): rank %d of %d on %d node%s", p->rank, c->name,
+            how->how == BT_MPI_DUP     ? "MPI_Comm_dup"
+            : how->how == BT_MPI_SPLIT ? "MPI_Comm_split"
+                                       : "MPI_Comm_create_group",
+            c->rank, c->size, c->nnodes, c->nnodes == 1 ? "" : "s");
+    return BT_OK;
+}
+
+/* The whole derivation under the lock (it is made of blocking MPI calls). */
+static int mpi_derive(struct bt_comm *p, struct bt_comm *c, const struct bt__mpi_derive *how,
+                      int *member, struct bt__err *err)
+{
+    lock();
+    int rc = derive(p, c, how, member, err);
+    unlock();
+    return rc;
+}
+
 const struct bt__plugin bt__plugin_self = {
     .abi = BT_PLUGIN_ABI,
     .comm_bytes = sizeof(struct bt_comm),
     .name = "mpi",
     .mpi_attach = mpi_attach,
+    .mpi_derive = mpi_derive,
 };

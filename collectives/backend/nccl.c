@@ -18,6 +18,16 @@
  * bt__wait_tick, so BATON_TIMEOUT, the stall warning and the launcher's failure notice apply.
  * A failure or a timeout aborts the communicator (ncclCommAbort) and fails c (sticky).
  *
+ * Sub-communicators: when a communicator with an NCCL communicator is split (bt_comm_split,
+ * bt_comm_dup; split.c), every rank of it calls nccl_split, which makes the child's with
+ * ncclCommSplit (NCCL >= 2.18; color -1 is NCCL_SPLIT_NOCOLOR; ranks ordered by key, then by
+ * parent rank, as baton's own split orders them) on the parent's GPU, with a stream of its
+ * own, instead of a new unique id through the store on the child's first device call.
+ * bt_comm_create_group (members only) cannot use ncclCommSplit, which needs every rank of the
+ * parent: such a child makes its communicator from a unique id as the world does.
+ * Grouped calls (group.c): a fused group of device allreduces is enqueued between
+ * ncclGroupStart and ncclGroupEnd (nccl_run_group) and waited for once.
+ *
  * Types and ops map one to one (float16 -> ncclHalf, bfloat16 -> ncclBfloat16, avg -> ncclAvg).
  * NCCL's own arithmetic applies: half types accumulate in their own precision and a float avg
  * pre-multiplies by 1/n, so results can differ in the last bits from the host path's.
@@ -233,9 +243,13 @@ static int comm_init(struct bt_comm *c, struct nccl_state *s, const unsigned cha
 }
 
 static int nccl_run(struct bt_comm *c, const struct bt__call *a);
+static int nccl_run_group(struct bt_comm *c, int n, const struct bt__call *const *calls);
 static void nccl_destroy(struct bt_comm *c);
 
-static const struct bt__backend_ops nccl_ops = {"nccl", nccl_run, nccl_destroy};
+static const struct bt__backend_ops nccl_ops = {.name = "nccl",
+                                                .run = nccl_run,
+                                                .destroy = nccl_destroy,
+                                                .run_group = nccl_run_group};
 
 static int nccl_create(struct bt_comm *c, int dev)
 {
@@ -297,6 +311,89 @@ static int nccl_run(struct bt_comm *c, const struct bt__call *a)
     return nccl_wait(c, s, 1, "NCCL");
 }
 
+/* The calls of a group between ncclGroupStart and ncclGroupEnd, then one wait. */
+static int nccl_run_group(struct bt_comm *c, int n, const struct bt__call *const *calls)
+{
+    struct nccl_state *s = c->nccl_state;
+    if (!s || !s->comm)
+        return bt__comm_fail(c, BT_ERR_INTERNAL, "%s #%llu: the NCCL communicator is gone",
+                             cname(c), (unsigned long long)c->coll_seq);
+    ncclResult_t r = ncclGroupStart();
+    for (int i = 0; i < n && (r == ncclSuccess || r == ncclInProgress); i++)
+        r = enqueue(c, s, calls[i]);
+    ncclResult_t e = ncclGroupEnd();
+    if (r == ncclSuccess || r == ncclInProgress)
+        r = e;
+    if (r != ncclSuccess && r != ncclInProgress)
+        return nccl_fail(c, s, r, "enqueueing a group on NCCL");
+    return nccl_wait(c, s, 1, "NCCL group");
+}
+
+/* ---- sub-communicators: ncclCommSplit ---- */
+
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 18, 0)
+/* Polls the parent until a split it took part in without a child (NOCOLOR) has finished. */
+static int wait_parent(struct bt_comm *p, struct nccl_state *ps)
+{
+    struct bt__wait w;
+    bt__wait_start(p, &w);
+    for (;;) {
+        ncclResult_t st = ncclSuccess, r = ncclCommGetAsyncError(ps->comm, &st);
+        if (r != ncclSuccess)
+            st = r;
+        if (st == ncclSuccess)
+            return BT_OK;
+        if (st != ncclInProgress)
+            return nccl_fail(p, ps, st, "ncclCommSplit");
+        BT_CHECK(bt__wait_tick(p, &w, who_nccl, NULL));
+        sched_yield();
+    }
+}
+
+static int nccl_split(struct bt_comm *p, struct bt_comm *c, int color, int key)
+{
+    struct nccl_state *ps = p->nccl_state, *s = NULL;
+    if (!ps || !ps->comm)
+        return BT_OK; /* the parent's failed already: the child makes its own when used */
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0;
+    ncclComm_t nc = NULL;
+    if (c && !(s = calloc(1, sizeof(*s))))
+        return bt__comm_fail(p, BT_ERR_SYSTEM, "%s: out of memory", cname(p));
+    ncclResult_t r = ncclCommSplit(ps->comm, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &nc,
+                                   &cfg);
+    if (r != ncclSuccess && r != ncclInProgress) {
+        free(s);
+        return nccl_fail(p, ps, r, "ncclCommSplit");
+    }
+    if (!c)
+        return wait_parent(p, ps);
+    s->comm = nc, s->dev = ps->dev;
+    c->nccl_state = s;
+    c->nccl = &nccl_ops; /* from here the child's destroy frees s */
+    int prev = -1;
+    cudaError_t e = cudaGetDevice(&prev);
+    if (e == cudaSuccess && prev != s->dev)
+        e = cudaSetDevice(s->dev);
+    if (e == cudaSuccess)
+        e = cudaStreamCreateWithFlags(&s->stream, cudaStreamDefault);
+    if (prev >= 0 && prev != s->dev)
+        cudaSetDevice(prev);
+    if (e != cudaSuccess)
+        return cuda_fail(p, s, e, "creating the NCCL stream of a split");
+    BT_CHECK(nccl_wait(c, s, 0, "ncclCommSplit"));
+    BT_INFO(COLL, "rank %d: communicator %s: NCCL communicator by ncclCommSplit on GPU %d", p->rank,
+            c->name, s->dev);
+    return BT_OK;
+}
+#else
+static int nccl_split(struct bt_comm *p, struct bt_comm *c, int color, int key)
+{
+    (void)p, (void)c, (void)color, (void)key;
+    return BT_OK; /* no ncclCommSplit before NCCL 2.18: children make their own when used */
+}
+#endif
+
 /* ---- teardown ---- */
 
 static double now_s(void)
@@ -357,4 +454,5 @@ const struct bt__plugin bt__plugin_self = {
     .comm_bytes = sizeof(struct bt_comm),
     .name = "nccl",
     .nccl_create = nccl_create,
+    .nccl_split = nccl_split,
 };

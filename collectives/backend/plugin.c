@@ -172,6 +172,23 @@ int bt__mpi_attach(struct bt_comm *c, struct bt__err *err)
     return p->mpi_attach(c, err);
 }
 
+int bt__mpi_derive(struct bt_comm *parent, struct bt_comm *child, const struct bt__mpi_derive *how,
+                   int *member, struct bt__err *err)
+{
+    const struct bt__plugin *p;
+    BT_CHECK(bt__plugin_load("mpi", &p, err)); /* loaded already: the parent uses it */
+    return p->mpi_derive(parent, child, how, member, err);
+}
+
+int bt__nccl_split(struct bt_comm *parent, struct bt_comm *child, int color, int key)
+{
+    const struct bt__plugin *p;
+    struct bt__err err = {0};
+    if (bt__plugin_load("nccl", &p, &err) != BT_OK)
+        return bt__comm_fail(parent, err.code, "%s", err.msg);
+    return p->nccl_split(parent, child, color, key);
+}
+
 int bt__nccl_available(char *why, size_t cap)
 {
     const struct bt__plugin *p;

@@ -30,7 +30,7 @@
 #include "collectives/backend/staged.h"
 #include "rendezvous/store.h"
 
-#define BT_PLUGIN_ABI 1
+#define BT_PLUGIN_ABI 2
 #define BT_PLUGIN_ENTRY "baton_plugin_v1" /* the one symbol a plugin exports */
 
 /* What a plugin may call in the core. Variadic entries are called with "%s" and a message the
@@ -68,8 +68,10 @@ struct bt__plugin {
     unsigned abi;      /* BT_PLUGIN_ABI */
     size_t comm_bytes; /* sizeof(struct bt_comm) as the plugin was built */
     const char *name;
-    /* libbaton-mpi.so: see bt__mpi_attach (backend.h) */
+    /* libbaton-mpi.so: see bt__mpi_attach and bt__mpi_derive (backend.h) */
     int (*mpi_attach)(struct bt_comm *c, struct bt__err *err);
+    int (*mpi_derive)(struct bt_comm *parent, struct bt_comm *child,
+                      const struct bt__mpi_derive *how, int *member, struct bt__err *err);
     /* libbaton-cuda.so: see cuda.h */
     int (*device_init)(struct bt_comm *c, struct bt__err *err);
     int (*device_locate)(struct bt_comm *c, const struct bt__call *a, int *dev);
@@ -77,6 +79,8 @@ struct bt__plugin {
     void (*device_destroy)(struct bt_comm *c);
     /* libbaton-nccl.so: makes c's NCCL communicator on device dev (sets c->nccl) */
     int (*nccl_create)(struct bt_comm *c, int dev);
+    /* libbaton-nccl.so: see bt__nccl_split (cuda.h) */
+    int (*nccl_split)(struct bt_comm *parent, struct bt_comm *child, int color, int key);
 };
 
 /* The entry a plugin exports as BT_PLUGIN_ENTRY (defined in backend/glue.c). */

@@ -1,14 +1,16 @@
 /* cuda_check.c: collectives on device (cudaMalloc'ed) buffers, for tests/t_cuda.sh.
  *
  *   cuda_check --probe     prints "cuda devices: N", or the reason there are none and exits 77
- *   baton run -n N -- cuda_check [--mixed]
+ *   baton run -n N -- cuda_check [--mixed | --split-group]
  *
  * Each rank picks GPU local_rank % devices (unless BATON_GPU is set: bt_init made it current),
  * then checks every collective x dtype x op on device buffers against a host reference, for
  * counts 0, 1, 7, 1000, 65539 and an allreduce of 1M+3 floats (several staging segments).
  * Inputs are small integers, so results are exact; only a floating-point average may differ
  * in its last bits (NCCL pre-multiplies by 1/n). --mixed instead passes a device send and a
- * host recv and expects BT_ERR_INVALID_ARG. Prints "rank R ok" (exit 0) or what differed
+ * host recv and expects BT_ERR_INVALID_ARG. --split-group adds, after the sweep, a dup of the
+ * communicator (ncclCommSplit on NCCL) and a group of three device allreduces on the dup and
+ * on the world (ncclGroupStart/End on NCCL). Prints "rank R ok" (exit 0) or what differed
  * (exit 3). Exit 77 means: no GPU here (built without CUDA, no driver or no device).
  */
 #include <math.h>
@@ -157,6 +159,55 @@ static int mixed(struct ctx *x)
     return 0;
 }
 
+/* --split-group: after the sweep, a dup of the communicator (on NCCL: ncclCommSplit) and, on
+ * it and on the parent, a group of three device allreduces (on NCCL: one ncclGroupStart/End). */
+static int group_on(struct ctx *x, bt_comm *c, const char *what)
+{
+    static const size_t counts[3] = {1, 7, 1000};
+    float *d = x->d_in, *h = (float *)(void *)x->h_in;
+    for (size_t i = 0; i < 1008; i++)
+        h[i] = (float)((x->rank + (int)i) % 5);
+    if (!cuda_ok(cudaMemcpy(d, h, 1008 * 4, cudaMemcpyHostToDevice), "cudaMemcpy"))
+        return 1;
+    int rc = bt_group_start();
+    for (size_t k = 0, off = 0; k < 3 && rc == BT_OK; off += counts[k++])
+        rc = bt_allreduce(c, d + off, d + off, counts[k], BT_FLOAT32, BT_SUM);
+    int end = bt_group_end();
+    if (rc != BT_OK || end != BT_OK) {
+        printf("rank %d: group on %s: %s\n", x->rank, what, bt_last_error(c));
+        return 1;
+    }
+    if (!cuda_ok(cudaMemcpy(h, d, 1008 * 4, cudaMemcpyDeviceToHost), "cudaMemcpy"))
+        return 1;
+    for (size_t i = 0; i < 1008; i++) {
+        float want = 0;
+        for (int r = 0; r < x->size; r++)
+            want += (float)((r + (int)i) % 5);
+        if (h[i] != want) {
+            printf("rank %d: group on %s: element %zu is %g, want %g\n", x->rank, what, i, h[i],
+                   want);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int split_group(struct ctx *x)
+{
+    bt_comm *child = NULL;
+    int rc = bt_comm_dup(x->c, &child);
+    if (rc != BT_OK) {
+        printf("rank %d: dup: %s\n", x->rank, bt_last_error(x->c));
+        return 1;
+    }
+    int bad = group_on(x, child, "the dup") || group_on(x, x->c, "the world");
+    if (bt_comm_destroy(child) != BT_OK && !bad) {
+        printf("rank %d: destroying the dup failed\n", x->rank);
+        bad = 1;
+    }
+    return bad;
+}
+
 static int pick_device(int local_rank)
 {
     int n = 0;
@@ -175,6 +226,7 @@ int main(int argc, char **argv)
 {
     int probe = argc > 1 && !strcmp(argv[1], "--probe");
     int want_mixed = argc > 1 && !strcmp(argv[1], "--mixed");
+    int want_split = argc > 1 && !strcmp(argv[1], "--split-group");
     const char *lr = getenv("BATON_LOCAL_RANK");
     int ndev = pick_device(lr ? atoi(lr) : 0);
     if (ndev < 0)
@@ -196,6 +248,8 @@ int main(int argc, char **argv)
         !cuda_ok(cudaMalloc(&x.d_out, bytes), "cudaMalloc"))
         return 3;
     int bad = want_mixed ? mixed(&x) : sweep(&x);
+    if (!bad && want_split)
+        bad = split_group(&x);
     if (!bad && !want_mixed && bt_barrier(x.c) != BT_OK)
         bad = 1;
     if (!bad)

@@ -1,0 +1,193 @@
+/* split_check.c: sub-communicators and grouped calls in real processes, for
+ * tests/t_coll_mpi.sh (under mpirun: the Open MPI backend, MPI_Comm_split/_dup/_create_group)
+ * and usable under `baton run` too (the native path).
+ *
+ * Each rank: splits the world by parity with key -rank (reversed order) and checks the
+ * child's size and rank, an allgather of world ranks (the order) and an allreduce; dups the
+ * world; rank 0 passes color -1 in a second split and must get NULL; the members {0, n-1}
+ * make a group with bt_comm_create_group; a nonblocking allreduce on the world and one on the
+ * parity child are outstanding at once, issued in opposite orders on even and odd ranks; a
+ * group of three small allreduces on the dup (fused); alltoall, allgatherv (uneven counts),
+ * gather and scatter on the world and the parity child; every child destroyed, then the world
+ * still works. Prints "rank R split ok" or "rank R: WHAT: DETAIL" and exits 3.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "baton.h"
+
+static int rank_, size_;
+
+static int fail(bt_comm *c, const char *what, int rc)
+{
+    printf("rank %d: %s: %s: %s\n", rank_, what, bt_strerror(rc), bt_last_error(c));
+    return 3;
+}
+
+static int bad_(const char *what)
+{
+    printf("rank %d: %s: wrong result\n", rank_, what);
+    return 3;
+}
+
+static int bad(const char *what, long got, long want)
+{
+    printf("rank %d: %s: got %ld, want %ld\n", rank_, what, got, want);
+    return 3;
+}
+
+/* The parity child: size, rank (key -rank: reversed), order of world ranks, a sum. */
+static int check_parity(bt_comm *w, bt_comm *par)
+{
+    int cr = -1, cs = -1, rc, n = size_, want_size = (n - rank_ % 2 + 1) / 2;
+    bt_comm_rank(par, &cr);
+    bt_comm_size(par, &cs);
+    if (cs != want_size)
+        return bad("parity child size", cs, want_size);
+    int32_t me = rank_, *all = calloc((size_t)cs, 4), sum = 0, v = rank_;
+    if ((rc = bt_allgather(par, &me, all, 1, BT_INT32)) != BT_OK)
+        return fail(par, "allgather on the parity child", rc);
+    int mine = -1;
+    for (int i = 0; i < cs; i++) { /* highest world rank first */
+        int want = (n - 1) - i * 2 - ((n - 1) % 2 != rank_ % 2);
+        if (all[i] != want)
+            return bad("parity child order", all[i], want);
+        sum += all[i];
+        mine = all[i] == rank_ ? i : mine;
+    }
+    free(all);
+    if (cr != mine)
+        return bad("parity child rank", cr, mine);
+    bt_request *rq[2] = {0};
+    int32_t wv = 1;
+    if (rank_ % 2) { /* opposite issue orders across the two communicators */
+        rc = bt_iallreduce(par, &v, &v, 1, BT_INT32, BT_SUM, &rq[0]);
+        rc = rc ? rc : bt_iallreduce(w, &wv, &wv, 1, BT_INT32, BT_SUM, &rq[1]);
+    } else {
+        rc = bt_iallreduce(w, &wv, &wv, 1, BT_INT32, BT_SUM, &rq[1]);
+        rc = rc ? rc : bt_iallreduce(par, &v, &v, 1, BT_INT32, BT_SUM, &rq[0]);
+    }
+    rc = rc ? rc : bt_waitall(2, rq);
+    bt_request_free(rq[0]), bt_request_free(rq[1]);
+    if (rc != BT_OK)
+        return fail(par, "iallreduce on the world and the child at once", rc);
+    if (v != sum)
+        return bad("allreduce on the parity child", v, sum);
+    if (wv != n)
+        return bad("allreduce on the world beside the child", wv, n);
+    return 0;
+}
+
+/* Three allreduces in one group on c (they fuse into one transfer). */
+static int check_group(bt_comm *c)
+{
+    float a[3] = {1, 2, 3}, b[1] = {(float)rank_}, d[5] = {1, 1, 1, 1, 1};
+    int rc = bt_group_start();
+    rc = rc ? rc : bt_allreduce(c, a, a, 3, BT_FLOAT32, BT_SUM);
+    rc = rc ? rc : bt_allreduce(c, b, b, 1, BT_FLOAT32, BT_SUM);
+    rc = rc ? rc : bt_allreduce(c, d, d, 5, BT_FLOAT32, BT_SUM);
+    int end = bt_group_end();
+    if (rc != BT_OK || end != BT_OK)
+        return fail(c, "grouped allreduces", rc ? rc : end);
+    float n = (float)size_;
+    if (a[2] != 3 * n || b[0] != n * (n - 1) / 2 || d[4] != n)
+        return bad("grouped allreduces (a[2], b, d[4])", (long)(a[2] + b[0] + d[4]),
+                   (long)(3 * n + n * (n - 1) / 2 + n));
+    return 0;
+}
+
+/* alltoall, allgatherv (rank r contributes r + 1 elements), gather and scatter (root: the
+ * last rank) on c, every element checked. */
+static int check_exchange(bt_comm *c, const char *what)
+{
+    int r = -1, n = 0, rc, bad = 0;
+    bt_comm_rank(c, &r), bt_comm_size(c, &n);
+    int32_t *s = calloc((size_t)n * (size_t)n + 8, 4), *d = calloc((size_t)n * (size_t)n + 8, 4);
+    size_t *cnt = calloc((size_t)n, sizeof(size_t)), *dsp = calloc((size_t)n, sizeof(size_t));
+    for (int p = 0; p < n; p++)
+        s[p] = r * 100 + p, cnt[p] = (size_t)p + 1, dsp[p] = p ? dsp[p - 1] + cnt[p - 1] : 0;
+    if ((rc = bt_alltoall(c, s, d, 1, BT_INT32)) != BT_OK)
+        return fail(c, what, rc);
+    for (int p = 0; p < n; p++)
+        bad |= d[p] != p * 100 + r;
+    for (int i = 0; i <= r; i++)
+        s[i] = r * 10 + i;
+    if ((rc = bt_allgatherv(c, s, (size_t)r + 1, d, cnt, dsp, BT_INT32)) != BT_OK)
+        return fail(c, what, rc);
+    for (int p = 0; p < n; p++)
+        for (int i = 0; i <= p; i++)
+            bad |= d[dsp[p] + (size_t)i] != p * 10 + i;
+    int32_t one = r * 3, got = -1;
+    if ((rc = bt_gather(c, &one, d, 1, BT_INT32, n - 1)) != BT_OK)
+        return fail(c, what, rc);
+    for (int p = 0; p < n && r == n - 1; p++)
+        bad |= d[p] != p * 3;
+    for (int p = 0; p < n; p++)
+        s[p] = p * 5 + 1;
+    if ((rc = bt_scatter(c, s, &got, 1, BT_INT32, n - 1)) != BT_OK)
+        return fail(c, what, rc);
+    bad |= got != r * 5 + 1;
+    free(s), free(d), free(cnt), free(dsp);
+    return bad ? bad_(what) : 0;
+}
+
+static int run(bt_comm *w)
+{
+    bt_comm *par = NULL, *dup = NULL, *none = NULL, *grp = NULL;
+    int rc, e;
+    if ((rc = bt_comm_split(w, rank_ % 2, -rank_, &par)) != BT_OK)
+        return fail(w, "bt_comm_split", rc);
+    if ((e = check_parity(w, par)))
+        return e;
+    if ((e = check_exchange(w, "exchange collectives on the world")) ||
+        (e = check_exchange(par, "exchange collectives on the parity child")))
+        return e;
+    if ((rc = bt_comm_dup(w, &dup)) != BT_OK)
+        return fail(w, "bt_comm_dup", rc);
+    int dr = -1, ds = -1;
+    bt_comm_rank(dup, &dr), bt_comm_size(dup, &ds);
+    if (dr != rank_ || ds != size_)
+        return bad("dup rank*size", dr * 1000L + ds, rank_ * 1000L + size_);
+    if ((e = check_group(dup)))
+        return e;
+    if ((rc = bt_comm_split(w, rank_ == 0 ? BT_UNDEFINED : 1, 0, &none)) != BT_OK)
+        return fail(w, "bt_comm_split with color -1", rc);
+    if ((rank_ == 0) != (none == NULL))
+        return bad("child of color -1 is NULL", none == NULL, rank_ == 0);
+    int ranks[2] = {0, size_ - 1};
+    if (size_ > 1 && (rank_ == 0 || rank_ == size_ - 1)) {
+        if ((rc = bt_comm_create_group(w, 2, ranks, 42, &grp)) != BT_OK)
+            return fail(w, "bt_comm_create_group", rc);
+        int32_t v = rank_;
+        if ((rc = bt_allreduce(grp, &v, &v, 1, BT_INT32, BT_MAX)) != BT_OK)
+            return fail(grp, "allreduce on the group", rc);
+        if (v != size_ - 1)
+            return bad("allreduce on the group", v, size_ - 1);
+    }
+    bt_comm_destroy(grp), bt_comm_destroy(none), bt_comm_destroy(par);
+    if ((rc = bt_comm_destroy(dup)) != BT_OK)
+        return fail(NULL, "destroying the dup", rc);
+    int32_t v = 1;
+    if ((rc = bt_allreduce(w, &v, &v, 1, BT_INT32, BT_SUM)) != BT_OK || v != size_)
+        return rc ? fail(w, "world after the children", rc) : bad("world sum", v, size_);
+    return 0;
+}
+
+int main(void)
+{
+    bt_comm *w = NULL;
+    int rc = bt_init(&w);
+    if (rc != BT_OK) {
+        printf("bt_init failed: %s\n", bt_last_error(NULL));
+        return 3;
+    }
+    bt_comm_rank(w, &rank_);
+    bt_comm_size(w, &size_);
+    int e = run(w);
+    if (e == 0)
+        printf("rank %d split ok\n", rank_);
+    fflush(stdout);
+    rc = bt_finalize(w);
+    return e ? e : rc == BT_OK ? 0 : 3;
+}
