@@ -84,7 +84,8 @@ static void execute(struct bt_comm *c, struct bt_request *r, int failed)
                       r->name, (unsigned long long)r->seq, c->err.msg);
         return;
     }
-    uint64_t fl = bt__flight_call_begin(c, r->name, &r->call); /* the flight recorder */
+    uint64_t fl = r->call.local ? UINT64_MAX /* the flight recorder */
+                                : bt__flight_call_begin(c, r->name, &r->call);
     int rc = r->run(c, &r->call);
     bt__flight_call_end(c, fl, rc, &r->call);
     if (rc != BT_OK)
@@ -226,7 +227,7 @@ static void start_thread(struct bt_comm *c)
 
 static void enqueue(struct bt__queue *q, struct bt_request *r)
 {
-    r->seq = ++q->issued;
+    r->seq = r->call.local ? q->issued : ++q->issued;
     r->state = BT_REQ_QUEUED;
     if (q->tail)
         q->tail->next = r;

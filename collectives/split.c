@@ -16,9 +16,10 @@
  * Nodes of the child are numbered in the order their first member appears; local ranks
  * likewise.
  *
- * bt_comm_create_group is called by the members only (torch's new_group): each member
- * publishes its node under the child's prefix and reads the others' (one set, one multi-get
- * on the store), then builds the child; child rank i is ranks[i].
+ * bt_comm_create_group is called by the members only (torch's new_group), so it takes no call
+ * number of the parent (the parent's numbers stay alike on every rank) and is not in the
+ * flight recorder; each member publishes its node under the child's prefix and reads the others'
+ * (one set, one multi-get on the store), then builds the child; child rank i is ranks[i].
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,7 @@ int bt_comm_create_group(bt_comm *c, int nranks, const int *ranks, uint64_t tag,
                          .root = me,
                          .color = (int)(uint32_t)(tag >> 32),
                          .key = (int)(uint32_t)tag,
+                         .local = 1, /* members only: no call number of the parent */
                          .out = newcomm};
     return bt__coll_submit(c, "comm_create_group", run_group, &a, NULL);
 }

@@ -52,6 +52,8 @@ for tr in shm tcp; do
     t_expect_eq "split_check under baton run -n 3 ($tr): exit status" "$?" 0
     t_expect_eq "split_check ($tr): every rank checked its children" \
         "$(grep -cE 'rank [0-9]+ split ok$' "$out")" 3
+    t_check "split_check ($tr): create_group (members only) leaves the world's call numbers alike" \
+        bash -c "! grep -q 'ranks disagree' '$out'"
 done
 
 # A SIGKILLed rank under baton: the job ends quickly with 137, nobody waits for the timeout.

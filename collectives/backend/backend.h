@@ -61,6 +61,9 @@ struct bt__call {
     const size_t *rcounts;
     const size_t *rdispls;
     void *out; /* split: the bt_comm ** to fill */
+    /* a call that only some ranks make (bt_comm_create_group): it takes no call number and is
+     * not in the flight recorder, so the communicator's numbers stay the same on every rank */
+    int local;
     /* a fused call of a group (group.c): the allreduces it runs as one */
     const struct bt__call *const *parts;
     int nparts;
