@@ -41,7 +41,8 @@ struct bt__timeline {
     struct tl_ev *ev;
     size_t n, cap;
     uint64_t skipped;
-    uint64_t next[BT_RUN_STRAG_RANKS]; /* per local index: the ring index read up to */
+    uint64_t next[BT_RUN_STRAG_RANKS][BT_FLIGHT_RINGS]; /* per local index and ring: read up to */
+    char track[BT_RUN_STRAG_RANKS][BT_FLIGHT_RINGS][BT_FLIGHT_NAME]; /* sub-comm tracks' names */
     int64_t gen_start[BT_RUN_STRAG_RANKS];
     int64_t rdzv_start;
 };
@@ -103,32 +104,56 @@ void bt__run_timeline_join(struct bt__run *r, int done)
         fmt("{\"generation\": %d, \"nodes\": %d}", r->restart, r->spec.nnodes));
     if (r->restart > 0)
         add(r, -1, r->tl->rdzv_start, -1, fmt("restart %d", r->restart), NULL);
-    for (int i = 0; i < r->nproc && i < BT_RUN_STRAG_RANKS; i++)
-        r->tl->next[i] = 0, r->tl->gen_start[i] = now;
+    for (int i = 0; i < r->nproc && i < BT_RUN_STRAG_RANKS; i++) {
+        memset(r->tl->next[i], 0, sizeof(r->tl->next[i]));
+        r->tl->gen_start[i] = now;
+    }
+}
+
+/* The track of a call: tid rank + 1 for the world's calls, rank + 1 + TRACK_STEP * ring for a
+ * sub-communicator's (named "rank R: NAME"), so calls of two communicators that overlap in
+ * time (nonblocking calls, threads) never share a track. */
+#define TRACK_STEP 1000000
+
+/* Ring k of local rank i: its finished calls since the last look. */
+static void scan_ring(struct bt__run *r, int i, const struct bt__flight_hdr *h, int k)
+{
+    struct bt__timeline *t = r->tl;
+    struct bt__flight_ring g;
+    if (bt__flight_ring_read(h, k, &g) != 0)
+        return;
+    uint64_t head = g.head, *next = &t->next[i][k];
+    if (head > *next + BT_FLIGHT_RING) {
+        t->skipped += head - BT_FLIGHT_RING - *next;
+        *next = head - BT_FLIGHT_RING;
+    }
+    for (; *next < head; (*next)++) {
+        struct bt__flight_entry e;
+        if (bt__flight_read(h, k, *next, &e) != 0 || e.state == BT_FL_RUNNING)
+            break; /* look again next time */
+        int tid = r->w[i].rank;
+        char comm[BT_FLIGHT_NAME + 8] = "world";
+        if (e.comm_id) {
+            tid += TRACK_STEP * (k + 1);
+            snprintf(comm, sizeof(comm), "c%08x", e.comm_id);
+            if (!t->track[i][k][0])
+                snprintf(t->track[i][k], sizeof(t->track[i][k]), "%s",
+                         k == BT_FLIGHT_RINGS - 1 ? "other communicators" : g.name);
+        }
+        add(r, tid, e.start_ns, e.end_ns - e.start_ns,
+            fmt("%s #%" PRIu64, bt__flight_op_name(e.op), e.seq),
+            fmt("{\"seq\": %" PRIu64 ", \"count\": %" PRIu64 ", \"comm\": \"%s\", \"state\": "
+                "\"%s\"}",
+                e.seq, e.count, comm, e.state == BT_FL_DONE ? "done" : "failed"));
+    }
 }
 
 void bt__run_timeline_scan(struct bt__run *r)
 {
-    struct bt__timeline *t = r->tl;
-    for (int i = 0; t && i < r->nproc && i < BT_RUN_STRAG_RANKS; i++) {
+    for (int i = 0; r->tl && i < r->nproc && i < BT_RUN_STRAG_RANKS; i++) {
         const struct bt__flight_hdr *h = bt__run_flight_of(&r->w[i]);
-        if (!h)
-            continue;
-        uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-        if (head > t->next[i] + BT_FLIGHT_RING) {
-            t->skipped += head - BT_FLIGHT_RING - t->next[i];
-            t->next[i] = head - BT_FLIGHT_RING;
-        }
-        for (; t->next[i] < head; t->next[i]++) {
-            struct bt__flight_entry e;
-            if (bt__flight_read(h, t->next[i], &e) != 0 || e.state == BT_FL_RUNNING)
-                break; /* look again next time */
-            add(r, r->w[i].rank, e.start_ns, e.end_ns - e.start_ns,
-                fmt("%s #%" PRIu64, bt__flight_op_name(e.op), e.seq),
-                fmt("{\"seq\": %" PRIu64 ", \"count\": %" PRIu64 ", \"comm\": %u, \"state\": "
-                    "\"%s\"}",
-                    e.seq, e.count, e.comm_id, e.state == BT_FL_DONE ? "done" : "failed"));
-        }
+        for (int k = 0; h && k < BT_FLIGHT_RINGS; k++)
+            scan_ring(r, i, h, k);
     }
 }
 
@@ -181,11 +206,19 @@ static char *node_json(struct bt__run *r, int64_t off, size_t *len)
             ",\n{\"ph\": \"M\", \"pid\": %d, \"tid\": 0, \"name\": \"thread_name\", \"args\": "
             "{\"name\": \"launcher\"}}",
             node);
-    for (int i = 0; i < r->nproc; i++)
+    for (int i = 0; i < r->nproc; i++) {
         fprintf(f,
                 ",\n{\"ph\": \"M\", \"pid\": %d, \"tid\": %d, \"name\": \"thread_name\", "
                 "\"args\": {\"name\": \"rank %d\"}}",
                 node, r->w[i].rank + 1, r->w[i].rank);
+        for (int k = 0; i < BT_RUN_STRAG_RANKS && k < BT_FLIGHT_RINGS; k++)
+            if (t->track[i][k][0])
+                fprintf(f,
+                        ",\n{\"ph\": \"M\", \"pid\": %d, \"tid\": %d, \"name\": "
+                        "\"thread_name\", \"args\": {\"name\": \"rank %d: %s\"}}",
+                        node, r->w[i].rank + 1 + TRACK_STEP * (k + 1), r->w[i].rank,
+                        t->track[i][k]);
+    }
     qsort(t->ev, t->n, sizeof(*t->ev), cmp_ev);
     for (size_t i = 0; i < t->n; i++) {
         const struct tl_ev *e = &t->ev[i];

@@ -3,8 +3,9 @@
 # the file parses as JSON and validates against the trace-event schema below (python3-
 # jsonschema); each rank's track holds one event per collective it ran, each inside its
 # "generation 0" span, sorted by time and never overlapping; every node's launcher has its
-# "rendezvous 0" span; two nodes merge into node 0's file. An unwritable path: one WARN line,
-# the job's status unchanged.
+# "rendezvous 0" span; two nodes merge into node 0's file; a sub-communicator's calls (--split
+# 2) are on a track of their own per rank, named with the communicator, in order and never
+# overlapping. An unwritable path: one WARN line, the job's status unchanged.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -15,6 +16,7 @@ $PY -c 'import jsonschema' 2>/dev/null || { t_skip "timeline" "python3-jsonschem
 cat >"$T_TMP/check.py" <<'PYEOF'
 import json, sys, jsonschema
 path, nodes, ranks, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+subcalls = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 doc = json.load(open(path))
 num = {"type": "number"}
 schema = {
@@ -58,6 +60,16 @@ for r in range(ranks):
             bad.append(f"rank {r}: {e['name']} outside its generation"); break
     ts = [e["ts"] for e in t]
     if ts != sorted(ts): bad.append(f"rank {r}: events not in time order")
+    if not subcalls: continue
+    names = {e["tid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+    sub = [k for k in tracks if k[1] > 1000000 and (k[1] - 1) % 1000000 == r]
+    if len(sub) != 1: bad.append(f"rank {r}: {len(sub)} sub-communicator tracks"); continue
+    s = tracks[sub[0]]
+    if not names.get(sub[0][1], "").startswith(f"rank {r}: c"): bad.append(f"rank {r}: sub track named {names.get(sub[0][1])!r}")
+    if [int(e["name"].split("#")[1]) for e in s] != list(range(1, subcalls + 1)): bad.append(f"rank {r}: sub-communicator calls {len(s)}, want 1..{subcalls} in order")
+    if any(e["args"]["comm"] == "world" for e in s): bad.append(f"rank {r}: a world call on the sub track")
+    for a, b in zip(s, s[1:]):
+        if b["ts"] < a["ts"] + a["dur"] - 0.002: bad.append(f"rank {r}: sub {a['name']} overlaps {b['name']}"); break
 print("\n".join(bad) if bad else "ok")
 PYEOF
 
@@ -78,6 +90,13 @@ t_wait_ok "two nodes: both exit 0" 60 "${pids[0]}" "${pids[1]}"
 t_check "two nodes: only node 0 writes the file" test -f "$T_TMP/two.0.json" -a ! -e "$T_TMP/two.1.json"
 $PY "$T_TMP/check.py" "$T_TMP/two.0.json" 2 2 31 >"$T_TMP/two.chk" 2>&1
 t_expect_eq "two nodes: one merged file, both nodes' tracks, valid and nested" "$(cat "$T_TMP/two.chk")" ok
+
+# 11 checked calls and the split on the world, 20 allreduces on the sub-communicator
+BATON_TIMELINE="$T_TMP/sub.json" "$BATON" run -n 4 -- "$CHECK" --count 1000 --iters 20 --split 2 \
+    >/dev/null 2>"$T_TMP/sub.err"
+t_expect_eq "split: exit 0" "$?" 0
+$PY "$T_TMP/check.py" "$T_TMP/sub.json" 1 4 12 20 >"$T_TMP/sub.chk" 2>&1
+t_expect_eq "split: the world's calls on each rank's track, the sub-communicator's on its own" "$(cat "$T_TMP/sub.chk")" ok
 
 BATON_TIMELINE=/proc/nonexistent/tl.json "$BATON" run -n 2 -- "$CHECK" --count 10 --iters 2 \
     >/dev/null 2>"$T_TMP/bad.err"
