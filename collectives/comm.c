@@ -402,6 +402,7 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     c->local_size = g->local_size, c->node_rank = g->node_rank, c->nnodes = g->nnodes;
     c->generation = g->generation;
     c->id = g->id;
+    c->flight_token = UINT64_MAX; /* no call running */
     c->job_node = g->prefix ? g->job_node : g->node_rank;
     c->ring_seg_bytes = g->ring_seg_bytes ? g->ring_seg_bytes : BT_RING_SEG_BYTES;
     BT_CHECK_GOTO(bt__backend_choice(&c->backend_choice, err), rc, fail);

@@ -108,6 +108,7 @@ struct bt_comm {
     int job_node;              /* the launcher's node rank (a child's: its world's node_rank) */
     uint32_t flight_id;        /* its id in the flight recorder (flight.c) */
     int flight_ring;           /* its ring in the flight recorder + 1; 0: none claimed yet */
+    uint64_t flight_token;     /* the running call's recorder token (UINT64_MAX: none) */
 };
 
 /* Builds a communicator from cfg (connecting to the store and setting up the transports).

@@ -237,6 +237,7 @@ uint64_t bt__flight_begin(struct bt__flight_hdr *h, int k, uint32_t comm_id, uin
     e->dtype = (uint8_t)dtype;
     e->redop = (uint8_t)redop;
     e->state = BT_FL_RUNNING;
+    e->phase[0] = e->phase[1] = 0;
     __atomic_store_n(&e->ver, v + 1, __ATOMIC_RELEASE);
     return TOKEN(k, i);
 }
@@ -372,6 +373,19 @@ void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const 
     if (op == BT_FL_ALLGATHER || op == BT_FL_REDUCE_SCATTER)
         n *= (uint64_t)c->size; /* the whole buffer: recv of allgather, send of reduce-scatter */
     bt__flight_end(the_rec, token, rc, n * bt_dtype_size(a->dtype));
+}
+
+void bt__flight_phase(const struct bt_comm *c, int i, unsigned kind)
+{
+    uint64_t token = c->flight_token;
+    if (token == UINT64_MAX || !the_rec || i < 0 || i > 1)
+        return;
+    struct bt__flight_entry *e = entry_at(the_rec, TOKEN_RING(token), TOKEN_INDEX(token));
+    int64_t d = (wall_ns() - e->start_ns) / BT_FL_PHASE_UNIT_NS;
+    uint32_t max = (1u << BT_FL_PHASE_SHIFT) - 1;
+    d = d < 1 ? 1 : d > (int64_t)max ? (int64_t)max : d; /* 0 means none */
+    /* one aligned 4-byte store: a reader sees the old or the new boundary, never a mix */
+    __atomic_store_n(&e->phase[i], kind << BT_FL_PHASE_SHIFT | (uint32_t)d, __ATOMIC_RELAXED);
 }
 
 void bt__flight_comm_stall(void)

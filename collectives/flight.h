@@ -61,8 +61,18 @@ struct bt__flight_entry {            /* 64 bytes */
     int32_t root;                    /* -1 when the op has none */
     int32_t peers;                   /* ranks of the communicator */
     uint8_t op, dtype, redop, state; /* bt__flight_op, bt_dtype, bt_op (255: none), state */
-    uint32_t pad[2];
+    uint32_t phase[2];               /* phase boundaries: BT_FL_PHASE_* in the top 2 bits, the
+                                        time since start_ns in 100 ns below (0: none) */
 };
+
+/* Phases of a call (bt__flight_phase), the kind in the top bits of phase[]:
+ * BT_FL_PHASE_HIER: the hierarchical allreduce (coll.c), phase[0] ends the intra-node reduce,
+ * phase[1] the inter-node allreduce of the node leaders; the intra-node broadcast follows. */
+#define BT_FL_PHASE_HIER 1u
+#define BT_FL_PHASE_SHIFT 30
+#define BT_FL_PHASE_UNIT_NS 100
+#define BT_FL_PHASE_KIND(v) ((v) >> BT_FL_PHASE_SHIFT)
+#define BT_FL_PHASE_NS(v) ((int64_t)((v) & ((1u << BT_FL_PHASE_SHIFT) - 1)) * BT_FL_PHASE_UNIT_NS)
 
 /* Which communicator a ring records. Written while ver is odd (a seqlock, as entries). */
 struct bt__flight_ring {
@@ -136,6 +146,9 @@ struct bt__call;
 uint64_t bt__flight_call_begin(struct bt_comm *c, const char *name, const struct bt__call *a);
 void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const struct bt__call *a);
 void bt__flight_comm_open(struct bt_comm *c);
+/* Ends phase i (0 or 1) of kind (BT_FL_PHASE_*) of c's running call (c->flight_token): one
+ * clock read and a store; nothing without a recorder. */
+void bt__flight_phase(const struct bt_comm *c, int i, unsigned kind);
 void bt__flight_comm_close(struct bt_comm *c);
 void bt__flight_comm_stall(void);
 

@@ -34,6 +34,7 @@
 struct tl_ev {
     int64_t ts_ns, dur_ns; /* dur_ns < 0: an instant event */
     int tid;               /* global rank, or -1 for the launcher */
+    int phase;             /* 1, 2, ...: a phase of a call (category "phase"); 0 not */
     char *name, *args;     /* args: JSON object text or NULL */
 };
 
@@ -69,7 +70,7 @@ static void add(struct bt__run *r, int tid, int64_t ts, int64_t dur, char *name,
         }
         t->ev = p, t->cap = cap;
     }
-    t->ev[t->n++] = (struct tl_ev){ts, dur, tid, name, args};
+    t->ev[t->n++] = (struct tl_ev){ts, dur, tid, 0, name, args};
 }
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
@@ -115,6 +116,30 @@ void bt__run_timeline_join(struct bt__run *r, int done)
  * time (nonblocking calls, threads) never share a track. */
 #define TRACK_STEP 1000000
 
+/* The phases of call e (flight.h's BT_FL_PHASE_*) as events nested in it: the hierarchical
+ * allreduce's intra-node reduce, inter-node allreduce (of the node leaders; the others wait)
+ * and intra-node broadcast. Only a call that finished with both boundaries has them. */
+static void add_phases(struct bt__run *r, int tid, const struct bt__flight_entry *e)
+{
+    static const char *const hier[3] = {"reduce (intra-node)", "allreduce (inter-node)",
+                                        "broadcast (intra-node)"};
+    if (e->state != BT_FL_DONE || BT_FL_PHASE_KIND(e->phase[0]) != BT_FL_PHASE_HIER ||
+        BT_FL_PHASE_KIND(e->phase[1]) != BT_FL_PHASE_HIER)
+        return;
+    int64_t dur = e->end_ns - e->start_ns,
+            b[4] = {0, BT_FL_PHASE_NS(e->phase[0]), BT_FL_PHASE_NS(e->phase[1]), dur};
+    for (int i = 1; i < 4; i++) /* in order and inside the call, whatever the rounding did */
+        b[i] = b[i] < b[i - 1] ? b[i - 1] : b[i] > dur ? dur : b[i];
+    for (int i = 0; i < 3; i++) {
+        size_t n = r->tl->n;
+        add(r, tid, e->start_ns + b[i], b[i + 1] - b[i], fmt("%s", hier[i]),
+            fmt("{\"phase\": %d, \"of\": \"%s #%" PRIu64 "\"}", i + 1, bt__flight_op_name(e->op),
+                e->seq));
+        if (r->tl->n > n)
+            r->tl->ev[n].phase = i + 1;
+    }
+}
+
 /* Ring k of local rank i: its finished calls since the last look. */
 static void scan_ring(struct bt__run *r, int i, const struct bt__flight_hdr *h, int k)
 {
@@ -145,6 +170,7 @@ static void scan_ring(struct bt__run *r, int i, const struct bt__flight_hdr *h, 
             fmt("{\"seq\": %" PRIu64 ", \"count\": %" PRIu64 ", \"comm\": \"%s\", \"state\": "
                 "\"%s\"}",
                 e.seq, e.count, comm, e.state == BT_FL_DONE ? "done" : "failed"));
+        add_phases(r, tid, &e);
     }
 }
 
@@ -177,7 +203,11 @@ static int cmp_ev(const void *a, const void *b)
     const struct tl_ev *x = a, *y = b;
     if (x->ts_ns != y->ts_ns)
         return x->ts_ns < y->ts_ns ? -1 : 1;
-    return (x->dur_ns < y->dur_ns) - (x->dur_ns > y->dur_ns); /* the longer (outer) first */
+    if (x->phase && y->phase) /* phases of one call: in order, also an empty one */
+        return x->phase - y->phase;
+    if (x->dur_ns != y->dur_ns)
+        return (x->dur_ns < y->dur_ns) - (x->dur_ns > y->dur_ns); /* the longer (outer) first */
+    return x->phase - y->phase; /* a call before its phase as long as itself */
 }
 
 /* Timestamps count from the start of the UTC day (otherData.day_start_ns), so that a double
@@ -229,7 +259,11 @@ static char *node_json(struct bt__run *r, int64_t off, size_t *len)
             fprintf(f, "\"dur\": %.3f, ", (double)e->dur_ns / 1e3);
         else
             fprintf(f, "\"s\": \"t\", ");
-        fprintf(f, "\"cat\": \"%s\", \"name\": \"%s\"", e->tid < 0 ? "launcher" : "rank", e->name);
+        fprintf(f, "\"cat\": \"%s\", \"name\": \"%s\"",
+                e->tid < 0 ? "launcher"
+                : e->phase ? "phase"
+                           : "rank",
+                e->name);
         if (e->args)
             fprintf(f, ", \"args\": %s", e->args);
         fputs("}", f);

@@ -5,7 +5,9 @@
 # "generation 0" span, sorted by time and never overlapping; every node's launcher has its
 # "rendezvous 0" span; two nodes merge into node 0's file; a sub-communicator's calls (--split
 # 2) are on a track of their own per rank, named with the communicator, in order and never
-# overlapping. An unwritable path: one WARN line, the job's status unchanged.
+# overlapping; with two ranks a node the hierarchical allreduces have their three phases
+# (intra-node reduce, inter-node allreduce, intra-node broadcast) nested in them, in order.
+# An unwritable path: one WARN line, the job's status unchanged.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -17,6 +19,7 @@ cat >"$T_TMP/check.py" <<'PYEOF'
 import json, sys, jsonschema
 path, nodes, ranks, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 subcalls = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+phased = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 doc = json.load(open(path))
 num = {"type": "number"}
 schema = {
@@ -48,6 +51,14 @@ for r in range(ranks):
     t = [e for k, v in tracks.items() if k[1] == r + 1 for e in v]
     gen = [e for e in t if e["name"] == "generation 0"]
     coll = [e for e in t if "#" in e["name"]]
+    ph = [e for e in t if e.get("cat") == "phase"]
+    if len(ph) % 3 or len(ph) < 3 * phased: bad.append(f"rank {r}: {len(ph)} phase events, want 3 for each of >= {phased} calls")
+    for i in range(0, len(ph) - 2, 3):
+        p3, outer = ph[i:i + 3], [e for e in coll if e["name"] == ph[i]["args"]["of"]]
+        if [e["args"]["phase"] for e in p3] != [1, 2, 3] or len(outer) != 1: bad.append(f"rank {r}: phases {[e['name'] for e in p3]} not 1, 2, 3 of one call"); break
+        o = outer[0]
+        if p3[0]["ts"] < o["ts"] - 0.002 or p3[2]["ts"] + p3[2]["dur"] > o["ts"] + o["dur"] + 0.002: bad.append(f"rank {r}: phases outside {o['name']}"); break
+        if any(b["ts"] < a["ts"] + a["dur"] - 0.002 for a, b in zip(p3, p3[1:])): bad.append(f"rank {r}: phases of {o['name']} overlap"); break
     if len(gen) != 1: bad.append(f"rank {r}: {len(gen)} generation spans"); continue
     g = gen[0]
     if len(coll) != calls: bad.append(f"rank {r}: {len(coll)} collectives, want {calls}")
@@ -83,13 +94,14 @@ t_expect_eq "one node: valid trace-event JSON, nested and ordered, one event per
 port=$(t_free_port)
 for n in 0 1; do
     t_bg env BATON_TIMELINE="$T_TMP/two.$n.json" "$BATON" run --nnodes 2 --node-rank $n \
-        --rdzv "127.0.0.1:$port" -n 1 -- "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/two.$n.err"
+        --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/two.$n.err"
     pids[$n]=$T_LAST_PID
 done
 t_wait_ok "two nodes: both exit 0" 60 "${pids[0]}" "${pids[1]}"
 t_check "two nodes: only node 0 writes the file" test -f "$T_TMP/two.0.json" -a ! -e "$T_TMP/two.1.json"
-$PY "$T_TMP/check.py" "$T_TMP/two.0.json" 2 2 31 >"$T_TMP/two.chk" 2>&1
-t_expect_eq "two nodes: one merged file, both nodes' tracks, valid and nested" "$(cat "$T_TMP/two.chk")" ok
+# 2 ranks a node: the allreduces are hierarchical, each with its 3 phases nested in it
+$PY "$T_TMP/check.py" "$T_TMP/two.0.json" 2 4 31 0 20 >"$T_TMP/two.chk" 2>&1
+t_expect_eq "two nodes: one merged file, both nodes' tracks, valid and nested, phases inside their calls" "$(cat "$T_TMP/two.chk")" ok
 
 # 11 checked calls and the split on the world, 20 allreduces on the sub-communicator
 BATON_TIMELINE="$T_TMP/sub.json" "$BATON" run -n 4 -- "$CHECK" --count 1000 --iters 20 --split 2 \
