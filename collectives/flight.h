@@ -35,7 +35,11 @@
 #define BT_FLIGHT_RING 1024 /* calls kept per ring (a power of two) */
 #define BT_FLIGHT_RINGS 8   /* rings per rank: the world, 6 sub-communicators, 1 shared */
 #define BT_FLIGHT_NAME 96   /* bytes of a ring's communicator name */
-#define BT_FLIGHT_NHIST 16  /* latency buckets: < 10 us * 2^i ..., the last unbounded */
+#define BT_FLIGHT_SAMPLE                                                                           \
+    64                     /* world calls numbered a multiple of this are also copied, once        \
+                              done, to the sample ring BT_FLIGHT_RINGS (65,536 calls back),        \
+                              which the launchers of a job compare across nodes */
+#define BT_FLIGHT_NHIST 16 /* latency buckets: < 10 us * 2^i ..., the last unbounded */
 
 /* Ops recorded, in this order (names: bt__flight_op_name). */
 enum bt__flight_op {
@@ -84,22 +88,22 @@ struct bt__flight_ring {
     char name[BT_FLIGHT_NAME]; /* "world", "c1a2b3c4 (world ranks 1, 3, 5)"; "" none yet */
 };
 
-struct bt__flight_hdr { /* followed by BT_FLIGHT_RINGS x BT_FLIGHT_RING entries */
+struct bt__flight_hdr { /* followed by (BT_FLIGHT_RINGS + 1) x BT_FLIGHT_RING entries */
     uint64_t magic;
     uint32_t version, entry_size, nentries, nrings; /* nentries: per ring */
     int32_t rank, size, pid, pad1;
-    struct bt__flight_ring ring[BT_FLIGHT_RINGS];
-    uint64_t calls[BT_FL_NOPS];                 /* completed calls per op */
-    uint64_t bytes[BT_FL_NOPS];                 /* bytes of those calls (count * dtype) */
-    uint64_t failed[BT_FL_NOPS];                /* calls that returned an error */
-    uint64_t hist[BT_FL_NOPS][BT_FLIGHT_NHIST]; /* latency histogram */
-    uint64_t lat_ns[BT_FL_NOPS];                /* sum of latencies */
-    uint64_t stalls;                            /* BATON_STALL_WARN warnings */
+    struct bt__flight_ring ring[BT_FLIGHT_RINGS + 1]; /* + the sample ring */
+    uint64_t calls[BT_FL_NOPS];                       /* completed calls per op */
+    uint64_t bytes[BT_FL_NOPS];                       /* bytes of those calls (count * dtype) */
+    uint64_t failed[BT_FL_NOPS];                      /* calls that returned an error */
+    uint64_t hist[BT_FL_NOPS][BT_FLIGHT_NHIST];       /* latency histogram */
+    uint64_t lat_ns[BT_FL_NOPS];                      /* sum of latencies */
+    uint64_t stalls;                                  /* BATON_STALL_WARN warnings */
 };
 
 #define BT_FLIGHT_BYTES                                                                            \
     (sizeof(struct bt__flight_hdr) +                                                               \
-     (size_t)BT_FLIGHT_RINGS * BT_FLIGHT_RING * sizeof(struct bt__flight_entry))
+     (size_t)(BT_FLIGHT_RINGS + 1) * BT_FLIGHT_RING * sizeof(struct bt__flight_entry))
 
 /* The upper bound of histogram bucket i in seconds (10 us * 2^i); the last is +Inf. */
 double bt__flight_bucket_s(int i);

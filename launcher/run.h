@@ -62,7 +62,7 @@
 #define BT_RUN_STRAG_WINDOW 100 /* calls of one op the straggler statistics look at */
 #define BT_RUN_STRAG_RANKS 256  /* local ranks whose "last" counts are kept for /metrics */
 #define BT_RUN_STRAG_COMMS 16   /* communicators whose calls the local ranks compare */
-#define BT_RUN_XS_KEEP 256      /* world calls a node keeps and publishes for the job-wide look */
+#define BT_RUN_XS_KEEP 1024     /* world calls a node keeps for the job-wide look */
 #define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 /* torchrun's flags (run_torch.c) and what baton derives from them. */
@@ -163,6 +163,7 @@ struct bt__strag {
     struct bt__xs_rec xs[BT_RUN_XS_KEEP]; /* this node's last world calls, a ring */
     uint64_t xs_n;                        /* records written to it so far */
     uint64_t xseen;                       /* node 0: world call accounted job-wide up to */
+    uint64_t sample_seen;                 /* sampled world call recorded up to (flight.h) */
     int64_t next_pub_ns;                  /* wall clock of the next publish (or read) */
 };
 

@@ -289,9 +289,13 @@ static void check_agreement(struct bt__run *r, const struct member *m, int n,
 
 /* World call seq as every local rank saw it (e[], m[] their local indexes): who entered last
  * and by how much; into the node's statistics, or (several nodes) into the record the node
- * publishes for node 0's job-wide look. */
+ * publishes for node 0's job-wide look. how: ACC_ALL a call of a look that saw every call
+ * since the last, ACC_GAP one of a look that skipped some (several nodes: not recorded, as the
+ * other nodes' looks skip others), ACC_SAMPLE a call of the sample ring (several nodes only:
+ * recorded, not counted again). */
+enum { ACC_ALL = 1, ACC_GAP, ACC_SAMPLE };
 static void strag_account(struct bt__run *r, const struct member *m, int n,
-                          const struct bt__flight_entry *e, uint64_t seq)
+                          const struct bt__flight_entry *e, uint64_t seq, int how)
 {
     struct bt__strag *s = &r->strag;
     int64_t first = 0, second = INT64_MIN;
@@ -305,9 +309,11 @@ static void strag_account(struct bt__run *r, const struct member *m, int n,
     }
     if (op < 0 || op >= BT_FL_NOPS || last < 0)
         return;
-    if (m[last].i < BT_RUN_STRAG_RANKS)
+    if (how != ACC_SAMPLE && m[last].i < BT_RUN_STRAG_RANKS)
         __atomic_fetch_add(&s->last_total[m[last].i], 1, __ATOMIC_RELAXED);
     if (s->xnode) {
+        if (how == ACC_GAP)
+            return;
         s->xs[s->xs_n++ % BT_RUN_XS_KEEP] =
             (struct bt__xs_rec){.seq = seq,
                                 .tmax = first - s->clock_off_ns,
@@ -367,6 +373,53 @@ static int strag_line(const struct bt__run *r, int op, char *out, size_t n)
     return 0;
 }
 
+/* Sampled world call seq (flight.h's BT_FLIGHT_SAMPLE) of h into *out: 0 found, 1 not yet
+ * made, -1 gone from the sample ring. */
+static int sample_of(const struct bt__flight_hdr *h, uint64_t seq, struct bt__flight_entry *out)
+{
+    uint64_t head = __atomic_load_n(&h->ring[BT_FLIGHT_RINGS].head, __ATOMIC_ACQUIRE);
+    if (!head || bt__flight_read(h, BT_FLIGHT_RINGS, head - 1, out) != 0)
+        return 1;
+    if (out->seq < seq)
+        return 1;
+    uint64_t back = (out->seq - seq) / BT_FLIGHT_SAMPLE; /* where it is when none was missed */
+    if (back < head && back < BT_FLIGHT_RING &&
+        bt__flight_read(h, BT_FLIGHT_RINGS, head - 1 - back, out) == 0 && out->seq == seq)
+        return 0;
+    for (uint64_t i = head; i > 0 && head - i < BT_FLIGHT_RING; i--)
+        if (bt__flight_read(h, BT_FLIGHT_RINGS, i - 1, out) == 0 && out->seq <= seq)
+            return out->seq == seq ? 0 : -1;
+    return -1;
+}
+
+/* Several nodes: the sampled world calls every local rank made since the last look, into the
+ * node's records (the calls every node's records hold, whatever the call rate). */
+static void scan_samples(struct bt__run *r)
+{
+    struct bt__strag *s = &r->strag;
+    const struct bt__flight_hdr *h0 = rec(&r->w[0]);
+    struct member *m = calloc((size_t)r->nproc, sizeof(*m));
+    struct bt__flight_entry *e = calloc((size_t)r->nproc, sizeof(*e));
+    uint64_t head = h0 ? __atomic_load_n(&h0->ring[BT_FLIGHT_RINGS].head, __ATOMIC_ACQUIRE) : 0;
+    for (uint64_t i = head > BT_FLIGHT_RING ? head - BT_FLIGHT_RING : 0; m && e && i < head; i++) {
+        if (bt__flight_read(h0, BT_FLIGHT_RINGS, i, &e[0]) != 0 || e[0].seq <= s->sample_seen)
+            continue;
+        uint64_t q = e[0].seq;
+        int st = 0;
+        for (int j = 0; j < r->nproc && st == 0; j++) {
+            m[j] = (struct member){j, BT_FLIGHT_RINGS};
+            const struct bt__flight_hdr *h = rec(&r->w[j]);
+            st = h ? sample_of(h, q, &e[j]) : -1;
+        }
+        if (st > 0)
+            break; /* a rank has not finished it yet: next look */
+        if (st == 0)
+            strag_account(r, m, r->nproc, e, q, ACC_SAMPLE);
+        s->sample_seen = q;
+    }
+    free(m), free(e);
+}
+
 /* Adds the communicators the local ranks' rings describe to the ones compared. */
 static void find_comms(struct bt__run *r)
 {
@@ -414,8 +467,9 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
                 continue; /* fell out of a ring */
             if (n >= 2)
                 check_agreement(r, m, n, &g, e);
-            if (sc->id == 0 && n == r->nproc)
-                strag_account(r, m, n, e, q);
+            if (sc->id == 0 && n == r->nproc) /* a batch with a gap: only the samples go to
+                                                 the records (see job-wide stragglers) */
+                strag_account(r, m, n, e, q, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
         }
         sc->seen = upto;
     }
@@ -424,18 +478,23 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
 
 /* ---- job-wide stragglers (several nodes) ----
  *
- * Each node's launcher keeps, for the last BT_RUN_XS_KEEP world calls its look saw finished
- * by all its ranks, a record {call number, its ranks' latest entry time and the one before it
- * (shifted to node 0's clock), who entered latest}. Every XS_PERIOD (BATON_STRAGGLER_SECS / 2,
- * 1 to 5 s) nodes other than 0 publish theirs as l/<g>/xs/<node> (version, count, then 32-byte
- * records, little-endian: 8 KiB at most); node 0 reads them and, for each call every node
- * holds, takes the latest entry over the nodes and the one before it over all ranks, into the
- * same statistics and WARN as one node's. The clocks: at the start of each generation every
- * node measures its offset to node 0's through the store (three round trips, the shortest
- * kept; good to half of it), as the timeline does at the end. */
+ * Each node's launcher keeps, for the last BT_RUN_XS_KEEP world calls it saw finished by all
+ * its ranks, a record {call number, its ranks' latest entry time and the one before it
+ * (shifted to node 0's clock), who entered latest}: every call of a look that saw all calls
+ * since the last, and every call numbered a multiple of BT_FLIGHT_SAMPLE from the ranks'
+ * sample rings (flight.h), so that the nodes hold the same calls at any call rate. Every
+ * XS_PERIOD (BATON_STRAGGLER_SECS / 2, 1 to 5 s) nodes other than 0 publish theirs as
+ * l/<g>/xs/<node> (version, count, then 32-byte records, little-endian; XS_PUB_MAX at most,
+ * beyond which only calls numbered a multiple of 2 * BT_FLIGHT_SAMPLE, 4 * ... are kept: the
+ * number alone decides, so every node keeps the same); node 0 reads them and, for each call
+ * every node holds, takes the latest entry over the nodes and the one before it over all
+ * ranks, into the same statistics and WARN as one node's. The clocks: at the start of each
+ * generation every node measures its offset to node 0's through the store (three round
+ * trips, the shortest kept; good to half of it), as the timeline does at the end. */
 
 #define XS_VERSION 1
 #define XS_REC_BYTES 32
+#define XS_PUB_MAX 256      /* records published at most (thinned by call number beyond) */
 #define XS_CLOCK_WAIT_S 5.0 /* how long the clock exchange waits for each node */
 #define XS_PINGS 3
 
@@ -512,22 +571,54 @@ static void xs_start(struct bt__run *r)
             best == INT64_MAX ? 0.0 : (double)best / 1e6);
 }
 
+static int by_seq(const void *a, const void *b)
+{
+    const struct bt__xs_rec *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The node's records sorted by call number, each call once, into x; returns how many. */
+static int xs_sorted(const struct bt__strag *s, struct bt__xs_rec *x)
+{
+    int n = (int)(s->xs_n < BT_RUN_XS_KEEP ? s->xs_n : BT_RUN_XS_KEEP), k = 0;
+    memcpy(x, s->xs, sizeof(*x) * (size_t)n);
+    qsort(x, (size_t)n, sizeof(*x), by_seq);
+    for (int i = 0; i < n; i++)
+        if (!k || x[i].seq != x[k - 1].seq)
+            x[k++] = x[i];
+    return k;
+}
+
 /* Node k > 0: publishes its records. */
 static void xs_publish(struct bt__run *r)
 {
     struct bt__strag *s = &r->strag;
-    uint64_t n = s->xs_n < BT_RUN_XS_KEEP ? s->xs_n : BT_RUN_XS_KEEP;
-    uint8_t buf[8 + XS_REC_BYTES * BT_RUN_XS_KEEP], *p = buf + 8;
+    struct bt__xs_rec x[BT_RUN_XS_KEEP];
+    int n = xs_sorted(s, x);
+    uint64_t every = 1; /* thinning: calls numbered a multiple of BT_FLIGHT_SAMPLE * every */
+    for (int c = n; c > XS_PUB_MAX; every *= 2) {
+        c = 0;
+        for (int i = 0; i < n; i++)
+            c += x[i].seq % (BT_FLIGHT_SAMPLE * every * 2) == 0;
+    }
+    if (every > 1) { /* the same calls on every node: the call number alone decides */
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (x[i].seq % (BT_FLIGHT_SAMPLE * every) == 0 && k < XS_PUB_MAX)
+                x[k++] = x[i];
+        n = k;
+    }
+    uint8_t buf[8 + XS_REC_BYTES * XS_PUB_MAX], *p = buf + 8;
     char key[64];
     bt__put_le32(buf, XS_VERSION);
     bt__put_le32(buf + 4, (uint32_t)n);
-    for (uint64_t i = s->xs_n - n; i < s->xs_n; i++, p += XS_REC_BYTES) {
-        const struct bt__xs_rec *x = &s->xs[i % BT_RUN_XS_KEEP];
-        bt__put_le64(p, x->seq);
-        bt__put_le64(p + 8, (uint64_t)x->tmax);
-        bt__put_le64(p + 16, (uint64_t)x->tsecond);
-        bt__put_le32(p + 24, (uint32_t)x->last);
-        bt__put_le32(p + 28, (uint32_t)x->op);
+    for (int i = 0; i < n; i++, p += XS_REC_BYTES) {
+        const struct bt__xs_rec *xr = &x[i];
+        bt__put_le64(p, xr->seq);
+        bt__put_le64(p + 8, (uint64_t)xr->tmax);
+        bt__put_le64(p + 16, (uint64_t)xr->tsecond);
+        bt__put_le32(p + 24, (uint32_t)xr->last);
+        bt__put_le32(p + 28, (uint32_t)xr->op);
     }
     snprintf(key, sizeof(key), "l/%d/xs/%d", r->restart, r->spec.node_rank);
     if (bt__store_set(r->st, key, buf, (size_t)(p - buf)) != BT_OK)
@@ -547,7 +638,7 @@ static struct bt__xs_rec *xs_fetch(struct bt__run *r, int node, int *n)
     const uint8_t *p = v;
     uint32_t cnt = len >= 8 ? bt__le32(p + 4) : 0;
     struct bt__xs_rec *x = NULL;
-    if (len >= 8 && bt__le32(p) == XS_VERSION && cnt <= BT_RUN_XS_KEEP &&
+    if (len >= 8 && bt__le32(p) == XS_VERSION && cnt <= XS_PUB_MAX &&
         len == 8 + (size_t)cnt * XS_REC_BYTES && (x = calloc(cnt + 1, sizeof(*x)))) {
         for (uint32_t i = 0; i < cnt; i++) {
             const uint8_t *q = p + 8 + (size_t)i * XS_REC_BYTES;
@@ -558,6 +649,7 @@ static struct bt__xs_rec *xs_fetch(struct bt__run *r, int node, int *n)
                                        .op = (int32_t)bt__le32(q + 28)};
         }
         *n = (int)cnt;
+        qsort(x, cnt, sizeof(*x), by_seq); /* as published; xs_find needs it */
     }
     free(v);
     return x;
@@ -608,21 +700,25 @@ static void xs_merge(struct bt__run *r)
     struct bt__xs_rec **x = calloc((size_t)nn, sizeof(*x));
     int *n = calloc((size_t)nn, sizeof(int));
     const struct bt__xs_rec **o = calloc((size_t)nn, sizeof(*o));
-    uint64_t upto = UINT64_MAX, have = s->xs_n < BT_RUN_XS_KEEP ? s->xs_n : BT_RUN_XS_KEEP;
+    uint64_t upto = UINT64_MAX;
+    struct bt__xs_rec mine[BT_RUN_XS_KEEP];
+    int nmine = xs_sorted(s, mine), matched = 0;
     for (int k = 1; x && n && o && k < nn; k++) {
         x[k] = xs_fetch(r, k, &n[k]);
         upto = n[k] > 0 && x[k][n[k] - 1].seq < upto ? x[k][n[k] - 1].seq : n[k] > 0 ? upto : 0;
     }
-    for (uint64_t i = s->xs_n - have; x && n && o && upto != UINT64_MAX && i < s->xs_n; i++) {
-        const struct bt__xs_rec *a = &s->xs[i % BT_RUN_XS_KEEP];
+    for (int i = 0; x && n && o && upto != UINT64_MAX && i < nmine; i++) {
+        const struct bt__xs_rec *a = &mine[i];
         if (a->seq <= s->xseen || a->seq > upto)
             continue;
         int all = 1;
         for (int k = 1; k < nn && all; k++)
             all = (o[k] = xs_find(x[k], n[k], a->seq)) != NULL;
         if (all)
-            xs_account(r, a, o);
+            xs_account(r, a, o), matched++;
     }
+    BT_INFO(LAUNCH, "job-wide straggler look: %d world call(s) compared across %d nodes", matched,
+            nn);
     if (upto != UINT64_MAX && upto > s->xseen)
         s->xseen = upto;
     for (int k = 0; x && k < nn; k++)
@@ -650,6 +746,8 @@ static void scan(struct bt__run *r, uint64_t batch, int force)
     find_comms(r);
     for (int c = 0; c < s->ncomm; c++)
         scan_comm(r, &s->comm[c], batch);
+    if (s->xnode)
+        scan_samples(r);
     xs_step(r, force);
     for (int i = 0; i < r->nproc; i++) { /* a stall warning: dump now, while it waits */
         const struct bt__flight_hdr *h = rec(&r->w[i]);

@@ -99,5 +99,18 @@ t_grep "two nodes: node 0 names rank 3 of node 1, job-wide" \
     "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 25\)" "$T_TMP/x.0.err"
 t_expect_eq "two nodes: no other rank is named, on either node" \
     "$(cat "$T_TMP/x.0.err" "$T_TMP/x.1.err" | grep -c 'straggler: rank [012] ')" 0
+# ---- two nodes, no slow rank, ~1,500 calls a second: node 0 compares sampled calls, names none
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=1 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH "$BATON" run \
+        --nnodes 2 --node-rank $n --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 65536 \
+        --iters 6000 >"$T_TMP/y.$n.out" 2>"$T_TMP/y.$n.err"
+    yp[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes, no straggler: both exit 0" 120 "${yp[0]}" "${yp[1]}"
+t_grep "two nodes, no straggler: node 0 compared calls of both nodes" \
+    "job-wide straggler look: [1-9][0-9]* world call\(s\) compared across 2 nodes" "$T_TMP/y.0.err"
+t_expect_eq "two nodes, no straggler: no straggler named" \
+    "$(cat "$T_TMP/y.0.err" "$T_TMP/y.1.err" | grep -c 'straggler: rank')" 0
 
 t_done
