@@ -477,6 +477,9 @@ void bt__run_flight_scan(struct bt__run *r);
 void bt__run_flight_report(struct bt__run *r);
 void bt__run_flight_reset(struct bt__run *r);
 void bt__run_flight_close(struct bt__run *r);
+/* The watcher thread, once a beat, on its own connection st: publishes what the job-wide
+ * straggler look of a node other than 0 prepared (run_flight.c). */
+void bt__run_flight_watch(struct bt__run *r, struct bt__store *st);
 
 /* run_timeline.c (BATON_TIMELINE=PATH): start at the job's start; join(0) before and join(1)
  * after each rendezvous; scan once a second; generation_end after each generation; finish at

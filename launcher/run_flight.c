@@ -29,6 +29,7 @@
 #include <inttypes.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,18 +484,27 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
  * (shifted to node 0's clock), who entered latest}: every call of a look that saw all calls
  * since the last, and every call numbered a multiple of BT_FLIGHT_SAMPLE from the ranks'
  * sample rings (flight.h), so that the nodes hold the same calls at any call rate. Every
- * XS_PERIOD (BATON_STRAGGLER_SECS / 2, 1 to 5 s) nodes other than 0 publish theirs as
- * l/<g>/xs/<node> (version, count, then 32-byte records, little-endian; XS_PUB_MAX at most,
- * beyond which only calls numbered a multiple of 2 * BT_FLIGHT_SAMPLE, 4 * ... are kept: the
- * number alone decides, so every node keeps the same); node 0 reads them and, for each call
- * every node holds, takes the latest entry over the nodes and the one before it over all
- * ranks, into the same statistics and WARN as one node's. The clocks: at the start of each
- * generation every node measures its offset to node 0's through the store (three round
- * trips, the shortest kept; good to half of it), as the timeline does at the end. */
+ * XS_PERIOD (BATON_STRAGGLER_SECS / 2, 1 to 5 s) nodes other than 0 publish theirs (through
+ * the watcher thread's connection: bt__run_flight_watch) as l/<g>/xs/<node> (version, count, then
+ * 32-byte records, little-endian; XS_PUB_MAX at most, beyond which only calls numbered a multiple
+ * of 2 * BT_FLIGHT_SAMPLE, 4 * ... are kept: the number alone decides, so every node keeps the
+ * same); node 0 reads them and, for each call every node holds, takes the latest entry over the
+ * nodes and the one before it over all ranks, into the same statistics and WARN as one node's. The
+ * clocks: at the start of each generation every node measures its offset to node 0's through the
+ * store (three round trips, the shortest kept; good to half of it), as the timeline does at the
+ * end. */
 
 #define XS_VERSION 1
 #define XS_REC_BYTES 32
-#define XS_PUB_MAX 256      /* records published at most (thinned by call number beyond) */
+#define XS_PUB_MAX 256 /* records published at most (thinned by call number beyond) */
+
+/* What node k > 0 publishes next: prepared by the main thread, sent by the watcher thread on
+ * its own connection (bt__run_flight_watch), so that a store that stops answering never holds
+ * up the supervision loop. */
+static pthread_mutex_t pub_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t pub_buf[8 + XS_REC_BYTES * XS_PUB_MAX];
+static size_t pub_len;
+static char pub_key[64];
 #define XS_CLOCK_WAIT_S 5.0 /* how long the clock exchange waits for each node */
 #define XS_PINGS 3
 
@@ -549,7 +559,10 @@ static void clock_answer(struct bt__run *r, int j, char *gone)
 static void xs_start(struct bt__run *r)
 {
     struct bt__strag *s = &r->strag;
-    if (r->spec.nnodes < 2 || r->elastic || !r->st || !flight_on())
+    pthread_mutex_lock(&pub_mu); /* nothing of the last generation is sent */
+    pub_len = 0;
+    pthread_mutex_unlock(&pub_mu);
+    if (r->spec.nnodes < 2 || r->elastic || r->etcd || !r->st || !flight_on())
         return;
     int64_t best = INT64_MAX;
     char *gone = calloc((size_t)r->spec.nnodes, 1);
@@ -589,7 +602,7 @@ static int xs_sorted(const struct bt__strag *s, struct bt__xs_rec *x)
     return k;
 }
 
-/* Node k > 0: publishes its records. */
+/* Node k > 0: its records, for the watcher to publish. */
 static void xs_publish(struct bt__run *r)
 {
     struct bt__strag *s = &r->strag;
@@ -621,8 +634,27 @@ static void xs_publish(struct bt__run *r)
         bt__put_le32(p + 28, (uint32_t)xr->op);
     }
     snprintf(key, sizeof(key), "l/%d/xs/%d", r->restart, r->spec.node_rank);
-    if (bt__store_set(r->st, key, buf, (size_t)(p - buf)) != BT_OK)
-        BT_INFO(LAUNCH, "publishing %s: %s", key, bt__store_error(r->st));
+    pthread_mutex_lock(&pub_mu);
+    memcpy(pub_buf, buf, (size_t)(p - buf));
+    pub_len = (size_t)(p - buf);
+    snprintf(pub_key, sizeof(pub_key), "%s", key);
+    pthread_mutex_unlock(&pub_mu);
+}
+
+void bt__run_flight_watch(struct bt__run *r, struct bt__store *st)
+{
+    uint8_t buf[sizeof(pub_buf)];
+    char key[64];
+    size_t len;
+    (void)r;
+    pthread_mutex_lock(&pub_mu);
+    len = pub_len;
+    memcpy(buf, pub_buf, len);
+    snprintf(key, sizeof(key), "%s", pub_key);
+    pub_len = 0;
+    pthread_mutex_unlock(&pub_mu);
+    if (len && bt__store_set(st, key, buf, len) != BT_OK)
+        BT_INFO(LAUNCH, "publishing %s: %s", key, bt__store_error(st));
 }
 
 /* One node's published records (sorted by call number), or NULL (none yet, or not whole). */
