@@ -110,6 +110,26 @@ t_expect_eq "split: exit 0" "$?" 0
 $PY "$T_TMP/check.py" "$T_TMP/sub.json" 1 4 12 20 >"$T_TMP/sub.chk" 2>&1
 t_expect_eq "split: the world's calls on each rank's track, the sub-communicator's on its own" "$(cat "$T_TMP/sub.chk")" ok
 
+# 8 communicators dup'd and kept: 6 get rings (tracks) of their own, the last 2 share one
+BATON_TIMELINE="$T_TMP/dups.json" "$BATON" run -n 2 -- "$CHECK" --count 10 --iters 1 --dups 8 \
+    >/dev/null 2>"$T_TMP/dups.err"
+t_expect_eq "8 dups: exit 0" "$?" 0
+$PY - "$T_TMP/dups.json" >"$T_TMP/dups.chk" 2>&1 <<'PYEOF'
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+names = {e["tid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+bad = []
+for r in range(2):
+    own = [t for t, n in names.items() if n.startswith(f"rank {r}: c") and t > 1000000]
+    shared = [t for t, n in names.items() if n == f"rank {r}: other communicators"]
+    if len(own) != 6 or len(shared) != 1: bad.append(f"rank {r}: {len(own)} own tracks, {len(shared)} shared"); continue
+    calls = [e for e in ev if e["ph"] == "X" and e["tid"] in own + shared]
+    if len({e["args"]["comm"] for e in calls}) != 8 or len(calls) != 8: bad.append(f"rank {r}: {len(calls)} calls of {len({e['args']['comm'] for e in calls})} communicators, want 8 of 8")
+    if len([e for e in calls if e["tid"] in shared]) != 2: bad.append(f"rank {r}: not 2 calls on the shared track")
+print("\n".join(bad) if bad else "ok")
+PYEOF
+t_expect_eq "8 dups: 6 communicators with tracks of their own, 2 on the shared one, told apart" "$(cat "$T_TMP/dups.chk")" ok
+
 BATON_TIMELINE=/proc/nonexistent/tl.json "$BATON" run -n 2 -- "$CHECK" --count 10 --iters 2 \
     >/dev/null 2>"$T_TMP/bad.err"
 t_expect_eq "unwritable path: the job exits 0" "$?" 0
