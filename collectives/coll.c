@@ -36,6 +36,7 @@
 
 #include "collectives/backend/backend.h"
 #include "collectives/backend/cuda.h"
+#include "collectives/flight.h"
 #include "collectives/progress.h"
 #include "collectives/reduce.h"
 #include "collectives/algo/algo.h"
@@ -128,10 +129,12 @@ static int hier_allreduce(bt_comm *c, const void *send, void *recv, size_t count
                               .root = 0,
                               .div = 1};
     BT_CHECK(c->intra->reduce(c, &a));
+    bt__flight_phase(c, 0, BT_FL_PHASE_HIER); /* the timeline's phases (flight.h) */
     if (c->local_rank == 0) {
         struct bt__group lg = {.n = c->nnodes, .me = c->node_rank, .ranks = c->leader_ranks};
         BT_CHECK(p2p_allreduce(c, &lg, recv, count, dt, op, c->size));
     }
+    bt__flight_phase(c, 1, BT_FL_PHASE_HIER);
     return c->intra->broadcast(c, &a);
 }
 

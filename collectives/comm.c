@@ -429,6 +429,9 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     c->rank = g->rank, c->size = g->size, c->local_rank = g->local_rank;
     c->local_size = g->local_size, c->node_rank = g->node_rank, c->nnodes = g->nnodes;
     c->generation = g->generation;
+    c->id = g->id;
+    c->flight_token = UINT64_MAX; /* no call running */
+    c->job_node = g->prefix ? g->job_node : g->node_rank;
     c->ring_seg_bytes = g->ring_seg_bytes ? g->ring_seg_bytes : BT_RING_SEG_BYTES;
     BT_CHECK_GOTO(bt__backend_choice(&c->backend_choice, err), rc, fail);
     snprintf(c->prefix, sizeof(c->prefix), "w/%d/", c->generation);
@@ -487,6 +490,7 @@ int bt_finalize(bt_comm *c)
     BT_CHECK(bt__comm_check_live(c, "bt_finalize"));
     bt__group_forget(c);
     live_remove(c);
+    bt__flight_comm_close(c);
     return comm_free(c);
 }
 
@@ -614,17 +618,21 @@ static int launcher_failure(struct bt_comm *c)
 }
 
 /* Records, first one wins, what this rank timed out in and whom it waited for, as
- * "w/<gen>/stall" = "RANK\tNODE\tCOLL #SEQ\tSECONDS\tNAMES" (NAMES: the transport's list,
- * entries "R (detail)"). The launchers read it to name the stalled rank as the hang's cause and
- * the ranks that fail afterwards as its consequences (launcher/run_stall.c). */
+ * "w/<gen>/stall" = "RANK\tNODE\tCOLL #SEQ\tSECONDS\tNAMES" (RANK and NODE: the world's
+ * and the launcher's; COLL #SEQ names a sub-communicator: "allreduce #4 on communicator c...
+ * (world ranks 1, 3, 5)"; NAMES: the transport's list, entries "R (detail)"). The launchers read it
+ * to name the stalled rank as the hang's cause and the ranks that fail afterwards as its
+ * consequences (launcher/run_stall.c). */
 static void record_stall(struct bt_comm *c, double waited, const char *names)
 {
     char key[64], val[512];
     if (!c->store || c->err.code != BT_OK)
         return;
     snprintf(key, sizeof(key), "w/%d/stall", c->generation);
-    snprintf(val, sizeof(val), "%d\t%d\t%s #%llu\t%.0f\t%s", c->rank, c->node_rank, c->coll_name,
-             (unsigned long long)c->coll_seq, waited, names);
+    snprintf(val, sizeof(val), "%d\t%d\t%s #%llu%s%s\t%.0f\t%s",
+             c->world_of ? c->world_of[c->rank] : c->rank, c->job_node, c->coll_name,
+             (unsigned long long)c->coll_seq, c->world_of ? " on communicator " : "",
+             c->world_of ? c->name : "", waited, names);
     if (bt__store_compare_set(c->store, key, "", 0, val, strlen(val), NULL, NULL) != BT_OK)
         BT_INFO(COLL, "recording the stall: %s", bt__store_error(c->store));
 }

@@ -47,6 +47,8 @@ struct bt__comm_cfg {
     const int *world_of; /* [size]: the world rank of each rank (for messages) */
     const int *node_of;  /* [size]: the node of each rank; NULL: ranks numbered node by node */
     const char *name;    /* for messages: "c1a2b... (world ranks 0, 2, 4)" */
+    uint64_t id;         /* the child's id, the same on every member (split.c); 0: a world */
+    int job_node;        /* a child's: its world's node_rank (the launcher's node) */
 };
 
 #define BT_RING_SEG_BYTES (8u << 20)
@@ -102,6 +104,11 @@ struct bt_comm {
     int *local_of;             /* [size]: local rank of the ranks on my node, -1 for the others */
     uint64_t nsplits;          /* bt_comm_split/dup calls so far (names children) */
     char name[128];            /* "world", or a child's name: in timeout and stall messages */
+    uint64_t id;               /* cfg.id: 0 for a world, a child's id (split.c) */
+    int job_node;              /* the launcher's node rank (a child's: its world's node_rank) */
+    uint32_t flight_id;        /* its id in the flight recorder (flight.c) */
+    int flight_ring;           /* its ring in the flight recorder + 1; 0: none claimed yet */
+    uint64_t flight_token;     /* the running call's recorder token (UINT64_MAX: none) */
 };
 
 /* Builds a communicator from cfg (connecting to the store and setting up the transports).

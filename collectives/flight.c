@@ -41,16 +41,28 @@ double bt__flight_bucket_s(int i)
     return 10e-6 * (double)(1u << i);
 }
 
-int bt__flight_read(const struct bt__flight_hdr *h, uint64_t i, struct bt__flight_entry *out)
+int bt__flight_read(const struct bt__flight_hdr *h, int k, uint64_t i, struct bt__flight_entry *out)
 {
-    const struct bt__flight_entry *e = (const struct bt__flight_entry *)(h + 1) +
-                                       (i & (BT_FLIGHT_RING - 1));
+    const struct bt__flight_entry *e = bt__flight_entries(h, k) + (i & (BT_FLIGHT_RING - 1));
     uint64_t v1 = __atomic_load_n(&e->ver, __ATOMIC_ACQUIRE);
     if (v1 & 1)
         return -1;
     memcpy(out, (const void *)e, sizeof(*out));
     __atomic_thread_fence(__ATOMIC_ACQUIRE);
     return __atomic_load_n(&e->ver, __ATOMIC_RELAXED) == v1 && out->state != BT_FL_EMPTY ? 0 : -1;
+}
+
+int bt__flight_ring_read(const struct bt__flight_hdr *h, int k, struct bt__flight_ring *out)
+{
+    const struct bt__flight_ring *g = &h->ring[k];
+    uint64_t v1 = __atomic_load_n(&g->ver, __ATOMIC_ACQUIRE);
+    if (v1 & 1)
+        return -1;
+    memcpy(out, (const void *)g, sizeof(*out));
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    out->name[BT_FLIGHT_NAME - 1] = '\0';
+    out->head = __atomic_load_n(&g->head, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&g->ver, __ATOMIC_RELAXED) == v1 ? 0 : -1;
 }
 
 static int64_t clock_ns(void)
@@ -131,11 +143,27 @@ static int64_t wall_ns(void)
 }
 #endif
 
+/* Writes ring k's descriptor: communicator id, size, rank, name. */
+static void describe(struct bt__flight_hdr *h, int k, uint32_t id, int size, int rank,
+                     const char *name)
+{
+    struct bt__flight_ring *g = &h->ring[k];
+    uint64_t v = g->ver + 1;
+    __atomic_store_n(&g->ver, v, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    g->comm_id = id, g->size = size, g->rank = rank;
+    snprintf(g->name, sizeof(g->name), "%.*s", BT_FLIGHT_NAME - 1, name);
+    __atomic_store_n(&g->ver, v + 1, __ATOMIC_RELEASE);
+}
+
 static void init_hdr(struct bt__flight_hdr *h, int rank, int size)
 {
     h->version = BT_FLIGHT_VERSION;
     h->entry_size = sizeof(struct bt__flight_entry);
     h->nentries = BT_FLIGHT_RING;
+    h->nrings = BT_FLIGHT_RINGS;
+    describe(h, BT_FLIGHT_RINGS - 1, UINT32_MAX, 0, -1, "(shared)");
+    h->ring[BT_FLIGHT_RINGS - 1].used = 1;
     h->rank = rank;
     h->size = size;
     h->pid = (int)getpid();
@@ -178,11 +206,23 @@ struct bt__flight_hdr *bt__flight_attach(int rank, int size)
     return h;
 }
 
-uint64_t bt__flight_begin(struct bt__flight_hdr *h, uint32_t comm_id, uint64_t seq, int op,
+/* A token: the ring in the top byte, the entry's index below. */
+#define TOKEN(k, i) ((uint64_t)(k) << 56 | (i))
+#define TOKEN_RING(t) (int)((t) >> 56)
+#define TOKEN_INDEX(t) ((t) & ((1ull << 56) - 1))
+
+static struct bt__flight_entry *entry_at(struct bt__flight_hdr *h, int k, uint64_t i)
+{
+    return (struct bt__flight_entry *)(h + 1) + (size_t)k * BT_FLIGHT_RING +
+           (i & (BT_FLIGHT_RING - 1));
+}
+
+uint64_t bt__flight_begin(struct bt__flight_hdr *h, int k, uint32_t comm_id, uint64_t seq, int op,
                           int dtype, int redop, uint64_t count, int root, int peers)
 {
-    uint64_t i = __atomic_fetch_add(&h->head, 1, __ATOMIC_ACQ_REL); /* threads of sub-comms */
-    struct bt__flight_entry *e = (struct bt__flight_entry *)(h + 1) + (i & (BT_FLIGHT_RING - 1));
+    /* an atomic add: the shared ring has writers in several threads */
+    uint64_t i = __atomic_fetch_add(&h->ring[k].head, 1, __ATOMIC_ACQ_REL);
+    struct bt__flight_entry *e = entry_at(h, k, i);
     uint64_t v = e->ver + 1;
     __atomic_store_n(&e->ver, v, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
@@ -197,8 +237,9 @@ uint64_t bt__flight_begin(struct bt__flight_hdr *h, uint32_t comm_id, uint64_t s
     e->dtype = (uint8_t)dtype;
     e->redop = (uint8_t)redop;
     e->state = BT_FL_RUNNING;
+    e->phase[0] = e->phase[1] = 0;
     __atomic_store_n(&e->ver, v + 1, __ATOMIC_RELEASE);
-    return i;
+    return TOKEN(k, i);
 }
 
 /* A counter += v as an atomic load and store, not a locked add: calls of one communicator
@@ -217,19 +258,36 @@ static int bucket(int64_t ns)
     return b;
 }
 
+/* A copy of the done world call e into the sample ring (flight.h's BT_FLIGHT_SAMPLE). */
+static void sample(struct bt__flight_hdr *h, const struct bt__flight_entry *e)
+{
+    uint64_t i = __atomic_fetch_add(&h->ring[BT_FLIGHT_RINGS].head, 1, __ATOMIC_ACQ_REL);
+    struct bt__flight_entry *s = entry_at(h, BT_FLIGHT_RINGS, i);
+    uint64_t v = s->ver + 1;
+    __atomic_store_n(&s->ver, v, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy((char *)s + sizeof(s->ver), (const char *)e + sizeof(e->ver),
+           sizeof(*s) - sizeof(s->ver));
+    __atomic_store_n(&s->ver, v + 1, __ATOMIC_RELEASE);
+}
+
 void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t bytes)
 {
-    struct bt__flight_entry *e = (struct bt__flight_entry *)(h + 1) +
-                                 (token & (BT_FLIGHT_RING - 1));
+    int k = TOKEN_RING(token);
+    uint64_t i = TOKEN_INDEX(token);
+    struct bt__flight_entry *e = entry_at(h, k, i);
     int64_t end = wall_ns(), start = e->start_ns;
     int op = e->op < BT_FL_NOPS ? e->op : BT_FL_OTHER;
-    if (h->head - token <= BT_FLIGHT_RING) { /* not yet reused by a later call */
+    if (__atomic_load_n(&h->ring[k].head, __ATOMIC_RELAXED) - i <= BT_FLIGHT_RING) {
+        /* not yet reused by a later call */
         uint64_t v = e->ver + 1;
         __atomic_store_n(&e->ver, v, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_RELEASE);
         e->end_ns = end;
         e->state = rc == 0 ? BT_FL_DONE : BT_FL_FAILED;
         __atomic_store_n(&e->ver, v + 1, __ATOMIC_RELEASE);
+        if (e->comm_id == 0 && e->seq % BT_FLIGHT_SAMPLE == 0 && rc == 0)
+            sample(h, e);
     }
     int64_t lat = end - start;
     if (rc != 0)
@@ -240,23 +298,71 @@ void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t b
     bump(&h->calls[op], 1);
 }
 
-/* ---- the hook at the collectives' one start/end point (coll.c) ---- */
+/* ---- the hook at the collectives' one start/end point (progress.c) ---- */
 
-static struct bt__flight_hdr *the_rec;  /* NULL: no recorder (not under `baton run`) */
-static const struct bt_comm *the_world; /* the first communicator that called: comm 0 */
+static struct bt__flight_hdr *the_rec; /* NULL: no recorder (not under `baton run`) */
 
-uint64_t bt__flight_call_begin(const struct bt_comm *c, const char *name, const struct bt__call *a)
+static void attach_once(const struct bt_comm *c)
 {
     static int tried;
-    if (!__atomic_load_n(&tried, __ATOMIC_ACQUIRE)) {
-        static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-        pthread_mutex_lock(&mu);
-        if (!tried && getenv("BATON_FLIGHT_FD")) {
-            the_world = c;
-            the_rec = bt__flight_attach(c->rank, c->size);
+    if (__atomic_load_n(&tried, __ATOMIC_ACQUIRE))
+        return;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    if (!tried && getenv("BATON_FLIGHT_FD"))
+        the_rec = bt__flight_attach(c->rank, c->size);
+    __atomic_store_n(&tried, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&mu);
+}
+
+/* c's id in the recorder: 0 for a world, the top half of a child's id (never 0). */
+static uint32_t comm_id(const struct bt_comm *c)
+{
+    uint32_t id = (uint32_t)(c->id >> 32);
+    return c->id && !id ? 1 : id;
+}
+
+/* Claims a ring for c (c->flight_ring = ring + 1): the world ring 0 when free, else the first
+ * free one of 1..RINGS-2, else the shared last one. */
+static void claim(struct bt_comm *c)
+{
+    uint32_t id = comm_id(c);
+    int k = BT_FLIGHT_RINGS - 1;
+    for (int i = id ? 1 : 0; i < BT_FLIGHT_RINGS - 1; i++) {
+        uint32_t free_ = 0;
+        if (__atomic_compare_exchange_n(&the_rec->ring[i].used, &free_, 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED)) {
+            k = i;
+            describe(the_rec, k, id, c->size, c->rank, c->name);
+            break;
         }
-        __atomic_store_n(&tried, 1, __ATOMIC_RELEASE);
-        pthread_mutex_unlock(&mu);
+    }
+    c->flight_id = id;
+    c->flight_ring = k + 1;
+}
+
+void bt__flight_comm_open(struct bt_comm *c)
+{
+    attach_once(c);
+    if (the_rec && !c->flight_ring)
+        claim(c);
+}
+
+void bt__flight_comm_close(struct bt_comm *c)
+{
+    int k = c->flight_ring - 1;
+    if (the_rec && k >= 0 && k < BT_FLIGHT_RINGS - 1) /* the descriptor stays: dumps name it */
+        __atomic_store_n(&the_rec->ring[k].used, 0, __ATOMIC_RELEASE);
+    c->flight_ring = 0;
+}
+
+uint64_t bt__flight_call_begin(struct bt_comm *c, const char *name, const struct bt__call *a)
+{
+    if (!c->flight_ring) {
+        attach_once(c);
+        if (!the_rec)
+            return UINT64_MAX;
+        claim(c);
     }
     if (!the_rec)
         return UINT64_MAX;
@@ -267,7 +373,7 @@ uint64_t bt__flight_call_begin(const struct bt_comm *c, const char *name, const 
                     ? (int)a->op
                     : 255;
     int root = op == BT_FL_BROADCAST || op == BT_FL_REDUCE ? a->root : -1;
-    return bt__flight_begin(the_rec, c == the_world ? 0 : 1, c->coll_seq, op,
+    return bt__flight_begin(the_rec, c->flight_ring - 1, c->flight_id, c->coll_seq, op,
                             other ? 255 : (int)a->dtype, redop, other ? 0 : a->count, root,
                             c->size);
 }
@@ -277,11 +383,24 @@ void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const 
     if (token == UINT64_MAX || !the_rec)
         return;
     /* the op this thread wrote in _begin (the slot is reused only 1,024 calls later) */
-    int op = ((const struct bt__flight_entry *)(the_rec + 1))[token & (BT_FLIGHT_RING - 1)].op;
+    int op = entry_at(the_rec, TOKEN_RING(token), TOKEN_INDEX(token))->op;
     uint64_t n = op == BT_FL_OTHER || op == BT_FL_BARRIER ? 0 : a->count;
     if (op == BT_FL_ALLGATHER || op == BT_FL_REDUCE_SCATTER)
         n *= (uint64_t)c->size; /* the whole buffer: recv of allgather, send of reduce-scatter */
     bt__flight_end(the_rec, token, rc, n * bt_dtype_size(a->dtype));
+}
+
+void bt__flight_phase(const struct bt_comm *c, int i, unsigned kind)
+{
+    uint64_t token = c->flight_token;
+    if (token == UINT64_MAX || !the_rec || i < 0 || i > 1)
+        return;
+    struct bt__flight_entry *e = entry_at(the_rec, TOKEN_RING(token), TOKEN_INDEX(token));
+    int64_t d = (wall_ns() - e->start_ns) / BT_FL_PHASE_UNIT_NS;
+    uint32_t max = (1u << BT_FL_PHASE_SHIFT) - 1;
+    d = d < 1 ? 1 : d > (int64_t)max ? (int64_t)max : d; /* 0 means none */
+    /* one aligned 4-byte store: a reader sees the old or the new boundary, never a mix */
+    __atomic_store_n(&e->phase[i], kind << BT_FL_PHASE_SHIFT | (uint32_t)d, __ATOMIC_RELAXED);
 }
 
 void bt__flight_comm_stall(void)

@@ -86,7 +86,9 @@ static void execute(struct bt_comm *c, struct bt_request *r, int failed)
     }
     uint64_t fl = r->call.local ? UINT64_MAX /* the flight recorder */
                                 : bt__flight_call_begin(c, r->name, &r->call);
+    c->flight_token = fl; /* for bt__flight_phase */
     int rc = r->run(c, &r->call);
+    c->flight_token = UINT64_MAX;
     bt__flight_call_end(c, fl, rc, &r->call);
     if (rc != BT_OK)
         bt__err_reset(&r->err, rc, "%s", c->err.code != BT_OK ? c->err.msg : bt_strerror(rc));

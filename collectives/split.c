@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "collectives/backend/cuda.h"
+#include "collectives/flight.h"
 #include "collectives/progress.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -85,7 +86,9 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
                              .prefix = prefix,
                              .world_of = world_of,
                              .node_of = node,
-                             .name = name};
+                             .name = name,
+                             .id = id,
+                             .job_node = p->job_node};
     layout(&g, n, node, me);
     struct bt__err err = {0};
     int rc = bt__comm_create(&g, out, &err);
@@ -93,6 +96,7 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
     if (rc != BT_OK)
         return bt__comm_fail(p, rc, "%s #%llu: making communicator %s: %s", p->coll_name,
                              (unsigned long long)p->coll_seq, name, err.msg);
+    bt__flight_comm_open(*out); /* its ring, named before its first call */
     BT_INFO(INIT, "rank %d: communicator %s: rank %d of %d (local %d of %d, node %d of %d)",
             p->rank, name, me, n, g.local_rank, g.local_size, g.node_rank, g.nnodes);
     return BT_OK;

@@ -61,6 +61,8 @@
 #define BT_RUN_SUMMARY_MAX 8192 /* bytes of the failure summary */
 #define BT_RUN_STRAG_WINDOW 100 /* calls of one op the straggler statistics look at */
 #define BT_RUN_STRAG_RANKS 256  /* local ranks whose "last" counts are kept for /metrics */
+#define BT_RUN_STRAG_COMMS 16   /* communicators whose calls the local ranks compare */
+#define BT_RUN_XS_KEEP 1024     /* world calls a node keeps for the job-wide look */
 #define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 /* torchrun's flags (run_torch.c) and what baton derives from them. */
@@ -129,16 +131,40 @@ struct bt__worker {
 /* Straggler statistics of one op over the last BT_RUN_STRAG_WINDOW calls (run_flight.c). */
 struct bt__strag_op {
     uint64_t n;                        /* calls accounted so far */
-    int16_t last[BT_RUN_STRAG_WINDOW]; /* local index of the rank that entered last */
+    int32_t last[BT_RUN_STRAG_WINDOW]; /* the rank that entered last: local index, or (job-wide
+                                          on node 0) global rank */
     float lag_ms[BT_RUN_STRAG_WINDOW]; /* how long after the one before it */
 };
+/* One communicator the local ranks record: its calls compared up to seen. */
+struct bt__strag_comm {
+    uint32_t id;   /* flight-recorder id, 0: the world */
+    uint64_t seen; /* call number accounted up to */
+};
+/* One world call as a node saw it, for the job-wide comparison: its ranks' latest entry time
+ * and the one before it (node 0's clock), and who entered latest. */
+struct bt__xs_rec {
+    uint64_t seq;
+    int64_t tmax, tsecond; /* ns; tsecond INT64_MIN when the node has one rank */
+    int32_t last;          /* global rank */
+    int32_t op;
+};
 struct bt__strag {
-    struct bt__strag_op op[BT_FL_NOPS];
-    uint64_t seen;                           /* call number (comm 0) accounted up to */
+    struct bt__strag_op op[BT_FL_NOPS]; /* what the WARN looks at: this node's ranks, or on
+                                           node 0 of several the whole job's */
+    struct bt__strag_comm comm[BT_RUN_STRAG_COMMS];
+    int ncomm;
     int64_t next_warn_ns;                    /* wall clock of the next straggler check */
     int started;                             /* the first period began */
     int disagreements;                       /* WARNs about calls whose shape differs */
     uint64_t last_total[BT_RUN_STRAG_RANKS]; /* per local index: times last, whole job */
+    /* job-wide (several nodes): each node publishes its last world calls, node 0 compares */
+    int xnode;            /* 1: this generation compares across nodes (the clocks measured) */
+    int64_t clock_off_ns; /* this node's clock minus node 0's */
+    struct bt__xs_rec xs[BT_RUN_XS_KEEP]; /* this node's last world calls, a ring */
+    uint64_t xs_n;                        /* records written to it so far */
+    uint64_t xseen;                       /* node 0: world call accounted job-wide up to */
+    uint64_t sample_seen;                 /* sampled world call recorded up to (flight.h) */
+    int64_t next_pub_ns;                  /* wall clock of the next publish (or read) */
 };
 
 struct bt__outcome {
@@ -458,6 +484,9 @@ void bt__run_flight_scan(struct bt__run *r);
 void bt__run_flight_report(struct bt__run *r);
 void bt__run_flight_reset(struct bt__run *r);
 void bt__run_flight_close(struct bt__run *r);
+/* The watcher thread, once a beat, on its own connection st: publishes what the job-wide
+ * straggler look of a node other than 0 prepared (run_flight.c). */
+void bt__run_flight_watch(struct bt__run *r, struct bt__store *st);
 
 /* run_timeline.c (BATON_TIMELINE=PATH): start at the job's start; join(0) before and join(1)
  * after each rendezvous; scan once a second; generation_end after each generation; finish at

@@ -711,6 +711,7 @@ static void *watch_main(void *arg)
         if (rc == BT_ERR_TIMEOUT && !bt__store_broken(r->wst)) {
             check_all_done(r);
             log_refusals(r, r->wst);
+            bt__run_flight_watch(r, r->wst); /* the straggler records of this node */
             if (r->elastic)
                 bt__run_elastic_watch(r, r->wst);
         }

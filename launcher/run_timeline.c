@@ -34,6 +34,7 @@
 struct tl_ev {
     int64_t ts_ns, dur_ns; /* dur_ns < 0: an instant event */
     int tid;               /* global rank, or -1 for the launcher */
+    int phase;             /* 1, 2, ...: a phase of a call (category "phase"); 0 not */
     char *name, *args;     /* args: JSON object text or NULL */
 };
 
@@ -41,7 +42,8 @@ struct bt__timeline {
     struct tl_ev *ev;
     size_t n, cap;
     uint64_t skipped;
-    uint64_t next[BT_RUN_STRAG_RANKS]; /* per local index: the ring index read up to */
+    uint64_t next[BT_RUN_STRAG_RANKS][BT_FLIGHT_RINGS]; /* per local index and ring: read up to */
+    char track[BT_RUN_STRAG_RANKS][BT_FLIGHT_RINGS][BT_FLIGHT_NAME]; /* sub-comm tracks' names */
     int64_t gen_start[BT_RUN_STRAG_RANKS];
     int64_t rdzv_start;
 };
@@ -68,7 +70,7 @@ static void add(struct bt__run *r, int tid, int64_t ts, int64_t dur, char *name,
         }
         t->ev = p, t->cap = cap;
     }
-    t->ev[t->n++] = (struct tl_ev){ts, dur, tid, name, args};
+    t->ev[t->n++] = (struct tl_ev){ts, dur, tid, 0, name, args};
 }
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
@@ -103,32 +105,81 @@ void bt__run_timeline_join(struct bt__run *r, int done)
         fmt("{\"generation\": %d, \"nodes\": %d}", r->restart, r->spec.nnodes));
     if (r->restart > 0)
         add(r, -1, r->tl->rdzv_start, -1, fmt("restart %d", r->restart), NULL);
-    for (int i = 0; i < r->nproc && i < BT_RUN_STRAG_RANKS; i++)
-        r->tl->next[i] = 0, r->tl->gen_start[i] = now;
+    for (int i = 0; i < r->nproc && i < BT_RUN_STRAG_RANKS; i++) {
+        memset(r->tl->next[i], 0, sizeof(r->tl->next[i]));
+        r->tl->gen_start[i] = now;
+    }
+}
+
+/* The track of a call: tid rank + 1 for the world's calls, rank + 1 + TRACK_STEP * ring for a
+ * sub-communicator's (named "rank R: NAME"), so calls of two communicators that overlap in
+ * time (nonblocking calls, threads) never share a track. */
+#define TRACK_STEP 1000000
+
+/* The phases of call e (flight.h's BT_FL_PHASE_*) as events nested in it: the hierarchical
+ * allreduce's intra-node reduce, inter-node allreduce (of the node leaders; the others wait)
+ * and intra-node broadcast. Only a call that finished with both boundaries has them. */
+static void add_phases(struct bt__run *r, int tid, const struct bt__flight_entry *e)
+{
+    static const char *const hier[3] = {"reduce (intra-node)", "allreduce (inter-node)",
+                                        "broadcast (intra-node)"};
+    if (e->state != BT_FL_DONE || BT_FL_PHASE_KIND(e->phase[0]) != BT_FL_PHASE_HIER ||
+        BT_FL_PHASE_KIND(e->phase[1]) != BT_FL_PHASE_HIER)
+        return;
+    int64_t dur = e->end_ns - e->start_ns,
+            b[4] = {0, BT_FL_PHASE_NS(e->phase[0]), BT_FL_PHASE_NS(e->phase[1]), dur};
+    for (int i = 1; i < 4; i++) /* in order and inside the call, whatever the rounding did */
+        b[i] = b[i] < b[i - 1] ? b[i - 1] : b[i] > dur ? dur : b[i];
+    for (int i = 0; i < 3; i++) {
+        size_t n = r->tl->n;
+        add(r, tid, e->start_ns + b[i], b[i + 1] - b[i], fmt("%s", hier[i]),
+            fmt("{\"phase\": %d, \"of\": \"%s #%" PRIu64 "\"}", i + 1, bt__flight_op_name(e->op),
+                e->seq));
+        if (r->tl->n > n)
+            r->tl->ev[n].phase = i + 1;
+    }
+}
+
+/* Ring k of local rank i: its finished calls since the last look. */
+static void scan_ring(struct bt__run *r, int i, const struct bt__flight_hdr *h, int k)
+{
+    struct bt__timeline *t = r->tl;
+    struct bt__flight_ring g;
+    if (bt__flight_ring_read(h, k, &g) != 0)
+        return;
+    uint64_t head = g.head, *next = &t->next[i][k];
+    if (head > *next + BT_FLIGHT_RING) {
+        t->skipped += head - BT_FLIGHT_RING - *next;
+        *next = head - BT_FLIGHT_RING;
+    }
+    for (; *next < head; (*next)++) {
+        struct bt__flight_entry e;
+        if (bt__flight_read(h, k, *next, &e) != 0 || e.state == BT_FL_RUNNING)
+            break; /* look again next time */
+        int tid = r->w[i].rank;
+        char comm[BT_FLIGHT_NAME + 8] = "world";
+        if (e.comm_id) {
+            tid += TRACK_STEP * (k + 1);
+            snprintf(comm, sizeof(comm), "c%08x", e.comm_id);
+            if (!t->track[i][k][0])
+                snprintf(t->track[i][k], sizeof(t->track[i][k]), "%s",
+                         k == BT_FLIGHT_RINGS - 1 ? "other communicators" : g.name);
+        }
+        add(r, tid, e.start_ns, e.end_ns - e.start_ns,
+            fmt("%s #%" PRIu64, bt__flight_op_name(e.op), e.seq),
+            fmt("{\"seq\": %" PRIu64 ", \"count\": %" PRIu64 ", \"comm\": \"%s\", \"state\": "
+                "\"%s\"}",
+                e.seq, e.count, comm, e.state == BT_FL_DONE ? "done" : "failed"));
+        add_phases(r, tid, &e);
+    }
 }
 
 void bt__run_timeline_scan(struct bt__run *r)
 {
-    struct bt__timeline *t = r->tl;
-    for (int i = 0; t && i < r->nproc && i < BT_RUN_STRAG_RANKS; i++) {
+    for (int i = 0; r->tl && i < r->nproc && i < BT_RUN_STRAG_RANKS; i++) {
         const struct bt__flight_hdr *h = bt__run_flight_of(&r->w[i]);
-        if (!h)
-            continue;
-        uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-        if (head > t->next[i] + BT_FLIGHT_RING) {
-            t->skipped += head - BT_FLIGHT_RING - t->next[i];
-            t->next[i] = head - BT_FLIGHT_RING;
-        }
-        for (; t->next[i] < head; t->next[i]++) {
-            struct bt__flight_entry e;
-            if (bt__flight_read(h, t->next[i], &e) != 0 || e.state == BT_FL_RUNNING)
-                break; /* look again next time */
-            add(r, r->w[i].rank, e.start_ns, e.end_ns - e.start_ns,
-                fmt("%s #%" PRIu64, bt__flight_op_name(e.op), e.seq),
-                fmt("{\"seq\": %" PRIu64 ", \"count\": %" PRIu64 ", \"comm\": %u, \"state\": "
-                    "\"%s\"}",
-                    e.seq, e.count, e.comm_id, e.state == BT_FL_DONE ? "done" : "failed"));
-        }
+        for (int k = 0; h && k < BT_FLIGHT_RINGS; k++)
+            scan_ring(r, i, h, k);
     }
 }
 
@@ -152,7 +203,11 @@ static int cmp_ev(const void *a, const void *b)
     const struct tl_ev *x = a, *y = b;
     if (x->ts_ns != y->ts_ns)
         return x->ts_ns < y->ts_ns ? -1 : 1;
-    return (x->dur_ns < y->dur_ns) - (x->dur_ns > y->dur_ns); /* the longer (outer) first */
+    if (x->phase && y->phase) /* phases of one call: in order, also an empty one */
+        return x->phase - y->phase;
+    if (x->dur_ns != y->dur_ns)
+        return (x->dur_ns < y->dur_ns) - (x->dur_ns > y->dur_ns); /* the longer (outer) first */
+    return x->phase - y->phase; /* a call before its phase as long as itself */
 }
 
 /* Timestamps count from the start of the UTC day (otherData.day_start_ns), so that a double
@@ -181,11 +236,19 @@ static char *node_json(struct bt__run *r, int64_t off, size_t *len)
             ",\n{\"ph\": \"M\", \"pid\": %d, \"tid\": 0, \"name\": \"thread_name\", \"args\": "
             "{\"name\": \"launcher\"}}",
             node);
-    for (int i = 0; i < r->nproc; i++)
+    for (int i = 0; i < r->nproc; i++) {
         fprintf(f,
                 ",\n{\"ph\": \"M\", \"pid\": %d, \"tid\": %d, \"name\": \"thread_name\", "
                 "\"args\": {\"name\": \"rank %d\"}}",
                 node, r->w[i].rank + 1, r->w[i].rank);
+        for (int k = 0; i < BT_RUN_STRAG_RANKS && k < BT_FLIGHT_RINGS; k++)
+            if (t->track[i][k][0])
+                fprintf(f,
+                        ",\n{\"ph\": \"M\", \"pid\": %d, \"tid\": %d, \"name\": "
+                        "\"thread_name\", \"args\": {\"name\": \"rank %d: %s\"}}",
+                        node, r->w[i].rank + 1 + TRACK_STEP * (k + 1), r->w[i].rank,
+                        t->track[i][k]);
+    }
     qsort(t->ev, t->n, sizeof(*t->ev), cmp_ev);
     for (size_t i = 0; i < t->n; i++) {
         const struct tl_ev *e = &t->ev[i];
@@ -196,7 +259,11 @@ static char *node_json(struct bt__run *r, int64_t off, size_t *len)
             fprintf(f, "\"dur\": %.3f, ", (double)e->dur_ns / 1e3);
         else
             fprintf(f, "\"s\": \"t\", ");
-        fprintf(f, "\"cat\": \"%s\", \"name\": \"%s\"", e->tid < 0 ? "launcher" : "rank", e->name);
+        fprintf(f, "\"cat\": \"%s\", \"name\": \"%s\"",
+                e->tid < 0 ? "launcher"
+                : e->phase ? "phase"
+                           : "rank",
+                e->name);
         if (e->args)
             fprintf(f, ", \"args\": %s", e->args);
         fputs("}", f);

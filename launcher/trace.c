@@ -1,6 +1,8 @@
 /* trace.c: flight-recorder dumps as text, their analysis, and `baton trace FILE...`.
  *
- * The analysis, on the world communicator (comm 0):
+ * The analysis, communicator by communicator (the world first; each child's findings name it:
+ * "... allreduce #7 on communicator c1a2b3c4 (world ranks 1, 3, 5) ..."), among the ranks
+ * whose dumps describe it or hold a call of it:
  *   1. Lag. M is the highest call number any rank entered. A rank whose last entered call is
  *      below M and finished never entered the next one: "rank 3 never entered allreduce #1042
  *      (the 7 others did, 12.3 s ago); its last completed call was broadcast #1041". A rank
@@ -21,7 +23,8 @@
 #include "launcher/cmds.h"
 #include "launcher/trace.h"
 
-#define TRACE_HEAD "# baton flight recorder 1"
+#define TRACE_HEAD "# baton flight recorder 2"
+#define TRACE_HEAD_V1 "# baton flight recorder 1"
 #define LAG_NAMED_MAX 8            /* lagging ranks named one by one */
 #define DISAGREE_MAX 3             /* disagreements named */
 #define TRACE_FILE_MAX (64u << 20) /* bytes of one dump file read */
@@ -46,43 +49,82 @@ static int index_of(const char *const *names, int n, const char *s)
     return !strcmp(s, "-") ? 255 : -1;
 }
 
+static int by_start(const void *a, const void *b)
+{
+    const struct bt__flight_entry *x = a, *y = b;
+    return x->start_ns < y->start_ns ? -1 : x->start_ns > y->start_ns;
+}
+
+/* "0" for the world, "c1a2b3c4" for a child. */
+static const char *id_str(uint32_t id, char *buf, size_t n)
+{
+    snprintf(buf, n, id ? "c%08x" : "0", id);
+    return buf;
+}
+
+/* The whole entries of the last max calls of every ring of h into *e (malloc'd, by start). */
+static int collect(const struct bt__flight_hdr *h, int max, struct bt__flight_entry **e, int *n)
+{
+    *e = malloc(sizeof(**e) * (size_t)BT_FLIGHT_RINGS * (size_t)(max < 1 ? 1 : max));
+    *n = 0;
+    if (!*e)
+        return -1;
+    for (int k = 0; k < BT_FLIGHT_RINGS; k++) {
+        uint64_t head = __atomic_load_n(&h->ring[k].head, __ATOMIC_ACQUIRE);
+        uint64_t first = head > (uint64_t)max ? head - (uint64_t)max : 0;
+        if (head - first > BT_FLIGHT_RING)
+            first = head - BT_FLIGHT_RING;
+        for (uint64_t i = first; i < head; i++)
+            *n += bt__flight_read(h, k, i, &(*e)[*n]) == 0; /* skips one being written */
+    }
+    qsort(*e, (size_t)*n, sizeof(**e), by_start);
+    return 0;
+}
+
 int bt__trace_format(const struct bt__flight_hdr *h, int node, const char *host, int max,
                      int64_t now_ns, char **out, size_t *len)
 {
-    uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-    uint64_t first = head > (uint64_t)max ? head - (uint64_t)max : 0;
-    if (head - first > BT_FLIGHT_RING)
-        first = head - BT_FLIGHT_RING;
-    size_t cap = 256 + (size_t)(head - first) * 200, k = 0;
-    char *s = malloc(cap), *lines;
-    if (!s)
+    struct bt__flight_entry *e;
+    int n, ncomm = 0;
+    char comms[BT_FLIGHT_RINGS * (BT_FLIGHT_NAME + 64)], id[16];
+    size_t cl = 0;
+    if (collect(h, max, &e, &n) != 0)
         return -1;
-    int hl = snprintf(s, cap, "%s\n", TRACE_HEAD);
-    size_t at = (size_t)hl; /* the rank line goes here once the count is known */
-    lines = s + at + 160;
-    int n = 0;
-    for (uint64_t i = first; i < head; i++) {
-        struct bt__flight_entry e;
-        if (bt__flight_read(h, i, &e) != 0)
-            continue; /* being written right now, or reused */
-        k += (size_t)snprintf(lines + k, cap - at - 160 - k,
-                              "seq=%" PRIu64 " comm=%u op=%s dtype=%s redop=%s count=%" PRIu64
-                              " root=%d peers=%d start_ns=%" PRId64 " end_ns=%" PRId64
-                              " state=%s\n",
-                              e.seq, e.comm_id, bt__flight_op_name(e.op),
-                              name_of(dtype_names, NELEM(dtype_names), e.dtype),
-                              name_of(redop_names, NELEM(redop_names), e.redop), e.count, e.root,
-                              e.peers, e.start_ns, e.end_ns,
-                              name_of(state_names, NELEM(state_names), e.state));
-        n++;
+    for (int k = 0; k < BT_FLIGHT_RINGS - 1; k++) { /* the shared ring names no communicator */
+        struct bt__flight_ring g;
+        if (bt__flight_ring_read(h, k, &g) != 0 || !g.name[0])
+            continue;
+        cl += (size_t)snprintf(comms + cl, sizeof(comms) - cl, "comm=%s size=%d rank=%d name=%s\n",
+                               id_str(g.comm_id, id, sizeof(id)), g.size, g.rank, g.name);
+        ncomm++;
     }
-    int rl = snprintf(s + at, 160,
-                      "rank=%d size=%d node=%d host=%.64s pid=%d dumped_ns=%" PRId64
-                      " entries=%d\n",
-                      h->rank, h->size, node, host, h->pid, now_ns, n);
-    memmove(s + at + rl, lines, k + 1);
+    char *s = NULL;
+    size_t sl = 0;
+    FILE *f = open_memstream(&s, &sl);
+    if (!f) {
+        free(e);
+        return -1;
+    }
+    fprintf(f,
+            "%s\nrank=%d size=%d node=%d host=%.64s pid=%d dumped_ns=%" PRId64
+            " entries=%d comms=%d\n%s",
+            TRACE_HEAD, h->rank, h->size, node, host, h->pid, now_ns, n, ncomm, comms);
+    for (int i = 0; i < n; i++)
+        fprintf(f,
+                "seq=%" PRIu64 " comm=%s op=%s dtype=%s redop=%s count=%" PRIu64
+                " root=%d peers=%d start_ns=%" PRId64 " end_ns=%" PRId64 " state=%s\n",
+                e[i].seq, id_str(e[i].comm_id, id, sizeof(id)), bt__flight_op_name(e[i].op),
+                name_of(dtype_names, NELEM(dtype_names), e[i].dtype),
+                name_of(redop_names, NELEM(redop_names), e[i].redop), e[i].count, e[i].root,
+                e[i].peers, e[i].start_ns, e[i].end_ns,
+                name_of(state_names, NELEM(state_names), e[i].state));
+    free(e);
+    if (fclose(f) != 0) {
+        free(s);
+        return -1;
+    }
     *out = s;
-    *len = at + (size_t)rl + k;
+    *len = sl;
     return 0;
 }
 
@@ -108,16 +150,42 @@ static int field_ll(const char *line, const char *key, long long *v)
     return *end ? -1 : 0;
 }
 
+/* A communicator id: "0", "c" and 8 hex digits, or (version 1) a small number. */
+static int field_comm(const char *line, uint32_t *id)
+{
+    char buf[16], *end;
+    if (field(line, "comm", buf, sizeof(buf)) != 0 || !buf[0])
+        return -1;
+    unsigned long v = buf[0] == 'c' ? strtoul(buf + 1, &end, 16) : strtoul(buf, &end, 10);
+    if (*end || end == buf + (buf[0] == 'c') || v > UINT32_MAX)
+        return -1;
+    *id = (uint32_t)v;
+    return 0;
+}
+
+/* "comm=ID size=S rank=R name=NAME": one communicator of the dump. */
+static int parse_comm(const char *line, struct bt__trace_comm *c)
+{
+    long long size, rank;
+    const char *nm = strstr(line, " name=");
+    if (field_comm(line, &c->id) || field_ll(line, "size", &size) ||
+        field_ll(line, "rank", &rank) || !nm || size < 1 || rank < 0 || rank >= size)
+        return -1;
+    c->size = (int)size, c->rank = (int)rank;
+    snprintf(c->name, sizeof(c->name), "%.*s", (int)strcspn(nm + 6, "\n"), nm + 6);
+    return 0;
+}
+
 static int parse_entry(const char *line, struct bt__flight_entry *e)
 {
     char op[32], dt[16], ro[16], st[16];
-    long long seq, comm, count, root, peers, s, end;
-    if (field_ll(line, "seq", &seq) || field_ll(line, "comm", &comm) ||
-        field_ll(line, "count", &count) || field_ll(line, "root", &root) ||
-        field_ll(line, "peers", &peers) || field_ll(line, "start_ns", &s) ||
-        field_ll(line, "end_ns", &end) || field(line, "op", op, sizeof(op)) ||
-        field(line, "dtype", dt, sizeof(dt)) || field(line, "redop", ro, sizeof(ro)) ||
-        field(line, "state", st, sizeof(st)))
+    long long seq, count, root, peers, s, end;
+    uint32_t comm;
+    if (field_ll(line, "seq", &seq) || field_comm(line, &comm) || field_ll(line, "count", &count) ||
+        field_ll(line, "root", &root) || field_ll(line, "peers", &peers) ||
+        field_ll(line, "start_ns", &s) || field_ll(line, "end_ns", &end) ||
+        field(line, "op", op, sizeof(op)) || field(line, "dtype", dt, sizeof(dt)) ||
+        field(line, "redop", ro, sizeof(ro)) || field(line, "state", st, sizeof(st)))
         return -1;
     int o = bt__flight_op_from_name(op), d = index_of(dtype_names, NELEM(dtype_names), dt);
     int r = index_of(redop_names, NELEM(redop_names), ro);
@@ -128,7 +196,7 @@ static int parse_entry(const char *line, struct bt__flight_entry *e)
                                    .start_ns = s,
                                    .end_ns = end,
                                    .count = (uint64_t)count,
-                                   .comm_id = (uint32_t)comm,
+                                   .comm_id = comm,
                                    .root = (int32_t)root,
                                    .peers = (int32_t)peers,
                                    .op = (uint8_t)o,
@@ -142,17 +210,19 @@ int bt__trace_parse(const char *text, const char *name, struct bt__trace_rank *t
                     size_t errn)
 {
     memset(t, 0, sizeof(*t));
-    if (strncmp(text, TRACE_HEAD "\n", sizeof(TRACE_HEAD))) {
+    if (strncmp(text, TRACE_HEAD "\n", sizeof(TRACE_HEAD)) &&
+        strncmp(text, TRACE_HEAD_V1 "\n", sizeof(TRACE_HEAD_V1))) {
         snprintf(err, errn, "%s: not a baton flight-recorder dump (its first line is not '%s')",
                  name, TRACE_HEAD);
         return -1;
     }
     const char *p = text + sizeof(TRACE_HEAD);
-    long long v[5], entries;
+    long long v[5], entries, ncomm = 0;
     if (field_ll(p, "rank", &v[0]) || field_ll(p, "size", &v[1]) || field_ll(p, "node", &v[2]) ||
         field_ll(p, "pid", &v[3]) || field_ll(p, "dumped_ns", &v[4]) ||
-        field_ll(p, "entries", &entries) || entries < 0 || entries > BT_FLIGHT_RING || v[0] < 0 ||
-        v[1] <= v[0]) {
+        field_ll(p, "entries", &entries) || entries < 0 ||
+        entries > BT_FLIGHT_RINGS * BT_FLIGHT_RING || v[0] < 0 || v[1] <= v[0] ||
+        (field_ll(p, "comms", &ncomm) == 0 && (ncomm < 0 || ncomm > BT_FLIGHT_RINGS))) {
         snprintf(err, errn,
                  "%s: line 2: a torn or foreign rank line (want rank=R size=S node=N "
                  "host=H pid=P dumped_ns=T entries=K)",
@@ -168,7 +238,19 @@ int bt__trace_parse(const char *text, const char *name, struct bt__trace_rank *t
         return -1;
     }
     p += strcspn(p, "\n");
-    for (int ln = 3; *p == '\n' && p[1] && t->n < entries; ln++) {
+    int ln = 3;
+    for (; *p == '\n' && t->ncomm < ncomm; ln++) {
+        p++;
+        if (parse_comm(p, &t->comm[t->ncomm]) != 0) {
+            snprintf(err, errn, "%s: line %d: a torn or foreign communicator line: '%.60s'", name,
+                     ln, p);
+            bt__trace_free(t);
+            return -1;
+        }
+        t->ncomm++;
+        p += strcspn(p, "\n");
+    }
+    for (; *p == '\n' && p[1] && t->n < entries; ln++) {
         p++;
         if (parse_entry(p, &t->e[t->n]) != 0) {
             snprintf(err, errn, "%s: line %d: a torn or foreign entry: '%.60s'", name, ln, p);
@@ -178,9 +260,11 @@ int bt__trace_parse(const char *text, const char *name, struct bt__trace_rank *t
         t->n++;
         p += strcspn(p, "\n");
     }
-    if (t->n != entries) {
-        snprintf(err, errn, "%s: torn: the rank line says %lld entries, the file holds %d", name,
-                 entries, t->n);
+    if (t->n != entries || t->ncomm != ncomm) {
+        snprintf(err, errn,
+                 "%s: torn: the rank line says %lld entries and %lld communicators, the file "
+                 "holds %d and %d",
+                 name, entries, ncomm, t->n, t->ncomm);
         bt__trace_free(t);
         return -1;
     }
@@ -192,15 +276,16 @@ void bt__trace_free(struct bt__trace_rank *t)
     free(t->e);
     t->e = NULL;
     t->n = 0;
+    t->ncomm = 0;
 }
 
 /* ---- analysis ---- */
 
-/* The entry of call seq on comm 0 in t, or NULL. */
+/* The entry of call seq in t (one communicator's view), or NULL. */
 static const struct bt__flight_entry *find(const struct bt__trace_rank *t, uint64_t seq)
 {
     for (int i = t->n - 1; i >= 0; i--)
-        if (t->e[i].comm_id == 0 && t->e[i].seq == seq)
+        if (t->e[i].seq == seq)
             return &t->e[i];
     return NULL;
 }
@@ -210,7 +295,7 @@ static uint64_t max_entered(const struct bt__trace_rank *t, const struct bt__fli
     uint64_t m = 0;
     *last = NULL;
     for (int i = 0; i < t->n; i++)
-        if (t->e[i].comm_id == 0 && t->e[i].seq > m)
+        if (t->e[i].seq > m)
             m = t->e[i].seq, *last = &t->e[i];
     return m;
 }
@@ -219,7 +304,7 @@ static const struct bt__flight_entry *last_done(const struct bt__trace_rank *t)
 {
     const struct bt__flight_entry *d = NULL;
     for (int i = 0; i < t->n; i++)
-        if (t->e[i].comm_id == 0 && t->e[i].state == BT_FL_DONE && (!d || t->e[i].seq > d->seq))
+        if (t->e[i].state == BT_FL_DONE && (!d || t->e[i].seq > d->seq))
             d = &t->e[i];
     return d;
 }
@@ -232,7 +317,7 @@ static const struct bt__flight_entry *last_done(const struct bt__trace_rank *t)
 
 /* One lagging rank t against the others, for call x. */
 static size_t lag_line(const struct bt__trace_rank *all, int n, const struct bt__trace_rank *t,
-                       int64_t now, char *out, size_t cap)
+                       const char *where, int64_t now, char *out, size_t cap)
 {
     size_t k = 0;
     const struct bt__flight_entry *mine, *done = last_done(t), *ex = NULL;
@@ -253,13 +338,13 @@ static size_t lag_line(const struct bt__trace_rank *all, int n, const struct bt_
     if (!ex)
         return 0;
     if (running)
-        APPEND("rank %d is still in %s #%" PRIu64 " (entered %.1f s ago; %d other(s) finished "
+        APPEND("rank %d is still in %s #%" PRIu64 "%s (entered %.1f s ago; %d other(s) finished "
                "it)",
-               t->rank, bt__flight_op_name(ex->op), x, (double)(now - mine->start_ns) / 1e9,
+               t->rank, bt__flight_op_name(ex->op), x, where, (double)(now - mine->start_ns) / 1e9,
                others);
     else
-        APPEND("rank %d never entered %s #%" PRIu64 " (the %d other%s did, %.1f s ago)", t->rank,
-               bt__flight_op_name(ex->op), x, others, others == 1 ? "" : "s",
+        APPEND("rank %d never entered %s #%" PRIu64 "%s (the %d other%s did, %.1f s ago)", t->rank,
+               bt__flight_op_name(ex->op), x, where, others, others == 1 ? "" : "s",
                (double)(now - first) / 1e9);
     if (done)
         APPEND("; its last completed call was %s #%" PRIu64 "\n", bt__flight_op_name(done->op),
@@ -269,8 +354,8 @@ static size_t lag_line(const struct bt__trace_rank *all, int n, const struct bt_
     return k < cap ? k : cap;
 }
 
-static int analyze_lag(const struct bt__trace_rank *t, int n, int64_t now, char *out, size_t cap,
-                       size_t *used)
+static int analyze_lag(const struct bt__trace_rank *t, int n, const char *where, int64_t now,
+                       char *out, size_t cap, size_t *used)
 {
     uint64_t m = 0;
     const struct bt__flight_entry *last;
@@ -290,7 +375,7 @@ static int analyze_lag(const struct bt__trace_rank *t, int n, int64_t now, char 
         }
         if (!behind)
             continue;
-        size_t k = lag_line(t, n, &t[i], now, out + *used, cap - *used);
+        size_t k = lag_line(t, n, &t[i], where, now, out + *used, cap - *used);
         *used += k;
         found += k > 0;
     }
@@ -337,7 +422,7 @@ static const char *val_str(int kind, long long v, char *buf, size_t n)
 
 /* Call seq: does field f agree? If not, names the minority into out; returns bytes. */
 static size_t disagree(const struct bt__trace_rank *t, int n, uint64_t seq,
-                       const struct field_get *f, char *out, size_t cap)
+                       const struct field_get *f, const char *where, char *out, size_t cap)
 {
     long long vals[LAG_NAMED_MAX * 8];
     int ranks[LAG_NAMED_MAX * 8], m = 0, best = -1, bestc = 0;
@@ -358,8 +443,8 @@ static size_t disagree(const struct bt__trace_rank *t, int n, uint64_t seq,
         return 0;
     size_t k = 0;
     char b1[32], b2[32];
-    APPEND("ranks disagree on the %s of %s #%" PRIu64 " (", f->what,
-           f->kind == 1 ? "call" : bt__flight_op_name(ref->op), seq);
+    APPEND("ranks disagree on the %s of %s #%" PRIu64 "%s (", f->what,
+           f->kind == 1 ? "call" : bt__flight_op_name(ref->op), seq, where);
     int named = 0;
     for (int i = 0; i < m && named < LAG_NAMED_MAX; i++)
         if (vals[i] != vals[best])
@@ -370,8 +455,8 @@ static size_t disagree(const struct bt__trace_rank *t, int n, uint64_t seq,
     return k < cap ? k : cap;
 }
 
-static int analyze_agreement(const struct bt__trace_rank *t, int n, char *out, size_t cap,
-                             size_t *used)
+static int analyze_agreement(const struct bt__trace_rank *t, int n, const char *where, char *out,
+                             size_t cap, size_t *used)
 {
     static const struct field_get fields[] = {
         {"op", g_op, 1},           {"count", g_count, 0}, {"dtype", g_dtype, 2},
@@ -381,13 +466,11 @@ static int analyze_agreement(const struct bt__trace_rank *t, int n, char *out, s
     uint64_t lo = UINT64_MAX, hi = 0;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < t[i].n; j++)
-            if (t[i].e[j].comm_id == 0) {
-                lo = t[i].e[j].seq < lo ? t[i].e[j].seq : lo;
-                hi = t[i].e[j].seq > hi ? t[i].e[j].seq : hi;
-            }
+            lo = t[i].e[j].seq < lo ? t[i].e[j].seq : lo,
+            hi = t[i].e[j].seq > hi ? t[i].e[j].seq : hi;
     for (uint64_t s = lo; s <= hi && hi && found < DISAGREE_MAX; s++)
         for (int f = 0; f < NELEM(fields) && found < DISAGREE_MAX; f++) {
-            size_t k = disagree(t, n, s, &fields[f], out + *used, cap - *used);
+            size_t k = disagree(t, n, s, &fields[f], where, out + *used, cap - *used);
             *used += k;
             if (k) {
                 found++;
@@ -397,16 +480,14 @@ static int analyze_agreement(const struct bt__trace_rank *t, int n, char *out, s
     return found;
 }
 
-int bt__trace_analyze(const struct bt__trace_rank *t, int n, int64_t now_ns, char *out, size_t cap)
+/* The findings about one communicator: t[0..n) are its members' views (their entries of it
+ * only, size = its size); where: "" for the world, " on communicator NAME" for a child. */
+static int analyze_comm(const struct bt__trace_rank *t, int n, const char *where, int64_t now_ns,
+                        char *out, size_t cap, size_t *used)
 {
-    size_t k = 0;
-    int found = 0;
-    if (cap)
-        out[0] = '\0';
-    for (int i = 0; !now_ns && i < n; i++)
-        now_ns = t[i].dumped_ns > now_ns ? t[i].dumped_ns : now_ns;
-    found += analyze_agreement(t, n, out, cap, &k);
-    found += analyze_lag(t, n, now_ns, out, cap, &k);
+    size_t k = *used;
+    int found = analyze_agreement(t, n, where, out, cap, &k);
+    found += analyze_lag(t, n, where, now_ns, out, cap, &k);
     if (!found && n > 0) { /* every rank inside one call? */
         const struct bt__flight_entry *l0;
         uint64_t s0 = max_entered(&t[0], &l0);
@@ -418,12 +499,101 @@ int bt__trace_analyze(const struct bt__trace_rank *t, int n, int64_t now_ns, cha
             first = all && l->start_ns < first ? l->start_ns : first;
         }
         if (all && n == t[0].size) {
-            APPEND("every rank is in %s #%" PRIu64 " (since %.1f s): the wait is below baton's "
+            APPEND("every rank is in %s #%" PRIu64 "%s (since %.1f s): the wait is below baton's "
                    "calls (network, device, a peer process outside the job)\n",
-                   bt__flight_op_name(l0->op), s0, (double)(now_ns - first) / 1e9);
+                   bt__flight_op_name(l0->op), s0, where, (double)(now_ns - first) / 1e9);
             found++;
         }
     }
+    *used = k;
+    return found;
+}
+
+#define COMMS_MAX 64 /* communicators analyzed */
+
+/* The ids of the communicators in t (descriptors and entries), the world first; returns how
+ * many. */
+static int comm_ids(const struct bt__trace_rank *t, int n, uint32_t *ids)
+{
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = -t[i].ncomm; j < t[i].n; j++) {
+            uint32_t id = j < 0 ? t[i].comm[-j - 1].id : t[i].e[j].comm_id;
+            int seen = 0;
+            for (int q = 0; q < m && !seen; q++)
+                seen = ids[q] == id;
+            if (!seen && m < COMMS_MAX)
+                ids[m++] = id;
+        }
+    for (int q = 1; q < m; q++) /* the world (0) first, then by id */
+        for (int p = q; p > 0 && ids[p] < ids[p - 1]; p--) {
+            uint32_t x = ids[p];
+            ids[p] = ids[p - 1], ids[p - 1] = x;
+        }
+    return m;
+}
+
+static const struct bt__trace_comm *comm_of(const struct bt__trace_rank *t, uint32_t id)
+{
+    for (int j = 0; j < t->ncomm; j++)
+        if (t->comm[j].id == id)
+            return &t->comm[j];
+    return NULL;
+}
+
+/* v[i]: rank t[i]'s view of communicator id (when it is a member: it describes it or has an
+ * entry of it); returns the members; names it into where. v[].e are malloc'd. */
+static int views(const struct bt__trace_rank *t, int n, uint32_t id, struct bt__trace_rank *v,
+                 char *where, size_t wn)
+{
+    int m = 0;
+    where[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        const struct bt__trace_comm *c = comm_of(&t[i], id);
+        int k = 0, size = c ? c->size : 0;
+        struct bt__flight_entry *e = malloc(sizeof(*e) * (size_t)(t[i].n + 1));
+        for (int j = 0; e && j < t[i].n; j++)
+            if (t[i].e[j].comm_id == id) {
+                e[k++] = t[i].e[j];
+                size = size ? size : t[i].e[j].peers;
+            }
+        if (!e || (!c && !k)) {
+            free(e);
+            continue;
+        }
+        if (id && !where[0] && c && c->name[0])
+            snprintf(where, wn, " on communicator %s", c->name);
+        v[m++] = (struct bt__trace_rank){.rank = t[i].rank,
+                                         .size = id ? size : t[i].size,
+                                         .dumped_ns = t[i].dumped_ns,
+                                         .n = k,
+                                         .e = e};
+    }
+    if (id && !where[0]) /* no rank describes it: its id */
+        snprintf(where, wn, " on communicator c%08x", id);
+    return m;
+}
+
+int bt__trace_analyze(const struct bt__trace_rank *t, int n, int64_t now_ns, char *out, size_t cap)
+{
+    size_t k = 0;
+    int found = 0;
+    uint32_t ids[COMMS_MAX];
+    struct bt__trace_rank *v = calloc((size_t)n + 1, sizeof(*v));
+    if (cap)
+        out[0] = '\0';
+    for (int i = 0; !now_ns && i < n; i++)
+        now_ns = t[i].dumped_ns > now_ns ? t[i].dumped_ns : now_ns;
+    int nid = v ? comm_ids(t, n, ids) : 0;
+    for (int q = 0; q < nid; q++) {
+        char where[BT_FLIGHT_NAME + 32];
+        int m = views(t, n, ids[q], v, where, sizeof(where));
+        if (m >= 1)
+            found += analyze_comm(v, m, where, now_ns, out, cap, &k);
+        for (int i = 0; i < m; i++)
+            free(v[i].e);
+    }
+    free(v);
     return found;
 }
 

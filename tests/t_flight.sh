@@ -5,8 +5,12 @@
 # rank passing another count: named with both counts; a rank slowed by a sleep in its loop: the
 # straggler WARN names it and no other, and a run without one warns of none; `baton trace` on
 # a torn, a foreign and a missing file: one line each, exit 2; a recorder-on run of coll_check
-# (the previous attempt's SIGSEGV) exits 0.
-# timeout: 240
+# (the previous attempt's SIGSEGV) exits 0. Sub-communicators (--split 2: the even and the odd
+# ranks): a rank stopped in the odd one, and a rank passing another count to it, are named with
+# that communicator's call and members while the world has no finding. Two nodes (two
+# launchers on loopback): a rank of node 1 slowed by a sleep is the straggler that node 0 names
+# job-wide, and no other rank is named on either node.
+# timeout: 300
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
 [ -x "$CHECK" ] || { t_fail "build" "$CHECK missing"; t_done; }
@@ -60,5 +64,53 @@ t_expect_eq "straggler: no other rank is named" "$(grep -c 'straggler: rank [023
 BATON_STRAGGLER_SECS=1 "$BATON" run -n 4 -- "$CHECK" --count 1024 --iters 3000 \
     >"$T_TMP/n.out" 2>"$T_TMP/n.err"
 t_expect_eq "no straggler: exit 0 and no straggler line" "$? $(grep -c 'straggler' "$T_TMP/n.err")" "0 0"
+
+# ---- sub-communicators: the odd ranks {1, 3, 5} of 6; rank 3 stops before its 4th allreduce
+SUB='on communicator c[0-9a-f]{8} \(world ranks 1, 3, 5\)'
+BATON_TIMEOUT=5 "$BATON" run -n 6 --log-dir "$T_TMP/sub" -- "$CHECK" --count 4096 --iters 400 \
+    --split 2 --die-rank 3 --die-at 3 --signal STOP >"$T_TMP/sub.out" 2>"$T_TMP/sub.err"
+t_check "split, SIGSTOP: the job fails" test "$?" -ne 0
+t_grep "split, SIGSTOP: the report names rank 3, the odd ranks' call #4 and its members" \
+    "^baton: flight recorder: rank 3 never entered allreduce #4 $SUB \(the 2 others did, [0-9.]+ s ago\); its last completed call was allreduce #3$" "$T_TMP/sub.err"
+t_grep "split, SIGSTOP: the hang names the waiting world rank and the communicator's call" \
+    "^baton: job failed: job hung: rank 3 .* stalled; rank [15] \(node 0\) waited for it in allreduce #4 $SUB for" "$T_TMP/sub.err"
+t_expect_eq "split, SIGSTOP: no finding on the world or the even ranks' communicator" \
+    "$(grep '^baton: flight recorder: ' "$T_TMP/sub.err" | grep -vcE "$SUB")" 0
+t_grep "split: rank 3's dump describes the world and its communicator" \
+    "^comm=c[0-9a-f]{8} size=3 rank=1 name=c[0-9a-f]{8} \(world ranks 1, 3, 5\)$" "$T_TMP/sub/flight.3.txt"
+"$BATON" trace "$T_TMP/sub"/flight.*.txt >"$T_TMP/subtrace.out" 2>&1
+t_grep "split: baton trace names the same call of the same communicator" \
+    "^rank 3 never entered allreduce #4 $SUB \(the 2 others did" "$T_TMP/subtrace.out"
+BATON_TIMEOUT=10 "$BATON" run -n 6 -- "$CHECK" --count 4096 --iters 50 --split 2 \
+    --bad-count-rank 3 --bad-count-at 5 >"$T_TMP/subb.out" 2>"$T_TMP/subb.err"
+t_grep "split, mismatched counts: named with the communicator and both counts" \
+    "^baton: WARN: flight recorder: ranks disagree on the count of allreduce #6 $SUB \(rank 3: 4072, others: 4096\)" "$T_TMP/subb.err"
+
+# ---- two nodes of 2 ranks: rank 3 (node 1) sleeps 20 ms before each allreduce
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=2 "$BATON" run --nnodes 2 --node-rank $n \
+        --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 1024 --iters 300 --slow-rank 3 \
+        --slow-ms 20 >"$T_TMP/x.$n.out" 2>"$T_TMP/x.$n.err"
+    xp[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes, straggler: both exit 0" 120 "${xp[0]}" "${xp[1]}"
+t_grep "two nodes: node 0 names rank 3 of node 1, job-wide" \
+    "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 25\)" "$T_TMP/x.0.err"
+t_expect_eq "two nodes: no other rank is named, on either node" \
+    "$(cat "$T_TMP/x.0.err" "$T_TMP/x.1.err" | grep -c 'straggler: rank [012] ')" 0
+# ---- two nodes, no slow rank, ~1,500 calls a second: node 0 compares sampled calls, names none
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=1 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH "$BATON" run \
+        --nnodes 2 --node-rank $n --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 65536 \
+        --iters 6000 >"$T_TMP/y.$n.out" 2>"$T_TMP/y.$n.err"
+    yp[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes, no straggler: both exit 0" 120 "${yp[0]}" "${yp[1]}"
+t_grep "two nodes, no straggler: node 0 compared calls of both nodes" \
+    "job-wide straggler look: [1-9][0-9]* world call\(s\) compared across 2 nodes" "$T_TMP/y.0.err"
+t_expect_eq "two nodes, no straggler: no straggler named" \
+    "$(cat "$T_TMP/y.0.err" "$T_TMP/y.1.err" | grep -c 'straggler: rank')" 0
 
 t_done

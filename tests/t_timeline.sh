@@ -3,8 +3,11 @@
 # the file parses as JSON and validates against the trace-event schema below (python3-
 # jsonschema); each rank's track holds one event per collective it ran, each inside its
 # "generation 0" span, sorted by time and never overlapping; every node's launcher has its
-# "rendezvous 0" span; two nodes merge into node 0's file. An unwritable path: one WARN line,
-# the job's status unchanged.
+# "rendezvous 0" span; two nodes merge into node 0's file; a sub-communicator's calls (--split
+# 2) are on a track of their own per rank, named with the communicator, in order and never
+# overlapping; with two ranks a node the hierarchical allreduces have their three phases
+# (intra-node reduce, inter-node allreduce, intra-node broadcast) nested in them, in order.
+# An unwritable path: one WARN line, the job's status unchanged.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -15,6 +18,8 @@ $PY -c 'import jsonschema' 2>/dev/null || { t_skip "timeline" "python3-jsonschem
 cat >"$T_TMP/check.py" <<'PYEOF'
 import json, sys, jsonschema
 path, nodes, ranks, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+subcalls = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+phased = int(sys.argv[6]) if len(sys.argv) > 6 else 0
 doc = json.load(open(path))
 num = {"type": "number"}
 schema = {
@@ -46,6 +51,14 @@ for r in range(ranks):
     t = [e for k, v in tracks.items() if k[1] == r + 1 for e in v]
     gen = [e for e in t if e["name"] == "generation 0"]
     coll = [e for e in t if "#" in e["name"]]
+    ph = [e for e in t if e.get("cat") == "phase"]
+    if len(ph) % 3 or len(ph) < 3 * phased: bad.append(f"rank {r}: {len(ph)} phase events, want 3 for each of >= {phased} calls")
+    for i in range(0, len(ph) - 2, 3):
+        p3, outer = ph[i:i + 3], [e for e in coll if e["name"] == ph[i]["args"]["of"]]
+        if [e["args"]["phase"] for e in p3] != [1, 2, 3] or len(outer) != 1: bad.append(f"rank {r}: phases {[e['name'] for e in p3]} not 1, 2, 3 of one call"); break
+        o = outer[0]
+        if p3[0]["ts"] < o["ts"] - 0.002 or p3[2]["ts"] + p3[2]["dur"] > o["ts"] + o["dur"] + 0.002: bad.append(f"rank {r}: phases outside {o['name']}"); break
+        if any(b["ts"] < a["ts"] + a["dur"] - 0.002 for a, b in zip(p3, p3[1:])): bad.append(f"rank {r}: phases of {o['name']} overlap"); break
     if len(gen) != 1: bad.append(f"rank {r}: {len(gen)} generation spans"); continue
     g = gen[0]
     if len(coll) != calls: bad.append(f"rank {r}: {len(coll)} collectives, want {calls}")
@@ -58,6 +71,16 @@ for r in range(ranks):
             bad.append(f"rank {r}: {e['name']} outside its generation"); break
     ts = [e["ts"] for e in t]
     if ts != sorted(ts): bad.append(f"rank {r}: events not in time order")
+    if not subcalls: continue
+    names = {e["tid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+    sub = [k for k in tracks if k[1] > 1000000 and (k[1] - 1) % 1000000 == r]
+    if len(sub) != 1: bad.append(f"rank {r}: {len(sub)} sub-communicator tracks"); continue
+    s = tracks[sub[0]]
+    if not names.get(sub[0][1], "").startswith(f"rank {r}: c"): bad.append(f"rank {r}: sub track named {names.get(sub[0][1])!r}")
+    if [int(e["name"].split("#")[1]) for e in s] != list(range(1, subcalls + 1)): bad.append(f"rank {r}: sub-communicator calls {len(s)}, want 1..{subcalls} in order")
+    if any(e["args"]["comm"] == "world" for e in s): bad.append(f"rank {r}: a world call on the sub track")
+    for a, b in zip(s, s[1:]):
+        if b["ts"] < a["ts"] + a["dur"] - 0.002: bad.append(f"rank {r}: sub {a['name']} overlaps {b['name']}"); break
 print("\n".join(bad) if bad else "ok")
 PYEOF
 
@@ -71,13 +94,41 @@ t_expect_eq "one node: valid trace-event JSON, nested and ordered, one event per
 port=$(t_free_port)
 for n in 0 1; do
     t_bg env BATON_TIMELINE="$T_TMP/two.$n.json" "$BATON" run --nnodes 2 --node-rank $n \
-        --rdzv "127.0.0.1:$port" -n 1 -- "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/two.$n.err"
+        --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/two.$n.err"
     pids[$n]=$T_LAST_PID
 done
 t_wait_ok "two nodes: both exit 0" 60 "${pids[0]}" "${pids[1]}"
 t_check "two nodes: only node 0 writes the file" test -f "$T_TMP/two.0.json" -a ! -e "$T_TMP/two.1.json"
-$PY "$T_TMP/check.py" "$T_TMP/two.0.json" 2 2 31 >"$T_TMP/two.chk" 2>&1
-t_expect_eq "two nodes: one merged file, both nodes' tracks, valid and nested" "$(cat "$T_TMP/two.chk")" ok
+# 2 ranks a node: the allreduces are hierarchical, each with its 3 phases nested in it
+$PY "$T_TMP/check.py" "$T_TMP/two.0.json" 2 4 31 0 20 >"$T_TMP/two.chk" 2>&1
+t_expect_eq "two nodes: one merged file, both nodes' tracks, valid and nested, phases inside their calls" "$(cat "$T_TMP/two.chk")" ok
+
+# 11 checked calls and the split on the world, 20 allreduces on the sub-communicator
+BATON_TIMELINE="$T_TMP/sub.json" "$BATON" run -n 4 -- "$CHECK" --count 1000 --iters 20 --split 2 \
+    >/dev/null 2>"$T_TMP/sub.err"
+t_expect_eq "split: exit 0" "$?" 0
+$PY "$T_TMP/check.py" "$T_TMP/sub.json" 1 4 12 20 >"$T_TMP/sub.chk" 2>&1
+t_expect_eq "split: the world's calls on each rank's track, the sub-communicator's on its own" "$(cat "$T_TMP/sub.chk")" ok
+
+# 8 communicators dup'd and kept: 6 get rings (tracks) of their own, the last 2 share one
+BATON_TIMELINE="$T_TMP/dups.json" "$BATON" run -n 2 -- "$CHECK" --count 10 --iters 1 --dups 8 \
+    >/dev/null 2>"$T_TMP/dups.err"
+t_expect_eq "8 dups: exit 0" "$?" 0
+$PY - "$T_TMP/dups.json" >"$T_TMP/dups.chk" 2>&1 <<'PYEOF'
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+names = {e["tid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+bad = []
+for r in range(2):
+    own = [t for t, n in names.items() if n.startswith(f"rank {r}: c") and t > 1000000]
+    shared = [t for t, n in names.items() if n == f"rank {r}: other communicators"]
+    if len(own) != 6 or len(shared) != 1: bad.append(f"rank {r}: {len(own)} own tracks, {len(shared)} shared"); continue
+    calls = [e for e in ev if e["ph"] == "X" and e["tid"] in own + shared]
+    if len({e["args"]["comm"] for e in calls}) != 8 or len(calls) != 8: bad.append(f"rank {r}: {len(calls)} calls of {len({e['args']['comm'] for e in calls})} communicators, want 8 of 8")
+    if len([e for e in calls if e["tid"] in shared]) != 2: bad.append(f"rank {r}: not 2 calls on the shared track")
+print("\n".join(bad) if bad else "ok")
+PYEOF
+t_expect_eq "8 dups: 6 communicators with tracks of their own, 2 on the shared one, told apart" "$(cat "$T_TMP/dups.chk")" ok
 
 BATON_TIMELINE=/proc/nonexistent/tl.json "$BATON" run -n 2 -- "$CHECK" --count 10 --iters 2 \
     >/dev/null 2>"$T_TMP/bad.err"

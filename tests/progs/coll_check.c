@@ -13,6 +13,10 @@
  *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
  *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
  *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
+ *   --split M      the loop runs on a sub-communicator: bt_comm_split with color rank % M
+ *                  (M = 2: the even and the odd ranks), made after the checks on the world
+ *   --dups K       after the checks, K bt_comm_dup of the world, one allreduce on each, all
+ *                  kept until the end (the flight recorder's rings run out after 6)
  *
  * Each rank prints "rank R ok" on success, or "rank R: <call> failed after S s: <code>:
  * <detail>" (S = seconds since the victim's planned death) and exits 3. The forking parent
@@ -36,6 +40,8 @@ struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
     int requests; /* > 0: each iteration is that many bt_iallreduce requests, then waits */
     int slow_rank, slow_ms, bad_rank, bad_at;
+    int split; /* > 0: the loop runs on the sub-communicator of color rank % split */
+    int dups;  /* communicators bt_comm_dup'd and kept (at most 16) */
     double linger;
     size_t count;
     double deadline;
@@ -122,6 +128,20 @@ static int worker(const struct opts *o)
     int rc = check_small(c, rank, size);
     if (rc > 0)
         return 4;
+    bt_comm *dup[16] = {0};
+    for (int i = 0; i < o->dups; i++) {
+        float x = 1;
+        if (bt_comm_dup(c, &dup[i]) != BT_OK ||
+            bt_allreduce(dup[i], &x, &x, 1, BT_FLOAT32, BT_SUM) != BT_OK) {
+            printf("rank %d: dup %d failed: %s\n", rank, i, bt_last_error(c));
+            return 3;
+        }
+    }
+    bt_comm *lc = c; /* the loop's communicator */
+    if (o->split > 0 && bt_comm_split(c, rank % o->split, rank, &lc) != BT_OK) {
+        printf("rank %d: comm_split failed: %s\n", rank, bt_last_error(c));
+        return 3;
+    }
     float *buf = calloc(o->count ? o->count : 1, sizeof(float));
     double t_die = 0;
     printf("rank %d: loop started\n", rank);
@@ -143,13 +163,15 @@ static int worker(const struct opts *o)
         size_t n = rank == o->bad_rank && it == o->bad_at && o->count > 24 ? o->count - 24
                                                                            : o->count;
         if (o->requests > 0) /* one allreduce per iteration: as requests, or blocking */
-            rc = requests(c, o, buf, rank, t_die);
+            rc = requests(lc, o, buf, rank, t_die);
         else
-            rc = bt_allreduce(c, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+            rc = bt_allreduce(lc, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
     }
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
-               t_die > 0 ? now_s() - t_die : 0.0, bt_last_error(c));
+               t_die > 0 ? now_s() - t_die : 0.0, bt_last_error(lc));
+        if (lc != c)
+            bt_comm_destroy(lc);
         printf("rank %d: code %s\n", rank, bt_strerror(bt_finalize(c)));
         free(buf);
         return 3;
@@ -162,6 +184,11 @@ static int worker(const struct opts *o)
         nanosleep(&ts, NULL);
     }
     free(buf);
+    for (int i = 0; i < o->dups; i++)
+        if (bt_comm_destroy(dup[i]) != BT_OK)
+            return 3;
+    if (lc != c && bt_comm_destroy(lc) != BT_OK)
+        return 3;
     return bt_finalize(c) == BT_OK ? 0 : 3;
 }
 
@@ -260,6 +287,7 @@ static int usage(const char *why)
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
             "[--requests K] "
             "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] [--linger SEC] "
+            "[--split M] [--dups K] "
             "[--deadline SEC]\n",
             why);
     return 2;
@@ -309,6 +337,10 @@ int main(int argc, char **argv)
             o.bad_rank = atoi(v);
         else if (!strcmp(a, "--bad-count-at"))
             o.bad_at = atoi(v);
+        else if (!strcmp(a, "--dups"))
+            o.dups = atoi(v);
+        else if (!strcmp(a, "--split"))
+            o.split = atoi(v);
         else if (!strcmp(a, "--signal"))
             o.sig = !strcmp(v, "STOP") ? SIGSTOP : SIGKILL;
         else
@@ -316,6 +348,8 @@ int main(int argc, char **argv)
     }
     if (o.requests < 0 || o.requests > 16)
         return usage("--requests takes 0..16");
+    if (o.dups < 0 || o.dups > 16)
+        return usage("--dups takes 0..16");
     if (o.fork_n > 0) {
         if (o.nnodes < 1 || o.fork_n % o.nnodes)
             return usage("--fork N must be a multiple of --nnodes");
