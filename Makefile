@@ -299,7 +299,7 @@ fuzz: fuzz-build
 # Debian packages baton needs (DESIGN.md, Dependencies); only the missing ones are installed.
 DEB_PKGS := gcc make pkg-config libyaml-dev libhwloc-dev libssl-dev zlib1g-dev libcmocka-dev \
             openmpi-bin libopenmpi-dev dataset-fashion-mnist python3-jsonschema python3-yaml \
-            python3-torch iproute2 procps clang-format clang libclang-rt-dev \
+            python3-torch libtorch-dev pybind11-dev g++ iproute2 procps clang-format clang libclang-rt-dev \
             etcd-server libcurl4-openssl-dev libcjson-dev python3-prometheus-client curl gnuplot-nox
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \

@@ -43,6 +43,7 @@
 
 #define MAX_EP 16
 #define KEY_MAX 512
+#define WILLS_MAX 2 /* last wills per handle, as baton's store allows */
 
 struct etcd {
     char eps[MAX_EP][BT_SPEC_HOST_MAX + 16]; /* "http://host:port" */
@@ -51,10 +52,11 @@ struct etcd {
     CURL *c;
     struct bt__err err;
     int broken;
-    double io_s;       /* seconds one request may take */
-    int64_t next_rev;  /* the revision after the last one a watch saw */
-    char will[64];     /* "w/<pid>.<n>": this handle's will key, "" before one */
-    char local_ip[64]; /* our address on the last request */
+    double io_s;                       /* seconds one request may take */
+    int64_t next_rev;                  /* the revision after the last one a watch saw */
+    char will[WILLS_MAX][64];          /* "w/<pid>.<n>": a will's etcd key, "" before one */
+    char will_key[WILLS_MAX][KEY_MAX]; /* the store key each will sets */
+    char local_ip[64];                 /* our address on the last request */
 };
 
 /* The launcher's lease, shared by its handles (main thread and watcher). */
@@ -334,6 +336,7 @@ static int txn(struct etcd *e, const char *key, const char *cmp, const void *des
 }
 
 #define CMP_MISSING "\"result\":\"EQUAL\",\"target\":\"CREATE\",\"create_revision\":\"0\""
+#define CMP_ANY "\"result\":\"GREATER\",\"target\":\"CREATE\",\"create_revision\":\"-1\""
 
 /* The compare of a transaction: the key holds v (n bytes), or is missing (n 0). malloc'd. */
 static char *cmp_value(const void *v, size_t n)
@@ -599,23 +602,45 @@ static int e_heartbeat(void *impl, double ttl_s)
     return rc == BT_OK ? beat(e) : rc;
 }
 
+/* One will per store key (WILLS_MAX of them, as baton's store allows), each an etcd key
+ * under the launcher's lease; an empty value cancels them all. */
 static int e_last_will(void *impl, const char *key, const void *val, size_t len)
 {
     struct etcd *e = impl;
     static int seq;
+    if (!len) {
+        int rc = BT_OK;
+        for (int i = 0; i < WILLS_MAX && rc == BT_OK; i++)
+            if (e->will[i][0] && e->will_key[i][0]) {
+                int ok = 0;
+                rc = txn(e, e->will[i], CMP_ANY, "", 0, lease.id, &ok, NULL, NULL);
+                e->will_key[i][0] = '\0';
+            }
+        return rc;
+    }
+    int slot = -1;
+    for (int i = 0; i < WILLS_MAX && slot < 0; i++)
+        if (e->will_key[i][0] && !strcmp(e->will_key[i], key))
+            slot = i;
+    for (int i = 0; i < WILLS_MAX && slot < 0; i++)
+        if (!e->will_key[i][0])
+            slot = i;
+    if (slot < 0)
+        return fail(e, BT_ERR_INVALID_USAGE, "at most %d last wills per connection", WILLS_MAX);
     char *w = malloc(strlen(key) + len + 2);
     int ok = 0;
     if (!w)
         return fail(e, BT_ERR_SYSTEM, "out of memory");
-    if (!e->will[0])
-        snprintf(e->will, sizeof(e->will), "w/%d.%d", (int)getpid(), __sync_add_and_fetch(&seq, 1));
-    int n = len ? sprintf(w, "%s\n", key) : 0; /* len 0: an empty will cancels */
+    if (!e->will[slot][0])
+        snprintf(e->will[slot], sizeof(e->will[slot]), "w/%d.%d", (int)getpid(),
+                 __sync_add_and_fetch(&seq, 1));
+    int n = sprintf(w, "%s\n", key);
     memcpy(w + n, val, len);
     int rc = e_heartbeat(e, bt__run_heartbeat_timeout());
     if (rc == BT_OK)
-        rc = txn(e, e->will,
-                 "\"result\":\"GREATER\",\"target\":\"CREATE\",\"create_revision\":\"-1\"", w,
-                 (size_t)n + len, lease.id, &ok, NULL, NULL);
+        rc = txn(e, e->will[slot], CMP_ANY, w, (size_t)n + len, lease.id, &ok, NULL, NULL);
+    if (rc == BT_OK)
+        snprintf(e->will_key[slot], sizeof(e->will_key[slot]), "%s", key);
     free(w);
     return rc;
 }
@@ -646,7 +671,7 @@ static const char *e_error(void *impl)
 static void e_close(void *impl, int goodbye)
 {
     struct etcd *e = impl;
-    if (goodbye && e->will[0] && !e->broken)
+    if (goodbye && !e->broken)
         e_last_will(e, "x", "", 0);
     curl_easy_cleanup(e->c);
     free(e);

@@ -319,7 +319,9 @@ static int register_member(struct bt__run *r, int64_t *k, struct bt__err *err)
 {
     char key[64], rec[BT_SPEC_HOST_MAX + 160], addr[64] = "127.0.0.1", will[BT_RUN_OUTCOME_MAX];
     bt__run_lost_will(r, key, sizeof(key), will, sizeof(will));
-    if (bt__store_last_will(r->st, key, will, strlen(will)) != BT_OK)
+    /* An earlier generation's will goes first (a connection holds at most two). */
+    if (bt__store_last_will(r->st, "x", "", 0) != BT_OK ||
+        bt__store_last_will(r->st, key, will, strlen(will)) != BT_OK)
         return store_err(r, err);
     gkey(r, key, sizeof(key), "joined");
     if (bt__store_add(r->st, key, 1, k) != BT_OK)

@@ -39,6 +39,7 @@
 #include "launcher/run.h"
 
 #define SETTLE_EXTRA_S 3.0  /* beyond --grace: how long launchers wait for each other's records */
+#define SETTLE_POLL_S 0.25  /* how often that wait looks for lost nodes */
 #define FRAMES_SHOWN 3      /* traceback frames in the summary */
 #define TAIL_LINES_SHOWN 10 /* stderr lines in the summary when there is no error file */
 #define DETAIL_MAX 2048     /* bytes of traceback or stderr tail kept per record */
@@ -361,7 +362,18 @@ static int parse_recs(char *buf, struct frec *recs, int max)
     return n;
 }
 
-/* Publishes this node's records and waits (bounded) until every node did. */
+/* 1 when key exists in the store now. */
+static int exists(struct bt__run *r, const char *key)
+{
+    void *v = NULL;
+    size_t len;
+    int rc = bt__store_get(r->st, key, &v, &len, 0);
+    free(v);
+    return rc == BT_OK;
+}
+
+/* Publishes this node's records and waits (bounded) until every node did or is lost: a node
+ * whose launcher lost the store (its watcher's last will set l/<g>/lost/<node>) never will. */
 static void settle(struct bt__run *r)
 {
     char key[64], all[64];
@@ -375,11 +387,42 @@ static void settle(struct bt__run *r)
         return;
     if (n >= r->spec.nnodes)
         bt__store_set(r->st, all, "1", 1);
-    void *v = NULL;
-    size_t len;
-    if (bt__store_get(r->st, all, &v, &len, r->o.grace_s + SETTLE_EXTRA_S) != BT_OK)
-        BT_INFO(LAUNCH, "waiting for the other nodes' failure records: %s", bt__store_error(r->st));
-    free(v);
+    int nn = r->spec.nnodes, left = nn - 1;
+    char *known = calloc((size_t)nn, 1); /* 1: settled or lost */
+    int64_t dl = bt__now_ns() + (int64_t)((r->o.grace_s + SETTLE_EXTRA_S) * 1e9);
+    for (;;) {
+        void *v = NULL;
+        size_t len;
+        double slice = (double)(dl - bt__now_ns()) / 1e9;
+        int rc = bt__store_get(r->st, all, &v, &len, slice < SETTLE_POLL_S ? slice : SETTLE_POLL_S);
+        free(v);
+        if (rc != BT_ERR_TIMEOUT || !known || bt__now_ns() >= dl) {
+            if (rc != BT_OK)
+                BT_INFO(LAUNCH, "waiting for the other nodes' failure records: %s",
+                        bt__store_error(r->st));
+            break;
+        }
+        for (int node = 0; node < nn; node++) {
+            if (node == r->spec.node_rank || known[node])
+                continue;
+            snprintf(key, sizeof(key), "l/%d/fails/%d", r->restart, node);
+            if (exists(r, key)) {
+                known[node] = 1, left--;
+                continue;
+            }
+            snprintf(key, sizeof(key), "l/%d/lost/%d", r->restart, node);
+            if (exists(r, key)) {
+                known[node] = 1, left--;
+                BT_INFO(LAUNCH,
+                        "node %d lost contact with the store: not waiting for its failure "
+                        "records",
+                        node);
+            }
+        }
+        if (left <= 0)
+            break;
+    }
+    free(known);
 }
 
 /* Every node's records, concatenated (malloc'd). */

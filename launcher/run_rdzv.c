@@ -317,7 +317,9 @@ static int claim(struct bt__run *r, struct bt__err *err)
                            r->spec.node_rank, other, pid, r->job_id, r->spec.nnodes - 1);
     char will[BT_RUN_OUTCOME_MAX];
     bt__run_lost_will(r, key, sizeof(key), will, sizeof(will));
-    if (bt__store_last_will(r->st, key, will, strlen(will)) != BT_OK)
+    /* An earlier generation's will goes first (a connection holds at most two). */
+    if (bt__store_last_will(r->st, "x", "", 0) != BT_OK ||
+        bt__store_last_will(r->st, key, will, strlen(will)) != BT_OK)
         return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->st));
     return BT_OK;
 }
@@ -724,6 +726,11 @@ static int lease_start(struct bt__run *r, struct bt__err *err)
     bt__store_set_io_timeout(r->wst, hb);
     bt__store_set_io_timeout(r->st, hb);
     bt__run_lost_will(r, key, sizeof(key), will, sizeof(will));
+    if (bt__store_last_will(r->wst, key, will, strlen(will)) != BT_OK)
+        return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->wst));
+    /* A second will marks this node lost whatever the outcome: the others' failure reports
+     * (run_forensics.c) stop waiting for its records. */
+    snprintf(key, sizeof(key), "l/%d/lost/%d", r->restart, r->spec.node_rank);
     if (bt__store_last_will(r->wst, key, will, strlen(will)) != BT_OK ||
         bt__store_heartbeat(r->wst, hb) != BT_OK)
         return bt__err_set(err, BT_ERR_REMOTE, "%s", bt__store_error(r->wst));

@@ -59,6 +59,7 @@ BT_PARAM_DBL(frame_timeout_s, "BATON_RDZV_IO_TIMEOUT", 60.0)
 BT_PARAM_INT(max_buffered_mb, "BATON_RDZV_MAX_BUFFERED_MB", 256)
 
 #define SCRATCH_BYTES (64 * 1024)
+#define WILLS_MAX 2                   /* last wills per connection (on different keys) */
 #define MAX_PENDING_INPUT (64 * 1024) /* bytes a client may send while parked */
 #define KEEP_BUFFER 4096              /* bytes of an emptied buffer's capacity kept */
 #define ACCEPTS_PER_EVENT 256
@@ -107,18 +108,18 @@ struct conn {
     struct conn *ready_next;  /* srv->ready */
     int fd, state;
     int dead, closing, queued;
-    int worker;              /* authenticated with the worker token: no writes under "l/" */
-    struct timer tmo;        /* a parked request's timeout, or the handshake's limit */
-    struct timer lease;      /* HEARTBEAT: when the client's silence becomes its death */
-    int64_t lease_ns;        /* the lease's length; 0: no lease */
-    uint32_t events;         /* registered with epoll */
-    uint64_t nread;          /* bytes received so far (for logs) */
-    struct bt__wbuf in, out; /* partial input frame; unsent output */
-    size_t out_off;          /* bytes of out already sent */
-    size_t charged;          /* bytes of in.cap + out.cap counted in srv->buffered */
-    struct waiter *w;        /* the parked request, or NULL */
-    uint8_t *will;           /* key NUL value (one allocation), or NULL */
-    size_t will_klen, will_vlen;
+    int worker;               /* authenticated with the worker token: no writes under "l/" */
+    struct timer tmo;         /* a parked request's timeout, or the handshake's limit */
+    struct timer lease;       /* HEARTBEAT: when the client's silence becomes its death */
+    int64_t lease_ns;         /* the lease's length; 0: no lease */
+    uint32_t events;          /* registered with epoll */
+    uint64_t nread;           /* bytes received so far (for logs) */
+    struct bt__wbuf in, out;  /* partial input frame; unsent output */
+    size_t out_off;           /* bytes of out already sent */
+    size_t charged;           /* bytes of in.cap + out.cap counted in srv->buffered */
+    struct waiter *w;         /* the parked request, or NULL */
+    uint8_t *will[WILLS_MAX]; /* each key NUL value (one allocation), or NULL */
+    size_t will_klen[WILLS_MAX], will_vlen[WILLS_MAX];
     struct bt__auth_server auth; /* the handshake's nonces */
     char peer[96];
     /* Channels (proto.h MUX): a worker's connection to its node's relay, carried on the
@@ -795,6 +796,17 @@ static void do_delete(struct bt__store_server *srv, struct conn *c, struct bt__r
     conn_flush(srv, c);
 }
 
+/* Frees c's last wills (GOODBYE, an empty LAST_WILL, the connection's end). */
+static void wills_clear(struct conn *c)
+{
+    for (int i = 0; i < WILLS_MAX; i++) {
+        free(c->will[i]);
+        c->will[i] = NULL;
+    }
+}
+
+/* LAST_WILL: a will for a key already willed replaces it; another key takes a free slot (at
+ * most WILLS_MAX); an empty value cancels them all. */
 static void do_last_will(struct bt__store_server *srv, struct conn *c, struct bt__rbuf *r)
 {
     size_t kl, vl;
@@ -802,35 +814,55 @@ static void do_last_will(struct bt__store_server *srv, struct conn *c, struct bt
     const uint8_t *v = bt__rbuf_bytes(r, BT__RDZV_MAX_FRAME, &vl);
     if (r->bad || r->left || !sizes_ok(srv, c, kl, vl) || (vl > 0 && !may_write(srv, c, k, kl)))
         return;
-    free(c->will);
-    c->will = NULL;
-    if (vl > 0) {
-        c->will = malloc(kl + 1 + vl);
-        if (!c->will) {
-            reply_error(srv, c, "server out of memory");
-            return;
-        }
-        memcpy(c->will, k, kl);
-        c->will[kl] = '\0';
-        memcpy(c->will + kl + 1, v, vl);
-        c->will_klen = kl;
-        c->will_vlen = vl;
+    if (vl == 0) {
+        wills_clear(c);
+        reply_status(srv, c, BT__ST_OK);
+        return;
     }
+    int slot = -1;
+    for (int i = 0; i < WILLS_MAX && slot < 0; i++)
+        if (c->will[i] && c->will_klen[i] == kl && !memcmp(c->will[i], k, kl))
+            slot = i;
+    for (int i = 0; i < WILLS_MAX && slot < 0; i++)
+        if (!c->will[i])
+            slot = i;
+    if (slot < 0) {
+        reply_error(srv, c, "a connection may leave at most 2 last wills (on different keys)");
+        return;
+    }
+    uint8_t *w = malloc(kl + 1 + vl);
+    if (!w) {
+        reply_error(srv, c, "server out of memory");
+        return;
+    }
+    memcpy(w, k, kl);
+    w[kl] = '\0';
+    memcpy(w + kl + 1, v, vl);
+    free(c->will[slot]);
+    c->will[slot] = w;
+    c->will_klen[slot] = kl;
+    c->will_vlen[slot] = vl;
     reply_status(srv, c, BT__ST_OK);
 }
 
-/* Applies c's last will: key := value unless the key exists already (first failure wins). */
+/* Applies c's last wills: each key := value unless the key exists already (first failure
+ * wins). */
 static void will_fire(struct bt__store_server *srv, struct conn *c)
 {
-    struct entry *e = tab_get(srv, c->will, c->will_klen);
-    if (!e || e->has_val) {
-        BT_INFO(RDZV, "%s left without goodbye; its last will for '%s' is moot (key exists)",
-                c->peer, (char *)c->will);
-        return;
+    for (int i = 0; i < WILLS_MAX; i++) {
+        if (!c->will[i])
+            continue;
+        struct entry *e = tab_get(srv, c->will[i], c->will_klen[i]);
+        if (!e || e->has_val) {
+            BT_INFO(RDZV, "%s left without goodbye; its last will for '%s' is moot (key exists)",
+                    c->peer, (char *)c->will[i]);
+            continue;
+        }
+        BT_INFO(RDZV, "%s left without goodbye; its last will sets '%s'", c->peer,
+                (char *)c->will[i]);
+        if (entry_set(srv, e, c->will[i] + c->will_klen[i] + 1, c->will_vlen[i]) != 0)
+            tab_release(srv, e);
     }
-    BT_INFO(RDZV, "%s left without goodbye; its last will sets '%s'", c->peer, (char *)c->will);
-    if (entry_set(srv, e, c->will + c->will_klen + 1, c->will_vlen) != 0)
-        tab_release(srv, e);
 }
 
 /* HEARTBEAT: from now on, a silence of ttl (any frame counts as a beat) kills c; 0 cancels. */
@@ -1030,8 +1062,7 @@ static void on_frame(struct bt__store_server *srv, struct conn *c, uint8_t cmd, 
             break;
         }
         if (cmd == BT__RDZV_GOODBYE) {
-            free(c->will);
-            c->will = NULL;
+            wills_clear(c);
             c->lease_ns = 0;
             heap_remove(srv, &c->lease);
             c->closing = 1;
@@ -1241,7 +1272,7 @@ static void conn_kill(struct bt__store_server *srv, struct conn *c, int level, c
     heap_remove(srv, &c->tmo);
     heap_remove(srv, &c->lease);
     waiter_release(srv, c);
-    if (c->state == CS_READY && c->will)
+    if (c->state == CS_READY)
         will_fire(srv, c);
     chan_cut(srv, c);
     c->dead_next = srv->dead;
@@ -1275,7 +1306,7 @@ static void conn_free(struct bt__store_server *srv, struct conn *c)
     }
     if (c->fd < 0) { /* a channel: no socket, not in srv->conns */
         bt__wbuf_free(&c->out);
-        free(c->will);
+        wills_clear(c);
         free(c->w);
         free(c);
         return;
@@ -1296,7 +1327,7 @@ static void conn_free(struct bt__store_server *srv, struct conn *c)
     __atomic_fetch_sub(&srv->buffered, c->charged, __ATOMIC_RELAXED);
     bt__wbuf_free(&c->in);
     bt__wbuf_free(&c->out);
-    free(c->will);
+    wills_clear(c);
     free(c->w);
     free(c);
 }

@@ -109,4 +109,29 @@ t_expect_eq "unwritable --log-dir: one line names it" "$(grep -c "^baton run: WA
 t_expect_eq "unwritable --log-dir: both ranks ran" "$(grep -c '^\[[01]\] ENV ' "$T_TMP/l.out")" 2
 chmod 700 "$T_TMP/ro"
 
+# ---- a node lost while another fails: the survivors do not wait out --grace for its records.
+# Rank 0 exits 7 while node 2's launcher is stopped (SIGSTOP): node 2's heartbeat lapses, its
+# watcher's last will marks it lost, and nodes 0 and 1 end with the summary long before the
+# 60 s --grace + 3 s that a node which never settles would cost.
+port=$(t_free_port)
+for n in 0 1 2; do
+    t_bg "$BATON" run --nnodes 3 --node-rank $n --rdzv "127.0.0.1:$port" -n 1 --grace 60 \
+        -- sh -c 'if [ "$RANK" = 0 ]; then until [ -e "$0.stopped" ]; do sleep 0.05; done; exit 7; fi; exec sleep 120' \
+        "$T_TMP/lost" >"$T_TMP/lost.$n.log" 2>&1
+    lost_pid[$n]=$T_LAST_PID
+done
+for _ in $(seq 1 300); do # until node 2's worker runs: the job has formed
+    [ -n "$(pgrep -P "${lost_pid[2]}")" ] && break
+    sleep 0.1
+done
+kill -STOP "${lost_pid[2]}"
+: >"$T_TMP/lost.stopped"
+t_wait "${lost_pid[0]}" 40 >"$T_TMP/lost.rc0"
+t_wait "${lost_pid[1]}" 40 >"$T_TMP/lost.rc1"
+kill -CONT "${lost_pid[2]}"
+t_wait "${lost_pid[2]}" 40 >/dev/null
+t_expect_eq "a node lost while rank 0 fails: node 0 ends with the root cause's status, not waiting out --grace" "$(cat "$T_TMP/lost.rc0")" 7
+t_expect_eq "a node lost while rank 0 fails: node 1 too" "$(cat "$T_TMP/lost.rc1")" 7
+t_grep "a node lost while rank 0 fails: the summary names rank 0" 'root cause: rank 0 on node 0' "$T_TMP/lost.1.log"
+
 t_done

@@ -74,8 +74,18 @@ t_expect_eq "loopback: a worker exiting 3 fails the job with 3" "$RC" 3
 t_grep "loopback: the report names the pod" 'job lofail failed: pod lofail-worker-0 exited with status 3' "$T_TMP/lofail.log"
 
 # worker-1's rank 4 exits 3 once its other rank ignores SIGTERM, so worker-1's `baton run` ends
-# 3 s later (--grace 3), after the master and worker-0 have ended: the root cause is still worker-1.
-RC4="[baton, run, -n, 2, --grace, 3, --, sh, -c, \"if [ \$BATON_NODE_RANK = 2 ]; then if [ \$BATON_LOCAL_RANK = 0 ]; then until [ -e $T_TMP/rc.trap ]; do sleep 0.1; done; exit 3; fi; trap '' TERM; echo > $T_TMP/rc.trap; fi; exec sleep 60\"]"
+# 3 s later (--grace 3). The other nodes' `baton run` wait for its failure records (every node's
+# summary names the same root cause), so which pod ends first would be a race: worker-1's pod
+# (RANK 2) waits, after its `baton run`, until baton k8s local has seen another pod exit. The
+# root cause is still worker-1.
+cat >"$T_TMP/rc.sh" <<EOS
+if [ \$BATON_NODE_RANK = 2 ]; then
+    if [ \$BATON_LOCAL_RANK = 0 ]; then until [ -e $T_TMP/rc.trap ]; do sleep 0.1; done; exit 3; fi
+    trap '' TERM; echo > $T_TMP/rc.trap
+fi
+exec sleep 60
+EOS
+RC4="[sh, -c, \"baton run -n 2 --grace 3 -- sh $T_TMP/rc.sh; rc=\$?; if [ \$RANK = 2 ]; then for i in \$(seq 300); do grep -q ' exited with status' $T_TMP/rc.log && break; sleep 0.1; done; fi; exit \$rc\"]"
 job rc PyTorchJob Master "$RC4" 2 "$RC4"
 run_local rc 60 "$T_TMP/rc.yaml"
 wait_local 90

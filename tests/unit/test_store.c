@@ -301,6 +301,25 @@ static void test_last_will(void **state)
     bt__store_abandon(d);
     assert_true(fx_until(fx_nclients_is, f, 1, 5));
     get_str(w, "failed/a", "rank 3 died");
+    /* Two wills on different keys both fire; a will for a key already willed replaces it; a
+     * third key is refused; an empty value cancels both. */
+    struct bt__store *g = fx_connect(f);
+    assert_int_equal(bt__store_last_will(g, "two/outcome", "old", 3), BT_OK);
+    assert_int_equal(bt__store_last_will(g, "two/lost", "g lost", 6), BT_OK);
+    assert_int_equal(bt__store_last_will(g, "two/outcome", "L 129", 5), BT_OK);
+    assert_int_equal(bt__store_last_will(g, "two/third", "x", 1), BT_ERR_INVALID_ARG);
+    bt__store_abandon(g);
+    get_str(w, "two/outcome", "L 129");
+    get_str(w, "two/lost", "g lost");
+    assert_int_equal(bt__store_get(w, "two/third", &v, &n, 0.1), BT_ERR_TIMEOUT);
+    struct bt__store *h = fx_connect(f);
+    assert_int_equal(bt__store_last_will(h, "two/h1", "x", 1), BT_OK);
+    assert_int_equal(bt__store_last_will(h, "two/h2", "x", 1), BT_OK);
+    assert_int_equal(bt__store_last_will(h, "x", NULL, 0), BT_OK);
+    bt__store_abandon(h);
+    assert_true(fx_until(fx_nclients_is, f, 1, 5));
+    assert_int_equal(bt__store_get(w, "two/h1", &v, &n, 0.1), BT_ERR_TIMEOUT);
+    assert_int_equal(bt__store_get(w, "two/h2", &v, &n, 0.1), BT_ERR_TIMEOUT);
     bt__store_close(w);
 }
 
