@@ -4,7 +4,9 @@
 #
 #   bench/compare.sh [-r ROUNDS] [-p PROGRAMS] [--tuned] [--veth] [--plot FILE.svg] [-- BENCH ARGS]
 #       ROUNDS    rounds of every program, interleaved A B C A B C ... (default 5)
-#       PROGRAMS  comma list from: baton_shm baton_tcp mpi mpi_tcp gloo (default: all five)
+#       PROGRAMS  comma list from: baton_shm baton_tcp mpi mpi_tcp gloo (default: all five), and
+#                 baton_tcp_nobind (baton_tcp with --bind none: baton run binds a one-node job
+#                 to cores by default, as mpirun does)
 #       --tuned   also run Open MPI tuned (labelled as such): --bind-to none and glibc's mmap
 #                 threshold off (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296)
 #       --veth    two emulated hosts instead of loopback: network namespaces joined by a veth
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
     --veth) veth=1; shift ;;
     --plot) plot=${2:?--plot needs a file}; shift 2 ;;
     --) shift; break ;;
-    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
     esac
 done
@@ -68,12 +70,13 @@ cmd_of() { # program -> its command line in CMD
     case "$1" in
     baton_shm) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend shm) ;;
     baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
+    baton_tcp_nobind) CMD=("$BUILD/baton" run -n 2 --bind none --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
     mpi) CMD=("${MPIRUN[@]}" "$M") ;;
     mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$M") ;;
     mpi_tuned) CMD=("${MPIRUN[@]}" "${TUNED[@]}" "$M") ;;
     mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M") ;;
     gloo) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
-    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
+    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_nobind mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
        exit 2 ;;
     esac
 }

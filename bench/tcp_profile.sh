@@ -5,8 +5,9 @@
 #
 #   bench/tcp_profile.sh [-s SIZE] [-p PROGRAMS] [-n ITERS] [--no-strace]
 #       SIZE      message size, nccl-tests syntax (default 64M)
-#       PROGRAMS  comma list from: baton_tcp baton_tcp_core mpi_tcp (default: all three);
-#                 baton_tcp_core is baton_tcp under `baton run --bind core`
+#       PROGRAMS  comma list from: baton_tcp baton_tcp_nobind mpi_tcp (default: all three);
+#                 baton_tcp_nobind is baton_tcp under `baton run --bind none` (by default a
+#                 one-node job is bound to cores, as under mpirun)
 #       ITERS     timed iterations (default 20)
 #   BUILD=build/x bench/tcp_profile.sh -s 1M -n 200
 #
@@ -19,14 +20,14 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-size=64M programs="baton_tcp,baton_tcp_core,mpi_tcp" iters=20 st=1
+size=64M programs="baton_tcp,baton_tcp_nobind,mpi_tcp" iters=20 st=1
 while [ $# -gt 0 ]; do
     case "$1" in
     -s) size=${2:?-s needs a size}; shift 2 ;;
     -p) programs=${2:?-p needs a list}; shift 2 ;;
     -n) iters=${2:?-n needs a count}; shift 2 ;;
     --no-strace) st=0; shift ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tcp_profile.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
@@ -39,9 +40,9 @@ trap 'rm -rf "$OUT"' EXIT
 cmd_of() { # program -> CMD
     case "$1" in
     baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
-    baton_tcp_core) CMD=("$BUILD/baton" run -n 2 --bind core --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
+    baton_tcp_nobind) CMD=("$BUILD/baton" run -n 2 --bind none --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
     mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$BUILD/bench/mpi_allreduce_bench") ;;
-    *) echo "tcp_profile.sh: unknown program '$1' (baton_tcp baton_tcp_core mpi_tcp)" >&2; exit 2 ;;
+    *) echo "tcp_profile.sh: unknown program '$1' (baton_tcp baton_tcp_nobind mpi_tcp)" >&2; exit 2 ;;
     esac
 }
 
