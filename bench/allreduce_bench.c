@@ -2,12 +2,15 @@
  *
  *   baton run -n 2 -- build/bench/allreduce_bench [--backend shm|tcp|nccl|staged] [-b 4K]
  *                                                 [-e 256M] [-f 2] [-n ITERS] [-w WARMUP] [-o]
+ *                                                 [-c]
  *
- * float32 sum, in place (-o: out of place). Every size runs WARMUP untimed then ITERS timed
- * allreduces; each op is timed alone and the table shows the median (the largest of the
- * ranks' medians). algbw = bytes / time, busbw = algbw * 2 (n-1) / n. After timing, each size
- * is checked once against the exact expected sums (#wrong counts bad elements over all ranks).
- * Only rank 0 prints. --backend shm|tcp sets BATON_TRANSPORT for this process before bt_init.
+ * float32 sum, in place (-o: out of place). -c adds a "# cpu" line per size: user and system
+ * CPU time and context switches per timed op, summed over the ranks (bench_util.h). Every size runs
+ * WARMUP untimed then ITERS timed allreduces; each op is timed alone and the table shows the median
+ * (the largest of the ranks' medians). algbw = bytes / time, busbw = algbw * 2 (n-1) / n. After
+ * timing, each size is checked once against the exact expected sums (#wrong counts bad elements
+ * over all ranks). Only rank 0 prints. --backend shm|tcp sets BATON_TRANSPORT for this process
+ * before bt_init.
  * --backend nccl|staged put the buffers on the GPU (cudaMalloc; local rank % devices, or the
  * device BATON_GPU made current): nccl sets BATON_BACKEND=nccl (NCCL, one GPU per rank; the
  * bench's own small reductions then go through the GPU too), staged sets BATON_BACKEND=baton
@@ -32,6 +35,7 @@ struct args {
     size_t minb, maxb;
     double factor;
     int iters, warmup, oop;
+    int cpu;          /* -c: print CPU time and context switches per op */
     int gpu;          /* --backend nccl|staged: buffers in device memory */
     const char *name; /* the backend as printed */
 };
@@ -136,7 +140,7 @@ static int usage(const char *why)
     fprintf(stderr,
             "allreduce_bench: %s\nusage: allreduce_bench "
             "[--backend shm|tcp|auto|nccl|staged] [-b MINBYTES] [-e MAXBYTES] "
-            "[-f FACTOR] [-n ITERS] [-w WARMUP] [-o]\n",
+            "[-f FACTOR] [-n ITERS] [-w WARMUP] [-o] [-c]\n",
             why);
     return 2;
 }
@@ -160,8 +164,8 @@ static int parse(int argc, char **argv, struct args *a)
 {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "-o")) {
-            a->oop = 1;
+        if (!strcmp(o, "-o") || !strcmp(o, "-c")) {
+            *(o[1] == 'o' ? &a->oop : &a->cpu) = 1;
             continue;
         }
         if (!v)
@@ -191,18 +195,27 @@ static int parse(int argc, char **argv, struct args *a)
     return 0;
 }
 
-/* Median microseconds per op (max over ranks), or < 0 on error. */
+/* Median microseconds per op (max over ranks), or < 0 on error; cpu gets the ranks' summed
+ * CPU time and context switches over the timed ops (bench_rusage). */
 static double time_size(bt_comm *c, float *buf, float *out, size_t count, const struct args *a,
-                        double *t)
+                        double *t, double cpu[4])
 {
+    double r0[4];
     for (int i = 0; i < a->warmup; i++)
         if (bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM) != BT_OK)
             return -1;
+    bench_rusage(r0);
     for (int i = 0; i < a->iters; i++) {
         double t0 = now_us();
         if (bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM) != BT_OK)
             return -1;
         t[i] = now_us() - t0;
+    }
+    bench_rusage(cpu);
+    for (int k = 0; k < 4; k++) {
+        cpu[k] -= r0[k];
+        if (small_allreduce(c, &cpu[k], BT_FLOAT64, BT_SUM) != BT_OK)
+            return -1;
     }
     qsort(t, (size_t)a->iters, sizeof(double), bench_cmp_dbl);
     double med = t[a->iters / 2];
@@ -282,7 +295,8 @@ int main(int argc, char **argv)
     for (double sz = (double)a.minb; sz <= (double)a.maxb * 1.0001; sz *= a.factor) {
         size_t count = (size_t)sz / 4, bytes = count * 4;
         float *o = a.oop ? out : buf;
-        double us = time_size(c, buf, o, count, &a, t);
+        double cpu[4];
+        double us = time_size(c, buf, o, count, &a, t, cpu);
         long wrong = us < 0 ? -1 : check_size(c, buf, o, host, count, rank, size, a.gpu);
         if (us < 0 || wrong < 0) {
             fprintf(stderr, "rank %d: allreduce failed: %s\n", rank, bt_last_error(c));
@@ -296,6 +310,8 @@ int main(int argc, char **argv)
         if (rank == 0)
             printf(" %12zu %12zu %8s %6s %10.2f %8.2f %8.2f %7ld\n", bytes, count, "float", "sum",
                    us, algbw, busbw, wrong);
+        if (rank == 0 && a.cpu)
+            bench_cpu_print(bytes, cpu, a.iters);
     }
     if (rank == 0 && nsizes)
         printf("# Avg bus bandwidth    : %.3f\n", bw_sum / nsizes);

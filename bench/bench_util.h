@@ -1,8 +1,9 @@
 /* bench_util.h: what the benchmarks share so that they time and read their flags exactly
  * alike (allreduce_bench.c and exchange_bench.c, and their Open MPI twins
  * mpi_allreduce_bench.c and mpi_exchange_bench.c, which mpicc builds alone): sizes with K/M/G
- * suffixes, the comparison that sorts samples for the median, and for the exchange benchmarks
- * their flags, block sizes, bus bandwidth factors, test pattern and table.
+ * suffixes, the comparison that sorts samples for the median, the process's CPU time and
+ * context switches (-c of the allreduce benchmarks: per op, summed over the ranks), and for the
+ * exchange benchmarks their flags, block sizes, bus bandwidth factors, test pattern and table.
  */
 #ifndef BT_BENCH_UTIL_H
 #define BT_BENCH_UTIL_H
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* "64K", "1M", "2G" or a plain number of bytes (powers of 1024); -1 when not a size > 0. */
 static inline int bench_parse_size(const char *s, size_t *out)
@@ -110,6 +112,28 @@ static inline void bench_row(int op, size_t bytes, double us, long wrong, int n,
     *bw_sum += busbw;
     printf(" %12zu %12zu %8s %6s %10.2f %8.2f %8.2f %7ld\n", bytes, bytes / 4, "float", "none", us,
            algbw, busbw, wrong);
+}
+
+/* This process's CPU time and context switches so far: {user us, system us, voluntary,
+ * involuntary}. -c prints the difference over the timed iterations, summed over the ranks,
+ * per op: figures that, unlike wall time, barely depend on how busy the machine is. */
+static inline void bench_rusage(double out[4])
+{
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    out[0] = (double)r.ru_utime.tv_sec * 1e6 + (double)r.ru_utime.tv_usec;
+    out[1] = (double)r.ru_stime.tv_sec * 1e6 + (double)r.ru_stime.tv_usec;
+    out[2] = (double)r.ru_nvcsw;
+    out[3] = (double)r.ru_nivcsw;
+}
+
+/* The -c line: cpu[4] is the ranks' sum of bench_rusage differences over iters ops. */
+static inline void bench_cpu_print(size_t bytes, const double cpu[4], int iters)
+{
+    double n = iters;
+    printf("# cpu %12zu B: user %.1f us, sys %.1f us, total %.1f us per op (all ranks); context "
+           "switches %.2f voluntary, %.2f involuntary per op\n",
+           bytes, cpu[0] / n, cpu[1] / n, (cpu[0] + cpu[1]) / n, cpu[2] / n, cpu[3] / n);
 }
 
 #endif

@@ -3,8 +3,12 @@
  *
  *   mpirun -np 2 --mca btl self,vader build/bench/mpi_allreduce_bench [-b 4K] [-e 256M]
  *                                                                    [-f 2] [-n 20] [-w 5]
+ *                                                                    [-c]
  *
  * float32 sum, MPI_IN_PLACE, median per op (max over ranks), then one checked run per size.
+ * -c: a "# cpu" line per size, as allreduce_bench's (CPU time and context switches per op,
+ * summed over the ranks; Open MPI polls while it waits, so its CPU time is about the wall
+ * time of every rank).
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -17,9 +21,16 @@ int main(int argc, char **argv)
 {
     size_t minb = 4096, maxb = 256u << 20;
     double factor = 2;
-    int iters = 20, warmup = 5, rank, size;
+    int iters = 20, warmup = 5, rank, size, cpu_line = 0;
     MPI_Init(&argc, &argv);
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "-c")) {
+            cpu_line = 1;
+            i--;
+            continue;
+        }
+        if (i + 1 >= argc)
+            break;
         if (!strcmp(argv[i], "-b"))
             bench_parse_size(argv[i + 1], &minb);
         else if (!strcmp(argv[i], "-e"))
@@ -47,11 +58,17 @@ int main(int argc, char **argv)
         int count = (int)((size_t)sz / 4);
         for (int i = 0; i < warmup; i++)
             MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        double cpu[4], r0[4];
+        bench_rusage(r0);
         for (int i = 0; i < iters; i++) {
             double t0 = MPI_Wtime();
             MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
             t[i] = (MPI_Wtime() - t0) * 1e6;
         }
+        bench_rusage(cpu);
+        for (int k = 0; k < 4; k++)
+            cpu[k] -= r0[k];
+        MPI_Allreduce(MPI_IN_PLACE, cpu, 4, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
         qsort(t, (size_t)iters, sizeof(double), bench_cmp_dbl);
         double us = t[iters / 2];
         MPI_Allreduce(MPI_IN_PLACE, &us, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -72,6 +89,8 @@ int main(int argc, char **argv)
         if (rank == 0)
             printf(" %12zu %12d %8s %6s %10.2f %8.2f %8.2f %7ld\n", (size_t)count * 4, count,
                    "float", "sum", us, algbw, busbw, wrong);
+        if (rank == 0 && cpu_line)
+            bench_cpu_print((size_t)count * 4, cpu, iters);
     }
     if (rank == 0 && nsizes)
         printf("# Avg bus bandwidth    : %.3f\n", bw_sum / nsizes);
