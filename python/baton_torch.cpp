@@ -12,10 +12,11 @@
 // Future (what DDP's comm hook waits on). A failed call completes it with a std::runtime_error
 // carrying bt_strerror and the request's story (which names the peer), which Python sees as
 // RuntimeError; an error libbaton returns at issue (bad arguments, a communicator that already
-// failed: errors are sticky) is raised by the call itself. Work::wait spins a few microseconds
-// on the completion flag before it blocks, so a small synchronous collective does not pay for a
-// condition-variable wake-up; and a Work still queued when the caller waits for it is waited
-// for on the caller's thread (the waiter thread is not woken for a synchronous call).
+// failed: errors are sticky) is raised by the call itself. The waiter thread is woken only for
+// a Work somebody may need completed without waiting on it: when its Future is asked for (DDP's
+// comm hook) or its isCompleted() polled; Work::wait takes its own call, and the ones queued
+// before it, on the caller's thread, so a synchronous call wakes no thread of this file. Work::
+// wait spins a few microseconds on the completion flag before it blocks.
 //
 // Tensors: CPU, dense, one tensor per call (the multi-device lists of old APIs are refused);
 // the tensors (or the contiguous copies made of them) are held until the request completes;
@@ -55,16 +56,22 @@ class BatonWork : public c10d::Work {
     {
     }
 
-    bool isCompleted() override { return done_.load(std::memory_order_acquire); }
+    bool isCompleted() override
+    {
+        bool done = done_.load(std::memory_order_acquire);
+        if (!done && kick_)
+            kick_();
+        return done;
+    }
 
     bool wait(std::chrono::milliseconds timeout) override
     {
         // Still queued for the waiter thread: wait for it here instead (no thread wake-up).
-        if (!isCompleted() && help_)
+        if (!done() && help_)
             help_();
         // A short spin: a small collective often finishes within it.
         auto until = Clock::now() + std::chrono::microseconds(spin_us());
-        while (!isCompleted() && Clock::now() < until)
+        while (!done() && Clock::now() < until)
             std::this_thread::yield();
         std::unique_lock<std::mutex> lock(mutex_);
         if (timeout == ::kNoTimeout) {
@@ -80,7 +87,12 @@ class BatonWork : public c10d::Work {
     }
 
     std::vector<at::Tensor> result() override { return outputs_; }
-    c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
+    c10::intrusive_ptr<c10::ivalue::Future> getFuture() override
+    {
+        if (kick_ && !done_.load(std::memory_order_acquire))
+            kick_();
+        return future_;
+    }
 
     // Called once, by the group's worker thread.
     void complete(std::exception_ptr e)
@@ -95,8 +107,10 @@ class BatonWork : public c10d::Work {
 
     std::string what_;
     std::function<bool()> help_; // runs this work's wait on the caller's thread if not yet taken
+    std::function<void()> kick_; // asks the waiter thread to complete this work
 
   private:
+    bool done() const { return done_.load(std::memory_order_acquire); }
     static long spin_us()
     {
         static long us = [] {
@@ -404,6 +418,7 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         c10::intrusive_ptr<BatonWork> work;
         bt_request *req;
         std::function<void()> after; // runs once the data arrived (copies into outputs)
+        uint64_t seq;                // the call's number in this group
     };
 
     // alltoallv's counts and displacements, in elements, from split sizes in rows.
@@ -483,11 +498,10 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         int rc = issue(&req);
         if (rc != BT_OK)
             throw std::runtime_error(story(rc, w->what_, bt_last_error(comm_)));
-        BatonWork *raw = w.get();
-        w->help_ = [this, raw] { return help(raw); };
-        q_.push_back(Job{w, req, std::move(after)});
-        lock.unlock();
-        qcv_.notify_one();
+        uint64_t seq = seq_;
+        w->help_ = [this, seq] { return help(seq); };
+        w->kick_ = [this, seq] { kick(seq); };
+        q_.push_back(Job{w, req, std::move(after), seq});
         return w;
     }
 
@@ -507,20 +521,33 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
         j.work->complete(e);
     }
 
-    // Work::wait of w, when w is the next job the waiter would take: the caller takes it
-    // (requests complete in issue order, so the waiter's earlier one is done first anyway).
-    bool help(BatonWork *w)
+    // Work::wait of the call numbered seq: the caller takes it and every call queued before it
+    // (they complete in issue order anyway); false when the waiter thread already took it.
+    bool help(uint64_t seq)
     {
-        Job j;
+        std::vector<Job> mine;
         {
             std::lock_guard<std::mutex> lock(qmu_);
-            if (q_.empty() || q_.front().work.get() != w)
-                return false;
-            j = std::move(q_.front());
-            q_.pop_front();
+            while (!q_.empty() && q_.front().seq <= seq) {
+                mine.push_back(std::move(q_.front()));
+                q_.pop_front();
+            }
         }
-        finish_job(j);
-        return true;
+        for (Job &j : mine)
+            finish_job(j);
+        return !mine.empty() && mine.back().seq == seq;
+    }
+
+    // Asks the waiter thread to complete the calls up to seq (once per call).
+    void kick(uint64_t seq)
+    {
+        {
+            std::lock_guard<std::mutex> lock(qmu_);
+            if (want_ >= seq)
+                return;
+            want_ = seq;
+        }
+        qcv_.notify_one();
     }
 
     void loop()
@@ -529,7 +556,8 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
             Job j;
             {
                 std::unique_lock<std::mutex> lock(qmu_);
-                qcv_.wait(lock, [&] { return stop_ || !q_.empty(); });
+                qcv_.wait(lock,
+                          [&] { return stop_ || (!q_.empty() && q_.front().seq <= want_); });
                 if (q_.empty())
                     return;
                 j = std::move(q_.front());
@@ -546,7 +574,8 @@ class ProcessGroupBaton : public c10d::ProcessGroup {
     std::condition_variable qcv_;
     std::deque<Job> q_;
     bool stop_ = false;
-    uint64_t seq_ = 0;
+    uint64_t seq_ = 0;  // the last call's number
+    uint64_t want_ = 0; // the waiter completes the calls up to this number
     std::thread thread_;
 };
 
