@@ -29,7 +29,8 @@
 #
 # The baselines are fair by default: Open MPI is `mpirun -np 2` with its default binding
 # (to cores) and its own transport choice (vader on one node); "mpi_tcp" only adds
-# `--mca btl self,tcp`, which is how a user forces TCP. Gloo is torch.distributed's defaults.
+# `--mca btl self,tcp`, which is how a user forces TCP. Gloo is torch.distributed's defaults,
+# unbound as under torchrun (`baton run --bind none`).
 # (--allow-run-as-root is added when run as root: mpirun refuses root without it.)
 # Every program checks its result (#wrong column); a run with #wrong > 0 is reported.
 # Prints per size and program the median busbw (GB/s) with the min-max over rounds, the
@@ -47,7 +48,7 @@ while [ $# -gt 0 ]; do
     --plot) plot=${2:?--plot needs a file}; shift 2 ;;
     --) shift; break ;;
     --op) op=${2:?--op needs allreduce, alltoall, sendrecv or allgatherv}; shift 2 ;;
-    -h | --help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
     esac
 done
@@ -90,7 +91,8 @@ cmd_of() { # program -> its command line in CMD
     mpi_tuned) CMD=("${MPIRUN[@]}" "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
     mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
     gloo) [ "$op" = allreduce ] || { echo "compare.sh: gloo runs --op allreduce only" >&2; exit 2; }
-          CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
+          # unbound, as torchrun (Gloo's users' launcher) leaves it: baton run binds by default
+          CMD=("$BUILD/baton" run -n 2 --bind none --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
     *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_nobind mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
        exit 2 ;;
     esac
