@@ -186,8 +186,8 @@ int bt__store_connect_worker(const char *host, int port, const char *token,
             (dl != BT_DEADLINE_NONE && bt__now_ns() + (int64_t)(backoff * 1e9) > dl))
             return rc;
         BT_INFO(RDZV, "this node's relay has no store yet (%s); retrying", err->msg);
-        struct timespec ts = {0, (long)(backoff * 1e9)};
-        nanosleep(&ts, NULL);
+        struct timespec ts = {(time_t)backoff, (long)((backoff - (double)(time_t)backoff) * 1e9)};
+        nanosleep(&ts, NULL); /* tv_nsec must stay below 1e9: 1 s is {1, 0} */
         backoff = backoff * 2 < 1.0 ? backoff * 2 : 1.0;
     }
 }

@@ -6,7 +6,8 @@
 # launcher is declared lost and rejoins when SIGCONTed; the store's host killed and started
 # again: the others retry it and re-form with it; a second launcher with a node's identity
 # and another job's launcher are refused; fewer than MIN past --join-timeout -> exit 142 naming
-# the missing node. Every wait is on a file or a line, bounded.
+# the missing node; workers that acknowledge the closing file end a 60 s grace early;
+# PET_NNODES=2:3 from a worker-only PyTorchJob's env. Every wait is on a file or a line, bounded.
 # timeout: 150
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
