@@ -85,8 +85,7 @@ static const struct flag flags[] = {
     {"--bind", NULL, "MODE", RUN, K_BIND, 0, 0, RO(bind),
      "none|core|numa|gpu: pin each worker by the node's\n"
      "topology (see `baton topo`); gpu also sets\n"
-     "CUDA_VISIBLE_DEVICES (default: core for one node\n"
-     "of 2..#CPUs workers, CPUs only; else none)"},
+     "CUDA_VISIBLE_DEVICES (default none)"},
     /* torchrun's own flags (launcher/run_torch.c; docs/pytorch.md has the table) */
     {"--rdzv-id", NULL, "ID", RUN, K_DIR, 0, 0, RO(torch.rdzv_id),
      "the job's id (TORCHELASTIC_RUN_ID, BATON_JOB_ID)"},

@@ -463,7 +463,6 @@ int bt__cmd_run(int argc, char **argv)
     r.ended_status = -1;
     r.prev_gen = r.prev_rank = -1;
     r.o.tag_output = 1;
-    r.o.bind = BT_BIND_AUTO;
     r.o.metrics_port = -1;
     r.metrics_fd = -1;
     pthread_mutex_init(&r.metrics_mu, NULL);

@@ -88,7 +88,7 @@ struct bt__run_opts {
     const char *log_dir;       /* NULL: no per-rank files */
     int tag_output;            /* 1: "[rank] " before each line */
     int nps;                   /* --ps N: parameter servers node 0 starts (0: none) */
-    enum bt__bind bind;        /* --bind; BT_BIND_AUTO when not given (run_bind.c) */
+    enum bt__bind bind;        /* --bind */
     const char *token_file;    /* --token-file: the job secret's file, or NULL */
     char **argv;               /* PROGRAM ARGS..., NULL-terminated; points into main's argv */
     int metrics_port;          /* --metrics-port: Prometheus /metrics (-1: off, 0: any port) */
@@ -208,7 +208,6 @@ struct bt__run {
     int ps_keep; /* the --ps servers outlive the generation that is ending (run_supervise.c) */
     char self_exe[PATH_MAX];     /* baton itself, which servers run as `baton ps` */
     struct bt__run_place *place; /* --bind: nproc plans, or NULL */
-    int bind_auto;               /* no --bind: the plan binds CPUs only, silently */
     int restart;                 /* generation: BATON_RESTART_COUNT */
     char final_kind; /* the last generation's outcome kind ('L': one launcher is gone) */
 

@@ -13,17 +13,7 @@
  *         sees its GPU as device 0.
  *   NIC   BATON_SOCKET_IFNAME==<nic> (exact name) when the job has several nodes, the plan
  *         found a NIC and the user did not set BATON_SOCKET_IFNAME.
- * --bind none loads nothing and sets nothing.
- *
- * Without --bind (BT_BIND_AUTO) the launcher binds as `mpirun -np N` does by default: when it
- * starts every rank of the job (one node, not elastic beyond one) and there are 2 to #CPUs
- * ranks, each gets its --bind core share; otherwise nothing is bound (several emulated nodes
- * on one host, each with its own launcher, would all be planned onto the same first cores).
- * It sets CPUs only (no GPU or NIC env), silently: a topology that does not load, or a plan
- * outside the CPUs we may use, leaves the ranks unbound. Measured on the 2-core development
- * VM (docs/performance.md, "Where the TCP time goes"): unbound, the scheduler keeps the two
- * ranks of a TCP allreduce on one core much of the time (one context switch per 4 KiB op);
- * bound, 4 KiB took 12-14 us instead of 46-49 us and 64 MiB used 5-10% less CPU.
+ * --bind none (the default) loads nothing and sets nothing.
  *
  * A user's CUDA_VISIBLE_DEVICES of numeric indices restricts the topology to those GPUs
  * (taken in PCI order, so their locality is right); a list of UUIDs cannot be matched to bus
@@ -121,7 +111,7 @@ static int plan_one(struct bt__run *r, const struct bt__topo *t, const struct cv
     CPU_AND(&p->pl.cpus, &p->planned, allowed);
     int planned = p->pl.ncpus;
     p->pl.ncpus = planned ? CPU_COUNT(&p->pl.cpus) : 0; /* 0: bt__topo_apply binds nothing */
-    if (planned && !p->pl.ncpus && !r->bind_auto && !warned++) {
+    if (planned && !p->pl.ncpus && !warned++) {
         char want[256], have[256];
         fprintf(stderr,
                 "baton: --bind %s: local rank %d's planned CPUs %s (topology: %s) are not "
@@ -133,15 +123,6 @@ static int plan_one(struct bt__run *r, const struct bt__topo *t, const struct cv
     return BT_OK;
 }
 
-/* BT_BIND_AUTO: core for a one-node job of 2 to #CPUs ranks, else none. */
-static enum bt__bind auto_mode(const struct bt__run *r)
-{
-    cpu_set_t s;
-    if (r->spec.nnodes != 1 || r->nproc < 2 || sched_getaffinity(0, sizeof(s), &s) != 0)
-        return BT_BIND_NONE;
-    return r->nproc <= CPU_COUNT(&s) ? BT_BIND_CORE : BT_BIND_NONE;
-}
-
 int bt__run_bind_setup(struct bt__run *r)
 {
     struct bt__err err = {0};
@@ -149,17 +130,9 @@ int bt__run_bind_setup(struct bt__run *r)
     struct cvd c;
     cpu_set_t allowed;
     int rc = 0;
-    if (r->o.bind == BT_BIND_AUTO) {
-        r->bind_auto = 1;
-        r->o.bind = auto_mode(r);
-    }
     if (r->o.bind == BT_BIND_NONE)
         return 0;
     if (bt__topo_load(NULL, &t, &err) != BT_OK) {
-        if (r->bind_auto) {
-            r->o.bind = BT_BIND_NONE;
-            return 0;
-        }
         fprintf(stderr, "baton run: --bind %s: %s\n", bt__bind_name(r->o.bind), err.msg);
         return 2;
     }
@@ -183,17 +156,10 @@ int bt__run_bind_setup(struct bt__run *r)
     }
     for (int i = 0; !rc && i < r->nproc; i++)
         if (plan_one(r, t, &c, &allowed, i, &err) != BT_OK) {
-            if (!r->bind_auto)
-                fprintf(stderr, "baton run: %s\n", err.msg);
+            fprintf(stderr, "baton run: %s\n", err.msg);
             rc = 2;
         }
     bt__topo_destroy(t);
-    if (rc == 2 && r->bind_auto) { /* no plan: the default leaves the ranks unbound */
-        free(r->place);
-        r->place = NULL;
-        r->o.bind = BT_BIND_NONE;
-        rc = 0;
-    }
     return rc;
 }
 
@@ -201,7 +167,7 @@ int bt__run_bind_vars(const struct bt__run *r, const struct bt__worker *w, char 
 {
     const struct bt__run_place *p;
     int n = 0, ok = 1;
-    if (!r->place || w->ps_index >= 0 || r->bind_auto)
+    if (!r->place || w->ps_index >= 0)
         return 0;
     p = &r->place[w->local_rank];
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0

@@ -75,11 +75,11 @@ char *bt__cpulist_format(const cpu_set_t *set, char *buf, size_t size)
     return buf;
 }
 
-static const char *const bind_names[] = {"none", "core", "numa", "gpu", "auto"};
+static const char *const bind_names[] = {"none", "core", "numa", "gpu"};
 
 int bt__bind_parse(const char *s, enum bt__bind *out)
 {
-    for (int i = 0; s && i <= BT_BIND_GPU; i++)
+    for (int i = 0; s && i < (int)(sizeof(bind_names) / sizeof(bind_names[0])); i++)
         if (!strcmp(s, bind_names[i])) {
             *out = (enum bt__bind)i;
             return 0;

@@ -28,8 +28,7 @@ enum bt__bind {
     BT_BIND_NONE = 0, /* no affinity is set */
     BT_BIND_CORE,     /* an even share of its NUMA node's cores */
     BT_BIND_NUMA,     /* every CPU of its NUMA node */
-    BT_BIND_GPU,      /* every CPU near its GPU (the GPU's package or NUMA node) */
-    BT_BIND_AUTO      /* `baton run` without --bind: core or none (run_bind.c); not parsed */
+    BT_BIND_GPU       /* every CPU near its GPU (the GPU's package or NUMA node) */
 };
 
 struct bt__topo_package {
