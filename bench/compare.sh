@@ -10,8 +10,8 @@
 #                 ones, no Gloo; default BENCH ARGS -b 4K -e 64M -f 4 -n 20 -w 5)
 #       ROUNDS    rounds of every program, interleaved A B C A B C ... (default 5)
 #       PROGRAMS  comma list from: baton_shm baton_tcp mpi mpi_tcp gloo (default: all five), and
-#                 baton_tcp_nobind (baton_tcp with --bind none: baton run binds a one-node job
-#                 to cores by default, as mpirun does)
+#                 baton_tcp_bound (baton_tcp with --bind core: each rank pinned to its share of
+#                 the cores, as mpirun pins by default; baton run does not)
 #       --tuned   also run Open MPI tuned (labelled as such): --bind-to none and glibc's mmap
 #                 threshold off (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296)
 #       --veth    two emulated hosts instead of loopback: network namespaces joined by a veth
@@ -29,8 +29,7 @@
 #
 # The baselines are fair by default: Open MPI is `mpirun -np 2` with its default binding
 # (to cores) and its own transport choice (vader on one node); "mpi_tcp" only adds
-# `--mca btl self,tcp`, which is how a user forces TCP. Gloo is torch.distributed's defaults,
-# unbound as under torchrun (`baton run --bind none`).
+# `--mca btl self,tcp`, which is how a user forces TCP. Gloo is torch.distributed's defaults.
 # (--allow-run-as-root is added when run as root: mpirun refuses root without it.)
 # Every program checks its result (#wrong column); a run with #wrong > 0 is reported.
 # Prints per size and program the median busbw (GB/s) with the min-max over rounds, the
@@ -48,7 +47,7 @@ while [ $# -gt 0 ]; do
     --plot) plot=${2:?--plot needs a file}; shift 2 ;;
     --) shift; break ;;
     --op) op=${2:?--op needs allreduce, alltoall, sendrecv or allgatherv}; shift 2 ;;
-    -h | --help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) break ;;
     esac
 done
@@ -85,15 +84,14 @@ cmd_of() { # program -> its command line in CMD
     case "$1" in
     baton_shm) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BENCH" --backend shm "${OPARGS[@]}") ;;
     baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BENCH" --backend tcp "${OPARGS[@]}") ;;
-    baton_tcp_nobind) CMD=("$BUILD/baton" run -n 2 --bind none --no-tag-output -- "$BENCH" --backend tcp "${OPARGS[@]}") ;;
+    baton_tcp_bound) CMD=("$BUILD/baton" run -n 2 --bind core --no-tag-output -- "$BENCH" --backend tcp "${OPARGS[@]}") ;;
     mpi) CMD=("${MPIRUN[@]}" "$M" "${OPARGS[@]}") ;;
     mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$M" "${OPARGS[@]}") ;;
     mpi_tuned) CMD=("${MPIRUN[@]}" "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
     mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
     gloo) [ "$op" = allreduce ] || { echo "compare.sh: gloo runs --op allreduce only" >&2; exit 2; }
-          # unbound, as torchrun (Gloo's users' launcher) leaves it: baton run binds by default
-          CMD=("$BUILD/baton" run -n 2 --bind none --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
-    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_nobind mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
+          CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
+    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_bound mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
        exit 2 ;;
     esac
 }

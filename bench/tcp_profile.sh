@@ -5,9 +5,9 @@
 #
 #   bench/tcp_profile.sh [-s SIZE] [-p PROGRAMS] [-n ITERS] [--no-strace]
 #       SIZE      message size, nccl-tests syntax (default 64M)
-#       PROGRAMS  comma list from: baton_tcp baton_tcp_nobind mpi_tcp (default: all three);
-#                 baton_tcp_nobind is baton_tcp under `baton run --bind none` (by default a
-#                 one-node job is bound to cores, as under mpirun)
+#       PROGRAMS  comma list from: baton_tcp baton_tcp_bound mpi_tcp (default: all three);
+#                 baton_tcp_bound is baton_tcp under `baton run --bind core` (mpirun binds by
+#                 default, baton run does not)
 #       ITERS     timed iterations (default 20)
 #   BUILD=build/x bench/tcp_profile.sh -s 1M -n 200
 #
@@ -20,7 +20,7 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-size=64M programs="baton_tcp,baton_tcp_nobind,mpi_tcp" iters=20 st=1
+size=64M programs="baton_tcp,baton_tcp_bound,mpi_tcp" iters=20 st=1
 while [ $# -gt 0 ]; do
     case "$1" in
     -s) size=${2:?-s needs a size}; shift 2 ;;
@@ -40,9 +40,9 @@ trap 'rm -rf "$OUT"' EXIT
 cmd_of() { # program -> CMD
     case "$1" in
     baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
-    baton_tcp_nobind) CMD=("$BUILD/baton" run -n 2 --bind none --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
+    baton_tcp_bound) CMD=("$BUILD/baton" run -n 2 --bind core --no-tag-output -- "$BUILD/bench/allreduce_bench" --backend tcp) ;;
     mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$BUILD/bench/mpi_allreduce_bench") ;;
-    *) echo "tcp_profile.sh: unknown program '$1' (baton_tcp baton_tcp_nobind mpi_tcp)" >&2; exit 2 ;;
+    *) echo "tcp_profile.sh: unknown program '$1' (baton_tcp baton_tcp_bound mpi_tcp)" >&2; exit 2 ;;
     esac
 }
 

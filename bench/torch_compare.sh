@@ -9,10 +9,7 @@
 #      min-max and the ratio.
 #
 #   bench/torch_compare.sh [ROUNDS=5] [REPEATS=3] [STEPS=300]      (BUILD=build by default)
-#
-# Both backends run in the same jobs, so both run as gloo's users run them under torchrun:
-# unbound (`baton run --bind none`; baton run would otherwise pin a one-node job's ranks to
-# cores, which on a 2-core machine leaves each rank and all its threads one core).
+
 set -uo pipefail
 rounds=${1:-5}
 repeats=${2:-3}
@@ -26,7 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 export PYTHONPATH=$PWD/$build/python${PYTHONPATH:+:$PYTHONPATH} PYTHON_EXEC=/usr/bin/python3
 baton=$build/baton
 echo "== all_reduce through torch.distributed, 2 ranks (median of $rounds interleaved rounds)"
-"$baton" run -n 2 --bind none --no-tag-output "$here/torch_allreduce_bench.py" -b 4K -e 256M --rounds "$rounds" |
+"$baton" run -n 2 --no-tag-output "$here/torch_allreduce_bench.py" -b 4K -e 256M --rounds "$rounds" |
     tee /tmp/torch_compare.$$.ar
 awk '$3 == "baton" || $3 == "gloo" { t[$1, $3] = $4 }
      END {
@@ -43,7 +40,7 @@ stats() { sort -n | awk '{v[NR]=$1} END {if (NR) printf "%s %s %s\n", (NR % 2 ? 
 b=() g=()
 for r in $(seq "$repeats"); do
     for be in baton gloo; do
-        v=$("$baton" run -n 2 --bind none "$here/torch_mnist_cnn.py" --backend $be --steps "$steps" 2>&1 |
+        v=$("$baton" run -n 2 "$here/torch_mnist_cnn.py" --backend $be --steps "$steps" 2>&1 |
             grep 'torch:' | field images_per_s)
         if [ $be = baton ]; then b+=("${v:-0}"); else g+=("${v:-0}"); fi
     done
