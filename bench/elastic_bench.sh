@@ -33,10 +33,11 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("",0)); print(
 now() { date +%s.%N; }
 # ups DIR WORLD: how many up.* files of DIR say world=WORLD
 ups() { cat "$1"/up.* 2>/dev/null | grep -c "world=$2 "; }
-until_ups() { # DIR N WORLD SEC: 0 once N workers say world=WORLD
-    local i=0
+until_ups() { # DIR N WORLD SEC: 0 once N workers say world=WORLD; 1 on timeout, 2 when an
+    local i=0 p   # agent of LIVE died (torchrun 1.13's agents sometimes crash on their store)
     until [ "$(ups "$1" "$3")" -ge "$2" ]; do
         [ $i -ge $(($4 * 20)) ] && return 1
+        for p in "${LIVE[@]}"; do kill -0 "$p" 2>/dev/null || return 2; done
         sleep 0.05; i=$((i + 1))
     done
 }
@@ -58,21 +59,31 @@ descendants() { # PID: every process below it
     for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done
 }
 
+LIVE=()
+abandon() { # SYSTEM DIR WHY: a run that cannot go on: its agents and workers are killed, the
+    local p  # run is reported (not counted) and the next one starts
+    echo "$1: run abandoned: $3 (within 300 s, or an agent died: see $2/agent*.log)" >&2
+    for p in "${LIVE[@]}"; do kill -KILL $(descendants "$p") "$p" 2>/dev/null; done
+    LIVE=()
+}
 one_run() { # SYSTEM: appends "reform join orphan" to $OUT/SYSTEM.txt
     local sys=$1 dir=$OUT/$1.$RANDOM port a=() w t0 reform join orphan=no
     mkdir -p "$dir"
     port=$(free_port)
     for id in 0 1 2; do agent "$sys" "$dir" "$port" "$id"; a[$id]=$AGENT; done
-    until_ups "$dir" 3 3 300 || { echo "$sys: the 3 workers never started" >&2; return 1; }
+    LIVE=("${a[@]}")
+    until_ups "$dir" 3 3 300 || { abandon "$sys" "$dir" "the 3 workers never started"; return 1; }
     # a node dies: its agent and its worker, SIGKILL at once
     w=$(descendants "${a[2]}" | xargs)
     rm -f "$dir"/up.*
     t0=$(now); kill -KILL "${a[2]}" $w
-    until_ups "$dir" 2 2 300 || { echo "$sys: no re-form within 300 s" >&2; return 1; }
+    LIVE=("${a[0]}" "${a[1]}")
+    until_ups "$dir" 2 2 300 || { abandon "$sys" "$dir" "no re-form"; return 1; }
     reform=$(echo "$(now) - $t0" | bc)
     rm -f "$dir"/up.*
     t0=$(now); agent "$sys" "$dir" "$port" 2; a[2]=$AGENT
-    until_ups "$dir" 3 3 300 || { echo "$sys: the joiner never ran within 300 s" >&2; return 1; }
+    LIVE=("${a[@]}")
+    until_ups "$dir" 3 3 300 || { abandon "$sys" "$dir" "the joiner never ran"; return 1; }
     join=$(echo "$(now) - $t0" | bc)
     # only an agent is killed: does its worker outlive it? (looked at 5 s later)
     w=$(descendants "${a[2]}" | xargs)
