@@ -1,6 +1,8 @@
-/* rank_worlds.h: the worlds test_icoll.c, test_split.c and test_p2p.c run their rank threads
- * in (n ranks on nnodes simulated nodes over a transport), and the one way to run a list of
- * them: a store, one thread per rank (rank_threads.h), every rank's failure printed.
+/* rank_worlds.h: the worlds test_icoll.c, test_split.c, test_p2p.c and test_group.c run their
+ * rank threads in (n ranks on nnodes simulated nodes over a transport), the communicator of a
+ * rank of one (rank_comm), and the one way to run a list of them: a store, one thread per rank
+ * (rank_threads.h), every rank's failure printed. Include tests/coll_ref.h (failf) and
+ * collectives/comm.h first.
  */
 #ifndef BT_TESTS_UNIT_RANK_WORLDS_H
 #define BT_TESTS_UNIT_RANK_WORLDS_H
@@ -19,6 +21,30 @@ struct rank_ctx {
     pthread_t th;
     char fail[512];
 };
+
+/* Rank x's communicator of generation generation in its world (NULL and failf on error). */
+static inline bt_comm *rank_comm(struct rank_ctx *x, int generation)
+{
+    struct world *w = x->w;
+    int per = w->n / w->nnodes;
+    struct bt__comm_cfg cfg = {.rank = x->rank,
+                               .size = w->n,
+                               .local_rank = x->rank % per,
+                               .local_size = per,
+                               .node_rank = x->rank / per,
+                               .nnodes = w->nnodes,
+                               .generation = generation,
+                               .store_host = "127.0.0.1",
+                               .store_port = w->port,
+                               .token = "t",
+                               .transport = w->transport,
+                               .shm_slot_bytes = 512};
+    struct bt__err err = {0};
+    bt_comm *c = NULL;
+    if (bt__comm_create(&cfg, &c, &err) != BT_OK)
+        failf(x, "rank %d: create: %s", x->rank, err.msg);
+    return c;
+}
 
 /* Runs fn (a struct rank_ctx *) on each rank of w; fails the test when a rank failed. */
 static void run_world(struct world *w, void *(*fn)(void *))

@@ -33,29 +33,6 @@
 #define MAXC 1000
 #define NP2P 100000 /* floats: 400 KB, more than shm's 32 KiB stream and TCP's socket buffers */
 
-static bt_comm *make_comm(struct rank_ctx *x, int generation)
-{
-    struct world *w = x->w;
-    int per = w->n / w->nnodes;
-    struct bt__comm_cfg cfg = {.rank = x->rank,
-                               .size = w->n,
-                               .local_rank = x->rank % per,
-                               .local_size = per,
-                               .node_rank = x->rank / per,
-                               .nnodes = w->nnodes,
-                               .generation = generation,
-                               .store_host = "127.0.0.1",
-                               .store_port = w->port,
-                               .token = "t",
-                               .transport = w->transport,
-                               .shm_slot_bytes = 512};
-    struct bt__err err = {0};
-    bt_comm *c = NULL;
-    if (bt__comm_create(&cfg, &c, &err) != BT_OK)
-        failf(x, "rank %d: create: %s", x->rank, err.msg);
-    return c;
-}
-
 static uint64_t issued(bt_comm *c)
 {
     pthread_mutex_lock(&c->q->mu);
@@ -190,7 +167,7 @@ static void bad_usage(struct rank_ctx *x, bt_comm *a)
 static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
-    bt_comm *a = make_comm(x, 0), *b = a ? make_comm(x, 1) : NULL;
+    bt_comm *a = rank_comm(x, 0), *b = a ? rank_comm(x, 1) : NULL;
     struct part *p = calloc(7, sizeof(*p));
     if (!b || !p)
         goto out;

@@ -40,29 +40,6 @@ struct op {
     bt_request *req;
 };
 
-static bt_comm *make_comm(struct rank_ctx *x, int generation)
-{
-    struct world *w = x->w;
-    int per = w->n / w->nnodes;
-    struct bt__comm_cfg cfg = {.rank = x->rank,
-                               .size = w->n,
-                               .local_rank = x->rank % per,
-                               .local_size = per,
-                               .node_rank = x->rank / per,
-                               .nnodes = w->nnodes,
-                               .generation = generation,
-                               .store_host = "127.0.0.1",
-                               .store_port = w->port,
-                               .token = "t",
-                               .transport = w->transport,
-                               .shm_slot_bytes = 512};
-    struct bt__err err = {0};
-    bt_comm *c = NULL;
-    if (bt__comm_create(&cfg, &c, &err) != BT_OK)
-        failf(x, "rank %d: create: %s", x->rank, err.msg);
-    return c;
-}
-
 /* Fills op i of a batch (seed varies kind, dtype, op and count) and issues it on c. */
 static int issue(struct rank_ctx *x, bt_comm *c, struct op *o, int seed)
 {
@@ -214,7 +191,7 @@ static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
     int n = x->w->n;
-    bt_comm *a = make_comm(x, 0), *b = a ? make_comm(x, 1) : NULL;
+    bt_comm *a = rank_comm(x, 0), *b = a ? rank_comm(x, 1) : NULL;
     if (!b) {
         bt_finalize(a);
         return NULL;
