@@ -185,32 +185,10 @@ static void all_calls(struct rank_ctx *x, bt_comm *c, const char *what)
     rooted(x, c, n, me, what);
 }
 
-static bt_comm *make(struct rank_ctx *x)
-{
-    struct world *w = x->w;
-    int per = w->n / w->nnodes;
-    struct bt__comm_cfg cfg = {.rank = x->rank,
-                               .size = w->n,
-                               .local_rank = x->rank % per,
-                               .local_size = per,
-                               .node_rank = x->rank / per,
-                               .nnodes = w->nnodes,
-                               .store_host = "127.0.0.1",
-                               .store_port = w->port,
-                               .token = "t",
-                               .transport = w->transport,
-                               .shm_slot_bytes = 512};
-    struct bt__err err = {0};
-    bt_comm *c = NULL;
-    if (bt__comm_create(&cfg, &c, &err) != BT_OK)
-        failf(x, "rank %d: create: %s", x->rank, err.msg);
-    return c;
-}
-
 static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
-    bt_comm *c = make(x), *half = NULL;
+    bt_comm *c = rank_comm(x, 0), *half = NULL;
     if (!c)
         return NULL;
     all_calls(x, c, "world");
@@ -229,7 +207,7 @@ static void *rank_main(void *arg)
 static void *bad_main(void *arg)
 {
     struct rank_ctx *x = arg;
-    bt_comm *c = make(x);
+    bt_comm *c = rank_comm(x, 0);
     if (!c)
         return NULL;
     int32_t v[4] = {1, 2, 3, 4};

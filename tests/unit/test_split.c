@@ -127,24 +127,9 @@ static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
     struct world *w = x->w;
-    int per = w->n / w->nnodes;
-    struct bt__comm_cfg cfg = {.rank = x->rank,
-                               .size = w->n,
-                               .local_rank = x->rank % per,
-                               .local_size = per,
-                               .node_rank = x->rank / per,
-                               .nnodes = w->nnodes,
-                               .store_host = "127.0.0.1",
-                               .store_port = w->port,
-                               .token = "t",
-                               .transport = w->transport,
-                               .shm_slot_bytes = 512};
-    struct bt__err err = {0};
-    bt_comm *world = NULL;
-    if (bt__comm_create(&cfg, &world, &err) != BT_OK) {
-        failf(x, "rank %d: create: %s", x->rank, err.msg);
+    bt_comm *world = rank_comm(x, 0);
+    if (!world)
         return NULL;
-    }
     for (int k = 0; k < 6 && !x->fail[0]; k++) {
         int mem[8], m = members(k, w->n, x->rank, mem);
         bt_comm *c = NULL;
