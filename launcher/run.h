@@ -137,8 +137,12 @@ struct bt__strag_op {
 };
 /* One communicator the local ranks record: its calls compared up to seen. */
 struct bt__strag_comm {
-    uint32_t id;   /* flight-recorder id, 0: the world */
-    uint64_t seen; /* call number accounted up to */
+    uint32_t id;                        /* flight-recorder id, 0: the world */
+    uint64_t seen;                      /* call number accounted up to */
+    char name[BT_FLIGHT_NAME];          /* its ring's name, "c1a2b3c4 (world ranks 1, 3, 5)" */
+    int members;                        /* its members among the local ranks, at the last look */
+    struct bt__strag_op op[BT_FL_NOPS]; /* a sub-communicator's: its local members' (the
+                                           world's are bt__strag's op) */
 };
 /* One world call as a node saw it, for the job-wide comparison: its ranks' latest entry time
  * and the one before it (node 0's clock), and who entered latest. */

@@ -333,13 +333,37 @@ static void strag_account(struct bt__run *r, const struct member *m, int n,
     so->n++;
 }
 
-/* The straggler line of op into out (""/0 when none stands out): among the local ranks, or on
- * node 0 of several nodes among all ranks of the job. */
-static int strag_line(const struct bt__run *r, int op, char *out, size_t n)
+/* A call of sub-communicator sc as its n >= 2 local members saw it: who of them entered last,
+ * by how much, into sc's statistics (its members on this node; those of other nodes are not
+ * compared). */
+static void strag_account_sub(struct bt__strag_comm *sc, const struct member *m, int n,
+                              const struct bt__flight_entry *e)
 {
-    const struct bt__strag_op *so = &r->strag.op[op];
+    int last = 0, op = e[0].op;
+    for (int i = 1; i < n; i++)
+        last = e[i].start_ns > e[last].start_ns ? i : last;
+    int64_t first = e[last].start_ns, second = INT64_MIN;
+    for (int i = 0; i < n; i++)
+        second = i != last && e[i].start_ns > second ? e[i].start_ns : second;
+    if (op < 0 || op >= BT_FL_NOPS)
+        return;
+    struct bt__strag_op *so = &sc->op[op];
+    int k = so->n % BT_RUN_STRAG_WINDOW;
+    so->last[k] = m[last].i;
+    so->lag_ms[k] = (float)((double)(first - second) / 1e6);
+    so->n++;
+}
+
+/* The straggler line of op into out (""/0 when none stands out): sc NULL, the world's: among
+ * the local ranks, or on node 0 of several nodes among all ranks of the job; else
+ * sub-communicator sc's, among its np local members. */
+static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, int np, int op,
+                      char *out, size_t n)
+{
+    const struct bt__strag_op *so = sc ? &sc->op[op] : &r->strag.op[op];
     int w = so->n < BT_RUN_STRAG_WINDOW ? (int)so->n : BT_RUN_STRAG_WINDOW;
-    int job = r->strag.xnode, np = job ? r->world_size : r->nproc;
+    int job = !sc && r->strag.xnode;
+    np = sc ? np : job ? r->world_size : r->nproc;
     out[0] = '\0';
     if (w < 20 || np < 2)
         return 0;
@@ -361,10 +385,14 @@ static int strag_line(const struct bt__run *r, int op, char *out, size_t n)
         if (med < STRAG_MIN_LAG_MS)
             continue;
         int k = snprintf(out, n,
-                         "rank %d arrived last in %d of the last %d %ss, median %.0f ms after the "
-                         "others ",
-                         job ? who : r->w[who].rank, c, w, bt__flight_op_name(op), med);
-        if (k > 0 && (size_t)k < n)
+                         "rank %d arrived last in %d of the last %d %ss%s%s, median %.0f ms after "
+                         "the others ",
+                         job ? who : r->w[who].rank, c, w, bt__flight_op_name(op),
+                         sc ? " on communicator " : "", sc ? sc->name : "", med);
+        if (k > 0 && (size_t)k < n && sc)
+            snprintf(out + k, n - (size_t)k, "(node %d, %d members here; chance would be %.0f)",
+                     r->spec.node_rank, np, w * p);
+        else if (k > 0 && (size_t)k < n)
             snprintf(out + k, n - (size_t)k,
                      job ? "(job-wide, %d nodes; chance would be %.0f)"
                          : "(node %d; chance would be %.0f)",
@@ -434,8 +462,12 @@ static void find_comms(struct bt__run *r)
             int known = 0;
             for (int c = 0; c < s->ncomm && !known; c++)
                 known = s->comm[c].id == g.comm_id;
-            if (!known && s->ncomm < BT_RUN_STRAG_COMMS)
-                s->comm[s->ncomm++] = (struct bt__strag_comm){.id = g.comm_id};
+            if (!known && s->ncomm < BT_RUN_STRAG_COMMS) {
+                struct bt__strag_comm *sc = &s->comm[s->ncomm++];
+                memset(sc, 0, sizeof(*sc));
+                sc->id = g.comm_id;
+                snprintf(sc->name, sizeof(sc->name), "%s", g.name);
+            }
         }
     }
 }
@@ -471,8 +503,11 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
             if (sc->id == 0 && n == r->nproc) /* a batch with a gap: only the samples go to
                                                  the records (see job-wide stragglers) */
                 strag_account(r, m, n, e, q, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
+            else if (sc->id != 0 && n >= 2)
+                strag_account_sub(sc, m, n, e);
         }
         sc->seen = upto;
+        sc->members = n;
     }
     free(m), free(e);
 }
@@ -772,6 +807,21 @@ static void xs_step(struct bt__run *r, int force)
         xs_merge(r);
 }
 
+/* The straggler lines of the world's ops, then of each sub-communicator's, after prefix. */
+static void strag_lines(const struct bt__run *r, const char *prefix)
+{
+    char line[512];
+    for (int op = 0; op < BT_FL_NOPS; op++)
+        if (strag_line(r, NULL, 0, op, line, sizeof(line)))
+            fprintf(stderr, "%s: %s\n", prefix, line);
+    for (int c = 0; c < r->strag.ncomm; c++) {
+        const struct bt__strag_comm *sc = &r->strag.comm[c];
+        for (int op = 0; sc->id != 0 && op < BT_FL_NOPS; op++)
+            if (strag_line(r, sc, sc->members, op, line, sizeof(line)))
+                fprintf(stderr, "%s: %s\n", prefix, line);
+    }
+}
+
 static void scan(struct bt__run *r, uint64_t batch, int force)
 {
     struct bt__strag *s = &r->strag;
@@ -797,10 +847,7 @@ static void scan(struct bt__run *r, uint64_t batch, int force)
         s->started = 1;
         return;
     }
-    char line[256];
-    for (int op = 0; op < BT_FL_NOPS; op++)
-        if (strag_line(r, op, line, sizeof(line)))
-            fprintf(stderr, "baton: WARN: straggler: %s\n", line);
+    strag_lines(r, "baton: WARN: straggler");
 }
 
 void bt__run_flight_scan(struct bt__run *r)
@@ -810,11 +857,8 @@ void bt__run_flight_scan(struct bt__run *r)
 
 void bt__run_flight_report(struct bt__run *r)
 {
-    char line[256];
     scan(r, BT_FLIGHT_RING, 1); /* the last look: all the rings still hold */
-    for (int op = 0; op < BT_FL_NOPS; op++)
-        if (strag_line(r, op, line, sizeof(line)))
-            fprintf(stderr, "baton: straggler: %s\n", line);
+    strag_lines(r, "baton: straggler");
 }
 
 void bt__run_flight_reset(struct bt__run *r)

@@ -7,9 +7,10 @@
 # a torn, a foreign and a missing file: one line each, exit 2; a recorder-on run of coll_check
 # (the previous attempt's SIGSEGV) exits 0. Sub-communicators (--split 2: the even and the odd
 # ranks): a rank stopped in the odd one, and a rank passing another count to it, are named with
-# that communicator's call and members while the world has no finding. Two nodes (two
-# launchers on loopback): a rank of node 1 slowed by a sleep is the straggler that node 0 names
-# job-wide, and no other rank is named on either node.
+# that communicator's call and members while the world has no finding; a rank slowed by a sleep
+# in the odd ranks' loop is that communicator's straggler, and no other rank or communicator
+# is named. Two nodes (two launchers on loopback): a rank of node 1 slowed by a sleep is the
+# straggler that node 0 names job-wide, and no other rank is named on either node.
 # timeout: 300
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -85,6 +86,16 @@ BATON_TIMEOUT=10 "$BATON" run -n 6 -- "$CHECK" --count 4096 --iters 50 --split 2
     --bad-count-rank 3 --bad-count-at 5 >"$T_TMP/subb.out" 2>"$T_TMP/subb.err"
 t_grep "split, mismatched counts: named with the communicator and both counts" \
     "^baton: WARN: flight recorder: ranks disagree on the count of allreduce #6 $SUB \(rank 3: 4072, others: 4096\)" "$T_TMP/subb.err"
+
+# ---- sub-communicators: rank 3 sleeps 20 ms before each allreduce on the odd ranks' one
+BATON_STRAGGLER_SECS=2 "$BATON" run -n 6 -- "$CHECK" --count 1024 --iters 200 --split 2 \
+    --slow-rank 3 --slow-ms 20 >"$T_TMP/ss.out" 2>"$T_TMP/ss.err"
+t_expect_eq "split, straggler: exit 0" "$?" 0
+t_grep "split, straggler: the WARN names rank 3 on the odd ranks' communicator" \
+    "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB, median (19|[2-9][0-9]) ms after the others \(node 0, 3 members here; chance would be 33\)" "$T_TMP/ss.err"
+t_grep "split, straggler: the final report names it" "^baton: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB" "$T_TMP/ss.err"
+t_expect_eq "split, straggler: no other rank, no other communicator" \
+    "$(grep 'straggler: rank' "$T_TMP/ss.err" | grep -vcE "^baton: (WARN: )?straggler: rank 3 .* $SUB")" 0
 
 # ---- two nodes of 2 ranks: rank 3 (node 1) sleeps 20 ms before each allreduce
 port=$(t_free_port)
