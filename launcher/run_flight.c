@@ -597,7 +597,7 @@ static void xs_start(struct bt__run *r)
     pthread_mutex_lock(&pub_mu); /* nothing of the last generation is sent */
     pub_len = 0;
     pthread_mutex_unlock(&pub_mu);
-    if (r->spec.nnodes < 2 || r->elastic || r->etcd || !r->st || !flight_on())
+    if (r->spec.nnodes < 2 || !r->st || !flight_on())
         return;
     int64_t best = INT64_MAX;
     char *gone = calloc((size_t)r->spec.nnodes, 1);
