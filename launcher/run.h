@@ -145,12 +145,16 @@ struct bt__strag_comm {
                                            world's are bt__strag's op) */
 };
 /* One world call as a node saw it, for the job-wide comparison: its ranks' latest entry time
- * and the one before it (node 0's clock), and who entered latest. */
+ * and the one before it (node 0's clock), who entered latest, and the call's shape as its
+ * first local rank (srank) passed it, for the job-wide call-shape check. */
 struct bt__xs_rec {
     uint64_t seq;
     int64_t tmax, tsecond; /* ns; tsecond INT64_MIN when the node has one rank */
     int32_t last;          /* global rank */
     int32_t op;
+    uint64_t count;       /* elements */
+    int32_t root, srank;  /* root (-1 none); the global rank whose shape this is */
+    uint8_t dtype, redop; /* as in flight.h's entry */
 };
 struct bt__strag {
     struct bt__strag_op op[BT_FL_NOPS]; /* what the WARN looks at: this node's ranks, or on

@@ -321,7 +321,12 @@ static void strag_account(struct bt__run *r, const struct member *m, int n,
                                 .tsecond = second == INT64_MIN ? INT64_MIN
                                                                : second - s->clock_off_ns,
                                 .last = r->w[m[last].i].rank,
-                                .op = op};
+                                .op = op,
+                                .count = e[0].count,
+                                .root = e[0].root,
+                                .srank = r->w[m[0].i].rank,
+                                .dtype = e[0].dtype,
+                                .redop = e[0].redop};
         return;
     }
     if (n < 2)
@@ -529,8 +534,8 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
  * store (three round trips, the shortest kept; good to half of it), as the timeline does at the
  * end. */
 
-#define XS_VERSION 1
-#define XS_REC_BYTES 32
+#define XS_VERSION 2
+#define XS_REC_BYTES 56
 #define XS_PUB_MAX 256 /* records published at most (thinned by call number beyond) */
 
 /* What node k > 0 publishes next: prepared by the main thread, sent by the watcher thread on
@@ -667,6 +672,11 @@ static void xs_publish(struct bt__run *r)
         bt__put_le64(p + 16, (uint64_t)xr->tsecond);
         bt__put_le32(p + 24, (uint32_t)xr->last);
         bt__put_le32(p + 28, (uint32_t)xr->op);
+        bt__put_le64(p + 32, xr->count);
+        bt__put_le32(p + 40, (uint32_t)xr->root);
+        bt__put_le32(p + 44, (uint32_t)xr->srank);
+        p[48] = xr->dtype, p[49] = xr->redop;
+        memset(p + 50, 0, XS_REC_BYTES - 50);
     }
     snprintf(key, sizeof(key), "l/%d/xs/%d", r->restart, r->spec.node_rank);
     pthread_mutex_lock(&pub_mu);
@@ -713,7 +723,12 @@ static struct bt__xs_rec *xs_fetch(struct bt__run *r, int node, int *n)
                                        .tmax = (int64_t)bt__le64(q + 8),
                                        .tsecond = (int64_t)bt__le64(q + 16),
                                        .last = (int32_t)bt__le32(q + 24),
-                                       .op = (int32_t)bt__le32(q + 28)};
+                                       .op = (int32_t)bt__le32(q + 28),
+                                       .count = bt__le64(q + 32),
+                                       .root = (int32_t)bt__le32(q + 40),
+                                       .srank = (int32_t)bt__le32(q + 44),
+                                       .dtype = q[48],
+                                       .redop = q[49]};
         }
         *n = (int)cnt;
         qsort(x, cnt, sizeof(*x), by_seq); /* as published; xs_find needs it */
@@ -759,6 +774,45 @@ static void xs_account(struct bt__run *r, const struct bt__xs_rec *a, const stru
     so->n++;
 }
 
+/* World call a (node 0's record) against every other node's (o[1..nn)): a shape that differs
+ * is one WARN (the first DISAGREE_WARN_MAX of the generation), in the failure analysis' words,
+ * each node speaking for its first local rank (differences within a node are the node's own
+ * look's: check_agreement). */
+static void xs_check_shape(struct bt__run *r, const struct bt__xs_rec *a,
+                           const struct bt__xs_rec **o)
+{
+    int nn = r->spec.nnodes, same = 1;
+    for (int k = 1; k < nn && same; k++)
+        same = o[k]->op == a->op && o[k]->count == a->count && o[k]->dtype == a->dtype &&
+               o[k]->redop == a->redop && o[k]->root == a->root;
+    if (same || r->strag.disagreements >= DISAGREE_WARN_MAX)
+        return;
+    struct bt__trace_rank *t = calloc((size_t)nn, sizeof(*t));
+    struct bt__flight_entry *e = calloc((size_t)nn, sizeof(*e));
+    char out[512];
+    for (int k = 0; t && e && k < nn; k++) {
+        const struct bt__xs_rec *x = k ? o[k] : a;
+        e[k] = (struct bt__flight_entry){.seq = x->seq,
+                                         .count = x->count,
+                                         .root = x->root,
+                                         .peers = r->world_size,
+                                         .op = (uint8_t)x->op,
+                                         .dtype = x->dtype,
+                                         .redop = x->redop,
+                                         .state = BT_FL_DONE};
+        t[k] = (struct bt__trace_rank){
+            .rank = x->srank, .size = r->world_size, .ncomm = 1, .n = 1, .e = &e[k]};
+        t[k].comm[0] = (struct bt__trace_comm){.id = 0, .size = r->world_size};
+        snprintf(t[k].comm[0].name, sizeof(t[k].comm[0].name), "world");
+    }
+    if (t && e && bt__trace_analyze(t, nn, bt__run_wall_ns(), out, sizeof(out)) > 0) {
+        r->strag.disagreements++;
+        fprintf(stderr, "baton: WARN: flight recorder: %.*s (across %d nodes)\n",
+                (int)strcspn(out, "\n"), out, nn);
+    }
+    free(t), free(e);
+}
+
 /* Node 0: the calls every node now holds, since the last look. */
 static void xs_merge(struct bt__run *r)
 {
@@ -781,8 +835,10 @@ static void xs_merge(struct bt__run *r)
         int all = 1;
         for (int k = 1; k < nn && all; k++)
             all = (o[k] = xs_find(x[k], n[k], a->seq)) != NULL;
-        if (all)
+        if (all) {
+            xs_check_shape(r, a, o);
             xs_account(r, a, o), matched++;
+        }
     }
     BT_INFO(LAUNCH, "job-wide straggler look: %d world call(s) compared across %d nodes", matched,
             nn);

@@ -10,9 +10,10 @@
 # that communicator's call and members while the world has no finding; a rank slowed by a sleep
 # in the odd ranks' loop is that communicator's straggler, and no other rank or communicator
 # is named. Two nodes (two launchers on loopback): a rank of node 1 slowed by a sleep is the
-# straggler that node 0 names job-wide, and no other rank is named on either node; so it is in
-# an elastic job (--nnodes 2:3), in generation 0 of 2 nodes and in generation 1 after a third
-# joins, and under --rdzv-backend etcd.
+# straggler that node 0 names job-wide, and no other rank is named on either node; a rank of
+# node 1 passing another reduction (the call completes) is named live by node 0. The slowed
+# rank is named job-wide in an elastic job (--nnodes 2:3) too, in generation 0 of 2 nodes and in
+# generation 1 after a third joins, and under --rdzv-backend etcd.
 # timeout: 420
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -112,6 +113,21 @@ t_grep "two nodes: node 0 names rank 3 of node 1, job-wide" \
     "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 25\)" "$T_TMP/x.0.err"
 t_expect_eq "two nodes: no other rank is named, on either node" \
     "$(cat "$T_TMP/x.0.err" "$T_TMP/x.1.err" | grep -c 'straggler: rank [012] ')" 0
+# ---- two nodes of 1 rank: rank 1 passes max for sum to allreduce #17 (the call completes, no
+# node sees both shapes): node 0 names it live, comparing the nodes' records
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=2 "$BATON" run --nnodes 2 --node-rank $n --rdzv "127.0.0.1:$port" \
+        -n 1 -- "$CHECK" --count 4096 --iters 50 --bad-op-rank 1 --bad-op-at 5 --linger 4 \
+        >"$T_TMP/mm.$n.out" 2>"$T_TMP/mm.$n.err"
+    mp[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes, mismatched reduction: both exit 0" 60 "${mp[0]}" "${mp[1]}"
+t_grep "two nodes, mismatched reduction: node 0 names it live, across the nodes" \
+    "^baton: WARN: flight recorder: ranks disagree on the reduction of allreduce #17 \(rank 1: max, rank 0: sum\) \(across 2 nodes\)$" "$T_TMP/mm.0.err"
+t_expect_eq "two nodes, mismatched reduction: one such line, none on node 1" \
+    "$(grep -c 'disagree' "$T_TMP/mm.0.err") $(grep -c 'disagree' "$T_TMP/mm.1.err")" "1 0"
+
 # ---- elastic (--nnodes 2:3): nodes 0 and 1 form generation 0, node 2 joins and generation 1
 # has 3; rank 3 (node 1) sleeps 20 ms: named job-wide in each generation, no other rank
 wait_grep() { # PATTERN FILE SEC
