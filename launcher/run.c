@@ -268,6 +268,8 @@ static int run_job(struct bt__run *r)
 {
     struct bt__err err = {0};
     struct bt__outcome o = {0};
+    if (r->inplace && bt__run_elastic_early(r, &err) != BT_OK) /* import while it joins */
+        return fail_launcher(r, &err, "starting the workers");
     if (bt__run_rdzv_open(r, &err) != BT_OK)
         return fail_launcher(r, &err, "joining the rendezvous");
     bt__run_timeline_start(r);

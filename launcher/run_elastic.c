@@ -684,8 +684,7 @@ int bt__run_elastic_early(struct bt__run *r, struct bt__err *err)
     if (bt__run_spawn_all(r, err) != BT_OK)
         return BT_ERR_SYSTEM;
     r->early = 1; /* the generation's spawn_all keeps them without a deadline */
-    BT_INFO(LAUNCH, "in place: started %d worker(s) before generation %d formed", idle,
-            r->restart + 1);
+    BT_INFO(LAUNCH, "in place: started %d worker(s) before their generation formed", idle);
     return BT_OK;
 }
 

@@ -4,7 +4,8 @@
 # $BATON_ELASTIC_FILE.gen.$LOCAL_RANK) keeps running through node 1's SIGKILL (one start, world
 # 1 in generation 1); a replacement node 1 starts its worker before it is admitted (the file
 # says state=waiting), and both go on as a world of 2. A worker that never takes up the new
-# generation is killed after BATON_ELASTIC_ADOPT and started again (no failure: exit 0). Every
+# generation is killed after BATON_ELASTIC_ADOPT and started again (no failure: exit 0). A
+# second launcher with node 1's identity is refused, and the worker it started early is gone. Every
 # wait is on a file or a line, bounded. (The PyTorch program in place: t_launch_elastic_ddp.)
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
@@ -73,6 +74,13 @@ t_expect_eq "in place, replacement: its worker started before it was admitted" \
 t_expect_eq "in place, replacement: node 0's worker still started once" "$(lines "$D/starts.0")" 1
 t_check "in place: no worker was killed for not taking up a generation" \
     test -z "$(grep -h 'did not take up' "$T_TMP"/a0.err "$T_TMP"/a1b.err)"
+mkdir -p "$D/dup"
+node dup 1 "$port" "$D/dup" adopt; pd=$T_LAST_PID
+t_wait "$pd" 30 >"$T_TMP/rc"
+t_expect_eq "in place, a second node 1: refused (exit 2)" "$(cat "$T_TMP/rc")" 2
+dupw=$(cut -d' ' -f1 "$D/dup/starts.1" 2>/dev/null)
+t_check "in place, a second node 1: the worker it started early is gone (${dupw:-none})" \
+    sh -c "[ -z '$dupw' ] || ! kill -0 '$dupw' 2>/dev/null"
 touch "$D/stop"
 : >"$T_TMP/rcs"
 for p in "$p0" "$p1"; do t_wait "$p" 30 >>"$T_TMP/rcs"; done

@@ -21,6 +21,7 @@ and the step in memory: no checkpoint is written or read. A new generation start
 state of the lowest rank with the most steps (broadcast to the others)."""
 import datetime
 import os
+import socket
 import sys
 import time
 
@@ -74,6 +75,18 @@ def next_generation(after):
         time.sleep(0.01)
 
 
+def listening(addr, port, limit_s):
+    """Waits until rank 0's TCPStore accepts: torch 1.13's client retries a refused connect only
+    after 1 s, which a new generation's ranks would otherwise often pay."""
+    end = time.time() + limit_s
+    while time.time() < end:
+        try:
+            socket.create_connection((addr, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
 def in_place(d):
     local = int(os.environ.get("LOCAL_RANK", "0"))
     path = os.environ["BATON_ELASTIC_FILE"]
@@ -86,6 +99,8 @@ def in_place(d):
         rank, world = int(kv["first_rank"]) + local, int(kv["world_size"])
         put(f"{path}.gen.{local}", str(gen))  # taken up: the launcher's BATON_ELASTIC_ADOPT
         ddp = None
+        if rank != 0:
+            listening(kv["master_addr"], int(kv["master_port"]), 120)
         try:
             dist.init_process_group(
                 "gloo", init_method=f"tcp://{kv['master_addr']}:{kv['master_port']}",
