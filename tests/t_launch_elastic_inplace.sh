@@ -5,7 +5,9 @@
 # 1 in generation 1); a replacement node 1 starts its worker before it is admitted (the file
 # says state=waiting), and both go on as a world of 2. A worker that never takes up the new
 # generation is killed after BATON_ELASTIC_ADOPT and started again (no failure: exit 0). A
-# second launcher with node 1's identity is refused, and the worker it started early is gone. Every
+# SIGSTOPped node 1 is declared lost (node 0's worker goes on alone) and, SIGCONTed, restarts its
+# own worker and rejoins. A second launcher with node 1's identity is refused, and the worker it
+# started early is gone. Every
 # wait is on a file or a line, bounded. (The PyTorch program in place: t_launch_elastic_ddp.)
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
@@ -74,6 +76,16 @@ t_expect_eq "in place, replacement: its worker started before it was admitted" \
 t_expect_eq "in place, replacement: node 0's worker still started once" "$(lines "$D/starts.0")" 1
 t_check "in place: no worker was killed for not taking up a generation" \
     test -z "$(grep -h 'did not take up' "$T_TMP"/a0.err "$T_TMP"/a1b.err)"
+kill -STOP "$p1"
+t_check "in place, node 1 SIGSTOPped: node 0's worker takes up generation 3, world 1" \
+    wait_grep '^3 1$' "$D/gens.0" 30
+kill -CONT "$p1"
+t_check "in place, node 1 SIGCONTed: it rejoins, both take up generation 4 as a world of 2" \
+    wait_grep '^4 2$' "$D/gens.0" 60
+t_expect_eq "in place, node 1 SIGCONTed: it started its worker again (it lost the store)" \
+    "$(lines "$D/starts.1")" 3
+t_expect_eq "in place, node 1 SIGCONTed: node 0's worker still started once" \
+    "$(lines "$D/starts.0")" 1
 mkdir -p "$D/dup"
 node dup 1 "$port" "$D/dup" adopt; pd=$T_LAST_PID
 t_wait "$pd" 30 >"$T_TMP/rc"
