@@ -32,6 +32,14 @@
  * Outcomes L (a node lost: its will, or its heartbeat lease ran out) and M end a generation
  * without using up --max-restarts; F and H do. Fewer than MIN nodes for --join-timeout: exit
  * 142 (retryable) naming the nodes of the last generation that did not come back.
+ *
+ * In place (BATON_ELASTIC_INPLACE=1): L and M leave the workers running (run_supervise.c keeps
+ * them as it keeps the --ps servers); BATON_ELASTIC_FILE then tells them the new generation,
+ * their first rank and MASTER_ADDR/MASTER_PORT (a new free port each generation), and they
+ * re-form their process group themselves. Each worker says it took up generation g by writing
+ * g to BATON_ELASTIC_FILE.gen.<local rank>; a kept one that has not within BATON_ELASTIC_ADOPT
+ * is killed and started again (run_supervise.c). The launcher starts its workers before it
+ * joins (state=waiting: bt__run_elastic_early), so their start overlaps the rendezvous.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -26,7 +26,10 @@
  * --max-restarts left), the servers outlive this one (r->ps_keep): the teardown stops the
  * workers only, the generation ends once they are reaped, and the servers go on running with
  * their keys in memory into the next generation (run_spawn.c starts only those that ended).
- * bt__run_servers_stop stops them when the job ends.
+ * bt__run_servers_stop stops them when the job ends. In place (BATON_ELASTIC_INPLACE=1) the
+ * workers outlive a membership change (L, M) the same way (r->w_keep), and a kept worker that
+ * does not take up the next generation in time is killed and started again (check_adoption,
+ * respawn: no failure); bt__run_servers_stop also stops workers kept or started early.
  */
 #include <errno.h>
 #include <fcntl.h>
