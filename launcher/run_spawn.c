@@ -66,6 +66,11 @@ static const char *const set_names[] = {
 
 BT_PARAM_INT(relay_on, "BATON_RDZV_RELAY_ON", 1)
 
+int bt__run_relay_on(void)
+{
+    return bt__param_relay_on() != 0;
+}
+
 static int is_set_name(const char *kv)
 {
     size_t n = strcspn(kv, "=");
@@ -338,7 +343,8 @@ static void relay_ensure(struct bt__run *r)
 {
     char host[BT_SPEC_HOST_MAX];
     int port = 0;
-    if (!bt__param_relay_on() || r->etcd || (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
+    if (!bt__param_relay_on() || r->etcd || r->relay_own ||
+        (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
         return; /* etcd: not yet seen to pass t_launch_elastic_etcd (docs/rendezvous.md) */
     bt__store_relay_destroy(r->relay);
     r->relay = NULL;
