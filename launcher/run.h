@@ -235,6 +235,8 @@ struct bt__run {
     struct bt__store *wst;         /* the watcher thread's connection */
     struct bt__store_relay *relay; /* this node's workers reach the store through it (or NULL) */
     char relay_for[BT_SPEC_HOST_MAX + 16]; /* the store host:port the relay dials */
+    int relay_own; /* st and wst are channels of the relay's connection, which is this launcher's */
+    char self_addr[64]; /* this node's address as the store saw it (bt__store_local_addr) */
     char store_host[BT_SPEC_HOST_MAX];
     int store_port;
     pthread_t watcher;
@@ -326,6 +328,13 @@ int bt__run_outcome_parse(const char *s, struct bt__outcome *o);
 
 /* run_rdzv.c helpers run_elastic.c shares: connect (retrying, up to timeout_s), the last will
  * of generation r->restart, a port free now, a refused launcher's line for node 0. */
+/* Opens st and wst: with the relay on (not etcd) as two channels of one connection, which the
+ * relay also carries the workers on; else two connections. Errors as bt__run_connect's. */
+int bt__run_store_open(struct bt__run *r, double timeout_s, struct bt__err *err);
+/* This node's address as the store sees it (elastic: MASTER_ADDR), into out; 0, or -1. */
+int bt__run_local_addr(struct bt__run *r, char *out, size_t n);
+/* BATON_RDZV_RELAY_ON (run_spawn.c). */
+int bt__run_relay_on(void);
 int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
                     struct bt__err *err);
 void bt__run_lost_will(const struct bt__run *r, char *key, size_t kn, char *will, size_t wn);
