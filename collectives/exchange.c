@@ -12,6 +12,8 @@
  * short sleeps while nothing moves), so any set whose sends and receives match completes: an
  * exchange collective is one set (every send and receive of the linear algorithm), and
  * consecutive isend/irecv requests of a communicator are run as one set (progress.c).
+ * bt_alltoall on a communicator whose ranks are all on this node skips the rings: it runs over
+ * the segment's slots or with cross-memory attach (bt__shm_alltoall, transport/shm.c).
  *
  * Ordering: messages between two ranks are matched in the order they were issued (tags are
  * checked, not searched). A send and its receive must sit at the same place among the other
@@ -350,6 +352,8 @@ static int run_exchange(struct bt_comm *c, const struct bt__call *a)
     if (c->mpi) /* Open MPI runs the exchange collectives itself (backend/mpi.c) */
         return bt__host_run(c, a);
     size_t es = bt_dtype_size(a->dtype), blk = a->count * es;
+    if (a->kind == BT_COLL_ALLTOALL && c->shm && c->local_size == c->size)
+        return bt__shm_alltoall(c, a->send, a->recv, blk); /* one node: over the segment */
     int tag = TAG_COLL - (int)a->kind, rc = need_p2p(c);
     struct mset s = {0};
     switch (a->kind) {

@@ -56,6 +56,17 @@ for tr in shm tcp; do
         bash -c "! grep -q 'ranks disagree' '$out'"
 done
 
+# CMA reads refused (BATON_TEST_CMA_FAIL, as under Yama ptrace_scope 2): the shm alltoall
+# falls back to the segment's slots, with the same results, and says so once per rank.
+out=$T_TMP/split_nocma.log
+BATON_TEST_CMA_FAIL=1 timeout 60 "$BATON" run -n 3 -- "$BATON_BUILD/tests/progs/split_check" \
+    >"$out" 2>&1
+t_expect_eq "split_check with CMA refused: exit status" "$?" 0
+t_expect_eq "split_check with CMA refused: every rank checked its children" \
+    "$(grep -cE 'rank [0-9]+ split ok$' "$out")" 3
+t_grep "split_check with CMA refused: the fallback is logged" \
+    'process_vm_readv from rank .*alltoall copies through the shared segment' "$out"
+
 # A SIGKILLed rank under baton: the job ends quickly with 137, nobody waits for the timeout.
 out=$T_TMP/kill.log
 start=$SECONDS

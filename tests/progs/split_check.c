@@ -97,8 +97,26 @@ static int check_group(bt_comm *c)
     return 0;
 }
 
-/* alltoall, allgatherv (rank r contributes r + 1 elements), gather and scatter (root: the
- * last rank) on c, every element checked. */
+/* An alltoall of BIG elements per block (over shm the CMA path with the default
+ * BATON_SHM_CMA_BYTES), every element checked. */
+#define BIG 20011
+static int check_big_alltoall(bt_comm *c, int r, int n)
+{
+    int32_t *s = malloc((size_t)n * BIG * 4), *d = malloc((size_t)n * BIG * 4);
+    int rc = s && d ? BT_OK : BT_ERR_SYSTEM, bad = 0;
+    for (size_t i = 0; rc == BT_OK && i < (size_t)n * BIG; i++)
+        s[i] = (int32_t)((size_t)r * 7919 + i); /* block p, element j: r * 7919 + p * BIG + j */
+    if (rc == BT_OK)
+        rc = bt_alltoall(c, s, d, BIG, BT_INT32);
+    for (int p = 0; rc == BT_OK && p < n; p++)
+        for (size_t j = 0; j < BIG; j++)
+            bad |= d[(size_t)p * BIG + j] != (int32_t)((size_t)p * 7919 + (size_t)r * BIG + j);
+    free(s), free(d);
+    return rc != BT_OK ? rc : bad ? -1 : 0;
+}
+
+/* alltoall (one element, and BIG), allgatherv (rank r contributes r + 1 elements), gather and
+ * scatter (root: the last rank) on c, every element checked. */
 static int check_exchange(bt_comm *c, const char *what)
 {
     int r = -1, n = 0, rc, bad = 0;
@@ -111,6 +129,9 @@ static int check_exchange(bt_comm *c, const char *what)
         return fail(c, what, rc);
     for (int p = 0; p < n; p++)
         bad |= d[p] != p * 100 + r;
+    if ((rc = check_big_alltoall(c, r, n)) > 0)
+        return fail(c, what, rc);
+    bad |= rc;
     for (int i = 0; i <= r; i++)
         s[i] = r * 10 + i;
     if ((rc = bt_allgatherv(c, s, (size_t)r + 1, d, cnt, dsp, BT_INT32)) != BT_OK)
