@@ -45,9 +45,11 @@ t_grep "2 nodes: interface choice logged" 'TCP on interface lo address 127.0.0.1
 
 # Sub-communicators, grouped calls and the exchange collectives in real processes
 # (tests/progs/split_check, which t_coll_mpi runs under mpirun too), over shm and TCP.
+# Over shm with BATON_SHM_CMA_BYTES=64K, its 20,011-element alltoall reads with CMA.
 for tr in shm tcp; do
     out=$T_TMP/split_$tr.log
-    BATON_TRANSPORT=$tr timeout 60 "$BATON" run -n 3 -- "$BATON_BUILD/tests/progs/split_check" \
+    BATON_SHM_CMA_BYTES=64K BATON_TRANSPORT=$tr timeout 60 "$BATON" run -n 3 -- \
+        "$BATON_BUILD/tests/progs/split_check" \
         >"$out" 2>&1
     t_expect_eq "split_check under baton run -n 3 ($tr): exit status" "$?" 0
     t_expect_eq "split_check ($tr): every rank checked its children" \
@@ -59,7 +61,8 @@ done
 # CMA reads refused (BATON_TEST_CMA_FAIL, as under Yama ptrace_scope 2): the shm alltoall
 # falls back to the segment's slots, with the same results, and says so once per rank.
 out=$T_TMP/split_nocma.log
-BATON_TEST_CMA_FAIL=1 timeout 60 "$BATON" run -n 3 -- "$BATON_BUILD/tests/progs/split_check" \
+BATON_SHM_CMA_BYTES=64K BATON_TEST_CMA_FAIL=1 timeout 60 "$BATON" run -n 3 -- \
+    "$BATON_BUILD/tests/progs/split_check" \
     >"$out" 2>&1
 t_expect_eq "split_check with CMA refused: exit status" "$?" 0
 t_expect_eq "split_check with CMA refused: every rank checked its children" \

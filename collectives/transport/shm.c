@@ -67,7 +67,7 @@
 
 BT_PARAM_INT(slot_bytes, "BATON_SHM_SLOT_BYTES", 512 * 1024)
 BT_PARAM_INT(test_seg_bytes, "BATON_TEST_SEGMENT_BYTES", 0)
-BT_PARAM_INT(cma_bytes, "BATON_SHM_CMA_BYTES", 64 * 1024)
+BT_PARAM_INT(cma_bytes, "BATON_SHM_CMA_BYTES", 0) /* opt-in: see alltoall below */
 
 #define SHM_MAGIC 0x314d485354414242ULL /* "BBATSHM1" */
 #define SHM_HDR_BYTES 4096
@@ -381,7 +381,8 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  * is not overwritten before every rank has read it. Then, by block size (now the same on
  * every rank), one of two paths:
  *
- * - slots (blocks below cma_min, BATON_SHM_CMA_BYTES, or CMA unavailable): rounds of m bytes
+ * - slots (blocks below cma_min, BATON_SHM_CMA_BYTES, which is 0 (never CMA) by default, or
+ *   CMA unavailable): rounds of m bytes
  *   of every block, n * m <= slot_bytes, buffer b alternating as in allreduce: each rank
  *   copies bytes [off, off + m) of its block p to slot[me][b] + p * m, for every p; sync;
  *   each rank copies m bytes at slot[p][b] + me * m into its receive block p. The copy-in of
@@ -401,6 +402,11 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  *   every rank sees it, turns CMA off on this communicator for good (the failing rank logs a
  *   WARN) and runs the call again over the slots: the send buffers are intact and every rank
  *   is still in the call.
+ *
+ * Why CMA is not the default: on this 2-core VM under load (2026-12-02, load average 9-14,
+ * `exchange_bench --op alltoall`, 2 ranks bound, interleaved), the slots were as fast as CMA
+ * at 256-512 KiB and faster from 1 MiB up (4 MiB: 230-365 us against 905-7,800 us; single
+ * process_vm_readv calls of 2 MiB took 0.34 to 43 ms). Not yet measured quiet.
  */
 
 struct a2a {

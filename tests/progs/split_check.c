@@ -97,8 +97,8 @@ static int check_group(bt_comm *c)
     return 0;
 }
 
-/* An alltoall of BIG elements per block (over shm the CMA path with the default
- * BATON_SHM_CMA_BYTES), every element checked. */
+/* An alltoall of BIG elements per block (over shm the CMA path with BATON_SHM_CMA_BYTES=64K,
+ * as t_coll sets it), every element checked. */
 #define BIG 20011
 static int check_big_alltoall(bt_comm *c, int r, int n)
 {
