@@ -11,12 +11,14 @@
 #
 #   bench/collsim_check.sh [-o FILE] [-r ROUNDS] [--until HH:MM] [--max BYTES] [--nets lo,veth]
 #                          [--ns 2,4,8]
-#       ROUNDS   rounds of the sizes up to 16 MiB (default 3); 256 MiB runs in round 1 only
+#       ROUNDS   rounds of the sizes up to 16 MiB (default 3); 256 MiB runs once, after them
 #       --until  UTC time after which no new run starts (the rows so far are kept)
-#       --max    the largest size (default 256M); --nets, --ns: a subset (a quick try)
+#       --max    the largest size (default 256M; below 256M the 256 MiB pass is left out);
+#                --nets, --ns: a subset (a quick try)
 #
-# Runs are interleaved: round by round, every (net, n, algorithm) once, in an order that
-# rotates between rounds. Each run is `allreduce_bench --op OP -s -T 0.3 -n 9 -w 1` (a
+# Runs are interleaved: round by round, every (net, n, algorithm) once at 4 KiB .. 16 MiB, in
+# an order that rotates between rounds; then 256 MiB once each, smallest n first. Each run is
+# `allreduce_bench --op OP -s -T 0.3 -n 9 -w 1` (a
 # barrier before each timed op; fewer than 9 ops, at least 3, where 9 would take longer than
 # 0.3 s); a row holds the median over rounds of the runs' medians. Needs root for veth (it is
 # skipped, and says so, without). Takes about 10 minutes on the 2-core development VM; run it
@@ -42,7 +44,7 @@ for f in "$BUILD/baton" "$B" "$BUILD/tests/progs/collsim"; do
     [ -x "$f" ] || { echo "collsim_check.sh: $f is missing; run make first" >&2; exit 2; }
 done
 T=$(mktemp -d /tmp/baton-collsim.XXXXXX)
-NSA=bcsa$$ NSB=bcsb$$ VETH_RATE=${VETH_RATE:-4gbit}
+NSA=bcsa$$ NSB=bcsb$$ VETH_RATE=${VETH_RATE:-2gbit} VETH_BURST=${VETH_BURST:-128kb}
 veth_down() { ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null; }
 trap 'veth_down; rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
@@ -53,8 +55,8 @@ veth_up() {
         ip -n $NSA addr add 198.51.100.1/24 dev bceth0 && ip -n $NSB addr add 198.51.100.2/24 dev bceth0 &&
         ip -n $NSA link set bceth0 up && ip -n $NSB link set bceth0 up &&
         ip -n $NSA link set lo up && ip -n $NSB link set lo up &&
-        tc -n $NSA qdisc add dev bceth0 root tbf rate "$VETH_RATE" burst 4mb latency 10ms &&
-        tc -n $NSB qdisc add dev bceth0 root tbf rate "$VETH_RATE" burst 4mb latency 10ms
+        tc -n $NSA qdisc add dev bceth0 root tbf rate "$VETH_RATE" burst "$VETH_BURST" latency 10ms &&
+        tc -n $NSB qdisc add dev bceth0 root tbf rate "$VETH_RATE" burst "$VETH_BURST" latency 10ms
 }
 # on NET N CMD...: runs CMD under baton with N ranks, rank 0's stdout to $T/out.
 on() {
@@ -90,7 +92,7 @@ done
     echo "# command: bench/collsim_check.sh $ARGS"
     echo "# date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r), commit $(git rev-parse --short HEAD 2>/dev/null)"
-    echo "# veth: tbf rate $VETH_RATE burst 4mb on both ends, no delay (no netem); namespace A on core 0, B on core 1"
+    echo "# veth: tbf rate $VETH_RATE burst $VETH_BURST on both ends, no delay (no netem); namespace A on core 0, B on core 1"
     echo "# cal NET CORES ALPHA BETA GAMMA: baton tune's TCP step (one-way 8 B and 4 MiB ping-pong, a 4 MiB sum)"
     echo "# row NET N ALGO BYTES SECONDS RUNS: median over RUNS runs of each run's median"
 } >"$T/head"
@@ -120,39 +122,55 @@ simname() { case "$1" in tree:broadcast) echo tree_bcast ;; scatter_allgather:*)
     tree:reduce) echo tree_reduce ;; *) echo "${1%%:*}" ;; esac; }
 : >"$T/runs"
 start=$(date +%s)
-for ((round = 1; round <= rounds; round++)); do
-    max=$maxb
-    [ $round -gt 1 ] && max=16M
-    list=()
-    for net in "${NETS[@]}"; do
-        [ -n "$net" ] || continue
-        for n in "${NS[@]}"; do
-            for c in "${CASES[@]}"; do list+=("$net $n $c"); done
-        done
-    done
-    k=${#list[@]}
-    for ((i = 0; i < k; i++)); do
-        past && { echo "collsim_check.sh: --until $until reached; stopping" >&2; break 2; }
-        j=$(((i * 7 + round * 5) % k)) # 7 is prime to k = 36, 18, ...: every run once
-        [ $((k % 7)) = 0 ] && j=$(((i + round * 5) % k))
-        read -r net n c <<<"${list[j]}"
-        algo=${c%%:*} op=${c#*:}
-        BATON_ALGO=$algo on "$net" "$n" "$PWD/$B" --backend tcp --op "$op" -b 4K -e "$max" -f 16 \
-            -n 9 -w 1 -T 0.3 -s
-        rc=$?
-        if [ $rc != 0 ] || grep -qE '^ +[0-9]+ .* [1-9][0-9]*$' "$T/out"; then
-            echo "collsim_check.sh: $net n=$n $c failed (exit $rc): $(tail -2 "$T/err" | tr '\n' ' ')" >&2
-            continue
-        fi
-        s=$(simname "$c")
-        awk -v net="$net" -v n="$n" -v a="$s" '/^ +[0-9]+ / { print net, n, a, $1, $5 / 1e6 }' \
-            "$T/out" >>"$T/runs"
-        printf '%s n=%s %-24s done (%ds)\n' "$net" "$n" "$c" $(($(date +%s) - start)) >&2
+# run NET N CASE MIN MAX: one allreduce_bench run, its rows into $T/runs
+run() {
+    local net=$1 n=$2 c=$3 algo=${3%%:*} op=${3#*:} rc
+    BATON_ALGO=$algo on "$net" "$n" "$PWD/$B" --backend tcp --op "$op" -b "$4" -e "$5" -f 16 \
+        -n 9 -w 1 -T 0.3 -s
+    rc=$?
+    if [ $rc != 0 ] || grep -qE '^ +[0-9]+ .* [1-9][0-9]*$' "$T/out"; then
+        echo "collsim_check.sh: $net n=$n $c $4-$5 failed (exit $rc): $(tail -2 "$T/err" | tr '\n' ' ')" >&2
+        echo "# failed: $net n=$n $c $4-$5 (exit $rc): $(tail -1 "$T/err")" >>"$T/failed"
+        return
+    fi
+    awk -v net="$net" -v n="$n" -v a="$(simname "$c")" '/^ +[0-9]+ / { print net, n, a, $1, $5 / 1e6 }' \
+        "$T/out" >>"$T/runs"
+    printf '%s n=%s %-28s %s-%s done (%ds)\n' "$net" "$n" "$c" "$4" "$5" $(($(date +%s) - start)) >&2
+}
+list=()
+for net in "${NETS[@]}"; do
+    [ -n "$net" ] || continue
+    for n in "${NS[@]}"; do
+        for c in "${CASES[@]}"; do list+=("$net $n $c"); done
     done
 done
+k=${#list[@]} step=7
+[ $((k % 7)) = 0 ] && step=1
+: >"$T/failed"
+# Rounds of 4 KiB .. 16 MiB (or --max, if smaller), each in a rotated order (step prime to k).
+small=16M
+[ "$(numfmt --from=iec "$maxb")" -lt $((16 << 20)) ] && small=$maxb
+for ((round = 1; round <= rounds; round++)); do
+    for ((i = 0; i < k; i++)); do
+        past && { echo "collsim_check.sh: --until $until reached; stopping" >&2; break 2; }
+        read -r net n c <<<"${list[$(((i * step + round * 5) % k))]}"
+        run "$net" "$n" "$c" 4K "$small"
+    done
+done
+# Then the sizes above 16 MiB (256 MiB), once, smallest n first, as long as --until allows.
+if [ "$(numfmt --from=iec "$maxb")" -ge $((256 << 20)) ]; then
+    for ((i = 0; i < k; i++)); do
+        past && { echo "collsim_check.sh: --until $until reached; stopping" >&2; break; }
+        read -r net n c <<<"$(printf '%s\n' "${list[@]}" | sort -k2,2n -s | sed -n "$((i + 1))p")"
+        run "$net" "$n" "$c" 256M "$maxb"
+    done
+fi
 {
     cat "$T/head"
     echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg); measuring took $(($(date +%s) - start)) s"
+    cat "$T/failed"
+    echo "cores $(nproc)"
+    echo "sockbuf $((2 * 2 * (4 << 20)))"
     cat "$T/cal"
     sort -k1,1 -k2,2n -k3,3 -k4,4n -k5,5g "$T/runs" | awk '
         function flush() { if (m) printf "row %s %.6g %d\n", key, (m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2), m; m = 0 }
