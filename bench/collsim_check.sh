@@ -11,13 +11,15 @@
 #
 #   bench/collsim_check.sh [-o FILE] [-r ROUNDS] [--until HH:MM] [--max BYTES] [--nets lo,veth]
 #                          [--ns 2,4,8]
-#       ROUNDS   rounds of the sizes up to 16 MiB (default 3); 256 MiB runs once, after them
+#       ROUNDS   rounds of the sizes up to 16 MiB (default 3); 256 MiB runs once, after the
+#                second
 #       --until  UTC time after which no new run starts (the rows so far are kept)
 #       --max    the largest size (default 256M; below 256M the 256 MiB pass is left out);
 #                --nets, --ns: a subset (a quick try)
 #
 # Runs are interleaved: round by round, every (net, n, algorithm) once at 4 KiB .. 16 MiB, in
-# an order that rotates between rounds; then 256 MiB once each, smallest n first. Each run is
+# an order that rotates between rounds; after the second round 256 MiB once each, smallest n
+# first (--until may cut that pass or the rounds after it). Each run is
 # `allreduce_bench --op OP -s -T 0.3 -n 9 -w 1` (a
 # barrier before each timed op; fewer than 9 ops, at least 3, where 9 would take longer than
 # 0.3 s); a row holds the median over rounds of the runs' medians. Needs root for veth (it is
@@ -94,6 +96,7 @@ done
     echo "# machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r), commit $(git rev-parse --short HEAD 2>/dev/null)"
     echo "# veth: tbf rate $VETH_RATE burst $VETH_BURST on both ends, no delay (no netem); namespace A on core 0, B on core 1"
     echo "# cal NET CORES ALPHA BETA GAMMA: baton tune's TCP step (one-way 8 B and 4 MiB ping-pong, a 4 MiB sum)"
+    echo "# pp NET CORES BYTES SECONDS: one-way time of a 2-rank ping-pong (exchange_bench --op sendrecv -n 7 -w 1, median)"
     echo "# row NET N ALGO BYTES SECONDS RUNS: median over RUNS runs of each run's median"
 } >"$T/head"
 : >"$T/cal"
@@ -110,10 +113,22 @@ cal() { # NET CORES: baton tune's TCP step, 2 ranks
     [ -s "$T/tune.txt" ] || { echo "collsim_check.sh: tune on $net/$cores failed: $(tail -1 "$T/err")" >&2; return 1; }
     echo "cal $net $cores $(awk '/^tcp_alpha/{a=$2} /^tcp_beta/{b=$2} /^tcp_gamma/{g=$2} END{print a, b, g}' "$T/tune.txt")" | tee -a "$T/cal"
 }
+pp() { # NET CORES: 2-rank ping-pongs (exchange_bench --op sendrecv, bt_send/bt_recv) by size
+    local net=$1 cores=$2 pre=()
+    [ "$net" = lo ] && [ "$cores" = 1 ] && pre=(taskset -c 0)
+    if [ "$net" = lo ]; then
+        "${pre[@]}" timeout 120 "$BUILD/baton" run -n 2 --no-tag-output -- "$PWD/$BUILD/bench/exchange_bench" \
+            --op sendrecv --backend tcp -b 4K -e "$maxb" -f 16 -n 7 -w 1 >"$T/out" 2>"$T/err"
+    else
+        on veth 2 "$PWD/$BUILD/bench/exchange_bench" --op sendrecv --backend tcp -b 4K -e "$maxb" \
+            -f 16 -n 7 -w 1
+    fi || { echo "collsim_check.sh: ping-pong on $net/$cores failed: $(tail -1 "$T/err")" >&2; return 1; }
+    awk -v net="$net" -v c="$cores" '/^ +[0-9]+ / { print "pp", net, c, $1, $5 / 1e6 }' "$T/out" | tee -a "$T/cal"
+}
 for net in "${NETS[@]}"; do
     case "$net" in
-    lo) cal lo 2 && cal lo 1 ;;
-    veth) cal veth 1 ;;
+    lo) cal lo 2 && cal lo 1 && pp lo 2 && pp lo 1 ;;
+    veth) cal veth 1 && pp veth 1 ;;
     esac
 done
 
@@ -147,24 +162,31 @@ done
 k=${#list[@]} step=7
 [ $((k % 7)) = 0 ] && step=1
 : >"$T/failed"
-# Rounds of 4 KiB .. 16 MiB (or --max, if smaller), each in a rotated order (step prime to k).
+# small ROUND: one round of 4 KiB .. 16 MiB (or --max, if smaller), in a rotated order
+# (step prime to k).
 small=16M
 [ "$(numfmt --from=iec "$maxb")" -lt $((16 << 20)) ] && small=$maxb
-for ((round = 1; round <= rounds; round++)); do
+small() {
+    local i net n c
     for ((i = 0; i < k; i++)); do
-        past && { echo "collsim_check.sh: --until $until reached; stopping" >&2; break 2; }
-        read -r net n c <<<"${list[$(((i * step + round * 5) % k))]}"
+        past && { echo "collsim_check.sh: --until $until reached; stopping" >&2; return 1; }
+        read -r net n c <<<"${list[$((($1 * 5 + i * step) % k))]}"
         run "$net" "$n" "$c" 4K "$small"
     done
-done
-# Then the sizes above 16 MiB (256 MiB), once, smallest n first, as long as --until allows.
-if [ "$(numfmt --from=iec "$maxb")" -ge $((256 << 20)) ]; then
+}
+# big: 256 MiB once each, smallest n first.
+big() {
+    local i net n c
     for ((i = 0; i < k; i++)); do
-        past && { echo "collsim_check.sh: --until $until reached; stopping" >&2; break; }
+        past && { echo "collsim_check.sh: --until $until reached; stopping" >&2; return 1; }
         read -r net n c <<<"$(printf '%s\n' "${list[@]}" | sort -k2,2n -s | sed -n "$((i + 1))p")"
         run "$net" "$n" "$c" 256M "$maxb"
     done
-fi
+}
+# Two rounds of the small sizes, then 256 MiB, then the other rounds, as long as --until allows.
+for ((round = 1; round <= rounds && round <= 2; round++)); do small $round || break; done
+if ! past && [ "$(numfmt --from=iec "$maxb")" -ge $((256 << 20)) ]; then big; fi
+for ((round = 3; round <= rounds; round++)); do small $round || break; done
 {
     cat "$T/head"
     echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg); measuring took $(($(date +%s) - start)) s"

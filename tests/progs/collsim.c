@@ -318,6 +318,7 @@ struct hrank {
     double ready;   /* when the current step may complete at the earliest (arrival) */
     double opstart; /* when it began the timed call (after the barrier's steps) */
     double *start;  /* per step: when it started (-1: not yet) */
+    double *arr;    /* per step: when its send has crossed the uplink (or its start) */
     double *own;    /* per step: when its work was done (-1: not yet) */
     int *match; /* per step: the partner's step index (recv: the sender's; send: the receiver's) */
     int *smatch;
@@ -342,11 +343,14 @@ static double host_fin(const struct host *h, const struct sched *sc, const struc
         *ok &= o2 >= 0;
         fin = fmax(fin, o2);
     }
-    if (sp->send_to >= 0 && sp->slen * (R->pc < sc[r].nb ? 1 : scale) > h->sockbuf) {
+    double b = sp->slen * (R->pc < sc[r].nb ? 1 : scale);
+    if (sp->send_to >= 0 && b > h->sockbuf) {
         double o2 = st[sp->send_to].own[R->smatch[R->pc]];
         *ok &= o2 >= 0;
         fin = fmax(fin, o2);
     }
+    if (sp->send_to >= 0) /* the sender's last bytes are in the kernel once the rest has left */
+        fin = fmax(fin, R->arr[R->pc] - fmin(b, h->sockbuf) * h->link_beta);
     return fin;
 }
 
@@ -361,7 +365,7 @@ static int nth_step(const struct sched *sc, int r, int peer, int recv, int ord)
 
 /* Starts r's next step at time t (or notes the end of its schedule). */
 static void begin_step(const struct host *h, const struct sched *sc, struct hrank *st, int r,
-                       double t, double scale, int over, double *end)
+                       double t, double scale, int over, double *end, double *up)
 {
     struct hrank *R = &st[r];
     if (R->pc == sc[r].nb)
@@ -380,6 +384,12 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
         R->rem += sp->rlen * k * h->gamma;
     if (sp->send_to >= 0)
         R->rem += h->o + sp->slen * k * h->c;
+    R->arr[R->pc] = t;
+    if (sp->send_to >= 0 && sp->send_to / h->ppn != r / h->ppn && h->link_beta > 0) {
+        double *u = &up[r / h->ppn]; /* the uplink, first come first served */
+        *u = fmax(*u, t) + sp->slen * k * h->link_beta;
+        R->arr[R->pc] = *u;
+    }
     R->recv_wait = sp->recv_from >= 0;
 }
 
@@ -392,6 +402,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
         *rcnt = calloc((size_t)n * (size_t)n, sizeof(int));
     for (int r = 0; r < n; r++) {
         st[r].start = malloc((sc[r].n + 1) * sizeof(double));
+        st[r].arr = calloc(sc[r].n + 1, sizeof(double));
         st[r].own = malloc((sc[r].n + 1) * sizeof(double));
         st[r].match = malloc((sc[r].n + 1) * sizeof(int));
         st[r].smatch = malloc((sc[r].n + 1) * sizeof(int));
@@ -409,7 +420,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
     int over = h->ppn > h->cores;
     double t = 0, end = 0;
     for (int r = 0; r < n; r++)
-        begin_step(h, sc, st, r, t, scale, over, &end);
+        begin_step(h, sc, st, r, t, scale, over, &end, up);
     for (int guard = 0;; guard++) {
         /* release receives whose sender has started; complete steps whose partners are done */
         int changed = 1;
@@ -422,16 +433,10 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                 const struct step *sp = &sc[r].s[R->pc];
                 if (R->recv_wait && st[sp->recv_from].start[R->match[R->pc]] >= 0) {
                     int src = sp->recv_from;
-                    double s0 = st[src].start[R->match[R->pc]];
-                    R->recv_wait = 0;
                     double k = R->pc < sc[r].nb ? 1 : scale;
+                    R->recv_wait = 0;
                     R->rem += host_work_recv(h, sp, k);
-                    double arr = s0 + h->lat;
-                    if (src / h->ppn != r / h->ppn && h->link_beta > 0) {
-                        double *u = &up[src / h->ppn];
-                        *u = fmax(*u, s0) + sp->rlen * k * h->link_beta;
-                        arr = *u + h->lat;
-                    }
+                    double arr = st[src].arr[R->match[R->pc]] + h->lat;
                     R->ready = fmax(R->ready, arr);
                     changed = 1;
                 }
@@ -445,7 +450,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     double fin = host_fin(h, sc, st, r, scale, &ok);
                     if (ok && fin <= t) {
                         R->pc++;
-                        begin_step(h, sc, st, r, t, scale, over, &end);
+                        begin_step(h, sc, st, r, t, scale, over, &end, up);
                         changed = 1;
                     }
                 }
@@ -494,7 +499,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
             fprintf(stderr, "collsim: rank %d stuck at step %zu (host model)\n", r, st[r].pc);
             exit(1);
         }
-        free(st[r].start), free(st[r].own), free(st[r].match), free(st[r].smatch);
+        free(st[r].start), free(st[r].arr), free(st[r].own), free(st[r].match), free(st[r].smatch);
     }
     free(st), free(up);
     return end;
@@ -782,6 +787,8 @@ static int cmd_verify(const char *file, double tol, int verbose)
             *c = (struct cal){1, a, b, g};
             continue;
         }
+        if (sscanf(line, "pp %15s %d %lf %lf", net, &n, &bytes, &secs) == 4)
+            continue; /* the ping-pongs by size: recorded, not used by the model */
         if (sscanf(line, "row %15s %d %23s %lf %lf %d", net, &n, algo, &bytes, &secs, &runs) == 6) {
             if (nrows == cap) {
                 cap = cap ? 2 * cap : 64;
@@ -795,8 +802,8 @@ static int cmd_verify(const char *file, double tol, int verbose)
             r->n = n, r->bytes = bytes, r->secs = secs;
             continue;
         }
-        fprintf(stderr, "collsim verify: %s line %d: not a cal, row, cores or sockbuf line\n", file,
-                lineno);
+        fprintf(stderr, "collsim verify: %s line %d: not a cal, pp, row, cores or sockbuf line\n",
+                file, lineno);
         fclose(f);
         free(rows);
         return 2;
