@@ -29,6 +29,11 @@
  *                                 not a power of two the formulas are the approximation: a
  *                                 folded rank's receive link is still busy when its partner
  *                                 of the first step sends, and a tree's early leaves overlap.
+ *   collsim verify FILE [--tol X] [-v] [--set NAME=VALUE,...]
+ *                                 the host model (below) against bench/collsim_check.sh's
+ *                                 measurements: calibrated from FILE's cal rows only, every
+ *                                 row simulated; exit 1 when a row is off by more than X
+ *                                 (0.15); --set overrides fitted parameters (exploration).
  * ALGO: ring rd rabenseifner tree_bcast sa_bcast tree_reduce.
  */
 #include <math.h>
@@ -301,9 +306,10 @@ static double play(const struct net *nw, const struct sched *sc, int n, double s
  * nodes a message also crosses the node's uplink (bytes·β_link, first come first served) and
  * arrives λ later. */
 struct host {
-    int cores, ppn; /* cores per node, ranks per node */
-    double o, c,
-        gamma;        /* CPU: s per message side, s per byte sent or received, s per byte reduced */
+    int cores, ppn;   /* cores per node, ranks per node */
+    double o;         /* CPU seconds per message, on each side */
+    double cs, cr;    /* CPU seconds per byte sent, per byte received */
+    double gamma;     /* CPU seconds per byte reduced */
     double w;         /* CPU per step when a node has more ranks than cores */
     double lat;       /* one-way latency on top of the CPU work (s) */
     double link_beta; /* s per byte on a node's uplink (0: none) */
@@ -327,7 +333,7 @@ struct hrank {
 static double host_work_recv(const struct host *h, const struct step *sp, double scale)
 {
     double b = sp->rlen * scale;
-    return h->o + b * h->c + (sp->reduce ? b * h->gamma : 0);
+    return h->o + b * h->cr + (sp->reduce ? b * h->gamma : 0);
 }
 
 /* When r's current step (its own work done) can end; *ok = 0 while a partner's work is not. */
@@ -383,7 +389,7 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
     if (sp->send_to < 0 && sp->recv_from < 0)
         R->rem += sp->rlen * k * h->gamma;
     if (sp->send_to >= 0)
-        R->rem += h->o + sp->slen * k * h->c;
+        R->rem += h->o + sp->slen * k * h->cs;
     R->arr[R->pc] = t;
     if (sp->send_to >= 0 && sp->send_to / h->ppn != r / h->ppn && h->link_beta > 0) {
         double *u = &up[r / h->ppn]; /* the uplink, first come first served */
@@ -741,7 +747,7 @@ static void fit_host(const struct measured *m, const char *net, int n, struct ho
 {
     memset(h, 0, sizeof(*h));
     h->o = m->lo1.alpha / 2;
-    h->c = m->lo1.beta / 2;
+    h->cs = h->cr = m->lo1.beta / 2;
     h->gamma = m->lo2.gamma;
     h->w = 0;
     h->sockbuf = m->sockbuf;
@@ -757,7 +763,42 @@ static void fit_host(const struct measured *m, const char *net, int n, struct ho
     }
 }
 
-static int cmd_verify(const char *file, double tol, int verbose)
+/* --set NAME=VALUE,...: overrides of the fitted parameters (to explore the model). */
+static int host_set(struct host *h, const char *spec)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", spec ? spec : "");
+    for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return -1;
+        *eq = '\0';
+        double v = atof(eq + 1);
+        if (!strcmp(kv, "o"))
+            h->o = v;
+        else if (!strcmp(kv, "cs"))
+            h->cs = v;
+        else if (!strcmp(kv, "cr"))
+            h->cr = v;
+        else if (!strcmp(kv, "gamma"))
+            h->gamma = v;
+        else if (!strcmp(kv, "w"))
+            h->w = v;
+        else if (!strcmp(kv, "lat"))
+            h->lat = v;
+        else if (!strcmp(kv, "link"))
+            h->link_beta = v;
+        else if (!strcmp(kv, "sockbuf"))
+            h->sockbuf = v;
+        else if (!strcmp(kv, "cores"))
+            h->cores = (int)v;
+        else
+            return -1;
+    }
+    return 0;
+}
+
+static int cmd_verify(const char *file, double tol, int verbose, const char *set)
 {
     FILE *f = fopen(file, "r");
     if (!f) {
@@ -769,7 +810,7 @@ static int cmd_verify(const char *file, double tol, int verbose)
     struct row {
         char net[16], algo[24];
         int n;
-        double bytes, secs;
+        double bytes, secs, sim;
     } *rows = NULL;
     size_t nrows = 0, cap = 0;
     int lineno = 0;
@@ -799,7 +840,7 @@ static int cmd_verify(const char *file, double tol, int verbose)
             struct row *r = &rows[nrows++];
             snprintf(r->net, sizeof(r->net), "%s", net);
             snprintf(r->algo, sizeof(r->algo), "%s", algo);
-            r->n = n, r->bytes = bytes, r->secs = secs;
+            r->n = n, r->bytes = bytes, r->secs = secs, r->sim = 0;
             continue;
         }
         fprintf(stderr, "collsim verify: %s line %d: not a cal, pp, row, cores or sockbuf line\n",
@@ -830,6 +871,12 @@ static int cmd_verify(const char *file, double tol, int verbose)
         }
         struct host h;
         fit_host(&m, r->net, r->n, &h);
+        if (host_set(&h, set)) {
+            fprintf(stderr, "collsim verify: --set wants NAME=VALUE,... (o cs cr gamma w lat link "
+                            "sockbuf cores)\n");
+            free(rows);
+            return 2;
+        }
         struct opts o = {0};
         bt__cost_defaults(&o.m);
         o.nw.ppn = h.ppn;
@@ -837,6 +884,7 @@ static int cmd_verify(const char *file, double tol, int verbose)
         o.nw.host = &h;
         o.nw.barrier = algo == A_RING || algo == A_RD || algo == A_RAB ? algo : A_RD;
         double sim = simulate(&o.nw, &o.m, algo, r->n, r->bytes);
+        r->sim = sim;
         double ratio = r->secs / sim, d = fabs(ratio - 1);
         worst = fmax(worst, d);
         within += d <= tol;
@@ -844,6 +892,21 @@ static int cmd_verify(const char *file, double tol, int verbose)
             printf("%-4s n=%d %-13s %10.0f B: real %-11.4g simulated %-11.4g ratio %.3f%s\n",
                    r->net, r->n, r->algo, r->bytes, r->secs, sim, ratio, d > tol ? " OUTSIDE" : "");
     }
+    /* per net and n: rows within, the worst */
+    static const char *const nets[] = {"lo", "veth"};
+    for (int ni = 0; ni < 2; ni++)
+        for (int n = 2; n <= 8; n *= 2) {
+            size_t k = 0, in = 0;
+            double w = 0;
+            for (size_t i = 0; i < nrows; i++)
+                if (!strcmp(rows[i].net, nets[ni]) && rows[i].n == n && rows[i].sim > 0) {
+                    double d = fabs(rows[i].secs / rows[i].sim - 1);
+                    k++, in += d <= tol, w = fmax(w, d);
+                }
+            if (k)
+                printf("%-4s n=%d: %zu of %zu rows within %.0f%%, worst %.3f\n", nets[ni], n, in, k,
+                       100 * tol, w);
+        }
     printf("%zu rows: %zu within %.0f%%, worst |real/simulated - 1| = %.3f\n", nrows, within,
            100 * tol, worst);
     free(rows);
@@ -876,15 +939,18 @@ int main(int argc, char **argv)
     if (argc >= 3 && !strcmp(argv[1], "verify")) {
         double tol = 0.15;
         int verbose = 0;
+        const char *set = NULL;
         for (int i = 3; i < argc; i++) {
             if (!strcmp(argv[i], "--tol") && i + 1 < argc)
                 tol = atof(argv[++i]);
             else if (!strcmp(argv[i], "-v"))
                 verbose = 1;
+            else if (!strcmp(argv[i], "--set") && i + 1 < argc)
+                set = argv[++i];
             else
                 return fprintf(stderr, "collsim verify: unknown option '%s'\n", argv[i]), 2;
         }
-        return cmd_verify(argv[2], tol, verbose);
+        return cmd_verify(argv[2], tol, verbose, set);
     }
     if (argc >= 2 && (!strcmp(argv[1], "table") || !strcmp(argv[1], "check"))) {
         int rc = parse_opts(argc, argv, 2, &o);
@@ -896,6 +962,6 @@ int main(int argc, char **argv)
             "usage: collsim one ALGO N BYTES [--ppn P] [--oversub X] [--tune FILE]\n"
             "       collsim table [--tune FILE] [--max-sim N] [--size-step S] [--dat FILE]\n"
             "       collsim check [--tune FILE]\n"
-            "       collsim verify FILE [--tol X] [-v]\n");
+            "       collsim verify FILE [--tol X] [-v] [--set NAME=VALUE,...]\n");
     return 2;
 }
