@@ -23,7 +23,8 @@
 # `allreduce_bench --op OP -s -T 0.3 -n 9 -w 1` (a
 # barrier before each timed op; fewer than 9 ops, at least 3, where 9 would take longer than
 # 0.3 s); a row holds the median over rounds of the runs' medians. Needs root for veth (it is
-# skipped, and says so, without). Takes about 10 minutes on the 2-core development VM; run it
+# skipped, and says so, without). The full run takes about 12 minutes on the 2-core development VM
+# (693 s with --until cutting the last 2 runs and the third round); run it
 # on a quiet machine.
 set -u
 cd "$(dirname "$0")/.."

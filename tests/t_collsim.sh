@@ -2,8 +2,10 @@
 # t_collsim.sh: the cost model and the collective simulator (tests/progs/collsim.c): the
 # simulated schedules of the real algorithm code agree with the formulas the library picks
 # by; the model's table meets its goals (the pick within 10% of the best, n = 4,096 near the
-# lower bound); `baton tune` writes a file the simulator and the library read. How close real
-# runs come to the simulator is a measurement, not a test: bench/collsim_check.sh.
+# lower bound); `baton tune` writes a file the simulator and the library read; the host model
+# replays the committed measurements of bench/collsim_measured.txt (bench/collsim_check.sh
+# wrote it on the development VM: the file says when, how and under what load) from their
+# calibration rows alone, and comes within 15% of as many rows as docs/performance.md says.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
 
@@ -30,5 +32,24 @@ t_grep "a malformed BATON_TUNE_FILE: named with its line" "BATON_TUNE_FILE=.*bad
 BATON_TUNE_FILE=$T_TMP/tune.txt BATON_TRANSPORT=tcp "$BATON" run -n 3 -- \
     "$BATON_BUILD/tests/progs/coll_check" >"$T_TMP/o" 2>"$T_TMP/e"
 t_expect_eq "3 ranks over TCP with the tune file: coll_check passes" "$?" 0
+
+# The host model against the committed measurements (bench/collsim_measured.txt, quiet
+# 2026-12-02 15:00 UTC). Issue 20's goal, every row within 15%, is not met: 84 of 178 rows
+# are (docs/performance.md says where and why). This holds the model to what it did then.
+M=$BATON_SRC/bench/collsim_measured.txt
+"$S" verify "$M" -v >"$T_TMP/verify" 2>&1
+sed "s/^/# /" "$T_TMP/verify" | tail -7
+t_grep "collsim verify: replays all 178 measured rows" "^178 rows: " "$T_TMP/verify"
+within=$(sed -n 's/^178 rows: \([0-9]*\) within 15%.*/\1/p' "$T_TMP/verify")
+t_expect_eq "collsim verify: at least 84 rows within 15% (as measured)" "$([ "${within:-0}" -ge 84 ] && echo yes)" yes
+t_expect_eq "collsim verify: veth at 1 MiB and up, 50 of the 52 rows within 15%" \
+    "$(awk '/ B: real / && $1 == "veth" && $4 >= 1048576 && !/OUTSIDE/' "$T_TMP/verify" | wc -l | tr -d ' ')" 50
+printf 'cores 2\ncal lo 2 1e-05 1e-09 3e-11\nrow lo 2 ring 4096 0.001 1\n' >"$T_TMP/m1"
+"$S" verify "$T_TMP/m1" >"$T_TMP/o" 2>&1
+t_expect_eq "collsim verify without the one-core calibration: exit 2" "$?" 2
+printf 'cores 2\ncal lo 2 1e-05 1e-09 3e-11\ncal lo 1 2e-05 1e-09 3e-11\nrow lo 2 ring 4096 bad 1\n' >"$T_TMP/m2"
+"$S" verify "$T_TMP/m2" >"$T_TMP/o" 2>&1
+t_expect_eq "collsim verify with a malformed row: exit 2" "$?" 2
+t_grep "collsim verify names the malformed line" "line 4" "$T_TMP/o"
 
 t_done

@@ -390,10 +390,10 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
         R->rem += sp->rlen * k * h->gamma;
     if (sp->send_to >= 0)
         R->rem += h->o + sp->slen * k * h->cs;
-    R->arr[R->pc] = t;
+    R->arr[R->pc] = t + h->o; /* the first bytes are in the kernel after the send's o */
     if (sp->send_to >= 0 && sp->send_to / h->ppn != r / h->ppn && h->link_beta > 0) {
         double *u = &up[r / h->ppn]; /* the uplink, first come first served */
-        *u = fmax(*u, t) + sp->slen * k * h->link_beta;
+        *u = fmax(*u, t + h->o) + sp->slen * k * h->link_beta;
         R->arr[R->pc] = *u;
     }
     R->recv_wait = sp->recv_from >= 0;
@@ -442,7 +442,9 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     double k = R->pc < sc[r].nb ? 1 : scale;
                     R->recv_wait = 0;
                     R->rem += host_work_recv(h, sp, k);
-                    double arr = st[src].arr[R->match[R->pc]] + h->lat;
+                    /* it has the bytes λ after they left (or crossed the uplink), and returns
+                     * its own o after that at the earliest */
+                    double arr = st[src].arr[R->match[R->pc]] + h->lat + h->o;
                     R->ready = fmax(R->ready, arr);
                     changed = 1;
                 }
@@ -737,40 +739,71 @@ struct cal {
     double alpha, beta, gamma;
 };
 
+struct pp { /* one-way times of a 2-rank ping-pong by size */
+    int n;
+    double bytes[16], secs[16];
+};
+
 struct measured {
     int cores;
     double sockbuf;
     struct cal lo2, lo1, veth;
+    struct pp pp2, pp1; /* loopback, two cores and one core */
 };
 
-/* The model's parameters for NET from the calibration pings (nothing from the rows):
- *   one core (lo1): both sides of a message run on one CPU, one after the other, so
- *     α1 = 2o (each side's system calls and the switch between them) and β1 = c_s + c_r (the
- *     sender's copy into the kernel and the receiver's copy out);
- *   two cores (lo2): the two sides overlap: β2 = max(c_s, c_r), taken as the sender's (within
- *     [β1/2, β1]), and what is left of α2 beyond one side's o is latency (the wakeup of the
- *     receiver on the other core);
- *   veth: the link's rate is the ping's β (the tbf rate limits it), its α beyond o latency. */
-static void fit_host(const struct measured *m, const char *net, int n, struct host *h)
+/* The ping-pong's cost per byte at a working set of b bytes: the slope from the smallest size
+ * to each size of 1 MiB and up, interpolated in log(b) (the copy is cheaper where the buffer
+ * stays in the caches); def where there are too few sizes. */
+static double pp_slope(const struct pp *p, double b, double def)
+{
+    double x[16], y[16];
+    int k = 0;
+    for (int i = 1; i < p->n; i++)
+        if (p->bytes[i] >= 1 << 20 && p->bytes[i] > p->bytes[0])
+            x[k] = log(p->bytes[i]),
+            y[k++] = (p->secs[i] - p->secs[0]) / (p->bytes[i] - p->bytes[0]);
+    if (k < 2)
+        return def;
+    double lb = log(b);
+    if (lb <= x[0])
+        return y[0];
+    for (int i = 1; i < k; i++)
+        if (lb <= x[i])
+            return y[i - 1] + (y[i] - y[i - 1]) * (lb - x[i - 1]) / (x[i] - x[i - 1]);
+    return y[k - 1];
+}
+
+/* The model's parameters for NET from the calibration pings (nothing from the rows). A
+ * one-way message of m bytes in the model takes 2o + λ (the sender's o, then the receiver's)
+ * and m·max(c_s, c_r) more on two cores, where the two sides copy at once; on one core both
+ * sides' work shares the CPU, plus w each for the switches: 2o + 2w + m(c_s + c_r). So:
+ *   two cores (lo2): o = α2/2 (λ = 0 on loopback); β2 = max(c_s, c_r), taken as the
+ *     sender's (which on loopback also runs the receiving TCP stack in its softirq), within
+ *     [β1/2, β1];
+ *   one core (lo1): w = (α1 − α2)/2, the cost of being switched out and back in, paid per
+ *     step where a node has more ranks than cores; c_s + c_r = β1;
+ *   veth: the uplink's β_link is the ping's β (the tbf rate limits it), λ = α_veth − α2.
+ * β1 and β2 are those of the ping-pongs by size (pp rows) at the call's size where the file
+ * has them (the copy is cheaper where a buffer stays in the caches: on the development VM
+ * half the 4 MiB cost at 1 MiB, 1.65 times it at 256 MiB), else the tune's 4 MiB ones. */
+static void fit_host(const struct measured *m, const char *net, int n, double bytes, struct host *h)
 {
     memset(h, 0, sizeof(*h));
-    h->o = m->lo1.alpha / 2;
-    /* the side that copies more sets the two-core ping-pong's pace (between half and all of
-     * β1): the sender, which on loopback also runs the receiving TCP stack in its softirq */
-    h->cs = fmin(m->lo1.beta, fmax(m->lo1.beta / 2, m->lo2.beta));
-    h->cr = m->lo1.beta - h->cs;
+    h->o = m->lo2.alpha / 2;
+    h->w = fmax(0, (m->lo1.alpha - m->lo2.alpha) / 2);
+    double b1 = pp_slope(&m->pp1, bytes, m->lo1.beta), b2 = pp_slope(&m->pp2, bytes, m->lo2.beta);
+    h->cs = fmin(b1, fmax(b1 / 2, b2));
+    h->cr = b1 - h->cs;
     h->gamma = m->lo2.gamma;
-    h->w = 0;
     h->sockbuf = m->sockbuf;
     if (!strcmp(net, "veth")) {
         h->cores = 1;
         h->ppn = n / 2 > 0 ? n / 2 : 1;
         h->link_beta = m->veth.beta;
-        h->lat = fmax(0, m->veth.alpha - h->o);
+        h->lat = fmax(0, m->veth.alpha - m->lo2.alpha);
     } else {
         h->cores = m->cores;
         h->ppn = n;
-        h->lat = fmax(0, m->lo2.alpha - h->o);
     }
 }
 
@@ -839,8 +872,12 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
             *c = (struct cal){1, a, b, g};
             continue;
         }
-        if (sscanf(line, "pp %15s %d %lf %lf", net, &n, &bytes, &secs) == 4)
-            continue; /* the ping-pongs by size: recorded, not used by the model */
+        if (sscanf(line, "pp %15s %d %lf %lf", net, &n, &bytes, &secs) == 4) {
+            struct pp *p = !strcmp(net, "lo") ? (n == 1 ? &m.pp1 : &m.pp2) : NULL;
+            if (p && p->n < 16) /* sizes in increasing order, as collsim_check.sh writes them */
+                p->bytes[p->n] = bytes, p->secs[p->n++] = secs;
+            continue;
+        }
         if (sscanf(line, "row %15s %d %23s %lf %lf %d", net, &n, algo, &bytes, &secs, &runs) == 6) {
             if (nrows == cap) {
                 cap = cap ? 2 * cap : 64;
@@ -881,7 +918,7 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
             continue;
         }
         struct host h;
-        fit_host(&m, r->net, r->n, &h);
+        fit_host(&m, r->net, r->n, r->bytes, &h);
         if (host_set(&h, set)) {
             fprintf(stderr, "collsim verify: --set wants NAME=VALUE,... (o cs cr gamma w lat link "
                             "sockbuf cores)\n");
