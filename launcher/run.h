@@ -139,16 +139,24 @@ struct bt__strag_op {
 };
 /* One communicator the local ranks record: its calls compared up to seen. */
 struct bt__strag_comm {
-    uint32_t id;   /* flight-recorder id, 0: the world */
-    uint64_t seen; /* call number accounted up to */
+    uint32_t id;                        /* flight-recorder id, 0: the world */
+    uint64_t seen;                      /* call number accounted up to */
+    char name[BT_FLIGHT_NAME];          /* its ring's name, "c1a2b3c4 (world ranks 1, 3, 5)" */
+    int members;                        /* its members among the local ranks, at the last look */
+    struct bt__strag_op op[BT_FL_NOPS]; /* a sub-communicator's: its local members' (the
+                                           world's are bt__strag's op) */
 };
 /* One world call as a node saw it, for the job-wide comparison: its ranks' latest entry time
- * and the one before it (node 0's clock), and who entered latest. */
+ * and the one before it (node 0's clock), who entered latest, and the call's shape as its
+ * first local rank (srank) passed it, for the job-wide call-shape check. */
 struct bt__xs_rec {
     uint64_t seq;
     int64_t tmax, tsecond; /* ns; tsecond INT64_MIN when the node has one rank */
     int32_t last;          /* global rank */
     int32_t op;
+    uint64_t count;       /* elements */
+    int32_t root, srank;  /* root (-1 none); the global rank whose shape this is */
+    uint8_t dtype, redop; /* as in flight.h's entry */
 };
 struct bt__strag {
     struct bt__strag_op op[BT_FL_NOPS]; /* what the WARN looks at: this node's ranks, or on
@@ -227,6 +235,8 @@ struct bt__run {
     struct bt__store *wst;         /* the watcher thread's connection */
     struct bt__store_relay *relay; /* this node's workers reach the store through it (or NULL) */
     char relay_for[BT_SPEC_HOST_MAX + 16]; /* the store host:port the relay dials */
+    int relay_own; /* st and wst are channels of the relay's connection, which is this launcher's */
+    char self_addr[64]; /* this node's address as the store saw it (bt__store_local_addr) */
     char store_host[BT_SPEC_HOST_MAX];
     int store_port;
     pthread_t watcher;
@@ -318,6 +328,13 @@ int bt__run_outcome_parse(const char *s, struct bt__outcome *o);
 
 /* run_rdzv.c helpers run_elastic.c shares: connect (retrying, up to timeout_s), the last will
  * of generation r->restart, a port free now, a refused launcher's line for node 0. */
+/* Opens st and wst: with the relay on (not etcd) as two channels of one connection, which the
+ * relay also carries the workers on; else two connections. Errors as bt__run_connect's. */
+int bt__run_store_open(struct bt__run *r, double timeout_s, struct bt__err *err);
+/* This node's address as the store sees it (elastic: MASTER_ADDR), into out; 0, or -1. */
+int bt__run_local_addr(struct bt__run *r, char *out, size_t n);
+/* BATON_RDZV_RELAY_ON (run_spawn.c). */
+int bt__run_relay_on(void);
 int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
                     struct bt__err *err);
 void bt__run_lost_will(const struct bt__run *r, char *key, size_t kn, char *will, size_t wn);

@@ -355,7 +355,7 @@ static int register_member(struct bt__run *r, int64_t *k, struct bt__err *err)
     gkey(r, key, sizeof(key), "joined");
     if (bt__store_add(r->st, key, 1, k) != BT_OK)
         return store_err(r, err);
-    if (bt__store_local_addr(r->st, addr, sizeof(addr)) != 0)
+    if (bt__run_local_addr(r, addr, sizeof(addr)) != 0)
         snprintf(addr, sizeof(addr), "%.63s", r->store_host);
     snprintf(rec, sizeof(rec), "%d %d %d %d %d %d %d %s %.64s", r->node_id, r->nproc, (int)getpid(),
              r->spec.master_port > 0 && !r->inplace ? r->spec.master_port : bt__run_free_port(),
@@ -786,8 +786,7 @@ int bt__run_elastic_reconnect(struct bt__run *r, struct bt__err *err)
                 "baton: node %d: lost the rendezvous store at %s:%d; retrying it for up to %.0f "
                 "s (--join-timeout)\n",
                 r->node_id, r->store_host, r->store_port, r->o.join_timeout_s);
-    BT_CHECK(bt__run_connect(r, r->o.join_timeout_s, &r->st, err));
-    BT_CHECK(bt__run_connect(r, 30.0, &r->wst, err));
+    BT_CHECK(bt__run_store_open(r, r->o.join_timeout_s, err));
     return bt__run_elastic_open(r, err);
 }
 

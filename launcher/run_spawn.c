@@ -66,6 +66,11 @@ static const char *const set_names[] = {
 
 BT_PARAM_INT(relay_on, "BATON_RDZV_RELAY_ON", 1)
 
+int bt__run_relay_on(void)
+{
+    return bt__param_relay_on() != 0;
+}
+
 static int is_set_name(const char *kv)
 {
     size_t n = strcspn(kv, "=");
@@ -126,6 +131,8 @@ static int server_vars(const struct bt__run *r, const char *wtoken, char **v)
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
     ADD("BATON_ROLE=ps");
     ADD("BATON_RDZV=%s", rdzv);
+    if (r->relay) /* it publishes its address through this node's relay, as a worker */
+        ADD("BATON_RDZV_RELAY=%s", bt__store_relay_address(r->relay));
     ADD("BATON_JOB_ID=%s", r->job_id);
     ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
@@ -331,15 +338,17 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
 
 /* Children in order: the servers first (the workers look for them in the store), then the
  * workers. */
-/* The node's store relay (rendezvous/relay.c), unless BATON_RDZV_RELAY_ON=0: a relay to the
- * store the workers use (BATON_RDZV), started before the first generation's workers, again
- * when that store moved. Not with --rdzv-backend etcd (yet). */
+/* The node's store relay (rendezvous/relay.c), unless BATON_RDZV_RELAY_ON=0. With baton's own
+ * store the launcher made it when it connected (run_rdzv.c: its own connection is the relay's).
+ * With --rdzv-backend etcd the workers' store is node rank 0's of the generation (BATON_RDZV):
+ * a relay to it, made before the first generation's workers and again when that store moved
+ * (a new node rank 0); the launchers' own traffic goes to etcd, not through it. */
 static void relay_ensure(struct bt__run *r)
 {
     char host[BT_SPEC_HOST_MAX];
     int port = 0;
-    if (!bt__param_relay_on() || r->etcd || (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
-        return; /* etcd: not yet seen to pass t_launch_elastic_etcd (docs/rendezvous.md) */
+    if (!bt__param_relay_on() || r->relay_own || (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
+        return;
     bt__store_relay_destroy(r->relay);
     r->relay = NULL;
     struct bt__err e = {0};
