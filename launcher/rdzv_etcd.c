@@ -535,10 +535,6 @@ static int e_get(void *impl, const char *key, void **val, size_t *len, double ti
         struct watch w = {.e = e, .key = fk};
         int64_t from = e->next_rev && e->next_rev <= rev + 1 ? e->next_rev : rev + 1;
         int rc = watch(e, &w, from, left);
-        /* The next watch starts no later than this one did: an event between this watch's end
-         * and the next range (a will deleted then) is replayed, not skipped. */
-        if (e->next_rev < from)
-            e->next_rev = from;
         if (rc == BT_OK)
             *val = w.val, *len = w.vlen;
         if (rc != BT_ERR_REMOTE || t + 1 >= e->neps)
