@@ -4,11 +4,13 @@
  * A child is a communicator like any other (comm.c builds it with bt__comm_create), so it
  * runs the same algorithms over the same transports: shared memory among its members on one
  * node, TCP across nodes, hierarchical allreduce when its members are spread evenly over
- * nodes and numbered node by node. What it does not do (yet): reuse the parent's TCP
- * connections or shared segment; a child has its own store connection, segment and mesh,
- * set up under its own key prefix "w/<generation>/c<id>/", where id hashes the parent's
- * prefix with the split's number and color (or with the tag and member list of
- * bt_comm_create_group), so children never see each other's keys.
+ * nodes and numbered node by node. What it does not do: reuse the parent's TCP connections
+ * or shared segment (parent and child would have to take turns); a child has its own segment
+ * and mesh, set up under its own key prefix "w/<generation>/c<id>/", where id hashes the
+ * parent's prefix with the split's number and color (or with the tag and member list of
+ * bt_comm_create_group), so children never see each other's keys. A child on one node makes
+ * no store round trip: its segment's name is derived from the parent's and the id
+ * (bt__shm_child_name), and it connects to the store only when needed (bt__comm_store).
  *
  * bt_comm_split is a call on the parent like a collective (every rank of the parent calls it,
  * in the same order as its other calls): one allgather of {color, key, node} over the parent,
@@ -28,6 +30,7 @@
 #include "collectives/backend/cuda.h"
 #include "collectives/flight.h"
 #include "collectives/progress.h"
+#include "collectives/transport/transport.h"
 #include "common/hash.h"
 #include "common/log.h"
 
@@ -69,7 +72,7 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
         return bt__comm_fail(p, BT_ERR_SYSTEM, "%s: out of memory", p->coll_name);
     for (int i = 0; i < n; i++)
         world_of[i] = p->world_of ? p->world_of[prank[i]] : prank[i];
-    char prefix[32], name[128];
+    char prefix[32], name[128], shm_name[96];
     snprintf(prefix, sizeof(prefix), "w/%d/c%016llx/", p->generation, (unsigned long long)id);
     child_name(name, sizeof(name), id, n, world_of);
     struct bt__comm_cfg g = {.rank = me,
@@ -90,6 +93,10 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
                              .id = id,
                              .job_node = p->job_node};
     layout(&g, n, node, me);
+    if (g.nnodes == 1 && g.local_size > 1 && p->shm) { /* no store round trip: shm.c */
+        bt__shm_child_name(p, id, shm_name, sizeof(shm_name));
+        g.shm_name = shm_name;
+    }
     struct bt__err err = {0};
     int rc = bt__comm_create(&g, out, &err);
     free(world_of);
@@ -245,6 +252,10 @@ static int run_group(struct bt_comm *c, const struct bt__call *a)
     if (rc != BT_OK || n == 1)
         goto build;
     snprintf(key, sizeof(key), "%d", c->node_rank);
+    if (!bt__comm_store(c, 1)) {
+        rc = c->err.code != BT_OK ? c->err.code : BT_ERR_REMOTE; /* set by bt__comm_store */
+        goto out;
+    }
     if (bt__store_set(c->store, keys[me], key, strlen(key)) != BT_OK ||
         bt__store_multi_get(c->store, (const char *const *)keys, n, vals, lens,
                             bt__comm_timeout_s()) != BT_OK) {
