@@ -409,7 +409,7 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  *
  * Why CMA is not the default: on this 2-core VM under load (2026-12-02, load average 9-14,
  * `exchange_bench --op alltoall`, 2 ranks bound, interleaved), the slots were as fast as CMA
- * at 256-512 KiB and faster from 1 MiB up (4 MiB: 230-365 us against 905-7,800 us; single
+ * at 256-512 KiB and faster from 1 MiB up (4 MiB: 224-365 us against 905-8,392 us; single
  * process_vm_readv calls of 2 MiB took 0.34 to 43 ms). Not yet measured quiet.
  */
 
