@@ -315,9 +315,10 @@ static int check_cfg(const struct bt__comm_cfg *g, struct bt__err *err)
     return BT_OK;
 }
 
-static int connect_store(struct bt_comm *c, const struct bt__comm_cfg *g, struct bt__err *err)
+static int connect_store(struct bt_comm *c, const struct bt__comm_cfg *g, struct bt__err *err,
+                         double secs)
 {
-    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(bt__comm_timeout_s()),
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(secs),
                                  .what = "rendezvous store",
                                  .hint = "is the launcher of node 0 running?"};
     struct bt__err e = {0};
@@ -329,6 +330,26 @@ static int connect_store(struct bt_comm *c, const struct bt__comm_cfg *g, struct
     if (rc != BT_OK)
         return bt__err_set(err, rc, "rank %d: %s", g->rank, e.msg);
     return BT_OK;
+}
+
+struct bt__store *bt__comm_store(struct bt_comm *c, int required)
+{
+    if (c->store || c->size < 2 || !c->rdzv_host[0] || (c->store_tried && !required))
+        return c->store;
+    struct bt__comm_cfg g = {.rank = c->rank,
+                             .store_host = c->rdzv_host,
+                             .store_port = c->rdzv_port,
+                             .token = c->token};
+    struct bt__err e = {0};
+    if (connect_store(c, &g, &e, required ? bt__comm_timeout_s() : 2.0) != BT_OK) {
+        c->store_tried = 1;
+        if (required)
+            bt__comm_fail(c, e.code, "%s #%llu: connecting to the store: %s", c->coll_name,
+                          (unsigned long long)c->coll_seq, e.msg);
+        else
+            BT_INFO(COLL, "communicator %s: no store connection: %s", c->name, e.msg);
+    }
+    return c->store;
 }
 
 static void hash_token(struct bt_comm *c, const char *token)
@@ -374,7 +395,7 @@ static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int
                            "BATON_TRANSPORT=shm but the job has %d nodes; hint: unset it",
                            c->nnodes);
     int rc = BT_OK;
-    if (use_shm && (rc = bt__shm_create(c, g->shm_slot_bytes)) == BT_OK)
+    if (use_shm && (rc = bt__shm_create(c, g->shm_slot_bytes, g->shm_name)) == BT_OK)
         c->intra = &bt__shm_ops;
     if (rc == BT_OK && use_tcp && (rc = bt__tcp_create(c, g->nsocks)) == BT_OK)
         c->inter = &bt__tcp_ops;
@@ -443,9 +464,10 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     BT_CHECK_GOTO(bt__choose_init(err), rc, fail);
     if (!g->prefix)
         bt__log_set_rank(c->rank);
-    if (c->size > 1) {
-        BT_CHECK_GOTO(connect_store(c, g, err), rc, fail);
-        snprintf(c->rdzv_host, sizeof(c->rdzv_host), "%s", g->store_host);
+    if (c->size > 1) { /* a one-node child connects later, if at all (bt__comm_store) */
+        if (!(g->shm_name && c->nnodes == 1 && kind != BT_TRANSPORT_TCP))
+            BT_CHECK_GOTO(connect_store(c, g, err, bt__comm_timeout_s()), rc, fail);
+        snprintf(c->rdzv_host, sizeof(c->rdzv_host), "%s", g->store_host ? g->store_host : "");
         c->rdzv_port = g->store_port;
         hash_token(c, g->token ? g->token : "");
     }
@@ -539,7 +561,7 @@ static void first_failure(struct bt_comm *c, char *msg, size_t cap)
     char key[64], mine[BT__ERR_MSG_MAX + 32];
     void *actual = NULL;
     size_t alen = 0;
-    if (!c->store || c->err.code != BT_OK)
+    if (c->err.code != BT_OK || !bt__comm_store(c, 0))
         return;
     snprintf(key, sizeof(key), "%scoll/failure", c->prefix);
     snprintf(mine, sizeof(mine), "rank %d: %.480s", c->rank, msg);
@@ -601,7 +623,7 @@ static int launcher_failure(struct bt_comm *c)
     char key[64];
     void *v = NULL;
     size_t len;
-    if (!c->store)
+    if (!bt__comm_store(c, 0))
         return BT_OK;
     snprintf(key, sizeof(key), "l/%d/outcome", c->generation);
     if (bt__store_get(c->store, key, &v, &len, 0.001) != BT_OK)
@@ -626,7 +648,7 @@ static int launcher_failure(struct bt_comm *c)
 static void record_stall(struct bt_comm *c, double waited, const char *names)
 {
     char key[64], val[512];
-    if (!c->store || c->err.code != BT_OK)
+    if (c->err.code != BT_OK || !bt__comm_store(c, 0))
         return;
     snprintf(key, sizeof(key), "w/%d/stall", c->generation);
     snprintf(val, sizeof(val), "%d\t%d\t%s #%llu%s%s\t%.0f\t%s",

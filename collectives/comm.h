@@ -49,6 +49,9 @@ struct bt__comm_cfg {
     const char *name;    /* for messages: "c1a2b... (world ranks 0, 2, 4)" */
     uint64_t id;         /* the child's id, the same on every member (split.c); 0: a world */
     int job_node;        /* a child's: its world's node_rank (the launcher's node) */
+    /* a one-node child's shm segment name (bt__shm_child_name): set up with no store round
+     * trip, and the store connected only when something needs it (bt__comm_store) */
+    const char *shm_name;
 };
 
 #define BT_RING_SEG_BYTES (8u << 20)
@@ -66,7 +69,8 @@ struct bt_comm {
     int node_rank, nnodes;
     int generation;          /* BATON_RESTART_COUNT: keys live under "w/<generation>/" */
     char prefix[32];         /* "w/<generation>/" */
-    struct bt__store *store; /* NULL in a job of one */
+    struct bt__store *store; /* NULL in a job of one, and in a one-node child until needed */
+    int store_tried;         /* bt__comm_store failed once: optional uses stop trying */
     char rdzv_host[256];     /* the store's host: TCP picks the interface that reaches it */
     int rdzv_port;
     char token_hash[17];   /* hex FNV-1a of the token: checked in TCP handshakes */
@@ -125,6 +129,12 @@ int bt__mpi_comm_derive(struct bt_comm *p, const struct bt__mpi_derive *how, bt_
 /* BT_OK when c is a communicator that bt_finalize has not freed; else BT_ERR_INVALID_USAGE
  * (logged, naming call). */
 int bt__comm_check_live(const struct bt_comm *c, const char *call);
+
+/* c's store client, connected now if c was made without one (a one-node child); NULL when
+ * c has no peers or the connection failed (err set on c when required, else logged at INFO
+ * and not tried again). required: the caller needs it (waits up to BATON_TIMEOUT); else an
+ * optional use (failure records, the launcher's notice) that waits 2 s at most. */
+struct bt__store *bt__comm_store(struct bt_comm *c, int required);
 
 /* BATON_TIMEOUT: seconds a collective or the store may wait for a peer (default 300). */
 double bt__comm_timeout_s(void);

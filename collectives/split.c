@@ -4,11 +4,13 @@
  * A child is a communicator like any other (comm.c builds it with bt__comm_create), so it
  * runs the same algorithms over the same transports: shared memory among its members on one
  * node, TCP across nodes, hierarchical allreduce when its members are spread evenly over
- * nodes and numbered node by node. What it does not do (yet): reuse the parent's TCP
- * connections or shared segment; a child has its own store connection, segment and mesh,
- * set up under its own key prefix "w/<generation>/c<id>/", where id hashes the parent's
- * prefix with the split's number and color (or with the tag and member list of
- * bt_comm_create_group), so children never see each other's keys.
+ * nodes and numbered node by node. What it does not do: reuse the parent's TCP connections
+ * or shared segment (parent and child would have to take turns); a child has its own segment
+ * and mesh, set up under its own key prefix "w/<generation>/c<id>/", where id hashes the
+ * parent's prefix with the split's number and color (or with the tag and member list of
+ * bt_comm_create_group), so children never see each other's keys. A split's or dup's child on
+ * one node makes no store round trip: its segment's name is derived from the parent's and the
+ * id (bt__shm_child_name), and it connects to the store only when needed (bt__comm_store).
  *
  * bt_comm_split is a call on the parent like a collective (every rank of the parent calls it,
  * in the same order as its other calls): one allgather of {color, key, node} over the parent,
@@ -28,6 +30,7 @@
 #include "collectives/backend/cuda.h"
 #include "collectives/flight.h"
 #include "collectives/progress.h"
+#include "collectives/transport/transport.h"
 #include "common/hash.h"
 #include "common/log.h"
 
@@ -60,16 +63,19 @@ static void child_name(char *out, size_t cap, uint64_t id, int n, const int *wor
 }
 
 /* Builds the child of p whose ranks are the parent ranks prank[0..n) on nodes node[0..n);
- * I am member me. */
+ * I am member me. derived: id is never reused on p (a split's), so a one-node child may take
+ * a segment name derived from it; a group's id repeats when the same list and tag are used
+ * again, and a member still attaching to the last group's segment would find the new one's
+ * name taken, so groups publish theirs through the store. */
 static int make_child(struct bt_comm *p, int n, const int *prank, const int *node, int me,
-                      uint64_t id, bt_comm **out)
+                      uint64_t id, int derived, bt_comm **out)
 {
     int *world_of = malloc(sizeof(int) * (size_t)n);
     if (!world_of)
         return bt__comm_fail(p, BT_ERR_SYSTEM, "%s: out of memory", p->coll_name);
     for (int i = 0; i < n; i++)
         world_of[i] = p->world_of ? p->world_of[prank[i]] : prank[i];
-    char prefix[32], name[128];
+    char prefix[32], name[128], shm_name[96];
     snprintf(prefix, sizeof(prefix), "w/%d/c%016llx/", p->generation, (unsigned long long)id);
     child_name(name, sizeof(name), id, n, world_of);
     struct bt__comm_cfg g = {.rank = me,
@@ -90,6 +96,10 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
                              .id = id,
                              .job_node = p->job_node};
     layout(&g, n, node, me);
+    if (derived && g.nnodes == 1 && g.local_size > 1 && p->shm) { /* no store round trip */
+        bt__shm_child_name(p, id, shm_name, sizeof(shm_name));
+        g.shm_name = shm_name;
+    }
     struct bt__err err = {0};
     int rc = bt__comm_create(&g, out, &err);
     free(world_of);
@@ -166,7 +176,7 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
         prank[i] = all[i].prank, node[i] = all[i].node;
         me = all[i].prank == c->rank ? i : me;
     }
-    rc = make_child(c, m, prank, node, me, id, out);
+    rc = make_child(c, m, prank, node, me, id, 1, out);
 out:
     free(all), free(prank), free(node);
     if (rc == BT_OK && c->nccl) /* every rank of c, members of no child included */
@@ -245,6 +255,10 @@ static int run_group(struct bt_comm *c, const struct bt__call *a)
     if (rc != BT_OK || n == 1)
         goto build;
     snprintf(key, sizeof(key), "%d", c->node_rank);
+    if (!bt__comm_store(c, 1)) {
+        rc = c->err.code != BT_OK ? c->err.code : BT_ERR_REMOTE; /* set by bt__comm_store */
+        goto out;
+    }
     if (bt__store_set(c->store, keys[me], key, strlen(key)) != BT_OK ||
         bt__store_multi_get(c->store, (const char *const *)keys, n, vals, lens,
                             bt__comm_timeout_s()) != BT_OK) {
@@ -259,7 +273,7 @@ static int run_group(struct bt_comm *c, const struct bt__call *a)
         node[i] = atoi(vals[i]);
 build:
     if (rc == BT_OK)
-        rc = make_child(c, n, ranks, node, me, id, a->out);
+        rc = make_child(c, n, ranks, node, me, id, 0, a->out);
 out:
     for (int i = 0; i < n; i++)
         free(keys ? keys[i] : NULL), free(vals ? vals[i] : NULL);

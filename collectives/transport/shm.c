@@ -3,8 +3,10 @@
  * Segment (one per node and generation, a named POSIX shm object that local rank 0 creates
  * and publishes in the store under "<prefix>shm/<node>", named "/baton-<launcher pid>-..."
  * (the launcher's pid from BATON_LAUNCHER_PID, else rank 0's own); the last rank to map it
- * unlinks it, so nothing is left in /dev/shm once the job runs; if the job dies before every
- * rank attached, the launcher, or its watchdog, removes the name):
+ * unlinks it (a counter in the header), so nothing is left in /dev/shm once the job runs; if
+ * the job dies before every rank attached, the launcher, or its watchdog, removes the name.
+ * A one-node child communicator's segment is named after its parent's and its id instead
+ * (bt__shm_child_name), so its members find it without the store):
  *
  *   header page   magic, local size, slot size, abort flag + message, futex sleepers
  *   ctrl[r]       one 128-byte line per local rank: sync counter, its futex word, the number
@@ -63,6 +65,7 @@
 #include "collectives/transport/transport.h"
 #include "common/log.h"
 #include "common/param.h"
+#include "common/hash.h"
 #include "common/sock.h"
 
 BT_PARAM_INT(slot_bytes, "BATON_SHM_SLOT_BYTES", 512 * 1024)
@@ -97,6 +100,7 @@ struct shm_hdr {
     uint32_t pad;
     uint64_t slot_bytes;
     _Atomic uint32_t sleepers; /* ranks sleeping on a futex word */
+    _Atomic uint32_t attached; /* ranks that mapped the segment (the last removes the name) */
     _Atomic uint32_t abort;    /* set once by the first rank whose collective failed */
     char abort_msg[BT__ERR_MSG_MAX];
 };
@@ -405,7 +409,7 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  *
  * Why CMA is not the default: on this 2-core VM under load (2026-12-02, load average 9-14,
  * `exchange_bench --op alltoall`, 2 ranks bound, interleaved), the slots were as fast as CMA
- * at 256-512 KiB and faster from 1 MiB up (4 MiB: 230-365 us against 905-7,800 us; single
+ * at 256-512 KiB and faster from 1 MiB up (4 MiB: 224-365 us against 905-8,392 us; single
  * process_vm_readv calls of 2 MiB took 0.34 to 43 ms). Not yet measured quiet.
  */
 
@@ -635,10 +639,69 @@ static pid_t owner_pid(void)
     return v && *v && !*end && pid > 0 && pid <= INT32_MAX ? (pid_t)pid : getpid();
 }
 
+static int check_header(struct bt_comm *c, struct bt__shm *s)
+{
+    if (__atomic_load_n(&hdr(s)->magic, __ATOMIC_ACQUIRE) != SHM_MAGIC ||
+        hdr(s)->local_size != (uint32_t)s->n || hdr(s)->slot_bytes != s->slot_bytes)
+        return bt__err_set(&c->err, BT_ERR_INVALID_USAGE,
+                           "shm segment %s: local size %u or slot size %llu differs from ours "
+                           "(%d, %zu); hint: every rank needs the same BATON_SHM_SLOT_BYTES",
+                           s->name, hdr(s)->local_size, (unsigned long long)hdr(s)->slot_bytes,
+                           s->n, s->slot_bytes);
+    return BT_OK;
+}
+
+/* A one-node child's segment, whose name its members derived alike (bt__shm_child_name),
+ * so no store round trip: local rank 0 creates it and writes the header, magic last; the
+ * others open it as soon as it exists at its full size and wait for the magic (spin, then
+ * sleeps growing to 1 ms, bounded by BATON_TIMEOUT). */
+static int attach_named(struct bt_comm *c, struct bt__shm *s, const char *name)
+{
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    if (s->me == 0) {
+        BT_CHECK(map_segment(c, s, 1));
+        hdr(s)->local_size = (uint32_t)s->n;
+        hdr(s)->slot_bytes = s->slot_bytes;
+        __atomic_store_n(&hdr(s)->magic, SHM_MAGIC, __ATOMIC_RELEASE);
+        return BT_OK;
+    }
+    int64_t deadline = bt__now_ns() + (int64_t)(bt__comm_timeout_s() * 1e9);
+    for (long pause_us = 1;; pause_us = pause_us < 1000 ? pause_us * 2 : 1000) {
+        struct stat st;
+        int fd = s->base ? -1 : shm_open(s->name, O_RDWR, 0600);
+        int sized = fd >= 0 && fstat(fd, &st) == 0 && (size_t)st.st_size >= s->bytes;
+        if (fd >= 0)
+            close(fd);
+        if (sized && !s->base)
+            BT_CHECK(map_segment(c, s, 0));
+        if (s->base && __atomic_load_n(&hdr(s)->magic, __ATOMIC_ACQUIRE) == SHM_MAGIC)
+            return check_header(c, s);
+        if (fd < 0 && !s->base && errno != ENOENT)
+            return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm_open %s: %s", s->name, strerror(errno));
+        if (bt__now_ns() > deadline)
+            return bt__err_set(&c->err, BT_ERR_TIMEOUT,
+                               "waiting %.0f s for local rank 0 to create shm segment %s; hint: "
+                               "did it die? see its log",
+                               bt__comm_timeout_s(), s->name);
+        struct timespec ts = {0, pause_us * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void bt__shm_child_name(const struct bt_comm *p, uint64_t id, char *out, size_t cap)
+{
+    uint64_t h = bt__fnv1a_str(BT_FNV1A_INIT, p->shm ? p->shm->name : "");
+    h = bt__fnv1a(h, &id, sizeof(id));
+    snprintf(out, cap, "/baton-%d-c%016llx-g%d-n%d", (int)owner_pid(), (unsigned long long)h,
+             p->generation, p->node_rank);
+}
+
 /* Local rank 0 creates and publishes the segment; the others look its name up. */
-static int attach(struct bt_comm *c, struct bt__shm *s)
+static int attach(struct bt_comm *c, struct bt__shm *s, const char *name)
 {
     char key[96];
+    if (name)
+        return attach_named(c, s, name);
     snprintf(key, sizeof(key), "%sshm/%d", c->prefix, c->node_rank);
     if (s->me == 0) {
         snprintf(s->name, sizeof(s->name), "/baton-%d-%llx-g%d-n%d", (int)owner_pid(),
@@ -660,29 +723,17 @@ static int attach(struct bt_comm *c, struct bt__shm *s)
     snprintf(s->name, sizeof(s->name), "%s", (char *)v);
     free(v);
     BT_CHECK(map_segment(c, s, 0));
-    if (hdr(s)->magic != SHM_MAGIC || hdr(s)->local_size != (uint32_t)s->n ||
-        hdr(s)->slot_bytes != s->slot_bytes)
-        return bt__err_set(&c->err, BT_ERR_INVALID_USAGE,
-                           "shm segment %s: local size %u or slot size %llu differs from ours "
-                           "(%d, %zu); hint: every rank needs the same BATON_SHM_SLOT_BYTES",
-                           s->name, hdr(s)->local_size, (unsigned long long)hdr(s)->slot_bytes,
-                           s->n, s->slot_bytes);
-    return BT_OK;
+    return check_header(c, s);
 }
 
-/* Marks this rank attached; the last one to attach removes the name. */
+/* Marks this rank attached (a counter in the header, no store round trip); the last one to
+ * attach removes the name. */
 static int announce(struct bt_comm *c, struct bt__shm *s)
 {
     struct shm_ctrl *me = ctrl(s, s->me);
-    char key[96];
-    int64_t n = 0;
     me->rank = c->rank;
     me->pid = (int32_t)getpid();
-    snprintf(key, sizeof(key), "%sshm/%d/attached", c->prefix, c->node_rank);
-    if (bt__store_add(c->store, key, 1, &n) != BT_OK)
-        return bt__err_set(&c->err, BT_ERR_REMOTE, "shm attach count: %s",
-                           bt__store_error(c->store));
-    if (n == s->n)
+    if (atomic_fetch_add(&hdr(s)->attached, 1) + 1 == (uint32_t)s->n)
         shm_unlink(s->name);
     return BT_OK;
 }
@@ -697,7 +748,7 @@ static size_t pick_slot_bytes(size_t want)
     return (want + 63) & ~(size_t)63;
 }
 
-int bt__shm_create(struct bt_comm *c, size_t slot_bytes)
+int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name)
 {
     struct bt__shm *s = calloc(1, sizeof(*s));
     if (!s)
@@ -715,7 +766,7 @@ int bt__shm_create(struct bt_comm *c, size_t slot_bytes)
     s->cma_min = bt__param_cma_bytes() > 0 ? (size_t)bt__param_cma_bytes() : 0;
     s->cma_fail_test = bt__env_int("BATON_TEST_CMA_FAIL", 0) != 0; /* read per segment: tests */
     s->bytes = slot_off(s, s->n, 0) + (size_t)s->n * (size_t)s->n * P2P_STRIDE;
-    BT_CHECK(attach(c, s));
+    BT_CHECK(attach(c, s, name));
     BT_CHECK(announce(c, s));
     BT_INFO(SHM, "rank %d: shm segment %s, %d local ranks, 2 x %zu bytes per slot", c->rank,
             s->name, s->n, s->slot_bytes);

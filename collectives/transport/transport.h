@@ -59,7 +59,10 @@ extern const struct bt__transport_ops bt__shm_ops;
 extern const struct bt__transport_ops bt__tcp_ops;
 
 /* Set up at communicator creation; both publish and read their addresses in the store. */
-int bt__shm_create(struct bt_comm *c, size_t slot_bytes);
+int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name);
+/* The segment name of p's child id on this node (a one-node child: its members derive the same
+ * name, and bt__shm_create(c, ..., name) attaches with no store round trip). */
+void bt__shm_child_name(const struct bt_comm *p, uint64_t id, char *out, size_t cap);
 int bt__tcp_create(struct bt_comm *c, int nsocks);
 /* bt_alltoall over shm when every rank of c is on this node (shm.c says how): blk bytes per
  * block, send and recv hold size blocks. */

@@ -7,8 +7,10 @@
  * size) against the expected layout, and an allreduce of the world ranks (sum and max), an
  * allgather of the world ranks (so the child's rank order is checked), a broadcast from the
  * child's last rank; with a nonblocking allreduce on the parent outstanding meanwhile. Each
- * child is destroyed and the parent still works afterwards. Bad input: color < -1, a group
- * call by a non-member, a duplicate rank.
+ * child is destroyed and the parent still works afterwards. A split's child on one node over
+ * shm has no store connection (no store round trip); one over TCP, and a group, has; a group
+ * made on the dup connects the dup on demand. Bad input: color < -1, a group call by a non-member,
+ * a duplicate rank.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -123,6 +125,30 @@ static void bad_input(struct rank_ctx *x)
     bt_finalize(c);
 }
 
+/* A split's child on one node over shm has made no store connection; one over TCP has. On
+ * the dup, a group of all its ranks connects it on demand (groups publish through it). */
+static void store_use(struct rank_ctx *x, bt_comm *c, int k)
+{
+    int shm = c->nnodes == 1 && c->shm && k != 5, all[8], n = 0, r = -1; /* a split's, shm */
+    if (shm != (c->store == NULL))
+        failf(x, "rank %d split %d: a store connection %s", x->rank, k,
+              shm ? "on a one-node child" : "missing on a child over TCP");
+    if (k != 4)
+        return;
+    bt_comm_size(c, &n), bt_comm_rank(c, &r);
+    for (int i = 0; i < n; i++)
+        all[i] = i;
+    bt_comm *g = NULL;
+    int32_t v = r;
+    if (bt_comm_create_group(c, n, all, 9, &g) != BT_OK ||
+        bt_allreduce(g, &v, &v, 1, BT_INT32, BT_SUM) != BT_OK || v != n * (n - 1) / 2)
+        failf(x, "rank %d: a group of the dup: %s", x->rank, bt_last_error(c));
+    if (shm && (!c->store || (g && !g->store)))
+        failf(x, "rank %d: the dup's store %p, its group's %p", x->rank, (void *)c->store,
+              g ? (void *)g->store : NULL);
+    bt_comm_destroy(g);
+}
+
 static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
@@ -145,6 +171,8 @@ static void *rank_main(void *arg)
             failf(x, "rank %d: iallreduce on the parent", x->rank);
         if (c)
             check_child(x, c, mem, m, k);
+        if (c && m > 1)
+            store_use(x, c, k);
         if (bt_wait(req) != BT_OK || v != (float)w->n)
             failf(x, "rank %d: the parent's request beside split %d: %g", x->rank, k, v);
         bt_request_free(req);
