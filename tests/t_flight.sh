@@ -13,6 +13,7 @@
 # in the odd ranks' loop is that communicator's straggler, and no other rank or communicator
 # is named. Two nodes (two launchers on loopback): a rank of node 1 slowed by a sleep is the
 # straggler that node 0 names job-wide, and no other rank is named on either node; a rank of
+# node 1 stopped by SIGSTOP is named with its call on both nodes; a rank of
 # node 1 passing another reduction (the call completes) is named live by node 0. The slowed
 # rank is named job-wide in an elastic job (--nnodes 2:3) too, in generation 0 of 2 nodes and in
 # generation 1 after a third joins, and under --rdzv-backend etcd.
@@ -135,6 +136,22 @@ t_grep "two nodes: node 0 names rank 3 of node 1, job-wide" \
     "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 25\)" "$T_TMP/x.0.err"
 t_expect_eq "two nodes: no other rank is named, on either node" \
     "$(cat "$T_TMP/x.0.err" "$T_TMP/x.1.err" | grep -c 'straggler: rank [012] ')" 0
+# ---- two nodes of 2 ranks: rank 3 (node 1) stops before allreduce #15: both nodes' summaries
+# name it, from the dumps gathered through the store
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_TIMEOUT=5 "$BATON" run --nnodes 2 --node-rank $n --rdzv "127.0.0.1:$port" -n 2 -- \
+        "$CHECK" --count 4096 --iters 400 --die-rank 3 --die-at 3 --signal STOP \
+        >"$T_TMP/xh.$n.out" 2>"$T_TMP/xh.$n.err"
+    hp[$n]=$T_LAST_PID
+done
+t_wait "${hp[0]}" 90 >"$T_TMP/xh.rc0"; t_wait "${hp[1]}" 90 >"$T_TMP/xh.rc1"
+t_expect_eq "two nodes, SIGSTOP: both exit 142" "$(cat "$T_TMP/xh.rc0") $(cat "$T_TMP/xh.rc1")" "142 142"
+for n in 0 1; do
+    t_grep "two nodes, SIGSTOP: node $n's summary names rank 3 and the call it never entered" \
+        "^baton: flight recorder: rank 3 never entered allreduce #15 \(the 3 others did, [0-9.]+ s ago\); its last completed call was allreduce #14$" "$T_TMP/xh.$n.err"
+done
+
 # ---- two nodes of 1 rank: rank 1 passes max for sum to allreduce #17 (the call completes, no
 # node sees both shapes): node 0 names it live, comparing the nodes' records
 port=$(t_free_port)
