@@ -119,10 +119,12 @@ struct bt__worker {
     struct bt__linebuf out, err;
     char loader_err[160]; /* ld.so's "error while loading shared libraries: ..." from stderr */
     int stopped_seen;     /* seen in state T (run_stall.c): named once */
-    char errfile[PATH_MAX + 64];   /* BATON_ERROR_FILE / TORCHELASTIC_ERROR_FILE, or "" */
-    char tail[BT_RUN_TAIL_BYTES];  /* the last whole lines of its stderr */
-    size_t tail_len;               /* bytes */
-    int64_t end_ns;                /* wall clock when it was reaped */
+    char errfile[PATH_MAX + 64];  /* BATON_ERROR_FILE / TORCHELASTIC_ERROR_FILE, or "" */
+    char tail[BT_RUN_TAIL_BYTES]; /* the last whole lines of its stderr */
+    size_t tail_len;              /* bytes */
+    int64_t end_ns;               /* wall clock when it was reaped */
+    int64_t adopt_by; /* in place: ns deadline to take up the generation it was kept into, 0 */
+    int replace;      /* in place: killed for missing adopt_by, started again when reaped */
     struct bt__flight_hdr *flight; /* its flight recorder, mapped read-only (run_flight.c) */
     int flight_fd;                 /* the recorder's memfd until the worker started, -1 */
     uint64_t stalls_seen;          /* its recorder's stall count when last looked at */
@@ -214,6 +216,7 @@ struct bt__run {
     int nchild;          /* workers and the parameter servers this node runs: w[nproc ..) */
     int nps_job;         /* BATON_PS_SERVERS for the workers (0: not set) */
     int ps_keep; /* the --ps servers outlive the generation that is ending (run_supervise.c) */
+    int w_keep;  /* in place: the workers outlive the generation that is ending */
     char self_exe[PATH_MAX];     /* baton itself, which servers run as `baton ps` */
     struct bt__run_place *place; /* --bind: nproc plans, or NULL */
     int restart;                 /* generation: BATON_RESTART_COUNT */
@@ -232,6 +235,8 @@ struct bt__run {
     struct bt__store *wst;         /* the watcher thread's connection */
     struct bt__store_relay *relay; /* this node's workers reach the store through it (or NULL) */
     char relay_for[BT_SPEC_HOST_MAX + 16]; /* the store host:port the relay dials */
+    int relay_own; /* st and wst are channels of the relay's connection, which is this launcher's */
+    char self_addr[64]; /* this node's address as the store saw it (bt__store_local_addr) */
     char store_host[BT_SPEC_HOST_MAX];
     int store_port;
     pthread_t watcher;
@@ -281,6 +286,8 @@ struct bt__run {
     struct bt__elastic_member *members; /* the current generation's nodes, by node rank */
     int nmembers;
     char elastic_file[PATH_MAX]; /* BATON_ELASTIC_FILE */
+    int inplace;      /* BATON_ELASTIC_INPLACE=1: workers stay across membership changes */
+    int early;        /* in place: the running workers were started before this generation formed */
     int ended_status; /* -1; else the job ended (l/end) before this node joined: its status */
 };
 
@@ -321,6 +328,13 @@ int bt__run_outcome_parse(const char *s, struct bt__outcome *o);
 
 /* run_rdzv.c helpers run_elastic.c shares: connect (retrying, up to timeout_s), the last will
  * of generation r->restart, a port free now, a refused launcher's line for node 0. */
+/* Opens st and wst: with the relay on (not etcd) as two channels of one connection, which the
+ * relay also carries the workers on; else two connections. Errors as bt__run_connect's. */
+int bt__run_store_open(struct bt__run *r, double timeout_s, struct bt__err *err);
+/* This node's address as the store sees it (elastic: MASTER_ADDR), into out; 0, or -1. */
+int bt__run_local_addr(struct bt__run *r, char *out, size_t n);
+/* BATON_RDZV_RELAY_ON (run_spawn.c). */
+int bt__run_relay_on(void);
 int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
                     struct bt__err *err);
 void bt__run_lost_will(const struct bt__run *r, char *key, size_t kn, char *will, size_t wn);
@@ -349,6 +363,14 @@ int bt__run_elastic_reconnect(struct bt__run *r, struct bt__err *err);
 void bt__run_elastic_end(struct bt__run *r, const struct bt__outcome *o);
 void bt__run_elastic_file(const struct bt__run *r, const char *state, const char *reason,
                           double grace_s);
+/* In place (BATON_ELASTIC_INPLACE=1). early: before a join, starts the workers that do not
+ * run (state=waiting: they start Python, import, then wait for state=running); adopted: 1 once
+ * local rank i wrote the current generation to BATON_ELASTIC_FILE.gen.<i>; adopt_s: how long a
+ * kept worker gets for it (BATON_ELASTIC_ADOPT). */
+int bt__run_elastic_early(struct bt__run *r, struct bt__err *err);
+int bt__run_elastic_adopted(const struct bt__run *r, int i);
+double bt__run_elastic_adopt_s(void);
+int bt__run_elastic_inplace(void);
 /* Seconds a failed worker's outcome waits for a lost node's (elastic): its peers fail when it
  * goes, and the failure is the membership change's consequence, not a root cause. With etcd
  * a dead launcher is seen only when its lease expires: BATON_HEARTBEAT_TIMEOUT + 1 s. */
@@ -368,6 +390,9 @@ void bt__run_pending_hint(const struct bt__run *r, const char *store_err, char *
  * (127) or not executable (126), with the reason in err. */
 int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *err);
 int bt__run_spawn_all(struct bt__run *r, struct bt__err *err);
+/* Starts worker w again (in place: it missed its adopt_by and was killed), with the current
+ * generation's env; its old pipes are closed first. */
+int bt__run_respawn(struct bt__run *r, struct bt__worker *w, struct bt__err *err);
 
 /* run_output.c */
 int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err *err);
@@ -386,9 +411,9 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o);
 /* Stops the --ps servers that outlived the last generation (SIGTERM, --grace, SIGKILL), once
  * the job ends; nothing when none runs. */
 void bt__run_servers_stop(struct bt__run *r);
-/* Whether pid is a --ps server that outlives the generation now ending: teardowns and the
- * clean-up after a generation leave it alone. */
-int bt__run_server_kept(const struct bt__run *r, pid_t pid);
+/* Whether pid is a --ps server, or (in place) a worker, that outlives the generation now
+ * ending: teardowns and the clean-up after a generation leave it alone. */
+int bt__run_child_kept(const struct bt__run *r, pid_t pid);
 
 /* run_ps.c. ps_setup prepares the server children w[nproc .. nchild) of node 0 (--ps);
  * ps_rdzv writes the servers' BATON_RDZV (an address every node can reach); ps_pod runs a TF ps

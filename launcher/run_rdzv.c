@@ -178,6 +178,11 @@ static int node0_missing(struct bt__run *r, struct bt__err *err)
                          r->o.join_timeout_s, r->spec.nnodes, who, why);
 }
 
+static void endpoint(char *out, size_t n, const char *host, int port)
+{
+    snprintf(out, n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
 int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
                     struct bt__err *err)
 {
@@ -201,9 +206,70 @@ int bt__run_connect(struct bt__run *r, double timeout_s, struct bt__store **out,
     return rc;
 }
 
-static void endpoint(char *out, size_t n, const char *host, int port)
+/* ---- one connection per node ----
+ *
+ * The store would otherwise hold three connections per node: the relay's (the workers'
+ * channels), the main thread's and the watcher's. Instead the launcher makes one connection
+ * itself (bt__run_connect: its retries, progress lines, refusals and hints), hands it to this
+ * node's relay (bt__store_relay_adopt), and reaches the store as two channels of it over the
+ * relay's Unix socket, with the job token: the main one with its last will, the watcher's with
+ * its lease and wills. Each keeps its rules on the store, per channel: a frozen launcher
+ * freezes its relay too, so the watcher channel's lease runs out and its wills fire; a dead
+ * one closes the connection, which takes every channel's will along. After the store's host
+ * is lost (elastic), the same again: a new connection replaces the old in the relay. */
+
+/* A channel of the relay's connection for this launcher (job token); waits up to timeout_s. */
+static int own_channel(struct bt__run *r, double timeout_s, struct bt__store **out,
+                       struct bt__err *err)
 {
-    snprintf(out, n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    struct bt__connect_opts co = {.deadline_ns = bt__deadline_in(timeout_s),
+                                  .what = "rendezvous store"};
+    return bt__store_connect_relay(bt__store_relay_address(r->relay), r->store_host, r->store_port,
+                                   r->token, &co, out, err);
+}
+
+/* Hands d to this node's relay (made now if need be) and opens st and wst through it. 1 when
+ * there is no relay (d untouched), else BT_OK or an error (d is gone). */
+static int relay_own(struct bt__run *r, struct bt__store *d, struct bt__err *err)
+{
+    struct bt__err e = {0};
+    if (r->etcd || !bt__run_relay_on())
+        return 1;
+    if (!r->relay) {
+        if (bt__store_relay_create(r->store_host, r->store_port, r->token, &r->relay, &e) !=
+            BT_OK) {
+            fprintf(stderr, "baton: WARN: no store relay on this node (%s); connecting directly\n",
+                    e.msg);
+            return 1;
+        }
+        snprintf(r->relay_for, sizeof(r->relay_for), "%s", r->rdzv_env);
+    }
+    if (bt__store_local_addr(d, r->self_addr, sizeof(r->self_addr)) != 0)
+        r->self_addr[0] = '\0';
+    bt__store_relay_adopt(r->relay, bt__store_detach(d));
+    r->relay_own = 1;
+    BT_CHECK(own_channel(r, 30.0, &r->st, err));
+    return own_channel(r, 30.0, &r->wst, err);
+}
+
+int bt__run_store_open(struct bt__run *r, double timeout_s, struct bt__err *err)
+{
+    struct bt__store *d = NULL;
+    BT_CHECK(bt__run_connect(r, timeout_s, &d, err));
+    int rc = relay_own(r, d, err);
+    if (rc != 1)
+        return rc;
+    r->relay_own = 0;
+    r->st = d;
+    return bt__run_connect(r, 30.0, &r->wst, err);
+}
+
+int bt__run_local_addr(struct bt__run *r, char *out, size_t n)
+{
+    if (!r->relay_own)
+        return bt__store_local_addr(r->st, out, n);
+    snprintf(out, n, "%s", r->self_addr);
+    return r->self_addr[0] ? 0 : -1;
 }
 
 /* Where node 0's store listens: the first address the rendezvous host resolves to that is
@@ -262,11 +328,10 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
         r->store_port = s->rdzv_port;
     }
     endpoint(r->rdzv_env, sizeof(r->rdzv_env), r->store_host, r->store_port);
-    int rc = bt__run_connect(r, r->o.join_timeout_s, &r->st, err);
-    if (rc == BT_ERR_TIMEOUT && s->node_rank > 0 && !bt__run_abort && !r->etcd)
+    int rc = bt__run_store_open(r, r->o.join_timeout_s, err);
+    if (rc == BT_ERR_TIMEOUT && !r->st && s->node_rank > 0 && !bt__run_abort && !r->etcd)
         return node0_missing(r, err);
     BT_CHECK(rc);
-    BT_CHECK(bt__run_connect(r, 30.0, &r->wst, err));
     BT_SYSCHECK(r->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd", err);
     return r->elastic ? bt__run_elastic_open(r, err) : BT_OK;
 }
@@ -658,7 +723,11 @@ static int rejoin_own_store(struct bt__run *r)
 {
     struct bt__err err = {0};
     struct bt__store *fresh = NULL;
-    if (!r->srv || bt__run_connect(r, bt__run_heartbeat_timeout(), &fresh, &err) != BT_OK)
+    if (!r->srv)
+        return -1;
+    int rc = r->relay_own ? own_channel(r, bt__run_heartbeat_timeout(), &fresh, &err)
+                          : bt__run_connect(r, bt__run_heartbeat_timeout(), &fresh, &err);
+    if (rc != BT_OK)
         return -1;
     bt__store_close(r->wst); /* a goodbye behind the late request: its will does not fire */
     r->wst = fresh;

@@ -66,6 +66,11 @@ static const char *const set_names[] = {
 
 BT_PARAM_INT(relay_on, "BATON_RDZV_RELAY_ON", 1)
 
+int bt__run_relay_on(void)
+{
+    return bt__param_relay_on() != 0;
+}
+
 static int is_set_name(const char *kv)
 {
     size_t n = strcspn(kv, "=");
@@ -126,6 +131,8 @@ static int server_vars(const struct bt__run *r, const char *wtoken, char **v)
 #define ADD(...) ok &= asprintf(&v[n++], __VA_ARGS__) >= 0
     ADD("BATON_ROLE=ps");
     ADD("BATON_RDZV=%s", rdzv);
+    if (r->relay) /* it publishes its address through this node's relay, as a worker */
+        ADD("BATON_RDZV_RELAY=%s", bt__store_relay_address(r->relay));
     ADD("BATON_JOB_ID=%s", r->job_id);
     ADD("BATON_TOKEN=%s", wtoken);
     ADD("BATON_RESTART_COUNT=%d", r->restart);
@@ -331,15 +338,17 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
 
 /* Children in order: the servers first (the workers look for them in the store), then the
  * workers. */
-/* The node's store relay (rendezvous/relay.c), unless BATON_RDZV_RELAY_ON=0: a relay to the
- * store the workers use (BATON_RDZV), started before the first generation's workers, again
- * when that store moved. Not with --rdzv-backend etcd (yet). */
+/* The node's store relay (rendezvous/relay.c), unless BATON_RDZV_RELAY_ON=0. With baton's own
+ * store the launcher made it when it connected (run_rdzv.c: its own connection is the relay's).
+ * With --rdzv-backend etcd the workers' store is node rank 0's of the generation (BATON_RDZV):
+ * a relay to it, made before the first generation's workers and again when that store moved
+ * (a new node rank 0); the launchers' own traffic goes to etcd, not through it. */
 static void relay_ensure(struct bt__run *r)
 {
     char host[BT_SPEC_HOST_MAX];
     int port = 0;
-    if (!bt__param_relay_on() || r->etcd || (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
-        return; /* etcd: not yet seen to pass t_launch_elastic_etcd (docs/rendezvous.md) */
+    if (!bt__param_relay_on() || r->relay_own || (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
+        return;
     bt__store_relay_destroy(r->relay);
     r->relay = NULL;
     struct bt__err e = {0};
@@ -351,13 +360,53 @@ static void relay_ensure(struct bt__run *r)
                 e.msg);
 }
 
+/* Starts child w with this generation's env. */
+static int start_child(struct bt__run *r, struct bt__worker *w, struct bt__err *err)
+{
+    int nown = 0;
+    w->pid = 0;
+    w->running = 0;
+    w->status = 0;
+    w->adopt_by = 0;
+    w->replace = 0;
+    BT_CHECK(bt__run_output_open(r, w, err));
+    bt__run_forensics_spawn(r, w);
+    bt__run_flight_spawn(r, w);
+    char **env = worker_env(r, w, &nown);
+    if (!env)
+        return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",
+                           (int)strlen(w->tag) - 1, w->tag);
+    int rc = spawn_one(r, w, env, err);
+    bt__run_flight_spawned(w);
+    free_env(env, nown);
+    return rc;
+}
+
+/* In place: worker w runs on from the last generation (or was started before this one formed,
+ * early: then it has no previous generation to leave, and no deadline). */
+static void keep_worker(struct bt__run *r, struct bt__worker *w, int early)
+{
+    w->rank = r->first_rank + w->local_rank;
+    snprintf(w->tag, sizeof(w->tag), "[%d] ", w->rank);
+    w->adopt_by = early ? 0 : bt__deadline_in(bt__run_elastic_adopt_s());
+    __atomic_fetch_add(&r->metrics.running, 1, __ATOMIC_RELAXED);
+    if (!early)
+        fprintf(stderr,
+                "baton: rank %d (pid %d) stays in place into generation %d (BATON_ELASTIC_FILE "
+                "tells it its new rank; BATON_ELASTIC_ADOPT %g s to take it up)\n",
+                w->rank, (int)w->pid, r->restart, bt__run_elastic_adopt_s());
+}
+
 int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
 {
     relay_ensure(r);
     for (int k = 0; k < r->nchild; k++) {
         int i = (k + r->nproc) % r->nchild;
         struct bt__worker *w = &r->w[i];
-        int nown = 0;
+        if (i < r->nproc && w->running) { /* in place: kept, or started early */
+            keep_worker(r, w, r->early);
+            continue;
+        }
         if (i < r->nproc) {
             w->ps_index = -1;
             w->local_rank = i;
@@ -380,20 +429,16 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
             w->local_rank = w->rank = -1;
             snprintf(w->tag, sizeof(w->tag), "[ps%d] ", w->ps_index);
         }
-        w->pid = 0;
-        w->running = 0;
-        w->status = 0;
-        BT_CHECK(bt__run_output_open(r, w, err));
-        bt__run_forensics_spawn(r, w);
-        bt__run_flight_spawn(r, w);
-        char **env = worker_env(r, w, &nown);
-        if (!env)
-            return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",
-                               (int)strlen(w->tag) - 1, w->tag);
-        int rc = spawn_one(r, w, env, err);
-        bt__run_flight_spawned(w);
-        free_env(env, nown);
-        BT_CHECK(rc);
+        BT_CHECK(start_child(r, w, err));
     }
+    r->early = 0;
     return BT_OK;
+}
+
+int bt__run_respawn(struct bt__run *r, struct bt__worker *w, struct bt__err *err)
+{
+    bt__run_output_drain(r, w);
+    bt__run_output_close(r, w);
+    fprintf(stderr, "baton: starting rank %d again for generation %d\n", w->rank, r->restart);
+    return start_child(r, w, err);
 }

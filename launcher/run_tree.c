@@ -122,7 +122,7 @@ static int descendants(const struct bt__run *r, const struct bt__proc *p, int n,
         added = 0;
         for (int i = 0; i < n; i++)
             if (p[i].pid != skip && p[i].pid != root && in_list(p[i].ppid, in, k) &&
-                !in_list(p[i].pid, in, k) && !bt__run_server_kept(r, p[i].pid))
+                !in_list(p[i].pid, in, k) && !bt__run_child_kept(r, p[i].pid))
                 in[k++] = p[i].pid, added = 1;
     }
     memmove(in, in + 1, sizeof(pid_t) * (size_t)(k - 1));
@@ -187,7 +187,7 @@ int bt__run_cg_signal(const char *cg, int sig)
 
 void bt__run_tree_signal(struct bt__run *r, int sig)
 {
-    if (r->tree.cg[0])
+    if (r->tree.cg[0] && !r->w_keep) /* in place, kept workers are in the cgroup too */
         bt__run_cg_signal(r->tree.cg, sig);
     signal_descendants(r, sig);
 }
@@ -226,12 +226,14 @@ static void reap_strays(struct bt__run *r)
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         if (pid == r->tree.dog)
             r->tree.dog = 0;
-        for (int i = r->nproc; i < r->nchild; i++)
-            if (r->w[i].pid == pid && r->w[i].running) {
+        for (int i = 0; i < r->nchild; i++)
+            if (r->w[i].pid == pid && r->w[i].running) { /* a server, or a worker kept in place */
                 r->w[i].running = 0;
                 r->w[i].status = st;
-                BT_INFO(LAUNCH, "server ps%d (pid %d) ended with status %d between generations",
-                        r->w[i].ps_index, (int)pid, bt__run_exit_status(st));
+                BT_INFO(LAUNCH, "%s %d (pid %d) ended with status %d between generations",
+                        i < r->nproc ? "rank" : "server ps",
+                        i < r->nproc ? r->w[i].rank : r->w[i].ps_index, (int)pid,
+                        bt__run_exit_status(st));
             }
     }
 }
@@ -247,7 +249,7 @@ void bt__run_tree_clear(struct bt__run *r)
     int left = 0, cg = 0;
     for (int i = 0; i < CLEAR_TRIES; i++) {
         pid_t *v = NULL;
-        cg = r->tree.cg[0] ? bt__run_cg_pids(r->tree.cg, &v) : 0;
+        cg = r->tree.cg[0] && !r->w_keep ? bt__run_cg_pids(r->tree.cg, &v) : 0;
         for (int k = 0; k < cg; k++)
             kill(v[k], SIGKILL);
         free(v);

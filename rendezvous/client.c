@@ -178,6 +178,13 @@ int bt__store_connect_worker(const char *host, int port, const char *token,
     const char *relay = getenv("BATON_RDZV_RELAY");
     if (!relay || !relay[0])
         return bt__store_connect(host, port, token, copts, out, err);
+    return bt__store_connect_relay(relay, host, port, token, copts, out, err);
+}
+
+int bt__store_connect_relay(const char *relay, const char *host, int port, const char *token,
+                            const struct bt__connect_opts *copts, struct bt__store **out,
+                            struct bt__err *err)
+{
     int64_t dl = copts ? copts->deadline_ns : bt__deadline_in(30.0);
     double backoff = 0.05;
     for (;;) {

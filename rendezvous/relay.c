@@ -57,6 +57,7 @@ struct local {
 
 struct bt__store_relay {
     int lfd, epfd, evfd, up; /* up: the store connection, -1 while down */
+    int adopt;               /* a connection handed over by bt__store_relay_adopt, or -1 */
     char host[256];
     int port;
     char token[256];
@@ -91,7 +92,8 @@ static void up_lost(struct bt__store_relay *r, const char *why)
     BT_WARN(RDZV, "relay: lost the rendezvous store %s:%d (%s); hanging up on %d worker(s)",
             r->host, r->port, why, r->nlocal);
     for (struct local *l = r->locals; l; l = l->next)
-        local_close(r, l, 0);
+        if (l->state == LS_READY) /* one mid-handshake has no channel yet */
+            local_close(r, l, 0);
     epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->up, NULL);
     close(r->up);
     r->up = -1;
@@ -137,6 +139,20 @@ static int up_connect(struct bt__store_relay *r)
     r->nconnects++;
     ep_set(r, r->up, &r->tag_up, EPOLLIN, EPOLL_CTL_ADD);
     return 0;
+}
+
+/* A connection bt__store_relay_adopt handed over replaces the store connection (whose
+ * channels it hangs up on): called before anything reads r->up. */
+static void up_take(struct bt__store_relay *r)
+{
+    int fd = __atomic_exchange_n(&r->adopt, -1, __ATOMIC_ACQ_REL);
+    if (fd < 0)
+        return;
+    if (r->up >= 0)
+        up_lost(r, "replaced by its launcher's new connection");
+    r->up = fd;
+    r->nconnects++;
+    ep_set(r, r->up, &r->tag_up, EPOLLIN, EPOLL_CTL_ADD);
 }
 
 static struct local *local_find(struct bt__store_relay *r, uint32_t id)
@@ -248,6 +264,7 @@ static void local_auth(struct bt__store_relay *r, struct local *l, const uint8_t
         return;
     }
     uint8_t out[BT__RDZV_RESULT_LEN];
+    up_take(r);
     int ok = bt__auth_server_proof(&l->auth, &bt__rdzv_auth, r->key, q);
     if (!ok && bt__auth_server_proof(&l->auth, &bt__rdzv_auth, r->wkey, q))
         ok = l->worker = 1;
@@ -271,7 +288,7 @@ static void local_auth(struct bt__store_relay *r, struct local *l, const uint8_t
     socklen_t cl = sizeof(cr);
     getsockopt(l->fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
     char label[32];
-    int ll = snprintf(label, sizeof(label), "pid %d", (int)cr.pid);
+    int ll = snprintf(label, sizeof(label), "%spid %d", l->worker ? "" : "launcher ", (int)cr.pid);
     size_t f = up_begin(r, l->chan, BT__RDZV_CHAN_OPEN);
     bt__wbuf_u8(&r->up_out, (uint8_t)l->worker);
     bt__wbuf_bytes(&r->up_out, label, (size_t)ll);
@@ -379,17 +396,21 @@ static void *relay_thread(void *arg)
     struct epoll_event evs[64];
     while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE)) {
         int n = epoll_wait(r->epfd, evs, 64, 250);
+        up_take(r);
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
+            uint64_t drain;
             if (p == &r->tag_listen)
                 accept_locals(r);
+            else if (p == &r->tag_event)
+                (void)!read(r->evfd, &drain, sizeof(drain)); /* a stop or an adoption */
             else if (p == &r->tag_up && (evs[i].events & EPOLLOUT))
                 up_flush(r);
             else if (p == &r->tag_up)
                 up_readable(r);
-            else if (p != &r->tag_event && (evs[i].events & EPOLLOUT))
+            else if (evs[i].events & EPOLLOUT)
                 local_flush(r, p);
-            else if (p != &r->tag_event)
+            else
                 local_readable(r, p);
         }
         sweep(r); /* after the batch: nothing in it points at a freed local */
@@ -433,7 +454,7 @@ int bt__store_relay_create(const char *host, int port, const char *token,
     struct bt__store_relay *r = calloc(1, sizeof(*r));
     if (!r)
         return bt__err_set(err, BT_ERR_SYSTEM, "relay: out of memory");
-    r->lfd = r->epfd = r->evfd = r->up = -1;
+    r->lfd = r->epfd = r->evfd = r->up = r->adopt = -1;
     snprintf(r->host, sizeof(r->host), "%s", host);
     snprintf(r->token, sizeof(r->token), "%s", token);
     r->port = port;
@@ -465,6 +486,16 @@ const char *bt__store_relay_address(const struct bt__store_relay *r)
     return r->addr;
 }
 
+void bt__store_relay_adopt(struct bt__store_relay *r, int fd)
+{
+    int old = __atomic_exchange_n(&r->adopt, fd, __ATOMIC_ACQ_REL);
+    if (old >= 0)
+        close(old); /* handed over twice before the thread took the first */
+    uint64_t one = 1;
+    ssize_t w = write(r->evfd, &one, sizeof(one));
+    (void)w;
+}
+
 int bt__store_relay_nclients(const struct bt__store_relay *r)
 {
     return __atomic_load_n(&r->nlocal, __ATOMIC_RELAXED);
@@ -484,7 +515,7 @@ void bt__store_relay_destroy(struct bt__store_relay *r)
     for (struct local *l = r->locals; l; l = l->next)
         local_close(r, l, 0);
     sweep(r);
-    int fds[] = {r->lfd, r->epfd, r->evfd, r->up};
+    int fds[] = {r->lfd, r->epfd, r->evfd, r->up, r->adopt};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
             close(fds[i]);

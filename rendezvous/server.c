@@ -1472,6 +1472,10 @@ static void renew_leases(struct bt__store_server *srv, int64_t late_ns)
     for (struct conn *c = srv->conns; c; c = c->next) {
         if (!c->dead && c->lease_ns && heap_add(srv, &c->lease, bt__now_ns() + c->lease_ns) == 0)
             n++;
+        for (struct conn *ch = c->chans; ch; ch = ch->chan_next) /* a launcher's, via its relay */
+            if (!ch->dead && ch->lease_ns &&
+                heap_add(srv, &ch->lease, bt__now_ns() + ch->lease_ns) == 0)
+                n++;
         if (!c->dead && c->state == CS_READY && !c->w && c->in.len > 0)
             heap_add(srv, &c->tmo,
                      bt__now_ns() + srv->frame_timeout_ns); /* in the heap: no growth */

@@ -35,6 +35,11 @@ int bt__store_connect(const char *host, int port, const char *token,
 int bt__store_connect_worker(const char *host, int port, const char *token,
                              const struct bt__connect_opts *copts, struct bt__store **out,
                              struct bt__err *err);
+/* bt__store_connect_worker through the relay at address relay ("@baton-relay-..."), whatever
+ * BATON_RDZV_RELAY says: how a launcher's own connections ride on its relay's. */
+int bt__store_connect_relay(const char *relay, const char *host, int port, const char *token,
+                            const struct bt__connect_opts *copts, struct bt__store **out,
+                            struct bt__err *err);
 /* Frees s but keeps its connected, authenticated socket, which is returned (the relay's). */
 int bt__store_detach(struct bt__store *s);
 /* Says goodbye (clearing any last will) and frees s. NULL is accepted. */
@@ -115,6 +120,11 @@ struct bt__store_relay;
  * The caller owns *out. */
 int bt__store_relay_create(const char *host, int port, const char *token,
                            struct bt__store_relay **out, struct bt__err *err);
+/* Hands the relay fd, a connection to its store authenticated with the job token (from
+ * bt__store_detach), which it uses from now on instead of dialing: the launcher's own, so that
+ * its connections (bt__store_connect_relay) and its workers' are channels of one. A connection
+ * the relay held before is closed and its channels hung up on. The relay owns fd. */
+void bt__store_relay_adopt(struct bt__store_relay *r, int fd);
 /* "@baton-relay-PID-NONCE"; valid while r lives. */
 const char *bt__store_relay_address(const struct bt__store_relay *r);
 /* Workers connected to the relay now (for tests). */

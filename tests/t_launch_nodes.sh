@@ -3,7 +3,8 @@
 # --nnodes/--node-rank/--rdzv 127.0.0.1:PORT: late node 0, heterogeneous -n, a failure on one
 # node tearing down the other with the same root cause, a launcher killed by SIGKILL, a wrong
 # token, a duplicate node rank, a join timeout (exit 142), peers whose pods are still Pending
-# (named by rank and pod, exit 142).
+# (named by rank and pod, exit 142); the store's connections: one per node with 8 workers each
+# (the relay carries the workers and the launcher's own two), 2 + 8 per node with the relay off.
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/launch_worker
@@ -149,4 +150,21 @@ t_grep "pending peers: a progress line names the missing nodes and pods" \
 t_grep "pending peers: one last line names them, hints Pending, says 142" \
     "^baton: node 0 \(host [^)]+\): gave up after 7 s \(--join-timeout\) waiting for 2 of 3 nodes to join: node 1 \(pod pt-worker-0\), node 2 \(pod pt-worker-1\); hint: .*pod still Pending \(unschedulable.*kubectl describe pod pt-worker-0; exit 142 \(retryable\)$" \
     "$T_TMP/pend.err"
+# ---- store connections: 2 nodes of 8 workers, each worker holding its store connection (it
+# allreduces until told to stop): one per node through the relay, 2 + 8 per node without it
+EW=$BATON_BUILD/tests/progs/elastic_worker
+conns() { # RELAY_ON: runs the job, prints the store's established connections, stops it
+    local port d pa pb n
+    port=$(t_free_port); d=$T_TMP/conn$1; mkdir -p "$d"
+    BATON_RDZV_RELAY_ON=$1 node c0 0 "$port" -n 8 -- "$EW" "$d"; pa=$T_LAST_PID
+    BATON_RDZV_RELAY_ON=$1 node c1 1 "$port" -n 8 -- "$EW" "$d"; pb=$T_LAST_PID
+    if t_wait_files 16 "$d" 60 '^up\.0\.'; then
+        n=$(ss -Htn state established "( sport = :$port )" | wc -l)
+    else n="(not all 16 workers up)"; fi
+    touch "$d/stop"
+    t_wait "$pa" 30 >/dev/null; t_wait "$pb" 30 >/dev/null
+    echo "$n"
+}
+t_expect_eq "8 workers per node, relay on: the store holds 1 connection per node" "$(conns 1)" 2
+t_expect_eq "relay off (BATON_RDZV_RELAY_ON=0): 2 + 8 per node" "$(conns 0)" 20
 t_done

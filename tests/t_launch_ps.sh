@@ -7,7 +7,8 @@
 # ps 0) with TF_CONFIG on 127.0.0.1 ports, the ps pod running the server itself; an evaluator
 # pod runs its program with no rank env; with --max-restarts a worker failure restarts the
 # workers while the server keeps running with its keys in memory, and a lost server is the only
-# one started again (it reloads its checkpoint).
+# one started again (it reloads its checkpoint); a server publishes its address through its
+# node's relay.
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 P=$BATON_BUILD/tests/progs
@@ -24,7 +25,7 @@ losses_fall() {
 }
 
 # --ps 1: two workers train through one server; everything exits 0.
-BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS,LAUNCH timeout 60 "$BATON" run -n 2 --ps 1 \
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=PS,LAUNCH,RDZV timeout 60 "$BATON" run -n 2 --ps 1 \
     --log-dir "$T_TMP/logs" -- "$P/ps_train" 60 3000 sync >"$T_TMP/a.out" 2>"$T_TMP/a.err"
 t_expect_eq "--ps 1: baton run exits 0" "$?" 0
 t_check "--ps 1: both workers trained (loss fell 1000-fold)" \
@@ -36,6 +37,9 @@ t_grep "--ps 1: the server exits by itself once both workers closed" \
 t_grep "--ps 1: the launcher saw the server exit 0" 'server ps0 \(pid [0-9]+\) ended with status 0' \
     "$T_TMP/a.err"
 t_check "--ps 1: --log-dir has ps.0.log" grep -q 'listening on' "$T_TMP/logs/ps.0.log"
+t_grep "--ps 1: the server reaches the store through the node's relay" \
+    "^\[ps0\] .*joined rendezvous store 127\.0\.0\.1:[0-9]+ through this node's relay @baton-relay-" \
+    "$T_TMP/a.err"
 
 # --ps 2: the key (12 KB > 4 KB partitions) is split over both servers; each checkpoints its
 # piece at exit.

@@ -1085,7 +1085,8 @@ static int publish(struct bt__ps_server *s, const struct bt__ps_server_cfg *cfg,
     struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(s->timeout_s),
                                  .what = "rendezvous store",
                                  .hint = "is the launcher of node 0 running?"};
-    BT_CHECK(bt__store_connect(host, rport, cfg->token ? cfg->token : "", &o, &st, err));
+    /* Through its node's relay when `baton run` started it (BATON_RDZV_RELAY), as a worker. */
+    BT_CHECK(bt__store_connect_worker(host, rport, cfg->token ? cfg->token : "", &o, &st, err));
     if (s->index < 0) {
         int64_t v = 0;
         snprintf(key, sizeof(key), "ps/next_index");

@@ -1,7 +1,8 @@
 /* test_store_relay.c: a node's relay (rendezvous/relay.c) in front of the store: many
- * workers, one store connection; the worker token's rule holds per channel; a GET parked by
- * one worker does not hold the others; a dead relay or a lost store fails the workers' next
- * request with BT_ERR_REMOTE, and a worker that cannot reach the relay is told so. */
+ * workers, one store connection, which the launcher's own two connections ride on too; the worker
+ * token's rule holds per channel; a GET parked by one worker does not hold the others; a dead relay
+ * or a lost store fails the workers' next request with BT_ERR_REMOTE, and a worker that cannot
+ * reach the relay is told so. */
 #include <pthread.h>
 #include <stdio.h>
 
@@ -194,6 +195,73 @@ static void test_lost_store_and_wrong_token(void **state)
     bt__store_relay_destroy(r);
 }
 
+static struct bt__store *own_channel(struct fx *f, const char *addr)
+{
+    struct bt__store *s = NULL;
+    struct bt__err err = {0};
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(10.0), .what = "rendezvous store"};
+    if (bt__store_connect_relay(addr, "127.0.0.1", f->port, FX_TOKEN, &o, &s, &err) != BT_OK)
+        fail_msg("a launcher's channel: %s", err.msg);
+    return s;
+}
+
+/* What `baton run` does on a node of 8 workers: it connects to the store itself, hands the
+ * connection to its relay, and rides on it as two channels (main, watcher) beside the
+ * workers'. The store holds one connection; the launcher's channels keep their capability, two
+ * last wills and a heartbeat lease each: a watcher channel that falls silent loses its lease
+ * and its wills fire while the connection and the other channels go on. A new connection
+ * handed over replaces the old (after the store's host was lost): the old channels are hung
+ * up on, new ones work. */
+static void test_launcher_rides_the_relay(void **state)
+{
+    struct fx *f = *state;
+    struct bt__store_relay *r = relay_start(f);
+    char tok[BT__AUTH_WORKER_TOKEN], addr[128];
+    wtoken(tok);
+    snprintf(addr, sizeof(addr), "%s", bt__store_relay_address(r));
+    bt__store_relay_adopt(r, bt__store_detach(fx_connect(f)));
+    struct bt__store *main_ch = own_channel(f, addr), *watch = own_channel(f, addr);
+    struct bt__store *w[8];
+    for (int i = 0; i < 8; i++) {
+        char k[32];
+        w[i] = relay_client(f, addr, tok);
+        snprintf(k, sizeof(k), "w/0/addr/%d", i);
+        assert_int_equal(bt__store_set(w[i], k, "x", 1), BT_OK);
+    }
+    assert_int_equal(bt__store_server_nclients(f->srv), 1); /* nodes: 1 */
+    assert_int_equal(bt__store_set(main_ch, "l/0/node/1", "8 100 0 h1", 10), BT_OK);
+    assert_int_equal(bt__store_last_will(main_ch, "l/0/outcome", "L 129\tmain", 10), BT_OK);
+    assert_int_equal(bt__store_last_will(watch, "l/0/outcome", "L 129\twatch", 11), BT_OK);
+    assert_int_equal(bt__store_last_will(watch, "l/0/lost/1", "lost", 4), BT_OK);
+    assert_int_equal(bt__store_heartbeat(watch, 0.3), BT_OK);
+    void *v = NULL;
+    size_t len;
+    /* The watcher sends nothing: its lease runs out although main and the workers talk. */
+    assert_int_equal(bt__store_get(main_ch, "l/0/lost/1", &v, &len, 10.0), BT_OK);
+    assert_string_equal(v, "lost");
+    free(v);
+    assert_int_equal(bt__store_get(w[2], "l/0/outcome", &v, &len, 1.0), BT_OK);
+    assert_string_equal(v, "L 129\twatch");
+    free(v);
+    assert_int_equal(bt__store_ping(watch), BT_ERR_REMOTE); /* the store closed its channel */
+    assert_int_equal(bt__store_ping(main_ch), BT_OK);
+    assert_int_equal(bt__store_server_nclients(f->srv), 1);
+    /* A new connection handed over: the old one's channels are hung up on. */
+    bt__store_relay_adopt(r, bt__store_detach(fx_connect(f)));
+    struct bt__store *main2 = own_channel(f, addr);
+    assert_int_equal(bt__store_ping(main2), BT_OK);
+    assert_int_equal(bt__store_ping(main_ch), BT_ERR_REMOTE);
+    assert_int_equal(bt__store_ping(w[0]), BT_ERR_REMOTE);
+    assert_true(fx_until(fx_nclients_is, f, 1, 5.0));
+    for (int i = 0; i < 8; i++)
+        bt__store_close(w[i]);
+    bt__store_close(watch);
+    bt__store_close(main_ch);
+    bt__store_close(main2);
+    bt__store_relay_destroy(r);
+    assert_true(fx_until(fx_nclients_is, f, 0, 5.0));
+}
+
 int main(void)
 {
     (void)fx_connect; /* the fixture's helpers this file does not need */
@@ -201,10 +269,9 @@ int main(void)
     setenv("BATON_RDZV_IO_TIMEOUT", "10", 1);
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
-        T(test_one_connection_per_node),
-        T(test_parked_get_does_not_block_others),
-        T(test_dead_relay_and_last_will),
-        T(test_lost_store_and_wrong_token),
+        T(test_one_connection_per_node),  T(test_parked_get_does_not_block_others),
+        T(test_dead_relay_and_last_will), T(test_lost_store_and_wrong_token),
+        T(test_launcher_rides_the_relay),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
