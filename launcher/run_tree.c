@@ -14,7 +14,8 @@
  *  3. The watchdog (run_watchdog.c): a process forked before any child that cleans up when
  *     baton dies without doing so itself (kill -9, a crash).
  *
- * bt__run_tree_signal sends a signal to every process of the job: the members of the cgroup
+ * bt__run_tree_signal sends a signal to every process of the job that the signal to its worker
+ * process groups did not reach already (SIGKILL and SIGCONT: to all): the members of the cgroup
  * and, always, every descendant of baton found by walking /proc/<pid>/stat (its parent chain
  * leads to baton; the watchdog is excluded). bt__run_tree_clear, after each generation,
  * SIGKILLs and reaps whatever is left and removes the shared-memory names of the job
@@ -130,15 +131,34 @@ static int descendants(const struct bt__run *r, const struct bt__proc *p, int n,
     return k - 1;
 }
 
-/* Signals every descendant of baton but the watchdog; returns how many there were. */
+/* Whether a process of group pgrp already got sig: run_supervise.c signals each running
+ * worker's process group first, and a second SIGTERM would reach a program inside its handler's
+ * clean-up (torch's @record writing its error file, cut short by the second one). SIGKILL and
+ * SIGCONT are sent again: twice does no harm there. */
+static int group_signalled(const struct bt__run *r, pid_t pgrp, int sig)
+{
+    if (sig == SIGKILL || sig == SIGCONT)
+        return 0;
+    for (int i = 0; i < r->nchild; i++)
+        if (r->w[i].pid == pgrp && r->w[i].running && !bt__run_child_kept(r, pgrp))
+            return 1;
+    return 0;
+}
+
+/* Signals every descendant of baton but the watchdog (and but those of a group that got sig
+ * already); returns how many there were. */
 static int signal_descendants(const struct bt__run *r, int sig)
 {
     struct bt__proc *p;
     pid_t *d = NULL;
     int n = bt__run_procs(&p), k = n > 0 ? descendants(r, p, n, getpid(), r->tree.dog, &d) : 0;
-    for (int i = 0; i < k; i++)
-        if (sig)
+    for (int i = 0; i < k && sig; i++) {
+        pid_t pgrp = 0;
+        for (int j = 0; j < n && !pgrp; j++)
+            pgrp = p[j].pid == d[i] ? p[j].pgrp : 0;
+        if (!group_signalled(r, pgrp, sig))
             kill(d[i], sig);
+    }
     free(p);
     free(d);
     return k > 0 ? k : 0;
@@ -187,8 +207,17 @@ int bt__run_cg_signal(const char *cg, int sig)
 
 void bt__run_tree_signal(struct bt__run *r, int sig)
 {
-    if (r->tree.cg[0] && !r->w_keep) /* in place, kept workers are in the cgroup too */
-        bt__run_cg_signal(r->tree.cg, sig);
+    if (r->tree.cg[0] && !r->w_keep) { /* in place, kept workers are in the cgroup too */
+        pid_t *v;
+        int n = bt__run_cg_pids(r->tree.cg, &v);
+        struct bt__proc p;
+        for (int i = 0; i < n; i++)
+            if (!(bt__run_proc_read(v[i], &p) == 0 && group_signalled(r, p.pgrp, sig)))
+                kill(v[i], sig);
+        free(v);
+        if (sig == SIGKILL)
+            bt__run_cg_signal(r->tree.cg, sig); /* and cgroup.kill: what forks meanwhile */
+    }
     signal_descendants(r, sig);
 }
 
