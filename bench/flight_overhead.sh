@@ -2,7 +2,7 @@
 # flight_overhead.sh: what the flight recorder and the straggler accounting cost allreduce,
 # bounded from both sides.
 #
-#   bench/flight_overhead.sh [PAIRS] [NPROC]     (defaults: 100 pairs, 2 ranks; about 1 minute)
+#   bench/flight_overhead.sh [PAIRS] [NPROC]   (defaults: 100 pairs, 2 ranks; about 1 minute quiet)
 #
 # 1. In one job (build/bench/flight_bench under `baton run -n NPROC`, shared memory): PAIRS
 #    pairs of blocks of allreduces, the recorder on in one block of each pair and paused
@@ -12,10 +12,10 @@
 #    4 KiB (goal <= 1.05) and 64 MiB (goal <= 1.01). Then the same with BATON_FLIGHT=off (no
 #    recorder in either block): the intervals the method gives when there is nothing to find.
 # 2. The recorder alone: build/tests/progs/flight_cost, ns per call (begin + end) in a tight loop.
-# 3. The launcher: its CPU time (user + system, all its threads: the once-a-second look at the
-#    rings that does the straggler accounting and call-shape checks, the watcher thread, the
-#    output relay) per second of a 4 KiB job, with the recorder on and with BATON_FLIGHT=off,
-#    read from /proc/PID/stat while the job runs. On a machine whose cores the ranks keep busy,
+# 3. The launcher: its CPU time (all its threads: the once-a-second look at the rings that does
+#    the straggler accounting and call-shape checks, the watcher thread, the output relay) per
+#    second of a 10 s 4 KiB job, with the recorder on and with BATON_FLIGHT=off, read from
+#    /proc/PID/task/*/schedstat while the job runs. On a machine whose cores the ranks keep busy,
 #    that CPU is taken from them; a fraction of a core is its upper bound on the slowdown.
 set -u
 B=${BATON_BUILD:-build}
@@ -31,13 +31,11 @@ paired() { # SIZE BLOCK PAIRS: flight_bench's result line
             printf "%9s %11s %11s %11s %-22s %7s %s\n", $2, $3, $4, $5, $6 " " $7, $8, $9 " " $10}'
 }
 
-# CPU seconds (utime + stime) of process $1 so far, from /proc/PID/stat (fields after the name)
+# CPU seconds of process $1 so far: its threads' time on a CPU in ns, from
+# /proc/PID/task/*/schedstat (finer than /proc/PID/stat's 10 ms ticks)
 cpu_s() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    set -- $s
-    awk -v u="${12}" -v k="${13}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", (u + k) / hz}'
+    [ -d "/proc/$1/task" ] || return 1
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ns += $1} END {if (NR) printf "%.4f", ns / 1e9; else exit 1}'
 }
 
 launcher_cpu() { # MODE: "cpu_s wall_s" of the launcher over a 10 s job of 4 KiB allreduces
@@ -73,6 +71,6 @@ echo "# 2. the recorder alone (begin + end per call, tight loop)"
 echo "# 3. the launcher's CPU per second of a 4 KiB job"
 for mode in on off; do
     read -r c w <<<"$(launcher_cpu "$mode")"
-    awk -v m="$mode" -v c="$c" -v w="$w" 'BEGIN {printf "  BATON_FLIGHT=%-3s launcher %.3f s CPU in %.2f s: %.2f ms per s (%.2f%% of a core)\n", m, c, w, c / w * 1e3, c / w * 100}'
+    awk -v m="$mode" -v c="$c" -v w="$w" 'BEGIN {printf "  BATON_FLIGHT=%-3s launcher %.4f s CPU in %.2f s: %.2f ms per s (%.3f%% of a core)\n", m, c, w, c / w * 1e3, c / w * 100}'
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -15,14 +15,16 @@
  *    all of its local members finished since the last look, and compares their shape: a call
  *    whose op, count, dtype, reduction or root differ across the node's ranks is named at
  *    once in a WARN (the first DISAGREE_WARN_MAX), also when the collective itself does not
- *    fail.
- *  - Stragglers. In the same pass, for each world call, the rank that entered last and by how
- *    much after the one before it. Over the last STRAG_WINDOW calls of an op, a rank that was
- *    last far more often than chance (z >= STRAG_Z against 1/n, and a median lag of at least
+ *    fail. Across nodes, node 0 compares the world calls' shapes in the records below
+ *    (xs_check_shape).
+ *  - Stragglers. In the same pass, for each call, the rank that entered last and by how much
+ *    after the one before it. Over the last STRAG_WINDOW calls of an op, a rank that was last
+ *    far more often than chance (z >= STRAG_Z against 1/n, and a median lag of at least
  *    STRAG_MIN_LAG_MS) is named in a WARN every BATON_STRAGGLER_SECS, and in the final report.
- *    With one node n is its ranks; with several, each node publishes per world call its
- *    latest and second-latest entry (see "job-wide stragglers" below) and node 0 compares all
- *    ranks of the job.
+ *    For the world, with one node n is its ranks; with several (elastic and etcd jobs too),
+ *    each node publishes per world call its latest and second-latest entry (see "job-wide
+ *    stragglers" below) and node 0 compares all ranks of the job. A sub-communicator's calls
+ *    are compared among its members on each node (n: those members), never across nodes.
  *  - Counters for /metrics (run_metrics.c).
  */
 #include <errno.h>
@@ -521,18 +523,19 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
  *
  * Each node's launcher keeps, for the last BT_RUN_XS_KEEP world calls it saw finished by all
  * its ranks, a record {call number, its ranks' latest entry time and the one before it
- * (shifted to node 0's clock), who entered latest}: every call of a look that saw all calls
+ * (shifted to node 0's clock), who entered latest, the call's shape as its first local rank
+ * passed it}: every call of a look that saw all calls
  * since the last, and every call numbered a multiple of BT_FLIGHT_SAMPLE from the ranks'
  * sample rings (flight.h), so that the nodes hold the same calls at any call rate. Every
  * XS_PERIOD (BATON_STRAGGLER_SECS / 2, 1 to 5 s) nodes other than 0 publish theirs (through
  * the watcher thread's connection: bt__run_flight_watch) as l/<g>/xs/<node> (version, count, then
- * 32-byte records, little-endian; XS_PUB_MAX at most, beyond which only calls numbered a multiple
- * of 2 * BT_FLIGHT_SAMPLE, 4 * ... are kept: the number alone decides, so every node keeps the
- * same); node 0 reads them and, for each call every node holds, takes the latest entry over the
- * nodes and the one before it over all ranks, into the same statistics and WARN as one node's. The
- * clocks: at the start of each generation every node measures its offset to node 0's through the
- * store (three round trips, the shortest kept; good to half of it), as the timeline does at the
- * end. */
+ * XS_REC_BYTES records, little-endian; XS_PUB_MAX at most, beyond which only calls numbered a
+ * multiple of 2 * BT_FLIGHT_SAMPLE, 4 * ... are kept: the number alone decides, so every node keeps
+ * the same); node 0 reads them and, for each call every node holds, takes the latest entry over the
+ * nodes and the one before it over all ranks, into the same statistics and WARN as one node's, and
+ * compares the nodes' shapes of it. The clocks: at the start of each generation every node measures
+ * its offset to node 0's through the store (three round trips, the shortest kept; good to half of
+ * it: through etcd, milliseconds), as the timeline does at the end. */
 
 #define XS_VERSION 2
 #define XS_REC_BYTES 56

@@ -3,8 +3,9 @@
 # curl while two ranks linger after known work parses with python3-prometheus-client's parser,
 # and its counters match that work (calls and bytes per op, the histogram's count, workers
 # running); with rank 1 slowed, baton_straggler_last_total counts it last in each slowed call
-# and rank 0's stall warnings are counted; any other path is a 404; a port already in use is
-# one WARN line and the job runs.
+# and rank 0's stall warnings are counted; after a restart, baton_restarts_total and
+# baton_generation are 1; any other path is a 404; a port already in use is one WARN line and the
+# job runs.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -92,6 +93,35 @@ print("\n".join(bad) if bad else "ok")
 PYEOF
 t_expect_eq "slow rank: straggler counts match (rank 1 last in the 20 slowed calls) and stalls counted" \
     "$(cat "$T_TMP/slow.out")" ok
+
+# ---- a restart: rank 0 exits 7 in generation 0 (launch_worker --fail-until 1); scraped while
+# generation 1's two workers sleep: one restart, generation 1, two running
+port=$(t_free_port)
+t_bg "$BATON" run -n 2 --metrics-port "$port" --max-restarts 1 --restart-backoff 0 -- \
+    "$BATON_BUILD/tests/progs/launch_worker" --fail-until 1 --sleep 30 >"$T_TMP/r.out" 2>"$T_TMP/r.err"
+job=$T_LAST_PID
+i=0 # (the workers' "restart 1 ok" sits in their stdout buffers while they sleep)
+until curl -s --max-time 5 "http://127.0.0.1:$port/metrics" >"$T_TMP/restart.txt" 2>/dev/null &&
+    grep -qx 'baton_generation 1' "$T_TMP/restart.txt" &&
+    grep -qx 'baton_workers{state="running"} 2' "$T_TMP/restart.txt" || [ $i -ge 300 ]; do
+    sleep 0.1; i=$((i + 1)); done
+t_check "restart: /metrics reaches generation 1 with 2 workers running" \
+    grep -qx 'baton_workers{state="running"} 2' "$T_TMP/restart.txt"
+kill -TERM "$job"; t_wait "$job" 30 >/dev/null
+$PY - "$T_TMP/restart.txt" >"$T_TMP/restart.out" 2>&1 <<'PYEOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+def val(fam, suffix="", **labels):
+    for s in fams[fam].samples:
+        if s.name == fam + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise SystemExit(f"no sample {fam}{suffix} {labels}")
+got = (val("baton_restarts", "_total"), val("baton_generation"), val("baton_workers", state="running"))
+print("ok" if got == (1, 1, 2) else f"restarts, generation, running: {got}")
+PYEOF
+t_expect_eq "restart: baton_restarts_total 1, baton_generation 1, 2 workers running, parsed" \
+    "$(cat "$T_TMP/restart.out")" ok
 
 # ---- a port in use: one line, the job unaffected
 $PY -c 'import socket,sys,time

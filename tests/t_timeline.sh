@@ -8,7 +8,9 @@
 # overlapping; with two ranks a node the hierarchical allreduces have their three phases
 # (intra-node reduce, inter-node allreduce, intra-node broadcast) nested in them, in order, and
 # not the phases of the leaders' inner allreduce; with BATON_ALGO=ring and =rabenseifner over
-# TCP (3 ranks) every allreduce has that algorithm's three phases, nested and in order.
+# TCP (3 ranks) every allreduce has that algorithm's three phases, nested and in order. A
+# restart (--max-restarts 1, rank 0 failing once): the launcher track has rendezvous 0 and 1 and
+# the instant restart 1, each rank track generation 0 then generation 1.
 # An unwritable path: one WARN line, the job's status unchanged.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
@@ -150,6 +152,28 @@ for r in range(2):
 print("\n".join(bad) if bad else "ok")
 PYEOF
 t_expect_eq "8 dups: 6 communicators with tracks of their own, 2 on the shared one, told apart" "$(cat "$T_TMP/dups.chk")" ok
+
+# a restart: rank 0 exits 7 in generation 0 (launch_worker --fail-until 1), --max-restarts 1
+BATON_TIMELINE="$T_TMP/rs.json" "$BATON" run -n 2 --max-restarts 1 --restart-backoff 0 -- \
+    "$BATON_BUILD/tests/progs/launch_worker" --fail-until 1 >/dev/null 2>"$T_TMP/rs.err"
+t_expect_eq "restart: exit 0" "$?" 0
+$PY - "$T_TMP/rs.json" >"$T_TMP/rs.chk" 2>&1 <<'PYEOF'
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+bad = []
+l = {e["name"]: e for e in ev if e["ph"] in ("X", "i") and e["tid"] == 0}
+for n in ("rendezvous 0", "rendezvous 1", "restart 1"):
+    if n not in l: bad.append(f"launcher track lacks {n!r}")
+if "restart 1" in l and l["restart 1"]["ph"] != "i": bad.append("restart 1 is not an instant")
+for r in range(2):
+    g = {e["name"]: e for e in ev if e["ph"] == "X" and e["tid"] == r + 1 and e["name"].startswith("generation ")}
+    if set(g) != {"generation 0", "generation 1"}: bad.append(f"rank {r}: spans {sorted(g)}"); continue
+    if g["generation 1"]["ts"] < g["generation 0"]["ts"] + g["generation 0"]["dur"] - 0.002: bad.append(f"rank {r}: generation 1 starts before generation 0 ends")
+    if "restart 1" in l and not g["generation 0"]["ts"] <= l["restart 1"]["ts"] <= g["generation 1"]["ts"] + 0.002: bad.append(f"rank {r}: restart 1 not between its generations")
+print("\n".join(bad) if bad else "ok")
+PYEOF
+t_expect_eq "restart: the launcher's rendezvous 0 and 1 and restart 1, each rank's two generations in order" \
+    "$(cat "$T_TMP/rs.chk")" ok
 
 BATON_TIMELINE=/proc/nonexistent/tl.json "$BATON" run -n 2 -- "$CHECK" --count 10 --iters 2 \
     >/dev/null 2>"$T_TMP/bad.err"
