@@ -312,12 +312,14 @@ deps:
 	  || { echo "make deps: apt-get install failed for:" $$missing; exit 1; }; \
 	else echo "make deps: all $(words $(DEB_PKGS)) packages present"; fi
 
+# The tests run $(JOBS) at a time (the number of CPUs; JOBS=1 runs them one after another).
+JOBS ?= $(NPROC)
 check: deps
-	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) SANITIZER=$(SANITIZER) ./tests/run_tests.sh $(TESTS)
+	@$(MAKE) --no-print-directory -j$(NPROC) all
+	@BUILD=$(BUILD) SANITIZER=$(SANITIZER) JOBS=$(JOBS) ./tests/run_tests.sh $(TESTS)
 
 test: all
-	@BUILD=$(BUILD) SANITIZER=$(SANITIZER) ./tests/run_tests.sh $(TESTS)
+	@BUILD=$(BUILD) SANITIZER=$(SANITIZER) JOBS=$(JOBS) ./tests/run_tests.sh $(TESTS)
 
 demo: deps
 	@echo "make demo: building baton, then training the MNIST CNN on 2 local ranks"

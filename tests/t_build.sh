@@ -3,7 +3,7 @@
 # each; a library the core needs that is missing stops the build with one line naming the
 # Debian package; a missing optional one (cmocka, hwloc, MPI, CUDA, NCCL) is a ✗ line. A
 # compiler wrapper that refuses to link one library plays the machine that lacks it.
-# timeout: 120
+# timeout: 300
 . "$(dirname "$0")/lib.sh"
 cd "$BATON_SRC"
 without() { # LIB: a cc that fails whenever asked to link -lLIB

@@ -8,7 +8,7 @@
 #   - the table under "## All knobs" in docs/knobs.md lists exactly the environment variables
 #     the code reads, by the rule written on that page (below: knob_rule).
 # Needs no build; reads the source with grep and sed, so it takes well under a second.
-# timeout: 30
+# timeout: 120
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 

@@ -4,7 +4,7 @@
 # a few seconds: every seed must load, and a short round of mutations must find no crash,
 # leak, hang or undefined behaviour. Skipped, with the reason, without clang or libFuzzer.
 # Longer runs: make fuzz (FUZZ_SECONDS per target). See docs/testing.md, Fuzzing.
-# timeout: 240
+# timeout: 480
 . "$(dirname "$0")/lib.sh"
 cd "$BATON_SRC"
 SECS=${T_FUZZ_SECONDS:-3}

@@ -3,6 +3,7 @@
 # local rank 0 killed while its node's ranks were still attaching) is removed by the launcher
 # when it reaps that worker; names of other processes are left alone; and a real shm job
 # leaves nothing behind.
+# serial: looks at every /dev/shm name or network namespace on the machine
 # timeout: 60
 source "$(dirname "$0")/lib.sh"
 

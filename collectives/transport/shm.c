@@ -549,10 +549,16 @@ static void shm_destroy(struct bt_comm *c)
     struct bt__shm *s = c->shm;
     if (!s)
         return;
+    /* The last rank to attach removes the name. Removing it here while a rank has not yet
+     * opened it would leave that rank with ENOENT (a child communicator that its creator
+     * destroys right after making it), so it is removed here only when it never got mapped
+     * or a rank of the node failed; the name of a job whose rank died before attaching is
+     * removed by its launcher (/dev/shm/baton-<launcher pid>-*, launcher/run_tree.c). */
+    int unlink_name = s->name[0] && s->me == 0 && (!s->base || atomic_load(&hdr(s)->abort));
     if (s->base)
         munmap(s->base, s->bytes);
-    if (s->name[0] && s->me == 0)
-        shm_unlink(s->name); /* in case a rank died before attaching */
+    if (unlink_name)
+        shm_unlink(s->name);
     for (int p = 0; s->pidfd && p < s->n; p++)
         if (s->pidfd[p] >= 0)
             close(s->pidfd[p]);
