@@ -300,7 +300,7 @@ fuzz: fuzz-build
 DEB_PKGS := gcc make pkg-config libyaml-dev libhwloc-dev libssl-dev zlib1g-dev libcmocka-dev \
             openmpi-bin libopenmpi-dev dataset-fashion-mnist python3-jsonschema python3-yaml \
             python3-torch libtorch-dev pybind11-dev g++ iproute2 procps clang-format clang libclang-rt-dev \
-            etcd-server libcurl4-openssl-dev libcjson-dev python3-prometheus-client curl gnuplot-nox
+            etcd-server libcurl4-openssl-dev libcjson-dev python3-prometheus-client curl gnuplot-nox strace
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 	  grep -q '^install ok installed' || echo $$p; done); \

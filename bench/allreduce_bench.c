@@ -2,7 +2,8 @@
  *
  *   baton run -n 2 -- build/bench/allreduce_bench [--backend shm|tcp|nccl|staged] [-b 4K]
  *                                                 [-e 256M] [-f 2] [-n ITERS] [-w WARMUP] [-o]
- *                                                 [-c]
+ *                                                 [-c] [-s] [-T SECS]
+ *                                                 [--op allreduce|broadcast|reduce]
  *
  * float32 sum, in place (-o: out of place). -c adds a "# cpu" line per size: user and system
  * CPU time and context switches per timed op, summed over the ranks (bench_util.h). Every size runs
@@ -17,6 +18,13 @@
  * (device buffers copied through pinned host memory by segment, reduced on the host path).
  * The pattern is written on the host and copied in; results are copied back for #wrong.
  * Without a GPU (or built without CUDA) they stop with one line and exit status 2.
+ * --op broadcast|reduce times bt_broadcast or bt_reduce (root 0; broadcast always in place)
+ * instead, checked likewise (reduce: the root's result). -T SECS bounds the timed ops of a
+ * size: fewer than ITERS (at least 3) where the warm-up's time per op says ITERS would take
+ * longer than SECS (bench/collsim_check.sh keeps its 256 MiB runs short with it). -s puts a
+ * barrier before each timed op, so that each starts from ranks in step: without it a root
+ * that returns once its data is in the socket buffers starts the next broadcast early, and
+ * the times are a pipeline's, not one call's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -36,6 +44,9 @@ struct args {
     double factor;
     int iters, warmup, oop;
     int cpu;          /* -c: print CPU time and context switches per op */
+    int sync;         /* -s: a barrier before each timed op */
+    int op;           /* --op: OP_ALLREDUCE, OP_BROADCAST or OP_REDUCE (root 0) */
+    double budget;    /* -T: seconds of timed ops per size (0: no bound) */
     int gpu;          /* --backend nccl|staged: buffers in device memory */
     const char *name; /* the backend as printed */
 };
@@ -114,6 +125,19 @@ static int buf_copy(int gpu, void *dst, const void *src, size_t bytes)
 }
 #endif
 
+enum { OP_ALLREDUCE, OP_BROADCAST, OP_REDUCE };
+static const char *const op_names[] = {"allreduce", "broadcast", "reduce"};
+
+/* The timed collective: float32 sum; broadcast and reduce with root 0. */
+static int run_op(bt_comm *c, int op, float *buf, float *out, size_t count)
+{
+    switch (op) {
+    case OP_BROADCAST: return bt_broadcast(c, buf, count, BT_FLOAT32, 0);
+    case OP_REDUCE: return bt_reduce(c, buf, out, count, BT_FLOAT32, BT_SUM, 0);
+    }
+    return bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM);
+}
+
 /* The bench's own small allreduces (median, #wrong): through a device scratch with --backend
  * nccl (BATON_BACKEND=nccl takes device buffers only), else on the host. */
 static void *small_dev;
@@ -140,7 +164,8 @@ static int usage(const char *why)
     fprintf(stderr,
             "allreduce_bench: %s\nusage: allreduce_bench "
             "[--backend shm|tcp|auto|nccl|staged] [-b MINBYTES] [-e MAXBYTES] "
-            "[-f FACTOR] [-n ITERS] [-w WARMUP] [-o] [-c]\n",
+            "[-f FACTOR] [-n ITERS] [-w WARMUP] [-T SECS] [--op allreduce|broadcast|reduce] "
+            "[-o] [-c] [-s]\n",
             why);
     return 2;
 }
@@ -164,8 +189,8 @@ static int parse(int argc, char **argv, struct args *a)
 {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "-o") || !strcmp(o, "-c")) {
-            *(o[1] == 'o' ? &a->oop : &a->cpu) = 1;
+        if (!strcmp(o, "-o") || !strcmp(o, "-c") || !strcmp(o, "-s")) {
+            *(o[1] == 'o' ? &a->oop : o[1] == 'c' ? &a->cpu : &a->sync) = 1;
             continue;
         }
         if (!v)
@@ -186,28 +211,53 @@ static int parse(int argc, char **argv, struct args *a)
             a->iters = atoi(v);
         } else if (!strcmp(o, "-w") || !strcmp(o, "--warmup_iters")) {
             a->warmup = atoi(v);
+        } else if (!strcmp(o, "-T")) {
+            a->budget = atof(v);
+        } else if (!strcmp(o, "--op")) {
+            a->op = -1;
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(v, op_names[k]))
+                    a->op = k;
+            if (a->op < 0)
+                return usage("--op is allreduce, broadcast or reduce");
         } else {
             return usage("unknown option");
         }
     }
-    if (a->factor <= 1 || a->iters < 1 || a->warmup < 0 || a->minb < 4 || a->maxb < a->minb)
-        return usage("need -f > 1, -n >= 1, -w >= 0, 4 <= -b <= -e");
+    if (a->factor <= 1 || a->iters < 1 || a->warmup < 0 || a->minb < 4 || a->maxb < a->minb ||
+        !(a->budget >= 0))
+        return usage("need -f > 1, -n >= 1, -w >= 0, 4 <= -b <= -e, -T >= 0");
     return 0;
 }
 
 /* Median microseconds per op (max over ranks), or < 0 on error; cpu gets the ranks' summed
- * CPU time and context switches over the timed ops (bench_rusage). */
+ * CPU time and context switches over the timed ops (bench_rusage). With -T the ops timed are
+ * fewer than -n where the warm-up says -n would take longer than the budget (at least 3; the
+ * ranks agree on the count). */
 static double time_size(bt_comm *c, float *buf, float *out, size_t count, const struct args *a,
-                        double *t, double cpu[4])
+                        double *t, double cpu[4], int *used)
 {
-    double r0[4];
+    double r0[4], w0 = now_us();
     for (int i = 0; i < a->warmup; i++)
-        if (bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM) != BT_OK)
+        if (run_op(c, a->op, buf, out, count) != BT_OK)
             return -1;
+    int iters = a->iters;
+    if (a->budget > 0 && a->warmup > 0) {
+        double per = (now_us() - w0) / a->warmup;
+        if (small_allreduce(c, &per, BT_FLOAT64, BT_MAX) != BT_OK)
+            return -1;
+        double fit = a->budget * 1e6 / (per > 1 ? per : 1);
+        if (fit < iters)
+            iters = fit < 3 ? 3 : (int)fit;
+        iters = iters < a->iters ? iters : a->iters;
+    }
+    *used = iters;
     bench_rusage(r0);
-    for (int i = 0; i < a->iters; i++) {
+    for (int i = 0; i < iters; i++) {
+        if (a->sync && bt_barrier(c) != BT_OK)
+            return -1;
         double t0 = now_us();
-        if (bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM) != BT_OK)
+        if (run_op(c, a->op, buf, out, count) != BT_OK)
             return -1;
         t[i] = now_us() - t0;
     }
@@ -217,32 +267,34 @@ static double time_size(bt_comm *c, float *buf, float *out, size_t count, const 
         if (small_allreduce(c, &cpu[k], BT_FLOAT64, BT_SUM) != BT_OK)
             return -1;
     }
-    qsort(t, (size_t)a->iters, sizeof(double), bench_cmp_dbl);
-    double med = t[a->iters / 2];
+    qsort(t, (size_t)iters, sizeof(double), bench_cmp_dbl);
+    double med = t[iters / 2];
     if (small_allreduce(c, &med, BT_FLOAT64, BT_MAX) != BT_OK)
         return -1;
     return med;
 }
 
-/* Fills with small integers (exact sums), allreduces once, counts wrong elements. host is a
- * host buffer of count floats (buf/out are on the GPU with --backend nccl|staged). */
-static long check_size(bt_comm *c, float *buf, float *out, float *host, size_t count, int rank,
-                       int size, int gpu)
+/* Fills with small integers (exact sums), runs the op once, counts wrong elements (the root's
+ * result for reduce, every rank's for broadcast and allreduce). host is a host buffer of
+ * count floats (buf/out are on the GPU with --backend nccl|staged). */
+static long check_size(bt_comm *c, int op, float *buf, float *out, float *host, size_t count,
+                       int rank, int size, int gpu)
 {
     for (size_t i = 0; i < count; i++)
-        host[i] = (float)((rank + (int)(i % 7)) % 5);
-    if (buf_copy(gpu, buf, host, count * 4) ||
-        bt_allreduce(c, buf, out, count, BT_FLOAT32, BT_SUM) != BT_OK ||
+        host[i] = op == OP_BROADCAST && rank != 0 ? -1.0f : (float)((rank + (int)(i % 7)) % 5);
+    if (op == OP_BROADCAST)
+        out = buf;
+    if (buf_copy(gpu, buf, host, count * 4) || run_op(c, op, buf, out, count) != BT_OK ||
         buf_copy(gpu, host, out, count * 4))
         return -1;
     out = host;
     long wrong = 0;
-    for (size_t i = 0; i < count; i++) {
-        float want = 0;
-        for (int r = 0; r < size; r++)
-            want += (float)((r + (int)(i % 7)) % 5);
-        wrong += out[i] != want;
-    }
+    float want[7] = {0};
+    for (int k = 0; k < 7; k++)
+        for (int r = 0; r < (op == OP_BROADCAST ? 1 : size); r++)
+            want[k] += (float)((r + k) % 5);
+    for (size_t i = 0; i < count && (op != OP_REDUCE || rank == 0); i++)
+        wrong += out[i] != want[i % 7];
     int64_t w = wrong;
     if (small_allreduce(c, &w, BT_INT64, BT_SUM) != BT_OK)
         return -1;
@@ -280,10 +332,10 @@ int main(int argc, char **argv)
     if (out)
         buf_copy(a.gpu, out, host, maxc * 4);
     if (rank == 0)
-        printf("# baton allreduce_bench: %d ranks, %s %s, float32 sum, %s\n"
+        printf("# baton allreduce_bench: %s, %d ranks, %s %s, float32 sum, %s\n"
                "#%12s %12s %8s %6s %10s %8s %8s %7s\n"
                "#%12s %12s %8s %6s %10s %8s %8s %7s\n",
-               size, a.gpu ? "backend" : "transport",
+               op_names[a.op], size, a.gpu ? "backend" : "transport",
                a.gpu                       ? a.name
                : getenv("BATON_TRANSPORT") ? getenv("BATON_TRANSPORT")
                                            : "auto",
@@ -296,10 +348,11 @@ int main(int argc, char **argv)
         size_t count = (size_t)sz / 4, bytes = count * 4;
         float *o = a.oop ? out : buf;
         double cpu[4];
-        double us = time_size(c, buf, o, count, &a, t, cpu);
-        long wrong = us < 0 ? -1 : check_size(c, buf, o, host, count, rank, size, a.gpu);
+        int used = a.iters;
+        double us = time_size(c, buf, o, count, &a, t, cpu, &used);
+        long wrong = us < 0 ? -1 : check_size(c, a.op, buf, o, host, count, rank, size, a.gpu);
         if (us < 0 || wrong < 0) {
-            fprintf(stderr, "rank %d: allreduce failed: %s\n", rank, bt_last_error(c));
+            fprintf(stderr, "rank %d: %s failed: %s\n", rank, op_names[a.op], bt_last_error(c));
             rc = 1;
             break;
         }
@@ -311,7 +364,7 @@ int main(int argc, char **argv)
             printf(" %12zu %12zu %8s %6s %10.2f %8.2f %8.2f %7ld\n", bytes, count, "float", "sum",
                    us, algbw, busbw, wrong);
         if (rank == 0 && a.cpu)
-            bench_cpu_print(bytes, cpu, a.iters);
+            bench_cpu_print(bytes, cpu, used);
     }
     if (rank == 0 && nsizes)
         printf("# Avg bus bandwidth    : %.3f\n", bw_sum / nsizes);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # elastic_bench.sh: an elastic job losing a node and taking a new one, baton next to torchrun.
 #
-#   bench/elastic_bench.sh [RUNS]        (default 3; BUILD=build)
+#   bench/elastic_bench.sh [RUNS]        (default 3; BUILD=build; SYSTEMS="baton inplace torchrun")
 #
 # Each run starts 3 "nodes" on this machine, each an agent with one worker: `baton run --nnodes
 # 2:3 --rdzv-last-call 1` and `/usr/bin/python3 -m torch.distributed.run --nnodes 2:3
@@ -12,8 +12,11 @@
 # both survivors' workers step again as a
 # world of 2. A new third agent is started; "join" is the time until all three workers step as
 # a world of 3. Then only that agent is SIGKILLed: "orphan" says whether its worker still runs
-# 5 s later (torchrun's does: it keeps the old world training; baton's watchdog kills it). Runs are
-# interleaved (baton, torchrun, baton, ...); the summary gives median, min-max and the ratio.
+# 5 s later (torchrun's does: it keeps the old world training; baton's watchdog kills it).
+# "inplace" is baton with BATON_ELASTIC_INPLACE=1 (docs/elastic.md): the survivors' workers are
+# not restarted but re-form their process group from BATON_ELASTIC_FILE, and the joiner's worker
+# starts (Python, import torch) while its agent waits to be admitted. Runs are interleaved
+# (baton, inplace, torchrun, baton, ...); the summary gives median, min-max and the ratios.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -43,8 +46,8 @@ until_ups() { # DIR N WORLD SEC: 0 once N workers say world=WORLD; 1 on timeout,
 }
 agent() { # SYSTEM DIR PORT ID: starts one agent; its pid in $AGENT
     local sys=$1 dir=$2 port=$3 id=$4
-    if [ "$sys" = baton ]; then
-        "$BUILD/baton" run --nnodes 2:3 --node-rank "$id" --rdzv "127.0.0.1:$port" -n 1 \
+    if [ "$sys" != torchrun ]; then
+        BATON_ELASTIC_INPLACE=$([ "$sys" = inplace ] && echo 1 || echo 0) "$BUILD/baton" run --nnodes 2:3 --node-rank "$id" --rdzv "127.0.0.1:$port" -n 1 \
             --rdzv-last-call 1 --grace 5 -- "$PY" "$PROG" "$dir" >>"$dir/agent$id.log" 2>&1 &
     else
         "$PY" -m torch.distributed.run --nnodes 2:3 --nproc_per_node 1 --rdzv_backend c10d \
@@ -104,7 +107,8 @@ one_run() { # SYSTEM: appends "reform join orphan" to $OUT/SYSTEM.txt
 }
 
 echo "elastic_bench: $RUNS runs each, interleaved; $(nproc) cores; $(date -u +%FT%TZ)"
-for r in $(seq "$RUNS"); do one_run baton; one_run torchrun; done
+SYSTEMS=${SYSTEMS:-baton inplace torchrun}
+for r in $(seq "$RUNS"); do for s in $SYSTEMS; do one_run "$s"; done; done
 stats() { # FILE COLUMN: "median (min-max)"
     awk -v c="$2" '{print $c}' "$1" | sort -n | awk '{v[NR]=$1} END {
         m = NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2
@@ -113,10 +117,14 @@ stats() { # FILE COLUMN: "median (min-max)"
 med() { awk -v c="$2" '{print $c}' "$1" | sort -n | awk '{v[NR]=$1} END {print NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 echo
 printf '%-9s %-24s %-24s %s\n' "" "re-form after a kill" "join of a new node" "orphan worker"
-for s in baton torchrun; do
+for s in $SYSTEMS; do
+    [ -s "$OUT/$s.txt" ] || { printf '%-9s no run completed\n' "$s"; continue; }
     printf '%-9s %-24s %-24s %s\n' "$s" "$(stats "$OUT/$s.txt" 2)" "$(stats "$OUT/$s.txt" 3)" \
         "$(awk '{print $4}' "$OUT/$s.txt" | sort | uniq -c | xargs)"
 done
-printf 'torchrun/baton: re-form %.1fx, join %.1fx\n' \
-    "$(echo "$(med "$OUT/torchrun.txt" 2) / $(med "$OUT/baton.txt" 2)" | bc -l)" \
-    "$(echo "$(med "$OUT/torchrun.txt" 3) / $(med "$OUT/baton.txt" 3)" | bc -l)"
+for s in baton inplace; do
+    [ -s "$OUT/torchrun.txt" ] && [ -s "$OUT/$s.txt" ] || continue
+    printf 'torchrun/%s: re-form %.1fx, join %.1fx\n' "$s" \
+        "$(echo "$(med "$OUT/torchrun.txt" 2) / $(med "$OUT/$s.txt" 2)" | bc -l)" \
+        "$(echo "$(med "$OUT/torchrun.txt" 3) / $(med "$OUT/$s.txt" 3)" | bc -l)"
+done

@@ -1,43 +1,78 @@
 #!/usr/bin/env bash
-# flight_overhead.sh: what the flight recorder and the straggler accounting cost allreduce.
+# flight_overhead.sh: what the flight recorder and the straggler accounting cost allreduce,
+# bounded from both sides.
 #
-#   bench/flight_overhead.sh [ROUNDS] [NPROC]      (defaults: 7 rounds, 2 ranks)
+#   bench/flight_overhead.sh [PAIRS] [NPROC]     (defaults: 100 pairs, 2 ranks; about 1 minute)
 #
-# For 4 KiB and 64 MiB (float32 sum, in place, shared memory), each round runs
-# build/bench/allreduce_bench under `baton run -n NPROC` twice: with BATON_FLIGHT=off (no
-# recorder: the hook in coll.c returns at once, the launcher reads nothing) and on (the
-# default: each call recorded, the launcher accounting stragglers once a second); the order
-# alternates between rounds (off on, on off, ...). Each run reports the median time per op
-# (the slowest rank's median). Printed per size: the median over the rounds and the spread
-# (min-max) of off and on, the ratio of the medians (on / off) and the ratio of the minima
-# (on a loaded machine the fastest round is the one least disturbed). Goal: <= 1.05 at
-# 4 KiB, <= 1.01 at 64 MiB.
+# 1. In one job (build/bench/flight_bench under `baton run -n NPROC`, shared memory): PAIRS
+#    pairs of blocks of allreduces, the recorder on in one block of each pair and paused
+#    (bt_flight_pause) in the other, the order swapped each pair; the paired differences give
+#    the recorder's cost per call in ns with a 95% confidence interval, and the ratio on / off
+#    with its interval. Sizes: 4 bytes (the per-call cost where the collective is cheapest),
+#    4 KiB (goal <= 1.05) and 64 MiB (goal <= 1.01). Then the same with BATON_FLIGHT=off (no
+#    recorder in either block): the intervals the method gives when there is nothing to find.
+# 2. The recorder alone: build/tests/progs/flight_cost, ns per call (begin + end) in a tight loop.
+# 3. The launcher: its CPU time (user + system, all its threads: the once-a-second look at the
+#    rings that does the straggler accounting and call-shape checks, the watcher thread, the
+#    output relay) per second of a 4 KiB job, with the recorder on and with BATON_FLIGHT=off,
+#    read from /proc/PID/stat while the job runs. On a machine whose cores the ranks keep busy,
+#    that CPU is taken from them; a fraction of a core is its upper bound on the slowdown.
 set -u
 B=${BATON_BUILD:-build}
-ROUNDS=${1:-7}
+PAIRS=${1:-100}
 NP=${2:-2}
-[ -x "$B/bench/allreduce_bench" ] || { echo "flight_overhead: build first (make)"; exit 2; }
-
-one() { # MODE SIZE ITERS WARMUP: prints the median us per op
-    BATON_FLIGHT=$1 "$B/baton" run -n "$NP" -- "$B/bench/allreduce_bench" --backend shm \
-        -b "$2" -e "$2" -n "$3" -w "$4" 2>/dev/null | awk '$1 == "[0]" && $2 ~ /^[0-9]+$/ {print $6}'
-}
-stats() { # values...: median min max
-    printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m = NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.2f %.2f %.2f", m, v[1], v[NR]}'
-}
-
-printf '# flight recorder overhead, %d ranks, %d rounds (off/on alternating), allreduce float32 sum in place, shm\n' "$NP" "$ROUNDS"
-printf '# %8s %24s %24s %8s %8s\n' size "off us (min-max)" "on us (min-max)" med-on/off min-on/off
-for spec in "4K 4000 400" "64M 8 2"; do
-    set -- $spec
-    off=() on=()
-    for r in $(seq 1 "$ROUNDS"); do
-        if [ $((r % 2)) = 1 ]; then off+=("$(one off "$1" "$2" "$3")"); on+=("$(one on "$1" "$2" "$3")")
-        else on+=("$(one on "$1" "$2" "$3")"); off+=("$(one off "$1" "$2" "$3")"); fi
-    done
-    read -r om omin omax <<<"$(stats "${off[@]}")"
-    read -r nm nmin nmax <<<"$(stats "${on[@]}")"
-    printf '  %8s %8s (%s-%s) %8s (%s-%s) %8.3f %8.3f\n' "$1" "$om" "$omin" "$omax" "$nm" "$nmin" \
-        "$nmax" "$(awk -v a="$nm" -v b="$om" 'BEGIN {print a / b}')" \
-        "$(awk -v a="$nmin" -v b="$omin" 'BEGIN {print a / b}')"
+for p in baton bench/flight_bench tests/progs/flight_cost; do
+    [ -x "$B/$p" ] || { echo "flight_overhead: build first (make): $B/$p missing"; exit 2; }
 done
+
+paired() { # SIZE BLOCK PAIRS: flight_bench's result line
+    "$B/baton" run -n "$NP" -- "$B/bench/flight_bench" --backend shm -s "$1" -B "$2" -p "$3" \
+        -w "$2" 2>/dev/null | awk '$1 == "[0]" && $2 ~ /^[0-9]+$/ {
+            printf "%9s %11s %11s %11s %-22s %7s %s\n", $2, $3, $4, $5, $6 " " $7, $8, $9 " " $10}'
+}
+
+# CPU seconds (utime + stime) of process $1 so far, from /proc/PID/stat (fields after the name)
+cpu_s() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    set -- $s
+    awk -v u="${12}" -v k="${13}" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", (u + k) / hz}'
+}
+
+launcher_cpu() { # MODE: "cpu_s wall_s" of the launcher over a 10 s job of 4 KiB allreduces
+    local t0 pid last=0 wall
+    t0=$(date +%s.%N)
+    BATON_FLIGHT=$1 "$B/baton" run -n "$NP" -- "$B/bench/flight_bench" --backend shm -s 4K \
+        -B 1000 -p 1000000 -w 100 -t 10 >/dev/null 2>&1 &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        last=$(cpu_s "$pid") || break
+        sleep 0.2
+    done
+    wait "$pid"
+    wall=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+    echo "$last $wall"
+}
+
+echo "# flight recorder overhead, $NP ranks, shm, $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# 1. paired blocks in one job (on = recorder on, off = paused)"
+printf '#%-17s %9s %11s %11s %11s %-22s %7s %s\n' setting "size (B)" "off (us)" "on (us)" \
+    "on-off (ns)" "(95% CI)" "on/off" "(95% CI)"
+for mode in on off; do
+    for spec in "4 1000" "4K 200" "64M 2"; do
+        set -- $spec
+        pairs=$PAIRS
+        [ "$1" = 64M ] && pairs=$(((PAIRS + 1) / 2))
+        line=$(BATON_FLIGHT=$mode paired "$1" "$2" "$pairs")
+        printf ' %-17s %s\n' "BATON_FLIGHT=$mode" "${line:-failed}"
+    done
+done
+echo "# 2. the recorder alone (begin + end per call, tight loop)"
+"$B/tests/progs/flight_cost" 2000000 7
+echo "# 3. the launcher's CPU per second of a 4 KiB job"
+for mode in on off; do
+    read -r c w <<<"$(launcher_cpu "$mode")"
+    awk -v m="$mode" -v c="$c" -v w="$w" 'BEGIN {printf "  BATON_FLIGHT=%-3s launcher %.3f s CPU in %.2f s: %.2f ms per s (%.2f%% of a core)\n", m, c, w, c / w * 1e3, c / w * 100}'
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -4,7 +4,9 @@
  * The engine moves a set of messages at once: each message is a byte stream between this
  * rank and a peer, over the shared-memory ring of the pair when the peer is on this node
  * (transport/shm.c) and over the first socket of the TCP mesh otherwise (transport/tcp.c);
- * a message to oneself is a memcpy. Every message starts with a 16-byte header,
+ * a message to oneself is a memcpy. On an Open MPI communicator each message is an
+ * MPI_Isend/MPI_Irecv started and tested through the backend's p2p ops (backend/mpi.c), in
+ * the same sets, without baton's header. Every message starts with a 16-byte header,
  * little-endian {u32 magic "BTP2", i32 tag, u64 bytes}: the receiver checks the tag and that
  * the message fits, so mismatched tags and counts between ranks are reported
  * (BT_ERR_INVALID_USAGE, naming both sides' numbers) instead of corrupting the next call.
@@ -12,6 +14,8 @@
  * short sleeps while nothing moves), so any set whose sends and receives match completes: an
  * exchange collective is one set (every send and receive of the linear algorithm), and
  * consecutive isend/irecv requests of a communicator are run as one set (progress.c).
+ * bt_alltoall on a communicator whose ranks are all on this node skips the rings: it runs over
+ * the segment's slots or with cross-memory attach (bt__shm_alltoall, transport/shm.c).
  *
  * Ordering: messages between two ranks are matched in the order they were issued (tags are
  * checked, not searched). A send and its receive must sit at the same place among the other
@@ -47,6 +51,7 @@ struct msg {
     size_t hoff;  /* header bytes moved */
     int have_hdr; /* recv: header checked */
     int done;
+    void *h; /* Open MPI: the backend's handle of the started MPI_Isend/MPI_Irecv, or NULL */
     struct bt_request *req; /* the send/recv request this message completes, or NULL */
     uint8_t hdr[HDR];
 };
@@ -69,7 +74,7 @@ static int add(struct bt_comm *c, struct mset *s, int peer, int send, void *buf,
     struct msg *x = &s->m[s->n++];
     *x = (struct msg){.peer = peer, .send = send, .tag = tag, .buf = buf, .len = len, .fd = -1};
     x->lpeer = peer == c->rank ? -1 : c->shm ? c->local_of[peer] : -1;
-    if (peer != c->rank && x->lpeer < 0)
+    if (peer != c->rank && x->lpeer < 0 && !c->mpi)
         x->fd = bt__tcp_fd(c, peer);
     if (send) {
         bt__put_le32(x->hdr, P2P_MAGIC);
@@ -118,12 +123,29 @@ static int check_hdr(struct bt_comm *c, struct msg *x)
     return BT_OK;
 }
 
+/* On Open MPI: starts x (no header: MPI carries the tag and size), then tests it. */
+static int mpi_step(struct bt_comm *c, struct msg *x, int *moved)
+{
+    int done = 0;
+    if (!x->h) {
+        BT_CHECK(c->mpi->p2p_start(c, x->send, x->buf, x->len, x->peer, x->tag, &x->h));
+        *moved = 1;
+    }
+    int rc = c->mpi->p2p_test(c, x->h, &done);
+    if (rc != BT_OK || done) /* the handle is freed either way */
+        x->h = NULL, *moved = 1;
+    x->done = rc == BT_OK && done;
+    return rc;
+}
+
 /* One non-blocking step of x; *moved when bytes moved. */
 static int step(struct bt_comm *c, struct msg *x, int *moved)
 {
     size_t h = x->hoff, o = x->off;
     if (x->peer == c->rank)
         return BT_OK; /* waits for match_self */
+    if (c->mpi)
+        return mpi_step(c, x, moved);
     if (x->hoff < HDR)
         BT_CHECK(move(c, x, (char *)x->hdr, HDR, &x->hoff));
     if (x->hoff == HDR && !x->send && !x->have_hdr)
@@ -293,12 +315,20 @@ static int run_set(struct bt_comm *c, struct mset *s, int serve)
 
 static int need_p2p(struct bt_comm *c)
 {
-    if (c->size > 1 && !c->shm && !c->tcp)
-        return bt__err_set(&c->err, BT_ERR_INVALID_USAGE,
-                           "%s: point-to-point needs baton's own transports; not supported on an "
-                           "Open MPI communicator yet",
+    if (c->size > 1 && !c->shm && !c->tcp && !(c->mpi && c->mpi->p2p_start))
+        return bt__err_set(&c->err, BT_ERR_INTERNAL, "%s: no transport for point-to-point",
                            c->coll_name);
     return BT_OK;
+}
+
+/* Cancels the MPI sends and receives of s still outstanding (after a failure). */
+static void drop_started(struct bt_comm *c, struct mset *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->m[i].h) {
+            c->mpi->p2p_cancel(c, s->m[i].h);
+            s->m[i].h = NULL;
+        }
 }
 
 void bt__p2p_serve(struct bt_comm *c, struct bt_request *first)
@@ -311,6 +341,7 @@ void bt__p2p_serve(struct bt_comm *c, struct bt_request *first)
         rc = run_set(c, &s, 1);
     if (!added)
         bt__queue_complete(c, first, rc); /* never made it into the set */
+    drop_started(c, &s);
     for (int i = 0; i < s.n; i++)
         if (s.m[i].req)
             bt__queue_complete(c, s.m[i].req, rc);
@@ -350,6 +381,8 @@ static int run_exchange(struct bt_comm *c, const struct bt__call *a)
     if (c->mpi) /* Open MPI runs the exchange collectives itself (backend/mpi.c) */
         return bt__host_run(c, a);
     size_t es = bt_dtype_size(a->dtype), blk = a->count * es;
+    if (a->kind == BT_COLL_ALLTOALL && c->shm && c->local_size == c->size)
+        return bt__shm_alltoall(c, a->send, a->recv, blk); /* one node: over the segment */
     int tag = TAG_COLL - (int)a->kind, rc = need_p2p(c);
     struct mset s = {0};
     switch (a->kind) {

@@ -301,6 +301,13 @@ void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t b
 /* ---- the hook at the collectives' one start/end point (progress.c) ---- */
 
 static struct bt__flight_hdr *the_rec; /* NULL: no recorder (not under `baton run`) */
+static int paused;                     /* bt_flight_pause */
+
+BT_API int bt_flight_pause(int p)
+{
+    __atomic_store_n(&paused, p != 0, __ATOMIC_RELAXED);
+    return BT_OK;
+}
 
 static void attach_once(const struct bt_comm *c)
 {
@@ -358,6 +365,8 @@ void bt__flight_comm_close(struct bt_comm *c)
 
 uint64_t bt__flight_call_begin(struct bt_comm *c, const char *name, const struct bt__call *a)
 {
+    if (__atomic_load_n(&paused, __ATOMIC_RELAXED))
+        return UINT64_MAX;
     if (!c->flight_ring) {
         attach_once(c);
         if (!the_rec)
@@ -396,6 +405,9 @@ void bt__flight_phase(const struct bt_comm *c, int i, unsigned kind)
     if (token == UINT64_MAX || !the_rec || i < 0 || i > 1)
         return;
     struct bt__flight_entry *e = entry_at(the_rec, TOKEN_RING(token), TOKEN_INDEX(token));
+    uint32_t p0 = __atomic_load_n(&e->phase[0], __ATOMIC_RELAXED);
+    if (p0 && kind != BT_FL_PHASE_HIER && BT_FL_PHASE_KIND(p0) != kind) /* the outer's stay */
+        return;
     int64_t d = (wall_ns() - e->start_ns) / BT_FL_PHASE_UNIT_NS;
     uint32_t max = (1u << BT_FL_PHASE_SHIFT) - 1;
     d = d < 1 ? 1 : d > (int64_t)max ? (int64_t)max : d; /* 0 means none */

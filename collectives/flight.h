@@ -71,8 +71,18 @@ struct bt__flight_entry {            /* 64 bytes */
 
 /* Phases of a call (bt__flight_phase), the kind in the top bits of phase[]:
  * BT_FL_PHASE_HIER: the hierarchical allreduce (coll.c), phase[0] ends the intra-node reduce,
- * phase[1] the inter-node allreduce of the node leaders; the intra-node broadcast follows. */
+ * phase[1] the inter-node allreduce of the node leaders; the intra-node broadcast follows.
+ * BT_FL_PHASE_RING: the ring allreduce (algo/ring.c), phase[0] ends the reduce-scatter of its
+ * first segment, phase[1] that segment's allgather; the later segments (a buffer over
+ * c->ring_seg_bytes, 8 MiB) and the division of avg follow.
+ * BT_FL_PHASE_RABEN: Rabenseifner's allreduce (algo/rabenseifner.c), phase[0] ends the fold and
+ * the reduce-scatter by recursive halving, phase[1] the allgather by recursive doubling; the
+ * unfold follows.
+ * The ring or Rabenseifner allreduce that the node leaders run inside a hierarchical allreduce
+ * does not write over its phases (only BT_FL_PHASE_HIER replaces another kind). */
 #define BT_FL_PHASE_HIER 1u
+#define BT_FL_PHASE_RING 2u
+#define BT_FL_PHASE_RABEN 3u
 #define BT_FL_PHASE_SHIFT 30
 #define BT_FL_PHASE_UNIT_NS 100
 #define BT_FL_PHASE_KIND(v) ((v) >> BT_FL_PHASE_SHIFT)
@@ -151,7 +161,8 @@ uint64_t bt__flight_call_begin(struct bt_comm *c, const char *name, const struct
 void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const struct bt__call *a);
 void bt__flight_comm_open(struct bt_comm *c);
 /* Ends phase i (0 or 1) of kind (BT_FL_PHASE_*) of c's running call (c->flight_token): one
- * clock read and a store; nothing without a recorder. */
+ * clock read and a store; nothing without a recorder, nor when the call's phase[0] already
+ * holds another kind (an algorithm nested in a hierarchical allreduce). */
 void bt__flight_phase(const struct bt_comm *c, int i, unsigned kind);
 void bt__flight_comm_close(struct bt_comm *c);
 void bt__flight_comm_stall(void);

@@ -101,6 +101,14 @@ BT_API const char *bt_last_error(const bt_comm *comm);
  * cannot be written. */
 BT_API int bt_error_record(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Pauses (paused = 1) or resumes (0) this process's flight recorder (docs/launcher.md): calls
+ * that start while it is paused are not recorded, so no dump, straggler look, call-shape check
+ * or /metrics counter sees them. A measuring tool (bench/flight_bench.c times alternating
+ * blocks with and without it in one job); the ranks of a job pause at the same call, or the
+ * launcher's looks find calls that some ranks did not record. Without a recorder (not under
+ * `baton run`, or BATON_FLIGHT=off) it does nothing. Returns BT_OK. */
+BT_API int bt_flight_pause(int paused);
+
 /* Collectives. All ranks call them in the same order with the same count, dtype and op.
  * Buffers are owned by the caller; the library keeps no pointer after the call returns
  * (inside a group, until bt_group_end returns: see "Grouped calls" below).

@@ -163,7 +163,7 @@ static int fail_launcher(struct bt__run *r, const struct bt__err *err, const cha
 static void close_workers(struct bt__run *r)
 {
     for (int i = 0; i < r->nchild; i++)
-        if (!bt__run_server_kept(r, r->w[i].pid)) /* a server that outlives it keeps its pipes */
+        if (!bt__run_child_kept(r, r->w[i].pid)) /* a server that outlives it keeps its pipes */
             bt__run_output_close(r, &r->w[i]);
 }
 
@@ -268,6 +268,8 @@ static int run_job(struct bt__run *r)
 {
     struct bt__err err = {0};
     struct bt__outcome o = {0};
+    if (r->inplace && bt__run_elastic_early(r, &err) != BT_OK) /* import while it joins */
+        return fail_launcher(r, &err, "starting the workers");
     if (bt__run_rdzv_open(r, &err) != BT_OK)
         return fail_launcher(r, &err, "joining the rendezvous");
     bt__run_timeline_start(r);
@@ -352,6 +354,7 @@ static int elastic_setup(struct bt__run *r, int ranked)
                            "hosts the rendezvous store)",
                            s->nnodes_min, s->nnodes_max);
     r->elastic = 1;
+    r->inplace = bt__run_elastic_inplace();
     r->expect = s->nnodes_max;
     if (!s->nnodes_min)
         r->spec.nnodes_min = r->spec.nnodes_max = s->nnodes; /* etcd, N nodes: N:N */

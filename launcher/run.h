@@ -119,10 +119,12 @@ struct bt__worker {
     struct bt__linebuf out, err;
     char loader_err[160]; /* ld.so's "error while loading shared libraries: ..." from stderr */
     int stopped_seen;     /* seen in state T (run_stall.c): named once */
-    char errfile[PATH_MAX + 64];   /* BATON_ERROR_FILE / TORCHELASTIC_ERROR_FILE, or "" */
-    char tail[BT_RUN_TAIL_BYTES];  /* the last whole lines of its stderr */
-    size_t tail_len;               /* bytes */
-    int64_t end_ns;                /* wall clock when it was reaped */
+    char errfile[PATH_MAX + 64];  /* BATON_ERROR_FILE / TORCHELASTIC_ERROR_FILE, or "" */
+    char tail[BT_RUN_TAIL_BYTES]; /* the last whole lines of its stderr */
+    size_t tail_len;              /* bytes */
+    int64_t end_ns;               /* wall clock when it was reaped */
+    int64_t adopt_by; /* in place: ns deadline to take up the generation it was kept into, 0 */
+    int replace;      /* in place: killed for missing adopt_by, started again when reaped */
     struct bt__flight_hdr *flight; /* its flight recorder, mapped read-only (run_flight.c) */
     int flight_fd;                 /* the recorder's memfd until the worker started, -1 */
     uint64_t stalls_seen;          /* its recorder's stall count when last looked at */
@@ -137,16 +139,24 @@ struct bt__strag_op {
 };
 /* One communicator the local ranks record: its calls compared up to seen. */
 struct bt__strag_comm {
-    uint32_t id;   /* flight-recorder id, 0: the world */
-    uint64_t seen; /* call number accounted up to */
+    uint32_t id;                        /* flight-recorder id, 0: the world */
+    uint64_t seen;                      /* call number accounted up to */
+    char name[BT_FLIGHT_NAME];          /* its ring's name, "c1a2b3c4 (world ranks 1, 3, 5)" */
+    int members;                        /* its members among the local ranks, at the last look */
+    struct bt__strag_op op[BT_FL_NOPS]; /* a sub-communicator's: its local members' (the
+                                           world's are bt__strag's op) */
 };
 /* One world call as a node saw it, for the job-wide comparison: its ranks' latest entry time
- * and the one before it (node 0's clock), and who entered latest. */
+ * and the one before it (node 0's clock), who entered latest, and the call's shape as its
+ * first local rank (srank) passed it, for the job-wide call-shape check. */
 struct bt__xs_rec {
     uint64_t seq;
     int64_t tmax, tsecond; /* ns; tsecond INT64_MIN when the node has one rank */
     int32_t last;          /* global rank */
     int32_t op;
+    uint64_t count;       /* elements */
+    int32_t root, srank;  /* root (-1 none); the global rank whose shape this is */
+    uint8_t dtype, redop; /* as in flight.h's entry */
 };
 struct bt__strag {
     struct bt__strag_op op[BT_FL_NOPS]; /* what the WARN looks at: this node's ranks, or on
@@ -206,6 +216,7 @@ struct bt__run {
     int nchild;          /* workers and the parameter servers this node runs: w[nproc ..) */
     int nps_job;         /* BATON_PS_SERVERS for the workers (0: not set) */
     int ps_keep; /* the --ps servers outlive the generation that is ending (run_supervise.c) */
+    int w_keep;  /* in place: the workers outlive the generation that is ending */
     char self_exe[PATH_MAX];     /* baton itself, which servers run as `baton ps` */
     struct bt__run_place *place; /* --bind: nproc plans, or NULL */
     int restart;                 /* generation: BATON_RESTART_COUNT */
@@ -275,6 +286,8 @@ struct bt__run {
     struct bt__elastic_member *members; /* the current generation's nodes, by node rank */
     int nmembers;
     char elastic_file[PATH_MAX]; /* BATON_ELASTIC_FILE */
+    int inplace;      /* BATON_ELASTIC_INPLACE=1: workers stay across membership changes */
+    int early;        /* in place: the running workers were started before this generation formed */
     int ended_status; /* -1; else the job ended (l/end) before this node joined: its status */
 };
 
@@ -350,6 +363,14 @@ int bt__run_elastic_reconnect(struct bt__run *r, struct bt__err *err);
 void bt__run_elastic_end(struct bt__run *r, const struct bt__outcome *o);
 void bt__run_elastic_file(const struct bt__run *r, const char *state, const char *reason,
                           double grace_s);
+/* In place (BATON_ELASTIC_INPLACE=1). early: before a join, starts the workers that do not
+ * run (state=waiting: they start Python, import, then wait for state=running); adopted: 1 once
+ * local rank i wrote the current generation to BATON_ELASTIC_FILE.gen.<i>; adopt_s: how long a
+ * kept worker gets for it (BATON_ELASTIC_ADOPT). */
+int bt__run_elastic_early(struct bt__run *r, struct bt__err *err);
+int bt__run_elastic_adopted(const struct bt__run *r, int i);
+double bt__run_elastic_adopt_s(void);
+int bt__run_elastic_inplace(void);
 /* Seconds a failed worker's outcome waits for a lost node's (elastic): its peers fail when it
  * goes, and the failure is the membership change's consequence, not a root cause. With etcd
  * a dead launcher is seen only when its lease expires: BATON_HEARTBEAT_TIMEOUT + 1 s. */
@@ -369,6 +390,9 @@ void bt__run_pending_hint(const struct bt__run *r, const char *store_err, char *
  * (127) or not executable (126), with the reason in err. */
 int bt__run_resolve_prog(const char *name, char *out, size_t n, struct bt__err *err);
 int bt__run_spawn_all(struct bt__run *r, struct bt__err *err);
+/* Starts worker w again (in place: it missed its adopt_by and was killed), with the current
+ * generation's env; its old pipes are closed first. */
+int bt__run_respawn(struct bt__run *r, struct bt__worker *w, struct bt__err *err);
 
 /* run_output.c */
 int bt__run_output_open(struct bt__run *r, struct bt__worker *w, struct bt__err *err);
@@ -387,9 +411,9 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o);
 /* Stops the --ps servers that outlived the last generation (SIGTERM, --grace, SIGKILL), once
  * the job ends; nothing when none runs. */
 void bt__run_servers_stop(struct bt__run *r);
-/* Whether pid is a --ps server that outlives the generation now ending: teardowns and the
- * clean-up after a generation leave it alone. */
-int bt__run_server_kept(const struct bt__run *r, pid_t pid);
+/* Whether pid is a --ps server, or (in place) a worker, that outlives the generation now
+ * ending: teardowns and the clean-up after a generation leave it alone. */
+int bt__run_child_kept(const struct bt__run *r, pid_t pid);
 
 /* run_ps.c. ps_setup prepares the server children w[nproc .. nchild) of node 0 (--ps);
  * ps_rdzv writes the servers' BATON_RDZV (an address every node can reach); ps_pod runs a TF ps

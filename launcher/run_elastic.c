@@ -32,6 +32,14 @@
  * Outcomes L (a node lost: its will, or its heartbeat lease ran out) and M end a generation
  * without using up --max-restarts; F and H do. Fewer than MIN nodes for --join-timeout: exit
  * 142 (retryable) naming the nodes of the last generation that did not come back.
+ *
+ * In place (BATON_ELASTIC_INPLACE=1): L and M leave the workers running (run_supervise.c keeps
+ * them as it keeps the --ps servers); BATON_ELASTIC_FILE then tells them the new generation,
+ * their first rank and MASTER_ADDR/MASTER_PORT (a new free port each generation), and they
+ * re-form their process group themselves. Each worker says it took up generation g by writing
+ * g to BATON_ELASTIC_FILE.gen.<local rank>; a kept one that has not within BATON_ELASTIC_ADOPT
+ * is killed and started again (run_supervise.c). The launcher starts its workers before it
+ * joins (state=waiting: bt__run_elastic_early), so their start overlaps the rendezvous.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -52,6 +60,23 @@
 /* Seconds the workers get between "state=closing" in BATON_ELASTIC_FILE and the end of the
  * generation that admits a joiner. */
 BT_PARAM_DBL(elastic_grace_s, "BATON_ELASTIC_GRACE", 2.0)
+/* In place: seconds a worker kept from the last generation gets to write the new generation to
+ * BATON_ELASTIC_FILE.gen.<local rank> (it left the old process group and is joining the new
+ * one) before it is killed and started again. */
+BT_PARAM_DBL(elastic_adopt_s, "BATON_ELASTIC_ADOPT", 30.0)
+
+double bt__run_elastic_adopt_s(void)
+{
+    return bt__param_elastic_adopt_s();
+}
+
+/* 1: membership changes keep the workers running (in place); see docs/elastic.md. */
+BT_PARAM_INT(elastic_inplace, "BATON_ELASTIC_INPLACE", 0)
+
+int bt__run_elastic_inplace(void)
+{
+    return bt__param_elastic_inplace() != 0;
+}
 
 static int store_err(struct bt__run *r, struct bt__err *err)
 {
@@ -130,9 +155,11 @@ void bt__run_elastic_file(const struct bt__run *r, const char *state, const char
         return;
     fprintf(f,
             "generation=%d\nstate=%s\nnnodes=%d\nworld_size=%d\nnode_rank=%d\ndeadline=%.3f\n"
-            "reason=%s\n",
+            "reason=%s\nfirst_rank=%d\nlocal_world_size=%d\nmaster_addr=%s\nmaster_port=%d\n"
+            "rdzv=%s\n",
             r->restart, state, r->spec.nnodes, r->world_size, r->spec.node_rank,
-            grace_s > 0 ? (double)now.tv_sec + now.tv_nsec / 1e9 + grace_s : 0.0, reason);
+            grace_s > 0 ? (double)now.tv_sec + now.tv_nsec / 1e9 + grace_s : 0.0, reason,
+            r->first_rank, r->nproc, r->master_addr, r->master_port, r->rdzv_env);
     if (fclose(f) == 0)
         rename(tmp, r->elastic_file);
     else
@@ -231,6 +258,8 @@ static int wait_next(struct bt__run *r, int64_t dl, struct bt__err *err)
             "baton: node %d: generation %d is running; asked to join the next one (the "
             "running workers get BATON_ELASTIC_GRACE to checkpoint)\n",
             r->node_id, r->restart);
+    if (bt__run_elastic_early(r, err) != BT_OK)
+        return -1;
     gkey(r, key, sizeof(key), "outcome");
     for (;;) {
         void *v = NULL;
@@ -329,8 +358,8 @@ static int register_member(struct bt__run *r, int64_t *k, struct bt__err *err)
     if (bt__run_local_addr(r, addr, sizeof(addr)) != 0)
         snprintf(addr, sizeof(addr), "%.63s", r->store_host);
     snprintf(rec, sizeof(rec), "%d %d %d %d %d %d %d %s %.64s", r->node_id, r->nproc, (int)getpid(),
-             r->spec.master_port > 0 ? r->spec.master_port : bt__run_free_port(), r->wport,
-             r->prev_gen, r->prev_rank, addr, r->host);
+             r->spec.master_port > 0 && !r->inplace ? r->spec.master_port : bt__run_free_port(),
+             r->wport, r->prev_gen, r->prev_rank, addr, r->host);
     snprintf(key, sizeof(key), "l/%d/m/%" PRId64, r->restart, *k);
     if (bt__store_set(r->st, key, rec, strlen(rec)) != BT_OK)
         return store_err(r, err);
@@ -637,6 +666,36 @@ static void clear_acks(const struct bt__run *r)
     }
 }
 
+/* ---- in place (BATON_ELASTIC_INPLACE=1) ---- */
+
+int bt__run_elastic_adopted(const struct bt__run *r, int i)
+{
+    char path[PATH_MAX + 32], buf[32] = "";
+    snprintf(path, sizeof(path), "%s.gen.%d", r->elastic_file, i);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int ok = fgets(buf, sizeof(buf), f) && atoi(buf) == r->restart;
+    fclose(f);
+    return ok;
+}
+
+int bt__run_elastic_early(struct bt__run *r, struct bt__err *err)
+{
+    int idle = 0;
+    for (int i = 0; i < r->nproc; i++)
+        idle += !r->w[i].running;
+    if (!r->inplace || idle == 0)
+        return BT_OK;
+    bt__run_elastic_file(r, "waiting", "this node waits to be admitted", 0);
+    r->early = 1; /* spawn_all starts only those that do not run */
+    if (bt__run_spawn_all(r, err) != BT_OK)
+        return BT_ERR_SYSTEM;
+    r->early = 1; /* the generation's spawn_all keeps them without a deadline */
+    BT_INFO(LAUNCH, "in place: started %d worker(s) before their generation formed", idle);
+    return BT_OK;
+}
+
 /* This node's workers all acknowledged: counted once in l/<g>/acked; 1 when every node's did. */
 static int all_acked(struct bt__run *r, struct bt__store *st)
 {
@@ -741,4 +800,9 @@ void bt__run_elastic_end(struct bt__run *r, const struct bt__outcome *o)
     if (r->elastic_file[0])
         unlink(r->elastic_file);
     clear_acks(r);
+    for (int i = 0; i < r->nproc && r->elastic_file[0]; i++) {
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof(path), "%s.gen.%d", r->elastic_file, i);
+        unlink(path);
+    }
 }

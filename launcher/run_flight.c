@@ -321,7 +321,12 @@ static void strag_account(struct bt__run *r, const struct member *m, int n,
                                 .tsecond = second == INT64_MIN ? INT64_MIN
                                                                : second - s->clock_off_ns,
                                 .last = r->w[m[last].i].rank,
-                                .op = op};
+                                .op = op,
+                                .count = e[0].count,
+                                .root = e[0].root,
+                                .srank = r->w[m[0].i].rank,
+                                .dtype = e[0].dtype,
+                                .redop = e[0].redop};
         return;
     }
     if (n < 2)
@@ -333,13 +338,37 @@ static void strag_account(struct bt__run *r, const struct member *m, int n,
     so->n++;
 }
 
-/* The straggler line of op into out (""/0 when none stands out): among the local ranks, or on
- * node 0 of several nodes among all ranks of the job. */
-static int strag_line(const struct bt__run *r, int op, char *out, size_t n)
+/* A call of sub-communicator sc as its n >= 2 local members saw it: who of them entered last,
+ * by how much, into sc's statistics (its members on this node; those of other nodes are not
+ * compared). */
+static void strag_account_sub(struct bt__strag_comm *sc, const struct member *m, int n,
+                              const struct bt__flight_entry *e)
 {
-    const struct bt__strag_op *so = &r->strag.op[op];
+    int last = 0, op = e[0].op;
+    for (int i = 1; i < n; i++)
+        last = e[i].start_ns > e[last].start_ns ? i : last;
+    int64_t first = e[last].start_ns, second = INT64_MIN;
+    for (int i = 0; i < n; i++)
+        second = i != last && e[i].start_ns > second ? e[i].start_ns : second;
+    if (op < 0 || op >= BT_FL_NOPS)
+        return;
+    struct bt__strag_op *so = &sc->op[op];
+    int k = so->n % BT_RUN_STRAG_WINDOW;
+    so->last[k] = m[last].i;
+    so->lag_ms[k] = (float)((double)(first - second) / 1e6);
+    so->n++;
+}
+
+/* The straggler line of op into out (""/0 when none stands out): sc NULL, the world's: among
+ * the local ranks, or on node 0 of several nodes among all ranks of the job; else
+ * sub-communicator sc's, among its np local members. */
+static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, int np, int op,
+                      char *out, size_t n)
+{
+    const struct bt__strag_op *so = sc ? &sc->op[op] : &r->strag.op[op];
     int w = so->n < BT_RUN_STRAG_WINDOW ? (int)so->n : BT_RUN_STRAG_WINDOW;
-    int job = r->strag.xnode, np = job ? r->world_size : r->nproc;
+    int job = !sc && r->strag.xnode;
+    np = sc ? np : job ? r->world_size : r->nproc;
     out[0] = '\0';
     if (w < 20 || np < 2)
         return 0;
@@ -361,10 +390,14 @@ static int strag_line(const struct bt__run *r, int op, char *out, size_t n)
         if (med < STRAG_MIN_LAG_MS)
             continue;
         int k = snprintf(out, n,
-                         "rank %d arrived last in %d of the last %d %ss, median %.0f ms after the "
-                         "others ",
-                         job ? who : r->w[who].rank, c, w, bt__flight_op_name(op), med);
-        if (k > 0 && (size_t)k < n)
+                         "rank %d arrived last in %d of the last %d %ss%s%s, median %.0f ms after "
+                         "the others ",
+                         job ? who : r->w[who].rank, c, w, bt__flight_op_name(op),
+                         sc ? " on communicator " : "", sc ? sc->name : "", med);
+        if (k > 0 && (size_t)k < n && sc)
+            snprintf(out + k, n - (size_t)k, "(node %d, %d members here; chance would be %.0f)",
+                     r->spec.node_rank, np, w * p);
+        else if (k > 0 && (size_t)k < n)
             snprintf(out + k, n - (size_t)k,
                      job ? "(job-wide, %d nodes; chance would be %.0f)"
                          : "(node %d; chance would be %.0f)",
@@ -434,8 +467,12 @@ static void find_comms(struct bt__run *r)
             int known = 0;
             for (int c = 0; c < s->ncomm && !known; c++)
                 known = s->comm[c].id == g.comm_id;
-            if (!known && s->ncomm < BT_RUN_STRAG_COMMS)
-                s->comm[s->ncomm++] = (struct bt__strag_comm){.id = g.comm_id};
+            if (!known && s->ncomm < BT_RUN_STRAG_COMMS) {
+                struct bt__strag_comm *sc = &s->comm[s->ncomm++];
+                memset(sc, 0, sizeof(*sc));
+                sc->id = g.comm_id;
+                snprintf(sc->name, sizeof(sc->name), "%s", g.name);
+            }
         }
     }
 }
@@ -471,8 +508,11 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
             if (sc->id == 0 && n == r->nproc) /* a batch with a gap: only the samples go to
                                                  the records (see job-wide stragglers) */
                 strag_account(r, m, n, e, q, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
+            else if (sc->id != 0 && n >= 2)
+                strag_account_sub(sc, m, n, e);
         }
         sc->seen = upto;
+        sc->members = n;
     }
     free(m), free(e);
 }
@@ -494,8 +534,8 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
  * store (three round trips, the shortest kept; good to half of it), as the timeline does at the
  * end. */
 
-#define XS_VERSION 1
-#define XS_REC_BYTES 32
+#define XS_VERSION 2
+#define XS_REC_BYTES 56
 #define XS_PUB_MAX 256 /* records published at most (thinned by call number beyond) */
 
 /* What node k > 0 publishes next: prepared by the main thread, sent by the watcher thread on
@@ -562,7 +602,7 @@ static void xs_start(struct bt__run *r)
     pthread_mutex_lock(&pub_mu); /* nothing of the last generation is sent */
     pub_len = 0;
     pthread_mutex_unlock(&pub_mu);
-    if (r->spec.nnodes < 2 || r->elastic || r->etcd || !r->st || !flight_on())
+    if (r->spec.nnodes < 2 || !r->st || !flight_on())
         return;
     int64_t best = INT64_MAX;
     char *gone = calloc((size_t)r->spec.nnodes, 1);
@@ -632,6 +672,11 @@ static void xs_publish(struct bt__run *r)
         bt__put_le64(p + 16, (uint64_t)xr->tsecond);
         bt__put_le32(p + 24, (uint32_t)xr->last);
         bt__put_le32(p + 28, (uint32_t)xr->op);
+        bt__put_le64(p + 32, xr->count);
+        bt__put_le32(p + 40, (uint32_t)xr->root);
+        bt__put_le32(p + 44, (uint32_t)xr->srank);
+        p[48] = xr->dtype, p[49] = xr->redop;
+        memset(p + 50, 0, XS_REC_BYTES - 50);
     }
     snprintf(key, sizeof(key), "l/%d/xs/%d", r->restart, r->spec.node_rank);
     pthread_mutex_lock(&pub_mu);
@@ -678,7 +723,12 @@ static struct bt__xs_rec *xs_fetch(struct bt__run *r, int node, int *n)
                                        .tmax = (int64_t)bt__le64(q + 8),
                                        .tsecond = (int64_t)bt__le64(q + 16),
                                        .last = (int32_t)bt__le32(q + 24),
-                                       .op = (int32_t)bt__le32(q + 28)};
+                                       .op = (int32_t)bt__le32(q + 28),
+                                       .count = bt__le64(q + 32),
+                                       .root = (int32_t)bt__le32(q + 40),
+                                       .srank = (int32_t)bt__le32(q + 44),
+                                       .dtype = q[48],
+                                       .redop = q[49]};
         }
         *n = (int)cnt;
         qsort(x, cnt, sizeof(*x), by_seq); /* as published; xs_find needs it */
@@ -724,6 +774,45 @@ static void xs_account(struct bt__run *r, const struct bt__xs_rec *a, const stru
     so->n++;
 }
 
+/* World call a (node 0's record) against every other node's (o[1..nn)): a shape that differs
+ * is one WARN (the first DISAGREE_WARN_MAX of the generation), in the failure analysis' words,
+ * each node speaking for its first local rank (differences within a node are the node's own
+ * look's: check_agreement). */
+static void xs_check_shape(struct bt__run *r, const struct bt__xs_rec *a,
+                           const struct bt__xs_rec **o)
+{
+    int nn = r->spec.nnodes, same = 1;
+    for (int k = 1; k < nn && same; k++)
+        same = o[k]->op == a->op && o[k]->count == a->count && o[k]->dtype == a->dtype &&
+               o[k]->redop == a->redop && o[k]->root == a->root;
+    if (same || r->strag.disagreements >= DISAGREE_WARN_MAX)
+        return;
+    struct bt__trace_rank *t = calloc((size_t)nn, sizeof(*t));
+    struct bt__flight_entry *e = calloc((size_t)nn, sizeof(*e));
+    char out[512];
+    for (int k = 0; t && e && k < nn; k++) {
+        const struct bt__xs_rec *x = k ? o[k] : a;
+        e[k] = (struct bt__flight_entry){.seq = x->seq,
+                                         .count = x->count,
+                                         .root = x->root,
+                                         .peers = r->world_size,
+                                         .op = (uint8_t)x->op,
+                                         .dtype = x->dtype,
+                                         .redop = x->redop,
+                                         .state = BT_FL_DONE};
+        t[k] = (struct bt__trace_rank){
+            .rank = x->srank, .size = r->world_size, .ncomm = 1, .n = 1, .e = &e[k]};
+        t[k].comm[0] = (struct bt__trace_comm){.id = 0, .size = r->world_size};
+        snprintf(t[k].comm[0].name, sizeof(t[k].comm[0].name), "world");
+    }
+    if (t && e && bt__trace_analyze(t, nn, bt__run_wall_ns(), out, sizeof(out)) > 0) {
+        r->strag.disagreements++;
+        fprintf(stderr, "baton: WARN: flight recorder: %.*s (across %d nodes)\n",
+                (int)strcspn(out, "\n"), out, nn);
+    }
+    free(t), free(e);
+}
+
 /* Node 0: the calls every node now holds, since the last look. */
 static void xs_merge(struct bt__run *r)
 {
@@ -746,8 +835,10 @@ static void xs_merge(struct bt__run *r)
         int all = 1;
         for (int k = 1; k < nn && all; k++)
             all = (o[k] = xs_find(x[k], n[k], a->seq)) != NULL;
-        if (all)
+        if (all) {
+            xs_check_shape(r, a, o);
             xs_account(r, a, o), matched++;
+        }
     }
     BT_INFO(LAUNCH, "job-wide straggler look: %d world call(s) compared across %d nodes", matched,
             nn);
@@ -770,6 +861,21 @@ static void xs_step(struct bt__run *r, int force)
         xs_publish(r);
     else
         xs_merge(r);
+}
+
+/* The straggler lines of the world's ops, then of each sub-communicator's, after prefix. */
+static void strag_lines(const struct bt__run *r, const char *prefix)
+{
+    char line[512];
+    for (int op = 0; op < BT_FL_NOPS; op++)
+        if (strag_line(r, NULL, 0, op, line, sizeof(line)))
+            fprintf(stderr, "%s: %s\n", prefix, line);
+    for (int c = 0; c < r->strag.ncomm; c++) {
+        const struct bt__strag_comm *sc = &r->strag.comm[c];
+        for (int op = 0; sc->id != 0 && op < BT_FL_NOPS; op++)
+            if (strag_line(r, sc, sc->members, op, line, sizeof(line)))
+                fprintf(stderr, "%s: %s\n", prefix, line);
+    }
 }
 
 static void scan(struct bt__run *r, uint64_t batch, int force)
@@ -797,10 +903,7 @@ static void scan(struct bt__run *r, uint64_t batch, int force)
         s->started = 1;
         return;
     }
-    char line[256];
-    for (int op = 0; op < BT_FL_NOPS; op++)
-        if (strag_line(r, op, line, sizeof(line)))
-            fprintf(stderr, "baton: WARN: straggler: %s\n", line);
+    strag_lines(r, "baton: WARN: straggler");
 }
 
 void bt__run_flight_scan(struct bt__run *r)
@@ -810,11 +913,8 @@ void bt__run_flight_scan(struct bt__run *r)
 
 void bt__run_flight_report(struct bt__run *r)
 {
-    char line[256];
     scan(r, BT_FLIGHT_RING, 1); /* the last look: all the rings still hold */
-    for (int op = 0; op < BT_FL_NOPS; op++)
-        if (strag_line(r, op, line, sizeof(line)))
-            fprintf(stderr, "baton: straggler: %s\n", line);
+    strag_lines(r, "baton: straggler");
 }
 
 void bt__run_flight_reset(struct bt__run *r)

@@ -362,13 +362,53 @@ static void relay_ensure(struct bt__run *r)
                 e.msg);
 }
 
+/* Starts child w with this generation's env. */
+static int start_child(struct bt__run *r, struct bt__worker *w, struct bt__err *err)
+{
+    int nown = 0;
+    w->pid = 0;
+    w->running = 0;
+    w->status = 0;
+    w->adopt_by = 0;
+    w->replace = 0;
+    BT_CHECK(bt__run_output_open(r, w, err));
+    bt__run_forensics_spawn(r, w);
+    bt__run_flight_spawn(r, w);
+    char **env = worker_env(r, w, &nown);
+    if (!env)
+        return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",
+                           (int)strlen(w->tag) - 1, w->tag);
+    int rc = spawn_one(r, w, env, err);
+    bt__run_flight_spawned(w);
+    free_env(env, nown);
+    return rc;
+}
+
+/* In place: worker w runs on from the last generation (or was started before this one formed,
+ * early: then it has no previous generation to leave, and no deadline). */
+static void keep_worker(struct bt__run *r, struct bt__worker *w, int early)
+{
+    w->rank = r->first_rank + w->local_rank;
+    snprintf(w->tag, sizeof(w->tag), "[%d] ", w->rank);
+    w->adopt_by = early ? 0 : bt__deadline_in(bt__run_elastic_adopt_s());
+    __atomic_fetch_add(&r->metrics.running, 1, __ATOMIC_RELAXED);
+    if (!early)
+        fprintf(stderr,
+                "baton: rank %d (pid %d) stays in place into generation %d (BATON_ELASTIC_FILE "
+                "tells it its new rank; BATON_ELASTIC_ADOPT %g s to take it up)\n",
+                w->rank, (int)w->pid, r->restart, bt__run_elastic_adopt_s());
+}
+
 int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
 {
     relay_ensure(r);
     for (int k = 0; k < r->nchild; k++) {
         int i = (k + r->nproc) % r->nchild;
         struct bt__worker *w = &r->w[i];
-        int nown = 0;
+        if (i < r->nproc && w->running) { /* in place: kept, or started early */
+            keep_worker(r, w, r->early);
+            continue;
+        }
         if (i < r->nproc) {
             w->ps_index = -1;
             w->local_rank = i;
@@ -391,20 +431,16 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
             w->local_rank = w->rank = -1;
             snprintf(w->tag, sizeof(w->tag), "[ps%d] ", w->ps_index);
         }
-        w->pid = 0;
-        w->running = 0;
-        w->status = 0;
-        BT_CHECK(bt__run_output_open(r, w, err));
-        bt__run_forensics_spawn(r, w);
-        bt__run_flight_spawn(r, w);
-        char **env = worker_env(r, w, &nown);
-        if (!env)
-            return bt__err_set(err, BT_ERR_SYSTEM, "out of memory building %.*s's env",
-                               (int)strlen(w->tag) - 1, w->tag);
-        int rc = spawn_one(r, w, env, err);
-        bt__run_flight_spawned(w);
-        free_env(env, nown);
-        BT_CHECK(rc);
+        BT_CHECK(start_child(r, w, err));
     }
+    r->early = 0;
     return BT_OK;
+}
+
+int bt__run_respawn(struct bt__run *r, struct bt__worker *w, struct bt__err *err)
+{
+    bt__run_output_drain(r, w);
+    bt__run_output_close(r, w);
+    fprintf(stderr, "baton: starting rank %d again for generation %d\n", w->rank, r->restart);
+    return start_child(r, w, err);
 }

@@ -26,7 +26,10 @@
  * --max-restarts left), the servers outlive this one (r->ps_keep): the teardown stops the
  * workers only, the generation ends once they are reaped, and the servers go on running with
  * their keys in memory into the next generation (run_spawn.c starts only those that ended).
- * bt__run_servers_stop stops them when the job ends.
+ * bt__run_servers_stop stops them when the job ends. In place (BATON_ELASTIC_INPLACE=1) the
+ * workers outlive a membership change (L, M) the same way (r->w_keep), and a kept worker that
+ * does not take up the next generation in time is killed and started again (check_adoption,
+ * respawn: no failure); bt__run_servers_stop also stops workers kept or started early.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -107,11 +110,11 @@ static const char *child_name(const struct bt__worker *w, char *buf, size_t n)
     return buf;
 }
 
-int bt__run_server_kept(const struct bt__run *r, pid_t pid)
+int bt__run_child_kept(const struct bt__run *r, pid_t pid)
 {
-    for (int i = r->nproc; r->ps_keep && i < r->nchild; i++)
+    for (int i = 0; (r->ps_keep || r->w_keep) && i < r->nchild; i++)
         if (r->w[i].pid == pid && r->w[i].running)
-            return 1;
+            return i < r->nproc ? r->w_keep : r->ps_keep;
     return 0;
 }
 
@@ -119,16 +122,19 @@ static void signal_groups(struct sup *s, int sig, int all)
 {
     for (int i = 0; i < s->r->nchild; i++) {
         struct bt__worker *w = &s->r->w[i];
-        if (w->pid > 0 && (w->running || all) && !bt__run_server_kept(s->r, w->pid))
+        if (w->pid > 0 && (w->running || all) && !bt__run_child_kept(s->r, w->pid))
             kill(-w->pid, sig);
     }
     bt__run_tree_signal(s->r, sig); /* what left the groups: setsid, setpgid, orphans */
 }
 
-/* Children whose end this generation waits for: the workers only, when the servers outlive it. */
+/* Children whose end this generation waits for: those that do not outlive it. */
 static int live(const struct sup *s)
 {
-    return s->r->ps_keep ? s->workers : s->running;
+    int n = 0;
+    for (int i = 0; i < s->r->nchild; i++)
+        n += s->r->w[i].running && !bt__run_child_kept(s->r, s->r->w[i].pid);
+    return n;
 }
 
 /* Whether the servers outlive a generation that ends with outcome kind: another generation
@@ -143,6 +149,14 @@ static int servers_stay(const struct sup *s, char kind)
     return (kind == 'F' || kind == 'H') && r->failures < r->o.max_restarts;
 }
 
+/* In place (BATON_ELASTIC_INPLACE=1): whether the workers outlive a generation that ends with
+ * outcome kind: a membership change, this launcher still in the job. */
+static int workers_stay(const struct sup *s, char kind)
+{
+    const struct bt__run *r = s->r;
+    return r->inplace && !r->store_lost && !bt__run_stop_sig && (kind == 'L' || kind == 'M');
+}
+
 static void teardown(struct sup *s, int sig)
 {
     if (s->stopping)
@@ -151,30 +165,41 @@ static void teardown(struct sup *s, int sig)
     s->kill_at = bt__deadline_in(s->r->o.grace_s);
     /* A held failure may be a lost node's consequence: the servers stay until that is known. */
     s->r->ps_keep = servers_stay(s, s->o->kind ? s->o->kind : s->held_until ? 'L' : 0);
+    s->r->w_keep = workers_stay(s, s->o->kind ? s->o->kind : s->held_until ? 'L' : 0);
+    if (s->r->w_keep && s->workers)
+        fprintf(stderr,
+                "baton: node %d keeps its %d worker(s) running into the next generation "
+                "(BATON_ELASTIC_INPLACE=1)\n",
+                s->r->spec.node_rank, s->workers);
     if (live(s) == 0)
         return;
     char servers[48] = "";
     if (s->running > s->workers && !s->r->ps_keep)
         snprintf(servers, sizeof(servers), " and %d ps server(s)", s->running - s->workers);
     fprintf(stderr, "baton: stopping %d worker(s)%s on node %d (%s; SIGKILL after %g s)\n",
-            s->workers, servers, s->r->spec.node_rank, bt__signal_name(sig), s->r->o.grace_s);
+            s->r->w_keep ? 0 : s->workers, servers, s->r->spec.node_rank, bt__signal_name(sig),
+            s->r->o.grace_s);
     signal_groups(s, sig, 0);
     signal_groups(s, SIGCONT, 0); /* a stopped worker gets the signal now, not at SIGKILL */
 }
 
-/* The outcome is known after the teardown began: when no generation follows after all, the
- * servers that were kept get the teardown's signal now. */
+/* The outcome is known after the teardown began: when no generation follows after all (or,
+ * in place, it is no membership change), the servers and workers that were kept get the
+ * teardown's signal now. */
 static void servers_decide(struct sup *s)
 {
     struct bt__run *r = s->r;
-    if (!s->stopping || !r->ps_keep || servers_stay(s, s->o->kind))
+    int drop_ps = r->ps_keep && !servers_stay(s, s->o->kind);
+    int drop_w = r->w_keep && !workers_stay(s, s->o->kind);
+    if (!s->stopping || (!drop_ps && !drop_w))
         return;
-    r->ps_keep = 0;
-    for (int i = r->nproc; i < r->nchild; i++)
-        if (r->w[i].running) {
+    for (int i = 0; i < r->nchild; i++)
+        if (r->w[i].running && (i < r->nproc ? drop_w : drop_ps)) {
             kill(-r->w[i].pid, SIGTERM);
             kill(-r->w[i].pid, SIGCONT);
         }
+    r->ps_keep &= !drop_ps;
+    r->w_keep &= !drop_w;
     s->killed = 0;
     s->kill_at = bt__deadline_in(r->o.grace_s);
 }
@@ -184,7 +209,7 @@ static void kill_now(struct sup *s)
     char ranks[256] = "", name[16];
     size_t n = 0;
     for (int i = 0; i < s->r->nchild && n < sizeof(ranks) - 16; i++)
-        if (s->r->w[i].running && !bt__run_server_kept(s->r, s->r->w[i].pid))
+        if (s->r->w[i].running && !bt__run_child_kept(s->r, s->r->w[i].pid))
             n += (size_t)snprintf(ranks + n, sizeof(ranks) - n, "%s%s", n ? "," : "",
                                   child_name(&s->r->w[i], name, sizeof(name)));
     if (n)
@@ -209,6 +234,51 @@ static void unlink_shm_of(pid_t pid)
     globfree(&g);
 }
 
+static void teardown(struct sup *s, int sig);
+
+/* In place: worker w, killed for not taking up the generation, starts again from scratch;
+ * BATON_ELASTIC_FILE gives it this generation. Failing that, the generation fails (F). */
+static void respawn(struct sup *s, struct bt__worker *w)
+{
+    struct bt__err e = {0};
+    if (bt__run_respawn(s->r, w, &e) == BT_OK) {
+        s->running++;
+        s->workers++;
+        return;
+    }
+    struct bt__outcome f = {'F', BT_RUN_EXIT_LAUNCHER, ""};
+    snprintf(f.line, sizeof(f.line), "node %d (host %s) could not start rank %d again: %s",
+             s->r->spec.node_rank, s->r->host, w->rank, e.msg);
+    bt__run_post_outcome(s->r, &f);
+    *s->o = f;
+    teardown(s, SIGTERM);
+}
+
+/* In place: a kept worker that has not written this generation to BATON_ELASTIC_FILE.gen.<i>
+ * by its adopt_by (stuck in a collective of the old one?) is killed, and started again when
+ * reaped (respawn): it never talks to the new generation as a member of the old one. */
+static void check_adoption(struct sup *s)
+{
+    struct bt__run *r = s->r;
+    for (int i = 0; i < r->nproc; i++) {
+        struct bt__worker *w = &r->w[i];
+        if (!w->running || !w->adopt_by || w->replace)
+            continue;
+        if (bt__run_elastic_adopted(r, i)) {
+            w->adopt_by = 0;
+            continue;
+        }
+        if (bt__now_ns() < w->adopt_by)
+            continue;
+        fprintf(stderr,
+                "baton: rank %d (pid %d) stayed in place but did not take up generation %d "
+                "within %g s (BATON_ELASTIC_ADOPT); killing it and starting it again\n",
+                w->rank, (int)w->pid, r->restart, bt__run_elastic_adopt_s());
+        w->replace = 1;
+        kill(-w->pid, SIGKILL);
+    }
+}
+
 static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
 {
     char name[16];
@@ -226,6 +296,10 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     s->workers -= w->ps_index < 0;
     BT_INFO(LAUNCH, "%s %s (pid %d) ended with status %d", w->ps_index < 0 ? "rank" : "server",
             child_name(w, name, sizeof(name)), (int)w->pid, bt__run_exit_status(status));
+    if (w->replace && !s->stopping && !s->o->kind) { /* in place: it missed its adopt_by */
+        respawn(s, w);
+        return;
+    }
     if (live(s) == 0) {
         signal_groups(s, SIGKILL, 1); /* whatever the workers left behind in their groups */
         s->drain_until = bt__deadline_in(DRAIN_S);
@@ -334,18 +408,17 @@ static void on_watcher(struct sup *s)
         teardown(s, SIGTERM);
 }
 
-/* The children whose pipes this generation drains: all, or the workers when the servers
- * outlive it. */
-static int drained(const struct sup *s)
+/* Whether this generation drains child i's pipes: not when it outlives the generation. */
+static int drained(const struct sup *s, int i)
 {
-    return s->r->ps_keep ? s->r->nproc : s->r->nchild;
+    return !bt__run_child_kept(s->r, s->r->w[i].pid);
 }
 
 static int open_pipes(const struct sup *s)
 {
     int n = 0;
-    for (int i = 0; i < drained(s); i++)
-        n += (s->r->w[i].out.fd >= 0) + (s->r->w[i].err.fd >= 0);
+    for (int i = 0; i < s->r->nchild; i++)
+        n += drained(s, i) * ((s->r->w[i].out.fd >= 0) + (s->r->w[i].err.fd >= 0));
     return n;
 }
 
@@ -373,7 +446,9 @@ static int timeout_ms(const struct sup *s)
 
 static void flush_pipes(struct sup *s)
 {
-    for (int i = 0; i < drained(s); i++) {
+    for (int i = 0; i < s->r->nchild; i++) {
+        if (!drained(s, i))
+            continue;
         bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].out);
         bt__run_output_eof(s->r, &s->r->w[i], &s->r->w[i].err);
     }
@@ -447,7 +522,7 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
         free(p), free(who), free(lbs);
         return BT_ERR_SYSTEM;
     }
-    r->ps_keep = 0; /* decided again when this generation ends */
+    r->ps_keep = r->w_keep = 0; /* decided again when this generation ends */
     for (int i = 0; i < r->nchild; i++) {
         s.running += r->w[i].running;
         s.workers += r->w[i].running && r->w[i].ps_index < 0;
@@ -470,6 +545,7 @@ int bt__run_supervise(struct bt__run *r, struct bt__outcome *o)
         if (s.stopping && !s.killed && live(&s) && bt__ms_left(s.kill_at) == 0)
             kill_now(&s);
         if (!s.o->kind && !s.stopping && bt__ms_left(s.scan_at) == 0) {
+            check_adoption(&s);
             bt__run_stall_scan(r);
             bt__run_flight_scan(r);
             bt__run_timeline_scan(r);
@@ -484,12 +560,12 @@ void bt__run_servers_stop(struct bt__run *r)
 {
     struct bt__outcome o = {'T', 0, "the job ended"};
     int running = 0;
-    r->ps_keep = 0;
-    for (int i = r->nproc; i < r->nchild; i++)
+    r->ps_keep = r->w_keep = 0;
+    for (int i = 0; i < r->nchild; i++) /* workers too: kept in place, or started early */
         running += r->w[i].running;
     if (running == 0)
         return;
     bt__run_supervise(r, &o); /* o is decided: the teardown stops them; reaped and drained */
-    for (int i = r->nproc; i < r->nchild; i++)
+    for (int i = 0; i < r->nchild; i++)
         bt__run_output_close(r, &r->w[i]);
 }

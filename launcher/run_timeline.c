@@ -118,21 +118,29 @@ void bt__run_timeline_join(struct bt__run *r, int done)
 
 /* The phases of call e (flight.h's BT_FL_PHASE_*) as events nested in it: the hierarchical
  * allreduce's intra-node reduce, inter-node allreduce (of the node leaders; the others wait)
- * and intra-node broadcast. Only a call that finished with both boundaries has them. */
+ * and intra-node broadcast; the ring allreduce's reduce-scatter and allgather of its first
+ * segment, then its later segments; Rabenseifner's reduce-scatter (with the fold), allgather,
+ * unfold. Only a call that finished with both boundaries of one kind has them. */
 static void add_phases(struct bt__run *r, int tid, const struct bt__flight_entry *e)
 {
-    static const char *const hier[3] = {"reduce (intra-node)", "allreduce (inter-node)",
-                                        "broadcast (intra-node)"};
-    if (e->state != BT_FL_DONE || BT_FL_PHASE_KIND(e->phase[0]) != BT_FL_PHASE_HIER ||
-        BT_FL_PHASE_KIND(e->phase[1]) != BT_FL_PHASE_HIER)
+    static const char *const names[4][3] = {
+        {"", "", ""},
+        {"reduce (intra-node)", "allreduce (inter-node)", "broadcast (intra-node)"},
+        {"reduce-scatter (ring)", "allgather (ring)", "later segments (ring)"},
+        {"reduce-scatter (halving)", "allgather (doubling)", "unfold"},
+    };
+    unsigned kind = BT_FL_PHASE_KIND(e->phase[0]);
+    if (e->state != BT_FL_DONE || kind < BT_FL_PHASE_HIER || kind > BT_FL_PHASE_RABEN ||
+        BT_FL_PHASE_KIND(e->phase[1]) != kind)
         return;
+    const char *const *name = names[kind];
     int64_t dur = e->end_ns - e->start_ns,
             b[4] = {0, BT_FL_PHASE_NS(e->phase[0]), BT_FL_PHASE_NS(e->phase[1]), dur};
     for (int i = 1; i < 4; i++) /* in order and inside the call, whatever the rounding did */
         b[i] = b[i] < b[i - 1] ? b[i - 1] : b[i] > dur ? dur : b[i];
     for (int i = 0; i < 3; i++) {
         size_t n = r->tl->n;
-        add(r, tid, e->start_ns + b[i], b[i + 1] - b[i], fmt("%s", hier[i]),
+        add(r, tid, e->start_ns + b[i], b[i + 1] - b[i], fmt("%s", name[i]),
             fmt("{\"phase\": %d, \"of\": \"%s #%" PRIu64 "\"}", i + 1, bt__flight_op_name(e->op),
                 e->seq));
         if (r->tl->n > n)

@@ -14,7 +14,8 @@
  *  3. The watchdog (run_watchdog.c): a process forked before any child that cleans up when
  *     baton dies without doing so itself (kill -9, a crash).
  *
- * bt__run_tree_signal sends a signal to every process of the job: the members of the cgroup
+ * bt__run_tree_signal sends a signal to every process of the job that the signal to its worker
+ * process groups did not reach already (SIGKILL and SIGCONT: to all): the members of the cgroup
  * and, always, every descendant of baton found by walking /proc/<pid>/stat (its parent chain
  * leads to baton; the watchdog is excluded). bt__run_tree_clear, after each generation,
  * SIGKILLs and reaps whatever is left and removes the shared-memory names of the job
@@ -122,7 +123,7 @@ static int descendants(const struct bt__run *r, const struct bt__proc *p, int n,
         added = 0;
         for (int i = 0; i < n; i++)
             if (p[i].pid != skip && p[i].pid != root && in_list(p[i].ppid, in, k) &&
-                !in_list(p[i].pid, in, k) && !bt__run_server_kept(r, p[i].pid))
+                !in_list(p[i].pid, in, k) && !bt__run_child_kept(r, p[i].pid))
                 in[k++] = p[i].pid, added = 1;
     }
     memmove(in, in + 1, sizeof(pid_t) * (size_t)(k - 1));
@@ -130,15 +131,34 @@ static int descendants(const struct bt__run *r, const struct bt__proc *p, int n,
     return k - 1;
 }
 
-/* Signals every descendant of baton but the watchdog; returns how many there were. */
+/* Whether a process of group pgrp already got sig: run_supervise.c signals each running
+ * worker's process group first, and a second SIGTERM would reach a program inside its handler's
+ * clean-up (torch's @record writing its error file, cut short by the second one). SIGKILL and
+ * SIGCONT are sent again: twice does no harm there. */
+static int group_signalled(const struct bt__run *r, pid_t pgrp, int sig)
+{
+    if (sig == SIGKILL || sig == SIGCONT)
+        return 0;
+    for (int i = 0; i < r->nchild; i++)
+        if (r->w[i].pid == pgrp && r->w[i].running && !bt__run_child_kept(r, pgrp))
+            return 1;
+    return 0;
+}
+
+/* Signals every descendant of baton but the watchdog (and but those of a group that got sig
+ * already); returns how many there were. */
 static int signal_descendants(const struct bt__run *r, int sig)
 {
     struct bt__proc *p;
     pid_t *d = NULL;
     int n = bt__run_procs(&p), k = n > 0 ? descendants(r, p, n, getpid(), r->tree.dog, &d) : 0;
-    for (int i = 0; i < k; i++)
-        if (sig)
+    for (int i = 0; i < k && sig; i++) {
+        pid_t pgrp = 0;
+        for (int j = 0; j < n && !pgrp; j++)
+            pgrp = p[j].pid == d[i] ? p[j].pgrp : 0;
+        if (!group_signalled(r, pgrp, sig))
             kill(d[i], sig);
+    }
     free(p);
     free(d);
     return k > 0 ? k : 0;
@@ -187,8 +207,17 @@ int bt__run_cg_signal(const char *cg, int sig)
 
 void bt__run_tree_signal(struct bt__run *r, int sig)
 {
-    if (r->tree.cg[0])
-        bt__run_cg_signal(r->tree.cg, sig);
+    if (r->tree.cg[0] && !r->w_keep) { /* in place, kept workers are in the cgroup too */
+        pid_t *v;
+        int n = bt__run_cg_pids(r->tree.cg, &v);
+        struct bt__proc p;
+        for (int i = 0; i < n; i++)
+            if (!(bt__run_proc_read(v[i], &p) == 0 && group_signalled(r, p.pgrp, sig)))
+                kill(v[i], sig);
+        free(v);
+        if (sig == SIGKILL)
+            bt__run_cg_signal(r->tree.cg, sig); /* and cgroup.kill: what forks meanwhile */
+    }
     signal_descendants(r, sig);
 }
 
@@ -226,12 +255,14 @@ static void reap_strays(struct bt__run *r)
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         if (pid == r->tree.dog)
             r->tree.dog = 0;
-        for (int i = r->nproc; i < r->nchild; i++)
-            if (r->w[i].pid == pid && r->w[i].running) {
+        for (int i = 0; i < r->nchild; i++)
+            if (r->w[i].pid == pid && r->w[i].running) { /* a server, or a worker kept in place */
                 r->w[i].running = 0;
                 r->w[i].status = st;
-                BT_INFO(LAUNCH, "server ps%d (pid %d) ended with status %d between generations",
-                        r->w[i].ps_index, (int)pid, bt__run_exit_status(st));
+                BT_INFO(LAUNCH, "%s %d (pid %d) ended with status %d between generations",
+                        i < r->nproc ? "rank" : "server ps",
+                        i < r->nproc ? r->w[i].rank : r->w[i].ps_index, (int)pid,
+                        bt__run_exit_status(st));
             }
     }
 }
@@ -247,7 +278,7 @@ void bt__run_tree_clear(struct bt__run *r)
     int left = 0, cg = 0;
     for (int i = 0; i < CLEAR_TRIES; i++) {
         pid_t *v = NULL;
-        cg = r->tree.cg[0] ? bt__run_cg_pids(r->tree.cg, &v) : 0;
+        cg = r->tree.cg[0] && !r->w_keep ? bt__run_cg_pids(r->tree.cg, &v) : 0;
         for (int k = 0; k < cg; k++)
             kill(v[k], SIGKILL);
         free(v);

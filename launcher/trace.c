@@ -450,8 +450,10 @@ static size_t disagree(const struct bt__trace_rank *t, int n, uint64_t seq,
         if (vals[i] != vals[best])
             APPEND("%srank %d: %s", named++ ? ", " : "", ranks[i],
                    val_str(f->kind, vals[i], b1, sizeof(b1)));
-    APPEND(", %s: %s)\n", bestc == 1 ? "rank" : "others",
-           val_str(f->kind, vals[best], b2, sizeof(b2)));
+    if (bestc == 1) /* one against one: both by name */
+        APPEND(", rank %d: %s)\n", ranks[best], val_str(f->kind, vals[best], b2, sizeof(b2)));
+    else
+        APPEND(", others: %s)\n", val_str(f->kind, vals[best], b2, sizeof(b2)));
     return k < cap ? k : cap;
 }
 

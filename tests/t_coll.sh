@@ -45,9 +45,11 @@ t_grep "2 nodes: interface choice logged" 'TCP on interface lo address 127.0.0.1
 
 # Sub-communicators, grouped calls and the exchange collectives in real processes
 # (tests/progs/split_check, which t_coll_mpi runs under mpirun too), over shm and TCP.
+# Over shm with BATON_SHM_CMA_BYTES=64K, its 20,011-element alltoall reads with CMA.
 for tr in shm tcp; do
     out=$T_TMP/split_$tr.log
-    BATON_TRANSPORT=$tr timeout 60 "$BATON" run -n 3 -- "$BATON_BUILD/tests/progs/split_check" \
+    BATON_SHM_CMA_BYTES=64K BATON_TRANSPORT=$tr timeout 60 "$BATON" run -n 3 -- \
+        "$BATON_BUILD/tests/progs/split_check" \
         >"$out" 2>&1
     t_expect_eq "split_check under baton run -n 3 ($tr): exit status" "$?" 0
     t_expect_eq "split_check ($tr): every rank checked its children" \
@@ -55,6 +57,18 @@ for tr in shm tcp; do
     t_check "split_check ($tr): create_group (members only) leaves the world's call numbers alike" \
         bash -c "! grep -q 'ranks disagree' '$out'"
 done
+
+# CMA reads refused (BATON_TEST_CMA_FAIL, as under Yama ptrace_scope 2): the shm alltoall
+# falls back to the segment's slots, with the same results, and says so once per rank.
+out=$T_TMP/split_nocma.log
+BATON_SHM_CMA_BYTES=64K BATON_TEST_CMA_FAIL=1 timeout 60 "$BATON" run -n 3 -- \
+    "$BATON_BUILD/tests/progs/split_check" \
+    >"$out" 2>&1
+t_expect_eq "split_check with CMA refused: exit status" "$?" 0
+t_expect_eq "split_check with CMA refused: every rank checked its children" \
+    "$(grep -cE 'rank [0-9]+ split ok$' "$out")" 3
+t_grep "split_check with CMA refused: the fallback is logged" \
+    'process_vm_readv from rank .*alltoall copies through the shared segment' "$out"
 
 # A SIGKILLed rank under baton: the job ends quickly with 137, nobody waits for the timeout.
 out=$T_TMP/kill.log

@@ -4,7 +4,8 @@
 # with the log saying the MPI backend was chosen; unchanged programs (coll_check, hello) under
 # mpirun; `mpirun ... baton run` keeping the native path; bad BATON_BACKEND choices failing with
 # one line; sub-communicators (MPI_Comm_split, MPI_Comm_dup, MPI_Comm_create_group) and grouped
-# calls on the MPI backend (tests/progs/split_check); an MPI error (ranks disagreeing on a
+# calls, exchange collectives and point-to-point (MPI_Isend/MPI_Irecv) on the MPI backend
+# (tests/progs/split_check); an MPI error (ranks disagreeing on a
 # broadcast) becoming a baton error with MPI's text; a SIGKILLed rank ending the job quickly;
 # a SIGSTOPped one making the others time out (BATON_TIMEOUT); and no rank process left behind.
 # timeout: 240
@@ -91,7 +92,7 @@ for n in 1 2 3 5; do
     out=$T_TMP/split$n.log
     BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np $n -x BATON_DEBUG \
         -x BATON_DEBUG_SUBSYS "$SPLIT" >"$out" 2>&1
-    t_expect_eq "split/dup/create_group/group/exchange under mpirun -np $n: exit status" "$?" 0
+    t_expect_eq "split/dup/create_group/group/exchange/point-to-point under mpirun -np $n: exit status" "$?" 0
     t_expect_eq "split under mpirun -np $n: every rank checked its children" \
         "$(grep -cE '^rank [0-9]+ split ok$' "$out")" "$n"
     t_check "split under mpirun -np $n: children made by MPI_Comm_split and MPI_Comm_dup" \

@@ -7,10 +7,14 @@
 # a torn, a foreign and a missing file: one line each, exit 2; a recorder-on run of coll_check
 # (the previous attempt's SIGSEGV) exits 0. Sub-communicators (--split 2: the even and the odd
 # ranks): a rank stopped in the odd one, and a rank passing another count to it, are named with
-# that communicator's call and members while the world has no finding. Two nodes (two
-# launchers on loopback): a rank of node 1 slowed by a sleep is the straggler that node 0 names
-# job-wide, and no other rank is named on either node.
-# timeout: 300
+# that communicator's call and members while the world has no finding; a rank slowed by a sleep
+# in the odd ranks' loop is that communicator's straggler, and no other rank or communicator
+# is named. Two nodes (two launchers on loopback): a rank of node 1 slowed by a sleep is the
+# straggler that node 0 names job-wide, and no other rank is named on either node; a rank of
+# node 1 passing another reduction (the call completes) is named live by node 0. The slowed
+# rank is named job-wide in an elastic job (--nnodes 2:3) too, in generation 0 of 2 nodes and in
+# generation 1 after a third joins, and under --rdzv-backend etcd.
+# timeout: 420
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
 [ -x "$CHECK" ] || { t_fail "build" "$CHECK missing"; t_done; }
@@ -86,6 +90,16 @@ BATON_TIMEOUT=10 "$BATON" run -n 6 -- "$CHECK" --count 4096 --iters 50 --split 2
 t_grep "split, mismatched counts: named with the communicator and both counts" \
     "^baton: WARN: flight recorder: ranks disagree on the count of allreduce #6 $SUB \(rank 3: 4072, others: 4096\)" "$T_TMP/subb.err"
 
+# ---- sub-communicators: rank 3 sleeps 20 ms before each allreduce on the odd ranks' one
+BATON_STRAGGLER_SECS=2 "$BATON" run -n 6 -- "$CHECK" --count 1024 --iters 200 --split 2 \
+    --slow-rank 3 --slow-ms 20 >"$T_TMP/ss.out" 2>"$T_TMP/ss.err"
+t_expect_eq "split, straggler: exit 0" "$?" 0
+t_grep "split, straggler: the WARN names rank 3 on the odd ranks' communicator" \
+    "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB, median (19|[2-9][0-9]) ms after the others \(node 0, 3 members here; chance would be 33\)" "$T_TMP/ss.err"
+t_grep "split, straggler: the final report names it" "^baton: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB" "$T_TMP/ss.err"
+t_expect_eq "split, straggler: no other rank, no other communicator" \
+    "$(grep 'straggler: rank' "$T_TMP/ss.err" | grep -vcE "^baton: (WARN: )?straggler: rank 3 .* $SUB")" 0
+
 # ---- two nodes of 2 ranks: rank 3 (node 1) sleeps 20 ms before each allreduce
 port=$(t_free_port)
 for n in 0 1; do
@@ -99,6 +113,73 @@ t_grep "two nodes: node 0 names rank 3 of node 1, job-wide" \
     "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 25\)" "$T_TMP/x.0.err"
 t_expect_eq "two nodes: no other rank is named, on either node" \
     "$(cat "$T_TMP/x.0.err" "$T_TMP/x.1.err" | grep -c 'straggler: rank [012] ')" 0
+# ---- two nodes of 1 rank: rank 1 passes max for sum to allreduce #17 (the call completes, no
+# node sees both shapes): node 0 names it live, comparing the nodes' records
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=2 "$BATON" run --nnodes 2 --node-rank $n --rdzv "127.0.0.1:$port" \
+        -n 1 -- "$CHECK" --count 4096 --iters 50 --bad-op-rank 1 --bad-op-at 5 --linger 4 \
+        >"$T_TMP/mm.$n.out" 2>"$T_TMP/mm.$n.err"
+    mp[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes, mismatched reduction: both exit 0" 60 "${mp[0]}" "${mp[1]}"
+t_grep "two nodes, mismatched reduction: node 0 names it live, across the nodes" \
+    "^baton: WARN: flight recorder: ranks disagree on the reduction of allreduce #17 \(rank 1: max, rank 0: sum\) \(across 2 nodes\)$" "$T_TMP/mm.0.err"
+t_expect_eq "two nodes, mismatched reduction: one such line, none on node 1" \
+    "$(grep -c 'disagree' "$T_TMP/mm.0.err") $(grep -c 'disagree' "$T_TMP/mm.1.err")" "1 0"
+
+# ---- elastic (--nnodes 2:3): nodes 0 and 1 form generation 0, node 2 joins and generation 1
+# has 3; rank 3 (node 1) sleeps 20 ms: named job-wide in each generation, no other rank
+wait_grep() { # PATTERN FILE SEC
+    local i=0
+    until grep -qE -- "$1" "$2" 2>/dev/null; do
+        [ $i -ge $(($3 * 10)) ] && return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+port=$(t_free_port)
+el() { # NODE [BACKEND FLAGS...]
+    local n=$1; shift
+    t_bg env BATON_STRAGGLER_SECS=2 "$BATON" run --nnodes 2:3 --node-rank "$n" "$@" \
+        --rdzv-last-call 1 -n 2 -- "$CHECK" --count 1024 --iters 400 --slow-rank 3 --slow-ms 20 \
+        >"$T_TMP/el.$n.out" 2>"$T_TMP/el.$n.err"
+    ep[$n]=$T_LAST_PID
+}
+el 0 --rdzv "127.0.0.1:$port"
+el 1 --rdzv "127.0.0.1:$port"
+t_check "elastic, generation 0: node 0 names rank 3 job-wide among 2 nodes" \
+    wait_grep "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last [0-9]+ allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes" "$T_TMP/el.0.err" 60
+el 2 --rdzv "127.0.0.1:$port"
+t_wait_ok "elastic: the 3 nodes exit 0" 120 "${ep[0]}" "${ep[1]}" "${ep[2]}"
+t_grep "elastic, generation 1: node 0 names rank 3 job-wide among 3 nodes" \
+    "^baton: (WARN: )?straggler: rank 3 arrived last in [0-9]+ of the last [0-9]+ allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 3 nodes; chance would be 1[67]\)" "$T_TMP/el.0.err"
+t_expect_eq "elastic: no other rank is named, on any node" \
+    "$(cat "$T_TMP"/el.[012].err | grep -c 'straggler: rank [01245] ')" 0
+
+# ---- the same under --rdzv-backend etcd (one etcd member), two nodes
+if command -v etcd >/dev/null && command -v curl >/dev/null &&
+    "$BATON" run --rdzv-backend etcd --rdzv-endpoint 127.0.0.1:1 --join-timeout 0.2 -- true 2>&1 |
+    grep -q 'etcd at'; then
+    hc=$(t_free_port) hp=$(t_free_port)
+    t_bg etcd --name h --data-dir "$T_TMP/etcd" --listen-client-urls "http://127.0.0.1:$hc" \
+        --advertise-client-urls "http://127.0.0.1:$hc" --listen-peer-urls "http://127.0.0.1:$hp" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$hp" --initial-cluster "h=http://127.0.0.1:$hp" \
+        >"$T_TMP/etcd.log" 2>&1
+    t_on_exit 'rm -rf "$T_TMP/etcd"'
+    i=0; until curl -sf "http://127.0.0.1:$hc/health" | grep -q '"true"'; do [ $i -ge 150 ] && break; sleep 0.1; i=$((i + 1)); done
+    export BATON_TOKEN=flight-etcd-$$ BATON_JOB_ID=flight-etcd-$$
+    el 0 --rdzv-backend etcd --rdzv-endpoint "127.0.0.1:$hc"
+    el 1 --rdzv-backend etcd --rdzv-endpoint "127.0.0.1:$hc"
+    t_wait_ok "etcd: both nodes exit 0" 120 "${ep[0]}" "${ep[1]}"
+    # the clocks are compared through etcd, whose round trip (ms) bounds the offset's error
+    t_grep "etcd: node 0 names rank 3 job-wide" \
+        "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last [0-9]+ allreduces, median (1[0-9]|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 2[45]\)" "$T_TMP/el.0.err"
+    t_expect_eq "etcd: no other rank is named" "$(cat "$T_TMP"/el.[01].err | grep -c 'straggler: rank [012] ')" 0
+    unset BATON_TOKEN BATON_JOB_ID
+else
+    t_skip "etcd: stragglers job-wide" "no etcd or curl, or baton built without libcurl/cJSON"
+fi
+
 # ---- two nodes, no slow rank, ~1,500 calls a second: node 0 compares sampled calls, names none
 port=$(t_free_port)
 for n in 0 1; do

@@ -55,6 +55,45 @@ rs() {
     printf '              command: [baton, run, --, mnist_cnn, --epochs, "1"]\n'
 }
 
+# ---- metrics: every pod template that starts `baton run` serves /metrics (--metrics-port P)
+# and says so to Prometheus (prometheus.io/scrape, /port P, /path) with a containerPort P. The
+# TrainJob runtimes (ClusterTrainingRuntime, TrainingRuntime, TrainJob) are not yet covered:
+# left out by kind.
+if [ $HAVE_YAML = 1 ]; then
+    $PY - "$K8S"/*.yaml >"$T_TMP/metrics.chk" 2>&1 <<'PYEOF'
+import sys, yaml
+bad, seen = [], 0
+def templates(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("spec"), dict) and "containers" in node["spec"]:
+            yield node
+        for v in node.values(): yield from templates(v)
+    elif isinstance(node, list):
+        for v in node: yield from templates(v)
+for path in sys.argv[1:]:
+    for doc in yaml.safe_load_all(open(path)):
+        if not doc or doc.get("kind") in ("ClusterTrainingRuntime", "TrainingRuntime", "TrainJob"): continue
+        for t in templates(doc):
+            for c in t["spec"]["containers"]:
+                cmd = [str(x) for x in c.get("command", [])]
+                if cmd[:2] != ["baton", "run"]: continue
+                seen += 1
+                where = f"{path.split('/')[-1]} {c['name']}"
+                port = cmd[cmd.index("--metrics-port") + 1] if "--metrics-port" in cmd else None
+                ann = (t.get("metadata") or {}).get("annotations") or {}
+                ports = [str(p.get("containerPort")) for p in c.get("ports", [])]
+                if not port: bad.append(f"{where}: no --metrics-port")
+                elif ann.get("prometheus.io/scrape") != "true" or ann.get("prometheus.io/port") != port or ann.get("prometheus.io/path") != "/metrics": bad.append(f"{where}: annotations {ann}")
+                elif port not in ports: bad.append(f"{where}: no containerPort {port}")
+print("\n".join(bad) if bad else f"ok {seen}")
+PYEOF
+    t_expect_eq "metrics: every baton run pod template has --metrics-port, its annotations and port" \
+        "$(sed 's/^ok [0-9]*$/ok/' "$T_TMP/metrics.chk")" ok
+    t_check "metrics: the check saw the 9 templates" test "$(sed -n 's/^ok //p' "$T_TMP/metrics.chk")" -ge 9
+else
+    t_skip "metrics: every baton run pod template has --metrics-port" "no python3-yaml (make deps)"
+fi
+
 # ---- every manifest against the schemas ----
 if [ ! -d "$SCHEMAS" ]; then
     t_skip "manifests validate against the CRD and core schemas" "no $SCHEMAS (shared/ beside the repo)"

@@ -6,7 +6,9 @@
 # failing rank's teardown, SIGTERM to baton and kill -9 of baton (with the job's cgroup, and
 # again with BATON_CGROUP=off), none of the recorded pids runs and no /dev/shm/baton-<baton's
 # pid>-* name is left; a local rank 0 SIGKILLed before its peers attach leaves nothing either;
-# the watchdog exits with baton; a process the test started outside the job survives.
+# the watchdog exits with baton; a process the test started outside the job survives; a
+# worker still running at a failing rank's teardown is sent SIGTERM once, not once per way
+# baton reaches it (its group, the cgroup, the walk of its descendants).
 # Every wait is a poll with a deadline; only processes this test started are ended, by pid.
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
@@ -116,6 +118,32 @@ bp=$T_LAST_PID
 t_wait "$bp" 30 >/dev/null
 t_expect_eq "rank 0 SIGKILLed before attach: the job fails with 137" "$T_RC" 137
 check_gone "rank 0 SIGKILLed before attach" "$T_TMP/r0" "$bp"
+
+# ---- a failing rank's teardown: the other worker is sent SIGTERM once (a second one would cut
+# short a SIGTERM handler's clean-up, e.g. torch's @record writing its error file). Signals sent
+# microseconds apart merge in the receiver, so what is counted is baton's kill calls (strace).
+cat >"$T_TMP/terms.sh" <<'EOF'
+#!/bin/sh
+# terms.sh DIR: rank 0 writes its pid to DIR/pid and waits; rank 1 exits 3 once it is there.
+if [ "$RANK" = 1 ]; then
+    for _ in $(seq 200); do [ -s "$1/pid" ] && exit 3; sleep 0.05; done
+    exit 4
+fi
+echo $$ >"$1/pid.tmp" && mv "$1/pid.tmp" "$1/pid"
+for _ in $(seq 300); do sleep 0.05; done
+EOF
+chmod +x "$T_TMP/terms.sh"
+mkdir -p "$T_TMP/terms"
+if command -v strace >/dev/null; then
+    strace -f -e trace=kill -e signal=none -o "$T_TMP/terms.st" "$BATON" run -n 2 --grace 10 -- \
+        "$T_TMP/terms.sh" "$T_TMP/terms" >"$T_TMP/terms.out" 2>&1
+    t_expect_eq "a failing rank's teardown: the job exits 3" "$?" 3
+    p0=$(cat "$T_TMP/terms/pid" 2>/dev/null)
+    t_expect_eq "... and baton sent the other worker (pid ${p0:-?}) SIGTERM once, to its group" \
+        "$(grep -cE "kill\(-?${p0:-none}, SIGTERM\)" "$T_TMP/terms.st")" 1
+else
+    t_skip "SIGTERM once at teardown" "no strace (make deps installs it)"
+fi
 
 t_check "a process outside the job (started by this test) is untouched" t_alive "$bystander"
 t_done

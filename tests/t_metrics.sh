@@ -2,7 +2,9 @@
 # t_metrics.sh: `baton run --metrics-port PORT` (docs/launcher.md#metrics). /metrics scraped with
 # curl while two ranks linger after known work parses with python3-prometheus-client's parser,
 # and its counters match that work (calls and bytes per op, the histogram's count, workers
-# running); any other path is a 404; a port already in use is one WARN line and the job runs.
+# running); with rank 1 slowed, baton_straggler_last_total counts it last in each slowed call
+# and rank 0's stall warnings are counted; any other path is a 404; a port already in use is
+# one WARN line and the job runs.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -57,6 +59,39 @@ print("\n".join(bad) if bad else "ok")
 PYEOF
 $PY "$T_TMP/check.py" "$T_TMP/metrics.txt" >"$T_TMP/check.out" 2>&1
 t_expect_eq "the scrape parses and its counters match the work done" "$(cat "$T_TMP/check.out")" ok
+
+# ---- a slow rank: rank 1 sleeps 150 ms before each of 20 allreduces, so it enters last in each
+# of them, and with BATON_STALL_WARN=0.05 rank 0's waits are stall warnings (a waiting rank
+# looks every 100 ms)
+port=$(t_free_port)
+BATON_STALL_WARN=0.05 t_bg "$BATON" run -n 2 --metrics-port "$port" -- "$CHECK" --count 1000 \
+    --iters 20 --slow-rank 1 --slow-ms 150 --linger 20 >"$T_TMP/s.out" 2>"$T_TMP/s.err"
+job=$T_LAST_PID
+i=0
+until [ "$(grep -c '^\[[01]\] rank [01] ok$' "$T_TMP/s.out")" = 2 ] || [ $i -ge 600 ]; do
+    sleep 0.1; i=$((i + 1)); done
+sleep 2 # the launcher's look at the rings runs once a second
+curl -sS --max-time 5 "http://127.0.0.1:$port/metrics" >"$T_TMP/slow.txt" 2>"$T_TMP/curl.err"
+t_expect_eq "slow rank: curl /metrics: exit 0" "$?" 0
+kill -TERM "$job"; t_wait "$job" 30 >/dev/null
+$PY - "$T_TMP/slow.txt" >"$T_TMP/slow.out" 2>&1 <<'PYEOF'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
+def val(fam, suffix="", **labels):
+    for s in fams[fam].samples:
+        if s.name == fam + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise SystemExit(f"no sample {fam}{suffix} {labels}")
+bad = []
+# 31 calls: 11 checked, 20 slowed; rank 1 enters last in the 20 and maybe in some of the 11
+last = {r: val("baton_straggler_last", "_total", rank=r) for r in ("0", "1")}
+if not (20 <= last["1"] <= 31 and last["0"] <= 11 and last["0"] + last["1"] <= 31): bad.append(f"last {last}")
+if val("baton_stalls", "_total", rank="0") < 1: bad.append("rank 0 logged no stall")
+print("\n".join(bad) if bad else "ok")
+PYEOF
+t_expect_eq "slow rank: straggler counts match (rank 1 last in the 20 slowed calls) and stalls counted" \
+    "$(cat "$T_TMP/slow.out")" ok
 
 # ---- a port in use: one line, the job unaffected
 $PY -c 'import socket,sys,time

@@ -6,7 +6,9 @@
 # "rendezvous 0" span; two nodes merge into node 0's file; a sub-communicator's calls (--split
 # 2) are on a track of their own per rank, named with the communicator, in order and never
 # overlapping; with two ranks a node the hierarchical allreduces have their three phases
-# (intra-node reduce, inter-node allreduce, intra-node broadcast) nested in them, in order.
+# (intra-node reduce, inter-node allreduce, intra-node broadcast) nested in them, in order, and
+# not the phases of the leaders' inner allreduce; with BATON_ALGO=ring and =rabenseifner over
+# TCP (3 ranks) every allreduce has that algorithm's three phases, nested and in order.
 # An unwritable path: one WARN line, the job's status unchanged.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
@@ -102,6 +104,25 @@ t_check "two nodes: only node 0 writes the file" test -f "$T_TMP/two.0.json" -a 
 # 2 ranks a node: the allreduces are hierarchical, each with its 3 phases nested in it
 $PY "$T_TMP/check.py" "$T_TMP/two.0.json" 2 4 31 0 20 >"$T_TMP/two.chk" 2>&1
 t_expect_eq "two nodes: one merged file, both nodes' tracks, valid and nested, phases inside their calls" "$(cat "$T_TMP/two.chk")" ok
+phase_names() { # FILE: the names of its phase events, sorted, one line
+    $PY -c 'import json, sys; print(", ".join(sorted({e["name"] for e in json.load(open(sys.argv[1]))["traceEvents"] if e.get("cat") == "phase"})))' "$1"
+}
+t_expect_eq "two nodes: the hierarchical phases, not the leaders' inner algorithm's" "$(phase_names "$T_TMP/two.0.json")" \
+    "allreduce (inter-node), broadcast (intra-node), reduce (intra-node)"
+
+# 3 ranks over TCP, the algorithm forced: every allreduce (25) holds the ring's or
+# Rabenseifner's 3 phases (3 ranks: Rabenseifner folds one rank away)
+for algo in ring rabenseifner; do
+    BATON_ALGO=$algo BATON_TRANSPORT=tcp BATON_TIMELINE="$T_TMP/$algo.json" "$BATON" run -n 3 -- \
+        "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/$algo.err"
+    t_expect_eq "$algo: exit 0" "$?" 0
+    $PY "$T_TMP/check.py" "$T_TMP/$algo.json" 1 3 31 0 25 >"$T_TMP/$algo.chk" 2>&1
+    t_expect_eq "$algo: valid, 3 phases nested in order in each allreduce" "$(cat "$T_TMP/$algo.chk")" ok
+done
+t_expect_eq "ring: its phases' names" "$(phase_names "$T_TMP/ring.json")" \
+    "allgather (ring), later segments (ring), reduce-scatter (ring)"
+t_expect_eq "rabenseifner: its phases' names" "$(phase_names "$T_TMP/rabenseifner.json")" \
+    "allgather (doubling), reduce-scatter (halving), unfold"
 
 # 11 checked calls and the split on the world, 20 allreduces on the sub-communicator
 BATON_TIMELINE="$T_TMP/sub.json" "$BATON" run -n 4 -- "$CHECK" --count 1000 --iters 20 --split 2 \

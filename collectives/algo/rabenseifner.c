@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "collectives/algo/algo.h"
+#include "collectives/flight.h"
 
 /* Element offset of block b of p (b == p: the end). */
 static size_t block_off(size_t count, int p, int b)
@@ -85,7 +86,10 @@ int bt__rabenseifner_allreduce(struct bt_comm *c, const struct bt__group *g, voi
     if (f.newrank >= 0) {
         int lo = 0, hi = f.p;
         BT_CHECK(halving(c, g, &f, buf, count, dt, op, &lo, &hi));
+        bt__flight_phase(c, 0, BT_FL_PHASE_RABEN); /* the timeline's phases (flight.h) */
         BT_CHECK(doubling(c, g, &f, buf, count, es, lo, hi));
-    }
+    } else
+        bt__flight_phase(c, 0, BT_FL_PHASE_RABEN); /* folded away: it waits for the unfold */
+    bt__flight_phase(c, 1, BT_FL_PHASE_RABEN);
     return bt__fold_out(c, g, &f, buf, count * es);
 }

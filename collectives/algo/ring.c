@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "collectives/algo/algo.h"
+#include "collectives/flight.h"
 
 struct layout {
     size_t count; /* elements in the buffer */
@@ -99,7 +100,11 @@ int bt__ring_allreduce(struct bt_comm *c, const struct bt__group *g, void *buf, 
         struct layout l = {m, 0};
         char *b = (char *)buf + off * es;
         BT_CHECK(ring_rs(c, g, b, &l, dtype, op));
+        if (off == 0) /* the timeline's phases: the first segment's two halves */
+            bt__flight_phase(c, 0, BT_FL_PHASE_RING);
         BT_CHECK(ring_ag(c, g, b, &l, es));
+        if (off == 0)
+            bt__flight_phase(c, 1, BT_FL_PHASE_RING);
     }
     return BT_OK;
 }

@@ -30,7 +30,7 @@ enum bt__coll_kind {
     BT_COLL_REDUCE_SCATTER,
     BT_COLL_REDUCE,
     BT_COLL_BARRIER,
-    /* exchange.c: handed to the Open MPI backend only (all but send and recv) */
+    /* exchange.c: handed to the Open MPI backend only (send and recv through its p2p ops) */
     BT_COLL_SEND,
     BT_COLL_RECV,
     BT_COLL_ALLTOALL,
@@ -76,6 +76,15 @@ struct bt__backend_ops {
     /* Optional (NULL: the parts run one by one): runs calls[0..n) as one group, e.g. NCCL
      * between ncclGroupStart and ncclGroupEnd. */
     int (*run_group)(struct bt_comm *c, int n, const struct bt__call *const *calls);
+    /* Optional point-to-point (exchange.c; NULL: refused). p2p_start starts a nonblocking
+     * send (send = 1) of bytes at buf to peer, or a receive of at most bytes from peer, with
+     * tag; *handle is the backend's until p2p_test sets *done or fails (either frees it) or
+     * p2p_cancel frees it. buf stays the caller's to keep valid until then. Errors are sticky
+     * on c (bt__comm_fail). */
+    int (*p2p_start)(struct bt_comm *c, int send, void *buf, size_t bytes, int peer, int tag,
+                     void **handle);
+    int (*p2p_test)(struct bt_comm *c, void *handle, int *done);
+    void (*p2p_cancel)(struct bt_comm *c, void *handle);
 };
 
 /* BATON_BACKEND, parsed: which backend a communicator may use. */

@@ -16,7 +16,12 @@
  *   alltoall(v)     MPI_Ialltoall, MPI_Ialltoallv (counts and displacements as ints)
  *   allgatherv      MPI_Iallgatherv
  *   gather, scatter MPI_Igather, MPI_Iscatter
- * (Point-to-point is not on this backend: BT_ERR_INVALID_USAGE.)
+ *   send, recv      MPI_Isend, MPI_Irecv of MPI_BYTE (at most INT_MAX bytes), started and
+ *                   tested by exchange.c through p2p_start/p2p_test, so that consecutive
+ *                   isend/irecv requests progress together as on baton's own transports. MPI
+ *                   matches a receive to the first message from that peer with its tag (not
+ *                   to the next message whatever its tag, as baton's streams do), and keeps
+ *                   point-to-point apart from collectives.
  *
  * Waiting: a started call is polled with MPI_Test (spin, then yield, then 50 us sleeps),
  * calling bt__wait_tick between polls, so BATON_TIMEOUT and the stall warning apply on this
@@ -430,12 +435,9 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
         return BT_OK;
     }
     if (a->kind == BT_COLL_ALLTOALLV || a->kind == BT_COLL_ALLGATHERV)
-        return mpi_vcall(c, s, a); /* counts differ between ranks */
-    if (a->kind == BT_COLL_SEND || a->kind == BT_COLL_RECV)
-        return bt__comm_fail(c, BT_ERR_INVALID_USAGE,
-                             "%s #%llu: point-to-point is not on the Open MPI backend; hint: "
-                             "start the job with `baton run`",
-                             c->coll_name, (unsigned long long)c->coll_seq);
+        return mpi_vcall(c, s, a);                          /* counts differ between ranks */
+    if (a->kind == BT_COLL_SEND || a->kind == BT_COLL_RECV) /* exchange.c uses p2p_start */
+        return bt__err_set(&c->err, BT_ERR_INTERNAL, "point-to-point reached mpi_run");
     if (a->count == 0) /* the same count on every rank: nothing to move anywhere */
         return BT_OK;
     switch (a->kind) {
@@ -450,6 +452,72 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
     default:
         return bt__err_set(&c->err, BT_ERR_INTERNAL, "unknown collective kind %d", (int)a->kind);
     }
+}
+
+/* ---- point-to-point (exchange.c runs the sets; see backend.h) ---- */
+
+static int tag_ub(struct mpi_state *s)
+{
+    static int ub; /* MPI_TAG_UB: the same on every communicator */
+    int *v = NULL, flag = 0;
+    if (!ub && LOCKED(MPI_Comm_get_attr(s->comm, MPI_TAG_UB, &v, &flag)) == MPI_SUCCESS)
+        ub = flag && v ? *v : 32767; /* the least MPI promises */
+    return ub ? ub : 32767;
+}
+
+static int mpi_p2p_start(struct bt_comm *c, int send, void *buf, size_t bytes, int peer, int tag,
+                         void **handle)
+{
+    struct mpi_state *s = c->mpi_state;
+    const char *call = send ? "MPI_Isend" : "MPI_Irecv";
+    if (bytes > INT_MAX || tag > tag_ub(s))
+        return bt__comm_fail(c, BT_ERR_INVALID_ARG,
+                             "%s #%llu: %zu bytes with tag %d; hint: on the Open MPI backend a "
+                             "message holds at most %d bytes and tags go up to MPI_TAG_UB (%d)",
+                             c->coll_name, (unsigned long long)c->coll_seq, bytes, tag, INT_MAX,
+                             tag_ub(s));
+    MPI_Request *rq = malloc(sizeof(*rq));
+    if (!rq)
+        return bt__comm_fail(c, BT_ERR_SYSTEM, "%s: out of memory", c->coll_name);
+    *rq = MPI_REQUEST_NULL;
+    int rc = send ? LOCKED(MPI_Isend(buf, (int)bytes, MPI_BYTE, peer, tag, s->comm, rq))
+                  : LOCKED(MPI_Irecv(buf, (int)bytes, MPI_BYTE, peer, tag, s->comm, rq));
+    if (rc != MPI_SUCCESS) {
+        free(rq);
+        return check(c, rc, call);
+    }
+    *handle = rq;
+    return BT_OK;
+}
+
+static int mpi_p2p_test(struct bt_comm *c, void *handle, int *done)
+{
+    MPI_Request *rq = handle;
+    MPI_Status st;
+    int rc = LOCKED(MPI_Test(rq, done, &st));
+    if (rc == MPI_SUCCESS && !*done)
+        return BT_OK;
+    free(rq);
+    if (rc == MPI_ERR_IN_STATUS)
+        rc = st.MPI_ERROR;
+    int cls = MPI_ERR_OTHER;
+    if (rc != MPI_SUCCESS && MPI_Error_class(rc, &cls) == MPI_SUCCESS && cls == MPI_ERR_TRUNCATE)
+        return bt__comm_fail(c, BT_ERR_INVALID_USAGE,
+                             "%s #%llu: the message from rank %d is larger than this receive "
+                             "(MPI_ERR_TRUNCATE); hint: a receive must hold the whole message",
+                             c->coll_name, (unsigned long long)c->coll_seq, st.MPI_SOURCE);
+    return check(c, rc, "MPI_Test");
+}
+
+static void mpi_p2p_cancel(struct bt_comm *c, void *handle)
+{
+    (void)c;
+    MPI_Request *rq = handle;
+    if (*rq != MPI_REQUEST_NULL) {
+        (void)LOCKED(MPI_Cancel(rq));
+        (void)LOCKED(MPI_Request_free(rq));
+    }
+    free(rq);
 }
 
 /* ---- setup and teardown ---- */
@@ -492,7 +560,10 @@ static void destroy_locked(struct bt_comm *c)
 
 static const struct bt__backend_ops mpi_ops = {.name = "mpi",
                                                .run = mpi_run,
-                                               .destroy = mpi_destroy};
+                                               .destroy = mpi_destroy,
+                                               .p2p_start = mpi_p2p_start,
+                                               .p2p_test = mpi_p2p_test,
+                                               .p2p_cancel = mpi_p2p_cancel};
 
 /* Initialises MPI unless the program did; counts this communicator as a user. */
 static int start_mpi(struct mpi_state *s, int *provided, struct bt__err *err)

@@ -8,7 +8,8 @@
  *
  *   header page   magic, local size, slot size, abort flag + message, futex sleepers
  *   ctrl[r]       one 128-byte line per local rank: sync counter, its futex word, the number
- *                 of the collective it is in, its global rank and pid
+ *                 of the collective it is in, its global rank and pid, and what alltoall
+ *                 publishes (block size, send buffer address, CMA failure)
  *   slots         slot[r][b]: two buffers (b = 0, 1) of slot_bytes per local rank
  *   rings         ring[f][t]: a 32 KiB byte stream from local rank f to t (point-to-point,
  *                 exchange.c), head and tail counters on their own cache lines
@@ -54,6 +55,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +67,7 @@
 
 BT_PARAM_INT(slot_bytes, "BATON_SHM_SLOT_BYTES", 512 * 1024)
 BT_PARAM_INT(test_seg_bytes, "BATON_TEST_SEGMENT_BYTES", 0)
+BT_PARAM_INT(cma_bytes, "BATON_SHM_CMA_BYTES", 0) /* opt-in: see alltoall below */
 
 #define SHM_MAGIC 0x314d485354414242ULL /* "BBATSHM1" */
 #define SHM_HDR_BYTES 4096
@@ -79,7 +82,14 @@ struct shm_ctrl {
     int32_t pid;            /* 0 until the rank attached */
     _Atomic uint64_t coll;  /* number of the collective the rank is in */
     int32_t rank;           /* global rank */
+    _Atomic uint32_t xfail; /* alltoall: 1 once a CMA read of this rank failed */
+    struct {
+        _Atomic uint64_t addr;  /* this rank's send buffer, in its address space */
+        _Atomic uint64_t bytes; /* its block size */
+    } x[2];                     /* alltoall: [parity of the call's first sync point] */
 };
+
+_Static_assert(sizeof(struct shm_ctrl) <= SHM_CTRL_BYTES, "a control line is 128 bytes");
 
 struct shm_hdr {
     uint64_t magic;
@@ -100,6 +110,8 @@ struct bt__shm {
     uint64_t round;    /* rounds run: buffer = round & 1 */
     int *pidfd;        /* [n], -1 until opened */
     const void **srcs; /* [n], reduction sources */
+    size_t cma_min;    /* alltoall blocks of at least this many bytes go by CMA; 0: never */
+    int cma_fail_test; /* BATON_TEST_CMA_FAIL: this rank's CMA reads fail as EPERM would */
     char name[96];
 };
 
@@ -361,6 +373,170 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
         futex(&ctrl(s, p)->fword, FUTEX_WAKE, INT32_MAX, NULL);
 }
 
+/* ---- alltoall (exchange.c runs bt_alltoall here when every rank is on this node) ----
+ * Every call starts the same way: each rank writes its block size and its send buffer's
+ * address into x[t & 1] of its control line, t being the sync point it is about to pass, and
+ * syncs; then every rank checks the block sizes (all read the same values, so on a mismatch
+ * all fail, naming the counts). A rank is never two sync points ahead of another, so x[t & 1]
+ * is not overwritten before every rank has read it. Then, by block size (now the same on
+ * every rank), one of two paths:
+ *
+ * - slots (blocks below cma_min, BATON_SHM_CMA_BYTES, which is 0 (never CMA) by default, or
+ *   CMA unavailable): rounds of m bytes
+ *   of every block, n * m <= slot_bytes, buffer b alternating as in allreduce: each rank
+ *   copies bytes [off, off + m) of its block p to slot[me][b] + p * m, for every p; sync;
+ *   each rank copies m bytes at slot[p][b] + me * m into its receive block p. The copy-in of
+ *   round k + 2 into buffer b comes after the sync of round k + 1, which every rank passes
+ *   only after its copy-out of round k: one sync per round. The first round's copy-in is made
+ *   before the checking sync, so a call with n * blk <= slot_bytes has one sync in all (the
+ *   small-message path). Two copies per byte.
+ * - CMA (cross-memory attach): each rank reads its block of every peer's send buffer straight
+ *   into its receive buffer with process_vm_readv(2), one copy per byte made by the kernel
+ *   (as Open MPI's vader does for large messages), peers in the order me + 1, me + 2, ... so
+ *   that ranks read from different peers; then it syncs again, so that no rank returns (and
+ *   reuses its send buffer) while a peer still reads it: two syncs per call. The kernel
+ *   allows the read when this rank may ptrace the peer (same user and dumpable; under Yama
+ *   ptrace_scope 1 only a designated or ancestor process, which sibling ranks are not; never
+ *   under ptrace_scope 2 without CAP_SYS_PTRACE; a seccomp filter may forbid the call). A
+ *   rank whose read fails raises xfail in its line before the second sync; after that sync
+ *   every rank sees it, turns CMA off on this communicator for good (the failing rank logs a
+ *   WARN) and runs the call again over the slots: the send buffers are intact and every rank
+ *   is still in the call.
+ *
+ * Why CMA is not the default: on this 2-core VM under load (2026-12-02, load average 9-14,
+ * `exchange_bench --op alltoall`, 2 ranks bound, interleaved), the slots were as fast as CMA
+ * at 256-512 KiB and faster from 1 MiB up (4 MiB: 230-365 us against 905-7,800 us; single
+ * process_vm_readv calls of 2 MiB took 0.34 to 43 ms). Not yet measured quiet.
+ */
+
+struct a2a {
+    const char *send;
+    char *recv;
+    size_t blk; /* bytes per block */
+};
+
+/* Bytes of every block per slot round. */
+static size_t a2a_seg(const struct bt__shm *s, size_t blk)
+{
+    size_t m = s->slot_bytes / (size_t)s->n;
+    if (m >= 64)
+        m &= ~(size_t)63;
+    m = m ? m : 1;
+    return m < blk ? m : blk;
+}
+
+static void a2a_in(struct bt__shm *s, const struct a2a *x, size_t off, size_t m, int b)
+{
+    for (int p = 0; p < s->n && m; p++)
+        memcpy(slot(s, s->me, b) + (size_t)p * m, x->send + (size_t)p * x->blk + off, m);
+}
+
+static void a2a_out(struct bt__shm *s, const struct a2a *x, size_t off, size_t m, int b)
+{
+    for (int k = 0; k < s->n; k++) {
+        int p = (s->me + k) % s->n;
+        memcpy(x->recv + (size_t)p * x->blk + off, slot(s, p, b) + (size_t)s->me * m, m);
+    }
+}
+
+/* The slot rounds; the first one's copy-in and sync are done when b0 >= 0 (its buffer). */
+static int a2a_slots(struct bt_comm *c, const struct a2a *x, int b0)
+{
+    struct bt__shm *s = c->shm;
+    size_t seg = a2a_seg(s, x->blk);
+    for (size_t off = 0; off < x->blk; off += seg) {
+        size_t m = x->blk - off < seg ? x->blk - off : seg;
+        int b = b0;
+        if (off > 0 || b0 < 0) {
+            b = (int)(s->round++ & 1);
+            a2a_in(s, x, off, m, b);
+            BT_CHECK(shm_sync(c));
+        }
+        a2a_out(s, x, off, m, b);
+    }
+    return BT_OK;
+}
+
+static int a2a_check(struct bt_comm *c, int par, size_t blk)
+{
+    struct bt__shm *s = c->shm;
+    for (int p = 0; p < s->n; p++) {
+        uint64_t b = atomic_load_explicit(&ctrl(s, p)->x[par].bytes, memory_order_relaxed);
+        if (b != blk)
+            return bt__comm_fail(c, BT_ERR_INVALID_USAGE,
+                                 "%s #%llu on communicator %s: rank %d's blocks have %llu bytes, "
+                                 "this rank's %zu; hint: every rank passes the same count",
+                                 c->coll_name, (unsigned long long)c->coll_seq, c->name,
+                                 ctrl(s, p)->rank, (unsigned long long)b, blk);
+    }
+    return BT_OK;
+}
+
+/* Reads len bytes at src in process pid into dst; 0 or the errno. */
+static int cma_read(struct bt__shm *s, pid_t pid, char *dst, uint64_t src, size_t len)
+{
+    if (s->cma_fail_test)
+        return EPERM;
+    for (size_t done = 0; done < len;) {
+        struct iovec l = {dst + done, len - done};
+        struct iovec r = {(void *)(uintptr_t)(src + done), len - done};
+        ssize_t k = process_vm_readv(pid, &l, 1, &r, 1, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? errno : EFAULT;
+        done += (size_t)k;
+    }
+    return 0;
+}
+
+static int a2a_cma(struct bt_comm *c, const struct a2a *x, int par)
+{
+    struct bt__shm *s = c->shm;
+    int e = 0, p = s->me;
+    memcpy(x->recv + (size_t)s->me * x->blk, x->send + (size_t)s->me * x->blk, x->blk);
+    for (int k = 1; k < s->n && !e; k++) {
+        p = (s->me + k) % s->n;
+        uint64_t a = atomic_load_explicit(&ctrl(s, p)->x[par].addr, memory_order_relaxed);
+        e = cma_read(s, ctrl(s, p)->pid, x->recv + (size_t)p * x->blk, a + (uint64_t)s->me * x->blk,
+                     x->blk);
+    }
+    if (e) {
+        atomic_store(&ctrl(s, s->me)->xfail, 1);
+        BT_WARN(SHM,
+                "%s on communicator %s: process_vm_readv from rank %d (pid %d): %s; alltoall "
+                "copies through the shared segment from now on; hint: cross-memory attach needs "
+                "ptrace access to the peer (Yama ptrace_scope 0, or CAP_SYS_PTRACE)",
+                c->coll_name, c->name, ctrl(s, p)->rank, ctrl(s, p)->pid, strerror(e));
+    }
+    BT_CHECK(shm_sync(c));
+    int failed = 0;
+    for (int q = 0; q < s->n; q++)
+        failed |= (int)atomic_load(&ctrl(s, q)->xfail);
+    if (!failed)
+        return BT_OK;
+    s->cma_min = 0;
+    return a2a_slots(c, x, -1);
+}
+
+int bt__shm_alltoall(struct bt_comm *c, const void *send, void *recv, size_t blk)
+{
+    struct bt__shm *s = c->shm;
+    struct shm_ctrl *me = ctrl(s, s->me);
+    struct a2a x = {send, recv, blk};
+    int cma = s->cma_min && blk >= s->cma_min, par = (int)((s->syncs + 1) & 1), b = -1;
+    enter(c);
+    atomic_store_explicit(&me->x[par].addr, (uint64_t)(uintptr_t)send, memory_order_relaxed);
+    atomic_store_explicit(&me->x[par].bytes, blk, memory_order_relaxed);
+    if (!cma) {
+        b = (int)(s->round++ & 1);
+        a2a_in(s, &x, 0, a2a_seg(s, blk), b);
+    }
+    BT_CHECK(shm_sync(c));
+    BT_CHECK(a2a_check(c, par, blk));
+    return cma ? a2a_cma(c, &x, par) : a2a_slots(c, &x, b);
+}
+
 /* ---- point-to-point rings (exchange.c) ----
  * After the slots, one ring per ordered pair of local ranks: ring(f, t) carries the byte
  * stream from f to t. head (bytes ever written, by f) and tail (bytes ever read, by t) sit on
@@ -536,6 +712,8 @@ int bt__shm_create(struct bt_comm *c, size_t slot_bytes)
         return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm: out of memory");
     for (int p = 0; p < s->n; p++)
         s->pidfd[p] = -1;
+    s->cma_min = bt__param_cma_bytes() > 0 ? (size_t)bt__param_cma_bytes() : 0;
+    s->cma_fail_test = bt__env_int("BATON_TEST_CMA_FAIL", 0) != 0; /* read per segment: tests */
     s->bytes = slot_off(s, s->n, 0) + (size_t)s->n * (size_t)s->n * P2P_STRIDE;
     BT_CHECK(attach(c, s));
     BT_CHECK(announce(c, s));

@@ -61,6 +61,10 @@ extern const struct bt__transport_ops bt__tcp_ops;
 /* Set up at communicator creation; both publish and read their addresses in the store. */
 int bt__shm_create(struct bt_comm *c, size_t slot_bytes);
 int bt__tcp_create(struct bt_comm *c, int nsocks);
+/* bt_alltoall over shm when every rank of c is on this node (shm.c says how): blk bytes per
+ * block, send and recv hold size blocks. */
+int bt__shm_alltoall(struct bt_comm *c, const void *send, void *recv, size_t blk);
+
 /* Point-to-point over shm (exchange.c): moves what fits of buf[*off..len) into the ring to
  * local rank lpeer (send) or out of the ring from it (recv), never blocking; *off advances. */
 int bt__shm_p2p_move(struct bt_comm *c, int lpeer, int send, char *buf, size_t len, size_t *off);

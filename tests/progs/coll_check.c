@@ -12,6 +12,8 @@
  *                  "rank R: request K failed after S s: <its bt_request_error>"
  *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
  *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
+ *   --bad-op-rank R --bad-op-at I                rank R passes max for sum at iteration I
+ *                                                (the call completes: nothing fails)
  *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
  *   --split M      the loop runs on a sub-communicator: bt_comm_split with color rank % M
  *                  (M = 2: the even and the odd ranks), made after the checks on the world
@@ -39,7 +41,7 @@
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
     int requests; /* > 0: each iteration is that many bt_iallreduce requests, then waits */
-    int slow_rank, slow_ms, bad_rank, bad_at;
+    int slow_rank, slow_ms, bad_rank, bad_at, badop_rank, badop_at;
     int split; /* > 0: the loop runs on the sub-communicator of color rank % split */
     int dups;  /* communicators bt_comm_dup'd and kept (at most 16) */
     double linger;
@@ -165,7 +167,10 @@ static int worker(const struct opts *o)
         if (o->requests > 0) /* one allreduce per iteration: as requests, or blocking */
             rc = requests(lc, o, buf, rank, t_die);
         else
-            rc = bt_allreduce(lc, buf, buf, n, BT_FLOAT32, BT_SUM) == BT_OK ? 0 : -1;
+            rc = bt_allreduce(lc, buf, buf, n, BT_FLOAT32,
+                              rank == o->badop_rank && it == o->badop_at ? BT_MAX : BT_SUM) == BT_OK
+                     ? 0
+                     : -1;
     }
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
@@ -286,7 +291,8 @@ static int usage(const char *why)
             "coll_check: %s\nusage: coll_check [--fork N [--nnodes K]] [--count N] "
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
             "[--requests K] "
-            "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] [--linger SEC] "
+            "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] "
+            "[--bad-op-rank R --bad-op-at I] [--linger SEC] "
             "[--split M] [--dups K] "
             "[--deadline SEC]\n",
             why);
@@ -304,7 +310,9 @@ int main(int argc, char **argv)
                      .deadline = 60,
                      .slow_rank = -1,
                      .bad_rank = -1,
-                     .bad_at = -1};
+                     .bad_at = -1,
+                     .badop_rank = -1,
+                     .badop_at = -1};
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -337,6 +345,10 @@ int main(int argc, char **argv)
             o.bad_rank = atoi(v);
         else if (!strcmp(a, "--bad-count-at"))
             o.bad_at = atoi(v);
+        else if (!strcmp(a, "--bad-op-rank"))
+            o.badop_rank = atoi(v);
+        else if (!strcmp(a, "--bad-op-at"))
+            o.badop_at = atoi(v);
         else if (!strcmp(a, "--dups"))
             o.dups = atoi(v);
         else if (!strcmp(a, "--split"))

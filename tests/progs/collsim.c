@@ -29,6 +29,11 @@
  *                                 not a power of two the formulas are the approximation: a
  *                                 folded rank's receive link is still busy when its partner
  *                                 of the first step sends, and a tree's early leaves overlap.
+ *   collsim verify FILE [--tol X] [-v] [--set NAME=VALUE,...]
+ *                                 the host model (below) against bench/collsim_check.sh's
+ *                                 measurements: calibrated from FILE's cal rows only, every
+ *                                 row simulated; exit 1 when a row is off by more than X
+ *                                 (0.15); --set overrides fitted parameters (exploration).
  * ALGO: ring rd rabenseifner tree_bcast sa_bcast tree_reduce.
  */
 #include <math.h>
@@ -50,6 +55,7 @@ struct step {
 struct sched {
     struct step *s;
     size_t n, cap;
+    size_t nb; /* the first nb steps are a barrier before the call: not scaled, not timed */
 };
 
 static struct sched *rec; /* the rank being recorded */
@@ -126,10 +132,15 @@ static void record(int algo, int n, size_t count, struct sched *s)
 
 /* ---- the network and the event loop ---- */
 
+struct host;
+
 struct net {
     struct bt__link_cost tcp, shm;
     int ppn;
     double oversub;
+    const struct host *host; /* non-NULL: the host model (play_host) instead of links */
+    int barrier;             /* >= 0: the host model times the call after a barrier, a
+                                1-element allreduce by this algorithm (allreduce_bench -s) */
 };
 
 struct msg {
@@ -280,6 +291,226 @@ static double play(const struct net *nw, const struct sched *sc, int n, double s
     return end;
 }
 
+/* ---- the host model: ranks share their node's cores ----
+ *
+ * On one machine (loopback) or on namespaces pinned to cores (veth), a "link" is the kernel
+ * copying bytes on the ranks' own CPUs: every byte sent costs its sender c seconds of CPU and
+ * every byte received costs its receiver c, every message costs each side o, every reduced
+ * byte γ, and every step of a rank on a node with more ranks than cores w more (the switch
+ * away and back when it blocks). The ranks of a node that have work share the node's cores:
+ * k of them on C cores each run at min(1, C/k) (processor sharing, as the kernel's scheduler
+ * shares time). A receive's work is released when its sender starts the step that sends it;
+ * a step is over when its rank's work is done, the matching send's rank has done its work
+ * (no byte is received before it is sent), and, for a send larger than the socket buffers,
+ * when the receiver has done its work (the sender blocks until the bytes are read). Between
+ * nodes a message also crosses the node's uplink (bytes·β_link, first come first served) and
+ * arrives λ later. */
+struct host {
+    int cores, ppn;   /* cores per node, ranks per node */
+    double o;         /* CPU seconds per message, on each side */
+    double cs, cr;    /* CPU seconds per byte sent, per byte received */
+    double gamma;     /* CPU seconds per byte reduced */
+    double w;         /* CPU per step when a node has more ranks than cores */
+    double lat;       /* one-way latency on top of the CPU work (s) */
+    double link_beta; /* s per byte on a node's uplink (0: none) */
+    double sockbuf;   /* bytes a send can leave in the kernel before its receiver reads */
+};
+
+struct hrank {
+    size_t pc;
+    double rem;     /* CPU work left in the current step */
+    int recv_wait;  /* its receive's work not yet released (the sender has not started) */
+    int done_wait;  /* own work done, waiting for partners */
+    double ready;   /* when the current step may complete at the earliest (arrival) */
+    double opstart; /* when it began the timed call (after the barrier's steps) */
+    double *start;  /* per step: when it started (-1: not yet) */
+    double *arr;    /* per step: when its send has crossed the uplink (or its start) */
+    double *own;    /* per step: when its work was done (-1: not yet) */
+    int *match; /* per step: the partner's step index (recv: the sender's; send: the receiver's) */
+    int *smatch;
+};
+
+static double host_work_recv(const struct host *h, const struct step *sp, double scale)
+{
+    double b = sp->rlen * scale;
+    return h->o + b * h->cr + (sp->reduce ? b * h->gamma : 0);
+}
+
+/* When r's current step (its own work done) can end; *ok = 0 while a partner's work is not. */
+static double host_fin(const struct host *h, const struct sched *sc, const struct hrank *st, int r,
+                       double scale, int *ok)
+{
+    const struct hrank *R = &st[r];
+    const struct step *sp = &sc[r].s[R->pc];
+    double fin = fmax(R->own[R->pc], R->ready);
+    *ok = 1;
+    if (sp->recv_from >= 0) {
+        double o2 = st[sp->recv_from].own[R->match[R->pc]];
+        *ok &= o2 >= 0;
+        fin = fmax(fin, o2);
+    }
+    double b = sp->slen * (R->pc < sc[r].nb ? 1 : scale);
+    if (sp->send_to >= 0 && b > h->sockbuf) {
+        double o2 = st[sp->send_to].own[R->smatch[R->pc]];
+        *ok &= o2 >= 0;
+        fin = fmax(fin, o2);
+    }
+    if (sp->send_to >= 0) /* the sender's last bytes are in the kernel once the rest has left */
+        fin = fmax(fin, R->arr[R->pc] - fmin(b, h->sockbuf) * h->link_beta);
+    return fin;
+}
+
+/* Index of the ord-th step of rank r receiving from src (recv) or sending to dst (!recv). */
+static int nth_step(const struct sched *sc, int r, int peer, int recv, int ord)
+{
+    for (size_t k = 0; k < sc[r].n; k++)
+        if ((recv ? sc[r].s[k].recv_from : sc[r].s[k].send_to) == peer && ord-- == 0)
+            return (int)k;
+    return -1;
+}
+
+/* Starts r's next step at time t (or notes the end of its schedule). */
+static void begin_step(const struct host *h, const struct sched *sc, struct hrank *st, int r,
+                       double t, double scale, int over, double *end, double *up)
+{
+    struct hrank *R = &st[r];
+    if (R->pc == sc[r].nb)
+        R->opstart = t;
+    if (R->pc >= sc[r].n) {
+        *end = fmax(*end, t - R->opstart);
+        return;
+    }
+    const struct step *sp = &sc[r].s[R->pc];
+    double k = R->pc < sc[r].nb ? 1 : scale;
+    R->start[R->pc] = t;
+    R->ready = t;
+    R->done_wait = 0;
+    R->rem = over ? h->w : 0;
+    if (sp->send_to < 0 && sp->recv_from < 0)
+        R->rem += sp->rlen * k * h->gamma;
+    if (sp->send_to >= 0)
+        R->rem += h->o + sp->slen * k * h->cs;
+    R->arr[R->pc] = t;
+    if (sp->send_to >= 0 && sp->send_to / h->ppn != r / h->ppn && h->link_beta > 0) {
+        double *u = &up[r / h->ppn]; /* the uplink, first come first served */
+        *u = fmax(*u, t) + sp->slen * k * h->link_beta;
+        R->arr[R->pc] = *u;
+    }
+    R->recv_wait = sp->recv_from >= 0;
+}
+
+static double play_host(const struct host *h, const struct sched *sc, int n, double scale)
+{
+    struct hrank *st = calloc((size_t)n, sizeof(*st));
+    int nodes = (n + h->ppn - 1) / h->ppn;
+    double *up = calloc((size_t)nodes, sizeof(double));
+    int *cnt = calloc((size_t)n * (size_t)n, sizeof(int)),
+        *rcnt = calloc((size_t)n * (size_t)n, sizeof(int));
+    for (int r = 0; r < n; r++) {
+        st[r].start = malloc((sc[r].n + 1) * sizeof(double));
+        st[r].arr = calloc(sc[r].n + 1, sizeof(double));
+        st[r].own = malloc((sc[r].n + 1) * sizeof(double));
+        st[r].match = malloc((sc[r].n + 1) * sizeof(int));
+        st[r].smatch = malloc((sc[r].n + 1) * sizeof(int));
+        for (size_t k = 0; k < sc[r].n; k++) {
+            const struct step *sp = &sc[r].s[k];
+            st[r].start[k] = st[r].own[k] = -1;
+            st[r].match[k] = st[r].smatch[k] = -1;
+            if (sp->recv_from >= 0)
+                st[r].match[k] = nth_step(sc, sp->recv_from, r, 0, rcnt[sp->recv_from * n + r]++);
+            if (sp->send_to >= 0)
+                st[r].smatch[k] = nth_step(sc, sp->send_to, r, 1, cnt[r * n + sp->send_to]++);
+        }
+    }
+    free(cnt), free(rcnt);
+    int over = h->ppn > h->cores;
+    double t = 0, end = 0;
+    for (int r = 0; r < n; r++)
+        begin_step(h, sc, st, r, t, scale, over, &end, up);
+    for (int guard = 0;; guard++) {
+        /* release receives whose sender has started; complete steps whose partners are done */
+        int changed = 1;
+        while (changed) {
+            changed = 0;
+            for (int r = 0; r < n; r++) {
+                struct hrank *R = &st[r];
+                if (R->pc >= sc[r].n)
+                    continue;
+                const struct step *sp = &sc[r].s[R->pc];
+                if (R->recv_wait && st[sp->recv_from].start[R->match[R->pc]] >= 0) {
+                    int src = sp->recv_from;
+                    double k = R->pc < sc[r].nb ? 1 : scale;
+                    R->recv_wait = 0;
+                    R->rem += host_work_recv(h, sp, k);
+                    double arr = st[src].arr[R->match[R->pc]] + h->lat;
+                    R->ready = fmax(R->ready, arr);
+                    changed = 1;
+                }
+                if (!R->recv_wait && R->rem <= 0 && !R->done_wait) {
+                    R->own[R->pc] = t;
+                    R->done_wait = 1;
+                    changed = 1;
+                }
+                if (R->done_wait) {
+                    int ok;
+                    double fin = host_fin(h, sc, st, r, scale, &ok);
+                    if (ok && fin <= t) {
+                        R->pc++;
+                        begin_step(h, sc, st, r, t, scale, over, &end, up);
+                        changed = 1;
+                    }
+                }
+            }
+        }
+        /* the next event: a rank's work done (processor sharing per node) or a step's end */
+        double next = INFINITY;
+        int *busy = calloc((size_t)nodes, sizeof(int));
+        for (int r = 0; r < n; r++)
+            if (st[r].pc < sc[r].n && st[r].rem > 0)
+                busy[r / h->ppn]++;
+        for (int r = 0; r < n; r++) {
+            struct hrank *R = &st[r];
+            if (R->pc >= sc[r].n)
+                continue;
+            if (R->rem > 0) {
+                double rate = fmin(1.0, (double)h->cores / busy[r / h->ppn]);
+                next = fmin(next, t + R->rem / rate);
+            } else if (R->done_wait) {
+                int ok;
+                double fin = host_fin(h, sc, st, r, scale, &ok);
+                if (ok && fin > t)
+                    next = fmin(next, fin);
+            }
+        }
+        if (next == INFINITY) {
+            free(busy);
+            break;
+        }
+        for (int r = 0; r < n; r++)
+            if (st[r].pc < sc[r].n && st[r].rem > 0) {
+                double rate = fmin(1.0, (double)h->cores / busy[r / h->ppn]);
+                st[r].rem -= (next - t) * rate;
+                if (st[r].rem < 1e-12)
+                    st[r].rem = 0;
+            }
+        free(busy);
+        t = next;
+        if (guard > 100000000) {
+            fprintf(stderr, "collsim: the host model does not progress\n");
+            exit(1);
+        }
+    }
+    for (int r = 0; r < n; r++) {
+        if (st[r].pc < sc[r].n) {
+            fprintf(stderr, "collsim: rank %d stuck at step %zu (host model)\n", r, st[r].pc);
+            exit(1);
+        }
+        free(st[r].start), free(st[r].arr), free(st[r].own), free(st[r].match), free(st[r].smatch);
+    }
+    free(st), free(up);
+    return end;
+}
+
 /* Records and plays algo over n ranks for bytes (recorded at most at 2^16 elements per
  * rank's share ... and scaled). */
 static double sim_once(const struct net *nw, int algo, int n, double bytes)
@@ -291,7 +522,33 @@ static double sim_once(const struct net *nw, int algo, int n, double bytes)
     double scale = bytes / 4 / (double)count;
     struct sched *sc = calloc((size_t)n, sizeof(*sc));
     record(algo, n, count, sc);
-    double t = play(nw, sc, n, scale);
+    if (nw->host && nw->barrier >= 0) { /* the barrier's steps first */
+        struct sched *b = calloc((size_t)n, sizeof(*b));
+        record(nw->barrier, n, 1, b);
+        for (int i = 0; i < n; i++) {
+            struct step *all = malloc((b[i].n + sc[i].n + 1) * sizeof(*all));
+            if (!all) {
+                fprintf(stderr, "collsim: out of memory\n");
+                exit(1);
+            }
+            memcpy(all, b[i].s, b[i].n * sizeof(*all));
+            memcpy(all + b[i].n, sc[i].s, sc[i].n * sizeof(*all));
+            free(sc[i].s), free(b[i].s);
+            sc[i].s = all;
+            sc[i].nb = b[i].n;
+            sc[i].n += b[i].n;
+            sc[i].cap = sc[i].n;
+        }
+        free(b);
+    }
+    for (int i = 0; nw->host && i < n; i++) /* tcp.c moves nothing for an empty message */
+        for (size_t k = 0; k < sc[i].n; k++) {
+            if (sc[i].s[k].slen == 0)
+                sc[i].s[k].send_to = -1;
+            if (sc[i].s[k].rlen == 0)
+                sc[i].s[k].recv_from = -1;
+        }
+    double t = nw->host ? play_host(nw->host, sc, n, scale) : play(nw, sc, n, scale);
     for (int i = 0; i < n; i++)
         free(sc[i].s);
     free(sc);
@@ -307,10 +564,13 @@ static double simulate(const struct net *nw, const struct bt__cost_model *m, int
         return sim_once(nw, algo, n, bytes);
     double seg = m->seg_bytes > 4.0 * n ? m->seg_bytes : 4.0 * n;
     double full = floor(bytes / seg), rest = bytes - full * seg, t = 0;
+    struct net after = *nw; /* a barrier before the first segment only */
+    after.barrier = -1;
     if (full > 0)
-        t += full * sim_once(nw, algo, n, seg);
+        t += sim_once(nw, algo, n, seg) +
+             (full - 1) * (full > 1 ? sim_once(&after, algo, n, seg) : 0);
     if (rest > 0)
-        t += sim_once(nw, algo, n, rest);
+        t += sim_once(full > 0 ? &after : nw, algo, n, rest);
     return t;
 }
 
@@ -344,6 +604,7 @@ static int parse_opts(int argc, char **argv, int i, struct opts *o)
 {
     bt__cost_defaults(&o->m);
     o->nw.ppn = 1;
+    o->nw.barrier = -1;
     o->nw.oversub = 1;
     o->max_sim = 1024;
     o->size_step = 4;
@@ -465,6 +726,204 @@ static int cmd_check(struct opts *o)
     return bad;
 }
 
+/* ---- collsim verify: the host model against measured times ----
+ *
+ * FILE is bench/collsim_check.sh's table: "cores C", "sockbuf BYTES", "cal NET CORES α β γ"
+ * (2-rank TCP ping-pongs: one-way time α + m·β; γ a float32 sum) and "row NET N ALGO BYTES
+ * SECONDS RUNS". The model's parameters come from the cal rows only (fit_host); each row is
+ * then simulated and compared. */
+struct cal {
+    int have;
+    double alpha, beta, gamma;
+};
+
+struct measured {
+    int cores;
+    double sockbuf;
+    struct cal lo2, lo1, veth;
+};
+
+/* The model's parameters for NET from the calibration pings (nothing from the rows):
+ *   one core (lo1): both sides of a message run on one CPU, one after the other, so
+ *     α1 = 2o (each side's system calls and the switch between them) and β1 = c_s + c_r (the
+ *     sender's copy into the kernel and the receiver's copy out);
+ *   two cores (lo2): the two sides overlap: β2 = max(c_s, c_r), taken as the sender's (within
+ *     [β1/2, β1]), and what is left of α2 beyond one side's o is latency (the wakeup of the
+ *     receiver on the other core);
+ *   veth: the link's rate is the ping's β (the tbf rate limits it), its α beyond o latency. */
+static void fit_host(const struct measured *m, const char *net, int n, struct host *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->o = m->lo1.alpha / 2;
+    /* the side that copies more sets the two-core ping-pong's pace (between half and all of
+     * β1): the sender, which on loopback also runs the receiving TCP stack in its softirq */
+    h->cs = fmin(m->lo1.beta, fmax(m->lo1.beta / 2, m->lo2.beta));
+    h->cr = m->lo1.beta - h->cs;
+    h->gamma = m->lo2.gamma;
+    h->w = 0;
+    h->sockbuf = m->sockbuf;
+    if (!strcmp(net, "veth")) {
+        h->cores = 1;
+        h->ppn = n / 2 > 0 ? n / 2 : 1;
+        h->link_beta = m->veth.beta;
+        h->lat = fmax(0, m->veth.alpha - h->o);
+    } else {
+        h->cores = m->cores;
+        h->ppn = n;
+        h->lat = fmax(0, m->lo2.alpha - h->o);
+    }
+}
+
+/* --set NAME=VALUE,...: overrides of the fitted parameters (to explore the model). */
+static int host_set(struct host *h, const char *spec)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", spec ? spec : "");
+    for (char *save = NULL, *kv = strtok_r(buf, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (!eq)
+            return -1;
+        *eq = '\0';
+        double v = atof(eq + 1);
+        if (!strcmp(kv, "o"))
+            h->o = v;
+        else if (!strcmp(kv, "cs"))
+            h->cs = v;
+        else if (!strcmp(kv, "cr"))
+            h->cr = v;
+        else if (!strcmp(kv, "gamma"))
+            h->gamma = v;
+        else if (!strcmp(kv, "w"))
+            h->w = v;
+        else if (!strcmp(kv, "lat"))
+            h->lat = v;
+        else if (!strcmp(kv, "link"))
+            h->link_beta = v;
+        else if (!strcmp(kv, "sockbuf"))
+            h->sockbuf = v;
+        else if (!strcmp(kv, "cores"))
+            h->cores = (int)v;
+        else
+            return -1;
+    }
+    return 0;
+}
+
+static int cmd_verify(const char *file, double tol, int verbose, const char *set)
+{
+    FILE *f = fopen(file, "r");
+    if (!f) {
+        fprintf(stderr, "collsim verify: cannot open %s\n", file);
+        return 2;
+    }
+    struct measured m = {.cores = 2, .sockbuf = 8 << 20};
+    char line[512];
+    struct row {
+        char net[16], algo[24];
+        int n;
+        double bytes, secs, sim;
+    } *rows = NULL;
+    size_t nrows = 0, cap = 0;
+    int lineno = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char net[16], algo[24];
+        int n, runs;
+        double a, b, g, bytes, secs;
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        if (sscanf(line, "cores %d", &m.cores) == 1 || sscanf(line, "sockbuf %lf", &m.sockbuf) == 1)
+            continue;
+        if (sscanf(line, "cal %15s %d %lf %lf %lf", net, &n, &a, &b, &g) == 5) {
+            struct cal *c = !strcmp(net, "veth") ? &m.veth : n == 1 ? &m.lo1 : &m.lo2;
+            *c = (struct cal){1, a, b, g};
+            continue;
+        }
+        if (sscanf(line, "pp %15s %d %lf %lf", net, &n, &bytes, &secs) == 4)
+            continue; /* the ping-pongs by size: recorded, not used by the model */
+        if (sscanf(line, "row %15s %d %23s %lf %lf %d", net, &n, algo, &bytes, &secs, &runs) == 6) {
+            if (nrows == cap) {
+                cap = cap ? 2 * cap : 64;
+                rows = realloc(rows, cap * sizeof(*rows));
+                if (!rows)
+                    exit(1);
+            }
+            struct row *r = &rows[nrows++];
+            snprintf(r->net, sizeof(r->net), "%s", net);
+            snprintf(r->algo, sizeof(r->algo), "%s", algo);
+            r->n = n, r->bytes = bytes, r->secs = secs, r->sim = 0;
+            continue;
+        }
+        fprintf(stderr, "collsim verify: %s line %d: not a cal, pp, row, cores or sockbuf line\n",
+                file, lineno);
+        fclose(f);
+        free(rows);
+        return 2;
+    }
+    fclose(f);
+    if (!m.lo1.have || !m.lo2.have) {
+        fprintf(stderr, "collsim verify: %s lacks the cal lo 1 and cal lo 2 lines\n", file);
+        free(rows);
+        return 2;
+    }
+    double worst = 0;
+    size_t within = 0, bad = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        struct row *r = &rows[i];
+        int algo = -1;
+        for (int a = 0; a < A_N; a++)
+            if (!strcmp(r->algo, anames[a]))
+                algo = a;
+        if (algo < 0 || (!strcmp(r->net, "veth") && !m.veth.have)) {
+            fprintf(stderr, "collsim verify: row %zu: unknown algorithm or no veth calibration\n",
+                    i + 1);
+            bad++;
+            continue;
+        }
+        struct host h;
+        fit_host(&m, r->net, r->n, &h);
+        if (host_set(&h, set)) {
+            fprintf(stderr, "collsim verify: --set wants NAME=VALUE,... (o cs cr gamma w lat link "
+                            "sockbuf cores)\n");
+            free(rows);
+            return 2;
+        }
+        struct opts o = {0};
+        bt__cost_defaults(&o.m);
+        o.nw.ppn = h.ppn;
+        o.nw.oversub = 1;
+        o.nw.host = &h;
+        o.nw.barrier = algo == A_RING || algo == A_RD || algo == A_RAB ? algo : A_RD;
+        double sim = simulate(&o.nw, &o.m, algo, r->n, r->bytes);
+        r->sim = sim;
+        double ratio = r->secs / sim, d = fabs(ratio - 1);
+        worst = fmax(worst, d);
+        within += d <= tol;
+        if (verbose || d > tol)
+            printf("%-4s n=%d %-13s %10.0f B: real %-11.4g simulated %-11.4g ratio %.3f%s\n",
+                   r->net, r->n, r->algo, r->bytes, r->secs, sim, ratio, d > tol ? " OUTSIDE" : "");
+    }
+    /* per net and n: rows within, the worst */
+    static const char *const nets[] = {"lo", "veth"};
+    for (int ni = 0; ni < 2; ni++)
+        for (int n = 2; n <= 8; n *= 2) {
+            size_t k = 0, in = 0;
+            double w = 0;
+            for (size_t i = 0; i < nrows; i++)
+                if (!strcmp(rows[i].net, nets[ni]) && rows[i].n == n && rows[i].sim > 0) {
+                    double d = fabs(rows[i].secs / rows[i].sim - 1);
+                    k++, in += d <= tol, w = fmax(w, d);
+                }
+            if (k)
+                printf("%-4s n=%d: %zu of %zu rows within %.0f%%, worst %.3f\n", nets[ni], n, in, k,
+                       100 * tol, w);
+        }
+    printf("%zu rows: %zu within %.0f%%, worst |real/simulated - 1| = %.3f\n", nrows, within,
+           100 * tol, worst);
+    free(rows);
+    return bad || within < nrows ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o = {0};
@@ -488,6 +947,22 @@ int main(int argc, char **argv)
                formula(&o.m, algo, (int)n, b));
         return 0;
     }
+    if (argc >= 3 && !strcmp(argv[1], "verify")) {
+        double tol = 0.15;
+        int verbose = 0;
+        const char *set = NULL;
+        for (int i = 3; i < argc; i++) {
+            if (!strcmp(argv[i], "--tol") && i + 1 < argc)
+                tol = atof(argv[++i]);
+            else if (!strcmp(argv[i], "-v"))
+                verbose = 1;
+            else if (!strcmp(argv[i], "--set") && i + 1 < argc)
+                set = argv[++i];
+            else
+                return fprintf(stderr, "collsim verify: unknown option '%s'\n", argv[i]), 2;
+        }
+        return cmd_verify(argv[2], tol, verbose, set);
+    }
     if (argc >= 2 && (!strcmp(argv[1], "table") || !strcmp(argv[1], "check"))) {
         int rc = parse_opts(argc, argv, 2, &o);
         if (rc)
@@ -497,6 +972,7 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "usage: collsim one ALGO N BYTES [--ppn P] [--oversub X] [--tune FILE]\n"
             "       collsim table [--tune FILE] [--max-sim N] [--size-step S] [--dat FILE]\n"
-            "       collsim check [--tune FILE]\n");
+            "       collsim check [--tune FILE]\n"
+            "       collsim verify FILE [--tol X] [-v] [--set NAME=VALUE,...]\n");
     return 2;
 }

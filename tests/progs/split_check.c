@@ -8,7 +8,9 @@
  * make a group with bt_comm_create_group; a nonblocking allreduce on the world and one on the
  * parity child are outstanding at once, issued in opposite orders on even and odd ranks; a
  * group of three small allreduces on the dup (fused); alltoall, allgatherv (uneven counts),
- * gather and scatter on the world and the parity child; every child destroyed, then the world
+ * gather and scatter on the world and the parity child; point-to-point on both (a ring shift
+ * of 100,003 floats with isend/irecv, a message to oneself, a blocking send and receive in a
+ * group: MPI_Isend/MPI_Irecv under mpirun); every child destroyed, then the world
  * still works. Prints "rank R split ok" or "rank R: WHAT: DETAIL" and exits 3.
  */
 #include <stdio.h>
@@ -97,8 +99,26 @@ static int check_group(bt_comm *c)
     return 0;
 }
 
-/* alltoall, allgatherv (rank r contributes r + 1 elements), gather and scatter (root: the
- * last rank) on c, every element checked. */
+/* An alltoall of BIG elements per block (over shm the CMA path with BATON_SHM_CMA_BYTES=64K,
+ * as t_coll sets it), every element checked. */
+#define BIG 20011
+static int check_big_alltoall(bt_comm *c, int r, int n)
+{
+    int32_t *s = malloc((size_t)n * BIG * 4), *d = malloc((size_t)n * BIG * 4);
+    int rc = s && d ? BT_OK : BT_ERR_SYSTEM, bad = 0;
+    for (size_t i = 0; rc == BT_OK && i < (size_t)n * BIG; i++)
+        s[i] = (int32_t)((size_t)r * 7919 + i); /* block p, element j: r * 7919 + p * BIG + j */
+    if (rc == BT_OK)
+        rc = bt_alltoall(c, s, d, BIG, BT_INT32);
+    for (int p = 0; rc == BT_OK && p < n; p++)
+        for (size_t j = 0; j < BIG; j++)
+            bad |= d[(size_t)p * BIG + j] != (int32_t)((size_t)p * 7919 + (size_t)r * BIG + j);
+    free(s), free(d);
+    return rc != BT_OK ? rc : bad ? -1 : 0;
+}
+
+/* alltoall (one element, and BIG), allgatherv (rank r contributes r + 1 elements), gather and
+ * scatter (root: the last rank) on c, every element checked. */
 static int check_exchange(bt_comm *c, const char *what)
 {
     int r = -1, n = 0, rc, bad = 0;
@@ -111,6 +131,9 @@ static int check_exchange(bt_comm *c, const char *what)
         return fail(c, what, rc);
     for (int p = 0; p < n; p++)
         bad |= d[p] != p * 100 + r;
+    if ((rc = check_big_alltoall(c, r, n)) > 0)
+        return fail(c, what, rc);
+    bad |= rc;
     for (int i = 0; i <= r; i++)
         s[i] = r * 10 + i;
     if ((rc = bt_allgatherv(c, s, (size_t)r + 1, d, cnt, dsp, BT_INT32)) != BT_OK)
@@ -132,6 +155,42 @@ static int check_exchange(bt_comm *c, const char *what)
     return bad ? bad_(what) : 0;
 }
 
+/* Point-to-point on c: a shift around the ring of SHIFT floats (isend/irecv, beyond any
+ * stream's buffering), a message to oneself, and a blocking send then receive around the
+ * ring inside a group, every element checked. */
+#define SHIFT 100003
+static int check_p2p(bt_comm *c, const char *what)
+{
+    int r = -1, n = 0, rc, bad = 0;
+    bt_comm_rank(c, &r), bt_comm_size(c, &n);
+    float *s = malloc(SHIFT * sizeof(float)), *d = malloc(SHIFT * sizeof(float));
+    if (!s || !d)
+        return fail(c, what, BT_ERR_SYSTEM);
+    for (size_t i = 0; i < SHIFT; i++)
+        s[i] = (float)(r * 7 + (int)(i % 1000)), d[i] = -1;
+    int to = (r + 1) % n, from = (r + n - 1) % n;
+    int32_t me = r * 3, self = -1, in[2] = {-1, -1}, out[2] = {r, r * 2};
+    bt_request *q[4];
+    if ((rc = bt_irecv(c, d, SHIFT, BT_FLOAT32, from, 5, &q[0])) != BT_OK ||
+        (rc = bt_isend(c, s, SHIFT, BT_FLOAT32, to, 5, &q[1])) != BT_OK ||
+        (rc = bt_isend(c, &me, 1, BT_INT32, r, 6, &q[2])) != BT_OK ||
+        (rc = bt_irecv(c, &self, 1, BT_INT32, r, 6, &q[3])) != BT_OK ||
+        (rc = bt_waitall(4, q)) != BT_OK)
+        return fail(c, what, rc);
+    for (int i = 0; i < 4; i++)
+        bt_request_free(q[i]);
+    for (size_t i = 0; i < SHIFT; i++)
+        bad |= d[i] != (float)(from * 7 + (int)(i % 1000));
+    bad |= self != r * 3;
+    bt_group_start(); /* blocking calls, the same on every rank, so that call numbers agree */
+    bt_send(c, out, 2, BT_INT32, to, 9), bt_recv(c, in, 2, BT_INT32, from, 9);
+    if ((rc = bt_group_end()) != BT_OK)
+        return fail(c, what, rc);
+    bad |= in[0] != from || in[1] != from * 2;
+    free(s), free(d);
+    return bad ? bad_(what) : 0;
+}
+
 static int run(bt_comm *w)
 {
     bt_comm *par = NULL, *dup = NULL, *none = NULL, *grp = NULL;
@@ -141,7 +200,9 @@ static int run(bt_comm *w)
     if ((e = check_parity(w, par)))
         return e;
     if ((e = check_exchange(w, "exchange collectives on the world")) ||
-        (e = check_exchange(par, "exchange collectives on the parity child")))
+        (e = check_exchange(par, "exchange collectives on the parity child")) ||
+        (e = check_p2p(w, "point-to-point on the world")) ||
+        (e = check_p2p(par, "point-to-point on the parity child")))
         return e;
     if ((rc = bt_comm_dup(w, &dup)) != BT_OK)
         return fail(w, "bt_comm_dup", rc);

@@ -5,9 +5,12 @@
  * inside a "node" and TCP across), and the odd/even halves of each world (a sub-communicator).
  * Per world: a ring shift of 100,003 floats with isend/irecv (far more than a shm ring holds),
  * a blocking exchange between pairs (even ranks send first), a message to oneself; alltoall
- * over every dtype with counts 0, 1, 7, 1000; alltoallv and allgatherv with counts that
- * differ per pair (0 included); gather and scatter from every root. Every element is checked.
- * Bad input: a receive expecting another tag, a peer out of range.
+ * over every dtype with counts 0, 1, 7, 1000, 20011 (over shm: the slots, in many rounds with
+ * the tests' 512-byte slots, and CMA from 2000-byte blocks up); alltoallv and allgatherv with
+ * counts that differ per pair (0 included); gather and scatter from every root. Every element is
+ * checked. Bad input: a receive expecting another tag, a peer out of range, alltoall counts that
+ * differ between ranks (shm and TCP). CMA reads that fail (BATON_TEST_CMA_FAIL): the shm alltoall
+ * falls back to the slots with the same results.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -84,11 +87,11 @@ static void pairs(struct rank_ctx *x, bt_comm *c, int n, int me, const char *wha
 
 static void alltoall(struct rank_ctx *x, bt_comm *c, int n, int me, const char *what)
 {
-    static const size_t counts[] = {0, 1, 7, 1000};
-    size_t maxb = 1000 * 8 * (size_t)n;
+    static const size_t counts[] = {0, 1, 7, 1000, 20011};
+    size_t maxb = 20011 * 8 * (size_t)n;
     char *s = malloc(maxb), *r = malloc(maxb), *want = malloc(maxb);
     for (int dt = 0; dt < BT_DTYPE_COUNT; dt++)
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             size_t cnt = counts[k], es = bt_dtype_size((bt_dtype)dt);
             for (int q = 0; q < n; q++) { /* block q of mine: val(me, q * cnt + i) */
                 for (size_t i = 0; i < cnt; i++)
@@ -229,6 +232,56 @@ static void *bad_main(void *arg)
     return NULL;
 }
 
+/* Over shm, CMA reads that fail (BATON_TEST_CMA_FAIL): the first large alltoall falls back
+ * to the slots on every rank, with the right result, and so do the later ones. */
+static void *cma_fail_main(void *arg)
+{
+    struct rank_ctx *x = arg;
+    bt_comm *c = rank_comm(x, 0);
+    if (!c)
+        return NULL;
+    int n, me;
+    bt_comm_size(c, &n), bt_comm_rank(c, &me);
+    alltoall(x, c, n, me, "cma failing");
+    alltoall(x, c, n, me, "cma off");
+    bt_finalize(c);
+    return NULL;
+}
+
+/* Alltoall counts that differ between ranks: every rank fails, naming the mismatch. */
+static void *mismatch_main(void *arg)
+{
+    struct rank_ctx *x = arg;
+    bt_comm *c = rank_comm(x, 0);
+    if (!c)
+        return NULL;
+    int32_t s[2 * 4000] = {0}, r[2 * 4000];
+    size_t cnt = x->rank == 0 ? 3 : 4000; /* slots on one side, CMA on the other */
+    int rc = bt_alltoall(c, s, r, cnt, BT_INT32);
+    if (rc != BT_ERR_INVALID_USAGE ||
+        (!strstr(bt_last_error(c), "bytes") && !strstr(bt_last_error(c), "counts")))
+        failf(x, "rank %d: mismatched alltoall counts: %s: %s", x->rank, bt_strerror(rc),
+              bt_last_error(c));
+    bt_finalize(c);
+    return NULL;
+}
+
+static void test_cma_fallback(void **state)
+{
+    (void)state;
+    static const struct world ws[] = {{2, 1, "shm", 0}, {3, 1, "shm", 0}};
+    setenv("BATON_TEST_CMA_FAIL", "1", 1);
+    run_worlds(ws, 2, cma_fail_main);
+    unsetenv("BATON_TEST_CMA_FAIL");
+}
+
+static void test_mismatch(void **state)
+{
+    (void)state;
+    static const struct world ws[] = {{2, 1, "shm", 0}, {2, 1, "tcp", 0}};
+    run_worlds(ws, 2, mismatch_main);
+}
+
 static void test_shm(void **state)
 {
     (void)state;
@@ -262,11 +315,11 @@ static void test_bad(void **state)
 int main(void)
 {
     setenv("BATON_TIMEOUT", "60", 0);
+    setenv("BATON_SHM_CMA_BYTES", "2000", 0); /* alltoall blocks of 2000 bytes up by CMA */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shm),
-        cmocka_unit_test(test_tcp),
-        cmocka_unit_test(test_hierarchical),
-        cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_shm),          cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_hierarchical), cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_cma_fallback), cmocka_unit_test(test_mismatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
