@@ -14,7 +14,13 @@
  * --per-node K puts a node relay (rendezvous/relay.c, what every node's launcher runs) in front
  * of the store for every K clients, as `baton run -n K` on each node would: the clients dial
  * their relay's Unix socket, the relays hold one store connection each, and the store and the
- * relays run in a forked child, which prints the most connections the store held.
+ * relays run in a forked child, which prints the most connections the store held. As in
+ * `baton run`, each relay's connection is made by its "launcher" (a direct connect handed over
+ * with bt__store_relay_adopt), and before the clients start each node's launcher joins as two
+ * channels of it (bt__store_connect_relay from this process): the main one claims its node
+ * (COMPARE_SET), counts itself in (ADD) and leaves a last will; the watcher leaves two wills and
+ * holds a heartbeat lease (600 s: the bench does not beat every second as the watcher does).
+ * So the store holds one connection per node throughout, with 2 + K channels on each.
  *
  * Without --addr the store runs in this process on a thread; when the open-file hard limit
  * cannot hold both ends of N connections (2N descriptors) it runs in a forked child instead.
@@ -376,18 +382,29 @@ static void relay_child(struct bt__store_server *srv, const char *token, int nod
     struct bt__store_relay **rl = calloc((size_t)nodes, sizeof(*rl));
     for (int i = 0; i < nodes; i++) {
         struct bt__err err = {0};
-        if (!rl || bt__store_relay_create("127.0.0.1", srv_port, token, &rl[i], &err) != BT_OK) {
+        struct bt__store *d = NULL;
+        if (!rl || bt__store_relay_create("127.0.0.1", srv_port, token, &rl[i], &err) != BT_OK ||
+            bt__store_connect("127.0.0.1", srv_port, token, NULL, &d, &err) != BT_OK) {
             fprintf(stderr, "rdzv_bench: relay %d: %s\n", i, err.msg);
             _exit(1);
         }
+        bt__store_relay_adopt(rl[i], bt__store_detach(d)); /* the launcher's connection */
         dprintf(up, "%s\n", bt__store_relay_address(rl[i]));
     }
     close(up);
     int most = 0;
     struct pollfd pf = {.fd = ctl, .events = POLLIN};
-    while (poll(&pf, 1, 5) == 0) {
+    for (;;) {
+        char mark;
+        int p = poll(&pf, 1, 5);
         int n = bt__store_server_nclients(srv);
         most = n > most ? n : most;
+        if (p > 0 && read(ctl, &mark, 1) != 1)
+            break; /* the parent is done */
+        if (p > 0) /* a byte: the launchers joined, the clients start */
+            printf("rdzv_bench: store thread CPU %.3f s once the launchers joined\n",
+                   bt__store_server_cpu_s(srv));
+        fflush(stdout);
     }
     printf("rdzv_bench: the store held at most %d connections for %d nodes; store thread CPU "
            "%.3f s\n",
@@ -431,6 +448,49 @@ static char **start_relays(struct bt__store_server *srv, const char *token, int 
     return addr;
 }
 
+/* Each node's launcher joins as `baton run`'s does: two channels of its relay's connection (the
+ * main one: claim, count, last will; the watcher: two wills and a lease), one node after
+ * another. Returns the handles (2 per node) for launchers_leave. */
+static struct bt__store **launchers_join(const char *token, int nodes, char **addr)
+{
+    struct bt__store **h = calloc(2 * (size_t)nodes, sizeof(*h));
+    if (!h)
+        die("out of memory");
+    for (int i = 0; i < nodes; i++) {
+        struct bt__err err = {0};
+        char key[64], rec[64], will[96];
+        int64_t n;
+        void *actual = NULL;
+        size_t alen;
+        snprintf(key, sizeof(key), "l/0/node/%d", i);
+        snprintf(rec, sizeof(rec), "8 %d 0 node-%d", 1000 + i, i);
+        snprintf(will, sizeof(will), "L 129\tnode %d lost contact with the rendezvous store", i);
+        for (int k = 0; k < 2; k++)
+            if (bt__store_connect_relay(addr[i], "127.0.0.1", srv_port, token, NULL, &h[2 * i + k],
+                                        &err) != BT_OK)
+                die("launcher %d: %s", i, err.msg);
+        struct bt__store *m = h[2 * i], *w = h[2 * i + 1];
+        if (bt__store_compare_set(m, key, "", 0, rec, strlen(rec), &actual, &alen) != BT_OK ||
+            bt__store_last_will(m, "l/0/outcome", will, strlen(will)) != BT_OK ||
+            bt__store_add(m, "l/0/joined", 1, &n) != BT_OK || n != i + 1)
+            die("launcher %d (main): %s", i, bt__store_error(m));
+        free(actual);
+        snprintf(key, sizeof(key), "l/0/lost/%d", i);
+        if (bt__store_last_will(w, "l/0/outcome", will, strlen(will)) != BT_OK ||
+            bt__store_last_will(w, key, will, strlen(will)) != BT_OK ||
+            bt__store_heartbeat(w, 600.0) != BT_OK)
+            die("launcher %d (watcher): %s", i, bt__store_error(w));
+    }
+    return h;
+}
+
+static void launchers_leave(struct bt__store **h, int nodes)
+{
+    for (int i = 0; h && i < 2 * nodes; i++)
+        bt__store_close(h[i]);
+    free(h);
+}
+
 static rlim_t raise_nofile(void)
 {
     struct rlimit rl;
@@ -443,8 +503,9 @@ static rlim_t raise_nofile(void)
 int main(int argc, char **argv)
 {
     int sweep[] = {128, 1024, 4096, 10000}, nsweep = 4, one = 0, window = 1024, port = 0;
-    int per_node = 0, ctl = -1;
+    int per_node = 0, ctl = -1, nodes = 0;
     char **relay_addr = NULL;
+    struct bt__store **launchers = NULL;
     char host[256] = "127.0.0.1";
     const char *token = bt__env_str("BATON_TOKEN", "rdzv-bench-token");
     for (int i = 1; i < argc; i++) {
@@ -486,13 +547,21 @@ int main(int argc, char **argv)
             die("%s", err.msg);
         srv_port = port;
         if (per_node) {
-            int nodes = (maxn + per_node - 1) / per_node;
+            nodes = (maxn + per_node - 1) / per_node;
             relay_addr = start_relays(srv, token, nodes, &ctl);
             printf("rdzv_bench: %d clients through %d relays of %d (one per node), store and "
                    "relays in a child process\n",
                    maxn, nodes, per_node);
             bt__store_server_destroy(srv);
             srv = NULL;
+            int64_t t0 = bt__now_ns();
+            launchers = launchers_join(token, nodes, relay_addr);
+            printf("rdzv_bench: %d launchers joined as 2 channels each of their relay's "
+                   "connection in %.3f s (one after another)\n",
+                   nodes, (double)(bt__now_ns() - t0) / 1e9);
+            fflush(stdout);
+            if (write(ctl, "m", 1) != 1)
+                die("the relay process went away");
         } else if ((rlim_t)(2 * maxn + 64) > lim) {
             printf("rdzv_bench: store in a child process (open-file limit %llu < 2 x %d)\n",
                    (unsigned long long)lim, maxn);
@@ -521,6 +590,7 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     bt__store_server_destroy(srv);
+    launchers_leave(launchers, nodes);
     if (ctl >= 0) { /* the relay child reports and exits */
         close(ctl);
         waitpid(store_child, NULL, 0);

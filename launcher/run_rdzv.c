@@ -1,8 +1,10 @@
 /* run_rdzv.c: how the launchers of a job find each other and agree on how it ended.
  *
  * Node 0's launcher hosts the store (rendezvous/store.h) on a background thread; every
- * launcher, node 0's too, connects twice: a main connection (requests of the main loop; it
- * carries the last will) and a watcher connection (a thread blocked in GET of the outcome).
+ * launcher, node 0's too, has two clients of it: a main one (requests of the main loop; it
+ * carries the last will) and a watcher (a thread blocked in GET of the outcome). Both are
+ * channels of the one connection that its node's relay holds for the workers too (below:
+ * one connection per node), or connections of their own with BATON_RDZV_RELAY_ON=0.
  * Keys of generation g (the restart count) live under "l/<g>/" (workers use "w/<g>/"):
  *
  *   l/job            "G NNODES JOB_ID": node 0 sets it before each generation; the others

@@ -10,6 +10,12 @@
  * l/ keys, its blocking requests park and time out there, its last will fires when it goes.
  * The relay itself holds no keys and parks nothing; its only state is a buffer per side.
  *
+ * Its launcher rides on it too: it dials the store itself and hands the connection over
+ * (bt__store_relay_adopt), then opens its own two clients as job-token channels through the
+ * Unix socket (bt__store_connect_relay), so the store holds one connection per node. A new
+ * connection handed over (after the store's host was lost) replaces the old one, whose
+ * channels are hung up on.
+ *
  * Failures keep their shape: when the store's connection goes, the relay hangs up on every
  * worker (they see the store close their connection, as before) and dials again for the
  * next worker that connects; when the relay's launcher dies, the workers' sockets close and

@@ -108,6 +108,7 @@ struct conn {
     struct conn *ready_next;  /* srv->ready */
     int fd, state;
     int dead, closing, queued;
+    int mute;                 /* its peer went away while we sent: replies are dropped */
     int worker;               /* authenticated with the worker token: no writes under "l/" */
     struct timer tmo;         /* a parked request's timeout, or the handshake's limit */
     struct timer lease;       /* HEARTBEAT: when the client's silence becomes its death */
@@ -453,11 +454,18 @@ static void conn_flush(struct bt__store_server *srv, struct conn *c)
         return;
     }
     struct bt__err err = {0};
-    int rc = bt__sock_progress(c->fd, BT_SOCK_SEND, c->out.p, c->out.len, &c->out_off, &err);
+    int rc = c->mute
+                 ? BT_OK
+                 : bt__sock_progress(c->fd, BT_SOCK_SEND, c->out.p, c->out.len, &c->out_off, &err);
     if (rc != BT_OK) {
-        conn_kill(srv, c, BT_LOG_INFO, "lost while sending: %s", err.msg);
-        return;
+        /* The peer closed while we sent. What it sent before still counts, as at its EOF
+         * (conn_eof): a GOODBYE among it clears a will, a relay connection's channels' too;
+         * so replies are dropped from now on and reading goes on to the end. */
+        BT_TRACE(RDZV, "%s: lost while sending (%s); reading what it sent", c->peer, err.msg);
+        c->mute = 1;
     }
+    if (c->mute)
+        c->out_off = c->out.len;
     if (c->out_off < c->out.len) {
         conn_charge(srv, c);
         output_check(srv, c);
@@ -1020,6 +1028,9 @@ static void do_mux(struct bt__store_server *srv, struct conn *c, struct bt__rbuf
     const uint8_t *p = r->p;
     size_t n = r->left;
     r->left = 0;
+    if (ch && ch->w && cmd == BT__RDZV_GOODBYE)
+        waiter_release(srv, ch); /* its client gave up on the parked request and closes
+                                  * (bt__store_close): as at a direct connection's EOF */
     if (!ch)
         chan_closed(srv, c, id);
     else if (ch->w || ch->closing)
