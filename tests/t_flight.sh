@@ -49,8 +49,8 @@ t_expect_eq "SIGKILL: exit 137" "$?" 137
 t_expect_eq "SIGKILL: --log-dir has the 4 dumps" "$(ls "$T_TMP/kill"/flight.*.txt | wc -l)" 4
 t_grep "SIGKILL: the dead rank's dump ends with its last call, done" \
     "^seq=14 comm=0 op=allreduce .* state=done$" "$T_TMP/kill/flight.2.txt"
-t_grep "SIGKILL: the summary names the call rank 2 never entered" \
-    "^baton: flight recorder: rank 2 never entered allreduce #15 \(the 3 others did" "$T_TMP/k.err"
+t_grep "SIGKILL: the summary names the call rank 2 never entered (the others that got to #15 before the teardown's SIGTERM: 1 to 3 under load)" \
+    "^baton: flight recorder: rank 2 never entered allreduce #15 \(the [1-3] others? did" "$T_TMP/k.err"
 
 # ---- a stall warning (BATON_STALL_WARN=0.5, rank 1 sleeping 1.5 s before each allreduce): the
 # node's dumps are written then, in a job that succeeds
