@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_coll.sh: collectives in real processes under `baton run`: one node over shm, TCP forced,
 # a job of one, and two "nodes" on loopback (hierarchical allreduce: shm within, TCP across);
-# split_check (sub-communicators, grouped calls, exchange collectives) over shm and TCP.
+# split_check (sub-communicators, grouped calls, exchange collectives) over shm and TCP; a rank
+# alive but 5 s late into a large TCP allreduce does not time its peer's connection out.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -69,6 +70,17 @@ t_expect_eq "split_check with CMA refused: every rank checked its children" \
     "$(grep -cE 'rank [0-9]+ split ok$' "$out")" 3
 t_grep "split_check with CMA refused: the fallback is logged" \
     'process_vm_readv from rank .*alltoall copies through the shared segment' "$out"
+
+# A rank that is alive but 5 s late into a 64 MiB TCP allreduce, with keepalive knobs that make
+# TCP_USER_TIMEOUT 2 s: its peer's connection sits at a zero window meanwhile, which Linux
+# counts against that timeout; the peer connections take BATON_TIMEOUT instead, so the job ends
+# well, not with "Connection timed out".
+out=$T_TMP/late.log
+BATON_TRANSPORT=tcp BATON_KEEPALIVE_IDLE=1 BATON_KEEPALIVE_INTVL=1 BATON_KEEPALIVE_CNT=1 \
+    timeout 60 "$BATON" run -n 2 -- "$BATON_BUILD/tests/progs/coll_check" --count 16777216 \
+    --iters 2 --slow-rank 1 --slow-ms 5000 >"$out" 2>&1
+t_expect_eq "a rank 5 s late into a 64 MiB TCP allreduce (user timeout 2 s): exit 0" "$?" 0
+t_check "... no connection timed out" bash -c "! grep -q 'timed out' '$out'"
 
 # A SIGKILLed rank under baton: the job ends quickly with 137, nobody waits for the timeout.
 out=$T_TMP/kill.log

@@ -34,6 +34,7 @@
 #include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +236,22 @@ static void set_bufs(int fd)
     }
 }
 
+/* A peer connection's TCP_USER_TIMEOUT: the collective's timeout (BATON_TIMEOUT) when that is
+ * longer than the keepalive knobs' (9 s). Linux applies it to a zero window too: a peer that is
+ * alive but not reading (a rank 10 s late into a large allreduce, a checkpoint) would otherwise
+ * abort the connection with ETIMEDOUT, failing a collective that still had minutes to wait. A
+ * dead peer is still noticed: keepalive on idle links, the launchers' heartbeats, the timeout. */
+static void set_user_timeout(int fd)
+{
+    unsigned ms = 0;
+    socklen_t len = sizeof(ms);
+    double coll = bt__comm_timeout_s() * 1000.0;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len) == 0 && coll > ms) {
+        ms = coll < 4e9 ? (unsigned)coll : 4000000000u;
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+    }
+}
+
 static int connect_peer(struct bt_comm *c, int peer, int64_t deadline)
 {
     struct bt__tcp *t = c->tcp;
@@ -258,6 +275,7 @@ static int connect_peer(struct bt_comm *c, int peer, int64_t deadline)
             return bt__err_set(&c->err, rc, "rank %d: %s", peer, e.msg);
         t->fds[peer * t->nsocks + k] = fd;
         set_bufs(fd);
+        set_user_timeout(fd);
         uint8_t h[HELLO_BYTES] = {0};
         bt__put_le64(h, TCP_MAGIC);
         bt__put_le32(h + 8, TCP_VERSION);
@@ -298,6 +316,7 @@ static int accept_one(struct bt_comm *c, int fd, int64_t deadline)
         return BT_OK;
     }
     t->fds[r * t->nsocks + k] = fd;
+    set_user_timeout(fd);
     return BT_OK;
 }
 
