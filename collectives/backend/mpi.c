@@ -494,6 +494,8 @@ static int mpi_p2p_test(struct bt_comm *c, void *handle, int *done)
 {
     MPI_Request *rq = handle;
     MPI_Status st;
+    memset(&st, 0, sizeof(st));
+    st.MPI_SOURCE = -1; /* in case MPI does not fill it on an error */
     int rc = LOCKED(MPI_Test(rq, done, &st));
     if (rc == MPI_SUCCESS && !*done)
         return BT_OK;
