@@ -278,6 +278,11 @@ static void enter(struct bt_comm *c)
 
 /* ---- the collectives ---- */
 
+/* A reduction whose slots hold at most this many bytes in all takes one sync, not two: every
+ * rank (or the root) reduces the whole vector from all slots itself. It reads n times what the
+ * chunked path reads, which pays only while a sync costs more than that. */
+#define ONE_SYNC_BYTES 16384
+
 static int shm_reduce(struct bt_comm *c, const struct bt__coll_args *a)
 {
     struct bt__shm *s = c->shm;
@@ -288,6 +293,17 @@ static int shm_reduce(struct bt_comm *c, const struct bt__coll_args *a)
         int b = (int)(s->round++ & 1);
         memcpy(slot(s, s->me, b), (const char *)a->send + off * es, m * es);
         BT_CHECK(shm_sync(c));
+        if (m * es * (size_t)s->n <= ONE_SYNC_BYTES) {
+            /* The same sources in the same order as the chunked path below: the same bits. No
+             * rank writes slot b again before every rank has passed the next call's sync, so
+             * the reads need no second one. */
+            if (a->root >= 0 && a->root != s->me)
+                continue;
+            for (int p = 0; p < s->n; p++)
+                s->srcs[p] = slot(s, p, b);
+            bt__reduce_n(a->dtype, a->op, (char *)a->recv + off * es, s->srcs, s->n, m, a->div);
+            continue;
+        }
         bt__chunk(m, s->n, s->me, &co, &cl);
         for (int p = 0; p < s->n; p++)
             s->srcs[p] = slot(s, p, b) + co * es;
