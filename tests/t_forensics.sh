@@ -120,8 +120,9 @@ for n in 0 1 2; do
         "$T_TMP/lost" >"$T_TMP/lost.$n.log" 2>&1
     lost_pid[$n]=$T_LAST_PID
 done
-for _ in $(seq 1 300); do # until node 2's worker runs: the job has formed
-    [ -n "$(pgrep -P "${lost_pid[2]}")" ] && break
+for _ in $(seq 1 300); do # until node 2's worker (sleep 120) runs: the job has formed. Not any
+    # child: the launcher's watchdog is one from its start, before the node has joined.
+    [ -n "$(pgrep -P "${lost_pid[2]}" -x sleep)" ] && break
     sleep 0.1
 done
 kill -STOP "${lost_pid[2]}"
