@@ -152,22 +152,12 @@ static int small_allreduce(bt_comm *c, void *v, bt_dtype dt, bt_op op)
     return BT_OK;
 }
 
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
 static int usage(const char *why)
 {
-    fprintf(stderr,
-            "allreduce_bench: %s\nusage: allreduce_bench "
-            "[--backend shm|tcp|auto|nccl|staged] [-b MINBYTES] [-e MAXBYTES] "
-            "[-f FACTOR] [-n ITERS] [-w WARMUP] [-T SECS] [--op allreduce|broadcast|reduce] "
-            "[-o] [-c] [-s]\n",
-            why);
-    return 2;
+    return bench_usage("allreduce_bench", why,
+                       "[--backend shm|tcp|auto|nccl|staged] [-b MINBYTES] [-e MAXBYTES] "
+                       "[-f FACTOR] [-n ITERS] [-w WARMUP] [-T SECS] [--op "
+                       "allreduce|broadcast|reduce] [-o] [-c] [-s]");
 }
 
 /* shm|tcp|auto choose the host transport; nccl|staged put the buffers on the GPU. */
@@ -237,13 +227,13 @@ static int parse(int argc, char **argv, struct args *a)
 static double time_size(bt_comm *c, float *buf, float *out, size_t count, const struct args *a,
                         double *t, double cpu[4], int *used)
 {
-    double r0[4], w0 = now_us();
+    double r0[4], w0 = bench_now_us();
     for (int i = 0; i < a->warmup; i++)
         if (run_op(c, a->op, buf, out, count) != BT_OK)
             return -1;
     int iters = a->iters;
     if (a->budget > 0 && a->warmup > 0) {
-        double per = (now_us() - w0) / a->warmup;
+        double per = (bench_now_us() - w0) / a->warmup;
         if (small_allreduce(c, &per, BT_FLOAT64, BT_MAX) != BT_OK)
             return -1;
         double fit = a->budget * 1e6 / (per > 1 ? per : 1);
@@ -256,10 +246,10 @@ static double time_size(bt_comm *c, float *buf, float *out, size_t count, const 
     for (int i = 0; i < iters; i++) {
         if (a->sync && bt_barrier(c) != BT_OK)
             return -1;
-        double t0 = now_us();
+        double t0 = bench_now_us();
         if (run_op(c, a->op, buf, out, count) != BT_OK)
             return -1;
-        t[i] = now_us() - t0;
+        t[i] = bench_now_us() - t0;
     }
     bench_rusage(cpu);
     for (int k = 0; k < 4; k++) {

@@ -13,6 +13,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+
+/* Microseconds on the monotonic clock. */
+static inline double bench_now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+/* "who: why" and the usage line on stderr; 2, the exit status of a bad command line. */
+static inline int bench_usage(const char *who, const char *why, const char *synopsis)
+{
+    fprintf(stderr, "%s: %s\nusage: %s %s\n", who, why, who, synopsis);
+    return 2;
+}
 
 /* "64K", "1M", "2G" or a plain number of bytes (powers of 1024); -1 when not a size > 0. */
 static inline int bench_parse_size(const char *s, size_t *out)

@@ -51,16 +51,7 @@ NSA=bcsa$$ NSB=bcsb$$ VETH_RATE=${VETH_RATE:-2gbit} VETH_BURST=${VETH_BURST:-128
 veth_down() { ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null; }
 trap 'veth_down; rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
-veth_up() {
-    ip netns add $NSA && ip netns add $NSB &&
-        ip link add va$$ netns $NSA type veth peer name vb$$ netns $NSB &&
-        ip -n $NSA link set va$$ name bceth0 && ip -n $NSB link set vb$$ name bceth0 &&
-        ip -n $NSA addr add 198.51.100.1/24 dev bceth0 && ip -n $NSB addr add 198.51.100.2/24 dev bceth0 &&
-        ip -n $NSA link set bceth0 up && ip -n $NSB link set bceth0 up &&
-        ip -n $NSA link set lo up && ip -n $NSB link set lo up &&
-        tc -n $NSA qdisc add dev bceth0 root tbf rate "$VETH_RATE" burst "$VETH_BURST" latency 10ms &&
-        tc -n $NSB qdisc add dev bceth0 root tbf rate "$VETH_RATE" burst "$VETH_BURST" latency 10ms
-}
+. bench/veth.sh
 # on NET N CMD...: runs CMD under baton with N ranks, rank 0's stdout to $T/out.
 on() {
     local net=$1 n=$2 port pid rc; shift 2

@@ -11,7 +11,9 @@
 #       ROUNDS    rounds of every program, interleaved A B C A B C ... (default 5)
 #       PROGRAMS  comma list from: baton_shm baton_tcp mpi mpi_tcp gloo (default: all five), and
 #                 baton_tcp_bound (baton_tcp with --bind core: each rank pinned to its share of
-#                 the cores, as mpirun pins by default; baton run does not)
+#                 the cores, as mpirun pins by default; baton run does not), and baton_mpi
+#                 (--op allreduce: allreduce_bench under `mpirun -np 2`, so bt_allreduce runs on
+#                 libbaton's Open MPI backend: the wrapper's overhead against "mpi")
 #       --tuned   also run Open MPI tuned (labelled as such): --bind-to none and glibc's mmap
 #                 threshold off (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296)
 #       --veth    two emulated hosts instead of loopback: network namespaces joined by a veth
@@ -86,12 +88,14 @@ cmd_of() { # program -> its command line in CMD
     baton_tcp) CMD=("$BUILD/baton" run -n 2 --no-tag-output -- "$BENCH" --backend tcp "${OPARGS[@]}") ;;
     baton_tcp_bound) CMD=("$BUILD/baton" run -n 2 --bind core --no-tag-output -- "$BENCH" --backend tcp "${OPARGS[@]}") ;;
     mpi) CMD=("${MPIRUN[@]}" "$M" "${OPARGS[@]}") ;;
+    baton_mpi) [ "$op" = allreduce ] || { echo "compare.sh: baton_mpi runs --op allreduce only" >&2; exit 2; }
+               CMD=("${MPIRUN[@]}" "$BENCH") ;;
     mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$M" "${OPARGS[@]}") ;;
     mpi_tuned) CMD=("${MPIRUN[@]}" "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
     mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
     gloo) [ "$op" = allreduce ] || { echo "compare.sh: gloo runs --op allreduce only" >&2; exit 2; }
           CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
-    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_bound mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
+    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_bound baton_mpi mpi mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
        exit 2 ;;
     esac
 }
@@ -100,7 +104,7 @@ IFS=, read -ra want <<<"$programs"
 for p in "${want[@]}"; do
     cmd_of "$p"
     case "$p" in
-    mpi*) [ $have_mpi = 1 ] || { echo "== $p: skipped (no mpirun or no $M)"; continue; } ;;
+    mpi*|baton_mpi) [ $have_mpi = 1 ] || { echo "== $p: skipped (no mpirun or no $M)"; continue; } ;;
     gloo) [ $have_gloo = 1 ] || { echo "== gloo: skipped (no torch under /usr/bin/python3)"; continue; } ;;
     esac
     list+=("$p")
@@ -109,16 +113,8 @@ done
 
 # --veth: two namespaces, one veth pair, a rate limit; removed on exit.
 NSA=bcmpa$$ NSB=bcmpb$$
-veth_up() {
-    ip netns add $NSA && ip netns add $NSB &&
-        ip link add va$$ netns $NSA type veth peer name vb$$ netns $NSB &&
-        ip -n $NSA link set va$$ name bceth0 && ip -n $NSB link set vb$$ name bceth0 &&
-        ip -n $NSA addr add 198.51.100.1/24 dev bceth0 && ip -n $NSB addr add 198.51.100.2/24 dev bceth0 &&
-        ip -n $NSA link set bceth0 up && ip -n $NSB link set bceth0 up &&
-        ip -n $NSA link set lo up && ip -n $NSB link set lo up &&
-        tc -n $NSA qdisc add dev bceth0 root tbf rate "${VETH_RATE:-10gbit}" burst 4mb latency 10ms &&
-        tc -n $NSB qdisc add dev bceth0 root tbf rate "${VETH_RATE:-10gbit}" burst 4mb latency 10ms
-}
+VETH_RATE=${VETH_RATE:-10gbit} VETH_BURST=4mb
+. bench/veth.sh
 veth_down() { ip netns del $NSA 2>/dev/null; ip netns del $NSB 2>/dev/null; rm -f "$OUT/rsh"; }
 two_nodes() { # output file, program... : node 0 in NSA on core 0, node 1 in NSB on core 1
     local out=$1 port; shift
@@ -139,7 +135,7 @@ if [ "$veth" = 1 ]; then
     printf '#!/bin/sh\nhost=$1; shift\ncase "$host" in 198.51.100.2) ns=%s cpu=1 ;; *) ns=%s cpu=0 ;; esac\nexec ip netns exec "$ns" taskset -c $cpu sh -c "$*"\n' \
         $NSB $NSA >"$OUT/rsh"
     chmod +x "$OUT/rsh"
-    echo "== veth: $NSA 198.51.100.1 (core 0) <-> $NSB 198.51.100.2 (core 1), tbf ${VETH_RATE:-10gbit}"
+    echo "== veth: $NSA 198.51.100.1 (core 0) <-> $NSB 198.51.100.2 (core 1), tbf $VETH_RATE"
 fi
 run_prog() { # program, round
     local p=$1 f=$OUT/$1.$2.txt

@@ -22,21 +22,11 @@
 
 static int rank_, size_;
 
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
 static int usage(const char *why)
 {
-    fprintf(stderr,
-            "exchange_bench: %s\nusage: exchange_bench --op alltoall|sendrecv|allgatherv "
-            "[--backend shm|tcp|auto] [-b MINBYTES] [-e MAXBYTES] [-f FACTOR] [-n ITERS] "
-            "[-w WARMUP]\n",
-            why);
-    return 2;
+    return bench_usage("exchange_bench", why,
+                       "--op alltoall|sendrecv|allgatherv [--backend shm|tcp|auto] [-b "
+                       "MINBYTES] [-e MAXBYTES] [-f FACTOR] [-n ITERS] [-w WARMUP]");
 }
 
 static int parse(int argc, char **argv, struct bench_args *a)
@@ -125,10 +115,10 @@ static double time_size(bt_comm *c, const struct bench_args *a, float *s, float 
         if (one(c, a->op, s, r, blk, rem, cnt, dsp) != BT_OK)
             return -1;
     for (int i = 0; i < a->iters; i++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         if (one(c, a->op, s, r, blk, rem, cnt, dsp) != BT_OK)
             return -1;
-        t[i] = (now_us() - t0) / (a->op == BENCH_SENDRECV ? 2 : 1);
+        t[i] = (bench_now_us() - t0) / (a->op == BENCH_SENDRECV ? 2 : 1);
     }
     qsort(t, (size_t)a->iters, sizeof(double), bench_cmp_dbl);
     double med = t[a->iters / 2];

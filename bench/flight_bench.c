@@ -42,20 +42,11 @@ struct args {
     double secs; /* -t: stop after this long (0: run all pairs) */
 };
 
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
 static int usage(const char *why)
 {
-    fprintf(stderr,
-            "flight_bench: %s\nusage: flight_bench [--backend shm|tcp] [-s SIZE] [-B BLOCK] "
-            "[-p PAIRS] [-w WARMUP] [-t SECONDS]\n",
-            why);
-    return 2;
+    return bench_usage("flight_bench", why,
+                       "[--backend shm|tcp] [-s SIZE] [-B BLOCK] [-p PAIRS] [-w WARMUP] "
+                       "[-t SECONDS]");
 }
 
 static int parse(int argc, char **argv, struct args *a)
@@ -115,10 +106,10 @@ static int run_pairs(bt_comm *c, float *buf, size_t count, const struct args *a,
     for (int i = 0; i < a->warmup; i++)
         if (bt_allreduce(c, buf, buf, count, BT_FLOAT32, BT_SUM) != BT_OK)
             return -1;
-    double start = now_us();
+    double start = bench_now_us();
     int p;
     for (p = 0; p < a->pairs; p++) {
-        int32_t stop = a->secs > 0 && p >= 2 && now_us() - start > a->secs * 1e6;
+        int32_t stop = a->secs > 0 && p >= 2 && bench_now_us() - start > a->secs * 1e6;
         if (a->secs > 0 && bt_allreduce(c, &stop, &stop, 1, BT_INT32, BT_MAX) != BT_OK)
             return -1;
         if (stop)
@@ -126,11 +117,11 @@ static int run_pairs(bt_comm *c, float *buf, size_t count, const struct args *a,
         for (int h = 0; h < 2; h++) {
             int off = (p + h) % 2; /* pair 0: on, off; pair 1: off, on; ... */
             bt_flight_pause(off);
-            double t0 = now_us();
+            double t0 = bench_now_us();
             for (int i = 0; i < a->block; i++)
                 if (bt_allreduce(c, buf, buf, count, BT_FLOAT32, BT_SUM) != BT_OK)
                     return -1;
-            t[2 * p + off] = (now_us() - t0) / a->block;
+            t[2 * p + off] = (bench_now_us() - t0) / a->block;
         }
     }
     bt_flight_pause(0);

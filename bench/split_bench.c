@@ -17,22 +17,15 @@
 #include "baton.h"
 #include "bench_util.h"
 
-static double now_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
-}
-
 /* One timed split (dup when dup is set); *wrong counts a bad allreduce on the child. */
 static int once(bt_comm *w, int rank, int size, int dup, double *us, long *wrong)
 {
     bt_comm *child = NULL;
     int rc = bt_barrier(w);
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (rc == BT_OK)
         rc = dup ? bt_comm_dup(w, &child) : bt_comm_split(w, rank < size / 2, rank, &child);
-    *us = now_us() - t0;
+    *us = bench_now_us() - t0;
     int32_t v = 1, want = dup ? size : rank < size / 2 ? size / 2 : size - size / 2;
     if (rc == BT_OK)
         rc = bt_allreduce(child, &v, &v, 1, BT_INT32, BT_SUM);

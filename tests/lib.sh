@@ -88,6 +88,16 @@ t_wait_files() {
     done
 }
 
+# t_wait_grep PATTERN FILE SEC: until a line of FILE matches the extended regex PATTERN; 0 when
+# one does, 1 after SEC seconds.
+t_wait_grep() {
+    local i=0
+    until grep -qE -- "$1" "$2" 2>/dev/null; do
+        [ $i -ge $(($3 * 10)) ] && return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+
 # t_alive PID: 0 when PID exists and is not a zombie.
 t_alive() { kill -0 "$1" 2>/dev/null && ! ps -o stat= -p "$1" 2>/dev/null | grep -q Z; }
 

@@ -169,13 +169,6 @@ t_expect_eq "two nodes, mismatched reduction: one such line, none on node 1" \
 
 # ---- elastic (--nnodes 2:3): nodes 0 and 1 form generation 0, node 2 joins and generation 1
 # has 3; rank 3 (node 1) sleeps 20 ms: named job-wide in each generation, no other rank
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 port=$(t_free_port)
 el() { # NODE [BACKEND FLAGS...] (SLOW_MS: rank 3's sleep, 20 by default)
     local n=$1; shift
@@ -187,7 +180,7 @@ el() { # NODE [BACKEND FLAGS...] (SLOW_MS: rank 3's sleep, 20 by default)
 el 0 --rdzv "127.0.0.1:$port"
 el 1 --rdzv "127.0.0.1:$port"
 t_check "elastic, generation 0: node 0 names rank 3 job-wide among 2 nodes" \
-    wait_grep "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last [0-9]+ allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes" "$T_TMP/el.0.err" 60
+    t_wait_grep "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last [0-9]+ allreduces, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes" "$T_TMP/el.0.err" 60
 el 2 --rdzv "127.0.0.1:$port"
 t_wait_ok "elastic: the 3 nodes exit 0" 120 "${ep[0]}" "${ep[1]}" "${ep[2]}"
 t_grep "elastic, generation 1: node 0 names rank 3 job-wide among 3 nodes" \

@@ -7,13 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/launch_worker
 
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 node() { # NAME RANK PORT ARGS...: a launcher of a 2-node job in the background
     local name=$1 rank=$2 port=$3; shift 3
     t_bg "$BATON" run --nnodes 2 --node-rank "$rank" --rdzv "127.0.0.1:$port" "$@" \
@@ -33,7 +26,7 @@ if t_wait_files 2 "$T_TMP/j" 20 '^pid\.'; then
         "^baton: node 2 \(host [^)]+\): refused by node 0: node 2 \(host [^,]+, pid [0-9]+\) says the job is 'baton' with 3 nodes; node 0 runs 'baton' with 2 nodes; .*exit 2$" \
         "$T_TMP/nn.err"
     t_check "other node count: node 0 logs the refused node" \
-        wait_grep "^baton: node 0 refused a launcher: node 2 .* with 3 nodes; node 0 runs 'baton' with 2 nodes$" "$T_TMP/j0.err" 10
+        t_wait_grep "^baton: node 0 refused a launcher: node 2 .* with 3 nodes; node 0 runs 'baton' with 2 nodes$" "$T_TMP/j0.err" 10
     BATON_JOB_ID=other "$BATON" run --nnodes 2 --node-rank 1 --rdzv "127.0.0.1:$port" \
         --join-timeout 10 -- "$W" >/dev/null 2>"$T_TMP/id.err"
     t_expect_eq "other job id (its derived token differs): refused by the store, exit 1" "$?" 1

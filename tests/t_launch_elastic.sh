@@ -13,13 +13,6 @@
 W=$BATON_BUILD/tests/progs/elastic_worker
 export BATON_TOKEN=elastic-test-$$ BATON_HEARTBEAT_TIMEOUT=2
 
-wait_grep() { # PATTERN FILE SEC: until a line of FILE matches
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 node() { # NAME ID PORT DIR ARGS...: an elastic launcher, output in $T_TMP/NAME.{out,err}
     local name=$1 id=$2 port=$3 dir=$4; shift 4
     t_bg "$BATON" run --nnodes 2:3 --node-rank "$id" --rdzv "127.0.0.1:$port" -n 1 \
@@ -127,7 +120,7 @@ node s2 2 "$port" "$D"; p2=$T_LAST_PID
 t_check "store host: 3 nodes up" t_wait_files 3 "$D" 30 '^up\.0\.'
 kill -KILL "$p0"
 t_check "store host killed: the others say they retry it" \
-    wait_grep "node 1: lost the rendezvous store at 127.0.0.1:$port; retrying" "$T_TMP/s1.err" 10
+    t_wait_grep "node 1: lost the rendezvous store at 127.0.0.1:$port; retrying" "$T_TMP/s1.err" 10
 node s0b 0 "$port" "$D"; p0=$T_LAST_PID
 # (the survivors may form a generation of 2 before node 0 is back; it then joins the next one)
 t_check "store host back: 3 nodes run again" wait_world "$D" 3 30

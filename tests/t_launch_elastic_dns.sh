@@ -31,13 +31,6 @@ ip -n "$T_NS_HUB" addr add 198.51.100.254/24 dev br0
 t_bg ip netns exec "$T_NS_HUB" python3 "$BATON_SRC/tests/progs/nxdomain.py" 198.51.100.254 \
     >"$T_TMP/dns.out" 2>&1
 
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 wait_world() { # DIR N SEC: until N workers of one generation after 0 say world=N
     local i=0 g
@@ -51,7 +44,7 @@ wait_world() { # DIR N SEC: until N workers of one generation after 0 say world=
 }
 resolves() { ip netns exec "${T_NS[$1]}" getent ahosts "$STORE" >/dev/null; }
 
-t_check "the DNS server answers" wait_grep '^ready' "$T_TMP/dns.out" 10
+t_check "the DNS server answers" t_wait_grep '^ready' "$T_TMP/dns.out" 10
 t_check "node 1 resolves the store's name from its hosts file" resolves 1
 ip netns exec "${T_NS[1]}" getent ahosts "nosuch-$$.baton-test.svc" >/dev/null 2>&1
 t_expect_eq "any other name: NXDOMAIN (getent exit 2: not found)" "$?" 2
@@ -74,12 +67,12 @@ if resolves 1; then t_fail "the name is gone: node 1 no longer resolves it"; els
     t_ok "the name is gone: node 1 no longer resolves it"; fi
 kill -KILL "${P[0]}"
 t_check "store host killed: node 1 says it lost the store and retries it" \
-    wait_grep "node 1: lost the rendezvous store at $STORE:$port; retrying it for up to $JT s" "$T_TMP/n1.err" 10
+    t_wait_grep "node 1: lost the rendezvous store at $STORE:$port; retrying it for up to $JT s" "$T_TMP/n1.err" 10
 t_check "while the name does not resolve: a line says so (NXDOMAIN: EAI_NONAME)" \
-    wait_grep "waiting for rendezvous at $STORE:$port .*name '$STORE' does not resolve \(Name or service not known\)" \
+    t_wait_grep "waiting for rendezvous at $STORE:$port .*name '$STORE' does not resolve \(Name or service not known\)" \
     "$T_TMP/n1.err" 15
 t_check "node 2 says so too" \
-    wait_grep "name '$STORE' does not resolve \(Name or service not known\)" "$T_TMP/n2.err" 15
+    t_wait_grep "name '$STORE' does not resolve \(Name or service not known\)" "$T_TMP/n2.err" 15
 t_expect_eq "no generation formed without the store" "$(ls "$D" | grep -c '^up\.1\.')" 0
 
 # A new pod for node 0, at another address; its name comes back pointing there.

@@ -15,13 +15,6 @@ if ! "$BATON" run --rdzv-backend etcd --rdzv-endpoint 127.0.0.1:1 --join-timeout
     t_skip "etcd backend" "baton built without libcurl/cJSON"; t_done
 fi
 
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 status_of() { t_wait "$1" "$2" >"$T_TMP/rc"; cat "$T_TMP/rc"; }
 worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 

@@ -34,13 +34,6 @@ while [ ! -e "$d/stop" ]; do
 done
 SH
 chmod +x "$P"
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 node() { # NAME ID PORT DIR [adopt]
     t_bg "$BATON" run --nnodes 1:2 --node-rank "$2" --rdzv "127.0.0.1:$3" -n 1 \
         --rdzv-last-call 1 --grace 3 -- "$P" "$2" "$4" ${5:-} >"$T_TMP/$1.out" 2>"$T_TMP/$1.err"
@@ -59,19 +52,19 @@ D=$T_TMP/a; mkdir -p "$D"; port=$(t_free_port)
 node a0 0 "$port" "$D" adopt; p0=$T_LAST_PID
 node a1 1 "$port" "$D" adopt; p1=$T_LAST_PID
 t_check "in place: both workers take up generation 0 as a world of 2" \
-    wait_grep '^0 2$' "$D/gens.1" 60
-wait_grep '^0 2$' "$D/gens.0" 30
+    t_wait_grep '^0 2$' "$D/gens.1" 60
+t_wait_grep '^0 2$' "$D/gens.0" 30
 kill -KILL "$p1"
 t_check "in place, node 1 killed: node 0's worker takes up generation 1, world 1" \
-    wait_grep '^1 1$' "$D/gens.0" 30
+    t_wait_grep '^1 1$' "$D/gens.0" 30
 t_grep "in place, node 1 killed: node 0 keeps its worker" 'keeps its 1 worker\(s\) running' \
     "$T_TMP/a0.err"
 t_check "in place, node 1 killed: its worker still ticks in generation 1 after 2 s (40 ticks)" \
-    wait_grep '^1 (4[0-9]|[5-9][0-9]|[0-9]{3,})$' "$D/n.0" 30
+    t_wait_grep '^1 (4[0-9]|[5-9][0-9]|[0-9]{3,})$' "$D/n.0" 30
 t_expect_eq "in place, node 1 killed: node 0's worker started once" "$(lines "$D/starts.0")" 1
 node a1b 1 "$port" "$D" adopt; p1=$T_LAST_PID
 t_check "in place, replacement: both take up generation 2 as a world of 2" \
-    wait_grep '^2 2$' "$D/gens.0" 60
+    t_wait_grep '^2 2$' "$D/gens.0" 60
 t_expect_eq "in place, replacement: its worker started before it was admitted" \
     "$(tail -1 "$D/starts.1" | cut -d' ' -f2)" "state=waiting"
 t_expect_eq "in place, replacement: node 0's worker still started once" "$(lines "$D/starts.0")" 1
@@ -79,10 +72,10 @@ t_check "in place: no worker was killed for not taking up a generation" \
     test -z "$(grep -h 'did not take up' "$T_TMP"/a0.err "$T_TMP"/a1b.err)"
 kill -STOP "$p1"
 t_check "in place, node 1 SIGSTOPped: node 0's worker takes up generation 3, world 1" \
-    wait_grep '^3 1$' "$D/gens.0" 30
+    t_wait_grep '^3 1$' "$D/gens.0" 30
 kill -CONT "$p1"
 t_check "in place, node 1 SIGCONTed: it rejoins, both take up generation 4 as a world of 2" \
-    wait_grep '^4 2$' "$D/gens.0" 60
+    t_wait_grep '^4 2$' "$D/gens.0" 60
 t_expect_eq "in place, node 1 SIGCONTed: it started its worker again (it lost the store)" \
     "$(lines "$D/starts.1")" 3
 t_expect_eq "in place, node 1 SIGCONTed: node 0's worker still started once" \
@@ -103,13 +96,13 @@ t_expect_eq "in place: both launchers exit 0" "$(xargs <"$T_TMP/rcs")" "0 0"
 D=$T_TMP/b; mkdir -p "$D"; port=$(t_free_port)
 node b0 0 "$port" "$D"; p0=$T_LAST_PID
 node b1 1 "$port" "$D"; p1=$T_LAST_PID
-t_check "in place, no take-up: generation 0 runs" wait_grep 'generation 0: 2 node' "$T_TMP/b0.err" 60
-t_check "in place, no take-up: both workers started" wait_grep . "$D/starts.1" 30
+t_check "in place, no take-up: generation 0 runs" t_wait_grep 'generation 0: 2 node' "$T_TMP/b0.err" 60
+t_check "in place, no take-up: both workers started" t_wait_grep . "$D/starts.1" 30
 kill -KILL "$p1"
 t_check "in place, no take-up: node 0's worker killed after BATON_ELASTIC_ADOPT" \
-    wait_grep 'did not take up generation 1 within 1 s \(BATON_ELASTIC_ADOPT\)' "$T_TMP/b0.err" 30
+    t_wait_grep 'did not take up generation 1 within 1 s \(BATON_ELASTIC_ADOPT\)' "$T_TMP/b0.err" 30
 t_check "in place, no take-up: started again for generation 1" \
-    wait_grep 'starting rank 0 again for generation 1' "$T_TMP/b0.err" 10
+    t_wait_grep 'starting rank 0 again for generation 1' "$T_TMP/b0.err" 10
 t_check "in place, no take-up: its second start" wait_lines "$D/starts.0" 2 10
 touch "$D/stop"
 t_wait "$p0" 30 >"$T_TMP/rc"

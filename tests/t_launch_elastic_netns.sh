@@ -9,13 +9,6 @@
 source "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
 t_netns e$$ 3
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 
 D=$T_TMP/d; mkdir -p "$D"
@@ -39,7 +32,7 @@ t_expect_eq "node 2 cut off: world 2" "$(worlds "$D" 1)" "2 world=2"
 t_grep "node 2 cut off: its lease ran out, the survivors name it" \
     "generation 0 ended: node 2 \(host [^,]+, pid [0-9]+\) lost contact" "$T_TMP/n0.err"
 t_check "node 2 cut off: it stops its own worker" gone_within 15 "$w2"
-t_check "node 2 cut off: it says it lost the store and retries" wait_grep \
+t_check "node 2 cut off: it says it lost the store and retries" t_wait_grep \
     "node 2: lost the rendezvous store at 198.51.100.1:$port; retrying" "$T_TMP/n2.err" 10
 ip -n "${T_NS[2]}" link set "${T_VETH[2]}" up
 t_check "link back: node 2 rejoins, 3 nodes again" t_wait_files 3 "$D" 30 '^up\.2\.'

@@ -10,13 +10,6 @@
 W=$BATON_BUILD/tests/progs/launch_worker
 HELLO=$BATON_BUILD/examples/hello
 
-wait_grep() { # PATTERN FILE SEC: until a line of FILE matches
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
 node() { # NAME RANK PORT ARGS...: a launcher in the background, output in $T_TMP/NAME.{out,err}
     local name=$1 rank=$2 port=$3; shift 3
     t_bg "$BATON" run --nnodes 2 --node-rank "$rank" --rdzv "127.0.0.1:$port" "$@" \
@@ -28,7 +21,7 @@ status_of() { t_wait "$1" "$2" >"$T_TMP/rc"; cat "$T_TMP/rc"; } # not in $(...) 
 port=$(t_free_port)
 node a1 1 "$port" -n 3 -- "$W" --env
 p1=$T_LAST_PID
-if wait_grep "waiting for rendezvous at 127.0.0.1:$port \([0-9]+ s, attempt [0-9]+: " "$T_TMP/a1.err" 15
+if t_wait_grep "waiting for rendezvous at 127.0.0.1:$port \([0-9]+ s, attempt [0-9]+: " "$T_TMP/a1.err" 15
 then t_ok "late node 0: node 1 retries and says so"
 else t_fail "late node 0: node 1 progress line"; cat "$T_TMP/a1.err"; fi
 node a0 0 "$port" -n 2 -- "$W" --env

@@ -28,18 +28,22 @@ curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/othe
 t_expect_eq "another path: 404" "$(cat "$T_TMP/code")" 404
 kill -TERM "$job"; t_wait "$job" 30 >/dev/null
 
-# coll_check's work per rank: 5 checked allreduces (0, 1, 7, 1000, 65539 floats) and 5
-# broadcasts of the same, a barrier, then 10 allreduces of 1000 floats.
-cat >"$T_TMP/check.py" <<'PYEOF'
+# the scrape named by argv[1], parsed by Debian's prometheus_client; val() one sample's value
+cat >"$T_TMP/prom.py" <<'PYEOF'
 import sys
 from prometheus_client.parser import text_string_to_metric_families
-text = open(sys.argv[1]).read()
-fams = {f.name: f for f in text_string_to_metric_families(text)}
+fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
 def val(fam, suffix="", **labels):
     for s in fams[fam].samples:
         if s.name == fam + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
             return s.value
     raise SystemExit(f"no sample {fam}{suffix} {labels}")
+PYEOF
+
+# coll_check's work per rank: 5 checked allreduces (0, 1, 7, 1000, 65539 floats) and 5
+# broadcasts of the same, a barrier, then 10 allreduces of 1000 floats.
+cat >"$T_TMP/check.py" <<'PYEOF'
+from prom import val
 small = 4 * (0 + 1 + 7 + 1000 + 65539)
 want = {("allreduce", "calls"): 15, ("broadcast", "calls"): 5, ("barrier", "calls"): 1,
         ("allreduce", "bytes"): small + 10 * 1000 * 4, ("broadcast", "bytes"): small}
@@ -58,7 +62,7 @@ if val("baton_workers", state="running") != 2: bad.append("running workers")
 if val("baton_generation") != 0 or val("baton_restarts", "_total") != 0: bad.append("generation")
 print("\n".join(bad) if bad else "ok")
 PYEOF
-$PY "$T_TMP/check.py" "$T_TMP/metrics.txt" >"$T_TMP/check.out" 2>&1
+PYTHONPATH="$T_TMP" $PY "$T_TMP/check.py" "$T_TMP/metrics.txt" >"$T_TMP/check.out" 2>&1
 t_expect_eq "the scrape parses and its counters match the work done" "$(cat "$T_TMP/check.out")" ok
 
 # ---- a slow rank: rank 1 sleeps 150 ms before each of 20 allreduces, so it enters last in each
@@ -75,15 +79,8 @@ sleep 2 # the launcher's look at the rings runs once a second
 curl -sS --max-time 5 "http://127.0.0.1:$port/metrics" >"$T_TMP/slow.txt" 2>"$T_TMP/curl.err"
 t_expect_eq "slow rank: curl /metrics: exit 0" "$?" 0
 kill -TERM "$job"; t_wait "$job" 30 >/dev/null
-$PY - "$T_TMP/slow.txt" >"$T_TMP/slow.out" 2>&1 <<'PYEOF'
-import sys
-from prometheus_client.parser import text_string_to_metric_families
-fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
-def val(fam, suffix="", **labels):
-    for s in fams[fam].samples:
-        if s.name == fam + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
-            return s.value
-    raise SystemExit(f"no sample {fam}{suffix} {labels}")
+PYTHONPATH="$T_TMP" $PY - "$T_TMP/slow.txt" >"$T_TMP/slow.out" 2>&1 <<'PYEOF'
+from prom import val
 bad = []
 # 31 calls: 11 checked, 20 slowed; rank 1 enters last in the 20 and maybe in some of the 11
 last = {r: val("baton_straggler_last", "_total", rank=r) for r in ("0", "1")}
@@ -108,15 +105,8 @@ until curl -s --max-time 5 "http://127.0.0.1:$port/metrics" >"$T_TMP/restart.txt
 t_check "restart: /metrics reaches generation 1 with 2 workers running" \
     grep -qx 'baton_workers{state="running"} 2' "$T_TMP/restart.txt"
 kill -TERM "$job"; t_wait "$job" 30 >/dev/null
-$PY - "$T_TMP/restart.txt" >"$T_TMP/restart.out" 2>&1 <<'PYEOF'
-import sys
-from prometheus_client.parser import text_string_to_metric_families
-fams = {f.name: f for f in text_string_to_metric_families(open(sys.argv[1]).read())}
-def val(fam, suffix="", **labels):
-    for s in fams[fam].samples:
-        if s.name == fam + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
-            return s.value
-    raise SystemExit(f"no sample {fam}{suffix} {labels}")
+PYTHONPATH="$T_TMP" $PY - "$T_TMP/restart.txt" >"$T_TMP/restart.out" 2>&1 <<'PYEOF'
+from prom import val
 got = (val("baton_restarts", "_total"), val("baton_generation"), val("baton_workers", state="running"))
 print("ok" if got == (1, 1, 2) else f"restarts, generation, running: {got}")
 PYEOF

@@ -87,6 +87,20 @@ def listening(addr, port, limit_s):
             time.sleep(0.01)
 
 
+def train_step(ddp, opt, step, resumed, d, gen):
+    """One DDP step; the first after (re)starting at `resumed` leaves up.GEN.RANK in d. The new step."""
+    x = torch.randn(16, 8)
+    opt.zero_grad()
+    ddp(x).square().mean().backward()
+    opt.step()
+    step += 1
+    if step == resumed + 1:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        put(os.path.join(d, f"up.{gen}.{rank}"),
+            f"world={world} step={step} resumed={resumed} pid={os.getpid()}")
+    return step
+
+
 def in_place(d):
     local = int(os.environ.get("LOCAL_RANK", "0"))
     path = os.environ["BATON_ELASTIC_FILE"]
@@ -116,14 +130,7 @@ def in_place(d):
             ddp = torch.nn.parallel.DistributedDataParallel(model)
             opt = torch.optim.SGD(ddp.parameters(), lr=0.01)
             while True:
-                x = torch.randn(16, 8)
-                opt.zero_grad()
-                ddp(x).square().mean().backward()
-                opt.step()
-                step += 1
-                if step == resumed + 1:
-                    put(os.path.join(d, f"up.{gen}.{rank}"),
-                        f"world={world} step={step} resumed={resumed} pid={os.getpid()}")
+                step = train_step(ddp, opt, step, resumed, d, gen)
                 kv = elastic()
                 if kv.get("state") == "closing" and kv.get("generation") == str(gen):
                     raise Leave()
@@ -164,14 +171,7 @@ def main():
     saved_closing = False
     acked = False
     while True:
-        x = torch.randn(16, 8)
-        opt.zero_grad()
-        ddp(x).square().mean().backward()
-        opt.step()
-        step += 1
-        if step == resumed + 1:
-            put(os.path.join(d, f"up.{gen}.{rank}"),
-                f"world={world} step={step} resumed={resumed} pid={os.getpid()}")
+        step = train_step(ddp, opt, step, resumed, d, gen)
         want = rank == 0 and (step % 10 == 0 or (closing() and not saved_closing))
         if want:
             saved_closing = saved_closing or closing()

@@ -12,9 +12,28 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "collectives/comm.h"
 #include "rendezvous/store.h"
 
 /* A store on 127.0.0.1 at a free port (in *port), token "t", serving from its own thread. */
+/* The configuration of rank `rank` of n, spread evenly over nnodes simulated nodes, meeting at the
+ * in-process store on port; a test sets what else it varies (algorithm, slot size, ...). */
+static inline struct bt__comm_cfg rt_cfg(int rank, int n, int nnodes, int port,
+                                         const char *transport)
+{
+    int per = n / nnodes;
+    return (struct bt__comm_cfg){.rank = rank,
+                                 .size = n,
+                                 .local_rank = rank % per,
+                                 .local_size = per,
+                                 .node_rank = rank / per,
+                                 .nnodes = nnodes,
+                                 .store_host = "127.0.0.1",
+                                 .store_port = port,
+                                 .token = "t",
+                                 .transport = transport};
+}
+
 static struct bt__store_server *rt_store_start(int *port)
 {
     struct bt__store_server *srv = NULL;

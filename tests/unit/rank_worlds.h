@@ -26,19 +26,9 @@ struct rank_ctx {
 static inline bt_comm *rank_comm(struct rank_ctx *x, int generation)
 {
     struct world *w = x->w;
-    int per = w->n / w->nnodes;
-    struct bt__comm_cfg cfg = {.rank = x->rank,
-                               .size = w->n,
-                               .local_rank = x->rank % per,
-                               .local_size = per,
-                               .node_rank = x->rank / per,
-                               .nnodes = w->nnodes,
-                               .generation = generation,
-                               .store_host = "127.0.0.1",
-                               .store_port = w->port,
-                               .token = "t",
-                               .transport = w->transport,
-                               .shm_slot_bytes = 512};
+    struct bt__comm_cfg cfg = rt_cfg(x->rank, w->n, w->nnodes, w->port, w->transport);
+    cfg.generation = generation;
+    cfg.shm_slot_bytes = 512;
     struct bt__err err = {0};
     bt_comm *c = NULL;
     if (bt__comm_create(&cfg, &c, &err) != BT_OK)

@@ -171,20 +171,10 @@ static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
     struct world *w = x->w;
-    int per = w->n / w->nnodes;
-    struct bt__comm_cfg cfg = {.rank = x->rank,
-                               .size = w->n,
-                               .local_rank = x->rank % per,
-                               .local_size = per,
-                               .node_rank = x->rank / per,
-                               .nnodes = w->nnodes,
-                               .store_host = "127.0.0.1",
-                               .store_port = w->port,
-                               .token = "t",
-                               .transport = w->transport,
-                               .algo = w->algo,
-                               .shm_slot_bytes = w->slot,
-                               .ring_seg_bytes = w->ring_seg};
+    struct bt__comm_cfg cfg = rt_cfg(x->rank, w->n, w->nnodes, w->port, w->transport);
+    cfg.algo = w->algo;
+    cfg.shm_slot_bytes = w->slot;
+    cfg.ring_seg_bytes = w->ring_seg;
     struct bt__err err = {0};
     bt_comm *c = NULL;
     if (bt__comm_create(&cfg, &c, &err) != BT_OK) {

@@ -251,16 +251,8 @@ static void *rank_main(void *arg)
 {
     struct rank_ctx *x = arg;
     struct world *w = x->w;
-    struct bt__comm_cfg cfg = {.rank = x->rank,
-                               .size = w->n,
-                               .local_rank = x->rank,
-                               .local_size = w->n,
-                               .nnodes = 1,
-                               .store_host = "127.0.0.1",
-                               .store_port = w->port,
-                               .token = "t",
-                               .transport = w->transport,
-                               .shm_slot_bytes = 4096};
+    struct bt__comm_cfg cfg = rt_cfg(x->rank, w->n, 1, w->port, w->transport);
+    cfg.shm_slot_bytes = 4096;
     struct bt__err err = {0};
     bt_comm *c = NULL;
     if (bt__comm_create(&cfg, &c, &err) != BT_OK) {
