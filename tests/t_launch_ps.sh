@@ -184,4 +184,11 @@ t_grep "lost server: ... from its checkpoint file" '^\[ps1\] .*resumed from .*ps
 t_grep "lost server: ps0 keeps running with its keys in memory" \
     'ps server 0 \(pid [0-9]+\) keeps running into generation 1' "$T_TMP/l.err"
 t_grep "lost server: generation 1's workers finish their 20 sync steps" '^\[1\] final g 20$' "$T_TMP/l.out"
+# ---- bench/ps_bench: each run (size, servers) declares its own key in the store all runs share;
+# it reused "model" and every size after the first failed with a shape mismatch
+timeout 120 "$BATON_BUILD/bench/ps_bench" --sizes 100K,4M --servers 1,2 --iters 2 \
+    >"$T_TMP/bench.out" 2>"$T_TMP/bench.err"
+t_expect_eq "ps_bench: exit 0" "$?" 0
+t_expect_eq "ps_bench: 6 rows (2 sizes x 1 and 2 servers, and allreduce), none FAILED, #wrong 0" \
+    "$(awk '$1 ~ /^[0-9]+$/ && $NF == 0' "$T_TMP/bench.out" | wc -l) $(grep -c FAILED "$T_TMP/bench.out")" "6 0"
 t_done
