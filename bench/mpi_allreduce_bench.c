@@ -3,12 +3,15 @@
  *
  *   mpirun -np 2 --mca btl self,vader build/bench/mpi_allreduce_bench [-b 4K] [-e 256M]
  *                                                                    [-f 2] [-n 20] [-w 5]
- *                                                                    [-c]
+ *                                                                    [-c] [-i]
  *
  * float32 sum, MPI_IN_PLACE, median per op (max over ranks), then one checked run per size.
  * -c: a "# cpu" line per size, as allreduce_bench's (CPU time and context switches per op,
  * summed over the ranks; Open MPI polls while it waits, so its CPU time is about the wall
  * time of every rank).
+ * -i: each call is MPI_Iallreduce polled with MPI_Test (on a duplicate of MPI_COMM_WORLD, with
+ * MPI_THREAD_MULTIPLE asked for), as libbaton's Open MPI backend makes them: what Open MPI's
+ * nonblocking collectives cost without baton.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -17,15 +20,34 @@
 
 #include "bench_util.h"
 
+/* One in-place float32 sum: blocking, or (nonblocking) started and polled to completion. */
+static void allreduce(float *buf, int count, MPI_Comm comm, int nonblocking)
+{
+    if (!nonblocking) {
+        MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, comm);
+        return;
+    }
+    MPI_Request rq;
+    int done = 0;
+    MPI_Iallreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, comm, &rq);
+    while (!done)
+        MPI_Test(&rq, &done, MPI_STATUS_IGNORE);
+}
+
 int main(int argc, char **argv)
 {
     size_t minb = 4096, maxb = 256u << 20;
     double factor = 2;
-    int iters = 20, warmup = 5, rank, size, cpu_line = 0;
-    MPI_Init(&argc, &argv);
+    int iters = 20, warmup = 5, rank, size, cpu_line = 0, nonblocking = 0, level;
+    for (int i = 1; i < argc; i++)
+        nonblocking |= !strcmp(argv[i], "-i");
+    MPI_Init_thread(&argc, &argv, nonblocking ? MPI_THREAD_MULTIPLE : MPI_THREAD_SINGLE, &level);
+    MPI_Comm comm = MPI_COMM_WORLD;
+    if (nonblocking)
+        MPI_Comm_dup(MPI_COMM_WORLD, &comm);
     for (int i = 1; i < argc; i += 2) {
-        if (!strcmp(argv[i], "-c")) {
-            cpu_line = 1;
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "-i")) {
+            cpu_line |= !strcmp(argv[i], "-c");
             i--;
             continue;
         }
@@ -49,20 +71,21 @@ int main(int argc, char **argv)
     double *t = malloc(sizeof(double) * (size_t)iters);
     memset(buf, 0, maxc * 4);
     if (rank == 0)
-        printf("# mpi_allreduce_bench: %d ranks, float32 sum, in place\n"
+        printf("# mpi_allreduce_bench: %d ranks, float32 sum, in place%s\n"
                "#%12s %12s %8s %6s %10s %8s %8s %7s\n",
-               size, "size", "count", "type", "redop", "time", "algbw", "busbw", "#wrong");
+               size, nonblocking ? ", MPI_Iallreduce + MPI_Test" : "", "size", "count", "type",
+               "redop", "time", "algbw", "busbw", "#wrong");
     double bw_sum = 0;
     int nsizes = 0;
     for (double sz = (double)minb; sz <= (double)maxb * 1.0001; sz *= factor) {
         int count = (int)((size_t)sz / 4);
         for (int i = 0; i < warmup; i++)
-            MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            allreduce(buf, count, comm, nonblocking);
         double cpu[4], r0[4];
         bench_rusage(r0);
         for (int i = 0; i < iters; i++) {
             double t0 = MPI_Wtime();
-            MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            allreduce(buf, count, comm, nonblocking);
             t[i] = (MPI_Wtime() - t0) * 1e6;
         }
         bench_rusage(cpu);
@@ -74,7 +97,7 @@ int main(int argc, char **argv)
         MPI_Allreduce(MPI_IN_PLACE, &us, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
         for (int i = 0; i < count; i++)
             buf[i] = (float)((rank + i % 7) % 5);
-        MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        allreduce(buf, count, comm, nonblocking);
         long wrong = 0;
         for (int i = 0; i < count; i++) {
             float want = 0;
@@ -96,6 +119,8 @@ int main(int argc, char **argv)
         printf("# Avg bus bandwidth    : %.3f\n", bw_sum / nsizes);
     free(buf);
     free(t);
+    if (nonblocking)
+        MPI_Comm_free(&comm);
     MPI_Finalize();
     return 0;
 }

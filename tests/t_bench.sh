@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# t_bench.sh: bench/compare.sh runs every allreduce program it offers on one node and prints
+# their table: baton shm and TCP, Open MPI at its defaults and over TCP, bt_allreduce on the Open
+# MPI backend (baton_mpi) and Open MPI's MPI_Iallreduce + MPI_Test (mpi_nb), each result
+# checked (#wrong 0), with the ratio rows; an unknown program is one line and exit 2. The
+# figures themselves are not judged here (docs/performance.md says how they are measured).
+# timeout: 180
+. "$(dirname "$0")/lib.sh"
+cd "$BATON_SRC" || exit 1
+if ! command -v mpirun >/dev/null || [ ! -x "$BATON_BUILD/bench/mpi_allreduce_bench" ]; then
+    t_skip "bench/compare.sh" "no mpirun or no mpi_allreduce_bench"
+    t_done
+fi
+BUILD=$BATON_BUILD timeout 150 bench/compare.sh -r 2 -p baton_shm,baton_tcp,mpi,mpi_tcp,baton_mpi,mpi_nb \
+    -- -b 4K -e 64K -f 16 -n 3 -w 1 >"$T_TMP/c.out" 2>"$T_TMP/c.err"
+t_expect_eq "compare.sh: exit 0" "$?" 0
+raw=$(sed -n 's/^(raw outputs in \(.*\))$/\1/p' "$T_TMP/c.out")
+t_expect_eq "every program's rounds checked their results: 12 runs x 2 sizes, #wrong 0" \
+    "$(cat "$raw"/*.txt 2>/dev/null | awk '$1 ~ /^[0-9]+$/ && NF >= 8 && $NF == 0' | wc -l)" 24
+t_grep "the table has a column per program" \
+    '^\| bytes \| baton shm \| baton TCP \| Open MPI \(defaults\) \| Open MPI TCP \(defaults\) \| baton on Open MPI \| Open MPI MPI_Iallreduce\+MPI_Test \|$' "$T_TMP/c.out"
+t_grep "the ratio table holds baton on Open MPI against both Open MPI programs" \
+    '^\| bytes \|.*baton on Open MPI / Open MPI \(defaults\) \| baton on Open MPI / Open MPI MPI_Iallreduce\+MPI_Test \|$' "$T_TMP/c.out"
+t_expect_eq "two sizes in each table" "$(grep -c '^| [46]' "$T_TMP/c.out")" 4
+rm -rf "$raw"
+bench/compare.sh -p nosuch >"$T_TMP/u.out" 2>"$T_TMP/u.err"
+t_expect_eq "unknown program: exit 2" "$?" 2
+t_expect_eq "unknown program: one line naming it" \
+    "$(wc -l <"$T_TMP/u.err") $(grep -c "unknown program 'nosuch'" "$T_TMP/u.err")" "1 1"
+t_done
