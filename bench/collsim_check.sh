@@ -2,7 +2,8 @@
 # collsim_check.sh: measures what tests/t_collsim.sh holds the simulator to. Writes a table
 # (default bench/collsim_measured.txt) with the command, date, load and machine, the
 # calibration microbenchmarks (2-rank TCP ping-pongs and a float32 sum: `baton tune`'s TCP
-# step, on two cores, on one core, and across the veth pair), and the median time of every
+# step, on two cores, on one core, and across the veth pair; bench/step_bench's exchanges in
+# pairs and token rounds at 2, 4 and 8 ranks on loopback), and the median time of every
 # algorithm BATON_ALGO can force at 2, 4 and 8 ranks and 4 KiB ... 256 MiB (by 16x), over
 # loopback (all ranks on this machine's cores, unbound) and over a veth pair between two
 # network namespaces (n/2 ranks in each, each namespace pinned to its own core, tbf rate
@@ -10,12 +11,12 @@
 # then replays every row with the model calibrated from the calibration rows only.
 #
 #   bench/collsim_check.sh [-o FILE] [-r ROUNDS] [--until HH:MM] [--max BYTES] [--nets lo,veth]
-#                          [--ns 2,4,8]
+#                          [--ns 2,4,8] [--cal-only]
 #       ROUNDS   rounds of the sizes up to 16 MiB (default 3); 256 MiB runs once, after the
 #                second
 #       --until  UTC time after which no new run starts (the rows so far are kept)
 #       --max    the largest size (default 256M; below 256M the 256 MiB pass is left out);
-#                --nets, --ns: a subset (a quick try)
+#                --nets, --ns: a subset (a quick try); --cal-only: the calibration rows only
 #
 # Runs are interleaved: round by round, every (net, n, algorithm) once at 4 KiB .. 16 MiB, in
 # an order that rotates between rounds; after the second round 256 MiB once each, smallest n
@@ -25,11 +26,11 @@
 # 0.3 s); a row holds the median over rounds of the runs' medians. Needs root for veth (it is
 # skipped, and says so, without). The full run takes about 12 minutes on the 2-core development VM
 # (693 s with --until cutting the last 2 runs and the third round); run it
-# on a quiet machine.
+# on a quiet machine. The calibration alone (--cal-only) takes about 2.5 minutes.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-OUTF=bench/collsim_measured.txt rounds=3 until="" maxb=256M nets=lo,veth nlist=2,4,8
+OUTF=bench/collsim_measured.txt rounds=3 until="" maxb=256M nets=lo,veth nlist=2,4,8 calonly=0
 ARGS="$*"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,6 +40,7 @@ while [ $# -gt 0 ]; do
     --max) maxb=$2; shift 2 ;;
     --nets) nets=$2; shift 2 ;;
     --ns) nlist=$2; shift 2 ;;
+    --cal-only) calonly=1; shift ;;
     *) echo "collsim_check.sh: unknown argument '$1' (see the comment at the top)" >&2; exit 2 ;;
     esac
 done
@@ -89,6 +91,8 @@ done
     echo "# veth: tbf rate $VETH_RATE burst $VETH_BURST on both ends, no delay (no netem); namespace A on core 0, B on core 1"
     echo "# cal NET CORES ALPHA BETA GAMMA: baton tune's TCP step (one-way 8 B and 4 MiB ping-pong, a 4 MiB sum)"
     echo "# pp NET CORES BYTES SECONDS: one-way time of a 2-rank ping-pong (exchange_bench --op sendrecv -n 7 -w 1, median)"
+    echo "# step lo N PATTERN BYTES SECONDS: bench/step_bench over loopback, N ranks on the $(nproc) cores (unbound), -n 15 -w 3 (256 MiB: -n 3 -w 1): pairs, one exchange with rank^1 after a barrier (send and receive at once), the largest of the ranks' medians; ring, one hop of a token going round (median round / N)"
+    echo "# veth_burst BYTES: the tbf burst (a message within it passes at the veth's own speed)"
     echo "# row NET N ALGO BYTES SECONDS RUNS: median over RUNS runs of each run's median"
 } >"$T/head"
 : >"$T/cal"
@@ -117,10 +121,25 @@ pp() { # NET CORES: 2-rank ping-pongs (exchange_bench --op sendrecv, bt_send/bt_
     fi || { echo "collsim_check.sh: ping-pong on $net/$cores failed: $(tail -1 "$T/err")" >&2; return 1; }
     awk -v net="$net" -v c="$cores" '/^ +[0-9]+ / { print "pp", net, c, $1, $5 / 1e6 }' "$T/out" | tee -a "$T/cal"
 }
+step() { # PATTERN N: bench/step_bench over loopback, N ranks unbound; 4K .. 16M, then 256M
+    local pat=$1 n=$2 lo=4K hi=16M it=15 w=3
+    for pass in small big; do
+        if [ $pass = big ]; then
+            [ "$(numfmt --from=iec "$maxb")" -ge $((256 << 20)) ] || break
+            lo=256M hi=256M it=3 w=1
+        fi
+        BATON_TRANSPORT=tcp timeout 120 "$BUILD/baton" run -n "$n" --no-tag-output -- \
+            "$PWD/$BUILD/bench/step_bench" --pattern "$pat" -b $lo -e $hi -f 16 -n $it -w $w \
+            >"$T/out" 2>"$T/err" ||
+            { echo "collsim_check.sh: step_bench $pat n=$n failed: $(tail -1 "$T/err")" >&2; return 1; }
+        awk -v n="$n" -v p="$pat" '/^[0-9]+ / { print "step lo", n, p, $1, $2 / 1e6 }' "$T/out" | tee -a "$T/cal"
+    done
+}
 # the loopback calibration always (the model's CPU costs come from it), veth's when measured
 cal lo 2 && cal lo 1 && pp lo 2 && pp lo 1
+for n in "${NS[@]}"; do step pairs "$n" && step ring "$n"; done
 for net in "${NETS[@]}"; do
-    [ "$net" = veth ] && cal veth 1 && pp veth 1
+    [ "$net" = veth ] && cal veth 1 && pp veth 1 && echo "veth_burst $(numfmt --from=iec "$(tr a-z A-Z <<<"${VETH_BURST%b}")")" >>"$T/cal"
 done
 
 CASES=(ring:allreduce rd:allreduce rabenseifner:allreduce tree:broadcast scatter_allgather:broadcast tree:reduce)
@@ -175,8 +194,9 @@ big() {
     done
 }
 # Two rounds of the small sizes, then 256 MiB, then the other rounds, as long as --until allows.
+[ $calonly = 1 ] && rounds=0
 for ((round = 1; round <= rounds && round <= 2; round++)); do small $round || break; done
-if ! past && [ "$(numfmt --from=iec "$maxb")" -ge $((256 << 20)) ]; then big; fi
+if [ $calonly = 0 ] && ! past && [ "$(numfmt --from=iec "$maxb")" -ge $((256 << 20)) ]; then big; fi
 for ((round = 3; round <= rounds; round++)); do small $round || break; done
 {
     cat "$T/head"

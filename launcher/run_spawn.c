@@ -341,15 +341,13 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
 /* The node's store relay (rendezvous/relay.c), unless BATON_RDZV_RELAY_ON=0. With baton's own
  * store the launcher made it when it connected (run_rdzv.c: its own connection is the relay's).
  * With --rdzv-backend etcd the workers' store is node rank 0's of the generation (BATON_RDZV):
- * a relay to it would be made here, again when that store moved; it is off there, because
- * with it t_launch_elastic_etcd's replacement node 0 does not re-form the job (not diagnosed;
- * docs/rendezvous.md). */
+ * a relay to it, made here before the first generation's workers and again when that store
+ * moved (a new node rank 0); the launchers' own traffic goes to etcd, not through it. */
 static void relay_ensure(struct bt__run *r)
 {
     char host[BT_SPEC_HOST_MAX];
     int port = 0;
-    if (!bt__param_relay_on() || r->relay_own || r->etcd ||
-        (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
+    if (!bt__param_relay_on() || r->relay_own || (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
         return;
     bt__store_relay_destroy(r->relay);
     r->relay = NULL;

@@ -4,7 +4,8 @@
 # flags; an unreachable etcd (exit 142, one line); 3 nodes at 2:3 where node 0 (the store host
 # under the own backend) is SIGKILLed: the two others go on as a world of 2; an etcd member is
 # killed mid-job and a replacement node 0 still joins (back to 3); a finished job's keys are not
-# reused; every member killed: the launchers give up at --join-timeout (142), no worker left.
+# reused; the workers reach node rank 0's store through their node's relay (one connection per
+# node); every member killed: the launchers give up at --join-timeout (142), no worker left.
 # timeout: 150
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
@@ -63,6 +64,10 @@ node n1 1; p1=$T_LAST_PID
 node n2 2; p2=$T_LAST_PID
 t_check "etcd: 3 nodes at 2:3 run generation 0" t_wait_files 3 "$D" 30 '^up\.0\.'
 t_expect_eq "etcd: world 3" "$(worlds "$D" 0)" "3 world=3"
+# The workers' store is node rank 0's; each node's workers reach it through their relay.
+wp=$(grep -oE 'pid=[0-9]+' "$D/up.0.1" | cut -d= -f2)
+wenv() { tr '\0' '\n' <"/proc/$wp/environ" | sed -n "s/^$1=//p"; }
+t_check "etcd: a worker reaches the workers' store through its node's relay" test -n "$(wenv BATON_RDZV_RELAY)"
 w0=$(grep -oE 'pid=[0-9]+' "$D/up.0.0" | cut -d= -f2)
 kill -KILL "$p0"
 t0=$(date +%s.%N)
@@ -88,6 +93,31 @@ t_expect_eq "etcd: all three exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1") $(ca
     --join-timeout 5 -- "$W" "$D" 2>"$T_TMP/again.err"
 t_expect_eq "a finished job's id again: exit 2" "$?" 2
 t_grep "a finished job's id again: says how to fix it" "etcd already holds a finished job 'etcd-$$'.*BATON_JOB_ID" "$T_TMP/again.err"
+
+# ---- the workers' store under etcd (node rank 0's): 2 nodes of 4 workers, each holding its
+# store connection; one connection per node through the relays, 4 per node with the relay off
+# (the launchers talk to etcd, not to that store)
+conns() { # RELAY_ON: runs the job, prints the workers' store's established connections
+    local d=$T_TMP/conn$1 pa pb wp n k
+    mkdir -p "$d"
+    for k in 0 1; do
+        BATON_JOB_ID=etcd-$$-conn$1 BATON_RDZV_RELAY_ON=$1 t_bg "$BATON" run --nnodes 2 \
+            --node-rank $k --rdzv-backend etcd --rdzv-endpoint "$eps" -n 4 -- "$W" "$d" \
+            >"$T_TMP/k$k.out" 2>"$T_TMP/k$k.err"
+        [ $k = 0 ] && pa=$T_LAST_PID || pb=$T_LAST_PID
+    done
+    if t_wait_files 8 "$d" 60 '^up\.0\.'; then
+        wp=$(grep -oE 'pid=[0-9]+' "$d/up.0.5" | cut -d= -f2)
+        n=$(ss -Htn state established "( sport = :$(tr '\0' '\n' <"/proc/$wp/environ" |
+            sed -n 's/^BATON_RDZV=.*://p') )" | wc -l)
+    else n="(not all 8 workers up)"; fi
+    touch "$d/stop"
+    t_wait "$pa" 30 >/dev/null; t_wait "$pb" 30 >/dev/null
+    echo "$n"
+}
+t_expect_eq "etcd, 4 workers per node, relay on: the workers' store holds 1 connection per node" \
+    "$(conns 1)" 2
+t_expect_eq "etcd, relay off (BATON_RDZV_RELAY_ON=0): 4 per node" "$(conns 0)" 8
 
 # ---- etcd dies mid-job: the launchers stop their workers and give up at --join-timeout
 export BATON_JOB_ID=etcd-$$-b

@@ -303,8 +303,10 @@ static double play(const struct net *nw, const struct sched *sc, int n, double s
  * a step is over when its rank's work is done, the matching send's rank has done its work
  * (no byte is received before it is sent), and, for a send larger than the socket buffers,
  * when the receiver has done its work (the sender blocks until the bytes are read). Between
- * nodes a message also crosses the node's uplink (bytes·β_link, first come first served) and
- * arrives λ later. */
+ * nodes a message also crosses the node's uplink (bytes·β_link, first come first served,
+ * through a token bucket of the tbf's burst, empty when the call starts: the calls before it,
+ * back to back, drained it) and arrives λ later. On a node with more ranks than cores a
+ * message arrives a wakeup latency later too (no CPU: the wait for a core). */
 struct host {
     int cores, ppn;   /* cores per node, ranks per node */
     double o;         /* CPU seconds per message, on each side */
@@ -313,7 +315,10 @@ struct host {
     double w;         /* CPU per step when a node has more ranks than cores */
     double lat;       /* one-way latency on top of the CPU work (s) */
     double link_beta; /* s per byte on a node's uplink (0: none) */
+    double burst;     /* the uplink's token bucket (tbf burst, bytes): within it a message
+                         passes at once (0: every byte at link_beta) */
     double sockbuf;   /* bytes a send can leave in the kernel before its receiver reads */
+    double slat;      /* wakeup latency on a node with more ranks than cores (s, no CPU) */
 };
 
 struct hrank {
@@ -371,7 +376,7 @@ static int nth_step(const struct sched *sc, int r, int peer, int recv, int ord)
 
 /* Starts r's next step at time t (or notes the end of its schedule). */
 static void begin_step(const struct host *h, const struct sched *sc, struct hrank *st, int r,
-                       double t, double scale, int over, double *end, double *up)
+                       double t, double scale, int over, double *end, double *up, double *tok)
 {
     struct hrank *R = &st[r];
     if (R->pc == sc[r].nb)
@@ -392,8 +397,21 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
         R->rem += h->o + sp->slen * k * h->cs;
     R->arr[R->pc] = t + h->o; /* the first bytes are in the kernel after the send's o */
     if (sp->send_to >= 0 && sp->send_to / h->ppn != r / h->ppn && h->link_beta > 0) {
-        double *u = &up[r / h->ppn]; /* the uplink, first come first served */
-        *u = fmax(*u, t + h->o) + sp->slen * k * h->link_beta;
+        /* the uplink, first come first served, a token bucket of h->burst bytes (tbf): the
+         * bytes the bucket holds pass at once, the rest at link_beta */
+        int nd = r / h->ppn;
+        double *u = &up[2 * nd], *last = &up[2 * nd + 1], b = sp->slen * k;
+        double s0 = fmax(*u, t + h->o);
+        tok[nd] = fmin(h->burst, tok[nd] + (s0 - *last) / h->link_beta);
+        *last = s0;
+        if (b <= tok[nd]) {
+            tok[nd] -= b;
+            *u = s0;
+        } else {
+            *u = s0 + (b - tok[nd]) * h->link_beta;
+            tok[nd] = 0;
+            *last = *u;
+        }
         R->arr[R->pc] = *u;
     }
     R->recv_wait = sp->recv_from >= 0;
@@ -403,7 +421,9 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
 {
     struct hrank *st = calloc((size_t)n, sizeof(*st));
     int nodes = (n + h->ppn - 1) / h->ppn;
-    double *up = calloc((size_t)nodes, sizeof(double));
+    /* per node: the uplink's free time and its bucket's last fill (up), its tokens (tok) */
+    double *up = calloc(2 * (size_t)nodes, sizeof(double)),
+           *tok = calloc((size_t)nodes, sizeof(double));
     int *cnt = calloc((size_t)n * (size_t)n, sizeof(int)),
         *rcnt = calloc((size_t)n * (size_t)n, sizeof(int));
     for (int r = 0; r < n; r++) {
@@ -426,7 +446,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
     int over = h->ppn > h->cores;
     double t = 0, end = 0;
     for (int r = 0; r < n; r++)
-        begin_step(h, sc, st, r, t, scale, over, &end, up);
+        begin_step(h, sc, st, r, t, scale, over, &end, up, tok);
     for (int guard = 0;; guard++) {
         /* release receives whose sender has started; complete steps whose partners are done */
         int changed = 1;
@@ -444,7 +464,8 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     R->rem += host_work_recv(h, sp, k);
                     /* it has the bytes λ after they left (or crossed the uplink), and returns
                      * its own o after that at the earliest */
-                    double arr = st[src].arr[R->match[R->pc]] + h->lat + h->o;
+                    double arr = st[src].arr[R->match[R->pc]] + h->lat + h->o +
+                                 (over ? h->slat : 0);
                     R->ready = fmax(R->ready, arr);
                     changed = 1;
                 }
@@ -458,7 +479,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     double fin = host_fin(h, sc, st, r, scale, &ok);
                     if (ok && fin <= t) {
                         R->pc++;
-                        begin_step(h, sc, st, r, t, scale, over, &end, up);
+                        begin_step(h, sc, st, r, t, scale, over, &end, up, tok);
                         changed = 1;
                     }
                 }
@@ -509,7 +530,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
         }
         free(st[r].start), free(st[r].arr), free(st[r].own), free(st[r].match), free(st[r].smatch);
     }
-    free(st), free(up);
+    free(st), free(up), free(tok);
     return end;
 }
 
@@ -730,26 +751,42 @@ static int cmd_check(struct opts *o)
 
 /* ---- collsim verify: the host model against measured times ----
  *
- * FILE is bench/collsim_check.sh's table: "cores C", "sockbuf BYTES", "cal NET CORES α β γ"
- * (2-rank TCP ping-pongs: one-way time α + m·β; γ a float32 sum) and "row NET N ALGO BYTES
- * SECONDS RUNS". The model's parameters come from the cal rows only (fit_host); each row is
- * then simulated and compared. */
+ * FILE is bench/collsim_check.sh's table: "cores C", "sockbuf BYTES", "veth_burst BYTES",
+ * "cal NET CORES α β γ" (2-rank TCP ping-pongs: one-way time α + m·β; γ a float32 sum), "pp NET
+ * CORES BYTES SECONDS" (ping-pongs by size), "step lo N pairs|ring BYTES SECONDS"
+ * (bench/step_bench) and "row NET N ALGO BYTES SECONDS RUNS". The model's parameters come from
+ * the calibration lines only, never the rows (fit_host); each row is then simulated and
+ * compared. */
 struct cal {
     int have;
     double alpha, beta, gamma;
 };
 
-struct pp { /* one-way times of a 2-rank ping-pong by size */
+struct pp { /* one-way times of a 2-rank ping-pong by size (or step_bench's times) */
     int n;
     double bytes[16], secs[16];
 };
 
 struct measured {
     int cores;
-    double sockbuf;
+    double sockbuf, burst;
     struct cal lo2, lo1, veth;
-    struct pp pp2, pp1; /* loopback, two cores and one core */
+    struct pp pp2, pp1;      /* loopback, two cores and one core */
+    struct pp xc[4], hop[4]; /* step_bench over loopback at 2, 4, 8, 16 ranks: pairs, ring */
 };
+
+/* The index of n ranks in measured's step rows (2, 4, 8, 16), or -1. */
+static int step_index(int n)
+{
+    return n == 2 ? 0 : n == 4 ? 1 : n == 8 ? 2 : n == 16 ? 3 : -1;
+}
+
+/* The step rows for n ranks, or NULL when there are fewer than two sizes. */
+static const struct pp *step_rows(const struct pp *v, int n)
+{
+    int i = step_index(n);
+    return i >= 0 && v[i].n >= 2 ? &v[i] : NULL;
+}
 
 /* The ping-pong's cost per byte at a working set of b bytes: the slope from the smallest size
  * to each size of 1 MiB and up, interpolated in log(b) (the copy is cheaper where the buffer
@@ -786,6 +823,8 @@ static double pp_slope(const struct pp *p, double b, double def)
  * β1 and β2 are those of the ping-pongs by size (pp rows) at the call's size where the file
  * has them (the copy is cheaper where a buffer stays in the caches: on the development VM
  * half the 4 MiB cost at 1 MiB, 1.65 times it at 256 MiB), else the tune's 4 MiB ones. */
+static void fit_steps(const struct measured *m, int n, double bytes, struct host *h);
+
 static void fit_host(const struct measured *m, const char *net, int n, double bytes, struct host *h)
 {
     memset(h, 0, sizeof(*h));
@@ -800,10 +839,48 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
         h->cores = 1;
         h->ppn = n / 2 > 0 ? n / 2 : 1;
         h->link_beta = m->veth.beta;
+        h->burst = m->burst;
         h->lat = fmax(0, m->veth.alpha - m->lo2.alpha);
     } else {
         h->cores = m->cores;
         h->ppn = n;
+    }
+    fit_steps(m, n, bytes, h);
+}
+
+/* With step_bench rows (bench/collsim_check.sh), the CPU costs where a node holds ppn ranks
+ * on its cores come from the loopback runs with as many ranks per core, q (n ranks on the
+ * machine's cores: a veth namespace holds n/2 ranks on one core, loopback n on two):
+ *   - pairs: a rank's CPU for an exchange of m bytes (send m and receive m at once, all ranks
+ *     after a barrier) is E(m) = X(m) / max(1, q): every rank exchanges, so where q > 1 the
+ *     ranks share the cores. c_s + c_r is E's cost per byte at the call's size as for the
+ *     ping-pongs (pp_slope: the slope from the smallest size, cheaper where the buffers stay
+ *     in the caches), and where q > 1 the rest of E(m₀) beyond the two messages' o is w, the
+ *     per-step cost of sharing;
+ *   - the split of c_s + c_r: the 2-core ping-pong's slope (one-way: the larger of the two,
+ *     taken as the sender's, as without step rows) over the 2-rank exchange's, within [½, 1];
+ *   - ring: where q > 1, a message to a rank that sleeps arrives later than on a core of its
+ *     own, by the token's hop at n ranks less its hop at 2 (no CPU: the wait for a core). */
+static void fit_steps(const struct measured *m, int n, double bytes, struct host *h)
+{
+    const struct pp *x = step_rows(m->xc, n), *x1 = step_rows(m->xc, 2);
+    if (!x || !x1)
+        return;
+    double q = (double)h->ppn / h->cores;
+    struct pp e = *x;
+    for (int i = 0; i < x->n; i++)
+        e.secs[i] = x->secs[i] / fmax(1, q);
+    double per = pp_slope(&e, bytes, NAN), one = pp_slope(x1, bytes, NAN);
+    if (!(per > 0) || !(one > 0))
+        return;
+    double fs = fmin(1, fmax(0.5, pp_slope(&m->pp2, bytes, m->lo2.beta) / one));
+    h->cs = per * fs;
+    h->cr = per * (1 - fs);
+    if (q > 1) {
+        h->w = fmax(0, e.secs[0] - 2 * h->o - e.bytes[0] * per);
+        const struct pp *r = step_rows(m->hop, n), *r1 = step_rows(m->hop, 2);
+        if (r && r1)
+            h->slat = fmax(0, r->secs[0] - r1->secs[0]);
     }
 }
 
@@ -834,6 +911,10 @@ static int host_set(struct host *h, const char *spec)
             h->link_beta = v;
         else if (!strcmp(kv, "sockbuf"))
             h->sockbuf = v;
+        else if (!strcmp(kv, "burst"))
+            h->burst = v;
+        else if (!strcmp(kv, "slat"))
+            h->slat = v;
         else if (!strcmp(kv, "cores"))
             h->cores = (int)v;
         else
@@ -865,8 +946,26 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
         double a, b, g, bytes, secs;
         if (line[0] == '#' || line[0] == '\n')
             continue;
-        if (sscanf(line, "cores %d", &m.cores) == 1 || sscanf(line, "sockbuf %lf", &m.sockbuf) == 1)
+        if (sscanf(line, "cores %d", &m.cores) == 1 ||
+            sscanf(line, "sockbuf %lf", &m.sockbuf) == 1 ||
+            sscanf(line, "veth_burst %lf", &m.burst) == 1)
             continue;
+        char pat[16];
+        if (sscanf(line, "step lo %d %15s %lf %lf", &n, pat, &bytes, &secs) == 4) {
+            struct pp *v = !strcmp(pat, "pairs") ? m.xc : !strcmp(pat, "ring") ? m.hop : NULL;
+            struct pp *p = v && step_index(n) >= 0 ? &v[step_index(n)] : NULL;
+            if (!p || p->n >= 16) {
+                fprintf(stderr,
+                        "collsim verify: %s line %d: a step row wants n 2/4/8/16 and "
+                        "pairs or ring\n",
+                        file, lineno);
+                fclose(f);
+                free(rows);
+                return 2;
+            }
+            p->bytes[p->n] = bytes, p->secs[p->n++] = secs;
+            continue;
+        }
         if (sscanf(line, "cal %15s %d %lf %lf %lf", net, &n, &a, &b, &g) == 5) {
             struct cal *c = !strcmp(net, "veth") ? &m.veth : n == 1 ? &m.lo1 : &m.lo2;
             *c = (struct cal){1, a, b, g};
@@ -920,8 +1019,9 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
         struct host h;
         fit_host(&m, r->net, r->n, r->bytes, &h);
         if (host_set(&h, set)) {
-            fprintf(stderr, "collsim verify: --set wants NAME=VALUE,... (o cs cr gamma w lat link "
-                            "sockbuf cores)\n");
+            fprintf(stderr,
+                    "collsim verify: --set wants NAME=VALUE,... (o cs cr gamma w lat slat link "
+                    "burst sockbuf cores)\n");
             free(rows);
             return 2;
         }
