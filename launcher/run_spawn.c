@@ -343,14 +343,14 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
  * With --rdzv-backend etcd the workers' store is node rank 0's of the generation (BATON_RDZV):
  * a relay to it would be made here, again when that store moved; it is off there, because
  * with it t_launch_elastic_etcd's replacement node 0 does not re-form the job (not diagnosed;
- * docs/rendezvous.md). */
+ * docs/rendezvous.md). A relay that could not start for this store (relay_own's WARN) is not
+ * tried again: one WARN, and the workers connect directly in every generation. */
 static void relay_ensure(struct bt__run *r)
 {
     char host[BT_SPEC_HOST_MAX];
     int port = 0;
-    if (!bt__param_relay_on() || r->relay_own || r->etcd ||
-        (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
-        return;
+    if (!bt__param_relay_on() || r->relay_own || r->etcd || !strcmp(r->rdzv_env, r->relay_for))
+        return; /* tried for this store already: made, or one WARN said why not */
     bt__store_relay_destroy(r->relay);
     r->relay = NULL;
     struct bt__err e = {0};
