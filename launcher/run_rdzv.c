@@ -238,13 +238,14 @@ static int relay_own(struct bt__run *r, struct bt__store *d, struct bt__err *err
     if (r->etcd || !bt__run_relay_on())
         return 1;
     if (!r->relay) {
+        /* tried for this store, made or not: relay_ensure (run_spawn.c) does not try again */
+        snprintf(r->relay_for, sizeof(r->relay_for), "%s", r->rdzv_env);
         if (bt__store_relay_create(r->store_host, r->store_port, r->token, &r->relay, &e) !=
             BT_OK) {
             fprintf(stderr, "baton: WARN: no store relay on this node (%s); connecting directly\n",
                     e.msg);
             return 1;
         }
-        snprintf(r->relay_for, sizeof(r->relay_for), "%s", r->rdzv_env);
     }
     if (bt__store_local_addr(d, r->self_addr, sizeof(r->self_addr)) != 0)
         r->self_addr[0] = '\0';

@@ -342,13 +342,15 @@ static int spawn_one(struct bt__run *r, struct bt__worker *w, char **env, struct
  * store the launcher made it when it connected (run_rdzv.c: its own connection is the relay's).
  * With --rdzv-backend etcd the workers' store is node rank 0's of the generation (BATON_RDZV):
  * a relay to it, made here before the first generation's workers and again when that store
- * moved (a new node rank 0); the launchers' own traffic goes to etcd, not through it. */
+ * moved (a new node rank 0); the launchers' own traffic goes to etcd, not through it. A relay
+ * that could not start for a store (relay_own's or this function's WARN) is not tried again
+ * for it: one WARN, and the workers connect directly in every generation. */
 static void relay_ensure(struct bt__run *r)
 {
     char host[BT_SPEC_HOST_MAX];
     int port = 0;
-    if (!bt__param_relay_on() || r->relay_own || (r->relay && !strcmp(r->rdzv_env, r->relay_for)))
-        return;
+    if (!bt__param_relay_on() || r->relay_own || !strcmp(r->rdzv_env, r->relay_for))
+        return; /* tried for this store already: made, or one WARN said why not */
     bt__store_relay_destroy(r->relay);
     r->relay = NULL;
     struct bt__err e = {0};

@@ -3,8 +3,10 @@
 # --nnodes/--node-rank/--rdzv 127.0.0.1:PORT: late node 0, heterogeneous -n, a failure on one
 # node tearing down the other with the same root cause, a launcher killed by SIGKILL, a wrong
 # token, a duplicate node rank, a join timeout (exit 142), peers whose pods are still Pending
-# (named by rank and pod, exit 142); the store's connections: one per node with 8 workers each
-# (the relay carries the workers and the launcher's own two), 2 + 8 per node with the relay off.
+# (named by rank and pod, exit 142); the store's TRACE names for a launcher and a worker that
+# come through a relay; a relay that cannot start (one WARN, direct connections); the store's
+# connections: one per node with 8 workers each (the relay carries the workers and the
+# launcher's own two), 2 + 8 per node with the relay off.
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/launch_worker
@@ -143,6 +145,70 @@ t_grep "pending peers: a progress line names the missing nodes and pods" \
 t_grep "pending peers: one last line names them, hints Pending, says 142" \
     "^baton: node 0 \(host [^)]+\): gave up after 7 s \(--join-timeout\) waiting for 2 of 3 nodes to join: node 1 \(pod pt-worker-0\), node 2 \(pod pt-worker-1\); hint: .*pod still Pending \(unschedulable.*kubectl describe pod pt-worker-0; exit 142 \(retryable\)$" \
     "$T_TMP/pend.err"
+# ---- the store's names for relayed channels (BATON_DEBUG=TRACE on node 0, which hosts it):
+# node 1's launcher as "launcher pid P via relay H:P", its worker as "pid P via relay H:P",
+# both through node 1's one relay connection
+port=$(t_free_port)
+BATON_DEBUG=TRACE BATON_DEBUG_SUBSYS=RDZV node l0 0 "$port" -n 1 -- "$HELLO"; p0=$T_LAST_PID
+node l1 1 "$port" -n 1 -- sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0"; exec "$1"' "$T_TMP/l1.pid" "$HELLO"
+p1=$T_LAST_PID
+status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
+t_expect_eq "relay names: both launchers exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
+relay=$(sed -n "s/.* RDZV launcher pid $p1 via relay \(127\.0\.0\.1:[0-9]*\) joined as a launcher$/\1/p" \
+    "$T_TMP/l0.err" | head -1)
+t_check "relay names: node 1's launcher (pid $p1) is 'launcher pid $p1 via relay ${relay:-?}'" test -n "$relay"
+w1=$(cat "$T_TMP/l1.pid" 2>/dev/null)
+t_grep "relay names: its worker (pid ${w1:-?}) is 'pid ${w1:-?} via relay ${relay:-?}'" \
+    " RDZV pid ${w1:-none} via relay ${relay:-none} joined as a worker$" "$T_TMP/l0.err"
+
+# ---- a relay that cannot start (node 1's launcher runs with an LD_PRELOAD that fails the bind of
+# "@baton-relay-*"): one WARN, the job runs, node 1's worker has no BATON_RDZV_RELAY and
+# node 1's launcher and worker reach the store directly (node 0's store, TRACE: not via relay)
+cat >"$T_TMP/norelay.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+int bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    if (sa->sa_family == AF_UNIX && len > offsetof(struct sockaddr_un, sun_path) + 13 &&
+        !memcmp(un->sun_path, "\0baton-relay-", 13)) {
+        errno = EACCES;
+        return -1;
+    }
+    int (*real)(int, const struct sockaddr *, socklen_t) =
+        (int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "bind");
+    return real(fd, sa, len);
+}
+EOF
+if cc -shared -fPIC -o "$T_TMP/norelay.so" "$T_TMP/norelay.c" -ldl 2>"$T_TMP/norelay.log"; then
+    port=$(t_free_port)
+    BATON_DEBUG=TRACE BATON_DEBUG_SUBSYS=RDZV node n0 0 "$port" -n 1 -- "$HELLO"; p0=$T_LAST_PID
+    LD_PRELOAD=$T_TMP/norelay.so node n1 1 "$port" -n 1 -- env -u LD_PRELOAD sh -c \
+        'echo "$$ ${BATON_RDZV_RELAY-unset}" >"$0.tmp" && mv "$0.tmp" "$0"; exec "$1"' "$T_TMP/n1.env" "$HELLO"
+    p1=$T_LAST_PID
+    status_of "$p0" 30 >"$T_TMP/s0"; status_of "$p1" 30 >"$T_TMP/s1"
+    t_expect_eq "no relay on node 1: both launchers exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
+    t_expect_eq "no relay on node 1: one WARN" \
+        "$(grep -c '^baton: WARN: no store relay on this node (relay: listen on @baton-relay-[0-9]*-[0-9a-f]*: Permission denied); ' "$T_TMP/n1.err")" 1
+    w1=$(cut -d' ' -f1 "$T_TMP/n1.env" 2>/dev/null)
+    t_expect_eq "no relay on node 1: its worker has no BATON_RDZV_RELAY" "$(cut -d' ' -f2 "$T_TMP/n1.env" 2>/dev/null)" unset
+    t_expect_eq "no relay on node 1: its launcher and worker reach the store directly" \
+        "$(grep -cE " RDZV (launcher )?pid ($p1|${w1:-none}) via relay " "$T_TMP/n0.err")" 0
+    t_grep "... and authenticate as a worker there" " RDZV 127\.0\.0\.1:[0-9]+ authenticated as a worker$" "$T_TMP/n0.err"
+    # a restart does not try again (one WARN for the job, not one per generation)
+    LD_PRELOAD=$T_TMP/norelay.so "$BATON" run -n 2 --max-restarts 1 --restart-backoff 0 -- "$W" --fail-until 1 \
+        >/dev/null 2>"$T_TMP/nr.err"
+    t_expect_eq "no relay, a restart: exit 0" "$?" 0
+    t_expect_eq "no relay, a restart: still one WARN" "$(grep -c '^baton: WARN: no store relay on this node' "$T_TMP/nr.err")" 1
+else
+    t_skip "a relay that cannot start" "no C compiler: $(head -1 "$T_TMP/norelay.log")"
+fi
+
 # ---- store connections: 2 nodes of 8 workers, each worker holding its store connection (it
 # allreduces until told to stop): one per node through the relay, 2 + 8 per node without it
 EW=$BATON_BUILD/tests/progs/elastic_worker

@@ -8,7 +8,8 @@
 # pid>-* name is left; a local rank 0 SIGKILLed before its peers attach leaves nothing either;
 # the watchdog exits with baton; a process the test started outside the job survives; a
 # worker still running at a failing rank's teardown is sent SIGTERM once, not once per way
-# baton reaches it (its group, the cgroup, the walk of its descendants).
+# baton reaches it (its group, the cgroup, the walk of its descendants), and a SIGINT to baton
+# is forwarded to each worker once.
 # Every wait is a poll with a deadline; only processes this test started are ended, by pid.
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
@@ -122,6 +123,7 @@ check_gone "rank 0 SIGKILLed before attach" "$T_TMP/r0" "$bp"
 # ---- a failing rank's teardown: the other worker is sent SIGTERM once (a second one would cut
 # short a SIGTERM handler's clean-up, e.g. torch's @record writing its error file). Signals sent
 # microseconds apart merge in the receiver, so what is counted is baton's kill calls (strace).
+# A call another traced process interrupts is printed as "kill(-P, SIGTERM <unfinished ...>".
 cat >"$T_TMP/terms.sh" <<'EOF'
 #!/bin/sh
 # terms.sh DIR: rank 0 writes its pid to DIR/pid and waits; rank 1 exits 3 once it is there.
@@ -140,9 +142,35 @@ if command -v strace >/dev/null; then
     t_expect_eq "a failing rank's teardown: the job exits 3" "$?" 3
     p0=$(cat "$T_TMP/terms/pid" 2>/dev/null)
     t_expect_eq "... and baton sent the other worker (pid ${p0:-?}) SIGTERM once, to its group" \
-        "$(grep -cE "kill\(-?${p0:-none}, SIGTERM\)" "$T_TMP/terms.st")" 1
+        "$(grep -cE "kill\(-?${p0:-none}, SIGTERM[) ]" "$T_TMP/terms.st")" 1
+    # ---- SIGINT to baton: it is forwarded to each worker once, like a teardown's SIGTERM.
+    cat >"$T_TMP/ints.sh" <<'EOF'
+#!/bin/sh
+# ints.sh DIR: each rank writes its pid to DIR/pid.RANK (rank 0 baton's too) and waits.
+[ "$RANK" = 0 ] && echo "$BATON_LAUNCHER_PID" >"$1/baton.tmp" && mv "$1/baton.tmp" "$1/baton"
+echo $$ >"$1/pid.$RANK.tmp" && mv "$1/pid.$RANK.tmp" "$1/pid.$RANK"
+for _ in $(seq 300); do sleep 0.05; done
+EOF
+    chmod +x "$T_TMP/ints.sh"
+    mkdir -p "$T_TMP/ints"
+    t_bg strace -f -e trace=kill -e signal=none -o "$T_TMP/ints.st" "$BATON" run -n 2 --grace 10 -- \
+        "$T_TMP/ints.sh" "$T_TMP/ints" >"$T_TMP/ints.out" 2>&1
+    sp=$T_LAST_PID
+    if t_wait_files 3 "$T_TMP/ints" 20 '^(pid\.[01]|baton)$'; then
+        kill -INT "$(cat "$T_TMP/ints/baton")"
+        t_wait "$sp" 20 >/dev/null
+        t_expect_eq "SIGINT to baton: the job exits 130" "$T_RC" 130
+        for r in 0 1; do
+            p=$(cat "$T_TMP/ints/pid.$r")
+            t_expect_eq "... and baton forwarded SIGINT once to worker $r (pid $p)" \
+                "$(grep -cE "kill\(-?$p, SIGINT[) ]" "$T_TMP/ints.st")" 1
+        done
+    else
+        t_fail "SIGINT to baton" "the workers did not start"; cat "$T_TMP/ints.out"
+    fi
 else
     t_skip "SIGTERM once at teardown" "no strace (make deps installs it)"
+    t_skip "a forwarded SIGINT once" "no strace (make deps installs it)"
 fi
 
 t_check "a process outside the job (started by this test) is untouched" t_alive "$bystander"

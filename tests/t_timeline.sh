@@ -8,7 +8,8 @@
 # overlapping; with two ranks a node the hierarchical allreduces have their three phases
 # (intra-node reduce, inter-node allreduce, intra-node broadcast) nested in them, in order, and
 # not the phases of the leaders' inner allreduce; with BATON_ALGO=ring and =rabenseifner over
-# TCP (3 ranks) every allreduce has that algorithm's three phases, nested and in order. A
+# TCP (3 ranks) every allreduce has that algorithm's three phases, nested and in order, and no
+# other op but the barrier (a one-byte allreduce) has any; BATON_ALGO=rd over TCP and the shm transport's collectives have none. A
 # restart (--max-restarts 1, rank 0 failing once): the launcher track has rendezvous 0 and 1 and
 # the instant restart 1, each rank track generation 0 then generation 1.
 # An unwritable path: one WARN line, the job's status unchanged.
@@ -125,6 +126,27 @@ t_expect_eq "ring: its phases' names" "$(phase_names "$T_TMP/ring.json")" \
     "allgather (ring), later segments (ring), reduce-scatter (ring)"
 t_expect_eq "rabenseifner: its phases' names" "$(phase_names "$T_TMP/rabenseifner.json")" \
     "allgather (doubling), reduce-scatter (halving), unfold"
+phase_ops() { # FILE: the ops of the calls that hold phase events, sorted, one line
+    $PY -c 'import json, sys; print(", ".join(sorted({e["args"]["of"].split(" #")[0] for e in json.load(open(sys.argv[1]))["traceEvents"] if e.get("cat") == "phase"})))' "$1"
+}
+# the barrier over TCP is an allreduce of one byte (coll.c: native_barrier): it has them too
+t_expect_eq "ring and rabenseifner: only the allreduces and the barrier have phases (not the broadcasts)" \
+    "$(phase_ops "$T_TMP/ring.json"; phase_ops "$T_TMP/rabenseifner.json")" "allreduce, barrier"$'\n'"allreduce, barrier"
+
+# no phases: recursive doubling over TCP, and the shared-memory transport's own collectives
+# (BATON_ALGO=ring does not reach them)
+BATON_ALGO=rd BATON_TRANSPORT=tcp BATON_TIMELINE="$T_TMP/rd.json" "$BATON" run -n 3 -- \
+    "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/rd.err"
+t_expect_eq "rd: exit 0" "$?" 0
+$PY "$T_TMP/check.py" "$T_TMP/rd.json" 1 3 31 >"$T_TMP/rd.chk" 2>&1
+t_expect_eq "rd: valid, one event per call" "$(cat "$T_TMP/rd.chk")" ok
+t_expect_eq "rd: no phase events" "$(phase_names "$T_TMP/rd.json")" ""
+BATON_ALGO=ring BATON_TRANSPORT=shm BATON_TIMELINE="$T_TMP/shm.json" "$BATON" run -n 3 -- \
+    "$CHECK" --count 1000 --iters 20 >/dev/null 2>"$T_TMP/shm.err"
+t_expect_eq "shm: exit 0" "$?" 0
+$PY "$T_TMP/check.py" "$T_TMP/shm.json" 1 3 31 >"$T_TMP/shm.chk" 2>&1
+t_expect_eq "shm: valid, one event per call" "$(cat "$T_TMP/shm.chk")" ok
+t_expect_eq "shm: no phase events" "$(phase_names "$T_TMP/shm.json")" ""
 
 # 11 checked calls and the split on the world, 20 allreduces on the sub-communicator
 BATON_TIMELINE="$T_TMP/sub.json" "$BATON" run -n 4 -- "$CHECK" --count 1000 --iters 20 --split 2 \

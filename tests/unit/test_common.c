@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -155,6 +157,35 @@ static void test_sock_roundtrip_large(void **state)
     close(lfd);
 }
 
+static int tcp_opt(int fd, int opt)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, opt, &v, &len), 0);
+    return v;
+}
+
+/* Every socket the layer tunes (both ends of a connection, and a bare one) gets the keepalive
+ * knobs (set in main: 5, 2, 4) and TCP_USER_TIMEOUT = their span, (5 + 2 * 4) s. The TCP
+ * transport's peer connections raise the latter to BATON_TIMEOUT (test_p2p.c). */
+static void test_sock_keepalive_user_timeout(void **state)
+{
+    (void)state;
+    int lfd, fds[3];
+    make_pair(&lfd, &fds[0], &fds[1]);
+    fds[2] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fds[2] >= 0);
+    bt__sock_tune(fds[2]);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tcp_opt(fds[i], TCP_KEEPIDLE), 5);
+        assert_int_equal(tcp_opt(fds[i], TCP_KEEPINTVL), 2);
+        assert_int_equal(tcp_opt(fds[i], TCP_KEEPCNT), 4);
+        assert_int_equal(tcp_opt(fds[i], TCP_USER_TIMEOUT), 13000);
+        close(fds[i]);
+    }
+    close(lfd);
+}
+
 static void test_sock_peer_close_is_remote(void **state)
 {
     (void)state;
@@ -283,6 +314,10 @@ static void test_listen_port_in_use_hint(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_DFL); /* the layer must not rely on SIGPIPE being ignored */
+    /* not the defaults: test_sock_keepalive_user_timeout sees the span follow the knobs */
+    setenv("BATON_KEEPALIVE_IDLE", "5", 1);
+    setenv("BATON_KEEPALIVE_INTVL", "2", 1);
+    setenv("BATON_KEEPALIVE_CNT", "4", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror_table),
         cmocka_unit_test(test_err_sticky),
@@ -291,6 +326,7 @@ int main(void)
         cmocka_unit_test(test_parse_endpoint),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_sock_roundtrip_large),
+        cmocka_unit_test(test_sock_keepalive_user_timeout),
         cmocka_unit_test(test_sock_peer_close_is_remote),
         cmocka_unit_test(test_sock_timeout_and_abort),
         cmocka_unit_test(test_connect_refused_retries_then_times_out),

@@ -10,8 +10,12 @@
  * counts that differ per pair (0 included); gather and scatter from every root. Every element is
  * checked. Bad input: a receive expecting another tag, a peer out of range, alltoall counts that
  * differ between ranks (shm and TCP). CMA reads that fail (BATON_TEST_CMA_FAIL): the shm alltoall
- * falls back to the slots with the same results.
+ * falls back to the slots with the same results. TCP_USER_TIMEOUT: BATON_TIMEOUT on the TCP
+ * transport's peer connections, the keepalive span (9 s) on the store's.
  */
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,10 +23,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
 #include "collectives/comm.h"
+#include "common/param.h"
 #include "rendezvous/store.h"
 #include "tests/coll_ref.h"
 #include "tests/unit/rank_worlds.h"
@@ -266,6 +273,72 @@ static void *mismatch_main(void *arg)
     return NULL;
 }
 
+/* Port of the socket's local (peer 0) or remote (peer 1) address. */
+static int sock_port(int fd, int peer)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int rc = peer ? getpeername(fd, (struct sockaddr *)&a, &len)
+                  : getsockname(fd, (struct sockaddr *)&a, &len);
+    return rc == 0 && a.sin_family == AF_INET ? ntohs(a.sin_port) : -1;
+}
+
+/* Rank 0 looks at every connected TCP socket of the process (both ranks' and the store's): one
+ * with the store's port at either end is a store connection and has the keepalive span (9 s) as
+ * its TCP_USER_TIMEOUT (common/sock.c), every other one is a peer connection of the TCP
+ * transport and has BATON_TIMEOUT when that is longer (main: 60 s; transport/tcp.c). */
+static void *user_timeout_main(void *arg)
+{
+    struct rank_ctx *x = arg;
+    bt_comm *c = rank_comm(x, 0);
+    if (!c)
+        return NULL;
+    pairs(x, c, 2, x->rank, "user timeout"); /* the peer connections are up */
+    if (bt_barrier(c) != BT_OK)
+        failf(x, "rank %d: barrier: %s", x->rank, bt_last_error(c));
+    int64_t idle = bt__env_int("BATON_KEEPALIVE_IDLE", 3);
+    int64_t intvl = bt__env_int("BATON_KEEPALIVE_INTVL", 2),
+            cnt = bt__env_int("BATON_KEEPALIVE_CNT", 3);
+    unsigned span = (unsigned)((idle + intvl * cnt) * 1000);
+    unsigned coll = (unsigned)(bt__env_dbl("BATON_TIMEOUT", 300) * 1000);
+    DIR *d = x->rank == 0 ? opendir("/proc/self/fd") : NULL;
+    int npeer = 0, nstore = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int fd = atoi(e->d_name), type = 0, listening = 1;
+        unsigned ms = 0;
+        struct stat st;
+        socklen_t len = sizeof(type);
+        if (e->d_name[0] == '.' || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+            getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || listening ||
+            sock_port(fd, 1) < 0)
+            continue;
+        len = sizeof(ms);
+        getsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, &len);
+        int store = sock_port(fd, 0) == x->w->port || sock_port(fd, 1) == x->w->port;
+        unsigned want = store ? span : coll > span ? coll : span;
+        if (ms != want)
+            failf(x, "%s socket %d:%d: TCP_USER_TIMEOUT %u ms, want %u", store ? "store" : "peer",
+                  sock_port(fd, 0), sock_port(fd, 1), ms, want);
+        store ? nstore++ : npeer++;
+    }
+    if (d && (npeer < 2 || nstore < 2))
+        failf(x, "%d peer and %d store sockets, want 2 or more of each", npeer, nstore);
+    if (d)
+        closedir(d);
+    if (bt_barrier(c) != BT_OK)
+        failf(x, "rank %d: barrier: %s", x->rank, bt_last_error(c));
+    bt_finalize(c);
+    return NULL;
+}
+
+static void test_user_timeout(void **state)
+{
+    (void)state;
+    struct world w = {2, 1, "tcp", 0};
+    run_world(&w, user_timeout_main);
+}
+
 static void test_cma_fallback(void **state)
 {
     (void)state;
@@ -320,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_shm),          cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_hierarchical), cmocka_unit_test(test_bad),
         cmocka_unit_test(test_cma_fallback), cmocka_unit_test(test_mismatch),
+        cmocka_unit_test(test_user_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
