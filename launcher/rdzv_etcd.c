@@ -104,6 +104,8 @@ static int fail(struct etcd *e, int code, const char *fmt, ...)
 {
     char msg[BT__ERR_MSG_MAX];
     va_list ap;
+    if (e->broken) /* sticky: the first error is the one that counts */
+        return e->err.code;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
@@ -144,44 +146,6 @@ static const char *endpoints(const struct etcd *e, char *out, size_t n)
     return out;
 }
 
-/* POSTs body to path on the current endpoint, then the others; *resp the parsed answer. */
-static int post(struct etcd *e, const char *path, const char *body, cJSON **resp)
-{
-    char url[BT_SPEC_HOST_MAX + 64], eps[512];
-    CURLcode cc = CURLE_OK;
-    long code = 0;
-    *resp = NULL;
-    for (int t = 0; t < e->neps; t++) {
-        struct buf b = {0};
-        snprintf(url, sizeof(url), "%s%s", e->eps[e->cur], path);
-        curl_easy_setopt(e->c, CURLOPT_URL, url);
-        curl_easy_setopt(e->c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e->c, CURLOPT_WRITEFUNCTION, on_data);
-        curl_easy_setopt(e->c, CURLOPT_WRITEDATA, &b);
-        curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS, (long)(e->io_s * 1000));
-        cc = curl_easy_perform(e->c);
-        curl_easy_getinfo(e->c, CURLINFO_RESPONSE_CODE, &code);
-        if (cc == CURLE_OK && code == 200) {
-            char *ip = NULL;
-            if (curl_easy_getinfo(e->c, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
-                snprintf(e->local_ip, sizeof(e->local_ip), "%s", ip);
-            *resp = cJSON_Parse(b.p ? b.p : "");
-            free(b.p);
-            return *resp ? BT_OK : fail(e, BT_ERR_REMOTE, "etcd %s: unreadable answer", url);
-        }
-        free(b.p);
-        if (cc == CURLE_OK) /* an answer, but an error: etcd itself refused */
-            return fail(e, BT_ERR_REMOTE, "etcd %s: HTTP %ld", url, code);
-        e->cur = (e->cur + 1) % e->neps;
-    }
-    return fail(e, BT_ERR_REMOTE,
-                "etcd at %s: %s%s; hint: is etcd running and reachable there? (--rdzv-endpoint)",
-                endpoints(e, eps, sizeof(eps)), curl_easy_strerror(cc),
-                cc == CURLE_OPERATION_TIMEDOUT ? " (no answer in time: a stopped, overloaded or "
-                                                 "unreachable etcd?)"
-                                               : "");
-}
-
 static int64_t num(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -194,6 +158,85 @@ static const char *str(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* An answer that says "not now" rather than "no": etcd gives 503 while its members elect a
+ * leader or its disk lags (etcdserver: leader changed, no leader, request timed out), 429 when
+ * its apply lags its commits (too many requests). */
+static int transient(long code)
+{
+    return code >= 500 || code == 429;
+}
+
+/* etcd's own reason in an error answer ({"error": "...", "code": 14}), or "". */
+static void reason(const char *body, char *out, size_t n)
+{
+    cJSON *j = cJSON_Parse(body ? body : "");
+    const char *m = str(j, "error") ? str(j, "error") : str(j, "message");
+    snprintf(out, n, m ? " (%.200s)" : "", m);
+    cJSON_Delete(j);
+}
+
+/* POSTs body to path on the current endpoint, then the others; *resp the parsed answer. A
+ * member that cannot be reached is left for the next one; a 5xx or 429 answer is asked again,
+ * of the next member, a round through them every 0.1 s, until e->io_s passed since the first
+ * try; any other answer but 200 is final. */
+static int post(struct etcd *e, const char *path, const char *body, cJSON **resp)
+{
+    char url[BT_SPEC_HOST_MAX + 64], eps[512], busy_url[BT_SPEC_HOST_MAX + 64], why[256] = "";
+    CURLcode cc = CURLE_OK;
+    long code = 0, busy = 0;
+    int64_t t0 = bt__now_ns(), dl = t0 + (int64_t)(e->io_s * 1e9);
+    *resp = NULL;
+    for (int t = 1;; t++) {
+        struct buf b = {0};
+        snprintf(url, sizeof(url), "%s%s", e->eps[e->cur], path);
+        curl_easy_setopt(e->c, CURLOPT_URL, url);
+        curl_easy_setopt(e->c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e->c, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(e->c, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS, (long)(e->io_s * 1000));
+        cc = curl_easy_perform(e->c);
+        code = 0;
+        curl_easy_getinfo(e->c, CURLINFO_RESPONSE_CODE, &code);
+        if (cc == CURLE_OK && code == 200) {
+            char *ip = NULL;
+            if (curl_easy_getinfo(e->c, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
+                snprintf(e->local_ip, sizeof(e->local_ip), "%s", ip);
+            *resp = cJSON_Parse(b.p ? b.p : "");
+            free(b.p);
+            return *resp ? BT_OK : fail(e, BT_ERR_REMOTE, "etcd %s: unreadable answer", url);
+        }
+        if (cc == CURLE_OK) { /* an answer, but an error */
+            reason(b.p, why, sizeof(why));
+            if (!transient(code)) {
+                free(b.p);
+                return fail(e, BT_ERR_REMOTE, "etcd %s: HTTP %ld%s", url, code, why);
+            }
+            busy = code;
+            snprintf(busy_url, sizeof(busy_url), "%s", url);
+        }
+        free(b.p);
+        e->cur = (e->cur + 1) % e->neps;
+        if (t % e->neps != 0)
+            continue;
+        if (!busy) /* a round in which no member answered */
+            break;
+        if (bt__now_ns() >= dl)
+            return fail(e, BT_ERR_REMOTE,
+                        "etcd %s: HTTP %ld%s, still after %.1f s of retries "
+                        "(BATON_HEARTBEAT_TIMEOUT); hint: is the etcd cluster electing a leader, "
+                        "or is its disk too slow (etcd's log: 'slow fdatasync')?",
+                        busy_url, busy, why, (double)(bt__now_ns() - t0) / 1e9);
+        busy = 0;
+        usleep(100 * 1000);
+    }
+    return fail(e, BT_ERR_REMOTE,
+                "etcd at %s: %s%s; hint: is etcd running and reachable there? (--rdzv-endpoint)",
+                endpoints(e, eps, sizeof(eps)), curl_easy_strerror(cc),
+                cc == CURLE_OPERATION_TIMEDOUT ? " (no answer in time: a stopped, overloaded or "
+                                                 "unreachable etcd?)"
+                                               : "");
 }
 
 static int full_key(struct etcd *e, const char *key, char *out)
@@ -477,6 +520,8 @@ static size_t on_watch(char *p, size_t sz, size_t nm, void *arg)
     return w->found ? 0 : sz * nm; /* 0 ends the transfer once the key came */
 }
 
+#define WATCH_BUSY 1 /* watch(): a member answered 5xx or 429; the next one is asked */
+
 /* Watches the job's prefix from rev until w->key is put or timeout_s passes. */
 static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
 {
@@ -500,6 +545,11 @@ static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
     curl_easy_setopt(e->c, CURLOPT_WRITEDATA, w);
     curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000) + 1);
     CURLcode cc = curl_easy_perform(e->c);
+    long code = 0;
+    char why[256] = "";
+    curl_easy_getinfo(e->c, CURLINFO_RESPONSE_CODE, &code);
+    if (code && code != 200)
+        reason(w->b.p, why, sizeof(why));
     free(body);
     free(w->b.p);
     const cJSON *one;
@@ -507,6 +557,12 @@ static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
     cJSON_Delete(w->wills);
     if (w->found)
         return BT_OK;
+    if (code && code != 200) {
+        e->cur = (e->cur + 1) % e->neps;
+        if (transient(code))
+            return WATCH_BUSY;
+        return fail(e, BT_ERR_REMOTE, "etcd %s: watch: HTTP %ld%s", url, code, why);
+    }
     if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_OK)
         return fail(e, BT_ERR_TIMEOUT, "etcd: key %s not set within %g s", w->key, timeout_s);
     e->cur = (e->cur + 1) % e->neps; /* the next call tries another member */
@@ -535,6 +591,12 @@ static int e_get(void *impl, const char *key, void **val, size_t *len, double ti
         struct watch w = {.e = e, .key = fk};
         int64_t from = e->next_rev && e->next_rev <= rev + 1 ? e->next_rev : rev + 1;
         int rc = watch(e, &w, from, left);
+        if (rc == WATCH_BUSY) { /* a range again, 0.1 s later, within the same timeout */
+            double nap = (double)(dl - bt__now_ns()) / 1e9;
+            usleep(nap <= 0 ? 0 : nap < 0.1 ? (useconds_t)(nap * 1e6) : 100 * 1000);
+            t--;
+            continue;
+        }
         if (rc == BT_OK)
             *val = w.val, *len = w.vlen;
         if (rc != BT_ERR_REMOTE || t + 1 >= e->neps)
