@@ -11,15 +11,16 @@
  *                           its compare-and-swap until it wins)
  *   GET with a timeout      a range, then a watch from the revision after it until the key is
  *                           put or the timeout passes: no polling
- *   heartbeat and last will one lease per launcher (TTL BATON_HEARTBEAT_TIMEOUT), renewed by
- *                           every request (the watcher's GET every 0.25 s is the beat). A will
- *                           is a key w/<id> = "KEY\nVALUE" under the lease. When the launcher
- *                           dies or stops, the lease expires and etcd deletes the key; every
- *                           watch asks for the previous value of deleted keys, and whichever
- *                           launcher sees the deletion first writes VALUE at KEY unless KEY
- *                           exists (first failure wins, as with baton's own store). A launcher
- *                           whose own lease expired is told its handle is broken (it was
- *                           declared lost), so it rejoins like a new node.
+ *   heartbeat and last will one lease per launcher (TTL BATON_HEARTBEAT_TIMEOUT), renewed
+ *                           every quarter of its TTL by a thread of its own (the keeper), so
+ *                           that no request of the others, however long it blocks, delays it. A
+ *                           will is a key w/<id> = "KEY\nVALUE" under the lease. When the
+ *                           launcher dies or stops, the lease expires and etcd deletes the key;
+ *                           every watch asks for the previous value of deleted keys, and
+ *                           whichever launcher sees the deletion first writes VALUE at KEY
+ *                           unless KEY exists (first failure wins, as with baton's own store).
+ *                           A launcher whose own lease expired is told its handle is broken
+ *                           (it was declared lost).
  *
  * Not here: the workers' store. In an etcd job each launcher hosts a baton store for workers,
  * and a generation's workers use the one of its node rank 0 (run_elastic.c).
@@ -57,16 +58,21 @@ struct etcd {
     char will[WILLS_MAX][64];          /* "w/<pid>.<n>": a will's etcd key, "" before one */
     char will_key[WILLS_MAX][KEY_MAX]; /* the store key each will sets */
     char local_ip[64];                 /* our address on the last request */
+    const int *stop;                   /* the keeper's: set, its requests give up */
 };
 
-/* The launcher's lease, shared by its handles (main thread and watcher). */
+/* The launcher's lease, shared by its handles (main thread and watcher), and renewed by a
+ * thread of its own, the keeper, on a handle of its own: a renewal never waits behind the
+ * others' requests, which may block longer than the TTL (a get of 5 s, workers stopped with a
+ * longer --grace), so only a launcher that is gone, stopped or cut off loses it. */
 static struct {
     pthread_mutex_t mu;
-    int64_t id;      /* 0: none */
-    double ttl;      /* seconds */
-    int64_t beat_ns; /* last renewal */
-    int expired;     /* etcd said it is gone: this launcher was declared lost */
-} lease = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0};
+    int64_t id;       /* 0: none */
+    double ttl;       /* seconds */
+    int expired;      /* etcd said it is gone: this launcher was declared lost */
+    pthread_t keeper; /* runs while keeping */
+    int keeping, stop;
+} lease = {.mu = PTHREAD_MUTEX_INITIALIZER};
 static int handles;
 
 /* ---- base64 (OpenSSL) ---- */
@@ -104,6 +110,8 @@ static int fail(struct etcd *e, int code, const char *fmt, ...)
 {
     char msg[BT__ERR_MSG_MAX];
     va_list ap;
+    if (e->broken) /* sticky: the first error is the one that counts */
+        return e->err.code;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
@@ -144,44 +152,6 @@ static const char *endpoints(const struct etcd *e, char *out, size_t n)
     return out;
 }
 
-/* POSTs body to path on the current endpoint, then the others; *resp the parsed answer. */
-static int post(struct etcd *e, const char *path, const char *body, cJSON **resp)
-{
-    char url[BT_SPEC_HOST_MAX + 64], eps[512];
-    CURLcode cc = CURLE_OK;
-    long code = 0;
-    *resp = NULL;
-    for (int t = 0; t < e->neps; t++) {
-        struct buf b = {0};
-        snprintf(url, sizeof(url), "%s%s", e->eps[e->cur], path);
-        curl_easy_setopt(e->c, CURLOPT_URL, url);
-        curl_easy_setopt(e->c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e->c, CURLOPT_WRITEFUNCTION, on_data);
-        curl_easy_setopt(e->c, CURLOPT_WRITEDATA, &b);
-        curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS, (long)(e->io_s * 1000));
-        cc = curl_easy_perform(e->c);
-        curl_easy_getinfo(e->c, CURLINFO_RESPONSE_CODE, &code);
-        if (cc == CURLE_OK && code == 200) {
-            char *ip = NULL;
-            if (curl_easy_getinfo(e->c, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
-                snprintf(e->local_ip, sizeof(e->local_ip), "%s", ip);
-            *resp = cJSON_Parse(b.p ? b.p : "");
-            free(b.p);
-            return *resp ? BT_OK : fail(e, BT_ERR_REMOTE, "etcd %s: unreadable answer", url);
-        }
-        free(b.p);
-        if (cc == CURLE_OK) /* an answer, but an error: etcd itself refused */
-            return fail(e, BT_ERR_REMOTE, "etcd %s: HTTP %ld", url, code);
-        e->cur = (e->cur + 1) % e->neps;
-    }
-    return fail(e, BT_ERR_REMOTE,
-                "etcd at %s: %s%s; hint: is etcd running and reachable there? (--rdzv-endpoint)",
-                endpoints(e, eps, sizeof(eps)), curl_easy_strerror(cc),
-                cc == CURLE_OPERATION_TIMEDOUT ? " (no answer in time: a stopped, overloaded or "
-                                                 "unreachable etcd?)"
-                                               : "");
-}
-
 static int64_t num(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -196,6 +166,85 @@ static const char *str(const cJSON *o, const char *name)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* An answer that says "not now" rather than "no": etcd gives 503 while its members elect a
+ * leader or its disk lags (etcdserver: leader changed, no leader, request timed out), 429 when
+ * its apply lags its commits (too many requests). */
+static int transient(long code)
+{
+    return code >= 500 || code == 429;
+}
+
+/* etcd's own reason in an error answer ({"error": "...", "code": 14}), or "". */
+static void reason(const char *body, char *out, size_t n)
+{
+    cJSON *j = cJSON_Parse(body ? body : "");
+    const char *m = str(j, "error") ? str(j, "error") : str(j, "message");
+    snprintf(out, n, m ? " (%.200s)" : "", m);
+    cJSON_Delete(j);
+}
+
+/* POSTs body to path on the current endpoint, then the others; *resp the parsed answer. A
+ * member that cannot be reached is left for the next one; a 5xx or 429 answer is asked again,
+ * of the next member, a round through them every 0.1 s, until e->io_s passed since the first
+ * try; any other answer but 200 is final. */
+static int post(struct etcd *e, const char *path, const char *body, cJSON **resp)
+{
+    char url[BT_SPEC_HOST_MAX + 64], eps[512], busy_url[BT_SPEC_HOST_MAX + 64], why[256] = "";
+    CURLcode cc = CURLE_OK;
+    long code = 0, busy = 0;
+    int64_t t0 = bt__now_ns(), dl = t0 + (int64_t)(e->io_s * 1e9);
+    *resp = NULL;
+    for (int t = 1;; t++) {
+        struct buf b = {0};
+        snprintf(url, sizeof(url), "%s%s", e->eps[e->cur], path);
+        curl_easy_setopt(e->c, CURLOPT_URL, url);
+        curl_easy_setopt(e->c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e->c, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(e->c, CURLOPT_WRITEDATA, &b);
+        curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS, (long)(e->io_s * 1000));
+        cc = curl_easy_perform(e->c);
+        code = 0;
+        curl_easy_getinfo(e->c, CURLINFO_RESPONSE_CODE, &code);
+        if (cc == CURLE_OK && code == 200) {
+            char *ip = NULL;
+            if (curl_easy_getinfo(e->c, CURLINFO_LOCAL_IP, &ip) == CURLE_OK && ip)
+                snprintf(e->local_ip, sizeof(e->local_ip), "%s", ip);
+            *resp = cJSON_Parse(b.p ? b.p : "");
+            free(b.p);
+            return *resp ? BT_OK : fail(e, BT_ERR_REMOTE, "etcd %s: unreadable answer", url);
+        }
+        if (cc == CURLE_OK) { /* an answer, but an error */
+            reason(b.p, why, sizeof(why));
+            if (!transient(code)) {
+                free(b.p);
+                return fail(e, BT_ERR_REMOTE, "etcd %s: HTTP %ld%s", url, code, why);
+            }
+            busy = code;
+            snprintf(busy_url, sizeof(busy_url), "%s", url);
+        }
+        free(b.p);
+        e->cur = (e->cur + 1) % e->neps;
+        if (t % e->neps != 0)
+            continue;
+        if (!busy) /* a round in which no member answered */
+            break;
+        if (bt__now_ns() >= dl || (e->stop && *e->stop))
+            return fail(e, BT_ERR_REMOTE,
+                        "etcd %s: HTTP %ld%s, still after %.1f s of retries "
+                        "(BATON_HEARTBEAT_TIMEOUT); hint: is the etcd cluster electing a leader, "
+                        "or is its disk too slow (etcd's log: 'slow fdatasync')?",
+                        busy_url, busy, why, (double)(bt__now_ns() - t0) / 1e9);
+        busy = 0;
+        usleep(100 * 1000);
+    }
+    return fail(e, BT_ERR_REMOTE,
+                "etcd at %s: %s%s; hint: is etcd running and reachable there? (--rdzv-endpoint)",
+                endpoints(e, eps, sizeof(eps)), curl_easy_strerror(cc),
+                cc == CURLE_OPERATION_TIMEDOUT ? " (no answer in time: a stopped, overloaded or "
+                                                 "unreachable etcd?)"
+                                               : "");
+}
+
 static int full_key(struct etcd *e, const char *key, char *out)
 {
     if ((size_t)snprintf(out, KEY_MAX, "%s%s", e->prefix, key) >= KEY_MAX)
@@ -205,6 +254,74 @@ static int full_key(struct etcd *e, const char *key, char *out)
 
 /* ---- the lease ---- */
 
+/* One renewal of lease id on k: 1 alive, 0 expired (etcd gave no TTL), -1 no answer. */
+static int renew(struct etcd *k, int64_t id)
+{
+    char body[64];
+    cJSON *r;
+    k->broken = 0; /* the keeper's handle serves one request at a time; each starts afresh */
+    snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", id);
+    if (post(k, "/v3/lease/keepalive", body, &r) != BT_OK) {
+        BT_INFO(LAUNCH, "etcd: renewing the lease: %s", k->err.msg);
+        return -1;
+    }
+    int64_t ttl = num(cJSON_GetObjectItemCaseSensitive(r, "result"), "TTL");
+    cJSON_Delete(r);
+    return ttl > 0;
+}
+
+#define KEEPER_TICK_US (50 * 1000)
+
+/* The keeper: renews the lease every quarter of its TTL (every tick after a renewal that got
+ * no answer) until the last handle closes or etcd says the lease is gone. */
+static void *keeper_main(void *arg)
+{
+    struct etcd *k = arg;
+    int64_t next = 0;
+    pthread_mutex_lock(&lease.mu);
+    while (!__atomic_load_n(&lease.stop, __ATOMIC_RELAXED) && !lease.expired) {
+        int64_t id = lease.id, every = (int64_t)(lease.ttl * 0.25e9);
+        pthread_mutex_unlock(&lease.mu);
+        usleep(KEEPER_TICK_US);
+        int alive = 1;
+        if (bt__now_ns() >= next && (alive = renew(k, id)) != 0)
+            next = bt__now_ns() + (alive > 0 ? every : 0);
+        pthread_mutex_lock(&lease.mu);
+        if (!alive && id == lease.id)
+            lease.expired = 1;
+    }
+    pthread_mutex_unlock(&lease.mu);
+    curl_easy_cleanup(k->c);
+    free(k);
+    return NULL;
+}
+
+/* The keeper's requests end when it is asked to stop (the launcher closes its last handle). */
+static int keeper_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    (void)arg, (void)a, (void)b, (void)c, (void)d;
+    return __atomic_load_n(&lease.stop, __ATOMIC_RELAXED);
+}
+
+/* A handle of its own for the keeper: e's endpoints, a fresh connection. */
+static struct etcd *keeper_handle(const struct etcd *e, double ttl)
+{
+    struct etcd *k = calloc(1, sizeof(*k));
+    if (!k || !(k->c = curl_easy_init()))
+        return free(k), NULL;
+    memcpy(k->eps, e->eps, sizeof(k->eps));
+    k->neps = e->neps;
+    k->cur = e->cur;
+    k->io_s = ttl / 2; /* time for a second try before the lease runs out */
+    k->stop = &lease.stop;
+    curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(k->c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(k->c, CURLOPT_XFERINFOFUNCTION, keeper_progress);
+    curl_easy_setopt(k->c, CURLOPT_CONNECTTIMEOUT_MS, (long)(k->io_s * 1000));
+    return k;
+}
+
+/* Grants the lease and starts its keeper; lease.mu held. */
 static int lease_grant(struct etcd *e, double ttl)
 {
     char body[64];
@@ -215,14 +332,23 @@ static int lease_grant(struct etcd *e, double ttl)
     cJSON_Delete(r);
     if (!id)
         return fail(e, BT_ERR_REMOTE, "etcd: lease grant gave no ID");
+    struct etcd *k = keeper_handle(e, ttl);
     lease.id = id;
     lease.ttl = ttl;
-    lease.beat_ns = bt__now_ns();
     lease.expired = 0;
+    lease.stop = 0;
+    if (!k || pthread_create(&lease.keeper, NULL, keeper_main, k) != 0) {
+        if (k)
+            curl_easy_cleanup(k->c);
+        free(k);
+        lease.id = 0;
+        return fail(e, BT_ERR_SYSTEM, "etcd: cannot start the thread that renews the lease");
+    }
+    lease.keeping = 1;
     return BT_OK;
 }
 
-/* Renews the lease when a quarter of its TTL passed; an expired one breaks the handle. */
+/* Fails once etcd said this launcher's lease is gone: it was declared lost. */
 static int beat(struct etcd *e)
 {
     int rc = BT_OK;
@@ -232,23 +358,6 @@ static int beat(struct etcd *e)
                   "etcd: this launcher's lease expired (it was silent for more than %g s: "
                   "stopped, or cut off?), so the others declared it lost",
                   lease.ttl);
-    else if (lease.id && bt__now_ns() - lease.beat_ns > (int64_t)(lease.ttl * 0.25e9)) {
-        char body[64];
-        cJSON *r;
-        snprintf(body, sizeof(body), "{\"ID\":\"%" PRId64 "\"}", lease.id);
-        if ((rc = post(e, "/v3/lease/keepalive", body, &r)) == BT_OK) {
-            int64_t ttl = num(cJSON_GetObjectItemCaseSensitive(r, "result"), "TTL");
-            cJSON_Delete(r);
-            lease.beat_ns = bt__now_ns();
-            if (ttl <= 0) {
-                lease.expired = 1;
-                rc = fail(e, BT_ERR_REMOTE,
-                          "etcd: this launcher's lease expired (it was silent for more than %g "
-                          "s: stopped, or cut off?), so the others declared it lost",
-                          lease.ttl);
-            }
-        }
-    }
     pthread_mutex_unlock(&lease.mu);
     return rc;
 }
@@ -477,6 +586,8 @@ static size_t on_watch(char *p, size_t sz, size_t nm, void *arg)
     return w->found ? 0 : sz * nm; /* 0 ends the transfer once the key came */
 }
 
+#define WATCH_BUSY 1 /* watch(): a member answered 5xx or 429; the next one is asked */
+
 /* Watches the job's prefix from rev until w->key is put or timeout_s passes. */
 static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
 {
@@ -500,6 +611,11 @@ static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
     curl_easy_setopt(e->c, CURLOPT_WRITEDATA, w);
     curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000) + 1);
     CURLcode cc = curl_easy_perform(e->c);
+    long code = 0;
+    char why[256] = "";
+    curl_easy_getinfo(e->c, CURLINFO_RESPONSE_CODE, &code);
+    if (code && code != 200)
+        reason(w->b.p, why, sizeof(why));
     free(body);
     free(w->b.p);
     const cJSON *one;
@@ -507,6 +623,12 @@ static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
     cJSON_Delete(w->wills);
     if (w->found)
         return BT_OK;
+    if (code && code != 200) {
+        e->cur = (e->cur + 1) % e->neps;
+        if (transient(code))
+            return WATCH_BUSY;
+        return fail(e, BT_ERR_REMOTE, "etcd %s: watch: HTTP %ld%s", url, code, why);
+    }
     if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_OK)
         return fail(e, BT_ERR_TIMEOUT, "etcd: key %s not set within %g s", w->key, timeout_s);
     e->cur = (e->cur + 1) % e->neps; /* the next call tries another member */
@@ -535,6 +657,12 @@ static int e_get(void *impl, const char *key, void **val, size_t *len, double ti
         struct watch w = {.e = e, .key = fk};
         int64_t from = e->next_rev && e->next_rev <= rev + 1 ? e->next_rev : rev + 1;
         int rc = watch(e, &w, from, left);
+        if (rc == WATCH_BUSY) { /* a range again, 0.1 s later, within the same timeout */
+            double nap = (double)(dl - bt__now_ns()) / 1e9;
+            usleep(nap <= 0 ? 0 : nap < 0.1 ? (useconds_t)(nap * 1e6) : 100 * 1000);
+            t--;
+            continue;
+        }
         if (rc == BT_OK)
             *val = w.val, *len = w.vlen;
         if (rc != BT_ERR_REMOTE || t + 1 >= e->neps)
@@ -679,7 +807,14 @@ static void e_close(void *impl, int goodbye)
     curl_easy_cleanup(e->c);
     free(e);
     pthread_mutex_lock(&lease.mu);
-    if (--handles == 0) { /* the launcher's last handle: a reconnect starts a new lease */
+    if (--handles == 0 && lease.keeping) { /* the launcher's last handle: its keeper ends */
+        __atomic_store_n(&lease.stop, 1, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&lease.mu);
+        pthread_join(lease.keeper, NULL);
+        pthread_mutex_lock(&lease.mu);
+        lease.keeping = 0;
+    }
+    if (handles == 0) { /* a reconnect starts a new lease */
         lease.id = 0;
         lease.expired = 0;
     }

@@ -695,7 +695,9 @@ void bt__run_post_done(struct bt__run *r, struct bt__outcome *o)
 static void store_lost(struct bt__run *r, struct bt__outcome *o, int rc)
 {
     char why[BT__ERR_MSG_MAX];
-    if (rc == BT_ERR_TIMEOUT)
+    /* etcd: a request the watcher made after its look timed out may have broken the handle;
+     * its error says why (an HTTP 503 after retries, a member that did not answer) */
+    if (rc == BT_ERR_TIMEOUT && !(r->etcd && bt__store_broken(r->wst) && *bt__store_error(r->wst)))
         snprintf(why, sizeof(why), "no answer within %.0f s (BATON_HEARTBEAT_TIMEOUT)",
                  bt__run_heartbeat_timeout());
     else
@@ -705,9 +707,11 @@ static void store_lost(struct bt__run *r, struct bt__outcome *o, int rc)
     r->store_lost = 1;
     if (r->etcd) { /* no node hosts it: etcd itself went silent */
         snprintf(o->line, sizeof(o->line),
-                 "node %d (host %.64s) lost contact with etcd at %.200s: %.400s; hint: is etcd "
-                 "running (not stopped, e.g. SIGSTOP) and reachable? (--rdzv-endpoint)",
-                 r->node_id, r->host, r->o.rdzv_endpoint, why);
+                 "node %d (host %.64s) lost contact with etcd at %.200s: %.400s%s", r->node_id,
+                 r->host, r->o.rdzv_endpoint, why,
+                 strstr(why, "hint:") ? "" /* the reason has its own */
+                                      : "; hint: is etcd running (not stopped, e.g. SIGSTOP) and "
+                                        "reachable? (--rdzv-endpoint)");
         return;
     }
     snprintf(

@@ -7,8 +7,7 @@
 # generation is killed after BATON_ELASTIC_ADOPT and started again (no failure: exit 0). A
 # SIGSTOPped node 1 is declared lost (node 0's worker goes on alone) and, SIGCONTed, restarts its
 # own worker and rejoins. A second launcher with node 1's identity is refused, and the worker it
-# started early is gone. (Not here: --rdzv-backend etcd in place, whose lost node 0 was
-# sometimes never seen by node 1, in place or not: docs/elastic.md.) Every
+# started early is gone. (Not here: --rdzv-backend etcd in place.) Every
 # wait is on a file or a line, bounded. (The PyTorch program in place: t_launch_elastic_ddp.)
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
