@@ -259,7 +259,8 @@ static int wait_all(struct bt_comm *c, uint64_t target)
     }
 }
 
-static int shm_sync(struct bt_comm *c)
+/* The first half of a sync: this rank passes the next sync point; returns it, for wait_all. */
+static uint64_t shm_arrive(struct bt_comm *c)
 {
     struct bt__shm *s = c->shm;
     struct shm_ctrl *me = ctrl(s, s->me);
@@ -268,7 +269,12 @@ static int shm_sync(struct bt_comm *c)
     atomic_store(&me->fword, (uint32_t)t);
     if (atomic_load(&hdr(s)->sleepers))
         futex(&me->fword, FUTEX_WAKE, INT32_MAX, NULL);
-    return wait_all(c, t);
+    return t;
+}
+
+static int shm_sync(struct bt_comm *c)
+{
+    return wait_all(c, shm_arrive(c));
 }
 
 static void enter(struct bt_comm *c)
@@ -402,14 +408,18 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  * every rank), one of two paths:
  *
  * - slots (blocks below cma_min, BATON_SHM_CMA_BYTES, which is 0 (never CMA) by default, or
- *   CMA unavailable): rounds of m bytes
- *   of every block, n * m <= slot_bytes, buffer b alternating as in allreduce: each rank
- *   copies bytes [off, off + m) of its block p to slot[me][b] + p * m, for every p; sync;
- *   each rank copies m bytes at slot[p][b] + me * m into its receive block p. The copy-in of
- *   round k + 2 into buffer b comes after the sync of round k + 1, which every rank passes
- *   only after its copy-out of round k: one sync per round. The first round's copy-in is made
- *   before the checking sync, so a call with n * blk <= slot_bytes has one sync in all (the
- *   small-message path). Two copies per byte.
+ *   CMA unavailable): rounds of m bytes of every block, (n - 1) * m <= slot_bytes, buffer b
+ *   alternating as in allreduce: each rank copies bytes [off, off + m) of its block for peer
+ *   p into slot[me][b] (the pieces for its n - 1 peers in rank order, its own skipped), then
+ *   passes the sync point, copies the same bytes of its own block straight from send to recv
+ *   (while a later peer is still copying in), waits for the others, and copies the piece each
+ *   peer p left for it in slot[p][b] into its receive block p. The copy-in of round k + 2
+ *   into buffer b comes after the sync of round k + 1, which every rank passes only after its
+ *   copy-out of round k: one sync per round. The first round's copy-in is made before the
+ *   checking sync, so a call with (n - 1) * blk <= slot_bytes has one sync in all (the
+ *   small-message path). Two copies per byte that crosses to a peer, one per byte of the
+ *   rank's own block (through the slots too, until 2026-12-02: at 2 ranks that was 4/3 of
+ *   the copying, and blk <= slot_bytes / n rather than / (n - 1) per round).
  * - CMA (cross-memory attach): each rank reads its block of every peer's send buffer straight
  *   into its receive buffer with process_vm_readv(2), one copy per byte made by the kernel
  *   (as Open MPI's vader does for large messages), peers in the order me + 1, me + 2, ... so
@@ -423,10 +433,13 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  *   WARN) and runs the call again over the slots: the send buffers are intact and every rank
  *   is still in the call.
  *
- * Why CMA is not the default: on this 2-core VM under load (2026-12-02, load average 9-14,
- * `exchange_bench --op alltoall`, 2 ranks bound, interleaved), the slots were as fast as CMA
- * at 256-512 KiB and faster from 1 MiB up (4 MiB: 224-365 us against 905-8,392 us; single
- * process_vm_readv calls of 2 MiB took 0.34 to 43 ms). Not yet measured quiet.
+ * Why CMA is not the default: on this 2-core VM it is slower than the slots. Under load
+ * (2026-12-02, load average 9-14, `exchange_bench --op alltoall`, 2 ranks bound, interleaved)
+ * the slots were as fast as CMA at 256-512 KiB and faster from 1 MiB up (4 MiB: 224-365 us
+ * against 905-8,392 us; single process_vm_readv calls of 2 MiB took 0.34 to 43 ms); quiet
+ * (17:58 UTC, 5 interleaved rounds, 2 ranks unbound, totals per rank), the slots with the
+ * own block copied directly took 43.5 us at 1 MiB, 189 us at 4 MiB and 1.24 ms at 16 MiB,
+ * CMA from 64 KiB blocks 65.5 us, 307 us and 2.74 ms.
  */
 
 struct a2a {
@@ -435,31 +448,49 @@ struct a2a {
     size_t blk; /* bytes per block */
 };
 
-/* Bytes of every block per slot round. */
+/* Bytes of every block per slot round: a round carries one piece for each of the n - 1 peers
+ * (a rank's own block never goes through the slots). */
 static size_t a2a_seg(const struct bt__shm *s, size_t blk)
 {
-    size_t m = s->slot_bytes / (size_t)s->n;
+    size_t m = s->slot_bytes / (size_t)(s->n > 1 ? s->n - 1 : 1);
     if (m >= 64)
         m &= ~(size_t)63;
     m = m ? m : 1;
     return m < blk ? m : blk;
 }
 
+/* Where writer w puts the piece for reader p in its slot: peers in rank order, w skipped. */
+static size_t a2a_at(int w, int p, size_t m)
+{
+    return (size_t)(p < w ? p : p - 1) * m;
+}
+
 static void a2a_in(struct bt__shm *s, const struct a2a *x, size_t off, size_t m, int b)
 {
     for (int p = 0; p < s->n && m; p++)
-        memcpy(slot(s, s->me, b) + (size_t)p * m, x->send + (size_t)p * x->blk + off, m);
+        if (p != s->me)
+            memcpy(slot(s, s->me, b) + a2a_at(s->me, p, m), x->send + (size_t)p * x->blk + off, m);
 }
 
 static void a2a_out(struct bt__shm *s, const struct a2a *x, size_t off, size_t m, int b)
 {
-    for (int k = 0; k < s->n; k++) {
+    for (int k = 1; k < s->n; k++) {
         int p = (s->me + k) % s->n;
-        memcpy(x->recv + (size_t)p * x->blk + off, slot(s, p, b) + (size_t)s->me * m, m);
+        memcpy(x->recv + (size_t)p * x->blk + off, slot(s, p, b) + a2a_at(p, s->me, m), m);
     }
 }
 
-/* The slot rounds; the first one's copy-in and sync are done when b0 >= 0 (its buffer). */
+/* This rank's own block, bytes [off, off + m): straight from send to recv. It runs between a
+ * rank's arrival at a sync point and its wait there, so it fills the time the rank would
+ * otherwise spend waiting for a later peer. */
+static void a2a_self(struct bt__shm *s, const struct a2a *x, size_t off, size_t m)
+{
+    size_t at = (size_t)s->me * x->blk + off;
+    memcpy(x->recv + at, x->send + at, m);
+}
+
+/* The slot rounds; the first one's copy-in and sync are done when b0 >= 0 (its buffer, and
+ * the own block's first piece copied). */
 static int a2a_slots(struct bt_comm *c, const struct a2a *x, int b0)
 {
     struct bt__shm *s = c->shm;
@@ -470,7 +501,9 @@ static int a2a_slots(struct bt_comm *c, const struct a2a *x, int b0)
         if (off > 0 || b0 < 0) {
             b = (int)(s->round++ & 1);
             a2a_in(s, x, off, m, b);
-            BT_CHECK(shm_sync(c));
+            uint64_t t = shm_arrive(c);
+            a2a_self(s, x, off, m);
+            BT_CHECK(wait_all(c, t));
         }
         a2a_out(s, x, off, m, b);
     }
@@ -552,7 +585,10 @@ int bt__shm_alltoall(struct bt_comm *c, const void *send, void *recv, size_t blk
         b = (int)(s->round++ & 1);
         a2a_in(s, &x, 0, a2a_seg(s, blk), b);
     }
-    BT_CHECK(shm_sync(c));
+    uint64_t t = shm_arrive(c);
+    if (!cma)
+        a2a_self(s, &x, 0, a2a_seg(s, blk));
+    BT_CHECK(wait_all(c, t));
     BT_CHECK(a2a_check(c, par, blk));
     return cma ? a2a_cma(c, &x, par) : a2a_slots(c, &x, b);
 }
