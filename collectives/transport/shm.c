@@ -48,6 +48,7 @@
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -116,6 +117,8 @@ struct bt__shm {
     const void **srcs; /* [n], reduction sources */
     size_t cma_min;    /* alltoall blocks of at least this many bytes go by CMA; 0: never */
     int cma_fail_test; /* BATON_TEST_CMA_FAIL: this rank's CMA reads fail as EPERM would */
+    uint64_t key;      /* a one-node split's child: its members and this rank (bt__shm_key) */
+    int p2p_used;      /* a ring of this rank was written or read: not kept for reuse */
     char name[96];
 };
 
@@ -617,6 +620,7 @@ int bt__shm_p2p_move(struct bt_comm *c, int lpeer, int send, char *buf, size_t l
 {
     struct bt__shm *s = c->shm;
     struct p2p_ring *r = send ? ring(s, s->me, lpeer) : ring(s, lpeer, s->me);
+    s->p2p_used = 1;
     uint64_t head = atomic_load_explicit(&r->head,
                                          send ? memory_order_relaxed : memory_order_acquire);
     uint64_t tail = atomic_load_explicit(&r->tail,
@@ -800,8 +804,137 @@ static size_t pick_slot_bytes(size_t want)
     return (want + 63) & ~(size_t)63;
 }
 
-int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name)
+/* ---- reuse of a destroyed child's segment ----
+ * Creating a segment costs milliseconds on this VM (every page is faulted in, ~12 us each, and
+ * unmapped at the end), which is most of what a one-node bt_comm_split or bt_comm_dup takes. So
+ * when a one-node split's child is destroyed cleanly, each member keeps its mapping in a small
+ * per-process pool (POOL_MAX entries, the least recently kept one unmapped when full) under the
+ * child's key: its generation, slot size, the world ranks of its members in order and this
+ * rank's. A later split whose child has the same key on this rank takes the entry out of the
+ * pool (bt__shm_pool_take) and offers its token (a hash of the segment's name) to the others in
+ * the split's second allgather (split.c); when every member offered the same token, every
+ * member has destroyed the old child, so nobody uses the segment, and the child runs on it
+ * (bt__shm_create with reuse). Otherwise each member gives its entry back to the pool.
+ *
+ * What makes the old segment's state right for the new child: every member ran the same calls
+ * on the old child without an error (a rank keeps its mapping only when its communicator has
+ * no sticky error and the node no abort), so all sync counters are equal and every rank's
+ * struct still holds its count and buffer parity; the point-to-point rings are empty because a
+ * rank that ever used one does not keep the segment, so an offer from every member means no
+ * member wrote one; a CMA failure flag of the old child (xfail) is cleared by its own rank
+ * before its first sync on the new child, which every peer passes before reading it. */
+#define POOL_MAX 8
+
+static struct pool_ent {
+    uint64_t key, token, when;
+    struct bt__shm *s;
+} pool[POOL_MAX];
+static uint64_t pool_clock;
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t seg_token(const struct bt__shm *s)
 {
+    return bt__fnv1a_str(BT_FNV1A_INIT, s->name) | 1;
+}
+
+static void shm_free(struct bt__shm *s)
+{
+    if (s->base)
+        munmap(s->base, s->bytes);
+    for (int p = 0; s->pidfd && p < s->n; p++)
+        if (s->pidfd[p] >= 0)
+            close(s->pidfd[p]);
+    free(s->pidfd);
+    free(s->srcs);
+    free(s);
+}
+
+uint64_t bt__shm_key(const struct bt_comm *p, int n, const int *world_of, int me)
+{
+    uint64_t k = bt__fnv1a(BT_FNV1A_INIT, &p->generation, sizeof(p->generation));
+    size_t slot = pick_slot_bytes(p->shm_slot_req);
+    k = bt__fnv1a(k, &slot, sizeof(slot));
+    k = bt__fnv1a(k, &n, sizeof(n));
+    k = bt__fnv1a(k, world_of, sizeof(int) * (size_t)n);
+    return bt__fnv1a(k, &me, sizeof(me)) | 1;
+}
+
+struct bt__shm *bt__shm_pool_take(uint64_t key, uint64_t *token)
+{
+    struct bt__shm *s = NULL;
+    int best = -1;
+    pthread_mutex_lock(&pool_mu);
+    for (int i = 0; i < POOL_MAX; i++)
+        if (pool[i].s && pool[i].key == key && (best < 0 || pool[i].token < pool[best].token))
+            best = i;
+    if (best >= 0) {
+        s = pool[best].s;
+        *token = pool[best].token;
+        pool[best].s = NULL;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    if (!s)
+        *token = 0;
+    return s;
+}
+
+/* Keeps s in the pool (unmapping the least recently kept entry when it is full). */
+void bt__shm_pool_give(struct bt__shm *s)
+{
+    struct bt__shm *evict = NULL;
+    pthread_mutex_lock(&pool_mu);
+    int at = 0;
+    for (int i = 0; i < POOL_MAX; i++) {
+        if (!pool[i].s) {
+            at = i;
+            break;
+        }
+        if (pool[i].when < pool[at].when)
+            at = i;
+    }
+    evict = pool[at].s;
+    pool[at] = (struct pool_ent){s->key, seg_token(s), ++pool_clock, s};
+    pthread_mutex_unlock(&pool_mu);
+    if (evict)
+        shm_free(evict);
+}
+
+const char *bt__shm_name(const struct bt_comm *c)
+{
+    return c && c->shm ? c->shm->name : "";
+}
+
+void bt__shm_pool_clear(void)
+{
+    for (int i = 0; i < POOL_MAX; i++) {
+        pthread_mutex_lock(&pool_mu);
+        struct bt__shm *s = pool[i].s;
+        pool[i].s = NULL;
+        pthread_mutex_unlock(&pool_mu);
+        if (s)
+            shm_free(s);
+    }
+}
+
+static int reuse_segment(struct bt_comm *c, struct bt__shm *s)
+{
+    if (s->n != c->local_size || s->me != c->local_rank) /* the key says they are equal */
+        return bt__err_set(&c->err, BT_ERR_INTERNAL,
+                           "shm segment %s kept for reuse has %d ranks, this is %d of %d", s->name,
+                           s->n, c->local_rank, c->local_size);
+    c->shm = s;
+    atomic_store(&ctrl(s, s->me)->xfail, 0);
+    s->cma_min = bt__param_cma_bytes() > 0 ? (size_t)bt__param_cma_bytes() : 0;
+    BT_INFO(SHM, "rank %d: shm segment %s reused (a destroyed child's), %d local ranks", c->rank,
+            s->name, s->n);
+    return BT_OK;
+}
+
+int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name, uint64_t key,
+                   struct bt__shm *reuse)
+{
+    if (reuse)
+        return reuse_segment(c, reuse);
     struct bt__shm *s = calloc(1, sizeof(*s));
     if (!s)
         return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm: out of memory");
@@ -817,6 +950,7 @@ int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name)
         s->pidfd[p] = -1;
     s->cma_min = bt__param_cma_bytes() > 0 ? (size_t)bt__param_cma_bytes() : 0;
     s->cma_fail_test = bt__env_int("BATON_TEST_CMA_FAIL", 0) != 0; /* read per segment: tests */
+    s->key = key;
     s->bytes = slot_off(s, s->n, 0) + (size_t)s->n * (size_t)s->n * P2P_STRIDE;
     BT_CHECK(attach(c, s, name));
     BT_CHECK(announce(c, s));
@@ -830,23 +964,20 @@ static void shm_destroy(struct bt_comm *c)
     struct bt__shm *s = c->shm;
     if (!s)
         return;
+    c->shm = NULL;
+    if (s->key && s->base && !s->p2p_used && c->err.code == BT_OK && !atomic_load(&hdr(s)->abort)) {
+        bt__shm_pool_give(s); /* clean: kept for a later child of the same members */
+        return;
+    }
     /* The last rank to attach removes the name. Removing it here while a rank has not yet
      * opened it would leave that rank with ENOENT (a child communicator that its creator
      * destroys right after making it), so it is removed here only when it never got mapped
      * or a rank of the node failed; the name of a job whose rank died before attaching is
      * removed by its launcher (/dev/shm/baton-<launcher pid>-*, launcher/run_tree.c). */
     int unlink_name = s->name[0] && s->me == 0 && (!s->base || atomic_load(&hdr(s)->abort));
-    if (s->base)
-        munmap(s->base, s->bytes);
     if (unlink_name)
         shm_unlink(s->name);
-    for (int p = 0; s->pidfd && p < s->n; p++)
-        if (s->pidfd[p] >= 0)
-            close(s->pidfd[p]);
-    free(s->pidfd);
-    free(s->srcs);
-    free(s);
-    c->shm = NULL;
+    shm_free(s);
 }
 
 const struct bt__transport_ops bt__shm_ops = {
