@@ -395,7 +395,8 @@ static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int
                            "BATON_TRANSPORT=shm but the job has %d nodes; hint: unset it",
                            c->nnodes);
     int rc = BT_OK;
-    if (use_shm && (rc = bt__shm_create(c, g->shm_slot_bytes, g->shm_name)) == BT_OK)
+    if (use_shm &&
+        (rc = bt__shm_create(c, g->shm_slot_bytes, g->shm_name, g->shm_key, g->shm_reuse)) == BT_OK)
         c->intra = &bt__shm_ops;
     if (rc == BT_OK && use_tcp && (rc = bt__tcp_create(c, g->nsocks)) == BT_OK)
         c->inter = &bt__tcp_ops;
@@ -434,6 +435,8 @@ static int inherit(struct bt_comm *c, const struct bt__comm_cfg *g, const char *
     return BT_OK;
 }
 
+/* g->shm_reuse becomes the new communicator's; when creation fails before it was taken, it
+ * goes back to the pool of kept segments (no call ran on it, so it is as it was). */
 int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err *err)
 {
     static const char *const tnames[] = {"auto", "shm", "tcp"};
@@ -441,12 +444,16 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
         "auto", "ring", "rd", "rabenseifner", "thresholds", "tree", "scatter_allgather"};
     *out = NULL;
     int kind = 0, rc;
-    BT_CHECK(check_cfg(g, err));
-    BT_CHECK(parse_choice("BATON_TRANSPORT", g->transport ? g->transport : bt__param_transport(),
-                          tnames, 3, &kind, err));
-    struct bt_comm *c = calloc(1, sizeof(*c));
-    if (!c)
-        return bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+    struct bt_comm *c = NULL;
+    BT_CHECK_GOTO(check_cfg(g, err), rc, fail);
+    BT_CHECK_GOTO(parse_choice("BATON_TRANSPORT",
+                               g->transport ? g->transport : bt__param_transport(), tnames, 3,
+                               &kind, err),
+                  rc, fail);
+    if (!(c = calloc(1, sizeof(*c)))) {
+        rc = bt__err_set(err, BT_ERR_SYSTEM, "bt_init: out of memory");
+        goto fail;
+    }
     c->rank = g->rank, c->size = g->size, c->local_rank = g->local_rank;
     c->local_size = g->local_size, c->node_rank = g->node_rank, c->nnodes = g->nnodes;
     c->generation = g->generation;
@@ -475,9 +482,14 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     BT_CHECK_GOTO(finish_comm(c, err), rc, fail);
     *out = c;
     return BT_OK;
-fail:
-    live_remove(c);
-    comm_free(c);
+fail:;
+    int taken = c && g->shm_reuse && c->shm == g->shm_reuse;
+    if (c) {
+        live_remove(c);
+        comm_free(c);
+    }
+    if (g->shm_reuse && !taken)
+        bt__shm_pool_give(g->shm_reuse);
     return rc;
 }
 
@@ -513,7 +525,13 @@ int bt_finalize(bt_comm *c)
     bt__group_forget(c);
     live_remove(c);
     bt__flight_comm_close(c);
-    return comm_free(c);
+    int rc = comm_free(c);
+    pthread_mutex_lock(&live_mu);
+    int last = nlive == 0;
+    pthread_mutex_unlock(&live_mu);
+    if (last) /* no communicator left: the segments kept for reuse are unmapped */
+        bt__shm_pool_clear();
+    return rc;
 }
 
 void bt__thread_error(int code, const char *msg)

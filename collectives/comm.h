@@ -52,6 +52,8 @@ struct bt__comm_cfg {
     /* a one-node child's shm segment name (bt__shm_child_name): set up with no store round
      * trip, and the store connected only when something needs it (bt__comm_store) */
     const char *shm_name;
+    uint64_t shm_key;          /* its key for the pool of kept segments (bt__shm_key), or 0 */
+    struct bt__shm *shm_reuse; /* a kept segment every member agreed to run on, or NULL */
 };
 
 #define BT_RING_SEG_BYTES (8u << 20)

@@ -4,13 +4,16 @@
  * A child is a communicator like any other (comm.c builds it with bt__comm_create), so it
  * runs the same algorithms over the same transports: shared memory among its members on one
  * node, TCP across nodes, hierarchical allreduce when its members are spread evenly over
- * nodes and numbered node by node. What it does not do: reuse the parent's TCP connections
+ * nodes and numbered node by node. What it does not do: share the parent's TCP connections
  * or shared segment (parent and child would have to take turns); a child has its own segment
  * and mesh, set up under its own key prefix "w/<generation>/c<id>/", where id hashes the
  * parent's prefix with the split's number and color (or with the tag and member list of
  * bt_comm_create_group), so children never see each other's keys. A split's or dup's child on
  * one node makes no store round trip: its segment's name is derived from the parent's and the
  * id (bt__shm_child_name), and it connects to the store only when needed (bt__comm_store).
+ * On a one-node parent over shm a split has a second step (spare_segment): the members of a
+ * child whose earlier twin (the same members) was destroyed cleanly agree, with one allgather
+ * over the parent, to run on that twin's segment instead of creating one (transport/shm.c).
  *
  * bt_comm_split is a call on the parent like a collective (every rank of the parent calls it,
  * in the same order as its other calls): one allgather of {color, key, node} over the parent,
@@ -68,7 +71,8 @@ static void child_name(char *out, size_t cap, uint64_t id, int n, const int *wor
  * again, and a member still attaching to the last group's segment would find the new one's
  * name taken, so groups publish theirs through the store. */
 static int make_child(struct bt_comm *p, int n, const int *prank, const int *node, int me,
-                      uint64_t id, int derived, bt_comm **out)
+                      uint64_t id, int derived, uint64_t shm_key, struct bt__shm *reuse,
+                      bt_comm **out)
 {
     int *world_of = malloc(sizeof(int) * (size_t)n);
     if (!world_of)
@@ -94,7 +98,9 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
                              .node_of = node,
                              .name = name,
                              .id = id,
-                             .job_node = p->job_node};
+                             .job_node = p->job_node,
+                             .shm_key = shm_key,
+                             .shm_reuse = reuse};
     layout(&g, n, node, me);
     if (derived && g.nnodes == 1 && g.local_size > 1 && p->shm) { /* no store round trip */
         bt__shm_child_name(p, id, shm_name, sizeof(shm_name));
@@ -138,6 +144,41 @@ static int mpi_child(struct bt_comm *c, const struct bt__mpi_derive *how, bt_com
     return BT_OK;
 }
 
+/* On a one-node parent over shm, the second step of a split: every rank of c takes out of the
+ * pool of kept segments (transport/shm.c) the one of its child's key, if any, and the ranks
+ * allgather the tokens of what they took (0: none, or no child); a child whose members all
+ * took the same segment runs on it (*spare), else each gives its own back. *key is the child's
+ * key (0 when it is not to be kept: a parent spanning nodes, or a child of one rank). */
+static int spare_segment(struct bt_comm *c, int m, const int *prank, int me, uint64_t *key,
+                         struct bt__shm **spare)
+{
+    *key = 0, *spare = NULL;
+    if (c->nnodes != 1 || !c->shm) /* the same on every rank of c */
+        return BT_OK;
+    uint64_t token = 0, *tokens = calloc((size_t)c->size, sizeof(*tokens));
+    int *world = malloc(sizeof(int) * (size_t)(m ? m : 1));
+    if (!tokens || !world) {
+        free(tokens), free(world);
+        return bt__comm_fail(c, BT_ERR_SYSTEM, "%s: out of memory", c->coll_name);
+    }
+    if (m > 1) {
+        for (int i = 0; i < m; i++)
+            world[i] = c->world_of ? c->world_of[prank[i]] : prank[i];
+        *key = bt__shm_key(c, m, world, me);
+        *spare = bt__shm_pool_take(*key, &token);
+    }
+    struct bt__call ag = {
+        .kind = BT_COLL_ALLGATHER, .send = &token, .recv = tokens, .count = 1, .dtype = BT_INT64};
+    int rc = bt__host_run(c, &ag);
+    for (int i = 0; i < m && *spare; i++)
+        if (rc != BT_OK || tokens[prank[i]] != token) {
+            bt__shm_pool_give(*spare);
+            *spare = NULL;
+        }
+    free(tokens), free(world);
+    return rc;
+}
+
 static int run_split(struct bt_comm *c, const struct bt__call *a)
 {
     bt_comm **out = a->out;
@@ -148,6 +189,8 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
         return mpi_child(c, &how, out);
     }
     int n = c->size, m = 0, me = -1;
+    uint64_t key = 0;
+    struct bt__shm *spare = NULL;
     struct member *all = calloc((size_t)n, sizeof(*all));
     int *prank = malloc(sizeof(int) * (size_t)n), *node = malloc(sizeof(int) * (size_t)n);
     int rc = BT_OK;
@@ -165,10 +208,8 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
     uint64_t id = bt__fnv1a_str(BT_FNV1A_INIT, c->prefix);
     id = bt__fnv1a(id, &c->nsplits, sizeof(c->nsplits));
     c->nsplits++;
-    if (a->color < 0)
-        goto out; /* not a member of any child */
     id = bt__fnv1a(id, &a->color, sizeof(a->color));
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n && a->color >= 0; i++) /* color < 0: a member of no child */
         if (all[i].color == a->color)
             all[m++] = all[i];
     qsort(all, (size_t)m, sizeof(*all), by_key);
@@ -176,7 +217,11 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
         prank[i] = all[i].prank, node[i] = all[i].node;
         me = all[i].prank == c->rank ? i : me;
     }
-    rc = make_child(c, m, prank, node, me, id, 1, out);
+    rc = spare_segment(c, m, prank, me, &key, &spare);
+    if (rc == BT_OK && a->color >= 0)
+        rc = make_child(c, m, prank, node, me, id, 1, key, spare, out);
+    else if (spare)
+        bt__shm_pool_give(spare);
 out:
     free(all), free(prank), free(node);
     if (rc == BT_OK && c->nccl) /* every rank of c, members of no child included */
@@ -273,7 +318,7 @@ static int run_group(struct bt_comm *c, const struct bt__call *a)
         node[i] = atoi(vals[i]);
 build:
     if (rc == BT_OK)
-        rc = make_child(c, n, ranks, node, me, id, 0, a->out);
+        rc = make_child(c, n, ranks, node, me, id, 0, 0, NULL, a->out);
 out:
     for (int i = 0; i < n; i++)
         free(keys ? keys[i] : NULL), free(vals ? vals[i] : NULL);

@@ -48,6 +48,7 @@
 #include <immintrin.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -116,6 +117,8 @@ struct bt__shm {
     const void **srcs; /* [n], reduction sources */
     size_t cma_min;    /* alltoall blocks of at least this many bytes go by CMA; 0: never */
     int cma_fail_test; /* BATON_TEST_CMA_FAIL: this rank's CMA reads fail as EPERM would */
+    uint64_t key;      /* a one-node split's child: its members and this rank (bt__shm_key) */
+    int p2p_used;      /* a ring of this rank was written or read: not kept for reuse */
     char name[96];
 };
 
@@ -259,7 +262,8 @@ static int wait_all(struct bt_comm *c, uint64_t target)
     }
 }
 
-static int shm_sync(struct bt_comm *c)
+/* The first half of a sync: this rank passes the next sync point; returns it, for wait_all. */
+static uint64_t shm_arrive(struct bt_comm *c)
 {
     struct bt__shm *s = c->shm;
     struct shm_ctrl *me = ctrl(s, s->me);
@@ -268,7 +272,12 @@ static int shm_sync(struct bt_comm *c)
     atomic_store(&me->fword, (uint32_t)t);
     if (atomic_load(&hdr(s)->sleepers))
         futex(&me->fword, FUTEX_WAKE, INT32_MAX, NULL);
-    return wait_all(c, t);
+    return t;
+}
+
+static int shm_sync(struct bt_comm *c)
+{
+    return wait_all(c, shm_arrive(c));
 }
 
 static void enter(struct bt_comm *c)
@@ -402,14 +411,18 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  * every rank), one of two paths:
  *
  * - slots (blocks below cma_min, BATON_SHM_CMA_BYTES, which is 0 (never CMA) by default, or
- *   CMA unavailable): rounds of m bytes
- *   of every block, n * m <= slot_bytes, buffer b alternating as in allreduce: each rank
- *   copies bytes [off, off + m) of its block p to slot[me][b] + p * m, for every p; sync;
- *   each rank copies m bytes at slot[p][b] + me * m into its receive block p. The copy-in of
- *   round k + 2 into buffer b comes after the sync of round k + 1, which every rank passes
- *   only after its copy-out of round k: one sync per round. The first round's copy-in is made
- *   before the checking sync, so a call with n * blk <= slot_bytes has one sync in all (the
- *   small-message path). Two copies per byte.
+ *   CMA unavailable): rounds of m bytes of every block, (n - 1) * m <= slot_bytes, buffer b
+ *   alternating as in allreduce: each rank copies bytes [off, off + m) of its block for peer
+ *   p into slot[me][b] (the pieces for its n - 1 peers in rank order, its own skipped), then
+ *   passes the sync point, copies the same bytes of its own block straight from send to recv
+ *   (while a later peer is still copying in), waits for the others, and copies the piece each
+ *   peer p left for it in slot[p][b] into its receive block p. The copy-in of round k + 2
+ *   into buffer b comes after the sync of round k + 1, which every rank passes only after its
+ *   copy-out of round k: one sync per round. The first round's copy-in is made before the
+ *   checking sync, so a call with (n - 1) * blk <= slot_bytes has one sync in all (the
+ *   small-message path). Two copies per byte that crosses to a peer, one per byte of the
+ *   rank's own block (through the slots too, until 2026-12-02: at 2 ranks that was 4/3 of
+ *   the copying, and blk <= slot_bytes / n rather than / (n - 1) per round).
  * - CMA (cross-memory attach): each rank reads its block of every peer's send buffer straight
  *   into its receive buffer with process_vm_readv(2), one copy per byte made by the kernel
  *   (as Open MPI's vader does for large messages), peers in the order me + 1, me + 2, ... so
@@ -423,10 +436,13 @@ void bt__shm_abort(struct bt_comm *c, const char *msg)
  *   WARN) and runs the call again over the slots: the send buffers are intact and every rank
  *   is still in the call.
  *
- * Why CMA is not the default: on this 2-core VM under load (2026-12-02, load average 9-14,
- * `exchange_bench --op alltoall`, 2 ranks bound, interleaved), the slots were as fast as CMA
- * at 256-512 KiB and faster from 1 MiB up (4 MiB: 224-365 us against 905-8,392 us; single
- * process_vm_readv calls of 2 MiB took 0.34 to 43 ms). Not yet measured quiet.
+ * Why CMA is not the default: on this 2-core VM it is slower than the slots. Under load
+ * (2026-12-02, load average 9-14, `exchange_bench --op alltoall`, 2 ranks bound, interleaved)
+ * the slots were as fast as CMA at 256-512 KiB and faster from 1 MiB up (4 MiB: 224-365 us
+ * against 905-8,392 us; single process_vm_readv calls of 2 MiB took 0.34 to 43 ms); quiet
+ * (17:58 UTC, 5 interleaved rounds, 2 ranks unbound, totals per rank), the slots with the
+ * own block copied directly took 43.5 us at 1 MiB, 189 us at 4 MiB and 1.24 ms at 16 MiB,
+ * CMA from 64 KiB blocks 65.5 us, 307 us and 2.74 ms.
  */
 
 struct a2a {
@@ -435,31 +451,49 @@ struct a2a {
     size_t blk; /* bytes per block */
 };
 
-/* Bytes of every block per slot round. */
+/* Bytes of every block per slot round: a round carries one piece for each of the n - 1 peers
+ * (a rank's own block never goes through the slots). */
 static size_t a2a_seg(const struct bt__shm *s, size_t blk)
 {
-    size_t m = s->slot_bytes / (size_t)s->n;
+    size_t m = s->slot_bytes / (size_t)(s->n > 1 ? s->n - 1 : 1);
     if (m >= 64)
         m &= ~(size_t)63;
     m = m ? m : 1;
     return m < blk ? m : blk;
 }
 
+/* Where writer w puts the piece for reader p in its slot: peers in rank order, w skipped. */
+static size_t a2a_at(int w, int p, size_t m)
+{
+    return (size_t)(p < w ? p : p - 1) * m;
+}
+
 static void a2a_in(struct bt__shm *s, const struct a2a *x, size_t off, size_t m, int b)
 {
     for (int p = 0; p < s->n && m; p++)
-        memcpy(slot(s, s->me, b) + (size_t)p * m, x->send + (size_t)p * x->blk + off, m);
+        if (p != s->me)
+            memcpy(slot(s, s->me, b) + a2a_at(s->me, p, m), x->send + (size_t)p * x->blk + off, m);
 }
 
 static void a2a_out(struct bt__shm *s, const struct a2a *x, size_t off, size_t m, int b)
 {
-    for (int k = 0; k < s->n; k++) {
+    for (int k = 1; k < s->n; k++) {
         int p = (s->me + k) % s->n;
-        memcpy(x->recv + (size_t)p * x->blk + off, slot(s, p, b) + (size_t)s->me * m, m);
+        memcpy(x->recv + (size_t)p * x->blk + off, slot(s, p, b) + a2a_at(p, s->me, m), m);
     }
 }
 
-/* The slot rounds; the first one's copy-in and sync are done when b0 >= 0 (its buffer). */
+/* This rank's own block, bytes [off, off + m): straight from send to recv. It runs between a
+ * rank's arrival at a sync point and its wait there, so it fills the time the rank would
+ * otherwise spend waiting for a later peer. */
+static void a2a_self(struct bt__shm *s, const struct a2a *x, size_t off, size_t m)
+{
+    size_t at = (size_t)s->me * x->blk + off;
+    memcpy(x->recv + at, x->send + at, m);
+}
+
+/* The slot rounds; the first one's copy-in and sync are done when b0 >= 0 (its buffer, and
+ * the own block's first piece copied). */
 static int a2a_slots(struct bt_comm *c, const struct a2a *x, int b0)
 {
     struct bt__shm *s = c->shm;
@@ -470,7 +504,9 @@ static int a2a_slots(struct bt_comm *c, const struct a2a *x, int b0)
         if (off > 0 || b0 < 0) {
             b = (int)(s->round++ & 1);
             a2a_in(s, x, off, m, b);
-            BT_CHECK(shm_sync(c));
+            uint64_t t = shm_arrive(c);
+            a2a_self(s, x, off, m);
+            BT_CHECK(wait_all(c, t));
         }
         a2a_out(s, x, off, m, b);
     }
@@ -552,7 +588,10 @@ int bt__shm_alltoall(struct bt_comm *c, const void *send, void *recv, size_t blk
         b = (int)(s->round++ & 1);
         a2a_in(s, &x, 0, a2a_seg(s, blk), b);
     }
-    BT_CHECK(shm_sync(c));
+    uint64_t t = shm_arrive(c);
+    if (!cma)
+        a2a_self(s, &x, 0, a2a_seg(s, blk));
+    BT_CHECK(wait_all(c, t));
     BT_CHECK(a2a_check(c, par, blk));
     return cma ? a2a_cma(c, &x, par) : a2a_slots(c, &x, b);
 }
@@ -581,6 +620,7 @@ int bt__shm_p2p_move(struct bt_comm *c, int lpeer, int send, char *buf, size_t l
 {
     struct bt__shm *s = c->shm;
     struct p2p_ring *r = send ? ring(s, s->me, lpeer) : ring(s, lpeer, s->me);
+    s->p2p_used = 1;
     uint64_t head = atomic_load_explicit(&r->head,
                                          send ? memory_order_relaxed : memory_order_acquire);
     uint64_t tail = atomic_load_explicit(&r->tail,
@@ -764,8 +804,137 @@ static size_t pick_slot_bytes(size_t want)
     return (want + 63) & ~(size_t)63;
 }
 
-int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name)
+/* ---- reuse of a destroyed child's segment ----
+ * Creating a segment costs milliseconds on this VM (every page is faulted in, ~12 us each, and
+ * unmapped at the end), which is most of what a one-node bt_comm_split or bt_comm_dup takes. So
+ * when a one-node split's child is destroyed cleanly, each member keeps its mapping in a small
+ * per-process pool (POOL_MAX entries, the least recently kept one unmapped when full) under the
+ * child's key: its generation, slot size, the world ranks of its members in order and this
+ * rank's. A later split whose child has the same key on this rank takes the entry out of the
+ * pool (bt__shm_pool_take) and offers its token (a hash of the segment's name) to the others in
+ * the split's second allgather (split.c); when every member offered the same token, every
+ * member has destroyed the old child, so nobody uses the segment, and the child runs on it
+ * (bt__shm_create with reuse). Otherwise each member gives its entry back to the pool.
+ *
+ * What makes the old segment's state right for the new child: every member ran the same calls
+ * on the old child without an error (a rank keeps its mapping only when its communicator has
+ * no sticky error and the node no abort), so all sync counters are equal and every rank's
+ * struct still holds its count and buffer parity; the point-to-point rings are empty because a
+ * rank that ever used one does not keep the segment, so an offer from every member means no
+ * member wrote one; a CMA failure flag of the old child (xfail) is cleared by its own rank
+ * before its first sync on the new child, which every peer passes before reading it. */
+#define POOL_MAX 8
+
+static struct pool_ent {
+    uint64_t key, token, when;
+    struct bt__shm *s;
+} pool[POOL_MAX];
+static uint64_t pool_clock;
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t seg_token(const struct bt__shm *s)
 {
+    return bt__fnv1a_str(BT_FNV1A_INIT, s->name) | 1;
+}
+
+static void shm_free(struct bt__shm *s)
+{
+    if (s->base)
+        munmap(s->base, s->bytes);
+    for (int p = 0; s->pidfd && p < s->n; p++)
+        if (s->pidfd[p] >= 0)
+            close(s->pidfd[p]);
+    free(s->pidfd);
+    free(s->srcs);
+    free(s);
+}
+
+uint64_t bt__shm_key(const struct bt_comm *p, int n, const int *world_of, int me)
+{
+    uint64_t k = bt__fnv1a(BT_FNV1A_INIT, &p->generation, sizeof(p->generation));
+    size_t slot = pick_slot_bytes(p->shm_slot_req);
+    k = bt__fnv1a(k, &slot, sizeof(slot));
+    k = bt__fnv1a(k, &n, sizeof(n));
+    k = bt__fnv1a(k, world_of, sizeof(int) * (size_t)n);
+    return bt__fnv1a(k, &me, sizeof(me)) | 1;
+}
+
+struct bt__shm *bt__shm_pool_take(uint64_t key, uint64_t *token)
+{
+    struct bt__shm *s = NULL;
+    int best = -1;
+    pthread_mutex_lock(&pool_mu);
+    for (int i = 0; i < POOL_MAX; i++)
+        if (pool[i].s && pool[i].key == key && (best < 0 || pool[i].token < pool[best].token))
+            best = i;
+    if (best >= 0) {
+        s = pool[best].s;
+        *token = pool[best].token;
+        pool[best].s = NULL;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    if (!s)
+        *token = 0;
+    return s;
+}
+
+/* Keeps s in the pool (unmapping the least recently kept entry when it is full). */
+void bt__shm_pool_give(struct bt__shm *s)
+{
+    struct bt__shm *evict = NULL;
+    pthread_mutex_lock(&pool_mu);
+    int at = 0;
+    for (int i = 0; i < POOL_MAX; i++) {
+        if (!pool[i].s) {
+            at = i;
+            break;
+        }
+        if (pool[i].when < pool[at].when)
+            at = i;
+    }
+    evict = pool[at].s;
+    pool[at] = (struct pool_ent){s->key, seg_token(s), ++pool_clock, s};
+    pthread_mutex_unlock(&pool_mu);
+    if (evict)
+        shm_free(evict);
+}
+
+const char *bt__shm_name(const struct bt_comm *c)
+{
+    return c && c->shm ? c->shm->name : "";
+}
+
+void bt__shm_pool_clear(void)
+{
+    for (int i = 0; i < POOL_MAX; i++) {
+        pthread_mutex_lock(&pool_mu);
+        struct bt__shm *s = pool[i].s;
+        pool[i].s = NULL;
+        pthread_mutex_unlock(&pool_mu);
+        if (s)
+            shm_free(s);
+    }
+}
+
+static int reuse_segment(struct bt_comm *c, struct bt__shm *s)
+{
+    if (s->n != c->local_size || s->me != c->local_rank) /* the key says they are equal */
+        return bt__err_set(&c->err, BT_ERR_INTERNAL,
+                           "shm segment %s kept for reuse has %d ranks, this is %d of %d", s->name,
+                           s->n, c->local_rank, c->local_size);
+    c->shm = s;
+    atomic_store(&ctrl(s, s->me)->xfail, 0);
+    s->cma_min = bt__param_cma_bytes() > 0 ? (size_t)bt__param_cma_bytes() : 0;
+    BT_INFO(SHM, "rank %d: shm segment %s reused (a destroyed child's), %d local ranks", c->rank,
+            s->name, s->n);
+    return BT_OK;
+}
+
+int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name, uint64_t key,
+                   struct bt__shm *reuse)
+{
+    if (reuse)
+        return reuse_segment(c, reuse);
     struct bt__shm *s = calloc(1, sizeof(*s));
     if (!s)
         return bt__err_set(&c->err, BT_ERR_SYSTEM, "shm: out of memory");
@@ -781,6 +950,7 @@ int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name)
         s->pidfd[p] = -1;
     s->cma_min = bt__param_cma_bytes() > 0 ? (size_t)bt__param_cma_bytes() : 0;
     s->cma_fail_test = bt__env_int("BATON_TEST_CMA_FAIL", 0) != 0; /* read per segment: tests */
+    s->key = key;
     s->bytes = slot_off(s, s->n, 0) + (size_t)s->n * (size_t)s->n * P2P_STRIDE;
     BT_CHECK(attach(c, s, name));
     BT_CHECK(announce(c, s));
@@ -794,23 +964,20 @@ static void shm_destroy(struct bt_comm *c)
     struct bt__shm *s = c->shm;
     if (!s)
         return;
+    c->shm = NULL;
+    if (s->key && s->base && !s->p2p_used && c->err.code == BT_OK && !atomic_load(&hdr(s)->abort)) {
+        bt__shm_pool_give(s); /* clean: kept for a later child of the same members */
+        return;
+    }
     /* The last rank to attach removes the name. Removing it here while a rank has not yet
      * opened it would leave that rank with ENOENT (a child communicator that its creator
      * destroys right after making it), so it is removed here only when it never got mapped
      * or a rank of the node failed; the name of a job whose rank died before attaching is
      * removed by its launcher (/dev/shm/baton-<launcher pid>-*, launcher/run_tree.c). */
     int unlink_name = s->name[0] && s->me == 0 && (!s->base || atomic_load(&hdr(s)->abort));
-    if (s->base)
-        munmap(s->base, s->bytes);
     if (unlink_name)
         shm_unlink(s->name);
-    for (int p = 0; s->pidfd && p < s->n; p++)
-        if (s->pidfd[p] >= 0)
-            close(s->pidfd[p]);
-    free(s->pidfd);
-    free(s->srcs);
-    free(s);
-    c->shm = NULL;
+    shm_free(s);
 }
 
 const struct bt__transport_ops bt__shm_ops = {

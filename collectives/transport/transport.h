@@ -59,7 +59,21 @@ extern const struct bt__transport_ops bt__shm_ops;
 extern const struct bt__transport_ops bt__tcp_ops;
 
 /* Set up at communicator creation; both publish and read their addresses in the store. */
-int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name);
+/* key: a one-node split's child (bt__shm_key), whose segment is kept for reuse when it is
+ * destroyed cleanly, else 0; reuse: such a kept segment that every member agreed on (split.c),
+ * used instead of a new one. */
+int bt__shm_create(struct bt_comm *c, size_t slot_bytes, const char *name, uint64_t key,
+                   struct bt__shm *reuse);
+/* The pool of kept segments (shm.c says when a segment is kept and reused): the key of the
+ * child of p with the n world ranks world_of[] on this node, this rank being the me-th; take
+ * the newest kept segment of that key out of the pool (NULL and *token 0 when none); give one
+ * back unused; unmap them all. */
+uint64_t bt__shm_key(const struct bt_comm *p, int n, const int *world_of, int me);
+struct bt__shm *bt__shm_pool_take(uint64_t key, uint64_t *token);
+void bt__shm_pool_give(struct bt__shm *s);
+void bt__shm_pool_clear(void);
+/* The name of c's segment ("" without one): which segment a child runs on (tests). */
+const char *bt__shm_name(const struct bt_comm *c);
 /* The segment name of p's child id on this node (a one-node child: its members derive the same
  * name, and bt__shm_create(c, ..., name) attaches with no store round trip). */
 void bt__shm_child_name(const struct bt_comm *p, uint64_t id, char *out, size_t cap);

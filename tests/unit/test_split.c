@@ -10,7 +10,9 @@
  * child is destroyed and the parent still works afterwards. A split's child on one node over
  * shm has no store connection (no store round trip); one over TCP, and a group, has; a group
  * made on the dup connects the dup on demand. Bad input: color < -1, a group call by a non-member,
- * a duplicate rank.
+ * a duplicate rank. Reuse of a destroyed child's segment (shm, 2-4 ranks): a dup runs on the
+ * last dup's segment, beside a nonblocking allreduce on the parent, a split into halves does
+ * not; a dup that used point-to-point, or whose alltoall failed, leaves nothing to the next.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -23,6 +25,7 @@
 #include <cmocka.h>
 
 #include "collectives/comm.h"
+#include "collectives/transport/transport.h"
 #include "rendezvous/store.h"
 #include "tests/coll_ref.h"
 #include "tests/unit/rank_worlds.h"
@@ -193,6 +196,108 @@ static void test_shm(void **state)
     run_shm_worlds(rank_main);
 }
 
+/* An allreduce of the world ranks on child c of the members mem[0..m), beside a nonblocking
+ * allreduce on the parent w (the two run at once). */
+static void both(struct rank_ctx *x, bt_comm *w, bt_comm *c, const int *mem, int m, int k)
+{
+    float v = 1;
+    bt_request *req = NULL;
+    if (bt_iallreduce(w, &v, &v, 1, BT_FLOAT32, BT_SUM, &req) != BT_OK)
+        failf(x, "rank %d: iallreduce on the parent", x->rank);
+    check_child(x, c, mem, m, k);
+    if (bt_wait(req) != BT_OK || v != (float)x->w->n)
+        failf(x, "rank %d: the parent's request beside child %d: %g", x->rank, k, v);
+    bt_request_free(req);
+}
+
+/* Destroys c (and sets *c to NULL), which returns rc; seg gets the name of its segment. */
+static void gone_rc(struct rank_ctx *x, bt_comm **c, char *seg, int rc)
+{
+    snprintf(seg, 96, "%s", bt__shm_name(*c));
+    if (*c && bt_comm_destroy(*c) != rc)
+        failf(x, "rank %d: destroy did not return %s", x->rank, bt_strerror(rc));
+    *c = NULL;
+}
+
+static void gone(struct rank_ctx *x, bt_comm **c, char *seg)
+{
+    gone_rc(x, c, seg, BT_OK);
+}
+
+/* A one-node split's child destroyed cleanly leaves its segment for the next child of the same
+ * members (transport/shm.c): a second dup runs on the first one's segment, used beside the
+ * parent; a split into halves (other members) does not; a dup that used point-to-point, or
+ * whose calls failed (alltoall counts that differ), leaves nothing to the next. The parent
+ * works after each destroy. */
+static void *reuse_main(void *arg)
+{
+    struct rank_ctx *x = arg;
+    int n = x->w->n, r = x->rank, all[8], mem[8], m = members(0, n, r, mem);
+    bt_comm *w = rank_comm(x, 0), *d = NULL, *h = NULL;
+    if (!w)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        all[i] = i;
+    char seg[96] = "", hseg[96] = "";
+    for (int round = 0; round < 3 && !x->fail[0]; round++) {
+        if (bt_comm_dup(w, &d) != BT_OK || !d) {
+            failf(x, "rank %d: dup: %s", r, bt_last_error(w));
+            break;
+        }
+        if (round > 0 && strcmp(bt__shm_name(d), seg))
+            failf(x, "rank %d: dup %d runs on segment %s, not the last dup's %s", r, round,
+                  bt__shm_name(d), seg);
+        both(x, w, d, all, n, 4);
+        gone(x, &d, seg);
+        if (bt_comm_split(w, r < n / 2, r, &h) != BT_OK || !h) {
+            failf(x, "rank %d: split: %s", r, bt_last_error(w));
+            break;
+        }
+        if (!strcmp(bt__shm_name(h), seg) || (round > 0 && m > 1 && strcmp(bt__shm_name(h), hseg)))
+            failf(x, "rank %d: halves %d run on segment %s (dup's %s, last halves' %s)", r, round,
+                  bt__shm_name(h), seg, hseg);
+        both(x, w, h, mem, m, 0);
+        gone(x, &h, hseg);
+        if (bt_barrier(w) != BT_OK)
+            failf(x, "rank %d: the parent after destroying its children: %s", r, bt_last_error(w));
+    }
+    /* point-to-point on the dup: its segment is not kept */
+    bt_comm_dup(w, &d);
+    int32_t out = r, in = -1;
+    bt_request *q[2] = {NULL, NULL};
+    if (!d || bt_isend(d, &out, 1, BT_INT32, (r + 1) % n, 3, &q[0]) != BT_OK ||
+        bt_irecv(d, &in, 1, BT_INT32, (r + n - 1) % n, 3, &q[1]) != BT_OK ||
+        bt_waitall(2, q) != BT_OK || in != (r + n - 1) % n)
+        failf(x, "rank %d: a ring shift on the dup: %d", r, in);
+    bt_request_free(q[0]), bt_request_free(q[1]);
+    gone(x, &d, seg);
+    bt_comm_dup(w, &d);
+    if (!d || !strcmp(bt__shm_name(d), seg))
+        failf(x, "rank %d: a dup after one that used point-to-point reuses its segment", r);
+    /* a failed call on the dup: its segment is not kept */
+    int32_t a2s[2 * 8] = {0}, a2r[2 * 8];
+    if (d && bt_alltoall(d, a2s, a2r, r == 0 ? 1 : 2, BT_INT32) != BT_ERR_INVALID_USAGE)
+        failf(x, "rank %d: alltoall with counts that differ did not fail", r);
+    gone_rc(x, &d, seg, BT_ERR_INVALID_USAGE); /* the sticky error */
+    bt_comm_dup(w, &d);
+    if (!d || !strcmp(bt__shm_name(d), seg))
+        failf(x, "rank %d: a dup after one that failed reuses its segment", r);
+    else
+        both(x, w, d, all, n, 4);
+    gone(x, &d, seg);
+    if (bt_barrier(w) != BT_OK)
+        failf(x, "rank %d: the parent at the end: %s", r, bt_last_error(w));
+    bt_finalize(w);
+    return NULL;
+}
+
+static void test_reuse(void **state)
+{
+    (void)state;
+    static const struct world ws[] = {{2, 1, "shm", 0}, {3, 1, "shm", 0}, {4, 1, "shm", 0}};
+    run_worlds(ws, 3, reuse_main);
+}
+
 static void test_tcp(void **state)
 {
     (void)state;
@@ -215,6 +320,7 @@ int main(void)
     setenv("BATON_TIMEOUT", "120", 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shm),
+        cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_hierarchical),
     };
