@@ -236,7 +236,7 @@ static void report(const double *t, const struct args *a0, int pairs, int size)
            a->block);
     printf("#%11s %10s %10s %22s %22s\n", "size (B)", "off (us)", "on (us)",
            "on-off ns/call (95% CI)", "on/off (95% CI)");
-    printf(" %11zu %10.3f %10.3f %8.1f [%6.1f, %6.1f] %7.4f [%.4f, %.4f]\n", a->bytes, off, on,
+    printf(" %11zu %10.3f %10.3f %8.1f [%.1f, %.1f] %7.4f [%.4f, %.4f]\n", a->bytes, off, on,
            d * 1e3, (d - ci) * 1e3, (d + ci) * 1e3, on / off, 1 + (d - ci) / off,
            1 + (d + ci) / off);
 }
