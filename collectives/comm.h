@@ -115,6 +115,7 @@ struct bt_comm {
     uint32_t flight_id;        /* its id in the flight recorder (flight.c) */
     int flight_ring;           /* its ring in the flight recorder + 1; 0: none claimed yet */
     uint64_t flight_token;     /* the running call's recorder token (UINT64_MAX: none) */
+    uint64_t flight_hash;      /* the shapes of its calls so far, hashed (flight.h) */
 };
 
 /* Builds a communicator from cfg (connecting to the store and setting up the transports).

@@ -258,8 +258,9 @@ static int bucket(int64_t ns)
     return b;
 }
 
-/* A copy of the done world call e into the sample ring (flight.h's BT_FLIGHT_SAMPLE). */
-static void sample(struct bt__flight_hdr *h, const struct bt__flight_entry *e)
+/* A copy of the done call e into the sample ring with the call-shape hash (flight.h's
+ * BT_FLIGHT_SAMPLE). */
+static void sample(struct bt__flight_hdr *h, const struct bt__flight_entry *e, uint64_t hash)
 {
     uint64_t i = __atomic_fetch_add(&h->ring[BT_FLIGHT_RINGS].head, 1, __ATOMIC_ACQ_REL);
     struct bt__flight_entry *s = entry_at(h, BT_FLIGHT_RINGS, i);
@@ -268,10 +269,11 @@ static void sample(struct bt__flight_hdr *h, const struct bt__flight_entry *e)
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy((char *)s + sizeof(s->ver), (const char *)e + sizeof(e->ver),
            sizeof(*s) - sizeof(s->ver));
+    s->phase[0] = (uint32_t)hash, s->phase[1] = (uint32_t)(hash >> 32);
     __atomic_store_n(&s->ver, v + 1, __ATOMIC_RELEASE);
 }
 
-void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t bytes)
+void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t bytes, uint64_t hash)
 {
     int k = TOKEN_RING(token);
     uint64_t i = TOKEN_INDEX(token);
@@ -286,8 +288,8 @@ void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t b
         e->end_ns = end;
         e->state = rc == 0 ? BT_FL_DONE : BT_FL_FAILED;
         __atomic_store_n(&e->ver, v + 1, __ATOMIC_RELEASE);
-        if (e->comm_id == 0 && e->seq % BT_FLIGHT_SAMPLE == 0 && rc == 0)
-            sample(h, e);
+        if (e->seq % BT_FLIGHT_SAMPLE == 0 && rc == 0)
+            sample(h, e, hash);
     }
     int64_t lat = end - start;
     if (rc != 0)
@@ -363,10 +365,10 @@ void bt__flight_comm_close(struct bt_comm *c)
     c->flight_ring = 0;
 }
 
+/* The call's shape is hashed also while the recorder is paused, so that members that pause at
+ * different calls still agree (flight.h's bt__flight_hash). */
 uint64_t bt__flight_call_begin(struct bt_comm *c, const char *name, const struct bt__call *a)
 {
-    if (__atomic_load_n(&paused, __ATOMIC_RELAXED))
-        return UINT64_MAX;
     if (!c->flight_ring) {
         attach_once(c);
         if (!the_rec)
@@ -382,9 +384,13 @@ uint64_t bt__flight_call_begin(struct bt_comm *c, const char *name, const struct
                     ? (int)a->op
                     : 255;
     int root = op == BT_FL_BROADCAST || op == BT_FL_REDUCE ? a->root : -1;
-    return bt__flight_begin(the_rec, c->flight_ring - 1, c->flight_id, c->coll_seq, op,
-                            other ? 255 : (int)a->dtype, redop, other ? 0 : a->count, root,
-                            c->size);
+    int dtype = other ? 255 : (int)a->dtype;
+    uint64_t count = other ? 0 : a->count;
+    c->flight_hash = bt__flight_hash(c->flight_hash, op, dtype, redop, count, root);
+    if (__atomic_load_n(&paused, __ATOMIC_RELAXED))
+        return UINT64_MAX;
+    return bt__flight_begin(the_rec, c->flight_ring - 1, c->flight_id, c->coll_seq, op, dtype,
+                            redop, count, root, c->size);
 }
 
 void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const struct bt__call *a)
@@ -396,7 +402,7 @@ void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const 
     uint64_t n = op == BT_FL_OTHER || op == BT_FL_BARRIER ? 0 : a->count;
     if (op == BT_FL_ALLGATHER || op == BT_FL_REDUCE_SCATTER)
         n *= (uint64_t)c->size; /* the whole buffer: recv of allgather, send of reduce-scatter */
-    bt__flight_end(the_rec, token, rc, n * bt_dtype_size(a->dtype));
+    bt__flight_end(the_rec, token, rc, n * bt_dtype_size(a->dtype), c->flight_hash);
 }
 
 void bt__flight_phase(const struct bt_comm *c, int i, unsigned kind)

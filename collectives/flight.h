@@ -31,14 +31,15 @@
 #include <stdint.h>
 
 #define BT_FLIGHT_MAGIC 0x31544847494c4642ull /* "BFLIGHT1" */
-#define BT_FLIGHT_VERSION 2
+#define BT_FLIGHT_VERSION 3
 #define BT_FLIGHT_RING 1024 /* calls kept per ring (a power of two) */
 #define BT_FLIGHT_RINGS 8   /* rings per rank: the world, 6 sub-communicators, 1 shared */
 #define BT_FLIGHT_NAME 96   /* bytes of a ring's communicator name */
 #define BT_FLIGHT_SAMPLE                                                                           \
-    64                     /* world calls numbered a multiple of this are also copied, once        \
-                              done, to the sample ring BT_FLIGHT_RINGS (65,536 calls back),        \
-                              which the launchers of a job compare across nodes */
+    64 /* calls numbered a multiple of this (of any communicator) are also copied, once done,      \
+          to the sample ring BT_FLIGHT_RINGS (65,536 world calls back when only the world          \
+          calls), with the communicator's call-shape hash in phase[]: the calls the launchers      \
+          of a job compare across nodes, whatever the call rate */
 #define BT_FLIGHT_NHIST 16 /* latency buckets: < 10 us * 2^i ..., the last unbounded */
 
 /* Ops recorded, in this order (names: bt__flight_op_name). */
@@ -134,6 +135,27 @@ static inline const struct bt__flight_entry *bt__flight_entries(const struct bt_
     return (const struct bt__flight_entry *)(h + 1) + (size_t)k * BT_FLIGHT_RING;
 }
 
+/* The call-shape hash: every rank folds the shape (op, dtype, reduction, count, root) of each
+ * call of a communicator into a running 64-bit hash (bt_comm's flight_hash), also while the
+ * recorder is paused, and the sample ring's copy of a call carries the hash of that call and
+ * all before it (phase[0] its low half, phase[1] its high half). Two members whose hashes
+ * differ at call S passed a different shape to some call up to S, even if no launcher looked
+ * at that call. One multiply-xor round per field. */
+static inline uint64_t bt__flight_hash(uint64_t h, int op, int dtype, int redop, uint64_t count,
+                                       int root)
+{
+    uint64_t v[3] = {(uint64_t)op << 16 | (uint64_t)(dtype & 0xff) << 8 | (uint64_t)(redop & 0xff),
+                     count, (uint64_t)(uint32_t)root};
+    for (int i = 0; i < 3; i++)
+        h = (h ^ v[i]) * 0x100000001b3ull, h ^= h >> 29;
+    return h;
+}
+/* The hash a sample entry carries. */
+static inline uint64_t bt__flight_sample_hash(const struct bt__flight_entry *e)
+{
+    return (uint64_t)e->phase[1] << 32 | e->phase[0];
+}
+
 /* ---- the writer (libbaton) ---- */
 struct bt_comm;
 /* Attaches the process's recorder: BATON_FLIGHT_FD's memfd, else memory of its own. Called by
@@ -143,8 +165,10 @@ struct bt__flight_hdr *bt__flight_attach(int rank, int size);
  * _end. */
 uint64_t bt__flight_begin(struct bt__flight_hdr *h, int k, uint32_t comm_id, uint64_t seq, int op,
                           int dtype, int redop, uint64_t count, int root, int peers);
-/* Records its end with result rc (BT_OK or an error code); bytes for the counters. */
-void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t bytes);
+/* Records its end with result rc (BT_OK or an error code); bytes for the counters; hash: the
+ * communicator's call-shape hash up to this call, which a sampled call's copy carries. */
+void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t bytes,
+                    uint64_t hash);
 /* Counts a stall warning (h may be NULL). */
 void bt__flight_stall(struct bt__flight_hdr *h);
 

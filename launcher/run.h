@@ -62,7 +62,7 @@
 #define BT_RUN_STRAG_WINDOW 100 /* calls of one op the straggler statistics look at */
 #define BT_RUN_STRAG_RANKS 256  /* local ranks whose "last" counts are kept for /metrics */
 #define BT_RUN_STRAG_COMMS 16   /* communicators whose calls the local ranks compare */
-#define BT_RUN_XS_KEEP 1024     /* world calls a node keeps for the job-wide look */
+#define BT_RUN_XS_KEEP 1024     /* calls of a communicator a node keeps for the job-wide look */
 #define BT_RUN_GPU_MAX 64       /* bytes of one CUDA_VISIBLE_DEVICES entry (index or UUID) */
 
 /* torchrun's flags (run_torch.c) and what baton derives from them. */
@@ -137,44 +137,57 @@ struct bt__strag_op {
                                           on node 0) global rank */
     float lag_ms[BT_RUN_STRAG_WINDOW]; /* how long after the one before it */
 };
-/* One communicator the local ranks record: its calls compared up to seen. */
-struct bt__strag_comm {
-    uint32_t id;                        /* flight-recorder id, 0: the world */
-    uint64_t seen;                      /* call number accounted up to */
-    char name[BT_FLIGHT_NAME];          /* its ring's name, "c1a2b3c4 (world ranks 1, 3, 5)" */
-    int members;                        /* its members among the local ranks, at the last look */
-    struct bt__strag_op op[BT_FL_NOPS]; /* a sub-communicator's: its local members' (the
-                                           world's are bt__strag's op) */
-};
-/* One world call as a node saw it, for the job-wide comparison: its ranks' latest entry time
- * and the one before it (node 0's clock), who entered latest, and the call's shape as its
- * first local rank (srank) passed it, for the job-wide call-shape check. */
+/* One world call as a node saw it, for the job-wide comparison: its members' latest entry
+ * time and the one before it (node 0's clock), who entered latest, the call's shape as its
+ * first local member (srank) passed it, for the job-wide call-shape check, and for a sampled
+ * call that member's call-shape hash (collectives/flight.h). */
 struct bt__xs_rec {
     uint64_t seq;
-    int64_t tmax, tsecond; /* ns; tsecond INT64_MIN when the node has one rank */
+    int64_t tmax, tsecond; /* ns; tsecond INT64_MIN when the node has one member */
     int32_t last;          /* global rank */
     int32_t op;
     uint64_t count;       /* elements */
     int32_t root, srank;  /* root (-1 none); the global rank whose shape this is */
     uint8_t dtype, redop; /* as in flight.h's entry */
+    uint8_t has_hash;     /* 1: a sampled call, hash holds its call-shape hash */
+    uint64_t hash;
+};
+/* One communicator the local ranks record (or, on node 0, that another node's records name):
+ * its calls compared up to seen. */
+struct bt__strag_comm {
+    uint32_t id;                        /* flight-recorder id, 0: the world */
+    uint64_t seen;                      /* call number accounted up to */
+    char name[BT_FLIGHT_NAME];          /* its ring's name, "c1a2b3c4 (world ranks 1, 3, 5)" */
+    int members;                        /* its members among the local ranks, at the last look */
+    int size;                           /* its members in all */
+    struct bt__strag_op op[BT_FL_NOPS]; /* a sub-communicator's: its local members', or (job)
+                                           all its members' (the world's are bt__strag's op) */
+    int shape_warned;                   /* a WARN named its calls as differing */
+    uint64_t hash_agreed, xhash_agreed; /* the last sampled call whose hashes agreed: among
+                                           the local members; across nodes (node 0) */
+    uint64_t sample_seen;               /* sampled call looked at up to (flight.h) */
+    /* across nodes (r->strag.xnode, and members on other nodes) */
+    int xs_on;                            /* 1: its calls go to records, not to op */
+    int job, nodes;                       /* node 0: op holds all members' (sub-communicator),
+                                             over this many nodes */
+    struct bt__xs_rec xs[BT_RUN_XS_KEEP]; /* this node's last calls of it, a ring */
+    uint64_t xs_n;                        /* records written to it so far */
+    uint64_t xseen;                       /* node 0: call accounted job-wide up to */
 };
 struct bt__strag {
-    struct bt__strag_op op[BT_FL_NOPS]; /* what the WARN looks at: this node's ranks, or on
-                                           node 0 of several the whole job's */
+    struct bt__strag_op op[BT_FL_NOPS]; /* the world's: this node's ranks, or on node 0 of
+                                           several the whole job's */
     struct bt__strag_comm comm[BT_RUN_STRAG_COMMS];
     int ncomm;
     int64_t next_warn_ns;                    /* wall clock of the next straggler check */
     int started;                             /* the first period began */
     int disagreements;                       /* WARNs about calls whose shape differs */
     uint64_t last_total[BT_RUN_STRAG_RANKS]; /* per local index: times last, whole job */
-    /* job-wide (several nodes): each node publishes its last world calls, node 0 compares */
+    /* job-wide (several nodes): each node publishes its records, node 0 compares */
     int xnode;            /* 1: this generation compares across nodes (the clocks measured) */
     int64_t clock_off_ns; /* this node's clock minus node 0's */
-    struct bt__xs_rec xs[BT_RUN_XS_KEEP]; /* this node's last world calls, a ring */
-    uint64_t xs_n;                        /* records written to it so far */
-    uint64_t xseen;                       /* node 0: world call accounted job-wide up to */
-    uint64_t sample_seen;                 /* sampled world call recorded up to (flight.h) */
-    int64_t next_pub_ns;                  /* wall clock of the next publish (or read) */
+    int64_t next_pub_ns;  /* wall clock of the next publish (or read) */
+    int64_t gen_ns;       /* when this generation began here (its samples start after) */
 };
 
 struct bt__outcome {

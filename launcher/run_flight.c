@@ -15,8 +15,10 @@
  *    all of its local members finished since the last look, and compares their shape: a call
  *    whose op, count, dtype, reduction or root differ across the node's ranks is named at
  *    once in a WARN (the first DISAGREE_WARN_MAX), also when the collective itself does not
- *    fail. Across nodes, node 0 compares the world calls' shapes in the records below
- *    (xs_check_shape).
+ *    fail. Across nodes, node 0 compares the calls' shapes in the records below
+ *    (xs_check_shape). Calls no look saw (a fast job's): the ranks' call-shape hashes
+ *    (flight.h), carried by every 64th call's copy in the sample ring, compared among the
+ *    local members (check_hashes) and across nodes (xs_check_hash).
  *  - Stragglers. In the same pass, for each call, the rank that entered last and by how much
  *    after the one before it. Over the last STRAG_WINDOW calls of an op, a rank that was last
  *    far more often than chance (z >= STRAG_Z against 1/n, and a median lag of at least
@@ -24,7 +26,8 @@
  *    For the world, with one node n is its ranks; with several (elastic and etcd jobs too),
  *    each node publishes per world call its latest and second-latest entry (see "job-wide
  *    stragglers" below) and node 0 compares all ranks of the job. A sub-communicator's calls
- *    are compared among its members on each node (n: those members), never across nodes.
+ *    are compared among its members: on their node when all are on one, else job-wide on
+ *    node 0 like the world's.
  *  - Counters for /metrics (run_metrics.c).
  */
 #include <errno.h>
@@ -258,6 +261,12 @@ struct member {
     int i, k; /* local index, its ring of the communicator */
 };
 
+static int by_call(const void *a, const void *b)
+{
+    const struct bt__flight_entry *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 static int same_shape(const struct bt__flight_entry *a, const struct bt__flight_entry *b)
 {
     return a->op == b->op && a->count == b->count && a->dtype == b->dtype && a->redop == b->redop &&
@@ -266,8 +275,8 @@ static int same_shape(const struct bt__flight_entry *a, const struct bt__flight_
 
 /* The local members m[0..n) of communicator g disagree on the shape of a call (e[]): one WARN
  * (the first few times), the same words as the failure analysis (launcher/trace.c). */
-static void check_agreement(struct bt__run *r, const struct member *m, int n,
-                            const struct bt__flight_ring *g, struct bt__flight_entry *e)
+static void check_agreement(struct bt__run *r, struct bt__strag_comm *sc, const struct member *m,
+                            int n, const struct bt__flight_ring *g, struct bt__flight_entry *e)
 {
     int same = 1;
     for (int i = 1; i < n && same; i++)
@@ -284,21 +293,29 @@ static void check_agreement(struct bt__run *r, const struct member *m, int n,
     }
     if (t && bt__trace_analyze(t, n, bt__run_wall_ns(), out, sizeof(out)) > 0) {
         r->strag.disagreements++;
+        sc->shape_warned = 1;
         fprintf(stderr, "baton: WARN: flight recorder: %.*s (node %d)\n", (int)strcspn(out, "\n"),
                 out, r->spec.node_rank);
     }
     free(t);
 }
 
-/* World call seq as every local rank saw it (e[], m[] their local indexes): who entered last
- * and by how much; into the node's statistics, or (several nodes) into the record the node
- * publishes for node 0's job-wide look. how: ACC_ALL a call of a look that saw every call
- * since the last, ACC_GAP one of a look that skipped some (several nodes: not recorded, as the
- * other nodes' looks skip others), ACC_SAMPLE a call of the sample ring (several nodes only:
- * recorded, not counted again). */
+/* Communicator sc's statistics of op: the world's are r->strag.op. */
+static struct bt__strag_op *strag_op(struct bt__run *r, struct bt__strag_comm *sc, int op)
+{
+    return sc->id == 0 ? &r->strag.op[op] : &sc->op[op];
+}
+
+/* A call of communicator sc as its n local members saw it (e[], m[] their local indexes): who
+ * entered last and by how much. Into the node's statistics of sc, or, when sc is compared
+ * across nodes (sc->xs_on), into the record the node publishes for node 0's job-wide look.
+ * how: ACC_ALL a call of a look that saw every call since the last, ACC_GAP one of a look that
+ * skipped some (across nodes: not recorded, as the other nodes' looks skip others), ACC_SAMPLE
+ * a call of the sample ring, with its call-shape hash (across nodes only: recorded, not
+ * counted again). */
 enum { ACC_ALL = 1, ACC_GAP, ACC_SAMPLE };
-static void strag_account(struct bt__run *r, const struct member *m, int n,
-                          const struct bt__flight_entry *e, uint64_t seq, int how)
+static void strag_account(struct bt__run *r, struct bt__strag_comm *sc, const struct member *m,
+                          int n, const struct bt__flight_entry *e, int how)
 {
     struct bt__strag *s = &r->strag;
     int64_t first = 0, second = INT64_MIN;
@@ -310,67 +327,48 @@ static void strag_account(struct bt__run *r, const struct member *m, int n,
         else if (t > second)
             second = t;
     }
-    if (op < 0 || op >= BT_FL_NOPS || last < 0)
+    if (op >= BT_FL_NOPS || last < 0)
         return;
-    if (how != ACC_SAMPLE && m[last].i < BT_RUN_STRAG_RANKS)
+    if (sc->id == 0 && how != ACC_SAMPLE && m[last].i < BT_RUN_STRAG_RANKS)
         __atomic_fetch_add(&s->last_total[m[last].i], 1, __ATOMIC_RELAXED);
-    if (s->xnode) {
-        if (how == ACC_GAP)
-            return;
-        s->xs[s->xs_n++ % BT_RUN_XS_KEEP] =
-            (struct bt__xs_rec){.seq = seq,
-                                .tmax = first - s->clock_off_ns,
-                                .tsecond = second == INT64_MIN ? INT64_MIN
-                                                               : second - s->clock_off_ns,
-                                .last = r->w[m[last].i].rank,
-                                .op = op,
-                                .count = e[0].count,
-                                .root = e[0].root,
-                                .srank = r->w[m[0].i].rank,
-                                .dtype = e[0].dtype,
-                                .redop = e[0].redop};
+    if (sc->xs_on) {
+        if (how != ACC_GAP)
+            sc->xs[sc->xs_n++ % BT_RUN_XS_KEEP] =
+                (struct bt__xs_rec){.seq = e[0].seq,
+                                    .tmax = first - s->clock_off_ns,
+                                    .tsecond = second == INT64_MIN ? INT64_MIN
+                                                                   : second - s->clock_off_ns,
+                                    .last = r->w[m[last].i].rank,
+                                    .op = op,
+                                    .count = e[0].count,
+                                    .root = e[0].root,
+                                    .srank = r->w[m[0].i].rank,
+                                    .dtype = e[0].dtype,
+                                    .redop = e[0].redop,
+                                    .has_hash = how == ACC_SAMPLE,
+                                    .hash = how == ACC_SAMPLE ? bt__flight_sample_hash(&e[0]) : 0};
         return;
     }
-    if (n < 2)
+    if (how == ACC_SAMPLE || n < 2)
         return;
-    struct bt__strag_op *so = &s->op[op];
+    struct bt__strag_op *so = strag_op(r, sc, op);
     int k = so->n % BT_RUN_STRAG_WINDOW;
     so->last[k] = m[last].i;
     so->lag_ms[k] = (float)((double)(first - second) / 1e6);
     so->n++;
 }
 
-/* A call of sub-communicator sc as its n >= 2 local members saw it: who of them entered last,
- * by how much, into sc's statistics (its members on this node; those of other nodes are not
- * compared). */
-static void strag_account_sub(struct bt__strag_comm *sc, const struct member *m, int n,
-                              const struct bt__flight_entry *e)
+/* The straggler line of op of communicator sc into out (""/0 when none stands out): the world's
+ * among the local ranks, or on node 0 of several nodes among all ranks of the job; a
+ * sub-communicator's among its local members, or (sc->job, node 0) among all its members. */
+static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, int op, char *out,
+                      size_t n)
 {
-    int last = 0, op = e[0].op;
-    for (int i = 1; i < n; i++)
-        last = e[i].start_ns > e[last].start_ns ? i : last;
-    int64_t first = e[last].start_ns, second = INT64_MIN;
-    for (int i = 0; i < n; i++)
-        second = i != last && e[i].start_ns > second ? e[i].start_ns : second;
-    if (op < 0 || op >= BT_FL_NOPS)
-        return;
-    struct bt__strag_op *so = &sc->op[op];
-    int k = so->n % BT_RUN_STRAG_WINDOW;
-    so->last[k] = m[last].i;
-    so->lag_ms[k] = (float)((double)(first - second) / 1e6);
-    so->n++;
-}
-
-/* The straggler line of op into out (""/0 when none stands out): sc NULL, the world's: among
- * the local ranks, or on node 0 of several nodes among all ranks of the job; else
- * sub-communicator sc's, among its np local members. */
-static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, int np, int op,
-                      char *out, size_t n)
-{
-    const struct bt__strag_op *so = sc ? &sc->op[op] : &r->strag.op[op];
+    int sub = sc->id != 0;
+    const struct bt__strag_op *so = sub ? &sc->op[op] : &r->strag.op[op];
     int w = so->n < BT_RUN_STRAG_WINDOW ? (int)so->n : BT_RUN_STRAG_WINDOW;
-    int job = !sc && r->strag.xnode;
-    np = sc ? np : job ? r->world_size : r->nproc;
+    int job = sub ? sc->job : r->strag.xnode;
+    int np = sub ? (job ? sc->size : sc->members) : job ? r->world_size : r->nproc;
     out[0] = '\0';
     if (w < 20 || np < 2)
         return 0;
@@ -395,107 +393,175 @@ static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, 
                          "rank %d arrived last in %d of the last %d %ss%s%s, median %.0f ms after "
                          "the others ",
                          job ? who : r->w[who].rank, c, w, bt__flight_op_name(op),
-                         sc ? " on communicator " : "", sc ? sc->name : "", med);
-        if (k > 0 && (size_t)k < n && sc)
+                         sub ? " on communicator " : "", sub ? sc->name : "", med);
+        if (k > 0 && (size_t)k < n && job)
+            snprintf(out + k, n - (size_t)k, "(job-wide, %d nodes; chance would be %.0f)",
+                     sub ? sc->nodes : r->spec.nnodes, w * p);
+        else if (k > 0 && (size_t)k < n && sub)
             snprintf(out + k, n - (size_t)k, "(node %d, %d members here; chance would be %.0f)",
                      r->spec.node_rank, np, w * p);
         else if (k > 0 && (size_t)k < n)
-            snprintf(out + k, n - (size_t)k,
-                     job ? "(job-wide, %d nodes; chance would be %.0f)"
-                         : "(node %d; chance would be %.0f)",
-                     job ? r->spec.nnodes : r->spec.node_rank, w * p);
+            snprintf(out + k, n - (size_t)k, "(node %d; chance would be %.0f)", r->spec.node_rank,
+                     w * p);
         return 1;
     }
     return 0;
 }
 
-/* Sampled world call seq (flight.h's BT_FLIGHT_SAMPLE) of h into *out: 0 found, 1 not yet
- * made, -1 gone from the sample ring. */
-static int sample_of(const struct bt__flight_hdr *h, uint64_t seq, struct bt__flight_entry *out)
+/* The sample-ring entries of communicator id in h after call seen (flight.h's
+ * BT_FLIGHT_SAMPLE) that started in this generation (since since_ns: a worker kept across an
+ * in-place re-form still holds the last one's) into v (BT_FLIGHT_RING at most), by call
+ * number; returns how many. */
+static int samples_of(const struct bt__flight_hdr *h, uint32_t id, uint64_t seen, int64_t since_ns,
+                      struct bt__flight_entry *v)
 {
     uint64_t head = __atomic_load_n(&h->ring[BT_FLIGHT_RINGS].head, __ATOMIC_ACQUIRE);
-    if (!head || bt__flight_read(h, BT_FLIGHT_RINGS, head - 1, out) != 0)
-        return 1;
-    if (out->seq < seq)
-        return 1;
-    uint64_t back = (out->seq - seq) / BT_FLIGHT_SAMPLE; /* where it is when none was missed */
-    if (back < head && back < BT_FLIGHT_RING &&
-        bt__flight_read(h, BT_FLIGHT_RINGS, head - 1 - back, out) == 0 && out->seq == seq)
-        return 0;
-    for (uint64_t i = head; i > 0 && head - i < BT_FLIGHT_RING; i--)
-        if (bt__flight_read(h, BT_FLIGHT_RINGS, i - 1, out) == 0 && out->seq <= seq)
-            return out->seq == seq ? 0 : -1;
-    return -1;
+    int n = 0;
+    for (uint64_t i = head > BT_FLIGHT_RING ? head - BT_FLIGHT_RING : 0; i < head; i++)
+        if (bt__flight_read(h, BT_FLIGHT_RINGS, i, &v[n]) == 0 && v[n].comm_id == id &&
+            v[n].seq > seen && v[n].start_ns >= since_ns)
+            n++;
+    qsort(v, (size_t)n, sizeof(*v), by_call); /* a ring that wrapped while read */
+    return n;
 }
 
-/* Several nodes: the sampled world calls every local rank made since the last look, into the
- * node's records (the calls every node's records hold, whatever the call rate). */
-static void scan_samples(struct bt__run *r)
+/* A WARN (once per communicator, within the generation's DISAGREE_WARN_MAX) that the
+ * call-shape hashes of ranks ra and rb differ at sampled call e of sc: a call up to it had
+ * another shape on one of them, though no look compared that call itself. agreed: the last
+ * sampled call where they agreed (0: none seen). */
+static void hash_warn(struct bt__run *r, struct bt__strag_comm *sc, int ra, int rb, uint64_t seq,
+                      int op, uint64_t agreed, const char *where)
 {
-    struct bt__strag *s = &r->strag;
-    const struct bt__flight_hdr *h0 = rec(&r->w[0]);
+    char since[64] = "";
+    if (sc->shape_warned || r->strag.disagreements >= DISAGREE_WARN_MAX)
+        return;
+    sc->shape_warned = 1;
+    r->strag.disagreements++;
+    if (agreed)
+        snprintf(since, sizeof(since), " after #%" PRIu64 ", where they agreed", agreed);
+    fprintf(
+        stderr,
+        "baton: WARN: flight recorder: ranks disagree on the shape of a call%s%s up to %s #%" PRIu64
+        " (rank %d passed another op, count, dtype, reduction or root than rank %d to a call%s; "
+        "their call-shape hashes differ) (%s)\n",
+        sc->id ? " on communicator " : "", sc->id ? sc->name : "", bt__flight_op_name(op), seq, ra,
+        rb, since, where);
+}
+
+/* Sampled call e[0].seq of sc as its n local members made it: their hashes must agree. */
+static void check_hashes(struct bt__run *r, struct bt__strag_comm *sc, const struct member *m,
+                         int n, const struct bt__flight_entry *e)
+{
+    int j = 1;
+    while (j < n && bt__flight_sample_hash(&e[j]) == bt__flight_sample_hash(&e[0]))
+        j++;
+    if (j == n) {
+        sc->hash_agreed = e[0].seq;
+        return;
+    }
+    char where[32];
+    snprintf(where, sizeof(where), "node %d", r->spec.node_rank);
+    hash_warn(r, sc, r->w[m[j].i].rank, r->w[m[0].i].rank, e[0].seq, e[0].op, sc->hash_agreed,
+              where);
+}
+
+/* The local members of sc (local index, ring) into m; returns how many (g: a descriptor). */
+static int members_of(const struct bt__run *r, const struct bt__strag_comm *sc, struct member *m,
+                      struct bt__flight_ring *g)
+{
+    int n = 0;
+    for (int i = 0; i < r->nproc; i++) {
+        const struct bt__flight_hdr *h = rec(&r->w[i]);
+        int k = h ? ring_of(h, sc->id, g) : -1;
+        if (k >= 0)
+            m[n++] = (struct member){i, k};
+    }
+    return n;
+}
+
+/* The sampled calls of communicator sc (flight.h's BT_FLIGHT_SAMPLE) that all its local members
+ * made since the last look, whatever the call rate: their call-shape hashes compared, and when
+ * sc is compared across nodes, into the node's records with the first member's hash. */
+static void scan_samples(struct bt__run *r, struct bt__strag_comm *sc)
+{
     struct member *m = calloc((size_t)r->nproc, sizeof(*m));
-    struct bt__flight_entry *e = calloc((size_t)r->nproc, sizeof(*e));
-    uint64_t head = h0 ? __atomic_load_n(&h0->ring[BT_FLIGHT_RINGS].head, __ATOMIC_ACQUIRE) : 0;
-    for (uint64_t i = head > BT_FLIGHT_RING ? head - BT_FLIGHT_RING : 0; m && e && i < head; i++) {
-        if (bt__flight_read(h0, BT_FLIGHT_RINGS, i, &e[0]) != 0 || e[0].seq <= s->sample_seen)
-            continue;
-        uint64_t q = e[0].seq;
+    struct bt__flight_entry *e = calloc((size_t)r->nproc, sizeof(*e)), **v = NULL;
+    int *nv = calloc((size_t)r->nproc * 2, sizeof(int)), *at = nv ? nv + r->nproc : NULL, n = 0;
+    struct bt__flight_ring g;
+    if (m && e && nv && (n = members_of(r, sc, m, &g)) > 0)
+        v = calloc((size_t)n, sizeof(*v));
+    for (int j = 0; v && j < n; j++)
+        if ((v[j] = malloc(sizeof(**v) * BT_FLIGHT_RING)))
+            nv[j] = samples_of(rec(&r->w[m[j].i]), sc->id, sc->sample_seen, r->strag.gen_ns, v[j]);
+    for (int a = 0; v && v[0] && a < nv[0]; a++) {
         int st = 0;
-        for (int j = 0; j < r->nproc && st == 0; j++) {
-            m[j] = (struct member){j, BT_FLIGHT_RINGS};
-            const struct bt__flight_hdr *h = rec(&r->w[j]);
-            st = h ? sample_of(h, q, &e[j]) : -1;
+        e[0] = v[0][a];
+        for (int j = 1; j < n && st == 0; j++) {
+            while (v[j] && at[j] < nv[j] && v[j][at[j]].seq < e[0].seq)
+                at[j]++;
+            st = !v[j] || at[j] == nv[j] ? 1 : v[j][at[j]].seq == e[0].seq ? 0 : -1;
+            if (st == 0)
+                e[j] = v[j][at[j]];
         }
         if (st > 0)
-            break; /* a rank has not finished it yet: next look */
-        if (st == 0)
-            strag_account(r, m, r->nproc, e, q, ACC_SAMPLE);
-        s->sample_seen = q;
+            break; /* a member has not finished it yet: next look */
+        if (st == 0 && n >= 2)
+            check_hashes(r, sc, m, n, e);
+        if (st == 0 && sc->xs_on && (sc->id != 0 || n == r->nproc))
+            strag_account(r, sc, m, n, e, ACC_SAMPLE);
+        sc->sample_seen = e[0].seq;
     }
-    free(m), free(e);
+    for (int j = 0; v && j < n; j++)
+        free(v[j]);
+    free(v), free(m), free(e), free(nv);
+}
+
+/* Communicator id among the ones compared (name: its ring's), added when new; NULL when full. */
+static struct bt__strag_comm *comm_find_add(struct bt__strag *s, uint32_t id, const char *name)
+{
+    for (int c = 0; c < s->ncomm; c++)
+        if (s->comm[c].id == id)
+            return &s->comm[c];
+    if (s->ncomm == BT_RUN_STRAG_COMMS)
+        return NULL;
+    struct bt__strag_comm *sc = &s->comm[s->ncomm++];
+    memset(sc, 0, sizeof(*sc));
+    sc->id = id;
+    snprintf(sc->name, sizeof(sc->name), "%s", name);
+    return sc;
 }
 
 /* Adds the communicators the local ranks' rings describe to the ones compared. */
 static void find_comms(struct bt__run *r)
 {
-    struct bt__strag *s = &r->strag;
     for (int i = 0; i < r->nproc; i++) {
         const struct bt__flight_hdr *h = rec(&r->w[i]);
         for (int k = 0; h && k < BT_FLIGHT_RINGS - 1; k++) {
             struct bt__flight_ring g;
-            if (bt__flight_ring_read(h, k, &g) != 0 || !g.name[0])
-                continue;
-            int known = 0;
-            for (int c = 0; c < s->ncomm && !known; c++)
-                known = s->comm[c].id == g.comm_id;
-            if (!known && s->ncomm < BT_RUN_STRAG_COMMS) {
-                struct bt__strag_comm *sc = &s->comm[s->ncomm++];
-                memset(sc, 0, sizeof(*sc));
-                sc->id = g.comm_id;
-                snprintf(sc->name, sizeof(sc->name), "%s", g.name);
-            }
+            if (bt__flight_ring_read(h, k, &g) == 0 && g.name[0])
+                comm_find_add(&r->strag, g.comm_id, g.name);
         }
     }
 }
 
 /* The calls of communicator sc that its local members finished since the last look (the
- * most recent batch of them): their shapes compared, and for the world who entered last. */
+ * most recent batch of them): their shapes compared, and who entered last. A communicator
+ * with members on other nodes is compared across nodes (sc->xs_on) when the clocks were
+ * measured: the world's calls when all local ranks are in it, a sub-communicator's always. */
 static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t batch)
 {
     struct member *m = calloc((size_t)r->nproc, sizeof(*m));
     struct bt__flight_entry *e = calloc((size_t)r->nproc, sizeof(*e));
     struct bt__flight_ring g;
-    int n = 0;
+    int n = m && e ? members_of(r, sc, m, &g) : 0;
     uint64_t upto = UINT64_MAX;
-    for (int i = 0; m && e && i < r->nproc; i++) {
-        const struct bt__flight_hdr *h = rec(&r->w[i]);
-        int k = h ? ring_of(h, sc->id, &g) : -1;
-        if (k < 0)
-            continue;
-        m[n++] = (struct member){i, k};
-        uint64_t u = done_upto(h, k, sc->id);
+    for (int j = 0; j < n; j++) {
+        uint64_t u = done_upto(rec(&r->w[m[j].i]), m[j].k, sc->id);
         upto = u < upto ? u : upto;
+    }
+    if (n > 0) {
+        sc->members = n, sc->size = g.size;
+        sc->xs_on = r->strag.xnode && n < g.size;
     }
     if (n > 0 && upto != UINT64_MAX && upto > sc->seen) {
         uint64_t from = upto > sc->seen + batch ? upto - batch : sc->seen + 1;
@@ -506,46 +572,53 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
             if (!ok)
                 continue; /* fell out of a ring */
             if (n >= 2)
-                check_agreement(r, m, n, &g, e);
-            if (sc->id == 0 && n == r->nproc) /* a batch with a gap: only the samples go to
-                                                 the records (see job-wide stragglers) */
-                strag_account(r, m, n, e, q, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
-            else if (sc->id != 0 && n >= 2)
-                strag_account_sub(sc, m, n, e);
+                check_agreement(r, sc, m, n, &g, e);
+            if (sc->id != 0 || n == r->nproc) /* a batch with a gap: across nodes only the
+                                                 samples go to the records */
+                strag_account(r, sc, m, n, e, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
         }
         sc->seen = upto;
-        sc->members = n;
     }
     free(m), free(e);
 }
 
-/* ---- job-wide stragglers (several nodes) ----
+/* ---- job-wide stragglers and call shapes (several nodes) ----
  *
- * Each node's launcher keeps, for the last BT_RUN_XS_KEEP world calls it saw finished by all
- * its ranks, a record {call number, its ranks' latest entry time and the one before it
- * (shifted to node 0's clock), who entered latest, the call's shape as its first local rank
- * passed it}: every call of a look that saw all calls
- * since the last, and every call numbered a multiple of BT_FLIGHT_SAMPLE from the ranks'
- * sample rings (flight.h), so that the nodes hold the same calls at any call rate. Every
- * XS_PERIOD (BATON_STRAGGLER_SECS / 2, 1 to 5 s) nodes other than 0 publish theirs (through
- * the watcher thread's connection: bt__run_flight_watch) as l/<g>/xs/<node> (version, count, then
- * XS_REC_BYTES records, little-endian; XS_PUB_MAX at most, beyond which only calls numbered a
- * multiple of 2 * BT_FLIGHT_SAMPLE, 4 * ... are kept: the number alone decides, so every node keeps
- * the same); node 0 reads them and, for each call every node holds, takes the latest entry over the
- * nodes and the one before it over all ranks, into the same statistics and WARN as one node's, and
- * compares the nodes' shapes of it. The clocks: at the start of each generation every node measures
- * its offset to node 0's through the store (three round trips, the shortest kept; good to half of
- * it: through etcd, milliseconds), as the timeline does at the end. */
+ * For each communicator with members on other nodes (the world, and a sub-communicator that
+ * spans nodes), each node's launcher keeps, for the last BT_RUN_XS_KEEP calls it saw finished
+ * by all its members of it, a record {call number, its members' latest entry time and the one
+ * before it (shifted to node 0's clock), who entered latest, the call's shape as its first
+ * local member passed it, and for a sampled call that member's call-shape hash}: every call of
+ * a look that saw all calls since the last, and every call numbered a multiple of
+ * BT_FLIGHT_SAMPLE from the ranks' sample rings (flight.h), so that the nodes hold the same
+ * calls at any call rate. Every XS_PERIOD (BATON_STRAGGLER_SECS / 2, 1 to 5 s) nodes other
+ * than 0 publish theirs (through the watcher thread's connection: bt__run_flight_watch) as
+ * l/<g>/xs/<node>: version, the number of sections, then per communicator a section {id, size,
+ * its members on the node, records, name} and its XS_REC_BYTES records, little-endian: the
+ * latest XS_PUB_WORLD records of the world and XS_PUB_SUB of each other (until 2026-12-02 a
+ * node thinned all it kept to calls numbered a multiple of 128, 256, ..., which left a job
+ * of 50 calls a second a few compared calls a second once it had made 256). Node 0 reads them with
+ * its own and, for each communicator whose sections count all its members over at least two nodes,
+ * and each call all those nodes hold, takes the latest entry over the nodes and the one before it
+ * over all members, into the same statistics and WARN as one node's, and compares the nodes' shapes
+ * of it and their hashes. The clocks: at the start of each generation every node measures its
+ * offset to node 0's through the store (three round trips, the shortest kept; good to half of it:
+ * through etcd, milliseconds), as the timeline does at the end. */
 
-#define XS_VERSION 2
-#define XS_REC_BYTES 56
-#define XS_PUB_MAX 256 /* records published at most (thinned by call number beyond) */
+#define XS_VERSION 3
+#define XS_REC_BYTES 64
+#define XS_SEC_BYTES (16 + BT_FLIGHT_NAME)
+#define XS_PUB_WORLD 256 /* world records published at most (thinned by call number beyond) */
+#define XS_PUB_SUB 128   /* records of each other communicator */
+#define XS_BUF_MAX                                                                                 \
+    (8 + BT_RUN_STRAG_COMMS * XS_SEC_BYTES +                                                       \
+     (XS_PUB_WORLD + (BT_RUN_STRAG_COMMS - 1) * XS_PUB_SUB) * XS_REC_BYTES)
 
 /* What node k > 0 publishes next: prepared by the main thread, sent by the watcher thread on
  * its own connection (bt__run_flight_watch), so that a store that stops answering never holds
  * up the supervision loop. */
 static pthread_mutex_t pub_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint8_t pub_buf[8 + XS_REC_BYTES * XS_PUB_MAX];
+static uint8_t pub_buf[XS_BUF_MAX];
 static size_t pub_len;
 static char pub_key[64];
 #define XS_CLOCK_WAIT_S 5.0 /* how long the clock exchange waits for each node */
@@ -633,65 +706,104 @@ static int by_seq(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* The node's records sorted by call number, each call once, into x; returns how many. */
-static int xs_sorted(const struct bt__strag *s, struct bt__xs_rec *x)
+/* sc's records sorted by call number, each call once (the sample's, with its hash, when a
+ * look saw the call too), into x; returns how many. */
+static int xs_sorted(const struct bt__strag_comm *sc, struct bt__xs_rec *x)
 {
-    int n = (int)(s->xs_n < BT_RUN_XS_KEEP ? s->xs_n : BT_RUN_XS_KEEP), k = 0;
-    memcpy(x, s->xs, sizeof(*x) * (size_t)n);
+    int n = (int)(sc->xs_n < BT_RUN_XS_KEEP ? sc->xs_n : BT_RUN_XS_KEEP), k = 0;
+    memcpy(x, sc->xs, sizeof(*x) * (size_t)n);
     qsort(x, (size_t)n, sizeof(*x), by_seq);
     for (int i = 0; i < n; i++)
         if (!k || x[i].seq != x[k - 1].seq)
             x[k++] = x[i];
+        else if (x[i].has_hash)
+            x[k - 1] = x[i];
     return k;
+}
+
+/* The latest max of x[0..n) (sorted) moved to its front; returns how many. The nodes' calls
+ * are in step (each is a collective of them all), so their latest records overlap; calls a
+ * look did not see all of are recorded only when sampled (every BT_FLIGHT_SAMPLE-th), which
+ * every node records whatever the call rate. */
+static int xs_latest(struct bt__xs_rec *x, int n, int max)
+{
+    if (n <= max)
+        return n;
+    memmove(x, x + (n - max), sizeof(*x) * (size_t)max);
+    return max;
+}
+
+static uint8_t *put_rec(uint8_t *p, const struct bt__xs_rec *x)
+{
+    bt__put_le64(p, x->seq);
+    bt__put_le64(p + 8, (uint64_t)x->tmax);
+    bt__put_le64(p + 16, (uint64_t)x->tsecond);
+    bt__put_le32(p + 24, (uint32_t)x->last);
+    bt__put_le32(p + 28, (uint32_t)x->op);
+    bt__put_le64(p + 32, x->count);
+    bt__put_le32(p + 40, (uint32_t)x->root);
+    bt__put_le32(p + 44, (uint32_t)x->srank);
+    p[48] = x->dtype, p[49] = x->redop, p[50] = x->has_hash;
+    memset(p + 51, 0, 5);
+    bt__put_le64(p + 56, x->hash);
+    return p + XS_REC_BYTES;
+}
+
+static struct bt__xs_rec get_rec(const uint8_t *q)
+{
+    return (struct bt__xs_rec){.seq = bt__le64(q),
+                               .tmax = (int64_t)bt__le64(q + 8),
+                               .tsecond = (int64_t)bt__le64(q + 16),
+                               .last = (int32_t)bt__le32(q + 24),
+                               .op = (int32_t)bt__le32(q + 28),
+                               .count = bt__le64(q + 32),
+                               .root = (int32_t)bt__le32(q + 40),
+                               .srank = (int32_t)bt__le32(q + 44),
+                               .dtype = q[48],
+                               .redop = q[49],
+                               .has_hash = q[50] != 0,
+                               .hash = bt__le64(q + 56)};
+}
+
+/* This node's records of every communicator compared across nodes, in the published format,
+ * into buf (XS_BUF_MAX bytes); returns the length. */
+static size_t xs_serialize(const struct bt__run *r, uint8_t *buf)
+{
+    static struct bt__xs_rec x[BT_RUN_XS_KEEP]; /* the main thread's only */
+    uint8_t *p = buf + 8;
+    uint32_t nsec = 0;
+    for (int c = 0; c < r->strag.ncomm; c++) {
+        const struct bt__strag_comm *sc = &r->strag.comm[c];
+        if (!sc->xs_on || !sc->xs_n)
+            continue;
+        int n = xs_latest(x, xs_sorted(sc, x), sc->id ? XS_PUB_SUB : XS_PUB_WORLD);
+        bt__put_le32(p, sc->id);
+        bt__put_le32(p + 4, (uint32_t)sc->size);
+        bt__put_le32(p + 8, (uint32_t)sc->members);
+        bt__put_le32(p + 12, (uint32_t)n);
+        memcpy(p + 16, sc->name, BT_FLIGHT_NAME);
+        p += XS_SEC_BYTES;
+        for (int i = 0; i < n; i++)
+            p = put_rec(p, &x[i]);
+        nsec++;
+    }
+    bt__put_le32(buf, XS_VERSION);
+    bt__put_le32(buf + 4, nsec);
+    return (size_t)(p - buf);
 }
 
 /* Node k > 0: its records, for the watcher to publish. */
 static void xs_publish(struct bt__run *r)
 {
-    struct bt__strag *s = &r->strag;
-    struct bt__xs_rec x[BT_RUN_XS_KEEP];
-    int n = xs_sorted(s, x);
-    uint64_t every = 1; /* thinning: calls numbered a multiple of BT_FLIGHT_SAMPLE * every */
-    for (int c = n; c > XS_PUB_MAX; every *= 2) {
-        c = 0;
-        for (int i = 0; i < n; i++)
-            c += x[i].seq % (BT_FLIGHT_SAMPLE * every * 2) == 0;
-    }
-    if (every > 1) { /* the same calls on every node: the call number alone decides */
-        int k = 0;
-        for (int i = 0; i < n; i++)
-            if (x[i].seq % (BT_FLIGHT_SAMPLE * every) == 0 && k < XS_PUB_MAX)
-                x[k++] = x[i];
-        n = k;
-    }
-    uint8_t buf[8 + XS_REC_BYTES * XS_PUB_MAX], *p = buf + 8;
-    char key[64];
-    bt__put_le32(buf, XS_VERSION);
-    bt__put_le32(buf + 4, (uint32_t)n);
-    for (int i = 0; i < n; i++, p += XS_REC_BYTES) {
-        const struct bt__xs_rec *xr = &x[i];
-        bt__put_le64(p, xr->seq);
-        bt__put_le64(p + 8, (uint64_t)xr->tmax);
-        bt__put_le64(p + 16, (uint64_t)xr->tsecond);
-        bt__put_le32(p + 24, (uint32_t)xr->last);
-        bt__put_le32(p + 28, (uint32_t)xr->op);
-        bt__put_le64(p + 32, xr->count);
-        bt__put_le32(p + 40, (uint32_t)xr->root);
-        bt__put_le32(p + 44, (uint32_t)xr->srank);
-        p[48] = xr->dtype, p[49] = xr->redop;
-        memset(p + 50, 0, XS_REC_BYTES - 50);
-    }
-    snprintf(key, sizeof(key), "l/%d/xs/%d", r->restart, r->spec.node_rank);
     pthread_mutex_lock(&pub_mu);
-    memcpy(pub_buf, buf, (size_t)(p - buf));
-    pub_len = (size_t)(p - buf);
-    snprintf(pub_key, sizeof(pub_key), "%s", key);
+    pub_len = xs_serialize(r, pub_buf);
+    snprintf(pub_key, sizeof(pub_key), "l/%d/xs/%d", r->restart, r->spec.node_rank);
     pthread_mutex_unlock(&pub_mu);
 }
 
 void bt__run_flight_watch(struct bt__run *r, struct bt__store *st)
 {
-    uint8_t buf[sizeof(pub_buf)];
+    static uint8_t buf[XS_BUF_MAX]; /* the watcher thread's only */
     char key[64];
     size_t len;
     (void)r;
@@ -705,39 +817,57 @@ void bt__run_flight_watch(struct bt__run *r, struct bt__store *st)
         BT_INFO(LAUNCH, "publishing %s: %s", key, bt__store_error(st));
 }
 
-/* One node's published records (sorted by call number), or NULL (none yet, or not whole). */
-static struct bt__xs_rec *xs_fetch(struct bt__run *r, int node, int *n)
+/* One node's records of one communicator, as published. */
+struct xs_sec {
+    uint32_t id;
+    int size, nlocal, n; /* the communicator's size, its members on the node, records */
+    char name[BT_FLIGHT_NAME];
+    struct bt__xs_rec *x; /* n, by call number (malloc'd) */
+};
+
+/* The sections of one node's published records into sec (max at most); returns how many, or
+ * 0 when the value is not whole. */
+static int xs_parse(const uint8_t *p, size_t len, struct xs_sec *sec, int max)
+{
+    if (len < 8 || bt__le32(p) != XS_VERSION || bt__le32(p + 4) > (uint32_t)max)
+        return 0;
+    int nsec = (int)bt__le32(p + 4), k = 0;
+    size_t at = 8;
+    for (; k < nsec && at + XS_SEC_BYTES <= len; k++) {
+        struct xs_sec *s = &sec[k];
+        const uint8_t *q = p + at;
+        uint32_t n = bt__le32(q + 12);
+        if (n > XS_PUB_WORLD || at + XS_SEC_BYTES + (size_t)n * XS_REC_BYTES > len ||
+            !(s->x = calloc(n + 1, sizeof(*s->x))))
+            break;
+        s->id = bt__le32(q), s->size = (int)bt__le32(q + 4), s->nlocal = (int)bt__le32(q + 8);
+        s->n = (int)n;
+        memcpy(s->name, q + 16, BT_FLIGHT_NAME);
+        s->name[BT_FLIGHT_NAME - 1] = '\0';
+        at += XS_SEC_BYTES;
+        for (uint32_t i = 0; i < n; i++, at += XS_REC_BYTES)
+            s->x[i] = get_rec(p + at);
+        qsort(s->x, n, sizeof(*s->x), by_seq); /* as published; xs_find needs it */
+    }
+    if (k == nsec)
+        return k;
+    for (int i = 0; i < k; i++)
+        free(sec[i].x);
+    return 0;
+}
+
+/* Node k's sections from the store into sec; returns how many. */
+static int xs_fetch(struct bt__run *r, int node, struct xs_sec *sec, int max)
 {
     char key[64];
     void *v = NULL;
     size_t len = 0;
     snprintf(key, sizeof(key), "l/%d/xs/%d", r->restart, node);
-    *n = 0;
     if (bt__store_get(r->st, key, &v, &len, 0) != BT_OK)
-        return NULL;
-    const uint8_t *p = v;
-    uint32_t cnt = len >= 8 ? bt__le32(p + 4) : 0;
-    struct bt__xs_rec *x = NULL;
-    if (len >= 8 && bt__le32(p) == XS_VERSION && cnt <= XS_PUB_MAX &&
-        len == 8 + (size_t)cnt * XS_REC_BYTES && (x = calloc(cnt + 1, sizeof(*x)))) {
-        for (uint32_t i = 0; i < cnt; i++) {
-            const uint8_t *q = p + 8 + (size_t)i * XS_REC_BYTES;
-            x[i] = (struct bt__xs_rec){.seq = bt__le64(q),
-                                       .tmax = (int64_t)bt__le64(q + 8),
-                                       .tsecond = (int64_t)bt__le64(q + 16),
-                                       .last = (int32_t)bt__le32(q + 24),
-                                       .op = (int32_t)bt__le32(q + 28),
-                                       .count = bt__le64(q + 32),
-                                       .root = (int32_t)bt__le32(q + 40),
-                                       .srank = (int32_t)bt__le32(q + 44),
-                                       .dtype = q[48],
-                                       .redop = q[49]};
-        }
-        *n = (int)cnt;
-        qsort(x, cnt, sizeof(*x), by_seq); /* as published; xs_find needs it */
-    }
+        return 0;
+    int n = xs_parse(v, len, sec, max);
     free(v);
-    return x;
+    return n;
 }
 
 static const struct bt__xs_rec *xs_find(const struct bt__xs_rec *x, int n, uint64_t seq)
@@ -755,101 +885,153 @@ static const struct bt__xs_rec *xs_find(const struct bt__xs_rec *x, int n, uint6
     return NULL;
 }
 
-/* World call a (node 0's record) with every other node's record of it (o[1..nn)): into the
- * job-wide statistics. */
-static void xs_account(struct bt__run *r, const struct bt__xs_rec *a, const struct bt__xs_rec **o)
+/* A call of sc as nh nodes recorded it (o[]): into the job-wide statistics. */
+static void xs_account(struct bt__run *r, struct bt__strag_comm *sc, const struct bt__xs_rec **o,
+                       int nh)
 {
-    int64_t first = a->tmax, second = a->tsecond;
-    int last = a->last;
-    for (int k = 1; k < r->spec.nnodes; k++) {
+    int64_t first = o[0]->tmax, second = o[0]->tsecond;
+    int last = o[0]->last;
+    for (int k = 1; k < nh; k++) {
         if (o[k]->tmax > first) {
             second = first > o[k]->tsecond ? first : o[k]->tsecond;
             first = o[k]->tmax, last = o[k]->last;
         } else if (o[k]->tmax > second)
             second = o[k]->tmax;
     }
-    if (a->op < 0 || a->op >= BT_FL_NOPS || second == INT64_MIN)
+    if (o[0]->op < 0 || o[0]->op >= BT_FL_NOPS || second == INT64_MIN)
         return;
-    struct bt__strag_op *so = &r->strag.op[a->op];
+    struct bt__strag_op *so = strag_op(r, sc, o[0]->op);
     int k = so->n % BT_RUN_STRAG_WINDOW;
     so->last[k] = last;
     so->lag_ms[k] = (float)((double)(first - second) / 1e6);
     so->n++;
 }
 
-/* World call a (node 0's record) against every other node's (o[1..nn)): a shape that differs
- * is one WARN (the first DISAGREE_WARN_MAX of the generation), in the failure analysis' words,
- * each node speaking for its first local rank (differences within a node are the node's own
- * look's: check_agreement). */
-static void xs_check_shape(struct bt__run *r, const struct bt__xs_rec *a,
-                           const struct bt__xs_rec **o)
+/* A call of sc as nh nodes recorded it (o[]): a shape that differs is one WARN (the first
+ * DISAGREE_WARN_MAX of the generation), in the failure analysis' words, each node speaking for
+ * its first local member (differences within a node are the node's own look's:
+ * check_agreement). */
+static void xs_check_shape(struct bt__run *r, struct bt__strag_comm *sc,
+                           const struct bt__xs_rec **o, int nh)
 {
-    int nn = r->spec.nnodes, same = 1;
-    for (int k = 1; k < nn && same; k++)
+    const struct bt__xs_rec *a = o[0];
+    int same = 1;
+    for (int k = 1; k < nh && same; k++)
         same = o[k]->op == a->op && o[k]->count == a->count && o[k]->dtype == a->dtype &&
                o[k]->redop == a->redop && o[k]->root == a->root;
     if (same || r->strag.disagreements >= DISAGREE_WARN_MAX)
         return;
-    struct bt__trace_rank *t = calloc((size_t)nn, sizeof(*t));
-    struct bt__flight_entry *e = calloc((size_t)nn, sizeof(*e));
+    struct bt__trace_rank *t = calloc((size_t)nh, sizeof(*t));
+    struct bt__flight_entry *e = calloc((size_t)nh, sizeof(*e));
     char out[512];
-    for (int k = 0; t && e && k < nn; k++) {
-        const struct bt__xs_rec *x = k ? o[k] : a;
-        e[k] = (struct bt__flight_entry){.seq = x->seq,
-                                         .count = x->count,
-                                         .root = x->root,
-                                         .peers = r->world_size,
-                                         .op = (uint8_t)x->op,
-                                         .dtype = x->dtype,
-                                         .redop = x->redop,
+    for (int k = 0; t && e && k < nh; k++) {
+        e[k] = (struct bt__flight_entry){.seq = o[k]->seq,
+                                         .count = o[k]->count,
+                                         .comm_id = sc->id,
+                                         .root = o[k]->root,
+                                         .peers = sc->size,
+                                         .op = (uint8_t)o[k]->op,
+                                         .dtype = o[k]->dtype,
+                                         .redop = o[k]->redop,
                                          .state = BT_FL_DONE};
         t[k] = (struct bt__trace_rank){
-            .rank = x->srank, .size = r->world_size, .ncomm = 1, .n = 1, .e = &e[k]};
-        t[k].comm[0] = (struct bt__trace_comm){.id = 0, .size = r->world_size};
-        snprintf(t[k].comm[0].name, sizeof(t[k].comm[0].name), "world");
+            .rank = o[k]->srank, .size = r->world_size, .ncomm = 1, .n = 1, .e = &e[k]};
+        t[k].comm[0] = (struct bt__trace_comm){.id = sc->id, .size = sc->size};
+        snprintf(t[k].comm[0].name, sizeof(t[k].comm[0].name), "%s", sc->name);
     }
-    if (t && e && bt__trace_analyze(t, nn, bt__run_wall_ns(), out, sizeof(out)) > 0) {
+    if (t && e && bt__trace_analyze(t, nh, bt__run_wall_ns(), out, sizeof(out)) > 0) {
         r->strag.disagreements++;
+        sc->shape_warned = 1;
         fprintf(stderr, "baton: WARN: flight recorder: %.*s (across %d nodes)\n",
-                (int)strcspn(out, "\n"), out, nn);
+                (int)strcspn(out, "\n"), out, nh);
     }
     free(t), free(e);
 }
 
-/* Node 0: the calls every node now holds, since the last look. */
+/* A sampled call of sc as nh nodes recorded it (o[]): their first members' hashes must agree. */
+static void xs_check_hash(struct bt__run *r, struct bt__strag_comm *sc, const struct bt__xs_rec **o,
+                          int nh)
+{
+    int k = 0;
+    while (k < nh && o[k]->has_hash)
+        k++;
+    if (k < nh)
+        return;
+    for (k = 1; k < nh && o[k]->hash == o[0]->hash;)
+        k++;
+    if (k == nh) {
+        sc->xhash_agreed = o[0]->seq;
+        return;
+    }
+    char where[32];
+    snprintf(where, sizeof(where), "across %d nodes", nh);
+    hash_warn(r, sc, o[k]->srank, o[0]->srank, o[0]->seq, o[0]->op, sc->xhash_agreed, where);
+}
+
+/* Node 0: the calls of communicator id that every node holding its members now holds, since
+ * the last look (sec[0..ns): all nodes' sections); returns how many were compared, -1 when the
+ * communicator is not compared across nodes (yet). */
+static int xs_merge_comm(struct bt__run *r, const struct xs_sec *sec, int ns, uint32_t id)
+{
+    const struct xs_sec **h = calloc((size_t)ns, sizeof(*h));
+    const struct bt__xs_rec **o = calloc((size_t)ns, sizeof(*o));
+    struct bt__strag_comm *sc = NULL;
+    int nh = 0, members = 0, matched = -1;
+    for (int i = 0; h && o && i < ns; i++)
+        if (sec[i].id == id)
+            h[nh++] = &sec[i], members += sec[i].nlocal;
+    if (nh >= 2 && members == h[0]->size && (sc = comm_find_add(&r->strag, id, h[0]->name))) {
+        uint64_t upto = UINT64_MAX;
+        for (int k = 0; k < nh; k++)
+            upto = h[k]->n == 0                      ? 0
+                   : h[k]->x[h[k]->n - 1].seq < upto ? h[k]->x[h[k]->n - 1].seq
+                                                     : upto;
+        sc->job = id != 0, sc->nodes = nh, sc->size = h[0]->size, matched = 0;
+        for (int i = 0; i < h[0]->n; i++) {
+            const struct bt__xs_rec *a = &h[0]->x[i];
+            int all = a->seq > sc->xseen && a->seq <= upto;
+            o[0] = a;
+            for (int k = 1; k < nh && all; k++)
+                all = (o[k] = xs_find(h[k]->x, h[k]->n, a->seq)) != NULL;
+            if (all) {
+                xs_check_shape(r, sc, o, nh);
+                xs_check_hash(r, sc, o, nh);
+                xs_account(r, sc, o, nh), matched++;
+            }
+        }
+        sc->xseen = upto > sc->xseen ? upto : sc->xseen;
+    }
+    free(h), free(o);
+    return matched;
+}
+
+/* Node 0: its own records and every other node's, compared communicator by communicator. */
 static void xs_merge(struct bt__run *r)
 {
-    struct bt__strag *s = &r->strag;
-    int nn = r->spec.nnodes;
-    struct bt__xs_rec **x = calloc((size_t)nn, sizeof(*x));
-    int *n = calloc((size_t)nn, sizeof(int));
-    const struct bt__xs_rec **o = calloc((size_t)nn, sizeof(*o));
-    uint64_t upto = UINT64_MAX;
-    struct bt__xs_rec mine[BT_RUN_XS_KEEP];
-    int nmine = xs_sorted(s, mine), matched = 0;
-    for (int k = 1; x && n && o && k < nn; k++) {
-        x[k] = xs_fetch(r, k, &n[k]);
-        upto = n[k] > 0 && x[k][n[k] - 1].seq < upto ? x[k][n[k] - 1].seq : n[k] > 0 ? upto : 0;
+    int max = BT_RUN_STRAG_COMMS, cap = r->spec.nnodes * max, ns = 0;
+    struct xs_sec *sec = calloc((size_t)cap, sizeof(*sec));
+    uint8_t *own = malloc(XS_BUF_MAX);
+    if (sec && own)
+        ns = xs_parse(own, xs_serialize(r, own), sec, max);
+    for (int k = 1; sec && k < r->spec.nnodes; k++)
+        ns += xs_fetch(r, k, sec + ns, max);
+    for (int i = 0; i < ns; i++) {
+        int dup = 0;
+        for (int j = 0; j < i && !dup; j++)
+            dup = sec[j].id == sec[i].id;
+        int n = dup ? -1 : xs_merge_comm(r, sec, ns, sec[i].id);
+        if (n >= 0 && sec[i].id == 0)
+            BT_INFO(LAUNCH, "job-wide straggler look: %d world call(s) compared across %d nodes", n,
+                    r->spec.nnodes);
+        else if (n >= 0)
+            BT_INFO(LAUNCH,
+                    "job-wide straggler look: %d call(s) of communicator %s compared across "
+                    "nodes",
+                    n, sec[i].name);
     }
-    for (int i = 0; x && n && o && upto != UINT64_MAX && i < nmine; i++) {
-        const struct bt__xs_rec *a = &mine[i];
-        if (a->seq <= s->xseen || a->seq > upto)
-            continue;
-        int all = 1;
-        for (int k = 1; k < nn && all; k++)
-            all = (o[k] = xs_find(x[k], n[k], a->seq)) != NULL;
-        if (all) {
-            xs_check_shape(r, a, o);
-            xs_account(r, a, o), matched++;
-        }
-    }
-    BT_INFO(LAUNCH, "job-wide straggler look: %d world call(s) compared across %d nodes", matched,
-            nn);
-    if (upto != UINT64_MAX && upto > s->xseen)
-        s->xseen = upto;
-    for (int k = 0; x && k < nn; k++)
-        free(x[k]);
-    free(x), free(n), free(o);
+    for (int i = 0; i < ns; i++)
+        free(sec[i].x);
+    free(sec), free(own);
 }
 
 /* Several nodes: publish (k > 0) or read and compare (node 0), every XS_PERIOD or when forced. */
@@ -870,15 +1052,10 @@ static void xs_step(struct bt__run *r, int force)
 static void strag_lines(const struct bt__run *r, const char *prefix)
 {
     char line[512];
-    for (int op = 0; op < BT_FL_NOPS; op++)
-        if (strag_line(r, NULL, 0, op, line, sizeof(line)))
-            fprintf(stderr, "%s: %s\n", prefix, line);
-    for (int c = 0; c < r->strag.ncomm; c++) {
-        const struct bt__strag_comm *sc = &r->strag.comm[c];
-        for (int op = 0; sc->id != 0 && op < BT_FL_NOPS; op++)
-            if (strag_line(r, sc, sc->members, op, line, sizeof(line)))
+    for (int c = 0; c < r->strag.ncomm; c++)
+        for (int op = 0; op < BT_FL_NOPS; op++)
+            if (strag_line(r, &r->strag.comm[c], op, line, sizeof(line)))
                 fprintf(stderr, "%s: %s\n", prefix, line);
-    }
 }
 
 static void scan(struct bt__run *r, uint64_t batch, int force)
@@ -887,8 +1064,8 @@ static void scan(struct bt__run *r, uint64_t batch, int force)
     find_comms(r);
     for (int c = 0; c < s->ncomm; c++)
         scan_comm(r, &s->comm[c], batch);
-    if (s->xnode)
-        scan_samples(r);
+    for (int c = 0; c < s->ncomm; c++)
+        scan_samples(r, &s->comm[c]);
     xs_step(r, force);
     for (int i = 0; i < r->nproc; i++) { /* a stall warning: dump now, while it waits */
         const struct bt__flight_hdr *h = rec(&r->w[i]);
@@ -926,6 +1103,7 @@ void bt__run_flight_reset(struct bt__run *r)
     memcpy(keep, r->strag.last_total, sizeof(keep));
     memset(&r->strag, 0, sizeof(r->strag));
     memcpy(r->strag.last_total, keep, sizeof(keep));
+    r->strag.gen_ns = bt__run_wall_ns();
     for (int i = 0; i < r->nchild; i++)
         r->w[i].stalls_seen = 0;
     xs_start(r);

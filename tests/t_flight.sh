@@ -16,7 +16,10 @@
 # node 1 stopped by SIGSTOP is named with its call on both nodes; a rank of
 # node 1 passing another reduction (the call completes) is named live by node 0. The slowed
 # rank is named job-wide in an elastic job (--nnodes 2:3) too, in generation 0 of 2 nodes and in
-# generation 1 after a third joins, and under --rdzv-backend etcd.
+# generation 1 after a third joins, and under --rdzv-backend etcd. A sub-communicator with one
+# member on each of two nodes: its slowed member is named job-wide on that communicator. A
+# reduction that differs at a call no look compares (thousands of calls a second): named from
+# the call-shape hashes of the sampled calls, on one node and across two.
 # timeout: 420
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -212,6 +215,48 @@ if command -v etcd >/dev/null && command -v curl >/dev/null &&
 else
     t_skip "etcd: stragglers job-wide" "no etcd or curl, or baton built without libcurl/cJSON"
 fi
+
+# ---- two nodes of 2 ranks, --split 2: the odd ranks' communicator {1, 3} has one member on
+# each node; rank 3 (node 1) sleeps 20 ms before each of its allreduces: node 0 names it on that
+# communicator job-wide, and no other rank or communicator is named on either node
+SUB2='on communicator c[0-9a-f]{8} \(world ranks 1, 3\)'
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=2 "$BATON" run --nnodes 2 --node-rank $n \
+        --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 1024 --iters 200 --split 2 \
+        --slow-rank 3 --slow-ms 20 >"$T_TMP/xs.$n.out" 2>"$T_TMP/xs.$n.err"
+    sp[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes, split, straggler: both exit 0" 120 "${sp[0]}" "${sp[1]}"
+t_grep "two nodes, split: node 0 names rank 3 on the odd ranks' communicator, job-wide" \
+    "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB2, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 50\)$" "$T_TMP/xs.0.err"
+t_grep "two nodes, split: the final report names it" \
+    "^baton: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB2" "$T_TMP/xs.0.err"
+t_expect_eq "two nodes, split: no other rank or communicator is named, on either node" \
+    "$(cat "$T_TMP/xs.0.err" "$T_TMP/xs.1.err" | grep 'straggler: rank' | grep -vcE "^baton: (WARN: )?straggler: rank 3 .* $SUB2, ")" 0
+
+# ---- a reduction that differs at a call no look compares: 1-float allreduces as fast as they
+# go (thousands a second; a look takes the last 256 calls and the sampled ones, every 64th),
+# rank 1 passes max for sum to call #3012 (iteration 3000): its call-shape hash differs from
+# the sampled call #3072 on, so the WARN names the span, on one node and across two
+"$BATON" run -n 2 -- "$CHECK" --count 1 --iters 40000 --bad-op-rank 1 --bad-op-at 3000 \
+    >"$T_TMP/hh.out" 2>"$T_TMP/hh.err"
+t_expect_eq "unseen mismatch, one node: exit 0" "$?" 0
+t_grep "unseen mismatch, one node: named by the call-shape hashes" \
+    "^baton: WARN: flight recorder: ranks disagree on (the reduction of allreduce #3012 \(rank 1: max, (others|rank 0): sum\)|the shape of a call up to allreduce #(3072|[3-9][0-9]{3}|[1-9][0-9]{4}) \(rank [01] passed another op, count, dtype, reduction or root than rank [01] to a call( after #(2[0-9]{3}|300[0-8]), where they agreed)?; their call-shape hashes differ\)) \(node 0\)$" "$T_TMP/hh.err"
+t_expect_eq "unseen mismatch, one node: one such line" "$(grep -c 'disagree' "$T_TMP/hh.err")" 1
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=2 "$BATON" run --nnodes 2 --node-rank $n --rdzv "127.0.0.1:$port" \
+        -n 1 -- "$CHECK" --count 1 --iters 40000 --bad-op-rank 1 --bad-op-at 3000 --linger 3 \
+        >"$T_TMP/hx.$n.out" 2>"$T_TMP/hx.$n.err"
+    hp[$n]=$T_LAST_PID
+done
+t_wait_ok "unseen mismatch, two nodes: both exit 0" 120 "${hp[0]}" "${hp[1]}"
+t_grep "unseen mismatch, two nodes: node 0 names it across the nodes" \
+    "^baton: WARN: flight recorder: ranks disagree on (the reduction of allreduce #3012 \(rank 1: max, rank 0: sum\)|the shape of a call up to allreduce #(3072|[3-9][0-9]{3}|[1-9][0-9]{4}) \(rank 1 passed another op, count, dtype, reduction or root than rank 0 to a call( after #(2[0-9]{3}|300[0-8]), where they agreed)?; their call-shape hashes differ\)) \(across 2 nodes\)$" "$T_TMP/hx.0.err"
+t_expect_eq "unseen mismatch, two nodes: one such line, none on node 1" \
+    "$(grep -c 'disagree' "$T_TMP/hx.0.err") $(grep -c 'disagree' "$T_TMP/hx.1.err")" "1 0"
 
 # ---- two nodes, no slow rank, ~1,500 calls a second: node 0 compares sampled calls, names none
 port=$(t_free_port)

@@ -3,10 +3,10 @@
  *   build/tests/progs/flight_cost [CALLS] [REPEATS]     (defaults: 2,000,000 and 7)
  *
  * Records CALLS world allreduces (bt__flight_begin then bt__flight_end, what progress.c's hook
- * does around every call, with the sample ring's copy of every 64th) into a recorder in this
- * process's memory, REPEATS times, and prints the fastest and the median ns per call. The
- * lower side of bench/flight_overhead.sh's bound: what a rank pays per collective, without
- * the collective. A helper program for the benchmark, not a test: it asserts nothing about
+ * does around every call: the call-shape hash, and the sample ring's copy of every 64th) into a
+ * recorder in this process's memory, REPEATS times, and prints the fastest and the median ns per
+ * call. The lower side of bench/flight_overhead.sh's bound: what a rank pays per collective,
+ * without the collective. A helper program for the benchmark, not a test: it asserts nothing about
  * time.
  */
 #include <stdio.h>
@@ -43,13 +43,14 @@ int main(int argc, char **argv)
         return 1;
     }
     double ns[100];
-    uint64_t seq = 0;
+    uint64_t seq = 0, hash = 0;
     for (int r = 0; r < reps; r++) {
         double t0 = now_ns();
         for (long i = 0; i < calls; i++) {
+            hash = bt__flight_hash(hash, BT_FL_ALLREDUCE, BT_FLOAT32, BT_SUM, 1024, -1);
             uint64_t tok = bt__flight_begin(h, 0, 0, ++seq, BT_FL_ALLREDUCE, BT_FLOAT32, BT_SUM,
                                             1024, -1, 2);
-            bt__flight_end(h, tok, BT_OK, 4096);
+            bt__flight_end(h, tok, BT_OK, 4096, hash);
         }
         ns[r] = (now_ns() - t0) / (double)calls;
     }
