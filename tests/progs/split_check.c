@@ -12,7 +12,12 @@
  * of 100,003 floats with isend/irecv, a message to oneself, a blocking send and receive in a
  * group: MPI_Isend/MPI_Irecv under mpirun); every child destroyed, then the world
  * still works. Prints "rank R split ok" or "rank R: WHAT: DETAIL" and exits 3.
+ *
+ * --shm-names (under `baton run` over shared memory, one node): once every child has been
+ * used, before any is destroyed, rank 0 finds no /dev/shm/baton-<BATON_LAUNCHER_PID>-* name
+ * left: the last rank to map a segment (the world's, each child's) removed its name.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,7 +196,24 @@ static int check_p2p(bt_comm *c, const char *what)
     return bad ? bad_(what) : 0;
 }
 
-static int run(bt_comm *w)
+/* Rank 0: the /dev/shm names of this job's segments (baton-<launcher pid>-*), each printed;
+ * 3 when there is one. */
+static int check_shm_names(void)
+{
+    char pre[64];
+    int left = 0;
+    snprintf(pre, sizeof(pre), "baton-%s-",
+             getenv("BATON_LAUNCHER_PID") ? getenv("BATON_LAUNCHER_PID") : "?");
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (!strncmp(e->d_name, pre, strlen(pre)))
+            printf("rank %d: shm name left: /dev/shm/%s\n", rank_, e->d_name), left++;
+    if (d)
+        closedir(d);
+    return d ? (left ? 3 : 0) : bad_("opendir /dev/shm");
+}
+
+static int run(bt_comm *w, int shm_names)
 {
     bt_comm *par = NULL, *dup = NULL, *none = NULL, *grp = NULL;
     int rc, e;
@@ -226,6 +248,12 @@ static int run(bt_comm *w)
         if (v != size_ - 1)
             return bad("allreduce on the group", v, size_ - 1);
     }
+    if (shm_names) { /* every child used on every rank: each was mapped by all its members */
+        if ((rc = bt_barrier(w)) != BT_OK)
+            return fail(w, "barrier before looking at /dev/shm", rc);
+        if (rank_ == 0 && (e = check_shm_names()))
+            return e;
+    }
     bt_comm_destroy(grp), bt_comm_destroy(none), bt_comm_destroy(par);
     if ((rc = bt_comm_destroy(dup)) != BT_OK)
         return fail(NULL, "destroying the dup", rc);
@@ -235,7 +263,7 @@ static int run(bt_comm *w)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     bt_comm *w = NULL;
     int rc = bt_init(&w);
@@ -245,7 +273,7 @@ int main(void)
     }
     bt_comm_rank(w, &rank_);
     bt_comm_size(w, &size_);
-    int e = run(w);
+    int e = run(w, argc > 1 && !strcmp(argv[1], "--shm-names"));
     if (e == 0)
         printf("rank %d split ok\n", rank_);
     fflush(stdout);
