@@ -5,7 +5,9 @@
 # mpirun; `mpirun ... baton run` keeping the native path; bad BATON_BACKEND choices failing with
 # one line; sub-communicators (MPI_Comm_split, MPI_Comm_dup, MPI_Comm_create_group) and grouped
 # calls, exchange collectives and point-to-point (MPI_Isend/MPI_Irecv) on the MPI backend
-# (tests/progs/split_check); an MPI error (ranks disagreeing on a
+# (tests/progs/split_check), and point-to-point past its limits (split_check --mpi-bad:
+# INT_MAX + 1 bytes and a tag over MPI_TAG_UB are BT_ERR_INVALID_ARG, a truncated receive
+# BT_ERR_INVALID_USAGE); an MPI error (ranks disagreeing on a
 # broadcast) becoming a baton error with MPI's text; a SIGKILLed rank ending the job quickly;
 # a SIGSTOPped one making the others time out (BATON_TIMEOUT); and no rank process left behind.
 # timeout: 240
@@ -101,6 +103,21 @@ for n in 1 2 3 5; do
 done
 t_grep "create_group under mpirun -np 5: MPI_Comm_create_group of world ranks 0 and 4" \
     '\(MPI_Comm_create_group\): rank [01] of 2' "$T_TMP/split5.log"
+
+# --- point-to-point past the MPI backend's limits (split_check --mpi-bad): over INT_MAX bytes
+# and a tag over MPI_TAG_UB are BT_ERR_INVALID_ARG, a message larger than its receive is
+# BT_ERR_INVALID_USAGE (MPI_ERR_TRUNCATE)
+out=$T_TMP/mpibad.log
+timeout 60 "${MPIRUN[@]}" -np 2 "$SPLIT" --mpi-bad >"$out" 2>&1
+t_expect_eq "p2p limits under mpirun -np 2: exit status" "$?" 0
+t_expect_eq "p2p limits: INT_MAX + 1 bytes refused, a receive too small refused, both ranks ok" \
+    "$(grep -cE '^rank [01] mpi-bad ok$' "$out")" 2
+if grep -q 'MPI_TAG_UB is INT_MAX here' "$out"; then
+    t_skip "p2p limits: a tag over MPI_TAG_UB refused" "this MPI's MPI_TAG_UB is INT_MAX: no int tag is over it"
+else
+    t_ok "p2p limits: a tag over MPI_TAG_UB refused"
+fi
+grep -E '^rank [0-9]+: ' "$out" | head -3 | sed 's/^/    | /'
 
 # --- mpirun starting `baton run`: its workers keep baton's own path ---
 out=$T_TMP/nested.log

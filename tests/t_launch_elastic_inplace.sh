@@ -2,12 +2,14 @@
 # t_launch_elastic_inplace.sh: BATON_ELASTIC_INPLACE=1 with shell-script workers, two nodes at
 # --nnodes 1:2. A worker that takes up each generation (writes it to
 # $BATON_ELASTIC_FILE.gen.$LOCAL_RANK) keeps running through node 1's SIGKILL (one start, world
-# 1 in generation 1); a replacement node 1 starts its worker before it is admitted (the file
-# says state=waiting), and both go on as a world of 2. A worker that never takes up the new
+# 1 in generation 1) while node 1's worker dies with its launcher; a replacement node 1 starts
+# its worker before it is admitted (the file says state=waiting), and both go on as a world of
+# 2. Every generation's master_port is a new one, never the --master-port both were given. A worker that never takes up the new
 # generation is killed after BATON_ELASTIC_ADOPT and started again (no failure: exit 0). A
-# SIGSTOPped node 1 is declared lost (node 0's worker goes on alone) and, SIGCONTed, restarts its
-# own worker and rejoins. A second launcher with node 1's identity is refused, and the worker it
-# started early is gone. (Not here: --rdzv-backend etcd in place.) Every
+# SIGSTOPped node 1 is declared lost (node 0's worker goes on alone) while its own worker runs
+# on in the old generation, and, SIGCONTed, it stops that worker, starts it again and rejoins. A
+# second launcher with node 1's identity is refused, and the worker it started early is gone.
+# (Not here: --rdzv-backend etcd in place.) Every
 # wait is on a file or a line, bounded. (The PyTorch program in place: t_launch_elastic_ddp.)
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
@@ -16,7 +18,8 @@ P=$T_TMP/worker.sh
 cat >"$P" <<'SH'
 #!/bin/sh
 # worker.sh ID DIR [adopt]: notes its start (pid, the file's state), counts 50 ms ticks in
-# DIR/n.ID until DIR/stop; with adopt it takes up each running generation ("G W" in DIR/gens.ID)
+# DIR/n.ID until DIR/stop; with adopt it takes up each running generation ("G W" in DIR/gens.ID,
+# "G MASTER_PORT" in DIR/ports.ID)
 id=$1 d=$2 f=$BATON_ELASTIC_FILE cur=-1 n=0
 echo "$$ $(grep '^state=' "$f")" >>"$d/starts.$id"
 while [ ! -e "$d/stop" ]; do
@@ -24,6 +27,7 @@ while [ ! -e "$d/stop" ]; do
         g=$(sed -n 's/^generation=//p' "$f")
         if [ -n "$g" ] && [ "$g" != "$cur" ]; then
             echo "$g" >"$f.gen.$LOCAL_RANK.tmp" && mv "$f.gen.$LOCAL_RANK.tmp" "$f.gen.$LOCAL_RANK"
+            echo "$g $(sed -n 's/^master_port=//p' "$f")" >>"$d/ports.$id"
             echo "$g $(sed -n 's/^world_size=//p' "$f")" >>"$d/gens.$id"
             cur=$g n=0
         fi
@@ -34,7 +38,7 @@ done
 SH
 chmod +x "$P"
 node() { # NAME ID PORT DIR [adopt]
-    t_bg "$BATON" run --nnodes 1:2 --node-rank "$2" --rdzv "127.0.0.1:$3" -n 1 \
+    t_bg "$BATON" run --nnodes 1:2 --node-rank "$2" --rdzv "127.0.0.1:$3" -n 1 ${MPORT:+--master-port $MPORT} \
         --rdzv-last-call 1 --grace 3 -- "$P" "$2" "$4" ${5:-} >"$T_TMP/$1.out" 2>"$T_TMP/$1.err"
 }
 lines() { wc -l <"$1" 2>/dev/null | tr -d ' '; }
@@ -46,14 +50,27 @@ wait_lines() { # FILE N SEC: until FILE has N lines
     done
 }
 
+# ticks_past FILE GEN N SEC: until FILE (n.ID) says generation GEN and more than N ticks
+ticks_past() {
+    local i=0 g c
+    while :; do
+        read -r g c <"$1" 2>/dev/null
+        [ "$g" = "$2" ] && [ "${c:-0}" -gt "$3" ] && return 0
+        [ $i -ge $(($4 * 10)) ] && return 1
+        sleep 0.1; i=$((i + 1))
+    done
+}
+
 # ---- workers that take up each generation: kept through a loss and a join ----
-D=$T_TMP/a; mkdir -p "$D"; port=$(t_free_port)
+D=$T_TMP/a; mkdir -p "$D"; port=$(t_free_port); MPORT=$(t_free_port)
 node a0 0 "$port" "$D" adopt; p0=$T_LAST_PID
 node a1 1 "$port" "$D" adopt; p1=$T_LAST_PID
 t_check "in place: both workers take up generation 0 as a world of 2" \
     t_wait_grep '^0 2$' "$D/gens.1" 60
 t_wait_grep '^0 2$' "$D/gens.0" 30
+w1=$(head -1 "$D/starts.1" | cut -d' ' -f1)
 kill -KILL "$p1"
+t_check "in place, node 1 killed: its worker (pid $w1) dies with it" gone_within 10 "$w1"
 t_check "in place, node 1 killed: node 0's worker takes up generation 1, world 1" \
     t_wait_grep '^1 1$' "$D/gens.0" 30
 t_grep "in place, node 1 killed: node 0 keeps its worker" 'keeps its 1 worker\(s\) running' \
@@ -69,14 +86,21 @@ t_expect_eq "in place, replacement: its worker started before it was admitted" \
 t_expect_eq "in place, replacement: node 0's worker still started once" "$(lines "$D/starts.0")" 1
 t_check "in place: no worker was killed for not taking up a generation" \
     test -z "$(grep -h 'did not take up' "$T_TMP"/a0.err "$T_TMP"/a1b.err)"
+w1=$(tail -1 "$D/starts.1" | cut -d' ' -f1)
 kill -STOP "$p1"
 t_check "in place, node 1 SIGSTOPped: node 0's worker takes up generation 3, world 1" \
     t_wait_grep '^3 1$' "$D/gens.0" 30
+read -r _ c <"$D/n.1"
+t_check "in place, node 1 SIGSTOPped: its worker (pid $w1) runs on, ticking in generation 2" \
+    ticks_past "$D/n.1" 2 $((c + 10)) 10
+t_check "... still pid $w1, and it never took up generation 3" \
+    sh -c "kill -0 '$w1' && ! grep -q '^3 ' '$D/gens.1'"
 kill -CONT "$p1"
 t_check "in place, node 1 SIGCONTed: it rejoins, both take up generation 4 as a world of 2" \
     t_wait_grep '^4 2$' "$D/gens.0" 60
 t_expect_eq "in place, node 1 SIGCONTed: it started its worker again (it lost the store)" \
     "$(lines "$D/starts.1")" 3
+t_check "... and the worker of the old generation (pid $w1) is gone" gone_within 5 "$w1"
 t_expect_eq "in place, node 1 SIGCONTed: node 0's worker still started once" \
     "$(lines "$D/starts.0")" 1
 mkdir -p "$D/dup"
@@ -90,6 +114,10 @@ touch "$D/stop"
 : >"$T_TMP/rcs"
 for p in "$p0" "$p1"; do t_wait "$p" 30 >>"$T_TMP/rcs"; done
 t_expect_eq "in place: both launchers exit 0" "$(xargs <"$T_TMP/rcs")" "0 0"
+t_expect_eq "in place: node 0's worker saw generations 0 to 4" "$(cut -d' ' -f1 "$D/ports.0" | xargs)" "0 1 2 3 4"
+t_expect_eq "in place: each with a master_port of its own, none the --master-port $MPORT" \
+    "$(cut -d' ' -f2 "$D/ports.0" | grep -v "^$MPORT\$" | sort -u | wc -l)" 5
+unset MPORT
 
 # ---- a worker that does not take up the generation: killed, started again ----
 D=$T_TMP/b; mkdir -p "$D"; port=$(t_free_port)

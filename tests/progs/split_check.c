@@ -12,7 +12,19 @@
  * of 100,003 floats with isend/irecv, a message to oneself, a blocking send and receive in a
  * group: MPI_Isend/MPI_Irecv under mpirun); every child destroyed, then the world
  * still works. Prints "rank R split ok" or "rank R: WHAT: DETAIL" and exits 3.
+ *
+ * --shm-names (under `baton run` over shared memory, one node): once every child has been
+ * used, before any is destroyed, rank 0 finds no /dev/shm/baton-<BATON_LAUNCHER_PID>-* name
+ * left: the last rank to map a segment (the world's, each child's) removed its name.
+ *
+ * --mpi-bad (under mpirun, 2 ranks or more: the Open MPI backend's point-to-point limits), each
+ * on a dup of its own (the errors are sticky): rank 0's send of INT_MAX + 1 bytes and its send
+ * with tag INT_MAX (over MPI_TAG_UB unless that is INT_MAX: then it is received, and said) are
+ * BT_ERR_INVALID_ARG; rank 1's receive of 4 int32 for rank 0's 8 is BT_ERR_INVALID_USAGE
+ * (MPI_ERR_TRUNCATE) while the send succeeds. Prints "rank R mpi-bad ok".
  */
+#include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,7 +203,72 @@ static int check_p2p(bt_comm *c, const char *what)
     return bad ? bad_(what) : 0;
 }
 
-static int run(bt_comm *w)
+/* Rank 0: the /dev/shm names of this job's segments (baton-<launcher pid>-*), each printed;
+ * 3 when there is one. */
+static int check_shm_names(void)
+{
+    char pre[64];
+    int left = 0;
+    snprintf(pre, sizeof(pre), "baton-%s-",
+             getenv("BATON_LAUNCHER_PID") ? getenv("BATON_LAUNCHER_PID") : "?");
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (!strncmp(e->d_name, pre, strlen(pre)))
+            printf("rank %d: shm name left: /dev/shm/%s\n", rank_, e->d_name), left++;
+    if (d)
+        closedir(d);
+    return d ? (left ? 3 : 0) : bad_("opendir /dev/shm");
+}
+
+/* rc must be want and c's error must name what: else a line and 3. */
+static int expect(bt_comm *c, const char *call, int rc, int want, const char *what)
+{
+    if (rc == want && strstr(bt_last_error(c), what))
+        return 0;
+    printf("rank %d: %s: %s (%s), want %s naming %s\n", rank_, call, bt_strerror(rc),
+           bt_last_error(c), bt_strerror(want), what);
+    return 3;
+}
+
+static int check_mpi_bad(bt_comm *w)
+{
+    bt_comm *d[3] = {NULL, NULL, NULL};
+    int rc, e = 0;
+    int32_t v[8] = {1, 2, 3, 4, 5, 6, 7, 8}, accepted = 0;
+    for (int i = 0; i < 3; i++)
+        if ((rc = bt_comm_dup(w, &d[i])) != BT_OK)
+            return fail(w, "bt_comm_dup", rc);
+    if (rank_ == 0) {
+        size_t big = (size_t)INT_MAX + 1;
+        char *b = malloc(big); /* never touched: refused before MPI sees it */
+        rc = b ? bt_send(d[0], b, big, BT_UINT8, 1, 1) : BT_ERR_SYSTEM;
+        free(b);
+        e |= expect(d[0], "a send of INT_MAX + 1 bytes", rc, BT_ERR_INVALID_ARG, "MPI_TAG_UB");
+        rc = bt_send(d[1], v, 1, BT_INT32, 1, INT_MAX);
+        accepted = rc == BT_OK;
+        if (accepted)
+            printf("rank 0: tag INT_MAX accepted: MPI_TAG_UB is INT_MAX here\n");
+        else
+            e |= expect(d[1], "a send with tag INT_MAX", rc, BT_ERR_INVALID_ARG, "MPI_TAG_UB");
+        if ((rc = bt_send(w, &accepted, 1, BT_INT32, 1, 7)) != BT_OK)
+            return fail(w, "telling rank 1", rc);
+        if ((rc = bt_send(d[2], v, 8, BT_INT32, 1, 3)) != BT_OK)
+            return fail(d[2], "a send of 8 int32 to a receive of 4", rc);
+    } else if (rank_ == 1) {
+        if ((rc = bt_recv(w, &accepted, 1, BT_INT32, 0, 7)) != BT_OK)
+            return fail(w, "hearing from rank 0", rc);
+        if (accepted && (rc = bt_recv(d[1], v, 1, BT_INT32, 0, INT_MAX)) != BT_OK)
+            return fail(d[1], "the receive with tag INT_MAX", rc);
+        rc = bt_recv(d[2], v, 4, BT_INT32, 0, 3);
+        e |= expect(d[2], "a receive of 4 int32 for 8", rc, BT_ERR_INVALID_USAGE,
+                    "MPI_ERR_TRUNCATE");
+    }
+    for (int i = 0; i < 3; i++)
+        bt_comm_destroy(d[i]);
+    return e;
+}
+
+static int run(bt_comm *w, int shm_names)
 {
     bt_comm *par = NULL, *dup = NULL, *none = NULL, *grp = NULL;
     int rc, e;
@@ -226,6 +303,12 @@ static int run(bt_comm *w)
         if (v != size_ - 1)
             return bad("allreduce on the group", v, size_ - 1);
     }
+    if (shm_names) { /* every child used on every rank: each was mapped by all its members */
+        if ((rc = bt_barrier(w)) != BT_OK)
+            return fail(w, "barrier before looking at /dev/shm", rc);
+        if (rank_ == 0 && (e = check_shm_names()))
+            return e;
+    }
     bt_comm_destroy(grp), bt_comm_destroy(none), bt_comm_destroy(par);
     if ((rc = bt_comm_destroy(dup)) != BT_OK)
         return fail(NULL, "destroying the dup", rc);
@@ -235,7 +318,7 @@ static int run(bt_comm *w)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     bt_comm *w = NULL;
     int rc = bt_init(&w);
@@ -245,7 +328,15 @@ int main(void)
     }
     bt_comm_rank(w, &rank_);
     bt_comm_size(w, &size_);
-    int e = run(w);
+    if (argc > 1 && !strcmp(argv[1], "--mpi-bad")) {
+        int e = size_ > 1 ? check_mpi_bad(w) : bad_("--mpi-bad on one rank");
+        if (e == 0)
+            printf("rank %d mpi-bad ok\n", rank_);
+        fflush(stdout);
+        rc = bt_finalize(w);
+        return e ? e : rc == BT_OK ? 0 : 3;
+    }
+    int e = run(w, argc > 1 && !strcmp(argv[1], "--shm-names"));
     if (e == 0)
         printf("rank %d split ok\n", rank_);
     fflush(stdout);
