@@ -228,8 +228,10 @@ for n in 0 1; do
     sp[$n]=$T_LAST_PID
 done
 t_wait_ok "two nodes, split, straggler: both exit 0" 120 "${sp[0]}" "${sp[1]}"
+# (how many calls the first WARN's look holds depends on when it ran: "90 of the last 90 ...
+# chance would be 45" under load; the final report has all 100)
 t_grep "two nodes, split: node 0 names rank 3 on the odd ranks' communicator, job-wide" \
-    "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB2, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be 50\)$" "$T_TMP/xs.0.err"
+    "^baton: WARN: straggler: rank 3 arrived last in [0-9]+ of the last [0-9]+ allreduces $SUB2, median (19|[2-9][0-9]) ms after the others \(job-wide, 2 nodes; chance would be [0-9]+\)$" "$T_TMP/xs.0.err"
 t_grep "two nodes, split: the final report names it" \
     "^baton: straggler: rank 3 arrived last in [0-9]+ of the last 100 allreduces $SUB2" "$T_TMP/xs.0.err"
 t_expect_eq "two nodes, split: no other rank or communicator is named, on either node" \
