@@ -189,8 +189,10 @@ int bt__sock_accept(int lfd, int *fd, struct bt__err *err)
     return BT_OK;
 }
 
-/* One connect attempt to one resolved address, bounded by deadline. 0 on success, else errno. */
-static int connect_once(const struct addrinfo *ai, int64_t deadline_ns, int *fd)
+/* One connect attempt to one resolved address, bounded by deadline (and at most 5 s), given up
+ * within 100 ms of *abort_flag becoming non-zero (ECANCELED). 0 on success, else errno. */
+static int connect_once(const struct addrinfo *ai, int64_t deadline_ns,
+                        const volatile int *abort_flag, int *fd)
 {
     int s = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s < 0)
@@ -204,11 +206,17 @@ static int connect_once(const struct addrinfo *ai, int64_t deadline_ns, int *fd)
     if (rc != 0) {
         struct pollfd p = {.fd = s, .events = POLLOUT};
         int64_t attempt_dl = bt__now_ns() + 5000000000LL;
-        int ms = bt__ms_left(attempt_dl < deadline_ns ? attempt_dl : deadline_ns);
-        int n;
+        if (attempt_dl > deadline_ns)
+            attempt_dl = deadline_ns;
+        int n, ms;
         do {
-            n = poll(&p, 1, ms);
-        } while (n < 0 && errno == EINTR);
+            if (abort_flag && *abort_flag) {
+                close(s);
+                return ECANCELED;
+            }
+            ms = bt__ms_left(attempt_dl);
+            n = poll(&p, 1, abort_flag && (ms < 0 || ms > 100) ? 100 : ms);
+        } while ((n < 0 && errno == EINTR) || (n == 0 && ms != 0 && bt__ms_left(attempt_dl) != 0));
         int soerr = ETIMEDOUT;
         socklen_t sl = sizeof(soerr);
         if (n == 1)
@@ -259,7 +267,7 @@ int bt__sock_connect(const char *host, int port, const struct bt__connect_opts *
                      gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
         } else {
             for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-                int e = connect_once(ai, deadline, fd);
+                int e = connect_once(ai, deadline, opts ? opts->abort_flag : NULL, fd);
                 if (e == 0)
                     break;
                 snprintf(why, sizeof(why), "%s", strerror(e));

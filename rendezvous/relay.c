@@ -136,7 +136,9 @@ static int up_connect(struct bt__store_relay *r)
 {
     struct bt__err e = {0};
     struct bt__store *s = NULL;
-    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(5.0), .what = "rendezvous store"};
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(5.0),
+                                 .what = "rendezvous store",
+                                 .abort_flag = &r->stopping}; /* destroy does not wait 5 s */
     if (bt__store_connect(r->host, r->port, r->token, &o, &s, &e) != BT_OK) {
         BT_WARN(RDZV, "relay: %s", e.msg);
         return -1;

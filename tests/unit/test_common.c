@@ -299,6 +299,59 @@ static void test_connect_retries_until_listener_appears(void **state)
     pthread_join(th, NULL);
 }
 
+struct abort_later {
+    volatile int flag;
+    double delay_s;
+};
+
+static void *set_flag_later(void *arg)
+{
+    struct abort_later *a = arg;
+    usleep((useconds_t)(a->delay_s * 1e6));
+    a->flag = 1;
+    return NULL;
+}
+
+/* A connect that hangs (the listener's accept queue is full, so the kernel drops our SYNs, as
+ * for a host that vanished) is given up within 100 ms of the abort flag, not after 5 s: how a
+ * relay's teardown stops its dial (relay.c up_connect). */
+static void test_connect_hanging_is_aborted(void **state)
+{
+    (void)state;
+    int lfd, port, held[8], nheld = 0, hangs = 0;
+    struct bt__err err = {0};
+    assert_int_equal(bt__sock_listen("127.0.0.1", 0, 0, &lfd, &port, &err), BT_OK);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    while (nheld < 8 && !hangs) { /* fill the accept queue until a connect does not complete */
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(c >= 0);
+        connect(c, (struct sockaddr *)&sa, sizeof(sa));
+        struct pollfd p = {.fd = c, .events = POLLOUT};
+        hangs = poll(&p, 1, 300) == 0;
+        held[nheld++] = c;
+    }
+    assert_true(hangs);
+    struct abort_later a = {0, 0.3};
+    pthread_t th;
+    pthread_create(&th, NULL, set_flag_later, &a);
+    struct bt__connect_opts o = {.deadline_ns = bt__deadline_in(20),
+                                 .what = "store",
+                                 .abort_flag = &a.flag};
+    int fd = -1;
+    int64_t t0 = bt__now_ns();
+    assert_int_not_equal(bt__sock_connect("127.0.0.1", port, &o, &fd, &err), BT_OK);
+    double took = (double)(bt__now_ns() - t0) / 1e9;
+    pthread_join(th, NULL);
+    assert_int_equal(fd, -1);
+    assert_true(took >= 0.25);
+    assert_true(took < 2.5); /* 5 s (one attempt's bound) before the flag was looked at */
+    for (int i = 0; i < nheld; i++)
+        close(held[i]);
+    close(lfd);
+}
+
 static void test_listen_port_in_use_hint(void **state)
 {
     (void)state;
@@ -332,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_connect_refused_retries_then_times_out),
         cmocka_unit_test(test_connect_unresolvable_name),
         cmocka_unit_test(test_connect_retries_until_listener_appears),
+        cmocka_unit_test(test_connect_hanging_is_aborted),
         cmocka_unit_test(test_listen_port_in_use_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
