@@ -84,6 +84,10 @@ BATON_TRANSPORT=tcp "$BATON" run -n 2 --no-tag-output -- "$BATON_BUILD/bench/ste
 t_expect_eq "step_bench --pattern wake: exits 0" "$?" 0
 t_expect_eq "step_bench --pattern wake: a one-way time for each of the 19 delays, 0 to 512 us" \
     "$(awk '$2 > 0 { k++ } END { print k }' "$T_TMP/wake") $(head -1 "$T_TMP/wake" | cut -d' ' -f1) $(tail -1 "$T_TMP/wake" | cut -d' ' -f1)" "19 0 512"
+BATON_TRANSPORT=tcp "$BATON" run -n 2 --no-tag-output -- "$BATON_BUILD/bench/step_bench" \
+    --pattern pingpong -b 4K -e 64K -f 16 -n 3 -w 1 >"$T_TMP/pp" 2>"$T_TMP/e"
+t_expect_eq "step_bench --pattern pingpong: a one-way time for 4 KiB and 64 KiB" \
+    "$(awk '$2 > 0 { print $1 }' "$T_TMP/pp" | tr '\n' ' ')" "4096 65536 "
 printf 'cores 2\ncal lo 2 1e-05 1e-09 3e-11\ncal lo 1 2e-05 1e-09 3e-11\nstep lo 3 pairs 4096 1e-05\n' >"$T_TMP/m3"
 "$S" verify "$T_TMP/m3" >"$T_TMP/o" 2>&1
 t_expect_eq "collsim verify with a step row for 3 ranks: exit 2" "$?" 2
