@@ -298,31 +298,34 @@ static double play(const struct net *nw, const struct sched *sc, int n, double s
  *
  * On one machine (loopback) or on namespaces pinned to cores (veth), a "link" is the kernel
  * copying bytes on the ranks' own CPUs: every byte sent costs its sender c seconds of CPU and
- * every byte received costs its receiver c, every message costs each side o, every reduced
- * byte γ, and every step of a rank on a node with more ranks than cores w more (the switch
- * away and back when it blocks). The ranks of a node that have work share the node's cores as
- * the kernel's scheduler does: a rank runs until it blocks or its time slice is over (the
- * kernel's default slice; the bursts of a small collective's step, microseconds, run whole),
- * the others of its node wait their turn, first come first served (with slice 0: processor
- * sharing, k ranks on C cores each at min(1, C/k)). A receive's work is released when its
- * sender starts the step that sends it (a rank that had no work waits for the first bytes);
- * a step is over when its rank's work is done, the matching send's rank has done its work
- * (no byte is received before it is sent), and, for a send larger than the socket buffers,
- * when the receiver has done its work (the sender blocks until the bytes are read). A rank
- * with nothing to do spins in the transport, then blocks in poll(): when a message wakes it
- * after it was idle for u, it runs the wake-up's cost for u later (the wake rows: none while
- * it spins, more once the idle core has gone to sleep). Between nodes a message also crosses
- * the node's uplink (bytes·β_link, first come first served, through a token bucket of the
- * tbf's burst) and arrives λ later. On a node with more ranks than cores a message arrives a
- * wakeup latency later too (no CPU: the wait for a core). The timed call is played after the
- * call before it and a barrier (allreduce_bench -s), so that the ranks enter the barrier as
- * that call left them, some early, some late, and the bucket is as it left it. */
+ * every byte received costs its receiver c, every message costs each side o, every reduced byte
+ * γ, and every step with a receive of a rank on a node with more ranks than cores 2w more (it
+ * blocks for its message, and a core switches from one rank to another: in the one-core
+ * ping-pong that calibrates w every receive blocks once, two switches a round trip of four
+ * steps, so 2w a receive and nothing a send). The ranks of a node that have work share the
+ * node's cores as the kernel's scheduler does: a rank runs until it blocks or its time slice is
+ * over (the kernel's default slice; the bursts of a small collective's step, microseconds, run
+ * whole), the others of its node wait their turn, first come first served (with slice 0:
+ * processor sharing, k ranks on C cores each at min(1, C/k)). A receive's work is released when
+ * its sender starts the step that sends it (a rank that had no work waits for the first bytes);
+ * a step is over when its rank's work is done, the matching send's rank has done its work (no
+ * byte is received before it is sent), and, for a send larger than the socket buffers, when the
+ * receiver has done its work (the sender blocks until the bytes are read). A rank with nothing
+ * to do spins in the transport, then blocks in poll(): when a message wakes it after it was
+ * idle for u, it runs the wake-up's cost for u later (the wake rows: none while it spins, more
+ * once the idle core has gone to sleep). Between nodes a message also crosses the node's uplink
+ * (bytes·β_link, first come first served, through a token bucket of the tbf's burst) and
+ * arrives λ later. On a node with more ranks than cores a message arrives a wakeup latency
+ * later too (no CPU: the wait for a core). The timed call is played after the call before it
+ * and a barrier (allreduce_bench -s), so that the ranks enter the barrier as that call left
+ * them, some early, some late, and the bucket is as it left it. */
 struct host {
     int cores, ppn;   /* cores per node, ranks per node */
     double o;         /* CPU seconds per message, on each side */
     double cs, cr;    /* CPU seconds per byte sent, per byte received */
     double gamma;     /* CPU seconds per byte reduced */
-    double w;         /* CPU per step when a node has more ranks than cores */
+    double w;         /* half a core switch (s): 2w per step with a receive where a node has
+                         more ranks than cores */
     double lat;       /* one-way latency on top of the CPU work (s) */
     double link_beta; /* s per byte on a node's uplink (0: none) */
     double burst;     /* the uplink's token bucket (tbf burst, bytes): within it a message
@@ -422,7 +425,7 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
     R->ready = t;
     R->done_wait = 0;
     R->woke = 0;
-    double work = over ? h->w : 0;
+    double work = over && sp->recv_from >= 0 ? 2 * h->w : 0;
     if (sp->send_to < 0 && sp->recv_from < 0)
         work += sp->rlen * k * h->gamma;
     if (sp->send_to >= 0)
@@ -944,8 +947,8 @@ static double pp_slope(const struct pp *p, double b, double def)
  *   two cores (lo2): o = α2/2 (λ = 0 on loopback); β2 = max(c_s, c_r), taken as the
  *     sender's (which on loopback also runs the receiving TCP stack in its softirq), within
  *     [β1/2, β1];
- *   one core (lo1): w = (α1 − α2)/2, the cost of being switched out and back in, paid per
- *     step where a node has more ranks than cores; c_s + c_r = β1;
+ *   one core (lo1): w = (α1 − α2)/2, half of a core's switch from one rank to another, one
+ *     switch per receive (2w), where a node has more ranks than cores; c_s + c_r = β1;
  *   veth: the uplink's β_link is the ping's β (the tbf rate limits it), λ = α_veth − α2.
  * β1 and β2 are those of the ping-pongs by size (pp rows) at the call's size where the file
  * has them (the copy is cheaper where a buffer stays in the caches: on the development VM
@@ -1001,8 +1004,8 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
  *     after a barrier) is E(m) = X(m) / max(1, q): every rank exchanges, so where q > 1 the
  *     ranks share the cores. c_s + c_r is E's cost per byte at the call's size as for the
  *     ping-pongs (pp_slope: the slope from the smallest size, cheaper where the buffers stay
- *     in the caches), and where q > 1 the rest of E(m₀) beyond the two messages' o is w, the
- *     per-step cost of sharing;
+ *     in the caches), and where q > 1 the rest of E(m₀) beyond the two messages' o is 2w, the
+ *     per-step cost of sharing (an exchange has a receive);
  *   - the split of c_s + c_r: the 2-core ping-pong's slope (one-way: the larger of the two,
  *     taken as the sender's, as without step rows) over the 2-rank exchange's, within [½, 1];
  *   - ring: where q > 1, a message to a rank that sleeps arrives later than on a core of its
@@ -1023,7 +1026,7 @@ static void fit_steps(const struct measured *m, int n, double bytes, struct host
     h->cs = per * fs;
     h->cr = per * (1 - fs);
     if (q > 1) {
-        h->w = fmax(0, e.secs[0] - 2 * h->o - e.bytes[0] * per);
+        h->w = fmax(0, e.secs[0] - 2 * h->o - e.bytes[0] * per) / 2;
         const struct pp *r = step_rows(m->hop, n), *r1 = step_rows(m->hop, 2);
         if (r && r1)
             h->slat = fmax(0, r->secs[0] - r1->secs[0]);
