@@ -655,9 +655,9 @@ static void append_steps(struct sched *sc, const struct step *s, size_t k, doubl
 }
 
 /* Puts before the call of sc (recorded, its steps to be scaled by scale) what
- * allreduce_bench -s runs before it: a barrier; with nw->prev, that many calls each followed by
- * a barrier before (untimed: the ranks enter the timed call's barrier as the call before left
- * them, some early, some late). */
+ * allreduce_bench -s runs before it, untimed: a barrier, then nw->prev times the call and a
+ * barrier, so that the ranks enter the timed call's barrier as the call before left them, some
+ * early, some late (for a ring of several segments, the call before is one segment). */
 static void prepend_untimed(const struct net *nw, struct sched *sc, int n, double scale)
 {
     struct sched *b = calloc((size_t)n, sizeof(*b)), *pre = calloc((size_t)n, sizeof(*pre));
