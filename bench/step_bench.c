@@ -2,7 +2,7 @@
  * model of the simulator (tests/progs/collsim.c, `collsim verify`) is calibrated from it.
  * It calls the transport itself (bt__xfer, as the algorithms do), not a collective.
  *
- *   baton run -n N -- build/bench/step_bench --pattern pairs|ring|wake|pingpong
+ *   baton run -n N -- build/bench/step_bench --pattern pairs|ring|wake|pingpong|call
  *                                            [--partner xor|half]
  *                                            [-b 4K] [-e 16M] [-f 16] [-n 15] [-w 3]
  *
@@ -23,10 +23,13 @@
  *   pingpong  2 ranks, a plain ping-pong (D = 0) of each size: the one-way time through the
  *          collectives' own path (bt__xfer, as `baton tune`), where exchange_bench's bt_send
  *          and bt_recv spin and yield before they block (collectives/exchange.c).
+ *   call   2 ranks, back to back: a 1-element bt_allreduce, then the bare 4-byte exchange it
+ *          makes at 2 ranks (bt__xfer): the first less the second is what a collective call
+ *          costs beyond its transfers (checks, the algorithm's choice, the flight record).
  *
  * Prints "BYTES MICROSECONDS" per size (rank 0): pairs, the median exchange (the largest of
  * the ranks' medians, as allreduce_bench times a call); ring, the median round divided by N;
- * pingpong, the median one-way time;
+ * pingpong, the median one-way time; call, "call ALLREDUCE_US XFER_US" (the medians);
  * wake, "DELAY MICROSECONDS" per D: the median one-way time ((round - D) / 2). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,12 +130,38 @@ static int one(bt_comm *c, int ring, int partner, char *s, char *r, size_t m)
     return bt__xfer(c, &rcv) || bt__xfer(c, &snd);
 }
 
+/* The call pattern: rank 0 prints the median of a 1-element bt_allreduce and of the bare 4-byte
+ * exchange with the other rank (what that allreduce sends at 2 ranks), run in turn. */
+static int call(bt_comm *c, char *s, char *r, int iters, int warmup, double *t)
+{
+    int rc = BT_OK;
+    double med[2];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < warmup + iters && !rc; i++) {
+            double t0 = now_us();
+            if (k == 0)
+                rc = bt_allreduce(c, s, r, 1, BT_FLOAT32, BT_SUM);
+            else
+                rc = one(c, 0, c->rank ^ 1, s, r, 4);
+            if (i >= warmup)
+                t[i - warmup] = now_us() - t0;
+        }
+        qsort(t, (size_t)iters, sizeof(double), bench_cmp_dbl);
+        med[k] = t[iters / 2];
+    }
+    if (!rc)
+        rc = bt_allreduce(c, med, med, 2, BT_FLOAT64, BT_MAX);
+    if (!rc && c->rank == 0)
+        printf("call %.3f %.3f\n", med[0], med[1]);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     size_t minb = 4096, maxb = 16u << 20;
     double factor = 16;
     int iters = 15, warmup = 3, half = 0;
-    int ring = -1; /* the pattern: 0 pairs, 1 ring, 2 wake, 3 pingpong */
+    int ring = -1; /* the pattern: 0 pairs, 1 ring, 2 wake, 3 pingpong, 4 call */
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -144,6 +173,8 @@ int main(int argc, char **argv)
             ring = 2;
         else if (!strcmp(o, "--pattern") && !strcmp(v, "pingpong"))
             ring = 3;
+        else if (!strcmp(o, "--pattern") && !strcmp(v, "call"))
+            ring = 4;
         else if (!strcmp(o, "--partner") && (!strcmp(v, "xor") || !strcmp(v, "half")))
             half = v[0] == 'h';
         else if (!strcmp(o, "-b") && !bench_parse_size(v, &minb))
@@ -160,7 +191,7 @@ int main(int argc, char **argv)
             return usage("bad flag or value");
     }
     if (ring < 0)
-        return usage("--pattern is pairs, ring, wake or pingpong");
+        return usage("--pattern is pairs, ring, wake, pingpong or call");
     bt_comm *c = NULL;
     if (bt_init(&c) != BT_OK) {
         fprintf(stderr, "step_bench: bt_init: %s\n", bt_last_error(NULL));
@@ -169,7 +200,7 @@ int main(int argc, char **argv)
     int n = c->size, me = c->rank;
     if (n < 2 || n % 2 || !c->inter || (ring >= 2 && n != 2)) {
         fprintf(stderr, "step_bench: wants an even number of ranks over TCP "
-                        "(BATON_TRANSPORT=tcp), 2 for wake and pingpong\n");
+                        "(BATON_TRANSPORT=tcp), 2 for wake, pingpong and call\n");
         bt_finalize(c);
         return 1;
     }
@@ -181,7 +212,9 @@ int main(int argc, char **argv)
         return 1;
     }
     memset(s, 1, maxb), memset(r, 0, maxb);
-    int rc = ring == 2 ? wake(c, s, r, minb, iters, warmup, t) : 0;
+    int rc = ring == 2   ? wake(c, s, r, minb, iters, warmup, t)
+             : ring == 4 ? call(c, s, r, iters, warmup, t)
+                         : 0;
     for (size_t m = minb; ring == 3 && m <= maxb && !rc; m = (size_t)((double)m * factor))
         rc = oneway(c, s, r, m, 0, iters, warmup, t, (double)m);
     for (size_t m = minb; ring < 2 && m <= maxb && !rc; m = (size_t)((double)m * factor)) {

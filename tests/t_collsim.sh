@@ -78,6 +78,22 @@ t_expect_eq "wake rows: 4 ranks, 4 KiB ring: 50 us wake-ups make it at least twi
     "$(awk -v a="$(sim 'lo   n=4 ring' "$T_TMP/vw50")" -v b="$(sim 'lo   n=4 ring' "$T_TMP/vw0")" 'BEGIN { print (a > 2 * b ? "yes" : a " vs " b) }')" yes
 t_expect_eq "wake rows: wake-ups that cost nothing change nothing" \
     "$(sim 'lo   n=4 ring' "$T_TMP/vwz")" "$(sim 'lo   n=4 ring' "$T_TMP/vw0")"
+# A call row (bench/step_bench --pattern call): what a collective call costs beyond its
+# transfers, CPU at each call's first step: 50 us of it makes a 2-rank 4 KiB tree broadcast
+# at least 40 us slower (the ranks' costs overlap a little); equal times (nothing beyond the
+# transfers) change nothing.
+printf 'cores 2\ncal lo 2 5.6e-06 2.8e-10 3.5e-11\ncal lo 1 1.7e-05 4.7e-10 3.4e-11\nrow lo 2 tree_bcast 4096 1e-05 1\n' >"$T_TMP/c0"
+{ cat "$T_TMP/c0"; echo "call lo 2 5.6e-05 6e-06"; } >"$T_TMP/c50"
+{ cat "$T_TMP/c0"; echo "call lo 2 6e-06 6e-06"; } >"$T_TMP/cz"
+for f in c0 c50 cz; do "$S" verify "$T_TMP/$f" -v --tol 100 >"$T_TMP/v$f" 2>&1; done
+t_expect_eq "call rows: 50 us a call makes a 2-rank 4 KiB tree broadcast at least 40 us slower" \
+    "$(awk -v a="$(sim 'lo   n=2 tree_bcast' "$T_TMP/vc50")" -v b="$(sim 'lo   n=2 tree_bcast' "$T_TMP/vc0")" 'BEGIN { print (a >= b + 4e-05 ? "yes" : a " vs " b) }')" yes
+t_expect_eq "call rows: a call that costs nothing beyond its transfers changes nothing" \
+    "$(sim 'lo   n=2 tree_bcast' "$T_TMP/vcz")" "$(sim 'lo   n=2 tree_bcast' "$T_TMP/vc0")"
+BATON_TRANSPORT=tcp "$BATON" run -n 2 --no-tag-output -- "$BATON_BUILD/bench/step_bench" \
+    --pattern call -n 5 -w 1 >"$T_TMP/call" 2>"$T_TMP/e"
+t_grep "step_bench --pattern call: the allreduce's and the exchange's medians" \
+    '^call [0-9.]+ [0-9.]+$' "$T_TMP/call"
 # The probe itself: 2 ranks, each delay from 0 to 512 us once, a one-way time each.
 BATON_TRANSPORT=tcp "$BATON" run -n 2 --no-tag-output -- "$BATON_BUILD/bench/step_bench" \
     --pattern wake -b 4K -n 5 -w 1 >"$T_TMP/wake" 2>"$T_TMP/e"

@@ -52,6 +52,7 @@ struct step {
     int send_to, recv_from;
     float slen, rlen; /* bytes at the recorded size (scaled when played) */
     int reduce;
+    int first; /* the first step of a call: it costs the call's own CPU (struct host: call) */
 };
 
 struct sched {
@@ -73,8 +74,8 @@ static int rec_sendrecv(struct bt_comm *c, const struct bt__xfer *x)
             exit(1);
         }
     }
-    rec->s[rec->n++] = (struct step){x->send_to, x->recv_from, (float)x->slen, (float)x->rlen,
-                                     x->red_dst != NULL};
+    rec->s[rec->n++] = (struct step){x->send_to,     x->recv_from,       (float)x->slen,
+                                     (float)x->rlen, x->red_dst != NULL, 0};
     return BT_OK;
 }
 
@@ -124,6 +125,8 @@ static void record(int algo, int n, size_t count, struct sched *s)
         case A_SA_BCAST: bt__scatter_allgather_broadcast(c, &g, buf, count * 4, 0); break;
         case A_TREE_REDUCE: bt__tree_reduce(c, &g, buf, count, BT_FLOAT32, BT_SUM, 0); break;
         }
+        if (rec->n > 0)
+            rec->s[0].first = 1;
     }
     for (int i = 0; i < 3; i++)
         free(c->scratch[i]);
@@ -332,6 +335,8 @@ struct host {
                          passes at once (0: every byte at link_beta) */
     double sockbuf;   /* bytes a send can leave in the kernel before its receiver reads */
     double slat;      /* wakeup latency on a node with more ranks than cores (s, no CPU) */
+    double call;      /* CPU seconds a collective call costs beyond its transfers (checks,
+                         the algorithm's choice, the flight record), at its first step */
     double slice;     /* the scheduler's time slice (s): a rank runs until it blocks or its
                          slice is over, the others of its node wait in turn (0: processor
                          sharing, every runnable rank at cores/runnable) */
@@ -426,6 +431,8 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
     R->done_wait = 0;
     R->woke = 0;
     double work = over && sp->recv_from >= 0 ? 2 * h->w : 0;
+    if (sp->first)
+        work += h->call;
     if (sp->send_to < 0 && sp->recv_from < 0)
         work += sp->rlen * k * h->gamma;
     if (sp->send_to >= 0)
@@ -903,6 +910,7 @@ struct measured {
     struct pp pp2, pp1;      /* loopback, two cores and one core */
     struct pp xc[4], hop[4]; /* step_bench over loopback at 2, 4, 8, 16 ranks: pairs, ring */
     struct pp wake[2]; /* step_bench --pattern wake, loopback and veth: one-way time by delay */
+    double call[2];    /* step_bench --pattern call: a 1-element allreduce, its bare exchange */
 };
 
 /* The index of n ranks in measured's step rows (2, 4, 8, 16), or -1. */
@@ -979,6 +987,7 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
     h->cr = b1 - h->cs;
     h->gamma = m->lo2.gamma;
     h->sockbuf = m->sockbuf;
+    h->call = fmax(0, m->call[0] - m->call[1]); /* the call's own CPU: loopback's, on veth too */
     /* the scheduler's slice, from first principles: Linux's EEVDF default base slice, 0.75 ms
      * times 1 + log2 of the online CPUs (at most 8), the machine's, pinned or not (the
      * development VM's kernel has no debugfs to read it from) */
@@ -1066,6 +1075,8 @@ static int host_set(struct host *h, const char *spec)
             h->slat = v;
         else if (!strcmp(kv, "slice"))
             h->slice = v;
+        else if (!strcmp(kv, "call"))
+            h->call = v;
         else if (!strcmp(kv, "cores"))
             h->cores = (int)v;
         else
@@ -1141,16 +1152,19 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
             r->n = n, r->bytes = bytes, r->secs = secs, r->sim = 0;
             continue;
         }
+        if (sscanf(line, "call lo 2 %lf %lf", &m.call[0], &m.call[1]) == 2)
+            continue;
         if (sscanf(line, "wake %15s 2 %lf %lf", net, &bytes, &secs) == 3) {
             struct pp *p = &m.wake[!strcmp(net, "veth")];
             if (p->n < PP_MAX) /* delays in increasing order, as collsim_check.sh writes them */
                 p->bytes[p->n] = bytes, p->secs[p->n++] = secs;
             continue;
         }
-        fprintf(stderr,
-                "collsim verify: %s line %d: not a cal, pp, step, wake, row, cores or sockbuf "
-                "line\n",
-                file, lineno);
+        fprintf(
+            stderr,
+            "collsim verify: %s line %d: not a cal, pp, step, wake, call, row, cores or sockbuf "
+            "line\n",
+            file, lineno);
         fclose(f);
         free(rows);
         return 2;
@@ -1180,7 +1194,7 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
         if (host_set(&h, set)) {
             fprintf(stderr,
                     "collsim verify: --set wants NAME=VALUE,... (o cs cr gamma w lat slat link "
-                    "burst sockbuf slice cores)\n");
+                    "burst sockbuf slice call cores)\n");
             free(rows);
             return 2;
         }
