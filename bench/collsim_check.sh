@@ -157,10 +157,12 @@ callcost() { # a collective call's own cost: a 1-element allreduce against its b
     awk '/^call / { print "call lo 2", $2 / 1e6, $3 / 1e6 }' "$T/out" | tee -a "$T/cal"
 }
 # the loopback calibration always (the model's CPU costs come from it), veth's when measured
-cal lo 2 && cal lo 1 && pp lo 2 && pp lo 1 && wake lo && callcost
+cal lo 2 && cal lo 1 && pp lo 2 && pp lo 1
+wake lo
+callcost
 for n in "${NS[@]}"; do step pairs "$n" && step ring "$n"; done
 for net in "${NETS[@]}"; do
-    [ "$net" = veth ] && cal veth 1 && pp veth 1 && wake veth && echo "veth_burst $(numfmt --from=iec "$(tr a-z A-Z <<<"${VETH_BURST%b}")")" >>"$T/cal"
+    [ "$net" = veth ] && cal veth 1 && pp veth 1 && echo "veth_burst $(numfmt --from=iec "$(tr a-z A-Z <<<"${VETH_BURST%b}")")" >>"$T/cal" && wake veth
 done
 
 CASES=(ring:allreduce rd:allreduce rabenseifner:allreduce tree:broadcast scatter_allgather:broadcast tree:reduce)
