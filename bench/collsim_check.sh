@@ -3,7 +3,9 @@
 # (default bench/collsim_measured.txt) with the command, date, load and machine, the
 # calibration microbenchmarks (2-rank TCP ping-pongs and a float32 sum: `baton tune`'s TCP
 # step, on two cores, on one core, and across the veth pair; bench/step_bench's exchanges in
-# pairs and token rounds at 2, 4 and 8 ranks on loopback), and the median time of every
+# pairs and token rounds at 2, 4 and 8 ranks on loopback, and its wake ping-pong, the cost of
+# waking a blocked rank by how long it was idle, on loopback and across the veth pair, and its
+# call pattern, what a collective call costs beyond its transfers), and the median time of every
 # algorithm BATON_ALGO can force at 2, 4 and 8 ranks and 4 KiB ... 256 MiB (by 16x), over
 # loopback (all ranks on this machine's cores, unbound) and over a veth pair between two
 # network namespaces (n/2 ranks in each, each namespace pinned to its own core, tbf rate
@@ -92,6 +94,8 @@ done
     echo "# cal NET CORES ALPHA BETA GAMMA: baton tune's TCP step (one-way 8 B and 4 MiB ping-pong, a 4 MiB sum)"
     echo "# pp NET CORES BYTES SECONDS: one-way time of a 2-rank ping-pong (exchange_bench --op sendrecv -n 7 -w 1, median)"
     echo "# step lo N PATTERN BYTES SECONDS: bench/step_bench over loopback, N ranks on the $(nproc) cores (unbound), -n 15 -w 3 (256 MiB: -n 3 -w 1): pairs, one exchange with rank^1 after a barrier (send and receive at once), the largest of the ranks' medians; ring, one hop of a token going round (median round / N)"
+    echo "# wake NET 2 DELAY SECONDS: bench/step_bench --pattern wake -b 4K -n 101 -w 5, 2 ranks (lo: unbound; veth: one in each namespace): the median one-way time when each rank works DELAY seconds before it replies"
+    echo "# call lo 2 ALLREDUCE XFER: bench/step_bench --pattern call -n 301 -w 20, 2 ranks unbound: the median 1-element bt_allreduce and the median bare 4-byte exchange, seconds"
     echo "# veth_burst BYTES: the tbf burst (a message within it passes at the veth's own speed)"
     echo "# row NET N ALGO BYTES SECONDS RUNS: median over RUNS runs of each run's median"
 } >"$T/head"
@@ -135,11 +139,30 @@ step() { # PATTERN N: bench/step_bench over loopback, N ranks unbound; 4K .. 16M
         awk -v n="$n" -v p="$pat" '/^[0-9]+ / { print "step lo", n, p, $1, $2 / 1e6 }' "$T/out" | tee -a "$T/cal"
     done
 }
+wake() { # NET: bench/step_bench's wake ping-pong, 2 ranks (as the rows: unbound on loopback,
+    # one in each namespace, on its own core, across the veth pair)
+    local net=$1 cmd=("$PWD/$BUILD/bench/step_bench" --pattern wake -b 4K -n 101 -w 5)
+    if [ "$net" = lo ]; then
+        BATON_TRANSPORT=tcp timeout 60 "$BUILD/baton" run -n 2 --no-tag-output -- "${cmd[@]}" \
+            >"$T/out" 2>"$T/err"
+    else
+        BATON_TRANSPORT=tcp on veth 2 "${cmd[@]}"
+    fi || { echo "collsim_check.sh: step_bench wake on $net failed: $(tail -1 "$T/err")" >&2; return 1; }
+    awk -v net="$net" '/^[0-9]+ / { print "wake", net, 2, $1 / 1e6, $2 / 1e6 }' "$T/out" | tee -a "$T/cal"
+}
+callcost() { # a collective call's own cost: a 1-element allreduce against its bare exchange
+    BATON_TRANSPORT=tcp timeout 60 "$BUILD/baton" run -n 2 --no-tag-output -- \
+        "$PWD/$BUILD/bench/step_bench" --pattern call -n 301 -w 20 >"$T/out" 2>"$T/err" ||
+        { echo "collsim_check.sh: step_bench call failed: $(tail -1 "$T/err")" >&2; return 1; }
+    awk '/^call / { print "call lo 2", $2 / 1e6, $3 / 1e6 }' "$T/out" | tee -a "$T/cal"
+}
 # the loopback calibration always (the model's CPU costs come from it), veth's when measured
 cal lo 2 && cal lo 1 && pp lo 2 && pp lo 1
+wake lo
+callcost
 for n in "${NS[@]}"; do step pairs "$n" && step ring "$n"; done
 for net in "${NETS[@]}"; do
-    [ "$net" = veth ] && cal veth 1 && pp veth 1 && echo "veth_burst $(numfmt --from=iec "$(tr a-z A-Z <<<"${VETH_BURST%b}")")" >>"$T/cal"
+    [ "$net" = veth ] && cal veth 1 && pp veth 1 && echo "veth_burst $(numfmt --from=iec "$(tr a-z A-Z <<<"${VETH_BURST%b}")")" >>"$T/cal" && wake veth
 done
 
 CASES=(ring:allreduce rd:allreduce rabenseifner:allreduce tree:broadcast scatter_allgather:broadcast tree:reduce)

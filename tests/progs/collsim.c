@@ -46,10 +46,13 @@
 #include "collectives/comm.h"
 #include "collectives/transport/transport.h"
 
+enum { PP_MAX = 24 }; /* points per calibration curve (collsim verify) */
+
 struct step {
     int send_to, recv_from;
     float slen, rlen; /* bytes at the recorded size (scaled when played) */
     int reduce;
+    int first; /* the first step of a call: it costs the call's own CPU (struct host: call) */
 };
 
 struct sched {
@@ -71,8 +74,8 @@ static int rec_sendrecv(struct bt_comm *c, const struct bt__xfer *x)
             exit(1);
         }
     }
-    rec->s[rec->n++] = (struct step){x->send_to, x->recv_from, (float)x->slen, (float)x->rlen,
-                                     x->red_dst != NULL};
+    rec->s[rec->n++] = (struct step){x->send_to,     x->recv_from,       (float)x->slen,
+                                     (float)x->rlen, x->red_dst != NULL, 0};
     return BT_OK;
 }
 
@@ -122,6 +125,8 @@ static void record(int algo, int n, size_t count, struct sched *s)
         case A_SA_BCAST: bt__scatter_allgather_broadcast(c, &g, buf, count * 4, 0); break;
         case A_TREE_REDUCE: bt__tree_reduce(c, &g, buf, count, BT_FLOAT32, BT_SUM, 0); break;
         }
+        if (rec->n > 0)
+            rec->s[0].first = 1;
     }
     for (int i = 0; i < 3; i++)
         free(c->scratch[i]);
@@ -141,6 +146,7 @@ struct net {
     const struct host *host; /* non-NULL: the host model (play_host) instead of links */
     int barrier;             /* >= 0: the host model times the call after a barrier, a
                                 1-element allreduce by this algorithm (allreduce_bench -s) */
+    int prev;                /* the host model: calls played (untimed) before that barrier */
 };
 
 struct msg {
@@ -295,30 +301,48 @@ static double play(const struct net *nw, const struct sched *sc, int n, double s
  *
  * On one machine (loopback) or on namespaces pinned to cores (veth), a "link" is the kernel
  * copying bytes on the ranks' own CPUs: every byte sent costs its sender c seconds of CPU and
- * every byte received costs its receiver c, every message costs each side o, every reduced
- * byte γ, and every step of a rank on a node with more ranks than cores w more (the switch
- * away and back when it blocks). The ranks of a node that have work share the node's cores:
- * k of them on C cores each run at min(1, C/k) (processor sharing, as the kernel's scheduler
- * shares time). A receive's work is released when its sender starts the step that sends it;
- * a step is over when its rank's work is done, the matching send's rank has done its work
- * (no byte is received before it is sent), and, for a send larger than the socket buffers,
- * when the receiver has done its work (the sender blocks until the bytes are read). Between
- * nodes a message also crosses the node's uplink (bytes·β_link, first come first served,
- * through a token bucket of the tbf's burst, empty when the call starts: the calls before it,
- * back to back, drained it) and arrives λ later. On a node with more ranks than cores a
- * message arrives a wakeup latency later too (no CPU: the wait for a core). */
+ * every byte received costs its receiver c, every message costs each side o, every reduced byte
+ * γ, and every step with a receive of a rank on a node with more ranks than cores 2w more (it
+ * blocks for its message, and a core switches from one rank to another: in the one-core
+ * ping-pong that calibrates w every receive blocks once, two switches a round trip of four
+ * steps, so 2w a receive and nothing a send). The ranks of a node that have work share the
+ * node's cores as the kernel's scheduler does: a rank runs until it blocks or its time slice is
+ * over (the kernel's default slice; the bursts of a small collective's step, microseconds, run
+ * whole), the others of its node wait their turn, first come first served (with slice 0:
+ * processor sharing, k ranks on C cores each at min(1, C/k)). A receive's work is released when
+ * its sender starts the step that sends it (a rank that had no work waits for the first bytes);
+ * a step is over when its rank's work is done, the matching send's rank has done its work (no
+ * byte is received before it is sent), and, for a send larger than the socket buffers, when the
+ * receiver has done its work (the sender blocks until the bytes are read). A rank with nothing
+ * to do spins in the transport, then blocks in poll(): when a message wakes it after it was
+ * idle for u, it runs the wake-up's cost for u later (the wake rows: none while it spins, more
+ * once the idle core has gone to sleep). Between nodes a message also crosses the node's uplink
+ * (bytes·β_link, first come first served, through a token bucket of the tbf's burst) and
+ * arrives λ later. On a node with more ranks than cores a message arrives a wakeup latency
+ * later too (no CPU: the wait for a core). The timed call is played after the call before it
+ * and a barrier (allreduce_bench -s), so that the ranks enter the barrier as that call left
+ * them, some early, some late, and the bucket is as it left it. */
 struct host {
     int cores, ppn;   /* cores per node, ranks per node */
     double o;         /* CPU seconds per message, on each side */
     double cs, cr;    /* CPU seconds per byte sent, per byte received */
     double gamma;     /* CPU seconds per byte reduced */
-    double w;         /* CPU per step when a node has more ranks than cores */
+    double w;         /* half a core switch (s): 2w per step with a receive where a node has
+                         more ranks than cores */
     double lat;       /* one-way latency on top of the CPU work (s) */
     double link_beta; /* s per byte on a node's uplink (0: none) */
     double burst;     /* the uplink's token bucket (tbf burst, bytes): within it a message
                          passes at once (0: every byte at link_beta) */
     double sockbuf;   /* bytes a send can leave in the kernel before its receiver reads */
     double slat;      /* wakeup latency on a node with more ranks than cores (s, no CPU) */
+    double call;      /* CPU seconds a collective call costs beyond its transfers (checks,
+                         the algorithm's choice, the flight record), at its first step */
+    double slice;     /* the scheduler's time slice (s): a rank runs until it blocks or its
+                         slice is over, the others of its node wait in turn (0: processor
+                         sharing, every runnable rank at cores/runnable) */
+    int nwake;        /* wake-up costs by idle time (step_bench --pattern wake; 0: none) */
+    double wake_idle[PP_MAX], wake_cost[PP_MAX]; /* a rank idle at least wake_idle[k] (s) when its
+                                            message arrives has it wake_cost[k] later */
 };
 
 struct hrank {
@@ -328,6 +352,12 @@ struct hrank {
     int done_wait;  /* own work done, waiting for partners */
     double ready;   /* when the current step may complete at the earliest (arrival) */
     double opstart; /* when it began the timed call (after the barrier's steps) */
+    double idle;    /* when it last ran out of work (-1: it has work) */
+    double wake;    /* it may run from then (a wake-up under way) */
+    int run;        /* 0 no work, 1 waiting for a core, 2 on a core */
+    int woke;       /* the current step's end has had its wake-up */
+    long seq;       /* its place in its node's queue (run == 1) */
+    double qend;    /* when its slice is over (run == 2) */
     double *start;  /* per step: when it started (-1: not yet) */
     double *arr;    /* per step: when its send has crossed the uplink (or its start) */
     double *own;    /* per step: when its work was done (-1: not yet) */
@@ -374,6 +404,15 @@ static int nth_step(const struct sched *sc, int r, int peer, int recv, int ord)
     return -1;
 }
 
+/* Gives R work (CPU seconds): it is no longer idle. */
+static void host_give(struct hrank *R, double work)
+{
+    if (work <= 0)
+        return;
+    R->rem += work;
+    R->idle = -1;
+}
+
 /* Starts r's next step at time t (or notes the end of its schedule). */
 static void begin_step(const struct host *h, const struct sched *sc, struct hrank *st, int r,
                        double t, double scale, int over, double *end, double *up, double *tok)
@@ -390,11 +429,15 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
     R->start[R->pc] = t;
     R->ready = t;
     R->done_wait = 0;
-    R->rem = over ? h->w : 0;
+    R->woke = 0;
+    double work = over && sp->recv_from >= 0 ? 2 * h->w : 0;
+    if (sp->first)
+        work += h->call;
     if (sp->send_to < 0 && sp->recv_from < 0)
-        R->rem += sp->rlen * k * h->gamma;
+        work += sp->rlen * k * h->gamma;
     if (sp->send_to >= 0)
-        R->rem += h->o + sp->slen * k * h->cs;
+        work += h->o + sp->slen * k * h->cs;
+    host_give(R, work);
     R->arr[R->pc] = t + h->o; /* the first bytes are in the kernel after the send's o */
     if (sp->send_to >= 0 && sp->send_to / h->ppn != r / h->ppn && h->link_beta > 0) {
         /* the uplink, first come first served, a token bucket of h->burst bytes (tbf): the
@@ -415,6 +458,66 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
         R->arr[R->pc] = *u;
     }
     R->recv_wait = sp->recv_from >= 0;
+    if (R->rem <= 0 && R->idle < 0)
+        R->idle = t;
+}
+
+/* What waking a rank that had nothing to do for u seconds costs: it spun in the transport and
+ * then blocked in poll(), and a blocked rank runs a wake-up later (the wake rows' step
+ * function of the idle time; 0 while it still spins). */
+static double host_wake(const struct host *h, double u)
+{
+    double extra = 0;
+    for (int k = 0; k < h->nwake && u >= h->wake_idle[k]; k++)
+        extra = h->wake_cost[k];
+    return extra;
+}
+
+/* Each rank's share of a core from t on (rate) and when that next changes for a reason other
+ * than a rank's work running out (a wake-up done, a slice over). Processor sharing (slice 0):
+ * the runnable ranks of a node at min(1, cores/runnable). Time slices: a runnable rank waits
+ * in its node's queue (first come, first served) for a free core, then runs at 1 until its
+ * work is done (it blocks) or its slice is over (back to the queue). A rank being woken is not
+ * runnable before its wake-up is done. */
+static double host_rates(const struct host *h, const struct sched *sc, struct hrank *st, int n,
+                         double t, double *rate, long *seq)
+{
+    double next = INFINITY;
+    int nodes = (n + h->ppn - 1) / h->ppn;
+    for (int r = 0; r < n; r++) {
+        struct hrank *R = &st[r];
+        int can = R->pc < sc[r].n && R->rem > 0 && R->wake <= t;
+        if (R->pc < sc[r].n && R->rem > 0 && R->wake > t)
+            next = fmin(next, R->wake);
+        if (!can)
+            R->run = 0;
+        else if (R->run == 0)
+            R->run = 1, R->seq = ++*seq;
+        rate[r] = 0;
+    }
+    for (int nd = 0; nd < nodes; nd++) {
+        int lo = nd * h->ppn, hi = lo + h->ppn < n ? lo + h->ppn : n, k = 0, on = 0;
+        for (int r = lo; r < hi; r++)
+            k += st[r].run > 0, on += st[r].run == 2;
+        if (!(h->slice > 0)) {
+            for (int r = lo; r < hi; r++)
+                rate[r] = st[r].run ? fmin(1.0, (double)h->cores / k) : 0;
+            continue;
+        }
+        for (; on < h->cores; on++) { /* the queue's head onto a free core */
+            int best = -1;
+            for (int r = lo; r < hi; r++)
+                if (st[r].run == 1 && (best < 0 || st[r].seq < st[best].seq))
+                    best = r;
+            if (best < 0)
+                break;
+            st[best].run = 2, st[best].qend = t + h->slice;
+        }
+        for (int r = lo; r < hi; r++)
+            if (st[r].run == 2)
+                rate[r] = 1, next = fmin(next, st[r].qend);
+    }
+    return next;
 }
 
 static double play_host(const struct host *h, const struct sched *sc, int n, double scale)
@@ -444,7 +547,8 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
     }
     free(cnt), free(rcnt);
     int over = h->ppn > h->cores;
-    double t = 0, end = 0;
+    double t = 0, end = 0, *rate = calloc((size_t)n, sizeof(double));
+    long seq = 0;
     for (int r = 0; r < n; r++)
         begin_step(h, sc, st, r, t, scale, over, &end, up, tok);
     for (int guard = 0;; guard++) {
@@ -461,11 +565,17 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     int src = sp->recv_from;
                     double k = R->pc < sc[r].nb ? 1 : scale;
                     R->recv_wait = 0;
-                    R->rem += host_work_recv(h, sp, k);
                     /* it has the bytes λ after they left (or crossed the uplink), and returns
-                     * its own o after that at the earliest */
-                    double arr = st[src].arr[R->match[R->pc]] + h->lat + h->o +
-                                 (over ? h->slat : 0);
+                     * its own o after that at the earliest; a rank without work since idle
+                     * is woken by them */
+                    double first = st[src].arr[R->match[R->pc]] + h->lat;
+                    double arr = first + h->o + (over ? h->slat : 0);
+                    if (R->idle >= 0 && R->rem <= 0) {
+                        double x = host_wake(h, first - R->idle);
+                        R->wake = fmax(t, first + x);
+                        arr += x;
+                    }
+                    host_give(R, host_work_recv(h, sp, k));
                     R->ready = fmax(R->ready, arr);
                     changed = 1;
                 }
@@ -477,7 +587,13 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                 if (R->done_wait) {
                     int ok;
                     double fin = host_fin(h, sc, st, r, scale, &ok);
-                    if (ok && fin <= t) {
+                    /* blocked since its work was done: woken when the step can end */
+                    double x = ok && fin <= t && !R->woke ? host_wake(h, fin - R->own[R->pc]) : 0;
+                    if (x > 0) {
+                        R->ready = fin + x;
+                        R->woke = 1;
+                        changed = 1;
+                    } else if (ok && fin <= t) {
                         R->pc++;
                         begin_step(h, sc, st, r, t, scale, over, &end, up, tok);
                         changed = 1;
@@ -485,19 +601,14 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                 }
             }
         }
-        /* the next event: a rank's work done (processor sharing per node) or a step's end */
-        double next = INFINITY;
-        int *busy = calloc((size_t)nodes, sizeof(int));
-        for (int r = 0; r < n; r++)
-            if (st[r].pc < sc[r].n && st[r].rem > 0)
-                busy[r / h->ppn]++;
+        /* the next event: a rank's work done, its slice over, its wake-up done, a step's end */
+        double next = host_rates(h, sc, st, n, t, rate, &seq);
         for (int r = 0; r < n; r++) {
             struct hrank *R = &st[r];
             if (R->pc >= sc[r].n)
                 continue;
-            if (R->rem > 0) {
-                double rate = fmin(1.0, (double)h->cores / busy[r / h->ppn]);
-                next = fmin(next, t + R->rem / rate);
+            if (R->rem > 0 && rate[r] > 0) {
+                next = fmin(next, t + R->rem / rate[r]);
             } else if (R->done_wait) {
                 int ok;
                 double fin = host_fin(h, sc, st, r, scale, &ok);
@@ -505,18 +616,16 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     next = fmin(next, fin);
             }
         }
-        if (next == INFINITY) {
-            free(busy);
+        if (next == INFINITY)
             break;
-        }
         for (int r = 0; r < n; r++)
-            if (st[r].pc < sc[r].n && st[r].rem > 0) {
-                double rate = fmin(1.0, (double)h->cores / busy[r / h->ppn]);
-                st[r].rem -= (next - t) * rate;
+            if (st[r].pc < sc[r].n && st[r].rem > 0 && rate[r] > 0) {
+                st[r].rem -= (next - t) * rate[r];
                 if (st[r].rem < 1e-12)
-                    st[r].rem = 0;
+                    st[r].rem = 0, st[r].idle = next, st[r].run = 0;
+                else if (st[r].run == 2 && next >= st[r].qend) /* to the back of the queue */
+                    st[r].run = 1, st[r].seq = ++seq;
             }
-        free(busy);
         t = next;
         if (guard > 100000000) {
             fprintf(stderr, "collsim: the host model does not progress\n");
@@ -530,8 +639,52 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
         }
         free(st[r].start), free(st[r].arr), free(st[r].own), free(st[r].match), free(st[r].smatch);
     }
-    free(st), free(up), free(tok);
+    free(st), free(up), free(tok), free(rate);
     return end;
+}
+
+/* Appends steps s[0..k) to sc (scaled by scale: untimed steps are played at scale 1). */
+static void append_steps(struct sched *sc, const struct step *s, size_t k, double scale)
+{
+    struct step *all = realloc(sc->s, (sc->n + k + 1) * sizeof(*all));
+    if (!all) {
+        fprintf(stderr, "collsim: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < k; i++) {
+        all[sc->n + i] = s[i];
+        all[sc->n + i].slen = (float)(s[i].slen * scale);
+        all[sc->n + i].rlen = (float)(s[i].rlen * scale);
+    }
+    sc->s = all;
+    sc->n += k;
+    sc->cap = sc->n;
+}
+
+/* Puts before the call of sc (recorded, its steps to be scaled by scale) what
+ * allreduce_bench -s runs before it, untimed: a barrier, then nw->prev times the call and a
+ * barrier, so that the ranks enter the timed call's barrier as the call before left them, some
+ * early, some late (for a ring of several segments, the call before is one segment). */
+static void prepend_untimed(const struct net *nw, struct sched *sc, int n, double scale)
+{
+    struct sched *b = calloc((size_t)n, sizeof(*b)), *pre = calloc((size_t)n, sizeof(*pre));
+    if (!b || !pre) {
+        fprintf(stderr, "collsim: out of memory\n");
+        exit(1);
+    }
+    record(nw->barrier, n, 1, b);
+    for (int i = 0; i < n; i++) {
+        append_steps(&pre[i], b[i].s, b[i].n, 1);
+        for (int p = 0; p < nw->prev; p++) {
+            append_steps(&pre[i], sc[i].s, sc[i].n, scale);
+            append_steps(&pre[i], b[i].s, b[i].n, 1);
+        }
+        pre[i].nb = pre[i].n;
+        append_steps(&pre[i], sc[i].s, sc[i].n, 1);
+        free(sc[i].s), free(b[i].s);
+        sc[i] = pre[i];
+    }
+    free(b), free(pre);
 }
 
 /* Records and plays algo over n ranks for bytes (recorded at most at 2^16 elements per
@@ -545,25 +698,8 @@ static double sim_once(const struct net *nw, int algo, int n, double bytes)
     double scale = bytes / 4 / (double)count;
     struct sched *sc = calloc((size_t)n, sizeof(*sc));
     record(algo, n, count, sc);
-    if (nw->host && nw->barrier >= 0) { /* the barrier's steps first */
-        struct sched *b = calloc((size_t)n, sizeof(*b));
-        record(nw->barrier, n, 1, b);
-        for (int i = 0; i < n; i++) {
-            struct step *all = malloc((b[i].n + sc[i].n + 1) * sizeof(*all));
-            if (!all) {
-                fprintf(stderr, "collsim: out of memory\n");
-                exit(1);
-            }
-            memcpy(all, b[i].s, b[i].n * sizeof(*all));
-            memcpy(all + b[i].n, sc[i].s, sc[i].n * sizeof(*all));
-            free(sc[i].s), free(b[i].s);
-            sc[i].s = all;
-            sc[i].nb = b[i].n;
-            sc[i].n += b[i].n;
-            sc[i].cap = sc[i].n;
-        }
-        free(b);
-    }
+    if (nw->host && nw->barrier >= 0) /* the barrier (and calls before it) first */
+        prepend_untimed(nw, sc, n, scale);
     for (int i = 0; nw->host && i < n; i++) /* tcp.c moves nothing for an empty message */
         for (size_t k = 0; k < sc[i].n; k++) {
             if (sc[i].s[k].slen == 0)
@@ -764,7 +900,7 @@ struct cal {
 
 struct pp { /* one-way times of a 2-rank ping-pong by size (or step_bench's times) */
     int n;
-    double bytes[16], secs[16];
+    double bytes[PP_MAX], secs[PP_MAX];
 };
 
 struct measured {
@@ -773,6 +909,8 @@ struct measured {
     struct cal lo2, lo1, veth;
     struct pp pp2, pp1;      /* loopback, two cores and one core */
     struct pp xc[4], hop[4]; /* step_bench over loopback at 2, 4, 8, 16 ranks: pairs, ring */
+    struct pp wake[2]; /* step_bench --pattern wake, loopback and veth: one-way time by delay */
+    double call[2];    /* step_bench --pattern call: a 1-element allreduce, its bare exchange */
 };
 
 /* The index of n ranks in measured's step rows (2, 4, 8, 16), or -1. */
@@ -793,7 +931,7 @@ static const struct pp *step_rows(const struct pp *v, int n)
  * stays in the caches); def where there are too few sizes. */
 static double pp_slope(const struct pp *p, double b, double def)
 {
-    double x[16], y[16];
+    double x[PP_MAX], y[PP_MAX];
     int k = 0;
     for (int i = 1; i < p->n; i++)
         if (p->bytes[i] >= 1 << 20 && p->bytes[i] > p->bytes[0])
@@ -817,13 +955,27 @@ static double pp_slope(const struct pp *p, double b, double def)
  *   two cores (lo2): o = α2/2 (λ = 0 on loopback); β2 = max(c_s, c_r), taken as the
  *     sender's (which on loopback also runs the receiving TCP stack in its softirq), within
  *     [β1/2, β1];
- *   one core (lo1): w = (α1 − α2)/2, the cost of being switched out and back in, paid per
- *     step where a node has more ranks than cores; c_s + c_r = β1;
+ *   one core (lo1): w = (α1 − α2)/2, half of a core's switch from one rank to another, one
+ *     switch per receive (2w), where a node has more ranks than cores; c_s + c_r = β1;
  *   veth: the uplink's β_link is the ping's β (the tbf rate limits it), λ = α_veth − α2.
  * β1 and β2 are those of the ping-pongs by size (pp rows) at the call's size where the file
  * has them (the copy is cheaper where a buffer stays in the caches: on the development VM
  * half the 4 MiB cost at 1 MiB, 1.65 times it at 256 MiB), else the tune's 4 MiB ones. */
 static void fit_steps(const struct measured *m, int n, double bytes, struct host *h);
+
+/* The wake-up costs from the wake rows (step_bench --pattern wake: a 2-rank ping-pong in which
+ * each rank works D before it replies, so the other is idle D plus a one-way time t(0) when
+ * its message comes): a rank idle at least D + t(0) pays t(D) - t(0) more. Where the
+ * transport still spins that is 0; past its spin it is the wake-up of a rank blocked in
+ * poll(), and where the idle core has gone to sleep, the core's wake-up too. */
+static void fit_wake(const struct pp *w, struct host *h)
+{
+    h->nwake = 0;
+    for (int k = 1; w->n >= 2 && w->bytes[0] == 0 && k < w->n; k++) {
+        h->wake_idle[h->nwake] = w->bytes[k] + w->secs[0];
+        h->wake_cost[h->nwake++] = fmax(0, w->secs[k] - w->secs[0]);
+    }
+}
 
 static void fit_host(const struct measured *m, const char *net, int n, double bytes, struct host *h)
 {
@@ -835,6 +987,11 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
     h->cr = b1 - h->cs;
     h->gamma = m->lo2.gamma;
     h->sockbuf = m->sockbuf;
+    h->call = fmax(0, m->call[0] - m->call[1]); /* the call's own CPU: loopback's, on veth too */
+    /* the scheduler's slice, from first principles: Linux's EEVDF default base slice, 0.75 ms
+     * times 1 + log2 of the online CPUs (at most 8), the machine's, pinned or not (the
+     * development VM's kernel has no debugfs to read it from) */
+    h->slice = 0.75e-3 * (1 + floor(log2(m->cores < 1 ? 1 : m->cores < 8 ? m->cores : 8)));
     if (!strcmp(net, "veth")) {
         h->cores = 1;
         h->ppn = n / 2 > 0 ? n / 2 : 1;
@@ -846,6 +1003,7 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
         h->ppn = n;
     }
     fit_steps(m, n, bytes, h);
+    fit_wake(&m->wake[!strcmp(net, "veth")], h);
 }
 
 /* With step_bench rows (bench/collsim_check.sh), the CPU costs where a node holds ppn ranks
@@ -855,8 +1013,8 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
  *     after a barrier) is E(m) = X(m) / max(1, q): every rank exchanges, so where q > 1 the
  *     ranks share the cores. c_s + c_r is E's cost per byte at the call's size as for the
  *     ping-pongs (pp_slope: the slope from the smallest size, cheaper where the buffers stay
- *     in the caches), and where q > 1 the rest of E(m₀) beyond the two messages' o is w, the
- *     per-step cost of sharing;
+ *     in the caches), and where q > 1 the rest of E(m₀) beyond the two messages' o is 2w, the
+ *     per-step cost of sharing (an exchange has a receive);
  *   - the split of c_s + c_r: the 2-core ping-pong's slope (one-way: the larger of the two,
  *     taken as the sender's, as without step rows) over the 2-rank exchange's, within [½, 1];
  *   - ring: where q > 1, a message to a rank that sleeps arrives later than on a core of its
@@ -877,7 +1035,7 @@ static void fit_steps(const struct measured *m, int n, double bytes, struct host
     h->cs = per * fs;
     h->cr = per * (1 - fs);
     if (q > 1) {
-        h->w = fmax(0, e.secs[0] - 2 * h->o - e.bytes[0] * per);
+        h->w = fmax(0, e.secs[0] - 2 * h->o - e.bytes[0] * per) / 2;
         const struct pp *r = step_rows(m->hop, n), *r1 = step_rows(m->hop, 2);
         if (r && r1)
             h->slat = fmax(0, r->secs[0] - r1->secs[0]);
@@ -915,6 +1073,10 @@ static int host_set(struct host *h, const char *spec)
             h->burst = v;
         else if (!strcmp(kv, "slat"))
             h->slat = v;
+        else if (!strcmp(kv, "slice"))
+            h->slice = v;
+        else if (!strcmp(kv, "call"))
+            h->call = v;
         else if (!strcmp(kv, "cores"))
             h->cores = (int)v;
         else
@@ -954,7 +1116,7 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
         if (sscanf(line, "step lo %d %15s %lf %lf", &n, pat, &bytes, &secs) == 4) {
             struct pp *v = !strcmp(pat, "pairs") ? m.xc : !strcmp(pat, "ring") ? m.hop : NULL;
             struct pp *p = v && step_index(n) >= 0 ? &v[step_index(n)] : NULL;
-            if (!p || p->n >= 16) {
+            if (!p || p->n >= PP_MAX) {
                 fprintf(stderr,
                         "collsim verify: %s line %d: a step row wants n 2/4/8/16 and "
                         "pairs or ring\n",
@@ -973,7 +1135,7 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
         }
         if (sscanf(line, "pp %15s %d %lf %lf", net, &n, &bytes, &secs) == 4) {
             struct pp *p = !strcmp(net, "lo") ? (n == 1 ? &m.pp1 : &m.pp2) : NULL;
-            if (p && p->n < 16) /* sizes in increasing order, as collsim_check.sh writes them */
+            if (p && p->n < PP_MAX) /* sizes in increasing order, as collsim_check.sh writes them */
                 p->bytes[p->n] = bytes, p->secs[p->n++] = secs;
             continue;
         }
@@ -990,8 +1152,19 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
             r->n = n, r->bytes = bytes, r->secs = secs, r->sim = 0;
             continue;
         }
-        fprintf(stderr, "collsim verify: %s line %d: not a cal, pp, row, cores or sockbuf line\n",
-                file, lineno);
+        if (sscanf(line, "call lo 2 %lf %lf", &m.call[0], &m.call[1]) == 2)
+            continue;
+        if (sscanf(line, "wake %15s 2 %lf %lf", net, &bytes, &secs) == 3) {
+            struct pp *p = &m.wake[!strcmp(net, "veth")];
+            if (p->n < PP_MAX) /* delays in increasing order, as collsim_check.sh writes them */
+                p->bytes[p->n] = bytes, p->secs[p->n++] = secs;
+            continue;
+        }
+        fprintf(
+            stderr,
+            "collsim verify: %s line %d: not a cal, pp, step, wake, call, row, cores or sockbuf "
+            "line\n",
+            file, lineno);
         fclose(f);
         free(rows);
         return 2;
@@ -1021,7 +1194,7 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
         if (host_set(&h, set)) {
             fprintf(stderr,
                     "collsim verify: --set wants NAME=VALUE,... (o cs cr gamma w lat slat link "
-                    "burst sockbuf cores)\n");
+                    "burst sockbuf slice call cores)\n");
             free(rows);
             return 2;
         }
@@ -1031,6 +1204,7 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
         o.nw.oversub = 1;
         o.nw.host = &h;
         o.nw.barrier = algo == A_RING || algo == A_RD || algo == A_RAB ? algo : A_RD;
+        o.nw.prev = 1;
         double sim = simulate(&o.nw, &o.m, algo, r->n, r->bytes);
         r->sim = sim;
         double ratio = r->secs / sim, d = fabs(ratio - 1);
