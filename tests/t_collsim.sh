@@ -70,24 +70,26 @@ t_expect_eq "step rows: 2 ranks on 2 cores, 4 KiB ring: no sharing cost, as with
 # Wake rows (bench/step_bench --pattern wake): a rank idle past the transport's spin when its
 # message comes runs the wake-up's cost later. 4 ranks, 4 KiB ring: a 50 us wake-up after 1 us
 # idle makes the call slower than without wake rows; a wake-up that costs nothing changes nothing.
-printf 'cores 2\ncal lo 2 5.6e-06 2.8e-10 3.5e-11\ncal lo 1 1.7e-05 4.7e-10 3.4e-11\nrow lo 4 ring 4096 1e-04 1\n' >"$T_TMP/w0"
-{ cat "$T_TMP/w0"; printf 'wake lo 2 0 6e-06\nwake lo 2 1e-06 5.6e-05\n'; } >"$T_TMP/w50"
-{ cat "$T_TMP/w0"; printf 'wake lo 2 0 6e-06\nwake lo 2 1e-06 6e-06\n'; } >"$T_TMP/wz"
-for f in w0 w50 wz; do "$S" verify "$T_TMP/$f" -v --tol 100 >"$T_TMP/v$f" 2>&1; done
+CAL='cores 2\ncal lo 2 5.6e-06 2.8e-10 3.5e-11\ncal lo 1 1.7e-05 4.7e-10 3.4e-11\n'
+variants() { # NAME ROWS BIG ZERO: verifies CAL+ROWS ($T_TMP/vNAME0), with BIG (vNAMEb), with ZERO (vNAMEz)
+    printf "$CAL$2" >"$T_TMP/${1}0"
+    { cat "$T_TMP/${1}0"; printf "$3"; } >"$T_TMP/${1}b"
+    { cat "$T_TMP/${1}0"; printf "$4"; } >"$T_TMP/${1}z"
+    for f in 0 b z; do "$S" verify "$T_TMP/$1$f" -v --tol 100 >"$T_TMP/v$1$f" 2>&1; done
+}
+variants w 'row lo 4 ring 4096 1e-04 1\n' 'wake lo 2 0 6e-06\nwake lo 2 1e-06 5.6e-05\n' \
+    'wake lo 2 0 6e-06\nwake lo 2 1e-06 6e-06\n'
 t_expect_eq "wake rows: 4 ranks, 4 KiB ring: 50 us wake-ups make it at least twice as slow" \
-    "$(awk -v a="$(sim 'lo   n=4 ring' "$T_TMP/vw50")" -v b="$(sim 'lo   n=4 ring' "$T_TMP/vw0")" 'BEGIN { print (a > 2 * b ? "yes" : a " vs " b) }')" yes
+    "$(awk -v a="$(sim 'lo   n=4 ring' "$T_TMP/vwb")" -v b="$(sim 'lo   n=4 ring' "$T_TMP/vw0")" 'BEGIN { print (a > 2 * b ? "yes" : a " vs " b) }')" yes
 t_expect_eq "wake rows: wake-ups that cost nothing change nothing" \
     "$(sim 'lo   n=4 ring' "$T_TMP/vwz")" "$(sim 'lo   n=4 ring' "$T_TMP/vw0")"
 # A call row (bench/step_bench --pattern call): what a collective call costs beyond its
 # transfers, CPU at each call's first step: 50 us of it makes a 2-rank 4 KiB tree broadcast
 # at least 40 us slower (the ranks' costs overlap a little); equal times (nothing beyond the
 # transfers) change nothing.
-printf 'cores 2\ncal lo 2 5.6e-06 2.8e-10 3.5e-11\ncal lo 1 1.7e-05 4.7e-10 3.4e-11\nrow lo 2 tree_bcast 4096 1e-05 1\n' >"$T_TMP/c0"
-{ cat "$T_TMP/c0"; echo "call lo 2 5.6e-05 6e-06"; } >"$T_TMP/c50"
-{ cat "$T_TMP/c0"; echo "call lo 2 6e-06 6e-06"; } >"$T_TMP/cz"
-for f in c0 c50 cz; do "$S" verify "$T_TMP/$f" -v --tol 100 >"$T_TMP/v$f" 2>&1; done
+variants c 'row lo 2 tree_bcast 4096 1e-05 1\n' 'call lo 2 5.6e-05 6e-06\n' 'call lo 2 6e-06 6e-06\n'
 t_expect_eq "call rows: 50 us a call makes a 2-rank 4 KiB tree broadcast at least 40 us slower" \
-    "$(awk -v a="$(sim 'lo   n=2 tree_bcast' "$T_TMP/vc50")" -v b="$(sim 'lo   n=2 tree_bcast' "$T_TMP/vc0")" 'BEGIN { print (a >= b + 4e-05 ? "yes" : a " vs " b) }')" yes
+    "$(awk -v a="$(sim 'lo   n=2 tree_bcast' "$T_TMP/vcb")" -v b="$(sim 'lo   n=2 tree_bcast' "$T_TMP/vc0")" 'BEGIN { print (a >= b + 4e-05 ? "yes" : a " vs " b) }')" yes
 t_expect_eq "call rows: a call that costs nothing beyond its transfers changes nothing" \
     "$(sim 'lo   n=2 tree_bcast' "$T_TMP/vcz")" "$(sim 'lo   n=2 tree_bcast' "$T_TMP/vc0")"
 BATON_TRANSPORT=tcp "$BATON" run -n 2 --no-tag-output -- "$BATON_BUILD/bench/step_bench" \
