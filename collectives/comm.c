@@ -384,12 +384,28 @@ static int finish_comm(struct bt_comm *c, struct bt__err *err)
     return BT_OK;
 }
 
+/* Which transports this rank needs. */
+static void transports(const struct bt_comm *c, int kind, int *use_shm, int *use_tcp)
+{
+    *use_tcp = c->size > 1 && (c->nnodes > 1 || kind == BT_TRANSPORT_TCP);
+    *use_shm = c->local_size > 1 && kind != BT_TRANSPORT_TCP;
+}
+
+/* Whether setting c up takes the store: a segment whose name is not derived (shm_name), or a
+ * TCP mesh whose addresses were not exchanged over the parent (tcp_preset). */
+static int needs_store(const struct bt_comm *c, const struct bt__comm_cfg *g, int kind)
+{
+    int use_shm, use_tcp;
+    transports(c, kind, &use_shm, &use_tcp);
+    return (use_shm && !g->shm_name) || (use_tcp && !g->tcp_preset);
+}
+
 /* Decides which transports this rank needs and sets them up. */
 static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int kind,
                             struct bt__err *err)
 {
-    int use_tcp = c->size > 1 && (c->nnodes > 1 || kind == BT_TRANSPORT_TCP);
-    int use_shm = c->local_size > 1 && kind != BT_TRANSPORT_TCP;
+    int use_shm, use_tcp;
+    transports(c, kind, &use_shm, &use_tcp);
     if (kind == BT_TRANSPORT_SHM && c->nnodes > 1)
         return bt__err_set(err, BT_ERR_INVALID_USAGE,
                            "BATON_TRANSPORT=shm but the job has %d nodes; hint: unset it",
@@ -398,7 +414,7 @@ static int setup_transports(struct bt_comm *c, const struct bt__comm_cfg *g, int
     if (use_shm &&
         (rc = bt__shm_create(c, g->shm_slot_bytes, g->shm_name, g->shm_key, g->shm_reuse)) == BT_OK)
         c->intra = &bt__shm_ops;
-    if (rc == BT_OK && use_tcp && (rc = bt__tcp_create(c, g->nsocks)) == BT_OK)
+    if (rc == BT_OK && use_tcp && (rc = bt__tcp_create(c, g->nsocks, g->tcp_preset)) == BT_OK)
         c->inter = &bt__tcp_ops;
     if (rc != BT_OK)
         return bt__err_set(err, rc, "%s", c->err.msg);
@@ -471,8 +487,8 @@ int bt__comm_create(const struct bt__comm_cfg *g, bt_comm **out, struct bt__err 
     BT_CHECK_GOTO(bt__choose_init(err), rc, fail);
     if (!g->prefix)
         bt__log_set_rank(c->rank);
-    if (c->size > 1) { /* a one-node child connects later, if at all (bt__comm_store) */
-        if (!(g->shm_name && c->nnodes == 1 && kind != BT_TRANSPORT_TCP))
+    if (c->size > 1) { /* a split's child connects later, if at all (bt__comm_store) */
+        if (needs_store(c, g, kind))
             BT_CHECK_GOTO(connect_store(c, g, err, bt__comm_timeout_s()), rc, fail);
         snprintf(c->rdzv_host, sizeof(c->rdzv_host), "%s", g->store_host ? g->store_host : "");
         c->rdzv_port = g->store_port;

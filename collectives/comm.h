@@ -54,6 +54,9 @@ struct bt__comm_cfg {
     const char *shm_name;
     uint64_t shm_key;          /* its key for the pool of kept segments (bt__shm_key), or 0 */
     struct bt__shm *shm_reuse; /* a kept segment every member agreed to run on, or NULL */
+    /* a child's TCP addresses, exchanged over its parent (split.c), or NULL: through the store.
+     * With shm_name (or no local peer) the child makes no store round trip at all. */
+    struct bt__tcp_preset *tcp_preset;
 };
 
 #define BT_RING_SEG_BYTES (8u << 20)

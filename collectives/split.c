@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "collectives/backend/cuda.h"
 #include "collectives/flight.h"
@@ -72,7 +73,7 @@ static void child_name(char *out, size_t cap, uint64_t id, int n, const int *wor
  * name taken, so groups publish theirs through the store. */
 static int make_child(struct bt_comm *p, int n, const int *prank, const int *node, int me,
                       uint64_t id, int derived, uint64_t shm_key, struct bt__shm *reuse,
-                      bt_comm **out)
+                      struct bt__tcp_preset *tcp, bt_comm **out)
 {
     int *world_of = malloc(sizeof(int) * (size_t)n);
     if (!world_of)
@@ -100,9 +101,10 @@ static int make_child(struct bt_comm *p, int n, const int *prank, const int *nod
                              .id = id,
                              .job_node = p->job_node,
                              .shm_key = shm_key,
-                             .shm_reuse = reuse};
+                             .shm_reuse = reuse,
+                             .tcp_preset = tcp};
     layout(&g, n, node, me);
-    if (derived && g.nnodes == 1 && g.local_size > 1 && p->shm) { /* no store round trip */
+    if (derived && g.local_size > 1 && p->shm) { /* the segment of this node: no store */
         bt__shm_child_name(p, id, shm_name, sizeof(shm_name));
         g.shm_name = shm_name;
     }
@@ -179,6 +181,42 @@ static int spare_segment(struct bt_comm *c, int m, const int *prank, int me, uin
     return rc;
 }
 
+/* A child's TCP addresses without the store: every rank of c listens where a mesh of its
+ * would (when it is a member of a child of more than one rank) and the addresses are
+ * allgathered over c, so a child spanning nodes makes no store round trip. *addrs (malloc'd)
+ * holds the child's m addresses in child rank order, and pre the listening socket. */
+static int share_addresses(struct bt_comm *c, int member, int m, const int *prank,
+                           struct bt__tcp_preset *pre, char **addrs)
+{
+    char mine[BT__TCP_ADDR_BYTES] = "";
+    char *every = calloc((size_t)c->size, BT__TCP_ADDR_BYTES);
+    *addrs = calloc((size_t)(m > 0 ? m : 1), BT__TCP_ADDR_BYTES);
+    if (!every || !*addrs) {
+        free(every);
+        return bt__comm_fail(c, BT_ERR_SYSTEM, "%s: out of memory", c->coll_name);
+    }
+    int rc = member ? bt__tcp_listen(c, &pre->lfd, mine) : BT_OK;
+    if (rc != BT_OK)
+        rc = bt__comm_fail(c, rc, "%s #%llu: a listening socket for the child: %s", c->coll_name,
+                           (unsigned long long)c->coll_seq, c->err.msg);
+    struct bt__call ag = {.kind = BT_COLL_ALLGATHER,
+                          .send = mine,
+                          .recv = every,
+                          .count = BT__TCP_ADDR_BYTES,
+                          .dtype = BT_UINT8};
+    if (rc == BT_OK)
+        rc = bt__host_run(c, &ag);
+    for (int i = 0; rc == BT_OK && i < m; i++)
+        memcpy(*addrs + (size_t)i * BT__TCP_ADDR_BYTES,
+               every + (size_t)prank[i] * BT__TCP_ADDR_BYTES, BT__TCP_ADDR_BYTES);
+    free(every);
+    if (rc != BT_OK || !member) {
+        free(*addrs);
+        *addrs = NULL;
+    }
+    return rc;
+}
+
 static int run_split(struct bt_comm *c, const struct bt__call *a)
 {
     bt_comm **out = a->out;
@@ -191,6 +229,8 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
     int n = c->size, m = 0, me = -1;
     uint64_t key = 0;
     struct bt__shm *spare = NULL;
+    struct bt__tcp_preset tcp = {.lfd = -1};
+    char *addrs = NULL;
     struct member *all = calloc((size_t)n, sizeof(*all));
     int *prank = malloc(sizeof(int) * (size_t)n), *node = malloc(sizeof(int) * (size_t)n);
     int rc = BT_OK;
@@ -218,12 +258,17 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
         me = all[i].prank == c->rank ? i : me;
     }
     rc = spare_segment(c, m, prank, me, &key, &spare);
+    if (rc == BT_OK && c->tcp) /* a child may span nodes: its TCP addresses over c */
+        rc = share_addresses(c, a->color >= 0 && m > 1, m, prank, &tcp, &addrs);
+    tcp.addrs = addrs;
     if (rc == BT_OK && a->color >= 0)
-        rc = make_child(c, m, prank, node, me, id, 1, key, spare, out);
+        rc = make_child(c, m, prank, node, me, id, 1, key, spare, addrs ? &tcp : NULL, out);
     else if (spare)
         bt__shm_pool_give(spare);
 out:
-    free(all), free(prank), free(node);
+    if (tcp.lfd >= 0) /* not taken by a TCP mesh */
+        close(tcp.lfd);
+    free(all), free(prank), free(node), free(addrs);
     if (rc == BT_OK && c->nccl) /* every rank of c, members of no child included */
         rc = bt__nccl_split(c, *out, a->color, a->key);
     return rc;
@@ -318,7 +363,7 @@ static int run_group(struct bt_comm *c, const struct bt__call *a)
         node[i] = atoi(vals[i]);
 build:
     if (rc == BT_OK)
-        rc = make_child(c, n, ranks, node, me, id, 0, 0, NULL, a->out);
+        rc = make_child(c, n, ranks, node, me, id, 0, 0, NULL, NULL, a->out);
 out:
     for (int i = 0; i < n; i++)
         free(keys ? keys[i] : NULL), free(vals ? vals[i] : NULL);

@@ -252,7 +252,7 @@ static void set_user_timeout(int fd)
     }
 }
 
-static int connect_peer(struct bt_comm *c, int peer, int64_t deadline)
+static int connect_peer(struct bt_comm *c, int peer, const char *addrs, int64_t deadline)
 {
     struct bt__tcp *t = c->tcp;
     char key[96], host[256];
@@ -260,10 +260,12 @@ static int connect_peer(struct bt_comm *c, int peer, int64_t deadline)
     size_t len;
     int port;
     snprintf(key, sizeof(key), "%stcp/%d", c->prefix, peer);
-    if (bt__store_get(c->store, key, &v, &len, bt__comm_timeout_s()) != BT_OK)
+    if (addrs) /* a child's, exchanged over its parent (split.c) */
+        v = strndup(addrs + (size_t)peer * BT__TCP_ADDR_BYTES, BT__TCP_ADDR_BYTES - 1);
+    else if (bt__store_get(c->store, key, &v, &len, bt__comm_timeout_s()) != BT_OK)
         return bt__err_set(&c->err, BT_ERR_REMOTE, "waiting for rank %d's TCP address: %s", peer,
                            bt__store_error(c->store));
-    int bad = bt__parse_endpoint(v, host, sizeof(host), &port);
+    int bad = !v || bt__parse_endpoint(v, host, sizeof(host), &port);
     free(v);
     if (bad)
         return bt__err_set(&c->err, BT_ERR_INTERNAL, "rank %d published a bad address", peer);
@@ -348,17 +350,31 @@ static int accept_peers(struct bt_comm *c, int64_t deadline)
     return BT_OK;
 }
 
-static int listen_and_publish(struct bt_comm *c)
+int bt__tcp_listen(struct bt_comm *c, int *lfd, char *addr)
 {
-    struct bt__tcp *t = c->tcp;
-    char host[INET6_ADDRSTRLEN], key[96];
+    char host[INET6_ADDRSTRLEN];
     int port;
     struct bt__err e = {0};
     BT_CHECK(pick_address(c, host, sizeof(host)));
-    if (bt__sock_listen(host, 0, 1024, &t->lfd, &port, &e) != BT_OK)
+    if (bt__sock_listen(host, 0, 1024, lfd, &port, &e) != BT_OK)
         return bt__err_set(&c->err, BT_ERR_SYSTEM, "%s", e.msg);
-    set_bufs(t->lfd);
-    snprintf(t->addr, sizeof(t->addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    set_bufs(*lfd);
+    snprintf(addr, BT__TCP_ADDR_BYTES, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    return BT_OK;
+}
+
+static int listen_and_publish(struct bt_comm *c, struct bt__tcp_preset *pre)
+{
+    struct bt__tcp *t = c->tcp;
+    char key[96];
+    if (pre) {
+        t->lfd = pre->lfd;
+        pre->lfd = -1;
+        snprintf(t->addr, sizeof(t->addr), "%.*s", BT__TCP_ADDR_BYTES - 1,
+                 pre->addrs + (size_t)c->rank * BT__TCP_ADDR_BYTES);
+        return BT_OK;
+    }
+    BT_CHECK(bt__tcp_listen(c, &t->lfd, t->addr));
     snprintf(key, sizeof(key), "%stcp/%d", c->prefix, c->rank);
     if (bt__store_set(c->store, key, t->addr, strlen(t->addr)) != BT_OK)
         return bt__err_set(&c->err, BT_ERR_REMOTE, "publishing the TCP address: %s",
@@ -366,7 +382,7 @@ static int listen_and_publish(struct bt_comm *c)
     return BT_OK;
 }
 
-int bt__tcp_create(struct bt_comm *c, int nsocks)
+int bt__tcp_create(struct bt_comm *c, int nsocks, struct bt__tcp_preset *pre)
 {
     struct bt__tcp *t = calloc(1, sizeof(*t));
     if (!t)
@@ -386,9 +402,9 @@ int bt__tcp_create(struct bt_comm *c, int nsocks)
         return bt__err_set(&c->err, BT_ERR_SYSTEM, "tcp: out of memory");
     memset(t->win, 0, (size_t)t->nsocks * WIN_BYTES); /* fault the pages in now, not later */
     int64_t deadline = bt__deadline_in(bt__comm_timeout_s());
-    BT_CHECK(listen_and_publish(c));
+    BT_CHECK(listen_and_publish(c, pre));
     for (int p = 0; p < c->rank; p++)
-        BT_CHECK(connect_peer(c, p, deadline));
+        BT_CHECK(connect_peer(c, p, pre ? pre->addrs : NULL, deadline));
     BT_CHECK(accept_peers(c, deadline));
     BT_INFO(NET, "rank %d: TCP mesh up, %d socket(s) per peer, listening on %s", c->rank, t->nsocks,
             t->addr);

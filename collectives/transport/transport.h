@@ -77,7 +77,20 @@ const char *bt__shm_name(const struct bt_comm *c);
 /* The segment name of p's child id on this node (a one-node child: its members derive the same
  * name, and bt__shm_create(c, ..., name) attaches with no store round trip). */
 void bt__shm_child_name(const struct bt_comm *p, uint64_t id, char *out, size_t cap);
-int bt__tcp_create(struct bt_comm *c, int nsocks);
+/* A child's TCP addresses exchanged over its parent instead of the store (split.c): this
+ * rank's listening socket and every child rank's "host:port" (BT__TCP_ADDR_BYTES each, by
+ * child rank). */
+#define BT__TCP_ADDR_BYTES 64
+struct bt__tcp_preset {
+    int lfd;
+    const char *addrs;
+};
+/* pre: NULL, the addresses go through the store; else the mesh is built from pre, which
+ * gives up its lfd to c. */
+int bt__tcp_create(struct bt_comm *c, int nsocks, struct bt__tcp_preset *pre);
+/* Listens where c's TCP mesh would (BATON_SOCKET_IFNAME or the route to the store) and
+ * writes "host:port" to addr (BT__TCP_ADDR_BYTES). */
+int bt__tcp_listen(struct bt_comm *c, int *lfd, char *addr);
 /* bt_alltoall over shm when every rank of c is on this node (shm.c says how): blk bytes per
  * block, send and recv hold size blocks. */
 int bt__shm_alltoall(struct bt_comm *c, const void *send, void *recv, size_t blk);

@@ -7,11 +7,11 @@
  * size) against the expected layout, and an allreduce of the world ranks (sum and max), an
  * allgather of the world ranks (so the child's rank order is checked), a broadcast from the
  * child's last rank; with a nonblocking allreduce on the parent outstanding meanwhile. Each
- * child is destroyed and the parent still works afterwards. A split's child on one node over
- * shm has no store connection (no store round trip); one over TCP, and a group, has; a group
- * made on the dup connects the dup on demand. Bad input: color < -1, a group call by a non-member,
- * a duplicate rank. Reuse of a destroyed child's segment (shm, 2-4 ranks): a dup runs on the
- * last dup's segment, beside a nonblocking allreduce on the parent, a split into halves does
+ * child is destroyed and the parent still works afterwards. A split's child (one node or
+ * spanning nodes, shm or TCP) has no store connection (no store round trip); a group has; a
+ * group made on the dup connects the dup on demand. Bad input: color < -1, a group call by a
+ * non-member, a duplicate rank. Reuse of a destroyed child's segment (shm, 2-4 ranks): a dup runs
+ * on the last dup's segment, beside a nonblocking allreduce on the parent, a split into halves does
  * not; a dup that used point-to-point, or whose alltoall failed, leaves nothing to the next.
  */
 #include <pthread.h>
@@ -128,14 +128,15 @@ static void bad_input(struct rank_ctx *x)
     bt_finalize(c);
 }
 
-/* A split's child on one node over shm has made no store connection; one over TCP has. On
- * the dup, a group of all its ranks connects it on demand (groups publish through it). */
+/* A split's child has made no store connection, over shm on one node, over TCP, across
+ * nodes (its segment names derived, its TCP addresses allgathered over the parent); a group
+ * has. On the dup, a group of all its ranks connects it on demand (groups publish through it). */
 static void store_use(struct rank_ctx *x, bt_comm *c, int k)
 {
-    int shm = c->nnodes == 1 && c->shm && k != 5, all[8], n = 0, r = -1; /* a split's, shm */
-    if (shm != (c->store == NULL))
-        failf(x, "rank %d split %d: a store connection %s", x->rank, k,
-              shm ? "on a one-node child" : "missing on a child over TCP");
+    int split = k != 5, all[8], n = 0, r = -1;
+    if (split != (c->store == NULL))
+        failf(x, "rank %d split %d (%d nodes, %s): a store connection %s", x->rank, k, c->nnodes,
+              c->shm ? "shm" : "no shm", split ? "on a split's child" : "missing on a group");
     if (k != 4)
         return;
     bt_comm_size(c, &n), bt_comm_rank(c, &r);
@@ -146,7 +147,7 @@ static void store_use(struct rank_ctx *x, bt_comm *c, int k)
     if (bt_comm_create_group(c, n, all, 9, &g) != BT_OK ||
         bt_allreduce(g, &v, &v, 1, BT_INT32, BT_SUM) != BT_OK || v != n * (n - 1) / 2)
         failf(x, "rank %d: a group of the dup: %s", x->rank, bt_last_error(c));
-    if (shm && (!c->store || (g && !g->store)))
+    if (!c->store || (g && !g->store))
         failf(x, "rank %d: the dup's store %p, its group's %p", x->rank, (void *)c->store,
               g ? (void *)g->store : NULL);
     bt_comm_destroy(g);
