@@ -91,6 +91,11 @@ struct shm_ctrl {
         _Atomic uint64_t addr;  /* this rank's send buffer, in its address space */
         _Atomic uint64_t bytes; /* its block size */
     } x[2];                     /* alltoall: [parity of the call's first sync point] */
+    struct {
+        _Atomic uint64_t count;
+        _Atomic uint32_t what; /* kind | dtype << 8 | op << 16 */
+        _Atomic int32_t root;
+    } shape[2]; /* the other collectives' shape: [parity of the call's first sync point] */
 };
 
 _Static_assert(sizeof(struct shm_ctrl) <= SHM_CTRL_BYTES, "a control line is 128 bytes");
@@ -285,6 +290,63 @@ static void enter(struct bt_comm *c)
     atomic_store_explicit(&ctrl(c->shm, c->shm->me)->coll, c->coll_seq, memory_order_relaxed);
 }
 
+enum { SHAPE_REDUCE = 1, SHAPE_REDUCE_SCATTER, SHAPE_ALLGATHER, SHAPE_BROADCAST, SHAPE_BARRIER };
+
+/* enter, and publish the call's shape for the first sync point's check (check_shape): what
+ * the first sync point publishes is read by every peer before any rank can pass the sync
+ * point after the next, which is the next one of that parity. */
+static void enter_shape(struct bt_comm *c, const struct bt__coll_args *a, int kind)
+{
+    struct bt__shm *s = c->shm;
+    struct shm_ctrl *me = ctrl(s, s->me);
+    int par = (int)((s->syncs + 1) & 1);
+    enter(c);
+    atomic_store_explicit(&me->shape[par].count, a ? a->count : 0, memory_order_relaxed);
+    atomic_store_explicit(&me->shape[par].what,
+                          (uint32_t)kind |
+                              (a ? (uint32_t)a->dtype << 8 | (uint32_t)a->op << 16 : 0),
+                          memory_order_relaxed);
+    atomic_store_explicit(&me->shape[par].root, a ? a->root : 0, memory_order_relaxed);
+}
+
+/* After the call's first sync point: every local rank called the same collective with the
+ * same count, dtype, op and root, or the call fails on every rank (each sees the others'
+ * shapes) with BT_ERR_INVALID_USAGE instead of a wrong result or a hang. */
+static int check_shape(struct bt_comm *c)
+{
+    struct bt__shm *s = c->shm;
+    int par = (int)(s->syncs & 1);
+    struct shm_ctrl *me = ctrl(s, s->me);
+    uint64_t n0 = atomic_load_explicit(&me->shape[par].count, memory_order_relaxed);
+    uint32_t w0 = atomic_load_explicit(&me->shape[par].what, memory_order_relaxed);
+    int32_t r0 = atomic_load_explicit(&me->shape[par].root, memory_order_relaxed);
+    for (int p = 0; p < s->n; p++) {
+        struct shm_ctrl *x = ctrl(s, p);
+        uint64_t n = atomic_load_explicit(&x->shape[par].count, memory_order_relaxed);
+        uint32_t w = atomic_load_explicit(&x->shape[par].what, memory_order_relaxed);
+        int32_t r = atomic_load_explicit(&x->shape[par].root, memory_order_relaxed);
+        if (n != n0 || w != w0 || r != r0)
+            return bt__comm_fail(
+                c, BT_ERR_INVALID_USAGE,
+                "%s #%llu on communicator %s: rank %d called it with count %llu, dtype %u, op "
+                "%u, root %d, this rank with count %llu, dtype %u, op %u, root %d (dtype and op: "
+                "the bt_dtype and bt_op values of baton.h; root: a local rank, -1 for all)%s; "
+                "hint: every rank passes the same count, dtype, op and root",
+                c->coll_name, (unsigned long long)c->coll_seq, c->name, x->rank,
+                (unsigned long long)n, w >> 8 & 0xff, w >> 16 & 0xff, r, (unsigned long long)n0,
+                w0 >> 8 & 0xff, w0 >> 16 & 0xff, r0,
+                (w & 0xff) != (w0 & 0xff) ? ", and another collective" : "");
+    }
+    return BT_OK;
+}
+
+/* A sync point; the call's first also checks the shapes. */
+static int shm_sync_call(struct bt_comm *c, int first)
+{
+    BT_CHECK(shm_sync(c));
+    return first ? check_shape(c) : BT_OK;
+}
+
 /* ---- the collectives ---- */
 
 /* A reduction whose slots hold at most this many bytes in all takes one sync, not two: every
@@ -296,12 +358,12 @@ static int shm_reduce(struct bt_comm *c, const struct bt__coll_args *a)
 {
     struct bt__shm *s = c->shm;
     size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es;
-    enter(c);
+    enter_shape(c, a, SHAPE_REDUCE);
     for (size_t off = 0; off < a->count; off += seg) {
         size_t m = a->count - off < seg ? a->count - off : seg, co, cl;
         int b = (int)(s->round++ & 1);
         memcpy(slot(s, s->me, b), (const char *)a->send + off * es, m * es);
-        BT_CHECK(shm_sync(c));
+        BT_CHECK(shm_sync_call(c, off == 0));
         if (m * es * (size_t)s->n <= ONE_SYNC_BYTES) {
             /* The same sources in the same order as the chunked path below: the same bits. No
              * rank writes slot b again before every rank has passed the next call's sync, so
@@ -332,14 +394,14 @@ static int shm_reduce_scatter(struct bt_comm *c, const struct bt__coll_args *a)
 {
     struct bt__shm *s = c->shm;
     size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es / (size_t)s->n;
-    enter(c);
+    enter_shape(c, a, SHAPE_REDUCE_SCATTER);
     for (size_t off = 0; off < a->count; off += seg) {
         size_t m = a->count - off < seg ? a->count - off : seg;
         int b = (int)(s->round++ & 1);
         for (int p = 0; p < s->n; p++)
             memcpy(slot(s, s->me, b) + (size_t)p * m * es,
                    (const char *)a->send + ((size_t)p * a->count + off) * es, m * es);
-        BT_CHECK(shm_sync(c));
+        BT_CHECK(shm_sync_call(c, off == 0));
         for (int p = 0; p < s->n; p++)
             s->srcs[p] = slot(s, p, b) + (size_t)s->me * m * es;
         bt__reduce_n(a->dtype, a->op, (char *)a->recv + off * es, s->srcs, s->n, m, a->div);
@@ -351,12 +413,12 @@ static int shm_allgather(struct bt_comm *c, const struct bt__coll_args *a)
 {
     struct bt__shm *s = c->shm;
     size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es;
-    enter(c);
+    enter_shape(c, a, SHAPE_ALLGATHER);
     for (size_t off = 0; off < a->count; off += seg) {
         size_t m = a->count - off < seg ? a->count - off : seg;
         int b = (int)(s->round++ & 1);
         memcpy(slot(s, s->me, b), (const char *)a->send + off * es, m * es);
-        BT_CHECK(shm_sync(c));
+        BT_CHECK(shm_sync_call(c, off == 0));
         for (int p = 0; p < s->n; p++)
             memcpy((char *)a->recv + ((size_t)p * a->count + off) * es, slot(s, p, b), m * es);
     }
@@ -367,14 +429,14 @@ static int shm_broadcast(struct bt_comm *c, const struct bt__coll_args *a)
 {
     struct bt__shm *s = c->shm;
     size_t es = bt_dtype_size(a->dtype), seg = s->slot_bytes / es;
-    enter(c);
+    enter_shape(c, a, SHAPE_BROADCAST);
     for (size_t off = 0; off < a->count; off += seg) {
         size_t m = a->count - off < seg ? a->count - off : seg;
         int b = (int)(s->round++ & 1);
         char *buf = (char *)a->recv + off * es;
         if (s->me == a->root)
             memcpy(slot(s, a->root, b), buf, m * es);
-        BT_CHECK(shm_sync(c));
+        BT_CHECK(shm_sync_call(c, off == 0));
         if (s->me != a->root)
             memcpy(buf, slot(s, a->root, b), m * es);
     }
@@ -383,8 +445,8 @@ static int shm_broadcast(struct bt_comm *c, const struct bt__coll_args *a)
 
 static int shm_barrier(struct bt_comm *c)
 {
-    enter(c);
-    return shm_sync(c);
+    enter_shape(c, NULL, SHAPE_BARRIER);
+    return shm_sync_call(c, 1);
 }
 
 void bt__shm_abort(struct bt_comm *c, const char *msg)

@@ -273,6 +273,60 @@ static void *mismatch_main(void *arg)
     return NULL;
 }
 
+/* The six collectives over shm with shapes that differ between ranks (shm.c check_shape):
+ * every rank fails with BT_ERR_INVALID_USAGE naming the other's shape, none returns BT_OK
+ * with a partly reduced result (10 against 7 elements did) and none hangs (100,000 against 10
+ * did: a different number of rounds). Rank 1 is the odd one out. */
+static int shape_case;
+
+static void *shape_main(void *arg)
+{
+    static float a[100000], b[100000];
+    struct rank_ctx *x = arg;
+    bt_comm *c = rank_comm(x, 0);
+    if (!c)
+        return NULL;
+    int odd = x->rank == 1, rc = BT_OK;
+    const char *want = "count";
+    switch (shape_case) {
+    case 0: /* 10 against 7: was BT_OK with 3 elements unreduced on rank 0 */
+        rc = bt_allreduce(c, a, b, odd ? 7 : 10, BT_FLOAT32, BT_SUM);
+        break;
+    case 1: /* 100,000 against 10: was a hang (rank 0 ran more rounds) */
+        rc = bt_allreduce(c, a, b, odd ? 10 : 100000, BT_FLOAT32, BT_SUM);
+        break;
+    case 2:
+        rc = bt_allreduce(c, a, b, 16, BT_FLOAT32, odd ? BT_MAX : BT_SUM);
+        want = "op";
+        break;
+    case 3:
+        rc = bt_broadcast(c, a, 16, BT_FLOAT32, odd ? 1 : 0);
+        want = "root";
+        break;
+    case 4:
+        rc = bt_allreduce(c, a, b, 16, odd ? BT_INT32 : BT_FLOAT32, BT_SUM);
+        want = "dtype";
+        break;
+    default: /* another collective: an allgather against an allreduce */
+        rc = odd ? bt_allgather(c, a, b, 16, BT_FLOAT32)
+                 : bt_allreduce(c, a, b, 16, BT_FLOAT32, BT_SUM);
+        want = "another collective";
+    }
+    const char *e = bt_last_error(c);
+    if (rc != BT_ERR_INVALID_USAGE || !strstr(e, want) || !strstr(e, "hint: every rank passes"))
+        failf(x, "rank %d case %d: %s: %s", x->rank, shape_case, bt_strerror(rc), e);
+    bt_finalize(c);
+    return NULL;
+}
+
+static void test_mismatch_shape(void **state)
+{
+    (void)state;
+    static const struct world ws[] = {{2, 1, "shm", 0}, {3, 1, "shm", 0}};
+    for (shape_case = 0; shape_case < 6; shape_case++)
+        run_worlds(ws, 2, shape_main);
+}
+
 /* Port of the socket's local (peer 0) or remote (peer 1) address. */
 static int sock_port(int fd, int peer)
 {
@@ -390,9 +444,13 @@ int main(void)
     setenv("BATON_TIMEOUT", "60", 0);
     setenv("BATON_SHM_CMA_BYTES", "2000", 0); /* alltoall blocks of 2000 bytes up by CMA */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shm),          cmocka_unit_test(test_tcp),
-        cmocka_unit_test(test_hierarchical), cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_cma_fallback), cmocka_unit_test(test_mismatch),
+        cmocka_unit_test(test_shm),
+        cmocka_unit_test(test_tcp),
+        cmocka_unit_test(test_hierarchical),
+        cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_cma_fallback),
+        cmocka_unit_test(test_mismatch),
+        cmocka_unit_test(test_mismatch_shape),
         cmocka_unit_test(test_user_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
