@@ -19,7 +19,8 @@
 # generation 1 after a third joins, and under --rdzv-backend etcd. A sub-communicator with one
 # member on each of two nodes: its slowed member is named job-wide on that communicator. A
 # reduction that differs at a call no look compares (thousands of calls a second): named from
-# the call-shape hashes of the sampled calls, on one node and across two.
+# the call-shape hashes of the sampled calls, on one node and across two. bench/flight_bench
+# (the recorder's overhead benchmark), run short: exit 0 and its rows.
 # timeout: 420
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -273,5 +274,16 @@ t_grep "two nodes, no straggler: node 0 compared calls of both nodes" \
     "job-wide straggler look: [1-9][0-9]* world call\(s\) compared across 2 nodes" "$T_TMP/y.0.err"
 t_expect_eq "two nodes, no straggler: no straggler named" \
     "$(cat "$T_TMP/y.0.err" "$T_TMP/y.1.err" | grep -c 'straggler: rank')" 0
+
+# ---- bench/flight_overhead.sh's program, run short: its sums checked, its rows printed (the
+# figures are not judged here; docs/performance.md has them)
+if [ -x "$BATON_BUILD/bench/flight_bench" ]; then
+    "$BATON" run -n 2 -- "$BATON_BUILD/bench/flight_bench" -s 4K -B 10 -p 4 -w 10 >"$T_TMP/fb.out" 2>&1
+    t_expect_eq "flight_bench: a short run exits 0 (its allreduce checked before timing)" "$?" 0
+    t_expect_eq "flight_bench: the on/off row at 4 KiB and the wall and cpu medians" \
+        "$(grep -cE '^\[0\] +(4096 +[0-9.]+ +[0-9.]+ |median (wall|cpu) +[0-9.]+ +[0-9.]+ +[0-9.]+ \[)' "$T_TMP/fb.out")" 3
+else
+    t_skip "flight_bench" "build/bench/flight_bench not built"
+fi
 
 t_done
