@@ -355,7 +355,7 @@ static void strag_account(struct bt__run *r, struct bt__strag_comm *sc, const st
  * among the local ranks, or on node 0 of several nodes among all ranks of the job; a
  * sub-communicator's among its local members, or (sc->job, node 0) among all its members. */
 static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, int op, char *out,
-                      size_t n)
+                      size_t n, int info)
 {
     int sub = sc->id != 0;
     const struct bt__strag_op *so = sub ? &sc->op[op] : &r->strag.op[op];
@@ -364,8 +364,15 @@ static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, 
     int np = sub ? (job ? sc->size : sc->members) : job ? r->world_size : r->nproc;
     struct bt__strag_verdict v;
     out[0] = '\0';
-    if (!bt__strag_judge(so->last, so->lag_ms, w, np, &v))
+    if (!bt__strag_judge(so->last, so->lag_ms, w, np, &v)) {
+        if (info && v.count > 0) /* how near chance came: what a doubtful WARN is judged by */
+            BT_INFO(LAUNCH,
+                    "straggler look: %ss%s%s: none named; last most often: rank %d, %d of %d "
+                    "(chance %.0f, p %.2g), median %.1f ms after the others",
+                    bt__flight_op_name(op), sub ? " on communicator " : "", sub ? sc->name : "",
+                    job ? v.who : r->w[v.who].rank, v.count, w, v.chance, v.p, v.median_ms);
         return 0;
+    }
     int k = snprintf(out, n,
                      "rank %d arrived last in %d of the last %d %ss%s%s, median %.0f ms after "
                      "the others ",
@@ -1023,13 +1030,14 @@ static void xs_step(struct bt__run *r, int force)
         xs_merge(r);
 }
 
-/* The straggler lines of the world's ops, then of each sub-communicator's, after prefix. */
-static void strag_lines(const struct bt__run *r, const char *prefix)
+/* The straggler lines of the world's ops, then of each sub-communicator's, after prefix; info:
+ * an INFO line for each op with none named (the periodic look's). */
+static void strag_lines(const struct bt__run *r, const char *prefix, int info)
 {
     char line[512];
     for (int c = 0; c < r->strag.ncomm; c++)
         for (int op = 0; op < BT_FL_NOPS; op++)
-            if (strag_line(r, &r->strag.comm[c], op, line, sizeof(line)))
+            if (strag_line(r, &r->strag.comm[c], op, line, sizeof(line), info))
                 fprintf(stderr, "%s: %s\n", prefix, line);
 }
 
@@ -1058,7 +1066,7 @@ static void scan(struct bt__run *r, uint64_t batch, int force)
         s->started = 1;
         return;
     }
-    strag_lines(r, "baton: WARN: straggler");
+    strag_lines(r, "baton: WARN: straggler", 1);
 }
 
 void bt__run_flight_scan(struct bt__run *r)
@@ -1069,7 +1077,7 @@ void bt__run_flight_scan(struct bt__run *r)
 void bt__run_flight_report(struct bt__run *r)
 {
     scan(r, BT_FLIGHT_RING, 1); /* the last look: all the rings still hold */
-    strag_lines(r, "baton: straggler");
+    strag_lines(r, "baton: straggler", 0);
 }
 
 void bt__run_flight_reset(struct bt__run *r)

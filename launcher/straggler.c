@@ -44,6 +44,8 @@ static double median_lag(const int32_t *last, const float *lag_ms, int w, int wh
 int bt__strag_judge(const int32_t *last, const float *lag_ms, int w, int np,
                     struct bt__strag_verdict *v)
 {
+    struct bt__strag_verdict top = {.who = -1};
+    *v = top;
     if (w < BT_STRAG_MIN_CALLS || np < 2)
         return 0;
     double *tmp = malloc(sizeof(*tmp) * (size_t)w), pr = 1.0 / np;
@@ -56,16 +58,19 @@ int bt__strag_judge(const int32_t *last, const float *lag_ms, int w, int np,
             c += last[j] == who;
         if (seen || (found && c <= v->count))
             continue;
-        double p = np * bt__strag_tail(w, c, pr);
-        if (p >= BT_STRAG_ALPHA)
-            continue;
-        double med = median_lag(last, lag_ms, w, who, tmp);
-        if (med < BT_STRAG_MIN_LAG_MS)
-            continue;
-        *v = (struct bt__strag_verdict){
-            .who = who, .count = c, .median_ms = med, .chance = w * pr, .p = p};
-        found = 1;
+        struct bt__strag_verdict x = {.who = who,
+                                      .count = c,
+                                      .median_ms = median_lag(last, lag_ms, w, who, tmp),
+                                      .chance = w * pr,
+                                      .p = np * bt__strag_tail(w, c, pr)};
+        x.p = x.p < 1 ? x.p : 1.0;
+        if (x.p < BT_STRAG_ALPHA && x.median_ms >= BT_STRAG_MIN_LAG_MS)
+            *v = x, found = 1;
+        else if (c > top.count)
+            top = x;
     }
     free(tmp);
+    if (!found)
+        *v = top;
     return found;
 }

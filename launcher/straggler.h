@@ -37,7 +37,9 @@ double bt__strag_tail(int w, int c, double p);
 
 /* Judges w calls (last[i]: who entered call i last, any int id; lag_ms[i]: how long after the
  * one before it) among np ranks: the straggler into *v and 1, or 0 when none stands out. When
- * more than one would, the one last most often (the first of them in last[] on a tie). */
+ * more than one would, the one last most often (the first of them in last[] on a tie). With
+ * none, *v holds the rank last most often, judged and let go (for an INFO line; who -1 and
+ * count 0 when too few calls or ranks were given). */
 int bt__strag_judge(const int32_t *last, const float *lag_ms, int w, int np,
                     struct bt__strag_verdict *v);
 

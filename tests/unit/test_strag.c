@@ -162,6 +162,33 @@ static void test_edges(void **st)
     assert_true(8 * bt__strag_tail(W, 26, 0.125) > 1e-4);
 }
 
+/* A rank last in lockstep (60 of 100, by 0.1 ms: under the floor) does not hide a straggler
+ * last less often (35 of 100 among 8, 20 ms late); with none named, *v holds the rank last
+ * most often, let go. */
+static void test_floor_then_straggler(void **st)
+{
+    (void)st;
+    int32_t last[W];
+    float lag[W];
+    for (int i = 0; i < W; i++) {
+        last[i] = i < 60 ? 0 : i < 95 ? 5 : 1 + i % 4;
+        lag[i] = i < 60 ? 0.1f : 20;
+    }
+    struct bt__strag_verdict v;
+    assert_int_equal(bt__strag_judge(last, lag, W, 8, &v), 1);
+    assert_int_equal(v.who, 5);
+    assert_int_equal(v.count, 35);
+    for (int i = 60; i < 95; i++)
+        last[i] = 1 + i % 7; /* no second rank stands out: the lockstep one is let go */
+    assert_int_equal(bt__strag_judge(last, lag, W, 8, &v), 0);
+    assert_int_equal(v.who, 0);
+    assert_int_equal(v.count, 60);
+    assert_true(v.median_ms < BT_STRAG_MIN_LAG_MS && v.p < BT_STRAG_ALPHA);
+    assert_int_equal(bt__strag_judge(last, lag, BT_STRAG_MIN_CALLS - 1, 8, &v), 0);
+    assert_int_equal(v.who, -1);
+    assert_int_equal(v.count, 0);
+}
+
 /* Two ranks of 8 both slow: the one last more often is named (one line per op). */
 static void test_two_slow(void **st)
 {
@@ -183,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_chance_never_warns),
         cmocka_unit_test(test_straggler_named_alone),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_floor_then_straggler),
         cmocka_unit_test(test_two_slow),
     };
     return cmocka_run_group_tests_name("strag", tests, NULL, NULL);
