@@ -5,7 +5,8 @@
 # rank SIGKILLed: every rank's dump (the dead one's too) and the same finding; a stall warning:
 # the dumps are written then, in a job that succeeds; a
 # rank passing another count: named with both counts; a rank slowed by a sleep in its loop: the
-# straggler WARN names it and no other, and a run without one warns of none; `baton trace` on
+# straggler WARN names it and no other, and a run without one warns of none, nor one whose
+# ranks all sleep alike (several periodic looks, each judging and naming nobody); `baton trace` on
 # a torn, a foreign and a missing file: one line each, exit 2; a recorder-on run of coll_check
 # (the previous attempt's SIGSEGV) exits 0. Sub-communicators (--split 2: the even and the odd
 # ranks): a rank stopped in the odd one, and a rank passing another count to it, are named with
@@ -95,6 +96,14 @@ t_expect_eq "straggler: no other rank is named" "$(grep -c 'straggler: rank [023
 BATON_STRAGGLER_SECS=1 "$BATON" run -n 4 -- "$CHECK" --count 1024 --iters 3000 \
     >"$T_TMP/n.out" 2>"$T_TMP/n.err"
 t_expect_eq "no straggler: exit 0 and no straggler line" "$? $(grep -c 'straggler' "$T_TMP/n.err")" "0 0"
+# every rank sleeping 2 ms before each allreduce, for several looks (BATON_STRAGGLER_SECS=1):
+# whoever is last is so by chance; each look judges (its INFO line) and names nobody
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH BATON_STRAGGLER_SECS=1 "$BATON" run -n 4 -- "$CHECK" \
+    --count 1024 --iters 1500 --slow-rank all --slow-ms 2 >"$T_TMP/na.out" 2>"$T_TMP/na.err"
+t_expect_eq "all ranks slowed alike: exit 0, no straggler named" \
+    "$? $(grep -cE '^baton: (WARN: )?straggler' "$T_TMP/na.err")" "0 0"
+t_grep "all ranks slowed alike: a periodic look judged them (INFO)" \
+    "straggler look: allreduces: none named; last most often: rank [0-3], [0-9]+ of 100 \(chance 25, p [0-9.e+-]+\)" "$T_TMP/na.err"
 
 # ---- sub-communicators: the odd ranks {1, 3, 5} of 6; rank 3 stops before its 4th allreduce
 SUB='on communicator c[0-9a-f]{8} \(world ranks 1, 3, 5\)'
