@@ -20,9 +20,10 @@
  *    (flight.h), carried by every 64th call's copy in the sample ring, compared among the
  *    local members (check_hashes) and across nodes (xs_check_hash).
  *  - Stragglers. In the same pass, for each call, the rank that entered last and by how much
- *    after the one before it. Over the last STRAG_WINDOW calls of an op, a rank that was last
- *    far more often than chance (z >= STRAG_Z against 1/n, and a median lag of at least
- *    STRAG_MIN_LAG_MS) is named in a WARN every BATON_STRAGGLER_SECS, and in the final report.
+ *    after the one before it. Over the last BT_RUN_STRAG_WINDOW calls of an op, a rank that
+ *    was last far more often than chance (launcher/straggler.h's rule: a binomial tail against
+ *    1/n and a floor on its median lag) is named in a WARN every BATON_STRAGGLER_SECS, and in
+ *    the final report.
  *    For the world, with one node n is its ranks; with several (elastic and etcd jobs too),
  *    each node publishes per world call its latest and second-latest entry (see "job-wide
  *    stragglers" below) and node 0 compares all ranks of the job. A sub-communicator's calls
@@ -33,7 +34,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +45,10 @@
 #include "common/wire.h"
 #include "common/param.h"
 #include "launcher/run.h"
+#include "launcher/straggler.h"
 #include "launcher/trace.h"
 
 #define DUMP_STORE_ENTRIES 256 /* calls of each rank published to the store */
-#define STRAG_Z 4.0            /* how far above chance "last" must be */
-#define STRAG_MIN_LAG_MS 1.0   /* a median lag below this is noise, not a straggler */
 #define STRAG_BATCH_MAX 256    /* calls looked at per look (once a second) */
 #define DISAGREE_WARN_MAX 3    /* disagreement WARNs per generation */
 
@@ -205,12 +204,6 @@ void bt__run_flight_analyze(struct bt__run *r, char *out, size_t cap)
 
 /* ---- the live look: calls compared across the local ranks, stragglers ---- */
 
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The ring of h that records communicator id (its descriptor into *g), or -1. The shared
  * ring is not looked at. */
 static int ring_of(const struct bt__flight_hdr *h, uint32_t id, struct bt__flight_ring *g)
@@ -362,50 +355,39 @@ static void strag_account(struct bt__run *r, struct bt__strag_comm *sc, const st
  * among the local ranks, or on node 0 of several nodes among all ranks of the job; a
  * sub-communicator's among its local members, or (sc->job, node 0) among all its members. */
 static int strag_line(const struct bt__run *r, const struct bt__strag_comm *sc, int op, char *out,
-                      size_t n)
+                      size_t n, int info)
 {
     int sub = sc->id != 0;
     const struct bt__strag_op *so = sub ? &sc->op[op] : &r->strag.op[op];
     int w = so->n < BT_RUN_STRAG_WINDOW ? (int)so->n : BT_RUN_STRAG_WINDOW;
     int job = sub ? sc->job : r->strag.xnode;
     int np = sub ? (job ? sc->size : sc->members) : job ? r->world_size : r->nproc;
+    struct bt__strag_verdict v;
     out[0] = '\0';
-    if (w < 20 || np < 2)
+    if (!bt__strag_judge(so->last, so->lag_ms, w, np, &v)) {
+        if (info && v.count > 0) /* how near chance came: what a doubtful WARN is judged by */
+            BT_INFO(LAUNCH,
+                    "straggler look: %ss%s%s: none named; last most often: rank %d, %d of %d "
+                    "(chance %.0f, p %.2g), median %.1f ms after the others",
+                    bt__flight_op_name(op), sub ? " on communicator " : "", sub ? sc->name : "",
+                    job ? v.who : r->w[v.who].rank, v.count, w, v.chance, v.p, v.median_ms);
         return 0;
-    for (int i = 0; i < w; i++) {
-        int who = so->last[i], c = 0, seen = 0;
-        for (int j = 0; j < i && !seen; j++)
-            seen = so->last[j] == who;
-        if (seen)
-            continue;
-        double lags[BT_RUN_STRAG_WINDOW];
-        for (int j = 0; j < w; j++)
-            if (so->last[j] == who)
-                lags[c++] = so->lag_ms[j];
-        double p = 1.0 / np, z = (c - w * p) / sqrt(w * p * (1 - p));
-        if (z < STRAG_Z)
-            continue;
-        qsort(lags, (size_t)c, sizeof(double), cmp_dbl);
-        double med = lags[c / 2];
-        if (med < STRAG_MIN_LAG_MS)
-            continue;
-        int k = snprintf(out, n,
-                         "rank %d arrived last in %d of the last %d %ss%s%s, median %.0f ms after "
-                         "the others ",
-                         job ? who : r->w[who].rank, c, w, bt__flight_op_name(op),
-                         sub ? " on communicator " : "", sub ? sc->name : "", med);
-        if (k > 0 && (size_t)k < n && job)
-            snprintf(out + k, n - (size_t)k, "(job-wide, %d nodes; chance would be %.0f)",
-                     sub ? sc->nodes : r->spec.nnodes, w * p);
-        else if (k > 0 && (size_t)k < n && sub)
-            snprintf(out + k, n - (size_t)k, "(node %d, %d members here; chance would be %.0f)",
-                     r->spec.node_rank, np, w * p);
-        else if (k > 0 && (size_t)k < n)
-            snprintf(out + k, n - (size_t)k, "(node %d; chance would be %.0f)", r->spec.node_rank,
-                     w * p);
-        return 1;
     }
-    return 0;
+    int k = snprintf(out, n,
+                     "rank %d arrived last in %d of the last %d %ss%s%s, median %.0f ms after "
+                     "the others ",
+                     job ? v.who : r->w[v.who].rank, v.count, w, bt__flight_op_name(op),
+                     sub ? " on communicator " : "", sub ? sc->name : "", v.median_ms);
+    if (k > 0 && (size_t)k < n && job)
+        snprintf(out + k, n - (size_t)k, "(job-wide, %d nodes; chance would be %.0f)",
+                 sub ? sc->nodes : r->spec.nnodes, v.chance);
+    else if (k > 0 && (size_t)k < n && sub)
+        snprintf(out + k, n - (size_t)k, "(node %d, %d members here; chance would be %.0f)",
+                 r->spec.node_rank, np, v.chance);
+    else if (k > 0 && (size_t)k < n)
+        snprintf(out + k, n - (size_t)k, "(node %d; chance would be %.0f)", r->spec.node_rank,
+                 v.chance);
+    return 1;
 }
 
 /* The sample-ring entries of communicator id in h after call seen (flight.h's
@@ -1048,13 +1030,14 @@ static void xs_step(struct bt__run *r, int force)
         xs_merge(r);
 }
 
-/* The straggler lines of the world's ops, then of each sub-communicator's, after prefix. */
-static void strag_lines(const struct bt__run *r, const char *prefix)
+/* The straggler lines of the world's ops, then of each sub-communicator's, after prefix; info:
+ * an INFO line for each op with none named (the periodic look's). */
+static void strag_lines(const struct bt__run *r, const char *prefix, int info)
 {
     char line[512];
     for (int c = 0; c < r->strag.ncomm; c++)
         for (int op = 0; op < BT_FL_NOPS; op++)
-            if (strag_line(r, &r->strag.comm[c], op, line, sizeof(line)))
+            if (strag_line(r, &r->strag.comm[c], op, line, sizeof(line), info))
                 fprintf(stderr, "%s: %s\n", prefix, line);
 }
 
@@ -1083,7 +1066,7 @@ static void scan(struct bt__run *r, uint64_t batch, int force)
         s->started = 1;
         return;
     }
-    strag_lines(r, "baton: WARN: straggler");
+    strag_lines(r, "baton: WARN: straggler", 1);
 }
 
 void bt__run_flight_scan(struct bt__run *r)
@@ -1094,7 +1077,7 @@ void bt__run_flight_scan(struct bt__run *r)
 void bt__run_flight_report(struct bt__run *r)
 {
     scan(r, BT_FLIGHT_RING, 1); /* the last look: all the rings still hold */
-    strag_lines(r, "baton: straggler");
+    strag_lines(r, "baton: straggler", 0);
 }
 
 void bt__run_flight_reset(struct bt__run *r)

@@ -15,6 +15,7 @@
  *      (since 12.0 s)": a hang below baton (the network, a device).
  * Each check looks only at what every dump still holds (the rings are BT_FLIGHT_RING long).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,11 +129,19 @@ int bt__trace_format(const struct bt__flight_hdr *h, int node, const char *host,
     return 0;
 }
 
-/* The value of "key=" in line (up to a space) into out; 0 when found. */
+/* How much of line p an error quotes: up to 60 bytes, never past its end (one line). */
+static int quote_len(const char *p)
+{
+    size_t n = strcspn(p, "\n");
+    return n < 60 ? (int)n : 60;
+}
+
+/* The value of "key=" in line (up to a space; never a later line's) into out; 0 when found. */
 static int field(const char *line, const char *key, char *out, size_t n)
 {
     size_t kl = strlen(key);
-    for (const char *p = line; (p = strstr(p, key)); p++)
+    const char *eol = line + strcspn(line, "\n");
+    for (const char *p = line; (p = strstr(p, key)) && p + kl < eol; p++)
         if ((p == line || p[-1] == ' ') && p[kl] == '=') {
             p += kl + 1;
             snprintf(out, n, "%.*s", (int)strcspn(p, " \n"), p);
@@ -146,8 +155,9 @@ static int field_ll(const char *line, const char *key, long long *v)
     char buf[32], *end;
     if (field(line, key, buf, sizeof(buf)) != 0 || !buf[0])
         return -1;
+    errno = 0;
     *v = strtoll(buf, &end, 10);
-    return *end ? -1 : 0;
+    return *end || errno == ERANGE ? -1 : 0; /* out of range: not a number a dump writes */
 }
 
 /* A communicator id: "0", "c" and 8 hex digits, or (version 1) a small number. */
@@ -242,8 +252,8 @@ int bt__trace_parse(const char *text, const char *name, struct bt__trace_rank *t
     for (; *p == '\n' && t->ncomm < ncomm; ln++) {
         p++;
         if (parse_comm(p, &t->comm[t->ncomm]) != 0) {
-            snprintf(err, errn, "%s: line %d: a torn or foreign communicator line: '%.60s'", name,
-                     ln, p);
+            snprintf(err, errn, "%s: line %d: a torn or foreign communicator line: '%.*s'", name,
+                     ln, quote_len(p), p);
             bt__trace_free(t);
             return -1;
         }
@@ -253,7 +263,8 @@ int bt__trace_parse(const char *text, const char *name, struct bt__trace_rank *t
     for (; *p == '\n' && p[1] && t->n < entries; ln++) {
         p++;
         if (parse_entry(p, &t->e[t->n]) != 0) {
-            snprintf(err, errn, "%s: line %d: a torn or foreign entry: '%.60s'", name, ln, p);
+            snprintf(err, errn, "%s: line %d: a torn or foreign entry: '%.*s'", name, ln,
+                     quote_len(p), p);
             bt__trace_free(t);
             return -1;
         }
@@ -457,6 +468,12 @@ static size_t disagree(const struct bt__trace_rank *t, int n, uint64_t seq,
     return k < cap ? k : cap;
 }
 
+static int by_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int analyze_agreement(const struct bt__trace_rank *t, int n, const char *where, char *out,
                              size_t cap, size_t *used)
 {
@@ -465,12 +482,21 @@ static int analyze_agreement(const struct bt__trace_rank *t, int n, const char *
         {"reduction", g_redop, 3}, {"root", g_root, 0},
     };
     int found = 0;
-    uint64_t lo = UINT64_MAX, hi = 0;
+    size_t total = 0, ns = 0;
     for (int i = 0; i < n; i++)
+        total += (size_t)t[i].n;
+    uint64_t *seqs = malloc(sizeof(*seqs) * (total ? total : 1));
+    for (int i = 0; seqs && i < n; i++)
         for (int j = 0; j < t[i].n; j++)
-            lo = t[i].e[j].seq < lo ? t[i].e[j].seq : lo,
-            hi = t[i].e[j].seq > hi ? t[i].e[j].seq : hi;
-    for (uint64_t s = lo; s <= hi && hi && found < DISAGREE_MAX; s++)
+            seqs[ns++] = t[i].e[j].seq;
+    if (seqs)
+        qsort(seqs, ns, sizeof(*seqs), by_u64);
+    /* the calls the dumps hold, each once (not every number between: a foreign dump's
+     * seq=9223372036854775807 would take forever) */
+    for (size_t q = 0; q < ns && found < DISAGREE_MAX; q++) {
+        uint64_t s = seqs[q];
+        if (q && s == seqs[q - 1])
+            continue;
         for (int f = 0; f < NELEM(fields) && found < DISAGREE_MAX; f++) {
             size_t k = disagree(t, n, s, &fields[f], where, out + *used, cap - *used);
             *used += k;
@@ -479,6 +505,8 @@ static int analyze_agreement(const struct bt__trace_rank *t, int n, const char *
                 break; /* the first field that differs says enough about this call */
             }
         }
+    }
+    free(seqs);
     return found;
 }
 

@@ -3,8 +3,9 @@
 # two nodes: both nodes name it, with the exception's words and its last frames; a C worker's
 # stderr tail when it wrote no error file; bt_error_record's message; the earliest failure by
 # time is the root cause (and its status the job's) even when a consequence was posted first;
-# the termination-message file, `kubectl logs POD` inside a pod; an unwritable --log-dir or
-# termination path costs one line, not the job.
+# the termination-message file, `kubectl logs POD` inside a pod; a rank of node 1 killed by a
+# signal is named with it on both nodes; each worker's two error-file names hold one path of its
+# own; an unwritable --log-dir or termination path costs one line, not the job.
 # timeout: 240
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/launch_worker
@@ -48,6 +49,8 @@ PYEOF
             '^baton:   \|     raise ValueError\(f"bad batch \{i\}"\)$' "$T_TMP/p$n.err"
         t_grep "python ValueError: node $n's summary says where the output is" \
             "^baton:   full output: /.*/plogs1/rank\.2\.log$" "$T_TMP/p$n.err"
+        t_grep "python ValueError: node $n's job-failed line gives rank 2's exit code" \
+            "^baton: job failed: rank 2 \(node 1, host [^,]+, pid [0-9]+\) exited with code 1 " "$T_TMP/p$n.err"
     done
 else
     t_skip "python ValueError" "torch's elastic errors module is not importable from $PY"
@@ -62,6 +65,25 @@ t_grep "C worker: its stderr tail is in the summary" "^baton:   \| step 12: disk
 t_grep "C worker: ... up to its last line" "^baton:   \| launch_worker: giving up$" "$T_TMP/c.err"
 t_check "C worker: no consequence listed (rank 0 was stopped by baton)" \
     bash -c "! grep -q '^baton: consequence' '$T_TMP/c.err'"
+
+# ---- a rank of node 1 killed by a signal: both nodes' summaries name the signal and the rank
+port=$(t_free_port)
+node k0 0 "$port" -n 1 -- "$W" --rank 1 --signal 9 --sleep 30; q0=$T_LAST_PID
+node k1 1 "$port" -n 1 -- "$W" --rank 1 --signal 9 --sleep 30; q1=$T_LAST_PID
+status_of "$q0" 30 >"$T_TMP/s0"; status_of "$q1" 30 >"$T_TMP/s1"
+t_expect_eq "signal: both launchers exit 137" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "137 137"
+for n in 0 1; do
+    t_grep "signal: node $n's job-failed line names rank 1 and SIGKILL" \
+        "^baton: job failed: rank 1 \(node 1, host [^,]+, pid [0-9]+\) was killed by SIGKILL" "$T_TMP/k$n.err"
+    t_grep "signal: node $n's root cause is rank 1 on node 1" \
+        "^baton: root cause: rank 1 on node 1 \(host [^)]+\) at [0-9:.]+ UTC" "$T_TMP/k$n.err"
+done
+
+# ---- each worker's error file: BATON_ERROR_FILE and TORCHELASTIC_ERROR_FILE, one path, its own
+"$BATON" run -n 2 -- sh -c 'echo "EF $RANK $BATON_ERROR_FILE $TORCHELASTIC_ERROR_FILE"' \
+    >"$T_TMP/ef.out" 2>&1
+t_expect_eq "error file: both names set, the same path, one per rank" \
+    "$(awk '$2 == "EF" && $4 != "" && $4 == $5 {print $4}' "$T_TMP/ef.out" | sort -u | wc -l)" 2
 
 # ---- bt_error_record, and the earliest failure wins though a consequence is posted first:
 # rank 1 records its error at once and would exit 4 after 1.5 s; rank 0 exits 5 after 0.3 s,

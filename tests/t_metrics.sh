@@ -2,10 +2,10 @@
 # t_metrics.sh: `baton run --metrics-port PORT` (docs/launcher.md#metrics). /metrics scraped with
 # curl while two ranks linger after known work parses with python3-prometheus-client's parser,
 # and its counters match that work (calls and bytes per op, the histogram's count, workers
-# running); with rank 1 slowed, baton_straggler_last_total counts it last in each slowed call
-# and rank 0's stall warnings are counted; after a restart, baton_restarts_total and
-# baton_generation are 1; any other path is a 404; a port already in use is one WARN line and the
-# job runs.
+# running); one worker done and one running: baton_workers by state; with rank 1 slowed,
+# baton_straggler_last_total counts it last in each slowed call and rank 0's stall warnings are
+# counted; after a restart, baton_restarts_total and baton_generation are 1; any other path is
+# a 404; a port already in use is one WARN line and the job runs.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 CHECK=$BATON_BUILD/tests/progs/coll_check
@@ -90,6 +90,23 @@ print("\n".join(bad) if bad else "ok")
 PYEOF
 t_expect_eq "slow rank: straggler counts match (rank 1 last in the 20 slowed calls) and stalls counted" \
     "$(cat "$T_TMP/slow.out")" ok
+
+# ---- workers by state: rank 1 exits 0 at once, rank 0 sleeps: one succeeded, one running
+port=$(t_free_port)
+t_bg "$BATON" run -n 2 --metrics-port "$port" -- "$BATON_BUILD/tests/progs/launch_worker" \
+    --rank 1 --code 0 --delay 0 --sleep 30 >"$T_TMP/w.out" 2>"$T_TMP/w.err"
+job=$T_LAST_PID
+i=0
+until curl -s --max-time 5 "http://127.0.0.1:$port/metrics" >"$T_TMP/states.txt" 2>/dev/null &&
+    grep -qx 'baton_workers{state="succeeded"} 1' "$T_TMP/states.txt" || [ $i -ge 300 ]; do
+    sleep 0.1; i=$((i + 1)); done
+kill -TERM "$job"; t_wait "$job" 30 >/dev/null
+PYTHONPATH="$T_TMP" $PY - "$T_TMP/states.txt" >"$T_TMP/states.out" 2>&1 <<'PYEOF'
+from prom import val
+got = tuple(val("baton_workers", state=s) for s in ("running", "succeeded", "failed"))
+print("ok" if got == (1, 1, 0) else f"running, succeeded, failed: {got}")
+PYEOF
+t_expect_eq "workers by state: 1 running, 1 succeeded, 0 failed, parsed" "$(cat "$T_TMP/states.out")" ok
 
 # ---- a restart: rank 0 exits 7 in generation 0 (launch_worker --fail-until 1); scraped while
 # generation 1's two workers sleep: one restart, generation 1, two running

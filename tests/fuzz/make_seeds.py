@@ -103,3 +103,28 @@ body2 = (struct.pack("<QIIQII", 0x4B4350534E4F5442, 2, 0, 2, 1, 2) + struct.pack
          + struct.pack("<QQQI", 8, 3, 4, 1) + entry2(b"w", 3) + entry2(b"b", 1))
 put("fuzz_ckpt", "ps-v2-workers", body2 + struct.pack("<I", zlib.crc32(body2)))
 put("fuzz_ckpt", "mnist-header", b"BTMNIST\0" + struct.pack("<IIQQQQIIIf", 1, 93322, 100, 100, 7, 42, 1, 3, 128, 0.5))
+
+
+# fuzz_trace: flight-recorder dumps (launcher/trace.c's text), several separated by NUL bytes
+def dump(rank, size, calls, comms=((0, "world"),), last_state="done"):
+    lines = ["# baton flight recorder 2",
+             f"rank={rank} size={size} node=0 host=vm pid={100 + rank} dumped_ns=1796280925545730280 "
+             f"entries={len(calls)} comms={len(comms)}"]
+    lines += [f"comm={c} size={size} rank={rank} name={n}" for c, n in comms]
+    for i, (seq, comm, op, count) in enumerate(calls):
+        state = last_state if i == len(calls) - 1 else "done"
+        lines.append(f"seq={seq} comm={comm} op={op} dtype=float32 redop=sum count={count} root=-1 "
+                     f"peers={size} start_ns={1796280922507864451 + 1000 * seq} "
+                     f"end_ns={1796280922507865834 + 1000 * seq} state={state}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+ahead = [(13, 0, "allreduce", 16), (14, 0, "allreduce", 16), (15, 0, "allreduce", 16)]
+behind = [(13, 0, "allreduce", 16), (14, 0, "allreduce", 16)]
+put("fuzz_trace", "never-entered", dump(0, 2, ahead, last_state="failed") + b"\0" + dump(1, 2, behind))
+put("fuzz_trace", "counts-differ", dump(0, 2, behind) + b"\0"
+    + dump(1, 2, [(13, 0, "allreduce", 16), (14, 0, "allreduce", 12)]))
+sub = ((0, "world"), (3288334664, "c3e0a9b12 (world ranks 1, 3)"))
+put("fuzz_trace", "sub-communicator", dump(1, 4, [(4, 3288334664, "allreduce", 8)], sub) + b"\0"
+    + dump(3, 4, [(3, 3288334664, "allreduce", 8)], sub))
+put("fuzz_trace", "torn", dump(0, 2, ahead)[:-80])

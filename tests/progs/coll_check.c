@@ -11,6 +11,7 @@
  *                  outstanding at once, then waits on each; a failed wait prints
  *                  "rank R: request K failed after S s: <its bt_request_error>"
  *   --slow-rank R --slow-ms MS                   rank R sleeps MS before each iteration
+ *                                                (R = all: every rank does)
  *   --bad-count-rank R --bad-count-at I          rank R passes count - 24 at iteration I
  *   --bad-op-rank R --bad-op-at I                rank R passes max for sum at iteration I
  *                                                (the call completes: nothing fails)
@@ -37,6 +38,8 @@
 
 #include "baton.h"
 #include "rendezvous/store.h"
+
+#define SLOW_ALL (-2) /* --slow-rank all */
 
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
@@ -158,7 +161,7 @@ static int worker(const struct opts *o)
         }
         for (size_t i = 0; i < o->count; i += 4096)
             buf[i] = 1.0f;
-        if (rank == o->slow_rank) {
+        if (rank == o->slow_rank || o->slow_rank == SLOW_ALL) {
             struct timespec ts = {o->slow_ms / 1000, (long)(o->slow_ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
@@ -338,7 +341,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--linger"))
             o.linger = atof(v);
         else if (!strcmp(a, "--slow-rank"))
-            o.slow_rank = atoi(v);
+            o.slow_rank = !strcmp(v, "all") ? SLOW_ALL : atoi(v);
         else if (!strcmp(a, "--slow-ms"))
             o.slow_ms = atoi(v);
         else if (!strcmp(a, "--bad-count-rank"))
