@@ -72,7 +72,6 @@ if [ -z "$programs" ]; then
     [ "$veth" = 1 ] && programs="baton_tcp,mpi_tcp,gloo"
 fi
 [ "$tuned" = 1 ] && [ "$veth" = 0 ] && programs="$programs,mpi_tuned,mpi_tcp_tuned"
-OUT=$(mktemp -d /tmp/baton-compare.XXXXXX)
 
 for f in "$BUILD/baton" "$BENCH"; do
     [ -x "$f" ] || { echo "compare.sh: $f is missing; run make BUILD=$BUILD first" >&2; exit 2; }
@@ -114,6 +113,7 @@ for p in "${want[@]}"; do
     list+=("$p")
     echo "== $p: ${CMD[*]} ${ARGS[*]}"
 done
+OUT=$(mktemp -d /tmp/baton-compare.XXXXXX) # after the checks that exit 2: none left behind
 
 # --veth: two namespaces, one veth pair, a rate limit; removed on exit.
 NSA=bcmpa$$ NSB=bcmpb$$

@@ -117,7 +117,8 @@ def write_plot(path, out, progs, data, sizes):
             f.write("%d %s\n" % (s, " ".join(cols)))
     lines = []
     for col in (2, 3):
-        lines.append(", ".join('"%s" using 1:%d with linespoints title "%s"' %
+        # noenhanced: an underscore in a label (MPI_Test, GLOO_SOCKET_IFNAME) is no subscript
+        lines.append(", ".join('"%s" using 1:%d with linespoints title "%s" noenhanced' %
                                (dat, col + 2 * i, LABEL.get(p, p)) for i, p in enumerate(progs)))
     script = """set terminal svg size 1100,450 dynamic font "sans,11"
 set output "%s"

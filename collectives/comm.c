@@ -513,6 +513,9 @@ fail:;
 static int comm_free(struct bt_comm *c)
 {
     bt__queue_destroy(c); /* completes what is outstanding; c->err is ours again */
+    /* Only now, with the progress thread joined: a request still queued at bt_finalize records
+     * its call (reading c->flight_ring) and would claim a ring again after an earlier close. */
+    bt__flight_comm_close(c);
     int rc = c->err.code;
     bt__device_destroy(c);
     if (c->mpi)
@@ -540,7 +543,6 @@ int bt_finalize(bt_comm *c)
     BT_CHECK(bt__comm_check_live(c, "bt_finalize"));
     bt__group_forget(c);
     live_remove(c);
-    bt__flight_comm_close(c);
     int rc = comm_free(c);
     pthread_mutex_lock(&live_mu);
     int last = nlive == 0;

@@ -29,11 +29,15 @@ int bt__parse_dbl(const char *s, double *out);
     {                                                                                              \
         static type cached;                                                                        \
         static int ready;                                                                          \
-        if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {                                          \
-            cached = fn(env, deflt);                                                               \
-            __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);                                         \
+        type v;                                                                                    \
+        if (__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {                                           \
+            __atomic_load(&cached, &v, __ATOMIC_RELAXED);                                          \
+            return v;                                                                              \
         }                                                                                          \
-        return cached;                                                                             \
+        v = fn(env, deflt); /* threads racing here read the same env */                            \
+        __atomic_store(&cached, &v, __ATOMIC_RELAXED);                                             \
+        __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);                                             \
+        return v;                                                                                  \
     }
 #define BT_PARAM_INT(name, env, deflt) BT__PARAM_DEF(int64_t, bt__env_int, name, env, deflt)
 #define BT_PARAM_DBL(name, env, deflt) BT__PARAM_DEF(double, bt__env_dbl, name, env, deflt)

@@ -44,7 +44,8 @@ struct flag {
  * -n stops at 4096 workers per node like `baton topo -n`; a node rank is below --nnodes. */
 static const struct flag flags[] = {
     {"--nproc-per-node", "-n", "N|auto", SPEC, K_COUNT, 1, 4096, SF(nproc_per_node),
-     "workers on this node (auto: one per GPU, else 1)"},
+     "workers on this node (auto: one per GPU, else\n"
+     "one per CPU; also torchrun's cpu and gpu)"},
     {"--nnodes", NULL, "N|MIN:MAX", SPEC, K_NNODES, 1, 1 << 20, SF(nnodes),
      "nodes in the job; MIN:MAX: elastic (docs/elastic.md)"},
     {"--node-rank", NULL, "R", SPEC, K_INT, 0, (1 << 20) - 1, SF(node_rank),

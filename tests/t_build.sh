@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # t_build.sh: the Makefile probes every library with a compile-and-link test and says ✓/✗ for
 # each; a library the core needs that is missing stops the build with one line naming the
-# Debian package; a missing optional one (cmocka, hwloc, MPI, CUDA, NCCL) is a ✗ line. A
+# Debian package; a missing optional one (cmocka, hwloc, MPI, CUDA, NCCL, torch) is a ✗ line. A
 # compiler wrapper that refuses to link one library plays the machine that lacks it.
 # timeout: 300
 . "$(dirname "$0")/lib.sh"
@@ -37,5 +37,12 @@ t_grep "no hwloc: a ✗ line" '^✗ hwloc ' "$T_TMP/f.txt"
 make -s --no-print-directory WITH_MPI=0 WITH_CUDA=0 features >"$T_TMP/f.txt" 2>&1
 t_grep "WITH_MPI=0: a ✗ line" '^✗ MPI .*WITH_MPI=0' "$T_TMP/f.txt"
 t_grep "WITH_CUDA=0: NCCL is off too" '^✗ NCCL ' "$T_TMP/f.txt"
+# torch missing or turned off: the summary says why the backend is left out.
+make -s --no-print-directory WITH_TORCH=0 features >"$T_TMP/f.txt" 2>&1
+t_grep "WITH_TORCH=0: a ✗ torch line" '^✗ torch +\(WITH_TORCH=0: no torch.distributed backend' "$T_TMP/f.txt"
+printf '#!/bin/sh\nexit 1\n' >"$T_TMP/nopython" && chmod +x "$T_TMP/nopython"
+make -s --no-print-directory PYTHON="$T_TMP/nopython" features >"$T_TMP/f.txt" 2>&1
+t_grep "a Python without torch: the ✗ torch line names the package" \
+    '^✗ torch +\(.*/nopython cannot import torch.distributed \(python3-torch\)' "$T_TMP/f.txt"
 rm -rf "$T_TMP/b"
 t_done

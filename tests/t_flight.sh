@@ -281,11 +281,12 @@ t_expect_eq "unseen mismatch, two nodes: one such line, none on node 1" \
     "$(grep -c 'disagree' "$T_TMP/hx.0.err") $(grep -c 'disagree' "$T_TMP/hx.1.err")" "1 0"
 
 # ---- two nodes, no slow rank, ~1,500 calls a second: node 0 compares sampled calls, names none
+# (--linger 2: on a quiet machine the 6,000 calls take ~1 s, less than a look's period)
 port=$(t_free_port)
 for n in 0 1; do
     t_bg env BATON_STRAGGLER_SECS=1 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH "$BATON" run \
         --nnodes 2 --node-rank $n --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 65536 \
-        --iters 6000 >"$T_TMP/y.$n.out" 2>"$T_TMP/y.$n.err"
+        --iters 6000 --linger 2 >"$T_TMP/y.$n.out" 2>"$T_TMP/y.$n.err"
     yp[$n]=$T_LAST_PID
 done
 t_wait_ok "two nodes, no straggler: both exit 0" 120 "${yp[0]}" "${yp[1]}"

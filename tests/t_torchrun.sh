@@ -2,8 +2,9 @@
 # t_torchrun.sh: `baton run` as a drop-in for torchrun (docs/pytorch.md). The same script runs
 # under torch's own launcher (/usr/bin/python3 -m torch.distributed.run) and under `baton run`
 # with the same torchrun flags, and the variables torchrun's agent sets are diffed; then
-# torchrun's spellings, -m/--run-path/--no-python, @record's per-rank error files, and the bad
-# input lines. Without Debian's torch the torch-dependent checks are skipped.
+# torchrun's spellings, -m/--run-path/--no-python, @record's per-rank error files, the bad
+# input lines, and (no torch needed) gpu/auto/--standalone and the variables after a restart.
+# Without Debian's torch the torch-dependent checks are skipped.
 # timeout: 300
 . "$(dirname "$0")/lib.sh"
 PY=/usr/bin/python3
@@ -25,6 +26,27 @@ t_grep "the script is named" "^baton run: .*/nothere.py: script not found" "$T_T
 t_grep "--rdzv-backend: the values it takes" "^baton run: --rdzv-backend 'zookeeper': want c10d" "$T_TMP/e3"
 "$BATON" run --no-python -m mod >/dev/null 2>"$T_TMP/e4"
 t_expect_eq "-m with --no-python: exit 2" "$?" 2
+"$BATON" run --standalone --nnodes 2 -- true >/dev/null 2>"$T_TMP/e5"
+t_expect_eq "--standalone with --nnodes 2: exit 2" "$?" 2
+t_grep "--standalone with --nnodes 2: says why" '^baton run: --standalone is one node' "$T_TMP/e5"
+CUDA_VISIBLE_DEVICES= "$BATON" run --nproc-per-node gpu -- true >/dev/null 2>"$T_TMP/e6"
+t_expect_eq "--nproc-per-node gpu without a GPU: exit 2" "$?" 2
+t_grep "--nproc-per-node gpu without a GPU: says so" '^baton run: --nproc-per-node gpu: no GPU' "$T_TMP/e6"
+CUDA_VISIBLE_DEVICES= "$BATON" run --nproc_per_node auto -- sh -c 'echo "W=$WORLD_SIZE"' \
+    >"$T_TMP/auto.out" 2>&1
+t_expect_eq "--nproc_per_node auto without a GPU: one worker per CPU" \
+    "$(grep -c "^\[[0-9]*\] W=$(nproc)\$" "$T_TMP/auto.out")" "$(nproc)"
+
+# The variables torchrun sets from its flags, after a restart (no torch needed): attempt 0
+# fails, attempt 1 sees TORCHELASTIC_RESTART_COUNT=1 and exits 0.
+"$BATON" run -n 2 --max_restarts 2 --master_addr 127.0.0.2 --master_port 29777 --role r1 -- \
+    sh -c 'echo "ENV $RANK $TORCHELASTIC_RESTART_COUNT $TORCHELASTIC_MAX_RESTARTS $MASTER_ADDR $MASTER_PORT $ROLE_NAME $ROLE_RANK $ROLE_WORLD_SIZE $GROUP_RANK $GROUP_WORLD_SIZE"
+           [ "$TORCHELASTIC_RESTART_COUNT" = 1 ]' >"$T_TMP/rs.out" 2>&1
+t_expect_eq "a job whose first attempt fails and second succeeds: exit 0" "$?" 0
+t_expect_eq "after one restart: TORCHELASTIC_RESTART_COUNT 1, MAX_RESTARTS 2, --master-addr/-port, --role" \
+    "$(grep -c '^\[[01]\] ENV [01] 1 2 127.0.0.2 29777 r1 [01] 2 0 1$' "$T_TMP/rs.out")" 2
+BATON_DEBUG=INFO "$BATON" run -n 2 -- true >"$T_TMP/omp.out" 2>&1
+t_grep "OMP_NUM_THREADS=1 is logged" 'INFO LAUNCH OMP_NUM_THREADS=1 for each of the 2 workers' "$T_TMP/omp.out"
 
 if ! timeout 120 "$PY" -c 'import torch.distributed.run' 2>/dev/null; then
     t_skip "torchrun parity" "$PY cannot import torch (make deps installs python3-torch)"
