@@ -89,11 +89,16 @@ t_grep "baton trace: a torn dump is named as torn" "^baton trace: .*torn\.txt: (
 "$BATON" trace "$T_TMP/foreign.txt" 2>"$T_TMP/tr.err" >/dev/null
 t_grep "baton trace: a foreign file is named as not a dump" "^baton trace: .*foreign\.txt: not a baton flight-recorder dump" "$T_TMP/tr.err"
 
-# ---- rank 2 passes 4072 floats to allreduce #17 where the others pass 4096
+# ---- rank 2 passes 4072 floats to allreduce #17 where the others pass 4096: over shared
+# memory the call fails on every rank (transport/shm.c checks the shapes at the first sync
+# point), and the flight recorder's report names the counts too
 "$BATON" run -n 4 -- "$CHECK" --count 4096 --iters 50 --bad-count-rank 2 --bad-count-at 5 \
     >"$T_TMP/b.out" 2>"$T_TMP/b.err"
-t_grep "mismatched counts: named with both counts" \
-    "^baton: WARN: flight recorder: ranks disagree on the count of allreduce #17 \(rank 2: 4072, others: 4096\)" "$T_TMP/b.err"
+t_expect_eq "mismatched counts: the job fails (exit 3, the ranks' BT_ERR_INVALID_USAGE)" "$?" 3
+t_grep "mismatched counts: rank 2's call fails naming both counts" \
+    "^\[2\] .* allreduce #17 on communicator world: rank [013] called it with count 4096, dtype 0, op 0, root -1, this rank with count 4072, .*hint: every rank passes the same count" "$T_TMP/b.err"
+t_grep "mismatched counts: the flight recorder's report names both counts" \
+    "^baton: flight recorder: ranks disagree on the count of allreduce #17 \(rank 2: 4072, others: 4096\)" "$T_TMP/b.err"
 
 # ---- rank 1 sleeps 20 ms before each allreduce: the straggler, and no other
 BATON_STRAGGLER_SECS=2 "$BATON" run -n 4 -- "$CHECK" --count 1024 --iters 200 --slow-rank 1 \
@@ -133,8 +138,10 @@ t_grep "split: baton trace names the same call of the same communicator" \
     "^rank 3 never entered allreduce #4 $SUB \(the 2 others did" "$T_TMP/subtrace.out"
 BATON_TIMEOUT=10 "$BATON" run -n 6 -- "$CHECK" --count 4096 --iters 50 --split 2 \
     --bad-count-rank 3 --bad-count-at 5 >"$T_TMP/subb.out" 2>"$T_TMP/subb.err"
-t_grep "split, mismatched counts: named with the communicator and both counts" \
-    "^baton: WARN: flight recorder: ranks disagree on the count of allreduce #6 $SUB \(rank 3: 4072, others: 4096\)" "$T_TMP/subb.err"
+t_grep "split, mismatched counts: the call fails naming the communicator and both counts" \
+    "^\[3\] .* allreduce #6 on communicator c[0-9a-f]{8} \(world ranks 1, 3, 5\): rank [02] called it with count 4096, dtype 0, op 0, root -1, this rank with count 4072" "$T_TMP/subb.err"
+t_grep "split, mismatched counts: the report names the communicator and both counts" \
+    "^baton: flight recorder: ranks disagree on the count of allreduce #6 $SUB \(rank 3: 4072, others: 4096\)" "$T_TMP/subb.err"
 
 # ---- sub-communicators: rank 3 sleeps 20 ms before each allreduce on the odd ranks' one
 BATON_STRAGGLER_SECS=2 "$BATON" run -n 6 -- "$CHECK" --count 1024 --iters 200 --split 2 \
@@ -260,9 +267,10 @@ t_expect_eq "two nodes, split: no other rank or communicator is named, on either
 # ---- a reduction that differs at a call no look compares: 1-float allreduces as fast as they
 # go (thousands a second; a look takes the last 256 calls and the sampled ones, every 64th),
 # rank 1 passes max for sum to call #3012 (iteration 3000): its call-shape hash differs from
-# the sampled call #3072 on, so the WARN names the span, on one node and across two
-"$BATON" run -n 2 -- "$CHECK" --count 1 --iters 40000 --bad-op-rank 1 --bad-op-at 3000 \
-    >"$T_TMP/hh.out" 2>"$T_TMP/hh.err"
+# the sampled call #3072 on, so the WARN names the span, on one node and across two (on one
+# node over TCP: over shared memory the call itself fails, as above)
+BATON_TRANSPORT=tcp "$BATON" run -n 2 -- "$CHECK" --count 1 --iters 40000 --bad-op-rank 1 \
+    --bad-op-at 3000 >"$T_TMP/hh.out" 2>"$T_TMP/hh.err"
 t_expect_eq "unseen mismatch, one node: exit 0" "$?" 0
 t_grep "unseen mismatch, one node: named by the call-shape hashes" \
     "^baton: WARN: flight recorder: ranks disagree on (the reduction of allreduce #3012 \(rank 1: max, (others|rank 0): sum\)|the shape of a call up to allreduce #(3072|[3-9][0-9]{3}|[1-9][0-9]{4}) \(rank [01] passed another op, count, dtype, reduction or root than rank [01] to a call( after #(2[0-9]{3}|300[0-8]), where they agreed)?; their call-shape hashes differ\)) \(node 0\)$" "$T_TMP/hh.err"
