@@ -3,7 +3,8 @@
 # the file parses as JSON and validates against the trace-event schema below (python3-
 # jsonschema); each rank's track holds one event per collective it ran, each inside its
 # "generation 0" span, sorted by time and never overlapping; every node's launcher has its
-# "rendezvous 0" span; two nodes merge into node 0's file; a sub-communicator's calls (--split
+# "rendezvous 0" span; two nodes merge into node 0's file, with node 1's clock offset taken out
+# (node 1 run 5 s ahead by an LD_PRELOAD: its last allreduce still ends with node 0's); a sub-communicator's calls (--split
 # 2) are on a track of their own per rank, named with the communicator, in order and never
 # overlapping; with two ranks a node the hierarchical allreduces have their three phases
 # (intra-node reduce, inter-node allreduce, intra-node broadcast) nested in them, in order, and
@@ -112,6 +113,46 @@ phase_names() { # FILE: the names of its phase events, sorted, one line
 }
 t_expect_eq "two nodes: the hierarchical phases, not the leaders' inner algorithm's" "$(phase_names "$T_TMP/two.0.json")" \
     "allreduce (inter-node), broadcast (intra-node), reduce (intra-node)"
+
+# node 1's clock 5 s ahead (an LD_PRELOAD adds 5 s to CLOCK_REALTIME in its launcher and its
+# workers): the offset node 1 measures through the store takes it out, so in the merged file
+# the last allreduce ends on all 4 ranks within 0.5 s (5 s apart without it)
+cat >"$T_TMP/skew.c" <<'EOF2'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <time.h>
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    int (*real)(clockid_t, struct timespec *) =
+        (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    int rc = real(id, ts);
+    if (rc == 0 && id == CLOCK_REALTIME)
+        ts->tv_sec += 5;
+    return rc;
+}
+EOF2
+if cc -shared -fPIC -o "$T_TMP/skew.so" "$T_TMP/skew.c" -ldl 2>"$T_TMP/skew.log"; then
+    port=$(t_free_port)
+    for n in 0 1; do
+        pre=(); [ $n = 1 ] && pre=(env LD_PRELOAD="$T_TMP/skew.so")
+        t_bg "${pre[@]}" env BATON_TIMELINE="$T_TMP/skew.$n.json" "$BATON" run --nnodes 2 \
+            --node-rank $n --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 1000 --iters 20 \
+            >/dev/null 2>"$T_TMP/skew.$n.err"
+        pids[$n]=$T_LAST_PID
+    done
+    t_wait_ok "clock skew: both exit 0" 60 "${pids[0]}" "${pids[1]}"
+    $PY - "$T_TMP/skew.0.json" >"$T_TMP/skew.chk" 2>&1 <<'PYEOF'
+import json, sys
+ev = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e.get("ph") == "X" and e["name"].startswith("allreduce #")]
+last = max(int(e["name"].split("#")[1].split()[0]) for e in ev)
+ends = {e["pid"] * 100 + e["tid"]: e["ts"] + e["dur"] for e in ev if e["name"].split("#")[1].split()[0] == str(last)}
+spread = (max(ends.values()) - min(ends.values())) / 1e6
+print("ok" if len(ends) == 4 and spread < 0.5 else "allreduce #%d ends on %d tracks, %.3f s apart" % (last, len(ends), spread))
+PYEOF
+    t_expect_eq "clock skew: node 1's clock 5 s ahead is taken out (the last allreduce ends alike on 4 ranks)" "$(cat "$T_TMP/skew.chk")" ok
+else
+    t_skip "clock skew" "no C compiler for the LD_PRELOAD ($(head -1 "$T_TMP/skew.log"))"
+fi
 
 # 3 ranks over TCP, the algorithm forced: every allreduce (25) holds the ring's or
 # Rabenseifner's 3 phases (3 ranks: Rabenseifner folds one rank away)
