@@ -533,6 +533,10 @@ void bt__run_flight_close(struct bt__run *r);
 /* The watcher thread, once a beat, on its own connection st: publishes what the job-wide
  * straggler look of a node other than 0 prepared (run_flight.c). */
 void bt__run_flight_watch(struct bt__run *r, struct bt__store *st);
+/* The records another node published for the job-wide looks (l/<g>/xs/<node>), parsed as node
+ * 0 parses them: the number of sections, 0 when the value is not whole, -1 when a parsed
+ * section breaks what the looks rely on (tests/fuzz/fuzz_xs.c). */
+int bt__run_flight_xs_check(const uint8_t *p, size_t len);
 
 /* run_timeline.c (BATON_TIMELINE=PATH): start at the job's start; join(0) before and join(1)
  * after each rendezvous; scan once a second; generation_end after each generation; finish at

@@ -838,6 +838,19 @@ static int xs_parse(const uint8_t *p, size_t len, struct xs_sec *sec, int max)
     return 0;
 }
 
+int bt__run_flight_xs_check(const uint8_t *p, size_t len)
+{
+    struct xs_sec sec[BT_RUN_STRAG_COMMS];
+    int n = xs_parse(p, len, sec, BT_RUN_STRAG_COMMS), bad = 0;
+    for (int i = 0; i < n; i++) {
+        bad |= sec[i].n < 0 || sec[i].n > XS_PUB_WORLD || !memchr(sec[i].name, 0, BT_FLIGHT_NAME);
+        for (int j = 1; j < sec[i].n; j++)
+            bad |= sec[i].x[j - 1].seq > sec[i].x[j].seq; /* xs_find needs them sorted */
+        free(sec[i].x);
+    }
+    return bad ? -1 : n;
+}
+
 /* Node k's sections from the store into sec; returns how many. */
 static int xs_fetch(struct bt__run *r, int node, struct xs_sec *sec, int max)
 {
