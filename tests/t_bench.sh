@@ -5,11 +5,19 @@
 # checked (#wrong 0), with the ratio rows; Open MPI run as `mpirun -np 2` runs it (nothing
 # added but `--mca btl self,tcp` for mpi_tcp); --plot writes an SVG with a labelled line per
 # program; --op alltoall, sendrecv and allgatherv run and check baton shm and Open MPI; an
-# unknown program is one line and exit 2. The figures themselves are not judged here
+# unknown program is one line and exit 2; overlap_bench runs and checks its results. The figures themselves are not judged here
 # (docs/performance.md says how they are measured).
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
 cd "$BATON_SRC" || exit 1
+# overlap_bench (no Open MPI needed): a row per size, every result checked, hidden a number
+"$BATON_BUILD/baton" run -n 2 -- "$BATON_BUILD/bench/overlap_bench" -b 64K -e 1M -f 4 -n 3 -w 1 \
+    >"$T_TMP/o.out" 2>"$T_TMP/o.err"
+t_expect_eq "overlap_bench: exit 0" "$?" 0
+t_expect_eq "overlap_bench: 3 sizes, each with its times and hidden fraction, #wrong 0" \
+    "$(grep -cE '^\[0\] +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +-?[0-9.]+ +0$' "$T_TMP/o.out")" 3
+"$BATON_BUILD/bench/overlap_bench" -b 1M -e 64K >"$T_TMP/o.out" 2>"$T_TMP/o.err"
+t_expect_eq "overlap_bench: a bad range is exit 2" "$?" 2
 if ! command -v mpirun >/dev/null || [ ! -x "$BATON_BUILD/bench/mpi_allreduce_bench" ]; then
     t_skip "bench/compare.sh" "no mpirun or no mpi_allreduce_bench"
     t_done
