@@ -61,6 +61,8 @@ int bt__run_ps_setup(struct bt__run *r, struct bt__err *err)
     r->self_exe[len] = 0;
     for (int i = r->nproc; i < r->nchild; i++) {
         struct bt__worker *w = &r->w[i];
+        /* Under etcd a slot may never start a server (not node rank 0): no fd 0 to close. */
+        w->out.fd = w->err.fd = w->log_fd = w->flight_fd = -1;
         w->ps_index = i - r->nproc;
         snprintf(w->ps_argv_idx, sizeof(w->ps_argv_idx), "%d", w->ps_index);
         w->ps_argv[0] = "baton";
