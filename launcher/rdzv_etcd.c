@@ -55,8 +55,6 @@ struct etcd {
     struct bt__err err;
     int broken;
     double io_s;                       /* seconds one request may take */
-    double patience_s;                 /* ... while the lease vouches for it (see post) */
-    int64_t req_dl;                    /* ns: the request's own deadline (0: none) */
     int64_t next_rev;                  /* the revision after the last one a watch saw */
     char will[WILLS_MAX][64];          /* "w/<pid>.<n>": a will's etcd key, "" before one */
     char will_key[WILLS_MAX][KEY_MAX]; /* the store key each will sets */
@@ -73,8 +71,6 @@ static struct {
     int64_t id;       /* 0: none */
     double ttl;       /* seconds */
     int expired;      /* etcd said it is gone: this launcher was declared lost */
-    int64_t heard_ns; /* when a renewal (or the grant) last asked etcd (atomic) */
-    int64_t ttl_ns;   /* lease.ttl in ns (atomic) */
     pthread_t keeper; /* runs while keeping */
     int keeping, stop;
 } lease = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -206,44 +202,16 @@ static void reason(const char *body, char *out, size_t n)
     cJSON_Delete(j);
 }
 
-/* Whether this launcher's lease is known to be alive now: a renewal that etcd answered was
- * sent less than a TTL ago, so it has not expired and the others cannot have declared this
- * launcher lost. A request that is slow to answer then is etcd being slow (a disk too slow
- * for its fsyncs: its leader renews leases from memory, but every write waits), not this
- * launcher being cut off, and is waited for (up to e->patience_s) instead of ending the
- * generation. Answers of 503 from every member do not count: a member cut off from the
- * others' majority answers so while that majority lets the lease expire. Never for the
- * keeper's own requests. */
-static int lease_vouches(const struct etcd *e)
-{
-    int64_t heard = __atomic_load_n(&lease.heard_ns, __ATOMIC_RELAXED);
-    return !e->stop && __atomic_load_n(&lease.id, __ATOMIC_RELAXED) &&
-           !__atomic_load_n(&lease.expired, __ATOMIC_RELAXED) &&
-           bt__now_ns() - heard < __atomic_load_n(&lease.ttl_ns, __ATOMIC_RELAXED);
-}
-
-/* A request past its own deadline goes on only while the lease vouches for it. */
-static int request_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-    const struct etcd *e = arg;
-    (void)a, (void)b, (void)c, (void)d;
-    return e->req_dl && bt__now_ns() >= e->req_dl && !lease_vouches(e);
-}
-
 /* POSTs body to path on the current endpoint, then the others; *resp the parsed answer. A
  * member that cannot be reached is left for the next one; a 5xx or 429 answer is asked again,
  * of the next member, a round through them every 0.1 s, until e->io_s passed since the first
- * try; any other answer but 200 is final. While the lease vouches (lease_vouches) the wait
- * for an answer and the rounds of "busy" answers go on past e->io_s, up to e->patience_s: a
- * request is not sent again after no answer (it may have been applied), only waited for. */
+ * try; any other answer but 200 is final. */
 static int post(struct etcd *e, const char *path, const char *body, cJSON **resp)
 {
     char url[BT_SPEC_HOST_MAX + 64], eps[512], busy_url[BT_SPEC_HOST_MAX + 64], why[256] = "";
     CURLcode cc = CURLE_OK;
-    long code = 0, busy = 0, was_busy = 0;
+    long code = 0, busy = 0;
     int64_t t0 = bt__now_ns(), dl = t0 + (int64_t)(e->io_s * 1e9);
-    int64_t cap = t0 + (int64_t)((e->patience_s > e->io_s ? e->patience_s : e->io_s) * 1e9);
-    int waited = 0;
     *resp = NULL;
     for (int t = 1;; t++) {
         struct buf b = {0};
@@ -252,12 +220,8 @@ static int post(struct etcd *e, const char *path, const char *body, cJSON **resp
         curl_easy_setopt(e->c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(e->c, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(e->c, CURLOPT_WRITEDATA, &b);
-        double left_ms = (double)(cap - bt__now_ns()) / 1e6; /* curl's own limit: the cap */
-        e->req_dl = dl; /* past it, request_progress ends the wait unless the lease vouches */
-        curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS,
-                         (long)(left_ms > e->io_s * 1000 ? left_ms : e->io_s * 1000));
+        curl_easy_setopt(e->c, CURLOPT_TIMEOUT_MS, (long)(e->io_s * 1000));
         cc = curl_easy_perform(e->c);
-        e->req_dl = 0;
         code = 0;
         curl_easy_getinfo(e->c, CURLINFO_RESPONSE_CODE, &code);
         if (cc == CURLE_OK && code == 200) {
@@ -274,26 +238,16 @@ static int post(struct etcd *e, const char *path, const char *body, cJSON **resp
                 free(b.p);
                 return fail(e, BT_ERR_REMOTE, "etcd %s: HTTP %ld%s", url, code, why);
             }
-            busy = was_busy = code;
+            busy = code;
             snprintf(busy_url, sizeof(busy_url), "%s", url);
         }
         free(b.p);
         e->cur = (e->cur + 1) % e->neps;
         if (t % e->neps != 0)
             continue;
-        if (!busy && !(was_busy && cc == CURLE_ABORTED_BY_CALLBACK)) {
-            BT_INFO(LAUNCH, "etcd %s: no answer (%s) after %.1f s", path, curl_easy_strerror(cc),
-                    (double)(bt__now_ns() - t0) / 1e9);
-            break; /* a round in which no member answered (not: busy, then cut short) */
-        }
-        busy = busy ? busy : was_busy;
-        if (bt__now_ns() >= dl && lease_vouches(e) && bt__now_ns() < cap && !waited++)
-            BT_WARN(LAUNCH,
-                    "etcd %s: HTTP %ld%s for %.1f s; this launcher's lease is alive (etcd "
-                    "cannot have declared it lost), so it asks again for up to %.0f s",
-                    busy_url, busy, why, (double)(bt__now_ns() - t0) / 1e9, e->patience_s);
-        if ((bt__now_ns() >= dl && !(lease_vouches(e) && bt__now_ns() < cap)) ||
-            (e->stop && *e->stop))
+        if (!busy) /* a round in which no member answered */
+            break;
+        if (bt__now_ns() >= dl || (e->stop && *e->stop))
             return fail(e, BT_ERR_REMOTE,
                         "etcd %s: HTTP %ld%s, still after %.1f s of retries "
                         "(BATON_HEARTBEAT_TIMEOUT); hint: is the etcd cluster electing a leader, "
@@ -304,13 +258,10 @@ static int post(struct etcd *e, const char *path, const char *body, cJSON **resp
     }
     return fail(e, BT_ERR_REMOTE,
                 "etcd at %s: %s%s; hint: is etcd running and reachable there? (--rdzv-endpoint)",
-                endpoints(e, eps, sizeof(eps)),
-                cc == CURLE_ABORTED_BY_CALLBACK ? curl_easy_strerror(CURLE_OPERATION_TIMEDOUT)
-                                                : curl_easy_strerror(cc),
-                cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK
-                    ? " (no answer in time: a stopped, overloaded or "
-                      "unreachable etcd?)"
-                    : "");
+                endpoints(e, eps, sizeof(eps)), curl_easy_strerror(cc),
+                cc == CURLE_OPERATION_TIMEDOUT ? " (no answer in time: a stopped, overloaded or "
+                                                 "unreachable etcd?)"
+                                               : "");
 }
 
 static int full_key(struct etcd *e, const char *key, char *out)
@@ -351,15 +302,12 @@ static void *keeper_main(void *arg)
         int64_t id = lease.id, every = (int64_t)(lease.ttl * 0.25e9);
         pthread_mutex_unlock(&lease.mu);
         usleep(KEEPER_TICK_US);
-        int alive = 1, asked = 0;
-        int64_t t = bt__now_ns();
-        if (t >= next && (asked = 1) && (alive = renew(k, id)) != 0)
+        int alive = 1;
+        if (bt__now_ns() >= next && (alive = renew(k, id)) != 0)
             next = bt__now_ns() + (alive > 0 ? every : 0);
-        if (asked && alive > 0) /* renewed: alive for a TTL from when it was asked */
-            __atomic_store_n(&lease.heard_ns, t, __ATOMIC_RELAXED);
         pthread_mutex_lock(&lease.mu);
         if (!alive && id == lease.id)
-            __atomic_store_n(&lease.expired, 1, __ATOMIC_RELAXED);
+            lease.expired = 1;
     }
     pthread_mutex_unlock(&lease.mu);
     curl_easy_cleanup(k->c);
@@ -404,17 +352,15 @@ static int lease_grant(struct etcd *e, double ttl)
     if (!id)
         return fail(e, BT_ERR_REMOTE, "etcd: lease grant gave no ID");
     struct etcd *k = keeper_handle(e, ttl);
-    __atomic_store_n(&lease.heard_ns, bt__now_ns(), __ATOMIC_RELAXED);
-    __atomic_store_n(&lease.ttl_ns, (int64_t)(ttl * 1e9), __ATOMIC_RELAXED);
-    __atomic_store_n(&lease.id, id, __ATOMIC_RELAXED);
+    lease.id = id;
     lease.ttl = ttl;
-    __atomic_store_n(&lease.expired, 0, __ATOMIC_RELAXED);
+    lease.expired = 0;
     lease.stop = 0;
     if (!k || pthread_create(&lease.keeper, NULL, keeper_main, k) != 0) {
         if (k)
             curl_easy_cleanup(k->c);
         free(k);
-        __atomic_store_n(&lease.id, 0, __ATOMIC_RELAXED);
+        lease.id = 0;
         return fail(e, BT_ERR_SYSTEM, "etcd: cannot start the thread that renews the lease");
     }
     lease.keeping = 1;
@@ -888,8 +834,8 @@ static void e_close(void *impl, int goodbye)
         lease.keeping = 0;
     }
     if (handles == 0) { /* a reconnect starts a new lease */
-        __atomic_store_n(&lease.id, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&lease.expired, 0, __ATOMIC_RELAXED);
+        lease.id = 0;
+        lease.expired = 0;
     }
     pthread_mutex_unlock(&lease.mu);
 }
@@ -921,11 +867,7 @@ int bt__run_etcd_connect(const char *list, const char *job, double timeout_s,
                                     "--rdzv-endpoint '%s': want HOST:PORT[,HOST:PORT...]", list);
     snprintf(e->prefix, sizeof(e->prefix), "/baton/%.140s/", job);
     e->io_s = 5.0;
-    e->patience_s = timeout_s; /* --join-timeout: as long as an unreachable etcd is retried */
     curl_easy_setopt(e->c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e->c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(e->c, CURLOPT_XFERINFOFUNCTION, request_progress);
-    curl_easy_setopt(e->c, CURLOPT_XFERINFODATA, e);
     curl_easy_setopt(e->c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
     pthread_mutex_lock(&lease.mu);
     handles++;

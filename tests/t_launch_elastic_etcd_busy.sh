@@ -5,12 +5,8 @@
 # request in a window the test opens. A window of 1 s (shorter than a request's budget,
 # BATON_HEARTBEAT_TIMEOUT = 3 s): the generation goes on (no generation ends, the workers keep
 # their pids), and a node SIGKILLed afterwards is still seen lost (the other re-forms alone).
-# A slow etcd for 6 s (every request held but the lease renewals: a disk too slow for etcd's
-# fsyncs): longer than a request's budget, but the lease is alive, so the requests are waited
-# for and no generation ends (before 2026-12-03 the launcher gave up after 3 s and the
-# generation ended). A window of 8 s of 503: the renewals are refused too, so once the lease
-# may have expired the launcher says "HTTP 503 (...), still after N s of retries", and once the
-# window is over it rejoins and runs again. Every wait is on a line or a file, bounded.
+# A window of 8 s: the launcher says "HTTP 503 (...), still after N s of retries", and once
+# the window is over it rejoins and runs again. Every wait is on a line or a file, bounded.
 # timeout: 120
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
@@ -53,32 +49,11 @@ kill -KILL "$p1"
 t_check "node 1 SIGKILLed after the window: node 0 re-forms alone" t_wait_files 1 "$D" 20 '^up\.1\.'
 t_expect_eq "node 1 SIGKILLed after the window: world 1" "$(t_worlds "$D" 1)" "1 world=1"
 
-# ---- a slow etcd for 6 s (requests held, lease renewals answered): longer than a request's
-# budget (3 s), but the lease is alive, so the requests are waited for: no generation ends
-w0=$(pid_of "$D/up.1.0") before=$(wc -l <"$T_TMP/n0.err")
-rm -f "$CTL"
-echo "6 slow" >"$CTL"
-t_check "slow window of 6 s: requests held, then passed again" \
-    t_wait_grep '^slow 1' "$T_TMP/proxy.err" 10
-slow_over() { # SEC: until a request passed after the slow window's first held one
-    local i=0
-    until sed -n '/^slow 1/,$p' "$T_TMP/proxy.err" | grep -q '^pass after'; do
-        [ $i -ge $(($1 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
-t_check "slow window of 6 s: over" slow_over 20
-t_check "slow window of 6 s: no generation ended, no lost contact" \
-    sh -c "! tail -n +$((before + 1)) '$T_TMP/n0.err' | grep 'generation 1 ended\|lost contact\|lost etcd'"
-t_check "slow window of 6 s: the worker still runs (same pid)" kill -0 "$w0"
-t_expect_eq "slow window of 6 s: no generation 2" "$(ls "$D" | grep -c '^up\.2\.')" 0
-
-# ---- 8 s of 503, renewals refused too: longer than the budget and the TTL; said so, then back
+# ---- 8 s of 503: longer than the budget; said so, then back
 rm -f "$CTL"
 echo 8 >"$CTL"
-# (or, for a request the proxy left unanswered, that no answer came in time)
 t_check "503 window of 8 s: node 0 gives up on the request, naming the answer and the retries" \
-    t_wait_grep "generation 1 ended: node 0 .* lost contact with etcd at 127.0.0.1:$px: (etcd http://127.0.0.1:$px/v3/[a-z/]+: HTTP 503 \(etcdserver: leader changed\), still after [3-9]\.[0-9] s of retries|etcd at 127.0.0.1:$px: Timeout was reached \(no answer in time)" \
+    t_wait_grep "etcd http://127.0.0.1:$px/v3/[a-z/]+: HTTP 503 \(etcdserver: leader changed\), still after [3-9]\.[0-9] s of retries" \
     "$T_TMP/n0.err" 20
 t_check "503 window of 8 s: node 0 runs again once it is over" t_wait_files 1 "$D" 40 '^up\.([2-9]|[1-9][0-9])\.'
 touch "$D/stop"

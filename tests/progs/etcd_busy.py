@@ -9,12 +9,7 @@ request that arrives within SEC seconds of CTL's mtime gets
 and every other request is passed on, its answer streamed back as it comes (a watch's events
 too). It prints "ready" once it listens, and one line per window to stderr: "503 N" after the
 first refused request of a window and "pass after N" for the first request passed on after N
-refusals (the test waits on that line to know the window is over).
-
-With "SEC slow" in CTL the window is a slow etcd instead (a disk too slow for its fsyncs, while
-its leader still renews leases from memory): a request other than /v3/lease/keepalive that
-arrives in the window is held until the window is over, then passed on; it prints "slow N"
-for the first held request of a window and "pass after N" as above. Runs until killed."""
+refusals (the test waits on that line to know the window is over). Runs until killed."""
 import http.client
 import http.server
 import os
@@ -30,17 +25,14 @@ lock = threading.Lock()
 refused = 0  # in the current window
 
 
-def window():
-    """(busy, slow, end): whether now is in a window, which kind, and when it ends."""
+def in_window():
     try:
         st = os.stat(CTL)
         with open(CTL) as f:
-            words = f.read().split()
-        end = st.st_mtime + float(words[0] if words else 0)
+            sec = float(f.read().strip() or 0)
     except (OSError, ValueError):
-        return False, False, 0
-    slow = len(words) > 1 and words[1] == "slow"
-    return time.time() < end and not slow, time.time() < end and slow, end
+        return False
+    return time.time() < st.st_mtime + sec
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
@@ -52,13 +44,12 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         global refused
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        busy, slow, end = window()
-        slow = slow and self.path != "/v3/lease/keepalive"
+        busy = in_window()
         with lock:
-            if busy or slow:
+            if busy:
                 refused += 1
                 if refused == 1:
-                    print("%s 1" % ("slow" if slow else "503"), file=sys.stderr, flush=True)
+                    print("503 1", file=sys.stderr, flush=True)
             elif refused:
                 print("pass after %d" % refused, file=sys.stderr, flush=True)
                 refused = 0
@@ -69,8 +60,6 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(BUSY)
             return
-        if slow:
-            time.sleep(max(0.0, end - time.time()))
         up = http.client.HTTPConnection(UPSTREAM, timeout=600)
         done = threading.Event()
         try:
@@ -99,11 +88,8 @@ def hang_up(client, up, done):
     """Shuts etcd's side when the client goes away mid-answer (a watch that timed out), so
     that the watch ends there too and no thread waits on it forever."""
     while not done.is_set():
-        try:
-            if not select.select([client], [], [], 0.2)[0]:
-                continue
-        except (OSError, ValueError):  # the client's socket is closed already
-            return
+        if not select.select([client], [], [], 0.2)[0]:
+            continue
         try:
             gone = not client.recv(1, socket.MSG_PEEK)
         except OSError:
