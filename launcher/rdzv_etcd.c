@@ -41,6 +41,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
+#include <sys/socket.h>
 
 #define MAX_EP 16
 #define KEY_MAX 512
@@ -103,6 +104,24 @@ static char *unb64(const char *s, size_t *n)
 }
 
 /* ---- requests ---- */
+
+/* libcurl's sockets are not close-on-exec: every worker and --ps server the launcher started
+ * while one was open held a copy of it, so a connection that curl closed (a watch it gave up
+ * on) stayed open in etcd as long as that child lived. Each handle makes its sockets with
+ * SOCK_CLOEXEC instead (no window for a fork in another thread). */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    (void)arg, (void)purpose;
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+static CURL *handle_new(void)
+{
+    CURL *c = curl_easy_init();
+    if (c)
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    return c;
+}
 
 static int fail(struct etcd *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -307,7 +326,7 @@ static int keeper_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, 
 static struct etcd *keeper_handle(const struct etcd *e, double ttl)
 {
     struct etcd *k = calloc(1, sizeof(*k));
-    if (!k || !(k->c = curl_easy_init()))
+    if (!k || !(k->c = handle_new()))
         return free(k), NULL;
     memcpy(k->eps, e->eps, sizeof(k->eps));
     k->neps = e->neps;
@@ -843,8 +862,7 @@ int bt__run_etcd_connect(const char *list, const char *job, double timeout_s,
     if (!e)
         return bt__err_set(err, BT_ERR_SYSTEM, "out of memory");
     pthread_once(&curl_once, curl_init);
-    if ((e->neps = bt__run_etcd_parse(list, e->eps, MAX_EP, err)) <= 0 ||
-        !(e->c = curl_easy_init()))
+    if ((e->neps = bt__run_etcd_parse(list, e->eps, MAX_EP, err)) <= 0 || !(e->c = handle_new()))
         return free(e), bt__err_set(err, BT_ERR_INVALID_USAGE,
                                     "--rdzv-endpoint '%s': want HOST:PORT[,HOST:PORT...]", list);
     snprintf(e->prefix, sizeof(e->prefix), "/baton/%.140s/", job);

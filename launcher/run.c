@@ -314,7 +314,7 @@ static int run_job(struct bt__run *r)
     return status;
 }
 
-/* --ps: node 0 runs the servers; a TFJob's ps tasks are pods of their own. */
+/* --ps: node 0 runs the servers (etcd: node rank 0); a TFJob's ps tasks are pods of their own. */
 static int ps_layout(struct bt__run *r, int ranked)
 {
     const struct bt__spec *s = &r->spec;
@@ -323,7 +323,8 @@ static int ps_layout(struct bt__run *r, int ranked)
                            "drop --ps",
                            r->o.nps, s->nps);
     r->nps_job = !ranked ? 0 : s->nps > 0 ? s->nps : r->o.nps;
-    r->nchild = r->nproc + (ranked && s->node_rank == 0 ? r->o.nps : 0);
+    /* etcd: whichever node is node rank 0 of a generation runs them (run_ps.c) */
+    r->nchild = r->nproc + (ranked && (s->node_rank == 0 || r->etcd) ? r->o.nps : 0);
     return 0;
 }
 

@@ -432,6 +432,9 @@ int bt__run_child_kept(const struct bt__run *r, pid_t pid);
  * ps_rdzv writes the servers' BATON_RDZV (an address every node can reach); ps_pod runs a TF ps
  * pod's server in this process and returns the exit status. */
 int bt__run_ps_setup(struct bt__run *r, struct bt__err *err);
+/* Whether this launcher runs the --ps servers in its current generation: node 0 (its
+ * identity), or under etcd the node at node rank 0 of the generation. */
+int bt__run_ps_here(const struct bt__run *r);
 void bt__run_ps_rdzv(const struct bt__run *r, char *out, size_t n);
 int bt__run_ps_pod(struct bt__run *r);
 

@@ -13,6 +13,18 @@
  * on one node the route to 127.0.0.1; with several nodes BATON_RDZV is the address the other
  * nodes use to reach node 0, so the server publishes node 0's address on that route.
  *
+ * --rdzv-backend etcd: no launcher hosts a store for the whole job; the workers' store of a
+ * generation is the one its node rank 0 hosts (run_elastic.c). So there the servers run on the
+ * node at node rank 0 of the generation, whatever its identity, and publish in that node's
+ * store: every launcher has the server slots, and only node rank 0 starts them. Node ranks are
+ * stable, so node rank 0 stays node rank 0 while it lives, and its servers and its store stay
+ * with it into every generation. When it is lost, its servers die with it (PR_SET_PDEATHSIG),
+ * and the next generation's node rank 0 starts them again: they reload their shards from
+ * BATON_PS_CKPT_DIR (a directory every node shares; with BATON_PS_CKPT_SYNC=1 every
+ * acknowledged push is in it) and publish in its store, where the workers find them and declare
+ * their keys again (the placement is computed the same way). A launcher that lost etcd stops
+ * its servers with its workers (run_supervise.c): it rejoins like a new node.
+ *
  * TFJob: a pod whose TF_CONFIG task type is "ps" runs no PROGRAM: `baton run` runs ps task
  * I's server in its own process, against the store the chief's launcher hosts, bound to the
  * port TF_CONFIG gives task I, and exits with the server's status (0 once every worker of the
@@ -49,6 +61,8 @@ int bt__run_ps_setup(struct bt__run *r, struct bt__err *err)
     r->self_exe[len] = 0;
     for (int i = r->nproc; i < r->nchild; i++) {
         struct bt__worker *w = &r->w[i];
+        /* Under etcd a slot may never start a server (not node rank 0): no fd 0 to close. */
+        w->out.fd = w->err.fd = w->log_fd = w->flight_fd = -1;
         w->ps_index = i - r->nproc;
         snprintf(w->ps_argv_idx, sizeof(w->ps_argv_idx), "%d", w->ps_index);
         w->ps_argv[0] = "baton";
@@ -62,9 +76,16 @@ int bt__run_ps_setup(struct bt__run *r, struct bt__err *err)
     return BT_OK;
 }
 
+int bt__run_ps_here(const struct bt__run *r)
+{
+    return r->nchild > r->nproc && (!r->etcd || r->spec.node_rank == 0);
+}
+
 void bt__run_ps_rdzv(const struct bt__run *r, char *out, size_t n)
 {
-    if (r->spec.nnodes > 1 && r->spec.rdzv_host[0])
+    if (r->etcd) /* node rank 0's store for workers: this node's own (bt__run_ps_here) */
+        snprintf(out, n, "%s", r->rdzv_env);
+    else if (r->spec.nnodes > 1 && r->spec.rdzv_host[0])
         endpoint(out, n, r->spec.rdzv_host, r->store_port);
     else
         snprintf(out, n, "%s", r->rdzv_env);

@@ -340,13 +340,24 @@ int bt__run_rdzv_open(struct bt__run *r, struct bt__err *err)
 }
 
 /* A port free right now on every address, that baton does not hold (for MASTER_PORT). */
+/* A port free now, none of the last RECENT_PORTS this launcher handed out: the kernel may give
+ * a port again once it is closed, and in place a generation's MASTER_PORT must be one that no
+ * process group of an earlier generation can still be listening on. */
+#define RECENT_PORTS 16
 int bt__run_free_port(void)
 {
-    int fd, port = 0;
+    static int recent[RECENT_PORTS], next;
+    int fd, port = 0, again = 1;
     struct bt__err e = {0};
-    if (bt__sock_listen(NULL, 0, 1, &fd, &port, &e) != BT_OK)
-        return 0;
-    close(fd);
+    for (int t = 0; again && t < 32; t++) {
+        if (bt__sock_listen(NULL, 0, 1, &fd, &port, &e) != BT_OK)
+            return 0;
+        close(fd);
+        again = 0;
+        for (int i = 0; i < RECENT_PORTS; i++)
+            again |= recent[i] == port;
+    }
+    recent[next++ % RECENT_PORTS] = port;
     return port;
 }
 

@@ -422,7 +422,14 @@ int bt__run_spawn_all(struct bt__run *r, struct bt__err *err)
                     "keys in memory\n",
                     w->ps_index, (int)w->pid, r->restart);
             continue;
+        } else if (!bt__run_ps_here(r)) {
+            continue; /* etcd: node rank 0 of the generation runs them */
         } else {
+            if (w->pid == 0 && r->restart > 0)
+                fprintf(stderr,
+                        "baton: node %d is node rank 0 of generation %d: starting ps server %d "
+                        "here (it reloads its shards from its checkpoint, BATON_PS_CKPT_DIR)\n",
+                        r->node_id, r->restart, w->ps_index);
             if (w->pid > 0)
                 fprintf(stderr,
                         "baton: ps server %d (pid %d) ended; starting it again for generation "

@@ -144,6 +144,8 @@ static int servers_stay(const struct sup *s, char kind)
     const struct bt__run *r = s->r;
     if (r->nchild == r->nproc || bt__run_stop_sig)
         return 0;
+    if (r->etcd && r->store_lost)
+        return 0; /* it rejoins like a new node: node rank 0 runs them (run_ps.c) */
     if (kind == 'L' || kind == 'M')
         return r->elastic;
     return (kind == 'F' || kind == 'H') && r->failures < r->o.max_restarts;

@@ -151,6 +151,78 @@ t_netns_del() {
     done
 }
 
+# t_worlds DIR G: "N world=W" counts of the world sizes in the up.G.* files that
+# tests/progs/elastic_worker writes into DIR in generation G (e.g. "3 world=3").
+t_worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
+
+# ---- etcd, for the --rdzv-backend etcd tests: real members on 127.0.0.1, free ports, data
+# dirs under $T_TMP (removed at exit with it).
+# t_etcd_need NAME: ends the test with a visible skip when etcd is not installed or baton was
+# built without libcurl/cJSON.
+t_etcd_need() {
+    if ! command -v etcd >/dev/null; then t_skip "$1" "no etcd (make deps installs etcd-server)"; t_done; fi
+    if ! "$BATON" run --rdzv-backend etcd --rdzv-endpoint 127.0.0.1:1 --join-timeout 0.2 \
+        -- true 2>&1 | grep -q 'etcd at'; then
+        t_skip "$1" "baton built without libcurl/cJSON"; t_done
+    fi
+}
+# t_etcd_member NAME CLIENT_PORT PEER_PORT CLUSTER: starts member NAME of the cluster CLUSTER
+# ("n0=http://127.0.0.1:P0,..."), data dir $T_TMP/etcd-NAME, log $T_TMP/etcd-NAME.log; its pid
+# is in $T_LAST_PID (t_bg).
+t_etcd_member() {
+    t_bg etcd --name "$1" --data-dir "$T_TMP/etcd-$1" --initial-cluster "$4" \
+        --initial-cluster-state new --initial-cluster-token "t$$" \
+        --listen-client-urls "http://127.0.0.1:$2" --advertise-client-urls "http://127.0.0.1:$2" \
+        --listen-peer-urls "http://127.0.0.1:$3" --initial-advertise-peer-urls "http://127.0.0.1:$3" \
+        >"$T_TMP/etcd-$1.log" 2>&1
+}
+# t_etcd_healthy PORT...: 0 when the member at each client port says it is healthy.
+t_etcd_healthy() {
+    local p
+    for p in "$@"; do curl -sf "http://127.0.0.1:$p/health" | grep -q '"true"' || return 1; done
+}
+# t_etcd_wait SEC PORT...: until t_etcd_healthy PORT...; 1 after SEC seconds.
+t_etcd_wait() {
+    local i=0 sec=$1; shift
+    until t_etcd_healthy "$@"; do [ $i -ge $((sec * 10)) ] && return 1; sleep 0.1; i=$((i + 1)); done
+}
+# t_etcd_one: a one-member etcd; its client port in $T_ETCD_PORT, its pid in $T_ETCD_PID; checks
+# (a test line) that it is up within 15 s.
+t_etcd_one() {
+    local pp
+    T_ETCD_PORT=$(t_free_port) pp=$(t_free_port)
+    t_etcd_member one "$T_ETCD_PORT" "$pp" "one=http://127.0.0.1:$pp"
+    T_ETCD_PID=$T_LAST_PID
+    t_check "etcd up" t_etcd_wait 15 "$T_ETCD_PORT"
+}
+
+# ---- tests/progs/ps_count's lines ("[R] start KEY V", "[R] step T V") in a launcher's stdout
+# FILE of one worker, whose rank R may change from one generation to the next.
+# t_ps_steps FILE N: the steps after its N-th start.
+t_ps_steps() {
+    awk -v n="$2" '/^\[[0-9]+\] start /{ s++ } s == n && /^\[[0-9]+\] step /{ k++ } END { print k + 0 }' "$1"
+}
+# t_ps_start FILE N: the count its N-th start began from.
+t_ps_start() { awk -v n="$2" '/^\[[0-9]+\] start /{ if (++s == n) print $4 }' "$1"; }
+# t_ps_last FILE N: the count after the last step of its N-th start.
+t_ps_last() {
+    awk -v n="$2" '/^\[[0-9]+\] start /{ s++ } s == n && /^\[[0-9]+\] step /{ v = $4 } END { print v }' "$1"
+}
+# t_ps_wait FILE N SEC: until it started N times and stepped 5 times since; 1 after SEC seconds.
+t_ps_wait() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do [ "$(t_ps_steps "$1" "$2")" -ge 5 ] && return 0; sleep 0.1; done
+    return 1
+}
+# t_ps_once FILE N: its N-th start began from the count its (N-1)-th reached (+1: a sync step
+# that was applied once every worker pushed it, after this worker's last line), and above 0:
+# no push lost or applied twice across the generations.
+t_ps_once() {
+    local a b
+    a=$(t_ps_last "$1" $(($2 - 1))) b=$(t_ps_start "$1" "$2")
+    [ -n "$a" ] && [ -n "$b" ] && { [ "$b" = "$a" ] || [ "$b" = $((a + 1)) ]; } && [ "$b" -gt 0 ]
+}
+
 t_cleanup() {
     local p c
     for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done

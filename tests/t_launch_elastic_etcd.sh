@@ -10,14 +10,9 @@
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
 export BATON_TOKEN=etcd-test-$$ BATON_HEARTBEAT_TIMEOUT=2 BATON_JOB_ID=etcd-$$
-if ! command -v etcd >/dev/null; then t_skip "etcd backend" "no etcd (make deps installs etcd-server)"; t_done; fi
-if ! "$BATON" run --rdzv-backend etcd --rdzv-endpoint 127.0.0.1:1 --join-timeout 0.2 \
-    -- true 2>&1 | grep -q 'etcd at'; then
-    t_skip "etcd backend" "baton built without libcurl/cJSON"; t_done
-fi
+t_etcd_need "etcd backend"
 
 status_of() { t_wait "$1" "$2" >"$T_TMP/rc"; cat "$T_TMP/rc"; }
-worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 
 # ---- bad input
 "$BATON" run --nnodes 2:3 --node-rank 0 --rdzv-backend zookeeper --rdzv-endpoint 127.0.0.1:1 -- true 2>"$T_TMP/e"
@@ -41,17 +36,10 @@ for m in 0 1 2; do
     cluster+="${cluster:+,}e$m=http://127.0.0.1:${pp[$m]}"; eps+="${eps:+,}127.0.0.1:${cp[$m]}"
 done
 for m in 0 1 2; do
-    t_bg etcd --name "e$m" --data-dir "$T_TMP/etcd$m" --initial-cluster "$cluster" \
-        --initial-cluster-state new --initial-cluster-token "t$$" \
-        --listen-client-urls "http://127.0.0.1:${cp[$m]}" --advertise-client-urls "http://127.0.0.1:${cp[$m]}" \
-        --listen-peer-urls "http://127.0.0.1:${pp[$m]}" --initial-advertise-peer-urls "http://127.0.0.1:${pp[$m]}" \
-        >"$T_TMP/etcd$m.log" 2>&1
+    t_etcd_member "e$m" "${cp[$m]}" "${pp[$m]}" "$cluster"
     EPID[$m]=$T_LAST_PID
 done
-t_on_exit 'rm -rf "$T_TMP"/etcd[012]'
-healthy() { for m in 0 1 2; do curl -sf "http://127.0.0.1:${cp[$m]}/health" | grep -q '"true"' || return 1; done; }
-i=0; until healthy; do [ $i -ge 150 ] && break; sleep 0.1; i=$((i + 1)); done
-t_check "3-member etcd cluster healthy" healthy
+t_check "3-member etcd cluster healthy" t_etcd_wait 15 "${cp[@]}"
 
 D=$T_TMP/a; mkdir -p "$D"
 node() { # NAME ID ARGS...
@@ -63,7 +51,7 @@ node n0 0; p0=$T_LAST_PID
 node n1 1; p1=$T_LAST_PID
 node n2 2; p2=$T_LAST_PID
 t_check "etcd: 3 nodes at 2:3 run generation 0" t_wait_files 3 "$D" 30 '^up\.0\.'
-t_expect_eq "etcd: world 3" "$(worlds "$D" 0)" "3 world=3"
+t_expect_eq "etcd: world 3" "$(t_worlds "$D" 0)" "3 world=3"
 # The workers' store is node rank 0's; each node's workers reach it through their relay.
 wp=$(grep -oE 'pid=[0-9]+' "$D/up.0.1" | cut -d= -f2)
 wenv() { tr '\0' '\n' <"/proc/$wp/environ" | sed -n "s/^$1=//p"; }
@@ -73,7 +61,7 @@ kill -KILL "$p0"
 t0=$(date +%s.%N)
 t_check "etcd: node 0 killed, the others run as generation 1" t_wait_files 2 "$D" 20 '^up\.1\.'
 echo "# etcd: re-form after node 0's SIGKILL: $(echo "$(date +%s.%N) - $t0" | bc) s (lease TTL 2 s)"
-t_expect_eq "etcd: node 0 killed: world 2" "$(worlds "$D" 1)" "2 world=2"
+t_expect_eq "etcd: node 0 killed: world 2" "$(t_worlds "$D" 1)" "2 world=2"
 t_check "etcd: node 0 killed: its worker is gone" gone_within 5 "$w0"
 t_grep "etcd: node 0 killed: its lease's will names it" \
     "generation 0 ended: node 0 \(host [^,]+, pid $p0\) lost contact" "$T_TMP/n1.err"
@@ -81,7 +69,7 @@ t_grep "etcd: node 0 killed: its lease's will names it" \
 kill -KILL "${EPID[0]}"  # the first endpoint every launcher talks to
 node n0b 0; p0=$T_LAST_PID
 t_check "etcd member killed, replacement node 0: back to 3 (generation 2)" t_wait_files 3 "$D" 30 '^up\.2\.'
-t_expect_eq "etcd: world 3 again" "$(worlds "$D" 2)" "3 world=3"
+t_expect_eq "etcd: world 3 again" "$(t_worlds "$D" 2)" "3 world=3"
 t_expect_eq "etcd: no other generation began (the member's death was no membership change)" \
     "$(ls "$D" | grep -c '^up\.3\.')" 0
 touch "$D/stop"
@@ -134,14 +122,9 @@ t_check "etcd dies: no worker left behind" gone_within 5 $ws
 # ---- etcd hangs mid-job (SIGSTOP): connections open, no answer. The launchers stop their
 # workers and end as for a dead etcd, naming the endpoint; nothing waits forever.
 export BATON_JOB_ID=etcd-$$-c
-hc=$(t_free_port) hp=$(t_free_port)
-t_bg etcd --name h --data-dir "$T_TMP/etcdh" --listen-client-urls "http://127.0.0.1:$hc" \
-    --advertise-client-urls "http://127.0.0.1:$hc" --listen-peer-urls "http://127.0.0.1:$hp" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$hp" --initial-cluster "h=http://127.0.0.1:$hp" \
-    >"$T_TMP/etcdh.log" 2>&1
-HPID=$T_LAST_PID
-t_on_exit 'kill -CONT $HPID 2>/dev/null; rm -rf "$T_TMP/etcdh"'
-i=0; until curl -sf "http://127.0.0.1:$hc/health" | grep -q '"true"'; do [ $i -ge 150 ] && break; sleep 0.1; i=$((i + 1)); done
+t_etcd_one
+hc=$T_ETCD_PORT HPID=$T_ETCD_PID
+t_on_exit 'kill -CONT $HPID 2>/dev/null'
 D=$T_TMP/c; mkdir -p "$D"
 hnode() { # NAME ID
     t_bg "$BATON" run --nnodes 2:3 --node-rank "$2" --rdzv-backend etcd --rdzv-endpoint "127.0.0.1:$hc" \

@@ -11,33 +11,17 @@
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
 export BATON_TOKEN=busy-$$ BATON_HEARTBEAT_TIMEOUT=3 BATON_JOB_ID=busy-$$
-if ! command -v etcd >/dev/null; then t_skip "etcd 503" "no etcd (make deps installs etcd-server)"; t_done; fi
-if ! "$BATON" run --rdzv-backend etcd --rdzv-endpoint 127.0.0.1:1 --join-timeout 0.2 \
-    -- true 2>&1 | grep -q 'etcd at'; then
-    t_skip "etcd 503" "baton built without libcurl/cJSON"; t_done
-fi
+t_etcd_need "etcd 503"
 
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 10)) ] && return 1
-        sleep 0.1; i=$((i + 1))
-    done
-}
-worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 pid_of() { grep -oE 'pid=[0-9]+' "$1" | cut -d= -f2; }
 
-hc=$(t_free_port) hp=$(t_free_port) px=$(t_free_port)
-t_bg etcd --name h --data-dir "$T_TMP/etcdh" --listen-client-urls "http://127.0.0.1:$hc" \
-    --advertise-client-urls "http://127.0.0.1:$hc" --listen-peer-urls "http://127.0.0.1:$hp" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$hp" --initial-cluster "h=http://127.0.0.1:$hp" \
-    >"$T_TMP/etcdh.log" 2>&1
-t_on_exit 'rm -rf "$T_TMP/etcdh"'
-i=0; until curl -sf "http://127.0.0.1:$hc/health" | grep -q '"true"'; do [ $i -ge 150 ] && break; sleep 0.1; i=$((i + 1)); done
+px=$(t_free_port)
+t_etcd_one
+hc=$T_ETCD_PORT
 CTL=$T_TMP/busy
 t_bg python3 "$BATON_SRC/tests/progs/etcd_busy.py" "$px" "127.0.0.1:$hc" "$CTL" \
     >"$T_TMP/proxy.out" 2>"$T_TMP/proxy.err"
-t_check "etcd and the 503 proxy up" wait_grep '^ready' "$T_TMP/proxy.out" 15
+t_check "etcd and the 503 proxy up" t_wait_grep '^ready' "$T_TMP/proxy.out" 15
 
 D=$T_TMP/d; mkdir -p "$D"
 node() { # NAME ID
@@ -47,12 +31,12 @@ node() { # NAME ID
 node n0 0; p0=$T_LAST_PID
 node n1 1; p1=$T_LAST_PID
 t_check "2 nodes up through the proxy" t_wait_files 2 "$D" 30 '^up\.0\.'
-t_expect_eq "world 2" "$(worlds "$D" 0)" "2 world=2"
+t_expect_eq "world 2" "$(t_worlds "$D" 0)" "2 world=2"
 w0=$(pid_of "$D/up.0.0") w1=$(pid_of "$D/up.0.1")
 
 # ---- 1 s of 503: asked again, nothing ends
 echo 1 >"$CTL"
-t_check "503 window of 1 s: requests refused, then passed again" wait_grep '^pass after [0-9]+' "$T_TMP/proxy.err" 20
+t_check "503 window of 1 s: requests refused, then passed again" t_wait_grep '^pass after [0-9]+' "$T_TMP/proxy.err" 20
 n=$(sed -n 's/^pass after //p' "$T_TMP/proxy.err" | head -1)
 t_check "503 window of 1 s: the launchers asked again ($n requests refused)" test "${n:-0}" -ge 4
 t_check "503 window of 1 s: no generation ended" \
@@ -63,13 +47,13 @@ t_expect_eq "503 window of 1 s: no generation 1" "$(ls "$D" | grep -c '^up\.1\.'
 # ---- then a node is lost: still seen
 kill -KILL "$p1"
 t_check "node 1 SIGKILLed after the window: node 0 re-forms alone" t_wait_files 1 "$D" 20 '^up\.1\.'
-t_expect_eq "node 1 SIGKILLed after the window: world 1" "$(worlds "$D" 1)" "1 world=1"
+t_expect_eq "node 1 SIGKILLed after the window: world 1" "$(t_worlds "$D" 1)" "1 world=1"
 
 # ---- 8 s of 503: longer than the budget; said so, then back
 rm -f "$CTL"
 echo 8 >"$CTL"
 t_check "503 window of 8 s: node 0 gives up on the request, naming the answer and the retries" \
-    wait_grep "etcd http://127.0.0.1:$px/v3/[a-z/]+: HTTP 503 \(etcdserver: leader changed\), still after [3-9]\.[0-9] s of retries" \
+    t_wait_grep "etcd http://127.0.0.1:$px/v3/[a-z/]+: HTTP 503 \(etcdserver: leader changed\), still after [3-9]\.[0-9] s of retries" \
     "$T_TMP/n0.err" 20
 t_check "503 window of 8 s: node 0 runs again once it is over" t_wait_files 1 "$D" 40 '^up\.([2-9]|[1-9][0-9])\.'
 touch "$D/stop"

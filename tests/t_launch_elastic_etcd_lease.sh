@@ -13,30 +13,11 @@
 . "$(dirname "$0")/lib.sh"
 W=$BATON_BUILD/tests/progs/elastic_worker
 export BATON_TOKEN=lease-$$ BATON_HEARTBEAT_TIMEOUT=2
-if ! command -v etcd >/dev/null; then t_skip "etcd lease" "no etcd (make deps installs etcd-server)"; t_done; fi
-if ! "$BATON" run --rdzv-backend etcd --rdzv-endpoint 127.0.0.1:1 --join-timeout 0.2 \
-    -- true 2>&1 | grep -q 'etcd at'; then
-    t_skip "etcd lease" "baton built without libcurl/cJSON"; t_done
-fi
+t_etcd_need "etcd lease"
 
-wait_grep() { # PATTERN FILE SEC
-    local i=0
-    until grep -qE -- "$1" "$2" 2>/dev/null; do
-        [ $i -ge $(($3 * 20)) ] && return 1
-        sleep 0.05; i=$((i + 1))
-    done
-}
-worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 
-hc=$(t_free_port) hp=$(t_free_port)
-t_bg etcd --name h --data-dir "$T_TMP/etcdh" --listen-client-urls "http://127.0.0.1:$hc" \
-    --advertise-client-urls "http://127.0.0.1:$hc" --listen-peer-urls "http://127.0.0.1:$hp" \
-    --initial-advertise-peer-urls "http://127.0.0.1:$hp" --initial-cluster "h=http://127.0.0.1:$hp" \
-    >"$T_TMP/etcdh.log" 2>&1
-t_on_exit 'rm -rf "$T_TMP/etcdh"'
-healthy() { curl -sf "http://127.0.0.1:$hc/health" | grep -q '"true"'; }
-i=0; until healthy; do [ $i -ge 150 ] && break; sleep 0.1; i=$((i + 1)); done
-t_check "etcd up" healthy
+t_etcd_one
+hc=$T_ETCD_PORT
 
 node() { # NAME ID DIR ARGS... (after --)
     local name=$1 id=$2 dir=$3; shift 3
@@ -50,13 +31,13 @@ D=$T_TMP/a; mkdir -p "$D"
 node a0 0 "$D" --grace 3 -- "$W" "$D" --ack; p0=$T_LAST_PID
 t_check "node 0 runs generation 0 alone" t_wait_files 1 "$D" 30 '^up\.0\.0$'
 node a1 1 "$D" --grace 3 -- "$W" "$D" --ack; p1=$T_LAST_PID
-t_check "node 1 joins: generation 1 forms" wait_grep '^baton: generation 1: 2 node' "$T_TMP/a0.err" 30
+t_check "node 1 joins: generation 1 forms" t_wait_grep '^baton: generation 1: 2 node' "$T_TMP/a0.err" 30
 kill -KILL "$p0"
 t0=$(date +%s.%N)
 t_check "node 0 SIGKILLed as generation 1 formed: node 1 runs generation 2 alone" \
     t_wait_files 1 "$D" 30 '^up\.2\.0$'
 echo "# node 0 SIGKILLed as generation 1 formed: node 1 ran again $(echo "$(date +%s.%N) - $t0" | bc) s later (lease TTL 2 s)"
-t_expect_eq "node 0 SIGKILLed: world 1" "$(worlds "$D" 2)" "1 world=1"
+t_expect_eq "node 0 SIGKILLed: world 1" "$(t_worlds "$D" 2)" "1 world=1"
 t_check "node 1 was not declared lost itself" sh -c "! grep -q 'lease expired' '$T_TMP/a1.err'"
 touch "$D/stop"
 t_wait "$p1" 20 >"$T_TMP/s1"
@@ -77,7 +58,7 @@ chmod +x "$P"
 node b0 0 "$D" --grace 4 -- "$P" "$D"; p0=$T_LAST_PID
 node b1 1 "$D" --grace 4 -- "$P" "$D"; p1=$T_LAST_PID
 t_check "deaf workers: 2 nodes up" t_wait_files 2 "$D" 30 '^up\.0\.'
-t_expect_eq "deaf workers: world 2" "$(worlds "$D" 0)" "2 world=2"
+t_expect_eq "deaf workers: world 2" "$(t_worlds "$D" 0)" "2 world=2"
 kill -KILL "$p1"
 t_check "node 1 SIGKILLed: node 0 stops its deaf worker (SIGKILL after 4 s) and runs generation 1 alone" \
     t_wait_files 1 "$D" 30 '^up\.1\.0$'

@@ -110,42 +110,26 @@ enode() { # NAME ID
         -n 1 --ps 1 --rdzv-last-call 1 --grace 3 -- "$P/ps_count" e 1000000 64 sync \
         >"$T_TMP/$1.out" 2>"$T_TMP/$1.err"
 }
+O=$T_TMP/e0.out # node 0 keeps node rank 0: its worker is rank 0 throughout
 srv() { ps -o pid=,args= --ppid "$e0" | awk '$3 == "ps" && $4 == "--index" { print $1 }'; }
-steps_after() { # N: rank 0's steps after its N-th start
-    awk -v n="$1" '/^\[0\] start e /{ s++ } s == n && /^\[0\] step /{ k++ } END { print k + 0 }' \
-        "$T_TMP/e0.out"
-}
-start_of() { awk -v n="$1" '/^\[0\] start e /{ if (++s == n) print $4 }' "$T_TMP/e0.out"; }
-last_of() { awk -v n="$1" '/^\[0\] start e /{ s++ } s == n && /^\[0\] step /{ v = $4 } END { print v }' "$T_TMP/e0.out"; }
-wait_gen() { # N SEC: rank 0 started N times and stepped 5 times since
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do [ "$(steps_after "$1")" -ge 5 ] && return 0; sleep 0.1; done
-    return 1
-}
-once() { # N: generation N's start is the count generation N-1 reached (+1: a step of N-1 that
-    # was applied once every worker pushed it, after rank 0's last line)
-    local a b
-    a=$(last_of $(($1 - 1))) b=$(start_of "$1")
-    [ -n "$a" ] && [ -n "$b" ] && { [ "$b" = "$a" ] || [ "$b" = $((a + 1)) ]; } && [ "$b" -gt 0 ]
-}
 enode e0 0; e0=$T_LAST_PID
 enode e1 1; e1=$T_LAST_PID
 enode e2 2; e2=$T_LAST_PID
-t_check "--ps 1, 2:3: three sync workers step (generation 0)" wait_gen 1 60
+t_check "--ps 1, 2:3: three sync workers step (generation 0)" t_ps_wait "$O" 1 60
 spid=$(srv)
 t_check "--ps 1, 2:3: node 0 runs the server" test -n "$spid"
 kill -KILL "$e1"
-t_check "node 1 killed: the two others step again (generation 1)" wait_gen 2 60
+t_check "node 1 killed: the two others step again (generation 1)" t_ps_wait "$O" 2 60
 t_expect_eq "node 1 killed: the server is the same process" "$(srv)" "$spid"
 t_grep "node 1 killed: the launcher kept it" "ps server 0 \(pid $spid\) keeps running into generation 1" "$T_TMP/e0.err"
 t_grep "node 1 killed: the server serves generation 1 (2 workers)" \
     '^\[ps0\] .*generation 1 of the job \(2 workers\) replaces generation 0 \(3 workers\)' "$T_TMP/e0.err"
-t_check "generation 1 starts where generation 0 ended: $(last_of 1) -> $(start_of 2), no push lost or doubled" once 2
+t_check "generation 1 starts where generation 0 ended: $(t_ps_last "$O" 1) -> $(t_ps_start "$O" 2), no push lost or doubled" t_ps_once "$O" 2
 enode e1b 1; e1=$T_LAST_PID
-t_check "replacement: three workers step again (generation 2)" wait_gen 3 60
+t_check "replacement: three workers step again (generation 2)" t_ps_wait "$O" 3 60
 t_expect_eq "replacement: the server is still the same process" "$(srv)" "$spid"
-t_check "generation 2 starts where generation 1 ended: $(last_of 2) -> $(start_of 3)" once 3
-echo $(($(last_of 3) + 200)) >"$D/.stop" && mv "$D/.stop" "$D/stop" # all stop at this count
+t_check "generation 2 starts where generation 1 ended: $(t_ps_last "$O" 2) -> $(t_ps_start "$O" 3)" t_ps_once "$O" 3
+echo $(($(t_ps_last "$O" 3) + 200)) >"$D/.stop" && mv "$D/.stop" "$D/stop" # all stop at this count
 t_wait_ok "stop: the three launchers exit 0" 30 "$e0" "$e1" "$e2"
 [ "$T_RC" = 0 ] || grep -v '^\[[0-9]\] step' "$T_TMP/e0.err" "$T_TMP/e0.out" | tail -25 | sed 's/^/    | /'
 t_grep "stop: the server exits by itself once the 3 workers closed" \
