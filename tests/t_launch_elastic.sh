@@ -23,13 +23,12 @@ wait_world() { # DIR N SEC: until N workers of one generation after 0 say world=
     local i=0 g
     while :; do
         for g in $(ls "$1" | sed -n 's/^up\.\([1-9][0-9]*\)\..*/\1/p' | sort -u); do
-            [ "$(worlds "$1" "$g")" = "$2 world=$2" ] && return 0
+            [ "$(t_worlds "$1" "$g")" = "$2 world=$2" ] && return 0
         done
         [ $i -ge $(($3 * 10)) ] && return 1
         sleep 0.1; i=$((i + 1))
     done
 }
-worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 
 # ---- bad input: one line each, exit 2
 for bad in 3:2 0:2 a:b 2: :3; do
@@ -49,7 +48,7 @@ node a0 0 "$port" "$D"; p0=$T_LAST_PID
 node a1 1 "$port" "$D"; p1=$T_LAST_PID
 node a2 2 "$port" "$D"; p2=$T_LAST_PID
 t_check "3 nodes at 2:3: generation 0 runs with world 3" t_wait_files 3 "$D" 30 '^up\.0\.'
-t_expect_eq "3 nodes at 2:3: every worker sees world 3" "$(worlds "$D" 0)" "3 world=3"
+t_expect_eq "3 nodes at 2:3: every worker sees world 3" "$(t_worlds "$D" 0)" "3 world=3"
 t_grep "3 nodes: node 2 has node rank 2 in generation 0" "node 2 has node rank 2," "$T_TMP/a2.err"
 w1=$(grep -oE 'pid=[0-9]+' "$D/up.0.1" | cut -d= -f2)
 t0=$(date +%s.%N)
@@ -57,7 +56,7 @@ kill -KILL "$p1"
 t_check "node 1 killed: the two others run again as generation 1" t_wait_files 2 "$D" 20 '^up\.1\.'
 t1=$(date +%s.%N)
 echo "# re-form after a SIGKILLed launcher: $(echo "$t1 - $t0" | bc) s"
-t_expect_eq "node 1 killed: world 2 in generation 1" "$(worlds "$D" 1)" "2 world=2"
+t_expect_eq "node 1 killed: world 2 in generation 1" "$(t_worlds "$D" 1)" "2 world=2"
 t_check "node 1 killed: its worker is gone too (no orphan)" gone_within 5 "$w1"
 t_grep "node 1 killed: node 2 moves to node rank 1 (dense)" "generation 1: .* node 2 has node rank 1," "$T_TMP/a2.err"
 t_grep "node 1 killed: node 0 keeps node rank 0 (stable)" "generation 1: .* node 0 has node rank 0," "$T_TMP/a0.err"
@@ -69,7 +68,7 @@ t0=$(date +%s.%N)
 t_check "replacement node 1: back to 3 nodes (generation 2)" t_wait_files 3 "$D" 20 '^up\.2\.'
 t1=$(date +%s.%N)
 echo "# a joiner's arrival to its worker running: $(echo "$t1 - $t0" | bc) s"
-t_expect_eq "replacement: world 3 again" "$(worlds "$D" 2)" "3 world=3"
+t_expect_eq "replacement: world 3 again" "$(t_worlds "$D" 2)" "3 world=3"
 t_check "replacement: the running workers were told first (state=closing)" \
     t_wait_files 2 "$D" 1 '^ckpt\.1\.'
 t_grep "replacement: held until the next generation" "generation 1 is running; asked to join" "$T_TMP/a1b.err"
@@ -100,10 +99,10 @@ node b2 2 "$port" "$D"; p2=$T_LAST_PID
 t_check "SIGSTOP: 3 nodes up" t_wait_files 3 "$D" 30 '^up\.0\.'
 kill -STOP "$p2"
 t_check "SIGSTOP node 2: the others re-form as 2" t_wait_files 2 "$D" 20 '^up\.1\.'
-t_expect_eq "SIGSTOP node 2: world 2" "$(worlds "$D" 1)" "2 world=2"
+t_expect_eq "SIGSTOP node 2: world 2" "$(t_worlds "$D" 1)" "2 world=2"
 kill -CONT "$p2"
 t_check "SIGCONT: node 2 rejoins, 3 nodes again" t_wait_files 3 "$D" 20 '^up\.2\.'
-t_expect_eq "SIGCONT: world 3, generation 1 was not disturbed" "$(worlds "$D" 1) / $(worlds "$D" 2)" \
+t_expect_eq "SIGCONT: world 3, generation 1 was not disturbed" "$(t_worlds "$D" 1) / $(t_worlds "$D" 2)" \
     "2 world=2 / 3 world=3"
 t_grep "SIGCONT: node 2 says it lost the store and retries" "node 2: lost the rendezvous store" "$T_TMP/b2.err"
 touch "$D/stop"
@@ -137,7 +136,7 @@ for i in 0 1; do
     pp[$i]=$T_LAST_PID
 done
 t_check "PET_NNODES=2:3: two pods form a generation after the last call" t_wait_files 2 "$D" 30 '^up\.0\.'
-t_expect_eq "PET_NNODES=2:3: world 2" "$(worlds "$D" 0)" "2 world=2"
+t_expect_eq "PET_NNODES=2:3: world 2" "$(t_worlds "$D" 0)" "2 world=2"
 touch "$D/stop"
 status_of "${pp[0]}" 20 >"$T_TMP/s0"; status_of "${pp[1]}" 20 >"$T_TMP/s1"
 t_expect_eq "PET_NNODES=2:3: both exit 0" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "0 0"
@@ -155,7 +154,7 @@ ack_node 1; k1=$T_LAST_PID
 t_check "acks: 2 nodes up" t_wait_files 2 "$D" 30 '^up\.0\.'
 ack_node 2; k2=$T_LAST_PID
 t_check "acks: the joiner runs long before BATON_ELASTIC_GRACE=60 is over" t_wait_files 3 "$D" 15 '^up\.1\.'
-t_expect_eq "acks: world 3" "$(worlds "$D" 1)" "3 world=3"
+t_expect_eq "acks: world 3" "$(t_worlds "$D" 1)" "3 world=3"
 touch "$D/stop"
 for p in "$k0" "$k1" "$k2"; do t_wait "$p" 20 >>"$T_TMP/ks"; done
 t_expect_eq "acks: all three exit 0" "$(xargs <"$T_TMP/ks")" "0 0 0"

@@ -31,12 +31,11 @@ ip -n "$T_NS_HUB" addr add 198.51.100.254/24 dev br0
 t_bg ip netns exec "$T_NS_HUB" python3 "$BATON_SRC/tests/progs/nxdomain.py" 198.51.100.254 \
     >"$T_TMP/dns.out" 2>&1
 
-worlds() { cat "$1"/up."$2".* 2>/dev/null | grep -oE 'world=[0-9]+' | sort | uniq -c | tr -s ' ' | xargs; }
 wait_world() { # DIR N SEC: until N workers of one generation after 0 say world=N
     local i=0 g
     while :; do
         for g in $(ls "$1" | sed -n 's/^up\.\([1-9][0-9]*\)\..*/\1/p' | sort -u); do
-            [ "$(worlds "$1" "$g")" = "$2 world=$2" ] && return 0
+            [ "$(t_worlds "$1" "$g")" = "$2 world=$2" ] && return 0
         done
         [ $i -ge $(($3 * 10)) ] && return 1
         sleep 0.1; i=$((i + 1))
@@ -59,7 +58,7 @@ node() { # NODE ID: a launcher in namespace NODE with identity ID, output in $T_
 }
 node 0 0; node 1 1; node 2 2
 t_check "3 nodes at 2:3 by the store's name: generation 0 runs" t_wait_files 3 "$D" 30 '^up\.0\.'
-t_expect_eq "3 nodes: world 3" "$(worlds "$D" 0)" "3 world=3"
+t_expect_eq "3 nodes: world 3" "$(t_worlds "$D" 0)" "3 world=3"
 
 # The store's pod is deleted: its name goes first (NXDOMAIN), then its launcher.
 hosts 1; hosts 2
