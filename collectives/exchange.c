@@ -218,28 +218,28 @@ static int slow_checks(struct bt_comm *c, struct mset *s, struct bt__wait *w)
  * yields, then takes short sleeps. */
 static void idle_wait(struct mset *s, int idle)
 {
+    int shm = 0;
+    for (int i = 0; i < s->n && !shm; i++)
+        shm = !s->m[i].done && s->m[i].fd < 0;
+    if (shm) {
+        if (idle < 256) {
+            _mm_pause();
+        } else if (idle < 4096) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, 50000};
+            nanosleep(&ts, NULL);
+        }
+        return;
+    }
+    if (idle < 8)
+        return;
     struct pollfd p[64];
-    int np = 0, shm = 0;
+    int np = 0;
     for (int i = 0; i < s->n && np < 64; i++)
-        if (!s->m[i].done && s->m[i].fd >= 0)
+        if (!s->m[i].done)
             p[np++] = (struct pollfd){.fd = s->m[i].fd, .events = s->m[i].send ? POLLOUT : POLLIN};
-        else if (!s->m[i].done)
-            shm = 1;
-    if (!shm && np > 0) {
-        if (idle >= 8)
-            poll(p, (nfds_t)np, 100);
-        return;
-    }
-    if (idle < 256) {
-        _mm_pause();
-        return;
-    }
-    if (idle < 4096) {
-        sched_yield();
-        return;
-    }
-    struct timespec ts = {0, 50000};
-    nanosleep(&ts, NULL);
+    poll(p, (nfds_t)np, 100);
 }
 
 static int add_call(struct bt_comm *c, struct mset *s, struct bt_request *r)

@@ -181,8 +181,8 @@ static int spare_segment(struct bt_comm *c, int m, const int *prank, int me, uin
     return rc;
 }
 
-/* A child's TCP addresses without the store: every rank of c listens where a mesh of its
- * would (when it is a member of a child of more than one rank) and the addresses are
+/* A child's TCP addresses without the store: every rank of c whose child takes a TCP mesh
+ * (member) listens where the mesh would, and the addresses (empty for the others) are
  * allgathered over c, so a child spanning nodes makes no store round trip. *addrs (malloc'd)
  * holds the child's m addresses in child rank order, and pre the listening socket. */
 static int share_addresses(struct bt_comm *c, int member, int m, const int *prank,
@@ -258,8 +258,13 @@ static int run_split(struct bt_comm *c, const struct bt__call *a)
         me = all[i].prank == c->rank ? i : me;
     }
     rc = spare_segment(c, m, prank, me, &key, &spare);
+    int spans = 0; /* this rank's child: does it take a TCP mesh (transports() in comm.c)? */
+    for (int i = 1; i < m; i++)
+        spans |= node[i] != node[0];
     if (rc == BT_OK && c->tcp) /* a child may span nodes: its TCP addresses over c */
-        rc = share_addresses(c, a->color >= 0 && m > 1, m, prank, &tcp, &addrs);
+        rc = share_addresses(c,
+                             a->color >= 0 && m > 1 && (spans || !strcmp(c->transport_req, "tcp")),
+                             m, prank, &tcp, &addrs);
     tcp.addrs = addrs;
     if (rc == BT_OK && a->color >= 0)
         rc = make_child(c, m, prank, node, me, id, 1, key, spare, addrs ? &tcp : NULL, out);
