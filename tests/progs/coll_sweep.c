@@ -142,6 +142,7 @@ static int mismatch(struct ctx *x)
     int rc = bt_broadcast(x->c, x->send, count, BT_FLOAT32, 0);
     printf("rank %d: mismatched broadcast: %s: %s\n", x->rank, bt_strerror(rc),
            rc == BT_OK ? "" : bt_last_error(x->c));
+    fflush(stdout); /* before the exit that makes mpirun end the job: it may not drain the pipe */
     return rc == BT_OK ? 0 : 5;
 }
 
