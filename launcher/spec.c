@@ -406,6 +406,7 @@ static int overlay_flags(struct bt__spec_ctx *c, int had_env)
     overlay_int(c, "--node-rank", f->node_rank, &s->node_rank, had_env);
     if (f->nproc_per_node >= 0) {
         s->nproc_per_node = f->nproc_per_node;
+        s->nproc_cpu = f->nproc_per_node == 0;
         bt__spec_from(s, "-n");
     }
     if (f->rdzv) {

@@ -34,7 +34,7 @@ enum bt__role { BT_ROLE_WORKER = 0, BT_ROLE_CHIEF, BT_ROLE_PS, BT_ROLE_EVALUATOR
 /* What the user typed; -1 / NULL / BT_SPEC_AUTO for "not given". */
 struct bt__spec_flags {
     enum bt__spec_source source;
-    int nproc_per_node; /* -1: not given; 0: "auto" (one per GPU, else 1) */
+    int nproc_per_node; /* -1: not given; 0: "auto" (one per GPU, else one per CPU) */
     int nnodes;
     int node_rank;
     const char *rdzv; /* "host:port" */
@@ -51,6 +51,7 @@ struct bt__spec {
     int node_rank;      /* this node's (pod's) rank among the nodes that run workers */
     int nnodes;         /* nodes that run workers (ps and evaluator pods excluded) */
     int nproc_per_node; /* workers started on this node; 0 = auto, resolved by run */
+    int nproc_cpu;      /* auto: 1 when -n auto was typed (no GPU: one per CPU), else one */
     int world_size;     /* processes in the job; 0 = unknown until rendezvous */
     int first_rank;     /* global rank of local rank 0 when fixed by the spec, else -1 */
     int elastic;        /* worker-only PyTorchJob: ranks assigned by the rendezvous */

@@ -57,7 +57,8 @@ static void print_nproc(const struct bt__spec *s, FILE *out)
     if (s->nproc_per_node > 0)
         fprintf(out, "  %-15s %d\n", "nproc per node", s->nproc_per_node);
     else
-        fprintf(out, "  %-15s auto (one per GPU, else 1)\n", "nproc per node");
+        fprintf(out, "  %-15s auto (one per GPU, else %s)\n", "nproc per node",
+                s->nproc_cpu ? "one per CPU" : "1");
     if (s->world_size > 0)
         fprintf(out, "  %-15s %d\n", "world size", s->world_size);
     else

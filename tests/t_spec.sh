@@ -68,4 +68,11 @@ d = json.load(open(sys.argv[1]))
 assert (d["node_rank"], d["elastic"], d["nnodes_min"], d["nnodes_max"], d["rdzv_port"]) == \
     (3, True, 1, 4, 23457), d
 ' "$T_TMP/el.json"
+# -n auto is what `baton run -n auto` does (no GPU: one per CPU); no -n keeps one per GPU, else 1
+spec "$BATON" spec -n auto >"$T_TMP/na.out" 2>&1
+t_grep "spec -n auto: one per GPU, else one per CPU, as baton run -n auto" \
+    '^  nproc per node  auto \(one per GPU, else one per CPU\)$' "$T_TMP/na.out"
+spec "$BATON" spec >"$T_TMP/nn.out" 2>&1
+t_grep "spec without -n: one per GPU, else 1" '^  nproc per node  auto \(one per GPU, else 1\)$' \
+    "$T_TMP/nn.out"
 t_done
