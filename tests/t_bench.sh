@@ -5,7 +5,9 @@
 # checked (#wrong 0), with the ratio rows; Open MPI run as `mpirun -np 2` runs it (nothing
 # added but `--mca btl self,tcp` for mpi_tcp); --plot writes an SVG with a labelled line per
 # program; --op alltoall, sendrecv and allgatherv run and check baton shm and Open MPI; an
-# unknown program is one line and exit 2; overlap_bench runs and checks its results. The figures themselves are not judged here
+# unknown program is one line and exit 2; overlap_bench runs and checks its results;
+# bench/mnist_scaling.sh runs its three programs a round and prints every figure, and bad
+# arguments or a missing build are one line and exit 2. The figures themselves are not judged here
 # (docs/performance.md says how they are measured).
 # timeout: 180
 . "$(dirname "$0")/lib.sh"
@@ -18,6 +20,19 @@ t_expect_eq "overlap_bench: 3 sizes, each with its times and hidden fraction, #w
     "$(grep -cE '^\[0\] +[0-9]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +-?[0-9.]+ +0$' "$T_TMP/o.out")" 3
 "$BATON_BUILD/bench/overlap_bench" -b 1M -e 64K >"$T_TMP/o.out" 2>"$T_TMP/o.err"
 t_expect_eq "overlap_bench: a bad range is exit 2" "$?" 2
+# mnist_scaling.sh: 1 rank, the control pair and the 2-rank job each print images/s
+BUILD=$BATON_BUILD timeout 60 bench/mnist_scaling.sh 20 1 >"$T_TMP/s.out" 2>"$T_TMP/s.err"
+t_expect_eq "mnist_scaling.sh: exit 0" "$?" 0
+t_grep "mnist_scaling.sh: a round with the four runs' images/s and its three ratios" \
+    '^round 1: 1 rank [0-9]+  2 ranks [0-9]+  control [0-9]+ \+ [0-9]+ images/s; scaling [0-9.]+%  control [0-9.]+%  lockstep [0-9.]+%$' \
+    "$T_TMP/s.out"
+t_expect_eq "mnist_scaling.sh: six summary lines, each a median (min-max)" \
+    "$(grep -cE '^  [a-z0-9, -]+ +[0-9]+ \([0-9]+-[0-9]+\) (images/s|%)$' "$T_TMP/s.out")" 6
+bench/mnist_scaling.sh 20 x >"$T_TMP/s.out" 2>"$T_TMP/s.err"
+t_expect_eq "mnist_scaling.sh: a bad ROUNDS is one line and exit 2" "$? $(wc -l <"$T_TMP/s.err")" "2 1"
+BUILD=$T_TMP/nosuch bench/mnist_scaling.sh 20 1 >"$T_TMP/s.out" 2>"$T_TMP/s.err"
+t_expect_eq "mnist_scaling.sh: no build is exit 2 naming what is missing" \
+    "$? $(grep -c 'nosuch/examples/mnist_cnn not built' "$T_TMP/s.err")" "2 1"
 if ! command -v mpirun >/dev/null || [ ! -x "$BATON_BUILD/bench/mpi_allreduce_bench" ]; then
     t_skip "bench/compare.sh" "no mpirun or no mpi_allreduce_bench"
     t_done
