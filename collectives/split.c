@@ -184,7 +184,9 @@ static int spare_segment(struct bt_comm *c, int m, const int *prank, int me, uin
 /* A child's TCP addresses without the store: every rank of c whose child takes a TCP mesh
  * (member) listens where the mesh would, and the addresses (empty for the others) are
  * allgathered over c, so a child spanning nodes makes no store round trip. *addrs (malloc'd)
- * holds the child's m addresses in child rank order, and pre the listening socket. */
+ * holds the child's m addresses in child rank order, and pre the listening socket. A member
+ * that cannot listen sends "!" and its reason instead of an address, so that every rank of c
+ * fails the split at once, naming it, rather than the others waiting out the timeout. */
 static int share_addresses(struct bt_comm *c, int member, int m, const int *prank,
                            struct bt__tcp_preset *pre, char **addrs)
 {
@@ -195,17 +197,26 @@ static int share_addresses(struct bt_comm *c, int member, int m, const int *pran
         free(every);
         return bt__comm_fail(c, BT_ERR_SYSTEM, "%s: out of memory", c->coll_name);
     }
-    int rc = member ? bt__tcp_listen(c, &pre->lfd, mine) : BT_OK;
-    if (rc != BT_OK)
-        rc = bt__comm_fail(c, rc, "%s #%llu: a listening socket for the child: %s", c->coll_name,
-                           (unsigned long long)c->coll_seq, c->err.msg);
+    if (member && bt__tcp_listen(c, &pre->lfd, mine) != BT_OK) {
+        char *hint = strstr(c->err.msg, "; hint:"); /* the reason only: it is cut at 62 */
+        snprintf(mine, sizeof(mine), "!%.*s", (int)(hint ? hint - c->err.msg : 62), c->err.msg);
+        bt__err_clear(&c->err); /* not failed yet: the allgather below tells every rank */
+    }
     struct bt__call ag = {.kind = BT_COLL_ALLGATHER,
                           .send = mine,
                           .recv = every,
                           .count = BT__TCP_ADDR_BYTES,
                           .dtype = BT_UINT8};
-    if (rc == BT_OK)
-        rc = bt__host_run(c, &ag);
+    int rc = bt__host_run(c, &ag);
+    for (int r = 0; rc == BT_OK && r < c->size; r++) {
+        const char *x = every + (size_t)r * BT__TCP_ADDR_BYTES;
+        if (x[0] == '!')
+            rc = bt__comm_fail(c, r == c->rank ? BT_ERR_SYSTEM : BT_ERR_REMOTE,
+                               "%s #%llu: rank %d could not open a listening socket for the "
+                               "child: %.*s; hint: see that rank's open-file limit and network",
+                               c->coll_name, (unsigned long long)c->coll_seq, r,
+                               BT__TCP_ADDR_BYTES - 1, x + 1);
+    }
     for (int i = 0; rc == BT_OK && i < m; i++)
         memcpy(*addrs + (size_t)i * BT__TCP_ADDR_BYTES,
                every + (size_t)prank[i] * BT__TCP_ADDR_BYTES, BT__TCP_ADDR_BYTES);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # t_coll.sh: collectives in real processes under `baton run`: one node over shm, TCP forced,
 # a job of one, and two "nodes" on loopback (hierarchical allreduce: shm within, TCP across);
-# split_check (sub-communicators, grouped calls, exchange collectives) over shm and TCP; a rank
+# split_check (sub-communicators, grouped calls, exchange collectives) over shm and TCP, and a
+# dup whose member cannot listen failing at once on every rank; a rank
 # alive but 5 s late into a large TCP allreduce does not time its peer's connection out.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
@@ -58,6 +59,16 @@ for tr in shm tcp; do
     t_check "split_check ($tr): create_group (members only) leaves the world's call numbers alike" \
         bash -c "! grep -q 'ranks disagree' '$out'"
 done
+
+# A member that cannot open the child's listening socket (rank 1 out of descriptors): every
+# rank's dup fails at once naming it, rather than the others waiting out BATON_TIMEOUT (60 s:
+# the `timeout 40` ends a run that waits).
+out=$T_TMP/split_listen.log
+BATON_TRANSPORT=tcp BATON_TIMEOUT=60 timeout 40 "$BATON" run -n 2 -- \
+    "$BATON_BUILD/tests/progs/split_check" --listen-fail 1 >"$out" 2>&1
+t_expect_eq "split_check --listen-fail 1: exit status" "$?" 0
+t_expect_eq "split_check --listen-fail 1: both ranks' dup failed naming rank 1 and the reason" \
+    "$(grep -cE '^\[[01]\] rank [01] listen-fail: .*rank 1 could not open a listening socket for the child: .*Too many open files; hint: see' "$out")" 2
 
 # CMA reads refused (BATON_TEST_CMA_FAIL, as under Yama ptrace_scope 2): the shm alltoall
 # falls back to the segment's slots, with the same results, and says so once per rank.

@@ -260,11 +260,11 @@ static int reap(const struct opts *o, pid_t *pids)
             int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             worst = code > worst ? code : worst;
         }
-        /* Once every other rank is done, a stopped victim is killed. */
-        if (left == 1 && o->die_rank >= 0 && pids[o->die_rank] > 0 && o->sig == SIGSTOP) {
-            kill(pids[o->die_rank], SIGCONT);
+        /* Once every other rank is done, a stopped victim is killed. SIGKILL alone ends a
+         * stopped process; a SIGCONT first let it run, and under load it sometimes failed its
+         * own collective and said so before the SIGKILL landed (a third "collective failed"). */
+        if (left == 1 && o->die_rank >= 0 && pids[o->die_rank] > 0 && o->sig == SIGSTOP)
             kill(pids[o->die_rank], SIGKILL);
-        }
     }
     return worst;
 }

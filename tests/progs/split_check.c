@@ -22,12 +22,20 @@
  * with tag INT_MAX (over MPI_TAG_UB unless that is INT_MAX: then it is received, and said) are
  * BT_ERR_INVALID_ARG; rank 1's receive of 4 int32 for rank 0's 8 is BT_ERR_INVALID_USAGE
  * (MPI_ERR_TRUNCATE) while the send succeeds. Prints "rank R mpi-bad ok".
+ *
+ * --listen-fail R (under `baton run` with BATON_TRANSPORT=tcp): rank R leaves itself no free
+ * descriptor (RLIMIT_NOFILE at its lowest free one) while the world is dup'ed, so it cannot
+ * open the child's listening socket; every rank's bt_comm_dup must fail, and each prints
+ * "rank R listen-fail: CODE: MESSAGE" (a dup that succeeds is a failure, exit 3).
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "baton.h"
 
@@ -318,6 +326,33 @@ static int run(bt_comm *w, int shm_names)
     return 0;
 }
 
+static int check_listen_fail(bt_comm *w, int who)
+{
+    struct rlimit old, low;
+    if (getrlimit(RLIMIT_NOFILE, &old) != 0)
+        return bad_("getrlimit");
+    if (rank_ == who) {
+        int fd = open("/dev/null", O_RDONLY); /* the lowest free descriptor */
+        if (fd < 0)
+            return bad_("open /dev/null");
+        close(fd);
+        low = old;
+        low.rlim_cur = (rlim_t)fd;
+        if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+            return bad_("setrlimit");
+    }
+    bt_comm *d = NULL;
+    int rc = bt_comm_dup(w, &d);
+    if (rank_ == who)
+        setrlimit(RLIMIT_NOFILE, &old);
+    if (rc == BT_OK) {
+        bt_comm_destroy(d);
+        return bad_("--listen-fail: the dup succeeded");
+    }
+    printf("rank %d listen-fail: %s: %s\n", rank_, bt_strerror(rc), bt_last_error(w));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     bt_comm *w = NULL;
@@ -335,6 +370,12 @@ int main(int argc, char **argv)
         fflush(stdout);
         rc = bt_finalize(w);
         return e ? e : rc == BT_OK ? 0 : 3;
+    }
+    if (argc > 2 && !strcmp(argv[1], "--listen-fail")) {
+        int e = check_listen_fail(w, atoi(argv[2]));
+        fflush(stdout);
+        bt_finalize(w); /* w failed with the dup: its error is the one printed */
+        return e;
     }
     int e = run(w, argc > 1 && !strcmp(argv[1], "--shm-names"));
     if (e == 0)
