@@ -17,6 +17,19 @@ node() { # NAME RANK PORT ARGS...: a launcher in the background, output in $T_TM
         >"$T_TMP/$name.out" 2>"$T_TMP/$name.err"
 }
 status_of() { t_wait "$1" "$2" >"$T_TMP/rc"; cat "$T_TMP/rc"; }
+# pair TAG ARGS...: nodes TAG0 and TAG1 of one job, both run with ARGS; pids in q0 and q1
+pair() {
+    local tag=$1 port
+    shift
+    port=$(t_free_port)
+    node "${tag}0" 0 "$port" "$@"; q0=$T_LAST_PID
+    node "${tag}1" 1 "$port" "$@"; q1=$T_LAST_PID
+}
+# statuses SECS: waits for q0 and q1 (each within SECS); prints "status0 status1"
+statuses() {
+    status_of "$q0" "$1" >"$T_TMP/s0"; status_of "$q1" "$1" >"$T_TMP/s1"
+    echo "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")"
+}
 
 # ---- Python ValueError under @record, rank 2 of 4 (node 1): both nodes name it
 if $PY -c 'import torch.distributed.elastic.multiprocessing.errors' 2>/dev/null; then
@@ -40,8 +53,8 @@ PYEOF
     # each node its own --log-dir, as on two machines (the error files are per local rank in it)
     node p0 0 "$port" -n 2 --log-dir "$T_TMP/plogs0" -- $PY "$T_TMP/bad.py"; q0=$T_LAST_PID
     node p1 1 "$port" -n 2 --log-dir "$T_TMP/plogs1" -- $PY "$T_TMP/bad.py"; q1=$T_LAST_PID
-    status_of "$q0" 90 >"$T_TMP/s0"; status_of "$q1" 90 >"$T_TMP/s1"
-    t_expect_eq "python ValueError: both launchers exit 1" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "1 1"
+    statuses 90 >"$T_TMP/st"
+    t_expect_eq "python ValueError: both launchers exit 1" "$(cat "$T_TMP/st")" "1 1"
     for n in 0 1; do
         t_grep "python ValueError: node $n's summary names rank 2 on node 1 and the exception" \
             "^baton: root cause: rank 2 on node 1 \(host [^)]+\) at [0-9:.]+ UTC: ValueError: bad batch 7$" "$T_TMP/p$n.err"
@@ -67,11 +80,9 @@ t_check "C worker: no consequence listed (rank 0 was stopped by baton)" \
     bash -c "! grep -q '^baton: consequence' '$T_TMP/c.err'"
 
 # ---- a rank of node 1 killed by a signal: both nodes' summaries name the signal and the rank
-port=$(t_free_port)
-node k0 0 "$port" -n 1 -- "$W" --rank 1 --signal 9 --sleep 30; q0=$T_LAST_PID
-node k1 1 "$port" -n 1 -- "$W" --rank 1 --signal 9 --sleep 30; q1=$T_LAST_PID
-status_of "$q0" 30 >"$T_TMP/s0"; status_of "$q1" 30 >"$T_TMP/s1"
-t_expect_eq "signal: both launchers exit 137" "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "137 137"
+pair k -n 1 -- "$W" --rank 1 --signal 9 --sleep 30
+statuses 30 >"$T_TMP/st"
+t_expect_eq "signal: both launchers exit 137" "$(cat "$T_TMP/st")" "137 137"
 for n in 0 1; do
     t_grep "signal: node $n's job-failed line names rank 1 and SIGKILL" \
         "^baton: job failed: rank 1 \(node 1, host [^,]+, pid [0-9]+\) was killed by SIGKILL" "$T_TMP/k$n.err"
@@ -90,14 +101,11 @@ t_expect_eq "error file: both names set, the same path, one per rank" \
 # and the teardown that follows stops rank 1 (SIGTERM) before it exits by itself. The root
 # cause is rank 1 (its error file is the earliest failure); the job's status is 5, the first
 # status a failing worker gave itself, on both nodes: never the teardown's 143 or 137.
-port=$(t_free_port)
-node e0 0 "$port" -n 1 -- "$W" --rank 1 --record "checkpoint shard 3 is corrupt" --code 4 \
-    --delay 1500 --also 0:5:300 --sleep 30; q0=$T_LAST_PID
-node e1 1 "$port" -n 1 -- "$W" --rank 1 --record "checkpoint shard 3 is corrupt" --code 4 \
-    --delay 1500 --also 0:5:300 --sleep 30; q1=$T_LAST_PID
-status_of "$q0" 30 >"$T_TMP/s0"; status_of "$q1" 30 >"$T_TMP/s1"
+pair e -n 1 -- "$W" --rank 1 --record "checkpoint shard 3 is corrupt" --code 4 --delay 1500 \
+    --also 0:5:300 --sleep 30
+statuses 30 >"$T_TMP/st"
 t_expect_eq "earliest failure: both exit 5 (rank 1 never gave itself a status)" \
-    "$(cat "$T_TMP/s0") $(cat "$T_TMP/s1")" "5 5"
+    "$(cat "$T_TMP/st")" "5 5"
 for n in 0 1; do
     t_grep "earliest failure: node $n names rank 1 with bt_error_record's message" \
         "^baton: root cause: rank 1 on node 1 \(host [^)]+\) at [0-9:.]+ UTC: checkpoint shard 3 is corrupt$" "$T_TMP/e$n.err"
