@@ -122,14 +122,15 @@ static int gpu_count(void)
 }
 
 /* auto: one worker per visible GPU; without one, one per CPU when -n auto was given (torchrun's
- * meaning), else 1 (the default, and a spec's "auto"). */
-static int auto_nproc(const struct bt__run_opts *o)
+ * meaning: spec->nproc_cpu, which `baton spec` prints too), else 1 (the default, and a spec's
+ * "auto"). */
+static int auto_nproc(const struct bt__spec *s)
 {
     int n = gpu_count();
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (n > 0)
         return n;
-    return o->flags.nproc_per_node == 0 && ncpu > 0 ? (int)(ncpu < 4096 ? ncpu : 4096) : 1;
+    return s->nproc_cpu && ncpu > 0 ? (int)(ncpu < 4096 ? ncpu : 4096) : 1;
 }
 
 /* fds 0-2 open, so that pipes and sockets never land on them. */
@@ -415,7 +416,7 @@ static int setup(struct bt__run *r)
     int ranked = r->spec.role == BT_ROLE_WORKER || r->spec.role == BT_ROLE_CHIEF;
     r->nproc = !ranked                      ? 1
                : r->spec.nproc_per_node > 0 ? r->spec.nproc_per_node
-                                            : auto_nproc(&r->o);
+                                            : auto_nproc(&r->spec);
     if (ps_layout(r, ranked) != 0)
         return 2;
     if (!ranked)
