@@ -46,19 +46,23 @@ workers() {
         W[$r]=$T_LAST_PID
     done
 }
-# kill_restart INDEX FILE PATTERN: once FILE shows PATTERN, SIGKILL server INDEX and restart it.
+# kill_restart INDEX FILE PATTERN HOLD: once FILE shows PATTERN (the workers, started with
+# PS_COUNT_HOLD=T:HOLD, wait there), SIGKILL server INDEX, release the workers (their next push
+# finds no server and retries) and restart the server: the kill lands mid-run however fast the
+# workers step.
 kill_restart() {
     if wait_for "$2" "$3" 60; then t_ok "mid-run: $2 reached '$3'"; else t_fail "mid-run: $2 reached '$3'"; fi
     kill -KILL "${S[$1]}"
     expect_exit "server $1 killed with SIGKILL" "${S[$1]}" 10 137
+    touch "$4"
     server "$1"
 }
 
 server 0
 server 1
 # --- generation 0: 2 sync workers; each checks the count after every step ---
-PS_COUNT_END=leave workers 0 2 c 40 sync
-kill_restart 1 "$T_TMP/g0.w0.out" '^step 15 '
+PS_COUNT_HOLD=15:$T_TMP/go0 PS_COUNT_END=leave workers 0 2 c 40 sync
+kill_restart 1 "$T_TMP/g0.w0.out" '^step 15 ' "$T_TMP/go0"
 expect_exit "generation 0: worker 0 counted every step exactly (exits 0)" "${W[0]}" 90 0
 expect_exit "generation 0: worker 1 counted every step exactly (exits 0)" "${W[1]}" 30 0
 [ "$T_RC" = 0 ] || sed 's/^/    | /' "$T_TMP/g0.w0.err" | tail -5
@@ -71,8 +75,8 @@ t_check "the servers keep serving after generation 0 left" t_alive "${S[0]}"
 t_grep "the servers logged the leave" 'worker 1 leaves generation 0' "$T_TMP/ps0.log"
 
 # --- generation 1: 3 bounded:2 workers find the same servers; server 0 restarts mid-run ---
-PS_COUNT_END=leave workers 1 3 b 30 bounded:2
-kill_restart 0 "$T_TMP/g1.w2.out" '^step 10 '
+PS_COUNT_HOLD=10:$T_TMP/go1 PS_COUNT_END=leave workers 1 3 b 30 bounded:2
+kill_restart 0 "$T_TMP/g1.w2.out" '^step 10 ' "$T_TMP/go1"
 t_wait_ok "generation 1: the 3 bounded workers exit 0" 90 "${W[@]}"
 t_grep "server 0 moved to generation 1" 'generation 1 of the job \(3 workers\) replaces generation 0' \
     "$T_TMP/ps0.log" "$T_TMP/ps1.log"

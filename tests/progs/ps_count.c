@@ -13,10 +13,15 @@
  * reader after the run, STEPS 0, checks that the elements agree.) Ends with "final KEY V".
  * PS_COUNT_END=leave|shutdown|close (default close) picks how it says goodbye. With
  * PS_COUNT_STOP=FILE it stops once FILE holds a count N and the value reached N (STEPS is then
- * a bound): in sync mode every worker sees the same values, so all stop after the same step. */
+ * a bound): in sync mode every worker sees the same values, so all stop after the same step.
+ * With PS_COUNT_HOLD=T:FILE it waits after step T until FILE exists (60 s at most, then exit 3
+ * with a line): the test kills a server while the workers are held, so the kill lands mid-run
+ * however fast the workers step. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "baton_ps.h"
 
@@ -27,7 +32,6 @@ static int die(bt_ps *ps, const char *what, int rc)
     return 1;
 }
 
-/* The common value of v[0..n), or -1 (and a line) when they differ. */
 /* The count in the file named by PS_COUNT_STOP, or -1 (no such variable or file yet). */
 static double stop_at(void)
 {
@@ -41,6 +45,23 @@ static double stop_at(void)
     return n;
 }
 
+/* After step t: 0 at once unless PS_COUNT_HOLD names step t; then 0 once its file exists, -1
+ * (and a line) after 60 s. */
+static int hold(int t)
+{
+    const char *h = getenv("PS_COUNT_HOLD"), *colon = h ? strchr(h, ':') : NULL;
+    if (!colon || atoi(h) != t)
+        return 0;
+    for (int i = 0; i < 6000; i++) {
+        if (access(colon + 1, F_OK) == 0)
+            return 0;
+        nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+    }
+    fprintf(stderr, "ps_count: held after step %d for 60 s: %s never appeared\n", t, colon + 1);
+    return -1;
+}
+
+/* The common value of v[0..n), or -1 (and a line) when they differ. */
 static double uniform(const float *v, size_t n)
 {
     for (size_t i = 1; i < n; i++)
@@ -100,6 +121,8 @@ int main(int argc, char **argv)
                     t, v, start + t + 1);
             v = -1;
         }
+        if (v >= 0 && hold(t) != 0)
+            v = -1;
     }
     if (v < 0) {
         bt_ps_close(ps);
