@@ -26,6 +26,7 @@
  * and a generation's workers use the one of its node rank 0 (run_elastic.c).
  */
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,16 @@
 #include "common/log.h"
 #include "common/param.h"
 #include "launcher/run.h"
+
+/* etcd revokes expired leases in a sweep every 0.5 s (its lessor); the deletion then reaches a
+ * watch, which ends to post the will (a put), and the waiting launcher's next range reads it. */
+#define EXPIRY_SWEEP_S 0.5
+#define WILL_DELIVERY_S 1.5
+
+double bt__run_etcd_lost_s(void)
+{
+    return ceil(bt__run_heartbeat_timeout()) + EXPIRY_SWEEP_S + WILL_DELIVERY_S;
+}
 
 #if BT_HAVE_ETCD
 
@@ -54,8 +65,10 @@ struct etcd {
     CURL *c;
     struct bt__err err;
     int broken;
-    double io_s;                       /* seconds one request may take */
-    int64_t next_rev;                  /* the revision after the last one a watch saw */
+    double io_s; /* seconds one request may take */
+    /* The first revision no watch of this handle has seen (set by its first range): the next
+     * watch starts there, so a will deleted while no watch ran (between two) is still seen. */
+    int64_t next_rev;
     char will[WILLS_MAX][64];          /* "w/<pid>.<n>": a will's etcd key, "" before one */
     char will_key[WILLS_MAX][KEY_MAX]; /* the store key each will sets */
     char local_ip[64];                 /* our address on the last request */
@@ -536,13 +549,15 @@ static int e_add(void *impl, const char *key, int64_t delta, int64_t *result)
 struct watch {
     struct etcd *e;
     const char *key; /* full key waited for */
+    int64_t missing; /* the revision at which a range found it missing: a put replayed from
+                        before that is stale */
     struct buf b;
     size_t used;
     char *val; /* the value once put */
     size_t vlen;
-    int found;
-    cJSON *wills; /* deleted wills' values (base64), fired after the transfer: the handle is
-                     busy inside it */
+    int found, again; /* again: etcd cancelled the watch (its start was compacted away) */
+    cJSON *wills;     /* deleted wills' values (base64), fired once the transfer ends (the handle
+                         is busy inside it): the first one ends it */
 };
 
 /* A deleted will (its launcher's lease expired): posts its value unless the key exists. */
@@ -574,7 +589,8 @@ static void on_event(struct watch *w, const cJSON *ev)
     if (k && type && !strcmp(type, "DELETE") && !strncmp(k, wills, strlen(wills)) && prev &&
         (w->wills || (w->wills = cJSON_CreateArray())))
         cJSON_AddItemToArray(w->wills, cJSON_CreateString(prev));
-    else if (k && !w->found && (!type || strcmp(type, "DELETE")) && !strcmp(k, w->key)) {
+    else if (k && !w->found && (!type || strcmp(type, "DELETE")) && !strcmp(k, w->key) &&
+             mod > w->missing) {
         w->val = unb64(str(kv, "value"), &w->vlen);
         w->found = w->val != NULL;
     }
@@ -599,13 +615,24 @@ static size_t on_watch(char *p, size_t sz, size_t nm, void *arg)
         w->used = (size_t)(end - w->b.p);
         const cJSON *res = cJSON_GetObjectItemCaseSensitive(m, "result");
         const cJSON *evs = cJSON_GetObjectItemCaseSensitive(res, "events"), *ev;
+        int64_t compacted = num(res, "compact_revision");
         cJSON_ArrayForEach(ev, evs) on_event(w, ev);
         cJSON_Delete(m);
+        if (compacted > 0) { /* etcd cancelled it: history before that is gone */
+            w->e->next_rev = compacted;
+            w->again = 1;
+        }
     }
-    return w->found ? 0 : sz * nm; /* 0 ends the transfer once the key came */
+    /* 0 ends the transfer once the key came, or a will is to be fired (a lost launcher's
+     * outcome is posted at once, not when this watch would have timed out), or etcd cancelled
+     * the watch */
+    return w->found || w->wills || w->again ? 0 : sz * nm;
 }
 
-#define WATCH_BUSY 1 /* watch(): a member answered 5xx or 429; the next one is asked */
+/* watch()'s other answers: BUSY, a member answered 5xx or 429 (the next one is asked); AGAIN,
+ * it ended to fire a will, or etcd cancelled it (the key is looked for again) */
+#define WATCH_BUSY 1
+#define WATCH_AGAIN 2
 
 /* Watches the job's prefix from rev until w->key is put or timeout_s passes. */
 static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
@@ -638,10 +665,13 @@ static int watch(struct etcd *e, struct watch *w, int64_t rev, double timeout_s)
     free(body);
     free(w->b.p);
     const cJSON *one;
+    int again = w->wills != NULL || w->again;
     cJSON_ArrayForEach(one, w->wills) fire_will(e, one->valuestring);
     cJSON_Delete(w->wills);
     if (w->found)
         return BT_OK;
+    if (again && (!code || code == 200))
+        return WATCH_AGAIN;
     if (code && code != 200) {
         e->cur = (e->cur + 1) % e->neps;
         if (transient(code))
@@ -673,9 +703,15 @@ static int e_get(void *impl, const char *key, void **val, size_t *len, double ti
         double left = (double)(dl - bt__now_ns()) / 1e9;
         if (left <= 0)
             return fail(e, BT_ERR_TIMEOUT, "etcd: key %s not set", key);
-        struct watch w = {.e = e, .key = fk};
-        int64_t from = e->next_rev && e->next_rev <= rev + 1 ? e->next_rev : rev + 1;
+        struct watch w = {.e = e, .key = fk, .missing = rev};
+        if (!e->next_rev || e->next_rev > rev + 1)
+            e->next_rev = rev + 1;
+        int64_t from = e->next_rev;
         int rc = watch(e, &w, from, left);
+        if (rc == WATCH_AGAIN) { /* a range again at once: a will may have set the key */
+            t--;
+            continue;
+        }
         if (rc == WATCH_BUSY) { /* a range again, 0.1 s later, within the same timeout */
             double nap = (double)(dl - bt__now_ns()) / 1e9;
             usleep(nap <= 0 ? 0 : nap < 0.1 ? (useconds_t)(nap * 1e6) : 100 * 1000);

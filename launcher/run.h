@@ -359,6 +359,9 @@ void bt__run_post_refusal(struct bt__run *r, const char *line);
  * BT_ERR_INVALID_USAGE for a bad list or a build without libcurl/cJSON. */
 int bt__run_etcd_connect(const char *list, const char *job, double timeout_s,
                          struct bt__store **out, struct bt__err *err);
+/* Seconds from a launcher's death to its will at the latest, under etcd: the lease's TTL
+ * (BATON_HEARTBEAT_TIMEOUT, whole seconds), etcd's expiry sweep, the deletion's delivery. */
+double bt__run_etcd_lost_s(void);
 
 /* run_elastic.c. elastic_open: l/job for an elastic job (any node may set it first; another
  * job's launcher is refused). elastic_join: joins the newest generation (or waits for the
@@ -386,7 +389,7 @@ double bt__run_elastic_adopt_s(void);
 int bt__run_elastic_inplace(void);
 /* Seconds a failed worker's outcome waits for a lost node's (elastic): its peers fail when it
  * goes, and the failure is the membership change's consequence, not a root cause. With etcd
- * a dead launcher is seen only when its lease expires: BATON_HEARTBEAT_TIMEOUT + 1 s. */
+ * a dead launcher is seen only when its lease expires: bt__run_etcd_lost_s(). */
 #define BT_RUN_ELASTIC_SETTLE_S 1.0
 
 /* run_pending.c. node_name: node rank's pod name where the spec tells ("" otherwise).

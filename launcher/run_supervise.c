@@ -317,7 +317,7 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
         bt__run_describe(s->r, w, f.line, sizeof(f.line));
     if (s->r->elastic) { /* a peer node's loss fails its peers: wait for its outcome first */
         s->held = f;
-        s->held_until = bt__deadline_in(s->r->etcd ? bt__run_heartbeat_timeout() + 1
+        s->held_until = bt__deadline_in(s->r->etcd ? bt__run_etcd_lost_s()
                                                    : BT_RUN_ELASTIC_SETTLE_S);
         teardown(s, SIGTERM);
         return;

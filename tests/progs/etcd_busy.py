@@ -9,7 +9,12 @@ request that arrives within SEC seconds of CTL's mtime gets
 and every other request is passed on, its answer streamed back as it comes (a watch's events
 too). It prints "ready" once it listens, and one line per window to stderr: "503 N" after the
 first refused request of a window and "pass after N" for the first request passed on after N
-refusals (the test waits on that line to know the window is over). Runs until killed."""
+refusals (the test waits on that line to know the window is over).
+
+When CTL holds "delay SEC D PATH" instead, every request for PATH (e.g. /v3/kv/range) that
+arrives within SEC seconds of CTL's mtime is passed on D seconds late, as from a member that
+is slow to answer: a launcher that waits on such ranges runs no watch meanwhile. It prints
+"delayed N" once per such request. Runs until killed."""
 import http.client
 import http.server
 import os
@@ -25,14 +30,22 @@ lock = threading.Lock()
 refused = 0  # in the current window
 
 
-def in_window():
+def control():
+    """("busy", 0, None) or ("delay", D, PATH) while CTL's window is open, else None."""
     try:
         st = os.stat(CTL)
         with open(CTL) as f:
-            sec = float(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return False
-    return time.time() < st.st_mtime + sec
+            words = f.read().split()
+        if words and words[0] == "delay":
+            sec, how = float(words[1]), ("delay", float(words[2]), words[3])
+        else:
+            sec, how = float(words[0] if words else 0), ("busy", 0, None)
+    except (OSError, ValueError, IndexError):
+        return None
+    return how if time.time() < st.st_mtime + sec else None
+
+
+delayed = 0
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
@@ -42,9 +55,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        global refused
+        global refused, delayed
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        busy = in_window()
+        how = control()
+        busy = how is not None and how[0] == "busy"
+        if how is not None and how[0] == "delay" and self.path == how[2]:
+            with lock:
+                delayed += 1
+                print("delayed %d" % delayed, file=sys.stderr, flush=True)
+            time.sleep(how[1])
         with lock:
             if busy:
                 refused += 1
