@@ -549,8 +549,6 @@ static int e_add(void *impl, const char *key, int64_t delta, int64_t *result)
 struct watch {
     struct etcd *e;
     const char *key; /* full key waited for */
-    int64_t missing; /* the revision at which a range found it missing: a put replayed from
-                        before that is stale */
     struct buf b;
     size_t used;
     char *val; /* the value once put */
@@ -589,8 +587,7 @@ static void on_event(struct watch *w, const cJSON *ev)
     if (k && type && !strcmp(type, "DELETE") && !strncmp(k, wills, strlen(wills)) && prev &&
         (w->wills || (w->wills = cJSON_CreateArray())))
         cJSON_AddItemToArray(w->wills, cJSON_CreateString(prev));
-    else if (k && !w->found && (!type || strcmp(type, "DELETE")) && !strcmp(k, w->key) &&
-             mod > w->missing) {
+    else if (k && !w->found && (!type || strcmp(type, "DELETE")) && !strcmp(k, w->key)) {
         w->val = unb64(str(kv, "value"), &w->vlen);
         w->found = w->val != NULL;
     }
@@ -703,7 +700,7 @@ static int e_get(void *impl, const char *key, void **val, size_t *len, double ti
         double left = (double)(dl - bt__now_ns()) / 1e9;
         if (left <= 0)
             return fail(e, BT_ERR_TIMEOUT, "etcd: key %s not set", key);
-        struct watch w = {.e = e, .key = fk, .missing = rev};
+        struct watch w = {.e = e, .key = fk};
         if (!e->next_rev || e->next_rev > rev + 1)
             e->next_rev = rev + 1;
         int64_t from = e->next_rev;
