@@ -258,18 +258,35 @@ static int bucket(int64_t ns)
     return b;
 }
 
-/* A copy of the done call e into the sample ring with the call-shape hash (flight.h's
- * BT_FLIGHT_SAMPLE). */
-static void sample(struct bt__flight_hdr *h, const struct bt__flight_entry *e, uint64_t hash)
+/* The time from the end of the call before entry i of ring k (the same communicator's, the
+ * entry before it in its own ring) to e's start, in us: BT_FLIGHT_GAP_UNKNOWN when that call is
+ * not in the ring (the first, the shared ring's interleaved calls, one reused) or not done. */
+static int32_t gap_before(const struct bt__flight_hdr *h, int k, uint64_t i,
+                          const struct bt__flight_entry *e)
 {
-    uint64_t i = __atomic_fetch_add(&h->ring[BT_FLIGHT_RINGS].head, 1, __ATOMIC_ACQ_REL);
-    struct bt__flight_entry *s = entry_at(h, BT_FLIGHT_RINGS, i);
+    struct bt__flight_entry p;
+    if (i == 0 || bt__flight_read(h, k, i - 1, &p) != 0 || p.seq + 1 != e->seq ||
+        p.comm_id != e->comm_id || p.end_ns == 0)
+        return BT_FLIGHT_GAP_UNKNOWN;
+    int64_t us = (e->start_ns - p.end_ns) / 1000;
+    return us > INT32_MAX ? INT32_MAX : us <= INT32_MIN ? INT32_MIN + 1 : (int32_t)us;
+}
+
+/* A copy of the done call e (entry i of ring k) into the sample ring with the call-shape hash
+ * and the rank's gap before it (flight.h's BT_FLIGHT_SAMPLE). */
+static void sample(struct bt__flight_hdr *h, int k, uint64_t i, const struct bt__flight_entry *e,
+                   uint64_t hash)
+{
+    int32_t gap = gap_before(h, k, i, e);
+    uint64_t j = __atomic_fetch_add(&h->ring[BT_FLIGHT_RINGS].head, 1, __ATOMIC_ACQ_REL);
+    struct bt__flight_entry *s = entry_at(h, BT_FLIGHT_RINGS, j);
     uint64_t v = s->ver + 1;
     __atomic_store_n(&s->ver, v, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
     memcpy((char *)s + sizeof(s->ver), (const char *)e + sizeof(e->ver),
            sizeof(*s) - sizeof(s->ver));
     s->phase[0] = (uint32_t)hash, s->phase[1] = (uint32_t)(hash >> 32);
+    s->gap_us = gap;
     __atomic_store_n(&s->ver, v + 1, __ATOMIC_RELEASE);
 }
 
@@ -289,7 +306,7 @@ void bt__flight_end(struct bt__flight_hdr *h, uint64_t token, int rc, uint64_t b
         e->state = rc == 0 ? BT_FL_DONE : BT_FL_FAILED;
         __atomic_store_n(&e->ver, v + 1, __ATOMIC_RELEASE);
         if (e->seq % BT_FLIGHT_SAMPLE == 0 && rc == 0)
-            sample(h, e, hash);
+            sample(h, k, i, e, hash);
     }
     int64_t lat = end - start;
     if (rc != 0)
@@ -311,6 +328,12 @@ BT_API int bt_flight_pause(int p)
     return BT_OK;
 }
 
+/* BATON_TEST_FLIGHT_LATE_END=R:MS (tests only): world rank R marks each of its world calls done
+ * MS ms after the collective completed, as a rank woken late from its wait would be, so that it
+ * enters the next call late by as much without any work of its own (the straggler looks must
+ * not name it: launcher/straggler.h). Read once, when the recorder is attached. */
+static int late_rank = -1, late_ms;
+
 static void attach_once(const struct bt_comm *c)
 {
     static int tried;
@@ -318,6 +341,9 @@ static void attach_once(const struct bt_comm *c)
         return;
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&mu);
+    const char *late = getenv("BATON_TEST_FLIGHT_LATE_END");
+    if (!tried && late && (sscanf(late, "%d:%d", &late_rank, &late_ms) != 2 || late_ms < 0))
+        late_rank = -1, late_ms = 0;
     if (!tried && getenv("BATON_FLIGHT_FD"))
         the_rec = bt__flight_attach(c->rank, c->size);
     __atomic_store_n(&tried, 1, __ATOMIC_RELEASE);
@@ -402,6 +428,10 @@ void bt__flight_call_end(const struct bt_comm *c, uint64_t token, int rc, const 
     uint64_t n = op == BT_FL_OTHER || op == BT_FL_BARRIER ? 0 : a->count;
     if (op == BT_FL_ALLGATHER || op == BT_FL_REDUCE_SCATTER)
         n *= (uint64_t)c->size; /* the whole buffer: recv of allgather, send of reduce-scatter */
+    if (late_ms > 0 && rc == 0 && c->flight_id == 0 && the_rec->rank == late_rank) {
+        struct timespec ts = {late_ms / 1000, (long)(late_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     bt__flight_end(the_rec, token, rc, n * bt_dtype_size(a->dtype), c->flight_hash);
 }
 

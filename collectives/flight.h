@@ -31,7 +31,7 @@
 #include <stdint.h>
 
 #define BT_FLIGHT_MAGIC 0x31544847494c4642ull /* "BFLIGHT1" */
-#define BT_FLIGHT_VERSION 3
+#define BT_FLIGHT_VERSION 4 /* 4: a sample copy carries gap_us where an entry has peers */
 #define BT_FLIGHT_RING 1024 /* calls kept per ring (a power of two) */
 #define BT_FLIGHT_RINGS 8   /* rings per rank: the world, 6 sub-communicators, 1 shared */
 #define BT_FLIGHT_NAME 96   /* bytes of a ring's communicator name */
@@ -40,7 +40,8 @@
           to the sample ring BT_FLIGHT_RINGS (65,536 world calls back when only the world          \
           calls), with the communicator's call-shape hash in phase[]: the calls the launchers      \
           of a job compare across nodes, whatever the call rate */
-#define BT_FLIGHT_NHIST 16 /* latency buckets: < 10 us * 2^i ..., the last unbounded */
+#define BT_FLIGHT_GAP_UNKNOWN INT32_MIN /* gap_us of a sample whose previous call is gone */
+#define BT_FLIGHT_NHIST 16              /* latency buckets: < 10 us * 2^i ..., the last unbounded */
 
 /* Ops recorded, in this order (names: bt__flight_op_name). */
 enum bt__flight_op {
@@ -56,15 +57,22 @@ enum bt__flight_op {
 
 enum bt__flight_state { BT_FL_EMPTY = 0, BT_FL_RUNNING, BT_FL_DONE, BT_FL_FAILED };
 
-struct bt__flight_entry {            /* 64 bytes */
-    uint64_t ver;                    /* seqlock: odd while the writer changes the entry */
-    uint64_t seq;                    /* the call's number on its communicator (1, 2, ...) */
-    int64_t start_ns;                /* CLOCK_REALTIME when the rank entered the call */
-    int64_t end_ns;                  /* when it returned; 0 while running */
-    uint64_t count;                  /* elements */
-    uint32_t comm_id;                /* the communicator's id: 0 the world (flight.h's head) */
-    int32_t root;                    /* -1 when the op has none */
-    int32_t peers;                   /* ranks of the communicator */
+struct bt__flight_entry { /* 64 bytes */
+    uint64_t ver;         /* seqlock: odd while the writer changes the entry */
+    uint64_t seq;         /* the call's number on its communicator (1, 2, ...) */
+    int64_t start_ns;     /* CLOCK_REALTIME when the rank entered the call */
+    int64_t end_ns;       /* when it returned; 0 while running */
+    uint64_t count;       /* elements */
+    uint32_t comm_id;     /* the communicator's id: 0 the world (flight.h's head) */
+    int32_t root;         /* -1 when the op has none */
+    union {
+        int32_t peers;  /* ranks of the communicator */
+        int32_t gap_us; /* in a sample-ring copy (BT_FLIGHT_SAMPLE): the time from the end of
+                           the rank's previous call of the communicator to the start of this one,
+                           in us (clamped; BT_FLIGHT_GAP_UNKNOWN when that call is not at hand):
+                           the rank's own time between the calls, which the launchers' straggler
+                           looks weigh its late arrival by */
+    };
     uint8_t op, dtype, redop, state; /* bt__flight_op, bt_dtype, bt_op (255: none), state */
     uint32_t phase[2];               /* phase boundaries: BT_FL_PHASE_* in the top 2 bits, the
                                         time since start_ns in 100 ns below (0: none) */

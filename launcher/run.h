@@ -151,6 +151,8 @@ struct bt__xs_rec {
     uint8_t dtype, redop; /* as in flight.h's entry */
     uint8_t has_hash;     /* 1: a sampled call, hash holds its call-shape hash */
     uint64_t hash;
+    int64_t gap_last;  /* ns: rank last's gap before the call (straggler.h), or BT_STRAG_GAP_* */
+    int64_t gap_other; /* ns: the longest gap of the node's other members of the communicator */
 };
 /* One communicator the local ranks record (or, on node 0, that another node's records name):
  * its calls compared up to seen. */
@@ -530,6 +532,9 @@ int64_t bt__run_wall_ns(void);
 int bt__run_flight_spawn(struct bt__run *r, struct bt__worker *w);
 void bt__run_flight_spawned(struct bt__worker *w);
 const struct bt__flight_hdr *bt__run_flight_of(const struct bt__worker *w);
+/* The last sign of life in w's recorder: the latest start or end of a call it holds (wall
+ * clock, ns); 0 without one. Orders workers found dead together (run_supervise.c's reap). */
+int64_t bt__run_flight_last_ns(const struct bt__worker *w);
 void bt__run_flight_publish(struct bt__run *r);
 void bt__run_flight_analyze(struct bt__run *r, char *out, size_t cap);
 void bt__run_flight_scan(struct bt__run *r);

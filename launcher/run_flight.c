@@ -20,10 +20,11 @@
  *    (flight.h), carried by every 64th call's copy in the sample ring, compared among the
  *    local members (check_hashes) and across nodes (xs_check_hash).
  *  - Stragglers. In the same pass, for each call, the rank that entered last and by how much
- *    after the one before it. Over the last BT_RUN_STRAG_WINDOW calls of an op, a rank that
- *    was last far more often than chance (launcher/straggler.h's rule: a binomial tail against
- *    1/n and a floor on its median lag) is named in a WARN every BATON_STRAGGLER_SECS, and in
- *    the final report.
+ *    after the one before it, as far as its own gap before the call explains (straggler.h:
+ *    not what it owes to leaving the previous call late). Over the last BT_RUN_STRAG_WINDOW
+ *    calls of an op, a rank that was last far more often than chance (launcher/straggler.h's
+ *    rule: a binomial tail against 1/n and a floor on its median lag) is named in a WARN every
+ *    BATON_STRAGGLER_SECS, and in the final report.
  *    For the world, with one node n is its ranks; with several (elastic and etcd jobs too),
  *    each node publishes per world call its latest and second-latest entry (see "job-wide
  *    stragglers" below) and node 0 compares all ranks of the job. A sub-communicator's calls
@@ -123,6 +124,21 @@ static const struct bt__flight_hdr *rec(const struct bt__worker *w)
 const struct bt__flight_hdr *bt__run_flight_of(const struct bt__worker *w)
 {
     return rec(w);
+}
+
+int64_t bt__run_flight_last_ns(const struct bt__worker *w)
+{
+    const struct bt__flight_hdr *h = rec(w);
+    int64_t last = 0;
+    struct bt__flight_entry e;
+    for (int k = 0; h && k < BT_FLIGHT_RINGS; k++) {
+        uint64_t head = __atomic_load_n(&h->ring[k].head, __ATOMIC_ACQUIRE);
+        if (head && bt__flight_read(h, k, head - 1, &e) == 0) {
+            int64_t t = e.end_ns > e.start_ns ? e.end_ns : e.start_ns;
+            last = t > last ? t : last;
+        }
+    }
+    return last;
 }
 
 /* Writes every local rank's ring to DIR/flight.<rank>.txt; the first failure is one line. */
@@ -299,19 +315,19 @@ static struct bt__strag_op *strag_op(struct bt__run *r, struct bt__strag_comm *s
     return sc->id == 0 ? &r->strag.op[op] : &sc->op[op];
 }
 
-/* A call of communicator sc as its n local members saw it (e[], m[] their local indexes): who
- * entered last and by how much. Into the node's statistics of sc, or, when sc is compared
- * across nodes (sc->xs_on), into the record the node publishes for node 0's job-wide look.
- * how: ACC_ALL a call of a look that saw every call since the last, ACC_GAP one of a look that
- * skipped some (across nodes: not recorded, as the other nodes' looks skip others), ACC_SAMPLE
- * a call of the sample ring, with its call-shape hash (across nodes only: recorded, not
- * counted again). */
+/* A call of communicator sc as its n local members saw it (e[], m[] their local indexes; gap[]
+ * their gaps before it, straggler.h): who entered last and by how much of its own. Into the
+ * node's statistics of sc, or, when sc is compared across nodes (sc->xs_on), into the record
+ * the node publishes for node 0's job-wide look. how: ACC_ALL a call of a look that saw every
+ * call since the last, ACC_GAP one of a look that skipped some (across nodes: not recorded, as
+ * the other nodes' looks skip others), ACC_SAMPLE a call of the sample ring, with its
+ * call-shape hash (across nodes only: recorded, not counted again). */
 enum { ACC_ALL = 1, ACC_GAP, ACC_SAMPLE };
 static void strag_account(struct bt__run *r, struct bt__strag_comm *sc, const struct member *m,
-                          int n, const struct bt__flight_entry *e, int how)
+                          int n, const struct bt__flight_entry *e, const int64_t *gap, int how)
 {
     struct bt__strag *s = &r->strag;
-    int64_t first = 0, second = INT64_MIN;
+    int64_t first = 0, second = INT64_MIN, others = BT_STRAG_GAP_NONE;
     int last = -1, op = e[0].op;
     for (int i = 0; i < n; i++) {
         int64_t t = e[i].start_ns;
@@ -322,6 +338,9 @@ static void strag_account(struct bt__run *r, struct bt__strag_comm *sc, const st
     }
     if (op >= BT_FL_NOPS || last < 0)
         return;
+    for (int i = 0; i < n; i++)
+        if (i != last)
+            others = bt__strag_gap_max(others, gap[i]);
     if (sc->id == 0 && how != ACC_SAMPLE && m[last].i < BT_RUN_STRAG_RANKS)
         __atomic_fetch_add(&s->last_total[m[last].i], 1, __ATOMIC_RELAXED);
     if (sc->xs_on) {
@@ -339,7 +358,9 @@ static void strag_account(struct bt__run *r, struct bt__strag_comm *sc, const st
                                     .dtype = e[0].dtype,
                                     .redop = e[0].redop,
                                     .has_hash = how == ACC_SAMPLE,
-                                    .hash = how == ACC_SAMPLE ? bt__flight_sample_hash(&e[0]) : 0};
+                                    .hash = how == ACC_SAMPLE ? bt__flight_sample_hash(&e[0]) : 0,
+                                    .gap_last = gap[last],
+                                    .gap_other = others};
         return;
     }
     if (how == ACC_SAMPLE || n < 2)
@@ -347,7 +368,7 @@ static void strag_account(struct bt__run *r, struct bt__strag_comm *sc, const st
     struct bt__strag_op *so = strag_op(r, sc, op);
     int k = so->n % BT_RUN_STRAG_WINDOW;
     so->last[k] = m[last].i;
-    so->lag_ms[k] = (float)((double)(first - second) / 1e6);
+    so->lag_ms[k] = (float)((double)bt__strag_own_lag(first - second, gap[last], others) / 1e6);
     so->n++;
 }
 
@@ -469,8 +490,9 @@ static void scan_samples(struct bt__run *r, struct bt__strag_comm *sc)
     struct member *m = calloc((size_t)r->nproc, sizeof(*m));
     struct bt__flight_entry *e = calloc((size_t)r->nproc, sizeof(*e)), **v = NULL;
     int *nv = calloc((size_t)r->nproc * 2, sizeof(int)), *at = nv ? nv + r->nproc : NULL, n = 0;
+    int64_t *gap = calloc((size_t)r->nproc, sizeof(*gap));
     struct bt__flight_ring g;
-    if (m && e && nv && (n = members_of(r, sc, m, &g)) > 0)
+    if (m && e && nv && gap && (n = members_of(r, sc, m, &g)) > 0)
         v = calloc((size_t)n, sizeof(*v));
     for (int j = 0; v && j < n; j++)
         if ((v[j] = malloc(sizeof(**v) * BT_FLIGHT_RING)))
@@ -489,13 +511,17 @@ static void scan_samples(struct bt__run *r, struct bt__strag_comm *sc)
             break; /* a member has not finished it yet: next look */
         if (st == 0 && n >= 2)
             check_hashes(r, sc, m, n, e);
-        if (st == 0 && sc->xs_on && (sc->id != 0 || n == r->nproc))
-            strag_account(r, sc, m, n, e, ACC_SAMPLE);
+        if (st == 0 && sc->xs_on && (sc->id != 0 || n == r->nproc)) {
+            for (int j = 0; j < n; j++)
+                gap[j] = e[j].gap_us == BT_FLIGHT_GAP_UNKNOWN ? BT_STRAG_GAP_UNKNOWN
+                                                              : (int64_t)e[j].gap_us * 1000;
+            strag_account(r, sc, m, n, e, gap, ACC_SAMPLE);
+        }
         sc->sample_seen = e[0].seq;
     }
     for (int j = 0; v && j < n; j++)
         free(v[j]);
-    free(v), free(m), free(e), free(nv);
+    free(v), free(m), free(e), free(nv), free(gap);
 }
 
 /* Communicator id among the ones compared (name: its ring's), added when new; NULL when full. */
@@ -533,9 +559,11 @@ static void find_comms(struct bt__run *r)
 static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t batch)
 {
     struct member *m = calloc((size_t)r->nproc, sizeof(*m));
-    struct bt__flight_entry *e = calloc((size_t)r->nproc, sizeof(*e));
+    struct bt__flight_entry *e = calloc((size_t)r->nproc * 2, sizeof(*e)),
+                            *pe = e ? e + r->nproc : NULL;
+    int64_t *gap = calloc((size_t)r->nproc, sizeof(*gap));
     struct bt__flight_ring g;
-    int n = m && e ? members_of(r, sc, m, &g) : 0;
+    int n = m && e && gap ? members_of(r, sc, m, &g) : 0;
     uint64_t upto = UINT64_MAX;
     for (int j = 0; j < n; j++) {
         uint64_t u = done_upto(rec(&r->w[m[j].i]), m[j].k, sc->id);
@@ -555,13 +583,17 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
                 continue; /* fell out of a ring */
             if (n >= 2)
                 check_agreement(r, sc, m, n, &g, e);
+            for (int j = 0; j < n; j++) /* the previous call: the gap before this one */
+                gap[j] = q > 1 && entry_of(rec(&r->w[m[j].i]), m[j].k, sc->id, q - 1, &pe[j]) == 0
+                             ? e[j].start_ns - pe[j].end_ns
+                             : BT_STRAG_GAP_UNKNOWN;
             if (sc->id != 0 || n == r->nproc) /* a batch with a gap: across nodes only the
                                                  samples go to the records */
-                strag_account(r, sc, m, n, e, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
+                strag_account(r, sc, m, n, e, gap, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
         }
         sc->seen = upto;
     }
-    free(m), free(e);
+    free(m), free(e), free(gap);
 }
 
 /* ---- job-wide stragglers and call shapes (several nodes) ----
@@ -570,8 +602,9 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
  * spans nodes), each node's launcher keeps, for the last BT_RUN_XS_KEEP calls it saw finished
  * by all its members of it, a record {call number, its members' latest entry time and the one
  * before it (shifted to node 0's clock), who entered latest, the call's shape as its first
- * local member passed it, and for a sampled call that member's call-shape hash}: every call of
- * a look that saw all calls since the last, and every call numbered a multiple of
+ * local member passed it, for a sampled call that member's call-shape hash, and the gap before
+ * the call (straggler.h) of the one who entered latest and the longest of the others'}: every
+ * call of a look that saw all calls since the last, and every call numbered a multiple of
  * BT_FLIGHT_SAMPLE from the ranks' sample rings (flight.h), so that the nodes hold the same
  * calls at any call rate. Every XS_PERIOD (BATON_STRAGGLER_SECS / 2, 1 to 5 s) nodes other
  * than 0 publish theirs (through the watcher thread's connection: bt__run_flight_watch) as
@@ -587,8 +620,8 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
  * offset to node 0's through the store (three round trips, the shortest kept; good to half of it:
  * through etcd, milliseconds), as the timeline does at the end. */
 
-#define XS_VERSION 3
-#define XS_REC_BYTES 64
+#define XS_VERSION 4
+#define XS_REC_BYTES 80
 #define XS_SEC_BYTES (16 + BT_FLIGHT_NAME)
 #define XS_PUB_WORLD 256 /* world records published at most (thinned by call number beyond) */
 #define XS_PUB_SUB 128   /* records of each other communicator */
@@ -728,6 +761,8 @@ static uint8_t *put_rec(uint8_t *p, const struct bt__xs_rec *x)
     p[48] = x->dtype, p[49] = x->redop, p[50] = x->has_hash;
     memset(p + 51, 0, 5);
     bt__put_le64(p + 56, x->hash);
+    bt__put_le64(p + 64, (uint64_t)x->gap_last);
+    bt__put_le64(p + 72, (uint64_t)x->gap_other);
     return p + XS_REC_BYTES;
 }
 
@@ -744,7 +779,9 @@ static struct bt__xs_rec get_rec(const uint8_t *q)
                                .dtype = q[48],
                                .redop = q[49],
                                .has_hash = q[50] != 0,
-                               .hash = bt__le64(q + 56)};
+                               .hash = bt__le64(q + 56),
+                               .gap_last = (int64_t)bt__le64(q + 64),
+                               .gap_other = (int64_t)bt__le64(q + 72)};
 }
 
 /* This node's records of every communicator compared across nodes, in the published format,
@@ -884,21 +921,26 @@ static const struct bt__xs_rec *xs_find(const struct bt__xs_rec *x, int n, uint6
 static void xs_account(struct bt__run *r, struct bt__strag_comm *sc, const struct bt__xs_rec **o,
                        int nh)
 {
-    int64_t first = o[0]->tmax, second = o[0]->tsecond;
-    int last = o[0]->last;
+    int64_t first = o[0]->tmax, second = o[0]->tsecond, others = BT_STRAG_GAP_NONE;
+    int last = o[0]->last, at = 0;
     for (int k = 1; k < nh; k++) {
         if (o[k]->tmax > first) {
             second = first > o[k]->tsecond ? first : o[k]->tsecond;
-            first = o[k]->tmax, last = o[k]->last;
+            first = o[k]->tmax, last = o[k]->last, at = k;
         } else if (o[k]->tmax > second)
             second = o[k]->tmax;
     }
     if (o[0]->op < 0 || o[0]->op >= BT_FL_NOPS || second == INT64_MIN)
         return;
+    for (int k = 0; k < nh; k++) /* the longest gap of all members but the last */
+        others = bt__strag_gap_max(others,
+                                   k == at ? o[k]->gap_other
+                                           : bt__strag_gap_max(o[k]->gap_last, o[k]->gap_other));
     struct bt__strag_op *so = strag_op(r, sc, o[0]->op);
     int k = so->n % BT_RUN_STRAG_WINDOW;
     so->last[k] = last;
-    so->lag_ms[k] = (float)((double)(first - second) / 1e6);
+    so->lag_ms[k] = (float)((double)bt__strag_own_lag(first - second, o[at]->gap_last, others) /
+                            1e6);
     so->n++;
 }
 

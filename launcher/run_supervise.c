@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/param.h"
 #include "launcher/run.h"
 
 #define DRAIN_S 1.0         /* after the last worker is reaped, wait this long for pipes to close */
@@ -281,7 +282,9 @@ static void check_adoption(struct sup *s)
     }
 }
 
-static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
+/* Child w ended with status. stopping: whether the teardown had begun when it was reaped (its
+ * batch's, reap: a worker that was already dead then was not stopped by it). */
+static void on_exit_status(struct sup *s, struct bt__worker *w, int status, int stopping)
 {
     char name[16];
     w->running = 0;
@@ -309,7 +312,7 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status)
     if (status == 0)
         return;
     bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
-    bt__run_forensics_failed(s->r, w, s->stopping);
+    bt__run_forensics_failed(s->r, w, stopping);
     if (s->stopping || s->o->kind || s->held_until)
         return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
@@ -340,14 +343,67 @@ static void post_held(struct sup *s)
     servers_decide(s);
 }
 
+/* A child found exited by one reap, with its last sign of life (bt__run_flight_last_ns). */
+struct dead {
+    struct bt__worker *w;
+    int status, at; /* at: its place in waitpid's order */
+    int64_t last_ns;
+};
+
+static int by_last_sign(const void *a, const void *b)
+{
+    const struct dead *x = a, *y = b;
+    if (x->last_ns != y->last_ns)
+        return x->last_ns < y->last_ns ? -1 : 1;
+    return (x->at > y->at) - (x->at < y->at);
+}
+
+BT_PARAM_INT(test_reap_late_ms, "BATON_TEST_REAP_LATE_MS", 0)
+
+/* BATON_TEST_REAP_LATE_MS (tests only): the first reap that finds a worker exited waits this
+ * long before it reaps, as a launcher that a loaded machine runs late (the workers and the
+ * store's thread go on). */
+static void reap_late(const struct bt__run *r)
+{
+    static int done;
+    int64_t late = bt__param_test_reap_late_ms();
+    siginfo_t si = {0};
+    if (late <= 0 || done || waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0)
+        return;
+    for (int i = 0; i < r->nproc && !done; i++)
+        done = si.si_pid != 0 && r->w[i].pid == si.si_pid;
+    struct timespec ts = {(time_t)(late / 1000), (long)(late % 1000) * 1000000L};
+    while (done && nanosleep(&ts, &ts) != 0 && errno == EINTR) /* a SIGCHLD wakes it */
+        ;
+}
+
+/* The children that exited, all reaped before any is handled: when the launcher ran late (a
+ * loaded machine) and finds several dead at once, waitpid gives them in spawn order, not in the
+ * order they died. They are handled by their last sign of life in the flight recorder (the
+ * rank SIGKILLed after call #14 before the one that failed call #15 on its death), and none
+ * counts as stopped by a teardown that one of them begins. */
 static void reap(struct sup *s)
 {
-    int status;
+    struct bt__run *r = s->r;
+    reap_late(r);
+    struct dead *d = calloc((size_t)(r->nchild > 0 ? r->nchild : 1), sizeof(*d));
+    int status, n = 0, stopping = s->stopping;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-        for (int i = 0; i < s->r->nchild; i++)
-            if (s->r->w[i].pid == pid && s->r->w[i].running)
-                on_exit_status(s, &s->r->w[i], status);
+        for (int i = 0; i < r->nchild; i++) {
+            if (r->w[i].pid != pid || !r->w[i].running)
+                continue;
+            if (d && n < r->nchild)
+                d[n] = (struct dead){&r->w[i], status, n, bt__run_flight_last_ns(&r->w[i])}, n++;
+            else /* no memory for the batch: as found */
+                on_exit_status(s, &r->w[i], status, stopping);
+            break;
+        }
+    if (n > 1)
+        qsort(d, (size_t)n, sizeof(*d), by_last_sign);
+    for (int k = 0; k < n; k++)
+        on_exit_status(s, d[k].w, d[k].status, stopping);
+    free(d);
 }
 
 static void on_stop_signal(struct sup *s, int sig)

@@ -24,6 +24,28 @@ double bt__strag_tail(int w, int c, double p)
     return sum < 1 ? sum : 1.0;
 }
 
+int64_t bt__strag_own_lag(int64_t lag_ns, int64_t gap_last, int64_t gap_others)
+{
+    if (gap_last == BT_STRAG_GAP_UNKNOWN || gap_last == BT_STRAG_GAP_NONE ||
+        gap_others == BT_STRAG_GAP_UNKNOWN || gap_others == BT_STRAG_GAP_NONE)
+        return lag_ns;
+    if (gap_last <= gap_others)
+        return 0;
+    uint64_t own = (uint64_t)gap_last - (uint64_t)gap_others; /* no signed overflow */
+    return lag_ns < 0 ? lag_ns : own < (uint64_t)lag_ns ? (int64_t)own : lag_ns;
+}
+
+int64_t bt__strag_gap_max(int64_t a, int64_t b)
+{
+    if (a == BT_STRAG_GAP_UNKNOWN || b == BT_STRAG_GAP_UNKNOWN)
+        return BT_STRAG_GAP_UNKNOWN;
+    if (a == BT_STRAG_GAP_NONE)
+        return b;
+    if (b == BT_STRAG_GAP_NONE)
+        return a;
+    return a > b ? a : b;
+}
+
 static int cmp_dbl(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

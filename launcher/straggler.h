@@ -32,6 +32,20 @@ struct bt__strag_verdict {
     double p;         /* np * P(Binomial(w, 1/np) >= count), at most 1 */
 };
 
+/* What of a call's lag the last rank owes to itself. A rank's gap before a call is the time from
+ * the end of its previous call of the communicator to this one's start: its own work between
+ * the two. A rank that left the previous call last (woken last from a wait inside it, as the
+ * member a node leader broadcasts to is on an oversubscribed machine, every call) enters this
+ * one last by as much without being any slower. So a lag counts only as far as the last rank's
+ * gap exceeds the longest gap of the others: min(lag_ns, gap_last - gap_others), at least 0; the
+ * whole lag when either gap is not known (the first call, a previous call fallen out of the
+ * recorder). */
+#define BT_STRAG_GAP_UNKNOWN INT64_MIN    /* a gap not known */
+#define BT_STRAG_GAP_NONE (INT64_MIN + 1) /* the longest gap of no ranks (a node's only member) */
+int64_t bt__strag_own_lag(int64_t lag_ns, int64_t gap_last, int64_t gap_others);
+/* The longer of two gaps (as gap_others takes them): unknown when either is, NONE adds none. */
+int64_t bt__strag_gap_max(int64_t a, int64_t b);
+
 /* P(X >= c) for X ~ Binomial(w, p), 0 <= p <= 1; 1 for c <= 0, 0 for c > w. */
 double bt__strag_tail(int w, int c, double p);
 

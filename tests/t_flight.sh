@@ -6,7 +6,10 @@
 # the dumps are written then, in a job that succeeds; a
 # rank passing another count: named with both counts; a rank slowed by a sleep in its loop: the
 # straggler WARN names it and no other, and a run without one warns of none, nor one whose
-# ranks all sleep alike (several periodic looks, each judging and naming nobody); `baton trace` on
+# ranks all sleep alike (several periodic looks, each judging and naming nobody), nor one whose
+# rank 1 marks each call done 5 ms late (last in every call by what it owes to leaving the one
+# before late, none of it its own); the SIGKILLed rank found dead together with the 3 that
+# failed on its death (the launcher reaping late) is still the root cause; `baton trace` on
 # a torn, a foreign, a garbled (an entry cut short mid-file) and a missing file: one line each,
 # exit 2, and a call numbered 9e18 analyzed at once; a recorder-on run of coll_check
 # (the previous attempt's SIGSEGV) exits 0. Sub-communicators (--split 2: the even and the odd
@@ -16,7 +19,8 @@
 # is named. Two nodes (two launchers on loopback): a rank of node 1 slowed by a sleep is the
 # straggler that node 0 names job-wide, and no other rank is named on either node; a rank of
 # node 1 stopped by SIGSTOP is named with its call on both nodes; a rank of
-# node 1 passing another reduction (the call completes) is named live by node 0. The slowed
+# node 1 passing another reduction (the call completes) is named live by node 0, and one of node
+# 1 leaving each call 5 ms late is not named (its gaps travel in node 1's records). The slowed
 # rank is named job-wide in an elastic job (--nnodes 2:3) too, in generation 0 of 2 nodes and in
 # generation 1 after a third joins, and under --rdzv-backend etcd. A sub-communicator with one
 # member on each of two nodes: its slowed member is named job-wide on that communicator. A
@@ -57,6 +61,21 @@ t_grep "SIGKILL: the dead rank's dump ends with its last call, done" \
     "^seq=14 comm=0 op=allreduce .* state=done$" "$T_TMP/kill/flight.2.txt"
 t_grep "SIGKILL: the summary names the call rank 2 never entered (the others that got to #15 before the teardown's SIGTERM: 1 to 3 under load)" \
     "^baton: flight recorder: rank 2 never entered allreduce #15 \(the [1-3] others? did" "$T_TMP/k.err"
+
+# ---- the same failure found late: the launcher reaps 1.5 s after each SIGCHLD
+# (BATON_TEST_REAP_LATE_MS, as a launcher that a loaded machine runs late; the store, a thread
+# of its own, goes on), by when the 3 others have failed on rank 2's death. It reaps all 4 at
+# once, then handles them by their last sign of life in the recorders: rank 2 (after call #14)
+# first. It took them in spawn order until 2026-12-03: rank 0's exit 3 was the root cause, and
+# rank 2, counted as stopped by the teardown that began, was not named (the test above did so
+# in a loaded CI run)
+BATON_TEST_REAP_LATE_MS=1500 "$BATON" run -n 4 -- "$CHECK" --count 4096 --iters 400 \
+    --die-rank 2 --die-at 3 --signal KILL >"$T_TMP/kl.out" 2>"$T_TMP/kl.err"
+t_expect_eq "launcher late: exit 137 (rank 2's SIGKILL)" "$?" 137
+t_grep "launcher late: rank 2, killed by SIGKILL, is the root cause" \
+    "^baton: job failed: rank 2 \(node 0, host .*\) was killed by SIGKILL" "$T_TMP/kl.err"
+t_expect_eq "launcher late: ranks 0, 1 and 3 are its consequences" \
+    "$(grep -cE '^baton: consequence: rank [013] on node 0 .*status 3' "$T_TMP/kl.err")" 3
 
 # ---- a stall warning (BATON_STALL_WARN=0.5, rank 1 sleeping 1.5 s before each allreduce): the
 # node's dumps are written then, in a job that succeeds
@@ -119,6 +138,16 @@ t_expect_eq "all ranks slowed alike: exit 0, no straggler named" \
     "$? $(grep -cE '^baton: (WARN: )?straggler' "$T_TMP/na.err")" "0 0"
 t_grep "all ranks slowed alike: a periodic look judged them (INFO)" \
     "straggler look: allreduces: none named; last most often: rank [0-3], [0-9]+ of 100 \(chance 25, p [0-9.e+-]+\)" "$T_TMP/na.err"
+# rank 1 marks each allreduce done 5 ms after it completed (BATON_TEST_FLIGHT_LATE_END: as the
+# rank woken last from its wait on an oversubscribed machine), so it enters every next one ~5 ms
+# last without being any slower: its own time between the calls is the others'; the arrival
+# lags alone named it (100 of 100, median 5 ms) until 2026-12-03
+BATON_TEST_FLIGHT_LATE_END=1:5 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH BATON_STRAGGLER_SECS=1 \
+    "$BATON" run -n 4 -- "$CHECK" --count 1024 --iters 600 >"$T_TMP/ll.out" 2>"$T_TMP/ll.err"
+t_expect_eq "left each call late: exit 0, no straggler named" \
+    "$? $(grep -cE '^baton: (WARN: )?straggler' "$T_TMP/ll.err")" "0 0"
+t_grep "left each call late: the look saw rank 1 last most often, with none of the lag its own" \
+    "straggler look: allreduces: none named; last most often: rank 1, ([4-9][0-9]|100) of 100 \(chance 25, p [0-9.e+-]+\), median 0\.[0-9] ms after the others" "$T_TMP/ll.err"
 
 # ---- sub-communicators: the odd ranks {1, 3, 5} of 6; rank 3 stops before its 4th allreduce
 SUB='on communicator c[0-9a-f]{8} \(world ranks 1, 3, 5\)'
@@ -302,6 +331,24 @@ t_grep "two nodes, no straggler: node 0 compared calls of both nodes" \
     "job-wide straggler look: [1-9][0-9]* world call\(s\) compared across 2 nodes" "$T_TMP/y.0.err"
 t_expect_eq "two nodes, no straggler: no straggler named" \
     "$(cat "$T_TMP/y.0.err" "$T_TMP/y.1.err" | grep -c 'straggler: rank')" 0
+
+# ---- two nodes, rank 3 (node 1's second) leaves each world call 5 ms late: node 0's job-wide
+# look sees it last, and from the gaps in node 1's records, none of the lag its own (--linger 2:
+# looks after the last call, with node 1's last records; under load the first looks of a
+# loaded run compared no calls yet)
+port=$(t_free_port)
+for n in 0 1; do
+    t_bg env BATON_STRAGGLER_SECS=1 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=LAUNCH \
+        BATON_TEST_FLIGHT_LATE_END=3:5 "$BATON" run --nnodes 2 --node-rank $n \
+        --rdzv "127.0.0.1:$port" -n 2 -- "$CHECK" --count 1024 --iters 600 --linger 2 \
+        >"$T_TMP/yl.$n.out" 2>"$T_TMP/yl.$n.err"
+    yp[$n]=$T_LAST_PID
+done
+t_wait_ok "two nodes, left each call late: both exit 0" 120 "${yp[0]}" "${yp[1]}"
+t_grep "two nodes, left each call late: node 0 saw rank 3 last most often, none of the lag its own" \
+    "straggler look: allreduces: none named; last most often: rank 3, ([4-9][0-9]|100) of 100 \(chance 25, p [0-9.e+-]+\), median 0\.[0-9] ms after the others" "$T_TMP/yl.0.err"
+t_expect_eq "two nodes, left each call late: no straggler named" \
+    "$(cat "$T_TMP/yl.0.err" "$T_TMP/yl.1.err" | grep -c 'straggler: rank')" 0
 
 # ---- bench/flight_overhead.sh's program, run short: its sums checked, its rows printed (the
 # figures are not judged here; docs/performance.md has them)

@@ -130,20 +130,21 @@ put("fuzz_trace", "sub-communicator", dump(1, 4, [(4, 3288334664, "allreduce", 8
 put("fuzz_trace", "torn", dump(0, 2, ahead)[:-80])
 
 
-# fuzz_xs: a node's published records (launcher/run_flight.c xs_serialize): u32 version 3, u32
-# sections; each section u32 id, size, local members, records, a 96-byte name, then 64-byte
-# records (seq, tmax, tsecond, last, op, count, root, srank, dtype, redop, has_hash, hash)
-def xs_rec(seq, last, op=0, count=1024, h=0):
+# fuzz_xs: a node's published records (launcher/run_flight.c xs_serialize): u32 version 4, u32
+# sections; each section u32 id, size, local members, records, a 96-byte name, then 80-byte
+# records (seq, tmax, tsecond, last, op, count, root, srank, dtype, redop, has_hash, hash,
+# gap_last, gap_other: the gaps in ns, INT64_MIN unknown, INT64_MIN + 1 none)
+def xs_rec(seq, last, op=0, count=1024, h=0, gaps=(2000000, 1990000)):
     r = struct.pack("<QqqiiQii", seq, 1796280922507864451 + 1000 * seq, 1796280922507860000 + 1000 * seq,
                     last, op, count, -1, 0)
-    return r + bytes([0, 0, 1 if h else 0, 0, 0, 0, 0, 0]) + struct.pack("<Q", h)
+    return r + bytes([0, 0, 1 if h else 0, 0, 0, 0, 0, 0]) + struct.pack("<Qqq", h, *gaps)
 
 
 def xs_sec(cid, size, nlocal, name, recs):
     return struct.pack("<IIII", cid, size, nlocal, len(recs)) + name.encode().ljust(96, b"\0") + b"".join(recs)
 
 
-put("fuzz_xs", "world", struct.pack("<II", 3, 1) + xs_sec(0, 4, 2, "world", [xs_rec(64, 1), xs_rec(128, 3, h=0x9e3779b97f4a7c15)]))
-put("fuzz_xs", "world-and-child", struct.pack("<II", 3, 2) + xs_sec(0, 4, 2, "world", [xs_rec(17, 2)])
-    + xs_sec(3288334664, 2, 1, "c3e0a9b12 (world ranks 1, 3)", [xs_rec(5, 3), xs_rec(6, 3), xs_rec(7, 1)]))
-put("fuzz_xs", "cut", (struct.pack("<II", 3, 1) + xs_sec(0, 2, 1, "world", [xs_rec(9, 0)]))[:-10])
+put("fuzz_xs", "world", struct.pack("<II", 4, 1) + xs_sec(0, 4, 2, "world", [xs_rec(64, 1), xs_rec(128, 3, h=0x9e3779b97f4a7c15)]))
+put("fuzz_xs", "world-and-child", struct.pack("<II", 4, 2) + xs_sec(0, 4, 2, "world", [xs_rec(17, 2, gaps=(-2**63, 5))])
+    + xs_sec(3288334664, 2, 1, "c3e0a9b12 (world ranks 1, 3)", [xs_rec(5, 3, gaps=(7, -2**63 + 1)), xs_rec(6, 3), xs_rec(7, 1)]))
+put("fuzz_xs", "cut", (struct.pack("<II", 4, 1) + xs_sec(0, 2, 1, "world", [xs_rec(9, 0)]))[:-10])

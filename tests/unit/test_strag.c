@@ -203,6 +203,79 @@ static void test_two_slow(void **st)
     assert_true(v.count >= 55);
 }
 
+static void test_own_lag_rule(void **st)
+{
+    (void)st;
+    const int64_t ms = 1000000, unk = BT_STRAG_GAP_UNKNOWN, none = BT_STRAG_GAP_NONE;
+    assert_true(bt__strag_own_lag(5 * ms, unk, 3 * ms) == 5 * ms); /* not known: all of it */
+    assert_true(bt__strag_own_lag(5 * ms, 9 * ms, unk) == 5 * ms);
+    assert_true(bt__strag_own_lag(5 * ms, 9 * ms, none) == 5 * ms);
+    assert_true(bt__strag_own_lag(5 * ms, 3 * ms, 3 * ms) == 0); /* it left late: none its own */
+    assert_true(bt__strag_own_lag(5 * ms, 2 * ms, 3 * ms) == 0);
+    assert_true(bt__strag_own_lag(5 * ms, 6 * ms, 3 * ms) == 3 * ms);  /* part of it */
+    assert_true(bt__strag_own_lag(5 * ms, 30 * ms, 1 * ms) == 5 * ms); /* never more than lag */
+    assert_true(bt__strag_own_lag(5 * ms, INT64_MAX, INT64_MIN + 2) == 5 * ms); /* no overflow */
+    assert_true(bt__strag_own_lag(5 * ms, -1 * ms, -4 * ms) == 3 * ms); /* overlapped calls */
+    assert_true(bt__strag_gap_max(none, 7) == 7 && bt__strag_gap_max(7, none) == 7);
+    assert_true(bt__strag_gap_max(none, none) == none);
+    assert_true(bt__strag_gap_max(unk, 7) == unk && bt__strag_gap_max(none, unk) == unk);
+    assert_true(bt__strag_gap_max(-3, 2) == 2);
+}
+
+/* 4 ranks each working 2 ms between calls (+-20 us), calls of 1 ms; slow (>= 0) works 20 ms;
+ * rank 0 leaves every call but a third of them 2 ms after the others (woken late from its wait,
+ * as on an oversubscribed machine), so it enters the next one last by as much. The window of
+ * 100 calls judged by arrival lags, or by the part the last rank's own work explains. */
+static int judge_window(int slow, int own, struct bt__strag_verdict *v)
+{
+    int32_t last[W];
+    float lag[W];
+    int64_t end[4] = {0, 0, 0, 0}, start[4], gap[4];
+    for (int i = 0; i < W; i++) {
+        int64_t done = 0;
+        for (int r = 0; r < 4; r++) {
+            gap[r] = (r == slow ? 20000000 : 2000000) + (int64_t)uniform(-20000, 20000);
+            start[r] = end[r] + gap[r];
+        }
+        int at = 0;
+        for (int r = 1; r < 4; r++)
+            at = start[r] > start[at] ? r : at;
+        int64_t second = INT64_MIN, others = BT_STRAG_GAP_NONE;
+        for (int r = 0; r < 4; r++) {
+            if (r != at)
+                second = start[r] > second ? start[r] : second;
+            if (r != at)
+                others = bt__strag_gap_max(others, gap[r]);
+            done = start[r] > done ? start[r] : done;
+        }
+        last[i] = at;
+        int64_t l = start[at] - second;
+        lag[i] = (float)((double)(own ? bt__strag_own_lag(l, gap[at], others) : l) / 1e6);
+        for (int r = 0; r < 4; r++) /* all leave 1 ms after the last entered; rank 0 later */
+            end[r] = done + 1000000 + (int64_t)uniform(0, 10000) + (r == 0 && i % 3 ? 2000000 : 0);
+    }
+    return bt__strag_judge(last, lag, W, 4, v);
+}
+
+/* Rank 0 last in two thirds of the calls only because it left the one before late: the arrival
+ * lags name it, its own lags (0) do not; a rank that works 20 ms between calls is named either
+ * way, with its 18 ms. */
+static void test_left_late_not_named(void **st)
+{
+    (void)st;
+    struct bt__strag_verdict v;
+    rng_state = 11;
+    assert_int_equal(judge_window(-1, 0, &v), 1);
+    assert_int_equal(v.who, 0);
+    assert_true(v.count >= 60 && v.median_ms > 1.5);
+    assert_int_equal(judge_window(-1, 1, &v), 0);
+    assert_int_equal(v.who, 0);
+    assert_true(v.count >= 60 && v.median_ms < 0.1);
+    assert_int_equal(judge_window(1, 1, &v), 1);
+    assert_int_equal(v.who, 1);
+    assert_true(v.count >= 95 && v.median_ms > 15 && v.median_ms < 19);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +285,8 @@ int main(void)
         cmocka_unit_test(test_edges),
         cmocka_unit_test(test_floor_then_straggler),
         cmocka_unit_test(test_two_slow),
+        cmocka_unit_test(test_own_lag_rule),
+        cmocka_unit_test(test_left_late_not_named),
     };
     return cmocka_run_group_tests_name("strag", tests, NULL, NULL);
 }
