@@ -7,8 +7,11 @@
  * order of summation gives the same exact result.
  *
  *   mpirun -np 4 build/tests/progs/coll_sweep [--big] [--rounds N]
- *   coll_sweep --mismatch     rank 0 broadcasts 1000 floats, the others expect 10: a
- *                             collective error the backend must report, not crash on
+ *   coll_sweep --mismatch [--mismatch-log P]   rank 0 broadcasts 1000 floats, the others
+ *                             expect 10: a collective error the backend must report, not crash
+ *                             on; each rank prints its result, and with P also writes it to
+ *                             file P.<rank> (mpirun, ending the job on the first non-zero exit,
+ *                             may drop a rank's last stdout line: a loaded CI run did once)
  *
  * Prints "rank R sweep ok: N calls" and exits 0, or prints the first difference (or error)
  * and exits 4; a failed bt_init prints "bt_init failed: <detail>" and exits 3.
@@ -135,14 +138,24 @@ static void sweep_big(struct ctx *x)
     do_broadcast(x, BIG, BT_FLOAT64, x->n - 1);
 }
 
-/* Rank 0 broadcasts more than the others expect: the backend must return an error. */
-static int mismatch(struct ctx *x)
+/* Rank 0 broadcasts more than the others expect: the backend must return an error. The
+ * result to stdout, and with log (not NULL) to the file log.<rank>. */
+static int mismatch(struct ctx *x, const char *log)
 {
     size_t count = x->rank == 0 ? 1000 : 10;
     int rc = bt_broadcast(x->c, x->send, count, BT_FLOAT32, 0);
-    printf("rank %d: mismatched broadcast: %s: %s\n", x->rank, bt_strerror(rc),
-           rc == BT_OK ? "" : bt_last_error(x->c));
+    char line[1024], path[4096];
+    snprintf(line, sizeof(line), "rank %d: mismatched broadcast: %s: %s\n", x->rank,
+             bt_strerror(rc), rc == BT_OK ? "" : bt_last_error(x->c));
+    fputs(line, stdout);
     fflush(stdout); /* before the exit that makes mpirun end the job: it may not drain the pipe */
+    snprintf(path, sizeof(path), "%s.%d", log ? log : "", x->rank);
+    FILE *f = log ? fopen(path, "w") : NULL;
+    if (f) {
+        fputs(line, f);
+        fclose(f);
+    } else if (log)
+        printf("rank %d: %s: cannot write it\n", x->rank, path);
     return rc == BT_OK ? 0 : 5;
 }
 
@@ -150,18 +163,21 @@ int main(int argc, char **argv)
 {
     struct ctx x = {0};
     int big = 0, rounds = 1, mism = 0;
+    const char *mism_log = NULL;
     setvbuf(stdout, NULL, _IOLBF, 0);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--big"))
             big = 1;
         else if (!strcmp(argv[i], "--mismatch"))
             mism = 1;
+        else if (!strcmp(argv[i], "--mismatch-log") && i + 1 < argc)
+            mism_log = argv[++i];
         else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
             rounds = atoi(argv[++i]);
         else {
             fprintf(stderr,
                     "coll_sweep: unknown option %s\nusage: coll_sweep [--big] "
-                    "[--rounds N] [--mismatch]\n",
+                    "[--rounds N] [--mismatch [--mismatch-log P]]\n",
                     argv[i]);
             return 2;
         }
@@ -180,7 +196,7 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     if (mism) {
-        rc = mismatch(&x);
+        rc = mismatch(&x, mism_log);
     } else {
         static const size_t counts[] = {0, 1, 7, 1000};
         for (int r = 0; r < rounds; r++)
