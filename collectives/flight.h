@@ -31,10 +31,11 @@
 #include <stdint.h>
 
 #define BT_FLIGHT_MAGIC 0x31544847494c4642ull /* "BFLIGHT1" */
-#define BT_FLIGHT_VERSION 4 /* 4: a sample copy carries gap_us where an entry has peers */
-#define BT_FLIGHT_RING 1024 /* calls kept per ring (a power of two) */
-#define BT_FLIGHT_RINGS 8   /* rings per rank: the world, 6 sub-communicators, 1 shared */
-#define BT_FLIGHT_NAME 96   /* bytes of a ring's communicator name */
+#define BT_FLIGHT_VERSION 4     /* 4: a sample copy carries gap_us where an entry has peers */
+#define BT_FLIGHT_VERSION_GAP 4 /* the first version whose sample copies carry gap_us */
+#define BT_FLIGHT_RING 1024     /* calls kept per ring (a power of two) */
+#define BT_FLIGHT_RINGS 8       /* rings per rank: the world, 6 sub-communicators, 1 shared */
+#define BT_FLIGHT_NAME 96       /* bytes of a ring's communicator name */
 #define BT_FLIGHT_SAMPLE                                                                           \
     64 /* calls numbered a multiple of this (of any communicator) are also copied, once done,      \
           to the sample ring BT_FLIGHT_RINGS (65,536 world calls back when only the world          \

@@ -123,6 +123,9 @@ struct bt__worker {
     char tail[BT_RUN_TAIL_BYTES]; /* the last whole lines of its stderr */
     size_t tail_len;              /* bytes */
     int64_t end_ns;               /* wall clock when it was reaped */
+    int64_t found_ns;             /* reaped with others (run_supervise.c's reap): its last sign
+                                     of life, the time its failure takes without an error file
+                                     (0: reaped alone, or no sign) */
     int64_t adopt_by; /* in place: ns deadline to take up the generation it was kept into, 0 */
     int replace;      /* in place: killed for missing adopt_by, started again when reaped */
     struct bt__flight_hdr *flight; /* its flight recorder, mapped read-only (run_flight.c) */

@@ -512,9 +512,13 @@ static void scan_samples(struct bt__run *r, struct bt__strag_comm *sc)
         if (st == 0 && n >= 2)
             check_hashes(r, sc, m, n, e);
         if (st == 0 && sc->xs_on && (sc->id != 0 || n == r->nproc)) {
-            for (int j = 0; j < n; j++)
-                gap[j] = e[j].gap_us == BT_FLIGHT_GAP_UNKNOWN ? BT_STRAG_GAP_UNKNOWN
-                                                              : (int64_t)e[j].gap_us * 1000;
+            for (int j = 0; j < n; j++) { /* a library before version 4 wrote peers there */
+                const struct bt__flight_hdr *h = rec(&r->w[m[j].i]);
+                gap[j] = !h || h->version < BT_FLIGHT_VERSION_GAP ||
+                                 e[j].gap_us == BT_FLIGHT_GAP_UNKNOWN
+                             ? BT_STRAG_GAP_UNKNOWN
+                             : (int64_t)e[j].gap_us * 1000;
+            }
             strag_account(r, sc, m, n, e, gap, ACC_SAMPLE);
         }
         sc->sample_seen = e[0].seq;

@@ -7,7 +7,8 @@
  *
  * When a worker ends badly on its own (a non-zero exit, a signal baton did not send, or any
  * end after it wrote its error file), this launcher makes a failure record: the time it failed
- * (the error file's mtime when there is one, else when it was reaped; wall clock, ns), rank,
+ * (the error file's mtime when there is one, else when it was reaped, or, reaped together with
+ * others, its last sign of life in its flight recorder; wall clock, ns), rank,
  * node, exit status, the one-line description (run_report.c), the host, the message and the
  * last traceback frames (from the error file, else from the stderr tail: a Python traceback
  * there gives its last line as the message), and where the rank's full output is: `kubectl
@@ -300,6 +301,8 @@ void bt__run_forensics_failed(struct bt__run *r, struct bt__worker *w, int durin
         return;
     if (has_file && mt > 0 && mt < t)
         t = mt;
+    else if (!has_file && w->found_ns > 0 && w->found_ns < t)
+        t = w->found_ns; /* found dead with others: when it was last seen alive */
     if (!has_file) {
         snprintf(stack, sizeof(stack), "%.*s", (int)w->tail_len, w->tail);
         msg[0] = '\0';

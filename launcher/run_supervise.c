@@ -312,7 +312,7 @@ static void on_exit_status(struct sup *s, struct bt__worker *w, int status, int 
     if (status == 0)
         return;
     bt__run_output_drain(s->r, w); /* its last lines, e.g. the dynamic loader's complaint */
-    bt__run_forensics_failed(s->r, w, stopping);
+    bt__run_forensics_failed(s->r, w, stopping || w->replace); /* replace: baton killed it */
     if (s->stopping || s->o->kind || s->held_until)
         return;
     struct bt__outcome f = {'F', bt__run_exit_status(status), ""};
@@ -350,11 +350,15 @@ struct dead {
     int64_t last_ns;
 };
 
+/* By last sign of life; those without one (no recorder: a ps server, a program without
+ * libbaton) after them, in waitpid's order. */
 static int by_last_sign(const void *a, const void *b)
 {
     const struct dead *x = a, *y = b;
-    if (x->last_ns != y->last_ns)
+    if (x->last_ns != y->last_ns && x->last_ns && y->last_ns)
         return x->last_ns < y->last_ns ? -1 : 1;
+    if (!x->last_ns != !y->last_ns)
+        return x->last_ns ? -1 : 1;
     return (x->at > y->at) - (x->at < y->at);
 }
 
@@ -380,8 +384,9 @@ static void reap_late(const struct bt__run *r)
 /* The children that exited, all reaped before any is handled: when the launcher ran late (a
  * loaded machine) and finds several dead at once, waitpid gives them in spawn order, not in the
  * order they died. They are handled by their last sign of life in the flight recorder (the
- * rank SIGKILLed after call #14 before the one that failed call #15 on its death), and none
- * counts as stopped by a teardown that one of them begins. */
+ * rank SIGKILLed after call #14 before the one that failed call #15 on its death), a failure
+ * without an error file takes that as its time (found_ns; one with a file, the file's), and
+ * none counts as stopped by a teardown that one of them begins. */
 static void reap(struct sup *s)
 {
     struct bt__run *r = s->r;
@@ -401,8 +406,10 @@ static void reap(struct sup *s)
         }
     if (n > 1)
         qsort(d, (size_t)n, sizeof(*d), by_last_sign);
-    for (int k = 0; k < n; k++)
+    for (int k = 0; k < n; k++) {
+        d[k].w->found_ns = n > 1 ? d[k].last_ns : 0;
         on_exit_status(s, d[k].w, d[k].status, stopping);
+    }
     free(d);
 }
 

@@ -62,7 +62,7 @@ t_grep "SIGKILL: the dead rank's dump ends with its last call, done" \
 t_grep "SIGKILL: the summary names the call rank 2 never entered (the others that got to #15 before the teardown's SIGTERM: 1 to 3 under load)" \
     "^baton: flight recorder: rank 2 never entered allreduce #15 \(the [1-3] others? did" "$T_TMP/k.err"
 
-# ---- the same failure found late: the launcher reaps 1.5 s after each SIGCHLD
+# ---- the same failure found late: the launcher's first reap that finds a worker waits 1.5 s
 # (BATON_TEST_REAP_LATE_MS, as a launcher that a loaded machine runs late; the store, a thread
 # of its own, goes on), by when the 3 others have failed on rank 2's death. It reaps all 4 at
 # once, then handles them by their last sign of life in the recorders: rank 2 (after call #14)
@@ -76,6 +76,15 @@ t_grep "launcher late: rank 2, killed by SIGKILL, is the root cause" \
     "^baton: job failed: rank 2 \(node 0, host .*\) was killed by SIGKILL" "$T_TMP/kl.err"
 t_expect_eq "launcher late: ranks 0, 1 and 3 are its consequences" \
     "$(grep -cE '^baton: consequence: rank [013] on node 0 .*status 3' "$T_TMP/kl.err")" 3
+# the same with the 3 others writing their error files (--record-failure 1) before the late
+# reap: the killed rank, which wrote none, takes its last sign of life as its time (the reap's
+# was later than their files': one of them was the root cause)
+BATON_TEST_REAP_LATE_MS=1500 "$BATON" run -n 4 -- "$CHECK" --count 4096 --iters 400 \
+    --die-rank 2 --die-at 3 --signal KILL --record-failure 1 >"$T_TMP/kf.out" 2>"$T_TMP/kf.err"
+t_expect_eq "launcher late, error files: exit 137, rank 2 the root cause" \
+    "$? $(grep -cE '^baton: job failed: rank 2 \(node 0, host .*\) was killed by SIGKILL' "$T_TMP/kf.err")" "137 1"
+t_expect_eq "launcher late, error files: the 3 others its consequences, in their own words" \
+    "$(grep -cE '^baton: consequence: rank [013] on node 0 .*status 3\): allreduce #15: ' "$T_TMP/kf.err")" 3
 
 # ---- a stall warning (BATON_STALL_WARN=0.5, rank 1 sleeping 1.5 s before each allreduce): the
 # node's dumps are written then, in a job that succeeds

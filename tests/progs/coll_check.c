@@ -16,6 +16,8 @@
  *   --bad-op-rank R --bad-op-at I                rank R passes max for sum at iteration I
  *                                                (the call completes: nothing fails)
  *   --linger SEC                                 sleep SEC after the loop, before bt_finalize
+ *   --record-failure 1                           a rank whose loop's collective fails writes
+ *                                                the error to its error file (bt_error_record)
  *   --split M      the loop runs on a sub-communicator: bt_comm_split with color rank % M
  *                  (M = 2: the even and the odd ranks), made after the checks on the world
  *   --dups K       after the checks, K bt_comm_dup of the world, one allreduce on each, all
@@ -48,6 +50,7 @@ struct opts {
     int split; /* > 0: the loop runs on the sub-communicator of color rank % split */
     int dups;  /* communicators bt_comm_dup'd and kept (at most 16) */
     double linger;
+    int record; /* --record-failure */
     size_t count;
     double deadline;
 };
@@ -178,6 +181,8 @@ static int worker(const struct opts *o)
     if (rc != 0) {
         printf("rank %d: collective failed after %.2f s: %s\n", rank,
                t_die > 0 ? now_s() - t_die : 0.0, bt_last_error(lc));
+        if (o->record && bt_error_record("%s", bt_last_error(lc)) != BT_OK)
+            printf("rank %d: bt_error_record failed\n", rank);
         if (lc != c)
             bt_comm_destroy(lc);
         printf("rank %d: code %s\n", rank, bt_strerror(bt_finalize(c)));
@@ -295,7 +300,7 @@ static int usage(const char *why)
             "[--iters N] [--die-rank R --die-at I --signal KILL|STOP] "
             "[--requests K] "
             "[--slow-rank R --slow-ms MS] [--bad-count-rank R --bad-count-at I] "
-            "[--bad-op-rank R --bad-op-at I] [--linger SEC] "
+            "[--bad-op-rank R --bad-op-at I] [--linger SEC] [--record-failure 1] "
             "[--split M] [--dups K] "
             "[--deadline SEC]\n",
             why);
@@ -340,6 +345,8 @@ int main(int argc, char **argv)
             o.deadline = atof(v);
         else if (!strcmp(a, "--linger"))
             o.linger = atof(v);
+        else if (!strcmp(a, "--record-failure"))
+            o.record = atoi(v);
         else if (!strcmp(a, "--slow-rank"))
             o.slow_rank = !strcmp(v, "all") ? SLOW_ALL : atoi(v);
         else if (!strcmp(a, "--slow-ms"))
