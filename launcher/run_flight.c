@@ -563,8 +563,9 @@ static void find_comms(struct bt__run *r)
 static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t batch)
 {
     struct member *m = calloc((size_t)r->nproc, sizeof(*m));
-    struct bt__flight_entry *e = calloc((size_t)r->nproc * 2, sizeof(*e)),
-                            *pe = e ? e + r->nproc : NULL;
+    struct bt__flight_entry *buf = calloc((size_t)r->nproc * 2, sizeof(*buf)), *e = buf,
+                            *pe = buf ? buf + r->nproc : NULL, *t;
+    uint64_t prev = 0; /* the call pe holds for every member (0: none) */
     int64_t *gap = calloc((size_t)r->nproc, sizeof(*gap));
     struct bt__flight_ring g;
     int n = m && e && gap ? members_of(r, sc, m, &g) : 0;
@@ -587,17 +588,19 @@ static void scan_comm(struct bt__run *r, struct bt__strag_comm *sc, uint64_t bat
                 continue; /* fell out of a ring */
             if (n >= 2)
                 check_agreement(r, sc, m, n, &g, e);
-            for (int j = 0; j < n; j++) /* the previous call: the gap before this one */
-                gap[j] = q > 1 && entry_of(rec(&r->w[m[j].i]), m[j].k, sc->id, q - 1, &pe[j]) == 0
+            for (int j = 0; j < n; j++) /* the previous call (this loop's last, or read) */
+                gap[j] = q > 1 && (prev == q - 1 ||
+                                   entry_of(rec(&r->w[m[j].i]), m[j].k, sc->id, q - 1, &pe[j]) == 0)
                              ? e[j].start_ns - pe[j].end_ns
                              : BT_STRAG_GAP_UNKNOWN;
             if (sc->id != 0 || n == r->nproc) /* a batch with a gap: across nodes only the
                                                  samples go to the records */
                 strag_account(r, sc, m, n, e, gap, from == sc->seen + 1 ? ACC_ALL : ACC_GAP);
+            t = pe, pe = e, e = t, prev = q;
         }
         sc->seen = upto;
     }
-    free(m), free(e), free(gap);
+    free(m), free(buf), free(gap);
 }
 
 /* ---- job-wide stragglers and call shapes (several nodes) ----

@@ -34,9 +34,9 @@ struct bt__strag_verdict {
 
 /* What of a call's lag the last rank owes to itself. A rank's gap before a call is the time from
  * the end of its previous call of the communicator to this one's start: its own work between
- * the two. A rank that left the previous call last (woken last from a wait inside it, as the
- * member a node leader broadcasts to is on an oversubscribed machine, every call) enters this
- * one last by as much without being any slower. So a lag counts only as far as the last rank's
+ * the two. A rank that left the previous call last (woken last from a wait inside it: on an
+ * oversubscribed machine one rank can be, call after call) enters this one last by as much
+ * without being any slower. So a lag counts only as far as the last rank's
  * gap exceeds the longest gap of the others: min(lag_ns, gap_last - gap_others), at least 0; the
  * whole lag when either gap is not known (the first call, a previous call fallen out of the
  * recorder). */

@@ -67,8 +67,8 @@ t_grep "SIGKILL: the summary names the call rank 2 never entered (the others tha
 # of its own, goes on), by when the 3 others have failed on rank 2's death. It reaps all 4 at
 # once, then handles them by their last sign of life in the recorders: rank 2 (after call #14)
 # first. It took them in spawn order until 2026-12-03: rank 0's exit 3 was the root cause, and
-# rank 2, counted as stopped by the teardown that began, was not named (the test above did so
-# in a loaded CI run)
+# rank 2, counted as stopped by the teardown that began, was not named (the test above did so,
+# naming rank 1, in a run under two busy loops)
 BATON_TEST_REAP_LATE_MS=1500 "$BATON" run -n 4 -- "$CHECK" --count 4096 --iters 400 \
     --die-rank 2 --die-at 3 --signal KILL >"$T_TMP/kl.out" 2>"$T_TMP/kl.err"
 t_expect_eq "launcher late: exit 137 (rank 2's SIGKILL)" "$?" 137
