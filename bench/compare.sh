@@ -13,9 +13,10 @@
 #                 baton_tcp_bound (baton_tcp with --bind core: each rank pinned to its share of
 #                 the cores, as mpirun pins by default; baton run does not), and baton_mpi
 #                 (--op allreduce: allreduce_bench under `mpirun -np 2`, so bt_allreduce runs on
-#                 libbaton's Open MPI backend: the wrapper's overhead against "mpi"), and
-#                 mpi_nb (--op allreduce: Open MPI's MPI_Iallreduce polled with MPI_Test, as
-#                 that backend calls it, without baton)
+#                 libbaton's Open MPI backend: the wrapper's overhead against "mpi"),
+#                 baton_mpi_poll (the same with BATON_MPI_POLL=1: the backend's MPI_I* calls,
+#                 polled), and mpi_nb (--op allreduce: Open MPI's MPI_Iallreduce polled with
+#                 MPI_Test, as that backend calls it with BATON_MPI_POLL=1, without baton)
 #       --tuned   also run Open MPI tuned (labelled as such): --bind-to none and glibc's mmap
 #                 threshold off (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296)
 #       --veth    two emulated hosts instead of loopback: network namespaces joined by a veth
@@ -91,6 +92,8 @@ cmd_of() { # program -> its command line in CMD
     mpi) CMD=("${MPIRUN[@]}" "$M" "${OPARGS[@]}") ;;
     baton_mpi) [ "$op" = allreduce ] || { echo "compare.sh: baton_mpi runs --op allreduce only" >&2; exit 2; }
                CMD=("${MPIRUN[@]}" "$BENCH") ;;
+    baton_mpi_poll) [ "$op" = allreduce ] || { echo "compare.sh: baton_mpi_poll runs --op allreduce only" >&2; exit 2; }
+                    CMD=("${MPIRUN[@]}" -x BATON_MPI_POLL=1 "$BENCH") ;;
     mpi_nb) [ "$op" = allreduce ] || { echo "compare.sh: mpi_nb runs --op allreduce only" >&2; exit 2; }
             CMD=("${MPIRUN[@]}" "$M" -i) ;;
     mpi_tcp) CMD=("${MPIRUN[@]}" --mca btl self,tcp "$M" "${OPARGS[@]}") ;;
@@ -98,7 +101,7 @@ cmd_of() { # program -> its command line in CMD
     mpi_tcp_tuned) CMD=("${MPIRUN[@]}" --mca btl self,tcp "${TUNED[@]}" "$M" "${OPARGS[@]}") ;;
     gloo) [ "$op" = allreduce ] || { echo "compare.sh: gloo runs --op allreduce only" >&2; exit 2; }
           CMD=("$BUILD/baton" run -n 2 --no-tag-output -- /usr/bin/python3 bench/gloo_allreduce_bench.py) ;;
-    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_bound baton_mpi mpi mpi_nb mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
+    *) echo "compare.sh: unknown program '$1' (baton_shm baton_tcp baton_tcp_bound baton_mpi baton_mpi_poll mpi mpi_nb mpi_tcp gloo mpi_tuned mpi_tcp_tuned)" >&2
        exit 2 ;;
     esac
 }
@@ -107,7 +110,7 @@ IFS=, read -ra want <<<"$programs"
 for p in "${want[@]}"; do
     cmd_of "$p"
     case "$p" in
-    mpi*|baton_mpi) [ $have_mpi = 1 ] || { echo "== $p: skipped (no mpirun or no $M)"; continue; } ;;
+    mpi*|baton_mpi*) [ $have_mpi = 1 ] || { echo "== $p: skipped (no mpirun or no $M)"; continue; } ;;
     gloo) [ $have_gloo = 1 ] || { echo "== gloo: skipped (no torch under /usr/bin/python3)"; continue; } ;;
     esac
     list+=("$p")

@@ -13,12 +13,14 @@ import sys
 
 RATIOS = [("baton_shm", "mpi"), ("baton_tcp", "mpi_tcp"), ("baton_tcp", "gloo"),
           ("baton_shm", "mpi_tuned"), ("baton_tcp", "mpi_tcp_tuned"),
-          ("baton_tcp_bound", "mpi_tcp"), ("baton_mpi", "mpi"), ("baton_mpi", "mpi_nb")]
+          ("baton_tcp_bound", "mpi_tcp"), ("baton_mpi", "mpi"), ("baton_mpi", "mpi_nb"),
+          ("baton_mpi_poll", "mpi"), ("baton_mpi_poll", "mpi_nb")]
 LABEL = {"mpi": "Open MPI (defaults)", "mpi_tcp": "Open MPI TCP (defaults)",
          "mpi_tuned": "Open MPI (tuned)", "mpi_tcp_tuned": "Open MPI TCP (tuned)",
          "gloo": "Gloo (defaults)", "baton_shm": "baton shm", "baton_tcp": "baton TCP",
          "baton_tcp_bound": "baton TCP (--bind core)",
          "baton_mpi": "baton on Open MPI",
+         "baton_mpi_poll": "baton on Open MPI, BATON_MPI_POLL=1",
          "mpi_nb": "Open MPI MPI_Iallreduce+MPI_Test"}
 
 

@@ -2,14 +2,18 @@
 # t_coll_mpi.sh: the Open MPI backend under mpirun: every collective x dtype x op checked
 # against a reference (tests/progs/coll_sweep) at 1, 2, 3, 4, 5 and 7 ranks (oversubscribed),
 # with the log saying the MPI backend was chosen; unchanged programs (coll_check, hello) under
-# mpirun; `mpirun ... baton run` keeping the native path; bad BATON_BACKEND choices failing with
+# mpirun; the same sweep and sub-communicator checks with BATON_MPI_POLL=1 (MPI_I* calls polled
+# instead of MPI's blocking ones); `mpirun ... baton run` keeping the native path; bad
+# BATON_BACKEND choices failing with
 # one line; sub-communicators (MPI_Comm_split, MPI_Comm_dup, MPI_Comm_create_group) and grouped
 # calls, exchange collectives and point-to-point (MPI_Isend/MPI_Irecv) on the MPI backend
 # (tests/progs/split_check), and point-to-point past its limits (split_check --mpi-bad:
 # INT_MAX + 1 bytes and a tag over MPI_TAG_UB are BT_ERR_INVALID_ARG, a truncated receive
 # BT_ERR_INVALID_USAGE); an MPI error (ranks disagreeing on a
 # broadcast) becoming a baton error with MPI's text; a SIGKILLed rank ending the job quickly;
-# a SIGSTOPped one making the others time out (BATON_TIMEOUT); and no rank process left behind.
+# a SIGSTOPped one making the others time out (BATON_TIMEOUT): the watchdog ends a blocking
+# call's process with status 142, a polled call returns the error; and no rank process left
+# behind.
 # timeout: 240
 source "$(dirname "$0")/lib.sh"
 SWEEP=$BATON_BUILD/tests/progs/coll_sweep
@@ -58,18 +62,30 @@ MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 # Open MPI's leak reports are about libmpi's own allocations, not baton's (see docs/testing.md).
 [ "${SANITIZER:-}" = address ] && export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 
-# --- the whole sweep at several world sizes; the log names the backend ---
-for n in 1 2 3 4 5 7; do
-    big=(); what=""
-    if [ $n = 2 ] || [ $n = 5 ]; then big=(--big); what=" (+1M sample)"; fi
-    out=$T_TMP/sweep$n.log
-    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 120 "${MPIRUN[@]}" -np $n \
-        -x BATON_DEBUG -x BATON_DEBUG_SUBSYS "$SWEEP" "${big[@]}" >"$out" 2>&1
+# Open MPI's thread level here decides the mode (blocking calls need MPI_THREAD_MULTIPLE).
+BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np 1 -x BATON_DEBUG \
+    -x BATON_DEBUG_SUBSYS "$HELLO" >"$T_TMP/mode" 2>&1
+BLOCKING=0
+grep -q 'thread level 3' "$T_TMP/mode" && BLOCKING=1
+t_check "the backend blocks (MPI_THREAD_MULTIPLE) or polls, as the thread level says" \
+    grep -qE "thread level 3, blocking calls under a watchdog|thread level [0-2], nonblocking calls polled" "$T_TMP/mode"
+[ $BLOCKING = 1 ] || t_skip "blocking calls" "Open MPI gives less than MPI_THREAD_MULTIPLE here: $(grep -o 'thread level [0-9]' "$T_TMP/mode")"
+
+# --- the whole sweep at several world sizes (and 3 and 5 polled); the log names the backend ---
+for run in 1 2 3 4 5 7 p3 p5; do
+    n=${run#p} big=() what="" poll=0 mode="blocking calls under a watchdog"
+    [ $BLOCKING = 1 ] || mode="nonblocking calls polled"
+    if [ "$run" != "$n" ]; then poll=1 mode="nonblocking calls polled" what=", BATON_MPI_POLL=1"; fi
+    if [ $n = 2 ] || [ $n = 5 ]; then big=(--big); what="$what (+1M sample)"; fi
+    out=$T_TMP/sweep$run.log
+    BATON_MPI_POLL=$poll BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 120 "${MPIRUN[@]}" \
+        -np $n -x BATON_DEBUG -x BATON_DEBUG_SUBSYS -x BATON_MPI_POLL "$SWEEP" "${big[@]}" \
+        >"$out" 2>&1
     t_expect_eq "sweep, $n rank(s)$what: mpirun exit status" "$?" 0
-    t_expect_eq "sweep, $n rank(s): every rank checked every call" \
+    t_expect_eq "sweep, $n rank(s)$what: every rank checked every call" \
         "$(grep -cE '^rank [0-9]+ sweep ok: 6[0-9]{2} calls$' "$out")" "$n"
-    t_expect_eq "sweep, $n rank(s): every rank logged the MPI backend" \
-        "$(grep -cE "INFO INIT rank [0-9]+: backend mpi \(Open MPI v[0-9.]+, MPI_COMM_WORLD of $n ranks on 1 node" "$out")" "$n"
+    t_expect_eq "sweep, $n rank(s)$what: every rank logged the MPI backend, $mode" \
+        "$(grep -cE "INFO INIT rank [0-9]+: backend mpi \(Open MPI v[0-9.]+, MPI_COMM_WORLD of $n ranks on 1 node.*, $mode\)" "$out")" "$n"
     grep -E 'sweep ok|differs|failed' "$out" | grep -v 'sweep ok' | head -3 | sed 's/^/    | /'
 done
 
@@ -89,15 +105,17 @@ timeout 60 "${MPIRUN[@]}" -np 2 -x BATON_BACKEND=mpi "$HELLO" >"$T_TMP/hello2" 2
 t_expect_eq "BATON_BACKEND=mpi under mpirun -np 2: hello works" \
     "$(grep -cE '^hello from rank [01] of 2$' "$T_TMP/hello2")" 2
 
-# --- sub-communicators and grouped calls on the MPI backend ---
-for n in 1 2 3 5; do
-    out=$T_TMP/split$n.log
-    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np $n -x BATON_DEBUG \
-        -x BATON_DEBUG_SUBSYS "$SPLIT" >"$out" 2>&1
-    t_expect_eq "split/dup/create_group/group/exchange/point-to-point under mpirun -np $n: exit status" "$?" 0
-    t_expect_eq "split under mpirun -np $n: every rank checked its children" \
+# --- sub-communicators and grouped calls on the MPI backend (and 3 ranks polled) ---
+for run in 1 2 3 5 p3; do
+    n=${run#p} poll=0 what=""
+    [ "$run" != "$n" ] && poll=1 what=", BATON_MPI_POLL=1"
+    out=$T_TMP/split$run.log
+    BATON_MPI_POLL=$poll BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" \
+        -np $n -x BATON_DEBUG -x BATON_DEBUG_SUBSYS -x BATON_MPI_POLL "$SPLIT" >"$out" 2>&1
+    t_expect_eq "split/dup/create_group/group/exchange/point-to-point under mpirun -np $n$what: exit status" "$?" 0
+    t_expect_eq "split under mpirun -np $n$what: every rank checked its children" \
         "$(grep -cE '^rank [0-9]+ split ok$' "$out")" "$n"
-    t_check "split under mpirun -np $n: children made by MPI_Comm_split and MPI_Comm_dup" \
+    t_check "split under mpirun -np $n$what: children made by MPI_Comm_split and MPI_Comm_dup" \
         bash -c "grep -q '(MPI_Comm_split): rank' '$out' && grep -q '(MPI_Comm_dup): rank' '$out'"
     grep -E '^rank [0-9]+: ' "$out" | head -3 | sed 's/^/    | /'
 done
@@ -146,7 +164,7 @@ rc=$?
 t_check "ranks disagreeing on a broadcast: mpirun exits non-zero (got $rc), no hang" \
     test $rc -ne 0 -a $rc -ne 124
 t_grep "ranks disagreeing: the error names the call, number and MPI's text" \
-    '^rank 1: mismatched broadcast: invalid usage: broadcast #1: MPI_Ibcast failed: MPI_ERR_TRUNCATE: message truncated; hint: ' "$T_TMP/mm.1"
+    '^rank 1: mismatched broadcast: invalid usage: broadcast #1: MPI_I?[Bb]cast failed: MPI_ERR_TRUNCATE: message truncated; hint: ' "$T_TMP/mm.1"
 
 # --- a SIGKILLed rank: mpirun ends the whole job within seconds ---
 out=$T_TMP/kill.log
@@ -159,17 +177,34 @@ t_check "SIGKILL of rank 1 under mpirun: mpirun exits non-zero (got $rc), not by
 t_check "SIGKILL under mpirun: over within 20 s ($((SECONDS - start)) s)" \
     test $((SECONDS - start)) -le 20
 
-# --- a stopped rank: MPI calls are polled, so BATON_TIMEOUT applies under mpirun too ---
-out=$T_TMP/stop.log
-start=$SECONDS
-timeout 60 "${MPIRUN[@]}" -np 3 -x BATON_TIMEOUT=3 "$CHECK" --count 1000 --iters 400 --die-rank 1 \
-    --die-at 3 --signal STOP >"$out" 2>&1
-rc=$?
-t_check "SIGSTOP of rank 1 under mpirun, BATON_TIMEOUT=3: mpirun exits non-zero (got $rc), not by timeout" \
-    test $rc -ne 0 -a $rc -ne 124
-t_grep "SIGSTOP under mpirun: a waiting rank's allreduce times out after BATON_TIMEOUT" \
-    'allreduce #[0-9]+ on communicator world timed out after [3-9] s' "$out"
-t_check "SIGSTOP under mpirun: over within 30 s ($((SECONDS - start)) s)" test $((SECONDS - start)) -le 30
+# --- a stopped rank: BATON_TIMEOUT and BATON_STALL_WARN apply under mpirun too. A blocking
+# call is watched: the stall is reported, and at the timeout the process ends with status 142
+# (a blocking MPI call cannot be abandoned). A polled call (BATON_MPI_POLL=1) returns the error.
+for poll in 0 1; do
+    what=", blocking calls" out=$T_TMP/stop$poll.log
+    [ $poll = 1 ] && what=", BATON_MPI_POLL=1"
+    [ $poll = 0 ] && [ $BLOCKING = 0 ] && continue
+    start=$SECONDS
+    timeout 60 "${MPIRUN[@]}" -np 3 -x BATON_TIMEOUT=3 -x BATON_STALL_WARN=1 \
+        -x BATON_MPI_POLL=$poll "$CHECK" --count 1000 --iters 400 --die-rank 1 --die-at 3 \
+        --signal STOP >"$out" 2>&1
+    rc=$?
+    t_check "SIGSTOP of rank 1 under mpirun$what, BATON_TIMEOUT=3: mpirun exits non-zero (got $rc), not by timeout" \
+        test $rc -ne 0 -a $rc -ne 124
+    t_grep "SIGSTOP under mpirun$what: a waiting rank warns of the stall after BATON_STALL_WARN" \
+        'allreduce #[0-9]+ on communicator world: still waiting after [1-2] s for rank\(s\) \? \(Open MPI does not say which\)' "$out"
+    t_grep "SIGSTOP under mpirun$what: a waiting rank's allreduce times out after BATON_TIMEOUT" \
+        'allreduce #[0-9]+ on communicator world timed out after [3-9] s' "$out"
+    if [ $poll = 0 ]; then
+        t_grep "SIGSTOP under mpirun$what: the watchdog ends the waiting rank with status 142" \
+            'rank [02]: MPI_Allreduce is a blocking Open MPI call and cannot be abandoned: exiting with status 142 so that mpirun ends the job' "$out"
+    else
+        t_grep "SIGSTOP under mpirun$what: the program gets the error back" \
+            '^rank [02]: collective failed after [0-9.]+ s: .*timed out after [3-9] s' "$out"
+    fi
+    t_check "SIGSTOP under mpirun$what: over within 30 s ($((SECONDS - start)) s)" \
+        test $((SECONDS - start)) -le 30
+done
 
 # --- nothing left behind: no process runs a program from $T_TMP ---
 left() { ps -eo pid=,stat=,args= | D="$T_TMP/bin/" awk 'index($0, ENVIRON["D"]) && $2 !~ /^Z/'; }

@@ -6,16 +6,16 @@
  * mesh: Open MPI moves the bytes, and mpirun, not baton, tears the job down when a rank dies.
  * This file does not launch anything and never calls MPI_Abort.
  *
- * How calls map (each started nonblocking, then polled with MPI_Test; see Waiting):
- *   allreduce       MPI_Iallreduce (send == recv: MPI_IN_PLACE)
- *   broadcast       MPI_Ibcast
- *   allgather       this rank's block copied into place, then MPI_Iallgather(MPI_IN_PLACE)
- *   reduce_scatter  MPI_Ireduce_scatter_block (send == recv: MPI_IN_PLACE)
- *   reduce          MPI_Ireduce (send == recv on the root: MPI_IN_PLACE; recv unused elsewhere)
- *   barrier         MPI_Ibarrier
- *   alltoall(v)     MPI_Ialltoall, MPI_Ialltoallv (counts and displacements as ints)
- *   allgatherv      MPI_Iallgatherv
- *   gather, scatter MPI_Igather, MPI_Iscatter
+ * How calls map (each MPI's blocking collective, or its MPI_I* form polled; see Waiting):
+ *   allreduce       MPI_Allreduce (send == recv: MPI_IN_PLACE)
+ *   broadcast       MPI_Bcast
+ *   allgather       this rank's block copied into place, then MPI_Allgather(MPI_IN_PLACE)
+ *   reduce_scatter  MPI_Reduce_scatter_block (send == recv: MPI_IN_PLACE)
+ *   reduce          MPI_Reduce (send == recv on the root: MPI_IN_PLACE; recv unused elsewhere)
+ *   barrier         MPI_Barrier
+ *   alltoall(v)     MPI_Alltoall, MPI_Alltoallv (counts and displacements as ints)
+ *   allgatherv      MPI_Allgatherv
+ *   gather, scatter MPI_Gather, MPI_Scatter
  *   send, recv      MPI_Isend, MPI_Irecv of MPI_BYTE (at most INT_MAX bytes), started and
  *                   tested by exchange.c through p2p_start/p2p_test, so that consecutive
  *                   isend/irecv requests progress together as on baton's own transports. MPI
@@ -23,15 +23,26 @@
  *                   to the next message whatever its tag, as baton's streams do), and keeps
  *                   point-to-point apart from collectives.
  *
- * Waiting: a started call is polled with MPI_Test (spin, then yield, then 50 us sleeps),
- * calling bt__wait_tick between polls, so BATON_TIMEOUT and the stall warning apply on this
- * backend too (a timed-out call is left to MPI: the communicator has failed, and the process
- * then exits without MPI_Finalize). Each communicator's requests run one at a time on its
- * runner (progress.c); runners of different communicators (a split, a dup) may call MPI at the
- * same time, which MPI_THREAD_MULTIPLE allows. baton asks for it; where MPI gives less (or the
- * program initialised MPI with less), every MPI call of this file takes one process-wide lock,
- * which polling holds only for an MPI_Test, so two communicators still progress in turn. The
- * one blocking call is the split itself (below), which holds the lock while it runs.
+ * Waiting: each communicator's requests run one at a time on its runner (progress.c);
+ * runners of different communicators (a split, a dup) may call MPI at the same time.
+ *   - With MPI_THREAD_MULTIPLE (baton asks for it) the runner makes MPI's blocking call, which
+ *     Open MPI runs with its tuned algorithms (its nonblocking ones go through libnbc
+ *     schedules, 2-8x slower here). A watchdog thread ticks every call in flight every 100 ms
+ *     (bt__wait_tick: the stall warning, BATON_TIMEOUT). A blocking MPI call cannot be
+ *     abandoned, so at BATON_TIMEOUT the watchdog logs the timeout and ends the process with
+ *     status 142, and mpirun ends the job; the program does not get the error back.
+ *   - With less (or BATON_MPI_POLL=1, which every rank must then have) the runner starts the
+ *     MPI_I* form and polls it with MPI_Test (spin, then yield, then 50 us sleeps), calling
+ *     bt__wait_tick between polls, so a timeout returns BT_ERR_TIMEOUT to the program (the
+ *     call is left to MPI: the communicator has failed, and the process then exits without
+ *     MPI_Finalize). Where MPI gives less than MPI_THREAD_MULTIPLE (or the program initialised
+ *     MPI with less), every MPI call of this file takes one process-wide lock, which polling
+ *     holds only for an MPI_Test, so two communicators still progress in turn; a blocking
+ *     call would hold it for the whole call and could deadlock communicators whose calls
+ *     ranks issue in different orders, which is why blocking needs MPI_THREAD_MULTIPLE.
+ *   One mode for the whole process, chosen when MPI's first communicator is made: MPI does
+ *   not match a blocking collective with a nonblocking one. The split itself (below) is a
+ *   blocking call in both modes, holding the lock while it runs.
  *
  * Sub-communicators (bt_comm_split, bt_comm_dup, bt_comm_create_group on an Open MPI
  * communicator; split.c calls mpi_derive in the parent's runner): MPI_Comm_split (color -1 is
@@ -69,12 +80,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "collectives/backend/backend.h"
 #include "collectives/backend/plugin.h"
 #include "collectives/comm.h"
 #include "collectives/reduce.h"
 #include "common/log.h"
+#include "common/param.h"
 
 #define CHUNK_ELEMS ((size_t)1 << 30)
 #define NHALF_OPS 4 /* sum, prod, min, max */
@@ -88,7 +101,10 @@ struct mpi_state {
 static int mpi_users;    /* communicators alive since MPI was (or was found) initialised */
 static int mpi_owned;    /* baton called MPI_Init_thread, so the last user calls MPI_Finalize */
 static int mpi_multiple; /* MPI_THREAD_MULTIPLE provided: no lock needed */
+static int mpi_blocking; /* collectives are MPI's blocking calls, under the watchdog */
 static pthread_mutex_t mpi_mu = PTHREAD_MUTEX_INITIALIZER;
+
+BT_PARAM_INT(mpi_poll, "BATON_MPI_POLL", 0)
 
 static void lock(void)
 {
@@ -221,12 +237,144 @@ static int await(struct bt_comm *c, MPI_Request *req, int mpi_rc, const char *ca
     }
 }
 
-/* Starts an MPI_I* call under the lock and waits for it: START(c, "MPI_Ibcast", MPI_Ibcast(...,
- * &rq)). */
-#define START(c, name, call)                                                                       \
+/* ---- blocking calls and their watchdog ---- */
+
+/* A blocking MPI call in flight (watch_begin .. watch_end), on the watchdog's list. */
+struct watch {
+    struct bt_comm *c;
+    struct bt__wait w;
+    const char *call; /* "MPI_Allreduce" */
+    struct watch *prev, *next;
+};
+
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER; /* the list and the thread */
+static pthread_cond_t watch_cv;
+static struct watch *watching;
+static pthread_t watchdog;
+static int watchdog_up, watchdog_stop;
+
+/* A call that stays in MPI for BATON_TIMEOUT cannot be abandoned: its waiter leaves the
+ * process with this status (128 + SIGALRM, as baton run's for a hung collective). */
+#define HUNG_EXIT 142
+
+static _Noreturn void give_up(const struct watch *x)
+{
+    BT_WARN(COLL,
+            "rank %d: %s is a blocking Open MPI call and cannot be abandoned: exiting with "
+            "status %d so that mpirun ends the job (BATON_MPI_POLL=1 makes calls return the "
+            "error to the program instead)",
+            x->c->rank, x->call, HUNG_EXIT);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(HUNG_EXIT);
+}
+
+/* Every 100 ms, the waits of the calls in flight take a tick (bt__wait_tick: the stall
+ * warning, BATON_TIMEOUT) as a polled call's do between polls. The runner of a call is in
+ * MPI until the call returns, and watch_end takes watch_mu, so the tick has the
+ * communicator's error and call number to itself. */
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&watch_mu);
+    while (!watchdog_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 100000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&watch_cv, &watch_mu, &ts);
+        for (struct watch *x = watching; x && !watchdog_stop; x = x->next)
+            if (bt__wait_tick(x->c, &x->w, who_mpi, NULL) != BT_OK)
+                give_up(x);
+    }
+    pthread_mutex_unlock(&watch_mu);
+    return NULL;
+}
+
+static int watchdog_start(struct bt__err *err)
+{
+    pthread_condattr_t ca;
+    if (watchdog_up)
+        return BT_OK;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&watch_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    watchdog_stop = 0;
+    if (pthread_create(&watchdog, NULL, watchdog_main, NULL) != 0) {
+        pthread_cond_destroy(&watch_cv);
+        return bt__err_set(err, BT_ERR_SYSTEM,
+                           "bt_init (Open MPI backend): cannot start the watchdog thread");
+    }
+    watchdog_up = 1;
+    return BT_OK;
+}
+
+static void watchdog_end(void)
+{
+    if (!watchdog_up)
+        return;
+    pthread_mutex_lock(&watch_mu);
+    watchdog_stop = 1;
+    pthread_cond_signal(&watch_cv);
+    pthread_mutex_unlock(&watch_mu);
+    pthread_join(watchdog, NULL);
+    pthread_cond_destroy(&watch_cv);
+    watchdog_up = 0;
+}
+
+static void watch_begin(struct watch *x, struct bt_comm *c, const char *call)
+{
+    x->c = c;
+    x->call = call;
+    bt__wait_start(c, &x->w);
+    pthread_mutex_lock(&watch_mu);
+    x->prev = NULL;
+    x->next = watching;
+    if (watching)
+        watching->prev = x;
+    watching = x;
+    pthread_mutex_unlock(&watch_mu);
+}
+
+static void watch_end(struct watch *x)
+{
+    pthread_mutex_lock(&watch_mu);
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        watching = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    pthread_mutex_unlock(&watch_mu);
+}
+
+/* Runs one collective and sets rc (BT_OK, or the failure, sticky): MPI_<Name>(args...) where
+ * calls block (mpi_blocking: under the watchdog), else MPI_I<name>(args..., &rq) polled by
+ * await. CALL(rc, c, Allreduce, allreduce, sb, recv, n, type, op, comm). */
+#define CALL(rc, c, Name, name, ...)                                                               \
     do {                                                                                           \
-        MPI_Request rq = MPI_REQUEST_NULL;                                                         \
-        BT_CHECK(await((c), &rq, LOCKED(call), (name)));                                           \
+        if (mpi_blocking) {                                                                        \
+            struct watch wt_;                                                                      \
+            watch_begin(&wt_, (c), "MPI_" #Name);                                                  \
+            int m_ = LOCKED(MPI_##Name(__VA_ARGS__));                                              \
+            watch_end(&wt_);                                                                       \
+            (rc) = check((c), m_, "MPI_" #Name);                                                   \
+        } else {                                                                                   \
+            MPI_Request rq = MPI_REQUEST_NULL;                                                     \
+            (rc) = await((c), &rq, LOCKED(MPI_I##name(__VA_ARGS__, &rq)), "MPI_I" #name);          \
+        }                                                                                          \
+    } while (0)
+
+/* CALL, returning the failure: RUN(c, Bcast, bcast, buf, n, type, root, comm). */
+#define RUN(c, Name, name, ...)                                                                    \
+    do {                                                                                           \
+        int rc_;                                                                                   \
+        CALL(rc_, c, Name, name, __VA_ARGS__);                                                     \
+        BT_CHECK(rc_);                                                                             \
     } while (0)
 
 /* ---- types and ops ---- */
@@ -285,9 +433,8 @@ static int mpi_allreduce(struct bt_comm *c, struct mpi_state *s, const struct bt
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
         const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
-        START(c, "MPI_Iallreduce",
-              MPI_Iallreduce(sb, recv + off * es, (int)n, mpi_type(a->dtype),
-                             mpi_op(s, a->dtype, a->op), s->comm, &rq));
+        RUN(c, Allreduce, allreduce, sb, recv + off * es, (int)n, mpi_type(a->dtype),
+            mpi_op(s, a->dtype, a->op), s->comm);
     }
     finish_avg(c, a, recv, a->count);
     return BT_OK;
@@ -306,9 +453,8 @@ static int mpi_reduce(struct bt_comm *c, struct mpi_state *s, const struct bt__c
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
         const void *sb = inplace ? MPI_IN_PLACE : (const char *)a->send + off * es;
-        START(c, "MPI_Ireduce",
-              MPI_Ireduce(sb, recv ? recv + off * es : NULL, (int)n, mpi_type(a->dtype),
-                          mpi_op(s, a->dtype, a->op), a->root, s->comm, &rq));
+        RUN(c, Reduce, reduce, sb, recv ? recv + off * es : NULL, (int)n, mpi_type(a->dtype),
+            mpi_op(s, a->dtype, a->op), a->root, s->comm);
     }
     finish_avg(c, a, recv, a->count);
     return BT_OK;
@@ -319,9 +465,8 @@ static int mpi_broadcast(struct bt_comm *c, struct mpi_state *s, const struct bt
     size_t es = bt_dtype_size(a->dtype);
     for (size_t off = 0; off < a->count; off += CHUNK_ELEMS) {
         size_t n = a->count - off < CHUNK_ELEMS ? a->count - off : CHUNK_ELEMS;
-        START(c, "MPI_Ibcast",
-              MPI_Ibcast((char *)a->recv + off * es, (int)n, mpi_type(a->dtype), a->root, s->comm,
-                         &rq));
+        RUN(c, Bcast, bcast, (char *)a->recv + off * es, (int)n, mpi_type(a->dtype), a->root,
+            s->comm);
     }
     return BT_OK;
 }
@@ -343,9 +488,8 @@ static int mpi_allgather(struct bt_comm *c, struct mpi_state *s, const struct bt
     BT_CHECK(too_large(c, a->count));
     if (a->send != mine)
         memmove(mine, a->send, bytes);
-    START(c, "MPI_Iallgather",
-          MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, a->recv, (int)a->count,
-                         mpi_type(a->dtype), s->comm, &rq));
+    RUN(c, Allgather, allgather, MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, a->recv, (int)a->count,
+        mpi_type(a->dtype), s->comm);
     return BT_OK;
 }
 
@@ -362,9 +506,8 @@ static int mpi_reduce_scatter(struct bt_comm *c, struct mpi_state *s, const stru
             return c->err.code;
         send = memcpy(copy, a->send, bytes);
     }
-    START(c, "MPI_Ireduce_scatter_block",
-          MPI_Ireduce_scatter_block(send, a->recv, (int)a->count, mpi_type(a->dtype),
-                                    mpi_op(s, a->dtype, a->op), s->comm, &rq));
+    RUN(c, Reduce_scatter_block, reduce_scatter_block, send, a->recv, (int)a->count,
+        mpi_type(a->dtype), mpi_op(s, a->dtype, a->op), s->comm);
     finish_avg(c, a, a->recv, a->count);
     return BT_OK;
 }
@@ -394,19 +537,13 @@ static int mpi_vcall(struct bt_comm *c, struct mpi_state *s, const struct bt__ca
     BT_CHECK_GOTO(to_ints(c, a->rdispls, rd), rc, out);
     if (a->kind == BT_COLL_ALLGATHERV) {
         BT_CHECK_GOTO(too_large(c, a->count), rc, out);
-        MPI_Request rq = MPI_REQUEST_NULL;
-        rc = await(c, &rq,
-                   LOCKED(MPI_Iallgatherv(a->send, (int)a->count, t, a->recv, rcn, rd, t, s->comm,
-                                          &rq)),
-                   "MPI_Iallgatherv");
+        CALL(rc, c, Allgatherv, allgatherv, a->send, (int)a->count, t, a->recv, rcn, rd, t,
+             s->comm);
         goto out;
     }
     BT_CHECK_GOTO(to_ints(c, a->scounts, sc), rc, out);
     BT_CHECK_GOTO(to_ints(c, a->sdispls, sd), rc, out);
-    MPI_Request rq = MPI_REQUEST_NULL;
-    rc = await(c, &rq,
-               LOCKED(MPI_Ialltoallv(a->send, sc, sd, t, a->recv, rcn, rd, t, s->comm, &rq)),
-               "MPI_Ialltoallv");
+    CALL(rc, c, Alltoallv, alltoallv, a->send, sc, sd, t, a->recv, rcn, rd, t, s->comm);
 out:
     free(iv);
     return rc;
@@ -419,11 +556,11 @@ static int mpi_blocks(struct bt_comm *c, struct mpi_state *s, const struct bt__c
     int n = (int)a->count;
     BT_CHECK(too_large(c, a->count));
     if (a->kind == BT_COLL_ALLTOALL)
-        START(c, "MPI_Ialltoall", MPI_Ialltoall(a->send, n, t, a->recv, n, t, s->comm, &rq));
+        RUN(c, Alltoall, alltoall, a->send, n, t, a->recv, n, t, s->comm);
     else if (a->kind == BT_COLL_GATHER)
-        START(c, "MPI_Igather", MPI_Igather(a->send, n, t, a->recv, n, t, a->root, s->comm, &rq));
+        RUN(c, Gather, gather, a->send, n, t, a->recv, n, t, a->root, s->comm);
     else
-        START(c, "MPI_Iscatter", MPI_Iscatter(a->send, n, t, a->recv, n, t, a->root, s->comm, &rq));
+        RUN(c, Scatter, scatter, a->send, n, t, a->recv, n, t, a->root, s->comm);
     return BT_OK;
 }
 
@@ -431,7 +568,7 @@ static int mpi_run(struct bt_comm *c, const struct bt__call *a)
 {
     struct mpi_state *s = c->mpi_state;
     if (a->kind == BT_COLL_BARRIER) {
-        START(c, "MPI_Ibarrier", MPI_Ibarrier(s->comm, &rq));
+        RUN(c, Barrier, barrier, s->comm);
         return BT_OK;
     }
     if (a->kind == BT_COLL_ALLTOALLV || a->kind == BT_COLL_ALLGATHERV)
@@ -544,7 +681,9 @@ static void destroy_locked(struct bt_comm *c)
                 MPI_Op_free(&s->half_ops[d][i]);
     if (s->comm != MPI_COMM_NULL)
         MPI_Comm_free(&s->comm);
-    if (s->counted && --mpi_users == 0 && mpi_owned) {
+    if (s->counted && --mpi_users == 0)
+        watchdog_end();
+    if (s->counted && mpi_users == 0 && mpi_owned) {
         /* MPI_Finalize waits for every rank; after a failure the others may never come, so
          * the process leaves without it and mpirun ends the job. */
         if (c->err.code == BT_OK)
@@ -591,6 +730,11 @@ static int start_mpi(struct mpi_state *s, int *provided, struct bt__err *err)
         MPI_Query_thread(provided);
     }
     mpi_multiple = *provided >= MPI_THREAD_MULTIPLE;
+    if (mpi_users == 0) { /* one way for every communicator while MPI is in use */
+        mpi_blocking = mpi_multiple && bt__param_mpi_poll() == 0;
+        if (mpi_blocking)
+            BT_CHECK(watchdog_start(err));
+    }
     s->counted = 1;
     mpi_users++;
     return BT_OK;
@@ -674,9 +818,10 @@ static int mpi_attach(struct bt_comm *c, struct bt__err *err)
     library_name(lib, sizeof(lib));
     BT_INFO(INIT,
             "rank %d: backend mpi (%s, MPI_COMM_WORLD of %d ranks on %d node%s, thread "
-            "level %d%s)",
+            "level %d%s, %s)",
             c->rank, lib, c->size, c->nnodes, c->nnodes == 1 ? "" : "s", provided,
-            mpi_owned ? "" : ", MPI initialised by the program");
+            mpi_owned ? "" : ", MPI initialised by the program",
+            mpi_blocking ? "blocking calls under a watchdog" : "nonblocking calls polled");
     return BT_OK;
 }
 
