@@ -93,7 +93,7 @@ done
     echo "# veth: tbf rate $VETH_RATE burst $VETH_BURST on both ends, no delay (no netem); namespace A on core 0, B on core 1"
     echo "# cal NET CORES ALPHA BETA GAMMA: baton tune's TCP step (one-way 8 B and 4 MiB ping-pong, a 4 MiB sum)"
     echo "# pp NET CORES BYTES SECONDS: one-way time of a 2-rank ping-pong (exchange_bench --op sendrecv -n 7 -w 1, median)"
-    echo "# step lo N PATTERN BYTES SECONDS: bench/step_bench over loopback, N ranks on the $(nproc) cores (unbound), -n 15 -w 3 (256 MiB: -n 3 -w 1): pairs, one exchange with rank^1 after a barrier (send and receive at once), the largest of the ranks' medians; ring, one hop of a token going round (median round / N)"
+    echo "# step lo N PATTERN BYTES SECONDS [CPU]: bench/step_bench over loopback, N ranks on the $(nproc) cores (unbound), -n 15 -w 3 (256 MiB: -n 3 -w 1): pairs, one exchange with rank^1 after a barrier (send and receive at once), the largest of the ranks' medians, then [CPU] the CPU time of a rank's process in it (the median per rank, the mean over the ranks); ring, one hop of a token going round (median round / N)"
     echo "# wake NET 2 DELAY SECONDS: bench/step_bench --pattern wake -b 4K -n 101 -w 5, 2 ranks (lo: unbound; veth: one in each namespace): the median one-way time when each rank works DELAY seconds before it replies"
     echo "# call lo 2 ALLREDUCE XFER: bench/step_bench --pattern call -n 301 -w 20, 2 ranks unbound: the median 1-element bt_allreduce and the median bare 4-byte exchange, seconds"
     echo "# veth_burst BYTES: the tbf burst (a message within it passes at the veth's own speed)"
@@ -136,7 +136,7 @@ step() { # PATTERN N: bench/step_bench over loopback, N ranks unbound; 4K .. 16M
             "$PWD/$BUILD/bench/step_bench" --pattern "$pat" -b $lo -e $hi -f 16 -n $it -w $w \
             >"$T/out" 2>"$T/err" ||
             { echo "collsim_check.sh: step_bench $pat n=$n failed: $(tail -1 "$T/err")" >&2; return 1; }
-        awk -v n="$n" -v p="$pat" '/^[0-9]+ / { print "step lo", n, p, $1, $2 / 1e6 }' "$T/out" | tee -a "$T/cal"
+        awk -v n="$n" -v p="$pat" '/^[0-9]+ / { printf "step lo %s %s %s %g%s\n", n, p, $1, $2 / 1e6, (NF > 2 ? sprintf(" %g", $3 / 1e6) : "") }' "$T/out" | tee -a "$T/cal"
     done
 }
 wake() { # NET: bench/step_bench's wake ping-pong, 2 ranks (as the rows: unbound on loopback,

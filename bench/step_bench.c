@@ -28,7 +28,10 @@
  *          costs beyond its transfers (checks, the algorithm's choice, the flight record).
  *
  * Prints "BYTES MICROSECONDS" per size (rank 0): pairs, the median exchange (the largest of
- * the ranks' medians, as allreduce_bench times a call); ring, the median round divided by N;
+ * the ranks' medians, as allreduce_bench times a call) and a third column, the CPU time a
+ * rank's process spends in an exchange (the median per rank, averaged over the ranks: what
+ * the step costs its rank's core, without the time it waits for one); ring, the median
+ * round divided by N;
  * pingpong, the median one-way time; call, "call ALLREDUCE_US XFER_US" (the medians);
  * wake, "DELAY MICROSECONDS" per D: the median one-way time ((round - D) / 2). */
 #include <stdio.h>
@@ -45,6 +48,14 @@ static double now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+/* This process's CPU time (all its threads, user and system). */
+static double cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
@@ -207,7 +218,8 @@ int main(int argc, char **argv)
     int partner = half ? (me + n / 2) % n : me ^ 1;
     char *s = malloc(maxb), *r = malloc(maxb);
     double *t = malloc((size_t)iters * sizeof(double));
-    if (!s || !r || !t) {
+    double *u = malloc((size_t)iters * sizeof(double));
+    if (!s || !r || !t || !u) {
         fprintf(stderr, "step_bench: out of memory\n");
         return 1;
     }
@@ -225,22 +237,28 @@ int main(int argc, char **argv)
         for (int i = 0; i < iters && !rc; i++) {
             if (!ring)
                 rc = bt_barrier(c);
-            double t0 = now_us();
+            double u0 = cpu_us(), t0 = now_us();
             rc = one(c, ring, partner, s, r, m);
             t[i] = (now_us() - t0) / (ring ? n : 1);
+            u[i] = cpu_us() - u0;
         }
         qsort(t, (size_t)iters, sizeof(double), bench_cmp_dbl);
+        qsort(u, (size_t)iters, sizeof(double), bench_cmp_dbl);
         /* ring: rank 0's round is the one that starts and ends with the token */
-        double med = me == 0 || !ring ? t[iters / 2] : 0;
+        double med = me == 0 || !ring ? t[iters / 2] : 0, cpu = u[iters / 2];
         if (!rc)
             rc = bt_allreduce(c, &med, &med, 1, BT_FLOAT64, BT_MAX);
-        if (!rc && me == 0)
+        if (!rc)
+            rc = bt_allreduce(c, &cpu, &cpu, 1, BT_FLOAT64, BT_SUM);
+        if (!rc && me == 0 && !ring)
+            printf("%zu %.3f %.3f\n", m, med, cpu / n);
+        else if (!rc && me == 0)
             printf("%zu %.3f\n", m, med);
         fflush(stdout);
     }
     if (rc)
         fprintf(stderr, "step_bench: %s\n", bt_last_error(c));
-    free(s), free(r), free(t);
+    free(s), free(r), free(t), free(u);
     bt_finalize(c);
     return rc ? 1 : 0;
 }

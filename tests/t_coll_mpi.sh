@@ -63,8 +63,8 @@ MPIRUN=(mpirun --allow-run-as-root --oversubscribe)
 [ "${SANITIZER:-}" = address ] && export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 
 # Open MPI's thread level here decides the mode (blocking calls need MPI_THREAD_MULTIPLE).
-BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np 1 -x BATON_DEBUG \
-    -x BATON_DEBUG_SUBSYS "$HELLO" >"$T_TMP/mode" 2>&1
+BATON_MPI_POLL=0 BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 60 "${MPIRUN[@]}" -np 1 \
+    -x BATON_DEBUG -x BATON_DEBUG_SUBSYS -x BATON_MPI_POLL "$HELLO" >"$T_TMP/mode" 2>&1
 BLOCKING=0
 grep -q 'thread level 3' "$T_TMP/mode" && BLOCKING=1
 t_check "the backend blocks (MPI_THREAD_MULTIPLE) or polls, as the thread level says" \
@@ -104,6 +104,22 @@ t_expect_eq "hello under mpirun -np 3: each rank knows its place" \
 timeout 60 "${MPIRUN[@]}" -np 2 -x BATON_BACKEND=mpi "$HELLO" >"$T_TMP/hello2" 2>&1
 t_expect_eq "BATON_BACKEND=mpi under mpirun -np 2: hello works" \
     "$(grep -cE '^hello from rank [01] of 2$' "$T_TMP/hello2")" 2
+
+# Ranks that would wait differently (one with BATON_MPI_POLL=1, one without) all poll: MPI never
+# matches a blocking collective with a nonblocking one.
+if [ $BLOCKING = 1 ]; then
+    out=$T_TMP/mixed.log
+    BATON_DEBUG=INFO BATON_DEBUG_SUBSYS=INIT timeout 120 "${MPIRUN[@]}" -x BATON_DEBUG \
+        -x BATON_DEBUG_SUBSYS -np 1 env BATON_MPI_POLL=1 "$SWEEP" : -np 1 env BATON_MPI_POLL=0 \
+        "$SWEEP" >"$out" 2>&1
+    t_expect_eq "BATON_MPI_POLL=1 on rank 0 only: mpirun exit status" "$?" 0
+    t_expect_eq "BATON_MPI_POLL=1 on rank 0 only: both ranks checked every call" \
+        "$(grep -cE '^rank [01] sweep ok: 6[0-9]{2} calls$' "$out")" 2
+    t_expect_eq "BATON_MPI_POLL=1 on rank 0 only: both ranks poll" \
+        "$(grep -cE 'INFO INIT rank [01]: backend mpi .*, nonblocking calls polled\)' "$out")" 2
+    t_grep "BATON_MPI_POLL=1 on rank 0 only: rank 1 says why it polls" \
+        'WARN INIT rank 1: another rank polls its MPI calls \(BATON_MPI_POLL=1 there, or MPI gave it less than MPI_THREAD_MULTIPLE\), so every rank does; hint: ' "$out"
+fi
 
 # --- sub-communicators and grouped calls on the MPI backend (and 3 ranks polled) ---
 for run in 1 2 3 5 p3; do
@@ -189,8 +205,12 @@ for poll in 0 1; do
         -x BATON_MPI_POLL=$poll "$CHECK" --count 1000 --iters 400 --die-rank 1 --die-at 3 \
         --signal STOP >"$out" 2>&1
     rc=$?
-    t_check "SIGSTOP of rank 1 under mpirun$what, BATON_TIMEOUT=3: mpirun exits non-zero (got $rc), not by timeout" \
-        test $rc -ne 0 -a $rc -ne 124
+    if [ $poll = 0 ]; then
+        t_expect_eq "SIGSTOP of rank 1 under mpirun$what, BATON_TIMEOUT=3: mpirun exits with the watchdog's 142" "$rc" 142
+    else
+        t_check "SIGSTOP of rank 1 under mpirun$what, BATON_TIMEOUT=3: mpirun exits non-zero (got $rc), not by timeout" \
+            test $rc -ne 0 -a $rc -ne 124
+    fi
     t_grep "SIGSTOP under mpirun$what: a waiting rank warns of the stall after BATON_STALL_WARN" \
         'allreduce #[0-9]+ on communicator world: still waiting after [1-2] s for rank\(s\) \? \(Open MPI does not say which\)' "$out"
     t_grep "SIGSTOP under mpirun$what: a waiting rank's allreduce times out after BATON_TIMEOUT" \
@@ -205,6 +225,22 @@ for poll in 0 1; do
     t_check "SIGSTOP under mpirun$what: over within 30 s ($((SECONDS - start)) s)" \
         test $((SECONDS - start)) -le 30
 done
+
+# --- with blocking calls the watchdog bounds a split too: a rank stopped before it ---
+if [ $BLOCKING = 1 ]; then
+    out=$T_TMP/stopsplit.log
+    start=$SECONDS
+    timeout 60 "${MPIRUN[@]}" -np 3 -x BATON_TIMEOUT=3 "$CHECK" --count 1000 --iters 5 --split 2 \
+        --die-rank 1 --die-at split --signal STOP >"$out" 2>&1
+    rc=$?
+    t_expect_eq "SIGSTOP of rank 1 before bt_comm_split under mpirun: mpirun exits with 142" "$rc" 142
+    t_grep "SIGSTOP before the split: a waiting rank's split times out after BATON_TIMEOUT" \
+        'comm_split #[0-9]+ on communicator world timed out after [3-9] s' "$out"
+    t_grep "SIGSTOP before the split: the watchdog ends the waiting rank with status 142" \
+        'rank [02]: MPI_Comm_split is a blocking Open MPI call and cannot be abandoned: exiting with status 142' "$out"
+    t_check "SIGSTOP before the split: over within 30 s ($((SECONDS - start)) s)" \
+        test $((SECONDS - start)) -le 30
+fi
 
 # --- nothing left behind: no process runs a program from $T_TMP ---
 left() { ps -eo pid=,stat=,args= | D="$T_TMP/bin/" awk 'index($0, ENVIRON["D"]) && $2 !~ /^Z/'; }

@@ -27,8 +27,8 @@
  * runners of different communicators (a split, a dup) may call MPI at the same time.
  *   - With MPI_THREAD_MULTIPLE (baton asks for it) the runner makes MPI's blocking call, which
  *     Open MPI runs with its tuned algorithms (its nonblocking ones go through libnbc
- *     schedules, 2-8x slower here). A watchdog thread ticks every call in flight every 100 ms
- *     (bt__wait_tick: the stall warning, BATON_TIMEOUT). A blocking MPI call cannot be
+ *     schedules, up to 4x slower here). A watchdog thread ticks every call in flight every
+ *     100 ms (bt__wait_tick: the stall warning, BATON_TIMEOUT). A blocking MPI call cannot be
  *     abandoned, so at BATON_TIMEOUT the watchdog logs the timeout and ends the process with
  *     status 142, and mpirun ends the job; the program does not get the error back.
  *   - With less (or BATON_MPI_POLL=1, which every rank must then have) the runner starts the
@@ -40,9 +40,11 @@
  *     holds only for an MPI_Test, so two communicators still progress in turn; a blocking
  *     call would hold it for the whole call and could deadlock communicators whose calls
  *     ranks issue in different orders, which is why blocking needs MPI_THREAD_MULTIPLE.
- *   One mode for the whole process, chosen when MPI's first communicator is made: MPI does
- *   not match a blocking collective with a nonblocking one. The split itself (below) is a
- *   blocking call in both modes, holding the lock while it runs.
+ *   One mode for the whole process, chosen when MPI's first communicator is made, and the
+ *   same on every rank (agree_mode: where one rank polls, all do): MPI does not match a
+ *   blocking collective with a nonblocking one. The split itself (below) is a blocking call
+ *   in both modes, holding the lock while it runs; with blocking calls the watchdog bounds it
+ *   too.
  *
  * Sub-communicators (bt_comm_split, bt_comm_dup, bt_comm_create_group on an Open MPI
  * communicator; split.c calls mpi_derive in the parent's runner): MPI_Comm_split (color -1 is
@@ -98,10 +100,11 @@ struct mpi_state {
     int counted;                   /* this communicator is one of mpi_users */
 };
 
-static int mpi_users;    /* communicators alive since MPI was (or was found) initialised */
-static int mpi_owned;    /* baton called MPI_Init_thread, so the last user calls MPI_Finalize */
-static int mpi_multiple; /* MPI_THREAD_MULTIPLE provided: no lock needed */
-static int mpi_blocking; /* collectives are MPI's blocking calls, under the watchdog */
+static _Atomic int mpi_users; /* communicators alive since MPI was initialised (or found so) */
+static int mpi_owned;         /* baton called MPI_Init_thread: the last user calls MPI_Finalize */
+static int mpi_multiple;      /* MPI_THREAD_MULTIPLE provided: no lock needed */
+static int mpi_blocking;      /* collectives are MPI's blocking calls, under the watchdog */
+static int mpi_mode_new;      /* this attach chose mpi_blocking: it agrees it with the others */
 static pthread_mutex_t mpi_mu = PTHREAD_MUTEX_INITIALIZER;
 
 BT_PARAM_INT(mpi_poll, "BATON_MPI_POLL", 0)
@@ -730,7 +733,8 @@ static int start_mpi(struct mpi_state *s, int *provided, struct bt__err *err)
         MPI_Query_thread(provided);
     }
     mpi_multiple = *provided >= MPI_THREAD_MULTIPLE;
-    if (mpi_users == 0) { /* one way for every communicator while MPI is in use */
+    mpi_mode_new = mpi_users == 0;
+    if (mpi_mode_new) { /* one way for every communicator while MPI is in use */
         mpi_blocking = mpi_multiple && bt__param_mpi_poll() == 0;
         if (mpi_blocking)
             BT_CHECK(watchdog_start(err));
@@ -793,6 +797,26 @@ static void library_name(char *out, size_t cap)
     snprintf(out, cap, "%.100s", v);
 }
 
+/* Every rank must wait the same way (MPI never matches a blocking collective with a
+ * nonblocking one): where one rank polls (BATON_MPI_POLL=1, or less than MPI_THREAD_MULTIPLE),
+ * every rank does, and the ranks that would have blocked say why. */
+static int agree_mode(struct bt_comm *c, struct mpi_state *s, struct bt__err *err)
+{
+    int mine = mpi_blocking, all = 0;
+    BT_CHECK(
+        init_check(err, MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, s->comm), "MPI_Allreduce"));
+    if (all == mine)
+        return BT_OK;
+    watchdog_end();
+    mpi_blocking = 0;
+    BT_WARN(INIT,
+            "rank %d: another rank polls its MPI calls (BATON_MPI_POLL=1 there, or MPI gave it "
+            "less than MPI_THREAD_MULTIPLE), so every rank does; hint: give every rank the same "
+            "BATON_MPI_POLL (mpirun -x BATON_MPI_POLL)",
+            c->rank);
+    return BT_OK;
+}
+
 static int mpi_attach(struct bt_comm *c, struct bt__err *err)
 {
     int provided = 0;
@@ -813,6 +837,8 @@ static int mpi_attach(struct bt_comm *c, struct bt__err *err)
     MPI_Comm_rank(s->comm, &c->rank);
     MPI_Comm_size(s->comm, &c->size);
     bt__log_set_rank(c->rank);
+    if (mpi_mode_new)
+        BT_CHECK(agree_mode(c, s, err));
     BT_CHECK(make_half_ops(s, err));
     BT_CHECK(find_nodes(c, s, err));
     library_name(lib, sizeof(lib));
@@ -919,13 +945,22 @@ static int derive(struct bt_comm *p, struct bt_comm *c, const struct bt__mpi_der
     return BT_OK;
 }
 
-/* The whole derivation under the lock (it is made of blocking MPI calls). */
+/* The whole derivation under the lock (it is made of blocking MPI calls); with blocking calls
+ * the watchdog bounds it as it does a collective. */
 static int mpi_derive(struct bt_comm *p, struct bt_comm *c, const struct bt__mpi_derive *how,
                       int *member, struct bt__err *err)
 {
+    struct watch wt = {0};
+    if (mpi_blocking)
+        watch_begin(&wt, p,
+                    how->how == BT_MPI_DUP     ? "MPI_Comm_dup"
+                    : how->how == BT_MPI_SPLIT ? "MPI_Comm_split"
+                                               : "MPI_Comm_create_group");
     lock();
     int rc = derive(p, c, how, member, err);
     unlock();
+    if (mpi_blocking)
+        watch_end(&wt);
     return rc;
 }
 

@@ -7,6 +7,7 @@
  * how the fault tests control exactly which rank dies and when.
  *
  *   --die-rank R --die-at I --signal KILL|STOP   rank R raises the signal before iteration I
+ *                                                (--die-at split: before the --split)
  *   --requests K   each iteration issues K bt_iallreduce (slices of the buffer), all
  *                  outstanding at once, then waits on each; a failed wait prints
  *                  "rank R: request K failed after S s: <its bt_request_error>"
@@ -41,7 +42,8 @@
 #include "baton.h"
 #include "rendezvous/store.h"
 
-#define SLOW_ALL (-2) /* --slow-rank all */
+#define SLOW_ALL (-2)     /* --slow-rank all */
+#define DIE_AT_SPLIT (-2) /* --die-at split */
 
 struct opts {
     int fork_n, nnodes, iters, die_rank, die_at, sig;
@@ -146,6 +148,11 @@ static int worker(const struct opts *o)
         }
     }
     bt_comm *lc = c; /* the loop's communicator */
+    if (o->die_at == DIE_AT_SPLIT && rank == o->die_rank) {
+        printf("rank %d: stopping before the split\n", rank);
+        fflush(stdout);
+        raise(o->sig);
+    }
     if (o->split > 0 && bt_comm_split(c, rank % o->split, rank, &lc) != BT_OK) {
         printf("rank %d: comm_split failed: %s\n", rank, bt_last_error(c));
         return 3;
@@ -338,7 +345,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--die-rank"))
             o.die_rank = atoi(v);
         else if (!strcmp(a, "--die-at"))
-            o.die_at = atoi(v);
+            o.die_at = !strcmp(v, "split") ? DIE_AT_SPLIT : atoi(v);
         else if (!strcmp(a, "--requests"))
             o.requests = atoi(v);
         else if (!strcmp(a, "--deadline"))

@@ -889,8 +889,9 @@ static int cmd_check(struct opts *o)
  *
  * FILE is bench/collsim_check.sh's table: "cores C", "sockbuf BYTES", "veth_burst BYTES",
  * "cal NET CORES α β γ" (2-rank TCP ping-pongs: one-way time α + m·β; γ a float32 sum), "pp NET
- * CORES BYTES SECONDS" (ping-pongs by size), "step lo N pairs|ring BYTES SECONDS"
- * (bench/step_bench) and "row NET N ALGO BYTES SECONDS RUNS". The model's parameters come from
+ * CORES BYTES SECONDS" (ping-pongs by size), "step lo N pairs|ring BYTES SECONDS [CPU]"
+ * (bench/step_bench; CPU: a rank's CPU time in a pairs exchange), "wake", "call" and "row NET
+ * N ALGO BYTES SECONDS RUNS". The model's parameters come from
  * the calibration lines only, never the rows (fit_host); each row is then simulated and
  * compared. */
 struct cal {
@@ -909,6 +910,7 @@ struct measured {
     struct cal lo2, lo1, veth;
     struct pp pp2, pp1;      /* loopback, two cores and one core */
     struct pp xc[4], hop[4]; /* step_bench over loopback at 2, 4, 8, 16 ranks: pairs, ring */
+    struct pp xcpu[4];       /* pairs: the CPU time a rank spends in its exchange, where given */
     struct pp wake[2]; /* step_bench --pattern wake, loopback and veth: one-way time by delay */
     double call[2];    /* step_bench --pattern call: a 1-element allreduce, its bare exchange */
 };
@@ -1014,7 +1016,12 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
  *     ranks share the cores. c_s + c_r is E's cost per byte at the call's size as for the
  *     ping-pongs (pp_slope: the slope from the smallest size, cheaper where the buffers stay
  *     in the caches), and where q > 1 the rest of E(m₀) beyond the two messages' o is 2w, the
- *     per-step cost of sharing (an exchange has a receive);
+ *     per-step cost of sharing (an exchange has a receive). Where the rows have step_bench's
+ *     CPU column (the CPU time of a rank's process in the exchange), w comes from that instead:
+ *     a small exchange's time shared out counts the ranks' idle waits as CPU, while a large
+ *     one keeps the cores busy, and its time has the kernel's copying in it, which the
+ *     process's CPU time on loopback does not all show (2026-12-03: the CPU column's slope gave
+ *     c_s + c_r 7-30% below the time's at 16-256 MiB);
  *   - the split of c_s + c_r: the 2-core ping-pong's slope (one-way: the larger of the two,
  *     taken as the sender's, as without step rows) over the 2-rank exchange's, within [½, 1];
  *   - ring: where q > 1, a message to a rank that sleeps arrives later than on a core of its
@@ -1022,6 +1029,7 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
 static void fit_steps(const struct measured *m, int n, double bytes, struct host *h)
 {
     const struct pp *x = step_rows(m->xc, n), *x1 = step_rows(m->xc, 2);
+    const struct pp *u = step_rows(m->xcpu, n), *u1 = step_rows(m->xcpu, 2);
     if (!x || !x1)
         return;
     double q = (double)h->ppn / h->cores;
@@ -1029,6 +1037,8 @@ static void fit_steps(const struct measured *m, int n, double bytes, struct host
     for (int i = 0; i < x->n; i++)
         e.secs[i] = x->secs[i] / fmax(1, q);
     double per = pp_slope(&e, bytes, NAN), one = pp_slope(x1, bytes, NAN);
+    if (u && u1) /* w from the CPU measured: a small exchange's wall time has idle waits in it */
+        e = *u;
     if (!(per > 0) || !(one > 0))
         return;
     double fs = fmin(1, fmax(0.5, pp_slope(&m->pp2, bytes, m->lo2.beta) / one));
@@ -1113,9 +1123,12 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
             sscanf(line, "veth_burst %lf", &m.burst) == 1)
             continue;
         char pat[16];
-        if (sscanf(line, "step lo %d %15s %lf %lf", &n, pat, &bytes, &secs) == 4) {
+        double cpu;
+        int k = sscanf(line, "step lo %d %15s %lf %lf %lf", &n, pat, &bytes, &secs, &cpu);
+        if (k >= 4) {
             struct pp *v = !strcmp(pat, "pairs") ? m.xc : !strcmp(pat, "ring") ? m.hop : NULL;
             struct pp *p = v && step_index(n) >= 0 ? &v[step_index(n)] : NULL;
+            struct pp *u = k == 5 && v == m.xc && p ? &m.xcpu[step_index(n)] : NULL;
             if (!p || p->n >= PP_MAX) {
                 fprintf(stderr,
                         "collsim verify: %s line %d: a step row wants n 2/4/8/16 and "
@@ -1126,6 +1139,8 @@ static int cmd_verify(const char *file, double tol, int verbose, const char *set
                 return 2;
             }
             p->bytes[p->n] = bytes, p->secs[p->n++] = secs;
+            if (u && u->n < PP_MAX)
+                u->bytes[u->n] = bytes, u->secs[u->n++] = cpu;
             continue;
         }
         if (sscanf(line, "cal %15s %d %lf %lf %lf", net, &n, &a, &b, &g) == 5) {
