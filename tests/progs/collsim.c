@@ -1019,9 +1019,8 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
  *     per-step cost of sharing (an exchange has a receive). Where the rows have step_bench's
  *     CPU column (the CPU time of a rank's process in the exchange), w comes from that instead:
  *     a small exchange's time shared out counts the ranks' idle waits as CPU, while a large
- *     one keeps the cores busy, and its time has the kernel's copying in it, which the
- *     process's CPU time on loopback does not all show (2026-12-03: the CPU column's slope gave
- *     c_s + c_r 7-30% below the time's at 16-256 MiB);
+ *     one keeps the cores busy (2026-12-03: the CPU column's slope gave c_s + c_r 7-30% below
+ *     the time's at 16-256 MiB, for a reason not found, so the cost per byte stays the time's);
  *   - the split of c_s + c_r: the 2-core ping-pong's slope (one-way: the larger of the two,
  *     taken as the sender's, as without step rows) over the 2-rank exchange's, within [½, 1];
  *   - ring: where q > 1, a message to a rank that sleeps arrives later than on a core of its
