@@ -462,12 +462,31 @@ static void begin_step(const struct host *h, const struct sched *sc, struct hran
         R->idle = t;
 }
 
-/* What waking a rank that had nothing to do for u seconds costs: it spun in the transport and
- * then blocked in poll(), and a blocked rank runs a wake-up later (the wake rows' step
- * function of the idle time; 0 while it still spins). */
-static double host_wake(const struct host *h, double u)
+/* Whether r's node has no idle core at t: as many of its other ranks as it has cores have
+ * work they may run. */
+static int node_busy(const struct host *h, const struct sched *sc, const struct hrank *st, int n,
+                     int r, double t)
+{
+    int lo = r / h->ppn * h->ppn, hi = lo + h->ppn < n ? lo + h->ppn : n, k = 0;
+    for (int i = lo; i < hi; i++)
+        k += i != r && st[i].pc < sc[i].n && st[i].rem > 0 && st[i].wake <= t;
+    return k >= h->cores;
+}
+
+/* What waking r, which had nothing to do for u seconds, costs at t: it spun in the transport
+ * and then blocked in poll(), and a blocked rank runs a wake-up later (the wake rows' step
+ * function of the idle time; 0 while it still spins). The wake rows measure a rank woken onto
+ * an idle core (2 ranks on 2 cores), which on the development VM has halted and must be
+ * woken first; where every core of r's node has other work, r only joins a run queue, and its
+ * wait for a core is the scheduler's, played by host_rates (2026-12-03: without this, 8 ranks
+ * on 2 cores paid the idle core's wake-up at every step; 99 to 104 rows of the quiet table
+ * within 15%, 96 to 105 of the table with the CPU column). */
+static double host_wake(const struct host *h, const struct sched *sc, const struct hrank *st, int n,
+                        int r, double t, double u)
 {
     double extra = 0;
+    if (node_busy(h, sc, st, n, r, t))
+        return 0;
     for (int k = 0; k < h->nwake && u >= h->wake_idle[k]; k++)
         extra = h->wake_cost[k];
     return extra;
@@ -571,7 +590,7 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     double first = st[src].arr[R->match[R->pc]] + h->lat;
                     double arr = first + h->o + (over ? h->slat : 0);
                     if (R->idle >= 0 && R->rem <= 0) {
-                        double x = host_wake(h, first - R->idle);
+                        double x = host_wake(h, sc, st, n, r, t, first - R->idle);
                         R->wake = fmax(t, first + x);
                         arr += x;
                     }
@@ -588,7 +607,9 @@ static double play_host(const struct host *h, const struct sched *sc, int n, dou
                     int ok;
                     double fin = host_fin(h, sc, st, r, scale, &ok);
                     /* blocked since its work was done: woken when the step can end */
-                    double x = ok && fin <= t && !R->woke ? host_wake(h, fin - R->own[R->pc]) : 0;
+                    double x = ok && fin <= t && !R->woke
+                                   ? host_wake(h, sc, st, n, r, t, fin - R->own[R->pc])
+                                   : 0;
                     if (x > 0) {
                         R->ready = fin + x;
                         R->woke = 1;
@@ -1013,14 +1034,21 @@ static void fit_host(const struct measured *m, const char *net, int n, double by
  * machine's cores: a veth namespace holds n/2 ranks on one core, loopback n on two):
  *   - pairs: a rank's CPU for an exchange of m bytes (send m and receive m at once, all ranks
  *     after a barrier) is E(m) = X(m) / max(1, q): every rank exchanges, so where q > 1 the
- *     ranks share the cores. c_s + c_r is E's cost per byte at the call's size as for the
- *     ping-pongs (pp_slope: the slope from the smallest size, cheaper where the buffers stay
- *     in the caches), and where q > 1 the rest of E(m₀) beyond the two messages' o is 2w, the
- *     per-step cost of sharing (an exchange has a receive). Where the rows have step_bench's
- *     CPU column (the CPU time of a rank's process in the exchange), w comes from that instead:
- *     a small exchange's time shared out counts the ranks' idle waits as CPU, while a large
- *     one keeps the cores busy (2026-12-03: the CPU column's slope gave c_s + c_r 7-30% below
- *     the time's at 16-256 MiB, for a reason not found, so the cost per byte stays the time's);
+ *     ranks share the cores. Where q > 1 the rest of E(m₀) beyond the two messages' o and
+ *     bytes is 2w, the per-step cost of sharing (an exchange has a receive). Where the rows
+ *     have step_bench's CPU column (the CPU time of a rank's process in the exchange), w comes
+ *     from that instead: a small exchange's time shared out counts the ranks' idle waits as
+ *     CPU, while a large one keeps the cores busy;
+ *   - c_s + c_r, the CPU a byte costs: the 2-rank exchange's cost per byte at the call's size
+ *     at every q, as for the ping-pongs (pp_slope: the slope from the smallest size, cheaper
+ *     where the buffers stay in the caches). A byte costs what it costs however many ranks
+ *     share the cores; the sharing is host_rates'. E's own slope is not that cost where q > 1:
+ *     each rank's clock starts when it leaves the barrier, and one waiting for a core leaves
+ *     late, so at 1 MiB 4 ranks took 148 µs to 2 ranks' 183 (E = 74 µs), while 8 ranks took
+ *     1,142 (E = 286 µs); at 16-256 MiB the three's E are within 12% of each other (2026-12-03:
+ * taken from E, 104 rows of the quiet table within 15%, from 2 ranks 112; the table with the CPU
+ * column 105 and 112. The CPU column's own slope was 7-30% below the time's at 16-256 MiB, for a
+ *     reason not found, so the cost per byte is the time's);
  *   - the split of c_s + c_r: the 2-core ping-pong's slope (one-way: the larger of the two,
  *     taken as the sender's, as without step rows) over the 2-rank exchange's, within [½, 1];
  *   - ring: where q > 1, a message to a rank that sleeps arrives later than on a core of its
@@ -1035,12 +1063,12 @@ static void fit_steps(const struct measured *m, int n, double bytes, struct host
     struct pp e = *x;
     for (int i = 0; i < x->n; i++)
         e.secs[i] = x->secs[i] / fmax(1, q);
-    double per = pp_slope(&e, bytes, NAN), one = pp_slope(x1, bytes, NAN);
+    double per = pp_slope(x1, bytes, NAN);
     if (u && u1) /* w from the CPU measured: a small exchange's wall time has idle waits in it */
         e = *u;
-    if (!(per > 0) || !(one > 0))
+    if (!(per > 0))
         return;
-    double fs = fmin(1, fmax(0.5, pp_slope(&m->pp2, bytes, m->lo2.beta) / one));
+    double fs = fmin(1, fmax(0.5, pp_slope(&m->pp2, bytes, m->lo2.beta) / per));
     h->cs = per * fs;
     h->cr = per * (1 - fs);
     if (q > 1) {
